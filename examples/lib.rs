@@ -1,0 +1,1 @@
+//! Runnable examples of embedding Chairside's crates; see the `[[example]]` targets.
