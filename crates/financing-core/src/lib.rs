@@ -28,10 +28,13 @@
 
 mod error;
 mod ids;
+mod inhouse;
 mod lender;
 mod money;
 mod patient;
 mod plan;
+pub mod policy;
+mod waterfall;
 
 pub use error::{Backoff, Classify, ErrorKind, ProviderError};
 pub use ids::{
@@ -45,4 +48,14 @@ pub use money::{Currency, Money, MoneyError};
 pub use patient::{InvalidState, Language, PatientContact, PostalAddress, SmsConsent, UsState};
 pub use plan::{CdtCode, CoverageSplit, PlanError, PlannedProcedure, TreatmentPlan};
 
+pub use inhouse::{
+    DepositRule, InHouseError, InHouseOffer, InHouseTerms, InstallmentInterval, IntervalUnit,
+};
+pub use policy::{ChargeTiming, Policy, PolicySettings, SmsBlock, SmsPurpose, SmsVerdict};
+pub use waterfall::{
+    Attempt, AttemptOutcome, LenderSlot, PartialApprovalRule, Step, Waterfall, WaterfallOutcome,
+    WaterfallPolicy,
+};
+
 pub use async_trait::async_trait;
+pub use chrono_tz::Tz;
