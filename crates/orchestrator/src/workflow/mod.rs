@@ -1,0 +1,762 @@
+//! The workflow: one per (practice, plan, plan revision), driven by a pure state machine.
+//!
+//! [`machine::apply`] is a function from (state, event) to (state, commands): the business rules
+//! live there and are tested without I/O. The runner performs the commands and feeds their results
+//! back as events.
+
+pub mod machine;
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use financing_core::{
+    ApplicationHandle, Attempt, CoverageSplit, Decision, DepositRule, InHouseOffer, InHouseTerms,
+    LenderId, Money, PatientId, PlanId, PracticeId, TreatmentPlan, UsState, Waterfall,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What makes a workflow unique.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WorkflowKey {
+    /// The practice.
+    pub practice_id: PracticeId,
+    /// The plan in the practice system.
+    pub plan_id: PlanId,
+    /// The plan's revision: an edit after acceptance is a new workflow.
+    pub revision: String,
+}
+
+/// A workflow's id: derived from its key, so the same plan always maps to the same id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkflowId(String);
+
+impl WorkflowId {
+    /// The id of the workflow for `key`.
+    pub fn derive(key: &WorkflowKey) -> Self {
+        let mut h = Sha256::new();
+        for part in [
+            key.practice_id.as_str(),
+            key.plan_id.as_str(),
+            key.revision.as_str(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        Self(format!("wf_{}", &hex::encode(h.finalize())[..24]))
+    }
+
+    /// Wraps a stored id.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The deterministic idempotency key of one external call: hash-free and readable, built from
+    /// the workflow, the step and the command's sequence number, never the attempt number, so a
+    /// retry after a crash sends the same key (DESIGN.md, the runner protocol).
+    pub fn idempotency_key(&self, step: &str, seq: u64) -> String {
+        format!("{}:{step}:{seq}", self.0)
+    }
+}
+
+impl fmt::Display for WorkflowId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a workflow stands, as staff and the store see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Chairside is working on it (or waiting on the patient or a lender).
+    Active,
+    /// A person must act; see the staff task.
+    WaitingOnStaff,
+    /// Financing arranged (or not needed), patient told, ledger note written.
+    Done,
+    /// The plan was withdrawn or staff cancelled.
+    Cancelled,
+}
+
+impl Status {
+    /// A stable label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::WaitingOnStaff => "waiting_on_staff",
+            Self::Done => "done",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a label.
+    pub fn from_label(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => Self::Active,
+            "waiting_on_staff" => Self::WaitingOnStaff,
+            "done" => Self::Done,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// The kinds of staff task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// The plan's data cannot be priced (estimate above fee, no procedures, unreadable record).
+    BadData,
+    /// The patient cannot be reached: no mobile phone and no email.
+    Unreachable,
+    /// A lender made a counteroffer the practice wants discussed.
+    Counteroffer,
+    /// The patient did not finish the lender's application after the reminders.
+    PatientQuiet,
+    /// No lender approved and the practice has no in-house plan.
+    NoFinancing,
+    /// An installment or charge failed.
+    PaymentFailed,
+    /// An external call failed for good; retry after fixing the cause.
+    SystemError,
+    /// The patient refused texts in free text.
+    ConsentRefusal,
+}
+
+impl TaskKind {
+    /// A stable label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::BadData => "bad_data",
+            Self::Unreachable => "unreachable",
+            Self::Counteroffer => "counteroffer",
+            Self::PatientQuiet => "patient_quiet",
+            Self::NoFinancing => "no_financing",
+            Self::PaymentFailed => "payment_failed",
+            Self::SystemError => "system_error",
+            Self::ConsentRefusal => "consent_refusal",
+        }
+    }
+}
+
+/// A staff task: what a person must decide, and why. Reasons never contain PHI.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffTask {
+    /// The kind.
+    pub kind: TaskKind,
+    /// A reason the front desk understands.
+    pub reason: String,
+}
+
+/// Messages the workflow sends to the patient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "message", rename_all = "snake_case")]
+pub enum MessageKind {
+    /// The lender's hosted application link.
+    ApplicationLink {
+        /// The lender.
+        lender: LenderId,
+        /// The link.
+        link: String,
+    },
+    /// A reminder to finish the application.
+    Reminder {
+        /// The lender.
+        lender: LenderId,
+        /// The link.
+        link: String,
+        /// 1 for the first reminder.
+        number: u32,
+    },
+    /// The financing summary: terms, first payment, links.
+    FinancingSummary,
+    /// An installment or charge failed.
+    PaymentFailed,
+}
+
+impl MessageKind {
+    /// A stable label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ApplicationLink { .. } => "application_link",
+            Self::Reminder { .. } => "reminder",
+            Self::FinancingSummary => "financing_summary",
+            Self::PaymentFailed => "payment_failed",
+        }
+    }
+}
+
+/// Ledger notes the workflow writes back to the practice system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "note", rename_all = "snake_case")]
+pub enum NoteKind {
+    /// The workflow's outcome (financed, in-house, waiting on staff, cancelled).
+    Outcome,
+    /// A payment Stripe reported after the fact.
+    Payment {
+        /// Stripe's id of the paid object.
+        stripe_id: String,
+        /// The amount.
+        amount: Money,
+    },
+}
+
+/// Timers a workflow can have; at most one of each kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// Financing may start (sedation on the acceptance day defers it).
+    Resume,
+    /// Poll the current lender's application.
+    Poll,
+    /// Remind the patient.
+    Reminder,
+    /// Stop waiting on the patient.
+    GiveUp,
+}
+
+impl TimerKind {
+    /// A stable label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Resume => "resume",
+            Self::Poll => "poll",
+            Self::Reminder => "reminder",
+            Self::GiveUp => "give_up",
+        }
+    }
+
+    /// Parses a label.
+    pub fn from_label(s: &str) -> Option<Self> {
+        Some(match s {
+            "resume" => Self::Resume,
+            "poll" => Self::Poll,
+            "reminder" => Self::Reminder,
+            "give_up" => Self::GiveUp,
+            _ => return None,
+        })
+    }
+}
+
+/// An external effect to perform. Each carries the sequence number its idempotency key derives from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Sequence number within the workflow, unique and increasing.
+    pub seq: u64,
+    /// What to do.
+    pub action: Action,
+}
+
+/// The effects the runner knows how to perform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Read the plan's detail and the patient's contact from the practice system.
+    LoadPlan,
+    /// Ask a lender whether the patient already holds an account.
+    LookupCardholder {
+        /// The lender.
+        lender: LenderId,
+        /// The amount.
+        amount: Money,
+    },
+    /// Open an application at a lender.
+    StartApplication {
+        /// The lender.
+        lender: LenderId,
+        /// The amount.
+        amount: Money,
+    },
+    /// Ask a lender where the application stands.
+    PollApplication {
+        /// The lender.
+        lender: LenderId,
+        /// The application.
+        handle: ApplicationHandle,
+    },
+    /// Withdraw an application.
+    CancelApplication {
+        /// The lender.
+        lender: LenderId,
+        /// The application.
+        handle: ApplicationHandle,
+    },
+    /// Find or create the patient's Stripe customer.
+    EnsureCustomer,
+    /// Create a single-use Checkout Session for the deposit.
+    CreateDepositLink {
+        /// The deposit.
+        amount: Money,
+    },
+    /// Create the in-house installment schedule.
+    CreateInstallmentSchedule {
+        /// The split.
+        offer: InHouseOffer,
+    },
+    /// Cancel the installment schedule.
+    CancelSchedule {
+        /// Stripe's schedule id.
+        schedule_id: String,
+    },
+    /// Close the deposit link early.
+    ExpireDepositLink {
+        /// Stripe's Checkout Session id.
+        session_id: String,
+    },
+    /// Send a message to the patient (channels are chosen by consent and quiet hours).
+    SendMessage {
+        /// Which message.
+        message: MessageKind,
+    },
+    /// Write a ledger note to the practice system (check-then-act on the workflow marker).
+    WriteLedgerNote {
+        /// Which note.
+        note: NoteKind,
+    },
+}
+
+impl Action {
+    /// A stable label, used in idempotency keys and the effects journal.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::LoadPlan => "load_plan",
+            Self::LookupCardholder { .. } => "lookup_cardholder",
+            Self::StartApplication { .. } => "start_application",
+            Self::PollApplication { .. } => "poll_application",
+            Self::CancelApplication { .. } => "cancel_application",
+            Self::EnsureCustomer => "ensure_customer",
+            Self::CreateDepositLink { .. } => "create_deposit_link",
+            Self::CreateInstallmentSchedule { .. } => "create_schedule",
+            Self::CancelSchedule { .. } => "cancel_schedule",
+            Self::ExpireDepositLink { .. } => "expire_deposit_link",
+            Self::SendMessage { .. } => "send_message",
+            Self::WriteLedgerNote { .. } => "write_note",
+        }
+    }
+
+    /// True for actions that create a Stripe object (the invariant "never twice per workflow").
+    pub fn creates_stripe_object(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateDepositLink { .. } | Self::CreateInstallmentSchedule { .. }
+        )
+    }
+}
+
+/// What the runner learned about the patient and the policy when it loaded the plan. Contact data
+/// itself is stored encrypted, outside the workflow state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientFacts {
+    /// The patient has a mobile phone or an email on file.
+    pub reachable: bool,
+    /// State of residence, when known.
+    pub state: Option<UsState>,
+    /// The policy lets a cardholder lookup send the patient's identity.
+    pub lookup_allowed: bool,
+    /// The earliest time financing messages may go out (sedation rule).
+    pub financing_not_before: DateTime<Utc>,
+}
+
+/// A fact Stripe reported after the workflow set payments up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fact", rename_all = "snake_case")]
+pub enum PaymentFact {
+    /// A payment succeeded (invoice paid, checkout paid, payment intent succeeded).
+    Paid {
+        /// Stripe's id of the paid object.
+        stripe_id: String,
+        /// The amount.
+        amount: Money,
+    },
+    /// A payment failed.
+    Failed {
+        /// Stripe's id of the failed object.
+        stripe_id: String,
+    },
+    /// The schedule ran to its end.
+    ScheduleCompleted,
+}
+
+/// What staff decided on a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffAction {
+    /// Try the failed step again (after fixing data or configuration).
+    Retry,
+    /// Stop the workflow and undo what was set up.
+    Cancel,
+    /// The task was handled outside Chairside: close the workflow.
+    MarkHandled,
+    /// Send the application link again.
+    ResendLink,
+}
+
+/// Everything that can happen to a workflow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
+pub enum Event {
+    /// The plan and patient were read.
+    PlanLoaded {
+        /// The plan.
+        plan: TreatmentPlan,
+        /// What the runner learned about the patient.
+        facts: PatientFacts,
+    },
+    /// The practice system's record could not be used (a decode error, a missing patient).
+    PlanUnreadable {
+        /// Why, without PHI.
+        reason: String,
+    },
+    /// A cardholder lookup answered.
+    CardholderLookedUp {
+        /// The lender.
+        lender: LenderId,
+        /// `None` when no account was found or the lender has no lookup.
+        found: Option<Decision>,
+    },
+    /// A lender answered a start or a poll, or sent a callback.
+    LenderDecided {
+        /// The lender.
+        lender: LenderId,
+        /// The answer.
+        decision: Decision,
+    },
+    /// A lender call failed for good.
+    LenderFailed {
+        /// The lender.
+        lender: LenderId,
+        /// Why, without PHI.
+        reason: String,
+    },
+    /// The Stripe customer exists.
+    CustomerReady {
+        /// `cus_…`.
+        customer_id: String,
+    },
+    /// The deposit link exists.
+    DepositLinkCreated {
+        /// `cs_…`.
+        session_id: String,
+        /// The link to send.
+        url: String,
+    },
+    /// The installment schedule exists.
+    ScheduleCreated {
+        /// `sub_sched_…`.
+        schedule_id: String,
+    },
+    /// A message went out on at least one channel.
+    MessageSent {
+        /// Which message.
+        message: MessageKind,
+    },
+    /// A message could not go out on any channel.
+    MessageUndeliverable {
+        /// Which message.
+        message: MessageKind,
+        /// Why, without PHI.
+        reason: String,
+    },
+    /// A ledger note is in the practice system (or was found there by marker).
+    NoteWritten {
+        /// Which note.
+        note: NoteKind,
+        /// When it was written.
+        at: DateTime<Utc>,
+    },
+    /// The lender opened an application and gave a link for the patient.
+    ApplicationOpened {
+        /// The lender.
+        lender: LenderId,
+        /// The application, as the runner opened it.
+        handle: ApplicationHandle,
+        /// The lender's hosted page.
+        link: String,
+    },
+    /// Schedule cancelled, application withdrawn, link expired: an undo step finished.
+    Undone {
+        /// The action that finished.
+        action: String,
+    },
+    /// A timer fired.
+    TimerFired {
+        /// Which timer.
+        timer: TimerKind,
+    },
+    /// Stripe reported a payment fact.
+    Payment(PaymentFact),
+    /// The plan was rejected or edited in the practice system after acceptance.
+    PlanWithdrawn {
+        /// Why (`rejected`, `edited`).
+        reason: String,
+    },
+    /// Staff acted on the task.
+    Staff {
+        /// What they decided.
+        action: StaffAction,
+    },
+    /// An effect failed for good (Stripe, practice system, messaging).
+    EffectFailed {
+        /// The action that failed.
+        action: Action,
+        /// Why, without PHI.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// A stable label for the audit trail.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::PlanLoaded { .. } => "plan_loaded",
+            Self::PlanUnreadable { .. } => "plan_unreadable",
+            Self::CardholderLookedUp { .. } => "cardholder_looked_up",
+            Self::LenderDecided { .. } => "lender_decided",
+            Self::LenderFailed { .. } => "lender_failed",
+            Self::CustomerReady { .. } => "customer_ready",
+            Self::DepositLinkCreated { .. } => "deposit_link_created",
+            Self::ScheduleCreated { .. } => "schedule_created",
+            Self::MessageSent { .. } => "message_sent",
+            Self::MessageUndeliverable { .. } => "message_undeliverable",
+            Self::NoteWritten { .. } => "note_written",
+            Self::ApplicationOpened { .. } => "application_opened",
+            Self::Undone { .. } => "undone",
+            Self::TimerFired { .. } => "timer_fired",
+            Self::Payment(_) => "payment",
+            Self::PlanWithdrawn { .. } => "plan_withdrawn",
+            Self::Staff { .. } => "staff",
+            Self::EffectFailed { .. } => "effect_failed",
+        }
+    }
+}
+
+/// The practice's rules, as the machine needs them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowConfig {
+    /// The lender order and waterfall policy.
+    pub waterfall: Waterfall,
+    /// The deposit collected through Stripe before financing the rest.
+    pub deposit: DepositRule,
+    /// The in-house plan, if the practice offers one (its deposit rule is not used: the practice
+    /// deposit above already came off).
+    pub in_house: Option<InHouseTerms>,
+    /// Delays after the application link before each reminder.
+    pub reminder_delays: Vec<Duration>,
+    /// After the last reminder, how long to wait before giving up on the patient.
+    pub give_up_after: Duration,
+    /// Time between lender status polls.
+    pub poll_interval: Duration,
+}
+
+/// How financing ended, for the summary and the ledger note.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinancingResult {
+    /// The lender and the amount it finances, if any.
+    pub financed: Option<(LenderId, Money)>,
+    /// The deposit the patient pays through Stripe.
+    pub deposit: Money,
+    /// The in-house plan, if any.
+    pub in_house: Option<InHouseOffer>,
+    /// A short path description for staff and the demo table (`carecredit approved`).
+    pub path: String,
+}
+
+/// The current lender's application.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentApplication {
+    /// The lender.
+    pub lender: LenderId,
+    /// The amount asked.
+    pub amount: Money,
+    /// When the lender was first contacted.
+    pub contacted_at: DateTime<Utc>,
+    /// Where it stands.
+    pub phase: LenderPhase,
+}
+
+/// Where the current lender's application stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum LenderPhase {
+    /// A cardholder lookup is under way.
+    LookingUp,
+    /// The application is being opened.
+    Starting,
+    /// The link went to the patient; waiting for them and polling.
+    AwaitingPatient {
+        /// The application.
+        handle: ApplicationHandle,
+        /// The link.
+        link: String,
+        /// Reminders sent so far.
+        reminders_sent: u32,
+    },
+}
+
+/// The workflow's position in the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per workflow, stored as JSON: boxing buys nothing
+pub enum Stage {
+    /// Reading the plan.
+    LoadingPlan,
+    /// Waiting for the sedation deferral to pass.
+    Deferred,
+    /// Asking a lender.
+    Financing(CurrentApplication),
+    /// Setting up Stripe: customer, then deposit link, then schedule.
+    Payments(PaymentStep),
+    /// Sending the summary.
+    Notifying,
+    /// Writing the outcome note.
+    WritingNote,
+    /// Nothing left to do (Done, Cancelled, or waiting on staff).
+    Settled,
+    /// Undoing what was set up after the plan was withdrawn.
+    Undoing {
+        /// Undo commands still outstanding.
+        outstanding: u32,
+    },
+}
+
+/// The Stripe step under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStep {
+    /// Finding or creating the customer.
+    Customer,
+    /// Creating the deposit link.
+    DepositLink,
+    /// Creating the schedule.
+    Schedule,
+}
+
+/// What Chairside set up at Stripe for this workflow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StripeRecord {
+    /// `cus_…`.
+    pub customer_id: Option<String>,
+    /// `cs_…`.
+    pub checkout_session_id: Option<String>,
+    /// The deposit link.
+    pub checkout_url: Option<String>,
+    /// `sub_sched_…`.
+    pub schedule_id: Option<String>,
+    /// Stripe ids of payments already noted in the ledger (each once).
+    pub payments_noted: Vec<String>,
+    /// Stripe ids of failures already handled (each once).
+    pub failures_handled: Vec<String>,
+}
+
+/// A workflow's whole state, stored as one JSON document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowState {
+    /// The id.
+    pub id: WorkflowId,
+    /// The key.
+    pub key: WorkflowKey,
+    /// The patient.
+    pub patient_id: PatientId,
+    /// When the practice system recorded the acceptance.
+    pub accepted_at: DateTime<Utc>,
+    /// The status.
+    pub status: Status,
+    /// The stage.
+    pub stage: Stage,
+    /// Total, insurance and patient portion.
+    pub split: Option<CoverageSplit>,
+    /// The deposit.
+    pub deposit: Option<Money>,
+    /// What lenders are asked to finance.
+    pub financing_amount: Option<Money>,
+    /// What the runner learned about the patient.
+    pub facts: Option<PatientFacts>,
+    /// The waterfall's record: which lenders saw the application and how each ended.
+    pub attempts: Vec<Attempt>,
+    /// How financing ended.
+    pub result: Option<FinancingResult>,
+    /// Stripe objects.
+    pub stripe: StripeRecord,
+    /// The open staff task.
+    pub staff_task: Option<StaffTask>,
+    /// The last action that failed for good, for a staff retry.
+    pub failed_action: Option<Action>,
+    /// When the outcome ledger note was written (operatory-to-ledger time ends here).
+    pub ledger_written_at: Option<DateTime<Utc>>,
+    /// Next command sequence number.
+    pub next_seq: u64,
+}
+
+impl WorkflowState {
+    /// A new workflow for an accepted plan.
+    pub fn new(key: WorkflowKey, patient_id: PatientId, accepted_at: DateTime<Utc>) -> Self {
+        Self {
+            id: WorkflowId::derive(&key),
+            key,
+            patient_id,
+            accepted_at,
+            status: Status::Active,
+            stage: Stage::LoadingPlan,
+            split: None,
+            deposit: None,
+            financing_amount: None,
+            facts: None,
+            attempts: Vec::new(),
+            result: None,
+            stripe: StripeRecord::default(),
+            staff_task: None,
+            failed_action: None,
+            ledger_written_at: None,
+            next_seq: 1,
+        }
+    }
+
+    /// The first command of a new workflow.
+    pub fn start(&mut self) -> Command {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Command {
+            seq,
+            action: Action::LoadPlan,
+        }
+    }
+
+    /// Operatory-to-ledger time: from acceptance in the practice system to the outcome note.
+    pub fn operatory_to_ledger(&self) -> Option<chrono::Duration> {
+        self.ledger_written_at.map(|at| at - self.accepted_at)
+    }
+
+    /// A short description of where the workflow stands, for staff.
+    pub fn stage_label(&self) -> String {
+        match &self.stage {
+            Stage::LoadingPlan => "reading plan".into(),
+            Stage::Deferred => "deferred (sedation)".into(),
+            Stage::Financing(c) => match &c.phase {
+                LenderPhase::LookingUp => format!("{}: cardholder lookup", c.lender),
+                LenderPhase::Starting => format!("{}: opening application", c.lender),
+                LenderPhase::AwaitingPatient { reminders_sent, .. } => {
+                    format!(
+                        "{}: waiting on patient ({reminders_sent} reminders)",
+                        c.lender
+                    )
+                }
+            },
+            Stage::Payments(step) => format!("stripe: {step:?}").to_lowercase(),
+            Stage::Notifying => "sending summary".into(),
+            Stage::WritingNote => "writing ledger note".into(),
+            Stage::Settled => self.status.label().into(),
+            Stage::Undoing { .. } => "cancelling".into(),
+        }
+    }
+}
+#[cfg(test)]
+mod tests;
