@@ -1,0 +1,133 @@
+//! Patients, and their contact data in the shared domain's form.
+
+use financing_core::{Language, PatientContact, PostalAddress, SmsConsent, UsState};
+
+use crate::client::Client;
+use crate::error::{Operation, Result};
+use crate::ids::PatNum;
+use crate::types::Patient;
+use crate::wire::{self, path, resource};
+
+impl Client {
+    /// `GET /patients/{PatNum}`.
+    ///
+    /// # Errors
+    /// [`Error`](crate::Error) with kind Transient (connect, timeout, 429, 5xx, after the
+    /// client's own retries) or Permanent (404 unknown patient, 400/401/403, decode).
+    pub async fn get_patient(&self, pat_num: PatNum) -> Result<Patient> {
+        let id = pat_num.to_string();
+        self.get_one(
+            Operation::GetPatient,
+            &[path::PATIENTS, &id],
+            resource::PATIENT,
+            wire::read_patient,
+        )
+        .await
+    }
+}
+
+impl Patient {
+    /// The patient's identity and contact data as the shared [`PatientContact`]:
+    ///
+    /// - `mobile_phone` is `WirelessPhone` in E.164 when it is a 10-digit US number (or 11 digits
+    ///   starting with 1); home and work phones are never used for texts.
+    /// - `email` only when it looks like an address; the postal address when any part is filled;
+    ///   the state when it is a US state code.
+    /// - `preferred_language` is Spanish for `spa`/`es`/`Spanish`, otherwise English.
+    /// - `sms_consent` is always [`SmsConsent::None`]: Open Dental's `TxtMsgOk` is an office flag
+    ///   without the source and time a TCPA consent record needs (it stays on
+    ///   [`Patient::txt_msg_ok`]).
+    /// - `time_zone` is `None` (Open Dental does not store one).
+    pub fn to_contact(&self) -> PatientContact {
+        let trimmed = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let lines: Vec<String> = [&self.address, &self.address2]
+            .into_iter()
+            .filter_map(|l| trimmed(l))
+            .collect();
+        let address = if lines.is_empty()
+            && self.city.trim().is_empty()
+            && self.zip.trim().is_empty()
+            && self.state.trim().is_empty()
+        {
+            None
+        } else {
+            Some(PostalAddress {
+                lines,
+                city: self.city.trim().to_owned(),
+                state: self.state.parse::<UsState>().ok(),
+                postal_code: self.zip.trim().to_owned(),
+            })
+        };
+        PatientContact {
+            id: self.pat_num.to_patient_id(),
+            first_name: self.first_name.trim().to_owned(),
+            last_name: self.last_name.trim().to_owned(),
+            date_of_birth: self.birthdate,
+            mobile_phone: us_e164(&self.wireless_phone),
+            email: trimmed(&self.email).filter(|e| looks_like_email(e)),
+            address,
+            preferred_language: language(&self.language),
+            time_zone: None,
+            sms_consent: SmsConsent::None,
+        }
+    }
+}
+
+/// A US phone number as typed (`(555)555-0123`, `555.555.0123`, `+1 555 555 0123`) in E.164.
+fn us_e164(typed: &str) -> Option<String> {
+    let digits: String = typed.chars().filter(char::is_ascii_digit).collect();
+    let national = match digits.len() {
+        10 => digits.as_str(),
+        11 if digits.starts_with('1') => &digits[1..],
+        _ => return None,
+    };
+    // NANP: area code and exchange never start with 0 or 1.
+    let b = national.as_bytes();
+    if matches!(b[0], b'0' | b'1') || matches!(b[3], b'0' | b'1') {
+        return None;
+    }
+    Some(format!("+1{national}"))
+}
+
+fn looks_like_email(e: &str) -> bool {
+    match e.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && domain.contains('.') && !e.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+fn language(code: &str) -> Language {
+    match code.trim().to_ascii_lowercase().as_str() {
+        "spa" | "es" | "spanish" | "español" => Language::Es,
+        _ => Language::En,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn us_phones_become_e164_and_junk_is_dropped() {
+        assert_eq!(us_e164("(555)555-0123"), Some("+15555550123".into()));
+        assert_eq!(us_e164("(536)987-4822"), Some("+15369874822".into()));
+        assert_eq!(us_e164("+1 536 987 4822"), Some("+15369874822".into()));
+        assert_eq!(us_e164("536.987.4822"), Some("+15369874822".into()));
+        assert_eq!(us_e164("987-4822"), None);
+        assert_eq!(us_e164(""), None);
+        assert_eq!(us_e164("(036)987-4822"), None);
+        assert_eq!(us_e164("44 20 7946 0958"), None);
+    }
+
+    #[test]
+    fn languages_and_emails() {
+        assert_eq!(language("spa"), Language::Es);
+        assert_eq!(language("eng"), Language::En);
+        assert_eq!(language(""), Language::En);
+        assert!(looks_like_email("janet@example.test"));
+        assert!(!looks_like_email("janet@"));
+        assert!(!looks_like_email("none"));
+    }
+}
