@@ -1,0 +1,111 @@
+//! From a pullback to a [`Decision`].
+
+use std::time::Duration;
+
+use financing_core::{Decision, LenderId, LenderReference, Money, Offer};
+
+use crate::wire::{Pullback, PullbackStatus};
+
+/// The lender id this crate reports (`carecredit`).
+pub const LENDER_ID: &str = "carecredit";
+
+/// Maps a pullback to a [`Decision`], keeping CareCredit's raw status.
+///
+/// `requested` is the amount asked for: an approval below it is a
+/// [`Decision::PartiallyApproved`] counteroffer (via [`Decision::from_approval`]).
+/// `poll_after` goes into [`Decision::Pending`].
+///
+/// | [`PullbackStatus`] | Decision | Why |
+/// |---|---|---|
+/// | `Created`, `Pending` | `Pending` | The patient has not finished, or CareCredit is reviewing. |
+/// | `Expired`, `ExpiredBatch` | `Expired` | The session or batch result lapsed. |
+/// | `Cancelled` | `Expired` | Withdrawn without a credit decision, so it is no decline. |
+/// | `Completed` | approval of the application's credit line, else the available credit, else the purchase's amount | The application or purchase went through. |
+/// | `PreApproved` | approval of the QuickScreen pre-approval amount | QuickScreen pre-approval. |
+/// | `Declined`, `AccountNotFoundQs` | `Declined` | Both read "Refer Patient to Credit Application": not prequalified on the soft pull, so the waterfall moves on. |
+/// | `AccountFound` | `Cardholder` with the available credit | An existing cardholder; the waterfall checks whether it covers the amount. |
+/// | `CallForAuth`, `DupQs`, `BatchError` | `Unknown(raw)` | No decision: a person must call CareCredit or look at the batch, and `Unknown` is what the orchestrator hands to staff. |
+/// | `Unknown(_)` | `Unknown(raw)` | Kept verbatim for staff. |
+///
+/// Field names on the wire are in [`Pullback`].
+///
+/// An approval status without any amount is `Unknown(raw)` too: we never guess an amount.
+pub fn pullback_decision(
+    pullback: &Pullback,
+    requested: Money,
+    poll_after: Option<Duration>,
+) -> Decision {
+    let raw = pullback.status.as_str().to_owned();
+    let approval = |amount: Option<Money>| match amount {
+        Some(amount) => Decision::from_approval(offer(pullback, amount), requested, raw.clone()),
+        None => Decision::Unknown(raw.clone()),
+    };
+    match &pullback.status {
+        PullbackStatus::Created | PullbackStatus::Pending => Decision::Pending {
+            poll_after,
+            raw_status: raw,
+        },
+        PullbackStatus::Expired | PullbackStatus::ExpiredBatch | PullbackStatus::Cancelled => {
+            Decision::Expired { raw_status: raw }
+        }
+        PullbackStatus::Completed => {
+            let credit_line = pullback
+                .application_details
+                .as_ref()
+                .and_then(|a| a.credit_line);
+            let purchase = pullback
+                .transaction_details
+                .as_ref()
+                .and_then(|t| t.transaction_amount);
+            approval(
+                credit_line
+                    .or(pullback.available_credit)
+                    .or(purchase)
+                    .map(|a| a.0),
+            )
+        }
+        PullbackStatus::PreApproved => approval(
+            pullback
+                .quick_screen
+                .as_ref()
+                .and_then(|q| q.pre_approval_amount)
+                .map(|a| a.0),
+        ),
+        PullbackStatus::Declined | PullbackStatus::AccountNotFoundQs => Decision::Declined {
+            reason: None,
+            raw_status: raw,
+        },
+        PullbackStatus::AccountFound => match pullback.available_credit {
+            Some(credit) => Decision::Cardholder {
+                available_credit: credit.0,
+                lender_reference: pullback
+                    .lookup_details
+                    .as_ref()
+                    .and_then(|l| l.account_token.as_deref())
+                    .map(LenderReference::new),
+            },
+            None => Decision::Unknown(raw),
+        },
+        PullbackStatus::CallForAuth
+        | PullbackStatus::DupQs
+        | PullbackStatus::BatchError
+        | PullbackStatus::Unknown(_) => Decision::Unknown(raw),
+    }
+}
+
+fn offer(pullback: &Pullback, amount: Money) -> Offer {
+    let reference = pullback
+        .application_details
+        .as_ref()
+        .and_then(|a| a.application_id.as_deref())
+        .unwrap_or(pullback.session_id.as_str());
+    Offer {
+        lender: LenderId::new(LENDER_ID),
+        amount,
+        promotion: None,
+        term_months: None,
+        apr_bps: None,
+        expires_at: None,
+        lender_reference: Some(LenderReference::new(reference)),
+    }
+}
