@@ -1,4 +1,8 @@
 //! The orchestrator: the workflow state machine, the durable store, the runner and the poller
 //! behind the `chairside` binary.
 
+pub mod note;
+pub mod ports;
+pub mod runner;
+pub mod store;
 pub mod workflow;
