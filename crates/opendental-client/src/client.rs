@@ -160,11 +160,9 @@ impl ClientBuilder {
         if !matches!(self.base_url.scheme(), "http" | "https") || self.base_url.cannot_be_a_base() {
             return Err(Error::Config("the base URL must be an http or https URL"));
         }
-        if self.developer_key.expose_secret().trim().is_empty()
-            || self.customer_key.expose_secret().trim().is_empty()
-        {
+        if auth_value(&self.developer_key, &self.customer_key).is_none() {
             return Err(Error::Config(
-                "the developer key and customer key must not be empty",
+                "the developer key and customer key must be non-empty and printable",
             ));
         }
         if !(1..=LOCAL_PAGE_LIMIT).contains(&self.page_size) {
@@ -285,18 +283,10 @@ impl Client {
         self.inner.change_lookback
     }
 
-    /// The only place the keys are exposed.
     fn auth_header(&self) -> HeaderValue {
-        let text = format!(
-            "{} {}/{}",
-            wire::AUTH_SCHEME,
-            self.inner.developer_key.expose_secret(),
-            self.inner.customer_key.expose_secret()
-        );
-        let mut value =
-            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""));
-        value.set_sensitive(true);
-        value
+        // Checked by `build`, so the fallback is never sent.
+        auth_value(&self.inner.developer_key, &self.inner.customer_key)
+            .unwrap_or_else(|| HeaderValue::from_static(""))
     }
 
     fn url(&self, segments: &[&str], query: &[(&'static str, String)]) -> Url {
@@ -465,6 +455,18 @@ impl Client {
     }
 }
 
+/// `ODFHIR {DeveloperKey}/{CustomerKey}`, marked sensitive. The only place the keys are exposed.
+/// `None` for empty keys or keys that cannot go in a header.
+fn auth_value(developer_key: &SecretString, customer_key: &SecretString) -> Option<HeaderValue> {
+    let (dk, ck) = (developer_key.expose_secret(), customer_key.expose_secret());
+    if dk.trim().is_empty() || ck.trim().is_empty() {
+        return None;
+    }
+    let mut value = HeaderValue::from_str(&format!("{} {dk}/{ck}", wire::AUTH_SCHEME)).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 fn transport(op: Operation, e: reqwest::Error) -> Error {
     let source = e.without_url();
     if source.is_connect() {
@@ -605,6 +607,23 @@ mod tests {
             .build(),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn keys_that_cannot_go_in_a_header_are_refused() {
+        let built = Client::builder(
+            ApiMode::Remote.base_url(),
+            SecretString::from("dev\nkey"),
+            SecretString::from("c"),
+        )
+        .build();
+        assert!(matches!(built, Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn client_is_shareable_across_tasks() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<Client>();
     }
 
     #[test]
