@@ -1,6 +1,7 @@
 //! The orchestrator: the workflow state machine, the durable store, the runner and the poller
 //! behind the `chairside` binary.
 
+pub mod adapters;
 pub mod note;
 pub mod ports;
 pub mod runner;

@@ -9,22 +9,18 @@ use crate::ports::SummaryContent;
 use crate::workflow::{NoteKind, Status, WorkflowState};
 
 /// The marker that identifies one of our notes in the practice system, so a retried write finds
-/// the note instead of writing a second (check-then-act).
+/// the note instead of writing a second (check-then-act). Letters, digits, `_` and `.` only: every
+/// practice system's adapter embeds it as `[chairside:<marker>]`.
 pub fn note_marker(state: &WorkflowState, seq: u64) -> String {
-    format!("[chairside {} #{seq}]", state.id)
+    format!("{}.{seq}", state.id)
 }
 
 fn money(m: Option<Money>) -> String {
     m.map_or_else(|| "-".into(), |m| m.to_string())
 }
 
-/// The structured ledger note: lender, amounts, Stripe ids, timestamps and the marker.
-pub fn ledger_note(
-    state: &WorkflowState,
-    note: &NoteKind,
-    marker: &str,
-    now: DateTime<Utc>,
-) -> String {
+/// The structured ledger note: lender, amounts, Stripe ids, timestamps. The adapter adds the marker.
+pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -> String {
     let mut lines = Vec::new();
     match note {
         NoteKind::Payment { stripe_id, amount } => {
@@ -99,7 +95,6 @@ pub fn ledger_note(
             ));
         }
     }
-    lines.push(marker.to_owned());
     lines.join("\n")
 }
 

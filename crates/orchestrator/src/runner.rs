@@ -670,7 +670,7 @@ impl Runner {
                     .await
                     .map_err(classify)?;
                 if existing.is_none() {
-                    let text = ledger_note(state, note, &marker, self.clock.now());
+                    let text = ledger_note(state, note, self.clock.now());
                     self.timed(rt.pms.write_note(&state.patient_id, &marker, &text))
                         .await
                         .map_err(classify)?;
