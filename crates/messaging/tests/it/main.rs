@@ -1,0 +1,12 @@
+//! The crate's single integration-test binary.
+
+mod consent;
+mod email;
+mod errors;
+mod helpers;
+mod regz;
+mod segments;
+mod sms;
+mod smtp_sink;
+mod templates;
+mod webhook;
