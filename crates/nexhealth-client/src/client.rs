@@ -1,0 +1,604 @@
+//! [`Client`], [`ClientBuilder`], the OAuth2 token cache and the retry loop.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use financing_core::Backoff;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::error::{DecodeProblem, Error, Result, VendorBody, from_json};
+use crate::ids::LocationId;
+use crate::ratelimit::{Limiter, RateBudget};
+use crate::wire;
+
+/// What NexHealth needs to know who is calling: the API key, the institution's subdomain and the
+/// location.
+#[derive(Clone)]
+pub struct Credentials {
+    api_key: SecretString,
+    subdomain: String,
+    location_id: LocationId,
+}
+
+impl Credentials {
+    /// An API key scoped to one institution (`subdomain`) and location.
+    pub fn new(
+        api_key: SecretString,
+        subdomain: impl Into<String>,
+        location_id: LocationId,
+    ) -> Self {
+        Self {
+            api_key,
+            subdomain: subdomain.into(),
+            location_id,
+        }
+    }
+
+    /// The institution's subdomain.
+    pub fn subdomain(&self) -> &str {
+        &self.subdomain
+    }
+
+    /// The location.
+    pub fn location_id(&self) -> &LocationId {
+        &self.location_id
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("subdomain", &self.subdomain)
+            .field("location_id", &self.location_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`]. Start with [`Client::builder`].
+pub struct ClientBuilder {
+    base_url: Url,
+    credentials: Credentials,
+    token_url: Option<Url>,
+    timeout: Duration,
+    http: Option<reqwest::Client>,
+    backoff: Backoff,
+    max_retry_wait: Duration,
+    page_size: u32,
+    refresh_margin: Duration,
+    rate_budget: RateBudget,
+    api_version: String,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url.as_str())
+            .field("credentials", &self.credentials)
+            .field("timeout", &self.timeout)
+            .field("backoff", &self.backoff)
+            .field("page_size", &self.page_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// The authentication endpoint, when it is not `{base_url}/authenticates`.
+    pub fn token_url(mut self, url: Url) -> Self {
+        self.token_url = Some(url);
+        self
+    }
+
+    /// Per-request timeout (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A shared `reqwest::Client` (connection pool). The per-request timeout still applies.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Retry schedule for reads (default: [`Backoff::default`]). Writes are never retried blindly.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The longest wait the client sleeps through before a retry (default 30 s). A longer
+    /// `Retry-After` is returned to the caller as [`ErrorKind::Transient`](financing_core::ErrorKind)
+    /// with the delay, so that a scheduler, not this task, does the waiting.
+    pub fn max_retry_wait(mut self, wait: Duration) -> Self {
+        self.max_retry_wait = wait;
+        self
+    }
+
+    /// Records per page when listing (`per_page`; default 100, at most 1000).
+    pub fn page_size(mut self, size: u32) -> Self {
+        self.page_size = size.clamp(1, wire::MAX_PER_PAGE);
+        self
+    }
+
+    /// The client-side rate budget (default: NexHealth's documented limits).
+    pub fn rate_budget(mut self, budget: RateBudget) -> Self {
+        self.rate_budget = budget;
+        self
+    }
+
+    /// The `Nex-Api-Version` header (default `v3.0.0`).
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = version.into();
+        self
+    }
+
+    /// How long before its expiry a token is replaced (default 5 min, and never more than half the
+    /// token's lifetime).
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// Builds the client. No request is made until the first call.
+    ///
+    /// # Errors
+    /// [`Error::Config`] (Permanent) when the base URL cannot be a base, when the API version is
+    /// not a valid header value, or when the HTTP client cannot be built.
+    pub fn build(self) -> Result<Client> {
+        let api_root = with_trailing_slash(self.base_url);
+        if api_root.cannot_be_a_base() {
+            return Err(Error::Config("the base URL cannot be a base".into()));
+        }
+        let token_url = match self.token_url {
+            Some(u) => u,
+            None => api_root
+                .join(wire::AUTHENTICATES)
+                .map_err(|_| Error::Config("the base URL cannot hold /authenticates".into()))?,
+        };
+        let api_version = HeaderValue::from_str(&self.api_version)
+            .map_err(|_| Error::Config("the API version is not a valid header value".into()))?;
+        let http = match self.http {
+            Some(h) => h,
+            None => reqwest::Client::builder()
+                .timeout(self.timeout)
+                .build()
+                .map_err(|_| Error::Config("cannot build the HTTP client".into()))?,
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                api_root,
+                token_url,
+                credentials: self.credentials,
+                api_version,
+                limiter: Limiter::new(self.rate_budget),
+                timeout: self.timeout,
+                backoff: self.backoff,
+                max_retry_wait: self.max_retry_wait,
+                page_size: self.page_size,
+                refresh_margin: self.refresh_margin,
+                token: Mutex::new(TokenState::default()),
+            }),
+        })
+    }
+}
+
+fn with_trailing_slash(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
+
+/// A NexHealth client for one institution and location. Cheap to clone: clones share the
+/// connection pool, the token and the rate limiter.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("api_root", &self.inner.api_root.as_str())
+            .field("subdomain", &self.inner.credentials.subdomain)
+            .field("location_id", &self.inner.credentials.location_id)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    http: reqwest::Client,
+    api_root: Url,
+    token_url: Url,
+    credentials: Credentials,
+    api_version: HeaderValue,
+    limiter: Limiter,
+    timeout: Duration,
+    backoff: Backoff,
+    max_retry_wait: Duration,
+    pub(crate) page_size: u32,
+    refresh_margin: Duration,
+    /// One lock around the token: a caller that finds it stale refreshes while holding the lock,
+    /// so concurrent callers wait for that one refresh instead of each starting their own.
+    token: Mutex<TokenState>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    current: Option<Arc<Token>>,
+    generation: u64,
+}
+
+struct Token {
+    value: SecretString,
+    expires_at: Instant,
+    generation: u64,
+    lifetime: Duration,
+}
+
+/// One HTTP call, described so that it can be repeated.
+pub(crate) struct Call<'a> {
+    pub(crate) operation: &'static str,
+    pub(crate) method: Method,
+    /// Path segments under the API root; each is percent-encoded.
+    pub(crate) segments: &'a [&'a str],
+    pub(crate) query: Vec<(&'static str, String)>,
+    pub(crate) body: Option<serde_json::Value>,
+}
+
+impl Call<'_> {
+    /// Reads are safe to repeat; writes have no idempotency key and are not.
+    fn idempotent(&self) -> bool {
+        self.method == Method::GET
+    }
+}
+
+impl Client {
+    /// Starts building a client. `base_url` is the API root (`https://nexhealth.info/`, or the
+    /// sandbox); the authentication endpoint is derived from it unless set.
+    pub fn builder(base_url: Url, credentials: Credentials) -> ClientBuilder {
+        ClientBuilder {
+            base_url,
+            credentials,
+            token_url: None,
+            timeout: Duration::from_secs(10),
+            http: None,
+            backoff: Backoff::default(),
+            max_retry_wait: Duration::from_secs(30),
+            page_size: 100,
+            refresh_margin: Duration::from_secs(300),
+            rate_budget: RateBudget::default(),
+            api_version: wire::API_VERSION.to_owned(),
+        }
+    }
+
+    /// The location this client acts for.
+    pub fn location_id(&self) -> &LocationId {
+        &self.inner.credentials.location_id
+    }
+
+    /// GETs a resource and decodes it.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        resource: &'static str,
+        segments: &[&str],
+        query: Vec<(&'static str, String)>,
+    ) -> Result<T> {
+        let call = Call {
+            operation,
+            method: Method::GET,
+            segments,
+            query,
+            body: None,
+        };
+        let bytes = self.execute(&call).await?;
+        from_json(resource, &bytes)
+    }
+
+    /// GETs every page of a cursor-paged collection, mapping each record with its JSON path
+    /// (`data[i]` within its page).
+    ///
+    /// Stops when `has_next_page` is false, at an empty page (even one that offers a next cursor),
+    /// and fails when the next cursor does not advance, rather than looping.
+    pub(crate) async fn get_pages<T, U>(
+        &self,
+        operation: &'static str,
+        resource: &'static str,
+        segments: &[&str],
+        query: Vec<(&'static str, String)>,
+        mut map: impl FnMut(T, &str) -> Result<U>,
+    ) -> Result<Vec<U>>
+    where
+        T: DeserializeOwned,
+    {
+        let mut out = vec![];
+        let mut end_cursor: Option<String> = None;
+        loop {
+            let mut q = query.clone();
+            q.push((wire::QUERY_PER_PAGE, self.inner.page_size.to_string()));
+            if let Some(c) = &end_cursor {
+                q.push((wire::QUERY_END_CURSOR, c.clone()));
+            }
+            let page: wire::Envelope<Vec<T>> = self.get(operation, resource, segments, q).await?;
+            let items = page.data.unwrap_or_default();
+            let info = page.page_info.unwrap_or_default();
+            let empty = items.is_empty();
+            for (i, item) in items.into_iter().enumerate() {
+                out.push(map(item, &format!("data[{i}]"))?);
+            }
+            // An empty page ends the listing even when it claims a next page: following it
+            // could go on forever.
+            if empty || !info.has_next_page {
+                break;
+            }
+            let Some(next) = info.end_cursor.filter(|c| !c.is_empty()) else {
+                break;
+            };
+            if end_cursor.as_deref() == Some(next.as_str()) {
+                return Err(Error::decode(
+                    resource,
+                    "page_info.end_cursor",
+                    DecodeProblem::PaginationStalled,
+                ));
+            }
+            end_cursor = Some(next);
+        }
+        Ok(out)
+    }
+
+    /// POSTs a JSON body once (never retried blindly) and decodes the answer.
+    pub(crate) async fn post<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        resource: &'static str,
+        segments: &[&str],
+        body: serde_json::Value,
+    ) -> Result<T> {
+        let call = Call {
+            operation,
+            method: Method::POST,
+            segments,
+            query: vec![],
+            body: Some(body),
+        };
+        let bytes = self.execute(&call).await?;
+        from_json(resource, &bytes)
+    }
+
+    /// Runs a call: bearer token, one refresh on 401, bounded retries with backoff for reads.
+    pub(crate) async fn execute(&self, call: &Call<'_>) -> Result<Vec<u8>> {
+        let mut attempt: u32 = 1;
+        let mut refused: Option<u64> = None;
+        let mut refreshed = false;
+        loop {
+            let result = match self.bearer(refused.take()).await {
+                Ok(token) => match self.send_once(call, &token).await {
+                    Err(Error::Api { status, .. }) if status == StatusCode::UNAUTHORIZED => {
+                        if refreshed {
+                            return Err(Error::Auth {
+                                operation: call.operation,
+                                status,
+                            });
+                        }
+                        // Tokens expire (1 h) or are revoked: refresh once and repeat.
+                        // A 401 means the request was not processed, so this is safe for writes.
+                        tracing::debug!(
+                            operation = call.operation,
+                            "401: refreshing the token once"
+                        );
+                        refreshed = true;
+                        refused = Some(token.generation);
+                        continue;
+                    }
+                    other => other,
+                },
+                Err(e) => Err(e),
+            };
+            let err = match result {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => e,
+            };
+            // Writes carry no idempotency key: their failures go back to the caller, who
+            // reconciles by lookup (DESIGN.md) instead of repeating blindly.
+            if !call.idempotent() {
+                return Err(err);
+            }
+            let kind = err.kind();
+            match self
+                .inner
+                .backoff
+                .delay(attempt, kind, rand::random::<f64>())
+            {
+                Some(wait) if wait <= self.inner.max_retry_wait => {
+                    tracing::debug!(
+                        operation = call.operation,
+                        attempt,
+                        kind = kind.label(),
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+
+    async fn send_once(&self, call: &Call<'_>, token: &Token) -> Result<Vec<u8>> {
+        let inner = &self.inner;
+        let mut url = inner.api_root.clone();
+        {
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|_| Error::Config("the base URL cannot be a base".into()))?;
+            path.pop_if_empty();
+            for s in call.segments {
+                path.push(s);
+            }
+        }
+        let mut query: Vec<(&str, &str)> = vec![
+            (wire::QUERY_SUBDOMAIN, inner.credentials.subdomain.as_str()),
+            (
+                wire::QUERY_LOCATION_ID,
+                inner.credentials.location_id.as_str(),
+            ),
+        ];
+        query.extend(call.query.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut request = inner
+            .http
+            .request(call.method.clone(), url)
+            .timeout(inner.timeout)
+            .header(ACCEPT, "application/json")
+            .header(wire::HEADER_API_VERSION, inner.api_version.clone())
+            .bearer_auth(token.value.expose_secret())
+            .query(&query);
+        if let Some(body) = &call.body {
+            request = request.json(body);
+        }
+        let idempotent = call.idempotent();
+        let patient_budget = call
+            .segments
+            .first()
+            .is_some_and(|s| wire::is_patient_budget(s));
+        inner.limiter.acquire(patient_budget).await;
+        let response = request.send().await.map_err(|e| Error::Transport {
+            operation: call.operation,
+            idempotent,
+            source: e.without_url(),
+        })?;
+        let status = response.status();
+        tracing::debug!(
+            operation = call.operation,
+            status = status.as_u16(),
+            "response"
+        );
+        let retry_after = retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(|e| Error::Transport {
+            operation: call.operation,
+            idempotent,
+            source: e.without_url(),
+        })?;
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else {
+            Err(Error::Api {
+                operation: call.operation,
+                status,
+                retry_after,
+                idempotent,
+                body: VendorBody::new(String::from_utf8_lossy(&bytes).into_owned()),
+            })
+        }
+    }
+
+    /// The current token, fetching a new one when there is none, when it is about to expire, or
+    /// when the server refused the token of generation `refused`.
+    async fn bearer(&self, refused: Option<u64>) -> Result<Arc<Token>> {
+        let mut state = self.inner.token.lock().await;
+        if let Some(token) = &state.current {
+            let margin = self.inner.refresh_margin.min(token.lifetime / 2);
+            let fresh = Instant::now() + margin < token.expires_at;
+            // Another caller may already have replaced the refused token: use theirs.
+            let was_refused = refused == Some(token.generation);
+            if fresh && !was_refused {
+                return Ok(Arc::clone(token));
+            }
+        }
+        state.generation += 1;
+        let token = Arc::new(self.fetch_token(state.generation).await?);
+        state.current = Some(Arc::clone(&token));
+        Ok(token)
+    }
+
+    async fn fetch_token(&self, generation: u64) -> Result<Token> {
+        const OPERATION: &str = "authenticate";
+        let inner = &self.inner;
+        inner.limiter.acquire(false).await;
+        let response = inner
+            .http
+            .post(inner.token_url.clone())
+            .timeout(inner.timeout)
+            .header(ACCEPT, "application/json")
+            .header(wire::HEADER_API_VERSION, inner.api_version.clone())
+            // NexHealth takes the bare API key, without a scheme.
+            .header(AUTHORIZATION, inner.credentials.api_key.expose_secret())
+            .send()
+            .await
+            // Authenticating has no side effect: safe to repeat.
+            .map_err(|e| Error::Transport {
+                operation: OPERATION,
+                idempotent: true,
+                source: e.without_url(),
+            })?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(|e| Error::Transport {
+            operation: OPERATION,
+            idempotent: true,
+            source: e.without_url(),
+        })?;
+        if matches!(status.as_u16(), 400 | 401 | 403) {
+            return Err(Error::Auth {
+                operation: OPERATION,
+                status,
+            });
+        }
+        if !status.is_success() {
+            return Err(Error::Api {
+                operation: OPERATION,
+                status,
+                retry_after,
+                idempotent: true,
+                body: VendorBody::new(String::from_utf8_lossy(&bytes).into_owned()),
+            });
+        }
+        let parsed: wire::Envelope<wire::AuthData> = from_json("authenticates", &bytes)?;
+        let token = parsed
+            .data
+            .map(|d| d.token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::decode("authenticates", "data.token", DecodeProblem::Missing))?;
+        // The JWT's own expiry when readable; else the documented production lifetime.
+        let lifetime = jwt_lifetime(&token).unwrap_or(Duration::from_secs(3600));
+        Ok(Token {
+            value: SecretString::from(token),
+            expires_at: Instant::now() + lifetime,
+            generation,
+            lifetime,
+        })
+    }
+}
+
+/// Seconds from now until the JWT's `exp` claim, when the token is a readable JWT.
+fn jwt_lifetime(token: &str) -> Option<Duration> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_i64()?;
+    let left = exp - chrono::Utc::now().timestamp();
+    u64::try_from(left).ok().map(Duration::from_secs)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}

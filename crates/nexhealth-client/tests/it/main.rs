@@ -1,0 +1,9 @@
+//! The one integration-test binary: every endpoint against wiremock on loopback.
+
+mod auth;
+mod errors;
+mod helpers;
+mod patients;
+mod treatment_plans;
+mod webhooks;
+mod writeback;
