@@ -315,14 +315,36 @@ impl Client {
             .min_by_key(|c| (c.created, c.id.clone())))
     }
 
-    /// Finds the patient's customer, or creates it. See the [module docs](self) for why this
-    /// cannot create two customers for one patient.
+    /// Finds the patient's customer, or creates it.
     ///
     /// Looks up by email first (when `details` has one); otherwise, or when nothing matches,
     /// creates with `metadata[chairside_practice]` and `metadata[chairside_patient]` under `key`,
     /// which should be [`IdempotencyKey::for_customer`]`(practice, patient)`. With the same key
     /// and different details inside Stripe's 24-hour window, Stripe answers with an
     /// `idempotency_error` (`Permanent`).
+    ///
+    /// # Why this cannot create two customers for one patient
+    ///
+    /// It combines two mechanisms, because neither is enough alone:
+    ///
+    /// 1. **Lookup by the list endpoint.** `GET /v1/customers?email=` is strongly consistent,
+    ///    unlike `/v1/customers/search` (eventually consistent, up to an hour): a customer
+    ///    created a moment ago is found. The list cannot filter by metadata, so the results for
+    ///    the email are filtered here on `chairside_practice` + `chairside_patient` (the oldest
+    ///    match wins). This finds the customer days or months later, long after an idempotency
+    ///    key has expired.
+    /// 2. **A creation key derived from (practice, patient).** Two concurrent calls both miss in
+    ///    the lookup and both create; with the same key Stripe runs the creation once and
+    ///    replays the stored response (a 409 while the first is in flight is retried), so both
+    ///    get the same `cus_` id. This also covers patients without an email, for at least
+    ///    24 hours.
+    ///
+    /// A patient without an email who comes back after the key has expired cannot be found by
+    /// the list endpoint: keep the `cus_` id (the orchestrator stores it with the patient) and
+    /// use [`Client::get_customer`].
+    ///
+    /// Metadata holds only opaque ids (COMPLIANCE.md); name, email, phone and address go in the
+    /// customer's own fields, which Stripe needs for receipts.
     ///
     /// # Errors
     /// [`Error::Invalid`] before sending; otherwise as [`Client::create_customer`].

@@ -70,6 +70,11 @@ impl Client {
     /// [`IdempotencyKey::for_practice_product`]). `name` appears on invoices: keep it generic
     /// (for example "Dental treatment plan"), never a procedure.
     ///
+    /// The product has a deterministic id ([`practice_product_id`]), so "created once and
+    /// reused" holds forever, not just for an idempotency key's 24 hours: it is retrieved by id
+    /// and created only on a 404. A create that meets `resource_already_exists` (another
+    /// instance won a race) retrieves it instead.
+    ///
     /// An archived product is returned as it is; schedules priced on it fail at Stripe, which
     /// is a `Permanent` error for staff.
     ///

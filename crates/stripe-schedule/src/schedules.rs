@@ -457,6 +457,14 @@ impl Client {
     /// `end_behavior=cancel`, phases sized by `duration`, inline prices on the practice's product,
     /// and the plan's metadata on the schedule and every phase.
     ///
+    /// A plan of `count` payments every `every` becomes phases that last
+    /// `duration[interval]` × `duration[interval_count]` (never `iterations`, which API
+    /// 2025-09-30.clover removed). Each phase has one item priced inline (`price_data` on the
+    /// practice's product) recurring every billing interval, so a phase of `k` intervals bills
+    /// `k` times. An uneven total is split exactly ([`split_installments`]): the first phase
+    /// lasts one interval and carries the remainder, the second carries the rest. Phases meet
+    /// at period boundaries with `proration_behavior=none`, so the charges add up to the total.
+    ///
     /// # Errors
     /// [`Error::Invalid`] before sending (see [`InstallmentPlan::validate`]); otherwise
     /// `Transient` (retry with the same key), `Permanent`, or `Indeterminate` (a persistent 500:
