@@ -43,6 +43,17 @@ impl CaseStatus {
     pub fn from_raw(raw: &str) -> Self {
         wire::parse_case_status(raw)
     }
+
+    /// The status as a string: the vendor's value for known statuses, the raw value otherwise.
+    pub fn as_str(&self) -> &str {
+        wire::case_status_value(self)
+    }
+}
+
+impl fmt::Display for CaseStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A treatment-plan case as listed: the case itself, without its procedures' amounts.
@@ -515,6 +526,11 @@ mod tests {
         assert_eq!(
             CaseStatus::from_raw("PreAuth (Pri)"),
             CaseStatus::Unknown("PreAuth (Pri)".into())
+        );
+        assert_eq!(CaseStatus::from_raw("Accepted").to_string(), "ACCEPTED");
+        assert_eq!(
+            CaseStatus::from_raw("PreAuth (Pri)").as_str(),
+            "PreAuth (Pri)"
         );
     }
 

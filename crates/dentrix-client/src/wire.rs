@@ -115,6 +115,18 @@ pub fn parse_case_status(raw: &str) -> CaseStatus {
     }
 }
 
+/// The wire value of a case status (the canonical upper-case form; unknown values as received).
+pub fn case_status_value(status: &CaseStatus) -> &str {
+    match status {
+        CaseStatus::New => "NEW",
+        CaseStatus::Proposed => "PROPOSED",
+        CaseStatus::Accepted => "ACCEPTED",
+        CaseStatus::Rejected => "REJECTED",
+        CaseStatus::Completed => "COMPLETED",
+        CaseStatus::Unknown(raw) => raw,
+    }
+}
+
 /// The phone types that mean a mobile number. **\[inferred\]**
 pub const MOBILE_PHONE_TYPES: &[&str] = &["MOBILE", "CELL", "CELLULAR", "WIRELESS"];
 
