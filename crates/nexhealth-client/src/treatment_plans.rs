@@ -47,6 +47,17 @@ impl PlanStatus {
     pub fn from_raw(raw: &str) -> Self {
         wire::parse_plan_status(raw)
     }
+
+    /// The status as NexHealth spells it; unknown values as received.
+    pub fn as_str(&self) -> &str {
+        wire::plan_status_value(self)
+    }
+}
+
+impl fmt::Display for PlanStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One procedure of a plan.
@@ -350,7 +361,8 @@ mod tests {
             PlanStatus::from_raw("on_hold"),
             PlanStatus::Unknown("on_hold".into())
         );
-        assert_eq!(wire::plan_status_value(&PlanStatus::Accepted), "accepted");
+        assert_eq!(PlanStatus::Accepted.to_string(), "accepted");
+        assert_eq!(PlanStatus::from_raw("on_hold").as_str(), "on_hold");
     }
 
     #[test]
