@@ -72,7 +72,9 @@ impl BillingInterval {
 pub enum StartDate {
     /// As soon as the schedule is created (`start_date=now`).
     Now,
-    /// At a given time (the phase boundaries follow from it).
+    /// At a given time (the phase boundaries follow from it). A time in the past backdates
+    /// the schedule and Stripe bills the past periods at once: use [`StartDate::Now`] for
+    /// "today".
     At(DateTime<Utc>),
 }
 

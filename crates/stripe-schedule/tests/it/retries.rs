@@ -253,3 +253,25 @@ async fn a_base_url_path_is_kept_as_a_prefix() {
     assert!(c.is_ok(), "{c:?}");
     stripe.finish_under("/stripe").await;
 }
+
+#[test]
+fn client_futures_and_errors_can_cross_threads() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
+    let client = Client::builder(SecretString::from("sk_test_x".to_owned()))
+        .build()
+        .unwrap();
+    let d = details();
+    let m = Metadata::new();
+    let k = key("k");
+    // Never polled: this only proves the future is Send (usable from tokio::spawn and axum).
+    let fut = client.create_customer(&d, &m, &k);
+    assert_send(&fut);
+    assert_error::<Error>();
+    assert_error::<stripe_schedule::webhook::WebhookError>();
+    // And a connector error converts into the shared provider error.
+    let e = financing_core::ProviderError::from_classified(Error::Config(
+        stripe_schedule::ConfigError::EmptyApiKey,
+    ));
+    assert_eq!(e.kind(), ErrorKind::Permanent);
+}
