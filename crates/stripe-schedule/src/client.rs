@@ -299,7 +299,8 @@ impl Client {
                     attempt += 1;
                 }
                 None => {
-                    tracing::warn!(
+                    // The caller decides what a final failure means (a 404 can be expected).
+                    tracing::debug!(
                         op = call.op,
                         attempt,
                         status = err.status(),

@@ -27,9 +27,18 @@ const MAX_VALUE_CHARS: usize = 500;
 /// Never PHI (COMPLIANCE.md): opaque ids only, such as the workflow id. Kept sorted, so the same
 /// map always encodes to the same body and an idempotent replay sends identical parameters.
 /// Checked by every call before it sends anything.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Metadata(BTreeMap<String, String>);
+
+/// `null` (which some Stripe objects send) reads as empty.
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self(
+            Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default(),
+        ))
+    }
+}
 
 impl Metadata {
     /// An empty map.
@@ -266,6 +275,14 @@ pub(crate) fn check_text(field: &'static str, s: &str, max: usize) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_metadata_reads_as_empty() {
+        let m: Metadata = serde_json::from_str("null").unwrap();
+        assert!(m.is_empty());
+        let m: Metadata = serde_json::from_str(r#"{"a":"b"}"#).unwrap();
+        assert_eq!(m.get("a"), Some("b"));
+    }
 
     #[test]
     fn metadata_limits_are_enforced() {
