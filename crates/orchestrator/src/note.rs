@@ -2,7 +2,7 @@
 //! functions of the workflow state. No PHI beyond what the practice's own ledger holds; no
 //! procedure codes anywhere.
 
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Utc};
 use financing_core::{IntervalUnit, Money};
 
 use crate::ports::SummaryContent;
@@ -107,15 +107,9 @@ pub fn summary(
     let split = state.split?;
     let result = state.result.as_ref();
     let in_house = result.and_then(|r| r.in_house.as_ref());
-    let first_installment = in_house.and_then(|o| {
-        let first = *o.installments.first()?;
-        let days = match o.interval.unit {
-            IntervalUnit::Day => i64::from(o.interval.count),
-            IntervalUnit::Week => 7 * i64::from(o.interval.count),
-            IntervalUnit::Month => 30 * i64::from(o.interval.count),
-        };
-        Some((first, (now + ChronoDuration::days(days)).date_naive()))
-    });
+    // The schedule starts when it is created: the first installment is invoiced that day.
+    let first_installment =
+        in_house.and_then(|o| Some((*o.installments.first()?, now.date_naive())));
     Some(SummaryContent {
         total: split.total,
         insurance: split.insurance,

@@ -1,7 +1,9 @@
 //! Adapters from the connector crates to the runner's ports.
 
 pub mod dentrix;
+pub mod nexhealth;
 pub mod opendental;
+pub mod stripe;
 
 use financing_core::{Classify, ErrorKind, ProviderError};
 
