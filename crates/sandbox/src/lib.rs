@@ -1,0 +1,413 @@
+//! Local stand-ins for every external system Chairside talks to: Stripe, Twilio, an SMTP sink,
+//! Dentrix Ascend, NexHealth, Open Dental, CareCredit and Sunbit. Each is an axum server on
+//! `127.0.0.1` (port 0 by default; the addresses are reported back) speaking the same wire
+//! protocol as the real system, as far as INTEGRATIONS.md and our clients' `wire` modules
+//! describe it. No accounts, no internet.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use sandbox::{Fault, FaultRule, Persona, Pms, Sandbox, SandboxConfig, System};
+//!
+//! # async fn demo() -> Result<(), sandbox::SandboxError> {
+//! let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+//! println!("Stripe at {}", sandbox.urls().stripe);
+//!
+//! // A patient who is approved at once, with a plan the practice then accepts.
+//! let case = sandbox.seed_persona(Pms::Dentrix, Persona::InstantApproval)?;
+//! sandbox.accept_plan(case.plan.key)?;
+//!
+//! // The next customer creation is applied, but its response never arrives.
+//! sandbox.faults().push(
+//!     System::Stripe,
+//!     FaultRule::new(Fault::applied_then_reset()).on("POST", "/v1/customers").times(1),
+//! );
+//!
+//! // ... run Chairside against `sandbox.urls()` ...
+//!
+//! assert!(sandbox.stripe().customers_per_patient().values().all(|n| *n == 1));
+//! sandbox.stop().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # What each stand-in keeps
+//!
+//! Everything is in memory and stateful: the Stripe stand-in stores the customers, products,
+//! prices, schedules, sessions, payment intents and invoices it was asked to create and honours
+//! `Idempotency-Key` as Stripe does; the practice systems hold seeded patients and plans and the
+//! notes written back; the lenders hold sessions and applications; Twilio and the SMTP sink keep
+//! every message. [`Sandbox::requests`] lists what each system received, and the Stripe requests
+//! can also be appended to a JSON Lines file that `shared/stripe/conformance.py` checks
+//! ([`StripeConfig::request_log`]).
+//!
+//! # Personas, and how a lender learns who applied
+//!
+//! Every seeded patient has a [`Persona`] (like Stripe's test cards). Lenders decide by persona,
+//! but in California (and by default everywhere) Chairside sends lenders **no patient data at
+//! all**: only an amount, the merchant or location, and our reference. So the sandbox does what
+//! happens in real life: the *patient* receives the link and acts on it.
+//!
+//! - When the Twilio stand-in or the SMTP sink receives a message whose body contains a link to a
+//!   sandbox lender page (or a Stripe checkout page), the sandbox resolves the recipient (phone
+//!   number or email address) to a seeded patient and, after a short "think time", acts as that
+//!   patient on that application: completes it (approved, partially approved, declined or
+//!   pending, by persona), or leaves it ([`Persona::NeverCompletes`]).
+//! - A link to any other loopback page (the orchestrator's patient page) is fetched, and the
+//!   sandbox links found in it are acted on the same way.
+//! - Where a request does carry identity (prefill outside California, cardholder lookup), the
+//!   lender stand-in resolves the patient by name plus phone or ZIP. A request whose identity
+//!   resolves to a [`Persona::CaliforniaPractice`] patient is recorded as a compliance
+//!   [`Violation`].
+//! - Until the patient acts, an application's status stays created/pending.
+//! - Tests can also act directly: [`Sandbox::act_on_link`].
+//!
+//! [`PatientSimulation`] turns this off or tunes it.
+//!
+//! # Faults
+//!
+//! Every HTTP stand-in sits behind a middleware that applies [`FaultRule`]s per system and per
+//! route (method + path prefix), drawn from a seeded generator: added latency (fixed or uniform),
+//! an error status (429 with `Retry-After`, 500, 503, in the vendor's error shape), a connection
+//! reset before the handler runs, a response lost *after* the handler ran (reset, or hang until
+//! the client times out), and slow-drip bodies. Rules are set at start
+//! ([`SandboxConfig::faults`]) and changed at runtime through [`Sandbox::faults`].
+
+// Stripe objects are big `json!` literals.
+#![recursion_limit = "256"]
+
+mod config;
+mod error;
+mod fault;
+mod form;
+mod front;
+mod hub;
+mod persona;
+mod record;
+mod server;
+mod stripe;
+mod webhook;
+mod world;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use url::Url;
+
+pub use config::{
+    CareCreditConfig, DentrixConfig, NexHealthConfig, OpenDentalConfig, PatientSimulation, Ports,
+    SandboxConfig, StripeConfig, SunbitConfig, TwilioConfig, WebhookDelivery,
+};
+pub use error::SandboxError;
+pub use fault::{Fault, FaultController, FaultRule, Latency, LostResponse, RouteMatch, System};
+pub use persona::{
+    Lender, LenderDecision, PatientKey, Persona, PlanKey, Pms, SeedAddress, SeedPatient, SeedPlan,
+    SeedProcedure, SeededCase, SeededPatient, SeededPlan, TestCard,
+};
+pub use record::RecordedRequest;
+pub use stripe::{
+    API_VERSION as STRIPE_API_VERSION, BilledInstallment, CheckoutResult, StripeHandle,
+};
+pub use webhook::{Delivery, sign_stripe_style, sign_twilio};
+pub use world::{LedgerNote, NoteKind, PlanStatus, Violation};
+
+use front::Front;
+use hub::Hub;
+use record::Recorder;
+use server::Shutdown;
+
+/// Where each stand-in listens. HTTP base URLs end with `/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxUrls {
+    /// Stripe: the API base (`http://127.0.0.1:PORT/`; paths are `/v1/...`).
+    pub stripe: Url,
+    /// Twilio: the API base (paths are `/2010-04-01/Accounts/{sid}/Messages.json`).
+    pub twilio: Url,
+    /// The SMTP sink's address (plain SMTP, no TLS, no auth).
+    pub smtp: SocketAddr,
+    /// Dentrix Ascend: the base URL (token at `oauth/...`, resources under
+    /// `ascend-gateway/api/v1/`).
+    pub dentrix: Url,
+    /// NexHealth: the API base.
+    pub nexhealth: Url,
+    /// Open Dental: the API base (`…/api/v1/`).
+    pub opendental: Url,
+    /// CareCredit: the API base.
+    pub carecredit: Url,
+    /// Sunbit: the API base.
+    pub sunbit: Url,
+}
+
+impl SandboxUrls {
+    /// The base URL of an HTTP stand-in.
+    pub fn of(&self, system: System) -> &Url {
+        match system {
+            System::Stripe => &self.stripe,
+            System::Twilio => &self.twilio,
+            System::Dentrix => &self.dentrix,
+            System::NexHealth => &self.nexhealth,
+            System::OpenDental => &self.opendental,
+            System::CareCredit => &self.carecredit,
+            System::Sunbit => &self.sunbit,
+        }
+    }
+}
+
+/// A running sandbox. Dropping it stops every stand-in (in the background); [`Sandbox::stop`]
+/// stops them and waits.
+pub struct Sandbox {
+    hub: Arc<Hub>,
+    stop_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("urls", &self.hub.urls)
+            .finish_non_exhaustive()
+    }
+}
+
+fn http_url(addr: SocketAddr, path: &str) -> Url {
+    // A loopback socket address always makes a valid URL.
+    Url::parse(&format!("http://{addr}{path}")).expect("loopback URL")
+}
+
+impl Sandbox {
+    /// Starts every stand-in on 127.0.0.1 and returns once all are listening.
+    ///
+    /// # Errors
+    /// [`SandboxError::Bind`] when a port cannot be bound, [`SandboxError::RequestLog`] when the
+    /// Stripe request log cannot be opened.
+    pub async fn start(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let ports = config.ports;
+        let bind = |system: &'static str, port: u16| async move {
+            server::bind(port)
+                .await
+                .map_err(|source| SandboxError::Bind { system, source })
+        };
+        let (stripe_l, stripe_a) = bind("stripe", ports.stripe).await?;
+        let (twilio_l, twilio_a) = bind("twilio", ports.twilio).await?;
+        let (smtp_l, smtp_a) = bind("smtp", ports.smtp).await?;
+        let (dentrix_l, dentrix_a) = bind("dentrix", ports.dentrix).await?;
+        let (nex_l, nex_a) = bind("nexhealth", ports.nexhealth).await?;
+        let (od_l, od_a) = bind("opendental", ports.opendental).await?;
+        let (cc_l, cc_a) = bind("carecredit", ports.carecredit).await?;
+        let (sb_l, sb_a) = bind("sunbit", ports.sunbit).await?;
+        let urls = SandboxUrls {
+            stripe: http_url(stripe_a, "/"),
+            twilio: http_url(twilio_a, "/"),
+            smtp: smtp_a,
+            dentrix: http_url(dentrix_a, "/"),
+            nexhealth: http_url(nex_a, "/"),
+            opendental: http_url(od_a, "/api/v1/"),
+            carecredit: http_url(cc_a, "/"),
+            sunbit: http_url(sb_a, "/"),
+        };
+
+        let recorder = Recorder::new(config.stripe.request_log.as_deref())
+            .map_err(SandboxError::RequestLog)?;
+        let faults = FaultController::new(config.seed, &config.faults);
+        let (stop_tx, shutdown) = Shutdown::new();
+        let (webhooks, webhook_rx) = webhook::Webhooks::new();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let hub = Arc::new(Hub {
+            stripe: stripe::StripeState::new(&config.stripe, config.seed, &urls.stripe),
+            world: world::World::default(),
+            webhooks,
+            recorder: recorder.clone(),
+            faults: faults.clone(),
+            shutdown: shutdown.clone(),
+            http: http.clone(),
+            urls,
+            config,
+        });
+
+        let front = |system: System| Front {
+            system,
+            faults: faults.clone(),
+            recorder: recorder.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let not_yet = || axum::Router::new();
+        let mut tasks = Vec::new();
+        let routers = [
+            (stripe_l, System::Stripe, stripe::router(hub.clone())),
+            (twilio_l, System::Twilio, not_yet()),
+            (dentrix_l, System::Dentrix, not_yet()),
+            (nex_l, System::NexHealth, not_yet()),
+            (od_l, System::OpenDental, not_yet()),
+            (cc_l, System::CareCredit, not_yet()),
+            (sb_l, System::Sunbit, not_yet()),
+        ];
+        for (listener, system, router) in routers {
+            let router = front::wrap(router, front(system));
+            tasks.push(server::serve(listener, router, shutdown.clone()));
+        }
+        drop(smtp_l);
+
+        let worker_hub = hub.clone();
+        let delivery = hub.config.webhooks;
+        let worker_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            worker_hub
+                .webhooks
+                .run(webhook_rx, http, delivery, worker_shutdown)
+                .await;
+        }));
+        if let Some(every) = hub.config.stripe.advance_every {
+            tasks.push(tokio::spawn(stripe::clock(hub.clone(), every)));
+        }
+        Ok(Self {
+            hub,
+            stop_tx,
+            tasks,
+        })
+    }
+
+    /// Where each stand-in listens.
+    pub fn urls(&self) -> &SandboxUrls {
+        &self.hub.urls
+    }
+
+    /// The configuration it was started with (credentials the clients must use are in here).
+    pub fn config(&self) -> &SandboxConfig {
+        &self.hub.config
+    }
+
+    /// The live fault configuration.
+    pub fn faults(&self) -> &FaultController {
+        &self.hub.faults
+    }
+
+    /// The Stripe stand-in.
+    pub fn stripe(&self) -> StripeHandle {
+        StripeHandle::new(self.hub.clone())
+    }
+
+    /// Requests `system` received, in order of arrival.
+    pub fn requests(&self, system: System) -> Vec<RecordedRequest> {
+        self.hub.recorder.requests(Some(system))
+    }
+
+    /// Requests every system received, in order of arrival.
+    pub fn all_requests(&self) -> Vec<RecordedRequest> {
+        self.hub.recorder.requests(None)
+    }
+
+    /// Forgets the recorded requests (the JSON Lines file is kept).
+    pub fn clear_requests(&self) {
+        self.hub.recorder.clear();
+    }
+
+    /// Every webhook delivery so far (Stripe, Sunbit, Twilio callbacks, ...).
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.hub.webhooks.deliveries()
+    }
+
+    /// Waits until every queued webhook was delivered or given up on.
+    pub async fn flush_webhooks(&self) {
+        self.hub.webhooks.flush().await;
+    }
+
+    /// Seeds a patient into their practice system.
+    pub fn seed_patient(&self, patient: SeedPatient) -> SeededPatient {
+        self.hub.world.seed_patient(patient)
+    }
+
+    /// Seeds a plan (status: proposed) for a seeded patient.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPatient`], or [`SandboxError::InvalidSeed`] for a plan without
+    /// procedures.
+    pub fn seed_plan(&self, plan: SeedPlan) -> Result<SeededPlan, SandboxError> {
+        self.hub.world.seed_plan(plan)
+    }
+
+    /// Seeds an example patient with `persona` ([`SeedPatient::example`]) and an example plan
+    /// ([`SeedPlan::example`]).
+    ///
+    /// # Errors
+    /// None in practice; the `Result` is [`Sandbox::seed_plan`]'s.
+    pub fn seed_persona(&self, pms: Pms, persona: Persona) -> Result<SeededCase, SandboxError> {
+        let n = u32::try_from(self.hub.world.patients(None).len()).unwrap_or(u32::MAX);
+        let patient = self.seed_patient(SeedPatient::example(pms, persona, n));
+        let plan = self.seed_plan(SeedPlan::example(&patient))?;
+        Ok(SeededCase { patient, plan })
+    }
+
+    /// Flips a plan to accepted, as the practice system shows it: Dentrix case status
+    /// `ACCEPTED`, NexHealth `status=accepted`, Open Dental a Saved plan with `DateTSigned`.
+    /// Its modification time moves, so change feeds report it.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn accept_plan(&self, plan: PlanKey) -> Result<(), SandboxError> {
+        self.hub.world.set_plan_status(plan, PlanStatus::Accepted)
+    }
+
+    /// Sets a plan's status (rejected after acceptance, completed, back to proposed).
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn set_plan_status(&self, plan: PlanKey, status: PlanStatus) -> Result<(), SandboxError> {
+        self.hub.world.set_plan_status(plan, status)
+    }
+
+    /// Moves a plan's modification time without changing it (the feed reports it again).
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn touch_plan(&self, plan: PlanKey) -> Result<(), SandboxError> {
+        self.hub.world.touch_plan(plan)
+    }
+
+    /// The status of a seeded plan.
+    pub fn plan_status(&self, plan: PlanKey) -> Option<PlanStatus> {
+        self.hub.world.plan(plan).map(|p| p.status)
+    }
+
+    /// Every note, commlog and payment written to any practice system, oldest first.
+    pub fn ledger_notes(&self) -> Vec<LedgerNote> {
+        self.hub.world.notes()
+    }
+
+    /// Invariant: the notes whose text contains `marker` (Chairside's workflow marker). For one
+    /// workflow outcome there must be exactly one.
+    pub fn notes_containing(&self, marker: &str) -> Vec<LedgerNote> {
+        self.hub
+            .world
+            .notes()
+            .into_iter()
+            .filter(|n| n.text.contains(marker))
+            .collect()
+    }
+
+    /// Compliance violations the stand-ins noticed (prefill for a California patient, clinical
+    /// data sent to a lender, ...). Must be empty.
+    pub fn violations(&self) -> Vec<Violation> {
+        self.hub.world.violations()
+    }
+
+    /// Stops every stand-in and waits for them to finish. Requests still hanging (lost
+    /// responses) are dropped.
+    pub async fn stop(mut self) {
+        let _ = self.stop_tx.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.stop_tx.send(true);
+    }
+}
