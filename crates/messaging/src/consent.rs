@@ -161,10 +161,13 @@ pub fn classify_inbound(body: &str) -> InboundIntent {
         return InboundIntent::Help;
     }
     let padded = format!(" {folded} ");
-    let refuses = folded.split(' ').any(|w| REFUSAL_WORDS.contains(&w))
-        || REFUSAL_PHRASES
-            .iter()
-            .any(|p| padded.contains(&format!(" {p} ")));
+    let words: Vec<&str> = folded.split(' ').collect();
+    let refuses = words.iter().enumerate().any(|(i, w)| {
+        // "I'll stop by tomorrow" is not a refusal.
+        REFUSAL_WORDS.contains(w) && !(*w == "stop" && words.get(i + 1) == Some(&"by"))
+    }) || REFUSAL_PHRASES
+        .iter()
+        .any(|p| padded.contains(&format!(" {p} ")));
     if refuses {
         InboundIntent::Refusal
     } else {

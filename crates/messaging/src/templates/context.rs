@@ -129,8 +129,8 @@ impl fmt::Debug for ApprovedTerms {
 impl ApprovedTerms {
     fn sample() -> Self {
         Self {
-            summary: "Sample promotional terms approved by the lender.".into(),
-            disclosure: "Sample disclosure text supplied by the lender, printed verbatim.".into(),
+            summary: "Sample promotional terms, approved copy.".into(),
+            disclosure: "Sample disclosure text, printed verbatim.".into(),
             approval_reference: "SAMPLE-APPROVAL-1".into(),
         }
     }
