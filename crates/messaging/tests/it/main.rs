@@ -4,6 +4,7 @@ mod consent;
 mod email;
 mod errors;
 mod helpers;
+mod logs;
 mod regz;
 mod segments;
 mod sms;
