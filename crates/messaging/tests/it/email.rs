@@ -253,3 +253,29 @@ fn tls_configurations_build_without_a_runtime_and_debug_hides_the_password() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("smtp.example.test"));
 }
+
+#[tokio::test]
+async fn sender_and_templates_can_be_shared_with_spawned_tasks() {
+    // Arrange: `tokio::spawn` demands Send futures and 'static shared state.
+    let sink = SmtpSink::start(Behaviour::Accept).await;
+    let sender = std::sync::Arc::new(sender(sink.port));
+    let templates = std::sync::Arc::new(Templates::load().expect("templates"));
+
+    // Act
+    let task = {
+        let (sender, templates) = (sender.clone(), templates.clone());
+        tokio::spawn(async move {
+            let email = templates
+                .render_email(Language::En, &FinancingSummary::sample())
+                .expect("render");
+            sender.send(&patient(), &email).await
+        })
+    };
+    let id = task.await.expect("join").expect("send");
+
+    // Assert
+    assert_eq!(
+        sink.messages()[0].header("Message-ID").as_deref(),
+        Some(id.as_str())
+    );
+}

@@ -675,3 +675,30 @@ fn debug_of_an_outgoing_sms_hides_the_number_and_the_body() {
     assert!(!shown.contains("Secret sample body"), "{shown}");
     assert!(shown.contains("bright-smiles"));
 }
+
+#[tokio::test]
+async fn the_client_can_be_cloned_into_spawned_tasks() {
+    // Arrange
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_string(CREATED))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let client = sms_client(&server, empty_ledger());
+
+    // Act
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.send(&outgoing("Sample")).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.expect("join").expect("send"));
+    }
+
+    // Assert
+    assert!(outcomes.iter().all(|o| matches!(o, SmsOutcome::Sent(_))));
+}
