@@ -205,6 +205,8 @@ pub enum MessageContent {
     PaymentFailed {
         /// The patient page link.
         page_link: String,
+        /// What is due.
+        amount: Money,
     },
 }
 

@@ -723,7 +723,19 @@ impl Runner {
                 lender_name: lender_name(lender),
                 link: link.clone(),
             },
-            MessageKind::PaymentFailed => MessageContent::PaymentFailed { page_link },
+            MessageKind::PaymentFailed => {
+                // What failed is an installment (or the deposit when there is no plan).
+                let result = state.result.as_ref();
+                let amount = result
+                    .and_then(|r| {
+                        r.in_house
+                            .as_ref()
+                            .and_then(|o| o.installments.get(1).or(o.installments.first()).copied())
+                    })
+                    .or(result.map(|r| r.deposit))
+                    .unwrap_or(financing_core::Money::usd(0));
+                MessageContent::PaymentFailed { page_link, amount }
+            }
             MessageKind::FinancingSummary => match summary(state, page_link, now) {
                 Some(s) => MessageContent::FinancingSummary(Box::new(s)),
                 None => return Ok(Performed::Failed("the summary has no priced plan".into())),

@@ -1,6 +1,7 @@
 //! Adapters from the connector crates to the runner's ports.
 
 pub mod dentrix;
+pub mod messaging;
 pub mod nexhealth;
 pub mod opendental;
 pub mod stripe;

@@ -155,6 +155,17 @@ pub struct AuditRow {
     pub detail: String,
 }
 
+/// The latest SMS consent change for one number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmsConsentRecord {
+    /// True after an opt-out.
+    pub opted_out: bool,
+    /// When the change happened.
+    pub at: DateTime<Utc>,
+    /// Where it came from (`inbound_keyword`, `staff`, ...).
+    pub source: String,
+}
+
 /// Counts that the benchmark and the metrics read.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct StoreCounters {
@@ -330,6 +341,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// [`StoreError::Database`].
     async fn sms_opted_out(&self, practice: &PracticeId, phone: &str) -> Result<bool>;
+
+    /// The latest consent change on record for a phone number at this practice.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    async fn sms_consent(
+        &self,
+        practice: &PracticeId,
+        phone: &str,
+    ) -> Result<Option<SmsConsentRecord>>;
 
     /// One workflow.
     ///

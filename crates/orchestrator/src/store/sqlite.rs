@@ -13,8 +13,8 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::crypto::DataKey;
 use super::{
-    AuditRow, Claim, Consumed, NewWorkflow, Result, Store, StoreCounters, StoreError, TaskRow,
-    Work, WorkItem, WorkflowRow,
+    AuditRow, Claim, Consumed, NewWorkflow, Result, SmsConsentRecord, Store, StoreCounters,
+    StoreError, TaskRow, Work, WorkItem, WorkflowRow,
 };
 use crate::workflow::machine::Transition;
 use crate::workflow::{
@@ -682,7 +682,10 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO sms_consent (practice_id, phone_key, opted_out, source, at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (practice_id, phone_key) DO UPDATE SET opted_out = excluded.opted_out, source = excluded.source, at = excluded.at",
+             ON CONFLICT (practice_id, phone_key) DO UPDATE SET opted_out = excluded.opted_out, source = excluded.source, at = excluded.at
+             -- The latest change wins; at an equal instant an opt-out wins, so webhooks processed
+             -- out of order never re-subscribe anyone.
+             WHERE excluded.at > sms_consent.at OR (excluded.at = sms_consent.at AND excluded.opted_out = 1)",
         )
         .bind(practice.as_str())
         .bind(self.key.lookup_key(phone))
@@ -703,6 +706,28 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(v.unwrap_or(false))
+    }
+
+    async fn sms_consent(
+        &self,
+        practice: &PracticeId,
+        phone: &str,
+    ) -> Result<Option<SmsConsentRecord>> {
+        let row = sqlx::query(
+            "SELECT opted_out, at, source FROM sms_consent WHERE practice_id = ? AND phone_key = ?",
+        )
+        .bind(practice.as_str())
+        .bind(self.key.lookup_key(phone))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SmsConsentRecord {
+                opted_out: r.try_get("opted_out")?,
+                at: from_ms(r.try_get("at")?),
+                source: r.try_get("source")?,
+            })
+        })
+        .transpose()
     }
 
     async fn workflow(&self, id: &WorkflowId) -> Result<Option<WorkflowRow>> {

@@ -1,0 +1,362 @@
+//! Patient messaging as the [`Messenger`] port, through the `messaging` crate; and the SMS consent
+//! ledger that `messaging` consults, kept in the store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use financing_core::{ErrorKind, Money, PatientContact, PracticeId};
+use messaging::{
+    ApprovedTerms, ConsentAction, ConsentChange, ConsentLedger, ConsentSource, EmailAddress,
+    EmailSender, LedgerError, OptOutState, OutgoingSms, PhoneNumber, SmsClient, SmsFrom,
+    SmsOutcome, Templates,
+};
+use url::Url;
+
+use super::{external, invalid};
+use crate::ports::{Channel, Delivery, ExternalError, MessageContent, Messenger, PracticeProfile};
+use crate::store::Store;
+
+/// The SMS opt-out ledger on the store: STOP anywhere blocks every later send.
+#[derive(Debug, Clone)]
+pub struct StoreConsentLedger {
+    store: Arc<dyn Store>,
+}
+
+impl StoreConsentLedger {
+    /// A ledger over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+}
+
+fn source_label(source: ConsentSource) -> &'static str {
+    match source {
+        ConsentSource::InboundKeyword => "inbound_keyword",
+        ConsentSource::InboundFreeText => "inbound_free_text",
+        ConsentSource::CarrierOptOut => "carrier_opt_out",
+        _ => "staff",
+    }
+}
+
+fn source_from(label: &str) -> ConsentSource {
+    match label {
+        "inbound_keyword" => ConsentSource::InboundKeyword,
+        "inbound_free_text" => ConsentSource::InboundFreeText,
+        "carrier_opt_out" => ConsentSource::CarrierOptOut,
+        _ => ConsentSource::Staff,
+    }
+}
+
+#[async_trait]
+impl ConsentLedger for StoreConsentLedger {
+    async fn opt_out_state(
+        &self,
+        practice: &PracticeId,
+        phone: &PhoneNumber,
+    ) -> Result<OptOutState, LedgerError> {
+        let record = self
+            .store
+            .sms_consent(practice, phone.as_e164())
+            .await
+            .map_err(|e| LedgerError::new(ErrorKind::TRANSIENT, e.to_string()))?;
+        Ok(match record {
+            Some(r) if r.opted_out => OptOutState::OptedOut {
+                at: r.at,
+                source: source_from(&r.source),
+            },
+            _ => OptOutState::NotOptedOut,
+        })
+    }
+
+    async fn record(
+        &self,
+        practice: &PracticeId,
+        phone: &PhoneNumber,
+        change: &ConsentChange,
+    ) -> Result<OptOutState, LedgerError> {
+        let opted_out = matches!(change.action, ConsentAction::OptOut);
+        self.store
+            .set_sms_opt_out(
+                practice,
+                phone.as_e164(),
+                opted_out,
+                source_label(change.source),
+                change.at,
+            )
+            .await
+            .map_err(|e| LedgerError::new(ErrorKind::TRANSIENT, e.to_string()))?;
+        self.opt_out_state(practice, phone).await
+    }
+}
+
+/// One practice's senders.
+#[derive(Debug, Clone)]
+pub struct PracticeChannels {
+    /// Email through the practice's SMTP server.
+    pub email: Option<Arc<EmailSender>>,
+    /// SMS through Twilio.
+    pub sms: Option<(SmsClient, SmsFrom)>,
+}
+
+/// Email and SMS through the `messaging` crate, rendered with its approved templates.
+#[derive(Clone)]
+pub struct PatientMessenger {
+    templates: Arc<Templates>,
+    channels: Arc<std::collections::HashMap<PracticeId, PracticeChannels>>,
+    ledger: Arc<dyn ConsentLedger>,
+}
+
+impl std::fmt::Debug for PatientMessenger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PatientMessenger")
+            .field("practices", &self.channels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PatientMessenger {
+    /// A messenger with each practice's channels.
+    ///
+    /// # Errors
+    /// A template that does not load is a permanent error.
+    pub fn new(
+        channels: std::collections::HashMap<PracticeId, PracticeChannels>,
+        ledger: Arc<dyn ConsentLedger>,
+    ) -> Result<Self, ExternalError> {
+        let templates = Templates::load().map_err(external)?;
+        Ok(Self {
+            templates: Arc::new(templates),
+            channels: Arc::new(channels),
+            ledger,
+        })
+    }
+}
+
+fn url(link: &str) -> Result<Url, ExternalError> {
+    Url::parse(link).map_err(|_| invalid("a message link is not a URL"))
+}
+
+impl PatientMessenger {
+    fn render_email(
+        &self,
+        practice: &PracticeProfile,
+        patient: &PatientContact,
+        content: &MessageContent,
+    ) -> Result<messaging::RenderedEmail, ExternalError> {
+        let lang = patient.preferred_language;
+        let t = &self.templates;
+        let practice_name = practice.name.clone();
+        let patient_first_name = patient.first_name.clone();
+        let r = match content {
+            MessageContent::ApplicationLink { lender_name, link } => t.render_email(
+                lang,
+                &messaging::ApplicationLink {
+                    practice_name,
+                    patient_first_name,
+                    lender_name: lender_name.clone(),
+                    application_link: url(link)?,
+                },
+            ),
+            MessageContent::Reminder { lender_name, link } => t.render_email(
+                lang,
+                &messaging::Reminder {
+                    practice_name,
+                    patient_first_name,
+                    lender_name: lender_name.clone(),
+                    application_link: url(link)?,
+                },
+            ),
+            MessageContent::PaymentFailed { page_link, amount } => t.render_email(
+                lang,
+                &messaging::PaymentFailed {
+                    practice_name,
+                    patient_first_name,
+                    amount_due: *amount,
+                    update_payment_link: url(page_link)?,
+                },
+            ),
+            MessageContent::FinancingSummary(s) => {
+                match (&s.financed, s.installments, s.first_installment) {
+                    (None, Some(n), Some((first, _))) => t.render_email(
+                        lang,
+                        &messaging::InhouseOffer {
+                            practice_name,
+                            patient_first_name,
+                            plan_terms: in_house_terms(practice, n, first),
+                            offer_link: url(&s.page_link)?,
+                        },
+                    ),
+                    _ => t.render_email(lang, &summary_context(practice, patient, s)?),
+                }
+            }
+        };
+        r.map_err(external)
+    }
+
+    fn render_sms(
+        &self,
+        practice: &PracticeProfile,
+        patient: &PatientContact,
+        content: &MessageContent,
+    ) -> Result<String, ExternalError> {
+        let lang = patient.preferred_language;
+        let t = &self.templates;
+        let max = messaging::DEFAULT_MAX_SEGMENTS;
+        let practice_name = practice.name.clone();
+        let patient_first_name = patient.first_name.clone();
+        let r = match content {
+            MessageContent::ApplicationLink { lender_name, link } => t.render_sms(
+                lang,
+                &messaging::ApplicationLink {
+                    practice_name,
+                    patient_first_name,
+                    lender_name: lender_name.clone(),
+                    application_link: url(link)?,
+                },
+                max,
+            ),
+            MessageContent::Reminder { lender_name, link } => t.render_sms(
+                lang,
+                &messaging::Reminder {
+                    practice_name,
+                    patient_first_name,
+                    lender_name: lender_name.clone(),
+                    application_link: url(link)?,
+                },
+                max,
+            ),
+            MessageContent::PaymentFailed { page_link, amount } => t.render_sms(
+                lang,
+                &messaging::PaymentFailed {
+                    practice_name,
+                    patient_first_name,
+                    amount_due: *amount,
+                    update_payment_link: url(page_link)?,
+                },
+                max,
+            ),
+            MessageContent::FinancingSummary(s) => {
+                match (&s.financed, s.installments, s.first_installment) {
+                    (None, Some(n), Some((first, _))) => t.render_sms(
+                        lang,
+                        &messaging::InhouseOffer {
+                            practice_name,
+                            patient_first_name,
+                            plan_terms: in_house_terms(practice, n, first),
+                            offer_link: url(&s.page_link)?,
+                        },
+                        max,
+                    ),
+                    _ => t.render_sms(lang, &summary_context(practice, patient, s)?, max),
+                }
+            }
+        };
+        r.map(|c| c.text).map_err(external)
+    }
+}
+
+/// The practice's own plan terms, as its approved template words them.
+fn in_house_terms(practice: &PracticeProfile, installments: u32, first: Money) -> ApprovedTerms {
+    ApprovedTerms {
+        summary: format!(
+            "{installments} payments, the first of {first}, billed by {}.",
+            practice.name
+        ),
+        disclosure: format!(
+            "{} payment plan. Questions: {}.",
+            practice.name, practice.phone
+        ),
+        approval_reference: format!("{}-in-house", practice.id),
+    }
+}
+
+fn summary_context(
+    practice: &PracticeProfile,
+    patient: &PatientContact,
+    s: &crate::ports::SummaryContent,
+) -> Result<messaging::FinancingSummary, ExternalError> {
+    // Without a lender the practice itself collects the portion (deposit only, or nothing).
+    let (lender_name, approved_amount) = s
+        .financed
+        .clone()
+        .unwrap_or_else(|| (practice.name.clone(), s.patient_portion));
+    let (first_payment_amount, first_payment_due) = match s.first_installment {
+        Some((amount, due)) if s.deposit.is_zero() => (amount, due),
+        _ => (s.deposit, Utc::now().date_naive()),
+    };
+    Ok(messaging::FinancingSummary {
+        practice_name: practice.name.clone(),
+        patient_first_name: patient.first_name.clone(),
+        lender_name,
+        approved_amount,
+        promotional_terms: None,
+        first_payment_amount,
+        first_payment_due,
+        patient_page_link: url(&s.page_link)?,
+    })
+}
+
+#[async_trait]
+impl Messenger for PatientMessenger {
+    async fn send(
+        &self,
+        practice: &PracticeProfile,
+        patient: &PatientContact,
+        content: &MessageContent,
+        channels: &[Channel],
+        _key: &str,
+    ) -> Result<Delivery, ExternalError> {
+        let senders = self
+            .channels
+            .get(&practice.id)
+            .ok_or_else(|| invalid("no messaging configured for the practice"))?;
+        let mut sent = Vec::new();
+        // Email first: if it fails, nothing went out yet and the whole message is retried.
+        if channels.contains(&Channel::Email)
+            && let (Some(sender), Some(address)) = (&senders.email, patient.email.as_deref())
+        {
+            let to = EmailAddress::parse(address)
+                .map_err(|_| invalid("the patient's email address is not valid"))?;
+            let email = self.render_email(practice, patient, content)?;
+            let id = sender.send(&to, &email).await.map_err(external)?;
+            sent.push((Channel::Email, id.to_string()));
+        }
+        if channels.contains(&Channel::Sms)
+            && let (Some((client, from)), Some(phone)) =
+                (&senders.sms, patient.mobile_phone.as_deref())
+        {
+            let to = PhoneNumber::parse(phone)
+                .map_err(|_| invalid("the patient's mobile number is not valid"))?;
+            let body = self.render_sms(practice, patient, content)?;
+            let sms = OutgoingSms {
+                practice: practice.id.clone(),
+                to: to.clone(),
+                from: from.clone(),
+                body,
+                status_callback: None,
+            };
+            match client.send(&sms).await {
+                Ok(SmsOutcome::Sent(s)) => sent.push((Channel::Sms, s.sid.to_string())),
+                Ok(SmsOutcome::RecipientOptedOut) => {
+                    // Twilio 21610: the carrier says the number opted out; remember it.
+                    let change = ConsentChange::opt_out(Utc::now(), ConsentSource::CarrierOptOut);
+                    if let Err(e) = self.ledger.record(&practice.id, &to, &change).await {
+                        tracing::warn!(practice = %practice.id, error = %e, "could not record a carrier opt-out");
+                    }
+                }
+                Ok(_) => {}
+                // After an email went out, a failed text is not retried (the email would be sent
+                // again): it is logged, and the email stands.
+                Err(e) if !sent.is_empty() => {
+                    tracing::warn!(practice = %practice.id, kind = %e.kind(), "text not sent; email delivered")
+                }
+                Err(e) => return Err(external(e)),
+            }
+        }
+        if sent.is_empty() {
+            return Err(invalid("no channel could deliver the message"));
+        }
+        Ok(Delivery { sent })
+    }
+}
