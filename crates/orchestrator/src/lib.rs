@@ -2,6 +2,7 @@
 //! behind the `chairside` binary.
 
 pub mod adapters;
+pub mod demo;
 pub mod note;
 pub mod ports;
 pub mod runner;

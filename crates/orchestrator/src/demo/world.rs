@@ -1,0 +1,541 @@
+//! A whole Chairside world on loopback: the sandbox's stand-ins, practices wired to them with the
+//! real clients, a store and a runner. `chairside demo`, the end-to-end tests and the benchmark
+//! all drive it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use financing_core::{
+    AmountLimits, Backoff, DepositRule, InHouseTerms, InstallmentInterval, LenderId, LenderSlot,
+    LocationId, Money, PartialApprovalRule, PolicySettings, PracticeId, SharedProvider, UsState,
+    Waterfall, WaterfallPolicy,
+};
+use sandbox::{Persona, Pms, Sandbox, SandboxConfig, SeededCase};
+use secrecy::SecretString;
+use url::Url;
+
+use crate::adapters::dentrix::DentrixPractice;
+use crate::adapters::messaging::{PatientMessenger, PracticeChannels, StoreConsentLedger};
+use crate::adapters::nexhealth::NexHealthPractice;
+use crate::adapters::opendental::OpenDentalPractice;
+use crate::adapters::stripe::StripePayments;
+use crate::ports::{PracticeProfile, SharedPracticeSystem};
+use crate::runner::{PracticeRuntime, Runner, RunnerConfig, SystemClock};
+use crate::store::crypto::DataKey;
+use crate::store::{SqliteStore, Store};
+use crate::workflow::{Status, TaskKind, WorkflowConfig, WorkflowState};
+
+/// One demo practice: who it is, its practice system, and the personas seeded there.
+#[derive(Debug, Clone)]
+pub struct PracticeSpec {
+    /// Id.
+    pub id: &'static str,
+    /// Name.
+    pub name: &'static str,
+    /// State.
+    pub state: UsState,
+    /// IANA zone.
+    pub time_zone: &'static str,
+    /// Its practice system in the sandbox.
+    pub pms: Pms,
+    /// Counsel approved prefill (never effective in CA or NY).
+    pub prefill_approved: bool,
+}
+
+/// The demo's practices: Texas on Dentrix Ascend, California on Open Dental, New York behind
+/// NexHealth.
+pub const PRACTICES: [PracticeSpec; 3] = [
+    PracticeSpec {
+        id: "lone-star-dental",
+        name: "Lone Star Dental",
+        state: UsState::TX,
+        time_zone: "America/Chicago",
+        pms: Pms::Dentrix,
+        prefill_approved: true,
+    },
+    PracticeSpec {
+        id: "golden-gate-dental",
+        name: "Golden Gate Dental",
+        state: UsState::CA,
+        time_zone: "America/Los_Angeles",
+        pms: Pms::OpenDental,
+        prefill_approved: true,
+    },
+    PracticeSpec {
+        id: "empire-dental",
+        name: "Empire Dental",
+        state: UsState::NY,
+        time_zone: "America/New_York",
+        pms: Pms::NexHealth,
+        prefill_approved: false,
+    },
+];
+
+/// The 16-digit CareCredit merchant number the demo uses for every location.
+const MERCHANT: &str = "5348120000000001";
+
+/// Where a persona's workflow must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// Done, with this path (`carecredit approved`).
+    Done(&'static str),
+    /// Waiting on staff with this task.
+    Staff(TaskKind),
+}
+
+impl Expected {
+    /// What the persona must end in, under the demo practices' rules (lenders CareCredit then
+    /// Sunbit; a counteroffer keeps looking and the remainder goes in-house; a 10 % deposit).
+    pub fn of(persona: Persona) -> Self {
+        match persona {
+            Persona::PartialApproval => Self::Done("carecredit partial + in-house"),
+            Persona::DeclineFirstApproveSecond | Persona::ReturningCardholderShort => {
+                Self::Done("sunbit approved")
+            }
+            Persona::DeclineEverywhere => Self::Done("in-house plan"),
+            Persona::NeverCompletes => Self::Staff(TaskKind::PatientQuiet),
+            Persona::InsuranceAboveFee => Self::Staff(TaskKind::BadData),
+            _ => Self::Done("carecredit approved"),
+        }
+    }
+
+    /// Whether a settled workflow matches.
+    pub fn matches(self, state: &WorkflowState) -> bool {
+        match self {
+            Self::Done(path) => {
+                state.status == Status::Done
+                    && state.result.as_ref().is_some_and(|r| r.path == path)
+            }
+            Self::Staff(kind) => {
+                state.status == Status::WaitingOnStaff
+                    && state.staff_task.as_ref().is_some_and(|t| t.kind == kind)
+            }
+        }
+    }
+
+    /// For the table.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Done(path) => format!("done: {path}"),
+            Self::Staff(kind) => format!("staff: {}", kind.label()),
+        }
+    }
+}
+
+/// A seeded case and where it belongs.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The practice.
+    pub practice: PracticeId,
+    /// The persona.
+    pub persona: Persona,
+    /// What the sandbox seeded.
+    pub seeded: SeededCase,
+}
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct WorldOptions {
+    /// Sandbox settings (faults, latency, webhook target).
+    pub sandbox: SandboxConfig,
+    /// Seconds between reminders (the demo compresses days into seconds).
+    pub reminder_every: Duration,
+    /// Time between lender status polls.
+    pub poll_every: Duration,
+    /// Runner concurrency.
+    pub concurrency: usize,
+    /// Where patient pages are served.
+    pub patient_page_base: Url,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        Self {
+            sandbox: SandboxConfig::default(),
+            reminder_every: Duration::from_millis(700),
+            poll_every: Duration::from_millis(150),
+            concurrency: 16,
+            patient_page_base: Url::parse("http://127.0.0.1:8080/p/")
+                .unwrap_or_else(|_| unreachable!("literal URL")),
+        }
+    }
+}
+
+/// The running world.
+#[derive(Debug)]
+pub struct World {
+    /// The stand-ins.
+    pub sandbox: Sandbox,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The runner.
+    pub runner: Runner,
+    /// What was seeded.
+    pub cases: Vec<Case>,
+}
+
+fn secret(s: &str) -> SecretString {
+    SecretString::from(s.to_owned())
+}
+
+fn workflow_config(options: &WorldOptions) -> WorkflowConfig {
+    let slot = |id: &str, min: Option<i64>| LenderSlot {
+        lender: LenderId::new(id),
+        limits: AmountLimits {
+            min: min.map(Money::usd),
+            max: None,
+        },
+    };
+    WorkflowConfig {
+        waterfall: Waterfall::new(
+            vec![slot("carecredit", Some(20_000)), slot("sunbit", None)],
+            WaterfallPolicy {
+                on_partial: PartialApprovalRule::ContinueForFullCoverage,
+                in_house_fallback: true,
+            },
+        ),
+        deposit: DepositRule::BasisPoints(1_000),
+        in_house: Some(InHouseTerms {
+            deposit: DepositRule::None,
+            installments: 6,
+            interval: InstallmentInterval::MONTHLY,
+        }),
+        reminder_delays: vec![options.reminder_every, options.reminder_every],
+        give_up_after: options.reminder_every,
+        poll_interval: options.poll_every,
+    }
+}
+
+impl World {
+    /// Starts the sandbox, opens a store in `dir`, wires the practices with the real clients.
+    ///
+    /// # Errors
+    /// A sandbox, store or client that cannot start.
+    pub async fn start(dir: &Path, options: WorldOptions) -> anyhow::Result<Self> {
+        let sandbox = Sandbox::start(options.sandbox.clone())
+            .await
+            .context("starting the sandbox")?;
+        let urls = sandbox.urls().clone();
+        let cfg = sandbox.config().clone();
+        let store = SqliteStore::open(&dir.join("chairside.sqlite"), DataKey::generate())
+            .await
+            .context("opening the store")?;
+        store.migrate().await.context("migrating the store")?;
+        let store: Arc<dyn Store> = Arc::new(store);
+
+        let fast = Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+            max_attempts: 3,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(32)
+            .build()
+            .context("http client")?;
+
+        let stripe = stripe_schedule::Client::builder(cfg.stripe.secret_key.clone())
+            .base_url(urls.stripe.clone())
+            .http_client(http.clone())
+            .backoff(fast)
+            .build()
+            .context("stripe client")?;
+        let ledger = Arc::new(StoreConsentLedger::new(store.clone()));
+        let sms = messaging::SmsClient::builder(
+            messaging::AccountSid::new(cfg.twilio.account_sid.clone()),
+            cfg.twilio.auth_token.clone(),
+            ledger.clone(),
+        )
+        .base_url(urls.twilio.clone())
+        .http_client(http.clone())
+        .build()
+        .context("twilio client")?;
+        let smtp = messaging::SmtpConfig::new(
+            urls.smtp.ip().to_string(),
+            urls.smtp.port(),
+            messaging::SmtpSecurity::None,
+        );
+
+        let mut channels = HashMap::new();
+        let mut runtimes = Vec::new();
+        for spec in &PRACTICES {
+            let id = PracticeId::new(spec.id);
+            let location = LocationId::new(format!("{}-main", spec.id));
+            let from_address =
+                messaging::EmailAddress::parse(&format!("frontdesk@{}.example", spec.id))
+                    .context("demo email")?;
+            let email = messaging::EmailSender::new(
+                &smtp,
+                messaging::EmailFrom {
+                    name: spec.name.into(),
+                    address: from_address,
+                },
+            )
+            .context("smtp sender")?;
+            let from = messaging::SmsFrom::Number(
+                messaging::PhoneNumber::parse("+15125550100").context("demo number")?,
+            );
+            channels.insert(
+                id.clone(),
+                PracticeChannels {
+                    email: Some(Arc::new(email)),
+                    sms: Some((sms.clone(), from)),
+                },
+            );
+
+            let pms: SharedPracticeSystem = match spec.pms {
+                Pms::Dentrix => {
+                    let c = &cfg.dentrix;
+                    let creds = dentrix_client::Credentials::new(
+                        c.client_id.clone(),
+                        c.client_secret.clone(),
+                        dentrix_client::OrganizationId::new(c.organization_id.clone()),
+                    );
+                    Arc::new(DentrixPractice::new(
+                        dentrix_client::Client::builder(urls.dentrix.clone(), creds)
+                            .http_client(http.clone())
+                            .backoff(fast)
+                            .build()
+                            .context("dentrix client")?,
+                    ))
+                }
+                Pms::OpenDental => {
+                    let c = &cfg.opendental;
+                    let client = opendental_client::Client::builder(
+                        urls.opendental.clone(),
+                        c.developer_key.clone(),
+                        c.customer_key.clone(),
+                    )
+                    .http_client(http.clone())
+                    .backoff(fast)
+                    .build()
+                    .context("open dental client")?;
+                    let tz = spec
+                        .time_zone
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("demo time zone"))?;
+                    Arc::new(OpenDentalPractice::new(
+                        client,
+                        opendental_client::AcceptanceRule::default(),
+                        tz,
+                    ))
+                }
+                _ => {
+                    let c = &cfg.nexhealth;
+                    let creds = nexhealth_client::Credentials::new(
+                        c.api_key.clone(),
+                        c.subdomain.clone(),
+                        nexhealth_client::LocationId::new(c.location_id.to_string()),
+                    );
+                    Arc::new(NexHealthPractice::new(
+                        nexhealth_client::Client::builder(urls.nexhealth.clone(), creds)
+                            .http_client(http.clone())
+                            .backoff(fast)
+                            .rate_budget(nexhealth_client::RateBudget::UNLIMITED)
+                            .build()
+                            .context("nexhealth client")?,
+                    ))
+                }
+            };
+
+            let cc = &cfg.carecredit;
+            let carecredit = carecredit_client::Client::builder(
+                urls.carecredit.clone(),
+                carecredit_client::Credentials {
+                    partner_code: carecredit_client::PartnerCode::new("CHAIRSIDE"),
+                    client_id: cc.client_id.clone(),
+                    client_secret: cc.client_secret.clone(),
+                },
+            )
+            .merchant(location.clone(), MERCHANT)
+            .http_client(http.clone())
+            .backoff(fast)
+            .poll_after(options.poll_every)
+            .build()
+            .context("carecredit client")?;
+            let sb = &cfg.sunbit;
+            let sunbit = sunbit_client::Client::builder(
+                urls.sunbit.clone(),
+                sunbit_client::Credentials {
+                    key: secret(&sb.api_key),
+                    secret: sb.api_secret.clone(),
+                },
+            )
+            .location(location.clone(), format!("{}-sunbit", spec.id))
+            .http_client(http.clone())
+            .backoff(fast)
+            .poll_after(options.poll_every)
+            .build()
+            .context("sunbit client")?;
+            let lenders: HashMap<LenderId, SharedProvider> = [
+                (
+                    LenderId::new("carecredit"),
+                    Arc::new(carecredit) as SharedProvider,
+                ),
+                (LenderId::new("sunbit"), Arc::new(sunbit) as SharedProvider),
+            ]
+            .into_iter()
+            .collect();
+
+            let payments = StripePayments::new(
+                stripe.clone(),
+                format!("{} treatment plan", spec.name),
+                Some(options.patient_page_base.clone()),
+            );
+            runtimes.push((spec, id, location, pms, lenders, payments));
+        }
+        let messenger = Arc::new(
+            PatientMessenger::new(channels, ledger)
+                .map_err(|e| anyhow::anyhow!("templates: {e}"))?,
+        );
+        let runtimes = runtimes
+            .into_iter()
+            .map(
+                |(spec, id, location, pms, lenders, payments)| PracticeRuntime {
+                    profile: PracticeProfile {
+                        id,
+                        name: spec.name.into(),
+                        state: spec.state,
+                        time_zone: spec.time_zone.into(),
+                        location_id: location,
+                        phone: "+15125550100".into(),
+                        email: format!("frontdesk@{}.example", spec.id),
+                    },
+                    workflow: workflow_config(&options),
+                    policy: PolicySettings {
+                        prefill_approved_by_counsel: spec.prefill_approved,
+                    },
+                    pms,
+                    lenders,
+                    payments: Arc::new(payments),
+                    messenger: messenger.clone(),
+                    patient_page_base: options.patient_page_base.clone(),
+                },
+            )
+            .collect();
+        let runner_config = RunnerConfig {
+            owner: format!("demo-{}", std::process::id()),
+            lease: Duration::from_secs(30),
+            batch: 256,
+            concurrency: options.concurrency,
+            backoff: Backoff {
+                base: Duration::from_millis(50),
+                cap: Duration::from_millis(500),
+                max_attempts: 6,
+            },
+        };
+        let runner = Runner::new(
+            store.clone(),
+            runtimes,
+            runner_config,
+            Arc::new(SystemClock),
+        );
+        Ok(Self {
+            sandbox,
+            store,
+            runner,
+            cases: Vec::new(),
+        })
+    }
+
+    /// Seeds `persona` at the practice `spec` and accepts its plan.
+    ///
+    /// # Errors
+    /// The sandbox refused the seed.
+    pub fn seed(&mut self, spec: &PracticeSpec, persona: Persona) -> anyhow::Result<()> {
+        let seeded = self
+            .sandbox
+            .seed_persona(spec.pms, persona)
+            .map_err(|e| anyhow::anyhow!("seeding: {e}"))?;
+        self.sandbox
+            .accept_plan(seeded.plan.key)
+            .map_err(|e| anyhow::anyhow!("accepting: {e}"))?;
+        self.cases.push(Case {
+            practice: PracticeId::new(spec.id),
+            persona,
+            seeded,
+        });
+        Ok(())
+    }
+
+    /// The demo's spread: every persona at the Texas practice (California's at the California
+    /// practice), and two at the New York one.
+    ///
+    /// # Errors
+    /// The sandbox refused a seed.
+    pub fn seed_demo(&mut self) -> anyhow::Result<()> {
+        for persona in Persona::ALL {
+            let spec = if persona == Persona::CaliforniaPractice {
+                &PRACTICES[1]
+            } else {
+                &PRACTICES[0]
+            };
+            self.seed(spec, persona)?;
+        }
+        self.seed(&PRACTICES[2], Persona::InstantApproval)?;
+        self.seed(&PRACTICES[2], Persona::DeclineEverywhere)?;
+        Ok(())
+    }
+
+    /// The workflow of a case, once detected.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn workflow_of(&self, case: &Case) -> anyhow::Result<Option<WorkflowState>> {
+        let rows = self
+            .store
+            .workflows(Some(&case.practice), None, 10_000)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.state)
+            .filter(|s| s.key.plan_id.as_str() == case.seeded.plan.pms_id)
+            .max_by_key(|s| s.accepted_at))
+    }
+
+    /// Runs polls and ticks until every case's workflow has settled (done, with staff, or
+    /// cancelled) or `deadline` passes. Returns whether everything settled.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn drive(&self, deadline: Duration) -> anyhow::Result<bool> {
+        let started = Instant::now();
+        loop {
+            self.runner.poll().await?;
+            let worked = self.runner.tick().await?;
+            if self.all_settled().await? {
+                return Ok(true);
+            }
+            if started.elapsed() > deadline {
+                return Ok(false);
+            }
+            if worked == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    async fn all_settled(&self) -> anyhow::Result<bool> {
+        let mut settled = 0;
+        for practice in PRACTICES.iter().map(|p| PracticeId::new(p.id)) {
+            settled += self
+                .store
+                .workflows(Some(&practice), None, 100_000)
+                .await?
+                .iter()
+                .filter(|r| {
+                    r.state.stage == crate::workflow::Stage::Settled && r.next_action.is_none()
+                })
+                .count();
+        }
+        Ok(settled >= self.cases.len())
+    }
+
+    /// Stops the sandbox.
+    pub async fn stop(self) {
+        self.sandbox.stop().await;
+    }
+}
