@@ -194,9 +194,9 @@ impl Default for StripeConfig {
             request_log: None,
             bill_on_start: true,
             advance_every: None,
-            patient_metadata_key: "patient_id".into(),
-            workflow_metadata_key: "workflow_id".into(),
-            installment_metadata_key: "installment".into(),
+            patient_metadata_key: "chairside_patient".into(),
+            workflow_metadata_key: "chairside_workflow".into(),
+            installment_metadata_key: "chairside_installment".into(),
         }
     }
 }

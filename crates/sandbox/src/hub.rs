@@ -5,9 +5,15 @@ use std::fmt;
 use crate::SandboxUrls;
 use crate::config::SandboxConfig;
 use crate::fault::FaultController;
+use crate::lenders::carecredit::CareCreditStateStore;
+use crate::lenders::sunbit::SunbitStore;
+use crate::pms::PmsState;
+use crate::pms::opendental::OdState;
 use crate::record::Recorder;
 use crate::server::Shutdown;
+use crate::smtp::SmtpState;
 use crate::stripe::StripeState;
+use crate::twilio::TwilioState;
 use crate::webhook::Webhooks;
 use crate::world::World;
 
@@ -17,6 +23,12 @@ pub(crate) struct Hub {
     pub(crate) urls: SandboxUrls,
     pub(crate) world: World,
     pub(crate) stripe: StripeState,
+    pub(crate) twilio: TwilioState,
+    pub(crate) smtp: SmtpState,
+    pub(crate) pms: PmsState,
+    pub(crate) opendental: OdState,
+    pub(crate) carecredit: CareCreditStateStore,
+    pub(crate) sunbit: SunbitStore,
     pub(crate) webhooks: Webhooks,
     pub(crate) recorder: Recorder,
     pub(crate) faults: FaultController,

@@ -81,10 +81,15 @@ mod fault;
 mod form;
 mod front;
 mod hub;
+mod lenders;
 mod persona;
+mod pms;
 mod record;
 mod server;
+mod sim;
+mod smtp;
 mod stripe;
+mod twilio;
 mod webhook;
 mod world;
 
@@ -103,14 +108,19 @@ pub use config::{
 };
 pub use error::SandboxError;
 pub use fault::{Fault, FaultController, FaultRule, Latency, LostResponse, RouteMatch, System};
+pub use lenders::carecredit::{CareCreditHandle, CareCreditSession, CareCreditState};
+pub use lenders::sunbit::{SunbitApplication, SunbitHandle, SunbitState};
 pub use persona::{
     Lender, LenderDecision, PatientKey, Persona, PlanKey, Pms, SeedAddress, SeedPatient, SeedPlan,
     SeedProcedure, SeededCase, SeededPatient, SeededPlan, TestCard,
 };
 pub use record::RecordedRequest;
+pub use sim::{CheckoutResultKind, LinkAction, extract_links};
+pub use smtp::{EmailRecord, SmtpHandle};
 pub use stripe::{
     API_VERSION as STRIPE_API_VERSION, BilledInstallment, CheckoutResult, StripeHandle,
 };
+pub use twilio::{SmsRecord, TwilioHandle};
 pub use webhook::{Delivery, sign_stripe_style, sign_twilio};
 pub use world::{LedgerNote, NoteKind, PlanStatus, Violation};
 
@@ -218,8 +228,15 @@ impl Sandbox {
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
+        let seed = config.seed;
         let hub = Arc::new(Hub {
-            stripe: stripe::StripeState::new(&config.stripe, config.seed, &urls.stripe),
+            stripe: stripe::StripeState::new(&config.stripe, seed, &urls.stripe),
+            twilio: twilio::TwilioState::new(&config.twilio, seed),
+            smtp: smtp::SmtpState::default(),
+            pms: pms::PmsState::new(seed),
+            opendental: pms::opendental::OdState::default(),
+            carecredit: lenders::carecredit::CareCreditStateStore::new(seed),
+            sunbit: lenders::sunbit::SunbitStore::new(&config.sunbit, seed),
             world: world::World::default(),
             webhooks,
             recorder: recorder.clone(),
@@ -236,22 +253,37 @@ impl Sandbox {
             recorder: recorder.clone(),
             shutdown: shutdown.clone(),
         };
-        let not_yet = || axum::Router::new();
         let mut tasks = Vec::new();
         let routers = [
             (stripe_l, System::Stripe, stripe::router(hub.clone())),
-            (twilio_l, System::Twilio, not_yet()),
-            (dentrix_l, System::Dentrix, not_yet()),
-            (nex_l, System::NexHealth, not_yet()),
-            (od_l, System::OpenDental, not_yet()),
-            (cc_l, System::CareCredit, not_yet()),
-            (sb_l, System::Sunbit, not_yet()),
+            (twilio_l, System::Twilio, twilio::router(hub.clone())),
+            (
+                dentrix_l,
+                System::Dentrix,
+                pms::dentrix::router(hub.clone()),
+            ),
+            (
+                nex_l,
+                System::NexHealth,
+                pms::nexhealth::router(hub.clone()),
+            ),
+            (
+                od_l,
+                System::OpenDental,
+                pms::opendental::router(hub.clone()),
+            ),
+            (
+                cc_l,
+                System::CareCredit,
+                lenders::carecredit::router(hub.clone()),
+            ),
+            (sb_l, System::Sunbit, lenders::sunbit::router(hub.clone())),
         ];
         for (listener, system, router) in routers {
             let router = front::wrap(router, front(system));
             tasks.push(server::serve(listener, router, shutdown.clone()));
         }
-        drop(smtp_l);
+        tasks.push(tokio::spawn(smtp::serve(smtp_l, hub.clone())));
 
         let worker_hub = hub.clone();
         let delivery = hub.config.webhooks;
@@ -290,6 +322,48 @@ impl Sandbox {
     /// The Stripe stand-in.
     pub fn stripe(&self) -> StripeHandle {
         StripeHandle::new(self.hub.clone())
+    }
+
+    /// The Twilio stand-in.
+    pub fn twilio(&self) -> TwilioHandle {
+        TwilioHandle::new(self.hub.clone())
+    }
+
+    /// The SMTP sink.
+    pub fn smtp(&self) -> SmtpHandle {
+        SmtpHandle::new(self.hub.clone())
+    }
+
+    /// The CareCredit stand-in.
+    pub fn carecredit(&self) -> CareCreditHandle {
+        CareCreditHandle::new(self.hub.clone())
+    }
+
+    /// The Sunbit stand-in.
+    pub fn sunbit(&self) -> SunbitHandle {
+        SunbitHandle::new(self.hub.clone())
+    }
+
+    /// Acts on `url` as a patient would after receiving it: a lender page is completed by the
+    /// patient's persona, a checkout page is paid with their card, another loopback page is
+    /// opened and its sandbox links acted on. `patient` is who clicked (`None`: the patient the
+    /// application belongs to, if known; an unknown patient behaves like
+    /// [`Persona::InstantApproval`]). Ignores [`PatientSimulation::enabled`].
+    pub async fn act_on_link(&self, patient: Option<PatientKey>, url: &str) -> Vec<LinkAction> {
+        let actions = sim::act_on_link(&self.hub, patient, url, 0).await;
+        self.hub.webhooks.flush().await;
+        actions
+    }
+
+    /// Revokes every token a system issued (Dentrix, NexHealth, CareCredit): the next call gets
+    /// 401 and must authenticate again. Other systems have no tokens; nothing happens.
+    pub fn revoke_tokens(&self, system: System) {
+        match system {
+            System::Dentrix => self.hub.pms.dentrix_tokens.revoke_all(),
+            System::NexHealth => self.hub.pms.nexhealth_tokens.revoke_all(),
+            System::CareCredit => self.carecredit().revoke_tokens(),
+            _ => {}
+        }
     }
 
     /// Requests `system` received, in order of arrival.
@@ -350,7 +424,7 @@ impl Sandbox {
     /// # Errors
     /// [`SandboxError::UnknownPlan`].
     pub fn accept_plan(&self, plan: PlanKey) -> Result<(), SandboxError> {
-        self.hub.world.set_plan_status(plan, PlanStatus::Accepted)
+        self.set_plan_status(plan, PlanStatus::Accepted)
     }
 
     /// Sets a plan's status (rejected after acceptance, completed, back to proposed).
@@ -358,7 +432,16 @@ impl Sandbox {
     /// # Errors
     /// [`SandboxError::UnknownPlan`].
     pub fn set_plan_status(&self, plan: PlanKey, status: PlanStatus) -> Result<(), SandboxError> {
-        self.hub.world.set_plan_status(plan, status)
+        self.hub.world.set_plan_status(plan, status)?;
+        self.plan_changed(plan);
+        Ok(())
+    }
+
+    /// Pushes a change to systems that push (NexHealth's `treatment_plan_updated`).
+    fn plan_changed(&self, plan: PlanKey) {
+        if let Some(p) = self.hub.world.plan(plan) {
+            pms::nexhealth::plan_changed(&self.hub, &p);
+        }
     }
 
     /// Moves a plan's modification time without changing it (the feed reports it again).
@@ -366,7 +449,9 @@ impl Sandbox {
     /// # Errors
     /// [`SandboxError::UnknownPlan`].
     pub fn touch_plan(&self, plan: PlanKey) -> Result<(), SandboxError> {
-        self.hub.world.touch_plan(plan)
+        self.hub.world.touch_plan(plan)?;
+        self.plan_changed(plan);
+        Ok(())
     }
 
     /// The status of a seeded plan.

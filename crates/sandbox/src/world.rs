@@ -96,6 +96,7 @@ pub(crate) struct PatientRecord {
 pub(crate) struct PlanRecord {
     pub(crate) key: PlanKey,
     pub(crate) patient: PatientKey,
+    pub(crate) patient_pms_id: String,
     pub(crate) seed: SeedPlan,
     pub(crate) pms: Pms,
     pub(crate) pms_id: String,
@@ -226,6 +227,7 @@ impl World {
         d.plans.push(PlanRecord {
             key,
             patient: patient.key,
+            patient_pms_id: patient.pms_id.clone(),
             seed,
             pms,
             pms_id,

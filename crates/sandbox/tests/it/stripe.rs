@@ -132,3 +132,342 @@ async fn a_wrong_api_key_is_refused() {
     // Assert
     assert_eq!(resp.status(), 401);
 }
+
+// ------------------------------------------------------------------ through stripe-schedule
+
+mod client {
+    use std::time::Duration;
+
+    use financing_core::{Money, PatientId, PracticeId};
+    use sandbox::{Sandbox, SandboxConfig};
+    use secrecy::SecretString;
+    use serde_json::Value;
+    use stripe_schedule::{
+        BillingInterval, ChargeOutcome, Client, Collection, CustomerDetails, EventData,
+        IdempotencyKey, InstallmentPlan, Metadata, OffSessionCharge, PayLinkRequest,
+        PaymentMethodId, ScheduleStatus, StartDate, WORKFLOW_KEY,
+    };
+
+    use crate::support::{Receiver, STRIPE_KEY, http, start_with};
+
+    fn client(sb: &Sandbox) -> Client {
+        Client::builder(SecretString::from(STRIPE_KEY))
+            .base_url(sb.urls().stripe.clone())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client")
+    }
+
+    async fn with_webhooks() -> (Sandbox, Receiver) {
+        let rx = Receiver::start().await;
+        let mut config = SandboxConfig::default();
+        config.stripe.webhook_url = Some(rx.url.clone());
+        (start_with(config).await, rx)
+    }
+
+    fn verified_events(rx: &Receiver) -> Vec<stripe_schedule::Event> {
+        let secrets = [SecretString::from("whsec_sandbox")];
+        rx.got()
+            .iter()
+            .map(|c| {
+                let sig = c.headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+                stripe_schedule::webhook::verify(&c.body, sig, &secrets, chrono::Utc::now())
+                    .expect("our verifier accepts the sandbox's signature");
+                stripe_schedule::Event::parse(&c.body).expect("event decodes")
+            })
+            .collect()
+    }
+
+    async fn customer(c: &Client, patient: &str) -> stripe_schedule::Customer {
+        let practice = PracticeId::new("smile");
+        let patient = PatientId::new(patient);
+        c.find_or_create_customer(
+            &practice,
+            &patient,
+            &CustomerDetails {
+                email: Some(format!("{patient}@example.test")),
+                ..Default::default()
+            },
+            &IdempotencyKey::for_customer(&practice, &patient),
+        )
+        .await
+        .expect("customer")
+    }
+
+    #[tokio::test]
+    async fn find_or_create_makes_one_customer_per_patient() {
+        // Arrange
+        let (sb, _rx) = with_webhooks().await;
+        let c = client(&sb);
+
+        // Act
+        let first = customer(&c, "p-1").await;
+        let second = customer(&c, "p-1").await;
+
+        // Assert
+        assert_eq!(first.id, second.id);
+        assert_eq!(sb.stripe().customers_per_patient().get("p-1"), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn the_practice_product_is_created_once_under_its_own_id() {
+        // Arrange
+        let (sb, _rx) = with_webhooks().await;
+        let c = client(&sb);
+        let practice = PracticeId::new("smile");
+
+        // Act
+        let a = c.ensure_practice_product(&practice, "Dental treatment plan").await.unwrap();
+        let b = c.ensure_practice_product(&practice, "Dental treatment plan").await.unwrap();
+
+        // Assert
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "chairside_practice_smile");
+    }
+
+    #[tokio::test]
+    async fn an_installment_schedule_bills_each_installment_with_signed_invoice_events() {
+        // Arrange
+        let (sb, rx) = with_webhooks().await;
+        let c = client(&sb);
+        let cus = customer(&c, "p-2").await;
+        let product = c.ensure_practice_product(&PracticeId::new("smile"), "Dental treatment plan").await.unwrap();
+        let plan = InstallmentPlan {
+            customer: cus.id.clone(),
+            product,
+            total: Money::usd(100_000),
+            count: 3,
+            every: BillingInterval::monthly(),
+            start: StartDate::Now,
+            collection: Collection::ChargeAutomatically {
+                payment_method: Some(PaymentMethodId::new("pm_card_visa")),
+            },
+            metadata: Metadata::new().with(WORKFLOW_KEY, "wf-2"),
+        };
+        let key = IdempotencyKey::new("wf-2:schedule:0").unwrap();
+
+        // Act
+        let schedule = c.create_installment_schedule(&plan, &key).await.unwrap();
+        let again = c.create_installment_schedule(&plan, &key).await.unwrap();
+        sb.stripe().advance_schedules().await;
+        sb.stripe().advance_schedules().await;
+        sb.stripe().advance_schedules().await;
+
+        // Assert
+        assert_eq!(schedule.id, again.id);
+        assert_eq!(schedule.status, ScheduleStatus::Active);
+        assert_eq!(sb.stripe().schedules_per_workflow().get("wf-2"), Some(&1));
+        let done = c.get_schedule(&schedule.id).await.unwrap();
+        assert_eq!(done.status, ScheduleStatus::Completed);
+        let charges = sb.stripe().charges_per_installment();
+        assert_eq!(charges.len(), 3, "{charges:?}");
+        assert!(charges.values().all(|n| *n == 1));
+        let paid: Vec<i64> = sb
+            .stripe()
+            .invoices()
+            .iter()
+            .map(|i| i["amount_paid"].as_i64().unwrap())
+            .collect();
+        assert_eq!(paid.iter().sum::<i64>(), 100_000);
+        let events = verified_events(&rx);
+        let invoices_paid = events
+            .iter()
+            .filter(|e| matches!(e.data, EventData::InvoicePaid(_)))
+            .count();
+        assert_eq!(invoices_paid, 3);
+        assert!(events.iter().any(|e| matches!(e.data, EventData::SubscriptionScheduleCompleted(_))));
+    }
+
+    #[tokio::test]
+    async fn a_declining_card_on_file_gets_invoice_payment_failed() {
+        // Arrange
+        let (sb, rx) = with_webhooks().await;
+        let c = client(&sb);
+        let cus = customer(&c, "p-3").await;
+        let product = c.ensure_practice_product(&PracticeId::new("smile"), "Plan").await.unwrap();
+        let plan = InstallmentPlan {
+            customer: cus.id,
+            product,
+            total: Money::usd(30_000),
+            count: 2,
+            every: BillingInterval::monthly(),
+            start: StartDate::Now,
+            collection: Collection::ChargeAutomatically {
+                payment_method: Some(PaymentMethodId::new("pm_card_chargeDeclined")),
+            },
+            metadata: Metadata::new().with(WORKFLOW_KEY, "wf-3"),
+        };
+
+        // Act
+        c.create_installment_schedule(&plan, &IdempotencyKey::new("wf-3:s").unwrap())
+            .await
+            .unwrap();
+        sb.flush_webhooks().await;
+
+        // Assert
+        let events = verified_events(&rx);
+        assert!(events.iter().any(|e| matches!(e.data, EventData::InvoicePaymentFailed(_))));
+        assert!(!events.iter().any(|e| matches!(e.data, EventData::InvoicePaid(_))));
+        assert!(sb.stripe().charges_per_installment().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_checkout_link_is_paid_on_the_hosted_page_and_completes_the_session() {
+        // Arrange
+        let (sb, rx) = with_webhooks().await;
+        let c = client(&sb);
+        let cus = customer(&c, "p-4").await;
+        let request = PayLinkRequest {
+            customer: cus.id.clone(),
+            amount: Money::usd(25_000),
+            client_reference_id: "wf-4".into(),
+            expires_at: None,
+            save_card: true,
+            success_url: None,
+            cancel_url: None,
+            metadata: Metadata::new().with(WORKFLOW_KEY, "wf-4"),
+            payment_metadata: Metadata::new().with(WORKFLOW_KEY, "wf-4"),
+        };
+        let session = c
+            .create_checkout_session(&request, &IdempotencyKey::new("wf-4:pay").unwrap())
+            .await
+            .unwrap();
+        let url = session.url.clone().expect("a hosted page");
+
+        // Act
+        let page = http().get(url.clone()).send().await.unwrap().text().await.unwrap();
+        let paid = http()
+            .post(url)
+            .form(&[("card", "visa")])
+            .send()
+            .await
+            .unwrap();
+        sb.flush_webhooks().await;
+
+        // Assert
+        assert!(page.contains("$250.00"), "{page}");
+        assert_eq!(paid.status(), 200);
+        let after = c.get_checkout_session(&session.id).await.unwrap();
+        assert_eq!(after.status, Some(stripe_schedule::CheckoutStatus::Complete));
+        assert_eq!(after.payment_status, stripe_schedule::CheckoutPaymentStatus::Paid);
+        let pi = c.get_payment_intent(after.payment_intent.as_ref().unwrap()).await.unwrap();
+        assert_eq!(pi.metadata.get(WORKFLOW_KEY), Some("wf-4"));
+        let pm = sb.stripe().object(pi.payment_method.as_ref().unwrap().as_str()).unwrap();
+        assert_eq!(pm["customer"], Value::from(cus.id.as_str()), "the card was saved");
+        let events = verified_events(&rx);
+        assert!(events.iter().any(|e| matches!(&e.data, EventData::CheckoutSessionCompleted(s) if s.id == session.id)));
+        assert_eq!(sb.stripe().checkout_sessions_per_workflow().get("wf-4"), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn an_expired_checkout_link_cannot_be_paid() {
+        // Arrange
+        let (sb, _rx) = with_webhooks().await;
+        let c = client(&sb);
+        let cus = customer(&c, "p-5").await;
+        let request = PayLinkRequest {
+            customer: cus.id,
+            amount: Money::usd(5_000),
+            client_reference_id: "wf-5".into(),
+            expires_at: None,
+            save_card: false,
+            success_url: None,
+            cancel_url: None,
+            metadata: Metadata::new(),
+            payment_metadata: Metadata::new(),
+        };
+        let session = c
+            .create_checkout_session(&request, &IdempotencyKey::new("wf-5:pay").unwrap())
+            .await
+            .unwrap();
+
+        // Act
+        c.expire_checkout_session(&session.id, &IdempotencyKey::new("wf-5:expire").unwrap())
+            .await
+            .unwrap();
+        let result = sb
+            .stripe()
+            .pay_checkout(session.id.as_str(), sandbox::TestCard::Visa)
+            .await
+            .unwrap();
+
+        // Assert
+        assert!(matches!(result, sandbox::CheckoutResult::NotOpen { .. }));
+    }
+
+    #[tokio::test]
+    async fn off_session_charges_succeed_or_decline_by_test_card() {
+        // Arrange
+        let (sb, _rx) = with_webhooks().await;
+        let c = client(&sb);
+        let cus = customer(&c, "p-6").await;
+        let charge = |pm: &str, inst: &str| OffSessionCharge {
+            customer: cus.id.clone(),
+            payment_method: PaymentMethodId::new(pm),
+            amount: Money::usd(10_000),
+            metadata: Metadata::new()
+                .with(WORKFLOW_KEY, "wf-6")
+                .with("chairside_installment", inst),
+        };
+
+        // Act
+        let ok = c
+            .charge_off_session(&charge("pm_card_visa", "1"), &IdempotencyKey::new("wf-6:1").unwrap())
+            .await
+            .unwrap();
+        let replay = c
+            .charge_off_session(&charge("pm_card_visa", "1"), &IdempotencyKey::new("wf-6:1").unwrap())
+            .await
+            .unwrap();
+        let declined = c
+            .charge_off_session(
+                &charge("pm_card_chargeDeclined", "2"),
+                &IdempotencyKey::new("wf-6:2").unwrap(),
+            )
+            .await
+            .unwrap();
+        let auth = c
+            .charge_off_session(
+                &charge("pm_card_authenticationRequired", "3"),
+                &IdempotencyKey::new("wf-6:3").unwrap(),
+            )
+            .await
+            .unwrap();
+
+        // Assert
+        assert!(matches!(ok, ChargeOutcome::Succeeded(_)));
+        assert!(matches!(replay, ChargeOutcome::Succeeded(_)));
+        assert!(matches!(declined, ChargeOutcome::Declined(_)));
+        assert!(matches!(auth, ChargeOutcome::AuthenticationRequired(_)));
+        let charges = sb.stripe().charges_per_installment();
+        assert_eq!(charges.get(&("wf-6".to_owned(), "1".to_owned())), Some(&1));
+        assert_eq!(charges.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn stripe_requests_are_logged_in_the_conformance_format() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stripe.jsonl");
+        let mut config = SandboxConfig::default();
+        config.stripe.request_log = Some(log.clone());
+        let sb = start_with(config).await;
+        let c = client(&sb);
+
+        // Act
+        customer(&c, "p-7").await;
+
+        // Assert
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let post = lines.iter().find(|l| l["method"] == "POST").expect("the create");
+        assert_eq!(post["path"], "/v1/customers");
+        assert!(post["headers"]["idempotency-key"].is_string());
+        assert_eq!(post["headers"]["stripe-version"], stripe_schedule::API_VERSION);
+        assert!(post["headers"].get("authorization").is_none(), "no API key in the log");
+        assert!(post["body"].as_str().unwrap().contains("metadata[chairside_patient]=p-7")
+            || post["body"].as_str().unwrap().contains("metadata%5Bchairside_patient%5D=p-7"));
+        let get = lines.iter().find(|l| l["method"] == "GET").expect("the lookup");
+        assert!(get["query"].as_str().unwrap().contains("email="));
+    }
+}

@@ -53,3 +53,72 @@ pub(crate) async fn stripe_get(sb: &Sandbox, path_and_query: &str) -> reqwest::R
         .await
         .expect("request sent")
 }
+
+/// One request a [`Receiver`] got.
+#[derive(Clone, Debug)]
+pub(crate) struct Captured {
+    pub(crate) path: String,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+/// A loopback webhook receiver that answers 200 and keeps what it got.
+pub(crate) struct Receiver {
+    pub(crate) url: url::Url,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
+}
+
+impl Receiver {
+    pub(crate) async fn start() -> Self {
+        use axum::extract::{Request, State};
+        type Store = std::sync::Arc<std::sync::Mutex<Vec<Captured>>>;
+        let got: Store = Default::default();
+        let app = axum::Router::new()
+            .fallback(|State(got): State<Store>, req: Request| async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                got.lock().unwrap().push(Captured {
+                    path: parts.uri.path().to_owned(),
+                    headers: parts.headers,
+                    body: body.to_vec(),
+                });
+                "ok"
+            })
+            .with_state(got.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            url: url::Url::parse(&format!("http://{addr}/hooks")).unwrap(),
+            got,
+        }
+    }
+
+    pub(crate) fn got(&self) -> Vec<Captured> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits (briefly) until at least `n` requests arrived.
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Captured> {
+        for _ in 0..200 {
+            if self.got.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.got()
+    }
+}
+
+/// Polls `check` until it is true (or two seconds pass).
+pub(crate) async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}

@@ -1,0 +1,242 @@
+//! Seeded patients acting on the links they receive (see the crate docs): lender pages by
+//! persona, Stripe checkout pages with their card, and loopback pages followed one level deep.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use url::Url;
+
+use crate::hub::Hub;
+use crate::persona::{Lender, LenderDecision, PatientKey, Persona};
+use crate::stripe::CheckoutResult;
+
+/// What a patient did with one link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LinkAction {
+    /// Acted on a lender application: the decision taken, or `None` when the application had
+    /// already been acted on (or the patient left it).
+    Lender {
+        /// Which lender.
+        lender: Lender,
+        /// CareCredit's session id, or Sunbit's referral.
+        application: String,
+        /// What the patient's persona decided.
+        decision: Option<LenderDecision>,
+    },
+    /// Paid (or tried to pay) a Stripe checkout session.
+    Checkout {
+        /// `cs_…`.
+        session: String,
+        /// What happened; `None` when the patient chose not to pay.
+        result: Option<CheckoutResultKind>,
+    },
+    /// Opened a loopback page and acted on the sandbox links in it.
+    Followed {
+        /// The page.
+        url: String,
+        /// Sandbox links found in it.
+        found: usize,
+    },
+    /// Not a link the patient acts on.
+    Ignored {
+        /// The link.
+        url: String,
+    },
+}
+
+/// A serialisable summary of a [`CheckoutResult`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CheckoutResultKind {
+    /// Paid.
+    Paid,
+    /// Declined.
+    Declined,
+    /// The session was not open.
+    NotOpen,
+}
+
+/// Every `http(s)://` link in `text`, with HTML entities for `&` undone and trailing punctuation
+/// dropped.
+pub fn extract_links(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(pos) = ["http://", "https://"]
+        .iter()
+        .filter_map(|p| rest.find(p))
+        .min()
+    {
+        let tail = &rest[pos..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')' | ']'))
+            .unwrap_or(tail.len());
+        let link = tail[..end]
+            .trim_end_matches(['.', ',', ';', ':', '!', '?'])
+            .replace("&amp;", "&");
+        if !out.contains(&link) {
+            out.push(link);
+        }
+        rest = &tail[end..];
+    }
+    out
+}
+
+fn is_loopback(url: &Url) -> bool {
+    matches!(
+        url.host_str(),
+        Some("127.0.0.1" | "localhost" | "[::1]" | "::1")
+    )
+}
+
+fn same_server(a: &Url, b: &Url) -> bool {
+    is_loopback(a) && is_loopback(b) && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// A patient read a message: after their think time, they act on its links.
+pub(crate) async fn on_message(hub: Arc<Hub>, patient: PatientKey, body: String) {
+    let sim = hub.config.patients;
+    if !sim.enabled {
+        return;
+    }
+    if !sim.think_time.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(sim.think_time) => {}
+            () = hub.shutdown.wait() => return,
+        }
+    }
+    for link in extract_links(&body) {
+        act_on_link(&hub, Some(patient), &link, 0).await;
+    }
+}
+
+/// Acts on one link as `patient` would (or as the patient the application belongs to).
+pub(crate) async fn act_on_link(
+    hub: &Arc<Hub>,
+    patient: Option<PatientKey>,
+    link: &str,
+    depth: u8,
+) -> Vec<LinkAction> {
+    let ignored = || {
+        vec![LinkAction::Ignored {
+            url: link.to_owned(),
+        }]
+    };
+    let Ok(url) = Url::parse(link) else {
+        return ignored();
+    };
+    let segs: Vec<&str> = url
+        .path_segments()
+        .map(|s| s.filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default();
+    let urls = &hub.urls;
+    if same_server(&url, &urls.carecredit)
+        && let ["apply", session] = segs.as_slice()
+    {
+        let decision = hub.carecredit.patient_acts(hub, session, patient);
+        return vec![LinkAction::Lender {
+            lender: Lender::CareCredit,
+            application: (*session).to_owned(),
+            decision,
+        }];
+    }
+    if same_server(&url, &urls.sunbit)
+        && let ["prequal", token] = segs.as_slice()
+    {
+        let (referral, decision) = hub.sunbit.patient_acts(hub, token, patient);
+        return vec![LinkAction::Lender {
+            lender: Lender::Sunbit,
+            application: referral.unwrap_or_else(|| (*token).to_owned()),
+            decision,
+        }];
+    }
+    if same_server(&url, &urls.stripe)
+        && let ["checkout", session] = segs.as_slice()
+    {
+        let p = patient.and_then(|k| hub.world.patient(k));
+        let pays = hub.config.patients.pay_checkout_links
+            && p.as_ref()
+                .is_none_or(|p| p.seed.persona != Persona::NeverCompletes);
+        if !pays {
+            return vec![LinkAction::Checkout {
+                session: (*session).to_owned(),
+                result: None,
+            }];
+        }
+        let card = p.map(|p| p.seed.card).unwrap_or_default();
+        let result = crate::stripe::StripeHandle::new(hub.clone())
+            .pay_checkout(session, card)
+            .await
+            .ok()
+            .map(|r| match r {
+                CheckoutResult::Paid { .. } => CheckoutResultKind::Paid,
+                CheckoutResult::Declined => CheckoutResultKind::Declined,
+                CheckoutResult::NotOpen { .. } => CheckoutResultKind::NotOpen,
+            });
+        return vec![LinkAction::Checkout {
+            session: (*session).to_owned(),
+            result,
+        }];
+    }
+    let ours = [
+        &urls.stripe,
+        &urls.twilio,
+        &urls.dentrix,
+        &urls.nexhealth,
+        &urls.opendental,
+        &urls.carecredit,
+        &urls.sunbit,
+    ]
+    .into_iter()
+    .any(|u| same_server(&url, u));
+    if ours || !is_loopback(&url) || depth > 0 || !hub.config.patients.follow_loopback_pages {
+        return ignored();
+    }
+    // Another loopback page (the orchestrator's patient page): open it, act on what it links to.
+    let Ok(resp) = hub.http.get(url.clone()).send().await else {
+        return ignored();
+    };
+    let Ok(page) = resp.text().await else {
+        return ignored();
+    };
+    let links = extract_links(&page);
+    let mut actions = Vec::new();
+    let mut found = 0;
+    for inner in links {
+        let acted = Box::pin(act_on_link(hub, patient, &inner, depth + 1)).await;
+        if !acted
+            .iter()
+            .all(|a| matches!(a, LinkAction::Ignored { .. }))
+        {
+            found += 1;
+            actions.extend(acted);
+        }
+    }
+    actions.insert(
+        0,
+        LinkAction::Followed {
+            url: link.to_owned(),
+            found,
+        },
+    );
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_found_in_text_and_html() {
+        let text = "Pay here: http://127.0.0.1:5/checkout/cs_1. Or <a href=\"https://x.test/p?a=1&amp;b=2\">x</a>";
+        assert_eq!(
+            extract_links(text),
+            vec![
+                "http://127.0.0.1:5/checkout/cs_1".to_owned(),
+                "https://x.test/p?a=1&b=2".to_owned()
+            ]
+        );
+    }
+}
