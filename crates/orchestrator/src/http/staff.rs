@@ -33,7 +33,7 @@ use super::HttpState;
 use super::pages::see_other;
 use super::patient::root;
 use crate::store::{TaskRow, WorkflowRow};
-use crate::workflow::{Event, StaffAction, Status, TaskKind, WorkflowId};
+use crate::workflow::{Event, StaffAction, Stage, Status, TaskKind, WorkflowId};
 
 const SESSION_COOKIE: &str = "chairside_staff";
 const LOGIN_COOKIE: &str = "chairside_login";
@@ -460,6 +460,17 @@ impl Initials<'_> {
     }
 }
 
+/// Where a workflow stands: the stage, or how it ended once settled.
+fn stage_text(row: &WorkflowRow) -> String {
+    match (&row.state.stage, &row.state.result, &row.state.staff_task) {
+        (Stage::Settled, _, Some(task)) if row.state.status == Status::WaitingOnStaff => {
+            task_label(task.kind).to_owned()
+        }
+        (Stage::Settled, Some(result), _) => result.path.clone(),
+        _ => row.state.stage_label(),
+    }
+}
+
 fn next_step(row: &WorkflowRow, tz: Tz) -> String {
     if matches!(row.state.status, Status::Done | Status::Cancelled) {
         return "none".into();
@@ -601,7 +612,7 @@ async fn render_dashboard(
             initials: initials.of(&row.state.patient_id).await?,
             accepted: local(row.state.accepted_at, tz, "%H:%M"),
             status: status_text(row.state.status),
-            stage: row.state.stage_label(),
+            stage: stage_text(row),
             next: next_step(row, tz),
         });
     }
@@ -767,7 +778,7 @@ async fn render_workflow(
             initials: initials.of(&st.patient_id).await?,
             accepted: local(st.accepted_at, tz, "%Y-%m-%d %H:%M"),
             status: status_text(st.status),
-            stage: st.stage_label(),
+            stage: stage_text(row),
             next: next_step(row, tz),
             path: st.result.as_ref().map(|r| r.path.clone()),
             portion: st.split.map(|x| x.patient_portion.to_string()),
