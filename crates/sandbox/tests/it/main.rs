@@ -2,5 +2,10 @@
 //! clients), fault injection, personas.
 
 mod faults;
+mod lenders;
+mod patients;
+mod pms;
+mod smtp;
 mod stripe;
 mod support;
+mod twilio;

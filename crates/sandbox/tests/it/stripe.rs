@@ -170,7 +170,10 @@ mod client {
         rx.got()
             .iter()
             .map(|c| {
-                let sig = c.headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+                let sig = c
+                    .headers
+                    .get("stripe-signature")
+                    .and_then(|v| v.to_str().ok());
                 stripe_schedule::webhook::verify(&c.body, sig, &secrets, chrono::Utc::now())
                     .expect("our verifier accepts the sandbox's signature");
                 stripe_schedule::Event::parse(&c.body).expect("event decodes")
@@ -217,8 +220,14 @@ mod client {
         let practice = PracticeId::new("smile");
 
         // Act
-        let a = c.ensure_practice_product(&practice, "Dental treatment plan").await.unwrap();
-        let b = c.ensure_practice_product(&practice, "Dental treatment plan").await.unwrap();
+        let a = c
+            .ensure_practice_product(&practice, "Dental treatment plan")
+            .await
+            .unwrap();
+        let b = c
+            .ensure_practice_product(&practice, "Dental treatment plan")
+            .await
+            .unwrap();
 
         // Assert
         assert_eq!(a, b);
@@ -231,7 +240,10 @@ mod client {
         let (sb, rx) = with_webhooks().await;
         let c = client(&sb);
         let cus = customer(&c, "p-2").await;
-        let product = c.ensure_practice_product(&PracticeId::new("smile"), "Dental treatment plan").await.unwrap();
+        let product = c
+            .ensure_practice_product(&PracticeId::new("smile"), "Dental treatment plan")
+            .await
+            .unwrap();
         let plan = InstallmentPlan {
             customer: cus.id.clone(),
             product,
@@ -275,7 +287,11 @@ mod client {
             .filter(|e| matches!(e.data, EventData::InvoicePaid(_)))
             .count();
         assert_eq!(invoices_paid, 3);
-        assert!(events.iter().any(|e| matches!(e.data, EventData::SubscriptionScheduleCompleted(_))));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e.data, EventData::SubscriptionScheduleCompleted(_)))
+        );
     }
 
     #[tokio::test]
@@ -284,7 +300,10 @@ mod client {
         let (sb, rx) = with_webhooks().await;
         let c = client(&sb);
         let cus = customer(&c, "p-3").await;
-        let product = c.ensure_practice_product(&PracticeId::new("smile"), "Plan").await.unwrap();
+        let product = c
+            .ensure_practice_product(&PracticeId::new("smile"), "Plan")
+            .await
+            .unwrap();
         let plan = InstallmentPlan {
             customer: cus.id,
             product,
@@ -306,8 +325,16 @@ mod client {
 
         // Assert
         let events = verified_events(&rx);
-        assert!(events.iter().any(|e| matches!(e.data, EventData::InvoicePaymentFailed(_))));
-        assert!(!events.iter().any(|e| matches!(e.data, EventData::InvoicePaid(_))));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e.data, EventData::InvoicePaymentFailed(_)))
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e.data, EventData::InvoicePaid(_)))
+        );
         assert!(sb.stripe().charges_per_installment().is_empty());
     }
 
@@ -335,7 +362,14 @@ mod client {
         let url = session.url.clone().expect("a hosted page");
 
         // Act
-        let page = http().get(url.clone()).send().await.unwrap().text().await.unwrap();
+        let page = http()
+            .get(url.clone())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let paid = http()
             .post(url)
             .form(&[("card", "visa")])
@@ -348,15 +382,36 @@ mod client {
         assert!(page.contains("$250.00"), "{page}");
         assert_eq!(paid.status(), 200);
         let after = c.get_checkout_session(&session.id).await.unwrap();
-        assert_eq!(after.status, Some(stripe_schedule::CheckoutStatus::Complete));
-        assert_eq!(after.payment_status, stripe_schedule::CheckoutPaymentStatus::Paid);
-        let pi = c.get_payment_intent(after.payment_intent.as_ref().unwrap()).await.unwrap();
+        assert_eq!(
+            after.status,
+            Some(stripe_schedule::CheckoutStatus::Complete)
+        );
+        assert_eq!(
+            after.payment_status,
+            stripe_schedule::CheckoutPaymentStatus::Paid
+        );
+        let pi = c
+            .get_payment_intent(after.payment_intent.as_ref().unwrap())
+            .await
+            .unwrap();
         assert_eq!(pi.metadata.get(WORKFLOW_KEY), Some("wf-4"));
-        let pm = sb.stripe().object(pi.payment_method.as_ref().unwrap().as_str()).unwrap();
-        assert_eq!(pm["customer"], Value::from(cus.id.as_str()), "the card was saved");
+        let pm = sb
+            .stripe()
+            .object(pi.payment_method.as_ref().unwrap().as_str())
+            .unwrap();
+        assert_eq!(
+            pm["customer"],
+            Value::from(cus.id.as_str()),
+            "the card was saved"
+        );
         let events = verified_events(&rx);
-        assert!(events.iter().any(|e| matches!(&e.data, EventData::CheckoutSessionCompleted(s) if s.id == session.id)));
-        assert_eq!(sb.stripe().checkout_sessions_per_workflow().get("wf-4"), Some(&1));
+        assert!(events.iter().any(
+            |e| matches!(&e.data, EventData::CheckoutSessionCompleted(s) if s.id == session.id)
+        ));
+        assert_eq!(
+            sb.stripe().checkout_sessions_per_workflow().get("wf-4"),
+            Some(&1)
+        );
     }
 
     #[tokio::test]
@@ -412,11 +467,17 @@ mod client {
 
         // Act
         let ok = c
-            .charge_off_session(&charge("pm_card_visa", "1"), &IdempotencyKey::new("wf-6:1").unwrap())
+            .charge_off_session(
+                &charge("pm_card_visa", "1"),
+                &IdempotencyKey::new("wf-6:1").unwrap(),
+            )
             .await
             .unwrap();
         let replay = c
-            .charge_off_session(&charge("pm_card_visa", "1"), &IdempotencyKey::new("wf-6:1").unwrap())
+            .charge_off_session(
+                &charge("pm_card_visa", "1"),
+                &IdempotencyKey::new("wf-6:1").unwrap(),
+            )
             .await
             .unwrap();
         let declined = c
@@ -459,15 +520,38 @@ mod client {
 
         // Assert
         let text = std::fs::read_to_string(&log).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let post = lines.iter().find(|l| l["method"] == "POST").expect("the create");
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let post = lines
+            .iter()
+            .find(|l| l["method"] == "POST")
+            .expect("the create");
         assert_eq!(post["path"], "/v1/customers");
         assert!(post["headers"]["idempotency-key"].is_string());
-        assert_eq!(post["headers"]["stripe-version"], stripe_schedule::API_VERSION);
-        assert!(post["headers"].get("authorization").is_none(), "no API key in the log");
-        assert!(post["body"].as_str().unwrap().contains("metadata[chairside_patient]=p-7")
-            || post["body"].as_str().unwrap().contains("metadata%5Bchairside_patient%5D=p-7"));
-        let get = lines.iter().find(|l| l["method"] == "GET").expect("the lookup");
+        assert_eq!(
+            post["headers"]["stripe-version"],
+            stripe_schedule::API_VERSION
+        );
+        assert!(
+            post["headers"].get("authorization").is_none(),
+            "no API key in the log"
+        );
+        assert!(
+            post["body"]
+                .as_str()
+                .unwrap()
+                .contains("metadata[chairside_patient]=p-7")
+                || post["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("metadata%5Bchairside_patient%5D=p-7")
+        );
+        let get = lines
+            .iter()
+            .find(|l| l["method"] == "GET")
+            .expect("the lookup");
         assert!(get["query"].as_str().unwrap().contains("email="));
     }
 }

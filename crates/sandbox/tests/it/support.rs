@@ -57,7 +57,6 @@ pub(crate) async fn stripe_get(sb: &Sandbox, path_and_query: &str) -> reqwest::R
 /// One request a [`Receiver`] got.
 #[derive(Clone, Debug)]
 pub(crate) struct Captured {
-    pub(crate) path: String,
     pub(crate) headers: axum::http::HeaderMap,
     pub(crate) body: Vec<u8>,
 }
@@ -78,7 +77,6 @@ impl Receiver {
                 let (parts, body) = req.into_parts();
                 let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
                 got.lock().unwrap().push(Captured {
-                    path: parts.uri.path().to_owned(),
                     headers: parts.headers,
                     body: body.to_vec(),
                 });
