@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod demo;
+pub mod http;
 pub mod note;
 pub mod ports;
 pub mod runner;

@@ -22,8 +22,8 @@ use crate::ports::{
 use crate::store::{Claim, Consumed, NewWorkflow, Store, StoreError, WorkItem};
 use crate::workflow::machine::apply;
 use crate::workflow::{
-    Action, Command, Event, MessageKind, PatientFacts, WorkflowConfig, WorkflowId, WorkflowKey,
-    WorkflowState,
+    Action, Command, Event, MessageKind, PatientFacts, StaffTask, TaskKind, WorkflowConfig,
+    WorkflowId, WorkflowKey, WorkflowState,
 };
 
 /// Everything the runner needs for one practice.
@@ -43,8 +43,8 @@ pub struct PracticeRuntime {
     pub payments: SharedPayments,
     /// Email and SMS.
     pub messenger: SharedMessenger,
-    /// Base of patient page links (`https://pay.practice.example/p/`).
-    pub patient_page_base: Url,
+    /// Signs the patient page links in messages.
+    pub patient_links: PatientLinks,
 }
 
 impl PracticeRuntime {
@@ -70,6 +70,43 @@ impl PracticeRuntime {
             location_id: self.profile.location_id.clone(),
             state: self.profile.state,
         }
+    }
+}
+
+/// Builds signed, expiring patient page links (`/p/{token}`), bound to one workflow.
+#[derive(Clone)]
+pub struct PatientLinks {
+    base: Url,
+    key: secrecy::SecretString,
+    lifetime: chrono::Duration,
+}
+
+impl std::fmt::Debug for PatientLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PatientLinks")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PatientLinks {
+    /// Links under `public_base_url` (the HTTP surface's), signed with `key`, valid `lifetime`.
+    pub fn new(public_base_url: Url, key: secrecy::SecretString, lifetime: Duration) -> Self {
+        Self {
+            base: public_base_url,
+            key,
+            lifetime: chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::days(30)),
+        }
+    }
+
+    /// The patient page of `workflow`, as of `now`.
+    pub fn link(&self, workflow: &WorkflowId, now: DateTime<Utc>) -> Url {
+        let token = crate::http::sign_patient_token(workflow, now + self.lifetime, &self.key);
+        let mut url = self.base.clone();
+        let path = format!("{}/p/{token}", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.set_query(None);
+        url
     }
 }
 
@@ -136,7 +173,12 @@ pub struct RunnerStats {
 /// The outcome of performing one command.
 enum Performed {
     Event(Box<Event>),
-    Retry { kind: ErrorKind, reason: String },
+    /// The configuration is wrong: a staff task naming the problem.
+    Misconfigured(String),
+    Retry {
+        kind: ErrorKind,
+        reason: String,
+    },
     WaitUntil(DateTime<Utc>),
     Failed(String),
 }
@@ -307,24 +349,38 @@ impl Runner {
             let Some(item) = work.item else { break };
             let mut state = work.state;
             let Some(rt) = self.practices.get(&state.key.practice_id) else {
-                tracing::error!(workflow = %state.id, "workflow of a practice that is not configured; left for staff");
-                break;
+                tracing::error!(workflow = %state.id, "workflow of a practice that is not configured here; set aside for staff");
+                let task = StaffTask {
+                    kind: TaskKind::SystemError,
+                    reason: format!(
+                        "practice '{}' is not in this runner's configuration; add it or cancel the workflow",
+                        state.key.practice_id
+                    ),
+                };
+                return self
+                    .store
+                    .park(claim, now + chrono::Duration::hours(1), &task, now)
+                    .await;
             };
             let (event, consumed) = match item {
                 WorkItem::Inbox { id, event } => (event, Consumed::Inbox(id)),
                 WorkItem::Timer(kind) => (Event::TimerFired { timer: kind }, Consumed::Timer(kind)),
                 WorkItem::Command { command, attempts } => {
-                    let attempt = attempts + 1;
                     let key = state
                         .id
                         .idempotency_key(command.action.label(), command.seq);
-                    self.store
-                        .begin_effect(claim, &command, attempt, &key, now)
+                    let attempt = self
+                        .store
+                        .begin_effect(claim, &command, attempts + 1, &key, now)
                         .await?;
                     let performed = self.perform(rt, &state, &command, &key).await;
                     let now = self.clock.now();
                     let event = match performed {
                         Performed::Event(e) => *e,
+                        Performed::Misconfigured(reason) => Event::EffectFailed {
+                            action: command.action.clone(),
+                            reason,
+                        },
                         Performed::WaitUntil(at) => {
                             self.store
                                 .defer_command(
@@ -426,8 +482,8 @@ impl Runner {
 
     fn lender<'a>(rt: &'a PracticeRuntime, id: &LenderId) -> Result<&'a SharedProvider, Performed> {
         rt.lenders.get(id).ok_or_else(|| {
-            Performed::Failed(format!(
-                "lender '{id}' is in the practice's lender order but not configured"
+            Performed::Misconfigured(format!(
+                "lender '{id}' is in the practice's lender order but not configured; configure it or remove it from the order"
             ))
         })
     }
@@ -531,7 +587,7 @@ impl Runner {
                     *amount,
                     &contact,
                 );
-                request.return_url = rt.patient_page_base.join(state.id.as_str()).ok();
+                request.return_url = Some(rt.patient_links.link(&state.id, self.clock.now()));
                 let decision = match self.timed(provider.start_application(&request)).await {
                     Ok(d) => d,
                     Err(e) if e.kind() == ErrorKind::Permanent => {
@@ -704,11 +760,7 @@ impl Runner {
     ) -> Result<Performed, Performed> {
         let contact = self.contact(rt, state).await?;
         let now = self.clock.now();
-        let page_link = rt
-            .patient_page_base
-            .join(state.id.as_str())
-            .map(|u| u.to_string())
-            .unwrap_or_default();
+        let page_link = rt.patient_links.link(&state.id, now).to_string();
         let lender_name = |id: &LenderId| {
             rt.lenders
                 .get(id)

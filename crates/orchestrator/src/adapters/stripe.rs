@@ -26,7 +26,7 @@ pub struct StripePayments {
     client: Client,
     /// Product name per practice (`Smile Dental treatment plan`).
     product_name: String,
-    /// Where the patient lands after paying (the patient page base).
+    /// Where the patient lands after paying.
     return_url: Option<Url>,
 }
 
@@ -90,8 +90,11 @@ impl Payments for StripePayments {
                 .as_ref()
                 .and_then(|u| u.join(workflow.as_str()).ok()),
             cancel_url: None,
-            metadata: metadata.clone(),
-            payment_metadata: metadata,
+            metadata,
+            // The workflow id stays off the session's PaymentIntent: a card declined during
+            // Checkout is the patient retrying, not a failed installment (the session's own
+            // events report the payment).
+            payment_metadata: Metadata::new().with(PRACTICE_KEY, practice.as_str()),
         };
         let session = self
             .client

@@ -23,7 +23,7 @@ use crate::adapters::nexhealth::NexHealthPractice;
 use crate::adapters::opendental::OpenDentalPractice;
 use crate::adapters::stripe::StripePayments;
 use crate::ports::{PracticeProfile, SharedPracticeSystem};
-use crate::runner::{PracticeRuntime, Runner, RunnerConfig, SystemClock};
+use crate::runner::{PatientLinks, PracticeRuntime, Runner, RunnerConfig, SystemClock};
 use crate::store::crypto::DataKey;
 use crate::store::{SqliteStore, Store};
 use crate::workflow::{Status, TaskKind, WorkflowConfig, WorkflowState};
@@ -147,8 +147,10 @@ pub struct WorldOptions {
     pub poll_every: Duration,
     /// Runner concurrency.
     pub concurrency: usize,
-    /// Where patient pages are served.
-    pub patient_page_base: Url,
+    /// Where the HTTP surface is served (patient pages, dashboard).
+    pub public_base_url: Url,
+    /// The patient link signing key.
+    pub link_key: SecretString,
 }
 
 impl Default for WorldOptions {
@@ -158,8 +160,9 @@ impl Default for WorldOptions {
             reminder_every: Duration::from_millis(700),
             poll_every: Duration::from_millis(150),
             concurrency: 16,
-            patient_page_base: Url::parse("http://127.0.0.1:8080/p/")
+            public_base_url: Url::parse("http://127.0.0.1:8080/")
                 .unwrap_or_else(|_| unreachable!("literal URL")),
+            link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
         }
     }
 }
@@ -383,7 +386,7 @@ impl World {
             let payments = StripePayments::new(
                 stripe.clone(),
                 format!("{} treatment plan", spec.name),
-                Some(options.patient_page_base.clone()),
+                Some(options.public_base_url.clone()),
             );
             runtimes.push((spec, id, location, pms, lenders, payments));
         }
@@ -412,7 +415,11 @@ impl World {
                     lenders,
                     payments: Arc::new(payments),
                     messenger: messenger.clone(),
-                    patient_page_base: options.patient_page_base.clone(),
+                    patient_links: PatientLinks::new(
+                        options.public_base_url.clone(),
+                        options.link_key.clone(),
+                        Duration::from_secs(30 * 86_400),
+                    ),
                 },
             )
             .collect();

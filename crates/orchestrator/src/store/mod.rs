@@ -229,7 +229,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::LeaseLost`], [`StoreError::Database`], [`StoreError::Decode`].
     async fn load(&self, claim: &Claim, now: DateTime<Utc>) -> Result<Work>;
 
-    /// Journals the intent to perform `command` (attempt number `attempt`) before the call.
+    /// Journals the intent to perform `command` before the call. `attempt` is the caller's count;
+    /// the journal never reuses a number, so a call repeated after a crash is recorded as a new
+    /// attempt. Returns the attempt number journaled.
     ///
     /// # Errors
     /// [`StoreError::LeaseLost`], [`StoreError::Database`].
@@ -239,6 +241,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         command: &Command,
         attempt: u32,
         key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u32>;
+
+    /// Sets a claimed workflow aside until `until` (nothing this runner can do for it: its practice
+    /// is not configured here) and opens `task` for staff once.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`], [`StoreError::Database`].
+    async fn park(
+        &self,
+        claim: &Claim,
+        until: DateTime<Utc>,
+        task: &StaffTask,
         now: DateTime<Utc>,
     ) -> Result<()>;
 

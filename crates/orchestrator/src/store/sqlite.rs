@@ -110,7 +110,10 @@ async fn refresh_due(conn: &mut SqliteConnection, id: &str) -> Result<()> {
             SELECT MIN(t) FROM (
                 SELECT MIN(received_at) AS t FROM inbox WHERE workflow_id = ?1
                 UNION ALL SELECT MIN(fire_at) FROM timers WHERE workflow_id = ?1
-                UNION ALL SELECT MIN(not_before) FROM outbox WHERE workflow_id = ?1 AND status = 'pending'
+                -- Commands run in sequence order: only the lowest pending one can be due.
+                UNION ALL SELECT not_before FROM (
+                    SELECT not_before FROM outbox WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
+                )
             )
         ) WHERE id = ?1",
     )
@@ -262,6 +265,22 @@ impl Store for SqliteStore {
             .await?
             .rows_affected();
             if inserted == 1 {
+                // An edit after acceptance is a new revision: the earlier revisions' workflows are
+                // withdrawn, so one plan never has two live schedules.
+                let earlier: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM workflows WHERE practice_id = ? AND plan_id = ? AND revision <> ? AND status <> 'cancelled'",
+                )
+                .bind(state.key.practice_id.as_str())
+                .bind(state.key.plan_id.as_str())
+                .bind(&state.key.revision)
+                .fetch_all(&mut *tx)
+                .await?;
+                for old in earlier {
+                    let event = Event::PlanWithdrawn {
+                        reason: "edited".into(),
+                    };
+                    insert_inbox(&mut tx, &old, "poller", &event, now_ms).await?;
+                }
                 insert_command(&mut tx, state.id.as_str(), &first, now_ms).await?;
                 insert_audit(
                     &mut tx,
@@ -416,12 +435,21 @@ impl Store for SqliteStore {
         attempt: u32,
         key: &str,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         let mut tx = self.begin().await?;
         check_lease(&mut tx, claim).await?;
+        // A call repeated after a crash is a new attempt in the journal, whatever the outbox
+        // counted: the dead runner's intent row stays as evidence of the first call.
+        let journaled: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(attempt) FROM effects WHERE workflow_id = ? AND seq = ?",
+        )
+        .bind(claim.id.as_str())
+        .bind(command.seq as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        let attempt = attempt.max(u32::try_from(journaled.unwrap_or(0) + 1).unwrap_or(u32::MAX));
         sqlx::query(
-            "INSERT INTO effects (workflow_id, seq, attempt, action, idempotency_key, epoch, intent_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (workflow_id, seq, attempt) DO UPDATE SET epoch = excluded.epoch, intent_at = excluded.intent_at",
+            "INSERT INTO effects (workflow_id, seq, attempt, action, idempotency_key, epoch, intent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(claim.id.as_str())
         .bind(command.seq as i64)
@@ -432,6 +460,46 @@ impl Store for SqliteStore {
         .bind(ms(now))
         .execute(&mut *tx)
         .await?;
+        self.finish(tx).await?;
+        Ok(attempt)
+    }
+
+    async fn park(
+        &self,
+        claim: &Claim,
+        until: DateTime<Utc>,
+        task: &StaffTask,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        check_lease(&mut tx, claim).await?;
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM staff_tasks WHERE workflow_id = ? AND kind = ? AND resolved_at IS NULL",
+        )
+        .bind(claim.id.as_str())
+        .bind(task.kind.label())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if open.is_none() {
+            let practice: String =
+                sqlx::query_scalar("SELECT practice_id FROM workflows WHERE id = ?")
+                    .bind(claim.id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            sqlx::query("INSERT INTO staff_tasks (workflow_id, practice_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(claim.id.as_str())
+                .bind(practice)
+                .bind(task.kind.label())
+                .bind(&task.reason)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL, next_due_at = ? WHERE id = ?")
+            .bind(ms(until))
+            .bind(claim.id.as_str())
+            .execute(&mut *tx)
+            .await?;
         self.finish(tx).await
     }
 
@@ -500,6 +568,13 @@ impl Store for SqliteStore {
             .bind(ms(*at))
             .execute(&mut *tx)
             .await?;
+        }
+        if transition.drop_pending_messages {
+            sqlx::query("UPDATE outbox SET status = 'dropped', done_at = ? WHERE workflow_id = ? AND status = 'pending' AND action = 'send_message'")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         for command in &transition.commands {
             insert_command(&mut tx, id, command, now_ms).await?;

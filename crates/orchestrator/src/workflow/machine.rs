@@ -27,6 +27,8 @@ pub struct Transition {
     pub clear_timers: Vec<TimerKind>,
     /// A staff task to open, in the same transaction as the new state.
     pub raise_task: Option<StaffTask>,
+    /// Drop messages still waiting in the outbox (the workflow was cancelled).
+    pub drop_pending_messages: bool,
     /// Lines for the audit trail (no PHI).
     pub audit: Vec<String>,
     /// True when the event did not fit the stage and changed nothing.
@@ -155,6 +157,13 @@ pub fn apply(
                 cx.state.stripe.checkout_session_id = Some(session_id);
                 cx.state.stripe.checkout_url = Some(url);
                 next_payment_step(&mut cx);
+            } else if cx.state.status == Status::Cancelled {
+                // A creation that was already queued when the plan was withdrawn: undo it too.
+                cx.state
+                    .stripe
+                    .checkout_session_id
+                    .get_or_insert(session_id.clone());
+                compensate(&mut cx, Action::ExpireDepositLink { session_id });
             } else {
                 cx.ignore("no deposit link step under way");
             }
@@ -165,6 +174,12 @@ pub fn apply(
             {
                 cx.state.stripe.schedule_id = Some(schedule_id);
                 next_payment_step(&mut cx);
+            } else if cx.state.status == Status::Cancelled {
+                cx.state
+                    .stripe
+                    .schedule_id
+                    .get_or_insert(schedule_id.clone());
+                compensate(&mut cx, Action::CancelSchedule { schedule_id });
             } else {
                 cx.ignore("no schedule step under way");
             }
@@ -320,6 +335,9 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
 }
 
 fn application_opened(cx: &mut Ctx<'_>, lender: LenderId, handle: ApplicationHandle, link: String) {
+    if cx.state.status == Status::Cancelled {
+        return compensate(cx, Action::CancelApplication { lender, handle });
+    }
     if current(cx, &lender, |p| matches!(p, LenderPhase::Starting)).is_none() {
         return cx.ignore("no application being opened at this lender");
     }
@@ -701,11 +719,29 @@ fn withdraw(cx: &mut Ctx<'_>, reason: &str) {
     cancel(cx);
 }
 
+/// Undoes something that came into existence after the workflow was cancelled (a call that was
+/// already queued, or in its retry wait, when the plan was withdrawn).
+fn compensate(cx: &mut Ctx<'_>, undo: Action) {
+    cx.audit(format!(
+        "created after cancellation; undoing: {}",
+        undo.label()
+    ));
+    if let Stage::Undoing { outstanding } = cx.state.stage {
+        cx.state.stage = Stage::Undoing {
+            outstanding: outstanding + 1,
+        };
+    }
+    cx.command(undo);
+}
+
 fn cancel(cx: &mut Ctx<'_>) {
     let undo = undo_actions(cx);
     cx.state.status = Status::Cancelled;
     cx.state.staff_task = None;
     cx.out.clear_timers.extend(ALL_TIMERS);
+    // Queued messages (a summary, a reminder) must not reach the patient of a withdrawn plan;
+    // queued creations still run and are undone when their result arrives (`compensate`).
+    cx.out.drop_pending_messages = true;
     if undo.is_empty() {
         write_outcome_note(cx);
         return;

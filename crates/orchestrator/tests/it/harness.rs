@@ -191,7 +191,11 @@ impl World {
             lenders,
             payments: self.stripe.clone(),
             messenger: self.messenger.clone(),
-            patient_page_base: Url::parse("https://pay.smile.example.test/p/").unwrap(),
+            patient_links: orchestrator::runner::PatientLinks::new(
+                Url::parse("https://pay.smile.example.test/").unwrap(),
+                secrecy::SecretString::from("test-link-key-0123456789abcdef0123".to_owned()),
+                std::time::Duration::from_secs(86_400),
+            ),
         }
     }
 

@@ -641,7 +641,6 @@ async fn an_unreachable_patient_becomes_a_staff_task_without_any_lender_or_strip
 }
 
 #[tokio::test]
-#[ignore = "bug: a lender id missing from the configured lenders is skipped silently instead of raising a staff task"]
 async fn an_unknown_lender_id_in_the_order_becomes_a_staff_task_naming_it() {
     // Arrange: the practice's order names a lender that is not configured.
     let mut w = World::new();
@@ -1130,7 +1129,6 @@ async fn a_runner_that_dies_mid_call_is_replaced_after_its_lease_and_nothing_is_
 }
 
 #[tokio::test]
-#[ignore = "bug: commands already in the outbox still run after a cancel; a schedule is created for a rejected plan and never cancelled"]
 async fn a_plan_rejected_while_a_stripe_creation_awaits_its_retry_leaves_nothing_live_at_stripe() {
     // Arrange: the in-house path; the schedule call got a 503 and waits for its retry.
     let w = World::new();
@@ -1170,7 +1168,6 @@ async fn a_plan_rejected_while_a_stripe_creation_awaits_its_retry_leaves_nothing
 }
 
 #[tokio::test]
-#[ignore = "bug: an edited plan (new revision) starts a second workflow and the earlier revision's is never withdrawn"]
 async fn an_edited_plan_cancels_the_workflow_of_its_earlier_revision() {
     // Arrange: revision 1 ran to its end on the in-house plan.
     let w = World::new();
@@ -1205,7 +1202,6 @@ async fn an_edited_plan_cancels_the_workflow_of_its_earlier_revision() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a workflow of an unconfigured practice is claimed and released on every tick, with no staff task"]
 async fn a_workflow_of_a_practice_the_runner_does_not_serve_is_not_claimed_over_and_over() {
     // Arrange: a workflow recorded for a practice that is no longer in this runner's configuration.
     let w = World::new();
@@ -1254,7 +1250,6 @@ async fn a_workflow_of_a_practice_the_runner_does_not_serve_is_not_claimed_over_
 }
 
 #[tokio::test]
-#[ignore = "bug: next_due_at counts every pending command but load only runs the lowest seq, so a workflow looks due while nothing can run"]
 async fn a_command_queued_behind_one_awaiting_its_retry_does_not_keep_the_workflow_hot() {
     // Arrange: no reminders, give up after an hour; withdrawing the application gets a 503, which
     // leaves the ledger note queued behind the deferred cancel.
@@ -1284,7 +1279,6 @@ async fn a_command_queued_behind_one_awaiting_its_retry_does_not_keep_the_workfl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a call repeated after a crash reuses the attempt number and overwrites the dead runner's intent in the effects journal"]
 async fn a_call_repeated_after_a_crash_is_journaled_as_a_second_intent() {
     // Arrange: the deposit link is created, then the runner dies before recording it.
     let w = World::new();
