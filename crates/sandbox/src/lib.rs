@@ -30,15 +30,37 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # What each stand-in keeps
+//! # The stand-ins
 //!
-//! Everything is in memory and stateful: the Stripe stand-in stores the customers, products,
-//! prices, schedules, sessions, payment intents and invoices it was asked to create and honours
-//! `Idempotency-Key` as Stripe does; the practice systems hold seeded patients and plans and the
-//! notes written back; the lenders hold sessions and applications; Twilio and the SMTP sink keep
-//! every message. [`Sandbox::requests`] lists what each system received, and the Stripe requests
-//! can also be appended to a JSON Lines file that `shared/stripe/conformance.py` checks
-//! ([`StripeConfig::request_log`]).
+//! Each speaks the wire format of INTEGRATIONS.md and of our client's `wire` module; the
+//! credentials it expects are in [`SandboxConfig`] (working defaults, all made up).
+//!
+//! | system | base URL | auth expected | what it does |
+//! |---|---|---|---|
+//! | Stripe | [`SandboxUrls::stripe`] | `Bearer` [`StripeConfig::secret_key`] | customers (list by email, search), products (with own `id`), prices, subscription schedules (phases by `duration`, cancel, release) billed installment by installment, subscriptions, invoices, Checkout Sessions with a hosted page at `/checkout/{id}`, payment intents (off-session confirm, declines by test card), payment methods, refunds, events; Stripe's idempotency rules; signed webhooks |
+//! | Twilio | [`SandboxUrls::twilio`] | Basic `AccountSid:AuthToken` | `Messages.json` create, list (paged), fetch; 21610 after STOP; signed status callbacks; inbound replies ([`TwilioHandle::send_inbound`]) |
+//! | SMTP | [`SandboxUrls::smtp`] | none | EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT; keeps and decodes every message ([`SmtpHandle`]) |
+//! | Dentrix Ascend | [`SandboxUrls::dentrix`] | OAuth2 client credentials + `Organization-ID` | txcases, patientprocedures, visits, appointments, patients, patientnotes; `filter=`, `pageSize` + `lastId` |
+//! | NexHealth | [`SandboxUrls::nexhealth`] | `/authenticates` JWT + `subdomain` | treatment_plans (`updated_since`, `status`, cursors), patients, webhook endpoints and subscriptions (signed `treatment_plan_updated`), communication_logs (202, then written) |
+//! | Open Dental | [`SandboxUrls::opendental`] | `ODFHIR dev/customer` | treatplans (`SecDateTEdit`), proctps, treatplanattaches, procedurelogs (`DateTStamp`), patients, commlogs, payments; `Offset`/`Limit`; server times in UTC |
+//! | CareCredit | [`SandboxUrls::carecredit`] | OAuth2 token | prefill sessions keyed by partner transaction id, hosted page at `/apply/{session}`, pullback, cardholder lookup |
+//! | Sunbit | [`SandboxUrls::sunbit`] | `sunbit-key` (+ `sunbit-secret` on reads and voids) | online links keyed by referral, hosted page at `/prequal/{token}`, purchase reads, voids, signed webhooks |
+//!
+//! Seeded patients and plans ([`Sandbox::seed_patient`], [`Sandbox::seed_plan`],
+//! [`Sandbox::seed_persona`]) live in one practice system each; [`Sandbox::accept_plan`] flips a
+//! plan to accepted the way that system shows it.
+//!
+//! # Inspecting a run
+//!
+//! - [`Sandbox::requests`]: what each system received (method, path, query, lower-cased headers,
+//!   raw body, the faults applied, the status sent). The Stripe ones can also be appended to a
+//!   JSON Lines file in `shared/stripe/conformance.py`'s format ([`StripeConfig::request_log`];
+//!   the `Authorization` header is left out).
+//! - Invariants: [`StripeHandle::customers_per_patient`], [`StripeHandle::schedules_per_workflow`],
+//!   [`StripeHandle::charges_per_installment`], [`StripeHandle::checkout_sessions_per_workflow`],
+//!   [`Sandbox::notes_containing`] and [`Sandbox::notes_by_marker`] (notes per plan), and
+//!   [`Sandbox::violations`] (what lenders must never receive).
+//! - [`Sandbox::deliveries`]: every webhook sent and whether it was accepted.
 //!
 //! # Personas, and how a lender learns who applied
 //!
@@ -51,15 +73,23 @@
 //!   sandbox lender page (or a Stripe checkout page), the sandbox resolves the recipient (phone
 //!   number or email address) to a seeded patient and, after a short "think time", acts as that
 //!   patient on that application: completes it (approved, partially approved, declined or
-//!   pending, by persona), or leaves it ([`Persona::NeverCompletes`]).
+//!   pending, by persona), or leaves it ([`Persona::NeverCompletes`]). A checkout page is paid
+//!   with the patient's [`TestCard`].
 //! - A link to any other loopback page (the orchestrator's patient page) is fetched, and the
-//!   sandbox links found in it are acted on the same way.
+//!   sandbox links found in it are acted on the same way (one level deep).
+//! - A text to a number that is not the patient's mobile (a landline) is `undelivered` (30006)
+//!   and never read.
+//! - When Sunbit is asked to text its link itself (`sendSMS` with a phone), the patient with that
+//!   phone gets it.
 //! - Where a request does carry identity (prefill outside California, cardholder lookup), the
-//!   lender stand-in resolves the patient by name plus phone or ZIP. A request whose identity
-//!   resolves to a [`Persona::CaliforniaPractice`] patient is recorded as a compliance
-//!   [`Violation`].
-//! - Until the patient acts, an application's status stays created/pending.
-//! - Tests can also act directly: [`Sandbox::act_on_link`].
+//!   lender stand-in resolves the patient by name plus phone or ZIP. Identity sent for a
+//!   California (or New York) patient is recorded as a compliance [`Violation`], and so is a
+//!   procedure code anywhere in a lender request.
+//! - Until the patient acts, CareCredit's pullback says `Created` and Sunbit has no purchase (a
+//!   read by reference answers 404). The amount a Sunbit patient enters is what they owe on
+//!   their plan.
+//! - Tests can also act directly: [`Sandbox::act_on_link`], [`CareCreditHandle::act_as`],
+//!   [`SunbitHandle::act_as`].
 //!
 //! [`PatientSimulation`] turns this off or tunes it.
 //!
@@ -70,7 +100,15 @@
 //! an error status (429 with `Retry-After`, 500, 503, in the vendor's error shape), a connection
 //! reset before the handler runs, a response lost *after* the handler ran (reset, or hang until
 //! the client times out), and slow-drip bodies. Rules are set at start
-//! ([`SandboxConfig::faults`]) and changed at runtime through [`Sandbox::faults`].
+//! ([`SandboxConfig::faults`]) and changed at runtime through [`Sandbox::faults`]. The SMTP sink
+//! can refuse recipients ([`SmtpHandle::reject_next`]); Stripe can hold idempotency keys longer
+//! ([`StripeHandle::set_processing_delay`]) to provoke 409s.
+//!
+//! # The binary
+//!
+//! `sandbox` runs everything stand-alone and prints the addresses and credentials (`--json` for
+//! tools, `--seed-personas dentrix` to seed one accepted plan per persona, `--base-port` for
+//! fixed ports). See `sandbox --help`.
 
 // Stripe objects are big `json!` literals.
 #![recursion_limit = "256"]
@@ -93,6 +131,7 @@ mod twilio;
 mod webhook;
 mod world;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -473,6 +512,30 @@ impl Sandbox {
             .into_iter()
             .filter(|n| n.text.contains(marker))
             .collect()
+    }
+
+    /// Invariant helper: notes grouped by the marker they carry. A marker is the text from
+    /// `prefix` up to the next `]` (with `prefix` `"[chairside:"`, the tag Chairside's note
+    /// writers append). Every value must be 1.
+    pub fn notes_by_marker(&self, prefix: &str) -> BTreeMap<String, usize> {
+        let mut out: BTreeMap<String, usize> = BTreeMap::new();
+        for note in self.hub.world.notes() {
+            let mut rest = note.text.as_str();
+            let mut seen = Vec::new();
+            while let Some(start) = rest.find(prefix) {
+                let tail = &rest[start..];
+                let end = tail.find(']').map_or(tail.len(), |i| i + 1);
+                let marker = tail[..end].to_owned();
+                if !seen.contains(&marker) {
+                    seen.push(marker);
+                }
+                rest = &tail[end..];
+            }
+            for marker in seen {
+                *out.entry(marker).or_default() += 1;
+            }
+        }
+        out
     }
 
     /// Compliance violations the stand-ins noticed (prefill for a California patient, clinical

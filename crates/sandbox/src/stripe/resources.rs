@@ -593,6 +593,8 @@ impl StripeData {
             "customer": p.str("customer"),
             "customer_account": null,
             "description": p.str("description"),
+            "excluded_payment_method_types": null,
+            "managed_payments": {"enabled": false},
             "last_payment_error": null,
             "latest_charge": null,
             "livemode": false,

@@ -120,6 +120,8 @@ mod dentrix {
         assert!(matches!(first, NoteWrite::Written(_)));
         assert!(matches!(second, NoteWrite::AlreadyWritten(_)));
         assert_eq!(sb.notes_containing(&marker.tag()).len(), 1);
+        let by_marker = sb.notes_by_marker("[chairside:");
+        assert_eq!(by_marker.get("[chairside:wf-1]"), Some(&1));
     }
 
     #[tokio::test]
