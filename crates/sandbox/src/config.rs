@@ -19,6 +19,9 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// Ports to bind on 127.0.0.1; 0 (the default) picks a free port.
     pub ports: Ports,
+    /// How many recorded requests are kept in memory (oldest dropped first); the Stripe JSON
+    /// Lines file keeps everything.
+    pub max_recorded_requests: usize,
     /// Fault rules in force from the start, per system. Change them later through
     /// [`crate::Sandbox::faults`].
     pub faults: BTreeMap<System, Vec<FaultRule>>,
@@ -47,6 +50,7 @@ impl Default for SandboxConfig {
         Self {
             seed: 7,
             ports: Ports::default(),
+            max_recorded_requests: 100_000,
             faults: BTreeMap::new(),
             webhooks: WebhookDelivery::default(),
             patients: PatientSimulation::default(),

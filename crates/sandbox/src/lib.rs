@@ -258,8 +258,11 @@ impl Sandbox {
             sunbit: http_url(sb_a, "/"),
         };
 
-        let recorder = Recorder::new(config.stripe.request_log.as_deref())
-            .map_err(SandboxError::RequestLog)?;
+        let recorder = Recorder::new(
+            config.stripe.request_log.as_deref(),
+            config.max_recorded_requests,
+        )
+        .map_err(SandboxError::RequestLog)?;
         let faults = FaultController::new(config.seed, &config.faults);
         let (stop_tx, shutdown) = Shutdown::new();
         let (webhooks, webhook_rx) = webhook::Webhooks::new();

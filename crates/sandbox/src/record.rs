@@ -1,7 +1,7 @@
 //! What each stand-in received, kept for tests (and, for Stripe, appended as JSON Lines in the
 //! format `shared/stripe/conformance.py` reads).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::Write as _;
 use std::path::Path;
@@ -63,7 +63,8 @@ impl fmt::Debug for RecordedRequest {
 #[derive(Default)]
 struct RecorderState {
     next_seq: u64,
-    entries: Vec<RecordedRequest>,
+    entries: VecDeque<RecordedRequest>,
+    max: usize,
 }
 
 /// The request log of every system, plus the optional Stripe JSON Lines file.
@@ -93,7 +94,7 @@ struct ConformanceLine<'a> {
 }
 
 impl Recorder {
-    pub(crate) fn new(stripe_jsonl: Option<&Path>) -> std::io::Result<Self> {
+    pub(crate) fn new(stripe_jsonl: Option<&Path>, max: usize) -> std::io::Result<Self> {
         let file = match stripe_jsonl {
             Some(path) => Some(Arc::new(Mutex::new(
                 std::fs::OpenOptions::new()
@@ -104,7 +105,10 @@ impl Recorder {
             None => None,
         };
         Ok(Self {
-            state: Arc::new(Mutex::new(RecorderState::default())),
+            state: Arc::new(Mutex::new(RecorderState {
+                max: max.max(1),
+                ..RecorderState::default()
+            })),
             stripe_jsonl: file,
         })
     }
@@ -123,7 +127,11 @@ impl Recorder {
         if req.system == System::Stripe && req.path.starts_with("/v1/") {
             self.append_conformance(&req);
         }
-        st.entries.push(req);
+        st.entries.push_back(req);
+        // Long runs (the benchmark) keep only the latest requests in memory.
+        while st.entries.len() > st.max {
+            st.entries.pop_front();
+        }
         seq
     }
 

@@ -490,7 +490,7 @@ async fn hosted_submit(
                 let purchase: [u8; 8] = d.rng.r#gen();
                 match d.apps.iter_mut().find(|a| a.links.contains(&token)) {
                     Some(app) if app.state == SunbitState::Created => {
-                        let entered = app.amount_entered.unwrap_or(100_000);
+                        let entered = patient_portion(&hub, app.patient);
                         app.amount_entered = Some(entered);
                         app.purchase_id =
                             Some(format!("{}", u64::from_be_bytes(purchase) % 10_000_000_000));

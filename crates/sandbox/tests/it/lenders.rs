@@ -165,6 +165,41 @@ mod carecredit {
     }
 
     #[tokio::test]
+    async fn the_hosted_page_shows_the_application_and_takes_a_manual_decision() {
+        // Arrange
+        let sb = start_with(SandboxConfig::default()).await;
+        let c = client(&sb);
+        let req = request("wf-manual", Money::usd(120_000));
+        let started = c.start_application(&req).await.unwrap();
+        let url = link(&started);
+
+        // Act
+        let page = crate::support::http()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let submitted = crate::support::http()
+            .post(&url)
+            .form(&[("choice", "decline")])
+            .send()
+            .await
+            .unwrap();
+        let decision = c.application_status(&handle(&req, &started)).await.unwrap();
+
+        // Assert
+        assert!(
+            page.contains("$1200.00") && page.contains("Submit application"),
+            "{page}"
+        );
+        assert_eq!(submitted.status(), 200);
+        assert_eq!(decision.label(), "declined");
+    }
+
+    #[tokio::test]
     async fn a_retried_start_returns_the_existing_session() {
         // Arrange
         let sb = start_with(SandboxConfig::default()).await;
