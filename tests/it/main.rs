@@ -1,3 +1,4 @@
 //! Cross-crate end-to-end tests: one binary, one module per scenario family.
 
+mod chain;
 mod lender_waterfall;

@@ -275,11 +275,10 @@ impl Runner {
             };
             match plan.state {
                 PlanState::Accepted => {
-                    let mut state = WorkflowState::new(
-                        key,
-                        plan.patient_id.clone(),
-                        plan.accepted_at.unwrap_or(now),
-                    );
+                    // A practice system's clock (or a wrong office time zone) can put the acceptance
+                    // in the future; it cannot have happened after we saw it.
+                    let accepted_at = plan.accepted_at.map_or(now, |t| t.min(now));
+                    let mut state = WorkflowState::new(key, plan.patient_id.clone(), accepted_at);
                     let first = state.start();
                     new.push(NewWorkflow { state, first });
                 }

@@ -51,6 +51,8 @@ pub struct Row {
     pub ok: bool,
     /// What was expected.
     pub expected: String,
+    /// Each lender asked and its answer, in order.
+    pub lenders: String,
 }
 
 fn self_pay(state: &WorkflowState) -> Money {
@@ -84,6 +86,7 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                 o2l: None,
                 ok: false,
                 expected: expected.describe(),
+                lenders: String::new(),
             },
             Some(s) => {
                 let notes = world.sandbox.notes_containing(s.id.as_str()).len();
@@ -123,6 +126,12 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                     o2l: s.operatory_to_ledger().and_then(|d| d.to_std().ok()),
                     ok: expected.matches(&s) && notes == 1,
                     expected: expected.describe(),
+                    lenders: s
+                        .attempts
+                        .iter()
+                        .map(|a| format!("{} {}", a.lender, a.outcome.label()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 }
             }
         };

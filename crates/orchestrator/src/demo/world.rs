@@ -22,6 +22,7 @@ use crate::adapters::messaging::{PatientMessenger, PracticeChannels, StoreConsen
 use crate::adapters::nexhealth::NexHealthPractice;
 use crate::adapters::opendental::OpenDentalPractice;
 use crate::adapters::stripe::StripePayments;
+use crate::http::{HttpConfig, HttpState, Metrics, PracticeSite, StaffAccount, WebhookSecrets};
 use crate::ports::{PracticeProfile, SharedPracticeSystem};
 use crate::runner::{PatientLinks, PracticeRuntime, Runner, RunnerConfig, SystemClock};
 use crate::store::crypto::DataKey;
@@ -91,7 +92,9 @@ impl Expected {
     /// Sunbit; a counteroffer keeps looking and the remainder goes in-house; a 10 % deposit).
     pub fn of(persona: Persona) -> Self {
         match persona {
-            Persona::PartialApproval => Self::Done("carecredit partial + in-house"),
+            // Sunbit approves 60 % of the whole portion the patient enters on its page, CareCredit
+            // 60 % of the amount asked (after the deposit): Sunbit's counteroffer is the larger.
+            Persona::PartialApproval => Self::Done("sunbit partial + in-house"),
             Persona::DeclineFirstApproveSecond | Persona::ReturningCardholderShort => {
                 Self::Done("sunbit approved")
             }
@@ -167,11 +170,19 @@ impl Default for WorldOptions {
     }
 }
 
+/// The demo's staff password (every practice has one account, named after it).
+pub const STAFF_PASSWORD: &str = "chairside-demo";
+
 /// The running world.
 #[derive(Debug)]
 pub struct World {
     /// The stand-ins.
     pub sandbox: Sandbox,
+    /// Where the HTTP surface (webhooks, patient pages, dashboard) listens.
+    pub http_base: Url,
+    /// Staff accounts of the dashboard: (username, practice).
+    pub staff: Vec<(String, PracticeId)>,
+    http_task: tokio::task::JoinHandle<()>,
     /// The store.
     pub store: Arc<dyn Store>,
     /// The runner.
@@ -217,7 +228,17 @@ impl World {
     ///
     /// # Errors
     /// A sandbox, store or client that cannot start.
-    pub async fn start(dir: &Path, options: WorldOptions) -> anyhow::Result<Self> {
+    pub async fn start(dir: &Path, mut options: WorldOptions) -> anyhow::Result<Self> {
+        // The HTTP surface listens first, so the sandbox can send its webhooks there.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("binding the HTTP surface")?;
+        let http_base =
+            Url::parse(&format!("http://{}/", listener.local_addr()?)).context("http base")?;
+        options.public_base_url = http_base.clone();
+        options.sandbox.stripe.webhook_url = Some(http_base.join("webhooks/stripe")?);
+        options.sandbox.sunbit.webhook_url = Some(http_base.join("webhooks/sunbit")?);
+        options.sandbox.twilio.inbound_url = Some(http_base.join("webhooks/twilio")?);
         let sandbox = Sandbox::start(options.sandbox.clone())
             .await
             .context("starting the sandbox")?;
@@ -316,10 +337,8 @@ impl World {
                     .backoff(fast)
                     .build()
                     .context("open dental client")?;
-                    let tz = spec
-                        .time_zone
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!("demo time zone"))?;
+                    // The sandbox's Open Dental writes its server times in UTC.
+                    let tz = chrono_tz::UTC;
                     Arc::new(OpenDentalPractice::new(
                         client,
                         opendental_client::AcceptanceRule::default(),
@@ -440,8 +459,53 @@ impl World {
             runner_config,
             Arc::new(SystemClock),
         );
+
+        let mut http = HttpConfig::new(http_base.clone(), options.link_key.clone());
+        http.webhook_secrets = WebhookSecrets {
+            stripe: cfg.stripe.webhook_secrets.clone(),
+            sunbit: vec![cfg.sunbit.webhook_secret.clone()],
+            nexhealth: Vec::new(),
+            twilio: vec![cfg.twilio.auth_token.clone()],
+        };
+        let mut staff = Vec::new();
+        let password = crate::http::hash_password(&secret(STAFF_PASSWORD))
+            .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?;
+        for spec in &PRACTICES {
+            let tz = spec
+                .time_zone
+                .parse()
+                .map_err(|_| anyhow::anyhow!("demo time zone"))?;
+            let mut site =
+                PracticeSite::new(PracticeId::new(spec.id), spec.name, "+15125550100", tz);
+            site.sms_numbers = vec![format!("+1512555{:04}", 200 + staff.len())];
+            http.practices.push(site);
+            let username = spec.id.split('-').next().unwrap_or(spec.id).to_owned();
+            http.staff.push(StaffAccount {
+                username: username.clone(),
+                practice: PracticeId::new(spec.id),
+                password_hash: password.clone(),
+            });
+            staff.push((username, PracticeId::new(spec.id)));
+        }
+        http.validate()
+            .map_err(|e| anyhow::anyhow!("demo HTTP configuration: {e}"))?;
+        let state = HttpState::new(
+            store.clone(),
+            http,
+            Metrics::local(),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let app = crate::http::router(state);
+        let http_task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the demo's HTTP surface stopped");
+            }
+        });
         Ok(Self {
             sandbox,
+            http_base,
+            staff,
+            http_task,
             store,
             runner,
             cases: Vec::new(),
@@ -541,8 +605,9 @@ impl World {
         Ok(settled >= self.cases.len())
     }
 
-    /// Stops the sandbox.
+    /// Stops the HTTP surface and the sandbox.
     pub async fn stop(self) {
+        self.http_task.abort();
         self.sandbox.stop().await;
     }
 }

@@ -1,0 +1,3 @@
+//! The `chairside` binary (being written).
+
+fn main() {}

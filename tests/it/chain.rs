@@ -1,0 +1,137 @@
+//! The whole chain over real HTTP: the sandbox's stand-ins, the real clients, the store and the
+//! runner. Every persona must reach its expected end, and the sandbox's invariants must hold
+//! (one customer per patient, one schedule per workflow, one ledger note per outcome, no patient
+//! data sent to lenders from California), with and without injected faults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use orchestrator::demo::report;
+use orchestrator::demo::world::{World, WorldOptions};
+use sandbox::{Fault, FaultRule, SandboxConfig, System};
+
+/// Every Stripe request the sandbox received goes where CI's conformance check reads it.
+fn request_log(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/stripe-requests");
+    std::fs::create_dir_all(&dir).expect("target directory is writable");
+    dir.join(format!("{name}-{}.jsonl", std::process::id()))
+}
+
+async fn run_demo_spread(
+    mut sandbox: SandboxConfig,
+    name: &str,
+    reminder_every: Duration,
+) -> (Vec<orchestrator::demo::Row>, Vec<String>, bool) {
+    sandbox.stripe.request_log = Some(request_log(name));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let options = WorldOptions {
+        sandbox,
+        reminder_every,
+        ..WorldOptions::default()
+    };
+    let mut world = World::start(dir.path(), options)
+        .await
+        .expect("world starts");
+    world.seed_demo().expect("seeding");
+    let settled = world.drive(Duration::from_secs(90)).await.expect("driving");
+    let (rows, problems) = report(&world).await.expect("report");
+    world.stop().await;
+    (rows, problems, settled)
+}
+
+fn assert_every_persona_as_expected(
+    rows: &[orchestrator::demo::Row],
+    problems: &[String],
+    settled: bool,
+) {
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| {
+            format!(
+                "{} ({}): got {} with {} notes, expected {}; lenders: {}",
+                r.plan, r.persona, r.path, r.notes, r.expected, r.lenders
+            )
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "workflows off their persona's path:\n{}",
+        wrong.join("\n")
+    );
+    assert!(
+        problems.is_empty(),
+        "invariants broken:\n{}",
+        problems.join("\n")
+    );
+    assert!(settled, "every workflow settled");
+    assert_eq!(rows.len(), 14, "every seeded plan has a row");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_persona_reaches_its_end_over_real_http() {
+    // Arrange + Act
+    let (rows, problems, settled) = run_demo_spread(
+        SandboxConfig::default(),
+        "chain-clean",
+        WorldOptions::default().reminder_every,
+    )
+    .await;
+
+    // Assert
+    assert_every_persona_as_expected(&rows, &problems, settled);
+    assert!(
+        rows.iter()
+            .filter(|r| r.path == "carecredit approved")
+            .all(|r| r.o2l.is_some()),
+        "operatory-to-ledger time is recorded for every financed plan"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_change_nothing_about_where_workflows_end() {
+    // Arrange: rate limits, server errors and lost responses on every system the runner calls.
+    let mut config = SandboxConfig {
+        seed: 11,
+        ..SandboxConfig::default()
+    };
+    let rules = |p: f64| {
+        vec![
+            FaultRule::new(Fault::too_many_requests(1)).probability(p),
+            FaultRule::new(Fault::status(503)).probability(p),
+            FaultRule::new(Fault::status(500))
+                .on("GET", "/")
+                .probability(p),
+        ]
+    };
+    for system in [
+        System::Stripe,
+        System::Dentrix,
+        System::OpenDental,
+        System::NexHealth,
+        System::CareCredit,
+        System::Sunbit,
+        System::Twilio,
+    ] {
+        config.faults.insert(system, rules(0.08));
+    }
+    // The hardest case for exactly-once: Stripe applies the request, then the response is lost.
+    config
+        .faults
+        .get_mut(&System::Stripe)
+        .expect("stripe rules")
+        .push(
+            FaultRule::new(Fault::applied_then_reset())
+                .on("POST", "/v1/")
+                .probability(0.15),
+        );
+
+    // Act
+    // Retries stretch every step, so the patient gets longer before reminders run out (the
+    // compressed reminder schedule is the only clock here).
+    let (rows, problems, settled) =
+        run_demo_spread(config, "chain-faults", Duration::from_secs(3)).await;
+
+    // Assert
+    assert_every_persona_as_expected(&rows, &problems, settled);
+}
