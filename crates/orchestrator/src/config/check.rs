@@ -789,18 +789,22 @@ pub(super) fn config(
 }
 
 fn build(ck: &mut Checker<'_>, top: &Section<'_>) -> Option<Config> {
+    // Staff logins name practices, which come later in the file: their ids are read ahead, so
+    // problems are still reported in the order of the file's sections.
+    let ids: Vec<PracticeId> = match top.get("practices") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|p| p.get("id").and_then(Value::as_str))
+            .map(|id| PracticeId::new(id.trim()))
+            .collect(),
+        _ => Vec::new(),
+    };
     let store = store(ck, top);
     let runner = runner(ck, top);
+    let http = http(ck, top, &ids);
     let stripe = stripe(ck, top);
     let twilio = twilio(ck, top);
     let practices = practices(ck, top, top.get("twilio").is_some());
-    let ids: Vec<PracticeId> = practices
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|p| p.id.clone())
-        .collect();
-    let http = http(ck, top, &ids);
     let practices: Vec<PracticeSettings> = practices?.into_iter().collect::<Option<_>>()?;
     Some(Config {
         store: store?,
