@@ -5,6 +5,7 @@
 //! Output meant for people goes to standard output; logs go to standard error (human-readable,
 //! or JSON with `--log-format json`) and never carry patient data.
 
+mod logging;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,8 @@ use crate::workflow::{Event, StaffAction, Stage, Status, WorkflowId};
 
 /// The actor recorded in the audit trail for actions taken from the command line.
 pub const CLI_ACTOR: &str = "cli";
+
+pub use self::logging::{REDACTED_CARD, redact_card_numbers};
 
 /// Chairside: from "the patient accepted the treatment plan" to "financing arranged, payments
 /// scheduled, patient informed, ledger updated".
@@ -183,7 +186,8 @@ pub struct WorkflowArgs {
 }
 
 /// Sets up logging on standard error: `human` or `json`, at info for Chairside (debug with
-/// `-v`, trace with `-vv`) unless `RUST_LOG` says otherwise.
+/// `-v`, trace with `-vv`) unless `RUST_LOG` says otherwise. Every line passes through
+/// [`redact_card_numbers`] on its way out.
 ///
 /// # Errors
 /// A logger is already installed, or `RUST_LOG` is malformed.
@@ -202,7 +206,7 @@ pub fn init_tracing(format: LogFormat, verbose: u8) -> anyhow::Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| logging::RedactingWriter(std::io::stderr()));
     let installed = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder

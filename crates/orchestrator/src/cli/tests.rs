@@ -705,3 +705,71 @@ async fn an_undecryptable_patient_shows_as_question_marks_not_an_error() {
     assert_eq!(rows[0].patient, "??");
     assert!(text(out).contains("could not be decrypted"));
 }
+
+// ---- Logs -----------------------------------------------------------------------------------
+
+#[test]
+fn possible_card_numbers_are_redacted_and_other_numbers_kept() {
+    let cases = [
+        (
+            "card 4242424242424242 declined",
+            "card [redacted card number] declined",
+        ),
+        ("4242 4242 4242 4242", "[redacted card number]"),
+        ("pan=4242-4242-4242-4242;", "pan=[redacted card number];"),
+        ("amex 378282246310005", "amex [redacted card number]"),
+        (
+            "paid 100 4242424242424242",
+            "paid 100 [redacted card number]",
+        ),
+        ("not luhn 4242424242424241", "not luhn 4242424242424241"),
+        ("twelve 424242424242", "twelve 424242424242"),
+        (
+            "2026-11-27T03:36:04.520713Z wf_0123456789abcdef01234567 +15555550100",
+            "2026-11-27T03:36:04.520713Z wf_0123456789abcdef01234567 +15555550100",
+        ),
+        ("twenty 42424242424242424242", "twenty 42424242424242424242"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(redact_card_numbers(input), expected, "{input}");
+    }
+}
+
+#[test]
+fn log_lines_written_through_the_redacting_writer_carry_no_card_number() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    // Arrange
+    let shared = Shared(Arc::new(Mutex::new(Vec::new())));
+    let sink = shared.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || super::logging::RedactingWriter(sink.clone()))
+        .finish();
+
+    // Act
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::warn!(
+            note = "customer read 4242 4242 4242 4242 aloud",
+            "free text reached a log"
+        );
+    });
+
+    // Assert
+    let written = String::from_utf8(shared.0.lock().expect("lock").clone()).expect("utf-8");
+    assert!(written.contains("free text reached a log"));
+    assert!(written.contains(REDACTED_CARD), "{written}");
+    assert!(!written.contains("4242"));
+}
