@@ -10,6 +10,19 @@ record_dir="$root/target/stripe-requests"
 rm -rf "$record_dir"
 mkdir -p "$record_dir"
 
+# The real-browser test (tests/it/browser.rs) drives Debian's Chromium through its chromedriver.
+if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "installing chromium and chromium-driver for the browser test" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+  else
+    echo "the browser test needs Chromium and its driver: sudo apt-get install chromium chromium-driver" >&2
+    exit 1
+  fi
+fi
+
 cargo test --workspace --locked
 
 # Stripe conformance: the official SDK's parameter types are the oracle (../shared/stripe/SOURCE.md).

@@ -1,4 +1,5 @@
 //! Cross-crate end-to-end tests: one binary, one module per scenario family.
 
+mod browser;
 mod chain;
 mod lender_waterfall;

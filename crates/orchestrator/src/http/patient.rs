@@ -187,6 +187,7 @@ struct Line {
 struct Site {
     name: String,
     phone: String,
+    phone_href: Option<String>,
     email: Option<String>,
 }
 
@@ -252,12 +253,42 @@ async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, Response> {
     })
 }
 
+/// The lender's name as patients know it: the configured copy, else the usual spelling of the
+/// lenders Chairside ships with, else the id.
 fn lender_name(state: &HttpState, lender: &LenderId) -> String {
-    state
-        .config
-        .lenders
-        .get(lender)
-        .map_or_else(|| lender.to_string(), |c| c.name.clone())
+    if let Some(copy) = state.config.lenders.get(lender) {
+        return copy.name.clone();
+    }
+    match lender.as_str() {
+        "carecredit" => "CareCredit".to_owned(),
+        "sunbit" => "Sunbit".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// A North American E.164 number as people write it (`+15125550100` → `(512) 555-0100`);
+/// anything else unchanged.
+fn phone_text(phone: &str) -> String {
+    match phone.strip_prefix("+1") {
+        Some(d) if d.len() == 10 && d.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("({}) {}-{}", &d[..3], &d[3..6], &d[6..])
+        }
+        _ => phone.to_owned(),
+    }
+}
+
+/// The `tel:` link of a phone number (digits and a leading `+` only), if it has digits.
+fn phone_href(phone: &str) -> Option<String> {
+    let digits: String = phone
+        .chars()
+        .enumerate()
+        .filter(|&(i, c)| c.is_ascii_digit() || (i == 0 && c == '+'))
+        .map(|(_, c)| c)
+        .collect();
+    digits
+        .bytes()
+        .any(|b| b.is_ascii_digit())
+        .then(|| format!("tel:{digits}"))
 }
 
 fn lender_disclosure(state: &HttpState, lender: &LenderId, lang: Language) -> Option<String> {
@@ -320,12 +351,14 @@ pub(crate) async fn page(
     let practice = match &r.site {
         Some(site) => Site {
             name: site.name.clone(),
-            phone: site.phone.clone(),
+            phone: phone_text(&site.phone),
+            phone_href: phone_href(&site.phone),
             email: site.email.clone(),
         },
         None => Site {
             name: s.key.practice_id.to_string(),
             phone: String::new(),
+            phone_href: None,
             email: None,
         },
     };

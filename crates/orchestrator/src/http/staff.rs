@@ -346,11 +346,16 @@ fn local(at: DateTime<Utc>, tz: Tz, fmt: &str) -> String {
     at.with_timezone(&tz).format(fmt).to_string()
 }
 
-/// `2m 05s`, `1h 12m`, `3d 4h`.
+/// `0.4s`, `12s`, `2m 05s`, `1h 12m`, `3d 4h`.
 fn duration_text(d: ChronoDuration) -> String {
     let s = d.num_seconds().max(0);
     match s {
-        0..60 => format!("{s}s"),
+        // Under ten seconds (what the chain takes when nobody waits on a patient), tenths.
+        0..10 => {
+            let tenths = (d.num_milliseconds().max(0) + 50) / 100;
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        }
+        10..60 => format!("{s}s"),
         60..3600 => format!("{}m {:02}s", s / 60, s % 60),
         3600..86_400 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
         _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),

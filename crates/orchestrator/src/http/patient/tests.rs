@@ -272,3 +272,20 @@ async fn accepting_an_in_house_plan_that_was_not_offered_is_404() {
             .contains(&"in_house_accepted".to_owned())
     );
 }
+
+#[test]
+fn phone_numbers_read_as_people_write_them_and_link_to_the_dialer() {
+    // Arrange + Act + Assert
+    assert_eq!(super::phone_text("+15125550100"), "(512) 555-0100");
+    assert_eq!(super::phone_text("(555) 010-0100"), "(555) 010-0100");
+    assert_eq!(super::phone_text("+442079460000"), "+442079460000");
+    assert_eq!(
+        super::phone_href("(555) 010-0100").as_deref(),
+        Some("tel:5550100100")
+    );
+    assert_eq!(
+        super::phone_href("+15125550100").as_deref(),
+        Some("tel:+15125550100")
+    );
+    assert_eq!(super::phone_href("call the office"), None);
+}

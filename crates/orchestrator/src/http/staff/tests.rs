@@ -336,3 +336,14 @@ async fn signing_out_ends_the_session() {
     let after = kit.send(with_cookie(get("/staff"), &session)).await;
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
 }
+
+#[test]
+fn durations_under_ten_seconds_show_tenths_so_a_fast_chain_is_not_zero() {
+    // Arrange + Act + Assert
+    let ms = chrono::Duration::milliseconds;
+    assert_eq!(super::duration_text(ms(420)), "0.4s");
+    assert_eq!(super::duration_text(ms(9_940)), "9.9s");
+    assert_eq!(super::duration_text(ms(12_400)), "12s");
+    assert_eq!(super::duration_text(ms(150_000)), "2m 30s");
+    assert_eq!(super::duration_text(ms(-5)), "0.0s");
+}
