@@ -15,9 +15,9 @@ use crate::adapters::nexhealth::NexHealthPractice;
 use crate::adapters::opendental::OpenDentalPractice;
 use crate::adapters::stripe::StripePayments;
 use crate::config::{Config, PmsSettings};
-use crate::http::{HttpConfig, HttpState, Metrics, PracticeSite, StaffAccount, WebhookSecrets};
+use crate::http::{HttpState, Metrics};
 use crate::ports::SharedPracticeSystem;
-use crate::runner::{PatientLinks, PracticeRuntime, Runner, RunnerConfig, SystemClock};
+use crate::runner::{PracticeRuntime, Runner, SystemClock};
 use crate::store::{SqliteStore, Store};
 
 /// Every client's HTTP timeout; shorter than the runner's lease, so a call never outlives the
@@ -43,10 +43,15 @@ pub struct Service {
 /// A store that cannot open, a key that does not parse, a client that refuses its settings.
 pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service> {
     let key = config.store.data_key().context("the data key")?;
-    let store = SqliteStore::open(&config.store.path, key).await.with_context(|| format!("opening {}", config.store.path.display()))?;
+    let store = SqliteStore::open(&config.store.path, key)
+        .await
+        .with_context(|| format!("opening {}", config.store.path.display()))?;
     store.migrate().await.context("migrating the database")?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().context("http client")?;
+    let http = reqwest::Client::builder()
+        .timeout(CALL_TIMEOUT)
+        .build()
+        .context("http client")?;
 
     let stripe = stripe_schedule::Client::builder(config.stripe.api_key.clone())
         .base_url(config.stripe.base_url.clone())
@@ -57,11 +62,15 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
     let ledger = Arc::new(StoreConsentLedger::new(store.clone()));
     let sms = match &config.twilio {
         Some(t) => Some(
-            messaging::SmsClient::builder(t.account_sid.clone(), t.auth_token.clone(), ledger.clone())
-                .base_url(t.base_url.clone())
-                .http_client(http.clone())
-                .build()
-                .context("the Twilio client")?,
+            messaging::SmsClient::builder(
+                t.account_sid.clone(),
+                t.auth_token.clone(),
+                ledger.clone(),
+            )
+            .base_url(t.base_url.clone())
+            .http_client(http.clone())
+            .build()
+            .context("the Twilio client")?,
         ),
         None => None,
     };
@@ -70,7 +79,10 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
     let mut parts = Vec::new();
     for p in &config.practices {
         let email = match &p.smtp {
-            Some(smtp) => Some(Arc::new(messaging::EmailSender::new(&smtp.smtp_config(), smtp.email_from(&p.name)).with_context(|| format!("the SMTP settings of {}", p.id))?)),
+            Some(smtp) => Some(Arc::new(
+                messaging::EmailSender::new(&smtp.smtp_config(), smtp.email_from(&p.name))
+                    .with_context(|| format!("the SMTP settings of {}", p.id))?,
+            )),
             None => None,
         };
         let sms = match (&sms, p.sms_sender(config.twilio.as_ref())) {
@@ -81,18 +93,27 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
 
         let pms: SharedPracticeSystem = match &p.pms {
             PmsSettings::Dentrix(d) => {
-                let mut b = dentrix_client::Client::builder(d.base_url.clone(), d.credentials()).http_client(http.clone()).timeout(CALL_TIMEOUT);
+                let mut b = dentrix_client::Client::builder(d.base_url.clone(), d.credentials())
+                    .http_client(http.clone())
+                    .timeout(CALL_TIMEOUT);
                 if let Some(t) = &d.token_url {
                     b = b.token_url(t.clone());
                 }
-                Arc::new(DentrixPractice::new(b.build().with_context(|| format!("the Dentrix client of {}", p.id))?))
+                Arc::new(DentrixPractice::new(
+                    b.build()
+                        .with_context(|| format!("the Dentrix client of {}", p.id))?,
+                ))
             }
             PmsSettings::OpenDental(o) => {
-                let client = opendental_client::Client::builder(o.base_url.clone(), o.developer_key.clone(), o.customer_key.clone())
-                    .http_client(http.clone())
-                    .timeout(CALL_TIMEOUT)
-                    .build()
-                    .with_context(|| format!("the Open Dental client of {}", p.id))?;
+                let client = opendental_client::Client::builder(
+                    o.base_url.clone(),
+                    o.developer_key.clone(),
+                    o.customer_key.clone(),
+                )
+                .http_client(http.clone())
+                .timeout(CALL_TIMEOUT)
+                .build()
+                .with_context(|| format!("the Open Dental client of {}", p.id))?;
                 Arc::new(OpenDentalPractice::new(client, o.acceptance, p.time_zone))
             }
             PmsSettings::NexHealth(n) => Arc::new(NexHealthPractice::new(
@@ -114,7 +135,13 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
             if let Some(t) = &cc.token_url {
                 b = b.token_url(t.clone());
             }
-            lenders.insert(LenderId::new("carecredit"), Arc::new(b.build().with_context(|| format!("the CareCredit client of {}", p.id))?));
+            lenders.insert(
+                LenderId::new("carecredit"),
+                Arc::new(
+                    b.build()
+                        .with_context(|| format!("the CareCredit client of {}", p.id))?,
+                ),
+            );
         }
         if let Some(sb) = &p.lenders.sunbit {
             let client = sunbit_client::Client::builder(sb.base_url.clone(), sb.credentials())
@@ -126,11 +153,18 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
                 .with_context(|| format!("the Sunbit client of {}", p.id))?;
             lenders.insert(LenderId::new("sunbit"), Arc::new(client));
         }
-        let payments = StripePayments::new(stripe.clone(), format!("{} treatment plan", p.name), Some(config.http.public_base_url.clone()));
+        let payments = StripePayments::new(
+            stripe.clone(),
+            format!("{} treatment plan", p.name),
+            Some(config.http.public_base_url.clone()),
+        );
         parts.push((p, pms, lenders, payments));
     }
-    let messenger = Arc::new(PatientMessenger::new(channels, ledger).map_err(|e| anyhow::anyhow!("message templates: {e}"))?);
-    let links = PatientLinks::new(config.http.public_base_url.clone(), config.http.patient_link_key.clone(), config.http.patient_link_lifetime);
+    let messenger = Arc::new(
+        PatientMessenger::new(channels, ledger)
+            .map_err(|e| anyhow::anyhow!("message templates: {e}"))?,
+    );
+    let links = config.patient_links();
     let runtimes = parts
         .into_iter()
         .map(|(p, pms, lenders, payments)| PracticeRuntime {
@@ -147,48 +181,22 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
     let runner = Runner::new(
         store.clone(),
         runtimes,
-        RunnerConfig {
-            owner: config.runner.owner.clone(),
-            lease: config.runner.lease,
-            concurrency: config.runner.concurrency,
-            ..RunnerConfig::default()
-        },
+        config.runner_config(),
         Arc::new(SystemClock),
     );
 
-    let mut http_config = HttpConfig::new(config.http.public_base_url.clone(), config.http.patient_link_key.clone());
-    http_config.patient_token_lifetime = config.http.patient_link_lifetime;
-    http_config.webhook_secrets = WebhookSecrets {
-        stripe: config.stripe.webhook_secrets.clone(),
-        sunbit: config.practices.iter().filter_map(|p| p.lenders.sunbit.as_ref()?.webhook_secret.clone()).collect(),
-        nexhealth: config
-            .practices
-            .iter()
-            .filter_map(|p| match &p.pms {
-                PmsSettings::NexHealth(n) => n.webhook_secret.clone(),
-                _ => None,
-            })
-            .collect(),
-        twilio: config.twilio.iter().map(|t| t.auth_token.clone()).collect(),
-    };
-    for p in &config.practices {
-        let mut site = PracticeSite::new(p.id.clone(), p.name.clone(), p.phone.clone(), p.time_zone);
-        site.email = Some(p.email.clone());
-        if let Some(messaging::SmsFrom::Number(n)) = p.sms_sender(config.twilio.as_ref()) {
-            site.sms_numbers.push(n.as_e164().to_owned());
-        }
-        http_config.practices.push(site);
-    }
-    http_config.staff = config
-        .http
-        .staff
-        .iter()
-        .map(|s| StaffAccount { username: s.username.clone(), practice: s.practice.clone(), password_hash: s.password_hash.clone() })
-        .collect();
-    http_config.validate().map_err(|e| anyhow::anyhow!("the [http] settings: {e}"))?;
+    let http_config = config.http_config();
+    http_config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("the [http] settings: {e}"))?;
     let poll_now = Arc::new(Notify::new());
     let http = HttpState::new(store.clone(), http_config, metrics, poll_now.clone());
-    Ok(Service { store, runner, http, poll_now })
+    Ok(Service {
+        store,
+        runner,
+        http,
+        poll_now,
+    })
 }
 
 async fn shutdown_signal() {
@@ -222,10 +230,16 @@ async fn shutdown_signal() {
 pub async fn run(config: Config) -> anyhow::Result<i32> {
     let metrics = Metrics::install_global().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
     let service = build(&config, metrics).await?;
-    let listener = tokio::net::TcpListener::bind(config.http.listen).await.with_context(|| format!("listening on {}", config.http.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.http.listen))?;
     tracing::info!(listen = %config.http.listen, practices = config.practices.len(), "chairside is running");
     let app = crate::http::router(service.http.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await });
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
 
     let runner = service.runner.clone();
     let poll_every = config.runner.poll_interval;

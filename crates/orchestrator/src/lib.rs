@@ -2,6 +2,10 @@
 //! behind the `chairside` binary.
 
 pub mod adapters;
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod http;
 pub mod note;

@@ -233,7 +233,7 @@ pub struct TwilioConfig {
 impl Default for TwilioConfig {
     fn default() -> Self {
         Self {
-            account_sid: "AC00000000000000000000000000sandbox".into(),
+            account_sid: "AC5a4db0c0000000000000000000000001".into(),
             auth_token: SecretString::from("sandbox-twilio-auth-token"),
             inbound_url: None,
             status_callbacks: true,

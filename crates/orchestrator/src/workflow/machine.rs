@@ -493,6 +493,11 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
     };
     match outcome {
         WaterfallOutcome::Financed { lender, amount } => {
+            // A lender may approve more than asked (a credit line); it finances what was asked.
+            let amount = cx
+                .state
+                .financing_amount
+                .map_or(amount, |asked| amount.min(asked));
             cx.state.result = Some(result(
                 Some((lender.clone(), amount)),
                 None,

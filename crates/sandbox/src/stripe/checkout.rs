@@ -493,6 +493,6 @@ pub(crate) fn page(
         )),
     }
     format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Sandbox Checkout</title></head>\n<body data-session=\"{id}\">\n{body}</body></html>\n"
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Sandbox Checkout</title></head>\n<body data-session=\"{id}\">\n{body}</body></html>\n"
     )
 }
