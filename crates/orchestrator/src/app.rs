@@ -130,6 +130,8 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
             let mut b = carecredit_client::Client::builder(cc.base_url.clone(), cc.credentials())
                 .merchant(p.location_id.clone(), cc.merchant_number.as_str())
                 .limits(cc.limits)
+                // The practice's poll interval, not the client's default, paces status reads.
+                .poll_after(p.reminders.poll_interval)
                 .http_client(http.clone())
                 .timeout(CALL_TIMEOUT);
             if let Some(t) = &cc.token_url {
@@ -147,6 +149,7 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
             let client = sunbit_client::Client::builder(sb.base_url.clone(), sb.credentials())
                 .location(p.location_id.clone(), sb.location.clone())
                 .limits(sb.limits)
+                .poll_after(p.reminders.poll_interval)
                 .http_client(http.clone())
                 .timeout(CALL_TIMEOUT)
                 .build()

@@ -1,6 +1,8 @@
 //! orchestrator integration tests: the SQLite store on a temporary file, and the runner end to end
 //! over in-memory fakes of the practice system, lenders, Stripe and messaging with a manual clock.
 
+mod bench;
+mod crash;
 mod fakes;
 mod harness;
 mod phi;
