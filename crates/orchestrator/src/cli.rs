@@ -191,9 +191,11 @@ pub struct WorkflowArgs {
 ///
 /// # Errors
 /// A logger is already installed, or `RUST_LOG` is malformed.
-pub fn init_tracing(format: LogFormat, verbose: u8) -> anyhow::Result<()> {
+pub fn init_tracing(format: LogFormat, verbose: u8, quiet: bool) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
+        // The demo and the bench print tables; their per-request logs would bury them.
+        0 if quiet => "warn",
         0 => "warn,orchestrator=info,chairside=info",
         1 => "info,orchestrator=debug,chairside=debug",
         _ => "debug,orchestrator=trace,chairside=trace",

@@ -14,7 +14,11 @@ use orchestrator::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = cli::init_tracing(cli.log_format, cli.verbose) {
+    if let Err(e) = cli::init_tracing(
+        cli.log_format,
+        cli.verbose,
+        matches!(cli.command, cli::Command::Demo(_) | cli::Command::Bench(_)),
+    ) {
         eprintln!("chairside: {e:#}");
         return ExitCode::FAILURE;
     }

@@ -248,6 +248,42 @@ pub fn print(rows: &[Row], problems: &[String], elapsed: Duration) -> bool {
     ok == rows.len() && problems.is_empty()
 }
 
+/// Keeps the demo world running so a person can look around, until Ctrl-C.
+#[allow(clippy::print_stdout)] // where to look is the output
+async fn serve(world: &World) -> anyhow::Result<()> {
+    let options = WorldOptions::default();
+    let links = crate::runner::PatientLinks::new(
+        world.http_base.clone(),
+        options.link_key,
+        Duration::from_secs(30 * 86_400),
+    );
+    println!();
+    println!("Serving until Ctrl-C.");
+    println!(
+        "  Front-desk dashboard: {}staff  (password {})",
+        world.http_base,
+        world::STAFF_PASSWORD
+    );
+    for (user, practice) in &world.staff {
+        println!("    user {user:<8} {practice}");
+    }
+    println!("  Patient pages:");
+    for case in world.cases.iter().take(4) {
+        if let Some(state) = world.workflow_of(case).await? {
+            println!(
+                "    {:<28} {}",
+                case.persona.name(),
+                links.link(&state.id, chrono::Utc::now())
+            );
+        }
+    }
+    println!("  Stripe stand-in: {}", world.sandbox.urls().stripe);
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
 /// Runs the demo. Returns the process exit code: 0 only if every workflow ended where its persona
 /// says and every invariant held.
 ///
@@ -279,7 +315,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let (rows, problems) = report(&world).await?;
     let all_ok = print(&rows, &problems, started.elapsed());
     if args.serve {
-        tracing::info!("--serve: the HTTP surface is not wired into the demo yet; stopping");
+        serve(&world).await?;
     }
     world.stop().await;
     Ok(if all_ok { 0 } else { 1 })
