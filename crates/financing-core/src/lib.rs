@@ -31,6 +31,7 @@ mod ids;
 mod inhouse;
 mod lender;
 mod money;
+pub mod parse;
 mod patient;
 mod plan;
 pub mod policy;
