@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use financing_core::Backoff;
-use reqwest::header::{ACCEPT, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -499,11 +499,6 @@ impl Client {
 
 /// `Retry-After` as seconds or an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = raw.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    financing_core::parse::retry_after(value, chrono::Utc::now())
 }

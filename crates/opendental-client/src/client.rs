@@ -480,13 +480,8 @@ fn transport(op: Operation, e: reqwest::Error) -> Error {
 
 /// `Retry-After` as delta-seconds or an HTTP date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    financing_core::parse::retry_after(value, chrono::Utc::now())
 }
 
 /// Percent-encodes a query, spaces as `%20` as Open Dental's examples show

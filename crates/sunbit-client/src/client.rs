@@ -482,19 +482,8 @@ pub(crate) fn link_expiry() -> chrono::DateTime<Utc> {
 
 /// `Retry-After` as delay-seconds or an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (when.with_timezone(&Utc) - Utc::now())
-        .to_std()
-        .ok()
-        .or(Some(Duration::ZERO))
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    financing_core::parse::retry_after(value, chrono::Utc::now())
 }
 
 fn json(body: &impl Serialize) -> Result<Vec<u8>> {
