@@ -13,7 +13,7 @@ use financing_core::{
     LocationId, Money, PartialApprovalRule, PolicySettings, PracticeId, SharedProvider, UsState,
     Waterfall, WaterfallPolicy,
 };
-use sandbox::{Persona, Pms, Sandbox, SandboxConfig, SeededCase};
+use sandbox::{Persona, Pms, Sandbox, SandboxConfig, SandboxUrls, SeededCase};
 use secrecy::SecretString;
 use url::Url;
 
@@ -154,6 +154,10 @@ pub struct WorldOptions {
     pub public_base_url: Url,
     /// The patient link signing key.
     pub link_key: SecretString,
+    /// An IANA zone every demo practice is put in instead of its own, when set. The benchmark
+    /// uses a zone where it is midday, so texts go out at once whatever the hour (plans are
+    /// accepted during office hours).
+    pub time_zone: Option<String>,
 }
 
 impl Default for WorldOptions {
@@ -166,6 +170,7 @@ impl Default for WorldOptions {
             public_base_url: Url::parse("http://127.0.0.1:8080/")
                 .unwrap_or_else(|_| unreachable!("literal URL")),
             link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
+            time_zone: None,
         }
     }
 }
@@ -223,27 +228,95 @@ fn workflow_config(options: &WorldOptions) -> WorkflowConfig {
     }
 }
 
-impl World {
-    /// Starts the sandbox, opens a store in `dir`, wires the practices with the real clients.
+/// The HTTP surface's listener, bound before the sandbox starts so the sandbox can be told where
+/// to send its webhooks.
+#[derive(Debug)]
+pub struct Surface {
+    listener: tokio::net::TcpListener,
+    base: Url,
+}
+
+impl Surface {
+    /// Binds a free loopback port.
     ///
     /// # Errors
-    /// A sandbox, store or client that cannot start.
-    pub async fn start(dir: &Path, mut options: WorldOptions) -> anyhow::Result<Self> {
-        // The HTTP surface listens first, so the sandbox can send its webhooks there.
+    /// The port cannot be bound.
+    pub async fn bind() -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .context("binding the HTTP surface")?;
-        let http_base =
+        let base =
             Url::parse(&format!("http://{}/", listener.local_addr()?)).context("http base")?;
+        Ok(Self { listener, base })
+    }
+
+    /// Where it will listen (`http://127.0.0.1:PORT/`).
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// Where the Stripe stand-in must POST its events.
+    ///
+    /// # Errors
+    /// Never in practice (the base is a loopback URL).
+    pub fn stripe_webhook_url(&self) -> anyhow::Result<Url> {
+        Ok(self.base.join("webhooks/stripe")?)
+    }
+
+    /// Where the Sunbit stand-in must POST its events.
+    ///
+    /// # Errors
+    /// Never in practice (the base is a loopback URL).
+    pub fn sunbit_webhook_url(&self) -> anyhow::Result<Url> {
+        Ok(self.base.join("webhooks/sunbit")?)
+    }
+
+    /// Where the Twilio stand-in must POST inbound texts.
+    ///
+    /// # Errors
+    /// Never in practice (the base is a loopback URL).
+    pub fn twilio_inbound_url(&self) -> anyhow::Result<Url> {
+        Ok(self.base.join("webhooks/twilio")?)
+    }
+}
+
+/// The orchestrator's side of a world: the HTTP surface, the store and the runner, wired with the
+/// real clients to a sandbox's URLs and credentials. The sandbox may run in this process
+/// ([`World`]) or in another one (the benchmark, so its CPU time is not counted as ours).
+#[derive(Debug)]
+pub struct Stack {
+    /// Where the HTTP surface (webhooks, patient pages, dashboard) listens.
+    pub http_base: Url,
+    /// Staff accounts of the dashboard: (username, practice).
+    pub staff: Vec<(String, PracticeId)>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The runner.
+    pub runner: Runner,
+    http_task: tokio::task::JoinHandle<()>,
+}
+
+impl Stack {
+    /// Opens a store in `dir`, wires the demo practices to the sandbox at `urls` (whose
+    /// credentials are in `cfg`) and serves the HTTP surface on `surface`. The sandbox must
+    /// already send its webhooks to `surface` (see [`Surface::stripe_webhook_url`] and its
+    /// siblings).
+    ///
+    /// # Errors
+    /// A store or client that cannot start.
+    pub async fn start(
+        surface: Surface,
+        dir: &Path,
+        options: &WorldOptions,
+        urls: &SandboxUrls,
+        cfg: &SandboxConfig,
+    ) -> anyhow::Result<Self> {
+        let Surface {
+            listener,
+            base: http_base,
+        } = surface;
+        let mut options = options.clone();
         options.public_base_url = http_base.clone();
-        options.sandbox.stripe.webhook_url = Some(http_base.join("webhooks/stripe")?);
-        options.sandbox.sunbit.webhook_url = Some(http_base.join("webhooks/sunbit")?);
-        options.sandbox.twilio.inbound_url = Some(http_base.join("webhooks/twilio")?);
-        let sandbox = Sandbox::start(options.sandbox.clone())
-            .await
-            .context("starting the sandbox")?;
-        let urls = sandbox.urls().clone();
-        let cfg = sandbox.config().clone();
         let store = SqliteStore::open(&dir.join("chairside.sqlite"), DataKey::generate())
             .await
             .context("opening the store")?;
@@ -421,7 +494,10 @@ impl World {
                         id,
                         name: spec.name.into(),
                         state: spec.state,
-                        time_zone: spec.time_zone.into(),
+                        time_zone: options
+                            .time_zone
+                            .clone()
+                            .unwrap_or_else(|| spec.time_zone.into()),
                         location_id: location,
                         phone: "+15125550100".into(),
                         email: format!("frontdesk@{}.example", spec.id),
@@ -471,8 +547,10 @@ impl World {
         let password = crate::http::hash_password(&secret(STAFF_PASSWORD))
             .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?;
         for spec in &PRACTICES {
-            let tz = spec
+            let tz = options
                 .time_zone
+                .as_deref()
+                .unwrap_or(spec.time_zone)
                 .parse()
                 .map_err(|_| anyhow::anyhow!("demo time zone"))?;
             let mut site =
@@ -501,6 +579,65 @@ impl World {
                 tracing::error!(error = %e, "the demo's HTTP surface stopped");
             }
         });
+        Ok(Self {
+            http_base,
+            staff,
+            store,
+            runner,
+            http_task,
+        })
+    }
+
+    /// How many workflows have settled: done, with staff or cancelled, with nothing left to do.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn settled(&self) -> anyhow::Result<usize> {
+        let mut settled = 0;
+        for status in [Status::Done, Status::WaitingOnStaff, Status::Cancelled] {
+            settled += self
+                .store
+                .workflows(None, Some(status), u32::MAX)
+                .await?
+                .iter()
+                .filter(|r| {
+                    r.state.stage == crate::workflow::Stage::Settled && r.next_action.is_none()
+                })
+                .count();
+        }
+        Ok(settled)
+    }
+
+    /// Stops the HTTP surface.
+    pub async fn stop(self) {
+        self.http_task.abort();
+        let _ = self.http_task.await;
+    }
+}
+
+impl World {
+    /// Starts the sandbox, opens a store in `dir`, wires the practices with the real clients.
+    ///
+    /// # Errors
+    /// A sandbox, store or client that cannot start.
+    pub async fn start(dir: &Path, mut options: WorldOptions) -> anyhow::Result<Self> {
+        // The HTTP surface listens first, so the sandbox can send its webhooks there.
+        let surface = Surface::bind().await?;
+        options.public_base_url = surface.base().clone();
+        options.sandbox.stripe.webhook_url = Some(surface.stripe_webhook_url()?);
+        options.sandbox.sunbit.webhook_url = Some(surface.sunbit_webhook_url()?);
+        options.sandbox.twilio.inbound_url = Some(surface.twilio_inbound_url()?);
+        let sandbox = Sandbox::start(options.sandbox.clone())
+            .await
+            .context("starting the sandbox")?;
+        let stack = Stack::start(surface, dir, &options, sandbox.urls(), sandbox.config()).await?;
+        let Stack {
+            http_base,
+            staff,
+            store,
+            runner,
+            http_task,
+        } = stack;
         Ok(Self {
             sandbox,
             http_base,
