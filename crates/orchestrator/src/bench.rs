@@ -342,23 +342,7 @@ fn world_options(args: &BenchArgs) -> WorldOptions {
     WorldOptions {
         concurrency: args.concurrency.max(1),
         reminder_every: Duration::from_secs(args.reminder_secs),
-        time_zone: Some(midday_zone(Utc::now())),
         ..WorldOptions::default()
-    }
-}
-
-/// A fixed-offset zone where it is about noon at `now`. Plans are accepted during office hours,
-/// and a run at night in the demo practices' own zones would leave every text waiting for the
-/// texting window (email only), measuring a different workload depending on the hour.
-fn midday_zone(now: DateTime<Utc>) -> String {
-    use chrono::Timelike as _;
-    // Offset east of UTC, in hours: -11 ..= 12.
-    let east = 12 - i64::from(now.hour());
-    // POSIX-style names count the other way: Etc/GMT-5 is five hours east of UTC.
-    match east {
-        0 => "Etc/GMT".to_owned(),
-        e if e > 0 => format!("Etc/GMT-{e}"),
-        e => format!("Etc/GMT+{}", -e),
     }
 }
 

@@ -154,10 +154,6 @@ pub struct WorldOptions {
     pub public_base_url: Url,
     /// The patient link signing key.
     pub link_key: SecretString,
-    /// An IANA zone every demo practice is put in instead of its own, when set. The benchmark
-    /// uses a zone where it is midday, so texts go out at once whatever the hour (plans are
-    /// accepted during office hours).
-    pub time_zone: Option<String>,
 }
 
 impl Default for WorldOptions {
@@ -170,7 +166,6 @@ impl Default for WorldOptions {
             public_base_url: Url::parse("http://127.0.0.1:8080/")
                 .unwrap_or_else(|_| unreachable!("literal URL")),
             link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
-            time_zone: None,
         }
     }
 }
@@ -494,10 +489,7 @@ impl Stack {
                         id,
                         name: spec.name.into(),
                         state: spec.state,
-                        time_zone: options
-                            .time_zone
-                            .clone()
-                            .unwrap_or_else(|| spec.time_zone.into()),
+                        time_zone: spec.time_zone.into(),
                         location_id: location,
                         phone: "+15125550100".into(),
                         email: format!("frontdesk@{}.example", spec.id),
@@ -547,10 +539,8 @@ impl Stack {
         let password = crate::http::hash_password(&secret(STAFF_PASSWORD))
             .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?;
         for spec in &PRACTICES {
-            let tz = options
+            let tz = spec
                 .time_zone
-                .as_deref()
-                .unwrap_or(spec.time_zone)
                 .parse()
                 .map_err(|_| anyhow::anyhow!("demo time zone"))?;
             let mut site =
