@@ -357,6 +357,11 @@ fn application_opened(cx: &mut Ctx<'_>, lender: LenderId, handle: ApplicationHan
 }
 
 fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
+    if cx.state.status == Status::WaitingOnStaff && cx.state.failed_action.as_ref() == Some(&action)
+    {
+        // The same failure reported twice: staff already have the task and the note.
+        return cx.ignore("failure already handed to staff");
+    }
     let label = action.label();
     cx.audit(format!("{label} failed: {reason}"));
     let reason = format!("{label} failed: {reason}");
