@@ -8,7 +8,8 @@
 //! is measured from the moment the plans are seeded and accepted in the practice systems.
 //!
 //! Not a timed test: nothing here asserts on speed. The exit code only says whether every
-//! workflow ended where its persona says and the sandbox's invariants held.
+//! workflow ended where its persona says and the sandbox's invariants held. The recorded figures,
+//! the machine and what they mean are in `docs/performance.md`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -400,7 +401,7 @@ enum Until<'a> {
 }
 
 /// Polls the practice systems every `poll_every` in the background and runs due work until
-/// `until` holds. Returns the poll tally, whether `until` held before `deadline`, and when the
+/// `until` holds. Returns the poll tally, whether `until` held within `timeout`, and when the
 /// runner last had work.
 async fn drive(
     stack: &Stack,
