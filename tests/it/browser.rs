@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chairside::demo::world::{PRACTICES, STAFF_PASSWORD, World, WorldOptions};
+use chairside_engine::links::PatientLinks;
+use chairside_workflow::{Status, WorkflowState};
 use fantoccini::{Client, ClientBuilder, Locator};
 use financing_core::PracticeId;
 use hyper_util::client::legacy::connect::HttpConnector;
-use orchestrator::demo::world::{PRACTICES, STAFF_PASSWORD, World, WorldOptions};
-use orchestrator::runner::PatientLinks;
-use orchestrator::workflow::{Status, WorkflowState};
 use serde_json::json;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";

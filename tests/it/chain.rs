@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orchestrator::demo::report;
-use orchestrator::demo::world::{World, WorldOptions};
+use chairside::demo::report;
+use chairside::demo::world::{World, WorldOptions};
 use sandbox::{Fault, FaultRule, SandboxConfig, System};
 
 /// Every Stripe request the sandbox received goes where CI's conformance check reads it.
@@ -21,7 +21,7 @@ async fn run_demo_spread(
     mut sandbox: SandboxConfig,
     name: &str,
     reminder_every: Duration,
-) -> (Vec<orchestrator::demo::Row>, Vec<String>, bool) {
+) -> (Vec<chairside::demo::Row>, Vec<String>, bool) {
     sandbox.stripe.request_log = Some(request_log(name));
     let dir = tempfile::tempdir().expect("temporary directory");
     let options = WorldOptions {
@@ -40,7 +40,7 @@ async fn run_demo_spread(
 }
 
 fn assert_every_persona_as_expected(
-    rows: &[orchestrator::demo::Row],
+    rows: &[chairside::demo::Row],
     problems: &[String],
     settled: bool,
 ) {

@@ -1,0 +1,183 @@
+//! Stripe as the [`Payments`] port, through `stripe-schedule`.
+//!
+//! Every creating call is sent with parameters that are a pure function of the workflow (no
+//! `now`), so a repeat after a crash sends the same parameters under the same idempotency key and
+//! Stripe replays the stored result instead of refusing a mismatch.
+
+use async_trait::async_trait;
+use financing_core::{InHouseOffer, IntervalUnit, Money, PatientContact, PracticeId};
+use stripe_schedule::{
+    BillingInterval, CheckoutSessionId, Client, Collection, CustomerDetails, CustomerId,
+    IdempotencyKey, InstallmentPlan, Interval, Metadata, PRACTICE_KEY, PayLinkRequest, StartDate,
+    SubscriptionScheduleId, WORKFLOW_KEY,
+};
+use url::Url;
+
+use super::{external, invalid};
+use crate::ports::{ExternalError, Payments};
+use chairside_workflow::WorkflowId;
+
+/// Days a patient has to pay an in-house installment invoice.
+const DAYS_UNTIL_DUE: u32 = 7;
+
+/// Stripe through `stripe-schedule`.
+#[derive(Debug, Clone)]
+pub struct StripePayments {
+    client: Client,
+    /// Product name per practice (`Smile Dental treatment plan`).
+    product_name: String,
+    /// Where the patient lands after paying.
+    return_url: Option<Url>,
+}
+
+impl StripePayments {
+    /// Wraps a built client.
+    pub fn new(client: Client, product_name: impl Into<String>, return_url: Option<Url>) -> Self {
+        Self {
+            client,
+            product_name: product_name.into(),
+            return_url,
+        }
+    }
+}
+
+fn key(key: &str) -> Result<IdempotencyKey, ExternalError> {
+    IdempotencyKey::new(key).map_err(|_| invalid("idempotency key rejected"))
+}
+
+fn workflow_metadata(practice: &PracticeId, workflow: &WorkflowId) -> Metadata {
+    Metadata::new()
+        .with(WORKFLOW_KEY, workflow.as_str())
+        .with(PRACTICE_KEY, practice.as_str())
+}
+
+#[async_trait]
+impl Payments for StripePayments {
+    async fn ensure_customer(
+        &self,
+        practice: &PracticeId,
+        patient: &PatientContact,
+        _key: &str,
+    ) -> Result<String, ExternalError> {
+        // One customer per patient, not per workflow: the key derives from (practice, patient), and
+        // the lookup by email finds customers created more than a day ago.
+        let key = IdempotencyKey::for_customer(practice, &patient.id);
+        let customer = self
+            .client
+            .find_or_create_customer(practice, &patient.id, &CustomerDetails::from(patient), &key)
+            .await
+            .map_err(external)?;
+        Ok(customer.id.as_str().to_owned())
+    }
+
+    async fn create_deposit_link(
+        &self,
+        practice: &PracticeId,
+        customer: &str,
+        amount: Money,
+        workflow: &WorkflowId,
+        idem: &str,
+    ) -> Result<(String, String), ExternalError> {
+        let metadata = workflow_metadata(practice, workflow);
+        let request = PayLinkRequest {
+            customer: CustomerId::new(customer),
+            amount,
+            client_reference_id: workflow.as_str().to_owned(),
+            expires_at: None,
+            save_card: false,
+            success_url: self
+                .return_url
+                .as_ref()
+                .and_then(|u| u.join(workflow.as_str()).ok()),
+            cancel_url: None,
+            metadata,
+            // The workflow id stays off the session's PaymentIntent: a card declined during
+            // Checkout is the patient retrying, not a failed installment (the session's own
+            // events report the payment).
+            payment_metadata: Metadata::new().with(PRACTICE_KEY, practice.as_str()),
+        };
+        let session = self
+            .client
+            .create_checkout_session(&request, &key(idem)?)
+            .await
+            .map_err(external)?;
+        let url = session
+            .url
+            .clone()
+            .ok_or_else(|| invalid("Stripe returned a Checkout Session without a url"))?;
+        Ok((session.id.as_str().to_owned(), url.to_string()))
+    }
+
+    async fn create_schedule(
+        &self,
+        practice: &PracticeId,
+        customer: &str,
+        offer: &InHouseOffer,
+        workflow: &WorkflowId,
+        idem: &str,
+    ) -> Result<String, ExternalError> {
+        let product = self
+            .client
+            .ensure_practice_product(practice, &self.product_name)
+            .await
+            .map_err(external)?;
+        let interval = match offer.interval.unit {
+            IntervalUnit::Day => Interval::Day,
+            IntervalUnit::Week => Interval::Week,
+            IntervalUnit::Month => Interval::Month,
+        };
+        let total = Money::sum(offer.total.currency(), offer.installments.iter().copied())
+            .map_err(|_| invalid("installments do not add up"))?;
+        let plan = InstallmentPlan {
+            customer: CustomerId::new(customer),
+            product,
+            total,
+            count: offer.installments.len() as u32,
+            every: BillingInterval::every(offer.interval.count, interval),
+            // `now` is sent as the literal string, so a repeated call has identical parameters.
+            start: StartDate::Now,
+            // No card is saved by default (never a precondition of care): Stripe emails invoices.
+            collection: Collection::SendInvoice {
+                days_until_due: DAYS_UNTIL_DUE,
+            },
+            metadata: workflow_metadata(practice, workflow),
+        };
+        let schedule = self
+            .client
+            .create_installment_schedule(&plan, &key(idem)?)
+            .await
+            .map_err(external)?;
+        Ok(schedule.id.as_str().to_owned())
+    }
+
+    async fn cancel_schedule(&self, schedule: &str, idem: &str) -> Result<(), ExternalError> {
+        let id = SubscriptionScheduleId::new(schedule);
+        match self.client.cancel_schedule(&id, &key(idem)?).await {
+            Ok(_) => Ok(()),
+            // Already canceled or completed: confirm by reading it back.
+            Err(e) if e.status() == Some(400) => {
+                let current = self.client.get_schedule(&id).await.map_err(external)?;
+                let status = format!("{:?}", current.status).to_lowercase();
+                if status.contains("cancel")
+                    || status.contains("complete")
+                    || status.contains("release")
+                {
+                    Ok(())
+                } else {
+                    Err(external(e))
+                }
+            }
+            Err(e) => Err(external(e)),
+        }
+    }
+
+    async fn expire_deposit_link(&self, session: &str, idem: &str) -> Result<(), ExternalError> {
+        let id = CheckoutSessionId::new(session);
+        match self.client.expire_checkout_session(&id, &key(idem)?).await {
+            Ok(_) => Ok(()),
+            // A completed or already expired session cannot be expired: nothing left to undo.
+            Err(e) if e.status() == Some(400) => Ok(()),
+            Err(e) => Err(external(e)),
+        }
+    }
+}

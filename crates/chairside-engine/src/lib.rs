@@ -1,0 +1,19 @@
+//! The Chairside engine: what runs a plan from "accepted" to "ledger updated", durably.
+//!
+//! - [`store`]: the durable state (SQLite), split by role.
+//! - [`runner`]: claims due workflows and performs their commands with the intent -> call ->
+//!   result protocol, and the poller that turns accepted plans into workflows.
+//! - [`ports`]: what the engine needs of a practice system, Stripe and messaging; [`adapters`]
+//!   implement them over the connector crates.
+//! - [`clock`], [`links`] (signed patient page links), [`note`] (ledger note text).
+//!
+//! The pure workflow (states, events, the machine) is the `chairside-workflow` crate; the HTTP
+//! surface (webhooks, patient page, staff dashboard) is `chairside-http`.
+
+pub mod adapters;
+pub mod clock;
+pub mod links;
+pub mod note;
+pub mod ports;
+pub mod runner;
+pub mod store;

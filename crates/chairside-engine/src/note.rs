@@ -1,0 +1,126 @@
+//! What Chairside writes back and tells: the ledger note and the summary's numbers, as pure
+//! functions of the workflow state. No PHI beyond what the practice's own ledger holds; no
+//! procedure codes anywhere.
+
+use chrono::{DateTime, Utc};
+use financing_core::{IntervalUnit, Money};
+
+use crate::ports::SummaryContent;
+use chairside_workflow::{NoteKind, Status, WorkflowState};
+
+/// The marker that identifies one of our notes in the practice system, so a retried write finds
+/// the note instead of writing a second (check-then-act). Letters, digits, `_` and `.` only: every
+/// practice system's adapter embeds it as `[chairside:<marker>]`.
+pub fn note_marker(state: &WorkflowState, seq: u64) -> String {
+    format!("{}.{seq}", state.id)
+}
+
+fn money(m: Option<Money>) -> String {
+    m.map_or_else(|| "-".into(), |m| m.to_string())
+}
+
+/// The structured ledger note: lender, amounts, Stripe ids, timestamps. The adapter adds the marker.
+pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -> String {
+    let mut lines = Vec::new();
+    match note {
+        NoteKind::Payment { stripe_id, amount } => {
+            lines.push(format!(
+                "Chairside: payment of {amount} received through Stripe ({stripe_id})."
+            ));
+        }
+        NoteKind::Outcome => {
+            let headline = match (state.status, &state.result, &state.staff_task) {
+                (Status::Cancelled, _, _) => {
+                    "financing cancelled: the plan was withdrawn or staff cancelled".to_owned()
+                }
+                (_, _, Some(task)) if state.status == Status::WaitingOnStaff => {
+                    format!("needs staff: {}", task.reason)
+                }
+                (_, Some(result), _) => format!("financing arranged ({})", result.path),
+                _ => "no financing needed".to_owned(),
+            };
+            lines.push(format!("Chairside: {headline}."));
+            if let Some(split) = &state.split {
+                lines.push(format!(
+                    "Treatment {}; insurance estimate {}; patient portion {}.",
+                    split.total, split.insurance, split.patient_portion
+                ));
+            }
+            if let Some(result) = &state.result {
+                if let Some((lender, amount)) = &result.financed {
+                    lines.push(format!("Financed by {lender}: {amount}."));
+                }
+                if !result.deposit.is_zero() {
+                    lines.push(format!("Deposit: {}.", result.deposit));
+                }
+                if let Some(offer) = &result.in_house {
+                    let unit = match offer.interval.unit {
+                        IntervalUnit::Day => "day",
+                        IntervalUnit::Week => "week",
+                        IntervalUnit::Month => "month",
+                    };
+                    lines.push(format!(
+                        "In-house plan: {} in {} installments every {} {unit}(s), first {}.",
+                        offer.total,
+                        offer.installments.len(),
+                        offer.interval.count,
+                        money(offer.installments.first().copied())
+                    ));
+                }
+            }
+            let lenders: Vec<String> = state
+                .attempts
+                .iter()
+                .map(|a| format!("{} {}", a.lender, a.outcome.label()))
+                .collect();
+            if !lenders.is_empty() {
+                lines.push(format!("Lenders asked: {}.", lenders.join(", ")));
+            }
+            let s = &state.stripe;
+            let ids: Vec<&str> = [
+                s.customer_id.as_deref(),
+                s.checkout_session_id.as_deref(),
+                s.schedule_id.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !ids.is_empty() {
+                lines.push(format!("Stripe: {}.", ids.join(", ")));
+            }
+            lines.push(format!(
+                "Accepted {}; noted {}.",
+                state.accepted_at.format("%Y-%m-%d %H:%M UTC"),
+                now.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
+/// The summary's numbers, from the state.
+pub fn summary(
+    state: &WorkflowState,
+    page_link: String,
+    now: DateTime<Utc>,
+) -> Option<SummaryContent> {
+    let split = state.split?;
+    let result = state.result.as_ref();
+    let in_house = result.and_then(|r| r.in_house.as_ref());
+    // The schedule starts when it is created: the first installment is invoiced that day.
+    let first_installment =
+        in_house.and_then(|o| Some((*o.installments.first()?, now.date_naive())));
+    Some(SummaryContent {
+        total: split.total,
+        insurance: split.insurance,
+        patient_portion: split.patient_portion,
+        financed: result
+            .and_then(|r| r.financed.clone())
+            .map(|(l, m)| (l.to_string(), m)),
+        deposit: result.map_or(Money::zero(split.total.currency()), |r| r.deposit),
+        deposit_link: state.stripe.checkout_url.clone(),
+        first_installment,
+        installments: in_house.map(|o| o.installments.len() as u32),
+        page_link,
+    })
+}

@@ -1,0 +1,266 @@
+//! The seams between the runner and the outside world. Adapters over the connector crates
+//! implement them (`adapters`); tests implement them in memory.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use financing_core::{
+    InHouseOffer, LocationId, Money, PatientContact, PatientId, PlanId, PracticeId, ProviderError,
+    TreatmentPlan, UsState,
+};
+use serde::{Deserialize, Serialize};
+
+use chairside_workflow::WorkflowId;
+
+/// Every external failure, classified: the lender trait's error, reused for every system.
+pub type ExternalError = ProviderError;
+
+/// How a plan looks in a change feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PlanState {
+    /// Accepted by the patient: start a workflow.
+    Accepted,
+    /// Rejected (or otherwise withdrawn) after acceptance: cancel what was set up.
+    Rejected,
+    /// Anything else (proposed, completed, unknown): nothing to do.
+    Other(String),
+}
+
+/// One plan from a change feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    /// The plan.
+    pub plan_id: PlanId,
+    /// Its revision marker (an edit makes a new one).
+    pub revision: String,
+    /// The patient.
+    pub patient_id: PatientId,
+    /// Its state.
+    pub state: PlanState,
+    /// When it was accepted, when the system says.
+    pub accepted_at: Option<DateTime<Utc>>,
+}
+
+/// What a poll of the change feed found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanChanges {
+    /// Changed plans, oldest first.
+    pub plans: Vec<PlanSummary>,
+    /// The cursor to store for the next poll.
+    pub next_cursor: String,
+}
+
+/// A practice system (Dentrix Ascend, NexHealth, Open Dental), as the orchestrator needs it.
+#[async_trait]
+pub trait PracticeSystem: Send + Sync + fmt::Debug {
+    /// A short name for the cursor table and logs (`dentrix`, `nexhealth`, `opendental`).
+    fn source(&self) -> &str;
+
+    /// Plans changed since `cursor` (all of them when `None`), following pages to the end.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn changed_plans(&self, cursor: Option<&str>) -> Result<PlanChanges, ExternalError>;
+
+    /// The plan's procedures, fees and insurance estimates.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`]; a record that cannot be decoded is permanent.
+    async fn plan(&self, summary: &PlanSummary) -> Result<TreatmentPlan, ExternalError>;
+
+    /// The patient's contact data.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn patient(&self, patient: &PatientId) -> Result<PatientContact, ExternalError>;
+
+    /// Our ledger note carrying `marker`, if one was already written (check before write).
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn find_note(
+        &self,
+        patient: &PatientId,
+        marker: &str,
+    ) -> Result<Option<String>, ExternalError>;
+
+    /// Writes a ledger note carrying `marker`; returns the system's id for it.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`]; a timeout is indeterminate (reconciled by `find_note`).
+    async fn write_note(
+        &self,
+        patient: &PatientId,
+        marker: &str,
+        text: &str,
+    ) -> Result<String, ExternalError>;
+}
+
+/// Stripe, as the orchestrator needs it. Every creating call carries a deterministic idempotency key.
+#[async_trait]
+pub trait Payments: Send + Sync + fmt::Debug {
+    /// Finds or creates the patient's customer; returns `cus_…`.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn ensure_customer(
+        &self,
+        practice: &PracticeId,
+        patient: &PatientContact,
+        key: &str,
+    ) -> Result<String, ExternalError>;
+
+    /// Creates a single-use Checkout Session for the deposit; returns (`cs_…`, url).
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn create_deposit_link(
+        &self,
+        practice: &PracticeId,
+        customer: &str,
+        amount: Money,
+        workflow: &WorkflowId,
+        key: &str,
+    ) -> Result<(String, String), ExternalError>;
+
+    /// Creates the installment schedule; returns `sub_sched_…`.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn create_schedule(
+        &self,
+        practice: &PracticeId,
+        customer: &str,
+        offer: &InHouseOffer,
+        workflow: &WorkflowId,
+        key: &str,
+    ) -> Result<String, ExternalError>;
+
+    /// Cancels a schedule.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn cancel_schedule(&self, schedule: &str, key: &str) -> Result<(), ExternalError>;
+
+    /// Expires a Checkout Session.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn expire_deposit_link(&self, session: &str, key: &str) -> Result<(), ExternalError>;
+}
+
+/// A channel a message can go out on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// Email.
+    Email,
+    /// SMS.
+    Sms,
+}
+
+/// The practice as messages and notes name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PracticeProfile {
+    /// Our id.
+    pub id: PracticeId,
+    /// Its name as patients know it.
+    pub name: String,
+    /// Its state.
+    pub state: UsState,
+    /// Its IANA time zone.
+    pub time_zone: String,
+    /// The location lenders know it by.
+    pub location_id: LocationId,
+    /// Phone number patients can call (HELP replies, summaries).
+    pub phone: String,
+    /// Email address messages come from.
+    pub email: String,
+}
+
+/// What a message says; the messenger renders it with the approved templates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MessageContent {
+    /// The lender's application link.
+    ApplicationLink {
+        /// Lender name.
+        lender_name: String,
+        /// The link.
+        link: String,
+    },
+    /// A reminder.
+    Reminder {
+        /// Lender name.
+        lender_name: String,
+        /// The link.
+        link: String,
+    },
+    /// The financing summary.
+    FinancingSummary(Box<SummaryContent>),
+    /// A failed payment.
+    PaymentFailed {
+        /// The patient page link.
+        page_link: String,
+        /// What is due.
+        amount: Money,
+    },
+}
+
+/// The numbers of a financing summary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryContent {
+    /// Treatment total.
+    pub total: Money,
+    /// Insurance estimate.
+    pub insurance: Money,
+    /// Patient portion.
+    pub patient_portion: Money,
+    /// Lender name and amount financed.
+    pub financed: Option<(String, Money)>,
+    /// Deposit due now.
+    pub deposit: Money,
+    /// Deposit payment link.
+    pub deposit_link: Option<String>,
+    /// First in-house installment and its date.
+    pub first_installment: Option<(Money, NaiveDate)>,
+    /// Number of in-house installments.
+    pub installments: Option<u32>,
+    /// The patient page.
+    pub page_link: String,
+}
+
+/// The result of a send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The channels it went out on, with the provider's message id.
+    pub sent: Vec<(Channel, String)>,
+}
+
+/// Patient messaging, as the orchestrator needs it.
+#[async_trait]
+pub trait Messenger: Send + Sync + fmt::Debug {
+    /// Sends `content` to the patient on `channels` (already filtered by consent and quiet hours).
+    /// `key` is the outbox row's idempotency key, carried for reconciliation.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn send(
+        &self,
+        practice: &PracticeProfile,
+        patient: &PatientContact,
+        content: &MessageContent,
+        channels: &[Channel],
+        key: &str,
+    ) -> Result<Delivery, ExternalError>;
+}
+
+/// Shared handles.
+pub type SharedPracticeSystem = Arc<dyn PracticeSystem>;
+/// Shared handles.
+pub type SharedPayments = Arc<dyn Payments>;
+/// Shared handles.
+pub type SharedMessenger = Arc<dyn Messenger>;

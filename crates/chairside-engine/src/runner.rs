@@ -1,0 +1,845 @@
+//! The runner: claims due workflows and performs their commands with the intent -> call -> result
+//! protocol of DESIGN.md, and the poller that turns accepted plans into workflows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use financing_core::{
+    ApplicationHandle, ApplicationRef, Backoff, Decision, ErrorKind, LenderId, LenderLocation,
+    PatientContact, Policy, PolicySettings, PracticeId, SharedProvider, SmsPurpose, SmsVerdict, Tz,
+};
+use futures::StreamExt;
+
+use crate::clock::Clock;
+use crate::links::PatientLinks;
+use crate::note::{ledger_note, note_marker, summary};
+use crate::ports::{
+    Channel, ExternalError, MessageContent, PlanState, PlanSummary, PracticeProfile,
+    SharedMessenger, SharedPayments, SharedPracticeSystem,
+};
+use crate::store::{Claim, Consumed, NewWorkflow, Store, StoreError, WorkItem};
+use chairside_workflow::machine::apply;
+use chairside_workflow::{
+    Action, Command, Event, MessageKind, PatientFacts, StaffTask, TaskKind, WorkflowConfig,
+    WorkflowId, WorkflowKey, WorkflowState,
+};
+
+/// Everything the runner needs for one practice.
+#[derive(Debug, Clone)]
+pub struct PracticeRuntime {
+    /// Name, state, time zone, contact.
+    pub profile: PracticeProfile,
+    /// The practice's workflow rules.
+    pub workflow: WorkflowConfig,
+    /// Counsel-approved policy settings.
+    pub policy: PolicySettings,
+    /// The practice system.
+    pub pms: SharedPracticeSystem,
+    /// The configured lenders by id.
+    pub lenders: HashMap<LenderId, SharedProvider>,
+    /// Stripe.
+    pub payments: SharedPayments,
+    /// Email and SMS.
+    pub messenger: SharedMessenger,
+    /// Signs the patient page links in messages.
+    pub patient_links: PatientLinks,
+}
+
+impl PracticeRuntime {
+    fn time_zone(&self) -> Tz {
+        self.profile
+            .time_zone
+            .parse()
+            .unwrap_or(chrono_tz::America::New_York)
+    }
+
+    fn policy_for(&self, patient: Option<&PatientContact>) -> Policy {
+        Policy::new(
+            self.profile.state,
+            patient.and_then(PatientContact::state),
+            self.time_zone(),
+            self.policy,
+        )
+    }
+
+    fn location(&self) -> LenderLocation {
+        LenderLocation {
+            practice_id: self.profile.id.clone(),
+            location_id: self.profile.location_id.clone(),
+            state: self.profile.state,
+        }
+    }
+}
+
+/// Runner settings.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// This runner's name in leases.
+    pub owner: String,
+    /// How long a claim holds a workflow.
+    pub lease: Duration,
+    /// Workflows claimed per round.
+    pub batch: u32,
+    /// Workflows processed at once.
+    pub concurrency: usize,
+    /// Retry schedule for transient and indeterminate outcomes.
+    pub backoff: Backoff,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            owner: format!("runner-{}", std::process::id()),
+            lease: Duration::from_secs(60),
+            batch: 64,
+            concurrency: 16,
+            backoff: Backoff {
+                base: Duration::from_millis(500),
+                cap: Duration::from_secs(30),
+                max_attempts: 8,
+            },
+        }
+    }
+}
+
+/// Counters the benchmark and metrics read.
+#[derive(Debug, Default)]
+pub struct RunnerStats {
+    /// External calls made.
+    pub external_calls: AtomicU64,
+    /// Nanoseconds spent waiting on external calls.
+    pub external_nanos: AtomicU64,
+    /// Steps committed.
+    pub steps: AtomicU64,
+    /// Results discarded because the lease moved.
+    pub lost_leases: AtomicU64,
+}
+
+/// The outcome of performing one command.
+enum Performed {
+    Event(Box<Event>),
+    /// The configuration is wrong: a staff task naming the problem.
+    Misconfigured(String),
+    Retry {
+        kind: ErrorKind,
+        reason: String,
+    },
+    WaitUntil(DateTime<Utc>),
+    Failed(String),
+}
+
+impl Performed {
+    fn event(event: Event) -> Self {
+        Self::Event(Box::new(event))
+    }
+}
+
+/// Claims and drives workflows.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    store: Arc<dyn Store>,
+    practices: Arc<HashMap<PracticeId, PracticeRuntime>>,
+    config: RunnerConfig,
+    clock: Arc<dyn Clock>,
+    stats: Arc<RunnerStats>,
+}
+
+/// A runner failure (the store); external failures never escape: they become events.
+pub type RunnerError = StoreError;
+
+impl Runner {
+    /// A runner over `store` for `practices`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        practices: Vec<PracticeRuntime>,
+        config: RunnerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let practices = practices
+            .into_iter()
+            .map(|p| (p.profile.id.clone(), p))
+            .collect();
+        Self {
+            store,
+            practices: Arc::new(practices),
+            config,
+            clock,
+            stats: Arc::new(RunnerStats::default()),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &RunnerStats {
+        &self.stats
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The practices.
+    pub fn practices(&self) -> impl Iterator<Item = &PracticeRuntime> {
+        self.practices.values()
+    }
+
+    /// Polls every practice system once and records accepted plans as workflows. Returns the
+    /// number of workflows created. A practice whose system fails is skipped this round.
+    ///
+    /// # Errors
+    /// [`StoreError`] only.
+    pub async fn poll(&self) -> Result<usize, RunnerError> {
+        let mut created = 0;
+        for rt in self.practices.values() {
+            created += self.poll_practice(rt).await?;
+        }
+        Ok(created)
+    }
+
+    async fn poll_practice(&self, rt: &PracticeRuntime) -> Result<usize, RunnerError> {
+        let source = rt.pms.source().to_owned();
+        let cursor = self.store.cursor(&rt.profile.id, &source).await?;
+        let started = Instant::now();
+        let changes = rt.pms.changed_plans(cursor.as_deref()).await;
+        self.count_call(started);
+        let changes = match changes {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(practice = %rt.profile.id, source, kind = %e.kind(), "poll failed; trying again next round");
+                return Ok(0);
+            }
+        };
+        let now = self.clock.now();
+        let mut new = Vec::new();
+        let mut events = Vec::new();
+        for plan in changes.plans {
+            let key = WorkflowKey {
+                practice_id: rt.profile.id.clone(),
+                plan_id: plan.plan_id.clone(),
+                revision: plan.revision.clone(),
+            };
+            match plan.state {
+                PlanState::Accepted => {
+                    // A practice system's clock (or a wrong office time zone) can put the acceptance
+                    // in the future; it cannot have happened after we saw it.
+                    let accepted_at = plan.accepted_at.map_or(now, |t| t.min(now));
+                    let mut state = WorkflowState::new(key, plan.patient_id.clone(), accepted_at);
+                    let first = state.start();
+                    new.push(NewWorkflow { state, first });
+                }
+                PlanState::Rejected => events.push((
+                    WorkflowId::derive(&key),
+                    Event::PlanWithdrawn {
+                        reason: "rejected".into(),
+                    },
+                )),
+                PlanState::Other(_) => {}
+            }
+        }
+        let created = self
+            .store
+            .record_poll(
+                &rt.profile.id,
+                &source,
+                &changes.next_cursor,
+                new,
+                events,
+                now,
+            )
+            .await?;
+        if !created.is_empty() {
+            tracing::info!(practice = %rt.profile.id, source, created = created.len(), "accepted plans detected");
+        }
+        Ok(created.len())
+    }
+
+    /// Claims one batch of due workflows and drives each until nothing is due. Returns the number
+    /// of workflows processed.
+    ///
+    /// # Errors
+    /// [`StoreError`] from claiming.
+    pub async fn tick(&self) -> Result<usize, RunnerError> {
+        let now = self.clock.now();
+        let claims = self
+            .store
+            .claim_due(
+                &self.config.owner,
+                now,
+                self.config.lease,
+                self.config.batch,
+            )
+            .await?;
+        let n = claims.len();
+        futures::stream::iter(claims)
+            .for_each_concurrent(self.config.concurrency, |claim| async move {
+                match self.process(&claim).await {
+                    Ok(()) => {}
+                    Err(StoreError::LeaseLost(id)) => {
+                        self.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(workflow = %id, "lease lost; the new owner repeats the step");
+                    }
+                    Err(e) => tracing::error!(workflow = %claim.id, error = %e, "store error while processing"),
+                }
+            })
+            .await;
+        Ok(n)
+    }
+
+    async fn process(&self, claim: &Claim) -> Result<(), StoreError> {
+        // Bounded, so one busy workflow cannot hold its lease forever.
+        for _ in 0..64 {
+            let now = self.clock.now();
+            let work = self.store.load(claim, now).await?;
+            let Some(item) = work.item else { break };
+            let mut state = work.state;
+            let Some(rt) = self.practices.get(&state.key.practice_id) else {
+                tracing::error!(workflow = %state.id, "workflow of a practice that is not configured here; set aside for staff");
+                let task = StaffTask {
+                    kind: TaskKind::SystemError,
+                    reason: format!(
+                        "practice '{}' is not in this runner's configuration; add it or cancel the workflow",
+                        state.key.practice_id
+                    ),
+                };
+                return self
+                    .store
+                    .park(claim, now + chrono::Duration::hours(1), &task, now)
+                    .await;
+            };
+            let (event, consumed) = match item {
+                WorkItem::Inbox { id, event } => (event, Consumed::Inbox(id)),
+                WorkItem::Timer(kind) => (Event::TimerFired { timer: kind }, Consumed::Timer(kind)),
+                WorkItem::Command { command, attempts } => {
+                    let key = state
+                        .id
+                        .idempotency_key(command.action.label(), command.seq);
+                    let attempt = self
+                        .store
+                        .begin_effect(claim, &command, attempts + 1, &key, now)
+                        .await?;
+                    let performed = self.perform(rt, &state, &command, &key).await;
+                    let now = self.clock.now();
+                    let event = match performed {
+                        Performed::Event(e) => *e,
+                        Performed::Misconfigured(reason) => Event::EffectFailed {
+                            action: command.action.clone(),
+                            reason,
+                        },
+                        Performed::WaitUntil(at) => {
+                            self.store
+                                .defer_command(
+                                    claim,
+                                    command.seq,
+                                    attempt,
+                                    "waiting for the texting window",
+                                    at,
+                                    now,
+                                )
+                                .await?;
+                            continue;
+                        }
+                        Performed::Retry { kind, reason } => {
+                            match self.config.backoff.delay(
+                                attempt,
+                                ErrorKind::TRANSIENT.max_of(kind),
+                                rand::random::<f64>(),
+                            ) {
+                                Some(delay) => {
+                                    let at =
+                                        now + chrono::Duration::from_std(delay).unwrap_or_default();
+                                    let outcome = format!("{}: {reason}", kind.label());
+                                    self.store
+                                        .defer_command(
+                                            claim,
+                                            command.seq,
+                                            attempt,
+                                            &outcome,
+                                            at,
+                                            now,
+                                        )
+                                        .await?;
+                                    continue;
+                                }
+                                None => failure_event(
+                                    &command.action,
+                                    format!("gave up after {attempt} attempts: {reason}"),
+                                ),
+                            }
+                        }
+                        Performed::Failed(reason) => failure_event(&command.action, reason),
+                    };
+                    let outcome = event.label().to_owned();
+                    (
+                        event,
+                        Consumed::Command {
+                            seq: command.seq,
+                            attempt,
+                            outcome,
+                        },
+                    )
+                }
+            };
+            let label = event.label();
+            let now = self.clock.now();
+            let transition = apply(&mut state, event, &rt.workflow, now);
+            self.store
+                .commit(claim, &state, consumed, label, &transition, now)
+                .await?;
+            self.stats.steps.fetch_add(1, Ordering::Relaxed);
+        }
+        self.store.release(claim, self.clock.now()).await
+    }
+
+    fn count_call(&self, started: Instant) {
+        self.stats.external_calls.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .external_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, ExternalError>>,
+    ) -> Result<T, ExternalError> {
+        let started = Instant::now();
+        let r = call.await;
+        self.count_call(started);
+        r
+    }
+
+    async fn contact(
+        &self,
+        rt: &PracticeRuntime,
+        state: &WorkflowState,
+    ) -> Result<PatientContact, Performed> {
+        match self.store.patient(&rt.profile.id, &state.patient_id).await {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(Performed::Failed(
+                "the patient's contact data is missing; reload the plan".into(),
+            )),
+            Err(e) => Err(Performed::Retry {
+                kind: ErrorKind::TRANSIENT,
+                reason: format!("store: {e}"),
+            }),
+        }
+    }
+
+    fn lender<'a>(rt: &'a PracticeRuntime, id: &LenderId) -> Result<&'a SharedProvider, Performed> {
+        rt.lenders.get(id).ok_or_else(|| {
+            Performed::Misconfigured(format!(
+                "lender '{id}' is in the practice's lender order but not configured; configure it or remove it from the order"
+            ))
+        })
+    }
+
+    async fn perform(
+        &self,
+        rt: &PracticeRuntime,
+        state: &WorkflowState,
+        command: &Command,
+        key: &str,
+    ) -> Performed {
+        match self.perform_inner(rt, state, command, key).await {
+            Ok(p) | Err(p) => p,
+        }
+    }
+
+    async fn perform_inner(
+        &self,
+        rt: &PracticeRuntime,
+        state: &WorkflowState,
+        command: &Command,
+        key: &str,
+    ) -> Result<Performed, Performed> {
+        let classify = |e: ExternalError| match e.kind() {
+            ErrorKind::Permanent => Performed::Failed(e.to_string()),
+            kind => Performed::Retry {
+                kind,
+                reason: e.to_string(),
+            },
+        };
+        let reference = |lender: &LenderId| ApplicationRef::new(format!("{}-{lender}", state.id));
+        Ok(match &command.action {
+            Action::LoadPlan => {
+                let summary = PlanSummary {
+                    plan_id: state.key.plan_id.clone(),
+                    revision: state.key.revision.clone(),
+                    patient_id: state.patient_id.clone(),
+                    state: PlanState::Accepted,
+                    accepted_at: Some(state.accepted_at),
+                };
+                let plan = match self.timed(rt.pms.plan(&summary)).await {
+                    Ok(p) => p,
+                    Err(e) if e.kind() == ErrorKind::Permanent => {
+                        return Ok(Performed::event(Event::PlanUnreadable {
+                            reason: e.to_string(),
+                        }));
+                    }
+                    Err(e) => return Err(classify(e)),
+                };
+                let contact = match self.timed(rt.pms.patient(&state.patient_id)).await {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == ErrorKind::Permanent => {
+                        return Ok(Performed::event(Event::PlanUnreadable {
+                            reason: e.to_string(),
+                        }));
+                    }
+                    Err(e) => return Err(classify(e)),
+                };
+                self.store
+                    .put_patient(&rt.profile.id, &contact, self.clock.now())
+                    .await
+                    .map_err(|e| Performed::Retry {
+                        kind: ErrorKind::TRANSIENT,
+                        reason: format!("store: {e}"),
+                    })?;
+                let policy = rt.policy_for(Some(&contact));
+                let facts = PatientFacts {
+                    reachable: contact.is_reachable(),
+                    state: contact.state(),
+                    lookup_allowed: policy.cardholder_lookup_allowed(),
+                    financing_not_before: policy
+                        .financing_not_before(state.accepted_at, plan.involves_sedation()),
+                };
+                Performed::event(Event::PlanLoaded { plan, facts })
+            }
+            Action::LookupCardholder { lender, amount } => {
+                let provider = Self::lender(rt, lender)?;
+                let contact = self.contact(rt, state).await?;
+                let request = rt.policy_for(Some(&contact)).financing_request(
+                    reference(lender),
+                    rt.location(),
+                    *amount,
+                    &contact,
+                );
+                let found = self
+                    .timed(provider.lookup_cardholder(&request))
+                    .await
+                    .map_err(classify)?;
+                self.disclosed(state, lender, "cardholder lookup").await;
+                Performed::event(Event::CardholderLookedUp {
+                    lender: lender.clone(),
+                    found,
+                })
+            }
+            Action::StartApplication { lender, amount } => {
+                let provider = Self::lender(rt, lender)?;
+                let contact = self.contact(rt, state).await?;
+                let mut request = rt.policy_for(Some(&contact)).financing_request(
+                    reference(lender),
+                    rt.location(),
+                    *amount,
+                    &contact,
+                );
+                request.return_url = Some(rt.patient_links.link(&state.id, self.clock.now()));
+                let decision = match self.timed(provider.start_application(&request)).await {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == ErrorKind::Permanent => {
+                        return Ok(Performed::event(Event::LenderFailed {
+                            lender: lender.clone(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                    Err(e) => return Err(classify(e)),
+                };
+                self.disclosed(
+                    state,
+                    lender,
+                    if request.prefill.is_some() {
+                        "application (prefilled)"
+                    } else {
+                        "application (amount only)"
+                    },
+                )
+                .await;
+                match decision {
+                    Decision::ApplicationStarted {
+                        link,
+                        lender_reference,
+                        ..
+                    } => Performed::event(Event::ApplicationOpened {
+                        lender: lender.clone(),
+                        handle: ApplicationHandle {
+                            reference: request.reference,
+                            lender_reference,
+                            location: request.location,
+                            amount: *amount,
+                        },
+                        link: link.to_string(),
+                    }),
+                    decision => Performed::event(Event::LenderDecided {
+                        lender: lender.clone(),
+                        decision,
+                    }),
+                }
+            }
+            Action::PollApplication { lender, handle } => {
+                let provider = Self::lender(rt, lender)?;
+                match self.timed(provider.application_status(handle)).await {
+                    Ok(decision) => Performed::event(Event::LenderDecided {
+                        lender: lender.clone(),
+                        decision,
+                    }),
+                    Err(e) if e.kind() == ErrorKind::Permanent => {
+                        Performed::event(Event::LenderFailed {
+                            lender: lender.clone(),
+                            reason: e.to_string(),
+                        })
+                    }
+                    Err(e) => return Err(classify(e)),
+                }
+            }
+            Action::CancelApplication { lender, handle } => {
+                let provider = Self::lender(rt, lender)?;
+                self.timed(provider.cancel_application(handle))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::Undone {
+                    action: command.action.label().into(),
+                })
+            }
+            Action::EnsureCustomer => {
+                let contact = self.contact(rt, state).await?;
+                let customer = self
+                    .timed(rt.payments.ensure_customer(&rt.profile.id, &contact, key))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::CustomerReady {
+                    customer_id: customer,
+                })
+            }
+            Action::CreateDepositLink { amount } => {
+                let customer = state
+                    .stripe
+                    .customer_id
+                    .as_deref()
+                    .ok_or_else(|| Performed::Failed("no Stripe customer".into()))?;
+                let (session_id, url) = self
+                    .timed(rt.payments.create_deposit_link(
+                        &rt.profile.id,
+                        customer,
+                        *amount,
+                        &state.id,
+                        key,
+                    ))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::DepositLinkCreated { session_id, url })
+            }
+            Action::CreateInstallmentSchedule { offer } => {
+                let customer = state
+                    .stripe
+                    .customer_id
+                    .as_deref()
+                    .ok_or_else(|| Performed::Failed("no Stripe customer".into()))?;
+                let schedule_id = self
+                    .timed(rt.payments.create_schedule(
+                        &rt.profile.id,
+                        customer,
+                        offer,
+                        &state.id,
+                        key,
+                    ))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::ScheduleCreated { schedule_id })
+            }
+            Action::CancelSchedule { schedule_id } => {
+                self.timed(rt.payments.cancel_schedule(schedule_id, key))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::Undone {
+                    action: command.action.label().into(),
+                })
+            }
+            Action::ExpireDepositLink { session_id } => {
+                self.timed(rt.payments.expire_deposit_link(session_id, key))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::Undone {
+                    action: command.action.label().into(),
+                })
+            }
+            Action::SendMessage { message } => {
+                return self.send_message(rt, state, message, key).await;
+            }
+            Action::WriteLedgerNote { note } => {
+                let marker = note_marker(state, command.seq);
+                let existing = self
+                    .timed(rt.pms.find_note(&state.patient_id, &marker))
+                    .await
+                    .map_err(classify)?;
+                if existing.is_none() {
+                    let text = ledger_note(state, note, self.clock.now());
+                    self.timed(rt.pms.write_note(&state.patient_id, &marker, &text))
+                        .await
+                        .map_err(classify)?;
+                }
+                Performed::event(Event::NoteWritten {
+                    note: note.clone(),
+                    at: self.clock.now(),
+                })
+            }
+        })
+    }
+
+    /// Records a disclosure to a lender in the audit trail (HIPAA §164.312(b), Reg B §1002.9(g)).
+    async fn disclosed(&self, state: &WorkflowState, lender: &LenderId, what: &str) {
+        let detail = format!("{what} sent to {lender}");
+        if let Err(e) = self
+            .store
+            .append_audit(&state.id, "runner", "disclosure", &detail, self.clock.now())
+            .await
+        {
+            tracing::error!(workflow = %state.id, error = %e, "could not record a disclosure");
+        }
+    }
+
+    async fn send_message(
+        &self,
+        rt: &PracticeRuntime,
+        state: &WorkflowState,
+        message: &MessageKind,
+        key: &str,
+    ) -> Result<Performed, Performed> {
+        let contact = self.contact(rt, state).await?;
+        let now = self.clock.now();
+        let page_link = rt.patient_links.link(&state.id, now).to_string();
+        let lender_name = |id: &LenderId| {
+            rt.lenders
+                .get(id)
+                .map_or_else(|| id.to_string(), |p| p.display_name().to_owned())
+        };
+        let content = match message {
+            MessageKind::ApplicationLink { lender, link } => MessageContent::ApplicationLink {
+                lender_name: lender_name(lender),
+                link: link.clone(),
+            },
+            MessageKind::Reminder { lender, link, .. } => MessageContent::Reminder {
+                lender_name: lender_name(lender),
+                link: link.clone(),
+            },
+            MessageKind::PaymentFailed => {
+                // What failed is an installment (or the deposit when there is no plan).
+                let result = state.result.as_ref();
+                let amount = result
+                    .and_then(|r| {
+                        r.in_house
+                            .as_ref()
+                            .and_then(|o| o.installments.get(1).or(o.installments.first()).copied())
+                    })
+                    .or(result.map(|r| r.deposit))
+                    .unwrap_or(financing_core::Money::usd(0));
+                MessageContent::PaymentFailed { page_link, amount }
+            }
+            MessageKind::FinancingSummary => match summary(state, page_link, now) {
+                Some(s) => MessageContent::FinancingSummary(Box::new(s)),
+                None => return Ok(Performed::Failed("the summary has no priced plan".into())),
+            },
+        };
+        let mut channels = Vec::new();
+        if contact.email.as_deref().is_some_and(|e| e.contains('@')) {
+            channels.push(Channel::Email);
+        }
+        let mut wait = None;
+        let opted_out = match &contact.mobile_phone {
+            Some(phone) => self
+                .store
+                .sms_opted_out(&rt.profile.id, phone)
+                .await
+                .unwrap_or(true),
+            None => true,
+        };
+        if !opted_out {
+            match rt.policy_for(Some(&contact)).sms_verdict(
+                &contact,
+                SmsPurpose::Informational,
+                now,
+            ) {
+                SmsVerdict::Send => channels.push(Channel::Sms),
+                SmsVerdict::WaitUntil { at } => wait = Some(at),
+                SmsVerdict::Blocked { .. } => {}
+            }
+        }
+        if channels.is_empty() {
+            return Ok(match wait {
+                // Only SMS is possible and it is quiet hours: wait for the window.
+                Some(at) => Performed::WaitUntil(at),
+                None => Performed::event(Event::MessageUndeliverable {
+                    message: message.clone(),
+                    reason: "no email address and no SMS consent on file".into(),
+                }),
+            });
+        }
+        let classify = |e: ExternalError| match e.kind() {
+            ErrorKind::Permanent => Performed::Failed(e.to_string()),
+            kind => Performed::Retry {
+                kind,
+                reason: e.to_string(),
+            },
+        };
+        self.timed(
+            rt.messenger
+                .send(&rt.profile, &contact, &content, &channels, key),
+        )
+        .await
+        .map_err(classify)?;
+        Ok(Performed::event(Event::MessageSent {
+            message: message.clone(),
+        }))
+    }
+
+    /// Runs poll + ticks until nothing is due within `horizon` of the clock, or `max_rounds`.
+    /// For the demo and tests; `run` is the long-running loop.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn run_until_idle(&self, max_rounds: usize) -> Result<(), RunnerError> {
+        for _ in 0..max_rounds {
+            self.poll().await?;
+            if self.tick().await? == 0 {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+trait MaxOf {
+    fn max_of(self, other: ErrorKind) -> ErrorKind;
+}
+
+impl MaxOf for ErrorKind {
+    /// Indeterminate outcomes are retried like transient ones: every perform is written so that a
+    /// repeat reconciles (the same Stripe idempotency key, a marker lookup before a note, the same
+    /// partner transaction id at a lender).
+    fn max_of(self, other: ErrorKind) -> ErrorKind {
+        match other {
+            ErrorKind::Transient { .. } => other,
+            _ => self,
+        }
+    }
+}
+
+fn failure_event(action: &Action, reason: String) -> Event {
+    match action {
+        Action::LoadPlan => Event::PlanUnreadable { reason },
+        Action::LookupCardholder { lender, .. }
+        | Action::StartApplication { lender, .. }
+        | Action::PollApplication { lender, .. } => Event::LenderFailed {
+            lender: lender.clone(),
+            reason,
+        },
+        Action::SendMessage { message } => Event::MessageUndeliverable {
+            message: message.clone(),
+            reason,
+        },
+        _ => Event::EffectFailed {
+            action: action.clone(),
+            reason,
+        },
+    }
+}

@@ -1,0 +1,906 @@
+//! `SqliteStore` against a real database file: idempotent detection, leases and fencing, the order
+//! work is handed out in, deduplication, encryption at rest and the append-only audit trail.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chairside_engine::store::crypto::DataKey;
+use chairside_engine::store::{Consumed, NewWorkflow, SqliteStore, Store, StoreError, WorkItem};
+use chairside_workflow::machine::Transition;
+use chairside_workflow::{
+    Action, Command, Event, PaymentFact, StaffTask, Status, TaskKind, TimerKind, WorkflowId,
+    WorkflowKey, WorkflowState,
+};
+use chrono::{DateTime, Utc};
+use financing_core::{Money, PatientId, PlanId, PracticeId};
+use sqlx::Row;
+
+use crate::harness::{KEY_HEX, contains, database_bytes, patient, practice_id, raw_pool, t0};
+
+fn secs(n: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(n)
+}
+
+fn mins(n: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::minutes(n)
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+struct Db {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    store: Arc<SqliteStore>,
+}
+
+async fn db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path, DataKey::parse(KEY_HEX).unwrap())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    Db {
+        _dir: dir,
+        path,
+        store: Arc::new(store),
+    }
+}
+
+fn key(plan: &str, revision: &str) -> WorkflowKey {
+    WorkflowKey {
+        practice_id: practice_id(),
+        plan_id: PlanId::new(plan),
+        revision: revision.into(),
+    }
+}
+
+fn new_workflow(plan: &str, revision: &str) -> NewWorkflow {
+    let mut state = WorkflowState::new(key(plan, revision), PatientId::new("pat-1"), t0());
+    let first = state.start();
+    NewWorkflow { state, first }
+}
+
+/// Records one accepted plan at `t0` and returns its id.
+async fn one_workflow(store: &SqliteStore) -> WorkflowId {
+    let created = store
+        .record_poll(
+            &practice_id(),
+            "fakepms",
+            "1",
+            vec![new_workflow("tx-1", "1")],
+            vec![],
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 1);
+    created[0].clone()
+}
+
+fn command(seq: u64, action: Action) -> Command {
+    Command { seq, action }
+}
+
+async fn count(pool: &sqlx::SqlitePool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn migrating_twice_is_harmless_and_the_store_reports_ready() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.db");
+    let store = SqliteStore::open(&path, DataKey::parse(KEY_HEX).unwrap())
+        .await
+        .unwrap();
+
+    // Act / Assert
+    assert!(!store.ready().await.unwrap(), "no schema yet");
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(store.ready().await.unwrap());
+    let pool = raw_pool(&path).await;
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(journal, "wal");
+}
+
+#[tokio::test]
+async fn recording_the_same_plan_twice_creates_one_workflow_and_advances_the_cursor() {
+    // Arrange
+    let db = db().await;
+    let practice = practice_id();
+    assert_eq!(db.store.cursor(&practice, "fakepms").await.unwrap(), None);
+
+    // Act
+    let first = db
+        .store
+        .record_poll(
+            &practice,
+            "fakepms",
+            "c1",
+            vec![new_workflow("tx-1", "1")],
+            vec![],
+            t0(),
+        )
+        .await
+        .unwrap();
+    let second = db
+        .store
+        .record_poll(
+            &practice,
+            "fakepms",
+            "c2",
+            vec![new_workflow("tx-1", "1"), new_workflow("tx-1", "1")],
+            vec![],
+            secs(1),
+        )
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(first, vec![WorkflowId::derive(&key("tx-1", "1"))]);
+    assert!(second.is_empty(), "a known plan is skipped: {second:?}");
+    assert_eq!(
+        db.store
+            .cursor(&practice, "fakepms")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("c2")
+    );
+    assert_eq!(
+        db.store
+            .cursor(&PracticeId::new("other"), "fakepms")
+            .await
+            .unwrap(),
+        None,
+        "cursors are per practice"
+    );
+    let pool = raw_pool(&db.path).await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM workflows").await, 1);
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM outbox").await,
+        1,
+        "one first command"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_poll_transaction_records_neither_the_plans_nor_the_cursor() {
+    // Arrange: make the cursor write fail, after the workflow insert in the same transaction.
+    let db = db().await;
+    let pool = raw_pool(&db.path).await;
+    sqlx::query(
+        "CREATE TRIGGER test_fail_cursor BEFORE INSERT ON sync_cursors
+         BEGIN SELECT RAISE(ABORT, 'cursor write refused by the test'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // Act
+    let result = db
+        .store
+        .record_poll(
+            &practice_id(),
+            "fakepms",
+            "c1",
+            vec![new_workflow("tx-1", "1")],
+            vec![],
+            t0(),
+        )
+        .await;
+
+    // Assert
+    assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM workflows").await, 0);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 0);
+    assert_eq!(
+        db.store.cursor(&practice_id(), "fakepms").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_new_revision_of_a_known_plan_is_a_new_workflow_and_a_rejection_reaches_the_known_one() {
+    // Arrange
+    let db = db().await;
+    let first = one_workflow(&db.store).await;
+    let unknown = WorkflowId::derive(&key("tx-404", "1"));
+
+    // Act
+    let created = db
+        .store
+        .record_poll(
+            &practice_id(),
+            "fakepms",
+            "2",
+            vec![new_workflow("tx-1", "2")],
+            vec![
+                (
+                    first.clone(),
+                    Event::PlanWithdrawn {
+                        reason: "rejected".into(),
+                    },
+                ),
+                (
+                    unknown.clone(),
+                    Event::PlanWithdrawn {
+                        reason: "rejected".into(),
+                    },
+                ),
+            ],
+            secs(1),
+        )
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(created, vec![WorkflowId::derive(&key("tx-1", "2"))]);
+    assert_ne!(created[0], first);
+    let pool = raw_pool(&db.path).await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM workflows").await, 2);
+    let inbox: Vec<String> = sqlx::query_scalar("SELECT workflow_id FROM inbox")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    // The new revision withdraws the earlier one ("edited"), then the rejection arrives too;
+    // the event for the unknown workflow is dropped.
+    assert_eq!(
+        inbox,
+        vec![first.to_string(), first.to_string()],
+        "events for unknown workflows are dropped"
+    );
+    let claims = db.store.claim_due("a", secs(1), LEASE, 10).await.unwrap();
+    let claim = claims.iter().find(|c| c.id == first).unwrap();
+    let work = db.store.load(claim, secs(1)).await.unwrap();
+    assert!(matches!(
+        work.item,
+        Some(WorkItem::Inbox {
+            event: Event::PlanWithdrawn { .. },
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn a_claim_goes_to_one_owner_until_its_lease_expires_and_the_old_owner_is_then_fenced_off() {
+    // Arrange
+    let db = db().await;
+    let id = one_workflow(&db.store).await;
+
+    // Act: A claims; B finds nothing while the lease holds, then takes over after it expires.
+    let a = db
+        .store
+        .claim_due("runner-a", t0(), LEASE, 10)
+        .await
+        .unwrap();
+    let b_early = db
+        .store
+        .claim_due("runner-b", secs(29), LEASE, 10)
+        .await
+        .unwrap();
+    let b = db
+        .store
+        .claim_due("runner-b", secs(31), LEASE, 10)
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].id, id);
+    assert!(
+        b_early.is_empty(),
+        "a held lease is not claimable: {b_early:?}"
+    );
+    assert_eq!(b.len(), 1);
+    assert!(b[0].epoch > a[0].epoch, "{} > {}", b[0].epoch, a[0].epoch);
+    let (a, b) = (&a[0], &b[0]);
+
+    // The old owner's step is refused and writes nothing.
+    let work = db.store.load(b, secs(31)).await.unwrap();
+    let Some(WorkItem::Command { command: first, .. }) = work.item.clone() else {
+        panic!("expected the first command, got {:?}", work.item);
+    };
+    let mut changed = work.state.clone();
+    changed.status = Status::Done;
+    let transition = Transition {
+        commands: vec![command(2, Action::EnsureCustomer)],
+        set_timers: vec![(TimerKind::Poll, mins(10))],
+        raise_task: Some(StaffTask {
+            kind: TaskKind::SystemError,
+            reason: "should never be stored".into(),
+        }),
+        audit: vec!["stale write".into()],
+        ..Transition::default()
+    };
+    let consumed = Consumed::Command {
+        seq: first.seq,
+        attempt: 1,
+        outcome: "plan_loaded".into(),
+    };
+    let stale = db
+        .store
+        .commit(
+            a,
+            &changed,
+            consumed.clone(),
+            "plan_loaded",
+            &transition,
+            secs(32),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::LeaseLost(ref w)) if *w == id),
+        "{stale:?}"
+    );
+    assert!(matches!(
+        db.store.begin_effect(a, &first, 1, "k", secs(32)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(matches!(
+        db.store
+            .defer_command(a, first.seq, 1, "transient", mins(5), secs(32))
+            .await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(matches!(
+        db.store.load(a, secs(32)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    // A late release by the old owner does not free the new owner's lease.
+    db.store.release(a, secs(32)).await.unwrap();
+    assert!(
+        db.store
+            .claim_due("runner-c", secs(33), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let row = db.store.workflow(&id).await.unwrap().unwrap();
+    assert_eq!(row.state.status, Status::Active);
+    assert!(db.store.tasks(None, true).await.unwrap().is_empty());
+    let pool = raw_pool(&db.path).await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 1);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM timers").await, 0);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM effects").await, 0);
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM events").await,
+        1,
+        "only 'detected'"
+    );
+
+    // The new owner's commit goes through.
+    db.store
+        .begin_effect(b, &first, 1, "k", secs(33))
+        .await
+        .unwrap();
+    db.store
+        .commit(b, &changed, consumed, "plan_loaded", &transition, secs(34))
+        .await
+        .unwrap();
+    let row = db.store.workflow(&id).await.unwrap().unwrap();
+    assert_eq!(row.state.status, Status::Done);
+    assert_eq!(row.next_action.as_deref(), Some("ensure_customer"));
+    assert_eq!(db.store.tasks(None, false).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn inbox_events_come_before_due_timers_and_timers_before_commands() {
+    // Arrange: a workflow with a pending command, a due timer and an inbox event.
+    let db = db().await;
+    let id = one_workflow(&db.store).await;
+    let claim = db
+        .store
+        .claim_due("a", t0(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let work = db.store.load(&claim, t0()).await.unwrap();
+    let transition = Transition {
+        commands: vec![command(2, Action::EnsureCustomer)],
+        set_timers: vec![(TimerKind::Poll, mins(1))],
+        ..Transition::default()
+    };
+    db.store
+        .commit(
+            &claim,
+            &work.state,
+            Consumed::Command {
+                seq: 1,
+                attempt: 1,
+                outcome: "plan_loaded".into(),
+            },
+            "plan_loaded",
+            &transition,
+            t0(),
+        )
+        .await
+        .unwrap();
+    db.store.release(&claim, t0()).await.unwrap();
+    db.store
+        .enqueue(
+            &id,
+            "staff",
+            &Event::PlanWithdrawn {
+                reason: "rejected".into(),
+            },
+            mins(2),
+        )
+        .await
+        .unwrap();
+
+    // Act / Assert
+    let claim = db
+        .store
+        .claim_due("a", mins(2), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let work = db.store.load(&claim, mins(2)).await.unwrap();
+    let Some(WorkItem::Inbox { id: row, .. }) = work.item else {
+        panic!("inbox first, got {:?}", work.item);
+    };
+    let empty = Transition::default();
+    db.store
+        .commit(
+            &claim,
+            &work.state,
+            Consumed::Inbox(row),
+            "plan_withdrawn",
+            &empty,
+            mins(2),
+        )
+        .await
+        .unwrap();
+    let work = db.store.load(&claim, mins(2)).await.unwrap();
+    assert_eq!(
+        work.item,
+        Some(WorkItem::Timer(TimerKind::Poll)),
+        "then the due timer"
+    );
+    db.store
+        .commit(
+            &claim,
+            &work.state,
+            Consumed::Timer(TimerKind::Poll),
+            "timer_fired",
+            &empty,
+            mins(2),
+        )
+        .await
+        .unwrap();
+    let work = db.store.load(&claim, mins(2)).await.unwrap();
+    assert!(
+        matches!(
+            work.item,
+            Some(WorkItem::Command { ref command, attempts: 0 }) if command.seq == 2
+        ),
+        "then the command: {:?}",
+        work.item
+    );
+}
+
+#[tokio::test]
+async fn a_timer_fires_only_when_it_is_due() {
+    // Arrange: the first step leaves only a timer 10 minutes out.
+    let db = db().await;
+    let id = one_workflow(&db.store).await;
+    let claim = db
+        .store
+        .claim_due("a", t0(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let work = db.store.load(&claim, t0()).await.unwrap();
+    let transition = Transition {
+        set_timers: vec![(TimerKind::Reminder, mins(10))],
+        ..Transition::default()
+    };
+    db.store
+        .commit(
+            &claim,
+            &work.state,
+            Consumed::Command {
+                seq: 1,
+                attempt: 1,
+                outcome: "application_opened".into(),
+            },
+            "application_opened",
+            &transition,
+            t0(),
+        )
+        .await
+        .unwrap();
+
+    // Act / Assert
+    assert_eq!(db.store.load(&claim, mins(9)).await.unwrap().item, None);
+    db.store.release(&claim, mins(9)).await.unwrap();
+    let row = db.store.workflow(&id).await.unwrap().unwrap();
+    assert_eq!(row.next_due_at, Some(mins(10)));
+    assert!(
+        db.store
+            .claim_due("a", mins(9), LEASE, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claim = db
+        .store
+        .claim_due("a", mins(10), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        db.store.load(&claim, mins(10)).await.unwrap().item,
+        Some(WorkItem::Timer(TimerKind::Reminder))
+    );
+}
+
+#[tokio::test]
+async fn a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and_journal() {
+    // Arrange
+    let db = db().await;
+    let id = one_workflow(&db.store).await;
+    let claim = db
+        .store
+        .claim_due("a", t0(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let Some(WorkItem::Command {
+        command: first,
+        attempts: 0,
+    }) = db.store.load(&claim, t0()).await.unwrap().item
+    else {
+        panic!("the first command");
+    };
+    let key = id.idempotency_key(first.action.label(), first.seq);
+    db.store
+        .begin_effect(&claim, &first, 1, &key, t0())
+        .await
+        .unwrap();
+
+    // Act
+    db.store
+        .defer_command(
+            &claim,
+            first.seq,
+            1,
+            "transient: plan: HTTP 503",
+            mins(10),
+            t0(),
+        )
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(db.store.load(&claim, mins(9)).await.unwrap().item, None);
+    db.store.release(&claim, t0()).await.unwrap();
+    assert!(
+        db.store
+            .claim_due("a", mins(9), LEASE, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claim = db
+        .store
+        .claim_due("a", mins(10), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(matches!(
+        db.store.load(&claim, mins(10)).await.unwrap().item,
+        Some(WorkItem::Command { attempts: 1, .. })
+    ));
+    let pool = raw_pool(&db.path).await;
+    let row = sqlx::query("SELECT idempotency_key, outcome, finished_at FROM effects")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>("idempotency_key"), key);
+    assert_eq!(row.get::<String, _>("outcome"), "transient: plan: HTTP 503");
+    assert!(row.get::<Option<i64>, _>("finished_at").is_some());
+}
+
+#[tokio::test]
+async fn a_webhook_is_recorded_once_per_provider_and_event_id() {
+    // Arrange
+    let db = db().await;
+    let id = one_workflow(&db.store).await;
+    let paid = || {
+        vec![(
+            id.clone(),
+            Event::Payment(PaymentFact::Paid {
+                stripe_id: "in_1".into(),
+                amount: Money::usd(100),
+            }),
+        )]
+    };
+
+    // Act
+    let first = db
+        .store
+        .record_webhook("stripe", "evt_1", paid(), t0())
+        .await
+        .unwrap();
+    let again = db
+        .store
+        .record_webhook("stripe", "evt_1", paid(), secs(1))
+        .await
+        .unwrap();
+    let other_provider = db
+        .store
+        .record_webhook("sunbit", "evt_1", vec![], secs(2))
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(first);
+    assert!(!again, "a redelivery is recognised");
+    assert!(other_provider, "event ids are per provider");
+    let pool = raw_pool(&db.path).await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM inbox").await, 1);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM webhooks").await, 2);
+}
+
+#[tokio::test]
+async fn patient_contact_is_encrypted_at_rest_and_reads_back_equal() {
+    // Arrange
+    let db = db().await;
+    let practice = practice_id();
+    let contact = patient(7);
+    let other = patient(8);
+
+    // Act
+    db.store
+        .put_patient(&practice, &contact, t0())
+        .await
+        .unwrap();
+    db.store.put_patient(&practice, &other, t0()).await.unwrap();
+
+    // Assert
+    let back = db.store.patient(&practice, &contact.id).await.unwrap();
+    assert_eq!(back.as_ref(), Some(&contact));
+    assert_eq!(
+        db.store
+            .patient(&PracticeId::new("x"), &contact.id)
+            .await
+            .unwrap(),
+        None
+    );
+    let pool = raw_pool(&db.path).await;
+    let blob: Vec<u8> =
+        sqlx::query_scalar("SELECT contact FROM patients WHERE patient_id = 'pat-7'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let phone = contact.mobile_phone.clone().unwrap();
+    let email = contact.email.clone().unwrap();
+    for phi in [
+        contact.last_name.as_str(),
+        phone.as_str(),
+        &phone[2..],
+        email.as_str(),
+        "Sample Street",
+    ] {
+        assert!(!contains(&blob, phi), "{phi} is stored in clear");
+        assert!(
+            !contains(&database_bytes(&db.path), phi),
+            "{phi} is somewhere in the file"
+        );
+    }
+    // Another key cannot read it, and a row's ciphertext does not open as another patient's.
+    let wrong = SqliteStore::open(&db.path, DataKey::generate())
+        .await
+        .unwrap();
+    assert!(matches!(
+        wrong.patient(&practice, &contact.id).await,
+        Err(StoreError::Crypto(_))
+    ));
+    sqlx::query(
+        "UPDATE patients SET contact = (SELECT contact FROM patients WHERE patient_id = 'pat-8')
+         WHERE patient_id = 'pat-7'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(matches!(
+        db.store.patient(&practice, &contact.id).await,
+        Err(StoreError::Crypto(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_audit_trail_is_append_only() {
+    // Arrange
+    let db = db().await;
+    let id = one_workflow(&db.store).await;
+    db.store
+        .append_audit(&id, "staff:test", "note", "called the patient", secs(1))
+        .await
+        .unwrap();
+    let pool = raw_pool(&db.path).await;
+
+    // Act
+    let update = sqlx::query("UPDATE events SET detail = 'rewritten'")
+        .execute(&pool)
+        .await;
+    let delete = sqlx::query("DELETE FROM events").execute(&pool).await;
+
+    // Assert
+    for result in [update, delete] {
+        let err = result.expect_err("the events table must refuse the change");
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    let audit = db.store.audit(&id).await.unwrap();
+    let kinds: Vec<&str> = audit.iter().map(|a| a.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["detected", "note"]);
+    assert_eq!(audit[1].actor, "staff:test");
+    assert_eq!(audit[1].detail, "called the patient");
+    assert_eq!(audit[1].at, secs(1));
+}
+
+#[tokio::test]
+async fn staff_tasks_are_listed_per_practice_until_resolved() {
+    // Arrange: a step that raises a task.
+    let db = db().await;
+    let id = one_workflow(&db.store).await;
+    let claim = db
+        .store
+        .claim_due("a", t0(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let work = db.store.load(&claim, t0()).await.unwrap();
+    let task = StaffTask {
+        kind: TaskKind::BadData,
+        reason: "procedure 1 (D2740) has insurance estimates above its fee".into(),
+    };
+    let transition = Transition {
+        raise_task: Some(task.clone()),
+        ..Transition::default()
+    };
+    db.store
+        .commit(
+            &claim,
+            &work.state,
+            Consumed::Command {
+                seq: 1,
+                attempt: 1,
+                outcome: "plan_loaded".into(),
+            },
+            "plan_loaded",
+            &transition,
+            secs(1),
+        )
+        .await
+        .unwrap();
+
+    // Act / Assert
+    let open = db.store.tasks(Some(&practice_id()), false).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].task, task);
+    assert_eq!(open[0].workflow_id, id);
+    assert_eq!(open[0].created_at, secs(1));
+    assert!(
+        db.store
+            .tasks(Some(&PracticeId::new("other")), false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert_eq!(
+        db.store
+            .resolve_tasks(&id, "fixed the estimate", mins(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        db.store.resolve_tasks(&id, "again", mins(2)).await.unwrap(),
+        0
+    );
+    assert!(db.store.tasks(None, false).await.unwrap().is_empty());
+    let all = db.store.tasks(None, true).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].resolved_at, Some(mins(1)));
+}
+
+#[tokio::test]
+async fn an_sms_opt_out_round_trips_without_storing_the_number_in_clear() {
+    // Arrange
+    let db = db().await;
+    let practice = practice_id();
+    let phone = "+15555550199";
+
+    // Act / Assert
+    assert!(!db.store.sms_opted_out(&practice, phone).await.unwrap());
+    db.store
+        .set_sms_opt_out(&practice, phone, true, "twilio:STOP", t0())
+        .await
+        .unwrap();
+    assert!(db.store.sms_opted_out(&practice, phone).await.unwrap());
+    assert!(
+        !db.store
+            .sms_opted_out(&practice, "+15555550198")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .sms_opted_out(&PracticeId::new("other"), phone)
+            .await
+            .unwrap()
+    );
+    let pool = raw_pool(&db.path).await;
+    let keys: Vec<String> = sqlx::query_scalar("SELECT phone_key FROM sms_consent")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(!keys[0].contains("5555550199"));
+    assert!(!contains(&database_bytes(&db.path), "5555550199"));
+
+    db.store
+        .set_sms_opt_out(&practice, phone, false, "twilio:START", secs(10))
+        .await
+        .unwrap();
+    assert!(!db.store.sms_opted_out(&practice, phone).await.unwrap());
+
+    // A change older than the one on record, arriving late, does not win.
+    db.store
+        .set_sms_opt_out(&practice, phone, true, "twilio:STOP", secs(5))
+        .await
+        .unwrap();
+    assert!(!db.store.sms_opted_out(&practice, phone).await.unwrap());
+    let record = db
+        .store
+        .sms_consent(&practice, phone)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!record.opted_out);
+    assert_eq!(record.at, secs(10));
+    assert_eq!(record.source, "twilio:START");
+}
+
+#[tokio::test]
+async fn listings_filter_by_status_and_show_the_next_action() {
+    // Arrange
+    let db = db().await;
+    let id = one_workflow(&db.store).await;
+
+    // Act
+    let active = db
+        .store
+        .workflows(Some(&practice_id()), Some(Status::Active), 10)
+        .await
+        .unwrap();
+    let done = db
+        .store
+        .workflows(None, Some(Status::Done), 10)
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].state.id, id);
+    assert_eq!(active[0].next_action.as_deref(), Some("load_plan"));
+    assert_eq!(active[0].next_due_at, Some(t0()));
+    assert!(done.is_empty());
+    assert!(
+        db.store
+            .workflow(&WorkflowId::new("wf_missing"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1,0 +1,165 @@
+//! Prometheus metrics through the `metrics` facade. Labels are closed sets (provider, reason,
+//! status, outcome): never an id, never PHI.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use metrics_exporter_prometheus::{
+    BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use chairside_engine::store::WorkflowRow;
+use chairside_workflow::{Status, WorkflowId};
+
+/// Workflows by status (gauge, label `status`).
+pub(crate) const WORKFLOWS: &str = "chairside_workflows";
+/// Webhook deliveries refused (counter, labels `provider`, `reason`).
+pub(crate) const WEBHOOK_REJECTIONS: &str = "chairside_webhook_rejections_total";
+/// Webhook deliveries accepted (counter, labels `provider`, `outcome` = `recorded` | `duplicate`).
+pub(crate) const WEBHOOKS_RECEIVED: &str = "chairside_webhooks_received_total";
+/// Acceptance in the practice system to ledger note, in seconds (histogram).
+pub(crate) const OPERATORY_TO_LEDGER: &str = "chairside_operatory_to_ledger_seconds";
+
+/// Buckets from a quarter minute to a week: most plans settle in minutes, some wait on patients.
+const O2L_BUCKETS: &[f64] = &[
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    4.0 * 3600.0,
+    86_400.0,
+    7.0 * 86_400.0,
+];
+
+const STATUSES: [Status; 4] = [
+    Status::Active,
+    Status::WaitingOnStaff,
+    Status::Done,
+    Status::Cancelled,
+];
+
+/// The metrics of the process and their Prometheus rendering.
+///
+/// Either it owns a recorder that is *not* installed globally ([`Metrics::local`]: tests, and
+/// embedding next to another recorder), and the HTTP surface records into it explicitly; or it
+/// installs the recorder globally ([`Metrics::install_global`]: the binary), so metrics the runner
+/// and the connectors record with the `metrics` macros appear on `/metrics` as well.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    handle: PrometheusHandle,
+    local: Option<PrometheusRecorder>,
+    /// Workflows whose operatory-to-ledger time is already in the histogram.
+    observed: Mutex<HashSet<WorkflowId>>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("global", &self.inner.local.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(OPERATORY_TO_LEDGER.into()), O2L_BUCKETS)
+        .unwrap_or_else(|_| PrometheusBuilder::new())
+}
+
+impl Metrics {
+    /// Metrics with a recorder of their own, not installed globally.
+    pub fn local() -> Self {
+        let recorder = builder().build_recorder();
+        Self::with(recorder.handle(), Some(recorder))
+    }
+
+    /// Installs the Prometheus recorder as the process's global recorder.
+    ///
+    /// # Errors
+    /// [`BuildError`] when a global recorder is already installed.
+    pub fn install_global() -> Result<Self, BuildError> {
+        Ok(Self::with(builder().install_recorder()?, None))
+    }
+
+    fn with(handle: PrometheusHandle, local: Option<PrometheusRecorder>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                handle,
+                local,
+                observed: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// Runs `f` with this recorder current: the `metrics` macros inside record here.
+    pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.inner.local {
+            Some(recorder) => metrics::with_local_recorder(recorder, f),
+            None => f(),
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.inner.handle.render()
+    }
+
+    pub(crate) fn webhook_rejected(&self, provider: &'static str, reason: &'static str) {
+        self.in_scope(|| {
+            metrics::counter!(WEBHOOK_REJECTIONS, "provider" => provider, "reason" => reason)
+                .increment(1);
+        });
+    }
+
+    pub(crate) fn webhook_received(&self, provider: &'static str, fresh: bool) {
+        let outcome = if fresh { "recorded" } else { "duplicate" };
+        self.in_scope(|| {
+            metrics::counter!(WEBHOOKS_RECEIVED, "provider" => provider, "outcome" => outcome)
+                .increment(1);
+        });
+    }
+
+    /// Refreshes the gauges from a listing of workflows, and adds the operatory-to-ledger time of
+    /// each workflow whose ledger note is new since the last refresh to the histogram.
+    pub(crate) fn refresh(&self, rows: &[WorkflowRow]) {
+        let mut counts: BTreeMap<&'static str, u64> =
+            STATUSES.iter().map(|s| (s.label(), 0)).collect();
+        let mut fresh = Vec::new();
+        {
+            let mut observed = self
+                .inner
+                .observed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for row in rows {
+                *counts.entry(row.state.status.label()).or_default() += 1;
+                if let Some(d) = row.state.operatory_to_ledger()
+                    && observed.insert(row.state.id.clone())
+                {
+                    fresh.push(d);
+                }
+            }
+        }
+        self.in_scope(|| {
+            for (status, n) in counts {
+                // Counts fit an f64 exactly far beyond any store's size.
+                #[allow(clippy::cast_precision_loss)]
+                metrics::gauge!(WORKFLOWS, "status" => status).set(n as f64);
+            }
+            for d in fresh {
+                #[allow(clippy::cast_precision_loss)]
+                let secs = d.num_milliseconds().max(0) as f64 / 1000.0;
+                metrics::histogram!(OPERATORY_TO_LEDGER).record(secs);
+            }
+        });
+    }
+}

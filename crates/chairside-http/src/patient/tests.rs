@@ -1,0 +1,291 @@
+//! Request-level tests of the patient page.
+
+use axum::http::StatusCode;
+use chairside_engine::store::Store as _;
+use financing_core::{CdtCode, PatientId, PlanId, PlannedProcedure, TreatmentPlan, UsState};
+use secrecy::SecretString;
+
+use crate::sign_patient_token;
+use crate::testkit::{
+    APPLY_LINK, CHECKOUT_URL, EMAIL, FIRST, Kit, LAST, PATIENT_KEY, PHONE, body_text, get,
+    post_form, smile,
+};
+use chairside_workflow::{Event, PatientFacts, Status, WorkflowId};
+
+async fn audit_kinds(kit: &Kit, wf: &WorkflowId) -> Vec<String> {
+    kit.store
+        .audit(wf)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_patient_page_shows_the_amounts_and_terms_and_not_the_cdt_code() {
+    // Arrange: the plan, with its procedure code, is in the store too.
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let plan = TreatmentPlan {
+        id: PlanId::new("tx-1"),
+        revision: "1".into(),
+        patient_id: PatientId::new("pat-1"),
+        accepted_at: kit.now(),
+        treatment_date: None,
+        procedures: vec![PlannedProcedure {
+            code: CdtCode::new("D2740"),
+            fee: financing_core::Money::usd(130_000),
+            primary_estimate: Some(financing_core::Money::usd(50_000)),
+            secondary_estimate: None,
+        }],
+    };
+    let facts = PatientFacts {
+        reachable: true,
+        state: Some(UsState::TX),
+        lookup_allowed: false,
+        financing_not_before: kit.now(),
+    };
+    kit.store
+        .enqueue(&wf, "test", &Event::PlanLoaded { plan, facts }, kit.now())
+        .await
+        .unwrap();
+    // Act
+    let res = kit.send(get(&format!("/p/{}", kit.token(&wf)))).await;
+    // Assert
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    // minijinja escapes `/` in values; browsers decode it.
+    let page = body_text(res).await.replace("&#x2f;", "/");
+    for shown in [
+        "Smile Dental Test",
+        "$1,300.00",
+        "$500.00",
+        "$800.00",
+        "$160.00",
+        "Sunbit",
+        "NOTICE-EN",
+        "DISCLOSURE-EN",
+        "Continue the application",
+        "Pay the deposit",
+        "(555) 010-0100",
+        r#"<html lang="en">"#,
+    ] {
+        assert!(page.contains(shown), "{shown} missing from the page");
+    }
+    for hidden in [
+        "D2740",
+        FIRST,
+        LAST,
+        PHONE,
+        EMAIL,
+        APPLY_LINK,
+        CHECKOUT_URL,
+        "<script",
+    ] {
+        assert!(!page.contains(hidden), "{hidden} leaked onto the page");
+    }
+    let token = kit.token(&wf);
+    assert!(page.contains(&format!(r#"href="/p/{token}/apply""#)));
+    assert!(page.contains(&format!(r#"href="/p/{token}/pay""#)));
+    assert!(
+        audit_kinds(&kit, &wf)
+            .await
+            .contains(&"lender_notice_shown".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn tampered_expired_and_unknown_tokens_get_the_same_plain_404() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let key = SecretString::from(PATIENT_KEY);
+    let good = kit.token(&wf);
+    let mut tampered = good.clone().into_bytes();
+    tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let expired = sign_patient_token(&wf, kit.now() - chrono::Duration::seconds(1), &key);
+    let unknown = sign_patient_token(
+        &WorkflowId::new("wf_ffffffffffffffffffffffff"),
+        kit.now() + chrono::Duration::days(1),
+        &key,
+    );
+    let other_key = sign_patient_token(
+        &wf,
+        kit.now() + chrono::Duration::days(1),
+        &SecretString::from("some-other-key-some-other-key-some-other"),
+    );
+    // Act
+    let mut bodies = Vec::new();
+    for token in [tampered, expired, unknown, other_key, "garbage".to_owned()] {
+        for path in ["", "/pay", "/apply"] {
+            let res = kit.send(get(&format!("/p/{token}{path}"))).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{token}{path}");
+            bodies.push(body_text(res).await);
+        }
+        let res = kit
+            .send(post_form(
+                &format!("/p/{token}/accept"),
+                String::new(),
+                None,
+            ))
+            .await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    // Assert: one page for every failure, naming nothing.
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    for leak in ["Smile Dental", "$800.00", wf.as_str(), "signature", "token"] {
+        assert!(!bodies[0].contains(leak), "{leak} leaked");
+    }
+}
+
+#[tokio::test]
+async fn a_patient_who_prefers_spanish_gets_the_page_in_spanish() {
+    let kit = Kit::new().await;
+    let wf = kit
+        .seed(kit.financing_state(smile(), "tx-es", "pat-es"))
+        .await;
+    let page = body_text(kit.send(get(&format!("/p/{}", kit.token(&wf)))).await).await;
+    for shown in [
+        r#"<html lang="es">"#,
+        "Su parte",
+        "AVISO-ES",
+        "DIVULGACION-ES",
+        "Pagar el depósito",
+    ] {
+        assert!(page.contains(shown), "{shown} missing");
+    }
+    assert!(!page.contains("Your portion"));
+}
+
+#[tokio::test]
+async fn pay_and_apply_redirect_to_stripe_and_the_lender_and_are_audited() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let token = kit.token(&wf);
+    // Act
+    let pay = kit.send(get(&format!("/p/{token}/pay"))).await;
+    let apply = kit.send(get(&format!("/p/{token}/apply"))).await;
+    // Assert
+    assert_eq!(pay.status(), StatusCode::SEE_OTHER);
+    assert_eq!(pay.headers()["location"], CHECKOUT_URL);
+    assert_eq!(pay.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(apply.status(), StatusCode::SEE_OTHER);
+    assert_eq!(apply.headers()["location"], APPLY_LINK);
+    let kinds = audit_kinds(&kit, &wf).await;
+    assert!(kinds.contains(&"deposit_link_opened".to_owned()));
+    assert!(kinds.contains(&"lender_link_opened".to_owned()));
+}
+
+#[tokio::test]
+async fn the_in_house_plan_is_shown_and_accepted_once_with_an_audit_line() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed(kit.in_house_state("tx-ih", "pat-1")).await;
+    let token = kit.token(&wf);
+    // Act
+    let before = body_text(kit.send(get(&format!("/p/{token}"))).await)
+        .await
+        .replace("&#x2f;", "/");
+    let accept = kit
+        .send(post_form(
+            &format!("/p/{token}/accept"),
+            String::new(),
+            None,
+        ))
+        .await;
+    let again = kit
+        .send(post_form(
+            &format!("/p/{token}/accept"),
+            String::new(),
+            None,
+        ))
+        .await;
+    let after = body_text(kit.send(get(&format!("/p/{token}?accepted=1"))).await)
+        .await
+        .replace("&#x2f;", "/");
+    // Assert
+    assert!(before.contains("6 × $100.00, every month"), "{before}");
+    assert!(before.contains(&format!(r#"action="/p/{token}/accept""#)));
+    assert_eq!(accept.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        accept.headers()["location"],
+        format!("/p/{token}?accepted=1").as_str()
+    );
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    let accepted = audit_kinds(&kit, &wf)
+        .await
+        .into_iter()
+        .filter(|k| k == "in_house_accepted")
+        .count();
+    assert_eq!(accepted, 1);
+    assert!(after.contains("You accepted the payment plan"));
+    assert!(
+        !after.contains(r#"action="/p/"#),
+        "no accept form once accepted"
+    );
+    // Nothing was financed by a lender and no application is open: no lender link.
+    assert!(!after.contains("/apply"));
+}
+
+#[tokio::test]
+async fn a_cancelled_workflow_shows_only_a_notice_and_no_payment_links() {
+    let kit = Kit::new().await;
+    let mut state = kit.financing_state(smile(), "tx-c", "pat-1");
+    state.status = Status::Cancelled;
+    let wf = kit.seed(state).await;
+    let token = kit.token(&wf);
+    let res = kit.send(get(&format!("/p/{token}"))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = body_text(res).await;
+    assert!(page.contains("no longer active"));
+    assert!(!page.contains("$800.00"));
+    assert!(!page.contains("/pay"));
+    assert_eq!(
+        kit.send(get(&format!("/p/{token}/pay"))).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        kit.send(get(&format!("/p/{token}/apply"))).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn accepting_an_in_house_plan_that_was_not_offered_is_404() {
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let res = kit
+        .send(post_form(
+            &format!("/p/{}/accept", kit.token(&wf)),
+            String::new(),
+            None,
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(
+        !audit_kinds(&kit, &wf)
+            .await
+            .contains(&"in_house_accepted".to_owned())
+    );
+}
+
+#[test]
+fn phone_numbers_read_as_people_write_them_and_link_to_the_dialer() {
+    // Arrange + Act + Assert
+    assert_eq!(super::phone_text("+15125550100"), "(512) 555-0100");
+    assert_eq!(super::phone_text("(555) 010-0100"), "(555) 010-0100");
+    assert_eq!(super::phone_text("+442079460000"), "+442079460000");
+    assert_eq!(
+        super::phone_href("(555) 010-0100").as_deref(),
+        Some("tel:5550100100")
+    );
+    assert_eq!(
+        super::phone_href("+15125550100").as_deref(),
+        Some("tel:+15125550100")
+    );
+    assert_eq!(super::phone_href("call the office"), None);
+}

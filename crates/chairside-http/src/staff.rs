@@ -1,0 +1,867 @@
+//! The front-desk dashboard, `/staff`.
+//!
+//! Logins check argon2 PHC hashes (verified off the async threads). A session is a random
+//! 256-bit token in a cookie that is `HttpOnly`, `SameSite=Strict`, scoped to `/staff`, and
+//! `Secure` when configured; the sessions themselves live in this process's memory (a mutex over a
+//! map), so a restart signs everyone out and several instances need sticky routing. Each session
+//! carries its own CSRF token, checked in constant time on every POST; the login form uses a
+//! double-submit cookie for the same purpose.
+//!
+//! A staff member sees only their own practice: every workflow is checked against the session's
+//! practice, and another practice's workflow is answered 404, exactly like an unknown one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
+use chrono_tz::Tz;
+use financing_core::{PatientId, PracticeId};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::HttpState;
+use super::pages::see_other;
+use super::patient::root;
+use chairside_engine::store::{TaskRow, WorkflowRow};
+use chairside_workflow::{Event, StaffAction, Stage, Status, TaskKind, WorkflowId};
+
+const SESSION_COOKIE: &str = "chairside_staff";
+const LOGIN_COOKIE: &str = "chairside_login";
+/// How long a login form stays usable.
+const LOGIN_FORM_SECS: i64 = 1800;
+/// The most workflows the dashboard reads for one day.
+const DAY_LIMIT: u32 = 1000;
+
+/// A signed-in staff member.
+#[derive(Clone)]
+pub(crate) struct Session {
+    username: String,
+    practice: PracticeId,
+    csrf: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// Sessions by token, in memory.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn create(
+        &self,
+        username: &str,
+        practice: &PracticeId,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> String {
+        let token = random_token();
+        let mut map = self.lock();
+        map.retain(|_, s| s.expires_at > now);
+        map.insert(
+            token.clone(),
+            Session {
+                username: username.to_owned(),
+                practice: practice.clone(),
+                csrf: random_token(),
+                expires_at: until,
+            },
+        );
+        token
+    }
+
+    fn get(&self, token: &str, now: DateTime<Utc>) -> Option<Session> {
+        let mut map = self.lock();
+        match map.get(token) {
+            Some(s) if s.expires_at > now => Some(s.clone()),
+            Some(_) => {
+                map.remove(token);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remove(&self, token: &str) {
+        self.lock().remove(token);
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    B64.encode(bytes)
+}
+
+fn same(a: &str, b: &str) -> bool {
+    !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(state: &HttpState, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let text = format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn session(state: &HttpState, headers: &HeaderMap) -> Option<(String, Session)> {
+    let token = cookie(headers, SESSION_COOKIE)?;
+    state
+        .sessions
+        .get(token, state.now())
+        .map(|s| (token.to_owned(), s))
+}
+
+fn to_login(state: &HttpState) -> Response {
+    see_other(&format!("{}staff/login", root(state)))
+}
+
+fn to_dashboard(state: &HttpState) -> Response {
+    see_other(&format!("{}staff", root(state)))
+}
+
+fn forbidden(state: &HttpState) -> Response {
+    state.pages.error(StatusCode::FORBIDDEN, "en")
+}
+
+fn not_found(state: &HttpState) -> Response {
+    state.pages.error(StatusCode::NOT_FOUND, "en")
+}
+
+fn server_error(state: &HttpState, e: &chairside_engine::store::StoreError) -> Response {
+    tracing::error!(error = %e, "staff dashboard: store failed");
+    state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en")
+}
+
+#[derive(Serialize)]
+struct LoginPage<'a> {
+    root: String,
+    csrf: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+fn login_page(
+    state: &HttpState,
+    status: StatusCode,
+    csrf: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    let mut res = state.pages.render(
+        status,
+        "staff_login.html",
+        LoginPage {
+            root: root(state),
+            csrf,
+            username,
+            error,
+        },
+    );
+    let path = format!("{}staff/login", root(state));
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, LOGIN_COOKIE, csrf, &path, LOGIN_FORM_SECS),
+    );
+    res
+}
+
+/// `GET /staff/login`.
+pub(crate) async fn login_form(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if session(&state, &headers).is_some() {
+        return to_dashboard(&state);
+    }
+    login_page(&state, StatusCode::OK, &random_token(), "", None)
+}
+
+/// The login form.
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn verify_password(hash: &str, password: &SecretString) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.expose_secret().as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// `POST /staff/login`.
+pub(crate) async fn login(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let Some(nonce) = cookie(&headers, LOGIN_COOKIE).filter(|c| same(c, &form.csrf)) else {
+        return forbidden(&state);
+    };
+    let nonce = nonce.to_owned();
+    let account = state
+        .config
+        .staff
+        .iter()
+        .find(|a| a.username == form.username)
+        .cloned();
+    // An unknown name is checked against a real hash too, so timing does not tell names apart.
+    let hash = account
+        .as_ref()
+        .or(state.config.staff.first())
+        .map(|a| a.password_hash.clone());
+    let password = SecretString::from(form.password);
+    let verified = match hash {
+        Some(hash) => tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .unwrap_or(false),
+        None => false,
+    };
+    let Some(account) = account.filter(|_| verified) else {
+        tracing::warn!("staff login refused");
+        return login_page(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            &nonce,
+            &form.username,
+            Some("Wrong username or password."),
+        );
+    };
+    let now = state.now();
+    let lifetime = ChronoDuration::from_std(state.config.staff_session_lifetime)
+        .unwrap_or(ChronoDuration::hours(12));
+    let token = state
+        .sessions
+        .create(&account.username, &account.practice, now + lifetime, now);
+    tracing::info!(practice = %account.practice, "staff signed in");
+    let mut res = to_dashboard(&state);
+    let h = res.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(
+            &state,
+            SESSION_COOKIE,
+            &token,
+            &format!("{}staff", root(&state)),
+            lifetime.num_seconds(),
+        ),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(
+            &state,
+            LOGIN_COOKIE,
+            "",
+            &format!("{}staff/login", root(&state)),
+            0,
+        ),
+    );
+    res
+}
+
+/// A form that carries only the CSRF token.
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /staff/logout`.
+pub(crate) async fn logout(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Some((token, s)) = session(&state, &headers) else {
+        return to_login(&state);
+    };
+    if !same(&form.csrf, &s.csrf) {
+        return forbidden(&state);
+    }
+    state.sessions.remove(&token);
+    let mut res = to_login(&state);
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(
+            &state,
+            SESSION_COOKIE,
+            "",
+            &format!("{}staff", root(&state)),
+            0,
+        ),
+    );
+    res
+}
+
+fn time_zone(state: &HttpState, practice: &PracticeId) -> Tz {
+    state
+        .config
+        .practice(practice)
+        .map_or(chrono_tz::UTC, |p| p.time_zone)
+}
+
+fn local(at: DateTime<Utc>, tz: Tz, fmt: &str) -> String {
+    at.with_timezone(&tz).format(fmt).to_string()
+}
+
+/// `0.4s`, `12s`, `2m 05s`, `1h 12m`, `3d 4h`.
+fn duration_text(d: ChronoDuration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        // Under ten seconds (what the chain takes when nobody waits on a patient), tenths.
+        0..10 => {
+            let tenths = (d.num_milliseconds().max(0) + 50) / 100;
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        }
+        10..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+fn median(mut values: Vec<ChronoDuration>) -> Option<ChronoDuration> {
+    values.sort();
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2),
+    }
+}
+
+fn task_label(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::BadData => "Plan data to fix",
+        TaskKind::Unreachable => "No phone or email",
+        TaskKind::Counteroffer => "Counteroffer to discuss",
+        TaskKind::PatientQuiet => "Patient went quiet",
+        TaskKind::NoFinancing => "No financing found",
+        TaskKind::PaymentFailed => "Payment failed",
+        TaskKind::SystemError => "System error",
+        TaskKind::ConsentRefusal => "Refused texts",
+    }
+}
+
+#[derive(Serialize)]
+struct ActionButton {
+    value: &'static str,
+    label: &'static str,
+}
+
+const HANDLED: ActionButton = ActionButton {
+    value: "mark_handled",
+    label: "Mark handled",
+};
+const RETRY: ActionButton = ActionButton {
+    value: "retry",
+    label: "Retry",
+};
+const CANCEL: ActionButton = ActionButton {
+    value: "cancel",
+    label: "Cancel",
+};
+const RESEND: ActionButton = ActionButton {
+    value: "resend_link",
+    label: "Resend link",
+};
+
+/// The actions that make sense for a task, the likeliest first.
+fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
+    match kind {
+        TaskKind::BadData
+        | TaskKind::Unreachable
+        | TaskKind::PaymentFailed
+        | TaskKind::SystemError => {
+            vec![RETRY, HANDLED, CANCEL]
+        }
+        TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
+        TaskKind::Counteroffer | TaskKind::NoFinancing => vec![HANDLED, CANCEL],
+        TaskKind::ConsentRefusal => vec![HANDLED],
+    }
+}
+
+fn parse_action(value: &str) -> Option<StaffAction> {
+    Some(match value {
+        "retry" => StaffAction::Retry,
+        "cancel" => StaffAction::Cancel,
+        "mark_handled" => StaffAction::MarkHandled,
+        "resend_link" => StaffAction::ResendLink,
+        _ => return None,
+    })
+}
+
+fn action_label(action: StaffAction) -> &'static str {
+    match action {
+        StaffAction::Retry => "retry",
+        StaffAction::Cancel => "cancel",
+        StaffAction::MarkHandled => "mark_handled",
+        StaffAction::ResendLink => "resend_link",
+    }
+}
+
+/// Patient initials by id, read once per page. Never more than initials leave this function.
+struct Initials<'a> {
+    state: &'a HttpState,
+    practice: &'a PracticeId,
+    seen: HashMap<PatientId, String>,
+}
+
+impl Initials<'_> {
+    async fn of(
+        &mut self,
+        patient: &PatientId,
+    ) -> Result<String, chairside_engine::store::StoreError> {
+        if let Some(i) = self.seen.get(patient) {
+            return Ok(i.clone());
+        }
+        let initials = self
+            .state
+            .store
+            .patient(self.practice, patient)
+            .await?
+            .map_or_else(|| "?".to_owned(), |c| c.initials());
+        self.seen.insert(patient.clone(), initials.clone());
+        Ok(initials)
+    }
+}
+
+/// Where a workflow stands: the stage, or how it ended once settled.
+fn stage_text(row: &WorkflowRow) -> String {
+    match (&row.state.stage, &row.state.result, &row.state.staff_task) {
+        (Stage::Settled, _, Some(task)) if row.state.status == Status::WaitingOnStaff => {
+            task_label(task.kind).to_owned()
+        }
+        (Stage::Settled, Some(result), _) => result.path.clone(),
+        _ => row.state.stage_label(),
+    }
+}
+
+fn next_step(row: &WorkflowRow, tz: Tz) -> String {
+    if matches!(row.state.status, Status::Done | Status::Cancelled) {
+        return "none".into();
+    }
+    match (&row.next_action, row.next_due_at) {
+        (Some(a), Some(at)) => format!("{} at {}", a.replace('_', " "), local(at, tz, "%H:%M")),
+        (Some(a), None) => a.replace('_', " "),
+        (None, Some(at)) => format!("check at {}", local(at, tz, "%H:%M")),
+        (None, None) if row.state.status == Status::WaitingOnStaff => "staff decision".into(),
+        (None, None) => "waiting".into(),
+    }
+}
+
+#[derive(Serialize)]
+struct PlanLine {
+    href: String,
+    initials: String,
+    accepted: String,
+    status: &'static str,
+    stage: String,
+    next: String,
+}
+
+#[derive(Serialize)]
+struct TaskLine {
+    href: String,
+    initials: String,
+    kind: &'static str,
+    reason: String,
+    opened: String,
+    actions: Vec<ActionButton>,
+}
+
+#[derive(Serialize)]
+struct Figures {
+    accepted: usize,
+    financed: usize,
+    paid: usize,
+    done: usize,
+    median: String,
+}
+
+#[derive(Serialize)]
+struct Dashboard {
+    root: String,
+    csrf: String,
+    user: String,
+    practice_name: String,
+    today: String,
+    figures: Figures,
+    plans: Vec<PlanLine>,
+    tasks: Vec<TaskLine>,
+}
+
+fn status_text(status: Status) -> &'static str {
+    match status {
+        Status::Active => "in progress",
+        Status::WaitingOnStaff => "needs staff",
+        Status::Done => "done",
+        Status::Cancelled => "cancelled",
+    }
+}
+
+fn practice_name(state: &HttpState, practice: &PracticeId) -> String {
+    state
+        .config
+        .practice(practice)
+        .map_or_else(|| practice.to_string(), |p| p.name.clone())
+}
+
+/// `GET /staff`.
+pub(crate) async fn dashboard(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let Some((_, s)) = session(&state, &headers) else {
+        return to_login(&state);
+    };
+    match render_dashboard(&state, &s).await {
+        Ok(res) => res,
+        Err(e) => server_error(&state, &e),
+    }
+}
+
+async fn render_dashboard(
+    state: &HttpState,
+    s: &Session,
+) -> Result<Response, chairside_engine::store::StoreError> {
+    let tz = time_zone(state, &s.practice);
+    let now = state.now();
+    let today = now.with_timezone(&tz).date_naive();
+    let start = tz
+        .from_local_datetime(&today.and_hms_opt(0, 0, 0).unwrap_or_default())
+        .earliest()
+        .map_or(now - ChronoDuration::hours(24), |t| t.with_timezone(&Utc));
+    let base = format!("{}staff/workflows/", root(state));
+    let mut initials = Initials {
+        state,
+        practice: &s.practice,
+        seen: HashMap::new(),
+    };
+
+    // Newest first: stop at the first plan accepted before today.
+    let rows: Vec<WorkflowRow> = state
+        .store
+        .workflows(Some(&s.practice), None, DAY_LIMIT)
+        .await?
+        .into_iter()
+        .filter(|r| r.state.key.practice_id == s.practice)
+        .take_while(|r| r.state.accepted_at >= start)
+        .collect();
+    let figures = Figures {
+        accepted: rows.len(),
+        financed: rows
+            .iter()
+            .filter(|r| {
+                r.state
+                    .result
+                    .as_ref()
+                    .is_some_and(|x| x.financed.is_some())
+            })
+            .count(),
+        paid: rows
+            .iter()
+            .filter(|r| !r.state.stripe.payments_noted.is_empty())
+            .count(),
+        done: rows
+            .iter()
+            .filter(|r| r.state.status == Status::Done)
+            .count(),
+        median: median(
+            rows.iter()
+                .filter_map(|r| r.state.operatory_to_ledger())
+                .collect(),
+        )
+        .map_or_else(|| "–".to_owned(), duration_text),
+    };
+    let mut plans = Vec::with_capacity(rows.len());
+    for row in &rows {
+        plans.push(PlanLine {
+            href: format!("{base}{}", row.state.id),
+            initials: initials.of(&row.state.patient_id).await?,
+            accepted: local(row.state.accepted_at, tz, "%H:%M"),
+            status: status_text(row.state.status),
+            stage: stage_text(row),
+            next: next_step(row, tz),
+        });
+    }
+    let mut tasks = Vec::new();
+    for task in state.store.tasks(Some(&s.practice), false).await? {
+        if let Some(line) = task_line(state, &mut initials, &task, &base, tz).await? {
+            tasks.push(line);
+        }
+    }
+    let page = Dashboard {
+        root: root(state),
+        csrf: s.csrf.clone(),
+        user: s.username.clone(),
+        practice_name: practice_name(state, &s.practice),
+        today: today.format("%A %-d %B %Y").to_string(),
+        figures,
+        plans,
+        tasks,
+    };
+    Ok(state
+        .pages
+        .render(StatusCode::OK, "staff_dashboard.html", page))
+}
+
+async fn task_line(
+    state: &HttpState,
+    initials: &mut Initials<'_>,
+    task: &TaskRow,
+    base: &str,
+    tz: Tz,
+) -> Result<Option<TaskLine>, chairside_engine::store::StoreError> {
+    if &task.practice_id != initials.practice {
+        return Ok(None);
+    }
+    let Some(row) = state.store.workflow(&task.workflow_id).await? else {
+        return Ok(None);
+    };
+    if &row.state.key.practice_id != initials.practice {
+        return Ok(None);
+    }
+    Ok(Some(TaskLine {
+        href: format!("{base}{}", task.workflow_id),
+        initials: initials.of(&row.state.patient_id).await?,
+        kind: task_label(task.task.kind),
+        reason: task.task.reason.clone(),
+        opened: local(task.created_at, tz, "%b %-d %H:%M"),
+        actions: task_actions(task.task.kind),
+    }))
+}
+
+/// The workflow if it exists and belongs to the session's practice.
+async fn own_workflow(
+    state: &HttpState,
+    s: &Session,
+    id: &str,
+) -> Result<Option<WorkflowRow>, chairside_engine::store::StoreError> {
+    let Some(id) = super::webhooks::parse_workflow_id(id) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .workflow(&id)
+        .await?
+        .filter(|row| row.state.key.practice_id == s.practice))
+}
+
+#[derive(Serialize)]
+struct WorkflowView {
+    href: String,
+    initials: String,
+    accepted: String,
+    status: &'static str,
+    stage: String,
+    next: String,
+    path: Option<String>,
+    portion: Option<String>,
+    o2l: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AuditLine {
+    at: String,
+    actor: String,
+    kind: String,
+    detail: String,
+}
+
+#[derive(Serialize)]
+struct TaskView {
+    kind: &'static str,
+    reason: String,
+    actions: Vec<ActionButton>,
+}
+
+#[derive(Serialize)]
+struct WorkflowPage {
+    root: String,
+    csrf: String,
+    user: String,
+    practice_name: String,
+    w: WorkflowView,
+    task: Option<TaskView>,
+    audit: Vec<AuditLine>,
+}
+
+/// `GET /staff/workflows/{id}`.
+pub(crate) async fn workflow(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some((_, s)) = session(&state, &headers) else {
+        return to_login(&state);
+    };
+    let row = match own_workflow(&state, &s, &id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return not_found(&state),
+        Err(e) => return server_error(&state, &e),
+    };
+    match render_workflow(&state, &s, &row).await {
+        Ok(res) => res,
+        Err(e) => server_error(&state, &e),
+    }
+}
+
+async fn render_workflow(
+    state: &HttpState,
+    s: &Session,
+    row: &WorkflowRow,
+) -> Result<Response, chairside_engine::store::StoreError> {
+    let tz = time_zone(state, &s.practice);
+    let mut initials = Initials {
+        state,
+        practice: &s.practice,
+        seen: HashMap::new(),
+    };
+    let st = &row.state;
+    let open_task = state
+        .store
+        .tasks(Some(&s.practice), false)
+        .await?
+        .into_iter()
+        .find(|t| t.workflow_id == st.id);
+    let audit = state
+        .store
+        .audit(&st.id)
+        .await?
+        .into_iter()
+        .map(|a| AuditLine {
+            at: local(a.at, tz, "%Y-%m-%d %H:%M:%S"),
+            actor: a.actor,
+            kind: a.kind,
+            detail: a.detail,
+        })
+        .collect();
+    let page = WorkflowPage {
+        root: root(state),
+        csrf: s.csrf.clone(),
+        user: s.username.clone(),
+        practice_name: practice_name(state, &s.practice),
+        w: WorkflowView {
+            href: format!("{}staff/workflows/{}", root(state), st.id),
+            initials: initials.of(&st.patient_id).await?,
+            accepted: local(st.accepted_at, tz, "%Y-%m-%d %H:%M"),
+            status: status_text(st.status),
+            stage: stage_text(row),
+            next: next_step(row, tz),
+            path: st.result.as_ref().map(|r| r.path.clone()),
+            portion: st.split.map(|x| x.patient_portion.to_string()),
+            o2l: st.operatory_to_ledger().map(duration_text),
+        },
+        task: open_task.map(|t| TaskView {
+            kind: task_label(t.task.kind),
+            reason: t.task.reason,
+            actions: task_actions(t.task.kind),
+        }),
+        audit,
+    };
+    Ok(state
+        .pages
+        .render(StatusCode::OK, "staff_workflow.html", page))
+}
+
+/// A staff action form.
+#[derive(Deserialize)]
+pub(crate) struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    action: String,
+}
+
+/// `POST /staff/workflows/{id}/actions`: hands the decision to the workflow (through its inbox)
+/// and closes the open task; the workflow raises a new one should the step fail again.
+pub(crate) async fn act(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    let Some((_, s)) = session(&state, &headers) else {
+        return to_login(&state);
+    };
+    if !same(&form.csrf, &s.csrf) {
+        return forbidden(&state);
+    }
+    let row = match own_workflow(&state, &s, &id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return not_found(&state),
+        Err(e) => return server_error(&state, &e),
+    };
+    let Some(action) = parse_action(&form.action) else {
+        return state.pages.error(StatusCode::BAD_REQUEST, "en");
+    };
+    let wf: &WorkflowId = &row.state.id;
+    let actor = format!("staff:{}", s.username);
+    let now = state.now();
+    let label = action_label(action);
+    let done = async {
+        state
+            .store
+            .enqueue(wf, &actor, &Event::Staff { action }, now)
+            .await?;
+        state
+            .store
+            .resolve_tasks(wf, &format!("{label} by {actor}"), now)
+            .await?;
+        state
+            .store
+            .append_audit(wf, &actor, "staff_action", label, now)
+            .await
+    }
+    .await;
+    match done {
+        Ok(()) => {
+            tracing::info!(workflow = %wf, action = label, "staff action queued");
+            to_dashboard(&state)
+        }
+        Err(e) => server_error(&state, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,349 @@
+//! Request-level tests of the staff dashboard.
+
+use axum::http::StatusCode;
+use chairside_engine::store::Store as _;
+
+use crate::testkit::{
+    ALICE_PASSWORD, EMAIL, FIRST, Kit, LAST, PHONE, body_text, csrf_of, form, get, other,
+    post_form, set_cookie, smile, with_cookie,
+};
+use chairside_workflow::{Event, StaffAction, StaffTask, TaskKind};
+
+#[tokio::test]
+async fn signing_in_sets_a_strict_http_only_secure_cookie_and_lists_todays_plans_by_initials() {
+    // Arrange
+    let kit = Kit::new().await;
+    let mine = kit.seed_workflow("tx-1").await;
+    let theirs = kit
+        .seed(kit.financing_state(other(), "tx-9", "pat-9"))
+        .await;
+    // Act
+    let form_page = kit.send(get("/staff/login")).await;
+    let login_cookie = set_cookie(&form_page, "chairside_login").unwrap();
+    let csrf = csrf_of(&body_text(form_page).await);
+    let res = kit
+        .send(post_form(
+            "/staff/login",
+            form(&[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", ALICE_PASSWORD),
+            ]),
+            Some(login_cookie.split(';').next().unwrap()),
+        ))
+        .await;
+    // Assert: the cookie.
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/staff");
+    let cookie = set_cookie(&res, "chairside_staff").unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/staff"] {
+        assert!(cookie.contains(attr), "{attr} missing from {cookie}");
+    }
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(
+            login_cookie.contains(attr),
+            "{attr} missing from {login_cookie}"
+        );
+    }
+    // Assert: the dashboard.
+    let session = cookie.split(';').next().unwrap();
+    let res = kit.send(with_cookie(get("/staff"), session)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = body_text(res).await;
+    assert!(page.contains("Smile Dental Test"));
+    assert!(page.contains("T.M."));
+    assert!(
+        page.contains("sunbit: waiting on patient (0 reminders)"),
+        "{page}"
+    );
+    assert!(page.contains(mine.as_str()));
+    assert!(
+        !page.contains(theirs.as_str()),
+        "another practice's plan is listed"
+    );
+    for phi in [FIRST, LAST, PHONE, EMAIL] {
+        assert!(!page.contains(phi), "{phi} leaked onto the dashboard");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_unknown_name_gets_401_and_no_session() {
+    let kit = Kit::new().await;
+    for (user, password) in [
+        ("alice", "wrong"),
+        ("mallory", ALICE_PASSWORD),
+        ("alice", ""),
+    ] {
+        let form_page = kit.send(get("/staff/login")).await;
+        let login_cookie = set_cookie(&form_page, "chairside_login").unwrap();
+        let csrf = csrf_of(&body_text(form_page).await);
+        let res = kit
+            .send(post_form(
+                "/staff/login",
+                form(&[("csrf", &csrf), ("username", user), ("password", password)]),
+                Some(login_cookie.split(';').next().unwrap()),
+            ))
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{user}");
+        assert!(set_cookie(&res, "chairside_staff").is_none());
+        assert!(body_text(res).await.contains("Wrong username or password."));
+    }
+}
+
+#[tokio::test]
+async fn a_login_post_without_its_csrf_cookie_is_forbidden() {
+    let kit = Kit::new().await;
+    let res = kit
+        .send(post_form(
+            "/staff/login",
+            form(&[
+                ("csrf", "made-up"),
+                ("username", "alice"),
+                ("password", ALICE_PASSWORD),
+            ]),
+            None,
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(&res, "chairside_staff").is_none());
+}
+
+#[tokio::test]
+async fn the_dashboard_and_workflow_pages_send_strangers_to_the_login_form() {
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    for path in ["/staff".to_owned(), format!("/staff/workflows/{wf}")] {
+        let res = kit.send(get(&path)).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(res.headers()["location"], "/staff/login");
+    }
+    let forged = kit
+        .send(with_cookie(get("/staff"), "chairside_staff=not-a-session"))
+        .await;
+    assert_eq!(forged.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn an_action_without_the_csrf_token_is_forbidden_and_queues_nothing() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let path = format!("/staff/workflows/{wf}/actions");
+    // Act
+    let missing = kit
+        .send(post_form(
+            &path,
+            form(&[("action", "retry")]),
+            Some(&session),
+        ))
+        .await;
+    let wrong = kit
+        .send(post_form(
+            &path,
+            form(&[("csrf", &format!("{csrf}x")), ("action", "retry")]),
+            Some(&session),
+        ))
+        .await;
+    let logout = kit
+        .send(post_form("/staff/logout", String::new(), Some(&session)))
+        .await;
+    // Assert
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert_eq!(logout.status(), StatusCode::FORBIDDEN);
+    assert!(kit.inbox(&wf).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_staff_action_goes_to_the_workflow_inbox_and_closes_the_task() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    kit.raise_task(
+        &wf,
+        StaffTask {
+            kind: TaskKind::PatientQuiet,
+            reason: "the patient did not finish the Sunbit application".into(),
+        },
+    )
+    .await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let page = body_text(kit.send(with_cookie(get("/staff"), &session)).await).await;
+    assert!(page.contains("Patient went quiet"));
+    assert!(page.contains("the patient did not finish the Sunbit application"));
+    assert!(page.contains(r#"value="resend_link""#));
+    // Act
+    let res = kit
+        .send(post_form(
+            &format!("/staff/workflows/{wf}/actions"),
+            form(&[("csrf", &csrf), ("action", "resend_link")]),
+            Some(&session),
+        ))
+        .await;
+    // Assert
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/staff");
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![Event::Staff {
+            action: StaffAction::ResendLink
+        }]
+    );
+    assert!(
+        kit.store
+            .tasks(Some(&smile()), false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let audit = kit.store.audit(&wf).await.unwrap();
+    assert!(audit.iter().any(|a| a.kind == "staff_action"
+        && a.actor == "staff:alice"
+        && a.detail == "resend_link"));
+    let page = body_text(kit.send(with_cookie(get("/staff"), &session)).await).await;
+    assert!(page.contains("Nothing waiting on staff."));
+}
+
+#[tokio::test]
+async fn an_unknown_action_is_a_bad_request() {
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let res = kit
+        .send(post_form(
+            &format!("/staff/workflows/{wf}/actions"),
+            form(&[("csrf", &csrf), ("action", "apply_for_patient")]),
+            Some(&session),
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(kit.inbox(&wf).await.is_empty());
+}
+
+#[tokio::test]
+async fn staff_never_see_or_act_on_another_practices_workflow() {
+    // Arrange
+    let kit = Kit::new().await;
+    let theirs = kit
+        .seed(kit.financing_state(other(), "tx-9", "pat-9"))
+        .await;
+    kit.raise_task(
+        &theirs,
+        StaffTask {
+            kind: TaskKind::PaymentFailed,
+            reason: "installment 2 failed".into(),
+        },
+    )
+    .await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    // Act
+    let view = kit
+        .send(with_cookie(
+            get(&format!("/staff/workflows/{theirs}")),
+            &session,
+        ))
+        .await;
+    let act = kit
+        .send(post_form(
+            &format!("/staff/workflows/{theirs}/actions"),
+            form(&[("csrf", &csrf), ("action", "cancel")]),
+            Some(&session),
+        ))
+        .await;
+    let unknown = kit
+        .send(with_cookie(
+            get("/staff/workflows/wf_ffffffffffffffffffffffff"),
+            &session,
+        ))
+        .await;
+    let dashboard = body_text(kit.send(with_cookie(get("/staff"), &session)).await).await;
+    // Assert: the same 404 as an unknown workflow, and nothing queued or resolved.
+    assert_eq!(view.status(), StatusCode::NOT_FOUND);
+    assert_eq!(act.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body_text(view).await, body_text(unknown).await);
+    assert!(kit.inbox(&theirs).await.is_empty());
+    assert_eq!(
+        kit.store.tasks(Some(&other()), false).await.unwrap().len(),
+        1
+    );
+    assert!(!dashboard.contains(theirs.as_str()));
+    assert!(!dashboard.contains("installment 2 failed"));
+}
+
+#[tokio::test]
+async fn the_workflow_page_shows_status_and_the_audit_trail_by_initials() {
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let (session, _) = kit.login("alice", ALICE_PASSWORD).await;
+    let res = kit
+        .send(with_cookie(
+            get(&format!("/staff/workflows/{wf}")),
+            &session,
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = body_text(res).await;
+    assert!(page.contains("T.M."));
+    assert!(
+        page.contains("plan accepted (test)"),
+        "the poller's audit line"
+    );
+    assert!(page.contains("$800.00"));
+    assert!(!page.contains(FIRST));
+}
+
+#[tokio::test]
+async fn the_days_figures_count_todays_plans_and_the_median_operatory_to_ledger_time() {
+    // Arrange: two of today's plans (one done in 2m 30s) and one from two days ago.
+    let kit = Kit::new().await;
+    kit.seed_workflow("tx-open").await;
+    kit.seed_done_workflow("tx-done").await;
+    let mut old = kit.financing_state(smile(), "tx-old", "pat-1");
+    old.accepted_at = kit.now() - chrono::Duration::days(2);
+    let old = kit.seed(old).await;
+    let (session, _) = kit.login("alice", ALICE_PASSWORD).await;
+    // Act
+    let page = body_text(kit.send(with_cookie(get("/staff"), &session)).await).await;
+    // Assert
+    assert!(page.contains("<b>2</b>plans accepted"), "{page}");
+    assert!(page.contains("<b>1</b>financed"));
+    assert!(page.contains("<b>1</b>done"));
+    assert!(page.contains("<b>2m 30s</b>median operatory to ledger"));
+    assert!(page.contains("Plans accepted today (2)"));
+    assert!(!page.contains(old.as_str()));
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let kit = Kit::new().await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let res = kit
+        .send(post_form(
+            "/staff/logout",
+            form(&[("csrf", &csrf)]),
+            Some(&session),
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/staff/login");
+    assert!(
+        set_cookie(&res, "chairside_staff")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let after = kit.send(with_cookie(get("/staff"), &session)).await;
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+}
+
+#[test]
+fn durations_under_ten_seconds_show_tenths_so_a_fast_chain_is_not_zero() {
+    // Arrange + Act + Assert
+    let ms = chrono::Duration::milliseconds;
+    assert_eq!(super::duration_text(ms(420)), "0.4s");
+    assert_eq!(super::duration_text(ms(9_940)), "9.9s");
+    assert_eq!(super::duration_text(ms(12_400)), "12s");
+    assert_eq!(super::duration_text(ms(150_000)), "2m 30s");
+    assert_eq!(super::duration_text(ms(-5)), "0.0s");
+}

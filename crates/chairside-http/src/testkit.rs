@@ -1,0 +1,474 @@
+//! Test fixtures for the HTTP surface: a migrated SQLite store on a temporary file, a configured
+//! state on a fixed clock, seeded workflows of made-up patients, and request helpers.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::body::Body;
+use axum::http::{Request, header};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use financing_core::{
+    ApplicationHandle, ApplicationRef, CoverageSplit, DepositRule, InHouseOffer, InHouseTerms,
+    InstallmentInterval, Language, LenderId, LenderLocation, LenderReference, LocationId, Money,
+    PatientContact, PatientId, PlanId, PracticeId, SmsConsent, UsState,
+};
+use secrecy::SecretString;
+use tempfile::TempDir;
+use tokio::sync::Notify;
+use tower::ServiceExt as _;
+
+use super::{HttpConfig, HttpState, LenderCopy, Metrics, PracticeSite, StaffAccount, router};
+use chairside_engine::clock::Clock;
+use chairside_engine::store::crypto::DataKey;
+use chairside_engine::store::{Claim, Consumed, NewWorkflow, SqliteStore, Store};
+use chairside_workflow::machine::Transition;
+use chairside_workflow::{
+    CurrentApplication, Event, FinancingResult, LenderPhase, StaffTask, Stage, Status, WorkflowId,
+    WorkflowKey, WorkflowState,
+};
+
+pub(crate) const PATIENT_KEY: &str = "patient-page-key-for-tests-only-0123456789";
+pub(crate) const STRIPE_OLD: &str = "whsec_test_old_secret";
+pub(crate) const STRIPE_NEW: &str = "whsec_test_new_secret";
+pub(crate) const SUNBIT_SECRET: &str = "sunbit-test-secret";
+pub(crate) const NEXHEALTH_SECRET: &str = "nexhealth-test-secret";
+pub(crate) const TWILIO_TOKEN: &str = "twilio-test-auth-token";
+pub(crate) const PUBLIC: &str = "https://chairside.test/";
+pub(crate) const SMILE_SMS: &str = "+15550100100";
+pub(crate) const OTHER_SMS: &str = "+15550100200";
+pub(crate) const ALICE_PASSWORD: &str = "correct horse battery staple";
+pub(crate) const APPLY_LINK: &str = "https://sunbit.test/apply/session-1";
+pub(crate) const CHECKOUT_URL: &str = "https://checkout.stripe.test/c/pay/cs_test_1";
+
+/// Made-up patients. Nothing here is a real person.
+pub(crate) const FIRST: &str = "Testy";
+pub(crate) const LAST: &str = "McFakeface";
+pub(crate) const PHONE: &str = "+15555550123";
+pub(crate) const EMAIL: &str = "testy@example.test";
+
+/// A clock one millisecond later at every reading, from a fixed start: "today" is fixed, and
+/// two requests never happen at the same instant.
+#[derive(Debug)]
+struct TickingClock {
+    start: DateTime<Utc>,
+    ticks: AtomicI64,
+}
+
+impl Clock for TickingClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.start + chrono::Duration::milliseconds(self.ticks.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+pub(crate) fn smile() -> PracticeId {
+    PracticeId::new("smile")
+}
+
+pub(crate) fn other() -> PracticeId {
+    PracticeId::new("other")
+}
+
+pub(crate) fn sunbit() -> LenderId {
+    LenderId::new("sunbit")
+}
+
+/// A cheap argon2id hash: the PHC string carries its parameters, so verification is cheap too.
+fn cheap_hash(password: &str) -> String {
+    let params = Params::new(8, 1, 1, None).expect("valid parameters");
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"fixed-test-salt!").expect("salt");
+    argon
+        .hash_password(password.as_bytes(), &salt)
+        .expect("hash")
+        .to_string()
+}
+
+pub(crate) fn config() -> HttpConfig {
+    let mut c = HttpConfig::new(PUBLIC.parse().unwrap(), SecretString::from(PATIENT_KEY));
+    c.webhook_secrets.stripe = vec![
+        SecretString::from(STRIPE_OLD),
+        SecretString::from(STRIPE_NEW),
+    ];
+    c.webhook_secrets.sunbit = vec![SecretString::from(SUNBIT_SECRET)];
+    c.webhook_secrets.nexhealth = vec![SecretString::from(NEXHEALTH_SECRET)];
+    c.webhook_secrets.twilio = vec![SecretString::from(TWILIO_TOKEN)];
+    let mut site = PracticeSite::new(
+        smile(),
+        "Smile Dental Test",
+        "(555) 010-0100",
+        chrono_tz::America::Chicago,
+    );
+    site.email = Some("frontdesk@smile.test".into());
+    site.sms_numbers = vec![SMILE_SMS.into()];
+    site.lender_notice = HashMap::from([
+        (
+            Language::En,
+            "NOTICE-EN: you are applying for credit, not paying the office.".into(),
+        ),
+        (
+            Language::Es,
+            "AVISO-ES: usted solicita crédito, no paga al consultorio.".into(),
+        ),
+    ]);
+    let mut other_site = PracticeSite::new(
+        other(),
+        "Other Dental Test",
+        "(555) 010-0200",
+        chrono_tz::America::New_York,
+    );
+    other_site.sms_numbers = vec![OTHER_SMS.into()];
+    c.practices = vec![site, other_site];
+    c.lenders.insert(
+        sunbit(),
+        LenderCopy {
+            name: "Sunbit".into(),
+            disclosure: HashMap::from([
+                (
+                    Language::En,
+                    "DISCLOSURE-EN: terms approved by the lender.".into(),
+                ),
+                (
+                    Language::Es,
+                    "DIVULGACION-ES: términos aprobados por el prestamista.".into(),
+                ),
+            ]),
+        },
+    );
+    c.staff = vec![
+        StaffAccount {
+            username: "alice".into(),
+            practice: smile(),
+            password_hash: cheap_hash(ALICE_PASSWORD),
+        },
+        StaffAccount {
+            username: "olga".into(),
+            practice: other(),
+            password_hash: cheap_hash("olga's password"),
+        },
+    ];
+    c
+}
+
+pub(crate) struct Kit {
+    _dir: TempDir,
+    path: PathBuf,
+    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) state: HttpState,
+    pub(crate) poll: Arc<Notify>,
+    now: DateTime<Utc>,
+}
+
+pub(crate) fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+pub(crate) fn post_form(uri: &str, body: String, cookie: Option<&str>) -> Request<Body> {
+    let mut b =
+        Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+pub(crate) async fn body_text(res: Response) -> String {
+    let bytes = axum::body::to_bytes(res.into_body(), 10 * 1024 * 1024)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// The `name=value` part of every `Set-Cookie` named `name`.
+pub(crate) fn set_cookie(res: &Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// The value of the first hidden `csrf` input on a page.
+pub(crate) fn csrf_of(page: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = page.find(marker).expect("a csrf field") + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+impl Kit {
+    pub(crate) async fn new() -> Self {
+        Self::with_config(config()).await
+    }
+
+    pub(crate) async fn with_config(config: HttpConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chairside.db");
+        let store = Arc::new(SqliteStore::open(&path, DataKey::generate()).await.unwrap());
+        store.migrate().await.unwrap();
+        // Noon in Chicago: "today" is unambiguous.
+        let now = DateTime::parse_from_rfc3339("2026-06-15T17:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let poll = Arc::new(Notify::new());
+        let state = HttpState::new(store.clone(), config, Metrics::local(), poll.clone())
+            .with_clock(Arc::new(TickingClock {
+                start: now,
+                ticks: AtomicI64::new(1),
+            }));
+        let kit = Self {
+            _dir: dir,
+            path,
+            store,
+            state,
+            poll,
+            now,
+        };
+        kit.put_patient(&smile(), "pat-1", Language::En).await;
+        kit.put_patient(&smile(), "pat-es", Language::Es).await;
+        kit.put_patient(&other(), "pat-9", Language::En).await;
+        kit
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    pub(crate) async fn send(&self, req: Request<Body>) -> Response {
+        router(self.state.clone()).oneshot(req).await.unwrap()
+    }
+
+    async fn put_patient(&self, practice: &PracticeId, id: &str, lang: Language) {
+        let contact = PatientContact {
+            id: PatientId::new(id),
+            first_name: FIRST.into(),
+            last_name: LAST.into(),
+            date_of_birth: None,
+            mobile_phone: Some(PHONE.into()),
+            email: Some(EMAIL.into()),
+            address: None,
+            preferred_language: lang,
+            time_zone: None,
+            sms_consent: SmsConsent::None,
+        };
+        self.store
+            .put_patient(practice, &contact, self.now)
+            .await
+            .unwrap();
+    }
+
+    /// A workflow of `practice` waiting on the patient's Sunbit application, with a deposit
+    /// link: total $1,300.00, insurance $500.00, portion $800.00, deposit $160.00.
+    pub(crate) fn financing_state(
+        &self,
+        practice: PracticeId,
+        plan: &str,
+        patient: &str,
+    ) -> WorkflowState {
+        let key = WorkflowKey {
+            practice_id: practice.clone(),
+            plan_id: PlanId::new(plan),
+            revision: "1".into(),
+        };
+        let mut s = WorkflowState::new(
+            key,
+            PatientId::new(patient),
+            self.now - chrono::Duration::minutes(10),
+        );
+        s.split = Some(CoverageSplit {
+            total: Money::usd(130_000),
+            insurance: Money::usd(50_000),
+            patient_portion: Money::usd(80_000),
+        });
+        s.deposit = Some(Money::usd(16_000));
+        s.financing_amount = Some(Money::usd(64_000));
+        s.stage = Stage::Financing(CurrentApplication {
+            lender: sunbit(),
+            amount: Money::usd(64_000),
+            contacted_at: self.now - chrono::Duration::minutes(9),
+            phase: LenderPhase::AwaitingPatient {
+                handle: ApplicationHandle {
+                    reference: ApplicationRef::new(format!("{}-sunbit", s.id)),
+                    lender_reference: LenderReference::new("session-1"),
+                    location: LenderLocation {
+                        practice_id: practice,
+                        location_id: LocationId::new("1"),
+                        state: UsState::TX,
+                    },
+                    amount: Money::usd(64_000),
+                },
+                link: APPLY_LINK.into(),
+                reminders_sent: 0,
+            },
+        });
+        s.stripe.checkout_url = Some(CHECKOUT_URL.into());
+        s.stripe.checkout_session_id = Some("cs_test_1".into());
+        s
+    }
+
+    /// A financed workflow whose ledger note was written 150 s after acceptance.
+    pub(crate) fn done_state(&self, plan: &str) -> WorkflowState {
+        let mut s = self.financing_state(smile(), plan, "pat-1");
+        s.status = Status::Done;
+        s.stage = Stage::Settled;
+        s.result = Some(FinancingResult {
+            financed: Some((sunbit(), Money::usd(64_000))),
+            deposit: Money::usd(16_000),
+            in_house: None,
+            path: "sunbit approved".into(),
+        });
+        s.ledger_written_at = Some(s.accepted_at + chrono::Duration::seconds(150));
+        s
+    }
+
+    /// A workflow on the in-house plan: $600.00 in 6 monthly installments after the deposit.
+    pub(crate) fn in_house_state(&self, plan: &str, patient: &str) -> WorkflowState {
+        let mut s = self.financing_state(smile(), plan, patient);
+        s.stage = Stage::Settled;
+        s.status = Status::Done;
+        let offer = InHouseOffer::compute(
+            Money::usd(60_000),
+            &InHouseTerms {
+                deposit: DepositRule::None,
+                installments: 6,
+                interval: InstallmentInterval::MONTHLY,
+            },
+        )
+        .unwrap();
+        s.result = Some(FinancingResult {
+            financed: None,
+            deposit: Money::usd(16_000),
+            in_house: Some(offer),
+            path: "in-house plan".into(),
+        });
+        s
+    }
+
+    pub(crate) async fn seed(&self, mut state: WorkflowState) -> WorkflowId {
+        let first = state.start();
+        let id = state.id.clone();
+        let practice = state.key.practice_id.clone();
+        let created = self
+            .store
+            .record_poll(
+                &practice,
+                "test",
+                "cursor",
+                vec![NewWorkflow { state, first }],
+                vec![],
+                self.now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(created, vec![id.clone()]);
+        id
+    }
+
+    pub(crate) async fn seed_workflow(&self, plan: &str) -> WorkflowId {
+        self.seed(self.financing_state(smile(), plan, "pat-1"))
+            .await
+    }
+
+    pub(crate) async fn seed_done_workflow(&self, plan: &str) -> WorkflowId {
+        self.seed(self.done_state(plan)).await
+    }
+
+    /// Opens a staff task on a seeded workflow, the way the runner does: under a claim.
+    pub(crate) async fn raise_task(&self, wf: &WorkflowId, task: StaffTask) {
+        let claims: Vec<Claim> = self
+            .store
+            .claim_due("test-runner", self.now, Duration::from_secs(60), 100)
+            .await
+            .unwrap();
+        for claim in claims {
+            if &claim.id == wf {
+                let mut state = self.store.workflow(wf).await.unwrap().unwrap().state;
+                state.status = Status::WaitingOnStaff;
+                state.stage = Stage::Settled;
+                state.staff_task = Some(task.clone());
+                let transition = Transition {
+                    raise_task: Some(task.clone()),
+                    ..Transition::default()
+                };
+                let consumed = Consumed::Command {
+                    seq: 1,
+                    attempt: 1,
+                    outcome: "test".into(),
+                };
+                self.store
+                    .commit(&claim, &state, consumed, "test", &transition, self.now)
+                    .await
+                    .unwrap();
+            }
+            self.store.release(&claim, self.now).await.unwrap();
+        }
+    }
+
+    /// The events waiting in a workflow's inbox, oldest first (read from the database file).
+    pub(crate) async fn inbox(&self, wf: &WorkflowId) -> Vec<Event> {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.path.display()))
+            .await
+            .unwrap();
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT event FROM inbox WHERE workflow_id = ? ORDER BY id")
+                .bind(wf.as_str())
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        rows.iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
+    }
+
+    pub(crate) fn token(&self, wf: &WorkflowId) -> String {
+        super::sign_patient_token(
+            wf,
+            self.now + chrono::Duration::days(1),
+            &SecretString::from(PATIENT_KEY),
+        )
+    }
+
+    /// Signs in and returns the session cookie (`name=value`) and the session's CSRF token.
+    pub(crate) async fn login(&self, username: &str, password: &str) -> (String, String) {
+        let form_page = self.send(get("/staff/login")).await;
+        let login_cookie = set_cookie(&form_page, "chairside_login").unwrap();
+        let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+        let csrf = csrf_of(&body_text(form_page).await);
+        let res = self
+            .send(post_form(
+                "/staff/login",
+                form(&[
+                    ("csrf", &csrf),
+                    ("username", username),
+                    ("password", password),
+                ]),
+                Some(&login_cookie),
+            ))
+            .await;
+        assert_eq!(res.status(), 303, "login refused");
+        let session = set_cookie(&res, "chairside_staff").unwrap();
+        let session = session.split(';').next().unwrap().to_owned();
+        let page = body_text(self.send(with_cookie(get("/staff"), &session)).await).await;
+        (session, csrf_of(&page))
+    }
+}
+
+pub(crate) fn with_cookie(mut req: Request<Body>, cookie: &str) -> Request<Body> {
+    req.headers_mut()
+        .insert(header::COOKIE, cookie.parse().unwrap());
+    req
+}

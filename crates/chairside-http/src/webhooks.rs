@@ -1,0 +1,564 @@
+//! Signed webhooks: Stripe, Sunbit, NexHealth and Twilio.
+//!
+//! Every handler takes the raw body bytes and verifies the signature before anything parses
+//! them, rejects stale timestamps (Stripe, Sunbit), deduplicates deliveries by event id through
+//! [`Store::record_webhook`](chairside_engine::store::Store::record_webhook), and stores what the workflow
+//! must hear as inbox events in the same transaction, before it answers 2xx: a crash after the
+//! answer loses nothing, and a crash before it gets a redelivery. Event types we do not act on
+//! are recorded and answered 200.
+//!
+//! Stripe objects name their workflow in metadata [`WORKFLOW_KEY`] (`chairside_workflow`): on
+//! Checkout Sessions and their PaymentIntents, on schedules, and on invoices through
+//! `parent.subscription_details.metadata`. A Checkout payment is reported by both
+//! `checkout.session.completed` and `payment_intent.succeeded`; both map to the PaymentIntent's
+//! id, so the workflow notes the payment once.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use financing_core::{Currency, LenderId, Money};
+use messaging::{InboundIntent, VerifiedForm, WebhookVerifier};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use stripe_schedule::{
+    CheckoutPaymentStatus, CheckoutSession, EventData, Invoice, PaymentIntent, WORKFLOW_KEY,
+};
+
+use super::HttpState;
+use chairside_workflow::{Event, PaymentFact, Stage, WorkflowId};
+
+const STRIPE: &str = "stripe";
+const SUNBIT: &str = "sunbit";
+const NEXHEALTH: &str = "nexhealth";
+const TWILIO: &str = "twilio";
+
+/// A refused delivery: counted by provider and reason, answered without detail.
+fn reject(state: &HttpState, provider: &'static str, reason: &'static str) -> Response {
+    tracing::warn!(provider, reason, "webhook rejected");
+    state.metrics.webhook_rejected(provider, reason);
+    let status = match reason {
+        // Our configuration, not the sender's fault: a 5xx makes the sender retry later.
+        "unconfigured" => StatusCode::SERVICE_UNAVAILABLE,
+        // Twilio's convention for a bad signature.
+        "signature" | "malformed" if provider == TWILIO => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, "rejected\n").into_response()
+}
+
+/// The store failed: 500, so the sender delivers again.
+fn store_failed(provider: &'static str, e: &chairside_engine::store::StoreError) -> Response {
+    tracing::error!(provider, error = %e, "webhook could not be stored");
+    (StatusCode::INTERNAL_SERVER_ERROR, "retry later\n").into_response()
+}
+
+fn ok() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A workflow id as we make them (`wf_` and 24 hex digits); anything else names no workflow.
+pub(crate) fn parse_workflow_id(s: &str) -> Option<WorkflowId> {
+    let hex = s.strip_prefix("wf_")?;
+    (hex.len() == 24 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| WorkflowId::new(s))
+}
+
+fn money(minor: i64, currency: &str) -> Option<Money> {
+    Some(Money::new(minor, currency.parse::<Currency>().ok()?))
+}
+
+fn invoice_workflow(inv: &Invoice) -> Option<WorkflowId> {
+    inv.subscription_metadata()
+        .and_then(|m| m.get(WORKFLOW_KEY))
+        .or_else(|| inv.metadata.get(WORKFLOW_KEY))
+        .and_then(parse_workflow_id)
+}
+
+fn session_workflow(cs: &CheckoutSession) -> Option<WorkflowId> {
+    cs.metadata.get(WORKFLOW_KEY).and_then(parse_workflow_id)
+}
+
+fn intent_workflow(pi: &PaymentIntent) -> Option<WorkflowId> {
+    pi.metadata.get(WORKFLOW_KEY).and_then(parse_workflow_id)
+}
+
+/// A paid Checkout Session: keyed by its PaymentIntent, like `payment_intent.succeeded`.
+fn session_paid(cs: &CheckoutSession) -> Option<(WorkflowId, Event)> {
+    let stripe_id = cs
+        .payment_intent
+        .as_ref()
+        .map_or_else(|| cs.id.as_str().to_owned(), |pi| pi.as_str().to_owned());
+    Some((
+        session_workflow(cs)?,
+        Event::Payment(PaymentFact::Paid {
+            stripe_id,
+            amount: cs.total()?,
+        }),
+    ))
+}
+
+/// What a verified Stripe event means to a workflow, if anything.
+pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
+    let one = match data {
+        EventData::InvoicePaid(inv) => invoice_workflow(inv).and_then(|wf| {
+            let amount = money(inv.amount_paid, &inv.currency)?;
+            Some((
+                wf,
+                Event::Payment(PaymentFact::Paid {
+                    stripe_id: inv.id.as_str().to_owned(),
+                    amount,
+                }),
+            ))
+        }),
+        EventData::InvoicePaymentFailed(inv) => invoice_workflow(inv).map(|wf| {
+            (
+                wf,
+                Event::Payment(PaymentFact::Failed {
+                    stripe_id: inv.id.as_str().to_owned(),
+                }),
+            )
+        }),
+        EventData::CheckoutSessionCompleted(cs)
+            if cs.payment_status == CheckoutPaymentStatus::Paid =>
+        {
+            session_paid(cs)
+        }
+        EventData::CheckoutSessionAsyncPaymentSucceeded(cs) => session_paid(cs),
+        EventData::CheckoutSessionAsyncPaymentFailed(cs) => session_workflow(cs).map(|wf| {
+            let stripe_id = cs
+                .payment_intent
+                .as_ref()
+                .map_or_else(|| cs.id.as_str().to_owned(), |pi| pi.as_str().to_owned());
+            (wf, Event::Payment(PaymentFact::Failed { stripe_id }))
+        }),
+        EventData::PaymentIntentSucceeded(pi) => intent_workflow(pi).and_then(|wf| {
+            Some((
+                wf,
+                Event::Payment(PaymentFact::Paid {
+                    stripe_id: pi.id.as_str().to_owned(),
+                    amount: pi.money()?,
+                }),
+            ))
+        }),
+        EventData::PaymentIntentPaymentFailed(pi) => intent_workflow(pi).map(|wf| {
+            (
+                wf,
+                Event::Payment(PaymentFact::Failed {
+                    stripe_id: pi.id.as_str().to_owned(),
+                }),
+            )
+        }),
+        EventData::SubscriptionScheduleCompleted(s) => s
+            .metadata
+            .get(WORKFLOW_KEY)
+            .or_else(|| s.phases.iter().find_map(|p| p.metadata.get(WORKFLOW_KEY)))
+            .and_then(parse_workflow_id)
+            .map(|wf| (wf, Event::Payment(PaymentFact::ScheduleCompleted))),
+        _ => None,
+    };
+    one.into_iter().collect()
+}
+
+/// `POST /webhooks/stripe`.
+pub(crate) async fn stripe(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use stripe_schedule::webhook::{self, WebhookError};
+    let secrets = &state.config.webhook_secrets.stripe;
+    let verified = webhook::verify_with_tolerance(
+        &body,
+        header_str(&headers, "stripe-signature"),
+        secrets,
+        Utc::now(),
+        state.config.webhook_tolerance,
+    );
+    if let Err(e) = verified {
+        let reason = match e {
+            WebhookError::Stale { .. } => "stale",
+            WebhookError::Mismatch => "signature",
+            WebhookError::NoSecrets | WebhookError::ZeroTolerance => "unconfigured",
+            _ => "malformed",
+        };
+        return reject(&state, STRIPE, reason);
+    }
+    let Ok(event) = stripe_schedule::Event::parse(&body) else {
+        return reject(&state, STRIPE, "decode");
+    };
+    let events = stripe_events(&event.data);
+    tracing::info!(
+        provider = STRIPE,
+        event_type = event.event_type(),
+        matched = events.len(),
+        "webhook verified"
+    );
+    match record(&state, STRIPE, event.id.as_str(), events).await {
+        Ok(_) => ok(),
+        Err(res) => res,
+    }
+}
+
+/// Records a verified delivery and its events in one transaction; `Ok(false)` for a duplicate.
+async fn record(
+    state: &HttpState,
+    provider: &'static str,
+    event_id: &str,
+    events: Vec<(WorkflowId, Event)>,
+) -> Result<bool, Response> {
+    match state
+        .store
+        .record_webhook(provider, event_id, events, state.now())
+        .await
+    {
+        Ok(fresh) => {
+            state.metrics.webhook_received(provider, fresh);
+            Ok(fresh)
+        }
+        Err(e) => Err(store_failed(provider, &e)),
+    }
+}
+
+/// Splits our application reference `{workflow id}-{lender id}` at the first `-`.
+pub(crate) fn split_reference(reference: &str) -> Option<(WorkflowId, LenderId)> {
+    let (wf, lender) = reference.split_once('-')?;
+    (!lender.is_empty()).then_some(())?;
+    Some((parse_workflow_id(wf)?, LenderId::new(lender)))
+}
+
+/// `POST /webhooks/sunbit`.
+pub(crate) async fn sunbit(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use sunbit_client::{WebhookError, WebhookVerifier};
+    let secrets = &state.config.webhook_secrets.sunbit;
+    if secrets.is_empty() {
+        return reject(&state, SUNBIT, "unconfigured");
+    }
+    let signature = header_str(&headers, sunbit_client::SIGNATURE_HEADER);
+    let now = Utc::now();
+    let mut reason = "malformed";
+    let mut verified = None;
+    for secret in secrets {
+        let Ok(verifier) =
+            WebhookVerifier::new(secret.clone()).with_tolerance(state.config.webhook_tolerance)
+        else {
+            return reject(&state, SUNBIT, "unconfigured");
+        };
+        match verifier.verify(signature, &body, now) {
+            Ok(v) => {
+                verified = Some(v);
+                break;
+            }
+            // Stale means a secret matched: the strongest finding.
+            Err(WebhookError::Stale { .. }) => reason = "stale",
+            Err(WebhookError::SignatureMismatch) if reason != "stale" => reason = "signature",
+            Err(_) => {}
+        }
+    }
+    let Some(verified) = verified else {
+        return reject(&state, SUNBIT, reason);
+    };
+    let Ok(event) = verified.event() else {
+        return reject(&state, SUNBIT, "decode");
+    };
+    let mut events = Vec::new();
+    if let Some((wf, lender)) = event
+        .referral
+        .as_ref()
+        .and_then(|r| split_reference(r.as_str()))
+    {
+        match state.store.workflow(&wf).await {
+            Ok(Some(row)) => {
+                // The amount asked: the current application's, else what the workflow finances.
+                let requested = match &row.state.stage {
+                    Stage::Financing(c) if c.lender == lender => Some(c.amount),
+                    _ => row.state.financing_amount,
+                };
+                if let Some(decision) = requested.and_then(|r| event.decision(r)) {
+                    events.push((wf, Event::LenderDecided { lender, decision }));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return store_failed(SUNBIT, &e),
+        }
+    }
+    tracing::info!(
+        provider = SUNBIT,
+        event_type = event.event_type.as_str(),
+        matched = events.len(),
+        "webhook verified"
+    );
+    match record(&state, SUNBIT, event.dedup_key().as_str(), events).await {
+        Ok(_) => ok(),
+        Err(res) => res,
+    }
+}
+
+/// `POST /webhooks/nexhealth`: a verified `treatment_plan_updated` wakes the poller, which
+/// reads the change through the API (the delivery itself is not trusted for plan data).
+pub(crate) async fn nexhealth(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use nexhealth_client::{Error, SignatureProblem, WebhookEventKind};
+    let secrets = &state.config.webhook_secrets.nexhealth;
+    if secrets.is_empty() {
+        return reject(&state, NEXHEALTH, "unconfigured");
+    }
+    let signature = header_str(&headers, nexhealth_client::SIGNATURE_HEADER);
+    let mut reason = "malformed";
+    let mut verified = false;
+    for secret in secrets {
+        match nexhealth_client::verify_webhook(secret, signature, &body) {
+            Ok(()) => {
+                verified = true;
+                break;
+            }
+            Err(Error::WebhookSignature(SignatureProblem::Mismatch)) => reason = "signature",
+            Err(_) => {}
+        }
+    }
+    if !verified {
+        return reject(&state, NEXHEALTH, reason);
+    }
+    let Ok(event) = nexhealth_client::parse_webhook_event(&body) else {
+        return reject(&state, NEXHEALTH, "decode");
+    };
+    // NexHealth's retries resend the same body: without a delivery id, its hash is the id.
+    let id = event.delivery_id.as_ref().map_or_else(
+        || format!("sha256:{}", hex::encode(Sha256::digest(&body))),
+        |d| d.as_str().to_owned(),
+    );
+    match record(&state, NEXHEALTH, &id, Vec::new()).await {
+        Ok(fresh) => {
+            if fresh && event.kind == WebhookEventKind::TreatmentPlanUpdated {
+                state.poll.notify_one();
+            }
+            ok()
+        }
+        Err(res) => res,
+    }
+}
+
+/// The URL Twilio called: the public base URL with the request's path and query.
+fn twilio_url(state: &HttpState, uri: &axum::http::Uri) -> String {
+    let base = state.config.public_base_url.as_str().trim_end_matches('/');
+    let base_path = state.config.public_base_url.path().trim_end_matches('/');
+    let origin = base.strip_suffix(base_path).unwrap_or(base);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    // A proxy that strips the base path hands us `/webhooks/twilio`; one that keeps it hands us
+    // the full path. Either way Twilio signed the public URL.
+    if path.starts_with(base_path) && !base_path.is_empty() {
+        format!("{origin}{path}")
+    } else {
+        format!("{origin}{base_path}{path}")
+    }
+}
+
+fn twiml(message: Option<&str>) -> Response {
+    let body = match message {
+        Some(m) => format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Message>{}</Message></Response>"#,
+            xml_escape(m)
+        ),
+        None => r#"<?xml version="1.0" encoding="UTF-8"?><Response/>"#.to_owned(),
+    };
+    let mut res = (StatusCode::OK, body).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    res
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The practice's HELP reply, from the messaging crate's approved template.
+fn help_text(site: &super::PracticeSite) -> String {
+    static TEMPLATES: std::sync::OnceLock<Option<messaging::Templates>> =
+        std::sync::OnceLock::new();
+    let ctx = messaging::HelpReply {
+        practice_name: site.name.clone(),
+        practice_phone: site.phone.clone(),
+        practice_email: site.email.clone(),
+    };
+    TEMPLATES
+        .get_or_init(|| messaging::Templates::load().ok())
+        .as_ref()
+        .and_then(|t| {
+            t.render_sms(
+                financing_core::Language::En,
+                &ctx,
+                messaging::DEFAULT_MAX_SEGMENTS,
+            )
+            .ok()
+        })
+        .map_or_else(
+            || {
+                format!(
+                    "{}: for help call {}. Reply STOP to opt out.",
+                    site.name, site.phone
+                )
+            },
+            |sms| sms.text,
+        )
+}
+
+/// `POST /webhooks/twilio`: delivery status callbacks (an audit line when the callback URL names
+/// its workflow with `?wf=`) and inbound texts (STOP, START, HELP, refusals).
+pub(crate) async fn twilio(
+    State(state): State<HttpState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let tokens = &state.config.webhook_secrets.twilio;
+    if tokens.is_empty() {
+        return reject(&state, TWILIO, "unconfigured");
+    }
+    let url = twilio_url(&state, &uri);
+    let signature = header_str(&headers, messaging::SIGNATURE_HEADER);
+    let Some(form) = tokens.iter().find_map(|t: &SecretString| {
+        WebhookVerifier::new(t.clone())
+            .verify(&url, &body, signature)
+            .ok()
+    }) else {
+        return reject(&state, TWILIO, "signature");
+    };
+    let status = form
+        .get("MessageStatus")
+        .or_else(|| form.get("SmsStatus"))
+        .map(str::trim);
+    let inbound = status == Some("received")
+        || (form.get("MessageStatus").is_none() && form.get("Body").is_some());
+    if inbound {
+        twilio_inbound(&state, &form).await
+    } else {
+        twilio_status(&state, &form, uri.query()).await
+    }
+}
+
+async fn twilio_status(state: &HttpState, form: &VerifiedForm, query: Option<&str>) -> Response {
+    let Ok(cb) = form.status_callback() else {
+        return reject(state, TWILIO, "decode");
+    };
+    let key = format!("status:{}:{}", cb.message_sid.as_str(), cb.status.as_str());
+    let now = state.now();
+    let fresh = match record(state, TWILIO, &key, Vec::new()).await {
+        Ok(fresh) => fresh,
+        Err(res) => return res,
+    };
+    let workflow = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "wf")
+            .and_then(|(_, v)| parse_workflow_id(&v))
+    });
+    if let (true, Some(wf)) = (fresh, workflow) {
+        let detail = match &cb.error_code {
+            Some(code) => format!(
+                "sms {} {} (error {})",
+                cb.message_sid.as_str(),
+                cb.status.as_str(),
+                code.0
+            ),
+            None => format!("sms {} {}", cb.message_sid.as_str(), cb.status.as_str()),
+        };
+        let known = match state.store.workflow(&wf).await {
+            Ok(row) => row.is_some(),
+            Err(e) => return store_failed(TWILIO, &e),
+        };
+        if known
+            && let Err(e) = state
+                .store
+                .append_audit(&wf, "webhook:twilio", "sms_status", &detail, now)
+                .await
+        {
+            return store_failed(TWILIO, &e);
+        }
+    }
+    twiml(None)
+}
+
+async fn twilio_inbound(state: &HttpState, form: &VerifiedForm) -> Response {
+    let now = state.now();
+    let Ok(msg) = form.inbound_message(now) else {
+        return reject(state, TWILIO, "decode");
+    };
+    let Some(site) = state.config.practice_by_sms_number(msg.to.as_e164()) else {
+        tracing::warn!(
+            message = msg.message_sid.as_str(),
+            "inbound text to a number no practice owns"
+        );
+        state.metrics.webhook_received(TWILIO, true);
+        return twiml(None);
+    };
+    let intent = msg.intent();
+    // A revocation is applied before the delivery is recorded: should we crash in between, the
+    // redelivery applies it again (idempotent). An opt-in is applied only on a fresh delivery, so
+    // a late duplicate never undoes a later STOP.
+    if intent.revokes_consent() {
+        let source = if intent == InboundIntent::Refusal {
+            "sms:refusal"
+        } else {
+            "sms:stop"
+        };
+        if let Err(e) = state
+            .store
+            .set_sms_opt_out(&site.id, msg.from.as_e164(), true, source, now)
+            .await
+        {
+            return store_failed(TWILIO, &e);
+        }
+        if intent.needs_staff_task() {
+            // Staff confirm free-text refusals; the consent record already says no texts.
+            tracing::warn!(practice = %site.id, message = msg.message_sid.as_str(), "free-text refusal: texts stopped");
+        }
+    }
+    let key = format!("inbound:{}", msg.message_sid.as_str());
+    let fresh = match record(state, TWILIO, &key, Vec::new()).await {
+        Ok(fresh) => fresh,
+        Err(res) => return res,
+    };
+    if !fresh {
+        return twiml(None);
+    }
+    match intent {
+        InboundIntent::OptIn => {
+            if let Err(e) = state
+                .store
+                .set_sms_opt_out(&site.id, msg.from.as_e164(), false, "sms:start", now)
+                .await
+            {
+                return store_failed(TWILIO, &e);
+            }
+            twiml(None)
+        }
+        InboundIntent::Help => twiml(Some(&help_text(site))),
+        _ => twiml(None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,675 @@
+//! Request-level tests of the webhooks: signatures, staleness, replays, size, mapping.
+
+use chairside_engine::store::Store as _;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use financing_core::{Decision, Money};
+use secrecy::SecretString;
+use serde_json::json;
+
+use super::*;
+use crate::testkit::{
+    Kit, NEXHEALTH_SECRET, OTHER_SMS, PHONE, PUBLIC, SMILE_SMS, STRIPE_NEW, STRIPE_OLD,
+    SUNBIT_SECRET, TWILIO_TOKEN, body_text, get, smile, sunbit,
+};
+
+fn stripe_request(body: &str, secret: &str, t: i64) -> Request<Body> {
+    let sig = stripe_schedule::webhook::sign(body.as_bytes(), &SecretString::from(secret), t);
+    Request::post("/webhooks/stripe")
+        .header("content-type", "application/json")
+        .header("stripe-signature", sig)
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+fn now_secs() -> i64 {
+    Utc::now().timestamp()
+}
+
+fn invoice_paid(event_id: &str, wf: &WorkflowId) -> String {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "type": "invoice.paid",
+        "api_version": "2026-10-28.endive",
+        "created": 1_780_000_000,
+        "livemode": false,
+        "data": {"object": {
+            "id": "in_test_1",
+            "object": "invoice",
+            "status": "paid",
+            "customer": "cus_test_1",
+            "amount_due": 10_000,
+            "amount_paid": 10_000,
+            "amount_remaining": 0,
+            "currency": "usd",
+            "attempt_count": 1,
+            "parent": {
+                "type": "subscription_details",
+                "subscription_details": {
+                    "subscription": "sub_test_1",
+                    "metadata": {"chairside_workflow": wf.as_str()}
+                }
+            },
+            "metadata": {}
+        }}
+    })
+    .to_string()
+}
+
+fn paid_invoice_event() -> Event {
+    Event::Payment(PaymentFact::Paid {
+        stripe_id: "in_test_1".into(),
+        amount: Money::usd(10_000),
+    })
+}
+
+async fn metrics_text(kit: &Kit) -> String {
+    body_text(kit.send(get("/metrics")).await).await
+}
+
+#[tokio::test]
+async fn a_stripe_invoice_paid_for_a_seeded_workflow_enqueues_a_payment() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    // Act
+    let res = kit
+        .send(stripe_request(
+            &invoice_paid("evt_1", &wf),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+    // Assert
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(kit.inbox(&wf).await, vec![paid_invoice_event()]);
+}
+
+#[tokio::test]
+async fn a_stripe_delivery_signed_with_the_rolled_secret_is_still_accepted() {
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let res = kit
+        .send(stripe_request(
+            &invoice_paid("evt_1", &wf),
+            STRIPE_OLD,
+            now_secs(),
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(kit.inbox(&wf).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_stripe_delivery_with_a_bad_signature_is_rejected_and_counted() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    // Act: a forged secret, and a body that is not even JSON (it must never be parsed).
+    let forged = kit
+        .send(stripe_request(
+            &invoice_paid("evt_1", &wf),
+            "whsec_forged",
+            now_secs(),
+        ))
+        .await;
+    let garbage = kit
+        .send(stripe_request("not json", "whsec_forged", now_secs()))
+        .await;
+    let unsigned = kit
+        .send(
+            Request::post("/webhooks/stripe")
+                .body(Body::from(invoice_paid("evt_2", &wf)))
+                .unwrap(),
+        )
+        .await;
+    // Assert
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(unsigned.status(), StatusCode::BAD_REQUEST);
+    assert!(kit.inbox(&wf).await.is_empty());
+    let m = metrics_text(&kit).await;
+    assert!(
+        m.contains(r#"chairside_webhook_rejections_total{provider="stripe",reason="signature"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"chairside_webhook_rejections_total{provider="stripe",reason="malformed"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_stripe_timestamp_is_rejected_even_with_a_valid_signature() {
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let res = kit
+        .send(stripe_request(
+            &invoice_paid("evt_1", &wf),
+            STRIPE_NEW,
+            now_secs() - 3600,
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(kit.inbox(&wf).await.is_empty());
+    assert!(
+        metrics_text(&kit)
+            .await
+            .contains(r#"chairside_webhook_rejections_total{provider="stripe",reason="stale"} 1"#)
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_stripe_event_id_is_answered_200_without_a_second_inbox_event() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let body = invoice_paid("evt_replayed", &wf);
+    // Act: the retry is a new signature over the same event.
+    let first = kit
+        .send(stripe_request(&body, STRIPE_NEW, now_secs()))
+        .await;
+    let second = kit
+        .send(stripe_request(&body, STRIPE_NEW, now_secs() - 5))
+        .await;
+    // Assert
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(kit.inbox(&wf).await.len(), 1);
+    let m = metrics_text(&kit).await;
+    assert!(
+        m.contains(r#"chairside_webhooks_received_total{provider="stripe",outcome="duplicate"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_webhook_body_gets_413() {
+    let kit = Kit::new().await;
+    let body = "x".repeat(kit.state.config().body_limit + 1);
+    let res = kit
+        .send(stripe_request(&body, STRIPE_NEW, now_secs()))
+        .await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn an_unknown_stripe_event_type_is_recorded_and_answered_200() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let body = json!({
+        "id": "evt_unknown",
+        "type": "customer.tax_id.created",
+        "data": {"object": {"id": "txi_1", "metadata": {"chairside_workflow": wf.as_str()}}}
+    })
+    .to_string();
+    // Act
+    let first = kit
+        .send(stripe_request(&body, STRIPE_NEW, now_secs()))
+        .await;
+    let again = kit
+        .send(stripe_request(&body, STRIPE_NEW, now_secs()))
+        .await;
+    // Assert: stored (the replay is a duplicate), nothing for the workflow.
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(kit.inbox(&wf).await.is_empty());
+    let m = metrics_text(&kit).await;
+    assert!(m.contains(r#"outcome="recorded"} 1"#), "{m}");
+    assert!(m.contains(r#"outcome="duplicate"} 1"#), "{m}");
+}
+
+#[tokio::test]
+async fn a_verified_stripe_event_that_does_not_decode_is_refused_for_redelivery() {
+    let kit = Kit::new().await;
+    let body = json!({"id": "evt_bad", "type": "invoice.paid", "data": {"object": {"id": "in_1"}}})
+        .to_string();
+    let res = kit
+        .send(stripe_request(&body, STRIPE_NEW, now_secs()))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_stripe_event_for_an_unknown_workflow_is_recorded_without_an_inbox_event() {
+    let kit = Kit::new().await;
+    let ghost = WorkflowId::new("wf_ffffffffffffffffffffffff");
+    let res = kit
+        .send(stripe_request(
+            &invoice_paid("evt_ghost", &ghost),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(kit.inbox(&ghost).await.is_empty());
+}
+
+fn parse(body: &serde_json::Value) -> stripe_schedule::Event {
+    stripe_schedule::Event::parse(body.to_string().as_bytes()).unwrap()
+}
+
+const WF: &str = "wf_0123456789abcdef01234567";
+
+#[test]
+fn checkout_and_payment_intent_events_of_one_payment_map_to_the_same_stripe_id() {
+    // Arrange
+    let session = parse(&json!({
+        "id": "evt_cs", "type": "checkout.session.completed",
+        "data": {"object": {
+            "id": "cs_test_1", "object": "checkout.session", "payment_status": "paid",
+            "status": "complete", "payment_intent": "pi_test_1", "amount_total": 16_000,
+            "currency": "usd", "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    let intent = parse(&json!({
+        "id": "evt_pi", "type": "payment_intent.succeeded",
+        "data": {"object": {
+            "id": "pi_test_1", "object": "payment_intent", "status": "succeeded",
+            "amount": 16_000, "currency": "usd", "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    // Act
+    let a = stripe_events(&session.data);
+    let b = stripe_events(&intent.data);
+    // Assert
+    let expected = vec![(
+        WorkflowId::new(WF),
+        Event::Payment(PaymentFact::Paid {
+            stripe_id: "pi_test_1".into(),
+            amount: Money::usd(16_000),
+        }),
+    )];
+    assert_eq!(a, expected);
+    assert_eq!(b, expected);
+}
+
+#[test]
+fn an_unpaid_checkout_session_failures_and_a_completed_schedule_map_as_the_workflow_needs() {
+    let unpaid = parse(&json!({
+        "id": "evt_u", "type": "checkout.session.completed",
+        "data": {"object": {
+            "id": "cs_u", "payment_status": "unpaid", "amount_total": 100, "currency": "usd",
+            "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    assert!(stripe_events(&unpaid.data).is_empty());
+
+    let failed = parse(&json!({
+        "id": "evt_f", "type": "invoice.payment_failed",
+        "data": {"object": {
+            "id": "in_f", "currency": "usd", "attempt_count": 2,
+            "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    assert_eq!(
+        stripe_events(&failed.data),
+        vec![(
+            WorkflowId::new(WF),
+            Event::Payment(PaymentFact::Failed {
+                stripe_id: "in_f".into()
+            })
+        )]
+    );
+
+    let pi_failed = parse(&json!({
+        "id": "evt_pf", "type": "payment_intent.payment_failed",
+        "data": {"object": {
+            "id": "pi_f", "status": "requires_payment_method", "amount": 100, "currency": "usd",
+            "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    assert_eq!(
+        stripe_events(&pi_failed.data),
+        vec![(
+            WorkflowId::new(WF),
+            Event::Payment(PaymentFact::Failed {
+                stripe_id: "pi_f".into()
+            })
+        )]
+    );
+
+    let completed = parse(&json!({
+        "id": "evt_s", "type": "subscription_schedule.completed",
+        "data": {"object": {
+            "id": "sub_sched_1", "customer": "cus_1", "status": "completed",
+            "phases": [], "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    assert_eq!(
+        stripe_events(&completed.data),
+        vec![(
+            WorkflowId::new(WF),
+            Event::Payment(PaymentFact::ScheduleCompleted)
+        )]
+    );
+
+    let foreign = parse(&json!({
+        "id": "evt_x", "type": "payment_intent.succeeded",
+        "data": {"object": {
+            "id": "pi_x", "status": "succeeded", "amount": 100, "currency": "usd",
+            "metadata": {"chairside_workflow": "not-a-workflow"}
+        }}
+    }));
+    assert!(stripe_events(&foreign.data).is_empty());
+}
+
+#[test]
+fn references_split_at_the_first_dash_into_workflow_and_lender() {
+    assert_eq!(
+        split_reference(&format!("{WF}-sunbit")),
+        Some((WorkflowId::new(WF), sunbit()))
+    );
+    assert_eq!(
+        split_reference(&format!("{WF}-sunbit-west")),
+        Some((WorkflowId::new(WF), LenderId::new("sunbit-west")))
+    );
+    assert_eq!(split_reference(WF), None);
+    assert_eq!(split_reference(&format!("{WF}-")), None);
+    assert_eq!(split_reference("wf_nothex-sunbit"), None);
+}
+
+fn sunbit_request(body: &str, secret: &str, t: i64) -> Request<Body> {
+    let sig = sunbit_client::sign(&SecretString::from(secret), t, body.as_bytes());
+    Request::post("/webhooks/sunbit")
+        .header("content-type", "application/json")
+        .header(sunbit_client::SIGNATURE_HEADER, sig)
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+fn prequal(event: &str, wf: &WorkflowId, approved: &str) -> String {
+    json!({
+        "eventType": event,
+        "payload": {
+            "purchaseId": "purchase-1",
+            "referral": format!("{wf}-sunbit"),
+            "approvalAmount": approved,
+            "purchaseAmountEntered": "640.00"
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_sunbit_approval_becomes_a_lender_decision_for_the_referenced_workflow() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    // Act
+    let res = kit
+        .send(sunbit_request(
+            &prequal("PREQUAL_APPROVED", &wf, "500.00"),
+            SUNBIT_SECRET,
+            now_secs(),
+        ))
+        .await;
+    // Assert: $500 of $640 asked is a counteroffer.
+    assert_eq!(res.status(), StatusCode::OK);
+    let inbox = kit.inbox(&wf).await;
+    assert_eq!(inbox.len(), 1);
+    match &inbox[0] {
+        Event::LenderDecided {
+            lender,
+            decision:
+                Decision::PartiallyApproved {
+                    offer, requested, ..
+                },
+        } => {
+            assert_eq!(lender, &sunbit());
+            assert_eq!(offer.amount, Money::usd(50_000));
+            assert_eq!(requested, &Money::usd(64_000));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sunbit_rejects_bad_signatures_and_stale_timestamps_and_ignores_replays() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let body = prequal("PREQUAL_FAILED", &wf, "0");
+    // Act
+    let forged = kit
+        .send(sunbit_request(&body, "not-the-secret", now_secs()))
+        .await;
+    let stale = kit
+        .send(sunbit_request(&body, SUNBIT_SECRET, now_secs() - 3600))
+        .await;
+    let t = now_secs();
+    let first = kit.send(sunbit_request(&body, SUNBIT_SECRET, t)).await;
+    let replay = kit.send(sunbit_request(&body, SUNBIT_SECRET, t)).await;
+    // Assert
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(stale.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(replay.status(), StatusCode::OK);
+    let inbox = kit.inbox(&wf).await;
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert!(matches!(
+        inbox[0],
+        Event::LenderDecided {
+            decision: Decision::Declined { .. },
+            ..
+        }
+    ));
+    let m = metrics_text(&kit).await;
+    assert!(
+        m.contains(r#"provider="sunbit",reason="signature"} 1"#),
+        "{m}"
+    );
+    assert!(m.contains(r#"provider="sunbit",reason="stale"} 1"#), "{m}");
+}
+
+fn nexhealth_request(body: &str, secret: &str) -> Request<Body> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    Request::post("/webhooks/nexhealth")
+        .header("content-type", "application/json")
+        .header(
+            nexhealth_client::SIGNATURE_HEADER,
+            hex::encode(mac.finalize().into_bytes()),
+        )
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+async fn notified(kit: &Kit) -> bool {
+    tokio::time::timeout(Duration::from_millis(50), kit.poll.notified())
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_verified_nexhealth_plan_update_wakes_the_poller_once() {
+    // Arrange
+    let kit = Kit::new().await;
+    let body = r#"{"resource_type":"TreatmentPlan","event":"treatment_plan_updated","delivery_id":901,"data":{"treatment_plan":{"id":42}}}"#;
+    // Act and assert
+    let first = kit.send(nexhealth_request(body, NEXHEALTH_SECRET)).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert!(notified(&kit).await);
+    let replay = kit.send(nexhealth_request(body, NEXHEALTH_SECRET)).await;
+    assert_eq!(replay.status(), StatusCode::OK);
+    assert!(!notified(&kit).await, "a replay does not wake the poller");
+}
+
+#[tokio::test]
+async fn a_nexhealth_delivery_with_a_bad_signature_is_rejected_and_wakes_nothing() {
+    let kit = Kit::new().await;
+    let body = r#"{"event":"treatment_plan_updated","data":{"id":42}}"#;
+    let res = kit.send(nexhealth_request(body, "wrong-secret")).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(!notified(&kit).await);
+    let missing = kit
+        .send(
+            Request::post("/webhooks/nexhealth")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+}
+
+fn twilio_request(path_and_query: &str, params: &[(&str, &str)], token: &str) -> Request<Body> {
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let url = format!("{}{}", PUBLIC.trim_end_matches('/'), path_and_query);
+    let sig = messaging::compute_signature(&SecretString::from(token), &url, &owned);
+    Request::post(path_and_query)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(messaging::SIGNATURE_HEADER, sig)
+        .body(Body::from(crate::testkit::form(params)))
+        .unwrap()
+}
+
+fn inbound(sid: &str, to: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("MessageSid", sid.to_owned()),
+        ("SmsSid", sid.to_owned()),
+        ("AccountSid", "AC_test".to_owned()),
+        ("From", PHONE.to_owned()),
+        ("To", to.to_owned()),
+        ("Body", body.to_owned()),
+        ("SmsStatus", "received".to_owned()),
+    ]
+}
+
+async fn text(kit: &Kit, sid: &str, to: &str, body: &str) -> Response {
+    let params = inbound(sid, to, body);
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    kit.send(twilio_request("/webhooks/twilio", &pairs, TWILIO_TOKEN))
+        .await
+}
+
+#[tokio::test]
+async fn stop_opts_the_number_out_at_the_practice_it_texted_and_start_opts_it_back_in() {
+    // Arrange
+    let kit = Kit::new().await;
+    // Act and assert
+    let stop = text(&kit, "SM_stop", SMILE_SMS, "Stop.").await;
+    assert_eq!(stop.status(), StatusCode::OK);
+    assert!(body_text(stop).await.contains("<Response/>"));
+    assert!(kit.store.sms_opted_out(&smile(), PHONE).await.unwrap());
+    assert!(
+        !kit.store
+            .sms_opted_out(&crate::testkit::other(), PHONE)
+            .await
+            .unwrap()
+    );
+
+    let start = text(&kit, "SM_start", SMILE_SMS, "START").await;
+    assert_eq!(start.status(), StatusCode::OK);
+    assert!(!kit.store.sms_opted_out(&smile(), PHONE).await.unwrap());
+
+    // A later STOP, then a late duplicate of the START: the duplicate must not re-subscribe.
+    let stop_again = text(&kit, "SM_stop_2", SMILE_SMS, "UNSUBSCRIBE").await;
+    assert_eq!(stop_again.status(), StatusCode::OK);
+    let replayed_start = text(&kit, "SM_start", SMILE_SMS, "START").await;
+    assert_eq!(replayed_start.status(), StatusCode::OK);
+    assert!(kit.store.sms_opted_out(&smile(), PHONE).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_free_text_refusal_opts_out_and_help_gets_the_practice_contact_line() {
+    let kit = Kit::new().await;
+    let refusal = text(&kit, "SM_r", OTHER_SMS, "please stop texting me").await;
+    assert_eq!(refusal.status(), StatusCode::OK);
+    assert!(
+        kit.store
+            .sms_opted_out(&crate::testkit::other(), PHONE)
+            .await
+            .unwrap()
+    );
+
+    let help = text(&kit, "SM_h", SMILE_SMS, "help").await;
+    assert_eq!(help.status(), StatusCode::OK);
+    assert!(
+        help.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/xml")
+    );
+    let twiml = body_text(help).await;
+    assert!(twiml.contains("<Message>"), "{twiml}");
+    assert!(twiml.contains("Smile Dental Test"), "{twiml}");
+    assert!(twiml.contains("(555) 010-0100"), "{twiml}");
+    assert!(!kit.store.sms_opted_out(&smile(), PHONE).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_twilio_request_with_a_bad_signature_gets_403_and_changes_nothing() {
+    let kit = Kit::new().await;
+    let params = inbound("SM_x", SMILE_SMS, "STOP");
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = kit
+        .send(twilio_request("/webhooks/twilio", &pairs, "not-the-token"))
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(!kit.store.sms_opted_out(&smile(), PHONE).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_text_to_a_number_no_practice_owns_is_answered_and_ignored() {
+    let kit = Kit::new().await;
+    let res = text(&kit, "SM_n", "+15550109999", "STOP").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(!kit.store.sms_opted_out(&smile(), PHONE).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_status_callback_naming_its_workflow_adds_one_audit_line() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let path = format!("/webhooks/twilio?wf={wf}");
+    let params = [
+        ("MessageSid", "SM_status_1"),
+        ("MessageStatus", "undelivered"),
+        ("ErrorCode", "30003"),
+        ("AccountSid", "AC_test"),
+    ];
+    // Act
+    let first = kit.send(twilio_request(&path, &params, TWILIO_TOKEN)).await;
+    let replay = kit.send(twilio_request(&path, &params, TWILIO_TOKEN)).await;
+    // Assert
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(replay.status(), StatusCode::OK);
+    let lines: Vec<_> = kit
+        .store
+        .audit(&wf)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == "sms_status")
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].detail, "sms SM_status_1 undelivered (error 30003)");
+    assert_eq!(lines[0].actor, "webhook:twilio");
+}
+
+#[tokio::test]
+async fn webhooks_without_configured_secrets_answer_503_so_senders_retry() {
+    let mut config = crate::testkit::config();
+    config.webhook_secrets = crate::WebhookSecrets::default();
+    let kit = Kit::with_config(config).await;
+    for path in [
+        "/webhooks/stripe",
+        "/webhooks/sunbit",
+        "/webhooks/nexhealth",
+        "/webhooks/twilio",
+    ] {
+        let res = kit
+            .send(Request::post(path).body(Body::from("{}")).unwrap())
+            .await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+    }
+}

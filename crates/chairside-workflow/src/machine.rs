@@ -1,0 +1,876 @@
+//! The pure state machine: `apply(state, event) -> transition`. No I/O, no clock: `now` is given.
+//!
+//! Every handler first checks that the event fits the stage; an event that does not (a duplicate,
+//! a late callback, a reordered webhook) is ignored and audited, which is what makes the machine
+//! safe under at-least-once delivery.
+
+use chrono::{DateTime, Utc};
+use financing_core::{
+    ApplicationHandle, Attempt, AttemptOutcome, CoverageSplit, Decision, DepositRule, InHouseOffer,
+    InHouseTerms, LenderId, Money, Step, WaterfallOutcome,
+};
+
+use crate::{
+    Action, Command, CurrentApplication, Event, FinancingResult, LenderPhase, MessageKind,
+    NoteKind, PaymentFact, PaymentStep, StaffAction, StaffTask, Stage, Status, TaskKind, TimerKind,
+    WorkflowConfig, WorkflowState,
+};
+
+/// What applying one event asks of the runner.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transition {
+    /// External effects, in order.
+    pub commands: Vec<Command>,
+    /// Timers to set (replacing a timer of the same kind).
+    pub set_timers: Vec<(TimerKind, DateTime<Utc>)>,
+    /// Timers to clear.
+    pub clear_timers: Vec<TimerKind>,
+    /// A staff task to open, in the same transaction as the new state.
+    pub raise_task: Option<StaffTask>,
+    /// Drop messages still waiting in the outbox (the workflow was cancelled).
+    pub drop_pending_messages: bool,
+    /// Lines for the audit trail (no PHI).
+    pub audit: Vec<String>,
+    /// True when the event did not fit the stage and changed nothing.
+    pub ignored: bool,
+}
+
+const ALL_TIMERS: [TimerKind; 4] = [
+    TimerKind::Resume,
+    TimerKind::Poll,
+    TimerKind::Reminder,
+    TimerKind::GiveUp,
+];
+
+struct Ctx<'a> {
+    state: &'a mut WorkflowState,
+    config: &'a WorkflowConfig,
+    now: DateTime<Utc>,
+    out: Transition,
+}
+
+impl Ctx<'_> {
+    fn command(&mut self, action: Action) {
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        self.out.commands.push(Command { seq, action });
+    }
+
+    fn timer(&mut self, kind: TimerKind, at: DateTime<Utc>) {
+        self.out.set_timers.push((kind, at));
+    }
+
+    fn clear_lender_timers(&mut self) {
+        self.out
+            .clear_timers
+            .extend([TimerKind::Poll, TimerKind::Reminder, TimerKind::GiveUp]);
+    }
+
+    fn audit(&mut self, line: impl Into<String>) {
+        self.out.audit.push(line.into());
+    }
+
+    fn ignore(&mut self, why: &str) {
+        self.out.ignored = true;
+        self.audit(format!("ignored: {why}"));
+    }
+}
+
+/// Applies `event` to `state` under the practice's `config` at time `now`.
+pub fn apply(
+    state: &mut WorkflowState,
+    event: Event,
+    config: &WorkflowConfig,
+    now: DateTime<Utc>,
+) -> Transition {
+    let mut cx = Ctx {
+        state,
+        config,
+        now,
+        out: Transition::default(),
+    };
+    match event {
+        Event::PlanLoaded { plan, facts } => {
+            if cx.state.stage != Stage::LoadingPlan {
+                cx.ignore("plan already loaded");
+            } else {
+                cx.state.facts = Some(facts.clone());
+                match CoverageSplit::from_plan(&plan) {
+                    Err(e) => to_staff(&mut cx, TaskKind::BadData, e.to_string()),
+                    Ok(split) => {
+                        priced(&mut cx, split, facts.reachable, facts.financing_not_before)
+                    }
+                }
+            }
+        }
+        Event::PlanUnreadable { reason } => {
+            if cx.state.stage == Stage::LoadingPlan {
+                to_staff(
+                    &mut cx,
+                    TaskKind::BadData,
+                    format!("the practice system's record could not be read: {reason}"),
+                );
+            } else {
+                cx.ignore("plan already loaded");
+            }
+        }
+        Event::TimerFired { timer } => timer_fired(&mut cx, timer),
+        Event::CardholderLookedUp { lender, found } => {
+            match current(&cx, &lender, |p| matches!(p, LenderPhase::LookingUp)) {
+                None => cx.ignore("no lookup under way for this lender"),
+                Some(amount) => match found {
+                    Some(decision @ Decision::Cardholder { .. }) => {
+                        let outcome = AttemptOutcome::from_decision(&decision, amount)
+                            .unwrap_or(AttemptOutcome::Declined);
+                        if matches!(outcome, AttemptOutcome::Declined) {
+                            start_application(&mut cx, lender, amount);
+                        } else {
+                            cx.audit(format!("{lender}: returning cardholder"));
+                            finish_lender(&mut cx, outcome);
+                        }
+                    }
+                    _ => start_application(&mut cx, lender, amount),
+                },
+            }
+        }
+        Event::LenderDecided { lender, decision } => lender_decided(&mut cx, &lender, &decision),
+        Event::LenderFailed { lender, reason } => {
+            if current(&cx, &lender, |_| true).is_some() {
+                cx.audit(format!("{lender}: failed: {reason}"));
+                finish_lender(&mut cx, AttemptOutcome::Failed { reason });
+            } else {
+                cx.ignore("lender is not the current one");
+            }
+        }
+        Event::CustomerReady { customer_id } => {
+            if cx.state.stage == Stage::Payments(PaymentStep::Customer) {
+                cx.state.stripe.customer_id = Some(customer_id);
+                next_payment_step(&mut cx);
+            } else {
+                cx.ignore("no customer step under way");
+            }
+        }
+        Event::DepositLinkCreated { session_id, url } => {
+            if cx.state.stage == Stage::Payments(PaymentStep::DepositLink)
+                && cx.state.stripe.checkout_session_id.is_none()
+            {
+                cx.state.stripe.checkout_session_id = Some(session_id);
+                cx.state.stripe.checkout_url = Some(url);
+                next_payment_step(&mut cx);
+            } else if cx.state.status == Status::Cancelled {
+                // A creation that was already queued when the plan was withdrawn: undo it too.
+                cx.state
+                    .stripe
+                    .checkout_session_id
+                    .get_or_insert(session_id.clone());
+                compensate(&mut cx, Action::ExpireDepositLink { session_id });
+            } else {
+                cx.ignore("no deposit link step under way");
+            }
+        }
+        Event::ScheduleCreated { schedule_id } => {
+            if cx.state.stage == Stage::Payments(PaymentStep::Schedule)
+                && cx.state.stripe.schedule_id.is_none()
+            {
+                cx.state.stripe.schedule_id = Some(schedule_id);
+                next_payment_step(&mut cx);
+            } else if cx.state.status == Status::Cancelled {
+                cx.state
+                    .stripe
+                    .schedule_id
+                    .get_or_insert(schedule_id.clone());
+                compensate(&mut cx, Action::CancelSchedule { schedule_id });
+            } else {
+                cx.ignore("no schedule step under way");
+            }
+        }
+        Event::MessageSent { message } => message_done(&mut cx, &message, None),
+        Event::MessageUndeliverable { message, reason } => {
+            message_done(&mut cx, &message, Some(reason))
+        }
+        Event::NoteWritten { note, at } => note_written(&mut cx, &note, at),
+        Event::ApplicationOpened {
+            lender,
+            handle,
+            link,
+        } => application_opened(&mut cx, lender, handle, link),
+        Event::Undone { action } => {
+            if let Stage::Undoing { outstanding } = cx.state.stage {
+                cx.audit(format!("undone: {action}"));
+                let left = outstanding.saturating_sub(1);
+                cx.state.stage = Stage::Undoing { outstanding: left };
+                if left == 0 {
+                    write_outcome_note(&mut cx);
+                }
+            } else {
+                cx.ignore("nothing being undone");
+            }
+        }
+        Event::Payment(fact) => payment_fact(&mut cx, fact),
+        Event::PlanWithdrawn { reason } => withdraw(&mut cx, &reason),
+        Event::Staff { action } => staff(&mut cx, action),
+        Event::EffectFailed { action, reason } => effect_failed(&mut cx, action, &reason),
+    }
+    cx.out
+}
+
+/// The amount of the current lender's application, when `lender` is current and its phase fits.
+fn current(
+    cx: &Ctx<'_>,
+    lender: &LenderId,
+    phase_ok: impl Fn(&LenderPhase) -> bool,
+) -> Option<Money> {
+    match &cx.state.stage {
+        Stage::Financing(c) if &c.lender == lender && phase_ok(&c.phase) => Some(c.amount),
+        _ => None,
+    }
+}
+
+fn deposit_for(rule: DepositRule, portion: Money) -> Money {
+    let zero = Money::zero(portion.currency());
+    match rule {
+        DepositRule::None => zero,
+        DepositRule::Fixed(m) if m.currency() == portion.currency() => m.max(zero).min(portion),
+        DepositRule::Fixed(_) => zero,
+        DepositRule::BasisPoints(bps) => portion.basis_points(bps.min(10_000)).unwrap_or(zero),
+    }
+}
+
+fn priced(cx: &mut Ctx<'_>, split: CoverageSplit, reachable: bool, not_before: DateTime<Utc>) {
+    cx.state.split = Some(split);
+    cx.audit(format!("priced: {split}"));
+    if !reachable {
+        return to_staff(cx, TaskKind::Unreachable, "the patient has neither a mobile phone nor an email address on file; add one and retry".into());
+    }
+    let portion = split.patient_portion;
+    let deposit = deposit_for(cx.config.deposit, portion);
+    let amount = portion.checked_sub(deposit).unwrap_or(portion);
+    cx.state.deposit = Some(deposit);
+    cx.state.financing_amount = Some(amount);
+    if amount.is_zero() {
+        let path = if portion.is_zero() {
+            "covered by insurance"
+        } else {
+            "deposit only"
+        };
+        cx.state.result = Some(FinancingResult {
+            financed: None,
+            deposit,
+            in_house: None,
+            path: path.into(),
+        });
+        return start_payments(cx);
+    }
+    if not_before > cx.now {
+        cx.state.stage = Stage::Deferred;
+        cx.audit("financing deferred to the next day (sedation on the acceptance day)");
+        cx.timer(TimerKind::Resume, not_before);
+        return;
+    }
+    next_lender(cx);
+}
+
+fn next_lender(cx: &mut Ctx<'_>) {
+    let Some(amount) = cx.state.financing_amount else {
+        return;
+    };
+    match cx.config.waterfall.next(amount, &cx.state.attempts) {
+        Step::Ask { lender, amount } => {
+            let lookup = cx.state.facts.as_ref().is_some_and(|f| f.lookup_allowed);
+            cx.state.stage = Stage::Financing(CurrentApplication {
+                lender: lender.clone(),
+                amount,
+                contacted_at: cx.now,
+                phase: if lookup {
+                    LenderPhase::LookingUp
+                } else {
+                    LenderPhase::Starting
+                },
+            });
+            if lookup {
+                cx.command(Action::LookupCardholder { lender, amount });
+            } else {
+                cx.command(Action::StartApplication { lender, amount });
+            }
+        }
+        Step::Finished(outcome) => waterfall_finished(cx, outcome),
+    }
+}
+
+fn start_application(cx: &mut Ctx<'_>, lender: LenderId, amount: Money) {
+    if let Stage::Financing(c) = &mut cx.state.stage {
+        c.phase = LenderPhase::Starting;
+    }
+    cx.command(Action::StartApplication { lender, amount });
+}
+
+fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
+    let Some(amount) = current(cx, lender, |p| !matches!(p, LenderPhase::LookingUp)) else {
+        return cx.ignore("decision from a lender that is not the current one");
+    };
+    match decision {
+        Decision::ApplicationStarted { .. } => {
+            cx.ignore("an application start must arrive as ApplicationOpened");
+        }
+        Decision::Pending { poll_after, .. } => {
+            if !matches!(&cx.state.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::AwaitingPatient { .. }))
+            {
+                return cx.ignore("pending before any application");
+            }
+            let wait = poll_after
+                .unwrap_or(cx.config.poll_interval)
+                .max(cx.config.poll_interval);
+            cx.timer(TimerKind::Poll, cx.now + wait);
+        }
+        final_decision => {
+            let outcome = AttemptOutcome::from_decision(final_decision, amount).unwrap_or(
+                AttemptOutcome::Unrecognized {
+                    raw_status: final_decision.label().into(),
+                },
+            );
+            cx.audit(format!("{lender}: {}", outcome.label()));
+            finish_lender(cx, outcome);
+        }
+    }
+}
+
+fn application_opened(cx: &mut Ctx<'_>, lender: LenderId, handle: ApplicationHandle, link: String) {
+    if cx.state.status == Status::Cancelled {
+        return compensate(cx, Action::CancelApplication { lender, handle });
+    }
+    if current(cx, &lender, |p| matches!(p, LenderPhase::Starting)).is_none() {
+        return cx.ignore("no application being opened at this lender");
+    }
+    if let Stage::Financing(c) = &mut cx.state.stage {
+        c.phase = LenderPhase::AwaitingPatient {
+            handle,
+            link: link.clone(),
+            reminders_sent: 0,
+        };
+    }
+    cx.audit(format!("{lender}: application opened"));
+    cx.command(Action::SendMessage {
+        message: MessageKind::ApplicationLink { lender, link },
+    });
+    cx.timer(TimerKind::Poll, cx.now + cx.config.poll_interval);
+    schedule_reminder(cx, 0);
+}
+
+fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
+    if cx.state.status == Status::WaitingOnStaff && cx.state.failed_action.as_ref() == Some(&action)
+    {
+        // The same failure reported twice: staff already have the task and the note.
+        return cx.ignore("failure already handed to staff");
+    }
+    let label = action.label();
+    cx.audit(format!("{label} failed: {reason}"));
+    let reason = format!("{label} failed: {reason}");
+    if cx.state.status == Status::Cancelled {
+        // Undoing after a withdrawal: staff finish the undo by hand; nothing is retried blindly.
+        cx.state.staff_task = Some(StaffTask {
+            kind: TaskKind::SystemError,
+            reason: reason.clone(),
+        });
+        cx.out.raise_task = Some(StaffTask {
+            kind: TaskKind::SystemError,
+            reason,
+        });
+        if let Stage::Undoing { outstanding } = cx.state.stage {
+            let left = outstanding.saturating_sub(1);
+            cx.state.stage = Stage::Undoing { outstanding: left };
+            if left == 0 {
+                write_outcome_note(cx);
+            }
+        }
+        return;
+    }
+    let note_failed = matches!(action, Action::WriteLedgerNote { .. });
+    cx.state.failed_action = Some(action);
+    if note_failed {
+        // The ledger itself is unreachable: open the task and stop, or the note would fail again.
+        let task = StaffTask {
+            kind: TaskKind::SystemError,
+            reason,
+        };
+        cx.state.staff_task = Some(task.clone());
+        cx.state.status = Status::WaitingOnStaff;
+        cx.state.stage = Stage::Settled;
+        cx.out.clear_timers.extend(ALL_TIMERS);
+        cx.out.raise_task = Some(task);
+        return;
+    }
+    to_staff(cx, TaskKind::SystemError, reason);
+}
+
+fn schedule_reminder(cx: &mut Ctx<'_>, sent: u32) {
+    match cx.config.reminder_delays.get(sent as usize) {
+        Some(delay) => {
+            let base = cx.now;
+            cx.timer(TimerKind::Reminder, base + *delay);
+        }
+        None => cx.timer(TimerKind::GiveUp, cx.now + cx.config.give_up_after),
+    }
+}
+
+fn finish_lender(cx: &mut Ctx<'_>, outcome: AttemptOutcome) {
+    let Stage::Financing(c) = &cx.state.stage else {
+        return;
+    };
+    let attempt = Attempt {
+        lender: c.lender.clone(),
+        amount: c.amount,
+        contacted_at: c.contacted_at,
+        outcome,
+    };
+    cx.state.attempts.push(attempt);
+    cx.clear_lender_timers();
+    next_lender(cx);
+}
+
+fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
+    match (timer, &cx.state.stage) {
+        (TimerKind::Resume, Stage::Deferred) => next_lender(cx),
+        (TimerKind::Poll, Stage::Financing(c)) => match &c.phase {
+            LenderPhase::AwaitingPatient { handle, .. } => {
+                let (lender, handle) = (c.lender.clone(), handle.clone());
+                cx.command(Action::PollApplication { lender, handle });
+            }
+            _ => cx.ignore("poll without an application"),
+        },
+        (TimerKind::Reminder, Stage::Financing(c)) => match &c.phase {
+            LenderPhase::AwaitingPatient {
+                link,
+                reminders_sent,
+                ..
+            } => {
+                let (lender, link, number) = (c.lender.clone(), link.clone(), reminders_sent + 1);
+                if let Stage::Financing(c) = &mut cx.state.stage
+                    && let LenderPhase::AwaitingPatient { reminders_sent, .. } = &mut c.phase
+                {
+                    *reminders_sent = number;
+                }
+                cx.command(Action::SendMessage {
+                    message: MessageKind::Reminder {
+                        lender,
+                        link,
+                        number,
+                    },
+                });
+                schedule_reminder(cx, number);
+            }
+            _ => cx.ignore("reminder without an application"),
+        },
+        (TimerKind::GiveUp, Stage::Financing(c)) => match &c.phase {
+            LenderPhase::AwaitingPatient { handle, .. } => {
+                let (lender, handle) = (c.lender.clone(), handle.clone());
+                cx.audit(format!("{lender}: patient did not finish the application"));
+                cx.command(Action::CancelApplication { lender, handle });
+                finish_lender(cx, AttemptOutcome::Abandoned);
+            }
+            _ => cx.ignore("give-up without an application"),
+        },
+        _ => cx.ignore("timer does not fit the stage"),
+    }
+}
+
+fn in_house_offer(cx: &mut Ctx<'_>, amount: Money) -> Result<Option<InHouseOffer>, String> {
+    match cx.config.in_house {
+        None => Ok(None),
+        Some(terms) => {
+            let terms = InHouseTerms {
+                deposit: DepositRule::None,
+                ..terms
+            };
+            InHouseOffer::compute(amount, &terms)
+                .map(Some)
+                .map_err(|e| format!("the in-house plan cannot be set up: {e}"))
+        }
+    }
+}
+
+fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
+    let deposit = cx.state.deposit.unwrap_or(Money::usd(0));
+    let result = |financed, in_house, path: String| FinancingResult {
+        financed,
+        deposit,
+        in_house,
+        path,
+    };
+    match outcome {
+        WaterfallOutcome::Financed { lender, amount } => {
+            // A lender may approve more than asked (a credit line); it finances what was asked.
+            let amount = cx
+                .state
+                .financing_amount
+                .map_or(amount, |asked| amount.min(asked));
+            cx.state.result = Some(result(
+                Some((lender.clone(), amount)),
+                None,
+                format!("{lender} approved"),
+            ));
+            start_payments(cx);
+        }
+        WaterfallOutcome::CounterofferWithRemainder {
+            lender,
+            approved,
+            remainder,
+            in_house,
+        } => {
+            if in_house {
+                match in_house_offer(cx, remainder) {
+                    Ok(Some(offer)) => {
+                        cx.state.result = Some(result(
+                            Some((lender.clone(), approved)),
+                            Some(offer),
+                            format!("{lender} partial + in-house"),
+                        ));
+                        start_payments(cx);
+                    }
+                    Ok(None) => counteroffer_task(cx, &lender, approved, remainder),
+                    Err(reason) => to_staff(cx, TaskKind::Counteroffer, reason),
+                }
+            } else {
+                counteroffer_task(cx, &lender, approved, remainder);
+            }
+        }
+        WaterfallOutcome::CounterofferForStaff {
+            lender,
+            approved,
+            requested,
+        } => {
+            let remainder = requested.checked_sub(approved).unwrap_or(requested);
+            counteroffer_task(cx, &lender, approved, remainder);
+        }
+        WaterfallOutcome::PatientInactive { lender } => to_staff(
+            cx,
+            TaskKind::PatientQuiet,
+            format!(
+                "the patient did not finish the {lender} application after every reminder; call the patient"
+            ),
+        ),
+        WaterfallOutcome::NoLenderApproved { in_house } => {
+            let amount = cx.state.financing_amount.unwrap_or(deposit);
+            match (in_house, in_house_offer(cx, amount)) {
+                (true, Ok(Some(offer))) => {
+                    cx.state.result = Some(result(None, Some(offer), "in-house plan".into()));
+                    start_payments(cx);
+                }
+                (true, Err(reason)) => to_staff(cx, TaskKind::NoFinancing, reason),
+                _ => to_staff(cx, TaskKind::NoFinancing, "no lender approved and the practice has no in-house plan; discuss payment with the patient".into()),
+            }
+        }
+        other => to_staff(
+            cx,
+            TaskKind::SystemError,
+            format!("the waterfall ended in a way this version does not handle: {other:?}"),
+        ),
+    }
+}
+
+fn counteroffer_task(cx: &mut Ctx<'_>, lender: &LenderId, approved: Money, remainder: Money) {
+    to_staff(
+        cx,
+        TaskKind::Counteroffer,
+        format!(
+            "{lender} approved {approved}, {remainder} short of the amount asked; discuss the counteroffer with the patient"
+        ),
+    );
+}
+
+fn start_payments(cx: &mut Ctx<'_>) {
+    let deposit = cx
+        .state
+        .result
+        .as_ref()
+        .map_or(Money::usd(0), |r| r.deposit);
+    let schedule = cx
+        .state
+        .result
+        .as_ref()
+        .is_some_and(|r| r.in_house.is_some());
+    if deposit.is_zero() && !schedule {
+        return notify(cx);
+    }
+    cx.state.stage = Stage::Payments(PaymentStep::Customer);
+    cx.command(Action::EnsureCustomer);
+}
+
+fn next_payment_step(cx: &mut Ctx<'_>) {
+    let Some(result) = cx.state.result.clone() else {
+        return notify(cx);
+    };
+    if !result.deposit.is_zero() && cx.state.stripe.checkout_session_id.is_none() {
+        cx.state.stage = Stage::Payments(PaymentStep::DepositLink);
+        return cx.command(Action::CreateDepositLink {
+            amount: result.deposit,
+        });
+    }
+    if let Some(offer) = result.in_house
+        && cx.state.stripe.schedule_id.is_none()
+    {
+        cx.state.stage = Stage::Payments(PaymentStep::Schedule);
+        return cx.command(Action::CreateInstallmentSchedule { offer });
+    }
+    notify(cx);
+}
+
+fn notify(cx: &mut Ctx<'_>) {
+    cx.state.stage = Stage::Notifying;
+    cx.command(Action::SendMessage {
+        message: MessageKind::FinancingSummary,
+    });
+}
+
+fn message_done(cx: &mut Ctx<'_>, message: &MessageKind, failure: Option<String>) {
+    if let Some(reason) = &failure {
+        cx.audit(format!("{} undeliverable: {reason}", message.label()));
+    }
+    match (message, &cx.state.stage) {
+        (MessageKind::FinancingSummary, Stage::Notifying) => {
+            if let Some(reason) = failure {
+                // The financing is arranged: the note still goes to the ledger, and staff pass the
+                // summary on by hand.
+                let task = StaffTask {
+                    kind: TaskKind::Unreachable,
+                    reason: format!("the summary could not be sent: {reason}"),
+                };
+                cx.state.staff_task = Some(task.clone());
+                cx.out.raise_task = Some(task);
+            }
+            write_outcome_note(cx);
+        }
+        (MessageKind::FinancingSummary, _) => cx.ignore("summary already handled"),
+        (MessageKind::ApplicationLink { .. } | MessageKind::Reminder { .. }, _)
+            if failure.is_some() =>
+        {
+            if matches!(cx.state.stage, Stage::Financing(_)) {
+                to_staff(cx, TaskKind::Unreachable, "the application link could not be delivered; check the patient's contact details".into());
+            }
+        }
+        _ => cx.audit(format!("{} sent", message.label())),
+    }
+}
+
+fn write_outcome_note(cx: &mut Ctx<'_>) {
+    cx.state.stage = Stage::WritingNote;
+    cx.command(Action::WriteLedgerNote {
+        note: NoteKind::Outcome,
+    });
+}
+
+fn note_written(cx: &mut Ctx<'_>, note: &NoteKind, at: DateTime<Utc>) {
+    match note {
+        NoteKind::Outcome if cx.state.stage == Stage::WritingNote => {
+            cx.state.ledger_written_at.get_or_insert(at);
+            cx.state.stage = Stage::Settled;
+            if cx.state.status == Status::Active {
+                cx.state.status = if cx
+                    .state
+                    .staff_task
+                    .as_ref()
+                    .is_some_and(|t| t.kind != TaskKind::Unreachable)
+                {
+                    Status::WaitingOnStaff
+                } else {
+                    Status::Done
+                };
+            }
+            cx.audit(format!(
+                "ledger note written; workflow {}",
+                cx.state.status.label()
+            ));
+        }
+        NoteKind::Outcome => cx.ignore("outcome note already written"),
+        NoteKind::Payment { stripe_id, .. } => cx.audit(format!("payment {stripe_id} noted")),
+    }
+}
+
+fn to_staff(cx: &mut Ctx<'_>, kind: TaskKind, reason: String) {
+    let task = StaffTask { kind, reason };
+    cx.state.staff_task = Some(task.clone());
+    cx.state.status = Status::WaitingOnStaff;
+    cx.out.clear_timers.extend(ALL_TIMERS);
+    cx.audit(format!("staff task: {}", kind.label()));
+    cx.out.raise_task = Some(task);
+    cx.state.stage = Stage::WritingNote;
+    cx.command(Action::WriteLedgerNote {
+        note: NoteKind::Outcome,
+    });
+}
+
+fn undo_actions(cx: &Ctx<'_>) -> Vec<Action> {
+    let mut undo = Vec::new();
+    if let Stage::Financing(c) = &cx.state.stage
+        && let LenderPhase::AwaitingPatient { handle, .. } = &c.phase
+    {
+        undo.push(Action::CancelApplication {
+            lender: c.lender.clone(),
+            handle: handle.clone(),
+        });
+    }
+    if let Some(schedule_id) = &cx.state.stripe.schedule_id {
+        undo.push(Action::CancelSchedule {
+            schedule_id: schedule_id.clone(),
+        });
+    }
+    if let Some(session_id) = &cx.state.stripe.checkout_session_id {
+        undo.push(Action::ExpireDepositLink {
+            session_id: session_id.clone(),
+        });
+    }
+    undo
+}
+
+fn withdraw(cx: &mut Ctx<'_>, reason: &str) {
+    if cx.state.status == Status::Cancelled {
+        return cx.ignore("already cancelled");
+    }
+    cx.audit(format!("plan withdrawn in the practice system: {reason}"));
+    cancel(cx);
+}
+
+/// Undoes something that came into existence after the workflow was cancelled (a call that was
+/// already queued, or in its retry wait, when the plan was withdrawn).
+fn compensate(cx: &mut Ctx<'_>, undo: Action) {
+    cx.audit(format!(
+        "created after cancellation; undoing: {}",
+        undo.label()
+    ));
+    if let Stage::Undoing { outstanding } = cx.state.stage {
+        cx.state.stage = Stage::Undoing {
+            outstanding: outstanding + 1,
+        };
+    }
+    cx.command(undo);
+}
+
+fn cancel(cx: &mut Ctx<'_>) {
+    let undo = undo_actions(cx);
+    cx.state.status = Status::Cancelled;
+    cx.state.staff_task = None;
+    cx.out.clear_timers.extend(ALL_TIMERS);
+    // Queued messages (a summary, a reminder) must not reach the patient of a withdrawn plan;
+    // queued creations still run and are undone when their result arrives (`compensate`).
+    cx.out.drop_pending_messages = true;
+    if undo.is_empty() {
+        write_outcome_note(cx);
+        return;
+    }
+    cx.state.stage = Stage::Undoing {
+        outstanding: undo.len() as u32,
+    };
+    for action in undo {
+        cx.command(action);
+    }
+}
+
+fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
+    if cx.state.stripe.customer_id.is_none() {
+        return cx.ignore("payment for a workflow without Stripe objects");
+    }
+    match fact {
+        PaymentFact::Paid { stripe_id, amount } => {
+            if cx.state.stripe.payments_noted.contains(&stripe_id) {
+                return cx.ignore("payment already noted");
+            }
+            cx.state.stripe.payments_noted.push(stripe_id.clone());
+            cx.command(Action::WriteLedgerNote {
+                note: NoteKind::Payment { stripe_id, amount },
+            });
+        }
+        PaymentFact::Failed { stripe_id } => {
+            if cx.state.stripe.failures_handled.contains(&stripe_id) {
+                return cx.ignore("failure already handled");
+            }
+            cx.state.stripe.failures_handled.push(stripe_id);
+            cx.command(Action::SendMessage {
+                message: MessageKind::PaymentFailed,
+            });
+            let task = StaffTask {
+                kind: TaskKind::PaymentFailed,
+                reason: "a scheduled payment failed; Stripe retries it, and the patient was told"
+                    .into(),
+            };
+            cx.out.raise_task = Some(task);
+        }
+        PaymentFact::ScheduleCompleted => cx.audit("installment schedule completed"),
+    }
+}
+
+fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
+    match action {
+        StaffAction::Cancel => {
+            if cx.state.status == Status::Cancelled {
+                return cx.ignore("already cancelled");
+            }
+            cx.audit("cancelled by staff");
+            cancel(cx);
+        }
+        StaffAction::MarkHandled => {
+            if cx.state.status != Status::WaitingOnStaff {
+                return cx.ignore("no open task");
+            }
+            cx.state.staff_task = None;
+            cx.state.status = Status::Done;
+            cx.audit("task handled by staff");
+        }
+        StaffAction::Retry => {
+            if cx.state.status != Status::WaitingOnStaff {
+                return cx.ignore("nothing to retry");
+            }
+            let kind = cx.state.staff_task.as_ref().map(|t| t.kind);
+            cx.state.staff_task = None;
+            cx.state.status = Status::Active;
+            cx.audit("retried by staff");
+            match (kind, cx.state.failed_action.take()) {
+                (Some(TaskKind::SystemError), Some(action)) => {
+                    restore_stage_for(cx, &action);
+                    cx.command(action);
+                }
+                _ => {
+                    // Bad data, an unreachable patient, a quiet patient: start again from the plan.
+                    let attempts = std::mem::take(&mut cx.state.attempts);
+                    cx.audit(format!(
+                        "starting over; {} earlier lender attempts kept in the audit trail",
+                        attempts.len()
+                    ));
+                    cx.state.stage = Stage::LoadingPlan;
+                    cx.state.split = None;
+                    cx.state.result = None;
+                    cx.state.ledger_written_at = None;
+                    cx.command(Action::LoadPlan);
+                }
+            }
+        }
+        StaffAction::ResendLink => match &cx.state.stage {
+            Stage::Financing(c) => match &c.phase {
+                LenderPhase::AwaitingPatient { link, .. } => {
+                    let message = MessageKind::ApplicationLink {
+                        lender: c.lender.clone(),
+                        link: link.clone(),
+                    };
+                    cx.command(Action::SendMessage { message });
+                }
+                _ => cx.ignore("no link to resend"),
+            },
+            _ => cx.ignore("no link to resend"),
+        },
+    }
+}
+
+/// Puts the stage back where a retried action expects it.
+fn restore_stage_for(cx: &mut Ctx<'_>, action: &Action) {
+    cx.state.stage = match action {
+        Action::LoadPlan => Stage::LoadingPlan,
+        Action::EnsureCustomer => Stage::Payments(PaymentStep::Customer),
+        Action::CreateDepositLink { .. } => Stage::Payments(PaymentStep::DepositLink),
+        Action::CreateInstallmentSchedule { .. } => Stage::Payments(PaymentStep::Schedule),
+        Action::SendMessage {
+            message: MessageKind::FinancingSummary,
+        } => Stage::Notifying,
+        Action::WriteLedgerNote {
+            note: NoteKind::Outcome,
+        } => Stage::WritingNote,
+        _ => cx.state.stage.clone(),
+    };
+}

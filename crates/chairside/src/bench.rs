@@ -1,0 +1,1410 @@
+//! `chairside bench`: plans through the sandbox at zero added latency and at a realistic latency
+//! profile, and workflows parked waiting on patients, with the figures that say what Chairside
+//! costs to run.
+//!
+//! The sandbox runs as a separate process (the `sandbox` binary, started with `--admin`), so the
+//! CPU time measured here is the orchestrator's alone: the runner, the store, the clients and the
+//! HTTP surface that receives the sandbox's webhooks and serves the patient pages. Every figure
+//! is measured from the moment the plans are seeded and accepted in the practice systems.
+//!
+//! Not a timed test: nothing here asserts on speed. The exit code only says whether every
+//! workflow ended where its persona says and the sandbox's invariants held. The recorded figures,
+//! the machine and what they mean are in `docs/performance.md`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use financing_core::PracticeId;
+use sandbox::{Persona, SandboxConfig, SandboxUrls, SeededCase, System};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncBufReadExt as _;
+use url::Url;
+
+use crate::demo::world::{Expected, PRACTICES, Stack, Surface, WorldOptions};
+use chairside_workflow::{LenderPhase, Stage, WorkflowState};
+
+/// A latency profile of the external systems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Every stand-in answers as fast as it can (loopback).
+    Zero,
+    /// Practice systems and Twilio 200 ms, CareCredit and Sunbit 800 ms, Stripe 300 ms, added
+    /// to every request.
+    Realistic,
+}
+
+impl Profile {
+    /// The added latency per system, in milliseconds.
+    pub fn latencies(self) -> &'static [(System, u64)] {
+        match self {
+            Self::Zero => &[],
+            Self::Realistic => &[
+                (System::Dentrix, 200),
+                (System::NexHealth, 200),
+                (System::OpenDental, 200),
+                (System::CareCredit, 800),
+                (System::Sunbit, 800),
+                (System::Stripe, 300),
+                (System::Twilio, 200),
+            ],
+        }
+    }
+
+    /// `zero` or `realistic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Zero => "zero",
+            Self::Realistic => "realistic",
+        }
+    }
+}
+
+/// Options of `chairside bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Plans to run to their end in each latency profile (0 skips this part).
+    #[arg(long, default_value_t = 300)]
+    pub plans: usize,
+    /// Latency profiles to run, comma-separated: zero (loopback as is), realistic (practice
+    /// systems and SMS 200 ms, lenders 800 ms, Stripe 300 ms).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "zero,realistic"
+    )]
+    pub profiles: Vec<Profile>,
+    /// Workflows to park waiting on patients who never answer (0 skips this part).
+    #[arg(long, default_value_t = 10_000)]
+    pub parked: usize,
+    /// Patient personas, comma-separated, given to the plans in turn (plans go to the three demo
+    /// practices in turn too). The default's outcomes are the same at every demo practice;
+    /// `partial_approval` ends differently behind NexHealth, which reports no insurance estimates.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "instant_approval,decline_first_approve_second,decline_everywhere,pending_then_approved"
+    )]
+    pub personas: Vec<String>,
+    /// Workflows the runner works on at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seconds between reminders to a patient who has not finished an application (and before
+    /// giving up after the last). Long by default, so that no persona that answers is reminded.
+    #[arg(long, default_value_t = 60)]
+    pub reminder_secs: u64,
+    /// How often the practice systems are asked for newly accepted plans, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub pms_poll_ms: u64,
+    /// Give up on one part of the benchmark after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
+    /// The `sandbox` binary. By default it is built with cargo when run from the repository,
+    /// else looked for next to this program.
+    #[arg(long)]
+    pub sandbox_bin: Option<PathBuf>,
+    /// Directory for the SQLite files (a temporary directory when omitted).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Also print the figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Default for BenchArgs {
+    /// The command line's defaults.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        <Defaults as clap::Parser>::parse_from(["bench"]).args
+    }
+}
+
+/// The machine the figures were taken on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Logical CPUs available to this process.
+    pub cpus: usize,
+    /// Total memory, MiB.
+    pub memory_mib: u64,
+    /// The CPU model, as `/proc/cpuinfo` names it.
+    pub cpu_model: String,
+    /// The kernel release.
+    pub kernel: String,
+}
+
+/// The figures of one latency profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFigures {
+    /// The profile.
+    pub profile: Profile,
+    /// Plans seeded and accepted.
+    pub workflows: usize,
+    /// Workflows that settled (done, with staff, or cancelled) before the timeout.
+    pub settled: usize,
+    /// Workflows that ended where their persona says.
+    pub as_expected: usize,
+    /// Workflows with exactly one ledger note in their practice system.
+    pub with_one_note: usize,
+    /// Broken sandbox invariants (duplicate Stripe objects, compliance violations).
+    pub problems: Vec<String>,
+    /// Workflows that ended off their persona's path (practice, persona, where it ended).
+    pub off_path: Vec<String>,
+    /// From seeding to the last ledger note, seconds.
+    pub elapsed_s: f64,
+    /// Workflows per second over `elapsed_s`.
+    pub workflows_per_s: f64,
+    /// Operatory-to-ledger time (plan accepted in the practice system to ledger note written, by
+    /// this process's clock), median, ms.
+    pub o2l_p50_ms: f64,
+    /// Operatory-to-ledger time, 99th percentile, ms.
+    pub o2l_p99_ms: f64,
+    /// Operatory-to-ledger time, mean, ms.
+    pub o2l_mean_ms: f64,
+    /// External calls made for the workflows (through the ports: one call may be several HTTP
+    /// requests, a token refresh or a retry).
+    pub external_calls: u64,
+    /// Calls made polling the practice systems for accepted plans.
+    pub poll_calls: u64,
+    /// Time the workflows spent waiting on external calls, per workflow, ms.
+    pub external_wait_per_workflow_ms: f64,
+    /// Mean operatory-to-ledger time minus the external wait per workflow, ms: the orchestrator's
+    /// own work, queueing for a runner slot, timers (lender status polls) and the patient.
+    pub not_external_per_workflow_ms: f64,
+    /// Workflow steps committed.
+    pub steps: u64,
+    /// This process's user + system CPU time during the run, ms.
+    pub cpu_ms: f64,
+    /// CPU time per workflow, ms.
+    pub cpu_per_workflow_ms: f64,
+    /// CPU time per external call (workflow calls and polls), ms.
+    pub cpu_per_external_call_ms: f64,
+    /// Of `cpu_ms`, the time on SQLite's threads (sqlx runs each connection on its own), ms.
+    pub sqlite_cpu_ms: f64,
+    /// The sandbox process's CPU time during the run, ms (for comparison; not ours).
+    pub sandbox_cpu_ms: f64,
+    /// Store write transactions, the practice-system polls' cursor writes left out.
+    pub write_transactions: u64,
+    /// Write transactions per workflow.
+    pub writes_per_workflow: f64,
+    /// This process's peak resident memory during the run (`VmHWM`), MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// The figures of the parked workflows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParkedFigures {
+    /// Plans seeded for patients who never answer.
+    pub seeded: usize,
+    /// Workflows found waiting on the patient at the end.
+    pub awaiting_patient: usize,
+    /// From seeding until the last of them was parked, seconds.
+    pub elapsed_s: f64,
+    /// This process's CPU time parking them, ms.
+    pub cpu_ms: f64,
+    /// Resident memory before seeding, MiB.
+    pub rss_before_mib: f64,
+    /// Resident memory with every workflow parked, MiB.
+    pub rss_after_mib: f64,
+    /// Peak resident memory while parking them, MiB.
+    pub peak_rss_mib: f64,
+    /// The SQLite database (with its WAL) before seeding, MiB.
+    pub sqlite_before_mib: f64,
+    /// The SQLite database (with its WAL) with every workflow parked, MiB.
+    pub sqlite_after_mib: f64,
+    /// The sandbox process's resident memory at the end, MiB (for comparison; not ours).
+    pub sandbox_rss_mib: f64,
+}
+
+/// Everything the benchmark measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Where.
+    pub machine: Machine,
+    /// The runner's concurrency.
+    pub concurrency: usize,
+    /// The personas given to the plans, in turn.
+    pub personas: Vec<String>,
+    /// One per latency profile.
+    pub runs: Vec<RunFigures>,
+    /// The parked workflows, unless skipped.
+    pub parked: Option<ParkedFigures>,
+}
+
+impl BenchReport {
+    /// Whether every workflow ended where its persona says with one ledger note, no invariant
+    /// broke, and every parked workflow was found waiting on its patient.
+    pub fn all_as_expected(&self) -> bool {
+        self.runs.iter().all(|r| {
+            r.as_expected == r.workflows && r.with_one_note == r.workflows && r.problems.is_empty()
+        }) && self
+            .parked
+            .as_ref()
+            .is_none_or(|p| p.awaiting_patient == p.seeded)
+    }
+}
+
+/// Runs the benchmark and prints its table. Returns the process exit code: 0 when every workflow
+/// ended where its persona says (see [`BenchReport::all_as_expected`]); speed never fails it.
+///
+/// # Errors
+/// The sandbox could not be found or started, the store could not be opened, or a part of the
+/// benchmark did not finish before `--timeout-secs`.
+pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    let report = measure(&args).await?;
+    print(&report, &args);
+    Ok(if report.all_as_expected() { 0 } else { 1 })
+}
+
+/// Runs the benchmark and returns its figures without printing them.
+///
+/// # Errors
+/// As [`run`].
+pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let personas = args
+        .personas
+        .iter()
+        .map(|name| {
+            Persona::ALL
+                .into_iter()
+                .find(|p| p.name() == name.trim())
+                .with_context(|| format!("--personas: unknown persona '{name}'"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(
+        !personas.is_empty(),
+        "--personas: name at least one persona"
+    );
+    let bin = sandbox_binary(args.sandbox_bin.as_deref()).await?;
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::tempdir().context("temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .context("http client")?;
+    let mut runs = Vec::new();
+    let profiles = if args.plans == 0 {
+        &[][..]
+    } else {
+        &args.profiles[..]
+    };
+    for profile in profiles {
+        tracing::info!(
+            profile = profile.name(),
+            plans = args.plans,
+            "running plans through the sandbox"
+        );
+        let run_dir = dir.join(profile.name());
+        std::fs::create_dir_all(&run_dir).context("run directory")?;
+        runs.push(run_profile(args, *profile, &personas, &bin, &run_dir, &http).await?);
+    }
+    let parked = if args.parked > 0 {
+        tracing::info!(
+            workflows = args.parked,
+            "parking workflows on patients who never answer"
+        );
+        let run_dir = dir.join("parked");
+        std::fs::create_dir_all(&run_dir).context("run directory")?;
+        Some(run_parked(args, &bin, &run_dir, &http).await?)
+    } else {
+        None
+    };
+    Ok(BenchReport {
+        machine: machine(),
+        concurrency: args.concurrency,
+        personas: personas.iter().map(|p| p.name().to_owned()).collect(),
+        runs,
+        parked,
+    })
+}
+
+/// The demo world's options for a benchmark run.
+fn world_options(args: &BenchArgs) -> WorldOptions {
+    WorldOptions {
+        concurrency: args.concurrency.max(1),
+        reminder_every: Duration::from_secs(args.reminder_secs),
+        ..WorldOptions::default()
+    }
+}
+
+/// Counters of this process and the runner at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    cpu: Duration,
+    sqlite_cpu: Duration,
+    sandbox_cpu: Duration,
+    calls: u64,
+    nanos: u64,
+    steps: u64,
+    writes: u64,
+}
+
+impl Snapshot {
+    fn take(stack: &Stack, sandbox: &SandboxProcess) -> Self {
+        let stats = stack.runner.stats();
+        Self {
+            cpu: proc::cpu_time("self").unwrap_or_default(),
+            // sqlx runs each SQLite connection on a thread of its own.
+            sqlite_cpu: proc::threads_cpu_time(SQLITE_THREADS),
+            sandbox_cpu: sandbox.cpu_time().unwrap_or_default(),
+            calls: stats.external_calls.load(Ordering::Relaxed),
+            nanos: stats.external_nanos.load(Ordering::Relaxed),
+            steps: stats.steps.load(Ordering::Relaxed),
+            writes: stack.store.counters().write_transactions,
+        }
+    }
+}
+
+/// The name (cut to 15 bytes) of sqlx's SQLite worker threads.
+const SQLITE_THREADS: &str = "sqlx-sqlite-wor";
+
+/// What polling the practice systems cost, kept apart from the workflows' own calls.
+#[derive(Debug, Default)]
+struct PollTally {
+    polls: AtomicU64,
+    nanos: AtomicU64,
+    created: AtomicUsize,
+}
+
+/// When a drive is finished.
+#[derive(Debug, Clone, Copy)]
+enum Until<'a> {
+    /// This many workflows have settled. The sandbox's count of ledger notes says when to look:
+    /// asking it costs this process next to nothing, unlike reading every workflow.
+    Settled {
+        workflows: usize,
+        sandbox: &'a SandboxProcess,
+        http: &'a reqwest::Client,
+    },
+    /// This many workflows were created and nothing was due for a second.
+    Quiet(usize),
+}
+
+/// Polls the practice systems every `poll_every` in the background and runs due work until
+/// `until` holds. Returns the poll tally, whether `until` held within `timeout`, and when the
+/// runner last had work.
+async fn drive(
+    stack: &Stack,
+    poll_every: Duration,
+    until: Until<'_>,
+    timeout: Duration,
+) -> anyhow::Result<(Arc<PollTally>, bool, Instant)> {
+    let tally = Arc::new(PollTally::default());
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let poller = {
+        let runner = stack.runner.clone();
+        let tally = tally.clone();
+        tokio::spawn(async move {
+            loop {
+                let started = Instant::now();
+                match runner.poll().await {
+                    Ok(n) => {
+                        tally.created.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "polling the practice systems failed"),
+                }
+                tally.polls.fetch_add(1, Ordering::Relaxed);
+                tally
+                    .nanos
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                tokio::select! {
+                    () = tokio::time::sleep(poll_every) => {}
+                    _ = stop_rx.changed() => break,
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut last_work = Instant::now();
+    let mut last_check = Instant::now();
+    let mut last_progress = Instant::now();
+    let outcome = loop {
+        let worked = match stack.runner.tick().await {
+            Ok(n) => n,
+            Err(e) => break Err(anyhow::Error::from(e).context("running workflows")),
+        };
+        if worked > 0 {
+            last_work = Instant::now();
+        }
+        if last_check.elapsed() >= Duration::from_millis(250) {
+            last_check = Instant::now();
+            let created = tally.created.load(Ordering::Relaxed);
+            let done = match until {
+                Until::Settled {
+                    workflows,
+                    sandbox,
+                    http,
+                } => {
+                    let notes = match sandbox.ledger_notes(http).await {
+                        Ok(n) => n,
+                        Err(e) => break Err(e),
+                    };
+                    if last_progress.elapsed() >= Duration::from_secs(5) {
+                        last_progress = Instant::now();
+                        tracing::info!(notes, of = workflows, "ledger notes written so far");
+                    }
+                    notes >= workflows
+                        && match stack.settled().await {
+                            Ok(settled) => settled >= workflows,
+                            Err(e) => break Err(e),
+                        }
+                }
+                Until::Quiet(n) => {
+                    if last_progress.elapsed() >= Duration::from_secs(5) {
+                        last_progress = Instant::now();
+                        tracing::info!(created, of = n, "workflows created so far");
+                    }
+                    created >= n && last_work.elapsed() >= Duration::from_secs(1)
+                }
+            };
+            if done {
+                break Ok(true);
+            }
+        }
+        if started.elapsed() > timeout {
+            break Ok(false);
+        }
+        if worked == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = poller.await;
+    Ok((tally, outcome?, last_work))
+}
+
+async fn run_profile(
+    args: &BenchArgs,
+    profile: Profile,
+    personas: &[Persona],
+    bin: &Path,
+    dir: &Path,
+    http: &reqwest::Client,
+) -> anyhow::Result<RunFigures> {
+    let surface = Surface::bind().await?;
+    let sandbox = SandboxProcess::spawn(bin, &surface, profile.latencies()).await?;
+    let options = world_options(args);
+    let stack = Stack::start(surface, dir, &options, &sandbox.urls, &sandbox.config).await?;
+
+    // Which practice and persona each plan gets, in turn; seeded one request per group.
+    let mut groups: BTreeMap<(usize, usize), u32> = BTreeMap::new();
+    for i in 0..args.plans {
+        *groups
+            .entry((i % PRACTICES.len(), i % personas.len()))
+            .or_default() += 1;
+    }
+
+    proc::reset_peak_rss();
+    let before = Snapshot::take(&stack, &sandbox);
+    let seeded_at = Utc::now();
+    // Each plan's persona and when it was accepted by our clock: the practice systems' own
+    // acceptance times are coarser (Open Dental keeps whole seconds).
+    let mut cases: HashMap<(PracticeId, String), (Persona, DateTime<Utc>)> = HashMap::new();
+    for ((practice, persona), count) in groups {
+        let spec = &PRACTICES[practice];
+        let accepted_at = Utc::now();
+        for case in sandbox
+            .seed(http, spec.pms.name(), personas[persona], count)
+            .await?
+        {
+            cases.insert(
+                (PracticeId::new(spec.id), case.plan.pms_id),
+                (personas[persona], accepted_at),
+            );
+        }
+    }
+    let (tally, settled_in_time, _) = drive(
+        &stack,
+        Duration::from_millis(args.pms_poll_ms),
+        Until::Settled {
+            workflows: args.plans,
+            sandbox: &sandbox,
+            http,
+        },
+        Duration::from_secs(args.timeout_secs),
+    )
+    .await?;
+    let after = Snapshot::take(&stack, &sandbox);
+    let peak_rss = proc::status_kib("self", "VmHWM").unwrap_or_default();
+    if !settled_in_time {
+        tracing::warn!(
+            profile = profile.name(),
+            "not every workflow settled before the timeout"
+        );
+    }
+
+    // What happened to each workflow.
+    let rows = stack.store.workflows(None, None, u32::MAX).await?;
+    let invariants = sandbox.invariants(http).await?;
+    let notes = invariants.notes_per_workflow();
+    let mut o2l = Vec::new();
+    let mut last_note: Option<DateTime<Utc>> = None;
+    let (mut settled, mut as_expected, mut with_one_note) = (0, 0, 0);
+    let mut off_path = Vec::new();
+    for row in &rows {
+        let state = &row.state;
+        let key = (state.key.practice_id.clone(), state.key.plan_id.to_string());
+        let Some((persona, accepted_at)) = cases.get(&key) else {
+            continue;
+        };
+        if state.stage == Stage::Settled && row.next_action.is_none() {
+            settled += 1;
+        }
+        let expected = Expected::of(*persona);
+        if expected.matches(state) {
+            as_expected += 1;
+        } else {
+            let ended = match (&state.staff_task, &state.result) {
+                (Some(t), _) => format!("staff: {}", t.kind.label()),
+                (None, Some(r)) => r.path.clone(),
+                (None, None) => state.stage_label(),
+            };
+            off_path.push(format!(
+                "{} {}: ended {ended}, expected {}",
+                state.key.practice_id,
+                persona.name(),
+                expected.describe()
+            ));
+        }
+        if notes.get(state.id.as_str()).copied() == Some(1) {
+            with_one_note += 1;
+        }
+        if let Some(written) = state.ledger_written_at {
+            o2l.push((written - *accepted_at).to_std().unwrap_or_default());
+        }
+        last_note = last_note.max(state.ledger_written_at);
+    }
+    o2l.sort();
+    let n = args.plans.max(1) as f64;
+    let elapsed = last_note
+        .and_then(|t| (t - seeded_at).to_std().ok())
+        .unwrap_or_default();
+    let polls = tally.polls.load(Ordering::Relaxed);
+    // `Runner::poll` asks each practice system once.
+    let poll_calls = polls * PRACTICES.len() as u64;
+    let calls = after.calls - before.calls;
+    let workflow_calls = calls.saturating_sub(poll_calls);
+    // A poll's wall time is its practice system's answer plus one small cursor write.
+    let workflow_nanos =
+        (after.nanos - before.nanos).saturating_sub(tally.nanos.load(Ordering::Relaxed));
+    let external_wait_ms = workflow_nanos as f64 / 1e6 / n;
+    let o2l_mean_ms = mean_ms(&o2l);
+    let cpu_ms = ms(after.cpu.saturating_sub(before.cpu));
+    // Every poll commits its cursor, whether or not it found anything.
+    let writes = (after.writes - before.writes).saturating_sub(poll_calls);
+
+    sandbox.stop().await;
+    stack.stop().await;
+    Ok(RunFigures {
+        profile,
+        workflows: args.plans,
+        settled,
+        as_expected,
+        with_one_note,
+        problems: invariants.problems(),
+        off_path,
+        elapsed_s: elapsed.as_secs_f64(),
+        workflows_per_s: if elapsed.is_zero() {
+            0.0
+        } else {
+            args.plans as f64 / elapsed.as_secs_f64()
+        },
+        o2l_p50_ms: percentile_ms(&o2l, 0.50),
+        o2l_p99_ms: percentile_ms(&o2l, 0.99),
+        o2l_mean_ms,
+        external_calls: workflow_calls,
+        poll_calls,
+        external_wait_per_workflow_ms: external_wait_ms,
+        not_external_per_workflow_ms: o2l_mean_ms - external_wait_ms,
+        steps: after.steps - before.steps,
+        cpu_ms,
+        cpu_per_workflow_ms: cpu_ms / n,
+        cpu_per_external_call_ms: if calls == 0 {
+            0.0
+        } else {
+            cpu_ms / calls as f64
+        },
+        sqlite_cpu_ms: ms(after.sqlite_cpu.saturating_sub(before.sqlite_cpu)),
+        sandbox_cpu_ms: ms(after.sandbox_cpu.saturating_sub(before.sandbox_cpu)),
+        write_transactions: writes,
+        writes_per_workflow: writes as f64 / n,
+        peak_rss_mib: mib(peak_rss),
+    })
+}
+
+async fn run_parked(
+    args: &BenchArgs,
+    bin: &Path,
+    dir: &Path,
+    http: &reqwest::Client,
+) -> anyhow::Result<ParkedFigures> {
+    let surface = Surface::bind().await?;
+    let sandbox = SandboxProcess::spawn(bin, &surface, Profile::Zero.latencies()).await?;
+    // Reminders and lender status polls far away: the workflows sit waiting on the patient.
+    let options = WorldOptions {
+        reminder_every: Duration::from_secs(7 * 86_400),
+        poll_every: Duration::from_secs(86_400),
+        ..world_options(args)
+    };
+    let stack = Stack::start(surface, dir, &options, &sandbox.urls, &sandbox.config).await?;
+    let db = dir.join("chairside.sqlite");
+
+    proc::reset_peak_rss();
+    let rss_before = proc::status_kib("self", "VmRSS").unwrap_or_default();
+    let sqlite_before = sqlite_bytes(&db);
+    let cpu_before = proc::cpu_time("self").unwrap_or_default();
+    let started = Instant::now();
+    const CHUNK: usize = 500;
+    // Not the Dentrix practice: the sandbox's Dentrix stand-in renders every record it holds for
+    // each request, which makes thousands of plans there quadratic in the sandbox's time (not
+    // ours). Open Dental's and NexHealth's stand-ins scale far better.
+    let parked_at: Vec<_> = PRACTICES
+        .iter()
+        .filter(|p| p.pms != sandbox::Pms::Dentrix)
+        .collect();
+    let mut left = args.parked;
+    let mut turn = 0;
+    while left > 0 {
+        let count = left.min(CHUNK);
+        let spec = parked_at[turn % parked_at.len()];
+        sandbox
+            .seed(http, spec.pms.name(), Persona::NeverCompletes, count as u32)
+            .await?;
+        left -= count;
+        turn += 1;
+    }
+    let (_, quiet_in_time, last_work) = drive(
+        &stack,
+        Duration::from_millis(args.pms_poll_ms),
+        Until::Quiet(args.parked),
+        Duration::from_secs(args.timeout_secs),
+    )
+    .await?;
+    if !quiet_in_time {
+        tracing::warn!("not every parked workflow was created before the timeout");
+    }
+    let cpu_after = proc::cpu_time("self").unwrap_or_default();
+    let rss_after = proc::status_kib("self", "VmRSS").unwrap_or_default();
+    let peak = proc::status_kib("self", "VmHWM").unwrap_or_default();
+    let sqlite_after = sqlite_bytes(&db);
+    let sandbox_rss = sandbox.rss_kib().unwrap_or_default();
+
+    let rows = stack.store.workflows(None, None, u32::MAX).await?;
+    let awaiting_patient = rows
+        .iter()
+        .filter(|r| awaiting_patient(&r.state) && r.next_action.is_none())
+        .count();
+    sandbox.stop().await;
+    stack.stop().await;
+    Ok(ParkedFigures {
+        seeded: args.parked,
+        awaiting_patient,
+        elapsed_s: last_work.saturating_duration_since(started).as_secs_f64(),
+        cpu_ms: ms(cpu_after.saturating_sub(cpu_before)),
+        rss_before_mib: mib(rss_before),
+        rss_after_mib: mib(rss_after),
+        peak_rss_mib: mib(peak),
+        sqlite_before_mib: sqlite_before as f64 / (1024.0 * 1024.0),
+        sqlite_after_mib: sqlite_after as f64 / (1024.0 * 1024.0),
+        sandbox_rss_mib: mib(sandbox_rss),
+    })
+}
+
+fn awaiting_patient(state: &WorkflowState) -> bool {
+    matches!(&state.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::AwaitingPatient { .. }))
+}
+
+/// The database file with its WAL and shared-memory index.
+fn sqlite_bytes(db: &Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| {
+            let mut path = db.as_os_str().to_owned();
+            path.push(suffix);
+            std::fs::metadata(PathBuf::from(path)).ok()
+        })
+        .map(|m| m.len())
+        .sum()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn mean_ms(sorted: &[Duration]) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted.iter().map(|d| ms(*d)).sum::<f64>() / sorted.len() as f64
+}
+
+/// Nearest-rank percentile of sorted durations, ms (0 when empty).
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    ms(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == "model name").then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| proc::field_kib(&m, "MemTotal"))
+        .unwrap_or_default();
+    Machine {
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        memory_mib: memory_kib / 1024,
+        cpu_model,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned()),
+    }
+}
+
+/// Reading this process's (and the sandbox's) CPU time and memory from `/proc`.
+mod proc {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    /// Clock ticks per second of `/proc/*/stat` (`getconf CLK_TCK`; 100 on Linux).
+    fn ticks_per_second() -> u64 {
+        static TICKS: OnceLock<u64> = OnceLock::new();
+        *TICKS.get_or_init(|| {
+            std::process::Command::new("getconf")
+                .arg("CLK_TCK")
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .and_then(|s| s.trim().parse().ok())
+                .filter(|t| *t > 0)
+                .unwrap_or(100)
+        })
+    }
+
+    /// User + system CPU time of every thread of process `pid` (`self` for this one).
+    pub(super) fn cpu_time(pid: &str) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces and parentheses; the fields after its last `)` start
+        // with the state (field 3). utime and stime are fields 14 and 15.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        let ticks = ticks_per_second();
+        Some(Duration::from_nanos(
+            (utime + stime).saturating_mul(1_000_000_000) / ticks,
+        ))
+    }
+
+    /// A `kB` field (`VmRSS`, `VmHWM`, `MemTotal`) of a `/proc` status-like text.
+    pub(super) fn field_kib(text: &str, field: &str) -> Option<u64> {
+        text.lines().find_map(|l| {
+            let value = l.strip_prefix(field)?.strip_prefix(':')?;
+            value.trim().trim_end_matches("kB").trim().parse().ok()
+        })
+    }
+
+    /// A `kB` field of `/proc/{pid}/status`.
+    pub(super) fn status_kib(pid: &str, field: &str) -> Option<u64> {
+        field_kib(
+            &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+            field,
+        )
+    }
+
+    /// CPU time of this process's threads whose name starts with `prefix` (a thread's name is cut
+    /// to 15 bytes). Threads that already ended are not counted.
+    pub(super) fn threads_cpu_time(prefix: &str) -> Duration {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Duration::ZERO;
+        };
+        tasks
+            .filter_map(Result::ok)
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|name| name.starts_with(prefix))
+            })
+            .filter_map(|task| {
+                let tid = task.file_name();
+                cpu_time(&format!("self/task/{}", tid.to_string_lossy()))
+            })
+            .sum()
+    }
+
+    /// Resets this process's peak resident memory (`VmHWM`) to its current size, so each part of
+    /// the benchmark reports its own peak. Harmless where the kernel refuses.
+    pub(super) fn reset_peak_rss() {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+}
+
+/// Finds the `sandbox` binary: `explicit` when given; built (a no-op when fresh) with the cargo
+/// that runs us, in our profile, when run from the repository; else next to this program.
+async fn sandbox_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    if let Some(cargo) = std::env::var_os("CARGO")
+        && manifest.is_file()
+    {
+        let mut cmd = tokio::process::Command::new(cargo);
+        cmd.args([
+            "build",
+            "--package",
+            "sandbox",
+            "--bin",
+            "sandbox",
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        tracing::info!("building the sandbox binary");
+        let out = cmd.output().await.context("running cargo build")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "cargo build -p sandbox failed ({})",
+            out.status
+        );
+        let built = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<CargoMessage>(l).ok())
+            .filter(|m| m.reason == "compiler-artifact" && m.target.name == "sandbox")
+            .find_map(|m| m.executable);
+        if let Some(path) = built {
+            return Ok(path);
+        }
+    }
+    let exe = std::env::current_exe().context("locating this program")?;
+    // target/<profile>/chairside, or target/<profile>/deps/<test binary>.
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("sandbox"))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| {
+            format!(
+                "no sandbox binary next to {}; build it (cargo build --release -p sandbox) or pass --sandbox-bin",
+                exe.display()
+            )
+        })
+}
+
+/// The part of a cargo JSON message that names a built executable.
+#[derive(Deserialize)]
+struct CargoMessage {
+    reason: String,
+    #[serde(default)]
+    target: CargoTarget,
+    #[serde(default)]
+    executable: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+struct CargoTarget {
+    #[serde(default)]
+    name: String,
+}
+
+/// The sandbox in its own process, with its addresses and (made-up) credentials.
+struct SandboxProcess {
+    child: tokio::process::Child,
+    pid: String,
+    urls: SandboxUrls,
+    config: SandboxConfig,
+    admin: Url,
+}
+
+impl std::fmt::Debug for SandboxProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxProcess")
+            .field("pid", &self.pid)
+            .field("admin", &self.admin.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `sandbox --json` prints (only what the clients need).
+#[derive(Deserialize)]
+struct Printed {
+    stripe: PrintedStripe,
+    twilio: PrintedTwilio,
+    smtp: PrintedSmtp,
+    dentrix: PrintedDentrix,
+    nexhealth: PrintedNexHealth,
+    opendental: PrintedOpenDental,
+    carecredit: PrintedCareCredit,
+    sunbit: PrintedSunbit,
+    admin: Option<Url>,
+}
+
+#[derive(Deserialize)]
+struct PrintedStripe {
+    url: Url,
+    secret_key: String,
+    webhook_secrets: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct PrintedTwilio {
+    url: Url,
+    account_sid: String,
+    auth_token: String,
+}
+
+#[derive(Deserialize)]
+struct PrintedSmtp {
+    host: std::net::IpAddr,
+    port: u16,
+}
+
+#[derive(Deserialize)]
+struct PrintedDentrix {
+    url: Url,
+    client_id: String,
+    client_secret: String,
+    organization_id: String,
+}
+
+#[derive(Deserialize)]
+struct PrintedNexHealth {
+    url: Url,
+    api_key: String,
+    subdomain: String,
+    location_id: u64,
+}
+
+#[derive(Deserialize)]
+struct PrintedOpenDental {
+    url: Url,
+    developer_key: String,
+    customer_key: String,
+}
+
+#[derive(Deserialize)]
+struct PrintedCareCredit {
+    url: Url,
+    client_id: String,
+    client_secret: String,
+}
+
+#[derive(Deserialize)]
+struct PrintedSunbit {
+    url: Url,
+    key: String,
+    secret: String,
+    webhook_secret: String,
+}
+
+fn secret(s: String) -> SecretString {
+    SecretString::from(s)
+}
+
+impl Printed {
+    fn into_parts(self) -> (SandboxUrls, SandboxConfig, Option<Url>) {
+        let urls = SandboxUrls {
+            stripe: self.stripe.url,
+            twilio: self.twilio.url,
+            smtp: std::net::SocketAddr::new(self.smtp.host, self.smtp.port),
+            dentrix: self.dentrix.url,
+            nexhealth: self.nexhealth.url,
+            opendental: self.opendental.url,
+            carecredit: self.carecredit.url,
+            sunbit: self.sunbit.url,
+        };
+        let mut cfg = SandboxConfig::default();
+        cfg.stripe.secret_key = secret(self.stripe.secret_key);
+        cfg.stripe.webhook_secrets = self
+            .stripe
+            .webhook_secrets
+            .into_iter()
+            .map(secret)
+            .collect();
+        cfg.twilio.account_sid = self.twilio.account_sid;
+        cfg.twilio.auth_token = secret(self.twilio.auth_token);
+        cfg.dentrix.client_id = self.dentrix.client_id;
+        cfg.dentrix.client_secret = secret(self.dentrix.client_secret);
+        cfg.dentrix.organization_id = self.dentrix.organization_id;
+        cfg.nexhealth.api_key = secret(self.nexhealth.api_key);
+        cfg.nexhealth.subdomain = self.nexhealth.subdomain;
+        cfg.nexhealth.location_id = self.nexhealth.location_id;
+        cfg.opendental.developer_key = secret(self.opendental.developer_key);
+        cfg.opendental.customer_key = secret(self.opendental.customer_key);
+        cfg.carecredit.client_id = self.carecredit.client_id;
+        cfg.carecredit.client_secret = secret(self.carecredit.client_secret);
+        cfg.sunbit.api_key = self.sunbit.key;
+        cfg.sunbit.api_secret = secret(self.sunbit.secret);
+        cfg.sunbit.webhook_secret = secret(self.sunbit.webhook_secret);
+        (urls, cfg, self.admin)
+    }
+}
+
+/// What `GET /invariants` answers.
+#[derive(Deserialize)]
+struct Invariants {
+    notes_by_marker: BTreeMap<String, usize>,
+    patients_with_several_customers: usize,
+    workflows_with_several_schedules: usize,
+    workflows_with_several_deposit_links: usize,
+    installments_charged_twice: usize,
+    violations: usize,
+}
+
+impl Invariants {
+    /// Ledger notes per workflow id (a marker is `[chairside:{workflow}.{seq}]`).
+    fn notes_per_workflow(&self) -> HashMap<String, usize> {
+        let mut out: HashMap<String, usize> = HashMap::new();
+        for (marker, n) in &self.notes_by_marker {
+            let inner = marker
+                .trim_start_matches("[chairside:")
+                .trim_end_matches(']');
+            let workflow = inner.rsplit_once('.').map_or(inner, |(w, _)| w);
+            *out.entry(workflow.to_owned()).or_default() += n;
+        }
+        out
+    }
+
+    fn problems(&self) -> Vec<String> {
+        [
+            (
+                self.patients_with_several_customers,
+                "patients with several Stripe customers",
+            ),
+            (
+                self.workflows_with_several_schedules,
+                "workflows with several schedules",
+            ),
+            (
+                self.workflows_with_several_deposit_links,
+                "workflows with several deposit links",
+            ),
+            (
+                self.installments_charged_twice,
+                "installments charged twice",
+            ),
+            (self.violations, "compliance violations"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect()
+    }
+}
+
+impl SandboxProcess {
+    /// Starts `bin`, sending its webhooks to `surface`, with `latencies` added per system.
+    async fn spawn(
+        bin: &Path,
+        surface: &Surface,
+        latencies: &[(System, u64)],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.args(["--json", "--admin", "--exit-on-stdin-eof"])
+            .arg("--stripe-webhook-url")
+            .arg(surface.stripe_webhook_url()?.as_str())
+            .arg("--sunbit-webhook-url")
+            .arg(surface.sunbit_webhook_url()?.as_str())
+            .arg("--twilio-inbound-url")
+            .arg(surface.twilio_inbound_url()?.as_str());
+        for (system, millis) in latencies {
+            cmd.arg("--latency")
+                .arg(format!("{}={millis}", system.name()));
+        }
+        // Standard input stays open while we live: if we die, the sandbox sees its end and stops.
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child
+            .id()
+            .map(|p| p.to_string())
+            .context("the sandbox exited at once")?;
+        let stdout = child.stdout.take().context("the sandbox's output")?;
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::io::BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .context("the sandbox printed nothing within 30 s")?
+        .context("reading the sandbox's output")?;
+        let printed: Printed =
+            serde_json::from_str(&line).context("the sandbox's --json output")?;
+        let (urls, config, admin) = printed.into_parts();
+        let admin = admin.context("the sandbox printed no admin URL")?;
+        Ok(Self {
+            child,
+            pid,
+            urls,
+            config,
+            admin,
+        })
+    }
+
+    /// Seeds `count` patients of `persona` in `pms` and accepts their plans.
+    async fn seed(
+        &self,
+        http: &reqwest::Client,
+        pms: &str,
+        persona: Persona,
+        count: u32,
+    ) -> anyhow::Result<Vec<SeededCase>> {
+        let body = serde_json::json!({"pms": pms, "persona": persona.name(), "count": count});
+        let response = http
+            .post(self.admin.join("seed")?)
+            .json(&body)
+            .send()
+            .await
+            .context("seeding through the sandbox's admin API")?;
+        let status = response.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "the sandbox refused to seed ({status})"
+        );
+        response.json().await.context("the seeded cases")
+    }
+
+    /// How many ledger notes the practice systems hold.
+    async fn ledger_notes(&self, http: &reqwest::Client) -> anyhow::Result<usize> {
+        #[derive(Deserialize)]
+        struct Counts {
+            ledger_notes: usize,
+        }
+        let response = http
+            .get(self.admin.join("counts")?)
+            .send()
+            .await
+            .context("reading the sandbox's counts")?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the sandbox's counts ({})",
+            response.status()
+        );
+        let counts: Counts = response.json().await.context("the sandbox's counts")?;
+        Ok(counts.ledger_notes)
+    }
+
+    async fn invariants(&self, http: &reqwest::Client) -> anyhow::Result<Invariants> {
+        let response = http
+            .get(self.admin.join("invariants")?)
+            .send()
+            .await
+            .context("reading the sandbox's invariants")?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the sandbox's invariants ({})",
+            response.status()
+        );
+        response.json().await.context("the sandbox's invariants")
+    }
+
+    fn cpu_time(&self) -> Option<Duration> {
+        proc::cpu_time(&self.pid)
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        proc::status_kib(&self.pid, "VmRSS")
+    }
+
+    /// Closes its standard input (it stops by itself) and waits; kills it after 10 s.
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Prints the figures as a table (and as JSON with `--json`).
+#[allow(clippy::print_stdout)] // the benchmark's output is the table
+fn print(report: &BenchReport, args: &BenchArgs) {
+    let m = &report.machine;
+    println!(
+        "machine: {} CPUs ({}), {} MiB memory, Linux {}",
+        m.cpus, m.cpu_model, m.memory_mib, m.kernel
+    );
+    println!(
+        "plans: {} per profile, personas in turn: {}; runner concurrency {}; practice systems polled every {} ms",
+        args.plans,
+        report.personas.join(", "),
+        report.concurrency,
+        args.pms_poll_ms
+    );
+    if !report.runs.is_empty() {
+        println!();
+        for line in table(report) {
+            println!("{line}");
+        }
+    }
+    for run in &report.runs {
+        for p in &run.problems {
+            println!("{}: invariant broken: {p}", run.profile.name());
+        }
+        for w in &run.off_path {
+            println!("{}: off its path: {w}", run.profile.name());
+        }
+    }
+    if let Some(p) = &report.parked {
+        println!();
+        println!(
+            "parked: {} of {} workflows waiting on the patient after {:.1} s ({:.0} ms CPU, {:.2} ms per workflow)",
+            p.awaiting_patient,
+            p.seeded,
+            p.elapsed_s,
+            p.cpu_ms,
+            p.cpu_ms / p.seeded.max(1) as f64
+        );
+        println!(
+            "  resident memory {:.1} MiB before, {:.1} MiB after ({:+.1} MiB, {:.1} KiB per workflow), peak {:.1} MiB",
+            p.rss_before_mib,
+            p.rss_after_mib,
+            p.rss_after_mib - p.rss_before_mib,
+            (p.rss_after_mib - p.rss_before_mib) * 1024.0 / p.seeded.max(1) as f64,
+            p.peak_rss_mib
+        );
+        println!(
+            "  SQLite {:.1} MiB before, {:.1} MiB after ({:.1} KiB per workflow); the sandbox holds {:.1} MiB",
+            p.sqlite_before_mib,
+            p.sqlite_after_mib,
+            (p.sqlite_after_mib - p.sqlite_before_mib) * 1024.0 / p.seeded.max(1) as f64,
+            p.sandbox_rss_mib
+        );
+    }
+    println!();
+    println!(
+        "{}",
+        if report.all_as_expected() {
+            "every workflow ended where its persona says, one ledger note each"
+        } else {
+            "NOT every workflow ended where its persona says (see above)"
+        }
+    );
+    if args.json {
+        match serde_json::to_string(report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => tracing::error!(error = %e, "the figures as JSON"),
+        }
+    }
+}
+
+/// The table's lines: one row per figure, one column per profile.
+fn table(report: &BenchReport) -> Vec<String> {
+    type Cell = fn(&RunFigures) -> String;
+    let rows: [(&str, Cell); 18] = [
+        ("workflows (settled / as expected)", |r| {
+            format!("{} ({} / {})", r.workflows, r.settled, r.as_expected)
+        }),
+        ("elapsed, seeding to last ledger note", |r| {
+            format!("{:.1} s", r.elapsed_s)
+        }),
+        ("workflows per second", |r| {
+            format!("{:.1}", r.workflows_per_s)
+        }),
+        ("operatory-to-ledger p50", |r| {
+            format!("{:.0} ms", r.o2l_p50_ms)
+        }),
+        ("operatory-to-ledger p99", |r| {
+            format!("{:.0} ms", r.o2l_p99_ms)
+        }),
+        ("operatory-to-ledger mean", |r| {
+            format!("{:.0} ms", r.o2l_mean_ms)
+        }),
+        ("external calls per workflow", |r| {
+            format!("{:.1}", r.external_calls as f64 / r.workflows.max(1) as f64)
+        }),
+        ("waiting on external calls, per workflow", |r| {
+            format!("{:.0} ms", r.external_wait_per_workflow_ms)
+        }),
+        (
+            "mean o2l minus external wait (own + queue + timers + patient)",
+            |r| format!("{:.0} ms", r.not_external_per_workflow_ms),
+        ),
+        ("steps per workflow", |r| {
+            format!("{:.1}", r.steps as f64 / r.workflows.max(1) as f64)
+        }),
+        ("CPU (user+sys) per workflow", |r| {
+            format!("{:.2} ms", r.cpu_per_workflow_ms)
+        }),
+        ("CPU per external call", |r| {
+            format!("{:.3} ms", r.cpu_per_external_call_ms)
+        }),
+        ("CPU in all / sandbox's (separate process)", |r| {
+            format!("{:.0} / {:.0} ms", r.cpu_ms, r.sandbox_cpu_ms)
+        }),
+        ("share of our CPU on SQLite's threads", |r| {
+            format!("{:.0} %", 100.0 * r.sqlite_cpu_ms / r.cpu_ms.max(1.0))
+        }),
+        ("durable writes (transactions) per workflow", |r| {
+            format!("{:.1}", r.writes_per_workflow)
+        }),
+        ("practice-system polls (calls)", |r| {
+            r.poll_calls.to_string()
+        }),
+        ("ledger notes: workflows with exactly one", |r| {
+            r.with_one_note.to_string()
+        }),
+        ("peak resident memory (VmHWM)", |r| {
+            format!("{:.1} MiB", r.peak_rss_mib)
+        }),
+    ];
+    let label_width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    let col = 18;
+    let mut out = Vec::new();
+    let mut header = format!("{:<label_width$}", "profile");
+    for r in &report.runs {
+        header.push_str(&format!(" | {:>col$}", r.profile.name()));
+    }
+    out.push(header);
+    out.push("-".repeat(label_width + report.runs.len() * (col + 3)));
+    for (label, cell) in rows {
+        let mut line = format!("{label:<label_width$}");
+        for r in &report.runs {
+            line.push_str(&format!(" | {:>col$}", cell(r)));
+        }
+        out.push(line);
+    }
+    out
+}

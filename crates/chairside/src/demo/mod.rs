@@ -1,0 +1,322 @@
+//! `chairside demo`: the whole chain on loopback, every persona to its end, and a table of what
+//! happened. What a newcomer runs first.
+
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use financing_core::Money;
+use sandbox::SandboxConfig;
+
+use self::world::{Expected, World, WorldOptions};
+use chairside_workflow::WorkflowState;
+
+/// Options of `chairside demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's SQLite file (a temporary directory when omitted).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep running after the table, so you can look around (dashboard, patient pages).
+    #[arg(long)]
+    pub serve: bool,
+    /// Give up waiting for the workflows after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_secs: u64,
+}
+
+/// One line of the table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Practice and plan.
+    pub plan: String,
+    /// The persona.
+    pub persona: String,
+    /// Where it ended.
+    pub path: String,
+    /// Financed by a lender.
+    pub financed: String,
+    /// Paid to the practice through Stripe (deposit + in-house).
+    pub self_pay: String,
+    /// Stripe objects.
+    pub stripe: String,
+    /// Ledger notes with the workflow's marker in the practice system.
+    pub notes: usize,
+    /// Operatory-to-ledger time.
+    pub o2l: Option<Duration>,
+    /// Whether it ended where the persona says.
+    pub ok: bool,
+    /// What was expected.
+    pub expected: String,
+    /// Each lender asked and its answer, in order.
+    pub lenders: String,
+}
+
+fn self_pay(state: &WorkflowState) -> Money {
+    let Some(r) = &state.result else {
+        return Money::usd(0);
+    };
+    let in_house = r.in_house.as_ref().map_or(Money::usd(0), |o| o.total);
+    r.deposit.checked_add(in_house).unwrap_or(r.deposit)
+}
+
+/// Builds the table rows and checks the sandbox's invariants. Returns rows and the list of
+/// invariant violations (empty when all hold).
+///
+/// # Errors
+/// Store errors.
+pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for case in &world.cases {
+        let expected = Expected::of(case.persona);
+        let state = world.workflow_of(case).await?;
+        let row = match state {
+            None => Row {
+                plan: format!("{}/{}", case.practice, case.seeded.plan.pms_id),
+                persona: case.persona.name().into(),
+                path: "not detected".into(),
+                financed: "-".into(),
+                self_pay: "-".into(),
+                stripe: "-".into(),
+                notes: 0,
+                o2l: None,
+                ok: false,
+                expected: expected.describe(),
+                lenders: String::new(),
+            },
+            Some(s) => {
+                let notes = world.sandbox.notes_containing(s.id.as_str()).len();
+                let path = match (&s.staff_task, &s.result) {
+                    (Some(t), _) if s.status == chairside_workflow::Status::WaitingOnStaff => {
+                        format!("staff: {}", t.kind.label())
+                    }
+                    (_, Some(r)) => r.path.clone(),
+                    _ => s.stage_label(),
+                };
+                let financed = s
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.financed.clone())
+                    .map_or_else(|| "-".into(), |(l, m)| format!("{m} {l}"));
+                let st = &s.stripe;
+                let stripe: Vec<&str> = [
+                    st.customer_id.as_deref(),
+                    st.checkout_session_id.as_deref(),
+                    st.schedule_id.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                Row {
+                    plan: format!("{}/{}", case.practice, case.seeded.plan.pms_id),
+                    persona: case.persona.name().into(),
+                    path,
+                    financed,
+                    self_pay: self_pay(&s).to_string(),
+                    stripe: if stripe.is_empty() {
+                        "-".into()
+                    } else {
+                        stripe.join(" ")
+                    },
+                    notes,
+                    o2l: s.operatory_to_ledger().and_then(|d| d.to_std().ok()),
+                    ok: expected.matches(&s) && notes == 1,
+                    expected: expected.describe(),
+                    lenders: s
+                        .attempts
+                        .iter()
+                        .map(|a| format!("{} {}", a.lender, a.outcome.label()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            }
+        };
+        rows.push(row);
+    }
+    let stripe = world.sandbox.stripe();
+    for (patient, n) in stripe.customers_per_patient() {
+        if n > 1 {
+            problems.push(format!("{n} Stripe customers for one patient ({patient})"));
+        }
+    }
+    for (workflow, n) in stripe.schedules_per_workflow() {
+        if n > 1 {
+            problems.push(format!("{n} schedules for workflow {workflow}"));
+        }
+    }
+    for (workflow, n) in stripe.checkout_sessions_per_workflow() {
+        if n > 1 {
+            problems.push(format!("{n} deposit links for workflow {workflow}"));
+        }
+    }
+    for ((schedule, installment), n) in stripe.charges_per_installment() {
+        if n > 1 {
+            problems.push(format!(
+                "installment {installment} of {schedule} charged {n} times"
+            ));
+        }
+    }
+    for v in world.sandbox.violations() {
+        problems.push(format!("compliance: {v:?}"));
+    }
+    Ok((rows, problems))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(idx).copied()
+}
+
+/// Prints the table and a summary; returns true when every row is as expected.
+#[allow(clippy::print_stdout)] // the demo's output is the table
+pub fn print(rows: &[Row], problems: &[String], elapsed: Duration) -> bool {
+    let widths = [30, 28, 30, 24, 10, 40, 5, 8];
+    let header = [
+        "plan",
+        "persona",
+        "path taken",
+        "financed",
+        "self-pay",
+        "stripe",
+        "notes",
+        "o2l",
+    ];
+    let line = |cells: [&str; 8]| {
+        let mut out = String::new();
+        for (cell, w) in cells.iter().zip(widths) {
+            let cell: String = cell.chars().take(w).collect();
+            out.push_str(&format!("{cell:<w$} "));
+        }
+        out.trim_end().to_owned()
+    };
+    println!("{}", line(header));
+    println!(
+        "{}",
+        "-".repeat(widths.iter().sum::<usize>() + widths.len())
+    );
+    for r in rows {
+        let o2l = r
+            .o2l
+            .map_or_else(|| "-".into(), |d| format!("{:.2}s", d.as_secs_f64()));
+        let mark = if r.ok {
+            String::new()
+        } else {
+            format!("  <- expected {}", r.expected)
+        };
+        println!(
+            "{}{mark}",
+            line([
+                &r.plan,
+                &r.persona,
+                &r.path,
+                &r.financed,
+                &r.self_pay,
+                &r.stripe,
+                &r.notes.to_string(),
+                &o2l
+            ])
+        );
+    }
+    let mut times: Vec<Duration> = rows.iter().filter_map(|r| r.o2l).collect();
+    times.sort();
+    let ok = rows.iter().filter(|r| r.ok).count();
+    let mut by_path: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in rows {
+        *by_path.entry(r.path.as_str()).or_default() += 1;
+    }
+    println!();
+    for p in problems {
+        println!("invariant broken: {p}");
+    }
+    let fmt =
+        |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{:.2}s", d.as_secs_f64()));
+    println!(
+        "{ok}/{} workflows ended where their persona says; {} invariant problems; operatory-to-ledger p50 {} p99 {}; {:.1}s in all",
+        rows.len(),
+        problems.len(),
+        fmt(percentile(&times, 0.5)),
+        fmt(percentile(&times, 0.99)),
+        elapsed.as_secs_f64()
+    );
+    ok == rows.len() && problems.is_empty()
+}
+
+/// Keeps the demo world running so a person can look around, until Ctrl-C.
+#[allow(clippy::print_stdout)] // where to look is the output
+async fn serve(world: &World) -> anyhow::Result<()> {
+    let options = WorldOptions::default();
+    let links = chairside_engine::links::PatientLinks::new(
+        world.http_base.clone(),
+        options.link_key,
+        Duration::from_secs(30 * 86_400),
+    );
+    println!();
+    println!("Serving until Ctrl-C.");
+    println!(
+        "  Front-desk dashboard: {}staff  (password {})",
+        world.http_base,
+        world::STAFF_PASSWORD
+    );
+    for (user, practice) in &world.staff {
+        println!("    user {user:<8} {practice}");
+    }
+    println!("  Patient pages:");
+    for case in world.cases.iter().take(4) {
+        if let Some(state) = world.workflow_of(case).await? {
+            println!(
+                "    {:<28} {}",
+                case.persona.name(),
+                links.link(&state.id, chrono::Utc::now())
+            );
+        }
+    }
+    println!("  Stripe stand-in: {}", world.sandbox.urls().stripe);
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}
+
+/// Runs the demo. Returns the process exit code: 0 only if every workflow ended where its persona
+/// says and every invariant held.
+///
+/// # Errors
+/// The sandbox, the store or the runner failed to start.
+pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::tempdir().context("temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let options = WorldOptions {
+        sandbox: SandboxConfig::default(),
+        ..WorldOptions::default()
+    };
+    let mut world = World::start(&dir, options).await?;
+    world.seed_demo()?;
+    let settled = world.drive(Duration::from_secs(args.timeout_secs)).await?;
+    if !settled {
+        tracing::warn!("not every workflow settled before the timeout");
+    }
+    let (rows, problems) = report(&world).await?;
+    let all_ok = print(&rows, &problems, started.elapsed());
+    if args.serve {
+        serve(&world).await?;
+    }
+    world.stop().await;
+    Ok(if all_ok { 0 } else { 1 })
+}

@@ -1,0 +1,66 @@
+//! `chairside bench` end to end with a tiny load: the sandbox in its own process, a few plans at
+//! zero added latency and a few workflows parked on patients. Sanity of the counts only; nothing
+//! here is about speed.
+
+use chairside::bench::{BenchArgs, Profile, measure};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_runs_end_to_end_and_its_counts_match_what_it_ran() {
+    // Arrange: three plans (one per demo practice) and four parked workflows.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let args = BenchArgs {
+        plans: 3,
+        profiles: vec![Profile::Zero],
+        parked: 4,
+        pms_poll_ms: 200,
+        timeout_secs: 90,
+        dir: Some(dir.path().to_path_buf()),
+        ..BenchArgs::default()
+    };
+
+    // Act
+    let report = measure(&args).await.expect("the benchmark runs");
+
+    // Assert
+    assert_eq!(report.runs.len(), 1, "one run per profile asked for");
+    let run = &report.runs[0];
+    assert_eq!(run.profile, Profile::Zero);
+    assert_eq!(run.workflows, 3);
+    assert_eq!(run.settled, 3, "every plan settled");
+    assert_eq!(
+        run.as_expected, 3,
+        "every plan ended where its persona says: {:?}",
+        run.off_path
+    );
+    assert_eq!(run.with_one_note, 3, "one ledger note per workflow");
+    assert!(run.problems.is_empty(), "invariants: {:?}", run.problems);
+    assert!(run.write_transactions > 0, "workflows write to the store");
+    assert!(
+        run.external_calls >= 3 * 4,
+        "each workflow calls out (plan, lender, messages, Stripe, note): {}",
+        run.external_calls
+    );
+    assert!(run.poll_calls > 0, "the practice systems were polled");
+    assert!(run.steps >= 3, "steps were committed");
+    assert!(run.o2l_p50_ms > 0.0 && run.o2l_p50_ms <= run.o2l_p99_ms);
+    assert!(run.elapsed_s > 0.0 && run.workflows_per_s > 0.0);
+    assert!(run.cpu_ms > 0.0, "the process's CPU time is read");
+    assert!(run.peak_rss_mib > 0.0, "peak memory is read");
+
+    let parked = report
+        .parked
+        .as_ref()
+        .expect("parked workflows were asked for");
+    assert_eq!(parked.seeded, 4);
+    assert_eq!(
+        parked.awaiting_patient, 4,
+        "every parked workflow waits on its patient"
+    );
+    assert!(parked.rss_after_mib > 0.0);
+    assert!(
+        parked.sqlite_after_mib > parked.sqlite_before_mib,
+        "parked workflows live in the database"
+    );
+    assert!(report.all_as_expected());
+    assert!(report.machine.cpus >= 1 && report.machine.memory_mib > 0);
+}
