@@ -45,13 +45,7 @@ impl Default for RetryPolicy {
     /// From 0.5 s doubling up to 5 s (jitter adds up to as much again), three attempts, at most
     /// 20 s of waiting in all.
     fn default() -> Self {
-        Self {
-            min_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(5),
-            max_attempts: 3,
-            max_total_wait: Self::DEFAULT_MAX_TOTAL_WAIT,
-            jitter: true,
-        }
+        Self::new()
     }
 }
 
@@ -62,56 +56,63 @@ impl RetryPolicy {
 
     /// Exactly one attempt, never a retry: for an embedder that retries durably itself (retries
     /// in one layer, not two).
-    pub fn none() -> Self {
+    pub const fn none() -> Self {
+        Self::new().max_attempts(1).max_total_wait(Duration::ZERO)
+    }
+
+    /// The default policy, usable in a `const`: see [`RetryPolicy::default`].
+    pub const fn new() -> Self {
         Self {
-            max_attempts: 1,
-            max_total_wait: Duration::ZERO,
-            ..Self::default()
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(5),
+            max_attempts: 3,
+            max_total_wait: Self::DEFAULT_MAX_TOTAL_WAIT,
+            jitter: true,
         }
     }
 
     /// The delay before the first retry (before jitter).
     #[must_use]
-    pub fn min_delay(mut self, delay: Duration) -> Self {
+    pub const fn min_delay(mut self, delay: Duration) -> Self {
         self.min_delay = delay;
         self
     }
 
     /// No backoff step exceeds this (before jitter).
     #[must_use]
-    pub fn max_delay(mut self, delay: Duration) -> Self {
+    pub const fn max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
         self
     }
 
     /// Attempts in all, the first included; `1` never retries (`0` is read as `1`).
     #[must_use]
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
+    pub const fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = if attempts == 0 { 1 } else { attempts };
         self
     }
 
     /// The most time spent waiting between attempts, `Retry-After` included.
     #[must_use]
-    pub fn max_total_wait(mut self, wait: Duration) -> Self {
+    pub const fn max_total_wait(mut self, wait: Duration) -> Self {
         self.max_total_wait = wait;
         self
     }
 
     /// Whether each delay gets a random extra of up to itself (default on; tests turn it off).
     #[must_use]
-    pub fn jitter(mut self, on: bool) -> Self {
+    pub const fn jitter(mut self, on: bool) -> Self {
         self.jitter = on;
         self
     }
 
     /// Attempts in all, the first included.
-    pub fn attempts(&self) -> u32 {
+    pub const fn attempts(&self) -> u32 {
         self.max_attempts
     }
 
     /// The cap on total waiting.
-    pub fn total_wait_cap(&self) -> Duration {
+    pub const fn total_wait_cap(&self) -> Duration {
         self.max_total_wait
     }
 
