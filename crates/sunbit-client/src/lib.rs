@@ -73,7 +73,7 @@
 //! # Errors
 //!
 //! [`Error::kind`] classifies every failure into [`financing_core::ErrorKind`]; the table is on
-//! that method. Purchase reads are retried with [`financing_core::Backoff`]; the link and the void
+//! that method. Purchase reads are retried with [`RetryPolicy`] (from `connector-transport`); the link and the void
 //! are never blind-retried after a timeout or 5xx. Webhook rejections are [`WebhookError`], always
 //! permanent.
 
@@ -85,6 +85,7 @@ mod status;
 mod webhook;
 pub mod wire;
 
+pub use connector_transport::RetryPolicy;
 pub use client::{Client, ClientBuilder, Credentials, DEFAULT_LIMITS, PurchaseLookup};
 pub use error::{Error, Operation, Result};
 pub use ids::{PurchaseId, SunbitLocation};
