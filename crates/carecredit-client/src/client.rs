@@ -571,7 +571,11 @@ impl Client {
         let status = resp.status();
         tracing::debug!(operation = %op, status = status.as_u16(), "carecredit token");
         if !status.is_success() {
-            return Err(api_error(op, status, connector_transport::retry_after(resp.headers())));
+            return Err(api_error(
+                op,
+                status,
+                connector_transport::retry_after(resp.headers()),
+            ));
         }
         let bytes = resp.bytes().await.map_err(|source| Error::Transport {
             operation: op,

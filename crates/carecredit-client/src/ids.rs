@@ -75,7 +75,6 @@ impl From<MerchantNumber> for String {
     }
 }
 
-
 connector_transport::id_newtype! {
     /// The technology partner's code, issued by CareCredit at partner onboarding. One per
     /// Chairside deployment, not per practice.

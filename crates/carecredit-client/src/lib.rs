@@ -73,8 +73,8 @@ mod provider;
 mod status;
 pub mod wire;
 
-pub use connector_transport::RetryPolicy;
 pub use client::{Client, ClientBuilder, Credentials, DEFAULT_LIMITS};
+pub use connector_transport::RetryPolicy;
 pub use error::{Error, Operation, Result};
 pub use ids::{InvalidMerchantNumber, MerchantNumber, PartnerCode, SessionId};
 pub use status::{LENDER_ID, pullback_decision};

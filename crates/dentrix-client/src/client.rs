@@ -272,8 +272,7 @@ impl Client {
     /// One attempt; a 401 refreshes the token and repeats once (the request was not processed,
     /// so this is safe for writes). A second 401 is [`Error::Auth`].
     async fn authorized(&self, call: &Call<'_>) -> Result<Vec<u8>> {
-        let unauthorized =
-            |e: &Error| matches!(e, Error::Api { status, .. } if *status == StatusCode::UNAUTHORIZED);
+        let unauthorized = |e: &Error| matches!(e, Error::Api { status, .. } if *status == StatusCode::UNAUTHORIZED);
         self.inner
             .token
             .authorized(

@@ -230,9 +230,9 @@ impl Classify for Error {
 impl connector_transport::Retryable for Error {
     fn retry_hint(&self) -> connector_transport::RetryHint {
         match self.kind() {
-            ErrorKind::Transient { retry_after } => connector_transport::RetryHint::Retry {
-                after: retry_after,
-            },
+            ErrorKind::Transient { retry_after } => {
+                connector_transport::RetryHint::Retry { after: retry_after }
+            }
             _ => connector_transport::RetryHint::Stop,
         }
     }

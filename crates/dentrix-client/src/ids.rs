@@ -1,8 +1,6 @@
 //! Typed Dentrix Ascend ids. Ascend sends most ids as JSON numbers; they are kept as their decimal
 //! text so that a change to string ids does not break callers.
 
-
-
 connector_transport::id_newtype! {
     /// The organization (a customer of Henry Schein One), sent as `Organization-ID` on every call.
     pub struct OrganizationId(String);

@@ -1,7 +1,5 @@
 //! Typed identifiers shared across crates. A bare `String` never crosses a crate boundary.
 
-
-
 connector_transport::id_newtype! {
     /// A practice (a customer of Chairside), as named in the configuration.
     pub struct PracticeId(String);

@@ -364,8 +364,7 @@ impl Client {
     /// once: the request was not processed, so this is safe for writes. A second 401 is
     /// [`Error::Auth`].
     async fn authorized(&self, call: &Call<'_>) -> Result<Vec<u8>> {
-        let unauthorized =
-            |e: &Error| matches!(e, Error::Api { status, .. } if *status == StatusCode::UNAUTHORIZED);
+        let unauthorized = |e: &Error| matches!(e, Error::Api { status, .. } if *status == StatusCode::UNAUTHORIZED);
         self.inner
             .token
             .authorized(

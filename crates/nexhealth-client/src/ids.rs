@@ -1,8 +1,6 @@
 //! Typed NexHealth ids. NexHealth sends ids as JSON numbers; they are kept as their decimal text so
 //! that a change to string ids does not break callers.
 
-
-
 connector_transport::id_newtype! {
     /// A NexHealth location (an office), sent as `location_id`.
     pub struct LocationId(String);

@@ -55,8 +55,8 @@ mod webhooks;
 pub mod wire;
 mod writeback;
 
-pub use connector_transport::RetryPolicy;
 pub use client::{Client, ClientBuilder, Credentials};
+pub use connector_transport::RetryPolicy;
 pub use error::{DecodeProblem, Error, Result, SignatureProblem, VendorBody};
 pub use ids::{
     AppointmentId, CommunicationLogId, DeliveryId, LocationId, PatientId, ProcedureId, ProviderId,

@@ -454,8 +454,6 @@ fn transport(op: Operation, e: reqwest::Error) -> Error {
     }
 }
 
-
-
 /// Percent-encodes a query, spaces as `%20` as Open Dental's examples show
 /// (`SecDateTEdit=2022-07-01%2005%3A30%3A00`).
 fn encode_query(query: &[(&'static str, String)]) -> String {

@@ -1,7 +1,5 @@
 //! Typed Open Dental ids: the database primary keys, `u64` newtypes.
 
-
-
 connector_transport::id_newtype! {
     /// A patient (`patient.PatNum`).
     pub struct PatNum(u64);

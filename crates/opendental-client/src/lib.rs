@@ -57,11 +57,11 @@ mod treat_plans;
 mod types;
 mod wire;
 
-pub use connector_transport::RetryPolicy;
 pub use client::{
     API_SERVICE_BASE_URL, ApiMode, Client, ClientBuilder, LOCAL_BASE_URL, LOCAL_PAGE_LIMIT,
     REMOTE_BASE_URL, REMOTE_PAGE_LIMIT,
 };
+pub use connector_transport::RetryPolicy;
 pub use cursor::{CursorError, PlanCursor, SyncStamp};
 pub use error::{DecodeError, DecodeReason, Error, Operation, Result, VendorBody};
 pub use ids::{

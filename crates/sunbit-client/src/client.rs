@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connector_transport::RetryPolicy;
 use chrono::Utc;
+use connector_transport::RetryPolicy;
 use financing_core::{
     AmountLimits, ApplicationHandle, ApplicationRef, FinancingRequest, LocationId,
 };

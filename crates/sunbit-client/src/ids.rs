@@ -1,7 +1,5 @@
 //! Typed identifiers. A bare `String` never crosses the crate boundary.
 
-
-
 connector_transport::id_newtype! {
     /// Sunbit's id for a purchase (a prequalification or a transaction): the key for status, void
     /// and refund.

@@ -85,8 +85,8 @@ mod status;
 mod webhook;
 pub mod wire;
 
-pub use connector_transport::RetryPolicy;
 pub use client::{Client, ClientBuilder, Credentials, DEFAULT_LIMITS, PurchaseLookup};
+pub use connector_transport::RetryPolicy;
 pub use error::{Error, Operation, Result};
 pub use ids::{PurchaseId, SunbitLocation};
 pub use status::{LENDER_ID, NO_PURCHASE_YET, purchase_decision};

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use dentrix_client::{Client, Error, NoteMarker, PatientId};
 use dentrix_client::RetryPolicy;
+use dentrix_client::{Client, Error, NoteMarker, PatientId};
 use financing_core::ErrorKind;
 use url::Url;
 use wiremock::matchers::{method, path};

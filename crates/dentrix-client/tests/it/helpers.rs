@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use dentrix_client::{Client, Credentials, OrganizationId};
 use dentrix_client::RetryPolicy;
+use dentrix_client::{Client, Credentials, OrganizationId};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use url::Url;

@@ -1,7 +1,7 @@
 //! Shared fixtures. Patients are obviously made up.
 
-use sunbit_client::RetryPolicy;
 use std::time::Duration;
+use sunbit_client::RetryPolicy;
 
 use financing_core::{
     Applicant, ApplicationHandle, ApplicationRef, FinancingRequest, LenderLocation,
