@@ -12,10 +12,10 @@ use std::time::Duration;
 use carecredit_client::PartnerCode;
 use chrono::Utc;
 use financing_core::{
-    Applicant, ApplicationHandle, ApplicationRef, Attempt, AttemptOutcome, Backoff, Decision,
-    DepositRule, FinancingRequest, InHouseOffer, InHouseTerms, InstallmentInterval, LenderId,
-    LenderLocation, LenderSlot, LocationId, Money, PartialApprovalRule, PracticeId, SharedProvider,
-    Step, UsState, Waterfall, WaterfallOutcome, WaterfallPolicy,
+    Applicant, ApplicationHandle, ApplicationRef, Attempt, AttemptOutcome, Decision, DepositRule,
+    FinancingRequest, InHouseOffer, InHouseTerms, InstallmentInterval, LenderId, LenderLocation,
+    LenderSlot, LocationId, Money, PartialApprovalRule, PracticeId, SharedProvider, Step, UsState,
+    Waterfall, WaterfallOutcome, WaterfallPolicy,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -54,7 +54,7 @@ impl Lenders {
             },
         )
         .merchant(LocationId::new(LOCATION), "5348120000000001")
-        .backoff(Backoff::NONE)
+        .retry(carecredit_client::RetryPolicy::none())
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
@@ -66,7 +66,7 @@ impl Lenders {
             },
         )
         .location(LocationId::new(LOCATION), "smile-main")
-        .backoff(Backoff::NONE)
+        .retry(sunbit_client::RetryPolicy::none())
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();

@@ -1,19 +1,21 @@
-//! [`Client`], [`ClientBuilder`], the OAuth2 token cache and the retrying request loop.
+//! [`Client`] and [`ClientBuilder`]. The token cache and the retry policy are
+//! `connector-transport`'s; CareCredit's token request and error mapping stay here.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use connector_transport::{AccessToken, FreshToken, RetryPolicy, TokenCache};
+
 use chrono::Utc;
 use financing_core::{
-    AmountLimits, ApplicationHandle, ApplicationRef, Backoff, FinancingRequest, LocationId, Money,
+    AmountLimits, ApplicationHandle, ApplicationRef, FinancingRequest, LocationId, Money,
 };
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{Error, Operation, Result};
@@ -58,7 +60,7 @@ pub struct ClientBuilder {
     merchants: Vec<(LocationId, String)>,
     timeout: Duration,
     http: Option<reqwest::Client>,
-    backoff: Backoff,
+    retry: RetryPolicy,
     limits: AmountLimits,
     landing_page: LandingPage,
     allow_ssn_and_dob: bool,
@@ -74,7 +76,7 @@ impl fmt::Debug for ClientBuilder {
             .field("credentials", &self.credentials)
             .field("locations", &self.merchants.len())
             .field("timeout", &self.timeout)
-            .field("backoff", &self.backoff)
+            .field("retry", &self.retry)
             .field("allow_ssn_and_dob", &self.allow_ssn_and_dob)
             .finish_non_exhaustive()
     }
@@ -113,11 +115,12 @@ impl ClientBuilder {
         self
     }
 
-    /// Retry schedule for transient failures. Default: [`Backoff::default`]. A server's
-    /// `Retry-After` longer than `backoff.cap` is not slept on: the error is returned so the
-    /// orchestrator can schedule the retry.
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+    /// Retry policy for transient failures. Default: [`RetryPolicy::default`] (at most 20 s of
+    /// waiting in all). A server's `Retry-After` beyond the policy's budget is not slept on: the
+    /// error is returned so the caller can reschedule. Pass [`RetryPolicy::none`] when the caller
+    /// retries durably itself.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -209,13 +212,12 @@ impl ClientBuilder {
                 scope: self.scope,
                 merchants,
                 timeout: self.timeout,
-                backoff: self.backoff,
+                retry: self.retry,
                 limits: self.limits,
                 landing_page: self.landing_page,
                 allow_ssn_and_dob: self.allow_ssn_and_dob,
-                refresh_margin: self.refresh_margin,
                 poll_after: self.poll_after,
-                token: Mutex::new(TokenState::default()),
+                token: TokenCache::new(self.refresh_margin),
             }),
         })
     }
@@ -238,25 +240,12 @@ struct Inner {
     scope: String,
     merchants: HashMap<LocationId, MerchantNumber>,
     timeout: Duration,
-    backoff: Backoff,
+    retry: RetryPolicy,
     limits: AmountLimits,
     landing_page: LandingPage,
     allow_ssn_and_dob: bool,
-    refresh_margin: Duration,
     poll_after: Duration,
-    token: Mutex<TokenState>,
-}
-
-#[derive(Default)]
-struct TokenState {
-    current: Option<CachedToken>,
-    generation: u64,
-}
-
-struct CachedToken {
-    secret: SecretString,
-    refresh_at: Instant,
-    generation: u64,
+    token: TokenCache,
 }
 
 impl fmt::Debug for Client {
@@ -267,12 +256,6 @@ impl fmt::Debug for Client {
             .field("locations", &self.inner.merchants.len())
             .finish_non_exhaustive()
     }
-}
-
-enum Outcome {
-    Body(Vec<u8>),
-    NotFound,
-    Unauthorized { generation: u64 },
 }
 
 impl Client {
@@ -286,7 +269,7 @@ impl Client {
             merchants: Vec::new(),
             timeout: Duration::from_secs(10),
             http: None,
-            backoff: Backoff::default(),
+            retry: RetryPolicy::default(),
             limits: DEFAULT_LIMITS,
             landing_page: LandingPage::default(),
             allow_ssn_and_dob: false,
@@ -474,8 +457,10 @@ impl Client {
         decode(Operation::LookupCardholder, &bytes).map(Some)
     }
 
-    /// One logical call: token, request, one token refresh on 401, retries with backoff on
-    /// transient failures. `Ok(None)` only for a 404 on [`Operation::FindSession`].
+    /// One logical call under the retry policy (the error table decides what is transient); each
+    /// attempt refreshes the token once on a 401 (nothing was done on CareCredit's side, so
+    /// repeating is safe even for a POST). `Ok(None)` only for a 404 on
+    /// [`Operation::FindSession`].
     async fn call(
         &self,
         op: Operation,
@@ -484,45 +469,17 @@ impl Client {
         query: Option<&PartnerQuery>,
         body: Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>> {
-        let mut attempt = 1_u32;
-        let mut refreshed = false;
-        loop {
-            let err = match self
-                .attempt(op, &method, &url, query, body.as_deref())
-                .await
-            {
-                Ok(Outcome::Body(b)) => return Ok(Some(b)),
-                Ok(Outcome::NotFound) => return Ok(None),
-                Ok(Outcome::Unauthorized { generation }) if !refreshed => {
-                    // The token was revoked or expired early: refresh once and repeat. Nothing was
-                    // done on CareCredit's side, so repeating is safe even for a POST.
-                    self.invalidate(generation).await;
-                    refreshed = true;
-                    continue;
-                }
-                Ok(Outcome::Unauthorized { .. }) => Error::Api {
-                    operation: op,
-                    status: 401,
-                    retry_after: None,
-                },
-                Err(e) => e,
-            };
-            let kind = err.kind();
-            if kind
-                .retry_after()
-                .is_some_and(|server| server > self.inner.backoff.cap)
-            {
-                return Err(err);
-            }
-            match self.inner.backoff.delay(attempt, kind, rand::random()) {
-                Some(wait) => {
-                    tracing::debug!(operation = %op, attempt, kind = %kind, ?wait, "retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                None => return Err(err),
-            }
-        }
+        let unauthorized = |e: &Error| matches!(e, Error::Api { status: 401, .. });
+        self.inner
+            .retry
+            .run(|_| {
+                self.inner.token.authorized(
+                    || self.fetch_token(),
+                    |token| self.attempt(op, &method, &url, query, body.as_deref(), token),
+                    unauthorized,
+                )
+            })
+            .await
     }
 
     async fn attempt(
@@ -532,8 +489,8 @@ impl Client {
         url: &Url,
         query: Option<&PartnerQuery>,
         body: Option<&[u8]>,
-    ) -> Result<Outcome> {
-        let (token, generation) = self.bearer().await?;
+        token: AccessToken,
+    ) -> Result<Option<Vec<u8>>> {
         let mut req = self
             .inner
             .http
@@ -541,7 +498,7 @@ impl Client {
             .timeout(self.inner.timeout)
             .header(reqwest::header::ACCEPT, "application/json")
             // The one place the access token leaves its `SecretString`.
-            .bearer_auth(token.expose_secret());
+            .bearer_auth(token.secret().expose_secret());
         if let Some(q) = query {
             req = req.query(q);
         }
@@ -567,11 +524,11 @@ impl Client {
                 operation: op,
                 source,
             })?;
-            return Ok(Outcome::Body(bytes.to_vec()));
+            return Ok(Some(bytes.to_vec()));
         }
         match status {
-            StatusCode::UNAUTHORIZED => Ok(Outcome::Unauthorized { generation }),
-            StatusCode::NOT_FOUND if op == Operation::FindSession => Ok(Outcome::NotFound),
+            StatusCode::UNAUTHORIZED => Err(api_error(op, status, None)),
+            StatusCode::NOT_FOUND if op == Operation::FindSession => Ok(None),
             StatusCode::UNPROCESSABLE_ENTITY => {
                 // Read only to recognise CareCredit's fixed text; the body is dropped here and
                 // never stored, logged or displayed.
@@ -583,50 +540,13 @@ impl Client {
                 }
             }
             _ => {
-                let retry_after = retry_after(resp.headers());
+                let retry_after = connector_transport::retry_after(resp.headers());
                 Err(api_error(op, status, retry_after))
             }
         }
     }
 
-    /// A valid access token and its generation, fetching one when none is cached or the cached one
-    /// is near expiry. The lock is held across the fetch, so concurrent callers share one refresh.
-    async fn bearer(&self) -> Result<(SecretString, u64)> {
-        let mut state = self.inner.token.lock().await;
-        if let Some(t) = state.current.as_ref()
-            && Instant::now() < t.refresh_at
-        {
-            return Ok((t.secret.clone(), t.generation));
-        }
-        state.current = None;
-        let requested_at = Instant::now();
-        let fresh = self.fetch_token().await?;
-        let lifetime = Duration::from_secs(fresh.expires_in);
-        let margin = self.inner.refresh_margin.min(lifetime / 2);
-        state.generation += 1;
-        let generation = state.generation;
-        state.current = Some(CachedToken {
-            secret: fresh.access_token.clone(),
-            refresh_at: requested_at + (lifetime - margin),
-            generation,
-        });
-        Ok((fresh.access_token, generation))
-    }
-
-    /// Drops the cached token if it is still the one that got a 401 (another caller may already
-    /// have refreshed it).
-    async fn invalidate(&self, generation: u64) {
-        let mut state = self.inner.token.lock().await;
-        if state
-            .current
-            .as_ref()
-            .is_some_and(|t| t.generation == generation)
-        {
-            state.current = None;
-        }
-    }
-
-    async fn fetch_token(&self) -> Result<wire::TokenResponse> {
+    async fn fetch_token(&self) -> Result<FreshToken> {
         let op = Operation::FetchToken;
         let body = wire::TokenRequest {
             client_id: self.inner.credentials.client_id.clone(),
@@ -651,13 +571,21 @@ impl Client {
         let status = resp.status();
         tracing::debug!(operation = %op, status = status.as_u16(), "carecredit token");
         if !status.is_success() {
-            return Err(api_error(op, status, retry_after(resp.headers())));
+            return Err(api_error(
+                op,
+                status,
+                connector_transport::retry_after(resp.headers()),
+            ));
         }
         let bytes = resp.bytes().await.map_err(|source| Error::Transport {
             operation: op,
             source,
         })?;
-        decode(op, &bytes)
+        let token: wire::TokenResponse = decode(op, &bytes)?;
+        Ok(FreshToken {
+            secret: token.access_token,
+            lifetime: Duration::from_secs(token.expires_in),
+        })
     }
 }
 
@@ -680,12 +608,6 @@ fn api_error(operation: Operation, status: StatusCode, retry_after: Option<Durat
         status: status.as_u16(),
         retry_after,
     }
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    financing_core::parse::retry_after(value, chrono::Utc::now())
 }
 
 fn json(body: &impl Serialize) -> Result<Vec<u8>> {
@@ -732,14 +654,5 @@ mod tests {
         let bare = Url::parse("http://127.0.0.1:9").unwrap();
         assert_eq!(endpoint(&bare, "/x/y", &[]).unwrap().path(), "/x/y");
         assert!(endpoint(&bare, "/x/{missing}", &[]).is_err());
-    }
-
-    #[test]
-    fn retry_after_reads_seconds() {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
     }
 }

@@ -75,49 +75,16 @@ impl From<MerchantNumber> for String {
     }
 }
 
-macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Wraps a raw identifier.
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-
-            /// The raw identifier.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(s: &str) -> Self {
-                Self(s.to_owned())
-            }
-        }
-    };
-}
-
-string_id!(
+connector_transport::id_newtype! {
     /// The technology partner's code, issued by CareCredit at partner onboarding. One per
     /// Chairside deployment, not per practice.
-    PartnerCode
-);
-string_id!(
+    pub struct PartnerCode(String);
+}
+connector_transport::id_newtype! {
     /// A prefill session's id, as CareCredit returns it. It becomes the
     /// [`LenderReference`](financing_core::LenderReference) of the application and keys the pullback.
-    SessionId
-);
+    pub struct SessionId(String);
+}
 
 #[cfg(test)]
 mod tests {

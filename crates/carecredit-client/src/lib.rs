@@ -62,7 +62,7 @@
 //! # Errors
 //!
 //! [`Error::kind`] classifies every failure into [`financing_core::ErrorKind`]; the table is on
-//! that method. Reads are retried with [`financing_core::Backoff`]; a `401` refreshes the token
+//! that method. Reads are retried with [`RetryPolicy`] (from `connector-transport`); a `401` refreshes the token
 //! once; opening a session is never blind-retried after a timeout or 5xx: the next
 //! `start_application` finds the session by partner transaction id instead.
 
@@ -74,6 +74,7 @@ mod status;
 pub mod wire;
 
 pub use client::{Client, ClientBuilder, Credentials, DEFAULT_LIMITS};
+pub use connector_transport::RetryPolicy;
 pub use error::{Error, Operation, Result};
 pub use ids::{InvalidMerchantNumber, MerchantNumber, PartnerCode, SessionId};
 pub use status::{LENDER_ID, pullback_decision};

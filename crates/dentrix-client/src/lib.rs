@@ -36,8 +36,8 @@
 //!   public evidence and marked for correction at onboarding. The rest of the crate uses the typed
 //!   domain structs ([`TxCase`], [`TxCaseDetail`], [`Procedure`], [`Patient`], [`PatientNote`]).
 //! - Failures are one [`Error`] whose [`Error::kind`] gives the shared
-//!   [`ErrorKind`](financing_core::ErrorKind). Reads are retried with
-//!   [`Backoff`](financing_core::Backoff); a 401 refreshes the token once; writes are never
+//!   [`ErrorKind`](financing_core::ErrorKind). Reads are retried under
+//!   [`RetryPolicy`] (from `connector-transport`, capped below the runner's lease); a 401 refreshes the token once; writes are never
 //!   retried blindly.
 //! - Nothing here logs a body or a patient field: traces carry operation, status and attempt only.
 
@@ -51,6 +51,7 @@ mod txcases;
 pub mod wire;
 
 pub use client::{Client, ClientBuilder, Credentials};
+pub use connector_transport::RetryPolicy;
 pub use error::{DecodeProblem, Error, Result, VendorBody};
 pub use ids::{AppointmentId, NoteId, OrganizationId, PatientId, ProcedureId, TxCaseId, VisitId};
 pub use notes::{NoteMarker, NoteWrite, PatientNote};

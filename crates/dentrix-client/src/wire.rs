@@ -169,19 +169,6 @@ pub enum RawAmount {
     Text(String),
 }
 
-/// The token endpoint's answer.
-#[derive(Clone, Debug, Deserialize)]
-pub struct TokenResponse {
-    /// The bearer token.
-    pub access_token: String,
-    /// `Bearer` (BearerToken on Apigee); not checked.
-    #[serde(default)]
-    pub token_type: Option<String>,
-    /// Lifetime in seconds. Apigee sends it as a string.
-    #[serde(default)]
-    pub expires_in: Option<RawAmount>,
-}
-
 /// The response envelope of every resource call.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Envelope<T> {

@@ -2,8 +2,6 @@
 //! language codes. Pure and shared by every connector, each of which maps a `None` to its own
 //! decode error naming the resource and field (never the value).
 
-use std::time::Duration;
-
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::patient::Language;
@@ -82,20 +80,6 @@ pub fn language(raw: Option<&str>) -> Language {
     }
 }
 
-/// An HTTP `Retry-After` value: delay-seconds, or an HTTP date (a date in the past is no wait).
-pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (at.with_timezone(&Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
 /// Blank strings become `None`.
 pub fn non_blank(raw: Option<&str>) -> Option<String> {
     raw.map(str::trim)
@@ -137,23 +121,6 @@ mod tests {
         // 23:00 in Los Angeles is the next day in UTC; the practice wrote the 3rd.
         assert_eq!(date("1980-02-03T23:00:00-08:00"), want);
         assert_eq!(date("3rd Feb"), None);
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .map(|t| t.to_utc())
-            .unwrap_or_default();
-        assert_eq!(retry_after(" 7 ", now), Some(Duration::from_secs(7)));
-        assert_eq!(
-            retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after("soon", now), None);
     }
 
     #[test]

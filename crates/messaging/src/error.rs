@@ -271,3 +271,14 @@ impl Classify for Error {
         Error::kind(self)
     }
 }
+
+impl connector_transport::Retryable for Error {
+    fn retry_hint(&self) -> connector_transport::RetryHint {
+        match self.kind() {
+            ErrorKind::Transient { retry_after } => {
+                connector_transport::RetryHint::Retry { after: retry_after }
+            }
+            _ => connector_transport::RetryHint::Stop,
+        }
+    }
+}

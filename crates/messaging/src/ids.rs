@@ -6,55 +6,22 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-macro_rules! vendor_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Wraps a raw identifier.
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-
-            /// The raw identifier.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(s: &str) -> Self {
-                Self(s.to_owned())
-            }
-        }
-    };
-}
-
-vendor_id!(
+connector_transport::id_newtype! {
     /// A Twilio account SID (`AC…`): the user name of the REST API's basic auth. Not a secret.
-    AccountSid
-);
-vendor_id!(
+    pub struct AccountSid(String);
+}
+connector_transport::id_newtype! {
     /// A Twilio message SID (`SM…`, `MM…`): the message id logs carry.
-    MessageSid
-);
-vendor_id!(
+    pub struct MessageSid(String);
+}
+connector_transport::id_newtype! {
     /// A Twilio Messaging Service SID (`MG…`), an alternative to a `From` number.
-    MessagingServiceSid
-);
-vendor_id!(
+    pub struct MessagingServiceSid(String);
+}
+connector_transport::id_newtype! {
     /// The `Message-ID` of an email we sent, with its angle brackets (`<…@example.com>`).
-    EmailMessageId
-);
+    pub struct EmailMessageId(String);
+}
 
 /// A Twilio error code from an error body or a status callback (`21610`, `30003`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -85,6 +85,7 @@ mod sms;
 mod templates;
 mod webhook;
 
+pub use connector_transport::RetryPolicy;
 pub use consent::{
     ConsentAction, ConsentChange, ConsentLedger, ConsentSource, InMemoryConsentLedger,
     InboundIntent, InboundOutcome, LedgerError, OptOutState, apply_inbound, classify_inbound,

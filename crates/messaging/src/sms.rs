@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use financing_core::{Backoff, PracticeId};
+use connector_transport::RetryPolicy;
+use financing_core::PracticeId;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -243,7 +244,7 @@ pub struct SmsClient {
     account_sid: AccountSid,
     auth_token: SecretString,
     ledger: Arc<dyn ConsentLedger>,
-    backoff: Backoff,
+    retry: RetryPolicy,
     max_pages: u32,
 }
 
@@ -252,7 +253,7 @@ impl fmt::Debug for SmsClient {
         f.debug_struct("SmsClient")
             .field("base", &self.base)
             .field("account_sid", &self.account_sid)
-            .field("backoff", &self.backoff)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -264,7 +265,7 @@ pub struct SmsClientBuilder {
     auth_token: SecretString,
     ledger: Arc<dyn ConsentLedger>,
     timeout: Duration,
-    backoff: Backoff,
+    retry: RetryPolicy,
     http: Option<reqwest::Client>,
     max_pages: u32,
 }
@@ -302,10 +303,12 @@ impl SmsClientBuilder {
         self
     }
 
-    /// Retry schedule for transient failures (default [`Backoff::default`]). Only 429s and
-    /// connect errors are retried on a send; see [`Error::kind`].
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+    /// Retry policy for transient failures (default: [`RetryPolicy::default`], at most 20 s of
+    /// waiting in all; a longer `Retry-After` comes back as a transient error carrying the delay).
+    /// Only 429s and connect errors are transient for a send: a timeout or 5xx after a POST may
+    /// have sent the message. Pass [`RetryPolicy::none`] when the caller retries durably itself.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -362,7 +365,7 @@ impl SmsClientBuilder {
             account_sid: self.account_sid,
             auth_token: self.auth_token,
             ledger: self.ledger,
-            backoff: self.backoff,
+            retry: self.retry,
             max_pages: self.max_pages,
         })
     }
@@ -437,7 +440,7 @@ impl SmsClient {
             auth_token,
             ledger,
             timeout: DEFAULT_TIMEOUT,
-            backoff: Backoff::default(),
+            retry: RetryPolicy::default(),
             http: None,
             max_pages: DEFAULT_MAX_PAGES,
         }
@@ -454,7 +457,7 @@ impl SmsClient {
     ///
     /// The ledger is checked here whatever the caller has checked: a number marked opted out
     /// never receives a text from this crate. Consent type and quiet hours remain the caller's
-    /// checks. Transient failures (429, connect errors) are retried with the client's backoff;
+    /// checks. Transient failures (429, connect errors) are retried under the client's retry policy;
     /// nothing else is, because Twilio has no idempotency key.
     ///
     /// # Errors
@@ -595,33 +598,29 @@ impl SmsClient {
         format!("{}{}", self.base, uri)
     }
 
-    /// Runs a request, retrying transient failures with backoff. Returns the 2xx status and body.
+    /// Runs a request, retrying transient failures under the retry policy. Returns the 2xx status and body.
     async fn with_retries<F>(&self, op: Operation, make: F) -> Result<(StatusCode, Vec<u8>)>
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
-        let mut attempt = 1;
-        loop {
-            let started = Instant::now();
-            let result = attempt_once(op, make()).await;
-            match result {
-                Ok(ok) => {
-                    tracing::debug!(%op, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "twilio ok");
-                    return Ok(ok);
-                }
-                Err(e) => {
-                    let kind = e.kind();
-                    tracing::warn!(%op, attempt, kind = %kind, error = %e, "twilio call failed");
-                    match self.backoff.delay(attempt, kind, rand::random::<f64>()) {
-                        Some(wait) => {
-                            tokio::time::sleep(wait).await;
-                            attempt += 1;
+        self.retry
+            .run(|attempt| {
+                let req = make();
+                async move {
+                    let started = Instant::now();
+                    let result = attempt_once(op, req).await;
+                    match &result {
+                        Ok(_) => {
+                            tracing::debug!(%op, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "twilio ok");
                         }
-                        None => return Err(e),
+                        Err(e) => {
+                            tracing::warn!(%op, attempt, kind = %e.kind(), error = %e, "twilio call failed");
+                        }
                     }
+                    result
                 }
-            }
-        }
+            })
+            .await
     }
 }
 
@@ -635,12 +634,7 @@ async fn attempt_once(
     };
     let resp = req.send().await.map_err(transport)?;
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = connector_transport::retry_after(resp.headers());
     let body = resp.bytes().await.map_err(transport)?.to_vec();
     if status.is_success() {
         return Ok((status, body));

@@ -1,15 +1,15 @@
-//! [`Client`], [`ClientBuilder`], the OAuth2 token cache and the retry loop.
+//! [`Client`] and [`ClientBuilder`]. The token cache and the retry policy are
+//! `connector-transport`'s; what is NexHealth's here is the authenticate call and the errors.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use financing_core::Backoff;
+use connector_transport::{AccessToken, FreshToken, RetryPolicy, TokenCache};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{DecodeProblem, Error, Result, VendorBody, from_json};
@@ -67,8 +67,7 @@ pub struct ClientBuilder {
     token_url: Option<Url>,
     timeout: Duration,
     http: Option<reqwest::Client>,
-    backoff: Backoff,
-    max_retry_wait: Duration,
+    retry: RetryPolicy,
     page_size: u32,
     refresh_margin: Duration,
     rate_budget: RateBudget,
@@ -81,7 +80,7 @@ impl fmt::Debug for ClientBuilder {
             .field("base_url", &self.base_url.as_str())
             .field("credentials", &self.credentials)
             .field("timeout", &self.timeout)
-            .field("backoff", &self.backoff)
+            .field("retry", &self.retry)
             .field("page_size", &self.page_size)
             .finish_non_exhaustive()
     }
@@ -106,17 +105,12 @@ impl ClientBuilder {
         self
     }
 
-    /// Retry schedule for reads (default: [`Backoff::default`]). Writes are never retried blindly.
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// The longest wait the client sleeps through before a retry (default 30 s). A longer
-    /// `Retry-After` is returned to the caller as [`ErrorKind::Transient`](financing_core::ErrorKind)
-    /// with the delay, so that a scheduler, not this task, does the waiting.
-    pub fn max_retry_wait(mut self, wait: Duration) -> Self {
-        self.max_retry_wait = wait;
+    /// Retry policy for reads (default: [`RetryPolicy::default`], capped at 20 s of waiting).
+    /// Writes are never retried blindly. Pass [`RetryPolicy::none`] when the caller retries
+    /// durably itself; a `Retry-After` beyond the policy's budget comes back as
+    /// [`ErrorKind::Transient`](financing_core::ErrorKind) with the delay, for a scheduler to wait.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -179,11 +173,9 @@ impl ClientBuilder {
                 api_version,
                 limiter: Limiter::new(self.rate_budget),
                 timeout: self.timeout,
-                backoff: self.backoff,
-                max_retry_wait: self.max_retry_wait,
+                retry: self.retry,
                 page_size: self.page_size,
-                refresh_margin: self.refresh_margin,
-                token: Mutex::new(TokenState::default()),
+                token: TokenCache::new(self.refresh_margin),
             }),
         })
     }
@@ -222,26 +214,9 @@ pub(crate) struct Inner {
     api_version: HeaderValue,
     limiter: Limiter,
     timeout: Duration,
-    backoff: Backoff,
-    max_retry_wait: Duration,
+    retry: RetryPolicy,
     pub(crate) page_size: u32,
-    refresh_margin: Duration,
-    /// One lock around the token: a caller that finds it stale refreshes while holding the lock,
-    /// so concurrent callers wait for that one refresh instead of each starting their own.
-    token: Mutex<TokenState>,
-}
-
-#[derive(Default)]
-struct TokenState {
-    current: Option<Arc<Token>>,
-    generation: u64,
-}
-
-struct Token {
-    value: SecretString,
-    expires_at: Instant,
-    generation: u64,
-    lifetime: Duration,
+    token: TokenCache,
 }
 
 /// One HTTP call, described so that it can be repeated.
@@ -271,8 +246,7 @@ impl Client {
             token_url: None,
             timeout: Duration::from_secs(10),
             http: None,
-            backoff: Backoff::default(),
-            max_retry_wait: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
             page_size: 100,
             refresh_margin: Duration::from_secs(300),
             rate_budget: RateBudget::default(),
@@ -374,67 +348,41 @@ impl Client {
         from_json(resource, &bytes)
     }
 
-    /// Runs a call: bearer token, one refresh on 401, bounded retries with backoff for reads.
+    /// Runs a call: bearer token, one refresh on 401, the retry policy for reads.
     pub(crate) async fn execute(&self, call: &Call<'_>) -> Result<Vec<u8>> {
-        let mut attempt: u32 = 1;
-        let mut refused: Option<u64> = None;
-        let mut refreshed = false;
-        loop {
-            let result = match self.bearer(refused.take()).await {
-                Ok(token) => match self.send_once(call, &token).await {
-                    Err(Error::Api { status, .. }) if status == StatusCode::UNAUTHORIZED => {
-                        if refreshed {
-                            return Err(Error::Auth {
-                                operation: call.operation,
-                                status,
-                            });
-                        }
-                        // Tokens expire (1 h) or are revoked: refresh once and repeat.
-                        // A 401 means the request was not processed, so this is safe for writes.
-                        tracing::debug!(
-                            operation = call.operation,
-                            "401: refreshing the token once"
-                        );
-                        refreshed = true;
-                        refused = Some(token.generation);
-                        continue;
-                    }
-                    other => other,
-                },
-                Err(e) => Err(e),
-            };
-            let err = match result {
-                Ok(bytes) => return Ok(bytes),
-                Err(e) => e,
-            };
-            // Writes carry no idempotency key: their failures go back to the caller, who
-            // reconciles by lookup (DESIGN.md) instead of repeating blindly.
-            if !call.idempotent() {
-                return Err(err);
-            }
-            let kind = err.kind();
-            match self
-                .inner
-                .backoff
-                .delay(attempt, kind, rand::random::<f64>())
-            {
-                Some(wait) if wait <= self.inner.max_retry_wait => {
-                    tracing::debug!(
-                        operation = call.operation,
-                        attempt,
-                        kind = kind.label(),
-                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        "retrying"
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                _ => return Err(err),
-            }
-        }
+        // Writes carry no idempotency key: their failures go back to the caller, who reconciles
+        // by lookup (DESIGN.md) instead of repeating blindly.
+        let policy = if call.idempotent() {
+            self.inner.retry
+        } else {
+            RetryPolicy::none()
+        };
+        policy.run(|_| self.authorized(call)).await
     }
 
-    async fn send_once(&self, call: &Call<'_>, token: &Token) -> Result<Vec<u8>> {
+    /// One attempt; a 401 refreshes the token (they expire after 1 h, or are revoked) and repeats
+    /// once: the request was not processed, so this is safe for writes. A second 401 is
+    /// [`Error::Auth`].
+    async fn authorized(&self, call: &Call<'_>) -> Result<Vec<u8>> {
+        let unauthorized = |e: &Error| matches!(e, Error::Api { status, .. } if *status == StatusCode::UNAUTHORIZED);
+        self.inner
+            .token
+            .authorized(
+                || self.fetch_token(),
+                |token| self.send_once(call, token),
+                unauthorized,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::Api { status, .. } if status == StatusCode::UNAUTHORIZED => Error::Auth {
+                    operation: call.operation,
+                    status,
+                },
+                e => e,
+            })
+    }
+
+    async fn send_once(&self, call: &Call<'_>, token: AccessToken) -> Result<Vec<u8>> {
         let inner = &self.inner;
         let mut url = inner.api_root.clone();
         {
@@ -460,7 +408,7 @@ impl Client {
             .timeout(inner.timeout)
             .header(ACCEPT, "application/json")
             .header(wire::HEADER_API_VERSION, inner.api_version.clone())
-            .bearer_auth(token.value.expose_secret())
+            .bearer_auth(token.secret().expose_secret())
             .query(&query);
         if let Some(body) = &call.body {
             request = request.json(body);
@@ -482,7 +430,7 @@ impl Client {
             status = status.as_u16(),
             "response"
         );
-        let retry_after = retry_after(response.headers());
+        let retry_after = connector_transport::retry_after(response.headers());
         let bytes = response.bytes().await.map_err(|e| Error::Transport {
             operation: call.operation,
             idempotent,
@@ -501,26 +449,7 @@ impl Client {
         }
     }
 
-    /// The current token, fetching a new one when there is none, when it is about to expire, or
-    /// when the server refused the token of generation `refused`.
-    async fn bearer(&self, refused: Option<u64>) -> Result<Arc<Token>> {
-        let mut state = self.inner.token.lock().await;
-        if let Some(token) = &state.current {
-            let margin = self.inner.refresh_margin.min(token.lifetime / 2);
-            let fresh = Instant::now() + margin < token.expires_at;
-            // Another caller may already have replaced the refused token: use theirs.
-            let was_refused = refused == Some(token.generation);
-            if fresh && !was_refused {
-                return Ok(Arc::clone(token));
-            }
-        }
-        state.generation += 1;
-        let token = Arc::new(self.fetch_token(state.generation).await?);
-        state.current = Some(Arc::clone(&token));
-        Ok(token)
-    }
-
-    async fn fetch_token(&self, generation: u64) -> Result<Token> {
+    async fn fetch_token(&self) -> Result<FreshToken> {
         const OPERATION: &str = "authenticate";
         let inner = &self.inner;
         inner.limiter.acquire(false).await;
@@ -541,7 +470,7 @@ impl Client {
                 source: e.without_url(),
             })?;
         let status = response.status();
-        let retry_after = retry_after(response.headers());
+        let retry_after = connector_transport::retry_after(response.headers());
         let bytes = response.bytes().await.map_err(|e| Error::Transport {
             operation: OPERATION,
             idempotent: true,
@@ -570,10 +499,8 @@ impl Client {
             .ok_or_else(|| Error::decode("authenticates", "data.token", DecodeProblem::Missing))?;
         // The JWT's own expiry when readable; else the documented production lifetime.
         let lifetime = jwt_lifetime(&token).unwrap_or(Duration::from_secs(3600));
-        Ok(Token {
-            value: SecretString::from(token),
-            expires_at: Instant::now() + lifetime,
-            generation,
+        Ok(FreshToken {
+            secret: SecretString::from(token),
             lifetime,
         })
     }
@@ -590,10 +517,4 @@ fn jwt_lifetime(token: &str) -> Option<Duration> {
     let exp = claims.get("exp")?.as_i64()?;
     let left = exp - chrono::Utc::now().timestamp();
     u64::try_from(left).ok().map(Duration::from_secs)
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    financing_core::parse::retry_after(value, chrono::Utc::now())
 }

@@ -243,55 +243,34 @@ impl Classify for Error {
     }
 }
 
+impl connector_transport::Retryable for Error {
+    fn retry_hint(&self) -> connector_transport::RetryHint {
+        match self.kind() {
+            ErrorKind::Transient { retry_after } => {
+                connector_transport::RetryHint::Retry { after: retry_after }
+            }
+            _ => connector_transport::RetryHint::Stop,
+        }
+    }
+}
+
 /// Decodes a JSON body, naming the path of the first bad field on failure and never its value.
 pub(crate) fn from_json<T: DeserializeOwned>(resource: &'static str, bytes: &[u8]) -> Result<T> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let (field, problem) = describe_json_error(&path, &inner);
+    use connector_transport::DecodeProblem as P;
+    connector_transport::decode_json(bytes).map_err(|e| {
+        let field = if e.path.is_empty() {
+            "(body)".to_owned()
+        } else {
+            e.path
+        };
+        let problem = match e.problem {
+            P::Missing => DecodeProblem::Missing,
+            P::InvalidType => DecodeProblem::InvalidType,
+            P::Syntax => DecodeProblem::Syntax,
+            _ => DecodeProblem::InvalidValue,
+        };
         Error::decode(resource, field, problem)
     })
-}
-
-fn describe_json_error(path: &str, e: &serde_json::Error) -> (String, DecodeProblem) {
-    use serde_json::error::Category;
-    let path = if path == "." {
-        String::new()
-    } else {
-        path.to_owned()
-    };
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            (display_path(path), DecodeProblem::Syntax)
-        }
-        Category::Data => {
-            // serde's messages quote values ("invalid type: string \"Jane\""), so only the shape of
-            // the message is read; a missing field's message carries just the field's name.
-            let msg = e.to_string();
-            if let Some(rest) = msg.strip_prefix("missing field `") {
-                let name = rest.split('`').next().unwrap_or_default();
-                let field = if path.is_empty() {
-                    name.to_owned()
-                } else {
-                    format!("{path}.{name}")
-                };
-                (field, DecodeProblem::Missing)
-            } else if msg.starts_with("invalid type") {
-                (display_path(path), DecodeProblem::InvalidType)
-            } else {
-                (display_path(path), DecodeProblem::InvalidValue)
-            }
-        }
-    }
-}
-
-fn display_path(path: String) -> String {
-    if path.is_empty() {
-        "(body)".to_owned()
-    } else {
-        path
-    }
 }
 
 #[cfg(test)]

@@ -1,85 +1,42 @@
 //! Typed NexHealth ids. NexHealth sends ids as JSON numbers; they are kept as their decimal text so
 //! that a change to string ids does not break callers.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Wraps a raw id.
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-
-            /// The raw id.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(s: &str) -> Self {
-                Self(s.to_owned())
-            }
-        }
-
-        impl From<String> for $name {
-            fn from(s: String) -> Self {
-                Self(s)
-            }
-        }
-    };
-}
-
-string_id!(
+connector_transport::id_newtype! {
     /// A NexHealth location (an office), sent as `location_id`.
-    LocationId
-);
-string_id!(
+    pub struct LocationId(String);
+}
+connector_transport::id_newtype! {
     /// A treatment plan.
-    TreatmentPlanId
-);
-string_id!(
+    pub struct TreatmentPlanId(String);
+}
+connector_transport::id_newtype! {
     /// A patient.
-    PatientId
-);
-string_id!(
+    pub struct PatientId(String);
+}
+connector_transport::id_newtype! {
     /// A procedure of a plan.
-    ProcedureId
-);
-string_id!(
+    pub struct ProcedureId(String);
+}
+connector_transport::id_newtype! {
     /// An appointment.
-    AppointmentId
-);
-string_id!(
+    pub struct AppointmentId(String);
+}
+connector_transport::id_newtype! {
     /// A provider.
-    ProviderId
-);
-string_id!(
+    pub struct ProviderId(String);
+}
+connector_transport::id_newtype! {
     /// A registered webhook endpoint.
-    WebhookEndpointId
-);
-string_id!(
+    pub struct WebhookEndpointId(String);
+}
+connector_transport::id_newtype! {
     /// A webhook subscription of an endpoint.
-    WebhookSubscriptionId
-);
-string_id!(
+    pub struct WebhookSubscriptionId(String);
+}
+connector_transport::id_newtype! {
     /// A communication log entry (the ledger note).
-    CommunicationLogId
-);
+    pub struct CommunicationLogId(String);
+}
 
 impl From<TreatmentPlanId> for financing_core::PlanId {
     fn from(id: TreatmentPlanId) -> Self {
@@ -105,11 +62,11 @@ impl From<&financing_core::PlanId> for TreatmentPlanId {
     }
 }
 
-string_id!(
+connector_transport::id_newtype! {
     /// A webhook delivery, for deduplication.
-    DeliveryId
-);
-string_id!(
+    pub struct DeliveryId(String);
+}
+connector_transport::id_newtype! {
     /// The id of the resource a webhook event is about (a plan, a communication log, a payment).
-    ResourceId
-);
+    pub struct ResourceId(String);
+}

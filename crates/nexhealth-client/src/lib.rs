@@ -39,8 +39,8 @@
 //!   [`Patient`], [`LedgerNote`], [`WebhookEvent`]).
 //! - NexHealth plans carry fees but no insurance estimates.
 //! - Failures are one [`Error`] whose [`Error::kind`] gives the shared
-//!   [`ErrorKind`](financing_core::ErrorKind). Reads are retried with
-//!   [`Backoff`](financing_core::Backoff); a 401 refreshes the token once; writes are never
+//!   [`ErrorKind`](financing_core::ErrorKind). Reads are retried under
+//!   [`RetryPolicy`] (from `connector-transport`, capped below the runner's lease); a 401 refreshes the token once; writes are never
 //!   retried blindly. A client-side [`RateBudget`] keeps requests inside the documented limits.
 //! - Nothing here logs a body or a patient field.
 
@@ -56,6 +56,7 @@ pub mod wire;
 mod writeback;
 
 pub use client::{Client, ClientBuilder, Credentials};
+pub use connector_transport::RetryPolicy;
 pub use error::{DecodeProblem, Error, Result, SignatureProblem, VendorBody};
 pub use ids::{
     AppointmentId, CommunicationLogId, DeliveryId, LocationId, PatientId, ProcedureId, ProviderId,

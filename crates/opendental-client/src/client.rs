@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
-use financing_core::{Backoff, Currency};
+use connector_transport::RetryPolicy;
+use financing_core::Currency;
 use reqwest::Method;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
@@ -71,8 +72,7 @@ pub struct ClientBuilder {
     http_client: Option<reqwest::Client>,
     page_size: u32,
     max_pages: u32,
-    backoff: Backoff,
-    max_retry_wait: Duration,
+    retry: RetryPolicy,
     currency: Currency,
     change_lookback: Duration,
 }
@@ -83,7 +83,7 @@ impl fmt::Debug for ClientBuilder {
             .field("base_url", &self.base_url.as_str())
             .field("timeout", &self.timeout)
             .field("page_size", &self.page_size)
-            .field("backoff", &self.backoff)
+            .field("retry", &self.retry)
             .field("currency", &self.currency)
             .finish_non_exhaustive()
     }
@@ -124,16 +124,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Retry schedule for transient failures (default [`Backoff::default`]).
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// The longest wait the client sleeps through itself before a retry (default 30 s). A longer
-    /// `Retry-After` is returned to the caller as a transient error carrying the delay.
-    pub fn max_retry_wait(mut self, wait: Duration) -> Self {
-        self.max_retry_wait = wait;
+    /// Retry policy for transient failures (default: [`RetryPolicy::default`], capped at 20 s of
+    /// waiting). Pass [`RetryPolicy::none`] when the caller retries durably itself; a
+    /// `Retry-After` beyond the budget is returned as a transient error carrying the delay.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -197,8 +192,7 @@ impl ClientBuilder {
                 timeout: self.timeout,
                 page_size: self.page_size,
                 max_pages: self.max_pages,
-                backoff: self.backoff,
-                max_retry_wait: self.max_retry_wait,
+                retry: self.retry,
                 currency: self.currency,
                 change_lookback: self.change_lookback,
             }),
@@ -220,8 +214,7 @@ struct Inner {
     timeout: Duration,
     page_size: u32,
     max_pages: u32,
-    backoff: Backoff,
-    max_retry_wait: Duration,
+    retry: RetryPolicy,
     currency: Currency,
     change_lookback: Duration,
 }
@@ -258,8 +251,7 @@ impl Client {
             http_client: None,
             page_size: REMOTE_PAGE_LIMIT,
             max_pages: 10_000,
-            backoff: Backoff::default(),
-            max_retry_wait: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
             currency: Currency::Usd,
             change_lookback: Duration::from_secs(60),
         }
@@ -313,27 +305,11 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Vec<u8>> {
         let url = self.url(segments, query);
-        let mut attempt: u32 = 1;
-        loop {
-            let err = match self.send_once(op, method.clone(), url.clone(), body).await {
-                Ok(bytes) => return Ok(bytes),
-                Err(e) => e,
-            };
-            let kind = err.kind();
-            let Some(delay) = self
-                .inner
-                .backoff
-                .delay(attempt, kind, rand::random::<f64>())
-            else {
-                return Err(err);
-            };
-            if delay > self.inner.max_retry_wait {
-                return Err(err);
-            }
-            tracing::debug!(op = %op, attempt, kind = %kind, delay_ms = delay.as_millis() as u64, "open dental retry");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
+        // The error table decides: a write's 5xx or timeout is Indeterminate and never retried.
+        self.inner
+            .retry
+            .run(|_| self.send_once(op, method.clone(), url.clone(), body))
+            .await
     }
 
     async fn send_once(
@@ -361,7 +337,7 @@ impl Client {
             let bytes = response.bytes().await.map_err(|e| transport(op, e))?;
             return Ok(bytes.to_vec());
         }
-        let retry_after = retry_after(response.headers());
+        let retry_after = connector_transport::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         Err(Error::Api {
             op,
@@ -476,12 +452,6 @@ fn transport(op: Operation, e: reqwest::Error) -> Error {
     } else {
         Error::Transport { op, source }
     }
-}
-
-/// `Retry-After` as delta-seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    financing_core::parse::retry_after(value, chrono::Utc::now())
 }
 
 /// Percent-encodes a query, spaces as `%20` as Open Dental's examples show
@@ -628,19 +598,5 @@ mod tests {
         assert_eq!(ApiMode::Service.base_url().port(), Some(30223));
         assert_eq!(ApiMode::Remote.max_page_size(), 100);
         assert_eq!(ApiMode::Service.max_page_size(), 1000);
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("12"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(12)));
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), None);
     }
 }

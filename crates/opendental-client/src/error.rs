@@ -354,6 +354,17 @@ impl Classify for Error {
     }
 }
 
+impl connector_transport::Retryable for Error {
+    fn retry_hint(&self) -> connector_transport::RetryHint {
+        match self.kind() {
+            ErrorKind::Transient { retry_after } => {
+                connector_transport::RetryHint::Retry { after: retry_after }
+            }
+            _ => connector_transport::RetryHint::Stop,
+        }
+    }
+}
+
 /// The request may have been processed and we did not see the answer.
 fn unknown_outcome(op: Operation) -> ErrorKind {
     if op.is_write() {

@@ -1,90 +1,53 @@
 //! Typed Open Dental ids: the database primary keys, `u64` newtypes.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-macro_rules! num_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(u64);
-
-        impl $name {
-            /// Wraps a raw key.
-            pub const fn new(id: u64) -> Self {
-                Self(id)
-            }
-
-            /// The raw key.
-            pub const fn get(self) -> u64 {
-                self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}", self.0)
-            }
-        }
-
-        impl From<u64> for $name {
-            fn from(id: u64) -> Self {
-                Self(id)
-            }
-        }
-    };
-}
-
-num_id!(
+connector_transport::id_newtype! {
     /// A patient (`patient.PatNum`).
-    PatNum
-);
-num_id!(
+    pub struct PatNum(u64);
+}
+connector_transport::id_newtype! {
     /// A treatment plan (`treatplan.TreatPlanNum`).
-    TreatPlanNum
-);
-num_id!(
+    pub struct TreatPlanNum(u64);
+}
+connector_transport::id_newtype! {
     /// A procedure copied onto a Saved treatment plan (`proctp.ProcTPNum`).
-    ProcTpNum
-);
-num_id!(
+    pub struct ProcTpNum(u64);
+}
+connector_transport::id_newtype! {
     /// A procedure (`procedurelog.ProcNum`).
-    ProcNum
-);
-num_id!(
+    pub struct ProcNum(u64);
+}
+connector_transport::id_newtype! {
     /// A procedure attached to an Active or Inactive plan (`treatplanattach.TreatPlanAttachNum`).
-    TreatPlanAttachNum
-);
-num_id!(
+    pub struct TreatPlanAttachNum(u64);
+}
+connector_transport::id_newtype! {
     /// A communication-log entry (`commlog.CommlogNum`).
-    CommlogNum
-);
-num_id!(
+    pub struct CommlogNum(u64);
+}
+connector_transport::id_newtype! {
     /// A patient payment (`payment.PayNum`).
-    PayNum
-);
-num_id!(
+    pub struct PayNum(u64);
+}
+connector_transport::id_newtype! {
     /// A procedure code row (`procedurecode.CodeNum`).
-    CodeNum
-);
-num_id!(
+    pub struct CodeNum(u64);
+}
+connector_transport::id_newtype! {
     /// A provider (`provider.ProvNum`).
-    ProvNum
-);
-num_id!(
+    pub struct ProvNum(u64);
+}
+connector_transport::id_newtype! {
     /// A clinic (`clinic.ClinicNum`); offices without clinics use none.
-    ClinicNum
-);
-num_id!(
+    pub struct ClinicNum(u64);
+}
+connector_transport::id_newtype! {
     /// An appointment (`appointment.AptNum`).
-    AptNum
-);
-num_id!(
+    pub struct AptNum(u64);
+}
+connector_transport::id_newtype! {
     /// An office-defined list entry (`definition.DefNum`), such as a priority or payment type.
-    DefNum
-);
+    pub struct DefNum(u64);
+}
 
 impl PatNum {
     /// The patient id in the shared domain's form.

@@ -61,6 +61,7 @@ pub use client::{
     API_SERVICE_BASE_URL, ApiMode, Client, ClientBuilder, LOCAL_BASE_URL, LOCAL_PAGE_LIMIT,
     REMOTE_BASE_URL, REMOTE_PAGE_LIMIT,
 };
+pub use connector_transport::RetryPolicy;
 pub use cursor::{CursorError, PlanCursor, SyncStamp};
 pub use error::{DecodeError, DecodeReason, Error, Operation, Result, VendorBody};
 pub use ids::{

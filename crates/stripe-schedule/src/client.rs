@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use financing_core::{Backoff, ErrorKind};
+use connector_transport::RetryPolicy;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -25,15 +25,11 @@ pub const DEFAULT_BASE_URL: &str = "https://api.stripe.com/";
 /// Per-request timeout when none is configured.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Longest wait the client sleeps through before a retry; a longer `Retry-After` ends the call
-/// with a transient error so the caller can schedule the retry instead.
-pub const DEFAULT_MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
-
 /// A Stripe API client. Cheap to clone (an `Arc` inside).
 ///
 /// Every request carries `Authorization: Bearer …` and `Stripe-Version: 2026-10-28.endive`;
 /// every POST carries the caller's `Idempotency-Key`. Connection errors, timeouts, 409, 424, 429
-/// and 5xx are retried with the configured [`Backoff`] (same key, same body), honouring
+/// and 5xx are retried under the configured [`RetryPolicy`] (same key, same body), honouring
 /// `Stripe-Should-Retry` and `Retry-After`; other 4xx never are.
 #[derive(Clone)]
 pub struct Client {
@@ -45,8 +41,7 @@ struct Inner {
     base: Url,
     api_key: SecretString,
     timeout: Duration,
-    backoff: Backoff,
-    max_retry_wait: Duration,
+    retry: RetryPolicy,
 }
 
 impl fmt::Debug for Client {
@@ -55,7 +50,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("base", &self.inner.base.as_str())
             .field("timeout", &self.inner.timeout)
-            .field("backoff", &self.inner.backoff)
+            .field("retry", &self.inner.retry)
             .finish_non_exhaustive()
     }
 }
@@ -66,8 +61,7 @@ pub struct ClientBuilder {
     base_url: Option<Url>,
     timeout: Duration,
     http: Option<reqwest::Client>,
-    backoff: Backoff,
-    max_retry_wait: Duration,
+    retry: RetryPolicy,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -76,7 +70,7 @@ impl fmt::Debug for ClientBuilder {
             .field("api_key", &"[redacted]")
             .field("base_url", &self.base_url.as_ref().map(Url::as_str))
             .field("timeout", &self.timeout)
-            .field("backoff", &self.backoff)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -89,8 +83,7 @@ impl Client {
             base_url: None,
             timeout: DEFAULT_TIMEOUT,
             http: None,
-            backoff: Backoff::default(),
-            max_retry_wait: DEFAULT_MAX_RETRY_WAIT,
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -123,18 +116,13 @@ impl ClientBuilder {
         self
     }
 
-    /// The retry schedule (default: Stripe's, 0.5 s doubling to 5 s, three attempts).
-    /// [`Backoff::NONE`] turns retries off.
+    /// The retry policy (default: [`RetryPolicy::default`]: 0.5 s doubling to 5 s, three
+    /// attempts, at most 20 s of waiting; a longer `Retry-After` ends the call with a transient
+    /// error so the caller can schedule the retry instead). [`RetryPolicy::none`] turns retries
+    /// off.
     #[must_use]
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// Longest single wait before a retry (default 10 s).
-    #[must_use]
-    pub fn max_retry_wait(mut self, wait: Duration) -> Self {
-        self.max_retry_wait = wait;
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -178,8 +166,7 @@ impl ClientBuilder {
                 base,
                 api_key: self.api_key,
                 timeout: self.timeout,
-                backoff: self.backoff,
-                max_retry_wait: self.max_retry_wait,
+                retry: self.retry,
             }),
         })
     }
@@ -246,72 +233,44 @@ impl Client {
             }
             Method::Post => Some(encoded),
         };
-        let backoff = self.inner.backoff;
-        let mut attempt: u32 = 1;
-        loop {
-            let started = Instant::now();
-            let result = self.attempt::<T>(&call, &url, body.as_deref()).await;
-            let mut err = match result {
-                Ok(value) => {
-                    tracing::debug!(
-                        op = call.op,
-                        attempt,
-                        latency_ms = started.elapsed().as_millis() as u64,
-                        "stripe call succeeded"
-                    );
-                    return Ok(value);
+        // The caller decides what a final failure means (a 404 can be expected).
+        self.inner
+            .retry
+            .run(|attempt| {
+                let (call, url, body) = (&call, &url, body.as_deref());
+                async move {
+                    let started = Instant::now();
+                    let out = self.attempt::<T>(call, url, body).await;
+                    match out {
+                        Ok(value) => {
+                            tracing::debug!(
+                                op = call.op,
+                                attempt,
+                                latency_ms = started.elapsed().as_millis() as u64,
+                                "stripe call succeeded"
+                            );
+                            Ok(value)
+                        }
+                        Err(mut err) => {
+                            match &mut err {
+                                Error::Transport { attempts, .. } => *attempts = attempt,
+                                Error::Api(api) => api.attempts = attempt,
+                                _ => {}
+                            }
+                            tracing::debug!(
+                                op = call.op,
+                                attempt,
+                                status = err.status(),
+                                request_id = err.request_id().map(RequestId::as_str),
+                                kind = err.kind().label(),
+                                "stripe call failed"
+                            );
+                            Err(err)
+                        }
+                    }
                 }
-                Err(e) => e,
-            };
-            let (retryable, retry_after) = match &mut err {
-                Error::Transport {
-                    attempts, source, ..
-                } => {
-                    *attempts = attempt;
-                    (!source.is_builder(), None)
-                }
-                Error::Api(api) => {
-                    api.attempts = attempt;
-                    (api.retryable(), api.retry_after)
-                }
-                _ => (false, None),
-            };
-            let delay = if retryable {
-                // Jitter sampled here so the thread-local RNG never crosses an await.
-                let jitter: f64 = rand::random();
-                backoff
-                    .delay(attempt, ErrorKind::Transient { retry_after }, jitter)
-                    .filter(|d| *d <= self.inner.max_retry_wait)
-            } else {
-                None
-            };
-            match delay {
-                Some(delay) => {
-                    tracing::warn!(
-                        op = call.op,
-                        attempt,
-                        status = err.status(),
-                        request_id = err.request_id().map(RequestId::as_str),
-                        delay_ms = delay.as_millis() as u64,
-                        "stripe call failed; retrying with the same idempotency key"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                None => {
-                    // The caller decides what a final failure means (a 404 can be expected).
-                    tracing::debug!(
-                        op = call.op,
-                        attempt,
-                        status = err.status(),
-                        request_id = err.request_id().map(RequestId::as_str),
-                        kind = err.kind().label(),
-                        "stripe call failed"
-                    );
-                    return Err(err);
-                }
-            }
-        }
+            })
+            .await
     }
 
     async fn attempt<T: DeserializeOwned>(
@@ -377,9 +336,7 @@ impl Client {
                 "false" => Some(false),
                 _ => None,
             }),
-            retry_after: header_str(&headers, "retry-after")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs),
+            retry_after: connector_transport::retry_after(&headers),
             replayed: header_str(&headers, "idempotent-replayed") == Some("true"),
             attempts: 1,
         })))

@@ -476,6 +476,23 @@ pub enum InvalidInput {
     BadId(&'static str),
 }
 
+/// Stripe's own retry rule, not the shared `ErrorKind` table: connection errors and timeouts (a
+/// builder error is a bug, not a blip), and whatever [`ApiError::retryable`] allows (409, 424,
+/// 429, 5xx, `Stripe-Should-Retry`). Every POST carries its idempotency key, so repeating is safe.
+impl connector_transport::Retryable for Error {
+    fn retry_hint(&self) -> connector_transport::RetryHint {
+        match self {
+            Error::Transport { source, .. } if !source.is_builder() => {
+                connector_transport::RetryHint::Retry { after: None }
+            }
+            Error::Api(api) if api.retryable() => connector_transport::RetryHint::Retry {
+                after: api.retry_after,
+            },
+            _ => connector_transport::RetryHint::Stop,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

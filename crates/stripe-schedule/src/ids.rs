@@ -1,103 +1,54 @@
 //! Typed Stripe ids. A bare `String` never crosses the crate boundary.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-macro_rules! stripe_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Wraps a raw Stripe id.
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-
-            /// The raw id, as Stripe spells it.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(s: &str) -> Self {
-                Self(s.to_owned())
-            }
-        }
-
-        impl From<String> for $name {
-            fn from(s: String) -> Self {
-                Self(s)
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-    };
-}
-
-stripe_id!(
+connector_transport::id_newtype! {
     /// A customer (`cus_…`).
-    CustomerId
-);
-stripe_id!(
+    pub struct CustomerId(String);
+}
+connector_transport::id_newtype! {
     /// A product (`prod_…`, or the deterministic id Chairside gives a practice's product).
-    ProductId
-);
-stripe_id!(
+    pub struct ProductId(String);
+}
+connector_transport::id_newtype! {
     /// A price (`price_…`).
-    PriceId
-);
-stripe_id!(
+    pub struct PriceId(String);
+}
+connector_transport::id_newtype! {
     /// A subscription schedule (`sub_sched_…`).
-    SubscriptionScheduleId
-);
-stripe_id!(
+    pub struct SubscriptionScheduleId(String);
+}
+connector_transport::id_newtype! {
     /// A subscription (`sub_…`), created by a schedule when it starts.
-    SubscriptionId
-);
-stripe_id!(
+    pub struct SubscriptionId(String);
+}
+connector_transport::id_newtype! {
     /// A Checkout Session (`cs_…`).
-    CheckoutSessionId
-);
-stripe_id!(
+    pub struct CheckoutSessionId(String);
+}
+connector_transport::id_newtype! {
     /// A PaymentIntent (`pi_…`).
-    PaymentIntentId
-);
-stripe_id!(
+    pub struct PaymentIntentId(String);
+}
+connector_transport::id_newtype! {
     /// A saved payment method (`pm_…`).
-    PaymentMethodId
-);
-stripe_id!(
+    pub struct PaymentMethodId(String);
+}
+connector_transport::id_newtype! {
     /// An invoice (`in_…`).
-    InvoiceId
-);
-stripe_id!(
+    pub struct InvoiceId(String);
+}
+connector_transport::id_newtype! {
     /// A charge (`ch_…`, `py_…`).
-    ChargeId
-);
-stripe_id!(
+    pub struct ChargeId(String);
+}
+connector_transport::id_newtype! {
     /// A webhook event (`evt_…`): the deduplication key for received webhooks.
-    EventId
-);
-stripe_id!(
+    pub struct EventId(String);
+}
+connector_transport::id_newtype! {
     /// Stripe's id for one API request (`req_…`, from the `Request-Id` header): quote it to
     /// Stripe support.
-    RequestId
-);
+    pub struct RequestId(String);
+}
 
 /// Deserializes a field that Stripe sends either as an id string or, when expanded, as an object
 /// with an `id`.
@@ -134,6 +85,8 @@ pub(crate) mod expandable {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
     #[derive(Deserialize)]

@@ -53,7 +53,7 @@
 //! Every call returns [`Error`], whose [`Error::kind`] is the shared
 //! [`financing_core::ErrorKind`]: `Transient` (retry with the same idempotency key), `Permanent`
 //! (a person must act) or `Indeterminate` (the call may have taken effect: reconcile first). The
-//! client itself retries transient failures per its [`Backoff`](financing_core::Backoff).
+//! client itself retries transient failures per its [`RetryPolicy`] (from `connector-transport`).
 //! Declines of an off-session charge are not errors but [`ChargeOutcome`]s.
 //!
 //! Input is checked before anything is sent ([`InvalidInput`]): amounts of zero or below,
@@ -78,9 +78,8 @@ pub use checkout::{
     CheckoutMode, CheckoutPaymentStatus, CheckoutSession, CheckoutStatus, LINE_ITEM_NAME,
     PayLinkRequest,
 };
-pub use client::{
-    API_VERSION, Client, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_MAX_RETRY_WAIT, DEFAULT_TIMEOUT,
-};
+pub use client::{API_VERSION, Client, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_TIMEOUT};
+pub use connector_transport::RetryPolicy;
 pub use customers::{Address, Customer, CustomerDetails, CustomerInvoiceSettings};
 pub use enums::{CollectionMethod, Interval};
 pub use error::{

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use connector_transport::RetryPolicy;
 use financing_core::{
-    AmountLimits, ApplicationHandle, ApplicationRef, Backoff, FinancingRequest, LocationId,
+    AmountLimits, ApplicationHandle, ApplicationRef, FinancingRequest, LocationId,
 };
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -46,7 +47,7 @@ pub struct ClientBuilder {
     send_sms: bool,
     timeout: Duration,
     http: Option<reqwest::Client>,
-    backoff: Backoff,
+    retry: RetryPolicy,
     limits: AmountLimits,
     poll_after: Duration,
 }
@@ -59,7 +60,7 @@ impl fmt::Debug for ClientBuilder {
             .field("locations", &self.locations.len())
             .field("send_sms", &self.send_sms)
             .field("timeout", &self.timeout)
-            .field("backoff", &self.backoff)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -92,11 +93,12 @@ impl ClientBuilder {
         self
     }
 
-    /// Retry schedule for transient failures. Default: [`Backoff::default`]. A server's
-    /// `Retry-After` longer than `backoff.cap` is not slept on: the error is returned so the
-    /// orchestrator can schedule the retry.
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+    /// Retry policy for transient failures. Default: [`RetryPolicy::default`] (at most 20 s of
+    /// waiting in all). A server's `Retry-After` beyond the policy's budget is not slept on: the
+    /// error is returned so the caller can reschedule. Pass [`RetryPolicy::none`] when the caller
+    /// retries durably itself.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -159,7 +161,7 @@ impl ClientBuilder {
                 locations,
                 send_sms: self.send_sms,
                 timeout: self.timeout,
-                backoff: self.backoff,
+                retry: self.retry,
                 limits: self.limits,
                 poll_after: self.poll_after,
             }),
@@ -210,7 +212,7 @@ struct Inner {
     locations: HashMap<LocationId, SunbitLocation>,
     send_sms: bool,
     timeout: Duration,
-    backoff: Backoff,
+    retry: RetryPolicy,
     limits: AmountLimits,
     poll_after: Duration,
 }
@@ -239,7 +241,7 @@ impl Client {
             send_sms: false,
             timeout: Duration::from_secs(10),
             http: None,
-            backoff: Backoff::default(),
+            retry: RetryPolicy::default(),
             limits: DEFAULT_LIMITS,
             poll_after: Duration::from_secs(300),
         }
@@ -388,32 +390,20 @@ impl Client {
         query: Option<(&PurchaseQuery, bool)>,
         body: Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>> {
-        let mut attempt = 1_u32;
-        loop {
-            let err = match self
-                .attempt(op, &method, &url, query, body.as_deref())
-                .await
-            {
-                Ok(Outcome::Body(b)) => return Ok(Some(b)),
-                Ok(Outcome::NotFound) => return Ok(None),
-                Err(e) => e,
-            };
-            let kind = err.kind();
-            if kind
-                .retry_after()
-                .is_some_and(|server| server > self.inner.backoff.cap)
-            {
-                return Err(err);
-            }
-            match self.inner.backoff.delay(attempt, kind, rand::random()) {
-                Some(wait) => {
-                    tracing::debug!(operation = %op, attempt, kind = %kind, ?wait, "retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
+        // The error table decides what is transient: a link or void that timed out is
+        // Indeterminate and not repeated.
+        self.inner
+            .retry
+            .run(|_| async {
+                match self
+                    .attempt(op, &method, &url, query, body.as_deref())
+                    .await?
+                {
+                    Outcome::Body(b) => Ok(Some(b)),
+                    Outcome::NotFound => Ok(None),
                 }
-                None => return Err(err),
-            }
-        }
+            })
+            .await
     }
 
     async fn attempt(
@@ -471,19 +461,13 @@ impl Client {
         Err(Error::Api {
             operation: op,
             status: status.as_u16(),
-            retry_after: retry_after(resp.headers()),
+            retry_after: connector_transport::retry_after(resp.headers()),
         })
     }
 }
 
 pub(crate) fn link_expiry() -> chrono::DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(wire::LINK_LIFETIME).unwrap_or(chrono::Duration::zero())
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    financing_core::parse::retry_after(value, chrono::Utc::now())
 }
 
 fn json(body: &impl Serialize) -> Result<Vec<u8>> {

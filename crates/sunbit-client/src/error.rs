@@ -153,6 +153,17 @@ impl Classify for Error {
     }
 }
 
+impl connector_transport::Retryable for Error {
+    fn retry_hint(&self) -> connector_transport::RetryHint {
+        match self.kind() {
+            ErrorKind::Transient { retry_after } => {
+                connector_transport::RetryHint::Retry { after: retry_after }
+            }
+            _ => connector_transport::RetryHint::Stop,
+        }
+    }
+}
+
 impl From<Error> for ProviderError {
     fn from(e: Error) -> Self {
         ProviderError::from_classified(e)

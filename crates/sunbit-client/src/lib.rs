@@ -73,7 +73,7 @@
 //! # Errors
 //!
 //! [`Error::kind`] classifies every failure into [`financing_core::ErrorKind`]; the table is on
-//! that method. Purchase reads are retried with [`financing_core::Backoff`]; the link and the void
+//! that method. Purchase reads are retried with [`RetryPolicy`] (from `connector-transport`); the link and the void
 //! are never blind-retried after a timeout or 5xx. Webhook rejections are [`WebhookError`], always
 //! permanent.
 
@@ -86,6 +86,7 @@ mod webhook;
 pub mod wire;
 
 pub use client::{Client, ClientBuilder, Credentials, DEFAULT_LIMITS, PurchaseLookup};
+pub use connector_transport::RetryPolicy;
 pub use error::{Error, Operation, Result};
 pub use ids::{PurchaseId, SunbitLocation};
 pub use status::{LENDER_ID, NO_PURCHASE_YET, purchase_decision};

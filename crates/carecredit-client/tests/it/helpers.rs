@@ -1,11 +1,12 @@
 //! Shared fixtures. Patients are obviously made up.
 
+use carecredit_client::RetryPolicy;
 use std::time::Duration;
 
 use carecredit_client::{Client, ClientBuilder, Credentials, PartnerCode};
 use chrono::NaiveDate;
 use financing_core::{
-    Applicant, ApplicationHandle, ApplicationRef, Backoff, FinancingRequest, LenderLocation,
+    Applicant, ApplicationHandle, ApplicationRef, FinancingRequest, LenderLocation,
     LenderReference, LocationId, Money, PracticeId, UsState,
 };
 use serde_json::{Value, json};
@@ -35,7 +36,7 @@ pub(crate) fn builder(server: &MockServer) -> ClientBuilder {
     )
     .merchant(LocationId::new(LOCATION), MERCHANT)
     .timeout(Duration::from_millis(500))
-    .backoff(Backoff::NONE)
+    .retry(RetryPolicy::none())
 }
 
 pub(crate) fn client(server: &MockServer) -> Client {
@@ -43,12 +44,13 @@ pub(crate) fn client(server: &MockServer) -> Client {
 }
 
 /// Retries fast enough for tests.
-pub(crate) fn fast_backoff(max_attempts: u32) -> Backoff {
-    Backoff {
-        base: Duration::from_millis(1),
-        cap: Duration::from_millis(10),
-        max_attempts,
-    }
+pub(crate) fn fast_backoff(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::new()
+        .min_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(10))
+        .max_attempts(max_attempts)
+        .max_total_wait(Duration::from_secs(1))
+        .jitter(false)
 }
 
 pub(crate) fn token_body(token: &str, expires_in: u64) -> Value {

@@ -155,7 +155,7 @@ async fn lookup_has_no_side_effect_so_a_5xx_is_retried() {
         .expect(1)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(3)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(3)).build().unwrap();
 
     // Act
     let found = c
@@ -182,7 +182,7 @@ async fn lookup_failing_on_every_attempt_is_transient() {
         .expect(2)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(2)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(2)).build().unwrap();
 
     // Act
     let err = c

@@ -321,7 +321,7 @@ async fn a_pullback_is_retried_after_503s_until_it_succeeds() {
         .expect(1)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(3)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(3)).build().unwrap();
 
     // Act
     let decision = c.application_status(&handle("sess-1")).await;
@@ -341,7 +341,7 @@ async fn retries_stop_at_max_attempts() {
         .expect(3)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(3)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(3)).build().unwrap();
 
     // Act
     let err = c.get_pullback(&handle("sess-1")).await.unwrap_err();
@@ -361,7 +361,7 @@ async fn a_retry_after_beyond_the_backoff_cap_is_returned_instead_of_slept_on() 
         .expect(1)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(3)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(3)).build().unwrap();
 
     // Act
     let err = c.get_pullback(&handle("sess-1")).await.unwrap_err();

@@ -240,7 +240,7 @@ async fn a_timeout_opening_a_session_is_indeterminate_and_never_blind_retried() 
         .expect(1)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(3)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(3)).build().unwrap();
 
     // Act
     let err = c.start_application(&request(None, None)).await.unwrap_err();

@@ -182,7 +182,7 @@ async fn a_second_401_after_refreshing_is_permanent() {
         .mount(&server)
         .await;
     let c = builder(&server)
-        .backoff(crate::helpers::fast_backoff(3))
+        .retry(crate::helpers::fast_backoff(3))
         .build()
         .unwrap();
 
@@ -232,7 +232,7 @@ async fn a_token_endpoint_outage_is_retried() {
     mount_token(&server, 1).await;
     mount_pullback(&server, "tok-1", 1).await;
     let c = builder(&server)
-        .backoff(crate::helpers::fast_backoff(2))
+        .retry(crate::helpers::fast_backoff(2))
         .build()
         .unwrap();
 

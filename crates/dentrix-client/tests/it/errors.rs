@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use dentrix_client::RetryPolicy;
 use dentrix_client::{Client, Error, NoteMarker, PatientId};
-use financing_core::{Backoff, ErrorKind};
+use financing_core::ErrorKind;
 use url::Url;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -208,7 +209,7 @@ async fn a_connect_error_is_transient() {
         Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
         credentials(),
     )
-    .backoff(Backoff::NONE)
+    .retry(RetryPolicy::none())
     .build()
     .unwrap();
 

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use dentrix_client::RetryPolicy;
 use dentrix_client::{Client, Credentials, OrganizationId};
-use financing_core::Backoff;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use url::Url;
@@ -60,19 +60,18 @@ pub(crate) fn credentials() -> Credentials {
 }
 
 /// Fast retries (three attempts, a few milliseconds apart) and a short timeout.
-pub(crate) fn fast_backoff() -> Backoff {
-    Backoff {
-        base: Duration::from_millis(1),
-        cap: Duration::from_millis(5),
-        max_attempts: 3,
-    }
+pub(crate) fn fast_backoff() -> RetryPolicy {
+    RetryPolicy::default()
+        .min_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(5))
+        .max_attempts(3)
+        .max_total_wait(Duration::from_secs(1))
 }
 
 pub(crate) fn client(server: &MockServer) -> Client {
     Client::builder(Url::parse(&server.uri()).unwrap(), credentials())
         .timeout(Duration::from_millis(500))
-        .backoff(fast_backoff())
-        .max_retry_wait(Duration::from_secs(1))
+        .retry(fast_backoff())
         .build()
         .unwrap()
 }

@@ -21,7 +21,7 @@ fn at(s: &str) -> DateTime<Utc> {
 fn client(server: &MockServer) -> Client {
     Client::builder(Url::parse(&server.uri()).unwrap(), credentials())
         .timeout(std::time::Duration::from_millis(500))
-        .backoff(fast_backoff())
+        .retry(fast_backoff())
         .page_size(2)
         .build()
         .unwrap()

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use financing_core::{Backoff, PracticeId};
+use financing_core::PracticeId;
+use messaging::RetryPolicy;
 use messaging::{
     AccountSid, ConsentLedger, InMemoryConsentLedger, OutgoingSms, PhoneNumber, SmsClient, SmsFrom,
 };
@@ -25,12 +26,12 @@ pub(crate) fn patient_phone() -> PhoneNumber {
 }
 
 /// Retries quickly, so retry tests do not sleep for seconds.
-pub(crate) fn fast_backoff(max_attempts: u32) -> Backoff {
-    Backoff {
-        base: Duration::from_millis(1),
-        cap: Duration::from_millis(5),
-        max_attempts,
-    }
+pub(crate) fn fast_backoff(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::new()
+        .min_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(5))
+        .max_attempts(max_attempts)
+        .max_total_wait(Duration::from_secs(1))
 }
 
 pub(crate) fn sms_client(server: &MockServer, ledger: Arc<dyn ConsentLedger>) -> SmsClient {
@@ -41,7 +42,7 @@ pub(crate) fn sms_client(server: &MockServer, ledger: Arc<dyn ConsentLedger>) ->
     )
     .base_url(Url::parse(&server.uri()).expect("mock url"))
     .timeout(Duration::from_millis(500))
-    .backoff(fast_backoff(3))
+    .retry(fast_backoff(3))
     .build()
     .expect("client")
 }

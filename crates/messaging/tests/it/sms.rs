@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use financing_core::{Backoff, ErrorKind};
+use financing_core::ErrorKind;
+use messaging::RetryPolicy;
 use messaging::{
     AccountSid, ConsentChange, ConsentLedger, ConsentSource, Error, MessageSid, MessageStatus,
     MessagingServiceSid, Operation, SmsClient, SmsEncoding, SmsFrom, SmsOutcome, TwilioErrorCode,
@@ -23,7 +24,7 @@ use crate::helpers::{
 
 const CREATED: &str = include_str!("../fixtures/message_created.json");
 
-fn client_with_backoff(server: &MockServer, backoff: Backoff) -> SmsClient {
+fn client_with_backoff(server: &MockServer, policy: RetryPolicy) -> SmsClient {
     SmsClient::builder(
         AccountSid::new(ACCOUNT_SID),
         SecretString::from(AUTH_TOKEN),
@@ -31,7 +32,7 @@ fn client_with_backoff(server: &MockServer, backoff: Backoff) -> SmsClient {
     )
     .base_url(Url::parse(&server.uri()).expect("mock url"))
     .timeout(Duration::from_millis(500))
-    .backoff(backoff)
+    .retry(policy)
     .build()
     .expect("client")
 }
@@ -176,7 +177,7 @@ async fn send_maps_each_error_status_to_its_kind() {
             .expect(1)
             .mount(&server)
             .await;
-        let client = client_with_backoff(&server, Backoff::NONE);
+        let client = client_with_backoff(&server, RetryPolicy::none());
 
         // Act
         let err = client.send(&outgoing("Sample")).await.unwrap_err();
@@ -585,7 +586,7 @@ async fn list_messages_to_times_out_as_transient() {
         )
         .mount(&server)
         .await;
-    let client = client_with_backoff(&server, Backoff::NONE);
+    let client = client_with_backoff(&server, RetryPolicy::none());
 
     // Act
     let err = client

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use financing_core::{Backoff, ErrorKind};
+use financing_core::ErrorKind;
+use nexhealth_client::RetryPolicy;
 use nexhealth_client::{Client, Error, PatientId, RateBudget};
 use url::Url;
 use wiremock::ResponseTemplate;
@@ -128,7 +129,7 @@ async fn a_connect_error_is_transient() {
         Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
         credentials(),
     )
-    .backoff(Backoff::NONE)
+    .retry(RetryPolicy::none())
     .build()
     .unwrap();
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use financing_core::Backoff;
+use nexhealth_client::RetryPolicy;
 use nexhealth_client::{Client, Credentials, LocationId, RateBudget};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -76,19 +76,18 @@ pub(crate) fn credentials() -> Credentials {
     )
 }
 
-pub(crate) fn fast_backoff() -> Backoff {
-    Backoff {
-        base: Duration::from_millis(1),
-        cap: Duration::from_millis(5),
-        max_attempts: 3,
-    }
+pub(crate) fn fast_backoff() -> RetryPolicy {
+    RetryPolicy::default()
+        .min_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(5))
+        .max_attempts(3)
+        .max_total_wait(Duration::from_secs(1))
 }
 
 pub(crate) fn builder(server: &MockServer) -> nexhealth_client::ClientBuilder {
     Client::builder(Url::parse(&server.uri()).unwrap(), credentials())
         .timeout(Duration::from_millis(500))
-        .backoff(fast_backoff())
-        .max_retry_wait(Duration::from_secs(1))
+        .retry(fast_backoff())
         .rate_budget(RateBudget::UNLIMITED)
 }
 

@@ -164,7 +164,7 @@ async fn a_refused_connection_is_a_transient_connect_error() {
         opendental_client::SecretString::from("d"),
         opendental_client::SecretString::from("c"),
     )
-    .backoff(crate::helpers::FAST_BACKOFF)
+    .retry(crate::helpers::FAST_BACKOFF)
     .build()
     .unwrap();
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use financing_core::Backoff;
+use opendental_client::RetryPolicy;
 use opendental_client::{Client, ClientBuilder, SecretString};
 use serde_json::Value;
 use url::Url;
@@ -12,11 +12,11 @@ use wiremock::MockServer;
 pub(crate) const AUTH: &str = "ODFHIR test-developer-key/test-customer-key";
 
 /// Fast retries so that retry tests take milliseconds.
-pub(crate) const FAST_BACKOFF: Backoff = Backoff {
-    base: Duration::from_millis(1),
-    cap: Duration::from_millis(5),
-    max_attempts: 3,
-};
+pub(crate) const FAST_BACKOFF: RetryPolicy = RetryPolicy::new()
+    .min_delay(Duration::from_millis(1))
+    .max_delay(Duration::from_millis(5))
+    .max_attempts(3)
+    .max_total_wait(Duration::from_secs(1));
 
 /// A builder pointed at the mock server's `/api/v1`.
 pub(crate) fn builder(server: &MockServer) -> ClientBuilder {
@@ -26,7 +26,7 @@ pub(crate) fn builder(server: &MockServer) -> ClientBuilder {
         SecretString::from("test-developer-key"),
         SecretString::from("test-customer-key"),
     )
-    .backoff(FAST_BACKOFF)
+    .retry(FAST_BACKOFF)
     .timeout(Duration::from_secs(5))
 }
 

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
+use stripe_schedule::RetryPolicy;
 
-use financing_core::{Backoff, ErrorKind};
+use financing_core::ErrorKind;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use stripe_schedule::form::decode_pairs;
@@ -65,7 +66,7 @@ impl StripeMock {
         let builder = Client::builder(SecretString::from(API_KEY.to_owned()))
             .base_url(self.url())
             .timeout(Duration::from_secs(2))
-            .backoff(fast_backoff());
+            .retry(fast_backoff());
         f(builder).build().expect("client builds")
     }
 
@@ -111,12 +112,13 @@ impl Drop for StripeMock {
     }
 }
 
-pub(crate) fn fast_backoff() -> Backoff {
-    Backoff {
-        base: Duration::from_millis(1),
-        cap: Duration::from_millis(5),
-        max_attempts: 3,
-    }
+pub(crate) fn fast_backoff() -> RetryPolicy {
+    RetryPolicy::new()
+        .min_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(5))
+        .max_attempts(3)
+        .max_total_wait(Duration::from_secs(1))
+        .jitter(false)
 }
 
 static RECORD_LOCK: Mutex<()> = Mutex::new(());

@@ -1,8 +1,9 @@
 use std::time::Duration;
 
-use financing_core::{Backoff, ErrorKind};
+use financing_core::ErrorKind;
 use secrecy::SecretString;
 use serde_json::json;
+use stripe_schedule::RetryPolicy;
 use stripe_schedule::{Client, CustomerDetails, CustomerId, Error, Metadata};
 use url::Url;
 use wiremock::matchers::{method, path};
@@ -161,7 +162,9 @@ async fn a_retry_after_longer_than_the_max_wait_returns_at_once_with_the_delay()
                 .expect(1),
         )
         .await;
-    let client = stripe.client_with(|b| b.max_retry_wait(Duration::from_secs(1)));
+    let client = stripe.client_with(|b| {
+        b.retry(crate::helpers::fast_backoff().max_total_wait(Duration::from_secs(1)))
+    });
     // Act
     let err = client
         .create_customer(&details(), &Metadata::new(), &key("k"))
@@ -178,7 +181,7 @@ async fn a_retry_after_longer_than_the_max_wait_returns_at_once_with_the_delay()
 }
 
 #[tokio::test]
-async fn backoff_none_never_retries() {
+async fn retry_policy_none_never_retries() {
     let stripe = StripeMock::start().await;
     stripe
         .mount(
@@ -187,7 +190,7 @@ async fn backoff_none_never_retries() {
                 .expect(1),
         )
         .await;
-    let client = stripe.client_with(|b| b.backoff(Backoff::NONE));
+    let client = stripe.client_with(|b| b.retry(RetryPolicy::none()));
     let err = client
         .get_customer(&CustomerId::new("cus_1"))
         .await
@@ -204,7 +207,7 @@ async fn a_refused_connection_is_transient_after_every_attempt() {
     drop(listener);
     let client = Client::builder(SecretString::from("sk_test_x".to_owned()))
         .base_url(Url::parse(&format!("http://127.0.0.1:{port}")).unwrap())
-        .backoff(crate::helpers::fast_backoff())
+        .retry(crate::helpers::fast_backoff())
         .build()
         .unwrap();
     // Act

@@ -135,7 +135,7 @@ async fn a_5xx_voiding_is_indeterminate_and_never_blind_retried() {
         .expect(1)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(3)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(3)).build().unwrap();
 
     // Act
     let err = c.cancel_application(&handle("pur-1")).await.unwrap_err();

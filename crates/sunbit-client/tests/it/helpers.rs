@@ -1,9 +1,10 @@
 //! Shared fixtures. Patients are obviously made up.
 
 use std::time::Duration;
+use sunbit_client::RetryPolicy;
 
 use financing_core::{
-    Applicant, ApplicationHandle, ApplicationRef, Backoff, FinancingRequest, LenderLocation,
+    Applicant, ApplicationHandle, ApplicationRef, FinancingRequest, LenderLocation,
     LenderReference, LocationId, Money, PracticeId, UsState,
 };
 use sunbit_client::{Client, ClientBuilder, Credentials};
@@ -31,7 +32,7 @@ pub(crate) fn builder(server: &MockServer) -> ClientBuilder {
     )
     .location(LocationId::new(LOCATION), SUNBIT_LOCATION)
     .timeout(Duration::from_millis(500))
-    .backoff(Backoff::NONE)
+    .retry(RetryPolicy::none())
 }
 
 pub(crate) fn client(server: &MockServer) -> Client {
@@ -39,12 +40,13 @@ pub(crate) fn client(server: &MockServer) -> Client {
 }
 
 /// Retries fast enough for tests.
-pub(crate) fn fast_backoff(max_attempts: u32) -> Backoff {
-    Backoff {
-        base: Duration::from_millis(1),
-        cap: Duration::from_millis(10),
-        max_attempts,
-    }
+pub(crate) fn fast_backoff(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::new()
+        .min_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(10))
+        .max_attempts(max_attempts)
+        .max_total_wait(Duration::from_secs(1))
+        .jitter(false)
 }
 
 /// True when the request carries no secret header.

@@ -195,7 +195,7 @@ async fn a_5xx_on_the_link_is_never_blind_retried() {
         .expect(1)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(3)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(3)).build().unwrap();
 
     // Act
     let err = c.start_application(&request(None)).await.unwrap_err();
@@ -221,7 +221,7 @@ async fn a_503_on_the_link_is_retried() {
         .expect(1)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(2)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(2)).build().unwrap();
 
     // Act
     let decision = c.start_application(&request(None)).await;
@@ -244,7 +244,7 @@ async fn a_link_timeout_is_indeterminate() {
         .expect(1)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(3)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(3)).build().unwrap();
 
     // Act
     let err = c.start_application(&request(None)).await.unwrap_err();

@@ -301,7 +301,7 @@ async fn a_purchase_read_is_retried_after_a_5xx() {
         .expect(1)
         .mount(&server)
         .await;
-    let c = builder(&server).backoff(fast_backoff(3)).build().unwrap();
+    let c = builder(&server).retry(fast_backoff(3)).build().unwrap();
 
     // Act
     let decision = c.application_status(&handle("pur-1")).await;

@@ -1,0 +1,179 @@
+//! JSON decoding whose errors name the field path and never the value: serde_json's own messages
+//! can quote values ("invalid type: string \"Jane\""), and vendor bodies carry PHI.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+/// What went wrong at [`DecodeError::path`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DecodeProblem {
+    /// The body is not JSON, or is cut short.
+    Syntax,
+    /// A required field is absent.
+    Missing,
+    /// A field has the wrong JSON type.
+    InvalidType,
+    /// A field has the right type but an unusable value.
+    InvalidValue,
+}
+
+impl DecodeProblem {
+    /// A short stable label: `syntax`, `missing`, `invalid type`, `invalid value`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Syntax => "syntax",
+            Self::Missing => "missing",
+            Self::InvalidType => "invalid type",
+            Self::InvalidValue => "invalid value",
+        }
+    }
+}
+
+impl fmt::Display for DecodeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Where a body failed to decode. Holds the JSON path of the field, never a value from the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The field path (`data[0].patient.dob`); for a missing field, the path of the field itself.
+    /// Empty for the body as a whole.
+    pub path: String,
+    /// The kind of failure.
+    pub problem: DecodeProblem,
+    /// Line in the body (1-based; 0 when unknown).
+    pub line: usize,
+    /// Column in the body (1-based; 0 when unknown).
+    pub column: usize,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "(body)"
+        } else {
+            &self.path
+        };
+        write!(
+            f,
+            "{} at `{path}` (line {}, column {})",
+            self.problem, self.line, self.column
+        )
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes a JSON body into `T`.
+///
+/// # Errors
+/// [`DecodeError`] naming the field path and the kind of failure, never the value.
+pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| describe(&e))
+}
+
+/// Decodes an already parsed JSON value into `T`, with the same path-only errors.
+///
+/// # Errors
+/// [`DecodeError`] naming the field path and the kind of failure, never the value.
+pub fn decode_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(value).map_err(|e| describe(&e))
+}
+
+fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
+    use serde_json::error::Category;
+    let inner = e.inner();
+    let path = match e.path().to_string() {
+        p if p == "." => String::new(),
+        p => p,
+    };
+    let (path, problem) = match inner.classify() {
+        Category::Syntax | Category::Eof | Category::Io => (path, DecodeProblem::Syntax),
+        Category::Data => {
+            // Only the shape of serde's message is read; a missing field's message carries just
+            // the field's name, which is appended to the path.
+            let msg = inner.to_string();
+            if let Some(rest) = msg.strip_prefix("missing field `") {
+                let name = rest.split('`').next().unwrap_or_default();
+                let field = if path.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                };
+                (field, DecodeProblem::Missing)
+            } else if msg.starts_with("invalid type") {
+                (path, DecodeProblem::InvalidType)
+            } else {
+                (path, DecodeProblem::InvalidValue)
+            }
+        }
+    };
+    DecodeError {
+        path,
+        problem,
+        line: inner.line(),
+        column: inner.column(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Patient {
+        name: String,
+        visits: Vec<Visit>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Visit {
+        day: u32,
+        note: String,
+    }
+
+    #[test]
+    fn a_decode_error_names_the_field_path_and_not_the_value() {
+        // Arrange
+        let body =
+            br#"{"name":"Jane Roe","visits":[{"day":1,"note":"x"},{"day":"Jane Roe","note":"y"}]}"#;
+
+        // Act
+        let err = decode_json::<Patient>(body).unwrap_err();
+        let shown = format!("{err} {err:?}");
+
+        // Assert
+        assert_eq!(err.path, "visits[1].day");
+        assert_eq!(err.problem, DecodeProblem::InvalidType);
+        assert!(!shown.contains("Jane"), "{shown}");
+    }
+
+    #[test]
+    fn a_missing_field_is_named_with_its_full_path() {
+        // Act
+        let err = decode_json::<Patient>(br#"{"name":"Jane","visits":[{"day":1}]}"#).unwrap_err();
+
+        // Assert
+        assert_eq!(err.path, "visits[0].note");
+        assert_eq!(err.problem, DecodeProblem::Missing);
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_a_syntax_problem_at_the_body() {
+        // Act
+        let err = decode_json::<Patient>(b"<html>Jane</html>").unwrap_err();
+
+        // Assert
+        assert_eq!(err.problem, DecodeProblem::Syntax);
+        assert!(!err.to_string().contains("Jane"));
+    }
+}
