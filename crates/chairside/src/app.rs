@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use connector_transport::RetryPolicy;
 use financing_core::{LenderId, SharedProvider};
 use tokio::sync::Notify;
 
@@ -59,6 +60,8 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
     let stripe = stripe_schedule::Client::builder(config.stripe.api_key.clone())
         .base_url(config.stripe.base_url.clone())
         .http_client(http.clone())
+        // Retries happen in one layer: the runner's durable, lease-bounded schedule.
+        .retry(RetryPolicy::none())
         .timeout(CALL_TIMEOUT)
         .build()
         .context("the Stripe client")?;
@@ -72,6 +75,8 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
             )
             .base_url(t.base_url.clone())
             .http_client(http.clone())
+            // Retries happen in one layer: the runner's durable, lease-bounded schedule.
+            .retry(RetryPolicy::none())
             .build()
             .context("the Twilio client")?,
         ),
@@ -98,6 +103,8 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
             PmsSettings::Dentrix(d) => {
                 let mut b = dentrix_client::Client::builder(d.base_url.clone(), d.credentials())
                     .http_client(http.clone())
+                    // Retries happen in one layer: the runner's durable, lease-bounded schedule.
+                    .retry(RetryPolicy::none())
                     .timeout(CALL_TIMEOUT);
                 if let Some(t) = &d.token_url {
                     b = b.token_url(t.clone());
@@ -114,6 +121,8 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
                     o.customer_key.clone(),
                 )
                 .http_client(http.clone())
+                // Retries happen in one layer: the runner's durable, lease-bounded schedule.
+                .retry(RetryPolicy::none())
                 .timeout(CALL_TIMEOUT)
                 .build()
                 .with_context(|| format!("the Open Dental client of {}", p.id))?;
@@ -122,6 +131,8 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
             PmsSettings::NexHealth(n) => Arc::new(NexHealthPractice::new(
                 nexhealth_client::Client::builder(n.base_url.clone(), n.credentials())
                     .http_client(http.clone())
+                    // Retries happen in one layer: the runner's durable, lease-bounded schedule.
+                    .retry(RetryPolicy::none())
                     .timeout(CALL_TIMEOUT)
                     .build()
                     .with_context(|| format!("the NexHealth client of {}", p.id))?,
@@ -136,6 +147,8 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
                 // The practice's poll interval, not the client's default, paces status reads.
                 .poll_after(p.reminders.poll_interval)
                 .http_client(http.clone())
+                // Retries happen in one layer: the runner's durable, lease-bounded schedule.
+                .retry(RetryPolicy::none())
                 .timeout(CALL_TIMEOUT);
             if let Some(t) = &cc.token_url {
                 b = b.token_url(t.clone());
@@ -154,6 +167,8 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
                 .limits(sb.limits)
                 .poll_after(p.reminders.poll_interval)
                 .http_client(http.clone())
+                // Retries happen in one layer: the runner's durable, lease-bounded schedule.
+                .retry(RetryPolicy::none())
                 .timeout(CALL_TIMEOUT)
                 .build()
                 .with_context(|| format!("the Sunbit client of {}", p.id))?;

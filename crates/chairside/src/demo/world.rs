@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use connector_transport::RetryPolicy;
 use financing_core::{
     AmountLimits, Backoff, DepositRule, InHouseTerms, InstallmentInterval, LenderId, LenderSlot,
     LocationId, Money, PartialApprovalRule, PolicySettings, PracticeId, SharedProvider, UsState,
@@ -322,11 +323,6 @@ impl Stack {
         store.migrate().await.context("migrating the store")?;
         let store: Arc<dyn Store> = Arc::new(store);
 
-        let fast = Backoff {
-            base: Duration::from_millis(20),
-            cap: Duration::from_millis(200),
-            max_attempts: 3,
-        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(32)
@@ -336,7 +332,7 @@ impl Stack {
         let stripe = stripe_schedule::Client::builder(cfg.stripe.secret_key.clone())
             .base_url(urls.stripe.clone())
             .http_client(http.clone())
-            .backoff(fast)
+            .retry(RetryPolicy::none())
             .build()
             .context("stripe client")?;
         let ledger = Arc::new(StoreConsentLedger::new(store.clone()));
@@ -347,6 +343,7 @@ impl Stack {
         )
         .base_url(urls.twilio.clone())
         .http_client(http.clone())
+        .retry(RetryPolicy::none())
         .build()
         .context("twilio client")?;
         let smtp = messaging::SmtpConfig::new(
@@ -393,7 +390,7 @@ impl Stack {
                     Arc::new(DentrixPractice::new(
                         dentrix_client::Client::builder(urls.dentrix.clone(), creds)
                             .http_client(http.clone())
-                            .backoff(fast)
+                            .retry(RetryPolicy::none())
                             .build()
                             .context("dentrix client")?,
                     ))
@@ -406,7 +403,7 @@ impl Stack {
                         c.customer_key.clone(),
                     )
                     .http_client(http.clone())
-                    .backoff(fast)
+                    .retry(RetryPolicy::none())
                     .build()
                     .context("open dental client")?;
                     // The sandbox's Open Dental writes its server times in UTC.
@@ -427,7 +424,7 @@ impl Stack {
                     Arc::new(NexHealthPractice::new(
                         nexhealth_client::Client::builder(urls.nexhealth.clone(), creds)
                             .http_client(http.clone())
-                            .backoff(fast)
+                            .retry(RetryPolicy::none())
                             .rate_budget(nexhealth_client::RateBudget::UNLIMITED)
                             .build()
                             .context("nexhealth client")?,
@@ -446,7 +443,7 @@ impl Stack {
             )
             .merchant(location.clone(), MERCHANT)
             .http_client(http.clone())
-            .backoff(fast)
+            .retry(RetryPolicy::none())
             .poll_after(options.poll_every)
             .build()
             .context("carecredit client")?;
@@ -460,7 +457,7 @@ impl Stack {
             )
             .location(location.clone(), format!("{}-sunbit", spec.id))
             .http_client(http.clone())
-            .backoff(fast)
+            .retry(RetryPolicy::none())
             .poll_after(options.poll_every)
             .build()
             .context("sunbit client")?;
