@@ -320,7 +320,7 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
             let wait = poll_after
                 .unwrap_or(cx.config.poll_interval)
                 .max(cx.config.poll_interval);
-            cx.timer(TimerKind::Poll, cx.now + wait);
+            cx.timer(TimerKind::Poll, later(cx.now, wait));
         }
         final_decision => {
             let outcome = AttemptOutcome::from_decision(final_decision, amount).unwrap_or(
@@ -352,7 +352,7 @@ fn application_opened(cx: &mut Ctx<'_>, lender: LenderId, handle: ApplicationHan
     cx.command(Action::SendMessage {
         message: MessageKind::ApplicationLink { lender, link },
     });
-    cx.timer(TimerKind::Poll, cx.now + cx.config.poll_interval);
+    cx.timer(TimerKind::Poll, later(cx.now, cx.config.poll_interval));
     schedule_reminder(cx, 0);
 }
 
@@ -405,11 +405,19 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
 fn schedule_reminder(cx: &mut Ctx<'_>, sent: u32) {
     match cx.config.reminder_delays.get(sent as usize) {
         Some(delay) => {
-            let base = cx.now;
-            cx.timer(TimerKind::Reminder, base + *delay);
+            cx.timer(TimerKind::Reminder, later(cx.now, *delay));
         }
-        None => cx.timer(TimerKind::GiveUp, cx.now + cx.config.give_up_after),
+        None => cx.timer(TimerKind::GiveUp, later(cx.now, cx.config.give_up_after)),
     }
+}
+
+/// `now + wait`, saturating at the latest representable instant: a duration from the
+/// configuration or a lender's `poll_after` never panics the machine.
+fn later(now: DateTime<Utc>, wait: std::time::Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(wait)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn finish_lender(cx: &mut Ctx<'_>, outcome: AttemptOutcome) {

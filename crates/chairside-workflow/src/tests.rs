@@ -981,3 +981,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_huge_poll_or_reminder_duration_saturates_the_timer_instead_of_panicking() {
+    let mut huge = config(0, true, PartialApprovalRule::StopForStaff);
+    huge.poll_interval = Duration::MAX;
+    huge.reminder_delays = vec![Duration::from_secs(u64::MAX / 2)];
+    let mut run = Run::new(huge);
+    run.on(loaded(100_000, 0));
+
+    let t = run.on(opened("carecredit"));
+
+    assert_eq!(
+        t.set_timers,
+        vec![
+            (TimerKind::Poll, DateTime::<Utc>::MAX_UTC),
+            (TimerKind::Reminder, DateTime::<Utc>::MAX_UTC)
+        ]
+    );
+}

@@ -9,7 +9,8 @@ use financing_core::{
 };
 use secrecy::ExposeSecret;
 
-use super::check::{parse_deposit, parse_duration};
+use super::duration::parse_duration;
+use super::values::parse_deposit;
 use super::*;
 
 const EXAMPLE: &str = include_str!("../../../../docs/chairside.example.toml");
@@ -726,7 +727,10 @@ fn durations_and_deposits_parse_as_documented() {
     assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
     assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(14_400)));
     assert_eq!(parse_duration(" 3d "), Ok(Duration::from_secs(259_200)));
-    for bad in ["", "d", "3", "3w", "-1d", "1.5h"] {
+    assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5_400)));
+    assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5_400)));
+    assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+    for bad in ["", "d", "3", "0", "-1d", "soon", "366d"] {
         assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
     }
     assert_eq!(parse_deposit("20%"), Ok(DepositRule::BasisPoints(2_000)));
@@ -741,4 +745,112 @@ fn durations_and_deposits_parse_as_documented() {
     for bad in ["101%", "$150", "-5", "20 percent", "1.234%"] {
         assert!(parse_deposit(bad).is_err(), "{bad:?} accepted");
     }
+}
+
+#[test]
+fn a_huge_duration_is_a_reported_problem_not_a_panic() {
+    // Arrange: values far past what a timer's date can hold.
+    let text = MINIMAL.replace(
+        "[http]\n",
+        "[http]\npatient_link_lifetime = \"18446744073709551615s\"\n",
+    ) + "\n[practices.reminders]\ndelays = [\"1d\", \"100000000d\"]\ngive_up_after = \"400d\"\npoll_interval = \"99999999999999999999d\"\n";
+
+    // Act
+    let report = load(&text, &env_with(&[])).expect_err("durations over the cap");
+
+    // Assert
+    assert_eq!(
+        report.paths(),
+        vec![
+            "http.patient_link_lifetime",
+            "practices[0].reminders.delays[1]",
+            "practices[0].reminders.give_up_after",
+            "practices[0].reminders.poll_interval",
+        ],
+        "{report}"
+    );
+    for path in [
+        "http.patient_link_lifetime",
+        "practices[0].reminders.delays[1]",
+        "practices[0].reminders.give_up_after",
+    ] {
+        let p = problem_for(&report, path);
+        assert!(p.message.contains("at most 365d"), "{path}: {}", p.message);
+    }
+    assert!(
+        problem_for(&report, "practices[0].reminders.poll_interval")
+            .message
+            .contains("expected a duration")
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_its_path_without_quoting_it() {
+    // Arrange: a secret pasted into a list where a phone number belongs.
+    let text = MINIMAL.replace(
+        "phone = \"+1 512 555 0100\"",
+        "phone = [\"SECRET_pasted_here\"]",
+    );
+
+    // Act
+    let report = load(&text, &env_with(&[])).expect_err("wrong type");
+
+    // Assert
+    assert_eq!(report.paths(), vec!["practices[0].phone"]);
+    assert_eq!(
+        report.problems[0].message,
+        "expected a string in quotes, found a list"
+    );
+    assert!(!format!("{report:?}").contains("SECRET"));
+}
+
+#[test]
+fn unknown_keys_of_a_practice_system_are_judged_by_its_kind() {
+    // Arrange: a Dentrix key under an Open Dental practice system, and a near miss.
+    let text = MINIMAL.replace(
+        "kind = \"opendental\"",
+        "kind = \"opendental\"\norganization_id = \"org-1\"\nacceptanse = \"any_saved\"",
+    );
+
+    // Act
+    let report = load(&text, &env_with(&[])).expect_err("unknown keys");
+
+    // Assert
+    assert_eq!(
+        problem_for(&report, "practices[0].pms.acceptanse").message,
+        "unknown key; did you mean 'acceptance'?"
+    );
+    assert!(
+        problem_for(&report, "practices[0].pms.organization_id")
+            .message
+            .starts_with("unknown key; expected one of: base_url")
+    );
+    assert_eq!(report.problems.len(), 2, "{report}");
+}
+
+#[test]
+fn problems_are_listed_in_the_order_of_the_file() {
+    // Arrange: one problem in each of four sections, and one environment variable.
+    let text = MINIMAL
+        .replace("https://pay.example.test/", "http://pay.example.test/")
+        .replace("state = \"TX\"", "state = \"ZZ\"")
+        .replace("host = \"smtp.smile.example\"", "host = \"\"")
+        + "\n[runner]\nconcurrency = 0\n";
+    let env = env_with(&[("CHAIRSIDE_STORE__PATH", "")]);
+
+    // Act
+    let report = load(&text, &env).expect_err("problems");
+
+    // Assert
+    assert_eq!(
+        report.paths(),
+        vec![
+            "store.path",
+            "runner.concurrency",
+            "http.public_base_url",
+            "practices[0].state",
+            "practices[0].smtp.host",
+        ],
+        "{report}"
+    );
 }
