@@ -121,6 +121,7 @@ pub fn summary(
         deposit_link: state.stripe.checkout_url.clone(),
         first_installment,
         installments: in_house.map(|o| o.installments.len() as u32),
+        installment_interval: in_house.map(|o| o.interval),
         page_link,
     })
 }

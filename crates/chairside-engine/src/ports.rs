@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use financing_core::{
-    InHouseOffer, LocationId, Money, PatientContact, PatientId, PlanId, PracticeId, ProviderError,
-    TreatmentPlan, UsState,
+    InHouseOffer, InstallmentInterval, LocationId, Money, PatientContact, PatientId, PlanId,
+    PracticeId, ProviderError, TreatmentPlan, UsState,
 };
 use serde::{Deserialize, Serialize};
 
@@ -152,15 +152,7 @@ pub trait Payments: Send + Sync + fmt::Debug {
     async fn expire_deposit_link(&self, session: &str, key: &str) -> Result<(), ExternalError>;
 }
 
-/// A channel a message can go out on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    /// Email.
-    Email,
-    /// SMS.
-    Sms,
-}
+pub use chairside_workflow::delivery::Channel;
 
 /// The practice as messages and notes name it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,8 +197,8 @@ pub enum MessageContent {
     PaymentFailed {
         /// The patient page link.
         page_link: String,
-        /// What is due.
-        amount: Money,
+        /// The amount that failed, when the workflow can name one (never a made-up zero).
+        amount: Option<Money>,
     },
 }
 
@@ -229,6 +221,8 @@ pub struct SummaryContent {
     pub first_installment: Option<(Money, NaiveDate)>,
     /// Number of in-house installments.
     pub installments: Option<u32>,
+    /// Time between in-house installments.
+    pub installment_interval: Option<InstallmentInterval>,
     /// The patient page.
     pub page_link: String,
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use financing_core::{
     ApplicationHandle, ApplicationRef, Backoff, Decision, ErrorKind, LenderId, LenderLocation,
-    PatientContact, Policy, PolicySettings, PracticeId, SharedProvider, SmsPurpose, SmsVerdict, Tz,
+    PatientContact, Policy, PolicySettings, PracticeId, SharedProvider, SmsPurpose, Tz,
 };
 use futures::StreamExt;
 
@@ -17,10 +17,11 @@ use crate::clock::Clock;
 use crate::links::PatientLinks;
 use crate::note::{ledger_note, note_marker, summary};
 use crate::ports::{
-    Channel, ExternalError, MessageContent, PlanState, PlanSummary, PracticeProfile,
-    SharedMessenger, SharedPayments, SharedPracticeSystem,
+    ExternalError, MessageContent, PlanState, PlanSummary, PracticeProfile, SharedMessenger,
+    SharedPayments, SharedPracticeSystem,
 };
 use crate::store::{Claim, Consumed, NewWorkflow, Store, StoreError, WorkItem};
+use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
 use chairside_workflow::machine::apply;
 use chairside_workflow::{
     Action, Command, Event, MessageKind, PatientFacts, StaffTask, TaskKind, WorkflowConfig,
@@ -722,30 +723,18 @@ impl Runner {
                 lender_name: lender_name(lender),
                 link: link.clone(),
             },
-            MessageKind::PaymentFailed => {
-                // What failed is an installment (or the deposit when there is no plan).
-                let result = state.result.as_ref();
-                let amount = result
-                    .and_then(|r| {
-                        r.in_house
-                            .as_ref()
-                            .and_then(|o| o.installments.get(1).or(o.installments.first()).copied())
-                    })
-                    .or(result.map(|r| r.deposit))
-                    .unwrap_or(financing_core::Money::usd(0));
-                MessageContent::PaymentFailed { page_link, amount }
-            }
+            MessageKind::PaymentFailed => MessageContent::PaymentFailed {
+                page_link,
+                amount: state.failed_payment_amount(),
+            },
             MessageKind::FinancingSummary => match summary(state, page_link, now) {
                 Some(s) => MessageContent::FinancingSummary(Box::new(s)),
                 None => return Ok(Performed::Failed("the summary has no priced plan".into())),
             },
         };
-        let mut channels = Vec::new();
-        if contact.email.as_deref().is_some_and(|e| e.contains('@')) {
-            channels.push(Channel::Email);
-        }
-        let mut wait = None;
-        let opted_out = match &contact.mobile_phone {
+        let phone = contact.mobile_phone.as_deref();
+        let sms_opted_out = match phone {
+            // The ledger not answering counts as opted out: never text on an unknown.
             Some(phone) => self
                 .store
                 .sms_opted_out(&rt.profile.id, phone)
@@ -753,27 +742,26 @@ impl Runner {
                 .unwrap_or(true),
             None => true,
         };
-        if !opted_out {
-            match rt.policy_for(Some(&contact)).sms_verdict(
+        let facts = DeliveryFacts {
+            has_usable_email: is_usable_email(contact.email.as_deref()),
+            has_phone: phone.is_some(),
+            sms_opted_out,
+            sms_verdict: rt.policy_for(Some(&contact)).sms_verdict(
                 &contact,
                 SmsPurpose::Informational,
                 now,
-            ) {
-                SmsVerdict::Send => channels.push(Channel::Sms),
-                SmsVerdict::WaitUntil { at } => wait = Some(at),
-                SmsVerdict::Blocked { .. } => {}
-            }
-        }
-        if channels.is_empty() {
-            return Ok(match wait {
-                // Only SMS is possible and it is quiet hours: wait for the window.
-                Some(at) => Performed::WaitUntil(at),
-                None => Performed::event(Event::MessageUndeliverable {
+            ),
+        };
+        let channels = match plan_delivery(&facts) {
+            Delivery::Send { channels } => channels,
+            Delivery::WaitUntil(at) => return Ok(Performed::WaitUntil(at)),
+            Delivery::Undeliverable(why) => {
+                return Ok(Performed::event(Event::MessageUndeliverable {
                     message: message.clone(),
-                    reason: "no email address and no SMS consent on file".into(),
-                }),
-            });
-        }
+                    reason: why.to_string(),
+                }));
+            }
+        };
         let classify = |e: ExternalError| match e.kind() {
             ErrorKind::Permanent => Performed::Failed(e.to_string()),
             kind => Performed::Retry {

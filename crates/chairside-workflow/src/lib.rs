@@ -4,6 +4,7 @@
 //! live there and are tested without I/O. The runner performs the commands and feeds their results
 //! back as events.
 
+pub mod delivery;
 pub mod machine;
 
 use std::fmt;
@@ -570,6 +571,23 @@ pub struct FinancingResult {
     pub path: String,
 }
 
+impl FinancingResult {
+    /// The amount to name when a payment fails: a regular installment of the in-house plan (the
+    /// second: the first carries the remainder cents), or its only one; without a plan, the
+    /// deposit. `None` when there is nothing to name (no plan and no deposit): the message then
+    /// names no amount rather than a made-up one.
+    pub fn failed_payment_amount(&self) -> Option<Money> {
+        match &self.in_house {
+            Some(offer) => offer
+                .installments
+                .get(1)
+                .or(offer.installments.first())
+                .copied(),
+            None => Some(self.deposit).filter(|d| !d.is_zero()),
+        }
+    }
+}
+
 /// The current lender's application.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CurrentApplication {
@@ -733,6 +751,12 @@ impl WorkflowState {
     /// Operatory-to-ledger time: from acceptance in the practice system to the outcome note.
     pub fn operatory_to_ledger(&self) -> Option<chrono::Duration> {
         self.ledger_written_at.map(|at| at - self.accepted_at)
+    }
+
+    /// The amount a payment-failed message names ([`FinancingResult::failed_payment_amount`]);
+    /// `None` before financing ended or when there is nothing to name.
+    pub fn failed_payment_amount(&self) -> Option<Money> {
+        self.result.as_ref()?.failed_payment_amount()
     }
 
     /// A short description of where the workflow stands, for staff.

@@ -1000,3 +1000,77 @@ fn a_huge_poll_or_reminder_duration_saturates_the_timer_instead_of_panicking() {
         ]
     );
 }
+
+fn result_with(deposit: i64, installments: Option<Vec<i64>>) -> FinancingResult {
+    FinancingResult {
+        financed: None,
+        deposit: Money::usd(deposit),
+        in_house: installments.map(|cents| financing_core::InHouseOffer {
+            total: Money::usd(deposit + cents.iter().sum::<i64>()),
+            deposit: Money::usd(deposit),
+            installments: cents.into_iter().map(Money::usd).collect(),
+            interval: InstallmentInterval::MONTHLY,
+        }),
+        path: "test".into(),
+    }
+}
+
+#[test]
+fn a_failed_payment_names_a_regular_installment_of_the_in_house_plan_else_the_deposit_else_nothing()
+{
+    let cases = [
+        // The first installment carries the remainder cents: a regular one is named.
+        (
+            result_with(0, Some(vec![16_668, 16_666, 16_666])),
+            Some(16_666),
+        ),
+        (result_with(5_000, Some(vec![16_668, 16_666])), Some(16_666)),
+        (result_with(0, Some(vec![50_000])), Some(50_000)),
+        (result_with(12_000, None), Some(12_000)),
+        // Nothing to name: no made-up $0.00.
+        (result_with(0, None), None),
+    ];
+    for (result, expected) in cases {
+        assert_eq!(
+            result.failed_payment_amount(),
+            expected.map(Money::usd),
+            "{result:?}"
+        );
+    }
+}
+
+#[test]
+fn a_workflow_without_a_result_names_no_failed_amount() {
+    let mut state = WorkflowState::new(
+        WorkflowKey {
+            practice_id: PracticeId::new("p"),
+            plan_id: PlanId::new("tx"),
+            revision: "1".into(),
+        },
+        PatientId::new("pat"),
+        t0(),
+    );
+    assert_eq!(state.failed_payment_amount(), None);
+    state.result = Some(result_with(7_500, None));
+    assert_eq!(state.failed_payment_amount(), Some(Money::usd(7_500)));
+}
+
+proptest! {
+    #[test]
+    fn a_named_failed_amount_is_never_zero_and_is_one_the_patient_owes(
+        deposit in 0i64..100_000,
+        installments in proptest::option::of(proptest::collection::vec(1i64..100_000, 1..24)),
+    ) {
+        let result = result_with(deposit, installments.clone());
+        if let Some(amount) = result.failed_payment_amount() {
+            prop_assert!(!amount.is_zero());
+            let owed: Vec<Money> = match &installments {
+                Some(i) => i.iter().copied().map(Money::usd).collect(),
+                None => vec![Money::usd(deposit)],
+            };
+            prop_assert!(owed.contains(&amount));
+        } else {
+            prop_assert!(installments.is_none() && deposit == 0);
+        }
+    }
+}

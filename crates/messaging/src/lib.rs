@@ -107,9 +107,9 @@ pub use sms::{
 };
 pub use templates::{
     ApplicationLink, ApprovedTerms, DEFAULT_MAX_SEGMENTS, EmailContext, FinancingSummary,
-    HelpReply, InhouseOffer, LANGUAGES, MessageContext, PaymentFailed, RegZClass, Reminder,
-    RenderedEmail, RequiredConsent, SmsContext, StaffAlert, TemplateId, TemplatePart, Templates,
-    TemplatesBuilder, embedded_source,
+    HelpReply, InhouseOffer, InhousePlan, LANGUAGES, MessageContext, PaymentFailed, RegZClass,
+    Reminder, RenderedEmail, RequiredConsent, SmsContext, StaffAlert, TemplateId, TemplatePart,
+    Templates, TemplatesBuilder, embedded_source,
 };
 pub use webhook::{
     InboundMessage, OptOutType, SIGNATURE_HEADER, StatusCallback, VerifiedForm, WebhookVerifier,

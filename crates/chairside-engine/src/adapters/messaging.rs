@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use financing_core::{ErrorKind, Money, PatientContact, PracticeId};
+use financing_core::{ErrorKind, PatientContact, PracticeId};
 use messaging::{
-    ApprovedTerms, ConsentAction, ConsentChange, ConsentLedger, ConsentSource, EmailAddress,
-    EmailSender, LedgerError, OptOutState, OutgoingSms, PhoneNumber, SmsClient, SmsFrom,
-    SmsOutcome, Templates,
+    ConsentAction, ConsentChange, ConsentLedger, ConsentSource, EmailAddress, EmailSender,
+    LedgerError, OptOutState, OutgoingSms, PhoneNumber, SmsClient, SmsFrom, SmsOutcome, Templates,
 };
 use url::Url;
 
@@ -176,20 +175,18 @@ impl PatientMessenger {
                     update_payment_link: url(page_link)?,
                 },
             ),
-            MessageContent::FinancingSummary(s) => {
-                match (&s.financed, s.installments, s.first_installment) {
-                    (None, Some(n), Some((first, _))) => t.render_email(
-                        lang,
-                        &messaging::InhouseOffer {
-                            practice_name,
-                            patient_first_name,
-                            plan_terms: in_house_terms(practice, n, first),
-                            offer_link: url(&s.page_link)?,
-                        },
-                    ),
-                    _ => t.render_email(lang, &summary_context(practice, patient, s)?),
-                }
-            }
+            MessageContent::FinancingSummary(s) => match in_house_plan(practice, s) {
+                Some(plan) => t.render_email(
+                    lang,
+                    &messaging::InhouseOffer {
+                        practice_name,
+                        patient_first_name,
+                        plan,
+                        offer_link: url(&s.page_link)?,
+                    },
+                ),
+                _ => t.render_email(lang, &summary_context(practice, patient, s)?),
+            },
         };
         r.map_err(external)
     }
@@ -236,38 +233,46 @@ impl PatientMessenger {
                 },
                 max,
             ),
-            MessageContent::FinancingSummary(s) => {
-                match (&s.financed, s.installments, s.first_installment) {
-                    (None, Some(n), Some((first, _))) => t.render_sms(
-                        lang,
-                        &messaging::InhouseOffer {
-                            practice_name,
-                            patient_first_name,
-                            plan_terms: in_house_terms(practice, n, first),
-                            offer_link: url(&s.page_link)?,
-                        },
-                        max,
-                    ),
-                    _ => t.render_sms(lang, &summary_context(practice, patient, s)?, max),
-                }
-            }
+            MessageContent::FinancingSummary(s) => match in_house_plan(practice, s) {
+                Some(plan) => t.render_sms(
+                    lang,
+                    &messaging::InhouseOffer {
+                        practice_name,
+                        patient_first_name,
+                        plan,
+                        offer_link: url(&s.page_link)?,
+                    },
+                    max,
+                ),
+                _ => t.render_sms(lang, &summary_context(practice, patient, s)?, max),
+            },
         };
         r.map(|c| c.text).map_err(external)
     }
 }
 
-/// The practice's own plan terms, as its approved template words them.
-fn in_house_terms(practice: &PracticeProfile, installments: u32, first: Money) -> ApprovedTerms {
-    ApprovedTerms {
-        summary: format!(
-            "{installments} payments, the first of {first}, billed by {}.",
-            practice.name
-        ),
-        disclosure: format!(
-            "{} payment plan. Questions: {}.",
-            practice.name, practice.phone
-        ),
-        approval_reference: format!("{}-in-house", practice.id),
+/// The numbers of the practice's own plan, when the summary is an in-house offer (no lender):
+/// the templates word them in the patient's language.
+fn in_house_plan(
+    practice: &PracticeProfile,
+    s: &crate::ports::SummaryContent,
+) -> Option<messaging::InhousePlan> {
+    match (
+        &s.financed,
+        s.installments,
+        s.first_installment,
+        s.installment_interval,
+    ) {
+        (None, Some(installments), Some((first_amount, _)), Some(interval)) => {
+            Some(messaging::InhousePlan {
+                installments,
+                first_amount,
+                interval,
+                practice_phone: practice.phone.clone(),
+                approval_reference: format!("{}-in-house", practice.id),
+            })
+        }
+        _ => None,
     }
 }
 
@@ -358,5 +363,154 @@ impl Messenger for PatientMessenger {
             return Err(invalid("no channel could deliver the message"));
         }
         Ok(Delivery { sent })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::NaiveDate;
+    use financing_core::{
+        InstallmentInterval, Language, LocationId, Money, PatientId, SmsConsent, UsState,
+    };
+
+    use super::*;
+    use crate::ports::SummaryContent;
+
+    /// A ledger nobody asks: rendering never consults consent.
+    struct NoLedger;
+
+    #[async_trait]
+    impl ConsentLedger for NoLedger {
+        async fn opt_out_state(
+            &self,
+            _practice: &PracticeId,
+            _phone: &PhoneNumber,
+        ) -> Result<OptOutState, LedgerError> {
+            Ok(OptOutState::NotOptedOut)
+        }
+
+        async fn record(
+            &self,
+            _practice: &PracticeId,
+            _phone: &PhoneNumber,
+            _change: &ConsentChange,
+        ) -> Result<OptOutState, LedgerError> {
+            Ok(OptOutState::NotOptedOut)
+        }
+    }
+
+    fn messenger() -> PatientMessenger {
+        PatientMessenger::new(HashMap::new(), Arc::new(NoLedger)).expect("templates load")
+    }
+
+    fn practice() -> PracticeProfile {
+        PracticeProfile {
+            id: PracticeId::new("smile-dental-test"),
+            name: "Smile Dental".into(),
+            state: UsState::TX,
+            time_zone: "America/Chicago".into(),
+            location_id: LocationId::new("loc-1"),
+            phone: "(555) 010-0100".into(),
+            email: "frontdesk@example.test".into(),
+        }
+    }
+
+    fn patient(lang: Language) -> PatientContact {
+        PatientContact {
+            id: PatientId::new("pat-1"),
+            first_name: "Testa".into(),
+            last_name: "Patient".into(),
+            date_of_birth: None,
+            mobile_phone: None,
+            email: Some("testa@example.test".into()),
+            address: None,
+            preferred_language: lang,
+            time_zone: None,
+            sms_consent: SmsConsent::None,
+        }
+    }
+
+    /// Every lender declined: $1,200.02 on the practice's plan, 6 monthly installments.
+    fn in_house_summary() -> MessageContent {
+        MessageContent::FinancingSummary(Box::new(SummaryContent {
+            total: Money::usd(150_002),
+            insurance: Money::usd(30_000),
+            patient_portion: Money::usd(120_002),
+            financed: None,
+            deposit: Money::usd(0),
+            deposit_link: None,
+            first_installment: Some((
+                Money::usd(20_002),
+                NaiveDate::from_ymd_opt(2026, 6, 2).expect("date"),
+            )),
+            installments: Some(6),
+            installment_interval: Some(InstallmentInterval::MONTHLY),
+            page_link: "https://pay.example.test/p/TOKEN".into(),
+        }))
+    }
+
+    #[test]
+    fn a_spanish_speaking_patients_in_house_summary_states_the_plan_in_spanish_with_its_numbers() {
+        let email = messenger()
+            .render_email(&practice(), &patient(Language::Es), &in_house_summary())
+            .expect("render");
+        for body in [&email.text, &email.html] {
+            assert!(
+                body.contains("6 pagos, el primero de $200.02, cobrados por Smile Dental."),
+                "{body}"
+            );
+            assert!(
+                body.contains("Plan de pagos de Smile Dental. Preguntas: (555) 010-0100."),
+                "{body}"
+            );
+            for english in [
+                "payments",
+                "the first of",
+                "billed by",
+                "payment plan",
+                "Questions",
+            ] {
+                assert!(!body.contains(english), "English `{english}` in: {body}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_english_speaking_patients_in_house_summary_keeps_todays_wording() {
+        let email = messenger()
+            .render_email(&practice(), &patient(Language::En), &in_house_summary())
+            .expect("render");
+        for body in [&email.text, &email.html] {
+            assert!(
+                body.contains("6 payments, the first of $200.02, billed by Smile Dental."),
+                "{body}"
+            );
+            assert!(
+                body.contains("Smile Dental payment plan. Questions: (555) 010-0100."),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_payment_failure_without_an_amount_names_no_dollar_figure() {
+        let content = MessageContent::PaymentFailed {
+            page_link: "https://pay.example.test/p/TOKEN".into(),
+            amount: None,
+        };
+        let m = messenger();
+        for lang in [Language::En, Language::Es] {
+            let email = m
+                .render_email(&practice(), &patient(lang), &content)
+                .expect("render email");
+            let sms = m
+                .render_sms(&practice(), &patient(lang), &content)
+                .expect("render sms");
+            for body in [&email.text, &email.html, &sms] {
+                assert!(!body.contains('$'), "{lang:?}: {body}");
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{Datelike, NaiveDate};
-use financing_core::{Language, Money};
+use financing_core::{InstallmentInterval, IntervalUnit, Language, Money};
 use minijinja::Value;
 use serde::Serialize;
 use url::Url;
@@ -347,8 +347,9 @@ pub struct PaymentFailed {
     pub practice_name: String,
     /// The patient's first name.
     pub patient_first_name: String,
-    /// The amount that failed.
-    pub amount_due: Money,
+    /// The amount that failed, when the sender can name it; the templates then leave the amount
+    /// out rather than print a made-up one.
+    pub amount_due: Option<Money>,
     /// Where the patient updates the payment method (a Stripe-hosted page or the patient page).
     pub update_payment_link: Url,
 }
@@ -360,7 +361,7 @@ impl PaymentFailed {
         Self {
             practice_name: "Bright Smiles Dental".into(),
             patient_first_name: "Alex".into(),
-            amount_due: Money::usd(10_000),
+            amount_due: Some(Money::usd(10_000)),
             update_payment_link: sample_url("p/SAMPLE-TOKEN/payment"),
         }
     }
@@ -371,7 +372,7 @@ impl sealed::Sealed for PaymentFailed {
         BTreeMap::from([
             ("practice_name", s(&self.practice_name)),
             ("patient_first_name", s(&self.patient_first_name)),
-            ("amount_due", money(self.amount_due)),
+            ("amount_due", self.amount_due.map(money).into()),
             ("update_payment_link", link(&self.update_payment_link)),
         ])
     }
@@ -381,7 +382,12 @@ impl sealed::Sealed for PaymentFailed {
     }
 
     fn samples() -> Vec<Self> {
-        vec![Self::sample()]
+        let full = Self::sample();
+        let bare = Self {
+            amount_due: None,
+            ..full.clone()
+        };
+        vec![full, bare]
     }
 }
 
@@ -391,16 +397,70 @@ impl MessageContext for PaymentFailed {
 impl EmailContext for PaymentFailed {}
 impl SmsContext for PaymentFailed {}
 
+/// The numbers of the practice's in-house plan. The words around them are counsel-approved copy
+/// that ships per language with the templates (`inhouse_offer.terms.txt` and
+/// `inhouse_offer.disclosure.txt`), so a Spanish-speaking patient reads Spanish terms.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InhousePlan {
+    /// How many installments.
+    pub installments: u32,
+    /// The first installment (it carries any remainder cents).
+    pub first_amount: Money,
+    /// Time between installments.
+    pub interval: InstallmentInterval,
+    /// The practice's phone number, as patients dial it (for questions about the plan).
+    pub practice_phone: String,
+    /// The approval reference of the plan's copy, kept for the audit trail; not printed.
+    pub approval_reference: String,
+}
+
+impl fmt::Debug for InhousePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InhousePlan")
+            .field("installments", &self.installments)
+            .field("approval_reference", &self.approval_reference)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InhousePlan {
+    fn sample() -> Self {
+        Self {
+            installments: 6,
+            first_amount: Money::usd(33_334),
+            interval: InstallmentInterval::MONTHLY,
+            practice_phone: "(555) 010-0199".into(),
+            approval_reference: "SAMPLE-IN-HOUSE-1".into(),
+        }
+    }
+
+    fn value(&self) -> Value {
+        let unit = match self.interval.unit {
+            IntervalUnit::Day => "day",
+            IntervalUnit::Week => "week",
+            IntervalUnit::Month => "month",
+        };
+        Value::from(BTreeMap::from([
+            ("installments", Value::from(self.installments)),
+            ("first_amount", money(self.first_amount)),
+            ("interval_count", Value::from(self.interval.count)),
+            ("interval_unit", Value::from(unit)),
+            ("practice_phone", s(&self.practice_phone)),
+        ]))
+    }
+}
+
 /// The practice's in-house payment plan, offered when every lender declined. Its terms are
-/// counsel-approved copy; the text around them states none (Reg Z).
+/// counsel-approved copy rendered per language from [`InhousePlan`]; the text around them states
+/// none (Reg Z).
 #[derive(Clone, PartialEq, Eq)]
 pub struct InhouseOffer {
     /// The practice's name.
     pub practice_name: String,
     /// The patient's first name.
     pub patient_first_name: String,
-    /// The plan's terms, approved copy. Email only.
-    pub plan_terms: ApprovedTerms,
+    /// The plan's numbers; the approved copy words them. Email only.
+    pub plan: InhousePlan,
     /// The patient page where the plan can be accepted.
     pub offer_link: Url,
 }
@@ -412,7 +472,7 @@ impl InhouseOffer {
         Self {
             practice_name: "Bright Smiles Dental".into(),
             patient_first_name: "Alex".into(),
-            plan_terms: ApprovedTerms::sample(),
+            plan: InhousePlan::sample(),
             offer_link: sample_url("p/SAMPLE-TOKEN/plan"),
         }
     }
@@ -423,20 +483,30 @@ impl sealed::Sealed for InhouseOffer {
         BTreeMap::from([
             ("practice_name", s(&self.practice_name)),
             ("patient_first_name", s(&self.patient_first_name)),
-            ("plan_terms", self.plan_terms.value()),
+            ("plan", self.plan.value()),
             ("offer_link", link(&self.offer_link)),
         ])
     }
 
     fn approved_texts(&self) -> Vec<&str> {
-        vec![
-            self.plan_terms.summary.as_str(),
-            self.plan_terms.disclosure.as_str(),
-        ]
+        // The approved copy is rendered from the templates' terms parts; the renderer exempts it.
+        Vec::new()
     }
 
     fn samples() -> Vec<Self> {
-        vec![Self::sample()]
+        let monthly = Self::sample();
+        let weekly = Self {
+            plan: InhousePlan {
+                installments: 1,
+                interval: InstallmentInterval {
+                    unit: IntervalUnit::Week,
+                    count: 2,
+                },
+                ..InhousePlan::sample()
+            },
+            ..monthly.clone()
+        };
+        vec![monthly, weekly]
     }
 }
 

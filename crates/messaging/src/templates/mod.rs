@@ -23,7 +23,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use context::Vars;
 pub use context::{
     ApplicationLink, ApprovedTerms, EmailContext, FinancingSummary, HelpReply, InhouseOffer,
-    MessageContext, PaymentFailed, Reminder, SmsContext, StaffAlert,
+    InhousePlan, MessageContext, PaymentFailed, Reminder, SmsContext, StaffAlert,
 };
 
 use crate::error::{Error, Result};
@@ -69,6 +69,12 @@ pub enum TemplatePart {
     EmailHtml,
     /// The SMS (`.sms.txt`).
     Sms,
+    /// Approved copy: the terms statement, rendered from the context's numbers and carried
+    /// verbatim into the email (`.terms.txt`). Exempt from the Reg Z guard, so it changes only
+    /// with counsel's approval.
+    Terms,
+    /// Approved copy: the disclosure printed next to the terms (`.disclosure.txt`).
+    Disclosure,
 }
 
 impl TemplatePart {
@@ -79,6 +85,8 @@ impl TemplatePart {
             Self::EmailText => "email.txt",
             Self::EmailHtml => "email.html",
             Self::Sms => "sms.txt",
+            Self::Terms => "terms.txt",
+            Self::Disclosure => "disclosure.txt",
         }
     }
 }
@@ -191,6 +199,7 @@ impl TemplateId {
             Self::InhouseOffer => &[
                 "offer_link",
                 "patient_first_name",
+                "plan",
                 "plan_terms",
                 "practice_name",
             ],
@@ -201,6 +210,24 @@ impl TemplateId {
                 "reason",
             ],
             Self::HelpReply => &["practice_email", "practice_name", "practice_phone"],
+        }
+    }
+
+    /// Its approved-copy parts ([`TemplatePart::Terms`], [`TemplatePart::Disclosure`]), rendered
+    /// first and handed to the message parts as [`TemplateId::approved_copy_variable`].
+    pub fn approved_parts(self) -> &'static [TemplatePart] {
+        match self {
+            Self::InhouseOffer => &[TemplatePart::Terms, TemplatePart::Disclosure],
+            _ => &[],
+        }
+    }
+
+    /// The variable the rendered approved copy is given to the message parts as
+    /// (`{{ plan_terms.summary }}`, `{{ plan_terms.disclosure }}`).
+    pub fn approved_copy_variable(self) -> Option<&'static str> {
+        match self {
+            Self::InhouseOffer => Some("plan_terms"),
+            _ => None,
         }
     }
 
@@ -292,6 +319,8 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "en" / "inhouse_offer.email.txt",
     "en" / "inhouse_offer.email.html",
     "en" / "inhouse_offer.sms.txt",
+    "en" / "inhouse_offer.terms.txt",
+    "en" / "inhouse_offer.disclosure.txt",
     "en" / "staff_alert.subject.txt",
     "en" / "staff_alert.email.txt",
     "en" / "staff_alert.email.html",
@@ -316,6 +345,8 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "es" / "inhouse_offer.email.txt",
     "es" / "inhouse_offer.email.html",
     "es" / "inhouse_offer.sms.txt",
+    "es" / "inhouse_offer.terms.txt",
+    "es" / "inhouse_offer.disclosure.txt",
     "es" / "staff_alert.subject.txt",
     "es" / "staff_alert.email.txt",
     "es" / "staff_alert.email.html",
@@ -495,7 +526,7 @@ impl Templates {
         let declared = id.variables();
         for sample in C::samples() {
             for lang in LANGUAGES {
-                let vars = sample.vars(lang);
+                let (vars, _) = self.message_vars(lang, &sample)?;
                 let provided: Vec<&str> = vars.keys().copied().collect();
                 if provided != declared {
                     return Err(Error::TemplateContract {
@@ -508,7 +539,7 @@ impl Templates {
             }
         }
         for lang in LANGUAGES {
-            for &part in id.parts() {
+            for &part in id.approved_parts().iter().chain(id.parts()) {
                 let name = template_name(lang, id, part);
                 let tmpl = self
                     .env
@@ -530,9 +561,12 @@ impl Templates {
                         TemplatePart::Sms => {
                             self.sms_parts(lang, &sample)?;
                         }
+                        // Rendered (and so checked) by `message_vars`.
+                        TemplatePart::Terms | TemplatePart::Disclosure => {}
                         _ => {
-                            let out = self.render_named(&name, &sample.vars(lang))?;
-                            self.guard(&name, part, &out, &sample)?;
+                            let (vars, approved) = self.message_vars(lang, &sample)?;
+                            let out = self.render_named(&name, &vars)?;
+                            self.guard::<C>(&name, part, &out, &approved)?;
                         }
                     }
                 }
@@ -552,13 +586,45 @@ impl Templates {
         })
     }
 
+    /// A context's variables in `lang`, with its approved copy rendered from the approved-copy
+    /// parts and added as [`TemplateId::approved_copy_variable`]; and every approved text the
+    /// guard exempts (the context's verbatim copy and the rendered copy).
+    fn message_vars<C: MessageContext>(
+        &self,
+        lang: Language,
+        ctx: &C,
+    ) -> Result<(Vars, Vec<String>)> {
+        let id = C::TEMPLATE;
+        let mut vars = ctx.vars(lang);
+        let mut approved: Vec<String> = ctx
+            .approved_texts()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if let Some(var) = id.approved_copy_variable() {
+            let mut copy = std::collections::BTreeMap::new();
+            for &part in id.approved_parts() {
+                let name = template_name(lang, id, part);
+                let text = self.render_named(&name, &vars)?.trim().to_owned();
+                let key = match part {
+                    TemplatePart::Terms => "summary",
+                    _ => "disclosure",
+                };
+                copy.insert(key, Value::from(text.clone()));
+                approved.push(text);
+            }
+            vars.insert(var, Value::from(copy));
+        }
+        Ok((vars, approved))
+    }
+
     /// The Reg Z guard on rendered output, approved copy and links excepted.
     fn guard<C: MessageContext>(
         &self,
         name: &str,
         part: TemplatePart,
         out: &str,
-        ctx: &C,
+        approved: &[String],
     ) -> Result<()> {
         if C::TEMPLATE.reg_z() != RegZClass::NoTriggerTerms {
             return Ok(());
@@ -568,9 +634,9 @@ impl Templates {
         } else {
             out.to_owned()
         };
-        for approved in ctx.approved_texts() {
+        for approved in approved {
             if !approved.is_empty() {
-                text = text.replace(approved, " ");
+                text = text.replace(approved.as_str(), " ");
             }
         }
         check_reg_z(&text).map_err(|violation| Error::RegZ {
@@ -588,7 +654,7 @@ impl Templates {
     ) -> Result<(String, String, String)> {
         let id = C::TEMPLATE;
         let name = template_name(lang, id, TemplatePart::Sms);
-        let mut vars = ctx.vars(lang);
+        let (mut vars, approved) = self.message_vars(lang, ctx)?;
         let link = match id.sms_link_variable() {
             Some(var) => {
                 let real = vars
@@ -602,7 +668,7 @@ impl Templates {
         let out = self.render_named(&name, &vars)?;
         // The guard sees the text with the real link, which it ignores anyway.
         let full = out.replace(LINK_SENTINEL, link.as_deref().unwrap_or(""));
-        self.guard(&name, TemplatePart::Sms, &full, ctx)?;
+        self.guard::<C>(&name, TemplatePart::Sms, &full, &approved)?;
         match link {
             Some(link) => {
                 let pieces: Vec<&str> = out.split(LINK_SENTINEL).collect();
@@ -626,7 +692,7 @@ impl Templates {
     /// template that may not state them.
     pub fn render_email<C: EmailContext>(&self, lang: Language, ctx: &C) -> Result<RenderedEmail> {
         let id = C::TEMPLATE;
-        let vars = ctx.vars(lang);
+        let (vars, approved) = self.message_vars(lang, ctx)?;
         let mut rendered = [String::new(), String::new(), String::new()];
         for (slot, part) in rendered.iter_mut().zip([
             TemplatePart::Subject,
@@ -635,7 +701,7 @@ impl Templates {
         ]) {
             let name = template_name(lang, id, part);
             let out = self.render_named(&name, &vars)?;
-            self.guard(&name, part, &out, ctx)?;
+            self.guard::<C>(&name, part, &out, &approved)?;
             *slot = out;
         }
         let [subject, text, html] = rendered;

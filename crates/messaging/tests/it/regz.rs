@@ -2,9 +2,8 @@
 
 use financing_core::{ErrorKind, Language};
 use messaging::{
-    ApplicationLink, ApprovedTerms, DEFAULT_MAX_SEGMENTS, Error, InhouseOffer, LANGUAGES,
-    TemplateId, TemplatePart, Templates, TriggerTerm, check_reg_z, embedded_source,
-    find_trigger_terms,
+    ApplicationLink, DEFAULT_MAX_SEGMENTS, Error, InhouseOffer, LANGUAGES, TemplateId,
+    TemplatePart, Templates, TriggerTerm, check_reg_z, embedded_source, find_trigger_terms,
 };
 
 #[test]
@@ -132,14 +131,17 @@ fn a_value_that_smuggles_terms_into_the_invitation_fails_at_render() {
 
 #[test]
 fn approved_plan_terms_are_exempt_but_only_inside_the_approved_copy() {
-    // Arrange
-    let templates = Templates::load().expect("templates");
-    let mut ctx = InhouseOffer::sample();
-    ctx.plan_terms = ApprovedTerms {
-        summary: "12 monthly payments of $200.00, 0% APR.".into(),
-        disclosure: "Sample counsel-approved disclosure for 12 payments.".into(),
-        approval_reference: "COUNSEL-2026-01".into(),
-    };
+    // Arrange: a practice's counsel-approved wording replaces the shipped terms.
+    let templates = Templates::builder()
+        .source(
+            Language::En,
+            TemplateId::InhouseOffer,
+            TemplatePart::Terms,
+            "{{ plan.installments }} monthly payments, the first of {{ plan.first_amount }}, 0% APR.",
+        )
+        .build()
+        .expect("approved copy may state terms");
+    let ctx = InhouseOffer::sample();
 
     // Act
     let email = templates
@@ -153,17 +155,22 @@ fn approved_plan_terms_are_exempt_but_only_inside_the_approved_copy() {
             "{{ plan_terms.summary }} Only $1 a day! {{ plan_terms.disclosure }} {{ offer_link }}",
         )
         .build();
+    let numbers_outside_the_copy = Templates::builder()
+        .source(
+            Language::En,
+            TemplateId::InhouseOffer,
+            TemplatePart::EmailText,
+            "Just {{ plan.installments }} payments. {{ offer_link }}",
+        )
+        .build();
 
     // Assert
-    assert!(
-        email
-            .text
-            .contains("12 monthly payments of $200.00, 0% APR.")
-    );
-    assert!(
-        email
-            .html
-            .contains("12 monthly payments of $200.00, 0% APR.")
-    );
+    let expected = "6 monthly payments, the first of $333.34, 0% APR.";
+    assert!(email.text.contains(expected), "{}", email.text);
+    assert!(email.html.contains(expected), "{}", email.html);
     assert!(matches!(edited, Err(Error::RegZ { .. })), "{edited:?}");
+    assert!(
+        matches!(numbers_outside_the_copy, Err(Error::RegZ { .. })),
+        "{numbers_outside_the_copy:?}"
+    );
 }

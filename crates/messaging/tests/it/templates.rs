@@ -595,3 +595,93 @@ fn debug_of_contexts_and_rendered_messages_hides_patient_data() {
         assert!(!shown.contains(leak), "{leak} leaked into {shown}");
     }
 }
+
+/// English plan-term words a Spanish reader must not see.
+const ENGLISH_PLAN_WORDS: [&str; 6] = [
+    "payments",
+    "the first of",
+    "billed by",
+    "payment plan",
+    "Questions",
+    "terms",
+];
+
+#[test]
+fn a_spanish_in_house_offer_states_the_plan_in_spanish_with_its_numbers() {
+    // Arrange
+    let ctx = InhouseOffer::sample();
+
+    // Act
+    let email = templates()
+        .render_email(Language::Es, &ctx)
+        .expect("render");
+
+    // Assert
+    for body in [&email.text, &email.html] {
+        assert!(
+            body.contains("6 pagos, el primero de $333.34, cobrados por Bright Smiles Dental."),
+            "{body}"
+        );
+        assert!(
+            body.contains("Plan de pagos de Bright Smiles Dental. Preguntas: (555) 010-0199."),
+            "{body}"
+        );
+        for word in ENGLISH_PLAN_WORDS {
+            assert!(
+                !body.contains(word),
+                "English `{word}` in a Spanish email: {body}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_english_in_house_offer_keeps_its_wording() {
+    // Arrange
+    let ctx = InhouseOffer::sample();
+
+    // Act
+    let email = templates()
+        .render_email(Language::En, &ctx)
+        .expect("render");
+
+    // Assert
+    for body in [&email.text, &email.html] {
+        assert!(
+            body.contains("6 payments, the first of $333.34, billed by Bright Smiles Dental."),
+            "{body}"
+        );
+        assert!(
+            body.contains("Bright Smiles Dental payment plan. Questions: (555) 010-0199."),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_payment_without_an_amount_names_none_in_either_language() {
+    // Arrange
+    let ctx = PaymentFailed {
+        amount_due: None,
+        ..PaymentFailed::sample()
+    };
+    let t = templates();
+
+    for lang in LANGUAGES {
+        // Act
+        let email = t.render_email(lang, &ctx).expect("render email");
+        let sms = t
+            .render_sms(lang, &ctx, DEFAULT_MAX_SEGMENTS)
+            .expect("render sms");
+
+        // Assert
+        for body in [&email.text, &email.html, &sms.text] {
+            assert!(!body.contains('$'), "{lang:?}: {body}");
+            assert!(
+                !body.contains(" of  ") && !body.contains(" de  "),
+                "{lang:?}: {body}"
+            );
+        }
+        assert!(email.text.contains(&ctx.update_payment_link.to_string()));
+    }
+}
