@@ -47,6 +47,7 @@ mod error;
 mod ids;
 mod notes;
 mod patients;
+mod status;
 mod txcases;
 pub mod wire;
 
@@ -56,6 +57,5 @@ pub use error::{DecodeProblem, Error, Result, VendorBody};
 pub use ids::{AppointmentId, NoteId, OrganizationId, PatientId, ProcedureId, TxCaseId, VisitId};
 pub use notes::{NoteMarker, NoteWrite, PatientNote};
 pub use patients::{Patient, patient_contact};
-pub use txcases::{
-    CaseStatus, ChangedCases, InvalidCursor, Procedure, SyncCursor, TxCase, TxCaseDetail,
-};
+pub use status::CaseStatus;
+pub use txcases::{ChangedCases, InvalidCursor, Procedure, SyncCursor, TxCase, TxCaseDetail};

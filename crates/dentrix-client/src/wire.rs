@@ -27,7 +27,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::txcases::CaseStatus;
+use crate::status::CaseStatus;
 
 // ---------------------------------------------------------------------------------------------
 // Paths and headers.

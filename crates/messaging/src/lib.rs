@@ -88,7 +88,7 @@ mod webhook;
 pub use connector_transport::RetryPolicy;
 pub use consent::{
     ConsentAction, ConsentChange, ConsentLedger, ConsentSource, InMemoryConsentLedger,
-    InboundIntent, InboundOutcome, LedgerError, OptOutState, apply_inbound, classify_inbound,
+    InboundIntent, LedgerError, OptOutState, classify_inbound,
 };
 pub use email::{EmailFrom, EmailSender, SmtpConfig, SmtpSecurity};
 pub use error::{Error, Operation, Result, SmtpFailure};
@@ -112,6 +112,6 @@ pub use templates::{
     Templates, TemplatesBuilder, embedded_source,
 };
 pub use webhook::{
-    InboundMessage, OptOutType, SIGNATURE_HEADER, StatusCallback, VerifiedForm, WebhookVerifier,
-    compute_signature,
+    InboundMessage, InboundOutcome, OptOutType, SIGNATURE_HEADER, StatusCallback, VerifiedForm,
+    WebhookVerifier, apply_inbound, compute_signature,
 };

@@ -19,7 +19,12 @@ use secrecy::{ExposeSecret, SecretString};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
-use crate::consent::{InboundIntent, classify_inbound};
+use financing_core::PracticeId;
+
+use crate::consent::{
+    ConsentChange, ConsentLedger, ConsentSource, InboundIntent, LedgerError, OptOutState,
+    classify_inbound,
+};
 use crate::error::{Error, Result};
 use crate::ids::{AccountSid, MessageSid, PhoneNumber, TwilioErrorCode};
 use crate::sms::MessageStatus;
@@ -292,6 +297,61 @@ impl fmt::Debug for InboundMessage {
             .field("opt_out_type", &self.opt_out_type)
             .finish_non_exhaustive()
     }
+}
+
+/// What [`apply_inbound`] did with an inbound text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InboundOutcome {
+    /// The classification.
+    pub intent: InboundIntent,
+    /// The number's state after the message.
+    pub state: OptOutState,
+    /// True when staff must review the message (a free-text refusal).
+    pub staff_task: bool,
+    /// True when the patient asked for HELP: answer with the `help_reply` template.
+    pub reply_with_help: bool,
+}
+
+/// Applies an inbound text (already signature-verified) to the ledger: opt-outs and refusals
+/// revoke consent for the practice at once, opt-ins restore it, HELP asks for a reply.
+///
+/// Twilio's `OptOutType` (Advanced Opt-Out) wins over our own reading of the body.
+///
+/// # Errors
+/// [`LedgerError`] when the change could not be recorded; the webhook should then fail so that
+/// Twilio retries it.
+pub async fn apply_inbound(
+    ledger: &dyn ConsentLedger,
+    practice: &PracticeId,
+    message: &InboundMessage,
+) -> Result<InboundOutcome, LedgerError> {
+    let intent = message.intent();
+    let source = if intent == InboundIntent::Refusal {
+        ConsentSource::InboundFreeText
+    } else {
+        ConsentSource::InboundKeyword
+    };
+    let state = if intent.revokes_consent() {
+        let change = ConsentChange::opt_out(message.received_at, source);
+        ledger.record(practice, &message.from, &change).await?
+    } else if intent.restores_consent() {
+        let change = ConsentChange::opt_in(message.received_at, source);
+        ledger.record(practice, &message.from, &change).await?
+    } else {
+        ledger.opt_out_state(practice, &message.from).await?
+    };
+    tracing::info!(
+        message_sid = %message.message_sid,
+        intent = ?intent,
+        opted_out = state.is_opted_out(),
+        "inbound sms applied"
+    );
+    Ok(InboundOutcome {
+        intent,
+        state,
+        staff_task: intent.needs_staff_task(),
+        reply_with_help: intent == InboundIntent::Help,
+    })
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ mod error;
 mod ids;
 mod patients;
 mod ratelimit;
+mod status;
 mod treatment_plans;
 mod webhooks;
 pub mod wire;
@@ -64,9 +65,8 @@ pub use ids::{
 };
 pub use patients::{Patient, patient_contact};
 pub use ratelimit::RateBudget;
-pub use treatment_plans::{
-    ChangedPlans, InvalidCursor, PlanProcedure, PlanStatus, SyncCursor, TreatmentPlan,
-};
+pub use status::PlanStatus;
+pub use treatment_plans::{ChangedPlans, InvalidCursor, PlanProcedure, SyncCursor, TreatmentPlan};
 pub use webhooks::{
     SIGNATURE_HEADER, WebhookEndpoint, WebhookEvent, WebhookEventKind, WebhookSubscription,
     parse_webhook_event, verify_webhook,

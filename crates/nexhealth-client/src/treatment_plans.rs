@@ -17,25 +17,8 @@ use crate::client::Client;
 use crate::convert;
 use crate::error::{DecodeProblem, Error, Result};
 use crate::ids::{AppointmentId, PatientId, ProcedureId, ProviderId, TreatmentPlanId};
+use crate::status::PlanStatus;
 use crate::wire;
-
-/// A plan's status. Open: a value we do not know is kept raw, never a decode failure.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PlanStatus {
-    /// `not_applicable`.
-    NotApplicable,
-    /// `proposed`.
-    Proposed,
-    /// `accepted`: the one status Chairside acts on.
-    Accepted,
-    /// `rejected`.
-    Rejected,
-    /// `completed`.
-    Completed,
-    /// A value this crate does not know, as NexHealth sent it (empty when the status was null).
-    Unknown(String),
-}
 
 impl PlanStatus {
     /// True for [`PlanStatus::Accepted`].

@@ -35,7 +35,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::treatment_plans::PlanStatus;
+use crate::status::PlanStatus;
 
 // ---------------------------------------------------------------------------------------------
 // Paths and headers.
