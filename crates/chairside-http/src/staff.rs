@@ -451,7 +451,7 @@ impl Initials<'_> {
         }
         let initials = self
             .state
-            .store
+            .patients()
             .patient(self.practice, patient)
             .await?
             .map_or_else(|| "?".to_owned(), |c| c.initials());
@@ -573,7 +573,7 @@ async fn render_dashboard(
 
     // Newest first: stop at the first plan accepted before today.
     let rows: Vec<WorkflowRow> = state
-        .store
+        .reports()
         .workflows(Some(&s.practice), None, DAY_LIMIT)
         .await?
         .into_iter()
@@ -618,7 +618,7 @@ async fn render_dashboard(
         });
     }
     let mut tasks = Vec::new();
-    for task in state.store.tasks(Some(&s.practice), false).await? {
+    for task in state.reports().tasks(Some(&s.practice), false).await? {
         if let Some(line) = task_line(state, &mut initials, &task, &base, tz).await? {
             tasks.push(line);
         }
@@ -648,7 +648,7 @@ async fn task_line(
     if &task.practice_id != initials.practice {
         return Ok(None);
     }
-    let Some(row) = state.store.workflow(&task.workflow_id).await? else {
+    let Some(row) = state.reports().workflow(&task.workflow_id).await? else {
         return Ok(None);
     };
     if &row.state.key.practice_id != initials.practice {
@@ -675,7 +675,7 @@ async fn own_workflow(
         return Ok(None);
     };
     Ok(state
-        .store
+        .reports()
         .workflow(&id)
         .await?
         .filter(|row| row.state.key.practice_id == s.practice))
@@ -754,13 +754,13 @@ async fn render_workflow(
     };
     let st = &row.state;
     let open_task = state
-        .store
+        .reports()
         .tasks(Some(&s.practice), false)
         .await?
         .into_iter()
         .find(|t| t.workflow_id == st.id);
     let audit = state
-        .store
+        .reports()
         .audit(&st.id)
         .await?
         .into_iter()
