@@ -5,6 +5,7 @@
 //!   result protocol, and the poller that turns accepted plans into workflows.
 //! - [`ports`]: what the engine needs of a practice system, Stripe and messaging; [`adapters`]
 //!   implement them over the connector crates.
+//! - [`staff`]: staff decisions (retry, cancel, ...), each checked and recorded in one transaction.
 //! - [`clock`], [`links`] (signed patient page links), [`note`] (ledger note text).
 //!
 //! The pure workflow (states, events, the machine) is the `chairside-workflow` crate; the HTTP
@@ -16,4 +17,5 @@ pub mod links;
 pub mod note;
 pub mod ports;
 pub mod runner;
+pub mod staff;
 pub mod store;

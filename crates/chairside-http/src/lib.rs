@@ -47,7 +47,7 @@ use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use chairside_engine::clock::{Clock, SystemClock};
-use chairside_engine::store::Store;
+use chairside_engine::store::{PatientStore, ReportStore, Store};
 
 pub use chairside_engine::links::{TokenError, sign_patient_token, verify_patient_token};
 pub use config::{
@@ -104,6 +104,16 @@ impl HttpState {
     /// The metrics handle.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The store's reporting role: workflows, tasks, the audit trail.
+    fn reports(&self) -> &dyn ReportStore {
+        &*self.store
+    }
+
+    /// The store's patient role: contacts and consent.
+    fn patients(&self) -> &dyn PatientStore {
+        &*self.store
     }
 
     fn now(&self) -> DateTime<Utc> {

@@ -78,6 +78,10 @@ impl Pages {
                 "The form was stale or incomplete. Go back, reload the page and try again.",
             ),
             (StatusCode::BAD_REQUEST, _) => ("Bad request", "The request could not be used."),
+            (StatusCode::CONFLICT, _) => (
+                "Already handled",
+                "Someone already acted on this, or it no longer applies. Go back and reload the page to see where it stands.",
+            ),
             _ => ("Something went wrong", "Please try again in a few minutes."),
         };
         let ctx = minijinja::context! { lang, title, text };

@@ -227,7 +227,7 @@ async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, Response> {
     let Ok(id) = verify_patient_token(token, &state.config.patient_token_key, state.now()) else {
         return Err(not_found());
     };
-    let row = match state.store.workflow(&id).await {
+    let row = match state.reports().workflow(&id).await {
         Ok(Some(row)) => row,
         Ok(None) => return Err(not_found()),
         Err(e) => {
@@ -236,7 +236,11 @@ async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, Response> {
         }
     };
     let practice = &row.state.key.practice_id;
-    let lang = match state.store.patient(practice, &row.state.patient_id).await {
+    let lang = match state
+        .patients()
+        .patient(practice, &row.state.patient_id)
+        .await
+    {
         Ok(Some(contact)) => contact.preferred_language,
         Ok(None) => Language::En,
         Err(e) => {
@@ -321,7 +325,7 @@ fn deposit(row: &WorkflowRow) -> Option<Money> {
 }
 
 async fn in_house_accepted(state: &HttpState, row: &WorkflowRow) -> Result<bool, Response> {
-    match state.store.audit(&row.state.id).await {
+    match state.reports().audit(&row.state.id).await {
         Ok(lines) => Ok(lines.iter().any(|l| l.kind == IN_HOUSE_ACCEPTED)),
         Err(e) => {
             tracing::error!(error = %e, "patient page: audit read failed");
@@ -413,7 +417,7 @@ pub(crate) async fn page(
         // The notice comes before any lender link, and the workflow records it was shown.
         let detail = format!("page shown with the notice before the {lender} link");
         if let Err(e) = state
-            .store
+            .reports()
             .append_audit(
                 &s.id,
                 "patient",
@@ -468,7 +472,7 @@ pub(crate) async fn pay(State(state): State<HttpState>, Path(token): Path<String
         _ => return state.pages.error(StatusCode::NOT_FOUND, r.lang.tag()),
     };
     if let Err(e) = state
-        .store
+        .reports()
         .append_audit(
             &s.id,
             "patient",
@@ -494,7 +498,7 @@ pub(crate) async fn apply(State(state): State<HttpState>, Path(token): Path<Stri
     };
     let detail = format!("patient followed the {lender} application link");
     if let Err(e) = state
-        .store
+        .reports()
         .append_audit(
             &r.row.state.id,
             "patient",
@@ -537,7 +541,7 @@ pub(crate) async fn accept_in_house(
                 offer.total
             );
             if let Err(e) = state
-                .store
+                .reports()
                 .append_audit(&s.id, "patient", IN_HOUSE_ACCEPTED, &detail, state.now())
                 .await
             {

@@ -32,8 +32,9 @@ use subtle::ConstantTimeEq;
 use super::HttpState;
 use super::pages::see_other;
 use super::patient::root;
+use chairside_engine::staff::{Refusal, StaffActions, StaffError};
 use chairside_engine::store::{TaskRow, WorkflowRow};
-use chairside_workflow::{Event, StaffAction, Stage, Status, TaskKind, WorkflowId};
+use chairside_workflow::{StaffAction, Stage, Status, TaskKind};
 
 const SESSION_COOKIE: &str = "chairside_staff";
 const LOGIN_COOKIE: &str = "chairside_login";
@@ -433,15 +434,6 @@ fn parse_action(value: &str) -> Option<StaffAction> {
     })
 }
 
-fn action_label(action: StaffAction) -> &'static str {
-    match action {
-        StaffAction::Retry => "retry",
-        StaffAction::Cancel => "cancel",
-        StaffAction::MarkHandled => "mark_handled",
-        StaffAction::ResendLink => "resend_link",
-    }
-}
-
 /// Patient initials by id, read once per page. Never more than initials leave this function.
 struct Initials<'a> {
     state: &'a HttpState,
@@ -459,7 +451,7 @@ impl Initials<'_> {
         }
         let initials = self
             .state
-            .store
+            .patients()
             .patient(self.practice, patient)
             .await?
             .map_or_else(|| "?".to_owned(), |c| c.initials());
@@ -504,6 +496,7 @@ struct PlanLine {
 
 #[derive(Serialize)]
 struct TaskLine {
+    id: i64,
     href: String,
     initials: String,
     kind: &'static str,
@@ -580,7 +573,7 @@ async fn render_dashboard(
 
     // Newest first: stop at the first plan accepted before today.
     let rows: Vec<WorkflowRow> = state
-        .store
+        .reports()
         .workflows(Some(&s.practice), None, DAY_LIMIT)
         .await?
         .into_iter()
@@ -625,7 +618,7 @@ async fn render_dashboard(
         });
     }
     let mut tasks = Vec::new();
-    for task in state.store.tasks(Some(&s.practice), false).await? {
+    for task in state.reports().tasks(Some(&s.practice), false).await? {
         if let Some(line) = task_line(state, &mut initials, &task, &base, tz).await? {
             tasks.push(line);
         }
@@ -655,13 +648,14 @@ async fn task_line(
     if &task.practice_id != initials.practice {
         return Ok(None);
     }
-    let Some(row) = state.store.workflow(&task.workflow_id).await? else {
+    let Some(row) = state.reports().workflow(&task.workflow_id).await? else {
         return Ok(None);
     };
     if &row.state.key.practice_id != initials.practice {
         return Ok(None);
     }
     Ok(Some(TaskLine {
+        id: task.id,
         href: format!("{base}{}", task.workflow_id),
         initials: initials.of(&row.state.patient_id).await?,
         kind: task_label(task.task.kind),
@@ -681,7 +675,7 @@ async fn own_workflow(
         return Ok(None);
     };
     Ok(state
-        .store
+        .reports()
         .workflow(&id)
         .await?
         .filter(|row| row.state.key.practice_id == s.practice))
@@ -710,6 +704,7 @@ struct AuditLine {
 
 #[derive(Serialize)]
 struct TaskView {
+    id: i64,
     kind: &'static str,
     reason: String,
     actions: Vec<ActionButton>,
@@ -759,13 +754,13 @@ async fn render_workflow(
     };
     let st = &row.state;
     let open_task = state
-        .store
+        .reports()
         .tasks(Some(&s.practice), false)
         .await?
         .into_iter()
         .find(|t| t.workflow_id == st.id);
     let audit = state
-        .store
+        .reports()
         .audit(&st.id)
         .await?
         .into_iter()
@@ -793,6 +788,7 @@ async fn render_workflow(
             o2l: st.operatory_to_ledger().map(duration_text),
         },
         task: open_task.map(|t| TaskView {
+            id: t.id,
             kind: task_label(t.task.kind),
             reason: t.task.reason,
             actions: task_actions(t.task.kind),
@@ -811,10 +807,18 @@ pub(crate) struct ActionForm {
     csrf: String,
     #[serde(default)]
     action: String,
+    /// The task the page showed: once someone has resolved it, the click is stale.
+    #[serde(default)]
+    task: Option<i64>,
+    /// Why, in staff's words, for the audit trail.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
-/// `POST /staff/workflows/{id}/actions`: hands the decision to the workflow (through its inbox)
-/// and closes the open task; the workflow raises a new one should the step fail again.
+/// `POST /staff/workflows/{id}/actions`: hands the decision to [`StaffActions`], which checks the
+/// workflow and its task, queues the decision for the workflow and closes the open task in one
+/// transaction; the workflow raises a new task should the step fail again. A decision that no
+/// longer applies (a double click, a colleague was faster) is 409 and changes nothing.
 pub(crate) async fn act(
     State(state): State<HttpState>,
     headers: HeaderMap,
@@ -827,39 +831,33 @@ pub(crate) async fn act(
     if !same(&form.csrf, &s.csrf) {
         return forbidden(&state);
     }
-    let row = match own_workflow(&state, &s, &id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return not_found(&state),
-        Err(e) => return server_error(&state, &e),
+    let Some(wf) = super::webhooks::parse_workflow_id(&id) else {
+        return not_found(&state);
     };
     let Some(action) = parse_action(&form.action) else {
         return state.pages.error(StatusCode::BAD_REQUEST, "en");
     };
-    let wf: &WorkflowId = &row.state.id;
     let actor = format!("staff:{}", s.username);
-    let now = state.now();
-    let label = action_label(action);
-    let done = async {
-        state
-            .store
-            .enqueue(wf, &actor, &Event::Staff { action }, now)
-            .await?;
-        state
-            .store
-            .resolve_tasks(wf, &format!("{label} by {actor}"), now)
-            .await?;
-        state
-            .store
-            .append_audit(wf, &actor, "staff_action", label, now)
-            .await
+    let staff = StaffActions::new(&*state.store, &actor);
+    let mut request = staff.request(&wf, action).within(s.practice.clone());
+    if let Some(task) = form.task {
+        request = request.answering(task);
     }
-    .await;
-    match done {
-        Ok(()) => {
-            tracing::info!(workflow = %wf, action = label, "staff action queued");
-            to_dashboard(&state)
+    if let Some(reason) = form.reason.filter(|r| !r.trim().is_empty()) {
+        request = request.because(reason);
+    }
+    match staff.act(request, state.now()).await {
+        Ok(_) => to_dashboard(&state),
+        Err(StaffError::Refused(Refusal::UnknownWorkflow(_))) => not_found(&state),
+        Err(StaffError::Refused(refusal)) => {
+            tracing::info!(%refusal, "staff action refused");
+            state.pages.error(StatusCode::CONFLICT, "en")
         }
-        Err(e) => server_error(&state, &e),
+        Err(StaffError::Store(e)) => server_error(&state, &e),
+        Err(e) => {
+            tracing::error!(error = %e, "staff action failed");
+            state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en")
+        }
     }
 }
 

@@ -26,7 +26,8 @@ use tower::ServiceExt as _;
 use super::{HttpConfig, HttpState, LenderCopy, Metrics, PracticeSite, StaffAccount, router};
 use chairside_engine::clock::Clock;
 use chairside_engine::store::crypto::DataKey;
-use chairside_engine::store::{Claim, Consumed, NewWorkflow, SqliteStore, Store};
+use chairside_engine::store::prelude::*;
+use chairside_engine::store::{Claim, Consumed, NewWorkflow, SqliteStore};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{
     CurrentApplication, Event, FinancingResult, LenderPhase, StaffTask, Stage, Status, WorkflowId,

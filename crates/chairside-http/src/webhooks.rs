@@ -2,10 +2,10 @@
 //!
 //! Every handler takes the raw body bytes and verifies the signature before anything parses
 //! them, rejects stale timestamps (Stripe, Sunbit), deduplicates deliveries by event id through
-//! [`Store::record_webhook`](chairside_engine::store::Store::record_webhook), and stores what the workflow
-//! must hear as inbox events in the same transaction, before it answers 2xx: a crash after the
-//! answer loses nothing, and a crash before it gets a redelivery. Event types we do not act on
-//! are recorded and answered 200.
+//! [`InboundStore::record_webhook`](chairside_engine::store::InboundStore::record_webhook), and
+//! stores what the workflow must hear as inbox events in the same transaction, before it answers
+//! 2xx: a crash after the answer loses nothing, and a crash before it gets a redelivery. Event
+//! types we do not act on are recorded and answered 200.
 //!
 //! Stripe objects name their workflow in metadata [`WORKFLOW_KEY`] (`chairside_workflow`): on
 //! Checkout Sessions and their PaymentIntents, on schedules, and on invoices through

@@ -21,7 +21,7 @@ use chairside_engine::adapters::stripe::StripePayments;
 use chairside_engine::clock::SystemClock;
 use chairside_engine::ports::SharedPracticeSystem;
 use chairside_engine::runner::{PracticeRuntime, Runner};
-use chairside_engine::store::{SqliteStore, Store};
+use chairside_engine::store::{SchemaStore, SqliteStore, Store};
 use chairside_http::{HttpState, Metrics};
 
 /// Every client's HTTP timeout; shorter than the runner's lease, so a call never outlives the

@@ -22,8 +22,9 @@ use secrecy::SecretString;
 use crate::bench::BenchArgs;
 use crate::config::{Config, Environment, StoreView};
 use crate::demo::DemoArgs;
-use chairside_engine::store::{Store, StoreError, WorkflowRow};
-use chairside_workflow::{Event, StaffAction, Stage, Status, WorkflowId};
+use chairside_engine::staff::{Refusal, StaffActions, StaffError, action_label};
+use chairside_engine::store::{SchemaStore, StaffStore, Store, StoreError, WorkflowRow};
+use chairside_workflow::{StaffAction, Stage, Status, WorkflowId};
 
 /// The actor recorded in the audit trail for actions taken from the command line.
 pub const CLI_ACTOR: &str = "cli";
@@ -729,79 +730,50 @@ pub async fn status(
     Ok(0)
 }
 
-fn action_label(action: StaffAction) -> &'static str {
-    match action {
-        StaffAction::Retry => "retry",
-        StaffAction::Cancel => "cancel",
-        StaffAction::MarkHandled => "mark handled",
-        StaffAction::ResendLink => "resend link",
-    }
-}
-
-/// `chairside retry` and `chairside cancel`: queues `Event::Staff { action }` for the workflow
-/// (the runner applies it under its lease), closes its open tasks and records the action in the
-/// audit trail as [`CLI_ACTOR`]. Returns 1, queuing nothing, for an unknown workflow or a retry of
-/// a workflow that is not waiting on staff; 0 for a cancel of a cancelled workflow.
+/// `chairside retry` and `chairside cancel`: hands the decision to [`StaffActions`] as
+/// [`CLI_ACTOR`], which checks the workflow and, in one transaction, queues `Event::Staff` (the
+/// runner applies it under its lease), closes the open tasks and records the audit line. Returns
+/// 1, writing nothing, for an unknown workflow or a decision the workflow does not admit (a retry
+/// of a workflow not waiting on staff, a decision already queued); 0 for a cancel of a cancelled
+/// workflow.
 ///
 /// # Errors
 /// The store failed, or writing to `out` failed.
 pub async fn staff_action(
-    store: &dyn Store,
+    store: &dyn StaffStore,
     workflow: &WorkflowId,
     action: StaffAction,
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> anyhow::Result<i32> {
-    let Some(row) = store
-        .workflow(workflow)
-        .await
-        .context("reading the workflow")?
-    else {
-        writeln!(
-            out,
-            "there is no workflow {workflow}; `chairside status --all` lists them"
-        )?;
-        return Ok(1);
-    };
-    let status = row.state.status;
-    match (action, status) {
-        (StaffAction::Retry, s) if s != Status::WaitingOnStaff => {
+    let staff = StaffActions::new(store, CLI_ACTOR);
+    match staff.act(staff.request(workflow, action), now).await {
+        Ok(_) => {
             writeln!(
                 out,
-                "workflow {workflow} is {}: only a workflow waiting on staff can be retried",
-                s.label()
+                "{} queued for workflow {workflow}; the running service (`chairside run`) \
+                 carries it out within seconds, or when it next starts",
+                action_label(action)
             )?;
-            return Ok(1);
+            Ok(0)
         }
-        (StaffAction::Cancel, Status::Cancelled) => {
+        Err(StaffError::Refused(Refusal::UnknownWorkflow(_))) => {
             writeln!(
                 out,
-                "workflow {workflow} is already cancelled; nothing to do"
+                "there is no workflow {workflow}; `chairside status --all` lists them"
             )?;
-            return Ok(0);
+            Ok(1)
         }
-        _ => {}
+        Err(StaffError::Refused(refusal @ Refusal::AlreadyCancelled(_))) => {
+            writeln!(out, "{refusal}")?;
+            Ok(0)
+        }
+        Err(StaffError::Refused(refusal)) => {
+            writeln!(out, "{refusal}")?;
+            Ok(1)
+        }
+        Err(e) => Err(anyhow::Error::new(e)),
     }
-    let label = action_label(action);
-    store
-        .enqueue(workflow, CLI_ACTOR, &Event::Staff { action }, now)
-        .await
-        .context("queuing the request")?;
-    store
-        .resolve_tasks(workflow, &format!("{label} by {CLI_ACTOR}"), now)
-        .await
-        .context("closing the task")?;
-    store
-        .append_audit(workflow, CLI_ACTOR, "staff_action", label, now)
-        .await
-        .context("recording the action")?;
-    tracing::info!(workflow = %workflow, action = label, "staff action queued");
-    writeln!(
-        out,
-        "{label} queued for workflow {workflow}; the running service (`chairside run`) carries it \
-         out within seconds, or when it next starts"
-    )?;
-    Ok(0)
 }
 
 /// The shortest password `hash-password` accepts.

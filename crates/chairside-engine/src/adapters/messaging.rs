@@ -14,17 +14,17 @@ use url::Url;
 
 use super::{external, invalid};
 use crate::ports::{Channel, Delivery, ExternalError, MessageContent, Messenger, PracticeProfile};
-use crate::store::Store;
+use crate::store::PatientStore;
 
 /// The SMS opt-out ledger on the store: STOP anywhere blocks every later send.
 #[derive(Debug, Clone)]
 pub struct StoreConsentLedger {
-    store: Arc<dyn Store>,
+    store: Arc<dyn PatientStore>,
 }
 
 impl StoreConsentLedger {
-    /// A ledger over `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// A ledger over `store` (an `Arc<dyn Store>` converts).
+    pub fn new(store: Arc<dyn PatientStore>) -> Self {
         Self { store }
     }
 }

@@ -1,23 +1,51 @@
-//! Durable state: the [`Store`] trait and its SQLite implementation.
+//! Durable state: one trait per role, the [`Store`] umbrella over them all, and the SQLite
+//! implementation.
 //!
-//! The trait is written so a PostgreSQL implementation (`FOR UPDATE SKIP LOCKED` claims, leases by
-//! the database clock) can follow without changing callers: every method is one transaction, and
-//! every write made on behalf of a claimed workflow checks the claim's fencing epoch.
+//! | Role | Trait | Who uses it |
+//! |---|---|---|
+//! | run claimed workflows | [`WorkflowStore`] | the runner |
+//! | take in what arrives | [`InboundStore`] | the poller, webhooks |
+//! | patients and SMS consent | [`PatientStore`] | the runner, the consent ledger, the pages |
+//! | staff decisions | [`StaffStore`] | [`StaffActions`](crate::staff::StaffActions) |
+//! | read workflows, tasks, the audit trail | [`ReportStore`] | the dashboard, `chairside status`, metrics |
+//! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
+//!
+//! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
+//! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
+//!
+//! The traits are written so a PostgreSQL implementation (`FOR UPDATE SKIP LOCKED` claims, leases
+//! by the database clock) can follow without changing callers: every method is one transaction,
+//! and every write made on behalf of a claimed workflow checks the claim's fencing epoch.
 
 pub mod crypto;
+mod inbound;
+mod patient;
+mod report;
+mod schema;
 mod sqlite;
+mod staff;
+mod workflow;
 
-use std::time::Duration;
-
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use financing_core::{PatientContact, PatientId, PracticeId};
+use financing_core::PracticeId;
 use serde::Serialize;
 
+pub use inbound::InboundStore;
+pub use patient::PatientStore;
+pub use report::ReportStore;
+pub use schema::SchemaStore;
 pub use sqlite::SqliteStore;
+pub use staff::StaffStore;
+pub use workflow::WorkflowStore;
 
-use chairside_workflow::machine::Transition;
-use chairside_workflow::{Command, Event, StaffTask, Status, TimerKind, WorkflowId, WorkflowState};
+use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
+
+/// Every role trait, for calling store methods on a concrete store.
+pub mod prelude {
+    pub use super::{
+        InboundStore, PatientStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
+    };
+}
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -173,257 +201,27 @@ pub struct StoreCounters {
     pub write_transactions: u64,
 }
 
-/// Durable state for workflows.
-#[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Applies pending schema migrations.
-    ///
-    /// # Errors
-    /// [`StoreError::Migrate`].
-    async fn migrate(&self) -> Result<()>;
+/// Every role at once: what the service composes and hands out. Implemented for every type that
+/// implements all the roles.
+pub trait Store:
+    WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore
+{
+}
 
-    /// True when the database answers and the schema is current.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn ready(&self) -> Result<bool>;
+impl<T> Store for T where
+    T: WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore
+{
+}
 
-    /// Records what one poll of a practice system found, in one transaction: the new workflows
-    /// (a plan already known is skipped), events for known workflows (a plan rejected after
-    /// acceptance), and the advanced cursor. Returns the ids of the workflows created.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn record_poll(
-        &self,
-        practice: &PracticeId,
-        source: &str,
-        cursor: &str,
-        new: Vec<NewWorkflow>,
-        events: Vec<(WorkflowId, Event)>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<WorkflowId>>;
-
-    /// The cursor of a practice's source, if any poll was recorded.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn cursor(&self, practice: &PracticeId, source: &str) -> Result<Option<String>>;
-
-    /// Claims up to `limit` workflows that are due and not leased, for `lease`.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn claim_due(
-        &self,
-        owner: &str,
-        now: DateTime<Utc>,
-        lease: Duration,
-        limit: u32,
-    ) -> Result<Vec<Claim>>;
-
-    /// Loads a claimed workflow and its next due item: inbox events first, then due timers, then the
-    /// lowest pending command whose time has come.
-    ///
-    /// # Errors
-    /// [`StoreError::LeaseLost`], [`StoreError::Database`], [`StoreError::Decode`].
-    async fn load(&self, claim: &Claim, now: DateTime<Utc>) -> Result<Work>;
-
-    /// Journals the intent to perform `command` before the call. `attempt` is the caller's count;
-    /// the journal never reuses a number, so a call repeated after a crash is recorded as a new
-    /// attempt. Returns the attempt number journaled.
-    ///
-    /// # Errors
-    /// [`StoreError::LeaseLost`], [`StoreError::Database`].
-    async fn begin_effect(
-        &self,
-        claim: &Claim,
-        command: &Command,
-        attempt: u32,
-        key: &str,
-        now: DateTime<Utc>,
-    ) -> Result<u32>;
-
-    /// Sets a claimed workflow aside until `until` (nothing this runner can do for it: its practice
-    /// is not configured here) and opens `task` for staff once.
-    ///
-    /// # Errors
-    /// [`StoreError::LeaseLost`], [`StoreError::Database`].
-    async fn park(
-        &self,
-        claim: &Claim,
-        until: DateTime<Utc>,
-        task: &StaffTask,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Stores a step in one transaction, only if the claim still holds: the new state, what was
-    /// consumed, the transition's commands (outbox), timers, staff task and audit lines.
-    ///
-    /// # Errors
-    /// [`StoreError::LeaseLost`] (nothing was written), [`StoreError::Database`].
-    async fn commit(
-        &self,
-        claim: &Claim,
-        state: &WorkflowState,
-        consumed: Consumed,
-        event_label: &str,
-        transition: &Transition,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Puts a command back for a later attempt (transient failure), journaling the outcome.
-    ///
-    /// # Errors
-    /// [`StoreError::LeaseLost`], [`StoreError::Database`].
-    async fn defer_command(
-        &self,
-        claim: &Claim,
-        seq: u64,
-        attempt: u32,
-        outcome: &str,
-        not_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Releases the claim and recomputes when the workflow is next due.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn release(&self, claim: &Claim, now: DateTime<Utc>) -> Result<()>;
-
-    /// Queues an event for a workflow; it is applied under the lease by the runner.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn enqueue(
-        &self,
-        workflow: &WorkflowId,
-        source: &str,
-        event: &Event,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Records a verified webhook delivery and its events in one transaction. Returns `false`
-    /// (and writes nothing) when the provider's event id was already recorded.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn record_webhook(
-        &self,
-        provider: &str,
-        event_id: &str,
-        events: Vec<(WorkflowId, Event)>,
-        now: DateTime<Utc>,
-    ) -> Result<bool>;
-
-    /// Stores a patient's contact data, encrypted.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn put_patient(
-        &self,
-        practice: &PracticeId,
-        contact: &PatientContact,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Reads a patient's contact data.
-    ///
-    /// # Errors
-    /// [`StoreError::Crypto`] for a wrong key, [`StoreError::Database`].
-    async fn patient(
-        &self,
-        practice: &PracticeId,
-        patient: &PatientId,
-    ) -> Result<Option<PatientContact>>;
-
-    /// Records an SMS opt-out (`true`) or opt-in for a phone number.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn set_sms_opt_out(
-        &self,
-        practice: &PracticeId,
-        phone: &str,
-        opted_out: bool,
-        source: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Whether a phone number opted out of texts at this practice.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn sms_opted_out(&self, practice: &PracticeId, phone: &str) -> Result<bool>;
-
-    /// The latest consent change on record for a phone number at this practice.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn sms_consent(
-        &self,
-        practice: &PracticeId,
-        phone: &str,
-    ) -> Result<Option<SmsConsentRecord>>;
-
-    /// One workflow.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`], [`StoreError::Decode`].
-    async fn workflow(&self, id: &WorkflowId) -> Result<Option<WorkflowRow>>;
-
-    /// Workflows, newest first, optionally of one practice or status.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`], [`StoreError::Decode`].
-    async fn workflows(
-        &self,
-        practice: Option<&PracticeId>,
-        status: Option<Status>,
-        limit: u32,
-    ) -> Result<Vec<WorkflowRow>>;
-
-    /// Staff tasks, open ones only unless `include_resolved`.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn tasks(
-        &self,
-        practice: Option<&PracticeId>,
-        include_resolved: bool,
-    ) -> Result<Vec<TaskRow>>;
-
-    /// Marks a workflow's open tasks resolved.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn resolve_tasks(
-        &self,
-        workflow: &WorkflowId,
-        resolution: &str,
-        now: DateTime<Utc>,
-    ) -> Result<u64>;
-
-    /// A workflow's audit trail, oldest first.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn audit(&self, workflow: &WorkflowId) -> Result<Vec<AuditRow>>;
-
-    /// Appends one audit line (staff actions, disclosures).
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    async fn append_audit(
-        &self,
-        workflow: &WorkflowId,
-        actor: &str,
-        kind: &str,
-        detail: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Counters for benchmarks and metrics.
-    fn counters(&self) -> StoreCounters;
+// Every role is used as a trait object.
+#[cfg(test)]
+fn _obj_safe(
+    _: &dyn Store,
+    _: &dyn WorkflowStore,
+    _: &dyn InboundStore,
+    _: &dyn PatientStore,
+    _: &dyn StaffStore,
+    _: &dyn ReportStore,
+    _: &dyn SchemaStore,
+) {
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use chairside_engine::ports::PracticeProfile;
 use chairside_engine::runner::{PracticeRuntime, Runner, RunnerConfig};
 use chairside_engine::store::crypto::DataKey;
-use chairside_engine::store::{SqliteStore, Store, TaskRow, WorkflowRow};
+use chairside_engine::store::prelude::*;
+use chairside_engine::store::{SqliteStore, TaskRow, WorkflowRow};
 use chairside_workflow::{WorkflowConfig, WorkflowId, WorkflowKey};
 use chrono::{DateTime, NaiveDate, Utc};
 use financing_core::{

@@ -1,9 +1,10 @@
 //! chairside-engine integration tests: the SQLite store on a temporary file, and the runner end to
 //! end over in-memory fakes of the practice system, lenders, Stripe and messaging with a manual
-//! clock.
+//! clock; and the staff decisions against the store.
 
 mod fakes;
 mod harness;
 mod phi;
 mod runner;
+mod staff;
 mod store;

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chairside_engine::staff::StaffActions;
 use chairside_engine::store::crypto::DataKey;
-use chairside_engine::store::{Consumed, NewWorkflow, SqliteStore, Store, StoreError, WorkItem};
+use chairside_engine::store::prelude::*;
+use chairside_engine::store::{Consumed, NewWorkflow, SqliteStore, StoreError, WorkItem};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{
     Action, Command, Event, PaymentFact, StaffTask, Status, TaskKind, TimerKind, WorkflowId,
@@ -797,17 +799,9 @@ async fn staff_tasks_are_listed_per_practice_until_resolved() {
             .is_empty()
     );
 
-    assert_eq!(
-        db.store
-            .resolve_tasks(&id, "fixed the estimate", mins(1))
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        db.store.resolve_tasks(&id, "again", mins(2)).await.unwrap(),
-        0
-    );
+    let staff = StaffActions::new(&*db.store, "staff:test");
+    let receipt = staff.cancel(&id, mins(1)).await.unwrap();
+    assert_eq!(receipt.tasks_resolved, 1);
     assert!(db.store.tasks(None, false).await.unwrap().is_empty());
     let all = db.store.tasks(None, true).await.unwrap();
     assert_eq!(all.len(), 1);

@@ -1,7 +1,7 @@
 //! Request-level tests of the patient page.
 
 use axum::http::StatusCode;
-use chairside_engine::store::Store as _;
+use chairside_engine::store::prelude::*;
 use financing_core::{CdtCode, PatientId, PlanId, PlannedProcedure, TreatmentPlan, UsState};
 use secrecy::SecretString;
 

@@ -1,7 +1,7 @@
 //! Request-level tests of the staff dashboard.
 
 use axum::http::StatusCode;
-use chairside_engine::store::Store as _;
+use chairside_engine::store::prelude::*;
 
 use crate::testkit::{
     ALICE_PASSWORD, EMAIL, FIRST, Kit, LAST, PHONE, body_text, csrf_of, form, get, other,
@@ -346,4 +346,58 @@ fn durations_under_ten_seconds_show_tenths_so_a_fast_chain_is_not_zero() {
     assert_eq!(super::duration_text(ms(12_400)), "12s");
     assert_eq!(super::duration_text(ms(150_000)), "2m 30s");
     assert_eq!(super::duration_text(ms(-5)), "0.0s");
+}
+
+#[tokio::test]
+async fn a_second_click_on_a_task_already_acted_on_is_refused_and_changes_nothing() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    kit.raise_task(
+        &wf,
+        StaffTask {
+            kind: TaskKind::BadData,
+            reason: "procedure 1 has insurance estimates above its fee".into(),
+        },
+    )
+    .await;
+    let task = kit.store.tasks(None, false).await.unwrap()[0].id;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let page = body_text(kit.send(with_cookie(get("/staff"), &session)).await).await;
+    assert!(page.contains(&format!(r#"name="task" value="{task}""#)));
+    let path = format!("/staff/workflows/{wf}/actions");
+    let click = || {
+        post_form(
+            &path,
+            form(&[
+                ("csrf", &csrf),
+                ("action", "retry"),
+                ("task", &task.to_string()),
+            ]),
+            Some(&session),
+        )
+    };
+
+    // Act
+    let first = kit.send(click()).await;
+    let second = kit.send(click()).await;
+
+    // Assert
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![Event::Staff {
+            action: StaffAction::Retry
+        }]
+    );
+    let staff_lines = kit
+        .store
+        .audit(&wf)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == "staff_action")
+        .count();
+    assert_eq!(staff_lines, 1);
 }

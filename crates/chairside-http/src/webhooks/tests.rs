@@ -1,6 +1,6 @@
 //! Request-level tests of the webhooks: signatures, staleness, replays, size, mapping.
 
-use chairside_engine::store::Store as _;
+use chairside_engine::store::prelude::*;
 use std::time::Duration;
 
 use axum::body::Body;

@@ -14,9 +14,10 @@ use financing_core::{
 
 use super::*;
 use chairside_engine::store::crypto::DataKey;
+use chairside_engine::store::prelude::*;
 use chairside_engine::store::{Consumed, NewWorkflow, SqliteStore, WorkItem};
 use chairside_workflow::machine::apply;
-use chairside_workflow::{TaskKind, WorkflowConfig, WorkflowKey, WorkflowState};
+use chairside_workflow::{Event, TaskKind, WorkflowConfig, WorkflowKey, WorkflowState};
 
 const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 

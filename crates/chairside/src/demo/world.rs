@@ -29,8 +29,9 @@ use chairside_engine::clock::SystemClock;
 use chairside_engine::links::PatientLinks;
 use chairside_engine::ports::{PracticeProfile, SharedPracticeSystem};
 use chairside_engine::runner::{PracticeRuntime, Runner, RunnerConfig};
+use chairside_engine::store::SqliteStore;
 use chairside_engine::store::crypto::DataKey;
-use chairside_engine::store::{SqliteStore, Store};
+use chairside_engine::store::prelude::*;
 use chairside_http::{HttpConfig, HttpState, Metrics, PracticeSite, StaffAccount, WebhookSecrets};
 use chairside_workflow::{Status, TaskKind, WorkflowConfig, WorkflowState};
 

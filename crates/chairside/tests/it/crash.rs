@@ -9,8 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chairside::demo::world::Expected;
+use chairside_engine::store::SqliteStore;
 use chairside_engine::store::crypto::DataKey;
-use chairside_engine::store::{SqliteStore, Store};
+use chairside_engine::store::prelude::*;
 use chairside_workflow::Stage;
 use financing_core::PracticeId;
 use rand::rngs::StdRng;

@@ -1,0 +1,315 @@
+//! Staff decisions on a workflow (retry, cancel, mark handled, resend the link), from the command
+//! line and the dashboard alike.
+//!
+//! One decision is one store transaction ([`StaffStore::act_as_staff`]): the workflow's current
+//! state, its open tasks and any decision still queued are read, [`admit`] says whether the
+//! decision applies, and only then is `Event::Staff` queued for the runner (which applies it
+//! through `chairside_workflow::machine::apply` under its lease, like every other event), the open
+//! tasks resolved and the audit line appended. A stale or wrong-state decision is refused with a
+//! [`Refusal`] and writes nothing; two concurrent clicks serialize on the transaction, and the
+//! second sees the first one queued.
+//!
+//! ```no_run
+//! # async fn run(store: &dyn chairside_engine::store::StaffStore, id: chairside_workflow::WorkflowId)
+//! # -> Result<(), chairside_engine::staff::StaffError> {
+//! use chairside_engine::staff::StaffActions;
+//!
+//! let staff = StaffActions::new(store, "staff:alice");
+//! staff.retry(&id, chrono::Utc::now()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use financing_core::PracticeId;
+
+use crate::store::{StaffStore, StoreError};
+use chairside_workflow::{StaffAction, Status, WorkflowId, WorkflowState};
+
+/// The audit `kind` of a staff decision.
+pub const AUDIT_KIND: &str = "staff_action";
+
+/// The action's name in the audit trail, the task resolution and messages (`mark_handled`).
+pub fn action_label(action: StaffAction) -> &'static str {
+    match action {
+        StaffAction::Retry => "retry",
+        StaffAction::Cancel => "cancel",
+        StaffAction::MarkHandled => "mark_handled",
+        StaffAction::ResendLink => "resend_link",
+    }
+}
+
+/// One staff decision, as asked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaffRequest {
+    /// The workflow.
+    pub workflow: WorkflowId,
+    /// What staff decided.
+    pub action: StaffAction,
+    /// Who, as the audit trail shows it (`cli`, `staff:alice`).
+    pub actor: String,
+    /// Only a workflow of this practice (the dashboard's session); any other is unknown.
+    pub practice: Option<PracticeId>,
+    /// The open task the decision answers, as the form showed it: once resolved, the decision is
+    /// stale and refused.
+    pub task: Option<i64>,
+    /// Why, in staff's words, for the audit trail. Keep patient data out of it.
+    pub reason: Option<String>,
+}
+
+// Hand-written: the reason is free text that staff type.
+impl fmt::Debug for StaffRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaffRequest")
+            .field("workflow", &self.workflow)
+            .field("action", &self.action)
+            .field("actor", &self.actor)
+            .field("practice", &self.practice)
+            .field("task", &self.task)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StaffRequest {
+    /// `action` on `workflow` by `actor`, for any practice, whatever task is open.
+    pub fn new(workflow: WorkflowId, action: StaffAction, actor: impl Into<String>) -> Self {
+        Self {
+            workflow,
+            action,
+            actor: actor.into(),
+            practice: None,
+            task: None,
+            reason: None,
+        }
+    }
+
+    /// Only if the workflow belongs to `practice`.
+    #[must_use]
+    pub fn within(mut self, practice: PracticeId) -> Self {
+        self.practice = Some(practice);
+        self
+    }
+
+    /// Only while task `task` is still open.
+    #[must_use]
+    pub fn answering(mut self, task: i64) -> Self {
+        self.task = Some(task);
+        self
+    }
+
+    /// With staff's reason, for the audit trail.
+    #[must_use]
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The audit line's detail: the action, and the reason if one was given.
+    pub fn audit_detail(&self) -> String {
+        let label = action_label(self.action);
+        match self.reason.as_deref().map(str::trim) {
+            Some(reason) if !reason.is_empty() => format!("{label}; reason: {reason}"),
+            _ => label.to_owned(),
+        }
+    }
+}
+
+/// What the store read about the workflow, inside the transaction, for [`admit`].
+#[derive(Debug, Clone, Copy)]
+pub struct StaffSnapshot<'a> {
+    /// The workflow's current state.
+    pub state: &'a WorkflowState,
+    /// Its open tasks' ids.
+    pub open_tasks: &'a [i64],
+    /// A staff decision queued and not yet applied by the runner.
+    pub queued: Option<StaffAction>,
+}
+
+/// Why a staff decision was refused. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// No such workflow (or not the practice's own).
+    #[error("there is no workflow {0}")]
+    UnknownWorkflow(WorkflowId),
+    /// Another decision is queued and the runner has not applied it yet (a double click, two
+    /// people at once).
+    #[error(
+        "a {} is already queued for workflow {workflow}; it is carried out within seconds",
+        action_label(*queued)
+    )]
+    AlreadyQueued {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// The decision already queued.
+        queued: StaffAction,
+    },
+    /// The task the decision answered is no longer open: someone acted on it already.
+    #[error(
+        "task {task} of workflow {workflow} is no longer open: someone already acted on it; reload to see where it stands"
+    )]
+    StaleTask {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// The task the request named.
+        task: i64,
+    },
+    /// Retry and mark handled need a workflow waiting on staff.
+    #[error(
+        "workflow {workflow} is {}: only a workflow waiting on staff can take a {}",
+        status.label(),
+        action_label(*action)
+    )]
+    NotWaitingOnStaff {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// The decision.
+        action: StaffAction,
+        /// Where it stands.
+        status: Status,
+    },
+    /// Cancel of a workflow already cancelled.
+    #[error("workflow {0} is already cancelled; nothing to do")]
+    AlreadyCancelled(WorkflowId),
+    /// Nothing to resend to: the workflow is over.
+    #[error("workflow {workflow} is {}; there is no link to resend", status.label())]
+    Finished {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// Done or cancelled.
+        status: Status,
+    },
+}
+
+/// Whether `request` applies to the workflow as `snapshot` shows it. Pure: the store calls it
+/// inside its transaction, so what it judges is what gets written.
+///
+/// The machine stays the final judge when it applies the event (it ignores a decision that no
+/// longer fits); this refuses up front what it would ignore, so staff hear why.
+///
+/// # Errors
+/// The [`Refusal`].
+pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(), Refusal> {
+    let state = snapshot.state;
+    let workflow = request.workflow.clone();
+    if request
+        .practice
+        .as_ref()
+        .is_some_and(|p| p != &state.key.practice_id)
+    {
+        return Err(Refusal::UnknownWorkflow(workflow));
+    }
+    if let Some(queued) = snapshot.queued {
+        return Err(Refusal::AlreadyQueued { workflow, queued });
+    }
+    if let Some(task) = request.task
+        && !snapshot.open_tasks.contains(&task)
+    {
+        return Err(Refusal::StaleTask { workflow, task });
+    }
+    match (request.action, state.status) {
+        (StaffAction::Retry | StaffAction::MarkHandled, status)
+            if status != Status::WaitingOnStaff =>
+        {
+            Err(Refusal::NotWaitingOnStaff {
+                workflow,
+                action: request.action,
+                status,
+            })
+        }
+        (StaffAction::Cancel, Status::Cancelled) => Err(Refusal::AlreadyCancelled(workflow)),
+        (StaffAction::ResendLink, status @ (Status::Done | Status::Cancelled)) => {
+            Err(Refusal::Finished { workflow, status })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What an accepted decision did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffReceipt {
+    /// The workflow.
+    pub workflow: WorkflowId,
+    /// The decision queued for the runner.
+    pub action: StaffAction,
+    /// How many open tasks it resolved.
+    pub tasks_resolved: u64,
+}
+
+/// A staff decision that was not carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StaffError {
+    /// Refused: the workflow's state or task does not admit it. Nothing was written.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The store failed; the transaction was rolled back.
+    #[error("recording the staff decision: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Staff decisions by one actor over a store.
+#[derive(Debug, Clone, Copy)]
+pub struct StaffActions<'a> {
+    store: &'a dyn StaffStore,
+    actor: &'a str,
+}
+
+impl<'a> StaffActions<'a> {
+    /// Decisions recorded as `actor` (`cli`, `staff:alice`).
+    pub fn new(store: &'a dyn StaffStore, actor: &'a str) -> Self {
+        Self { store, actor }
+    }
+
+    /// A request for `action` on `workflow` by this actor, to refine and pass to [`Self::act`].
+    pub fn request(&self, workflow: &WorkflowId, action: StaffAction) -> StaffRequest {
+        StaffRequest::new(workflow.clone(), action, self.actor)
+    }
+
+    /// Carries out `request` (its actor is replaced by this one's) in one transaction.
+    ///
+    /// # Errors
+    /// [`StaffError::Refused`] (nothing written), [`StaffError::Store`].
+    pub async fn act(
+        &self,
+        mut request: StaffRequest,
+        now: DateTime<Utc>,
+    ) -> Result<StaffReceipt, StaffError> {
+        self.actor.clone_into(&mut request.actor);
+        let receipt = self.store.act_as_staff(&request, now).await??;
+        tracing::info!(
+            workflow = %receipt.workflow,
+            action = action_label(receipt.action),
+            tasks_resolved = receipt.tasks_resolved,
+            "staff decision queued"
+        );
+        Ok(receipt)
+    }
+
+    /// Retries the failed step of a workflow waiting on staff.
+    ///
+    /// # Errors
+    /// As [`Self::act`]; refused unless the workflow waits on staff.
+    pub async fn retry(
+        &self,
+        workflow: &WorkflowId,
+        now: DateTime<Utc>,
+    ) -> Result<StaffReceipt, StaffError> {
+        self.act(self.request(workflow, StaffAction::Retry), now)
+            .await
+    }
+
+    /// Cancels a workflow and undoes what it set up.
+    ///
+    /// # Errors
+    /// As [`Self::act`]; refused for a cancelled workflow.
+    pub async fn cancel(
+        &self,
+        workflow: &WorkflowId,
+        now: DateTime<Utc>,
+    ) -> Result<StaffReceipt, StaffError> {
+        self.act(self.request(workflow, StaffAction::Cancel), now)
+            .await
+    }
+}

@@ -1,0 +1,62 @@
+//! The reporting role: workflows, staff tasks and the audit trail as people read them.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use financing_core::PracticeId;
+
+use super::{AuditRow, Result, TaskRow, WorkflowRow};
+use chairside_workflow::{Status, WorkflowId};
+
+/// Workflows, staff tasks and the audit trail, for the dashboard, the patient page,
+/// `chairside status` and the metrics; and audit lines appended outside a step (disclosures).
+#[async_trait]
+pub trait ReportStore: Send + Sync + std::fmt::Debug + 'static {
+    /// One workflow.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database),
+    /// [`StoreError::Decode`](super::StoreError::Decode).
+    async fn workflow(&self, id: &WorkflowId) -> Result<Option<WorkflowRow>>;
+
+    /// Workflows, newest first, optionally of one practice or status.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database),
+    /// [`StoreError::Decode`](super::StoreError::Decode).
+    async fn workflows(
+        &self,
+        practice: Option<&PracticeId>,
+        status: Option<Status>,
+        limit: u32,
+    ) -> Result<Vec<WorkflowRow>>;
+
+    /// Staff tasks, open ones only unless `include_resolved`.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn tasks(
+        &self,
+        practice: Option<&PracticeId>,
+        include_resolved: bool,
+    ) -> Result<Vec<TaskRow>>;
+
+    /// A workflow's audit trail, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn audit(&self, workflow: &WorkflowId) -> Result<Vec<AuditRow>>;
+
+    /// Appends one audit line (disclosures to the patient; staff actions go through
+    /// [`StaffStore`](super::StaffStore), which writes theirs in the same transaction).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn append_audit(
+        &self,
+        workflow: &WorkflowId,
+        actor: &str,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+}

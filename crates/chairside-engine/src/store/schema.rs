@@ -1,0 +1,24 @@
+//! The schema and health role: migrations, readiness, counters.
+
+use async_trait::async_trait;
+
+use super::{Result, StoreCounters};
+
+/// The schema and the store's health: what start-up, `chairside migrate` and `/ready` need.
+#[async_trait]
+pub trait SchemaStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies pending schema migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Migrate`](super::StoreError::Migrate).
+    async fn migrate(&self) -> Result<()>;
+
+    /// True when the database answers and the schema is current.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn ready(&self) -> Result<bool>;
+
+    /// Counters for benchmarks and metrics.
+    fn counters(&self) -> StoreCounters;
+}

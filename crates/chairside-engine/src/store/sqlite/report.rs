@@ -1,0 +1,104 @@
+//! The reporting role on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use financing_core::PracticeId;
+use sqlx::Row;
+
+use super::{SqliteStore, WORKFLOW_COLUMNS, from_ms, insert_audit, ms, row_to_workflow, task_kind};
+use crate::store::{AuditRow, ReportStore, Result, TaskRow, WorkflowRow};
+use chairside_workflow::{StaffTask, Status, WorkflowId};
+
+#[async_trait]
+impl ReportStore for SqliteStore {
+    async fn workflow(&self, id: &WorkflowId) -> Result<Option<WorkflowRow>> {
+        let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows w WHERE w.id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_workflow).transpose()
+    }
+
+    async fn workflows(
+        &self,
+        practice: Option<&PracticeId>,
+        status: Option<Status>,
+        limit: u32,
+    ) -> Result<Vec<WorkflowRow>> {
+        let sql = format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows w
+             WHERE (?1 IS NULL OR w.practice_id = ?1) AND (?2 IS NULL OR w.status = ?2)
+             ORDER BY w.accepted_at DESC, w.id LIMIT ?3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(practice.map(PracticeId::as_str))
+            .bind(status.map(Status::label))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_workflow).collect()
+    }
+
+    async fn tasks(
+        &self,
+        practice: Option<&PracticeId>,
+        include_resolved: bool,
+    ) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(
+            "SELECT id, workflow_id, practice_id, kind, reason, created_at, resolved_at FROM staff_tasks
+             WHERE (?1 IS NULL OR practice_id = ?1) AND (?2 OR resolved_at IS NULL) ORDER BY id",
+        )
+        .bind(practice.map(PracticeId::as_str))
+        .bind(include_resolved)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TaskRow {
+                    id: r.try_get("id")?,
+                    workflow_id: WorkflowId::new(r.try_get::<String, _>("workflow_id")?),
+                    practice_id: PracticeId::new(r.try_get::<String, _>("practice_id")?),
+                    task: StaffTask {
+                        kind: task_kind(r.try_get("kind")?),
+                        reason: r.try_get("reason")?,
+                    },
+                    created_at: from_ms(r.try_get("created_at")?),
+                    resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms),
+                })
+            })
+            .collect()
+    }
+
+    async fn audit(&self, workflow: &WorkflowId) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, kind, detail FROM events WHERE workflow_id = ? ORDER BY id",
+        )
+        .bind(workflow.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    at: from_ms(r.try_get("at")?),
+                    actor: r.try_get("actor")?,
+                    kind: r.try_get("kind")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn append_audit(
+        &self,
+        workflow: &WorkflowId,
+        actor: &str,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        insert_audit(&mut tx, workflow.as_str(), actor, kind, detail, ms(now)).await?;
+        self.finish(tx).await
+    }
+}

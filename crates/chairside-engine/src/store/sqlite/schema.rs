@@ -1,0 +1,31 @@
+//! The schema and health role on SQLite.
+
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+
+use super::{MIGRATOR, SqliteStore};
+use crate::store::{Result, SchemaStore, StoreCounters};
+
+#[async_trait]
+impl SchemaStore for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<bool> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(0);
+        Ok(applied as usize >= MIGRATOR.iter().count())
+    }
+
+    fn counters(&self) -> StoreCounters {
+        StoreCounters {
+            write_transactions: self.writes.load(Ordering::Relaxed),
+        }
+    }
+}

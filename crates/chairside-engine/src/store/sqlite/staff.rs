@@ -1,0 +1,87 @@
+//! The staff role on SQLite: one decision in one `BEGIN IMMEDIATE` transaction, so two
+//! concurrent decisions on one workflow run one after the other and the second sees the first.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{SqliteStore, insert_audit, insert_inbox, ms};
+use crate::staff::{AUDIT_KIND, Refusal, StaffReceipt, StaffRequest, StaffSnapshot, action_label};
+use crate::store::{Result, StaffStore};
+use chairside_workflow::{Event, WorkflowState};
+
+#[async_trait]
+impl StaffStore for SqliteStore {
+    async fn act_as_staff(
+        &self,
+        request: &StaffRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Result<StaffReceipt, Refusal>> {
+        let id = request.workflow.as_str();
+        let now_ms = ms(now);
+        let mut tx = self.begin().await?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM workflows WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(state) = state else {
+            tx.rollback().await?;
+            return Ok(Err(Refusal::UnknownWorkflow(request.workflow.clone())));
+        };
+        let state: WorkflowState = serde_json::from_str(&state)?;
+        let open_tasks: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM staff_tasks WHERE workflow_id = ? AND resolved_at IS NULL ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let inbox: Vec<String> =
+            sqlx::query_scalar("SELECT event FROM inbox WHERE workflow_id = ? ORDER BY id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut queued = None;
+        for event in &inbox {
+            if let Event::Staff { action } = serde_json::from_str(event)? {
+                queued = Some(action);
+                break;
+            }
+        }
+        let snapshot = StaffSnapshot {
+            state: &state,
+            open_tasks: &open_tasks,
+            queued,
+        };
+        if let Err(refusal) = crate::staff::admit(&snapshot, request) {
+            tx.rollback().await?;
+            return Ok(Err(refusal));
+        }
+        let action = request.action;
+        let event = Event::Staff { action };
+        insert_inbox(&mut tx, id, &request.actor, &event, now_ms).await?;
+        let resolution = format!("{} by {}", action_label(action), request.actor);
+        let tasks_resolved = sqlx::query(
+            "UPDATE staff_tasks SET resolved_at = ?, resolution = ? WHERE workflow_id = ? AND resolved_at IS NULL",
+        )
+        .bind(now_ms)
+        .bind(&resolution)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        insert_audit(
+            &mut tx,
+            id,
+            &request.actor,
+            AUDIT_KIND,
+            &request.audit_detail(),
+            now_ms,
+        )
+        .await?;
+        self.finish(tx).await?;
+        Ok(Ok(StaffReceipt {
+            workflow: request.workflow.clone(),
+            action,
+            tasks_resolved,
+        }))
+    }
+}

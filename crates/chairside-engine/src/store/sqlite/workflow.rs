@@ -1,0 +1,340 @@
+//! The runner's role on SQLite: claims, leases and steps.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{SqliteStore, check_lease, insert_audit, insert_command, ms, refresh_due};
+use crate::store::{Claim, Consumed, Result, StoreError, Work, WorkItem, WorkflowStore};
+use chairside_workflow::machine::Transition;
+use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
+
+#[async_trait]
+impl WorkflowStore for SqliteStore {
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claim>> {
+        let now_ms = ms(now);
+        let mut tx = self.begin().await?;
+        // Leases are judged by one clock: the time the caller passes for the whole fleet of runners on
+        // this file, which on SQLite is one machine.
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM workflows
+             WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
+             ORDER BY next_due_at LIMIT ?2",
+        )
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let until = now_ms + lease.as_millis() as i64;
+        let mut claims = Vec::with_capacity(ids.len());
+        for id in ids {
+            let epoch: i64 = sqlx::query_scalar(
+                "UPDATE workflows SET lease_owner = ?, lease_until = ?, epoch = epoch + 1 WHERE id = ? RETURNING epoch",
+            )
+            .bind(owner)
+            .bind(until)
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
+            claims.push(Claim {
+                id: WorkflowId::new(id),
+                epoch,
+                owner: owner.to_owned(),
+            });
+        }
+        if claims.is_empty() {
+            tx.rollback().await?;
+        } else {
+            self.finish(tx).await?;
+        }
+        Ok(claims)
+    }
+
+    async fn load(&self, claim: &Claim, now: DateTime<Utc>) -> Result<Work> {
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query("SELECT state, epoch, lease_owner FROM workflows WHERE id = ?")
+            .bind(claim.id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| StoreError::LeaseLost(claim.id.clone()))?;
+        if row.try_get::<i64, _>("epoch")? != claim.epoch
+            || row.try_get::<Option<String>, _>("lease_owner")?.as_deref() != Some(&claim.owner)
+        {
+            return Err(StoreError::LeaseLost(claim.id.clone()));
+        }
+        let state: WorkflowState = serde_json::from_str(row.try_get::<&str, _>("state")?)?;
+        let id = claim.id.as_str();
+        if let Some(r) =
+            sqlx::query("SELECT id, event FROM inbox WHERE workflow_id = ? ORDER BY id LIMIT 1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+        {
+            let event: Event = serde_json::from_str(r.try_get::<&str, _>("event")?)?;
+            return Ok(Work {
+                state,
+                item: Some(WorkItem::Inbox {
+                    id: r.try_get("id")?,
+                    event,
+                }),
+            });
+        }
+        let now_ms = ms(now);
+        if let Some(kind) = sqlx::query_scalar::<_, String>("SELECT kind FROM timers WHERE workflow_id = ? AND fire_at <= ? ORDER BY fire_at LIMIT 1")
+            .bind(id)
+            .bind(now_ms)
+            .fetch_optional(&mut *conn)
+            .await?
+            .and_then(|k| TimerKind::from_label(&k))
+        {
+            return Ok(Work { state, item: Some(WorkItem::Timer(kind)) });
+        }
+        let pending = sqlx::query("SELECT command, attempts, not_before FROM outbox WHERE workflow_id = ? AND status = 'pending' ORDER BY seq LIMIT 1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(r) = pending
+            && r.try_get::<i64, _>("not_before")? <= now_ms
+        {
+            let command: Command = serde_json::from_str(r.try_get::<&str, _>("command")?)?;
+            let attempts = u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX);
+            return Ok(Work {
+                state,
+                item: Some(WorkItem::Command { command, attempts }),
+            });
+        }
+        Ok(Work { state, item: None })
+    }
+
+    async fn begin_effect(
+        &self,
+        claim: &Claim,
+        command: &Command,
+        attempt: u32,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u32> {
+        let mut tx = self.begin().await?;
+        check_lease(&mut tx, claim).await?;
+        // A call repeated after a crash is a new attempt in the journal, whatever the outbox
+        // counted: the dead runner's intent row stays as evidence of the first call.
+        let journaled: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(attempt) FROM effects WHERE workflow_id = ? AND seq = ?",
+        )
+        .bind(claim.id.as_str())
+        .bind(command.seq as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        let attempt = attempt.max(u32::try_from(journaled.unwrap_or(0) + 1).unwrap_or(u32::MAX));
+        sqlx::query(
+            "INSERT INTO effects (workflow_id, seq, attempt, action, idempotency_key, epoch, intent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(claim.id.as_str())
+        .bind(command.seq as i64)
+        .bind(i64::from(attempt))
+        .bind(command.action.label())
+        .bind(key)
+        .bind(claim.epoch)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        self.finish(tx).await?;
+        Ok(attempt)
+    }
+
+    async fn park(
+        &self,
+        claim: &Claim,
+        until: DateTime<Utc>,
+        task: &StaffTask,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        check_lease(&mut tx, claim).await?;
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM staff_tasks WHERE workflow_id = ? AND kind = ? AND resolved_at IS NULL",
+        )
+        .bind(claim.id.as_str())
+        .bind(task.kind.label())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if open.is_none() {
+            let practice: String =
+                sqlx::query_scalar("SELECT practice_id FROM workflows WHERE id = ?")
+                    .bind(claim.id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            sqlx::query("INSERT INTO staff_tasks (workflow_id, practice_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(claim.id.as_str())
+                .bind(practice)
+                .bind(task.kind.label())
+                .bind(&task.reason)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL, next_due_at = ? WHERE id = ?")
+            .bind(ms(until))
+            .bind(claim.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        self.finish(tx).await
+    }
+
+    async fn commit(
+        &self,
+        claim: &Claim,
+        state: &WorkflowState,
+        consumed: Consumed,
+        event_label: &str,
+        transition: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let now_ms = ms(now);
+        let id = claim.id.as_str();
+        let mut tx = self.begin().await?;
+        check_lease(&mut tx, claim).await?;
+        match &consumed {
+            Consumed::Inbox(row) => {
+                sqlx::query("DELETE FROM inbox WHERE id = ?")
+                    .bind(row)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Consumed::Timer(kind) => {
+                sqlx::query("DELETE FROM timers WHERE workflow_id = ? AND kind = ?")
+                    .bind(id)
+                    .bind(kind.label())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Consumed::Command {
+                seq,
+                attempt,
+                outcome,
+            } => {
+                sqlx::query("UPDATE outbox SET status = 'done', done_at = ?, attempts = attempts + 1 WHERE workflow_id = ? AND seq = ?")
+                    .bind(now_ms)
+                    .bind(id)
+                    .bind(*seq as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE effects SET finished_at = ?, outcome = ? WHERE workflow_id = ? AND seq = ? AND attempt = ?")
+                    .bind(now_ms)
+                    .bind(outcome)
+                    .bind(id)
+                    .bind(*seq as i64)
+                    .bind(i64::from(*attempt))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for kind in &transition.clear_timers {
+            sqlx::query("DELETE FROM timers WHERE workflow_id = ? AND kind = ?")
+                .bind(id)
+                .bind(kind.label())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (kind, at) in &transition.set_timers {
+            sqlx::query(
+                "INSERT INTO timers (workflow_id, kind, fire_at) VALUES (?, ?, ?)
+                 ON CONFLICT (workflow_id, kind) DO UPDATE SET fire_at = excluded.fire_at",
+            )
+            .bind(id)
+            .bind(kind.label())
+            .bind(ms(*at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if transition.drop_pending_messages {
+            sqlx::query("UPDATE outbox SET status = 'dropped', done_at = ? WHERE workflow_id = ? AND status = 'pending' AND action = 'send_message'")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for command in &transition.commands {
+            insert_command(&mut tx, id, command, now_ms).await?;
+        }
+        if let Some(task) = &transition.raise_task {
+            sqlx::query("INSERT INTO staff_tasks (workflow_id, practice_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(id)
+                .bind(state.key.practice_id.as_str())
+                .bind(task.kind.label())
+                .bind(&task.reason)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let detail = if transition.audit.is_empty() {
+            String::new()
+        } else {
+            transition.audit.join("; ")
+        };
+        insert_audit(&mut tx, id, "runner", event_label, &detail, now_ms).await?;
+        sqlx::query(
+            "UPDATE workflows SET state = ?, status = ?, stage = ?, updated_at = ?, ledger_written_at = ? WHERE id = ?",
+        )
+        .bind(serde_json::to_string(state)?)
+        .bind(state.status.label())
+        .bind(state.stage_label())
+        .bind(now_ms)
+        .bind(state.ledger_written_at.map(ms))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        refresh_due(&mut tx, id).await?;
+        self.finish(tx).await
+    }
+
+    async fn defer_command(
+        &self,
+        claim: &Claim,
+        seq: u64,
+        attempt: u32,
+        outcome: &str,
+        not_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let id = claim.id.as_str();
+        let mut tx = self.begin().await?;
+        check_lease(&mut tx, claim).await?;
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, not_before = ? WHERE workflow_id = ? AND seq = ?")
+            .bind(ms(not_before))
+            .bind(id)
+            .bind(seq as i64)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE effects SET finished_at = ?, outcome = ? WHERE workflow_id = ? AND seq = ? AND attempt = ?")
+            .bind(ms(now))
+            .bind(outcome)
+            .bind(id)
+            .bind(seq as i64)
+            .bind(i64::from(attempt))
+            .execute(&mut *tx)
+            .await?;
+        refresh_due(&mut tx, id).await?;
+        self.finish(tx).await
+    }
+
+    async fn release(&self, claim: &Claim, _now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND epoch = ? AND lease_owner = ?")
+            .bind(claim.id.as_str())
+            .bind(claim.epoch)
+            .bind(&claim.owner)
+            .execute(&mut *tx)
+            .await?;
+        refresh_due(&mut tx, claim.id.as_str()).await?;
+        self.finish(tx).await
+    }
+}

@@ -1,0 +1,103 @@
+//! The runner's role: claim due workflows and step them under a fenced lease.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{Claim, Consumed, Result, Work};
+use chairside_workflow::machine::Transition;
+use chairside_workflow::{Command, StaffTask, WorkflowState};
+
+/// What the runner does with workflows: claim, load, journal effects, commit steps, release.
+/// Every write checks the claim's fencing epoch.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Claims up to `limit` workflows that are due and not leased, for `lease`.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claim>>;
+
+    /// Loads a claimed workflow and its next due item: inbox events first, then due timers, then the
+    /// lowest pending command whose time has come.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`](super::StoreError::LeaseLost),
+    /// [`StoreError::Database`](super::StoreError::Database),
+    /// [`StoreError::Decode`](super::StoreError::Decode).
+    async fn load(&self, claim: &Claim, now: DateTime<Utc>) -> Result<Work>;
+
+    /// Journals the intent to perform `command` before the call. `attempt` is the caller's count;
+    /// the journal never reuses a number, so a call repeated after a crash is recorded as a new
+    /// attempt. Returns the attempt number journaled.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`](super::StoreError::LeaseLost),
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn begin_effect(
+        &self,
+        claim: &Claim,
+        command: &Command,
+        attempt: u32,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u32>;
+
+    /// Sets a claimed workflow aside until `until` (nothing this runner can do for it: its practice
+    /// is not configured here) and opens `task` for staff once.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`](super::StoreError::LeaseLost),
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn park(
+        &self,
+        claim: &Claim,
+        until: DateTime<Utc>,
+        task: &StaffTask,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Stores a step in one transaction, only if the claim still holds: the new state, what was
+    /// consumed, the transition's commands (outbox), timers, staff task and audit lines.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`](super::StoreError::LeaseLost) (nothing was written),
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn commit(
+        &self,
+        claim: &Claim,
+        state: &WorkflowState,
+        consumed: Consumed,
+        event_label: &str,
+        transition: &Transition,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Puts a command back for a later attempt (transient failure), journaling the outcome.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`](super::StoreError::LeaseLost),
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn defer_command(
+        &self,
+        claim: &Claim,
+        seq: u64,
+        attempt: u32,
+        outcome: &str,
+        not_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Releases the claim and recomputes when the workflow is next due.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn release(&self, claim: &Claim, now: DateTime<Utc>) -> Result<()>;
+}
