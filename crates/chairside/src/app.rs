@@ -392,6 +392,10 @@ mod tests {
                 secret: secrecy::SecretString::from("secret".to_owned()),
             },
         )
+        .location(
+            financing_core::LocationId::new("lone-star-dental-main"),
+            "acme-location",
+        )
         .build()
         .expect("a client");
         Arc::new(sunbit)
