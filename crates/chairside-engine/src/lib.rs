@@ -7,15 +7,20 @@
 //!   implement them over the connector crates.
 //! - [`staff`]: staff decisions (retry, cancel, ...), each checked and recorded in one transaction.
 //! - [`clock`], [`links`] (signed patient page links), [`note`] (ledger note text).
+//! - [`engine`]: [`EngineBuilder`] puts them together for an embedder (store, practices, plug-in
+//!   lenders, clock) and checks that every lender a waterfall names is provided.
 //!
 //! The pure workflow (states, events, the machine) is the `chairside-workflow` crate; the HTTP
 //! surface (webhooks, patient page, staff dashboard) is `chairside-http`.
 
 pub mod adapters;
 pub mod clock;
+pub mod engine;
 pub mod links;
 pub mod note;
 pub mod ports;
 pub mod runner;
 pub mod staff;
 pub mod store;
+
+pub use engine::{Engine, EngineBuilder, EngineError};

@@ -1,13 +1,16 @@
-//! `chairside run`: the long-running service. Builds every client from the configuration, then
-//! runs the poller, the runner and the HTTP surface until SIGINT or SIGTERM.
+//! The one composition root: [`build`] turns a [`Config`] into the running stack (store, every
+//! client, the engine and the HTTP surface's state). `chairside run` ([`run`]), the demo, the
+//! end-to-end tests and the bench all build their stack through it; the demo world only writes a
+//! `Config` pointing at the sandbox.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use connector_transport::RetryPolicy;
-use financing_core::{LenderId, SharedProvider};
+use financing_core::{Backoff, LenderId, SharedProvider, Tz};
 use tokio::sync::Notify;
 
 use crate::config::{Config, PmsSettings};
@@ -18,34 +21,74 @@ use chairside_engine::adapters::messaging::{
 use chairside_engine::adapters::nexhealth::NexHealthPractice;
 use chairside_engine::adapters::opendental::OpenDentalPractice;
 use chairside_engine::adapters::stripe::StripePayments;
-use chairside_engine::clock::SystemClock;
+use chairside_engine::clock::Clock;
 use chairside_engine::ports::SharedPracticeSystem;
 use chairside_engine::runner::{PracticeRuntime, Runner};
 use chairside_engine::store::{SchemaStore, SqliteStore, Store};
-use chairside_http::{HttpState, Metrics};
+use chairside_engine::{Engine, EngineBuilder};
+use chairside_http::{HttpState, LenderCopy, Metrics};
 
 /// Every client's HTTP timeout; shorter than the runner's lease, so a call never outlives the
 /// claim that made it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Everything `run` starts, built from the configuration (also used by tests).
+/// What [`build`] takes besides the configuration: plug-in lenders, and the few knobs that are not
+/// configuration settings. `Extras::default()` is what `chairside run` uses.
+#[derive(Default)]
+pub struct Extras {
+    /// Lenders beyond CareCredit and Sunbit, offered to every practice by id: a practice's
+    /// waterfall (`lenders.order` in a `Config` built in code) may name them.
+    pub lenders: Vec<(LenderId, SharedProvider)>,
+    /// The clock the runner reads (default the system clock).
+    pub clock: Option<Arc<dyn Clock>>,
+    /// The runner's retry schedule for transient outcomes (default the runner's: from 0.5 s,
+    /// capped at 30 s).
+    pub retry: Option<Backoff>,
+    /// The zone Open Dental servers write their times in, when not the practice's own (the
+    /// sandbox's stand-in writes UTC).
+    pub opendental_server_zone: Option<Tz>,
+    /// NexHealth's rate budget, when not the documented limits of one API key (the sandbox has
+    /// none).
+    pub nexhealth_rate_budget: Option<nexhealth_client::RateBudget>,
+}
+
+impl fmt::Debug for Extras {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extras")
+            .field(
+                "lenders",
+                &self.lenders.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            )
+            .field("clock", &self.clock)
+            .field("retry", &self.retry)
+            .field("opendental_server_zone", &self.opendental_server_zone)
+            .field("nexhealth_rate_budget", &self.nexhealth_rate_budget)
+            .finish()
+    }
+}
+
+/// Everything `run` starts, built from the configuration.
 #[derive(Debug)]
 pub struct Service {
     /// The store.
     pub store: Arc<dyn Store>,
     /// The runner.
     pub runner: Runner,
+    /// The engine (store and runner together).
+    pub engine: Engine,
     /// The HTTP surface's state.
     pub http: HttpState,
     /// Rings when a NexHealth push says plans changed.
     pub poll_now: Arc<Notify>,
 }
 
-/// Builds the service from `config`: opens and migrates the store, builds every client.
+/// Builds the service from `config`: opens and migrates the store, builds every client, the
+/// engine (with the plug-in lenders of `extras`) and the HTTP surface's state.
 ///
 /// # Errors
-/// A store that cannot open, a key that does not parse, a client that refuses its settings.
-pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service> {
+/// A store that cannot open, a key that does not parse, a client that refuses its settings, a
+/// waterfall naming a lender nothing provides, HTTP settings that do not hold together.
+pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow::Result<Service> {
     let key = config.store.data_key().context("the data key")?;
     let store = SqliteStore::open(&config.store.path, key)
         .await
@@ -54,6 +97,7 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
     let store: Arc<dyn Store> = Arc::new(store);
     let http = reqwest::Client::builder()
         .timeout(CALL_TIMEOUT)
+        .pool_max_idle_per_host(32)
         .build()
         .context("http client")?;
 
@@ -126,17 +170,23 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
                 .timeout(CALL_TIMEOUT)
                 .build()
                 .with_context(|| format!("the Open Dental client of {}", p.id))?;
-                Arc::new(OpenDentalPractice::new(client, o.acceptance, p.time_zone))
+                let zone = extras.opendental_server_zone.unwrap_or(p.time_zone);
+                Arc::new(OpenDentalPractice::new(client, o.acceptance, zone))
             }
-            PmsSettings::NexHealth(n) => Arc::new(NexHealthPractice::new(
-                nexhealth_client::Client::builder(n.base_url.clone(), n.credentials())
+            PmsSettings::NexHealth(n) => {
+                let mut b = nexhealth_client::Client::builder(n.base_url.clone(), n.credentials())
                     .http_client(http.clone())
                     // Retries happen in one layer: the runner's durable, lease-bounded schedule.
                     .retry(RetryPolicy::none())
-                    .timeout(CALL_TIMEOUT)
-                    .build()
-                    .with_context(|| format!("the NexHealth client of {}", p.id))?,
-            )),
+                    .timeout(CALL_TIMEOUT);
+                if let Some(budget) = extras.nexhealth_rate_budget {
+                    b = b.rate_budget(budget);
+                }
+                Arc::new(NexHealthPractice::new(
+                    b.build()
+                        .with_context(|| format!("the NexHealth client of {}", p.id))?,
+                ))
+            }
         };
 
         let mut lenders: HashMap<LenderId, SharedProvider> = HashMap::new();
@@ -186,9 +236,16 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
             .map_err(|e| anyhow::anyhow!("message templates: {e}"))?,
     );
     let links = config.patient_links();
-    let runtimes = parts
-        .into_iter()
-        .map(|(p, pms, lenders, payments)| PracticeRuntime {
+    let mut runner_config = config.runner_config();
+    if let Some(retry) = extras.retry {
+        runner_config.backoff = retry;
+    }
+    let mut engine = EngineBuilder::new(store.clone()).runner_config(runner_config);
+    if let Some(clock) = extras.clock {
+        engine = engine.clock(clock);
+    }
+    for (p, pms, lenders, payments) in parts {
+        engine = engine.practice(PracticeRuntime {
             profile: p.profile(),
             workflow: p.workflow_config(),
             policy: p.policy,
@@ -197,16 +254,21 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
             payments: Arc::new(payments),
             messenger: messenger.clone(),
             patient_links: links.clone(),
-        })
-        .collect();
-    let runner = Runner::new(
-        store.clone(),
-        runtimes,
-        config.runner_config(),
-        Arc::new(SystemClock),
-    );
+        });
+    }
+    let mut http_config = config.http_config();
+    for (id, provider) in extras.lenders {
+        http_config
+            .lenders
+            .entry(id.clone())
+            .or_insert_with(|| LenderCopy {
+                name: id.as_str().to_owned(),
+                disclosure: HashMap::new(),
+            });
+        engine = engine.lender(id, provider);
+    }
+    let engine = engine.build().context("the practices and their lenders")?;
 
-    let http_config = config.http_config();
     http_config
         .validate()
         .map_err(|e| anyhow::anyhow!("the [http] settings: {e}"))?;
@@ -214,7 +276,8 @@ pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service>
     let http = HttpState::new(store.clone(), http_config, metrics, poll_now.clone());
     Ok(Service {
         store,
-        runner,
+        runner: engine.runner().clone(),
+        engine,
         http,
         poll_now,
     })
@@ -250,7 +313,7 @@ async fn shutdown_signal() {
 /// The service could not start (store, configuration, listen address).
 pub async fn run(config: Config) -> anyhow::Result<i32> {
     let metrics = Metrics::install_global().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
-    let service = build(&config, metrics).await?;
+    let service = build(&config, Extras::default(), metrics).await?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;
@@ -295,4 +358,110 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     }
     server.abort();
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use financing_core::{LenderId, SharedProvider};
+    use sandbox::{SandboxConfig, SandboxUrls};
+    use url::Url;
+
+    use super::{Extras, build};
+    use crate::config::Config;
+    use crate::demo::world::{WorldOptions, demo_config};
+    use chairside_http::Metrics;
+
+    /// The demo's configuration pointed at loopback addresses nothing listens on: `build` makes no
+    /// request.
+    fn config(dir: &std::path::Path) -> Config {
+        let url = |port: u16| Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+        let urls = SandboxUrls {
+            stripe: url(9),
+            twilio: url(9),
+            smtp: "127.0.0.1:9".parse().expect("address"),
+            dentrix: url(9),
+            nexhealth: url(9),
+            opendental: url(9),
+            carecredit: url(9),
+            sunbit: url(9),
+        };
+        let listen = "127.0.0.1:9".parse().expect("address");
+        demo_config(
+            dir,
+            &WorldOptions::default(),
+            listen,
+            &urls,
+            &SandboxConfig::default(),
+        )
+        .expect("the demo configuration")
+    }
+
+    /// A lender to plug in: any `FinancingProvider` will do; a Sunbit client is one at hand.
+    fn plug_in() -> SharedProvider {
+        let sunbit = sunbit_client::Client::builder(
+            Url::parse("http://127.0.0.1:9/").expect("url"),
+            sunbit_client::Credentials {
+                key: secrecy::SecretString::from("key".to_owned()),
+                secret: secrecy::SecretString::from("secret".to_owned()),
+            },
+        )
+        .location(
+            financing_core::LocationId::new("lone-star-dental-main"),
+            "acme-location",
+        )
+        .build()
+        .expect("a client");
+        Arc::new(sunbit)
+    }
+
+    #[tokio::test]
+    async fn a_plug_in_lender_the_waterfall_names_is_built_into_every_practice() {
+        // Arrange: every practice asks "acme-lending" after Sunbit.
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = config(dir.path());
+        for p in &mut config.practices {
+            p.lenders.order.push(LenderId::new("acme-lending"));
+        }
+        let extras = Extras {
+            lenders: vec![(LenderId::new("acme-lending"), plug_in())],
+            ..Extras::default()
+        };
+
+        // Act
+        let service = build(&config, extras, Metrics::local())
+            .await
+            .expect("the plug-in satisfies every waterfall");
+
+        // Assert
+        let lenders = service.engine.lenders();
+        assert_eq!(lenders.len(), 3, "the three demo practices");
+        for (practice, ids) in lenders {
+            assert_eq!(
+                ids.iter().map(LenderId::as_str).collect::<Vec<_>>(),
+                ["acme-lending", "carecredit", "sunbit"],
+                "{practice}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waterfall_naming_a_lender_without_a_plug_in_refuses_to_build() {
+        // Arrange
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = config(dir.path());
+        config.practices[0]
+            .lenders
+            .order
+            .push(LenderId::new("acme-lending"));
+
+        // Act
+        let built = build(&config, Extras::default(), Metrics::local()).await;
+
+        // Assert
+        let message = format!("{:#}", built.expect_err("nothing provides acme-lending"));
+        assert!(message.contains("acme-lending"), "{message}");
+        assert!(message.contains("lone-star-dental"), "{message}");
+    }
 }

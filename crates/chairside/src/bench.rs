@@ -107,8 +107,8 @@ pub struct BenchArgs {
     /// Give up on one part of the benchmark after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
-    /// The `sandbox` binary. By default it is built with cargo when run from the repository,
-    /// else looked for next to this program.
+    /// The `sandbox` binary (default: the one next to this program, as `cargo build --release
+    /// --bin chairside --bin sandbox` leaves them).
     #[arg(long)]
     pub sandbox_bin: Option<PathBuf>,
     /// Directory for the SQLite files (a temporary directory when omitted).
@@ -286,7 +286,8 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         !personas.is_empty(),
         "--personas: name at least one persona"
     );
-    let bin = sandbox_binary(args.sandbox_bin.as_deref()).await?;
+    let exe = std::env::current_exe().context("locating this program")?;
+    let bin = sandbox_binary(args.sandbox_bin.as_deref(), &exe)?;
     let temp;
     let dir = match &args.dir {
         Some(d) => {
@@ -870,77 +871,24 @@ mod proc {
     }
 }
 
-/// Finds the `sandbox` binary: `explicit` when given; built (a no-op when fresh) with the cargo
-/// that runs us, in our profile, when run from the repository; else next to this program.
-async fn sandbox_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// Finds the `sandbox` binary: `explicit` (`--sandbox-bin`) when given, else the one next to
+/// `exe` (this program). Never builds anything.
+fn sandbox_binary(explicit: Option<&Path>, exe: &Path) -> anyhow::Result<PathBuf> {
     if let Some(path) = explicit {
+        anyhow::ensure!(
+            path.is_file(),
+            "--sandbox-bin {}: no such file (build it with: cargo build --release --bin sandbox)",
+            path.display()
+        );
         return Ok(path.to_owned());
     }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-    if let Some(cargo) = std::env::var_os("CARGO")
-        && manifest.is_file()
-    {
-        let mut cmd = tokio::process::Command::new(cargo);
-        cmd.args([
-            "build",
-            "--package",
-            "sandbox",
-            "--bin",
-            "sandbox",
-            "--message-format=json-render-diagnostics",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        tracing::info!("building the sandbox binary");
-        let out = cmd.output().await.context("running cargo build")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "cargo build -p sandbox failed ({})",
-            out.status
-        );
-        let built = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<CargoMessage>(l).ok())
-            .filter(|m| m.reason == "compiler-artifact" && m.target.name == "sandbox")
-            .find_map(|m| m.executable);
-        if let Some(path) = built {
-            return Ok(path);
-        }
-    }
-    let exe = std::env::current_exe().context("locating this program")?;
-    // target/<profile>/chairside, or target/<profile>/deps/<test binary>.
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("sandbox"))
-        .find(|candidate| candidate.is_file())
-        .with_context(|| {
-            format!(
-                "no sandbox binary next to {}; build it (cargo build --release -p sandbox) or pass --sandbox-bin",
-                exe.display()
-            )
-        })
-}
-
-/// The part of a cargo JSON message that names a built executable.
-#[derive(Deserialize)]
-struct CargoMessage {
-    reason: String,
-    #[serde(default)]
-    target: CargoTarget,
-    #[serde(default)]
-    executable: Option<PathBuf>,
-}
-
-#[derive(Deserialize, Default)]
-struct CargoTarget {
-    #[serde(default)]
-    name: String,
+    let beside = exe.with_file_name(format!("sandbox{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        beside.is_file(),
+        "no sandbox binary next to {}: build both (cargo build --release --bin chairside --bin sandbox) or pass --sandbox-bin PATH",
+        exe.display()
+    );
+    Ok(beside)
 }
 
 /// The sandbox in its own process, with its addresses and (made-up) credentials.
@@ -1407,4 +1355,51 @@ fn table(report: &BenchReport) -> Vec<String> {
         out.push(line);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sandbox_binary;
+
+    #[test]
+    fn a_sandbox_bin_that_does_not_exist_is_refused_with_how_to_build_it() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let exe = dir.path().join("chairside");
+
+        let err = sandbox_binary(Some(&dir.path().join("nowhere")), &exe).expect_err("no file");
+
+        let message = err.to_string();
+        assert!(message.contains("--sandbox-bin"), "{message}");
+        assert!(
+            message.contains("cargo build --release --bin sandbox"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn without_a_sandbox_next_to_chairside_the_error_names_both_ways_out() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let exe = dir.path().join("chairside");
+
+        let err = sandbox_binary(None, &exe).expect_err("nothing beside it");
+
+        let message = err.to_string();
+        assert!(message.contains("--sandbox-bin PATH"), "{message}");
+        assert!(
+            message.contains("cargo build --release --bin chairside --bin sandbox"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_sandbox_next_to_chairside_is_found_without_building_anything() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let exe = dir.path().join("chairside");
+        let sandbox = exe.with_file_name(format!("sandbox{}", std::env::consts::EXE_SUFFIX));
+        std::fs::write(&sandbox, b"").expect("a stand-in file");
+
+        let found = sandbox_binary(None, &exe).expect("found beside chairside");
+
+        assert_eq!(found, sandbox);
+    }
 }

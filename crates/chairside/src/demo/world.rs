@@ -1,39 +1,32 @@
-//! A whole Chairside world on loopback: the sandbox's stand-ins, practices wired to them with the
-//! real clients, a store and a runner. `chairside demo`, the end-to-end tests and the benchmark
-//! all drive it.
+//! A whole Chairside world on loopback: the sandbox's stand-ins, and a [`Config`] pointing at
+//! them that [`app::build`] turns into the stack (store, real clients, runner, HTTP surface), as
+//! `chairside run` does. `chairside demo`, the end-to-end tests and the benchmark all drive it.
 
-use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use connector_transport::RetryPolicy;
 use financing_core::{
-    AmountLimits, Backoff, DepositRule, InHouseTerms, InstallmentInterval, LenderId, LenderSlot,
-    LocationId, Money, PartialApprovalRule, PolicySettings, PracticeId, SharedProvider, UsState,
-    Waterfall, WaterfallPolicy,
+    AmountLimits, Backoff, DepositRule, InstallmentInterval, LenderId, LocationId, Money,
+    PartialApprovalRule, PolicySettings, PracticeId, UsState,
 };
 use sandbox::{Persona, Pms, Sandbox, SandboxConfig, SandboxUrls, SeededCase};
 use secrecy::SecretString;
 use url::Url;
 
-use chairside_engine::adapters::dentrix::DentrixPractice;
-use chairside_engine::adapters::messaging::{
-    PatientMessenger, PracticeChannels, StoreConsentLedger,
+use crate::app::{self, Extras};
+use crate::config::{
+    CareCreditSettings, Config, DentrixSettings, HttpSettings, LenderSettings, NexHealthSettings,
+    OpenDentalSettings, PaymentSettings, PmsSettings, PracticeSettings, ReminderSettings,
+    RunnerSettings, SmtpSettings, StaffLogin, StoreSettings, StripeSettings, SunbitSettings,
+    TwilioSettings,
 };
-use chairside_engine::adapters::nexhealth::NexHealthPractice;
-use chairside_engine::adapters::opendental::OpenDentalPractice;
-use chairside_engine::adapters::stripe::StripePayments;
-use chairside_engine::clock::SystemClock;
-use chairside_engine::links::PatientLinks;
-use chairside_engine::ports::{PracticeProfile, SharedPracticeSystem};
-use chairside_engine::runner::{PracticeRuntime, Runner, RunnerConfig};
-use chairside_engine::store::SqliteStore;
-use chairside_engine::store::crypto::DataKey;
-use chairside_engine::store::prelude::*;
-use chairside_http::{HttpConfig, HttpState, Metrics, PracticeSite, StaffAccount, WebhookSecrets};
-use chairside_workflow::{Status, TaskKind, WorkflowConfig, WorkflowState};
+use chairside_engine::runner::Runner;
+use chairside_engine::store::Store;
+use chairside_http::Metrics;
+use chairside_workflow::{Status, TaskKind, WorkflowState};
 
 /// One demo practice: who it is, its practice system, and the personas seeded there.
 #[derive(Debug, Clone)]
@@ -201,39 +194,12 @@ fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
 }
 
-fn workflow_config(options: &WorldOptions) -> WorkflowConfig {
-    let slot = |id: &str, min: Option<i64>| LenderSlot {
-        lender: LenderId::new(id),
-        limits: AmountLimits {
-            min: min.map(Money::usd),
-            max: None,
-        },
-    };
-    WorkflowConfig {
-        waterfall: Waterfall::new(
-            vec![slot("carecredit", Some(20_000)), slot("sunbit", None)],
-            WaterfallPolicy {
-                on_partial: PartialApprovalRule::ContinueForFullCoverage,
-                in_house_fallback: true,
-            },
-        ),
-        deposit: DepositRule::BasisPoints(1_000),
-        in_house: Some(InHouseTerms {
-            deposit: DepositRule::None,
-            installments: 6,
-            interval: InstallmentInterval::MONTHLY,
-        }),
-        reminder_delays: vec![options.reminder_every, options.reminder_every],
-        give_up_after: options.reminder_every,
-        poll_interval: options.poll_every,
-    }
-}
-
 /// The HTTP surface's listener, bound before the sandbox starts so the sandbox can be told where
 /// to send its webhooks.
 #[derive(Debug)]
 pub struct Surface {
     listener: tokio::net::TcpListener,
+    addr: SocketAddr,
     base: Url,
 }
 
@@ -246,9 +212,13 @@ impl Surface {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .context("binding the HTTP surface")?;
-        let base =
-            Url::parse(&format!("http://{}/", listener.local_addr()?)).context("http base")?;
-        Ok(Self { listener, base })
+        let addr = listener.local_addr()?;
+        let base = Url::parse(&format!("http://{addr}/")).context("http base")?;
+        Ok(Self {
+            listener,
+            addr,
+            base,
+        })
     }
 
     /// Where it will listen (`http://127.0.0.1:PORT/`).
@@ -298,10 +268,10 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Opens a store in `dir`, wires the demo practices to the sandbox at `urls` (whose
-    /// credentials are in `cfg`) and serves the HTTP surface on `surface`. The sandbox must
-    /// already send its webhooks to `surface` (see [`Surface::stripe_webhook_url`] and its
-    /// siblings).
+    /// Writes the demo's [`Config`] for the sandbox at `urls` (whose credentials are in `cfg`),
+    /// with its store in `dir`, builds the stack from it with [`app::build`] and serves the HTTP
+    /// surface on `surface`. The sandbox must already send its webhooks to `surface` (see
+    /// [`Surface::stripe_webhook_url`] and its siblings).
     ///
     /// # Errors
     /// A store or client that cannot start.
@@ -314,258 +284,14 @@ impl Stack {
     ) -> anyhow::Result<Self> {
         let Surface {
             listener,
+            addr,
             base: http_base,
         } = surface;
         let mut options = options.clone();
         options.public_base_url = http_base.clone();
-        let store = SqliteStore::open(&dir.join("chairside.sqlite"), DataKey::generate())
-            .await
-            .context("opening the store")?;
-        store.migrate().await.context("migrating the store")?;
-        let store: Arc<dyn Store> = Arc::new(store);
-
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(32)
-            .build()
-            .context("http client")?;
-
-        let stripe = stripe_schedule::Client::builder(cfg.stripe.secret_key.clone())
-            .base_url(urls.stripe.clone())
-            .http_client(http.clone())
-            .retry(RetryPolicy::none())
-            .build()
-            .context("stripe client")?;
-        let ledger = Arc::new(StoreConsentLedger::new(store.clone()));
-        let sms = messaging::SmsClient::builder(
-            messaging::AccountSid::new(cfg.twilio.account_sid.clone()),
-            cfg.twilio.auth_token.clone(),
-            ledger.clone(),
-        )
-        .base_url(urls.twilio.clone())
-        .http_client(http.clone())
-        .retry(RetryPolicy::none())
-        .build()
-        .context("twilio client")?;
-        let smtp = messaging::SmtpConfig::new(
-            urls.smtp.ip().to_string(),
-            urls.smtp.port(),
-            messaging::SmtpSecurity::None,
-        );
-
-        let mut channels = HashMap::new();
-        let mut runtimes = Vec::new();
-        for spec in &PRACTICES {
-            let id = PracticeId::new(spec.id);
-            let location = LocationId::new(format!("{}-main", spec.id));
-            let from_address =
-                messaging::EmailAddress::parse(&format!("frontdesk@{}.example", spec.id))
-                    .context("demo email")?;
-            let email = messaging::EmailSender::new(
-                &smtp,
-                messaging::EmailFrom {
-                    name: spec.name.into(),
-                    address: from_address,
-                },
-            )
-            .context("smtp sender")?;
-            let from = messaging::SmsFrom::Number(
-                messaging::PhoneNumber::parse("+15125550100").context("demo number")?,
-            );
-            channels.insert(
-                id.clone(),
-                PracticeChannels {
-                    email: Some(Arc::new(email)),
-                    sms: Some((sms.clone(), from)),
-                },
-            );
-
-            let pms: SharedPracticeSystem = match spec.pms {
-                Pms::Dentrix => {
-                    let c = &cfg.dentrix;
-                    let creds = dentrix_client::Credentials::new(
-                        c.client_id.clone(),
-                        c.client_secret.clone(),
-                        dentrix_client::OrganizationId::new(c.organization_id.clone()),
-                    );
-                    Arc::new(DentrixPractice::new(
-                        dentrix_client::Client::builder(urls.dentrix.clone(), creds)
-                            .http_client(http.clone())
-                            .retry(RetryPolicy::none())
-                            .build()
-                            .context("dentrix client")?,
-                    ))
-                }
-                Pms::OpenDental => {
-                    let c = &cfg.opendental;
-                    let client = opendental_client::Client::builder(
-                        urls.opendental.clone(),
-                        c.developer_key.clone(),
-                        c.customer_key.clone(),
-                    )
-                    .http_client(http.clone())
-                    .retry(RetryPolicy::none())
-                    .build()
-                    .context("open dental client")?;
-                    // The sandbox's Open Dental writes its server times in UTC.
-                    let tz = chrono_tz::UTC;
-                    Arc::new(OpenDentalPractice::new(
-                        client,
-                        opendental_client::AcceptanceRule::default(),
-                        tz,
-                    ))
-                }
-                _ => {
-                    let c = &cfg.nexhealth;
-                    let creds = nexhealth_client::Credentials::new(
-                        c.api_key.clone(),
-                        c.subdomain.clone(),
-                        nexhealth_client::LocationId::new(c.location_id.to_string()),
-                    );
-                    Arc::new(NexHealthPractice::new(
-                        nexhealth_client::Client::builder(urls.nexhealth.clone(), creds)
-                            .http_client(http.clone())
-                            .retry(RetryPolicy::none())
-                            .rate_budget(nexhealth_client::RateBudget::UNLIMITED)
-                            .build()
-                            .context("nexhealth client")?,
-                    ))
-                }
-            };
-
-            let cc = &cfg.carecredit;
-            let carecredit = carecredit_client::Client::builder(
-                urls.carecredit.clone(),
-                carecredit_client::Credentials {
-                    partner_code: carecredit_client::PartnerCode::new("CHAIRSIDE"),
-                    client_id: cc.client_id.clone(),
-                    client_secret: cc.client_secret.clone(),
-                },
-            )
-            .merchant(location.clone(), MERCHANT)
-            .http_client(http.clone())
-            .retry(RetryPolicy::none())
-            .poll_after(options.poll_every)
-            .build()
-            .context("carecredit client")?;
-            let sb = &cfg.sunbit;
-            let sunbit = sunbit_client::Client::builder(
-                urls.sunbit.clone(),
-                sunbit_client::Credentials {
-                    key: secret(&sb.api_key),
-                    secret: sb.api_secret.clone(),
-                },
-            )
-            .location(location.clone(), format!("{}-sunbit", spec.id))
-            .http_client(http.clone())
-            .retry(RetryPolicy::none())
-            .poll_after(options.poll_every)
-            .build()
-            .context("sunbit client")?;
-            let lenders: HashMap<LenderId, SharedProvider> = [
-                (
-                    LenderId::new("carecredit"),
-                    Arc::new(carecredit) as SharedProvider,
-                ),
-                (LenderId::new("sunbit"), Arc::new(sunbit) as SharedProvider),
-            ]
-            .into_iter()
-            .collect();
-
-            let payments = StripePayments::new(
-                stripe.clone(),
-                format!("{} treatment plan", spec.name),
-                Some(options.public_base_url.clone()),
-            );
-            runtimes.push((spec, id, location, pms, lenders, payments));
-        }
-        let messenger = Arc::new(
-            PatientMessenger::new(channels, ledger)
-                .map_err(|e| anyhow::anyhow!("templates: {e}"))?,
-        );
-        let runtimes = runtimes
-            .into_iter()
-            .map(
-                |(spec, id, location, pms, lenders, payments)| PracticeRuntime {
-                    profile: PracticeProfile {
-                        id,
-                        name: spec.name.into(),
-                        state: spec.state,
-                        time_zone: spec.time_zone.into(),
-                        location_id: location,
-                        phone: "+15125550100".into(),
-                        email: format!("frontdesk@{}.example", spec.id),
-                    },
-                    workflow: workflow_config(&options),
-                    policy: PolicySettings {
-                        prefill_approved_by_counsel: spec.prefill_approved,
-                    },
-                    pms,
-                    lenders,
-                    payments: Arc::new(payments),
-                    messenger: messenger.clone(),
-                    patient_links: PatientLinks::new(
-                        options.public_base_url.clone(),
-                        options.link_key.clone(),
-                        Duration::from_secs(30 * 86_400),
-                    ),
-                },
-            )
-            .collect();
-        let runner_config = RunnerConfig {
-            owner: format!("demo-{}", std::process::id()),
-            lease: Duration::from_secs(30),
-            batch: 256,
-            concurrency: options.concurrency,
-            backoff: Backoff {
-                base: Duration::from_millis(50),
-                cap: Duration::from_millis(500),
-                max_attempts: 6,
-            },
-        };
-        let runner = Runner::new(
-            store.clone(),
-            runtimes,
-            runner_config,
-            Arc::new(SystemClock),
-        );
-
-        let mut http = HttpConfig::new(http_base.clone(), options.link_key.clone());
-        http.webhook_secrets = WebhookSecrets {
-            stripe: cfg.stripe.webhook_secrets.clone(),
-            sunbit: vec![cfg.sunbit.webhook_secret.clone()],
-            nexhealth: Vec::new(),
-            twilio: vec![cfg.twilio.auth_token.clone()],
-        };
-        let mut staff = Vec::new();
-        let password = chairside_http::hash_password(&secret(STAFF_PASSWORD))
-            .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?;
-        for spec in &PRACTICES {
-            let tz = spec
-                .time_zone
-                .parse()
-                .map_err(|_| anyhow::anyhow!("demo time zone"))?;
-            let mut site =
-                PracticeSite::new(PracticeId::new(spec.id), spec.name, "+15125550100", tz);
-            site.sms_numbers = vec![format!("+1512555{:04}", 200 + staff.len())];
-            http.practices.push(site);
-            let username = spec.id.split('-').next().unwrap_or(spec.id).to_owned();
-            http.staff.push(StaffAccount {
-                username: username.clone(),
-                practice: PracticeId::new(spec.id),
-                password_hash: password.clone(),
-            });
-            staff.push((username, PracticeId::new(spec.id)));
-        }
-        http.validate()
-            .map_err(|e| anyhow::anyhow!("demo HTTP configuration: {e}"))?;
-        let state = HttpState::new(
-            store.clone(),
-            http,
-            Metrics::local(),
-            Arc::new(tokio::sync::Notify::new()),
-        );
-        let app = chairside_http::router(state);
+        let config = demo_config(dir, &options, addr, urls, cfg)?;
+        let service = app::build(&config, demo_extras(), Metrics::local()).await?;
+        let app = chairside_http::router(service.http);
         let http_task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "the demo's HTTP surface stopped");
@@ -573,9 +299,14 @@ impl Stack {
         });
         Ok(Self {
             http_base,
-            staff,
-            store,
-            runner,
+            staff: config
+                .http
+                .staff
+                .iter()
+                .map(|s| (s.username.clone(), s.practice.clone()))
+                .collect(),
+            store: service.store,
+            runner: service.runner,
             http_task,
         })
     }
@@ -605,6 +336,175 @@ impl Stack {
         self.http_task.abort();
         let _ = self.http_task.await;
     }
+}
+
+/// The demo's data key (made up: the demo's patients are too).
+const DEMO_DATA_KEY: &str = "64656d6f2d6f6e6c792d646174612d6b65792d6e6f742d666f722d7265616c21";
+
+/// The number every demo practice gives patients to call; each texts from a number of its own.
+const DEMO_PHONE: &str = "+15125550100";
+
+/// What the sandbox needs of [`app::build`] that no setting says: fast retries, the Open Dental
+/// stand-in's UTC server times, and no NexHealth rate budget (the stand-in has none).
+pub fn demo_extras() -> Extras {
+    Extras {
+        retry: Some(Backoff {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(500),
+            max_attempts: 6,
+        }),
+        opendental_server_zone: Some(chrono_tz::UTC),
+        nexhealth_rate_budget: Some(nexhealth_client::RateBudget::UNLIMITED),
+        ..Extras::default()
+    }
+}
+
+/// The demo's configuration: the [`PRACTICES`] wired to the sandbox at `urls` with the
+/// credentials in `cfg`, the store in `dir`, the HTTP surface on `listen` (reached at
+/// `options.public_base_url`), one staff login per practice (password [`STAFF_PASSWORD`]).
+///
+/// # Errors
+/// A demo value that does not parse (never in practice), or the password cannot be hashed.
+pub fn demo_config(
+    dir: &Path,
+    options: &WorldOptions,
+    listen: SocketAddr,
+    urls: &SandboxUrls,
+    cfg: &SandboxConfig,
+) -> anyhow::Result<Config> {
+    let password_hash = chairside_http::hash_password(&secret(STAFF_PASSWORD))
+        .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?;
+    let mut practices = Vec::new();
+    let mut staff = Vec::new();
+    for (n, spec) in PRACTICES.iter().enumerate() {
+        let id = PracticeId::new(spec.id);
+        let pms = match spec.pms {
+            Pms::Dentrix => PmsSettings::Dentrix(DentrixSettings {
+                base_url: urls.dentrix.clone(),
+                token_url: None,
+                client_id: cfg.dentrix.client_id.clone(),
+                client_secret: cfg.dentrix.client_secret.clone(),
+                organization_id: cfg.dentrix.organization_id.clone(),
+            }),
+            Pms::OpenDental => PmsSettings::OpenDental(OpenDentalSettings {
+                base_url: urls.opendental.clone(),
+                developer_key: cfg.opendental.developer_key.clone(),
+                customer_key: cfg.opendental.customer_key.clone(),
+                acceptance: opendental_client::AcceptanceRule::default(),
+            }),
+            _ => PmsSettings::NexHealth(NexHealthSettings {
+                base_url: urls.nexhealth.clone(),
+                api_key: cfg.nexhealth.api_key.clone(),
+                subdomain: cfg.nexhealth.subdomain.clone(),
+                location_id: cfg.nexhealth.location_id.to_string(),
+                webhook_secret: None,
+            }),
+        };
+        let email = format!("frontdesk@{}.example", spec.id);
+        practices.push(PracticeSettings {
+            id: id.clone(),
+            name: spec.name.into(),
+            state: spec.state,
+            time_zone: spec
+                .time_zone
+                .parse()
+                .map_err(|_| anyhow::anyhow!("demo time zone"))?,
+            location_id: LocationId::new(format!("{}-main", spec.id)),
+            phone: DEMO_PHONE.into(),
+            email: email.clone(),
+            // Inbound texts are routed by the number they were sent to.
+            sms_from: Some(
+                messaging::PhoneNumber::parse(&format!("+1512555{:04}", 200 + n))
+                    .context("demo number")?,
+            ),
+            pms,
+            lenders: LenderSettings {
+                order: vec![LenderId::new("carecredit"), LenderId::new("sunbit")],
+                on_partial: PartialApprovalRule::ContinueForFullCoverage,
+                in_house_fallback: true,
+                carecredit: Some(CareCreditSettings {
+                    base_url: urls.carecredit.clone(),
+                    token_url: None,
+                    client_id: cfg.carecredit.client_id.clone(),
+                    client_secret: cfg.carecredit.client_secret.clone(),
+                    partner_code: "CHAIRSIDE".into(),
+                    merchant_number: carecredit_client::MerchantNumber::new(MERCHANT)
+                        .map_err(|_| anyhow::anyhow!("demo merchant number"))?,
+                    limits: AmountLimits {
+                        min: Some(Money::usd(20_000)),
+                        max: None,
+                    },
+                }),
+                sunbit: Some(SunbitSettings {
+                    base_url: urls.sunbit.clone(),
+                    key: secret(&cfg.sunbit.api_key),
+                    secret: cfg.sunbit.api_secret.clone(),
+                    location: format!("{}-sunbit", spec.id),
+                    webhook_secret: Some(cfg.sunbit.webhook_secret.clone()),
+                    limits: AmountLimits::NONE,
+                }),
+            },
+            payments: PaymentSettings {
+                deposit: DepositRule::BasisPoints(1_000),
+                installments: 6,
+                interval: InstallmentInterval::MONTHLY,
+            },
+            smtp: Some(SmtpSettings {
+                host: urls.smtp.ip().to_string(),
+                port: urls.smtp.port(),
+                security: messaging::SmtpSecurity::None,
+                username: None,
+                password: None,
+                from: messaging::EmailAddress::parse(&email).context("demo email")?,
+            }),
+            reminders: ReminderSettings {
+                delays: vec![options.reminder_every, options.reminder_every],
+                give_up_after: options.reminder_every,
+                poll_interval: options.poll_every,
+            },
+            policy: PolicySettings {
+                prefill_approved_by_counsel: spec.prefill_approved,
+            },
+        });
+        staff.push(StaffLogin {
+            username: spec.id.split('-').next().unwrap_or(spec.id).to_owned(),
+            practice: id,
+            password_hash: password_hash.clone(),
+        });
+    }
+    Ok(Config {
+        store: StoreSettings {
+            path: dir.join("chairside.sqlite"),
+            data_key: secret(DEMO_DATA_KEY),
+        },
+        runner: RunnerSettings {
+            owner: format!("demo-{}", std::process::id()),
+            lease: Duration::from_secs(30),
+            concurrency: options.concurrency,
+            poll_interval: options.poll_every,
+        },
+        http: HttpSettings {
+            listen,
+            public_base_url: options.public_base_url.clone(),
+            patient_link_key: options.link_key.clone(),
+            patient_link_lifetime: Duration::from_secs(30 * 86_400),
+            staff,
+        },
+        stripe: StripeSettings {
+            base_url: urls.stripe.clone(),
+            api_key: cfg.stripe.secret_key.clone(),
+            webhook_secrets: cfg.stripe.webhook_secrets.clone(),
+        },
+        twilio: Some(TwilioSettings {
+            base_url: urls.twilio.clone(),
+            account_sid: messaging::AccountSid::new(cfg.twilio.account_sid.clone()),
+            auth_token: cfg.twilio.auth_token.clone(),
+            sender: messaging::SmsFrom::Number(
+                messaging::PhoneNumber::parse(DEMO_PHONE).context("demo number")?,
+            ),
+        }),
+        practices,
+    })
 }
 
 impl World {

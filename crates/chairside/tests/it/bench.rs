@@ -2,7 +2,28 @@
 //! zero added latency and a few workflows parked on patients. Sanity of the counts only; nothing
 //! here is about speed.
 
+use std::path::PathBuf;
+
 use chairside::bench::{BenchArgs, Profile, measure};
+
+/// The workspace's `sandbox` binary, in the profile directory this test binary was built in
+/// (`target/<profile>/deps/it-…` -> `target/<profile>/sandbox`). `cargo test --workspace` builds
+/// it (the sandbox crate's bin is a workspace member); `cargo test -p chairside` alone does not.
+fn sandbox_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("this test binary");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join(format!("sandbox{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "no sandbox binary at {}: build it first (cargo build -p sandbox --bin sandbox), or run \
+         the whole workspace's tests (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_benchmark_runs_end_to_end_and_its_counts_match_what_it_ran() {
@@ -15,6 +36,7 @@ async fn the_benchmark_runs_end_to_end_and_its_counts_match_what_it_ran() {
         pms_poll_ms: 200,
         timeout_secs: 90,
         dir: Some(dir.path().to_path_buf()),
+        sandbox_bin: Some(sandbox_bin()),
         ..BenchArgs::default()
     };
 

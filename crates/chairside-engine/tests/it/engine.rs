@@ -1,0 +1,116 @@
+//! The engine builder: plug-in lenders a waterfall can name, and the checks that practices and
+//! lenders fit together.
+
+use std::sync::Arc;
+
+use chairside_engine::{Engine, EngineError};
+use financing_core::{AmountLimits, LenderId, LenderSlot, Waterfall, WaterfallPolicy};
+
+use crate::fakes::FakeLender;
+use crate::harness::{World, practice_id};
+
+/// The practice's waterfall names only `lender`.
+fn waterfall_of(lender: &str) -> Waterfall {
+    Waterfall::new(
+        vec![LenderSlot {
+            lender: LenderId::new(lender),
+            limits: AmountLimits::NONE,
+        }],
+        WaterfallPolicy {
+            on_partial: financing_core::PartialApprovalRule::StopForStaff,
+            in_house_fallback: true,
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_plug_in_lender_named_by_the_waterfall_is_the_one_the_runner_asks() {
+    // Arrange: the practice provides CareCredit and Sunbit; its waterfall names a plug-in.
+    let mut world = World::new();
+    world.config.waterfall = waterfall_of("acme-lending");
+    let acme = Arc::new(FakeLender::new("acme-lending", "Acme Lending"));
+    let engine = Engine::builder(world.store().await)
+        .clock(world.clock.clone())
+        .lender(LenderId::new("acme-lending"), acme.clone())
+        .practice(world.runtime())
+        .build()
+        .expect("the plug-in satisfies the waterfall");
+    world.accept(1, 300_000, 50_000);
+
+    // Act
+    engine.runner().poll().await.expect("poll");
+    world.settle(engine.runner()).await;
+
+    // Assert
+    assert_eq!(acme.applications(), 1, "the plug-in was asked once");
+    assert_eq!(
+        world.carecredit.applications(),
+        0,
+        "CareCredit is not named"
+    );
+    assert_eq!(
+        engine.lenders()[&practice_id()]
+            .iter()
+            .map(LenderId::as_str)
+            .collect::<Vec<_>>(),
+        ["acme-lending", "carecredit", "sunbit"]
+    );
+}
+
+#[tokio::test]
+async fn a_waterfall_naming_a_lender_nothing_provides_is_refused() {
+    // Arrange
+    let mut world = World::new();
+    world.config.waterfall = waterfall_of("acme-lending");
+
+    // Act
+    let built = Engine::builder(world.store().await)
+        .practice(world.runtime())
+        .build();
+
+    // Assert
+    assert_eq!(
+        built.err(),
+        Some(EngineError::UnknownLender {
+            practice: practice_id(),
+            lender: LenderId::new("acme-lending"),
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_plug_in_with_the_id_of_a_practice_lender_is_refused() {
+    // Arrange
+    let world = World::new();
+    let other = Arc::new(FakeLender::new("sunbit", "Another Sunbit"));
+
+    // Act
+    let built = Engine::builder(world.store().await)
+        .lender(LenderId::new("sunbit"), other)
+        .practice(world.runtime())
+        .build();
+
+    // Assert
+    assert_eq!(
+        built.err(),
+        Some(EngineError::LenderTwice {
+            practice: practice_id(),
+            lender: LenderId::new("sunbit"),
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_same_practice_given_twice_is_refused() {
+    // Arrange
+    let world = World::new();
+
+    // Act
+    let built = Engine::builder(world.store().await)
+        .practice(world.runtime())
+        .practice(world.runtime())
+        .build();
+
+    // Assert
+    assert_eq!(built.err(), Some(EngineError::PracticeTwice(practice_id())));
+}
