@@ -615,7 +615,7 @@ fn json(body: &impl Serialize) -> Result<Vec<u8>> {
 }
 
 fn decode<T: DeserializeOwned>(operation: Operation, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|source| Error::Decode { operation, source })
+    connector_transport::decode_json(bytes).map_err(|source| Error::Decode { operation, source })
 }
 
 /// `base` plus a route like `/a/{id}/b` (see [`wire`]), each `{...}` replaced in

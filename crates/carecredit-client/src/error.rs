@@ -87,14 +87,15 @@ pub enum Error {
         /// The call.
         operation: Operation,
     },
-    /// A 2xx response whose body is not the expected shape.
-    #[error("{operation}: unexpected response shape")]
+    /// A 2xx response whose body is not the expected shape. `Display` names the call and the
+    /// field path, never a value from the body.
+    #[error("{operation}: unexpected response shape: {source}")]
     Decode {
         /// The call.
         operation: Operation,
-        /// serde's error (positions and types only).
+        /// Where decoding failed: the field path and the kind of failure, never the value.
         #[source]
-        source: serde_json::Error,
+        source: connector_transport::DecodeError,
     },
     /// No merchant number is configured for the request's location.
     #[error("no CareCredit merchant number configured for location {location}")]

@@ -51,6 +51,21 @@ pub struct DecodeError {
     pub column: usize,
 }
 
+impl DecodeError {
+    /// The same error, its path placed under `parent`: for a value that was cut out of a larger
+    /// body (a webhook's `data.object`) and decoded on its own with [`decode_value`].
+    #[must_use]
+    pub fn nested_in(mut self, parent: &str) -> Self {
+        self.path = match (parent.is_empty(), self.path.is_empty()) {
+            (true, _) => self.path,
+            (false, true) => parent.to_owned(),
+            (false, false) if self.path.starts_with('[') => format!("{parent}{}", self.path),
+            (false, false) => format!("{parent}.{}", self.path),
+        };
+        self
+    }
+}
+
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = if self.path.is_empty() {
@@ -165,6 +180,30 @@ mod tests {
         // Assert
         assert_eq!(err.path, "visits[0].note");
         assert_eq!(err.problem, DecodeProblem::Missing);
+    }
+
+    #[test]
+    fn a_value_decoded_on_its_own_is_named_under_its_parent_path() {
+        // Arrange
+        let object = serde_json::json!({"name":"Jane","visits":[{"day":"Zebulon-991","note":"x"}]});
+        let list = serde_json::json!([{"day":1}]);
+
+        // Act
+        let field = decode_value::<Patient>(object)
+            .unwrap_err()
+            .nested_in("data.object");
+        let whole = decode_value::<Patient>(serde_json::json!("Zebulon-991"))
+            .unwrap_err()
+            .nested_in("data.object");
+        let row = decode_value::<Vec<Visit>>(list)
+            .unwrap_err()
+            .nested_in("data.rows");
+
+        // Assert
+        assert_eq!(field.path, "data.object.visits[0].day");
+        assert_eq!(whole.path, "data.object");
+        assert_eq!(row.path, "data.rows[0].note");
+        assert!(!format!("{field} {whole}").contains("Zebulon"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! No variant keeps a vendor body or a library error whose `Display` could echo one: Twilio's
 //! messages quote phone numbers, SMTP replies quote addresses, `reqwest` errors carry the URL
 //! (which has `To=` in it for lookups) and `serde_json` errors can quote values. What is kept is
-//! the operation, the status and the vendor's error code.
+//! the operation, the status, the vendor's error code and, for an undecodable body, the field path
+//! from [`connector_transport::decode_json`].
 
 use std::fmt;
 use std::time::Duration;
@@ -118,17 +119,17 @@ pub enum Error {
         /// The `Retry-After` header, when present.
         retry_after: Option<Duration>,
     },
-    /// A 2xx response did not have the expected shape.
-    #[error("{op}: HTTP {status} with an undecodable body (line {line}, column {column})")]
+    /// A 2xx response did not have the expected shape. `Display` names the call and the field
+    /// path, never a value from the body.
+    #[error("{op}: HTTP {status} with an undecodable body: {source}")]
     Decode {
         /// The call.
         op: Operation,
         /// The HTTP status.
         status: u16,
-        /// Where decoding stopped.
-        line: usize,
-        /// Where decoding stopped.
-        column: usize,
+        /// Where decoding stopped: the field path and the kind of failure, never the value.
+        #[source]
+        source: connector_transport::DecodeError,
     },
     /// The SMTP transaction failed.
     #[error("send email: {failure}")]

@@ -639,7 +639,7 @@ async fn attempt_once(
     if status.is_success() {
         return Ok((status, body));
     }
-    let code = serde_json::from_slice::<ApiErrorBody>(&body)
+    let code = connector_transport::decode_json::<ApiErrorBody>(&body)
         .ok()
         .and_then(|b| b.code)
         .map(TwilioErrorCode);
@@ -652,10 +652,9 @@ async fn attempt_once(
 }
 
 fn decode<T: DeserializeOwned>(op: Operation, status: StatusCode, body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| Error::Decode {
+    connector_transport::decode_json(body).map_err(|source| Error::Decode {
         op,
         status: status.as_u16(),
-        line: e.line(),
-        column: e.column(),
+        source,
     })
 }

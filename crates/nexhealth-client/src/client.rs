@@ -513,8 +513,11 @@ fn jwt_lifetime(token: &str) -> Option<Duration> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims.get("exp")?.as_i64()?;
-    let left = exp - chrono::Utc::now().timestamp();
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        exp: i64,
+    }
+    let claims: Claims = connector_transport::decode_json(&bytes).ok()?;
+    let left = claims.exp - chrono::Utc::now().timestamp();
     u64::try_from(left).ok().map(Duration::from_secs)
 }

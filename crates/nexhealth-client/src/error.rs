@@ -305,17 +305,15 @@ mod tests {
 
     #[test]
     fn a_wrong_type_is_named_without_its_value() {
-        let err = from_json::<Outer>(
-            "patients",
-            br#"{"data":[{"id":"Janet Doeberg","name":"a"}]}"#,
-        )
-        .unwrap_err();
+        let err = from_json::<Outer>("patients", br#"{"data":[{"id":"Zebulon-991","name":"a"}]}"#)
+            .unwrap_err();
         let shown = err.to_string();
         assert_eq!(
             shown,
             "patients: cannot decode `data[0].id`: wrong JSON type"
         );
-        assert!(!format!("{err:?}").contains("Janet"));
+        assert!(!shown.contains("Zebulon"));
+        assert!(!format!("{err:?}").contains("Zebulon"));
     }
 
     #[test]

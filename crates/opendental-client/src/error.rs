@@ -161,13 +161,8 @@ impl std::error::Error for DecodeError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeReason {
-    /// The body is not JSON.
-    NotJson {
-        /// 1-based line of the syntax error.
-        line: usize,
-        /// 1-based column of the syntax error.
-        column: usize,
-    },
+    /// The body is not JSON: the shared decoder's error (a position, never the text).
+    NotJson(connector_transport::DecodeError),
     /// The body is JSON of the wrong shape (an object where a list was expected, ...).
     UnexpectedShape {
         /// What was expected.
@@ -193,9 +188,7 @@ pub enum DecodeReason {
 impl fmt::Display for DecodeReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotJson { line, column } => {
-                write!(f, "not JSON (syntax error at line {line}, column {column})")
-            }
+            Self::NotJson(e) => write!(f, "not JSON ({e})"),
             Self::UnexpectedShape { expected } => {
                 write!(f, "unexpected shape, expected {expected}")
             }

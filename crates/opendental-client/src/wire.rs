@@ -14,10 +14,10 @@
 //!   tolerated); `0001-01-01`, an empty string or null mean none.
 //! - Lists are JSON arrays; a lone object is read as a one-row list, an empty body as no rows.
 //!
-//! Responses are first parsed into `serde_json::Value` and then read field by field, rather than
-//! through derived `Deserialize`, because serde's own messages quote the offending value (a name,
-//! a phone number) and do not name the field. Every error here names the resource and the field,
-//! never the value.
+//! Responses are first parsed into `serde_json::Value` by the shared
+//! [`connector_transport::decode_json`] and then read field by field, because Open Dental's quirks
+//! (numbers as strings, `0` as none, `0001-01-01` as no date) are per field. Every error here
+//! names the resource, the row and the field, never the value.
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime};
 use financing_core::{CdtCode, Currency, Money, MoneyError};
@@ -347,22 +347,15 @@ pub(crate) struct DecodedPage<T> {
     pub(crate) server_date_time: Option<NaiveDateTime>,
 }
 
-fn parse_json(body: &[u8], resource: &'static str) -> Result<Option<Value>, DecodeError> {
+/// The body as JSON, through the shared [`connector_transport::decode_json`]; an empty body (a
+/// create on Open Dental before 23.3.7) is `None`.
+fn body_json(body: &[u8], resource: &'static str) -> Result<Option<Value>, DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(body).map(Some).map_err(|e| {
-        // serde_json's syntax errors carry a position, never input text.
-        DecodeError::new(
-            resource,
-            None,
-            None,
-            DecodeReason::NotJson {
-                line: e.line(),
-                column: e.column(),
-            },
-        )
-    })
+    connector_transport::decode_json(body)
+        .map(Some)
+        .map_err(|e| DecodeError::new(resource, None, None, DecodeReason::NotJson(e)))
 }
 
 /// A list page: rows numbered from `first_index` in errors.
@@ -373,7 +366,7 @@ pub(crate) fn decode_list<T>(
     first_index: usize,
     read: fn(&Row<'_>) -> Result<T, DecodeError>,
 ) -> Result<DecodedPage<T>, DecodeError> {
-    let rows: Vec<Value> = match parse_json(body, resource)? {
+    let rows: Vec<Value> = match body_json(body, resource)? {
         None => Vec::new(),
         Some(Value::Array(rows)) => rows,
         Some(obj @ Value::Object(_)) => vec![obj],
@@ -422,7 +415,7 @@ pub(crate) fn decode_one<T>(
     currency: Currency,
     read: fn(&Row<'_>) -> Result<T, DecodeError>,
 ) -> Result<Option<T>, DecodeError> {
-    match parse_json(body, resource)? {
+    match body_json(body, resource)? {
         None => Ok(None),
         Some(Value::Object(map)) => read(&Row::new(resource, None, &map, currency)).map(Some),
         Some(_) => Err(DecodeError::new(
@@ -861,7 +854,7 @@ mod tests {
         let err = decode_list(b"\"Janet\"", "x", Currency::Usd, 0, read).unwrap_err();
         assert!(matches!(err.reason(), DecodeReason::UnexpectedShape { .. }));
         let err = decode_list(b"[{\"PatNum\":1},", "x", Currency::Usd, 0, read).unwrap_err();
-        assert!(matches!(err.reason(), DecodeReason::NotJson { .. }));
+        assert!(matches!(err.reason(), DecodeReason::NotJson(_)));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::error::{ApiError, ConfigError, Error, ErrorObject, Method, Result, decode_json};
+use connector_transport::decode_json;
+
+use crate::error::{ApiError, ConfigError, Error, ErrorObject, Method, Result};
 use crate::form::{FormMap, encode};
 use crate::ids::RequestId;
 use crate::params::IdempotencyKey;

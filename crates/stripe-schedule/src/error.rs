@@ -7,6 +7,9 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use connector_transport::DecodeError;
+#[cfg(test)]
+use connector_transport::decode_json;
 use financing_core::{Classify, ErrorKind};
 use serde::Deserialize;
 
@@ -37,7 +40,7 @@ pub enum Error {
     #[error("{0}")]
     Api(Box<ApiError>),
     /// A 2xx response whose body does not have the shape we expect.
-    #[error("{op}: undecodable response (HTTP {status})")]
+    #[error("{op}: undecodable response (HTTP {status}): {source}")]
     Decode {
         /// The operation.
         op: &'static str,
@@ -315,46 +318,6 @@ impl fmt::Debug for ErrorObject {
     }
 }
 
-/// Where a response failed to decode: the JSON path of the field and the category of the
-/// failure. It never contains a value from the body.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{category} error at `{path}` (line {line}, column {column})")]
-pub struct DecodeError {
-    /// The field path (`phases[0].items`), from serde_path_to_error.
-    pub path: String,
-    /// `syntax`, `data`, `eof` or `io`.
-    pub category: &'static str,
-    /// Line in the body.
-    pub line: usize,
-    /// Column in the body.
-    pub column: usize,
-}
-
-impl DecodeError {
-    pub(crate) fn from_path_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Self {
-        let inner = e.inner();
-        Self {
-            path: e.path().to_string(),
-            category: match inner.classify() {
-                serde_json::error::Category::Io => "io",
-                serde_json::error::Category::Syntax => "syntax",
-                serde_json::error::Category::Data => "data",
-                serde_json::error::Category::Eof => "eof",
-            },
-            line: inner.line(),
-            column: inner.column(),
-        }
-    }
-}
-
-/// Decodes JSON, keeping only the path of a failure (serde_json's own messages can quote values).
-pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
-    body: &[u8],
-) -> std::result::Result<T, DecodeError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| DecodeError::from_path_error(&e))
-}
-
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -613,7 +576,7 @@ mod tests {
             request_id: None,
             source: DecodeError {
                 path: "id".into(),
-                category: "data",
+                problem: connector_transport::DecodeProblem::Missing,
                 line: 1,
                 column: 1,
             },

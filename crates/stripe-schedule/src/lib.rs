@@ -79,7 +79,7 @@ pub use checkout::{
     PayLinkRequest,
 };
 pub use client::{API_VERSION, Client, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_TIMEOUT};
-pub use connector_transport::RetryPolicy;
+pub use connector_transport::{DecodeProblem, RetryPolicy};
 pub use customers::{Address, Customer, CustomerDetails, CustomerInvoiceSettings};
 pub use enums::{CollectionMethod, Interval};
 pub use error::{

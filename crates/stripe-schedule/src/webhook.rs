@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use connector_transport::{DecodeError, decode_json, decode_value};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -22,7 +23,6 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::checkout::CheckoutSession;
-use crate::error::{DecodeError, decode_json};
 use crate::ids::EventId;
 use crate::invoices::Invoice;
 use crate::payment_intents::PaymentIntent;
@@ -60,7 +60,7 @@ pub enum WebhookError {
     #[error("a tolerance of zero is not allowed")]
     ZeroTolerance,
     /// The verified body is not an event we can read.
-    #[error("undecodable event")]
+    #[error("undecodable event: {0}")]
     Decode(#[source] DecodeError),
 }
 
@@ -286,11 +286,7 @@ struct RawData {
 }
 
 fn typed<T: serde::de::DeserializeOwned>(object: serde_json::Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(object).map_err(|e| {
-        let mut d = DecodeError::from_path_error(&e);
-        d.path = format!("data.object.{}", d.path);
-        d
-    })
+    decode_value(object).map_err(|e| e.nested_in("data.object"))
 }
 
 impl Event {

@@ -90,7 +90,12 @@ impl FinancingProvider for Client {
             (None, _) => {
                 return Err(crate::Error::Decode {
                     operation: crate::Operation::GetPurchase,
-                    source: serde::de::Error::custom("completed purchase without an id"),
+                    source: connector_transport::DecodeError {
+                        path: "purchaseId".into(),
+                        problem: connector_transport::DecodeProblem::Missing,
+                        line: 0,
+                        column: 0,
+                    },
                 }
                 .into());
             }

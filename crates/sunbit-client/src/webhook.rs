@@ -58,8 +58,8 @@ pub enum WebhookError {
     #[error("a webhook tolerance of zero is not allowed")]
     ZeroTolerance,
     /// A verified body that is not a webhook envelope.
-    #[error("undecodable webhook body")]
-    Decode(#[source] serde_json::Error),
+    #[error("undecodable webhook body: {0}")]
+    Decode(#[source] connector_transport::DecodeError),
 }
 
 impl WebhookError {
@@ -230,7 +230,7 @@ impl VerifiedWebhook<'_> {
     /// [`WebhookError::Decode`] (permanent) when the body is not a webhook envelope.
     pub fn event(&self) -> Result<WebhookEvent, WebhookError> {
         let envelope: WebhookEnvelope =
-            serde_json::from_slice(self.body).map_err(WebhookError::Decode)?;
+            connector_transport::decode_json(self.body).map_err(WebhookError::Decode)?;
         let p = envelope.payload;
         Ok(WebhookEvent {
             event_type: envelope.event_type,

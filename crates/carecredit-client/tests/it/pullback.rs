@@ -392,3 +392,37 @@ async fn a_pullback_of_an_unexpected_shape_is_a_permanent_decode_error() {
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert!(matches!(err, carecredit_client::Error::Decode { .. }));
 }
+
+#[tokio::test]
+async fn a_malformed_pullback_field_is_named_by_its_path_and_its_value_is_never_shown() {
+    // Arrange
+    let server = MockServer::start().await;
+    mount_token(&server, 1).await;
+    Mock::given(method("GET"))
+        .and(path(pullback_path("sess-1")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "sessionId": "sess-1",
+            "status": "Approved",
+            "applicationDetails": { "creditLine": "Zebulon-991" },
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    // Act
+    let err = client(&server)
+        .get_pullback(&handle("sess-1"))
+        .await
+        .unwrap_err();
+
+    // Assert
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("get pullback: unexpected response shape"),
+        "{shown}"
+    );
+    assert!(shown.contains("`applicationDetails.creditLine`"), "{shown}");
+    assert!(!shown.contains("Zebulon"), "{shown}");
+    assert!(!format!("{err:?}").contains("Zebulon"));
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+}

@@ -162,8 +162,12 @@ fn decode_rows_distinguish_a_sent_text_from_a_changed_lookup_shape() {
     let decode = |op| Error::Decode {
         op,
         status: 200,
-        line: 1,
-        column: 2,
+        source: connector_transport::DecodeError {
+            path: "sid".into(),
+            problem: connector_transport::DecodeProblem::Missing,
+            line: 1,
+            column: 2,
+        },
     };
     // The text went out but we have no SID: reconcile by lookup.
     assert_eq!(

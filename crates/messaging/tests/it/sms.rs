@@ -703,3 +703,38 @@ async fn the_client_can_be_cloned_into_spawned_tasks() {
     // Assert
     assert!(outcomes.iter().all(|o| matches!(o, SmsOutcome::Sent(_))));
 }
+
+#[tokio::test]
+async fn a_malformed_message_page_names_the_field_path_and_never_the_value() {
+    // Arrange
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messages": [
+                { "sid": "SM00000000000000000000000000000011", "status": "delivered" },
+                { "sid": "SM00000000000000000000000000000012", "status": "sent", "body": ["Zebulon-991"] },
+            ],
+            "next_page_uri": null,
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = sms_client(&server, empty_ledger());
+
+    // Act
+    let err = client
+        .list_messages_to(&patient_phone(), Utc::now())
+        .await
+        .unwrap_err();
+
+    // Assert
+    let shown = err.to_string();
+    assert!(
+        shown.contains("HTTP 200 with an undecodable body"),
+        "{shown}"
+    );
+    assert!(shown.contains("`messages[1].body`"), "{shown}");
+    assert!(!shown.contains("Zebulon"), "{shown}");
+    assert!(!format!("{err:?}").contains("Zebulon"));
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+}

@@ -277,3 +277,53 @@ async fn a_list_of_non_objects_is_an_unexpected_shape() {
     assert_eq!((resource, row, field), ("treatplan", Some(0), None));
     assert!(matches!(reason, DecodeReason::UnexpectedShape { .. }));
 }
+
+#[tokio::test]
+async fn a_malformed_fee_names_the_resource_row_and_field_and_never_the_value() {
+    // Act
+    let err = proc_tps_from(json!([
+        {"ProcTPNum": 1, "TreatPlanNum": 1, "PatNum": 9001, "ProcCode": "D2740", "FeeAmt": 10.0},
+        {"ProcTPNum": 2, "TreatPlanNum": 1, "PatNum": 9001, "ProcCode": "D2740", "FeeAmt": "Zebulon-991"}
+    ]))
+    .await
+    .unwrap_err();
+
+    // Assert
+    let shown = err.to_string();
+    assert!(
+        shown
+            .starts_with("list proctps: could not decode the response: proctp row 1, field FeeAmt"),
+        "{shown}"
+    );
+    assert!(!shown.contains("Zebulon"), "{shown}");
+    assert!(!format!("{err:?}").contains("Zebulon"));
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_decoded_by_the_shared_decoder_and_never_shown() {
+    // Arrange
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/treatplans"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("[{\"Heading\": Zebulon-991}]"))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    // Act
+    let err = client(&server)
+        .list_treat_plans(&TreatPlanQuery::new())
+        .await
+        .unwrap_err();
+
+    // Assert
+    let (resource, _, field, reason) = decode_parts(&err);
+    assert_eq!((resource, field), ("treatplan", None));
+    let DecodeReason::NotJson(inner) = reason else {
+        panic!("expected NotJson, got {reason:?}");
+    };
+    assert_eq!(inner.problem, connector_transport::DecodeProblem::Syntax);
+    assert_eq!((inner.line, inner.column), (1, 14));
+    assert!(!err.to_string().contains("Zebulon"), "{err}");
+}

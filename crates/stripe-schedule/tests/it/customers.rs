@@ -162,6 +162,36 @@ async fn create_customer_times_out_as_transient() {
 }
 
 #[tokio::test]
+async fn a_malformed_customer_field_is_named_by_its_path_and_its_value_is_never_shown() {
+    // Arrange
+    let stripe = StripeMock::start().await;
+    stripe
+        .mount(
+            stripe_request("GET", "/v1/customers/cus_1", None)
+                .respond_with(ResponseTemplate::new(200).set_body_json(fixture_with(
+                    "customer",
+                    json!({"id": "cus_1", "created": "Zebulon-991"}),
+                )))
+                .expect(1),
+        )
+        .await;
+    // Act
+    let err = stripe
+        .client()
+        .get_customer(&CustomerId::new("cus_1"))
+        .await
+        .unwrap_err();
+    // Assert
+    let shown = err.to_string();
+    assert!(matches!(err, Error::Decode { status: 200, .. }), "{err:?}");
+    assert!(shown.contains("undecodable response (HTTP 200)"), "{shown}");
+    assert!(shown.contains("`created`"), "{shown}");
+    assert!(!shown.contains("Zebulon"), "{shown}");
+    assert!(!format!("{err:?}").contains("Zebulon"));
+    stripe.finish().await;
+}
+
+#[tokio::test]
 async fn get_customer_sends_a_get_by_id_and_decodes_the_fixture() {
     // Arrange
     let stripe = StripeMock::start().await;

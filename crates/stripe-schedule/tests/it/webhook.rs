@@ -200,3 +200,19 @@ fn the_signature_matches_stripes_documented_construction() {
         "t=1900000000,v1=49ce984c15d76b50a9f61c0e6f8f366b09efb50a922116b0528fa10d87ead880"
     );
 }
+
+#[test]
+fn a_signed_event_with_a_malformed_object_names_the_path_under_data_object_and_not_the_value() {
+    let mut e = fixture("event");
+    e["type"] = json!("invoice.paid");
+    e["data"]["object"] = fixture("invoice");
+    e["data"]["object"]["amount_due"] = json!("Zebulon-991");
+    let body = serde_json::to_vec(&e).unwrap();
+    let header = sign(&body, &secret("whsec_a"), T);
+
+    let err = construct_event(&body, Some(&header), &[secret("whsec_a")], now()).unwrap_err();
+
+    let shown = err.to_string();
+    assert!(shown.contains("`data.object.amount_due`"), "{shown}");
+    assert!(!shown.contains("Zebulon"), "{shown}");
+}

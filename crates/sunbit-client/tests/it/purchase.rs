@@ -356,3 +356,35 @@ async fn a_purchase_of_an_unexpected_shape_is_a_permanent_decode_error() {
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert!(matches!(err, sunbit_client::Error::Decode { .. }));
 }
+
+#[tokio::test]
+async fn a_malformed_purchase_field_is_named_by_its_path_and_its_value_is_never_shown() {
+    // Arrange
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(EPAY_PATH))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "status": "COMPLETED", "approvalAmount": "Zebulon-991" })),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    // Act
+    let err = client(&server)
+        .get_purchase(&PurchaseLookup::Id(PurchaseId::new("pur-1")))
+        .await
+        .unwrap_err();
+
+    // Assert
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("get purchase: unexpected response shape"),
+        "{shown}"
+    );
+    assert!(shown.contains("`approvalAmount`"), "{shown}");
+    assert!(!shown.contains("Zebulon"), "{shown}");
+    assert!(!format!("{err:?}").contains("Zebulon"));
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+}

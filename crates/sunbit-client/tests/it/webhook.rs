@@ -382,3 +382,16 @@ fn dedup_keys_differ_by_event_purchase_and_timestamp() {
         format!("PREQUAL_ABORTED::{}", now().timestamp())
     );
 }
+
+#[test]
+fn a_verified_body_with_a_malformed_field_names_its_path_and_not_its_value() {
+    let body = br#"{"eventType":"PREQUAL_APPROVED","payload":{"approvalAmount":"Zebulon-991"}}"#;
+    let header = sign(&secret(), now().timestamp(), body);
+    let verified = verifier().verify(Some(&header), body, now()).unwrap();
+
+    let err = verified.event().unwrap_err();
+
+    let shown = err.to_string();
+    assert!(shown.contains("`payload.approvalAmount`"), "{shown}");
+    assert!(!shown.contains("Zebulon"), "{shown}");
+}
