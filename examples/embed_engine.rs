@@ -43,7 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "workflow {}: {} ({})",
             state.id,
             state.status.label(),
-            state.result.as_ref().map_or("no result", |r| r.path.as_str()),
+            state
+                .result
+                .as_ref()
+                .map_or("no result", |r| r.path.as_str()),
         );
     }
     println!(

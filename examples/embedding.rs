@@ -22,7 +22,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chairside_engine::adapters::messaging::{PatientMessenger, PracticeChannels, StoreConsentLedger};
+use chairside_engine::adapters::messaging::{
+    PatientMessenger, PracticeChannels, StoreConsentLedger,
+};
 use chairside_engine::adapters::opendental::OpenDentalPractice;
 use chairside_engine::adapters::stripe::StripePayments;
 use chairside_engine::links::PatientLinks;
@@ -157,11 +159,9 @@ pub async fn build_engine(
             sms: None,
         },
     );
-    let messenger = PatientMessenger::new(
-        channels,
-        Arc::new(StoreConsentLedger::new(store.clone())),
-    )
-    .map_err(|e| EmbedError::Client("templates", e.to_string()))?;
+    let messenger =
+        PatientMessenger::new(channels, Arc::new(StoreConsentLedger::new(store.clone())))
+            .map_err(|e| EmbedError::Client("templates", e.to_string()))?;
     let practice = PracticeRuntime {
         pms: Arc::new(OpenDentalPractice::new(
             opendental,
