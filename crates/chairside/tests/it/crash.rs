@@ -116,8 +116,8 @@ security = "none"
 from = "frontdesk@lone-star-dental.example"
 
 [practices.reminders]
-delays = ["4s", "4s"]
-give_up_after = "4s"
+delays = ["6s", "6s"]
+give_up_after = "6s"
 poll_interval = "1s"
 
 [practices.policy]
@@ -306,11 +306,12 @@ async fn crash_run(seed: u64, faults: bool) -> Outcome {
                 let notes = sandbox.notes_containing(s.id.as_str()).len();
                 if !expected.matches(s) || notes != 1 {
                     wrong.push(format!(
-                        "plan {plan} ({}): {} at {} with {notes} notes, expected {}",
+                        "plan {plan} ({}): {} at {} with {notes} notes, expected {} (task: {:?})",
                         persona.name(),
                         s.status.label(),
                         s.stage_label(),
-                        expected.describe()
+                        expected.describe(),
+                        s.staff_task.as_ref().map(|t| (&t.kind, &t.reason)),
                     ));
                 }
             }
