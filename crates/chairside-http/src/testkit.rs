@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHasher, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use axum::body::Body;
 use axum::http::{Request, header};
 use axum::response::Response;
@@ -79,17 +77,6 @@ pub(crate) fn sunbit() -> LenderId {
     LenderId::new("sunbit")
 }
 
-/// A cheap argon2id hash: the PHC string carries its parameters, so verification is cheap too.
-fn cheap_hash(password: &str) -> String {
-    let params = Params::new(8, 1, 1, None).expect("valid parameters");
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let salt = SaltString::encode_b64(b"fixed-test-salt!").expect("salt");
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .expect("hash")
-        .to_string()
-}
-
 pub(crate) fn config() -> HttpConfig {
     let mut c = HttpConfig::new(PUBLIC.parse().unwrap(), SecretString::from(PATIENT_KEY));
     c.webhook_secrets.stripe = vec![
@@ -141,17 +128,11 @@ pub(crate) fn config() -> HttpConfig {
             ]),
         },
     );
+    // Cheap hashes through the test-only constructor, so tests can sign in many times; the
+    // kit builds its state without `validate`, which refuses them.
     c.staff = vec![
-        StaffAccount {
-            username: "alice".into(),
-            practice: smile(),
-            password_hash: cheap_hash(ALICE_PASSWORD),
-        },
-        StaffAccount {
-            username: "olga".into(),
-            practice: other(),
-            password_hash: cheap_hash("olga's password"),
-        },
+        StaffAccount::with_cheap_test_hash("alice", smile(), ALICE_PASSWORD),
+        StaffAccount::with_cheap_test_hash("olga", other(), "olga's password"),
     ];
     c
 }
