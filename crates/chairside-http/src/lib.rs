@@ -67,7 +67,7 @@ pub struct HttpState {
     poll: Arc<Notify>,
     clock: Arc<dyn Clock>,
     sessions: Arc<staff::Sessions>,
-    login: Arc<staff::LoginGuard>,
+    pub(crate) login: Arc<staff::LoginGuard>,
     pages: Arc<pages::Pages>,
 }
 
