@@ -565,7 +565,8 @@ impl Stack {
             Metrics::local(),
             Arc::new(tokio::sync::Notify::new()),
         );
-        let app = chairside_http::router(state);
+        let app = chairside_http::router(state)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let http_task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "the demo's HTTP surface stopped");
