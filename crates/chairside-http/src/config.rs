@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
-use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Argon2, Params};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use financing_core::{Language, LenderId, PracticeId};
@@ -62,6 +62,103 @@ impl fmt::Debug for StaffAccount {
             .field("username", &self.username)
             .field("practice", &self.practice)
             .finish_non_exhaustive()
+    }
+}
+
+/// OWASP's minimum argon2id settings (Password Storage Cheat Sheet), as equivalent pairs of
+/// memory in KiB and passes: a hash must reach at least one of them.
+const ARGON2ID_FLOOR: [(u32, u32); 5] = [
+    (47_104, 1),
+    (19_456, 2),
+    (12_288, 3),
+    (9_216, 4),
+    (7_168, 5),
+];
+
+/// Why a staff password hash is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashProblem {
+    /// Not a PHC string.
+    #[error("not an argon2 PHC string (make one with `chairside hash-password`)")]
+    Unparsable,
+    /// Parsable, but not argon2id, or cheaper than OWASP's minimum for argon2id.
+    #[error(
+        "argon2 settings below the OWASP minimum (argon2id with m >= 19456 KiB and t >= 2, or an \
+         equivalent such as m >= 47104 with t = 1); make a new hash with `chairside hash-password`"
+    )]
+    BelowFloor,
+}
+
+/// Checks a configured staff password hash: a PHC string for argon2id at or above OWASP's
+/// minimum cost, so that a leaked configuration cannot be brute-forced cheaply and a login
+/// cannot be checked with a cheaper hash than intended.
+///
+/// # Errors
+/// [`HashProblem::Unparsable`] or [`HashProblem::BelowFloor`].
+pub fn check_password_hash(hash: &str) -> Result<(), HashProblem> {
+    let parsed = PasswordHash::new(hash).map_err(|_| HashProblem::Unparsable)?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(HashProblem::BelowFloor);
+    }
+    let params = Params::try_from(&parsed).map_err(|_| HashProblem::Unparsable)?;
+    let strong = params.p_cost() >= 1
+        && ARGON2ID_FLOOR
+            .iter()
+            .any(|&(m, t)| params.m_cost() >= m && params.t_cost() >= t);
+    if strong {
+        Ok(())
+    } else {
+        Err(HashProblem::BelowFloor)
+    }
+}
+
+/// How staff logins are throttled. Failures are kept in the store, so the limits hold across
+/// restarts and across instances.
+///
+/// After `account_free_failures` consecutive failures on one account (or
+/// `address_free_failures` from one client address), each further attempt must wait
+/// `first_delay`, doubling with every failure up to `max_delay`; an attempt made earlier is
+/// answered 429 with `Retry-After` and its password is not checked. At `lock_after` failures the
+/// account locks for `lock_for`, or until staff run `chairside unlock-staff`. Failures are
+/// forgotten `forget_after` after the latest one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Failures on one account before delays start.
+    pub account_free_failures: u32,
+    /// Failures from one client address before delays start.
+    pub address_free_failures: u32,
+    /// The first delay.
+    pub first_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+    /// Failures on one account that lock it.
+    pub lock_after: u32,
+    /// How long a lockout lasts unless staff clear it.
+    pub lock_for: Duration,
+    /// How long after the latest failure the failures are forgotten.
+    pub forget_after: Duration,
+    /// Passwords checked at once (each argon2 check takes about 19 MiB and a core).
+    pub concurrent_hashes: usize,
+    /// How long a login waits for a free check before it is answered 503.
+    pub hash_wait: Duration,
+}
+
+impl Default for LoginLimits {
+    /// 3 free failures per account and 10 per address, delays from 1 s doubling to 15 min, a
+    /// lockout of 1 h at 10 failures, failures forgotten after a day, 2 checks at once, 2 s wait.
+    fn default() -> Self {
+        Self {
+            account_free_failures: 3,
+            address_free_failures: 10,
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(15 * 60),
+            lock_after: 10,
+            lock_for: Duration::from_secs(3600),
+            forget_after: Duration::from_secs(24 * 3600),
+            concurrent_hashes: 2,
+            hash_wait: Duration::from_secs(2),
+        }
     }
 }
 
@@ -142,6 +239,8 @@ pub struct HttpConfig {
     pub secure_cookies: bool,
     /// The largest request body accepted, in bytes; larger gets 413.
     pub body_limit: usize,
+    /// Staff login throttling and the cap on concurrent password checks.
+    pub login: LoginLimits,
 }
 
 impl fmt::Debug for HttpConfig {
@@ -155,6 +254,7 @@ impl fmt::Debug for HttpConfig {
             .field("staff", &self.staff)
             .field("secure_cookies", &self.secure_cookies)
             .field("body_limit", &self.body_limit)
+            .field("login", &self.login)
             .finish_non_exhaustive()
     }
 }
@@ -177,12 +277,14 @@ impl HttpConfig {
             staff_session_lifetime: Duration::from_secs(12 * 3600),
             secure_cookies,
             body_limit: 256 * 1024,
+            login: LoginLimits::default(),
         }
     }
 
     /// Checks what would otherwise fail at request time: the key length, the tolerance, the
-    /// staff accounts (parsable PHC hashes, unique names, known practices), and SMS numbers that
-    /// belong to one practice only.
+    /// staff accounts (argon2id PHC hashes at or above OWASP's minimum cost, see
+    /// [`check_password_hash`]; unique names; known practices), the login limits, and SMS
+    /// numbers that belong to one practice only.
     ///
     /// # Errors
     /// The first [`ConfigError`] found.
@@ -205,9 +307,24 @@ impl HttpConfig {
             if !practices.contains(&account.practice) {
                 return Err(ConfigError::UnknownPractice(account.username.clone()));
             }
-            if PasswordHash::new(&account.password_hash).is_err() {
-                return Err(ConfigError::BadPasswordHash(account.username.clone()));
+            match check_password_hash(&account.password_hash) {
+                Ok(()) => {}
+                Err(HashProblem::Unparsable) => {
+                    return Err(ConfigError::BadPasswordHash(account.username.clone()));
+                }
+                Err(HashProblem::BelowFloor) => {
+                    return Err(ConfigError::WeakPasswordHash(account.username.clone()));
+                }
             }
+        }
+        let l = &self.login;
+        if l.concurrent_hashes == 0
+            || l.lock_after == 0
+            || l.first_delay.is_zero()
+            || l.max_delay < l.first_delay
+            || l.forget_after.is_zero()
+        {
+            return Err(ConfigError::BadLoginLimits);
         }
         let mut numbers = HashSet::new();
         for number in self.practices.iter().flat_map(|p| &p.sms_numbers) {
@@ -266,13 +383,26 @@ pub enum ConfigError {
     /// A staff account's password hash is not a PHC string.
     #[error("staff account {0:?} has a password hash that is not a PHC string")]
     BadPasswordHash(String),
+    /// A staff account's password hash is cheaper than OWASP's argon2id minimum.
+    #[error(
+        "staff account {0:?} has a password hash below the OWASP argon2id minimum \
+         (m >= 19456 KiB with t >= 2, or m >= 47104 with t = 1); make a new one with \
+         `chairside hash-password`"
+    )]
+    WeakPasswordHash(String),
+    /// The login limits would disable throttling or every login.
+    #[error(
+        "login limits need at least one concurrent password check, a lockout threshold, a \
+         non-zero first delay no longer than the longest, and a non-zero forget window"
+    )]
+    BadLoginLimits,
     /// One SMS number is configured for two practices.
     #[error("SMS number {0} is configured for more than one practice")]
     SharedSmsNumber(String),
 }
 
-/// Hashes a staff password with argon2id and the crate's default parameters, as a PHC string
-/// for [`StaffAccount::password_hash`].
+/// Hashes a staff password with argon2id and the crate's default parameters (m = 19456 KiB,
+/// t = 2, p = 1: OWASP's minimum), as a PHC string for [`StaffAccount::password_hash`].
 ///
 /// # Errors
 /// [`argon2::password_hash::Error`] should hashing fail (it does not for ordinary passwords).
@@ -281,6 +411,31 @@ pub fn hash_password(password: &SecretString) -> Result<String, argon2::password
     Ok(Argon2::default()
         .hash_password(password.expose_secret().as_bytes(), &salt)?
         .to_string())
+}
+
+#[cfg(test)]
+impl StaffAccount {
+    /// Test-only: an account whose hash is deliberately cheap (m = 8 KiB, t = 1) so tests can
+    /// sign in many times. [`HttpConfig::validate`] refuses such an account; tests that use it
+    /// build their state without validating.
+    pub(crate) fn with_cheap_test_hash(
+        username: &str,
+        practice: PracticeId,
+        password: &str,
+    ) -> Self {
+        let params = Params::new(8, 1, 1, None).expect("valid parameters");
+        let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = SaltString::encode_b64(b"fixed-test-salt!").expect("salt");
+        let hash = argon
+            .hash_password(password.as_bytes(), &salt)
+            .expect("hash")
+            .to_string();
+        Self {
+            username: username.to_owned(),
+            practice,
+            password_hash: hash,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -337,7 +492,7 @@ mod tests {
         stray.staff.push(StaffAccount {
             username: "bob".into(),
             practice: PracticeId::new("elsewhere"),
-            password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            password_hash: STRONG_PHC.into(),
         });
         assert_eq!(
             stray.validate(),
@@ -361,6 +516,83 @@ mod tests {
             shared.validate(),
             Err(ConfigError::SharedSmsNumber("+15550100100".into()))
         );
+    }
+
+    /// A PHC string at OWASP's floor (the hash itself is never checked here).
+    const STRONG_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+    fn with_hash(hash: &str) -> HttpConfig {
+        let mut c = config();
+        c.staff.push(StaffAccount {
+            username: "dave".into(),
+            practice: PracticeId::new("smile"),
+            password_hash: hash.into(),
+        });
+        c
+    }
+
+    #[test]
+    fn a_staff_hash_below_the_owasp_argon2id_floor_is_refused_naming_the_account_not_the_hash() {
+        // Arrange
+        let weak = [
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=19456,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=19455,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2i$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ];
+        for hash in weak {
+            // Act
+            let result = with_hash(hash).validate();
+            // Assert
+            assert_eq!(
+                result,
+                Err(ConfigError::WeakPasswordHash("dave".into())),
+                "{hash}"
+            );
+            let message = result.unwrap_err().to_string();
+            assert!(message.contains("\"dave\""), "{message}");
+            assert!(!message.contains("c2FsdHNhbHQ"), "{message}");
+        }
+    }
+
+    #[test]
+    fn staff_hashes_at_the_owasp_floor_or_its_equivalents_are_accepted() {
+        for hash in [
+            STRONG_PHC,
+            "$argon2id$v=19$m=47104,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ] {
+            assert_eq!(with_hash(hash).validate(), Ok(()), "{hash}");
+        }
+    }
+
+    #[test]
+    fn the_test_only_cheap_hash_never_passes_production_validation() {
+        // Arrange
+        let mut c = config();
+        c.staff.push(StaffAccount::with_cheap_test_hash(
+            "erin",
+            PracticeId::new("smile"),
+            "pw",
+        ));
+        // Act + Assert
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::WeakPasswordHash("erin".into()))
+        );
+    }
+
+    #[test]
+    fn login_limits_that_would_disable_throttling_or_every_login_are_refused() {
+        let mut none = config();
+        none.login.concurrent_hashes = 0;
+        assert_eq!(none.validate(), Err(ConfigError::BadLoginLimits));
+        let mut never = config();
+        never.login.lock_after = 0;
+        assert_eq!(never.validate(), Err(ConfigError::BadLoginLimits));
+        let mut instant = config();
+        instant.login.first_delay = Duration::ZERO;
+        assert_eq!(instant.validate(), Err(ConfigError::BadLoginLimits));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `POST /webhooks/stripe`, `/webhooks/sunbit`, `/webhooks/nexhealth`, `/webhooks/twilio` | verified on the raw body before parsing, deduplicated, stored before the 2xx |
 //! | `GET /p/{token}` (+ `/pay`, `/apply`, `POST /accept`) | the patient page behind a signed, expiring token |
-//! | `GET /staff`, `/staff/login`, `/staff/workflows/{id}` (+ `POST` actions) | the dashboard: argon2 logins, in-memory sessions, CSRF on every form |
+//! | `GET /staff`, `/staff/login`, `/staff/workflows/{id}` (+ `POST` actions) | the dashboard: argon2 logins throttled per account and address, in-memory sessions, CSRF on every form |
 //! | `GET /healthz`, `/readyz`, `/metrics` | operations |
 //!
 //! Build the state once and serve [`router`]:
@@ -22,7 +22,9 @@
 //! let poll = Arc::new(tokio::sync::Notify::new());
 //! let state = HttpState::new(store, config, Metrics::install_global()?, poll);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, router(state)).await?;
+//! // The client address throttles staff logins: serve with connection info.
+//! let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+//! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```
 
@@ -47,11 +49,12 @@ use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use chairside_engine::clock::{Clock, SystemClock};
-use chairside_engine::store::{PatientStore, ReportStore, Store};
+use chairside_engine::store::{LoginStore, PatientStore, ReportStore, Store};
 
 pub use chairside_engine::links::{TokenError, sign_patient_token, verify_patient_token};
 pub use config::{
-    ConfigError, HttpConfig, LenderCopy, PracticeSite, StaffAccount, WebhookSecrets, hash_password,
+    ConfigError, HashProblem, HttpConfig, LenderCopy, LoginLimits, PracticeSite, StaffAccount,
+    WebhookSecrets, check_password_hash, hash_password,
 };
 pub use metrics::Metrics;
 
@@ -64,6 +67,7 @@ pub struct HttpState {
     poll: Arc<Notify>,
     clock: Arc<dyn Clock>,
     sessions: Arc<staff::Sessions>,
+    pub(crate) login: Arc<staff::LoginGuard>,
     pages: Arc<pages::Pages>,
 }
 
@@ -78,6 +82,7 @@ impl HttpState {
     ) -> Self {
         Self {
             store,
+            login: Arc::new(staff::LoginGuard::new(config.login.concurrent_hashes)),
             config: Arc::new(config),
             metrics,
             poll,
@@ -108,6 +113,11 @@ impl HttpState {
 
     /// The store's reporting role: workflows, tasks, the audit trail.
     fn reports(&self) -> &dyn ReportStore {
+        &*self.store
+    }
+
+    /// The store's login role: throttling and the login audit.
+    fn logins(&self) -> &dyn LoginStore {
         &*self.store
     }
 

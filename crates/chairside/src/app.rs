@@ -318,7 +318,9 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;
     tracing::info!(listen = %config.http.listen, practices = config.practices.len(), "chairside is running");
-    let app = chairside_http::router(service.http.clone());
+    // Connection info gives the staff login its client address for throttling.
+    let app = chairside_http::router(service.http.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())

@@ -7,6 +7,7 @@
 //! | take in what arrives | [`InboundStore`] | the poller, webhooks |
 //! | patients and SMS consent | [`PatientStore`] | the runner, the consent ledger, the pages |
 //! | staff decisions | [`StaffStore`] | [`StaffActions`](crate::staff::StaffActions) |
+//! | staff login throttling and its audit | [`LoginStore`] | the dashboard login, `chairside unlock-staff` |
 //! | read workflows, tasks, the audit trail | [`ReportStore`] | the dashboard, `chairside status`, metrics |
 //! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
 //!
@@ -19,6 +20,7 @@
 
 pub mod crypto;
 mod inbound;
+pub mod logins;
 mod patient;
 mod report;
 mod schema;
@@ -31,6 +33,7 @@ use financing_core::PracticeId;
 use serde::Serialize;
 
 pub use inbound::InboundStore;
+pub use logins::LoginStore;
 pub use patient::PatientStore;
 pub use report::ReportStore;
 pub use schema::SchemaStore;
@@ -43,7 +46,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        InboundStore, PatientStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
+        InboundStore, LoginStore, PatientStore, ReportStore, SchemaStore, StaffStore, Store,
+        WorkflowStore,
     };
 }
 
@@ -204,12 +208,18 @@ pub struct StoreCounters {
 /// Every role at once: what the service composes and hands out. Implemented for every type that
 /// implements all the roles.
 pub trait Store:
-    WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore
+    WorkflowStore + InboundStore + PatientStore + StaffStore + LoginStore + ReportStore + SchemaStore
 {
 }
 
 impl<T> Store for T where
-    T: WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore
+    T: WorkflowStore
+        + InboundStore
+        + PatientStore
+        + StaffStore
+        + LoginStore
+        + ReportStore
+        + SchemaStore
 {
 }
 
@@ -225,3 +235,6 @@ fn _obj_safe(
     _: &dyn SchemaStore,
 ) {
 }
+
+#[cfg(test)]
+fn _login_obj_safe(_: &dyn LoginStore) {}

@@ -774,3 +774,96 @@ fn log_lines_written_through_the_redacting_writer_carry_no_card_number() {
     assert!(written.contains(REDACTED_CARD), "{written}");
     assert!(!written.contains("4242"));
 }
+
+#[test]
+fn hash_password_on_a_terminal_asks_twice_and_refuses_a_mismatch() {
+    use argon2::PasswordVerifier as _;
+
+    // Arrange
+    let answers = |a: &'static str, b: &'static str| {
+        let mut answers = vec![b.to_owned(), a.to_owned()];
+        move |_: &str| Ok(answers.pop().expect("asked at most twice"))
+    };
+    let mut same = answers("correct horse battery", "correct horse battery");
+    let mut differ = answers("correct horse battery", "correct horse batterx");
+
+    // Act
+    let mut out = Vec::new();
+    let code = hash_password_prompted(&mut same, &mut out).expect("hash");
+    let mut refused_out = Vec::new();
+    let refused = hash_password_prompted(&mut differ, &mut refused_out).expect("mismatch");
+
+    // Assert
+    assert_eq!(code, 0);
+    let printed = text(out);
+    assert!(!printed.contains("correct horse"));
+    let hash = argon2::PasswordHash::new(printed.trim()).expect("a PHC string");
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"correct horse battery", &hash)
+            .is_ok()
+    );
+    assert_eq!(refused, 1);
+    let refused_out = text(refused_out);
+    assert!(refused_out.contains("nothing was hashed"));
+    assert!(!refused_out.contains("correct horse"));
+}
+
+#[test]
+fn unlock_staff_parses_its_user_option() {
+    let cli =
+        Cli::try_parse_from(["chairside", "unlock-staff", "--user", "maria"]).expect("parses");
+    assert!(matches!(cli.command, Command::UnlockStaff(a) if a.user == "maria"));
+    assert!(Cli::try_parse_from(["chairside", "unlock-staff"]).is_err());
+}
+
+#[tokio::test]
+async fn unlock_staff_clears_a_lockout_in_the_database_and_audits_it() {
+    use chairside_engine::store::logins::{LockRule, LoginAttempt, LoginOutcome};
+
+    // Arrange: enough failures to lock the account.
+    let db = db().await;
+    let rule = LockRule {
+        forget_after: chrono::Duration::days(1),
+        lock_after: 3,
+        lock_for: chrono::Duration::hours(1),
+    };
+    for i in 0..3 {
+        let attempt = LoginAttempt {
+            username: "maria".into(),
+            address: "203.0.113.7".into(),
+            at: mins(i),
+            outcome: LoginOutcome::WrongPassword,
+        };
+        db.store
+            .record_login(&attempt, &rule)
+            .await
+            .expect("record");
+    }
+    let before = db
+        .store
+        .login_standing("maria", "203.0.113.7", &rule, mins(5))
+        .await
+        .expect("standing");
+    assert!(before.account.locked_until.is_some());
+
+    // Act
+    let mut out = Vec::new();
+    let code = unlock_staff(&db.store, "maria", mins(6), &mut out)
+        .await
+        .expect("unlock");
+
+    // Assert
+    assert_eq!(code, 0);
+    assert!(text(out).contains("unlocked"));
+    let after = db
+        .store
+        .login_standing("maria", "203.0.113.7", &rule, mins(7))
+        .await
+        .expect("standing");
+    assert_eq!(after.account.failures, 0);
+    assert_eq!(after.account.locked_until, None);
+    let audit = db.store.login_attempts("maria", 1).await.expect("audit");
+    assert_eq!(audit[0].outcome, LoginOutcome::Unlocked);
+    assert_eq!(audit[0].address, CLI_ACTOR);
+}

@@ -568,7 +568,7 @@ password_hash = "hunter2"
 [[http.staff]]
 username = "maria"
 practice = "smile"
-password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 "#;
     let env = env_with(&[("STRIPE_API_KEY", "pk_test_publishable")]);
 
@@ -589,6 +589,28 @@ password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
         let p = problem_for(&report, path);
         assert!(p.message.contains(words), "{path}: {}", p.message);
     }
+}
+
+#[test]
+fn a_staff_hash_below_the_owasp_argon2id_floor_is_a_problem_naming_the_account_not_the_hash() {
+    // Arrange
+    let text = MINIMAL.to_owned()
+        + r#"
+[[http.staff]]
+username = "maria"
+practice = "smile"
+password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+"#;
+    let env = env_with(&[]);
+
+    // Act
+    let report = load(&text, &env).expect_err("problems");
+
+    // Assert
+    let p = problem_for(&report, "http.staff[0].password_hash");
+    assert!(p.message.contains("OWASP"), "{}", p.message);
+    assert!(p.message.contains("maria"), "{}", p.message);
+    assert!(!p.message.contains("c2FsdHNhbHQ"), "{}", p.message);
 }
 
 #[test]

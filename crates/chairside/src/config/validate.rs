@@ -613,14 +613,17 @@ impl<'e> Validator<'e> {
                 &join(&at, "password_hash"),
                 entry.password_hash.as_ref(),
                 "an argon2 hash from `chairside hash-password`",
-                |t| {
-                    argon2::PasswordHash::new(t)
-                        .map(|_| t.to_owned())
-                        .map_err(|_| {
-                            "expected an argon2 hash like $argon2id$v=19$... (make one with \
-                             `chairside hash-password`)"
-                                .to_owned()
-                        })
+                |t| match chairside_http::check_password_hash(t) {
+                    Ok(()) => Ok(t.to_owned()),
+                    Err(chairside_http::HashProblem::BelowFloor) => Err(format!(
+                        "the hash of staff account {}: argon2 settings below the OWASP minimum \
+                         (argon2id, m >= 19456 KiB with t >= 2, or m >= 47104 with t = 1); make a \
+                         new one with `chairside hash-password`",
+                        quoted(entry.username.as_deref().unwrap_or_default())
+                    )),
+                    Err(_) => Err("expected an argon2 hash like $argon2id$v=19$... (make one \
+                                   with `chairside hash-password`)"
+                        .to_owned()),
                 },
             );
             if let Some(u) = &username {

@@ -291,7 +291,8 @@ impl Stack {
         options.public_base_url = http_base.clone();
         let config = demo_config(dir, &options, addr, urls, cfg)?;
         let service = app::build(&config, demo_extras(), Metrics::local()).await?;
-        let app = chairside_http::router(service.http);
+        let app = chairside_http::router(service.http)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let http_task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "the demo's HTTP surface stopped");
