@@ -237,10 +237,22 @@ pub struct HttpConfig {
     pub staff_session_lifetime: Duration,
     /// Mark cookies `Secure` (behind TLS). Defaults to true for an `https` base URL.
     pub secure_cookies: bool,
-    /// The largest request body accepted, in bytes; larger gets 413.
+    /// The largest request body accepted, in bytes, on the webhook routes; larger gets 413.
     pub body_limit: usize,
     /// Staff login throttling and the cap on concurrent password checks.
     pub login: LoginLimits,
+    /// The largest request body accepted on the staff and patient forms (and every other route
+    /// but the webhooks), in bytes; larger gets 413.
+    pub form_body_limit: usize,
+    /// The bearer token `/metrics` asks for. Without one, `/metrics` answers loopback clients
+    /// only.
+    pub metrics_token: Option<SecretString>,
+    /// How long a client may take to send a request's headers before the connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long a request may take, body and handler included, before it is answered 408.
+    pub request_timeout: Duration,
+    /// The most connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl fmt::Debug for HttpConfig {
@@ -255,14 +267,24 @@ impl fmt::Debug for HttpConfig {
             .field("secure_cookies", &self.secure_cookies)
             .field("body_limit", &self.body_limit)
             .field("login", &self.login)
+            .field("form_body_limit", &self.form_body_limit)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
 
 impl HttpConfig {
     /// A configuration with defaults: patient links valid 30 days, staff sessions 12 hours,
-    /// webhook tolerance 300 s, a 256 KiB body limit, `Secure` cookies for an `https` URL, and no
-    /// practices, lenders, accounts or webhook secrets yet.
+    /// webhook tolerance 300 s, a 256 KiB body limit on webhooks and 16 KiB elsewhere, headers
+    /// within 10 s, requests within 30 s, at most 1024 connections at once, `Secure` cookies for
+    /// an `https` URL, no metrics token (loopback scrapes only), and no practices, lenders,
+    /// accounts or webhook secrets yet.
     pub fn new(public_base_url: Url, patient_token_key: SecretString) -> Self {
         let secure_cookies = public_base_url.scheme() == "https";
         Self {
@@ -278,6 +300,11 @@ impl HttpConfig {
             secure_cookies,
             body_limit: 256 * 1024,
             login: LoginLimits::default(),
+            form_body_limit: 16 * 1024,
+            metrics_token: None,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 
@@ -297,6 +324,19 @@ impl HttpConfig {
         }
         if self.patient_token_lifetime.is_zero() || self.staff_session_lifetime.is_zero() {
             return Err(ConfigError::ZeroLifetime);
+        }
+        if self.header_read_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        if self.max_connections == 0 || self.body_limit == 0 || self.form_body_limit == 0 {
+            return Err(ConfigError::ZeroLimit);
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().is_empty())
+        {
+            return Err(ConfigError::EmptyMetricsToken);
         }
         let practices: HashSet<&PracticeId> = self.practices.iter().map(|p| &p.id).collect();
         let mut names = HashSet::new();
@@ -374,6 +414,15 @@ pub enum ConfigError {
     /// A token or session lifetime is zero.
     #[error("patient-link and staff-session lifetimes must not be zero")]
     ZeroLifetime,
+    /// The header read timeout or the request timeout is zero.
+    #[error("the header read and request timeouts must not be zero")]
+    ZeroTimeout,
+    /// The connection limit or a body limit is zero (nothing could be served).
+    #[error("the connection and body limits must not be zero")]
+    ZeroLimit,
+    /// The metrics token is empty (every scrape would match it).
+    #[error("the metrics token must not be empty")]
+    EmptyMetricsToken,
     /// Two staff accounts share a username, or one has none.
     #[error("staff username {0:?} is empty or used twice")]
     DuplicateUsername(String),

@@ -6,13 +6,14 @@
 //! | `POST /webhooks/stripe`, `/webhooks/sunbit`, `/webhooks/nexhealth`, `/webhooks/twilio` | verified on the raw body before parsing, deduplicated, stored before the 2xx |
 //! | `GET /p/{token}` (+ `/pay`, `/apply`, `POST /accept`) | the patient page behind a signed, expiring token |
 //! | `GET /staff`, `/staff/login`, `/staff/workflows/{id}` (+ `POST` actions) | the dashboard: argon2 logins throttled per account and address, in-memory sessions, CSRF on every form |
-//! | `GET /healthz`, `/readyz`, `/metrics` | operations |
+//! | `GET /healthz`, `/readyz` | operations |
+//! | `GET /metrics` | Prometheus text, for the bearer of the metrics token, or loopback clients when none is configured |
 //!
 //! Build the state once and serve [`router`]:
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use chairside_http::{HttpConfig, HttpState, Metrics, router};
+//! use chairside_http::{HttpConfig, HttpState, Metrics, ServeLimits, router, serve};
 //! # async fn run(store: Arc<dyn chairside_engine::store::Store>) -> Result<(), Box<dyn std::error::Error>> {
 //! let config = HttpConfig::new(
 //!     "https://pay.example.test/".parse()?,
@@ -21,10 +22,9 @@
 //! config.validate()?;
 //! let poll = Arc::new(tokio::sync::Notify::new());
 //! let state = HttpState::new(store, config, Metrics::install_global()?, poll);
+//! let limits = ServeLimits::of(state.config());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! // The client address throttles staff logins: serve with connection info.
-//! let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-//! axum::serve(listener, app).await?;
+//! serve(listener, router(state), limits, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -33,6 +33,7 @@ mod metrics;
 mod ops;
 mod pages;
 mod patient;
+mod serve;
 mod staff;
 mod webhooks;
 
@@ -43,10 +44,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use chairside_engine::clock::{Clock, SystemClock};
 use chairside_engine::store::{LoginStore, PatientStore, ReportStore, Store};
@@ -57,6 +61,7 @@ pub use config::{
     WebhookSecrets, check_password_hash, hash_password,
 };
 pub use metrics::Metrics;
+pub use serve::{ServeLimits, serve};
 
 /// Everything the handlers share. Cheap to clone: every field is behind an `Arc`.
 #[derive(Clone, Debug)]
@@ -132,14 +137,25 @@ impl HttpState {
 }
 
 /// The whole application: webhooks, the patient page, the dashboard and the operations
-/// endpoints, with the configured body limit on every request (413 beyond it).
+/// endpoints. Every route has a body limit (413 beyond it): [`HttpConfig::body_limit`] on the
+/// webhooks, [`HttpConfig::form_body_limit`] everywhere else. A request that takes longer than
+/// [`HttpConfig::request_timeout`], body included, is answered 408. With an `https` public base
+/// URL every response carries `Strict-Transport-Security`.
+///
+/// Serve it with [`serve`], which gives the handlers the peer address `/metrics` needs.
 pub fn router(state: HttpState) -> Router {
-    let limit = state.config.body_limit;
-    Router::new()
+    let hook = state.config.body_limit;
+    let form = state.config.form_body_limit;
+    let timeout = state.config.request_timeout;
+    let https = state.config.public_base_url.scheme() == "https";
+    let webhooks = Router::new()
         .route("/webhooks/stripe", post(webhooks::stripe))
         .route("/webhooks/sunbit", post(webhooks::sunbit))
         .route("/webhooks/nexhealth", post(webhooks::nexhealth))
         .route("/webhooks/twilio", post(webhooks::twilio))
+        .layer(DefaultBodyLimit::max(hook))
+        .layer(RequestBodyLimitLayer::new(hook));
+    let rest = Router::new()
         .route("/p/{token}", get(patient::page))
         .route("/p/{token}/pay", get(patient::pay))
         .route("/p/{token}/apply", get(patient::apply))
@@ -153,7 +169,25 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(pages::not_found)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(form))
+        .layer(RequestBodyLimitLayer::new(form));
+    let app = webhooks
+        .merge(rest)
+        .layer(RequestBodyTimeoutLayer::new(timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state);
+    if https {
+        app.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        ))
+    } else {
+        app
+    }
 }
+
+/// One year, subdomains included: the browser never tries plain http again.
+const HSTS: &str = "max-age=31536000; includeSubDomains";

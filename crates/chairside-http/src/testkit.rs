@@ -2,12 +2,14 @@
 //! state on a fixed clock, seeded workflows of made-up patients, and request helpers.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -283,7 +285,12 @@ impl Kit {
         (cookie, csrf_of(&body_text(form_page).await))
     }
 
-    pub(crate) async fn send(&self, req: Request<Body>) -> Response {
+    /// Sends a request as a loopback client would (unless it names its own peer).
+    pub(crate) async fn send(&self, mut req: Request<Body>) -> Response {
+        let extensions = req.extensions_mut();
+        if extensions.get::<ConnectInfo<SocketAddr>>().is_none() {
+            extensions.insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 50_000))));
+        }
         router(self.state.clone()).oneshot(req).await.unwrap()
     }
 
@@ -468,6 +475,20 @@ impl Kit {
         rows.iter()
             .map(|r| serde_json::from_str(r).unwrap())
             .collect()
+    }
+
+    /// Overwrites a workflow's stored state with bytes no decoder accepts (written to the
+    /// database file directly, as a damaged row would be).
+    pub(crate) async fn corrupt_state(&self, wf: &WorkflowId) {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.path.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE workflows SET state = 'not a workflow state' WHERE id = ?")
+            .bind(wf.as_str())
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
     }
 
     pub(crate) fn token(&self, wf: &WorkflowId) -> String {

@@ -318,14 +318,14 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;
     tracing::info!(listen = %config.http.listen, practices = config.practices.len(), "chairside is running");
-    // Connection info gives the staff login its client address for throttling.
-    let app = chairside_http::router(service.http.clone())
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
+    let limits = chairside_http::ServeLimits::of(service.http.config());
+    let app = chairside_http::router(service.http.clone());
+    let server = tokio::spawn(chairside_http::serve(
+        listener,
+        app,
+        limits,
+        shutdown_signal(),
+    ));
 
     let runner = service.runner.clone();
     let poll_every = config.runner.poll_interval;

@@ -188,6 +188,12 @@ impl Config {
             self.http.patient_link_key.clone(),
         );
         http.patient_token_lifetime = self.http.patient_link_lifetime;
+        http.metrics_token.clone_from(&self.http.metrics_token);
+        http.header_read_timeout = self.http.header_read_timeout;
+        http.request_timeout = self.http.request_timeout;
+        http.max_connections = self.http.max_connections;
+        http.body_limit = self.http.webhook_body_limit;
+        http.form_body_limit = self.http.form_body_limit;
         let mut secrets = WebhookSecrets {
             stripe: self.stripe.webhook_secrets.clone(),
             ..WebhookSecrets::default()

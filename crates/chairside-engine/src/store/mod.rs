@@ -35,7 +35,7 @@ use serde::Serialize;
 pub use inbound::InboundStore;
 pub use logins::LoginStore;
 pub use patient::PatientStore;
-pub use report::ReportStore;
+pub use report::{LedgerNoteTime, ReportStore};
 pub use schema::SchemaStore;
 pub use sqlite::SqliteStore;
 pub use staff::StaffStore;

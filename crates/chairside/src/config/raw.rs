@@ -51,6 +51,14 @@ pub(super) struct RawHttp {
     pub(super) patient_link_key_env: Option<String>,
     pub(super) patient_link_key_file: Option<String>,
     pub(super) patient_link_lifetime: Option<String>,
+    pub(super) metrics_token: Option<Literal>,
+    pub(super) metrics_token_env: Option<String>,
+    pub(super) metrics_token_file: Option<String>,
+    pub(super) header_read_timeout: Option<String>,
+    pub(super) request_timeout: Option<String>,
+    pub(super) max_connections: Option<Int>,
+    pub(super) webhook_body_limit: Option<Int>,
+    pub(super) form_body_limit: Option<Int>,
     pub(super) staff: Option<Vec<RawStaff>>,
 }
 

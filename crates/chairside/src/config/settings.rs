@@ -110,6 +110,18 @@ pub struct HttpSettings {
     pub patient_link_key: SecretString,
     /// How long a patient link stays valid (default 30 days).
     pub patient_link_lifetime: Duration,
+    /// The bearer token `/metrics` asks for; without one, loopback scrapes only.
+    pub metrics_token: Option<SecretString>,
+    /// How long a client may take to send its request headers (default 10 s).
+    pub header_read_timeout: Duration,
+    /// How long a request may take, body included, before a 408 (default 30 s).
+    pub request_timeout: Duration,
+    /// The most connections served at once (default 1024).
+    pub max_connections: usize,
+    /// The largest webhook body, in bytes (default 256 KiB).
+    pub webhook_body_limit: usize,
+    /// The largest body on every other route (forms), in bytes (default 16 KiB).
+    pub form_body_limit: usize,
     /// `[[http.staff]]`: dashboard logins.
     pub staff: Vec<StaffLogin>,
 }
@@ -121,6 +133,15 @@ impl fmt::Debug for HttpSettings {
             .field("public_base_url", &self.public_base_url.as_str())
             .field("patient_link_key", &Redacted)
             .field("patient_link_lifetime", &self.patient_link_lifetime)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| Redacted),
+            )
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("webhook_body_limit", &self.webhook_body_limit)
+            .field("form_body_limit", &self.form_body_limit)
             .field("staff", &self.staff)
             .finish()
     }

@@ -876,3 +876,76 @@ fn problems_are_listed_in_the_order_of_the_file() {
         "{report}"
     );
 }
+
+#[test]
+fn zero_timeouts_and_limits_of_the_server_are_problems_at_their_paths() {
+    // Arrange
+    let text = MINIMAL.replace(
+        "[http]\n",
+        "[http]\nheader_read_timeout = \"0s\"\nrequest_timeout = \"0s\"\nmax_connections = 0\nform_body_limit = 0\nwebhook_body_limit = 0\n",
+    );
+
+    // Act
+    let report = load(&text, &env_with(&[])).expect_err("zero timeouts and limits");
+
+    // Assert
+    assert_eq!(
+        report.paths(),
+        vec![
+            "http.header_read_timeout",
+            "http.request_timeout",
+            "http.max_connections",
+            "http.webhook_body_limit",
+            "http.form_body_limit",
+        ],
+        "{report}"
+    );
+    assert!(
+        problem_for(&report, "http.header_read_timeout")
+            .message
+            .contains("more than zero")
+    );
+}
+
+#[test]
+fn the_server_limits_and_the_metrics_token_reach_the_http_surface() {
+    // Arrange
+    let text = MINIMAL.replace(
+        "[http]\n",
+        "[http]\nmetrics_token_env = \"CHAIRSIDE_METRICS_TOKEN\"\nheader_read_timeout = \"5s\"\nrequest_timeout = \"20s\"\nmax_connections = 64\nform_body_limit = 8192\nwebhook_body_limit = 131072\n",
+    );
+    let env = env_with(&[("CHAIRSIDE_METRICS_TOKEN", "SECRET_metrics_token")]);
+
+    // Act
+    let config = load(&text, &env).expect("valid");
+    let http = config.http_config();
+
+    // Assert
+    assert_eq!(
+        http.metrics_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        Some("SECRET_metrics_token".to_owned())
+    );
+    assert_eq!(http.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(http.request_timeout, Duration::from_secs(20));
+    assert_eq!(http.max_connections, 64);
+    assert_eq!(http.form_body_limit, 8192);
+    assert_eq!(http.body_limit, 131_072);
+    assert!(!format!("{config:?}").contains("SECRET_metrics_token"));
+    assert!(!format!("{http:?}").contains("SECRET_metrics_token"));
+}
+
+#[test]
+fn without_server_settings_the_defaults_apply_and_no_metrics_token_is_set() {
+    // Act
+    let http = load(MINIMAL, &env_with(&[])).expect("valid").http_config();
+
+    // Assert
+    assert!(http.metrics_token.is_none());
+    assert_eq!(http.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(http.request_timeout, Duration::from_secs(30));
+    assert_eq!(http.max_connections, 1024);
+    assert_eq!(http.form_body_limit, 16 * 1024);
+    assert_eq!(http.body_limit, 256 * 1024);
+}

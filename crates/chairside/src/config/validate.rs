@@ -566,15 +566,67 @@ impl<'e> Validator<'e> {
                 positive_duration,
             )
             .or(Duration::from_secs(30 * 86_400));
+        let token = Secret::new(
+            "metrics_token",
+            &s.metrics_token,
+            &s.metrics_token_env,
+            &s.metrics_token_file,
+        );
+        let metrics_token = self.secret(at, &token).optional();
+        let header_read_timeout = self
+            .parse(
+                "http.header_read_timeout",
+                s.header_read_timeout.as_ref(),
+                positive_duration,
+            )
+            .or(Duration::from_secs(10));
+        let request_timeout = self
+            .parse(
+                "http.request_timeout",
+                s.request_timeout.as_ref(),
+                positive_duration,
+            )
+            .or(Duration::from_secs(30));
+        let max_connections = self
+            .int(
+                "http.max_connections",
+                s.max_connections.as_ref(),
+                1,
+                1_000_000,
+            )
+            .or(1024);
+        let webhook_body_limit = self
+            .int(
+                "http.webhook_body_limit",
+                s.webhook_body_limit.as_ref(),
+                1_024,
+                16 * 1024 * 1024,
+            )
+            .or(256 * 1024);
+        let form_body_limit = self
+            .int(
+                "http.form_body_limit",
+                s.form_body_limit.as_ref(),
+                1_024,
+                16 * 1024 * 1024,
+            )
+            .or(16 * 1024);
         let staff = self.staff(s.staff.as_deref().unwrap_or_default(), practices);
         if short {
             return None;
         }
+        let size = |n: i64| usize::try_from(n).unwrap_or(1);
         Some(HttpSettings {
             listen: listen?,
             public_base_url: public?,
             patient_link_key: key?,
             patient_link_lifetime: lifetime?,
+            metrics_token: metrics_token?,
+            header_read_timeout: header_read_timeout?,
+            request_timeout: request_timeout?,
+            max_connections: size(max_connections?),
+            webhook_body_limit: size(webhook_body_limit?),
+            form_body_limit: size(form_body_limit?),
             staff: staff?,
         })
     }

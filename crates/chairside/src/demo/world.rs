@@ -291,10 +291,11 @@ impl Stack {
         options.public_base_url = http_base.clone();
         let config = demo_config(dir, &options, addr, urls, cfg)?;
         let service = app::build(&config, demo_extras(), Metrics::local()).await?;
-        let app = chairside_http::router(service.http)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let limits = chairside_http::ServeLimits::of(service.http.config());
+        let app = chairside_http::router(service.http);
         let http_task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            let forever = std::future::pending();
+            if let Err(e) = chairside_http::serve(listener, app, limits, forever).await {
                 tracing::error!(error = %e, "the demo's HTTP surface stopped");
             }
         });
@@ -489,6 +490,12 @@ pub fn demo_config(
             public_base_url: options.public_base_url.clone(),
             patient_link_key: options.link_key.clone(),
             patient_link_lifetime: Duration::from_secs(30 * 86_400),
+            metrics_token: None,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            webhook_body_limit: 256 * 1024,
+            form_body_limit: 16 * 1024,
             staff,
         },
         stripe: StripeSettings {

@@ -25,8 +25,8 @@ impl InboundStore for SqliteStore {
         for NewWorkflow { state, first } in new {
             let inserted = sqlx::query(
                 "INSERT INTO workflows (id, practice_id, plan_id, revision, patient_id, status, stage, state,
-                    accepted_at, created_at, updated_at, next_due_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    accepted_at, created_at, updated_at, next_due_at, ledger_written_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (practice_id, plan_id, revision) DO NOTHING",
             )
             .bind(state.id.as_str())
@@ -41,6 +41,7 @@ impl InboundStore for SqliteStore {
             .bind(now_ms)
             .bind(now_ms)
             .bind(now_ms)
+            .bind(state.ledger_written_at.map(ms))
             .execute(&mut *tx)
             .await?
             .rows_affected();

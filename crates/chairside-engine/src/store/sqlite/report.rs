@@ -6,7 +6,7 @@ use financing_core::PracticeId;
 use sqlx::Row;
 
 use super::{SqliteStore, WORKFLOW_COLUMNS, from_ms, insert_audit, ms, row_to_workflow, task_kind};
-use crate::store::{AuditRow, ReportStore, Result, TaskRow, WorkflowRow};
+use crate::store::{AuditRow, LedgerNoteTime, ReportStore, Result, TaskRow, WorkflowRow};
 use chairside_workflow::{StaffTask, Status, WorkflowId};
 
 #[async_trait]
@@ -38,6 +38,49 @@ impl ReportStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(row_to_workflow).collect()
+    }
+
+    async fn workflow_counts(&self) -> Result<Vec<(Status, u64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM workflows GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let label: String = r.try_get("status")?;
+            let n: i64 = r.try_get("n")?;
+            // A status this build does not know is left out rather than failing the whole count.
+            if let Some(status) = Status::from_label(&label) {
+                out.push((status, u64::try_from(n).unwrap_or(0)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ledger_notes_after(
+        &self,
+        after: Option<&(DateTime<Utc>, WorkflowId)>,
+        limit: u32,
+    ) -> Result<Vec<LedgerNoteTime>> {
+        let rows = sqlx::query(
+            "SELECT id, accepted_at, ledger_written_at FROM workflows
+             WHERE ledger_written_at IS NOT NULL
+               AND (?1 IS NULL OR ledger_written_at > ?1 OR (ledger_written_at = ?1 AND id > ?2))
+             ORDER BY ledger_written_at, id LIMIT ?3",
+        )
+        .bind(after.map(|(at, _)| ms(*at)))
+        .bind(after.map_or("", |(_, id)| id.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LedgerNoteTime {
+                    id: WorkflowId::new(r.try_get::<String, _>("id")?),
+                    accepted_at: from_ms(r.try_get("accepted_at")?),
+                    written_at: from_ms(r.try_get("ledger_written_at")?),
+                })
+            })
+            .collect()
     }
 
     async fn tasks(
