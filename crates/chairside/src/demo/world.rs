@@ -229,6 +229,11 @@ fn workflow_config(options: &WorldOptions) -> WorkflowConfig {
     }
 }
 
+/// The Sunbit location of a demo practice.
+fn sunbit_location(spec: &PracticeSpec) -> String {
+    format!("{}-sunbit", spec.id)
+}
+
 /// The HTTP surface's listener, bound before the sandbox starts so the sandbox can be told where
 /// to send its webhooks.
 #[derive(Debug)]
@@ -264,12 +269,21 @@ impl Surface {
         Ok(self.base.join("webhooks/stripe")?)
     }
 
-    /// Where the Sunbit stand-in must POST its events.
+    /// Where the Sunbit stand-in must POST the events of each demo practice's Sunbit location:
+    /// (location, `webhooks/sunbit/{practice}`), one per practice.
     ///
     /// # Errors
     /// Never in practice (the base is a loopback URL).
-    pub fn sunbit_webhook_url(&self) -> anyhow::Result<Url> {
-        Ok(self.base.join("webhooks/sunbit")?)
+    pub fn sunbit_webhook_urls(&self) -> anyhow::Result<Vec<(String, Url)>> {
+        PRACTICES
+            .iter()
+            .map(|p| {
+                Ok((
+                    sunbit_location(p),
+                    self.base.join(&format!("webhooks/sunbit/{}", p.id))?,
+                ))
+            })
+            .collect()
     }
 
     /// Where the Twilio stand-in must POST inbound texts.
@@ -456,7 +470,7 @@ impl Stack {
                     secret: sb.api_secret.clone(),
                 },
             )
-            .location(location.clone(), format!("{}-sunbit", spec.id))
+            .location(location.clone(), sunbit_location(spec))
             .http_client(http.clone())
             .retry(RetryPolicy::none())
             .poll_after(options.poll_every)
@@ -533,8 +547,17 @@ impl Stack {
         let mut http = HttpConfig::new(http_base.clone(), options.link_key.clone());
         http.webhook_secrets = WebhookSecrets {
             stripe: cfg.stripe.webhook_secrets.clone(),
-            sunbit: vec![cfg.sunbit.webhook_secret.clone()],
-            nexhealth: Vec::new(),
+            // One sandbox Sunbit account serves every demo practice: each gets its secret.
+            sunbit: PRACTICES
+                .iter()
+                .map(|p| {
+                    (
+                        PracticeId::new(p.id),
+                        vec![cfg.sunbit.webhook_secret.clone()],
+                    )
+                })
+                .collect(),
+            nexhealth: std::collections::HashMap::new(),
             twilio: vec![cfg.twilio.auth_token.clone()],
         };
         let mut staff = Vec::new();
@@ -617,7 +640,8 @@ impl World {
         let surface = Surface::bind().await?;
         options.public_base_url = surface.base().clone();
         options.sandbox.stripe.webhook_url = Some(surface.stripe_webhook_url()?);
-        options.sandbox.sunbit.webhook_url = Some(surface.sunbit_webhook_url()?);
+        options.sandbox.sunbit.location_webhook_urls =
+            surface.sunbit_webhook_urls()?.into_iter().collect();
         options.sandbox.twilio.inbound_url = Some(surface.twilio_inbound_url()?);
         let sandbox = Sandbox::start(options.sandbox.clone())
             .await
