@@ -18,26 +18,38 @@ use chairside_workflow::WorkflowId;
 /// The shortest patient-page key accepted: 32 bytes, the HMAC-SHA256 block of security.
 const MIN_KEY_BYTES: usize = 32;
 
-/// Webhook signing secrets, several per provider so a rolled secret and its successor both verify
+/// Webhook signing secrets, several per secret so a rolled secret and its successor both verify
 /// during the rotation window. `Debug` shows counts only.
+///
+/// Stripe and Twilio secrets are account-wide (their model: one account serves every practice,
+/// and what an event may touch is checked against the workflow it names). Sunbit and NexHealth
+/// secrets belong to one practice each: a delivery to `/webhooks/sunbit/{practice}` is verified
+/// with that practice's Sunbit secrets only and may touch only that practice's workflows.
 #[derive(Clone, Default)]
 pub struct WebhookSecrets {
     /// Stripe endpoint secrets (`whsec_…`).
     pub stripe: Vec<SecretString>,
-    /// Sunbit endpoint secrets.
-    pub sunbit: Vec<SecretString>,
-    /// NexHealth endpoint `secret_key`s.
-    pub nexhealth: Vec<SecretString>,
+    /// Sunbit endpoint secrets, per practice.
+    pub sunbit: HashMap<PracticeId, Vec<SecretString>>,
+    /// NexHealth endpoint `secret_key`s, per practice.
+    pub nexhealth: HashMap<PracticeId, Vec<SecretString>>,
     /// Twilio auth tokens (or Webhooks-Rule shared keys).
     pub twilio: Vec<SecretString>,
+}
+
+/// Per practice, how many secrets it has: never the secrets.
+fn counts(map: &HashMap<PracticeId, Vec<SecretString>>) -> Vec<(&str, usize)> {
+    let mut v: Vec<(&str, usize)> = map.iter().map(|(p, s)| (p.as_str(), s.len())).collect();
+    v.sort_unstable();
+    v
 }
 
 impl fmt::Debug for WebhookSecrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookSecrets")
             .field("stripe", &self.stripe.len())
-            .field("sunbit", &self.sunbit.len())
-            .field("nexhealth", &self.nexhealth.len())
+            .field("sunbit", &counts(&self.sunbit))
+            .field("nexhealth", &counts(&self.nexhealth))
             .field("twilio", &self.twilio.len())
             .finish()
     }
@@ -310,8 +322,8 @@ impl HttpConfig {
 
     /// Checks what would otherwise fail at request time: the key length, the tolerance, the
     /// staff accounts (argon2id PHC hashes at or above OWASP's minimum cost, see
-    /// [`check_password_hash`]; unique names; known practices), the login limits, and SMS
-    /// numbers that belong to one practice only.
+    /// [`check_password_hash`]; unique names; known practices), the login limits, per-practice
+    /// webhook secrets of known practices, and SMS numbers that belong to one practice only.
     ///
     /// # Errors
     /// The first [`ConfigError`] found.
@@ -366,6 +378,16 @@ impl HttpConfig {
         {
             return Err(ConfigError::BadLoginLimits);
         }
+        for practice in self
+            .webhook_secrets
+            .sunbit
+            .keys()
+            .chain(self.webhook_secrets.nexhealth.keys())
+        {
+            if !practices.contains(practice) {
+                return Err(ConfigError::UnknownWebhookPractice(practice.to_string()));
+            }
+        }
         let mut numbers = HashSet::new();
         for number in self.practices.iter().flat_map(|p| &p.sms_numbers) {
             if !numbers.insert(number.as_str()) {
@@ -378,6 +400,15 @@ impl HttpConfig {
     /// The practice with this id.
     pub fn practice(&self, id: &PracticeId) -> Option<&PracticeSite> {
         self.practices.iter().find(|p| &p.id == id)
+    }
+
+    /// The practice an un-scoped webhook URL (`/webhooks/sunbit`) stands for: the only one
+    /// configured. With several, only the per-practice URLs are served.
+    pub fn sole_practice(&self) -> Option<&PracticeSite> {
+        match self.practices.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
     }
 
     /// The practice that texts from `number` (E.164).
@@ -445,6 +476,9 @@ pub enum ConfigError {
          non-zero first delay no longer than the longest, and a non-zero forget window"
     )]
     BadLoginLimits,
+    /// Sunbit or NexHealth webhook secrets are given for a practice that is not configured.
+    #[error("webhook secrets are configured for practice {0:?}, which is not configured")]
+    UnknownWebhookPractice(String),
     /// One SMS number is configured for two practices.
     #[error("SMS number {0} is configured for more than one practice")]
     SharedSmsNumber(String),
@@ -558,6 +592,17 @@ mod tests {
             garbled.validate(),
             Err(ConfigError::BadPasswordHash("carol".into()))
         );
+
+        let mut stray_secret = config();
+        stray_secret.webhook_secrets.sunbit.insert(
+            PracticeId::new("elsewhere"),
+            vec![SecretString::from("sunbit-secret")],
+        );
+        assert_eq!(
+            stray_secret.validate(),
+            Err(ConfigError::UnknownWebhookPractice("elsewhere".into()))
+        );
+        assert!(!format!("{stray_secret:?}").contains("sunbit-secret"));
 
         let mut shared = config();
         shared.practices[0].sms_numbers = vec!["+15550100100".into(), "+15550100100".into()];

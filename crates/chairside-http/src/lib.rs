@@ -3,7 +3,8 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /webhooks/stripe`, `/webhooks/sunbit`, `/webhooks/nexhealth`, `/webhooks/twilio` | verified on the raw body before parsing, deduplicated, stored before the 2xx |
+//! | `POST /webhooks/stripe`, `/webhooks/twilio` | account-wide secrets; verified on the raw body before parsing, deduplicated, stored before the 2xx |
+//! | `POST /webhooks/sunbit/{practice}`, `/webhooks/nexhealth/{practice}` | the same, with that practice's secrets only (the un-scoped `/webhooks/sunbit` and `/webhooks/nexhealth` answer only while one practice is configured) |
 //! | `GET /p/{token}` (+ `/pay`, `/apply`, `POST /accept`) | the patient page behind a signed, expiring token |
 //! | `GET /staff`, `/staff/login`, `/staff/workflows/{id}` (+ `POST` actions) | the dashboard: argon2 logins throttled per account and address, in-memory sessions, CSRF on every form |
 //! | `GET /healthz`, `/readyz` | operations |
@@ -152,6 +153,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/webhooks/stripe", post(webhooks::stripe))
         .route("/webhooks/sunbit", post(webhooks::sunbit))
         .route("/webhooks/nexhealth", post(webhooks::nexhealth))
+        .route("/webhooks/sunbit/{practice}", post(webhooks::sunbit_scoped))
+        .route(
+            "/webhooks/nexhealth/{practice}",
+            post(webhooks::nexhealth_scoped),
+        )
         .route("/webhooks/twilio", post(webhooks::twilio))
         .layer(DefaultBodyLimit::max(hook))
         .layer(RequestBodyLimitLayer::new(hook));

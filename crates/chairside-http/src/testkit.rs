@@ -39,6 +39,8 @@ pub(crate) const STRIPE_OLD: &str = "whsec_test_old_secret";
 pub(crate) const STRIPE_NEW: &str = "whsec_test_new_secret";
 pub(crate) const SUNBIT_SECRET: &str = "sunbit-test-secret";
 pub(crate) const NEXHEALTH_SECRET: &str = "nexhealth-test-secret";
+pub(crate) const OTHER_SUNBIT_SECRET: &str = "other-practice-sunbit-secret";
+pub(crate) const OTHER_NEXHEALTH_SECRET: &str = "other-practice-nexhealth-secret";
 pub(crate) const TWILIO_TOKEN: &str = "twilio-test-auth-token";
 pub(crate) const PUBLIC: &str = "https://chairside.test/";
 pub(crate) const SMILE_SMS: &str = "+15550100100";
@@ -85,8 +87,14 @@ pub(crate) fn config() -> HttpConfig {
         SecretString::from(STRIPE_OLD),
         SecretString::from(STRIPE_NEW),
     ];
-    c.webhook_secrets.sunbit = vec![SecretString::from(SUNBIT_SECRET)];
-    c.webhook_secrets.nexhealth = vec![SecretString::from(NEXHEALTH_SECRET)];
+    c.webhook_secrets.sunbit = HashMap::from([
+        (smile(), vec![SecretString::from(SUNBIT_SECRET)]),
+        (other(), vec![SecretString::from(OTHER_SUNBIT_SECRET)]),
+    ]);
+    c.webhook_secrets.nexhealth = HashMap::from([
+        (smile(), vec![SecretString::from(NEXHEALTH_SECRET)]),
+        (other(), vec![SecretString::from(OTHER_NEXHEALTH_SECRET)]),
+    ]);
     c.webhook_secrets.twilio = vec![SecretString::from(TWILIO_TOKEN)];
     let mut site = PracticeSite::new(
         smile(),

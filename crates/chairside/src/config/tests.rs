@@ -172,7 +172,10 @@ fn the_documented_example_parses_into_typed_sections() {
     let http = config.http_config();
     assert_eq!(http.validate(), Ok(()));
     assert_eq!(http.webhook_secrets.stripe.len(), 2);
-    assert_eq!(http.webhook_secrets.sunbit.len(), 1);
+    assert_eq!(
+        http.webhook_secrets.sunbit[&PracticeId::new("lone-star-dental")].len(),
+        1
+    );
     assert_eq!(http.webhook_secrets.twilio.len(), 1);
     assert_eq!(config.runner_config().concurrency, 16);
 }
@@ -948,4 +951,40 @@ fn without_server_settings_the_defaults_apply_and_no_metrics_token_is_set() {
     assert_eq!(http.max_connections, 1024);
     assert_eq!(http.form_body_limit, 16 * 1024);
     assert_eq!(http.body_limit, 256 * 1024);
+}
+
+#[test]
+fn each_practice_webhook_secrets_are_kept_apart_in_the_built_settings() {
+    // Arrange: the example's practice, and a second one with its own Sunbit secret.
+    let second = EXAMPLE
+        .split("\n[[practices]]\n")
+        .nth(1)
+        .expect("the example has a practice")
+        .replace("lone-star-dental", "hill-country-dental")
+        .replace("lone-star-main", "hill-country-main")
+        .replace("SUNBIT_WEBHOOK_SECRET", "HILL_SUNBIT_WEBHOOK_SECRET");
+    let text = format!("{EXAMPLE}\n[[practices]]\n{second}");
+    let env = env_with(&[("HILL_SUNBIT_WEBHOOK_SECRET", "SECRET_hill_hook")]);
+    // Act
+    let config = load(&text, &env).unwrap_or_else(|r| panic!("refused:\n{r}"));
+    let http = config.http_config();
+    // Assert: each practice's list holds its own secret and nothing else.
+    assert_eq!(http.validate(), Ok(()));
+    let own = |practice: &str| -> Vec<String> {
+        http.webhook_secrets.sunbit[&PracticeId::new(practice)]
+            .iter()
+            .map(|s| s.expose_secret().to_owned())
+            .collect()
+    };
+    assert_eq!(own("lone-star-dental"), vec!["SECRET_sunbit_hook"]);
+    assert_eq!(own("hill-country-dental"), vec!["SECRET_hill_hook"]);
+    assert!(http.webhook_secrets.nexhealth.is_empty());
+    assert!(!format!("{http:?}").contains("SECRET_hill_hook"));
+}
+
+#[test]
+fn the_example_documents_the_per_practice_webhook_urls() {
+    assert!(EXAMPLE.contains("webhooks/sunbit/{practice id}"));
+    assert!(EXAMPLE.contains("webhooks/nexhealth/{practice id}"));
+    assert!(EXAMPLE.contains("/webhooks/sunbit/lone-star-dental"));
 }

@@ -194,6 +194,11 @@ fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
 }
 
+/// The Sunbit location of a demo practice.
+fn sunbit_location(spec: &PracticeSpec) -> String {
+    format!("{}-sunbit", spec.id)
+}
+
 /// The HTTP surface's listener, bound before the sandbox starts so the sandbox can be told where
 /// to send its webhooks.
 #[derive(Debug)]
@@ -234,12 +239,21 @@ impl Surface {
         Ok(self.base.join("webhooks/stripe")?)
     }
 
-    /// Where the Sunbit stand-in must POST its events.
+    /// Where the Sunbit stand-in must POST the events of each demo practice's Sunbit location:
+    /// (location, `webhooks/sunbit/{practice}`), one per practice.
     ///
     /// # Errors
     /// Never in practice (the base is a loopback URL).
-    pub fn sunbit_webhook_url(&self) -> anyhow::Result<Url> {
-        Ok(self.base.join("webhooks/sunbit")?)
+    pub fn sunbit_webhook_urls(&self) -> anyhow::Result<Vec<(String, Url)>> {
+        PRACTICES
+            .iter()
+            .map(|p| {
+                Ok((
+                    sunbit_location(p),
+                    self.base.join(&format!("webhooks/sunbit/{}", p.id))?,
+                ))
+            })
+            .collect()
     }
 
     /// Where the Twilio stand-in must POST inbound texts.
@@ -441,7 +455,7 @@ pub fn demo_config(
                     base_url: urls.sunbit.clone(),
                     key: secret(&cfg.sunbit.api_key),
                     secret: cfg.sunbit.api_secret.clone(),
-                    location: format!("{}-sunbit", spec.id),
+                    location: sunbit_location(spec),
                     webhook_secret: Some(cfg.sunbit.webhook_secret.clone()),
                     limits: AmountLimits::NONE,
                 }),
@@ -525,7 +539,8 @@ impl World {
         let surface = Surface::bind().await?;
         options.public_base_url = surface.base().clone();
         options.sandbox.stripe.webhook_url = Some(surface.stripe_webhook_url()?);
-        options.sandbox.sunbit.webhook_url = Some(surface.sunbit_webhook_url()?);
+        options.sandbox.sunbit.location_webhook_urls =
+            surface.sunbit_webhook_urls()?.into_iter().collect();
         options.sandbox.twilio.inbound_url = Some(surface.twilio_inbound_url()?);
         let sandbox = Sandbox::start(options.sandbox.clone())
             .await
