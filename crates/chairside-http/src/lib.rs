@@ -4,7 +4,9 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /webhooks/stripe`, `/webhooks/sunbit`, `/webhooks/nexhealth`, `/webhooks/twilio` | verified on the raw body before parsing, deduplicated, stored before the 2xx |
-//! | `GET /p/{token}` (+ `/pay`, `/apply`, `POST /accept`) | the patient page behind a signed, expiring token |
+//! | `GET /p/{token}` (+ `/pay`, `/apply`, `POST /accept`) | the patient page behind a signed, expiring, revocable token |
+//! | `POST /p/{token}/renew` | from the "link no longer valid" page: ask for a fresh link (rate-limited) |
+//! | `GET /r/{reference}` | the lenders' return URL: an opaque reference exchanged for a fresh patient link |
 //! | `GET /staff`, `/staff/login`, `/staff/workflows/{id}` (+ `POST` actions) | the dashboard: argon2 logins, in-memory sessions, CSRF on every form |
 //! | `GET /healthz`, `/readyz`, `/metrics` | operations |
 //!
@@ -47,9 +49,11 @@ use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use chairside_engine::clock::{Clock, SystemClock};
-use chairside_engine::store::{PatientStore, ReportStore, Store};
+use chairside_engine::store::{LinkStore, PatientStore, ReportStore, Store};
 
-pub use chairside_engine::links::{TokenError, sign_patient_token, verify_patient_token};
+pub use chairside_engine::links::{
+    PatientToken, TokenError, read_patient_token, sign_patient_token, verify_patient_token,
+};
 pub use config::{
     ConfigError, HttpConfig, LenderCopy, PracticeSite, StaffAccount, WebhookSecrets, hash_password,
 };
@@ -116,6 +120,11 @@ impl HttpState {
         &*self.store
     }
 
+    /// The store's patient-link role: generations and return references.
+    fn links(&self) -> &dyn LinkStore {
+        &*self.store
+    }
+
     fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -134,6 +143,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/p/{token}/pay", get(patient::pay))
         .route("/p/{token}/apply", get(patient::apply))
         .route("/p/{token}/accept", post(patient::accept_in_house))
+        .route("/p/{token}/renew", post(patient::renew))
+        .route("/r/{reference}", get(patient::lender_return))
         .route("/staff", get(staff::dashboard))
         .route("/staff/login", get(staff::login_form).post(staff::login))
         .route("/staff/logout", post(staff::logout))

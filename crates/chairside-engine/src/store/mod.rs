@@ -9,6 +9,7 @@
 //! | staff decisions | [`StaffStore`] | [`StaffActions`](crate::staff::StaffActions) |
 //! | read workflows, tasks, the audit trail | [`ReportStore`] | the dashboard, `chairside status`, metrics |
 //! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
+//! | patient link generations and return references | [`LinkStore`] | the runner, the patient page |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -19,6 +20,7 @@
 
 pub mod crypto;
 mod inbound;
+pub mod links;
 mod patient;
 mod report;
 mod schema;
@@ -31,6 +33,7 @@ use financing_core::PracticeId;
 use serde::Serialize;
 
 pub use inbound::InboundStore;
+pub use links::LinkStore;
 pub use patient::PatientStore;
 pub use report::ReportStore;
 pub use schema::SchemaStore;
@@ -43,7 +46,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        InboundStore, PatientStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
+        InboundStore, LinkStore, PatientStore, ReportStore, SchemaStore, StaffStore, Store,
+        WorkflowStore,
     };
 }
 
@@ -204,12 +208,18 @@ pub struct StoreCounters {
 /// Every role at once: what the service composes and hands out. Implemented for every type that
 /// implements all the roles.
 pub trait Store:
-    WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore
+    WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore + LinkStore
 {
 }
 
 impl<T> Store for T where
-    T: WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore
+    T: WorkflowStore
+        + InboundStore
+        + PatientStore
+        + StaffStore
+        + ReportStore
+        + SchemaStore
+        + LinkStore
 {
 }
 
@@ -223,5 +233,6 @@ fn _obj_safe(
     _: &dyn StaffStore,
     _: &dyn ReportStore,
     _: &dyn SchemaStore,
+    _: &dyn LinkStore,
 ) {
 }

@@ -4,6 +4,7 @@
 
 mod fakes;
 mod harness;
+mod links;
 mod phi;
 mod runner;
 mod staff;
