@@ -74,7 +74,7 @@ async fn a_withdrawn_plan_revokes_every_link_issued_for_the_workflow() {
     let runner = w.runner("runner-1").await;
     w.settle(&runner).await;
     let token = token_of(&summary_link(&w));
-    let held = verify_patient_token(&token, &link_key(), w.now_utc()).unwrap();
+    let held = verify_patient_token(&token, &link_key(), w.clock.now_utc()).unwrap();
     let store = runner.store();
     assert_eq!(held.generation, store.link_generation(&id).await.unwrap());
     let reference = store.return_reference(&id).await.unwrap();
@@ -100,13 +100,17 @@ async fn a_message_sent_after_a_revocation_carries_a_link_of_the_current_generat
     w.carecredit.on_status(Answer::Approve);
     let runner = w.runner("runner-1").await;
     runner.poll().await.unwrap();
-    let generation = runner.store().revoke_links(&id, w.now_utc()).await.unwrap();
+    let generation = runner
+        .store()
+        .revoke_links(&id, w.clock.now_utc())
+        .await
+        .unwrap();
 
     // Act
     w.settle(&runner).await;
 
     // Assert
     let token = token_of(&summary_link(&w));
-    let issued = verify_patient_token(&token, &link_key(), w.now_utc()).unwrap();
+    let issued = verify_patient_token(&token, &link_key(), w.clock.now_utc()).unwrap();
     assert_eq!((issued.workflow, issued.generation), (id, generation));
 }
