@@ -65,3 +65,7 @@ pub trait LinkStore: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<ResendOutcome>;
 }
+
+// Used as a trait object, like every role.
+#[cfg(test)]
+fn _obj_safe(_: &dyn LinkStore) {}

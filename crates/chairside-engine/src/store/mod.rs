@@ -233,6 +233,5 @@ fn _obj_safe(
     _: &dyn StaffStore,
     _: &dyn ReportStore,
     _: &dyn SchemaStore,
-    _: &dyn LinkStore,
 ) {
 }

@@ -12,7 +12,6 @@ use financing_core::Money;
 use sandbox::SandboxConfig;
 
 use self::world::{Expected, World, WorldOptions};
-use chairside_engine::store::LinkStore as _;
 use chairside_workflow::WorkflowState;
 
 /// Options of `chairside demo`.
