@@ -292,7 +292,7 @@ impl fmt::Debug for HttpConfig {
 }
 
 impl HttpConfig {
-    /// A configuration with defaults: patient links valid 30 days, staff sessions 12 hours,
+    /// A configuration with defaults: patient links valid 7 days, staff sessions 12 hours,
     /// webhook tolerance 300 s, a 256 KiB body limit on webhooks and 16 KiB elsewhere, headers
     /// within 10 s, requests within 30 s, at most 1024 connections at once, `Secure` cookies for
     /// an `https` URL, no metrics token (loopback scrapes only), and no practices, lenders,
@@ -302,7 +302,7 @@ impl HttpConfig {
         Self {
             public_base_url,
             patient_token_key,
-            patient_token_lifetime: Duration::from_secs(30 * 24 * 3600),
+            patient_token_lifetime: Duration::from_secs(7 * 24 * 3600),
             webhook_secrets: WebhookSecrets::default(),
             webhook_tolerance: Duration::from_secs(300),
             practices: Vec::new(),
@@ -418,17 +418,18 @@ impl HttpConfig {
             .find(|p| p.sms_numbers.iter().any(|n| n == number))
     }
 
-    /// The patient page link for a workflow, valid for [`HttpConfig::patient_token_lifetime`]
-    /// from `now`.
-    pub fn patient_link(&self, workflow: &WorkflowId, now: DateTime<Utc>) -> Url {
+    /// The patient page link for a workflow at link `generation` (the store's current one),
+    /// valid for [`HttpConfig::patient_token_lifetime`] from `now`.
+    pub fn patient_link(&self, workflow: &WorkflowId, generation: u64, now: DateTime<Utc>) -> Url {
         let lifetime = chrono::Duration::from_std(self.patient_token_lifetime)
-            .unwrap_or(chrono::Duration::days(30));
-        let token = sign_patient_token(workflow, now + lifetime, &self.patient_token_key);
-        let mut url = self.public_base_url.clone();
-        let path = format!("{}/p/{token}", url.path().trim_end_matches('/'));
-        url.set_path(&path);
-        url.set_query(None);
-        url
+            .unwrap_or(chrono::Duration::days(7));
+        let token = sign_patient_token(
+            workflow,
+            generation,
+            now + lifetime,
+            &self.patient_token_key,
+        );
+        chairside_engine::links::under(&self.public_base_url, &format!("p/{token}"))
     }
 }
 
@@ -692,7 +693,11 @@ mod tests {
     #[test]
     fn patient_links_sit_under_the_public_base_path() {
         let c = config();
-        let link = c.patient_link(&WorkflowId::new("wf_0123456789abcdef01234567"), Utc::now());
+        let link = c.patient_link(
+            &WorkflowId::new("wf_0123456789abcdef01234567"),
+            0,
+            Utc::now(),
+        );
         assert!(
             link.as_str()
                 .starts_with("https://pay.example.test/base/p/")

@@ -5,7 +5,9 @@
 //! |---|---|
 //! | `POST /webhooks/stripe`, `/webhooks/twilio` | account-wide secrets; verified on the raw body before parsing, deduplicated, stored before the 2xx |
 //! | `POST /webhooks/sunbit/{practice}`, `/webhooks/nexhealth/{practice}` | the same, with that practice's secrets only (the un-scoped `/webhooks/sunbit` and `/webhooks/nexhealth` answer only while one practice is configured) |
-//! | `GET /p/{token}` (+ `/pay`, `/apply`, `POST /accept`) | the patient page behind a signed, expiring token |
+//! | `GET /p/{token}` (+ `/pay`, `/apply`, `POST /accept`) | the patient page behind a signed, expiring, revocable token |
+//! | `POST /p/{token}/renew` | from the "link no longer valid" page: ask for a fresh link (rate-limited) |
+//! | `GET /r/{reference}` | the lenders' return URL: an opaque reference exchanged for a fresh patient link |
 //! | `GET /staff`, `/staff/login`, `/staff/workflows/{id}` (+ `POST` actions) | the dashboard: argon2 logins throttled per account and address, in-memory sessions, CSRF on every form |
 //! | `GET /healthz`, `/readyz` | operations |
 //! | `GET /metrics` | Prometheus text, for the bearer of the metrics token, or loopback clients when none is configured |
@@ -54,9 +56,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use chairside_engine::clock::{Clock, SystemClock};
-use chairside_engine::store::{LoginStore, PatientStore, ReportStore, Store};
+use chairside_engine::store::{LinkStore, LoginStore, PatientStore, ReportStore, Store};
 
-pub use chairside_engine::links::{TokenError, sign_patient_token, verify_patient_token};
+pub use chairside_engine::links::{
+    PatientToken, TokenError, read_patient_token, sign_patient_token, verify_patient_token,
+};
 pub use config::{
     ConfigError, HashProblem, HttpConfig, LenderCopy, LoginLimits, PracticeSite, StaffAccount,
     WebhookSecrets, check_password_hash, hash_password,
@@ -132,6 +136,11 @@ impl HttpState {
         &*self.store
     }
 
+    /// The store's patient-link role: generations and return references.
+    fn links(&self) -> &dyn LinkStore {
+        &*self.store
+    }
+
     fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -166,6 +175,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/p/{token}/pay", get(patient::pay))
         .route("/p/{token}/apply", get(patient::apply))
         .route("/p/{token}/accept", post(patient::accept_in_house))
+        .route("/p/{token}/renew", post(patient::renew))
+        .route("/r/{reference}", get(patient::lender_return))
         .route("/staff", get(staff::dashboard))
         .route("/staff/login", get(staff::login_form).post(staff::login))
         .route("/staff/logout", post(staff::logout))

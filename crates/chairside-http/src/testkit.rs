@@ -502,6 +502,7 @@ impl Kit {
     pub(crate) fn token(&self, wf: &WorkflowId) -> String {
         super::sign_patient_token(
             wf,
+            0,
             self.now + chrono::Duration::days(1),
             &SecretString::from(PATIENT_KEY),
         )

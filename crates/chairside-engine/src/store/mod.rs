@@ -10,6 +10,7 @@
 //! | staff login throttling and its audit | [`LoginStore`] | the dashboard login, `chairside unlock-staff` |
 //! | read workflows, tasks, the audit trail | [`ReportStore`] | the dashboard, `chairside status`, metrics |
 //! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
+//! | patient link generations and return references | [`LinkStore`] | the runner, the patient page |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -20,6 +21,7 @@
 
 pub mod crypto;
 mod inbound;
+pub mod links;
 pub mod logins;
 mod patient;
 mod report;
@@ -33,6 +35,7 @@ use financing_core::PracticeId;
 use serde::Serialize;
 
 pub use inbound::InboundStore;
+pub use links::LinkStore;
 pub use logins::LoginStore;
 pub use patient::PatientStore;
 pub use report::{LedgerNoteTime, ReportStore};
@@ -46,8 +49,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        InboundStore, LoginStore, PatientStore, ReportStore, SchemaStore, StaffStore, Store,
-        WorkflowStore,
+        InboundStore, LinkStore, LoginStore, PatientStore, ReportStore, SchemaStore, StaffStore,
+        Store, WorkflowStore,
     };
 }
 
@@ -208,7 +211,14 @@ pub struct StoreCounters {
 /// Every role at once: what the service composes and hands out. Implemented for every type that
 /// implements all the roles.
 pub trait Store:
-    WorkflowStore + InboundStore + PatientStore + StaffStore + LoginStore + ReportStore + SchemaStore
+    WorkflowStore
+    + InboundStore
+    + PatientStore
+    + StaffStore
+    + LoginStore
+    + ReportStore
+    + SchemaStore
+    + LinkStore
 {
 }
 
@@ -220,6 +230,7 @@ impl<T> Store for T where
         + LoginStore
         + ReportStore
         + SchemaStore
+        + LinkStore
 {
 }
 

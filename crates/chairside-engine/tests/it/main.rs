@@ -5,6 +5,7 @@
 mod engine;
 mod fakes;
 mod harness;
+mod links;
 mod phi;
 mod runner;
 mod staff;

@@ -108,7 +108,7 @@ pub struct HttpSettings {
     pub public_base_url: Url,
     /// The key patient-page links are signed with (at least 32 bytes).
     pub patient_link_key: SecretString,
-    /// How long a patient link stays valid (default 30 days).
+    /// How long a patient link stays valid (default 7 days).
     pub patient_link_lifetime: Duration,
     /// The bearer token `/metrics` asks for; without one, loopback scrapes only.
     pub metrics_token: Option<SecretString>,

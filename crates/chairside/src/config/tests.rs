@@ -194,7 +194,7 @@ fn a_minimal_configuration_takes_the_documented_defaults() {
     assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(
         config.http.patient_link_lifetime,
-        Duration::from_secs(30 * 86_400)
+        Duration::from_secs(7 * 86_400)
     );
     assert_eq!(config.stripe.base_url.as_str(), "https://api.stripe.com/");
     assert!(config.twilio.is_none());

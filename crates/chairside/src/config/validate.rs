@@ -565,7 +565,9 @@ impl<'e> Validator<'e> {
                 s.patient_link_lifetime.as_ref(),
                 positive_duration,
             )
-            .or(Duration::from_secs(30 * 86_400));
+            // A week: every message carries a fresh link, so a short life costs the patient
+            // nothing, and a leaked link is useful for less time.
+            .or(Duration::from_secs(7 * 86_400));
         let token = Secret::new(
             "metrics_token",
             &s.metrics_token,

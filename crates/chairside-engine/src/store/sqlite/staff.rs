@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::{SqliteStore, insert_audit, insert_inbox, ms};
 use crate::staff::{AUDIT_KIND, Refusal, StaffReceipt, StaffRequest, StaffSnapshot, action_label};
 use crate::store::{Result, StaffStore};
-use chairside_workflow::{Event, WorkflowState};
+use chairside_workflow::{Event, StaffAction, WorkflowState};
 
 #[async_trait]
 impl StaffStore for SqliteStore {
@@ -58,6 +58,11 @@ impl StaffStore for SqliteStore {
         let action = request.action;
         let event = Event::Staff { action };
         insert_inbox(&mut tx, id, &request.actor, &event, now_ms).await?;
+        if action == StaffAction::Cancel {
+            // The patient's links stop working the moment staff cancel, not when the runner
+            // gets to it.
+            super::links::revoke_in(&mut tx, id, now_ms).await?;
+        }
         let resolution = format!("{} by {}", action_label(action), request.actor);
         let tasks_resolved = sqlx::query(
             "UPDATE staff_tasks SET resolved_at = ?, resolution = ? WHERE workflow_id = ? AND resolved_at IS NULL",
