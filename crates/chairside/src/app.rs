@@ -46,7 +46,7 @@ pub struct Service {
 /// # Errors
 /// A store that cannot open, a key that does not parse, a client that refuses its settings.
 pub async fn build(config: &Config, metrics: Metrics) -> anyhow::Result<Service> {
-    let key = config.store.data_key().context("the data key")?;
+    let key = config.store.keyring().context("the data key")?;
     let store = SqliteStore::open(&config.store.path, key)
         .await
         .with_context(|| format!("opening {}", config.store.path.display()))?;
