@@ -2,7 +2,6 @@
 //! state on a fixed clock, seeded workflows of made-up patients, and request helpers.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -158,7 +157,6 @@ pub(crate) fn config() -> HttpConfig {
 
 pub(crate) struct Kit {
     _dir: TempDir,
-    path: PathBuf,
     pub(crate) store: Arc<SqliteStore>,
     pub(crate) state: HttpState,
     pub(crate) poll: Arc<Notify>,
@@ -232,7 +230,6 @@ impl Kit {
             }));
         let kit = Self {
             _dir: dir,
-            path,
             store,
             state,
             poll,
