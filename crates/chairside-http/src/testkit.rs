@@ -470,19 +470,7 @@ impl Kit {
 
     /// The events waiting in a workflow's inbox, oldest first (read from the database file).
     pub(crate) async fn inbox(&self, wf: &WorkflowId) -> Vec<Event> {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.path.display()))
-            .await
-            .unwrap();
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT event FROM inbox WHERE workflow_id = ? ORDER BY id")
-                .bind(wf.as_str())
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        pool.close().await;
-        rows.iter()
-            .map(|r| serde_json::from_str(r).unwrap())
-            .collect()
+        self.store.inbox_events(wf).await.unwrap()
     }
 
     /// Overwrites a workflow's stored state with bytes no decoder accepts (written to the

@@ -89,7 +89,7 @@ pub struct Service {
 /// A store that cannot open, a key that does not parse, a client that refuses its settings, a
 /// waterfall naming a lender nothing provides, HTTP settings that do not hold together.
 pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow::Result<Service> {
-    let key = config.store.data_key().context("the data key")?;
+    let key = config.store.keyring().context("the data key")?;
     let store = SqliteStore::open(&config.store.path, key)
         .await
         .with_context(|| format!("opening {}", config.store.path.display()))?;

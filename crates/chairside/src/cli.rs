@@ -122,6 +122,13 @@ pub enum Command {
     /// directory).
     Migrate(ConfigArgs),
 
+    /// Re-seal every stored value under the current data key.
+    ///
+    /// Give the new key as `data_key` with a new `data_key_id`, and the old one under
+    /// `[[store.previous_data_keys]]`. Works in batches of one transaction each: safe to stop
+    /// and run again. When it reports nothing left, the previous key can be removed.
+    RotateKey(ConfigArgs),
+
     /// Check the configuration and list every problem.
     ///
     /// Reads the configuration file and the secrets it refers to (environment variables,
@@ -278,6 +285,12 @@ pub async fn dispatch(cli: Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
                 return Ok(1);
             };
             migrate(&view, out).await
+        }
+        Command::RotateKey(args) => {
+            let Some(view) = store_view(&args.config, out)? else {
+                return Ok(1);
+            };
+            rotate_key(&view, ROTATE_BATCH, out).await
         }
         Command::Status(args) => {
             let Some(view) = store_view(&args.config.config, out)? else {
@@ -445,6 +458,39 @@ pub fn check_config(path: &Path, env: &Environment, out: &mut dyn Write) -> anyh
         )?;
     }
     Ok(0)
+}
+
+/// Rows re-sealed per transaction by `rotate-key`: short write locks, so a running service keeps
+/// working beside it.
+const ROTATE_BATCH: u32 = 200;
+
+/// `chairside rotate-key`: migrates, then re-seals every value not under the current key.
+///
+/// # Errors
+/// The database cannot be opened, or a value no configured key opens (the error names its table
+/// and row).
+pub async fn rotate_key(view: &StoreView, batch: u32, out: &mut dyn Write) -> anyhow::Result<i32> {
+    let store = open_existing(view).await?;
+    store.migrate().await.context("updating the database")?;
+    let report = store
+        .rotate_key(batch)
+        .await
+        .context("re-sealing under the current data key")?;
+    for (table, n) in &report.resealed {
+        writeln!(out, "{table}: {n} re-sealed")?;
+    }
+    let left = store
+        .rows_not_under_current_key()
+        .await
+        .context("counting what is left")?;
+    writeln!(
+        out,
+        "{} values re-sealed in {} batches under data key {}; {left} left",
+        report.total(),
+        report.batches,
+        view.store.data_key_id
+    )?;
+    Ok(i32::from(left != 0))
 }
 
 /// `chairside migrate`: creates the database (and its directory) if needed and applies pending

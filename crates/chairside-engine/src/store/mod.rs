@@ -40,7 +40,7 @@ pub use logins::LoginStore;
 pub use patient::PatientStore;
 pub use report::{LedgerNoteTime, ReportStore};
 pub use schema::SchemaStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{ResealReport, SqliteStore};
 pub use staff::StaffStore;
 pub use workflow::WorkflowStore;
 
@@ -70,6 +70,21 @@ pub enum StoreError {
     /// Encryption or the key.
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
+    /// A sealed column of one row could not be sealed or opened. Names the table and the row's
+    /// key, never the content.
+    #[error("{table} row {row}: {source}")]
+    Sealed {
+        /// The table.
+        table: &'static str,
+        /// The row's key (an opaque id).
+        row: String,
+        /// Why.
+        #[source]
+        source: crypto::CryptoError,
+    },
+    /// The database file's permissions could not be set.
+    #[error("database file: {0}")]
+    File(#[from] std::io::Error),
     /// The claim's lease moved to another owner: the result is discarded, the new owner repeats
     /// the call with the same idempotency key.
     #[error("the lease on workflow {0} was lost")]

@@ -688,10 +688,22 @@ fn hash_password_prints_a_verifiable_hash_and_refuses_short_passwords() {
 
 #[tokio::test]
 async fn an_undecryptable_patient_shows_as_question_marks_not_an_error() {
-    // Arrange: the rows were written with one key and are read with another.
+    // Arrange: the workflow is sealed with the reader's key (id 0), the patient with a key
+    // (id 1) the reader does not hold.
     let db = db().await;
     accept(&db.store, "smile", "tx-1", &patient("pat-1", "A", "B")).await;
-    let other = SqliteStore::open(&db.dir.path().join("chairside.sqlite"), DataKey::generate())
+    let file = db.dir.path().join("chairside.sqlite");
+    let writer = SqliteStore::open(
+        &file,
+        chairside_engine::store::crypto::Keyring::new(1, DataKey::generate()),
+    )
+    .await
+    .expect("open");
+    writer
+        .put_patient(&PracticeId::new("smile"), &patient("pat-1", "A", "B"), t0())
+        .await
+        .expect("put");
+    let other = SqliteStore::open(&file, DataKey::parse(KEY_HEX).expect("key"))
         .await
         .expect("open");
 
@@ -866,4 +878,48 @@ async fn unlock_staff_clears_a_lockout_in_the_database_and_audits_it() {
     let audit = db.store.login_attempts("maria", 1).await.expect("audit");
     assert_eq!(audit[0].outcome, LoginOutcome::Unlocked);
     assert_eq!(audit[0].address, CLI_ACTOR);
+}
+
+#[tokio::test]
+async fn rotate_key_reseals_under_the_new_key_so_the_old_one_can_be_removed() {
+    // Arrange: a patient stored under the key in `data_key` (id 0).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), "chairside.sqlite");
+    let old = Config::load_store(&path, &Environment::default()).expect("store view");
+    migrate(&old, &mut Vec::new()).await.expect("migrate");
+    let practice = PracticeId::new("smile");
+    let contact = patient("pat-1", "Testa", "Rotated");
+    old.store
+        .open()
+        .await
+        .expect("open")
+        .put_patient(&practice, &contact, t0())
+        .await
+        .expect("put");
+    std::fs::write(dir.path().join("new_key"), "ab".repeat(32)).expect("new key");
+    let config = std::fs::read_to_string(&path).expect("read");
+    let rotated = config.replace(
+        "data_key_file = \"data_key\"",
+        "data_key_file = \"new_key\"\ndata_key_id = 1\n\n[[store.previous_data_keys]]\nid = 0\nkey_file = \"data_key\"",
+    );
+    std::fs::write(&path, &rotated).expect("write");
+    let view = Config::load_store(&path, &Environment::default()).expect("rotating view");
+
+    // Act
+    let mut out = Vec::new();
+    let code = rotate_key(&view, 2, &mut out).await.expect("rotate");
+
+    // Assert: nothing left, and the new key alone opens the patient.
+    let out = text(out);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("under data key 1; 0 left"), "{out}");
+    let only_new = config.replace(
+        "data_key_file = \"data_key\"",
+        "data_key_file = \"new_key\"\ndata_key_id = 1",
+    );
+    std::fs::write(&path, only_new).expect("write");
+    let view = Config::load_store(&path, &Environment::default()).expect("new view");
+    let store = view.store.open().await.expect("open");
+    let read = store.patient(&practice, &contact.id).await.expect("read");
+    assert_eq!(read.expect("patient").last_name, "Rotated");
 }

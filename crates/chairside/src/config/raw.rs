@@ -29,6 +29,18 @@ pub(super) struct RawStore {
     pub(super) data_key: Option<Literal>,
     pub(super) data_key_env: Option<String>,
     pub(super) data_key_file: Option<String>,
+    pub(super) data_key_id: Option<Int>,
+    pub(super) previous_data_keys: Option<Vec<RawPreviousKey>>,
+}
+
+/// `[[store.previous_data_keys]]`: a retired data key, kept so rows sealed with it still open.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a [[store.previous_data_keys]] section")]
+pub(super) struct RawPreviousKey {
+    pub(super) id: Option<Int>,
+    pub(super) key: Option<Literal>,
+    pub(super) key_env: Option<String>,
+    pub(super) key_file: Option<String>,
 }
 
 /// `[runner]`.

@@ -22,8 +22,8 @@ use super::duration::{parse_duration, positive_duration};
 use super::env::{Environment, SecretSource, apply_overrides, non_empty, read_secret};
 use super::raw::{
     Flag, Int, List, Literal, RawCareCredit, RawConfig, RawDentrix, RawHttp, RawLenders,
-    RawNexHealth, RawOpenDental, RawPayments, RawPolicy, RawPractice, RawReminders, RawRunner,
-    RawSmtp, RawStaff, RawStore, RawStripe, RawSunbit, RawTwilio,
+    RawNexHealth, RawOpenDental, RawPayments, RawPolicy, RawPractice, RawPreviousKey, RawReminders,
+    RawRunner, RawSmtp, RawStaff, RawStore, RawStripe, RawSunbit, RawTwilio,
 };
 use super::read::{Unknown, field_names, join, read, unknown_key_message};
 use super::report::{ConfigReport, Problem};
@@ -473,6 +473,20 @@ impl<'e> Validator<'e> {
             );
             return None;
         }
+        let data_key_id = self
+            .int(&join(at, "data_key_id"), s.data_key_id.as_ref(), 0, 255)
+            .or(0)
+            .map(|n| n as u8);
+        let previous = self.previous_keys(s.previous_data_keys.as_deref().unwrap_or_default());
+        if let (Some(id), Some(previous)) = (data_key_id, &previous)
+            && previous.iter().any(|(p, _)| *p == id)
+        {
+            self.problem(
+                join(at, "data_key_id"),
+                "also the id of a previous data key; give the current key a new id",
+            );
+            return None;
+        }
         let path = path.map(|p| {
             if p.is_relative() {
                 self.base_dir.join(p)
@@ -483,7 +497,45 @@ impl<'e> Validator<'e> {
         Some(StoreSettings {
             path: path?,
             data_key: key?,
+            data_key_id: data_key_id?,
+            previous_data_keys: previous?,
         })
+    }
+
+    /// `[[store.previous_data_keys]]`: each with a distinct id and a key that parses.
+    fn previous_keys(&mut self, list: &[RawPreviousKey]) -> Option<Vec<(u8, SecretString)>> {
+        let mut out: Vec<(u8, SecretString)> = Vec::new();
+        let mut ok = true;
+        for (i, entry) in list.iter().enumerate() {
+            let at = format!("store.previous_data_keys[{i}]");
+            self.section::<RawPreviousKey>(&at);
+            let id = self.int(&join(&at, "id"), entry.id.as_ref(), 0, 255);
+            let id = self.need(&join(&at, "id"), id, "the key id (0 to 255)");
+            let secret = Secret::new("key", &entry.key, &entry.key_env, &entry.key_file);
+            let key = self.required_secret(&at, &secret);
+            if let Some(k) = &key
+                && DataKey::parse(k.expose_secret()).is_err()
+            {
+                self.problem(
+                    Self::secret_path(&at, &secret),
+                    "the data key must be 32 bytes written as 64 hex characters or base64",
+                );
+                ok = false;
+                continue;
+            }
+            match (id, key) {
+                (Some(id), Some(key)) => {
+                    let id = id as u8;
+                    if out.iter().any(|(p, _)| *p == id) {
+                        self.problem(join(&at, "id"), "the same id as an earlier previous key");
+                        ok = false;
+                    }
+                    out.push((id, key));
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     fn runner(&mut self, raw: Option<&RawRunner>) -> Option<RunnerSettings> {

@@ -492,6 +492,8 @@ pub fn demo_config(
         store: StoreSettings {
             path: dir.join("chairside.sqlite"),
             data_key: secret(DEMO_DATA_KEY),
+            data_key_id: 0,
+            previous_data_keys: Vec::new(),
         },
         runner: RunnerSettings {
             owner: format!("demo-{}", std::process::id()),

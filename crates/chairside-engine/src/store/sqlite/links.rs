@@ -117,9 +117,10 @@ impl LinkStore for SqliteStore {
         let event = Event::Staff {
             action: StaffAction::ResendLink,
         };
-        insert_inbox(&mut tx, id, PATIENT, &event, now_ms).await?;
+        insert_inbox(&mut tx, &self.key, id, PATIENT, &event, now_ms).await?;
         insert_audit(
             &mut tx,
+            &self.key,
             id,
             PATIENT,
             "link_resend_requested",

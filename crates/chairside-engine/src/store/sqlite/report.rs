@@ -5,7 +5,11 @@ use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 use sqlx::Row;
 
-use super::{SqliteStore, WORKFLOW_COLUMNS, from_ms, insert_audit, ms, row_to_workflow, task_kind};
+use super::sealed::TASK_REASON;
+use super::{
+    EVENTS_DETAIL, SqliteStore, WORKFLOW_COLUMNS, from_ms, insert_audit, ms, row_to_workflow,
+    task_kind,
+};
 use crate::store::{AuditRow, LedgerNoteTime, ReportStore, Result, TaskRow, WorkflowRow};
 use chairside_workflow::{StaffTask, Status, WorkflowId};
 
@@ -17,7 +21,9 @@ impl ReportStore for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(row_to_workflow).transpose()
+        row.as_ref()
+            .map(|r| row_to_workflow(&self.key, r))
+            .transpose()
     }
 
     async fn workflows(
@@ -37,7 +43,7 @@ impl ReportStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(row_to_workflow).collect()
+        rows.iter().map(|r| row_to_workflow(&self.key, r)).collect()
     }
 
     async fn workflow_counts(&self) -> Result<Vec<(Status, u64)>> {
@@ -98,13 +104,18 @@ impl ReportStore for SqliteStore {
         .await?;
         rows.iter()
             .map(|r| {
+                let id: i64 = r.try_get("id")?;
                 Ok(TaskRow {
-                    id: r.try_get("id")?,
+                    id,
                     workflow_id: WorkflowId::new(r.try_get::<String, _>("workflow_id")?),
                     practice_id: PracticeId::new(r.try_get::<String, _>("practice_id")?),
                     task: StaffTask {
                         kind: task_kind(r.try_get("kind")?),
-                        reason: r.try_get("reason")?,
+                        reason: TASK_REASON.open_text(
+                            &self.key,
+                            &[&id.to_string()],
+                            r.try_get::<&[u8], _>("reason")?,
+                        )?,
                     },
                     created_at: from_ms(r.try_get("created_at")?),
                     resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms),
@@ -115,7 +126,7 @@ impl ReportStore for SqliteStore {
 
     async fn audit(&self, workflow: &WorkflowId) -> Result<Vec<AuditRow>> {
         let rows = sqlx::query(
-            "SELECT at, actor, kind, detail FROM events WHERE workflow_id = ? ORDER BY id",
+            "SELECT id, at, actor, kind, detail FROM events WHERE workflow_id = ? ORDER BY id",
         )
         .bind(workflow.as_str())
         .fetch_all(&self.pool)
@@ -126,7 +137,11 @@ impl ReportStore for SqliteStore {
                     at: from_ms(r.try_get("at")?),
                     actor: r.try_get("actor")?,
                     kind: r.try_get("kind")?,
-                    detail: r.try_get("detail")?,
+                    detail: EVENTS_DETAIL.open_text(
+                        &self.key,
+                        &[&r.try_get::<i64, _>("id")?.to_string()],
+                        r.try_get::<&[u8], _>("detail")?,
+                    )?,
                 })
             })
             .collect()
@@ -141,7 +156,16 @@ impl ReportStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        insert_audit(&mut tx, workflow.as_str(), actor, kind, detail, ms(now)).await?;
+        insert_audit(
+            &mut tx,
+            &self.key,
+            workflow.as_str(),
+            actor,
+            kind,
+            detail,
+            ms(now),
+        )
+        .await?;
         self.finish(tx).await
     }
 }
