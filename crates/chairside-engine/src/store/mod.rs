@@ -9,6 +9,7 @@
 //! | staff decisions | [`StaffStore`] | [`StaffActions`](crate::staff::StaffActions) |
 //! | read workflows, tasks, the audit trail | [`ReportStore`] | the dashboard, `chairside status`, metrics |
 //! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
+//! | set aside what does not decode | [`QuarantineStore`] | the runner, webhooks, the dashboard, metrics |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -20,6 +21,7 @@
 pub mod crypto;
 mod inbound;
 mod patient;
+pub mod quarantine;
 mod report;
 mod schema;
 mod sqlite;
@@ -32,6 +34,7 @@ use serde::Serialize;
 
 pub use inbound::InboundStore;
 pub use patient::PatientStore;
+pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
 pub use report::ReportStore;
 pub use schema::SchemaStore;
 pub use sqlite::SqliteStore;
@@ -43,7 +46,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        InboundStore, PatientStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
+        InboundStore, PatientStore, QuarantineStore, ReportStore, SchemaStore, StaffStore, Store,
+        WorkflowStore,
     };
 }
 
@@ -199,17 +203,32 @@ pub struct SmsConsentRecord {
 pub struct StoreCounters {
     /// Write transactions committed since start.
     pub write_transactions: u64,
+    /// Workflow rows that listings skipped because they do not decode (each listing counts
+    /// again); the runner quarantines them.
+    pub skipped_undecodable: u64,
 }
 
 /// Every role at once: what the service composes and hands out. Implemented for every type that
 /// implements all the roles.
 pub trait Store:
-    WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore
+    WorkflowStore
+    + InboundStore
+    + PatientStore
+    + StaffStore
+    + ReportStore
+    + SchemaStore
+    + QuarantineStore
 {
 }
 
 impl<T> Store for T where
-    T: WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore
+    T: WorkflowStore
+        + InboundStore
+        + PatientStore
+        + StaffStore
+        + ReportStore
+        + SchemaStore
+        + QuarantineStore
 {
 }
 
@@ -223,5 +242,6 @@ fn _obj_safe(
     _: &dyn StaffStore,
     _: &dyn ReportStore,
     _: &dyn SchemaStore,
+    _: &dyn QuarantineStore,
 ) {
 }

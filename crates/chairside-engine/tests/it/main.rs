@@ -5,6 +5,7 @@
 mod fakes;
 mod harness;
 mod phi;
+mod quarantine;
 mod runner;
 mod staff;
 mod store;

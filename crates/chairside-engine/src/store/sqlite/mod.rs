@@ -3,6 +3,7 @@
 
 mod inbound;
 mod patient;
+mod quarantine;
 mod report;
 mod schema;
 mod staff;
@@ -38,6 +39,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     key: Arc<DataKey>,
     writes: Arc<AtomicU64>,
+    skipped: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -67,6 +69,7 @@ impl SqliteStore {
             pool,
             key: Arc::new(key),
             writes: Arc::new(AtomicU64::new(0)),
+            skipped: Arc::new(AtomicU64::new(0)),
         })
     }
 
