@@ -418,6 +418,21 @@ impl Kit {
         }
     }
 
+    /// Overwrites a workflow's stored state with `text` that does not decode, as a torn write or
+    /// a hand edit would (read from the database file, past the store).
+    pub(crate) async fn corrupt_state(&self, wf: &WorkflowId, text: &str) {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.path.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE workflows SET state = ? WHERE id = ?")
+            .bind(text)
+            .bind(wf.as_str())
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+
     /// The events waiting in a workflow's inbox, oldest first (read from the database file).
     pub(crate) async fn inbox(&self, wf: &WorkflowId) -> Vec<Event> {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.path.display()))

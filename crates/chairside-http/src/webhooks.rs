@@ -5,7 +5,8 @@
 //! [`InboundStore::record_webhook`](chairside_engine::store::InboundStore::record_webhook), and
 //! stores what the workflow must hear as inbox events in the same transaction, before it answers
 //! 2xx: a crash after the answer loses nothing, and a crash before it gets a redelivery. Event
-//! types we do not act on are recorded and answered 200.
+//! types we do not act on are recorded and answered 200. A body that verifies but does not parse
+//! (Stripe, Sunbit, NexHealth) is held sealed in the quarantine for staff, then answered 200.
 //!
 //! Stripe objects name their workflow in metadata [`WORKFLOW_KEY`] (`chairside_workflow`): on
 //! Checkout Sessions and their PaymentIntents, on schedules, and on invoices through
@@ -52,6 +53,30 @@ fn reject(state: &HttpState, provider: &'static str, reason: &'static str) -> Re
 fn store_failed(provider: &'static str, e: &chairside_engine::store::StoreError) -> Response {
     tracing::error!(provider, error = %e, "webhook could not be stored");
     (StatusCode::INTERNAL_SERVER_ERROR, "retry later\n").into_response()
+}
+
+/// A delivery whose signature verified but whose body does not parse: kept sealed for staff
+/// (the dashboard shows it) and answered 200 so the provider stops retrying, but only once it is
+/// stored; a store failure is a 500 and the provider delivers again. The body and the parse
+/// error's text (which can quote it) are never logged.
+async fn hold(
+    state: &HttpState,
+    provider: &'static str,
+    body: &[u8],
+    problem: &'static str,
+) -> Response {
+    match state
+        .store
+        .quarantine_delivery(provider, body, problem, state.now())
+        .await
+    {
+        Ok(fresh) => {
+            tracing::warn!(provider, fresh, problem, "verified webhook held for staff");
+            state.metrics.webhook_held(provider);
+            ok()
+        }
+        Err(e) => store_failed(provider, &e),
+    }
 }
 
 fn ok() -> Response {
@@ -189,7 +214,13 @@ pub(crate) async fn stripe(
         return reject(&state, STRIPE, reason);
     }
     let Ok(event) = stripe_schedule::Event::parse(&body) else {
-        return reject(&state, STRIPE, "decode");
+        return hold(
+            &state,
+            STRIPE,
+            &body,
+            "the verified Stripe event did not parse",
+        )
+        .await;
     };
     let events = stripe_events(&event.data);
     tracing::info!(
@@ -267,7 +298,13 @@ pub(crate) async fn sunbit(
         return reject(&state, SUNBIT, reason);
     };
     let Ok(event) = verified.event() else {
-        return reject(&state, SUNBIT, "decode");
+        return hold(
+            &state,
+            SUNBIT,
+            &body,
+            "the verified Sunbit event did not parse",
+        )
+        .await;
     };
     let mut events = Vec::new();
     if let Some((wf, lender)) = event
@@ -331,7 +368,13 @@ pub(crate) async fn nexhealth(
         return reject(&state, NEXHEALTH, reason);
     }
     let Ok(event) = nexhealth_client::parse_webhook_event(&body) else {
-        return reject(&state, NEXHEALTH, "decode");
+        return hold(
+            &state,
+            NEXHEALTH,
+            &body,
+            "the verified NexHealth event did not parse",
+        )
+        .await;
     };
     // NexHealth's retries resend the same body: without a delivery id, its hash is the id.
     let id = event.delivery_id.as_ref().map_or_else(
