@@ -282,11 +282,34 @@ impl Runner {
                         self.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(workflow = %id, "lease lost; the new owner repeats the step");
                     }
+                    // What is stored does not decode: retrying cannot help. Set it aside for
+                    // staff; the error's text is not logged, it can quote the stored content.
+                    Err(e) if e.is_unreadable() => self.quarantine(&claim).await,
                     Err(e) => tracing::error!(workflow = %claim.id, error = %e, "store error while processing"),
                 }
             })
             .await;
         Ok(n)
+    }
+
+    /// Quarantines a claimed workflow whose stored data does not decode (see
+    /// [`QuarantineStore`](crate::store::QuarantineStore)); the claim is released either way.
+    async fn quarantine(&self, claim: &Claim) {
+        let now = self.clock.now();
+        match self.store.quarantine_workflow(claim, now).await {
+            Ok(Some(problem)) => {
+                tracing::error!(workflow = %claim.id, problem, "workflow quarantined: its stored data does not decode");
+            }
+            Ok(None) => {
+                tracing::warn!(workflow = %claim.id, "a decode error that did not recur; released");
+                if let Err(e) = self.store.release(claim, now).await {
+                    tracing::error!(workflow = %claim.id, error = %e, "release failed");
+                }
+            }
+            Err(e) => {
+                tracing::error!(workflow = %claim.id, error = %e, "quarantining failed");
+            }
+        }
     }
 
     async fn process(&self, claim: &Claim) -> Result<(), StoreError> {

@@ -25,8 +25,13 @@ const NOTES_PER_REFRESH: u32 = 1_000;
 pub(crate) const WORKFLOWS: &str = "chairside_workflows";
 /// Webhook deliveries refused (counter, labels `provider`, `reason`).
 pub(crate) const WEBHOOK_REJECTIONS: &str = "chairside_webhook_rejections_total";
-/// Webhook deliveries accepted (counter, labels `provider`, `outcome` = `recorded` | `duplicate`).
+/// Webhook deliveries accepted (counter, labels `provider`, `outcome` = `recorded` | `duplicate`
+/// | `held`).
 pub(crate) const WEBHOOKS_RECEIVED: &str = "chairside_webhooks_received_total";
+/// What is set aside because it does not decode (gauge, label `kind` = `workflow` | `delivery`).
+pub(crate) const QUARANTINED: &str = "chairside_quarantined";
+/// Workflow rows a listing skipped because they do not decode, since start (gauge).
+pub(crate) const SKIPPED_UNDECODABLE: &str = "chairside_listing_skipped_undecodable";
 /// Acceptance in the practice system to ledger note, in seconds (histogram).
 pub(crate) const OPERATORY_TO_LEDGER: &str = "chairside_operatory_to_ledger_seconds";
 
@@ -141,6 +146,27 @@ impl Metrics {
         self.in_scope(|| {
             metrics::counter!(WEBHOOKS_RECEIVED, "provider" => provider, "outcome" => outcome)
                 .increment(1);
+        });
+    }
+
+    /// A verified delivery that did not parse, held for staff.
+    pub(crate) fn webhook_held(&self, provider: &'static str) {
+        self.in_scope(|| {
+            metrics::counter!(WEBHOOKS_RECEIVED, "provider" => provider, "outcome" => "held")
+                .increment(1);
+        });
+    }
+
+    /// Sets the quarantine gauges.
+    pub(crate) fn quarantine(&self, workflows: usize, deliveries: usize, skipped: u64) {
+        self.in_scope(|| {
+            // Counts fit an f64 exactly far beyond any store's size.
+            #[allow(clippy::cast_precision_loss)]
+            {
+                metrics::gauge!(QUARANTINED, "kind" => "workflow").set(workflows as f64);
+                metrics::gauge!(QUARANTINED, "kind" => "delivery").set(deliveries as f64);
+                metrics::gauge!(SKIPPED_UNDECODABLE).set(skipped as f64);
+            }
         });
     }
 

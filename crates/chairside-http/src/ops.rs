@@ -39,6 +39,19 @@ pub(crate) async fn metrics(State(state): State<HttpState>, req: Request) -> Res
         return refusal;
     }
     state.metrics.refresh(state.reports()).await;
+    let held = (
+        state.store.quarantined_workflows(None).await,
+        state.store.quarantined_deliveries().await,
+    );
+    match held {
+        (Ok(w), Ok(d)) => {
+            let skipped = state.store.counters().skipped_undecodable;
+            state.metrics.quarantine(w.len(), d.len(), skipped);
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "metrics: listing the quarantine failed");
+        }
+    }
     let mut res = state.metrics.render().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -96,6 +109,7 @@ fn same_token(given: &str, token: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use chairside_engine::store::prelude::*;
     use std::net::SocketAddr;
 
     use axum::body::Body;
@@ -137,6 +151,69 @@ mod tests {
         assert_eq!(health.status(), StatusCode::OK);
         assert_eq!(ready.status(), StatusCode::OK);
         assert_eq!(body_text(ready).await, "ready\n");
+    }
+
+    #[tokio::test]
+    async fn one_undecodable_workflow_is_quarantined_and_the_dashboard_and_metrics_still_answer() {
+        // Arrange: two workflows; one's stored state is corrupted; the runner's claim meets it.
+        let kit = Kit::new().await;
+        let good = kit.seed_workflow("tx-good").await;
+        let bad = kit.seed_workflow("tx-bad").await;
+        kit.corrupt_state(&bad, r#"{"patient":"Corrupt-Marker-Jane-Roe","stage":"#)
+            .await;
+        let claims = kit
+            .store
+            .claim_due("runner", kit.now(), std::time::Duration::from_secs(60), 10)
+            .await
+            .unwrap();
+        for claim in &claims {
+            if claim.id == bad {
+                assert!(kit.store.load(claim, kit.now()).await.is_err());
+                let problem = kit
+                    .store
+                    .quarantine_workflow(claim, kit.now())
+                    .await
+                    .unwrap();
+                assert!(problem.is_some());
+            } else {
+                kit.store.release(claim, kit.now()).await.unwrap();
+            }
+        }
+
+        // Act
+        let metrics = kit.send(get("/metrics")).await;
+        let (session, _) = kit.login("alice", crate::testkit::ALICE_PASSWORD).await;
+        let dashboard = kit
+            .send(crate::testkit::with_cookie(get("/staff"), &session))
+            .await;
+
+        // Assert
+        assert_eq!(metrics.status(), StatusCode::OK);
+        let text = body_text(metrics).await;
+        assert!(
+            text.contains(r#"chairside_workflows{status="active"} 1"#),
+            "the good one is still counted: {text}"
+        );
+        assert!(
+            text.contains(r#"chairside_quarantined{kind="workflow"} 1"#),
+            "{text}"
+        );
+        assert_eq!(dashboard.status(), StatusCode::OK);
+        let page = body_text(dashboard).await;
+        assert!(page.contains(&format!("workflow {bad}")), "{page}");
+        assert!(page.contains(good.as_str()), "the good one is listed");
+        assert!(!page.contains("Corrupt-Marker"));
+        assert_eq!(
+            kit.store
+                .claim_due("runner", kit.now(), std::time::Duration::from_secs(60), 10)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|c| c.id == bad)
+                .count(),
+            0,
+            "never claimed again"
+        );
     }
 
     #[tokio::test]
@@ -248,14 +325,20 @@ mod tests {
 
     #[tokio::test]
     async fn scrapes_never_decode_workflows_so_an_undecodable_row_is_still_counted() {
-        // Arrange: a row the workflow listing cannot decode (it would fail the whole listing).
+        // Arrange: a row the workflow listing cannot read (the listing skips it and counts it).
         let kit = Kit::new().await;
         kit.seed_workflow("tx-open").await;
         let broken = kit.seed_workflow("tx-broken").await;
-        kit.corrupt_state(&broken).await;
-        assert!(
-            kit.state.reports().workflows(None, None, 10).await.is_err(),
-            "the listing does decode, and fails on the broken row"
+        kit.corrupt_state(&broken, "not a workflow state").await;
+        assert_eq!(
+            kit.state
+                .reports()
+                .workflows(None, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "the listing reads each row, and skips the broken one"
         );
         // Act
         let res = kit.send(scrape("127.0.0.1:40000", None)).await;

@@ -746,6 +746,15 @@ struct Dashboard {
     figures: Figures,
     plans: Vec<PlanLine>,
     tasks: Vec<TaskLine>,
+    held: Vec<HeldLine>,
+}
+
+/// Something set aside because it does not decode (a workflow row, a webhook delivery).
+#[derive(Serialize)]
+struct HeldLine {
+    what: String,
+    problem: String,
+    since: String,
 }
 
 fn status_text(status: Status) -> &'static str {
@@ -845,6 +854,31 @@ async fn render_dashboard(
             tasks.push(line);
         }
     }
+    let mut held: Vec<HeldLine> = state
+        .store
+        .quarantined_workflows(Some(&s.practice))
+        .await?
+        .into_iter()
+        .map(|q| HeldLine {
+            what: format!("workflow {}", q.workflow_id),
+            problem: q.problem,
+            since: local(q.at, tz, "%b %-d %H:%M"),
+        })
+        .collect();
+    // Deliveries name no practice until they parse: every practice's staff see that one is held
+    // (provider and time only), and an operator reads it with the data key.
+    held.extend(
+        state
+            .store
+            .quarantined_deliveries()
+            .await?
+            .into_iter()
+            .map(|d| HeldLine {
+                what: format!("{} delivery #{}", d.provider, d.id),
+                problem: d.problem,
+                since: local(d.received_at, tz, "%b %-d %H:%M"),
+            }),
+    );
     let page = Dashboard {
         root: root(state),
         csrf: s.csrf.clone(),
@@ -854,6 +888,7 @@ async fn render_dashboard(
         figures,
         plans,
         tasks,
+        held,
     };
     Ok(state
         .pages
@@ -870,8 +905,23 @@ async fn task_line(
     if &task.practice_id != initials.practice {
         return Ok(None);
     }
-    let Some(row) = state.reports().workflow(&task.workflow_id).await? else {
-        return Ok(None);
+    let row = match state.reports().workflow(&task.workflow_id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return Ok(None),
+        // A quarantined workflow: its task (from the row's key columns) still shows, without
+        // patient initials or actions, since nothing can act on it until it is repaired.
+        Err(e) if e.is_unreadable() => {
+            return Ok(Some(TaskLine {
+                id: task.id,
+                href: format!("{base}{}", task.workflow_id),
+                initials: "?".to_owned(),
+                kind: task_label(task.task.kind),
+                reason: task.task.reason.clone(),
+                opened: local(task.created_at, tz, "%b %-d %H:%M"),
+                actions: Vec::new(),
+            }));
+        }
+        Err(e) => return Err(e),
     };
     if &row.state.key.practice_id != initials.practice {
         return Ok(None);

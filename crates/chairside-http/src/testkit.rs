@@ -468,23 +468,24 @@ impl Kit {
         }
     }
 
-    /// The events waiting in a workflow's inbox, oldest first (read from the database file).
-    pub(crate) async fn inbox(&self, wf: &WorkflowId) -> Vec<Event> {
-        self.store.inbox_events(wf).await.unwrap()
-    }
-
-    /// Overwrites a workflow's stored state with bytes no decoder accepts (written to the
-    /// database file directly, as a damaged row would be).
-    pub(crate) async fn corrupt_state(&self, wf: &WorkflowId) {
+    /// Overwrites a workflow's stored state with `text` that does not decode, as a torn write or
+    /// a hand edit would (read from the database file, past the store).
+    pub(crate) async fn corrupt_state(&self, wf: &WorkflowId, text: &str) {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.path.display()))
             .await
             .unwrap();
-        sqlx::query("UPDATE workflows SET state = 'not a workflow state' WHERE id = ?")
+        sqlx::query("UPDATE workflows SET state = ? WHERE id = ?")
+            .bind(text)
             .bind(wf.as_str())
             .execute(&pool)
             .await
             .unwrap();
         pool.close().await;
+    }
+
+    /// The events waiting in a workflow's inbox, oldest first (read from the database file).
+    pub(crate) async fn inbox(&self, wf: &WorkflowId) -> Vec<Event> {
+        self.store.inbox_events(wf).await.unwrap()
     }
 
     pub(crate) fn token(&self, wf: &WorkflowId) -> String {

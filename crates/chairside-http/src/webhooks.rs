@@ -5,7 +5,8 @@
 //! [`InboundStore::record_webhook`](chairside_engine::store::InboundStore::record_webhook), and
 //! stores what the workflow must hear as inbox events in the same transaction, before it answers
 //! 2xx: a crash after the answer loses nothing, and a crash before it gets a redelivery. Event
-//! types we do not act on are recorded and answered 200.
+//! types we do not act on are recorded and answered 200. A body that verifies but does not parse
+//! (Stripe, Sunbit, NexHealth) is held sealed in the quarantine for staff, then answered 200.
 //!
 //! Sunbit and NexHealth secrets belong to one practice: a delivery comes to that practice's URL
 //! (`/webhooks/sunbit/{practice}`), is verified with its secrets only, and may touch only its
@@ -63,6 +64,30 @@ fn reject(state: &HttpState, provider: &'static str, reason: &'static str) -> Re
 fn store_failed(provider: &'static str, e: &chairside_engine::store::StoreError) -> Response {
     tracing::error!(provider, error = %e, "webhook could not be stored");
     (StatusCode::INTERNAL_SERVER_ERROR, "retry later\n").into_response()
+}
+
+/// A delivery whose signature verified but whose body does not parse: kept sealed for staff
+/// (the dashboard shows it) and answered 200 so the provider stops retrying, but only once it is
+/// stored; a store failure is a 500 and the provider delivers again. The body and the parse
+/// error's text (which can quote it) are never logged.
+async fn hold(
+    state: &HttpState,
+    provider: &'static str,
+    body: &[u8],
+    problem: &'static str,
+) -> Response {
+    match state
+        .store
+        .quarantine_delivery(provider, body, problem, state.now())
+        .await
+    {
+        Ok(fresh) => {
+            tracing::warn!(provider, fresh, problem, "verified webhook held for staff");
+            state.metrics.webhook_held(provider);
+            ok()
+        }
+        Err(e) => store_failed(provider, &e),
+    }
 }
 
 fn ok() -> Response {
@@ -228,7 +253,13 @@ pub(crate) async fn stripe(
         return reject(&state, STRIPE, reason);
     }
     let Ok(event) = stripe_schedule::Event::parse(&body) else {
-        return reject(&state, STRIPE, "decode");
+        return hold(
+            &state,
+            STRIPE,
+            &body,
+            "the verified Stripe event did not parse",
+        )
+        .await;
     };
     let mut events = Vec::new();
     for (wf, ev) in stripe_events(&event.data) {
@@ -374,7 +405,13 @@ async fn sunbit_for(
         return reject(state, SUNBIT, reason);
     };
     let Ok(event) = verified.event() else {
-        return reject(state, SUNBIT, "decode");
+        return hold(
+            state,
+            SUNBIT,
+            body,
+            "the verified Sunbit event did not parse",
+        )
+        .await;
     };
     let sunbit = LenderId::new(sunbit_client::LENDER_ID);
     let mut events = Vec::new();
@@ -483,7 +520,13 @@ async fn nexhealth_for(
         return reject(state, NEXHEALTH, reason);
     }
     let Ok(event) = nexhealth_client::parse_webhook_event(body) else {
-        return reject(state, NEXHEALTH, "decode");
+        return hold(
+            state,
+            NEXHEALTH,
+            body,
+            "the verified NexHealth event did not parse",
+        )
+        .await;
     };
     // Each institution numbers its own deliveries; without a delivery id, the body's hash.
     let id = event.delivery_id.as_ref().map_or_else(

@@ -31,7 +31,9 @@ use chairside_workflow::{StaffAction, Stage, Status, WorkflowId};
 /// The actor recorded in the audit trail for actions taken from the command line.
 pub const CLI_ACTOR: &str = "cli";
 
-pub use self::logging::{REDACTED_CARD, redact_card_numbers};
+pub use self::logging::{
+    REDACTED_CARD, Redacting, RedactingWriter, redact_card_numbers, redacting,
+};
 
 /// Chairside: from "the patient accepted the treatment plan" to "financing arranged, payments
 /// scheduled, patient informed, ledger updated".
@@ -237,7 +239,7 @@ pub fn init_tracing(format: LogFormat, verbose: u8, quiet: bool) -> anyhow::Resu
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| logging::RedactingWriter(std::io::stderr()));
+        .with_writer(logging::redacting(std::io::stderr));
     let installed = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder

@@ -11,6 +11,7 @@
 //! | read workflows, tasks, the audit trail | [`ReportStore`] | the dashboard, `chairside status`, metrics |
 //! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
 //! | patient link generations and return references | [`LinkStore`] | the runner, the patient page |
+//! | set aside what does not decode | [`QuarantineStore`] | the runner, webhooks, the dashboard, metrics |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -24,6 +25,7 @@ mod inbound;
 pub mod links;
 pub mod logins;
 mod patient;
+pub mod quarantine;
 mod report;
 mod schema;
 mod sqlite;
@@ -38,6 +40,7 @@ pub use inbound::InboundStore;
 pub use links::LinkStore;
 pub use logins::LoginStore;
 pub use patient::PatientStore;
+pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
 pub use report::{LedgerNoteTime, ReportStore};
 pub use schema::SchemaStore;
 pub use sqlite::{ResealReport, SqliteStore};
@@ -49,8 +52,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        InboundStore, LinkStore, LoginStore, PatientStore, ReportStore, SchemaStore, StaffStore,
-        Store, WorkflowStore,
+        InboundStore, LinkStore, LoginStore, PatientStore, QuarantineStore, ReportStore,
+        SchemaStore, StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -89,6 +92,14 @@ pub enum StoreError {
     /// the call with the same idempotency key.
     #[error("the lease on workflow {0} was lost")]
     LeaseLost(WorkflowId),
+}
+
+impl StoreError {
+    /// True when what is stored cannot be read back: it does not decode, or its sealed value
+    /// does not open. Retrying cannot help; the row is set aside for staff (the quarantine).
+    pub fn is_unreadable(&self) -> bool {
+        matches!(self, Self::Decode(_) | Self::Sealed { .. })
+    }
 }
 
 /// A `Result` with [`StoreError`].
@@ -221,6 +232,9 @@ pub struct SmsConsentRecord {
 pub struct StoreCounters {
     /// Write transactions committed since start.
     pub write_transactions: u64,
+    /// Workflow rows that listings skipped because they do not decode (each listing counts
+    /// again); the runner quarantines them.
+    pub skipped_undecodable: u64,
 }
 
 /// Every role at once: what the service composes and hands out. Implemented for every type that
@@ -234,6 +248,7 @@ pub trait Store:
     + ReportStore
     + SchemaStore
     + LinkStore
+    + QuarantineStore
 {
 }
 
@@ -246,6 +261,7 @@ impl<T> Store for T where
         + ReportStore
         + SchemaStore
         + LinkStore
+        + QuarantineStore
 {
 }
 
@@ -264,3 +280,4 @@ fn _obj_safe(
 
 #[cfg(test)]
 fn _login_obj_safe(_: &dyn LoginStore) {}
+fn _quarantine_obj_safe(_: &dyn QuarantineStore) {}

@@ -8,6 +8,7 @@ mod fakes;
 mod harness;
 mod links;
 mod phi;
+mod quarantine;
 mod runner;
 mod staff;
 mod store;

@@ -231,15 +231,88 @@ async fn an_unknown_stripe_event_type_is_recorded_and_answered_200() {
     assert!(m.contains(r#"outcome="duplicate"} 1"#), "{m}");
 }
 
+/// In a body that verifies but does not parse: never in a log, a page or the database in clear.
+const HELD_MARKER: &str = "Held-Marker-Jane-Roe";
+
 #[tokio::test]
-async fn a_verified_stripe_event_that_does_not_decode_is_refused_for_redelivery() {
+async fn a_verified_stripe_event_that_does_not_parse_is_held_for_staff_and_answered_200() {
+    // Arrange
     let kit = Kit::new().await;
-    let body = json!({"id": "evt_bad", "type": "invoice.paid", "data": {"object": {"id": "in_1"}}})
-        .to_string();
-    let res = kit
+    let body = json!({"id": "evt_bad", "type": "invoice.paid",
+        "data": {"object": {"id": "in_1", "customer_name": HELD_MARKER}}})
+    .to_string();
+
+    // Act: delivered, then redelivered.
+    let first = kit
         .send(stripe_request(&body, STRIPE_NEW, now_secs()))
         .await;
+    let again = kit
+        .send(stripe_request(&body, STRIPE_NEW, now_secs()))
+        .await;
+
+    // Assert: answered 200 only because it is stored, once, sealed, and shown to staff.
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(again.status(), StatusCode::OK);
+    let held = kit.store.quarantined_deliveries().await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].provider, "stripe");
+    let kept = kit
+        .store
+        .quarantined_delivery_body(held[0].id)
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some(body.as_bytes()), "kept as received");
+    let (session, _) = kit.login("alice", crate::testkit::ALICE_PASSWORD).await;
+    let page = body_text(
+        kit.send(crate::testkit::with_cookie(get("/staff"), &session))
+            .await,
+    )
+    .await;
+    assert!(page.contains("stripe delivery #"), "{page}");
+    assert!(!page.contains(HELD_MARKER));
+    let metrics = metrics_text(&kit).await;
+    assert!(
+        metrics.contains(r#"chairside_quarantined{kind="delivery"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_stripe_body_that_does_not_parse_with_a_bad_signature_is_still_rejected_and_not_held() {
+    // Arrange
+    let kit = Kit::new().await;
+    let body = r#"{"id": "evt_bad", "#;
+    // Act
+    let res = kit
+        .send(stripe_request(body, "whsec_not_ours", now_secs()))
+        .await;
+    // Assert
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(kit.store.quarantined_deliveries().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn verified_sunbit_and_nexhealth_bodies_that_do_not_parse_are_held_and_answered_200() {
+    // Arrange
+    let kit = Kit::new().await;
+    let body = format!(r#"{{"eventType": 42, "note": "{HELD_MARKER}""#);
+    // Act
+    let sunbit = kit
+        .send(sunbit_request(&body, SUNBIT_SECRET, now_secs()))
+        .await;
+    let nexhealth = kit.send(nexhealth_request(&body, NEXHEALTH_SECRET)).await;
+    // Assert
+    assert_eq!(sunbit.status(), StatusCode::OK);
+    assert_eq!(nexhealth.status(), StatusCode::OK);
+    let providers: Vec<String> = kit
+        .store
+        .quarantined_deliveries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.provider)
+        .collect();
+    assert_eq!(providers, ["sunbit", "nexhealth"]);
 }
 
 #[tokio::test]

@@ -735,13 +735,19 @@ fn possible_card_numbers_are_redacted_and_other_numbers_kept() {
             "paid 100 4242424242424242",
             "paid 100 [redacted card number]",
         ),
-        ("not luhn 4242424242424241", "not luhn 4242424242424241"),
+        // No Luhn-valid window of 13 to 19 digits anywhere in it.
+        ("not luhn 1234567812345678", "not luhn 1234567812345678"),
         ("twelve 424242424242", "twelve 424242424242"),
         (
             "2026-11-27T03:36:04.520713Z wf_0123456789abcdef01234567 +15555550100",
             "2026-11-27T03:36:04.520713Z wf_0123456789abcdef01234567 +15555550100",
         ),
-        ("twenty 42424242424242424242", "twenty 42424242424242424242"),
+        // A Luhn-valid window inside a longer run is redacted: the run is not trusted as an id.
+        (
+            "twenty 42424242424242424242",
+            "twenty [redacted card number]",
+        ),
+        ("zeros 00000000000000000000", "zeros 00000000000000000000"),
     ];
     for (input, expected) in cases {
         assert_eq!(redact_card_numbers(input), expected, "{input}");
@@ -922,4 +928,107 @@ async fn rotate_key_reseals_under_the_new_key_so_the_old_one_can_be_removed() {
     let store = view.store.open().await.expect("open");
     let read = store.patient(&practice, &contact.id).await.expect("read");
     assert_eq!(read.expect("patient").last_name, "Rotated");
+}
+
+#[test]
+fn card_numbers_glued_to_letters_or_inside_longer_digit_runs_are_redacted() {
+    let cases = [
+        ("x4242424242424242y", "x[redacted card number]y"),
+        ("ref=004242424242424242", "ref=[redacted card number]"),
+        ("id 94242424242424242 end", "id 9[redacted card number] end"),
+        ("pan:4242424242424242,cvc", "pan:[redacted card number],cvc"),
+        ("amex378282246310005x", "amex[redacted card number]x"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(redact_card_numbers(input), expected, "{input}");
+    }
+}
+
+/// A `MakeWriter` over one shared buffer, as standard output or error would be.
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf-8")
+    }
+}
+
+fn log_a_glued_card_number() {
+    tracing::warn!(
+        note = "ref=004242424242424242 and x4242424242424242y",
+        "free text reached a log"
+    );
+}
+
+#[test]
+fn the_human_format_on_any_output_is_redacted() {
+    // Arrange
+    let out = SharedBuf::default();
+    let sink = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(super::redacting(move || sink.clone()))
+        .finish();
+    // Act
+    tracing::subscriber::with_default(subscriber, log_a_glued_card_number);
+    // Assert
+    let written = out.text();
+    assert!(written.contains("free text reached a log"), "{written}");
+    assert!(written.contains(REDACTED_CARD), "{written}");
+    assert!(!written.contains("4242"), "{written}");
+}
+
+#[test]
+fn the_json_format_on_any_output_is_redacted() {
+    // Arrange
+    let out = SharedBuf::default();
+    let sink = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(super::redacting(move || sink.clone()))
+        .finish();
+    // Act
+    tracing::subscriber::with_default(subscriber, log_a_glued_card_number);
+    // Assert
+    let written = out.text();
+    assert!(written.contains(REDACTED_CARD), "{written}");
+    assert!(!written.contains("4242"), "{written}");
+}
+
+#[test]
+fn a_log_file_is_redacted() {
+    // Arrange
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("chairside.log");
+    let file = std::fs::File::create(&path).expect("log file");
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(super::redacting(std::sync::Mutex::new(file)))
+        .finish();
+    // Act
+    tracing::subscriber::with_default(subscriber, log_a_glued_card_number);
+    // Assert
+    let written = std::fs::read_to_string(&path).expect("read");
+    assert!(written.contains(REDACTED_CARD), "{written}");
+    assert!(!written.contains("4242"), "{written}");
+}
+
+#[test]
+fn standard_output_and_standard_error_can_be_wrapped_in_the_redacting_writer() {
+    // Both standard streams are `MakeWriter`s the redacting wrapper accepts; init_tracing installs
+    // `redacting(std::io::stderr)`. This pins the types so a plain writer cannot slip back in.
+    fn takes<M: for<'a> tracing_subscriber::fmt::MakeWriter<'a>>(_: super::Redacting<M>) {}
+    takes(super::redacting(std::io::stdout));
+    takes(super::redacting(std::io::stderr));
 }

@@ -5,6 +5,7 @@ mod inbound;
 mod links;
 mod logins;
 mod patient;
+mod quarantine;
 mod report;
 mod schema;
 mod sealed;
@@ -43,6 +44,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     key: Arc<Keyring>,
     writes: Arc<AtomicU64>,
+    skipped: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -82,6 +84,7 @@ impl SqliteStore {
             pool,
             key: Arc::new(key.into()),
             writes: Arc::new(AtomicU64::new(0)),
+            skipped: Arc::new(AtomicU64::new(0)),
         })
     }
 

@@ -10,6 +10,8 @@ use super::{
     EVENTS_DETAIL, SqliteStore, WORKFLOW_COLUMNS, from_ms, insert_audit, ms, row_to_workflow,
     task_kind,
 };
+use std::sync::atomic::Ordering;
+
 use crate::store::{AuditRow, LedgerNoteTime, ReportStore, Result, TaskRow, WorkflowRow};
 use chairside_workflow::{StaffTask, Status, WorkflowId};
 
@@ -33,7 +35,7 @@ impl ReportStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<WorkflowRow>> {
         let sql = format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM workflows w
+            "SELECT w.id AS listed_id, {WORKFLOW_COLUMNS} FROM workflows w
              WHERE (?1 IS NULL OR w.practice_id = ?1) AND (?2 IS NULL OR w.status = ?2)
              ORDER BY w.accepted_at DESC, w.id LIMIT ?3"
         );
@@ -43,13 +45,32 @@ impl ReportStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| row_to_workflow(&self.key, r)).collect()
+        // One undecodable row must not hide all the others: it is skipped and counted here, and
+        // the runner quarantines it for staff (`QuarantineStore`).
+        let mut listed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match row_to_workflow(&self.key, row) {
+                Ok(w) => listed.push(w),
+                Err(e) if e.is_unreadable() => {
+                    self.skipped.fetch_add(1, Ordering::Relaxed);
+                    let id: String = row.try_get("listed_id")?;
+                    // The id only: the decode error's text can quote the stored content.
+                    tracing::warn!(workflow = %id, "listing skipped a workflow that does not decode");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(listed)
     }
 
     async fn workflow_counts(&self) -> Result<Vec<(Status, u64)>> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM workflows GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?;
+        // A quarantined workflow is counted as quarantined, not under the status it was stuck at.
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM workflows
+             WHERE id NOT IN (SELECT workflow_id FROM quarantined_workflows) GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::new();
         for r in &rows {
             let label: String = r.try_get("status")?;

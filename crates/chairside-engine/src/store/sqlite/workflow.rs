@@ -31,6 +31,7 @@ impl WorkflowStore for SqliteStore {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM workflows
              WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
+               AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
              ORDER BY next_due_at LIMIT ?2",
         )
         .bind(now_ms)
