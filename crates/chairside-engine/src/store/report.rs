@@ -41,8 +41,9 @@ pub trait ReportStore: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<Vec<WorkflowRow>>;
 
-    /// How many workflows there are in each status (statuses with none are left out): one
-    /// aggregate over the status column, nothing decoded. For the metrics.
+    /// How many workflows there are in each status (statuses with none are left out, and
+    /// quarantined workflows are not counted under any): one aggregate over the status column,
+    /// nothing decoded. For the metrics.
     ///
     /// # Errors
     /// [`StoreError::Database`](super::StoreError::Database).
