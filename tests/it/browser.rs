@@ -381,7 +381,8 @@ async fn staff_and_patient_pages_work_in_a_real_browser() {
         WorldOptions::default().link_key,
         LINK_LIFETIME,
     )
-    .link(&workflow.id, chrono::Utc::now());
+    // Generation 0: the workflow's links were never revoked.
+    .link(&workflow.id, 0, chrono::Utc::now());
     let patient = driver.session(dir.path(), Some((390, 844))).await;
     patient.goto(link.as_str()).await.expect("opening the link");
     let page = text_of(&patient, "body").await;

@@ -534,8 +534,9 @@ pub struct QuickScreenDetails {
     pub pre_approval_amount: Option<Amount>,
 }
 
-/// `lookupDetails` **\[third-party: the object; inferred: its field\]**.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `lookupDetails` **\[third-party: the object; inferred: its field\]**. `Debug` is hand-written:
+/// the account token stands in for the cardholder's account and is never printed.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LookupDetails {
     /// An opaque token for the account (never the full account number).
     #[serde(
@@ -544,6 +545,14 @@ pub struct LookupDetails {
         skip_serializing_if = "Option::is_none"
     )]
     pub account_token: Option<String>,
+}
+
+impl std::fmt::Debug for LookupDetails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupDetails")
+            .field("has_account_token", &self.account_token.is_some())
+            .finish()
+    }
 }
 
 /// `transactionDetails` **\[third-party\]**.
@@ -717,6 +726,24 @@ fn expose_opt<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_details_debug_never_prints_the_account_token() {
+        // Arrange
+        let details = LookupDetails {
+            account_token: Some("acct-tok-SECRET-0042".into()),
+        };
+        let response = CardholderLookupResponse {
+            status: PullbackStatus::AccountFound,
+            available_credit: None,
+            lookup_details: Some(details.clone()),
+        };
+        // Act
+        let printed = format!("{details:?} {response:?}");
+        // Assert
+        assert!(!printed.contains("acct-tok-SECRET-0042"), "{printed}");
+        assert!(printed.contains("has_account_token: true"), "{printed}");
+    }
 
     #[test]
     fn amounts_read_strings_and_numbers_and_write_strings() {

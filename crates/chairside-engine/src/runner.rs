@@ -24,7 +24,7 @@ use crate::store::{Claim, Consumed, NewWorkflow, Store, StoreError, WorkItem};
 use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
 use chairside_workflow::machine::apply;
 use chairside_workflow::{
-    Action, Command, Event, MessageKind, PatientFacts, StaffTask, TaskKind, WorkflowConfig,
+    Action, Command, Event, MessageKind, PatientFacts, StaffTask, Status, TaskKind, WorkflowConfig,
     WorkflowId, WorkflowKey, WorkflowState,
 };
 
@@ -282,11 +282,34 @@ impl Runner {
                         self.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(workflow = %id, "lease lost; the new owner repeats the step");
                     }
+                    // What is stored does not decode: retrying cannot help. Set it aside for
+                    // staff; the error's text is not logged, it can quote the stored content.
+                    Err(e) if e.is_unreadable() => self.quarantine(&claim).await,
                     Err(e) => tracing::error!(workflow = %claim.id, error = %e, "store error while processing"),
                 }
             })
             .await;
         Ok(n)
+    }
+
+    /// Quarantines a claimed workflow whose stored data does not decode (see
+    /// [`QuarantineStore`](crate::store::QuarantineStore)); the claim is released either way.
+    async fn quarantine(&self, claim: &Claim) {
+        let now = self.clock.now();
+        match self.store.quarantine_workflow(claim, now).await {
+            Ok(Some(problem)) => {
+                tracing::error!(workflow = %claim.id, problem, "workflow quarantined: its stored data does not decode");
+            }
+            Ok(None) => {
+                tracing::warn!(workflow = %claim.id, "a decode error that did not recur; released");
+                if let Err(e) = self.store.release(claim, now).await {
+                    tracing::error!(workflow = %claim.id, error = %e, "release failed");
+                }
+            }
+            Err(e) => {
+                tracing::error!(workflow = %claim.id, error = %e, "quarantining failed");
+            }
+        }
     }
 
     async fn process(&self, claim: &Claim) -> Result<(), StoreError> {
@@ -385,10 +408,19 @@ impl Runner {
             };
             let label = event.label();
             let now = self.clock.now();
+            let was_cancelled = state.status == Status::Cancelled;
             let transition = apply(&mut state, event, &rt.workflow, now);
             self.store
                 .commit(claim, &state, consumed, label, &transition, now)
                 .await?;
+            if state.status == Status::Cancelled && !was_cancelled {
+                // A cancel or a withdrawn plan revokes every patient link issued for it. The
+                // page refuses a cancelled workflow's links anyway, so a failure here is logged,
+                // not retried.
+                if let Err(e) = self.store.revoke_links(&state.id, now).await {
+                    tracing::error!(workflow = %state.id, error = %e, "could not revoke patient links");
+                }
+            }
             self.stats.steps.fetch_add(1, Ordering::Relaxed);
         }
         self.store.release(claim, self.clock.now()).await
@@ -535,7 +567,18 @@ impl Runner {
                     *amount,
                     &contact,
                 );
-                request.return_url = Some(rt.patient_links.link(&state.id, self.clock.now()));
+                // The lender gets an opaque reference, never a patient token: `/r/{reference}`
+                // is exchanged for a fresh link when the patient comes back.
+                let reference = match self.store.return_reference(&state.id).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Err(Performed::Retry {
+                            kind: ErrorKind::TRANSIENT,
+                            reason: format!("return reference: {e}"),
+                        });
+                    }
+                };
+                request.return_url = Some(rt.patient_links.return_link(&reference));
                 let decision = match self.timed(provider.start_application(&request)).await {
                     Ok(d) => d,
                     Err(e) if e.kind() == ErrorKind::Permanent => {
@@ -708,7 +751,21 @@ impl Runner {
     ) -> Result<Performed, Performed> {
         let contact = self.contact(rt, state).await?;
         let now = self.clock.now();
-        let page_link = rt.patient_links.link(&state.id, now).to_string();
+        // Every message carries a freshly issued link at the current generation: a patient whose
+        // link expired gets a working one with the next message.
+        let generation = match self.store.link_generation(&state.id).await {
+            Ok(g) => g,
+            Err(e) => {
+                return Err(Performed::Retry {
+                    kind: ErrorKind::TRANSIENT,
+                    reason: format!("link generation: {e}"),
+                });
+            }
+        };
+        let page_link = rt
+            .patient_links
+            .link(&state.id, generation, now)
+            .to_string();
         let lender_name = |id: &LenderId| {
             rt.lenders
                 .get(id)

@@ -3,16 +3,20 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /webhooks/stripe`, `/webhooks/sunbit`, `/webhooks/nexhealth`, `/webhooks/twilio` | verified on the raw body before parsing, deduplicated, stored before the 2xx |
-//! | `GET /p/{token}` (+ `/pay`, `/apply`, `POST /accept`) | the patient page behind a signed, expiring token |
-//! | `GET /staff`, `/staff/login`, `/staff/workflows/{id}` (+ `POST` actions) | the dashboard: argon2 logins, in-memory sessions, CSRF on every form |
-//! | `GET /healthz`, `/readyz`, `/metrics` | operations |
+//! | `POST /webhooks/stripe`, `/webhooks/twilio` | account-wide secrets; verified on the raw body before parsing, deduplicated, stored before the 2xx |
+//! | `POST /webhooks/sunbit/{practice}`, `/webhooks/nexhealth/{practice}` | the same, with that practice's secrets only (the un-scoped `/webhooks/sunbit` and `/webhooks/nexhealth` answer only while one practice is configured) |
+//! | `GET /p/{token}` (+ `/pay`, `/apply`, `POST /accept`) | the patient page behind a signed, expiring, revocable token |
+//! | `POST /p/{token}/renew` | from the "link no longer valid" page: ask for a fresh link (rate-limited) |
+//! | `GET /r/{reference}` | the lenders' return URL: an opaque reference exchanged for a fresh patient link |
+//! | `GET /staff`, `/staff/login`, `/staff/workflows/{id}` (+ `POST` actions) | the dashboard: argon2 logins throttled per account and address, in-memory sessions, CSRF on every form |
+//! | `GET /healthz`, `/readyz` | operations |
+//! | `GET /metrics` | Prometheus text, for the bearer of the metrics token, or loopback clients when none is configured |
 //!
 //! Build the state once and serve [`router`]:
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use chairside_http::{HttpConfig, HttpState, Metrics, router};
+//! use chairside_http::{HttpConfig, HttpState, Metrics, ServeLimits, router, serve};
 //! # async fn run(store: Arc<dyn chairside_engine::store::Store>) -> Result<(), Box<dyn std::error::Error>> {
 //! let config = HttpConfig::new(
 //!     "https://pay.example.test/".parse()?,
@@ -21,8 +25,9 @@
 //! config.validate()?;
 //! let poll = Arc::new(tokio::sync::Notify::new());
 //! let state = HttpState::new(store, config, Metrics::install_global()?, poll);
+//! let limits = ServeLimits::of(state.config());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, router(state)).await?;
+//! serve(listener, router(state), limits, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -31,6 +36,7 @@ mod metrics;
 mod ops;
 mod pages;
 mod patient;
+mod serve;
 mod staff;
 mod webhooks;
 
@@ -41,19 +47,26 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use chairside_engine::clock::{Clock, SystemClock};
-use chairside_engine::store::{PatientStore, ReportStore, Store};
+use chairside_engine::store::{LinkStore, LoginStore, PatientStore, ReportStore, Store};
 
-pub use chairside_engine::links::{TokenError, sign_patient_token, verify_patient_token};
+pub use chairside_engine::links::{
+    PatientToken, TokenError, read_patient_token, sign_patient_token, verify_patient_token,
+};
 pub use config::{
-    ConfigError, HttpConfig, LenderCopy, PracticeSite, StaffAccount, WebhookSecrets, hash_password,
+    ConfigError, HashProblem, HttpConfig, LenderCopy, LoginLimits, PracticeSite, StaffAccount,
+    WebhookSecrets, check_password_hash, hash_password,
 };
 pub use metrics::Metrics;
+pub use serve::{ServeLimits, serve};
 
 /// Everything the handlers share. Cheap to clone: every field is behind an `Arc`.
 #[derive(Clone, Debug)]
@@ -64,6 +77,7 @@ pub struct HttpState {
     poll: Arc<Notify>,
     clock: Arc<dyn Clock>,
     sessions: Arc<staff::Sessions>,
+    pub(crate) login: Arc<staff::LoginGuard>,
     pages: Arc<pages::Pages>,
 }
 
@@ -78,6 +92,7 @@ impl HttpState {
     ) -> Self {
         Self {
             store,
+            login: Arc::new(staff::LoginGuard::new(config.login.concurrent_hashes)),
             config: Arc::new(config),
             metrics,
             poll,
@@ -111,8 +126,18 @@ impl HttpState {
         &*self.store
     }
 
+    /// The store's login role: throttling and the login audit.
+    fn logins(&self) -> &dyn LoginStore {
+        &*self.store
+    }
+
     /// The store's patient role: contacts and consent.
     fn patients(&self) -> &dyn PatientStore {
+        &*self.store
+    }
+
+    /// The store's patient-link role: generations and return references.
+    fn links(&self) -> &dyn LinkStore {
         &*self.store
     }
 
@@ -122,18 +147,36 @@ impl HttpState {
 }
 
 /// The whole application: webhooks, the patient page, the dashboard and the operations
-/// endpoints, with the configured body limit on every request (413 beyond it).
+/// endpoints. Every route has a body limit (413 beyond it): [`HttpConfig::body_limit`] on the
+/// webhooks, [`HttpConfig::form_body_limit`] everywhere else. A request that takes longer than
+/// [`HttpConfig::request_timeout`], body included, is answered 408. With an `https` public base
+/// URL every response carries `Strict-Transport-Security`.
+///
+/// Serve it with [`serve`], which gives the handlers the peer address `/metrics` needs.
 pub fn router(state: HttpState) -> Router {
-    let limit = state.config.body_limit;
-    Router::new()
+    let hook = state.config.body_limit;
+    let form = state.config.form_body_limit;
+    let timeout = state.config.request_timeout;
+    let https = state.config.public_base_url.scheme() == "https";
+    let webhooks = Router::new()
         .route("/webhooks/stripe", post(webhooks::stripe))
         .route("/webhooks/sunbit", post(webhooks::sunbit))
         .route("/webhooks/nexhealth", post(webhooks::nexhealth))
+        .route("/webhooks/sunbit/{practice}", post(webhooks::sunbit_scoped))
+        .route(
+            "/webhooks/nexhealth/{practice}",
+            post(webhooks::nexhealth_scoped),
+        )
         .route("/webhooks/twilio", post(webhooks::twilio))
+        .layer(DefaultBodyLimit::max(hook))
+        .layer(RequestBodyLimitLayer::new(hook));
+    let rest = Router::new()
         .route("/p/{token}", get(patient::page))
         .route("/p/{token}/pay", get(patient::pay))
         .route("/p/{token}/apply", get(patient::apply))
         .route("/p/{token}/accept", post(patient::accept_in_house))
+        .route("/p/{token}/renew", post(patient::renew))
+        .route("/r/{reference}", get(patient::lender_return))
         .route("/staff", get(staff::dashboard))
         .route("/staff/login", get(staff::login_form).post(staff::login))
         .route("/staff/logout", post(staff::logout))
@@ -143,7 +186,25 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(pages::not_found)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(form))
+        .layer(RequestBodyLimitLayer::new(form));
+    let app = webhooks
+        .merge(rest)
+        .layer(RequestBodyTimeoutLayer::new(timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state);
+    if https {
+        app.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        ))
+    } else {
+        app
+    }
 }
+
+/// One year, subdomains included: the browser never tries plain http again.
+const HSTS: &str = "max-age=31536000; includeSubDomains";

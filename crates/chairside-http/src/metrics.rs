@@ -1,23 +1,37 @@
 //! Prometheus metrics through the `metrics` facade. Labels are closed sets (provider, reason,
 //! status, outcome): never an id, never PHI.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use chairside_engine::store::WorkflowRow;
+use chrono::{DateTime, Utc};
+
+use chairside_engine::store::ReportStore;
 use chairside_workflow::{Status, WorkflowId};
+
+/// How long the workflow gauges are served from the last refresh before the store is asked again.
+pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// The most ledger notes one refresh adds to the histogram; the rest come with the next ones.
+const NOTES_PER_REFRESH: u32 = 1_000;
 
 /// Workflows by status (gauge, label `status`).
 pub(crate) const WORKFLOWS: &str = "chairside_workflows";
 /// Webhook deliveries refused (counter, labels `provider`, `reason`).
 pub(crate) const WEBHOOK_REJECTIONS: &str = "chairside_webhook_rejections_total";
-/// Webhook deliveries accepted (counter, labels `provider`, `outcome` = `recorded` | `duplicate`).
+/// Webhook deliveries accepted (counter, labels `provider`, `outcome` = `recorded` | `duplicate`
+/// | `held`).
 pub(crate) const WEBHOOKS_RECEIVED: &str = "chairside_webhooks_received_total";
+/// What is set aside because it does not decode (gauge, label `kind` = `workflow` | `delivery`).
+pub(crate) const QUARANTINED: &str = "chairside_quarantined";
+/// Workflow rows a listing skipped because they do not decode, since start (gauge).
+pub(crate) const SKIPPED_UNDECODABLE: &str = "chairside_listing_skipped_undecodable";
 /// Acceptance in the practice system to ledger note, in seconds (histogram).
 pub(crate) const OPERATORY_TO_LEDGER: &str = "chairside_operatory_to_ledger_seconds";
 
@@ -57,8 +71,15 @@ pub struct Metrics {
 struct Inner {
     handle: PrometheusHandle,
     local: Option<PrometheusRecorder>,
-    /// Workflows whose operatory-to-ledger time is already in the histogram.
-    observed: Mutex<HashSet<WorkflowId>>,
+    /// When the gauges were last refreshed, and how far the histogram has read.
+    cache: tokio::sync::Mutex<Refresh>,
+}
+
+#[derive(Default)]
+struct Refresh {
+    last: Option<Instant>,
+    /// The last ledger note in the histogram: `(written at, workflow)`.
+    mark: Option<(DateTime<Utc>, WorkflowId)>,
 }
 
 impl fmt::Debug for Metrics {
@@ -95,7 +116,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 handle,
                 local,
-                observed: Mutex::new(HashSet::new()),
+                cache: tokio::sync::Mutex::new(Refresh::default()),
             }),
         }
     }
@@ -128,38 +149,74 @@ impl Metrics {
         });
     }
 
-    /// Refreshes the gauges from a listing of workflows, and adds the operatory-to-ledger time of
-    /// each workflow whose ledger note is new since the last refresh to the histogram.
-    pub(crate) fn refresh(&self, rows: &[WorkflowRow]) {
-        let mut counts: BTreeMap<&'static str, u64> =
-            STATUSES.iter().map(|s| (s.label(), 0)).collect();
-        let mut fresh = Vec::new();
-        {
-            let mut observed = self
-                .inner
-                .observed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for row in rows {
-                *counts.entry(row.state.status.label()).or_default() += 1;
-                if let Some(d) = row.state.operatory_to_ledger()
-                    && observed.insert(row.state.id.clone())
-                {
-                    fresh.push(d);
-                }
-            }
-        }
+    /// A verified delivery that did not parse, held for staff.
+    pub(crate) fn webhook_held(&self, provider: &'static str) {
         self.in_scope(|| {
-            for (status, n) in counts {
-                // Counts fit an f64 exactly far beyond any store's size.
-                #[allow(clippy::cast_precision_loss)]
-                metrics::gauge!(WORKFLOWS, "status" => status).set(n as f64);
-            }
-            for d in fresh {
-                #[allow(clippy::cast_precision_loss)]
-                let secs = d.num_milliseconds().max(0) as f64 / 1000.0;
-                metrics::histogram!(OPERATORY_TO_LEDGER).record(secs);
+            metrics::counter!(WEBHOOKS_RECEIVED, "provider" => provider, "outcome" => "held")
+                .increment(1);
+        });
+    }
+
+    /// Sets the quarantine gauges.
+    pub(crate) fn quarantine(&self, workflows: usize, deliveries: usize, skipped: u64) {
+        self.in_scope(|| {
+            // Counts fit an f64 exactly far beyond any store's size.
+            #[allow(clippy::cast_precision_loss)]
+            {
+                metrics::gauge!(QUARANTINED, "kind" => "workflow").set(workflows as f64);
+                metrics::gauge!(QUARANTINED, "kind" => "delivery").set(deliveries as f64);
+                metrics::gauge!(SKIPPED_UNDECODABLE).set(skipped as f64);
             }
         });
+    }
+
+    /// Refreshes the workflow gauges and the operatory-to-ledger histogram from the store, at
+    /// most once every [`REFRESH_EVERY`]: one `GROUP BY` over the status column and one indexed
+    /// read of the ledger notes written since the last refresh. Nothing is listed or decoded, so
+    /// a flood of scrapes costs the store at most two small queries per interval. Concurrent
+    /// scrapes wait for the one refresh in progress.
+    pub(crate) async fn refresh(&self, store: &dyn ReportStore) {
+        let mut cache = self.inner.cache.lock().await;
+        if cache.last.is_some_and(|at| at.elapsed() < REFRESH_EVERY) {
+            return;
+        }
+        cache.last = Some(Instant::now());
+        match store.workflow_counts().await {
+            Ok(found) => {
+                let mut counts: BTreeMap<&'static str, u64> =
+                    STATUSES.iter().map(|s| (s.label(), 0)).collect();
+                for (status, n) in found {
+                    *counts.entry(status.label()).or_default() += n;
+                }
+                self.in_scope(|| {
+                    for (status, n) in counts {
+                        // Counts fit an f64 exactly far beyond any store's size.
+                        #[allow(clippy::cast_precision_loss)]
+                        metrics::gauge!(WORKFLOWS, "status" => status).set(n as f64);
+                    }
+                });
+            }
+            // Serve what we have: a scrape that fails outright hides the other metrics too.
+            Err(e) => tracing::warn!(error = %e, "metrics: counting workflows failed"),
+        }
+        match store
+            .ledger_notes_after(cache.mark.as_ref(), NOTES_PER_REFRESH)
+            .await
+        {
+            Ok(notes) => {
+                if let Some(last) = notes.last() {
+                    cache.mark = Some((last.written_at, last.id.clone()));
+                }
+                self.in_scope(|| {
+                    for n in notes {
+                        #[allow(clippy::cast_precision_loss)]
+                        let secs = (n.written_at - n.accepted_at).num_milliseconds().max(0) as f64
+                            / 1000.0;
+                        metrics::histogram!(OPERATORY_TO_LEDGER).record(secs);
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: reading ledger note times failed"),
+        }
     }
 }

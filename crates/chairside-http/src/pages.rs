@@ -15,6 +15,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("templates/error.html")),
     ("patient.html", include_str!("templates/patient.html")),
     (
+        "link_invalid.html",
+        include_str!("templates/link_invalid.html"),
+    ),
+    (
+        "link_renewed.html",
+        include_str!("templates/link_renewed.html"),
+    ),
+    (
         "staff_login.html",
         include_str!("templates/staff_login.html"),
     ),

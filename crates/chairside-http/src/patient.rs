@@ -10,6 +10,12 @@
 //! The token in the URL is the page's only credential, so it also guards the accept form against
 //! cross-site posts: a forger would need the token. The page sends `Referrer-Policy: no-referrer`,
 //! so the token never reaches Stripe or the lender.
+//!
+//! A token is refused unless its MAC holds, it has not expired, its link generation is the
+//! workflow's current one and the workflow is not cancelled (cancel and withdraw revoke every
+//! link). Every refusal gets the same "link not valid" page, which offers to send a fresh link
+//! (`POST /p/{token}/renew`: rate-limited per workflow, same answer whatever happened). Lenders
+//! send the patient back to `/r/{reference}`, which is exchanged here for a fresh link.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -18,9 +24,13 @@ use financing_core::{InHouseOffer, InstallmentInterval, IntervalUnit, Language, 
 use serde::{Deserialize, Serialize};
 
 use super::pages::see_other;
-use super::{HttpState, PracticeSite, verify_patient_token};
+use super::{HttpState, PracticeSite, read_patient_token, verify_patient_token};
 use chairside_engine::store::WorkflowRow;
-use chairside_workflow::{LenderPhase, Stage, Status};
+use chairside_engine::store::links::ResendOutcome;
+use chairside_workflow::{LenderPhase, Stage, Status, WorkflowId};
+
+/// At most one patient-requested resend per workflow in this interval.
+const RENEW_INTERVAL: chrono::Duration = chrono::Duration::hours(1);
 
 /// The audit kind of an accepted in-house plan.
 const IN_HOUSE_ACCEPTED: &str = "in_house_accepted";
@@ -45,7 +55,6 @@ struct Words {
     accept_button: &'static str,
     accepted: &'static str,
     questions: &'static str,
-    cancelled: &'static str,
     preparing: &'static str,
     deposit_now: &'static str,
     plan_deposit: &'static str,
@@ -70,7 +79,6 @@ const EN: Words = Words {
     accept_button: "Accept the payment plan",
     accepted: "You accepted the payment plan. Thank you!",
     questions: "Questions? Call",
-    cancelled: "This financing plan is no longer active. Please call the office.",
     preparing: "We are still preparing your financing details. Please check back soon.",
     deposit_now: "Deposit, due now",
     plan_deposit: "Payment plan deposit",
@@ -95,7 +103,6 @@ const ES: Words = Words {
     accept_button: "Aceptar el plan de pagos",
     accepted: "Usted aceptó el plan de pagos. ¡Gracias!",
     questions: "¿Preguntas? Llame a",
-    cancelled: "Este plan de financiamiento ya no está activo. Llame al consultorio.",
     preparing: "Todavía estamos preparando los detalles de su financiamiento. Vuelva a consultar pronto.",
     deposit_now: "Depósito, a pagar ahora",
     plan_deposit: "Depósito del plan de pagos",
@@ -222,18 +229,46 @@ pub(crate) fn root(state: &HttpState) -> String {
     format!("{path}/")
 }
 
-async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, Response> {
-    let not_found = || state.pages.error(StatusCode::NOT_FOUND, "en");
-    let Ok(id) = verify_patient_token(token, &state.config.patient_token_key, state.now()) else {
-        return Err(not_found());
-    };
-    let row = match state.reports().workflow(&id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return Err(not_found()),
-        Err(e) => {
-            tracing::error!(error = %e, "patient page: workflow lookup failed");
-            return Err(state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en"));
+/// The one page every refused token gets (forged, expired, revoked, unknown, cancelled): the
+/// same words, offering a fresh link. It echoes only the URL the patient already has.
+fn link_invalid(state: &HttpState, token: &str) -> Response {
+    let token: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    let renew = format!("{}p/{token}/renew", root(state));
+    let ctx = minijinja::context! { lang => "en", renew };
+    state
+        .pages
+        .render(StatusCode::NOT_FOUND, "link_invalid.html", ctx)
+}
+
+/// The workflow's row, if the link `generation` is its current one and it is not cancelled.
+async fn current(
+    state: &HttpState,
+    id: &WorkflowId,
+    generation: u64,
+) -> Result<Option<WorkflowRow>, Response> {
+    let lookup = async {
+        let current = state.links().link_generation(id).await?;
+        if current != generation {
+            return Ok(None);
         }
+        let row = state.reports().workflow(id).await?;
+        Ok(row.filter(|r| r.state.status != Status::Cancelled))
+    };
+    lookup
+        .await
+        .map_err(|e: chairside_engine::store::StoreError| {
+            tracing::error!(error = %e, "patient page: workflow lookup failed");
+            state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en")
+        })
+}
+
+async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, Response> {
+    let Ok(verified) = verify_patient_token(token, &state.config.patient_token_key, state.now())
+    else {
+        return Err(link_invalid(state, token));
+    };
+    let Some(row) = current(state, &verified.workflow, verified.generation).await? else {
+        return Err(link_invalid(state, token));
     };
     let practice = &row.state.key.practice_id;
     let lang = match state
@@ -366,7 +401,6 @@ pub(crate) async fn page(
             email: None,
         },
     };
-    let cancelled = s.status == Status::Cancelled;
     let mut ctx = PageContext {
         lang: lang.tag(),
         t,
@@ -382,10 +416,6 @@ pub(crate) async fn page(
         in_house_offer: false,
         in_house_accepted: false,
     };
-    if cancelled {
-        ctx.notice = Some(t.cancelled);
-        return state.pages.render(StatusCode::OK, "patient.html", ctx);
-    }
     match &s.split {
         Some(split) => {
             ctx.amounts = Some(Amounts {
@@ -554,6 +584,60 @@ pub(crate) async fn accept_in_house(
         Err(res) => return res,
     }
     see_other(&format!("{}?accepted=1", r.base))
+}
+
+/// `POST /p/{token}/renew`: from the "link not valid" page, ask the office for a fresh link. A
+/// genuine token (expired or not) of a workflow still in progress at its generation queues one
+/// resend, at most one per hour per workflow; whatever happened, the answer is the same page.
+pub(crate) async fn renew(State(state): State<HttpState>, Path(token): Path<String>) -> Response {
+    if let Ok(read) = read_patient_token(&token, &state.config.patient_token_key) {
+        match state
+            .links()
+            .request_link_resend(&read.workflow, read.generation, RENEW_INTERVAL, state.now())
+            .await
+        {
+            Ok(ResendOutcome::Queued) => {
+                tracing::info!(workflow = %read.workflow, "patient asked for a new link");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "patient page: resend request failed"),
+        }
+    }
+    state.pages.render(
+        StatusCode::OK,
+        "link_renewed.html",
+        minijinja::context! { lang => "en" },
+    )
+}
+
+/// `GET /r/{reference}`: where a lender sends the patient back. The reference is opaque and
+/// carries no token; it is exchanged here for a freshly issued patient page link.
+pub(crate) async fn lender_return(
+    State(state): State<HttpState>,
+    Path(reference): Path<String>,
+) -> Response {
+    let not_found = || state.pages.error(StatusCode::NOT_FOUND, "en");
+    if reference.len() > 64 {
+        return not_found();
+    }
+    let (id, generation) = match state.links().resolve_return_reference(&reference).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "lender return: lookup failed");
+            return state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en");
+        }
+    };
+    match current(&state, &id, generation).await {
+        Ok(Some(_)) => see_other(
+            state
+                .config
+                .patient_link(&id, generation, state.now())
+                .as_str(),
+        ),
+        Ok(None) => not_found(),
+        Err(res) => res,
+    }
 }
 
 #[cfg(test)]

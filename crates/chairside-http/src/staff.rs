@@ -11,14 +11,16 @@
 //! practice, and another practice's workflow is answered 404, exactly like an unknown one.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
-use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use axum::{Extension, Form};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
@@ -28,11 +30,13 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
-use super::HttpState;
 use super::pages::see_other;
 use super::patient::root;
+use super::{HttpState, LoginLimits};
 use chairside_engine::staff::{Refusal, StaffActions, StaffError};
+use chairside_engine::store::logins::{FailureCount, LockRule, LoginAttempt, LoginOutcome};
 use chairside_engine::store::{TaskRow, WorkflowRow};
 use chairside_workflow::{StaffAction, Stage, Status, TaskKind};
 
@@ -232,9 +236,128 @@ fn verify_password(hash: &str, password: &SecretString) -> bool {
     })
 }
 
-/// `POST /staff/login`.
+/// What the login handler shares across requests: the cap on concurrent password checks and a
+/// gauge of the checks themselves.
+#[derive(Debug)]
+pub(crate) struct LoginGuard {
+    /// One permit per argon2 check allowed at once: a flood of logins waits here briefly and is
+    /// then answered 503, instead of taking 19 MiB and a core each.
+    pub(crate) hashes: Arc<Semaphore>,
+    pub(crate) gauge: Arc<HashGauge>,
+}
+
+impl LoginGuard {
+    pub(crate) fn new(permits: usize) -> Self {
+        Self {
+            hashes: Arc::new(Semaphore::new(permits.max(1))),
+            gauge: Arc::new(HashGauge::default()),
+        }
+    }
+}
+
+/// Counts of password checks: how many ran, how many run now, and the most at once.
+#[derive(Debug, Default)]
+pub(crate) struct HashGauge {
+    pub(crate) verifications: AtomicU64,
+    running: AtomicUsize,
+    pub(crate) max_running: AtomicUsize,
+    /// Test hook: how long each check holds its permit, so overlapping checks can be observed.
+    #[cfg(test)]
+    pub(crate) hold_ms: AtomicU64,
+}
+
+impl HashGauge {
+    fn check(&self, hash: &str, password: &SecretString) -> bool {
+        self.verifications.fetch_add(1, Ordering::SeqCst);
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        let ok = verify_password(hash, password);
+        #[cfg(test)]
+        std::thread::sleep(std::time::Duration::from_millis(
+            self.hold_ms.load(Ordering::SeqCst),
+        ));
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        ok
+    }
+}
+
+/// The throttle key of a client: its IP address, with IPv6 narrowed to its /64 (one subscriber
+/// usually holds a whole /64). Without connection info (an in-process call) every such client
+/// shares one key. Proxy headers are not trusted.
+fn client_address(connect: Option<&SocketAddr>) -> String {
+    match connect.map(SocketAddr::ip) {
+        Some(IpAddr::V4(ip)) => ip.to_string(),
+        Some(IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = ip.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        None => "unknown".to_owned(),
+    }
+}
+
+fn lock_rule(limits: &LoginLimits) -> LockRule {
+    let chrono =
+        |d: std::time::Duration| ChronoDuration::from_std(d).unwrap_or(ChronoDuration::MAX);
+    LockRule {
+        forget_after: chrono(limits.forget_after),
+        lock_after: limits.lock_after,
+        lock_for: chrono(limits.lock_for),
+    }
+}
+
+/// How long `count` must still wait before its next attempt: the lockout if any, else
+/// `first_delay` doubled for every failure past `free`, up to `max_delay`, from the latest.
+fn wait_for(
+    count: &FailureCount,
+    free: u32,
+    limits: &LoginLimits,
+    now: DateTime<Utc>,
+) -> Option<ChronoDuration> {
+    if let Some(until) = count.locked_until.filter(|u| *u > now) {
+        return Some(until - now);
+    }
+    if count.failures < free {
+        return None;
+    }
+    let last = count.last_failure_at?;
+    let doublings = (count.failures - free).min(30);
+    let delay = limits
+        .first_delay
+        .saturating_mul(1 << doublings)
+        .min(limits.max_delay);
+    let next = last + ChronoDuration::from_std(delay).unwrap_or(ChronoDuration::MAX);
+    (next > now).then(|| next - now)
+}
+
+/// A refusal before any password check, with `Retry-After` in whole seconds (at least 1).
+fn refuse_for(
+    state: &HttpState,
+    status: StatusCode,
+    nonce: &str,
+    username: &str,
+    wait: ChronoDuration,
+    message: &str,
+) -> Response {
+    let secs = (wait.num_milliseconds().max(0) + 999) / 1000;
+    let secs = secs.max(1);
+    let mut res = login_page(state, status, nonce, username, Some(message));
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
+}
+
+/// `POST /staff/login`. Before any password is checked, the account's and the client address's
+/// failures are read from the store: a locked account or one still inside its delay is answered
+/// 429 with `Retry-After`, and so is an address that failed too often. Then the check waits
+/// briefly for one of [`LoginLimits::concurrent_hashes`] permits (503 when none frees up).
+/// Every attempt, with its outcome, the name typed and the client address, is audited in the
+/// store; the password never is.
 pub(crate) async fn login(
     State(state): State<HttpState>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -242,6 +365,87 @@ pub(crate) async fn login(
         return forbidden(&state);
     };
     let nonce = nonce.to_owned();
+    let address = client_address(connect.as_ref().map(|Extension(ConnectInfo(a))| a));
+    let limits = state.config.login;
+    let rule = lock_rule(&limits);
+    let now = state.now();
+    let attempt = |outcome| LoginAttempt {
+        username: form.username.clone(),
+        address: address.clone(),
+        at: now,
+        outcome,
+    };
+    let standing = match state
+        .logins()
+        .login_standing(&form.username, &address, &rule, now)
+        .await
+    {
+        Ok(standing) => standing,
+        Err(e) => return server_error(&state, &e),
+    };
+
+    let locked = standing.account.locked_until.filter(|u| *u > now);
+    let throttled = wait_for(
+        &standing.account,
+        limits.account_free_failures,
+        &limits,
+        now,
+    )
+    .into_iter()
+    .chain(wait_for(
+        &standing.address,
+        limits.address_free_failures,
+        &limits,
+        now,
+    ))
+    .max();
+    if let Some(wait) = throttled {
+        let (outcome, message) = if locked.is_some() {
+            (
+                LoginOutcome::Locked,
+                "This account is locked after too many failed sign-ins. Ask a colleague to unlock it, or try again later.",
+            )
+        } else {
+            (
+                LoginOutcome::Throttled,
+                "Too many failed sign-ins. Wait a moment and try again.",
+            )
+        };
+        tracing::warn!(%address, outcome = outcome.label(), "staff login refused before the password check");
+        if let Err(e) = state.logins().record_login(&attempt(outcome), &rule).await {
+            return server_error(&state, &e);
+        }
+        return refuse_for(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &nonce,
+            &form.username,
+            wait,
+            message,
+        );
+    }
+
+    let guard = state.login.clone();
+    let Ok(Ok(permit)) =
+        tokio::time::timeout(limits.hash_wait, guard.hashes.clone().acquire_owned()).await
+    else {
+        tracing::warn!(%address, "staff login refused: too many password checks at once");
+        if let Err(e) = state
+            .logins()
+            .record_login(&attempt(LoginOutcome::Busy), &rule)
+            .await
+        {
+            return server_error(&state, &e);
+        }
+        return refuse_for(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &nonce,
+            &form.username,
+            ChronoDuration::seconds(1),
+            "Too many sign-ins at once. Try again in a moment.",
+        );
+    };
     let account = state
         .config
         .staff
@@ -253,15 +457,27 @@ pub(crate) async fn login(
         .as_ref()
         .or(state.config.staff.first())
         .map(|a| a.password_hash.clone());
-    let password = SecretString::from(form.password);
+    let password = SecretString::from(form.password.clone());
+    let gauge = guard.gauge.clone();
     let verified = match hash {
-        Some(hash) => tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .unwrap_or(false),
+        Some(hash) => tokio::task::spawn_blocking(move || {
+            let ok = gauge.check(&hash, &password);
+            drop(permit);
+            ok
+        })
+        .await
+        .unwrap_or(false),
         None => false,
     };
     let Some(account) = account.filter(|_| verified) else {
-        tracing::warn!("staff login refused");
+        tracing::warn!(%address, "staff login refused");
+        if let Err(e) = state
+            .logins()
+            .record_login(&attempt(LoginOutcome::WrongPassword), &rule)
+            .await
+        {
+            return server_error(&state, &e);
+        }
         return login_page(
             &state,
             StatusCode::UNAUTHORIZED,
@@ -270,7 +486,13 @@ pub(crate) async fn login(
             Some("Wrong username or password."),
         );
     };
-    let now = state.now();
+    if let Err(e) = state
+        .logins()
+        .record_login(&attempt(LoginOutcome::Success), &rule)
+        .await
+    {
+        return server_error(&state, &e);
+    }
     let lifetime = ChronoDuration::from_std(state.config.staff_session_lifetime)
         .unwrap_or(ChronoDuration::hours(12));
     let token = state
@@ -524,6 +746,15 @@ struct Dashboard {
     figures: Figures,
     plans: Vec<PlanLine>,
     tasks: Vec<TaskLine>,
+    held: Vec<HeldLine>,
+}
+
+/// Something set aside because it does not decode (a workflow row, a webhook delivery).
+#[derive(Serialize)]
+struct HeldLine {
+    what: String,
+    problem: String,
+    since: String,
 }
 
 fn status_text(status: Status) -> &'static str {
@@ -623,6 +854,31 @@ async fn render_dashboard(
             tasks.push(line);
         }
     }
+    let mut held: Vec<HeldLine> = state
+        .store
+        .quarantined_workflows(Some(&s.practice))
+        .await?
+        .into_iter()
+        .map(|q| HeldLine {
+            what: format!("workflow {}", q.workflow_id),
+            problem: q.problem,
+            since: local(q.at, tz, "%b %-d %H:%M"),
+        })
+        .collect();
+    // Deliveries name no practice until they parse: every practice's staff see that one is held
+    // (provider and time only), and an operator reads it with the data key.
+    held.extend(
+        state
+            .store
+            .quarantined_deliveries()
+            .await?
+            .into_iter()
+            .map(|d| HeldLine {
+                what: format!("{} delivery #{}", d.provider, d.id),
+                problem: d.problem,
+                since: local(d.received_at, tz, "%b %-d %H:%M"),
+            }),
+    );
     let page = Dashboard {
         root: root(state),
         csrf: s.csrf.clone(),
@@ -632,6 +888,7 @@ async fn render_dashboard(
         figures,
         plans,
         tasks,
+        held,
     };
     Ok(state
         .pages
@@ -648,8 +905,23 @@ async fn task_line(
     if &task.practice_id != initials.practice {
         return Ok(None);
     }
-    let Some(row) = state.reports().workflow(&task.workflow_id).await? else {
-        return Ok(None);
+    let row = match state.reports().workflow(&task.workflow_id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return Ok(None),
+        // A quarantined workflow: its task (from the row's key columns) still shows, without
+        // patient initials or actions, since nothing can act on it until it is repaired.
+        Err(e) if e.is_unreadable() => {
+            return Ok(Some(TaskLine {
+                id: task.id,
+                href: format!("{base}{}", task.workflow_id),
+                initials: "?".to_owned(),
+                kind: task_label(task.task.kind),
+                reason: task.task.reason.clone(),
+                opened: local(task.created_at, tz, "%b %-d %H:%M"),
+                actions: Vec::new(),
+            }));
+        }
+        Err(e) => return Err(e),
     };
     if &row.state.key.practice_id != initials.practice {
         return Ok(None);

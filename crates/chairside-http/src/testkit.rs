@@ -2,14 +2,14 @@
 //! state on a fixed clock, seeded workflows of made-up patients, and request helpers.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHasher, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -39,6 +39,8 @@ pub(crate) const STRIPE_OLD: &str = "whsec_test_old_secret";
 pub(crate) const STRIPE_NEW: &str = "whsec_test_new_secret";
 pub(crate) const SUNBIT_SECRET: &str = "sunbit-test-secret";
 pub(crate) const NEXHEALTH_SECRET: &str = "nexhealth-test-secret";
+pub(crate) const OTHER_SUNBIT_SECRET: &str = "other-practice-sunbit-secret";
+pub(crate) const OTHER_NEXHEALTH_SECRET: &str = "other-practice-nexhealth-secret";
 pub(crate) const TWILIO_TOKEN: &str = "twilio-test-auth-token";
 pub(crate) const PUBLIC: &str = "https://chairside.test/";
 pub(crate) const SMILE_SMS: &str = "+15550100100";
@@ -79,25 +81,20 @@ pub(crate) fn sunbit() -> LenderId {
     LenderId::new("sunbit")
 }
 
-/// A cheap argon2id hash: the PHC string carries its parameters, so verification is cheap too.
-fn cheap_hash(password: &str) -> String {
-    let params = Params::new(8, 1, 1, None).expect("valid parameters");
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let salt = SaltString::encode_b64(b"fixed-test-salt!").expect("salt");
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .expect("hash")
-        .to_string()
-}
-
 pub(crate) fn config() -> HttpConfig {
     let mut c = HttpConfig::new(PUBLIC.parse().unwrap(), SecretString::from(PATIENT_KEY));
     c.webhook_secrets.stripe = vec![
         SecretString::from(STRIPE_OLD),
         SecretString::from(STRIPE_NEW),
     ];
-    c.webhook_secrets.sunbit = vec![SecretString::from(SUNBIT_SECRET)];
-    c.webhook_secrets.nexhealth = vec![SecretString::from(NEXHEALTH_SECRET)];
+    c.webhook_secrets.sunbit = HashMap::from([
+        (smile(), vec![SecretString::from(SUNBIT_SECRET)]),
+        (other(), vec![SecretString::from(OTHER_SUNBIT_SECRET)]),
+    ]);
+    c.webhook_secrets.nexhealth = HashMap::from([
+        (smile(), vec![SecretString::from(NEXHEALTH_SECRET)]),
+        (other(), vec![SecretString::from(OTHER_NEXHEALTH_SECRET)]),
+    ]);
     c.webhook_secrets.twilio = vec![SecretString::from(TWILIO_TOKEN)];
     let mut site = PracticeSite::new(
         smile(),
@@ -141,17 +138,11 @@ pub(crate) fn config() -> HttpConfig {
             ]),
         },
     );
+    // Cheap hashes through the test-only constructor, so tests can sign in many times; the
+    // kit builds its state without `validate`, which refuses them.
     c.staff = vec![
-        StaffAccount {
-            username: "alice".into(),
-            practice: smile(),
-            password_hash: cheap_hash(ALICE_PASSWORD),
-        },
-        StaffAccount {
-            username: "olga".into(),
-            practice: other(),
-            password_hash: cheap_hash("olga's password"),
-        },
+        StaffAccount::with_cheap_test_hash("alice", smile(), ALICE_PASSWORD),
+        StaffAccount::with_cheap_test_hash("olga", other(), "olga's password"),
     ];
     c
 }
@@ -159,6 +150,7 @@ pub(crate) fn config() -> HttpConfig {
 pub(crate) struct Kit {
     _dir: TempDir,
     path: PathBuf,
+    clock: Arc<TickingClock>,
     pub(crate) store: Arc<SqliteStore>,
     pub(crate) state: HttpState,
     pub(crate) poll: Arc<Notify>,
@@ -225,14 +217,16 @@ impl Kit {
             .unwrap()
             .with_timezone(&Utc);
         let poll = Arc::new(Notify::new());
+        let clock = Arc::new(TickingClock {
+            start: now,
+            ticks: AtomicI64::new(1),
+        });
         let state = HttpState::new(store.clone(), config, Metrics::local(), poll.clone())
-            .with_clock(Arc::new(TickingClock {
-                start: now,
-                ticks: AtomicI64::new(1),
-            }));
+            .with_clock(clock.clone());
         let kit = Self {
             _dir: dir,
             path,
+            clock,
             store,
             state,
             poll,
@@ -248,7 +242,63 @@ impl Kit {
         self.now
     }
 
-    pub(crate) async fn send(&self, req: Request<Body>) -> Response {
+    /// Moves the state's clock forward.
+    pub(crate) fn advance(&self, by: chrono::Duration) {
+        self.clock
+            .ticks
+            .fetch_add(by.num_milliseconds(), Ordering::Relaxed);
+    }
+
+    /// A second instance over the same database and clock (or this one after a restart): its
+    /// own sessions, its own limits on password checks, nothing shared in memory.
+    pub(crate) fn another_instance(&self) -> HttpState {
+        HttpState::new(
+            self.store.clone(),
+            self.state.config().clone(),
+            Metrics::local(),
+            self.poll.clone(),
+        )
+        .with_clock(self.clock.clone())
+    }
+
+    /// One login attempt from `address`, with a fresh login form; the response as it comes.
+    pub(crate) async fn attempt_login(
+        &self,
+        state: &HttpState,
+        address: &str,
+        username: &str,
+        password: &str,
+    ) -> Response {
+        let (cookie, csrf) = self.login_form().await;
+        let req = from_address(
+            post_form(
+                "/staff/login",
+                form(&[
+                    ("csrf", &csrf),
+                    ("username", username),
+                    ("password", password),
+                ]),
+                Some(&cookie),
+            ),
+            address,
+        );
+        router(state.clone()).oneshot(req).await.unwrap()
+    }
+
+    /// A login form's double-submit cookie (`name=value`) and CSRF token.
+    pub(crate) async fn login_form(&self) -> (String, String) {
+        let form_page = self.send(get("/staff/login")).await;
+        let cookie = set_cookie(&form_page, "chairside_login").unwrap();
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        (cookie, csrf_of(&body_text(form_page).await))
+    }
+
+    /// Sends a request as a loopback client would (unless it names its own peer).
+    pub(crate) async fn send(&self, mut req: Request<Body>) -> Response {
+        let extensions = req.extensions_mut();
+        if extensions.get::<ConnectInfo<SocketAddr>>().is_none() {
+            extensions.insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 50_000))));
+        }
         router(self.state.clone()).oneshot(req).await.unwrap()
     }
 
@@ -418,26 +468,30 @@ impl Kit {
         }
     }
 
-    /// The events waiting in a workflow's inbox, oldest first (read from the database file).
-    pub(crate) async fn inbox(&self, wf: &WorkflowId) -> Vec<Event> {
+    /// Overwrites a workflow's stored state with `text` that does not decode, as a torn write or
+    /// a hand edit would (read from the database file, past the store).
+    pub(crate) async fn corrupt_state(&self, wf: &WorkflowId, text: &str) {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.path.display()))
             .await
             .unwrap();
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT event FROM inbox WHERE workflow_id = ? ORDER BY id")
-                .bind(wf.as_str())
-                .fetch_all(&pool)
-                .await
-                .unwrap();
+        sqlx::query("UPDATE workflows SET state = ? WHERE id = ?")
+            .bind(text)
+            .bind(wf.as_str())
+            .execute(&pool)
+            .await
+            .unwrap();
         pool.close().await;
-        rows.iter()
-            .map(|r| serde_json::from_str(r).unwrap())
-            .collect()
+    }
+
+    /// The events waiting in a workflow's inbox, oldest first (read from the database file).
+    pub(crate) async fn inbox(&self, wf: &WorkflowId) -> Vec<Event> {
+        self.store.inbox_events(wf).await.unwrap()
     }
 
     pub(crate) fn token(&self, wf: &WorkflowId) -> String {
         super::sign_patient_token(
             wf,
+            0,
             self.now + chrono::Duration::days(1),
             &SecretString::from(PATIENT_KEY),
         )
@@ -466,6 +520,14 @@ impl Kit {
         let page = body_text(self.send(with_cookie(get("/staff"), &session)).await).await;
         (session, csrf_of(&page))
     }
+}
+
+/// The request as if it arrived on a connection from `address` (`ip:port`).
+pub(crate) fn from_address(mut req: Request<Body>, address: &str) -> Request<Body> {
+    let addr: std::net::SocketAddr = address.parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
+    req
 }
 
 pub(crate) fn with_cookie(mut req: Request<Body>, cookie: &str) -> Request<Body> {

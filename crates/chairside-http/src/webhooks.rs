@@ -5,7 +5,15 @@
 //! [`InboundStore::record_webhook`](chairside_engine::store::InboundStore::record_webhook), and
 //! stores what the workflow must hear as inbox events in the same transaction, before it answers
 //! 2xx: a crash after the answer loses nothing, and a crash before it gets a redelivery. Event
-//! types we do not act on are recorded and answered 200.
+//! types we do not act on are recorded and answered 200. A body that verifies but does not parse
+//! (Stripe, Sunbit, NexHealth) is held sealed in the quarantine for staff, then answered 200.
+//!
+//! Sunbit and NexHealth secrets belong to one practice: a delivery comes to that practice's URL
+//! (`/webhooks/sunbit/{practice}`), is verified with its secrets only, and may touch only its
+//! workflows (a Sunbit event, only an application that is with Sunbit now). Redeliveries are
+//! recognised by NexHealth's delivery id and, since Sunbit sends no event id, by the digest of
+//! Sunbit's body, never by the signature timestamp. A Stripe event touches the workflow its
+//! metadata names only when that workflow's stored customer, session or schedule is the object's.
 //!
 //! Stripe objects name their workflow in metadata [`WORKFLOW_KEY`] (`chairside_workflow`): on
 //! Checkout Sessions and their PaymentIntents, on schedules, and on invoices through
@@ -14,11 +22,11 @@
 //! id, so the workflow notes the payment once.
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use financing_core::{Currency, LenderId, Money};
+use financing_core::{Currency, LenderId, Money, PracticeId};
 use messaging::{InboundIntent, VerifiedForm, WebhookVerifier};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
@@ -27,7 +35,7 @@ use stripe_schedule::{
 };
 
 use super::HttpState;
-use chairside_workflow::{Event, PaymentFact, Stage, WorkflowId};
+use chairside_workflow::{Event, PaymentFact, Stage, StripeRecord, WorkflowId};
 
 const STRIPE: &str = "stripe";
 const SUNBIT: &str = "sunbit";
@@ -41,6 +49,10 @@ fn reject(state: &HttpState, provider: &'static str, reason: &'static str) -> Re
     let status = match reason {
         // Our configuration, not the sender's fault: a 5xx makes the sender retry later.
         "unconfigured" => StatusCode::SERVICE_UNAVAILABLE,
+        // No such webhook URL: an unknown practice, or the un-scoped URL with several practices.
+        "practice" => StatusCode::NOT_FOUND,
+        // Verified, but it names a workflow of another practice: the secret may not touch it.
+        "foreign" => StatusCode::FORBIDDEN,
         // Twilio's convention for a bad signature.
         "signature" | "malformed" if provider == TWILIO => StatusCode::FORBIDDEN,
         _ => StatusCode::BAD_REQUEST,
@@ -52,6 +64,30 @@ fn reject(state: &HttpState, provider: &'static str, reason: &'static str) -> Re
 fn store_failed(provider: &'static str, e: &chairside_engine::store::StoreError) -> Response {
     tracing::error!(provider, error = %e, "webhook could not be stored");
     (StatusCode::INTERNAL_SERVER_ERROR, "retry later\n").into_response()
+}
+
+/// A delivery whose signature verified but whose body does not parse: kept sealed for staff
+/// (the dashboard shows it) and answered 200 so the provider stops retrying, but only once it is
+/// stored; a store failure is a 500 and the provider delivers again. The body and the parse
+/// error's text (which can quote it) are never logged.
+async fn hold(
+    state: &HttpState,
+    provider: &'static str,
+    body: &[u8],
+    problem: &'static str,
+) -> Response {
+    match state
+        .store
+        .quarantine_delivery(provider, body, problem, state.now())
+        .await
+    {
+        Ok(fresh) => {
+            tracing::warn!(provider, fresh, problem, "verified webhook held for staff");
+            state.metrics.webhook_held(provider);
+            ok()
+        }
+        Err(e) => store_failed(provider, &e),
+    }
 }
 
 fn ok() -> Response {
@@ -164,6 +200,34 @@ pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
     one.into_iter().collect()
 }
 
+/// Whether the object a Stripe event is about is one Chairside created for this workflow: the
+/// metadata naming a workflow is not enough, since anyone with API access to the account can
+/// write it. Invoices and PaymentIntents by customer, Checkout Sessions and schedules by id.
+pub(crate) fn stripe_object_matches(data: &EventData, stored: &StripeRecord) -> bool {
+    fn same(stored: Option<&String>, seen: Option<&str>) -> bool {
+        matches!((stored, seen), (Some(a), Some(b)) if a == b)
+    }
+    match data {
+        EventData::InvoicePaid(inv) | EventData::InvoicePaymentFailed(inv) => same(
+            stored.customer_id.as_ref(),
+            inv.customer.as_ref().map(|c| c.as_str()),
+        ),
+        EventData::CheckoutSessionCompleted(cs)
+        | EventData::CheckoutSessionAsyncPaymentSucceeded(cs)
+        | EventData::CheckoutSessionAsyncPaymentFailed(cs) => {
+            same(stored.checkout_session_id.as_ref(), Some(cs.id.as_str()))
+        }
+        EventData::PaymentIntentSucceeded(pi) | EventData::PaymentIntentPaymentFailed(pi) => same(
+            stored.customer_id.as_ref(),
+            pi.customer.as_ref().map(|c| c.as_str()),
+        ),
+        EventData::SubscriptionScheduleCompleted(sched) => {
+            same(stored.schedule_id.as_ref(), Some(sched.id.as_str()))
+        }
+        _ => false,
+    }
+}
+
 /// `POST /webhooks/stripe`.
 pub(crate) async fn stripe(
     State(state): State<HttpState>,
@@ -189,9 +253,32 @@ pub(crate) async fn stripe(
         return reject(&state, STRIPE, reason);
     }
     let Ok(event) = stripe_schedule::Event::parse(&body) else {
-        return reject(&state, STRIPE, "decode");
+        return hold(
+            &state,
+            STRIPE,
+            &body,
+            "the verified Stripe event did not parse",
+        )
+        .await;
     };
-    let events = stripe_events(&event.data);
+    let mut events = Vec::new();
+    for (wf, ev) in stripe_events(&event.data) {
+        match state.store.workflow(&wf).await {
+            Ok(Some(row)) if stripe_object_matches(&event.data, &row.state.stripe) => {
+                events.push((wf, ev));
+            }
+            Ok(Some(_)) => {
+                tracing::warn!(
+                    provider = STRIPE,
+                    event = event.id.as_str(),
+                    "event names a workflow whose Stripe objects it is not about: ignored"
+                );
+                state.metrics.webhook_rejected(STRIPE, "foreign");
+            }
+            Ok(None) => {}
+            Err(e) => return store_failed(STRIPE, &e),
+        }
+    }
     tracing::info!(
         provider = STRIPE,
         event_type = event.event_type(),
@@ -231,18 +318,69 @@ pub(crate) fn split_reference(reference: &str) -> Option<(WorkflowId, LenderId)>
     Some((parse_workflow_id(wf)?, LenderId::new(lender)))
 }
 
-/// `POST /webhooks/sunbit`.
+/// The practice a per-practice webhook URL names, if it is configured.
+fn scoped_practice(state: &HttpState, practice: &str) -> Option<PracticeId> {
+    state
+        .config
+        .practice(&PracticeId::new(practice))
+        .map(|p| p.id.clone())
+}
+
+/// The practice an un-scoped webhook URL stands for: the only one configured.
+fn sole_practice(state: &HttpState) -> Option<PracticeId> {
+    state.config.sole_practice().map(|p| p.id.clone())
+}
+
+/// The hex SHA-256 of a delivery's body.
+fn body_digest(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// `POST /webhooks/sunbit/{practice}`: verified with that practice's Sunbit secrets only.
+pub(crate) async fn sunbit_scoped(
+    State(state): State<HttpState>,
+    Path(practice): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match scoped_practice(&state, &practice) {
+        Some(p) => sunbit_for(&state, &p, &headers, &body).await,
+        None => reject(&state, SUNBIT, "practice"),
+    }
+}
+
+/// `POST /webhooks/sunbit`: served only while one practice is configured, as that practice.
 pub(crate) async fn sunbit(
     State(state): State<HttpState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    use sunbit_client::{WebhookError, WebhookVerifier};
-    let secrets = &state.config.webhook_secrets.sunbit;
-    if secrets.is_empty() {
-        return reject(&state, SUNBIT, "unconfigured");
+    match sole_practice(&state) {
+        Some(p) => sunbit_for(&state, &p, &headers, &body).await,
+        None => reject(&state, SUNBIT, "practice"),
     }
-    let signature = header_str(&headers, sunbit_client::SIGNATURE_HEADER);
+}
+
+/// A Sunbit delivery for `practice`. It may decide only an application of that practice's
+/// workflows that is currently with Sunbit; redeliveries (the same body under a fresh signature
+/// and timestamp) are recognised by the body's digest, since Sunbit sends no event id.
+async fn sunbit_for(
+    state: &HttpState,
+    practice: &PracticeId,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    use sunbit_client::{WebhookError, WebhookVerifier};
+    let secrets = state
+        .config
+        .webhook_secrets
+        .sunbit
+        .get(practice)
+        .map_or(&[][..], Vec::as_slice);
+    if secrets.is_empty() {
+        return reject(state, SUNBIT, "unconfigured");
+    }
+    let signature = header_str(headers, sunbit_client::SIGNATURE_HEADER);
     let now = Utc::now();
     let mut reason = "malformed";
     let mut verified = None;
@@ -250,9 +388,9 @@ pub(crate) async fn sunbit(
         let Ok(verifier) =
             WebhookVerifier::new(secret.clone()).with_tolerance(state.config.webhook_tolerance)
         else {
-            return reject(&state, SUNBIT, "unconfigured");
+            return reject(state, SUNBIT, "unconfigured");
         };
-        match verifier.verify(signature, &body, now) {
+        match verifier.verify(signature, body, now) {
             Ok(v) => {
                 verified = Some(v);
                 break;
@@ -264,11 +402,18 @@ pub(crate) async fn sunbit(
         }
     }
     let Some(verified) = verified else {
-        return reject(&state, SUNBIT, reason);
+        return reject(state, SUNBIT, reason);
     };
     let Ok(event) = verified.event() else {
-        return reject(&state, SUNBIT, "decode");
+        return hold(
+            state,
+            SUNBIT,
+            body,
+            "the verified Sunbit event did not parse",
+        )
+        .await;
     };
+    let sunbit = LenderId::new(sunbit_client::LENDER_ID);
     let mut events = Vec::new();
     if let Some((wf, lender)) = event
         .referral
@@ -276,16 +421,21 @@ pub(crate) async fn sunbit(
         .and_then(|r| split_reference(r.as_str()))
     {
         match state.store.workflow(&wf).await {
-            Ok(Some(row)) => {
-                // The amount asked: the current application's, else what the workflow finances.
-                let requested = match &row.state.stage {
-                    Stage::Financing(c) if c.lender == lender => Some(c.amount),
-                    _ => row.state.financing_amount,
-                };
-                if let Some(decision) = requested.and_then(|r| event.decision(r)) {
-                    events.push((wf, Event::LenderDecided { lender, decision }));
-                }
+            Ok(Some(row)) if &row.state.key.practice_id != practice => {
+                return reject(state, SUNBIT, "foreign");
             }
+            Ok(Some(row)) => match &row.state.stage {
+                // Sunbit decides Sunbit's applications only, and only the current one.
+                Stage::Financing(c) if c.lender == sunbit && lender == sunbit => {
+                    if let Some(decision) = event.decision(c.amount) {
+                        events.push((wf, Event::LenderDecided { lender, decision }));
+                    }
+                }
+                _ => tracing::info!(
+                    provider = SUNBIT,
+                    "event for an application that is not with Sunbit now: recorded only"
+                ),
+            },
             Ok(None) => {}
             Err(e) => return store_failed(SUNBIT, &e),
         }
@@ -296,29 +446,68 @@ pub(crate) async fn sunbit(
         matched = events.len(),
         "webhook verified"
     );
-    match record(&state, SUNBIT, event.dedup_key().as_str(), events).await {
+    // Never the signature timestamp: a redelivery is signed afresh.
+    let key = format!(
+        "{practice}:{}:{}:sha256:{}",
+        event.event_type.as_str(),
+        event.purchase_id.as_ref().map_or("", |p| p.as_str()),
+        body_digest(body)
+    );
+    match record(state, SUNBIT, &key, events).await {
         Ok(_) => ok(),
         Err(res) => res,
     }
 }
 
-/// `POST /webhooks/nexhealth`: a verified `treatment_plan_updated` wakes the poller, which
-/// reads the change through the API (the delivery itself is not trusted for plan data).
+/// `POST /webhooks/nexhealth/{practice}`: verified with that practice's NexHealth secrets only.
+pub(crate) async fn nexhealth_scoped(
+    State(state): State<HttpState>,
+    Path(practice): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match scoped_practice(&state, &practice) {
+        Some(p) => nexhealth_for(&state, &p, &headers, &body).await,
+        None => reject(&state, NEXHEALTH, "practice"),
+    }
+}
+
+/// `POST /webhooks/nexhealth`: served only while one practice is configured, as that practice.
 pub(crate) async fn nexhealth(
     State(state): State<HttpState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    use nexhealth_client::{Error, SignatureProblem, WebhookEventKind};
-    let secrets = &state.config.webhook_secrets.nexhealth;
-    if secrets.is_empty() {
-        return reject(&state, NEXHEALTH, "unconfigured");
+    match sole_practice(&state) {
+        Some(p) => nexhealth_for(&state, &p, &headers, &body).await,
+        None => reject(&state, NEXHEALTH, "practice"),
     }
-    let signature = header_str(&headers, nexhealth_client::SIGNATURE_HEADER);
+}
+
+/// A NexHealth delivery for `practice`: a verified `treatment_plan_updated` wakes the poller,
+/// which reads the change through the API (the delivery itself is not trusted for plan data).
+/// Redeliveries are recognised by NexHealth's delivery id, within the practice.
+async fn nexhealth_for(
+    state: &HttpState,
+    practice: &PracticeId,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    use nexhealth_client::{Error, SignatureProblem, WebhookEventKind};
+    let secrets = state
+        .config
+        .webhook_secrets
+        .nexhealth
+        .get(practice)
+        .map_or(&[][..], Vec::as_slice);
+    if secrets.is_empty() {
+        return reject(state, NEXHEALTH, "unconfigured");
+    }
+    let signature = header_str(headers, nexhealth_client::SIGNATURE_HEADER);
     let mut reason = "malformed";
     let mut verified = false;
     for secret in secrets {
-        match nexhealth_client::verify_webhook(secret, signature, &body) {
+        match nexhealth_client::verify_webhook(secret, signature, body) {
             Ok(()) => {
                 verified = true;
                 break;
@@ -328,17 +517,23 @@ pub(crate) async fn nexhealth(
         }
     }
     if !verified {
-        return reject(&state, NEXHEALTH, reason);
+        return reject(state, NEXHEALTH, reason);
     }
-    let Ok(event) = nexhealth_client::parse_webhook_event(&body) else {
-        return reject(&state, NEXHEALTH, "decode");
+    let Ok(event) = nexhealth_client::parse_webhook_event(body) else {
+        return hold(
+            state,
+            NEXHEALTH,
+            body,
+            "the verified NexHealth event did not parse",
+        )
+        .await;
     };
-    // NexHealth's retries resend the same body: without a delivery id, its hash is the id.
+    // Each institution numbers its own deliveries; without a delivery id, the body's hash.
     let id = event.delivery_id.as_ref().map_or_else(
-        || format!("sha256:{}", hex::encode(Sha256::digest(&body))),
-        |d| d.as_str().to_owned(),
+        || format!("{practice}:sha256:{}", body_digest(body)),
+        |d| format!("{practice}:{}", d.as_str()),
     );
-    match record(&state, NEXHEALTH, &id, Vec::new()).await {
+    match record(state, NEXHEALTH, &id, Vec::new()).await {
         Ok(fresh) => {
             if fresh && event.kind == WebhookEventKind::TreatmentPlanUpdated {
                 state.poll.notify_one();

@@ -89,7 +89,7 @@ pub struct Service {
 /// A store that cannot open, a key that does not parse, a client that refuses its settings, a
 /// waterfall naming a lender nothing provides, HTTP settings that do not hold together.
 pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow::Result<Service> {
-    let key = config.store.data_key().context("the data key")?;
+    let key = config.store.keyring().context("the data key")?;
     let store = SqliteStore::open(&config.store.path, key)
         .await
         .with_context(|| format!("opening {}", config.store.path.display()))?;
@@ -318,12 +318,14 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("listening on {}", config.http.listen))?;
     tracing::info!(listen = %config.http.listen, practices = config.practices.len(), "chairside is running");
+    let limits = chairside_http::ServeLimits::of(service.http.config());
     let app = chairside_http::router(service.http.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
+    let server = tokio::spawn(chairside_http::serve(
+        listener,
+        app,
+        limits,
+        shutdown_signal(),
+    ));
 
     let runner = service.runner.clone();
     let poll_every = config.runner.poll_interval;

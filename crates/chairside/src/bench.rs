@@ -1087,10 +1087,12 @@ impl SandboxProcess {
         cmd.args(["--json", "--admin", "--exit-on-stdin-eof"])
             .arg("--stripe-webhook-url")
             .arg(surface.stripe_webhook_url()?.as_str())
-            .arg("--sunbit-webhook-url")
-            .arg(surface.sunbit_webhook_url()?.as_str())
             .arg("--twilio-inbound-url")
             .arg(surface.twilio_inbound_url()?.as_str());
+        for (location, url) in surface.sunbit_webhook_urls()? {
+            cmd.arg("--sunbit-location-webhook")
+                .arg(format!("{location}={url}"));
+        }
         for (system, millis) in latencies {
             cmd.arg("--latency")
                 .arg(format!("{}={millis}", system.name()));

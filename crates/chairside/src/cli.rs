@@ -1,6 +1,6 @@
 //! The `chairside` command line: the commands, their `--help`, and the operations commands
-//! (`status`, `retry`, `cancel`, `migrate`, `check-config`, `hash-password`) as library functions
-//! that write to any [`Write`], so tests run them without spawning the binary.
+//! (`status`, `retry`, `cancel`, `migrate`, `check-config`, `hash-password`, `unlock-staff`) as
+//! library functions that write to any [`Write`], so tests run them without spawning the binary.
 //!
 //! Output meant for people goes to standard output; logs go to standard error (human-readable,
 //! or JSON with `--log-format json`) and never carry patient data.
@@ -17,19 +17,23 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use financing_core::{PracticeId, Tz};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::bench::BenchArgs;
 use crate::config::{Config, Environment, StoreView};
 use crate::demo::DemoArgs;
 use chairside_engine::staff::{Refusal, StaffActions, StaffError, action_label};
-use chairside_engine::store::{SchemaStore, StaffStore, Store, StoreError, WorkflowRow};
+use chairside_engine::store::{
+    LoginStore, SchemaStore, StaffStore, Store, StoreError, WorkflowRow,
+};
 use chairside_workflow::{StaffAction, Stage, Status, WorkflowId};
 
 /// The actor recorded in the audit trail for actions taken from the command line.
 pub const CLI_ACTOR: &str = "cli";
 
-pub use self::logging::{REDACTED_CARD, redact_card_numbers};
+pub use self::logging::{
+    REDACTED_CARD, Redacting, RedactingWriter, redact_card_numbers, redacting,
+};
 
 /// Chairside: from "the patient accepted the treatment plan" to "financing arranged, payments
 /// scheduled, patient informed, ledger updated".
@@ -120,6 +124,13 @@ pub enum Command {
     /// directory).
     Migrate(ConfigArgs),
 
+    /// Re-seal every stored value under the current data key.
+    ///
+    /// Give the new key as `data_key` with a new `data_key_id`, and the old one under
+    /// `[[store.previous_data_keys]]`. Works in batches of one transaction each: safe to stop
+    /// and run again. When it reports nothing left, the previous key can be removed.
+    RotateKey(ConfigArgs),
+
     /// Check the configuration and list every problem.
     ///
     /// Reads the configuration file and the secrets it refers to (environment variables,
@@ -129,9 +140,16 @@ pub enum Command {
 
     /// Make the password hash for a staff dashboard login.
     ///
-    /// Reads the password from standard input and prints only its hash, for
-    /// [[http.staff]] password_hash in the configuration. The password is not stored.
+    /// On a terminal, asks for the password twice without showing it; from a pipe, reads one
+    /// line. Prints only its hash, for [[http.staff]] password_hash in the configuration. The
+    /// password is not stored.
     HashPassword,
+
+    /// Unlock a staff dashboard login after too many failed sign-ins.
+    ///
+    /// Clears the account's failed sign-ins and lockout in the database (every instance sees
+    /// it at once) and records the unlock in the login audit. Touches nothing else.
+    UnlockStaff(UnlockArgs),
 
     /// Measure throughput and overhead against the built-in stand-ins.
     ///
@@ -174,6 +192,18 @@ pub struct StatusArgs {
     pub limit: u32,
 }
 
+/// A staff login to unlock.
+#[derive(Debug, Clone, Args)]
+pub struct UnlockArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// The login name ([[http.staff]] username).
+    #[arg(long, value_name = "NAME")]
+    pub user: String,
+}
+
 /// A workflow to act on.
 #[derive(Debug, Clone, Args)]
 pub struct WorkflowArgs {
@@ -209,7 +239,7 @@ pub fn init_tracing(format: LogFormat, verbose: u8, quiet: bool) -> anyhow::Resu
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| logging::RedactingWriter(std::io::stderr()));
+        .with_writer(logging::redacting(std::io::stderr));
     let installed = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder
@@ -237,20 +267,32 @@ pub async fn dispatch(cli: Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
             use std::io::IsTerminal as _;
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                // The prompt goes to stderr so that stdout carries the hash alone. The input is
-                // echoed: type it where nobody is watching, or pipe it in.
-                eprint!(
-                    "Password for the staff login (at least {MIN_PASSWORD_CHARS} characters): "
-                );
+                // rpassword turns echo off and prompts on the terminal itself, so stdout carries
+                // the hash alone.
+                let mut ask = |prompt: &str| rpassword::prompt_password(prompt);
+                hash_password_prompted(&mut ask, out)
+            } else {
+                hash_password(&mut stdin.lock(), out)
             }
-            let mut input = stdin.lock();
-            hash_password(&mut input, out)
+        }
+        Command::UnlockStaff(args) => {
+            let Some(view) = store_view(&args.config.config, out)? else {
+                return Ok(1);
+            };
+            let store = open_existing(&view).await?;
+            unlock_staff(&store, &args.user, now, out).await
         }
         Command::Migrate(args) => {
             let Some(view) = store_view(&args.config, out)? else {
                 return Ok(1);
             };
             migrate(&view, out).await
+        }
+        Command::RotateKey(args) => {
+            let Some(view) = store_view(&args.config, out)? else {
+                return Ok(1);
+            };
+            rotate_key(&view, ROTATE_BATCH, out).await
         }
         Command::Status(args) => {
             let Some(view) = store_view(&args.config.config, out)? else {
@@ -418,6 +460,39 @@ pub fn check_config(path: &Path, env: &Environment, out: &mut dyn Write) -> anyh
         )?;
     }
     Ok(0)
+}
+
+/// Rows re-sealed per transaction by `rotate-key`: short write locks, so a running service keeps
+/// working beside it.
+const ROTATE_BATCH: u32 = 200;
+
+/// `chairside rotate-key`: migrates, then re-seals every value not under the current key.
+///
+/// # Errors
+/// The database cannot be opened, or a value no configured key opens (the error names its table
+/// and row).
+pub async fn rotate_key(view: &StoreView, batch: u32, out: &mut dyn Write) -> anyhow::Result<i32> {
+    let store = open_existing(view).await?;
+    store.migrate().await.context("updating the database")?;
+    let report = store
+        .rotate_key(batch)
+        .await
+        .context("re-sealing under the current data key")?;
+    for (table, n) in &report.resealed {
+        writeln!(out, "{table}: {n} re-sealed")?;
+    }
+    let left = store
+        .rows_not_under_current_key()
+        .await
+        .context("counting what is left")?;
+    writeln!(
+        out,
+        "{} values re-sealed in {} batches under data key {}; {left} left",
+        report.total(),
+        report.batches,
+        view.store.data_key_id
+    )?;
+    Ok(i32::from(left != 0))
 }
 
 /// `chairside migrate`: creates the database (and its directory) if needed and applies pending
@@ -776,6 +851,36 @@ pub async fn staff_action(
     }
 }
 
+/// `chairside unlock-staff`: clears `user`'s failed sign-ins and lockout, audited as done by
+/// [`CLI_ACTOR`]. Returns 1 for an empty name.
+///
+/// # Errors
+/// The store failed, or writing to `out` failed.
+pub async fn unlock_staff(
+    store: &dyn LoginStore,
+    user: &str,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> anyhow::Result<i32> {
+    let user = user.trim();
+    if user.is_empty() {
+        writeln!(out, "no staff login name given (--user NAME)")?;
+        return Ok(1);
+    }
+    if store.unlock_staff(user, CLI_ACTOR, now).await? {
+        writeln!(
+            out,
+            "staff login {user:?} unlocked: its failed sign-ins are cleared"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "staff login {user:?} had no failed sign-ins or lockout to clear"
+        )?;
+    }
+    Ok(0)
+}
+
 /// The shortest password `hash-password` accepts.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
@@ -787,7 +892,37 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 pub fn hash_password(input: &mut dyn BufRead, out: &mut dyn Write) -> anyhow::Result<i32> {
     let mut line = String::new();
     input.read_line(&mut line).context("reading the password")?;
-    let password = line.trim_end_matches(['\n', '\r']);
+    let password = SecretString::from(line.trim_end_matches(['\n', '\r']).to_owned());
+    hash_checked(&password, out)
+}
+
+/// `chairside hash-password` on a terminal: asks for the password twice through `ask` (which
+/// reads without echo) and writes its argon2id PHC hash. Returns 1 when the two differ or the
+/// password is short; nothing is hashed then.
+///
+/// # Errors
+/// Reading or writing failed, or hashing failed.
+pub fn hash_password_prompted(
+    ask: &mut dyn FnMut(&str) -> std::io::Result<String>,
+    out: &mut dyn Write,
+) -> anyhow::Result<i32> {
+    let first = SecretString::from(
+        ask(&format!(
+            "Password for the staff login (at least {MIN_PASSWORD_CHARS} characters): "
+        ))
+        .context("reading the password")?,
+    );
+    let second =
+        SecretString::from(ask("The same password again: ").context("reading the password")?);
+    if first.expose_secret() != second.expose_secret() {
+        writeln!(out, "the two passwords differ; nothing was hashed")?;
+        return Ok(1);
+    }
+    hash_checked(&first, out)
+}
+
+fn hash_checked(password: &SecretString, out: &mut dyn Write) -> anyhow::Result<i32> {
+    let password = password.expose_secret();
     if password.chars().count() < MIN_PASSWORD_CHARS {
         writeln!(
             out,

@@ -181,13 +181,20 @@ impl Config {
     }
 
     /// The HTTP surface's configuration: the practices, lender names, staff logins and every
-    /// webhook secret (Stripe, Sunbit and NexHealth per practice, Twilio's auth token).
+    /// webhook secret (Stripe's account-wide secrets, Twilio's auth token, and each practice's
+    /// own Sunbit and NexHealth secrets, kept apart by practice).
     pub fn http_config(&self) -> HttpConfig {
         let mut http = HttpConfig::new(
             self.http.public_base_url.clone(),
             self.http.patient_link_key.clone(),
         );
         http.patient_token_lifetime = self.http.patient_link_lifetime;
+        http.metrics_token.clone_from(&self.http.metrics_token);
+        http.header_read_timeout = self.http.header_read_timeout;
+        http.request_timeout = self.http.request_timeout;
+        http.max_connections = self.http.max_connections;
+        http.body_limit = self.http.webhook_body_limit;
+        http.form_body_limit = self.http.form_body_limit;
         let mut secrets = WebhookSecrets {
             stripe: self.stripe.webhook_secrets.clone(),
             ..WebhookSecrets::default()
@@ -196,18 +203,19 @@ impl Config {
             secrets.twilio.push(t.auth_token.clone());
         }
         for p in &self.practices {
+            // Kept per practice: a practice's secret verifies deliveries to its own URL only.
             if let Some(s) = p
                 .lenders
                 .sunbit
                 .as_ref()
                 .and_then(|s| s.webhook_secret.clone())
             {
-                secrets.sunbit.push(s);
+                secrets.sunbit.entry(p.id.clone()).or_default().push(s);
             }
             if let PmsSettings::NexHealth(n) = &p.pms
                 && let Some(s) = n.webhook_secret.clone()
             {
-                secrets.nexhealth.push(s);
+                secrets.nexhealth.entry(p.id.clone()).or_default().push(s);
             }
             let mut site =
                 PracticeSite::new(p.id.clone(), p.name.clone(), p.phone.clone(), p.time_zone);

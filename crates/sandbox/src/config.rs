@@ -3,6 +3,7 @@
 //! in here (point the clients at them).
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -379,6 +380,9 @@ pub struct SunbitConfig {
     pub api_secret: SecretString,
     /// Where signed webhook events are POSTed. Changeable at runtime.
     pub webhook_url: Option<Url>,
+    /// Where events of applications at a Sunbit location are POSTed instead of `webhook_url`:
+    /// each practice registers its own endpoint (`/webhooks/sunbit/{practice}`).
+    pub location_webhook_urls: HashMap<String, Url>,
     /// The webhook signing secret.
     pub webhook_secret: SecretString,
 }
@@ -389,6 +393,7 @@ impl Default for SunbitConfig {
             api_key: "sandbox-sunbit-key".into(),
             api_secret: SecretString::from("sandbox-sunbit-secret"),
             webhook_url: None,
+            location_webhook_urls: HashMap::new(),
             webhook_secret: SecretString::from("sandbox-sunbit-webhook-secret"),
         }
     }
@@ -399,6 +404,7 @@ impl fmt::Debug for SunbitConfig {
         f.debug_struct("SunbitConfig")
             .field("api_key", &self.api_key)
             .field("webhook_url", &self.webhook_url.as_ref().map(Url::as_str))
+            .field("location_webhook_urls", &self.location_webhook_urls.len())
             .finish_non_exhaustive()
     }
 }

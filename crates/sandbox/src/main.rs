@@ -50,6 +50,11 @@ struct Args {
     /// Where Sunbit events are POSTed.
     #[arg(long, env = "SANDBOX_SUNBIT_WEBHOOK_URL")]
     sunbit_webhook_url: Option<Url>,
+    /// Where events of one Sunbit location are POSTed instead, as `LOCATION=URL`
+    /// (`lone-star-dental-sunbit=http://127.0.0.1:8080/webhooks/sunbit/lone-star-dental`);
+    /// repeatable.
+    #[arg(long = "sunbit-location-webhook", value_name = "LOCATION=URL")]
+    sunbit_location_webhooks: Vec<String>,
     /// Where inbound texts (patient replies) are POSTed.
     #[arg(long, env = "SANDBOX_TWILIO_INBOUND_URL")]
     twilio_inbound_url: Option<Url>,
@@ -248,6 +253,17 @@ async fn main() -> anyhow::Result<()> {
     config.stripe.request_log = args.stripe_request_log;
     config.stripe.advance_every = args.advance_every.map(Duration::from_secs);
     config.sunbit.webhook_url = args.sunbit_webhook_url;
+    for spec in &args.sunbit_location_webhooks {
+        let (location, url) = spec
+            .split_once('=')
+            .context("--sunbit-location-webhook takes LOCATION=URL")?;
+        let url = Url::parse(url)
+            .with_context(|| format!("--sunbit-location-webhook {location}: not a URL"))?;
+        config
+            .sunbit
+            .location_webhook_urls
+            .insert(location.to_owned(), url);
+    }
     config.twilio.inbound_url = args.twilio_inbound_url;
     for spec in &args.latency {
         let (system, rule) = latency_rule(spec)?;

@@ -7,8 +7,11 @@
 //! | take in what arrives | [`InboundStore`] | the poller, webhooks |
 //! | patients and SMS consent | [`PatientStore`] | the runner, the consent ledger, the pages |
 //! | staff decisions | [`StaffStore`] | [`StaffActions`](crate::staff::StaffActions) |
+//! | staff login throttling and its audit | [`LoginStore`] | the dashboard login, `chairside unlock-staff` |
 //! | read workflows, tasks, the audit trail | [`ReportStore`] | the dashboard, `chairside status`, metrics |
 //! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
+//! | patient link generations and return references | [`LinkStore`] | the runner, the patient page |
+//! | set aside what does not decode | [`QuarantineStore`] | the runner, webhooks, the dashboard, metrics |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -19,7 +22,10 @@
 
 pub mod crypto;
 mod inbound;
+pub mod links;
+pub mod logins;
 mod patient;
+pub mod quarantine;
 mod report;
 mod schema;
 mod sqlite;
@@ -31,10 +37,13 @@ use financing_core::PracticeId;
 use serde::Serialize;
 
 pub use inbound::InboundStore;
+pub use links::LinkStore;
+pub use logins::LoginStore;
 pub use patient::PatientStore;
-pub use report::ReportStore;
+pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
+pub use report::{LedgerNoteTime, ReportStore};
 pub use schema::SchemaStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{ResealReport, SqliteStore};
 pub use staff::StaffStore;
 pub use workflow::WorkflowStore;
 
@@ -43,7 +52,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        InboundStore, PatientStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
+        InboundStore, LinkStore, LoginStore, PatientStore, QuarantineStore, ReportStore,
+        SchemaStore, StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -63,10 +73,33 @@ pub enum StoreError {
     /// Encryption or the key.
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
+    /// A sealed column of one row could not be sealed or opened. Names the table and the row's
+    /// key, never the content.
+    #[error("{table} row {row}: {source}")]
+    Sealed {
+        /// The table.
+        table: &'static str,
+        /// The row's key (an opaque id).
+        row: String,
+        /// Why.
+        #[source]
+        source: crypto::CryptoError,
+    },
+    /// The database file's permissions could not be set.
+    #[error("database file: {0}")]
+    File(#[from] std::io::Error),
     /// The claim's lease moved to another owner: the result is discarded, the new owner repeats
     /// the call with the same idempotency key.
     #[error("the lease on workflow {0} was lost")]
     LeaseLost(WorkflowId),
+}
+
+impl StoreError {
+    /// True when what is stored cannot be read back: it does not decode, or its sealed value
+    /// does not open. Retrying cannot help; the row is set aside for staff (the quarantine).
+    pub fn is_unreadable(&self) -> bool {
+        matches!(self, Self::Decode(_) | Self::Sealed { .. })
+    }
 }
 
 /// A `Result` with [`StoreError`].
@@ -199,17 +232,36 @@ pub struct SmsConsentRecord {
 pub struct StoreCounters {
     /// Write transactions committed since start.
     pub write_transactions: u64,
+    /// Workflow rows that listings skipped because they do not decode (each listing counts
+    /// again); the runner quarantines them.
+    pub skipped_undecodable: u64,
 }
 
 /// Every role at once: what the service composes and hands out. Implemented for every type that
 /// implements all the roles.
 pub trait Store:
-    WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore
+    WorkflowStore
+    + InboundStore
+    + PatientStore
+    + StaffStore
+    + LoginStore
+    + ReportStore
+    + SchemaStore
+    + LinkStore
+    + QuarantineStore
 {
 }
 
 impl<T> Store for T where
-    T: WorkflowStore + InboundStore + PatientStore + StaffStore + ReportStore + SchemaStore
+    T: WorkflowStore
+        + InboundStore
+        + PatientStore
+        + StaffStore
+        + LoginStore
+        + ReportStore
+        + SchemaStore
+        + LinkStore
+        + QuarantineStore
 {
 }
 
@@ -225,3 +277,7 @@ fn _obj_safe(
     _: &dyn SchemaStore,
 ) {
 }
+
+#[cfg(test)]
+fn _login_obj_safe(_: &dyn LoginStore) {}
+fn _quarantine_obj_safe(_: &dyn QuarantineStore) {}

@@ -5,6 +5,17 @@ use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 
 use super::{AuditRow, Result, TaskRow, WorkflowRow};
+
+/// When a workflow was accepted and when its ledger note was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerNoteTime {
+    /// The workflow.
+    pub id: WorkflowId,
+    /// Accepted in the practice system.
+    pub accepted_at: DateTime<Utc>,
+    /// The outcome note written to the ledger.
+    pub written_at: DateTime<Utc>,
+}
 use chairside_workflow::{Status, WorkflowId};
 
 /// Workflows, staff tasks and the audit trail, for the dashboard, the patient page,
@@ -29,6 +40,26 @@ pub trait ReportStore: Send + Sync + std::fmt::Debug + 'static {
         status: Option<Status>,
         limit: u32,
     ) -> Result<Vec<WorkflowRow>>;
+
+    /// How many workflows there are in each status (statuses with none are left out, and
+    /// quarantined workflows are not counted under any): one aggregate over the status column,
+    /// nothing decoded. For the metrics.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn workflow_counts(&self) -> Result<Vec<(Status, u64)>>;
+
+    /// Workflows whose ledger note was written after the `after` mark (`(written at, id)`, or
+    /// from the start), oldest note first, at most `limit`: their id, acceptance and note times,
+    /// read from columns, nothing decoded. For the operatory-to-ledger histogram.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn ledger_notes_after(
+        &self,
+        after: Option<&(DateTime<Utc>, WorkflowId)>,
+        limit: u32,
+    ) -> Result<Vec<LedgerNoteTime>>;
 
     /// Staff tasks, open ones only unless `include_resolved`.
     ///

@@ -2,10 +2,13 @@
 //! end over in-memory fakes of the practice system, lenders, Stripe and messaging with a manual
 //! clock; and the staff decisions against the store.
 
+mod at_rest;
 mod engine;
 mod fakes;
 mod harness;
+mod links;
 mod phi;
+mod quarantine;
 mod runner;
 mod staff;
 mod store;

@@ -106,19 +106,8 @@ struct Written {
 }
 
 async fn written(db: &Db, id: &WorkflowId) -> Written {
-    let pool = raw_pool(&db.path).await;
-    let inbox: Vec<String> =
-        sqlx::query_scalar("SELECT event FROM inbox WHERE workflow_id = ? ORDER BY id")
-            .bind(id.as_str())
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    pool.close().await;
     Written {
-        inbox: inbox
-            .iter()
-            .map(|e| serde_json::from_str(e).unwrap())
-            .collect(),
+        inbox: db.store.inbox_events(id).await.unwrap(),
         open_tasks: db.store.tasks(None, false).await.unwrap().len(),
         staff_audit: db
             .store

@@ -106,24 +106,36 @@ async fn tampered_expired_and_unknown_tokens_get_the_same_plain_404() {
     let mut tampered = good.clone().into_bytes();
     tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    let expired = sign_patient_token(&wf, kit.now() - chrono::Duration::seconds(1), &key);
+    let expired = sign_patient_token(&wf, 0, kit.now() - chrono::Duration::seconds(1), &key);
     let unknown = sign_patient_token(
         &WorkflowId::new("wf_ffffffffffffffffffffffff"),
+        0,
         kit.now() + chrono::Duration::days(1),
         &key,
     );
+    let stale_generation = sign_patient_token(&wf, 7, kit.now() + chrono::Duration::days(1), &key);
     let other_key = sign_patient_token(
         &wf,
+        0,
         kit.now() + chrono::Duration::days(1),
         &SecretString::from("some-other-key-some-other-key-some-other"),
     );
     // Act
     let mut bodies = Vec::new();
-    for token in [tampered, expired, unknown, other_key, "garbage".to_owned()] {
+    for token in [
+        tampered,
+        expired,
+        unknown,
+        stale_generation,
+        other_key,
+        "garbage".to_owned(),
+    ] {
         for path in ["", "/pay", "/apply"] {
             let res = kit.send(get(&format!("/p/{token}{path}"))).await;
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{token}{path}");
-            bodies.push(body_text(res).await);
+            // The page echoes the URL the patient came from (the renew form posts to it), and
+            // nothing else differs.
+            bodies.push(body_text(res).await.replace(&token, "TOKEN"));
         }
         let res = kit
             .send(post_form(
@@ -232,26 +244,31 @@ async fn the_in_house_plan_is_shown_and_accepted_once_with_an_audit_line() {
 }
 
 #[tokio::test]
-async fn a_cancelled_workflow_shows_only_a_notice_and_no_payment_links() {
+async fn a_cancelled_workflows_links_get_the_same_page_as_an_expired_one() {
+    // Arrange
     let kit = Kit::new().await;
     let mut state = kit.financing_state(smile(), "tx-c", "pat-1");
     state.status = Status::Cancelled;
     let wf = kit.seed(state).await;
     let token = kit.token(&wf);
-    let res = kit.send(get(&format!("/p/{token}"))).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let page = body_text(res).await;
-    assert!(page.contains("no longer active"));
-    assert!(!page.contains("$800.00"));
-    assert!(!page.contains("/pay"));
-    assert_eq!(
-        kit.send(get(&format!("/p/{token}/pay"))).await.status(),
-        StatusCode::NOT_FOUND
+    let expired = sign_patient_token(
+        &wf,
+        0,
+        kit.now() - chrono::Duration::seconds(1),
+        &SecretString::from(PATIENT_KEY),
     );
-    assert_eq!(
-        kit.send(get(&format!("/p/{token}/apply"))).await.status(),
-        StatusCode::NOT_FOUND
-    );
+    let expired_page = body_text(kit.send(get(&format!("/p/{expired}"))).await).await;
+    // Act and assert
+    for path in ["", "/pay", "/apply"] {
+        let res = kit.send(get(&format!("/p/{token}{path}"))).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        let page = body_text(res).await;
+        assert_eq!(
+            page.replace(&token, "TOKEN"),
+            expired_page.replace(&expired, "TOKEN")
+        );
+        assert!(!page.contains("$800.00"));
+    }
 }
 
 #[tokio::test]
@@ -288,4 +305,141 @@ fn phone_numbers_read_as_people_write_them_and_link_to_the_dialer() {
         Some("tel:+15125550100")
     );
     assert_eq!(super::phone_href("call the office"), None);
+}
+
+#[tokio::test]
+async fn a_link_issued_before_a_staff_cancel_is_refused_after_it_and_another_workflows_link_still_works()
+ {
+    // Arrange: two workflows, each with a link issued before the cancel.
+    let kit = Kit::new().await;
+    let cancelled = kit.seed_workflow("tx-1").await;
+    let kept = kit.seed_workflow("tx-2").await;
+    let (before, other) = (kit.token(&cancelled), kit.token(&kept));
+    assert_eq!(
+        kit.send(get(&format!("/p/{before}"))).await.status(),
+        StatusCode::OK
+    );
+    // Act: staff cancel; the runner has not applied it yet.
+    chairside_engine::staff::StaffActions::new(&*kit.store, "staff:alice")
+        .cancel(&cancelled, kit.now())
+        .await
+        .unwrap();
+    // Assert
+    for path in ["", "/pay", "/apply"] {
+        assert_eq!(
+            kit.send(get(&format!("/p/{before}{path}"))).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        kit.send(get(&format!("/p/{other}"))).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_token_of_a_revoked_generation_is_refused_even_with_a_valid_mac() {
+    // Arrange: a genuine, unexpired generation-0 token; then the workflow's links are revoked.
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let old = kit.token(&wf);
+    let generation = kit.store.revoke_links(&wf, kit.now()).await.unwrap();
+    let key = SecretString::from(PATIENT_KEY);
+    assert!(crate::verify_patient_token(&old, &key, kit.now()).is_ok());
+    let fresh = sign_patient_token(&wf, generation, kit.now() + chrono::Duration::days(1), &key);
+    // Act
+    let refused = kit.send(get(&format!("/p/{old}"))).await;
+    let accepted = kit.send(get(&format!("/p/{fresh}"))).await;
+    // Assert
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+    assert!(body_text(refused).await.contains("Link not valid"));
+    assert_eq!(accepted.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_expired_page_offers_a_new_link_and_the_resend_is_rate_limited_to_one_an_hour() {
+    // Arrange: an expired but genuine token, a forged one, and another workflow's expired one.
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let key = SecretString::from(PATIENT_KEY);
+    let expired = sign_patient_token(&wf, 0, kit.now() - chrono::Duration::days(1), &key);
+    let forged = sign_patient_token(
+        &wf,
+        0,
+        kit.now() - chrono::Duration::days(1),
+        &SecretString::from("some-other-key-some-other-key-some-other"),
+    );
+    let page = body_text(kit.send(get(&format!("/p/{expired}"))).await).await;
+    // The template escapes `/` as `&#x2f;`, which a browser reads back as `/`.
+    let page = page.replace("&#x2f;", "/");
+    assert!(page.contains(&format!(r#"action="/p/{expired}/renew""#)));
+    let resends = |events: Vec<Event>| {
+        events
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Staff {
+                        action: chairside_workflow::StaffAction::ResendLink
+                    }
+                )
+            })
+            .count()
+    };
+    let before = resends(kit.inbox(&wf).await);
+    // Act: the forged one, then the genuine one three times in a row.
+    let mut answers = Vec::new();
+    for token in [&forged, &expired, &expired, &expired] {
+        let res = kit
+            .send(post_form(&format!("/p/{token}/renew"), String::new(), None))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        answers.push(body_text(res).await);
+    }
+    // Assert: one resend queued, the same answer every time, nothing about the patient.
+    assert_eq!(resends(kit.inbox(&wf).await), before + 1);
+    assert!(answers.windows(2).all(|w| w[0] == w[1]));
+    for leak in ["Smile Dental", FIRST, LAST, EMAIL, PHONE, "$800.00"] {
+        assert!(!answers[0].contains(leak), "{leak} leaked");
+    }
+    // An hour later the store lets one more through.
+    let later = kit.now() + chrono::Duration::minutes(61);
+    assert_eq!(
+        kit.store
+            .request_link_resend(&wf, 0, chrono::Duration::hours(1), later)
+            .await
+            .unwrap(),
+        chairside_engine::store::links::ResendOutcome::Queued
+    );
+}
+
+#[tokio::test]
+async fn the_lender_return_reference_lands_on_a_freshly_issued_working_patient_page() {
+    // Arrange: the reference the runner hands a lender.
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let reference = kit.store.return_reference(&wf).await.unwrap();
+    assert_eq!(kit.store.return_reference(&wf).await.unwrap(), reference);
+    // Act
+    let res = kit.send(get(&format!("/r/{reference}"))).await;
+    // Assert: a redirect to a patient page that works.
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let path = url::Url::parse(&location).unwrap().path().to_owned();
+    assert!(path.starts_with("/p/"), "{path}");
+    let page = kit.send(get(&path)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(body_text(page).await.contains("$800.00"));
+    // An unknown reference, and the reference after a cancel, are refused.
+    assert_eq!(
+        kit.send(get("/r/not-a-reference")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    kit.store.revoke_links(&wf, kit.now()).await.unwrap();
+    assert_eq!(
+        kit.send(get(&format!("/r/{reference}"))).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(kit.send(get(&path)).await.status(), StatusCode::NOT_FOUND);
 }

@@ -401,3 +401,273 @@ async fn a_second_click_on_a_task_already_acted_on_is_refused_and_changes_nothin
         .count();
     assert_eq!(staff_lines, 1);
 }
+
+mod logins {
+    //! Attacks on the login form: guessing, spraying, flooding.
+
+    use std::sync::atomic::Ordering;
+
+    use axum::http::{StatusCode, header};
+    use axum::response::Response;
+    use chairside_engine::store::logins::LoginOutcome;
+    use chairside_engine::store::prelude::*;
+
+    use crate::testkit::{ALICE_PASSWORD, Kit, body_text};
+
+    const ATTACKER: &str = "203.0.113.7:40000";
+    const COLLEAGUE: &str = "198.51.100.20:50000";
+
+    fn checks(kit: &Kit) -> u64 {
+        kit.state.login.gauge.verifications.load(Ordering::SeqCst)
+    }
+
+    fn retry_after(res: &Response) -> i64 {
+        res.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_password_guessing_loop_on_one_account_is_throttled_without_checking_passwords() {
+        // Arrange
+        let kit = Kit::new().await;
+        let mut statuses = Vec::new();
+        // Act
+        for i in 0..20 {
+            let res = kit
+                .attempt_login(&kit.state, ATTACKER, "alice", &format!("guess-{i}"))
+                .await;
+            if res.status() == StatusCode::TOO_MANY_REQUESTS {
+                assert!(retry_after(&res) >= 1);
+            }
+            statuses.push(res.status());
+        }
+        // Assert: three free failures, then every guess waits and no password is checked.
+        assert_eq!(&statuses[..3], &[StatusCode::UNAUTHORIZED; 3]);
+        assert!(
+            statuses[3..]
+                .iter()
+                .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+            "{statuses:?}"
+        );
+        assert_eq!(checks(&kit), 3);
+    }
+
+    #[tokio::test]
+    async fn the_delay_between_guesses_doubles_with_every_failure() {
+        // Arrange
+        let kit = Kit::new().await;
+        let mut waits = Vec::new();
+        // Act: guess as soon as allowed, six times past the free failures.
+        for i in 0..9 {
+            let mut res = kit
+                .attempt_login(&kit.state, ATTACKER, "alice", &format!("guess-{i}"))
+                .await;
+            if res.status() == StatusCode::TOO_MANY_REQUESTS {
+                let wait = retry_after(&res);
+                waits.push(wait);
+                kit.advance(chrono::Duration::seconds(wait));
+                res = kit
+                    .attempt_login(&kit.state, ATTACKER, "alice", &format!("guess-{i}"))
+                    .await;
+            }
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+        }
+        // Assert
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32]);
+        assert_eq!(checks(&kit), 9);
+    }
+
+    #[tokio::test]
+    async fn a_locked_account_refuses_even_the_correct_password_until_staff_unlock_it() {
+        // Arrange: ten failures, each waiting out its delay, lock the account.
+        let kit = Kit::new().await;
+        let mut failures = 0;
+        while failures < 10 {
+            let res = kit
+                .attempt_login(&kit.state, ATTACKER, "alice", "not the password")
+                .await;
+            match res.status() {
+                StatusCode::UNAUTHORIZED => failures += 1,
+                StatusCode::TOO_MANY_REQUESTS => {
+                    kit.advance(chrono::Duration::seconds(retry_after(&res)));
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+        kit.advance(chrono::Duration::minutes(20));
+        let checked = checks(&kit);
+
+        // Act: the owner, from another address, with the right password.
+        let locked = kit
+            .attempt_login(&kit.state, COLLEAGUE, "alice", ALICE_PASSWORD)
+            .await;
+
+        // Assert
+        assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(retry_after(&locked) > 60);
+        assert!(body_text(locked).await.contains("locked"));
+        assert_eq!(checks(&kit), checked, "no password checked while locked");
+
+        // Act: a colleague unlocks the account (as `chairside unlock-staff` does).
+        let cleared = kit
+            .store
+            .unlock_staff("alice", "cli", kit.now())
+            .await
+            .unwrap();
+        let after = kit
+            .attempt_login(&kit.state, COLLEAGUE, "alice", ALICE_PASSWORD)
+            .await;
+
+        // Assert
+        assert!(cleared);
+        assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    }
+
+    #[tokio::test]
+    async fn guessing_many_accounts_from_one_address_is_throttled_per_address() {
+        // Arrange
+        let kit = Kit::new().await;
+        let mut statuses = Vec::new();
+        // Act: one guess per name, so no account reaches its own limit.
+        for i in 0..20 {
+            let res = kit
+                .attempt_login(&kit.state, ATTACKER, &format!("user{i}"), "password1")
+                .await;
+            statuses.push(res.status());
+        }
+        let colleague = kit
+            .attempt_login(&kit.state, COLLEAGUE, "alice", ALICE_PASSWORD)
+            .await;
+        // Assert
+        assert_eq!(&statuses[..10], &[StatusCode::UNAUTHORIZED; 10]);
+        assert!(
+            statuses[10..]
+                .iter()
+                .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+            "{statuses:?}"
+        );
+        assert_eq!(checks(&kit), 10 + 1);
+        assert_eq!(colleague.status(), StatusCode::SEE_OTHER);
+    }
+
+    #[tokio::test]
+    async fn the_throttle_survives_a_restart_and_holds_on_every_instance() {
+        // Arrange: three failures on this instance.
+        let kit = Kit::new().await;
+        for _ in 0..3 {
+            let res = kit
+                .attempt_login(&kit.state, ATTACKER, "alice", "wrong guess")
+                .await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        }
+        // Act: the next guess goes to a fresh instance over the same database.
+        let other = kit.another_instance();
+        let res = kit
+            .attempt_login(&other, ATTACKER, "alice", "another guess")
+            .await;
+        // Assert
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(other.login.gauge.verifications.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_concurrent_logins_never_checks_more_passwords_at_once_than_permitted() {
+        // Arrange: each check holds its permit a while, so unbounded checks would overlap.
+        let kit = Kit::new().await;
+        let permitted = kit.state.config().login.concurrent_hashes;
+        kit.state.login.gauge.hold_ms.store(40, Ordering::SeqCst);
+        let (cookie, csrf) = kit.login_form().await;
+        let mut flood = tokio::task::JoinSet::new();
+        // Act
+        for i in 0..20 {
+            let state = kit.state.clone();
+            let body = crate::testkit::form(&[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", ALICE_PASSWORD),
+            ]);
+            let req = crate::testkit::from_address(
+                crate::testkit::post_form("/staff/login", body, Some(&cookie)),
+                &format!("192.0.2.{}:1234", i + 1),
+            );
+            flood.spawn(async move {
+                use tower::ServiceExt as _;
+                crate::router(state).oneshot(req).await.unwrap().status()
+            });
+        }
+        let statuses: Vec<StatusCode> = flood.join_all().await;
+        // Assert
+        let most = kit.state.login.gauge.max_running.load(Ordering::SeqCst);
+        assert!(most >= 1 && most <= permitted, "{most} checks at once");
+        assert!(
+            statuses
+                .iter()
+                .all(|s| [StatusCode::SEE_OTHER, StatusCode::SERVICE_UNAVAILABLE].contains(s)),
+            "{statuses:?}"
+        );
+        let signed_in = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::SEE_OTHER)
+            .count();
+        assert_eq!(checks(&kit), signed_in as u64);
+    }
+
+    #[tokio::test]
+    async fn a_login_that_finds_no_free_password_check_is_answered_503_without_hashing() {
+        // Arrange: every permit is taken.
+        let mut config = crate::testkit::config();
+        config.login.hash_wait = std::time::Duration::from_millis(20);
+        let kit = Kit::with_config(config).await;
+        let permits = kit.state.config().login.concurrent_hashes as u32;
+        let _held = kit.state.login.hashes.acquire_many(permits).await.unwrap();
+        // Act
+        let res = kit
+            .attempt_login(&kit.state, COLLEAGUE, "alice", ALICE_PASSWORD)
+            .await;
+        // Assert
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&res), 1);
+        assert_eq!(checks(&kit), 0);
+    }
+
+    #[tokio::test]
+    async fn every_login_attempt_is_audited_with_name_address_and_outcome_but_not_the_password() {
+        // Arrange
+        let kit = Kit::new().await;
+        // Act
+        for password in [
+            "first wrong guess",
+            "second wrong guess",
+            "third wrong guess",
+        ] {
+            kit.attempt_login(&kit.state, ATTACKER, "alice", password)
+                .await;
+        }
+        kit.attempt_login(&kit.state, ATTACKER, "alice", "fourth wrong guess")
+            .await;
+        kit.attempt_login(&kit.state, COLLEAGUE, "olga", "olga's password")
+            .await;
+        // Assert
+        let alice = kit.store.login_attempts("alice", 10).await.unwrap();
+        let outcomes: Vec<LoginOutcome> = alice.iter().rev().map(|a| a.outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                LoginOutcome::WrongPassword,
+                LoginOutcome::WrongPassword,
+                LoginOutcome::WrongPassword,
+                LoginOutcome::Throttled,
+            ]
+        );
+        assert!(alice.iter().all(|a| a.address == "203.0.113.7"));
+        let olga = kit.store.login_attempts("olga", 10).await.unwrap();
+        assert_eq!(olga.len(), 1);
+        assert_eq!(olga[0].outcome, LoginOutcome::Success);
+        assert_eq!(olga[0].address, "198.51.100.20");
+        let shown = format!("{alice:?}{olga:?}");
+        assert!(!shown.contains("guess") && !shown.contains("olga's password"));
+    }
+}

@@ -11,8 +11,9 @@ use serde_json::json;
 
 use super::*;
 use crate::testkit::{
-    Kit, NEXHEALTH_SECRET, OTHER_SMS, PHONE, PUBLIC, SMILE_SMS, STRIPE_NEW, STRIPE_OLD,
-    SUNBIT_SECRET, TWILIO_TOKEN, body_text, get, smile, sunbit,
+    Kit, NEXHEALTH_SECRET, OTHER_NEXHEALTH_SECRET, OTHER_SMS, OTHER_SUNBIT_SECRET, PHONE, PUBLIC,
+    SMILE_SMS, STRIPE_NEW, STRIPE_OLD, SUNBIT_SECRET, TWILIO_TOKEN, body_text, get, other, smile,
+    sunbit,
 };
 
 fn stripe_request(body: &str, secret: &str, t: i64) -> Request<Body> {
@@ -59,6 +60,13 @@ fn invoice_paid(event_id: &str, wf: &WorkflowId) -> String {
     .to_string()
 }
 
+/// A seeded workflow whose Stripe customer is the one the invoices in these tests bill.
+async fn seed_billed_workflow(kit: &Kit, plan: &str) -> WorkflowId {
+    let mut state = kit.financing_state(smile(), plan, "pat-1");
+    state.stripe.customer_id = Some("cus_test_1".into());
+    kit.seed(state).await
+}
+
 fn paid_invoice_event() -> Event {
     Event::Payment(PaymentFact::Paid {
         stripe_id: "in_test_1".into(),
@@ -74,7 +82,7 @@ async fn metrics_text(kit: &Kit) -> String {
 async fn a_stripe_invoice_paid_for_a_seeded_workflow_enqueues_a_payment() {
     // Arrange
     let kit = Kit::new().await;
-    let wf = kit.seed_workflow("tx-1").await;
+    let wf = seed_billed_workflow(&kit, "tx-1").await;
     // Act
     let res = kit
         .send(stripe_request(
@@ -91,7 +99,7 @@ async fn a_stripe_invoice_paid_for_a_seeded_workflow_enqueues_a_payment() {
 #[tokio::test]
 async fn a_stripe_delivery_signed_with_the_rolled_secret_is_still_accepted() {
     let kit = Kit::new().await;
-    let wf = kit.seed_workflow("tx-1").await;
+    let wf = seed_billed_workflow(&kit, "tx-1").await;
     let res = kit
         .send(stripe_request(
             &invoice_paid("evt_1", &wf),
@@ -166,7 +174,7 @@ async fn a_stale_stripe_timestamp_is_rejected_even_with_a_valid_signature() {
 async fn a_replayed_stripe_event_id_is_answered_200_without_a_second_inbox_event() {
     // Arrange
     let kit = Kit::new().await;
-    let wf = kit.seed_workflow("tx-1").await;
+    let wf = seed_billed_workflow(&kit, "tx-1").await;
     let body = invoice_paid("evt_replayed", &wf);
     // Act: the retry is a new signature over the same event.
     let first = kit
@@ -223,15 +231,88 @@ async fn an_unknown_stripe_event_type_is_recorded_and_answered_200() {
     assert!(m.contains(r#"outcome="duplicate"} 1"#), "{m}");
 }
 
+/// In a body that verifies but does not parse: never in a log, a page or the database in clear.
+const HELD_MARKER: &str = "Held-Marker-Jane-Roe";
+
 #[tokio::test]
-async fn a_verified_stripe_event_that_does_not_decode_is_refused_for_redelivery() {
+async fn a_verified_stripe_event_that_does_not_parse_is_held_for_staff_and_answered_200() {
+    // Arrange
     let kit = Kit::new().await;
-    let body = json!({"id": "evt_bad", "type": "invoice.paid", "data": {"object": {"id": "in_1"}}})
-        .to_string();
-    let res = kit
+    let body = json!({"id": "evt_bad", "type": "invoice.paid",
+        "data": {"object": {"id": "in_1", "customer_name": HELD_MARKER}}})
+    .to_string();
+
+    // Act: delivered, then redelivered.
+    let first = kit
         .send(stripe_request(&body, STRIPE_NEW, now_secs()))
         .await;
+    let again = kit
+        .send(stripe_request(&body, STRIPE_NEW, now_secs()))
+        .await;
+
+    // Assert: answered 200 only because it is stored, once, sealed, and shown to staff.
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(again.status(), StatusCode::OK);
+    let held = kit.store.quarantined_deliveries().await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].provider, "stripe");
+    let kept = kit
+        .store
+        .quarantined_delivery_body(held[0].id)
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some(body.as_bytes()), "kept as received");
+    let (session, _) = kit.login("alice", crate::testkit::ALICE_PASSWORD).await;
+    let page = body_text(
+        kit.send(crate::testkit::with_cookie(get("/staff"), &session))
+            .await,
+    )
+    .await;
+    assert!(page.contains("stripe delivery #"), "{page}");
+    assert!(!page.contains(HELD_MARKER));
+    let metrics = metrics_text(&kit).await;
+    assert!(
+        metrics.contains(r#"chairside_quarantined{kind="delivery"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_stripe_body_that_does_not_parse_with_a_bad_signature_is_still_rejected_and_not_held() {
+    // Arrange
+    let kit = Kit::new().await;
+    let body = r#"{"id": "evt_bad", "#;
+    // Act
+    let res = kit
+        .send(stripe_request(body, "whsec_not_ours", now_secs()))
+        .await;
+    // Assert
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(kit.store.quarantined_deliveries().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn verified_sunbit_and_nexhealth_bodies_that_do_not_parse_are_held_and_answered_200() {
+    // Arrange
+    let kit = Kit::new().await;
+    let body = format!(r#"{{"eventType": 42, "note": "{HELD_MARKER}""#);
+    // Act
+    let sunbit = kit
+        .send(sunbit_request(&body, SUNBIT_SECRET, now_secs()))
+        .await;
+    let nexhealth = kit.send(nexhealth_request(&body, NEXHEALTH_SECRET)).await;
+    // Assert
+    assert_eq!(sunbit.status(), StatusCode::OK);
+    assert_eq!(nexhealth.status(), StatusCode::OK);
+    let providers: Vec<String> = kit
+        .store
+        .quarantined_deliveries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.provider)
+        .collect();
+    assert_eq!(providers, ["sunbit", "nexhealth"]);
 }
 
 #[tokio::test]
@@ -374,8 +455,12 @@ fn references_split_at_the_first_dash_into_workflow_and_lender() {
 }
 
 fn sunbit_request(body: &str, secret: &str, t: i64) -> Request<Body> {
+    sunbit_request_to("/webhooks/sunbit/smile", body, secret, t)
+}
+
+fn sunbit_request_to(path: &str, body: &str, secret: &str, t: i64) -> Request<Body> {
     let sig = sunbit_client::sign(&SecretString::from(secret), t, body.as_bytes());
-    Request::post("/webhooks/sunbit")
+    Request::post(path)
         .header("content-type", "application/json")
         .header(sunbit_client::SIGNATURE_HEADER, sig)
         .body(Body::from(body.to_owned()))
@@ -467,10 +552,14 @@ async fn sunbit_rejects_bad_signatures_and_stale_timestamps_and_ignores_replays(
 }
 
 fn nexhealth_request(body: &str, secret: &str) -> Request<Body> {
+    nexhealth_request_to("/webhooks/nexhealth/smile", body, secret)
+}
+
+fn nexhealth_request_to(path: &str, body: &str, secret: &str) -> Request<Body> {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body.as_bytes());
-    Request::post("/webhooks/nexhealth")
+    Request::post(path)
         .header("content-type", "application/json")
         .header(
             nexhealth_client::SIGNATURE_HEADER,
@@ -509,7 +598,7 @@ async fn a_nexhealth_delivery_with_a_bad_signature_is_rejected_and_wakes_nothing
     assert!(!notified(&kit).await);
     let missing = kit
         .send(
-            Request::post("/webhooks/nexhealth")
+            Request::post("/webhooks/nexhealth/smile")
                 .body(Body::from(body))
                 .unwrap(),
         )
@@ -663,8 +752,8 @@ async fn webhooks_without_configured_secrets_answer_503_so_senders_retry() {
     let kit = Kit::with_config(config).await;
     for path in [
         "/webhooks/stripe",
-        "/webhooks/sunbit",
-        "/webhooks/nexhealth",
+        "/webhooks/sunbit/smile",
+        "/webhooks/nexhealth/smile",
         "/webhooks/twilio",
     ] {
         let res = kit
@@ -672,4 +761,286 @@ async fn webhooks_without_configured_secrets_answer_503_so_senders_retry() {
             .await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
     }
+}
+
+#[tokio::test]
+async fn practice_a_sunbit_secret_cannot_approve_practice_b_workflow() {
+    // Arrange: practice B ("other") has a workflow waiting on Sunbit.
+    let kit = Kit::new().await;
+    let b_wf = kit
+        .seed(kit.financing_state(other(), "tx-b", "pat-9"))
+        .await;
+    let body = prequal("PREQUAL_APPROVED", &b_wf, "640.00");
+    // Act: A's secret, on B's URL, on A's URL, and on the un-scoped URL.
+    let on_b_url = kit
+        .send(sunbit_request_to(
+            "/webhooks/sunbit/other",
+            &body,
+            SUNBIT_SECRET,
+            now_secs(),
+        ))
+        .await;
+    let on_a_url = kit
+        .send(sunbit_request_to(
+            "/webhooks/sunbit/smile",
+            &body,
+            SUNBIT_SECRET,
+            now_secs(),
+        ))
+        .await;
+    let unscoped = kit
+        .send(sunbit_request_to(
+            "/webhooks/sunbit",
+            &body,
+            SUNBIT_SECRET,
+            now_secs(),
+        ))
+        .await;
+    let unknown = kit
+        .send(sunbit_request_to(
+            "/webhooks/sunbit/nobody",
+            &body,
+            SUNBIT_SECRET,
+            now_secs(),
+        ))
+        .await;
+    // Assert: refused every way, nothing for B's workflow; B's own secret still works.
+    assert_eq!(on_b_url.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(on_a_url.status(), StatusCode::FORBIDDEN);
+    assert_eq!(unscoped.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert!(kit.inbox(&b_wf).await.is_empty());
+    let own = kit
+        .send(sunbit_request_to(
+            "/webhooks/sunbit/other",
+            &body,
+            OTHER_SUNBIT_SECRET,
+            now_secs(),
+        ))
+        .await;
+    assert_eq!(own.status(), StatusCode::OK);
+    assert_eq!(kit.inbox(&b_wf).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_sunbit_event_for_an_application_with_another_lender_changes_nothing() {
+    // Arrange: the workflow's current application is with CareCredit.
+    let kit = Kit::new().await;
+    let mut state = kit.financing_state(smile(), "tx-cc", "pat-1");
+    if let Stage::Financing(c) = &mut state.stage {
+        c.lender = LenderId::new("carecredit");
+    }
+    let wf = kit.seed(state).await;
+    // Act: a validly signed Sunbit approval naming Sunbit, then one naming CareCredit.
+    let as_sunbit = kit
+        .send(sunbit_request(
+            &prequal("PREQUAL_APPROVED", &wf, "640.00"),
+            SUNBIT_SECRET,
+            now_secs(),
+        ))
+        .await;
+    let naming_carecredit = json!({
+        "eventType": "PREQUAL_APPROVED",
+        "payload": {
+            "purchaseId": "purchase-2",
+            "referral": format!("{wf}-carecredit"),
+            "approvalAmount": "640.00",
+            "purchaseAmountEntered": "640.00"
+        }
+    })
+    .to_string();
+    let as_carecredit = kit
+        .send(sunbit_request(
+            &naming_carecredit,
+            SUNBIT_SECRET,
+            now_secs(),
+        ))
+        .await;
+    // Assert: both recorded (Sunbit must not retry them), neither reaches the workflow.
+    assert_eq!(as_sunbit.status(), StatusCode::OK);
+    assert_eq!(as_carecredit.status(), StatusCode::OK);
+    assert!(kit.inbox(&wf).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_sunbit_redelivery_with_a_new_timestamp_and_signature_is_accepted_and_applied_once() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let body = prequal("PREQUAL_APPROVED", &wf, "640.00");
+    // Act: the same event, signed again a minute later (Sunbit's retry).
+    let first = kit
+        .send(sunbit_request(&body, SUNBIT_SECRET, now_secs() - 60))
+        .await;
+    let redelivery = kit
+        .send(sunbit_request(&body, SUNBIT_SECRET, now_secs()))
+        .await;
+    // Assert
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(redelivery.status(), StatusCode::OK);
+    assert_eq!(kit.inbox(&wf).await.len(), 1);
+    let m = metrics_text(&kit).await;
+    assert!(
+        m.contains(r#"chairside_webhooks_received_total{provider="sunbit",outcome="duplicate"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_nexhealth_redelivery_under_a_rolled_secret_is_accepted_and_applied_once() {
+    // Arrange: the practice is rotating its NexHealth secret; both verify.
+    let mut config = crate::testkit::config();
+    config
+        .webhook_secrets
+        .nexhealth
+        .get_mut(&smile())
+        .unwrap()
+        .push(SecretString::from("nexhealth-rolled-secret"));
+    let kit = Kit::with_config(config).await;
+    let body = r#"{"resource_type":"TreatmentPlan","event":"treatment_plan_updated","delivery_id":77,"data":{"treatment_plan":{"id":42}}}"#;
+    // Act: the same delivery id, signed with the old secret, then with the new one.
+    let first = kit.send(nexhealth_request(body, NEXHEALTH_SECRET)).await;
+    let woke = notified(&kit).await;
+    let again = kit
+        .send(nexhealth_request(body, "nexhealth-rolled-secret"))
+        .await;
+    // Assert
+    assert_eq!(first.status(), StatusCode::OK);
+    assert!(woke);
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(!notified(&kit).await, "the redelivery is applied once");
+    let m = metrics_text(&kit).await;
+    assert!(
+        m.contains(
+            r#"chairside_webhooks_received_total{provider="nexhealth",outcome="duplicate"} 1"#
+        ),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_nexhealth_delivery_is_verified_with_its_practice_secret_only() {
+    // Arrange
+    let kit = Kit::new().await;
+    let body = r#"{"resource_type":"TreatmentPlan","event":"treatment_plan_updated","delivery_id":5,"data":{"treatment_plan":{"id":42}}}"#;
+    // Act: A's secret on B's URL; the un-scoped URL with two practices configured.
+    let forged = kit
+        .send(nexhealth_request_to(
+            "/webhooks/nexhealth/other",
+            body,
+            NEXHEALTH_SECRET,
+        ))
+        .await;
+    let unscoped = kit
+        .send(nexhealth_request_to(
+            "/webhooks/nexhealth",
+            body,
+            NEXHEALTH_SECRET,
+        ))
+        .await;
+    // Assert
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(unscoped.status(), StatusCode::NOT_FOUND);
+    assert!(!notified(&kit).await);
+    // B's own delivery with the same delivery id is B's, not a duplicate of anything of A's.
+    let own = kit
+        .send(nexhealth_request_to(
+            "/webhooks/nexhealth/other",
+            body,
+            OTHER_NEXHEALTH_SECRET,
+        ))
+        .await;
+    assert_eq!(own.status(), StatusCode::OK);
+    assert!(notified(&kit).await);
+}
+
+#[tokio::test]
+async fn with_one_practice_the_unscoped_sunbit_url_still_serves_it() {
+    // Arrange
+    let mut config = crate::testkit::config();
+    config.practices.retain(|p| p.id == smile());
+    config.staff.retain(|s| s.practice == smile());
+    config.webhook_secrets.sunbit.remove(&other());
+    let kit = Kit::with_config(config).await;
+    let wf = kit.seed_workflow("tx-1").await;
+    // Act
+    let res = kit
+        .send(sunbit_request_to(
+            "/webhooks/sunbit",
+            &prequal("PREQUAL_APPROVED", &wf, "640.00"),
+            SUNBIT_SECRET,
+            now_secs(),
+        ))
+        .await;
+    // Assert
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(kit.inbox(&wf).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_stripe_event_naming_a_workflow_whose_stripe_objects_differ_changes_nothing() {
+    // Arrange: the workflow's customer is another one than the invoice bills.
+    let kit = Kit::new().await;
+    let mut state = kit.financing_state(smile(), "tx-1", "pat-1");
+    state.stripe.customer_id = Some("cus_someone_else".into());
+    let wf = kit.seed(state).await;
+    let no_customer = kit.seed_workflow("tx-2").await;
+    // Act: validly signed invoices whose metadata names each workflow.
+    let res = kit
+        .send(stripe_request(
+            &invoice_paid("evt_forged_meta", &wf),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+    let res2 = kit
+        .send(stripe_request(
+            &invoice_paid("evt_forged_meta_2", &no_customer),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+    // Assert: recorded (so Stripe stops), nothing reaches either workflow.
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res2.status(), StatusCode::OK);
+    assert!(kit.inbox(&wf).await.is_empty());
+    assert!(kit.inbox(&no_customer).await.is_empty());
+}
+
+#[test]
+fn stripe_objects_match_the_workflow_by_customer_session_or_schedule() {
+    let stored = StripeRecord {
+        customer_id: Some("cus_1".into()),
+        checkout_session_id: Some("cs_1".into()),
+        schedule_id: Some("sub_sched_1".into()),
+        ..StripeRecord::default()
+    };
+    let session = |id: &str| {
+        parse(&json!({
+            "id": "evt", "type": "checkout.session.completed",
+            "data": {"object": {"id": id, "payment_status": "paid", "amount_total": 1,
+                "currency": "usd", "metadata": {"chairside_workflow": WF}}}
+        }))
+    };
+    let schedule = |id: &str| {
+        parse(&json!({
+            "id": "evt", "type": "subscription_schedule.completed",
+            "data": {"object": {"id": id, "customer": "cus_1", "status": "completed",
+                "phases": [], "metadata": {"chairside_workflow": WF}}}
+        }))
+    };
+    assert!(stripe_object_matches(&session("cs_1").data, &stored));
+    assert!(!stripe_object_matches(&session("cs_2").data, &stored));
+    assert!(stripe_object_matches(
+        &schedule("sub_sched_1").data,
+        &stored
+    ));
+    assert!(!stripe_object_matches(
+        &schedule("sub_sched_2").data,
+        &stored
+    ));
+    assert!(!stripe_object_matches(
+        &session("cs_1").data,
+        &StripeRecord::default()
+    ));
 }

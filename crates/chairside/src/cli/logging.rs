@@ -1,10 +1,13 @@
-//! The log writer: every formatted log line passes through [`redact_card_numbers`] on its way to
-//! standard error, so a card number that reached a log by accident is never written (PCI DSS
-//! requirement 3; COMPLIANCE.md §7). Nothing in Chairside logs card data on purpose; this is the
-//! net under that promise.
+//! The log writers: every formatted log line, on every output (standard error, standard output, a
+//! file; human or JSON format), passes through [`redact_card_numbers`] on its way out, so a card
+//! number that reached a log by accident is never written (PCI DSS requirement 3; COMPLIANCE.md
+//! §7). Nothing in Chairside logs card data on purpose; this is the net under that promise.
+//! Wrap any writer with [`redacting`] before handing it to the log formatter.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
+
+use tracing_subscriber::fmt::MakeWriter;
 
 /// What a redacted card number is replaced with.
 pub const REDACTED_CARD: &str = "[redacted card number]";
@@ -47,8 +50,21 @@ fn luhn_valid(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Replaces every sequence of 13 to 19 digits that passes the Luhn check (a possible card
-/// number), written together or grouped by single spaces or dashes, with [`REDACTED_CARD`].
+/// Replaces possible card numbers with [`REDACTED_CARD`]:
+///
+/// - 13 to 19 digits that pass the Luhn check, written together or grouped by single spaces or
+///   dashes (`4242 4242 4242 4242`);
+/// - any Luhn-valid window of 13 to 19 digits inside a longer run of digits, and digits glued to
+///   letters or other text (`x4242424242424242y`, `ref=004242424242424242`,
+///   `94242424242424242`). Letters and punctuation end a run; a run is never trusted as a
+///   whole just because it is longer than a card number. Windows inside a run start with a
+///   non-zero digit, as every card number does.
+///
+/// The price is false positives: about one random 13-digit window in ten passes the Luhn check,
+/// so a bare run of 13 or more digits (a long numeric vendor id, a Unix time in milliseconds) is
+/// often redacted, wholly when its windows overlap. Chairside's own ids are prefixed hex and its
+/// log timestamps are RFC 3339, so what is lost is a vendor's long numeric id in a log line; a
+/// card number written to a log is worse.
 pub fn redact_card_numbers(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut cuts: Vec<(usize, usize)> = Vec::new();
@@ -60,6 +76,7 @@ pub fn redact_card_numbers(text: &str) -> Cow<'_, str> {
             continue;
         }
         let (run, end) = groups(bytes, i);
+        // Grouped numbers: whole groups, as a card is printed.
         let mut g = 0;
         while g < run.len() {
             let mut digits = Vec::new();
@@ -81,14 +98,37 @@ pub fn redact_card_numbers(text: &str) -> Cow<'_, str> {
                 None => g += 1,
             }
         }
+        // Inside each unbroken run of digits: every Luhn-valid window of 13 to 19 digits.
+        for &(s, e) in &run {
+            if e - s < 13 {
+                continue;
+            }
+            // A card number never starts with 0; skipping those windows keeps runs of zeros.
+            for a in (s..e).filter(|&a| bytes[a] != b'0') {
+                for b in (a + 13)..=(a + 19).min(e) {
+                    if luhn_valid(&bytes[a..b]) {
+                        cuts.push((a, b));
+                    }
+                }
+            }
+        }
         i = end.max(i + 1);
     }
     if cuts.is_empty() {
         return Cow::Borrowed(text);
     }
+    // Overlapping and touching windows become one redaction.
+    cuts.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(cuts.len());
+    for (s, e) in cuts {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
-    for (s, e) in cuts {
+    for (s, e) in merged {
         out.push_str(&text[copied..s]);
         out.push_str(REDACTED_CARD);
         copied = e;
@@ -100,7 +140,7 @@ pub fn redact_card_numbers(text: &str) -> Cow<'_, str> {
 /// A writer that redacts possible card numbers from what passes through it. The log formatter
 /// hands it one whole line per write, so a number is never split between two writes.
 #[derive(Debug)]
-pub(crate) struct RedactingWriter<W>(pub(crate) W);
+pub struct RedactingWriter<W>(pub W);
 
 impl<W: Write> Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -111,5 +151,31 @@ impl<W: Write> Write for RedactingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()
+    }
+}
+
+/// Makes [`RedactingWriter`]s around the writers another `MakeWriter` makes: wrap every log
+/// output with it (standard error, standard output, a file, a non-blocking writer).
+#[derive(Debug, Clone)]
+pub struct Redacting<M>(M);
+
+/// Wraps `make_writer` (`std::io::stderr`, `std::io::stdout`, a `Mutex<File>`, ...) so every line
+/// it receives is redacted first.
+pub fn redacting<M>(make_writer: M) -> Redacting<M>
+where
+    M: for<'a> MakeWriter<'a>,
+{
+    Redacting(make_writer)
+}
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter(self.0.make_writer())
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        RedactingWriter(self.0.make_writer_for(meta))
     }
 }

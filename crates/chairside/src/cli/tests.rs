@@ -688,10 +688,22 @@ fn hash_password_prints_a_verifiable_hash_and_refuses_short_passwords() {
 
 #[tokio::test]
 async fn an_undecryptable_patient_shows_as_question_marks_not_an_error() {
-    // Arrange: the rows were written with one key and are read with another.
+    // Arrange: the workflow is sealed with the reader's key (id 0), the patient with a key
+    // (id 1) the reader does not hold.
     let db = db().await;
     accept(&db.store, "smile", "tx-1", &patient("pat-1", "A", "B")).await;
-    let other = SqliteStore::open(&db.dir.path().join("chairside.sqlite"), DataKey::generate())
+    let file = db.dir.path().join("chairside.sqlite");
+    let writer = SqliteStore::open(
+        &file,
+        chairside_engine::store::crypto::Keyring::new(1, DataKey::generate()),
+    )
+    .await
+    .expect("open");
+    writer
+        .put_patient(&PracticeId::new("smile"), &patient("pat-1", "A", "B"), t0())
+        .await
+        .expect("put");
+    let other = SqliteStore::open(&file, DataKey::parse(KEY_HEX).expect("key"))
         .await
         .expect("open");
 
@@ -723,13 +735,19 @@ fn possible_card_numbers_are_redacted_and_other_numbers_kept() {
             "paid 100 4242424242424242",
             "paid 100 [redacted card number]",
         ),
-        ("not luhn 4242424242424241", "not luhn 4242424242424241"),
+        // No Luhn-valid window of 13 to 19 digits anywhere in it.
+        ("not luhn 1234567812345678", "not luhn 1234567812345678"),
         ("twelve 424242424242", "twelve 424242424242"),
         (
             "2026-11-27T03:36:04.520713Z wf_0123456789abcdef01234567 +15555550100",
             "2026-11-27T03:36:04.520713Z wf_0123456789abcdef01234567 +15555550100",
         ),
-        ("twenty 42424242424242424242", "twenty 42424242424242424242"),
+        // A Luhn-valid window inside a longer run is redacted: the run is not trusted as an id.
+        (
+            "twenty 42424242424242424242",
+            "twenty [redacted card number]",
+        ),
+        ("zeros 00000000000000000000", "zeros 00000000000000000000"),
     ];
     for (input, expected) in cases {
         assert_eq!(redact_card_numbers(input), expected, "{input}");
@@ -773,4 +791,244 @@ fn log_lines_written_through_the_redacting_writer_carry_no_card_number() {
     assert!(written.contains("free text reached a log"));
     assert!(written.contains(REDACTED_CARD), "{written}");
     assert!(!written.contains("4242"));
+}
+
+#[test]
+fn hash_password_on_a_terminal_asks_twice_and_refuses_a_mismatch() {
+    use argon2::PasswordVerifier as _;
+
+    // Arrange
+    let answers = |a: &'static str, b: &'static str| {
+        let mut answers = vec![b.to_owned(), a.to_owned()];
+        move |_: &str| Ok(answers.pop().expect("asked at most twice"))
+    };
+    let mut same = answers("correct horse battery", "correct horse battery");
+    let mut differ = answers("correct horse battery", "correct horse batterx");
+
+    // Act
+    let mut out = Vec::new();
+    let code = hash_password_prompted(&mut same, &mut out).expect("hash");
+    let mut refused_out = Vec::new();
+    let refused = hash_password_prompted(&mut differ, &mut refused_out).expect("mismatch");
+
+    // Assert
+    assert_eq!(code, 0);
+    let printed = text(out);
+    assert!(!printed.contains("correct horse"));
+    let hash = argon2::PasswordHash::new(printed.trim()).expect("a PHC string");
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"correct horse battery", &hash)
+            .is_ok()
+    );
+    assert_eq!(refused, 1);
+    let refused_out = text(refused_out);
+    assert!(refused_out.contains("nothing was hashed"));
+    assert!(!refused_out.contains("correct horse"));
+}
+
+#[test]
+fn unlock_staff_parses_its_user_option() {
+    let cli =
+        Cli::try_parse_from(["chairside", "unlock-staff", "--user", "maria"]).expect("parses");
+    assert!(matches!(cli.command, Command::UnlockStaff(a) if a.user == "maria"));
+    assert!(Cli::try_parse_from(["chairside", "unlock-staff"]).is_err());
+}
+
+#[tokio::test]
+async fn unlock_staff_clears_a_lockout_in_the_database_and_audits_it() {
+    use chairside_engine::store::logins::{LockRule, LoginAttempt, LoginOutcome};
+
+    // Arrange: enough failures to lock the account.
+    let db = db().await;
+    let rule = LockRule {
+        forget_after: chrono::Duration::days(1),
+        lock_after: 3,
+        lock_for: chrono::Duration::hours(1),
+    };
+    for i in 0..3 {
+        let attempt = LoginAttempt {
+            username: "maria".into(),
+            address: "203.0.113.7".into(),
+            at: mins(i),
+            outcome: LoginOutcome::WrongPassword,
+        };
+        db.store
+            .record_login(&attempt, &rule)
+            .await
+            .expect("record");
+    }
+    let before = db
+        .store
+        .login_standing("maria", "203.0.113.7", &rule, mins(5))
+        .await
+        .expect("standing");
+    assert!(before.account.locked_until.is_some());
+
+    // Act
+    let mut out = Vec::new();
+    let code = unlock_staff(&db.store, "maria", mins(6), &mut out)
+        .await
+        .expect("unlock");
+
+    // Assert
+    assert_eq!(code, 0);
+    assert!(text(out).contains("unlocked"));
+    let after = db
+        .store
+        .login_standing("maria", "203.0.113.7", &rule, mins(7))
+        .await
+        .expect("standing");
+    assert_eq!(after.account.failures, 0);
+    assert_eq!(after.account.locked_until, None);
+    let audit = db.store.login_attempts("maria", 1).await.expect("audit");
+    assert_eq!(audit[0].outcome, LoginOutcome::Unlocked);
+    assert_eq!(audit[0].address, CLI_ACTOR);
+}
+
+#[tokio::test]
+async fn rotate_key_reseals_under_the_new_key_so_the_old_one_can_be_removed() {
+    // Arrange: a patient stored under the key in `data_key` (id 0).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), "chairside.sqlite");
+    let old = Config::load_store(&path, &Environment::default()).expect("store view");
+    migrate(&old, &mut Vec::new()).await.expect("migrate");
+    let practice = PracticeId::new("smile");
+    let contact = patient("pat-1", "Testa", "Rotated");
+    old.store
+        .open()
+        .await
+        .expect("open")
+        .put_patient(&practice, &contact, t0())
+        .await
+        .expect("put");
+    std::fs::write(dir.path().join("new_key"), "ab".repeat(32)).expect("new key");
+    let config = std::fs::read_to_string(&path).expect("read");
+    let rotated = config.replace(
+        "data_key_file = \"data_key\"",
+        "data_key_file = \"new_key\"\ndata_key_id = 1\n\n[[store.previous_data_keys]]\nid = 0\nkey_file = \"data_key\"",
+    );
+    std::fs::write(&path, &rotated).expect("write");
+    let view = Config::load_store(&path, &Environment::default()).expect("rotating view");
+
+    // Act
+    let mut out = Vec::new();
+    let code = rotate_key(&view, 2, &mut out).await.expect("rotate");
+
+    // Assert: nothing left, and the new key alone opens the patient.
+    let out = text(out);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("under data key 1; 0 left"), "{out}");
+    let only_new = config.replace(
+        "data_key_file = \"data_key\"",
+        "data_key_file = \"new_key\"\ndata_key_id = 1",
+    );
+    std::fs::write(&path, only_new).expect("write");
+    let view = Config::load_store(&path, &Environment::default()).expect("new view");
+    let store = view.store.open().await.expect("open");
+    let read = store.patient(&practice, &contact.id).await.expect("read");
+    assert_eq!(read.expect("patient").last_name, "Rotated");
+}
+
+#[test]
+fn card_numbers_glued_to_letters_or_inside_longer_digit_runs_are_redacted() {
+    let cases = [
+        ("x4242424242424242y", "x[redacted card number]y"),
+        ("ref=004242424242424242", "ref=[redacted card number]"),
+        ("id 94242424242424242 end", "id 9[redacted card number] end"),
+        ("pan:4242424242424242,cvc", "pan:[redacted card number],cvc"),
+        ("amex378282246310005x", "amex[redacted card number]x"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(redact_card_numbers(input), expected, "{input}");
+    }
+}
+
+/// A `MakeWriter` over one shared buffer, as standard output or error would be.
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf-8")
+    }
+}
+
+fn log_a_glued_card_number() {
+    tracing::warn!(
+        note = "ref=004242424242424242 and x4242424242424242y",
+        "free text reached a log"
+    );
+}
+
+#[test]
+fn the_human_format_on_any_output_is_redacted() {
+    // Arrange
+    let out = SharedBuf::default();
+    let sink = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(super::redacting(move || sink.clone()))
+        .finish();
+    // Act
+    tracing::subscriber::with_default(subscriber, log_a_glued_card_number);
+    // Assert
+    let written = out.text();
+    assert!(written.contains("free text reached a log"), "{written}");
+    assert!(written.contains(REDACTED_CARD), "{written}");
+    assert!(!written.contains("4242"), "{written}");
+}
+
+#[test]
+fn the_json_format_on_any_output_is_redacted() {
+    // Arrange
+    let out = SharedBuf::default();
+    let sink = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(super::redacting(move || sink.clone()))
+        .finish();
+    // Act
+    tracing::subscriber::with_default(subscriber, log_a_glued_card_number);
+    // Assert
+    let written = out.text();
+    assert!(written.contains(REDACTED_CARD), "{written}");
+    assert!(!written.contains("4242"), "{written}");
+}
+
+#[test]
+fn a_log_file_is_redacted() {
+    // Arrange
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("chairside.log");
+    let file = std::fs::File::create(&path).expect("log file");
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(super::redacting(std::sync::Mutex::new(file)))
+        .finish();
+    // Act
+    tracing::subscriber::with_default(subscriber, log_a_glued_card_number);
+    // Assert
+    let written = std::fs::read_to_string(&path).expect("read");
+    assert!(written.contains(REDACTED_CARD), "{written}");
+    assert!(!written.contains("4242"), "{written}");
+}
+
+#[test]
+fn standard_output_and_standard_error_can_be_wrapped_in_the_redacting_writer() {
+    // Both standard streams are `MakeWriter`s the redacting wrapper accepts; init_tracing installs
+    // `redacting(std::io::stderr)`. This pins the types so a plain writer cannot slip back in.
+    fn takes<M: for<'a> tracing_subscriber::fmt::MakeWriter<'a>>(_: super::Redacting<M>) {}
+    takes(super::redacting(std::io::stdout));
+    takes(super::redacting(std::io::stderr));
 }

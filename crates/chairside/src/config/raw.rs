@@ -29,6 +29,18 @@ pub(super) struct RawStore {
     pub(super) data_key: Option<Literal>,
     pub(super) data_key_env: Option<String>,
     pub(super) data_key_file: Option<String>,
+    pub(super) data_key_id: Option<Int>,
+    pub(super) previous_data_keys: Option<Vec<RawPreviousKey>>,
+}
+
+/// `[[store.previous_data_keys]]`: a retired data key, kept so rows sealed with it still open.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a [[store.previous_data_keys]] section")]
+pub(super) struct RawPreviousKey {
+    pub(super) id: Option<Int>,
+    pub(super) key: Option<Literal>,
+    pub(super) key_env: Option<String>,
+    pub(super) key_file: Option<String>,
 }
 
 /// `[runner]`.
@@ -51,6 +63,14 @@ pub(super) struct RawHttp {
     pub(super) patient_link_key_env: Option<String>,
     pub(super) patient_link_key_file: Option<String>,
     pub(super) patient_link_lifetime: Option<String>,
+    pub(super) metrics_token: Option<Literal>,
+    pub(super) metrics_token_env: Option<String>,
+    pub(super) metrics_token_file: Option<String>,
+    pub(super) header_read_timeout: Option<String>,
+    pub(super) request_timeout: Option<String>,
+    pub(super) max_connections: Option<Int>,
+    pub(super) webhook_body_limit: Option<Int>,
+    pub(super) form_body_limit: Option<Int>,
     pub(super) staff: Option<Vec<RawStaff>>,
 }
 

@@ -15,7 +15,7 @@ use url::Url;
 
 use chairside_engine::ports::PracticeProfile;
 use chairside_engine::store::SqliteStore;
-use chairside_engine::store::crypto::{CryptoError, DataKey};
+use chairside_engine::store::crypto::{CryptoError, DataKey, Keyring};
 use chairside_workflow::WorkflowConfig;
 
 /// Prints in place of a secret.
@@ -34,6 +34,11 @@ pub struct StoreSettings {
     pub path: PathBuf,
     /// The data key: 32 bytes as 64 hex characters or base64 (checked at load).
     pub data_key: SecretString,
+    /// The current data key's id (`data_key_id`, default 0), stored with every sealed value.
+    pub data_key_id: u8,
+    /// Retired data keys by id (`[[store.previous_data_keys]]`): values sealed with them still
+    /// open until `chairside rotate-key` re-seals them.
+    pub previous_data_keys: Vec<(u8, SecretString)>,
 }
 
 impl fmt::Debug for StoreSettings {
@@ -41,6 +46,15 @@ impl fmt::Debug for StoreSettings {
         f.debug_struct("StoreSettings")
             .field("path", &self.path)
             .field("data_key", &Redacted)
+            .field("data_key_id", &self.data_key_id)
+            .field(
+                "previous_data_keys",
+                &self
+                    .previous_data_keys
+                    .iter()
+                    .map(|(id, _)| id)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -55,13 +69,26 @@ impl StoreSettings {
         DataKey::parse(self.data_key.expose_secret())
     }
 
+    /// The keyring: the current key under its id and every previous key.
+    ///
+    /// # Errors
+    /// [`CryptoError::BadKey`], [`CryptoError::DuplicateKeyId`]; not after [`Config::load`].
+    pub fn keyring(&self) -> Result<Keyring, CryptoError> {
+        use secrecy::ExposeSecret as _;
+        let mut ring = Keyring::new(self.data_key_id, self.data_key()?);
+        for (id, key) in &self.previous_data_keys {
+            ring = ring.with_previous(*id, DataKey::parse(key.expose_secret())?)?;
+        }
+        Ok(ring)
+    }
+
     /// Opens (creating if needed) the database. Does not migrate.
     ///
     /// # Errors
     /// [`chairside_engine::store::StoreError::Crypto`] for a bad key, [`chairside_engine::store::StoreError::Database`]
     /// when the file cannot be opened.
     pub async fn open(&self) -> chairside_engine::store::Result<SqliteStore> {
-        SqliteStore::open(&self.path, self.data_key()?).await
+        SqliteStore::open(&self.path, self.keyring()?).await
     }
 }
 
@@ -108,8 +135,20 @@ pub struct HttpSettings {
     pub public_base_url: Url,
     /// The key patient-page links are signed with (at least 32 bytes).
     pub patient_link_key: SecretString,
-    /// How long a patient link stays valid (default 30 days).
+    /// How long a patient link stays valid (default 7 days).
     pub patient_link_lifetime: Duration,
+    /// The bearer token `/metrics` asks for; without one, loopback scrapes only.
+    pub metrics_token: Option<SecretString>,
+    /// How long a client may take to send its request headers (default 10 s).
+    pub header_read_timeout: Duration,
+    /// How long a request may take, body included, before a 408 (default 30 s).
+    pub request_timeout: Duration,
+    /// The most connections served at once (default 1024).
+    pub max_connections: usize,
+    /// The largest webhook body, in bytes (default 256 KiB).
+    pub webhook_body_limit: usize,
+    /// The largest body on every other route (forms), in bytes (default 16 KiB).
+    pub form_body_limit: usize,
     /// `[[http.staff]]`: dashboard logins.
     pub staff: Vec<StaffLogin>,
 }
@@ -121,6 +160,15 @@ impl fmt::Debug for HttpSettings {
             .field("public_base_url", &self.public_base_url.as_str())
             .field("patient_link_key", &Redacted)
             .field("patient_link_lifetime", &self.patient_link_lifetime)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| Redacted),
+            )
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("webhook_body_limit", &self.webhook_body_limit)
+            .field("form_body_limit", &self.form_body_limit)
             .field("staff", &self.staff)
             .finish()
     }

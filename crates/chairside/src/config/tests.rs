@@ -172,7 +172,10 @@ fn the_documented_example_parses_into_typed_sections() {
     let http = config.http_config();
     assert_eq!(http.validate(), Ok(()));
     assert_eq!(http.webhook_secrets.stripe.len(), 2);
-    assert_eq!(http.webhook_secrets.sunbit.len(), 1);
+    assert_eq!(
+        http.webhook_secrets.sunbit[&PracticeId::new("lone-star-dental")].len(),
+        1
+    );
     assert_eq!(http.webhook_secrets.twilio.len(), 1);
     assert_eq!(config.runner_config().concurrency, 16);
 }
@@ -191,7 +194,7 @@ fn a_minimal_configuration_takes_the_documented_defaults() {
     assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(
         config.http.patient_link_lifetime,
-        Duration::from_secs(30 * 86_400)
+        Duration::from_secs(7 * 86_400)
     );
     assert_eq!(config.stripe.base_url.as_str(), "https://api.stripe.com/");
     assert!(config.twilio.is_none());
@@ -568,7 +571,7 @@ password_hash = "hunter2"
 [[http.staff]]
 username = "maria"
 practice = "smile"
-password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 "#;
     let env = env_with(&[("STRIPE_API_KEY", "pk_test_publishable")]);
 
@@ -589,6 +592,28 @@ password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
         let p = problem_for(&report, path);
         assert!(p.message.contains(words), "{path}: {}", p.message);
     }
+}
+
+#[test]
+fn a_staff_hash_below_the_owasp_argon2id_floor_is_a_problem_naming_the_account_not_the_hash() {
+    // Arrange
+    let text = MINIMAL.to_owned()
+        + r#"
+[[http.staff]]
+username = "maria"
+practice = "smile"
+password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+"#;
+    let env = env_with(&[]);
+
+    // Act
+    let report = load(&text, &env).expect_err("problems");
+
+    // Assert
+    let p = problem_for(&report, "http.staff[0].password_hash");
+    assert!(p.message.contains("OWASP"), "{}", p.message);
+    assert!(p.message.contains("maria"), "{}", p.message);
+    assert!(!p.message.contains("c2FsdHNhbHQ"), "{}", p.message);
 }
 
 #[test]
@@ -853,4 +878,113 @@ fn problems_are_listed_in_the_order_of_the_file() {
         ],
         "{report}"
     );
+}
+
+#[test]
+fn zero_timeouts_and_limits_of_the_server_are_problems_at_their_paths() {
+    // Arrange
+    let text = MINIMAL.replace(
+        "[http]\n",
+        "[http]\nheader_read_timeout = \"0s\"\nrequest_timeout = \"0s\"\nmax_connections = 0\nform_body_limit = 0\nwebhook_body_limit = 0\n",
+    );
+
+    // Act
+    let report = load(&text, &env_with(&[])).expect_err("zero timeouts and limits");
+
+    // Assert
+    assert_eq!(
+        report.paths(),
+        vec![
+            "http.header_read_timeout",
+            "http.request_timeout",
+            "http.max_connections",
+            "http.webhook_body_limit",
+            "http.form_body_limit",
+        ],
+        "{report}"
+    );
+    assert!(
+        problem_for(&report, "http.header_read_timeout")
+            .message
+            .contains("more than zero")
+    );
+}
+
+#[test]
+fn the_server_limits_and_the_metrics_token_reach_the_http_surface() {
+    // Arrange
+    let text = MINIMAL.replace(
+        "[http]\n",
+        "[http]\nmetrics_token_env = \"CHAIRSIDE_METRICS_TOKEN\"\nheader_read_timeout = \"5s\"\nrequest_timeout = \"20s\"\nmax_connections = 64\nform_body_limit = 8192\nwebhook_body_limit = 131072\n",
+    );
+    let env = env_with(&[("CHAIRSIDE_METRICS_TOKEN", "SECRET_metrics_token")]);
+
+    // Act
+    let config = load(&text, &env).expect("valid");
+    let http = config.http_config();
+
+    // Assert
+    assert_eq!(
+        http.metrics_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        Some("SECRET_metrics_token".to_owned())
+    );
+    assert_eq!(http.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(http.request_timeout, Duration::from_secs(20));
+    assert_eq!(http.max_connections, 64);
+    assert_eq!(http.form_body_limit, 8192);
+    assert_eq!(http.body_limit, 131_072);
+    assert!(!format!("{config:?}").contains("SECRET_metrics_token"));
+    assert!(!format!("{http:?}").contains("SECRET_metrics_token"));
+}
+
+#[test]
+fn without_server_settings_the_defaults_apply_and_no_metrics_token_is_set() {
+    // Act
+    let http = load(MINIMAL, &env_with(&[])).expect("valid").http_config();
+
+    // Assert
+    assert!(http.metrics_token.is_none());
+    assert_eq!(http.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(http.request_timeout, Duration::from_secs(30));
+    assert_eq!(http.max_connections, 1024);
+    assert_eq!(http.form_body_limit, 16 * 1024);
+    assert_eq!(http.body_limit, 256 * 1024);
+}
+
+#[test]
+fn each_practice_webhook_secrets_are_kept_apart_in_the_built_settings() {
+    // Arrange: the example's practice, and a second one with its own Sunbit secret.
+    let second = EXAMPLE
+        .split("\n[[practices]]\n")
+        .nth(1)
+        .expect("the example has a practice")
+        .replace("lone-star-dental", "hill-country-dental")
+        .replace("lone-star-main", "hill-country-main")
+        .replace("SUNBIT_WEBHOOK_SECRET", "HILL_SUNBIT_WEBHOOK_SECRET");
+    let text = format!("{EXAMPLE}\n[[practices]]\n{second}");
+    let env = env_with(&[("HILL_SUNBIT_WEBHOOK_SECRET", "SECRET_hill_hook")]);
+    // Act
+    let config = load(&text, &env).unwrap_or_else(|r| panic!("refused:\n{r}"));
+    let http = config.http_config();
+    // Assert: each practice's list holds its own secret and nothing else.
+    assert_eq!(http.validate(), Ok(()));
+    let own = |practice: &str| -> Vec<String> {
+        http.webhook_secrets.sunbit[&PracticeId::new(practice)]
+            .iter()
+            .map(|s| s.expose_secret().to_owned())
+            .collect()
+    };
+    assert_eq!(own("lone-star-dental"), vec!["SECRET_sunbit_hook"]);
+    assert_eq!(own("hill-country-dental"), vec!["SECRET_hill_hook"]);
+    assert!(http.webhook_secrets.nexhealth.is_empty());
+    assert!(!format!("{http:?}").contains("SECRET_hill_hook"));
+}
+
+#[test]
+fn the_example_documents_the_per_practice_webhook_urls() {
+    assert!(EXAMPLE.contains("webhooks/sunbit/{practice id}"));
+    assert!(EXAMPLE.contains("webhooks/nexhealth/{practice id}"));
+    assert!(EXAMPLE.contains("/webhooks/sunbit/lone-star-dental"));
 }

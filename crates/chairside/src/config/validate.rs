@@ -22,8 +22,8 @@ use super::duration::{parse_duration, positive_duration};
 use super::env::{Environment, SecretSource, apply_overrides, non_empty, read_secret};
 use super::raw::{
     Flag, Int, List, Literal, RawCareCredit, RawConfig, RawDentrix, RawHttp, RawLenders,
-    RawNexHealth, RawOpenDental, RawPayments, RawPolicy, RawPractice, RawReminders, RawRunner,
-    RawSmtp, RawStaff, RawStore, RawStripe, RawSunbit, RawTwilio,
+    RawNexHealth, RawOpenDental, RawPayments, RawPolicy, RawPractice, RawPreviousKey, RawReminders,
+    RawRunner, RawSmtp, RawStaff, RawStore, RawStripe, RawSunbit, RawTwilio,
 };
 use super::read::{Unknown, field_names, join, read, unknown_key_message};
 use super::report::{ConfigReport, Problem};
@@ -473,6 +473,20 @@ impl<'e> Validator<'e> {
             );
             return None;
         }
+        let data_key_id = self
+            .int(&join(at, "data_key_id"), s.data_key_id.as_ref(), 0, 255)
+            .or(0)
+            .map(|n| n as u8);
+        let previous = self.previous_keys(s.previous_data_keys.as_deref().unwrap_or_default());
+        if let (Some(id), Some(previous)) = (data_key_id, &previous)
+            && previous.iter().any(|(p, _)| *p == id)
+        {
+            self.problem(
+                join(at, "data_key_id"),
+                "also the id of a previous data key; give the current key a new id",
+            );
+            return None;
+        }
         let path = path.map(|p| {
             if p.is_relative() {
                 self.base_dir.join(p)
@@ -483,7 +497,45 @@ impl<'e> Validator<'e> {
         Some(StoreSettings {
             path: path?,
             data_key: key?,
+            data_key_id: data_key_id?,
+            previous_data_keys: previous?,
         })
+    }
+
+    /// `[[store.previous_data_keys]]`: each with a distinct id and a key that parses.
+    fn previous_keys(&mut self, list: &[RawPreviousKey]) -> Option<Vec<(u8, SecretString)>> {
+        let mut out: Vec<(u8, SecretString)> = Vec::new();
+        let mut ok = true;
+        for (i, entry) in list.iter().enumerate() {
+            let at = format!("store.previous_data_keys[{i}]");
+            self.section::<RawPreviousKey>(&at);
+            let id = self.int(&join(&at, "id"), entry.id.as_ref(), 0, 255);
+            let id = self.need(&join(&at, "id"), id, "the key id (0 to 255)");
+            let secret = Secret::new("key", &entry.key, &entry.key_env, &entry.key_file);
+            let key = self.required_secret(&at, &secret);
+            if let Some(k) = &key
+                && DataKey::parse(k.expose_secret()).is_err()
+            {
+                self.problem(
+                    Self::secret_path(&at, &secret),
+                    "the data key must be 32 bytes written as 64 hex characters or base64",
+                );
+                ok = false;
+                continue;
+            }
+            match (id, key) {
+                (Some(id), Some(key)) => {
+                    let id = id as u8;
+                    if out.iter().any(|(p, _)| *p == id) {
+                        self.problem(join(&at, "id"), "the same id as an earlier previous key");
+                        ok = false;
+                    }
+                    out.push((id, key));
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     fn runner(&mut self, raw: Option<&RawRunner>) -> Option<RunnerSettings> {
@@ -565,16 +617,70 @@ impl<'e> Validator<'e> {
                 s.patient_link_lifetime.as_ref(),
                 positive_duration,
             )
-            .or(Duration::from_secs(30 * 86_400));
+            // A week: every message carries a fresh link, so a short life costs the patient
+            // nothing, and a leaked link is useful for less time.
+            .or(Duration::from_secs(7 * 86_400));
+        let token = Secret::new(
+            "metrics_token",
+            &s.metrics_token,
+            &s.metrics_token_env,
+            &s.metrics_token_file,
+        );
+        let metrics_token = self.secret(at, &token).optional();
+        let header_read_timeout = self
+            .parse(
+                "http.header_read_timeout",
+                s.header_read_timeout.as_ref(),
+                positive_duration,
+            )
+            .or(Duration::from_secs(10));
+        let request_timeout = self
+            .parse(
+                "http.request_timeout",
+                s.request_timeout.as_ref(),
+                positive_duration,
+            )
+            .or(Duration::from_secs(30));
+        let max_connections = self
+            .int(
+                "http.max_connections",
+                s.max_connections.as_ref(),
+                1,
+                1_000_000,
+            )
+            .or(1024);
+        let webhook_body_limit = self
+            .int(
+                "http.webhook_body_limit",
+                s.webhook_body_limit.as_ref(),
+                1_024,
+                16 * 1024 * 1024,
+            )
+            .or(256 * 1024);
+        let form_body_limit = self
+            .int(
+                "http.form_body_limit",
+                s.form_body_limit.as_ref(),
+                1_024,
+                16 * 1024 * 1024,
+            )
+            .or(16 * 1024);
         let staff = self.staff(s.staff.as_deref().unwrap_or_default(), practices);
         if short {
             return None;
         }
+        let size = |n: i64| usize::try_from(n).unwrap_or(1);
         Some(HttpSettings {
             listen: listen?,
             public_base_url: public?,
             patient_link_key: key?,
             patient_link_lifetime: lifetime?,
+            metrics_token: metrics_token?,
+            header_read_timeout: header_read_timeout?,
+            request_timeout: request_timeout?,
+            max_connections: size(max_connections?),
+            webhook_body_limit: size(webhook_body_limit?),
+            form_body_limit: size(form_body_limit?),
             staff: staff?,
         })
     }
@@ -613,14 +719,17 @@ impl<'e> Validator<'e> {
                 &join(&at, "password_hash"),
                 entry.password_hash.as_ref(),
                 "an argon2 hash from `chairside hash-password`",
-                |t| {
-                    argon2::PasswordHash::new(t)
-                        .map(|_| t.to_owned())
-                        .map_err(|_| {
-                            "expected an argon2 hash like $argon2id$v=19$... (make one with \
-                             `chairside hash-password`)"
-                                .to_owned()
-                        })
+                |t| match chairside_http::check_password_hash(t) {
+                    Ok(()) => Ok(t.to_owned()),
+                    Err(chairside_http::HashProblem::BelowFloor) => Err(format!(
+                        "the hash of staff account {}: argon2 settings below the OWASP minimum \
+                         (argon2id, m >= 19456 KiB with t >= 2, or m >= 47104 with t = 1); make a \
+                         new one with `chairside hash-password`",
+                        quoted(entry.username.as_deref().unwrap_or_default())
+                    )),
+                    Err(_) => Err("expected an argon2 hash like $argon2id$v=19$... (make one \
+                                   with `chairside hash-password`)"
+                        .to_owned()),
                 },
             );
             if let Some(u) = &username {

@@ -255,7 +255,7 @@ async fn serve(world: &World) -> anyhow::Result<()> {
     let links = chairside_engine::links::PatientLinks::new(
         world.http_base.clone(),
         options.link_key,
-        Duration::from_secs(30 * 86_400),
+        Duration::from_secs(7 * 86_400),
     );
     println!();
     println!("Serving until Ctrl-C.");
@@ -270,10 +270,11 @@ async fn serve(world: &World) -> anyhow::Result<()> {
     println!("  Patient pages:");
     for case in world.cases.iter().take(4) {
         if let Some(state) = world.workflow_of(case).await? {
+            let generation = world.store.link_generation(&state.id).await?;
             println!(
                 "    {:<28} {}",
                 case.persona.name(),
-                links.link(&state.id, chrono::Utc::now())
+                links.link(&state.id, generation, chrono::Utc::now())
             );
         }
     }

@@ -194,6 +194,11 @@ fn secret(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
 }
 
+/// The Sunbit location of a demo practice.
+fn sunbit_location(spec: &PracticeSpec) -> String {
+    format!("{}-sunbit", spec.id)
+}
+
 /// The HTTP surface's listener, bound before the sandbox starts so the sandbox can be told where
 /// to send its webhooks.
 #[derive(Debug)]
@@ -234,12 +239,21 @@ impl Surface {
         Ok(self.base.join("webhooks/stripe")?)
     }
 
-    /// Where the Sunbit stand-in must POST its events.
+    /// Where the Sunbit stand-in must POST the events of each demo practice's Sunbit location:
+    /// (location, `webhooks/sunbit/{practice}`), one per practice.
     ///
     /// # Errors
     /// Never in practice (the base is a loopback URL).
-    pub fn sunbit_webhook_url(&self) -> anyhow::Result<Url> {
-        Ok(self.base.join("webhooks/sunbit")?)
+    pub fn sunbit_webhook_urls(&self) -> anyhow::Result<Vec<(String, Url)>> {
+        PRACTICES
+            .iter()
+            .map(|p| {
+                Ok((
+                    sunbit_location(p),
+                    self.base.join(&format!("webhooks/sunbit/{}", p.id))?,
+                ))
+            })
+            .collect()
     }
 
     /// Where the Twilio stand-in must POST inbound texts.
@@ -291,9 +305,11 @@ impl Stack {
         options.public_base_url = http_base.clone();
         let config = demo_config(dir, &options, addr, urls, cfg)?;
         let service = app::build(&config, demo_extras(), Metrics::local()).await?;
+        let limits = chairside_http::ServeLimits::of(service.http.config());
         let app = chairside_http::router(service.http);
         let http_task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            let forever = std::future::pending();
+            if let Err(e) = chairside_http::serve(listener, app, limits, forever).await {
                 tracing::error!(error = %e, "the demo's HTTP surface stopped");
             }
         });
@@ -439,7 +455,7 @@ pub fn demo_config(
                     base_url: urls.sunbit.clone(),
                     key: secret(&cfg.sunbit.api_key),
                     secret: cfg.sunbit.api_secret.clone(),
-                    location: format!("{}-sunbit", spec.id),
+                    location: sunbit_location(spec),
                     webhook_secret: Some(cfg.sunbit.webhook_secret.clone()),
                     limits: AmountLimits::NONE,
                 }),
@@ -476,6 +492,8 @@ pub fn demo_config(
         store: StoreSettings {
             path: dir.join("chairside.sqlite"),
             data_key: secret(DEMO_DATA_KEY),
+            data_key_id: 0,
+            previous_data_keys: Vec::new(),
         },
         runner: RunnerSettings {
             owner: format!("demo-{}", std::process::id()),
@@ -488,6 +506,12 @@ pub fn demo_config(
             public_base_url: options.public_base_url.clone(),
             patient_link_key: options.link_key.clone(),
             patient_link_lifetime: Duration::from_secs(30 * 86_400),
+            metrics_token: None,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            webhook_body_limit: 256 * 1024,
+            form_body_limit: 16 * 1024,
             staff,
         },
         stripe: StripeSettings {
@@ -517,7 +541,8 @@ impl World {
         let surface = Surface::bind().await?;
         options.public_base_url = surface.base().clone();
         options.sandbox.stripe.webhook_url = Some(surface.stripe_webhook_url()?);
-        options.sandbox.sunbit.webhook_url = Some(surface.sunbit_webhook_url()?);
+        options.sandbox.sunbit.location_webhook_urls =
+            surface.sunbit_webhook_urls()?.into_iter().collect();
         options.sandbox.twilio.inbound_url = Some(surface.twilio_inbound_url()?);
         let sandbox = Sandbox::start(options.sandbox.clone())
             .await

@@ -206,7 +206,11 @@ async fn crash_run(seed: u64, faults: bool) -> Outcome {
         first_retry_after: Duration::from_millis(250),
     };
     cfg.stripe.webhook_url = Some(format!("{base}webhooks/stripe").parse().expect("url"));
-    cfg.sunbit.webhook_url = Some(format!("{base}webhooks/sunbit").parse().expect("url"));
+    cfg.sunbit.webhook_url = Some(
+        format!("{base}webhooks/sunbit/lone-star-dental")
+            .parse()
+            .expect("url"),
+    );
     let log_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/stripe-requests");
     std::fs::create_dir_all(&log_dir).expect("target directory");
     cfg.stripe.request_log =

@@ -93,6 +93,7 @@ struct SbData {
 pub(crate) struct SunbitStore {
     data: Mutex<SbData>,
     webhook_url: Mutex<Option<Url>>,
+    location_webhook_urls: std::collections::HashMap<String, Url>,
     webhook_secret: SecretString,
 }
 
@@ -128,12 +129,18 @@ impl SunbitStore {
                 apps: Vec::new(),
             }),
             webhook_url: Mutex::new(cfg.webhook_url.clone()),
+            location_webhook_urls: cfg.location_webhook_urls.clone(),
             webhook_secret: cfg.webhook_secret.clone(),
         }
     }
 
     fn emit(&self, hub: &Hub, event: &str, app: &SunbitApplication) {
-        let Some(url) = lock(&self.webhook_url).clone() else {
+        let Some(url) = self
+            .location_webhook_urls
+            .get(&app.location)
+            .cloned()
+            .or_else(|| lock(&self.webhook_url).clone())
+        else {
             return;
         };
         let mut payload = json!({

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 
-use super::{SqliteStore, insert_audit, insert_command, insert_inbox, ms};
+use super::{SqliteStore, WORKFLOW_STATE, insert_audit, insert_command, insert_inbox, ms};
 use crate::store::{InboundStore, NewWorkflow, Result};
 use chairside_workflow::{Event, WorkflowId};
 
@@ -23,10 +23,11 @@ impl InboundStore for SqliteStore {
         let mut tx = self.begin().await?;
         let mut created = Vec::new();
         for NewWorkflow { state, first } in new {
+            let sealed = WORKFLOW_STATE.seal_json(&self.key, &[state.id.as_str()], &state)?;
             let inserted = sqlx::query(
                 "INSERT INTO workflows (id, practice_id, plan_id, revision, patient_id, status, stage, state,
-                    accepted_at, created_at, updated_at, next_due_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    accepted_at, created_at, updated_at, next_due_at, ledger_written_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (practice_id, plan_id, revision) DO NOTHING",
             )
             .bind(state.id.as_str())
@@ -36,11 +37,12 @@ impl InboundStore for SqliteStore {
             .bind(state.patient_id.as_str())
             .bind(state.status.label())
             .bind(state.stage_label())
-            .bind(serde_json::to_string(&state)?)
+            .bind(sealed)
             .bind(ms(state.accepted_at))
             .bind(now_ms)
             .bind(now_ms)
             .bind(now_ms)
+            .bind(state.ledger_written_at.map(ms))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -59,11 +61,12 @@ impl InboundStore for SqliteStore {
                     let event = Event::PlanWithdrawn {
                         reason: "edited".into(),
                     };
-                    insert_inbox(&mut tx, &old, "poller", &event, now_ms).await?;
+                    insert_inbox(&mut tx, &self.key, &old, "poller", &event, now_ms).await?;
                 }
-                insert_command(&mut tx, state.id.as_str(), &first, now_ms).await?;
+                insert_command(&mut tx, &self.key, state.id.as_str(), &first, now_ms).await?;
                 insert_audit(
                     &mut tx,
+                    &self.key,
                     state.id.as_str(),
                     "poller",
                     "detected",
@@ -80,7 +83,7 @@ impl InboundStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if known.is_some() {
-                insert_inbox(&mut tx, id.as_str(), "poller", &event, now_ms).await?;
+                insert_inbox(&mut tx, &self.key, id.as_str(), "poller", &event, now_ms).await?;
             }
         }
         sqlx::query(
@@ -115,7 +118,15 @@ impl InboundStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        insert_inbox(&mut tx, workflow.as_str(), source, event, ms(now)).await?;
+        insert_inbox(
+            &mut tx,
+            &self.key,
+            workflow.as_str(),
+            source,
+            event,
+            ms(now),
+        )
+        .await?;
         self.finish(tx).await
     }
 
@@ -147,7 +158,7 @@ impl InboundStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if known.is_some() {
-                insert_inbox(&mut tx, id.as_str(), &source, &event, now_ms).await?;
+                insert_inbox(&mut tx, &self.key, id.as_str(), &source, &event, now_ms).await?;
             }
         }
         self.finish(tx).await?;

@@ -2,9 +2,13 @@
 //! file per role implements that role's trait; the helpers they share live here.
 
 mod inbound;
+mod links;
+mod logins;
 mod patient;
+mod quarantine;
 mod report;
 mod schema;
+mod sealed;
 mod staff;
 mod workflow;
 
@@ -18,9 +22,11 @@ use financing_core::{PatientId, PracticeId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::crypto::DataKey;
+use super::crypto::Keyring;
 use super::{Claim, Result, StoreError, WorkflowRow};
 use chairside_workflow::{Command, Event, TaskKind, WorkflowState};
+pub use sealed::ResealReport;
+use sealed::{EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, WORKFLOW_STATE, next_id};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -36,8 +42,9 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    key: Arc<DataKey>,
+    key: Arc<Keyring>,
     writes: Arc<AtomicU64>,
+    skipped: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -47,11 +54,14 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` with WAL and a 5 s busy timeout.
+    /// Opens (creating if needed) the database at `path` with WAL and a 5 s busy timeout. The
+    /// file and its `-wal` and `-shm` siblings are readable by their owner only (0600), whatever
+    /// the umask. `key` is a [`Keyring`] or a single [`DataKey`](super::crypto::DataKey) (id 0).
     ///
     /// # Errors
-    /// [`StoreError::Database`].
-    pub async fn open(path: &std::path::Path, key: DataKey) -> Result<Self> {
+    /// [`StoreError::Database`], [`StoreError::File`] when the permissions cannot be set.
+    pub async fn open(path: &std::path::Path, key: impl Into<Keyring>) -> Result<Self> {
+        owner_only(path, true)?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -63,10 +73,18 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
+        // SQLite gives the journal files the main file's mode; tighten any left by an older
+        // version that created the file with the umask's mode.
+        for suffix in ["-wal", "-shm"] {
+            let mut sibling = path.as_os_str().to_owned();
+            sibling.push(suffix);
+            owner_only(std::path::Path::new(&sibling), false)?;
+        }
         Ok(Self {
             pool,
-            key: Arc::new(key),
+            key: Arc::new(key.into()),
             writes: Arc::new(AtomicU64::new(0)),
+            skipped: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -85,6 +103,30 @@ impl SqliteStore {
     fn associated(practice: &PracticeId, patient: &PatientId) -> Vec<u8> {
         format!("patient:{practice}/{patient}").into_bytes()
     }
+}
+
+/// Makes `path` readable and writable by its owner only, creating it (empty, which SQLite takes
+/// as a new database) when `create` is set, so it never exists with the umask's mode.
+#[cfg(unix)]
+fn owner_only(path: &std::path::Path, create: bool) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    if create {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+#[cfg(not(unix))]
+fn owner_only(_path: &std::path::Path, _create: bool) -> Result<()> {
+    Ok(())
 }
 
 /// Refuses unless the claim still holds the workflow's lease at its epoch.
@@ -126,15 +168,18 @@ async fn refresh_due(conn: &mut SqliteConnection, id: &str) -> Result<()> {
 
 async fn insert_command(
     conn: &mut SqliteConnection,
+    key: &Keyring,
     id: &str,
     command: &Command,
     now: i64,
 ) -> Result<()> {
+    let seq = command.seq.to_string();
+    let sealed = OUTBOX_COMMAND.seal_json(key, &[id, &seq], command)?;
     sqlx::query("INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at) VALUES (?, ?, ?, ?, ?, ?)")
         .bind(id)
         .bind(command.seq as i64)
         .bind(command.action.label())
-        .bind(serde_json::to_string(command)?)
+        .bind(sealed)
         .bind(now)
         .bind(now)
         .execute(&mut *conn)
@@ -144,37 +189,49 @@ async fn insert_command(
 
 async fn insert_audit(
     conn: &mut SqliteConnection,
+    key: &Keyring,
     id: &str,
     actor: &str,
     kind: &str,
     detail: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO events (workflow_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)")
-        .bind(id)
-        .bind(now)
-        .bind(actor)
-        .bind(kind)
-        .bind(detail)
-        .execute(&mut *conn)
-        .await?;
+    let row = next_id(conn, EVENTS_DETAIL.table).await?;
+    let sealed = EVENTS_DETAIL.seal(key, &[&row.to_string()], detail.as_bytes())?;
+    sqlx::query(
+        "INSERT INTO events (id, workflow_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(row)
+    .bind(id)
+    .bind(now)
+    .bind(actor)
+    .bind(kind)
+    .bind(sealed)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
 async fn insert_inbox(
     conn: &mut SqliteConnection,
+    key: &Keyring,
     id: &str,
     source: &str,
     event: &Event,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO inbox (workflow_id, source, event, received_at) VALUES (?, ?, ?, ?)")
-        .bind(id)
-        .bind(source)
-        .bind(serde_json::to_string(event)?)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+    let row = next_id(conn, INBOX_EVENT.table).await?;
+    let sealed = INBOX_EVENT.seal_json(key, &[&row.to_string()], event)?;
+    sqlx::query(
+        "INSERT INTO inbox (id, workflow_id, source, event, received_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(row)
+    .bind(id)
+    .bind(source)
+    .bind(sealed)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     // Due now, unless it is already due earlier.
     sqlx::query(
         "UPDATE workflows SET next_due_at = MIN(COALESCE(next_due_at, ?2), ?2) WHERE id = ?1",
@@ -186,8 +243,12 @@ async fn insert_inbox(
     Ok(())
 }
 
-fn row_to_workflow(row: &sqlx::sqlite::SqliteRow) -> Result<WorkflowRow> {
-    let state: WorkflowState = serde_json::from_str(row.try_get::<&str, _>("state")?)?;
+fn row_to_workflow(key: &Keyring, row: &sqlx::sqlite::SqliteRow) -> Result<WorkflowRow> {
+    let state: WorkflowState = WORKFLOW_STATE.open_json(
+        key,
+        &[row.try_get::<&str, _>("id")?],
+        row.try_get::<&[u8], _>("state")?,
+    )?;
     Ok(WorkflowRow {
         state,
         updated_at: from_ms(row.try_get("updated_at")?),
@@ -212,5 +273,5 @@ fn task_kind(label: &str) -> TaskKind {
     .unwrap_or(TaskKind::SystemError)
 }
 
-const WORKFLOW_COLUMNS: &str = "w.state, w.updated_at, w.next_due_at,
+const WORKFLOW_COLUMNS: &str = "w.id, w.state, w.updated_at, w.next_due_at,
     (SELECT action FROM outbox o WHERE o.workflow_id = w.id AND o.status = 'pending' ORDER BY seq LIMIT 1) AS next_action";

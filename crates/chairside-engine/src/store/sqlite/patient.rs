@@ -19,7 +19,7 @@ impl PatientStore for SqliteStore {
         let plain = serde_json::to_vec(contact)?;
         let sealed = self
             .key
-            .seal(&plain, &Self::associated(practice, &contact.id));
+            .seal(&plain, &Self::associated(practice, &contact.id))?;
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO patients (practice_id, patient_id, contact, updated_at) VALUES (?, ?, ?, ?)
@@ -84,14 +84,10 @@ impl PatientStore for SqliteStore {
     }
 
     async fn sms_opted_out(&self, practice: &PracticeId, phone: &str) -> Result<bool> {
-        let v: Option<bool> = sqlx::query_scalar(
-            "SELECT opted_out FROM sms_consent WHERE practice_id = ? AND phone_key = ?",
-        )
-        .bind(practice.as_str())
-        .bind(self.key.lookup_key(phone))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(v.unwrap_or(false))
+        Ok(self
+            .sms_consent(practice, phone)
+            .await?
+            .is_some_and(|r| r.opted_out))
     }
 
     async fn sms_consent(
@@ -99,13 +95,19 @@ impl PatientStore for SqliteStore {
         practice: &PracticeId,
         phone: &str,
     ) -> Result<Option<SmsConsentRecord>> {
-        let row = sqlx::query(
-            "SELECT opted_out, at, source FROM sms_consent WHERE practice_id = ? AND phone_key = ?",
-        )
-        .bind(practice.as_str())
-        .bind(self.key.lookup_key(phone))
-        .fetch_optional(&self.pool)
-        .await?;
+        // A number recorded before a key rotation is hashed under an older key: look under every
+        // key, and let the latest change win (an opt-out at an equal instant), as on write.
+        let hashes = self.key.lookup_keys(phone);
+        let sql = format!(
+            "SELECT opted_out, at, source FROM sms_consent WHERE practice_id = ? AND phone_key IN ({})
+             ORDER BY at DESC, opted_out DESC LIMIT 1",
+            vec!["?"; hashes.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(practice.as_str());
+        for hash in &hashes {
+            query = query.bind(hash);
+        }
+        let row = query.fetch_optional(&self.pool).await?;
         row.map(|r| {
             Ok(SmsConsentRecord {
                 opted_out: r.try_get("opted_out")?,

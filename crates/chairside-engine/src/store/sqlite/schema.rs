@@ -11,6 +11,8 @@ use crate::store::{Result, SchemaStore, StoreCounters};
 impl SchemaStore for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
+        // Rows written in clear before migration 0003 are sealed now, before anything reads them.
+        self.seal_legacy_rows().await?;
         Ok(())
     }
 
@@ -26,6 +28,7 @@ impl SchemaStore for SqliteStore {
     fn counters(&self) -> StoreCounters {
         StoreCounters {
             write_transactions: self.writes.load(Ordering::Relaxed),
+            skipped_undecodable: self.skipped.load(Ordering::Relaxed),
         }
     }
 }

@@ -4,10 +4,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, insert_audit, insert_inbox, ms};
+use super::{INBOX_EVENT, SqliteStore, WORKFLOW_STATE, insert_audit, insert_inbox, ms};
 use crate::staff::{AUDIT_KIND, Refusal, StaffReceipt, StaffRequest, StaffSnapshot, action_label};
 use crate::store::{Result, StaffStore};
-use chairside_workflow::{Event, WorkflowState};
+use chairside_workflow::{Event, StaffAction, WorkflowState};
 
 #[async_trait]
 impl StaffStore for SqliteStore {
@@ -19,7 +19,7 @@ impl StaffStore for SqliteStore {
         let id = request.workflow.as_str();
         let now_ms = ms(now);
         let mut tx = self.begin().await?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM workflows WHERE id = ?")
+        let state: Option<Vec<u8>> = sqlx::query_scalar("SELECT state FROM workflows WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -27,21 +27,23 @@ impl StaffStore for SqliteStore {
             tx.rollback().await?;
             return Ok(Err(Refusal::UnknownWorkflow(request.workflow.clone())));
         };
-        let state: WorkflowState = serde_json::from_str(&state)?;
+        let state: WorkflowState = WORKFLOW_STATE.open_json(&self.key, &[id], &state)?;
         let open_tasks: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM staff_tasks WHERE workflow_id = ? AND resolved_at IS NULL ORDER BY id",
         )
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
-        let inbox: Vec<String> =
-            sqlx::query_scalar("SELECT event FROM inbox WHERE workflow_id = ? ORDER BY id")
+        let inbox: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT id, event FROM inbox WHERE workflow_id = ? ORDER BY id")
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;
         let mut queued = None;
-        for event in &inbox {
-            if let Event::Staff { action } = serde_json::from_str(event)? {
+        for (row, event) in &inbox {
+            if let Event::Staff { action } =
+                INBOX_EVENT.open_json(&self.key, &[&row.to_string()], event)?
+            {
                 queued = Some(action);
                 break;
             }
@@ -57,7 +59,12 @@ impl StaffStore for SqliteStore {
         }
         let action = request.action;
         let event = Event::Staff { action };
-        insert_inbox(&mut tx, id, &request.actor, &event, now_ms).await?;
+        insert_inbox(&mut tx, &self.key, id, &request.actor, &event, now_ms).await?;
+        if action == StaffAction::Cancel {
+            // The patient's links stop working the moment staff cancel, not when the runner
+            // gets to it.
+            super::links::revoke_in(&mut tx, id, now_ms).await?;
+        }
         let resolution = format!("{} by {}", action_label(action), request.actor);
         let tasks_resolved = sqlx::query(
             "UPDATE staff_tasks SET resolved_at = ?, resolution = ? WHERE workflow_id = ? AND resolved_at IS NULL",
@@ -70,6 +77,7 @@ impl StaffStore for SqliteStore {
         .rows_affected();
         insert_audit(
             &mut tx,
+            &self.key,
             id,
             &request.actor,
             AUDIT_KIND,

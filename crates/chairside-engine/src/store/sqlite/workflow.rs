@@ -6,7 +6,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{SqliteStore, check_lease, insert_audit, insert_command, ms, refresh_due};
+use super::sealed::TASK_REASON;
+use super::{
+    INBOX_EVENT, OUTBOX_COMMAND, SqliteStore, WORKFLOW_STATE, check_lease, insert_audit,
+    insert_command, ms, next_id, refresh_due,
+};
 use crate::store::{Claim, Consumed, Result, StoreError, Work, WorkItem, WorkflowStore};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
@@ -27,6 +31,7 @@ impl WorkflowStore for SqliteStore {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM workflows
              WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
+               AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
              ORDER BY next_due_at LIMIT ?2",
         )
         .bind(now_ms)
@@ -70,21 +75,24 @@ impl WorkflowStore for SqliteStore {
         {
             return Err(StoreError::LeaseLost(claim.id.clone()));
         }
-        let state: WorkflowState = serde_json::from_str(row.try_get::<&str, _>("state")?)?;
         let id = claim.id.as_str();
+        let state: WorkflowState =
+            WORKFLOW_STATE.open_json(&self.key, &[id], row.try_get::<&[u8], _>("state")?)?;
         if let Some(r) =
             sqlx::query("SELECT id, event FROM inbox WHERE workflow_id = ? ORDER BY id LIMIT 1")
                 .bind(id)
                 .fetch_optional(&mut *conn)
                 .await?
         {
-            let event: Event = serde_json::from_str(r.try_get::<&str, _>("event")?)?;
+            let row: i64 = r.try_get("id")?;
+            let event: Event = INBOX_EVENT.open_json(
+                &self.key,
+                &[&row.to_string()],
+                r.try_get::<&[u8], _>("event")?,
+            )?;
             return Ok(Work {
                 state,
-                item: Some(WorkItem::Inbox {
-                    id: r.try_get("id")?,
-                    event,
-                }),
+                item: Some(WorkItem::Inbox { id: row, event }),
             });
         }
         let now_ms = ms(now);
@@ -97,14 +105,19 @@ impl WorkflowStore for SqliteStore {
         {
             return Ok(Work { state, item: Some(WorkItem::Timer(kind)) });
         }
-        let pending = sqlx::query("SELECT command, attempts, not_before FROM outbox WHERE workflow_id = ? AND status = 'pending' ORDER BY seq LIMIT 1")
+        let pending = sqlx::query("SELECT seq, command, attempts, not_before FROM outbox WHERE workflow_id = ? AND status = 'pending' ORDER BY seq LIMIT 1")
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;
         if let Some(r) = pending
             && r.try_get::<i64, _>("not_before")? <= now_ms
         {
-            let command: Command = serde_json::from_str(r.try_get::<&str, _>("command")?)?;
+            let seq = r.try_get::<i64, _>("seq")?.to_string();
+            let command: Command = OUTBOX_COMMAND.open_json(
+                &self.key,
+                &[id, &seq],
+                r.try_get::<&[u8], _>("command")?,
+            )?;
             let attempts = u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX);
             return Ok(Work {
                 state,
@@ -172,11 +185,15 @@ impl WorkflowStore for SqliteStore {
                     .bind(claim.id.as_str())
                     .fetch_one(&mut *tx)
                     .await?;
-            sqlx::query("INSERT INTO staff_tasks (workflow_id, practice_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?)")
+            let row = next_id(&mut tx, TASK_REASON.table).await?;
+            let reason =
+                TASK_REASON.seal(&self.key, &[&row.to_string()], task.reason.as_bytes())?;
+            sqlx::query("INSERT INTO staff_tasks (id, workflow_id, practice_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(row)
                 .bind(claim.id.as_str())
                 .bind(practice)
                 .bind(task.kind.label())
-                .bind(&task.reason)
+                .bind(reason)
                 .bind(ms(now))
                 .execute(&mut *tx)
                 .await?;
@@ -200,6 +217,8 @@ impl WorkflowStore for SqliteStore {
     ) -> Result<()> {
         let now_ms = ms(now);
         let id = claim.id.as_str();
+        // Sealed before the transaction: a failed seal writes nothing.
+        let sealed_state = WORKFLOW_STATE.seal_json(&self.key, &[id], state)?;
         let mut tx = self.begin().await?;
         check_lease(&mut tx, claim).await?;
         match &consumed {
@@ -263,14 +282,18 @@ impl WorkflowStore for SqliteStore {
                 .await?;
         }
         for command in &transition.commands {
-            insert_command(&mut tx, id, command, now_ms).await?;
+            insert_command(&mut tx, &self.key, id, command, now_ms).await?;
         }
         if let Some(task) = &transition.raise_task {
-            sqlx::query("INSERT INTO staff_tasks (workflow_id, practice_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?)")
+            let row = next_id(&mut tx, TASK_REASON.table).await?;
+            let reason =
+                TASK_REASON.seal(&self.key, &[&row.to_string()], task.reason.as_bytes())?;
+            sqlx::query("INSERT INTO staff_tasks (id, workflow_id, practice_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(row)
                 .bind(id)
                 .bind(state.key.practice_id.as_str())
                 .bind(task.kind.label())
-                .bind(&task.reason)
+                .bind(reason)
                 .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;
@@ -280,11 +303,20 @@ impl WorkflowStore for SqliteStore {
         } else {
             transition.audit.join("; ")
         };
-        insert_audit(&mut tx, id, "runner", event_label, &detail, now_ms).await?;
+        insert_audit(
+            &mut tx,
+            &self.key,
+            id,
+            "runner",
+            event_label,
+            &detail,
+            now_ms,
+        )
+        .await?;
         sqlx::query(
             "UPDATE workflows SET state = ?, status = ?, stage = ?, updated_at = ?, ledger_written_at = ? WHERE id = ?",
         )
-        .bind(serde_json::to_string(state)?)
+        .bind(sealed_state)
         .bind(state.status.label())
         .bind(state.stage_label())
         .bind(now_ms)

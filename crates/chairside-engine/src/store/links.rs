@@ -1,0 +1,71 @@
+//! The patient-link role: link generations (revocation), lender return references, and the
+//! patient's "send me a new link" requests.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::Result;
+use chairside_workflow::WorkflowId;
+
+/// What a patient's request for a fresh link did. The page answers the same whatever it is, so
+/// nothing about the workflow leaks; this is for tests and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResendOutcome {
+    /// A resend was queued for the runner.
+    Queued,
+    /// One was already asked for within the interval.
+    RateLimited,
+    /// The workflow is unknown, finished, or the token's generation was revoked.
+    NotApplicable,
+}
+
+/// Per-workflow patient link state. Every link carries the workflow's current generation;
+/// [`LinkStore::revoke_links`] bumps it, so every link issued before stops working.
+#[async_trait]
+pub trait LinkStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The workflow's current link generation (0 until the first revocation).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn link_generation(&self, workflow: &WorkflowId) -> Result<u64>;
+
+    /// Revokes every link issued for `workflow` so far (its patient tokens and its lender return
+    /// reference). Returns the new generation.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn revoke_links(&self, workflow: &WorkflowId, now: DateTime<Utc>) -> Result<u64>;
+
+    /// The workflow's lender return reference, made (random, opaque) on first use. Stable, so a
+    /// retried application call sends the same return URL.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn return_reference(&self, workflow: &WorkflowId) -> Result<String>;
+
+    /// The workflow and current generation a return reference stands for, unless it is unknown
+    /// or revoked.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn resolve_return_reference(&self, reference: &str) -> Result<Option<(WorkflowId, u64)>>;
+
+    /// A patient's request for a fresh link, from a genuine token of `generation`: queues a
+    /// staff-style `ResendLink` event for the runner, at most once per `interval` per workflow,
+    /// and only for a workflow still in progress at that generation.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database), [`StoreError::Decode`](super::StoreError::Decode).
+    async fn request_link_resend(
+        &self,
+        workflow: &WorkflowId,
+        generation: u64,
+        interval: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<ResendOutcome>;
+}
+
+// Used as a trait object, like every role.
+#[cfg(test)]
+fn _obj_safe(_: &dyn LinkStore) {}

@@ -1,0 +1,134 @@
+//! The patient-link role on SQLite: one `patient_links` row per workflow that ever needed one.
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+
+use super::{SqliteStore, insert_audit, insert_inbox, ms};
+use crate::store::links::ResendOutcome;
+use crate::store::{LinkStore, Result};
+use chairside_workflow::{Event, StaffAction, Status, WorkflowId};
+
+/// The actor and inbox source of a patient's resend request.
+const PATIENT: &str = "patient";
+
+/// Bumps the workflow's link generation and drops its return reference, inside the caller's
+/// transaction (a staff cancel revokes in the same transaction that records it).
+pub(super) async fn revoke_in(conn: &mut SqliteConnection, id: &str, now: i64) -> Result<u64> {
+    let generation: i64 = sqlx::query_scalar(
+        "INSERT INTO patient_links (workflow_id, generation, revoked_at) VALUES (?1, 1, ?2)
+         ON CONFLICT (workflow_id) DO UPDATE SET generation = generation + 1, return_ref = NULL, revoked_at = ?2
+         RETURNING generation",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(generation as u64)
+}
+
+#[async_trait]
+impl LinkStore for SqliteStore {
+    async fn link_generation(&self, workflow: &WorkflowId) -> Result<u64> {
+        let generation: Option<i64> =
+            sqlx::query_scalar("SELECT generation FROM patient_links WHERE workflow_id = ?")
+                .bind(workflow.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(generation.unwrap_or(0) as u64)
+    }
+
+    async fn revoke_links(&self, workflow: &WorkflowId, now: DateTime<Utc>) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let generation = revoke_in(&mut tx, workflow.as_str(), ms(now)).await?;
+        self.finish(tx).await?;
+        Ok(generation)
+    }
+
+    async fn return_reference(&self, workflow: &WorkflowId) -> Result<String> {
+        let fresh = B64.encode(rand::random::<[u8; 24]>());
+        let mut tx = self.begin().await?;
+        let reference: String = sqlx::query_scalar(
+            "INSERT INTO patient_links (workflow_id, return_ref) VALUES (?1, ?2)
+             ON CONFLICT (workflow_id) DO UPDATE SET return_ref = COALESCE(return_ref, ?2)
+             RETURNING return_ref",
+        )
+        .bind(workflow.as_str())
+        .bind(&fresh)
+        .fetch_one(&mut *tx)
+        .await?;
+        self.finish(tx).await?;
+        Ok(reference)
+    }
+
+    async fn resolve_return_reference(&self, reference: &str) -> Result<Option<(WorkflowId, u64)>> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT workflow_id, generation FROM patient_links WHERE return_ref = ?",
+        )
+        .bind(reference)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, generation)| (WorkflowId::new(id), generation as u64)))
+    }
+
+    async fn request_link_resend(
+        &self,
+        workflow: &WorkflowId,
+        generation: u64,
+        interval: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<ResendOutcome> {
+        let id = workflow.as_str();
+        let now_ms = ms(now);
+        let mut tx = self.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM workflows WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let link: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT generation, resend_requested_at FROM patient_links WHERE workflow_id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (current, last) = link.unwrap_or((0, None));
+        let in_progress = status
+            .as_deref()
+            .is_some_and(|s| s != Status::Done.label() && s != Status::Cancelled.label());
+        if !in_progress || current as u64 != generation {
+            tx.rollback().await?;
+            return Ok(ResendOutcome::NotApplicable);
+        }
+        if last.is_some_and(|last| now_ms < last + interval.num_milliseconds()) {
+            tx.rollback().await?;
+            return Ok(ResendOutcome::RateLimited);
+        }
+        sqlx::query(
+            "INSERT INTO patient_links (workflow_id, resend_requested_at) VALUES (?1, ?2)
+             ON CONFLICT (workflow_id) DO UPDATE SET resend_requested_at = ?2",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let event = Event::Staff {
+            action: StaffAction::ResendLink,
+        };
+        insert_inbox(&mut tx, &self.key, id, PATIENT, &event, now_ms).await?;
+        insert_audit(
+            &mut tx,
+            &self.key,
+            id,
+            PATIENT,
+            "link_resend_requested",
+            "patient asked for a new link from an expired one",
+            now_ms,
+        )
+        .await?;
+        self.finish(tx).await?;
+        Ok(ResendOutcome::Queued)
+    }
+}

@@ -1,0 +1,175 @@
+//! The login role on SQLite: failures and the attempt audit in one `BEGIN IMMEDIATE`
+//! transaction, so concurrent attempts from several instances count every failure.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqliteConnection};
+
+use super::{SqliteStore, from_ms, ms};
+use crate::store::logins::{FailureCount, LockRule, LoginAttempt, LoginOutcome, LoginStanding};
+use crate::store::{LoginStore, Result};
+
+const ACCOUNT: &str = "account";
+const ADDRESS: &str = "address";
+
+async fn count(
+    conn: &mut SqliteConnection,
+    kind: &str,
+    subject: &str,
+    rule: &LockRule,
+    now: DateTime<Utc>,
+) -> Result<FailureCount> {
+    let row = sqlx::query(
+        "SELECT failures, last_failure_at, locked_until FROM login_failures WHERE kind = ? AND subject = ?",
+    )
+    .bind(kind)
+    .bind(subject)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(FailureCount::default());
+    };
+    let last = from_ms(row.try_get("last_failure_at")?);
+    let locked_until = row
+        .try_get::<Option<i64>, _>("locked_until")?
+        .map(from_ms)
+        .filter(|t| *t > now);
+    let failures = if last + rule.forget_after <= now {
+        0
+    } else {
+        u32::try_from(row.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX)
+    };
+    Ok(FailureCount {
+        failures,
+        last_failure_at: (failures > 0).then_some(last),
+        locked_until,
+    })
+}
+
+async fn add_failure(
+    conn: &mut SqliteConnection,
+    kind: &str,
+    subject: &str,
+    rule: &LockRule,
+    now: DateTime<Utc>,
+    may_lock: bool,
+) -> Result<()> {
+    let before = count(conn, kind, subject, rule, now).await?;
+    let failures = before.failures.saturating_add(1);
+    let locked_until = if may_lock && failures >= rule.lock_after {
+        Some(now + rule.lock_for)
+    } else {
+        before.locked_until
+    };
+    sqlx::query(
+        "INSERT INTO login_failures (kind, subject, failures, last_failure_at, locked_until)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (kind, subject) DO UPDATE SET
+            failures = ?3, last_failure_at = ?4, locked_until = ?5",
+    )
+    .bind(kind)
+    .bind(subject)
+    .bind(i64::from(failures))
+    .bind(ms(now))
+    .bind(locked_until.map(ms))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn audit(conn: &mut SqliteConnection, attempt: &LoginAttempt) -> Result<()> {
+    sqlx::query("INSERT INTO login_attempts (at, username, address, outcome) VALUES (?, ?, ?, ?)")
+        .bind(ms(attempt.at))
+        .bind(&attempt.username)
+        .bind(&attempt.address)
+        .bind(attempt.outcome.label())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl LoginStore for SqliteStore {
+    async fn login_standing(
+        &self,
+        username: &str,
+        address: &str,
+        rule: &LockRule,
+        now: DateTime<Utc>,
+    ) -> Result<LoginStanding> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(LoginStanding {
+            account: count(&mut conn, ACCOUNT, username, rule, now).await?,
+            address: count(&mut conn, ADDRESS, address, rule, now).await?,
+        })
+    }
+
+    async fn record_login(&self, attempt: &LoginAttempt, rule: &LockRule) -> Result<LoginStanding> {
+        let now = attempt.at;
+        let mut tx = self.begin().await?;
+        match attempt.outcome {
+            LoginOutcome::WrongPassword => {
+                add_failure(&mut tx, ACCOUNT, &attempt.username, rule, now, true).await?;
+                add_failure(&mut tx, ADDRESS, &attempt.address, rule, now, false).await?;
+            }
+            LoginOutcome::Success => {
+                sqlx::query("DELETE FROM login_failures WHERE kind = ? AND subject = ?")
+                    .bind(ACCOUNT)
+                    .bind(&attempt.username)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            _ => {}
+        }
+        audit(&mut tx, attempt).await?;
+        let standing = LoginStanding {
+            account: count(&mut tx, ACCOUNT, &attempt.username, rule, now).await?,
+            address: count(&mut tx, ADDRESS, &attempt.address, rule, now).await?,
+        };
+        self.finish(tx).await?;
+        Ok(standing)
+    }
+
+    async fn unlock_staff(&self, username: &str, actor: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let cleared = sqlx::query("DELETE FROM login_failures WHERE kind = ? AND subject = ?")
+            .bind(ACCOUNT)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let attempt = LoginAttempt {
+            username: username.to_owned(),
+            address: actor.to_owned(),
+            at: now,
+            outcome: LoginOutcome::Unlocked,
+        };
+        audit(&mut tx, &attempt).await?;
+        self.finish(tx).await?;
+        Ok(cleared > 0)
+    }
+
+    async fn login_attempts(&self, username: &str, limit: u32) -> Result<Vec<LoginAttempt>> {
+        let rows = sqlx::query(
+            "SELECT at, username, address, outcome FROM login_attempts
+             WHERE username = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(username)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let outcome: String = row.try_get("outcome")?;
+                Ok(LoginAttempt {
+                    username: row.try_get("username")?,
+                    address: row.try_get("address")?,
+                    at: from_ms(row.try_get("at")?),
+                    // An unknown label can only come from a newer version; show it as a failure.
+                    outcome: LoginOutcome::from_label(&outcome)
+                        .unwrap_or(LoginOutcome::WrongPassword),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,297 @@
+//! The sealed columns: which they are, how a row's associated data is built, and the batched
+//! re-seal behind `chairside rotate-key` and the start-up sealing of rows written before
+//! migration 0003. See `docs/data-at-rest.md` for what stays in clear and why.
+
+use serde::de::DeserializeOwned;
+use sqlx::{Row, SqliteConnection};
+
+use super::SqliteStore;
+use crate::store::crypto::{CryptoError, Keyring};
+use crate::store::{Result, StoreError};
+
+/// One column sealed with the keyring, bound to its row by the associated data
+/// `{aad}{key columns joined by '/'}`.
+#[derive(Debug)]
+pub(super) struct SealedColumn {
+    pub(super) table: &'static str,
+    column: &'static str,
+    keys: &'static [&'static str],
+    aad: &'static str,
+}
+
+/// The workflow state document: amounts, lender links, Checkout URLs, names.
+pub(super) const WORKFLOW_STATE: SealedColumn = SealedColumn {
+    table: "workflows",
+    column: "state",
+    keys: &["id"],
+    aad: "workflows:",
+};
+/// Outbox commands: messages with their bodies and links, amounts, notes.
+pub(super) const OUTBOX_COMMAND: SealedColumn = SealedColumn {
+    table: "outbox",
+    column: "command",
+    keys: &["workflow_id", "seq"],
+    aad: "outbox:",
+};
+/// Inbox events: lender decisions with amounts and links, payment facts.
+pub(super) const INBOX_EVENT: SealedColumn = SealedColumn {
+    table: "inbox",
+    column: "event",
+    keys: &["id"],
+    aad: "inbox:",
+};
+/// Audit details: prices, Stripe ids, lender outcomes.
+pub(super) const EVENTS_DETAIL: SealedColumn = SealedColumn {
+    table: "events",
+    column: "detail",
+    keys: &["id"],
+    aad: "events:",
+};
+/// Staff task reasons: may quote amounts or a counteroffer.
+pub(super) const TASK_REASON: SealedColumn = SealedColumn {
+    table: "staff_tasks",
+    column: "reason",
+    keys: &["id"],
+    aad: "staff_tasks:",
+};
+/// Patient contacts (their associated data predates this module and is kept).
+pub(super) const PATIENT_CONTACT: SealedColumn = SealedColumn {
+    table: "patients",
+    column: "contact",
+    keys: &["practice_id", "patient_id"],
+    aad: "patient:",
+};
+
+const ALL: [&SealedColumn; 6] = [
+    &WORKFLOW_STATE,
+    &OUTBOX_COMMAND,
+    &INBOX_EVENT,
+    &EVENTS_DETAIL,
+    &TASK_REASON,
+    &PATIENT_CONTACT,
+];
+
+impl SealedColumn {
+    pub(super) fn associated(&self, keys: &[&str]) -> Vec<u8> {
+        format!("{}{}", self.aad, keys.join("/")).into_bytes()
+    }
+
+    fn fail(&self, keys: &[&str], source: CryptoError) -> StoreError {
+        StoreError::Sealed {
+            table: self.table,
+            row: keys.join("/"),
+            source,
+        }
+    }
+
+    /// Seals `plain` for the row named by `keys`.
+    pub(super) fn seal(&self, ring: &Keyring, keys: &[&str], plain: &[u8]) -> Result<Vec<u8>> {
+        ring.seal(plain, &self.associated(keys))
+            .map_err(|e| self.fail(keys, e))
+    }
+
+    /// Seals `value` as JSON.
+    pub(super) fn seal_json<T: serde::Serialize>(
+        &self,
+        ring: &Keyring,
+        keys: &[&str],
+        value: &T,
+    ) -> Result<Vec<u8>> {
+        self.seal(ring, keys, &serde_json::to_vec(value)?)
+    }
+
+    /// Opens the row's value.
+    pub(super) fn open(&self, ring: &Keyring, keys: &[&str], sealed: &[u8]) -> Result<Vec<u8>> {
+        ring.open(sealed, &self.associated(keys))
+            .map_err(|e| self.fail(keys, e))
+    }
+
+    /// Opens the row's value as JSON.
+    pub(super) fn open_json<T: DeserializeOwned>(
+        &self,
+        ring: &Keyring,
+        keys: &[&str],
+        sealed: &[u8],
+    ) -> Result<T> {
+        Ok(serde_json::from_slice(&self.open(ring, keys, sealed)?)?)
+    }
+
+    /// Opens the row's value as text.
+    pub(super) fn open_text(&self, ring: &Keyring, keys: &[&str], sealed: &[u8]) -> Result<String> {
+        String::from_utf8(self.open(ring, keys, sealed)?)
+            .map_err(|_| self.fail(keys, CryptoError::Decrypt))
+    }
+}
+
+/// The id the next row of an `AUTOINCREMENT` table gets, so its sealed column can be bound to it
+/// before the insert. Every write holds the `BEGIN IMMEDIATE` lock, so nothing takes it first.
+pub(super) async fn next_id(conn: &mut SqliteConnection, table: &'static str) -> Result<i64> {
+    let sql = format!(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0),
+                    COALESCE((SELECT MAX(id) FROM {table}), 0)) + 1"
+    );
+    Ok(sqlx::query_scalar(&sql).fetch_one(&mut *conn).await?)
+}
+
+/// Which rows a re-seal pass takes.
+#[derive(Clone, Copy, Debug)]
+enum Pass {
+    /// Rows written before migration 0003: plain text, or contacts without a key id.
+    Legacy,
+    /// Every row not sealed under the current key.
+    Rotate,
+}
+
+/// What a re-seal pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResealReport {
+    /// Rows re-sealed per table, in table order.
+    pub resealed: Vec<(&'static str, u64)>,
+    /// Write transactions used (one per batch).
+    pub batches: u64,
+}
+
+impl ResealReport {
+    /// Rows re-sealed in all tables.
+    pub fn total(&self) -> u64 {
+        self.resealed.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl SqliteStore {
+    /// The events waiting in a workflow's inbox, oldest first, opened (operations and tests:
+    /// the column is sealed, so the file alone does not show them).
+    ///
+    /// # Errors
+    /// [`StoreError::Sealed`], [`StoreError::Database`].
+    pub async fn inbox_events(
+        &self,
+        workflow: &chairside_workflow::WorkflowId,
+    ) -> Result<Vec<chairside_workflow::Event>> {
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT id, event FROM inbox WHERE workflow_id = ? ORDER BY id")
+                .bind(workflow.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|(id, sealed)| INBOX_EVENT.open_json(&self.key, &[&id.to_string()], sealed))
+            .collect()
+    }
+
+    /// Re-seals every sealed value not yet under the keyring's current key, `batch` rows per
+    /// transaction. Idempotent and resumable: a pass interrupted at any point leaves every row
+    /// readable (under the old or the new key), and the next pass takes only what is left.
+    ///
+    /// # Errors
+    /// [`StoreError::Sealed`] naming the table and row of a value no key in the ring opens;
+    /// [`StoreError::Database`].
+    pub async fn rotate_key(&self, batch: u32) -> Result<ResealReport> {
+        self.reseal(Pass::Rotate, batch).await
+    }
+
+    /// How many sealed values are not under the current key (0 after a finished rotation).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn rows_not_under_current_key(&self) -> Result<u64> {
+        let mut total = 0;
+        for col in ALL {
+            let sql = format!(
+                "SELECT COUNT(*) FROM {} WHERE {}",
+                col.table,
+                Self::pending(col, Pass::Rotate)
+            );
+            let n: i64 = sqlx::query_scalar(&sql)
+                .bind(&self.key.current_header()[..])
+                .fetch_one(&self.pool)
+                .await?;
+            total += u64::try_from(n).unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// Seals the rows written before migration 0003 (called by `migrate`).
+    pub(super) async fn seal_legacy_rows(&self) -> Result<ResealReport> {
+        self.reseal(Pass::Legacy, 500).await
+    }
+
+    fn pending(col: &SealedColumn, pass: Pass) -> String {
+        let c = col.column;
+        match pass {
+            Pass::Legacy => format!(
+                "{c} IS NOT NULL AND (typeof({c}) <> 'blob' OR substr({c}, 1, 1) = X'00') AND ?1 IS NOT NULL"
+            ),
+            Pass::Rotate => {
+                format!("{c} IS NOT NULL AND NOT (typeof({c}) = 'blob' AND substr({c}, 1, 2) = ?1)")
+            }
+        }
+    }
+
+    async fn reseal(&self, pass: Pass, batch: u32) -> Result<ResealReport> {
+        let batch = batch.max(1);
+        let header = self.key.current_header();
+        let mut report = ResealReport::default();
+        for col in ALL {
+            let keys: Vec<String> = col
+                .keys
+                .iter()
+                .map(|k| format!("CAST({k} AS TEXT)"))
+                .collect();
+            let select = format!(
+                "SELECT rowid, {}, {c} AS value, typeof({c}) AS kind FROM {t}
+                 WHERE rowid > ?2 AND {pending} ORDER BY rowid LIMIT ?3",
+                keys.join(", "),
+                c = col.column,
+                t = col.table,
+                pending = Self::pending(col, pass),
+            );
+            let update = format!(
+                "UPDATE {} SET {} = ? WHERE rowid = ?",
+                col.table, col.column
+            );
+            let mut after = 0_i64;
+            let mut done = 0_u64;
+            loop {
+                let mut tx = self.begin().await?;
+                let rows = sqlx::query(&select)
+                    .bind(&header[..])
+                    .bind(after)
+                    .bind(i64::from(batch))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for row in &rows {
+                    let rowid: i64 = row.try_get(0)?;
+                    let key_values: Vec<String> = (1..=col.keys.len())
+                        .map(|i| row.try_get::<String, _>(i))
+                        .collect::<Result<_, _>>()?;
+                    let key_refs: Vec<&str> = key_values.iter().map(String::as_str).collect();
+                    let plain = if row.try_get::<&str, _>("kind")? == "blob" {
+                        col.open(&self.key, &key_refs, row.try_get::<&[u8], _>("value")?)?
+                    } else {
+                        // Written in clear before migration 0003.
+                        row.try_get::<String, _>("value")?.into_bytes()
+                    };
+                    sqlx::query(&update)
+                        .bind(col.seal(&self.key, &key_refs, &plain)?)
+                        .bind(rowid)
+                        .execute(&mut *tx)
+                        .await?;
+                    after = rowid;
+                }
+                let n = rows.len() as u64;
+                if n == 0 {
+                    tx.rollback().await?;
+                    break;
+                }
+                self.finish(tx).await?;
+                report.batches += 1;
+                done += n;
+                if n < u64::from(batch) {
+                    break;
+                }
+            }
+            report.resealed.push((col.table, done));
+        }
+        Ok(report)
+    }
+}
