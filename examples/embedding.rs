@@ -5,7 +5,8 @@
 //!
 //! - a [`SqliteStore`] (the durable state),
 //! - the connector clients the practice uses (here Open Dental, Stripe and an SMTP server), each
-//!   with [`RetryPolicy::none`]: the engine's runner retries durably, in one layer,
+//!   with one small in-call [`RetryPolicy`] (the runner re-runs a failed step durably; it never
+//!   retries a call itself),
 //! - the engine's adapters over those clients ([`OpenDentalPractice`], [`StripePayments`],
 //!   [`PatientMessenger`]),
 //! - one [`PracticeRuntime`] whose waterfall names a plug-in lender,
@@ -38,6 +39,7 @@ use financing_core::{
     AmountLimits, DepositRule, LenderId, LenderSlot, LocationId, PolicySettings, PracticeId,
     SharedProvider, UsState, Waterfall, WaterfallPolicy,
 };
+use opendental_client::RetryPolicy;
 use secrecy::SecretString;
 use url::Url;
 
@@ -115,7 +117,11 @@ pub async fn build_engine(
     store.migrate().await?;
     let store: Arc<dyn Store> = Arc::new(store);
 
-    // 2. The clients. One reqwest client with a timeout shared by all; no client retries.
+    // 2. The clients. One reqwest client with a timeout shared by all, and one in-call retry
+    //    policy: two tries of an idempotent call, at most 2 s apart.
+    let retry = RetryPolicy::new()
+        .max_attempts(2)
+        .max_total_wait(Duration::from_secs(2));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -126,13 +132,13 @@ pub async fn build_engine(
         systems.opendental_customer_key.clone(),
     )
     .http_client(http.clone())
-    .retry(opendental_client::RetryPolicy::none())
+    .retry(retry)
     .build()
     .map_err(|e| EmbedError::Client("open dental", e.to_string()))?;
     let stripe = stripe_schedule::Client::builder(systems.stripe_key.clone())
         .base_url(systems.stripe.clone())
         .http_client(http)
-        .retry(stripe_schedule::RetryPolicy::none())
+        .retry(retry)
         .build()
         .map_err(|e| EmbedError::Client("stripe", e.to_string()))?;
     let profile = practice_profile();

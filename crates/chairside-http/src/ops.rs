@@ -203,6 +203,24 @@ mod tests {
         assert!(page.contains(&format!("workflow {bad}")), "{page}");
         assert!(page.contains(good.as_str()), "the good one is listed");
         assert!(!page.contains("Corrupt-Marker"));
+        // Its own page says it was set aside, without the stored content; the good one's opens.
+        let detail = kit
+            .send(crate::testkit::with_cookie(
+                get(&format!("/staff/workflows/{bad}")),
+                &session,
+            ))
+            .await;
+        assert_eq!(detail.status(), StatusCode::LOCKED);
+        let detail = body_text(detail).await;
+        assert!(detail.contains("Set aside"), "{detail}");
+        assert!(!detail.contains("Corrupt-Marker"));
+        let good_page = kit
+            .send(crate::testkit::with_cookie(
+                get(&format!("/staff/workflows/{good}")),
+                &session,
+            ))
+            .await;
+        assert_eq!(good_page.status(), StatusCode::OK);
         assert_eq!(
             kit.store
                 .claim_due("runner", kit.now(), std::time::Duration::from_secs(60), 10)

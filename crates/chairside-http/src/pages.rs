@@ -86,6 +86,10 @@ impl Pages {
                 "The form was stale or incomplete. Go back, reload the page and try again.",
             ),
             (StatusCode::BAD_REQUEST, _) => ("Bad request", "The request could not be used."),
+            (StatusCode::LOCKED, _) => (
+                "Set aside",
+                "This workflow's stored data cannot be read, so it was set aside for an operator to repair. Nothing runs for it until then; it is listed under Set aside on the dashboard.",
+            ),
             (StatusCode::CONFLICT, _) => (
                 "Already handled",
                 "Someone already acted on this, or it no longer applies. Go back and reload the page to see where it stands.",

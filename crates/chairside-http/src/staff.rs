@@ -171,6 +171,18 @@ fn not_found(state: &HttpState) -> Response {
     state.pages.error(StatusCode::NOT_FOUND, "en")
 }
 
+/// The page of a workflow whose stored data cannot be read: set aside for an operator, when the
+/// quarantine lists it for this practice; not found otherwise (another practice's, or unknown).
+async fn set_aside(state: &HttpState, s: &Session, id: &str) -> Response {
+    match state.store.quarantined_workflows(Some(&s.practice)).await {
+        Ok(held) if held.iter().any(|q| q.workflow_id.as_str() == id) => {
+            state.pages.error(StatusCode::LOCKED, "en")
+        }
+        Ok(_) => not_found(state),
+        Err(e) => server_error(state, &e),
+    }
+}
+
 fn server_error(state: &HttpState, e: &chairside_engine::store::StoreError) -> Response {
     tracing::error!(error = %e, "staff dashboard: store failed");
     state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en")
@@ -1005,6 +1017,9 @@ pub(crate) async fn workflow(
     let row = match own_workflow(&state, &s, &id).await {
         Ok(Some(row)) => row,
         Ok(None) => return not_found(&state),
+        // Stored data that cannot be read: the page says it was set aside (if the workflow is
+        // this practice's), never the error's text, which can quote what is stored.
+        Err(e) if e.is_unreadable() => return set_aside(&state, &s, &id).await,
         Err(e) => return server_error(&state, &e),
     };
     match render_workflow(&state, &s, &row).await {

@@ -170,3 +170,37 @@ fn client_credentials_debug_never_shows_the_secret() {
     );
     assert!(!format!("{creds:?}").contains("s3cret"));
 }
+
+#[tokio::test]
+async fn a_fetched_token_and_the_cache_holding_it_never_show_the_bearer_token_in_debug() {
+    // Arrange: a token endpoint that hands out a recognisable bearer token (the shape that once
+    // leaked through a derived `Debug` on Dentrix's token response).
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(token_body("BEARER-tok-Zebulon-991"))
+        .mount(&server)
+        .await;
+    let cache = TokenCache::new(Duration::from_secs(60));
+    let creds = credentials(&server);
+    let http = reqwest::Client::builder().build().unwrap();
+
+    // Act
+    let fresh = creds.fetch(&http, Duration::from_secs(5)).await.unwrap();
+    let fresh_shown = format!("{fresh:?}");
+    let token = cache
+        .get(|| creds.fetch(&http, Duration::from_secs(5)))
+        .await
+        .unwrap();
+
+    // Assert: the token is there to use, and no Debug output carries it.
+    assert_eq!(token.secret().expose_secret(), "BEARER-tok-Zebulon-991");
+    for shown in [
+        fresh_shown,
+        format!("{token:?}"),
+        format!("{cache:?}"),
+        format!("{creds:?}"),
+    ] {
+        assert!(!shown.contains("Zebulon"), "{shown}");
+    }
+}
