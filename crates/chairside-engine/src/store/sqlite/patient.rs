@@ -177,10 +177,10 @@ pub(super) async fn fold_consent(
             .execute(&mut *conn)
             .await?;
     }
-    if let Some(change) = change {
-        if winner.as_ref().is_none_or(|w| change.beats(w)) {
-            winner = Some(change);
-        }
+    if let Some(change) = change
+        && winner.as_ref().is_none_or(|w| change.beats(w))
+    {
+        winner = Some(change);
     }
     let Some(winner) = winner else {
         return Ok(());
