@@ -128,7 +128,8 @@ pub enum Command {
     ///
     /// Give the new key as `data_key` with a new `data_key_id`, and the old one under
     /// `[[store.previous_data_keys]]`. Works in batches of one transaction each: safe to stop
-    /// and run again. When it reports nothing left, the previous key can be removed.
+    /// and run again. When it reports nothing left and says so, the previous key can be removed;
+    /// SMS consent records written before consent re-hashing existed keep it needed.
     RotateKey(ConfigArgs),
 
     /// Check the configuration and list every problem.
@@ -492,7 +493,19 @@ pub async fn rotate_key(view: &StoreView, batch: u32, out: &mut dyn Write) -> an
         report.batches,
         view.store.data_key_id
     )?;
-    Ok(i32::from(left != 0))
+    let stuck = report.consent_not_rehashable;
+    if stuck != 0 {
+        // Withdrawal always wins: an opt-out hashed under a removed key is no longer found.
+        writeln!(
+            out,
+            "{stuck} SMS consent records were written before this version and cannot be re-hashed: \
+             keep every previous data key configured until each of those numbers changes consent \
+             again; running rotate-key again does not help"
+        )?;
+    } else if left == 0 {
+        writeln!(out, "the previous data keys can now be removed")?;
+    }
+    Ok(i32::from(left != 0 || stuck != 0))
 }
 
 /// `chairside migrate`: creates the database (and its directory) if needed and applies pending

@@ -3,6 +3,7 @@
 //! clock; and the staff decisions against the store.
 
 mod at_rest;
+mod consent;
 mod engine;
 mod fakes;
 mod harness;

@@ -902,6 +902,13 @@ async fn rotate_key_reseals_under_the_new_key_so_the_old_one_can_be_removed() {
         .put_patient(&practice, &contact, t0())
         .await
         .expect("put");
+    old.store
+        .open()
+        .await
+        .expect("open")
+        .set_sms_opt_out(&practice, "+15555550177", true, "inbound_keyword", t0())
+        .await
+        .expect("opt-out");
     std::fs::write(dir.path().join("new_key"), "ab".repeat(32)).expect("new key");
     let config = std::fs::read_to_string(&path).expect("read");
     let rotated = config.replace(
@@ -919,6 +926,11 @@ async fn rotate_key_reseals_under_the_new_key_so_the_old_one_can_be_removed() {
     let out = text(out);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("under data key 1; 0 left"), "{out}");
+    assert!(out.contains("sms_consent: 1 re-sealed"), "{out}");
+    assert!(
+        out.contains("previous data keys can now be removed"),
+        "{out}"
+    );
     let only_new = config.replace(
         "data_key_file = \"data_key\"",
         "data_key_file = \"new_key\"\ndata_key_id = 1",
@@ -928,6 +940,60 @@ async fn rotate_key_reseals_under_the_new_key_so_the_old_one_can_be_removed() {
     let store = view.store.open().await.expect("open");
     let read = store.patient(&practice, &contact.id).await.expect("read");
     assert_eq!(read.expect("patient").last_name, "Rotated");
+    let opted_out = store.sms_opted_out(&practice, "+15555550177").await;
+    assert!(
+        opted_out.expect("consent"),
+        "withdrawal survives the old key"
+    );
+}
+
+#[tokio::test]
+async fn rotate_key_says_the_old_key_must_stay_while_consent_records_cannot_be_re_hashed() {
+    // Arrange: an opt-out stored under the key in `data_key` (id 0) before consent records kept
+    // their number sealed (the column is emptied, as migration 0007 leaves older rows).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), "chairside.sqlite");
+    let old = Config::load_store(&path, &Environment::default()).expect("store view");
+    migrate(&old, &mut Vec::new()).await.expect("migrate");
+    let practice = PracticeId::new("smile");
+    old.store
+        .open()
+        .await
+        .expect("open")
+        .set_sms_opt_out(&practice, "+15555550178", true, "inbound_keyword", t0())
+        .await
+        .expect("opt-out");
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("chairside.sqlite").display()
+    ))
+    .await
+    .expect("raw pool");
+    sqlx::query("UPDATE sms_consent SET phone_sealed = NULL, key_id = NULL")
+        .execute(&pool)
+        .await
+        .expect("legacy row");
+    pool.close().await;
+    std::fs::write(dir.path().join("new_key"), "ab".repeat(32)).expect("new key");
+    let config = std::fs::read_to_string(&path).expect("read");
+    let rotated = config.replace(
+        "data_key_file = \"data_key\"",
+        "data_key_file = \"new_key\"\ndata_key_id = 1\n\n[[store.previous_data_keys]]\nid = 0\nkey_file = \"data_key\"",
+    );
+    std::fs::write(&path, &rotated).expect("write");
+    let view = Config::load_store(&path, &Environment::default()).expect("rotating view");
+
+    // Act
+    let mut out = Vec::new();
+    let code = rotate_key(&view, 2, &mut out).await.expect("rotate");
+
+    // Assert: a failing exit, and no claim that the old key can go.
+    let out = text(out);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 SMS consent records"), "{out}");
+    assert!(out.contains("keep every previous data key"), "{out}");
+    assert!(!out.contains("can now be removed"), "{out}");
+    assert!(!out.contains("+1555555"), "{out}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use sqlx::{Row, SqliteConnection};
 
 use super::SqliteStore;
+use super::patient::fold_consent;
 use crate::store::crypto::{CryptoError, Keyring};
 use crate::store::{Result, StoreError};
 
@@ -61,6 +62,21 @@ pub(super) const PATIENT_CONTACT: SealedColumn = SealedColumn {
     keys: &["practice_id", "patient_id"],
     aad: "patient:",
 };
+
+/// The phone number of an SMS consent row, kept only so `rotate-key` can re-hash the row under the
+/// current key. Bound to the row's practice and lookup hash: a sealed number moved to another row
+/// does not open.
+pub(super) const CONSENT_PHONE: SealedColumn = SealedColumn {
+    table: "sms_consent",
+    column: "phone_sealed",
+    keys: &["practice_id", "phone_key"],
+    aad: "sms_consent:",
+};
+
+/// Consent rows a rotation re-hashes: a sealed number, and a hash or seal not under the current
+/// key. `?1` is the current key id, `?2` the current header.
+const CONSENT_PENDING: &str = "phone_sealed IS NOT NULL
+    AND (key_id IS NOT ?1 OR typeof(phone_sealed) <> 'blob' OR substr(phone_sealed, 1, 2) <> ?2)";
 
 const ALL: [&SealedColumn; 6] = [
     &WORKFLOW_STATE,
@@ -149,12 +165,25 @@ pub struct ResealReport {
     pub resealed: Vec<(&'static str, u64)>,
     /// Write transactions used (one per batch).
     pub batches: u64,
+    /// SMS consent rows that cannot be re-hashed under the current key: written before migration
+    /// 0007, they hold no sealed number. They are found only while the key they were hashed with
+    /// stays in the keyring, so while this is not 0 no previous key may be removed. Each is
+    /// sealed and re-hashed on the next consent change for its number.
+    pub consent_not_rehashable: u64,
 }
 
 impl ResealReport {
-    /// Rows re-sealed in all tables.
+    /// Rows re-sealed (or re-hashed) in all tables.
     pub fn total(&self) -> u64 {
         self.resealed.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Whether the pass left nothing that needs a previous key: every value is sealed, and every
+    /// consent row hashed, under the current key. False while consent rows written before
+    /// migration 0007 remain, because removing the key they were hashed with would lose an
+    /// opt-out and let a patient who texted STOP be texted again.
+    pub fn previous_keys_removable(&self) -> bool {
+        self.consent_not_rehashable == 0
     }
 }
 
@@ -185,11 +214,90 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Sealed`] naming the table and row of a value no key in the ring opens;
     /// [`StoreError::Database`].
+    /// SMS consent rows are re-hashed too: the sealed number is opened, hashed under the current
+    /// key, and the row merged with any row already held for that hash (the latest change wins,
+    /// an opt-out at an equal instant), so an opt-out survives the old key's removal. Rows
+    /// without a sealed number are counted in
+    /// [`ResealReport::consent_not_rehashable`].
     pub async fn rotate_key(&self, batch: u32) -> Result<ResealReport> {
-        self.reseal(Pass::Rotate, batch).await
+        let mut report = self.reseal(Pass::Rotate, batch).await?;
+        self.rehash_consent(batch, &mut report).await?;
+        report.consent_not_rehashable = self.consent_rows_not_rehashable().await?;
+        Ok(report)
     }
 
-    /// How many sealed values are not under the current key (0 after a finished rotation).
+    /// SMS consent rows written before migration 0007: no sealed number, so a rotation cannot
+    /// re-hash them (see [`ResealReport::consent_not_rehashable`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn consent_rows_not_rehashable(&self) -> Result<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sms_consent WHERE phone_sealed IS NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn rehash_consent(&self, batch: u32, report: &mut ResealReport) -> Result<()> {
+        let batch = batch.max(1);
+        let header = self.key.current_header();
+        let current = i64::from(self.key.current_id());
+        let select = format!(
+            "SELECT rowid, practice_id, phone_key, phone_sealed FROM sms_consent
+             WHERE rowid > ?3 AND {CONSENT_PENDING} ORDER BY rowid LIMIT ?4"
+        );
+        let mut after = 0_i64;
+        let mut done = 0_u64;
+        loop {
+            let mut tx = self.begin().await?;
+            let rows = sqlx::query(&select)
+                .bind(current)
+                .bind(&header[..])
+                .bind(after)
+                .bind(i64::from(batch))
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &rows {
+                let rowid: i64 = row.try_get("rowid")?;
+                after = rowid;
+                let practice: String = row.try_get("practice_id")?;
+                let hash: String = row.try_get("phone_key")?;
+                // An earlier row of this batch may have folded this one in already.
+                let still: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM sms_consent WHERE rowid = ?")
+                        .bind(rowid)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if still.is_none() {
+                    continue;
+                }
+                let phone = CONSENT_PHONE.open_text(
+                    &self.key,
+                    &[&practice, &hash],
+                    row.try_get::<&[u8], _>("phone_sealed")?,
+                )?;
+                fold_consent(&mut tx, &self.key, &practice, &phone, None, Some(rowid)).await?;
+            }
+            let n = rows.len() as u64;
+            if n == 0 {
+                tx.rollback().await?;
+                break;
+            }
+            self.finish(tx).await?;
+            report.batches += 1;
+            done += n;
+            if n < u64::from(batch) {
+                break;
+            }
+        }
+        report.resealed.push((CONSENT_PHONE.table, done));
+        Ok(())
+    }
+
+    /// How many sealed values, and consent rows that can be re-hashed, are not under the current
+    /// key (0 after a finished rotation). Consent rows that cannot be re-hashed are counted apart,
+    /// by [`SqliteStore::consent_rows_not_rehashable`].
     ///
     /// # Errors
     /// [`StoreError::Database`].
@@ -207,6 +315,14 @@ impl SqliteStore {
                 .await?;
             total += u64::try_from(n).unwrap_or(0);
         }
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM sms_consent WHERE {CONSENT_PENDING}"
+        ))
+        .bind(i64::from(self.key.current_id()))
+        .bind(&self.key.current_header()[..])
+        .fetch_one(&self.pool)
+        .await?;
+        total += u64::try_from(n).unwrap_or(0);
         Ok(total)
     }
 
