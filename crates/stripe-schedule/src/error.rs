@@ -440,7 +440,7 @@ pub enum InvalidInput {
 }
 
 /// Stripe's own retry rule, not the shared `ErrorKind` table: connection errors and timeouts (a
-/// builder error is a bug, not a blip), and whatever [`ApiError::retryable`] allows (409, 424,
+/// builder error is a bug, not a blip), and whatever `ApiError::retryable` allows (409, 424,
 /// 429, 5xx, `Stripe-Should-Retry`). Every POST carries its idempotency key, so repeating is safe.
 impl connector_transport::Retryable for Error {
     fn retry_hint(&self) -> connector_transport::RetryHint {

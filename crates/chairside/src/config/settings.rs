@@ -63,7 +63,7 @@ impl StoreSettings {
     /// The data key.
     ///
     /// # Errors
-    /// [`CryptoError::BadKey`]; not after [`Config::load`], which checks the key.
+    /// [`CryptoError::BadKey`]; not after [`Config::load`](super::Config::load), which checks the key.
     pub fn data_key(&self) -> Result<DataKey, CryptoError> {
         use secrecy::ExposeSecret as _;
         DataKey::parse(self.data_key.expose_secret())
@@ -72,7 +72,7 @@ impl StoreSettings {
     /// The keyring: the current key under its id and every previous key.
     ///
     /// # Errors
-    /// [`CryptoError::BadKey`], [`CryptoError::DuplicateKeyId`]; not after [`Config::load`].
+    /// [`CryptoError::BadKey`], [`CryptoError::DuplicateKeyId`]; not after [`Config::load`](super::Config::load).
     pub fn keyring(&self) -> Result<Keyring, CryptoError> {
         use secrecy::ExposeSecret as _;
         let mut ring = Keyring::new(self.data_key_id, self.data_key()?);
