@@ -265,6 +265,10 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// The most connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Reverse proxies (TLS terminators, load balancers) whose `X-Forwarded-For` is believed:
+    /// a connection from one of these addresses is throttled under the client address the proxy
+    /// reports. Empty (the default): proxy headers are never believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl fmt::Debug for HttpConfig {
@@ -287,6 +291,7 @@ impl fmt::Debug for HttpConfig {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_connections", &self.max_connections)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -317,6 +322,7 @@ impl HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 

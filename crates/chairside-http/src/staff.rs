@@ -295,9 +295,31 @@ impl HashGauge {
 
 /// The throttle key of a client: its IP address, with IPv6 narrowed to its /64 (one subscriber
 /// usually holds a whole /64). Without connection info (an in-process call) every such client
-/// shares one key. Proxy headers are not trusted.
-fn client_address(connect: Option<&SocketAddr>) -> String {
-    match connect.map(SocketAddr::ip) {
+/// shares one key.
+///
+/// `X-Forwarded-For` is believed only from a configured trusted proxy, and then only as far as
+/// the proxies reach: the entries are read from the right (the one the nearest proxy appended),
+/// skipping trusted proxies, and the first other address is the client. A client cannot choose
+/// its key by sending its own header, since everything left of the untrusted entry is ignored.
+fn client_address(connect: Option<&SocketAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> String {
+    let peer = connect.map(SocketAddr::ip);
+    let client = match peer {
+        Some(ip) if trusted.contains(&ip) => headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(|entry| entry.trim().parse::<IpAddr>())
+            .find(|entry| !matches!(entry, Ok(ip) if trusted.contains(ip)))
+            // A malformed entry from a trusted proxy's chain: fall back to the proxy itself.
+            .and_then(Result::ok)
+            .or(peer),
+        _ => peer,
+    };
+    match client {
         Some(IpAddr::V4(ip)) => ip.to_string(),
         Some(IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
@@ -377,7 +399,11 @@ pub(crate) async fn login(
         return forbidden(&state);
     };
     let nonce = nonce.to_owned();
-    let address = client_address(connect.as_ref().map(|Extension(ConnectInfo(a))| a));
+    let address = client_address(
+        connect.as_ref().map(|Extension(ConnectInfo(a))| a),
+        &headers,
+        &state.config.trusted_proxies,
+    );
     let limits = state.config.login;
     let rule = lock_rule(&limits);
     let now = state.now();

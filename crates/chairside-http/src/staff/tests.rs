@@ -671,3 +671,60 @@ mod logins {
         assert!(!shown.contains("guess") && !shown.contains("olga's password"));
     }
 }
+
+#[test]
+fn a_forwarded_for_header_is_believed_only_from_a_trusted_proxy_and_only_its_rightmost_client() {
+    use std::net::{IpAddr, SocketAddr};
+
+    use axum::http::{HeaderMap, HeaderValue};
+
+    let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+    let inner_proxy: IpAddr = "10.0.0.1".parse().unwrap();
+    let trusted = [proxy, inner_proxy];
+    let from = |ip: IpAddr| SocketAddr::new(ip, 40_000);
+    let with_xff = |value: &str| {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        h
+    };
+    let attacker: IpAddr = "198.51.100.66".parse().unwrap();
+
+    // A direct client cannot pick its throttle key by sending the header itself.
+    assert_eq!(
+        super::client_address(Some(&from(attacker)), &with_xff("203.0.113.5"), &trusted),
+        "198.51.100.66"
+    );
+    // Through the proxy: the entry the proxy appended is the client; whatever the client put
+    // left of it is ignored.
+    assert_eq!(
+        super::client_address(
+            Some(&from(proxy)),
+            &with_xff("203.0.113.5, 198.51.100.66"),
+            &trusted
+        ),
+        "198.51.100.66"
+    );
+    // Through two trusted proxies: both are skipped.
+    assert_eq!(
+        super::client_address(
+            Some(&from(proxy)),
+            &with_xff("198.51.100.66, 10.0.0.1"),
+            &trusted
+        ),
+        "198.51.100.66"
+    );
+    // A trusted proxy that sent no header, or a malformed one, is the client itself.
+    assert_eq!(
+        super::client_address(Some(&from(proxy)), &HeaderMap::new(), &trusted),
+        "10.0.0.2"
+    );
+    assert_eq!(
+        super::client_address(Some(&from(proxy)), &with_xff("not-an-address"), &trusted),
+        "10.0.0.2"
+    );
+    // With no trusted proxies configured, the header is never read.
+    assert_eq!(
+        super::client_address(Some(&from(proxy)), &with_xff("198.51.100.66"), &[]),
+        "10.0.0.2"
+    );
+}

@@ -71,6 +71,7 @@ pub(super) struct RawHttp {
     pub(super) max_connections: Option<Int>,
     pub(super) webhook_body_limit: Option<Int>,
     pub(super) form_body_limit: Option<Int>,
+    pub(super) trusted_proxies: Option<List>,
     pub(super) staff: Option<Vec<RawStaff>>,
 }
 

@@ -149,6 +149,8 @@ pub struct HttpSettings {
     pub webhook_body_limit: usize,
     /// The largest body on every other route (forms), in bytes (default 16 KiB).
     pub form_body_limit: usize,
+    /// `trusted_proxies`: reverse proxies whose `X-Forwarded-For` names the client (default none).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// `[[http.staff]]`: dashboard logins.
     pub staff: Vec<StaffLogin>,
 }
@@ -169,6 +171,7 @@ impl fmt::Debug for HttpSettings {
             .field("max_connections", &self.max_connections)
             .field("webhook_body_limit", &self.webhook_body_limit)
             .field("form_body_limit", &self.form_body_limit)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("staff", &self.staff)
             .finish()
     }

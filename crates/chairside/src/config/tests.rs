@@ -988,3 +988,33 @@ fn the_example_documents_the_per_practice_webhook_urls() {
     assert!(EXAMPLE.contains("webhooks/nexhealth/{practice id}"));
     assert!(EXAMPLE.contains("/webhooks/sunbit/lone-star-dental"));
 }
+
+#[test]
+fn trusted_proxies_reach_the_http_surface_and_a_bad_address_is_a_problem_at_its_path() {
+    // Arrange
+    let good = MINIMAL.replace(
+        "[http]\n",
+        "[http]\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n",
+    );
+    let bad = MINIMAL.replace(
+        "[http]\n",
+        "[http]\ntrusted_proxies = [\"127.0.0.1\", \"proxy.internal\"]\n",
+    );
+
+    // Act
+    let config = load(&good, &env_with(&[])).expect("valid");
+    let report = load(&bad, &env_with(&[])).expect_err("a host name is not an address");
+
+    // Assert
+    let expected: Vec<std::net::IpAddr> =
+        vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+    assert_eq!(config.http_config().trusted_proxies, expected);
+    assert!(
+        load(MINIMAL, &env_with(&[]))
+            .expect("valid")
+            .http_config()
+            .trusted_proxies
+            .is_empty()
+    );
+    assert_eq!(report.paths(), vec!["http.trusted_proxies[1]"], "{report}");
+}

@@ -665,6 +665,7 @@ impl<'e> Validator<'e> {
                 16 * 1024 * 1024,
             )
             .or(16 * 1024);
+        let trusted_proxies = self.trusted_proxies(s.trusted_proxies.as_ref());
         let staff = self.staff(s.staff.as_deref().unwrap_or_default(), practices);
         if short {
             return None;
@@ -681,8 +682,36 @@ impl<'e> Validator<'e> {
             max_connections: size(max_connections?),
             webhook_body_limit: size(webhook_body_limit?),
             form_body_limit: size(form_body_limit?),
+            trusted_proxies: trusted_proxies?,
             staff: staff?,
         })
+    }
+
+    /// `http.trusted_proxies`: IP addresses, each checked on its own.
+    fn trusted_proxies(&mut self, raw: Option<&List>) -> Option<Vec<std::net::IpAddr>> {
+        let items = match self.list("http.trusted_proxies", raw) {
+            Got::Absent => return Some(Vec::new()),
+            Got::Bad => return None,
+            Got::Is(items) => items,
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (path, item) in items {
+            match item.parse() {
+                Ok(ip) => out.push(ip),
+                Err(_) => {
+                    self.problem(
+                        &path,
+                        format!(
+                            "{}: not an IP address (a proxy's address, like \"127.0.0.1\" or \"::1\")",
+                            quoted(&item)
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
     }
 
     fn staff(&mut self, list: &[RawStaff], practices: &[PracticeId]) -> Option<Vec<StaffLogin>> {

@@ -512,6 +512,7 @@ pub fn demo_config(
             max_connections: 1024,
             webhook_body_limit: 256 * 1024,
             form_body_limit: 16 * 1024,
+            trusted_proxies: Vec::new(),
             staff,
         },
         stripe: StripeSettings {
