@@ -196,6 +196,7 @@ impl Config {
         http.body_limit = self.http.webhook_body_limit;
         http.form_body_limit = self.http.form_body_limit;
         http.trusted_proxies.clone_from(&self.http.trusted_proxies);
+        http.login = self.http.login;
         let mut secrets = WebhookSecrets {
             stripe: self.stripe.webhook_secrets.clone(),
             ..WebhookSecrets::default()

@@ -72,7 +72,23 @@ pub(super) struct RawHttp {
     pub(super) webhook_body_limit: Option<Int>,
     pub(super) form_body_limit: Option<Int>,
     pub(super) trusted_proxies: Option<List>,
+    pub(super) login: Option<RawLogin>,
     pub(super) staff: Option<Vec<RawStaff>>,
+}
+
+/// `[http.login]`: staff login throttling.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an [http.login] section")]
+pub(super) struct RawLogin {
+    pub(super) account_free_failures: Option<Int>,
+    pub(super) address_free_failures: Option<Int>,
+    pub(super) first_delay: Option<String>,
+    pub(super) max_delay: Option<String>,
+    pub(super) lock_after: Option<Int>,
+    pub(super) lock_for: Option<String>,
+    pub(super) forget_after: Option<String>,
+    pub(super) concurrent_hashes: Option<Int>,
+    pub(super) hash_wait: Option<String>,
 }
 
 /// `[[http.staff]]`.

@@ -151,6 +151,8 @@ pub struct HttpSettings {
     pub form_body_limit: usize,
     /// `trusted_proxies`: reverse proxies whose `X-Forwarded-For` names the client (default none).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `[http.login]`: staff login throttling (defaults: [`chairside_http::LoginLimits`]).
+    pub login: chairside_http::LoginLimits,
     /// `[[http.staff]]`: dashboard logins.
     pub staff: Vec<StaffLogin>,
 }
@@ -172,6 +174,7 @@ impl fmt::Debug for HttpSettings {
             .field("webhook_body_limit", &self.webhook_body_limit)
             .field("form_body_limit", &self.form_body_limit)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("login", &self.login)
             .field("staff", &self.staff)
             .finish()
     }

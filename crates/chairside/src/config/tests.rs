@@ -1018,3 +1018,42 @@ fn trusted_proxies_reach_the_http_surface_and_a_bad_address_is_a_problem_at_its_
     );
     assert_eq!(report.paths(), vec!["http.trusted_proxies[1]"], "{report}");
 }
+
+#[test]
+fn login_limits_come_from_the_http_login_section_and_a_bad_one_is_a_problem_at_its_path() {
+    // Arrange
+    let tuned = MINIMAL.replace(
+        "[http]\n",
+        "[http.login]\nlock_after = 5\nlock_for = \"30m\"\nconcurrent_hashes = 4\n\n[http]\n",
+    );
+    let broken = MINIMAL.replace(
+        "[http]\n",
+        "[http.login]\nlock_after = 0\nfirst_delay = \"0s\"\nlockout = 3\n\n[http]\n",
+    );
+
+    // Act
+    let limits = load(&tuned, &env_with(&[]))
+        .expect("valid")
+        .http_config()
+        .login;
+    let report = load(&broken, &env_with(&[])).expect_err("zero lockout and delay");
+
+    // Assert: what was set is taken, the rest keep their defaults.
+    let defaults = chairside_http::LoginLimits::default();
+    assert_eq!(limits.lock_after, 5);
+    assert_eq!(limits.lock_for, Duration::from_secs(30 * 60));
+    assert_eq!(limits.concurrent_hashes, 4);
+    assert_eq!(limits.first_delay, defaults.first_delay);
+    assert_eq!(limits.account_free_failures, defaults.account_free_failures);
+    let mut paths = report.paths();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        vec![
+            "http.login.first_delay",
+            "http.login.lock_after",
+            "http.login.lockout"
+        ],
+        "{report}"
+    );
+}

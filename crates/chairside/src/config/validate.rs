@@ -21,7 +21,7 @@ use chairside_engine::store::crypto::DataKey;
 use super::duration::{parse_duration, positive_duration};
 use super::env::{Environment, SecretSource, apply_overrides, non_empty, read_secret};
 use super::raw::{
-    Flag, Int, List, Literal, RawCareCredit, RawConfig, RawDentrix, RawHttp, RawLenders,
+    Flag, Int, List, Literal, RawCareCredit, RawConfig, RawDentrix, RawHttp, RawLenders, RawLogin,
     RawNexHealth, RawOpenDental, RawPayments, RawPolicy, RawPractice, RawPreviousKey, RawReminders,
     RawRunner, RawSmtp, RawStaff, RawStore, RawStripe, RawSunbit, RawTwilio,
 };
@@ -666,6 +666,7 @@ impl<'e> Validator<'e> {
             )
             .or(16 * 1024);
         let trusted_proxies = self.trusted_proxies(s.trusted_proxies.as_ref());
+        let login = self.login(s.login.as_ref());
         let staff = self.staff(s.staff.as_deref().unwrap_or_default(), practices);
         if short {
             return None;
@@ -683,7 +684,66 @@ impl<'e> Validator<'e> {
             webhook_body_limit: size(webhook_body_limit?),
             form_body_limit: size(form_body_limit?),
             trusted_proxies: trusted_proxies?,
+            login: login?,
             staff: staff?,
+        })
+    }
+
+    /// `[http.login]`: each limit checked at its path; absent ones keep their defaults. Whether
+    /// they hold together (a first delay no longer than the longest, ...) is checked where the
+    /// HTTP surface is built (`HttpConfig::validate`).
+    fn login(&mut self, raw: Option<&RawLogin>) -> Option<chairside_http::LoginLimits> {
+        let d = chairside_http::LoginLimits::default();
+        let Some(l) = raw else { return Some(d) };
+        let at = "http.login";
+        self.section::<RawLogin>(at);
+        let count = |v: &mut Self, key: &str, raw: Option<&Int>, min: i64, def: u32| {
+            v.int(&join(at, key), raw, min, 1_000_000)
+                .or(i64::from(def))
+                .map(|n| u32::try_from(n).unwrap_or(def))
+        };
+        let account_free_failures = count(
+            self,
+            "account_free_failures",
+            l.account_free_failures.as_ref(),
+            0,
+            d.account_free_failures,
+        );
+        let address_free_failures = count(
+            self,
+            "address_free_failures",
+            l.address_free_failures.as_ref(),
+            0,
+            d.address_free_failures,
+        );
+        let lock_after = count(self, "lock_after", l.lock_after.as_ref(), 1, d.lock_after);
+        let concurrent_hashes = self
+            .int(
+                &join(at, "concurrent_hashes"),
+                l.concurrent_hashes.as_ref(),
+                1,
+                64,
+            )
+            .or(i64::try_from(d.concurrent_hashes).unwrap_or(2))
+            .map(|n| usize::try_from(n).unwrap_or(d.concurrent_hashes));
+        let mut duration = |key: &str, raw: Option<&String>, def: Duration| {
+            self.parse(&join(at, key), raw, positive_duration).or(def)
+        };
+        let first_delay = duration("first_delay", l.first_delay.as_ref(), d.first_delay);
+        let max_delay = duration("max_delay", l.max_delay.as_ref(), d.max_delay);
+        let lock_for = duration("lock_for", l.lock_for.as_ref(), d.lock_for);
+        let forget_after = duration("forget_after", l.forget_after.as_ref(), d.forget_after);
+        let hash_wait = duration("hash_wait", l.hash_wait.as_ref(), d.hash_wait);
+        Some(chairside_http::LoginLimits {
+            account_free_failures: account_free_failures?,
+            address_free_failures: address_free_failures?,
+            first_delay: first_delay?,
+            max_delay: max_delay?,
+            lock_after: lock_after?,
+            lock_for: lock_for?,
+            forget_after: forget_after?,
+            concurrent_hashes: concurrent_hashes?,
+            hash_wait: hash_wait?,
         })
     }
 

@@ -513,6 +513,7 @@ pub fn demo_config(
             webhook_body_limit: 256 * 1024,
             form_body_limit: 16 * 1024,
             trusted_proxies: Vec::new(),
+            login: chairside_http::LoginLimits::default(),
             staff,
         },
         stripe: StripeSettings {
