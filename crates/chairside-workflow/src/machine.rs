@@ -530,10 +530,11 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
 
 /// Sets the next reminder (after `sent` reminders), or the give-up timer when none is left.
 ///
-/// A lender whose session lapses (CareCredit: 30 minutes) bounds both: a reminder that would come
-/// after `expires_at - remind_before_expiry` is brought forward to that moment (once), none is
-/// sent after it (a reminder never carries a lapsed link), and the give-up comes right after the
-/// lapse, so a lender that never reports the lapse still moves the waterfall on.
+/// A lender whose session lapses (CareCredit: 30 minutes) bounds the reminders: one that would come
+/// after `expires_at - remind_before_expiry` is brought forward to that moment (once), and none is
+/// sent after it (a reminder never carries a lapsed link). The lapse itself is the lender's to
+/// report (a status read is set for it, see `next_poll`): an application the patient finished is
+/// still pending review after the portal session ends, so the give-up keeps its own horizon.
 fn schedule_reminder(cx: &mut Ctx<'_>, sent: u32) {
     let session = open_session(cx);
     let expires = session.as_ref().and_then(|(_, s)| s.expires_at);
@@ -557,14 +558,7 @@ fn schedule_reminder(cx: &mut Ctx<'_>, sent: u32) {
         });
     match reminder {
         Some(at) => cx.timer(TimerKind::Reminder, at),
-        None => {
-            let give_up = later(cx.now, cx.config.give_up_after);
-            let at = match expires.map(|e| later(e, LAPSE_GRACE)) {
-                Some(lapse) if lapse < give_up => lapse,
-                _ => give_up,
-            };
-            cx.timer(TimerKind::GiveUp, at);
-        }
+        None => cx.timer(TimerKind::GiveUp, later(cx.now, cx.config.give_up_after)),
     }
 }
 
@@ -629,16 +623,6 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             _ => cx.ignore("reminder without an application"),
         },
         (TimerKind::GiveUp, Stage::Financing(c)) => match &c.phase {
-            LenderPhase::AwaitingPatient {
-                handle, session, ..
-            } if session.expired(cx.now) => {
-                // The lender never reported the lapse: the session is over all the same, and the
-                // waterfall moves on.
-                let (lender, handle) = (c.lender.clone(), handle.clone());
-                cx.audit(format!("{lender}: session lapsed unfinished"));
-                cx.command(Action::CancelApplication { lender, handle });
-                finish_lender(cx, AttemptOutcome::Expired);
-            }
             LenderPhase::AwaitingPatient { handle, .. } => {
                 let (lender, handle) = (c.lender.clone(), handle.clone());
                 cx.audit(format!("{lender}: patient did not finish the application"));

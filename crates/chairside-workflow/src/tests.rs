@@ -1186,8 +1186,8 @@ fn a_carecredit_session_at_real_timings_is_polled_fast_reminded_before_it_lapses
         Some(run.now + Duration::from_secs(20))
     );
 
-    // The reminder goes out before the session lapses, then no other reminder for this session:
-    // the give-up comes right after the lapse.
+    // The reminder goes out before the session lapses, then no other reminder for this session;
+    // the give-up keeps its own horizon (a finished application may be pending past the lapse).
     run.now = t0() + minutes(20);
     let t = run.on(Event::TimerFired {
         timer: TimerKind::Reminder,
@@ -1199,7 +1199,10 @@ fn a_carecredit_session_at_real_timings_is_polled_fast_reminded_before_it_lapses
         }]
     ));
     let lapse = t0() + minutes(30) + Duration::from_secs(1);
-    assert_eq!(timer_at(&t, TimerKind::GiveUp), Some(lapse));
+    assert_eq!(
+        timer_at(&t, TimerKind::GiveUp),
+        Some(run.now + Duration::from_secs(2 * 86_400))
+    );
     assert_eq!(timer_at(&t, TimerKind::Reminder), None);
 
     // A read 10 s before the lapse schedules the next one at the lapse, not 20 s later.
@@ -1242,21 +1245,33 @@ fn a_carecredit_session_at_real_timings_is_polled_fast_reminded_before_it_lapses
 }
 
 #[test]
-fn a_lender_that_never_reports_the_lapse_is_moved_past_by_the_give_up_timer() {
+fn an_application_finished_before_the_lapse_may_stay_pending_after_it() {
+    // Arrange: the patient finished at minute 25; CareCredit reviews past the 30-minute session.
     let mut run = Run::new(real_timings());
     run.on(loaded(100_000, 0));
     run.on(opened("carecredit"));
-    run.now = t0() + minutes(20);
-    run.on(Event::TimerFired {
-        timer: TimerKind::Reminder,
-    });
-    run.now = t0() + minutes(30) + Duration::from_secs(1);
-    let t = run.on(Event::TimerFired {
-        timer: TimerKind::GiveUp,
-    });
+    run.now = t0() + minutes(31);
+    // Act
+    let t = run.on(decided(
+        "carecredit",
+        Decision::Pending {
+            poll_after: None,
+            raw_status: "Pending".into(),
+        },
+    ));
+    // Assert: still this lender, read again on its schedule (20 s until 35 minutes).
+    assert_eq!(
+        timer_at(&t, TimerKind::Poll),
+        Some(run.now + Duration::from_secs(20))
+    );
+    assert!(run.state.attempts.is_empty());
+    run.now = t0() + minutes(40);
+    let t = run.on(approved("carecredit", 100_000));
     assert!(matches!(
         actions(&t)[..],
-        [Action::CancelApplication { .. }, Action::StartApplication { lender: l, .. }] if l == &lender("sunbit")
+        [Action::SendMessage {
+            message: MessageKind::FinancingSummary
+        }]
     ));
 }
 
@@ -1264,7 +1279,7 @@ fn a_lender_that_never_reports_the_lapse_is_moved_past_by_the_give_up_timer() {
 fn a_lender_supplied_expiry_wins_over_the_schedule_and_the_last_lapse_is_a_quiet_patient() {
     let mut run = Run::new(real_timings());
     run.on(loaded(100_000, 0));
-    // CareCredit says its session ends in 10 minutes: no reminder fits, the give-up follows it.
+    // CareCredit says its session ends in 10 minutes: no reminder fits before it.
     let t = run.on(Event::ApplicationOpened {
         lender: lender("carecredit"),
         handle: handle("sess-1"),
@@ -1272,10 +1287,7 @@ fn a_lender_supplied_expiry_wins_over_the_schedule_and_the_last_lapse_is_a_quiet
         expires_at: Some(t0() + minutes(10)),
     });
     assert_eq!(timer_at(&t, TimerKind::Reminder), None);
-    assert_eq!(
-        timer_at(&t, TimerKind::GiveUp),
-        Some(t0() + minutes(10) + Duration::from_secs(1))
-    );
+    assert!(timer_at(&t, TimerKind::GiveUp).is_some());
     run.on(decided(
         "carecredit",
         Decision::Expired {

@@ -541,6 +541,39 @@ impl Sandbox {
         out
     }
 
+    /// When each plan's patient received their first message (an email the SMTP sink accepted or
+    /// a text the Twilio stand-in accepted, whichever came first), by the plan's id in its
+    /// practice system. Plans whose patient got nothing are left out. The bench's
+    /// operatory-to-patient time ends here.
+    pub fn first_message_times(&self) -> BTreeMap<String, chrono::DateTime<chrono::Utc>> {
+        let emails = self.smtp().messages();
+        let texts = self.twilio().messages();
+        let mut out = BTreeMap::new();
+        for plan in self.hub.world.plans(None) {
+            let Some(patient) = self.hub.world.patient(plan.patient) else {
+                continue;
+            };
+            let email = patient.seed.email.as_deref();
+            let phone = patient.seed.mobile_phone.as_deref();
+            let first_email = emails
+                .iter()
+                .filter(|m| {
+                    email.is_some_and(|e| m.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(e)))
+                })
+                .map(|m| m.received_at)
+                .min();
+            let first_text = texts
+                .iter()
+                .filter(|m| m.direction != "inbound" && phone.is_some_and(|p| m.to == p))
+                .map(|m| m.date_created)
+                .min();
+            if let Some(at) = first_email.into_iter().chain(first_text).min() {
+                out.insert(plan.pms_id.clone(), at);
+            }
+        }
+        out
+    }
+
     /// Compliance violations the stand-ins noticed (prefill for a California patient, clinical
     /// data sent to a lender, ...). Must be empty.
     pub fn violations(&self) -> Vec<Violation> {

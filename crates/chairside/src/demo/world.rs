@@ -148,8 +148,12 @@ pub struct WorldOptions {
     /// Time between lender status polls.
     pub poll_every: Duration,
     /// How long a lender's hosted session lives (CareCredit's 30 minutes, compressed): the
-    /// sandbox lapses its sessions then, and the workflow's schedule expects it.
-    pub lender_session: Duration,
+    /// sandbox lapses its sessions then, and the workflow's schedule expects it. Default: four
+    /// reminder intervals, so it stretches with the reminders when faults slow every step.
+    pub lender_session: Option<Duration>,
+    /// Read lenders on the schedules their clients ship (real timings, as `chairside run` does)
+    /// instead of the compressed ones above: the bench's figures.
+    pub shipped_lender_schedules: bool,
     /// Runner concurrency.
     pub concurrency: usize,
     /// Where the HTTP surface is served (patient pages, dashboard).
@@ -164,12 +168,21 @@ impl Default for WorldOptions {
             sandbox: SandboxConfig::default(),
             reminder_every: Duration::from_millis(700),
             poll_every: Duration::from_millis(150),
-            lender_session: Duration::from_secs(3),
+            lender_session: None,
+            shipped_lender_schedules: false,
             concurrency: 16,
             public_base_url: Url::parse("http://127.0.0.1:8080/")
                 .unwrap_or_else(|_| unreachable!("literal URL")),
             link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
         }
+    }
+}
+
+impl WorldOptions {
+    /// The compressed lender session life: [`WorldOptions::lender_session`] or four reminder
+    /// intervals.
+    pub fn lender_session(&self) -> Duration {
+        self.lender_session.unwrap_or(self.reminder_every * 4)
     }
 }
 
@@ -309,7 +322,11 @@ impl Stack {
         options.public_base_url = http_base.clone();
         let config = demo_config(dir, &options, addr, urls, cfg)?;
         let extras = Extras {
-            lender_schedules: demo_lender_schedules(&options),
+            lender_schedules: if options.shipped_lender_schedules {
+                Vec::new()
+            } else {
+                demo_lender_schedules(&options)
+            },
             ..demo_extras()
         };
         let service = app::build(&config, extras, Metrics::local()).await?;
@@ -396,7 +413,7 @@ pub fn demo_lender_schedules(options: &WorldOptions) -> Vec<(LenderId, PollSched
     vec![
         (
             LenderId::new("carecredit"),
-            schedule(options.lender_session),
+            schedule(options.lender_session()),
         ),
         (
             LenderId::new("sunbit"),
@@ -576,7 +593,7 @@ impl World {
         options.sandbox.sunbit.location_webhook_urls =
             surface.sunbit_webhook_urls()?.into_iter().collect();
         options.sandbox.twilio.inbound_url = Some(surface.twilio_inbound_url()?);
-        options.sandbox.carecredit.session_life = options.lender_session;
+        options.sandbox.carecredit.session_life = options.lender_session();
         let sandbox = Sandbox::start(options.sandbox.clone())
             .await
             .context("starting the sandbox")?;
