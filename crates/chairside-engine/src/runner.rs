@@ -25,7 +25,7 @@ use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, pla
 use chairside_workflow::machine::apply;
 use chairside_workflow::{
     Action, Command, Event, MessageKind, PatientFacts, StaffTask, Status, TaskKind, WorkflowConfig,
-    WorkflowId, WorkflowState,
+    WorkflowState,
 };
 
 /// Everything the runner needs for one practice.
