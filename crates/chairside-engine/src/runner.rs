@@ -146,6 +146,7 @@ pub struct Runner {
     pub(crate) config: RunnerConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) stats: Arc<RunnerStats>,
+    pub(crate) detection: Arc<crate::detect::DetectConfig>,
 }
 
 /// A runner failure (the store); external failures never escape: they become events.
@@ -169,7 +170,20 @@ impl Runner {
             config,
             clock,
             stats: Arc::new(RunnerStats::default()),
+            detection: Arc::new(crate::detect::DetectConfig::default()),
         }
+    }
+
+    /// The same runner with these detection settings (go-live, plan limits, detail retries).
+    #[must_use]
+    pub fn with_detection(mut self, detection: crate::detect::DetectConfig) -> Self {
+        self.detection = Arc::new(detection);
+        self
+    }
+
+    /// The detection settings.
+    pub fn detection(&self) -> &crate::detect::DetectConfig {
+        &self.detection
     }
 
     /// The counters.
@@ -451,6 +465,31 @@ impl Runner {
                         }));
                     }
                     Err(e) => return Err(classify(e)),
+                };
+                // Checked against what was asked and bounded before anyone is contacted; names
+                // and contacts are stored cleaned of control characters.
+                let limits = &self.detection.limits;
+                if let Err(problem) = financing_core::check::check_plan(
+                    &plan,
+                    &state.key.plan_id,
+                    &state.patient_id,
+                    limits,
+                ) {
+                    return Ok(Performed::event(Event::PlanUnreadable {
+                        reason: problem.to_string(),
+                    }));
+                }
+                let contact = match financing_core::check::clean_contact(
+                    &contact,
+                    &state.patient_id,
+                    limits,
+                ) {
+                    Ok(c) => c,
+                    Err(problem) => {
+                        return Ok(Performed::event(Event::PlanUnreadable {
+                            reason: format!("the patient record: {problem}"),
+                        }));
+                    }
                 };
                 self.store
                     .put_patient(&rt.profile.id, &contact, self.clock.now())
