@@ -85,7 +85,7 @@ pub struct BackfillItem {
 
 /// What happened to one accepted plan.
 enum Examined {
-    Start(NewWorkflow),
+    Start(Box<NewWorkflow>),
     Task(NewDetectionTask),
     Retry(PendingPlan),
 }
@@ -170,19 +170,17 @@ impl Runner {
                 PlanState::Accepted if before_install.contains(&plan_id) => {
                     batch.cleared.push(plan_id);
                 }
-                PlanState::Accepted => {
-                    match self.examine(rt, &summary, attempts, now).await {
-                        Examined::Start(new) => {
-                            batch.cleared.push(plan_id);
-                            batch.new.push(new);
-                        }
-                        Examined::Task(task) => {
-                            batch.cleared.push(plan_id);
-                            batch.tasks.push(task);
-                        }
-                        Examined::Retry(pending) => batch.pending.push(pending),
+                PlanState::Accepted => match self.examine(rt, &summary, attempts, now).await {
+                    Examined::Start(new) => {
+                        batch.cleared.push(plan_id);
+                        batch.new.push(*new);
                     }
-                }
+                    Examined::Task(task) => {
+                        batch.cleared.push(plan_id);
+                        batch.tasks.push(task);
+                    }
+                    Examined::Retry(pending) => batch.pending.push(pending),
+                },
                 PlanState::Rejected | PlanState::Deleted => {
                     batch.withdrawn.push(Withdrawal {
                         plan_id: plan_id.clone(),
@@ -213,10 +211,10 @@ impl Runner {
     fn unreadable_tasks(&self, rt: &PracticeRuntime, changes: &PlanChanges) -> DetectionBatch {
         let mut batch = DetectionBatch::default();
         for u in &changes.unreadable {
-            let plan = u
-                .plan_id
-                .as_ref()
-                .map_or_else(|| format!("(unreadable id, {})", u.marker), ToString::to_string);
+            let plan = u.plan_id.as_ref().map_or_else(
+                || format!("(unreadable id, {})", u.marker),
+                ToString::to_string,
+            );
             tracing::warn!(practice = %rt.profile.id, source = rt.pms.source(), plan, field = u.field, "a plan record could not be read; staff task opened, detection goes on");
             batch.tasks.push(NewDetectionTask {
                 plan_id: plan,
@@ -305,7 +303,7 @@ impl Runner {
         let accepted_at = summary.accepted_at.map_or(now, |t| t.min(now));
         let mut state = WorkflowState::new(key, summary.patient_id.clone(), accepted_at);
         let first = state.start();
-        Examined::Start(NewWorkflow { state, first })
+        Examined::Start(Box::new(NewWorkflow { state, first }))
     }
 
     /// The accepted plans of every practice (or of `only`) accepted at or after `since` that have
@@ -387,7 +385,7 @@ impl Runner {
             }
             for summary in &chosen {
                 match self.examine(rt, summary, 0, now).await {
-                    Examined::Start(new) => batch.new.push(new),
+                    Examined::Start(new) => batch.new.push(*new),
                     Examined::Task(task) => batch.tasks.push(task),
                     // A backfilled plan is in the baseline, which the poller does not retry:
                     // staff run the backfill again.

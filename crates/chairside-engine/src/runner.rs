@@ -479,18 +479,16 @@ impl Runner {
                         reason: problem.to_string(),
                     }));
                 }
-                let contact = match financing_core::check::clean_contact(
-                    &contact,
-                    &state.patient_id,
-                    limits,
-                ) {
-                    Ok(c) => c,
-                    Err(problem) => {
-                        return Ok(Performed::event(Event::PlanUnreadable {
-                            reason: format!("the patient record: {problem}"),
-                        }));
-                    }
-                };
+                let contact =
+                    match financing_core::check::clean_contact(&contact, &state.patient_id, limits)
+                    {
+                        Ok(c) => c,
+                        Err(problem) => {
+                            return Ok(Performed::event(Event::PlanUnreadable {
+                                reason: format!("the patient record: {problem}"),
+                            }));
+                        }
+                    };
                 self.store
                     .put_patient(&rt.profile.id, &contact, self.clock.now())
                     .await

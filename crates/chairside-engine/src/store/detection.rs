@@ -80,8 +80,9 @@ pub struct DetectionBatch {
     /// of another revision is withdrawn (`edited`); a finished one is left alone and a staff task
     /// says the plan changed after financing was done.
     pub new: Vec<NewWorkflow>,
-    /// Plans rejected or deleted: every live workflow of the plan is withdrawn, whatever its
-    /// revision; a finished one is left alone and a staff task says so.
+    /// Plans rejected or deleted: every workflow of the plan that is not cancelled is withdrawn,
+    /// whatever its revision (the machine decides what a finished one undoes, as for any
+    /// withdrawal).
     pub withdrawn: Vec<Withdrawal>,
     /// Staff tasks to open (once per plan, marker and field).
     pub tasks: Vec<NewDetectionTask>,

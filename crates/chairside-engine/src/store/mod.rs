@@ -55,8 +55,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        DetectionStore, InboundStore, LinkStore, LoginStore, PatientStore, QuarantineStore, ReportStore,
-        SchemaStore, StaffStore, Store, WorkflowStore,
+        DetectionStore, InboundStore, LinkStore, LoginStore, PatientStore, QuarantineStore,
+        ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -266,7 +266,7 @@ impl<T> Store for T where
         + SchemaStore
         + LinkStore
         + QuarantineStore
-    + DetectionStore
+        + DetectionStore
 {
 }
 

@@ -154,10 +154,11 @@ impl World {
 
     pub(crate) fn accept_plan(&self, plan: TreatmentPlan, contact: PatientContact) -> WorkflowId {
         let accepted_at = plan.accepted_at;
+        // Detection names a workflow by the fingerprint of what is financed.
         let id = WorkflowId::derive(&WorkflowKey {
             practice_id: practice_id(),
             plan_id: plan.id.clone(),
-            revision: plan.revision.clone(),
+            revision: financing_core::check::fingerprint(&plan),
         });
         self.pms.accept(plan, contact, accepted_at);
         id
@@ -223,6 +224,12 @@ impl World {
             },
             self.clock.clone(),
         )
+        // These tests accept plans before the first poll; go-live from now has tests of its own
+        // (detect.rs).
+        .with_detection(chairside_engine::detect::DetectConfig {
+            go_live: chairside_engine::detect::GoLive::Everything,
+            ..chairside_engine::detect::DetectConfig::default()
+        })
     }
 
     /// Runs `runner` until nothing is due, jumping the clock to the next timer or retry each time,

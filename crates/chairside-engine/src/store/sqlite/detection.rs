@@ -201,31 +201,13 @@ impl DetectionStore for SqliteStore {
             }
         }
         for w in &batch.withdrawn {
-            for (id, status) in others(&mut tx, practice, w.plan_id.as_str(), None).await? {
-                if status == "done" {
-                    open_task(
-                        &mut tx,
-                        practice,
-                        source,
-                        &NewDetectionTask {
-                            plan_id: w.plan_id.to_string(),
-                            marker: w.marker.clone(),
-                            field: "plan.status".into(),
-                            problem: format!(
-                                "the plan was {} after financing was completed; nothing was \
-                                 cancelled: review it with the patient",
-                                w.reason
-                            ),
-                        },
-                        now_ms,
-                    )
-                    .await?;
-                } else {
-                    let event = Event::PlanWithdrawn {
-                        reason: w.reason.into(),
-                    };
-                    insert_inbox(&mut tx, &self.key, &id, "poller", &event, now_ms).await?;
-                }
+            // The practice's explicit word: every workflow of the plan hears it, whatever its
+            // revision (the machine decides what a finished one undoes).
+            for (id, _) in others(&mut tx, practice, w.plan_id.as_str(), None).await? {
+                let event = Event::PlanWithdrawn {
+                    reason: w.reason.into(),
+                };
+                insert_inbox(&mut tx, &self.key, &id, "poller", &event, now_ms).await?;
             }
         }
         for task in &batch.tasks {
