@@ -495,6 +495,7 @@ pub fn demo_config(
             data_key_id: 0,
             previous_data_keys: Vec::new(),
         },
+        detection: crate::config::DetectionSettings::default(),
         runner: RunnerSettings {
             owner: format!("demo-{}", std::process::id()),
             lease: Duration::from_secs(30),
@@ -557,6 +558,9 @@ impl World {
             runner,
             http_task,
         } = stack;
+        // The install's first poll, before any persona accepts a plan: a fresh install starts
+        // from now (plans accepted before it are only started by `chairside backfill`).
+        runner.poll().await.context("the first poll")?;
         Ok(Self {
             sandbox,
             http_base,
