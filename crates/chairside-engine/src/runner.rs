@@ -570,7 +570,7 @@ impl Runner {
                     Decision::ApplicationStarted {
                         link,
                         lender_reference,
-                        ..
+                        expires_at,
                     } => Performed::event(Event::ApplicationOpened {
                         lender: lender.clone(),
                         handle: ApplicationHandle {
@@ -580,6 +580,7 @@ impl Runner {
                             amount: *amount,
                         },
                         link: link.to_string(),
+                        expires_at,
                     }),
                     decision => Performed::event(Event::LenderDecided {
                         lender: lender.clone(),

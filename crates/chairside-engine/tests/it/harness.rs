@@ -111,6 +111,22 @@ pub(crate) fn default_config() -> WorkflowConfig {
         reminder_delays: vec![Duration::from_secs(30 * 60), Duration::from_secs(60 * 60)],
         give_up_after: Duration::from_secs(60 * 60),
         poll_interval: Duration::from_secs(10 * 60),
+        // A flat 10-minute cadence and no session lapse for both lenders, so these runner tests
+        // count polls simply; the machine's tests cover each lender's real schedule.
+        lender_schedules: ["carecredit", "sunbit"]
+            .into_iter()
+            .map(|id| {
+                (
+                    LenderId::new(id),
+                    financing_core::PollSchedule {
+                        steps: Vec::new(),
+                        then_every: Duration::from_secs(10 * 60),
+                        session_life: None,
+                        remind_before_expiry: Duration::from_secs(10 * 60),
+                    },
+                )
+            })
+            .collect(),
     }
 }
 
