@@ -788,6 +788,10 @@ impl Runner {
                 Some(s) => MessageContent::FinancingSummary(Box::new(s)),
                 None => return Ok(Performed::Failed("the summary has no priced plan".into())),
             },
+            MessageKind::InHouseOffer { .. } => match summary(state, page_link, now) {
+                Some(s) if s.installments.is_some() => MessageContent::InHouseOffer(Box::new(s)),
+                _ => return Ok(Performed::Failed("the in-house offer has no plan".into())),
+            },
         };
         let phone = contact.mobile_phone.as_deref();
         let sms_opted_out = match phone {

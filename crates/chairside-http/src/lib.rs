@@ -175,6 +175,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/p/{token}/pay", get(patient::pay))
         .route("/p/{token}/apply", get(patient::apply))
         .route("/p/{token}/accept", post(patient::accept_in_house))
+        .route("/p/{token}/decline", post(patient::decline_in_house))
         .route("/p/{token}/renew", post(patient::renew))
         .route("/r/{reference}", get(patient::lender_return))
         .route("/staff", get(staff::dashboard))

@@ -388,8 +388,10 @@ impl Kit {
     /// A workflow on the in-house plan: $600.00 in 6 monthly installments after the deposit.
     pub(crate) fn in_house_state(&self, plan: &str, patient: &str) -> WorkflowState {
         let mut s = self.financing_state(smile(), plan, patient);
-        s.stage = Stage::Settled;
-        s.status = Status::Done;
+        // Every lender declined; the plan is offered and nothing exists at Stripe yet.
+        s.stage = Stage::OfferingInHouse { reminders_sent: 0 };
+        s.status = Status::Active;
+        s.stripe = Default::default();
         let offer = InHouseOffer::compute(
             Money::usd(60_000),
             &InHouseTerms {
