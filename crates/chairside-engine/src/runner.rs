@@ -784,14 +784,18 @@ impl Runner {
                 page_link,
                 amount: state.failed_payment_amount(),
             },
-            MessageKind::FinancingSummary => match summary(state, page_link, now) {
+            MessageKind::FinancingSummary => match summary(state, page_link, now, rt.time_zone()) {
                 Some(s) => MessageContent::FinancingSummary(Box::new(s)),
                 None => return Ok(Performed::Failed("the summary has no priced plan".into())),
             },
-            MessageKind::InHouseOffer { .. } => match summary(state, page_link, now) {
-                Some(s) if s.installments.is_some() => MessageContent::InHouseOffer(Box::new(s)),
-                _ => return Ok(Performed::Failed("the in-house offer has no plan".into())),
-            },
+            MessageKind::InHouseOffer { .. } => {
+                match summary(state, page_link, now, rt.time_zone()) {
+                    Some(s) if s.installments.is_some() => {
+                        MessageContent::InHouseOffer(Box::new(s))
+                    }
+                    _ => return Ok(Performed::Failed("the in-house offer has no plan".into())),
+                }
+            }
         };
         let phone = contact.mobile_phone.as_deref();
         let sms_opted_out = match phone {

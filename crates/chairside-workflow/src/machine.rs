@@ -262,6 +262,12 @@ fn priced(cx: &mut Ctx<'_>, split: CoverageSplit, reachable: bool, not_before: D
             in_house: None,
             path: path.into(),
         });
+        if portion.is_zero() {
+            // Nothing to finance and nothing to pay: no "approved financing of $0.00" message;
+            // the ledger note records the outcome.
+            cx.audit("nothing for the patient to pay; no financing message");
+            return write_outcome_note(cx);
+        }
         return start_payments(cx);
     }
     if not_before > cx.now {

@@ -557,9 +557,10 @@ fn a_plan_fully_covered_by_insurance_needs_no_lender_and_no_stripe() {
     let t = run.on(loaded(50_000, 50_000));
     assert_eq!(
         actions(&t),
-        vec![&Action::SendMessage {
-            message: MessageKind::FinancingSummary
-        }]
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Outcome
+        }],
+        "no zero-dollar message: the note alone"
     );
     assert_eq!(
         run.state.result.as_ref().map(|r| r.path.as_str()),

@@ -289,7 +289,17 @@ fn summary_context(
         .unwrap_or_else(|| (practice.name.clone(), s.patient_portion));
     let (first_payment_amount, first_payment_due) = match s.first_installment {
         Some((amount, due)) if s.deposit.is_zero() => (amount, due),
-        _ => (s.deposit, Utc::now().date_naive()),
+        // The deposit is due today: the practice's today, not UTC's.
+        _ => (
+            s.deposit,
+            crate::note::local_date(
+                Utc::now(),
+                practice
+                    .time_zone
+                    .parse()
+                    .unwrap_or(chrono_tz::America::New_York),
+            ),
+        ),
     };
     Ok(messaging::FinancingSummary {
         practice_name: practice.name.clone(),
