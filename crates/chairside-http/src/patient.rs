@@ -489,13 +489,14 @@ pub(crate) async fn page(State(state): State<HttpState>, Path(token): Path<Strin
                 .map(str::to_owned),
             disclosure: lender_disclosure(&state, lender, lang),
         });
-        // The notice comes before any lender link, and the workflow records it was shown.
+        // The notice comes before any lender link, and the workflow records it was shown: once
+        // per workflow and lender, however often the page is viewed (or scanned).
         let detail = format!("page shown with the notice before the {lender} link");
         if let Err(e) = state
-            .reports()
-            .append_audit(
+            .links()
+            .audit_once(
                 &s.id,
-                "patient",
+                &format!("notice:{lender}"),
                 "lender_notice_shown",
                 &detail,
                 state.now(),
@@ -573,10 +574,10 @@ pub(crate) async fn pay(State(state): State<HttpState>, Path(token): Path<String
         _ => return state.pages.error(StatusCode::NOT_FOUND, r.lang.tag()),
     };
     if let Err(e) = state
-        .reports()
-        .append_audit(
+        .links()
+        .audit_once(
             &s.id,
-            "patient",
+            &format!("pay:{}", s.stripe.checkout_session_id.as_deref().unwrap_or("")),
             "deposit_link_opened",
             "patient followed the deposit link",
             state.now(),
@@ -599,10 +600,10 @@ pub(crate) async fn apply(State(state): State<HttpState>, Path(token): Path<Stri
     };
     let detail = format!("patient followed the {lender} application link");
     if let Err(e) = state
-        .reports()
-        .append_audit(
+        .links()
+        .audit_once(
             &r.row.state.id,
-            "patient",
+            &format!("apply:{lender}"),
             "lender_link_opened",
             &detail,
             state.now(),

@@ -506,3 +506,31 @@ async fn the_lender_return_reference_lands_on_a_freshly_issued_working_patient_p
     );
     assert_eq!(kit.send(get(&path)).await.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn repeated_views_and_clicks_record_the_notice_and_each_link_once() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let token = kit.token(&wf);
+    let rows_before = kit.store.audit(&wf).await.unwrap().len();
+    // Act: a link scanner and an impatient patient.
+    for _ in 0..5 {
+        assert_eq!(
+            kit.send(get(&format!("/p/{token}"))).await.status(),
+            StatusCode::OK
+        );
+        kit.send(get(&format!("/p/{token}/apply"))).await;
+        kit.send(get(&format!("/p/{token}/pay"))).await;
+    }
+    // Assert
+    let kinds = audit_kinds(&kit, &wf).await;
+    for kind in ["lender_notice_shown", "lender_link_opened", "deposit_link_opened"] {
+        assert_eq!(
+            kinds.iter().filter(|k| *k == kind).count(),
+            1,
+            "{kind} once: {kinds:?}"
+        );
+    }
+    assert_eq!(kinds.len(), rows_before + 3, "nothing else grew");
+}
