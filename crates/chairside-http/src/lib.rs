@@ -33,6 +33,7 @@
 
 mod config;
 mod metrics;
+pub mod notices;
 mod ops;
 mod pages;
 mod patient;

@@ -192,7 +192,8 @@ struct Financed {
 struct Application {
     lender: String,
     amount: Option<String>,
-    notice: Option<String>,
+    /// Every notice the practice's and the patient's states require, before the lender link.
+    notices: Vec<String>,
     disclosure: Option<String>,
 }
 
@@ -222,6 +223,8 @@ struct PageContext {
     application: Option<Application>,
     payments: Vec<Line>,
     pay_deposit: Option<String>,
+    /// The New York card-payment warning, beside any card payment.
+    card_warning: Option<String>,
     /// The in-house plan offered and not yet answered: its terms and the accept/decline forms.
     offer: Option<Offer>,
     /// Where the patient's answer to the in-house offer stands, once given.
@@ -358,6 +361,53 @@ fn lender_disclosure(state: &HttpState, lender: &LenderId, lang: Language) -> Op
         .map(str::to_owned)
 }
 
+/// The states whose rules apply to this patient: the practice's and the patient's own (the
+/// stricter rule wins, so both sets of notices are shown).
+fn states(r: &Resolved) -> Vec<financing_core::UsState> {
+    let mut out: Vec<financing_core::UsState> = Vec::new();
+    let practice = r.site.as_ref().and_then(|s| s.state);
+    let patient = r.row.state.facts.as_ref().and_then(|f| f.state);
+    for s in [practice, patient].into_iter().flatten() {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The notices shown before any lender link: the practice's configured notice (else its state's
+/// shipped default), then the patient's state's default when it differs.
+fn notices(r: &Resolved, lang: Language) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let practice_state = r.site.as_ref().and_then(|s| s.state);
+    if let Some(text) = r
+        .site
+        .as_ref()
+        .and_then(|site| localized(&site.lender_notice, lang))
+    {
+        out.push(text.to_owned());
+    }
+    for state in states(r) {
+        if Some(state) == practice_state && !out.is_empty() {
+            continue; // the practice's own notice replaces its state's default
+        }
+        if let Some(texts) = crate::notices::state_notice(state)
+            && let Some(text) = localized(&texts, lang)
+            && !out.iter().any(|t| t == text)
+        {
+            out.push(text.to_owned());
+        }
+    }
+    out
+}
+
+/// The New York card-payment warning, when a New York rule applies.
+fn card_warning(r: &Resolved, lang: Language) -> Option<String> {
+    states(r).into_iter().find_map(|s| {
+        crate::notices::card_payment_warning(s).and_then(|t| localized(&t, lang).map(str::to_owned))
+    })
+}
+
 /// The lender's hosted application link, while the patient is expected to use it.
 fn application_link(row: &WorkflowRow) -> Option<(&LenderId, Money, &str)> {
     match (&row.state.status, &row.state.stage) {
@@ -458,6 +508,7 @@ pub(crate) async fn page(State(state): State<HttpState>, Path(token): Path<Strin
         application: None,
         payments: Vec::new(),
         pay_deposit: None,
+        card_warning: card_warning(&r, lang),
         offer: None,
         in_house_status: None,
     };
@@ -482,11 +533,7 @@ pub(crate) async fn page(State(state): State<HttpState>, Path(token): Path<Strin
         ctx.application = Some(Application {
             lender: lender_name(&state, lender),
             amount: Some(amount.to_string()),
-            notice: r
-                .site
-                .as_ref()
-                .and_then(|site| localized(&site.lender_notice, lang))
-                .map(str::to_owned),
+            notices: notices(&r, lang),
             disclosure: lender_disclosure(&state, lender, lang),
         });
         // The notice comes before any lender link, and the workflow records it was shown: once
@@ -577,7 +624,10 @@ pub(crate) async fn pay(State(state): State<HttpState>, Path(token): Path<String
         .links()
         .audit_once(
             &s.id,
-            &format!("pay:{}", s.stripe.checkout_session_id.as_deref().unwrap_or("")),
+            &format!(
+                "pay:{}",
+                s.stripe.checkout_session_id.as_deref().unwrap_or("")
+            ),
             "deposit_link_opened",
             "patient followed the deposit link",
             state.now(),

@@ -103,6 +103,7 @@ pub(crate) fn config() -> HttpConfig {
         chrono_tz::America::Chicago,
     );
     site.email = Some("frontdesk@smile.test".into());
+    site.state = Some(financing_core::UsState::TX);
     site.sms_numbers = vec![SMILE_SMS.into()];
     site.lender_notice = HashMap::from([
         (
@@ -121,6 +122,8 @@ pub(crate) fn config() -> HttpConfig {
         chrono_tz::America::New_York,
     );
     other_site.sms_numbers = vec![OTHER_SMS.into()];
+    // A New York practice with no notice configured: the shipped default applies.
+    other_site.state = Some(financing_core::UsState::NY);
     c.practices = vec![site, other_site];
     c.lenders.insert(
         sunbit(),

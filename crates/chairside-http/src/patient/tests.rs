@@ -525,7 +525,11 @@ async fn repeated_views_and_clicks_record_the_notice_and_each_link_once() {
     }
     // Assert
     let kinds = audit_kinds(&kit, &wf).await;
-    for kind in ["lender_notice_shown", "lender_link_opened", "deposit_link_opened"] {
+    for kind in [
+        "lender_notice_shown",
+        "lender_link_opened",
+        "deposit_link_opened",
+    ] {
         assert_eq!(
             kinds.iter().filter(|k| *k == kind).count(),
             1,
@@ -533,4 +537,48 @@ async fn repeated_views_and_clicks_record_the_notice_and_each_link_once() {
         );
     }
     assert_eq!(kinds.len(), rows_before + 3, "nothing else grew");
+}
+
+#[tokio::test]
+async fn the_shipped_state_notices_come_before_the_lender_link_for_the_practices_and_the_patients_state()
+ {
+    let kit = Kit::new().await;
+    // A New York practice with no configured notice: the shipped New York notice, and the card
+    // warning beside the deposit.
+    let ny = kit
+        .seed(kit.financing_state(crate::testkit::other(), "tx-ny", "pat-9"))
+        .await;
+    let page = body_text(kit.send(get(&format!("/p/{}", kit.token(&ny)))).await).await;
+    let notice = page
+        .find("New York General Business Law")
+        .expect("the New York notice");
+    let link = page.find("/apply").expect("the lender link");
+    assert!(notice < link, "the notice comes first");
+    assert!(
+        page.contains("You do not have to pay by credit card"),
+        "{page}"
+    );
+    // A Texas practice (its configured notice) and a California patient: both notices.
+    let mut ca = kit.financing_state(smile(), "tx-ca", "pat-1");
+    ca.facts = Some(PatientFacts {
+        reachable: true,
+        state: Some(UsState::CA),
+        lookup_allowed: false,
+        financing_not_before: kit.now(),
+    });
+    let ca = kit.seed(ca).await;
+    let page = body_text(kit.send(get(&format!("/p/{}", kit.token(&ca)))).await).await;
+    assert!(page.contains("NOTICE-EN"), "{page}");
+    assert!(page.contains("California Business and Professions Code section 654.3"));
+    assert!(
+        !page.contains("New York"),
+        "no New York text for Texas and California"
+    );
+    // A Texas practice and patient: the configured notice only.
+    let tx = kit
+        .seed(kit.financing_state(smile(), "tx-tx", "pat-1"))
+        .await;
+    let page = body_text(kit.send(get(&format!("/p/{}", kit.token(&tx)))).await).await;
+    assert!(page.contains("NOTICE-EN"));
+    assert!(!page.contains("654.3") && !page.contains("New York"));
 }
