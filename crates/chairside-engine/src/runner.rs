@@ -772,13 +772,16 @@ impl Runner {
                 .map_or_else(|| id.to_string(), |p| p.display_name().to_owned())
         };
         let content = match message {
-            MessageKind::ApplicationLink { lender, link } => MessageContent::ApplicationLink {
+            // The application link and its reminders go to the patient page, never straight to
+            // the lender: the page shows the notices the patient's state requires before the
+            // lender's link, and where the application stands.
+            MessageKind::ApplicationLink { lender, .. } => MessageContent::ApplicationLink {
                 lender_name: lender_name(lender),
-                link: link.clone(),
+                link: page_link.clone(),
             },
-            MessageKind::Reminder { lender, link, .. } => MessageContent::Reminder {
+            MessageKind::Reminder { lender, .. } => MessageContent::Reminder {
                 lender_name: lender_name(lender),
-                link: link.clone(),
+                link: page_link.clone(),
             },
             MessageKind::PaymentFailed => MessageContent::PaymentFailed {
                 page_link,

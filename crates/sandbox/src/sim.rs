@@ -75,6 +75,16 @@ pub(crate) fn accept_forms(html: &str) -> Vec<String> {
         .collect()
 }
 
+/// The page's relative links to a lender application (`href="…/apply"`), entities undone.
+pub(crate) fn apply_links(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|a| a.replace("&#x2f;", "/").replace("&amp;", "&"))
+        .filter(|a| a.starts_with('/') && a.ends_with("/apply"))
+        .collect()
+}
+
 /// Every `http(s)://` link in `text`, with HTML entities for `&` undone and trailing punctuation
 /// dropped.
 pub fn extract_links(text: &str) -> Vec<String> {
@@ -223,6 +233,39 @@ pub(crate) async fn act_on_link(
     let completes = patient
         .and_then(|k| hub.world.patient(k))
         .is_none_or(|p| p.seed.persona != Persona::NeverCompletes);
+    // The page's own link to the lender (`/p/{token}/apply`, relative): followed to where it
+    // redirects, and that lender link acted on, as a patient's browser would.
+    for href in apply_links(&page) {
+        let Ok(target) = url.join(&href) else {
+            continue;
+        };
+        let Ok(client) = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+        else {
+            continue;
+        };
+        let Ok(resp) = client.get(target).send().await else {
+            continue;
+        };
+
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(location) = location {
+            let acted = Box::pin(act_on_link(hub, patient, &location, depth + 1)).await;
+            if !acted
+                .iter()
+                .all(|a| matches!(a, LinkAction::Ignored { .. }))
+            {
+                found += 1;
+                actions.extend(acted);
+            }
+        }
+    }
     if completes {
         for action in accept_forms(&page) {
             let Ok(target) = url.join(&action) else {

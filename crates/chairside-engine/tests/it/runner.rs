@@ -124,6 +124,34 @@ async fn an_accepted_plan_runs_to_done_with_one_customer_one_deposit_link_and_on
 }
 
 #[tokio::test]
+async fn the_application_link_and_its_reminders_point_to_the_patient_page_never_the_lender() {
+    // Arrange: the patient never finishes, so every reminder goes out.
+    let w = World::new();
+    let _id = w.accept(1, 150_000, 50_000);
+    let runner = w.runner("runner-1").await;
+    // Act
+    w.settle(&runner).await;
+    // Assert
+    let sent = w.messenger.sent_to(&patient(1).id);
+    let links: Vec<&str> = sent
+        .iter()
+        .filter_map(|s| match &s.content {
+            MessageContent::ApplicationLink { link, .. }
+            | MessageContent::Reminder { link, .. } => Some(link.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(links.len() >= 2, "{sent:?}");
+    for link in links {
+        assert!(
+            link.starts_with("https://pay.smile.example.test/p/"),
+            "{link}"
+        );
+        assert!(!link.contains("lender.test"), "{link}");
+    }
+}
+
+#[tokio::test]
 async fn a_decline_moves_to_the_second_lender_which_approves() {
     // Arrange
     let w = World::new();
