@@ -179,6 +179,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/p/{token}/decline", post(patient::decline_in_house))
         .route("/p/{token}/renew", post(patient::renew))
         .route("/r/{reference}", get(patient::lender_return))
+        .route("/paid", get(patient::paid))
         .route("/staff", get(staff::dashboard))
         .route("/staff/login", get(staff::login_form).post(staff::login))
         .route("/staff/logout", post(staff::logout))

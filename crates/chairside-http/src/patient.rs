@@ -722,6 +722,17 @@ async fn answer_in_house(state: &HttpState, token: &str, accepted: bool) -> Resp
     see_other(&r.base)
 }
 
+/// `GET /paid`: where Stripe Checkout sends the patient after paying. It carries no token (the
+/// patient's link never goes to Stripe) and shows no patient data: a thank-you in English and
+/// Spanish, pointing back to the patient's own page.
+pub(crate) async fn paid(State(state): State<HttpState>) -> Response {
+    state.pages.render(
+        StatusCode::OK,
+        "paid.html",
+        minijinja::context! { lang => "en" },
+    )
+}
+
 /// `POST /p/{token}/renew`: from the "link not valid" page, ask the office for a fresh link. A
 /// genuine token (expired or not) of a workflow still in progress at its generation queues one
 /// resend, at most one per hour per workflow; whatever happened, the answer is the same page.

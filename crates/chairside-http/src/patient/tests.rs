@@ -582,3 +582,13 @@ async fn the_shipped_state_notices_come_before_the_lender_link_for_the_practices
     assert!(page.contains("NOTICE-EN"));
     assert!(!page.contains("654.3") && !page.contains("New York"));
 }
+
+#[tokio::test]
+async fn after_paying_the_patient_lands_on_a_thank_you_page_not_a_404() {
+    let kit = Kit::new().await;
+    let res = kit.send(get("/paid")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = body_text(res).await;
+    assert!(page.contains("Your payment went through"), "{page}");
+    assert!(page.contains("Su pago se realizó"), "{page}");
+}
