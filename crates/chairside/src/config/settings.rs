@@ -619,6 +619,9 @@ pub struct PracticeSettings {
     pub reminders: ReminderSettings,
     /// Counsel-approved policy settings.
     pub policy: PolicySettings,
+    /// The practice's own notice before any lender link (`[practices.notice]`), per language;
+    /// empty for the shipped default of its state (California, New York).
+    pub lender_notice: std::collections::HashMap<financing_core::Language, String>,
 }
 
 impl PracticeSettings {

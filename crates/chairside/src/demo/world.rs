@@ -2,6 +2,7 @@
 //! them that [`app::build`] turns into the stack (store, real clients, runner, HTTP surface), as
 //! `chairside run` does. `chairside demo`, the end-to-end tests and the benchmark all drive it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -511,6 +512,8 @@ pub fn demo_config(
             policy: PolicySettings {
                 prefill_approved_by_counsel: spec.prefill_approved,
             },
+            // The shipped notices of the demo practices' states (California, New York).
+            lender_notice: HashMap::new(),
         });
         staff.push(StaffLogin {
             username: spec.id.split('-').next().unwrap_or(spec.id).to_owned(),
