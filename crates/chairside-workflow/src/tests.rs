@@ -1149,7 +1149,6 @@ proptest! {
     }
 }
 
-
 // ---- Lenders at real speed, amounts read right, statuses that need a person. ----
 
 /// CareCredit's real schedule (as `carecredit-client` ships it): a 30-minute session.
@@ -1491,7 +1490,6 @@ fn marking_a_held_lender_handled_closes_the_workflow() {
     assert_eq!(run.state.status, Status::Done);
     assert_eq!(run.state.stage, Stage::Settled);
 }
-
 
 /// All lenders decline with an in-house plan configured: the machine is at the offer.
 fn at_in_house_offer(deposit_bps: u32) -> Run {
