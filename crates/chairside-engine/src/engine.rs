@@ -65,6 +65,7 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     practices: Vec<PracticeRuntime>,
     plugins: Vec<(LenderId, SharedProvider)>,
+    detection: crate::detect::DetectConfig,
 }
 
 impl EngineBuilder {
@@ -77,7 +78,15 @@ impl EngineBuilder {
             clock: Arc::new(SystemClock),
             practices: Vec::new(),
             plugins: Vec::new(),
+            detection: crate::detect::DetectConfig::default(),
         }
+    }
+
+    /// Detection settings: where a new install starts, the plan limits checked before anyone is
+    /// contacted, retries of a plan whose details fail (see [`crate::detect`]).
+    pub fn detection(mut self, detection: crate::detect::DetectConfig) -> Self {
+        self.detection = detection;
+        self
     }
 
     /// The runner's settings: owner, lease, batch, concurrency, retry schedule.
@@ -163,7 +172,8 @@ impl EngineBuilder {
             }
             practices.push(practice);
         }
-        let runner = Runner::new(self.store.clone(), practices, self.runner, self.clock);
+        let runner = Runner::new(self.store.clone(), practices, self.runner, self.clock)
+            .with_detection(self.detection);
         Ok(Engine {
             store: self.store,
             runner,

@@ -186,6 +186,11 @@ pub enum MessageKind {
     FinancingSummary,
     /// An installment or charge failed.
     PaymentFailed,
+    /// The practice's in-house plan, offered for the patient to accept on the patient page.
+    InHouseOffer {
+        /// 0 for the offer itself, then 1 for the first reminder, and so on.
+        number: u32,
+    },
 }
 
 impl MessageKind {
@@ -196,6 +201,7 @@ impl MessageKind {
             Self::Reminder { .. } => "reminder",
             Self::FinancingSummary => "financing_summary",
             Self::PaymentFailed => "payment_failed",
+            Self::InHouseOffer { .. } => "in_house_offer",
         }
     }
 }
@@ -521,6 +527,13 @@ pub enum Event {
         /// Why, without PHI.
         reason: String,
     },
+    /// The patient answered the in-house plan offer on the patient page.
+    InHouseAnswered {
+        /// True when the patient accepted the plan, false when they declined it.
+        accepted: bool,
+        /// The exact wording the patient agreed to or declined (amounts and schedule; no PHI).
+        wording: String,
+    },
 }
 
 impl Event {
@@ -545,6 +558,7 @@ impl Event {
             Self::PlanWithdrawn { .. } => "plan_withdrawn",
             Self::Staff { .. } => "staff",
             Self::EffectFailed { .. } => "effect_failed",
+            Self::InHouseAnswered { .. } => "in_house_answered",
         }
     }
 }
@@ -703,6 +717,12 @@ pub enum Stage {
     WritingNote,
     /// Nothing left to do (Done, Cancelled, or waiting on staff).
     Settled,
+    /// The in-house plan is offered: nothing is set up at Stripe until the patient accepts it on
+    /// the patient page. Reminders go out meanwhile; after the last, staff get a task.
+    OfferingInHouse {
+        /// Reminders sent so far.
+        reminders_sent: u32,
+    },
     /// Undoing what was set up after the plan was withdrawn.
     Undoing {
         /// Undo commands still outstanding.
@@ -739,6 +759,15 @@ pub struct StripeRecord {
     pub failures_handled: Vec<String>,
 }
 
+/// The patient's acceptance of the in-house plan, as recorded from the patient page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InHouseAcceptance {
+    /// When the runner applied the acceptance.
+    pub at: DateTime<Utc>,
+    /// The exact wording the patient agreed to.
+    pub wording: String,
+}
+
 /// A workflow's whole state, stored as one JSON document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowState {
@@ -772,6 +801,10 @@ pub struct WorkflowState {
     pub staff_task: Option<StaffTask>,
     /// The last action that failed for good, for a staff retry.
     pub failed_action: Option<Action>,
+    /// The patient's acceptance of the in-house plan: when, and the wording agreed to. Nothing
+    /// in house is set up at Stripe without it.
+    #[serde(default)]
+    pub in_house_acceptance: Option<InHouseAcceptance>,
     /// When the outcome ledger note was written (operatory-to-ledger time ends here).
     pub ledger_written_at: Option<DateTime<Utc>>,
     /// Next command sequence number.
@@ -797,6 +830,7 @@ impl WorkflowState {
             stripe: StripeRecord::default(),
             staff_task: None,
             failed_action: None,
+            in_house_acceptance: None,
             ledger_written_at: None,
             next_seq: 1,
         }
@@ -867,6 +901,9 @@ impl WorkflowState {
             Stage::Notifying => "sending summary".into(),
             Stage::WritingNote => "writing ledger note".into(),
             Stage::Settled => self.status.label().into(),
+            Stage::OfferingInHouse { reminders_sent } => {
+                format!("in-house plan offered, waiting on patient ({reminders_sent} reminders)")
+            }
             Stage::Undoing { .. } => "cancelling".into(),
         }
     }

@@ -215,6 +215,9 @@ pub fn apply(
         Event::PlanWithdrawn { reason } => withdraw(&mut cx, &reason),
         Event::Staff { action } => staff(&mut cx, action),
         Event::EffectFailed { action, reason } => effect_failed(&mut cx, action, &reason),
+        Event::InHouseAnswered { accepted, wording } => {
+            in_house_answered(&mut cx, accepted, wording)
+        }
     }
     cx.out
 }
@@ -264,6 +267,12 @@ fn priced(cx: &mut Ctx<'_>, split: CoverageSplit, reachable: bool, not_before: D
             in_house: None,
             path: path.into(),
         });
+        if portion.is_zero() {
+            // Nothing to finance and nothing to pay: no "approved financing of $0.00" message;
+            // the ledger note records the outcome.
+            cx.audit("nothing for the patient to pay; no financing message");
+            return write_outcome_note(cx);
+        }
         return start_payments(cx);
     }
     if not_before > cx.now {
@@ -631,7 +640,65 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             }
             _ => cx.ignore("give-up without an application"),
         },
+        (TimerKind::Reminder, Stage::OfferingInHouse { reminders_sent }) => {
+            let number = reminders_sent + 1;
+            cx.state.stage = Stage::OfferingInHouse {
+                reminders_sent: number,
+            };
+            cx.command(Action::SendMessage {
+                message: MessageKind::InHouseOffer { number },
+            });
+            schedule_reminder(cx, number);
+        }
+        (TimerKind::GiveUp, Stage::OfferingInHouse { .. }) => {
+            cx.audit("the patient did not answer the in-house plan offer");
+            to_staff(
+                cx,
+                TaskKind::PatientQuiet,
+                "the patient did not answer the in-house payment plan offer after every reminder; call the patient, then resend the offer or cancel".into(),
+            );
+        }
         _ => cx.ignore("timer does not fit the stage"),
+    }
+}
+
+/// Offers the in-house plan of `result`: nothing is created at Stripe until the patient accepts
+/// (DESIGN.md: offers are offered). The offer goes out now, reminders follow on the practice's
+/// schedule, and staff get a task when the patient stays silent.
+fn offer_in_house(cx: &mut Ctx<'_>, result: FinancingResult) {
+    cx.state.result = Some(result);
+    cx.state.in_house_acceptance = None;
+    cx.state.stage = Stage::OfferingInHouse { reminders_sent: 0 };
+    cx.audit("in-house plan offered; waiting for the patient's answer");
+    cx.command(Action::SendMessage {
+        message: MessageKind::InHouseOffer { number: 0 },
+    });
+    schedule_reminder(cx, 0);
+}
+
+fn in_house_answered(cx: &mut Ctx<'_>, accepted: bool, wording: String) {
+    if !matches!(cx.state.stage, Stage::OfferingInHouse { .. }) || cx.state.status != Status::Active
+    {
+        return cx.ignore("no in-house offer awaiting an answer");
+    }
+    cx.out
+        .clear_timers
+        .extend([TimerKind::Reminder, TimerKind::GiveUp]);
+    if accepted {
+        cx.audit(format!("patient accepted the in-house plan: {wording}"));
+        cx.state.in_house_acceptance = Some(crate::InHouseAcceptance {
+            at: cx.now,
+            wording,
+        });
+        start_payments(cx);
+    } else {
+        cx.audit(format!("patient declined the in-house plan: {wording}"));
+        to_staff(
+            cx,
+            TaskKind::NoFinancing,
+            "the patient declined the in-house payment plan; discuss payment with the patient"
+                .into(),
+        );
     }
 }
 
@@ -680,14 +747,14 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
         } => {
             if in_house {
                 match in_house_offer(cx, remainder) {
-                    Ok(Some(offer)) => {
-                        cx.state.result = Some(result(
+                    Ok(Some(offer)) => offer_in_house(
+                        cx,
+                        result(
                             Some((lender.clone(), approved)),
                             Some(offer),
                             format!("{lender} partial + in-house"),
-                        ));
-                        start_payments(cx);
-                    }
+                        ),
+                    ),
                     Ok(None) => counteroffer_task(cx, &lender, approved, remainder),
                     Err(reason) => to_staff(cx, TaskKind::Counteroffer, reason),
                 }
@@ -714,8 +781,7 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
             let amount = cx.state.financing_amount.unwrap_or(deposit);
             match (in_house, in_house_offer(cx, amount)) {
                 (true, Ok(Some(offer))) => {
-                    cx.state.result = Some(result(None, Some(offer), "in-house plan".into()));
-                    start_payments(cx);
+                    offer_in_house(cx, result(None, Some(offer), "in-house plan".into()));
                 }
                 (true, Err(reason)) => to_staff(cx, TaskKind::NoFinancing, reason),
                 _ => to_staff(cx, TaskKind::NoFinancing, "no lender approved and the practice has no in-house plan; discuss payment with the patient".into()),
@@ -749,7 +815,8 @@ fn start_payments(cx: &mut Ctx<'_>) {
         .state
         .result
         .as_ref()
-        .is_some_and(|r| r.in_house.is_some());
+        .is_some_and(|r| r.in_house.is_some())
+        && cx.state.in_house_acceptance.is_some();
     if deposit.is_zero() && !schedule {
         return notify(cx);
     }
@@ -767,7 +834,9 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
             amount: result.deposit,
         });
     }
+    // The schedule bills the patient: only after the patient accepted the offer.
     if let Some(offer) = result.in_house
+        && cx.state.in_house_acceptance.is_some()
         && cx.state.stripe.schedule_id.is_none()
     {
         cx.state.stage = Stage::Payments(PaymentStep::Schedule);
@@ -1011,9 +1080,20 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                     cx.state.stage = Stage::LoadingPlan;
                     cx.state.split = None;
                     cx.state.result = None;
+                    cx.state.in_house_acceptance = None;
                     cx.state.ledger_written_at = None;
                     cx.command(Action::LoadPlan);
                 }
+            }
+        }
+        StaffAction::ResendLink if in_house_unanswered(cx) => {
+            // The in-house offer again: back to waiting on the patient, reminders anew.
+            cx.state.staff_task = None;
+            cx.state.status = Status::Active;
+            cx.audit("in-house plan offer sent again");
+            let result = cx.state.result.clone();
+            if let Some(result) = result {
+                offer_in_house(cx, result);
             }
         }
         StaffAction::ResendLink => match &cx.state.stage {
@@ -1062,6 +1142,29 @@ fn resume_held_lender(cx: &mut Ctx<'_>) -> bool {
         }
     }
     true
+}
+
+/// True while an in-house offer stands unanswered: being offered, or handed to staff because the
+/// patient went quiet on it.
+fn in_house_unanswered(cx: &Ctx<'_>) -> bool {
+    let offered = cx
+        .state
+        .result
+        .as_ref()
+        .is_some_and(|r| r.in_house.is_some());
+    let unanswered = offered && cx.state.in_house_acceptance.is_none();
+    match (&cx.state.stage, cx.state.status) {
+        (Stage::OfferingInHouse { .. }, Status::Active) => unanswered,
+        (_, Status::WaitingOnStaff) => {
+            unanswered
+                && cx
+                    .state
+                    .staff_task
+                    .as_ref()
+                    .is_some_and(|t| t.kind == TaskKind::PatientQuiet)
+        }
+        _ => false,
+    }
 }
 
 /// Puts the stage back where a retried action expects it.

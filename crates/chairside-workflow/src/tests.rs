@@ -155,6 +155,14 @@ fn declined(id: &str) -> Event {
     )
 }
 
+/// The patient's acceptance of the in-house offer, as the patient page queues it.
+fn accept() -> Event {
+    Event::InHouseAnswered {
+        accepted: true,
+        wording: "I agree to pay $1,000.00 in 6 monthly payments".into(),
+    }
+}
+
 fn actions(t: &Transition) -> Vec<&Action> {
     t.commands.iter().map(|c| &c.action).collect()
 }
@@ -452,6 +460,14 @@ fn a_partial_approval_with_continue_puts_the_remainder_on_the_in_house_plan() {
     run.on(decided("carecredit", partial));
     run.on(opened("sunbit"));
     let t = run.on(declined("sunbit"));
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }],
+        "the remainder is offered, nothing is set up at Stripe yet"
+    );
+    let t = run.on(accept());
     assert_eq!(actions(&t), vec![&Action::EnsureCustomer]);
     let t = run.on(Event::CustomerReady {
         customer_id: "cus_1".into(),
@@ -490,7 +506,12 @@ fn every_lender_declining_offers_the_in_house_plan_or_a_task() {
     run.on(declined("carecredit"));
     run.on(opened("sunbit"));
     let t = run.on(declined("sunbit"));
-    assert_eq!(actions(&t), vec![&Action::EnsureCustomer]);
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }]
+    );
     assert_eq!(
         run.state.result.as_ref().map(|r| r.path.as_str()),
         Some("in-house plan")
@@ -539,9 +560,10 @@ fn a_plan_fully_covered_by_insurance_needs_no_lender_and_no_stripe() {
     let t = run.on(loaded(50_000, 50_000));
     assert_eq!(
         actions(&t),
-        vec![&Action::SendMessage {
-            message: MessageKind::FinancingSummary
-        }]
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Outcome
+        }],
+        "no zero-dollar message: the note alone"
     );
     assert_eq!(
         run.state.result.as_ref().map(|r| r.path.as_str()),
@@ -577,6 +599,7 @@ fn a_withdrawn_plan_cancels_the_schedule_and_the_link_then_notes_it() {
     run.on(declined("carecredit"));
     run.on(opened("sunbit"));
     run.on(declined("sunbit"));
+    run.on(accept());
     run.on(Event::CustomerReady {
         customer_id: "cus_1".into(),
     });
@@ -800,6 +823,13 @@ fn drive(
                     amount: Money::usd(100),
                 }
             }))
+        } else if queue.is_empty() && matches!(s.stage, Stage::OfferingInHouse { .. }) && c % 4 != 3
+        {
+            // The patient answers the in-house offer (or, for c % 4 == 3, stays quiet).
+            Some(Event::InHouseAnswered {
+                accepted: c % 4 != 2,
+                wording: "terms".into(),
+            })
         } else if !queue.is_empty() {
             let cmd = queue.remove(0);
             Some(outcome_of(&cmd.action, c))
@@ -977,6 +1007,12 @@ proptest! {
         prop_assert!(count(|a| matches!(a, Action::CreateDepositLink { .. })) <= 1 + failures, "{emitted:?}");
         prop_assert!(count(|a| matches!(a, Action::CreateInstallmentSchedule { .. })) <= 1, "{emitted:?}");
         prop_assert!(count(|a| matches!(a, Action::EnsureCustomer)) <= 1, "{emitted:?}");
+        // Offers are offered: no schedule without the patient's recorded acceptance.
+        prop_assert!(
+            count(|a| matches!(a, Action::CreateInstallmentSchedule { .. })) == 0
+                || s.in_house_acceptance.is_some(),
+            "{emitted:?}"
+        );
         let outcome_notes = count(|a| matches!(a, Action::WriteLedgerNote { note: NoteKind::Outcome }));
         prop_assert!(outcome_notes <= 1 + usize::from(withdrew), "{outcome_notes} outcome notes: {emitted:?}");
         // With the queue drained and no timers left the workflow has settled.
@@ -1465,4 +1501,176 @@ fn marking_a_held_lender_handled_closes_the_workflow() {
     });
     assert_eq!(run.state.status, Status::Done);
     assert_eq!(run.state.stage, Stage::Settled);
+}
+
+/// All lenders decline with an in-house plan configured: the machine is at the offer.
+fn at_in_house_offer(deposit_bps: u32) -> Run {
+    let mut run = Run::new(config(deposit_bps, true, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(declined("carecredit"));
+    run.on(opened("sunbit"));
+    run.on(declined("sunbit"));
+    assert!(matches!(
+        run.state.stage,
+        Stage::OfferingInHouse { reminders_sent: 0 }
+    ));
+    run
+}
+
+#[test]
+fn the_in_house_plan_is_offered_and_nothing_bills_before_the_patient_accepts() {
+    let mut run = at_in_house_offer(2_000);
+    assert!(run.state.stripe.customer_id.is_none());
+    assert!(run.state.in_house_acceptance.is_none());
+    // Stripe facts before acceptance change nothing.
+    assert!(
+        run.on(Event::Payment(PaymentFact::Paid {
+            stripe_id: "in_x".into(),
+            amount: Money::usd(100),
+        }))
+        .ignored
+    );
+    // A schedule creation arriving now (a forged or stray result) is not taken.
+    assert!(
+        run.on(Event::ScheduleCreated {
+            schedule_id: "sub_sched_x".into()
+        })
+        .ignored
+    );
+    run.now = t0() + Duration::from_secs(60);
+    let t = run.on(accept());
+    assert_eq!(actions(&t), vec![&Action::EnsureCustomer]);
+    assert!(t.clear_timers.contains(&TimerKind::Reminder));
+    assert!(t.clear_timers.contains(&TimerKind::GiveUp));
+    let acceptance = run.state.in_house_acceptance.clone().expect("recorded");
+    assert_eq!(acceptance.at, run.now, "the time of the acceptance is kept");
+    assert_eq!(
+        acceptance.wording,
+        "I agree to pay $1,000.00 in 6 monthly payments"
+    );
+    assert!(
+        t.audit
+            .iter()
+            .any(|l| l.contains("accepted the in-house plan"))
+    );
+    let t = run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+    assert!(matches!(
+        actions(&t)[..],
+        [Action::CreateDepositLink { .. }]
+    ));
+    run.on(Event::DepositLinkCreated {
+        session_id: "cs_1".into(),
+        url: "u".into(),
+    });
+    assert!(matches!(
+        run.state.stage,
+        Stage::Payments(PaymentStep::Schedule)
+    ));
+    // A second acceptance (a double click that reached the runner twice) is ignored.
+    assert!(run.on(accept()).ignored);
+}
+
+#[test]
+fn an_unanswered_offer_is_reminded_then_handed_to_staff_and_a_resend_offers_it_again() {
+    let mut run = at_in_house_offer(0);
+    let t = run.on(Event::TimerFired {
+        timer: TimerKind::Reminder,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 1 }
+        }]
+    );
+    let t = run.on(Event::TimerFired {
+        timer: TimerKind::Reminder,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 2 }
+        }]
+    );
+    assert!(
+        t.set_timers.iter().any(|(k, _)| *k == TimerKind::GiveUp),
+        "after the last reminder, the give-up timer"
+    );
+    let t = run.on(Event::TimerFired {
+        timer: TimerKind::GiveUp,
+    });
+    let task = t.raise_task.clone().expect("a task for staff");
+    assert_eq!(task.kind, TaskKind::PatientQuiet);
+    assert!(task.reason.contains("in-house"), "{}", task.reason);
+    assert!(
+        !actions(&t)
+            .iter()
+            .any(|a| a.creates_stripe_object() || matches!(a, Action::EnsureCustomer)),
+        "going quiet bills nothing"
+    );
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    // An answer after the hand-over is not taken: the offer is no longer standing.
+    assert!(run.on(accept()).ignored);
+    // Staff resend: the offer goes out again with a fresh reminder schedule.
+    let t = run.on(Event::Staff {
+        action: StaffAction::ResendLink,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }]
+    );
+    assert_eq!(run.state.status, Status::Active);
+    assert!(run.state.staff_task.is_none());
+    assert!(t.set_timers.iter().any(|(k, _)| *k == TimerKind::Reminder));
+    let t = run.on(accept());
+    assert_eq!(actions(&t), vec![&Action::EnsureCustomer]);
+}
+
+#[test]
+fn a_declined_offer_becomes_a_staff_task_and_bills_nothing() {
+    let mut run = at_in_house_offer(2_000);
+    let t = run.on(Event::InHouseAnswered {
+        accepted: false,
+        wording: "I do not want the plan".into(),
+    });
+    let task = t.raise_task.clone().expect("a task");
+    assert_eq!(task.kind, TaskKind::NoFinancing);
+    assert!(
+        task.reason.contains("declined the in-house"),
+        "{}",
+        task.reason
+    );
+    assert_eq!(
+        actions(&t),
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Outcome
+        }]
+    );
+    assert!(run.state.in_house_acceptance.is_none());
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    assert!(t.clear_timers.contains(&TimerKind::GiveUp));
+}
+
+#[test]
+fn a_withdrawal_during_the_offer_undoes_nothing_and_refuses_a_later_acceptance() {
+    let mut run = at_in_house_offer(0);
+    let t = run.on(Event::PlanWithdrawn {
+        reason: "rejected".into(),
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Outcome
+        }]
+    );
+    assert!(t.drop_pending_messages);
+    assert!(run.on(accept()).ignored);
 }

@@ -257,7 +257,9 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     if let Some(retry) = extras.retry {
         runner_config.backoff = retry;
     }
-    let mut engine = EngineBuilder::new(store.clone()).runner_config(runner_config);
+    let mut engine = EngineBuilder::new(store.clone())
+        .runner_config(runner_config)
+        .detection(config.detection.detect_config());
     if let Some(clock) = extras.clock {
         engine = engine.clock(clock);
     }

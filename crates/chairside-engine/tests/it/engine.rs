@@ -41,6 +41,8 @@ async fn a_plug_in_lender_named_by_the_waterfall_is_the_one_the_runner_asks() {
         .practice(world.runtime())
         .build()
         .expect("the plug-in satisfies the waterfall");
+    // The install's first poll (nothing accepted yet), then the patient accepts.
+    engine.runner().poll().await.expect("baseline poll");
     world.accept(1, 300_000, 50_000);
 
     // Act

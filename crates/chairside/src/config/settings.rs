@@ -105,6 +105,37 @@ pub struct RunnerSettings {
     pub poll_interval: Duration,
 }
 
+/// `[detection]`: how accepted plans are detected and checked before anyone is contacted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetectionSettings {
+    /// The largest plan total and the largest single amount (`max_plan_amount`, default
+    /// "100000.00"): a plan above it is a staff task, never sent to a lender.
+    pub max_plan_amount: financing_core::Money,
+}
+
+impl Default for DetectionSettings {
+    fn default() -> Self {
+        Self {
+            max_plan_amount: financing_core::Money::usd(
+                financing_core::check::PlanLimits::default().max_plan_cents,
+            ),
+        }
+    }
+}
+
+impl DetectionSettings {
+    /// The engine's detection settings: go-live from now, these limits.
+    pub fn detect_config(&self) -> chairside_engine::detect::DetectConfig {
+        chairside_engine::detect::DetectConfig {
+            limits: financing_core::check::PlanLimits {
+                max_plan_cents: self.max_plan_amount.minor(),
+                ..financing_core::check::PlanLimits::default()
+            },
+            ..chairside_engine::detect::DetectConfig::default()
+        }
+    }
+}
+
 /// A front-desk login for the staff dashboard. `Debug` hides the hash.
 #[derive(Clone)]
 pub struct StaffLogin {
@@ -588,6 +619,9 @@ pub struct PracticeSettings {
     pub reminders: ReminderSettings,
     /// Counsel-approved policy settings.
     pub policy: PolicySettings,
+    /// The practice's own notice before any lender link (`[practices.notice]`), per language;
+    /// empty for the shipped default of its state (California, New York).
+    pub lender_notice: std::collections::HashMap<financing_core::Language, String>,
 }
 
 impl PracticeSettings {

@@ -2,6 +2,7 @@
 //! them that [`app::build`] turns into the stack (store, real clients, runner, HTTP surface), as
 //! `chairside run` does. `chairside demo`, the end-to-end tests and the benchmark all drive it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -528,6 +529,8 @@ pub fn demo_config(
             policy: PolicySettings {
                 prefill_approved_by_counsel: spec.prefill_approved,
             },
+            // The shipped notices of the demo practices' states (California, New York).
+            lender_notice: HashMap::new(),
         });
         staff.push(StaffLogin {
             username: spec.id.split('-').next().unwrap_or(spec.id).to_owned(),
@@ -542,6 +545,7 @@ pub fn demo_config(
             data_key_id: 0,
             previous_data_keys: Vec::new(),
         },
+        detection: crate::config::DetectionSettings::default(),
         runner: RunnerSettings {
             owner: format!("demo-{}", std::process::id()),
             lease: Duration::from_secs(30),
@@ -605,6 +609,9 @@ impl World {
             runner,
             http_task,
         } = stack;
+        // The install's first poll, before any persona accepts a plan: a fresh install starts
+        // from now (plans accepted before it are only started by `chairside backfill`).
+        runner.poll().await.context("the first poll")?;
         Ok(Self {
             sandbox,
             http_base,
