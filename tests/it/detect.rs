@@ -325,3 +325,44 @@ async fn dentrix_and_nexhealth_touch_edit_and_reject_during_and_after_financing(
         world.stop().await;
     }
 }
+
+#[tokio::test]
+async fn backfill_dry_run_lists_ids_and_dates_and_starts_nothing_then_starts_them() {
+    // Arrange: a plan accepted after go-live but not yet polled.
+    let (_dir, mut world) = start().await;
+    world.seed(&PRACTICES[2], Persona::InstantApproval).unwrap();
+    let case = last(&world);
+    let since = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
+
+    // Act
+    let mut out = Vec::new();
+    let code = chairside::cli::backfill_with(&world.runner, None, since, true, &mut out)
+        .await
+        .unwrap();
+
+    // Assert: ids and a date, nothing started.
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(code, 0);
+    assert!(
+        text.contains(&format!(
+            "empire-dental\tplan {}\tpatient {}\taccepted ",
+            case.seeded.plan.pms_id, case.seeded.patient.pms_id
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("would start 1 plan\n"), "{text}");
+    assert!(workflow(&world, &case).await.is_none());
+
+    // Act: for real.
+    let mut out = Vec::new();
+    chairside::cli::backfill_with(&world.runner, None, since, false, &mut out)
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .ends_with("started 1 plan\n")
+    );
+    assert!(workflow(&world, &case).await.is_some());
+    world.stop().await;
+}
