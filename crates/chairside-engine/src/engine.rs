@@ -150,6 +150,26 @@ impl EngineBuilder {
                     lender: slot.lender.clone(),
                 });
             }
+            // Each lender's cadence and session life come from its client (a plug-in gets the
+            // trait's default); a schedule given in the practice's configuration wins.
+            let slots: Vec<LenderId> = practice
+                .workflow
+                .waterfall
+                .slots()
+                .iter()
+                .map(|s| s.lender.clone())
+                .collect();
+            for lender in slots {
+                let given = practice
+                    .workflow
+                    .lender_schedules
+                    .iter()
+                    .any(|(l, _)| l == &lender);
+                if let (false, Some(provider)) = (given, practice.lenders.get(&lender)) {
+                    let schedule = provider.poll_schedule();
+                    practice.workflow.lender_schedules.push((lender, schedule));
+                }
+            }
             practices.push(practice);
         }
         let runner = Runner::new(self.store.clone(), practices, self.runner, self.clock)

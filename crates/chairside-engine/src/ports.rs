@@ -233,6 +233,9 @@ pub enum MessageContent {
     },
     /// The financing summary.
     FinancingSummary(Box<SummaryContent>),
+    /// The practice's in-house plan offered for the patient to accept on the patient page (the
+    /// offer itself and its reminders): the numbers, and the page link; never a lender link.
+    InHouseOffer(Box<SummaryContent>),
     /// A failed payment.
     PaymentFailed {
         /// The patient page link.

@@ -570,7 +570,7 @@ impl Runner {
                     Decision::ApplicationStarted {
                         link,
                         lender_reference,
-                        ..
+                        expires_at,
                     } => Performed::event(Event::ApplicationOpened {
                         lender: lender.clone(),
                         handle: ApplicationHandle {
@@ -580,6 +580,7 @@ impl Runner {
                             amount: *amount,
                         },
                         link: link.to_string(),
+                        expires_at,
                     }),
                     decision => Performed::event(Event::LenderDecided {
                         lender: lender.clone(),
@@ -739,22 +740,33 @@ impl Runner {
                 .map_or_else(|| id.to_string(), |p| p.display_name().to_owned())
         };
         let content = match message {
-            MessageKind::ApplicationLink { lender, link } => MessageContent::ApplicationLink {
+            // The application link and its reminders go to the patient page, never straight to
+            // the lender: the page shows the notices the patient's state requires before the
+            // lender's link, and where the application stands.
+            MessageKind::ApplicationLink { lender, .. } => MessageContent::ApplicationLink {
                 lender_name: lender_name(lender),
-                link: link.clone(),
+                link: page_link.clone(),
             },
-            MessageKind::Reminder { lender, link, .. } => MessageContent::Reminder {
+            MessageKind::Reminder { lender, .. } => MessageContent::Reminder {
                 lender_name: lender_name(lender),
-                link: link.clone(),
+                link: page_link.clone(),
             },
             MessageKind::PaymentFailed => MessageContent::PaymentFailed {
                 page_link,
                 amount: state.failed_payment_amount(),
             },
-            MessageKind::FinancingSummary => match summary(state, page_link, now) {
+            MessageKind::FinancingSummary => match summary(state, page_link, now, rt.time_zone()) {
                 Some(s) => MessageContent::FinancingSummary(Box::new(s)),
                 None => return Ok(Performed::Failed("the summary has no priced plan".into())),
             },
+            MessageKind::InHouseOffer { .. } => {
+                match summary(state, page_link, now, rt.time_zone()) {
+                    Some(s) if s.installments.is_some() => {
+                        MessageContent::InHouseOffer(Box::new(s))
+                    }
+                    _ => return Ok(Performed::Failed("the in-house offer has no plan".into())),
+                }
+            }
         };
         let phone = contact.mobile_phone.as_deref();
         let sms_opted_out = match phone {

@@ -643,6 +643,7 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::PaymentFailed => "Payment failed",
         TaskKind::SystemError => "System error",
         TaskKind::ConsentRefusal => "Refused texts",
+        TaskKind::LenderNeedsStaff => "Lender asks you to call",
     }
 }
 
@@ -681,6 +682,8 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
         TaskKind::Counteroffer | TaskKind::NoFinancing => vec![HANDLED, CANCEL],
         TaskKind::ConsentRefusal => vec![HANDLED],
+        // Retry reads the lender again once staff did what it asked; the waterfall holds until then.
+        TaskKind::LenderNeedsStaff => vec![RETRY, HANDLED, CANCEL],
     }
 }
 

@@ -224,6 +224,8 @@ impl Config {
             let mut site =
                 PracticeSite::new(p.id.clone(), p.name.clone(), p.phone.clone(), p.time_zone);
             site.email = Some(p.email.clone());
+            site.state = Some(p.state);
+            site.lender_notice.clone_from(&p.lender_notice);
             if let Some(messaging::SmsFrom::Number(n)) = p.sms_sender(self.twilio.as_ref()) {
                 site.sms_numbers.push(n.as_e164().to_owned());
             }
@@ -235,7 +237,8 @@ impl Config {
                 LenderId::new(id),
                 LenderCopy {
                     name: name.into(),
-                    disclosure: HashMap::new(),
+                    // The shipped disclosure: loaded in production, not only in tests.
+                    disclosure: chairside_http::notices::lender_disclosure(id),
                 },
             );
         }

@@ -823,6 +823,12 @@ pub(crate) struct Sent {
 pub(crate) struct FakeMessenger {
     pub(crate) script: Script,
     sent: Mutex<Vec<Sent>>,
+    /// The patient of the in-house offer: when set, the offer is answered on the patient page
+    /// (accepted, unless `decline_in_house`) as soon as it is delivered, as a patient would.
+    pub(crate) patient_page:
+        std::sync::OnceLock<std::sync::Arc<dyn chairside_engine::store::Store>>,
+    /// Leave in-house offers unanswered.
+    pub(crate) quiet_on_in_house: std::sync::atomic::AtomicBool,
 }
 
 impl FakeMessenger {
@@ -864,6 +870,26 @@ impl Messenger for FakeMessenger {
                     .collect(),
             }
         };
+        if matches!(content, MessageContent::InHouseOffer(_))
+            && !self
+                .quiet_on_in_house
+                .load(std::sync::atomic::Ordering::SeqCst)
+            && let Some(store) = self.patient_page.get()
+        {
+            // The patient reads the offer and accepts it on the page.
+            let workflow =
+                chairside_workflow::WorkflowId::new(key.split(':').next().unwrap_or_default());
+            let event = chairside_workflow::Event::InHouseAnswered {
+                accepted: true,
+                wording: "Accept the payment plan (test patient)".into(),
+            };
+            store
+                .queue_patient_answer(&workflow, &event, "patient accepted", chrono::Utc::now())
+                .await
+                .map_err(|e| {
+                    ExternalError::new(financing_core::ErrorKind::TRANSIENT, e.to_string())
+                })?;
+        }
         self.script.leave("send", fault, delivery).await
     }
 }

@@ -152,6 +152,15 @@ pub(super) struct RawPractice {
     pub(super) smtp: Option<RawSmtp>,
     pub(super) reminders: Option<RawReminders>,
     pub(super) policy: Option<RawPolicy>,
+    pub(super) notice: Option<RawNotice>,
+}
+
+/// `[practices.notice]`: the practice's own notice before any lender link, per language.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a [practices.notice] section")]
+pub(super) struct RawNotice {
+    pub(super) en: Option<String>,
+    pub(super) es: Option<String>,
 }
 
 /// `[practices.pms]` with `kind = "dentrix"` (read without its `kind`).

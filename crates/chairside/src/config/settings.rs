@@ -582,7 +582,8 @@ pub struct ReminderSettings {
     pub delays: Vec<Duration>,
     /// After the last reminder, how long to wait before a staff task (default 2d).
     pub give_up_after: Duration,
-    /// Time between lender status polls (default 15m).
+    /// The longest wait between two lender status reads (default 15m). Each lender's client sets
+    /// how fast it is read (seconds while the patient is on the lender's page); this only caps it.
     pub poll_interval: Duration,
 }
 
@@ -618,6 +619,9 @@ pub struct PracticeSettings {
     pub reminders: ReminderSettings,
     /// Counsel-approved policy settings.
     pub policy: PolicySettings,
+    /// The practice's own notice before any lender link (`[practices.notice]`), per language;
+    /// empty for the shipped default of its state (California, New York).
+    pub lender_notice: std::collections::HashMap<financing_core::Language, String>,
 }
 
 impl PracticeSettings {
@@ -640,6 +644,8 @@ impl PracticeSettings {
             reminder_delays: self.reminders.delays.clone(),
             give_up_after: self.reminders.give_up_after,
             poll_interval: self.reminders.poll_interval,
+            // Each lender's own schedule, filled in by the engine from its client.
+            lender_schedules: Vec::new(),
         }
     }
 
