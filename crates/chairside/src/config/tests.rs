@@ -1092,7 +1092,9 @@ fn the_plan_amount_ceiling_is_read_and_checked_at_its_path() {
     let text = MINIMAL.to_owned() + "\n[detection]\nmax_plan = \"1.00\"\n";
     let report = load(&text, &env_with(&[])).expect_err("unknown key");
     assert_eq!(report.paths(), vec!["detection.max_plan"], "{report}");
+}
 
+#[test]
 fn the_shipped_notices_and_lender_disclosures_are_loaded_by_the_built_settings() {
     // Arrange: the minimal configuration, its practice moved to California.
     let text = MINIMAL.replacen("state = \"TX\"", "state = \"CA\"", 1);
