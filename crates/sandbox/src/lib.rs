@@ -122,6 +122,7 @@ mod hub;
 mod lenders;
 mod persona;
 mod pms;
+pub use pms::opendental::ProcTpsAnswer;
 mod record;
 mod server;
 mod sim;
@@ -494,6 +495,96 @@ impl Sandbox {
         self.hub.world.touch_plan(plan)?;
         self.plan_changed(plan);
         Ok(())
+    }
+
+    /// Edits what is financed: procedure `procedure`'s fee becomes `fee`; the modification time
+    /// moves (the feed reports it again).
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`] (also for a procedure the plan does not have).
+    pub fn edit_plan_fee(
+        &self,
+        plan: PlanKey,
+        procedure: usize,
+        fee: financing_core::Money,
+    ) -> Result<(), SandboxError> {
+        self.hub.world.edit_plan_fee(plan, procedure, fee)?;
+        self.plan_changed(plan);
+        Ok(())
+    }
+
+    /// Open Dental serves this plan's `treatplans` row with `field` set to `value` (a malformed
+    /// date, an odd boolean, another plan's number...).
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn od_override_plan(
+        &self,
+        plan: PlanKey,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<(), SandboxError> {
+        let p = self.hub.world.plan(plan).ok_or(SandboxError::UnknownPlan)?;
+        self.hub.opendental.override_plan(&p.pms_id, field, value);
+        Ok(())
+    }
+
+    /// Open Dental serves every `proctps` row of this plan with `field` set to `value`.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn od_override_procedures(
+        &self,
+        plan: PlanKey,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<(), SandboxError> {
+        let p = self.hub.world.plan(plan).ok_or(SandboxError::UnknownPlan)?;
+        self.hub
+            .opendental
+            .override_procedures(&p.pms_id, field, value);
+        Ok(())
+    }
+
+    /// Open Dental answers this plan's `proctps` with `answer` instead of its rows.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn od_answer_procedures(
+        &self,
+        plan: PlanKey,
+        answer: ProcTpsAnswer,
+    ) -> Result<(), SandboxError> {
+        let p = self.hub.world.plan(plan).ok_or(SandboxError::UnknownPlan)?;
+        self.hub.opendental.answer_proctps(&p.pms_id, answer);
+        Ok(())
+    }
+
+    /// Open Dental serves this patient (`GET /patients/{PatNum}`) with `field` set to `value`.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPatient`].
+    pub fn od_override_patient(
+        &self,
+        patient: PatientKey,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<(), SandboxError> {
+        let p = self
+            .hub
+            .world
+            .patient(patient)
+            .ok_or(SandboxError::UnknownPatient)?;
+        self.hub
+            .opendental
+            .override_patient(&p.pms_id, field, value);
+        Ok(())
+    }
+
+    /// Open Dental lists this raw row (a `null`, a row without its key...) in every `treatplans`
+    /// listing that is not filtered by patient.
+    pub fn od_extra_plan_row(&self, row: serde_json::Value) {
+        self.hub.opendental.extra_plan_row(row);
     }
 
     /// The status of a seeded plan.

@@ -610,8 +610,21 @@ impl World {
             http_task,
         } = stack;
         // The install's first poll, before any persona accepts a plan: a fresh install starts
-        // from now (plans accepted before it are only started by `chairside backfill`).
-        runner.poll().await.context("the first poll")?;
+        // from now (plans accepted before it are only started by `chairside backfill`). Repeated
+        // until every practice has its baseline, so injected faults cannot push it past a seed.
+        for _ in 0..200 {
+            runner.poll().await.context("the first poll")?;
+            let baselines = store
+                .detection_health()
+                .await?
+                .iter()
+                .filter(|h| h.baseline_at.is_some())
+                .count();
+            if baselines >= runner.practices().count() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(Self {
             sandbox,
             http_base,
