@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use financing_core::{
     ApplicationHandle, ApplicationRef, Backoff, Decision, ErrorKind, LenderId, LenderLocation,
-    PatientContact, Policy, PolicySettings, PracticeId, SharedProvider, SmsPurpose, Tz,
+    PatientContact, Policy, PolicySettings, PracticeId, SharedProvider, SmsConsent, SmsPurpose, Tz,
 };
 use futures::StreamExt;
 
@@ -529,6 +529,7 @@ impl Runner {
                         kind: ErrorKind::TRANSIENT,
                         reason: format!("store: {e}"),
                     })?;
+                self.record_attestation(rt, &contact).await?;
                 let policy = rt.policy_for(Some(&contact));
                 let facts = PatientFacts {
                     reachable: contact.is_reachable(),
@@ -730,6 +731,40 @@ impl Runner {
         })
     }
 
+    /// Records the practice system's word on SMS consent as the practice's attestation in the
+    /// number's consent history ([`crate::consent::attestation_entry`]).
+    async fn record_attestation(
+        &self,
+        rt: &PracticeRuntime,
+        contact: &PatientContact,
+    ) -> Result<(), Performed> {
+        let Some(phone) = contact.mobile_phone.as_deref() else {
+            return Ok(());
+        };
+        let retry = |e: StoreError| Performed::Retry {
+            kind: ErrorKind::TRANSIENT,
+            reason: format!("consent record: {e}"),
+        };
+        let held = self
+            .store
+            .sms_consent(&rt.profile.id, phone)
+            .await
+            .map_err(retry)?;
+        let now = self.clock.now();
+        if let Some(entry) = crate::consent::attestation_entry(
+            rt.pms.source(),
+            &contact.sms_consent,
+            held.as_ref(),
+            now,
+        ) {
+            self.store
+                .record_sms_consent(&rt.profile.id, phone, &entry, now)
+                .await
+                .map_err(retry)?;
+        }
+        Ok(())
+    }
+
     /// Records a disclosure to a lender in the audit trail (HIPAA §164.312(b), Reg B §1002.9(g)).
     async fn disclosed(&self, state: &WorkflowState, lender: &LenderId, what: &str) {
         let detail = format!("{what} sent to {lender}");
@@ -789,16 +824,21 @@ impl Runner {
                 None => return Ok(Performed::Failed("the summary has no priced plan".into())),
             },
         };
-        let phone = contact.mobile_phone.as_deref();
-        let sms_opted_out = match phone {
-            // The ledger not answering counts as opted out: never text on an unknown.
-            Some(phone) => self
-                .store
-                .sms_opted_out(&rt.profile.id, phone)
-                .await
-                .unwrap_or(true),
-            None => true,
+        // The consent record decides, not what the practice system said on the last read: it
+        // holds the practice's attestation, the patient's own opt-in and any withdrawal.
+        let mut contact = contact;
+        let phone = contact.mobile_phone.clone();
+        let (sms_opted_out, sms_consent) = match phone.as_deref() {
+            Some(phone) => match self.store.sms_consent(&rt.profile.id, phone).await {
+                Ok(Some(record)) => (record.opted_out, record.to_sms_consent()),
+                Ok(None) => (false, SmsConsent::None),
+                // The record not answering counts as opted out: never text on an unknown.
+                Err(_) => (true, SmsConsent::None),
+            },
+            None => (true, SmsConsent::None),
         };
+        contact.sms_consent = sms_consent;
+        let phone = phone.as_deref();
         let facts = DeliveryFacts {
             has_usable_email: is_usable_email(contact.email.as_deref()),
             has_phone: phone.is_some(),

@@ -87,8 +87,10 @@ mod webhook;
 
 pub use connector_transport::RetryPolicy;
 pub use consent::{
-    ConsentAction, ConsentChange, ConsentLedger, ConsentSource, InMemoryConsentLedger,
-    InboundIntent, LedgerError, OptOutState, classify_inbound,
+    ConsentAction, ConsentChange, ConsentEntry, ConsentKind, ConsentLedger, ConsentSource,
+    InMemoryConsentLedger, InboundIntent, LedgerError, OptOutState, PATIENT_PAGE_WORDING,
+    STAFF_IN_PERSON_WORDING, STAFF_INTAKE_FORM_WORDING, Standing, classify_inbound,
+    practice_system_wording, sources, supersedes,
 };
 pub use email::{EmailFrom, EmailSender, SmtpConfig, SmtpSecurity};
 pub use error::{Error, Operation, Result, SmtpFailure};

@@ -1310,3 +1310,53 @@ async fn a_call_repeated_after_a_crash_is_journaled_as_a_second_intent() {
     assert_eq!(epochs.len(), 2, "one intent per call: {epochs:?}");
     assert!(epochs[0] < epochs[1], "{epochs:?}");
 }
+
+#[tokio::test]
+async fn texts_follow_the_consent_record_not_the_practice_systems_last_word() {
+    // Arrange: patient 1's practice system records consent; patient 2's records none.
+    let w = World::new();
+    let _ = w.accept(1, 150_000, 50_000);
+    let silent = PatientContact {
+        sms_consent: financing_core::SmsConsent::None,
+        ..patient(2)
+    };
+    let _ = w.accept_plan(plan(2, 150_000, 50_000), silent);
+    w.carecredit.on_start(Answer::Approve);
+    w.carecredit.on_start(Answer::Approve);
+    let runner = w.runner("runner-1").await;
+
+    // Act
+    w.settle(&runner).await;
+
+    // Assert: the practice's word is on record as its attestation, and texts went out on it.
+    let store = runner.store();
+    let phone = patient(1).mobile_phone.unwrap();
+    let history = store
+        .sms_consent_history(&practice_id(), &phone)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1, "one attestation, not one per read");
+    assert_eq!(history[0].entry.source, "practice_system:fakepms");
+    assert_eq!(history[0].entry.recorded_by, "runner");
+    assert!(history[0].entry.wording.contains("pms"));
+    let consenting = w.messenger.sent_to(&patient(1).id);
+    assert!(!consenting.is_empty());
+    assert!(
+        consenting
+            .iter()
+            .all(|s| s.channels == vec![Channel::Email, Channel::Sms])
+    );
+    // No record, no texts.
+    let silent_sent = w.messenger.sent_to(&patient(2).id);
+    assert!(!silent_sent.is_empty());
+    assert!(
+        silent_sent
+            .iter()
+            .all(|s| s.channels == vec![Channel::Email])
+    );
+    let none = store
+        .sms_consent(&practice_id(), &patient(2).mobile_phone.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+}
