@@ -337,9 +337,9 @@ impl Runner {
                 WorkItem::Inbox { id, event } => (event, Consumed::Inbox(id)),
                 WorkItem::Timer(kind) => (Event::TimerFired { timer: kind }, Consumed::Timer(kind)),
                 WorkItem::Command { command, attempts } => {
-                    let key = state
-                        .id
-                        .idempotency_key(command.action.label(), command.seq);
+                    // A staff retry of an attempt whose outcome is unknown keeps that attempt's
+                    // key (`WorkflowState::key_seq`), so the call reconciles first.
+                    let key = state.command_key(&command);
                     let attempt = self
                         .store
                         .begin_effect(claim, &command, attempts + 1, &key, now)
@@ -387,8 +387,8 @@ impl Runner {
                                         .await?;
                                     continue;
                                 }
-                                None => failure_event(
-                                    &command.action,
+                                None => indeterminate_event(
+                                    &command,
                                     format!("gave up after {attempt} attempts: {reason}"),
                                 ),
                             }
@@ -712,7 +712,7 @@ impl Runner {
                 return self.send_message(rt, state, message, key).await;
             }
             Action::WriteLedgerNote { note } => {
-                let marker = note_marker(state, command.seq);
+                let marker = note_marker(state, state.key_seq(command.seq));
                 let existing = self
                     .timed(rt.pms.find_note(&state.patient_id, &marker))
                     .await
@@ -906,6 +906,27 @@ impl MaxOf for ErrorKind {
             ErrorKind::Transient { .. } => other,
             _ => self,
         }
+    }
+}
+
+/// The event for a step the runner gave up on after retrying: its last outcome was transient or
+/// unknown, so the other side may have acted. Stripe and ledger-note steps become
+/// [`Event::EffectIndeterminate`], whose staff retry reuses the attempt's key and marker; lender
+/// and message steps are reported as for a definite failure (a lender call reuses its partner
+/// reference; a message keeps its own key).
+fn indeterminate_event(command: &Command, reason: String) -> Event {
+    match &command.action {
+        Action::EnsureCustomer
+        | Action::CreateDepositLink { .. }
+        | Action::CreateInstallmentSchedule { .. }
+        | Action::CancelSchedule { .. }
+        | Action::ExpireDepositLink { .. }
+        | Action::WriteLedgerNote { .. } => Event::EffectIndeterminate {
+            action: command.action.clone(),
+            seq: command.seq,
+            reason,
+        },
+        action => failure_event(action, reason),
     }
 }
 
