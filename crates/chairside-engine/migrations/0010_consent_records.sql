@@ -30,3 +30,19 @@ CREATE TRIGGER sms_consent_log_append_only_update BEFORE UPDATE ON sms_consent_l
 BEGIN SELECT RAISE(ABORT, 'the sms_consent_log table is append-only'); END;
 CREATE TRIGGER sms_consent_log_append_only_delete BEFORE DELETE ON sms_consent_log
 BEGIN SELECT RAISE(ABORT, 'the sms_consent_log table is append-only'); END;
+
+-- Each message channel's send, journalled before the send (DESIGN.md: every effect exactly once,
+-- messages included). Keyed by the message's stable key (`{workflow}:send_message:{seq}`) and the
+-- channel. `attempting` rows are sends whose outcome is unknown (a crash, a timeout after the
+-- request left): a text is reconciled by looking it up at Twilio (`body_digest` identifies it);
+-- an email is never resent (at most once: SMTP cannot be asked). No PHI: the digest is a hash.
+CREATE TABLE message_sends (
+    message_key TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    body_digest TEXT,
+    provider_id TEXT,
+    attempt_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    PRIMARY KEY (message_key, channel)
+);

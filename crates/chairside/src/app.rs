@@ -110,7 +110,10 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
         .await
         .with_context(|| format!("opening {}", config.store.path.display()))?;
     store.migrate().await.context("migrating the database")?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = Arc::new(store);
+    // Each message channel's send is journalled before it goes out (at most once per channel).
+    let journal: Arc<dyn chairside_engine::store::DeliveryStore> = store.clone();
+    let store: Arc<dyn Store> = store;
     let http = reqwest::Client::builder()
         .timeout(CALL_TIMEOUT)
         .pool_max_idle_per_host(32)
@@ -249,7 +252,8 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     }
     let messenger = Arc::new(
         PatientMessenger::new(channels, ledger)
-            .map_err(|e| anyhow::anyhow!("message templates: {e}"))?,
+            .map_err(|e| anyhow::anyhow!("message templates: {e}"))?
+            .with_journal(journal),
     );
     let links = config.patient_links();
     let mut runner_config = config.runner_config();

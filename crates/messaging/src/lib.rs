@@ -105,7 +105,7 @@ pub use segments::{
 };
 pub use sms::{
     DEFAULT_BASE_URL, MessageRecord, MessageStatus, OutgoingSms, SentSms, SmsClient,
-    SmsClientBuilder, SmsFrom, SmsOutcome,
+    SmsClientBuilder, SmsFrom, SmsOutcome, body_digest,
 };
 pub use templates::{
     ApplicationLink, ApprovedTerms, DEFAULT_MAX_SEGMENTS, EmailContext, FinancingSummary,

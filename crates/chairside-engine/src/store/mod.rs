@@ -21,6 +21,7 @@
 //! and every write made on behalf of a claimed workflow checks the claim's fencing epoch.
 
 pub mod crypto;
+mod delivery;
 mod inbound;
 pub mod links;
 pub mod logins;
@@ -36,6 +37,7 @@ use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 use serde::Serialize;
 
+pub use delivery::{DeliveryStore, SendRecord};
 pub use inbound::InboundStore;
 pub use links::LinkStore;
 pub use logins::LoginStore;
