@@ -351,6 +351,20 @@ async fn crash_run(seed: u64, faults: bool) -> Outcome {
             .filter(|(_, n)| *n > 1)
             .map(|((s, i), n)| format!("installment {i} of {s} charged {n} times")),
     );
+    // Messages: every message has a stable key and each email a Message-ID derived from it, so
+    // an email sent twice (a resend after a kill mid-send) shows as a Message-ID seen twice.
+    let mut per_id: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for email in sandbox.smtp().messages() {
+        if let Some(id) = email.message_id {
+            *per_id.entry(id).or_default() += 1;
+        }
+    }
+    problems.extend(
+        per_id
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, n)| format!("email {id} delivered {n} times")),
+    );
     if !wrong.is_empty() || !problems.is_empty() {
         eprintln!(
             "chairside log:\n{}",
