@@ -2,6 +2,7 @@
 //! file per role implements that role's trait; the helpers they share live here.
 
 mod delivery;
+mod detection;
 mod inbound;
 mod links;
 mod logins;
