@@ -6,6 +6,7 @@
 //! - [`ports`]: what the engine needs of a practice system, Stripe and messaging; [`adapters`]
 //!   implement them over the connector crates.
 //! - [`staff`]: staff decisions (retry, cancel, ...), each checked and recorded in one transaction.
+//! - [`consent`]: a practice system's SMS consent field as the practice's attestation.
 //! - [`clock`], [`links`] (signed patient page links), [`note`] (ledger note text).
 //! - [`engine`]: [`EngineBuilder`] puts them together for an embedder (store, practices, plug-in
 //!   lenders, clock) and checks that every lender a waterfall names is provided.
@@ -15,6 +16,7 @@
 
 pub mod adapters;
 pub mod clock;
+pub mod consent;
 pub mod detect;
 pub mod engine;
 pub mod links;

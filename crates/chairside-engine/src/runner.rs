@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use financing_core::{
     ApplicationHandle, ApplicationRef, Backoff, Decision, ErrorKind, LenderId, LenderLocation,
-    PatientContact, Policy, PolicySettings, PracticeId, SharedProvider, SmsPurpose, Tz,
+    PatientContact, Policy, PolicySettings, PracticeId, SharedProvider, SmsConsent, SmsPurpose, Tz,
 };
 use futures::StreamExt;
 
@@ -281,9 +281,9 @@ impl Runner {
                 WorkItem::Inbox { id, event } => (event, Consumed::Inbox(id)),
                 WorkItem::Timer(kind) => (Event::TimerFired { timer: kind }, Consumed::Timer(kind)),
                 WorkItem::Command { command, attempts } => {
-                    let key = state
-                        .id
-                        .idempotency_key(command.action.label(), command.seq);
+                    // A staff retry of an attempt whose outcome is unknown keeps that attempt's
+                    // key (`WorkflowState::key_seq`), so the call reconciles first.
+                    let key = state.command_key(&command);
                     let attempt = self
                         .store
                         .begin_effect(claim, &command, attempts + 1, &key, now)
@@ -331,8 +331,8 @@ impl Runner {
                                         .await?;
                                     continue;
                                 }
-                                None => failure_event(
-                                    &command.action,
+                                None => indeterminate_event(
+                                    &command,
                                     format!("gave up after {attempt} attempts: {reason}"),
                                 ),
                             }
@@ -496,6 +496,7 @@ impl Runner {
                         kind: ErrorKind::TRANSIENT,
                         reason: format!("store: {e}"),
                     })?;
+                self.record_attestation(rt, &contact).await?;
                 let policy = rt.policy_for(Some(&contact));
                 let facts = PatientFacts {
                     reachable: contact.is_reachable(),
@@ -679,7 +680,7 @@ impl Runner {
                 return self.send_message(rt, state, message, key).await;
             }
             Action::WriteLedgerNote { note } => {
-                let marker = note_marker(state, command.seq);
+                let marker = note_marker(state, state.key_seq(command.seq));
                 let existing = self
                     .timed(rt.pms.find_note(&state.patient_id, &marker))
                     .await
@@ -696,6 +697,40 @@ impl Runner {
                 })
             }
         })
+    }
+
+    /// Records the practice system's word on SMS consent as the practice's attestation in the
+    /// number's consent history ([`crate::consent::attestation_entry`]).
+    async fn record_attestation(
+        &self,
+        rt: &PracticeRuntime,
+        contact: &PatientContact,
+    ) -> Result<(), Performed> {
+        let Some(phone) = contact.mobile_phone.as_deref() else {
+            return Ok(());
+        };
+        let retry = |e: StoreError| Performed::Retry {
+            kind: ErrorKind::TRANSIENT,
+            reason: format!("consent record: {e}"),
+        };
+        let held = self
+            .store
+            .sms_consent(&rt.profile.id, phone)
+            .await
+            .map_err(retry)?;
+        let now = self.clock.now();
+        if let Some(entry) = crate::consent::attestation_entry(
+            rt.pms.source(),
+            &contact.sms_consent,
+            held.as_ref(),
+            now,
+        ) {
+            self.store
+                .record_sms_consent(&rt.profile.id, phone, &entry, now)
+                .await
+                .map_err(retry)?;
+        }
+        Ok(())
     }
 
     /// Records a disclosure to a lender in the audit trail (HIPAA §164.312(b), Reg B §1002.9(g)).
@@ -768,16 +803,21 @@ impl Runner {
                 }
             }
         };
-        let phone = contact.mobile_phone.as_deref();
-        let sms_opted_out = match phone {
-            // The ledger not answering counts as opted out: never text on an unknown.
-            Some(phone) => self
-                .store
-                .sms_opted_out(&rt.profile.id, phone)
-                .await
-                .unwrap_or(true),
-            None => true,
+        // The consent record decides, not what the practice system said on the last read: it
+        // holds the practice's attestation, the patient's own opt-in and any withdrawal.
+        let mut contact = contact;
+        let phone = contact.mobile_phone.clone();
+        let (sms_opted_out, sms_consent) = match phone.as_deref() {
+            Some(phone) => match self.store.sms_consent(&rt.profile.id, phone).await {
+                Ok(Some(record)) => (record.opted_out, record.to_sms_consent()),
+                Ok(None) => (false, SmsConsent::None),
+                // The record not answering counts as opted out: never text on an unknown.
+                Err(_) => (true, SmsConsent::None),
+            },
+            None => (true, SmsConsent::None),
         };
+        contact.sms_consent = sms_consent;
+        let phone = phone.as_deref();
         let facts = DeliveryFacts {
             has_usable_email: is_usable_email(contact.email.as_deref()),
             has_phone: phone.is_some(),
@@ -845,6 +885,27 @@ impl MaxOf for ErrorKind {
             ErrorKind::Transient { .. } => other,
             _ => self,
         }
+    }
+}
+
+/// The event for a step the runner gave up on after retrying: its last outcome was transient or
+/// unknown, so the other side may have acted. Stripe and ledger-note steps become
+/// [`Event::EffectIndeterminate`], whose staff retry reuses the attempt's key and marker; lender
+/// and message steps are reported as for a definite failure (a lender call reuses its partner
+/// reference; a message keeps its own key).
+fn indeterminate_event(command: &Command, reason: String) -> Event {
+    match &command.action {
+        Action::EnsureCustomer
+        | Action::CreateDepositLink { .. }
+        | Action::CreateInstallmentSchedule { .. }
+        | Action::CancelSchedule { .. }
+        | Action::ExpireDepositLink { .. }
+        | Action::WriteLedgerNote { .. } => Event::EffectIndeterminate {
+            action: command.action.clone(),
+            seq: command.seq,
+            reason,
+        },
+        action => failure_event(action, reason),
     }
 }
 

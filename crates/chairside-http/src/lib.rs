@@ -32,6 +32,7 @@
 //! ```
 
 mod config;
+mod consent;
 mod metrics;
 pub mod notices;
 mod ops;
@@ -178,6 +179,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/p/{token}/accept", post(patient::accept_in_house))
         .route("/p/{token}/decline", post(patient::decline_in_house))
         .route("/p/{token}/renew", post(patient::renew))
+        .route(
+            "/p/{token}/texts",
+            get(consent::opt_in_form).post(consent::opt_in),
+        )
         .route("/r/{reference}", get(patient::lender_return))
         .route("/paid", get(patient::paid))
         .route("/staff", get(staff::dashboard))
@@ -185,6 +190,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/staff/logout", post(staff::logout))
         .route("/staff/workflows/{id}", get(staff::workflow))
         .route("/staff/workflows/{id}/actions", post(staff::act))
+        .route(
+            "/staff/workflows/{id}/sms-consent",
+            post(consent::staff_record),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -35,6 +35,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "staff_workflow.html",
         include_str!("templates/staff_workflow.html"),
     ),
+    (
+        "texts_opt_in.html",
+        include_str!("templates/texts_opt_in.html"),
+    ),
 ];
 
 /// The template environment. Names end in `.html`, so every value is HTML-escaped.

@@ -238,11 +238,11 @@ struct Offer {
 }
 
 /// A verified token's workflow, its practice and the patient's language.
-struct Resolved {
-    row: WorkflowRow,
+pub(crate) struct Resolved {
+    pub(crate) row: WorkflowRow,
     site: Option<PracticeSite>,
-    lang: Language,
-    base: String,
+    pub(crate) lang: Language,
+    pub(crate) base: String,
 }
 
 /// The application's root path, with a trailing `/`.
@@ -284,7 +284,7 @@ async fn current(
         })
 }
 
-async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, Response> {
+pub(crate) async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, Response> {
     let Ok(verified) = verify_patient_token(token, &state.config.patient_token_key, state.now())
     else {
         return Err(link_invalid(state, token));

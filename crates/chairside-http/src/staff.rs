@@ -50,9 +50,9 @@ const DAY_LIMIT: u32 = 1000;
 /// A signed-in staff member.
 #[derive(Clone)]
 pub(crate) struct Session {
-    username: String,
-    practice: PracticeId,
-    csrf: String,
+    pub(crate) username: String,
+    pub(crate) practice: PracticeId,
+    pub(crate) csrf: String,
     expires_at: DateTime<Utc>,
 }
 
@@ -120,7 +120,7 @@ fn random_token() -> String {
     B64.encode(bytes)
 }
 
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
@@ -147,7 +147,7 @@ fn set_cookie(state: &HttpState, name: &str, value: &str, path: &str, max_age: i
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn session(state: &HttpState, headers: &HeaderMap) -> Option<(String, Session)> {
+pub(crate) fn session(state: &HttpState, headers: &HeaderMap) -> Option<(String, Session)> {
     let token = cookie(headers, SESSION_COOKIE)?;
     state
         .sessions
@@ -155,7 +155,7 @@ fn session(state: &HttpState, headers: &HeaderMap) -> Option<(String, Session)> 
         .map(|s| (token.to_owned(), s))
 }
 
-fn to_login(state: &HttpState) -> Response {
+pub(crate) fn to_login(state: &HttpState) -> Response {
     see_other(&format!("{}staff/login", root(state)))
 }
 
@@ -163,11 +163,11 @@ fn to_dashboard(state: &HttpState) -> Response {
     see_other(&format!("{}staff", root(state)))
 }
 
-fn forbidden(state: &HttpState) -> Response {
+pub(crate) fn forbidden(state: &HttpState) -> Response {
     state.pages.error(StatusCode::FORBIDDEN, "en")
 }
 
-fn not_found(state: &HttpState) -> Response {
+pub(crate) fn not_found(state: &HttpState) -> Response {
     state.pages.error(StatusCode::NOT_FOUND, "en")
 }
 
@@ -183,7 +183,7 @@ async fn set_aside(state: &HttpState, s: &Session, id: &str) -> Response {
     }
 }
 
-fn server_error(state: &HttpState, e: &chairside_engine::store::StoreError) -> Response {
+pub(crate) fn server_error(state: &HttpState, e: &chairside_engine::store::StoreError) -> Response {
     tracing::error!(error = %e, "staff dashboard: store failed");
     state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en")
 }
@@ -1016,7 +1016,7 @@ async fn task_line(
 }
 
 /// The workflow if it exists and belongs to the session's practice.
-async fn own_workflow(
+pub(crate) async fn own_workflow(
     state: &HttpState,
     s: &Session,
     id: &str,

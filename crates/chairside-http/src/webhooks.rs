@@ -714,14 +714,25 @@ async fn twilio_inbound(state: &HttpState, form: &VerifiedForm) -> Response {
     // redelivery applies it again (idempotent). An opt-in is applied only on a fresh delivery, so
     // a late duplicate never undoes a later STOP.
     if intent.revokes_consent() {
-        let source = if intent == InboundIntent::Refusal {
-            "sms:refusal"
+        // The record says what was received, never the free text itself (it may carry PHI).
+        let entry = if intent == InboundIntent::Refusal {
+            messaging::ConsentEntry::withdrawal(
+                messaging::sources::SMS_REFUSAL,
+                "a reply refusing texts",
+                "webhook:twilio",
+                now,
+            )
         } else {
-            "sms:stop"
+            messaging::ConsentEntry::withdrawal(
+                messaging::sources::SMS_STOP,
+                "an opt-out keyword (STOP or a synonym)",
+                "webhook:twilio",
+                now,
+            )
         };
         if let Err(e) = state
             .store
-            .set_sms_opt_out(&site.id, msg.from.as_e164(), true, source, now)
+            .record_sms_consent(&site.id, msg.from.as_e164(), &entry, now)
             .await
         {
             return store_failed(TWILIO, &e);
@@ -743,7 +754,18 @@ async fn twilio_inbound(state: &HttpState, form: &VerifiedForm) -> Response {
         InboundIntent::OptIn => {
             if let Err(e) = state
                 .store
-                .set_sms_opt_out(&site.id, msg.from.as_e164(), false, "sms:start", now)
+                .record_sms_consent(
+                    &site.id,
+                    msg.from.as_e164(),
+                    &messaging::ConsentEntry::grant(
+                        messaging::ConsentKind::Informational,
+                        messaging::sources::SMS_START,
+                        "an opt-in keyword (START, UNSTOP or YES) after an opt-out",
+                        "webhook:twilio",
+                        now,
+                    ),
+                    now,
+                )
                 .await
             {
                 return store_failed(TWILIO, &e);

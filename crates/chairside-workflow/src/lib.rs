@@ -527,6 +527,18 @@ pub enum Event {
         /// Why, without PHI.
         reason: String,
     },
+    /// The runner gave up on an effect whose outcome is unknown: a timeout or a lost response
+    /// after the other side may have acted. A staff retry repeats it under the same idempotency
+    /// key and note marker, so that it reconciles with what may have happened instead of doing
+    /// it twice.
+    EffectIndeterminate {
+        /// The action that may or may not have happened.
+        action: Action,
+        /// The sequence number of the command that was performed.
+        seq: u64,
+        /// Why, without PHI.
+        reason: String,
+    },
     /// The patient answered the in-house plan offer on the patient page.
     InHouseAnswered {
         /// True when the patient accepted the plan, false when they declined it.
@@ -558,6 +570,7 @@ impl Event {
             Self::PlanWithdrawn { .. } => "plan_withdrawn",
             Self::Staff { .. } => "staff",
             Self::EffectFailed { .. } => "effect_failed",
+            Self::EffectIndeterminate { .. } => "effect_indeterminate",
             Self::InHouseAnswered { .. } => "in_house_answered",
         }
     }
@@ -809,6 +822,14 @@ pub struct WorkflowState {
     pub ledger_written_at: Option<DateTime<Utc>>,
     /// Next command sequence number.
     pub next_seq: u64,
+    /// The key sequence of the failed action when its failure was indeterminate: a staff retry
+    /// reuses it ([`WorkflowState::key_seq`]). `None` when the failure was definite (a fresh key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_key_seq: Option<u64>,
+    /// Commands that repeat an earlier attempt whose outcome is unknown, by sequence number: the
+    /// sequence number their idempotency key and note marker derive from.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub key_seqs: std::collections::BTreeMap<u64, u64>,
 }
 
 impl WorkflowState {
@@ -833,7 +854,22 @@ impl WorkflowState {
             in_house_acceptance: None,
             ledger_written_at: None,
             next_seq: 1,
+            failed_key_seq: None,
+            key_seqs: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// The sequence number command `seq`'s idempotency key and note marker derive from: its own,
+    /// or, for a staff retry of an attempt whose outcome is unknown, that attempt's (DESIGN.md:
+    /// "a retry after an indeterminate failure reconciles under the same key first").
+    pub fn key_seq(&self, seq: u64) -> u64 {
+        self.key_seqs.get(&seq).copied().unwrap_or(seq)
+    }
+
+    /// The idempotency key of command `command`: `{workflow}:{action}:{key_seq}`.
+    pub fn command_key(&self, command: &Command) -> String {
+        self.id
+            .idempotency_key(command.action.label(), self.key_seq(command.seq))
     }
 
     /// The first command of a new workflow.

@@ -214,7 +214,20 @@ pub fn apply(
         Event::Payment(fact) => payment_fact(&mut cx, fact),
         Event::PlanWithdrawn { reason } => withdraw(&mut cx, &reason),
         Event::Staff { action } => staff(&mut cx, action),
-        Event::EffectFailed { action, reason } => effect_failed(&mut cx, action, &reason),
+        Event::EffectFailed { action, reason } => effect_failed(&mut cx, action, &reason, None),
+        Event::EffectIndeterminate {
+            action,
+            seq,
+            reason,
+        } => {
+            let key_seq = cx.state.key_seq(seq);
+            effect_failed(
+                &mut cx,
+                action,
+                &format!("{reason} (outcome unknown; a retry reconciles first)"),
+                Some(key_seq),
+            );
+        }
         Event::InHouseAnswered { accepted, wording } => {
             in_house_answered(&mut cx, accepted, wording)
         }
@@ -491,7 +504,7 @@ fn application_opened(
     schedule_reminder(cx, 0);
 }
 
-fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
+fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option<u64>) {
     if cx.state.status == Status::WaitingOnStaff && cx.state.failed_action.as_ref() == Some(&action)
     {
         // The same failure reported twice: staff already have the task and the note.
@@ -521,6 +534,7 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
     }
     let note_failed = matches!(action, Action::WriteLedgerNote { .. });
     cx.state.failed_action = Some(action);
+    cx.state.failed_key_seq = key_seq;
     if note_failed {
         // The ledger itself is unreachable: open the task and stop, or the note would fail again.
         let task = StaffTask {
@@ -1062,13 +1076,21 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             cx.state.staff_task = None;
             cx.state.status = Status::Active;
             cx.audit("retried by staff");
+            let reuse = cx.state.failed_key_seq.take();
             if resume_held_lender(cx) {
                 return;
             }
             match (kind, cx.state.failed_action.take()) {
                 (Some(TaskKind::SystemError), Some(action)) => {
                     restore_stage_for(cx, &action);
+                    let seq = cx.state.next_seq;
                     cx.command(action);
+                    if let Some(key_seq) = reuse {
+                        // The earlier attempt may have succeeded: repeat it under its key and
+                        // marker, so the call reconciles instead of acting twice.
+                        cx.state.key_seqs.insert(seq, key_seq);
+                        cx.audit(format!("retried under the key of attempt {key_seq}"));
+                    }
                 }
                 _ => {
                     // Bad data, an unreachable patient, a quiet patient: start again from the plan.

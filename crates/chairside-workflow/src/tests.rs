@@ -753,6 +753,70 @@ fn a_failed_stripe_call_goes_to_staff_and_a_retry_repeats_it() {
 }
 
 #[test]
+fn a_staff_retry_keeps_the_key_after_an_unknown_outcome_and_takes_a_fresh_one_after_a_refusal() {
+    let deposit = Action::CreateDepositLink {
+        amount: Money::usd(20_000),
+    };
+    let to_staff = |run: &mut Run, event: Event| {
+        run.on(event);
+        run.on(Event::NoteWritten {
+            note: NoteKind::Outcome,
+            at: t0(),
+        });
+        assert_eq!(run.state.status, Status::WaitingOnStaff);
+        let t = run.on(Event::Staff {
+            action: StaffAction::Retry,
+        });
+        assert_eq!(actions(&t), vec![&deposit]);
+        t.commands[0].clone()
+    };
+    let mut run = Run::new(config(2_000, false, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(approved("carecredit", 80_000));
+    run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+
+    // The call timed out at attempt seq 7: the retry (a new seq) derives its key from 7.
+    let retried = to_staff(
+        &mut run,
+        Event::EffectIndeterminate {
+            action: deposit.clone(),
+            seq: 7,
+            reason: "timed out".into(),
+        },
+    );
+    assert_ne!(retried.seq, 7);
+    assert_eq!(run.state.key_seq(retried.seq), 7);
+    assert_eq!(
+        run.state.command_key(&retried),
+        run.state.id.idempotency_key("create_deposit_link", 7)
+    );
+
+    // It timed out again: still the first attempt's key.
+    let again = to_staff(
+        &mut run,
+        Event::EffectIndeterminate {
+            action: deposit.clone(),
+            seq: retried.seq,
+            reason: "timed out".into(),
+        },
+    );
+    assert_eq!(run.state.key_seq(again.seq), 7);
+
+    // Then Stripe refused it: nothing was created, so the next retry asks under a fresh key.
+    let fresh = to_staff(
+        &mut run,
+        Event::EffectFailed {
+            action: deposit.clone(),
+            reason: "HTTP 400".into(),
+        },
+    );
+    assert_eq!(run.state.key_seq(fresh.seq), fresh.seq);
+}
+
+#[test]
 fn an_unwritable_ledger_stops_at_a_task_instead_of_looping() {
     let mut run = Run::new(config(0, false, PartialApprovalRule::StopForStaff));
     run.on(loaded(50_000, 50_000));

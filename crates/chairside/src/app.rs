@@ -114,7 +114,10 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
         .await
         .with_context(|| format!("opening {}", config.store.path.display()))?;
     store.migrate().await.context("migrating the database")?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = Arc::new(store);
+    // Each message channel's send is journalled before it goes out (at most once per channel).
+    let journal: Arc<dyn chairside_engine::store::DeliveryStore> = store.clone();
+    let store: Arc<dyn Store> = store;
     let http = reqwest::Client::builder()
         .timeout(CALL_TIMEOUT)
         .pool_max_idle_per_host(32)
@@ -250,7 +253,8 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     }
     let messenger = Arc::new(
         PatientMessenger::new(channels, ledger)
-            .map_err(|e| anyhow::anyhow!("message templates: {e}"))?,
+            .map_err(|e| anyhow::anyhow!("message templates: {e}"))?
+            .with_journal(journal),
     );
     let links = config.patient_links();
     let mut runner_config = config.runner_config();
@@ -327,6 +331,10 @@ async fn shutdown_signal() {
     }
 }
 
+/// How long a stop waits for the steps in flight to finish before abandoning them (kept below
+/// the usual 30 s a supervisor waits between SIGTERM and SIGKILL).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
+
 /// Runs the service until it is told to stop. Returns the process exit code.
 ///
 /// Work survives any stop, graceful or not: every step is committed before the next begins, and a
@@ -353,9 +361,12 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     let runner = service.runner.clone();
     let poll_every = config.runner.poll_interval;
     let poll_now = service.poll_now.clone();
+    // Set on SIGTERM / Ctrl-C: the loop claims nothing new and ends after the round in flight.
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_flag = stopping.clone();
     let work = async move {
         let mut next_poll = tokio::time::Instant::now();
-        loop {
+        while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
             if tokio::time::Instant::now() >= next_poll {
                 if let Err(e) = runner.poll().await {
                     tracing::error!(error = %e, "poll failed");
@@ -377,9 +388,25 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
             }
         }
     };
+    let mut work = tokio::spawn(work);
     tokio::select! {
-        () = work => {}
-        () = shutdown_signal() => tracing::info!("stopping: the current step is committed; the rest resumes on the next start"),
+        _ = &mut work => {}
+        () = shutdown_signal() => {
+            // Graceful stop with a bounded drain: the steps in flight finish and commit; a step
+            // still running after SHUTDOWN_DRAIN is abandoned. Abandoning is safe: its intent is
+            // journalled, its claim's lease lets another instance (or the next start) repeat it
+            // under the same idempotency key, and a message channel whose outcome is unknown is
+            // reconciled (a text) or not resent (an email).
+            stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(drain_secs = SHUTDOWN_DRAIN.as_secs(), "stopping: finishing the steps in flight");
+            match tokio::time::timeout(SHUTDOWN_DRAIN, &mut work).await {
+                Ok(_) => tracing::info!("stopped: every step in flight committed"),
+                Err(_) => {
+                    work.abort();
+                    tracing::warn!("stopped: steps still in flight were abandoned; they are repeated under the same keys once their lease expires");
+                }
+            }
+        }
     }
     server.abort();
     Ok(0)

@@ -22,6 +22,7 @@
 //! and every write made on behalf of a claimed workflow checks the claim's fencing epoch.
 
 pub mod crypto;
+mod delivery;
 pub mod detection;
 mod inbound;
 pub mod links;
@@ -38,6 +39,7 @@ use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 use serde::Serialize;
 
+pub use delivery::{DeliveryStore, SendRecord};
 pub use detection::DetectionStore;
 pub use inbound::InboundStore;
 pub use links::LinkStore;
@@ -219,15 +221,53 @@ pub struct AuditRow {
     pub detail: String,
 }
 
-/// The latest SMS consent change for one number.
+/// A number's current SMS consent standing: the record that decides, folded from its history by
+/// [`messaging::supersedes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SmsConsentRecord {
-    /// True after an opt-out.
+    /// True after a withdrawal (STOP, carrier, staff) that nothing has overridden.
     pub opted_out: bool,
     /// When the change happened.
     pub at: DateTime<Utc>,
-    /// Where it came from (`inbound_keyword`, `staff`, ...).
+    /// Where it came from ([`messaging::sources`]; older rows: `inbound_keyword`, `staff`, ...).
     pub source: String,
+    /// What is granted; `None` when withdrawn or never granted.
+    pub consent: Option<messaging::ConsentKind>,
+    /// The exact wording the patient saw (empty for rows from before consent records).
+    pub wording: String,
+    /// Who recorded it (empty for rows from before consent records).
+    pub recorded_by: String,
+}
+
+impl SmsConsentRecord {
+    /// The consent the compliance policy judges a text against.
+    pub fn to_sms_consent(&self) -> financing_core::SmsConsent {
+        use financing_core::SmsConsent;
+        match (self.opted_out, self.consent) {
+            (true, _) => SmsConsent::Revoked { at: self.at },
+            (false, Some(messaging::ConsentKind::Informational)) => SmsConsent::Informational {
+                at: self.at,
+                source: self.source.clone(),
+            },
+            (false, Some(messaging::ConsentKind::Written)) => SmsConsent::Written {
+                at: self.at,
+                source: self.source.clone(),
+            },
+            (false, None) => SmsConsent::None,
+        }
+    }
+}
+
+/// One entry of a number's consent history, as recorded (append-only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmsConsentLogRow {
+    /// What was recorded.
+    pub entry: messaging::ConsentEntry,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+    /// Whether it became the number's standing when recorded (an attestation after a withdrawal
+    /// does not).
+    pub effective: bool,
 }
 
 /// Counts that the benchmark and the metrics read.

@@ -58,6 +58,8 @@ pub(crate) enum Fault {
     FailAfterApplying(ErrorKind),
     /// Does the work, then never answers until the gate opens (a process that dies mid-call).
     HangAfterApplying,
+    /// Answers normally (to script a fault for a later call).
+    Pass,
 }
 
 /// Lets a test see that a call is hanging, and let it go.

@@ -9,6 +9,7 @@ mod engine;
 mod fakes;
 mod harness;
 mod links;
+mod messages;
 mod phi;
 mod quarantine;
 mod runner;

@@ -1478,3 +1478,161 @@ async fn a_call_repeated_after_a_crash_is_journaled_as_a_second_intent() {
     assert_eq!(epochs.len(), 2, "one intent per call: {epochs:?}");
     assert!(epochs[0] < epochs[1], "{epochs:?}");
 }
+
+#[tokio::test]
+async fn texts_follow_the_consent_record_not_the_practice_systems_last_word() {
+    // Arrange: patient 1's practice system records consent; patient 2's records none.
+    let w = World::new();
+    let _ = w.accept(1, 150_000, 50_000);
+    let silent = PatientContact {
+        sms_consent: financing_core::SmsConsent::None,
+        ..patient(2)
+    };
+    let _ = w.accept_plan(plan(2, 150_000, 50_000), silent);
+    w.carecredit.on_start(Answer::Approve);
+    w.carecredit.on_start(Answer::Approve);
+    let runner = w.runner("runner-1").await;
+
+    // Act
+    w.settle(&runner).await;
+
+    // Assert: the practice's word is on record as its attestation, and texts went out on it.
+    let store = runner.store();
+    let phone = patient(1).mobile_phone.unwrap();
+    let history = store
+        .sms_consent_history(&practice_id(), &phone)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1, "one attestation, not one per read");
+    assert_eq!(history[0].entry.source, "practice_system:fakepms");
+    assert_eq!(history[0].entry.recorded_by, "runner");
+    assert!(history[0].entry.wording.contains("pms"));
+    let consenting = w.messenger.sent_to(&patient(1).id);
+    assert!(!consenting.is_empty());
+    assert!(
+        consenting
+            .iter()
+            .all(|s| s.channels == vec![Channel::Email, Channel::Sms])
+    );
+    // No record, no texts.
+    let silent_sent = w.messenger.sent_to(&patient(2).id);
+    assert!(!silent_sent.is_empty());
+    assert!(
+        silent_sent
+            .iter()
+            .all(|s| s.channels == vec![Channel::Email])
+    );
+    let none = store
+        .sms_consent(&practice_id(), &patient(2).mobile_phone.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+}
+
+/// Queues a staff Retry for `id`, as the dashboard does.
+async fn staff_retry(w: &World, runner: &chairside_engine::runner::Runner, id: &WorkflowId) {
+    runner
+        .store()
+        .enqueue(
+            id,
+            "staff:test",
+            &Event::Staff {
+                action: StaffAction::Retry,
+            },
+            w.clock.now_utc(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_staff_retry_of_a_failed_step_that_in_fact_succeeded_does_not_do_it_twice() {
+    // Arrange: every attempt at the deposit link creates it at Stripe and then loses the answer,
+    // until the runner gives up and hands the step to staff.
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_start(Answer::Approve);
+    w.stripe.script.fault(
+        "create_deposit_link",
+        Fault::FailAfterApplying(ErrorKind::Indeterminate),
+        5,
+    );
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+    let waiting = w.row(&runner, &id).await.state;
+    assert_eq!(waiting.status, Status::WaitingOnStaff);
+    let keys_before = w.stripe.script.calls("create_deposit_link");
+    assert_eq!(keys_before.len(), 5);
+    assert!(keys_before.iter().all(|k| k == &keys_before[0]));
+
+    // Act
+    staff_retry(&w, &runner, &id).await;
+    w.settle(&runner).await;
+
+    // Assert: the retry reused the key, so Stripe answered with the session it had made.
+    let state = w.row(&runner, &id).await.state;
+    assert_eq!(state.status, Status::Done);
+    let keys = w.stripe.script.calls("create_deposit_link");
+    assert_eq!(keys.len(), 6);
+    assert_eq!(keys[5], keys_before[0], "the staff retry kept the key");
+    assert_eq!(w.stripe.sessions_for(&id).len(), 1, "one deposit link");
+}
+
+#[tokio::test]
+async fn a_staff_retry_after_a_definite_failure_uses_a_fresh_key() {
+    // Arrange: Stripe refused the call (nothing was created).
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_start(Answer::Approve);
+    w.stripe
+        .script
+        .fail("create_deposit_link", ErrorKind::Permanent, 1);
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+
+    // Act
+    staff_retry(&w, &runner, &id).await;
+    w.settle(&runner).await;
+
+    // Assert: a replay of the same key would replay the refusal; a fresh one is asked.
+    let keys = w.stripe.script.calls("create_deposit_link");
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(w.stripe.sessions_for(&id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_staff_retry_of_a_ledger_note_that_was_in_fact_written_finds_it_by_its_marker() {
+    // Arrange: the outcome note is written but the answer is lost; every later marker lookup
+    // times out until the runner gives up and hands the step to staff.
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_start(Answer::Approve);
+    w.pms.script.fault(
+        "write_note",
+        Fault::FailAfterApplying(ErrorKind::Indeterminate),
+        1,
+    );
+    w.pms.script.fault("find_note", Fault::Pass, 1);
+    w.pms
+        .script
+        .fault("find_note", Fault::Fail(ErrorKind::Indeterminate), 4);
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+    assert_eq!(
+        w.row(&runner, &id).await.state.status,
+        Status::WaitingOnStaff
+    );
+    assert_eq!(w.pms.notes_for(&id).len(), 1, "written once, answer lost");
+
+    // Act
+    staff_retry(&w, &runner, &id).await;
+    w.settle(&runner).await;
+
+    // Assert: the retry looked for the same marker, found the note and wrote none.
+    assert_eq!(w.row(&runner, &id).await.state.status, Status::Done);
+    let markers = w.pms.script.calls("find_note");
+    assert!(markers.iter().all(|m| m == &markers[0]), "{markers:?}");
+    assert_eq!(w.pms.script.count("write_note"), 1);
+    assert_eq!(w.pms.notes_for(&id).len(), 1, "one outcome note");
+}
