@@ -390,6 +390,18 @@ pub enum PaymentFact {
     },
     /// The schedule ran to its end.
     ScheduleCompleted,
+    /// A Checkout Session was paid (`checkout.session.completed`, paid): when it is the deposit's,
+    /// the deposit is paid. Reported beside the `Paid` fact, which carries the money.
+    CheckoutCompleted {
+        /// `cs_…`.
+        session_id: String,
+    },
+    /// A Checkout Session expired unpaid (`checkout.session.expired`, 24 h by default): its link
+    /// no longer works; the patient page issues a fresh one when the patient clicks.
+    CheckoutExpired {
+        /// `cs_…`.
+        session_id: String,
+    },
 }
 
 /// What staff decided on a task.
@@ -518,6 +530,8 @@ pub enum Event {
         /// Why, without PHI.
         reason: String,
     },
+    /// The patient clicked "pay the deposit" after its Checkout Session expired: issue a fresh one.
+    DepositLinkRequested,
     /// The patient answered the in-house plan offer on the patient page.
     InHouseAnswered {
         /// True when the patient accepted the plan, false when they declined it.
@@ -550,6 +564,7 @@ impl Event {
             Self::Staff { .. } => "staff",
             Self::EffectFailed { .. } => "effect_failed",
             Self::InHouseAnswered { .. } => "in_house_answered",
+            Self::DepositLinkRequested => "deposit_link_requested",
         }
     }
 }
@@ -693,6 +708,15 @@ pub struct StripeRecord {
     pub payments_noted: Vec<String>,
     /// Stripe ids of failures already handled (each once).
     pub failures_handled: Vec<String>,
+    /// The deposit's Checkout Session was paid.
+    #[serde(default)]
+    pub deposit_paid: bool,
+    /// Deposit Checkout Sessions that expired unpaid, oldest first.
+    #[serde(default)]
+    pub expired_sessions: Vec<String>,
+    /// A fresh deposit Checkout Session is being created (the patient asked after an expiry).
+    #[serde(default)]
+    pub reissuing_deposit_link: bool,
 }
 
 /// The patient's acceptance of the in-house plan, as recorded from the patient page.

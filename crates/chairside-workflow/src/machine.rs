@@ -151,7 +151,20 @@ pub fn apply(
             }
         }
         Event::DepositLinkCreated { session_id, url } => {
-            if cx.state.stage == Stage::Payments(PaymentStep::DepositLink)
+            if cx.state.stripe.reissuing_deposit_link
+                && cx.state.stripe.checkout_session_id.is_none()
+                && cx.state.status != Status::Cancelled
+            {
+                // A fresh link after an expiry: the workflow's stage is not touched.
+                cx.state.stripe.reissuing_deposit_link = false;
+                cx.state.stripe.checkout_session_id = Some(session_id);
+                cx.state.stripe.checkout_url = Some(url);
+                cx.audit("fresh deposit link issued");
+                if cx.state.stage == Stage::Payments(PaymentStep::DepositLink) {
+                    // A staff retry of a failed reissue put the stage back: carry on from it.
+                    next_payment_step(&mut cx);
+                }
+            } else if cx.state.stage == Stage::Payments(PaymentStep::DepositLink)
                 && cx.state.stripe.checkout_session_id.is_none()
             {
                 cx.state.stripe.checkout_session_id = Some(session_id);
@@ -213,6 +226,7 @@ pub fn apply(
         Event::InHouseAnswered { accepted, wording } => {
             in_house_answered(&mut cx, accepted, wording)
         }
+        Event::DepositLinkRequested => deposit_link_requested(&mut cx),
     }
     cx.out
 }
@@ -674,7 +688,10 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
     let Some(result) = cx.state.result.clone() else {
         return notify(cx);
     };
-    if !result.deposit.is_zero() && cx.state.stripe.checkout_session_id.is_none() {
+    if !result.deposit.is_zero()
+        && cx.state.stripe.checkout_session_id.is_none()
+        && cx.state.stripe.expired_sessions.is_empty()
+    {
         cx.state.stage = Stage::Payments(PaymentStep::DepositLink);
         return cx.command(Action::CreateDepositLink {
             amount: result.deposit,
@@ -871,6 +888,49 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             cx.out.raise_task = Some(task);
         }
         PaymentFact::ScheduleCompleted => cx.audit("installment schedule completed"),
+        PaymentFact::CheckoutCompleted { session_id } => {
+            if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str()) {
+                return cx.ignore("not the deposit's Checkout Session");
+            }
+            if cx.state.stripe.deposit_paid {
+                return cx.ignore("deposit already paid");
+            }
+            cx.state.stripe.deposit_paid = true;
+            cx.audit(format!("deposit paid through {session_id}"));
+        }
+        PaymentFact::CheckoutExpired { session_id } => {
+            if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str())
+                || cx.state.stripe.deposit_paid
+            {
+                return cx.ignore("not the deposit's open Checkout Session");
+            }
+            // The link is dead: the page offers a fresh one on the patient's click.
+            cx.state.stripe.checkout_session_id = None;
+            cx.state.stripe.checkout_url = None;
+            cx.state.stripe.expired_sessions.push(session_id.clone());
+            cx.audit(format!("deposit link {session_id} expired unpaid"));
+        }
+    }
+}
+
+/// The patient asked for a fresh deposit link (the last one expired unpaid): one Checkout
+/// Session at a time, never for a paid deposit, a cancelled workflow, or before the first link.
+fn deposit_link_requested(cx: &mut Ctx<'_>) {
+    let deposit = cx.state.result.as_ref().map(|r| r.deposit);
+    let stripe = &cx.state.stripe;
+    let wanted = cx.state.status != Status::Cancelled
+        && !stripe.deposit_paid
+        && !stripe.reissuing_deposit_link
+        && stripe.checkout_session_id.is_none()
+        && stripe.customer_id.is_some()
+        && !stripe.expired_sessions.is_empty();
+    match deposit {
+        Some(amount) if wanted && !amount.is_zero() => {
+            cx.state.stripe.reissuing_deposit_link = true;
+            cx.audit("patient asked for a fresh deposit link");
+            cx.command(Action::CreateDepositLink { amount });
+        }
+        _ => cx.ignore("no expired deposit link to replace"),
     }
 }
 
