@@ -416,6 +416,11 @@ pub enum StaffAction {
     MarkHandled,
     /// Send the application link again.
     ResendLink,
+    /// Take a lender's counteroffer: it finances what it approved; the remainder is offered as
+    /// the in-house plan (when the practice has one).
+    AcceptCounteroffer,
+    /// Decline a lender's counteroffer and ask the next lender in the waterfall.
+    NextLender,
 }
 
 /// Everything that can happen to a workflow.
@@ -765,6 +770,10 @@ pub struct WorkflowState {
     /// in house is set up at Stripe without it.
     #[serde(default)]
     pub in_house_acceptance: Option<InHouseAcceptance>,
+    /// Lenders whose counteroffer staff passed on: the waterfall routes past them as if they
+    /// had declined (their attempts stay in the record as they happened).
+    #[serde(default)]
+    pub passed_counteroffers: Vec<LenderId>,
     /// When the outcome ledger note was written (operatory-to-ledger time ends here).
     pub ledger_written_at: Option<DateTime<Utc>>,
     /// Next command sequence number.
@@ -791,6 +800,7 @@ impl WorkflowState {
             staff_task: None,
             failed_action: None,
             in_house_acceptance: None,
+            passed_counteroffers: Vec::new(),
             ledger_written_at: None,
             next_seq: 1,
         }

@@ -297,7 +297,24 @@ fn next_lender(cx: &mut Ctx<'_>) {
     let Some(amount) = cx.state.financing_amount else {
         return;
     };
-    match cx.config.waterfall.next(amount, &cx.state.attempts) {
+    // Counteroffers staff passed on route as declines; the record keeps what happened.
+    let routing: Vec<Attempt> = cx
+        .state
+        .attempts
+        .iter()
+        .map(|a| match a.outcome {
+            AttemptOutcome::PartiallyApproved { .. }
+                if cx.state.passed_counteroffers.contains(&a.lender) =>
+            {
+                Attempt {
+                    outcome: AttemptOutcome::Declined,
+                    ..a.clone()
+                }
+            }
+            _ => a.clone(),
+        })
+        .collect();
+    match cx.config.waterfall.next(amount, &routing) {
         Step::Ask { lender, amount } => {
             let lookup = cx.state.facts.as_ref().is_some_and(|f| f.lookup_allowed);
             cx.state.stage = Stage::Financing(CurrentApplication {
@@ -980,6 +997,49 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                 }
             }
         }
+        StaffAction::AcceptCounteroffer | StaffAction::NextLender => {
+            let Some((lender, approved)) = open_counteroffer(cx) else {
+                return cx.ignore("no counteroffer waiting on staff");
+            };
+            cx.state.staff_task = None;
+            cx.state.status = Status::Active;
+            cx.state.ledger_written_at = None;
+            if action == StaffAction::NextLender {
+                cx.audit(format!(
+                    "staff passed on the {lender} counteroffer; next lender"
+                ));
+                cx.state.passed_counteroffers.push(lender);
+                return next_lender(cx);
+            }
+            cx.audit(format!(
+                "staff accepted the {lender} counteroffer of {approved}"
+            ));
+            let asked = cx.state.financing_amount.unwrap_or(approved);
+            let remainder = asked.checked_sub(approved).unwrap_or(asked);
+            let deposit = cx.state.deposit.unwrap_or(Money::usd(0));
+            let financed = Some((lender.clone(), approved.min(asked)));
+            match in_house_offer(cx, remainder) {
+                Ok(Some(offer)) if !remainder.is_zero() => offer_in_house(
+                    cx,
+                    FinancingResult {
+                        financed,
+                        deposit,
+                        in_house: Some(offer),
+                        path: format!("{lender} counteroffer + in-house"),
+                    },
+                ),
+                Err(reason) if !remainder.is_zero() => to_staff(cx, TaskKind::Counteroffer, reason),
+                _ => {
+                    cx.state.result = Some(FinancingResult {
+                        financed,
+                        deposit,
+                        in_house: None,
+                        path: format!("{lender} counteroffer accepted"),
+                    });
+                    start_payments(cx);
+                }
+            }
+        }
         StaffAction::ResendLink if in_house_unanswered(cx) => {
             // The in-house offer again: back to waiting on the patient, reminders anew.
             cx.state.staff_task = None;
@@ -1004,6 +1064,28 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             _ => cx.ignore("no link to resend"),
         },
     }
+}
+
+/// The lender and amount of the counteroffer an open Counteroffer task is about: the last
+/// partial approval in the record.
+fn open_counteroffer(cx: &Ctx<'_>) -> Option<(financing_core::LenderId, Money)> {
+    if cx.state.status != Status::WaitingOnStaff
+        || cx.state.staff_task.as_ref().map(|t| t.kind) != Some(TaskKind::Counteroffer)
+    {
+        return None;
+    }
+    cx.state
+        .attempts
+        .iter()
+        .rev()
+        .find_map(|a| match a.outcome {
+            AttemptOutcome::PartiallyApproved { approved }
+                if !cx.state.passed_counteroffers.contains(&a.lender) =>
+            {
+                Some((a.lender.clone(), approved))
+            }
+            _ => None,
+        })
 }
 
 /// True while an in-house offer stands unanswered: being offered, or handed to staff because the

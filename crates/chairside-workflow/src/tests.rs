@@ -1375,3 +1375,96 @@ fn a_cancelled_workflow_gets_no_fresh_deposit_link() {
     });
     assert!(run.on(Event::DepositLinkRequested).ignored);
 }
+
+/// CareCredit approves $600 of $1,000; the practice stops for staff.
+fn at_counteroffer(in_house: bool) -> Run {
+    let mut run = Run::new(config(0, in_house, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    let partial = Decision::PartiallyApproved {
+        offer: offer("carecredit", 60_000),
+        requested: Money::usd(100_000),
+        raw_status: "PreApproved".into(),
+    };
+    run.on(decided("carecredit", partial));
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    run
+}
+
+#[test]
+fn staff_accepting_a_counteroffer_finances_its_amount_and_offers_the_remainder_in_house() {
+    let mut run = at_counteroffer(true);
+    let t = run.on(Event::Staff {
+        action: StaffAction::AcceptCounteroffer,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }]
+    );
+    let result = run.state.result.clone().expect("a result");
+    assert_eq!(
+        result.financed,
+        Some((lender("carecredit"), Money::usd(60_000)))
+    );
+    assert_eq!(
+        result.in_house.map(|o| o.total),
+        Some(Money::usd(40_000)),
+        "the remainder, offered"
+    );
+    assert_eq!(run.state.status, Status::Active);
+    // Without an in-house plan: the lender's part alone, straight to the summary.
+    let mut run = at_counteroffer(false);
+    let t = run.on(Event::Staff {
+        action: StaffAction::AcceptCounteroffer,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::FinancingSummary
+        }]
+    );
+}
+
+#[test]
+fn staff_passing_on_a_counteroffer_asks_the_next_lender_and_keeps_the_record() {
+    let mut run = at_counteroffer(true);
+    let t = run.on(Event::Staff {
+        action: StaffAction::NextLender,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::StartApplication {
+            lender: lender("sunbit"),
+            amount: Money::usd(100_000)
+        }]
+    );
+    assert!(
+        matches!(
+            run.state.attempts[0].outcome,
+            financing_core::AttemptOutcome::PartiallyApproved { .. }
+        ),
+        "the counteroffer stays in the record"
+    );
+    // Sunbit declines too: the whole amount goes to the in-house offer.
+    run.on(opened("sunbit"));
+    let t = run.on(declined("sunbit"));
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }]
+    );
+    // A counteroffer action with no counteroffer open is ignored.
+    assert!(
+        run.on(Event::Staff {
+            action: StaffAction::AcceptCounteroffer
+        })
+        .ignored
+    );
+}
