@@ -366,6 +366,7 @@ impl Kit {
                 },
                 link: APPLY_LINK.into(),
                 reminders_sent: 0,
+                session: Default::default(),
             },
         });
         s.stripe.checkout_url = Some(CHECKOUT_URL.into());

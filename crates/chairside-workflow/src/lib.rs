@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use financing_core::{
     ApplicationHandle, Attempt, CoverageSplit, Decision, DepositRule, InHouseOffer, InHouseTerms,
-    LenderId, Money, PatientId, PlanId, PracticeId, TreatmentPlan, UsState, Waterfall,
+    LenderId, Money, Offer, PatientId, PlanId, PollSchedule, PracticeId, TreatmentPlan, UsState,
+    Waterfall,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -130,6 +131,9 @@ pub enum TaskKind {
     SystemError,
     /// The patient refused texts in free text.
     ConsentRefusal,
+    /// A lender needs a person (CareCredit `CallForAuth`, `DupQS`, a status this version does not
+    /// know): the reason carries the lender's instruction; the waterfall holds until staff act.
+    LenderNeedsStaff,
 }
 
 impl TaskKind {
@@ -144,6 +148,7 @@ impl TaskKind {
             Self::PaymentFailed => "payment_failed",
             Self::SystemError => "system_error",
             Self::ConsentRefusal => "consent_refusal",
+            Self::LenderNeedsStaff => "lender_needs_staff",
         }
     }
 }
@@ -505,6 +510,10 @@ pub enum Event {
         handle: ApplicationHandle,
         /// The lender's hosted page.
         link: String,
+        /// When the lender's session lapses, when the lender said so
+        /// ([`Decision::ApplicationStarted`]); otherwise the lender's [`PollSchedule`] decides.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
     /// Schedule cancelled, application withdrawn, link expired: an undo step finished.
     Undone {
@@ -588,8 +597,25 @@ pub struct WorkflowConfig {
     pub reminder_delays: Vec<Duration>,
     /// After the last reminder, how long to wait before giving up on the patient.
     pub give_up_after: Duration,
-    /// Time between lender status polls.
+    /// The longest wait between two lender status reads, whatever a lender's schedule says.
     pub poll_interval: Duration,
+    /// Each lender's poll schedule and session life, from its client
+    /// ([`FinancingProvider::poll_schedule`](financing_core::FinancingProvider::poll_schedule));
+    /// the engine fills in every lender of the waterfall that has none here. A lender missing
+    /// here gets [`PollSchedule::default`].
+    #[serde(default)]
+    pub lender_schedules: Vec<(LenderId, PollSchedule)>,
+}
+
+impl WorkflowConfig {
+    /// The poll schedule of `lender` ([`PollSchedule::default`] when none was given).
+    pub fn schedule_for(&self, lender: &LenderId) -> PollSchedule {
+        self.lender_schedules
+            .iter()
+            .find(|(id, _)| id == lender)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// How financing ended, for the summary and the ledger note.
@@ -638,6 +664,7 @@ pub struct CurrentApplication {
 /// Where the current lender's application stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per workflow, stored as JSON: boxing buys nothing
 pub enum LenderPhase {
     /// A cardholder lookup is under way.
     LookingUp,
@@ -651,7 +678,44 @@ pub enum LenderPhase {
         link: String,
         /// Reminders sent so far.
         reminders_sent: u32,
+        /// When the lender's session opened and lapses, and any prequalification.
+        #[serde(default)]
+        session: LenderSession,
     },
+    /// The lender needs a person (CareCredit `CallForAuth`, `DupQS`, an unknown status): the
+    /// waterfall holds here, nothing is polled or sent, until staff act. `Retry` reads the lender
+    /// again from where it was (`resume`), `MarkHandled` closes the workflow (handled outside
+    /// Chairside), `Cancel` withdraws the application.
+    HeldForStaff {
+        /// The lender's instruction, as the staff task shows it.
+        instruction: String,
+        /// Where the application stood when it was held.
+        resume: Box<LenderPhase>,
+    },
+}
+
+/// A lender session's timing, as the machine tracks it for timers and the patient page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LenderSession {
+    /// When the application link went out.
+    #[serde(default)]
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When the lender's hosted session lapses (the lender's word, else its schedule's session
+    /// life); `None` when it does not lapse on its own.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The prequalification the lender reported, if any: the most the patient may finance there.
+    /// Not financing: the machine keeps waiting for the real decision.
+    #[serde(default)]
+    pub prequalified: Option<Offer>,
+}
+
+impl LenderSession {
+    /// True when the session has lapsed at `now`: its link must not be sent again, and the patient
+    /// page must not offer it (the waterfall moves on as soon as the lender reports the lapse).
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
 }
 
 /// The workflow's position in the chain.
@@ -827,6 +891,20 @@ impl WorkflowState {
         self.result.as_ref()?.failed_payment_amount()
     }
 
+    /// The current lender's session, when an application is open at a lender: what the patient
+    /// page needs to tell a live link from a lapsed one.
+    pub fn lender_session(&self) -> Option<(&LenderId, &str, &LenderSession)> {
+        match &self.stage {
+            Stage::Financing(c) => match &c.phase {
+                LenderPhase::AwaitingPatient { link, session, .. } => {
+                    Some((&c.lender, link.as_str(), session))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// A short description of where the workflow stands, for staff.
     pub fn stage_label(&self) -> String {
         match &self.stage {
@@ -835,11 +913,22 @@ impl WorkflowState {
             Stage::Financing(c) => match &c.phase {
                 LenderPhase::LookingUp => format!("{}: cardholder lookup", c.lender),
                 LenderPhase::Starting => format!("{}: opening application", c.lender),
-                LenderPhase::AwaitingPatient { reminders_sent, .. } => {
-                    format!(
+                LenderPhase::AwaitingPatient {
+                    reminders_sent,
+                    session,
+                    ..
+                } => match &session.prequalified {
+                    Some(p) => format!(
+                        "{}: prequalified up to {}, waiting on the patient's purchase ({reminders_sent} reminders)",
+                        c.lender, p.amount
+                    ),
+                    None => format!(
                         "{}: waiting on patient ({reminders_sent} reminders)",
                         c.lender
-                    )
+                    ),
+                },
+                LenderPhase::HeldForStaff { .. } => {
+                    format!("{}: held until staff act on the lender's request", c.lender)
                 }
             },
             Stage::Payments(step) => format!("stripe: {step:?}").to_lowercase(),

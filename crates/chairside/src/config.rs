@@ -66,10 +66,10 @@ pub use duration::MAX_DURATION;
 pub use env::Environment;
 pub use report::{ConfigReport, Problem};
 pub use settings::{
-    CareCreditSettings, DentrixSettings, HttpSettings, LenderSettings, NexHealthSettings,
-    OpenDentalSettings, PaymentSettings, PmsSettings, PracticeSettings, ReminderSettings,
-    RunnerSettings, SmtpSettings, StaffLogin, StoreSettings, StripeSettings, SunbitSettings,
-    TwilioSettings,
+    CareCreditSettings, DentrixSettings, DetectionSettings, HttpSettings, LenderSettings,
+    NexHealthSettings, OpenDentalSettings, PaymentSettings, PmsSettings, PracticeSettings,
+    ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin, StoreSettings, StripeSettings,
+    SunbitSettings, TwilioSettings,
 };
 
 use std::collections::HashMap;
@@ -93,6 +93,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// `[runner]`.
     pub runner: RunnerSettings,
+    /// `[detection]` (optional).
+    pub detection: DetectionSettings,
     /// `[http]`.
     pub http: HttpSettings,
     /// `[stripe]`.

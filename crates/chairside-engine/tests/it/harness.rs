@@ -111,6 +111,22 @@ pub(crate) fn default_config() -> WorkflowConfig {
         reminder_delays: vec![Duration::from_secs(30 * 60), Duration::from_secs(60 * 60)],
         give_up_after: Duration::from_secs(60 * 60),
         poll_interval: Duration::from_secs(10 * 60),
+        // A flat 10-minute cadence and no session lapse for both lenders, so these runner tests
+        // count polls simply; the machine's tests cover each lender's real schedule.
+        lender_schedules: ["carecredit", "sunbit"]
+            .into_iter()
+            .map(|id| {
+                (
+                    LenderId::new(id),
+                    financing_core::PollSchedule {
+                        steps: Vec::new(),
+                        then_every: Duration::from_secs(10 * 60),
+                        session_life: None,
+                        remind_before_expiry: Duration::from_secs(10 * 60),
+                    },
+                )
+            })
+            .collect(),
     }
 }
 
@@ -154,10 +170,11 @@ impl World {
 
     pub(crate) fn accept_plan(&self, plan: TreatmentPlan, contact: PatientContact) -> WorkflowId {
         let accepted_at = plan.accepted_at;
+        // Detection names a workflow by the fingerprint of what is financed.
         let id = WorkflowId::derive(&WorkflowKey {
             practice_id: practice_id(),
             plan_id: plan.id.clone(),
-            revision: plan.revision.clone(),
+            revision: financing_core::check::fingerprint(&plan),
         });
         self.pms.accept(plan, contact, accepted_at);
         id
@@ -224,6 +241,12 @@ impl World {
             },
             self.clock.clone(),
         )
+        // These tests accept plans before the first poll; go-live from now has tests of its own
+        // (detect.rs).
+        .with_detection(chairside_engine::detect::DetectConfig {
+            go_live: chairside_engine::detect::GoLive::Everything,
+            ..chairside_engine::detect::DetectConfig::default()
+        })
     }
 
     /// Runs `runner` until nothing is due, jumping the clock to the next timer or retry each time,

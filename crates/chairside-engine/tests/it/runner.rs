@@ -763,10 +763,11 @@ async fn insurance_above_the_fee_becomes_a_bad_data_task_without_any_lender_or_s
 
 #[tokio::test]
 async fn an_unreadable_practice_system_record_becomes_a_bad_data_task() {
-    // Arrange: the plan endpoint answers with a shape the adapter cannot decode.
+    // Arrange: the patient endpoint answers with a shape the adapter cannot decode (an unreadable
+    // plan is caught earlier, by detection: tests/it/detect.rs).
     let w = World::new();
     let id = w.accept(1, 150_000, 50_000);
-    w.pms.script.fail("plan", ErrorKind::Permanent, 1);
+    w.pms.script.fail("patient", ErrorKind::Permanent, 1);
 
     // Act
     let reason = goes_to_staff_untouched(&w, &id, TaskKind::BadData).await;
@@ -1324,7 +1325,7 @@ async fn a_plan_rejected_while_a_stripe_creation_awaits_its_retry_leaves_nothing
 }
 
 #[tokio::test]
-async fn an_edited_plan_cancels_the_workflow_of_its_earlier_revision() {
+async fn an_edit_after_financing_is_done_is_a_staff_task_and_tears_nothing_down() {
     // Arrange: revision 1 ran to its end on the in-house plan.
     let w = World::new();
     let first = w.accept(1, 150_000, 50_000);
@@ -1332,10 +1333,10 @@ async fn an_edited_plan_cancels_the_workflow_of_its_earlier_revision() {
     w.sunbit.on_start(Answer::Decline);
     let runner = w.runner("runner-1").await;
     w.settle(&runner).await;
+    assert_eq!(w.row(&runner, &first).await.state.status, Status::Done);
+    let messages = w.messenger.sent().len();
 
-    // Act: the practice edits the plan (revision 2, a lower fee) and the patient accepts again.
-    w.carecredit.on_start(Answer::Decline);
-    w.sunbit.on_start(Answer::Decline);
+    // Act: the practice edits what is financed (a lower fee) on the finished case.
     let edited = financing_core::TreatmentPlan {
         revision: "2".into(),
         ..plan(1, 120_000, 50_000)
@@ -1343,10 +1344,11 @@ async fn an_edited_plan_cancels_the_workflow_of_its_earlier_revision() {
     let second = w.accept_plan(edited, patient(1));
     w.settle(&runner).await;
 
-    // Assert: one live schedule for the plan, the new revision's.
+    // Assert: the finished workflow and its schedule stand, nothing new started, nobody was
+    // messaged again, and staff have a task naming the plan.
     assert_ne!(first, second);
-    assert_eq!(w.row(&runner, &second).await.state.status, Status::Done);
-    assert_eq!(w.row(&runner, &first).await.state.status, Status::Cancelled);
+    assert_eq!(w.row(&runner, &first).await.state.status, Status::Done);
+    assert!(runner.store().workflow(&second).await.unwrap().is_none());
     let live: Vec<_> = w
         .stripe
         .schedules()
@@ -1354,7 +1356,17 @@ async fn an_edited_plan_cancels_the_workflow_of_its_earlier_revision() {
         .filter(|s| !s.cancelled)
         .collect();
     assert_eq!(live.len(), 1, "{live:?}");
-    assert_eq!(live[0].workflow, second);
+    assert_eq!(live[0].workflow, first);
+    assert_eq!(w.messenger.sent().len(), messages);
+    let tasks = runner.store().detection_tasks(None, false).await.unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].task.plan_id, "tx-1");
+    assert!(
+        tasks[0]
+            .task
+            .problem
+            .contains("after financing was completed")
+    );
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 pub(super) struct RawConfig {
     pub(super) store: Option<RawStore>,
     pub(super) runner: Option<RawRunner>,
+    pub(super) detection: Option<RawDetection>,
     pub(super) http: Option<RawHttp>,
     pub(super) stripe: Option<RawStripe>,
     pub(super) twilio: Option<RawTwilio>,
@@ -51,6 +52,13 @@ pub(super) struct RawRunner {
     pub(super) lease_secs: Option<Int>,
     pub(super) concurrency: Option<Int>,
     pub(super) poll_interval_secs: Option<Int>,
+}
+
+/// `[detection]`.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a [detection] section")]
+pub(super) struct RawDetection {
+    pub(super) max_plan_amount: Option<String>,
 }
 
 /// `[http]`.
