@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/link_renewed.html"),
     ),
     ("paid.html", include_str!("templates/paid.html")),
+    ("preparing.html", include_str!("templates/preparing.html")),
     (
         "staff_login.html",
         include_str!("templates/staff_login.html"),

@@ -56,6 +56,10 @@ struct Words {
     answer_received: &'static str,
     offer_heading: &'static str,
     offer_text: &'static str,
+    deposit_paid: &'static str,
+    receipt: &'static str,
+    preparing_payment: &'static str,
+    preparing_payment_text: &'static str,
     questions: &'static str,
     preparing: &'static str,
     deposit_now: &'static str,
@@ -85,6 +89,10 @@ const EN: Words = Words {
     answer_received: "Thank you: we received your answer and are setting up your plan.",
     offer_heading: "A payment plan from our office",
     offer_text: "Nothing is charged until you accept. By accepting, you agree to:",
+    deposit_paid: "Deposit, paid",
+    receipt: "Thank you: your deposit is paid. Stripe emailed you a receipt.",
+    preparing_payment: "Preparing your payment page",
+    preparing_payment_text: "Your earlier payment link expired, so we are making a new one. This page opens it in a few seconds.",
     questions: "Questions? Call",
     preparing: "We are still preparing your financing details. Please check back soon.",
     deposit_now: "Deposit, due now",
@@ -114,6 +122,10 @@ const ES: Words = Words {
     answer_received: "Gracias: recibimos su respuesta y estamos preparando su plan.",
     offer_heading: "Un plan de pagos de nuestro consultorio",
     offer_text: "No se cobra nada hasta que usted acepte. Al aceptar, usted se compromete a:",
+    deposit_paid: "Depósito, pagado",
+    receipt: "Gracias: su depósito está pagado. Stripe le envió un recibo por correo electrónico.",
+    preparing_payment: "Preparando su página de pago",
+    preparing_payment_text: "Su enlace de pago anterior venció, así que estamos creando uno nuevo. Esta página lo abrirá en unos segundos.",
     questions: "¿Preguntas? Llame a",
     preparing: "Todavía estamos preparando los detalles de su financiamiento. Vuelva a consultar pronto.",
     deposit_now: "Depósito, a pagar ahora",
@@ -225,6 +237,8 @@ struct PageContext {
     pay_deposit: Option<String>,
     /// The New York card-payment warning, beside any card payment.
     card_warning: Option<String>,
+    /// The deposit is paid: the receipt line.
+    receipt: Option<&'static str>,
     /// The in-house plan offered and not yet answered: its terms and the accept/decline forms.
     offer: Option<Offer>,
     /// Where the patient's answer to the in-house offer stands, once given.
@@ -419,6 +433,20 @@ fn application_link(row: &WorkflowRow) -> Option<(&LenderId, Money, &str)> {
     }
 }
 
+/// The deposit can be paid from the page: unpaid, the workflow live, and its Checkout Session
+/// open or expired (a fresh one is made on the click).
+fn deposit_payable(row: &WorkflowRow) -> bool {
+    let s = &row.state;
+    let live = matches!(
+        s.status,
+        Status::Active | Status::WaitingOnStaff | Status::Done
+    );
+    live && !s.stripe.deposit_paid
+        && (s.stripe.checkout_url.is_some()
+            || s.stripe.reissuing_deposit_link
+            || (!s.stripe.expired_sessions.is_empty() && s.stripe.customer_id.is_some()))
+}
+
 fn deposit(row: &WorkflowRow) -> Option<Money> {
     row.state
         .result
@@ -509,6 +537,7 @@ pub(crate) async fn page(State(state): State<HttpState>, Path(token): Path<Strin
         payments: Vec::new(),
         pay_deposit: None,
         card_warning: card_warning(&r, lang),
+        receipt: None,
         offer: None,
         in_house_status: None,
     };
@@ -555,12 +584,21 @@ pub(crate) async fn page(State(state): State<HttpState>, Path(token): Path<Strin
         }
     }
     if let Some(d) = deposit(&r.row) {
-        ctx.payments.push(Line {
-            what: t.deposit_now.to_owned(),
-            amount: d.to_string(),
-        });
-        if s.stripe.checkout_url.is_some() {
-            ctx.pay_deposit = Some(d.to_string());
+        if s.stripe.deposit_paid {
+            ctx.payments.push(Line {
+                what: t.deposit_paid.to_owned(),
+                amount: d.to_string(),
+            });
+            ctx.receipt = Some(t.receipt);
+        } else {
+            ctx.payments.push(Line {
+                what: t.deposit_now.to_owned(),
+                amount: d.to_string(),
+            });
+            // An open link, or an expired one the page replaces when the patient clicks.
+            if deposit_payable(&r.row) {
+                ctx.pay_deposit = Some(d.to_string());
+            }
         }
     }
     if let Some(offer) = s.result.as_ref().and_then(|r| r.in_house.as_ref()) {
@@ -609,34 +647,68 @@ pub(crate) async fn page(State(state): State<HttpState>, Path(token): Path<Strin
     state.pages.render(StatusCode::OK, "patient.html", ctx)
 }
 
-/// `GET /p/{token}/pay`: to the Stripe Checkout Session of the deposit.
+/// `GET /p/{token}/pay`: to the Stripe Checkout Session of the deposit. A paid deposit goes back
+/// to the page (its receipt); an expired session is replaced: the request is queued for the
+/// runner and the patient sees a short "preparing" page that reloads this address until the
+/// fresh session exists.
 pub(crate) async fn pay(State(state): State<HttpState>, Path(token): Path<String>) -> Response {
     let r = match resolve(&state, &token).await {
         Ok(r) => r,
         Err(res) => return res,
     };
     let s = &r.row.state;
-    let url = match (&s.stripe.checkout_url, s.status) {
-        (Some(url), Status::Active | Status::WaitingOnStaff | Status::Done) => url.clone(),
-        _ => return state.pages.error(StatusCode::NOT_FOUND, r.lang.tag()),
-    };
-    if let Err(e) = state
-        .links()
-        .audit_once(
-            &s.id,
-            &format!(
-                "pay:{}",
-                s.stripe.checkout_session_id.as_deref().unwrap_or("")
-            ),
-            "deposit_link_opened",
-            "patient followed the deposit link",
-            state.now(),
-        )
-        .await
-    {
-        tracing::error!(error = %e, "patient page: audit write failed");
+    if s.stripe.deposit_paid {
+        return see_other(&r.base);
     }
-    see_other(&url)
+    if !deposit_payable(&r.row) {
+        return state.pages.error(StatusCode::NOT_FOUND, r.lang.tag());
+    }
+    if let Some(url) = &s.stripe.checkout_url {
+        if let Err(e) = state
+            .links()
+            .audit_once(
+                &s.id,
+                &format!(
+                    "pay:{}",
+                    s.stripe.checkout_session_id.as_deref().unwrap_or("")
+                ),
+                "deposit_link_opened",
+                "patient followed the deposit link",
+                state.now(),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "patient page: audit write failed");
+        }
+        return see_other(url);
+    }
+    if !s.stripe.reissuing_deposit_link
+        && let Err(e) = state
+            .links()
+            .queue_patient_request(
+                &s.id,
+                &chairside_workflow::Event::DepositLinkRequested,
+                "patient asked for a fresh deposit link after the last one expired",
+                state.now(),
+            )
+            .await
+    {
+        tracing::error!(error = %e, "patient page: deposit link request not recorded");
+        return state
+            .pages
+            .error(StatusCode::INTERNAL_SERVER_ERROR, r.lang.tag());
+    }
+    let t = words(r.lang);
+    state.pages.render(
+        StatusCode::OK,
+        "preparing.html",
+        minijinja::context! {
+            lang => r.lang.tag(),
+            refresh => 2,
+            heading => t.preparing_payment,
+            text => t.preparing_payment_text,
+        },
+    )
 }
 
 /// `GET /p/{token}/apply`: to the lender's hosted application, while one is open.

@@ -669,6 +669,14 @@ const RESEND: ActionButton = ActionButton {
     value: "resend_link",
     label: "Resend link",
 };
+const ACCEPT_COUNTEROFFER: ActionButton = ActionButton {
+    value: "accept_counteroffer",
+    label: "Accept counteroffer (remainder in house)",
+};
+const NEXT_LENDER: ActionButton = ActionButton {
+    value: "next_lender",
+    label: "Try the next lender",
+};
 
 /// The actions that make sense for a task, the likeliest first.
 fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
@@ -680,7 +688,8 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
             vec![RETRY, HANDLED, CANCEL]
         }
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
-        TaskKind::Counteroffer | TaskKind::NoFinancing => vec![HANDLED, CANCEL],
+        TaskKind::Counteroffer => vec![ACCEPT_COUNTEROFFER, NEXT_LENDER, HANDLED, CANCEL],
+        TaskKind::NoFinancing => vec![HANDLED, CANCEL],
         TaskKind::ConsentRefusal => vec![HANDLED],
         // Retry reads the lender again once staff did what it asked; the waterfall holds until then.
         TaskKind::LenderNeedsStaff => vec![RETRY, HANDLED, CANCEL],
@@ -693,6 +702,8 @@ fn parse_action(value: &str) -> Option<StaffAction> {
         "cancel" => StaffAction::Cancel,
         "mark_handled" => StaffAction::MarkHandled,
         "resend_link" => StaffAction::ResendLink,
+        "accept_counteroffer" => StaffAction::AcceptCounteroffer,
+        "next_lender" => StaffAction::NextLender,
         _ => return None,
     })
 }

@@ -162,8 +162,27 @@ pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
         EventData::CheckoutSessionCompleted(cs)
             if cs.payment_status == CheckoutPaymentStatus::Paid =>
         {
-            session_paid(cs)
+            // The money (keyed by the PaymentIntent), and which session it paid: the deposit's
+            // state on the patient page.
+            let mut both: Vec<(WorkflowId, Event)> = session_paid(cs).into_iter().collect();
+            if let Some(wf) = session_workflow(cs) {
+                both.push((
+                    wf,
+                    Event::Payment(PaymentFact::CheckoutCompleted {
+                        session_id: cs.id.as_str().to_owned(),
+                    }),
+                ));
+            }
+            return both;
         }
+        EventData::CheckoutSessionExpired(cs) => session_workflow(cs).map(|wf| {
+            (
+                wf,
+                Event::Payment(PaymentFact::CheckoutExpired {
+                    session_id: cs.id.as_str().to_owned(),
+                }),
+            )
+        }),
         EventData::CheckoutSessionAsyncPaymentSucceeded(cs) => session_paid(cs),
         EventData::CheckoutSessionAsyncPaymentFailed(cs) => session_workflow(cs).map(|wf| {
             let stripe_id = cs
@@ -213,6 +232,7 @@ pub(crate) fn stripe_object_matches(data: &EventData, stored: &StripeRecord) -> 
             inv.customer.as_ref().map(|c| c.as_str()),
         ),
         EventData::CheckoutSessionCompleted(cs)
+        | EventData::CheckoutSessionExpired(cs)
         | EventData::CheckoutSessionAsyncPaymentSucceeded(cs)
         | EventData::CheckoutSessionAsyncPaymentFailed(cs) => {
             same(stored.checkout_session_id.as_ref(), Some(cs.id.as_str()))

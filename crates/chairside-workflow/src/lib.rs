@@ -395,6 +395,18 @@ pub enum PaymentFact {
     },
     /// The schedule ran to its end.
     ScheduleCompleted,
+    /// A Checkout Session was paid (`checkout.session.completed`, paid): when it is the deposit's,
+    /// the deposit is paid. Reported beside the `Paid` fact, which carries the money.
+    CheckoutCompleted {
+        /// `cs_…`.
+        session_id: String,
+    },
+    /// A Checkout Session expired unpaid (`checkout.session.expired`, 24 h by default): its link
+    /// no longer works; the patient page issues a fresh one when the patient clicks.
+    CheckoutExpired {
+        /// `cs_…`.
+        session_id: String,
+    },
 }
 
 /// What staff decided on a task.
@@ -409,6 +421,11 @@ pub enum StaffAction {
     MarkHandled,
     /// Send the application link again.
     ResendLink,
+    /// Take a lender's counteroffer: it finances what it approved; the remainder is offered as
+    /// the in-house plan (when the practice has one).
+    AcceptCounteroffer,
+    /// Decline a lender's counteroffer and ask the next lender in the waterfall.
+    NextLender,
 }
 
 /// Everything that can happen to a workflow.
@@ -539,6 +556,8 @@ pub enum Event {
         /// Why, without PHI.
         reason: String,
     },
+    /// The patient clicked "pay the deposit" after its Checkout Session expired: issue a fresh one.
+    DepositLinkRequested,
     /// The patient answered the in-house plan offer on the patient page.
     InHouseAnswered {
         /// True when the patient accepted the plan, false when they declined it.
@@ -572,6 +591,7 @@ impl Event {
             Self::EffectFailed { .. } => "effect_failed",
             Self::EffectIndeterminate { .. } => "effect_indeterminate",
             Self::InHouseAnswered { .. } => "in_house_answered",
+            Self::DepositLinkRequested => "deposit_link_requested",
         }
     }
 }
@@ -770,6 +790,15 @@ pub struct StripeRecord {
     pub payments_noted: Vec<String>,
     /// Stripe ids of failures already handled (each once).
     pub failures_handled: Vec<String>,
+    /// The deposit's Checkout Session was paid.
+    #[serde(default)]
+    pub deposit_paid: bool,
+    /// Deposit Checkout Sessions that expired unpaid, oldest first.
+    #[serde(default)]
+    pub expired_sessions: Vec<String>,
+    /// A fresh deposit Checkout Session is being created (the patient asked after an expiry).
+    #[serde(default)]
+    pub reissuing_deposit_link: bool,
 }
 
 /// The patient's acceptance of the in-house plan, as recorded from the patient page.
@@ -818,6 +847,10 @@ pub struct WorkflowState {
     /// in house is set up at Stripe without it.
     #[serde(default)]
     pub in_house_acceptance: Option<InHouseAcceptance>,
+    /// Lenders whose counteroffer staff passed on: the waterfall routes past them as if they
+    /// had declined (their attempts stay in the record as they happened).
+    #[serde(default)]
+    pub passed_counteroffers: Vec<LenderId>,
     /// When the outcome ledger note was written (operatory-to-ledger time ends here).
     pub ledger_written_at: Option<DateTime<Utc>>,
     /// Next command sequence number.
@@ -852,6 +885,7 @@ impl WorkflowState {
             staff_task: None,
             failed_action: None,
             in_house_acceptance: None,
+            passed_counteroffers: Vec::new(),
             ledger_written_at: None,
             next_seq: 1,
             failed_key_seq: None,

@@ -155,7 +155,20 @@ pub fn apply(
             }
         }
         Event::DepositLinkCreated { session_id, url } => {
-            if cx.state.stage == Stage::Payments(PaymentStep::DepositLink)
+            if cx.state.stripe.reissuing_deposit_link
+                && cx.state.stripe.checkout_session_id.is_none()
+                && cx.state.status != Status::Cancelled
+            {
+                // A fresh link after an expiry: the workflow's stage is not touched.
+                cx.state.stripe.reissuing_deposit_link = false;
+                cx.state.stripe.checkout_session_id = Some(session_id);
+                cx.state.stripe.checkout_url = Some(url);
+                cx.audit("fresh deposit link issued");
+                if cx.state.stage == Stage::Payments(PaymentStep::DepositLink) {
+                    // A staff retry of a failed reissue put the stage back: carry on from it.
+                    next_payment_step(&mut cx);
+                }
+            } else if cx.state.stage == Stage::Payments(PaymentStep::DepositLink)
                 && cx.state.stripe.checkout_session_id.is_none()
             {
                 cx.state.stripe.checkout_session_id = Some(session_id);
@@ -231,6 +244,7 @@ pub fn apply(
         Event::InHouseAnswered { accepted, wording } => {
             in_house_answered(&mut cx, accepted, wording)
         }
+        Event::DepositLinkRequested => deposit_link_requested(&mut cx),
     }
     cx.out
 }
@@ -301,7 +315,24 @@ fn next_lender(cx: &mut Ctx<'_>) {
     let Some(amount) = cx.state.financing_amount else {
         return;
     };
-    match cx.config.waterfall.next(amount, &cx.state.attempts) {
+    // Counteroffers staff passed on route as declines; the record keeps what happened.
+    let routing: Vec<Attempt> = cx
+        .state
+        .attempts
+        .iter()
+        .map(|a| match a.outcome {
+            AttemptOutcome::PartiallyApproved { .. }
+                if cx.state.passed_counteroffers.contains(&a.lender) =>
+            {
+                Attempt {
+                    outcome: AttemptOutcome::Declined,
+                    ..a.clone()
+                }
+            }
+            _ => a.clone(),
+        })
+        .collect();
+    match cx.config.waterfall.next(amount, &routing) {
         Step::Ask { lender, amount } => {
             let lookup = cx.state.facts.as_ref().is_some_and(|f| f.lookup_allowed);
             cx.state.stage = Stage::Financing(CurrentApplication {
@@ -842,7 +873,10 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
     let Some(result) = cx.state.result.clone() else {
         return notify(cx);
     };
-    if !result.deposit.is_zero() && cx.state.stripe.checkout_session_id.is_none() {
+    if !result.deposit.is_zero()
+        && cx.state.stripe.checkout_session_id.is_none()
+        && cx.state.stripe.expired_sessions.is_empty()
+    {
         cx.state.stage = Stage::Payments(PaymentStep::DepositLink);
         return cx.command(Action::CreateDepositLink {
             amount: result.deposit,
@@ -1043,6 +1077,49 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             cx.out.raise_task = Some(task);
         }
         PaymentFact::ScheduleCompleted => cx.audit("installment schedule completed"),
+        PaymentFact::CheckoutCompleted { session_id } => {
+            if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str()) {
+                return cx.ignore("not the deposit's Checkout Session");
+            }
+            if cx.state.stripe.deposit_paid {
+                return cx.ignore("deposit already paid");
+            }
+            cx.state.stripe.deposit_paid = true;
+            cx.audit(format!("deposit paid through {session_id}"));
+        }
+        PaymentFact::CheckoutExpired { session_id } => {
+            if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str())
+                || cx.state.stripe.deposit_paid
+            {
+                return cx.ignore("not the deposit's open Checkout Session");
+            }
+            // The link is dead: the page offers a fresh one on the patient's click.
+            cx.state.stripe.checkout_session_id = None;
+            cx.state.stripe.checkout_url = None;
+            cx.state.stripe.expired_sessions.push(session_id.clone());
+            cx.audit(format!("deposit link {session_id} expired unpaid"));
+        }
+    }
+}
+
+/// The patient asked for a fresh deposit link (the last one expired unpaid): one Checkout
+/// Session at a time, never for a paid deposit, a cancelled workflow, or before the first link.
+fn deposit_link_requested(cx: &mut Ctx<'_>) {
+    let deposit = cx.state.result.as_ref().map(|r| r.deposit);
+    let stripe = &cx.state.stripe;
+    let wanted = cx.state.status != Status::Cancelled
+        && !stripe.deposit_paid
+        && !stripe.reissuing_deposit_link
+        && stripe.checkout_session_id.is_none()
+        && stripe.customer_id.is_some()
+        && !stripe.expired_sessions.is_empty();
+    match deposit {
+        Some(amount) if wanted && !amount.is_zero() => {
+            cx.state.stripe.reissuing_deposit_link = true;
+            cx.audit("patient asked for a fresh deposit link");
+            cx.command(Action::CreateDepositLink { amount });
+        }
+        _ => cx.ignore("no expired deposit link to replace"),
     }
 }
 
@@ -1108,6 +1185,49 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                 }
             }
         }
+        StaffAction::AcceptCounteroffer | StaffAction::NextLender => {
+            let Some((lender, approved)) = open_counteroffer(cx) else {
+                return cx.ignore("no counteroffer waiting on staff");
+            };
+            cx.state.staff_task = None;
+            cx.state.status = Status::Active;
+            cx.state.ledger_written_at = None;
+            if action == StaffAction::NextLender {
+                cx.audit(format!(
+                    "staff passed on the {lender} counteroffer; next lender"
+                ));
+                cx.state.passed_counteroffers.push(lender);
+                return next_lender(cx);
+            }
+            cx.audit(format!(
+                "staff accepted the {lender} counteroffer of {approved}"
+            ));
+            let asked = cx.state.financing_amount.unwrap_or(approved);
+            let remainder = asked.checked_sub(approved).unwrap_or(asked);
+            let deposit = cx.state.deposit.unwrap_or(Money::usd(0));
+            let financed = Some((lender.clone(), approved.min(asked)));
+            match in_house_offer(cx, remainder) {
+                Ok(Some(offer)) if !remainder.is_zero() => offer_in_house(
+                    cx,
+                    FinancingResult {
+                        financed,
+                        deposit,
+                        in_house: Some(offer),
+                        path: format!("{lender} counteroffer + in-house"),
+                    },
+                ),
+                Err(reason) if !remainder.is_zero() => to_staff(cx, TaskKind::Counteroffer, reason),
+                _ => {
+                    cx.state.result = Some(FinancingResult {
+                        financed,
+                        deposit,
+                        in_house: None,
+                        path: format!("{lender} counteroffer accepted"),
+                    });
+                    start_payments(cx);
+                }
+            }
+        }
         StaffAction::ResendLink if in_house_unanswered(cx) => {
             // The in-house offer again: back to waiting on the patient, reminders anew.
             cx.state.staff_task = None;
@@ -1135,6 +1255,28 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             _ => cx.ignore("no link to resend"),
         },
     }
+}
+
+/// The lender and amount of the counteroffer an open Counteroffer task is about: the last
+/// partial approval in the record.
+fn open_counteroffer(cx: &Ctx<'_>) -> Option<(financing_core::LenderId, Money)> {
+    if cx.state.status != Status::WaitingOnStaff
+        || cx.state.staff_task.as_ref().map(|t| t.kind) != Some(TaskKind::Counteroffer)
+    {
+        return None;
+    }
+    cx.state
+        .attempts
+        .iter()
+        .rev()
+        .find_map(|a| match a.outcome {
+            AttemptOutcome::PartiallyApproved { approved }
+                if !cx.state.passed_counteroffers.contains(&a.lender) =>
+            {
+                Some((a.lender.clone(), approved))
+            }
+            _ => None,
+        })
 }
 
 /// Staff acted on a held lender: read it again from where it stood. False when nothing is held.

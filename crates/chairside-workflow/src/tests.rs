@@ -1738,3 +1738,189 @@ fn a_withdrawal_during_the_offer_undoes_nothing_and_refuses_a_later_acceptance()
     assert!(t.drop_pending_messages);
     assert!(run.on(accept()).ignored);
 }
+
+/// CareCredit approved with a 20 % deposit; the deposit link is out and the workflow is done.
+fn with_deposit_link() -> Run {
+    let mut run = Run::new(config(2_000, false, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(approved("carecredit", 80_000));
+    run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+    run.on(Event::DepositLinkCreated {
+        session_id: "cs_1".into(),
+        url: "https://checkout.test/cs_1".into(),
+    });
+    run.on(Event::MessageSent {
+        message: MessageKind::FinancingSummary,
+    });
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::Done);
+    run
+}
+
+#[test]
+fn an_expired_deposit_link_is_replaced_once_when_the_patient_asks_and_never_after_payment() {
+    let mut run = with_deposit_link();
+    // Nothing to replace while the link is open.
+    assert!(run.on(Event::DepositLinkRequested).ignored);
+    // Another session's expiry changes nothing.
+    assert!(
+        run.on(Event::Payment(PaymentFact::CheckoutExpired {
+            session_id: "cs_other".into()
+        }))
+        .ignored
+    );
+    let t = run.on(Event::Payment(PaymentFact::CheckoutExpired {
+        session_id: "cs_1".into(),
+    }));
+    assert!(
+        t.commands.is_empty(),
+        "nothing is created until the patient asks"
+    );
+    assert!(run.state.stripe.checkout_url.is_none());
+    assert_eq!(run.state.stripe.expired_sessions, vec!["cs_1".to_owned()]);
+    let t = run.on(Event::DepositLinkRequested);
+    assert_eq!(
+        actions(&t),
+        vec![&Action::CreateDepositLink {
+            amount: Money::usd(20_000)
+        }]
+    );
+    // A second click while it is being created creates nothing more.
+    assert!(run.on(Event::DepositLinkRequested).ignored);
+    run.on(Event::DepositLinkCreated {
+        session_id: "cs_2".into(),
+        url: "https://checkout.test/cs_2".into(),
+    });
+    assert_eq!(
+        run.state.stripe.checkout_session_id.as_deref(),
+        Some("cs_2")
+    );
+    assert_eq!(
+        run.state.status,
+        Status::Done,
+        "the workflow itself is untouched"
+    );
+    // Paid: a late expiry of the old link and further requests change nothing.
+    run.on(Event::Payment(PaymentFact::CheckoutCompleted {
+        session_id: "cs_2".into(),
+    }));
+    assert!(run.state.stripe.deposit_paid);
+    assert!(
+        run.on(Event::Payment(PaymentFact::CheckoutExpired {
+            session_id: "cs_2".into()
+        }))
+        .ignored
+    );
+    assert!(run.on(Event::DepositLinkRequested).ignored);
+}
+
+#[test]
+fn a_cancelled_workflow_gets_no_fresh_deposit_link() {
+    let mut run = with_deposit_link();
+    run.on(Event::Payment(PaymentFact::CheckoutExpired {
+        session_id: "cs_1".into(),
+    }));
+    run.on(Event::Staff {
+        action: StaffAction::Cancel,
+    });
+    assert!(run.on(Event::DepositLinkRequested).ignored);
+}
+
+/// CareCredit approves $600 of $1,000; the practice stops for staff.
+fn at_counteroffer(in_house: bool) -> Run {
+    let mut run = Run::new(config(0, in_house, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    let partial = Decision::PartiallyApproved {
+        offer: offer("carecredit", 60_000),
+        requested: Money::usd(100_000),
+        raw_status: "PreApproved".into(),
+    };
+    run.on(decided("carecredit", partial));
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    run
+}
+
+#[test]
+fn staff_accepting_a_counteroffer_finances_its_amount_and_offers_the_remainder_in_house() {
+    let mut run = at_counteroffer(true);
+    let t = run.on(Event::Staff {
+        action: StaffAction::AcceptCounteroffer,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }]
+    );
+    let result = run.state.result.clone().expect("a result");
+    assert_eq!(
+        result.financed,
+        Some((lender("carecredit"), Money::usd(60_000)))
+    );
+    assert_eq!(
+        result.in_house.map(|o| o.total),
+        Some(Money::usd(40_000)),
+        "the remainder, offered"
+    );
+    assert_eq!(run.state.status, Status::Active);
+    // Without an in-house plan: the lender's part alone, straight to the summary.
+    let mut run = at_counteroffer(false);
+    let t = run.on(Event::Staff {
+        action: StaffAction::AcceptCounteroffer,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::FinancingSummary
+        }]
+    );
+}
+
+#[test]
+fn staff_passing_on_a_counteroffer_asks_the_next_lender_and_keeps_the_record() {
+    let mut run = at_counteroffer(true);
+    let t = run.on(Event::Staff {
+        action: StaffAction::NextLender,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::StartApplication {
+            lender: lender("sunbit"),
+            amount: Money::usd(100_000)
+        }]
+    );
+    assert!(
+        matches!(
+            run.state.attempts[0].outcome,
+            financing_core::AttemptOutcome::PartiallyApproved { .. }
+        ),
+        "the counteroffer stays in the record"
+    );
+    // Sunbit declines too: the whole amount goes to the in-house offer.
+    run.on(opened("sunbit"));
+    let t = run.on(declined("sunbit"));
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }]
+    );
+    // A counteroffer action with no counteroffer open is ignored.
+    assert!(
+        run.on(Event::Staff {
+            action: StaffAction::AcceptCounteroffer
+        })
+        .ignored
+    );
+}

@@ -95,6 +95,20 @@ pub trait LinkStore: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool>;
 
+    /// A patient's request from the page (a fresh deposit link): queues `event` with its audit
+    /// line unless a request is already queued and not yet applied; false when nothing was
+    /// written.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database), [`StoreError::Decode`](super::StoreError::Decode).
+    async fn queue_patient_request(
+        &self,
+        workflow: &WorkflowId,
+        event: &chairside_workflow::Event,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
     /// True while a patient answer queued by [`LinkStore::queue_patient_answer`] waits for the
     /// runner.
     ///

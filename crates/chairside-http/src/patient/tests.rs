@@ -592,3 +592,56 @@ async fn after_paying_the_patient_lands_on_a_thank_you_page_not_a_404() {
     assert!(page.contains("Your payment went through"), "{page}");
     assert!(page.contains("Su pago se realizó"), "{page}");
 }
+
+#[tokio::test]
+async fn a_paid_deposit_shows_its_receipt_and_no_pay_button() {
+    let kit = Kit::new().await;
+    let mut paid = kit.financing_state(smile(), "tx-paid", "pat-1");
+    paid.stripe.customer_id = Some("cus_1".into());
+    paid.stripe.deposit_paid = true;
+    let wf = kit.seed(paid).await;
+    let token = kit.token(&wf);
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await).await;
+    assert!(page.contains("your deposit is paid"), "{page}");
+    assert!(page.contains("Deposit, paid"), "{page}");
+    assert!(!page.contains("Pay the deposit"), "{page}");
+    let pay = kit.send(get(&format!("/p/{token}/pay"))).await;
+    assert_eq!(pay.status(), StatusCode::SEE_OTHER);
+    assert_eq!(pay.headers()["location"], format!("/p/{token}").as_str());
+}
+
+#[tokio::test]
+async fn an_expired_deposit_link_is_replaced_when_the_patient_clicks_and_asked_for_once() {
+    let kit = Kit::new().await;
+    let mut expired = kit.financing_state(smile(), "tx-exp", "pat-1");
+    expired.stripe.customer_id = Some("cus_1".into());
+    expired.stripe.checkout_url = None;
+    expired.stripe.checkout_session_id = None;
+    expired.stripe.expired_sessions = vec!["cs_test_1".into()];
+    let wf = kit.seed(expired).await;
+    let token = kit.token(&wf);
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await)
+        .await
+        .replace("&#x2f;", "/");
+    assert!(
+        page.contains(&format!(r#"href="/p/{token}/pay""#)),
+        "{page}"
+    );
+    // Act: two clicks.
+    let first = kit.send(get(&format!("/p/{token}/pay"))).await;
+    let second = kit.send(get(&format!("/p/{token}/pay"))).await;
+    // Assert: a page that reloads itself, not a dead Stripe link; one request queued.
+    assert_eq!(first.status(), StatusCode::OK);
+    let body = body_text(first).await;
+    assert!(body.contains(r#"http-equiv="refresh""#), "{body}");
+    assert!(body.contains("expired"), "{body}");
+    assert!(!body.contains(CHECKOUT_URL));
+    assert_eq!(second.status(), StatusCode::OK);
+    let requests = kit
+        .inbox(&wf)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, Event::DepositLinkRequested))
+        .count();
+    assert_eq!(requests, 1);
+}

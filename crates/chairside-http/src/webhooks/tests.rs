@@ -365,8 +365,40 @@ fn checkout_and_payment_intent_events_of_one_payment_map_to_the_same_stripe_id()
             amount: Money::usd(16_000),
         }),
     )];
-    assert_eq!(a, expected);
+    assert_eq!(a[0], expected[0], "the money, keyed by the PaymentIntent");
+    assert_eq!(
+        a[1],
+        (
+            WorkflowId::new(WF),
+            Event::Payment(PaymentFact::CheckoutCompleted {
+                session_id: "cs_test_1".into()
+            })
+        ),
+        "and which session it paid (the deposit's state)"
+    );
+    assert_eq!(a.len(), 2);
     assert_eq!(b, expected);
+}
+
+#[test]
+fn an_expired_checkout_session_maps_to_its_expiry() {
+    let expired = parse(&json!({
+        "id": "evt_x", "type": "checkout.session.expired",
+        "data": {"object": {
+            "id": "cs_x", "object": "checkout.session", "payment_status": "unpaid",
+            "status": "expired", "amount_total": 16_000, "currency": "usd",
+            "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    assert_eq!(
+        stripe_events(&expired.data),
+        vec![(
+            WorkflowId::new(WF),
+            Event::Payment(PaymentFact::CheckoutExpired {
+                session_id: "cs_x".into()
+            })
+        )]
+    );
 }
 
 #[test]

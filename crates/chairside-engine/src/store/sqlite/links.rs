@@ -17,6 +17,9 @@ const PATIENT: &str = "patient";
 /// The inbox source of a patient's answer to the in-house offer.
 const PATIENT_ANSWER: &str = "patient_answer";
 
+/// The inbox source of a patient's request from the page (a fresh deposit link).
+const PATIENT_REQUEST: &str = "patient_request";
+
 /// Bumps the workflow's link generation and drops its return reference, inside the caller's
 /// transaction (a staff cancel revokes in the same transaction that records it).
 pub(super) async fn revoke_in(conn: &mut SqliteConnection, id: &str, now: i64) -> Result<u64> {
@@ -192,39 +195,75 @@ impl LinkStore for SqliteStore {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        self.queue_once(
+            workflow,
+            PATIENT_ANSWER,
+            "in_house_answer",
+            event,
+            detail,
+            now,
+        )
+        .await
+    }
+
+    async fn queue_patient_request(
+        &self,
+        workflow: &WorkflowId,
+        event: &Event,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.queue_once(
+            workflow,
+            PATIENT_REQUEST,
+            "patient_request",
+            event,
+            detail,
+            now,
+        )
+        .await
+    }
+
+    async fn patient_answer_pending(&self, workflow: &WorkflowId) -> Result<bool> {
+        self.inbox_waits(workflow, PATIENT_ANSWER).await
+    }
+}
+
+impl SqliteStore {
+    /// Queues `event` from `source` with its audit line, unless one from `source` still waits.
+    async fn queue_once(
+        &self,
+        workflow: &WorkflowId,
+        source: &str,
+        kind: &str,
+        event: &Event,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let id = workflow.as_str();
         let now_ms = ms(now);
         let mut tx = self.begin().await?;
         let pending: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM inbox WHERE workflow_id = ? AND source = ? LIMIT 1")
                 .bind(id)
-                .bind(PATIENT_ANSWER)
+                .bind(source)
                 .fetch_optional(&mut *tx)
                 .await?;
         if pending.is_some() {
             tx.rollback().await?;
             return Ok(false);
         }
-        insert_inbox(&mut tx, &self.key, id, PATIENT_ANSWER, event, now_ms).await?;
-        insert_audit(
-            &mut tx,
-            &self.key,
-            id,
-            PATIENT,
-            "in_house_answer",
-            detail,
-            now_ms,
-        )
-        .await?;
+        insert_inbox(&mut tx, &self.key, id, source, event, now_ms).await?;
+        insert_audit(&mut tx, &self.key, id, PATIENT, kind, detail, now_ms).await?;
         self.finish(tx).await?;
         Ok(true)
     }
 
-    async fn patient_answer_pending(&self, workflow: &WorkflowId) -> Result<bool> {
+    async fn inbox_waits(&self, workflow: &WorkflowId, source: &str) -> Result<bool> {
         let pending: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM inbox WHERE workflow_id = ? AND source = ? LIMIT 1")
                 .bind(workflow.as_str())
-                .bind(PATIENT_ANSWER)
+                .bind(source)
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(pending.is_some())
