@@ -6,6 +6,8 @@
 //! - [`ports`]: what the engine needs of a practice system, Stripe and messaging; [`adapters`]
 //!   implement them over the connector crates.
 //! - [`staff`]: staff decisions (retry, cancel, ...), each checked and recorded in one transaction.
+//! - [`outbound`]: events written with each step, delivered once per subscriber (signed
+//!   webhooks, the CRM, the lab) with retries and a delivery log.
 //! - [`clock`], [`links`] (signed patient page links), [`note`] (ledger note text).
 //! - [`engine`]: [`EngineBuilder`] puts them together for an embedder (store, practices, plug-in
 //!   lenders, clock) and checks that every lender a waterfall names is provided.
@@ -18,6 +20,7 @@ pub mod clock;
 pub mod engine;
 pub mod links;
 pub mod note;
+pub mod outbound;
 pub mod ports;
 pub mod runner;
 pub mod staff;

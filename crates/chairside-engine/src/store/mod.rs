@@ -12,6 +12,7 @@
 //! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
 //! | patient link generations and return references | [`LinkStore`] | the runner, the patient page |
 //! | set aside what does not decode | [`QuarantineStore`] | the runner, webhooks, the dashboard, metrics |
+//! | outbound events and their deliveries | [`OutboxStore`] | the dispatcher ([`crate::outbound`]), the dashboard |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -24,6 +25,7 @@ pub mod crypto;
 mod inbound;
 pub mod links;
 pub mod logins;
+pub mod outbox;
 mod patient;
 pub mod quarantine;
 mod report;
@@ -39,6 +41,7 @@ use serde::Serialize;
 pub use inbound::InboundStore;
 pub use links::LinkStore;
 pub use logins::LoginStore;
+pub use outbox::OutboxStore;
 pub use patient::PatientStore;
 pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
 pub use report::{LedgerNoteTime, ReportStore};
@@ -52,8 +55,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        InboundStore, LinkStore, LoginStore, PatientStore, QuarantineStore, ReportStore,
-        SchemaStore, StaffStore, Store, WorkflowStore,
+        InboundStore, LinkStore, LoginStore, OutboxStore, PatientStore, QuarantineStore,
+        ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -249,6 +252,7 @@ pub trait Store:
     + SchemaStore
     + LinkStore
     + QuarantineStore
+    + OutboxStore
 {
 }
 
@@ -262,6 +266,7 @@ impl<T> Store for T where
         + SchemaStore
         + LinkStore
         + QuarantineStore
+        + OutboxStore
 {
 }
 
@@ -281,3 +286,5 @@ fn _obj_safe(
 #[cfg(test)]
 fn _login_obj_safe(_: &dyn LoginStore) {}
 fn _quarantine_obj_safe(_: &dyn QuarantineStore) {}
+#[cfg(test)]
+fn _outbox_obj_safe(_: &dyn OutboxStore) {}

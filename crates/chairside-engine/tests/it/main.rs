@@ -8,6 +8,7 @@ mod engine;
 mod fakes;
 mod harness;
 mod links;
+mod outbound;
 mod phi;
 mod quarantine;
 mod runner;

@@ -4,6 +4,7 @@
 mod inbound;
 mod links;
 mod logins;
+mod outbox;
 mod patient;
 mod quarantine;
 mod report;
