@@ -182,6 +182,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/staff/logout", post(staff::logout))
         .route("/staff/workflows/{id}", get(staff::workflow))
         .route("/staff/workflows/{id}/actions", post(staff::act))
+        .route("/staff/deliveries", get(staff::deliveries::log))
+        .route(
+            "/staff/deliveries/{id}/retry",
+            post(staff::deliveries::requeue),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -785,6 +785,8 @@ struct Dashboard {
     plans: Vec<PlanLine>,
     tasks: Vec<TaskLine>,
     held: Vec<HeldLine>,
+    /// Outbound deliveries given up (the delivery log's banner).
+    failed_deliveries: usize,
 }
 
 /// Something set aside because it does not decode (a workflow row, a webhook delivery).
@@ -927,6 +929,7 @@ async fn render_dashboard(
         plans,
         tasks,
         held,
+        failed_deliveries: deliveries::failed_count(state, &s.practice).await?,
     };
     Ok(state
         .pages
@@ -1173,6 +1176,8 @@ pub(crate) async fn act(
         }
     }
 }
+
+pub(crate) mod deliveries;
 
 #[cfg(test)]
 mod tests;

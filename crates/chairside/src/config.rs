@@ -67,9 +67,9 @@ pub use env::Environment;
 pub use report::{ConfigReport, Problem};
 pub use settings::{
     CareCreditSettings, DentrixSettings, HttpSettings, LenderSettings, NexHealthSettings,
-    OpenDentalSettings, PaymentSettings, PmsSettings, PracticeSettings, ReminderSettings,
-    RunnerSettings, SmtpSettings, StaffLogin, StoreSettings, StripeSettings, SunbitSettings,
-    TwilioSettings,
+    OpenDentalSettings, OutboundSettings, PaymentSettings, PmsSettings, PracticeSettings,
+    ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin, StoreSettings, StripeSettings,
+    SunbitSettings, TwilioSettings, WebhookSettings,
 };
 
 use std::collections::HashMap;
@@ -101,6 +101,8 @@ pub struct Config {
     pub twilio: Option<TwilioSettings>,
     /// `[[practices]]`, at least one.
     pub practices: Vec<PracticeSettings>,
+    /// `[outbound]`: outbound events' subscribers and retry bound (default: none, 12 attempts).
+    pub outbound: OutboundSettings,
 }
 
 impl Config {

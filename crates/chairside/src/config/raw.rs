@@ -19,6 +19,30 @@ pub(super) struct RawConfig {
     pub(super) stripe: Option<RawStripe>,
     pub(super) twilio: Option<RawTwilio>,
     pub(super) practices: Option<Vec<RawPractice>>,
+    pub(super) outbound: Option<RawOutbound>,
+}
+
+/// `[outbound]`: outbound events and their subscribers.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an [outbound] section")]
+pub(super) struct RawOutbound {
+    pub(super) max_attempts: Option<Int>,
+    pub(super) first_retry: Option<String>,
+    pub(super) max_retry_delay: Option<String>,
+    pub(super) webhooks: Option<Vec<RawWebhook>>,
+}
+
+/// `[[outbound.webhooks]]`: one signed webhook endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an [[outbound.webhooks]] section")]
+pub(super) struct RawWebhook {
+    pub(super) name: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) secret: Option<Literal>,
+    pub(super) secret_env: Option<String>,
+    pub(super) secret_file: Option<String>,
+    pub(super) events: Option<List>,
+    pub(super) practices: Option<List>,
 }
 
 /// `[store]`.

@@ -75,6 +75,7 @@ pub(super) fn store_view(
     }
     v.finish(store.map(|store| StoreView { store, time_zones }))
 }
+mod outbound;
 mod practice;
 mod vendors;
 
@@ -429,6 +430,10 @@ impl<'e> Validator<'e> {
             Some(t) => self.twilio(t).map(Some),
         };
         let practices = self.practices(raw.practices.as_deref(), raw.twilio.is_some());
+        let outbound = match &raw.outbound {
+            None => Some(super::OutboundSettings::default()),
+            Some(o) => self.outbound(o, &ids),
+        };
         Some(Config {
             store: store?,
             runner: runner?,
@@ -436,6 +441,7 @@ impl<'e> Validator<'e> {
             stripe: stripe?,
             twilio: twilio?,
             practices: practices?,
+            outbound: outbound?,
         })
     }
 

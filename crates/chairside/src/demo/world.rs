@@ -530,6 +530,7 @@ pub fn demo_config(
             ),
         }),
         practices,
+        outbound: crate::config::OutboundSettings::default(),
     })
 }
 
