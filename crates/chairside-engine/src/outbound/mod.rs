@@ -15,6 +15,7 @@
 //! again when its lease runs out and sent again with the same `webhook-id`: receivers deduplicate
 //! on it, as the spec asks.
 
+pub mod crm;
 pub mod events;
 pub mod sign;
 pub mod webhook;

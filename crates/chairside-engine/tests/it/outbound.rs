@@ -349,3 +349,182 @@ async fn a_new_subscriber_is_not_sent_the_history_and_practices_filter_events() 
     assert_eq!((round.queued, round.attempted), (0, 0));
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+mod crm {
+    //! The CRM subscriber over a wiremock HubSpot, fed by the real runner's events.
+
+    use std::sync::Arc;
+
+    use chairside_engine::outbound::crm::{CrmStages, HubSpotSubscriber};
+    use chairside_engine::store::Store;
+    use financing_core::{
+        AmountLimits, LenderId, LenderSlot, PartialApprovalRule, Waterfall, WaterfallPolicy,
+    };
+    use hubspot_client::StageId;
+    use secrecy::SecretString;
+    use serde_json::{Value, json};
+    use url::Url;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::dispatcher;
+    use crate::fakes::Answer;
+    use crate::harness::World;
+
+    fn stages() -> CrmStages {
+        CrmStages {
+            not_converted: StageId::new("closedlost"),
+            applying: StageId::new("appointmentscheduled"),
+            financed: StageId::new("contractsent"),
+            declined: StageId::new("1001"),
+            paid: StageId::new("closedwon"),
+        }
+    }
+
+    async fn hubspot() -> MockServer {
+        let server = MockServer::start().await;
+        let batch = |id: &str| {
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "COMPLETE", "results": [{"id": id}]}))
+        };
+        Mock::given(method("POST"))
+            .and(path("/crm/v3/objects/contacts/batch/upsert"))
+            .respond_with(batch("501"))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/crm/v3/objects/deals/batch/upsert"))
+            .respond_with(batch("901"))
+            .mount(&server)
+            .await;
+        Mock::given(method("PUT"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/crm/v3/objects/tasks/search"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"total": 0, "results": []})),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/crm/v3/objects/tasks"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "7001"})))
+            .mount(&server)
+            .await;
+        server
+    }
+
+    async fn subscriber(w: &World, server: &MockServer, amounts: bool) -> HubSpotSubscriber {
+        let client = hubspot_client::Client::builder(
+            Url::parse(&format!("{}/", server.uri())).unwrap(),
+            SecretString::from("pat-test-token".to_owned()),
+        )
+        .build()
+        .unwrap();
+        let store: Arc<dyn Store> = w.store().await;
+        HubSpotSubscriber::new(client, store, stages()).amounts(amounts)
+    }
+
+    async fn bodies(server: &MockServer, p: &str) -> Vec<Value> {
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == p)
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_financed_plan_ends_as_a_financed_deal_on_the_patients_contact_without_clinical_data()
+    {
+        // Arrange
+        let w = World::new();
+        let server = hubspot().await;
+        let store = w.store().await;
+        let sub = subscriber(&w, &server, false).await;
+        let d = dispatcher(&w, store.clone(), vec![Arc::new(sub)]);
+        d.fan_out().await.unwrap();
+        let id = w.accept(1, 150_000, 50_000);
+        w.carecredit.on_status(Answer::Approve);
+        let runner = w.runner("runner-1").await;
+        w.settle(&runner).await;
+
+        // Act
+        let round = d.tick().await.unwrap();
+
+        // Assert: started and financed were delivered; the deal's last stage is financed.
+        assert_eq!(round.delivered, 2, "{round:?}");
+        let contacts = bodies(&server, "/crm/v3/objects/contacts/batch/upsert").await;
+        assert_eq!(
+            contacts[0]["inputs"][0]["id"],
+            "testa.patient1@example.test"
+        );
+        assert_eq!(contacts[0]["inputs"][0]["properties"]["firstname"], "Testa");
+        let deals = bodies(&server, "/crm/v3/objects/deals/batch/upsert").await;
+        assert!(deals.iter().all(|d| d["inputs"][0]["id"] == id.as_str()));
+        assert!(
+            deals
+                .iter()
+                .all(|d| d["inputs"][0]["properties"]["dealstage"] == "contractsent"),
+            "the workflow's current truth, whatever the event: {deals:?}"
+        );
+        for body in server.received_requests().await.unwrap() {
+            let text = String::from_utf8(body.body.clone()).unwrap();
+            assert!(!text.contains("D2740"), "a procedure code crossed: {text}");
+            assert!(!text.contains("amount"), "an amount crossed: {text}");
+        }
+        assert!(bodies(&server, "/crm/v3/objects/tasks").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_declined_plan_is_a_declined_deal_with_one_follow_up_task_and_amounts_when_turned_on()
+    {
+        // Arrange: no in-house fallback; both lenders decline.
+        let mut w = World::new();
+        let slot = |id: &str| LenderSlot {
+            lender: LenderId::new(id),
+            limits: AmountLimits::NONE,
+        };
+        w.config.waterfall = Waterfall::new(
+            vec![slot("carecredit"), slot("sunbit")],
+            WaterfallPolicy {
+                on_partial: PartialApprovalRule::StopForStaff,
+                in_house_fallback: false,
+            },
+        );
+        w.config.in_house = None;
+        let server = hubspot().await;
+        let store = w.store().await;
+        let sub = subscriber(&w, &server, true).await;
+        let d = dispatcher(&w, store.clone(), vec![Arc::new(sub)]);
+        d.fan_out().await.unwrap();
+        w.accept(1, 150_000, 50_000);
+        w.carecredit.on_start(Answer::Decline);
+        w.sunbit.on_start(Answer::Decline);
+        let runner = w.runner("runner-1").await;
+        w.settle(&runner).await;
+
+        // Act: delivered, then a second round after a retry window sends nothing more.
+        d.tick().await.unwrap();
+        w.clock.advance(std::time::Duration::from_secs(3600));
+        d.tick().await.unwrap();
+
+        // Assert
+        let deals = bodies(&server, "/crm/v3/objects/deals/batch/upsert").await;
+        let last = &deals.last().unwrap()["inputs"][0]["properties"];
+        assert_eq!(last["dealstage"], "1001", "{deals:?}");
+        assert_eq!(last["amount"], "800.00", "the amount asked of lenders");
+        let tasks = bodies(&server, "/crm/v3/objects/tasks").await;
+        assert_eq!(tasks.len(), 1, "one follow-up");
+        let subject = tasks[0]["properties"]["hs_task_subject"].as_str().unwrap();
+        assert!(
+            subject.starts_with("Follow up: financing declined [chairside evt_"),
+            "{subject}"
+        );
+        assert_eq!(tasks[0]["associations"][0]["to"]["id"], "501");
+    }
+}
