@@ -290,6 +290,27 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
         }
         engine = engine.subscriber(Arc::new(endpoint));
     }
+    if let Some(h) = &config.outbound.hubspot {
+        let client = hubspot_client::Client::builder(h.base_url.clone(), h.token.clone())
+            .deal_id_property(h.deal_id_property.clone())
+            .http_client(http.clone())
+            // In-call retries: one capped policy, see CALL_RETRY.
+            .retry(CALL_RETRY)
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .context("the HubSpot client")?;
+        let mut crm = chairside_engine::outbound::crm::HubSpotSubscriber::new(
+            client,
+            store.clone(),
+            h.stages.clone(),
+        )
+        .pipeline(h.pipeline.clone())
+        .amounts(h.amounts);
+        if let Some(practices) = &h.practices {
+            crm = crm.practices(practices.iter().cloned());
+        }
+        engine = engine.subscriber(Arc::new(crm));
+    }
     for subscriber in extras.subscribers {
         engine = engine.subscriber(subscriber);
     }

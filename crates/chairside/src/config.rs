@@ -66,10 +66,10 @@ pub use duration::MAX_DURATION;
 pub use env::Environment;
 pub use report::{ConfigReport, Problem};
 pub use settings::{
-    CareCreditSettings, DentrixSettings, HttpSettings, LenderSettings, NexHealthSettings,
-    OpenDentalSettings, OutboundSettings, PaymentSettings, PmsSettings, PracticeSettings,
-    ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin, StoreSettings, StripeSettings,
-    SunbitSettings, TwilioSettings, WebhookSettings,
+    CareCreditSettings, DentrixSettings, HttpSettings, HubSpotSettings, LenderSettings,
+    NexHealthSettings, OpenDentalSettings, OutboundSettings, PaymentSettings, PmsSettings,
+    PracticeSettings, ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin, StoreSettings,
+    StripeSettings, SunbitSettings, TwilioSettings, WebhookSettings,
 };
 
 use std::collections::HashMap;

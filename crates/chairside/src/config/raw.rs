@@ -30,6 +30,33 @@ pub(super) struct RawOutbound {
     pub(super) first_retry: Option<String>,
     pub(super) max_retry_delay: Option<String>,
     pub(super) webhooks: Option<Vec<RawWebhook>>,
+    pub(super) hubspot: Option<RawHubSpot>,
+}
+
+/// `[outbound.hubspot]`: the CRM.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an [outbound.hubspot] section")]
+pub(super) struct RawHubSpot {
+    pub(super) base_url: Option<String>,
+    pub(super) token: Option<Literal>,
+    pub(super) token_env: Option<String>,
+    pub(super) token_file: Option<String>,
+    pub(super) deal_id_property: Option<String>,
+    pub(super) pipeline: Option<String>,
+    pub(super) amounts: Option<Flag>,
+    pub(super) practices: Option<List>,
+    pub(super) stages: Option<RawStages>,
+}
+
+/// `[outbound.hubspot.stages]`: the account's internal deal stage id per outcome.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an [outbound.hubspot.stages] section")]
+pub(super) struct RawStages {
+    pub(super) not_converted: Option<String>,
+    pub(super) applying: Option<String>,
+    pub(super) financed: Option<String>,
+    pub(super) declined: Option<String>,
+    pub(super) paid: Option<String>,
 }
 
 /// `[[outbound.webhooks]]`: one signed webhook endpoint.

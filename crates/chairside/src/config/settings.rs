@@ -649,6 +649,41 @@ pub struct OutboundSettings {
     pub max_retry_delay: Duration,
     /// The signed webhook endpoints.
     pub webhooks: Vec<WebhookSettings>,
+    /// The CRM (`[outbound.hubspot]`), when configured.
+    pub hubspot: Option<HubSpotSettings>,
+}
+
+/// `[outbound.hubspot]`: deals in HubSpot for follow-up.
+#[derive(Clone)]
+pub struct HubSpotSettings {
+    /// The API (default `https://api.hubapi.com/`).
+    pub base_url: Url,
+    /// The private app's access token.
+    pub token: SecretString,
+    /// The unique deal property deals are upserted by (default `chairside_workflow_id`).
+    pub deal_id_property: String,
+    /// The pipeline, when the account has several.
+    pub pipeline: Option<String>,
+    /// Whether deals carry the amount asked of lenders (default false).
+    pub amounts: bool,
+    /// Whose plans (default every practice).
+    pub practices: Option<Vec<PracticeId>>,
+    /// The internal stage id per outcome.
+    pub stages: chairside_engine::outbound::crm::CrmStages,
+}
+
+impl fmt::Debug for HubSpotSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubSpotSettings")
+            .field("base_url", &self.base_url.as_str())
+            .field("token", &Redacted)
+            .field("deal_id_property", &self.deal_id_property)
+            .field("pipeline", &self.pipeline)
+            .field("amounts", &self.amounts)
+            .field("practices", &self.practices)
+            .field("stages", &self.stages)
+            .finish()
+    }
 }
 
 impl Default for OutboundSettings {
@@ -658,6 +693,7 @@ impl Default for OutboundSettings {
             first_retry: Duration::from_secs(5),
             max_retry_delay: Duration::from_secs(3600),
             webhooks: Vec::new(),
+            hubspot: None,
         }
     }
 }

@@ -39,6 +39,7 @@ fn example_env() -> Vec<(&'static str, &'static str)> {
             "CHAIRSIDE_WEBHOOK_BILLING_SECRET",
             "whsec_U0VDUkVULXdlYmhvb2stMDEyMzQ1Njc4OWFiY2RlZg==",
         ),
+        ("HUBSPOT_PRIVATE_APP_TOKEN", "SECRET_hubspot_token"),
     ]
 }
 

@@ -112,3 +112,45 @@ url = "https://hooks.example/"
     let report = load(&text, &env_with(&[])).expect_err("invalid");
     problem_for(&report, "outbound.webhooks[0].secret_env");
 }
+
+#[test]
+fn the_examples_hubspot_section_is_read_with_its_stages_and_amounts_off() {
+    let config = load(EXAMPLE, &env_with(&[])).expect("the example is valid");
+    let h = config.outbound.hubspot.as_ref().expect("the example's CRM");
+    assert_eq!(h.base_url.as_str(), "https://api.hubapi.com/");
+    assert_eq!(h.deal_id_property, "chairside_workflow_id");
+    assert!(!h.amounts);
+    assert_eq!(h.stages.declined.as_str(), "decisionmakerboughtin");
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(&h.token),
+        "SECRET_hubspot_token"
+    );
+    assert!(!format!("{config:?}").contains("SECRET_hubspot_token"));
+}
+
+#[test]
+fn hubspot_mistakes_are_reported_at_their_paths() {
+    let text = with_outbound(
+        r#"
+[outbound.hubspot]
+amounts = "maybe"
+practices = ["elsewhere"]
+
+[outbound.hubspot.stages]
+applying = "appointmentscheduled"
+financed = ""
+"#,
+    );
+    let report = load(&text, &env_with(&[])).expect_err("invalid");
+    for path in [
+        "outbound.hubspot.token_env",
+        "outbound.hubspot.amounts",
+        "outbound.hubspot.practices[0]",
+        "outbound.hubspot.stages.not_converted",
+        "outbound.hubspot.stages.financed",
+        "outbound.hubspot.stages.declined",
+        "outbound.hubspot.stages.paid",
+    ] {
+        problem_for(&report, path);
+    }
+}
