@@ -133,6 +133,22 @@ impl Config {
         validate::config(parse_toml(text)?, base_dir, env)
     }
 
+    /// Checks configuration text whose waterfalls (`lenders.order`) may also name `plugins`:
+    /// lenders the embedding program provides itself and hands to
+    /// [`app::build`](crate::app::build) in `Extras::lenders`, which have no section in the file.
+    /// `build` refuses a named plug-in that `Extras` does not provide.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_toml_with_plugins(
+        text: &str,
+        base_dir: &Path,
+        env: &Environment,
+        plugins: &[LenderId],
+    ) -> Result<Self, ConfigReport> {
+        validate::config_with_plugins(parse_toml(text)?, base_dir, env, plugins)
+    }
+
     /// Loads only what the operations commands (`status`, `retry`, `cancel`, `migrate`) need: the
     /// `[store]` section and the practices' time zones. Secrets of other sections need not be set.
     ///

@@ -43,7 +43,22 @@ pub(super) fn config(
     base_dir: &Path,
     env: &Environment,
 ) -> Result<Config, ConfigReport> {
+    config_with_plugins(root, base_dir, env, &[])
+}
+
+/// Checks a whole configuration whose waterfalls may also name `plugins`: lenders an embedding
+/// program provides itself (through `app::Extras::lenders`), which have no section here.
+pub(super) fn config_with_plugins(
+    root: Table,
+    base_dir: &Path,
+    env: &Environment,
+    plugins: &[LenderId],
+) -> Result<Config, ConfigReport> {
     let (mut v, raw) = Validator::start(root, base_dir, env);
+    v.plugins = plugins
+        .iter()
+        .map(|l| l.as_str().to_ascii_lowercase())
+        .collect();
     let built = raw.and_then(|raw| v.config(&raw));
     v.finish(built)
 }
@@ -143,6 +158,8 @@ struct Validator<'e> {
     overrides: BTreeMap<String, String>,
     /// Keys serde did not read, reported when their section is checked.
     unknown: Vec<Unknown>,
+    /// Plug-in lenders the embedding program provides: a waterfall may name them.
+    plugins: Vec<String>,
 }
 
 impl<'e> Validator<'e> {
@@ -155,6 +172,7 @@ impl<'e> Validator<'e> {
             base_dir: base_dir.to_path_buf(),
             overrides: overrides.set,
             unknown: Vec::new(),
+            plugins: Vec::new(),
         };
         let raw = v.read::<RawConfig>(Value::Table(root), "");
         (v, raw)

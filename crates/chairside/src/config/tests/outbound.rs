@@ -154,3 +154,28 @@ financed = ""
         problem_for(&report, path);
     }
 }
+
+#[test]
+fn a_waterfall_may_name_a_plug_in_lender_only_when_the_embedding_program_provides_it() {
+    let text = MINIMAL.replace(
+        r#"order = ["carecredit"]"#,
+        r#"order = ["acme-credit", "carecredit"]"#,
+    );
+    let refused = load(&text, &env_with(&[])).expect_err("no plug-in given");
+    assert!(
+        problem_for(&refused, "practices[0].lenders.order[0]")
+            .message
+            .contains("unknown lender")
+    );
+    let config = Config::from_toml_with_plugins(
+        &text,
+        Path::new("/etc/chairside"),
+        &env_with(&[]),
+        &[LenderId::new("acme-credit")],
+    )
+    .expect("the plug-in is provided");
+    assert_eq!(
+        config.practices[0].lenders.order,
+        [LenderId::new("acme-credit"), LenderId::new("carecredit")]
+    );
+}
