@@ -68,6 +68,7 @@ pub struct EngineBuilder {
     plugins: Vec<(LenderId, SharedProvider)>,
     subscribers: Vec<SharedSubscriber>,
     dispatch: DispatchConfig,
+    detection: crate::detect::DetectConfig,
 }
 
 impl EngineBuilder {
@@ -82,6 +83,7 @@ impl EngineBuilder {
             plugins: Vec::new(),
             subscribers: Vec::new(),
             dispatch: DispatchConfig::default(),
+            detection: crate::detect::DetectConfig::default(),
         }
     }
 
@@ -95,6 +97,13 @@ impl EngineBuilder {
     /// The outbound dispatcher's settings (owner, lease, batch, retry bound).
     pub fn dispatch_config(mut self, config: DispatchConfig) -> Self {
         self.dispatch = config;
+        self
+    }
+
+    /// Detection settings: where a new install starts, the plan limits checked before anyone is
+    /// contacted, retries of a plan whose details fail (see [`crate::detect`]).
+    pub fn detection(mut self, detection: crate::detect::DetectConfig) -> Self {
+        self.detection = detection;
         self
     }
 
@@ -159,6 +168,26 @@ impl EngineBuilder {
                     lender: slot.lender.clone(),
                 });
             }
+            // Each lender's cadence and session life come from its client (a plug-in gets the
+            // trait's default); a schedule given in the practice's configuration wins.
+            let slots: Vec<LenderId> = practice
+                .workflow
+                .waterfall
+                .slots()
+                .iter()
+                .map(|s| s.lender.clone())
+                .collect();
+            for lender in slots {
+                let given = practice
+                    .workflow
+                    .lender_schedules
+                    .iter()
+                    .any(|(l, _)| l == &lender);
+                if let (false, Some(provider)) = (given, practice.lenders.get(&lender)) {
+                    let schedule = provider.poll_schedule();
+                    practice.workflow.lender_schedules.push((lender, schedule));
+                }
+            }
             practices.push(practice);
         }
         let dispatcher = Dispatcher::new(
@@ -167,7 +196,8 @@ impl EngineBuilder {
             self.clock.clone(),
             self.dispatch,
         );
-        let runner = Runner::new(self.store.clone(), practices, self.runner, self.clock);
+        let runner = Runner::new(self.store.clone(), practices, self.runner, self.clock)
+            .with_detection(self.detection);
         Ok(Engine {
             store: self.store,
             runner,

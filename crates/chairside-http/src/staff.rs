@@ -643,6 +643,7 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::PaymentFailed => "Payment failed",
         TaskKind::SystemError => "System error",
         TaskKind::ConsentRefusal => "Refused texts",
+        TaskKind::LenderNeedsStaff => "Lender asks you to call",
     }
 }
 
@@ -681,6 +682,8 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
         TaskKind::Counteroffer | TaskKind::NoFinancing => vec![HANDLED, CANCEL],
         TaskKind::ConsentRefusal => vec![HANDLED],
+        // Retry reads the lender again once staff did what it asked; the waterfall holds until then.
+        TaskKind::LenderNeedsStaff => vec![RETRY, HANDLED, CANCEL],
     }
 }
 
@@ -787,6 +790,10 @@ struct Dashboard {
     held: Vec<HeldLine>,
     /// Outbound deliveries given up (the delivery log's banner).
     failed_deliveries: usize,
+    /// Plans detection could not start (a record to fix in the practice system).
+    detection_tasks: Vec<HeldLine>,
+    /// The practice system's detection health, when it is not healthy.
+    detection_health: Vec<String>,
 }
 
 /// Something set aside because it does not decode (a workflow row, a webhook delivery).
@@ -919,6 +926,37 @@ async fn render_dashboard(
                 since: local(d.received_at, tz, "%b %-d %H:%M"),
             }),
     );
+    let detection_tasks: Vec<HeldLine> = state
+        .store
+        .detection_tasks(Some(&s.practice), false)
+        .await?
+        .into_iter()
+        .map(|t| HeldLine {
+            what: format!(
+                "plan {} ({}, version {})",
+                t.task.plan_id, t.source, t.task.marker
+            ),
+            problem: format!("{}: {}", t.task.field, t.task.problem),
+            since: local(t.created_at, tz, "%b %-d %H:%M"),
+        })
+        .collect();
+    let detection_health: Vec<String> = state
+        .store
+        .detection_health()
+        .await?
+        .into_iter()
+        .filter(|h| h.practice_id == s.practice && h.consecutive_failures > 0)
+        .map(|h| {
+            format!(
+                "{}: the last {} checks for accepted plans failed ({}); last good check {}",
+                h.source,
+                h.consecutive_failures,
+                h.last_failure.as_deref().unwrap_or("unknown"),
+                h.last_good_poll_at
+                    .map_or_else(|| "never".to_owned(), |t| local(t, tz, "%b %-d %H:%M")),
+            )
+        })
+        .collect();
     let page = Dashboard {
         root: root(state),
         csrf: s.csrf.clone(),
@@ -930,6 +968,8 @@ async fn render_dashboard(
         tasks,
         held,
         failed_deliveries: deliveries::failed_count(state, &s.practice).await?,
+        detection_tasks,
+        detection_health,
     };
     Ok(state
         .pages
