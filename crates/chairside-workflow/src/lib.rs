@@ -644,6 +644,7 @@ pub struct CurrentApplication {
 /// Where the current lender's application stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per workflow, stored as JSON: boxing buys nothing
 pub enum LenderPhase {
     /// A cardholder lookup is under way.
     LookingUp,
