@@ -28,6 +28,7 @@ use std::sync::Arc;
 use financing_core::{LenderId, PracticeId, SharedProvider};
 
 use crate::clock::{Clock, SystemClock};
+use crate::outbound::{DispatchConfig, Dispatcher, SharedSubscriber};
 use crate::runner::{PracticeRuntime, Runner, RunnerConfig};
 use crate::store::Store;
 
@@ -65,6 +66,8 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     practices: Vec<PracticeRuntime>,
     plugins: Vec<(LenderId, SharedProvider)>,
+    subscribers: Vec<SharedSubscriber>,
+    dispatch: DispatchConfig,
     detection: crate::detect::DetectConfig,
 }
 
@@ -78,8 +81,23 @@ impl EngineBuilder {
             clock: Arc::new(SystemClock),
             practices: Vec::new(),
             plugins: Vec::new(),
+            subscribers: Vec::new(),
+            dispatch: DispatchConfig::default(),
             detection: crate::detect::DetectConfig::default(),
         }
+    }
+
+    /// A subscriber to the outbound events (a webhook endpoint, the CRM, the lab); see
+    /// [`crate::outbound`].
+    pub fn subscriber(mut self, subscriber: SharedSubscriber) -> Self {
+        self.subscribers.push(subscriber);
+        self
+    }
+
+    /// The outbound dispatcher's settings (owner, lease, batch, retry bound).
+    pub fn dispatch_config(mut self, config: DispatchConfig) -> Self {
+        self.dispatch = config;
+        self
     }
 
     /// Detection settings: where a new install starts, the plan limits checked before anyone is
@@ -172,11 +190,18 @@ impl EngineBuilder {
             }
             practices.push(practice);
         }
+        let dispatcher = Dispatcher::new(
+            self.store.clone(),
+            self.subscribers,
+            self.clock.clone(),
+            self.dispatch,
+        );
         let runner = Runner::new(self.store.clone(), practices, self.runner, self.clock)
             .with_detection(self.detection);
         Ok(Engine {
             store: self.store,
             runner,
+            dispatcher,
         })
     }
 }
@@ -187,6 +212,7 @@ impl EngineBuilder {
 pub struct Engine {
     store: Arc<dyn Store>,
     runner: Runner,
+    dispatcher: Dispatcher,
 }
 
 impl Engine {
@@ -203,6 +229,12 @@ impl Engine {
     /// The runner: `poll` for newly accepted plans, `tick` to perform due work.
     pub fn runner(&self) -> &Runner {
         &self.runner
+    }
+
+    /// The outbound dispatcher: run it beside the runner ([`Dispatcher::run`]) to deliver the
+    /// events to the subscribers.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
     }
 
     /// The lenders each practice can ask, by id (its own and the plug-ins).

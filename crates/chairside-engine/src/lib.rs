@@ -7,6 +7,8 @@
 //!   implement them over the connector crates.
 //! - [`staff`]: staff decisions (retry, cancel, ...), each checked and recorded in one transaction.
 //! - [`consent`]: a practice system's SMS consent field as the practice's attestation.
+//! - [`outbound`]: events written with each step, delivered once per subscriber (signed
+//!   webhooks, the CRM, the lab) with retries and a delivery log.
 //! - [`clock`], [`links`] (signed patient page links), [`note`] (ledger note text).
 //! - [`engine`]: [`EngineBuilder`] puts them together for an embedder (store, practices, plug-in
 //!   lenders, clock) and checks that every lender a waterfall names is provided.
@@ -21,6 +23,7 @@ pub mod detect;
 pub mod engine;
 pub mod links;
 pub mod note;
+pub mod outbound;
 pub mod ports;
 pub mod runner;
 pub mod staff;

@@ -194,6 +194,11 @@ pub fn router(state: HttpState) -> Router {
             "/staff/workflows/{id}/sms-consent",
             post(consent::staff_record),
         )
+        .route("/staff/deliveries", get(staff::deliveries::log))
+        .route(
+            "/staff/deliveries/{id}/retry",
+            post(staff::deliveries::requeue),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -33,6 +33,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/staff_dashboard.html"),
     ),
     (
+        "staff_deliveries.html",
+        include_str!("templates/staff_deliveries.html"),
+    ),
+    (
         "staff_workflow.html",
         include_str!("templates/staff_workflow.html"),
     ),

@@ -799,6 +799,8 @@ struct Dashboard {
     plans: Vec<PlanLine>,
     tasks: Vec<TaskLine>,
     held: Vec<HeldLine>,
+    /// Outbound deliveries given up (the delivery log's banner).
+    failed_deliveries: usize,
     /// Plans detection could not start (a record to fix in the practice system).
     detection_tasks: Vec<HeldLine>,
     /// The practice system's detection health, when it is not healthy.
@@ -976,6 +978,7 @@ async fn render_dashboard(
         plans,
         tasks,
         held,
+        failed_deliveries: deliveries::failed_count(state, &s.practice).await?,
         detection_tasks,
         detection_health,
     };
@@ -1224,6 +1227,8 @@ pub(crate) async fn act(
         }
     }
 }
+
+pub(crate) mod deliveries;
 
 #[cfg(test)]
 mod tests;

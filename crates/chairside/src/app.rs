@@ -22,6 +22,9 @@ use chairside_engine::adapters::nexhealth::NexHealthPractice;
 use chairside_engine::adapters::opendental::OpenDentalPractice;
 use chairside_engine::adapters::stripe::StripePayments;
 use chairside_engine::clock::Clock;
+use chairside_engine::outbound::DispatchConfig;
+use chairside_engine::outbound::sign::WebhookSecret;
+use chairside_engine::outbound::webhook::WebhookEndpoint;
 use chairside_engine::ports::SharedPracticeSystem;
 use chairside_engine::runner::{PracticeRuntime, Runner};
 use chairside_engine::store::{SchemaStore, SqliteStore, Store};
@@ -66,6 +69,8 @@ pub struct Extras {
     /// NexHealth's rate budget, when not the documented limits of one API key (the sandbox has
     /// none).
     pub nexhealth_rate_budget: Option<nexhealth_client::RateBudget>,
+    /// Subscribers to the outbound events beyond the configured webhook endpoints.
+    pub subscribers: Vec<chairside_engine::outbound::SharedSubscriber>,
     /// Lender poll schedules that replace the clients' own (the demo's compressed day); every
     /// other lender keeps the schedule its client ships.
     pub lender_schedules: Vec<(LenderId, PollSchedule)>,
@@ -82,6 +87,7 @@ impl fmt::Debug for Extras {
             .field("retry", &self.retry)
             .field("opendental_server_zone", &self.opendental_server_zone)
             .field("nexhealth_rate_budget", &self.nexhealth_rate_budget)
+            .field("subscribers", &self.subscribers)
             .field("lender_schedules", &self.lender_schedules)
             .finish()
     }
@@ -100,6 +106,8 @@ pub struct Service {
     pub http: HttpState,
     /// Rings when a NexHealth push says plans changed.
     pub poll_now: Arc<Notify>,
+    /// Delivers the outbound events to their subscribers.
+    pub dispatcher: chairside_engine::outbound::Dispatcher,
 }
 
 /// Builds the service from `config`: opens and migrates the store, builds every client, the
@@ -267,6 +275,52 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     if let Some(clock) = extras.clock {
         engine = engine.clock(clock);
     }
+    engine = engine.dispatch_config(DispatchConfig {
+        owner: format!("{}/outbound", config.runner.owner),
+        backoff: Backoff {
+            base: config.outbound.first_retry,
+            cap: config.outbound.max_retry_delay,
+            max_attempts: config.outbound.max_attempts,
+        },
+        ..DispatchConfig::default()
+    });
+    for hook in &config.outbound.webhooks {
+        let secret = WebhookSecret::parse(&hook.secret)
+            .with_context(|| format!("the secret of webhook endpoint {}", hook.name))?;
+        let mut endpoint = WebhookEndpoint::new(&hook.name, hook.url.clone(), secret)
+            .context("the webhook HTTP client")?;
+        if let Some(events) = &hook.events {
+            endpoint = endpoint.types(events.iter().copied());
+        }
+        if let Some(practices) = &hook.practices {
+            endpoint = endpoint.practices(practices.iter().cloned());
+        }
+        engine = engine.subscriber(Arc::new(endpoint));
+    }
+    if let Some(h) = &config.outbound.hubspot {
+        let client = hubspot_client::Client::builder(h.base_url.clone(), h.token.clone())
+            .deal_id_property(h.deal_id_property.clone())
+            .http_client(http.clone())
+            // In-call retries: one capped policy, see CALL_RETRY.
+            .retry(CALL_RETRY)
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .context("the HubSpot client")?;
+        let mut crm = chairside_engine::outbound::crm::HubSpotSubscriber::new(
+            client,
+            store.clone(),
+            h.stages.clone(),
+        )
+        .pipeline(h.pipeline.clone())
+        .amounts(h.amounts);
+        if let Some(practices) = &h.practices {
+            crm = crm.practices(practices.iter().cloned());
+        }
+        engine = engine.subscriber(Arc::new(crm));
+    }
+    for subscriber in extras.subscribers {
+        engine = engine.subscriber(subscriber);
+    }
     for (p, pms, lenders, payments) in parts {
         let mut workflow = p.workflow_config();
         workflow
@@ -304,6 +358,7 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     Ok(Service {
         store,
         runner: engine.runner().clone(),
+        dispatcher: engine.dispatcher().clone(),
         engine,
         http,
         poll_now,
@@ -358,6 +413,8 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         shutdown_signal(),
     ));
 
+    // Outbound events go out beside the runner's work: a slow subscriber never holds a step.
+    let outbound = tokio::spawn(service.dispatcher.clone().run(Duration::from_secs(1)));
     let runner = service.runner.clone();
     let poll_every = config.runner.poll_interval;
     let poll_now = service.poll_now.clone();
@@ -409,6 +466,7 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         }
     }
     server.abort();
+    outbound.abort();
     Ok(0)
 }
 

@@ -66,10 +66,10 @@ pub use duration::MAX_DURATION;
 pub use env::Environment;
 pub use report::{ConfigReport, Problem};
 pub use settings::{
-    CareCreditSettings, DentrixSettings, DetectionSettings, HttpSettings, LenderSettings,
-    NexHealthSettings, OpenDentalSettings, PaymentSettings, PmsSettings, PracticeSettings,
-    ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin, StoreSettings, StripeSettings,
-    SunbitSettings, TwilioSettings,
+    CareCreditSettings, DentrixSettings, DetectionSettings, HttpSettings, HubSpotSettings,
+    LenderSettings, NexHealthSettings, OpenDentalSettings, OutboundSettings, PaymentSettings,
+    PmsSettings, PracticeSettings, ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin,
+    StoreSettings, StripeSettings, SunbitSettings, TwilioSettings, WebhookSettings,
 };
 
 use std::collections::HashMap;
@@ -103,6 +103,8 @@ pub struct Config {
     pub twilio: Option<TwilioSettings>,
     /// `[[practices]]`, at least one.
     pub practices: Vec<PracticeSettings>,
+    /// `[outbound]`: outbound events' subscribers and retry bound (default: none, 12 attempts).
+    pub outbound: OutboundSettings,
 }
 
 impl Config {
@@ -131,6 +133,22 @@ impl Config {
     /// As [`Config::load`].
     pub fn from_toml(text: &str, base_dir: &Path, env: &Environment) -> Result<Self, ConfigReport> {
         validate::config(parse_toml(text)?, base_dir, env)
+    }
+
+    /// Checks configuration text whose waterfalls (`lenders.order`) may also name `plugins`:
+    /// lenders the embedding program provides itself and hands to
+    /// [`app::build`](crate::app::build) in `Extras::lenders`, which have no section in the file.
+    /// `build` refuses a named plug-in that `Extras` does not provide.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_toml_with_plugins(
+        text: &str,
+        base_dir: &Path,
+        env: &Environment,
+        plugins: &[LenderId],
+    ) -> Result<Self, ConfigReport> {
+        validate::config_with_plugins(parse_toml(text)?, base_dir, env, plugins)
     }
 
     /// Loads only what the operations commands (`status`, `retry`, `cancel`, `migrate`) need: the

@@ -114,6 +114,7 @@
 #![recursion_limit = "256"]
 
 mod config;
+mod crm;
 mod error;
 mod fault;
 mod form;
@@ -146,6 +147,7 @@ pub use config::{
     CareCreditConfig, DentrixConfig, NexHealthConfig, OpenDentalConfig, PatientSimulation, Ports,
     SandboxConfig, StripeConfig, SunbitConfig, TwilioConfig, WebhookDelivery,
 };
+pub use crm::{CrmRecord, CrmStandIn};
 pub use error::SandboxError;
 pub use fault::{Fault, FaultController, FaultRule, Latency, LostResponse, RouteMatch, System};
 pub use lenders::carecredit::{CareCreditHandle, CareCreditSession, CareCreditState};

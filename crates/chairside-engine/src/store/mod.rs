@@ -12,6 +12,7 @@
 //! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
 //! | patient link generations and return references | [`LinkStore`] | the runner, the patient page |
 //! | set aside what does not decode | [`QuarantineStore`] | the runner, webhooks, the dashboard, metrics |
+//! | outbound events and their deliveries | [`OutboxStore`] | the dispatcher ([`crate::outbound`]), the dashboard |
 //! | install baseline, detection tasks and health | [`DetectionStore`] | the poller, `/readyz`, the dashboard, metrics |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
@@ -27,6 +28,7 @@ pub mod detection;
 mod inbound;
 pub mod links;
 pub mod logins;
+pub mod outbox;
 mod patient;
 pub mod quarantine;
 mod report;
@@ -44,6 +46,7 @@ pub use detection::DetectionStore;
 pub use inbound::InboundStore;
 pub use links::LinkStore;
 pub use logins::LoginStore;
+pub use outbox::OutboxStore;
 pub use patient::PatientStore;
 pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
 pub use report::{LedgerNoteTime, ReportStore};
@@ -57,8 +60,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        DetectionStore, InboundStore, LinkStore, LoginStore, PatientStore, QuarantineStore,
-        ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
+        DetectionStore, InboundStore, LinkStore, LoginStore, OutboxStore, PatientStore,
+        QuarantineStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -292,6 +295,7 @@ pub trait Store:
     + SchemaStore
     + LinkStore
     + QuarantineStore
+    + OutboxStore
     + DetectionStore
 {
 }
@@ -306,6 +310,7 @@ impl<T> Store for T where
         + SchemaStore
         + LinkStore
         + QuarantineStore
+        + OutboxStore
         + DetectionStore
 {
 }
@@ -326,3 +331,5 @@ fn _obj_safe(
 #[cfg(test)]
 fn _login_obj_safe(_: &dyn LoginStore) {}
 fn _quarantine_obj_safe(_: &dyn QuarantineStore) {}
+#[cfg(test)]
+fn _outbox_obj_safe(_: &dyn OutboxStore) {}

@@ -10,6 +10,7 @@ mod fakes;
 mod harness;
 mod links;
 mod messages;
+mod outbound;
 mod phi;
 mod quarantine;
 mod runner;

@@ -763,3 +763,115 @@ async fn a_counteroffer_task_offers_accept_and_next_lender_and_each_reaches_the_
         assert_eq!(kit.inbox(&wf).await, vec![Event::Staff { action }]);
     }
 }
+/// Gives up every outbound delivery now due: fans the events out to `subscriber` and records
+/// one failed attempt each, as the dispatcher does after its last attempt.
+async fn give_up_deliveries(kit: &crate::testkit::Kit, subscriber: &str) {
+    use chairside_engine::store::outbox::AttemptOutcome;
+    let store = &kit.store;
+    // A subscriber seen for the first time starts at the newest event: register it first.
+    let events = store
+        .events_after_cursor(subscriber, kit.now(), 100)
+        .await
+        .unwrap();
+    let wanted: Vec<_> = events.iter().collect();
+    let through = events.last().map_or(0, |e| e.row);
+    store
+        .enqueue_deliveries(subscriber, &wanted, through, kit.now())
+        .await
+        .unwrap();
+    let jobs = store
+        .claim_deliveries("test", kit.now(), std::time::Duration::from_secs(60), 100)
+        .await
+        .unwrap();
+    for job in &jobs {
+        let outcome = AttemptOutcome::Failed {
+            status: Some(503),
+            error: "the endpoint refused the event".into(),
+        };
+        assert!(
+            store
+                .finish_delivery(job, "test", &outcome, kit.now())
+                .await
+                .unwrap()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_given_up_delivery_shows_on_the_dashboard_and_in_the_log_and_can_be_sent_again() {
+    // Arrange: the subscriber is registered, then a task opens on a plan of each practice.
+    let kit = Kit::new().await;
+    give_up_deliveries(&kit, "webhook:billing").await;
+    let mine = kit.seed_workflow("tx-1").await;
+    let theirs = kit
+        .seed(kit.financing_state(other(), "tx-9", "pat-9"))
+        .await;
+    let task = StaffTask {
+        kind: TaskKind::NoFinancing,
+        reason: "no lender approved".into(),
+    };
+    kit.raise_task(&mine, task.clone()).await;
+    kit.raise_task(&theirs, task).await;
+    give_up_deliveries(&kit, "webhook:billing").await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+
+    // Act
+    let dashboard = body_text(kit.send(with_cookie(get("/staff"), &session)).await).await;
+    let log = body_text(
+        kit.send(with_cookie(get("/staff/deliveries"), &session))
+            .await,
+    )
+    .await;
+
+    // Assert: one given up for this practice; the other practice's is not shown.
+    assert!(
+        dashboard.contains("1 event delivery to other systems gave up"),
+        "{dashboard}"
+    );
+    assert!(log.contains("workflow.needs_staff"), "{log}");
+    assert!(log.contains("given up"));
+    assert!(log.contains("the endpoint refused the event (HTTP 503)"));
+    assert!(log.contains(mine.as_str()));
+    assert!(
+        !log.contains(theirs.as_str()),
+        "another practice's delivery"
+    );
+    for phi in [FIRST, LAST, PHONE, EMAIL] {
+        assert!(!log.contains(phi), "{phi} in the log");
+    }
+    let all = kit.store.deliveries(None, None, 10).await.unwrap();
+    let id_of = |wf: &chairside_workflow::WorkflowId| {
+        all.iter()
+            .find(|d| d.workflow_id == wf.as_str())
+            .unwrap()
+            .id
+    };
+
+    // Act: send again, without and with the token, mine and theirs.
+    let retry = |id: i64, token: &str| {
+        post_form(
+            &format!("/staff/deliveries/{id}/retry"),
+            form(&[("csrf", token)]),
+            Some(&session),
+        )
+    };
+    let forged = kit.send(retry(id_of(&mine), "made-up")).await;
+    let foreign = kit.send(retry(id_of(&theirs), &csrf)).await;
+    let again = kit.send(retry(id_of(&mine), &csrf)).await;
+
+    // Assert
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    let after = kit.store.deliveries(None, None, 10).await.unwrap();
+    let status = |wf: &chairside_workflow::WorkflowId| {
+        after
+            .iter()
+            .find(|d| d.workflow_id == wf.as_str())
+            .unwrap()
+            .status
+            .clone()
+    };
+    assert_eq!(status(&mine), "pending");
+    assert_eq!(status(&theirs), "failed");
+}

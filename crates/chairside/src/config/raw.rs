@@ -20,6 +20,57 @@ pub(super) struct RawConfig {
     pub(super) stripe: Option<RawStripe>,
     pub(super) twilio: Option<RawTwilio>,
     pub(super) practices: Option<Vec<RawPractice>>,
+    pub(super) outbound: Option<RawOutbound>,
+}
+
+/// `[outbound]`: outbound events and their subscribers.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an [outbound] section")]
+pub(super) struct RawOutbound {
+    pub(super) max_attempts: Option<Int>,
+    pub(super) first_retry: Option<String>,
+    pub(super) max_retry_delay: Option<String>,
+    pub(super) webhooks: Option<Vec<RawWebhook>>,
+    pub(super) hubspot: Option<RawHubSpot>,
+}
+
+/// `[outbound.hubspot]`: the CRM.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an [outbound.hubspot] section")]
+pub(super) struct RawHubSpot {
+    pub(super) base_url: Option<String>,
+    pub(super) token: Option<Literal>,
+    pub(super) token_env: Option<String>,
+    pub(super) token_file: Option<String>,
+    pub(super) deal_id_property: Option<String>,
+    pub(super) pipeline: Option<String>,
+    pub(super) amounts: Option<Flag>,
+    pub(super) practices: Option<List>,
+    pub(super) stages: Option<RawStages>,
+}
+
+/// `[outbound.hubspot.stages]`: the account's internal deal stage id per outcome.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an [outbound.hubspot.stages] section")]
+pub(super) struct RawStages {
+    pub(super) not_converted: Option<String>,
+    pub(super) applying: Option<String>,
+    pub(super) financed: Option<String>,
+    pub(super) declined: Option<String>,
+    pub(super) paid: Option<String>,
+}
+
+/// `[[outbound.webhooks]]`: one signed webhook endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an [[outbound.webhooks]] section")]
+pub(super) struct RawWebhook {
+    pub(super) name: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) secret: Option<Literal>,
+    pub(super) secret_env: Option<String>,
+    pub(super) secret_file: Option<String>,
+    pub(super) events: Option<List>,
+    pub(super) practices: Option<List>,
 }
 
 /// `[store]`.

@@ -672,3 +672,93 @@ impl PracticeSettings {
         })
     }
 }
+
+/// `[outbound]`: the retry bound of outbound deliveries and the subscribers
+/// (`[[outbound.webhooks]]`).
+#[derive(Clone, Debug)]
+pub struct OutboundSettings {
+    /// Attempts per delivery, the first included, before it is given up and shown to staff
+    /// (default 12).
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles after each failure (default 5 s).
+    pub first_retry: Duration,
+    /// The longest wait between attempts (default 1 h), unless a `Retry-After` asks for more.
+    pub max_retry_delay: Duration,
+    /// The signed webhook endpoints.
+    pub webhooks: Vec<WebhookSettings>,
+    /// The CRM (`[outbound.hubspot]`), when configured.
+    pub hubspot: Option<HubSpotSettings>,
+}
+
+/// `[outbound.hubspot]`: deals in HubSpot for follow-up.
+#[derive(Clone)]
+pub struct HubSpotSettings {
+    /// The API (default `https://api.hubapi.com/`).
+    pub base_url: Url,
+    /// The private app's access token.
+    pub token: SecretString,
+    /// The unique deal property deals are upserted by (default `chairside_workflow_id`).
+    pub deal_id_property: String,
+    /// The pipeline, when the account has several.
+    pub pipeline: Option<String>,
+    /// Whether deals carry the amount asked of lenders (default false).
+    pub amounts: bool,
+    /// Whose plans (default every practice).
+    pub practices: Option<Vec<PracticeId>>,
+    /// The internal stage id per outcome.
+    pub stages: chairside_engine::outbound::crm::CrmStages,
+}
+
+impl fmt::Debug for HubSpotSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubSpotSettings")
+            .field("base_url", &self.base_url.as_str())
+            .field("token", &Redacted)
+            .field("deal_id_property", &self.deal_id_property)
+            .field("pipeline", &self.pipeline)
+            .field("amounts", &self.amounts)
+            .field("practices", &self.practices)
+            .field("stages", &self.stages)
+            .finish()
+    }
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            first_retry: Duration::from_secs(5),
+            max_retry_delay: Duration::from_secs(3600),
+            webhooks: Vec::new(),
+            hubspot: None,
+        }
+    }
+}
+
+/// `[[outbound.webhooks]]`: one endpoint that receives Chairside's events, signed per Standard
+/// Webhooks.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    /// A short name, unique among the endpoints: its deliveries are kept under `webhook:{name}`.
+    pub name: String,
+    /// Where events are POSTed (https; http only for loopback).
+    pub url: Url,
+    /// The signing secret, `whsec_` and base64 of 24 to 64 bytes (checked at load).
+    pub secret: SecretString,
+    /// The event types it receives (default all).
+    pub events: Option<Vec<chairside_engine::outbound::events::EventType>>,
+    /// The practices whose events it receives (default all).
+    pub practices: Option<Vec<PracticeId>>,
+}
+
+impl fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("secret", &Redacted)
+            .field("events", &self.events)
+            .field("practices", &self.practices)
+            .finish()
+    }
+}

@@ -35,6 +35,11 @@ fn example_env() -> Vec<(&'static str, &'static str)> {
         ("SUNBIT_API_SECRET", "SECRET_sunbit_secret"),
         ("SUNBIT_WEBHOOK_SECRET", "SECRET_sunbit_hook"),
         ("SMTP_PASSWORD", "SECRET_smtp"),
+        (
+            "CHAIRSIDE_WEBHOOK_BILLING_SECRET",
+            "whsec_U0VDUkVULXdlYmhvb2stMDEyMzQ1Njc4OWFiY2RlZg==",
+        ),
+        ("HUBSPOT_PRIVATE_APP_TOKEN", "SECRET_hubspot_token"),
     ]
 }
 
@@ -89,6 +94,8 @@ merchant_number = "5348120000000001"
 host = "smtp.smile.example"
 from = "frontdesk@smile.example"
 "#;
+
+mod outbound;
 
 fn problem_for<'r>(report: &'r ConfigReport, path: &str) -> &'r Problem {
     report

@@ -44,7 +44,22 @@ pub(super) fn config(
     base_dir: &Path,
     env: &Environment,
 ) -> Result<Config, ConfigReport> {
+    config_with_plugins(root, base_dir, env, &[])
+}
+
+/// Checks a whole configuration whose waterfalls may also name `plugins`: lenders an embedding
+/// program provides itself (through `app::Extras::lenders`), which have no section here.
+pub(super) fn config_with_plugins(
+    root: Table,
+    base_dir: &Path,
+    env: &Environment,
+    plugins: &[LenderId],
+) -> Result<Config, ConfigReport> {
     let (mut v, raw) = Validator::start(root, base_dir, env);
+    v.plugins = plugins
+        .iter()
+        .map(|l| l.as_str().to_ascii_lowercase())
+        .collect();
     let built = raw.and_then(|raw| v.config(&raw));
     v.finish(built)
 }
@@ -76,6 +91,7 @@ pub(super) fn store_view(
     }
     v.finish(store.map(|store| StoreView { store, time_zones }))
 }
+mod outbound;
 mod practice;
 mod vendors;
 
@@ -143,6 +159,8 @@ struct Validator<'e> {
     overrides: BTreeMap<String, String>,
     /// Keys serde did not read, reported when their section is checked.
     unknown: Vec<Unknown>,
+    /// Plug-in lenders the embedding program provides: a waterfall may name them.
+    plugins: Vec<String>,
 }
 
 impl<'e> Validator<'e> {
@@ -155,6 +173,7 @@ impl<'e> Validator<'e> {
             base_dir: base_dir.to_path_buf(),
             overrides: overrides.set,
             unknown: Vec::new(),
+            plugins: Vec::new(),
         };
         let raw = v.read::<RawConfig>(Value::Table(root), "");
         (v, raw)
@@ -431,6 +450,10 @@ impl<'e> Validator<'e> {
             Some(t) => self.twilio(t).map(Some),
         };
         let practices = self.practices(raw.practices.as_deref(), raw.twilio.is_some());
+        let outbound = match &raw.outbound {
+            None => Some(super::OutboundSettings::default()),
+            Some(o) => self.outbound(o, &ids),
+        };
         Some(Config {
             store: store?,
             runner: runner?,
@@ -439,6 +462,7 @@ impl<'e> Validator<'e> {
             stripe: stripe?,
             twilio: twilio?,
             practices: practices?,
+            outbound: outbound?,
         })
     }
 

@@ -581,6 +581,7 @@ pub fn demo_config(
             ),
         }),
         practices,
+        outbound: crate::config::OutboundSettings::default(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The sandbox's own behaviour: each stand-in against raw HTTP (and, where they exist, our
 //! clients), fault injection, personas.
 
+mod crm;
 mod faults;
 mod lenders;
 mod patients;

@@ -6,6 +6,7 @@ mod detection;
 mod inbound;
 mod links;
 mod logins;
+mod outbox;
 mod patient;
 mod quarantine;
 mod report;

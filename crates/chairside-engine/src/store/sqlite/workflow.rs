@@ -298,6 +298,17 @@ impl WorkflowStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Outbound events (webhooks, CRM, lab) in the step's own transaction: read against the
+        // state stored before this step, so they are written before it is replaced.
+        super::outbox::record_events(
+            &mut tx,
+            &self.key,
+            id,
+            state,
+            transition.raise_task.as_ref(),
+            now,
+        )
+        .await?;
         let detail = if transition.audit.is_empty() {
             String::new()
         } else {

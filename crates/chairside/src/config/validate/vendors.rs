@@ -237,10 +237,12 @@ impl Validator<'_> {
             None => Some(None),
             Some(t) => self.sunbit(&p("sunbit"), t).map(Some),
         };
+        let plugins = self.plugins.clone();
         let configured = |name: &str| match name {
             "carecredit" => s.carecredit.is_some(),
             "sunbit" => s.sunbit.is_some(),
-            _ => false,
+            // A plug-in the embedding program provides (`app::Extras::lenders`).
+            other => plugins.iter().any(|p| p == other),
         };
         let mut ids = Vec::new();
         let mut ok = true;

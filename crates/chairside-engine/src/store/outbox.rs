@@ -1,0 +1,197 @@
+//! The outbound events' role: fan each event out to its subscribers, claim due deliveries under a
+//! lease, record each attempt's outcome, and list deliveries for the dashboard.
+//!
+//! The events themselves are written by [`WorkflowStore::commit`](super::WorkflowStore::commit),
+//! in the step's own transaction ([`crate::outbound::events::derive`]).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::Result;
+
+/// An event as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Row id (the fan-out cursor's unit).
+    pub row: i64,
+    /// `evt_…`: the `webhook-id`.
+    pub event_id: String,
+    /// The type label (`financing.decided`).
+    pub kind: String,
+    /// The workflow.
+    pub workflow_id: String,
+    /// The practice.
+    pub practice_id: String,
+    /// The exact body to send.
+    pub payload: Vec<u8>,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A claimed delivery.
+#[derive(Clone, Debug)]
+pub struct DeliveryJob {
+    /// Row id.
+    pub id: i64,
+    /// The subscriber's id.
+    pub subscriber: String,
+    /// This attempt's number (1 for the first); counted at claim, so a crash mid-call counts.
+    pub attempt: u32,
+    /// The event.
+    pub event: StoredEvent,
+}
+
+/// What one attempt came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The subscriber took it.
+    Delivered {
+        /// The HTTP status, when there was one.
+        status: Option<u16>,
+    },
+    /// Try again at `at`.
+    Retry {
+        /// When.
+        at: DateTime<Utc>,
+        /// The HTTP status, when there was one.
+        status: Option<u16>,
+        /// Why, without PHI.
+        error: String,
+    },
+    /// Given up: staff see it on the dashboard.
+    Failed {
+        /// The HTTP status, when there was one.
+        status: Option<u16>,
+        /// Why, without PHI.
+        error: String,
+    },
+}
+
+/// One line of the delivery log.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliveryRow {
+    /// Row id.
+    pub id: i64,
+    /// The subscriber.
+    pub subscriber: String,
+    /// `evt_…`.
+    pub event_id: String,
+    /// The type label.
+    pub kind: String,
+    /// The workflow.
+    pub workflow_id: String,
+    /// The practice.
+    pub practice_id: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The next attempt, while pending.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The last attempt.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Its HTTP status.
+    pub last_status: Option<u16>,
+    /// Its error.
+    pub last_error: Option<String>,
+    /// When it was delivered or given up.
+    pub done_at: Option<DateTime<Utc>>,
+}
+
+/// Counts by status, for the dashboard's banner and the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DeliveryCounts {
+    /// Waiting for an attempt.
+    pub pending: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Given up.
+    pub failed: u64,
+}
+
+/// What the outbound dispatcher does with the outbox.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Events after `subscriber`'s cursor, oldest first, at most `limit`. A subscriber seen for the
+    /// first time starts at the newest event (it is not sent the history).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn events_after_cursor(
+        &self,
+        subscriber: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// In one transaction: queues a delivery of each of `wanted` to `subscriber` (once: a row that
+    /// exists is left alone) and moves its cursor to `through`.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn enqueue_deliveries(
+        &self,
+        subscriber: &str,
+        wanted: &[&StoredEvent],
+        through: i64,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Claims up to `limit` due deliveries for `lease`, counting the attempt.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<DeliveryJob>>;
+
+    /// Records an attempt's outcome, if `owner` still holds the delivery's lease at that attempt.
+    /// Returns false when it did not (another dispatcher took it over; nothing was written).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn finish_delivery(
+        &self,
+        job: &DeliveryJob,
+        owner: &str,
+        outcome: &AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Puts a failed delivery back in the queue (a staff action), with its attempts reset. Returns
+    /// false when the delivery is not failed.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn requeue_delivery(&self, id: i64, now: DateTime<Utc>) -> Result<bool>;
+
+    /// The latest deliveries, newest first, of one practice or all, of one status or all.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn deliveries(
+        &self,
+        practice: Option<&str>,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>>;
+
+    /// Deliveries by status.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn delivery_counts(&self) -> Result<DeliveryCounts>;
+
+    /// The events of one workflow, oldest first (tests, the audit).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn outbound_events(&self, workflow_id: &str) -> Result<Vec<StoredEvent>>;
+}

@@ -1,0 +1,3 @@
+//! hubspot-client against wiremock: each call's request shape, success, failures by kind, timeout.
+
+mod crm;
