@@ -261,6 +261,20 @@ pub(crate) async fn stripe(
         )
         .await;
     };
+    if let Some(expected) = state.config.stripe_livemode
+        && event.livemode != expected
+    {
+        // A live event at a test install (or the reverse): another mode's endpoint points here.
+        // Logged by id and type only, never the object.
+        tracing::warn!(
+            provider = STRIPE,
+            event = event.id.as_str(),
+            event_type = event.event_type(),
+            livemode = event.livemode,
+            "Stripe event of the other mode (live vs test) than the configured key: refused"
+        );
+        return reject(&state, STRIPE, "livemode");
+    }
     let mut events = Vec::new();
     for (wf, ev) in stripe_events(&event.data) {
         match state.store.workflow(&wf).await {

@@ -101,4 +101,4 @@ pub use schedules::{
     MAX_INSTALLMENTS, MAX_PLAN_DAYS, PhaseItem, SchedulePhase, ScheduleStatus, StartDate,
     Subscription, SubscriptionSchedule, SubscriptionStatus, split_installments,
 };
-pub use webhook::{Event, EventData, WebhookError};
+pub use webhook::{Event, EventData, WebhookError, key_livemode};

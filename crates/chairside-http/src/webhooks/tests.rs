@@ -97,6 +97,37 @@ async fn a_stripe_invoice_paid_for_a_seeded_workflow_enqueues_a_payment() {
 }
 
 #[tokio::test]
+async fn a_live_stripe_event_at_a_test_mode_install_is_refused_and_counted() {
+    // Arrange: correctly signed, naming a real workflow, but from live mode.
+    let kit = Kit::new().await;
+    let wf = seed_billed_workflow(&kit, "tx-1").await;
+    let live = invoice_paid("evt_live_1", &wf).replace(r#""livemode":false"#, r#""livemode":true"#);
+    assert!(live.contains(r#""livemode":true"#));
+
+    // Act
+    let res = kit
+        .send(stripe_request(&live, STRIPE_NEW, now_secs()))
+        .await;
+    let test_mode = kit
+        .send(stripe_request(
+            &invoice_paid("evt_test_1", &wf),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+
+    // Assert: refused and nothing queued; the test-mode event still lands.
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(test_mode.status(), StatusCode::OK);
+    assert_eq!(kit.inbox(&wf).await, vec![paid_invoice_event()]);
+    let m = metrics_text(&kit).await;
+    assert!(
+        m.contains(r#"chairside_webhook_rejections_total{provider="stripe",reason="livemode"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
 async fn a_stripe_delivery_signed_with_the_rolled_secret_is_still_accepted() {
     let kit = Kit::new().await;
     let wf = seed_billed_workflow(&kit, "tx-1").await;
