@@ -643,6 +643,7 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::PaymentFailed => "Payment failed",
         TaskKind::SystemError => "System error",
         TaskKind::ConsentRefusal => "Refused texts",
+        TaskKind::Settlement => "Lender charge to run",
     }
 }
 
@@ -680,7 +681,7 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         }
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
         TaskKind::Counteroffer | TaskKind::NoFinancing => vec![HANDLED, CANCEL],
-        TaskKind::ConsentRefusal => vec![HANDLED],
+        TaskKind::ConsentRefusal | TaskKind::Settlement => vec![HANDLED],
     }
 }
 

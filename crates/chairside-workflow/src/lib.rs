@@ -10,10 +10,10 @@ pub mod machine;
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use financing_core::{
     ApplicationHandle, Attempt, CoverageSplit, Decision, DepositRule, InHouseOffer, InHouseTerms,
-    LenderId, Money, PatientId, PlanId, PracticeId, TreatmentPlan, UsState, Waterfall,
+    LenderId, Money, PatientId, PlanId, PracticeId, Settlement, TreatmentPlan, UsState, Waterfall,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -130,6 +130,9 @@ pub enum TaskKind {
     SystemError,
     /// The patient refused texts in free text.
     ConsentRefusal,
+    /// The lender charge is for staff to run in the lender's portal (its API takes none, or no
+    /// treatment date is known): the task names the exact amount, the day and the reference.
+    Settlement,
 }
 
 impl TaskKind {
@@ -144,6 +147,7 @@ impl TaskKind {
             Self::PaymentFailed => "payment_failed",
             Self::SystemError => "system_error",
             Self::ConsentRefusal => "consent_refusal",
+            Self::Settlement => "settlement",
         }
     }
 }
@@ -208,6 +212,82 @@ pub enum NoteKind {
         /// The amount.
         amount: Money,
     },
+    /// The lender settlement: scheduled, charged, for staff, or failed.
+    Settlement {
+        /// The lender.
+        lender: LenderId,
+        /// The amount charged (or to charge).
+        amount: Money,
+        /// Where it stands when the note is written.
+        state: SettlementState,
+    },
+}
+
+/// Where the lender charge of a financed plan stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "settlement", rename_all = "snake_case")]
+pub enum SettlementState {
+    /// The charge runs on `day` (the treatment date).
+    Scheduled {
+        /// The day.
+        day: NaiveDate,
+    },
+    /// The charge is being run.
+    Charging {
+        /// The day it was due.
+        day: NaiveDate,
+    },
+    /// The lender charged the account.
+    Charged {
+        /// The lender's purchase id.
+        purchase: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Staff run the charge in the lender's portal (on `day`, or once a treatment date is known).
+    Manual {
+        /// The day it is due, when known.
+        day: Option<NaiveDate>,
+    },
+    /// Staff marked the charge done.
+    HandledByStaff {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The charge failed for good; a staff task says why.
+    Failed {
+        /// Why, without PHI.
+        reason: String,
+    },
+}
+
+/// The lender settlement of a financed plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LenderSettlement {
+    /// The lender.
+    pub lender: LenderId,
+    /// The amount it finances.
+    pub amount: Money,
+    /// Where it stands.
+    pub state: SettlementState,
+}
+
+impl LenderSettlement {
+    /// A short description for staff (`carecredit charge of $1,200.00 due 2027-03-15`).
+    pub fn label(&self) -> String {
+        let what = format!("{} charge of {}", self.lender, self.amount);
+        match &self.state {
+            SettlementState::Scheduled { day } => format!("{what} due {day}"),
+            SettlementState::Charging { .. } => format!("{what} running"),
+            SettlementState::Charged { .. } => format!("{what} settled"),
+            SettlementState::Manual { day: Some(day) } => format!("{what} for staff on {day}"),
+            SettlementState::Manual { day: None } => {
+                format!("{what} for staff once treatment is booked")
+            }
+            SettlementState::HandledByStaff { .. } => format!("{what} settled by staff"),
+            SettlementState::Failed { .. } => format!("{what} failed"),
+        }
+    }
 }
 
 /// Timers a workflow can have; at most one of each kind.
@@ -222,6 +302,8 @@ pub enum TimerKind {
     Reminder,
     /// Stop waiting on the patient.
     GiveUp,
+    /// Run the lender charge (the treatment date came).
+    Settle,
 }
 
 impl TimerKind {
@@ -232,6 +314,7 @@ impl TimerKind {
             Self::Poll => "poll",
             Self::Reminder => "reminder",
             Self::GiveUp => "give_up",
+            Self::Settle => "settle",
         }
     }
 
@@ -242,6 +325,7 @@ impl TimerKind {
             "poll" => Self::Poll,
             "reminder" => Self::Reminder,
             "give_up" => Self::GiveUp,
+            "settle" => Self::Settle,
             _ => return None,
         })
     }
@@ -322,6 +406,14 @@ pub enum Action {
         /// Which note.
         note: NoteKind,
     },
+    /// Run the lender charge of the approved financing (the lender's purchase carries our
+    /// reference, so a repeat finds it).
+    SettleWithLender {
+        /// The lender.
+        lender: LenderId,
+        /// The amount financed.
+        amount: Money,
+    },
 }
 
 impl Action {
@@ -340,6 +432,7 @@ impl Action {
             Self::ExpireDepositLink { .. } => "expire_deposit_link",
             Self::SendMessage { .. } => "send_message",
             Self::WriteLedgerNote { .. } => "write_note",
+            Self::SettleWithLender { .. } => "settle_lender",
         }
     }
 
@@ -505,6 +598,13 @@ pub enum Event {
         /// What they decided.
         action: StaffAction,
     },
+    /// The lender settlement call answered.
+    LenderSettled {
+        /// The lender.
+        lender: LenderId,
+        /// What it did.
+        settlement: Settlement,
+    },
     /// An effect failed for good (Stripe, practice system, messaging).
     EffectFailed {
         /// The action that failed.
@@ -536,6 +636,7 @@ impl Event {
             Self::PlanWithdrawn { .. } => "plan_withdrawn",
             Self::Staff { .. } => "staff",
             Self::EffectFailed { .. } => "effect_failed",
+            Self::LenderSettled { .. } => "lender_settled",
         }
     }
 }
@@ -712,6 +813,13 @@ pub struct WorkflowState {
     pub ledger_written_at: Option<DateTime<Utc>>,
     /// Next command sequence number.
     pub next_seq: u64,
+    /// The treatment date (from the plan or its appointment), when known: the lender charge runs
+    /// then.
+    #[serde(default)]
+    pub treatment_date: Option<NaiveDate>,
+    /// The lender settlement of a financed plan.
+    #[serde(default)]
+    pub settlement: Option<LenderSettlement>,
 }
 
 impl WorkflowState {
@@ -735,6 +843,8 @@ impl WorkflowState {
             failed_action: None,
             ledger_written_at: None,
             next_seq: 1,
+            treatment_date: None,
+            settlement: None,
         }
     }
 
@@ -777,7 +887,10 @@ impl WorkflowState {
             Stage::Payments(step) => format!("stripe: {step:?}").to_lowercase(),
             Stage::Notifying => "sending summary".into(),
             Stage::WritingNote => "writing ledger note".into(),
-            Stage::Settled => self.status.label().into(),
+            Stage::Settled => match &self.settlement {
+                Some(s) => format!("{}; {}", self.status.label(), s.label()),
+                None => self.status.label().into(),
+            },
             Stage::Undoing { .. } => "cancelling".into(),
         }
     }

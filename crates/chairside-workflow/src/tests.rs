@@ -829,6 +829,13 @@ fn outcome_of(action: &Action, c: u8) -> Event {
                 plan: plan(100_000, 0, "D2740"),
                 facts: facts(true, true),
             },
+            3 => Event::PlanLoaded {
+                plan: TreatmentPlan {
+                    treatment_date: Some(t0().date_naive() + chrono::Days::new(20)),
+                    ..plan(100_000, 10_000, "D2740")
+                },
+                facts: facts(true, false),
+            },
             _ => Event::PlanLoaded {
                 plan: plan(100_000, 10_000, "D2740"),
                 facts: facts(true, false),
@@ -918,6 +925,22 @@ fn outcome_of(action: &Action, c: u8) -> Event {
             note: note.clone(),
             at: t0(),
         },
+        Action::SettleWithLender { lender: l, .. } => match c % 3 {
+            0 => Event::LenderSettled {
+                lender: l.clone(),
+                settlement: financing_core::Settlement::Charged {
+                    purchase: LenderReference::new("purchase-1"),
+                },
+            },
+            1 => Event::LenderSettled {
+                lender: l.clone(),
+                settlement: financing_core::Settlement::Manual,
+            },
+            _ => Event::EffectFailed {
+                action: action.clone(),
+                reason: "HTTP 422".into(),
+            },
+        },
     }
 }
 
@@ -955,6 +978,8 @@ proptest! {
         prop_assert!(count(|a| matches!(a, Action::CreateDepositLink { .. })) <= 1 + failures, "{emitted:?}");
         prop_assert!(count(|a| matches!(a, Action::CreateInstallmentSchedule { .. })) <= 1, "{emitted:?}");
         prop_assert!(count(|a| matches!(a, Action::EnsureCustomer)) <= 1, "{emitted:?}");
+        // Never a lender charge twice (no staff retry here).
+        prop_assert!(count(|a| matches!(a, Action::SettleWithLender { .. })) <= 1, "{emitted:?}");
         let outcome_notes = count(|a| matches!(a, Action::WriteLedgerNote { note: NoteKind::Outcome }));
         prop_assert!(outcome_notes <= 1 + usize::from(withdrew), "{outcome_notes} outcome notes: {emitted:?}");
         // With the queue drained and no timers left the workflow has settled.
@@ -1074,3 +1099,5 @@ proptest! {
         }
     }
 }
+
+mod settlement;

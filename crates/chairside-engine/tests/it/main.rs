@@ -11,5 +11,6 @@ mod links;
 mod phi;
 mod quarantine;
 mod runner;
+mod settlement;
 mod staff;
 mod store;

@@ -267,6 +267,7 @@ fn task_kind(label: &str) -> TaskKind {
         TaskKind::PaymentFailed,
         TaskKind::SystemError,
         TaskKind::ConsentRefusal,
+        TaskKind::Settlement,
     ]
     .into_iter()
     .find(|k| k.label() == label)
