@@ -28,6 +28,17 @@ pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -
                 "Chairside: payment of {amount} received through Stripe ({stripe_id})."
             ));
         }
+        NoteKind::Reversal {
+            stripe_id,
+            amount,
+            dispute,
+        } => {
+            lines.push(if *dispute {
+                format!("Chairside: the patient disputed a card payment of {amount} ({stripe_id}).")
+            } else {
+                format!("Chairside: refund of {amount} in total through Stripe ({stripe_id}).")
+            });
+        }
         NoteKind::Settlement {
             lender,
             amount,

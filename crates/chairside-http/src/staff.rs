@@ -641,6 +641,7 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::PatientQuiet => "Patient went quiet",
         TaskKind::NoFinancing => "No financing found",
         TaskKind::PaymentFailed => "Payment failed",
+        TaskKind::PaymentReversed => "Refund, dispute or ended schedule",
         TaskKind::SystemError => "System error",
         TaskKind::ConsentRefusal => "Refused texts",
         TaskKind::Settlement => "Lender charge to run",
@@ -681,7 +682,9 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         }
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
         TaskKind::Counteroffer | TaskKind::NoFinancing => vec![HANDLED, CANCEL],
-        TaskKind::ConsentRefusal | TaskKind::Settlement => vec![HANDLED],
+        TaskKind::ConsentRefusal | TaskKind::Settlement | TaskKind::PaymentReversed => {
+            vec![HANDLED]
+        }
     }
 }
 

@@ -152,13 +152,57 @@ pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
             ))
         }),
         EventData::InvoicePaymentFailed(inv) => invoice_workflow(inv).map(|wf| {
-            (
-                wf,
-                Event::Payment(PaymentFact::Failed {
-                    stripe_id: inv.id.as_str().to_owned(),
-                }),
-            )
+            let stripe_id = inv.id.as_str().to_owned();
+            // Stripe sets no next attempt when its retries are over: the failure is final.
+            let fact = if inv.next_payment_attempt.is_none() {
+                PaymentFact::FinalFailure { stripe_id }
+            } else {
+                PaymentFact::Failed { stripe_id }
+            };
+            (wf, Event::Payment(fact))
         }),
+        EventData::ChargeRefunded(ch) => ch
+            .metadata
+            .get(WORKFLOW_KEY)
+            .and_then(parse_workflow_id)
+            .and_then(|wf| {
+                Some((
+                    wf,
+                    Event::Payment(PaymentFact::Refunded {
+                        stripe_id: ch.id.as_str().to_owned(),
+                        amount: ch.refunded_money()?,
+                    }),
+                ))
+            }),
+        // A dispute names its charge, whose metadata Stripe does not copy onto the dispute: only
+        // a dispute carrying the workflow id maps here (see docs/collection.md).
+        EventData::ChargeDisputeCreated(d) => d
+            .metadata
+            .get(WORKFLOW_KEY)
+            .and_then(parse_workflow_id)
+            .and_then(|wf| {
+                Some((
+                    wf,
+                    Event::Payment(PaymentFact::Disputed {
+                        stripe_id: d.id.as_str().to_owned(),
+                        amount: d.money()?,
+                    }),
+                ))
+            }),
+        EventData::SubscriptionScheduleCanceled(s) | EventData::SubscriptionScheduleAborted(s) => s
+            .metadata
+            .get(WORKFLOW_KEY)
+            .or_else(|| s.phases.iter().find_map(|p| p.metadata.get(WORKFLOW_KEY)))
+            .and_then(parse_workflow_id)
+            .map(|wf| {
+                (
+                    wf,
+                    Event::Payment(PaymentFact::ScheduleEnded {
+                        schedule_id: s.id.as_str().to_owned(),
+                        aborted: matches!(data, EventData::SubscriptionScheduleAborted(_)),
+                    }),
+                )
+            }),
         EventData::CheckoutSessionCompleted(cs)
             if cs.payment_status == CheckoutPaymentStatus::Paid =>
         {
@@ -221,9 +265,19 @@ pub(crate) fn stripe_object_matches(data: &EventData, stored: &StripeRecord) -> 
             stored.customer_id.as_ref(),
             pi.customer.as_ref().map(|c| c.as_str()),
         ),
-        EventData::SubscriptionScheduleCompleted(sched) => {
+        EventData::SubscriptionScheduleCompleted(sched)
+        | EventData::SubscriptionScheduleCanceled(sched)
+        | EventData::SubscriptionScheduleAborted(sched) => {
             same(stored.schedule_id.as_ref(), Some(sched.id.as_str()))
         }
+        EventData::ChargeRefunded(ch) => same(
+            stored.customer_id.as_ref(),
+            ch.customer.as_ref().map(|c| c.as_str()),
+        ),
+        EventData::ChargeDisputeCreated(d) => d
+            .payment_intent
+            .as_ref()
+            .is_some_and(|pi| stored.payments_noted.iter().any(|p| p == pi.as_str())),
         _ => false,
     }
 }

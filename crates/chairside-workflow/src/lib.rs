@@ -126,6 +126,9 @@ pub enum TaskKind {
     NoFinancing,
     /// An installment or charge failed.
     PaymentFailed,
+    /// A charge was refunded or disputed in Stripe, or the schedule ended outside Chairside:
+    /// the practice's ledger and the patient's plan need a person.
+    PaymentReversed,
     /// An external call failed for good; retry after fixing the cause.
     SystemError,
     /// The patient refused texts in free text.
@@ -145,6 +148,7 @@ impl TaskKind {
             Self::PatientQuiet => "patient_quiet",
             Self::NoFinancing => "no_financing",
             Self::PaymentFailed => "payment_failed",
+            Self::PaymentReversed => "payment_reversed",
             Self::SystemError => "system_error",
             Self::ConsentRefusal => "consent_refusal",
             Self::Settlement => "settlement",
@@ -211,6 +215,15 @@ pub enum NoteKind {
         stripe_id: String,
         /// The amount.
         amount: Money,
+    },
+    /// A refund or a dispute Stripe reported: money going back to the patient.
+    Reversal {
+        /// Stripe's id (the charge refunded, or the dispute).
+        stripe_id: String,
+        /// The amount refunded so far, or disputed.
+        amount: Money,
+        /// True for a dispute, false for a refund.
+        dispute: bool,
     },
     /// The lender settlement: scheduled, charged, for staff, or failed.
     Settlement {
@@ -477,6 +490,33 @@ pub enum PaymentFact {
     },
     /// The schedule ran to its end.
     ScheduleCompleted,
+    /// The last retry of a payment failed: Stripe will not try again.
+    FinalFailure {
+        /// Stripe's id of the failed object.
+        stripe_id: String,
+    },
+    /// A charge was refunded in Stripe (in part or in full; the amount is cumulative).
+    Refunded {
+        /// The charge (`ch_…`).
+        stripe_id: String,
+        /// How much of it is refunded so far.
+        amount: Money,
+    },
+    /// The cardholder disputed a charge (a chargeback).
+    Disputed {
+        /// The dispute.
+        stripe_id: String,
+        /// The disputed amount.
+        amount: Money,
+    },
+    /// The installment schedule ended before its last installment: canceled, or aborted by
+    /// Stripe after failed payments.
+    ScheduleEnded {
+        /// `sub_sched_…`.
+        schedule_id: String,
+        /// True for `aborted` (Stripe gave up after failed payments), false for `canceled`.
+        aborted: bool,
+    },
 }
 
 /// What staff decided on a task.
@@ -774,6 +814,12 @@ pub struct StripeRecord {
     pub payments_noted: Vec<String>,
     /// Stripe ids of failures already handled (each once).
     pub failures_handled: Vec<String>,
+    /// Refunds and disputes already handled, as `{id}:{amount in minor units}` (each once).
+    #[serde(default)]
+    pub reversals_handled: Vec<String>,
+    /// The schedule ended before its last installment (canceled or aborted): nothing to cancel.
+    #[serde(default)]
+    pub schedule_ended: bool,
 }
 
 /// A workflow's whole state, stored as one JSON document.

@@ -702,6 +702,7 @@ fn note_written(cx: &mut Ctx<'_>, note: &NoteKind, at: DateTime<Utc>) {
         }
         NoteKind::Outcome => cx.ignore("outcome note already written"),
         NoteKind::Payment { stripe_id, .. } => cx.audit(format!("payment {stripe_id} noted")),
+        NoteKind::Reversal { stripe_id, .. } => cx.audit(format!("reversal {stripe_id} noted")),
         NoteKind::Settlement { lender, .. } => cx.audit(format!("{lender} settlement noted")),
     }
 }
@@ -729,7 +730,9 @@ fn undo_actions(cx: &Ctx<'_>) -> Vec<Action> {
             handle: handle.clone(),
         });
     }
-    if let Some(schedule_id) = &cx.state.stripe.schedule_id {
+    if let Some(schedule_id) = &cx.state.stripe.schedule_id
+        && !cx.state.stripe.schedule_ended
+    {
         undo.push(Action::CancelSchedule {
             schedule_id: schedule_id.clone(),
         });
@@ -815,6 +818,25 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             cx.out.raise_task = Some(task);
         }
         PaymentFact::ScheduleCompleted => cx.audit("installment schedule completed"),
+        PaymentFact::FinalFailure { stripe_id } => {
+            if cx.state.stripe.failures_handled.contains(&stripe_id) {
+                return cx.ignore("failure already handled");
+            }
+            cx.state.stripe.failures_handled.push(stripe_id);
+            cx.command(Action::SendMessage {
+                message: MessageKind::PaymentFailed,
+            });
+            cx.out.raise_task = Some(StaffTask {
+                kind: TaskKind::PaymentFailed,
+                reason: "the last retry of a payment failed: Stripe will not try again; the patient was told, call them for another card".into(),
+            });
+        }
+        PaymentFact::Refunded { stripe_id, amount } => reversal(cx, stripe_id, amount, false),
+        PaymentFact::Disputed { stripe_id, amount } => reversal(cx, stripe_id, amount, true),
+        PaymentFact::ScheduleEnded {
+            schedule_id,
+            aborted,
+        } => schedule_ended(cx, &schedule_id, aborted),
     }
 }
 
@@ -1121,4 +1143,68 @@ fn settlement_open(cx: &Ctx<'_>) -> bool {
             SettlementState::Manual { .. } | SettlementState::Failed { .. }
         )
     })
+}
+
+/// A refund or a dispute: a ledger note and a task, once per (object, amount) (a second partial
+/// refund of the same charge is a new amount).
+fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool) {
+    let key = format!("{stripe_id}:{}", amount.minor());
+    if cx.state.stripe.reversals_handled.contains(&key) {
+        return cx.ignore("reversal already handled");
+    }
+    cx.state.stripe.reversals_handled.push(key);
+    let reason = if dispute {
+        format!(
+            "the patient disputed a charge of {amount} with their card issuer ({stripe_id}): answer the dispute in Stripe before its deadline"
+        )
+    } else {
+        format!(
+            "{amount} was refunded in Stripe ({stripe_id}): check the practice ledger and the patient's plan"
+        )
+    };
+    cx.audit(if dispute {
+        "charge disputed"
+    } else {
+        "charge refunded"
+    });
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::PaymentReversed,
+        reason,
+    });
+    cx.command(Action::WriteLedgerNote {
+        note: NoteKind::Reversal {
+            stripe_id,
+            amount,
+            dispute,
+        },
+    });
+}
+
+/// The schedule ended early. After our own cancellation it is expected; otherwise someone ended
+/// it in Stripe's dashboard, or Stripe aborted it after failed payments: staff are told.
+fn schedule_ended(cx: &mut Ctx<'_>, schedule_id: &str, aborted: bool) {
+    if cx.state.stripe.schedule_id.as_deref() != Some(schedule_id) {
+        return cx.ignore("not this workflow's schedule");
+    }
+    if cx.state.stripe.schedule_ended {
+        return cx.ignore("schedule already ended");
+    }
+    cx.state.stripe.schedule_ended = true;
+    if cx.state.status == Status::Cancelled && !aborted {
+        return cx.audit("installment schedule canceled (by Chairside)");
+    }
+    let reason = if aborted {
+        "Stripe ended the installment schedule after failed payments: the remaining installments will not be collected"
+    } else {
+        "the installment schedule was canceled in Stripe, not by Chairside: the remaining installments will not be collected"
+    };
+    cx.audit(if aborted {
+        "installment schedule aborted"
+    } else {
+        "installment schedule canceled outside Chairside"
+    });
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::PaymentReversed,
+        reason: reason.into(),
+    });
 }

@@ -1100,4 +1100,5 @@ proptest! {
     }
 }
 
+mod reversals;
 mod settlement;

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::charges::{Charge, Dispute};
 use crate::checkout::CheckoutSession;
 use crate::ids::EventId;
 use crate::invoices::Invoice;
@@ -251,6 +252,10 @@ pub enum EventData {
     SubscriptionScheduleAborted(SubscriptionSchedule),
     /// `customer.subscription.deleted`.
     CustomerSubscriptionDeleted(Subscription),
+    /// `charge.refunded`: see `amount_refunded` (cumulative) and `refunded` (in full).
+    ChargeRefunded(Charge),
+    /// `charge.dispute.created`: the cardholder disputed a charge.
+    ChargeDisputeCreated(Dispute),
     /// Any other type; its object is not decoded.
     Other {
         /// The event type.
@@ -279,6 +284,8 @@ impl EventData {
             Self::SubscriptionScheduleReleased(_) => "subscription_schedule.released",
             Self::SubscriptionScheduleAborted(_) => "subscription_schedule.aborted",
             Self::CustomerSubscriptionDeleted(_) => "customer.subscription.deleted",
+            Self::ChargeRefunded(_) => "charge.refunded",
+            Self::ChargeDisputeCreated(_) => "charge.dispute.created",
             Self::Other { event_type, .. } => event_type,
         }
     }
@@ -352,6 +359,8 @@ impl Event {
             "customer.subscription.deleted" => {
                 EventData::CustomerSubscriptionDeleted(typed(object)?)
             }
+            "charge.refunded" => EventData::ChargeRefunded(typed(object)?),
+            "charge.dispute.created" => EventData::ChargeDisputeCreated(typed(object)?),
             _ => EventData::Other {
                 object_id: object.get("id").and_then(|v| v.as_str()).map(str::to_owned),
                 event_type: raw.event_type,

@@ -265,6 +265,7 @@ fn task_kind(label: &str) -> TaskKind {
         TaskKind::PatientQuiet,
         TaskKind::NoFinancing,
         TaskKind::PaymentFailed,
+        TaskKind::PaymentReversed,
         TaskKind::SystemError,
         TaskKind::ConsentRefusal,
         TaskKind::Settlement,
