@@ -960,7 +960,13 @@ fn plan_settlement(cx: &mut Ctx<'_>) {
                 amount,
                 state: SettlementState::Scheduled { day },
             });
-            cx.timer(TimerKind::Settle, settle_time(day).max(cx.now));
+            // Treatment today (or past): the charge runs now; later, that morning.
+            let at = if day <= today {
+                cx.now
+            } else {
+                settle_time(day)
+            };
+            cx.timer(TimerKind::Settle, at);
             // The ledger hears of the settlement when the money moves (or fails to), not when
             // it is scheduled: the dashboard shows the date meanwhile.
             cx.audit(format!("{lender} charge scheduled for {day}"));
