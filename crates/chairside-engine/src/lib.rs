@@ -2,7 +2,7 @@
 //!
 //! - [`store`]: the durable state (SQLite), split by role.
 //! - [`runner`]: claims due workflows and performs their commands with the intent -> call ->
-//!   result protocol, and the poller that turns accepted plans into workflows.
+//!   result protocol; [`detect`]: the poller that turns accepted plans into workflows.
 //! - [`ports`]: what the engine needs of a practice system, Stripe and messaging; [`adapters`]
 //!   implement them over the connector crates.
 //! - [`staff`]: staff decisions (retry, cancel, ...), each checked and recorded in one transaction.
@@ -15,6 +15,7 @@
 
 pub mod adapters;
 pub mod clock;
+pub mod detect;
 pub mod engine;
 pub mod links;
 pub mod note;

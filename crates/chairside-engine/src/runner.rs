@@ -21,12 +21,12 @@ use crate::ports::{
     ExternalError, MessageContent, PlanState, PlanSummary, PracticeProfile, SharedMessenger,
     SharedPayments, SharedPracticeSystem,
 };
-use crate::store::{Claim, Consumed, NewWorkflow, Store, StoreError, WorkItem};
+use crate::store::{Claim, Consumed, Store, StoreError, WorkItem};
 use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
 use chairside_workflow::machine::apply;
 use chairside_workflow::{
     Action, Command, Event, MessageKind, PatientFacts, StaffTask, Status, TaskKind, WorkflowConfig,
-    WorkflowId, WorkflowKey, WorkflowState,
+    WorkflowState,
 };
 
 /// Everything the runner needs for one practice.
@@ -142,11 +142,12 @@ impl Performed {
 /// Claims and drives workflows.
 #[derive(Debug, Clone)]
 pub struct Runner {
-    store: Arc<dyn Store>,
-    practices: Arc<HashMap<PracticeId, PracticeRuntime>>,
-    config: RunnerConfig,
-    clock: Arc<dyn Clock>,
-    stats: Arc<RunnerStats>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) practices: Arc<HashMap<PracticeId, PracticeRuntime>>,
+    pub(crate) config: RunnerConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) stats: Arc<RunnerStats>,
+    pub(crate) detection: Arc<crate::detect::DetectConfig>,
 }
 
 /// A runner failure (the store); external failures never escape: they become events.
@@ -170,7 +171,20 @@ impl Runner {
             config,
             clock,
             stats: Arc::new(RunnerStats::default()),
+            detection: Arc::new(crate::detect::DetectConfig::default()),
         }
+    }
+
+    /// The same runner with these detection settings (go-live, plan limits, detail retries).
+    #[must_use]
+    pub fn with_detection(mut self, detection: crate::detect::DetectConfig) -> Self {
+        self.detection = Arc::new(detection);
+        self
+    }
+
+    /// The detection settings.
+    pub fn detection(&self) -> &crate::detect::DetectConfig {
+        &self.detection
     }
 
     /// The counters.
@@ -186,76 +200,6 @@ impl Runner {
     /// The practices.
     pub fn practices(&self) -> impl Iterator<Item = &PracticeRuntime> {
         self.practices.values()
-    }
-
-    /// Polls every practice system once and records accepted plans as workflows. Returns the
-    /// number of workflows created. A practice whose system fails is skipped this round.
-    ///
-    /// # Errors
-    /// [`StoreError`] only.
-    pub async fn poll(&self) -> Result<usize, RunnerError> {
-        let mut created = 0;
-        for rt in self.practices.values() {
-            created += self.poll_practice(rt).await?;
-        }
-        Ok(created)
-    }
-
-    async fn poll_practice(&self, rt: &PracticeRuntime) -> Result<usize, RunnerError> {
-        let source = rt.pms.source().to_owned();
-        let cursor = self.store.cursor(&rt.profile.id, &source).await?;
-        let started = Instant::now();
-        let changes = rt.pms.changed_plans(cursor.as_deref()).await;
-        self.count_call(started);
-        let changes = match changes {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(practice = %rt.profile.id, source, kind = %e.kind(), "poll failed; trying again next round");
-                return Ok(0);
-            }
-        };
-        let now = self.clock.now();
-        let mut new = Vec::new();
-        let mut events = Vec::new();
-        for plan in changes.plans {
-            let key = WorkflowKey {
-                practice_id: rt.profile.id.clone(),
-                plan_id: plan.plan_id.clone(),
-                revision: plan.revision.clone(),
-            };
-            match plan.state {
-                PlanState::Accepted => {
-                    // A practice system's clock (or a wrong office time zone) can put the acceptance
-                    // in the future; it cannot have happened after we saw it.
-                    let accepted_at = plan.accepted_at.map_or(now, |t| t.min(now));
-                    let mut state = WorkflowState::new(key, plan.patient_id.clone(), accepted_at);
-                    let first = state.start();
-                    new.push(NewWorkflow { state, first });
-                }
-                PlanState::Rejected => events.push((
-                    WorkflowId::derive(&key),
-                    Event::PlanWithdrawn {
-                        reason: "rejected".into(),
-                    },
-                )),
-                PlanState::Other(_) => {}
-            }
-        }
-        let created = self
-            .store
-            .record_poll(
-                &rt.profile.id,
-                &source,
-                &changes.next_cursor,
-                new,
-                events,
-                now,
-            )
-            .await?;
-        if !created.is_empty() {
-            tracing::info!(practice = %rt.profile.id, source, created = created.len(), "accepted plans detected");
-        }
-        Ok(created.len())
     }
 
     /// Claims one batch of due workflows and drives each until nothing is due. Returns the number
@@ -427,7 +371,7 @@ impl Runner {
         self.store.release(claim, self.clock.now()).await
     }
 
-    fn count_call(&self, started: Instant) {
+    pub(crate) fn count_call(&self, started: Instant) {
         self.stats.external_calls.fetch_add(1, Ordering::Relaxed);
         self.stats
             .external_nanos
@@ -523,6 +467,29 @@ impl Runner {
                     }
                     Err(e) => return Err(classify(e)),
                 };
+                // Checked against what was asked and bounded before anyone is contacted; names
+                // and contacts are stored cleaned of control characters.
+                let limits = &self.detection.limits;
+                if let Err(problem) = financing_core::check::check_plan(
+                    &plan,
+                    &state.key.plan_id,
+                    &state.patient_id,
+                    limits,
+                ) {
+                    return Ok(Performed::event(Event::PlanUnreadable {
+                        reason: problem.to_string(),
+                    }));
+                }
+                let contact =
+                    match financing_core::check::clean_contact(&contact, &state.patient_id, limits)
+                    {
+                        Ok(c) => c,
+                        Err(problem) => {
+                            return Ok(Performed::event(Event::PlanUnreadable {
+                                reason: format!("the patient record: {problem}"),
+                            }));
+                        }
+                    };
                 self.store
                     .put_patient(&rt.profile.id, &contact, self.clock.now())
                     .await
@@ -604,7 +571,7 @@ impl Runner {
                     Decision::ApplicationStarted {
                         link,
                         lender_reference,
-                        ..
+                        expires_at,
                     } => Performed::event(Event::ApplicationOpened {
                         lender: lender.clone(),
                         handle: ApplicationHandle {
@@ -614,6 +581,7 @@ impl Runner {
                             amount: *amount,
                         },
                         link: link.to_string(),
+                        expires_at,
                     }),
                     decision => Performed::event(Event::LenderDecided {
                         lender: lender.clone(),
@@ -791,22 +759,33 @@ impl Runner {
                 .map_or_else(|| id.to_string(), |p| p.display_name().to_owned())
         };
         let content = match message {
-            MessageKind::ApplicationLink { lender, link } => MessageContent::ApplicationLink {
+            // The application link and its reminders go to the patient page, never straight to
+            // the lender: the page shows the notices the patient's state requires before the
+            // lender's link, and where the application stands.
+            MessageKind::ApplicationLink { lender, .. } => MessageContent::ApplicationLink {
                 lender_name: lender_name(lender),
-                link: link.clone(),
+                link: page_link.clone(),
             },
-            MessageKind::Reminder { lender, link, .. } => MessageContent::Reminder {
+            MessageKind::Reminder { lender, .. } => MessageContent::Reminder {
                 lender_name: lender_name(lender),
-                link: link.clone(),
+                link: page_link.clone(),
             },
             MessageKind::PaymentFailed => MessageContent::PaymentFailed {
                 page_link,
                 amount: state.failed_payment_amount(),
             },
-            MessageKind::FinancingSummary => match summary(state, page_link, now) {
+            MessageKind::FinancingSummary => match summary(state, page_link, now, rt.time_zone()) {
                 Some(s) => MessageContent::FinancingSummary(Box::new(s)),
                 None => return Ok(Performed::Failed("the summary has no priced plan".into())),
             },
+            MessageKind::InHouseOffer { .. } => {
+                match summary(state, page_link, now, rt.time_zone()) {
+                    Some(s) if s.installments.is_some() => {
+                        MessageContent::InHouseOffer(Box::new(s))
+                    }
+                    _ => return Ok(Performed::Failed("the in-house offer has no plan".into())),
+                }
+            }
         };
         let phone = contact.mobile_phone.as_deref();
         let sms_opted_out = match phone {

@@ -33,6 +33,7 @@
 
 mod config;
 mod metrics;
+pub mod notices;
 mod ops;
 mod pages;
 mod patient;
@@ -175,8 +176,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/p/{token}/pay", get(patient::pay))
         .route("/p/{token}/apply", get(patient::apply))
         .route("/p/{token}/accept", post(patient::accept_in_house))
+        .route("/p/{token}/decline", post(patient::decline_in_house))
         .route("/p/{token}/renew", post(patient::renew))
         .route("/r/{reference}", get(patient::lender_return))
+        .route("/paid", get(patient::paid))
         .route("/staff", get(staff::dashboard))
         .route("/staff/login", get(staff::login_form).post(staff::login))
         .route("/staff/logout", post(staff::logout))

@@ -22,6 +22,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "link_renewed.html",
         include_str!("templates/link_renewed.html"),
     ),
+    ("paid.html", include_str!("templates/paid.html")),
     (
         "staff_login.html",
         include_str!("templates/staff_login.html"),

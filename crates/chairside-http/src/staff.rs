@@ -645,6 +645,7 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::SystemError => "System error",
         TaskKind::ConsentRefusal => "Refused texts",
         TaskKind::Settlement => "Lender charge to run",
+        TaskKind::LenderNeedsStaff => "Lender asks you to call",
     }
 }
 
@@ -685,6 +686,8 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         TaskKind::ConsentRefusal | TaskKind::Settlement | TaskKind::PaymentReversed => {
             vec![HANDLED]
         }
+        // Retry reads the lender again once staff did what it asked; the waterfall holds until then.
+        TaskKind::LenderNeedsStaff => vec![RETRY, HANDLED, CANCEL],
     }
 }
 
@@ -789,6 +792,10 @@ struct Dashboard {
     plans: Vec<PlanLine>,
     tasks: Vec<TaskLine>,
     held: Vec<HeldLine>,
+    /// Plans detection could not start (a record to fix in the practice system).
+    detection_tasks: Vec<HeldLine>,
+    /// The practice system's detection health, when it is not healthy.
+    detection_health: Vec<String>,
 }
 
 /// Something set aside because it does not decode (a workflow row, a webhook delivery).
@@ -921,6 +928,37 @@ async fn render_dashboard(
                 since: local(d.received_at, tz, "%b %-d %H:%M"),
             }),
     );
+    let detection_tasks: Vec<HeldLine> = state
+        .store
+        .detection_tasks(Some(&s.practice), false)
+        .await?
+        .into_iter()
+        .map(|t| HeldLine {
+            what: format!(
+                "plan {} ({}, version {})",
+                t.task.plan_id, t.source, t.task.marker
+            ),
+            problem: format!("{}: {}", t.task.field, t.task.problem),
+            since: local(t.created_at, tz, "%b %-d %H:%M"),
+        })
+        .collect();
+    let detection_health: Vec<String> = state
+        .store
+        .detection_health()
+        .await?
+        .into_iter()
+        .filter(|h| h.practice_id == s.practice && h.consecutive_failures > 0)
+        .map(|h| {
+            format!(
+                "{}: the last {} checks for accepted plans failed ({}); last good check {}",
+                h.source,
+                h.consecutive_failures,
+                h.last_failure.as_deref().unwrap_or("unknown"),
+                h.last_good_poll_at
+                    .map_or_else(|| "never".to_owned(), |t| local(t, tz, "%b %-d %H:%M")),
+            )
+        })
+        .collect();
     let page = Dashboard {
         root: root(state),
         csrf: s.csrf.clone(),
@@ -931,6 +969,8 @@ async fn render_dashboard(
         plans,
         tasks,
         held,
+        detection_tasks,
+        detection_health,
     };
     Ok(state
         .pages

@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use financing_core::{
     ApplicationHandle, Attempt, CoverageSplit, Decision, DepositRule, InHouseOffer, InHouseTerms,
-    LenderId, Money, PatientId, PlanId, PracticeId, Settlement, TreatmentPlan, UsState, Waterfall,
+    LenderId, Money, Offer, PatientId, PlanId, PollSchedule, PracticeId, Settlement, TreatmentPlan,
+    UsState, Waterfall,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -136,6 +137,9 @@ pub enum TaskKind {
     /// The lender charge is for staff to run in the lender's portal (its API takes none, or no
     /// treatment date is known): the task names the exact amount, the day and the reference.
     Settlement,
+    /// A lender needs a person (CareCredit `CallForAuth`, `DupQS`, a status this version does not
+    /// know): the reason carries the lender's instruction; the waterfall holds until staff act.
+    LenderNeedsStaff,
 }
 
 impl TaskKind {
@@ -152,6 +156,7 @@ impl TaskKind {
             Self::SystemError => "system_error",
             Self::ConsentRefusal => "consent_refusal",
             Self::Settlement => "settlement",
+            Self::LenderNeedsStaff => "lender_needs_staff",
         }
     }
 }
@@ -189,6 +194,11 @@ pub enum MessageKind {
     FinancingSummary,
     /// An installment or charge failed.
     PaymentFailed,
+    /// The practice's in-house plan, offered for the patient to accept on the patient page.
+    InHouseOffer {
+        /// 0 for the offer itself, then 1 for the first reminder, and so on.
+        number: u32,
+    },
 }
 
 impl MessageKind {
@@ -199,6 +209,7 @@ impl MessageKind {
             Self::Reminder { .. } => "reminder",
             Self::FinancingSummary => "financing_summary",
             Self::PaymentFailed => "payment_failed",
+            Self::InHouseOffer { .. } => "in_house_offer",
         }
     }
 }
@@ -615,6 +626,10 @@ pub enum Event {
         handle: ApplicationHandle,
         /// The lender's hosted page.
         link: String,
+        /// When the lender's session lapses, when the lender said so
+        /// ([`Decision::ApplicationStarted`]); otherwise the lender's [`PollSchedule`] decides.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
     /// Schedule cancelled, application withdrawn, link expired: an undo step finished.
     Undone {
@@ -652,6 +667,13 @@ pub enum Event {
         /// Why, without PHI.
         reason: String,
     },
+    /// The patient answered the in-house plan offer on the patient page.
+    InHouseAnswered {
+        /// True when the patient accepted the plan, false when they declined it.
+        accepted: bool,
+        /// The exact wording the patient agreed to or declined (amounts and schedule; no PHI).
+        wording: String,
+    },
 }
 
 impl Event {
@@ -677,6 +699,7 @@ impl Event {
             Self::Staff { .. } => "staff",
             Self::EffectFailed { .. } => "effect_failed",
             Self::LenderSettled { .. } => "lender_settled",
+            Self::InHouseAnswered { .. } => "in_house_answered",
         }
     }
 }
@@ -695,8 +718,25 @@ pub struct WorkflowConfig {
     pub reminder_delays: Vec<Duration>,
     /// After the last reminder, how long to wait before giving up on the patient.
     pub give_up_after: Duration,
-    /// Time between lender status polls.
+    /// The longest wait between two lender status reads, whatever a lender's schedule says.
     pub poll_interval: Duration,
+    /// Each lender's poll schedule and session life, from its client
+    /// ([`FinancingProvider::poll_schedule`](financing_core::FinancingProvider::poll_schedule));
+    /// the engine fills in every lender of the waterfall that has none here. A lender missing
+    /// here gets [`PollSchedule::default`].
+    #[serde(default)]
+    pub lender_schedules: Vec<(LenderId, PollSchedule)>,
+}
+
+impl WorkflowConfig {
+    /// The poll schedule of `lender` ([`PollSchedule::default`] when none was given).
+    pub fn schedule_for(&self, lender: &LenderId) -> PollSchedule {
+        self.lender_schedules
+            .iter()
+            .find(|(id, _)| id == lender)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// How financing ended, for the summary and the ledger note.
@@ -745,6 +785,7 @@ pub struct CurrentApplication {
 /// Where the current lender's application stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per workflow, stored as JSON: boxing buys nothing
 pub enum LenderPhase {
     /// A cardholder lookup is under way.
     LookingUp,
@@ -758,7 +799,44 @@ pub enum LenderPhase {
         link: String,
         /// Reminders sent so far.
         reminders_sent: u32,
+        /// When the lender's session opened and lapses, and any prequalification.
+        #[serde(default)]
+        session: LenderSession,
     },
+    /// The lender needs a person (CareCredit `CallForAuth`, `DupQS`, an unknown status): the
+    /// waterfall holds here, nothing is polled or sent, until staff act. `Retry` reads the lender
+    /// again from where it was (`resume`), `MarkHandled` closes the workflow (handled outside
+    /// Chairside), `Cancel` withdraws the application.
+    HeldForStaff {
+        /// The lender's instruction, as the staff task shows it.
+        instruction: String,
+        /// Where the application stood when it was held.
+        resume: Box<LenderPhase>,
+    },
+}
+
+/// A lender session's timing, as the machine tracks it for timers and the patient page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LenderSession {
+    /// When the application link went out.
+    #[serde(default)]
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When the lender's hosted session lapses (the lender's word, else its schedule's session
+    /// life); `None` when it does not lapse on its own.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The prequalification the lender reported, if any: the most the patient may finance there.
+    /// Not financing: the machine keeps waiting for the real decision.
+    #[serde(default)]
+    pub prequalified: Option<Offer>,
+}
+
+impl LenderSession {
+    /// True when the session has lapsed at `now`: its link must not be sent again, and the patient
+    /// page must not offer it (the waterfall moves on as soon as the lender reports the lapse).
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
 }
 
 /// The workflow's position in the chain.
@@ -780,6 +858,12 @@ pub enum Stage {
     WritingNote,
     /// Nothing left to do (Done, Cancelled, or waiting on staff).
     Settled,
+    /// The in-house plan is offered: nothing is set up at Stripe until the patient accepts it on
+    /// the patient page. Reminders go out meanwhile; after the last, staff get a task.
+    OfferingInHouse {
+        /// Reminders sent so far.
+        reminders_sent: u32,
+    },
     /// Undoing what was set up after the plan was withdrawn.
     Undoing {
         /// Undo commands still outstanding.
@@ -822,6 +906,15 @@ pub struct StripeRecord {
     pub schedule_ended: bool,
 }
 
+/// The patient's acceptance of the in-house plan, as recorded from the patient page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InHouseAcceptance {
+    /// When the runner applied the acceptance.
+    pub at: DateTime<Utc>,
+    /// The exact wording the patient agreed to.
+    pub wording: String,
+}
+
 /// A workflow's whole state, stored as one JSON document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowState {
@@ -855,6 +948,10 @@ pub struct WorkflowState {
     pub staff_task: Option<StaffTask>,
     /// The last action that failed for good, for a staff retry.
     pub failed_action: Option<Action>,
+    /// The patient's acceptance of the in-house plan: when, and the wording agreed to. Nothing
+    /// in house is set up at Stripe without it.
+    #[serde(default)]
+    pub in_house_acceptance: Option<InHouseAcceptance>,
     /// When the outcome ledger note was written (operatory-to-ledger time ends here).
     pub ledger_written_at: Option<DateTime<Utc>>,
     /// Next command sequence number.
@@ -887,6 +984,7 @@ impl WorkflowState {
             stripe: StripeRecord::default(),
             staff_task: None,
             failed_action: None,
+            in_house_acceptance: None,
             ledger_written_at: None,
             next_seq: 1,
             treatment_date: None,
@@ -915,6 +1013,20 @@ impl WorkflowState {
         self.result.as_ref()?.failed_payment_amount()
     }
 
+    /// The current lender's session, when an application is open at a lender: what the patient
+    /// page needs to tell a live link from a lapsed one.
+    pub fn lender_session(&self) -> Option<(&LenderId, &str, &LenderSession)> {
+        match &self.stage {
+            Stage::Financing(c) => match &c.phase {
+                LenderPhase::AwaitingPatient { link, session, .. } => {
+                    Some((&c.lender, link.as_str(), session))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// A short description of where the workflow stands, for staff.
     pub fn stage_label(&self) -> String {
         match &self.stage {
@@ -923,11 +1035,22 @@ impl WorkflowState {
             Stage::Financing(c) => match &c.phase {
                 LenderPhase::LookingUp => format!("{}: cardholder lookup", c.lender),
                 LenderPhase::Starting => format!("{}: opening application", c.lender),
-                LenderPhase::AwaitingPatient { reminders_sent, .. } => {
-                    format!(
+                LenderPhase::AwaitingPatient {
+                    reminders_sent,
+                    session,
+                    ..
+                } => match &session.prequalified {
+                    Some(p) => format!(
+                        "{}: prequalified up to {}, waiting on the patient's purchase ({reminders_sent} reminders)",
+                        c.lender, p.amount
+                    ),
+                    None => format!(
                         "{}: waiting on patient ({reminders_sent} reminders)",
                         c.lender
-                    )
+                    ),
+                },
+                LenderPhase::HeldForStaff { .. } => {
+                    format!("{}: held until staff act on the lender's request", c.lender)
                 }
             },
             Stage::Payments(step) => format!("stripe: {step:?}").to_lowercase(),
@@ -937,6 +1060,9 @@ impl WorkflowState {
                 Some(s) => format!("{}; {}", self.status.label(), s.label()),
                 None => self.status.label().into(),
             },
+            Stage::OfferingInHouse { reminders_sent } => {
+                format!("in-house plan offered, waiting on patient ({reminders_sent} reminders)")
+            }
             Stage::Undoing { .. } => "cancelling".into(),
         }
     }

@@ -12,10 +12,14 @@ use financing_core::{
 };
 
 use crate::{
-    Action, Command, CurrentApplication, Event, FinancingResult, LenderPhase, LenderSettlement,
-    MessageKind, NoteKind, PaymentFact, PaymentStep, SettlementState, StaffAction, StaffTask,
-    Stage, Status, TaskKind, TimerKind, WorkflowConfig, WorkflowState,
+    Action, Command, CurrentApplication, Event, FinancingResult, LenderPhase, LenderSession,
+    LenderSettlement, MessageKind, NoteKind, PaymentFact, PaymentStep, SettlementState,
+    StaffAction, StaffTask, Stage, Status, TaskKind, TimerKind, WorkflowConfig, WorkflowState,
 };
+
+/// How long after a session's lapse its status is read: the lender has had time to mark it
+/// expired.
+const LAPSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What applying one event asks of the runner.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -200,7 +204,8 @@ pub fn apply(
             lender,
             handle,
             link,
-        } => application_opened(&mut cx, lender, handle, link),
+            expires_at,
+        } => application_opened(&mut cx, lender, handle, link, expires_at),
         Event::Undone { action } => {
             if let Stage::Undoing { outstanding } = cx.state.stage {
                 cx.audit(format!("undone: {action}"));
@@ -217,6 +222,9 @@ pub fn apply(
         Event::PlanWithdrawn { reason } => withdraw(&mut cx, &reason),
         Event::Staff { action } => staff(&mut cx, action),
         Event::EffectFailed { action, reason } => effect_failed(&mut cx, action, &reason),
+        Event::InHouseAnswered { accepted, wording } => {
+            in_house_answered(&mut cx, accepted, wording)
+        }
     }
     cx.out
 }
@@ -266,6 +274,12 @@ fn priced(cx: &mut Ctx<'_>, split: CoverageSplit, reachable: bool, not_before: D
             in_house: None,
             path: path.into(),
         });
+        if portion.is_zero() {
+            // Nothing to finance and nothing to pay: no "approved financing of $0.00" message;
+            // the ledger note records the outcome.
+            cx.audit("nothing for the patient to pay; no financing message");
+            return write_outcome_note(cx);
+        }
         return start_payments(cx);
     }
     if not_before > cx.now {
@@ -315,19 +329,67 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
     let Some(amount) = current(cx, lender, |p| !matches!(p, LenderPhase::LookingUp)) else {
         return cx.ignore("decision from a lender that is not the current one");
     };
+    if matches!(&cx.state.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::HeldForStaff { .. }))
+    {
+        // Staff have the lender's request; their Retry reads the lender again, so nothing the
+        // lender says meanwhile is lost.
+        return cx.ignore("held for staff; a staff retry reads the lender again");
+    }
+    let awaiting = matches!(&cx.state.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::AwaitingPatient { .. }));
     match decision {
         Decision::ApplicationStarted { .. } => {
             cx.ignore("an application start must arrive as ApplicationOpened");
         }
         Decision::Pending { poll_after, .. } => {
-            if !matches!(&cx.state.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::AwaitingPatient { .. }))
-            {
+            if !awaiting {
                 return cx.ignore("pending before any application");
             }
-            let wait = poll_after
-                .unwrap_or(cx.config.poll_interval)
-                .max(cx.config.poll_interval);
-            cx.timer(TimerKind::Poll, later(cx.now, wait));
+            next_poll(cx, *poll_after);
+        }
+        Decision::Prequalified {
+            offer, requested, ..
+        } => {
+            if !awaiting {
+                return cx.ignore("prequalification before any application");
+            }
+            // Not financing: remember it (the page shows it) and keep waiting for the purchase or
+            // the application's decision.
+            cx.audit(format!(
+                "{lender}: prequalified up to {} of {requested} asked; waiting for the real decision",
+                offer.amount
+            ));
+            if let Stage::Financing(c) = &mut cx.state.stage
+                && let LenderPhase::AwaitingPatient { session, .. } = &mut c.phase
+            {
+                session.prequalified = Some(offer.clone());
+            }
+            next_poll(cx, None);
+        }
+        Decision::NeedsStaff {
+            instruction,
+            raw_status,
+        } => {
+            cx.audit(format!("{lender}: {raw_status} needs staff"));
+            hold_for_staff(cx, instruction.clone());
+        }
+        Decision::Unknown(raw) => {
+            let raw: String = raw.chars().take(64).collect();
+            cx.audit(format!("{lender}: unknown status {raw:?}"));
+            let reference = match &cx.state.stage {
+                Stage::Financing(c) => match &c.phase {
+                    LenderPhase::AwaitingPatient { handle, .. } => {
+                        format!(" (reference {})", handle.lender_reference)
+                    }
+                    _ => String::new(),
+                },
+                _ => String::new(),
+            };
+            hold_for_staff(
+                cx,
+                format!(
+                    "{lender} answered \"{raw}\", a status this version of Chairside does not know: look the application up with {lender}{reference}, then press Retry to read it again, or mark the task handled"
+                ),
+            );
         }
         final_decision => {
             let outcome = AttemptOutcome::from_decision(final_decision, amount).unwrap_or(
@@ -341,25 +403,98 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
     }
 }
 
-fn application_opened(cx: &mut Ctx<'_>, lender: LenderId, handle: ApplicationHandle, link: String) {
+/// Holds the current lender's application for staff with the lender's instruction: no polls, no
+/// reminders, no next lender, until staff act (see [`LenderPhase::HeldForStaff`]).
+fn hold_for_staff(cx: &mut Ctx<'_>, instruction: String) {
+    let Stage::Financing(c) = &mut cx.state.stage else {
+        return;
+    };
+    let resume = std::mem::replace(&mut c.phase, LenderPhase::LookingUp);
+    c.phase = LenderPhase::HeldForStaff {
+        instruction: instruction.clone(),
+        resume: Box::new(resume),
+    };
+    let task = StaffTask {
+        kind: TaskKind::LenderNeedsStaff,
+        reason: instruction,
+    };
+    cx.state.staff_task = Some(task.clone());
+    cx.state.status = Status::WaitingOnStaff;
+    cx.clear_lender_timers();
+    cx.audit("staff task: lender_needs_staff; the waterfall holds");
+    cx.out.raise_task = Some(task);
+}
+
+/// The current lender's session and schedule, when an application is open.
+fn open_session(cx: &Ctx<'_>) -> Option<(LenderId, LenderSession)> {
+    match &cx.state.stage {
+        Stage::Financing(c) => match &c.phase {
+            LenderPhase::AwaitingPatient { session, .. } => {
+                Some((c.lender.clone(), session.clone()))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Sets the next status read from the lender's schedule: fast while the patient is likely on the
+/// lender's page, slower later, never longer than the practice's `poll_interval`, never sooner
+/// than the lender's own `poll_after`, and right after the session lapses so the waterfall moves
+/// on within seconds.
+fn next_poll(cx: &mut Ctx<'_>, floor: Option<std::time::Duration>) {
+    let Some((lender, session)) = open_session(cx) else {
+        return;
+    };
+    let schedule = cx.config.schedule_for(&lender);
+    let opened = session.opened_at.unwrap_or(cx.now);
+    let elapsed = (cx.now - opened).to_std().unwrap_or_default();
+    let wait = schedule
+        .interval_at(elapsed)
+        .min(cx.config.poll_interval)
+        .max(floor.unwrap_or_default());
+    let mut at = later(cx.now, wait);
+    if let Some(lapse) = session.expires_at.map(|e| later(e, LAPSE_GRACE))
+        && lapse > cx.now
+        && at > lapse
+    {
+        at = lapse;
+    }
+    cx.timer(TimerKind::Poll, at);
+}
+
+fn application_opened(
+    cx: &mut Ctx<'_>,
+    lender: LenderId,
+    handle: ApplicationHandle,
+    link: String,
+    expires_at: Option<DateTime<Utc>>,
+) {
     if cx.state.status == Status::Cancelled {
         return compensate(cx, Action::CancelApplication { lender, handle });
     }
     if current(cx, &lender, |p| matches!(p, LenderPhase::Starting)).is_none() {
         return cx.ignore("no application being opened at this lender");
     }
+    let schedule = cx.config.schedule_for(&lender);
+    let session = LenderSession {
+        opened_at: Some(cx.now),
+        expires_at: expires_at.or_else(|| schedule.session_life.map(|l| later(cx.now, l))),
+        prequalified: None,
+    };
     if let Stage::Financing(c) = &mut cx.state.stage {
         c.phase = LenderPhase::AwaitingPatient {
             handle,
             link: link.clone(),
             reminders_sent: 0,
+            session,
         };
     }
     cx.audit(format!("{lender}: application opened"));
     cx.command(Action::SendMessage {
         message: MessageKind::ApplicationLink { lender, link },
     });
-    cx.timer(TimerKind::Poll, later(cx.now, cx.config.poll_interval));
+    next_poll(cx, None);
     schedule_reminder(cx, 0);
 }
 
@@ -413,12 +548,43 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
     to_staff(cx, TaskKind::SystemError, reason);
 }
 
+/// Sets the next reminder (after `sent` reminders), or the give-up timer when none is left.
+///
+/// A lender whose session lapses (CareCredit: 30 minutes) bounds both: a reminder that would come
+/// after `expires_at - remind_before_expiry` is brought forward to that moment (once), none is
+/// sent after it (a reminder never carries a lapsed link), and the give-up comes right after the
+/// lapse, so a lender that never reports the lapse still moves the waterfall on.
 fn schedule_reminder(cx: &mut Ctx<'_>, sent: u32) {
-    match cx.config.reminder_delays.get(sent as usize) {
-        Some(delay) => {
-            cx.timer(TimerKind::Reminder, later(cx.now, *delay));
+    let session = open_session(cx);
+    let expires = session.as_ref().and_then(|(_, s)| s.expires_at);
+    let last_call = session.as_ref().and_then(|(lender, s)| {
+        let before = cx.config.schedule_for(lender).remind_before_expiry;
+        let before = chrono::TimeDelta::from_std(before).unwrap_or(chrono::TimeDelta::MAX);
+        s.expires_at.and_then(|e| e.checked_sub_signed(before))
+    });
+    let reminder = cx
+        .config
+        .reminder_delays
+        .get(sent as usize)
+        .and_then(|delay| {
+            let at = later(cx.now, *delay);
+            match (expires, last_call) {
+                (None, _) => Some(at),
+                (Some(_), Some(last)) if at <= last => Some(at),
+                (Some(_), Some(last)) if last > cx.now => Some(last),
+                _ => None,
+            }
+        });
+    match reminder {
+        Some(at) => cx.timer(TimerKind::Reminder, at),
+        None => {
+            let give_up = later(cx.now, cx.config.give_up_after);
+            let at = match expires.map(|e| later(e, LAPSE_GRACE)) {
+                Some(lapse) if lapse < give_up => lapse,
+                _ => give_up,
+            };
+            cx.timer(TimerKind::GiveUp, at);
         }
-        None => cx.timer(TimerKind::GiveUp, later(cx.now, cx.config.give_up_after)),
     }
 }
 
@@ -457,6 +623,9 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             _ => cx.ignore("poll without an application"),
         },
         (TimerKind::Reminder, Stage::Financing(c)) => match &c.phase {
+            LenderPhase::AwaitingPatient { session, .. } if session.expired(cx.now) => {
+                cx.ignore("the lender's session has lapsed; its link is never sent again");
+            }
             LenderPhase::AwaitingPatient {
                 link,
                 reminders_sent,
@@ -480,6 +649,16 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             _ => cx.ignore("reminder without an application"),
         },
         (TimerKind::GiveUp, Stage::Financing(c)) => match &c.phase {
+            LenderPhase::AwaitingPatient {
+                handle, session, ..
+            } if session.expired(cx.now) => {
+                // The lender never reported the lapse: the session is over all the same, and the
+                // waterfall moves on.
+                let (lender, handle) = (c.lender.clone(), handle.clone());
+                cx.audit(format!("{lender}: session lapsed unfinished"));
+                cx.command(Action::CancelApplication { lender, handle });
+                finish_lender(cx, AttemptOutcome::Expired);
+            }
             LenderPhase::AwaitingPatient { handle, .. } => {
                 let (lender, handle) = (c.lender.clone(), handle.clone());
                 cx.audit(format!("{lender}: patient did not finish the application"));
@@ -488,7 +667,65 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             }
             _ => cx.ignore("give-up without an application"),
         },
+        (TimerKind::Reminder, Stage::OfferingInHouse { reminders_sent }) => {
+            let number = reminders_sent + 1;
+            cx.state.stage = Stage::OfferingInHouse {
+                reminders_sent: number,
+            };
+            cx.command(Action::SendMessage {
+                message: MessageKind::InHouseOffer { number },
+            });
+            schedule_reminder(cx, number);
+        }
+        (TimerKind::GiveUp, Stage::OfferingInHouse { .. }) => {
+            cx.audit("the patient did not answer the in-house plan offer");
+            to_staff(
+                cx,
+                TaskKind::PatientQuiet,
+                "the patient did not answer the in-house payment plan offer after every reminder; call the patient, then resend the offer or cancel".into(),
+            );
+        }
         _ => cx.ignore("timer does not fit the stage"),
+    }
+}
+
+/// Offers the in-house plan of `result`: nothing is created at Stripe until the patient accepts
+/// (DESIGN.md: offers are offered). The offer goes out now, reminders follow on the practice's
+/// schedule, and staff get a task when the patient stays silent.
+fn offer_in_house(cx: &mut Ctx<'_>, result: FinancingResult) {
+    cx.state.result = Some(result);
+    cx.state.in_house_acceptance = None;
+    cx.state.stage = Stage::OfferingInHouse { reminders_sent: 0 };
+    cx.audit("in-house plan offered; waiting for the patient's answer");
+    cx.command(Action::SendMessage {
+        message: MessageKind::InHouseOffer { number: 0 },
+    });
+    schedule_reminder(cx, 0);
+}
+
+fn in_house_answered(cx: &mut Ctx<'_>, accepted: bool, wording: String) {
+    if !matches!(cx.state.stage, Stage::OfferingInHouse { .. }) || cx.state.status != Status::Active
+    {
+        return cx.ignore("no in-house offer awaiting an answer");
+    }
+    cx.out
+        .clear_timers
+        .extend([TimerKind::Reminder, TimerKind::GiveUp]);
+    if accepted {
+        cx.audit(format!("patient accepted the in-house plan: {wording}"));
+        cx.state.in_house_acceptance = Some(crate::InHouseAcceptance {
+            at: cx.now,
+            wording,
+        });
+        start_payments(cx);
+    } else {
+        cx.audit(format!("patient declined the in-house plan: {wording}"));
+        to_staff(
+            cx,
+            TaskKind::NoFinancing,
+            "the patient declined the in-house payment plan; discuss payment with the patient"
+                .into(),
+        );
     }
 }
 
@@ -537,14 +774,14 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
         } => {
             if in_house {
                 match in_house_offer(cx, remainder) {
-                    Ok(Some(offer)) => {
-                        cx.state.result = Some(result(
+                    Ok(Some(offer)) => offer_in_house(
+                        cx,
+                        result(
                             Some((lender.clone(), approved)),
                             Some(offer),
                             format!("{lender} partial + in-house"),
-                        ));
-                        start_payments(cx);
-                    }
+                        ),
+                    ),
                     Ok(None) => counteroffer_task(cx, &lender, approved, remainder),
                     Err(reason) => to_staff(cx, TaskKind::Counteroffer, reason),
                 }
@@ -571,8 +808,7 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
             let amount = cx.state.financing_amount.unwrap_or(deposit);
             match (in_house, in_house_offer(cx, amount)) {
                 (true, Ok(Some(offer))) => {
-                    cx.state.result = Some(result(None, Some(offer), "in-house plan".into()));
-                    start_payments(cx);
+                    offer_in_house(cx, result(None, Some(offer), "in-house plan".into()));
                 }
                 (true, Err(reason)) => to_staff(cx, TaskKind::NoFinancing, reason),
                 _ => to_staff(cx, TaskKind::NoFinancing, "no lender approved and the practice has no in-house plan; discuss payment with the patient".into()),
@@ -606,7 +842,8 @@ fn start_payments(cx: &mut Ctx<'_>) {
         .state
         .result
         .as_ref()
-        .is_some_and(|r| r.in_house.is_some());
+        .is_some_and(|r| r.in_house.is_some())
+        && cx.state.in_house_acceptance.is_some();
     if deposit.is_zero() && !schedule {
         return notify(cx);
     }
@@ -624,7 +861,9 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
             amount: result.deposit,
         });
     }
+    // The schedule bills the patient: only after the patient accepted the offer.
     if let Some(offer) = result.in_house
+        && cx.state.in_house_acceptance.is_some()
         && cx.state.stripe.schedule_id.is_none()
     {
         cx.state.stage = Stage::Payments(PaymentStep::Schedule);
@@ -722,13 +961,17 @@ fn to_staff(cx: &mut Ctx<'_>, kind: TaskKind, reason: String) {
 
 fn undo_actions(cx: &Ctx<'_>) -> Vec<Action> {
     let mut undo = Vec::new();
-    if let Stage::Financing(c) = &cx.state.stage
-        && let LenderPhase::AwaitingPatient { handle, .. } = &c.phase
-    {
-        undo.push(Action::CancelApplication {
-            lender: c.lender.clone(),
-            handle: handle.clone(),
-        });
+    if let Stage::Financing(c) = &cx.state.stage {
+        let phase = match &c.phase {
+            LenderPhase::HeldForStaff { resume, .. } => resume.as_ref(),
+            phase => phase,
+        };
+        if let LenderPhase::AwaitingPatient { handle, .. } = phase {
+            undo.push(Action::CancelApplication {
+                lender: c.lender.clone(),
+                handle: handle.clone(),
+            });
+        }
     }
     if let Some(schedule_id) = &cx.state.stripe.schedule_id
         && !cx.state.stripe.schedule_ended
@@ -855,6 +1098,11 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             }
             cx.state.staff_task = None;
             cx.state.status = Status::Done;
+            if matches!(cx.state.stage, Stage::Financing(_)) {
+                // A held lender handled outside Chairside: nothing more is asked of anyone.
+                cx.state.stage = Stage::Settled;
+                cx.out.clear_timers.extend(ALL_TIMERS);
+            }
             cx.audit("task handled by staff");
             if let Some(s) = &mut cx.state.settlement
                 && matches!(
@@ -875,6 +1123,9 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             cx.state.staff_task = None;
             cx.state.status = Status::Active;
             cx.audit("retried by staff");
+            if resume_held_lender(cx) {
+                return;
+            }
             match (kind, cx.state.failed_action.take()) {
                 (Some(TaskKind::SystemError), Some(action)) => {
                     restore_stage_for(cx, &action);
@@ -890,13 +1141,27 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                     cx.state.stage = Stage::LoadingPlan;
                     cx.state.split = None;
                     cx.state.result = None;
+                    cx.state.in_house_acceptance = None;
                     cx.state.ledger_written_at = None;
                     cx.command(Action::LoadPlan);
                 }
             }
         }
+        StaffAction::ResendLink if in_house_unanswered(cx) => {
+            // The in-house offer again: back to waiting on the patient, reminders anew.
+            cx.state.staff_task = None;
+            cx.state.status = Status::Active;
+            cx.audit("in-house plan offer sent again");
+            let result = cx.state.result.clone();
+            if let Some(result) = result {
+                offer_in_house(cx, result);
+            }
+        }
         StaffAction::ResendLink => match &cx.state.stage {
             Stage::Financing(c) => match &c.phase {
+                LenderPhase::AwaitingPatient { session, .. } if session.expired(cx.now) => {
+                    cx.ignore("the lender's session has lapsed; its link is never sent again");
+                }
                 LenderPhase::AwaitingPatient { link, .. } => {
                     let message = MessageKind::ApplicationLink {
                         lender: c.lender.clone(),
@@ -908,6 +1173,58 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             },
             _ => cx.ignore("no link to resend"),
         },
+    }
+}
+
+/// Staff acted on a held lender: read it again from where it stood. False when nothing is held.
+fn resume_held_lender(cx: &mut Ctx<'_>) -> bool {
+    let Stage::Financing(c) = &mut cx.state.stage else {
+        return false;
+    };
+    let LenderPhase::HeldForStaff { resume, .. } = &mut c.phase else {
+        return false;
+    };
+    let phase = std::mem::replace(resume.as_mut(), LenderPhase::LookingUp);
+    let (lender, amount) = (c.lender.clone(), c.amount);
+    c.phase = phase.clone();
+    match phase {
+        LenderPhase::AwaitingPatient {
+            handle,
+            reminders_sent,
+            ..
+        } => {
+            cx.audit(format!("{lender}: read again after staff acted"));
+            cx.command(Action::PollApplication { lender, handle });
+            schedule_reminder(cx, reminders_sent);
+        }
+        LenderPhase::LookingUp => cx.command(Action::LookupCardholder { lender, amount }),
+        LenderPhase::Starting | LenderPhase::HeldForStaff { .. } => {
+            start_application(cx, lender, amount);
+        }
+    }
+    true
+}
+
+/// True while an in-house offer stands unanswered: being offered, or handed to staff because the
+/// patient went quiet on it.
+fn in_house_unanswered(cx: &Ctx<'_>) -> bool {
+    let offered = cx
+        .state
+        .result
+        .as_ref()
+        .is_some_and(|r| r.in_house.is_some());
+    let unanswered = offered && cx.state.in_house_acceptance.is_none();
+    match (&cx.state.stage, cx.state.status) {
+        (Stage::OfferingInHouse { .. }, Status::Active) => unanswered,
+        (_, Status::WaitingOnStaff) => {
+            unanswered
+                && cx
+                    .state
+                    .staff_task
+                    .as_ref()
+                    .is_some_and(|t| t.kind == TaskKind::PatientQuiet)
+        }
+        _ => false,
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use connector_transport::RetryPolicy;
-use financing_core::{Backoff, LenderId, SharedProvider, Tz};
+use financing_core::{Backoff, LenderId, PollSchedule, SharedProvider, Tz};
 use tokio::sync::Notify;
 
 use crate::config::{Config, PmsSettings};
@@ -66,6 +66,9 @@ pub struct Extras {
     /// NexHealth's rate budget, when not the documented limits of one API key (the sandbox has
     /// none).
     pub nexhealth_rate_budget: Option<nexhealth_client::RateBudget>,
+    /// Lender poll schedules that replace the clients' own (the demo's compressed day); every
+    /// other lender keeps the schedule its client ships.
+    pub lender_schedules: Vec<(LenderId, PollSchedule)>,
 }
 
 impl fmt::Debug for Extras {
@@ -79,6 +82,7 @@ impl fmt::Debug for Extras {
             .field("retry", &self.retry)
             .field("opendental_server_zone", &self.opendental_server_zone)
             .field("nexhealth_rate_budget", &self.nexhealth_rate_budget)
+            .field("lender_schedules", &self.lender_schedules)
             .finish()
     }
 }
@@ -210,8 +214,6 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             let mut b = carecredit_client::Client::builder(cc.base_url.clone(), cc.credentials())
                 .merchant(p.location_id.clone(), cc.merchant_number.as_str())
                 .limits(cc.limits)
-                // The practice's poll interval, not the client's default, paces status reads.
-                .poll_after(p.reminders.poll_interval)
                 .http_client(http.clone())
                 // In-call retries: one capped policy, see CALL_RETRY.
                 .retry(CALL_RETRY)
@@ -231,7 +233,6 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             let client = sunbit_client::Client::builder(sb.base_url.clone(), sb.credentials())
                 .location(p.location_id.clone(), sb.location.clone())
                 .limits(sb.limits)
-                .poll_after(p.reminders.poll_interval)
                 .http_client(http.clone())
                 // In-call retries: one capped policy, see CALL_RETRY.
                 .retry(CALL_RETRY)
@@ -256,14 +257,20 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     if let Some(retry) = extras.retry {
         runner_config.backoff = retry;
     }
-    let mut engine = EngineBuilder::new(store.clone()).runner_config(runner_config);
+    let mut engine = EngineBuilder::new(store.clone())
+        .runner_config(runner_config)
+        .detection(config.detection.detect_config());
     if let Some(clock) = extras.clock {
         engine = engine.clock(clock);
     }
     for (p, pms, lenders, payments) in parts {
+        let mut workflow = p.workflow_config();
+        workflow
+            .lender_schedules
+            .extend(extras.lender_schedules.iter().cloned());
         engine = engine.practice(PracticeRuntime {
             profile: p.profile(),
-            workflow: p.workflow_config(),
+            workflow,
             policy: p.policy,
             pms,
             lenders,

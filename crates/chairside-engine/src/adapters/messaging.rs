@@ -175,7 +175,7 @@ impl PatientMessenger {
                     update_payment_link: url(page_link)?,
                 },
             ),
-            MessageContent::FinancingSummary(s) => match in_house_plan(practice, s) {
+            MessageContent::InHouseOffer(s) => match in_house_plan(practice, s) {
                 Some(plan) => t.render_email(
                     lang,
                     &messaging::InhouseOffer {
@@ -185,8 +185,11 @@ impl PatientMessenger {
                         offer_link: url(&s.page_link)?,
                     },
                 ),
-                _ => t.render_email(lang, &summary_context(practice, patient, s)?),
+                None => return Err(invalid("the in-house offer has no plan")),
             },
+            MessageContent::FinancingSummary(s) => {
+                t.render_email(lang, &summary_context(practice, patient, s)?)
+            }
         };
         r.map_err(external)
     }
@@ -233,7 +236,7 @@ impl PatientMessenger {
                 },
                 max,
             ),
-            MessageContent::FinancingSummary(s) => match in_house_plan(practice, s) {
+            MessageContent::InHouseOffer(s) => match in_house_plan(practice, s) {
                 Some(plan) => t.render_sms(
                     lang,
                     &messaging::InhouseOffer {
@@ -244,8 +247,11 @@ impl PatientMessenger {
                     },
                     max,
                 ),
-                _ => t.render_sms(lang, &summary_context(practice, patient, s)?, max),
+                None => return Err(invalid("the in-house offer has no plan")),
             },
+            MessageContent::FinancingSummary(s) => {
+                t.render_sms(lang, &summary_context(practice, patient, s)?, max)
+            }
         };
         r.map(|c| c.text).map_err(external)
     }
@@ -257,13 +263,8 @@ fn in_house_plan(
     practice: &PracticeProfile,
     s: &crate::ports::SummaryContent,
 ) -> Option<messaging::InhousePlan> {
-    match (
-        &s.financed,
-        s.installments,
-        s.first_installment,
-        s.installment_interval,
-    ) {
-        (None, Some(installments), Some((first_amount, _)), Some(interval)) => {
+    match (s.installments, s.first_installment, s.installment_interval) {
+        (Some(installments), Some((first_amount, _)), Some(interval)) => {
             Some(messaging::InhousePlan {
                 installments,
                 first_amount,
@@ -288,7 +289,17 @@ fn summary_context(
         .unwrap_or_else(|| (practice.name.clone(), s.patient_portion));
     let (first_payment_amount, first_payment_due) = match s.first_installment {
         Some((amount, due)) if s.deposit.is_zero() => (amount, due),
-        _ => (s.deposit, Utc::now().date_naive()),
+        // The deposit is due today: the practice's today, not UTC's.
+        _ => (
+            s.deposit,
+            crate::note::local_date(
+                Utc::now(),
+                practice
+                    .time_zone
+                    .parse()
+                    .unwrap_or(chrono_tz::America::New_York),
+            ),
+        ),
     };
     Ok(messaging::FinancingSummary {
         practice_name: practice.name.clone(),
@@ -432,9 +443,9 @@ mod tests {
         }
     }
 
-    /// Every lender declined: $1,200.02 on the practice's plan, 6 monthly installments.
+    /// Every lender declined: $1,200.02 on the practice's plan, 6 monthly installments, offered.
     fn in_house_summary() -> MessageContent {
-        MessageContent::FinancingSummary(Box::new(SummaryContent {
+        MessageContent::InHouseOffer(Box::new(SummaryContent {
             total: Money::usd(150_002),
             insurance: Money::usd(30_000),
             patient_portion: Money::usd(120_002),

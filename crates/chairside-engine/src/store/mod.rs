@@ -12,6 +12,7 @@
 //! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
 //! | patient link generations and return references | [`LinkStore`] | the runner, the patient page |
 //! | set aside what does not decode | [`QuarantineStore`] | the runner, webhooks, the dashboard, metrics |
+//! | install baseline, detection tasks and health | [`DetectionStore`] | the poller, `/readyz`, the dashboard, metrics |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -21,6 +22,7 @@
 //! and every write made on behalf of a claimed workflow checks the claim's fencing epoch.
 
 pub mod crypto;
+pub mod detection;
 mod inbound;
 pub mod links;
 pub mod logins;
@@ -36,6 +38,7 @@ use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 use serde::Serialize;
 
+pub use detection::DetectionStore;
 pub use inbound::InboundStore;
 pub use links::LinkStore;
 pub use logins::LoginStore;
@@ -52,8 +55,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        InboundStore, LinkStore, LoginStore, PatientStore, QuarantineStore, ReportStore,
-        SchemaStore, StaffStore, Store, WorkflowStore,
+        DetectionStore, InboundStore, LinkStore, LoginStore, PatientStore, QuarantineStore,
+        ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -249,6 +252,7 @@ pub trait Store:
     + SchemaStore
     + LinkStore
     + QuarantineStore
+    + DetectionStore
 {
 }
 
@@ -262,6 +266,7 @@ impl<T> Store for T where
         + SchemaStore
         + LinkStore
         + QuarantineStore
+        + DetectionStore
 {
 }
 

@@ -4,6 +4,7 @@
 
 mod at_rest;
 mod consent;
+mod detect;
 mod engine;
 mod fakes;
 mod harness;

@@ -513,7 +513,7 @@ fn prequal(event: &str, wf: &WorkflowId, approved: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_sunbit_approval_becomes_a_lender_decision_for_the_referenced_workflow() {
+async fn a_sunbit_prequalification_becomes_a_lender_decision_judged_against_the_amount_asked() {
     // Arrange
     let kit = Kit::new().await;
     let wf = kit.seed_workflow("tx-1").await;
@@ -525,17 +525,17 @@ async fn a_sunbit_approval_becomes_a_lender_decision_for_the_referenced_workflow
             now_secs(),
         ))
         .await;
-    // Assert: $500 of $640 asked is a counteroffer.
+    // Assert: prequalified for $500 of the $640 asked: not financing yet, and the amount asked
+    // is the workflow's, whatever the patient typed.
     assert_eq!(res.status(), StatusCode::OK);
     let inbox = kit.inbox(&wf).await;
     assert_eq!(inbox.len(), 1);
     match &inbox[0] {
         Event::LenderDecided {
             lender,
-            decision:
-                Decision::PartiallyApproved {
-                    offer, requested, ..
-                },
+            decision: Decision::Prequalified {
+                offer, requested, ..
+            },
         } => {
             assert_eq!(lender, &sunbit());
             assert_eq!(offer.amount, Money::usd(50_000));

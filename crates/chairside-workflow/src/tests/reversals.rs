@@ -10,6 +10,7 @@ fn on_schedule() -> Run {
     run.on(declined("carecredit"));
     run.on(opened("sunbit"));
     run.on(declined("sunbit"));
+    run.on(accept());
     run.on(Event::CustomerReady {
         customer_id: "cus_1".into(),
     });

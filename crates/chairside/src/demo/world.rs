@@ -2,6 +2,7 @@
 //! them that [`app::build`] turns into the stack (store, real clients, runner, HTTP surface), as
 //! `chairside run` does. `chairside demo`, the end-to-end tests and the benchmark all drive it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use financing_core::{
     AmountLimits, Backoff, DepositRule, InstallmentInterval, LenderId, LocationId, Money,
-    PartialApprovalRule, PolicySettings, PracticeId, UsState,
+    PartialApprovalRule, PolicySettings, PollSchedule, PracticeId, UsState,
 };
 use sandbox::{Persona, Pms, Sandbox, SandboxConfig, SandboxUrls, SeededCase};
 use secrecy::SecretString;
@@ -147,6 +148,9 @@ pub struct WorldOptions {
     pub reminder_every: Duration,
     /// Time between lender status polls.
     pub poll_every: Duration,
+    /// How long a lender's hosted session lives (CareCredit's 30 minutes, compressed): the
+    /// sandbox lapses its sessions then, and the workflow's schedule expects it.
+    pub lender_session: Duration,
     /// Runner concurrency.
     pub concurrency: usize,
     /// Where the HTTP surface is served (patient pages, dashboard).
@@ -161,6 +165,7 @@ impl Default for WorldOptions {
             sandbox: SandboxConfig::default(),
             reminder_every: Duration::from_millis(700),
             poll_every: Duration::from_millis(150),
+            lender_session: Duration::from_secs(3),
             concurrency: 16,
             public_base_url: Url::parse("http://127.0.0.1:8080/")
                 .unwrap_or_else(|_| unreachable!("literal URL")),
@@ -304,7 +309,11 @@ impl Stack {
         let mut options = options.clone();
         options.public_base_url = http_base.clone();
         let config = demo_config(dir, &options, addr, urls, cfg)?;
-        let service = app::build(&config, demo_extras(), Metrics::local()).await?;
+        let extras = Extras {
+            lender_schedules: demo_lender_schedules(&options),
+            ..demo_extras()
+        };
+        let service = app::build(&config, extras, Metrics::local()).await?;
         let limits = chairside_http::ServeLimits::of(service.http.config());
         let app = chairside_http::router(service.http);
         let http_task = tokio::spawn(async move {
@@ -373,6 +382,28 @@ pub fn demo_extras() -> Extras {
         nexhealth_rate_budget: Some(nexhealth_client::RateBudget::UNLIMITED),
         ..Extras::default()
     }
+}
+
+/// The lenders' schedules in the demo's compressed day: one status read every `poll_every`,
+/// CareCredit's session lapsing after `lender_session` (as the sandbox's does) with a reminder a
+/// reminder-interval before, Sunbit's link lasting as long as the reminders take.
+pub fn demo_lender_schedules(options: &WorldOptions) -> Vec<(LenderId, PollSchedule)> {
+    let schedule = |life: Duration| PollSchedule {
+        steps: Vec::new(),
+        then_every: options.poll_every,
+        session_life: Some(life),
+        remind_before_expiry: options.reminder_every,
+    };
+    vec![
+        (
+            LenderId::new("carecredit"),
+            schedule(options.lender_session),
+        ),
+        (
+            LenderId::new("sunbit"),
+            schedule(options.reminder_every * 8),
+        ),
+    ]
 }
 
 /// The demo's configuration: the [`PRACTICES`] wired to the sandbox at `urls` with the
@@ -481,6 +512,8 @@ pub fn demo_config(
             policy: PolicySettings {
                 prefill_approved_by_counsel: spec.prefill_approved,
             },
+            // The shipped notices of the demo practices' states (California, New York).
+            lender_notice: HashMap::new(),
         });
         staff.push(StaffLogin {
             username: spec.id.split('-').next().unwrap_or(spec.id).to_owned(),
@@ -495,6 +528,7 @@ pub fn demo_config(
             data_key_id: 0,
             previous_data_keys: Vec::new(),
         },
+        detection: crate::config::DetectionSettings::default(),
         runner: RunnerSettings {
             owner: format!("demo-{}", std::process::id()),
             lease: Duration::from_secs(30),
@@ -546,6 +580,7 @@ impl World {
         options.sandbox.sunbit.location_webhook_urls =
             surface.sunbit_webhook_urls()?.into_iter().collect();
         options.sandbox.twilio.inbound_url = Some(surface.twilio_inbound_url()?);
+        options.sandbox.carecredit.session_life = options.lender_session;
         let sandbox = Sandbox::start(options.sandbox.clone())
             .await
             .context("starting the sandbox")?;
@@ -557,6 +592,9 @@ impl World {
             runner,
             http_task,
         } = stack;
+        // The install's first poll, before any persona accepts a plan: a fresh install starts
+        // from now (plans accepted before it are only started by `chairside backfill`).
+        runner.poll().await.context("the first poll")?;
         Ok(Self {
             sandbox,
             http_base,
