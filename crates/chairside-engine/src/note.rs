@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use financing_core::{IntervalUnit, Money};
 
 use crate::ports::SummaryContent;
-use chairside_workflow::{NoteKind, Status, WorkflowState};
+use chairside_workflow::{NoteKind, SettlementState, Status, WorkflowState};
 
 /// The marker that identifies one of our notes in the practice system, so a retried write finds
 /// the note instead of writing a second (check-then-act). Letters, digits, `_` and `.` only: every
@@ -27,6 +27,48 @@ pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -
             lines.push(format!(
                 "Chairside: payment of {amount} received through Stripe ({stripe_id})."
             ));
+        }
+        NoteKind::Reversal {
+            stripe_id,
+            amount,
+            dispute,
+        } => {
+            lines.push(if *dispute {
+                format!("Chairside: the patient disputed a card payment of {amount} ({stripe_id}).")
+            } else {
+                format!("Chairside: refund of {amount} in total through Stripe ({stripe_id}).")
+            });
+        }
+        NoteKind::Settlement {
+            lender,
+            amount,
+            state: settlement,
+        } => {
+            let reference = format!("{}-{lender}", state.id);
+            lines.push(match settlement {
+                SettlementState::Scheduled { day } => format!(
+                    "Chairside: {lender} charge of {amount} scheduled for the treatment date {day} (reference {reference})."
+                ),
+                SettlementState::Charging { day } => format!(
+                    "Chairside: {lender} charge of {amount} due {day} is running (reference {reference})."
+                ),
+                SettlementState::Charged { purchase, at } => format!(
+                    "Chairside: {lender} charged {amount} on the patient's account (purchase {purchase}, reference {reference}) at {}.",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                ),
+                SettlementState::Manual { day: Some(day) } => format!(
+                    "Chairside: {lender} charge of {amount} is for staff to run in the lender's portal on {day} (reference {reference})."
+                ),
+                SettlementState::Manual { day: None } => format!(
+                    "Chairside: {lender} charge of {amount} is for staff to run in the lender's portal on the treatment day (no treatment date on the plan; reference {reference})."
+                ),
+                SettlementState::HandledByStaff { .. } => format!(
+                    "Chairside: {lender} charge of {amount} run by staff (reference {reference})."
+                ),
+                SettlementState::Failed { reason } => format!(
+                    "Chairside: {lender} charge of {amount} FAILED: {reason}. Staff have a task (reference {reference})."
+                ),
+            });
         }
         NoteKind::Outcome => {
             let headline = match (state.status, &state.result, &state.staff_task) {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use financing_core::{
     ApplicationHandle, ApplicationRef, Backoff, Decision, ErrorKind, LenderId, LenderLocation,
-    PatientContact, Policy, PolicySettings, PracticeId, SharedProvider, SmsConsent, SmsPurpose, Tz,
+    PatientContact, Policy, PolicySettings, PracticeId, SettlementRequest, SharedProvider,
+    SmsConsent, SmsPurpose, Tz,
 };
 use futures::StreamExt;
 
@@ -678,6 +679,24 @@ impl Runner {
             }
             Action::SendMessage { message } => {
                 return self.send_message(rt, state, message, key).await;
+            }
+            Action::SettleWithLender { lender, amount } => {
+                // The purchase carries our reference: a repeat after a lost answer finds it
+                // instead of charging twice.
+                let provider = Self::lender(rt, lender)?;
+                let request = SettlementRequest {
+                    reference: reference(lender),
+                    location: rt.location(),
+                    amount: *amount,
+                };
+                let settlement = self
+                    .timed(provider.settle(&request))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::LenderSettled {
+                    lender: lender.clone(),
+                    settlement,
+                })
             }
             Action::WriteLedgerNote { note } => {
                 let marker = note_marker(state, state.key_seq(command.seq));

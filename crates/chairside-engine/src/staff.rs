@@ -210,7 +210,17 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
     {
         return Err(Refusal::StaleTask { workflow, task });
     }
+    // A lender charge for staff is a task beside a finished financing: marking it handled
+    // records that staff ran it.
+    let settlement_open = state.settlement.as_ref().is_some_and(|s| {
+        matches!(
+            s.state,
+            chairside_workflow::SettlementState::Manual { .. }
+                | chairside_workflow::SettlementState::Failed { .. }
+        )
+    });
     match (request.action, state.status) {
+        (StaffAction::MarkHandled, Status::Done) if settlement_open => Ok(()),
         (
             StaffAction::Retry
             | StaffAction::MarkHandled

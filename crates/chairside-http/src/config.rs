@@ -273,6 +273,10 @@ pub struct HttpConfig {
     /// a connection from one of these addresses is throttled under the client address the proxy
     /// reports. Empty (the default): proxy headers are never believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The mode of the configured Stripe key (`Some(true)` live, `Some(false)` test; see
+    /// `stripe_schedule::key_livemode`): a Stripe event of the other mode is refused (400) and
+    /// logged. `None` accepts both.
+    pub stripe_livemode: Option<bool>,
 }
 
 impl fmt::Debug for HttpConfig {
@@ -296,6 +300,7 @@ impl fmt::Debug for HttpConfig {
             .field("request_timeout", &self.request_timeout)
             .field("max_connections", &self.max_connections)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("stripe_livemode", &self.stripe_livemode)
             .finish_non_exhaustive()
     }
 }
@@ -327,6 +332,7 @@ impl HttpConfig {
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,
             trusted_proxies: Vec::new(),
+            stripe_livemode: None,
         }
     }
 

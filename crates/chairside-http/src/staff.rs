@@ -641,8 +641,10 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::PatientQuiet => "Patient went quiet",
         TaskKind::NoFinancing => "No financing found",
         TaskKind::PaymentFailed => "Payment failed",
+        TaskKind::PaymentReversed => "Refund, dispute or ended schedule",
         TaskKind::SystemError => "System error",
         TaskKind::ConsentRefusal => "Refused texts",
+        TaskKind::Settlement => "Lender charge to run",
         TaskKind::LenderNeedsStaff => "Lender asks you to call",
     }
 }
@@ -690,7 +692,9 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
         TaskKind::Counteroffer => vec![ACCEPT_COUNTEROFFER, NEXT_LENDER, HANDLED, CANCEL],
         TaskKind::NoFinancing => vec![HANDLED, CANCEL],
-        TaskKind::ConsentRefusal => vec![HANDLED],
+        TaskKind::ConsentRefusal | TaskKind::Settlement | TaskKind::PaymentReversed => {
+            vec![HANDLED]
+        }
         // Retry reads the lender again once staff did what it asked; the waterfall holds until then.
         TaskKind::LenderNeedsStaff => vec![RETRY, HANDLED, CANCEL],
     }

@@ -96,6 +96,8 @@ pub(crate) fn config() -> HttpConfig {
         (other(), vec![SecretString::from(OTHER_NEXHEALTH_SECRET)]),
     ]);
     c.webhook_secrets.twilio = vec![SecretString::from(TWILIO_TOKEN)];
+    // A test-mode key (`sk_test_…`): live events are refused.
+    c.stripe_livemode = Some(false);
     let mut site = PracticeSite::new(
         smile(),
         "Smile Dental Test",

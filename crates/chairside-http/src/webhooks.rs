@@ -152,13 +152,57 @@ pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
             ))
         }),
         EventData::InvoicePaymentFailed(inv) => invoice_workflow(inv).map(|wf| {
-            (
-                wf,
-                Event::Payment(PaymentFact::Failed {
-                    stripe_id: inv.id.as_str().to_owned(),
-                }),
-            )
+            let stripe_id = inv.id.as_str().to_owned();
+            // Stripe sets no next attempt when its retries are over: the failure is final.
+            let fact = if inv.next_payment_attempt.is_none() {
+                PaymentFact::FinalFailure { stripe_id }
+            } else {
+                PaymentFact::Failed { stripe_id }
+            };
+            (wf, Event::Payment(fact))
         }),
+        EventData::ChargeRefunded(ch) => ch
+            .metadata
+            .get(WORKFLOW_KEY)
+            .and_then(parse_workflow_id)
+            .and_then(|wf| {
+                Some((
+                    wf,
+                    Event::Payment(PaymentFact::Refunded {
+                        stripe_id: ch.id.as_str().to_owned(),
+                        amount: ch.refunded_money()?,
+                    }),
+                ))
+            }),
+        // A dispute names its charge, whose metadata Stripe does not copy onto the dispute: only
+        // a dispute carrying the workflow id maps here (see docs/collection.md).
+        EventData::ChargeDisputeCreated(d) => d
+            .metadata
+            .get(WORKFLOW_KEY)
+            .and_then(parse_workflow_id)
+            .and_then(|wf| {
+                Some((
+                    wf,
+                    Event::Payment(PaymentFact::Disputed {
+                        stripe_id: d.id.as_str().to_owned(),
+                        amount: d.money()?,
+                    }),
+                ))
+            }),
+        EventData::SubscriptionScheduleCanceled(s) | EventData::SubscriptionScheduleAborted(s) => s
+            .metadata
+            .get(WORKFLOW_KEY)
+            .or_else(|| s.phases.iter().find_map(|p| p.metadata.get(WORKFLOW_KEY)))
+            .and_then(parse_workflow_id)
+            .map(|wf| {
+                (
+                    wf,
+                    Event::Payment(PaymentFact::ScheduleEnded {
+                        schedule_id: s.id.as_str().to_owned(),
+                        aborted: matches!(data, EventData::SubscriptionScheduleAborted(_)),
+                    }),
+                )
+            }),
         EventData::CheckoutSessionCompleted(cs)
             if cs.payment_status == CheckoutPaymentStatus::Paid =>
         {
@@ -241,9 +285,19 @@ pub(crate) fn stripe_object_matches(data: &EventData, stored: &StripeRecord) -> 
             stored.customer_id.as_ref(),
             pi.customer.as_ref().map(|c| c.as_str()),
         ),
-        EventData::SubscriptionScheduleCompleted(sched) => {
+        EventData::SubscriptionScheduleCompleted(sched)
+        | EventData::SubscriptionScheduleCanceled(sched)
+        | EventData::SubscriptionScheduleAborted(sched) => {
             same(stored.schedule_id.as_ref(), Some(sched.id.as_str()))
         }
+        EventData::ChargeRefunded(ch) => same(
+            stored.customer_id.as_ref(),
+            ch.customer.as_ref().map(|c| c.as_str()),
+        ),
+        EventData::ChargeDisputeCreated(d) => d
+            .payment_intent
+            .as_ref()
+            .is_some_and(|pi| stored.payments_noted.iter().any(|p| p == pi.as_str())),
         _ => false,
     }
 }
@@ -281,6 +335,20 @@ pub(crate) async fn stripe(
         )
         .await;
     };
+    if let Some(expected) = state.config.stripe_livemode
+        && event.livemode != expected
+    {
+        // A live event at a test install (or the reverse): another mode's endpoint points here.
+        // Logged by id and type only, never the object.
+        tracing::warn!(
+            provider = STRIPE,
+            event = event.id.as_str(),
+            event_type = event.event_type(),
+            livemode = event.livemode,
+            "Stripe event of the other mode (live vs test) than the configured key: refused"
+        );
+        return reject(&state, STRIPE, "livemode");
+    }
     let mut events = Vec::new();
     for (wf, ev) in stripe_events(&event.data) {
         match state.store.workflow(&wf).await {

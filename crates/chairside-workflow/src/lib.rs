@@ -10,11 +10,11 @@ pub mod machine;
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use financing_core::{
     ApplicationHandle, Attempt, CoverageSplit, Decision, DepositRule, InHouseOffer, InHouseTerms,
-    LenderId, Money, Offer, PatientId, PlanId, PollSchedule, PracticeId, TreatmentPlan, UsState,
-    Waterfall,
+    LenderId, Money, Offer, PatientId, PlanId, PollSchedule, PracticeId, Settlement, TreatmentPlan,
+    UsState, Waterfall,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -127,10 +127,16 @@ pub enum TaskKind {
     NoFinancing,
     /// An installment or charge failed.
     PaymentFailed,
+    /// A charge was refunded or disputed in Stripe, or the schedule ended outside Chairside:
+    /// the practice's ledger and the patient's plan need a person.
+    PaymentReversed,
     /// An external call failed for good; retry after fixing the cause.
     SystemError,
     /// The patient refused texts in free text.
     ConsentRefusal,
+    /// The lender charge is for staff to run in the lender's portal (its API takes none, or no
+    /// treatment date is known): the task names the exact amount, the day and the reference.
+    Settlement,
     /// A lender needs a person (CareCredit `CallForAuth`, `DupQS`, a status this version does not
     /// know): the reason carries the lender's instruction; the waterfall holds until staff act.
     LenderNeedsStaff,
@@ -146,8 +152,10 @@ impl TaskKind {
             Self::PatientQuiet => "patient_quiet",
             Self::NoFinancing => "no_financing",
             Self::PaymentFailed => "payment_failed",
+            Self::PaymentReversed => "payment_reversed",
             Self::SystemError => "system_error",
             Self::ConsentRefusal => "consent_refusal",
+            Self::Settlement => "settlement",
             Self::LenderNeedsStaff => "lender_needs_staff",
         }
     }
@@ -219,6 +227,91 @@ pub enum NoteKind {
         /// The amount.
         amount: Money,
     },
+    /// A refund or a dispute Stripe reported: money going back to the patient.
+    Reversal {
+        /// Stripe's id (the charge refunded, or the dispute).
+        stripe_id: String,
+        /// The amount refunded so far, or disputed.
+        amount: Money,
+        /// True for a dispute, false for a refund.
+        dispute: bool,
+    },
+    /// The lender settlement: scheduled, charged, for staff, or failed.
+    Settlement {
+        /// The lender.
+        lender: LenderId,
+        /// The amount charged (or to charge).
+        amount: Money,
+        /// Where it stands when the note is written.
+        state: SettlementState,
+    },
+}
+
+/// Where the lender charge of a financed plan stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "settlement", rename_all = "snake_case")]
+pub enum SettlementState {
+    /// The charge runs on `day` (the treatment date).
+    Scheduled {
+        /// The day.
+        day: NaiveDate,
+    },
+    /// The charge is being run.
+    Charging {
+        /// The day it was due.
+        day: NaiveDate,
+    },
+    /// The lender charged the account.
+    Charged {
+        /// The lender's purchase id.
+        purchase: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Staff run the charge in the lender's portal (on `day`, or once a treatment date is known).
+    Manual {
+        /// The day it is due, when known.
+        day: Option<NaiveDate>,
+    },
+    /// Staff marked the charge done.
+    HandledByStaff {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The charge failed for good; a staff task says why.
+    Failed {
+        /// Why, without PHI.
+        reason: String,
+    },
+}
+
+/// The lender settlement of a financed plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LenderSettlement {
+    /// The lender.
+    pub lender: LenderId,
+    /// The amount it finances.
+    pub amount: Money,
+    /// Where it stands.
+    pub state: SettlementState,
+}
+
+impl LenderSettlement {
+    /// A short description for staff (`carecredit charge of $1,200.00 due 2027-03-15`).
+    pub fn label(&self) -> String {
+        let what = format!("{} charge of {}", self.lender, self.amount);
+        match &self.state {
+            SettlementState::Scheduled { day } => format!("{what} due {day}"),
+            SettlementState::Charging { .. } => format!("{what} running"),
+            SettlementState::Charged { .. } => format!("{what} settled"),
+            SettlementState::Manual { day: Some(day) } => format!("{what} for staff on {day}"),
+            SettlementState::Manual { day: None } => {
+                format!("{what} for staff once treatment is booked")
+            }
+            SettlementState::HandledByStaff { .. } => format!("{what} settled by staff"),
+            SettlementState::Failed { .. } => format!("{what} failed"),
+        }
+    }
 }
 
 /// Timers a workflow can have; at most one of each kind.
@@ -233,6 +326,8 @@ pub enum TimerKind {
     Reminder,
     /// Stop waiting on the patient.
     GiveUp,
+    /// Run the lender charge (the treatment date came).
+    Settle,
 }
 
 impl TimerKind {
@@ -243,6 +338,7 @@ impl TimerKind {
             Self::Poll => "poll",
             Self::Reminder => "reminder",
             Self::GiveUp => "give_up",
+            Self::Settle => "settle",
         }
     }
 
@@ -253,6 +349,7 @@ impl TimerKind {
             "poll" => Self::Poll,
             "reminder" => Self::Reminder,
             "give_up" => Self::GiveUp,
+            "settle" => Self::Settle,
             _ => return None,
         })
     }
@@ -333,6 +430,14 @@ pub enum Action {
         /// Which note.
         note: NoteKind,
     },
+    /// Run the lender charge of the approved financing (the lender's purchase carries our
+    /// reference, so a repeat finds it).
+    SettleWithLender {
+        /// The lender.
+        lender: LenderId,
+        /// The amount financed.
+        amount: Money,
+    },
 }
 
 impl Action {
@@ -351,6 +456,7 @@ impl Action {
             Self::ExpireDepositLink { .. } => "expire_deposit_link",
             Self::SendMessage { .. } => "send_message",
             Self::WriteLedgerNote { .. } => "write_note",
+            Self::SettleWithLender { .. } => "settle_lender",
         }
     }
 
@@ -406,6 +512,32 @@ pub enum PaymentFact {
     CheckoutExpired {
         /// `cs_…`.
         session_id: String,
+    /// The last retry of a payment failed: Stripe will not try again.
+    FinalFailure {
+        /// Stripe's id of the failed object.
+        stripe_id: String,
+    },
+    /// A charge was refunded in Stripe (in part or in full; the amount is cumulative).
+    Refunded {
+        /// The charge (`ch_…`).
+        stripe_id: String,
+        /// How much of it is refunded so far.
+        amount: Money,
+    },
+    /// The cardholder disputed a charge (a chargeback).
+    Disputed {
+        /// The dispute.
+        stripe_id: String,
+        /// The disputed amount.
+        amount: Money,
+    },
+    /// The installment schedule ended before its last installment: canceled, or aborted by
+    /// Stripe after failed payments.
+    ScheduleEnded {
+        /// `sub_sched_…`.
+        schedule_id: String,
+        /// True for `aborted` (Stripe gave up after failed payments), false for `canceled`.
+        aborted: bool,
     },
 }
 
@@ -537,6 +669,13 @@ pub enum Event {
         /// What they decided.
         action: StaffAction,
     },
+    /// The lender settlement call answered.
+    LenderSettled {
+        /// The lender.
+        lender: LenderId,
+        /// What it did.
+        settlement: Settlement,
+    },
     /// An effect failed for good (Stripe, practice system, messaging).
     EffectFailed {
         /// The action that failed.
@@ -590,6 +729,7 @@ impl Event {
             Self::Staff { .. } => "staff",
             Self::EffectFailed { .. } => "effect_failed",
             Self::EffectIndeterminate { .. } => "effect_indeterminate",
+            Self::LenderSettled { .. } => "lender_settled",
             Self::InHouseAnswered { .. } => "in_house_answered",
             Self::DepositLinkRequested => "deposit_link_requested",
         }
@@ -799,6 +939,12 @@ pub struct StripeRecord {
     /// A fresh deposit Checkout Session is being created (the patient asked after an expiry).
     #[serde(default)]
     pub reissuing_deposit_link: bool,
+    /// Refunds and disputes already handled, as `{id}:{amount in minor units}` (each once).
+    #[serde(default)]
+    pub reversals_handled: Vec<String>,
+    /// The schedule ended before its last installment (canceled or aborted): nothing to cancel.
+    #[serde(default)]
+    pub schedule_ended: bool,
 }
 
 /// The patient's acceptance of the in-house plan, as recorded from the patient page.
@@ -863,6 +1009,13 @@ pub struct WorkflowState {
     /// sequence number their idempotency key and note marker derive from.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub key_seqs: std::collections::BTreeMap<u64, u64>,
+    /// The treatment date (from the plan or its appointment), when known: the lender charge runs
+    /// then.
+    #[serde(default)]
+    pub treatment_date: Option<NaiveDate>,
+    /// The lender settlement of a financed plan.
+    #[serde(default)]
+    pub settlement: Option<LenderSettlement>,
 }
 
 impl WorkflowState {
@@ -890,6 +1043,8 @@ impl WorkflowState {
             next_seq: 1,
             failed_key_seq: None,
             key_seqs: std::collections::BTreeMap::new(),
+            treatment_date: None,
+            settlement: None,
         }
     }
 
@@ -970,7 +1125,10 @@ impl WorkflowState {
             Stage::Payments(step) => format!("stripe: {step:?}").to_lowercase(),
             Stage::Notifying => "sending summary".into(),
             Stage::WritingNote => "writing ledger note".into(),
-            Stage::Settled => self.status.label().into(),
+            Stage::Settled => match &self.settlement {
+                Some(s) => format!("{}; {}", self.status.label(), s.label()),
+                None => self.status.label().into(),
+            },
             Stage::OfferingInHouse { reminders_sent } => {
                 format!("in-house plan offered, waiting on patient ({reminders_sent} reminders)")
             }

@@ -4,16 +4,17 @@
 //! a late callback, a reordered webhook) is ignored and audited, which is what makes the machine
 //! safe under at-least-once delivery.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use financing_core::{
     ApplicationHandle, Attempt, AttemptOutcome, CoverageSplit, Decision, DepositRule, InHouseOffer,
-    InHouseTerms, LenderId, Money, Step, WaterfallOutcome,
+    InHouseTerms, LenderId, Money, SettleOn, Settlement, SettlementRule, Step, WaterfallOutcome,
+    settle_on,
 };
 
 use crate::{
     Action, Command, CurrentApplication, Event, FinancingResult, LenderPhase, LenderSession,
-    MessageKind, NoteKind, PaymentFact, PaymentStep, StaffAction, StaffTask, Stage, Status,
-    TaskKind, TimerKind, WorkflowConfig, WorkflowState,
+    LenderSettlement, MessageKind, NoteKind, PaymentFact, PaymentStep, SettlementState,
+    StaffAction, StaffTask, Stage, Status, TaskKind, TimerKind, WorkflowConfig, WorkflowState,
 };
 
 /// How long after a session's lapse its status is read: the lender has had time to mark it
@@ -39,11 +40,12 @@ pub struct Transition {
     pub ignored: bool,
 }
 
-const ALL_TIMERS: [TimerKind; 4] = [
+const ALL_TIMERS: [TimerKind; 5] = [
     TimerKind::Resume,
     TimerKind::Poll,
     TimerKind::Reminder,
     TimerKind::GiveUp,
+    TimerKind::Settle,
 ];
 
 struct Ctx<'a> {
@@ -99,6 +101,7 @@ pub fn apply(
                 cx.ignore("plan already loaded");
             } else {
                 cx.state.facts = Some(facts.clone());
+                cx.state.treatment_date = plan.treatment_date;
                 match CoverageSplit::from_plan(&plan) {
                     Err(e) => to_staff(&mut cx, TaskKind::BadData, e.to_string()),
                     Ok(split) => {
@@ -118,7 +121,11 @@ pub fn apply(
                 cx.ignore("plan already loaded");
             }
         }
+        Event::TimerFired {
+            timer: TimerKind::Settle,
+        } => settle_due(&mut cx),
         Event::TimerFired { timer } => timer_fired(&mut cx, timer),
+        Event::LenderSettled { lender, settlement } => lender_settled(&mut cx, &lender, settlement),
         Event::CardholderLookedUp { lender, found } => {
             match current(&cx, &lender, |p| matches!(p, LenderPhase::LookingUp)) {
                 None => cx.ignore("no lookup under way for this lender"),
@@ -563,6 +570,9 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option
         }
         return;
     }
+    if let Action::SettleWithLender { .. } = &action {
+        return settlement_failed(cx, action, &reason);
+    }
     let note_failed = matches!(action, Action::WriteLedgerNote { .. });
     cx.state.failed_action = Some(action);
     cx.state.failed_key_seq = key_seq;
@@ -576,6 +586,7 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option
         cx.state.status = Status::WaitingOnStaff;
         cx.state.stage = Stage::Settled;
         cx.out.clear_timers.extend(ALL_TIMERS);
+        keep_settlement_timer(cx);
         cx.out.raise_task = Some(task);
         return;
     }
@@ -958,9 +969,12 @@ fn note_written(cx: &mut Ctx<'_>, note: &NoteKind, at: DateTime<Utc>) {
                 "ledger note written; workflow {}",
                 cx.state.status.label()
             ));
+            plan_settlement(cx);
         }
         NoteKind::Outcome => cx.ignore("outcome note already written"),
         NoteKind::Payment { stripe_id, .. } => cx.audit(format!("payment {stripe_id} noted")),
+        NoteKind::Reversal { stripe_id, .. } => cx.audit(format!("reversal {stripe_id} noted")),
+        NoteKind::Settlement { lender, .. } => cx.audit(format!("{lender} settlement noted")),
     }
 }
 
@@ -991,7 +1005,9 @@ fn undo_actions(cx: &Ctx<'_>) -> Vec<Action> {
             });
         }
     }
-    if let Some(schedule_id) = &cx.state.stripe.schedule_id {
+    if let Some(schedule_id) = &cx.state.stripe.schedule_id
+        && !cx.state.stripe.schedule_ended
+    {
         undo.push(Action::CancelSchedule {
             schedule_id: schedule_id.clone(),
         });
@@ -1099,6 +1115,25 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             cx.state.stripe.expired_sessions.push(session_id.clone());
             cx.audit(format!("deposit link {session_id} expired unpaid"));
         }
+        PaymentFact::FinalFailure { stripe_id } => {
+            if cx.state.stripe.failures_handled.contains(&stripe_id) {
+                return cx.ignore("failure already handled");
+            }
+            cx.state.stripe.failures_handled.push(stripe_id);
+            cx.command(Action::SendMessage {
+                message: MessageKind::PaymentFailed,
+            });
+            cx.out.raise_task = Some(StaffTask {
+                kind: TaskKind::PaymentFailed,
+                reason: "the last retry of a payment failed: Stripe will not try again; the patient was told, call them for another card".into(),
+            });
+        }
+        PaymentFact::Refunded { stripe_id, amount } => reversal(cx, stripe_id, amount, false),
+        PaymentFact::Disputed { stripe_id, amount } => reversal(cx, stripe_id, amount, true),
+        PaymentFact::ScheduleEnded {
+            schedule_id,
+            aborted,
+        } => schedule_ended(cx, &schedule_id, aborted),
     }
 }
 
@@ -1133,7 +1168,7 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             cancel(cx);
         }
         StaffAction::MarkHandled => {
-            if cx.state.status != Status::WaitingOnStaff {
+            if cx.state.status != Status::WaitingOnStaff && !settlement_open(cx) {
                 return cx.ignore("no open task");
             }
             cx.state.staff_task = None;
@@ -1144,6 +1179,16 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                 cx.out.clear_timers.extend(ALL_TIMERS);
             }
             cx.audit("task handled by staff");
+            if let Some(s) = &mut cx.state.settlement
+                && matches!(
+                    s.state,
+                    SettlementState::Manual { .. } | SettlementState::Failed { .. }
+                )
+            {
+                s.state = SettlementState::HandledByStaff { at: cx.now };
+                cx.out.clear_timers.push(TimerKind::Settle);
+                cx.audit("lender charge run by staff");
+            }
         }
         StaffAction::Retry => {
             if cx.state.status != Status::WaitingOnStaff {
@@ -1346,4 +1391,291 @@ fn restore_stage_for(cx: &mut Ctx<'_>, action: &Action) {
         } => Stage::WritingNote,
         _ => cx.state.stage.clone(),
     };
+}
+
+/// The hour (UTC) a settlement day's charge runs: 15:00 UTC is the morning in every US time zone
+/// (10:00 Eastern, 07:00 Pacific), inside lender business hours.
+const SETTLE_HOUR_UTC: u32 = 15;
+
+fn settle_time(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::from_hms_opt(SETTLE_HOUR_UTC, 0, 0).unwrap_or(NaiveTime::MIN))
+        .and_utc()
+}
+
+/// `{workflow}-{lender}`: the reference the lender's purchase (or the staff task) carries.
+fn settlement_reference(cx: &Ctx<'_>, lender: &LenderId) -> String {
+    format!("{}-{lender}", cx.state.id)
+}
+
+/// After the outcome note of a financed plan: schedule the lender charge on the treatment date,
+/// or hand it to staff when no treatment date is known.
+fn plan_settlement(cx: &mut Ctx<'_>) {
+    if cx.state.status != Status::Done || cx.state.settlement.is_some() {
+        return;
+    }
+    let Some((lender, amount)) = cx.state.result.as_ref().and_then(|r| r.financed.clone()) else {
+        return;
+    };
+    let rule = SettlementRule::for_lender(&lender);
+    let today = cx.now.date_naive();
+    match settle_on(rule, today, cx.state.treatment_date) {
+        SettleOn::Day { day } => {
+            cx.state.settlement = Some(LenderSettlement {
+                lender: lender.clone(),
+                amount,
+                state: SettlementState::Scheduled { day },
+            });
+            // Treatment today (or past): the charge runs now; later, that morning.
+            let at = if day <= today {
+                cx.now
+            } else {
+                settle_time(day)
+            };
+            cx.timer(TimerKind::Settle, at);
+            // The ledger hears of the settlement when the money moves (or fails to), not when
+            // it is scheduled: the dashboard shows the date meanwhile.
+            cx.audit(format!("{lender} charge scheduled for {day}"));
+        }
+        SettleOn::NoTreatmentDate => {
+            let reference = settlement_reference(cx, &lender);
+            let window = rule
+                .max_days_before_treatment
+                .map_or_else(String::new, |d| {
+                    format!(" (not more than {d} days before it)")
+                });
+            manual_settlement(
+                cx,
+                lender,
+                amount,
+                None,
+                format!(
+                    "no treatment date on the plan: charge {amount} on the patient's account at the lender on the treatment day{window}, reference {reference}"
+                ),
+            );
+        }
+    }
+}
+
+fn manual_settlement(
+    cx: &mut Ctx<'_>,
+    lender: LenderId,
+    amount: Money,
+    day: Option<NaiveDate>,
+    reason: String,
+) {
+    cx.audit(format!("staff task: {lender} settlement"));
+    cx.state.settlement = Some(LenderSettlement {
+        lender,
+        amount,
+        state: SettlementState::Manual { day },
+    });
+    // The financing itself is done: like a failed installment, the task is raised beside the
+    // workflow's status, and marking it handled records that staff ran the charge.
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::Settlement,
+        reason,
+    });
+}
+
+/// The settlement day came: run the charge, unless the lender's rule does not allow it yet
+/// (a timer that fired early): then wait for the first allowed day.
+fn settle_due(cx: &mut Ctx<'_>) {
+    let Some(s) = cx.state.settlement.clone() else {
+        return cx.ignore("no settlement scheduled");
+    };
+    let SettlementState::Scheduled { day } = s.state else {
+        return cx.ignore("settlement not scheduled");
+    };
+    if cx.state.status == Status::Cancelled {
+        return cx.ignore("cancelled: no lender charge");
+    }
+    let today = cx.now.date_naive();
+    let rule = SettlementRule::for_lender(&s.lender);
+    let allowed = cx
+        .state
+        .treatment_date
+        .is_none_or(|t| rule.allows(today, t));
+    if today < day || !allowed {
+        cx.timer(TimerKind::Settle, settle_time(day));
+        return cx.audit(format!("{} charge waits for {day}", s.lender));
+    }
+    if let Some(current) = &mut cx.state.settlement {
+        current.state = SettlementState::Charging { day };
+    }
+    cx.command(Action::SettleWithLender {
+        lender: s.lender,
+        amount: s.amount,
+    });
+}
+
+fn lender_settled(cx: &mut Ctx<'_>, lender: &LenderId, settlement: Settlement) {
+    let Some(s) = cx.state.settlement.clone() else {
+        return cx.ignore("no settlement under way");
+    };
+    let day = match s.state {
+        SettlementState::Charging { day } => day,
+        // A staff retry after a failure.
+        SettlementState::Failed { .. } => cx.now.date_naive(),
+        _ => return cx.ignore("no settlement under way"),
+    };
+    if &s.lender != lender {
+        return cx.ignore("settlement of another lender");
+    }
+    match settlement {
+        Settlement::Charged { purchase } => {
+            let state = SettlementState::Charged {
+                purchase: purchase.as_str().to_owned(),
+                at: cx.now,
+            };
+            cx.state.settlement = Some(LenderSettlement {
+                state: state.clone(),
+                ..s.clone()
+            });
+            // Settled after a staff retry: nothing is left to do.
+            if cx.state.status == Status::Active {
+                cx.state.status = Status::Done;
+            }
+            cx.audit(format!("{lender} charge settled"));
+            cx.command(Action::WriteLedgerNote {
+                note: NoteKind::Settlement {
+                    lender: lender.clone(),
+                    amount: s.amount,
+                    state,
+                },
+            });
+        }
+        _ => {
+            let reference = settlement_reference(cx, lender);
+            manual_settlement(
+                cx,
+                lender.clone(),
+                s.amount,
+                Some(day),
+                format!(
+                    "treatment day {day}: charge {} on the patient's account in the {lender} portal, reference {reference}",
+                    s.amount
+                ),
+            );
+        }
+    }
+}
+
+fn settlement_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
+    let Some(s) = cx.state.settlement.clone() else {
+        return cx.ignore("no settlement under way");
+    };
+    let state = SettlementState::Failed {
+        reason: reason.to_owned(),
+    };
+    cx.state.settlement = Some(LenderSettlement {
+        state: state.clone(),
+        ..s.clone()
+    });
+    cx.state.failed_action = Some(action);
+    let task = StaffTask {
+        kind: TaskKind::SystemError,
+        reason: format!(
+            "the {} charge of {} failed: {reason}; retry, or run it in the lender's portal (reference {}) and mark handled",
+            s.lender,
+            s.amount,
+            settlement_reference(cx, &s.lender)
+        ),
+    };
+    cx.state.staff_task = Some(task.clone());
+    cx.state.status = Status::WaitingOnStaff;
+    cx.out.raise_task = Some(task);
+    cx.command(Action::WriteLedgerNote {
+        note: NoteKind::Settlement {
+            lender: s.lender,
+            amount: s.amount,
+            state,
+        },
+    });
+}
+
+/// A scheduled lender charge survives a ledger outage: the timer cleared with the others is set
+/// again (the runner clears before it sets).
+fn keep_settlement_timer(cx: &mut Ctx<'_>) {
+    if let Some(LenderSettlement {
+        state: SettlementState::Scheduled { day },
+        ..
+    }) = &cx.state.settlement
+    {
+        let at = settle_time(*day);
+        cx.timer(TimerKind::Settle, at);
+    }
+}
+
+/// A lender charge staff have to run (or re-run) by hand.
+fn settlement_open(cx: &Ctx<'_>) -> bool {
+    cx.state.settlement.as_ref().is_some_and(|s| {
+        matches!(
+            s.state,
+            SettlementState::Manual { .. } | SettlementState::Failed { .. }
+        )
+    })
+}
+
+/// A refund or a dispute: a ledger note and a task, once per (object, amount) (a second partial
+/// refund of the same charge is a new amount).
+fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool) {
+    let key = format!("{stripe_id}:{}", amount.minor());
+    if cx.state.stripe.reversals_handled.contains(&key) {
+        return cx.ignore("reversal already handled");
+    }
+    cx.state.stripe.reversals_handled.push(key);
+    let reason = if dispute {
+        format!(
+            "the patient disputed a charge of {amount} with their card issuer ({stripe_id}): answer the dispute in Stripe before its deadline"
+        )
+    } else {
+        format!(
+            "{amount} was refunded in Stripe ({stripe_id}): check the practice ledger and the patient's plan"
+        )
+    };
+    cx.audit(if dispute {
+        "charge disputed"
+    } else {
+        "charge refunded"
+    });
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::PaymentReversed,
+        reason,
+    });
+    cx.command(Action::WriteLedgerNote {
+        note: NoteKind::Reversal {
+            stripe_id,
+            amount,
+            dispute,
+        },
+    });
+}
+
+/// The schedule ended early. After our own cancellation it is expected; otherwise someone ended
+/// it in Stripe's dashboard, or Stripe aborted it after failed payments: staff are told.
+fn schedule_ended(cx: &mut Ctx<'_>, schedule_id: &str, aborted: bool) {
+    if cx.state.stripe.schedule_id.as_deref() != Some(schedule_id) {
+        return cx.ignore("not this workflow's schedule");
+    }
+    if cx.state.stripe.schedule_ended {
+        return cx.ignore("schedule already ended");
+    }
+    cx.state.stripe.schedule_ended = true;
+    if cx.state.status == Status::Cancelled && !aborted {
+        return cx.audit("installment schedule canceled (by Chairside)");
+    }
+    let reason = if aborted {
+        "Stripe ended the installment schedule after failed payments: the remaining installments will not be collected"
+    } else {
+        "the installment schedule was canceled in Stripe, not by Chairside: the remaining installments will not be collected"
+    };
+    cx.audit(if aborted {
+        "installment schedule aborted"
+    } else {
+        "installment schedule canceled outside Chairside"
+    });
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::PaymentReversed,
+        reason: reason.into(),
+    });
 }

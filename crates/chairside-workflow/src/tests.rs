@@ -926,6 +926,13 @@ fn outcome_of(action: &Action, c: u8) -> Event {
                 plan: plan(100_000, 0, "D2740"),
                 facts: facts(true, true),
             },
+            3 => Event::PlanLoaded {
+                plan: TreatmentPlan {
+                    treatment_date: Some(t0().date_naive() + chrono::Days::new(20)),
+                    ..plan(100_000, 10_000, "D2740")
+                },
+                facts: facts(true, false),
+            },
             _ => Event::PlanLoaded {
                 plan: plan(100_000, 10_000, "D2740"),
                 facts: facts(true, false),
@@ -1034,6 +1041,22 @@ fn outcome_of(action: &Action, c: u8) -> Event {
             note: note.clone(),
             at: t0(),
         },
+        Action::SettleWithLender { lender: l, .. } => match c % 3 {
+            0 => Event::LenderSettled {
+                lender: l.clone(),
+                settlement: financing_core::Settlement::Charged {
+                    purchase: LenderReference::new("purchase-1"),
+                },
+            },
+            1 => Event::LenderSettled {
+                lender: l.clone(),
+                settlement: financing_core::Settlement::Manual,
+            },
+            _ => Event::EffectFailed {
+                action: action.clone(),
+                reason: "HTTP 422".into(),
+            },
+        },
     }
 }
 
@@ -1071,6 +1094,8 @@ proptest! {
         prop_assert!(count(|a| matches!(a, Action::CreateDepositLink { .. })) <= 1 + failures, "{emitted:?}");
         prop_assert!(count(|a| matches!(a, Action::CreateInstallmentSchedule { .. })) <= 1, "{emitted:?}");
         prop_assert!(count(|a| matches!(a, Action::EnsureCustomer)) <= 1, "{emitted:?}");
+        // Never a lender charge twice (no staff retry here).
+        prop_assert!(count(|a| matches!(a, Action::SettleWithLender { .. })) <= 1, "{emitted:?}");
         // Offers are offered: no schedule without the patient's recorded acceptance.
         prop_assert!(
             count(|a| matches!(a, Action::CreateInstallmentSchedule { .. })) == 0
@@ -1213,6 +1238,8 @@ proptest! {
     }
 }
 
+mod reversals;
+mod settlement;
 // ---- Lenders at real speed, amounts read right, statuses that need a person. ----
 
 /// CareCredit's real schedule (as `carecredit-client` ships it): a 30-minute session.

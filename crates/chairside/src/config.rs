@@ -217,6 +217,7 @@ impl Config {
         http.form_body_limit = self.http.form_body_limit;
         http.trusted_proxies.clone_from(&self.http.trusted_proxies);
         http.login = self.http.login;
+        http.stripe_livemode = stripe_schedule::key_livemode(&self.stripe.api_key);
         let mut secrets = WebhookSecrets {
             stripe: self.stripe.webhook_secrets.clone(),
             ..WebhookSecrets::default()

@@ -36,6 +36,7 @@ pub mod parse;
 mod patient;
 mod plan;
 pub mod policy;
+mod settlement;
 mod waterfall;
 
 pub use error::{Backoff, Classify, ErrorKind, ProviderError};
@@ -54,6 +55,7 @@ pub use inhouse::{
     DepositRule, InHouseError, InHouseOffer, InHouseTerms, InstallmentInterval, IntervalUnit,
 };
 pub use policy::{ChargeTiming, Policy, PolicySettings, SmsBlock, SmsPurpose, SmsVerdict};
+pub use settlement::{SettleOn, Settlement, SettlementRequest, SettlementRule, settle_on};
 pub use waterfall::{
     Attempt, AttemptOutcome, LenderSlot, PartialApprovalRule, Step, Waterfall, WaterfallOutcome,
     WaterfallPolicy,

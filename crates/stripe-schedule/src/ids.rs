@@ -115,3 +115,7 @@ mod tests {
         assert_eq!(id.to_string(), "pi_123");
     }
 }
+connector_transport::id_newtype! {
+    /// A dispute (`du_…` / `dp_…`).
+    pub struct DisputeId(String);
+}

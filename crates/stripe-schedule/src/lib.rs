@@ -60,6 +60,7 @@
 //! metadata over Stripe's limits, installment counts that do not fit, currencies without minor
 //! units.
 
+mod charges;
 mod checkout;
 mod client;
 mod customers;
@@ -74,6 +75,7 @@ mod products;
 mod schedules;
 pub mod webhook;
 
+pub use charges::{Charge, Dispute};
 pub use checkout::{
     CheckoutMode, CheckoutPaymentStatus, CheckoutSession, CheckoutStatus, LINE_ITEM_NAME,
     PayLinkRequest,
@@ -87,8 +89,8 @@ pub use error::{
     Method, Result,
 };
 pub use ids::{
-    ChargeId, CheckoutSessionId, CustomerId, EventId, InvoiceId, PaymentIntentId, PaymentMethodId,
-    PriceId, ProductId, RequestId, SubscriptionId, SubscriptionScheduleId,
+    ChargeId, CheckoutSessionId, CustomerId, DisputeId, EventId, InvoiceId, PaymentIntentId,
+    PaymentMethodId, PriceId, ProductId, RequestId, SubscriptionId, SubscriptionScheduleId,
 };
 pub use invoices::{Invoice, InvoiceParent, InvoiceParentType, InvoiceStatus, SubscriptionDetails};
 pub use params::{IdempotencyKey, Metadata, PATIENT_KEY, PRACTICE_KEY, WORKFLOW_KEY};
@@ -101,4 +103,4 @@ pub use schedules::{
     MAX_INSTALLMENTS, MAX_PLAN_DAYS, PhaseItem, SchedulePhase, ScheduleStatus, StartDate,
     Subscription, SubscriptionSchedule, SubscriptionStatus, split_installments,
 };
-pub use webhook::{Event, EventData, WebhookError};
+pub use webhook::{Event, EventData, WebhookError, key_livemode};

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::charges::{Charge, Dispute};
 use crate::checkout::CheckoutSession;
 use crate::ids::EventId;
 use crate::invoices::Invoice;
@@ -187,6 +188,24 @@ pub fn construct_event(
     Event::parse(payload).map_err(WebhookError::Decode)
 }
 
+/// The mode a secret key works in: `Some(true)` for a live key (`sk_live_…`, `rk_live_…`),
+/// `Some(false)` for a test key (`sk_test_…`, `rk_test_…`), `None` for anything else. An
+/// event whose [`Event::livemode`] differs from the key's mode comes from the other mode's
+/// endpoint and must not touch anything.
+pub fn key_livemode(api_key: &SecretString) -> Option<bool> {
+    let key = api_key.expose_secret();
+    let mode = key
+        .strip_prefix("sk_")
+        .or_else(|| key.strip_prefix("rk_"))?;
+    if mode.starts_with("live_") {
+        Some(true)
+    } else if mode.starts_with("test_") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// A webhook event, with its object typed for the events Chairside handles.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -233,6 +252,10 @@ pub enum EventData {
     SubscriptionScheduleAborted(SubscriptionSchedule),
     /// `customer.subscription.deleted`.
     CustomerSubscriptionDeleted(Subscription),
+    /// `charge.refunded`: see `amount_refunded` (cumulative) and `refunded` (in full).
+    ChargeRefunded(Charge),
+    /// `charge.dispute.created`: the cardholder disputed a charge.
+    ChargeDisputeCreated(Dispute),
     /// Any other type; its object is not decoded.
     Other {
         /// The event type.
@@ -261,6 +284,8 @@ impl EventData {
             Self::SubscriptionScheduleReleased(_) => "subscription_schedule.released",
             Self::SubscriptionScheduleAborted(_) => "subscription_schedule.aborted",
             Self::CustomerSubscriptionDeleted(_) => "customer.subscription.deleted",
+            Self::ChargeRefunded(_) => "charge.refunded",
+            Self::ChargeDisputeCreated(_) => "charge.dispute.created",
             Self::Other { event_type, .. } => event_type,
         }
     }
@@ -334,6 +359,8 @@ impl Event {
             "customer.subscription.deleted" => {
                 EventData::CustomerSubscriptionDeleted(typed(object)?)
             }
+            "charge.refunded" => EventData::ChargeRefunded(typed(object)?),
+            "charge.dispute.created" => EventData::ChargeDisputeCreated(typed(object)?),
             _ => EventData::Other {
                 object_id: object.get("id").and_then(|v| v.as_str()).map(str::to_owned),
                 event_type: raw.event_type,
@@ -346,5 +373,24 @@ impl Event {
             livemode: raw.livemode,
             data,
         })
+    }
+}
+
+#[cfg(test)]
+mod livemode_tests {
+    use super::*;
+
+    fn mode(k: &str) -> Option<bool> {
+        key_livemode(&SecretString::from(k.to_owned()))
+    }
+
+    #[test]
+    fn a_key_prefix_names_its_mode() {
+        assert_eq!(mode("sk_live_abc"), Some(true));
+        assert_eq!(mode("rk_live_abc"), Some(true));
+        assert_eq!(mode("sk_test_abc"), Some(false));
+        assert_eq!(mode("rk_test_abc"), Some(false));
+        assert_eq!(mode("sk_abc"), None);
+        assert_eq!(mode("pk_live_abc"), None);
     }
 }

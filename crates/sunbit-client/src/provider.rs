@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use financing_core::{
-    AmountLimits, ApplicationHandle, Decision, FinancingProvider, FinancingRequest, LenderId,
-    LenderReference, PollSchedule, ProviderError,
+    AmountLimits, ApplicationHandle, Decision, ErrorKind, FinancingProvider, FinancingRequest,
+    LenderId, LenderReference, PollSchedule, ProviderError, Settlement, SettlementRequest,
 };
 
 use crate::client::{Client, PurchaseLookup, link_expiry};
@@ -111,5 +111,33 @@ impl FinancingProvider for Client {
         )
         .await?;
         Ok(())
+    }
+
+    /// Settlement is Sunbit's purchase completion. Sunbit documents no call that completes a
+    /// purchase (INTEGRATIONS.md: purchases are read, voided and re-amounted), so this reads the
+    /// purchase under our reference: `COMPLETED` is settled (the practice is paid); incomplete
+    /// or not there yet is for staff to finish with the patient in Sunbit's portal
+    /// ([`Settlement::Manual`]); `VOIDED` is a permanent failure (the patient's financing was
+    /// reversed). Reading twice charges nothing.
+    async fn settle(&self, request: &SettlementRequest) -> Result<Settlement, ProviderError> {
+        let lookup = PurchaseLookup::Reference(request.reference.clone());
+        let Some(purchase) = self.get_purchase(&lookup).await? else {
+            return Ok(Settlement::Manual);
+        };
+        match purchase.status {
+            PurchaseStatus::Completed => Ok(Settlement::Charged {
+                purchase: LenderReference::new(
+                    purchase
+                        .purchase_id
+                        .as_ref()
+                        .map_or(request.reference.as_str(), |id| id.as_str()),
+                ),
+            }),
+            PurchaseStatus::Voided => Err(ProviderError::new(
+                ErrorKind::Permanent,
+                "the Sunbit purchase was voided",
+            )),
+            _ => Ok(Settlement::Manual),
+        }
     }
 }

@@ -387,7 +387,7 @@ async fn a_touch_changes_nothing_before_during_or_after_financing() {
             .unwrap()
             .is_empty()
     );
-    assert!(w.tasks(&runner).await.is_empty());
+    assert!(w.tasks_besides_settlement(&runner).await.is_empty());
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use financing_core::{
     ApplicationHandle, ApplicationRef, Decision, ErrorKind, FinancingProvider, FinancingRequest,
     InHouseOffer, LenderId, LenderReference, Money, Offer, PatientContact, PatientId, PlanId,
-    PracticeId, ProviderError, TreatmentPlan,
+    PracticeId, ProviderError, Settlement, SettlementRequest, TreatmentPlan,
 };
 use tokio::sync::Notify;
 use url::Url;
@@ -393,6 +393,10 @@ struct LenderData {
     /// Applications by our reference: opening twice with one reference opens one application.
     applications: HashMap<ApplicationRef, LenderReference>,
     requests: Vec<FinancingRequest>,
+    /// Purchases by our reference: charging twice with one reference charges once.
+    purchases: HashMap<ApplicationRef, (LenderReference, Money)>,
+    /// The lender takes no charge through its API (`Settlement::Manual`).
+    manual_settlement: bool,
 }
 
 /// A lender with scripted decisions per call.
@@ -446,6 +450,22 @@ impl FakeLender {
     /// Every request the lender received (lookups and starts).
     pub(crate) fn requests(&self) -> Vec<FinancingRequest> {
         self.data.lock().unwrap().requests.clone()
+    }
+
+    /// Purchases charged (distinct, by our reference), with their amounts.
+    pub(crate) fn purchases(&self) -> Vec<Money> {
+        self.data
+            .lock()
+            .unwrap()
+            .purchases
+            .values()
+            .map(|(_, m)| *m)
+            .collect()
+    }
+
+    /// From now on the lender's API takes no charge: staff run it.
+    pub(crate) fn settles_by_hand(&self) {
+        self.data.lock().unwrap().manual_settlement = true;
     }
 
     /// Distinct applications opened.
@@ -585,6 +605,30 @@ impl FinancingProvider for FakeLender {
             .script
             .enter("cancel_application", application.lender_reference.as_str())?;
         self.script.leave("cancel_application", fault, ()).await
+    }
+
+    async fn settle(&self, request: &SettlementRequest) -> Result<Settlement, ProviderError> {
+        let fault = self.script.enter("settle", request.reference.as_str())?;
+        let settled = {
+            let mut d = self.data.lock().unwrap();
+            if d.manual_settlement {
+                Settlement::Manual
+            } else {
+                let n = d.purchases.len() + 1;
+                let (purchase, _) = d
+                    .purchases
+                    .entry(request.reference.clone())
+                    .or_insert_with(|| {
+                        (
+                            LenderReference::new(format!("purchase-{n}")),
+                            request.amount,
+                        )
+                    })
+                    .clone();
+                Settlement::Charged { purchase }
+            }
+        };
+        self.script.leave("settle", fault, settled).await
     }
 }
 

@@ -77,6 +77,8 @@ pub(crate) fn plan_with_code(n: u32, fee: i64, estimate: i64, code: &str) -> Tre
         revision: "1".into(),
         patient_id: PatientId::new(format!("pat-{n}")),
         accepted_at: t0() - chrono::Duration::minutes(5),
+        // No appointment: a financed plan's lender charge is a task for staff (see
+        // `settlement.rs` for plans with a treatment date).
         treatment_date: None,
         procedures: vec![PlannedProcedure {
             code: CdtCode::new(code),
@@ -311,6 +313,15 @@ impl World {
 
     pub(crate) async fn tasks(&self, runner: &Runner) -> Vec<TaskRow> {
         runner.store().tasks(None, false).await.unwrap()
+    }
+
+    /// Open tasks other than the lender charge staff run for a plan without a treatment date.
+    pub(crate) async fn tasks_besides_settlement(&self, runner: &Runner) -> Vec<TaskRow> {
+        self.tasks(runner)
+            .await
+            .into_iter()
+            .filter(|t| t.task.kind != chairside_workflow::TaskKind::Settlement)
+            .collect()
     }
 }
 

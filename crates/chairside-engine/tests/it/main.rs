@@ -14,5 +14,6 @@ mod outbound;
 mod phi;
 mod quarantine;
 mod runner;
+mod settlement;
 mod staff;
 mod store;

@@ -97,6 +97,37 @@ async fn a_stripe_invoice_paid_for_a_seeded_workflow_enqueues_a_payment() {
 }
 
 #[tokio::test]
+async fn a_live_stripe_event_at_a_test_mode_install_is_refused_and_counted() {
+    // Arrange: correctly signed, naming a real workflow, but from live mode.
+    let kit = Kit::new().await;
+    let wf = seed_billed_workflow(&kit, "tx-1").await;
+    let live = invoice_paid("evt_live_1", &wf).replace(r#""livemode":false"#, r#""livemode":true"#);
+    assert!(live.contains(r#""livemode":true"#));
+
+    // Act
+    let res = kit
+        .send(stripe_request(&live, STRIPE_NEW, now_secs()))
+        .await;
+    let test_mode = kit
+        .send(stripe_request(
+            &invoice_paid("evt_test_1", &wf),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+
+    // Assert: refused and nothing queued; the test-mode event still lands.
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(test_mode.status(), StatusCode::OK);
+    assert_eq!(kit.inbox(&wf).await, vec![paid_invoice_event()]);
+    let m = metrics_text(&kit).await;
+    assert!(
+        m.contains(r#"chairside_webhook_rejections_total{provider="stripe",reason="livemode"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
 async fn a_stripe_delivery_signed_with_the_rolled_secret_is_still_accepted() {
     let kit = Kit::new().await;
     let wf = seed_billed_workflow(&kit, "tx-1").await;
@@ -416,6 +447,7 @@ fn an_unpaid_checkout_session_failures_and_a_completed_schedule_map_as_the_workf
         "id": "evt_f", "type": "invoice.payment_failed",
         "data": {"object": {
             "id": "in_f", "currency": "usd", "attempt_count": 2,
+            "next_payment_attempt": 1_780_100_000,
             "metadata": {"chairside_workflow": WF}
         }}
     }));
@@ -1075,4 +1107,142 @@ fn stripe_objects_match_the_workflow_by_customer_session_or_schedule() {
         &session("cs_1").data,
         &StripeRecord::default()
     ));
+}
+
+fn stripe_event(event_id: &str, kind: &str, object: serde_json::Value) -> String {
+    let mut event = json!({
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "api_version": "2026-10-28.endive",
+        "created": 1_780_000_000,
+        "livemode": false,
+        "data": {}
+    });
+    event["data"]["object"] = object;
+    event.to_string()
+}
+
+#[tokio::test]
+async fn a_refunded_charge_of_our_customer_becomes_a_refund_fact_with_the_cumulative_amount() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = seed_billed_workflow(&kit, "tx-1").await;
+    let charge = json!({
+        "id": "ch_test_1", "object": "charge", "amount": 20_000, "amount_refunded": 5_000,
+        "currency": "usd", "refunded": false, "customer": "cus_test_1",
+        "payment_intent": "pi_test_1", "metadata": {"chairside_workflow": wf.as_str()}
+    });
+    let mut foreign = charge.clone();
+    foreign["customer"] = json!("cus_someone_else");
+
+    // Act
+    let ours = kit
+        .send(stripe_request(
+            &stripe_event("evt_r1", "charge.refunded", charge),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+    let theirs = kit
+        .send(stripe_request(
+            &stripe_event("evt_r2", "charge.refunded", foreign),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+
+    // Assert: only the charge of the workflow's own customer counts.
+    assert_eq!(ours.status(), StatusCode::OK);
+    assert_eq!(theirs.status(), StatusCode::OK);
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![Event::Payment(PaymentFact::Refunded {
+            stripe_id: "ch_test_1".into(),
+            amount: Money::usd(5_000),
+        })]
+    );
+}
+
+#[tokio::test]
+async fn a_canceled_or_aborted_schedule_of_the_workflow_becomes_a_schedule_ended_fact() {
+    // Arrange
+    let kit = Kit::new().await;
+    let mut state = kit.financing_state(smile(), "tx-1", "pat-1");
+    state.stripe.customer_id = Some("cus_test_1".into());
+    state.stripe.schedule_id = Some("sub_sched_test_1".into());
+    let wf = kit.seed(state).await;
+    let schedule = |status: &str| {
+        json!({
+            "id": "sub_sched_test_1", "object": "subscription_schedule", "customer": "cus_test_1",
+            "status": status, "phases": [], "metadata": {"chairside_workflow": wf.as_str()}
+        })
+    };
+
+    // Act
+    for (id, kind, status) in [
+        ("evt_s1", "subscription_schedule.canceled", "canceled"),
+        ("evt_s2", "subscription_schedule.aborted", "canceled"),
+    ] {
+        let res = kit
+            .send(stripe_request(
+                &stripe_event(id, kind, schedule(status)),
+                STRIPE_NEW,
+                now_secs(),
+            ))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    // Assert
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![
+            Event::Payment(PaymentFact::ScheduleEnded {
+                schedule_id: "sub_sched_test_1".into(),
+                aborted: false,
+            }),
+            Event::Payment(PaymentFact::ScheduleEnded {
+                schedule_id: "sub_sched_test_1".into(),
+                aborted: true,
+            }),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_invoice_without_a_next_attempt_is_a_final_failure() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = seed_billed_workflow(&kit, "tx-1").await;
+    let mut retrying: serde_json::Value =
+        serde_json::from_str(&invoice_paid("evt_f1", &wf)).unwrap();
+    retrying["type"] = json!("invoice.payment_failed");
+    retrying["data"]["object"]["id"] = json!("in_retry");
+    retrying["data"]["object"]["next_payment_attempt"] = json!(1_780_100_000);
+    let mut last = retrying.clone();
+    last["id"] = json!("evt_f2");
+    last["data"]["object"]["id"] = json!("in_last");
+    last["data"]["object"]["next_payment_attempt"] = json!(null);
+
+    // Act
+    for body in [retrying, last] {
+        let res = kit
+            .send(stripe_request(&body.to_string(), STRIPE_NEW, now_secs()))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    // Assert
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![
+            Event::Payment(PaymentFact::Failed {
+                stripe_id: "in_retry".into()
+            }),
+            Event::Payment(PaymentFact::FinalFailure {
+                stripe_id: "in_last".into()
+            }),
+        ]
+    );
 }

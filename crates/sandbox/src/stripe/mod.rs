@@ -5,6 +5,7 @@ mod checkout;
 mod resources;
 mod schedules;
 mod store;
+mod validate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -212,6 +213,11 @@ async fn api(
     };
     let params = crate::form::decode(&raw);
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // As Stripe: an unknown parameter or a malformed value is refused before anything runs (and
+    // before an idempotency key is taken, so the key stays usable).
+    if let Err(e) = validate::check(method.as_str(), &segs, &params) {
+        return finish(Err(e), &request_id, &version);
+    }
 
     if method != Method::POST {
         let result = {
@@ -375,6 +381,11 @@ fn route_get(
         ["v1", "invoices"] => d.list_invoices(p),
         ["v1", "invoices", id] => d.get_invoice(id),
         ["v1", "refunds", id] => d.get_refund(id),
+        ["v1", "setup_intents", id] => d
+            .setup_intents
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("setup_intent", id)),
         ["v1", "events"] => d.list_events(p),
         ["v1", "events", id] => d.get_event(id),
         _ => Err(ApiError::unrecognized("GET", path)),

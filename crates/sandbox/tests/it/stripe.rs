@@ -707,3 +707,55 @@ async fn the_billing_clock_bills_installments_on_its_own() {
     );
     assert_eq!(sb.stripe().invoices().len(), 2);
 }
+
+#[tokio::test]
+async fn an_unknown_parameter_is_refused_with_stripes_error_and_creates_nothing() {
+    // Arrange: what the official SDK would send for a parameter this API version dropped.
+    let sb = start().await;
+    let body = "email=a%40example.test&metadata[chairside_patient]=p1&source=tok_visa&colour=red";
+
+    // Act
+    let resp = stripe_post(&sb, "v1/customers", body, Some("unknown-1")).await;
+
+    // Assert
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert_eq!(err["error"]["code"], "parameter_unknown");
+    assert_eq!(err["error"]["param"], "colour");
+    assert_eq!(
+        err["error"]["message"],
+        "Received unknown parameter: colour"
+    );
+    assert!(sb.stripe().customers().is_empty());
+    // Nothing ran, so the key is still free for the corrected request.
+    let fixed = stripe_post(
+        &sb,
+        "v1/customers",
+        "email=a%40example.test",
+        Some("unknown-1"),
+    )
+    .await;
+    assert_eq!(fixed.status(), 200);
+}
+
+#[tokio::test]
+async fn a_malformed_nested_value_is_refused_before_anything_is_charged() {
+    // Arrange
+    let sb = start().await;
+    let body = "amount=12.50&currency=usd&confirm=true&off_session=true";
+
+    // Act
+    let resp = stripe_post(&sb, "v1/payment_intents", body, Some("pi-bad")).await;
+    let query = stripe_get(&sb, "v1/customers?limit=ten").await;
+
+    // Assert
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "amount");
+    assert_eq!(err["error"]["message"], "Invalid integer: 12.50");
+    assert!(sb.stripe().payment_intents().is_empty());
+    assert_eq!(query.status(), 400);
+    let err: Value = query.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "limit");
+}

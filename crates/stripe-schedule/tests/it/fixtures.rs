@@ -179,3 +179,31 @@ fn customer_debug_never_shows_contact_fields() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_charge_and_dispute_fixtures_decode_in_refund_and_dispute_events() {
+    let charge = fixture("charge");
+    let e = Event::parse(&event_of("charge.refunded", charge.clone())).unwrap();
+    let EventData::ChargeRefunded(c) = e.data else {
+        panic!("{:?}", e.data)
+    };
+    assert_eq!(c.id.as_str(), charge["id"].as_str().unwrap());
+    assert_eq!(c.amount, charge["amount"].as_i64().unwrap());
+    assert_eq!(
+        c.amount_refunded,
+        charge["amount_refunded"].as_i64().unwrap()
+    );
+    assert_eq!(
+        c.refunded_money().map(|m| m.minor()),
+        Some(c.amount_refunded)
+    );
+
+    let dispute = fixture("dispute");
+    let e = Event::parse(&event_of("charge.dispute.created", dispute.clone())).unwrap();
+    let EventData::ChargeDisputeCreated(d) = e.data else {
+        panic!("{:?}", e.data)
+    };
+    assert_eq!(d.id.as_str(), dispute["id"].as_str().unwrap());
+    assert_eq!(d.amount, dispute["amount"].as_i64().unwrap());
+    assert_eq!(d.charge.as_str(), dispute["charge"].as_str().unwrap());
+}

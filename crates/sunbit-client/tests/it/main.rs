@@ -5,4 +5,5 @@ mod config;
 mod helpers;
 mod link;
 mod purchase;
+mod settle;
 mod webhook;

@@ -268,8 +268,10 @@ fn task_kind(label: &str) -> TaskKind {
         TaskKind::PatientQuiet,
         TaskKind::NoFinancing,
         TaskKind::PaymentFailed,
+        TaskKind::PaymentReversed,
         TaskKind::SystemError,
         TaskKind::ConsentRefusal,
+        TaskKind::Settlement,
     ]
     .into_iter()
     .find(|k| k.label() == label)

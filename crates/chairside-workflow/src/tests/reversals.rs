@@ -1,0 +1,150 @@
+//! Refunds, disputes, schedules that end early and a final failed installment.
+
+use super::*;
+
+/// A workflow whose in-house schedule `sub_sched_1` exists (every lender declined).
+fn on_schedule() -> Run {
+    let mut run = Run::new(config(0, true, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(declined("carecredit"));
+    run.on(opened("sunbit"));
+    run.on(declined("sunbit"));
+    run.on(accept());
+    run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+    run.on(Event::ScheduleCreated {
+        schedule_id: "sub_sched_1".into(),
+    });
+    assert_eq!(run.state.stripe.schedule_id.as_deref(), Some("sub_sched_1"));
+    run
+}
+
+#[test]
+fn a_refund_is_a_note_and_a_task_once_per_amount() {
+    // Arrange
+    let mut run = on_schedule();
+    let refund = |cents| {
+        Event::Payment(PaymentFact::Refunded {
+            stripe_id: "ch_1".into(),
+            amount: Money::usd(cents),
+        })
+    };
+
+    // Act
+    let first = run.on(refund(5_000));
+    let again = run.on(refund(5_000));
+    let more = run.on(refund(16_667));
+
+    // Assert
+    assert_eq!(
+        actions(&first),
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Reversal {
+                stripe_id: "ch_1".into(),
+                amount: Money::usd(5_000),
+                dispute: false
+            }
+        }]
+    );
+    let task = first.raise_task.unwrap();
+    assert_eq!(task.kind, TaskKind::PaymentReversed);
+    assert!(task.reason.contains("$50.00"), "{}", task.reason);
+    assert!(again.ignored && again.commands.is_empty());
+    assert_eq!(actions(&more).len(), 1, "a further partial refund is news");
+}
+
+#[test]
+fn a_dispute_is_a_note_and_a_task() {
+    let mut run = on_schedule();
+    let t = run.on(Event::Payment(PaymentFact::Disputed {
+        stripe_id: "dp_1".into(),
+        amount: Money::usd(16_667),
+    }));
+    assert!(matches!(
+        actions(&t)[..],
+        [Action::WriteLedgerNote {
+            note: NoteKind::Reversal { dispute: true, .. }
+        }]
+    ));
+    assert!(t.raise_task.unwrap().reason.contains("disputed"));
+}
+
+#[test]
+fn a_schedule_canceled_outside_chairside_is_a_task_and_is_not_cancelled_again() {
+    // Arrange
+    let mut run = on_schedule();
+
+    // Act
+    let t = run.on(Event::Payment(PaymentFact::ScheduleEnded {
+        schedule_id: "sub_sched_1".into(),
+        aborted: false,
+    }));
+    let later_withdrawal = run.on(Event::PlanWithdrawn {
+        reason: "rejected".into(),
+    });
+
+    // Assert
+    assert!(t.raise_task.unwrap().reason.contains("not by Chairside"));
+    assert!(run.state.stripe.schedule_ended);
+    assert!(
+        !actions(&later_withdrawal)
+            .iter()
+            .any(|a| matches!(a, Action::CancelSchedule { .. })),
+        "the workflow knows its schedule is gone"
+    );
+}
+
+#[test]
+fn our_own_cancellation_echoed_by_stripe_is_no_task() {
+    let mut run = on_schedule();
+    run.on(Event::PlanWithdrawn {
+        reason: "rejected".into(),
+    });
+    let t = run.on(Event::Payment(PaymentFact::ScheduleEnded {
+        schedule_id: "sub_sched_1".into(),
+        aborted: false,
+    }));
+    assert!(t.raise_task.is_none());
+    assert!(run.state.stripe.schedule_ended);
+}
+
+#[test]
+fn an_aborted_schedule_is_a_task_and_another_schedule_is_ignored() {
+    let mut run = on_schedule();
+    let other = run.on(Event::Payment(PaymentFact::ScheduleEnded {
+        schedule_id: "sub_sched_other".into(),
+        aborted: true,
+    }));
+    let t = run.on(Event::Payment(PaymentFact::ScheduleEnded {
+        schedule_id: "sub_sched_1".into(),
+        aborted: true,
+    }));
+    assert!(other.ignored);
+    assert!(
+        t.raise_task
+            .unwrap()
+            .reason
+            .contains("after failed payments")
+    );
+}
+
+#[test]
+fn a_final_failed_installment_tells_the_patient_and_staff_once() {
+    let mut run = on_schedule();
+    let fail = Event::Payment(PaymentFact::FinalFailure {
+        stripe_id: "in_9".into(),
+    });
+    let t = run.on(fail.clone());
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::PaymentFailed
+        }]
+    );
+    let task = t.raise_task.unwrap();
+    assert_eq!(task.kind, TaskKind::PaymentFailed);
+    assert!(task.reason.contains("will not try again"));
+    assert!(run.on(fail).ignored);
+}
