@@ -282,12 +282,11 @@ async fn treatplans(
                     .is_some_and(|t| t >= s)
             })
         })
-        .chain(
-            q.get("PatNum")
-                .is_none()
-                .then(|| lock(&hub.opendental.tamper).extra_plan_rows.clone())
-                .unwrap_or_default(),
-        )
+        .chain(if q.contains_key("PatNum") {
+            Vec::new()
+        } else {
+            lock(&hub.opendental.tamper).extra_plan_rows.clone()
+        })
         .collect();
     list_response(rows, &q)
 }
