@@ -367,7 +367,7 @@ async fn proctps(
     // Rows of every plan served under this number (a duplicate number lists both patients').
     let rows: Vec<Value> = od_plans(&hub)
         .iter()
-        .filter(|p| served_num(&hub, p).to_string() == *plan_num)
+        .filter(|p| plan_num.parse::<u64>().ok() == served_num(&hub, p).as_u64())
         .flat_map(|p| {
             let served = served_num(&hub, p);
             let patch = lock(&hub.opendental.tamper)
