@@ -83,8 +83,34 @@ pub struct BackfillItem {
     pub accepted_at: Option<DateTime<Utc>>,
 }
 
+/// The change marker of each plan last read and decided (started or made a task), so a feed that
+/// lists a record again (an inclusive cursor, a cursor moved back to now) does not read its
+/// details again. In memory: after a restart a plan is read once more, which is harmless.
+#[derive(Debug, Default)]
+pub struct Examined(std::sync::Mutex<std::collections::HashMap<(PracticeId, PlanId), String>>);
+
+impl Examined {
+    fn seen(&self, practice: &PracticeId, summary: &PlanSummary) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(practice.clone(), summary.plan_id.clone()))
+            .is_some_and(|m| *m == summary.revision)
+    }
+
+    fn remember(&self, practice: &PracticeId, summary: &PlanSummary) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                (practice.clone(), summary.plan_id.clone()),
+                summary.revision.clone(),
+            );
+    }
+}
+
 /// What happened to one accepted plan.
-enum Examined {
+enum Outcome {
     Start(Box<NewWorkflow>),
     Task(NewDetectionTask),
     Retry(PendingPlan),
@@ -165,21 +191,31 @@ impl Runner {
             .await?
             .into_iter()
             .collect();
+        // Remembered only once the poll is recorded.
+        let mut decided = Vec::new();
         for (plan_id, (summary, attempts)) in latest {
             match &summary.state {
                 PlanState::Accepted if before_install.contains(&plan_id) => {
                     batch.cleared.push(plan_id);
                 }
-                PlanState::Accepted => match self.examine(rt, &summary, attempts, now).await {
-                    Examined::Start(new) => {
+                // Read and decided at this very version already: nothing new to read.
+                PlanState::Accepted if attempts == 0 && self.examined.seen(practice, &summary) => {}
+                PlanState::Accepted => match {
+                    let outcome = self.examine(rt, &summary, attempts, now).await;
+                    if !matches!(outcome, Outcome::Retry(_)) {
+                        decided.push(summary.clone());
+                    }
+                    outcome
+                } {
+                    Outcome::Start(new) => {
                         batch.cleared.push(plan_id);
                         batch.new.push(*new);
                     }
-                    Examined::Task(task) => {
+                    Outcome::Task(task) => {
                         batch.cleared.push(plan_id);
                         batch.tasks.push(task);
                     }
-                    Examined::Retry(pending) => batch.pending.push(pending),
+                    Outcome::Retry(pending) => batch.pending.push(pending),
                 },
                 PlanState::Rejected | PlanState::Deleted => {
                     batch.withdrawn.push(Withdrawal {
@@ -201,6 +237,9 @@ impl Runner {
             .store
             .record_detection(practice, &source, batch, now)
             .await?;
+        for summary in &decided {
+            self.examined.remember(practice, summary);
+        }
         if !created.is_empty() || tasks > 0 {
             tracing::info!(practice = %practice, source, created = created.len(), tasks, "accepted plans detected");
         }
@@ -235,13 +274,13 @@ impl Runner {
         summary: &PlanSummary,
         attempts: u32,
         now: DateTime<Utc>,
-    ) -> Examined {
+    ) -> Outcome {
         let started = Instant::now();
         let read = rt.pms.plan(summary).await;
         self.count_call(started);
         let task = |field: String, problem: String| {
             tracing::warn!(practice = %rt.profile.id, source = rt.pms.source(), plan = %summary.plan_id, field, "plan not started; staff task opened");
-            Examined::Task(NewDetectionTask {
+            Outcome::Task(NewDetectionTask {
                 plan_id: summary.plan_id.to_string(),
                 marker: summary.revision.clone(),
                 field,
@@ -268,7 +307,7 @@ impl Runner {
                     .retry
                     .delay(attempt, kind, rand::random::<f64>())
                 {
-                    Some(delay) => Examined::Retry(PendingPlan {
+                    Some(delay) => Outcome::Retry(PendingPlan {
                         summary: summary.clone(),
                         attempts: attempt,
                         next_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
@@ -303,7 +342,7 @@ impl Runner {
         let accepted_at = summary.accepted_at.map_or(now, |t| t.min(now));
         let mut state = WorkflowState::new(key, summary.patient_id.clone(), accepted_at);
         let first = state.start();
-        Examined::Start(Box::new(NewWorkflow { state, first }))
+        Outcome::Start(Box::new(NewWorkflow { state, first }))
     }
 
     /// The accepted plans of every practice (or of `only`) accepted at or after `since` that have
@@ -385,11 +424,11 @@ impl Runner {
             }
             for summary in &chosen {
                 match self.examine(rt, summary, 0, now).await {
-                    Examined::Start(new) => batch.new.push(*new),
-                    Examined::Task(task) => batch.tasks.push(task),
+                    Outcome::Start(new) => batch.new.push(*new),
+                    Outcome::Task(task) => batch.tasks.push(task),
                     // A backfilled plan is in the baseline, which the poller does not retry:
                     // staff run the backfill again.
-                    Examined::Retry(pending) => batch.tasks.push(NewDetectionTask {
+                    Outcome::Retry(pending) => batch.tasks.push(NewDetectionTask {
                         plan_id: pending.summary.plan_id.to_string(),
                         marker: pending.summary.revision.clone(),
                         field: pending.last_error,

@@ -148,6 +148,7 @@ pub struct Runner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) stats: Arc<RunnerStats>,
     pub(crate) detection: Arc<crate::detect::DetectConfig>,
+    pub(crate) examined: Arc<crate::detect::Examined>,
 }
 
 /// A runner failure (the store); external failures never escape: they become events.
@@ -172,6 +173,7 @@ impl Runner {
             clock,
             stats: Arc::new(RunnerStats::default()),
             detection: Arc::new(crate::detect::DetectConfig::default()),
+            examined: Arc::default(),
         }
     }
 

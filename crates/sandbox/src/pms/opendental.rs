@@ -282,12 +282,11 @@ async fn treatplans(
                     .is_some_and(|t| t >= s)
             })
         })
-        .chain(
-            q.get("PatNum")
-                .is_none()
-                .then(|| lock(&hub.opendental.tamper).extra_plan_rows.clone())
-                .unwrap_or_default(),
-        )
+        .chain(if q.contains_key("PatNum") {
+            Vec::new()
+        } else {
+            lock(&hub.opendental.tamper).extra_plan_rows.clone()
+        })
         .collect();
     list_response(rows, &q)
 }
@@ -368,7 +367,7 @@ async fn proctps(
     // Rows of every plan served under this number (a duplicate number lists both patients').
     let rows: Vec<Value> = od_plans(&hub)
         .iter()
-        .filter(|p| served_num(&hub, p).to_string() == *plan_num)
+        .filter(|p| plan_num.parse::<u64>().ok() == served_num(&hub, p).as_u64())
         .flat_map(|p| {
             let served = served_num(&hub, p);
             let patch = lock(&hub.opendental.tamper)
