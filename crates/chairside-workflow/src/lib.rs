@@ -512,6 +512,7 @@ pub enum PaymentFact {
     CheckoutExpired {
         /// `cs_…`.
         session_id: String,
+    },
     /// The last retry of a payment failed: Stripe will not try again.
     FinalFailure {
         /// Stripe's id of the failed object.
