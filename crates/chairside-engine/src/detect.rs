@@ -200,23 +200,23 @@ impl Runner {
                 }
                 // Read and decided at this very version already: nothing new to read.
                 PlanState::Accepted if attempts == 0 && self.examined.seen(practice, &summary) => {}
-                PlanState::Accepted => match {
+                PlanState::Accepted => {
                     let outcome = self.examine(rt, &summary, attempts, now).await;
                     if !matches!(outcome, Outcome::Retry(_)) {
                         decided.push(summary.clone());
                     }
-                    outcome
-                } {
-                    Outcome::Start(new) => {
-                        batch.cleared.push(plan_id);
-                        batch.new.push(*new);
+                    match outcome {
+                        Outcome::Start(new) => {
+                            batch.cleared.push(plan_id);
+                            batch.new.push(*new);
+                        }
+                        Outcome::Task(task) => {
+                            batch.cleared.push(plan_id);
+                            batch.tasks.push(task);
+                        }
+                        Outcome::Retry(pending) => batch.pending.push(pending),
                     }
-                    Outcome::Task(task) => {
-                        batch.cleared.push(plan_id);
-                        batch.tasks.push(task);
-                    }
-                    Outcome::Retry(pending) => batch.pending.push(pending),
-                },
+                }
                 PlanState::Rejected | PlanState::Deleted => {
                     batch.withdrawn.push(Withdrawal {
                         plan_id: plan_id.clone(),
