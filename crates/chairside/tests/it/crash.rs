@@ -246,13 +246,6 @@ async fn crash_run(seed: u64, faults: bool) -> Outcome {
     let sandbox = Sandbox::start(cfg).await.expect("sandbox starts");
     let config = dir.path().join("chairside.toml");
     std::fs::write(&config, config_toml(dir.path(), &sandbox, port)).expect("config written");
-    let mut cases = Vec::new();
-    for i in 0..50 {
-        let persona = PERSONAS[i % PERSONAS.len()];
-        let seeded = sandbox.seed_persona(Pms::Dentrix, persona).expect("seeded");
-        sandbox.accept_plan(seeded.plan.key).expect("accepted");
-        cases.push((persona, seeded.plan.pms_id.clone()));
-    }
 
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_chairside"));
     let log = dir.path().join("chairside.log");
@@ -267,6 +260,28 @@ async fn crash_run(seed: u64, faults: bool) -> Outcome {
     let mut kills = 0;
     let started = Instant::now();
     let mut child = spawn(&binary, &config, &sandbox, &log);
+    // A fresh install starts from now: its first poll records the baseline, and only plans
+    // accepted after it are started. Seed once the service has taken it.
+    let baseline_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let health = store.detection_health().await.unwrap_or_default();
+        if health.iter().any(|h| h.baseline_at.is_some()) {
+            break;
+        }
+        assert!(
+            Instant::now() < baseline_by,
+            "seed {seed}: the service took no baseline within a minute; its log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut cases = Vec::new();
+    for i in 0..50 {
+        let persona = PERSONAS[i % PERSONAS.len()];
+        let seeded = sandbox.seed_persona(Pms::Dentrix, persona).expect("seeded");
+        sandbox.accept_plan(seeded.plan.key).expect("accepted");
+        cases.push((persona, seeded.plan.pms_id.clone()));
+    }
     while kills < 22 {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1_800))).await;
         child.kill().expect("SIGKILL");
