@@ -519,6 +519,7 @@ async fn run_profile(
     let sandbox = SandboxProcess::spawn(bin, &surface, profile.latencies()).await?;
     let options = world_options(args);
     let stack = Stack::start(surface, dir, &options, &sandbox.urls, &sandbox.config).await?;
+    stack.take_baseline().await?;
 
     // Which practice and persona each plan gets, in turn; seeded one request per group.
     let mut groups: BTreeMap<(usize, usize), u32> = BTreeMap::new();
@@ -693,6 +694,7 @@ async fn run_parked(
         ..world_options(args)
     };
     let stack = Stack::start(surface, dir, &options, &sandbox.urls, &sandbox.config).await?;
+    stack.take_baseline().await?;
     let db = dir.join("chairside.sqlite");
 
     proc::reset_peak_rss();

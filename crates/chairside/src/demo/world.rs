@@ -353,6 +353,30 @@ impl Stack {
         })
     }
 
+    /// The install's first poll, before any plan is seeded: a fresh install starts from now
+    /// (plans accepted before it are only started by `chairside backfill`). Repeated until every
+    /// practice has its baseline, so injected faults cannot push it past a seed.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn take_baseline(&self) -> anyhow::Result<()> {
+        for _ in 0..200 {
+            self.runner.poll().await.context("the first poll")?;
+            let baselines = self
+                .store
+                .detection_health()
+                .await?
+                .iter()
+                .filter(|h| h.baseline_at.is_some())
+                .count();
+            if baselines >= self.runner.practices().count() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("a practice system never answered the install's first poll")
+    }
+
     /// How many workflows have settled: done, with staff or cancelled, with nothing left to do.
     ///
     /// # Errors
@@ -603,6 +627,7 @@ impl World {
             .await
             .context("starting the sandbox")?;
         let stack = Stack::start(surface, dir, &options, sandbox.urls(), sandbox.config()).await?;
+        stack.take_baseline().await?;
         let Stack {
             http_base,
             staff,
@@ -610,22 +635,6 @@ impl World {
             runner,
             http_task,
         } = stack;
-        // The install's first poll, before any persona accepts a plan: a fresh install starts
-        // from now (plans accepted before it are only started by `chairside backfill`). Repeated
-        // until every practice has its baseline, so injected faults cannot push it past a seed.
-        for _ in 0..200 {
-            runner.poll().await.context("the first poll")?;
-            let baselines = store
-                .detection_health()
-                .await?
-                .iter()
-                .filter(|h| h.baseline_at.is_some())
-                .count();
-            if baselines >= runner.practices().count() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         Ok(Self {
             sandbox,
             http_base,
