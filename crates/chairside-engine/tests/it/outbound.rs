@@ -114,10 +114,12 @@ async fn a_financed_plans_events_arrive_signed_and_in_order_with_ids_and_states_
             "workflow.started",
             "financing.decided",
             "summary.sent",
+            // The plan has no treatment date: the lender charge is a settlement task for staff.
+            "workflow.needs_staff",
             "note.written"
         ]
     );
-    assert_eq!(round.delivered, 4);
+    assert_eq!(round.delivered, 5);
     for r in &received {
         assert!(verified_by_reference_library(r), "signature verifies");
         let event = OutboundEvent::from_payload(&r.body).unwrap();
@@ -139,7 +141,7 @@ async fn a_financed_plans_events_arrive_signed_and_in_order_with_ids_and_states_
     let financed = OutboundEvent::from_payload(&received[1].body).unwrap();
     assert_eq!(financed.data.lender.as_deref(), Some("carecredit"));
     let log = store.deliveries(None, None, 100).await.unwrap();
-    assert_eq!(log.len(), 4);
+    assert_eq!(log.len(), 5);
     assert!(
         log.iter()
             .all(|d| d.status == "delivered" && d.attempts == 1)
@@ -147,7 +149,7 @@ async fn a_financed_plans_events_arrive_signed_and_in_order_with_ids_and_states_
 
     // A second round sends nothing again.
     assert_eq!(d.tick().await.unwrap().attempted, 0);
-    assert_eq!(server.received_requests().await.unwrap().len(), 4);
+    assert_eq!(server.received_requests().await.unwrap().len(), 5);
 }
 
 #[tokio::test]
@@ -345,7 +347,8 @@ async fn a_new_subscriber_is_not_sent_the_history_and_practices_filter_events() 
     let round = d.tick().await.unwrap();
 
     // Assert: the events exist, yet nothing is queued.
-    assert_eq!(store.outbound_events(id.as_str()).await.unwrap().len(), 4);
+    // Started, decided, summary sent, the settlement task (no treatment date), note written.
+    assert_eq!(store.outbound_events(id.as_str()).await.unwrap().len(), 5);
     assert_eq!((round.queued, round.attempted), (0, 0));
     assert!(server.received_requests().await.unwrap().is_empty());
 }
