@@ -24,7 +24,7 @@ use chairside_engine::adapters::stripe::StripePayments;
 use chairside_engine::clock::Clock;
 use chairside_engine::ports::SharedPracticeSystem;
 use chairside_engine::runner::{PracticeRuntime, Runner};
-use chairside_engine::store::{SchemaStore, SqliteStore, Store};
+use chairside_engine::store::{Durability, SchemaStore, SqliteStore, Store};
 use chairside_engine::{Engine, EngineBuilder};
 use chairside_http::{HttpState, LenderCopy, Metrics};
 
@@ -48,6 +48,16 @@ const CALL_RETRY: RetryPolicy = RetryPolicy::new()
     .max_attempts(2)
     .max_total_wait(Duration::from_secs(2));
 
+/// The most one call can take under [`CALL_RETRY`]: two tries of [`CALL_TIMEOUT`] and the wait
+/// between them (42 s).
+const CALL_BUDGET: Duration = Duration::from_secs(2 * CALL_TIMEOUT.as_secs() + 2);
+
+/// The runner's step deadline: one call's whole budget and some room for the store around it.
+/// A step that makes several calls (a Dentrix plan load reads five times) and meets a hung
+/// system is cut here and re-run later from its journal with the same keys; the lease is renewed
+/// while it works, so the deadline need not fit inside the lease.
+const STEP_DEADLINE: Duration = Duration::from_secs(CALL_BUDGET.as_secs() + 8);
+
 /// What [`build`] takes besides the configuration: plug-in lenders, and the few knobs that are not
 /// configuration settings. `Extras::default()` is what `chairside run` uses.
 #[derive(Default)]
@@ -66,6 +76,8 @@ pub struct Extras {
     /// NexHealth's rate budget, when not the documented limits of one API key (the sandbox has
     /// none).
     pub nexhealth_rate_budget: Option<nexhealth_client::RateBudget>,
+    /// How commits reach the disk (default [`Durability::Full`]; the bench measures `Normal`).
+    pub durability: Option<Durability>,
 }
 
 impl fmt::Debug for Extras {
@@ -79,6 +91,7 @@ impl fmt::Debug for Extras {
             .field("retry", &self.retry)
             .field("opendental_server_zone", &self.opendental_server_zone)
             .field("nexhealth_rate_budget", &self.nexhealth_rate_budget)
+            .field("durability", &self.durability)
             .finish()
     }
 }
@@ -106,9 +119,13 @@ pub struct Service {
 /// waterfall naming a lender nothing provides, HTTP settings that do not hold together.
 pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow::Result<Service> {
     let key = config.store.keyring().context("the data key")?;
-    let store = SqliteStore::open(&config.store.path, key)
-        .await
-        .with_context(|| format!("opening {}", config.store.path.display()))?;
+    let store = SqliteStore::open_with(
+        &config.store.path,
+        key,
+        extras.durability.unwrap_or_default(),
+    )
+    .await
+    .with_context(|| format!("opening {}", config.store.path.display()))?;
     store.migrate().await.context("migrating the database")?;
     let store: Arc<dyn Store> = Arc::new(store);
     let http = reqwest::Client::builder()
@@ -253,6 +270,9 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     );
     let links = config.patient_links();
     let mut runner_config = config.runner_config();
+    runner_config.step_deadline = STEP_DEADLINE;
+    // A poll pages through changes (several calls): give it the step's budget and more.
+    runner_config.poll_deadline = STEP_DEADLINE + CALL_BUDGET;
     if let Some(retry) = extras.retry {
         runner_config.backoff = retry;
     }
@@ -343,37 +363,31 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
         shutdown_signal(),
     ));
 
+    // Each practice is polled on its own schedule with its own deadline; workflows run in a
+    // continuous pool woken by the store when a webhook, poll or staff action makes work due.
     let runner = service.runner.clone();
-    let poll_every = config.runner.poll_interval;
-    let poll_now = service.poll_now.clone();
-    let work = async move {
-        let mut next_poll = tokio::time::Instant::now();
-        loop {
-            if tokio::time::Instant::now() >= next_poll {
-                if let Err(e) = runner.poll().await {
-                    tracing::error!(error = %e, "poll failed");
-                }
-                next_poll = tokio::time::Instant::now() + poll_every;
-            }
-            let worked = match runner.tick().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming work failed");
-                    0
-                }
-            };
-            if worked == 0 {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    () = poll_now.notified() => next_poll = tokio::time::Instant::now(),
-                }
-            }
-        }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
     };
+    let pollers = {
+        let runner = runner.clone();
+        let every = config.runner.poll_interval;
+        let now = service.poll_now.clone();
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move { runner.poll_practices(every, now, stop).await })
+    };
+    let work = runner.work(stopped(stop_rx));
+    tokio::pin!(work);
     tokio::select! {
-        () = work => {}
-        () = shutdown_signal() => tracing::info!("stopping: the current step is committed; the rest resumes on the next start"),
+        r = &mut work => r?,
+        () = shutdown_signal() => {
+            tracing::info!("stopping: each workflow in flight commits its current step; the rest resumes on the next start");
+            let _ = stop_tx.send(true);
+            work.await?;
+        }
     }
+    let _ = pollers.await;
     server.abort();
     Ok(0)
 }

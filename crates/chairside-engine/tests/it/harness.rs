@@ -206,23 +206,32 @@ impl World {
     }
 
     pub(crate) async fn runner_with(&self, owner: &str, batch: u32) -> Runner {
+        self.runner_tuned(owner, vec![self.runtime()], |c| c.batch = batch)
+            .await
+    }
+
+    /// A runner named `owner` over `practices`, its settings changed by `tune`.
+    pub(crate) async fn runner_tuned(
+        &self,
+        owner: &str,
+        practices: Vec<PracticeRuntime>,
+        tune: impl FnOnce(&mut RunnerConfig),
+    ) -> Runner {
         let store: Arc<dyn Store> = self.store().await;
-        Runner::new(
-            store,
-            vec![self.runtime()],
-            RunnerConfig {
-                owner: owner.into(),
-                lease: LEASE,
-                batch,
-                concurrency: 4,
-                backoff: Backoff {
-                    base: Duration::from_secs(1),
-                    cap: Duration::from_secs(60),
-                    max_attempts: 5,
-                },
+        let mut config = RunnerConfig {
+            owner: owner.into(),
+            lease: LEASE,
+            batch: 64,
+            concurrency: 4,
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(60),
+                max_attempts: 5,
             },
-            self.clock.clone(),
-        )
+            ..RunnerConfig::default()
+        };
+        tune(&mut config);
+        Runner::new(store, practices, config, self.clock.clone())
     }
 
     /// Runs `runner` until nothing is due, jumping the clock to the next timer or retry each time,

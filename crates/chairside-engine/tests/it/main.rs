@@ -9,6 +9,7 @@ mod fakes;
 mod harness;
 mod links;
 mod phi;
+mod pool;
 mod quarantine;
 mod runner;
 mod staff;

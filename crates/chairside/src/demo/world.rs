@@ -24,7 +24,7 @@ use crate::config::{
     TwilioSettings,
 };
 use chairside_engine::runner::Runner;
-use chairside_engine::store::Store;
+use chairside_engine::store::{Durability, Store};
 use chairside_http::Metrics;
 use chairside_workflow::{Status, TaskKind, WorkflowState};
 
@@ -153,6 +153,8 @@ pub struct WorldOptions {
     pub public_base_url: Url,
     /// The patient link signing key.
     pub link_key: SecretString,
+    /// How SQLite commits reach the disk (the bench measures both).
+    pub durability: Durability,
 }
 
 impl Default for WorldOptions {
@@ -165,6 +167,7 @@ impl Default for WorldOptions {
             public_base_url: Url::parse("http://127.0.0.1:8080/")
                 .unwrap_or_else(|_| unreachable!("literal URL")),
             link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
+            durability: Durability::Full,
         }
     }
 }
@@ -304,7 +307,11 @@ impl Stack {
         let mut options = options.clone();
         options.public_base_url = http_base.clone();
         let config = demo_config(dir, &options, addr, urls, cfg)?;
-        let service = app::build(&config, demo_extras(), Metrics::local()).await?;
+        let extras = Extras {
+            durability: Some(options.durability),
+            ..demo_extras()
+        };
+        let service = app::build(&config, extras, Metrics::local()).await?;
         let limits = chairside_http::ServeLimits::of(service.http.config());
         let app = chairside_http::router(service.http);
         let http_task = tokio::spawn(async move {
@@ -623,26 +630,53 @@ impl World {
             .max_by_key(|s| s.accepted_at))
     }
 
-    /// Runs polls and ticks until every case's workflow has settled (done, with staff, or
-    /// cancelled) or `deadline` passes. Returns whether everything settled.
+    /// Runs the runner's own loops, as `chairside run` does (a poller per practice, every 100 ms
+    /// here; the continuous pool of workflow slots), until every case's workflow has settled
+    /// (done, with staff, or cancelled) or `deadline` passes. Returns whether everything settled.
     ///
     /// # Errors
     /// Store errors.
     pub async fn drive(&self, deadline: Duration) -> anyhow::Result<bool> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let pollers = {
+            let runner = self.runner.clone();
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                runner
+                    .poll_practices(
+                        Duration::from_millis(100),
+                        std::sync::Arc::new(tokio::sync::Notify::new()),
+                        stop,
+                    )
+                    .await;
+            })
+        };
+        let worker = {
+            let runner = self.runner.clone();
+            let stop = stopped(stop_rx);
+            tokio::spawn(async move { runner.work(stop).await })
+        };
         let started = Instant::now();
-        loop {
-            self.runner.poll().await?;
-            let worked = self.runner.tick().await?;
-            if self.all_settled().await? {
-                return Ok(true);
+        let outcome = loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match self.all_settled().await {
+                Ok(true) => break Ok(true),
+                Ok(false) => {}
+                Err(e) => break Err(e),
             }
             if started.elapsed() > deadline {
-                return Ok(false);
+                break Ok(false);
             }
-            if worked == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        };
+        let _ = stop_tx.send(true);
+        let _ = pollers.await;
+        worker
+            .await
+            .map_err(|e| anyhow::anyhow!("the runner's task failed: {e}"))??;
+        outcome
     }
 
     async fn all_settled(&self) -> anyhow::Result<bool> {

@@ -128,7 +128,7 @@ impl LinkStore for SqliteStore {
             now_ms,
         )
         .await?;
-        self.finish(tx).await?;
+        self.finish_due(tx).await?;
         Ok(ResendOutcome::Queued)
     }
 }
