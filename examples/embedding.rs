@@ -200,6 +200,8 @@ pub async fn build_engine(
             reminder_delays: vec![Duration::from_secs(24 * 3600)],
             give_up_after: Duration::from_secs(72 * 3600),
             poll_interval: Duration::from_millis(100),
+            // Filled by the engine from each provider's own `poll_schedule`.
+            lender_schedules: Vec::new(),
         },
         policy: PolicySettings::default(),
         lenders: HashMap::new(),

@@ -254,9 +254,23 @@ async fn decide(
                 .and_then(|v| v.event())
                 .map_err(|e| e.to_string())?;
             assert_eq!(event.referral.as_ref(), Some(&request.reference));
-            Ok(event
+            let decision = event
                 .decision(request.amount)
-                .expect("a prequalification decision"))
+                .expect("a prequalification decision");
+            if !matches!(decision, Decision::Prequalified { .. }) {
+                return Ok(decision);
+            }
+            // A prequalification is not financing: read the purchase, as the orchestrator does.
+            let handle = ApplicationHandle {
+                reference: request.reference.clone(),
+                lender_reference,
+                location: request.location.clone(),
+                amount: request.amount,
+            };
+            provider
+                .application_status(&handle)
+                .await
+                .map_err(|e| e.to_string())
         }
     }
 }
@@ -322,7 +336,14 @@ async fn carecredit_declines_then_sunbit_approves_by_webhook() {
     lenders
         .carecredit_answers(json!({ "status": "Declined" }))
         .await;
-    lenders.sunbit_link(None).await;
+    lenders
+        .sunbit_link(Some(json!({
+            "purchaseId": "pur-e2e",
+            "status": "COMPLETED",
+            "approvalAmount": "2000.0",
+            "purchaseAmount": "1800.0",
+        })))
+        .await;
     let deliveries = HashMap::from([
         ("carecredit", Delivery::Poll),
         (
@@ -335,12 +356,12 @@ async fn carecredit_declines_then_sunbit_approves_by_webhook() {
     // Act
     let (outcome, attempts) = lenders.run(&waterfall, &request(), &deliveries).await;
 
-    // Assert
+    // Assert: the prequalification is followed by the purchase, which finances the amount asked.
     assert_eq!(
         outcome,
         WaterfallOutcome::Financed {
             lender: LenderId::new("sunbit"),
-            amount: Money::usd(200_000),
+            amount: AMOUNT,
         }
     );
     assert_eq!(
@@ -355,8 +376,8 @@ async fn a_carecredit_counteroffer_stops_for_staff_when_the_policy_says_so() {
     let lenders = Lenders::start().await;
     lenders
         .carecredit_answers(json!({
-            "status": "PreApproved",
-            "quickScreenTransactionDetails": { "preApprovalAmount": "1000.00" },
+            "status": "Completed",
+            "applicationDetails": { "applicationId": "app-e2e", "creditLine": "1000.00" },
         }))
         .await;
     lenders.sunbit_untouched().await;
@@ -394,8 +415,9 @@ async fn a_carecredit_counteroffer_moves_on_and_sunbit_covers_the_whole_amount()
     lenders
         .sunbit_link(Some(json!({
             "purchaseId": "pur-e2e",
-            "status": "INCOMPLETE",
+            "status": "COMPLETED",
             "approvalAmount": "1800.0",
+            "purchaseAmount": "1800.0",
             "purchaseAmountEntered": "1800.0",
             "validUntil": "2099-01-01",
         })))
@@ -429,8 +451,8 @@ async fn a_carecredit_counteroffer_stands_with_the_remainder_in_house_when_sunbi
     let lenders = Lenders::start().await;
     lenders
         .carecredit_answers(json!({
-            "status": "PreApproved",
-            "quickScreenTransactionDetails": { "preApprovalAmount": "1000.00" },
+            "status": "Completed",
+            "applicationDetails": { "applicationId": "app-e2e", "creditLine": "1000.00" },
         }))
         .await;
     lenders.sunbit_link(None).await;
@@ -557,7 +579,14 @@ async fn an_amount_below_the_carecredit_minimum_goes_straight_to_sunbit() {
         .expect(0)
         .mount(&lenders.carecredit)
         .await;
-    lenders.sunbit_link(None).await;
+    lenders
+        .sunbit_link(Some(json!({
+            "purchaseId": "pur-e2e",
+            "status": "COMPLETED",
+            "approvalAmount": "150.0",
+            "purchaseAmount": "150.0",
+        })))
+        .await;
     let mut small = request();
     small.amount = Money::usd(15_000);
     let mut approval = sunbit_prequal("PREQUAL_APPROVED", Some("150.0"));
@@ -584,4 +613,46 @@ async fn an_amount_below_the_carecredit_minimum_goes_straight_to_sunbit() {
         }
     );
     assert_eq!(ids(&attempts), [("sunbit", "approved")]);
+}
+
+#[tokio::test]
+async fn a_sunbit_purchase_below_the_amount_asked_is_a_counteroffer_whatever_the_patient_typed() {
+    // Arrange: prequalified for $2,000; the patient typed and bought $1,000 of the $1,800 asked.
+    let lenders = Lenders::start().await;
+    lenders
+        .carecredit_answers(json!({ "status": "Declined" }))
+        .await;
+    lenders
+        .sunbit_link(Some(json!({
+            "purchaseId": "pur-e2e",
+            "status": "COMPLETED",
+            "approvalAmount": "2000.0",
+            "purchaseAmount": "1000.0",
+            "purchaseAmountEntered": "1000.0",
+        })))
+        .await;
+    let mut approval = sunbit_prequal("PREQUAL_APPROVED", Some("2000.0"));
+    approval["payload"]["purchaseAmountEntered"] = json!("1000.0");
+    let deliveries = HashMap::from([
+        ("carecredit", Delivery::Poll),
+        ("sunbit", Delivery::SunbitWebhook(approval)),
+    ]);
+    let waterfall = lenders.waterfall(WaterfallPolicy::default());
+
+    // Act
+    let (outcome, attempts) = lenders.run(&waterfall, &request(), &deliveries).await;
+
+    // Assert: not full financing; the $800 gap is for staff to collect.
+    assert_eq!(
+        outcome,
+        WaterfallOutcome::CounterofferForStaff {
+            lender: LenderId::new("sunbit"),
+            approved: Money::usd(100_000),
+            requested: AMOUNT,
+        }
+    );
+    assert_eq!(
+        ids(&attempts),
+        [("carecredit", "declined"), ("sunbit", "partially_approved")]
+    );
 }

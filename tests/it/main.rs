@@ -2,4 +2,5 @@
 
 mod browser;
 mod chain;
+mod detect;
 mod lender_waterfall;

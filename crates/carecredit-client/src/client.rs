@@ -11,6 +11,7 @@ use connector_transport::{AccessToken, FreshToken, RetryPolicy, TokenCache};
 use chrono::Utc;
 use financing_core::{
     AmountLimits, ApplicationHandle, ApplicationRef, FinancingRequest, LocationId, Money,
+    PollSchedule, PollStep,
 };
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -65,7 +66,8 @@ pub struct ClientBuilder {
     landing_page: LandingPage,
     allow_ssn_and_dob: bool,
     refresh_margin: Duration,
-    poll_after: Duration,
+    poll_after: Option<Duration>,
+    poll_schedule: PollSchedule,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -151,10 +153,17 @@ impl ClientBuilder {
         self
     }
 
-    /// The `poll_after` put in [`Decision::Pending`](financing_core::Decision::Pending).
-    /// Default: 5 minutes.
+    /// A floor put in [`Decision::Pending`](financing_core::Decision::Pending)'s `poll_after`.
+    /// Default: none (the [`poll_schedule`](Self::poll_schedule) paces status reads).
     pub fn poll_after(mut self, poll_after: Duration) -> Self {
-        self.poll_after = poll_after;
+        self.poll_after = Some(poll_after);
+        self
+    }
+
+    /// How often the orchestrator pulls back a session and how long a session lives. Default:
+    /// [`Client::default_poll_schedule`]; the demo compresses it.
+    pub fn poll_schedule(mut self, schedule: PollSchedule) -> Self {
+        self.poll_schedule = schedule;
         self
     }
 
@@ -217,6 +226,7 @@ impl ClientBuilder {
                 landing_page: self.landing_page,
                 allow_ssn_and_dob: self.allow_ssn_and_dob,
                 poll_after: self.poll_after,
+                poll_schedule: self.poll_schedule,
                 token: TokenCache::new(self.refresh_margin),
             }),
         })
@@ -244,7 +254,8 @@ struct Inner {
     limits: AmountLimits,
     landing_page: LandingPage,
     allow_ssn_and_dob: bool,
-    poll_after: Duration,
+    poll_after: Option<Duration>,
+    poll_schedule: PollSchedule,
     token: TokenCache,
 }
 
@@ -274,8 +285,37 @@ impl Client {
             landing_page: LandingPage::default(),
             allow_ssn_and_dob: false,
             refresh_margin: Duration::from_secs(60),
-            poll_after: Duration::from_secs(300),
+            poll_after: None,
+            poll_schedule: Self::default_poll_schedule(),
         }
+    }
+
+    /// CareCredit's schedule: a portal session lasts 30 minutes ([`wire::SESSION_LIFETIME`]), so
+    /// the pullback is read every 5 s for the first 10 minutes (the patient is on CareCredit's
+    /// page), every 20 s until 5 minutes past the session's end (the lapse is seen within
+    /// seconds), then every 5 minutes (a decision under review, up to 24 h). The patient is
+    /// reminded 10 minutes before the session lapses.
+    pub fn default_poll_schedule() -> PollSchedule {
+        PollSchedule {
+            steps: vec![
+                PollStep {
+                    until: Duration::from_secs(10 * 60),
+                    every: Duration::from_secs(5),
+                },
+                PollStep {
+                    until: wire::SESSION_LIFETIME + Duration::from_secs(5 * 60),
+                    every: Duration::from_secs(20),
+                },
+            ],
+            then_every: Duration::from_secs(5 * 60),
+            session_life: Some(wire::SESSION_LIFETIME),
+            remind_before_expiry: Duration::from_secs(10 * 60),
+        }
+    }
+
+    /// The schedule this client was built with.
+    pub fn configured_poll_schedule(&self) -> PollSchedule {
+        self.inner.poll_schedule.clone()
     }
 
     /// The configured amount limits.
@@ -283,7 +323,7 @@ impl Client {
         self.inner.limits
     }
 
-    pub(crate) fn poll_interval(&self) -> Duration {
+    pub(crate) fn poll_interval(&self) -> Option<Duration> {
         self.inner.poll_after
     }
 

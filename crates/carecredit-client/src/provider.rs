@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use financing_core::{
     AmountLimits, ApplicationHandle, Currency, Decision, FinancingProvider, FinancingRequest,
-    LenderId, LenderReference, Money, ProviderError,
+    LenderId, LenderReference, Money, PollSchedule, ProviderError,
 };
 
 use crate::client::{Client, started_expiry};
@@ -22,6 +22,10 @@ impl FinancingProvider for Client {
 
     fn limits(&self) -> AmountLimits {
         self.amount_limits()
+    }
+
+    fn poll_schedule(&self) -> PollSchedule {
+        self.configured_poll_schedule()
     }
 
     /// `Some(Decision::Cardholder { .. })` when CareCredit finds an account for the name plus
@@ -78,7 +82,7 @@ impl FinancingProvider for Client {
         Ok(pullback_decision(
             &pullback,
             application.amount,
-            Some(self.poll_interval()),
+            self.poll_interval(),
         ))
     }
 

@@ -20,11 +20,11 @@ pub const LENDER_ID: &str = "carecredit";
 /// | `Created`, `Pending` | `Pending` | The patient has not finished, or CareCredit is reviewing. |
 /// | `Expired`, `ExpiredBatch` | `Expired` | The session or batch result lapsed. |
 /// | `Cancelled` | `Expired` | Withdrawn without a credit decision, so it is no decline. |
-/// | `Completed` | approval of the application's credit line, else the available credit, else the purchase's amount | The application or purchase went through. |
-/// | `PreApproved` | approval of the QuickScreen pre-approval amount | QuickScreen pre-approval. |
+/// | `Completed` | approval of the application's credit line, else the available credit, else the purchase's amount, against `requested` (below it: a counteroffer) | The application or purchase went through. |
+/// | `PreApproved` | [`Decision::Prequalified`] up to the QuickScreen pre-approval amount | A soft-pull pre-approval is not financing: the patient still applies. |
 /// | `Declined`, `AccountNotFoundQs` | `Declined` | Both read "Refer Patient to Credit Application": not prequalified on the soft pull, so the waterfall moves on. |
 /// | `AccountFound` | `Cardholder` with the available credit | An existing cardholder; the waterfall checks whether it covers the amount. |
-/// | `CallForAuth`, `DupQs`, `BatchError` | `Unknown(raw)` | No decision: a person must call CareCredit or look at the batch, and `Unknown` is what the orchestrator hands to staff. |
+/// | `CallForAuth`, `DupQs`, `BatchError` | [`Decision::NeedsStaff`] with what to do | No decision: a person must call CareCredit (quoting the session) or look at the batch; the orchestrator holds the waterfall and hands the instruction to staff. |
 /// | `Unknown(_)` | `Unknown(raw)` | Kept verbatim for staff. |
 ///
 /// Field names on the wire are in [`Pullback`].
@@ -64,13 +64,16 @@ pub fn pullback_decision(
                     .map(|a| a.0),
             )
         }
-        PullbackStatus::PreApproved => approval(
-            pullback
-                .quick_screen
-                .as_ref()
-                .and_then(|q| q.pre_approval_amount)
-                .map(|a| a.0),
-        ),
+        PullbackStatus::PreApproved => match pullback
+            .quick_screen
+            .as_ref()
+            .and_then(|q| q.pre_approval_amount)
+        {
+            Some(amount) => {
+                Decision::from_prequalification(offer(pullback, amount.0), requested, raw)
+            }
+            None => Decision::Unknown(raw),
+        },
         PullbackStatus::Declined | PullbackStatus::AccountNotFoundQs => Decision::Declined {
             reason: None,
             raw_status: raw,
@@ -86,10 +89,34 @@ pub fn pullback_decision(
             },
             None => Decision::Unknown(raw),
         },
-        PullbackStatus::CallForAuth
-        | PullbackStatus::DupQs
-        | PullbackStatus::BatchError
-        | PullbackStatus::Unknown(_) => Decision::Unknown(raw),
+        PullbackStatus::CallForAuth | PullbackStatus::DupQs | PullbackStatus::BatchError => {
+            Decision::NeedsStaff {
+                instruction: instruction(pullback),
+                raw_status: raw,
+            }
+        }
+        PullbackStatus::Unknown(_) => Decision::Unknown(raw),
+    }
+}
+
+/// What staff must do for a status that needs a person. Ids only: the session and our partner
+/// transaction id, which CareCredit's agents can find the application by.
+fn instruction(pullback: &Pullback) -> String {
+    let phone = crate::wire::PROVIDER_SERVICES_PHONE;
+    let quote = match &pullback.partner_transaction_id {
+        Some(tx) => format!("session {} (partner transaction {tx})", pullback.session_id),
+        None => format!("session {}", pullback.session_id),
+    };
+    match &pullback.status {
+        PullbackStatus::CallForAuth => format!(
+            "CareCredit needs an authorization call: call CareCredit Provider Services at {phone}, quote {quote}, then press Retry to read the decision"
+        ),
+        PullbackStatus::DupQs => format!(
+            "CareCredit reports a duplicate QuickScreen for this patient: find the earlier application in the CareCredit Provider Center or call Provider Services at {phone}, quote {quote}, then press Retry or mark the task handled"
+        ),
+        _ => format!(
+            "CareCredit reports a batch error: check the batch in the CareCredit Provider Center or call Provider Services at {phone}, quote {quote}, then press Retry"
+        ),
     }
 }
 

@@ -69,6 +69,11 @@ pub const TRAINING_SUSPENDED: &str = "Training Suspended";
 /// How long a portal session lasts **\[documented: opendental.com/manual/carecreditpayment.html\]**.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
+/// CareCredit Provider Services, the number a practice calls for an authorization
+/// (`CallForAuth`) or about a duplicate QuickScreen (`DupQS`) **\[third-party: office SOPs cited
+/// in INTEGRATIONS.md §8\]**.
+pub const PROVIDER_SERVICES_PHONE: &str = "800-859-9975";
+
 /// Query-parameter names for `GET` calls, in [`PartnerQuery`] order.
 pub const QUERY_PARAMS: [&str; 3] = ["partnerCode", "partnerTransactionID", "merchantNumber"];
 

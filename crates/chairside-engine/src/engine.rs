@@ -65,6 +65,7 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     practices: Vec<PracticeRuntime>,
     plugins: Vec<(LenderId, SharedProvider)>,
+    detection: crate::detect::DetectConfig,
 }
 
 impl EngineBuilder {
@@ -77,7 +78,15 @@ impl EngineBuilder {
             clock: Arc::new(SystemClock),
             practices: Vec::new(),
             plugins: Vec::new(),
+            detection: crate::detect::DetectConfig::default(),
         }
+    }
+
+    /// Detection settings: where a new install starts, the plan limits checked before anyone is
+    /// contacted, retries of a plan whose details fail (see [`crate::detect`]).
+    pub fn detection(mut self, detection: crate::detect::DetectConfig) -> Self {
+        self.detection = detection;
+        self
     }
 
     /// The runner's settings: owner, lease, batch, concurrency, retry schedule.
@@ -141,9 +150,30 @@ impl EngineBuilder {
                     lender: slot.lender.clone(),
                 });
             }
+            // Each lender's cadence and session life come from its client (a plug-in gets the
+            // trait's default); a schedule given in the practice's configuration wins.
+            let slots: Vec<LenderId> = practice
+                .workflow
+                .waterfall
+                .slots()
+                .iter()
+                .map(|s| s.lender.clone())
+                .collect();
+            for lender in slots {
+                let given = practice
+                    .workflow
+                    .lender_schedules
+                    .iter()
+                    .any(|(l, _)| l == &lender);
+                if let (false, Some(provider)) = (given, practice.lenders.get(&lender)) {
+                    let schedule = provider.poll_schedule();
+                    practice.workflow.lender_schedules.push((lender, schedule));
+                }
+            }
             practices.push(practice);
         }
-        let runner = Runner::new(self.store.clone(), practices, self.runner, self.clock);
+        let runner = Runner::new(self.store.clone(), practices, self.runner, self.clock)
+            .with_detection(self.detection);
         Ok(Engine {
             store: self.store,
             runner,

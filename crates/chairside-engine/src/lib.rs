@@ -2,13 +2,14 @@
 //!
 //! - [`store`]: the durable state (SQLite), split by role.
 //! - [`runner`]: claims due workflows and performs their commands with the intent -> call ->
-//!   result protocol, and the poller that turns accepted plans into workflows;
+//!   result protocol; [`detect`]: the poller that turns accepted plans into workflows;
 //!   [`Runner::work`](runner::Runner::work) and
 //!   [`Runner::poll_practices`](runner::Runner::poll_practices) are the long-running loops (a
 //!   continuous pool of slots; one poller per practice).
 //! - [`ports`]: what the engine needs of a practice system, Stripe and messaging; [`adapters`]
 //!   implement them over the connector crates.
 //! - [`staff`]: staff decisions (retry, cancel, ...), each checked and recorded in one transaction.
+//! - [`consent`]: a practice system's SMS consent field as the practice's attestation.
 //! - [`clock`], [`links`] (signed patient page links), [`note`] (ledger note text).
 //! - [`engine`]: [`EngineBuilder`] puts them together for an embedder (store, practices, plug-in
 //!   lenders, clock) and checks that every lender a waterfall names is provided.
@@ -18,6 +19,8 @@
 
 pub mod adapters;
 pub mod clock;
+pub mod consent;
+pub mod detect;
 pub mod engine;
 pub mod links;
 pub mod note;

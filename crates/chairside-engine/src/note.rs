@@ -98,18 +98,26 @@ pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -
     lines.join("\n")
 }
 
-/// The summary's numbers, from the state.
+/// The practice's local date at `now`.
+pub fn local_date(now: DateTime<Utc>, tz: chrono_tz::Tz) -> chrono::NaiveDate {
+    now.with_timezone(&tz).date_naive()
+}
+
+/// The summary's numbers, from the state. `now` is read in the practice's time zone `tz`: a date
+/// the patient reads is the practice's local date, never UTC's (after 5 pm in California, UTC is
+/// already tomorrow).
 pub fn summary(
     state: &WorkflowState,
     page_link: String,
     now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
 ) -> Option<SummaryContent> {
     let split = state.split?;
     let result = state.result.as_ref();
     let in_house = result.and_then(|r| r.in_house.as_ref());
     // The schedule starts when it is created: the first installment is invoiced that day.
     let first_installment =
-        in_house.and_then(|o| Some((*o.installments.first()?, now.date_naive())));
+        in_house.and_then(|o| Some((*o.installments.first()?, local_date(now, tz))));
     Some(SummaryContent {
         total: split.total,
         insurance: split.insurance,
@@ -124,4 +132,29 @@ pub fn summary(
         installment_interval: in_house.map(|o| o.interval),
         page_link,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_evening_in_california_is_still_today_there_not_utcs_tomorrow() {
+        // 18:30 in Los Angeles on 1 June is 01:30 UTC on 2 June.
+        let now = DateTime::parse_from_rfc3339("2026-06-02T01:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            local_date(now, chrono_tz::America::Los_Angeles),
+            chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap()
+        );
+        assert_eq!(
+            local_date(now, chrono_tz::America::New_York),
+            chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap()
+        );
+        assert_eq!(
+            local_date(now, chrono_tz::UTC),
+            chrono::NaiveDate::from_ymd_opt(2026, 6, 2).unwrap()
+        );
+    }
 }

@@ -25,6 +25,8 @@ pub enum PlanState {
     Accepted,
     /// Rejected (or otherwise withdrawn) after acceptance: cancel what was set up.
     Rejected,
+    /// Deleted in the practice system: withdraw like a rejection.
+    Deleted,
     /// Anything else (proposed, completed, unknown): nothing to do.
     Other(String),
 }
@@ -34,7 +36,10 @@ pub enum PlanState {
 pub struct PlanSummary {
     /// The plan.
     pub plan_id: PlanId,
-    /// Its revision marker (an edit makes a new one).
+    /// The system's change marker (its last-modified time, or a fingerprint where the system
+    /// has none). Not the workflow's revision: detection fingerprints what is financed
+    /// ([`financing_core::check::fingerprint`]), so a touch is not a new revision. Names the
+    /// version of the record in staff tasks about it.
     pub revision: String,
     /// The patient.
     pub patient_id: PatientId,
@@ -44,13 +49,38 @@ pub struct PlanSummary {
     pub accepted_at: Option<DateTime<Utc>>,
 }
 
+/// A record of the change feed that could not be read. Detection moves past it and opens a staff
+/// task naming the plan and the field path (never the value), once per plan and marker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableRecord {
+    /// The plan, when its id could be read; else `None` (the task names the row).
+    pub plan_id: Option<PlanId>,
+    /// The version of the record (its change time when readable, else the row's position).
+    pub marker: String,
+    /// Where reading failed: the field path and the kind of failure, never the value.
+    pub field: String,
+}
+
 /// What a poll of the change feed found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanChanges {
     /// Changed plans, oldest first.
     pub plans: Vec<PlanSummary>,
+    /// Records that could not be read (the others are in `plans`).
+    pub unreadable: Vec<UnreadableRecord>,
     /// The cursor to store for the next poll.
     pub next_cursor: String,
+}
+
+impl PlanChanges {
+    /// Changes with every record readable.
+    pub fn new(plans: Vec<PlanSummary>, next_cursor: String) -> Self {
+        Self {
+            plans,
+            unreadable: Vec::new(),
+            next_cursor,
+        }
+    }
 }
 
 /// A practice system (Dentrix Ascend, NexHealth, Open Dental), as the orchestrator needs it.
@@ -64,6 +94,16 @@ pub trait PracticeSystem: Send + Sync + fmt::Debug {
     /// # Errors
     /// A classified [`ExternalError`].
     async fn changed_plans(&self, cursor: Option<&str>) -> Result<PlanChanges, ExternalError>;
+
+    /// `cursor` (one this system wrote) moved back to `now` if it is past it: a record whose edit
+    /// time is in the future (a wrong clock) must not move detection past plans edited before that
+    /// time. The records past `now` are read again on the next polls, which is harmless (a plan
+    /// seen twice starts one workflow). The default leaves the cursor as it is, for systems whose
+    /// cursor is not a time.
+    fn clamp_cursor(&self, cursor: &str, now: DateTime<Utc>) -> String {
+        let _ = now;
+        cursor.to_owned()
+    }
 
     /// The plan's procedures, fees and insurance estimates.
     ///
@@ -193,6 +233,9 @@ pub enum MessageContent {
     },
     /// The financing summary.
     FinancingSummary(Box<SummaryContent>),
+    /// The practice's in-house plan offered for the patient to accept on the patient page (the
+    /// offer itself and its reminders): the numbers, and the page link; never a lender link.
+    InHouseOffer(Box<SummaryContent>),
     /// A failed payment.
     PaymentFailed {
         /// The patient page link.

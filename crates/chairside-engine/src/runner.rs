@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use financing_core::{
     ApplicationHandle, ApplicationRef, Backoff, Decision, ErrorKind, LenderId, LenderLocation,
-    PatientContact, Policy, PolicySettings, PracticeId, SharedProvider, SmsPurpose, Tz,
+    PatientContact, Policy, PolicySettings, PracticeId, SharedProvider, SmsConsent, SmsPurpose, Tz,
 };
 use futures::StreamExt;
 
@@ -20,12 +20,12 @@ use crate::ports::{
     ExternalError, MessageContent, PlanState, PlanSummary, PracticeProfile, SharedMessenger,
     SharedPayments, SharedPracticeSystem,
 };
-use crate::store::{Claim, Consumed, NewWorkflow, Store, StoreError, WorkItem};
+use crate::store::{Claim, Consumed, Store, StoreError, WorkItem};
 use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
 use chairside_workflow::machine::apply;
 use chairside_workflow::{
     Action, Command, Event, MessageKind, PatientFacts, StaffTask, Status, TaskKind, WorkflowConfig,
-    WorkflowId, WorkflowKey, WorkflowState,
+    WorkflowState,
 };
 
 /// Everything the runner needs for one practice.
@@ -160,7 +160,8 @@ pub struct Runner {
     pub(crate) practices: Arc<HashMap<PracticeId, PracticeRuntime>>,
     pub(crate) config: RunnerConfig,
     pub(crate) clock: Arc<dyn Clock>,
-    stats: Arc<RunnerStats>,
+    pub(crate) stats: Arc<RunnerStats>,
+    pub(crate) detection: Arc<crate::detect::DetectConfig>,
     /// Rung when a slot frees or something came due ([`Runner::wake`]).
     pub(crate) wake: Arc<tokio::sync::Notify>,
     /// Set when the runner is stopping: each workflow commits the step in flight and lets go.
@@ -188,6 +189,7 @@ impl Runner {
             config,
             clock,
             stats: Arc::new(RunnerStats::default()),
+            detection: Arc::new(crate::detect::DetectConfig::default()),
             wake: Arc::new(tokio::sync::Notify::new()),
             stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
@@ -205,6 +207,18 @@ impl Runner {
         &self.config
     }
 
+    /// The same runner with these detection settings (go-live, plan limits, detail retries).
+    #[must_use]
+    pub fn with_detection(mut self, detection: crate::detect::DetectConfig) -> Self {
+        self.detection = Arc::new(detection);
+        self
+    }
+
+    /// The detection settings.
+    pub fn detection(&self) -> &crate::detect::DetectConfig {
+        &self.detection
+    }
+
     /// The counters.
     pub fn stats(&self) -> &RunnerStats {
         &self.stats
@@ -218,76 +232,6 @@ impl Runner {
     /// The practices.
     pub fn practices(&self) -> impl Iterator<Item = &PracticeRuntime> {
         self.practices.values()
-    }
-
-    /// Polls every practice system once and records accepted plans as workflows. Returns the
-    /// number of workflows created. A practice whose system fails is skipped this round.
-    ///
-    /// # Errors
-    /// [`StoreError`] only.
-    pub async fn poll(&self) -> Result<usize, RunnerError> {
-        let mut created = 0;
-        for rt in self.practices.values() {
-            created += self.poll_practice(rt).await?;
-        }
-        Ok(created)
-    }
-
-    pub(crate) async fn poll_practice(&self, rt: &PracticeRuntime) -> Result<usize, RunnerError> {
-        let source = rt.pms.source().to_owned();
-        let cursor = self.store.cursor(&rt.profile.id, &source).await?;
-        let started = Instant::now();
-        let changes = rt.pms.changed_plans(cursor.as_deref()).await;
-        self.count_call(started);
-        let changes = match changes {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(practice = %rt.profile.id, source, kind = %e.kind(), "poll failed; trying again next round");
-                return Ok(0);
-            }
-        };
-        let now = self.clock.now();
-        let mut new = Vec::new();
-        let mut events = Vec::new();
-        for plan in changes.plans {
-            let key = WorkflowKey {
-                practice_id: rt.profile.id.clone(),
-                plan_id: plan.plan_id.clone(),
-                revision: plan.revision.clone(),
-            };
-            match plan.state {
-                PlanState::Accepted => {
-                    // A practice system's clock (or a wrong office time zone) can put the acceptance
-                    // in the future; it cannot have happened after we saw it.
-                    let accepted_at = plan.accepted_at.map_or(now, |t| t.min(now));
-                    let mut state = WorkflowState::new(key, plan.patient_id.clone(), accepted_at);
-                    let first = state.start();
-                    new.push(NewWorkflow { state, first });
-                }
-                PlanState::Rejected => events.push((
-                    WorkflowId::derive(&key),
-                    Event::PlanWithdrawn {
-                        reason: "rejected".into(),
-                    },
-                )),
-                PlanState::Other(_) => {}
-            }
-        }
-        let created = self
-            .store
-            .record_poll(
-                &rt.profile.id,
-                &source,
-                &changes.next_cursor,
-                new,
-                events,
-                now,
-            )
-            .await?;
-        if !created.is_empty() {
-            tracing::info!(practice = %rt.profile.id, source, created = created.len(), "accepted plans detected");
-        }
-        Ok(created.len())
     }
 
     /// Claims one batch of due workflows and drives each until nothing is due. Returns the number
@@ -390,9 +334,9 @@ impl Runner {
                 WorkItem::Inbox { id, event } => (event, Consumed::Inbox(id)),
                 WorkItem::Timer(kind) => (Event::TimerFired { timer: kind }, Consumed::Timer(kind)),
                 WorkItem::Command { command, attempts } => {
-                    let key = state
-                        .id
-                        .idempotency_key(command.action.label(), command.seq);
+                    // A staff retry of an attempt whose outcome is unknown keeps that attempt's
+                    // key (`WorkflowState::key_seq`), so the call reconciles first.
+                    let key = state.command_key(&command);
                     let attempt = self
                         .store
                         .begin_effect(claim, &command, attempts + 1, &key, now)
@@ -442,8 +386,8 @@ impl Runner {
                                         .await?;
                                     continue;
                                 }
-                                None => failure_event(
-                                    &command.action,
+                                None => indeterminate_event(
+                                    &command,
                                     format!("gave up after {attempt} attempts: {reason}"),
                                 ),
                             }
@@ -534,7 +478,7 @@ impl Runner {
         (self.config.lease / 3).max(Duration::from_millis(10))
     }
 
-    fn count_call(&self, started: Instant) {
+    pub(crate) fn count_call(&self, started: Instant) {
         self.stats.external_calls.fetch_add(1, Ordering::Relaxed);
         self.stats
             .external_nanos
@@ -630,6 +574,29 @@ impl Runner {
                     }
                     Err(e) => return Err(classify(e)),
                 };
+                // Checked against what was asked and bounded before anyone is contacted; names
+                // and contacts are stored cleaned of control characters.
+                let limits = &self.detection.limits;
+                if let Err(problem) = financing_core::check::check_plan(
+                    &plan,
+                    &state.key.plan_id,
+                    &state.patient_id,
+                    limits,
+                ) {
+                    return Ok(Performed::event(Event::PlanUnreadable {
+                        reason: problem.to_string(),
+                    }));
+                }
+                let contact =
+                    match financing_core::check::clean_contact(&contact, &state.patient_id, limits)
+                    {
+                        Ok(c) => c,
+                        Err(problem) => {
+                            return Ok(Performed::event(Event::PlanUnreadable {
+                                reason: format!("the patient record: {problem}"),
+                            }));
+                        }
+                    };
                 self.store
                     .put_patient(&rt.profile.id, &contact, self.clock.now())
                     .await
@@ -637,6 +604,7 @@ impl Runner {
                         kind: ErrorKind::TRANSIENT,
                         reason: format!("store: {e}"),
                     })?;
+                self.record_attestation(rt, &contact).await?;
                 let policy = rt.policy_for(Some(&contact));
                 let facts = PatientFacts {
                     reachable: contact.is_reachable(),
@@ -711,7 +679,7 @@ impl Runner {
                     Decision::ApplicationStarted {
                         link,
                         lender_reference,
-                        ..
+                        expires_at,
                     } => Performed::event(Event::ApplicationOpened {
                         lender: lender.clone(),
                         handle: ApplicationHandle {
@@ -721,6 +689,7 @@ impl Runner {
                             amount: *amount,
                         },
                         link: link.to_string(),
+                        expires_at,
                     }),
                     decision => Performed::event(Event::LenderDecided {
                         lender: lender.clone(),
@@ -819,7 +788,7 @@ impl Runner {
                 return self.send_message(rt, state, message, key).await;
             }
             Action::WriteLedgerNote { note } => {
-                let marker = note_marker(state, command.seq);
+                let marker = note_marker(state, state.key_seq(command.seq));
                 let existing = self
                     .timed(rt.pms.find_note(&state.patient_id, &marker))
                     .await
@@ -836,6 +805,40 @@ impl Runner {
                 })
             }
         })
+    }
+
+    /// Records the practice system's word on SMS consent as the practice's attestation in the
+    /// number's consent history ([`crate::consent::attestation_entry`]).
+    async fn record_attestation(
+        &self,
+        rt: &PracticeRuntime,
+        contact: &PatientContact,
+    ) -> Result<(), Performed> {
+        let Some(phone) = contact.mobile_phone.as_deref() else {
+            return Ok(());
+        };
+        let retry = |e: StoreError| Performed::Retry {
+            kind: ErrorKind::TRANSIENT,
+            reason: format!("consent record: {e}"),
+        };
+        let held = self
+            .store
+            .sms_consent(&rt.profile.id, phone)
+            .await
+            .map_err(retry)?;
+        let now = self.clock.now();
+        if let Some(entry) = crate::consent::attestation_entry(
+            rt.pms.source(),
+            &contact.sms_consent,
+            held.as_ref(),
+            now,
+        ) {
+            self.store
+                .record_sms_consent(&rt.profile.id, phone, &entry, now)
+                .await
+                .map_err(retry)?;
+        }
+        Ok(())
     }
 
     /// Records a disclosure to a lender in the audit trail (HIPAA §164.312(b), Reg B §1002.9(g)).
@@ -880,33 +883,49 @@ impl Runner {
                 .map_or_else(|| id.to_string(), |p| p.display_name().to_owned())
         };
         let content = match message {
-            MessageKind::ApplicationLink { lender, link } => MessageContent::ApplicationLink {
+            // The application link and its reminders go to the patient page, never straight to
+            // the lender: the page shows the notices the patient's state requires before the
+            // lender's link, and where the application stands.
+            MessageKind::ApplicationLink { lender, .. } => MessageContent::ApplicationLink {
                 lender_name: lender_name(lender),
-                link: link.clone(),
+                link: page_link.clone(),
             },
-            MessageKind::Reminder { lender, link, .. } => MessageContent::Reminder {
+            MessageKind::Reminder { lender, .. } => MessageContent::Reminder {
                 lender_name: lender_name(lender),
-                link: link.clone(),
+                link: page_link.clone(),
             },
             MessageKind::PaymentFailed => MessageContent::PaymentFailed {
                 page_link,
                 amount: state.failed_payment_amount(),
             },
-            MessageKind::FinancingSummary => match summary(state, page_link, now) {
+            MessageKind::FinancingSummary => match summary(state, page_link, now, rt.time_zone()) {
                 Some(s) => MessageContent::FinancingSummary(Box::new(s)),
                 None => return Ok(Performed::Failed("the summary has no priced plan".into())),
             },
+            MessageKind::InHouseOffer { .. } => {
+                match summary(state, page_link, now, rt.time_zone()) {
+                    Some(s) if s.installments.is_some() => {
+                        MessageContent::InHouseOffer(Box::new(s))
+                    }
+                    _ => return Ok(Performed::Failed("the in-house offer has no plan".into())),
+                }
+            }
         };
-        let phone = contact.mobile_phone.as_deref();
-        let sms_opted_out = match phone {
-            // The ledger not answering counts as opted out: never text on an unknown.
-            Some(phone) => self
-                .store
-                .sms_opted_out(&rt.profile.id, phone)
-                .await
-                .unwrap_or(true),
-            None => true,
+        // The consent record decides, not what the practice system said on the last read: it
+        // holds the practice's attestation, the patient's own opt-in and any withdrawal.
+        let mut contact = contact;
+        let phone = contact.mobile_phone.clone();
+        let (sms_opted_out, sms_consent) = match phone.as_deref() {
+            Some(phone) => match self.store.sms_consent(&rt.profile.id, phone).await {
+                Ok(Some(record)) => (record.opted_out, record.to_sms_consent()),
+                Ok(None) => (false, SmsConsent::None),
+                // The record not answering counts as opted out: never text on an unknown.
+                Err(_) => (true, SmsConsent::None),
+            },
+            None => (true, SmsConsent::None),
         };
+        contact.sms_consent = sms_consent;
+        let phone = phone.as_deref();
         let facts = DeliveryFacts {
             has_usable_email: is_usable_email(contact.email.as_deref()),
             has_phone: phone.is_some(),
@@ -974,6 +993,27 @@ impl MaxOf for ErrorKind {
             ErrorKind::Transient { .. } => other,
             _ => self,
         }
+    }
+}
+
+/// The event for a step the runner gave up on after retrying: its last outcome was transient or
+/// unknown, so the other side may have acted. Stripe and ledger-note steps become
+/// [`Event::EffectIndeterminate`], whose staff retry reuses the attempt's key and marker; lender
+/// and message steps are reported as for a definite failure (a lender call reuses its partner
+/// reference; a message keeps its own key).
+fn indeterminate_event(command: &Command, reason: String) -> Event {
+    match &command.action {
+        Action::EnsureCustomer
+        | Action::CreateDepositLink { .. }
+        | Action::CreateInstallmentSchedule { .. }
+        | Action::CancelSchedule { .. }
+        | Action::ExpireDepositLink { .. }
+        | Action::WriteLedgerNote { .. } => Event::EffectIndeterminate {
+            action: command.action.clone(),
+            seq: command.seq,
+            reason,
+        },
+        action => failure_event(action, reason),
     }
 }
 

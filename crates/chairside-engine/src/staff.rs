@@ -37,6 +37,8 @@ pub fn action_label(action: StaffAction) -> &'static str {
         StaffAction::Cancel => "cancel",
         StaffAction::MarkHandled => "mark_handled",
         StaffAction::ResendLink => "resend_link",
+        StaffAction::AcceptCounteroffer => "accept_counteroffer",
+        StaffAction::NextLender => "next_lender",
     }
 }
 
@@ -209,15 +211,17 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
         return Err(Refusal::StaleTask { workflow, task });
     }
     match (request.action, state.status) {
-        (StaffAction::Retry | StaffAction::MarkHandled, status)
-            if status != Status::WaitingOnStaff =>
-        {
-            Err(Refusal::NotWaitingOnStaff {
-                workflow,
-                action: request.action,
-                status,
-            })
-        }
+        (
+            StaffAction::Retry
+            | StaffAction::MarkHandled
+            | StaffAction::AcceptCounteroffer
+            | StaffAction::NextLender,
+            status,
+        ) if status != Status::WaitingOnStaff => Err(Refusal::NotWaitingOnStaff {
+            workflow,
+            action: request.action,
+            status,
+        }),
         (StaffAction::Cancel, Status::Cancelled) => Err(Refusal::AlreadyCancelled(workflow)),
         (StaffAction::ResendLink, status @ (Status::Done | Status::Cancelled)) => {
             Err(Refusal::Finished { workflow, status })

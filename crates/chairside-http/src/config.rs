@@ -200,8 +200,11 @@ pub struct PracticeSite {
     /// The E.164 numbers it texts from: an inbound text to one of them belongs to this practice.
     pub sms_numbers: Vec<String>,
     /// Counsel-supplied notice shown before any lender link (California B&P §654.3), per
-    /// language; English is the fallback.
+    /// language; English is the fallback. When empty, the shipped default of the practice's
+    /// state applies ([`crate::notices::state_notice`]).
     pub lender_notice: HashMap<Language, String>,
+    /// The practice's state: which shipped notices apply (with the patient's own state).
+    pub state: Option<financing_core::UsState>,
 }
 
 impl PracticeSite {
@@ -220,6 +223,7 @@ impl PracticeSite {
             time_zone,
             sms_numbers: Vec::new(),
             lender_notice: HashMap::new(),
+            state: None,
         }
     }
 }

@@ -32,7 +32,9 @@
 //! ```
 
 mod config;
+mod consent;
 mod metrics;
+pub mod notices;
 mod ops;
 mod pages;
 mod patient;
@@ -175,13 +177,23 @@ pub fn router(state: HttpState) -> Router {
         .route("/p/{token}/pay", get(patient::pay))
         .route("/p/{token}/apply", get(patient::apply))
         .route("/p/{token}/accept", post(patient::accept_in_house))
+        .route("/p/{token}/decline", post(patient::decline_in_house))
         .route("/p/{token}/renew", post(patient::renew))
+        .route(
+            "/p/{token}/texts",
+            get(consent::opt_in_form).post(consent::opt_in),
+        )
         .route("/r/{reference}", get(patient::lender_return))
+        .route("/paid", get(patient::paid))
         .route("/staff", get(staff::dashboard))
         .route("/staff/login", get(staff::login_form).post(staff::login))
         .route("/staff/logout", post(staff::logout))
         .route("/staff/workflows/{id}", get(staff::workflow))
         .route("/staff/workflows/{id}/actions", post(staff::act))
+        .route(
+            "/staff/workflows/{id}/sms-consent",
+            post(consent::staff_record),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

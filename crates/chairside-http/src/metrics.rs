@@ -30,6 +30,14 @@ pub(crate) const WEBHOOK_REJECTIONS: &str = "chairside_webhook_rejections_total"
 pub(crate) const WEBHOOKS_RECEIVED: &str = "chairside_webhooks_received_total";
 /// What is set aside because it does not decode (gauge, label `kind` = `workflow` | `delivery`).
 pub(crate) const QUARANTINED: &str = "chairside_quarantined";
+/// Polls of a practice system failed in a row (`practice`, `source`).
+pub(crate) const DETECTION_FAILURES: &str = "chairside_detection_consecutive_failures";
+/// Open detection tasks: records that could not be read or checked (`practice`, `source`).
+pub(crate) const DETECTION_UNREADABLE: &str = "chairside_detection_unreadable_records";
+/// Plans waiting for a retry of their details (`practice`, `source`).
+pub(crate) const DETECTION_PENDING: &str = "chairside_detection_pending_plans";
+/// When the last poll was recorded, seconds since the epoch (`practice`, `source`).
+pub(crate) const DETECTION_LAST_GOOD: &str = "chairside_detection_last_good_poll_timestamp_seconds";
 /// Workflow rows a listing skipped because they do not decode, since start (gauge).
 pub(crate) const SKIPPED_UNDECODABLE: &str = "chairside_listing_skipped_undecodable";
 /// Acceptance in the practice system to ledger note, in seconds (histogram).
@@ -154,6 +162,26 @@ impl Metrics {
         self.in_scope(|| {
             metrics::counter!(WEBHOOKS_RECEIVED, "provider" => provider, "outcome" => "held")
                 .increment(1);
+        });
+    }
+
+    /// Sets the detection gauges, per practice and source (ids only, never patient data).
+    pub(crate) fn detection(&self, health: &[chairside_engine::store::detection::DetectionHealth]) {
+        self.in_scope(|| {
+            for h in health {
+                let labels = [
+                    ("practice", h.practice_id.to_string()),
+                    ("source", h.source.clone()),
+                ];
+                metrics::gauge!(DETECTION_FAILURES, &labels).set(f64::from(h.consecutive_failures));
+                metrics::gauge!(DETECTION_UNREADABLE, &labels).set(f64::from(h.unreadable_records));
+                metrics::gauge!(DETECTION_PENDING, &labels).set(f64::from(h.pending_plans));
+                // Seconds since the epoch fit an f64 exactly.
+                #[allow(clippy::cast_precision_loss)]
+                if let Some(t) = h.last_good_poll_at {
+                    metrics::gauge!(DETECTION_LAST_GOOD, &labels).set(t.timestamp() as f64);
+                }
+            }
         });
     }
 

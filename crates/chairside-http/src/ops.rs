@@ -17,10 +17,45 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The store answers and its schema is current.
+/// Polls failed in a row after which a practice's detection counts as degraded.
+pub(crate) const DEGRADED_AFTER_FAILURES: u32 = 3;
+
+/// The store answers and its schema is current: 200. The body is `ready` when every practice
+/// system's detection is healthy, else `degraded` with one line per practice system that has
+/// failed [`DEGRADED_AFTER_FAILURES`] polls in a row or holds records it could not read (ids and
+/// counts only). Degraded stays 200: this instance still serves patients and webhooks, and
+/// restarting it fixes nothing in a practice system (docs/operations.md).
 pub(crate) async fn readyz(State(state): State<HttpState>) -> Response {
     match state.store.ready().await {
-        Ok(true) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(true) => {
+            let health = match state.store.detection_health().await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness check: detection health unreadable");
+                    return (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n")
+                        .into_response();
+                }
+            };
+            let mut lines = String::new();
+            for h in &health {
+                if h.consecutive_failures >= DEGRADED_AFTER_FAILURES || h.unreadable_records > 0 {
+                    lines.push_str(&format!(
+                        "practice {} {}: {} polls failed in a row, {} unreadable records, last good poll {}\n",
+                        h.practice_id,
+                        h.source,
+                        h.consecutive_failures,
+                        h.unreadable_records,
+                        h.last_good_poll_at
+                            .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339()),
+                    ));
+                }
+            }
+            if lines.is_empty() {
+                (StatusCode::OK, "ready\n").into_response()
+            } else {
+                (StatusCode::OK, format!("degraded\n{lines}")).into_response()
+            }
+        }
         Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
@@ -51,6 +86,10 @@ pub(crate) async fn metrics(State(state): State<HttpState>, req: Request) -> Res
         (Err(e), _) | (_, Err(e)) => {
             tracing::warn!(error = %e, "metrics: listing the quarantine failed");
         }
+    }
+    match state.store.detection_health().await {
+        Ok(health) => state.metrics.detection(&health),
+        Err(e) => tracing::warn!(error = %e, "metrics: reading detection health failed"),
     }
     let mut res = state.metrics.render().into_response();
     res.headers_mut().insert(
@@ -151,6 +190,100 @@ mod tests {
         assert_eq!(health.status(), StatusCode::OK);
         assert_eq!(ready.status(), StatusCode::OK);
         assert_eq!(body_text(ready).await, "ready\n");
+    }
+
+    #[tokio::test]
+    async fn detection_health_shows_on_readyz_the_metrics_and_the_dashboard() {
+        use chairside_engine::store::detection::{DetectionBatch, NewDetectionTask};
+        // Arrange: practice "smile": its feed failed three times; "other": a good poll with one
+        // record it could not read.
+        let kit = Kit::new().await;
+        for _ in 0..3 {
+            kit.store
+                .record_poll_failure(
+                    &crate::testkit::smile(),
+                    "opendental",
+                    "transient",
+                    kit.now(),
+                )
+                .await
+                .unwrap();
+        }
+        let batch = DetectionBatch {
+            cursor: "c1".into(),
+            tasks: vec![NewDetectionTask {
+                plan_id: "963".into(),
+                marker: "2026-06-02T09:00:00".into(),
+                field: "proctp row 1, field FeeAmt: malformed money".into(),
+                problem: "could not be read".into(),
+            }],
+            ..DetectionBatch::default()
+        };
+        kit.store
+            .record_detection(
+                &crate::testkit::other(),
+                "dentrix",
+                batch.clone(),
+                kit.now(),
+            )
+            .await
+            .unwrap();
+        // The same task again (the next poll) is not a second one.
+        kit.store
+            .record_detection(&crate::testkit::other(), "dentrix", batch, kit.now())
+            .await
+            .unwrap();
+
+        // Act
+        let ready = kit.send(get("/readyz")).await;
+        let metrics = kit.send(scrape("127.0.0.1:40000", None)).await;
+
+        // Assert
+        assert_eq!(ready.status(), StatusCode::OK);
+        let text = body_text(ready).await;
+        assert!(text.starts_with("degraded\n"), "{text}");
+        assert!(
+            text.contains("practice smile opendental: 3 polls failed in a row"),
+            "{text}"
+        );
+        assert!(
+            text.contains("practice other dentrix: 0 polls failed in a row, 1 unreadable"),
+            "{text}"
+        );
+        let text = body_text(metrics).await;
+        assert!(
+            text.contains(r#"chairside_detection_consecutive_failures{practice="smile",source="opendental"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"chairside_detection_unreadable_records{practice="other",source="dentrix"} 1"#
+            ),
+            "{text}"
+        );
+        let (session, _) = kit.login("alice", crate::testkit::ALICE_PASSWORD).await;
+        let page = body_text(
+            kit.send(crate::testkit::with_cookie(get("/staff"), &session))
+                .await,
+        )
+        .await;
+        assert!(
+            page.contains("the last 3 checks for accepted plans failed"),
+            "{page}"
+        );
+
+        // A good poll clears the failures.
+        kit.store
+            .record_detection(
+                &crate::testkit::smile(),
+                "opendental",
+                DetectionBatch::default(),
+                kit.now(),
+            )
+            .await
+            .unwrap();
+        let text = body_text(kit.send(get("/readyz")).await).await;
+        assert!(!text.contains("practice smile"), "{text}");
     }
 
     #[tokio::test]

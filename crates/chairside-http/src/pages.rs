@@ -22,6 +22,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         "link_renewed.html",
         include_str!("templates/link_renewed.html"),
     ),
+    ("paid.html", include_str!("templates/paid.html")),
+    ("preparing.html", include_str!("templates/preparing.html")),
     (
         "staff_login.html",
         include_str!("templates/staff_login.html"),
@@ -33,6 +35,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "staff_workflow.html",
         include_str!("templates/staff_workflow.html"),
+    ),
+    (
+        "texts_opt_in.html",
+        include_str!("templates/texts_opt_in.html"),
     ),
 ];
 

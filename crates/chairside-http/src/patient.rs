@@ -17,11 +17,11 @@
 //! (`POST /p/{token}/renew`: rate-limited per workflow, same answer whatever happened). Lenders
 //! send the patient back to `/r/{reference}`, which is exchanged here for a fresh link.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use financing_core::{InHouseOffer, InstallmentInterval, IntervalUnit, Language, LenderId, Money};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::pages::see_other;
 use super::{HttpState, PracticeSite, read_patient_token, verify_patient_token};
@@ -31,9 +31,6 @@ use chairside_workflow::{LenderPhase, Stage, Status, WorkflowId};
 
 /// At most one patient-requested resend per workflow in this interval.
 const RENEW_INTERVAL: chrono::Duration = chrono::Duration::hours(1);
-
-/// The audit kind of an accepted in-house plan.
-const IN_HOUSE_ACCEPTED: &str = "in_house_accepted";
 
 /// The page's words in one language.
 #[derive(Serialize)]
@@ -53,7 +50,16 @@ struct Words {
     stripe_note: &'static str,
     pay_button: &'static str,
     accept_button: &'static str,
+    decline_button: &'static str,
     accepted: &'static str,
+    declined: &'static str,
+    answer_received: &'static str,
+    offer_heading: &'static str,
+    offer_text: &'static str,
+    deposit_paid: &'static str,
+    receipt: &'static str,
+    preparing_payment: &'static str,
+    preparing_payment_text: &'static str,
     questions: &'static str,
     preparing: &'static str,
     deposit_now: &'static str,
@@ -77,7 +83,16 @@ const EN: Words = Words {
     stripe_note: "Payments are processed securely by Stripe. We never see your card number.",
     pay_button: "Pay the deposit",
     accept_button: "Accept the payment plan",
+    decline_button: "No thanks",
     accepted: "You accepted the payment plan. Thank you!",
+    declined: "You declined the payment plan. Our office will call you to talk about other ways to pay.",
+    answer_received: "Thank you: we received your answer and are setting up your plan.",
+    offer_heading: "A payment plan from our office",
+    offer_text: "Nothing is charged until you accept. By accepting, you agree to:",
+    deposit_paid: "Deposit, paid",
+    receipt: "Thank you: your deposit is paid. Stripe emailed you a receipt.",
+    preparing_payment: "Preparing your payment page",
+    preparing_payment_text: "Your earlier payment link expired, so we are making a new one. This page opens it in a few seconds.",
     questions: "Questions? Call",
     preparing: "We are still preparing your financing details. Please check back soon.",
     deposit_now: "Deposit, due now",
@@ -101,7 +116,16 @@ const ES: Words = Words {
     stripe_note: "Stripe procesa los pagos de forma segura. Nunca vemos el número de su tarjeta.",
     pay_button: "Pagar el depósito",
     accept_button: "Aceptar el plan de pagos",
+    decline_button: "No, gracias",
     accepted: "Usted aceptó el plan de pagos. ¡Gracias!",
+    declined: "Usted rechazó el plan de pagos. Nuestro consultorio lo llamará para hablar de otras formas de pago.",
+    answer_received: "Gracias: recibimos su respuesta y estamos preparando su plan.",
+    offer_heading: "Un plan de pagos de nuestro consultorio",
+    offer_text: "No se cobra nada hasta que usted acepte. Al aceptar, usted se compromete a:",
+    deposit_paid: "Depósito, pagado",
+    receipt: "Gracias: su depósito está pagado. Stripe le envió un recibo por correo electrónico.",
+    preparing_payment: "Preparando su página de pago",
+    preparing_payment_text: "Su enlace de pago anterior venció, así que estamos creando uno nuevo. Esta página lo abrirá en unos segundos.",
     questions: "¿Preguntas? Llame a",
     preparing: "Todavía estamos preparando los detalles de su financiamiento. Vuelva a consultar pronto.",
     deposit_now: "Depósito, a pagar ahora",
@@ -180,7 +204,8 @@ struct Financed {
 struct Application {
     lender: String,
     amount: Option<String>,
-    notice: Option<String>,
+    /// Every notice the practice's and the patient's states require, before the lender link.
+    notices: Vec<String>,
     disclosure: Option<String>,
 }
 
@@ -205,22 +230,33 @@ struct PageContext {
     base: String,
     practice: Site,
     notice: Option<&'static str>,
-    accepted_now: bool,
     amounts: Option<Amounts>,
     financed: Option<Financed>,
     application: Option<Application>,
     payments: Vec<Line>,
     pay_deposit: Option<String>,
-    in_house_offer: bool,
-    in_house_accepted: bool,
+    /// The New York card-payment warning, beside any card payment.
+    card_warning: Option<String>,
+    /// The deposit is paid: the receipt line.
+    receipt: Option<&'static str>,
+    /// The in-house plan offered and not yet answered: its terms and the accept/decline forms.
+    offer: Option<Offer>,
+    /// Where the patient's answer to the in-house offer stands, once given.
+    in_house_status: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Offer {
+    lines: Vec<Line>,
+    terms: String,
 }
 
 /// A verified token's workflow, its practice and the patient's language.
-struct Resolved {
-    row: WorkflowRow,
+pub(crate) struct Resolved {
+    pub(crate) row: WorkflowRow,
     site: Option<PracticeSite>,
-    lang: Language,
-    base: String,
+    pub(crate) lang: Language,
+    pub(crate) base: String,
 }
 
 /// The application's root path, with a trailing `/`.
@@ -262,7 +298,7 @@ async fn current(
         })
 }
 
-async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, Response> {
+pub(crate) async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, Response> {
     let Ok(verified) = verify_patient_token(token, &state.config.patient_token_key, state.now())
     else {
         return Err(link_invalid(state, token));
@@ -339,6 +375,53 @@ fn lender_disclosure(state: &HttpState, lender: &LenderId, lang: Language) -> Op
         .map(str::to_owned)
 }
 
+/// The states whose rules apply to this patient: the practice's and the patient's own (the
+/// stricter rule wins, so both sets of notices are shown).
+fn states(r: &Resolved) -> Vec<financing_core::UsState> {
+    let mut out: Vec<financing_core::UsState> = Vec::new();
+    let practice = r.site.as_ref().and_then(|s| s.state);
+    let patient = r.row.state.facts.as_ref().and_then(|f| f.state);
+    for s in [practice, patient].into_iter().flatten() {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The notices shown before any lender link: the practice's configured notice (else its state's
+/// shipped default), then the patient's state's default when it differs.
+fn notices(r: &Resolved, lang: Language) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let practice_state = r.site.as_ref().and_then(|s| s.state);
+    if let Some(text) = r
+        .site
+        .as_ref()
+        .and_then(|site| localized(&site.lender_notice, lang))
+    {
+        out.push(text.to_owned());
+    }
+    for state in states(r) {
+        if Some(state) == practice_state && !out.is_empty() {
+            continue; // the practice's own notice replaces its state's default
+        }
+        if let Some(texts) = crate::notices::state_notice(state)
+            && let Some(text) = localized(&texts, lang)
+            && !out.iter().any(|t| t == text)
+        {
+            out.push(text.to_owned());
+        }
+    }
+    out
+}
+
+/// The New York card-payment warning, when a New York rule applies.
+fn card_warning(r: &Resolved, lang: Language) -> Option<String> {
+    states(r).into_iter().find_map(|s| {
+        crate::notices::card_payment_warning(s).and_then(|t| localized(&t, lang).map(str::to_owned))
+    })
+}
+
 /// The lender's hosted application link, while the patient is expected to use it.
 fn application_link(row: &WorkflowRow) -> Option<(&LenderId, Money, &str)> {
     match (&row.state.status, &row.state.stage) {
@@ -350,6 +433,20 @@ fn application_link(row: &WorkflowRow) -> Option<(&LenderId, Money, &str)> {
     }
 }
 
+/// The deposit can be paid from the page: unpaid, the workflow live, and its Checkout Session
+/// open or expired (a fresh one is made on the click).
+fn deposit_payable(row: &WorkflowRow) -> bool {
+    let s = &row.state;
+    let live = matches!(
+        s.status,
+        Status::Active | Status::WaitingOnStaff | Status::Done
+    );
+    live && !s.stripe.deposit_paid
+        && (s.stripe.checkout_url.is_some()
+            || s.stripe.reissuing_deposit_link
+            || (!s.stripe.expired_sessions.is_empty() && s.stripe.customer_id.is_some()))
+}
+
 fn deposit(row: &WorkflowRow) -> Option<Money> {
     row.state
         .result
@@ -359,28 +456,55 @@ fn deposit(row: &WorkflowRow) -> Option<Money> {
         .filter(|d| d.minor() > 0)
 }
 
-async fn in_house_accepted(state: &HttpState, row: &WorkflowRow) -> Result<bool, Response> {
-    match state.reports().audit(&row.state.id).await {
-        Ok(lines) => Ok(lines.iter().any(|l| l.kind == IN_HOUSE_ACCEPTED)),
-        Err(e) => {
-            tracing::error!(error = %e, "patient page: audit read failed");
-            Err(state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en"))
+/// The in-house plan while it is offered and the patient has not answered.
+fn standing_offer(row: &WorkflowRow) -> Option<&InHouseOffer> {
+    let s = &row.state;
+    match (&s.stage, s.status) {
+        (Stage::OfferingInHouse { .. }, Status::Active) if s.in_house_acceptance.is_none() => {
+            s.result.as_ref()?.in_house.as_ref()
         }
+        _ => None,
     }
 }
 
-/// Query of the page: `?accepted=1` after the accept form.
-#[derive(Deserialize)]
-pub(crate) struct PageQuery {
-    accepted: Option<String>,
+/// The exact terms the patient agrees to by accepting the in-house plan: shown on the page above
+/// the buttons and recorded, word for word, with the answer. No PHI: the practice, the amounts
+/// and the schedule.
+fn offer_terms(
+    offer: &InHouseOffer,
+    deposit: Option<Money>,
+    practice: &str,
+    lang: Language,
+) -> String {
+    let installments = installments_text(offer, lang);
+    let mut terms = match lang {
+        Language::Es => format!(
+            "pagar a {practice} {} en cuotas: {installments}, la primera cobrada al aceptar.",
+            offer.total
+        ),
+        _ => format!(
+            "pay {practice} {} in installments: {installments}, the first charged when I accept.",
+            offer.total
+        ),
+    };
+    if let Some(d) = deposit {
+        terms.push_str(&match lang {
+            Language::Es => format!(" Además, un depósito de {d}, a pagar ahora."),
+            _ => format!(" In addition, a deposit of {d}, due now."),
+        });
+    }
+    terms
+}
+
+fn practice_name(r: &Resolved) -> String {
+    r.site.as_ref().map_or_else(
+        || r.row.state.key.practice_id.to_string(),
+        |s| s.name.clone(),
+    )
 }
 
 /// `GET /p/{token}`.
-pub(crate) async fn page(
-    State(state): State<HttpState>,
-    Path(token): Path<String>,
-    Query(query): Query<PageQuery>,
-) -> Response {
+pub(crate) async fn page(State(state): State<HttpState>, Path(token): Path<String>) -> Response {
     let r = match resolve(&state, &token).await {
         Ok(r) => r,
         Err(res) => return res,
@@ -407,14 +531,15 @@ pub(crate) async fn page(
         base: r.base.clone(),
         practice,
         notice: None,
-        accepted_now: query.accepted.as_deref() == Some("1"),
         amounts: None,
         financed: None,
         application: None,
         payments: Vec::new(),
         pay_deposit: None,
-        in_house_offer: false,
-        in_house_accepted: false,
+        card_warning: card_warning(&r, lang),
+        receipt: None,
+        offer: None,
+        in_house_status: None,
     };
     match &s.split {
         Some(split) => {
@@ -437,20 +562,17 @@ pub(crate) async fn page(
         ctx.application = Some(Application {
             lender: lender_name(&state, lender),
             amount: Some(amount.to_string()),
-            notice: r
-                .site
-                .as_ref()
-                .and_then(|site| localized(&site.lender_notice, lang))
-                .map(str::to_owned),
+            notices: notices(&r, lang),
             disclosure: lender_disclosure(&state, lender, lang),
         });
-        // The notice comes before any lender link, and the workflow records it was shown.
+        // The notice comes before any lender link, and the workflow records it was shown: once
+        // per workflow and lender, however often the page is viewed (or scanned).
         let detail = format!("page shown with the notice before the {lender} link");
         if let Err(e) = state
-            .reports()
-            .append_audit(
+            .links()
+            .audit_once(
                 &s.id,
-                "patient",
+                &format!("notice:{lender}"),
                 "lender_notice_shown",
                 &detail,
                 state.now(),
@@ -462,59 +584,131 @@ pub(crate) async fn page(
         }
     }
     if let Some(d) = deposit(&r.row) {
-        ctx.payments.push(Line {
-            what: t.deposit_now.to_owned(),
-            amount: d.to_string(),
-        });
-        if s.stripe.checkout_url.is_some() {
-            ctx.pay_deposit = Some(d.to_string());
+        if s.stripe.deposit_paid {
+            ctx.payments.push(Line {
+                what: t.deposit_paid.to_owned(),
+                amount: d.to_string(),
+            });
+            ctx.receipt = Some(t.receipt);
+        } else {
+            ctx.payments.push(Line {
+                what: t.deposit_now.to_owned(),
+                amount: d.to_string(),
+            });
+            // An open link, or an expired one the page replaces when the patient clicks.
+            if deposit_payable(&r.row) {
+                ctx.pay_deposit = Some(d.to_string());
+            }
         }
     }
     if let Some(offer) = s.result.as_ref().and_then(|r| r.in_house.as_ref()) {
+        let mut lines = Vec::new();
         if offer.deposit.minor() > 0 {
-            ctx.payments.push(Line {
+            lines.push(Line {
                 what: t.plan_deposit.to_owned(),
                 amount: offer.deposit.to_string(),
             });
         }
-        ctx.payments.push(Line {
+        lines.push(Line {
             what: t.installments.to_owned(),
             amount: installments_text(offer, lang),
         });
-        ctx.in_house_offer = true;
-        ctx.in_house_accepted = match in_house_accepted(&state, &r.row).await {
-            Ok(a) => a,
-            Err(res) => return res,
-        };
+        if standing_offer(&r.row).is_some() {
+            let pending = match state.links().patient_answer_pending(&s.id).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "patient page: answer lookup failed");
+                    return state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en");
+                }
+            };
+            if pending {
+                ctx.in_house_status = Some(t.answer_received);
+            } else {
+                // The deposit line is in the terms; the pay button waits for the acceptance.
+                ctx.payments.clear();
+                ctx.offer = Some(Offer {
+                    lines,
+                    terms: offer_terms(offer, deposit(&r.row), &practice_name(&r), lang),
+                });
+            }
+        } else {
+            ctx.payments.extend(lines);
+            if s.in_house_acceptance.is_some() {
+                ctx.in_house_status = Some(t.accepted);
+            } else if s.status == Status::WaitingOnStaff
+                && s.staff_task
+                    .as_ref()
+                    .is_some_and(|k| k.kind == chairside_workflow::TaskKind::NoFinancing)
+            {
+                ctx.in_house_status = Some(t.declined);
+            }
+        }
     }
     state.pages.render(StatusCode::OK, "patient.html", ctx)
 }
 
-/// `GET /p/{token}/pay`: to the Stripe Checkout Session of the deposit.
+/// `GET /p/{token}/pay`: to the Stripe Checkout Session of the deposit. A paid deposit goes back
+/// to the page (its receipt); an expired session is replaced: the request is queued for the
+/// runner and the patient sees a short "preparing" page that reloads this address until the
+/// fresh session exists.
 pub(crate) async fn pay(State(state): State<HttpState>, Path(token): Path<String>) -> Response {
     let r = match resolve(&state, &token).await {
         Ok(r) => r,
         Err(res) => return res,
     };
     let s = &r.row.state;
-    let url = match (&s.stripe.checkout_url, s.status) {
-        (Some(url), Status::Active | Status::WaitingOnStaff | Status::Done) => url.clone(),
-        _ => return state.pages.error(StatusCode::NOT_FOUND, r.lang.tag()),
-    };
-    if let Err(e) = state
-        .reports()
-        .append_audit(
-            &s.id,
-            "patient",
-            "deposit_link_opened",
-            "patient followed the deposit link",
-            state.now(),
-        )
-        .await
-    {
-        tracing::error!(error = %e, "patient page: audit write failed");
+    if s.stripe.deposit_paid {
+        return see_other(&r.base);
     }
-    see_other(&url)
+    if !deposit_payable(&r.row) {
+        return state.pages.error(StatusCode::NOT_FOUND, r.lang.tag());
+    }
+    if let Some(url) = &s.stripe.checkout_url {
+        if let Err(e) = state
+            .links()
+            .audit_once(
+                &s.id,
+                &format!(
+                    "pay:{}",
+                    s.stripe.checkout_session_id.as_deref().unwrap_or("")
+                ),
+                "deposit_link_opened",
+                "patient followed the deposit link",
+                state.now(),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "patient page: audit write failed");
+        }
+        return see_other(url);
+    }
+    if !s.stripe.reissuing_deposit_link
+        && let Err(e) = state
+            .links()
+            .queue_patient_request(
+                &s.id,
+                &chairside_workflow::Event::DepositLinkRequested,
+                "patient asked for a fresh deposit link after the last one expired",
+                state.now(),
+            )
+            .await
+    {
+        tracing::error!(error = %e, "patient page: deposit link request not recorded");
+        return state
+            .pages
+            .error(StatusCode::INTERNAL_SERVER_ERROR, r.lang.tag());
+    }
+    let t = words(r.lang);
+    state.pages.render(
+        StatusCode::OK,
+        "preparing.html",
+        minijinja::context! {
+            lang => r.lang.tag(),
+            refresh => 2,
+            heading => t.preparing_payment,
+            text => t.preparing_payment_text,
+        },
+    )
 }
 
 /// `GET /p/{token}/apply`: to the lender's hosted application, while one is open.
@@ -528,10 +722,10 @@ pub(crate) async fn apply(State(state): State<HttpState>, Path(token): Path<Stri
     };
     let detail = format!("patient followed the {lender} application link");
     if let Err(e) = state
-        .reports()
-        .append_audit(
+        .links()
+        .audit_once(
             &r.row.state.id,
-            "patient",
+            &format!("apply:{lender}"),
             "lender_link_opened",
             &detail,
             state.now(),
@@ -543,47 +737,72 @@ pub(crate) async fn apply(State(state): State<HttpState>, Path(token): Path<Stri
     see_other(link)
 }
 
-/// `POST /p/{token}/accept`: the patient accepts the in-house plan (recorded once).
+/// `POST /p/{token}/accept`: the patient accepts the in-house plan.
 pub(crate) async fn accept_in_house(
     State(state): State<HttpState>,
     Path(token): Path<String>,
 ) -> Response {
-    let r = match resolve(&state, &token).await {
+    answer_in_house(&state, &token, true).await
+}
+
+/// `POST /p/{token}/decline`: the patient declines the in-house plan.
+pub(crate) async fn decline_in_house(
+    State(state): State<HttpState>,
+    Path(token): Path<String>,
+) -> Response {
+    answer_in_house(&state, &token, false).await
+}
+
+/// Queues the patient's answer for the runner, which applies it through the machine: an
+/// acceptance sets up Stripe (nothing is billed before it), a decline becomes a staff task. The
+/// terms recorded are the ones the page shows, in the patient's language. An answer to an offer
+/// that no longer stands, or a second one while the first waits, writes nothing; either way the
+/// patient goes back to the page, which says where the answer stands.
+async fn answer_in_house(state: &HttpState, token: &str, accepted: bool) -> Response {
+    let r = match resolve(state, token).await {
         Ok(r) => r,
         Err(res) => return res,
     };
-    let s = &r.row.state;
-    let offer = match (
-        s.status,
-        s.result.as_ref().and_then(|r| r.in_house.as_ref()),
-    ) {
-        (Status::Cancelled, _) | (_, None) => {
-            return state.pages.error(StatusCode::NOT_FOUND, r.lang.tag());
-        }
-        (_, Some(offer)) => offer,
+    let Some(offer) = standing_offer(&r.row) else {
+        return see_other(&r.base);
     };
-    match in_house_accepted(&state, &r.row).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let detail = format!(
-                "patient accepted the in-house plan: {} installments totalling {}",
-                offer.installments.len(),
-                offer.total
-            );
-            if let Err(e) = state
-                .reports()
-                .append_audit(&s.id, "patient", IN_HOUSE_ACCEPTED, &detail, state.now())
-                .await
-            {
-                tracing::error!(error = %e, "patient page: audit write failed");
-                return state
-                    .pages
-                    .error(StatusCode::INTERNAL_SERVER_ERROR, r.lang.tag());
-            }
+    let terms = offer_terms(offer, deposit(&r.row), &practice_name(&r), r.lang);
+    let wording = format!(
+        "{} {terms}",
+        if accepted {
+            words(r.lang).accept_button
+        } else {
+            words(r.lang).decline_button
         }
-        Err(res) => return res,
+    );
+    let detail = format!(
+        "patient {} the in-house plan on the patient page ({}): {wording}",
+        if accepted { "accepted" } else { "declined" },
+        r.lang.tag()
+    );
+    let event = chairside_workflow::Event::InHouseAnswered { accepted, wording };
+    if let Err(e) = state
+        .links()
+        .queue_patient_answer(&r.row.state.id, &event, &detail, state.now())
+        .await
+    {
+        tracing::error!(error = %e, "patient page: answer not recorded");
+        return state
+            .pages
+            .error(StatusCode::INTERNAL_SERVER_ERROR, r.lang.tag());
     }
-    see_other(&format!("{}?accepted=1", r.base))
+    see_other(&r.base)
+}
+
+/// `GET /paid`: where Stripe Checkout sends the patient after paying. It carries no token (the
+/// patient's link never goes to Stripe) and shows no patient data: a thank-you in English and
+/// Spanish, pointing back to the patient's own page.
+pub(crate) async fn paid(State(state): State<HttpState>) -> Response {
+    state.pages.render(
+        StatusCode::OK,
+        "paid.html",
+        minijinja::context! { lang => "en" },
+    )
 }
 
 /// `POST /p/{token}/renew`: from the "link not valid" page, ask the office for a fresh link. A

@@ -50,9 +50,9 @@ const DAY_LIMIT: u32 = 1000;
 /// A signed-in staff member.
 #[derive(Clone)]
 pub(crate) struct Session {
-    username: String,
-    practice: PracticeId,
-    csrf: String,
+    pub(crate) username: String,
+    pub(crate) practice: PracticeId,
+    pub(crate) csrf: String,
     expires_at: DateTime<Utc>,
 }
 
@@ -120,7 +120,7 @@ fn random_token() -> String {
     B64.encode(bytes)
 }
 
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     !a.is_empty() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
@@ -147,7 +147,7 @@ fn set_cookie(state: &HttpState, name: &str, value: &str, path: &str, max_age: i
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn session(state: &HttpState, headers: &HeaderMap) -> Option<(String, Session)> {
+pub(crate) fn session(state: &HttpState, headers: &HeaderMap) -> Option<(String, Session)> {
     let token = cookie(headers, SESSION_COOKIE)?;
     state
         .sessions
@@ -155,7 +155,7 @@ fn session(state: &HttpState, headers: &HeaderMap) -> Option<(String, Session)> 
         .map(|s| (token.to_owned(), s))
 }
 
-fn to_login(state: &HttpState) -> Response {
+pub(crate) fn to_login(state: &HttpState) -> Response {
     see_other(&format!("{}staff/login", root(state)))
 }
 
@@ -163,11 +163,11 @@ fn to_dashboard(state: &HttpState) -> Response {
     see_other(&format!("{}staff", root(state)))
 }
 
-fn forbidden(state: &HttpState) -> Response {
+pub(crate) fn forbidden(state: &HttpState) -> Response {
     state.pages.error(StatusCode::FORBIDDEN, "en")
 }
 
-fn not_found(state: &HttpState) -> Response {
+pub(crate) fn not_found(state: &HttpState) -> Response {
     state.pages.error(StatusCode::NOT_FOUND, "en")
 }
 
@@ -183,7 +183,7 @@ async fn set_aside(state: &HttpState, s: &Session, id: &str) -> Response {
     }
 }
 
-fn server_error(state: &HttpState, e: &chairside_engine::store::StoreError) -> Response {
+pub(crate) fn server_error(state: &HttpState, e: &chairside_engine::store::StoreError) -> Response {
     tracing::error!(error = %e, "staff dashboard: store failed");
     state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en")
 }
@@ -643,6 +643,7 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::PaymentFailed => "Payment failed",
         TaskKind::SystemError => "System error",
         TaskKind::ConsentRefusal => "Refused texts",
+        TaskKind::LenderNeedsStaff => "Lender asks you to call",
     }
 }
 
@@ -668,6 +669,14 @@ const RESEND: ActionButton = ActionButton {
     value: "resend_link",
     label: "Resend link",
 };
+const ACCEPT_COUNTEROFFER: ActionButton = ActionButton {
+    value: "accept_counteroffer",
+    label: "Accept counteroffer (remainder in house)",
+};
+const NEXT_LENDER: ActionButton = ActionButton {
+    value: "next_lender",
+    label: "Try the next lender",
+};
 
 /// The actions that make sense for a task, the likeliest first.
 fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
@@ -679,8 +688,11 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
             vec![RETRY, HANDLED, CANCEL]
         }
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
-        TaskKind::Counteroffer | TaskKind::NoFinancing => vec![HANDLED, CANCEL],
+        TaskKind::Counteroffer => vec![ACCEPT_COUNTEROFFER, NEXT_LENDER, HANDLED, CANCEL],
+        TaskKind::NoFinancing => vec![HANDLED, CANCEL],
         TaskKind::ConsentRefusal => vec![HANDLED],
+        // Retry reads the lender again once staff did what it asked; the waterfall holds until then.
+        TaskKind::LenderNeedsStaff => vec![RETRY, HANDLED, CANCEL],
     }
 }
 
@@ -690,6 +702,8 @@ fn parse_action(value: &str) -> Option<StaffAction> {
         "cancel" => StaffAction::Cancel,
         "mark_handled" => StaffAction::MarkHandled,
         "resend_link" => StaffAction::ResendLink,
+        "accept_counteroffer" => StaffAction::AcceptCounteroffer,
+        "next_lender" => StaffAction::NextLender,
         _ => return None,
     })
 }
@@ -785,6 +799,10 @@ struct Dashboard {
     plans: Vec<PlanLine>,
     tasks: Vec<TaskLine>,
     held: Vec<HeldLine>,
+    /// Plans detection could not start (a record to fix in the practice system).
+    detection_tasks: Vec<HeldLine>,
+    /// The practice system's detection health, when it is not healthy.
+    detection_health: Vec<String>,
 }
 
 /// Something set aside because it does not decode (a workflow row, a webhook delivery).
@@ -917,6 +935,37 @@ async fn render_dashboard(
                 since: local(d.received_at, tz, "%b %-d %H:%M"),
             }),
     );
+    let detection_tasks: Vec<HeldLine> = state
+        .store
+        .detection_tasks(Some(&s.practice), false)
+        .await?
+        .into_iter()
+        .map(|t| HeldLine {
+            what: format!(
+                "plan {} ({}, version {})",
+                t.task.plan_id, t.source, t.task.marker
+            ),
+            problem: format!("{}: {}", t.task.field, t.task.problem),
+            since: local(t.created_at, tz, "%b %-d %H:%M"),
+        })
+        .collect();
+    let detection_health: Vec<String> = state
+        .store
+        .detection_health()
+        .await?
+        .into_iter()
+        .filter(|h| h.practice_id == s.practice && h.consecutive_failures > 0)
+        .map(|h| {
+            format!(
+                "{}: the last {} checks for accepted plans failed ({}); last good check {}",
+                h.source,
+                h.consecutive_failures,
+                h.last_failure.as_deref().unwrap_or("unknown"),
+                h.last_good_poll_at
+                    .map_or_else(|| "never".to_owned(), |t| local(t, tz, "%b %-d %H:%M")),
+            )
+        })
+        .collect();
     let page = Dashboard {
         root: root(state),
         csrf: s.csrf.clone(),
@@ -927,6 +976,8 @@ async fn render_dashboard(
         plans,
         tasks,
         held,
+        detection_tasks,
+        detection_health,
     };
     Ok(state
         .pages
@@ -976,7 +1027,7 @@ async fn task_line(
 }
 
 /// The workflow if it exists and belongs to the session's practice.
-async fn own_workflow(
+pub(crate) async fn own_workflow(
     state: &HttpState,
     s: &Session,
     id: &str,

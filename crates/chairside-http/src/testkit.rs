@@ -103,6 +103,7 @@ pub(crate) fn config() -> HttpConfig {
         chrono_tz::America::Chicago,
     );
     site.email = Some("frontdesk@smile.test".into());
+    site.state = Some(financing_core::UsState::TX);
     site.sms_numbers = vec![SMILE_SMS.into()];
     site.lender_notice = HashMap::from([
         (
@@ -121,6 +122,8 @@ pub(crate) fn config() -> HttpConfig {
         chrono_tz::America::New_York,
     );
     other_site.sms_numbers = vec![OTHER_SMS.into()];
+    // A New York practice with no notice configured: the shipped default applies.
+    other_site.state = Some(financing_core::UsState::NY);
     c.practices = vec![site, other_site];
     c.lenders.insert(
         sunbit(),
@@ -363,6 +366,7 @@ impl Kit {
                 },
                 link: APPLY_LINK.into(),
                 reminders_sent: 0,
+                session: Default::default(),
             },
         });
         s.stripe.checkout_url = Some(CHECKOUT_URL.into());
@@ -388,8 +392,10 @@ impl Kit {
     /// A workflow on the in-house plan: $600.00 in 6 monthly installments after the deposit.
     pub(crate) fn in_house_state(&self, plan: &str, patient: &str) -> WorkflowState {
         let mut s = self.financing_state(smile(), plan, patient);
-        s.stage = Stage::Settled;
-        s.status = Status::Done;
+        // Every lender declined; the plan is offered and nothing exists at Stripe yet.
+        s.stage = Stage::OfferingInHouse { reminders_sent: 0 };
+        s.status = Status::Active;
+        s.stripe = Default::default();
         let offer = InHouseOffer::compute(
             Money::usd(60_000),
             &InHouseTerms {

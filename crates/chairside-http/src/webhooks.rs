@@ -162,8 +162,27 @@ pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
         EventData::CheckoutSessionCompleted(cs)
             if cs.payment_status == CheckoutPaymentStatus::Paid =>
         {
-            session_paid(cs)
+            // The money (keyed by the PaymentIntent), and which session it paid: the deposit's
+            // state on the patient page.
+            let mut both: Vec<(WorkflowId, Event)> = session_paid(cs).into_iter().collect();
+            if let Some(wf) = session_workflow(cs) {
+                both.push((
+                    wf,
+                    Event::Payment(PaymentFact::CheckoutCompleted {
+                        session_id: cs.id.as_str().to_owned(),
+                    }),
+                ));
+            }
+            return both;
         }
+        EventData::CheckoutSessionExpired(cs) => session_workflow(cs).map(|wf| {
+            (
+                wf,
+                Event::Payment(PaymentFact::CheckoutExpired {
+                    session_id: cs.id.as_str().to_owned(),
+                }),
+            )
+        }),
         EventData::CheckoutSessionAsyncPaymentSucceeded(cs) => session_paid(cs),
         EventData::CheckoutSessionAsyncPaymentFailed(cs) => session_workflow(cs).map(|wf| {
             let stripe_id = cs
@@ -213,6 +232,7 @@ pub(crate) fn stripe_object_matches(data: &EventData, stored: &StripeRecord) -> 
             inv.customer.as_ref().map(|c| c.as_str()),
         ),
         EventData::CheckoutSessionCompleted(cs)
+        | EventData::CheckoutSessionExpired(cs)
         | EventData::CheckoutSessionAsyncPaymentSucceeded(cs)
         | EventData::CheckoutSessionAsyncPaymentFailed(cs) => {
             same(stored.checkout_session_id.as_ref(), Some(cs.id.as_str()))
@@ -714,14 +734,25 @@ async fn twilio_inbound(state: &HttpState, form: &VerifiedForm) -> Response {
     // redelivery applies it again (idempotent). An opt-in is applied only on a fresh delivery, so
     // a late duplicate never undoes a later STOP.
     if intent.revokes_consent() {
-        let source = if intent == InboundIntent::Refusal {
-            "sms:refusal"
+        // The record says what was received, never the free text itself (it may carry PHI).
+        let entry = if intent == InboundIntent::Refusal {
+            messaging::ConsentEntry::withdrawal(
+                messaging::sources::SMS_REFUSAL,
+                "a reply refusing texts",
+                "webhook:twilio",
+                now,
+            )
         } else {
-            "sms:stop"
+            messaging::ConsentEntry::withdrawal(
+                messaging::sources::SMS_STOP,
+                "an opt-out keyword (STOP or a synonym)",
+                "webhook:twilio",
+                now,
+            )
         };
         if let Err(e) = state
             .store
-            .set_sms_opt_out(&site.id, msg.from.as_e164(), true, source, now)
+            .record_sms_consent(&site.id, msg.from.as_e164(), &entry, now)
             .await
         {
             return store_failed(TWILIO, &e);
@@ -743,7 +774,18 @@ async fn twilio_inbound(state: &HttpState, form: &VerifiedForm) -> Response {
         InboundIntent::OptIn => {
             if let Err(e) = state
                 .store
-                .set_sms_opt_out(&site.id, msg.from.as_e164(), false, "sms:start", now)
+                .record_sms_consent(
+                    &site.id,
+                    msg.from.as_e164(),
+                    &messaging::ConsentEntry::grant(
+                        messaging::ConsentKind::Informational,
+                        messaging::sources::SMS_START,
+                        "an opt-in keyword (START, UNSTOP or YES) after an opt-out",
+                        "webhook:twilio",
+                        now,
+                    ),
+                    now,
+                )
                 .await
             {
                 return store_failed(TWILIO, &e);

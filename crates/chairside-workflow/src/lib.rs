@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use financing_core::{
     ApplicationHandle, Attempt, CoverageSplit, Decision, DepositRule, InHouseOffer, InHouseTerms,
-    LenderId, Money, PatientId, PlanId, PracticeId, TreatmentPlan, UsState, Waterfall,
+    LenderId, Money, Offer, PatientId, PlanId, PollSchedule, PracticeId, TreatmentPlan, UsState,
+    Waterfall,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -130,6 +131,9 @@ pub enum TaskKind {
     SystemError,
     /// The patient refused texts in free text.
     ConsentRefusal,
+    /// A lender needs a person (CareCredit `CallForAuth`, `DupQS`, a status this version does not
+    /// know): the reason carries the lender's instruction; the waterfall holds until staff act.
+    LenderNeedsStaff,
 }
 
 impl TaskKind {
@@ -144,6 +148,7 @@ impl TaskKind {
             Self::PaymentFailed => "payment_failed",
             Self::SystemError => "system_error",
             Self::ConsentRefusal => "consent_refusal",
+            Self::LenderNeedsStaff => "lender_needs_staff",
         }
     }
 }
@@ -181,6 +186,11 @@ pub enum MessageKind {
     FinancingSummary,
     /// An installment or charge failed.
     PaymentFailed,
+    /// The practice's in-house plan, offered for the patient to accept on the patient page.
+    InHouseOffer {
+        /// 0 for the offer itself, then 1 for the first reminder, and so on.
+        number: u32,
+    },
 }
 
 impl MessageKind {
@@ -191,6 +201,7 @@ impl MessageKind {
             Self::Reminder { .. } => "reminder",
             Self::FinancingSummary => "financing_summary",
             Self::PaymentFailed => "payment_failed",
+            Self::InHouseOffer { .. } => "in_house_offer",
         }
     }
 }
@@ -384,6 +395,18 @@ pub enum PaymentFact {
     },
     /// The schedule ran to its end.
     ScheduleCompleted,
+    /// A Checkout Session was paid (`checkout.session.completed`, paid): when it is the deposit's,
+    /// the deposit is paid. Reported beside the `Paid` fact, which carries the money.
+    CheckoutCompleted {
+        /// `cs_…`.
+        session_id: String,
+    },
+    /// A Checkout Session expired unpaid (`checkout.session.expired`, 24 h by default): its link
+    /// no longer works; the patient page issues a fresh one when the patient clicks.
+    CheckoutExpired {
+        /// `cs_…`.
+        session_id: String,
+    },
 }
 
 /// What staff decided on a task.
@@ -398,6 +421,11 @@ pub enum StaffAction {
     MarkHandled,
     /// Send the application link again.
     ResendLink,
+    /// Take a lender's counteroffer: it finances what it approved; the remainder is offered as
+    /// the in-house plan (when the practice has one).
+    AcceptCounteroffer,
+    /// Decline a lender's counteroffer and ask the next lender in the waterfall.
+    NextLender,
 }
 
 /// Everything that can happen to a workflow.
@@ -482,6 +510,10 @@ pub enum Event {
         handle: ApplicationHandle,
         /// The lender's hosted page.
         link: String,
+        /// When the lender's session lapses, when the lender said so
+        /// ([`Decision::ApplicationStarted`]); otherwise the lender's [`PollSchedule`] decides.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
     /// Schedule cancelled, application withdrawn, link expired: an undo step finished.
     Undone {
@@ -512,6 +544,27 @@ pub enum Event {
         /// Why, without PHI.
         reason: String,
     },
+    /// The runner gave up on an effect whose outcome is unknown: a timeout or a lost response
+    /// after the other side may have acted. A staff retry repeats it under the same idempotency
+    /// key and note marker, so that it reconciles with what may have happened instead of doing
+    /// it twice.
+    EffectIndeterminate {
+        /// The action that may or may not have happened.
+        action: Action,
+        /// The sequence number of the command that was performed.
+        seq: u64,
+        /// Why, without PHI.
+        reason: String,
+    },
+    /// The patient clicked "pay the deposit" after its Checkout Session expired: issue a fresh one.
+    DepositLinkRequested,
+    /// The patient answered the in-house plan offer on the patient page.
+    InHouseAnswered {
+        /// True when the patient accepted the plan, false when they declined it.
+        accepted: bool,
+        /// The exact wording the patient agreed to or declined (amounts and schedule; no PHI).
+        wording: String,
+    },
 }
 
 impl Event {
@@ -536,6 +589,9 @@ impl Event {
             Self::PlanWithdrawn { .. } => "plan_withdrawn",
             Self::Staff { .. } => "staff",
             Self::EffectFailed { .. } => "effect_failed",
+            Self::EffectIndeterminate { .. } => "effect_indeterminate",
+            Self::InHouseAnswered { .. } => "in_house_answered",
+            Self::DepositLinkRequested => "deposit_link_requested",
         }
     }
 }
@@ -554,8 +610,25 @@ pub struct WorkflowConfig {
     pub reminder_delays: Vec<Duration>,
     /// After the last reminder, how long to wait before giving up on the patient.
     pub give_up_after: Duration,
-    /// Time between lender status polls.
+    /// The longest wait between two lender status reads, whatever a lender's schedule says.
     pub poll_interval: Duration,
+    /// Each lender's poll schedule and session life, from its client
+    /// ([`FinancingProvider::poll_schedule`](financing_core::FinancingProvider::poll_schedule));
+    /// the engine fills in every lender of the waterfall that has none here. A lender missing
+    /// here gets [`PollSchedule::default`].
+    #[serde(default)]
+    pub lender_schedules: Vec<(LenderId, PollSchedule)>,
+}
+
+impl WorkflowConfig {
+    /// The poll schedule of `lender` ([`PollSchedule::default`] when none was given).
+    pub fn schedule_for(&self, lender: &LenderId) -> PollSchedule {
+        self.lender_schedules
+            .iter()
+            .find(|(id, _)| id == lender)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// How financing ended, for the summary and the ledger note.
@@ -604,6 +677,7 @@ pub struct CurrentApplication {
 /// Where the current lender's application stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per workflow, stored as JSON: boxing buys nothing
 pub enum LenderPhase {
     /// A cardholder lookup is under way.
     LookingUp,
@@ -617,7 +691,44 @@ pub enum LenderPhase {
         link: String,
         /// Reminders sent so far.
         reminders_sent: u32,
+        /// When the lender's session opened and lapses, and any prequalification.
+        #[serde(default)]
+        session: LenderSession,
     },
+    /// The lender needs a person (CareCredit `CallForAuth`, `DupQS`, an unknown status): the
+    /// waterfall holds here, nothing is polled or sent, until staff act. `Retry` reads the lender
+    /// again from where it was (`resume`), `MarkHandled` closes the workflow (handled outside
+    /// Chairside), `Cancel` withdraws the application.
+    HeldForStaff {
+        /// The lender's instruction, as the staff task shows it.
+        instruction: String,
+        /// Where the application stood when it was held.
+        resume: Box<LenderPhase>,
+    },
+}
+
+/// A lender session's timing, as the machine tracks it for timers and the patient page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LenderSession {
+    /// When the application link went out.
+    #[serde(default)]
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When the lender's hosted session lapses (the lender's word, else its schedule's session
+    /// life); `None` when it does not lapse on its own.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The prequalification the lender reported, if any: the most the patient may finance there.
+    /// Not financing: the machine keeps waiting for the real decision.
+    #[serde(default)]
+    pub prequalified: Option<Offer>,
+}
+
+impl LenderSession {
+    /// True when the session has lapsed at `now`: its link must not be sent again, and the patient
+    /// page must not offer it (the waterfall moves on as soon as the lender reports the lapse).
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
 }
 
 /// The workflow's position in the chain.
@@ -639,6 +750,12 @@ pub enum Stage {
     WritingNote,
     /// Nothing left to do (Done, Cancelled, or waiting on staff).
     Settled,
+    /// The in-house plan is offered: nothing is set up at Stripe until the patient accepts it on
+    /// the patient page. Reminders go out meanwhile; after the last, staff get a task.
+    OfferingInHouse {
+        /// Reminders sent so far.
+        reminders_sent: u32,
+    },
     /// Undoing what was set up after the plan was withdrawn.
     Undoing {
         /// Undo commands still outstanding.
@@ -673,6 +790,24 @@ pub struct StripeRecord {
     pub payments_noted: Vec<String>,
     /// Stripe ids of failures already handled (each once).
     pub failures_handled: Vec<String>,
+    /// The deposit's Checkout Session was paid.
+    #[serde(default)]
+    pub deposit_paid: bool,
+    /// Deposit Checkout Sessions that expired unpaid, oldest first.
+    #[serde(default)]
+    pub expired_sessions: Vec<String>,
+    /// A fresh deposit Checkout Session is being created (the patient asked after an expiry).
+    #[serde(default)]
+    pub reissuing_deposit_link: bool,
+}
+
+/// The patient's acceptance of the in-house plan, as recorded from the patient page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InHouseAcceptance {
+    /// When the runner applied the acceptance.
+    pub at: DateTime<Utc>,
+    /// The exact wording the patient agreed to.
+    pub wording: String,
 }
 
 /// A workflow's whole state, stored as one JSON document.
@@ -708,10 +843,26 @@ pub struct WorkflowState {
     pub staff_task: Option<StaffTask>,
     /// The last action that failed for good, for a staff retry.
     pub failed_action: Option<Action>,
+    /// The patient's acceptance of the in-house plan: when, and the wording agreed to. Nothing
+    /// in house is set up at Stripe without it.
+    #[serde(default)]
+    pub in_house_acceptance: Option<InHouseAcceptance>,
+    /// Lenders whose counteroffer staff passed on: the waterfall routes past them as if they
+    /// had declined (their attempts stay in the record as they happened).
+    #[serde(default)]
+    pub passed_counteroffers: Vec<LenderId>,
     /// When the outcome ledger note was written (operatory-to-ledger time ends here).
     pub ledger_written_at: Option<DateTime<Utc>>,
     /// Next command sequence number.
     pub next_seq: u64,
+    /// The key sequence of the failed action when its failure was indeterminate: a staff retry
+    /// reuses it ([`WorkflowState::key_seq`]). `None` when the failure was definite (a fresh key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_key_seq: Option<u64>,
+    /// Commands that repeat an earlier attempt whose outcome is unknown, by sequence number: the
+    /// sequence number their idempotency key and note marker derive from.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub key_seqs: std::collections::BTreeMap<u64, u64>,
 }
 
 impl WorkflowState {
@@ -733,9 +884,26 @@ impl WorkflowState {
             stripe: StripeRecord::default(),
             staff_task: None,
             failed_action: None,
+            in_house_acceptance: None,
+            passed_counteroffers: Vec::new(),
             ledger_written_at: None,
             next_seq: 1,
+            failed_key_seq: None,
+            key_seqs: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// The sequence number command `seq`'s idempotency key and note marker derive from: its own,
+    /// or, for a staff retry of an attempt whose outcome is unknown, that attempt's (DESIGN.md:
+    /// "a retry after an indeterminate failure reconciles under the same key first").
+    pub fn key_seq(&self, seq: u64) -> u64 {
+        self.key_seqs.get(&seq).copied().unwrap_or(seq)
+    }
+
+    /// The idempotency key of command `command`: `{workflow}:{action}:{key_seq}`.
+    pub fn command_key(&self, command: &Command) -> String {
+        self.id
+            .idempotency_key(command.action.label(), self.key_seq(command.seq))
     }
 
     /// The first command of a new workflow.
@@ -759,6 +927,20 @@ impl WorkflowState {
         self.result.as_ref()?.failed_payment_amount()
     }
 
+    /// The current lender's session, when an application is open at a lender: what the patient
+    /// page needs to tell a live link from a lapsed one.
+    pub fn lender_session(&self) -> Option<(&LenderId, &str, &LenderSession)> {
+        match &self.stage {
+            Stage::Financing(c) => match &c.phase {
+                LenderPhase::AwaitingPatient { link, session, .. } => {
+                    Some((&c.lender, link.as_str(), session))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// A short description of where the workflow stands, for staff.
     pub fn stage_label(&self) -> String {
         match &self.stage {
@@ -767,17 +949,31 @@ impl WorkflowState {
             Stage::Financing(c) => match &c.phase {
                 LenderPhase::LookingUp => format!("{}: cardholder lookup", c.lender),
                 LenderPhase::Starting => format!("{}: opening application", c.lender),
-                LenderPhase::AwaitingPatient { reminders_sent, .. } => {
-                    format!(
+                LenderPhase::AwaitingPatient {
+                    reminders_sent,
+                    session,
+                    ..
+                } => match &session.prequalified {
+                    Some(p) => format!(
+                        "{}: prequalified up to {}, waiting on the patient's purchase ({reminders_sent} reminders)",
+                        c.lender, p.amount
+                    ),
+                    None => format!(
                         "{}: waiting on patient ({reminders_sent} reminders)",
                         c.lender
-                    )
+                    ),
+                },
+                LenderPhase::HeldForStaff { .. } => {
+                    format!("{}: held until staff act on the lender's request", c.lender)
                 }
             },
             Stage::Payments(step) => format!("stripe: {step:?}").to_lowercase(),
             Stage::Notifying => "sending summary".into(),
             Stage::WritingNote => "writing ledger note".into(),
             Stage::Settled => self.status.label().into(),
+            Stage::OfferingInHouse { reminders_sent } => {
+                format!("in-house plan offered, waiting on patient ({reminders_sent} reminders)")
+            }
             Stage::Undoing { .. } => "cancelling".into(),
         }
     }

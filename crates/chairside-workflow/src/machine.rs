@@ -11,10 +11,14 @@ use financing_core::{
 };
 
 use crate::{
-    Action, Command, CurrentApplication, Event, FinancingResult, LenderPhase, MessageKind,
-    NoteKind, PaymentFact, PaymentStep, StaffAction, StaffTask, Stage, Status, TaskKind, TimerKind,
-    WorkflowConfig, WorkflowState,
+    Action, Command, CurrentApplication, Event, FinancingResult, LenderPhase, LenderSession,
+    MessageKind, NoteKind, PaymentFact, PaymentStep, StaffAction, StaffTask, Stage, Status,
+    TaskKind, TimerKind, WorkflowConfig, WorkflowState,
 };
+
+/// How long after a session's lapse its status is read: the lender has had time to mark it
+/// expired.
+const LAPSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What applying one event asks of the runner.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -151,7 +155,20 @@ pub fn apply(
             }
         }
         Event::DepositLinkCreated { session_id, url } => {
-            if cx.state.stage == Stage::Payments(PaymentStep::DepositLink)
+            if cx.state.stripe.reissuing_deposit_link
+                && cx.state.stripe.checkout_session_id.is_none()
+                && cx.state.status != Status::Cancelled
+            {
+                // A fresh link after an expiry: the workflow's stage is not touched.
+                cx.state.stripe.reissuing_deposit_link = false;
+                cx.state.stripe.checkout_session_id = Some(session_id);
+                cx.state.stripe.checkout_url = Some(url);
+                cx.audit("fresh deposit link issued");
+                if cx.state.stage == Stage::Payments(PaymentStep::DepositLink) {
+                    // A staff retry of a failed reissue put the stage back: carry on from it.
+                    next_payment_step(&mut cx);
+                }
+            } else if cx.state.stage == Stage::Payments(PaymentStep::DepositLink)
                 && cx.state.stripe.checkout_session_id.is_none()
             {
                 cx.state.stripe.checkout_session_id = Some(session_id);
@@ -193,7 +210,8 @@ pub fn apply(
             lender,
             handle,
             link,
-        } => application_opened(&mut cx, lender, handle, link),
+            expires_at,
+        } => application_opened(&mut cx, lender, handle, link, expires_at),
         Event::Undone { action } => {
             if let Stage::Undoing { outstanding } = cx.state.stage {
                 cx.audit(format!("undone: {action}"));
@@ -209,7 +227,24 @@ pub fn apply(
         Event::Payment(fact) => payment_fact(&mut cx, fact),
         Event::PlanWithdrawn { reason } => withdraw(&mut cx, &reason),
         Event::Staff { action } => staff(&mut cx, action),
-        Event::EffectFailed { action, reason } => effect_failed(&mut cx, action, &reason),
+        Event::EffectFailed { action, reason } => effect_failed(&mut cx, action, &reason, None),
+        Event::EffectIndeterminate {
+            action,
+            seq,
+            reason,
+        } => {
+            let key_seq = cx.state.key_seq(seq);
+            effect_failed(
+                &mut cx,
+                action,
+                &format!("{reason} (outcome unknown; a retry reconciles first)"),
+                Some(key_seq),
+            );
+        }
+        Event::InHouseAnswered { accepted, wording } => {
+            in_house_answered(&mut cx, accepted, wording)
+        }
+        Event::DepositLinkRequested => deposit_link_requested(&mut cx),
     }
     cx.out
 }
@@ -259,6 +294,12 @@ fn priced(cx: &mut Ctx<'_>, split: CoverageSplit, reachable: bool, not_before: D
             in_house: None,
             path: path.into(),
         });
+        if portion.is_zero() {
+            // Nothing to finance and nothing to pay: no "approved financing of $0.00" message;
+            // the ledger note records the outcome.
+            cx.audit("nothing for the patient to pay; no financing message");
+            return write_outcome_note(cx);
+        }
         return start_payments(cx);
     }
     if not_before > cx.now {
@@ -274,7 +315,24 @@ fn next_lender(cx: &mut Ctx<'_>) {
     let Some(amount) = cx.state.financing_amount else {
         return;
     };
-    match cx.config.waterfall.next(amount, &cx.state.attempts) {
+    // Counteroffers staff passed on route as declines; the record keeps what happened.
+    let routing: Vec<Attempt> = cx
+        .state
+        .attempts
+        .iter()
+        .map(|a| match a.outcome {
+            AttemptOutcome::PartiallyApproved { .. }
+                if cx.state.passed_counteroffers.contains(&a.lender) =>
+            {
+                Attempt {
+                    outcome: AttemptOutcome::Declined,
+                    ..a.clone()
+                }
+            }
+            _ => a.clone(),
+        })
+        .collect();
+    match cx.config.waterfall.next(amount, &routing) {
         Step::Ask { lender, amount } => {
             let lookup = cx.state.facts.as_ref().is_some_and(|f| f.lookup_allowed);
             cx.state.stage = Stage::Financing(CurrentApplication {
@@ -308,19 +366,67 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
     let Some(amount) = current(cx, lender, |p| !matches!(p, LenderPhase::LookingUp)) else {
         return cx.ignore("decision from a lender that is not the current one");
     };
+    if matches!(&cx.state.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::HeldForStaff { .. }))
+    {
+        // Staff have the lender's request; their Retry reads the lender again, so nothing the
+        // lender says meanwhile is lost.
+        return cx.ignore("held for staff; a staff retry reads the lender again");
+    }
+    let awaiting = matches!(&cx.state.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::AwaitingPatient { .. }));
     match decision {
         Decision::ApplicationStarted { .. } => {
             cx.ignore("an application start must arrive as ApplicationOpened");
         }
         Decision::Pending { poll_after, .. } => {
-            if !matches!(&cx.state.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::AwaitingPatient { .. }))
-            {
+            if !awaiting {
                 return cx.ignore("pending before any application");
             }
-            let wait = poll_after
-                .unwrap_or(cx.config.poll_interval)
-                .max(cx.config.poll_interval);
-            cx.timer(TimerKind::Poll, later(cx.now, wait));
+            next_poll(cx, *poll_after);
+        }
+        Decision::Prequalified {
+            offer, requested, ..
+        } => {
+            if !awaiting {
+                return cx.ignore("prequalification before any application");
+            }
+            // Not financing: remember it (the page shows it) and keep waiting for the purchase or
+            // the application's decision.
+            cx.audit(format!(
+                "{lender}: prequalified up to {} of {requested} asked; waiting for the real decision",
+                offer.amount
+            ));
+            if let Stage::Financing(c) = &mut cx.state.stage
+                && let LenderPhase::AwaitingPatient { session, .. } = &mut c.phase
+            {
+                session.prequalified = Some(offer.clone());
+            }
+            next_poll(cx, None);
+        }
+        Decision::NeedsStaff {
+            instruction,
+            raw_status,
+        } => {
+            cx.audit(format!("{lender}: {raw_status} needs staff"));
+            hold_for_staff(cx, instruction.clone());
+        }
+        Decision::Unknown(raw) => {
+            let raw: String = raw.chars().take(64).collect();
+            cx.audit(format!("{lender}: unknown status {raw:?}"));
+            let reference = match &cx.state.stage {
+                Stage::Financing(c) => match &c.phase {
+                    LenderPhase::AwaitingPatient { handle, .. } => {
+                        format!(" (reference {})", handle.lender_reference)
+                    }
+                    _ => String::new(),
+                },
+                _ => String::new(),
+            };
+            hold_for_staff(
+                cx,
+                format!(
+                    "{lender} answered \"{raw}\", a status this version of Chairside does not know: look the application up with {lender}{reference}, then press Retry to read it again, or mark the task handled"
+                ),
+            );
         }
         final_decision => {
             let outcome = AttemptOutcome::from_decision(final_decision, amount).unwrap_or(
@@ -334,29 +440,102 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
     }
 }
 
-fn application_opened(cx: &mut Ctx<'_>, lender: LenderId, handle: ApplicationHandle, link: String) {
+/// Holds the current lender's application for staff with the lender's instruction: no polls, no
+/// reminders, no next lender, until staff act (see [`LenderPhase::HeldForStaff`]).
+fn hold_for_staff(cx: &mut Ctx<'_>, instruction: String) {
+    let Stage::Financing(c) = &mut cx.state.stage else {
+        return;
+    };
+    let resume = std::mem::replace(&mut c.phase, LenderPhase::LookingUp);
+    c.phase = LenderPhase::HeldForStaff {
+        instruction: instruction.clone(),
+        resume: Box::new(resume),
+    };
+    let task = StaffTask {
+        kind: TaskKind::LenderNeedsStaff,
+        reason: instruction,
+    };
+    cx.state.staff_task = Some(task.clone());
+    cx.state.status = Status::WaitingOnStaff;
+    cx.clear_lender_timers();
+    cx.audit("staff task: lender_needs_staff; the waterfall holds");
+    cx.out.raise_task = Some(task);
+}
+
+/// The current lender's session and schedule, when an application is open.
+fn open_session(cx: &Ctx<'_>) -> Option<(LenderId, LenderSession)> {
+    match &cx.state.stage {
+        Stage::Financing(c) => match &c.phase {
+            LenderPhase::AwaitingPatient { session, .. } => {
+                Some((c.lender.clone(), session.clone()))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Sets the next status read from the lender's schedule: fast while the patient is likely on the
+/// lender's page, slower later, never longer than the practice's `poll_interval`, never sooner
+/// than the lender's own `poll_after`, and right after the session lapses so the waterfall moves
+/// on within seconds.
+fn next_poll(cx: &mut Ctx<'_>, floor: Option<std::time::Duration>) {
+    let Some((lender, session)) = open_session(cx) else {
+        return;
+    };
+    let schedule = cx.config.schedule_for(&lender);
+    let opened = session.opened_at.unwrap_or(cx.now);
+    let elapsed = (cx.now - opened).to_std().unwrap_or_default();
+    let wait = schedule
+        .interval_at(elapsed)
+        .min(cx.config.poll_interval)
+        .max(floor.unwrap_or_default());
+    let mut at = later(cx.now, wait);
+    if let Some(lapse) = session.expires_at.map(|e| later(e, LAPSE_GRACE))
+        && lapse > cx.now
+        && at > lapse
+    {
+        at = lapse;
+    }
+    cx.timer(TimerKind::Poll, at);
+}
+
+fn application_opened(
+    cx: &mut Ctx<'_>,
+    lender: LenderId,
+    handle: ApplicationHandle,
+    link: String,
+    expires_at: Option<DateTime<Utc>>,
+) {
     if cx.state.status == Status::Cancelled {
         return compensate(cx, Action::CancelApplication { lender, handle });
     }
     if current(cx, &lender, |p| matches!(p, LenderPhase::Starting)).is_none() {
         return cx.ignore("no application being opened at this lender");
     }
+    let schedule = cx.config.schedule_for(&lender);
+    let session = LenderSession {
+        opened_at: Some(cx.now),
+        expires_at: expires_at.or_else(|| schedule.session_life.map(|l| later(cx.now, l))),
+        prequalified: None,
+    };
     if let Stage::Financing(c) = &mut cx.state.stage {
         c.phase = LenderPhase::AwaitingPatient {
             handle,
             link: link.clone(),
             reminders_sent: 0,
+            session,
         };
     }
     cx.audit(format!("{lender}: application opened"));
     cx.command(Action::SendMessage {
         message: MessageKind::ApplicationLink { lender, link },
     });
-    cx.timer(TimerKind::Poll, later(cx.now, cx.config.poll_interval));
+    next_poll(cx, None);
     schedule_reminder(cx, 0);
 }
 
-fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
+fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option<u64>) {
     if cx.state.status == Status::WaitingOnStaff && cx.state.failed_action.as_ref() == Some(&action)
     {
         // The same failure reported twice: staff already have the task and the note.
@@ -386,6 +565,7 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
     }
     let note_failed = matches!(action, Action::WriteLedgerNote { .. });
     cx.state.failed_action = Some(action);
+    cx.state.failed_key_seq = key_seq;
     if note_failed {
         // The ledger itself is unreachable: open the task and stop, or the note would fail again.
         let task = StaffTask {
@@ -402,11 +582,36 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
     to_staff(cx, TaskKind::SystemError, reason);
 }
 
+/// Sets the next reminder (after `sent` reminders), or the give-up timer when none is left.
+///
+/// A lender whose session lapses (CareCredit: 30 minutes) bounds the reminders: one that would come
+/// after `expires_at - remind_before_expiry` is brought forward to that moment (once), and none is
+/// sent after it (a reminder never carries a lapsed link). The lapse itself is the lender's to
+/// report (a status read is set for it, see `next_poll`): an application the patient finished is
+/// still pending review after the portal session ends, so the give-up keeps its own horizon.
 fn schedule_reminder(cx: &mut Ctx<'_>, sent: u32) {
-    match cx.config.reminder_delays.get(sent as usize) {
-        Some(delay) => {
-            cx.timer(TimerKind::Reminder, later(cx.now, *delay));
-        }
+    let session = open_session(cx);
+    let expires = session.as_ref().and_then(|(_, s)| s.expires_at);
+    let last_call = session.as_ref().and_then(|(lender, s)| {
+        let before = cx.config.schedule_for(lender).remind_before_expiry;
+        let before = chrono::TimeDelta::from_std(before).unwrap_or(chrono::TimeDelta::MAX);
+        s.expires_at.and_then(|e| e.checked_sub_signed(before))
+    });
+    let reminder = cx
+        .config
+        .reminder_delays
+        .get(sent as usize)
+        .and_then(|delay| {
+            let at = later(cx.now, *delay);
+            match (expires, last_call) {
+                (None, _) => Some(at),
+                (Some(_), Some(last)) if at <= last => Some(at),
+                (Some(_), Some(last)) if last > cx.now => Some(last),
+                _ => None,
+            }
+        });
+    match reminder {
+        Some(at) => cx.timer(TimerKind::Reminder, at),
         None => cx.timer(TimerKind::GiveUp, later(cx.now, cx.config.give_up_after)),
     }
 }
@@ -446,6 +651,9 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             _ => cx.ignore("poll without an application"),
         },
         (TimerKind::Reminder, Stage::Financing(c)) => match &c.phase {
+            LenderPhase::AwaitingPatient { session, .. } if session.expired(cx.now) => {
+                cx.ignore("the lender's session has lapsed; its link is never sent again");
+            }
             LenderPhase::AwaitingPatient {
                 link,
                 reminders_sent,
@@ -477,7 +685,65 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             }
             _ => cx.ignore("give-up without an application"),
         },
+        (TimerKind::Reminder, Stage::OfferingInHouse { reminders_sent }) => {
+            let number = reminders_sent + 1;
+            cx.state.stage = Stage::OfferingInHouse {
+                reminders_sent: number,
+            };
+            cx.command(Action::SendMessage {
+                message: MessageKind::InHouseOffer { number },
+            });
+            schedule_reminder(cx, number);
+        }
+        (TimerKind::GiveUp, Stage::OfferingInHouse { .. }) => {
+            cx.audit("the patient did not answer the in-house plan offer");
+            to_staff(
+                cx,
+                TaskKind::PatientQuiet,
+                "the patient did not answer the in-house payment plan offer after every reminder; call the patient, then resend the offer or cancel".into(),
+            );
+        }
         _ => cx.ignore("timer does not fit the stage"),
+    }
+}
+
+/// Offers the in-house plan of `result`: nothing is created at Stripe until the patient accepts
+/// (DESIGN.md: offers are offered). The offer goes out now, reminders follow on the practice's
+/// schedule, and staff get a task when the patient stays silent.
+fn offer_in_house(cx: &mut Ctx<'_>, result: FinancingResult) {
+    cx.state.result = Some(result);
+    cx.state.in_house_acceptance = None;
+    cx.state.stage = Stage::OfferingInHouse { reminders_sent: 0 };
+    cx.audit("in-house plan offered; waiting for the patient's answer");
+    cx.command(Action::SendMessage {
+        message: MessageKind::InHouseOffer { number: 0 },
+    });
+    schedule_reminder(cx, 0);
+}
+
+fn in_house_answered(cx: &mut Ctx<'_>, accepted: bool, wording: String) {
+    if !matches!(cx.state.stage, Stage::OfferingInHouse { .. }) || cx.state.status != Status::Active
+    {
+        return cx.ignore("no in-house offer awaiting an answer");
+    }
+    cx.out
+        .clear_timers
+        .extend([TimerKind::Reminder, TimerKind::GiveUp]);
+    if accepted {
+        cx.audit(format!("patient accepted the in-house plan: {wording}"));
+        cx.state.in_house_acceptance = Some(crate::InHouseAcceptance {
+            at: cx.now,
+            wording,
+        });
+        start_payments(cx);
+    } else {
+        cx.audit(format!("patient declined the in-house plan: {wording}"));
+        to_staff(
+            cx,
+            TaskKind::NoFinancing,
+            "the patient declined the in-house payment plan; discuss payment with the patient"
+                .into(),
+        );
     }
 }
 
@@ -526,14 +792,14 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
         } => {
             if in_house {
                 match in_house_offer(cx, remainder) {
-                    Ok(Some(offer)) => {
-                        cx.state.result = Some(result(
+                    Ok(Some(offer)) => offer_in_house(
+                        cx,
+                        result(
                             Some((lender.clone(), approved)),
                             Some(offer),
                             format!("{lender} partial + in-house"),
-                        ));
-                        start_payments(cx);
-                    }
+                        ),
+                    ),
                     Ok(None) => counteroffer_task(cx, &lender, approved, remainder),
                     Err(reason) => to_staff(cx, TaskKind::Counteroffer, reason),
                 }
@@ -560,8 +826,7 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
             let amount = cx.state.financing_amount.unwrap_or(deposit);
             match (in_house, in_house_offer(cx, amount)) {
                 (true, Ok(Some(offer))) => {
-                    cx.state.result = Some(result(None, Some(offer), "in-house plan".into()));
-                    start_payments(cx);
+                    offer_in_house(cx, result(None, Some(offer), "in-house plan".into()));
                 }
                 (true, Err(reason)) => to_staff(cx, TaskKind::NoFinancing, reason),
                 _ => to_staff(cx, TaskKind::NoFinancing, "no lender approved and the practice has no in-house plan; discuss payment with the patient".into()),
@@ -595,7 +860,8 @@ fn start_payments(cx: &mut Ctx<'_>) {
         .state
         .result
         .as_ref()
-        .is_some_and(|r| r.in_house.is_some());
+        .is_some_and(|r| r.in_house.is_some())
+        && cx.state.in_house_acceptance.is_some();
     if deposit.is_zero() && !schedule {
         return notify(cx);
     }
@@ -607,13 +873,18 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
     let Some(result) = cx.state.result.clone() else {
         return notify(cx);
     };
-    if !result.deposit.is_zero() && cx.state.stripe.checkout_session_id.is_none() {
+    if !result.deposit.is_zero()
+        && cx.state.stripe.checkout_session_id.is_none()
+        && cx.state.stripe.expired_sessions.is_empty()
+    {
         cx.state.stage = Stage::Payments(PaymentStep::DepositLink);
         return cx.command(Action::CreateDepositLink {
             amount: result.deposit,
         });
     }
+    // The schedule bills the patient: only after the patient accepted the offer.
     if let Some(offer) = result.in_house
+        && cx.state.in_house_acceptance.is_some()
         && cx.state.stripe.schedule_id.is_none()
     {
         cx.state.stage = Stage::Payments(PaymentStep::Schedule);
@@ -708,13 +979,17 @@ fn to_staff(cx: &mut Ctx<'_>, kind: TaskKind, reason: String) {
 
 fn undo_actions(cx: &Ctx<'_>) -> Vec<Action> {
     let mut undo = Vec::new();
-    if let Stage::Financing(c) = &cx.state.stage
-        && let LenderPhase::AwaitingPatient { handle, .. } = &c.phase
-    {
-        undo.push(Action::CancelApplication {
-            lender: c.lender.clone(),
-            handle: handle.clone(),
-        });
+    if let Stage::Financing(c) = &cx.state.stage {
+        let phase = match &c.phase {
+            LenderPhase::HeldForStaff { resume, .. } => resume.as_ref(),
+            phase => phase,
+        };
+        if let LenderPhase::AwaitingPatient { handle, .. } = phase {
+            undo.push(Action::CancelApplication {
+                lender: c.lender.clone(),
+                handle: handle.clone(),
+            });
+        }
     }
     if let Some(schedule_id) = &cx.state.stripe.schedule_id {
         undo.push(Action::CancelSchedule {
@@ -802,6 +1077,49 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             cx.out.raise_task = Some(task);
         }
         PaymentFact::ScheduleCompleted => cx.audit("installment schedule completed"),
+        PaymentFact::CheckoutCompleted { session_id } => {
+            if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str()) {
+                return cx.ignore("not the deposit's Checkout Session");
+            }
+            if cx.state.stripe.deposit_paid {
+                return cx.ignore("deposit already paid");
+            }
+            cx.state.stripe.deposit_paid = true;
+            cx.audit(format!("deposit paid through {session_id}"));
+        }
+        PaymentFact::CheckoutExpired { session_id } => {
+            if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str())
+                || cx.state.stripe.deposit_paid
+            {
+                return cx.ignore("not the deposit's open Checkout Session");
+            }
+            // The link is dead: the page offers a fresh one on the patient's click.
+            cx.state.stripe.checkout_session_id = None;
+            cx.state.stripe.checkout_url = None;
+            cx.state.stripe.expired_sessions.push(session_id.clone());
+            cx.audit(format!("deposit link {session_id} expired unpaid"));
+        }
+    }
+}
+
+/// The patient asked for a fresh deposit link (the last one expired unpaid): one Checkout
+/// Session at a time, never for a paid deposit, a cancelled workflow, or before the first link.
+fn deposit_link_requested(cx: &mut Ctx<'_>) {
+    let deposit = cx.state.result.as_ref().map(|r| r.deposit);
+    let stripe = &cx.state.stripe;
+    let wanted = cx.state.status != Status::Cancelled
+        && !stripe.deposit_paid
+        && !stripe.reissuing_deposit_link
+        && stripe.checkout_session_id.is_none()
+        && stripe.customer_id.is_some()
+        && !stripe.expired_sessions.is_empty();
+    match deposit {
+        Some(amount) if wanted && !amount.is_zero() => {
+            cx.state.stripe.reissuing_deposit_link = true;
+            cx.audit("patient asked for a fresh deposit link");
+            cx.command(Action::CreateDepositLink { amount });
+        }
+        _ => cx.ignore("no expired deposit link to replace"),
     }
 }
 
@@ -820,6 +1138,11 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             }
             cx.state.staff_task = None;
             cx.state.status = Status::Done;
+            if matches!(cx.state.stage, Stage::Financing(_)) {
+                // A held lender handled outside Chairside: nothing more is asked of anyone.
+                cx.state.stage = Stage::Settled;
+                cx.out.clear_timers.extend(ALL_TIMERS);
+            }
             cx.audit("task handled by staff");
         }
         StaffAction::Retry => {
@@ -830,10 +1153,21 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             cx.state.staff_task = None;
             cx.state.status = Status::Active;
             cx.audit("retried by staff");
+            let reuse = cx.state.failed_key_seq.take();
+            if resume_held_lender(cx) {
+                return;
+            }
             match (kind, cx.state.failed_action.take()) {
                 (Some(TaskKind::SystemError), Some(action)) => {
                     restore_stage_for(cx, &action);
+                    let seq = cx.state.next_seq;
                     cx.command(action);
+                    if let Some(key_seq) = reuse {
+                        // The earlier attempt may have succeeded: repeat it under its key and
+                        // marker, so the call reconciles instead of acting twice.
+                        cx.state.key_seqs.insert(seq, key_seq);
+                        cx.audit(format!("retried under the key of attempt {key_seq}"));
+                    }
                 }
                 _ => {
                     // Bad data, an unreachable patient, a quiet patient: start again from the plan.
@@ -845,13 +1179,70 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                     cx.state.stage = Stage::LoadingPlan;
                     cx.state.split = None;
                     cx.state.result = None;
+                    cx.state.in_house_acceptance = None;
                     cx.state.ledger_written_at = None;
                     cx.command(Action::LoadPlan);
                 }
             }
         }
+        StaffAction::AcceptCounteroffer | StaffAction::NextLender => {
+            let Some((lender, approved)) = open_counteroffer(cx) else {
+                return cx.ignore("no counteroffer waiting on staff");
+            };
+            cx.state.staff_task = None;
+            cx.state.status = Status::Active;
+            cx.state.ledger_written_at = None;
+            if action == StaffAction::NextLender {
+                cx.audit(format!(
+                    "staff passed on the {lender} counteroffer; next lender"
+                ));
+                cx.state.passed_counteroffers.push(lender);
+                return next_lender(cx);
+            }
+            cx.audit(format!(
+                "staff accepted the {lender} counteroffer of {approved}"
+            ));
+            let asked = cx.state.financing_amount.unwrap_or(approved);
+            let remainder = asked.checked_sub(approved).unwrap_or(asked);
+            let deposit = cx.state.deposit.unwrap_or(Money::usd(0));
+            let financed = Some((lender.clone(), approved.min(asked)));
+            match in_house_offer(cx, remainder) {
+                Ok(Some(offer)) if !remainder.is_zero() => offer_in_house(
+                    cx,
+                    FinancingResult {
+                        financed,
+                        deposit,
+                        in_house: Some(offer),
+                        path: format!("{lender} counteroffer + in-house"),
+                    },
+                ),
+                Err(reason) if !remainder.is_zero() => to_staff(cx, TaskKind::Counteroffer, reason),
+                _ => {
+                    cx.state.result = Some(FinancingResult {
+                        financed,
+                        deposit,
+                        in_house: None,
+                        path: format!("{lender} counteroffer accepted"),
+                    });
+                    start_payments(cx);
+                }
+            }
+        }
+        StaffAction::ResendLink if in_house_unanswered(cx) => {
+            // The in-house offer again: back to waiting on the patient, reminders anew.
+            cx.state.staff_task = None;
+            cx.state.status = Status::Active;
+            cx.audit("in-house plan offer sent again");
+            let result = cx.state.result.clone();
+            if let Some(result) = result {
+                offer_in_house(cx, result);
+            }
+        }
         StaffAction::ResendLink => match &cx.state.stage {
             Stage::Financing(c) => match &c.phase {
+                LenderPhase::AwaitingPatient { session, .. } if session.expired(cx.now) => {
+                    cx.ignore("the lender's session has lapsed; its link is never sent again");
+                }
                 LenderPhase::AwaitingPatient { link, .. } => {
                     let message = MessageKind::ApplicationLink {
                         lender: c.lender.clone(),
@@ -863,6 +1254,80 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             },
             _ => cx.ignore("no link to resend"),
         },
+    }
+}
+
+/// The lender and amount of the counteroffer an open Counteroffer task is about: the last
+/// partial approval in the record.
+fn open_counteroffer(cx: &Ctx<'_>) -> Option<(financing_core::LenderId, Money)> {
+    if cx.state.status != Status::WaitingOnStaff
+        || cx.state.staff_task.as_ref().map(|t| t.kind) != Some(TaskKind::Counteroffer)
+    {
+        return None;
+    }
+    cx.state
+        .attempts
+        .iter()
+        .rev()
+        .find_map(|a| match a.outcome {
+            AttemptOutcome::PartiallyApproved { approved }
+                if !cx.state.passed_counteroffers.contains(&a.lender) =>
+            {
+                Some((a.lender.clone(), approved))
+            }
+            _ => None,
+        })
+}
+
+/// Staff acted on a held lender: read it again from where it stood. False when nothing is held.
+fn resume_held_lender(cx: &mut Ctx<'_>) -> bool {
+    let Stage::Financing(c) = &mut cx.state.stage else {
+        return false;
+    };
+    let LenderPhase::HeldForStaff { resume, .. } = &mut c.phase else {
+        return false;
+    };
+    let phase = std::mem::replace(resume.as_mut(), LenderPhase::LookingUp);
+    let (lender, amount) = (c.lender.clone(), c.amount);
+    c.phase = phase.clone();
+    match phase {
+        LenderPhase::AwaitingPatient {
+            handle,
+            reminders_sent,
+            ..
+        } => {
+            cx.audit(format!("{lender}: read again after staff acted"));
+            cx.command(Action::PollApplication { lender, handle });
+            schedule_reminder(cx, reminders_sent);
+        }
+        LenderPhase::LookingUp => cx.command(Action::LookupCardholder { lender, amount }),
+        LenderPhase::Starting | LenderPhase::HeldForStaff { .. } => {
+            start_application(cx, lender, amount);
+        }
+    }
+    true
+}
+
+/// True while an in-house offer stands unanswered: being offered, or handed to staff because the
+/// patient went quiet on it.
+fn in_house_unanswered(cx: &Ctx<'_>) -> bool {
+    let offered = cx
+        .state
+        .result
+        .as_ref()
+        .is_some_and(|r| r.in_house.is_some());
+    let unanswered = offered && cx.state.in_house_acceptance.is_none();
+    match (&cx.state.stage, cx.state.status) {
+        (Stage::OfferingInHouse { .. }, Status::Active) => unanswered,
+        (_, Status::WaitingOnStaff) => {
+            unanswered
+                && cx
+                    .state
+                    .staff_task
+                    .as_ref()
+                    .is_some_and(|t| t.kind == TaskKind::PatientQuiet)
+        }
+        _ => false,
     }
 }
 

@@ -49,6 +49,7 @@ fn config(deposit_bps: u32, in_house: bool, on_partial: PartialApprovalRule) -> 
         reminder_delays: vec![Duration::from_secs(3600), Duration::from_secs(86_400)],
         give_up_after: Duration::from_secs(172_800),
         poll_interval: Duration::from_secs(600),
+        lender_schedules: Vec::new(),
     }
 }
 
@@ -111,6 +112,7 @@ fn opened(id: &str) -> Event {
         lender: lender(id),
         handle: handle("sess-1"),
         link: format!("https://{id}.test/apply/1"),
+        expires_at: None,
     }
 }
 
@@ -151,6 +153,14 @@ fn declined(id: &str) -> Event {
             raw_status: "Declined".into(),
         },
     )
+}
+
+/// The patient's acceptance of the in-house offer, as the patient page queues it.
+fn accept() -> Event {
+    Event::InHouseAnswered {
+        accepted: true,
+        wording: "I agree to pay $1,000.00 in 6 monthly payments".into(),
+    }
 }
 
 fn actions(t: &Transition) -> Vec<&Action> {
@@ -291,14 +301,15 @@ fn an_opened_application_sends_the_link_and_sets_poll_and_reminder_timers() {
             }
         }]
     );
+    // No schedule configured for the lender: the default one, 5 s while the patient is on the page.
     assert_eq!(
         t.set_timers,
         vec![
-            (TimerKind::Poll, t0() + Duration::from_secs(600)),
+            (TimerKind::Poll, t0() + Duration::from_secs(5)),
             (TimerKind::Reminder, t0() + Duration::from_secs(3600))
         ]
     );
-    // A poll timer asks the lender; a pending answer polls again later.
+    // A poll timer asks the lender; a pending answer with the lender's own floor waits for it.
     let t = run.on(Event::TimerFired {
         timer: TimerKind::Poll,
     });
@@ -449,6 +460,14 @@ fn a_partial_approval_with_continue_puts_the_remainder_on_the_in_house_plan() {
     run.on(decided("carecredit", partial));
     run.on(opened("sunbit"));
     let t = run.on(declined("sunbit"));
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }],
+        "the remainder is offered, nothing is set up at Stripe yet"
+    );
+    let t = run.on(accept());
     assert_eq!(actions(&t), vec![&Action::EnsureCustomer]);
     let t = run.on(Event::CustomerReady {
         customer_id: "cus_1".into(),
@@ -487,7 +506,12 @@ fn every_lender_declining_offers_the_in_house_plan_or_a_task() {
     run.on(declined("carecredit"));
     run.on(opened("sunbit"));
     let t = run.on(declined("sunbit"));
-    assert_eq!(actions(&t), vec![&Action::EnsureCustomer]);
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }]
+    );
     assert_eq!(
         run.state.result.as_ref().map(|r| r.path.as_str()),
         Some("in-house plan")
@@ -536,9 +560,10 @@ fn a_plan_fully_covered_by_insurance_needs_no_lender_and_no_stripe() {
     let t = run.on(loaded(50_000, 50_000));
     assert_eq!(
         actions(&t),
-        vec![&Action::SendMessage {
-            message: MessageKind::FinancingSummary
-        }]
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Outcome
+        }],
+        "no zero-dollar message: the note alone"
     );
     assert_eq!(
         run.state.result.as_ref().map(|r| r.path.as_str()),
@@ -574,6 +599,7 @@ fn a_withdrawn_plan_cancels_the_schedule_and_the_link_then_notes_it() {
     run.on(declined("carecredit"));
     run.on(opened("sunbit"));
     run.on(declined("sunbit"));
+    run.on(accept());
     run.on(Event::CustomerReady {
         customer_id: "cus_1".into(),
     });
@@ -727,6 +753,70 @@ fn a_failed_stripe_call_goes_to_staff_and_a_retry_repeats_it() {
 }
 
 #[test]
+fn a_staff_retry_keeps_the_key_after_an_unknown_outcome_and_takes_a_fresh_one_after_a_refusal() {
+    let deposit = Action::CreateDepositLink {
+        amount: Money::usd(20_000),
+    };
+    let to_staff = |run: &mut Run, event: Event| {
+        run.on(event);
+        run.on(Event::NoteWritten {
+            note: NoteKind::Outcome,
+            at: t0(),
+        });
+        assert_eq!(run.state.status, Status::WaitingOnStaff);
+        let t = run.on(Event::Staff {
+            action: StaffAction::Retry,
+        });
+        assert_eq!(actions(&t), vec![&deposit]);
+        t.commands[0].clone()
+    };
+    let mut run = Run::new(config(2_000, false, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(approved("carecredit", 80_000));
+    run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+
+    // The call timed out at attempt seq 7: the retry (a new seq) derives its key from 7.
+    let retried = to_staff(
+        &mut run,
+        Event::EffectIndeterminate {
+            action: deposit.clone(),
+            seq: 7,
+            reason: "timed out".into(),
+        },
+    );
+    assert_ne!(retried.seq, 7);
+    assert_eq!(run.state.key_seq(retried.seq), 7);
+    assert_eq!(
+        run.state.command_key(&retried),
+        run.state.id.idempotency_key("create_deposit_link", 7)
+    );
+
+    // It timed out again: still the first attempt's key.
+    let again = to_staff(
+        &mut run,
+        Event::EffectIndeterminate {
+            action: deposit.clone(),
+            seq: retried.seq,
+            reason: "timed out".into(),
+        },
+    );
+    assert_eq!(run.state.key_seq(again.seq), 7);
+
+    // Then Stripe refused it: nothing was created, so the next retry asks under a fresh key.
+    let fresh = to_staff(
+        &mut run,
+        Event::EffectFailed {
+            action: deposit.clone(),
+            reason: "HTTP 400".into(),
+        },
+    );
+    assert_eq!(run.state.key_seq(fresh.seq), fresh.seq);
+}
+
+#[test]
 fn an_unwritable_ledger_stops_at_a_task_instead_of_looping() {
     let mut run = Run::new(config(0, false, PartialApprovalRule::StopForStaff));
     run.on(loaded(50_000, 50_000));
@@ -797,6 +887,13 @@ fn drive(
                     amount: Money::usd(100),
                 }
             }))
+        } else if queue.is_empty() && matches!(s.stage, Stage::OfferingInHouse { .. }) && c % 4 != 3
+        {
+            // The patient answers the in-house offer (or, for c % 4 == 3, stays quiet).
+            Some(Event::InHouseAnswered {
+                accepted: c % 4 != 2,
+                wording: "terms".into(),
+            })
         } else if !queue.is_empty() {
             let cmd = queue.remove(0);
             Some(outcome_of(&cmd.action, c))
@@ -851,9 +948,13 @@ fn outcome_of(action: &Action, c: u8) -> Event {
                 lender: l.clone(),
                 handle: handle("s"),
                 link: "https://l.test/a".into(),
+                // Some sessions lapse within the drive, some never do.
+                expires_at: c
+                    .is_multiple_of(3)
+                    .then(|| t0() + Duration::from_secs(u64::from(c) * 60)),
             },
         },
-        Action::PollApplication { lender: l, .. } => match c % 6 {
+        Action::PollApplication { lender: l, .. } => match c % 8 {
             0 => approved(l.as_str(), 1_000_000),
             1 => declined(l.as_str()),
             2 => decided(
@@ -868,6 +969,21 @@ fn outcome_of(action: &Action, c: u8) -> Event {
                 l.as_str(),
                 Decision::Expired {
                     raw_status: "Expired".into(),
+                },
+            ),
+            4 => decided(
+                l.as_str(),
+                Decision::Prequalified {
+                    offer: offer(l.as_str(), 500_000),
+                    requested: Money::usd(90_000),
+                    raw_status: "PREQUAL_APPROVED".into(),
+                },
+            ),
+            5 if c.is_multiple_of(3) => decided(
+                l.as_str(),
+                Decision::NeedsStaff {
+                    instruction: "call the lender".into(),
+                    raw_status: "CallForAuth".into(),
                 },
             ),
             _ => decided(
@@ -955,6 +1071,12 @@ proptest! {
         prop_assert!(count(|a| matches!(a, Action::CreateDepositLink { .. })) <= 1 + failures, "{emitted:?}");
         prop_assert!(count(|a| matches!(a, Action::CreateInstallmentSchedule { .. })) <= 1, "{emitted:?}");
         prop_assert!(count(|a| matches!(a, Action::EnsureCustomer)) <= 1, "{emitted:?}");
+        // Offers are offered: no schedule without the patient's recorded acceptance.
+        prop_assert!(
+            count(|a| matches!(a, Action::CreateInstallmentSchedule { .. })) == 0
+                || s.in_house_acceptance.is_some(),
+            "{emitted:?}"
+        );
         let outcome_notes = count(|a| matches!(a, Action::WriteLedgerNote { note: NoteKind::Outcome }));
         prop_assert!(outcome_notes <= 1 + usize::from(withdrew), "{outcome_notes} outcome notes: {emitted:?}");
         // With the queue drained and no timers left the workflow has settled.
@@ -973,6 +1095,13 @@ proptest! {
         let choices: Vec<u8> = choices.into_iter().filter(|c| c % 11 != 0 && c % 13 != 0).collect();
         prop_assume!(!choices.is_empty());
         let (s, emitted, _) = drive(&config, &choices, false);
+        let held = matches!(&s.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::HeldForStaff { .. }));
+        if held {
+            // Held for staff with the lender's instruction: no note, nothing pending, a person acts.
+            prop_assert_eq!(s.status, Status::WaitingOnStaff);
+            prop_assert_eq!(s.staff_task.as_ref().map(|t| t.kind), Some(TaskKind::LenderNeedsStaff));
+            return Ok(());
+        }
         prop_assert_eq!(&s.stage, &Stage::Settled, "stuck at {:?} after {} commands", s.stage, emitted.len());
         prop_assert!(matches!(s.status, Status::Done | Status::Cancelled | Status::WaitingOnStaff));
         prop_assert_eq!(emitted.iter().filter(|a| matches!(a, Action::WriteLedgerNote { note: NoteKind::Outcome })).count(), 1);
@@ -986,6 +1115,15 @@ proptest! {
 fn a_huge_poll_or_reminder_duration_saturates_the_timer_instead_of_panicking() {
     let mut huge = config(0, true, PartialApprovalRule::StopForStaff);
     huge.poll_interval = Duration::MAX;
+    huge.lender_schedules = vec![(
+        lender("carecredit"),
+        financing_core::PollSchedule {
+            steps: vec![],
+            then_every: Duration::MAX,
+            session_life: None,
+            remind_before_expiry: Duration::MAX,
+        },
+    )];
     huge.reminder_delays = vec![Duration::from_secs(u64::MAX / 2)];
     let mut run = Run::new(huge);
     run.on(loaded(100_000, 0));
@@ -1073,4 +1211,716 @@ proptest! {
             prop_assert!(installments.is_none() && deposit == 0);
         }
     }
+}
+
+// ---- Lenders at real speed, amounts read right, statuses that need a person. ----
+
+/// CareCredit's real schedule (as `carecredit-client` ships it): a 30-minute session.
+fn carecredit_schedule() -> financing_core::PollSchedule {
+    financing_core::PollSchedule {
+        steps: vec![
+            financing_core::PollStep {
+                until: Duration::from_secs(600),
+                every: Duration::from_secs(5),
+            },
+            financing_core::PollStep {
+                until: Duration::from_secs(35 * 60),
+                every: Duration::from_secs(20),
+            },
+        ],
+        then_every: Duration::from_secs(300),
+        session_life: Some(Duration::from_secs(30 * 60)),
+        remind_before_expiry: Duration::from_secs(600),
+    }
+}
+
+/// The shipped practice defaults: reminders after 1 and 3 days, a task 2 days later, polls at
+/// most every 15 minutes; CareCredit first with its real schedule, then Sunbit.
+fn real_timings() -> WorkflowConfig {
+    let mut c = config(0, true, PartialApprovalRule::StopForStaff);
+    c.reminder_delays = vec![Duration::from_secs(86_400), Duration::from_secs(3 * 86_400)];
+    c.give_up_after = Duration::from_secs(2 * 86_400);
+    c.poll_interval = Duration::from_secs(15 * 60);
+    c.lender_schedules = vec![(lender("carecredit"), carecredit_schedule())];
+    c
+}
+
+fn timer_at(t: &Transition, kind: TimerKind) -> Option<DateTime<Utc>> {
+    t.set_timers
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, at)| *at)
+}
+
+fn minutes(m: i64) -> chrono::TimeDelta {
+    chrono::TimeDelta::minutes(m)
+}
+
+#[test]
+fn a_carecredit_session_at_real_timings_is_polled_fast_reminded_before_it_lapses_then_sunbit_is_offered()
+ {
+    let mut run = Run::new(real_timings());
+    run.on(loaded(100_000, 0));
+    // Arrange: the link goes out at t0.
+    let t = run.on(opened("carecredit"));
+    // The patient is likely on CareCredit's page: the pullback is read within seconds.
+    assert_eq!(
+        timer_at(&t, TimerKind::Poll),
+        Some(t0() + Duration::from_secs(5))
+    );
+    // The practice's first reminder (a day) would come after the 30-minute session: brought
+    // forward to 10 minutes before the lapse.
+    assert_eq!(timer_at(&t, TimerKind::Reminder), Some(t0() + minutes(20)));
+
+    // Twelve minutes in, still pending: the slower step (20 s).
+    run.now = t0() + minutes(12);
+    let t = run.on(decided(
+        "carecredit",
+        Decision::Pending {
+            poll_after: None,
+            raw_status: "Created".into(),
+        },
+    ));
+    assert_eq!(
+        timer_at(&t, TimerKind::Poll),
+        Some(run.now + Duration::from_secs(20))
+    );
+
+    // The reminder goes out before the session lapses, then no other reminder for this session;
+    // the give-up keeps its own horizon (a finished application may be pending past the lapse).
+    run.now = t0() + minutes(20);
+    let t = run.on(Event::TimerFired {
+        timer: TimerKind::Reminder,
+    });
+    assert!(matches!(
+        actions(&t)[..],
+        [Action::SendMessage {
+            message: MessageKind::Reminder { number: 1, .. }
+        }]
+    ));
+    let lapse = t0() + minutes(30) + Duration::from_secs(1);
+    assert_eq!(
+        timer_at(&t, TimerKind::GiveUp),
+        Some(run.now + Duration::from_secs(2 * 86_400))
+    );
+    assert_eq!(timer_at(&t, TimerKind::Reminder), None);
+
+    // A read 10 s before the lapse schedules the next one at the lapse, not 20 s later.
+    run.now = t0() + minutes(30) - Duration::from_secs(10);
+    let t = run.on(decided(
+        "carecredit",
+        Decision::Pending {
+            poll_after: None,
+            raw_status: "Created".into(),
+        },
+    ));
+    assert_eq!(timer_at(&t, TimerKind::Poll), Some(lapse));
+    let (_, _, session) = run.state.lender_session().unwrap();
+    assert!(!session.expired(run.now));
+    assert!(session.expired(lapse));
+
+    // A stray reminder after the lapse never resends the lapsed link.
+    run.now = lapse;
+    let t = run.on(Event::TimerFired {
+        timer: TimerKind::Reminder,
+    });
+    assert!(t.ignored && t.commands.is_empty());
+
+    // CareCredit reports the lapse: the waterfall moves on and Sunbit is offered.
+    let t = run.on(decided(
+        "carecredit",
+        Decision::Expired {
+            raw_status: "Expired".into(),
+        },
+    ));
+    assert!(matches!(
+        actions(&t)[..],
+        [Action::StartApplication { lender: l, .. }] if l == &lender("sunbit")
+    ));
+    assert_eq!(
+        run.state.attempts[0].outcome,
+        financing_core::AttemptOutcome::Expired
+    );
+    assert_eq!(run.state.status, Status::Active);
+}
+
+#[test]
+fn an_application_finished_before_the_lapse_may_stay_pending_after_it() {
+    // Arrange: the patient finished at minute 25; CareCredit reviews past the 30-minute session.
+    let mut run = Run::new(real_timings());
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.now = t0() + minutes(31);
+    // Act
+    let t = run.on(decided(
+        "carecredit",
+        Decision::Pending {
+            poll_after: None,
+            raw_status: "Pending".into(),
+        },
+    ));
+    // Assert: still this lender, read again on its schedule (20 s until 35 minutes).
+    assert_eq!(
+        timer_at(&t, TimerKind::Poll),
+        Some(run.now + Duration::from_secs(20))
+    );
+    assert!(run.state.attempts.is_empty());
+    run.now = t0() + minutes(40);
+    let t = run.on(approved("carecredit", 100_000));
+    assert!(matches!(
+        actions(&t)[..],
+        [Action::SendMessage {
+            message: MessageKind::FinancingSummary
+        }]
+    ));
+}
+
+#[test]
+fn a_lender_supplied_expiry_wins_over_the_schedule_and_the_last_lapse_is_a_quiet_patient() {
+    let mut run = Run::new(real_timings());
+    run.on(loaded(100_000, 0));
+    // CareCredit says its session ends in 10 minutes: no reminder fits before it.
+    let t = run.on(Event::ApplicationOpened {
+        lender: lender("carecredit"),
+        handle: handle("sess-1"),
+        link: "https://carecredit.test/apply/1".into(),
+        expires_at: Some(t0() + minutes(10)),
+    });
+    assert_eq!(timer_at(&t, TimerKind::Reminder), None);
+    assert!(timer_at(&t, TimerKind::GiveUp).is_some());
+    run.on(decided(
+        "carecredit",
+        Decision::Expired {
+            raw_status: "Expired".into(),
+        },
+    ));
+    // Sunbit's link lapses too, with nothing decided anywhere: staff call the patient.
+    run.on(opened("sunbit"));
+    let t = run.on(decided(
+        "sunbit",
+        Decision::Expired {
+            raw_status: "PREQUAL_ABORTED".into(),
+        },
+    ));
+    assert_eq!(t.raise_task.map(|t| t.kind), Some(TaskKind::PatientQuiet));
+}
+
+#[test]
+fn a_prequalification_is_not_financing_and_the_lower_purchase_is_a_counteroffer() {
+    let mut run = Run::new(config(0, true, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    // Prequalified for more than asked: still waiting, nothing financed, polls go on.
+    let t = run.on(decided(
+        "carecredit",
+        Decision::Prequalified {
+            offer: offer("carecredit", 250_000),
+            requested: Money::usd(100_000),
+            raw_status: "PREQUAL_APPROVED".into(),
+        },
+    ));
+    assert!(t.commands.is_empty(), "{t:?}");
+    assert!(timer_at(&t, TimerKind::Poll).is_some());
+    assert!(run.state.result.is_none() && run.state.attempts.is_empty());
+    let (_, _, session) = run.state.lender_session().unwrap();
+    assert_eq!(
+        session.prequalified.as_ref().map(|o| o.amount),
+        Some(Money::usd(250_000))
+    );
+    // The purchase completes for less than asked: a counteroffer for staff, the gap named.
+    let t = run.on(decided(
+        "carecredit",
+        Decision::from_approval(
+            offer("carecredit", 70_000),
+            Money::usd(100_000),
+            "COMPLETED",
+        ),
+    ));
+    let task = t.raise_task.expect("a counteroffer task");
+    assert_eq!(task.kind, TaskKind::Counteroffer);
+    assert!(
+        task.reason.contains("$700.00") && task.reason.contains("$300.00"),
+        "{}",
+        task.reason
+    );
+    assert!(
+        run.state.result.is_none(),
+        "a counteroffer is not financing"
+    );
+}
+
+#[test]
+fn a_counteroffer_with_continue_finances_the_approval_and_puts_the_gap_on_the_in_house_plan() {
+    let mut run = Run::new(config(
+        0,
+        true,
+        PartialApprovalRule::ContinueForFullCoverage,
+    ));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(declined("carecredit"));
+    run.on(opened("sunbit"));
+    run.on(decided(
+        "sunbit",
+        Decision::from_approval(offer("sunbit", 64_000), Money::usd(100_000), "COMPLETED"),
+    ));
+    let result = run.state.result.clone().expect("financed");
+    assert_eq!(
+        result.financed,
+        Some((lender("sunbit"), Money::usd(64_000)))
+    );
+    let gap: i64 = result
+        .in_house
+        .expect("the gap goes to the in-house plan")
+        .installments
+        .iter()
+        .map(|m| m.minor())
+        .sum();
+    assert_eq!(gap, 36_000);
+}
+
+#[test]
+fn call_for_auth_holds_the_waterfall_for_staff_with_the_lenders_instruction() {
+    let mut run = Run::new(real_timings());
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    let instruction = "call CareCredit at 800-859-9975 and quote session sess-1";
+    // Act
+    let t = run.on(decided(
+        "carecredit",
+        Decision::NeedsStaff {
+            instruction: instruction.into(),
+            raw_status: "CallForAuth".into(),
+        },
+    ));
+    // Assert: a task with the instruction, no next lender, no note, nothing left ticking.
+    let task = t.raise_task.clone().expect("a staff task");
+    assert_eq!(task.kind, TaskKind::LenderNeedsStaff);
+    assert_eq!(task.reason, instruction);
+    assert!(t.commands.is_empty(), "{t:?}");
+    assert!(
+        t.clear_timers.contains(&TimerKind::Poll) && t.clear_timers.contains(&TimerKind::Reminder)
+    );
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    assert!(
+        run.state.attempts.is_empty(),
+        "the waterfall did not move on"
+    );
+    // A late decision while held is left to the staff retry, which reads the lender again.
+    assert!(run.on(approved("carecredit", 100_000)).ignored);
+    let t = run.on(Event::Staff {
+        action: StaffAction::Retry,
+    });
+    assert!(matches!(actions(&t)[..], [Action::PollApplication { .. }]));
+    assert_eq!(run.state.status, Status::Active);
+    let t = run.on(approved("carecredit", 100_000));
+    assert!(matches!(
+        actions(&t)[..],
+        [Action::SendMessage {
+            message: MessageKind::FinancingSummary
+        }]
+    ));
+}
+
+#[test]
+fn an_unknown_status_holds_for_staff_and_cancel_withdraws_the_held_application() {
+    let mut run = Run::new(config(0, true, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    let t = run.on(decided(
+        "carecredit",
+        Decision::Unknown("Frobnicated".into()),
+    ));
+    let task = t.raise_task.expect("a staff task");
+    assert_eq!(task.kind, TaskKind::LenderNeedsStaff);
+    assert!(
+        task.reason.contains("Frobnicated") && task.reason.contains("sess-1"),
+        "{}",
+        task.reason
+    );
+    assert!(run.state.attempts.is_empty());
+    let t = run.on(Event::Staff {
+        action: StaffAction::Cancel,
+    });
+    assert!(matches!(
+        actions(&t)[..],
+        [Action::CancelApplication { .. }]
+    ));
+}
+
+#[test]
+fn marking_a_held_lender_handled_closes_the_workflow() {
+    let mut run = Run::new(config(0, true, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(decided(
+        "carecredit",
+        Decision::NeedsStaff {
+            instruction: "look at the duplicate QuickScreen".into(),
+            raw_status: "DupQS".into(),
+        },
+    ));
+    run.on(Event::Staff {
+        action: StaffAction::MarkHandled,
+    });
+    assert_eq!(run.state.status, Status::Done);
+    assert_eq!(run.state.stage, Stage::Settled);
+}
+
+/// All lenders decline with an in-house plan configured: the machine is at the offer.
+fn at_in_house_offer(deposit_bps: u32) -> Run {
+    let mut run = Run::new(config(deposit_bps, true, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(declined("carecredit"));
+    run.on(opened("sunbit"));
+    run.on(declined("sunbit"));
+    assert!(matches!(
+        run.state.stage,
+        Stage::OfferingInHouse { reminders_sent: 0 }
+    ));
+    run
+}
+
+#[test]
+fn the_in_house_plan_is_offered_and_nothing_bills_before_the_patient_accepts() {
+    let mut run = at_in_house_offer(2_000);
+    assert!(run.state.stripe.customer_id.is_none());
+    assert!(run.state.in_house_acceptance.is_none());
+    // Stripe facts before acceptance change nothing.
+    assert!(
+        run.on(Event::Payment(PaymentFact::Paid {
+            stripe_id: "in_x".into(),
+            amount: Money::usd(100),
+        }))
+        .ignored
+    );
+    // A schedule creation arriving now (a forged or stray result) is not taken.
+    assert!(
+        run.on(Event::ScheduleCreated {
+            schedule_id: "sub_sched_x".into()
+        })
+        .ignored
+    );
+    run.now = t0() + Duration::from_secs(60);
+    let t = run.on(accept());
+    assert_eq!(actions(&t), vec![&Action::EnsureCustomer]);
+    assert!(t.clear_timers.contains(&TimerKind::Reminder));
+    assert!(t.clear_timers.contains(&TimerKind::GiveUp));
+    let acceptance = run.state.in_house_acceptance.clone().expect("recorded");
+    assert_eq!(acceptance.at, run.now, "the time of the acceptance is kept");
+    assert_eq!(
+        acceptance.wording,
+        "I agree to pay $1,000.00 in 6 monthly payments"
+    );
+    assert!(
+        t.audit
+            .iter()
+            .any(|l| l.contains("accepted the in-house plan"))
+    );
+    let t = run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+    assert!(matches!(
+        actions(&t)[..],
+        [Action::CreateDepositLink { .. }]
+    ));
+    run.on(Event::DepositLinkCreated {
+        session_id: "cs_1".into(),
+        url: "u".into(),
+    });
+    assert!(matches!(
+        run.state.stage,
+        Stage::Payments(PaymentStep::Schedule)
+    ));
+    // A second acceptance (a double click that reached the runner twice) is ignored.
+    assert!(run.on(accept()).ignored);
+}
+
+#[test]
+fn an_unanswered_offer_is_reminded_then_handed_to_staff_and_a_resend_offers_it_again() {
+    let mut run = at_in_house_offer(0);
+    let t = run.on(Event::TimerFired {
+        timer: TimerKind::Reminder,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 1 }
+        }]
+    );
+    let t = run.on(Event::TimerFired {
+        timer: TimerKind::Reminder,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 2 }
+        }]
+    );
+    assert!(
+        t.set_timers.iter().any(|(k, _)| *k == TimerKind::GiveUp),
+        "after the last reminder, the give-up timer"
+    );
+    let t = run.on(Event::TimerFired {
+        timer: TimerKind::GiveUp,
+    });
+    let task = t.raise_task.clone().expect("a task for staff");
+    assert_eq!(task.kind, TaskKind::PatientQuiet);
+    assert!(task.reason.contains("in-house"), "{}", task.reason);
+    assert!(
+        !actions(&t)
+            .iter()
+            .any(|a| a.creates_stripe_object() || matches!(a, Action::EnsureCustomer)),
+        "going quiet bills nothing"
+    );
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    // An answer after the hand-over is not taken: the offer is no longer standing.
+    assert!(run.on(accept()).ignored);
+    // Staff resend: the offer goes out again with a fresh reminder schedule.
+    let t = run.on(Event::Staff {
+        action: StaffAction::ResendLink,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }]
+    );
+    assert_eq!(run.state.status, Status::Active);
+    assert!(run.state.staff_task.is_none());
+    assert!(t.set_timers.iter().any(|(k, _)| *k == TimerKind::Reminder));
+    let t = run.on(accept());
+    assert_eq!(actions(&t), vec![&Action::EnsureCustomer]);
+}
+
+#[test]
+fn a_declined_offer_becomes_a_staff_task_and_bills_nothing() {
+    let mut run = at_in_house_offer(2_000);
+    let t = run.on(Event::InHouseAnswered {
+        accepted: false,
+        wording: "I do not want the plan".into(),
+    });
+    let task = t.raise_task.clone().expect("a task");
+    assert_eq!(task.kind, TaskKind::NoFinancing);
+    assert!(
+        task.reason.contains("declined the in-house"),
+        "{}",
+        task.reason
+    );
+    assert_eq!(
+        actions(&t),
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Outcome
+        }]
+    );
+    assert!(run.state.in_house_acceptance.is_none());
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    assert!(t.clear_timers.contains(&TimerKind::GiveUp));
+}
+
+#[test]
+fn a_withdrawal_during_the_offer_undoes_nothing_and_refuses_a_later_acceptance() {
+    let mut run = at_in_house_offer(0);
+    let t = run.on(Event::PlanWithdrawn {
+        reason: "rejected".into(),
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Outcome
+        }]
+    );
+    assert!(t.drop_pending_messages);
+    assert!(run.on(accept()).ignored);
+}
+
+/// CareCredit approved with a 20 % deposit; the deposit link is out and the workflow is done.
+fn with_deposit_link() -> Run {
+    let mut run = Run::new(config(2_000, false, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(approved("carecredit", 80_000));
+    run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+    run.on(Event::DepositLinkCreated {
+        session_id: "cs_1".into(),
+        url: "https://checkout.test/cs_1".into(),
+    });
+    run.on(Event::MessageSent {
+        message: MessageKind::FinancingSummary,
+    });
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::Done);
+    run
+}
+
+#[test]
+fn an_expired_deposit_link_is_replaced_once_when_the_patient_asks_and_never_after_payment() {
+    let mut run = with_deposit_link();
+    // Nothing to replace while the link is open.
+    assert!(run.on(Event::DepositLinkRequested).ignored);
+    // Another session's expiry changes nothing.
+    assert!(
+        run.on(Event::Payment(PaymentFact::CheckoutExpired {
+            session_id: "cs_other".into()
+        }))
+        .ignored
+    );
+    let t = run.on(Event::Payment(PaymentFact::CheckoutExpired {
+        session_id: "cs_1".into(),
+    }));
+    assert!(
+        t.commands.is_empty(),
+        "nothing is created until the patient asks"
+    );
+    assert!(run.state.stripe.checkout_url.is_none());
+    assert_eq!(run.state.stripe.expired_sessions, vec!["cs_1".to_owned()]);
+    let t = run.on(Event::DepositLinkRequested);
+    assert_eq!(
+        actions(&t),
+        vec![&Action::CreateDepositLink {
+            amount: Money::usd(20_000)
+        }]
+    );
+    // A second click while it is being created creates nothing more.
+    assert!(run.on(Event::DepositLinkRequested).ignored);
+    run.on(Event::DepositLinkCreated {
+        session_id: "cs_2".into(),
+        url: "https://checkout.test/cs_2".into(),
+    });
+    assert_eq!(
+        run.state.stripe.checkout_session_id.as_deref(),
+        Some("cs_2")
+    );
+    assert_eq!(
+        run.state.status,
+        Status::Done,
+        "the workflow itself is untouched"
+    );
+    // Paid: a late expiry of the old link and further requests change nothing.
+    run.on(Event::Payment(PaymentFact::CheckoutCompleted {
+        session_id: "cs_2".into(),
+    }));
+    assert!(run.state.stripe.deposit_paid);
+    assert!(
+        run.on(Event::Payment(PaymentFact::CheckoutExpired {
+            session_id: "cs_2".into()
+        }))
+        .ignored
+    );
+    assert!(run.on(Event::DepositLinkRequested).ignored);
+}
+
+#[test]
+fn a_cancelled_workflow_gets_no_fresh_deposit_link() {
+    let mut run = with_deposit_link();
+    run.on(Event::Payment(PaymentFact::CheckoutExpired {
+        session_id: "cs_1".into(),
+    }));
+    run.on(Event::Staff {
+        action: StaffAction::Cancel,
+    });
+    assert!(run.on(Event::DepositLinkRequested).ignored);
+}
+
+/// CareCredit approves $600 of $1,000; the practice stops for staff.
+fn at_counteroffer(in_house: bool) -> Run {
+    let mut run = Run::new(config(0, in_house, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    let partial = Decision::PartiallyApproved {
+        offer: offer("carecredit", 60_000),
+        requested: Money::usd(100_000),
+        raw_status: "PreApproved".into(),
+    };
+    run.on(decided("carecredit", partial));
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    run
+}
+
+#[test]
+fn staff_accepting_a_counteroffer_finances_its_amount_and_offers_the_remainder_in_house() {
+    let mut run = at_counteroffer(true);
+    let t = run.on(Event::Staff {
+        action: StaffAction::AcceptCounteroffer,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }]
+    );
+    let result = run.state.result.clone().expect("a result");
+    assert_eq!(
+        result.financed,
+        Some((lender("carecredit"), Money::usd(60_000)))
+    );
+    assert_eq!(
+        result.in_house.map(|o| o.total),
+        Some(Money::usd(40_000)),
+        "the remainder, offered"
+    );
+    assert_eq!(run.state.status, Status::Active);
+    // Without an in-house plan: the lender's part alone, straight to the summary.
+    let mut run = at_counteroffer(false);
+    let t = run.on(Event::Staff {
+        action: StaffAction::AcceptCounteroffer,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::FinancingSummary
+        }]
+    );
+}
+
+#[test]
+fn staff_passing_on_a_counteroffer_asks_the_next_lender_and_keeps_the_record() {
+    let mut run = at_counteroffer(true);
+    let t = run.on(Event::Staff {
+        action: StaffAction::NextLender,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::StartApplication {
+            lender: lender("sunbit"),
+            amount: Money::usd(100_000)
+        }]
+    );
+    assert!(
+        matches!(
+            run.state.attempts[0].outcome,
+            financing_core::AttemptOutcome::PartiallyApproved { .. }
+        ),
+        "the counteroffer stays in the record"
+    );
+    // Sunbit declines too: the whole amount goes to the in-house offer.
+    run.on(opened("sunbit"));
+    let t = run.on(declined("sunbit"));
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::InHouseOffer { number: 0 }
+        }]
+    );
+    // A counteroffer action with no counteroffer open is ignored.
+    assert!(
+        run.on(Event::Staff {
+            action: StaffAction::AcceptCounteroffer
+        })
+        .ignored
+    );
 }

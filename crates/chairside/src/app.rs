@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use connector_transport::RetryPolicy;
-use financing_core::{Backoff, LenderId, SharedProvider, Tz};
+use financing_core::{Backoff, LenderId, PollSchedule, SharedProvider, Tz};
 use tokio::sync::Notify;
 
 use crate::config::{Config, PmsSettings};
@@ -78,6 +78,9 @@ pub struct Extras {
     pub nexhealth_rate_budget: Option<nexhealth_client::RateBudget>,
     /// How commits reach the disk (default [`Durability::Full`]; the bench measures `Normal`).
     pub durability: Option<Durability>,
+    /// Lender poll schedules that replace the clients' own (the demo's compressed day); every
+    /// other lender keeps the schedule its client ships.
+    pub lender_schedules: Vec<(LenderId, PollSchedule)>,
 }
 
 impl fmt::Debug for Extras {
@@ -92,6 +95,7 @@ impl fmt::Debug for Extras {
             .field("opendental_server_zone", &self.opendental_server_zone)
             .field("nexhealth_rate_budget", &self.nexhealth_rate_budget)
             .field("durability", &self.durability)
+            .field("lender_schedules", &self.lender_schedules)
             .finish()
     }
 }
@@ -127,7 +131,10 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     .await
     .with_context(|| format!("opening {}", config.store.path.display()))?;
     store.migrate().await.context("migrating the database")?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = Arc::new(store);
+    // Each message channel's send is journalled before it goes out (at most once per channel).
+    let journal: Arc<dyn chairside_engine::store::DeliveryStore> = store.clone();
+    let store: Arc<dyn Store> = store;
     let http = reqwest::Client::builder()
         .timeout(CALL_TIMEOUT)
         .pool_max_idle_per_host(32)
@@ -227,8 +234,6 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             let mut b = carecredit_client::Client::builder(cc.base_url.clone(), cc.credentials())
                 .merchant(p.location_id.clone(), cc.merchant_number.as_str())
                 .limits(cc.limits)
-                // The practice's poll interval, not the client's default, paces status reads.
-                .poll_after(p.reminders.poll_interval)
                 .http_client(http.clone())
                 // In-call retries: one capped policy, see CALL_RETRY.
                 .retry(CALL_RETRY)
@@ -248,7 +253,6 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             let client = sunbit_client::Client::builder(sb.base_url.clone(), sb.credentials())
                 .location(p.location_id.clone(), sb.location.clone())
                 .limits(sb.limits)
-                .poll_after(p.reminders.poll_interval)
                 .http_client(http.clone())
                 // In-call retries: one capped policy, see CALL_RETRY.
                 .retry(CALL_RETRY)
@@ -266,7 +270,8 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     }
     let messenger = Arc::new(
         PatientMessenger::new(channels, ledger)
-            .map_err(|e| anyhow::anyhow!("message templates: {e}"))?,
+            .map_err(|e| anyhow::anyhow!("message templates: {e}"))?
+            .with_journal(journal),
     );
     let links = config.patient_links();
     let mut runner_config = config.runner_config();
@@ -276,14 +281,20 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     if let Some(retry) = extras.retry {
         runner_config.backoff = retry;
     }
-    let mut engine = EngineBuilder::new(store.clone()).runner_config(runner_config);
+    let mut engine = EngineBuilder::new(store.clone())
+        .runner_config(runner_config)
+        .detection(config.detection.detect_config());
     if let Some(clock) = extras.clock {
         engine = engine.clock(clock);
     }
     for (p, pms, lenders, payments) in parts {
+        let mut workflow = p.workflow_config();
+        workflow
+            .lender_schedules
+            .extend(extras.lender_schedules.iter().cloned());
         engine = engine.practice(PracticeRuntime {
             profile: p.profile(),
-            workflow: p.workflow_config(),
+            workflow,
             policy: p.policy,
             pms,
             lenders,
@@ -340,6 +351,10 @@ async fn shutdown_signal() {
     }
 }
 
+/// How long a stop waits for the steps in flight to finish before abandoning them (kept below
+/// the usual 30 s a supervisor waits between SIGTERM and SIGKILL).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
+
 /// Runs the service until it is told to stop. Returns the process exit code.
 ///
 /// Work survives any stop, graceful or not: every step is committed before the next begins, and a
@@ -382,9 +397,21 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     tokio::select! {
         r = &mut work => r?,
         () = shutdown_signal() => {
-            tracing::info!("stopping: each workflow in flight commits its current step; the rest resumes on the next start");
+            // Graceful stop with a bounded drain: nothing new is claimed, the steps in flight
+            // finish and commit; a step still running after SHUTDOWN_DRAIN is abandoned (its
+            // task dropped). Abandoning is safe: its intent is journalled, its claim's lease lets
+            // another instance (or the next start) repeat it under the same idempotency key, and
+            // a message channel whose outcome is unknown is reconciled (a text) or not resent
+            // (an email).
             let _ = stop_tx.send(true);
-            work.await?;
+            tracing::info!(drain_secs = SHUTDOWN_DRAIN.as_secs(), "stopping: finishing the steps in flight");
+            match tokio::time::timeout(SHUTDOWN_DRAIN, &mut work).await {
+                Ok(r) => {
+                    r?;
+                    tracing::info!("stopped: every step in flight committed");
+                }
+                Err(_) => tracing::warn!("stopped: steps still in flight were abandoned; they are repeated under the same keys once their lease expires"),
+            }
         }
     }
     let _ = pollers.await;

@@ -118,6 +118,15 @@ pub enum Command {
     /// out.
     Cancel(WorkflowArgs),
 
+    /// Start plans accepted before the install, on purpose.
+    ///
+    /// A fresh install starts from now: the first poll records the plans already accepted and
+    /// starts none of them. This reads each practice system's plans and starts the accepted ones
+    /// accepted on or after --since that have no workflow yet (their patients are contacted).
+    /// With --dry-run it only lists them: practice, plan id, patient id and acceptance date, no
+    /// names. Reads the practice systems; the running service carries the started plans out.
+    Backfill(BackfillArgs),
+
     /// Create the database, or bring its tables up to date.
     ///
     /// Safe to run again; `run` does it too. Touches only the database file (and creates its
@@ -170,6 +179,26 @@ pub struct ConfigArgs {
         default_value = "chairside.toml"
     )]
     pub config: PathBuf,
+}
+
+/// Options of `chairside backfill`.
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Plans accepted on or after this date (YYYY-MM-DD, UTC midnight).
+    #[arg(long, value_name = "DATE")]
+    pub since: chrono::NaiveDate,
+
+    /// Only this practice (its id in the configuration).
+    #[arg(long, value_name = "ID")]
+    pub practice: Option<String>,
+
+    /// List what would be started; start nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Options of `chairside status`.
@@ -263,6 +292,7 @@ pub async fn dispatch(cli: Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Run(args) => run(&args.config, out).await,
+        Command::Backfill(args) => backfill(&args, out).await,
         Command::CheckConfig(args) => check_config(&args.config, &Environment::from_process(), out),
         Command::HashPassword => {
             use std::io::IsTerminal as _;
@@ -407,6 +437,78 @@ pub async fn run(path: &Path, out: &mut dyn Write) -> anyhow::Result<i32> {
         config.http.listen
     )?;
     crate::app::run(config).await
+}
+
+/// `chairside backfill`: starts (or with `--dry-run` lists) the accepted plans accepted on or
+/// after `--since` that have no workflow yet. Prints ids and dates only.
+///
+/// # Errors
+/// The database or a client cannot be opened.
+pub async fn backfill(args: &BackfillArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
+    let config = match Config::load(&args.config.config) {
+        Ok(c) => c,
+        Err(report) => {
+            write_report(&args.config.config, &report, out)?;
+            return Ok(1);
+        }
+    };
+    let practice = args.practice.as_deref().map(PracticeId::new);
+    if let Some(p) = &practice
+        && !config.practices.iter().any(|c| c.id == *p)
+    {
+        writeln!(out, "no practice '{p}' in the configuration")?;
+        return Ok(1);
+    }
+    let service = crate::app::build(
+        &config,
+        crate::app::Extras::default(),
+        chairside_http::Metrics::local(),
+    )
+    .await?;
+    backfill_with(
+        &service.runner,
+        practice.as_ref(),
+        args.since,
+        args.dry_run,
+        out,
+    )
+    .await
+}
+
+/// The body of `chairside backfill` over a built runner.
+///
+/// # Errors
+/// Store errors; writing to `out`.
+pub async fn backfill_with(
+    runner: &chairside_engine::runner::Runner,
+    practice: Option<&PracticeId>,
+    since: chrono::NaiveDate,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<i32> {
+    let since = since.and_time(chrono::NaiveTime::MIN).and_utc();
+    let items = runner.backfill(practice, since, dry_run).await?;
+    for i in &items {
+        writeln!(
+            out,
+            "{}\tplan {}\tpatient {}\taccepted {}",
+            i.practice_id,
+            i.plan_id,
+            i.patient_id,
+            i.accepted_at.map_or_else(
+                || "unknown".to_owned(),
+                |t| t.format("%Y-%m-%d").to_string()
+            )
+        )?;
+    }
+    writeln!(
+        out,
+        "{} {} plan{}",
+        if dry_run { "would start" } else { "started" },
+        items.len(),
+        if items.len() == 1 { "" } else { "s" }
+    )?;
+    Ok(0)
 }
 
 /// `chairside check-config`: prints every problem of the configuration at `path`, or a summary of

@@ -66,10 +66,10 @@ pub use duration::MAX_DURATION;
 pub use env::Environment;
 pub use report::{ConfigReport, Problem};
 pub use settings::{
-    CareCreditSettings, DentrixSettings, HttpSettings, LenderSettings, NexHealthSettings,
-    OpenDentalSettings, PaymentSettings, PmsSettings, PracticeSettings, ReminderSettings,
-    RunnerSettings, SmtpSettings, StaffLogin, StoreSettings, StripeSettings, SunbitSettings,
-    TwilioSettings,
+    CareCreditSettings, DentrixSettings, DetectionSettings, HttpSettings, LenderSettings,
+    NexHealthSettings, OpenDentalSettings, PaymentSettings, PmsSettings, PracticeSettings,
+    ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin, StoreSettings, StripeSettings,
+    SunbitSettings, TwilioSettings,
 };
 
 use std::collections::HashMap;
@@ -93,6 +93,8 @@ pub struct Config {
     pub store: StoreSettings,
     /// `[runner]`.
     pub runner: RunnerSettings,
+    /// `[detection]` (optional).
+    pub detection: DetectionSettings,
     /// `[http]`.
     pub http: HttpSettings,
     /// `[stripe]`.
@@ -222,6 +224,8 @@ impl Config {
             let mut site =
                 PracticeSite::new(p.id.clone(), p.name.clone(), p.phone.clone(), p.time_zone);
             site.email = Some(p.email.clone());
+            site.state = Some(p.state);
+            site.lender_notice.clone_from(&p.lender_notice);
             if let Some(messaging::SmsFrom::Number(n)) = p.sms_sender(self.twilio.as_ref()) {
                 site.sms_numbers.push(n.as_e164().to_owned());
             }
@@ -233,7 +237,8 @@ impl Config {
                 LenderId::new(id),
                 LenderCopy {
                     name: name.into(),
-                    disclosure: HashMap::new(),
+                    // The shipped disclosure: loaded in production, not only in tests.
+                    disclosure: chairside_http::notices::lender_disclosure(id),
                 },
             );
         }

@@ -30,6 +30,9 @@ pub struct Patient {
     pub address: Option<PostalAddress>,
     /// Preferred language (English unless the record says Spanish).
     pub preferred_language: Language,
+    /// Ascend's `textMessageConsent` said yes: the practice's record that the patient agreed to
+    /// texts.
+    pub text_message_consent: bool,
 }
 
 impl fmt::Debug for Patient {
@@ -41,8 +44,10 @@ impl fmt::Debug for Patient {
 }
 
 impl Patient {
-    /// The patient as the domain's [`PatientContact`]. SMS consent is never inferred from the
-    /// practice system: it starts as [`SmsConsent::None`] and is recorded by Chairside.
+    /// The patient as the domain's [`PatientContact`]. SMS consent is Ascend's
+    /// `textMessageConsent`: yes is [`SmsConsent::Informational`] with source
+    /// `textMessageConsent` (the orchestrator records it as the practice's attestation, which
+    /// never overrides a withdrawal); anything else is [`SmsConsent::None`].
     pub fn to_contact(&self) -> PatientContact {
         patient_contact(self)
     }
@@ -60,7 +65,14 @@ pub fn patient_contact(patient: &Patient) -> PatientContact {
         address: patient.address.clone(),
         preferred_language: patient.preferred_language,
         time_zone: None,
-        sms_consent: SmsConsent::None,
+        sms_consent: if patient.text_message_consent && patient.mobile_phone.is_some() {
+            SmsConsent::Informational {
+                at: chrono::Utc::now(),
+                source: "textMessageConsent".into(),
+            }
+        } else {
+            SmsConsent::None
+        },
     }
 }
 
@@ -98,6 +110,7 @@ impl Client {
 }
 
 fn patient_from_wire(p: wire::Patient) -> Result<Patient> {
+    let text_message_consent = p.text_message_consent();
     let mobile_phone = p
         .phones
         .iter()
@@ -153,5 +166,6 @@ fn patient_from_wire(p: wire::Patient) -> Result<Patient> {
         email: convert::non_blank(p.email_address.as_deref()).filter(|e| e.contains('@')),
         address,
         preferred_language: convert::language(p.preferred_language.as_deref()),
+        text_message_consent,
     })
 }

@@ -423,6 +423,23 @@ pub struct Patient {
     /// Preferred language (`SPANISH`, `es`, ...).
     #[serde(default)]
     pub preferred_language: Option<String>,
+    /// The practice's record that the patient agreed to texts. **Unconfirmed** field: read
+    /// leniently (`true`, `"true"`, `"YES"`, `"Y"`); anything else is no record.
+    #[serde(default)]
+    pub text_message_consent: Option<serde_json::Value>,
+}
+
+impl Patient {
+    /// Whether `textMessageConsent` says yes.
+    pub fn text_message_consent(&self) -> bool {
+        match &self.text_message_consent {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => {
+                matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "yes" | "y")
+            }
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Patient {

@@ -145,6 +145,28 @@ pub enum Decision {
         /// The lender's raw status.
         raw_status: String,
     },
+    /// Prequalified up to the offer's amount (a soft pull: Sunbit's prequalification, CareCredit's
+    /// QuickScreen pre-approval). Not financing: nothing is bought until the patient completes the
+    /// purchase or the application at the lender, so the orchestrator keeps waiting for the real
+    /// decision (polls and webhooks) and shows the patient where they stand.
+    Prequalified {
+        /// The most the patient may finance at this lender, and when that lapses.
+        offer: Offer,
+        /// The amount asked (Chairside's request, never what the patient typed).
+        requested: Money,
+        /// The lender's raw status.
+        raw_status: String,
+    },
+    /// The lender needs a person before anything can go on (CareCredit `CallForAuth`: call for an
+    /// authorization; `DupQS`: a duplicate QuickScreen). The orchestrator holds this lender's
+    /// application and hands the instruction to staff; it never silently moves on.
+    NeedsStaff {
+        /// What staff must do, from the lender's client: whom to call and the reference to quote.
+        /// No PHI.
+        instruction: String,
+        /// The lender's raw status.
+        raw_status: String,
+    },
     /// No decision yet: poll again or wait for a callback.
     Pending {
         /// Poll no sooner than this.
@@ -181,7 +203,13 @@ pub enum Decision {
 impl Decision {
     /// True when the lender's answer ends this lender's part of the waterfall.
     pub fn is_final(&self) -> bool {
-        !matches!(self, Self::Pending { .. } | Self::ApplicationStarted { .. })
+        !matches!(
+            self,
+            Self::Pending { .. }
+                | Self::ApplicationStarted { .. }
+                | Self::Prequalified { .. }
+                | Self::NeedsStaff { .. }
+        )
     }
 
     /// A stable short label for logs, metrics and the audit trail (`approved`, `declined`, ...).
@@ -190,6 +218,8 @@ impl Decision {
             Self::Approved { .. } => "approved",
             Self::PartiallyApproved { .. } => "partially_approved",
             Self::Declined { .. } => "declined",
+            Self::Prequalified { .. } => "prequalified",
+            Self::NeedsStaff { .. } => "needs_staff",
             Self::Pending { .. } => "pending",
             Self::ApplicationStarted { .. } => "application_started",
             Self::Expired { .. } => "expired",
@@ -218,6 +248,149 @@ impl Decision {
         } else {
             Self::Approved { offer, raw_status }
         }
+    }
+}
+
+impl Decision {
+    /// A prequalification of `offer.amount` for the amount asked: [`Decision::Prequalified`]
+    /// whatever the amount (it is not financing, so it is never compared as one), or
+    /// [`Decision::Declined`] for zero (not prequalified at all).
+    pub fn from_prequalification(
+        offer: Offer,
+        requested: Money,
+        raw_status: impl Into<String>,
+    ) -> Self {
+        let raw_status = raw_status.into();
+        if offer.amount.minor() <= 0 {
+            Self::Declined {
+                reason: None,
+                raw_status,
+            }
+        } else {
+            Self::Prequalified {
+                offer,
+                requested,
+                raw_status,
+            }
+        }
+    }
+}
+
+/// One step of a [`PollSchedule`]: while less than `until` has passed since the application link
+/// went out, ask every `every`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollStep {
+    /// How long after the link went out this step lasts.
+    #[serde(with = "duration_ms")]
+    pub until: Duration,
+    /// The wait between two status reads during the step.
+    #[serde(with = "duration_ms")]
+    pub every: Duration,
+}
+
+/// How a lender's application is watched: how often its status is read (fast while the patient is
+/// likely on the lender's page, slower later) and how long its hosted session lives. Each lender
+/// client gives its own ([`FinancingProvider::poll_schedule`]); a plug-in lender gets
+/// [`PollSchedule::default`]. The workflow machine sets its timers from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollSchedule {
+    /// The fast steps, in order of `until`.
+    pub steps: Vec<PollStep>,
+    /// The wait between reads after the last step.
+    #[serde(with = "duration_ms")]
+    pub then_every: Duration,
+    /// How long the lender's hosted session lives when the lender does not say
+    /// ([`Decision::ApplicationStarted::expires_at`] wins). `None`: it does not lapse on its own.
+    #[serde(default, with = "opt_duration_ms")]
+    pub session_life: Option<Duration>,
+    /// How long before the session lapses the patient is reminded (when the practice's own
+    /// reminder delays would come too late).
+    #[serde(with = "duration_ms")]
+    pub remind_before_expiry: Duration,
+}
+
+impl Default for PollSchedule {
+    /// Every 5 s for the first 15 minutes (the patient is on the lender's page), every minute up
+    /// to 2 hours, then every 10 minutes; no session life; a reminder 10 minutes before a lapse.
+    fn default() -> Self {
+        Self {
+            steps: vec![
+                PollStep {
+                    until: Duration::from_secs(15 * 60),
+                    every: Duration::from_secs(5),
+                },
+                PollStep {
+                    until: Duration::from_secs(2 * 60 * 60),
+                    every: Duration::from_secs(60),
+                },
+            ],
+            then_every: Duration::from_secs(10 * 60),
+            session_life: None,
+            remind_before_expiry: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl PollSchedule {
+    /// The wait before the next status read, `elapsed` after the link went out. Never zero.
+    pub fn interval_at(&self, elapsed: Duration) -> Duration {
+        self.steps
+            .iter()
+            .find(|s| elapsed < s.until)
+            .map_or(self.then_every, |s| s.every)
+            .max(Duration::from_millis(1))
+    }
+
+    /// Every duration divided by `factor` (at least 1 ms each): the demo's compressed day.
+    pub fn compressed(&self, factor: u32) -> Self {
+        let f = factor.max(1);
+        let c = |d: Duration| (d / f).max(Duration::from_millis(1));
+        Self {
+            steps: self
+                .steps
+                .iter()
+                .map(|s| PollStep {
+                    until: c(s.until),
+                    every: c(s.every),
+                })
+                .collect(),
+            then_every: c(self.then_every),
+            session_life: self.session_life.map(c),
+            remind_before_expiry: c(self.remind_before_expiry),
+        }
+    }
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+mod opt_duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
     }
 }
 
@@ -273,6 +446,12 @@ pub trait FinancingProvider: Send + Sync + fmt::Debug {
     /// The amounts this lender finances.
     fn limits(&self) -> AmountLimits {
         AmountLimits::NONE
+    }
+
+    /// How often this lender's application status is read and how long its session lives.
+    /// Default: [`PollSchedule::default`].
+    fn poll_schedule(&self) -> PollSchedule {
+        PollSchedule::default()
     }
 
     /// Looks up an existing account for the applicant. `Ok(None)` when the lender has no lookup or
@@ -359,6 +538,54 @@ mod tests {
             Decision::from_approval(offer(0), Money::usd(100_000), "x"),
             Decision::Declined { .. }
         ));
+    }
+
+    #[test]
+    fn a_prequalification_is_never_an_approval_and_zero_is_a_decline() {
+        let d = Decision::from_prequalification(offer(150_000), Money::usd(100_000), "PREQUAL");
+        assert!(matches!(d, Decision::Prequalified { .. }));
+        assert!(!d.is_final());
+        assert!(matches!(
+            Decision::from_prequalification(offer(0), Money::usd(100_000), "PREQUAL"),
+            Decision::Declined { .. }
+        ));
+    }
+
+    #[test]
+    fn the_default_schedule_polls_fast_first_then_slower() {
+        let s = PollSchedule::default();
+        assert_eq!(s.interval_at(Duration::ZERO), Duration::from_secs(5));
+        assert_eq!(
+            s.interval_at(Duration::from_secs(14 * 60)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            s.interval_at(Duration::from_secs(15 * 60)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            s.interval_at(Duration::from_secs(3 * 3600)),
+            Duration::from_secs(600)
+        );
+        let fast = s.compressed(500);
+        assert_eq!(fast.interval_at(Duration::ZERO), Duration::from_millis(10));
+        let empty = PollSchedule {
+            steps: vec![],
+            then_every: Duration::ZERO,
+            session_life: None,
+            remind_before_expiry: Duration::ZERO,
+        };
+        assert!(empty.interval_at(Duration::ZERO) > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_schedule_round_trips_through_json() {
+        let s = PollSchedule {
+            session_life: Some(Duration::from_secs(1800)),
+            ..PollSchedule::default()
+        };
+        let back: PollSchedule = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

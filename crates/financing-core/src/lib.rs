@@ -26,6 +26,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod check;
 mod error;
 mod ids;
 mod inhouse;
@@ -43,7 +44,7 @@ pub use ids::{
 };
 pub use lender::{
     AmountLimits, Applicant, ApplicationHandle, Decision, FinancingProvider, FinancingRequest,
-    LenderLocation, Offer, SharedProvider,
+    LenderLocation, Offer, PollSchedule, PollStep, SharedProvider,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use patient::{InvalidState, Language, PatientContact, PostalAddress, SmsConsent, UsState};

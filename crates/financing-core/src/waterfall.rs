@@ -71,8 +71,13 @@ pub enum AttemptOutcome {
     },
     /// Declined.
     Declined,
-    /// The patient never finished the application, or the lender let it expire.
+    /// The patient never finished the application after every reminder: staff follow up.
     Abandoned,
+    /// The lender's session or offer lapsed without a decision (a 30-minute CareCredit session the
+    /// patient never finished, a voided or aborted prequalification). The waterfall moves on to
+    /// the next lender; when the last lender asked lapsed and nothing was approved, the patient
+    /// went quiet ([`WaterfallOutcome::PatientInactive`]).
+    Expired,
     /// The call failed for good (bad configuration, changed vendor shape); the next lender is asked
     /// and staff are told.
     Failed {
@@ -111,11 +116,16 @@ impl AttemptOutcome {
                 }
             }
             Decision::Declined { .. } => Self::Declined,
-            Decision::Expired { .. } => Self::Abandoned,
+            Decision::Expired { .. } => Self::Expired,
             Decision::Unknown(raw) => Self::Unrecognized {
                 raw_status: raw.clone(),
             },
-            Decision::Pending { .. } | Decision::ApplicationStarted { .. } => return None,
+            // Not final: a prequalification waits for the real decision, a lender that needs a
+            // person waits for staff.
+            Decision::Pending { .. }
+            | Decision::ApplicationStarted { .. }
+            | Decision::Prequalified { .. }
+            | Decision::NeedsStaff { .. } => return None,
         })
     }
 
@@ -126,6 +136,7 @@ impl AttemptOutcome {
             Self::PartiallyApproved { .. } => "partially_approved",
             Self::Declined => "declined",
             Self::Abandoned => "abandoned",
+            Self::Expired => "expired",
             Self::Failed { .. } => "failed",
             Self::Unrecognized { .. } => "unrecognized",
         }
@@ -194,7 +205,8 @@ pub enum WaterfallOutcome {
         /// True when the practice's in-house plan takes the remainder.
         in_house: bool,
     },
-    /// The patient went quiet at this lender: reminders are over, staff follow up.
+    /// The patient went quiet at this lender: reminders are over (or the last lender's session
+    /// lapsed with nothing approved), staff follow up.
     PatientInactive {
         /// The lender whose application was left.
         lender: LenderId,
@@ -243,6 +255,8 @@ impl Waterfall {
     /// they happened). An attempt for a lender not in the order is ignored.
     pub fn next(&self, amount: Money, attempts: &[Attempt]) -> Step {
         let mut best_partial: Option<(&LenderId, Money)> = None;
+        // The lender whose session lapsed, while it is the last one asked.
+        let mut lapsed: Option<&LenderId> = None;
         for slot in &self.slots {
             let Some(attempt) = attempts.iter().find(|a| a.lender == slot.lender) else {
                 if slot.limits.admits(amount) {
@@ -253,6 +267,7 @@ impl Waterfall {
                 }
                 continue;
             };
+            lapsed = None;
             match &attempt.outcome {
                 AttemptOutcome::Approved { amount: approved } => {
                     return Step::Finished(WaterfallOutcome::Financed {
@@ -279,12 +294,20 @@ impl Waterfall {
                         lender: slot.lender.clone(),
                     });
                 }
+                AttemptOutcome::Expired => lapsed = Some(&slot.lender),
                 AttemptOutcome::Declined
                 | AttemptOutcome::Failed { .. }
                 | AttemptOutcome::Unrecognized { .. } => {}
             }
         }
         let in_house = self.policy.in_house_fallback;
+        if let (None, Some(lender)) = (best_partial, lapsed) {
+            // Nothing approved and the last lender asked lapsed unused: the patient went quiet,
+            // which is for staff, not an in-house plan nobody asked for.
+            return Step::Finished(WaterfallOutcome::PatientInactive {
+                lender: lender.clone(),
+            });
+        }
         Step::Finished(match best_partial {
             Some((lender, approved)) => WaterfallOutcome::CounterofferWithRemainder {
                 lender: lender.clone(),
@@ -332,6 +355,7 @@ mod tests {
             },
             AttemptOutcome::Declined,
             AttemptOutcome::Abandoned,
+            AttemptOutcome::Expired,
             AttemptOutcome::Failed {
                 reason: "configuration".into(),
             },
@@ -528,6 +552,7 @@ mod tests {
     fn expected(policy: WaterfallPolicy, seq: &[AttemptOutcome]) -> Step {
         let ids = ["a", "b", "c"];
         let mut best: Option<(usize, Money)> = None;
+        let last_lapsed = matches!(seq.last(), Some(AttemptOutcome::Expired));
         for (i, o) in seq.iter().enumerate() {
             match o {
                 AttemptOutcome::Approved { amount } => {
@@ -561,6 +586,11 @@ mod tests {
                 lender: LenderId::new(ids[seq.len()]),
                 amount: AMOUNT,
             };
+        }
+        if best.is_none() && last_lapsed {
+            return Step::Finished(WaterfallOutcome::PatientInactive {
+                lender: LenderId::new(ids[seq.len() - 1]),
+            });
         }
         Step::Finished(match best {
             Some((i, approved)) => WaterfallOutcome::CounterofferWithRemainder {

@@ -395,3 +395,315 @@ impl ConsentLedger for InMemoryConsentLedger {
         Ok(map.get(&key).map(OptOutState::after).unwrap_or_default())
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Consent records (COMPLIANCE.md section 5: "each phone number has a consent record (type,
+// source, timestamp, wording shown)"; DESIGN.md: "consent is a record, not a flag").
+// ---------------------------------------------------------------------------------------------
+
+/// What a grant of consent covers (TCPA, 47 U.S.C. 227).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentKind {
+    /// Prior express consent: informational texts (summaries, reminders, payment notices).
+    Informational,
+    /// Prior express written consent: also texts that promote financing.
+    Written,
+}
+
+impl ConsentKind {
+    /// The stable label stored with the record.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Informational => "informational",
+            Self::Written => "written",
+        }
+    }
+
+    /// The kind for a stored label.
+    pub fn from_label(label: &str) -> Option<Self> {
+        match label {
+            "informational" => Some(Self::Informational),
+            "written" => Some(Self::Written),
+            _ => None,
+        }
+    }
+}
+
+/// Stable source labels of consent records. A withdrawal's label says how it came; a grant's
+/// label says who stands behind it ([`Standing`]).
+pub mod sources {
+    /// STOP or one of its synonyms in an inbound text.
+    pub const SMS_STOP: &str = "sms:stop";
+    /// A refusal in free text ("stop texting me").
+    pub const SMS_REFUSAL: &str = "sms:refusal";
+    /// START (or UNSTOP, YES) in an inbound text: the patient's own opt-in.
+    pub const SMS_START: &str = "sms:start";
+    /// Twilio refused a send with 21610, or reported a carrier opt-out.
+    pub const CARRIER_OPT_OUT: &str = "carrier_opt_out";
+    /// The opt-in form on the patient page: the patient's own opt-in, with its wording.
+    pub const PATIENT_PAGE: &str = "patient_page";
+    /// Staff recorded that the patient agreed in person.
+    pub const STAFF_IN_PERSON: &str = "staff:in_person";
+    /// Staff recorded that the patient agreed on the intake form.
+    pub const STAFF_INTAKE_FORM: &str = "staff:intake_form";
+    /// Staff recorded a withdrawal (by phone, email, in person).
+    pub const STAFF_WITHDRAWAL: &str = "staff:withdrawal";
+    /// The prefix of a practice system's attestation (`practice_system:opendental`).
+    pub const PRACTICE_SYSTEM_PREFIX: &str = "practice_system:";
+    /// Labels written before consent records existed: an opt-in keyword through the ledger.
+    pub const LEGACY_INBOUND_KEYWORD: &str = "inbound_keyword";
+}
+
+/// The wording the patient page's opt-in shows, stored verbatim with every opt-in made there.
+/// Counsel approves it; changing it changes what later records say, never earlier ones.
+pub const PATIENT_PAGE_WORDING: &str = "Text me about my treatment financing at this number: \
+application links, reminders, my financing summary and payment notices. Message frequency \
+varies; message and data rates may apply. Reply STOP to stop, HELP for help. Consent is not a \
+condition of treatment or financing.";
+
+/// The wording recorded with a staff entry "agreed in person".
+pub const STAFF_IN_PERSON_WORDING: &str = "The patient agreed in person, at the front desk, to \
+receive texts about treatment financing at this number (recorded by staff).";
+
+/// The wording recorded with a staff entry "on the intake form".
+pub const STAFF_INTAKE_FORM_WORDING: &str = "The patient agreed on the signed intake form to \
+receive texts about treatment financing at this number (recorded by staff).";
+
+/// The wording recorded with a practice system's attestation.
+pub fn practice_system_wording(system: &str, field: &str) -> String {
+    format!(
+        "The practice's record in {system} ({field}) says the patient agreed to receive texts; \
+         recorded as the practice's attestation, the wording the patient saw is the practice's."
+    )
+}
+
+/// Who stands behind a consent record, which decides what it can override.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Standing {
+    /// STOP and its synonyms, a carrier opt-out, staff, or the practice system saying no.
+    Withdrawal,
+    /// The patient's own opt-in (START, the patient page).
+    PatientGrant,
+    /// Someone else's word that the patient agreed: the practice system, staff.
+    Attestation,
+    /// A row from before consent records: not opted out, nothing granted.
+    Cleared,
+}
+
+impl Standing {
+    /// The standing of a record with `source` that grants (`grants`) or withdraws.
+    pub fn of(source: &str, grants: bool) -> Self {
+        if !grants {
+            return Self::Withdrawal;
+        }
+        match source {
+            sources::SMS_START | sources::PATIENT_PAGE | sources::LEGACY_INBOUND_KEYWORD => {
+                Self::PatientGrant
+            }
+            _ => Self::Attestation,
+        }
+    }
+}
+
+/// Whether a record (`change`, made at `change_at`) replaces the one `held` as the number's
+/// current consent. Pure; the rules of COMPLIANCE.md section 5 and DESIGN.md:
+///
+/// - a withdrawal always wins over an attestation, and over a patient's grant that is not later
+///   than it (at an equal instant the withdrawal wins);
+/// - an attestation (the practice system, staff) never overrides a withdrawal, nor the patient's
+///   own grant;
+/// - only the patient's own later opt-in (START, the page) grants again after a withdrawal.
+///
+/// Applied pairwise in any order, the result is the one a replay of the history in time order
+/// gives, so webhooks processed out of order never re-subscribe anyone.
+pub fn supersedes(
+    change: Standing,
+    change_at: DateTime<Utc>,
+    held: Option<(Standing, DateTime<Utc>)>,
+) -> bool {
+    use Standing::{Attestation, Cleared, PatientGrant, Withdrawal};
+    let Some((held, held_at)) = held else {
+        return true;
+    };
+    match (change, held) {
+        (Withdrawal, Withdrawal) => change_at > held_at,
+        (Withdrawal, Attestation) => true,
+        (Withdrawal, PatientGrant | Cleared) => change_at >= held_at,
+        (PatientGrant, Withdrawal | PatientGrant) => change_at > held_at,
+        (PatientGrant, Attestation | Cleared) => true,
+        (Attestation, Withdrawal | PatientGrant) => false,
+        (Attestation, Attestation) => change_at > held_at,
+        (Attestation, Cleared) => true,
+        (Cleared, _) => false,
+    }
+}
+
+/// One entry of a number's consent history: who granted or withdrew what, with which wording,
+/// when, and who recorded it. PHI-free (the number is the store's key, never in here).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentEntry {
+    /// What was granted; `None` for a withdrawal.
+    pub grant: Option<ConsentKind>,
+    /// Where it came from ([`sources`]).
+    pub source: String,
+    /// The exact wording the patient saw (the page, the staff statement, the attestation); for a
+    /// withdrawal, what was received ("STOP", "carrier opt-out").
+    pub wording: String,
+    /// Who recorded it (`patient`, `staff:alice`, `webhook:twilio`, `runner`).
+    pub recorded_by: String,
+    /// When the patient (or staff) made it.
+    pub at: DateTime<Utc>,
+}
+
+impl ConsentEntry {
+    /// A grant.
+    pub fn grant(
+        kind: ConsentKind,
+        source: impl Into<String>,
+        wording: impl Into<String>,
+        recorded_by: impl Into<String>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            grant: Some(kind),
+            source: source.into(),
+            wording: wording.into(),
+            recorded_by: recorded_by.into(),
+            at,
+        }
+    }
+
+    /// A withdrawal.
+    pub fn withdrawal(
+        source: impl Into<String>,
+        wording: impl Into<String>,
+        recorded_by: impl Into<String>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            grant: None,
+            source: source.into(),
+            wording: wording.into(),
+            recorded_by: recorded_by.into(),
+            at,
+        }
+    }
+
+    /// Its standing.
+    pub fn standing(&self) -> Standing {
+        Standing::of(&self.source, self.grant.is_some())
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    /// Replays `history` one record at a time in the given order.
+    fn fold(history: &[(Standing, i64)]) -> Option<(Standing, i64)> {
+        let mut held: Option<(Standing, i64)> = None;
+        for &(s, at) in history {
+            if supersedes(s, t(at), held.map(|(h, a)| (h, t(a)))) {
+                held = Some((s, at));
+            }
+        }
+        held
+    }
+
+    use Standing::{Attestation, PatientGrant, Withdrawal};
+
+    fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+        if items.is_empty() {
+            return vec![Vec::new()];
+        }
+        let mut out = Vec::new();
+        for i in 0..items.len() {
+            let mut rest = items.to_vec();
+            let first = rest.remove(i);
+            for mut tail in permutations(&rest) {
+                tail.insert(0, first.clone());
+                out.push(tail);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sources_have_the_standing_the_rules_give_them() {
+        assert_eq!(Standing::of(sources::SMS_START, true), PatientGrant);
+        assert_eq!(Standing::of(sources::PATIENT_PAGE, true), PatientGrant);
+        assert_eq!(Standing::of(sources::STAFF_IN_PERSON, true), Attestation);
+        assert_eq!(
+            Standing::of("practice_system:opendental", true),
+            Attestation
+        );
+        assert_eq!(Standing::of(sources::SMS_STOP, false), Withdrawal);
+        assert_eq!(Standing::of(sources::STAFF_WITHDRAWAL, false), Withdrawal);
+    }
+
+    #[test]
+    fn an_attestation_never_overrides_a_withdrawal() {
+        assert_eq!(
+            fold(&[(Attestation, 0), (Withdrawal, 1), (Attestation, 2)]),
+            Some((Withdrawal, 1))
+        );
+        // Even when the attestation is much later.
+        assert_eq!(
+            fold(&[(Withdrawal, 1), (Attestation, 1_000_000)]),
+            Some((Withdrawal, 1))
+        );
+    }
+
+    #[test]
+    fn only_the_patients_later_opt_in_grants_again() {
+        assert_eq!(
+            fold(&[(Withdrawal, 1), (PatientGrant, 2)]),
+            Some((PatientGrant, 2))
+        );
+        assert_eq!(
+            fold(&[(Withdrawal, 2), (PatientGrant, 1)]),
+            Some((Withdrawal, 2))
+        );
+        // At an equal instant the withdrawal wins, in either order.
+        assert_eq!(
+            fold(&[(Withdrawal, 1), (PatientGrant, 1)]),
+            Some((Withdrawal, 1))
+        );
+        assert_eq!(
+            fold(&[(PatientGrant, 1), (Withdrawal, 1)]),
+            Some((Withdrawal, 1))
+        );
+    }
+
+    /// Whatever order the records of a history arrive in, the outcome grants exactly when a
+    /// replay in time order does.
+    #[test]
+    fn the_outcome_does_not_depend_on_arrival_order() {
+        let kinds = [Withdrawal, PatientGrant, Attestation];
+        // Every history of up to four records at distinct times, every arrival order.
+        let mut histories: Vec<Vec<(Standing, i64)>> = vec![vec![]];
+        for at in 1..=4 {
+            let mut next = histories.clone();
+            for h in &histories {
+                for k in kinds {
+                    let mut h = h.clone();
+                    h.push((k, at));
+                    next.push(h);
+                }
+            }
+            histories = next;
+        }
+        for history in histories {
+            let replay = fold(&history).map(|(s, _)| s != Withdrawal);
+            for arrival in permutations(&history) {
+                let got = fold(&arrival).map(|(s, _)| s != Withdrawal);
+                assert_eq!(got, replay, "history {history:?} arriving as {arrival:?}");
+            }
+        }
+    }
+}

@@ -209,6 +209,36 @@ impl EmailSender {
     ///   refuses to build.
     pub async fn send(&self, to: &EmailAddress, email: &RenderedEmail) -> Result<EmailMessageId> {
         let id = EmailMessageId::new(format!("<{}@{}>", uuid::Uuid::new_v4(), self.domain));
+        self.send_as(to, email, id).await
+    }
+
+    /// The stable `Message-ID` of the message with idempotency key `key` (the same for every
+    /// attempt): a receiving system that deduplicates by `Message-ID` sees one message, and the
+    /// id names no patient.
+    pub fn message_id_for(&self, key: &str) -> EmailMessageId {
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes());
+        EmailMessageId::new(format!("<{}@{}>", id.simple(), self.domain))
+    }
+
+    /// As [`Self::send`], with the stable `Message-ID` of `key` ([`Self::message_id_for`]).
+    ///
+    /// # Errors
+    /// As [`Self::send`].
+    pub async fn send_keyed(
+        &self,
+        to: &EmailAddress,
+        email: &RenderedEmail,
+        key: &str,
+    ) -> Result<EmailMessageId> {
+        self.send_as(to, email, self.message_id_for(key)).await
+    }
+
+    async fn send_as(
+        &self,
+        to: &EmailAddress,
+        email: &RenderedEmail,
+        id: EmailMessageId,
+    ) -> Result<EmailMessageId> {
         let to = to
             .as_str()
             .parse::<lettre::Address>()

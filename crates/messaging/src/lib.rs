@@ -87,8 +87,10 @@ mod webhook;
 
 pub use connector_transport::RetryPolicy;
 pub use consent::{
-    ConsentAction, ConsentChange, ConsentLedger, ConsentSource, InMemoryConsentLedger,
-    InboundIntent, LedgerError, OptOutState, classify_inbound,
+    ConsentAction, ConsentChange, ConsentEntry, ConsentKind, ConsentLedger, ConsentSource,
+    InMemoryConsentLedger, InboundIntent, LedgerError, OptOutState, PATIENT_PAGE_WORDING,
+    STAFF_IN_PERSON_WORDING, STAFF_INTAKE_FORM_WORDING, Standing, classify_inbound,
+    practice_system_wording, sources, supersedes,
 };
 pub use email::{EmailFrom, EmailSender, SmtpConfig, SmtpSecurity};
 pub use error::{Error, Operation, Result, SmtpFailure};
@@ -103,7 +105,7 @@ pub use segments::{
 };
 pub use sms::{
     DEFAULT_BASE_URL, MessageRecord, MessageStatus, OutgoingSms, SentSms, SmsClient,
-    SmsClientBuilder, SmsFrom, SmsOutcome,
+    SmsClientBuilder, SmsFrom, SmsOutcome, body_digest,
 };
 pub use templates::{
     ApplicationLink, ApprovedTerms, DEFAULT_MAX_SEGMENTS, EmailContext, FinancingSummary,

@@ -223,6 +223,22 @@ impl MessageRecord {
     pub fn body_matches(&self, text: &str) -> bool {
         self.body.as_deref() == Some(text)
     }
+
+    /// True when the message's text has digest `digest` ([`body_digest`]): the same evidence,
+    /// for a caller that journalled only the digest (no PHI at rest).
+    pub fn body_digest_matches(&self, digest: &str) -> bool {
+        self.body
+            .as_deref()
+            .is_some_and(|b| body_digest(b) == digest)
+    }
+}
+
+/// A digest of a text's body that names nothing in it (SHA-1, hex): journalled before a send so
+/// the send can be found again by [`SmsClient::list_messages_to`] if its answer is lost.
+pub fn body_digest(body: &str) -> String {
+    use sha1::Digest;
+    let d = sha1::Sha1::digest(body.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl fmt::Debug for MessageRecord {

@@ -389,6 +389,51 @@ impl Client {
         }
     }
 
+    /// Every page of a listing like [`Client::list_all`], a row that cannot be read set aside
+    /// (with its key when readable) instead of failing the listing.
+    pub(crate) async fn list_all_tolerant<T>(
+        &self,
+        op: Operation,
+        path: &str,
+        filters: &[(&'static str, String)],
+        resource: &'static str,
+        id_field: &'static str,
+        read: fn(&Row<'_>) -> std::result::Result<T, DecodeError>,
+    ) -> Result<(Vec<T>, Vec<wire::BadRow>)> {
+        let page_size = self.inner.page_size;
+        let mut items = Vec::new();
+        let mut bad = Vec::new();
+        let mut offset: usize = 0;
+        let mut pages: u32 = 0;
+        loop {
+            if pages >= self.inner.max_pages {
+                return Err(Error::Paging { op, pages });
+            }
+            let mut query = filters.to_vec();
+            if offset > 0 {
+                query.push((wire::param::OFFSET, offset.to_string()));
+            }
+            query.push((wire::param::LIMIT, page_size.to_string()));
+            let bytes = self.send(op, Method::GET, &[path], &query, None).await?;
+            let (page, rows) = wire::decode_list_tolerant(
+                &bytes,
+                resource,
+                id_field,
+                self.currency(),
+                offset,
+                read,
+            )
+            .map_err(|source| Error::Decode { op, source })?;
+            pages += 1;
+            offset += page.rows;
+            items.extend(page.items);
+            bad.extend(rows);
+            if page.rows < page_size as usize {
+                return Ok((items, bad));
+            }
+        }
+    }
+
     /// A GET of one object.
     pub(crate) async fn get_one<T>(
         &self,

@@ -70,7 +70,8 @@ pub use ids::{
 };
 pub use procedure_logs::{ProcedureLogQuery, ProcedureLogSync};
 pub use treat_plans::{
-    AcceptanceRule, PlanChanges, PlanDetail, PlanMappingError, TreatPlanQuery, is_accepted,
+    AcceptanceRule, PlanChanges, PlanDetail, PlanMappingError, TreatPlanQuery, UnreadablePlan,
+    is_accepted,
 };
 pub use types::{
     CommMode, Commlog, NewCommlog, NewPayment, Patient, Payment, ProcStatus, ProcTp, ProcedureLog,

@@ -5,7 +5,7 @@ use financing_core::{Language, PatientContact, PostalAddress, SmsConsent, UsStat
 use crate::client::Client;
 use crate::error::{Operation, Result};
 use crate::ids::PatNum;
-use crate::types::Patient;
+use crate::types::{Patient, TxtMsgOk};
 use crate::wire::{self, path, resource};
 
 impl Client {
@@ -34,9 +34,11 @@ impl Patient {
     /// - `email` only when it looks like an address; the postal address when any part is filled;
     ///   the state when it is a US state code.
     /// - `preferred_language` is Spanish for `spa`/`es`/`Spanish`, otherwise English.
-    /// - `sms_consent` is always [`SmsConsent::None`]: Open Dental's `TxtMsgOk` is an office flag
-    ///   without the source and time a TCPA consent record needs (it stays on
-    ///   [`Patient::txt_msg_ok`]).
+    /// - `sms_consent` is Open Dental's `TxtMsgOk` as the practice's word: `Yes` (with a mobile
+    ///   number) is [`SmsConsent::Informational`] with source `TxtMsgOk`, `No` is
+    ///   [`SmsConsent::Revoked`], `Unknown` (and anything else) is [`SmsConsent::None`] (Open
+    ///   Dental itself may treat Unknown as No). The orchestrator records it as the practice's
+    ///   attestation, which never overrides a withdrawal; `at` is when it was read.
     /// - `time_zone` is `None` (Open Dental does not store one).
     pub fn to_contact(&self) -> PatientContact {
         let trimmed = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
@@ -68,7 +70,18 @@ impl Patient {
             address,
             preferred_language: language(&self.language),
             time_zone: None,
-            sms_consent: SmsConsent::None,
+            sms_consent: match self.txt_msg_ok {
+                TxtMsgOk::Yes if !self.wireless_phone.trim().is_empty() => {
+                    SmsConsent::Informational {
+                        at: chrono::Utc::now(),
+                        source: "TxtMsgOk".into(),
+                    }
+                }
+                TxtMsgOk::No => SmsConsent::Revoked {
+                    at: chrono::Utc::now(),
+                },
+                _ => SmsConsent::None,
+            },
         }
     }
 }

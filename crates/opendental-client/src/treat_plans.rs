@@ -119,8 +119,33 @@ impl TreatPlan {
 pub struct PlanChanges {
     /// Plans edited since the cursor, each at most once per edit, oldest first.
     pub plans: Vec<TreatPlan>,
+    /// Rows of the listing that could not be read (the others are in `plans`). Each names its
+    /// plan when that field could be read, and the field at fault; never a value.
+    pub unreadable: Vec<UnreadablePlan>,
     /// The cursor for the next poll. Store it in the same transaction that records the plans.
     pub next: PlanCursor,
+}
+
+impl From<wire::BadRow> for UnreadablePlan {
+    fn from(b: wire::BadRow) -> Self {
+        Self {
+            treat_plan_num: b.id.map(TreatPlanNum::new),
+            sec_date_t_edit: b.edited,
+            error: b.error,
+        }
+    }
+}
+
+/// A `treatplans` row that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnreadablePlan {
+    /// The plan, when `TreatPlanNum` itself could be read.
+    pub treat_plan_num: Option<TreatPlanNum>,
+    /// Its `SecDateTEdit`, when readable (the version a task names).
+    pub sec_date_t_edit: Option<NaiveDateTime>,
+    /// What was wrong: resource, row and field; never the value.
+    pub error: crate::error::DecodeError,
 }
 
 impl PlanChanges {
@@ -151,6 +176,18 @@ pub enum PlanMappingError {
     /// A discount or amount could not be applied.
     #[error("the plan's amounts cannot be combined: {0}")]
     Money(#[from] MoneyError),
+    /// A procedure row belongs to another plan or patient than the plan it was listed for.
+    #[error(
+        "proctp row {row}, field {field}: the procedure belongs to another {what} than the plan asked for"
+    )]
+    ForeignRow {
+        /// The row's position.
+        row: usize,
+        /// `TreatPlanNum` or `PatNum`.
+        field: &'static str,
+        /// `plan` or `patient`.
+        what: &'static str,
+    },
 }
 
 impl Classify for PlanMappingError {
@@ -185,7 +222,23 @@ impl PlanDetail {
             .accepted_at(&self.plan)
             .ok_or(PlanMappingError::NotAccepted)?;
         let mut procedures = Vec::with_capacity(self.procedures.len());
-        for p in &self.procedures {
+        for (row, p) in self.procedures.iter().enumerate() {
+            // Checked against what was asked: a duplicate plan number must not price another
+            // patient's procedures.
+            if p.treat_plan_num != self.plan.treat_plan_num {
+                return Err(PlanMappingError::ForeignRow {
+                    row,
+                    field: "TreatPlanNum",
+                    what: "plan",
+                });
+            }
+            if p.pat_num != self.plan.pat_num {
+                return Err(PlanMappingError::ForeignRow {
+                    row,
+                    field: "PatNum",
+                    what: "patient",
+                });
+            }
             let discount = p.discount.unwrap_or(Money::zero(p.fee_amt.currency()));
             procedures.push(PlannedProcedure {
                 code: p.proc_code.clone(),
@@ -264,6 +317,28 @@ impl Client {
         Ok(listing.items)
     }
 
+    /// `GET /treatplans`, every page, like [`Client::list_treat_plans`], but a row that cannot be
+    /// read is returned apart instead of failing the listing.
+    ///
+    /// # Errors
+    /// As [`Client::list_treat_plans`], except for rows that do not decode.
+    pub async fn list_treat_plans_tolerant(
+        &self,
+        query: &TreatPlanQuery,
+    ) -> Result<(Vec<TreatPlan>, Vec<UnreadablePlan>)> {
+        let (plans, bad) = self
+            .list_all_tolerant(
+                Operation::ListTreatPlans,
+                path::TREATPLANS,
+                &query.to_params(),
+                resource::TREATPLAN,
+                "TreatPlanNum",
+                wire::read_treat_plan,
+            )
+            .await?;
+        Ok((plans, bad.into_iter().map(UnreadablePlan::from).collect()))
+    }
+
     /// `GET /proctps?TreatPlanNum=`: a Saved plan's procedures with fee and estimates, every page,
     /// in plan order.
     ///
@@ -312,11 +387,15 @@ impl Client {
     pub async fn changed_treat_plans(&self, cursor: &PlanCursor) -> Result<PlanChanges> {
         let mut query = TreatPlanQuery::new();
         query.edited_after = cursor.query_from(self.change_lookback());
-        let mut listed = self.list_treat_plans(&query).await?;
+        let (mut listed, unreadable) = self.list_treat_plans_tolerant(&query).await?;
         // Oldest edit first, so a caller that stops half-way has handled a prefix.
         listed.sort_by_key(|p| (p.sec_date_t_edit, p.treat_plan_num));
         let (plans, next) = cursor.advance(listed, self.change_lookback());
-        Ok(PlanChanges { plans, next })
+        Ok(PlanChanges {
+            plans,
+            unreadable,
+            next,
+        })
     }
 
     /// The plan with its `proctps` (fee, primary and secondary estimates as [`Money`]).

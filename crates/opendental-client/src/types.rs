@@ -65,8 +65,9 @@ pub enum ProcStatus {
     Unknown(String),
 }
 
-/// Whether the patient may be texted, as recorded in Open Dental. This is the office's flag, not a
-/// TCPA consent record: [`Patient::to_contact`] does not turn it into consent.
+/// Whether the patient may be texted, as recorded in Open Dental: the office's flag, which
+/// [`Patient::to_contact`] passes on as the practice's word (the orchestrator records it as an
+/// attestation in its own consent record).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TxtMsgOk {

@@ -408,6 +408,86 @@ pub(crate) fn decode_list<T>(
     })
 }
 
+/// A row of a listing that could not be read, kept apart so the others are still used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BadRow {
+    /// The row's primary key, when that field itself could be read.
+    pub(crate) id: Option<u64>,
+    /// The row's edit time, when readable.
+    pub(crate) edited: Option<NaiveDateTime>,
+    /// What was wrong (resource, row, field; never the value).
+    pub(crate) error: DecodeError,
+}
+
+/// A list page decoded row by row: a row that cannot be read (a `null` in the list, a malformed
+/// field) is reported in the second list instead of failing the page. A body that is not a list
+/// still fails as a whole.
+pub(crate) fn decode_list_tolerant<T>(
+    body: &[u8],
+    resource: &'static str,
+    id_field: &'static str,
+    currency: Currency,
+    first_index: usize,
+    read: fn(&Row<'_>) -> Result<T, DecodeError>,
+) -> Result<(DecodedPage<T>, Vec<BadRow>), DecodeError> {
+    let rows: Vec<Value> = match body_json(body, resource)? {
+        None => Vec::new(),
+        Some(Value::Array(rows)) => rows,
+        Some(obj @ Value::Object(_)) => vec![obj],
+        Some(_) => {
+            return Err(DecodeError::new(
+                resource,
+                None,
+                None,
+                DecodeReason::UnexpectedShape {
+                    expected: "a list of objects",
+                },
+            ));
+        }
+    };
+    let mut items = Vec::with_capacity(rows.len());
+    let mut bad = Vec::new();
+    let mut server_date_time: Option<NaiveDateTime> = None;
+    for (i, value) in rows.iter().enumerate() {
+        let index = first_index + i;
+        let Value::Object(map) = value else {
+            bad.push(BadRow {
+                id: None,
+                edited: None,
+                error: DecodeError::new(
+                    resource,
+                    Some(index),
+                    None,
+                    DecodeReason::UnexpectedShape {
+                        expected: "an object",
+                    },
+                ),
+            });
+            continue;
+        };
+        let row = Row::new(resource, Some(index), map, currency);
+        if let Ok(Some(t)) = row.opt_date_time(SERVER_DATE_TIME) {
+            server_date_time = Some(server_date_time.map_or(t, |s| s.min(t)));
+        }
+        match read(&row) {
+            Ok(item) => items.push(item),
+            Err(error) => bad.push(BadRow {
+                id: row.id::<u64>(id_field).ok(),
+                edited: row.opt_date_time("SecDateTEdit").ok().flatten(),
+                error,
+            }),
+        }
+    }
+    Ok((
+        DecodedPage {
+            items,
+            rows: rows.len(),
+            server_date_time,
+        },
+        bad,
+    ))
+}
+
 /// A single object; an empty body is `None` (creates on Open Dental before 23.3.7).
 pub(crate) fn decode_one<T>(
     body: &[u8],

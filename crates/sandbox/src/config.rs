@@ -351,6 +351,9 @@ pub struct CareCreditConfig {
     pub client_secret: SecretString,
     /// Lifetime of issued tokens.
     pub token_ttl: Duration,
+    /// How long a portal session lives before the pullback answers `Expired`: 30 minutes, as
+    /// CareCredit's (the demo compresses it).
+    pub session_life: Duration,
 }
 
 impl Default for CareCreditConfig {
@@ -359,6 +362,7 @@ impl Default for CareCreditConfig {
             client_id: "sandbox-carecredit-partner".into(),
             client_secret: SecretString::from("sandbox-carecredit-secret"),
             token_ttl: Duration::from_secs(3600),
+            session_life: Duration::from_secs(30 * 60),
         }
     }
 }

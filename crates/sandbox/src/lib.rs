@@ -122,6 +122,7 @@ mod hub;
 mod lenders;
 mod persona;
 mod pms;
+pub use pms::opendental::ProcTpsAnswer;
 mod record;
 mod server;
 mod sim;
@@ -496,6 +497,96 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Edits what is financed: procedure `procedure`'s fee becomes `fee`; the modification time
+    /// moves (the feed reports it again).
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`] (also for a procedure the plan does not have).
+    pub fn edit_plan_fee(
+        &self,
+        plan: PlanKey,
+        procedure: usize,
+        fee: financing_core::Money,
+    ) -> Result<(), SandboxError> {
+        self.hub.world.edit_plan_fee(plan, procedure, fee)?;
+        self.plan_changed(plan);
+        Ok(())
+    }
+
+    /// Open Dental serves this plan's `treatplans` row with `field` set to `value` (a malformed
+    /// date, an odd boolean, another plan's number...).
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn od_override_plan(
+        &self,
+        plan: PlanKey,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<(), SandboxError> {
+        let p = self.hub.world.plan(plan).ok_or(SandboxError::UnknownPlan)?;
+        self.hub.opendental.override_plan(&p.pms_id, field, value);
+        Ok(())
+    }
+
+    /// Open Dental serves every `proctps` row of this plan with `field` set to `value`.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn od_override_procedures(
+        &self,
+        plan: PlanKey,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<(), SandboxError> {
+        let p = self.hub.world.plan(plan).ok_or(SandboxError::UnknownPlan)?;
+        self.hub
+            .opendental
+            .override_procedures(&p.pms_id, field, value);
+        Ok(())
+    }
+
+    /// Open Dental answers this plan's `proctps` with `answer` instead of its rows.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn od_answer_procedures(
+        &self,
+        plan: PlanKey,
+        answer: ProcTpsAnswer,
+    ) -> Result<(), SandboxError> {
+        let p = self.hub.world.plan(plan).ok_or(SandboxError::UnknownPlan)?;
+        self.hub.opendental.answer_proctps(&p.pms_id, answer);
+        Ok(())
+    }
+
+    /// Open Dental serves this patient (`GET /patients/{PatNum}`) with `field` set to `value`.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPatient`].
+    pub fn od_override_patient(
+        &self,
+        patient: PatientKey,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<(), SandboxError> {
+        let p = self
+            .hub
+            .world
+            .patient(patient)
+            .ok_or(SandboxError::UnknownPatient)?;
+        self.hub
+            .opendental
+            .override_patient(&p.pms_id, field, value);
+        Ok(())
+    }
+
+    /// Open Dental lists this raw row (a `null`, a row without its key...) in every `treatplans`
+    /// listing that is not filtered by patient.
+    pub fn od_extra_plan_row(&self, row: serde_json::Value) {
+        self.hub.opendental.extra_plan_row(row);
+    }
+
     /// The status of a seeded plan.
     pub fn plan_status(&self, plan: PlanKey) -> Option<PlanStatus> {
         self.hub.world.plan(plan).map(|p| p.status)
@@ -536,6 +627,39 @@ impl Sandbox {
             }
             for marker in seen {
                 *out.entry(marker).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// When each plan's patient received their first message (an email the SMTP sink accepted or
+    /// a text the Twilio stand-in accepted, whichever came first), by the plan's id in its
+    /// practice system. Plans whose patient got nothing are left out. The bench's
+    /// operatory-to-patient time ends here.
+    pub fn first_message_times(&self) -> BTreeMap<String, chrono::DateTime<chrono::Utc>> {
+        let emails = self.smtp().messages();
+        let texts = self.twilio().messages();
+        let mut out = BTreeMap::new();
+        for plan in self.hub.world.plans(None) {
+            let Some(patient) = self.hub.world.patient(plan.patient) else {
+                continue;
+            };
+            let email = patient.seed.email.as_deref();
+            let phone = patient.seed.mobile_phone.as_deref();
+            let first_email = emails
+                .iter()
+                .filter(|m| {
+                    email.is_some_and(|e| m.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(e)))
+                })
+                .map(|m| m.received_at)
+                .min();
+            let first_text = texts
+                .iter()
+                .filter(|m| m.direction != "inbound" && phone.is_some_and(|p| m.to == p))
+                .map(|m| m.date_created)
+                .min();
+            if let Some(at) = first_email.into_iter().chain(first_text).min() {
+                out.insert(plan.pms_id.clone(), at);
             }
         }
         out

@@ -200,6 +200,11 @@ async fn invariants(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> 
     }))
 }
 
+/// `GET /first-messages`: when each plan's patient got their first email or text, by plan id.
+async fn first_messages(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!(admin.sandbox.first_message_times()))
+}
+
 async fn counts(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "ledger_notes": admin.sandbox.ledger_notes().len() }))
 }
@@ -213,6 +218,7 @@ async fn serve_admin(admin: Arc<Admin>) -> anyhow::Result<(Url, tokio::task::Joi
         .route("/seed", post(seed))
         .route("/invariants", get(invariants))
         .route("/counts", get(counts))
+        .route("/first-messages", get(first_messages))
         .with_state(admin);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

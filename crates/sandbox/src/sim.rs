@@ -39,6 +39,12 @@ pub enum LinkAction {
         /// Sandbox links found in it.
         found: usize,
     },
+    /// Accepted an offer on a loopback page (the in-house plan's accept form), unless the
+    /// persona never completes anything.
+    AcceptedOffer {
+        /// The form's action.
+        url: String,
+    },
     /// Not a link the patient acts on.
     Ignored {
         /// The link.
@@ -57,6 +63,26 @@ pub enum CheckoutResultKind {
     Declined,
     /// The session was not open.
     NotOpen,
+}
+
+/// The actions of the accept forms in an HTML page (`action="…/accept"`), entities undone.
+pub(crate) fn accept_forms(html: &str) -> Vec<String> {
+    html.split("action=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|a| a.replace("&#x2f;", "/").replace("&amp;", "&"))
+        .filter(|a| a.ends_with("/accept"))
+        .collect()
+}
+
+/// The page's relative links to a lender application (`href="…/apply"`), entities undone.
+pub(crate) fn apply_links(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|a| a.replace("&#x2f;", "/").replace("&amp;", "&"))
+        .filter(|a| a.starts_with('/') && a.ends_with("/apply"))
+        .collect()
 }
 
 /// Every `http(s)://` link in `text`, with HTML entities for `&` undone and trailing punctuation
@@ -204,6 +230,63 @@ pub(crate) async fn act_on_link(
     let links = extract_links(&page);
     let mut actions = Vec::new();
     let mut found = 0;
+    let completes = patient
+        .and_then(|k| hub.world.patient(k))
+        .is_none_or(|p| p.seed.persona != Persona::NeverCompletes);
+    // The page's own link to the lender (`/p/{token}/apply`, relative): followed to where it
+    // redirects, and that lender link acted on, as a patient's browser would.
+    for href in apply_links(&page) {
+        let Ok(target) = url.join(&href) else {
+            continue;
+        };
+        let Ok(client) = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+        else {
+            continue;
+        };
+        let Ok(resp) = client.get(target).send().await else {
+            continue;
+        };
+
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(location) = location {
+            let acted = Box::pin(act_on_link(hub, patient, &location, depth + 1)).await;
+            if !acted
+                .iter()
+                .all(|a| matches!(a, LinkAction::Ignored { .. }))
+            {
+                found += 1;
+                actions.extend(acted);
+            }
+        }
+    }
+    if completes {
+        for action in accept_forms(&page) {
+            let Ok(target) = url.join(&action) else {
+                continue;
+            };
+            if hub
+                .http
+                .post(target.clone())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("")
+                .send()
+                .await
+                .is_ok()
+            {
+                found += 1;
+                actions.push(LinkAction::AcceptedOffer {
+                    url: target.to_string(),
+                });
+            }
+        }
+    }
     for inner in links {
         let acted = Box::pin(act_on_link(hub, patient, &inner, depth + 1)).await;
         if !acted
@@ -227,6 +310,13 @@ pub(crate) async fn act_on_link(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_forms_are_found_with_their_entities_undone() {
+        let page = r#"<form method="post" action="&#x2f;p&#x2f;T&#x2f;accept"></form>
+            <form method="post" action="/p/T/decline"></form>"#;
+        assert_eq!(accept_forms(page), vec!["/p/T/accept".to_owned()]);
+    }
 
     #[test]
     fn links_are_found_in_text_and_html() {

@@ -261,6 +261,30 @@ impl World {
         Ok(())
     }
 
+    /// Changes one procedure's fee (an edit of what is financed) and bumps the modification time.
+    pub(crate) fn edit_plan_fee(
+        &self,
+        plan: PlanKey,
+        procedure: usize,
+        fee: financing_core::Money,
+    ) -> Result<(), SandboxError> {
+        let mut d = self.lock();
+        let now = d.tick();
+        let rec = d
+            .plans
+            .iter_mut()
+            .find(|p| p.key == plan)
+            .ok_or(SandboxError::UnknownPlan)?;
+        let p = rec
+            .seed
+            .procedures
+            .get_mut(procedure)
+            .ok_or(SandboxError::UnknownPlan)?;
+        p.fee = fee;
+        rec.modified = now;
+        Ok(())
+    }
+
     /// Bumps a plan's modification time without changing it (a "touch" in the practice system).
     pub(crate) fn touch_plan(&self, plan: PlanKey) -> Result<(), SandboxError> {
         let mut d = self.lock();

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use connector_transport::RetryPolicy;
 use financing_core::{
-    AmountLimits, ApplicationHandle, ApplicationRef, FinancingRequest, LocationId,
+    AmountLimits, ApplicationHandle, ApplicationRef, FinancingRequest, LocationId, PollSchedule,
+    PollStep,
 };
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -49,7 +50,8 @@ pub struct ClientBuilder {
     http: Option<reqwest::Client>,
     retry: RetryPolicy,
     limits: AmountLimits,
-    poll_after: Duration,
+    poll_after: Option<Duration>,
+    poll_schedule: PollSchedule,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -108,10 +110,17 @@ impl ClientBuilder {
         self
     }
 
-    /// The `poll_after` put in [`Decision::Pending`](financing_core::Decision::Pending).
-    /// Default: 5 minutes.
+    /// A floor put in [`Decision::Pending`](financing_core::Decision::Pending)'s `poll_after`.
+    /// Default: none (the [`poll_schedule`](Self::poll_schedule) paces status reads).
     pub fn poll_after(mut self, poll_after: Duration) -> Self {
-        self.poll_after = poll_after;
+        self.poll_after = Some(poll_after);
+        self
+    }
+
+    /// How often the orchestrator reads a Sunbit application's status. Default:
+    /// [`Client::default_poll_schedule`]; the demo compresses it.
+    pub fn poll_schedule(mut self, schedule: PollSchedule) -> Self {
+        self.poll_schedule = schedule;
         self
     }
 
@@ -164,6 +173,7 @@ impl ClientBuilder {
                 retry: self.retry,
                 limits: self.limits,
                 poll_after: self.poll_after,
+                poll_schedule: self.poll_schedule,
             }),
         })
     }
@@ -214,7 +224,8 @@ struct Inner {
     timeout: Duration,
     retry: RetryPolicy,
     limits: AmountLimits,
-    poll_after: Duration,
+    poll_after: Option<Duration>,
+    poll_schedule: PollSchedule,
 }
 
 impl fmt::Debug for Client {
@@ -243,8 +254,36 @@ impl Client {
             http: None,
             retry: RetryPolicy::default(),
             limits: DEFAULT_LIMITS,
-            poll_after: Duration::from_secs(300),
+            poll_after: None,
+            poll_schedule: Self::default_poll_schedule(),
         }
+    }
+
+    /// Sunbit's schedule: every 10 s for the first 15 minutes (the patient is on Sunbit's page;
+    /// the signed webhook usually comes first), every 2 minutes up to 2 hours, then every 15
+    /// minutes; the link lives 7 days ([`wire::LINK_LIFETIME`]) and the patient is reminded a day
+    /// before it lapses.
+    pub fn default_poll_schedule() -> PollSchedule {
+        PollSchedule {
+            steps: vec![
+                PollStep {
+                    until: Duration::from_secs(15 * 60),
+                    every: Duration::from_secs(10),
+                },
+                PollStep {
+                    until: Duration::from_secs(2 * 60 * 60),
+                    every: Duration::from_secs(2 * 60),
+                },
+            ],
+            then_every: Duration::from_secs(15 * 60),
+            session_life: Some(wire::LINK_LIFETIME),
+            remind_before_expiry: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+
+    /// The schedule this client was built with.
+    pub fn configured_poll_schedule(&self) -> PollSchedule {
+        self.inner.poll_schedule.clone()
     }
 
     /// The configured amount limits.
@@ -252,7 +291,7 @@ impl Client {
         self.inner.limits
     }
 
-    pub(crate) fn poll_interval(&self) -> Duration {
+    pub(crate) fn poll_interval(&self) -> Option<Duration> {
         self.inner.poll_after
     }
 

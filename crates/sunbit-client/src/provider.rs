@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use financing_core::{
     AmountLimits, ApplicationHandle, Decision, FinancingProvider, FinancingRequest, LenderId,
-    LenderReference, ProviderError,
+    LenderReference, PollSchedule, ProviderError,
 };
 
 use crate::client::{Client, PurchaseLookup, link_expiry};
@@ -23,6 +23,10 @@ impl FinancingProvider for Client {
 
     fn limits(&self) -> AmountLimits {
         self.amount_limits()
+    }
+
+    fn poll_schedule(&self) -> PollSchedule {
+        self.configured_poll_schedule()
     }
 
     // No cardholder lookup is known for Sunbit: the trait's default (`Ok(None)`) applies.
@@ -60,10 +64,10 @@ impl FinancingProvider for Client {
                 &purchase,
                 application.amount,
                 Utc::now(),
-                Some(self.poll_interval()),
+                self.poll_interval(),
             )),
             None => Ok(Decision::Pending {
-                poll_after: Some(self.poll_interval()),
+                poll_after: self.poll_interval(),
                 raw_status: NO_PURCHASE_YET.to_owned(),
             }),
         }

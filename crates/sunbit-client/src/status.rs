@@ -17,20 +17,21 @@ pub const NO_PURCHASE_YET: &str = "NO_PURCHASE_YET";
 
 /// Maps a purchase to a [`Decision`], keeping Sunbit's raw status.
 ///
-/// The amount asked for is the purchase's entered amount when Sunbit reports one, else
-/// `requested`; an approval below it is a [`Decision::PartiallyApproved`] counteroffer (via
-/// [`Decision::from_approval`]). The offer lapses at the purchase's valid-until date.
+/// `requested` is the amount Chairside asked Sunbit to finance (the application's amount). Every
+/// amount is judged against it, never against `purchaseAmountEntered` (what the patient typed on
+/// Sunbit's page, which may be less or more than asked). A prequalification is not financing: only
+/// a completed purchase is.
 ///
 /// | [`PurchaseStatus`] | Decision | Why |
 /// |---|---|---|
-/// | `Completed` | approval of the approval amount, else the purchase amount | The purchase went through. |
+/// | `Completed` | the purchase amount (else the approval amount) against `requested`: at least it is [`Decision::Approved`], less is a [`Decision::PartiallyApproved`] counteroffer whose gap the practice collects another way | The purchase went through: that is what Sunbit finances. |
 /// | `Incomplete`, valid-until passed | `Expired` | The offer lapsed. |
-/// | `Incomplete` with an approval amount | approval of it | Prequalified; the patient has not checked out yet. |
+/// | `Incomplete` with an approval amount | [`Decision::Prequalified`] up to it | Prequalified; nothing is financed until the patient checks out. |
 /// | `Incomplete` otherwise | `Pending` | The patient has not finished. |
 /// | `Voided` | `Expired` | Voided (by us or the practice): no credit decision, so no decline. |
 /// | `Unknown(_)` | `Unknown(raw)` | Kept verbatim for staff. |
 ///
-/// An approval without any amount is `Unknown(raw)`: we never guess an amount.
+/// A completed purchase without any amount is `Unknown(raw)`: we never guess an amount.
 pub fn purchase_decision(
     purchase: &Purchase,
     requested: Money,
@@ -39,27 +40,17 @@ pub fn purchase_decision(
 ) -> Decision {
     let raw = purchase.status.as_str().to_owned();
     let valid_until = purchase.valid_until.as_ref().and_then(|v| v.until());
-    let requested = purchase.purchase_amount_entered.map_or(requested, |a| a.0);
-    let approve = |amount: Option<Money>| match amount {
-        Some(amount) => Decision::from_approval(
-            offer(amount, purchase.purchase_id.as_ref(), valid_until),
-            requested,
-            raw.clone(),
-        ),
-        None => Decision::Unknown(raw.clone()),
-    };
+    let offer_of = |amount: Money| offer(amount, purchase.purchase_id.as_ref(), valid_until);
     match &purchase.status {
-        PurchaseStatus::Completed => approve(
-            purchase
-                .approval_amount
-                .or(purchase.purchase_amount)
-                .map(|a| a.0),
-        ),
+        PurchaseStatus::Completed => match purchase.purchase_amount.or(purchase.approval_amount) {
+            Some(amount) => Decision::from_approval(offer_of(amount.0), requested, raw),
+            None => Decision::Unknown(raw),
+        },
         PurchaseStatus::Incomplete if valid_until.is_some_and(|v| v < now) => {
             Decision::Expired { raw_status: raw }
         }
         PurchaseStatus::Incomplete => match purchase.approval_amount {
-            Some(a) => approve(Some(a.0)),
+            Some(a) => Decision::from_prequalification(offer_of(a.0), requested, raw),
             None => Decision::Pending {
                 poll_after,
                 raw_status: raw,

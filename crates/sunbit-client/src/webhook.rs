@@ -300,12 +300,12 @@ impl WebhookEvent {
     }
 
     /// What the event means for the application, or `None` when it is not about a financing
-    /// decision. The amount asked for is the event's entered amount when present, else
-    /// `requested`.
+    /// decision. `requested` is the amount Chairside asked Sunbit to finance: amounts are judged
+    /// against it, never against what the patient typed (`purchaseAmountEntered`).
     ///
     /// | Event | Decision |
     /// |---|---|
-    /// | `PrequalApproved`, `PrequalCompleted` | approval of the approval amount (below the ask: [`Decision::PartiallyApproved`]); no amount: `Unknown(raw)` |
+    /// | `PrequalApproved`, `PrequalCompleted` | [`Decision::Prequalified`] up to the approval amount (a prequalification is not financing: the purchase status decides); zero: `Declined`; no amount: `Unknown(raw)` |
     /// | `PrequalFailed` | `Declined` |
     /// | `PrequalAborted` | `Expired` (the patient left; no credit decision) |
     /// | `TransactionVoided` | `Expired` (the financing was voided) |
@@ -316,9 +316,9 @@ impl WebhookEvent {
         match &self.event_type {
             EventType::PrequalApproved | EventType::PrequalCompleted => {
                 Some(match self.approval_amount {
-                    Some(amount) => Decision::from_approval(
+                    Some(amount) => Decision::from_prequalification(
                         offer(amount, self.purchase_id.as_ref(), self.valid_until),
-                        self.purchase_amount_entered.unwrap_or(requested),
+                        requested,
                         raw,
                     ),
                     None => Decision::Unknown(raw),

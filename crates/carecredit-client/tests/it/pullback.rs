@@ -14,7 +14,7 @@ use crate::helpers::{
     MERCHANT, PARTNER, REFERENCE, builder, client, fast_backoff, handle, mount_token, pullback_path,
 };
 
-const POLL: Option<Duration> = Some(Duration::from_secs(300));
+const POLL: Option<Duration> = None;
 
 fn offer(cents: i64, reference: &str) -> Offer {
     Offer {
@@ -54,8 +54,9 @@ async fn pullback_sends_the_session_id_and_the_partner_ids() {
     // Assert
     assert_eq!(
         decision.unwrap(),
-        Decision::Approved {
+        Decision::Prequalified {
             offer: offer(200_000, "sess-1"),
+            requested: Money::usd(180_000),
             raw_status: "PreApproved".into(),
         }
     );
@@ -133,12 +134,22 @@ fn status_table() -> Vec<(Value, Decision, &'static str)> {
         (
             json!({ "status": "PreApproved",
                     "quickScreenTransactionDetails": { "preApprovalAmount": "1500.00" } }),
-            Decision::PartiallyApproved {
+            Decision::Prequalified {
                 offer: offer(150_000, "sess-x"),
                 requested,
                 raw_status: "PreApproved".into(),
             },
-            "pre-approval below the request is a counteroffer",
+            "a QuickScreen pre-approval is not financing, whatever its amount",
+        ),
+        (
+            json!({ "status": "Completed",
+                    "transactionDetails": { "transactionID": "t-2", "transactionAmount": "1200.00" } }),
+            Decision::PartiallyApproved {
+                offer: offer(120_000, "sess-x"),
+                requested,
+                raw_status: "Completed".into(),
+            },
+            "a purchase below the amount asked is a counteroffer, its gap still owed",
         ),
         (
             json!({ "status": "PreApproved" }),
@@ -165,18 +176,27 @@ fn status_table() -> Vec<(Value, Decision, &'static str)> {
             "existing cardholder",
         ),
         (
-            json!({ "status": "CallForAuth" }),
-            Decision::Unknown("CallForAuth".into()),
-            "staff must call",
+            json!({ "status": "CallForAuth", "partnerTransactionID": "wf_1-carecredit" }),
+            Decision::NeedsStaff {
+                instruction: "CareCredit needs an authorization call: call CareCredit Provider Services at 800-859-9975, quote session sess-x (partner transaction wf_1-carecredit), then press Retry to read the decision".into(),
+                raw_status: "CallForAuth".into(),
+            },
+            "staff must call, with the number and the reference to quote",
         ),
         (
             json!({ "status": "DupQS" }),
-            Decision::Unknown("DupQS".into()),
+            Decision::NeedsStaff {
+                instruction: "CareCredit reports a duplicate QuickScreen for this patient: find the earlier application in the CareCredit Provider Center or call Provider Services at 800-859-9975, quote session sess-x, then press Retry or mark the task handled".into(),
+                raw_status: "DupQS".into(),
+            },
             "staff must look",
         ),
         (
             json!({ "status": "BatchError" }),
-            Decision::Unknown("BatchError".into()),
+            Decision::NeedsStaff {
+                instruction: "CareCredit reports a batch error: check the batch in the CareCredit Provider Center or call Provider Services at 800-859-9975, quote session sess-x, then press Retry".into(),
+                raw_status: "BatchError".into(),
+            },
             "staff must look",
         ),
         (

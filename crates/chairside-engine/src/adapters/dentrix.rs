@@ -5,6 +5,8 @@ use dentrix_client::{Client, NoteMarker, SyncCursor, TxCaseId};
 use financing_core::{PatientContact, PatientId, TreatmentPlan};
 
 use super::{external, invalid};
+use chrono::{DateTime, Utc};
+
 use crate::ports::{ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem};
 
 /// Dentrix Ascend through `dentrix-client`.
@@ -59,10 +61,14 @@ impl PracticeSystem for DentrixPractice {
                 }
             })
             .collect();
-        Ok(PlanChanges {
-            plans,
-            next_cursor: changed.next_cursor.to_string(),
-        })
+        Ok(PlanChanges::new(plans, changed.next_cursor.to_string()))
+    }
+
+    fn clamp_cursor(&self, cursor: &str, now: DateTime<Utc>) -> String {
+        match cursor.parse::<SyncCursor>() {
+            Ok(c) if c.watermark().is_some_and(|w| w > now) => SyncCursor::since(now).to_string(),
+            _ => cursor.to_owned(),
+        }
     }
 
     async fn plan(&self, summary: &PlanSummary) -> Result<TreatmentPlan, ExternalError> {

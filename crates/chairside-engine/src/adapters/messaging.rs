@@ -14,7 +14,7 @@ use url::Url;
 
 use super::{external, invalid};
 use crate::ports::{Channel, Delivery, ExternalError, MessageContent, Messenger, PracticeProfile};
-use crate::store::PatientStore;
+use crate::store::{DeliveryStore, PatientStore, SendRecord};
 
 /// The SMS opt-out ledger on the store: STOP anywhere blocks every later send.
 #[derive(Debug, Clone)]
@@ -104,6 +104,7 @@ pub struct PatientMessenger {
     templates: Arc<Templates>,
     channels: Arc<std::collections::HashMap<PracticeId, PracticeChannels>>,
     ledger: Arc<dyn ConsentLedger>,
+    journal: Option<Arc<dyn DeliveryStore>>,
 }
 
 impl std::fmt::Debug for PatientMessenger {
@@ -128,8 +129,26 @@ impl PatientMessenger {
             templates: Arc::new(templates),
             channels: Arc::new(channels),
             ledger,
+            journal: None,
         })
     }
+
+    /// Journals every channel's send in `journal` before it goes out, so that each message goes
+    /// out at most once per channel whatever fails: a text whose answer was lost is looked up at
+    /// Twilio before any resend, and an email whose outcome is unknown is not resent (SMTP cannot
+    /// be asked; see `docs/messaging.md`). Without a journal, a message is sent at least once.
+    #[must_use]
+    pub fn with_journal(mut self, journal: Arc<dyn DeliveryStore>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+}
+
+const EMAIL: &str = "email";
+const SMS: &str = "sms";
+
+fn journal_error(e: &crate::store::StoreError) -> ExternalError {
+    ExternalError::new(ErrorKind::TRANSIENT, format!("message journal: {e}"))
 }
 
 fn url(link: &str) -> Result<Url, ExternalError> {
@@ -175,7 +194,7 @@ impl PatientMessenger {
                     update_payment_link: url(page_link)?,
                 },
             ),
-            MessageContent::FinancingSummary(s) => match in_house_plan(practice, s) {
+            MessageContent::InHouseOffer(s) => match in_house_plan(practice, s) {
                 Some(plan) => t.render_email(
                     lang,
                     &messaging::InhouseOffer {
@@ -185,8 +204,11 @@ impl PatientMessenger {
                         offer_link: url(&s.page_link)?,
                     },
                 ),
-                _ => t.render_email(lang, &summary_context(practice, patient, s)?),
+                None => return Err(invalid("the in-house offer has no plan")),
             },
+            MessageContent::FinancingSummary(s) => {
+                t.render_email(lang, &summary_context(practice, patient, s)?)
+            }
         };
         r.map_err(external)
     }
@@ -233,7 +255,7 @@ impl PatientMessenger {
                 },
                 max,
             ),
-            MessageContent::FinancingSummary(s) => match in_house_plan(practice, s) {
+            MessageContent::InHouseOffer(s) => match in_house_plan(practice, s) {
                 Some(plan) => t.render_sms(
                     lang,
                     &messaging::InhouseOffer {
@@ -244,8 +266,11 @@ impl PatientMessenger {
                     },
                     max,
                 ),
-                _ => t.render_sms(lang, &summary_context(practice, patient, s)?, max),
+                None => return Err(invalid("the in-house offer has no plan")),
             },
+            MessageContent::FinancingSummary(s) => {
+                t.render_sms(lang, &summary_context(practice, patient, s)?, max)
+            }
         };
         r.map(|c| c.text).map_err(external)
     }
@@ -257,13 +282,8 @@ fn in_house_plan(
     practice: &PracticeProfile,
     s: &crate::ports::SummaryContent,
 ) -> Option<messaging::InhousePlan> {
-    match (
-        &s.financed,
-        s.installments,
-        s.first_installment,
-        s.installment_interval,
-    ) {
-        (None, Some(installments), Some((first_amount, _)), Some(interval)) => {
+    match (s.installments, s.first_installment, s.installment_interval) {
+        (Some(installments), Some((first_amount, _)), Some(interval)) => {
             Some(messaging::InhousePlan {
                 installments,
                 first_amount,
@@ -288,7 +308,17 @@ fn summary_context(
         .unwrap_or_else(|| (practice.name.clone(), s.patient_portion));
     let (first_payment_amount, first_payment_due) = match s.first_installment {
         Some((amount, due)) if s.deposit.is_zero() => (amount, due),
-        _ => (s.deposit, Utc::now().date_naive()),
+        // The deposit is due today: the practice's today, not UTC's.
+        _ => (
+            s.deposit,
+            crate::note::local_date(
+                Utc::now(),
+                practice
+                    .time_zone
+                    .parse()
+                    .unwrap_or(chrono_tz::America::New_York),
+            ),
+        ),
     };
     Ok(messaging::FinancingSummary {
         practice_name: practice.name.clone(),
@@ -302,6 +332,141 @@ fn summary_context(
     })
 }
 
+impl PatientMessenger {
+    /// Sends the email of message `key` at most once.
+    async fn send_email(
+        &self,
+        sender: &EmailSender,
+        to: &EmailAddress,
+        email: &messaging::RenderedEmail,
+        key: &str,
+    ) -> Result<Option<String>, ExternalError> {
+        let Some(journal) = &self.journal else {
+            let id = sender.send_keyed(to, email, key).await.map_err(external)?;
+            return Ok(Some(id.to_string()));
+        };
+        match journal
+            .send_record(key, EMAIL)
+            .await
+            .map_err(|e| journal_error(&e))?
+        {
+            Some(SendRecord::Sent { provider_id }) => return Ok(provider_id),
+            Some(SendRecord::Attempting { .. }) => {
+                // An earlier attempt's outcome is unknown and SMTP cannot be asked: at most once,
+                // so it is taken as sent, not sent again.
+                tracing::warn!(
+                    key,
+                    "email outcome unknown after an earlier attempt; taken as sent, not resent"
+                );
+                let id = sender.message_id_for(key).to_string();
+                journal
+                    .finish_send(key, EMAIL, true, Some(&id), Utc::now())
+                    .await
+                    .map_err(|e| journal_error(&e))?;
+                return Ok(Some(id));
+            }
+            None => {}
+        }
+        journal
+            .begin_send(key, EMAIL, None, Utc::now())
+            .await
+            .map_err(|e| journal_error(&e))?;
+        match sender.send_keyed(to, email, key).await {
+            Ok(id) => {
+                let id = id.to_string();
+                journal
+                    .finish_send(key, EMAIL, true, Some(&id), Utc::now())
+                    .await
+                    .map_err(|e| journal_error(&e))?;
+                Ok(Some(id))
+            }
+            Err(e) => {
+                if e.kind() != ErrorKind::Indeterminate {
+                    // Refused or never connected: nothing was delivered, a retry may send.
+                    journal
+                        .finish_send(key, EMAIL, false, None, Utc::now())
+                        .await
+                        .map_err(|e| journal_error(&e))?;
+                }
+                Err(external(e))
+            }
+        }
+    }
+
+    /// Sends the text of message `key`, after looking up an earlier attempt whose answer was
+    /// lost. `Ok(None)` when nothing went out and nothing should (opted out).
+    async fn send_sms(
+        &self,
+        client: &SmsClient,
+        sms: &OutgoingSms,
+        key: &str,
+    ) -> Result<Option<String>, messaging::Error> {
+        let journal_err = |e: crate::store::StoreError| messaging::Error::Config {
+            reason: format!("message journal: {e}"),
+        };
+        if let Some(journal) = &self.journal {
+            match journal.send_record(key, SMS).await.map_err(journal_err)? {
+                Some(SendRecord::Sent { provider_id }) => return Ok(provider_id),
+                Some(SendRecord::Attempting { at, body_digest }) => {
+                    // Twilio has no idempotency key: find the earlier attempt before sending.
+                    let since = at - chrono::Duration::minutes(2);
+                    let found = client.list_messages_to(&sms.to, since).await?;
+                    let earlier = body_digest.as_deref().and_then(|d| {
+                        found
+                            .iter()
+                            .find(|m| m.body_digest_matches(d) && !m.status.is_failure())
+                    });
+                    if let Some(m) = earlier {
+                        let sid = m.sid.to_string();
+                        tracing::info!(key, message_sid = %sid, "earlier text found at Twilio; not resent");
+                        journal
+                            .finish_send(key, SMS, true, Some(&sid), Utc::now())
+                            .await
+                            .map_err(journal_err)?;
+                        return Ok(Some(sid));
+                    }
+                }
+                None => {}
+            }
+            journal
+                .begin_send(
+                    key,
+                    SMS,
+                    Some(&messaging::body_digest(&sms.body)),
+                    Utc::now(),
+                )
+                .await
+                .map_err(journal_err)?;
+        }
+        let outcome = client.send(sms).await;
+        if let Some(journal) = &self.journal {
+            let finished = match &outcome {
+                Ok(SmsOutcome::Sent(s)) => {
+                    journal
+                        .finish_send(key, SMS, true, Some(s.sid.as_str()), Utc::now())
+                        .await
+                }
+                // Indeterminate: left as attempting, so the next attempt looks it up.
+                Err(e) if e.kind() == ErrorKind::Indeterminate => Ok(()),
+                _ => journal.finish_send(key, SMS, false, None, Utc::now()).await,
+            };
+            finished.map_err(journal_err)?;
+        }
+        match outcome? {
+            SmsOutcome::Sent(s) => Ok(Some(s.sid.to_string())),
+            SmsOutcome::RecipientOptedOut => {
+                // Twilio 21610: the carrier says the number opted out; remember it.
+                let change = ConsentChange::opt_out(Utc::now(), ConsentSource::CarrierOptOut);
+                if let Err(e) = self.ledger.record(&sms.practice, &sms.to, &change).await {
+                    tracing::warn!(practice = %sms.practice, error = %e, "could not record a carrier opt-out");
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 #[async_trait]
 impl Messenger for PatientMessenger {
     async fn send(
@@ -310,22 +475,24 @@ impl Messenger for PatientMessenger {
         patient: &PatientContact,
         content: &MessageContent,
         channels: &[Channel],
-        _key: &str,
+        key: &str,
     ) -> Result<Delivery, ExternalError> {
         let senders = self
             .channels
             .get(&practice.id)
             .ok_or_else(|| invalid("no messaging configured for the practice"))?;
         let mut sent = Vec::new();
-        // Email first: if it fails, nothing went out yet and the whole message is retried.
+        // Email first. With the journal, a retry of the whole message skips what already went
+        // out, on either channel.
         if channels.contains(&Channel::Email)
             && let (Some(sender), Some(address)) = (&senders.email, patient.email.as_deref())
         {
             let to = EmailAddress::parse(address)
                 .map_err(|_| invalid("the patient's email address is not valid"))?;
             let email = self.render_email(practice, patient, content)?;
-            let id = sender.send(&to, &email).await.map_err(external)?;
-            sent.push((Channel::Email, id.to_string()));
+            if let Some(id) = self.send_email(sender, &to, &email, key).await? {
+                sent.push((Channel::Email, id));
+            }
         }
         if channels.contains(&Channel::Sms)
             && let (Some((client, from)), Some(phone)) =
@@ -341,19 +508,15 @@ impl Messenger for PatientMessenger {
                 body,
                 status_callback: None,
             };
-            match client.send(&sms).await {
-                Ok(SmsOutcome::Sent(s)) => sent.push((Channel::Sms, s.sid.to_string())),
-                Ok(SmsOutcome::RecipientOptedOut) => {
-                    // Twilio 21610: the carrier says the number opted out; remember it.
-                    let change = ConsentChange::opt_out(Utc::now(), ConsentSource::CarrierOptOut);
-                    if let Err(e) = self.ledger.record(&practice.id, &to, &change).await {
-                        tracing::warn!(practice = %practice.id, error = %e, "could not record a carrier opt-out");
-                    }
-                }
-                Ok(_) => {}
-                // After an email went out, a failed text is not retried (the email would be sent
-                // again): it is logged, and the email stands.
-                Err(e) if !sent.is_empty() => {
+            match self.send_sms(client, &sms, key).await {
+                Ok(Some(sid)) => sent.push((Channel::Sms, sid)),
+                Ok(None) => {}
+                // With the journal a retry is safe (the email is not sent again); a refusal
+                // after the email went out is logged, and the email stands.
+                Err(e)
+                    if !sent.is_empty()
+                        && (self.journal.is_none() || e.kind() == ErrorKind::Permanent) =>
+                {
                     tracing::warn!(practice = %practice.id, kind = %e.kind(), "text not sent; email delivered")
                 }
                 Err(e) => return Err(external(e)),
@@ -432,9 +595,9 @@ mod tests {
         }
     }
 
-    /// Every lender declined: $1,200.02 on the practice's plan, 6 monthly installments.
+    /// Every lender declined: $1,200.02 on the practice's plan, 6 monthly installments, offered.
     fn in_house_summary() -> MessageContent {
-        MessageContent::FinancingSummary(Box::new(SummaryContent {
+        MessageContent::InHouseOffer(Box::new(SummaryContent {
             total: Money::usd(150_002),
             insurance: Money::usd(30_000),
             patient_portion: Money::usd(120_002),

@@ -10,7 +10,10 @@ use financing_core::{PatientContact, PatientId, TreatmentPlan};
 use nexhealth_client::{Client, NoteMarker, PlanStatus, SyncCursor, TreatmentPlanId};
 
 use super::{external, invalid};
-use crate::ports::{ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem};
+use crate::ports::{
+    ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem, UnreadableRecord,
+};
+use chrono::{DateTime, Utc};
 
 /// NexHealth through `nexhealth-client`.
 #[derive(Debug, Clone)]
@@ -43,31 +46,45 @@ impl PracticeSystem for NexHealthPractice {
             .list_changed_treatment_plans(&cursor, None)
             .await
             .map_err(external)?;
-        let plans = changed
-            .plans
-            .into_iter()
-            .filter_map(|plan| {
-                let patient_id = plan.patient_id.clone()?;
-                let state = match &plan.status {
-                    PlanStatus::Accepted => PlanState::Accepted,
-                    PlanStatus::Rejected => PlanState::Rejected,
-                    other => PlanState::Other(other.to_string()),
-                };
-                Some(PlanSummary {
-                    plan_id: plan.id.clone().into(),
-                    revision: plan
-                        .updated_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    patient_id: patient_id.into(),
-                    state,
-                    accepted_at: Some(plan.updated_at),
-                })
-            })
-            .collect();
+        let mut plans = Vec::new();
+        let mut unreadable = Vec::new();
+        for plan in changed.plans {
+            let marker = plan
+                .updated_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let Some(patient_id) = plan.patient_id.clone() else {
+                unreadable.push(UnreadableRecord {
+                    plan_id: Some(plan.id.clone().into()),
+                    marker,
+                    field: "treatment_plan.patient_id: missing".into(),
+                });
+                continue;
+            };
+            let state = match &plan.status {
+                PlanStatus::Accepted => PlanState::Accepted,
+                PlanStatus::Rejected => PlanState::Rejected,
+                other => PlanState::Other(other.to_string()),
+            };
+            plans.push(PlanSummary {
+                plan_id: plan.id.clone().into(),
+                revision: marker,
+                patient_id: patient_id.into(),
+                state,
+                accepted_at: Some(plan.updated_at),
+            });
+        }
         Ok(PlanChanges {
             plans,
+            unreadable,
             next_cursor: changed.next_cursor.to_string(),
         })
+    }
+
+    fn clamp_cursor(&self, cursor: &str, now: DateTime<Utc>) -> String {
+        match cursor.parse::<SyncCursor>() {
+            Ok(c) if c.watermark().is_some_and(|w| w > now) => SyncCursor::since(now).to_string(),
+            _ => cursor.to_owned(),
+        }
     }
 
     async fn plan(&self, summary: &PlanSummary) -> Result<TreatmentPlan, ExternalError> {

@@ -1,13 +1,16 @@
 //! Open Dental as a [`PracticeSystem`].
 
 use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
 use financing_core::{PatientContact, PatientId, TreatmentPlan, Tz};
 use opendental_client::{
     AcceptanceRule, Client, NewCommlog, PatNum, PlanCursor, TreatPlanNum, TreatPlanQuery,
 };
 
 use super::{external, invalid};
-use crate::ports::{ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem};
+use crate::ports::{
+    ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem, UnreadableRecord,
+};
 
 /// Open Dental through `opendental-client`.
 #[derive(Debug, Clone)]
@@ -52,41 +55,77 @@ impl PracticeSystem for OpenDentalPractice {
             .changed_treat_plans(&cursor)
             .await
             .map_err(external)?;
-        let mut plans = Vec::new();
-        for plan in changed.plans {
-            if !self.rule.accepts(&plan) {
-                continue;
-            }
-            // The revision fingerprints what the patient agreed to, so it needs the procedures.
-            let detail = self.client.plan_detail(plan).await.map_err(external)?;
-            let mapped = detail
-                .to_treatment_plan(self.rule, self.office_tz)
-                .map_err(external)?;
-            plans.push(PlanSummary {
-                plan_id: mapped.id,
-                revision: mapped.revision,
-                patient_id: mapped.patient_id,
-                state: PlanState::Accepted,
-                accepted_at: Some(mapped.accepted_at),
-            });
-        }
+        // Only the listing is read here; each accepted plan's procedures are read by detection,
+        // plan by plan, so one plan's failing or malformed procedures hold up no other.
+        let plans = changed
+            .plans
+            .iter()
+            .map(|plan| {
+                let accepted = self.rule.accepts(plan);
+                PlanSummary {
+                    plan_id: plan.treat_plan_num.to_plan_id(),
+                    revision: plan
+                        .sec_date_t_edit
+                        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+                        .unwrap_or_default(),
+                    patient_id: plan.pat_num.to_patient_id(),
+                    state: if accepted {
+                        PlanState::Accepted
+                    } else {
+                        PlanState::Other(plan.status.as_str().to_owned())
+                    },
+                    accepted_at: self
+                        .rule
+                        .accepted_at(plan)
+                        .map(|t| office_to_utc(t, self.office_tz)),
+                }
+            })
+            .collect();
+        let unreadable = changed
+            .unreadable
+            .iter()
+            .map(|u| UnreadableRecord {
+                plan_id: u.treat_plan_num.map(|n| n.to_plan_id()),
+                marker: u.sec_date_t_edit.map_or_else(
+                    || "unknown edit time".to_owned(),
+                    |t| t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                ),
+                field: u.error.to_string(),
+            })
+            .collect();
         Ok(PlanChanges {
             plans,
+            unreadable,
             next_cursor: changed.next.to_string(),
         })
+    }
+
+    fn clamp_cursor(&self, cursor: &str, now: DateTime<Utc>) -> String {
+        // Open Dental's times are the office's local time.
+        let local_now = now.with_timezone(&self.office_tz).naive_local();
+        match cursor.parse::<PlanCursor>() {
+            Ok(c) if c.watermark().is_some_and(|w| w > local_now) => {
+                PlanCursor::since(local_now).to_string()
+            }
+            _ => cursor.to_owned(),
+        }
     }
 
     async fn plan(&self, summary: &PlanSummary) -> Result<TreatmentPlan, ExternalError> {
         let num = TreatPlanNum::new(parse_num(summary.plan_id.as_str(), "plan")?);
         let pat = PatNum::new(parse_num(summary.patient_id.as_str(), "patient")?);
-        let plans = self
+        let (plans, unreadable) = self
             .client
-            .list_treat_plans(&TreatPlanQuery::new().pat_num(pat))
+            .list_treat_plans_tolerant(&TreatPlanQuery::new().pat_num(pat))
             .await
             .map_err(external)?;
+        if let Some(bad) = unreadable.iter().find(|u| u.treat_plan_num == Some(num)) {
+            return Err(invalid(bad.error.to_string()));
+        }
+        // Checked against what was asked: the plan of this number *and* this patient.
         let plan = plans
             .into_iter()
-            .find(|p| p.treat_plan_num == num)
+            .find(|p| p.treat_plan_num == num && p.pat_num == pat)
             .ok_or_else(|| invalid("the accepted plan is no longer in Open Dental"))?;
         let detail = self.client.plan_detail(plan).await.map_err(external)?;
         let mut mapped = detail
@@ -143,4 +182,16 @@ impl PracticeSystem for OpenDentalPractice {
 
 fn tag(marker: &str) -> String {
     format!("[chairside:{marker}]")
+}
+
+/// Office-local time to UTC (an ambiguous time takes the earlier instant, a skipped one is read an
+/// hour later), as the client reads acceptance times.
+fn office_to_utc(t: chrono::NaiveDateTime, tz: Tz) -> DateTime<Utc> {
+    tz.from_local_datetime(&t)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(t + chrono::TimeDelta::hours(1)))
+                .earliest()
+        })
+        .map_or_else(|| t.and_utc(), |l| l.with_timezone(&Utc))
 }

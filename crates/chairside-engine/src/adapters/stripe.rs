@@ -85,10 +85,9 @@ impl Payments for StripePayments {
             client_reference_id: workflow.as_str().to_owned(),
             expires_at: None,
             save_card: false,
-            success_url: self
-                .return_url
-                .as_ref()
-                .and_then(|u| u.join(workflow.as_str()).ok()),
+            // The landing page after paying (`/paid`): no token and no workflow id in a URL that
+            // goes to Stripe.
+            success_url: self.return_url.as_ref().and_then(|u| u.join("paid").ok()),
             cancel_url: None,
             metadata,
             // The workflow id stays off the session's PaymentIntent: a card declined during

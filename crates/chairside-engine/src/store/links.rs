@@ -64,6 +64,57 @@ pub trait LinkStore: Send + Sync + std::fmt::Debug + 'static {
         interval: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<ResendOutcome>;
+
+    /// Records `mark` for `workflow` once, with its audit line in the same transaction: true the
+    /// first time, false (and nothing written) after. The patient page records a notice shown or
+    /// a link followed this way, so views never grow the database.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn audit_once(
+        &self,
+        workflow: &WorkflowId,
+        mark: &str,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// The patient's answer to the in-house offer, from the patient page: queues `event` for the
+    /// runner (which applies it through the machine under its lease) with its audit line, unless
+    /// an answer is already queued and not yet applied (a double click): then nothing is written
+    /// and the result is false.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database), [`StoreError::Decode`](super::StoreError::Decode).
+    async fn queue_patient_answer(
+        &self,
+        workflow: &WorkflowId,
+        event: &chairside_workflow::Event,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// A patient's request from the page (a fresh deposit link): queues `event` with its audit
+    /// line unless a request is already queued and not yet applied; false when nothing was
+    /// written.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database), [`StoreError::Decode`](super::StoreError::Decode).
+    async fn queue_patient_request(
+        &self,
+        workflow: &WorkflowId,
+        event: &chairside_workflow::Event,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// True while a patient answer queued by [`LinkStore::queue_patient_answer`] waits for the
+    /// runner.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn patient_answer_pending(&self, workflow: &WorkflowId) -> Result<bool>;
 }
 
 // Used as a trait object, like every role.

@@ -12,6 +12,7 @@
 //! | the schema and health | [`SchemaStore`] | start-up, `chairside migrate`, `/ready` |
 //! | patient link generations and return references | [`LinkStore`] | the runner, the patient page |
 //! | set aside what does not decode | [`QuarantineStore`] | the runner, webhooks, the dashboard, metrics |
+//! | install baseline, detection tasks and health | [`DetectionStore`] | the poller, `/readyz`, the dashboard, metrics |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -21,6 +22,8 @@
 //! and every write made on behalf of a claimed workflow checks the claim's fencing epoch.
 
 pub mod crypto;
+mod delivery;
+pub mod detection;
 mod inbound;
 pub mod links;
 pub mod logins;
@@ -36,6 +39,8 @@ use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 use serde::Serialize;
 
+pub use delivery::{DeliveryStore, SendRecord};
+pub use detection::DetectionStore;
 pub use inbound::InboundStore;
 pub use links::LinkStore;
 pub use logins::LoginStore;
@@ -52,8 +57,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        InboundStore, LinkStore, LoginStore, PatientStore, QuarantineStore, ReportStore,
-        SchemaStore, StaffStore, Store, WorkflowStore,
+        DetectionStore, InboundStore, LinkStore, LoginStore, PatientStore, QuarantineStore,
+        ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -216,15 +221,53 @@ pub struct AuditRow {
     pub detail: String,
 }
 
-/// The latest SMS consent change for one number.
+/// A number's current SMS consent standing: the record that decides, folded from its history by
+/// [`messaging::supersedes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SmsConsentRecord {
-    /// True after an opt-out.
+    /// True after a withdrawal (STOP, carrier, staff) that nothing has overridden.
     pub opted_out: bool,
     /// When the change happened.
     pub at: DateTime<Utc>,
-    /// Where it came from (`inbound_keyword`, `staff`, ...).
+    /// Where it came from ([`messaging::sources`]; older rows: `inbound_keyword`, `staff`, ...).
     pub source: String,
+    /// What is granted; `None` when withdrawn or never granted.
+    pub consent: Option<messaging::ConsentKind>,
+    /// The exact wording the patient saw (empty for rows from before consent records).
+    pub wording: String,
+    /// Who recorded it (empty for rows from before consent records).
+    pub recorded_by: String,
+}
+
+impl SmsConsentRecord {
+    /// The consent the compliance policy judges a text against.
+    pub fn to_sms_consent(&self) -> financing_core::SmsConsent {
+        use financing_core::SmsConsent;
+        match (self.opted_out, self.consent) {
+            (true, _) => SmsConsent::Revoked { at: self.at },
+            (false, Some(messaging::ConsentKind::Informational)) => SmsConsent::Informational {
+                at: self.at,
+                source: self.source.clone(),
+            },
+            (false, Some(messaging::ConsentKind::Written)) => SmsConsent::Written {
+                at: self.at,
+                source: self.source.clone(),
+            },
+            (false, None) => SmsConsent::None,
+        }
+    }
+}
+
+/// One entry of a number's consent history, as recorded (append-only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmsConsentLogRow {
+    /// What was recorded.
+    pub entry: messaging::ConsentEntry,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+    /// Whether it became the number's standing when recorded (an attestation after a withdrawal
+    /// does not).
+    pub effective: bool,
 }
 
 /// Counts that the benchmark and the metrics read.
@@ -249,6 +292,7 @@ pub trait Store:
     + SchemaStore
     + LinkStore
     + QuarantineStore
+    + DetectionStore
 {
 }
 
@@ -262,6 +306,7 @@ impl<T> Store for T where
         + SchemaStore
         + LinkStore
         + QuarantineStore
+        + DetectionStore
 {
 }
 

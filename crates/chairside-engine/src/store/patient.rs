@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use financing_core::{PatientContact, PatientId, PracticeId};
 
-use super::{Result, SmsConsentRecord};
+use super::{Result, SmsConsentLogRow, SmsConsentRecord};
 
 /// Patients' contact data and their SMS consent. The only role that ever sees PHI in clear.
 #[async_trait]
@@ -31,7 +31,9 @@ pub trait PatientStore: Send + Sync + std::fmt::Debug + 'static {
         patient: &PatientId,
     ) -> Result<Option<PatientContact>>;
 
-    /// Records an SMS opt-out (`true`) or opt-in for a phone number.
+    /// Records an SMS opt-out (`true`) or opt-in for a phone number: an opt-out is a withdrawal
+    /// from `source`, an opt-in an informational grant from `source` (see
+    /// [`Self::record_sms_consent`], which this calls with a short wording).
     ///
     /// # Errors
     /// [`StoreError::Database`](super::StoreError::Database).
@@ -59,4 +61,28 @@ pub trait PatientStore: Send + Sync + std::fmt::Debug + 'static {
         practice: &PracticeId,
         phone: &str,
     ) -> Result<Option<SmsConsentRecord>>;
+
+    /// Appends `entry` to the number's consent history and folds it into its standing with
+    /// [`messaging::supersedes`] (a withdrawal always wins; an attestation never overrides a
+    /// withdrawal), in one transaction. Returns the standing after it.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn record_sms_consent(
+        &self,
+        practice: &PracticeId,
+        phone: &str,
+        entry: &messaging::ConsentEntry,
+        now: DateTime<Utc>,
+    ) -> Result<SmsConsentRecord>;
+
+    /// The number's consent history at this practice, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn sms_consent_history(
+        &self,
+        practice: &PracticeId,
+        phone: &str,
+    ) -> Result<Vec<SmsConsentLogRow>>;
 }

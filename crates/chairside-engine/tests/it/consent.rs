@@ -292,3 +292,138 @@ async fn the_database_never_holds_a_consent_phone_number_in_clear() {
         );
     }
 }
+
+// ---- Consent records: source, wording, when, who; withdrawal always wins. ----
+
+mod records {
+    use chairside_engine::store::prelude::*;
+    use chairside_engine::store::{SmsConsentRecord, SqliteStore};
+    use chrono::Duration;
+    use messaging::{
+        ConsentEntry, ConsentKind, PATIENT_PAGE_WORDING, STAFF_INTAKE_FORM_WORDING, sources,
+    };
+
+    use super::{PHONE, store_under_a};
+    use crate::harness::{practice_id, raw_pool, t0};
+
+    fn attestation(at_min: i64) -> ConsentEntry {
+        ConsentEntry::grant(
+            ConsentKind::Informational,
+            "practice_system:opendental",
+            "The practice's record in opendental (TxtMsgOk) says the patient agreed",
+            "runner",
+            t0() + Duration::minutes(at_min),
+        )
+    }
+
+    fn stop(at_min: i64) -> ConsentEntry {
+        ConsentEntry::withdrawal(
+            sources::SMS_STOP,
+            "STOP",
+            "webhook:twilio",
+            t0() + Duration::minutes(at_min),
+        )
+    }
+
+    fn page(at_min: i64) -> ConsentEntry {
+        ConsentEntry::grant(
+            ConsentKind::Written,
+            sources::PATIENT_PAGE,
+            PATIENT_PAGE_WORDING,
+            "patient",
+            t0() + Duration::minutes(at_min),
+        )
+    }
+
+    async fn record(store: &SqliteStore, entry: &ConsentEntry) -> SmsConsentRecord {
+        store
+            .record_sms_consent(&practice_id(), PHONE, entry, entry.at)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_practice_attestation_grants_until_stop_and_never_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, store) = store_under_a(&dir).await;
+
+        let granted = record(&store, &attestation(0)).await;
+        assert_eq!(granted.consent, Some(ConsentKind::Informational));
+        assert!(!granted.opted_out);
+        assert_eq!(granted.recorded_by, "runner");
+
+        let stopped = record(&store, &stop(1)).await;
+        assert!(stopped.opted_out);
+        assert_eq!(stopped.consent, None);
+
+        // The next plan's read of the practice system says yes again: recorded, not effective.
+        let after = record(&store, &attestation(60)).await;
+        assert!(after.opted_out, "an attestation overrode a withdrawal");
+        assert!(store.sms_opted_out(&practice_id(), PHONE).await.unwrap());
+
+        // Only the patient's own opt-in grants again, and the record keeps its wording.
+        let again = record(&store, &page(61)).await;
+        assert!(!again.opted_out);
+        assert_eq!(again.consent, Some(ConsentKind::Written));
+        assert_eq!(again.wording, PATIENT_PAGE_WORDING);
+        assert_eq!(again.source, sources::PATIENT_PAGE);
+
+        let history = store
+            .sms_consent_history(&practice_id(), PHONE)
+            .await
+            .unwrap();
+        let seen: Vec<(&str, bool)> = history
+            .iter()
+            .map(|r| (r.entry.source.as_str(), r.effective))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("practice_system:opendental", true),
+                (sources::SMS_STOP, true),
+                ("practice_system:opendental", false),
+                (sources::PATIENT_PAGE, true),
+            ]
+        );
+        assert_eq!(history[3].entry.wording, PATIENT_PAGE_WORDING);
+        assert_eq!(history[3].entry.recorded_by, "patient");
+    }
+
+    #[tokio::test]
+    async fn a_late_stop_still_beats_a_staff_entry_recorded_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, store) = store_under_a(&dir).await;
+        let staff = ConsentEntry::grant(
+            ConsentKind::Written,
+            sources::STAFF_INTAKE_FORM,
+            STAFF_INTAKE_FORM_WORDING,
+            "staff:alice",
+            t0() + Duration::minutes(10),
+        );
+        record(&store, &staff).await;
+        // A STOP sent before the staff entry, processed after it.
+        let now = record(&store, &stop(5)).await;
+        assert!(now.opted_out);
+    }
+
+    #[tokio::test]
+    async fn the_history_is_append_only_and_holds_no_number_in_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, store) = store_under_a(&dir).await;
+        record(&store, &page(0)).await;
+        let pool = raw_pool(&path).await;
+        for sql in [
+            "UPDATE sms_consent_log SET consent = 'written'",
+            "DELETE FROM sms_consent_log",
+        ] {
+            let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{err}");
+        }
+        let rows: Vec<String> = sqlx::query_scalar("SELECT phone_key FROM sms_consent_log")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(!rows[0].contains("5555550142"));
+    }
+}

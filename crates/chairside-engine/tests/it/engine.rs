@@ -28,6 +28,12 @@ async fn a_plug_in_lender_named_by_the_waterfall_is_the_one_the_runner_asks() {
     // Arrange: the practice provides CareCredit and Sunbit; its waterfall names a plug-in.
     let mut world = World::new();
     world.config.waterfall = waterfall_of("acme-lending");
+    // The same flat cadence as the practice's own lenders, so the run settles quickly.
+    let flat = world.config.schedule_for(&LenderId::new("sunbit"));
+    world
+        .config
+        .lender_schedules
+        .push((LenderId::new("acme-lending"), flat));
     let acme = Arc::new(FakeLender::new("acme-lending", "Acme Lending"));
     let engine = Engine::builder(world.store().await)
         .clock(world.clock.clone())
@@ -35,6 +41,8 @@ async fn a_plug_in_lender_named_by_the_waterfall_is_the_one_the_runner_asks() {
         .practice(world.runtime())
         .build()
         .expect("the plug-in satisfies the waterfall");
+    // The install's first poll (nothing accepted yet), then the patient accepts.
+    engine.runner().poll().await.expect("baseline poll");
     world.accept(1, 300_000, 50_000);
 
     // Act
@@ -113,4 +121,40 @@ async fn the_same_practice_given_twice_is_refused() {
 
     // Assert
     assert_eq!(built.err(), Some(EngineError::PracticeTwice(practice_id())));
+}
+
+#[tokio::test]
+async fn a_lender_without_a_configured_schedule_gets_its_clients_and_a_configured_one_stays() {
+    // Arrange: the waterfall names a plug-in with no schedule in the configuration.
+    let mut world = World::new();
+    world.config.waterfall = waterfall_of("acme-lending");
+    let configured = world.config.schedule_for(&LenderId::new("carecredit"));
+    let acme = Arc::new(FakeLender::new("acme-lending", "Acme Lending"));
+
+    // Act
+    let engine = Engine::builder(world.store().await)
+        .lender(LenderId::new("acme-lending"), acme)
+        .practice(world.runtime())
+        .build()
+        .expect("built");
+
+    // Assert: the plug-in's own (the trait's default), and the harness's flat one untouched.
+    let practice = engine.runner().practices().next().expect("one practice");
+    assert_eq!(
+        practice
+            .workflow
+            .schedule_for(&LenderId::new("acme-lending")),
+        financing_core::PollSchedule::default()
+    );
+    assert!(
+        practice
+            .workflow
+            .lender_schedules
+            .iter()
+            .any(|(l, _)| l == &LenderId::new("acme-lending"))
+    );
+    assert_eq!(
+        practice.workflow.schedule_for(&LenderId::new("carecredit")),
+        configured
+    );
 }

@@ -58,6 +58,8 @@ pub(crate) enum Fault {
     FailAfterApplying(ErrorKind),
     /// Does the work, then never answers until the gate opens (a process that dies mid-call).
     HangAfterApplying,
+    /// Answers normally (to script a fault for a later call).
+    Pass,
 }
 
 /// Lets a test see that a call is hanging, and let it go.
@@ -182,6 +184,8 @@ pub(crate) struct Note {
 #[derive(Debug, Default)]
 struct PmsData {
     feed: Vec<PlanSummary>,
+    /// Records the feed cannot read, returned with every poll (as an inclusive cursor would).
+    unreadable: Vec<chairside_engine::ports::UnreadableRecord>,
     plans: HashMap<(PlanId, String), TreatmentPlan>,
     patients: HashMap<PatientId, PatientContact>,
     notes: Vec<Note>,
@@ -215,6 +219,31 @@ impl FakePms {
         d.patients.insert(patient.id.clone(), patient);
         d.plans
             .insert((plan.id.clone(), plan.revision.clone()), plan);
+    }
+
+    /// A record the feed cannot read appears (returned with every poll from now on).
+    pub(crate) fn unreadable(&self, record: chairside_engine::ports::UnreadableRecord) {
+        self.data.lock().unwrap().unreadable.push(record);
+    }
+
+    /// What the patient endpoint answers for `asked` (another patient, a hostile name, ...).
+    pub(crate) fn set_patient(&self, asked: &PatientId, answer: PatientContact) {
+        self.data
+            .lock()
+            .unwrap()
+            .patients
+            .insert(asked.clone(), answer);
+    }
+
+    /// The plan was deleted in the practice system.
+    pub(crate) fn delete(&self, plan: &PlanId, patient: &PatientId) {
+        self.data.lock().unwrap().feed.push(PlanSummary {
+            plan_id: plan.clone(),
+            revision: "deleted".to_owned(),
+            patient_id: patient.clone(),
+            state: PlanState::Deleted,
+            accepted_at: None,
+        });
     }
 
     /// The plan was rejected after acceptance.
@@ -258,24 +287,33 @@ impl PracticeSystem for FakePms {
             } else {
                 cursor.and_then(|c| c.parse().ok()).unwrap_or(0_usize)
             };
-            PlanChanges {
-                plans: d.feed.get(from..).unwrap_or_default().to_vec(),
-                next_cursor: d.feed.len().to_string(),
-            }
+            let mut changes = PlanChanges::new(
+                d.feed.get(from..).unwrap_or_default().to_vec(),
+                d.feed.len().to_string(),
+            );
+            changes.unreadable.clone_from(&d.unreadable);
+            changes
         };
         self.script.leave("changed_plans", fault, changes).await
     }
 
     async fn plan(&self, summary: &PlanSummary) -> Result<TreatmentPlan, ExternalError> {
         let fault = self.script.enter("plan", summary.plan_id.as_str())?;
-        let plan = self
-            .data
-            .lock()
-            .unwrap()
-            .plans
-            .get(&(summary.plan_id.clone(), summary.revision.clone()))
-            .cloned()
-            .ok_or_else(|| ProviderError::new(ErrorKind::Permanent, "plan: HTTP 404"))?;
+        // Looked up by the feed's marker (detection) or by the workflow's revision, which is the
+        // fingerprint of the plan (loading a workflow's plan).
+        let plan = {
+            let d = self.data.lock().unwrap();
+            d.plans
+                .get(&(summary.plan_id.clone(), summary.revision.clone()))
+                .or_else(|| {
+                    d.plans.values().find(|p| {
+                        p.id == summary.plan_id
+                            && financing_core::check::fingerprint(p) == summary.revision
+                    })
+                })
+                .cloned()
+        }
+        .ok_or_else(|| ProviderError::new(ErrorKind::Permanent, "plan: HTTP 404"))?;
         self.script.leave("plan", fault, plan).await
     }
 
@@ -787,6 +825,12 @@ pub(crate) struct Sent {
 pub(crate) struct FakeMessenger {
     pub(crate) script: Script,
     sent: Mutex<Vec<Sent>>,
+    /// The patient of the in-house offer: when set, the offer is answered on the patient page
+    /// (accepted, unless `decline_in_house`) as soon as it is delivered, as a patient would.
+    pub(crate) patient_page:
+        std::sync::OnceLock<std::sync::Arc<dyn chairside_engine::store::Store>>,
+    /// Leave in-house offers unanswered.
+    pub(crate) quiet_on_in_house: std::sync::atomic::AtomicBool,
 }
 
 impl FakeMessenger {
@@ -828,6 +872,26 @@ impl Messenger for FakeMessenger {
                     .collect(),
             }
         };
+        if matches!(content, MessageContent::InHouseOffer(_))
+            && !self
+                .quiet_on_in_house
+                .load(std::sync::atomic::Ordering::SeqCst)
+            && let Some(store) = self.patient_page.get()
+        {
+            // The patient reads the offer and accepts it on the page.
+            let workflow =
+                chairside_workflow::WorkflowId::new(key.split(':').next().unwrap_or_default());
+            let event = chairside_workflow::Event::InHouseAnswered {
+                accepted: true,
+                wording: "Accept the payment plan (test patient)".into(),
+            };
+            store
+                .queue_patient_answer(&workflow, &event, "patient accepted", chrono::Utc::now())
+                .await
+                .map_err(|e| {
+                    ExternalError::new(financing_core::ErrorKind::TRANSIENT, e.to_string())
+                })?;
+        }
         self.script.leave("send", fault, delivery).await
     }
 }

@@ -111,6 +111,22 @@ pub(crate) fn default_config() -> WorkflowConfig {
         reminder_delays: vec![Duration::from_secs(30 * 60), Duration::from_secs(60 * 60)],
         give_up_after: Duration::from_secs(60 * 60),
         poll_interval: Duration::from_secs(10 * 60),
+        // A flat 10-minute cadence and no session lapse for both lenders, so these runner tests
+        // count polls simply; the machine's tests cover each lender's real schedule.
+        lender_schedules: ["carecredit", "sunbit"]
+            .into_iter()
+            .map(|id| {
+                (
+                    LenderId::new(id),
+                    financing_core::PollSchedule {
+                        steps: Vec::new(),
+                        then_every: Duration::from_secs(10 * 60),
+                        session_life: None,
+                        remind_before_expiry: Duration::from_secs(10 * 60),
+                    },
+                )
+            })
+            .collect(),
     }
 }
 
@@ -154,10 +170,11 @@ impl World {
 
     pub(crate) fn accept_plan(&self, plan: TreatmentPlan, contact: PatientContact) -> WorkflowId {
         let accepted_at = plan.accepted_at;
+        // Detection names a workflow by the fingerprint of what is financed.
         let id = WorkflowId::derive(&WorkflowKey {
             practice_id: practice_id(),
             plan_id: plan.id.clone(),
-            revision: plan.revision.clone(),
+            revision: financing_core::check::fingerprint(&plan),
         });
         self.pms.accept(plan, contact, accepted_at);
         id
@@ -218,6 +235,7 @@ impl World {
         tune: impl FnOnce(&mut RunnerConfig),
     ) -> Runner {
         let store: Arc<dyn Store> = self.store().await;
+        let _ = self.messenger.patient_page.set(store.clone());
         let mut config = RunnerConfig {
             owner: owner.into(),
             lease: LEASE,
@@ -232,6 +250,12 @@ impl World {
         };
         tune(&mut config);
         Runner::new(store, practices, config, self.clock.clone())
+            // These tests accept plans before the first poll; go-live from now has tests of its
+            // own (detect.rs).
+            .with_detection(chairside_engine::detect::DetectConfig {
+                go_live: chairside_engine::detect::GoLive::Everything,
+                ..chairside_engine::detect::DetectConfig::default()
+            })
     }
 
     /// Runs `runner` until nothing is due, jumping the clock to the next timer or retry each time,
@@ -249,6 +273,28 @@ impl World {
             }
         }
         panic!("the workflows did not settle in 200 rounds");
+    }
+
+    /// Like [`World::settle`], but stops as soon as `until` holds for workflow `id` (checked
+    /// before every clock jump). Panics if the workflows settle without it.
+    pub(crate) async fn settle_until(
+        &self,
+        runner: &Runner,
+        id: &WorkflowId,
+        until: impl Fn(&WorkflowRow) -> bool,
+    ) {
+        for _ in 0..200 {
+            runner.run_until_idle(100).await.unwrap();
+            if until(&self.row(runner, id).await) {
+                return;
+            }
+            match self.next_due(runner).await {
+                None => panic!("settled before the condition held"),
+                Some(at) if at > self.clock.now_utc() => self.clock.set(at),
+                Some(_) => self.clock.advance(Duration::from_secs(1)),
+            }
+        }
+        panic!("the condition did not hold in 200 rounds");
     }
 
     /// The earliest time any workflow is due.

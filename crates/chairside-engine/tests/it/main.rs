@@ -4,10 +4,12 @@
 
 mod at_rest;
 mod consent;
+mod detect;
 mod engine;
 mod fakes;
 mod harness;
 mod links;
+mod messages;
 mod phi;
 mod pool;
 mod quarantine;

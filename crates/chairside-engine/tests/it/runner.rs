@@ -28,6 +28,7 @@ fn kinds(sent: &[crate::fakes::Sent]) -> Vec<&'static str> {
             MessageContent::Reminder { .. } => "reminder",
             MessageContent::FinancingSummary(_) => "summary",
             MessageContent::PaymentFailed { .. } => "payment_failed",
+            MessageContent::InHouseOffer(_) => "in_house_offer",
         })
         .collect()
 }
@@ -123,6 +124,34 @@ async fn an_accepted_plan_runs_to_done_with_one_customer_one_deposit_link_and_on
 }
 
 #[tokio::test]
+async fn the_application_link_and_its_reminders_point_to_the_patient_page_never_the_lender() {
+    // Arrange: the patient never finishes, so every reminder goes out.
+    let w = World::new();
+    let _id = w.accept(1, 150_000, 50_000);
+    let runner = w.runner("runner-1").await;
+    // Act
+    w.settle(&runner).await;
+    // Assert
+    let sent = w.messenger.sent_to(&patient(1).id);
+    let links: Vec<&str> = sent
+        .iter()
+        .filter_map(|s| match &s.content {
+            MessageContent::ApplicationLink { link, .. }
+            | MessageContent::Reminder { link, .. } => Some(link.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(links.len() >= 2, "{sent:?}");
+    for link in links {
+        assert!(
+            link.starts_with("https://pay.smile.example.test/p/"),
+            "{link}"
+        );
+        assert!(!link.contains("lender.test"), "{link}");
+    }
+}
+
+#[tokio::test]
 async fn a_decline_moves_to_the_second_lender_which_approves() {
     // Arrange
     let w = World::new();
@@ -169,16 +198,66 @@ async fn a_decline_moves_to_the_second_lender_which_approves() {
     );
 }
 
+fn offering(row: &chairside_engine::store::WorkflowRow) -> bool {
+    matches!(row.state.stage, Stage::OfferingInHouse { .. })
+}
+
+/// The patient's answer, queued as the patient page queues it.
+async fn answer(
+    runner: &chairside_engine::runner::Runner,
+    id: &WorkflowId,
+    accepted: bool,
+    at: chrono::DateTime<chrono::Utc>,
+) {
+    let event = Event::InHouseAnswered {
+        accepted,
+        wording: "Accept the payment plan pay Smile $800.00 in installments".into(),
+    };
+    let queued = runner
+        .store()
+        .queue_patient_answer(id, &event, "patient answered", at)
+        .await
+        .unwrap();
+    assert!(queued);
+}
+
 #[tokio::test]
-async fn when_every_lender_declines_the_in_house_schedule_is_created_once() {
+async fn when_every_lender_declines_the_in_house_plan_is_offered_and_set_up_once_accepted() {
     // Arrange
     let w = World::new();
     let id = w.accept(1, 150_000, 50_000);
     w.carecredit.on_status(Answer::Decline);
     w.sunbit.on_start(Answer::Decline);
+    w.messenger
+        .quiet_on_in_house
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let runner = w.runner("runner-1").await;
 
-    // Act
+    // Act: every lender declines; the plan is offered and nothing is set up at Stripe.
+    w.settle_until(&runner, &id, offering).await;
+    assert_eq!(
+        w.stripe.script.total(),
+        0,
+        "nothing at Stripe before the patient accepts"
+    );
+    let sent = w.messenger.sent_to(&patient(1).id);
+    assert_eq!(kinds(&sent).last(), Some(&"in_house_offer"));
+    // A second answer while the first waits writes nothing.
+    answer(&runner, &id, true, w.clock.now_utc()).await;
+    let again = runner
+        .store()
+        .queue_patient_answer(
+            &id,
+            &Event::InHouseAnswered {
+                accepted: true,
+                wording: "again".into(),
+            },
+            "again",
+            w.clock.now_utc(),
+        )
+        .await
+        .unwrap();
+    assert!(!again);
     w.settle(&runner).await;
 
     // Assert
@@ -215,6 +294,14 @@ async fn when_every_lender_declines_the_in_house_schedule_is_created_once() {
     };
     assert_eq!(summary.installments, Some(6));
     assert_eq!(summary.financed, None);
+    let acceptance = state
+        .in_house_acceptance
+        .expect("the acceptance is recorded");
+    assert!(
+        acceptance.wording.contains("$800.00"),
+        "{}",
+        acceptance.wording
+    );
     let notes = w.pms.notes();
     assert_eq!(notes.len(), 1);
     assert!(
@@ -223,6 +310,69 @@ async fn when_every_lender_declines_the_in_house_schedule_is_created_once() {
             .contains("In-house plan: $800.00 in 6 installments"),
         "{}",
         notes[0].text
+    );
+}
+
+#[tokio::test]
+async fn an_in_house_offer_nobody_answers_is_reminded_then_given_to_staff_and_bills_nothing() {
+    // Arrange
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_status(Answer::Decline);
+    w.sunbit.on_start(Answer::Decline);
+    w.messenger
+        .quiet_on_in_house
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let runner = w.runner("runner-1").await;
+
+    // Act: the patient never answers.
+    w.settle(&runner).await;
+
+    // Assert
+    let state = w.row(&runner, &id).await.state;
+    assert_eq!(state.status, Status::WaitingOnStaff);
+    assert_eq!(
+        w.stripe.script.total(),
+        0,
+        "nothing billed without an answer"
+    );
+    let sent = w.messenger.sent_to(&patient(1).id);
+    let offers = kinds(&sent)
+        .into_iter()
+        .filter(|k| *k == "in_house_offer")
+        .count();
+    assert_eq!(
+        offers,
+        1 + w.config.reminder_delays.len(),
+        "the offer and every reminder"
+    );
+    let tasks = w.tasks(&runner).await;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].task.kind, TaskKind::PatientQuiet);
+}
+
+#[tokio::test]
+async fn a_declined_in_house_offer_is_a_staff_task_and_bills_nothing() {
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_status(Answer::Decline);
+    w.sunbit.on_start(Answer::Decline);
+    w.messenger
+        .quiet_on_in_house
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let runner = w.runner("runner-1").await;
+    w.settle_until(&runner, &id, offering).await;
+    answer(&runner, &id, false, w.clock.now_utc()).await;
+    w.settle(&runner).await;
+    let state = w.row(&runner, &id).await.state;
+    assert_eq!(state.status, Status::WaitingOnStaff);
+    assert_eq!(w.stripe.script.total(), 0);
+    let tasks = w.tasks(&runner).await;
+    assert_eq!(tasks[0].task.kind, TaskKind::NoFinancing);
+    assert!(
+        tasks[0].task.reason.contains("declined"),
+        "{}",
+        tasks[0].task.reason
     );
 }
 
@@ -273,9 +423,15 @@ async fn a_partial_approval_with_the_remainder_in_house_finances_both_parts() {
     let id = w.accept(1, 150_000, 50_000);
     w.carecredit.on_start(Answer::ApproveCents(50_000));
     w.sunbit.on_start(Answer::Decline);
+    w.messenger
+        .quiet_on_in_house
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let runner = w.runner("runner-1").await;
 
-    // Act
+    // Act: the remainder is offered in house; the patient accepts it.
+    w.settle_until(&runner, &id, offering).await;
+    assert_eq!(w.stripe.script.total(), 0);
+    answer(&runner, &id, true, w.clock.now_utc()).await;
     w.settle(&runner).await;
 
     // Assert
@@ -607,10 +763,11 @@ async fn insurance_above_the_fee_becomes_a_bad_data_task_without_any_lender_or_s
 
 #[tokio::test]
 async fn an_unreadable_practice_system_record_becomes_a_bad_data_task() {
-    // Arrange: the plan endpoint answers with a shape the adapter cannot decode.
+    // Arrange: the patient endpoint answers with a shape the adapter cannot decode (an unreadable
+    // plan is caught earlier, by detection: tests/it/detect.rs).
     let w = World::new();
     let id = w.accept(1, 150_000, 50_000);
-    w.pms.script.fail("plan", ErrorKind::Permanent, 1);
+    w.pms.script.fail("patient", ErrorKind::Permanent, 1);
 
     // Act
     let reason = goes_to_staff_untouched(&w, &id, TaskKind::BadData).await;
@@ -1168,7 +1325,7 @@ async fn a_plan_rejected_while_a_stripe_creation_awaits_its_retry_leaves_nothing
 }
 
 #[tokio::test]
-async fn an_edited_plan_cancels_the_workflow_of_its_earlier_revision() {
+async fn an_edit_after_financing_is_done_is_a_staff_task_and_tears_nothing_down() {
     // Arrange: revision 1 ran to its end on the in-house plan.
     let w = World::new();
     let first = w.accept(1, 150_000, 50_000);
@@ -1176,10 +1333,10 @@ async fn an_edited_plan_cancels_the_workflow_of_its_earlier_revision() {
     w.sunbit.on_start(Answer::Decline);
     let runner = w.runner("runner-1").await;
     w.settle(&runner).await;
+    assert_eq!(w.row(&runner, &first).await.state.status, Status::Done);
+    let messages = w.messenger.sent().len();
 
-    // Act: the practice edits the plan (revision 2, a lower fee) and the patient accepts again.
-    w.carecredit.on_start(Answer::Decline);
-    w.sunbit.on_start(Answer::Decline);
+    // Act: the practice edits what is financed (a lower fee) on the finished case.
     let edited = financing_core::TreatmentPlan {
         revision: "2".into(),
         ..plan(1, 120_000, 50_000)
@@ -1187,10 +1344,11 @@ async fn an_edited_plan_cancels_the_workflow_of_its_earlier_revision() {
     let second = w.accept_plan(edited, patient(1));
     w.settle(&runner).await;
 
-    // Assert: one live schedule for the plan, the new revision's.
+    // Assert: the finished workflow and its schedule stand, nothing new started, nobody was
+    // messaged again, and staff have a task naming the plan.
     assert_ne!(first, second);
-    assert_eq!(w.row(&runner, &second).await.state.status, Status::Done);
-    assert_eq!(w.row(&runner, &first).await.state.status, Status::Cancelled);
+    assert_eq!(w.row(&runner, &first).await.state.status, Status::Done);
+    assert!(runner.store().workflow(&second).await.unwrap().is_none());
     let live: Vec<_> = w
         .stripe
         .schedules()
@@ -1198,7 +1356,17 @@ async fn an_edited_plan_cancels_the_workflow_of_its_earlier_revision() {
         .filter(|s| !s.cancelled)
         .collect();
     assert_eq!(live.len(), 1, "{live:?}");
-    assert_eq!(live[0].workflow, second);
+    assert_eq!(live[0].workflow, first);
+    assert_eq!(w.messenger.sent().len(), messages);
+    let tasks = runner.store().detection_tasks(None, false).await.unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].task.plan_id, "tx-1");
+    assert!(
+        tasks[0]
+            .task
+            .problem
+            .contains("after financing was completed")
+    );
 }
 
 #[tokio::test]
@@ -1309,4 +1477,162 @@ async fn a_call_repeated_after_a_crash_is_journaled_as_a_second_intent() {
     .unwrap();
     assert_eq!(epochs.len(), 2, "one intent per call: {epochs:?}");
     assert!(epochs[0] < epochs[1], "{epochs:?}");
+}
+
+#[tokio::test]
+async fn texts_follow_the_consent_record_not_the_practice_systems_last_word() {
+    // Arrange: patient 1's practice system records consent; patient 2's records none.
+    let w = World::new();
+    let _ = w.accept(1, 150_000, 50_000);
+    let silent = PatientContact {
+        sms_consent: financing_core::SmsConsent::None,
+        ..patient(2)
+    };
+    let _ = w.accept_plan(plan(2, 150_000, 50_000), silent);
+    w.carecredit.on_start(Answer::Approve);
+    w.carecredit.on_start(Answer::Approve);
+    let runner = w.runner("runner-1").await;
+
+    // Act
+    w.settle(&runner).await;
+
+    // Assert: the practice's word is on record as its attestation, and texts went out on it.
+    let store = runner.store();
+    let phone = patient(1).mobile_phone.unwrap();
+    let history = store
+        .sms_consent_history(&practice_id(), &phone)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1, "one attestation, not one per read");
+    assert_eq!(history[0].entry.source, "practice_system:fakepms");
+    assert_eq!(history[0].entry.recorded_by, "runner");
+    assert!(history[0].entry.wording.contains("pms"));
+    let consenting = w.messenger.sent_to(&patient(1).id);
+    assert!(!consenting.is_empty());
+    assert!(
+        consenting
+            .iter()
+            .all(|s| s.channels == vec![Channel::Email, Channel::Sms])
+    );
+    // No record, no texts.
+    let silent_sent = w.messenger.sent_to(&patient(2).id);
+    assert!(!silent_sent.is_empty());
+    assert!(
+        silent_sent
+            .iter()
+            .all(|s| s.channels == vec![Channel::Email])
+    );
+    let none = store
+        .sms_consent(&practice_id(), &patient(2).mobile_phone.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+}
+
+/// Queues a staff Retry for `id`, as the dashboard does.
+async fn staff_retry(w: &World, runner: &chairside_engine::runner::Runner, id: &WorkflowId) {
+    runner
+        .store()
+        .enqueue(
+            id,
+            "staff:test",
+            &Event::Staff {
+                action: StaffAction::Retry,
+            },
+            w.clock.now_utc(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_staff_retry_of_a_failed_step_that_in_fact_succeeded_does_not_do_it_twice() {
+    // Arrange: every attempt at the deposit link creates it at Stripe and then loses the answer,
+    // until the runner gives up and hands the step to staff.
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_start(Answer::Approve);
+    w.stripe.script.fault(
+        "create_deposit_link",
+        Fault::FailAfterApplying(ErrorKind::Indeterminate),
+        5,
+    );
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+    let waiting = w.row(&runner, &id).await.state;
+    assert_eq!(waiting.status, Status::WaitingOnStaff);
+    let keys_before = w.stripe.script.calls("create_deposit_link");
+    assert_eq!(keys_before.len(), 5);
+    assert!(keys_before.iter().all(|k| k == &keys_before[0]));
+
+    // Act
+    staff_retry(&w, &runner, &id).await;
+    w.settle(&runner).await;
+
+    // Assert: the retry reused the key, so Stripe answered with the session it had made.
+    let state = w.row(&runner, &id).await.state;
+    assert_eq!(state.status, Status::Done);
+    let keys = w.stripe.script.calls("create_deposit_link");
+    assert_eq!(keys.len(), 6);
+    assert_eq!(keys[5], keys_before[0], "the staff retry kept the key");
+    assert_eq!(w.stripe.sessions_for(&id).len(), 1, "one deposit link");
+}
+
+#[tokio::test]
+async fn a_staff_retry_after_a_definite_failure_uses_a_fresh_key() {
+    // Arrange: Stripe refused the call (nothing was created).
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_start(Answer::Approve);
+    w.stripe
+        .script
+        .fail("create_deposit_link", ErrorKind::Permanent, 1);
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+
+    // Act
+    staff_retry(&w, &runner, &id).await;
+    w.settle(&runner).await;
+
+    // Assert: a replay of the same key would replay the refusal; a fresh one is asked.
+    let keys = w.stripe.script.calls("create_deposit_link");
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(w.stripe.sessions_for(&id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_staff_retry_of_a_ledger_note_that_was_in_fact_written_finds_it_by_its_marker() {
+    // Arrange: the outcome note is written but the answer is lost; every later marker lookup
+    // times out until the runner gives up and hands the step to staff.
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_start(Answer::Approve);
+    w.pms.script.fault(
+        "write_note",
+        Fault::FailAfterApplying(ErrorKind::Indeterminate),
+        1,
+    );
+    w.pms.script.fault("find_note", Fault::Pass, 1);
+    w.pms
+        .script
+        .fault("find_note", Fault::Fail(ErrorKind::Indeterminate), 4);
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+    assert_eq!(
+        w.row(&runner, &id).await.state.status,
+        Status::WaitingOnStaff
+    );
+    assert_eq!(w.pms.notes_for(&id).len(), 1, "written once, answer lost");
+
+    // Act
+    staff_retry(&w, &runner, &id).await;
+    w.settle(&runner).await;
+
+    // Assert: the retry looked for the same marker, found the note and wrote none.
+    assert_eq!(w.row(&runner, &id).await.state.status, Status::Done);
+    let markers = w.pms.script.calls("find_note");
+    assert!(markers.iter().all(|m| m == &markers[0]), "{markers:?}");
+    assert_eq!(w.pms.script.count("write_note"), 1);
+    assert_eq!(w.pms.notes_for(&id).len(), 1, "one outcome note");
 }

@@ -844,7 +844,7 @@ async fn an_sms_opt_out_round_trips_without_storing_the_number_in_clear() {
     assert!(!contains(&database_bytes(&db.path), "5555550199"));
 
     db.store
-        .set_sms_opt_out(&practice, phone, false, "twilio:START", secs(10))
+        .set_sms_opt_out(&practice, phone, false, "sms:start", secs(10))
         .await
         .unwrap();
     assert!(!db.store.sms_opted_out(&practice, phone).await.unwrap());
@@ -863,7 +863,7 @@ async fn an_sms_opt_out_round_trips_without_storing_the_number_in_clear() {
         .unwrap();
     assert!(!record.opted_out);
     assert_eq!(record.at, secs(10));
-    assert_eq!(record.source, "twilio:START");
+    assert_eq!(record.source, "sms:start");
 }
 
 #[tokio::test]

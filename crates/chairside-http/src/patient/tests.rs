@@ -192,8 +192,16 @@ async fn pay_and_apply_redirect_to_stripe_and_the_lender_and_are_audited() {
     assert!(kinds.contains(&"lender_link_opened".to_owned()));
 }
 
+async fn pending_answers(kit: &Kit, wf: &WorkflowId) -> usize {
+    kit.inbox(wf)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, Event::InHouseAnswered { .. }))
+        .count()
+}
+
 #[tokio::test]
-async fn the_in_house_plan_is_shown_and_accepted_once_with_an_audit_line() {
+async fn the_in_house_offer_shows_its_terms_and_an_acceptance_is_queued_once_with_its_wording() {
     // Arrange
     let kit = Kit::new().await;
     let wf = kit.seed(kit.in_house_state("tx-ih", "pat-1")).await;
@@ -216,31 +224,83 @@ async fn the_in_house_plan_is_shown_and_accepted_once_with_an_audit_line() {
             None,
         ))
         .await;
-    let after = body_text(kit.send(get(&format!("/p/{token}?accepted=1"))).await)
+    let after = body_text(kit.send(get(&format!("/p/{token}"))).await)
         .await
         .replace("&#x2f;", "/");
-    // Assert
+    // Assert: the terms, both answers offered, no pay button before the acceptance.
     assert!(before.contains("6 × $100.00, every month"), "{before}");
-    assert!(before.contains(&format!(r#"action="/p/{token}/accept""#)));
-    assert_eq!(accept.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        accept.headers()["location"],
-        format!("/p/{token}?accepted=1").as_str()
-    );
-    assert_eq!(again.status(), StatusCode::SEE_OTHER);
-    let accepted = audit_kinds(&kit, &wf)
-        .await
-        .into_iter()
-        .filter(|k| k == "in_house_accepted")
-        .count();
-    assert_eq!(accepted, 1);
-    assert!(after.contains("You accepted the payment plan"));
     assert!(
-        !after.contains(r#"action="/p/"#),
-        "no accept form once accepted"
+        before.contains("Nothing is charged until you accept"),
+        "{before}"
     );
-    // Nothing was financed by a lender and no application is open: no lender link.
+    assert!(
+        before.contains("pay Smile Dental Test $600.00 in installments"),
+        "{before}"
+    );
+    assert!(before.contains(&format!(r#"action="/p/{token}/accept""#)));
+    assert!(before.contains(&format!(r#"action="/p/{token}/decline""#)));
+    assert!(
+        !before.contains("/pay"),
+        "no deposit link before the acceptance"
+    );
+    assert_eq!(accept.status(), StatusCode::SEE_OTHER);
+    assert_eq!(accept.headers()["location"], format!("/p/{token}").as_str());
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    assert_eq!(pending_answers(&kit, &wf).await, 1, "one answer queued");
+    let answers: Vec<_> = kit
+        .store
+        .audit(&wf)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == "in_house_answer")
+        .collect();
+    assert_eq!(answers.len(), 1);
+    assert!(
+        answers[0].detail.contains("accepted")
+            && answers[0].detail.contains("6 × $100.00, every month"),
+        "{}",
+        answers[0].detail
+    );
+    assert!(after.contains("we received your answer"), "{after}");
+    assert!(!after.contains(r#"action="/p/"#), "no form once answered");
     assert!(!after.contains("/apply"));
+}
+
+#[tokio::test]
+async fn a_spanish_speaking_patient_reads_and_accepts_the_terms_in_spanish() {
+    let kit = Kit::new().await;
+    let wf = kit.seed(kit.in_house_state("tx-ih", "pat-es")).await;
+    let token = kit.token(&wf);
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await).await;
+    assert!(page.contains("6 × $100.00, cada mes"), "{page}");
+    assert!(
+        page.contains("No se cobra nada hasta que usted acepte"),
+        "{page}"
+    );
+    kit.send(post_form(
+        &format!("/p/{token}/decline"),
+        String::new(),
+        None,
+    ))
+    .await;
+    let detail = kit
+        .store
+        .audit(&wf)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.kind == "in_house_answer")
+        .expect("the answer is recorded")
+        .detail;
+    assert!(
+        detail.contains("declined") && detail.contains("No, gracias"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("pagar a Smile Dental Test $600.00"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
@@ -272,21 +332,24 @@ async fn a_cancelled_workflows_links_get_the_same_page_as_an_expired_one() {
 }
 
 #[tokio::test]
-async fn accepting_an_in_house_plan_that_was_not_offered_is_404() {
+async fn answering_an_in_house_plan_that_is_not_offered_records_nothing() {
     let kit = Kit::new().await;
     let wf = kit.seed_workflow("tx-1").await;
-    let res = kit
-        .send(post_form(
-            &format!("/p/{}/accept", kit.token(&wf)),
-            String::new(),
-            None,
-        ))
-        .await;
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    for path in ["accept", "decline"] {
+        let res = kit
+            .send(post_form(
+                &format!("/p/{}/{path}", kit.token(&wf)),
+                String::new(),
+                None,
+            ))
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "back to the page");
+    }
+    assert_eq!(pending_answers(&kit, &wf).await, 0);
     assert!(
         !audit_kinds(&kit, &wf)
             .await
-            .contains(&"in_house_accepted".to_owned())
+            .contains(&"in_house_answer".to_owned())
     );
 }
 
@@ -442,4 +505,143 @@ async fn the_lender_return_reference_lands_on_a_freshly_issued_working_patient_p
         StatusCode::NOT_FOUND
     );
     assert_eq!(kit.send(get(&path)).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn repeated_views_and_clicks_record_the_notice_and_each_link_once() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let token = kit.token(&wf);
+    let rows_before = kit.store.audit(&wf).await.unwrap().len();
+    // Act: a link scanner and an impatient patient.
+    for _ in 0..5 {
+        assert_eq!(
+            kit.send(get(&format!("/p/{token}"))).await.status(),
+            StatusCode::OK
+        );
+        kit.send(get(&format!("/p/{token}/apply"))).await;
+        kit.send(get(&format!("/p/{token}/pay"))).await;
+    }
+    // Assert
+    let kinds = audit_kinds(&kit, &wf).await;
+    for kind in [
+        "lender_notice_shown",
+        "lender_link_opened",
+        "deposit_link_opened",
+    ] {
+        assert_eq!(
+            kinds.iter().filter(|k| *k == kind).count(),
+            1,
+            "{kind} once: {kinds:?}"
+        );
+    }
+    assert_eq!(kinds.len(), rows_before + 3, "nothing else grew");
+}
+
+#[tokio::test]
+async fn the_shipped_state_notices_come_before_the_lender_link_for_the_practices_and_the_patients_state()
+ {
+    let kit = Kit::new().await;
+    // A New York practice with no configured notice: the shipped New York notice, and the card
+    // warning beside the deposit.
+    let ny = kit
+        .seed(kit.financing_state(crate::testkit::other(), "tx-ny", "pat-9"))
+        .await;
+    let page = body_text(kit.send(get(&format!("/p/{}", kit.token(&ny)))).await).await;
+    let notice = page
+        .find("New York General Business Law")
+        .expect("the New York notice");
+    let link = page.find("/apply").expect("the lender link");
+    assert!(notice < link, "the notice comes first");
+    assert!(
+        page.contains("You do not have to pay by credit card"),
+        "{page}"
+    );
+    // A Texas practice (its configured notice) and a California patient: both notices.
+    let mut ca = kit.financing_state(smile(), "tx-ca", "pat-1");
+    ca.facts = Some(PatientFacts {
+        reachable: true,
+        state: Some(UsState::CA),
+        lookup_allowed: false,
+        financing_not_before: kit.now(),
+    });
+    let ca = kit.seed(ca).await;
+    let page = body_text(kit.send(get(&format!("/p/{}", kit.token(&ca)))).await).await;
+    assert!(page.contains("NOTICE-EN"), "{page}");
+    assert!(page.contains("California Business and Professions Code section 654.3"));
+    assert!(
+        !page.contains("New York"),
+        "no New York text for Texas and California"
+    );
+    // A Texas practice and patient: the configured notice only.
+    let tx = kit
+        .seed(kit.financing_state(smile(), "tx-tx", "pat-1"))
+        .await;
+    let page = body_text(kit.send(get(&format!("/p/{}", kit.token(&tx)))).await).await;
+    assert!(page.contains("NOTICE-EN"));
+    assert!(!page.contains("654.3") && !page.contains("New York"));
+}
+
+#[tokio::test]
+async fn after_paying_the_patient_lands_on_a_thank_you_page_not_a_404() {
+    let kit = Kit::new().await;
+    let res = kit.send(get("/paid")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = body_text(res).await;
+    assert!(page.contains("Your payment went through"), "{page}");
+    assert!(page.contains("Su pago se realizó"), "{page}");
+}
+
+#[tokio::test]
+async fn a_paid_deposit_shows_its_receipt_and_no_pay_button() {
+    let kit = Kit::new().await;
+    let mut paid = kit.financing_state(smile(), "tx-paid", "pat-1");
+    paid.stripe.customer_id = Some("cus_1".into());
+    paid.stripe.deposit_paid = true;
+    let wf = kit.seed(paid).await;
+    let token = kit.token(&wf);
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await).await;
+    assert!(page.contains("your deposit is paid"), "{page}");
+    assert!(page.contains("Deposit, paid"), "{page}");
+    assert!(!page.contains("Pay the deposit"), "{page}");
+    let pay = kit.send(get(&format!("/p/{token}/pay"))).await;
+    assert_eq!(pay.status(), StatusCode::SEE_OTHER);
+    assert_eq!(pay.headers()["location"], format!("/p/{token}").as_str());
+}
+
+#[tokio::test]
+async fn an_expired_deposit_link_is_replaced_when_the_patient_clicks_and_asked_for_once() {
+    let kit = Kit::new().await;
+    let mut expired = kit.financing_state(smile(), "tx-exp", "pat-1");
+    expired.stripe.customer_id = Some("cus_1".into());
+    expired.stripe.checkout_url = None;
+    expired.stripe.checkout_session_id = None;
+    expired.stripe.expired_sessions = vec!["cs_test_1".into()];
+    let wf = kit.seed(expired).await;
+    let token = kit.token(&wf);
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await)
+        .await
+        .replace("&#x2f;", "/");
+    assert!(
+        page.contains(&format!(r#"href="/p/{token}/pay""#)),
+        "{page}"
+    );
+    // Act: two clicks.
+    let first = kit.send(get(&format!("/p/{token}/pay"))).await;
+    let second = kit.send(get(&format!("/p/{token}/pay"))).await;
+    // Assert: a page that reloads itself, not a dead Stripe link; one request queued.
+    assert_eq!(first.status(), StatusCode::OK);
+    let body = body_text(first).await;
+    assert!(body.contains(r#"http-equiv="refresh""#), "{body}");
+    assert!(body.contains("expired"), "{body}");
+    assert!(!body.contains(CHECKOUT_URL));
+    assert_eq!(second.status(), StatusCode::OK);
+    let requests = kit
+        .inbox(&wf)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, Event::DepositLinkRequested))
+        .count();
+    assert_eq!(requests, 1);
 }

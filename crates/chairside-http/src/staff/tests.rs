@@ -728,3 +728,38 @@ fn a_forwarded_for_header_is_believed_only_from_a_trusted_proxy_and_only_its_rig
         "10.0.0.2"
     );
 }
+
+#[tokio::test]
+async fn a_counteroffer_task_offers_accept_and_next_lender_and_each_reaches_the_workflow() {
+    for (value, action) in [
+        ("accept_counteroffer", StaffAction::AcceptCounteroffer),
+        ("next_lender", StaffAction::NextLender),
+    ] {
+        // Arrange
+        let kit = Kit::new().await;
+        let wf = kit.seed_workflow("tx-1").await;
+        kit.raise_task(
+            &wf,
+            StaffTask {
+                kind: TaskKind::Counteroffer,
+                reason: "sunbit approved $600.00, $200.00 short".into(),
+            },
+        )
+        .await;
+        let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+        let page = body_text(kit.send(with_cookie(get("/staff"), &session)).await).await;
+        assert!(page.contains(r#"value="accept_counteroffer""#), "{page}");
+        assert!(page.contains(r#"value="next_lender""#), "{page}");
+        // Act
+        let res = kit
+            .send(post_form(
+                &format!("/staff/workflows/{wf}/actions"),
+                form(&[("csrf", &csrf), ("action", value)]),
+                Some(&session),
+            ))
+            .await;
+        // Assert
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(kit.inbox(&wf).await, vec![Event::Staff { action }]);
+    }
+}

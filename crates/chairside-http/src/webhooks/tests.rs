@@ -365,8 +365,40 @@ fn checkout_and_payment_intent_events_of_one_payment_map_to_the_same_stripe_id()
             amount: Money::usd(16_000),
         }),
     )];
-    assert_eq!(a, expected);
+    assert_eq!(a[0], expected[0], "the money, keyed by the PaymentIntent");
+    assert_eq!(
+        a[1],
+        (
+            WorkflowId::new(WF),
+            Event::Payment(PaymentFact::CheckoutCompleted {
+                session_id: "cs_test_1".into()
+            })
+        ),
+        "and which session it paid (the deposit's state)"
+    );
+    assert_eq!(a.len(), 2);
     assert_eq!(b, expected);
+}
+
+#[test]
+fn an_expired_checkout_session_maps_to_its_expiry() {
+    let expired = parse(&json!({
+        "id": "evt_x", "type": "checkout.session.expired",
+        "data": {"object": {
+            "id": "cs_x", "object": "checkout.session", "payment_status": "unpaid",
+            "status": "expired", "amount_total": 16_000, "currency": "usd",
+            "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    assert_eq!(
+        stripe_events(&expired.data),
+        vec![(
+            WorkflowId::new(WF),
+            Event::Payment(PaymentFact::CheckoutExpired {
+                session_id: "cs_x".into()
+            })
+        )]
+    );
 }
 
 #[test]
@@ -481,7 +513,7 @@ fn prequal(event: &str, wf: &WorkflowId, approved: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_sunbit_approval_becomes_a_lender_decision_for_the_referenced_workflow() {
+async fn a_sunbit_prequalification_becomes_a_lender_decision_judged_against_the_amount_asked() {
     // Arrange
     let kit = Kit::new().await;
     let wf = kit.seed_workflow("tx-1").await;
@@ -493,17 +525,17 @@ async fn a_sunbit_approval_becomes_a_lender_decision_for_the_referenced_workflow
             now_secs(),
         ))
         .await;
-    // Assert: $500 of $640 asked is a counteroffer.
+    // Assert: prequalified for $500 of the $640 asked: not financing yet, and the amount asked
+    // is the workflow's, whatever the patient typed.
     assert_eq!(res.status(), StatusCode::OK);
     let inbox = kit.inbox(&wf).await;
     assert_eq!(inbox.len(), 1);
     match &inbox[0] {
         Event::LenderDecided {
             lender,
-            decision:
-                Decision::PartiallyApproved {
-                    offer, requested, ..
-                },
+            decision: Decision::Prequalified {
+                offer, requested, ..
+            },
         } => {
             assert_eq!(lender, &sunbit());
             assert_eq!(offer.amount, Money::usd(50_000));

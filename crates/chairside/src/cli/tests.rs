@@ -111,6 +111,7 @@ fn workflow_config() -> WorkflowConfig {
         reminder_delays: vec![Duration::from_secs(3_600)],
         give_up_after: Duration::from_secs(3_600),
         poll_interval: Duration::from_secs(60),
+        lender_schedules: Vec::new(),
     }
 }
 

@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 pub(super) struct RawConfig {
     pub(super) store: Option<RawStore>,
     pub(super) runner: Option<RawRunner>,
+    pub(super) detection: Option<RawDetection>,
     pub(super) http: Option<RawHttp>,
     pub(super) stripe: Option<RawStripe>,
     pub(super) twilio: Option<RawTwilio>,
@@ -51,6 +52,13 @@ pub(super) struct RawRunner {
     pub(super) lease_secs: Option<Int>,
     pub(super) concurrency: Option<Int>,
     pub(super) poll_interval_secs: Option<Int>,
+}
+
+/// `[detection]`.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a [detection] section")]
+pub(super) struct RawDetection {
+    pub(super) max_plan_amount: Option<String>,
 }
 
 /// `[http]`.
@@ -144,6 +152,15 @@ pub(super) struct RawPractice {
     pub(super) smtp: Option<RawSmtp>,
     pub(super) reminders: Option<RawReminders>,
     pub(super) policy: Option<RawPolicy>,
+    pub(super) notice: Option<RawNotice>,
+}
+
+/// `[practices.notice]`: the practice's own notice before any lender link, per language.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a [practices.notice] section")]
+pub(super) struct RawNotice {
+    pub(super) en: Option<String>,
+    pub(super) es: Option<String>,
 }
 
 /// `[practices.pms]` with `kind = "dentrix"` (read without its `kind`).

@@ -105,6 +105,37 @@ pub struct RunnerSettings {
     pub poll_interval: Duration,
 }
 
+/// `[detection]`: how accepted plans are detected and checked before anyone is contacted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetectionSettings {
+    /// The largest plan total and the largest single amount (`max_plan_amount`, default
+    /// "100000.00"): a plan above it is a staff task, never sent to a lender.
+    pub max_plan_amount: financing_core::Money,
+}
+
+impl Default for DetectionSettings {
+    fn default() -> Self {
+        Self {
+            max_plan_amount: financing_core::Money::usd(
+                financing_core::check::PlanLimits::default().max_plan_cents,
+            ),
+        }
+    }
+}
+
+impl DetectionSettings {
+    /// The engine's detection settings: go-live from now, these limits.
+    pub fn detect_config(&self) -> chairside_engine::detect::DetectConfig {
+        chairside_engine::detect::DetectConfig {
+            limits: financing_core::check::PlanLimits {
+                max_plan_cents: self.max_plan_amount.minor(),
+                ..financing_core::check::PlanLimits::default()
+            },
+            ..chairside_engine::detect::DetectConfig::default()
+        }
+    }
+}
+
 /// A front-desk login for the staff dashboard. `Debug` hides the hash.
 #[derive(Clone)]
 pub struct StaffLogin {
@@ -551,7 +582,8 @@ pub struct ReminderSettings {
     pub delays: Vec<Duration>,
     /// After the last reminder, how long to wait before a staff task (default 2d).
     pub give_up_after: Duration,
-    /// Time between lender status polls (default 15m).
+    /// The longest wait between two lender status reads (default 15m). Each lender's client sets
+    /// how fast it is read (seconds while the patient is on the lender's page); this only caps it.
     pub poll_interval: Duration,
 }
 
@@ -587,6 +619,9 @@ pub struct PracticeSettings {
     pub reminders: ReminderSettings,
     /// Counsel-approved policy settings.
     pub policy: PolicySettings,
+    /// The practice's own notice before any lender link (`[practices.notice]`), per language;
+    /// empty for the shipped default of its state (California, New York).
+    pub lender_notice: std::collections::HashMap<financing_core::Language, String>,
 }
 
 impl PracticeSettings {
@@ -609,6 +644,8 @@ impl PracticeSettings {
             reminder_delays: self.reminders.delays.clone(),
             give_up_after: self.reminders.give_up_after,
             poll_interval: self.reminders.poll_interval,
+            // Each lender's own schedule, filled in by the engine from its client.
+            lender_schedules: Vec::new(),
         }
     }
 

@@ -1057,3 +1057,76 @@ fn login_limits_come_from_the_http_login_section_and_a_bad_one_is_a_problem_at_i
         "{report}"
     );
 }
+
+#[test]
+fn the_plan_amount_ceiling_is_read_and_checked_at_its_path() {
+    // Absent: the default ceiling.
+    let config = load(MINIMAL, &env_with(&[])).expect("valid");
+    assert_eq!(
+        config.detection.max_plan_amount,
+        financing_core::Money::usd(10_000_000)
+    );
+    assert_eq!(
+        config.detection.detect_config().limits.max_plan_cents,
+        10_000_000
+    );
+
+    // Given.
+    let text = MINIMAL.to_owned() + "\n[detection]\nmax_plan_amount = \"25000.00\"\n";
+    let config = load(&text, &env_with(&[])).expect("valid");
+    assert_eq!(
+        config.detection.detect_config().limits.max_plan_cents,
+        2_500_000
+    );
+
+    // Wrong: each problem at its path, never a crash.
+    for bad in ["\"0.00\"", "\"abc\"", "\"99999999999.00\""] {
+        let text = MINIMAL.to_owned() + &format!("\n[detection]\nmax_plan_amount = {bad}\n");
+        let report = load(&text, &env_with(&[])).expect_err("refused");
+        assert_eq!(
+            report.paths(),
+            vec!["detection.max_plan_amount"],
+            "{report}"
+        );
+    }
+    let text = MINIMAL.to_owned() + "\n[detection]\nmax_plan = \"1.00\"\n";
+    let report = load(&text, &env_with(&[])).expect_err("unknown key");
+    assert_eq!(report.paths(), vec!["detection.max_plan"], "{report}");
+}
+
+#[test]
+fn the_shipped_notices_and_lender_disclosures_are_loaded_by_the_built_settings() {
+    // Arrange: the minimal configuration, its practice moved to California.
+    let text = MINIMAL.replacen("state = \"TX\"", "state = \"CA\"", 1);
+    // Act
+    let http = load(&text, &env_with(&[])).expect("valid").http_config();
+    // Assert: what `chairside run` serves, not only what tests configure.
+    assert_eq!(http.practices[0].state, Some(financing_core::UsState::CA));
+    for lender in ["carecredit", "sunbit"] {
+        let copy = &http.lenders[&financing_core::LenderId::new(lender)];
+        assert!(
+            copy.disclosure.contains_key(&financing_core::Language::En)
+                && copy.disclosure.contains_key(&financing_core::Language::Es),
+            "{lender}"
+        );
+    }
+    assert!(chairside_http::notices::state_notice(financing_core::UsState::CA).is_some());
+}
+
+#[test]
+fn a_practice_notice_overrides_its_states_default_and_an_empty_one_is_refused() {
+    let text = format!(
+        "{MINIMAL}\n[practices.notice]\nen = \"Counsel's notice.\"\nes = \"Aviso del abogado.\"\n"
+    );
+    let http = load(&text, &env_with(&[])).expect("valid").http_config();
+    assert_eq!(
+        http.practices[0].lender_notice[&financing_core::Language::En],
+        "Counsel's notice."
+    );
+    let empty = format!("{MINIMAL}\n[practices.notice]\nen = \" \"\n");
+    let report = load(&empty, &env_with(&[])).expect_err("an empty notice");
+    assert!(
+        report.to_string().contains("practices[0].notice.en"),
+        "{report}"
+    );
+}

@@ -21,9 +21,10 @@ use chairside_engine::store::crypto::DataKey;
 use super::duration::{parse_duration, positive_duration};
 use super::env::{Environment, SecretSource, apply_overrides, non_empty, read_secret};
 use super::raw::{
-    Flag, Int, List, Literal, RawCareCredit, RawConfig, RawDentrix, RawHttp, RawLenders, RawLogin,
-    RawNexHealth, RawOpenDental, RawPayments, RawPolicy, RawPractice, RawPreviousKey, RawReminders,
-    RawRunner, RawSmtp, RawStaff, RawStore, RawStripe, RawSunbit, RawTwilio,
+    Flag, Int, List, Literal, RawCareCredit, RawConfig, RawDentrix, RawDetection, RawHttp,
+    RawLenders, RawLogin, RawNexHealth, RawNotice, RawOpenDental, RawPayments, RawPolicy,
+    RawPractice, RawPreviousKey, RawReminders, RawRunner, RawSmtp, RawStaff, RawStore, RawStripe,
+    RawSunbit, RawTwilio,
 };
 use super::read::{Unknown, field_names, join, read, unknown_key_message};
 use super::report::{ConfigReport, Problem};
@@ -31,10 +32,10 @@ use super::values::{
     hex_sid, parse_deposit, parse_id, parse_money, parse_phone, parse_url, quoted,
 };
 use super::{
-    CareCreditSettings, Config, DentrixSettings, HttpSettings, KNOWN_LENDERS, LenderSettings,
-    NexHealthSettings, OpenDentalSettings, PaymentSettings, PmsSettings, PracticeSettings,
-    ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin, StoreSettings, StoreView,
-    StripeSettings, SunbitSettings, TwilioSettings,
+    CareCreditSettings, Config, DentrixSettings, DetectionSettings, HttpSettings, KNOWN_LENDERS,
+    LenderSettings, NexHealthSettings, OpenDentalSettings, PaymentSettings, PmsSettings,
+    PracticeSettings, ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin, StoreSettings,
+    StoreView, StripeSettings, SunbitSettings, TwilioSettings,
 };
 
 /// Checks a whole configuration.
@@ -422,6 +423,7 @@ impl<'e> Validator<'e> {
             .collect();
         let store = self.store(raw.store.as_ref());
         let runner = self.runner(raw.runner.as_ref());
+        let detection = self.detection(raw.detection.as_ref());
         let http = self.http(raw.http.as_ref(), &ids);
         let stripe = self.stripe(raw.stripe.as_ref());
         let twilio = match &raw.twilio {
@@ -432,6 +434,7 @@ impl<'e> Validator<'e> {
         Some(Config {
             store: store?,
             runner: runner?,
+            detection: detection?,
             http: http?,
             stripe: stripe?,
             twilio: twilio?,
@@ -536,6 +539,32 @@ impl<'e> Validator<'e> {
             }
         }
         ok.then_some(out)
+    }
+
+    fn detection(&mut self, raw: Option<&RawDetection>) -> Option<DetectionSettings> {
+        let defaults = DetectionSettings::default();
+        let Some(s) = raw else { return Some(defaults) };
+        self.section::<RawDetection>("detection");
+        let max = self.parse(
+            "detection.max_plan_amount",
+            s.max_plan_amount.as_ref(),
+            |t| {
+                let m = parse_money(t)?;
+                if m.minor() <= 0 {
+                    Err(format!("{}: expected an amount above zero", quoted(t)))
+                } else if m.minor() > 100_000_000 {
+                    Err(format!(
+                        "{}: above 1000000.00; no dental plan is that large",
+                        quoted(t)
+                    ))
+                } else {
+                    Ok(m)
+                }
+            },
+        );
+        Some(DetectionSettings {
+            max_plan_amount: max.or(defaults.max_plan_amount)?,
+        })
     }
 
     fn runner(&mut self, raw: Option<&RawRunner>) -> Option<RunnerSettings> {

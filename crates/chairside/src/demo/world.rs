@@ -2,6 +2,7 @@
 //! them that [`app::build`] turns into the stack (store, real clients, runner, HTTP surface), as
 //! `chairside run` does. `chairside demo`, the end-to-end tests and the benchmark all drive it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use financing_core::{
     AmountLimits, Backoff, DepositRule, InstallmentInterval, LenderId, LocationId, Money,
-    PartialApprovalRule, PolicySettings, PracticeId, UsState,
+    PartialApprovalRule, PolicySettings, PollSchedule, PracticeId, UsState,
 };
 use sandbox::{Persona, Pms, Sandbox, SandboxConfig, SandboxUrls, SeededCase};
 use secrecy::SecretString;
@@ -147,6 +148,13 @@ pub struct WorldOptions {
     pub reminder_every: Duration,
     /// Time between lender status polls.
     pub poll_every: Duration,
+    /// How long a lender's hosted session lives (CareCredit's 30 minutes, compressed): the
+    /// sandbox lapses its sessions then, and the workflow's schedule expects it. Default: four
+    /// reminder intervals, so it stretches with the reminders when faults slow every step.
+    pub lender_session: Option<Duration>,
+    /// Read lenders on the schedules their clients ship (real timings, as `chairside run` does)
+    /// instead of the compressed ones above: the bench's figures.
+    pub shipped_lender_schedules: bool,
     /// Runner concurrency.
     pub concurrency: usize,
     /// Where the HTTP surface is served (patient pages, dashboard).
@@ -167,12 +175,22 @@ impl Default for WorldOptions {
             sandbox: SandboxConfig::default(),
             reminder_every: Duration::from_millis(700),
             poll_every: Duration::from_millis(150),
+            lender_session: None,
+            shipped_lender_schedules: false,
             concurrency: 16,
             public_base_url: Url::parse("http://127.0.0.1:8080/")
                 .unwrap_or_else(|_| unreachable!("literal URL")),
             link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
             durability: Durability::Normal,
         }
+    }
+}
+
+impl WorldOptions {
+    /// The compressed lender session life: [`WorldOptions::lender_session`] or four reminder
+    /// intervals.
+    pub fn lender_session(&self) -> Duration {
+        self.lender_session.unwrap_or(self.reminder_every * 4)
     }
 }
 
@@ -313,6 +331,11 @@ impl Stack {
         let config = demo_config(dir, &options, addr, urls, cfg)?;
         let extras = Extras {
             durability: Some(options.durability),
+            lender_schedules: if options.shipped_lender_schedules {
+                Vec::new()
+            } else {
+                demo_lender_schedules(&options)
+            },
             ..demo_extras()
         };
         let service = app::build(&config, extras, Metrics::local()).await?;
@@ -384,6 +407,28 @@ pub fn demo_extras() -> Extras {
         nexhealth_rate_budget: Some(nexhealth_client::RateBudget::UNLIMITED),
         ..Extras::default()
     }
+}
+
+/// The lenders' schedules in the demo's compressed day: one status read every `poll_every`,
+/// CareCredit's session lapsing after `lender_session` (as the sandbox's does) with a reminder a
+/// reminder-interval before, Sunbit's link lasting as long as the reminders take.
+pub fn demo_lender_schedules(options: &WorldOptions) -> Vec<(LenderId, PollSchedule)> {
+    let schedule = |life: Duration| PollSchedule {
+        steps: Vec::new(),
+        then_every: options.poll_every,
+        session_life: Some(life),
+        remind_before_expiry: options.reminder_every,
+    };
+    vec![
+        (
+            LenderId::new("carecredit"),
+            schedule(options.lender_session()),
+        ),
+        (
+            LenderId::new("sunbit"),
+            schedule(options.reminder_every * 8),
+        ),
+    ]
 }
 
 /// The demo's configuration: the [`PRACTICES`] wired to the sandbox at `urls` with the
@@ -492,6 +537,8 @@ pub fn demo_config(
             policy: PolicySettings {
                 prefill_approved_by_counsel: spec.prefill_approved,
             },
+            // The shipped notices of the demo practices' states (California, New York).
+            lender_notice: HashMap::new(),
         });
         staff.push(StaffLogin {
             username: spec.id.split('-').next().unwrap_or(spec.id).to_owned(),
@@ -506,6 +553,7 @@ pub fn demo_config(
             data_key_id: 0,
             previous_data_keys: Vec::new(),
         },
+        detection: crate::config::DetectionSettings::default(),
         runner: RunnerSettings {
             owner: format!("demo-{}", std::process::id()),
             lease: Duration::from_secs(30),
@@ -557,6 +605,7 @@ impl World {
         options.sandbox.sunbit.location_webhook_urls =
             surface.sunbit_webhook_urls()?.into_iter().collect();
         options.sandbox.twilio.inbound_url = Some(surface.twilio_inbound_url()?);
+        options.sandbox.carecredit.session_life = options.lender_session();
         let sandbox = Sandbox::start(options.sandbox.clone())
             .await
             .context("starting the sandbox")?;
@@ -568,6 +617,22 @@ impl World {
             runner,
             http_task,
         } = stack;
+        // The install's first poll, before any persona accepts a plan: a fresh install starts
+        // from now (plans accepted before it are only started by `chairside backfill`). Repeated
+        // until every practice has its baseline, so injected faults cannot push it past a seed.
+        for _ in 0..200 {
+            runner.poll().await.context("the first poll")?;
+            let baselines = store
+                .detection_health()
+                .await?
+                .iter()
+                .filter(|h| h.baseline_at.is_some())
+                .count();
+            if baselines >= runner.practices().count() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(Self {
             sandbox,
             http_base,

@@ -236,6 +236,12 @@ async fn crash_run(seed: u64, faults: bool) -> Outcome {
                 .on("POST", "/v1/")
                 .probability(0.1),
         );
+        // Indeterminate texts: Twilio takes the message, then the connection drops.
+        cfg.faults.get_mut(&System::Twilio).expect("twilio").push(
+            FaultRule::new(Fault::applied_then_reset())
+                .on("POST", "/2010-04-01/")
+                .probability(0.15),
+        );
     }
     let sandbox = Sandbox::start(cfg).await.expect("sandbox starts");
     let config = dir.path().join("chairside.toml");
@@ -350,6 +356,49 @@ async fn crash_run(seed: u64, faults: bool) -> Outcome {
             .into_iter()
             .filter(|(_, n)| *n > 1)
             .map(|((s, i), n)| format!("installment {i} of {s} charged {n} times")),
+    );
+    // Messages: every message has a stable key and each email a Message-ID derived from it, so
+    // an email sent twice (a resend after a kill mid-send) shows as a Message-ID seen twice.
+    let mut per_id: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for email in sandbox.smtp().messages() {
+        if let Some(id) = email.message_id {
+            *per_id.entry(id).or_default() += 1;
+        }
+    }
+    problems.extend(
+        per_id
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, n)| format!("email {id} delivered {n} times")),
+    );
+    // Texts: each journalled as sent under exactly one message key, with the SID Twilio gave it
+    // (or the one the lookup found after a lost answer). A text Twilio holds that no key claims is
+    // a second send of a message. (Texts go out only inside 09:00-20:00 Chicago time.)
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("chairside.sqlite").display()
+    ))
+    .await
+    .expect("the database");
+    let journalled: Vec<String> = sqlx::query_scalar(
+        "SELECT provider_id FROM message_sends WHERE channel = 'sms' AND state = 'sent'
+         AND provider_id IS NOT NULL",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap_or_default();
+    pool.close().await;
+    let texts = sandbox.twilio().messages();
+    problems.extend(
+        texts
+            .iter()
+            .filter(|m| !journalled.contains(&m.sid))
+            .map(|m| {
+                format!(
+                    "text {} sent but claimed by no message (a second send)",
+                    m.sid
+                )
+            }),
     );
     if !wrong.is_empty() || !problems.is_empty() {
         eprintln!(

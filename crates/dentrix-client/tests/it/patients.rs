@@ -45,7 +45,48 @@ async fn get_patient_maps_contact_fields_into_patient_contact() {
     assert_eq!(address.state, Some(UsState::CA));
     assert_eq!(address.postal_code, "90000");
     assert_eq!(contact.preferred_language, Language::Es);
+    // The fixture has no `textMessageConsent`: no consent on the practice's word.
     assert_eq!(contact.sms_consent, SmsConsent::None);
+}
+
+#[tokio::test]
+async fn text_message_consent_is_the_practices_word_read_leniently() {
+    // Arrange: the same patient with `textMessageConsent` as Ascend may send it.
+    let server = server().await;
+    let cases = [
+        (json!(true), true),
+        (json!("YES"), true),
+        (json!("true"), true),
+        (json!(false), false),
+        (json!(null), false),
+        (json!("maybe"), false),
+        (json!(1), false),
+    ];
+    for (i, (value, says_yes)) in cases.iter().enumerate() {
+        let mut body = fixture("patient.json");
+        body["data"]["textMessageConsent"] = value.clone();
+        let id = format!("95{i:02}");
+        Mock::given(method("GET"))
+            .and(path(api(&format!("patients/{id}"))))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+
+        // Act
+        let contact = client(&server)
+            .get_patient_contact(&PatientId::new(id))
+            .await
+            .unwrap();
+
+        // Assert
+        match &contact.sms_consent {
+            SmsConsent::Informational { source, .. } if *says_yes => {
+                assert_eq!(source, "textMessageConsent");
+            }
+            SmsConsent::None if !says_yes => {}
+            other => panic!("{value} read as {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

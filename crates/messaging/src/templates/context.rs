@@ -205,6 +205,11 @@ impl sealed::Sealed for FinancingSummary {
                     .map(ApprovedTerms::value)
                     .into(),
             ),
+            // A zero first payment (an approval without a deposit) is no payment: not stated.
+            (
+                "first_payment",
+                Value::from(!self.first_payment_amount.is_zero()),
+            ),
             ("first_payment_amount", money(self.first_payment_amount)),
             (
                 "first_payment_due",

@@ -176,6 +176,7 @@ impl TemplateId {
         match self {
             Self::FinancingSummary => &[
                 "approved_amount",
+                "first_payment",
                 "first_payment_amount",
                 "first_payment_due",
                 "lender_name",

@@ -685,3 +685,19 @@ fn a_failed_payment_without_an_amount_names_none_in_either_language() {
         assert!(email.text.contains(&ctx.update_payment_link.to_string()));
     }
 }
+
+#[test]
+fn a_summary_without_a_first_payment_states_none_in_either_language() {
+    // An approval without a deposit: nothing is due now, so no "$0.00 due today".
+    let mut ctx = FinancingSummary::sample();
+    ctx.first_payment_amount = financing_core::Money::usd(0);
+    for lang in [Language::En, Language::Es] {
+        let email = templates().render_email(lang, &ctx).expect("render");
+        for body in [&email.text, &email.html] {
+            assert!(!body.contains("$0.00"), "{lang:?}: {body}");
+            assert!(!body.contains("first payment"), "{lang:?}: {body}");
+            assert!(!body.contains("primer pago"), "{lang:?}: {body}");
+            assert!(body.contains("$2,400.00"), "{lang:?}: {body}");
+        }
+    }
+}

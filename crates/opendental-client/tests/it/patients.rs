@@ -76,8 +76,13 @@ async fn patient_maps_to_the_shared_contact() {
     assert_eq!(address.lines, vec!["1 Test Way", "Unit 0"]);
     assert_eq!(address.postal_code, "90001");
     assert_eq!(contact.preferred_language, Language::Es);
-    // TxtMsgOk "Yes" is not a TCPA consent record.
-    assert_eq!(contact.sms_consent, SmsConsent::None);
+    // TxtMsgOk "Yes" is the practice's word, passed on for the orchestrator to record as an
+    // attestation.
+    assert!(
+        matches!(&contact.sms_consent, SmsConsent::Informational { source, .. } if source == "TxtMsgOk"),
+        "{:?}",
+        contact.sms_consent
+    );
     assert!(contact.is_reachable());
 }
 
@@ -105,6 +110,7 @@ async fn a_patient_with_no_contact_data_maps_to_an_unreachable_contact() {
     // Assert
     assert_eq!(patient.birthdate, None);
     assert_eq!(patient.txt_msg_ok, TxtMsgOk::NotAsked);
+    assert_eq!(contact.sms_consent, SmsConsent::None);
     assert_eq!(contact.address, None);
     assert_eq!(contact.preferred_language, Language::En);
     assert!(!contact.is_reachable());
@@ -130,4 +136,33 @@ async fn an_unknown_patient_is_a_permanent_error_without_the_body() {
     // Assert
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert_eq!(err.to_string(), "get patient: HTTP 404");
+}
+
+#[tokio::test]
+async fn txt_msg_ok_no_is_the_practice_saying_no() {
+    // Arrange
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/patients/9006"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "PatNum": 9006, "LName": "Fixture", "FName": "Testa", "Birthdate": "1980-01-01",
+            "Address": "", "Address2": "", "City": "", "State": "", "Zip": "",
+            "WirelessPhone": "(555) 555-0123", "Email": "", "Language": "", "TxtMsgOk": "No"
+        })))
+        .mount(&server)
+        .await;
+
+    // Act
+    let contact = client(&server)
+        .get_patient(PatNum::new(9006))
+        .await
+        .unwrap()
+        .to_contact();
+
+    // Assert
+    assert!(
+        matches!(contact.sms_consent, SmsConsent::Revoked { .. }),
+        "{:?}",
+        contact.sms_consent
+    );
 }

@@ -26,8 +26,6 @@ use crate::fault::System;
 use crate::hub::Hub;
 use crate::persona::{Lender, LenderDecision, PatientKey};
 
-const SESSION_MINUTES: i64 = 30;
-
 /// Where a CareCredit application stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -51,6 +49,16 @@ pub enum CareCreditState {
     Declined,
     /// The session lapsed.
     Expired,
+    /// QuickScreen pre-approved for `amount` cents (pullback `PreApproved`): a soft pull, not an
+    /// account; the patient still has to apply.
+    PreApproved {
+        /// Cents.
+        amount: i64,
+    },
+    /// CareCredit wants the practice to call for an authorization (pullback `CallForAuth`).
+    CallForAuth,
+    /// A duplicate QuickScreen (pullback `DupQS`).
+    DuplicateQuickScreen,
 }
 
 /// One prefill session, as the sandbox keeps it.
@@ -332,7 +340,9 @@ async fn create_session(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: B
         state: CareCreditState::Created,
         pullbacks: 0,
         created_at: now,
-        expires_at: now + TimeDelta::minutes(SESSION_MINUTES),
+        expires_at: now
+            + TimeDelta::from_std(hub.config.carecredit.session_life)
+                .unwrap_or(TimeDelta::minutes(30)),
     };
     let json = CareCreditStateStore::session_json(&session, &base);
     d.sessions.push(session);
@@ -388,6 +398,13 @@ async fn pullback(
         }
         CareCreditState::Declined => body["status"] = json!("Declined"),
         CareCreditState::Expired => body["status"] = json!("Expired"),
+        CareCreditState::PreApproved { amount } => {
+            body["status"] = json!("PreApproved");
+            body["quickScreenTransactionDetails"] =
+                json!({"preApproved": true, "preApprovalAmount": decimal(amount)});
+        }
+        CareCreditState::CallForAuth => body["status"] = json!("CallForAuth"),
+        CareCreditState::DuplicateQuickScreen => body["status"] = json!("DupQS"),
     }
     axum::Json(body).into_response()
 }
@@ -541,6 +558,26 @@ impl CareCreditHandle {
             .hub
             .carecredit
             .patient_acts(&self.hub, session_id, Some(patient)))
+    }
+
+    /// Puts a session in `state` from now on, as CareCredit would on a real day: `CallForAuth`,
+    /// `DuplicateQuickScreen`, a `PreApproved` QuickScreen, a lower `Approved` credit line (a
+    /// counteroffer), or `Approved` after staff called.
+    ///
+    /// # Errors
+    /// [`SandboxError::NotFound`] for an unknown session.
+    pub fn set_state(&self, session_id: &str, state: CareCreditState) -> Result<(), SandboxError> {
+        let mut d = lock(&self.hub.carecredit.data);
+        let s = d
+            .sessions
+            .iter_mut()
+            .find(|s| s.session_id == session_id)
+            .ok_or(SandboxError::NotFound {
+                system: System::CareCredit,
+                kind: "application",
+            })?;
+        s.state = state;
+        Ok(())
     }
 
     /// Lapses every session the patient has not finished (pullback `Expired`).

@@ -67,8 +67,10 @@ pub(crate) fn persona(hub: &Hub, patient: Option<PatientKey>) -> Persona {
         .unwrap_or(Persona::InstantApproval)
 }
 
-/// What the patient owes on their latest plan (accepted ones first), in cents: the fee minus the
-/// insurance estimates, or the whole fee when the estimates exceed it. $1,000 when unknown.
+/// What the patient owes on their latest plan (accepted ones first), as the practice system shows
+/// it and so as the patient types it on a lender's page, in cents: the fee minus the insurance
+/// estimates, or the whole fee when the estimates exceed it or the practice system reports none
+/// (the NexHealth stand-in, like NexHealth, carries fees only). $1,000 when unknown.
 pub(crate) fn patient_portion(hub: &Hub, patient: Option<PatientKey>) -> i64 {
     let Some(key) = patient else {
         return 100_000;
@@ -84,6 +86,9 @@ pub(crate) fn patient_portion(hub: &Hub, patient: Option<PatientKey>) -> i64 {
         return 100_000;
     };
     let fee: i64 = plan.seed.procedures.iter().map(|p| p.fee.minor()).sum();
+    if plan.pms == crate::persona::Pms::NexHealth {
+        return fee;
+    }
     let ins: i64 = plan
         .seed
         .procedures

@@ -45,10 +45,19 @@ pub enum SunbitState {
         /// Cents approved afterwards.
         amount: i64,
     },
-    /// Prequalified for `amount` cents (`PREQUAL_APPROVED`).
+    /// Prequalified for `amount` cents (`PREQUAL_APPROVED`), no purchase yet: the purchase reads
+    /// `INCOMPLETE` with the approval amount. Not financing.
     Approved {
         /// Cents.
         amount: i64,
+    },
+    /// Prequalified for `approved` cents and checked out: the purchase reads `COMPLETED` for
+    /// `purchase` cents (what the patient bought: at most the approval and the amount entered).
+    Completed {
+        /// The prequalification, in cents.
+        approved: i64,
+        /// The purchase, in cents.
+        purchase: i64,
     },
     /// Not prequalified (`PREQUAL_FAILED`).
     Declined,
@@ -152,7 +161,10 @@ impl SunbitStore {
             payload["purchaseAmountEntered"] = json!(decimal(entered));
         }
         match app.state {
-            SunbitState::Approved { amount } => {
+            SunbitState::Approved { amount }
+            | SunbitState::Completed {
+                approved: amount, ..
+            } => {
                 payload["approvalAmount"] = json!(decimal(amount));
                 payload["validUntil"] = json!(valid_until());
             }
@@ -205,7 +217,7 @@ impl SunbitStore {
         app.amount_entered = Some(entered);
         let event = match decision {
             LenderDecision::Approved { amount } => {
-                app.state = SunbitState::Approved { amount };
+                app.state = checked_out(amount, entered);
                 Some("PREQUAL_APPROVED")
             }
             LenderDecision::Declined => {
@@ -220,7 +232,7 @@ impl SunbitStore {
                 None
             }
             LenderDecision::PendingThenApproved { amount, .. } => {
-                app.state = SunbitState::Approved { amount };
+                app.state = checked_out(amount, entered);
                 Some("PREQUAL_APPROVED")
             }
             LenderDecision::Abandoned => None,
@@ -236,6 +248,7 @@ impl SunbitStore {
     fn purchase_json(app: &SunbitApplication) -> Value {
         let status = match app.state {
             SunbitState::Voided => "VOIDED",
+            SunbitState::Completed { .. } => "COMPLETED",
             _ => "INCOMPLETE",
         };
         let mut v = json!({
@@ -246,11 +259,29 @@ impl SunbitStore {
         if let Some(entered) = app.amount_entered {
             v["purchaseAmountEntered"] = json!(decimal(entered));
         }
-        if let SunbitState::Approved { amount } = app.state {
-            v["approvalAmount"] = json!(decimal(amount));
-            v["validUntil"] = json!(valid_until());
+        match app.state {
+            SunbitState::Approved { amount } => {
+                v["approvalAmount"] = json!(decimal(amount));
+                v["validUntil"] = json!(valid_until());
+            }
+            SunbitState::Completed { approved, purchase } => {
+                v["approvalAmount"] = json!(decimal(approved));
+                v["purchaseAmount"] = json!(decimal(purchase));
+                v["validUntil"] = json!(valid_until());
+            }
+            _ => {}
         }
         v
+    }
+}
+
+/// A persona that prequalifies checks out at once, as patients do on Sunbit's page: the purchase
+/// is what they entered, at most what they were approved for (a lower approval is a counteroffer
+/// Chairside must see against the amount it asked).
+fn checked_out(approved: i64, entered: i64) -> SunbitState {
+    SunbitState::Completed {
+        approved,
+        purchase: approved.min(entered),
     }
 }
 
@@ -401,7 +432,7 @@ async fn get_purchase(
     let mut emit = false;
     if let SunbitState::Pending { remaining, amount } = app.state {
         if remaining <= 1 {
-            app.state = SunbitState::Approved { amount };
+            app.state = checked_out(amount, app.amount_entered.unwrap_or(amount));
             emit = true;
         } else {
             app.state = SunbitState::Pending {
@@ -409,11 +440,13 @@ async fn get_purchase(
                 amount,
             };
         }
-        // This read still reports no approval.
+        // This read still reports no approval and no purchase.
         let mut v = SunbitStore::purchase_json(app);
         if let Some(o) = v.as_object_mut() {
             o.remove("approvalAmount");
+            o.remove("purchaseAmount");
             o.remove("validUntil");
+            o.insert("status".into(), json!("INCOMPLETE"));
         }
         let snapshot = app.clone();
         drop(d);
@@ -502,7 +535,7 @@ async fn hosted_submit(
                         app.purchase_id =
                             Some(format!("{}", u64::from_be_bytes(purchase) % 10_000_000_000));
                         app.state = match choice {
-                            "approve" => SunbitState::Approved { amount: entered },
+                            "approve" => checked_out(entered, entered),
                             "decline" => SunbitState::Declined,
                             _ => SunbitState::Aborted,
                         };
@@ -513,7 +546,9 @@ async fn hosted_submit(
             };
             if let Some(app) = &snapshot {
                 let event = match app.state {
-                    SunbitState::Approved { .. } => "PREQUAL_APPROVED",
+                    SunbitState::Approved { .. } | SunbitState::Completed { .. } => {
+                        "PREQUAL_APPROVED"
+                    }
                     SunbitState::Declined => "PREQUAL_FAILED",
                     _ => "PREQUAL_ABORTED",
                 };
@@ -595,6 +630,72 @@ impl SunbitHandle {
             .sunbit
             .patient_acts(&self.hub, &token, Some(patient))
             .1)
+    }
+
+    /// The patient prequalifies for `amount` cents and leaves without buying: `PREQUAL_APPROVED`,
+    /// and the purchase stays `INCOMPLETE` with the approval amount (a prequalification is not
+    /// financing).
+    ///
+    /// # Errors
+    /// [`SandboxError::NotFound`] for an unknown referral; [`SandboxError::InvalidState`] when it
+    /// was already decided.
+    pub fn prequalify_without_purchase(
+        &self,
+        referral: &str,
+        amount: i64,
+    ) -> Result<(), SandboxError> {
+        let st = &self.hub.sunbit;
+        let snapshot = {
+            let mut d = lock(&st.data);
+            let purchase: [u8; 8] = d.rng.r#gen();
+            let app = d.apps.iter_mut().find(|a| a.referral == referral).ok_or(
+                SandboxError::NotFound {
+                    system: System::Sunbit,
+                    kind: "application",
+                },
+            )?;
+            if app.state != SunbitState::Created {
+                return Err(SandboxError::InvalidState {
+                    system: System::Sunbit,
+                    what: "the application was already decided",
+                });
+            }
+            app.purchase_id = Some(format!("{}", u64::from_be_bytes(purchase) % 10_000_000_000));
+            app.amount_entered = Some(patient_portion(&self.hub, app.patient));
+            app.state = SunbitState::Approved { amount };
+            app.clone()
+        };
+        st.emit(&self.hub, "PREQUAL_APPROVED", &snapshot);
+        Ok(())
+    }
+
+    /// The patient checks out after a prequalification, buying `purchase` cents (at most the
+    /// approval): the purchase reads `COMPLETED`.
+    ///
+    /// # Errors
+    /// [`SandboxError::NotFound`] for an unknown referral; [`SandboxError::InvalidState`] when it
+    /// was not prequalified.
+    pub fn complete_purchase(&self, referral: &str, purchase: i64) -> Result<(), SandboxError> {
+        let mut d = lock(&self.hub.sunbit.data);
+        let app =
+            d.apps
+                .iter_mut()
+                .find(|a| a.referral == referral)
+                .ok_or(SandboxError::NotFound {
+                    system: System::Sunbit,
+                    kind: "application",
+                })?;
+        let SunbitState::Approved { amount } = app.state else {
+            return Err(SandboxError::InvalidState {
+                system: System::Sunbit,
+                what: "the application is not prequalified",
+            });
+        };
+        app.state = SunbitState::Completed {
+            approved: amount,
+            purchase: purchase.min(amount),
+        };
+        Ok(())
     }
 
     /// The patient leaves an unfinished application: `PREQUAL_ABORTED`.

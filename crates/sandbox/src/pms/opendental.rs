@@ -56,6 +56,73 @@ fn num(id: &str) -> u64 {
 pub(crate) struct OdState {
     commlogs: Mutex<Vec<Value>>,
     payments: Mutex<Vec<Value>>,
+    tamper: Mutex<OdTamper>,
+}
+
+/// How the `proctps` of a plan are answered instead of its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProcTpsAnswer {
+    /// The JSON body cut short.
+    Truncated,
+    /// This HTTP status with an error body.
+    Status(u16),
+}
+
+/// Hostile data served on request, for tests of bad records: field overrides by `TreatPlanNum`
+/// and `PatNum`, raw extra rows in the `treatplans` listing, and `proctps` answers.
+#[derive(Debug, Default)]
+struct OdTamper {
+    plan_fields: HashMap<String, Map<String, Value>>,
+    proc_fields: HashMap<String, Map<String, Value>>,
+    patient_fields: HashMap<String, Map<String, Value>>,
+    proctps: HashMap<String, ProcTpsAnswer>,
+    extra_plan_rows: Vec<Value>,
+}
+
+impl OdState {
+    pub(crate) fn override_plan(&self, plan_num: &str, field: &str, value: Value) {
+        lock(&self.tamper)
+            .plan_fields
+            .entry(plan_num.to_owned())
+            .or_default()
+            .insert(field.to_owned(), value);
+    }
+
+    pub(crate) fn override_procedures(&self, plan_num: &str, field: &str, value: Value) {
+        lock(&self.tamper)
+            .proc_fields
+            .entry(plan_num.to_owned())
+            .or_default()
+            .insert(field.to_owned(), value);
+    }
+
+    pub(crate) fn override_patient(&self, pat_num: &str, field: &str, value: Value) {
+        lock(&self.tamper)
+            .patient_fields
+            .entry(pat_num.to_owned())
+            .or_default()
+            .insert(field.to_owned(), value);
+    }
+
+    pub(crate) fn answer_proctps(&self, plan_num: &str, answer: ProcTpsAnswer) {
+        lock(&self.tamper)
+            .proctps
+            .insert(plan_num.to_owned(), answer);
+    }
+
+    pub(crate) fn extra_plan_row(&self, row: Value) {
+        lock(&self.tamper).extra_plan_rows.push(row);
+    }
+}
+
+fn patched(mut row: Value, patch: Option<&Map<String, Value>>) -> Value {
+    if let (Some(patch), Value::Object(map)) = (patch, &mut row) {
+        for (k, v) in patch {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    row
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -200,7 +267,12 @@ async fn treatplans(
             q.get("TPStatus")
                 .is_none_or(|s| tp_status(p).eq_ignore_ascii_case(s))
         })
-        .map(treatplan_json)
+        .map(|p| {
+            patched(
+                treatplan_json(p),
+                lock(&hub.opendental.tamper).plan_fields.get(&p.pms_id),
+            )
+        })
         // Second precision, as Open Dental stores it: "on or after" the given time.
         .filter(|row| {
             since.is_none_or(|s| {
@@ -210,8 +282,23 @@ async fn treatplans(
                     .is_some_and(|t| t >= s)
             })
         })
+        .chain(
+            q.get("PatNum")
+                .is_none()
+                .then(|| lock(&hub.opendental.tamper).extra_plan_rows.clone())
+                .unwrap_or_default(),
+        )
         .collect();
     list_response(rows, &q)
+}
+
+/// The `TreatPlanNum` a plan is served under (a test may give two plans the same number).
+fn served_num(hub: &Hub, plan: &PlanRecord) -> Value {
+    lock(&hub.opendental.tamper)
+        .plan_fields
+        .get(&plan.pms_id)
+        .and_then(|f| f.get("TreatPlanNum").cloned())
+        .unwrap_or_else(|| json!(num(&plan.pms_id)))
 }
 
 fn proc_rows(plan: &PlanRecord) -> Vec<Value> {
@@ -265,10 +352,34 @@ async fn proctps(
     let Some(plan_num) = q.get("TreatPlanNum") else {
         return fail(StatusCode::BAD_REQUEST, "TreatPlanNum is required.");
     };
+    if let Some(answer) = lock(&hub.opendental.tamper).proctps.get(plan_num).copied() {
+        return match answer {
+            ProcTpsAnswer::Truncated => (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                r#"[{"ProcTPNum": 10, "TreatPlanNum": "#,
+            )
+                .into_response(),
+            ProcTpsAnswer::Status(code) => fail(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "Internal error.",
+            ),
+        };
+    }
+    // Rows of every plan served under this number (a duplicate number lists both patients').
     let rows: Vec<Value> = od_plans(&hub)
         .iter()
-        .filter(|p| p.pms_id == *plan_num)
-        .flat_map(proc_rows)
+        .filter(|p| served_num(&hub, p).to_string() == *plan_num)
+        .flat_map(|p| {
+            let served = served_num(&hub, p);
+            let patch = lock(&hub.opendental.tamper)
+                .proc_fields
+                .get(&p.pms_id)
+                .cloned();
+            proc_rows(p).into_iter().map(move |mut row| {
+                row["TreatPlanNum"] = served.clone();
+                patched(row, patch.as_ref())
+            })
+        })
         .collect();
     list_response(rows, &q)
 }
@@ -390,7 +501,11 @@ async fn patient(
         return denied;
     }
     match hub.world.patient_by_pms_id(Pms::OpenDental, &id) {
-        Some(p) => axum::Json(patient_json(&p)).into_response(),
+        Some(p) => axum::Json(patched(
+            patient_json(&p),
+            lock(&hub.opendental.tamper).patient_fields.get(&p.pms_id),
+        ))
+        .into_response(),
         None => fail(StatusCode::NOT_FOUND, "Patient not found."),
     }
 }

@@ -281,6 +281,107 @@ mod carecredit {
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].rule, "prefill_in_restricted_state");
     }
+    // ---- A real day at CareCredit: sessions lapse, people must call, pre-approvals. ----
+
+    async fn opened(config: SandboxConfig) -> (Sandbox, Client, ApplicationHandle) {
+        let sb = start_with(config).await;
+        let c = client(&sb);
+        let req = request("wf-day", Money::usd(95_000));
+        let started = c.start_application(&req).await.unwrap();
+        let h = handle(&req, &started);
+        (sb, c, h)
+    }
+
+    #[tokio::test]
+    async fn a_session_lives_thirty_minutes_by_default() {
+        let (sb, _c, _h) = opened(SandboxConfig::default()).await;
+        let s = sb.carecredit().session_for("wf-day").unwrap();
+        assert_eq!(s.expires_at - s.created_at, chrono::Duration::minutes(30));
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_session_lapses_after_its_session_life_and_reads_expired() {
+        // Arrange: the demo's compressed session life.
+        let mut config = SandboxConfig::default();
+        config.carecredit.session_life = std::time::Duration::from_millis(300);
+        let (_sb, c, h) = opened(config).await;
+        // Act
+        let before = c.application_status(&h).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let after = c.application_status(&h).await.unwrap();
+        // Assert
+        assert_eq!(before.label(), "pending", "{before:?}");
+        assert_eq!(after.label(), "expired", "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn call_for_auth_and_a_duplicate_quickscreen_need_staff_then_the_decision_reads() {
+        // Arrange
+        let (sb, c, h) = opened(SandboxConfig::default()).await;
+        let session = h.lender_reference.as_str().to_owned();
+        for (state, raw) in [
+            (sandbox::CareCreditState::CallForAuth, "CallForAuth"),
+            (sandbox::CareCreditState::DuplicateQuickScreen, "DupQS"),
+        ] {
+            sb.carecredit().set_state(&session, state).unwrap();
+            // Act
+            let d = c.application_status(&h).await.unwrap();
+            // Assert: staff are told whom to call and what to quote.
+            let Decision::NeedsStaff {
+                instruction,
+                raw_status,
+            } = d
+            else {
+                panic!("{d:?}")
+            };
+            assert_eq!(raw_status, raw);
+            assert!(
+                instruction.contains("800-859-9975") && instruction.contains(&session),
+                "{instruction}"
+            );
+        }
+        // After the call CareCredit approves: the pullback says so.
+        sb.carecredit()
+            .set_state(
+                &session,
+                sandbox::CareCreditState::Approved { amount: 95_000 },
+            )
+            .unwrap();
+        assert_eq!(c.application_status(&h).await.unwrap().label(), "approved");
+    }
+
+    #[tokio::test]
+    async fn a_quickscreen_pre_approval_is_a_prequalification_and_a_lower_line_a_counteroffer() {
+        let (sb, c, h) = opened(SandboxConfig::default()).await;
+        let session = h.lender_reference.as_str().to_owned();
+        sb.carecredit()
+            .set_state(
+                &session,
+                sandbox::CareCreditState::PreApproved { amount: 200_000 },
+            )
+            .unwrap();
+        assert_eq!(
+            c.application_status(&h).await.unwrap().label(),
+            "prequalified"
+        );
+        sb.carecredit()
+            .set_state(
+                &session,
+                sandbox::CareCreditState::Approved { amount: 60_000 },
+            )
+            .unwrap();
+        let d = c.application_status(&h).await.unwrap();
+        let Decision::PartiallyApproved {
+            offer, requested, ..
+        } = d
+        else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            (offer.amount, requested),
+            (Money::usd(60_000), Money::usd(95_000))
+        );
+    }
 }
 
 mod sunbit {
@@ -354,9 +455,10 @@ mod sunbit {
             events[0].referral.as_ref().map(|r| r.as_str()),
             Some("wf-sb")
         );
+        // The webhook is the prequalification; the purchase read (`d`) is the financing.
         assert_eq!(
             events[0].decision(Money::usd(95_000)).unwrap().label(),
-            "approved"
+            "prequalified"
         );
     }
 
@@ -422,6 +524,48 @@ mod sunbit {
         assert_eq!(
             events(&rx, &sb)[0].event_type,
             sunbit_client::EventType::PrequalAborted
+        );
+    }
+
+    #[tokio::test]
+    async fn a_prequalification_without_a_purchase_is_not_financing_and_a_lower_purchase_is_a_counteroffer()
+     {
+        // Arrange
+        let rx = Receiver::start().await;
+        let mut config = SandboxConfig::default();
+        config.sunbit.webhook_url = Some(rx.url.clone());
+        let sb = start_with(config).await;
+        let c = client(&sb);
+        let req = request("wf-pq", Money::usd(95_000));
+        let started = c.start_application(&req).await.unwrap();
+        let h = handle(&req, &started);
+
+        // Act: prequalified for $2,000, no purchase.
+        sb.sunbit()
+            .prequalify_without_purchase("wf-pq", 200_000)
+            .unwrap();
+        sb.flush_webhooks().await;
+        let prequalified = c.application_status(&h).await.unwrap();
+        // Then a purchase of $600 of the $950 asked.
+        sb.sunbit().complete_purchase("wf-pq", 60_000).unwrap();
+        let bought = c.application_status(&h).await.unwrap();
+
+        // Assert
+        assert_eq!(prequalified.label(), "prequalified", "{prequalified:?}");
+        let events = events(&rx, &sb);
+        assert_eq!(
+            events[0].decision(Money::usd(95_000)).unwrap().label(),
+            "prequalified"
+        );
+        let Decision::PartiallyApproved {
+            offer, requested, ..
+        } = bought
+        else {
+            panic!("{bought:?}")
+        };
+        assert_eq!(
+            (offer.amount, requested),
+            (Money::usd(60_000), Money::usd(95_000))
         );
     }
 }

@@ -277,7 +277,7 @@ async fn sunbit_texts_its_own_link_and_the_patient_acts_on_it() {
     assert!(
         eventually(|| matches!(
             sb.sunbit().application("wf-sms").map(|a| a.state),
-            Some(SunbitState::Approved { .. })
+            Some(SunbitState::Completed { .. })
         ))
         .await
     );

@@ -15,7 +15,7 @@ use crate::helpers::{
     EPAY_PATH, KEY, REFERENCE, SECRET, builder, client, fast_backoff, handle, handle_by_reference,
 };
 
-const POLL: Option<Duration> = Some(Duration::from_secs(300));
+const POLL: Option<Duration> = None;
 
 fn offer(cents: i64, purchase: &str, expires: Option<chrono::DateTime<Utc>>) -> Offer {
     Offer {
@@ -152,13 +152,23 @@ fn status_table() -> Vec<(Value, Decision, &'static str)> {
         ),
         (
             json!({ "status": "COMPLETED", "approvalAmount": "1000.0",
-                    "purchaseAmountEntered": "1500.0" }),
+                    "purchaseAmountEntered": "1000.0" }),
             Decision::PartiallyApproved {
                 offer: offer(100_000, "case", None),
-                requested: Money::usd(150_000),
+                requested: Money::usd(180_000),
                 raw_status: "COMPLETED".into(),
             },
-            "approval below the entered amount is a counteroffer",
+            "the patient typed the lower approval: still a counteroffer against what we asked",
+        ),
+        (
+            json!({ "status": "COMPLETED", "approvalAmount": "5000.0", "purchaseAmount": "1200.0",
+                    "purchaseAmountEntered": "1200.0" }),
+            Decision::PartiallyApproved {
+                offer: offer(120_000, "case", None),
+                requested: Money::usd(180_000),
+                raw_status: "COMPLETED".into(),
+            },
+            "a purchase below the ask finances only the purchase, whatever the credit line",
         ),
         (
             json!({ "status": "COMPLETED", "approvalAmount": 1000 }),
@@ -191,11 +201,12 @@ fn status_table() -> Vec<(Value, Decision, &'static str)> {
         ),
         (
             json!({ "status": "INCOMPLETE", "approvalAmount": "2500.0", "validUntil": "2099-01-01" }),
-            Decision::Approved {
+            Decision::Prequalified {
                 offer: offer(250_000, "case", end_of(2099, 1, 1)),
+                requested: Money::usd(180_000),
                 raw_status: "INCOMPLETE".into(),
             },
-            "prequalified, not checked out yet",
+            "prequalified, not checked out yet: not financing",
         ),
         (
             json!({ "status": "INCOMPLETE" }),

@@ -262,31 +262,41 @@ fn every_event_type_maps_to_its_decision() {
         (
             "PREQUAL_APPROVED",
             json!({ "purchaseId": "pur-1", "approvalAmount": "1000.0", "purchaseAmountEntered": "500.0" }),
-            Some(Decision::Approved {
+            Some(Decision::Prequalified {
                 offer: offer(100_000),
+                requested,
                 raw_status: "PREQUAL_APPROVED".into(),
             }),
-            "approval above the entered amount",
+            "the patient typed less than the approval: still judged against what we asked, and only a prequalification",
         ),
         (
             "PREQUAL_APPROVED",
-            json!({ "purchaseId": "pur-1", "approvalAmount": "1000.0", "purchaseAmountEntered": "1500.0" }),
-            Some(Decision::PartiallyApproved {
-                offer: offer(100_000),
-                requested: Money::usd(150_000),
+            json!({ "purchaseId": "pur-1", "approvalAmount": "2000.0", "purchaseAmountEntered": "2000.0" }),
+            Some(Decision::Prequalified {
+                offer: offer(200_000),
+                requested,
                 raw_status: "PREQUAL_APPROVED".into(),
             }),
-            "approval below the entered amount is a counteroffer",
+            "a prequalification above the ask is not financing",
         ),
         (
             "PREQUAL_COMPLETED",
             json!({ "purchaseId": "pur-1", "approvalAmount": "1200.0" }),
-            Some(Decision::PartiallyApproved {
+            Some(Decision::Prequalified {
                 offer: offer(120_000),
                 requested,
                 raw_status: "PREQUAL_COMPLETED".into(),
             }),
-            "no entered amount: compare with what we asked",
+            "no entered amount: the amount we asked",
+        ),
+        (
+            "PREQUAL_APPROVED",
+            json!({ "purchaseId": "pur-1", "approvalAmount": "0" }),
+            Some(Decision::Declined {
+                reason: None,
+                raw_status: "PREQUAL_APPROVED".into(),
+            }),
+            "prequalified for nothing is a decline",
         ),
         (
             "PREQUAL_COMPLETED",
@@ -354,13 +364,13 @@ fn every_event_type_maps_to_its_decision() {
 }
 
 #[test]
-fn approvals_carry_the_offer_expiry() {
+fn prequalifications_carry_the_offer_expiry() {
     let e = event(
         "PREQUAL_APPROVED",
         json!({ "purchaseId": "pur-1", "approvalAmount": "2000", "validUntil": "2030-06-01" }),
     );
-    let Some(Decision::Approved { offer, .. }) = e.decision(Money::usd(180_000)) else {
-        panic!("expected an approval");
+    let Some(Decision::Prequalified { offer, .. }) = e.decision(Money::usd(180_000)) else {
+        panic!("expected a prequalification");
     };
     assert_eq!(
         offer.expires_at,

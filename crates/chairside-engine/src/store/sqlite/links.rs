@@ -14,6 +14,12 @@ use chairside_workflow::{Event, StaffAction, Status, WorkflowId};
 /// The actor and inbox source of a patient's resend request.
 const PATIENT: &str = "patient";
 
+/// The inbox source of a patient's answer to the in-house offer.
+const PATIENT_ANSWER: &str = "patient_answer";
+
+/// The inbox source of a patient's request from the page (a fresh deposit link).
+const PATIENT_REQUEST: &str = "patient_request";
+
 /// Bumps the workflow's link generation and drops its return reference, inside the caller's
 /// transaction (a staff cancel revokes in the same transaction that records it).
 pub(super) async fn revoke_in(conn: &mut SqliteConnection, id: &str, now: i64) -> Result<u64> {
@@ -130,5 +136,136 @@ impl LinkStore for SqliteStore {
         .await?;
         self.finish_due(tx).await?;
         Ok(ResendOutcome::Queued)
+    }
+
+    async fn audit_once(
+        &self,
+        workflow: &WorkflowId,
+        mark: &str,
+        kind: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        // Most views find the mark: answer them with a read, no write transaction.
+        let seen: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM patient_page_marks WHERE workflow_id = ? AND mark = ?",
+        )
+        .bind(workflow.as_str())
+        .bind(mark)
+        .fetch_optional(&self.pool)
+        .await?;
+        if seen.is_some() {
+            return Ok(false);
+        }
+        let now_ms = ms(now);
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO patient_page_marks (workflow_id, mark, at) VALUES (?, ?, ?)
+             ON CONFLICT (workflow_id, mark) DO NOTHING",
+        )
+        .bind(workflow.as_str())
+        .bind(mark)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_audit(
+            &mut tx,
+            &self.key,
+            workflow.as_str(),
+            PATIENT,
+            kind,
+            detail,
+            now_ms,
+        )
+        .await?;
+        self.finish(tx).await?;
+        Ok(true)
+    }
+
+    async fn queue_patient_answer(
+        &self,
+        workflow: &WorkflowId,
+        event: &Event,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.queue_once(
+            workflow,
+            PATIENT_ANSWER,
+            "in_house_answer",
+            event,
+            detail,
+            now,
+        )
+        .await
+    }
+
+    async fn queue_patient_request(
+        &self,
+        workflow: &WorkflowId,
+        event: &Event,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.queue_once(
+            workflow,
+            PATIENT_REQUEST,
+            "patient_request",
+            event,
+            detail,
+            now,
+        )
+        .await
+    }
+
+    async fn patient_answer_pending(&self, workflow: &WorkflowId) -> Result<bool> {
+        self.inbox_waits(workflow, PATIENT_ANSWER).await
+    }
+}
+
+impl SqliteStore {
+    /// Queues `event` from `source` with its audit line, unless one from `source` still waits.
+    async fn queue_once(
+        &self,
+        workflow: &WorkflowId,
+        source: &str,
+        kind: &str,
+        event: &Event,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let id = workflow.as_str();
+        let now_ms = ms(now);
+        let mut tx = self.begin().await?;
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM inbox WHERE workflow_id = ? AND source = ? LIMIT 1")
+                .bind(id)
+                .bind(source)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if pending.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_inbox(&mut tx, &self.key, id, source, event, now_ms).await?;
+        insert_audit(&mut tx, &self.key, id, PATIENT, kind, detail, now_ms).await?;
+        self.finish_due(tx).await?;
+        Ok(true)
+    }
+
+    async fn inbox_waits(&self, workflow: &WorkflowId, source: &str) -> Result<bool> {
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM inbox WHERE workflow_id = ? AND source = ? LIMIT 1")
+                .bind(workflow.as_str())
+                .bind(source)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(pending.is_some())
     }
 }

@@ -1,6 +1,8 @@
 //! The embedded store: one SQLite file, WAL, `BEGIN IMMEDIATE` for every write transaction. One
 //! file per role implements that role's trait; the helpers they share live here.
 
+mod delivery;
+mod detection;
 mod inbound;
 mod links;
 mod logins;

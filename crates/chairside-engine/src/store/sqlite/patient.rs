@@ -8,7 +8,8 @@ use sqlx::{Row, SqliteConnection};
 use super::sealed::CONSENT_PHONE;
 use super::{SqliteStore, from_ms, ms};
 use crate::store::crypto::Keyring;
-use crate::store::{PatientStore, Result, SmsConsentRecord};
+use crate::store::{PatientStore, Result, SmsConsentLogRow, SmsConsentRecord};
+use messaging::{ConsentEntry, ConsentKind, Standing, supersedes};
 
 #[async_trait]
 impl PatientStore for SqliteStore {
@@ -67,22 +68,14 @@ impl PatientStore for SqliteStore {
         source: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let change = ConsentState {
-            opted_out,
-            source: source.to_owned(),
-            at: ms(now),
+        let entry = if opted_out {
+            ConsentEntry::withdrawal(source, "opt-out", "system", now)
+        } else {
+            ConsentEntry::grant(ConsentKind::Informational, source, "opt-in", "system", now)
         };
-        fold_consent(
-            &mut tx,
-            &self.key,
-            practice.as_str(),
-            phone,
-            Some(change),
-            None,
-        )
-        .await?;
-        self.finish(tx).await
+        self.record_sms_consent(practice, phone, &entry, now)
+            .await
+            .map(|_| ())
     }
 
     async fn sms_opted_out(&self, practice: &PracticeId, phone: &str) -> Result<bool> {
@@ -98,43 +91,171 @@ impl PatientStore for SqliteStore {
         phone: &str,
     ) -> Result<Option<SmsConsentRecord>> {
         // A number recorded before a key rotation is hashed under an older key: look under every
-        // key, and let the latest change win (an opt-out at an equal instant), as on write.
+        // key, and let the record that supersedes the others win, as on write.
         let hashes = self.key.lookup_keys(phone);
         let sql = format!(
-            "SELECT opted_out, at, source FROM sms_consent WHERE practice_id = ? AND phone_key IN ({})
-             ORDER BY at DESC, opted_out DESC LIMIT 1",
+            "SELECT opted_out, at, source, consent, wording, recorded_by FROM sms_consent
+             WHERE practice_id = ? AND phone_key IN ({}) ORDER BY rowid",
             vec!["?"; hashes.len()].join(", ")
         );
         let mut query = sqlx::query(&sql).bind(practice.as_str());
         for hash in &hashes {
             query = query.bind(hash);
         }
-        let row = query.fetch_optional(&self.pool).await?;
-        row.map(|r| {
-            Ok(SmsConsentRecord {
-                opted_out: r.try_get("opted_out")?,
-                at: from_ms(r.try_get("at")?),
-                source: r.try_get("source")?,
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut winner: Option<ConsentState> = None;
+        for row in &rows {
+            let held = ConsentState::from_row(row)?;
+            if winner.as_ref().is_none_or(|w| held.beats(w)) {
+                winner = Some(held);
+            }
+        }
+        Ok(winner.map(ConsentState::into_record))
+    }
+
+    async fn record_sms_consent(
+        &self,
+        practice: &PracticeId,
+        phone: &str,
+        entry: &ConsentEntry,
+        now: DateTime<Utc>,
+    ) -> Result<SmsConsentRecord> {
+        let mut tx = self.begin().await?;
+        let change = ConsentState {
+            opted_out: entry.grant.is_none(),
+            source: entry.source.clone(),
+            at: ms(entry.at),
+            consent: entry.grant.map(|k| k.label().to_owned()),
+            wording: Some(entry.wording.clone()),
+            recorded_by: Some(entry.recorded_by.clone()),
+        };
+        let winner = fold_consent(
+            &mut tx,
+            &self.key,
+            practice.as_str(),
+            phone,
+            Some(change.clone()),
+            None,
+        )
+        .await?;
+        let effective = winner.as_ref() == Some(&change);
+        let hashes = self.key.lookup_keys(phone);
+        sqlx::query(
+            "INSERT INTO sms_consent_log (practice_id, phone_key, key_id, consent, source, wording,
+                 recorded_by, at, recorded_at, effective)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(practice.as_str())
+        .bind(&hashes[0])
+        .bind(i64::from(self.key.current_id()))
+        .bind(entry.grant.map(ConsentKind::label))
+        .bind(&entry.source)
+        .bind(&entry.wording)
+        .bind(&entry.recorded_by)
+        .bind(ms(entry.at))
+        .bind(ms(now))
+        .bind(effective)
+        .execute(&mut *tx)
+        .await?;
+        self.finish(tx).await?;
+        // `fold_consent` always leaves a winner once a change was given.
+        Ok(winner.unwrap_or(change).into_record())
+    }
+
+    async fn sms_consent_history(
+        &self,
+        practice: &PracticeId,
+        phone: &str,
+    ) -> Result<Vec<SmsConsentLogRow>> {
+        let hashes = self.key.lookup_keys(phone);
+        let sql = format!(
+            "SELECT consent, source, wording, recorded_by, at, recorded_at, effective
+             FROM sms_consent_log WHERE practice_id = ? AND phone_key IN ({}) ORDER BY id",
+            vec!["?"; hashes.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(practice.as_str());
+        for hash in &hashes {
+            query = query.bind(hash);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let consent: Option<String> = r.try_get("consent")?;
+                Ok(SmsConsentLogRow {
+                    entry: ConsentEntry {
+                        grant: consent.as_deref().and_then(ConsentKind::from_label),
+                        source: r.try_get("source")?,
+                        wording: r.try_get("wording")?,
+                        recorded_by: r.try_get("recorded_by")?,
+                        at: from_ms(r.try_get("at")?),
+                    },
+                    recorded_at: from_ms(r.try_get("recorded_at")?),
+                    effective: r.try_get("effective")?,
+                })
             })
-        })
-        .transpose()
+            .collect()
     }
 }
 
-/// One consent state as stored: what it says, where it came from, when (ms).
+/// One consent state as stored: what it says, where it came from, when (ms), what it grants,
+/// with which wording, recorded by whom.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct ConsentState {
     pub(super) opted_out: bool,
     pub(super) source: String,
     pub(super) at: i64,
+    pub(super) consent: Option<String>,
+    pub(super) wording: Option<String>,
+    pub(super) recorded_by: Option<String>,
 }
 
 impl ConsentState {
-    /// Whether `self` replaces `held`: the latest change wins, and at an equal instant an opt-out
-    /// wins, so webhooks processed out of order (or rows merged by a rotation) never re-subscribe
-    /// anyone. On a full tie the state held stays.
+    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Self> {
+        Ok(Self {
+            opted_out: row.try_get("opted_out")?,
+            source: row.try_get("source")?,
+            at: row.try_get("at")?,
+            consent: row.try_get("consent")?,
+            wording: row.try_get("wording")?,
+            recorded_by: row.try_get("recorded_by")?,
+        })
+    }
+
+    fn standing(&self) -> Standing {
+        if self.opted_out {
+            Standing::Withdrawal
+        } else if self.consent.is_none() {
+            // Rows from before consent records: not opted out, nothing granted.
+            Standing::Cleared
+        } else {
+            Standing::of(&self.source, true)
+        }
+    }
+
+    /// Whether `self` replaces `held` ([`messaging::supersedes`]): a withdrawal always wins, an
+    /// attestation never overrides a withdrawal, and webhooks processed out of order (or rows
+    /// merged by a rotation) never re-subscribe anyone. On a full tie the state held stays.
     fn beats(&self, held: &Self) -> bool {
-        (self.at, self.opted_out) > (held.at, held.opted_out)
+        supersedes(
+            self.standing(),
+            from_ms(self.at),
+            Some((held.standing(), from_ms(held.at))),
+        )
+    }
+
+    fn into_record(self) -> SmsConsentRecord {
+        SmsConsentRecord {
+            opted_out: self.opted_out,
+            at: from_ms(self.at),
+            source: self.source,
+            consent: if self.opted_out {
+                None
+            } else {
+                self.consent.as_deref().and_then(ConsentKind::from_label)
+            },
+            wording: self.wording.unwrap_or_default(),
+            recorded_by: self.recorded_by.unwrap_or_default(),
+        }
     }
 }
 
@@ -149,11 +270,11 @@ pub(super) async fn fold_consent(
     phone: &str,
     change: Option<ConsentState>,
     also: Option<i64>,
-) -> Result<()> {
+) -> Result<Option<ConsentState>> {
     let hashes = ring.lookup_keys(phone);
     let current = &hashes[0];
     let sql = format!(
-        "SELECT rowid, opted_out, source, at FROM sms_consent
+        "SELECT rowid, opted_out, source, at, consent, wording, recorded_by FROM sms_consent
          WHERE practice_id = ? AND (phone_key IN ({}) OR rowid = ?) ORDER BY rowid",
         vec!["?"; hashes.len()].join(", ")
     );
@@ -164,11 +285,7 @@ pub(super) async fn fold_consent(
     let rows = query.bind(also).fetch_all(&mut *conn).await?;
     let mut winner: Option<ConsentState> = None;
     for row in &rows {
-        let held = ConsentState {
-            opted_out: row.try_get("opted_out")?,
-            source: row.try_get("source")?,
-            at: row.try_get("at")?,
-        };
+        let held = ConsentState::from_row(row)?;
         if winner.as_ref().is_none_or(|w| held.beats(w)) {
             winner = Some(held);
         }
@@ -183,12 +300,13 @@ pub(super) async fn fold_consent(
         winner = Some(change);
     }
     let Some(winner) = winner else {
-        return Ok(());
+        return Ok(None);
     };
     let sealed = CONSENT_PHONE.seal(ring, &[practice, current], phone.as_bytes())?;
     sqlx::query(
-        "INSERT INTO sms_consent (practice_id, phone_key, opted_out, source, at, phone_sealed, key_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sms_consent (practice_id, phone_key, opted_out, source, at, phone_sealed, key_id,
+             consent, wording, recorded_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(practice)
     .bind(current)
@@ -197,7 +315,10 @@ pub(super) async fn fold_consent(
     .bind(winner.at)
     .bind(sealed)
     .bind(i64::from(ring.current_id()))
+    .bind(&winner.consent)
+    .bind(&winner.wording)
+    .bind(&winner.recorded_by)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(Some(winner))
 }

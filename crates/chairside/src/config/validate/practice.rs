@@ -168,6 +168,26 @@ impl Validator<'_> {
             None => Some(PolicySettings::default()),
             Some(t) => self.policy(&p("policy"), t),
         };
+        let mut lender_notice = std::collections::HashMap::new();
+        if let Some(n) = &s.notice {
+            let at = p("notice");
+            self.section::<RawNotice>(&at);
+            for (lang, key, text) in [
+                (financing_core::Language::En, "en", &n.en),
+                (financing_core::Language::Es, "es", &n.es),
+            ] {
+                match text {
+                    Some(t) if t.trim().is_empty() => self.problem(
+                        join(&at, key),
+                        "empty; remove the key to show the shipped notice of the practice's state",
+                    ),
+                    Some(t) => {
+                        lender_notice.insert(lang, t.clone());
+                    }
+                    None => {}
+                }
+            }
+        }
         if !has_twilio && s.smtp.is_none() {
             self.problem(
                 at,
@@ -190,6 +210,7 @@ impl Validator<'_> {
             smtp: smtp?,
             reminders: reminders?,
             policy: policy?,
+            lender_notice,
         })
     }
 

@@ -1,0 +1,241 @@
+//! Messages exactly once per channel: a text whose answer was lost is looked up at Twilio (by the
+//! digest journalled before the send) instead of being sent again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chairside_engine::adapters::messaging::{
+    PatientMessenger, PracticeChannels, StoreConsentLedger,
+};
+use chairside_engine::ports::{Channel, MessageContent, Messenger, PracticeProfile};
+use chairside_engine::store::prelude::*;
+use chairside_engine::store::{DeliveryStore, SendRecord, SqliteStore};
+use financing_core::{LocationId, PatientContact, SmsConsent, UsState};
+use messaging::{AccountSid, PhoneNumber, RetryPolicy, SmsClient, SmsFrom};
+use secrecy::SecretString;
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::harness::{KEY_HEX, patient, practice_id};
+
+const ACCOUNT: &str = "AC00000000000000000000000000000000";
+const KEY: &str = "wf-test:send_message:4";
+
+fn profile() -> PracticeProfile {
+    PracticeProfile {
+        id: practice_id(),
+        name: "Smile Dental".into(),
+        state: UsState::TX,
+        time_zone: "America/Chicago".into(),
+        location_id: LocationId::new("loc-1"),
+        phone: "(555) 010-0100".into(),
+        email: "frontdesk@example.test".into(),
+    }
+}
+
+fn texted() -> PatientContact {
+    PatientContact {
+        email: None,
+        sms_consent: SmsConsent::None,
+        ..patient(1)
+    }
+}
+
+fn content() -> MessageContent {
+    MessageContent::ApplicationLink {
+        lender_name: "CareCredit".into(),
+        link: "https://apply.example.test/s/1".into(),
+    }
+}
+
+async fn world(server: &MockServer) -> (tempfile::TempDir, Arc<SqliteStore>, PatientMessenger) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        &dir.path().join("m.db"),
+        chairside_engine::store::crypto::DataKey::parse(KEY_HEX).unwrap(),
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let store = Arc::new(store);
+    let ledger = Arc::new(StoreConsentLedger::new(store.clone()));
+    let client = SmsClient::builder(
+        AccountSid::new(ACCOUNT),
+        SecretString::from("token".to_owned()),
+        ledger.clone(),
+    )
+    .base_url(server.uri().parse().unwrap())
+    .retry(RetryPolicy::none())
+    .build()
+    .unwrap();
+    let from = SmsFrom::Number(PhoneNumber::parse("+15550100100").unwrap());
+    let channels = HashMap::from([(
+        practice_id(),
+        PracticeChannels {
+            email: None,
+            sms: Some((client, from)),
+        },
+    )]);
+    let journal: Arc<dyn DeliveryStore> = store.clone();
+    let messenger = PatientMessenger::new(channels, ledger)
+        .unwrap()
+        .with_journal(journal);
+    (dir, store, messenger)
+}
+
+fn messages_path() -> String {
+    format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
+}
+
+/// The `Body` of the one text POSTed so far.
+async fn posted_bodies(server: &MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(|r| {
+            url::form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "Body")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_text_whose_answer_was_lost_is_found_at_twilio_and_not_sent_again() {
+    // Arrange: Twilio takes the text and answers 500 (it may have gone out).
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let (_dir, store, messenger) = world(&server).await;
+
+    // Act 1
+    let first = messenger
+        .send(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await;
+
+    // Assert 1: indeterminate, and journalled as an attempt.
+    let err = first.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        financing_core::ErrorKind::Indeterminate,
+        "{err}"
+    );
+    assert!(matches!(
+        store.send_record(KEY, "sms").await.unwrap(),
+        Some(SendRecord::Attempting { .. })
+    ));
+
+    // Arrange 2: the text did go out; Twilio lists it.
+    let body = posted_bodies(&server).await.remove(0);
+    let now = chrono::Utc::now().to_rfc2822();
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messages": [{
+                "sid": "SM11111111111111111111111111111111",
+                "status": "delivered",
+                "to": "+15555550101",
+                "from": "+15550100100",
+                "body": body,
+                "date_created": now,
+                "date_sent": now,
+            }],
+            "next_page_uri": null,
+            "page": 0,
+            "page_size": 50,
+        })))
+        .mount(&server)
+        .await;
+
+    // Act 2: the runner's retry of the same message.
+    let second = messenger
+        .send(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap();
+    let third = messenger
+        .send(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap();
+
+    // Assert 2: found, not resent; then known as sent without asking again.
+    assert_eq!(
+        second.sent,
+        vec![(
+            Channel::Sms,
+            "SM11111111111111111111111111111111".to_owned()
+        )]
+    );
+    assert_eq!(third.sent, second.sent);
+    assert_eq!(posted_bodies(&server).await.len(), 1, "one text, not two");
+    let gets = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .count();
+    assert_eq!(gets, 1, "looked up once");
+}
+
+#[tokio::test]
+async fn a_text_twilio_never_took_is_sent_on_the_retry() {
+    // Arrange: the first POST answers 500, and Twilio has no such message.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": "SM22222222222222222222222222222222",
+            "status": "queued",
+            "num_segments": "1",
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messages": [], "next_page_uri": null, "page": 0, "page_size": 50,
+        })))
+        .mount(&server)
+        .await;
+    let (_dir, store, messenger) = world(&server).await;
+
+    // Act
+    let _ = messenger
+        .send(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap_err();
+    let sent = messenger
+        .send(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(
+        sent.sent,
+        vec![(
+            Channel::Sms,
+            "SM22222222222222222222222222222222".to_owned()
+        )]
+    );
+    assert_eq!(posted_bodies(&server).await.len(), 2);
+    assert_eq!(
+        store.send_record(KEY, "sms").await.unwrap(),
+        Some(SendRecord::Sent {
+            provider_id: Some("SM22222222222222222222222222222222".into())
+        })
+    );
+}
