@@ -2,7 +2,10 @@
 //!
 //! - [`store`]: the durable state (SQLite), split by role.
 //! - [`runner`]: claims due workflows and performs their commands with the intent -> call ->
-//!   result protocol; [`detect`]: the poller that turns accepted plans into workflows.
+//!   result protocol; [`detect`]: the poller that turns accepted plans into workflows;
+//!   [`Runner::work`](runner::Runner::work) and
+//!   [`Runner::poll_practices`](runner::Runner::poll_practices) are the long-running loops (a
+//!   continuous pool of slots; one poller per practice).
 //! - [`ports`]: what the engine needs of a practice system, Stripe and messaging; [`adapters`]
 //!   implement them over the connector crates.
 //! - [`staff`]: staff decisions (retry, cancel, ...), each checked and recorded in one transaction.
@@ -24,6 +27,7 @@ pub mod engine;
 pub mod links;
 pub mod note;
 pub mod outbound;
+mod pool;
 pub mod ports;
 pub mod runner;
 pub mod staff;

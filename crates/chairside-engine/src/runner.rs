@@ -89,6 +89,18 @@ pub struct RunnerConfig {
     pub concurrency: usize,
     /// Retry schedule for transient and indeterminate outcomes.
     pub backoff: Backoff,
+    /// How long one step's external calls may take, retries included. A step still working at
+    /// its deadline is abandoned like a crash mid-call (the call's outcome is unknown) and re-run
+    /// from its journal later, with the same idempotency key. The lease is renewed while the step
+    /// works, so the deadline bounds how long one slow system holds a runner slot, not the lease.
+    pub step_deadline: Duration,
+    /// How long one practice's poll may take before it is abandoned until its next round; other
+    /// practices' polls never wait for it (see [`Runner::poll_practices`]).
+    pub poll_deadline: Duration,
+    /// The longest a runner with free slots sleeps without looking at the store: wake-ups from
+    /// this process's webhooks, polls and staff actions come at once; this bounds how late it
+    /// sees work another process queued on the same file (`chairside retry`, another instance).
+    pub idle_recheck: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -103,6 +115,9 @@ impl Default for RunnerConfig {
                 cap: Duration::from_secs(30),
                 max_attempts: 8,
             },
+            step_deadline: Duration::from_secs(50),
+            poll_deadline: Duration::from_secs(60),
+            idle_recheck: Duration::from_secs(1),
         }
     }
 }
@@ -149,6 +164,10 @@ pub struct Runner {
     pub(crate) stats: Arc<RunnerStats>,
     pub(crate) detection: Arc<crate::detect::DetectConfig>,
     pub(crate) examined: Arc<crate::detect::Examined>,
+    /// Rung when a slot frees or something came due ([`Runner::wake`]).
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+    /// Set when the runner is stopping: each workflow commits the step in flight and lets go.
+    pub(crate) stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A runner failure (the store); external failures never escape: they become events.
@@ -174,7 +193,21 @@ impl Runner {
             stats: Arc::new(RunnerStats::default()),
             detection: Arc::new(crate::detect::DetectConfig::default()),
             examined: Arc::default(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
+    }
+
+    /// Tells a running [`work`](Self::work) loop that something may have come due (a webhook
+    /// stored, a staff action queued): it claims at once instead of at its next look. The store's
+    /// own signal covers what is written through it; this is for everything else.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
     }
 
     /// The same runner with these detection settings (go-live, plan limits, detail retries).
@@ -223,20 +256,28 @@ impl Runner {
         let n = claims.len();
         futures::stream::iter(claims)
             .for_each_concurrent(self.config.concurrency, |claim| async move {
-                match self.process(&claim).await {
-                    Ok(()) => {}
-                    Err(StoreError::LeaseLost(id)) => {
-                        self.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(workflow = %id, "lease lost; the new owner repeats the step");
-                    }
-                    // What is stored does not decode: retrying cannot help. Set it aside for
-                    // staff; the error's text is not logged, it can quote the stored content.
-                    Err(e) if e.is_unreadable() => self.quarantine(&claim).await,
-                    Err(e) => tracing::error!(workflow = %claim.id, error = %e, "store error while processing"),
-                }
+                self.drive(&claim).await;
             })
             .await;
         Ok(n)
+    }
+
+    /// Drives one claimed workflow until nothing is due (or the runner stops), then releases it.
+    /// Store failures are logged here: one workflow's trouble never stops another's.
+    pub(crate) async fn drive(&self, claim: &Claim) {
+        match self.process(claim).await {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost(id)) => {
+                self.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(workflow = %id, "lease lost; the new owner repeats the step");
+            }
+            // What is stored does not decode: retrying cannot help. Set it aside for
+            // staff; the error's text is not logged, it can quote the stored content.
+            Err(e) if e.is_unreadable() => self.quarantine(claim).await,
+            Err(e) => {
+                tracing::error!(workflow = %claim.id, error = %e, "store error while processing");
+            }
+        }
     }
 
     /// Quarantines a claimed workflow whose stored data does not decode (see
@@ -260,8 +301,20 @@ impl Runner {
     }
 
     async fn process(&self, claim: &Claim) -> Result<(), StoreError> {
+        // When the lease was last extended: claimed just now. Renewed a third of the way through,
+        // between steps as during a call, so a run of steps never outlasts it.
+        let mut renewed = tokio::time::Instant::now();
         // Bounded, so one busy workflow cannot hold its lease forever.
         for _ in 0..64 {
+            if self.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            if renewed.elapsed() >= self.renew_every() {
+                self.store
+                    .renew_lease(claim, self.clock.now(), self.config.lease)
+                    .await?;
+                renewed = tokio::time::Instant::now();
+            }
             let now = self.clock.now();
             let work = self.store.load(claim, now).await?;
             let Some(item) = work.item else { break };
@@ -291,7 +344,9 @@ impl Runner {
                         .store
                         .begin_effect(claim, &command, attempts + 1, &key, now)
                         .await?;
-                    let performed = self.perform(rt, &state, &command, &key).await;
+                    let performed = self
+                        .perform_leased(claim, &mut renewed, rt, &state, &command, &key)
+                        .await;
                     let now = self.clock.now();
                     let event = match performed {
                         Performed::Event(e) => *e,
@@ -371,6 +426,59 @@ impl Runner {
             self.stats.steps.fetch_add(1, Ordering::Relaxed);
         }
         self.store.release(claim, self.clock.now()).await
+    }
+
+    /// Performs a command under the claim's lease: the lease is renewed every third of its
+    /// length while the call is in flight, and the step is cut at `step_deadline` (the outcome
+    /// is then unknown: retried later from the journal with the same key). A renewal refused
+    /// (the lease ran out or moved) does not abandon the call, which may already have reached the
+    /// other side; its result is refused at commit and the new owner repeats the step.
+    #[allow(clippy::too_many_arguments)]
+    async fn perform_leased(
+        &self,
+        claim: &Claim,
+        renewed: &mut tokio::time::Instant,
+        rt: &PracticeRuntime,
+        state: &WorkflowState,
+        command: &Command,
+        key: &str,
+    ) -> Performed {
+        let deadline = self.config.step_deadline;
+        let call = tokio::time::timeout(deadline, self.perform(rt, state, command, key));
+        tokio::pin!(call);
+        let every = self.renew_every();
+        let mut renew = tokio::time::interval_at(*renewed + every, every);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut held = true;
+        loop {
+            tokio::select! {
+                done = &mut call => {
+                    return done.unwrap_or_else(|_| Performed::Retry {
+                        kind: ErrorKind::Indeterminate,
+                        reason: format!(
+                            "the step passed its {} s deadline; its outcome is unknown",
+                            deadline.as_secs_f64()
+                        ),
+                    });
+                }
+                _ = renew.tick(), if held => {
+                    match self.store.renew_lease(claim, self.clock.now(), self.config.lease).await {
+                        Ok(()) => *renewed = tokio::time::Instant::now(),
+                        Err(StoreError::LeaseLost(_)) => {
+                            held = false;
+                            tracing::warn!(workflow = %claim.id, "lease lost while a call was in flight; its result will not be committed");
+                        }
+                        // A renewal that failed for another reason is tried again next tick;
+                        // the lease has two more thirds to run.
+                        Err(e) => tracing::warn!(workflow = %claim.id, error = %e, "renewing the lease failed"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn renew_every(&self) -> Duration {
+        (self.config.lease / 3).max(Duration::from_millis(10))
     }
 
     pub(crate) fn count_call(&self, started: Instant) {

@@ -27,7 +27,7 @@ use chairside_engine::outbound::sign::WebhookSecret;
 use chairside_engine::outbound::webhook::WebhookEndpoint;
 use chairside_engine::ports::SharedPracticeSystem;
 use chairside_engine::runner::{PracticeRuntime, Runner};
-use chairside_engine::store::{SchemaStore, SqliteStore, Store};
+use chairside_engine::store::{Durability, SchemaStore, SqliteStore, Store};
 use chairside_engine::{Engine, EngineBuilder};
 use chairside_http::{HttpState, LenderCopy, Metrics};
 
@@ -51,6 +51,16 @@ const CALL_RETRY: RetryPolicy = RetryPolicy::new()
     .max_attempts(2)
     .max_total_wait(Duration::from_secs(2));
 
+/// The most one call can take under [`CALL_RETRY`]: two tries of [`CALL_TIMEOUT`] and the wait
+/// between them (42 s).
+const CALL_BUDGET: Duration = Duration::from_secs(2 * CALL_TIMEOUT.as_secs() + 2);
+
+/// The runner's step deadline: one call's whole budget and some room for the store around it.
+/// A step that makes several calls (a Dentrix plan load reads five times) and meets a hung
+/// system is cut here and re-run later from its journal with the same keys; the lease is renewed
+/// while it works, so the deadline need not fit inside the lease.
+const STEP_DEADLINE: Duration = Duration::from_secs(CALL_BUDGET.as_secs() + 8);
+
 /// What [`build`] takes besides the configuration: plug-in lenders, and the few knobs that are not
 /// configuration settings. `Extras::default()` is what `chairside run` uses.
 #[derive(Default)]
@@ -71,6 +81,8 @@ pub struct Extras {
     pub nexhealth_rate_budget: Option<nexhealth_client::RateBudget>,
     /// Subscribers to the outbound events beyond the configured webhook endpoints.
     pub subscribers: Vec<chairside_engine::outbound::SharedSubscriber>,
+    /// How commits reach the disk (default [`Durability::Full`]; the bench measures `Normal`).
+    pub durability: Option<Durability>,
     /// Lender poll schedules that replace the clients' own (the demo's compressed day); every
     /// other lender keeps the schedule its client ships.
     pub lender_schedules: Vec<(LenderId, PollSchedule)>,
@@ -88,6 +100,7 @@ impl fmt::Debug for Extras {
             .field("opendental_server_zone", &self.opendental_server_zone)
             .field("nexhealth_rate_budget", &self.nexhealth_rate_budget)
             .field("subscribers", &self.subscribers)
+            .field("durability", &self.durability)
             .field("lender_schedules", &self.lender_schedules)
             .finish()
     }
@@ -118,9 +131,13 @@ pub struct Service {
 /// waterfall naming a lender nothing provides, HTTP settings that do not hold together.
 pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow::Result<Service> {
     let key = config.store.keyring().context("the data key")?;
-    let store = SqliteStore::open(&config.store.path, key)
-        .await
-        .with_context(|| format!("opening {}", config.store.path.display()))?;
+    let store = SqliteStore::open_with(
+        &config.store.path,
+        key,
+        extras.durability.unwrap_or_default(),
+    )
+    .await
+    .with_context(|| format!("opening {}", config.store.path.display()))?;
     store.migrate().await.context("migrating the database")?;
     let store = Arc::new(store);
     // Each message channel's send is journalled before it goes out (at most once per channel).
@@ -266,6 +283,9 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     );
     let links = config.patient_links();
     let mut runner_config = config.runner_config();
+    runner_config.step_deadline = STEP_DEADLINE;
+    // A poll pages through changes (several calls): give it the step's budget and more.
+    runner_config.poll_deadline = STEP_DEADLINE + CALL_BUDGET;
     if let Some(retry) = extras.retry {
         runner_config.backoff = retry;
     }
@@ -415,56 +435,43 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
 
     // Outbound events go out beside the runner's work: a slow subscriber never holds a step.
     let outbound = tokio::spawn(service.dispatcher.clone().run(Duration::from_secs(1)));
+    // Each practice is polled on its own schedule with its own deadline; workflows run in a
+    // continuous pool woken by the store when a webhook, poll or staff action makes work due.
     let runner = service.runner.clone();
-    let poll_every = config.runner.poll_interval;
-    let poll_now = service.poll_now.clone();
-    // Set on SIGTERM / Ctrl-C: the loop claims nothing new and ends after the round in flight.
-    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop_flag = stopping.clone();
-    let work = async move {
-        let mut next_poll = tokio::time::Instant::now();
-        while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
-            if tokio::time::Instant::now() >= next_poll {
-                if let Err(e) = runner.poll().await {
-                    tracing::error!(error = %e, "poll failed");
-                }
-                next_poll = tokio::time::Instant::now() + poll_every;
-            }
-            let worked = match runner.tick().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming work failed");
-                    0
-                }
-            };
-            if worked == 0 {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    () = poll_now.notified() => next_poll = tokio::time::Instant::now(),
-                }
-            }
-        }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
     };
-    let mut work = tokio::spawn(work);
+    let pollers = {
+        let runner = runner.clone();
+        let every = config.runner.poll_interval;
+        let now = service.poll_now.clone();
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move { runner.poll_practices(every, now, stop).await })
+    };
+    let work = runner.work(stopped(stop_rx));
+    tokio::pin!(work);
     tokio::select! {
-        _ = &mut work => {}
+        r = &mut work => r?,
         () = shutdown_signal() => {
-            // Graceful stop with a bounded drain: the steps in flight finish and commit; a step
-            // still running after SHUTDOWN_DRAIN is abandoned. Abandoning is safe: its intent is
-            // journalled, its claim's lease lets another instance (or the next start) repeat it
-            // under the same idempotency key, and a message channel whose outcome is unknown is
-            // reconciled (a text) or not resent (an email).
-            stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+            // Graceful stop with a bounded drain: nothing new is claimed, the steps in flight
+            // finish and commit; a step still running after SHUTDOWN_DRAIN is abandoned (its
+            // task dropped). Abandoning is safe: its intent is journalled, its claim's lease lets
+            // another instance (or the next start) repeat it under the same idempotency key, and
+            // a message channel whose outcome is unknown is reconciled (a text) or not resent
+            // (an email).
+            let _ = stop_tx.send(true);
             tracing::info!(drain_secs = SHUTDOWN_DRAIN.as_secs(), "stopping: finishing the steps in flight");
             match tokio::time::timeout(SHUTDOWN_DRAIN, &mut work).await {
-                Ok(_) => tracing::info!("stopped: every step in flight committed"),
-                Err(_) => {
-                    work.abort();
-                    tracing::warn!("stopped: steps still in flight were abandoned; they are repeated under the same keys once their lease expires");
+                Ok(r) => {
+                    r?;
+                    tracing::info!("stopped: every step in flight committed");
                 }
+                Err(_) => tracing::warn!("stopped: steps still in flight were abandoned; they are repeated under the same keys once their lease expires"),
             }
         }
     }
+    let _ = pollers.await;
     server.abort();
     outbound.abort();
     Ok(0)

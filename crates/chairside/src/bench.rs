@@ -111,6 +111,10 @@ pub struct BenchArgs {
     /// --bin chairside --bin sandbox` leaves them).
     #[arg(long)]
     pub sandbox_bin: Option<PathBuf>,
+    /// How SQLite commits reach the disk: full (synced on every commit, survives a power loss;
+    /// what `chairside run` uses) or normal (WAL's usual setting), to measure what full costs.
+    #[arg(long, value_enum, default_value = "full")]
+    pub sync: SyncMode,
     /// Directory for the SQLite files (a temporary directory when omitted).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -354,10 +358,29 @@ fn world_options(args: &BenchArgs) -> WorldOptions {
     WorldOptions {
         concurrency: args.concurrency.max(1),
         reminder_every: Duration::from_secs(args.reminder_secs),
+        durability: args.sync.durability(),
         // The lenders' shipped schedules (CareCredit read every 5 s at first, Sunbit every 10 s
         // behind its webhook), not the demo's compressed day: the figures are real timings.
         shipped_lender_schedules: true,
         ..WorldOptions::default()
+    }
+}
+
+/// `--sync`: SQLite's `synchronous` setting for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// Synced on every commit (`synchronous = FULL`).
+    Full,
+    /// WAL's usual setting (`synchronous = NORMAL`).
+    Normal,
+}
+
+impl SyncMode {
+    fn durability(self) -> chairside_engine::store::Durability {
+        match self {
+            Self::Full => chairside_engine::store::Durability::Full,
+            Self::Normal => chairside_engine::store::Durability::Normal,
+        }
     }
 }
 
@@ -424,19 +447,18 @@ async fn drive(
     timeout: Duration,
 ) -> anyhow::Result<(Arc<PollTally>, bool, Instant)> {
     let tally = Arc::new(PollTally::default());
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let poller = {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // One poller per practice, each on its own schedule, as `chairside run` polls.
+    let mut pollers = tokio::task::JoinSet::new();
+    for rt in stack.runner.practices().cloned().collect::<Vec<_>>() {
         let runner = stack.runner.clone();
         let tally = tally.clone();
-        tokio::spawn(async move {
+        let mut stop_rx = stop_rx.clone();
+        pollers.spawn(async move {
             loop {
                 let started = Instant::now();
-                match runner.poll().await {
-                    Ok(n) => {
-                        tally.created.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "polling the practice systems failed"),
-                }
+                let n = runner.poll_once(&rt).await;
+                tally.created.fetch_add(n, Ordering::Relaxed);
                 tally.polls.fetch_add(1, Ordering::Relaxed);
                 tally
                     .nanos
@@ -446,64 +468,74 @@ async fn drive(
                     _ = stop_rx.changed() => break,
                 }
             }
+        });
+    }
+    // The runner's own loop: a continuous pool woken by the store, as `chairside run` drives it.
+    let worker = {
+        let runner = stack.runner.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            runner
+                .work(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
         })
     };
+    let steps = || stack.runner.stats().steps.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut last_work = Instant::now();
-    let mut last_check = Instant::now();
+    let mut last_steps = steps();
     let mut last_progress = Instant::now();
     let outcome = loop {
-        let worked = match stack.runner.tick().await {
-            Ok(n) => n,
-            Err(e) => break Err(anyhow::Error::from(e).context("running workflows")),
-        };
-        if worked > 0 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if steps() != last_steps {
+            last_steps = steps();
             last_work = Instant::now();
         }
-        if last_check.elapsed() >= Duration::from_millis(250) {
-            last_check = Instant::now();
-            let created = tally.created.load(Ordering::Relaxed);
-            let done = match until {
-                Until::Settled {
-                    workflows,
-                    sandbox,
-                    http,
-                } => {
-                    let notes = match sandbox.ledger_notes(http).await {
-                        Ok(n) => n,
+        let created = tally.created.load(Ordering::Relaxed);
+        let done = match until {
+            Until::Settled {
+                workflows,
+                sandbox,
+                http,
+            } => {
+                let notes = match sandbox.ledger_notes(http).await {
+                    Ok(n) => n,
+                    Err(e) => break Err(e),
+                };
+                if last_progress.elapsed() >= Duration::from_secs(5) {
+                    last_progress = Instant::now();
+                    tracing::info!(notes, of = workflows, "ledger notes written so far");
+                }
+                notes >= workflows
+                    && match stack.settled().await {
+                        Ok(settled) => settled >= workflows,
                         Err(e) => break Err(e),
-                    };
-                    if last_progress.elapsed() >= Duration::from_secs(5) {
-                        last_progress = Instant::now();
-                        tracing::info!(notes, of = workflows, "ledger notes written so far");
                     }
-                    notes >= workflows
-                        && match stack.settled().await {
-                            Ok(settled) => settled >= workflows,
-                            Err(e) => break Err(e),
-                        }
-                }
-                Until::Quiet(n) => {
-                    if last_progress.elapsed() >= Duration::from_secs(5) {
-                        last_progress = Instant::now();
-                        tracing::info!(created, of = n, "workflows created so far");
-                    }
-                    created >= n && last_work.elapsed() >= Duration::from_secs(1)
-                }
-            };
-            if done {
-                break Ok(true);
             }
+            Until::Quiet(n) => {
+                if last_progress.elapsed() >= Duration::from_secs(5) {
+                    last_progress = Instant::now();
+                    tracing::info!(created, of = n, "workflows created so far");
+                }
+                created >= n && last_work.elapsed() >= Duration::from_secs(1)
+            }
+        };
+        if done {
+            break Ok(true);
         }
         if started.elapsed() > timeout {
             break Ok(false);
         }
-        if worked == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     };
     let _ = stop_tx.send(true);
-    let _ = poller.await;
+    pollers.join_all().await;
+    match worker.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(anyhow::Error::from(e).context("running workflows")),
+        Err(e) => return Err(anyhow::anyhow!("the runner's task failed: {e}")),
+    }
     Ok((tally, outcome?, last_work))
 }
 
@@ -621,8 +653,8 @@ async fn run_profile(
         .and_then(|t| (t - seeded_at).to_std().ok())
         .unwrap_or_default();
     let polls = tally.polls.load(Ordering::Relaxed);
-    // `Runner::poll` asks each practice system once.
-    let poll_calls = polls * PRACTICES.len() as u64;
+    // Each practice polls on its own: every poll is one practice's call.
+    let poll_calls = polls;
     let calls = after.calls - before.calls;
     let workflow_calls = calls.saturating_sub(poll_calls);
     // A poll's wall time is its practice system's answer plus one small cursor write.
@@ -1265,11 +1297,15 @@ fn print(report: &BenchReport, args: &BenchArgs) {
         m.cpus, m.cpu_model, m.memory_mib, m.kernel
     );
     println!(
-        "plans: {} per profile, personas in turn: {}; runner concurrency {}; practice systems polled every {} ms",
+        "plans: {} per profile, personas in turn: {}; runner concurrency {}; practice systems polled every {} ms; SQLite synchronous {}",
         args.plans,
         report.personas.join(", "),
         report.concurrency,
-        args.pms_poll_ms
+        args.pms_poll_ms,
+        match args.sync {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+        }
     );
     if !report.runs.is_empty() {
         println!();

@@ -51,7 +51,7 @@ pub use patient::PatientStore;
 pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
 pub use report::{LedgerNoteTime, ReportStore};
 pub use schema::SchemaStore;
-pub use sqlite::{ResealReport, SqliteStore};
+pub use sqlite::{Durability, ResealReport, SqliteStore};
 pub use staff::StaffStore;
 pub use workflow::WorkflowStore;
 

@@ -95,6 +95,30 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<()>;
 
+    /// Extends a held lease to `now + lease` while a step is still working under it. Refused
+    /// when the lease was lost (another claim moved the epoch) or already ran out at `now`: a
+    /// lease that expired is never revived, since another runner may have taken it.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`](super::StoreError::LeaseLost),
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn renew_lease(&self, claim: &Claim, now: DateTime<Utc>, lease: Duration) -> Result<()>;
+
+    /// When the next workflow becomes claimable, as of `now`: the earliest due time of an
+    /// unleased workflow, or the expiry of a lease held on one that is due. `None` when nothing
+    /// is scheduled. A runner with free slots sleeps until then (or until woken).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn next_claimable(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>>;
+
+    /// Rings after a commit that made work due from outside the runner (a webhook, a poll, a
+    /// staff action), so a waiting runner claims it at once. `None` when the store cannot tell
+    /// (the runner then looks every [`RunnerConfig::idle_recheck`](crate::runner::RunnerConfig)).
+    fn due_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// Releases the claim and recomputes when the workflow is next due.
     ///
     /// # Errors

@@ -225,30 +225,39 @@ impl World {
     }
 
     pub(crate) async fn runner_with(&self, owner: &str, batch: u32) -> Runner {
+        self.runner_tuned(owner, vec![self.runtime()], |c| c.batch = batch)
+            .await
+    }
+
+    /// A runner named `owner` over `practices`, its settings changed by `tune`.
+    pub(crate) async fn runner_tuned(
+        &self,
+        owner: &str,
+        practices: Vec<PracticeRuntime>,
+        tune: impl FnOnce(&mut RunnerConfig),
+    ) -> Runner {
         let store: Arc<dyn Store> = self.store().await;
         let _ = self.messenger.patient_page.set(store.clone());
-        Runner::new(
-            store,
-            vec![self.runtime()],
-            RunnerConfig {
-                owner: owner.into(),
-                lease: LEASE,
-                batch,
-                concurrency: 4,
-                backoff: Backoff {
-                    base: Duration::from_secs(1),
-                    cap: Duration::from_secs(60),
-                    max_attempts: 5,
-                },
+        let mut config = RunnerConfig {
+            owner: owner.into(),
+            lease: LEASE,
+            batch: 64,
+            concurrency: 4,
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(60),
+                max_attempts: 5,
             },
-            self.clock.clone(),
-        )
-        // These tests accept plans before the first poll; go-live from now has tests of its own
-        // (detect.rs).
-        .with_detection(chairside_engine::detect::DetectConfig {
-            go_live: chairside_engine::detect::GoLive::Everything,
-            ..chairside_engine::detect::DetectConfig::default()
-        })
+            ..RunnerConfig::default()
+        };
+        tune(&mut config);
+        Runner::new(store, practices, config, self.clock.clone())
+            // These tests accept plans before the first poll; go-live from now has tests of its
+            // own (detect.rs).
+            .with_detection(chairside_engine::detect::DetectConfig {
+                go_live: chairside_engine::detect::GoLive::Everything,
+                ..chairside_engine::detect::DetectConfig::default()
+            })
     }
 
     /// Runs `runner` until nothing is due, jumping the clock to the next timer or retry each time,

@@ -25,7 +25,7 @@ use crate::config::{
     TwilioSettings,
 };
 use chairside_engine::runner::Runner;
-use chairside_engine::store::Store;
+use chairside_engine::store::{Durability, Store};
 use chairside_http::Metrics;
 use chairside_workflow::{Status, TaskKind, WorkflowState};
 
@@ -161,6 +161,12 @@ pub struct WorldOptions {
     pub public_base_url: Url,
     /// The patient link signing key.
     pub link_key: SecretString,
+    /// How SQLite commits reach the disk. The demo's file is thrown away and its timings are
+    /// compressed to fractions of a second (a patient gives up after about two), so it uses
+    /// NORMAL: on a machine busy with other disk writes each FULL commit's sync can take tens
+    /// of milliseconds and push the pending persona past its compressed deadline. The bench
+    /// measures both; `chairside run` always uses FULL.
+    pub durability: Durability,
 }
 
 impl Default for WorldOptions {
@@ -175,6 +181,7 @@ impl Default for WorldOptions {
             public_base_url: Url::parse("http://127.0.0.1:8080/")
                 .unwrap_or_else(|_| unreachable!("literal URL")),
             link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
+            durability: Durability::Normal,
         }
     }
 }
@@ -323,6 +330,7 @@ impl Stack {
         options.public_base_url = http_base.clone();
         let config = demo_config(dir, &options, addr, urls, cfg)?;
         let extras = Extras {
+            durability: Some(options.durability),
             lender_schedules: if options.shipped_lender_schedules {
                 Vec::new()
             } else {
@@ -701,26 +709,53 @@ impl World {
             .max_by_key(|s| s.accepted_at))
     }
 
-    /// Runs polls and ticks until every case's workflow has settled (done, with staff, or
-    /// cancelled) or `deadline` passes. Returns whether everything settled.
+    /// Runs the runner's own loops, as `chairside run` does (a poller per practice, every 100 ms
+    /// here; the continuous pool of workflow slots), until every case's workflow has settled
+    /// (done, with staff, or cancelled) or `deadline` passes. Returns whether everything settled.
     ///
     /// # Errors
     /// Store errors.
     pub async fn drive(&self, deadline: Duration) -> anyhow::Result<bool> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let pollers = {
+            let runner = self.runner.clone();
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                runner
+                    .poll_practices(
+                        Duration::from_millis(100),
+                        std::sync::Arc::new(tokio::sync::Notify::new()),
+                        stop,
+                    )
+                    .await;
+            })
+        };
+        let worker = {
+            let runner = self.runner.clone();
+            let stop = stopped(stop_rx);
+            tokio::spawn(async move { runner.work(stop).await })
+        };
         let started = Instant::now();
-        loop {
-            self.runner.poll().await?;
-            let worked = self.runner.tick().await?;
-            if self.all_settled().await? {
-                return Ok(true);
+        let outcome = loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match self.all_settled().await {
+                Ok(true) => break Ok(true),
+                Ok(false) => {}
+                Err(e) => break Err(e),
             }
             if started.elapsed() > deadline {
-                return Ok(false);
+                break Ok(false);
             }
-            if worked == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        };
+        let _ = stop_tx.send(true);
+        let _ = pollers.await;
+        worker
+            .await
+            .map_err(|e| anyhow::anyhow!("the runner's task failed: {e}"))??;
+        outcome
     }
 
     async fn all_settled(&self) -> anyhow::Result<bool> {

@@ -264,7 +264,7 @@ impl DetectionStore for SqliteStore {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        self.finish(tx).await?;
+        self.finish_due(tx).await?;
         Ok(created)
     }
 

@@ -96,7 +96,7 @@ impl InboundStore for SqliteStore {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        self.finish(tx).await?;
+        self.finish_due(tx).await?;
         Ok(created)
     }
 
@@ -127,7 +127,7 @@ impl InboundStore for SqliteStore {
             ms(now),
         )
         .await?;
-        self.finish(tx).await
+        self.finish_due(tx).await
     }
 
     async fn record_webhook(
@@ -161,7 +161,7 @@ impl InboundStore for SqliteStore {
                 insert_inbox(&mut tx, &self.key, id.as_str(), &source, &event, now_ms).await?;
             }
         }
-        self.finish(tx).await?;
+        self.finish_due(tx).await?;
         Ok(true)
     }
 }

@@ -134,7 +134,7 @@ impl LinkStore for SqliteStore {
             now_ms,
         )
         .await?;
-        self.finish(tx).await?;
+        self.finish_due(tx).await?;
         Ok(ResendOutcome::Queued)
     }
 
@@ -255,7 +255,7 @@ impl SqliteStore {
         }
         insert_inbox(&mut tx, &self.key, id, source, event, now_ms).await?;
         insert_audit(&mut tx, &self.key, id, PATIENT, kind, detail, now_ms).await?;
-        self.finish(tx).await?;
+        self.finish_due(tx).await?;
         Ok(true)
     }
 

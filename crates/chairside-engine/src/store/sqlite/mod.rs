@@ -41,6 +41,18 @@ fn from_ms(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(v).unwrap_or_default()
 }
 
+/// How a commit reaches the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous = FULL`: a commit is synced before it returns and survives a power loss
+    /// (the default).
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: WAL's usual setting; survives a crash of the process, but the last
+    /// commits before a power loss can be lost. For measuring what `Full` costs.
+    Normal,
+}
+
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -48,6 +60,9 @@ pub struct SqliteStore {
     key: Arc<Keyring>,
     writes: Arc<AtomicU64>,
     skipped: Arc<AtomicU64>,
+    /// Rung after a commit that made work due from outside the runner (a webhook, a poll, a
+    /// staff action, a patient's request), so a waiting runner picks it up at once.
+    due: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -64,12 +79,30 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Database`], [`StoreError::File`] when the permissions cannot be set.
     pub async fn open(path: &std::path::Path, key: impl Into<Keyring>) -> Result<Self> {
+        Self::open_with(path, key, Durability::Full).await
+    }
+
+    /// [`open`](Self::open) with the given [`Durability`].
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub async fn open_with(
+        path: &std::path::Path,
+        key: impl Into<Keyring>,
+        durability: Durability,
+    ) -> Result<Self> {
         owner_only(path, true)?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a commit is on disk before it returns, so a webhook answered 200 (its
+            // transaction committed first) survives a power loss; NORMAL in WAL mode keeps
+            // it only across a crash of the process. Costed in docs/performance.md.
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -88,6 +121,7 @@ impl SqliteStore {
             key: Arc::new(key.into()),
             writes: Arc::new(AtomicU64::new(0)),
             skipped: Arc::new(AtomicU64::new(0)),
+            due: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -100,6 +134,13 @@ impl SqliteStore {
     async fn finish(&self, tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
         tx.commit().await?;
         self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Commits a transaction that queued an event or created a workflow, and wakes the runner.
+    async fn finish_due(&self, tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
+        self.finish(tx).await?;
+        self.due.notify_one();
         Ok(())
     }
 
@@ -132,14 +173,18 @@ fn owner_only(_path: &std::path::Path, _create: bool) -> Result<()> {
     Ok(())
 }
 
-/// Refuses unless the claim still holds the workflow's lease at its epoch.
-async fn check_lease(conn: &mut SqliteConnection, claim: &Claim) -> Result<()> {
+/// Refuses unless the claim still holds the workflow's lease at its epoch and the lease has not
+/// run out at `now`: a lease that expired may already be another runner's to take, so its old
+/// owner writes nothing more under it (the epoch fences a taker that already claimed; the expiry
+/// check fences the moment between the expiry and the next claim).
+async fn check_lease(conn: &mut SqliteConnection, claim: &Claim, now: i64) -> Result<()> {
     let held: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM workflows WHERE id = ? AND epoch = ? AND lease_owner = ?",
+        "SELECT 1 FROM workflows WHERE id = ? AND epoch = ? AND lease_owner = ? AND lease_until >= ?",
     )
     .bind(claim.id.as_str())
     .bind(claim.epoch)
     .bind(&claim.owner)
+    .bind(now)
     .fetch_optional(&mut *conn)
     .await?;
     if held.is_some() {

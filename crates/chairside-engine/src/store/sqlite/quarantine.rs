@@ -26,7 +26,7 @@ impl QuarantineStore for SqliteStore {
         let id = claim.id.as_str();
         let now_ms = ms(now);
         let mut tx = self.begin().await?;
-        check_lease(&mut tx, claim).await?;
+        check_lease(&mut tx, claim, now_ms).await?;
         let row = sqlx::query("SELECT practice_id, state FROM workflows WHERE id = ?")
             .bind(id)
             .fetch_one(&mut *tx)

@@ -85,7 +85,7 @@ impl StaffStore for SqliteStore {
             now_ms,
         )
         .await?;
-        self.finish(tx).await?;
+        self.finish_due(tx).await?;
         Ok(Ok(StaffReceipt {
             workflow: request.workflow.clone(),
             action,

@@ -1,5 +1,6 @@
 //! The runner's role on SQLite: claims, leases and steps.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -8,7 +9,7 @@ use sqlx::Row;
 
 use super::sealed::TASK_REASON;
 use super::{
-    INBOX_EVENT, OUTBOX_COMMAND, SqliteStore, WORKFLOW_STATE, check_lease, insert_audit,
+    INBOX_EVENT, OUTBOX_COMMAND, SqliteStore, WORKFLOW_STATE, check_lease, from_ms, insert_audit,
     insert_command, ms, next_id, refresh_due,
 };
 use crate::store::{Claim, Consumed, Result, StoreError, Work, WorkItem, WorkflowStore};
@@ -136,7 +137,7 @@ impl WorkflowStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<u32> {
         let mut tx = self.begin().await?;
-        check_lease(&mut tx, claim).await?;
+        check_lease(&mut tx, claim, ms(now)).await?;
         // A call repeated after a crash is a new attempt in the journal, whatever the outbox
         // counted: the dead runner's intent row stays as evidence of the first call.
         let journaled: Option<i64> = sqlx::query_scalar(
@@ -171,7 +172,7 @@ impl WorkflowStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        check_lease(&mut tx, claim).await?;
+        check_lease(&mut tx, claim, ms(now)).await?;
         let open: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM staff_tasks WHERE workflow_id = ? AND kind = ? AND resolved_at IS NULL",
         )
@@ -220,7 +221,7 @@ impl WorkflowStore for SqliteStore {
         // Sealed before the transaction: a failed seal writes nothing.
         let sealed_state = WORKFLOW_STATE.seal_json(&self.key, &[id], state)?;
         let mut tx = self.begin().await?;
-        check_lease(&mut tx, claim).await?;
+        check_lease(&mut tx, claim, ms(now)).await?;
         match &consumed {
             Consumed::Inbox(row) => {
                 sqlx::query("DELETE FROM inbox WHERE id = ?")
@@ -350,7 +351,7 @@ impl WorkflowStore for SqliteStore {
     ) -> Result<()> {
         let id = claim.id.as_str();
         let mut tx = self.begin().await?;
-        check_lease(&mut tx, claim).await?;
+        check_lease(&mut tx, claim, ms(now)).await?;
         sqlx::query("UPDATE outbox SET attempts = attempts + 1, not_before = ? WHERE workflow_id = ? AND seq = ?")
             .bind(ms(not_before))
             .bind(id)
@@ -367,6 +368,59 @@ impl WorkflowStore for SqliteStore {
             .await?;
         refresh_due(&mut tx, id).await?;
         self.finish(tx).await
+    }
+
+    async fn renew_lease(&self, claim: &Claim, now: DateTime<Utc>, lease: Duration) -> Result<()> {
+        let now_ms = ms(now);
+        let renewed = sqlx::query(
+            "UPDATE workflows SET lease_until = ? WHERE id = ? AND epoch = ? AND lease_owner = ? AND lease_until >= ?",
+        )
+        .bind(now_ms + lease.as_millis() as i64)
+        .bind(claim.id.as_str())
+        .bind(claim.epoch)
+        .bind(&claim.owner)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if renewed == 1 {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost(claim.id.clone()))
+        }
+    }
+
+    async fn next_claimable(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let now_ms = ms(now);
+        // Two index-friendly looks rather than one scan: the earliest due workflow nobody holds,
+        // and the earliest expiry among held leases on workflows already due (a runner that died
+        // holding them).
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT next_due_at FROM workflows
+             WHERE next_due_at IS NOT NULL AND (lease_until IS NULL OR lease_until < ?1)
+               AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
+             ORDER BY next_due_at LIMIT 1",
+        )
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        let expiry: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(lease_until) + 1 FROM workflows
+             WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 AND lease_until >= ?1",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(match (due, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(from_ms))
+    }
+
+    fn due_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        Some(self.due.clone())
     }
 
     async fn release(&self, claim: &Claim, _now: DateTime<Utc>) -> Result<()> {
