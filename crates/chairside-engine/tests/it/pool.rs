@@ -76,15 +76,16 @@ async fn status(w: &World, runner: &Runner, id: &WorkflowId) -> Status {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_whose_call_hangs_holds_up_no_other() {
-    // Arrange: two plans on the in-house path; the first plan load to reach the practice system
-    // hangs. The lease is long, so moving the clock to the next timer never frees the hung one.
+    // Arrange: two plans on the in-house path; the first Stripe customer call hangs. The lease is long, so moving the clock to the next timer never frees the hung one.
     let w = World::new();
     let ids = [w.accept(1, 150_000, 50_000), w.accept(2, 150_000, 50_000)];
     w.carecredit.on_start(Answer::Decline);
     w.carecredit.on_start(Answer::Decline);
     w.sunbit.on_start(Answer::Decline);
     w.sunbit.on_start(Answer::Decline);
-    w.pms.script.fault("plan", Fault::HangAfterApplying, 1);
+    w.stripe
+        .script
+        .fault("ensure_customer", Fault::HangAfterApplying, 1);
     let runner = w
         .runner_tuned("pool", vec![w.runtime()], |c| {
             c.lease = Duration::from_secs(24 * 3600);
@@ -94,14 +95,14 @@ async fn a_workflow_whose_call_hangs_holds_up_no_other() {
 
     // Act
     let (stop, task) = start_work(&runner);
-    w.pms.script.gate.entered().await;
+    w.stripe.script.gate.entered().await;
     eventually(
         "the other workflow finishes while the first hangs",
         || async { count_advancing(&w, &runner, &ids, Status::Done, 1).await == 1 },
     )
     .await;
     let hung_was_active = count_advancing(&w, &runner, &ids, Status::Active, 0).await;
-    w.pms.script.gate.open();
+    w.stripe.script.gate.open();
     eventually(
         "the hung workflow finishes once its call answers",
         || async { count_advancing(&w, &runner, &ids, Status::Done, 2).await == 2 },
@@ -115,7 +116,7 @@ async fn a_workflow_whose_call_hangs_holds_up_no_other() {
         hung_was_active, 1,
         "the hung workflow was still at its call"
     );
-    assert_eq!(w.pms.script.count("plan"), 2, "one plan load each");
+    assert_eq!(w.stripe.customers().len(), 2, "one customer each");
     assert_eq!(w.stripe.schedules().len(), 2);
     for id in &ids {
         assert_eq!(w.pms.notes_for(id).len(), 1);
@@ -231,12 +232,14 @@ async fn a_practice_system_that_hangs_delays_no_other_practices_detection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_renewed_during_a_long_call_is_not_taken_by_another_runner() {
-    // Arrange: a 300 ms lease; the plan load hangs until the test lets it go.
+    // Arrange: a 300 ms lease; the Stripe customer call hangs until the test lets it go.
     let w = World::new();
     let id = w.accept(1, 150_000, 50_000);
     w.carecredit.on_start(Answer::Decline);
     w.sunbit.on_start(Answer::Decline);
-    w.pms.script.fault("plan", Fault::HangAfterApplying, 1);
+    w.stripe
+        .script
+        .fault("ensure_customer", Fault::HangAfterApplying, 1);
     let lease = Duration::from_millis(300);
     let holder = w
         .runner_tuned("holder", vec![w.runtime()], |c| c.lease = lease)
@@ -249,7 +252,7 @@ async fn a_lease_renewed_during_a_long_call_is_not_taken_by_another_runner() {
         let holder = holder.clone();
         tokio::spawn(async move { holder.run_until_idle(100).await })
     };
-    w.pms.script.gate.entered().await;
+    w.stripe.script.gate.entered().await;
     let db = raw_pool(&w.path).await;
 
     // Act: the clock moves past the original lease five times over, each time by less than a
@@ -270,7 +273,7 @@ async fn a_lease_renewed_during_a_long_call_is_not_taken_by_another_runner() {
         .await;
         stolen += thief.tick().await.unwrap();
     }
-    w.pms.script.gate.open();
+    w.stripe.script.gate.open();
     task.await.unwrap().unwrap();
     w.settle(&holder).await;
 
@@ -278,31 +281,39 @@ async fn a_lease_renewed_during_a_long_call_is_not_taken_by_another_runner() {
     assert_eq!(stolen, 0, "the renewed lease was never claimable");
     assert_eq!(holder.stats().lost_leases.load(Ordering::Relaxed), 0);
     assert_eq!(status(&w, &holder, &id).await, Status::Done);
-    assert_eq!(w.pms.script.count("plan"), 1, "the plan was loaded once");
+    assert_eq!(
+        w.stripe.script.count("ensure_customer"),
+        1,
+        "the customer was asked for once"
+    );
     assert_eq!(w.pms.notes_for(&id).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_that_outlives_its_lease_is_refused_at_commit_and_committed_once_by_the_next_owner()
 {
-    // Arrange: the plan load hangs; its lease runs out before it answers, and nobody has claimed
+    // Arrange: the Stripe customer call hangs; its lease runs out before it answers, and nobody has claimed
     // the workflow yet (the fencing epoch alone would not notice).
     let w = World::new();
     let id = w.accept(1, 150_000, 50_000);
     w.carecredit.on_start(Answer::Decline);
     w.sunbit.on_start(Answer::Decline);
-    w.pms.script.fault("plan", Fault::HangAfterApplying, 1);
+    w.stripe
+        .script
+        .fault("ensure_customer", Fault::HangAfterApplying, 1);
     let late = w.runner("late").await;
     late.poll().await.unwrap();
     let task = {
         let late = late.clone();
         tokio::spawn(async move { late.tick().await })
     };
-    w.pms.script.gate.entered().await;
+    w.stripe.script.gate.entered().await;
+
+    let steps_before = late.stats().steps.load(Ordering::Relaxed);
 
     // Act: the lease expires; then the call answers.
     w.clock.advance(LEASE + Duration::from_secs(1));
-    w.pms.script.gate.open();
+    w.stripe.script.gate.open();
     task.await.unwrap().unwrap();
     let after_late = w.row(&late, &id).await;
     let heir = w.runner("heir").await;
@@ -312,23 +323,26 @@ async fn a_step_that_outlives_its_lease_is_refused_at_commit_and_committed_once_
     assert_eq!(late.stats().lost_leases.load(Ordering::Relaxed), 1);
     assert_eq!(
         late.stats().steps.load(Ordering::Relaxed),
-        0,
-        "nothing committed"
+        steps_before,
+        "the late result was not committed"
     );
     assert_eq!(
         after_late.next_action.as_deref(),
-        Some("load_plan"),
-        "the plan load is still to do"
+        Some("ensure_customer"),
+        "the customer step is still to do"
     );
     assert_eq!(status(&w, &heir, &id).await, Status::Done);
-    assert_eq!(w.pms.script.count("plan"), 2, "the heir loaded it again");
+    let keys = w.stripe.script.calls("ensure_customer");
+    assert_eq!(keys.len(), 2, "the heir asked again");
+    assert_eq!(keys[0], keys[1], "with the same idempotency key");
+    assert_eq!(w.stripe.customers().len(), 1);
     let loaded = heir
         .store()
         .audit(&id)
         .await
         .unwrap()
         .into_iter()
-        .filter(|a| a.kind == "plan_loaded")
+        .filter(|a| a.kind == "customer_ready")
         .count();
     assert_eq!(loaded, 1, "the step was committed once");
     assert_eq!(w.pms.notes_for(&id).len(), 1);
