@@ -44,6 +44,12 @@ async fn a_plug_in_lender_given_to_app_build_decides_a_plan_inside_the_real_runn
     let service = build(&config, extras, Metrics::local())
         .await
         .expect("the plug-in satisfies the waterfall");
+    // The install's first poll takes its baseline: a fresh install starts from now.
+    service
+        .runner
+        .poll()
+        .await
+        .expect("the install's first poll");
     let case = sandbox
         .seed_persona(Pms::OpenDental, Persona::InstantApproval)
         .expect("seed");

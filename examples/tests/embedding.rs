@@ -30,10 +30,6 @@ async fn an_embedded_engine_finances_an_accepted_plan_through_a_plug_in_lender()
     let sandbox = Sandbox::start(SandboxConfig::default())
         .await
         .expect("sandbox");
-    let case = sandbox
-        .seed_persona(Pms::OpenDental, Persona::InstantApproval)
-        .expect("seed");
-    sandbox.accept_plan(case.plan.key).expect("accept");
     let dir = tempfile::tempdir().expect("tempdir");
     let acme = Arc::new(AcmeLender::new(Money::usd(500_000)));
     let engine = build_engine(
@@ -44,6 +40,17 @@ async fn an_embedded_engine_finances_an_accepted_plan_through_a_plug_in_lender()
     )
     .await
     .expect("engine");
+    // The install's first poll takes its baseline: a fresh install starts from now, so the plan
+    // is accepted after it (older plans are started on purpose by a backfill).
+    engine
+        .runner()
+        .poll()
+        .await
+        .expect("the install's first poll");
+    let case = sandbox
+        .seed_persona(Pms::OpenDental, Persona::InstantApproval)
+        .expect("seed");
+    sandbox.accept_plan(case.plan.key).expect("accept");
 
     // Act
     let states = run_until_settled(&engine, Duration::from_secs(60))
