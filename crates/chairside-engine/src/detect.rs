@@ -15,7 +15,7 @@
 //!   new one, or (once financing is done) opens a staff task. A rejection or deletion withdraws
 //!   the plan's live workflow whatever its revision.
 //! - **Cursors never move past now** ([`PracticeSystem::clamp_cursor`](crate::ports::PracticeSystem::clamp_cursor)).
-//! - **Health.** Every poll records its outcome per practice ([`DetectionStore`]): `/readyz`, the
+//! - **Health.** Every poll records its outcome per practice ([`DetectionStore`](crate::store::DetectionStore)): `/readyz`, the
 //!   dashboard and the metrics read it.
 
 use std::collections::{BTreeMap, HashSet};

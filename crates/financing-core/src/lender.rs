@@ -502,9 +502,10 @@ pub trait FinancingProvider: Send + Sync + fmt::Debug {
 
     /// Runs the lender charge of an approved financing on its settlement day (see
     /// [`settle_on`](crate::settle_on)). Calling it twice with the same
-    /// [`SettlementRequest::reference`] must not charge twice (the purchase carries the
-    /// reference; a repeat finds it). The default is [`Settlement::Manual`]: the lender's API
-    /// takes no charge, and staff run it in the lender's portal.
+    /// [`SettlementRequest::reference`](crate::SettlementRequest::reference) must not charge twice
+    /// (the purchase carries the reference; a repeat finds it). The default is
+    /// [`Settlement::Manual`](crate::Settlement::Manual): the lender's API takes no charge, and
+    /// staff run it in the lender's portal.
     ///
     /// # Errors
     /// A [`ProviderError`] of kind transient, permanent or indeterminate.
