@@ -244,14 +244,15 @@ impl Runner {
     /// [`StoreError`] from claiming.
     pub async fn tick(&self) -> Result<usize, RunnerError> {
         let now = self.clock.now();
+        // No more than can run at once: a claim waiting for a slot is not renewed, and its lease
+        // would run out before its turn.
+        let limit = self
+            .config
+            .batch
+            .min(u32::try_from(self.config.concurrency).unwrap_or(u32::MAX));
         let claims = self
             .store
-            .claim_due(
-                &self.config.owner,
-                now,
-                self.config.lease,
-                self.config.batch,
-            )
+            .claim_due(&self.config.owner, now, self.config.lease, limit)
             .await?;
         let n = claims.len();
         futures::stream::iter(claims)
