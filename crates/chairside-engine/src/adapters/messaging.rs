@@ -323,9 +323,21 @@ fn summary_context(
     Ok(messaging::FinancingSummary {
         practice_name: practice.name.clone(),
         patient_first_name: patient.first_name.clone(),
+        // The lender's terms as it reported them, in the patient's language (email only: the
+        // text links to the page, which shows them).
+        promotional_terms: s.financed.as_ref().and_then(|_| {
+            let t = s.lender_terms.as_ref()?;
+            messaging::ApprovedTerms::reported_by_lender(
+                patient.preferred_language,
+                &lender_name,
+                t.promotion.as_deref(),
+                t.term_months,
+                t.apr_bps,
+                t.reference.as_deref(),
+            )
+        }),
         lender_name,
         approved_amount,
-        promotional_terms: None,
         first_payment_amount,
         first_payment_due,
         patient_page_link: url(&s.page_link)?,
@@ -611,6 +623,7 @@ mod tests {
             installments: Some(6),
             installment_interval: Some(InstallmentInterval::MONTHLY),
             page_link: "https://pay.example.test/p/TOKEN".into(),
+            lender_terms: None,
         }))
     }
 

@@ -646,6 +646,7 @@ impl PracticeSettings {
             poll_interval: self.reminders.poll_interval,
             // Each lender's own schedule, filled in by the engine from its client.
             lender_schedules: Vec::new(),
+            lender_names: Vec::new(),
         }
     }
 
