@@ -219,8 +219,11 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
                 | chairside_workflow::SettlementState::Failed { .. }
         )
     });
+    // A task raised beside a finished workflow (a failed payment, a refund or dispute, a schedule
+    // ended in Stripe): marking it handled closes the task and leaves the workflow as it is.
+    let task_beside = state.status == Status::Done && !snapshot.open_tasks.is_empty();
     match (request.action, state.status) {
-        (StaffAction::MarkHandled, Status::Done) if settlement_open => Ok(()),
+        (StaffAction::MarkHandled, Status::Done) if settlement_open || task_beside => Ok(()),
         (
             StaffAction::Retry
             | StaffAction::MarkHandled
