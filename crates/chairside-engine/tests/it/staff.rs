@@ -377,3 +377,27 @@ async fn a_payment_task_beside_a_finished_workflow_can_be_marked_handled_and_not
         .await;
     assert!(matches!(again, Err(StaffError::Refused(_))), "{again:?}");
 }
+
+#[tokio::test]
+async fn resend_link_on_a_task_with_no_link_is_refused_instead_of_closing_the_task() {
+    // Arrange: bad data waits on staff; there is no link to resend.
+    let db = db().await;
+    let id = workflow(&db, Status::WaitingOnStaff, Some(bad_data())).await;
+    let before = written(&db, &id).await;
+    let actions = StaffActions::new(&*db.store, "staff:alice");
+
+    // Act
+    let result = actions
+        .act(actions.request(&id, StaffAction::ResendLink), mins(1))
+        .await;
+
+    // Assert: refused, and the task is still open.
+    assert!(
+        matches!(
+            result,
+            Err(StaffError::Refused(Refusal::NothingToResend { .. }))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(written(&db, &id).await, before);
+}
