@@ -84,6 +84,10 @@ pub enum AttemptOutcome {
         /// A reason for staff, without PHI.
         reason: String,
     },
+    /// A lender without an API (a link-only lender) whose decision staff did not record within
+    /// its configured wait: the waterfall moves on as after a decline, and staff are told to look
+    /// the application up in the lender's portal.
+    NoDecision,
     /// The lender answered with a status this version does not know.
     Unrecognized {
         /// The raw status.
@@ -138,6 +142,7 @@ impl AttemptOutcome {
             Self::Abandoned => "abandoned",
             Self::Expired => "expired",
             Self::Failed { .. } => "failed",
+            Self::NoDecision => "no_decision",
             Self::Unrecognized { .. } => "unrecognized",
         }
     }
@@ -296,6 +301,7 @@ impl Waterfall {
                 }
                 AttemptOutcome::Expired => lapsed = Some(&slot.lender),
                 AttemptOutcome::Declined
+                | AttemptOutcome::NoDecision
                 | AttemptOutcome::Failed { .. }
                 | AttemptOutcome::Unrecognized { .. } => {}
             }

@@ -442,6 +442,7 @@ pub fn demo_lender_schedules(options: &WorldOptions) -> Vec<(LenderId, PollSched
         then_every: options.poll_every,
         session_life: Some(life),
         remind_before_expiry: options.reminder_every,
+        staff_decides_within: None,
     };
     vec![
         (
