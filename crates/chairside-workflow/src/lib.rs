@@ -164,6 +164,27 @@ impl TaskKind {
             Self::LenderNoDecision => "lender_no_decision",
         }
     }
+
+    /// Every kind, for reading a stored label back.
+    pub const ALL: [Self; 12] = [
+        Self::BadData,
+        Self::Unreachable,
+        Self::Counteroffer,
+        Self::PatientQuiet,
+        Self::NoFinancing,
+        Self::PaymentFailed,
+        Self::PaymentReversed,
+        Self::SystemError,
+        Self::ConsentRefusal,
+        Self::Settlement,
+        Self::LenderNeedsStaff,
+        Self::LenderNoDecision,
+    ];
+
+    /// Parses a label ([`Self::label`]).
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.label() == label)
+    }
 }
 
 /// A staff task: what a person must decide, and why. Reasons never contain PHI.

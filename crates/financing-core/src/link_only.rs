@@ -138,7 +138,9 @@ pub enum ReportError {
     #[error("the amount is in another currency than the application's")]
     Currency,
     /// A counteroffer at or above the amount asked is an approval.
-    #[error("a counteroffer of {offered} is not less than the {asked} asked; record it as approved")]
+    #[error(
+        "a counteroffer of {offered} is not less than the {asked} asked; record it as approved"
+    )]
     CounterofferNotLess {
         /// Offered.
         offered: Money,

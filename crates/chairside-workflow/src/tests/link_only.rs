@@ -178,3 +178,11 @@ fn no_decision_and_no_in_house_plan_makes_one_task_that_says_both() {
     );
     assert_eq!(run.state.staff_task, Some(task));
 }
+
+#[test]
+fn every_task_kind_reads_back_from_its_label() {
+    for kind in TaskKind::ALL {
+        assert_eq!(TaskKind::from_label(kind.label()), Some(kind));
+    }
+    assert_eq!(TaskKind::from_label("nonsense"), None);
+}
