@@ -95,6 +95,7 @@ host = "smtp.smile.example"
 from = "frontdesk@smile.example"
 "#;
 
+mod link_lenders;
 mod outbound;
 
 fn problem_for<'r>(report: &'r ConfigReport, path: &str) -> &'r Problem {

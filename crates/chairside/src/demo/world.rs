@@ -540,6 +540,7 @@ pub fn demo_config(
                     webhook_secret: Some(cfg.sunbit.webhook_secret.clone()),
                     limits: AmountLimits::NONE,
                 }),
+                link_only: Vec::new(),
             },
             payments: PaymentSettings {
                 deposit: DepositRule::BasisPoints(1_000),
