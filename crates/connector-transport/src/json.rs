@@ -191,9 +191,13 @@ pub fn decode_list_tolerant<T: DeserializeOwned>(
     id_field: &str,
     changed_field: Option<&str>,
 ) -> TolerantList<T, DecodeError> {
-    decode_each(values, first_index, id_field, changed_field, |index, value| {
-        decode_value(value).map_err(|e| e.nested_in(&format!("{path}[{index}]")))
-    })
+    decode_each(
+        values,
+        first_index,
+        id_field,
+        changed_field,
+        |index, value| decode_value(value).map_err(|e| e.nested_in(&format!("{path}[{index}]"))),
+    )
 }
 
 fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
@@ -275,7 +279,10 @@ mod tests {
         assert_eq!(bad.changed.as_deref(), Some("2026-01-01"));
         assert_eq!(bad.error.path, "data[12].amount");
         assert_eq!(bad.error.problem, DecodeProblem::InvalidType);
-        assert!(!bad.error.to_string().contains("Jane"), "no value in the error");
+        assert!(
+            !bad.error.to_string().contains("Jane"),
+            "no value in the error"
+        );
     }
 
     #[derive(Debug, Deserialize)]

@@ -329,6 +329,68 @@ impl Client {
         Ok(out)
     }
 
+    /// Every page like [`Client::get_pages`], each record decoded on its own
+    /// ([`connector_transport::decode_each`]): a record that cannot be read (a `null`, a field of
+    /// the wrong type, a malformed time or amount) is set apart with its `id` and `changed_field`
+    /// when those read, and the others are kept. A body that is not a list envelope still fails.
+    pub(crate) async fn get_pages_tolerant<T, U>(
+        &self,
+        operation: &'static str,
+        resource: &'static str,
+        segments: &[&str],
+        query: Vec<(&'static str, String)>,
+        changed_field: Option<&str>,
+        map: fn(T, &str) -> Result<U>,
+    ) -> Result<connector_transport::TolerantList<U, Error>>
+    where
+        T: DeserializeOwned,
+    {
+        let mut out = connector_transport::TolerantList::default();
+        let mut end_cursor: Option<String> = None;
+        let mut offset = 0usize;
+        loop {
+            let mut q = query.clone();
+            q.push((wire::QUERY_PER_PAGE, self.inner.page_size.to_string()));
+            if let Some(c) = &end_cursor {
+                q.push((wire::QUERY_END_CURSOR, c.clone()));
+            }
+            let page: wire::Envelope<Vec<serde_json::Value>> =
+                self.get(operation, resource, segments, q).await?;
+            let items = page.data.unwrap_or_default();
+            let info = page.page_info.unwrap_or_default();
+            let count = items.len();
+            out.extend(connector_transport::decode_each(
+                items,
+                offset,
+                "id",
+                changed_field,
+                |index, value| {
+                    let at = format!("data[{index}]");
+                    let raw: T = connector_transport::decode_value(value)
+                        .map_err(|e| crate::error::from_decode(resource, e.nested_in(&at)))?;
+                    map(raw, &at)
+                },
+            ));
+            offset += count;
+            // An empty page ends the listing even when it claims a next page.
+            if count == 0 || !info.has_next_page {
+                break;
+            }
+            let Some(next) = info.end_cursor.filter(|c| !c.is_empty()) else {
+                break;
+            };
+            if end_cursor.as_deref() == Some(next.as_str()) {
+                return Err(Error::decode(
+                    resource,
+                    "page_info.end_cursor",
+                    DecodeProblem::PaginationStalled,
+                ));
+            }
+            end_cursor = Some(next);
+        }
+        Ok(out)
+    }
+
     /// POSTs a JSON body once (never retried blindly) and decodes the answer.
     pub(crate) async fn post<T: DeserializeOwned>(
         &self,

@@ -477,9 +477,7 @@ pub(crate) fn decode_list_tolerant<T>(
         .into_iter()
         .map(|u| BadRow {
             id: u.id.and_then(|id| id.trim().parse::<u64>().ok()),
-            edited: u
-                .changed
-                .and_then(|t| parse_date_time(&t).ok().flatten()),
+            edited: u.changed.and_then(|t| parse_date_time(&t).ok().flatten()),
             error: u.error,
         })
         .collect();
