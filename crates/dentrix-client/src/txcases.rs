@@ -314,7 +314,6 @@ impl Client {
                     PROCEDURES,
                     wire::PATIENT_PROCEDURES,
                     vec![(wire::QUERY_FILTER, filter)],
-                    |p: &wire::PatientProcedure| p.id.clone().into_string(),
                 )
                 .await?;
             let mut procedures = raw
@@ -339,7 +338,6 @@ impl Client {
                 VISITS,
                 wire::VISITS,
                 vec![(wire::QUERY_FILTER, wire::filter_tx_case(case.id.as_str()))],
-                |v: &wire::Visit| v.id.clone().into_string(),
             )
             .await?;
         let appointment_ids: Vec<AppointmentId> = visits
@@ -361,7 +359,6 @@ impl Client {
                     APPOINTMENTS,
                     wire::APPOINTMENTS,
                     vec![(wire::QUERY_FILTER, filter)],
-                    |a: &wire::Appointment| a.id.clone().into_string(),
                 )
                 .await?;
             let mut dates = vec![];
@@ -385,57 +382,23 @@ impl Client {
         })
     }
 
-    /// Lists every record of a resource matching `query`, page after page.
+    /// Lists every record of a resource matching `query`, page after page; the first record that
+    /// cannot be read fails the listing (see [`Client::get_all_tolerant`] for one that sets it
+    /// apart).
     pub(crate) async fn get_all<T: serde::de::DeserializeOwned>(
         &self,
         operation: &'static str,
         resource: &'static str,
         path: &str,
         query: Vec<(&'static str, String)>,
-        id_of: impl Fn(&T) -> String,
     ) -> Result<Vec<T>> {
-        let page_size = self.inner.page_size;
-        let mut all = vec![];
-        let mut last_id: Option<String> = None;
-        loop {
-            let mut q = query.clone();
-            q.push((wire::QUERY_PAGE_SIZE, page_size.to_string()));
-            if let Some(id) = &last_id {
-                q.push((wire::QUERY_LAST_ID, id.clone()));
-            }
-            let page: wire::Envelope<Vec<T>> = self.get(operation, resource, &[path], q).await?;
-            if !page.warnings.is_empty() || !page.errors.is_empty() {
-                tracing::warn!(
-                    operation,
-                    warnings = page.warnings.len(),
-                    errors = page.errors.len(),
-                    "Ascend returned warnings or errors with a 2xx"
-                );
-            }
-            let items = page.data.unwrap_or_default();
-            let pagination = page.meta.and_then(|m| m.pagination).unwrap_or_default();
-            // An empty page ends the listing even when a next cursor is offered: following it
-            // could go on forever.
-            let Some(last) = items.last() else { break };
-            let next = pagination
-                .last_id
-                .map(wire::RawId::into_string)
-                .unwrap_or_else(|| id_of(last));
-            let full = items.len() >= usize::try_from(page_size).unwrap_or(usize::MAX);
-            all.extend(items);
-            if !full {
-                break;
-            }
-            if last_id.as_deref() == Some(next.as_str()) {
-                return Err(Error::decode(
-                    resource,
-                    "meta.pagination.lastId",
-                    DecodeProblem::PaginationStalled,
-                ));
-            }
-            last_id = Some(next);
+        let list = self
+            .get_all_tolerant(operation, resource, path, query, None, |t: T, _| Ok(t))
+            .await?;
+        match list.unreadable.into_iter().next() {
+            Some(bad) => Err(bad.error),
+            None => Ok(list.items),
         }
-        Ok(all)
     }
 }
 
