@@ -403,6 +403,29 @@ mod tests {
     }
 
     #[test]
+    fn a_link_only_lender_without_a_decision_moves_on_like_a_decline_not_a_quiet_patient() {
+        let w = three(WaterfallPolicy::default());
+        let first = [attempt("a", AttemptOutcome::NoDecision)];
+        assert_eq!(
+            w.next(AMOUNT, &first),
+            Step::Ask {
+                lender: LenderId::new("b"),
+                amount: AMOUNT
+            }
+        );
+        // Last in the order: the in-house plan, where a lapsed session would be a quiet patient.
+        let last = [
+            attempt("a", AttemptOutcome::Declined),
+            attempt("b", AttemptOutcome::Declined),
+            attempt("c", AttemptOutcome::NoDecision),
+        ];
+        assert_eq!(
+            w.next(AMOUNT, &last),
+            Step::Finished(WaterfallOutcome::NoLenderApproved { in_house: true })
+        );
+    }
+
+    #[test]
     fn all_declined_offers_in_house_when_the_practice_has_it() {
         let all = [
             attempt("a", AttemptOutcome::Declined),
