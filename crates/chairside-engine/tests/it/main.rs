@@ -12,6 +12,7 @@ mod links;
 mod messages;
 mod outbound;
 mod phi;
+mod poller;
 mod pool;
 mod quarantine;
 mod runner;
