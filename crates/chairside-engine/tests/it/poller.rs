@@ -23,6 +23,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::fakes::FakePms;
 use crate::harness::{World, practice_id, t0};
+use crate::pool::eventually;
 
 const TTL: Duration = Duration::from_secs(30);
 
@@ -277,18 +278,6 @@ fn start_polling(runner: &Runner) -> (watch::Sender<bool>, tokio::task::JoinHand
             .await;
     });
     (stop, task)
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
