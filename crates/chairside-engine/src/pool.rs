@@ -180,15 +180,23 @@ impl Runner {
             if let Some(held) = lease.clone()
                 && Instant::now() >= next_poll
             {
-                tokio::select! {
-                    _ = self.poll_once_as(rt, Some(&held)) => {}
-                    () = self.renew_until_lost(&held, upkeep) => {
-                        tracing::warn!(practice = %rt.profile.id, "poller lease lost mid-poll; the poll is abandoned");
-                        lease = None;
-                    }
-                    _ = stop.wait_for(|s| *s) => break,
+                // Renewed beside the poll; neither is ever cut in the middle of a store call
+                // (the poll's commit is fenced, so one that lost its lease records nothing).
+                let (done, poll_over) = tokio::sync::watch::channel(false);
+                let renewer = {
+                    let runner = self.clone();
+                    let held = held.clone();
+                    tokio::spawn(async move { runner.renew_while(&held, upkeep, poll_over).await })
+                };
+                let _ = self.poll_once_as(rt, Some(&held)).await;
+                let _ = done.send(true);
+                if let Ok(false) = renewer.await {
+                    lease = None;
                 }
                 next_poll = Instant::now() + every;
+                if *stop.borrow() {
+                    break;
+                }
             }
             let wait = if lease.is_some() {
                 next_poll
@@ -252,17 +260,28 @@ impl Runner {
         }
     }
 
-    /// Renews `lease` every `upkeep` while a poll runs; returns only when it is lost.
-    async fn renew_until_lost(&self, lease: &PollerLease, upkeep: Duration) {
+    /// Renews `lease` every `upkeep` until `over` turns true; returns whether it still holds.
+    async fn renew_while(
+        &self,
+        lease: &PollerLease,
+        upkeep: Duration,
+        mut over: tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
         loop {
-            tokio::time::sleep(upkeep).await;
+            tokio::select! {
+                () = tokio::time::sleep(upkeep) => {}
+                _ = over.wait_for(|o| *o) => return true,
+            }
             match self
                 .store
                 .renew_poller(lease, self.clock.now(), self.config.lease)
                 .await
             {
                 Ok(_) => {}
-                Err(StoreError::PollerLeaseLost(_)) => return,
+                Err(StoreError::PollerLeaseLost(_)) => {
+                    tracing::warn!(practice = %lease.practice, "poller lease lost mid-poll; the poll will record nothing");
+                    return false;
+                }
                 Err(e) => {
                     tracing::warn!(practice = %lease.practice, error = %e, "renewing the poller lease failed");
                 }
