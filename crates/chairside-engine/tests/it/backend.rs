@@ -12,7 +12,7 @@ use chairside_engine::store::crypto::{DataKey, Keyring};
 use chairside_engine::store::prelude::*;
 use chairside_engine::store::{PostgresStore, SqliteStore};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Connection as _, Row as _, SqlitePool};
+use sqlx::{Row as _, SqlitePool};
 
 use crate::harness::{KEY_HEX, database_bytes, raw_pool};
 
@@ -87,17 +87,9 @@ pub(crate) async fn fresh_postgres_database() -> String {
         std::process::id(),
         rand::random::<u64>()
     );
-    let mut conn = sqlx::PgConnection::connect(&admin)
+    PostgresStore::create_database(&admin, &name)
         .await
-        .expect("connecting to the test PostgreSQL server");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("creating a test database");
-    conn.close().await.ok();
-    let mut url = url::Url::parse(&admin).expect("CHAIRSIDE_TEST_POSTGRES_URL is a URL");
-    url.set_path(&name);
-    url.to_string()
+        .expect("creating a test database on CHAIRSIDE_TEST_POSTGRES_URL")
 }
 
 /// A plain connection pool on the database, to look at the rows as a DBA would.

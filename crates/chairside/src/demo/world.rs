@@ -167,6 +167,9 @@ pub struct WorldOptions {
     /// of milliseconds and push the pending persona past its compressed deadline. The bench
     /// measures both; `chairside run` always uses FULL.
     pub durability: Durability,
+    /// The database: a PostgreSQL URL (the bench's `--database-url`), or `None` for a SQLite
+    /// file in the world's directory.
+    pub postgres: Option<SecretString>,
 }
 
 impl Default for WorldOptions {
@@ -182,6 +185,7 @@ impl Default for WorldOptions {
                 .unwrap_or_else(|_| unreachable!("literal URL")),
             link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
             durability: Durability::Normal,
+            postgres: None,
         }
     }
 }
@@ -573,6 +577,7 @@ pub fn demo_config(
     Ok(Config {
         store: StoreSettings {
             path: dir.join("chairside.sqlite"),
+            postgres: options.postgres.clone(),
             data_key: secret(DEMO_DATA_KEY),
             data_key_id: 0,
             previous_data_keys: Vec::new(),
