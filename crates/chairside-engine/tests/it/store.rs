@@ -7,7 +7,7 @@ use std::time::Duration;
 use chairside_engine::staff::StaffActions;
 use chairside_engine::store::crypto::DataKey;
 use chairside_engine::store::prelude::*;
-use chairside_engine::store::{Consumed, NewWorkflow, StoreError, WorkItem};
+use chairside_engine::store::{Claim, Consumed, NewWorkflow, StoreError, WorkItem};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{
     Action, Command, Event, PaymentFact, StaffTask, Status, TaskKind, TimerKind, WorkflowId,
@@ -881,6 +881,8 @@ async fn listings_filter_by_status_and_show_the_next_action(backend: Backend) {
 }
 
 both!(
+    two_instances_claim_disjoint_workflows_and_together_take_every_due_one,
+    a_truncation_of_the_audit_trail_is_refused,
     migrating_twice_is_harmless_and_the_store_reports_ready,
     recording_the_same_plan_twice_creates_one_workflow_and_advances_the_cursor,
     a_failed_poll_transaction_records_neither_the_plans_nor_the_cursor,
@@ -896,3 +898,117 @@ both!(
     an_sms_opt_out_round_trips_without_storing_the_number_in_clear,
     listings_filter_by_status_and_show_the_next_action,
 );
+
+async fn two_instances_claim_disjoint_workflows_and_together_take_every_due_one(backend: Backend) {
+    // Arrange: twelve due workflows, and a second instance on the same database.
+    let db = TestDb::new(backend).await;
+    let new: Vec<NewWorkflow> = (0..12)
+        .map(|n| new_workflow(&format!("tx-{n}"), "1"))
+        .collect();
+    let created = db
+        .store
+        .record_poll(&practice_id(), "fakepms", "1", new, vec![], t0())
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 12);
+    let other = db.reopen(DataKey::parse(KEY_HEX).unwrap()).await;
+
+    // Act: both claim at once, five at a time, until nothing is left.
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    loop {
+        let (ca, cb) = tokio::join!(
+            db.store.claim_due("instance-a", secs(1), LEASE, 5),
+            other.claim_due("instance-b", secs(1), LEASE, 5),
+        );
+        let (ca, cb) = (ca.unwrap(), cb.unwrap());
+        if ca.is_empty() && cb.is_empty() {
+            break;
+        }
+        a.extend(ca);
+        b.extend(cb);
+    }
+
+    // Assert: no workflow claimed twice, none left out, each claim fenced and owned.
+    let mut ids: Vec<String> = a.iter().chain(&b).map(|c| c.id.to_string()).collect();
+    ids.sort();
+    let mut expected: Vec<String> = created.iter().map(ToString::to_string).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "every due workflow claimed exactly once");
+    assert!(a.iter().all(|c| c.owner == "instance-a" && c.epoch == 1));
+    assert!(b.iter().all(|c| c.owner == "instance-b" && c.epoch == 1));
+    // A claim by one instance fences the other out of it.
+    let theirs = b.first().or(a.first()).unwrap();
+    let stolen = Claim {
+        owner: "instance-c".into(),
+        ..theirs.clone()
+    };
+    assert!(matches!(
+        db.store.load(&stolen, secs(2)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+}
+
+async fn a_truncation_of_the_audit_trail_is_refused(backend: Backend) {
+    // Arrange
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let truncate = match backend {
+        // SQLite has no TRUNCATE: `DELETE FROM` without a WHERE is its form, refused above.
+        Backend::Sqlite => "DELETE FROM sms_consent_log",
+        Backend::Postgres => "TRUNCATE events, sms_consent_log",
+    };
+    db.store
+        .set_sms_opt_out(&practice_id(), "+15555550123", true, "twilio:STOP", t0())
+        .await
+        .unwrap();
+
+    // Act
+    let result = db.raw.execute(truncate).await;
+
+    // Assert
+    let err = result.expect_err("append-only tables refuse to be emptied");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert_eq!(db.store.audit(&id).await.unwrap().len(), 1);
+    assert_eq!(
+        db.store
+            .sms_consent_history(&practice_id(), "+15555550123")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// PostgreSQL only: SQLite's instances share one machine and its signal is in-process.
+#[tokio::test]
+async fn on_postgresql_work_made_due_by_one_instance_wakes_the_runners_of_another() {
+    if !crate::backend::postgres_configured() {
+        return;
+    }
+    // Arrange: a second instance, waiting for due work.
+    let db = TestDb::new(Backend::Postgres).await;
+    let id = one_workflow(&*db.store).await;
+    let other = db.reopen(DataKey::parse(KEY_HEX).unwrap()).await;
+    let signal = other
+        .due_signal()
+        .expect("the PostgreSQL store rings on due work");
+    let woken = signal.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+
+    // Act: the first instance takes a webhook for the workflow.
+    let paid = Event::Payment(PaymentFact::Paid {
+        stripe_id: "in_1".into(),
+        amount: Money::usd(100),
+    });
+    db.store
+        .record_webhook("stripe", "evt_wake", vec![(id, paid)], secs(1))
+        .await
+        .unwrap();
+
+    // Assert: the other instance hears of it (the bound only keeps a broken build from hanging).
+    tokio::time::timeout(Duration::from_secs(30), woken)
+        .await
+        .expect("NOTIFY reached the other instance");
+}
