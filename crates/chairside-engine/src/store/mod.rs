@@ -15,6 +15,7 @@
 //! | set aside what does not decode | [`QuarantineStore`] | the runner, webhooks, the dashboard, metrics |
 //! | outbound events and their deliveries | [`OutboxStore`] | the dispatcher ([`crate::outbound`]), the dashboard |
 //! | install baseline, detection tasks and health | [`DetectionStore`] | the poller, `/readyz`, the dashboard, metrics |
+//! | one poller per practice across instances | [`PollerStore`] | the poller ([`Runner::poll_practices`](crate::runner::Runner::poll_practices)) |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -30,6 +31,7 @@ pub mod links;
 pub mod logins;
 pub mod outbox;
 mod patient;
+pub mod poller;
 mod postgres;
 pub mod quarantine;
 mod report;
@@ -49,6 +51,7 @@ pub use links::LinkStore;
 pub use logins::LoginStore;
 pub use outbox::OutboxStore;
 pub use patient::PatientStore;
+pub use poller::{PollerLease, PollerStore};
 pub use postgres::{PostgresStore, is_postgres_url};
 pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
 pub use report::{LedgerNoteTime, ReportStore};
@@ -63,7 +66,7 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 pub mod prelude {
     pub use super::{
         DetectionStore, InboundStore, LinkStore, LoginStore, OutboxStore, PatientStore,
-        QuarantineStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
+        PollerStore, QuarantineStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -102,6 +105,10 @@ pub enum StoreError {
     /// the call with the same idempotency key.
     #[error("the lease on workflow {0} was lost")]
     LeaseLost(WorkflowId),
+    /// The practice's poller lease ran out or moved to another instance: the poll's result is
+    /// discarded, the holder polls again from the stored cursor.
+    #[error("the poller lease of practice {0} was lost")]
+    PollerLeaseLost(PracticeId),
 }
 
 impl StoreError {
@@ -299,6 +306,7 @@ pub trait Store:
     + QuarantineStore
     + OutboxStore
     + DetectionStore
+    + PollerStore
 {
 }
 
@@ -314,6 +322,7 @@ impl<T> Store for T where
         + QuarantineStore
         + OutboxStore
         + DetectionStore
+        + PollerStore
 {
 }
 

@@ -13,6 +13,7 @@ mod links;
 mod messages;
 mod outbound;
 mod phi;
+mod poller;
 mod pool;
 mod quarantine;
 mod runner;

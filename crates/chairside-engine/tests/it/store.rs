@@ -881,6 +881,7 @@ async fn listings_filter_by_status_and_show_the_next_action(backend: Backend) {
 }
 
 both!(
+    two_instances_asking_at_once_never_both_hold_the_poller_lease,
     two_instances_claim_disjoint_workflows_and_together_take_every_due_one,
     a_truncation_of_the_audit_trail_is_refused,
     migrating_twice_is_harmless_and_the_store_reports_ready,
@@ -1011,4 +1012,49 @@ async fn on_postgresql_work_made_due_by_one_instance_wakes_the_runners_of_anothe
     tokio::time::timeout(Duration::from_secs(30), woken)
         .await
         .expect("NOTIFY reached the other instance");
+}
+
+/// The poller lease's contract (`crate::poller`, run there on SQLite) on PostgreSQL.
+#[tokio::test]
+async fn on_postgresql_the_poller_lease_is_taken_kept_handed_over_on_expiry_and_released() {
+    if !crate::backend::postgres_configured() {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    crate::poller::poller_lease_contract(&*db.store).await;
+}
+
+/// A fenced poll (`crate::poller`, run there on SQLite) on PostgreSQL.
+#[tokio::test]
+async fn on_postgresql_a_poll_recorded_under_a_lost_poller_lease_writes_nothing() {
+    if !crate::backend::postgres_configured() {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    crate::poller::a_poll_whose_lease_was_lost_records_nothing(&*db.store).await;
+}
+
+/// Two instances asking for one practice's poller lease at the same moment: one gets it.
+async fn two_instances_asking_at_once_never_both_hold_the_poller_lease(backend: Backend) {
+    // Arrange
+    let db = TestDb::new(backend).await;
+    let other = db.reopen(DataKey::parse(KEY_HEX).unwrap()).await;
+    let practice = practice_id();
+
+    for round in 0..20 {
+        // Act: both ask at once for a lease that has run out (or never existed).
+        let at = secs(100 * round);
+        let (a, b) = tokio::join!(
+            db.store
+                .acquire_poller(&practice, "instance-a", at, Duration::from_secs(30)),
+            other.acquire_poller(&practice, "instance-b", at, Duration::from_secs(30)),
+        );
+
+        // Assert
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(
+            a.is_some() != b.is_some(),
+            "round {round}: exactly one holds it: {a:?} {b:?}"
+        );
+    }
 }

@@ -25,6 +25,7 @@ mod links;
 mod logins;
 mod outbox;
 mod patient;
+mod poller;
 mod quarantine;
 mod report;
 mod schema;

@@ -8,6 +8,7 @@ mod links;
 mod logins;
 mod outbox;
 pub(super) mod patient;
+mod poller;
 mod quarantine;
 mod report;
 mod schema;
@@ -107,6 +108,18 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A caller dropped between sqlx's BEGIN and the making of its `Transaction` (a
+            // deadline, a `select!`) leaves the transaction open on the connection (sqlx 0.8):
+            // back in the pool it would hold SQLite's write lock, and every other process on
+            // the file would see "database is locked". Such a connection is closed instead
+            // (closing rolls back). The ping runs after any rollback already queued.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection as _;
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(options)
             .await?;
         // SQLite gives the journal files the main file's mode; tighten any left by an older
