@@ -28,6 +28,7 @@ use tokio::io::AsyncBufReadExt as _;
 use url::Url;
 
 use crate::demo::world::{Expected, PRACTICES, Stack, Surface, WorldOptions};
+use chairside_engine::store::PostgresStore;
 use chairside_workflow::{LenderPhase, Stage, WorkflowState};
 
 /// A latency profile of the external systems.
@@ -118,6 +119,12 @@ pub struct BenchArgs {
     /// Directory for the SQLite files (a temporary directory when omitted).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run on PostgreSQL instead of SQLite: the URL of a server and a role that may create
+    /// databases (`postgres://user@host:5432/postgres`). Each part of the benchmark runs in a
+    /// fresh database created there (`chairside_bench_*`, dropped after). `--sync` then sets
+    /// `synchronous_commit` (full: on, normal: off).
+    #[arg(long, value_name = "URL", env = "CHAIRSIDE_BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Also print the figures as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -576,7 +583,9 @@ async fn run_profile(
 ) -> anyhow::Result<RunFigures> {
     let surface = Surface::bind().await?;
     let sandbox = SandboxProcess::spawn(bin, &surface, profile.latencies()).await?;
-    let options = world_options(args);
+    let mut options = world_options(args);
+    let database = BenchDatabase::create(args).await?;
+    options.postgres = database.url();
     let stack = Stack::start(surface, dir, &options, &sandbox.urls, &sandbox.config).await?;
     stack.take_baseline().await?;
 
@@ -747,11 +756,13 @@ async fn run_parked(
     let surface = Surface::bind().await?;
     let sandbox = SandboxProcess::spawn(bin, &surface, Profile::Zero.latencies()).await?;
     // Reminders and lender status polls far away: the workflows sit waiting on the patient.
+    let database = BenchDatabase::create(args).await?;
     let options = WorldOptions {
         reminder_every: Duration::from_secs(7 * 86_400),
         poll_every: Duration::from_secs(86_400),
         // A flat day between lender reads: the parked workflows sit.
         shipped_lender_schedules: false,
+        postgres: database.url(),
         ..world_options(args)
     };
     let stack = Stack::start(surface, dir, &options, &sandbox.urls, &sandbox.config).await?;
@@ -760,7 +771,7 @@ async fn run_parked(
 
     proc::reset_peak_rss();
     let rss_before = proc::status_kib("self", "VmRSS").unwrap_or_default();
-    let sqlite_before = sqlite_bytes(&db);
+    let sqlite_before = database.bytes(&db).await;
     let cpu_before = proc::cpu_time("self").unwrap_or_default();
     let started = Instant::now();
     const CHUNK: usize = 500;
@@ -795,7 +806,7 @@ async fn run_parked(
     let cpu_after = proc::cpu_time("self").unwrap_or_default();
     let rss_after = proc::status_kib("self", "VmRSS").unwrap_or_default();
     let peak = proc::status_kib("self", "VmHWM").unwrap_or_default();
-    let sqlite_after = sqlite_bytes(&db);
+    let sqlite_after = database.bytes(&db).await;
     let sandbox_rss = sandbox.rss_kib().unwrap_or_default();
 
     let rows = stack.store.workflows(None, None, u32::MAX).await?;
@@ -821,6 +832,78 @@ async fn run_parked(
 
 fn awaiting_patient(state: &WorkflowState) -> bool {
     matches!(&state.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::AwaitingPatient { .. }))
+}
+
+/// The database of one part of the benchmark: the SQLite file in its directory, or a fresh
+/// PostgreSQL database (`--database-url`), dropped when the part is done.
+enum BenchDatabase {
+    Sqlite,
+    Postgres {
+        admin: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl BenchDatabase {
+    async fn create(args: &BenchArgs) -> anyhow::Result<Self> {
+        let Some(admin) = &args.database_url else {
+            return Ok(Self::Sqlite);
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let name = format!("chairside_bench_{}_{nanos}", std::process::id());
+        let url = PostgresStore::create_database(admin, &name)
+            .await
+            .context("creating the benchmark's database on --database-url")?;
+        Ok(Self::Postgres {
+            admin: admin.clone(),
+            name,
+            url,
+        })
+    }
+
+    fn url(&self) -> Option<SecretString> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres { url, .. } => Some(SecretString::from(url.clone())),
+        }
+    }
+
+    /// The database's size on disk: the SQLite file with its WAL, or `pg_database_size`.
+    async fn bytes(&self, db: &Path) -> u64 {
+        match self {
+            Self::Sqlite => sqlite_bytes(db),
+            Self::Postgres { url, .. } => {
+                let key = chairside_engine::store::crypto::DataKey::generate();
+                match PostgresStore::connect(url, key).await {
+                    Ok(store) => store.database_size().await.unwrap_or(0),
+                    Err(_) => 0,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        if let Self::Postgres { admin, name, .. } = self {
+            let (admin, name) = (admin.clone(), name.clone());
+            // From a thread of its own: `drop` cannot wait on the runtime it runs on.
+            let done = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    && let Err(e) = rt.block_on(PostgresStore::drop_database(&admin, &name))
+                {
+                    tracing::warn!(error = %e, "dropping the benchmark's database");
+                }
+            });
+            let _ = done.join();
+        }
+    }
 }
 
 /// The database file with its WAL and shared-memory index.
@@ -1332,14 +1415,16 @@ fn print(report: &BenchReport, args: &BenchArgs) {
         m.cpus, m.cpu_model, m.memory_mib, m.kernel
     );
     println!(
-        "plans: {} per profile, personas in turn: {}; runner concurrency {}; practice systems polled every {} ms; SQLite synchronous {}",
+        "plans: {} per profile, personas in turn: {}; runner concurrency {}; practice systems polled every {} ms; {}",
         args.plans,
         report.personas.join(", "),
         report.concurrency,
         args.pms_poll_ms,
-        match args.sync {
-            SyncMode::Full => "FULL",
-            SyncMode::Normal => "NORMAL",
+        match (&args.database_url, args.sync) {
+            (None, SyncMode::Full) => "SQLite synchronous FULL",
+            (None, SyncMode::Normal) => "SQLite synchronous NORMAL",
+            (Some(_), SyncMode::Full) => "PostgreSQL synchronous_commit on",
+            (Some(_), SyncMode::Normal) => "PostgreSQL synchronous_commit off",
         }
     );
     if !report.runs.is_empty() {

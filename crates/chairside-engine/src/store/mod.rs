@@ -1,5 +1,6 @@
-//! Durable state: one trait per role, the [`Store`] umbrella over them all, and the SQLite
-//! implementation.
+//! Durable state: one trait per role, the [`Store`] umbrella over them all, and two
+//! implementations: [`SqliteStore`] (embedded, the default) and [`PostgresStore`] (several
+//! instances on one database), chosen by the database URL.
 //!
 //! | Role | Trait | Who uses it |
 //! |---|---|---|
@@ -19,9 +20,8 @@
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
 //!
-//! The traits are written so a PostgreSQL implementation (`FOR UPDATE SKIP LOCKED` claims, leases
-//! by the database clock) can follow without changing callers: every method is one transaction,
-//! and every write made on behalf of a claimed workflow checks the claim's fencing epoch.
+//! Every method is one transaction, and every write made on behalf of a claimed workflow checks
+//! the claim's fencing epoch, on both stores; `tests/it/store.rs` runs one suite against both.
 
 pub mod crypto;
 mod delivery;
@@ -32,6 +32,7 @@ pub mod logins;
 pub mod outbox;
 mod patient;
 pub mod poller;
+mod postgres;
 pub mod quarantine;
 mod report;
 mod schema;
@@ -51,6 +52,7 @@ pub use logins::LoginStore;
 pub use outbox::OutboxStore;
 pub use patient::PatientStore;
 pub use poller::{PollerLease, PollerStore};
+pub use postgres::{PostgresStore, is_postgres_url};
 pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
 pub use report::{LedgerNoteTime, ReportStore};
 pub use schema::SchemaStore;

@@ -99,3 +99,36 @@ pub trait PollerStore: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<WorkflowId>>;
 }
+
+/// The epoch `owner` holds after asking for the lease when `held` is the lease on record
+/// (holder, epoch, whether it is still live): a new tenure at the next epoch when there is none or
+/// it ran out, the same epoch when `owner` holds it live, `None` while another holds it live.
+/// Shared by every store.
+pub(crate) fn next_tenure(held: Option<(&str, i64, bool)>, owner: &str) -> Option<i64> {
+    match held {
+        None => Some(1),
+        Some((holder, epoch, live)) => match (live, holder == owner) {
+            (true, true) => Some(epoch),
+            (true, false) => None,
+            (false, _) => Some(epoch + 1),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_tenure;
+
+    #[test]
+    fn a_tenure_starts_at_one_is_kept_by_its_holder_and_moves_on_only_after_it_runs_out() {
+        assert_eq!(next_tenure(None, "a"), Some(1));
+        assert_eq!(next_tenure(Some(("a", 3, true)), "a"), Some(3));
+        assert_eq!(next_tenure(Some(("a", 3, true)), "b"), None);
+        assert_eq!(next_tenure(Some(("a", 3, false)), "b"), Some(4));
+        assert_eq!(
+            next_tenure(Some(("a", 3, false)), "a"),
+            Some(4),
+            "its own expired lease is a new tenure too"
+        );
+    }
+}

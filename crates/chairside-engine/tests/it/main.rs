@@ -3,6 +3,7 @@
 //! clock; and the staff decisions against the store.
 
 mod at_rest;
+mod backend;
 mod consent;
 mod detect;
 mod engine;

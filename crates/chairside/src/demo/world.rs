@@ -171,6 +171,9 @@ pub struct WorldOptions {
     /// where it is daytime, so texts to consenting patients go out (inside 09:00-20:00) and the
     /// figures include Twilio.
     pub time_zone: Option<chrono_tz::Tz>,
+    /// The database: a PostgreSQL URL (the bench's `--database-url`), or `None` for a SQLite
+    /// file in the world's directory.
+    pub postgres: Option<SecretString>,
 }
 
 impl Default for WorldOptions {
@@ -187,6 +190,7 @@ impl Default for WorldOptions {
             link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
             durability: Durability::Normal,
             time_zone: None,
+            postgres: None,
         }
     }
 }
@@ -581,6 +585,7 @@ pub fn demo_config(
     Ok(Config {
         store: StoreSettings {
             path: dir.join("chairside.sqlite"),
+            postgres: options.postgres.clone(),
             data_key: secret(DEMO_DATA_KEY),
             data_key_id: 0,
             previous_data_keys: Vec::new(),

@@ -8,6 +8,7 @@ use sqlx::{Row, SqliteConnection};
 use super::{SqliteStore, WORKFLOW_STATE, from_ms, insert_audit, insert_command, insert_inbox, ms};
 use crate::store::detection::{
     DetectionBatch, DetectionHealth, DetectionStore, DetectionTask, NewDetectionTask, PendingPlan,
+    edited_after_done,
 };
 use crate::store::{NewWorkflow, Result};
 use chairside_workflow::{Event, WorkflowId};
@@ -89,14 +90,7 @@ impl SqliteStore {
                 conn,
                 practice,
                 source,
-                &NewDetectionTask {
-                    plan_id: state.key.plan_id.to_string(),
-                    marker: state.key.revision.clone(),
-                    field: "plan.procedures".into(),
-                    problem: "what is financed changed after financing was completed; nothing was \
-                              cancelled or restarted: review the plan with the patient"
-                        .into(),
-                },
+                &edited_after_done(state.key.plan_id.as_str(), &state.key.revision),
                 now_ms,
             )
             .await?;

@@ -7,12 +7,12 @@ mod inbound;
 mod links;
 mod logins;
 mod outbox;
-mod patient;
+pub(super) mod patient;
 mod poller;
 mod quarantine;
 mod report;
 mod schema;
-mod sealed;
+pub(super) mod sealed;
 mod staff;
 mod workflow;
 
@@ -34,11 +34,11 @@ use sealed::{EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, WORKFLOW_STATE, next_id
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn from_ms(v: i64) -> DateTime<Utc> {
+pub(super) fn from_ms(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(v).unwrap_or_default()
 }
 
@@ -318,7 +318,7 @@ fn row_to_workflow(key: &Keyring, row: &sqlx::sqlite::SqliteRow) -> Result<Workf
     })
 }
 
-fn task_kind(label: &str) -> TaskKind {
+pub(super) fn task_kind(label: &str) -> TaskKind {
     [
         TaskKind::BadData,
         TaskKind::Unreachable,
@@ -336,5 +336,5 @@ fn task_kind(label: &str) -> TaskKind {
     .unwrap_or(TaskKind::SystemError)
 }
 
-const WORKFLOW_COLUMNS: &str = "w.id, w.state, w.updated_at, w.next_due_at,
+pub(super) const WORKFLOW_COLUMNS: &str = "w.id, w.state, w.updated_at, w.next_due_at,
     (SELECT action FROM outbox o WHERE o.workflow_id = w.id AND o.status = 'pending' ORDER BY seq LIMIT 1) AS next_action";

@@ -11,7 +11,7 @@ use sqlx::{Row, SqliteConnection};
 
 use super::{SqliteStore, from_ms, ms};
 use crate::store::detection::DetectionBatch;
-use crate::store::poller::{PollerLease, PollerStore};
+use crate::store::poller::{PollerLease, PollerStore, next_tenure};
 use crate::store::{Result, StoreError};
 use chairside_workflow::WorkflowId;
 
@@ -59,21 +59,20 @@ impl PollerStore for SqliteStore {
         .bind(practice.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let epoch = match row {
-            None => 1,
-            Some(r) => {
-                let held_by: String = r.try_get("owner")?;
-                let epoch: i64 = r.try_get("epoch")?;
-                let live = r.try_get::<i64, _>("lease_until")? >= now_ms;
-                match (live, held_by == owner) {
-                    (true, true) => epoch,
-                    (true, false) => {
-                        tx.rollback().await?;
-                        return Ok(None);
-                    }
-                    (false, _) => epoch + 1,
-                }
-            }
+        let held = match &row {
+            None => None,
+            Some(r) => Some((
+                r.try_get::<String, _>("owner")?,
+                r.try_get::<i64, _>("epoch")?,
+                r.try_get::<i64, _>("lease_until")? >= now_ms,
+            )),
+        };
+        let Some(epoch) = next_tenure(
+            held.as_ref().map(|(o, e, live)| (o.as_str(), *e, *live)),
+            owner,
+        ) else {
+            tx.rollback().await?;
+            return Ok(None);
         };
         sqlx::query(
             "INSERT INTO poller_leases (practice_id, owner, epoch, lease_until) VALUES (?, ?, ?, ?)
