@@ -53,7 +53,7 @@ pub(super) fn free_port() -> u16 {
 const DATABASE_URL_ENV: &str = "CHAIRSIDE_CRASH_DATABASE_URL";
 
 /// Where the instances keep their state.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(super) enum Database {
     /// A SQLite file in the run's directory.
     Sqlite,
@@ -718,9 +718,13 @@ pub(super) fn spec_store_ready(database: &Database, dir: &Path) -> bool {
 fn assert_outcome(spec: &Spec, o: &Outcome) {
     let seed = spec.seed;
     eprintln!(
-        "crash run (seed {seed}, {} instance(s), {:?}): {} kills, {} plans, {} settled, {} emails, {} texts, {:.0} s",
+        "crash run (seed {seed}, {} instance(s), {}): {} kills, {} plans, {} settled, {} emails, {} texts, {:.0} s",
         spec.instances,
-        spec.database,
+        // Never the URL: it may carry a password.
+        match spec.database {
+            Database::Sqlite => "SQLite",
+            Database::Postgres(_) => "PostgreSQL",
+        },
         o.kills,
         o.plans,
         o.settled,
