@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: every crate's tests, then the Stripe conformance check over every Stripe
-# request the tests recorded. Runs on a fresh machine with only Rust and Python 3 + pip.
+# request the tests recorded. Runs on a fresh machine with only Rust and Python 3 + pip (it installs
+# Chromium and PostgreSQL with apt-get when they are missing).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -23,7 +24,9 @@ if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
-cargo test --workspace --locked
+# The PostgreSQL store runs the same store tests as SQLite against a real server started for them
+# (scripts/with-postgres.sh: Debian's package, initdb in a temporary directory, stopped after).
+"$root/scripts/with-postgres.sh" cargo test --workspace --locked
 
 # Stripe conformance: the official SDK's parameter types are the oracle (../shared/stripe/SOURCE.md).
 venv="$root/target/stripe-venv"

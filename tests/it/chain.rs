@@ -18,15 +18,26 @@ fn request_log(name: &str) -> PathBuf {
 }
 
 async fn run_demo_spread(
+    sandbox: SandboxConfig,
+    name: &str,
+    reminder_every: Duration,
+) -> (Vec<chairside::demo::Row>, Vec<String>, bool) {
+    run_demo_spread_on(sandbox, name, reminder_every, None).await
+}
+
+/// [`run_demo_spread`] on the PostgreSQL database `postgres` names (`None`: a SQLite file).
+async fn run_demo_spread_on(
     mut sandbox: SandboxConfig,
     name: &str,
     reminder_every: Duration,
+    postgres: Option<String>,
 ) -> (Vec<chairside::demo::Row>, Vec<String>, bool) {
     sandbox.stripe.request_log = Some(request_log(name));
     let dir = tempfile::tempdir().expect("temporary directory");
     let options = WorldOptions {
         sandbox,
         reminder_every,
+        postgres: postgres.map(secrecy::SecretString::from),
         ..WorldOptions::default()
     };
     let mut world = World::start(dir.path(), options)
@@ -88,9 +99,8 @@ async fn every_persona_reaches_its_end_over_real_http() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_change_nothing_about_where_workflows_end() {
-    // Arrange: rate limits, server errors and lost responses on every system the runner calls.
+/// Rate limits, server errors and lost responses on every system the runner calls.
+fn faulty_sandbox() -> SandboxConfig {
     let mut config = SandboxConfig {
         seed: 11,
         ..SandboxConfig::default()
@@ -125,6 +135,13 @@ async fn faults_change_nothing_about_where_workflows_end() {
                 .on("POST", "/v1/")
                 .probability(0.15),
         );
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_change_nothing_about_where_workflows_end() {
+    // Arrange: rate limits, server errors and lost responses on every system the runner calls.
+    let config = faulty_sandbox();
 
     // Act
     // Retries stretch every step, so the patient gets longer before reminders run out (the
@@ -134,4 +151,51 @@ async fn faults_change_nothing_about_where_workflows_end() {
 
     // Assert
     assert_every_persona_as_expected(&rows, &problems, settled);
+}
+
+/// The PostgreSQL test server (`scripts/with-postgres.sh`, which `scripts/test.sh` uses), or
+/// `None` after saying on the terminal that the PostgreSQL chain did not run. Fails instead
+/// under `CHAIRSIDE_REQUIRE_POSTGRES=1`.
+fn postgres_server() -> Option<String> {
+    use std::io::Write as _;
+    if let Ok(url) = std::env::var("CHAIRSIDE_TEST_POSTGRES_URL")
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    assert!(
+        std::env::var("CHAIRSIDE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+        "CHAIRSIDE_REQUIRE_POSTGRES=1 but CHAIRSIDE_TEST_POSTGRES_URL is not set"
+    );
+    // Straight to the terminal, past the test harness's capture.
+    let _ = writeln!(
+        std::io::stderr(),
+        "NOTE: the chain on PostgreSQL did NOT run (CHAIRSIDE_TEST_POSTGRES_URL is not set); \
+         run it with scripts/with-postgres.sh cargo test -p chairside-tests --test it chain"
+    );
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_persona_reaches_its_end_on_postgresql_with_faults() {
+    // Arrange: a fresh database on the test server, and the sandbox's faults on (as the SQLite
+    // run with faults above).
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let name = format!("chairside_chain_{}", std::process::id());
+    let url = chairside_engine::store::PostgresStore::create_database(&server, &name)
+        .await
+        .expect("creating the chain's database");
+    let sandbox = faulty_sandbox();
+
+    // Act
+    let (rows, problems, settled) =
+        run_demo_spread_on(sandbox, "chain-postgres", Duration::from_secs(3), Some(url)).await;
+
+    // Assert
+    assert_every_persona_as_expected(&rows, &problems, settled);
+    chairside_engine::store::PostgresStore::drop_database(&server, &name)
+        .await
+        .expect("dropping the chain's database");
 }

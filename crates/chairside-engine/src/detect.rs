@@ -32,6 +32,7 @@ use crate::ports::{ExternalError, PlanChanges, PlanState, PlanSummary};
 use crate::runner::{PracticeRuntime, Runner, RunnerError};
 use crate::store::NewWorkflow;
 use crate::store::detection::{DetectionBatch, NewDetectionTask, PendingPlan, Withdrawal};
+use crate::store::poller::PollerLease;
 
 /// Where a new install starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -137,6 +138,16 @@ impl Runner {
     /// # Errors
     /// [`StoreError`](crate::store::StoreError) only.
     pub async fn poll_practice(&self, rt: &PracticeRuntime) -> Result<usize, RunnerError> {
+        self.poll_practice_as(rt, None).await
+    }
+
+    /// [`poll_practice`](Self::poll_practice) under a poller lease: the poll's record is fenced
+    /// by `lease` ([`PollerStore::record_detection_leased`](crate::store::PollerStore::record_detection_leased)).
+    pub(crate) async fn poll_practice_as(
+        &self,
+        rt: &PracticeRuntime,
+        lease: Option<&PollerLease>,
+    ) -> Result<usize, RunnerError> {
         let source = rt.pms.source().to_owned();
         let practice = &rt.profile.id;
         let cursor = self.store.cursor(practice, &source).await?;
@@ -166,8 +177,7 @@ impl Runner {
                 .map(|p| p.plan_id.clone())
                 .collect();
             tracing::info!(practice = %practice, source, before_install = batch.baseline.len(), "first poll: accepted plans before the install recorded; none started (see `chairside backfill`)");
-            self.store
-                .record_detection(practice, &source, batch, now)
+            self.record_poll(practice, &source, batch, now, lease)
                 .await?;
             return Ok(0);
         }
@@ -234,8 +244,7 @@ impl Runner {
         }
         let tasks = batch.tasks.len();
         let created = self
-            .store
-            .record_detection(practice, &source, batch, now)
+            .record_poll(practice, &source, batch, now, lease)
             .await?;
         for summary in &decided {
             self.examined.remember(practice, summary);
@@ -244,6 +253,29 @@ impl Runner {
             tracing::info!(practice = %practice, source, created = created.len(), tasks, "accepted plans detected");
         }
         Ok(created.len())
+    }
+
+    /// Records one poll: fenced by the poller lease when there is one.
+    async fn record_poll(
+        &self,
+        practice: &PracticeId,
+        source: &str,
+        batch: DetectionBatch,
+        now: DateTime<Utc>,
+        lease: Option<&PollerLease>,
+    ) -> Result<Vec<chairside_workflow::WorkflowId>, RunnerError> {
+        match lease {
+            Some(lease) => {
+                self.store
+                    .record_detection_leased(lease, source, batch, now)
+                    .await
+            }
+            None => {
+                self.store
+                    .record_detection(practice, source, batch, now)
+                    .await
+            }
+        }
     }
 
     /// A task for each record of the feed that could not be read.

@@ -8,17 +8,21 @@
 //!   the durable lease-and-epoch protocol of [`WorkflowStore`](crate::store::WorkflowStore).
 //! - [`Runner::poll_practices`] gives every practice its own poller: its own interval and its own
 //!   deadline, so a practice system that is slow or hangs delays no other practice's detection
-//!   and no workflow.
+//!   and no workflow. Across instances on one database, a practice's poller runs on one instance
+//!   at a time, under a lease that fences its commit ([`PollerStore`](crate::store::PollerStore)).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use financing_core::PracticeId;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::runner::{PracticeRuntime, Runner, RunnerError};
+use crate::store::{PollerLease, StoreError};
 
 impl Runner {
     /// Runs due workflows until `stop` resolves, then lets every workflow in flight commit its
@@ -100,12 +104,21 @@ impl Runner {
     /// the next round asks again from the same cursor). `now` asks every practice to poll at once
     /// (a NexHealth push). Practices run side by side: one that is slow or hangs delays only its
     /// own next round.
+    ///
+    /// With several instances on one database, each practice is polled by one of them at a time:
+    /// a poller polls only while it holds the practice's lease
+    /// ([`PollerStore`](crate::store::PollerStore)), renews it at a third of
+    /// [`RunnerConfig::lease`](crate::runner::RunnerConfig::lease) while it polls and between
+    /// polls, and records a poll only if the lease still holds at commit. Instances without
+    /// the lease try to take it at the same pace, so a holder that dies is replaced within about
+    /// 1.3 leases; a holder that stops releases its leases for the others to take at once.
     pub async fn poll_practices(
         &self,
         every: Duration,
         now: Arc<Notify>,
         stop: impl Future<Output = ()>,
     ) {
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
         let mut pollers = JoinSet::new();
         let mut nudges = Vec::new();
         for id in self.practices.keys() {
@@ -113,17 +126,12 @@ impl Runner {
             nudges.push(nudge.clone());
             let runner = self.clone();
             let id = id.clone();
+            let stopped = stopped.clone();
             pollers.spawn(async move {
                 let Some(rt) = runner.practices.get(&id) else {
                     return;
                 };
-                loop {
-                    runner.poll_once(rt).await;
-                    tokio::select! {
-                        () = tokio::time::sleep(every) => {}
-                        () = nudge.notified() => {}
-                    }
-                }
+                runner.practice_poller(rt, every, &nudge, stopped).await;
             });
         }
         let fan_out = async {
@@ -138,14 +146,163 @@ impl Runner {
             () = stop => {}
             () = fan_out => {}
         }
-        pollers.shutdown().await;
+        // Each poller abandons its poll in flight and releases its lease; one stuck on the store
+        // is cut after a few seconds (its lease then runs out on its own).
+        let _ = stopping.send(true);
+        let released = async { while pollers.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), released)
+            .await
+            .is_err()
+        {
+            pollers.shutdown().await;
+        }
+    }
+
+    /// One practice's poller: holds the practice's lease (taking it when free or run out) and
+    /// polls under it until `stop` turns true, then releases it.
+    async fn practice_poller(
+        &self,
+        rt: &PracticeRuntime,
+        every: Duration,
+        nudge: &Notify,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let upkeep = (self.config.lease / 3).max(Duration::from_millis(10));
+        let mut lease: Option<PollerLease> = None;
+        let mut next_poll = Instant::now();
+        loop {
+            let had = lease.is_some();
+            lease = self.keep_poller_lease(&rt.profile.id, lease).await;
+            if lease.is_some() && !had {
+                // A new tenure polls at once: the last holder may have died mid-round.
+                next_poll = Instant::now();
+            }
+            if let Some(held) = lease.clone()
+                && Instant::now() >= next_poll
+            {
+                // Renewed beside the poll; neither is ever cut in the middle of a store call
+                // (the poll's commit is fenced, so one that lost its lease records nothing).
+                let (done, poll_over) = tokio::sync::watch::channel(false);
+                let renewer = {
+                    let runner = self.clone();
+                    let held = held.clone();
+                    tokio::spawn(async move { runner.renew_while(&held, upkeep, poll_over).await })
+                };
+                let _ = self.poll_once_as(rt, Some(&held)).await;
+                let _ = done.send(true);
+                if let Ok(false) = renewer.await {
+                    lease = None;
+                }
+                next_poll = Instant::now() + every;
+                if *stop.borrow() {
+                    break;
+                }
+            }
+            let wait = if lease.is_some() {
+                next_poll
+                    .saturating_duration_since(Instant::now())
+                    .min(upkeep)
+            } else {
+                upkeep
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = nudge.notified() => next_poll = Instant::now(),
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        if let Some(held) = lease
+            && let Err(e) = self.store.release_poller(&held).await
+        {
+            tracing::warn!(practice = %rt.profile.id, error = %e, "releasing the poller lease failed; it runs out on its own");
+        }
+    }
+
+    /// Renews `lease` when a third of it is used, takes it when not held; returns what is held.
+    async fn keep_poller_lease(
+        &self,
+        practice: &PracticeId,
+        lease: Option<PollerLease>,
+    ) -> Option<PollerLease> {
+        let ttl = self.config.lease;
+        let now = self.clock.now();
+        if let Some(held) = lease {
+            let left = (held.until - now).to_std().unwrap_or_default();
+            if left * 3 > ttl * 2 {
+                return Some(held);
+            }
+            match self.store.renew_poller(&held, now, ttl).await {
+                Ok(renewed) => return Some(renewed),
+                Err(StoreError::PollerLeaseLost(_)) => {
+                    tracing::info!(practice = %practice, "poller lease lost; trying to take it again");
+                }
+                Err(e) => {
+                    // The commit is fenced: believing too long costs at most a refused poll.
+                    tracing::warn!(practice = %practice, error = %e, "renewing the poller lease failed");
+                    return Some(held);
+                }
+            }
+        }
+        match self
+            .store
+            .acquire_poller(practice, &self.poller_owner, now, ttl)
+            .await
+        {
+            Ok(Some(taken)) => {
+                tracing::info!(practice = %practice, epoch = taken.epoch, "polling this practice (poller lease taken)");
+                Some(taken)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(practice = %practice, error = %e, "taking the poller lease failed");
+                None
+            }
+        }
+    }
+
+    /// Renews `lease` every `upkeep` until `over` turns true; returns whether it still holds.
+    async fn renew_while(
+        &self,
+        lease: &PollerLease,
+        upkeep: Duration,
+        mut over: tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(upkeep) => {}
+                _ = over.wait_for(|o| *o) => return true,
+            }
+            match self
+                .store
+                .renew_poller(lease, self.clock.now(), self.config.lease)
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::PollerLeaseLost(_)) => {
+                    tracing::warn!(practice = %lease.practice, "poller lease lost mid-poll; the poll will record nothing");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(practice = %lease.practice, error = %e, "renewing the poller lease failed");
+                }
+            }
+        }
     }
 
     /// One poll of one practice, within the poll deadline. Returns the workflows created.
     pub async fn poll_once(&self, rt: &PracticeRuntime) -> usize {
+        self.poll_once_as(rt, None).await
+    }
+
+    /// [`poll_once`](Self::poll_once), fenced by `lease` when given.
+    async fn poll_once_as(&self, rt: &PracticeRuntime, lease: Option<&PollerLease>) -> usize {
         let deadline = self.config.poll_deadline;
-        match tokio::time::timeout(deadline, self.poll_practice(rt)).await {
+        match tokio::time::timeout(deadline, self.poll_practice_as(rt, lease)).await {
             Ok(Ok(created)) => created,
+            Ok(Err(StoreError::PollerLeaseLost(_))) => {
+                tracing::warn!(practice = %rt.profile.id, "the poller lease was lost before the poll was recorded; nothing recorded");
+                0
+            }
             Ok(Err(e)) => {
                 tracing::error!(practice = %rt.profile.id, error = %e, "recording a poll failed");
                 0

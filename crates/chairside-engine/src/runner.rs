@@ -168,6 +168,9 @@ pub struct Runner {
     pub(crate) wake: Arc<tokio::sync::Notify>,
     /// Set when the runner is stopping: each workflow commits the step in flight and lets go.
     pub(crate) stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// This runner's name in poller leases: the configured owner and a random suffix, so two
+    /// instances configured with the same owner never both believe they hold a practice.
+    pub(crate) poller_owner: Arc<str>,
 }
 
 /// A runner failure (the store); external failures never escape: they become events.
@@ -185,6 +188,7 @@ impl Runner {
             .into_iter()
             .map(|p| (p.profile.id.clone(), p))
             .collect();
+        let poller_owner = format!("{}/poller-{:016x}", config.owner, rand::random::<u64>()).into();
         Self {
             store,
             practices: Arc::new(practices),
@@ -195,7 +199,14 @@ impl Runner {
             examined: Arc::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
             stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            poller_owner,
         }
+    }
+
+    /// This runner's name in poller leases ([`PollerStore`](crate::store::PollerStore)): the
+    /// configured owner and a random suffix chosen when the runner was made.
+    pub fn poller_owner(&self) -> &str {
+        &self.poller_owner
     }
 
     /// Tells a running [`work`](Self::work) loop that something may have come due (a webhook

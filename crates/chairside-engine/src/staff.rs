@@ -328,6 +328,16 @@ pub fn queued_event(state: &WorkflowState, request: &StaffRequest) -> Result<Eve
     })
 }
 
+/// The staff decision an inbox event stands for, if it is one still queued: what both stores
+/// read to refuse a second decision while the first waits for the runner.
+pub fn queued_staff_action(event: &Event) -> Option<StaffAction> {
+    match event {
+        Event::Staff { action } => Some(*action),
+        e if is_staff_lender_decision(e) => Some(StaffAction::RecordLenderDecision),
+        _ => None,
+    }
+}
+
 /// True for an event queued by [`queued_event`] for a lender decision: a store that looks for a
 /// staff decision still queued counts it as [`StaffAction::RecordLenderDecision`].
 pub fn is_staff_lender_decision(event: &Event) -> bool {

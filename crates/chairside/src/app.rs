@@ -27,7 +27,7 @@ use chairside_engine::outbound::sign::WebhookSecret;
 use chairside_engine::outbound::webhook::WebhookEndpoint;
 use chairside_engine::ports::SharedPracticeSystem;
 use chairside_engine::runner::{PracticeRuntime, Runner};
-use chairside_engine::store::{Durability, SchemaStore, SqliteStore, Store};
+use chairside_engine::store::{Durability, Store};
 use chairside_engine::{Engine, EngineBuilder};
 use chairside_http::{HttpState, LenderCopy, Metrics};
 
@@ -123,6 +123,15 @@ pub struct Service {
     pub dispatcher: chairside_engine::outbound::Dispatcher,
 }
 
+/// The PostgreSQL pool for a runner working `concurrency` workflows at once: one connection per
+/// slot, plus the poller, the dispatcher and the HTTP surface.
+fn postgres_pool_size(concurrency: usize) -> u32 {
+    u32::try_from(concurrency)
+        .unwrap_or(u32::MAX)
+        .saturating_add(8)
+        .min(64)
+}
+
 /// Builds the service from `config`: opens and migrates the store, builds every client, the
 /// engine (with the plug-in lenders of `extras`) and the HTTP surface's state.
 ///
@@ -130,19 +139,25 @@ pub struct Service {
 /// A store that cannot open, a key that does not parse, a client that refuses its settings, a
 /// waterfall naming a lender nothing provides, HTTP settings that do not hold together.
 pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow::Result<Service> {
-    let key = config.store.keyring().context("the data key")?;
-    let store = SqliteStore::open_with(
-        &config.store.path,
-        key,
-        extras.durability.unwrap_or_default(),
-    )
-    .await
-    .with_context(|| format!("opening {}", config.store.path.display()))?;
-    store.migrate().await.context("migrating the database")?;
-    let store = Arc::new(store);
+    config.store.keyring().context("the data key")?;
+    // The database URL chooses the store: a PostgreSQL URL (`[store] url`) for several instances
+    // on one database, else the SQLite file at `[store] path`.
+    let opened = config
+        .store
+        .open_any(
+            extras.durability.unwrap_or_default(),
+            postgres_pool_size(config.runner.concurrency),
+        )
+        .await
+        .with_context(|| format!("opening {}", config.store.describe()))?;
+    opened
+        .store
+        .migrate()
+        .await
+        .context("migrating the database")?;
     // Each message channel's send is journalled before it goes out (at most once per channel).
-    let journal: Arc<dyn chairside_engine::store::DeliveryStore> = store.clone();
-    let store: Arc<dyn Store> = store;
+    let journal = opened.journal;
+    let store: Arc<dyn Store> = opened.store;
     let http = reqwest::Client::builder()
         .timeout(CALL_TIMEOUT)
         .pool_max_idle_per_host(32)

@@ -28,6 +28,7 @@ use tokio::io::AsyncBufReadExt as _;
 use url::Url;
 
 use crate::demo::world::{Expected, PRACTICES, Stack, Surface, WorldOptions};
+use chairside_engine::store::PostgresStore;
 use chairside_workflow::{LenderPhase, Stage, WorkflowState};
 
 /// A latency profile of the external systems.
@@ -118,6 +119,12 @@ pub struct BenchArgs {
     /// Directory for the SQLite files (a temporary directory when omitted).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run on PostgreSQL instead of SQLite: the URL of a server and a role that may create
+    /// databases (`postgres://user@host:5432/postgres`). Each part of the benchmark runs in a
+    /// fresh database created there (`chairside_bench_*`, dropped after). `--sync` then sets
+    /// `synchronous_commit` (full: on, normal: off).
+    #[arg(long, value_name = "URL", env = "CHAIRSIDE_BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Also print the figures as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -179,6 +186,11 @@ pub struct RunFigures {
     /// Workflows whose patient received a message (email or text, from the sandbox's SMTP and
     /// Twilio records).
     pub reached_patient: usize,
+    /// Emails the patients received (the sandbox's SMTP sink).
+    pub emails: usize,
+    /// Texts the patients received (the sandbox's Twilio): the demo practices run in a time zone
+    /// where it is daytime, so consenting patients are texted and Twilio's latency is paid.
+    pub texts: usize,
     /// Operatory-to-patient time (plan accepted in the practice system to the first message the
     /// patient receives, as the sandbox's SMTP sink and Twilio stand-in recorded it), median, ms.
     pub o2p_p50_ms: f64,
@@ -362,8 +374,30 @@ fn world_options(args: &BenchArgs) -> WorldOptions {
         // The lenders' shipped schedules (CareCredit read every 5 s at first, Sunbit every 10 s
         // behind its webhook), not the demo's compressed day: the figures are real timings.
         shipped_lender_schedules: true,
+        // Texts go out only from 09:00 to 20:00 where the patient is: run the practices where it
+        // is daytime now, so the consenting personas are texted and the figures pay Twilio.
+        time_zone: Some(daytime_zone(chrono::Utc::now())),
         ..WorldOptions::default()
     }
+}
+
+/// A time zone where `now` is between 10:00 and 17:00 (room for a long run inside the texting
+/// window): Chicago when it is daytime there, else the fixed offset that puts `now` at 13:00.
+fn daytime_zone(now: chrono::DateTime<chrono::Utc>) -> chrono_tz::Tz {
+    use chrono::Timelike as _;
+    let chicago = chrono_tz::America::Chicago;
+    if (10..17).contains(&now.with_timezone(&chicago).hour()) {
+        return chicago;
+    }
+    // Etc/GMT+N is N hours behind UTC (the POSIX sign), from Etc/GMT-14 to Etc/GMT+12.
+    let behind = (i64::from(now.hour()) - 13).rem_euclid(24);
+    let behind = if behind > 12 { behind - 24 } else { behind };
+    let name = match behind {
+        0 => "Etc/GMT".to_owned(),
+        b if b > 0 => format!("Etc/GMT+{b}"),
+        b => format!("Etc/GMT{b}"),
+    };
+    name.parse().unwrap_or(chicago)
 }
 
 /// `--sync`: SQLite's `synchronous` setting for the run.
@@ -549,7 +583,9 @@ async fn run_profile(
 ) -> anyhow::Result<RunFigures> {
     let surface = Surface::bind().await?;
     let sandbox = SandboxProcess::spawn(bin, &surface, profile.latencies()).await?;
-    let options = world_options(args);
+    let mut options = world_options(args);
+    let database = BenchDatabase::create(args).await?;
+    options.postgres = database.url();
     let stack = Stack::start(surface, dir, &options, &sandbox.urls, &sandbox.config).await?;
     stack.take_baseline().await?;
 
@@ -686,6 +722,8 @@ async fn run_profile(
         o2l_p99_ms: percentile_ms(&o2l, 0.99),
         o2l_mean_ms,
         reached_patient: o2p.len(),
+        emails: invariants.emails,
+        texts: invariants.texts,
         o2p_p50_ms: percentile_ms(&o2p, 0.50),
         o2p_p99_ms: percentile_ms(&o2p, 0.99),
         o2p_mean_ms: mean_ms(&o2p),
@@ -718,11 +756,13 @@ async fn run_parked(
     let surface = Surface::bind().await?;
     let sandbox = SandboxProcess::spawn(bin, &surface, Profile::Zero.latencies()).await?;
     // Reminders and lender status polls far away: the workflows sit waiting on the patient.
+    let database = BenchDatabase::create(args).await?;
     let options = WorldOptions {
         reminder_every: Duration::from_secs(7 * 86_400),
         poll_every: Duration::from_secs(86_400),
         // A flat day between lender reads: the parked workflows sit.
         shipped_lender_schedules: false,
+        postgres: database.url(),
         ..world_options(args)
     };
     let stack = Stack::start(surface, dir, &options, &sandbox.urls, &sandbox.config).await?;
@@ -731,7 +771,7 @@ async fn run_parked(
 
     proc::reset_peak_rss();
     let rss_before = proc::status_kib("self", "VmRSS").unwrap_or_default();
-    let sqlite_before = sqlite_bytes(&db);
+    let sqlite_before = database.bytes(&db).await;
     let cpu_before = proc::cpu_time("self").unwrap_or_default();
     let started = Instant::now();
     const CHUNK: usize = 500;
@@ -766,7 +806,7 @@ async fn run_parked(
     let cpu_after = proc::cpu_time("self").unwrap_or_default();
     let rss_after = proc::status_kib("self", "VmRSS").unwrap_or_default();
     let peak = proc::status_kib("self", "VmHWM").unwrap_or_default();
-    let sqlite_after = sqlite_bytes(&db);
+    let sqlite_after = database.bytes(&db).await;
     let sandbox_rss = sandbox.rss_kib().unwrap_or_default();
 
     let rows = stack.store.workflows(None, None, u32::MAX).await?;
@@ -792,6 +832,78 @@ async fn run_parked(
 
 fn awaiting_patient(state: &WorkflowState) -> bool {
     matches!(&state.stage, Stage::Financing(c) if matches!(c.phase, LenderPhase::AwaitingPatient { .. }))
+}
+
+/// The database of one part of the benchmark: the SQLite file in its directory, or a fresh
+/// PostgreSQL database (`--database-url`), dropped when the part is done.
+enum BenchDatabase {
+    Sqlite,
+    Postgres {
+        admin: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl BenchDatabase {
+    async fn create(args: &BenchArgs) -> anyhow::Result<Self> {
+        let Some(admin) = &args.database_url else {
+            return Ok(Self::Sqlite);
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let name = format!("chairside_bench_{}_{nanos}", std::process::id());
+        let url = PostgresStore::create_database(admin, &name)
+            .await
+            .context("creating the benchmark's database on --database-url")?;
+        Ok(Self::Postgres {
+            admin: admin.clone(),
+            name,
+            url,
+        })
+    }
+
+    fn url(&self) -> Option<SecretString> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres { url, .. } => Some(SecretString::from(url.clone())),
+        }
+    }
+
+    /// The database's size on disk: the SQLite file with its WAL, or `pg_database_size`.
+    async fn bytes(&self, db: &Path) -> u64 {
+        match self {
+            Self::Sqlite => sqlite_bytes(db),
+            Self::Postgres { url, .. } => {
+                let key = chairside_engine::store::crypto::DataKey::generate();
+                match PostgresStore::connect(url, key).await {
+                    Ok(store) => store.database_size().await.unwrap_or(0),
+                    Err(_) => 0,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        if let Self::Postgres { admin, name, .. } = self {
+            let (admin, name) = (admin.clone(), name.clone());
+            // From a thread of its own: `drop` cannot wait on the runtime it runs on.
+            let done = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    && let Err(e) = rt.block_on(PostgresStore::drop_database(&admin, &name))
+                {
+                    tracing::warn!(error = %e, "dropping the benchmark's database");
+                }
+            });
+            let _ = done.join();
+        }
+    }
 }
 
 /// The database file with its WAL and shared-memory index.
@@ -1087,6 +1199,12 @@ impl Printed {
 #[derive(Deserialize)]
 struct Invariants {
     notes_by_marker: BTreeMap<String, usize>,
+    /// Emails the SMTP sink received.
+    #[serde(default)]
+    emails: usize,
+    /// Texts the Twilio stand-in took.
+    #[serde(default)]
+    texts: usize,
     patients_with_several_customers: usize,
     workflows_with_several_schedules: usize,
     workflows_with_several_deposit_links: usize,
@@ -1297,14 +1415,16 @@ fn print(report: &BenchReport, args: &BenchArgs) {
         m.cpus, m.cpu_model, m.memory_mib, m.kernel
     );
     println!(
-        "plans: {} per profile, personas in turn: {}; runner concurrency {}; practice systems polled every {} ms; SQLite synchronous {}",
+        "plans: {} per profile, personas in turn: {}; runner concurrency {}; practice systems polled every {} ms; {}",
         args.plans,
         report.personas.join(", "),
         report.concurrency,
         args.pms_poll_ms,
-        match args.sync {
-            SyncMode::Full => "FULL",
-            SyncMode::Normal => "NORMAL",
+        match (&args.database_url, args.sync) {
+            (None, SyncMode::Full) => "SQLite synchronous FULL",
+            (None, SyncMode::Normal) => "SQLite synchronous NORMAL",
+            (Some(_), SyncMode::Full) => "PostgreSQL synchronous_commit on",
+            (Some(_), SyncMode::Normal) => "PostgreSQL synchronous_commit off",
         }
     );
     if !report.runs.is_empty() {
@@ -1367,7 +1487,7 @@ fn print(report: &BenchReport, args: &BenchArgs) {
 /// The table's lines: one row per figure, one column per profile.
 fn table(report: &BenchReport) -> Vec<String> {
     type Cell = fn(&RunFigures) -> String;
-    let rows: [(&str, Cell); 20] = [
+    let rows: [(&str, Cell); 21] = [
         ("workflows (settled / as expected)", |r| {
             format!("{} ({} / {})", r.workflows, r.settled, r.as_expected)
         }),
@@ -1391,6 +1511,9 @@ fn table(report: &BenchReport) -> Vec<String> {
         }),
         ("operatory-to-patient p99", |r| {
             format!("{:.0} ms", r.o2p_p99_ms)
+        }),
+        ("messages to patients (emails / texts)", |r| {
+            format!("{} / {}", r.emails, r.texts)
         }),
         ("external calls per workflow", |r| {
             format!("{:.1}", r.external_calls as f64 / r.workflows.max(1) as f64)
@@ -1452,6 +1575,24 @@ fn table(report: &BenchReport) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::sandbox_binary;
+
+    #[test]
+    fn the_bench_zone_puts_every_hour_of_the_day_inside_the_texting_window() {
+        use chrono::{TimeZone as _, Timelike as _};
+        for hour in 0..24 {
+            for minute in [0, 59] {
+                let now = chrono::Utc
+                    .with_ymd_and_hms(2026, 12, 1, hour, minute, 0)
+                    .single()
+                    .expect("a time");
+                let local = now.with_timezone(&super::daytime_zone(now)).hour();
+                assert!(
+                    (10..17).contains(&local),
+                    "{hour}:{minute:02} UTC is {local}h there"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_sandbox_bin_that_does_not_exist_is_refused_with_how_to_build_it() {

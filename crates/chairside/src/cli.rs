@@ -95,6 +95,9 @@ pub enum Command {
     /// and texts, writes ledger notes, and serves webhooks, patient pages and the staff
     /// dashboard. Checks the configuration and updates the database first; refuses to start if
     /// the configuration has any problem. Stops cleanly on Ctrl-C or SIGTERM.
+    ///
+    /// The database is a SQLite file (`[store] path`, one instance) or PostgreSQL (`[store] url
+    /// = "postgres://..."`), where several instances can run on one database.
     Run(ConfigArgs),
 
     /// List workflows and what each is waiting for.

@@ -110,6 +110,9 @@ pub struct EmailSender {
     builder: AsyncSmtpTransportBuilder,
     from: Mailbox,
     domain: String,
+    /// The whole conversation's deadline (twice the configured timeout): lettre's timeout covers
+    /// the connection, not the wait for the server's answer to DATA.
+    deadline: std::time::Duration,
     // Built on first use: lettre's pool spawns a task, which needs a running Tokio runtime.
     transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
 }
@@ -191,6 +194,7 @@ impl EmailSender {
             builder,
             from: Mailbox::new(Some(from.name), address),
             domain: from.address.domain().to_owned(),
+            deadline: config.timeout.saturating_mul(2),
             transport: OnceLock::new(),
         })
     }
@@ -202,8 +206,9 @@ impl EmailSender {
     /// # Errors
     /// [`Error::Smtp`]:
     /// - Transient: a 4xx reply, or no connection could be opened.
-    /// - Indeterminate: the connection broke or timed out mid-conversation; the server may
-    ///   have accepted the message. There is no lookup for SMTP: the caller decides whether a
+    /// - Indeterminate: the connection broke or timed out mid-conversation, or the whole
+    ///   conversation took over twice the configured timeout; the server may have accepted the
+    ///   message. There is no lookup for SMTP: the caller decides whether a
     ///   possible duplicate email is acceptable.
     /// - Permanent: a 5xx reply (the recipient refused), TLS failure, or a message lettre
     ///   refuses to build.
@@ -260,7 +265,16 @@ impl EmailSender {
         let transport = self
             .transport
             .get_or_init(|| self.builder.clone().build::<Tokio1Executor>());
-        match transport.send(message).await {
+        let sent = tokio::time::timeout(self.deadline, transport.send(message)).await;
+        let Ok(sent) = sent else {
+            // Cut mid-conversation: the server may have accepted the message.
+            let err = Error::Smtp {
+                failure: SmtpFailure::Conversation,
+            };
+            tracing::warn!(message_id = %id, kind = %err.kind(), "email send timed out");
+            return Err(err);
+        };
+        match sent {
             Ok(_) => {
                 tracing::info!(message_id = %id, "email sent");
                 Ok(id)

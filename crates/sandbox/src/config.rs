@@ -26,6 +26,8 @@ pub struct SandboxConfig {
     /// Fault rules in force from the start, per system. Change them later through
     /// [`crate::Sandbox::faults`].
     pub faults: BTreeMap<System, Vec<FaultRule>>,
+    /// Faults of the SMTP sink after DATA (indeterminate sends), in force from the start.
+    pub smtp_faults: Vec<crate::smtp::SmtpFaultRule>,
     /// How webhooks (Stripe, Sunbit, Twilio callbacks, NexHealth) are delivered.
     pub webhooks: WebhookDelivery,
     /// How seeded patients act on the links they receive.
@@ -53,6 +55,7 @@ impl Default for SandboxConfig {
             ports: Ports::default(),
             max_recorded_requests: 100_000,
             faults: BTreeMap::new(),
+            smtp_faults: Vec::new(),
             webhooks: WebhookDelivery::default(),
             patients: PatientSimulation::default(),
             stripe: StripeConfig::default(),
@@ -72,6 +75,7 @@ impl fmt::Debug for SandboxConfig {
             .field("seed", &self.seed)
             .field("ports", &self.ports)
             .field("faults", &self.faults)
+            .field("smtp_faults", &self.smtp_faults)
             .field("webhooks", &self.webhooks)
             .field("patients", &self.patients)
             .field("stripe", &self.stripe)

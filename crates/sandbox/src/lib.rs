@@ -163,7 +163,7 @@ pub use persona::{
 };
 pub use record::RecordedRequest;
 pub use sim::{CheckoutResultKind, LinkAction, extract_links};
-pub use smtp::{EmailRecord, SmtpHandle};
+pub use smtp::{EmailRecord, SmtpFault, SmtpFaultRule, SmtpHandle};
 pub use stripe::{
     API_VERSION as STRIPE_API_VERSION, BilledInstallment, CheckoutResult, StripeHandle,
 };
@@ -282,7 +282,7 @@ impl Sandbox {
         let hub = Arc::new(Hub {
             stripe: stripe::StripeState::new(&config.stripe, seed, &urls.stripe),
             twilio: twilio::TwilioState::new(&config.twilio, seed),
-            smtp: smtp::SmtpState::default(),
+            smtp: smtp::SmtpState::new(&config.smtp_faults, seed),
             pms: pms::PmsState::new(seed),
             opendental: pms::opendental::OdState::default(),
             carecredit: lenders::carecredit::CareCreditStateStore::new(seed),

@@ -197,6 +197,8 @@ async fn invariants(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> 
         "workflows_with_several_deposit_links": more_than_one(stripe.checkout_sessions_per_workflow()),
         "installments_charged_twice": stripe.charges_per_installment().values().filter(|n| **n > 1).count(),
         "violations": sb.violations().len(),
+        "emails": sb.smtp().messages().len(),
+        "texts": sb.twilio().messages().len(),
     }))
 }
 

@@ -3,13 +3,22 @@
 //! Speaks EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP and QUIT (no TLS, no AUTH). Messages are
 //! decoded enough to read them (headers, `multipart/*`, quoted-printable and base64 parts) so tests
 //! and the patient simulation can see the text and links.
+//!
+//! Indeterminate sends ([`SmtpFault`], configured in [`SandboxConfig::smtp_faults`](crate::SandboxConfig::smtp_faults)
+//! or through [`SmtpHandle::set_faults`]): after DATA the message is accepted (kept and delivered
+//! to the patient) and then the connection drops, or the sink stays silent until the client
+//! times out. The client cannot tell whether the message went: SMTP has no lookup.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -48,17 +57,100 @@ impl fmt::Debug for EmailRecord {
     }
 }
 
-#[derive(Debug, Default)]
+/// What the sink does with a message after DATA instead of answering `250`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SmtpFault {
+    /// The message is accepted (kept and delivered), then the connection drops before the reply.
+    AcceptedThenDropped,
+    /// The message is accepted, then the sink says nothing for this long (past the client's
+    /// timeout, for a timeout after DATA) and drops the connection.
+    AcceptedThenSilent(Duration),
+}
+
+/// One SMTP fault rule: which fault, how often (drawn from the sandbox's seeded generator).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SmtpFaultRule {
+    /// The fault.
+    pub fault: SmtpFault,
+    /// Chance that a message gets it, from 0.0 to 1.0.
+    pub probability: f64,
+    /// Apply to at most this many messages; unlimited when `None`.
+    pub times: Option<u32>,
+}
+
+impl SmtpFaultRule {
+    /// `fault` on every message.
+    pub fn new(fault: SmtpFault) -> Self {
+        Self {
+            fault,
+            probability: 1.0,
+            times: None,
+        }
+    }
+
+    /// Fires with this probability (clamped to 0.0..=1.0).
+    #[must_use]
+    pub fn probability(mut self, p: f64) -> Self {
+        self.probability = p.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Fires at most `n` times.
+    #[must_use]
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = Some(n);
+        self
+    }
+}
+
+#[derive(Debug)]
 struct SmtpData {
     messages: Vec<EmailRecord>,
     /// Refuse the next N `RCPT TO` with this reply code (451: try later; 550: refused).
     reject: Option<(u32, u16)>,
+    /// Fault rules and how often each fired.
+    faults: Vec<(SmtpFaultRule, u32)>,
+    rng: StdRng,
 }
 
 /// The sink's state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SmtpState {
     data: Mutex<SmtpData>,
+}
+
+impl SmtpState {
+    pub(crate) fn new(faults: &[SmtpFaultRule], seed: u64) -> Self {
+        Self {
+            data: Mutex::new(SmtpData {
+                messages: Vec::new(),
+                reject: None,
+                faults: faults.iter().map(|r| (r.clone(), 0)).collect(),
+                // Its own stream, so SMTP draws never shift another system's.
+                rng: StdRng::seed_from_u64(seed ^ 0x534d_5450),
+            }),
+        }
+    }
+
+    /// The fault for the next message, if a rule fires (every rule draws, in order).
+    fn draw(&self) -> Option<SmtpFault> {
+        let mut d = lock(&self.data);
+        let SmtpData { faults, rng, .. } = &mut *d;
+        let mut chosen = None;
+        for (rule, fired) in faults.iter_mut() {
+            let draw: f64 = rng.r#gen();
+            if chosen.is_some() || rule.times.is_some_and(|n| *fired >= n) {
+                continue;
+            }
+            if draw < rule.probability {
+                *fired += 1;
+                chosen = Some(rule.fault);
+            }
+        }
+        chosen
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -170,7 +262,14 @@ async fn session(stream: TcpStream, hub: &Arc<Hub>) -> std::io::Result<()> {
                         std::mem::take(&mut rcpts),
                         raw,
                     );
-                    format!("250 OK queued as {id}\r\n")
+                    match hub.smtp.draw() {
+                        None => format!("250 OK queued as {id}\r\n"),
+                        Some(SmtpFault::AcceptedThenDropped) => return Ok(()),
+                        Some(SmtpFault::AcceptedThenSilent(silent)) => {
+                            tokio::time::sleep(silent).await;
+                            return Ok(());
+                        }
+                    }
                 }
             }
             "RSET" => {
@@ -422,6 +521,20 @@ impl SmtpHandle {
     /// permanent one).
     pub fn reject_next(&self, count: u32, code: u16) {
         lock(&self.hub.smtp.data).reject = (count > 0).then_some((count, code));
+    }
+
+    /// Replaces the fault rules applied after DATA.
+    pub fn set_faults(&self, rules: Vec<SmtpFaultRule>) {
+        lock(&self.hub.smtp.data).faults = rules.into_iter().map(|r| (r, 0)).collect();
+    }
+
+    /// How many times each fault rule fired, in rule order.
+    pub fn faults_fired(&self) -> Vec<u32> {
+        lock(&self.hub.smtp.data)
+            .faults
+            .iter()
+            .map(|(_, n)| *n)
+            .collect()
     }
 }
 

@@ -191,3 +191,17 @@ pub trait DetectionStore: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool>;
 }
+
+/// The staff task opened instead of a new workflow when a plan is edited after its financing
+/// was completed: nothing finished is torn down automatically, a person decides. Shared by every
+/// store.
+pub(crate) fn edited_after_done(plan_id: &str, revision: &str) -> NewDetectionTask {
+    NewDetectionTask {
+        plan_id: plan_id.to_owned(),
+        marker: revision.to_owned(),
+        field: "plan.procedures".into(),
+        problem: "what is financed changed after financing was completed; nothing was \
+                  cancelled or restarted: review the plan with the patient"
+            .into(),
+    }
+}

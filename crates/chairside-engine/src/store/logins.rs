@@ -78,6 +78,48 @@ pub struct FailureCount {
     pub locked_until: Option<DateTime<Utc>>,
 }
 
+impl FailureCount {
+    /// The count a stored row stands for at `now`: failures whose latest is older than
+    /// `rule.forget_after` are forgotten, and a lockout that ended is no lockout. Shared by every
+    /// store, so the rule is the same whatever the database.
+    pub(crate) fn from_stored(
+        failures: i64,
+        last_failure_at: DateTime<Utc>,
+        locked_until: Option<DateTime<Utc>>,
+        rule: &LockRule,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let locked_until = locked_until.filter(|t| *t > now);
+        let failures = if last_failure_at + rule.forget_after <= now {
+            0
+        } else {
+            u32::try_from(failures).unwrap_or(u32::MAX)
+        };
+        Self {
+            failures,
+            last_failure_at: (failures > 0).then_some(last_failure_at),
+            locked_until,
+        }
+    }
+
+    /// The failures and lockout to store after one more failure at `now`: the account locks
+    /// (`may_lock`) when the count reaches `rule.lock_after`; an address never locks.
+    pub(crate) fn after_failure(
+        &self,
+        rule: &LockRule,
+        now: DateTime<Utc>,
+        may_lock: bool,
+    ) -> (u32, Option<DateTime<Utc>>) {
+        let failures = self.failures.saturating_add(1);
+        let locked_until = if may_lock && failures >= rule.lock_after {
+            Some(now + rule.lock_for)
+        } else {
+            self.locked_until
+        };
+        (failures, locked_until)
+    }
+}
+
 /// An account's and an address's failures, read together before a login.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoginStanding {

@@ -1,5 +1,6 @@
-//! Durable state: one trait per role, the [`Store`] umbrella over them all, and the SQLite
-//! implementation.
+//! Durable state: one trait per role, the [`Store`] umbrella over them all, and two
+//! implementations: [`SqliteStore`] (embedded, the default) and [`PostgresStore`] (several
+//! instances on one database), chosen by the database URL.
 //!
 //! | Role | Trait | Who uses it |
 //! |---|---|---|
@@ -14,13 +15,13 @@
 //! | set aside what does not decode | [`QuarantineStore`] | the runner, webhooks, the dashboard, metrics |
 //! | outbound events and their deliveries | [`OutboxStore`] | the dispatcher ([`crate::outbound`]), the dashboard |
 //! | install baseline, detection tasks and health | [`DetectionStore`] | the poller, `/readyz`, the dashboard, metrics |
+//! | one poller per practice across instances | [`PollerStore`] | the poller ([`Runner::poll_practices`](crate::runner::Runner::poll_practices)) |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
 //!
-//! The traits are written so a PostgreSQL implementation (`FOR UPDATE SKIP LOCKED` claims, leases
-//! by the database clock) can follow without changing callers: every method is one transaction,
-//! and every write made on behalf of a claimed workflow checks the claim's fencing epoch.
+//! Every method is one transaction, and every write made on behalf of a claimed workflow checks
+//! the claim's fencing epoch, on both stores; `tests/it/store.rs` runs one suite against both.
 
 pub mod crypto;
 mod delivery;
@@ -30,6 +31,8 @@ pub mod links;
 pub mod logins;
 pub mod outbox;
 mod patient;
+pub mod poller;
+mod postgres;
 pub mod quarantine;
 mod report;
 mod schema;
@@ -48,6 +51,8 @@ pub use links::LinkStore;
 pub use logins::LoginStore;
 pub use outbox::OutboxStore;
 pub use patient::PatientStore;
+pub use poller::{PollerLease, PollerStore};
+pub use postgres::{PostgresStore, is_postgres_url};
 pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
 pub use report::{LedgerNoteTime, ReportStore};
 pub use schema::SchemaStore;
@@ -61,7 +66,7 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 pub mod prelude {
     pub use super::{
         DetectionStore, InboundStore, LinkStore, LoginStore, OutboxStore, PatientStore,
-        QuarantineStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
+        PollerStore, QuarantineStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -100,6 +105,10 @@ pub enum StoreError {
     /// the call with the same idempotency key.
     #[error("the lease on workflow {0} was lost")]
     LeaseLost(WorkflowId),
+    /// The practice's poller lease ran out or moved to another instance: the poll's result is
+    /// discarded, the holder polls again from the stored cursor.
+    #[error("the poller lease of practice {0} was lost")]
+    PollerLeaseLost(PracticeId),
 }
 
 impl StoreError {
@@ -297,6 +306,7 @@ pub trait Store:
     + QuarantineStore
     + OutboxStore
     + DetectionStore
+    + PollerStore
 {
 }
 
@@ -312,6 +322,7 @@ impl<T> Store for T where
         + QuarantineStore
         + OutboxStore
         + DetectionStore
+        + PollerStore
 {
 }
 

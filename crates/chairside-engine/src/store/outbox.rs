@@ -70,6 +70,43 @@ pub enum AttemptOutcome {
     },
 }
 
+/// What a delivery row records for an attempt's outcome ([`AttemptOutcome::columns`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OutcomeColumns<'a> {
+    /// `delivered`, `pending` or `failed`.
+    pub(crate) status: &'static str,
+    /// The next attempt, for a retry.
+    pub(crate) next: Option<DateTime<Utc>>,
+    /// The HTTP status, when there was one.
+    pub(crate) code: Option<u16>,
+    /// Why it did not go through.
+    pub(crate) error: Option<&'a str>,
+    /// When it was settled (delivered or given up).
+    pub(crate) done: Option<DateTime<Utc>>,
+}
+
+impl AttemptOutcome {
+    /// What the delivery row records for this outcome at `now`. Shared by every store.
+    pub(crate) fn columns(&self, now: DateTime<Utc>) -> OutcomeColumns<'_> {
+        let (status, next, code, error, done) = match self {
+            Self::Delivered { status } => ("delivered", None, *status, None, Some(now)),
+            Self::Retry { at, status, error } => {
+                ("pending", Some(*at), *status, Some(error.as_str()), None)
+            }
+            Self::Failed { status, error } => {
+                ("failed", None, *status, Some(error.as_str()), Some(now))
+            }
+        };
+        OutcomeColumns {
+            status,
+            next,
+            code,
+            error,
+            done,
+        }
+    }
+}
+
 /// One line of the delivery log.
 #[derive(Clone, Debug, Serialize)]
 pub struct DeliveryRow {

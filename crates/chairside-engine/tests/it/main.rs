@@ -3,6 +3,7 @@
 //! clock; and the staff decisions against the store.
 
 mod at_rest;
+mod backend;
 mod consent;
 mod detect;
 mod engine;
@@ -13,6 +14,7 @@ mod links;
 mod messages;
 mod outbound;
 mod phi;
+mod poller;
 mod pool;
 mod quarantine;
 mod runner;

@@ -17,7 +17,7 @@ use crate::harness::{LEASE, World, raw_pool};
 /// Waits until `check` holds, looking every 10 ms; panics after 10 s (a broken test fails
 /// instead of hanging). Not a timing assertion: the conditions are ones only the code under test
 /// can make true.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,

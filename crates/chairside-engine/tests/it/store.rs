@@ -1,13 +1,13 @@
-//! `SqliteStore` against a real database file: idempotent detection, leases and fencing, the order
-//! work is handed out in, deduplication, encryption at rest and the append-only audit trail.
+//! The store against a real database, every test once on SQLite (a file) and once on PostgreSQL
+//! (`crate::backend`): idempotent detection, leases and fencing, the order work is handed out in,
+//! deduplication, encryption at rest and the append-only audit trail.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chairside_engine::staff::StaffActions;
 use chairside_engine::store::crypto::DataKey;
 use chairside_engine::store::prelude::*;
-use chairside_engine::store::{Consumed, NewWorkflow, SqliteStore, StoreError, WorkItem};
+use chairside_engine::store::{Claim, Consumed, NewWorkflow, StoreError, WorkItem};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{
     Action, Command, Event, PaymentFact, StaffTask, Status, TaskKind, TimerKind, WorkflowId,
@@ -15,9 +15,9 @@ use chairside_workflow::{
 };
 use chrono::{DateTime, Utc};
 use financing_core::{Money, PatientId, PlanId, PracticeId};
-use sqlx::Row;
 
-use crate::harness::{KEY_HEX, contains, database_bytes, patient, practice_id, raw_pool, t0};
+use crate::backend::{Backend, Raw, TestDb, both};
+use crate::harness::{KEY_HEX, contains, patient, practice_id, t0};
 
 fn secs(n: i64) -> DateTime<Utc> {
     t0() + chrono::Duration::seconds(n)
@@ -28,26 +28,6 @@ fn mins(n: i64) -> DateTime<Utc> {
 }
 
 const LEASE: Duration = Duration::from_secs(30);
-
-struct Db {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-    store: Arc<SqliteStore>,
-}
-
-async fn db() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.db");
-    let store = SqliteStore::open(&path, DataKey::parse(KEY_HEX).unwrap())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    Db {
-        _dir: dir,
-        path,
-        store: Arc::new(store),
-    }
-}
 
 fn key(plan: &str, revision: &str) -> WorkflowKey {
     WorkflowKey {
@@ -64,7 +44,7 @@ fn new_workflow(plan: &str, revision: &str) -> NewWorkflow {
 }
 
 /// Records one accepted plan at `t0` and returns its id.
-async fn one_workflow(store: &SqliteStore) -> WorkflowId {
+async fn one_workflow(store: &dyn Store) -> WorkflowId {
     let created = store
         .record_poll(
             &practice_id(),
@@ -84,36 +64,52 @@ fn command(seq: u64, action: Action) -> Command {
     Command { seq, action }
 }
 
-async fn count(pool: &sqlx::SqlitePool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+async fn count(raw: &Raw, sql: &str) -> i64 {
+    raw.count(sql).await
 }
 
-#[tokio::test]
-async fn migrating_twice_is_harmless_and_the_store_reports_ready() {
-    // Arrange
+async fn migrating_twice_is_harmless_and_the_store_reports_ready(backend: Backend) {
+    // Arrange: a database without the schema.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fresh.db");
-    let store = SqliteStore::open(&path, DataKey::parse(KEY_HEX).unwrap())
-        .await
-        .unwrap();
+    let location = match backend {
+        Backend::Sqlite => dir.path().join("fresh.db").display().to_string(),
+        Backend::Postgres => crate::backend::fresh_postgres_database().await,
+    };
+    let store = crate::backend::open(backend, &location, DataKey::parse(KEY_HEX).unwrap()).await;
 
     // Act / Assert
     assert!(!store.ready().await.unwrap(), "no schema yet");
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     assert!(store.ready().await.unwrap());
-    let pool = raw_pool(&path).await;
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(journal, "wal");
+    // Commits are durable: WAL on SQLite (synchronous FULL is set per connection), the default
+    // synchronous commit on PostgreSQL.
+    match backend {
+        Backend::Sqlite => {
+            let pool = crate::harness::raw_pool(std::path::Path::new(&location)).await;
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(journal, "wal");
+        }
+        Backend::Postgres => {
+            let store = chairside_engine::store::PostgresStore::connect(
+                &location,
+                DataKey::parse(KEY_HEX).unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(store.setting("synchronous_commit").await.unwrap(), "on");
+        }
+    }
 }
 
-#[tokio::test]
-async fn recording_the_same_plan_twice_creates_one_workflow_and_advances_the_cursor() {
+async fn recording_the_same_plan_twice_creates_one_workflow_and_advances_the_cursor(
+    backend: Backend,
+) {
     // Arrange
-    let db = db().await;
+    let db = TestDb::new(backend).await;
     let practice = practice_id();
     assert_eq!(db.store.cursor(&practice, "fakepms").await.unwrap(), None);
 
@@ -162,7 +158,7 @@ async fn recording_the_same_plan_twice_creates_one_workflow_and_advances_the_cur
         None,
         "cursors are per practice"
     );
-    let pool = raw_pool(&db.path).await;
+    let pool = db.raw.clone();
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM workflows").await, 1);
     assert_eq!(
         count(&pool, "SELECT COUNT(*) FROM outbox").await,
@@ -171,18 +167,11 @@ async fn recording_the_same_plan_twice_creates_one_workflow_and_advances_the_cur
     );
 }
 
-#[tokio::test]
-async fn a_failed_poll_transaction_records_neither_the_plans_nor_the_cursor() {
+async fn a_failed_poll_transaction_records_neither_the_plans_nor_the_cursor(backend: Backend) {
     // Arrange: make the cursor write fail, after the workflow insert in the same transaction.
-    let db = db().await;
-    let pool = raw_pool(&db.path).await;
-    sqlx::query(
-        "CREATE TRIGGER test_fail_cursor BEFORE INSERT ON sync_cursors
-         BEGIN SELECT RAISE(ABORT, 'cursor write refused by the test'); END",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    let db = TestDb::new(backend).await;
+    let pool = db.raw.clone();
+    pool.refuse_inserts_into("sync_cursors").await;
 
     // Act
     let result = db
@@ -207,11 +196,12 @@ async fn a_failed_poll_transaction_records_neither_the_plans_nor_the_cursor() {
     );
 }
 
-#[tokio::test]
-async fn a_new_revision_of_a_known_plan_is_a_new_workflow_and_a_rejection_reaches_the_known_one() {
+async fn a_new_revision_of_a_known_plan_is_a_new_workflow_and_a_rejection_reaches_the_known_one(
+    backend: Backend,
+) {
     // Arrange
-    let db = db().await;
-    let first = one_workflow(&db.store).await;
+    let db = TestDb::new(backend).await;
+    let first = one_workflow(&*db.store).await;
     let unknown = WorkflowId::derive(&key("tx-404", "1"));
 
     // Act
@@ -244,12 +234,11 @@ async fn a_new_revision_of_a_known_plan_is_a_new_workflow_and_a_rejection_reache
     // Assert
     assert_eq!(created, vec![WorkflowId::derive(&key("tx-1", "2"))]);
     assert_ne!(created[0], first);
-    let pool = raw_pool(&db.path).await;
+    let pool = db.raw.clone();
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM workflows").await, 2);
-    let inbox: Vec<String> = sqlx::query_scalar("SELECT workflow_id FROM inbox")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let inbox = pool
+        .strings("SELECT workflow_id FROM inbox ORDER BY id")
+        .await;
     // The new revision withdraws the earlier one ("edited"), then the rejection arrives too;
     // the event for the unknown workflow is dropped.
     assert_eq!(
@@ -269,11 +258,12 @@ async fn a_new_revision_of_a_known_plan_is_a_new_workflow_and_a_rejection_reache
     ));
 }
 
-#[tokio::test]
-async fn a_claim_goes_to_one_owner_until_its_lease_expires_and_the_old_owner_is_then_fenced_off() {
+async fn a_claim_goes_to_one_owner_until_its_lease_expires_and_the_old_owner_is_then_fenced_off(
+    backend: Backend,
+) {
     // Arrange
-    let db = db().await;
-    let id = one_workflow(&db.store).await;
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
 
     // Act: A claims; B finds nothing while the lease holds, then takes over after it expires.
     let a = db
@@ -367,7 +357,7 @@ async fn a_claim_goes_to_one_owner_until_its_lease_expires_and_the_old_owner_is_
     let row = db.store.workflow(&id).await.unwrap().unwrap();
     assert_eq!(row.state.status, Status::Active);
     assert!(db.store.tasks(None, true).await.unwrap().is_empty());
-    let pool = raw_pool(&db.path).await;
+    let pool = db.raw.clone();
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 1);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM timers").await, 0);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM effects").await, 0);
@@ -392,11 +382,10 @@ async fn a_claim_goes_to_one_owner_until_its_lease_expires_and_the_old_owner_is_
     assert_eq!(db.store.tasks(None, false).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn inbox_events_come_before_due_timers_and_timers_before_commands() {
+async fn inbox_events_come_before_due_timers_and_timers_before_commands(backend: Backend) {
     // Arrange: a workflow with a pending command, a due timer and an inbox event.
-    let db = db().await;
-    let id = one_workflow(&db.store).await;
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
     let claim = db
         .store
         .claim_due("a", t0(), LEASE, 1)
@@ -488,11 +477,10 @@ async fn inbox_events_come_before_due_timers_and_timers_before_commands() {
     );
 }
 
-#[tokio::test]
-async fn a_timer_fires_only_when_it_is_due() {
+async fn a_timer_fires_only_when_it_is_due(backend: Backend) {
     // Arrange: the first step leaves only a timer 10 minutes out.
-    let db = db().await;
-    let id = one_workflow(&db.store).await;
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
     let claim = db
         .store
         .claim_due("a", t0(), LEASE, 1)
@@ -544,11 +532,12 @@ async fn a_timer_fires_only_when_it_is_due() {
     );
 }
 
-#[tokio::test]
-async fn a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and_journal() {
+async fn a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and_journal(
+    backend: Backend,
+) {
     // Arrange
-    let db = db().await;
-    let id = one_workflow(&db.store).await;
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
     let claim = db
         .store
         .claim_due("a", t0(), LEASE, 1)
@@ -601,21 +590,23 @@ async fn a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and
         db.store.load(&claim, mins(10)).await.unwrap().item,
         Some(WorkItem::Command { attempts: 1, .. })
     ));
-    let pool = raw_pool(&db.path).await;
-    let row = sqlx::query("SELECT idempotency_key, outcome, finished_at FROM effects")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(row.get::<String, _>("idempotency_key"), key);
-    assert_eq!(row.get::<String, _>("outcome"), "transient: plan: HTTP 503");
-    assert!(row.get::<Option<i64>, _>("finished_at").is_some());
+    let pool = db.raw.clone();
+    let row = pool
+        .strings(
+            "SELECT idempotency_key || ' | ' || outcome || ' | ' ||
+                 CASE WHEN finished_at IS NULL THEN 'open' ELSE 'finished' END FROM effects",
+        )
+        .await;
+    assert_eq!(
+        row,
+        vec![format!("{key} | transient: plan: HTTP 503 | finished")]
+    );
 }
 
-#[tokio::test]
-async fn a_webhook_is_recorded_once_per_provider_and_event_id() {
+async fn a_webhook_is_recorded_once_per_provider_and_event_id(backend: Backend) {
     // Arrange
-    let db = db().await;
-    let id = one_workflow(&db.store).await;
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
     let paid = || {
         vec![(
             id.clone(),
@@ -647,15 +638,14 @@ async fn a_webhook_is_recorded_once_per_provider_and_event_id() {
     assert!(first);
     assert!(!again, "a redelivery is recognised");
     assert!(other_provider, "event ids are per provider");
-    let pool = raw_pool(&db.path).await;
+    let pool = db.raw.clone();
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM inbox").await, 1);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM webhooks").await, 2);
 }
 
-#[tokio::test]
-async fn patient_contact_is_encrypted_at_rest_and_reads_back_equal() {
+async fn patient_contact_is_encrypted_at_rest_and_reads_back_equal(backend: Backend) {
     // Arrange
-    let db = db().await;
+    let db = TestDb::new(backend).await;
     let practice = practice_id();
     let contact = patient(7);
     let other = patient(8);
@@ -677,12 +667,11 @@ async fn patient_contact_is_encrypted_at_rest_and_reads_back_equal() {
             .unwrap(),
         None
     );
-    let pool = raw_pool(&db.path).await;
-    let blob: Vec<u8> =
-        sqlx::query_scalar("SELECT contact FROM patients WHERE patient_id = 'pat-7'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let pool = db.raw.clone();
+    let blob = pool
+        .blob("SELECT contact FROM patients WHERE patient_id = 'pat-7'")
+        .await;
+    let everything = db.all_bytes().await;
     let phone = contact.mobile_phone.clone().unwrap();
     let email = contact.email.clone().unwrap();
     for phi in [
@@ -694,23 +683,20 @@ async fn patient_contact_is_encrypted_at_rest_and_reads_back_equal() {
     ] {
         assert!(!contains(&blob, phi), "{phi} is stored in clear");
         assert!(
-            !contains(&database_bytes(&db.path), phi),
-            "{phi} is somewhere in the file"
+            !contains(&everything, phi),
+            "{phi} is somewhere in the database"
         );
     }
     // Another key cannot read it, and a row's ciphertext does not open as another patient's.
-    let wrong = SqliteStore::open(&db.path, DataKey::generate())
-        .await
-        .unwrap();
+    let wrong = db.reopen(DataKey::generate()).await;
     assert!(matches!(
         wrong.patient(&practice, &contact.id).await,
         Err(StoreError::Crypto(_))
     ));
-    sqlx::query(
+    pool.execute(
         "UPDATE patients SET contact = (SELECT contact FROM patients WHERE patient_id = 'pat-8')
          WHERE patient_id = 'pat-7'",
     )
-    .execute(&pool)
     .await
     .unwrap();
     assert!(matches!(
@@ -719,22 +705,23 @@ async fn patient_contact_is_encrypted_at_rest_and_reads_back_equal() {
     ));
 }
 
-#[tokio::test]
-async fn the_audit_trail_is_append_only() {
+async fn the_audit_trail_is_append_only(backend: Backend) {
     // Arrange
-    let db = db().await;
-    let id = one_workflow(&db.store).await;
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
     db.store
         .append_audit(&id, "staff:test", "note", "called the patient", secs(1))
         .await
         .unwrap();
-    let pool = raw_pool(&db.path).await;
+    let pool = db.raw.clone();
 
     // Act
-    let update = sqlx::query("UPDATE events SET detail = 'rewritten'")
-        .execute(&pool)
-        .await;
-    let delete = sqlx::query("DELETE FROM events").execute(&pool).await;
+    let rewrite = match backend {
+        Backend::Sqlite => "UPDATE events SET detail = 'rewritten'",
+        Backend::Postgres => "UPDATE events SET detail = 'rewritten'::BYTEA",
+    };
+    let update = pool.execute(rewrite).await;
+    let delete = pool.execute("DELETE FROM events").await;
 
     // Assert
     for result in [update, delete] {
@@ -749,11 +736,10 @@ async fn the_audit_trail_is_append_only() {
     assert_eq!(audit[1].at, secs(1));
 }
 
-#[tokio::test]
-async fn staff_tasks_are_listed_per_practice_until_resolved() {
+async fn staff_tasks_are_listed_per_practice_until_resolved(backend: Backend) {
     // Arrange: a step that raises a task.
-    let db = db().await;
-    let id = one_workflow(&db.store).await;
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
     let claim = db
         .store
         .claim_due("a", t0(), LEASE, 1)
@@ -808,10 +794,9 @@ async fn staff_tasks_are_listed_per_practice_until_resolved() {
     assert_eq!(all[0].resolved_at, Some(mins(1)));
 }
 
-#[tokio::test]
-async fn an_sms_opt_out_round_trips_without_storing_the_number_in_clear() {
+async fn an_sms_opt_out_round_trips_without_storing_the_number_in_clear(backend: Backend) {
     // Arrange
-    let db = db().await;
+    let db = TestDb::new(backend).await;
     let practice = practice_id();
     let phone = "+15555550199";
 
@@ -834,14 +819,11 @@ async fn an_sms_opt_out_round_trips_without_storing_the_number_in_clear() {
             .await
             .unwrap()
     );
-    let pool = raw_pool(&db.path).await;
-    let keys: Vec<String> = sqlx::query_scalar("SELECT phone_key FROM sms_consent")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let pool = db.raw.clone();
+    let keys = pool.strings("SELECT phone_key FROM sms_consent").await;
     assert_eq!(keys.len(), 1);
     assert!(!keys[0].contains("5555550199"));
-    assert!(!contains(&database_bytes(&db.path), "5555550199"));
+    assert!(!contains(&db.all_bytes().await, "5555550199"));
 
     db.store
         .set_sms_opt_out(&practice, phone, false, "sms:start", secs(10))
@@ -866,11 +848,10 @@ async fn an_sms_opt_out_round_trips_without_storing_the_number_in_clear() {
     assert_eq!(record.source, "sms:start");
 }
 
-#[tokio::test]
-async fn listings_filter_by_status_and_show_the_next_action() {
+async fn listings_filter_by_status_and_show_the_next_action(backend: Backend) {
     // Arrange
-    let db = db().await;
-    let id = one_workflow(&db.store).await;
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
 
     // Act
     let active = db
@@ -897,4 +878,183 @@ async fn listings_filter_by_status_and_show_the_next_action() {
             .unwrap()
             .is_none()
     );
+}
+
+both!(
+    two_instances_asking_at_once_never_both_hold_the_poller_lease,
+    two_instances_claim_disjoint_workflows_and_together_take_every_due_one,
+    a_truncation_of_the_audit_trail_is_refused,
+    migrating_twice_is_harmless_and_the_store_reports_ready,
+    recording_the_same_plan_twice_creates_one_workflow_and_advances_the_cursor,
+    a_failed_poll_transaction_records_neither_the_plans_nor_the_cursor,
+    a_new_revision_of_a_known_plan_is_a_new_workflow_and_a_rejection_reaches_the_known_one,
+    a_claim_goes_to_one_owner_until_its_lease_expires_and_the_old_owner_is_then_fenced_off,
+    inbox_events_come_before_due_timers_and_timers_before_commands,
+    a_timer_fires_only_when_it_is_due,
+    a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and_journal,
+    a_webhook_is_recorded_once_per_provider_and_event_id,
+    patient_contact_is_encrypted_at_rest_and_reads_back_equal,
+    the_audit_trail_is_append_only,
+    staff_tasks_are_listed_per_practice_until_resolved,
+    an_sms_opt_out_round_trips_without_storing_the_number_in_clear,
+    listings_filter_by_status_and_show_the_next_action,
+);
+
+async fn two_instances_claim_disjoint_workflows_and_together_take_every_due_one(backend: Backend) {
+    // Arrange: twelve due workflows, and a second instance on the same database.
+    let db = TestDb::new(backend).await;
+    let new: Vec<NewWorkflow> = (0..12)
+        .map(|n| new_workflow(&format!("tx-{n}"), "1"))
+        .collect();
+    let created = db
+        .store
+        .record_poll(&practice_id(), "fakepms", "1", new, vec![], t0())
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 12);
+    let other = db.reopen(DataKey::parse(KEY_HEX).unwrap()).await;
+
+    // Act: both claim at once, five at a time, until nothing is left.
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    loop {
+        let (ca, cb) = tokio::join!(
+            db.store.claim_due("instance-a", secs(1), LEASE, 5),
+            other.claim_due("instance-b", secs(1), LEASE, 5),
+        );
+        let (ca, cb) = (ca.unwrap(), cb.unwrap());
+        if ca.is_empty() && cb.is_empty() {
+            break;
+        }
+        a.extend(ca);
+        b.extend(cb);
+    }
+
+    // Assert: no workflow claimed twice, none left out, each claim fenced and owned.
+    let mut ids: Vec<String> = a.iter().chain(&b).map(|c| c.id.to_string()).collect();
+    ids.sort();
+    let mut expected: Vec<String> = created.iter().map(ToString::to_string).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "every due workflow claimed exactly once");
+    assert!(a.iter().all(|c| c.owner == "instance-a" && c.epoch == 1));
+    assert!(b.iter().all(|c| c.owner == "instance-b" && c.epoch == 1));
+    // A claim by one instance fences the other out of it.
+    let theirs = b.first().or(a.first()).unwrap();
+    let stolen = Claim {
+        owner: "instance-c".into(),
+        ..theirs.clone()
+    };
+    assert!(matches!(
+        db.store.load(&stolen, secs(2)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+}
+
+async fn a_truncation_of_the_audit_trail_is_refused(backend: Backend) {
+    // Arrange
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let truncate = match backend {
+        // SQLite has no TRUNCATE: `DELETE FROM` without a WHERE is its form, refused above.
+        Backend::Sqlite => "DELETE FROM sms_consent_log",
+        Backend::Postgres => "TRUNCATE events, sms_consent_log",
+    };
+    db.store
+        .set_sms_opt_out(&practice_id(), "+15555550123", true, "twilio:STOP", t0())
+        .await
+        .unwrap();
+
+    // Act
+    let result = db.raw.execute(truncate).await;
+
+    // Assert
+    let err = result.expect_err("append-only tables refuse to be emptied");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert_eq!(db.store.audit(&id).await.unwrap().len(), 1);
+    assert_eq!(
+        db.store
+            .sms_consent_history(&practice_id(), "+15555550123")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// PostgreSQL only: SQLite's instances share one machine and its signal is in-process.
+#[tokio::test]
+async fn on_postgresql_work_made_due_by_one_instance_wakes_the_runners_of_another() {
+    if !crate::backend::postgres_configured() {
+        return;
+    }
+    // Arrange: a second instance, waiting for due work.
+    let db = TestDb::new(Backend::Postgres).await;
+    let id = one_workflow(&*db.store).await;
+    let other = db.reopen(DataKey::parse(KEY_HEX).unwrap()).await;
+    let signal = other
+        .due_signal()
+        .expect("the PostgreSQL store rings on due work");
+    let woken = signal.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+
+    // Act: the first instance takes a webhook for the workflow.
+    let paid = Event::Payment(PaymentFact::Paid {
+        stripe_id: "in_1".into(),
+        amount: Money::usd(100),
+    });
+    db.store
+        .record_webhook("stripe", "evt_wake", vec![(id, paid)], secs(1))
+        .await
+        .unwrap();
+
+    // Assert: the other instance hears of it (the bound only keeps a broken build from hanging).
+    tokio::time::timeout(Duration::from_secs(30), woken)
+        .await
+        .expect("NOTIFY reached the other instance");
+}
+
+/// The poller lease's contract (`crate::poller`, run there on SQLite) on PostgreSQL.
+#[tokio::test]
+async fn on_postgresql_the_poller_lease_is_taken_kept_handed_over_on_expiry_and_released() {
+    if !crate::backend::postgres_configured() {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    crate::poller::poller_lease_contract(&*db.store).await;
+}
+
+/// A fenced poll (`crate::poller`, run there on SQLite) on PostgreSQL.
+#[tokio::test]
+async fn on_postgresql_a_poll_recorded_under_a_lost_poller_lease_writes_nothing() {
+    if !crate::backend::postgres_configured() {
+        return;
+    }
+    let db = TestDb::new(Backend::Postgres).await;
+    crate::poller::a_poll_whose_lease_was_lost_records_nothing(&*db.store).await;
+}
+
+/// Two instances asking for one practice's poller lease at the same moment: one gets it.
+async fn two_instances_asking_at_once_never_both_hold_the_poller_lease(backend: Backend) {
+    // Arrange
+    let db = TestDb::new(backend).await;
+    let other = db.reopen(DataKey::parse(KEY_HEX).unwrap()).await;
+    let practice = practice_id();
+
+    for round in 0..20 {
+        // Act: both ask at once for a lease that has run out (or never existed).
+        let at = secs(100 * round);
+        let (a, b) = tokio::join!(
+            db.store
+                .acquire_poller(&practice, "instance-a", at, Duration::from_secs(30)),
+            other.acquire_poller(&practice, "instance-b", at, Duration::from_secs(30)),
+        );
+
+        // Assert
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(
+            a.is_some() != b.is_some(),
+            "round {round}: exactly one holds it: {a:?} {b:?}"
+        );
+    }
 }

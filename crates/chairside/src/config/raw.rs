@@ -78,6 +78,9 @@ pub(super) struct RawWebhook {
 #[serde(expecting = "a [store] section")]
 pub(super) struct RawStore {
     pub(super) path: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) url_env: Option<String>,
+    pub(super) url_file: Option<String>,
     pub(super) data_key: Option<Literal>,
     pub(super) data_key_env: Option<String>,
     pub(super) data_key_file: Option<String>,

@@ -14,8 +14,10 @@ use secrecy::SecretString;
 use url::Url;
 
 use chairside_engine::ports::PracticeProfile;
-use chairside_engine::store::SqliteStore;
+use std::sync::Arc;
+
 use chairside_engine::store::crypto::{CryptoError, DataKey, Keyring};
+use chairside_engine::store::{DeliveryStore, Durability, PostgresStore, SqliteStore, Store};
 use chairside_workflow::WorkflowConfig;
 
 /// Prints in place of a secret.
@@ -27,11 +29,16 @@ impl fmt::Debug for Redacted {
     }
 }
 
-/// `[store]`: the SQLite database and the key patient contact fields are encrypted with.
+/// `[store]`: the database (a SQLite file, or a PostgreSQL server named by `url`) and the key
+/// patient contact fields are encrypted with.
 #[derive(Clone)]
 pub struct StoreSettings {
-    /// The database file (default `chairside.sqlite` next to the configuration file).
+    /// The SQLite database file (default `chairside.sqlite` next to the configuration file);
+    /// unused when `postgres` is set.
     pub path: PathBuf,
+    /// The PostgreSQL database (`url`, `url_env` or `url_file`: `postgres://` or
+    /// `postgresql://`), a secret since it may carry a password. `None`: SQLite at `path`.
+    pub postgres: Option<SecretString>,
     /// The data key: 32 bytes as 64 hex characters or base64 (checked at load).
     pub data_key: SecretString,
     /// The current data key's id (`data_key_id`, default 0), stored with every sealed value.
@@ -45,6 +52,7 @@ impl fmt::Debug for StoreSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreSettings")
             .field("path", &self.path)
+            .field("postgres", &self.postgres.as_ref().map(|_| Redacted))
             .field("data_key", &Redacted)
             .field("data_key_id", &self.data_key_id)
             .field(
@@ -82,7 +90,7 @@ impl StoreSettings {
         Ok(ring)
     }
 
-    /// Opens (creating if needed) the database. Does not migrate.
+    /// Opens (creating if needed) the SQLite database. Does not migrate.
     ///
     /// # Errors
     /// [`chairside_engine::store::StoreError::Crypto`] for a bad key, [`chairside_engine::store::StoreError::Database`]
@@ -90,6 +98,73 @@ impl StoreSettings {
     pub async fn open(&self) -> chairside_engine::store::Result<SqliteStore> {
         SqliteStore::open(&self.path, self.keyring()?).await
     }
+
+    /// Opens the configured database, SQLite or PostgreSQL (with the given durability; `pool`
+    /// connections at most on PostgreSQL). Does not migrate.
+    ///
+    /// # Errors
+    /// [`chairside_engine::store::StoreError::Crypto`] for a bad key, [`chairside_engine::store::StoreError::Database`]
+    /// when the database cannot be opened or reached.
+    pub async fn open_any(
+        &self,
+        durability: Durability,
+        pool: u32,
+    ) -> chairside_engine::store::Result<OpenedStore> {
+        use secrecy::ExposeSecret as _;
+        Ok(match &self.postgres {
+            Some(url) => {
+                let store = Arc::new(
+                    PostgresStore::connect_with(
+                        url.expose_secret(),
+                        self.keyring()?,
+                        durability,
+                        pool,
+                    )
+                    .await?,
+                );
+                OpenedStore {
+                    store: store.clone(),
+                    journal: store,
+                }
+            }
+            None => {
+                let store = Arc::new(
+                    SqliteStore::open_with(&self.path, self.keyring()?, durability).await?,
+                );
+                OpenedStore {
+                    store: store.clone(),
+                    journal: store,
+                }
+            }
+        })
+    }
+
+    /// What the database is, for messages: the SQLite file, or the PostgreSQL host and database
+    /// (never the user or password).
+    pub fn describe(&self) -> String {
+        use secrecy::ExposeSecret as _;
+        match &self.postgres {
+            None => self.path.display().to_string(),
+            Some(url) => match url::Url::parse(url.expose_secret()) {
+                Ok(u) => format!(
+                    "PostgreSQL {}{}{}",
+                    u.host_str().unwrap_or("localhost"),
+                    u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                    u.path()
+                ),
+                Err(_) => "PostgreSQL".to_owned(),
+            },
+        }
+    }
+}
+
+/// An opened store: every role, and the message-send journal.
+#[derive(Clone, Debug)]
+pub struct OpenedStore {
+    /// Every role.
+    pub store: Arc<dyn Store>,
+    /// The message-send journal (the same database).
+    pub journal: Arc<dyn DeliveryStore>,
 }
 
 /// `[runner]`: how this instance claims and drives workflows.

@@ -1181,3 +1181,74 @@ fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_pa
     );
     assert!(report.contains("'urgent': not a task kind"), "{report}");
 }
+
+#[test]
+fn a_postgres_url_chooses_postgresql_and_a_password_never_comes_from_the_file() {
+    // Arrange
+    let with =
+        |store_lines: &str| MINIMAL.replacen("[store]\n", &format!("[store]\n{store_lines}\n"), 1);
+    let env = env_with(&[(
+        "CHAIRSIDE_DATABASE_URL",
+        "postgres://chairside:SECRET_pg_password@db.internal:5432/chairside",
+    )]);
+
+    // Act
+    let plain = load(
+        &with(r#"url = "postgres://chairside@db.internal/chairside""#),
+        &env,
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    let from_env = load(&with(r#"url_env = "CHAIRSIDE_DATABASE_URL""#), &env)
+        .unwrap_or_else(|r| panic!("{r}"));
+    let sqlite = load(&with(r#"url = "sqlite:/data/chairside.sqlite""#), &env)
+        .unwrap_or_else(|r| panic!("{r}"));
+    let password = load(
+        &with(r#"url = "postgresql://chairside:SECRET_in_file@db.internal/chairside""#),
+        &env,
+    )
+    .expect_err("a password in the file");
+    let both = load(
+        &with("path = \"x.sqlite\"\nurl = \"postgres://chairside@db.internal/chairside\""),
+        &env,
+    )
+    .expect_err("path and url");
+    let other = load(
+        &with(r#"url = "mysql://chairside@db.internal/chairside""#),
+        &env,
+    )
+    .expect_err("not a database Chairside speaks");
+
+    // Assert
+    assert_eq!(
+        plain
+            .store
+            .postgres
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned()),
+        Some("postgres://chairside@db.internal/chairside".to_owned())
+    );
+    assert_eq!(plain.store.describe(), "PostgreSQL db.internal/chairside");
+    assert!(
+        from_env
+            .store
+            .postgres
+            .as_ref()
+            .is_some_and(|u| u.expose_secret().contains("SECRET_pg_password"))
+    );
+    assert_eq!(
+        from_env.store.describe(),
+        "PostgreSQL db.internal:5432/chairside"
+    );
+    assert!(!format!("{:?}", from_env.store).contains("SECRET"));
+    assert!(sqlite.store.postgres.is_none());
+    assert_eq!(sqlite.store.path, Path::new("/data/chairside.sqlite"));
+    let p = problem_for(&password, "store.url");
+    assert!(p.message.contains("url_env"), "{}", p.message);
+    assert!(!password.to_string().contains("SECRET"), "{password}");
+    assert!(problem_for(&both, "store.url").message.contains("not both"));
+    assert!(
+        problem_for(&other, "store.url")
+            .message
+            .contains("postgres://")
+    );
+}

@@ -490,6 +490,7 @@ impl<'e> Validator<'e> {
                 }
             })
             .or(PathBuf::from("chairside.sqlite"));
+        let (path, postgres) = self.database(at, s, path);
         let secret = Secret::new("data_key", &s.data_key, &s.data_key_env, &s.data_key_file);
         let key = self.required_secret(at, &secret);
         if let Some(k) = &key
@@ -525,10 +526,87 @@ impl<'e> Validator<'e> {
         });
         Some(StoreSettings {
             path: path?,
+            postgres: postgres?,
             data_key: key?,
             data_key_id: data_key_id?,
             previous_data_keys: previous?,
         })
+    }
+
+    /// `store.url` (or `url_env`, `url_file`): the database by URL. `postgres://` or
+    /// `postgresql://` is a PostgreSQL database; `sqlite:PATH` is the same as `path = "PATH"`. A
+    /// password is never read from the file: `url_env`, `url_file`, or libpq's `PGPASSWORD` and
+    /// `~/.pgpass`. Returns the SQLite path and the PostgreSQL URL (`None` in either when bad).
+    fn database(
+        &mut self,
+        at: &str,
+        s: &RawStore,
+        path: Option<PathBuf>,
+    ) -> (Option<PathBuf>, Option<Option<SecretString>>) {
+        let url_path = join(at, "url");
+        let from_file = s.url.as_deref().map(str::trim);
+        let secret = Secret::new("url", &None, &s.url_env, &s.url_file);
+        let url: Got<SecretString> = match (from_file, self.secret(at, &secret)) {
+            (Some(_), Got::Is(_) | Got::Bad) => {
+                self.problem(&url_path, "set either url or url_env / url_file, not both");
+                Got::Bad
+            }
+            (Some(u), Got::Absent) => Got::Is(SecretString::from(u.to_owned())),
+            (None, got) => got,
+        };
+        let url = match url {
+            Got::Absent => return (path, Some(None)),
+            Got::Bad => return (path, None),
+            Got::Is(u) => u,
+        };
+        if s.path.is_some() {
+            self.problem(
+                &url_path,
+                "set either path (a SQLite file) or url, not both",
+            );
+            return (path, None);
+        }
+        let text = url.expose_secret().trim();
+        if let Some(file) = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+        {
+            if file.is_empty() {
+                self.problem(
+                    &url_path,
+                    "sqlite: names no file; expected sqlite:/var/lib/chairside/chairside.sqlite",
+                );
+                return (None, None);
+            }
+            return (Some(PathBuf::from(file)), Some(None));
+        }
+        if !chairside_engine::store::is_postgres_url(text) {
+            // The value is not echoed: it may hold a password.
+            self.problem(
+                &url_path,
+                "expected postgres://user@host:5432/database (PostgreSQL) or sqlite:PATH",
+            );
+            return (path, None);
+        }
+        match url::Url::parse(text) {
+            Err(_) => {
+                self.problem(
+                    &url_path,
+                    "not a URL; expected postgres://user@host:5432/database",
+                );
+                (path, None)
+            }
+            Ok(u) if u.password().is_some() && from_file.is_some() => {
+                self.problem(
+                    &url_path,
+                    "holds a password, which is not read from the configuration file; set url_env \
+                     (an environment variable holding the URL) or url_file, or leave the password \
+                     to PGPASSWORD or ~/.pgpass",
+                );
+                (path, None)
+            }
+            Ok(_) => (path, Some(Some(url))),
+        }
     }
 
     /// `[[store.previous_data_keys]]`: each with a distinct id and a key that parses.

@@ -167,6 +167,13 @@ pub struct WorldOptions {
     /// of milliseconds and push the pending persona past its compressed deadline. The bench
     /// measures both; `chairside run` always uses FULL.
     pub durability: Durability,
+    /// Every practice's time zone instead of its own, when set. The bench runs its practices
+    /// where it is daytime, so texts to consenting patients go out (inside 09:00-20:00) and the
+    /// figures include Twilio.
+    pub time_zone: Option<chrono_tz::Tz>,
+    /// The database: a PostgreSQL URL (the bench's `--database-url`), or `None` for a SQLite
+    /// file in the world's directory.
+    pub postgres: Option<SecretString>,
 }
 
 impl Default for WorldOptions {
@@ -182,6 +189,8 @@ impl Default for WorldOptions {
                 .unwrap_or_else(|_| unreachable!("literal URL")),
             link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
             durability: Durability::Normal,
+            time_zone: None,
+            postgres: None,
         }
     }
 }
@@ -502,10 +511,13 @@ pub fn demo_config(
             id: id.clone(),
             name: spec.name.into(),
             state: spec.state,
-            time_zone: spec
-                .time_zone
-                .parse()
-                .map_err(|_| anyhow::anyhow!("demo time zone"))?,
+            time_zone: match options.time_zone {
+                Some(tz) => tz,
+                None => spec
+                    .time_zone
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("demo time zone"))?,
+            },
             location_id: LocationId::new(format!("{}-main", spec.id)),
             phone: DEMO_PHONE.into(),
             email: email.clone(),
@@ -576,6 +588,7 @@ pub fn demo_config(
     Ok(Config {
         store: StoreSettings {
             path: dir.join("chairside.sqlite"),
+            postgres: options.postgres.clone(),
             data_key: secret(DEMO_DATA_KEY),
             data_key_id: 0,
             previous_data_keys: Vec::new(),

@@ -225,6 +225,35 @@ async fn a_hang_up_after_data_is_indeterminate_because_the_server_may_have_the_m
     assert_eq!(sink.messages().len(), 1, "the sink did receive the data");
 }
 
+#[tokio::test]
+async fn a_server_silent_after_data_is_indeterminate_once_the_send_deadline_passes() {
+    // Arrange: the sink keeps the message and never answers DATA; lettre's own timeout does not
+    // cover that wait, the sender's deadline (twice the 2 s timeout) does.
+    let sink = SmtpSink::start(Behaviour::SilentAfterData).await;
+
+    // Act
+    let sent = tokio::time::timeout(
+        Duration::from_secs(30),
+        sender(sink.port).send(&patient(), &summary_email()),
+    )
+    .await
+    .expect("the send gives up on its own, well before the sink's minute of silence");
+
+    // Assert
+    let err = sent.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Indeterminate, "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Smtp {
+                failure: SmtpFailure::Conversation
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(sink.messages().len(), 1, "the sink did receive the data");
+}
+
 #[test]
 fn unencrypted_smtp_to_a_remote_host_is_refused_at_construction() {
     // Arrange

@@ -26,6 +26,9 @@ pub(crate) enum Behaviour {
     /// Reads the whole DATA section, then hangs up without replying: the message may have
     /// been accepted.
     HangUpAfterData,
+    /// Reads the whole DATA section, then says nothing (for a minute): the client must give up
+    /// on its own, not knowing whether the message was accepted.
+    SilentAfterData,
 }
 
 pub(crate) struct SmtpSink {
@@ -101,7 +104,7 @@ async fn serve(
             write.write_all(b"250 2.1.0 Ok\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
             match rcpt {
-                Behaviour::Accept | Behaviour::HangUpAfterData => {
+                Behaviour::Accept | Behaviour::HangUpAfterData | Behaviour::SilentAfterData => {
                     rcpt_to.push(cmd[8..].trim().to_owned());
                     write.write_all(b"250 2.1.5 Ok\r\n").await?;
                 }
@@ -136,6 +139,10 @@ async fn serve(
                 data,
             });
             if rcpt == Behaviour::HangUpAfterData {
+                return Ok(());
+            }
+            if rcpt == Behaviour::SilentAfterData {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
                 return Ok(());
             }
             write.write_all(b"250 2.0.0 Ok: queued\r\n").await?;

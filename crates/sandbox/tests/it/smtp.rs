@@ -95,3 +95,63 @@ async fn a_rejected_recipient_fails_the_send_and_nothing_is_kept() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].subject.as_deref(), Some("y"));
 }
+
+#[tokio::test]
+async fn accepted_then_dropped_keeps_the_message_but_the_client_sees_a_failure() {
+    // Arrange
+    let sb = start().await;
+    sb.smtp().set_faults(vec![
+        sandbox::SmtpFaultRule::new(sandbox::SmtpFault::AcceptedThenDropped).times(1),
+    ]);
+
+    // Act
+    let first = send(
+        sb.urls().smtp.port(),
+        "a@example.test",
+        "x",
+        "x",
+        "<p>x</p>",
+    )
+    .await;
+    let second = send(
+        sb.urls().smtp.port(),
+        "b@example.test",
+        "y",
+        "y",
+        "<p>y</p>",
+    )
+    .await;
+
+    // Assert: the client cannot know the first went; it did.
+    assert!(first.is_err(), "the reply to DATA never came");
+    assert!(second.is_ok(), "the rule fires once");
+    assert_eq!(sb.smtp().messages_to("a@example.test").len(), 1);
+    assert_eq!(sb.smtp().faults_fired(), [1]);
+}
+
+#[tokio::test]
+async fn accepted_then_silent_keeps_the_message_and_never_answers_data() {
+    // Arrange: the sink stays silent far longer than the client waits.
+    let sb = start().await;
+    sb.smtp().set_faults(vec![sandbox::SmtpFaultRule::new(
+        sandbox::SmtpFault::AcceptedThenSilent(std::time::Duration::from_secs(30)),
+    )]);
+
+    // Act: the client gives up after a second (messaging's sender has a deadline of its own).
+    let sent = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        send(
+            sb.urls().smtp.port(),
+            "a@example.test",
+            "x",
+            "x",
+            "<p>x</p>",
+        ),
+    )
+    .await;
+
+    // Assert
+    assert!(sent.is_err(), "no answer to DATA: {sent:?}");
+    assert_eq!(sb.smtp().messages_to("a@example.test").len(), 1);
+    assert_eq!(sb.smtp().faults_fired(), [1]);
+}

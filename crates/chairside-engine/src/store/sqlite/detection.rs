@@ -8,6 +8,7 @@ use sqlx::{Row, SqliteConnection};
 use super::{SqliteStore, WORKFLOW_STATE, from_ms, insert_audit, insert_command, insert_inbox, ms};
 use crate::store::detection::{
     DetectionBatch, DetectionHealth, DetectionStore, DetectionTask, NewDetectionTask, PendingPlan,
+    edited_after_done,
 };
 use crate::store::{NewWorkflow, Result};
 use chairside_workflow::{Event, WorkflowId};
@@ -89,14 +90,7 @@ impl SqliteStore {
                 conn,
                 practice,
                 source,
-                &NewDetectionTask {
-                    plan_id: state.key.plan_id.to_string(),
-                    marker: state.key.revision.clone(),
-                    field: "plan.procedures".into(),
-                    problem: "what is financed changed after financing was completed; nothing was \
-                              cancelled or restarted: review the plan with the patient"
-                        .into(),
-                },
+                &edited_after_done(state.key.plan_id.as_str(), &state.key.revision),
                 now_ms,
             )
             .await?;
@@ -179,91 +173,10 @@ impl DetectionStore for SqliteStore {
         batch: DetectionBatch,
         now: DateTime<Utc>,
     ) -> Result<Vec<WorkflowId>> {
-        let now_ms = ms(now);
         let mut tx = self.begin().await?;
-        for plan in &batch.baseline {
-            sqlx::query(
-                "INSERT INTO detection_baseline (practice_id, source, plan_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(practice.as_str())
-            .bind(source)
-            .bind(plan.as_str())
-            .execute(&mut *tx)
+        let created = self
+            .write_detection(&mut tx, practice, source, batch, now)
             .await?;
-        }
-        let mut created = Vec::new();
-        for new in batch.new {
-            if let Some(id) = self
-                .insert_new(&mut tx, practice, source, new, now_ms)
-                .await?
-            {
-                created.push(id);
-            }
-        }
-        for w in &batch.withdrawn {
-            // The practice's explicit word: every workflow of the plan hears it, whatever its
-            // revision (the machine decides what a finished one undoes).
-            for (id, _) in others(&mut tx, practice, w.plan_id.as_str(), None).await? {
-                let event = Event::PlanWithdrawn {
-                    reason: w.reason.into(),
-                };
-                insert_inbox(&mut tx, &self.key, &id, "poller", &event, now_ms).await?;
-            }
-        }
-        for task in &batch.tasks {
-            open_task(&mut tx, practice, source, task, now_ms).await?;
-        }
-        for p in &batch.pending {
-            let summary = serde_json::to_string(&p.summary)?;
-            sqlx::query(
-                "INSERT INTO detection_pending (practice_id, source, plan_id, summary, attempts, next_at, last_error)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (practice_id, source, plan_id) DO UPDATE SET summary = excluded.summary,
-                    attempts = excluded.attempts, next_at = excluded.next_at, last_error = excluded.last_error",
-            )
-            .bind(practice.as_str())
-            .bind(source)
-            .bind(p.summary.plan_id.as_str())
-            .bind(summary)
-            .bind(i64::from(p.attempts))
-            .bind(ms(p.next_at))
-            .bind(&p.last_error)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for plan in &batch.cleared {
-            sqlx::query(
-                "DELETE FROM detection_pending WHERE practice_id = ? AND source = ? AND plan_id = ?",
-            )
-            .bind(practice.as_str())
-            .bind(source)
-            .bind(plan.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO sync_cursors (practice_id, source, cursor, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (practice_id, source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-        )
-        .bind(practice.as_str())
-        .bind(source)
-        .bind(&batch.cursor)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO detection_health (practice_id, source, baseline_at, last_good_poll_at, consecutive_failures)
-             VALUES (?1, ?2, ?3, ?4, 0)
-             ON CONFLICT (practice_id, source) DO UPDATE SET
-                baseline_at = COALESCE(detection_health.baseline_at, excluded.baseline_at),
-                last_good_poll_at = excluded.last_good_poll_at, consecutive_failures = 0",
-        )
-        .bind(practice.as_str())
-        .bind(source)
-        .bind(batch.baseline_poll.then_some(now_ms))
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
         self.finish_due(tx).await?;
         Ok(created)
     }
@@ -402,5 +315,101 @@ impl DetectionStore for SqliteStore {
         .rows_affected();
         self.finish(tx).await?;
         Ok(n == 1)
+    }
+}
+
+impl SqliteStore {
+    /// Writes one poll's [`DetectionBatch`] inside `tx` (the caller commits); returns the ids of
+    /// the workflows created.
+    pub(super) async fn write_detection(
+        &self,
+        conn: &mut SqliteConnection,
+        practice: &PracticeId,
+        source: &str,
+        batch: DetectionBatch,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WorkflowId>> {
+        let now_ms = ms(now);
+        for plan in &batch.baseline {
+            sqlx::query(
+                "INSERT INTO detection_baseline (practice_id, source, plan_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(practice.as_str())
+            .bind(source)
+            .bind(plan.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        let mut created = Vec::new();
+        for new in batch.new {
+            if let Some(id) = self.insert_new(conn, practice, source, new, now_ms).await? {
+                created.push(id);
+            }
+        }
+        for w in &batch.withdrawn {
+            // The practice's explicit word: every workflow of the plan hears it, whatever its
+            // revision (the machine decides what a finished one undoes).
+            for (id, _) in others(conn, practice, w.plan_id.as_str(), None).await? {
+                let event = Event::PlanWithdrawn {
+                    reason: w.reason.into(),
+                };
+                insert_inbox(conn, &self.key, &id, "poller", &event, now_ms).await?;
+            }
+        }
+        for task in &batch.tasks {
+            open_task(conn, practice, source, task, now_ms).await?;
+        }
+        for p in &batch.pending {
+            let summary = serde_json::to_string(&p.summary)?;
+            sqlx::query(
+                "INSERT INTO detection_pending (practice_id, source, plan_id, summary, attempts, next_at, last_error)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (practice_id, source, plan_id) DO UPDATE SET summary = excluded.summary,
+                    attempts = excluded.attempts, next_at = excluded.next_at, last_error = excluded.last_error",
+            )
+            .bind(practice.as_str())
+            .bind(source)
+            .bind(p.summary.plan_id.as_str())
+            .bind(summary)
+            .bind(i64::from(p.attempts))
+            .bind(ms(p.next_at))
+            .bind(&p.last_error)
+            .execute(&mut *conn)
+            .await?;
+        }
+        for plan in &batch.cleared {
+            sqlx::query(
+                "DELETE FROM detection_pending WHERE practice_id = ? AND source = ? AND plan_id = ?",
+            )
+            .bind(practice.as_str())
+            .bind(source)
+            .bind(plan.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO sync_cursors (practice_id, source, cursor, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (practice_id, source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+        )
+        .bind(practice.as_str())
+        .bind(source)
+        .bind(&batch.cursor)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO detection_health (practice_id, source, baseline_at, last_good_poll_at, consecutive_failures)
+             VALUES (?1, ?2, ?3, ?4, 0)
+             ON CONFLICT (practice_id, source) DO UPDATE SET
+                baseline_at = COALESCE(detection_health.baseline_at, excluded.baseline_at),
+                last_good_poll_at = excluded.last_good_poll_at, consecutive_failures = 0",
+        )
+        .bind(practice.as_str())
+        .bind(source)
+        .bind(batch.baseline_poll.then_some(now_ms))
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+        Ok(created)
     }
 }

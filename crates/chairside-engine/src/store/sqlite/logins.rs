@@ -29,21 +29,13 @@ async fn count(
     let Some(row) = row else {
         return Ok(FailureCount::default());
     };
-    let last = from_ms(row.try_get("last_failure_at")?);
-    let locked_until = row
-        .try_get::<Option<i64>, _>("locked_until")?
-        .map(from_ms)
-        .filter(|t| *t > now);
-    let failures = if last + rule.forget_after <= now {
-        0
-    } else {
-        u32::try_from(row.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX)
-    };
-    Ok(FailureCount {
-        failures,
-        last_failure_at: (failures > 0).then_some(last),
-        locked_until,
-    })
+    Ok(FailureCount::from_stored(
+        row.try_get("failures")?,
+        from_ms(row.try_get("last_failure_at")?),
+        row.try_get::<Option<i64>, _>("locked_until")?.map(from_ms),
+        rule,
+        now,
+    ))
 }
 
 async fn add_failure(
@@ -55,12 +47,7 @@ async fn add_failure(
     may_lock: bool,
 ) -> Result<()> {
     let before = count(conn, kind, subject, rule, now).await?;
-    let failures = before.failures.saturating_add(1);
-    let locked_until = if may_lock && failures >= rule.lock_after {
-        Some(now + rule.lock_for)
-    } else {
-        before.locked_until
-    };
+    let (failures, locked_until) = before.after_failure(rule, now, may_lock);
     sqlx::query(
         "INSERT INTO login_failures (kind, subject, failures, last_failure_at, locked_until)
          VALUES (?1, ?2, ?3, ?4, ?5)

@@ -7,11 +7,12 @@ mod inbound;
 mod links;
 mod logins;
 mod outbox;
-mod patient;
+pub(super) mod patient;
+mod poller;
 mod quarantine;
 mod report;
 mod schema;
-mod sealed;
+pub(super) mod sealed;
 mod staff;
 mod workflow;
 
@@ -33,11 +34,11 @@ use sealed::{EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, WORKFLOW_STATE, next_id
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn from_ms(v: i64) -> DateTime<Utc> {
+pub(super) fn from_ms(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(v).unwrap_or_default()
 }
 
@@ -107,6 +108,18 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A caller dropped between sqlx's BEGIN and the making of its `Transaction` (a
+            // deadline, a `select!`) leaves the transaction open on the connection (sqlx 0.8):
+            // back in the pool it would hold SQLite's write lock, and every other process on
+            // the file would see "database is locked". Such a connection is closed instead
+            // (closing rolls back). The ping runs after any rollback already queued.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection as _;
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(options)
             .await?;
         // SQLite gives the journal files the main file's mode; tighten any left by an older
@@ -305,9 +318,9 @@ fn row_to_workflow(key: &Keyring, row: &sqlx::sqlite::SqliteRow) -> Result<Workf
     })
 }
 
-fn task_kind(label: &str) -> TaskKind {
+pub(super) fn task_kind(label: &str) -> TaskKind {
     TaskKind::from_label(label).unwrap_or(TaskKind::SystemError)
 }
 
-const WORKFLOW_COLUMNS: &str = "w.id, w.state, w.updated_at, w.next_due_at,
+pub(super) const WORKFLOW_COLUMNS: &str = "w.id, w.state, w.updated_at, w.next_due_at,
     (SELECT action FROM outbox o WHERE o.workflow_id = w.id AND o.status = 'pending' ORDER BY seq LIMIT 1) AS next_action";

@@ -12,7 +12,8 @@ use crate::outbound::events::derive;
 use crate::store::Result;
 use crate::store::crypto::Keyring;
 use crate::store::outbox::{
-    AttemptOutcome, DeliveryCounts, DeliveryJob, DeliveryRow, OutboxStore, StoredEvent,
+    AttemptOutcome, DeliveryCounts, DeliveryJob, DeliveryRow, OutboxStore, OutcomeColumns,
+    StoredEvent,
 };
 use chairside_workflow::{StaffTask, WorkflowState};
 
@@ -212,15 +213,13 @@ impl OutboxStore for SqliteStore {
         outcome: &AttemptOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let (status, next, code, error, done) = match outcome {
-            AttemptOutcome::Delivered { status } => ("delivered", None, *status, None, Some(now)),
-            AttemptOutcome::Retry { at, status, error } => {
-                ("pending", Some(*at), *status, Some(error.as_str()), None)
-            }
-            AttemptOutcome::Failed { status, error } => {
-                ("failed", None, *status, Some(error.as_str()), Some(now))
-            }
-        };
+        let OutcomeColumns {
+            status,
+            next,
+            code,
+            error,
+            done,
+        } = outcome.columns(now);
         let mut tx = self.begin().await?;
         let changed = sqlx::query(
             "UPDATE outbound_deliveries SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),

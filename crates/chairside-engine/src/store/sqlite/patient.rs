@@ -121,14 +121,7 @@ impl PatientStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<SmsConsentRecord> {
         let mut tx = self.begin().await?;
-        let change = ConsentState {
-            opted_out: entry.grant.is_none(),
-            source: entry.source.clone(),
-            at: ms(entry.at),
-            consent: entry.grant.map(|k| k.label().to_owned()),
-            wording: Some(entry.wording.clone()),
-            recorded_by: Some(entry.recorded_by.clone()),
-        };
+        let change = ConsentState::from_entry(entry);
         let winner = fold_consent(
             &mut tx,
             &self.key,
@@ -200,16 +193,28 @@ impl PatientStore for SqliteStore {
 /// One consent state as stored: what it says, where it came from, when (ms), what it grants,
 /// with which wording, recorded by whom.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct ConsentState {
-    pub(super) opted_out: bool,
-    pub(super) source: String,
-    pub(super) at: i64,
-    pub(super) consent: Option<String>,
-    pub(super) wording: Option<String>,
-    pub(super) recorded_by: Option<String>,
+pub(in crate::store) struct ConsentState {
+    pub(in crate::store) opted_out: bool,
+    pub(in crate::store) source: String,
+    pub(in crate::store) at: i64,
+    pub(in crate::store) consent: Option<String>,
+    pub(in crate::store) wording: Option<String>,
+    pub(in crate::store) recorded_by: Option<String>,
 }
 
 impl ConsentState {
+    /// The state a recorded entry stands for.
+    pub(in crate::store) fn from_entry(entry: &ConsentEntry) -> Self {
+        Self {
+            opted_out: entry.grant.is_none(),
+            source: entry.source.clone(),
+            at: ms(entry.at),
+            consent: entry.grant.map(|k| k.label().to_owned()),
+            wording: Some(entry.wording.clone()),
+            recorded_by: Some(entry.recorded_by.clone()),
+        }
+    }
+
     fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Self> {
         Ok(Self {
             opted_out: row.try_get("opted_out")?,
@@ -235,7 +240,7 @@ impl ConsentState {
     /// Whether `self` replaces `held` ([`messaging::supersedes`]): a withdrawal always wins, an
     /// attestation never overrides a withdrawal, and webhooks processed out of order (or rows
     /// merged by a rotation) never re-subscribe anyone. On a full tie the state held stays.
-    fn beats(&self, held: &Self) -> bool {
+    pub(in crate::store) fn beats(&self, held: &Self) -> bool {
         supersedes(
             self.standing(),
             from_ms(self.at),
@@ -243,7 +248,7 @@ impl ConsentState {
         )
     }
 
-    fn into_record(self) -> SmsConsentRecord {
+    pub(in crate::store) fn into_record(self) -> SmsConsentRecord {
         SmsConsentRecord {
             opted_out: self.opted_out,
             at: from_ms(self.at),

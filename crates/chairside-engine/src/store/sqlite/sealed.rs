@@ -13,50 +13,50 @@ use crate::store::{Result, StoreError};
 /// One column sealed with the keyring, bound to its row by the associated data
 /// `{aad}{key columns joined by '/'}`.
 #[derive(Debug)]
-pub(super) struct SealedColumn {
-    pub(super) table: &'static str,
+pub(in crate::store) struct SealedColumn {
+    pub(in crate::store) table: &'static str,
     column: &'static str,
     keys: &'static [&'static str],
     aad: &'static str,
 }
 
 /// The workflow state document: amounts, lender links, Checkout URLs, names.
-pub(super) const WORKFLOW_STATE: SealedColumn = SealedColumn {
+pub(in crate::store) const WORKFLOW_STATE: SealedColumn = SealedColumn {
     table: "workflows",
     column: "state",
     keys: &["id"],
     aad: "workflows:",
 };
 /// Outbox commands: messages with their bodies and links, amounts, notes.
-pub(super) const OUTBOX_COMMAND: SealedColumn = SealedColumn {
+pub(in crate::store) const OUTBOX_COMMAND: SealedColumn = SealedColumn {
     table: "outbox",
     column: "command",
     keys: &["workflow_id", "seq"],
     aad: "outbox:",
 };
 /// Inbox events: lender decisions with amounts and links, payment facts.
-pub(super) const INBOX_EVENT: SealedColumn = SealedColumn {
+pub(in crate::store) const INBOX_EVENT: SealedColumn = SealedColumn {
     table: "inbox",
     column: "event",
     keys: &["id"],
     aad: "inbox:",
 };
 /// Audit details: prices, Stripe ids, lender outcomes.
-pub(super) const EVENTS_DETAIL: SealedColumn = SealedColumn {
+pub(in crate::store) const EVENTS_DETAIL: SealedColumn = SealedColumn {
     table: "events",
     column: "detail",
     keys: &["id"],
     aad: "events:",
 };
 /// Staff task reasons: may quote amounts or a counteroffer.
-pub(super) const TASK_REASON: SealedColumn = SealedColumn {
+pub(in crate::store) const TASK_REASON: SealedColumn = SealedColumn {
     table: "staff_tasks",
     column: "reason",
     keys: &["id"],
     aad: "staff_tasks:",
 };
 /// Patient contacts (their associated data predates this module and is kept).
-pub(super) const PATIENT_CONTACT: SealedColumn = SealedColumn {
+pub(in crate::store) const PATIENT_CONTACT: SealedColumn = SealedColumn {
     table: "patients",
     column: "contact",
     keys: &["practice_id", "patient_id"],
@@ -66,7 +66,7 @@ pub(super) const PATIENT_CONTACT: SealedColumn = SealedColumn {
 /// The phone number of an SMS consent row, kept only so `rotate-key` can re-hash the row under the
 /// current key. Bound to the row's practice and lookup hash: a sealed number moved to another row
 /// does not open.
-pub(super) const CONSENT_PHONE: SealedColumn = SealedColumn {
+pub(in crate::store) const CONSENT_PHONE: SealedColumn = SealedColumn {
     table: "sms_consent",
     column: "phone_sealed",
     keys: &["practice_id", "phone_key"],
@@ -88,7 +88,7 @@ const ALL: [&SealedColumn; 6] = [
 ];
 
 impl SealedColumn {
-    pub(super) fn associated(&self, keys: &[&str]) -> Vec<u8> {
+    pub(in crate::store) fn associated(&self, keys: &[&str]) -> Vec<u8> {
         format!("{}{}", self.aad, keys.join("/")).into_bytes()
     }
 
@@ -101,13 +101,18 @@ impl SealedColumn {
     }
 
     /// Seals `plain` for the row named by `keys`.
-    pub(super) fn seal(&self, ring: &Keyring, keys: &[&str], plain: &[u8]) -> Result<Vec<u8>> {
+    pub(in crate::store) fn seal(
+        &self,
+        ring: &Keyring,
+        keys: &[&str],
+        plain: &[u8],
+    ) -> Result<Vec<u8>> {
         ring.seal(plain, &self.associated(keys))
             .map_err(|e| self.fail(keys, e))
     }
 
     /// Seals `value` as JSON.
-    pub(super) fn seal_json<T: serde::Serialize>(
+    pub(in crate::store) fn seal_json<T: serde::Serialize>(
         &self,
         ring: &Keyring,
         keys: &[&str],
@@ -117,13 +122,18 @@ impl SealedColumn {
     }
 
     /// Opens the row's value.
-    pub(super) fn open(&self, ring: &Keyring, keys: &[&str], sealed: &[u8]) -> Result<Vec<u8>> {
+    pub(in crate::store) fn open(
+        &self,
+        ring: &Keyring,
+        keys: &[&str],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
         ring.open(sealed, &self.associated(keys))
             .map_err(|e| self.fail(keys, e))
     }
 
     /// Opens the row's value as JSON.
-    pub(super) fn open_json<T: DeserializeOwned>(
+    pub(in crate::store) fn open_json<T: DeserializeOwned>(
         &self,
         ring: &Keyring,
         keys: &[&str],
@@ -133,7 +143,12 @@ impl SealedColumn {
     }
 
     /// Opens the row's value as text.
-    pub(super) fn open_text(&self, ring: &Keyring, keys: &[&str], sealed: &[u8]) -> Result<String> {
+    pub(in crate::store) fn open_text(
+        &self,
+        ring: &Keyring,
+        keys: &[&str],
+        sealed: &[u8],
+    ) -> Result<String> {
         String::from_utf8(self.open(ring, keys, sealed)?)
             .map_err(|_| self.fail(keys, CryptoError::Decrypt))
     }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::{INBOX_EVENT, SqliteStore, WORKFLOW_STATE, insert_audit, insert_inbox, ms};
 use crate::staff::{AUDIT_KIND, Refusal, StaffReceipt, StaffRequest, StaffSnapshot, action_label};
 use crate::store::{Result, StaffStore};
-use chairside_workflow::{Event, StaffAction, WorkflowState};
+use chairside_workflow::{StaffAction, WorkflowState};
 
 #[async_trait]
 impl StaffStore for SqliteStore {
@@ -41,16 +41,10 @@ impl StaffStore for SqliteStore {
                 .await?;
         let mut queued = None;
         for (row, event) in &inbox {
-            match INBOX_EVENT.open_json(&self.key, &[&row.to_string()], event)? {
-                Event::Staff { action } => {
-                    queued = Some(action);
-                    break;
-                }
-                e if crate::staff::is_staff_lender_decision(&e) => {
-                    queued = Some(StaffAction::RecordLenderDecision);
-                    break;
-                }
-                _ => {}
+            let event = INBOX_EVENT.open_json(&self.key, &[&row.to_string()], event)?;
+            if let Some(action) = crate::staff::queued_staff_action(&event) {
+                queued = Some(action);
+                break;
             }
         }
         let snapshot = StaffSnapshot {

@@ -1,0 +1,96 @@
+//! The message-delivery journal on PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{PostgresStore, from_ms, ms};
+use crate::store::{DeliveryStore, Result, SendRecord};
+
+#[async_trait]
+impl DeliveryStore for PostgresStore {
+    async fn send_record(&self, key: &str, channel: &str) -> Result<Option<SendRecord>> {
+        let row = sqlx::query(
+            "SELECT state, body_digest, provider_id, attempt_at FROM message_sends
+             WHERE message_key = $1 AND channel = $2",
+        )
+        .bind(key)
+        .bind(channel)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let state: String = r.try_get("state")?;
+            Ok(if state == "sent" {
+                SendRecord::Sent {
+                    provider_id: r.try_get("provider_id")?,
+                }
+            } else {
+                SendRecord::Attempting {
+                    at: from_ms(r.try_get("attempt_at")?),
+                    body_digest: r.try_get("body_digest")?,
+                }
+            })
+        })
+        .transpose()
+    }
+
+    async fn begin_send(
+        &self,
+        key: &str,
+        channel: &str,
+        body_digest: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO message_sends (message_key, channel, state, body_digest, attempt_at)
+             VALUES ($1, $2, 'attempting', $3, $4)
+             ON CONFLICT (message_key, channel) DO UPDATE SET state = 'attempting',
+                 body_digest = excluded.body_digest, attempt_at = excluded.attempt_at,
+                 provider_id = NULL, finished_at = NULL
+             WHERE message_sends.state <> 'sent'",
+        )
+        .bind(key)
+        .bind(channel)
+        .bind(body_digest)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        self.finish(tx).await
+    }
+
+    async fn finish_send(
+        &self,
+        key: &str,
+        channel: &str,
+        sent: bool,
+        provider_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if sent {
+            sqlx::query(
+                "INSERT INTO message_sends (message_key, channel, state, provider_id, attempt_at, finished_at)
+                 VALUES ($1, $2, 'sent', $3, $4, $5)
+                 ON CONFLICT (message_key, channel) DO UPDATE SET state = 'sent',
+                     provider_id = excluded.provider_id, finished_at = excluded.finished_at",
+            )
+            .bind(key)
+            .bind(channel)
+            .bind(provider_id)
+            .bind(ms(now))
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "DELETE FROM message_sends WHERE message_key = $1 AND channel = $2 AND state <> 'sent'",
+            )
+            .bind(key)
+            .bind(channel)
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.finish(tx).await
+    }
+}

@@ -1,0 +1,267 @@
+//! The patient role on PostgreSQL: contacts sealed with the data key, consent by keyed phone hash.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use financing_core::{PatientContact, PatientId, PracticeId};
+use sqlx::{PgConnection, Row};
+
+use super::super::sqlite::patient::ConsentState;
+use super::super::sqlite::sealed::{CONSENT_PHONE, PATIENT_CONTACT};
+use super::{PostgresStore, from_ms, lock_name, ms};
+use crate::store::crypto::Keyring;
+use crate::store::{PatientStore, Result, SmsConsentLogRow, SmsConsentRecord};
+use messaging::{ConsentEntry, ConsentKind};
+
+#[async_trait]
+impl PatientStore for PostgresStore {
+    async fn put_patient(
+        &self,
+        practice: &PracticeId,
+        contact: &PatientContact,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let plain = serde_json::to_vec(contact)?;
+        let sealed = self.key.seal(
+            &plain,
+            &PATIENT_CONTACT.associated(&[practice.as_str(), contact.id.as_str()]),
+        )?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO patients (practice_id, patient_id, contact, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (practice_id, patient_id) DO UPDATE SET contact = excluded.contact, updated_at = excluded.updated_at",
+        )
+        .bind(practice.as_str())
+        .bind(contact.id.as_str())
+        .bind(sealed)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        self.finish(tx).await
+    }
+
+    async fn patient(
+        &self,
+        practice: &PracticeId,
+        patient: &PatientId,
+    ) -> Result<Option<PatientContact>> {
+        let sealed: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT contact FROM patients WHERE practice_id = $1 AND patient_id = $2",
+        )
+        .bind(practice.as_str())
+        .bind(patient.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match sealed {
+            None => Ok(None),
+            Some(sealed) => {
+                let plain = self.key.open(
+                    &sealed,
+                    &PATIENT_CONTACT.associated(&[practice.as_str(), patient.as_str()]),
+                )?;
+                Ok(Some(serde_json::from_slice(&plain)?))
+            }
+        }
+    }
+
+    async fn set_sms_opt_out(
+        &self,
+        practice: &PracticeId,
+        phone: &str,
+        opted_out: bool,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let entry = if opted_out {
+            ConsentEntry::withdrawal(source, "opt-out", "system", now)
+        } else {
+            ConsentEntry::grant(ConsentKind::Informational, source, "opt-in", "system", now)
+        };
+        self.record_sms_consent(practice, phone, &entry, now)
+            .await
+            .map(|_| ())
+    }
+
+    async fn sms_opted_out(&self, practice: &PracticeId, phone: &str) -> Result<bool> {
+        Ok(self
+            .sms_consent(practice, phone)
+            .await?
+            .is_some_and(|r| r.opted_out))
+    }
+
+    async fn sms_consent(
+        &self,
+        practice: &PracticeId,
+        phone: &str,
+    ) -> Result<Option<SmsConsentRecord>> {
+        // A number recorded before a key rotation is hashed under an older key: look under every
+        // key, and let the record that supersedes the others win, as on write.
+        let hashes = self.key.lookup_keys(phone);
+        let rows = sqlx::query(
+            "SELECT opted_out, at, source, consent, wording, recorded_by FROM sms_consent
+             WHERE practice_id = $1 AND phone_key = ANY($2) ORDER BY rowid",
+        )
+        .bind(practice.as_str())
+        .bind(&hashes)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut winner: Option<ConsentState> = None;
+        for row in &rows {
+            let held = consent_from_row(row)?;
+            if winner.as_ref().is_none_or(|w| held.beats(w)) {
+                winner = Some(held);
+            }
+        }
+        Ok(winner.map(ConsentState::into_record))
+    }
+
+    async fn record_sms_consent(
+        &self,
+        practice: &PracticeId,
+        phone: &str,
+        entry: &ConsentEntry,
+        now: DateTime<Utc>,
+    ) -> Result<SmsConsentRecord> {
+        let mut tx = self.begin().await?;
+        let change = ConsentState::from_entry(entry);
+        let winner = fold_consent(
+            &mut tx,
+            &self.key,
+            practice.as_str(),
+            phone,
+            Some(change.clone()),
+            None,
+        )
+        .await?;
+        let effective = winner.as_ref() == Some(&change);
+        let hashes = self.key.lookup_keys(phone);
+        sqlx::query(
+            "INSERT INTO sms_consent_log (practice_id, phone_key, key_id, consent, source, wording,
+                 recorded_by, at, recorded_at, effective)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(practice.as_str())
+        .bind(&hashes[0])
+        .bind(i64::from(self.key.current_id()))
+        .bind(entry.grant.map(ConsentKind::label))
+        .bind(&entry.source)
+        .bind(&entry.wording)
+        .bind(&entry.recorded_by)
+        .bind(ms(entry.at))
+        .bind(ms(now))
+        .bind(effective)
+        .execute(&mut *tx)
+        .await?;
+        self.finish(tx).await?;
+        // `fold_consent` always leaves a winner once a change was given.
+        Ok(winner.unwrap_or(change).into_record())
+    }
+
+    async fn sms_consent_history(
+        &self,
+        practice: &PracticeId,
+        phone: &str,
+    ) -> Result<Vec<SmsConsentLogRow>> {
+        let hashes = self.key.lookup_keys(phone);
+        let rows = sqlx::query(
+            "SELECT consent, source, wording, recorded_by, at, recorded_at, effective
+             FROM sms_consent_log WHERE practice_id = $1 AND phone_key = ANY($2) ORDER BY id",
+        )
+        .bind(practice.as_str())
+        .bind(&hashes)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let consent: Option<String> = r.try_get("consent")?;
+                Ok(SmsConsentLogRow {
+                    entry: ConsentEntry {
+                        grant: consent.as_deref().and_then(ConsentKind::from_label),
+                        source: r.try_get("source")?,
+                        wording: r.try_get("wording")?,
+                        recorded_by: r.try_get("recorded_by")?,
+                        at: from_ms(r.try_get("at")?),
+                    },
+                    recorded_at: from_ms(r.try_get("recorded_at")?),
+                    effective: r.try_get("effective")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn consent_from_row(row: &sqlx::postgres::PgRow) -> Result<ConsentState> {
+    Ok(ConsentState {
+        opted_out: row.try_get("opted_out")?,
+        source: row.try_get("source")?,
+        at: row.try_get("at")?,
+        consent: row.try_get("consent")?,
+        wording: row.try_get("wording")?,
+        recorded_by: row.try_get("recorded_by")?,
+    })
+}
+
+/// Folds every row on record for `phone` at `practice` (hashed under any key in the ring, plus the
+/// row `also` when given) and the `change`, if any, into one row hashed under the current key, with
+/// the number sealed under the current key and the id of that key. The winner is chosen by
+/// [`ConsentState::beats`]; the other rows are deleted. Runs inside the caller's write transaction.
+async fn fold_consent(
+    conn: &mut PgConnection,
+    ring: &Keyring,
+    practice: &str,
+    phone: &str,
+    change: Option<ConsentState>,
+    also: Option<i64>,
+) -> Result<Option<ConsentState>> {
+    let hashes = ring.lookup_keys(phone);
+    let current = &hashes[0];
+    // One fold per number at a time: a concurrent change to the same number waits here and then
+    // folds over this one's result.
+    lock_name(conn, &format!("sms_consent:{practice}/{current}")).await?;
+    let rows = sqlx::query(
+        "SELECT rowid, opted_out, source, at, consent, wording, recorded_by FROM sms_consent
+         WHERE practice_id = $1 AND (phone_key = ANY($2) OR rowid = $3) ORDER BY rowid",
+    )
+    .bind(practice)
+    .bind(&hashes)
+    .bind(also)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut winner: Option<ConsentState> = None;
+    for row in &rows {
+        let held = consent_from_row(row)?;
+        if winner.as_ref().is_none_or(|w| held.beats(w)) {
+            winner = Some(held);
+        }
+        sqlx::query("DELETE FROM sms_consent WHERE rowid = $1")
+            .bind(row.try_get::<i64, _>("rowid")?)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(change) = change
+        && winner.as_ref().is_none_or(|w| change.beats(w))
+    {
+        winner = Some(change);
+    }
+    let Some(winner) = winner else {
+        return Ok(None);
+    };
+    let sealed = CONSENT_PHONE.seal(ring, &[practice, current], phone.as_bytes())?;
+    sqlx::query(
+        "INSERT INTO sms_consent (practice_id, phone_key, opted_out, source, at, phone_sealed, key_id,
+             consent, wording, recorded_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(practice)
+    .bind(current)
+    .bind(winner.opted_out)
+    .bind(&winner.source)
+    .bind(winner.at)
+    .bind(sealed)
+    .bind(i64::from(ring.current_id()))
+    .bind(&winner.consent)
+    .bind(&winner.wording)
+    .bind(&winner.recorded_by)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(winner))
+}

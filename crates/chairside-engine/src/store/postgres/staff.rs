@@ -1,0 +1,102 @@
+//! The staff role on PostgreSQL: one decision in one transaction that locks the workflow's row
+//! first, so two concurrent decisions on one workflow run one after the other and the second sees
+//! the first (as `BEGIN IMMEDIATE` does on SQLite).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{INBOX_EVENT, PostgresStore, WORKFLOW_STATE, insert_audit, insert_inbox, ms};
+use crate::staff::{AUDIT_KIND, Refusal, StaffReceipt, StaffRequest, StaffSnapshot, action_label};
+use crate::store::{Result, StaffStore};
+use chairside_workflow::{StaffAction, WorkflowState};
+
+#[async_trait]
+impl StaffStore for PostgresStore {
+    async fn act_as_staff(
+        &self,
+        request: &StaffRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Result<StaffReceipt, Refusal>> {
+        let id = request.workflow.as_str();
+        let now_ms = ms(now);
+        let mut tx = self.begin().await?;
+        let state: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT state FROM workflows WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(state) = state else {
+            tx.rollback().await?;
+            return Ok(Err(Refusal::UnknownWorkflow(request.workflow.clone())));
+        };
+        let state: WorkflowState = WORKFLOW_STATE.open_json(&self.key, &[id], &state)?;
+        let open_tasks: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM staff_tasks WHERE workflow_id = $1 AND resolved_at IS NULL ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let inbox: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT id, event FROM inbox WHERE workflow_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut queued = None;
+        for (row, event) in &inbox {
+            let event = INBOX_EVENT.open_json(&self.key, &[&row.to_string()], event)?;
+            if let Some(action) = crate::staff::queued_staff_action(&event) {
+                queued = Some(action);
+                break;
+            }
+        }
+        let snapshot = StaffSnapshot {
+            state: &state,
+            open_tasks: &open_tasks,
+            queued,
+        };
+        if let Err(refusal) = crate::staff::admit(&snapshot, request) {
+            tx.rollback().await?;
+            return Ok(Err(refusal));
+        }
+        let action = request.action;
+        let event = match crate::staff::queued_event(&state, request) {
+            Ok(event) => event,
+            Err(refusal) => {
+                tx.rollback().await?;
+                return Ok(Err(refusal));
+            }
+        };
+        insert_inbox(&mut tx, &self.key, id, &request.actor, &event, now_ms).await?;
+        if action == StaffAction::Cancel {
+            // The patient's links stop working the moment staff cancel, not when the runner
+            // gets to it.
+            super::links::revoke_in(&mut tx, id, now_ms).await?;
+        }
+        let resolution = format!("{} by {}", action_label(action), request.actor);
+        let tasks_resolved = sqlx::query(
+            "UPDATE staff_tasks SET resolved_at = $1, resolution = $2 WHERE workflow_id = $3 AND resolved_at IS NULL",
+        )
+        .bind(now_ms)
+        .bind(&resolution)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        insert_audit(
+            &mut tx,
+            &self.key,
+            id,
+            &request.actor,
+            AUDIT_KIND,
+            &request.audit_detail(),
+            now_ms,
+        )
+        .await?;
+        self.finish_due(tx).await?;
+        Ok(Ok(StaffReceipt {
+            workflow: request.workflow.clone(),
+            action,
+            tasks_resolved,
+        }))
+    }
+}

@@ -1,0 +1,157 @@
+//! The poller role on SQLite: one row per practice in `poller_leases` (migration 0019). Every
+//! method is one `BEGIN IMMEDIATE` transaction, so two instances on one file see each other's
+//! tenure in order.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use financing_core::PracticeId;
+use sqlx::{Row, SqliteConnection};
+
+use super::{SqliteStore, from_ms, ms};
+use crate::store::detection::DetectionBatch;
+use crate::store::poller::{PollerLease, PollerStore, next_tenure};
+use crate::store::{Result, StoreError};
+use chairside_workflow::WorkflowId;
+
+fn until(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Refuses unless `lease` is still held at its epoch and live at `now`.
+async fn check_poller_lease(
+    conn: &mut SqliteConnection,
+    lease: &PollerLease,
+    now: i64,
+) -> Result<()> {
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM poller_leases WHERE practice_id = ? AND owner = ? AND epoch = ? AND lease_until >= ?",
+    )
+    .bind(lease.practice.as_str())
+    .bind(&lease.owner)
+    .bind(lease.epoch)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if held.is_some() {
+        Ok(())
+    } else {
+        Err(StoreError::PollerLeaseLost(lease.practice.clone()))
+    }
+}
+
+#[async_trait]
+impl PollerStore for SqliteStore {
+    async fn acquire_poller(
+        &self,
+        practice: &PracticeId,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<Option<PollerLease>> {
+        let now_ms = ms(now);
+        let until = until(now, ttl);
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT owner, epoch, lease_until FROM poller_leases WHERE practice_id = ?",
+        )
+        .bind(practice.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let held = match &row {
+            None => None,
+            Some(r) => Some((
+                r.try_get::<String, _>("owner")?,
+                r.try_get::<i64, _>("epoch")?,
+                r.try_get::<i64, _>("lease_until")? >= now_ms,
+            )),
+        };
+        let Some(epoch) = next_tenure(
+            held.as_ref().map(|(o, e, live)| (o.as_str(), *e, *live)),
+            owner,
+        ) else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO poller_leases (practice_id, owner, epoch, lease_until) VALUES (?, ?, ?, ?)
+             ON CONFLICT (practice_id) DO UPDATE SET owner = excluded.owner, epoch = excluded.epoch,
+                lease_until = excluded.lease_until",
+        )
+        .bind(practice.as_str())
+        .bind(owner)
+        .bind(epoch)
+        .bind(ms(until))
+        .execute(&mut *tx)
+        .await?;
+        self.finish(tx).await?;
+        Ok(Some(PollerLease {
+            practice: practice.clone(),
+            owner: owner.to_owned(),
+            epoch,
+            until: from_ms(ms(until)),
+        }))
+    }
+
+    async fn renew_poller(
+        &self,
+        lease: &PollerLease,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<PollerLease> {
+        let until = until(now, ttl);
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE poller_leases SET lease_until = ?
+             WHERE practice_id = ? AND owner = ? AND epoch = ? AND lease_until >= ?",
+        )
+        .bind(ms(until))
+        .bind(lease.practice.as_str())
+        .bind(&lease.owner)
+        .bind(lease.epoch)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::PollerLeaseLost(lease.practice.clone()));
+        }
+        self.finish(tx).await?;
+        Ok(PollerLease {
+            until: from_ms(ms(until)),
+            ..lease.clone()
+        })
+    }
+
+    async fn release_poller(&self, lease: &PollerLease) -> Result<()> {
+        let mut tx = self.begin().await?;
+        // Ran out at once: the next acquire by anyone starts a new tenure (next epoch).
+        sqlx::query(
+            "UPDATE poller_leases SET lease_until = -1 WHERE practice_id = ? AND owner = ? AND epoch = ?",
+        )
+        .bind(lease.practice.as_str())
+        .bind(&lease.owner)
+        .bind(lease.epoch)
+        .execute(&mut *tx)
+        .await?;
+        self.finish(tx).await
+    }
+
+    async fn record_detection_leased(
+        &self,
+        lease: &PollerLease,
+        source: &str,
+        batch: DetectionBatch,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WorkflowId>> {
+        let mut tx = self.begin().await?;
+        check_poller_lease(&mut tx, lease, ms(now)).await?;
+        let created = self
+            .write_detection(&mut tx, &lease.practice, source, batch, now)
+            .await?;
+        self.finish_due(tx).await?;
+        Ok(created)
+    }
+}
