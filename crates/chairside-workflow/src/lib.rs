@@ -5,6 +5,7 @@
 //! back as events.
 
 pub mod delivery;
+pub mod intake;
 pub mod machine;
 
 use std::fmt;
@@ -140,6 +141,9 @@ pub enum TaskKind {
     /// A lender needs a person (CareCredit `CallForAuth`, `DupQS`, a status this version does not
     /// know): the reason carries the lender's instruction; the waterfall holds until staff act.
     LenderNeedsStaff,
+    /// An intake's patient must be created in the practice system by a person (its API offers
+    /// no patient creation): the task points at the intake's record on the dashboard.
+    PatientRecord,
 }
 
 impl TaskKind {
@@ -157,6 +161,7 @@ impl TaskKind {
             Self::ConsentRefusal => "consent_refusal",
             Self::Settlement => "settlement",
             Self::LenderNeedsStaff => "lender_needs_staff",
+            Self::PatientRecord => "patient_record",
         }
     }
 }
@@ -438,6 +443,9 @@ pub enum Action {
         /// The amount financed.
         amount: Money,
     },
+    /// Match the intake's patient in the practice system (name, date of birth, phone), or create
+    /// them where its API allows (search first, so a retry finds what an earlier try created).
+    EnsurePracticePatient,
 }
 
 impl Action {
@@ -457,6 +465,7 @@ impl Action {
             Self::SendMessage { .. } => "send_message",
             Self::WriteLedgerNote { .. } => "write_note",
             Self::SettleWithLender { .. } => "settle_lender",
+            Self::EnsurePracticePatient => "ensure_practice_patient",
         }
     }
 
@@ -705,6 +714,18 @@ pub enum Event {
         /// The exact wording the patient agreed to or declined (amounts and schedule; no PHI).
         wording: String,
     },
+    /// The intake's patient is in the practice system: found by the match rule, or created.
+    PracticePatientReady {
+        /// The patient's id there.
+        patient_id: PatientId,
+        /// True when Chairside created the record, false when it matched an existing one.
+        created: bool,
+    },
+    /// The practice system's API cannot create the intake's patient: a person does.
+    PracticePatientForStaff {
+        /// Why, and what to do, without PHI.
+        reason: String,
+    },
 }
 
 impl Event {
@@ -733,6 +754,8 @@ impl Event {
             Self::LenderSettled { .. } => "lender_settled",
             Self::InHouseAnswered { .. } => "in_house_answered",
             Self::DepositLinkRequested => "deposit_link_requested",
+            Self::PracticePatientReady { .. } => "practice_patient_ready",
+            Self::PracticePatientForStaff { .. } => "practice_patient_for_staff",
         }
     }
 }
@@ -1017,6 +1040,9 @@ pub struct WorkflowState {
     /// The lender settlement of a financed plan.
     #[serde(default)]
     pub settlement: Option<LenderSettlement>,
+    /// The intake this workflow came from, when it did not come from a detected plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intake: Option<intake::IntakeLink>,
 }
 
 impl WorkflowState {
@@ -1046,6 +1072,32 @@ impl WorkflowState {
             key_seqs: std::collections::BTreeMap::new(),
             treatment_date: None,
             settlement: None,
+            intake: None,
+        }
+    }
+
+    /// A new workflow for a complete intake (`intake`'s plan and patient ids; see [`intake`]).
+    pub fn from_intake(
+        practice_id: PracticeId,
+        intake_id: &str,
+        accepted_at: DateTime<Utc>,
+    ) -> Self {
+        let key = WorkflowKey {
+            practice_id,
+            plan_id: intake::plan_id(intake_id),
+            revision: "1".into(),
+        };
+        let mut state = Self::new(key, intake::patient_id(intake_id), accepted_at);
+        state.intake = Some(intake::IntakeLink::new(intake_id));
+        state
+    }
+
+    /// The patient whose ledger takes this workflow's notes: the plan's patient, or for an
+    /// intake the practice system's patient once matched or created (`None` before).
+    pub fn ledger_patient(&self) -> Option<&PatientId> {
+        match &self.intake {
+            None => Some(&self.patient_id),
+            Some(link) => link.practice_patient.as_ref(),
         }
     }
 
