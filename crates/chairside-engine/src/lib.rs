@@ -24,6 +24,7 @@ pub mod clock;
 pub mod consent;
 pub mod detect;
 pub mod engine;
+pub mod intake;
 pub mod links;
 pub mod note;
 pub mod outbound;

@@ -395,6 +395,42 @@ impl World {
             .cloned()
     }
 
+    /// A patient created through a practice system's API (`POST /patients`): an instant-approval
+    /// persona for the lenders, no SMS consent on file, the state as the only address part.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create_patient(
+        &self,
+        pms: Pms,
+        first_name: &str,
+        last_name: &str,
+        date_of_birth: Option<chrono::NaiveDate>,
+        mobile_phone: Option<String>,
+        email: Option<String>,
+        state: &str,
+    ) -> PatientRecord {
+        let seed = SeedPatient {
+            pms,
+            persona: crate::persona::Persona::InstantApproval,
+            first_name: first_name.to_owned(),
+            last_name: last_name.to_owned(),
+            date_of_birth,
+            email,
+            mobile_phone,
+            home_phone: None,
+            address: crate::persona::SeedAddress {
+                line1: String::new(),
+                city: String::new(),
+                state: state.to_owned(),
+                postal_code: String::new(),
+            },
+            sms_consent: false,
+            card: crate::persona::TestCard::default(),
+        };
+        let seeded = self.seed_patient(seed);
+        self.patient(seeded.key)
+            .unwrap_or_else(|| unreachable!("the patient was just added"))
+    }
+
     /// The persona of a seeded patient.
     pub(crate) fn persona_of(&self, key: PatientKey) -> Option<Persona> {
         self.patient(key).map(|p| p.seed.persona)

@@ -14,6 +14,7 @@
 //! | set aside what does not decode | [`QuarantineStore`] | the runner, webhooks, the dashboard, metrics |
 //! | outbound events and their deliveries | [`OutboxStore`] | the dispatcher ([`crate::outbound`]), the dashboard |
 //! | install baseline, detection tasks and health | [`DetectionStore`] | the poller, `/readyz`, the dashboard, metrics |
+//! | new-patient intakes | [`IntakeStore`] | the intake pages, [`crate::intake`] |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -26,6 +27,7 @@ pub mod crypto;
 mod delivery;
 pub mod detection;
 mod inbound;
+pub mod intake;
 pub mod links;
 pub mod logins;
 pub mod outbox;
@@ -44,6 +46,7 @@ use serde::Serialize;
 pub use delivery::{DeliveryStore, SendRecord};
 pub use detection::DetectionStore;
 pub use inbound::InboundStore;
+pub use intake::{IntakeOrigin, IntakeRow, IntakeStore, NewIntake};
 pub use links::LinkStore;
 pub use logins::LoginStore;
 pub use outbox::OutboxStore;
@@ -60,8 +63,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        DetectionStore, InboundStore, LinkStore, LoginStore, OutboxStore, PatientStore,
-        QuarantineStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
+        DetectionStore, InboundStore, IntakeStore, LinkStore, LoginStore, OutboxStore,
+        PatientStore, QuarantineStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -297,6 +300,7 @@ pub trait Store:
     + QuarantineStore
     + OutboxStore
     + DetectionStore
+    + IntakeStore
 {
 }
 
@@ -312,6 +316,7 @@ impl<T> Store for T where
         + QuarantineStore
         + OutboxStore
         + DetectionStore
+        + IntakeStore
 {
 }
 
