@@ -139,6 +139,28 @@ pub struct Case {
     pub seeded: SeededCase,
 }
 
+/// A new-patient intake the demo walks: staff start it, the patient types their details on the
+/// intake page, financing runs, and at case acceptance the patient is created in the practice
+/// system (or, for Dentrix Ascend, left to staff).
+#[derive(Debug, Clone)]
+pub struct IntakeCase {
+    /// The practice.
+    pub practice: PracticeId,
+    /// Its practice system.
+    pub pms: Pms,
+    /// The intake.
+    pub intake_id: String,
+    /// The patient as the sandbox knows them (made up).
+    pub patient: sandbox::SeedPatient,
+    /// Where the workflow must end.
+    pub expected: Expected,
+    /// Whether the practice system must hold the patient (once) at the end.
+    pub creates_record: bool,
+}
+
+/// The intake's amount in the demo: what the patient owes after the consultation.
+pub const INTAKE_AMOUNT: financing_core::Money = financing_core::Money::usd(100_000);
+
 /// Demo settings.
 #[derive(Debug, Clone)]
 pub struct WorldOptions {
@@ -213,6 +235,8 @@ pub struct World {
     pub runner: Runner,
     /// What was seeded.
     pub cases: Vec<Case>,
+    /// The new-patient intakes walked.
+    pub intakes: Vec<IntakeCase>,
 }
 
 fn secret(s: &str) -> SecretString {
@@ -617,6 +641,53 @@ pub fn demo_config(
     })
 }
 
+/// The patient fills in their intake page (`GET /i/{token}` for the form's CSRF field, then
+/// `POST`), with their date of birth, email and state, and ticks the texts box.
+async fn submit_intake_page(
+    base: &Url,
+    token: &str,
+    p: &sandbox::SeedPatient,
+) -> anyhow::Result<()> {
+    let url = base.join(&format!("i/{token}"))?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let page = http.get(url.clone()).send().await?.text().await?;
+    let form_token = page
+        .split("name=\"form\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("the intake page has no form token")?
+        .to_owned();
+    let dob = p
+        .date_of_birth
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let res = http
+        .post(url)
+        .form(&[
+            ("form", form_token.as_str()),
+            ("first_name", p.first_name.as_str()),
+            ("last_name", p.last_name.as_str()),
+            ("date_of_birth", dob.as_str()),
+            (
+                "mobile_phone",
+                p.mobile_phone.as_deref().unwrap_or_default(),
+            ),
+            ("email", p.email.as_deref().unwrap_or_default()),
+            ("state", p.address.state.as_str()),
+            ("texts", "yes"),
+        ])
+        .send()
+        .await?;
+    anyhow::ensure!(
+        res.status().is_success() || res.status().is_redirection(),
+        "the intake page answered {}",
+        res.status()
+    );
+    Ok(())
+}
+
 impl World {
     /// Starts the sandbox, opens a store in `dir`, wires the practices with the real clients.
     ///
@@ -651,7 +722,75 @@ impl World {
             store,
             runner,
             cases: Vec::new(),
+            intakes: Vec::new(),
         })
+    }
+
+    /// A new patient at each demo practice: staff start the intake with the patient's name and
+    /// mobile number, the amount and a consultation summary; the patient types their details and
+    /// agrees to texts on the intake page (`/i/{token}`, over HTTP). Open Dental and NexHealth
+    /// create the patient at case acceptance; Dentrix Ascend's becomes a staff task.
+    ///
+    /// # Errors
+    /// The store or the intake page refused.
+    pub async fn seed_intakes(&mut self) -> anyhow::Result<()> {
+        let intakes = chairside_engine::intake::Intakes::new(self.store.clone());
+        for spec in [&PRACTICES[1], &PRACTICES[2], &PRACTICES[0]] {
+            let patient = self
+                .sandbox
+                .seed_example_prospect(spec.pms, Persona::InstantApproval);
+            let practice = PracticeId::new(spec.id);
+            let phone = patient.mobile_phone.clone().unwrap_or_default();
+            let staff = chairside_engine::intake::PatientDetails {
+                first_name: patient.first_name.clone(),
+                last_name: patient.last_name.clone(),
+                mobile_phone: phone.clone(),
+                ..Default::default()
+            };
+            let link = intakes
+                .start_by_staff(
+                    &practice,
+                    "staff:demo",
+                    &staff,
+                    Some(INTAKE_AMOUNT),
+                    Some("New-patient consultation; case presented and priced.".into()),
+                    chrono::Utc::now(),
+                )
+                .await?;
+            submit_intake_page(&self.http_base, &link.token, &patient).await?;
+            self.intakes.push(IntakeCase {
+                practice,
+                pms: spec.pms,
+                intake_id: link.id,
+                patient,
+                expected: if spec.pms == Pms::Dentrix {
+                    Expected::Staff(TaskKind::PatientRecord)
+                } else {
+                    Expected::Done("carecredit approved")
+                },
+                creates_record: spec.pms != Pms::Dentrix,
+            });
+        }
+        Ok(())
+    }
+
+    /// The workflow of an intake, once started.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn intake_workflow(
+        &self,
+        case: &IntakeCase,
+    ) -> anyhow::Result<Option<WorkflowState>> {
+        let plan = chairside_workflow::intake::plan_id(&case.intake_id);
+        let rows = self
+            .store
+            .workflows(Some(&case.practice), None, 10_000)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.state)
+            .find(|s| s.key.plan_id == plan))
     }
 
     /// Seeds `persona` at the practice `spec` and accepts its plan.
@@ -771,7 +910,7 @@ impl World {
                 })
                 .count();
         }
-        Ok(settled >= self.cases.len())
+        Ok(settled >= self.cases.len() + self.intakes.len())
     }
 
     /// Stops the HTTP surface and the sandbox.

@@ -318,6 +318,8 @@ fn task_kind(label: &str) -> TaskKind {
         TaskKind::SystemError,
         TaskKind::ConsentRefusal,
         TaskKind::Settlement,
+        TaskKind::LenderNeedsStaff,
+        TaskKind::PatientRecord,
     ]
     .into_iter()
     .find(|k| k.label() == label)
