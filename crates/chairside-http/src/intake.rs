@@ -531,7 +531,11 @@ async fn staff_list(
         practice_name: practice_name(state, &s.practice),
         user: s.username.clone(),
         csrf: s.csrf.clone(),
-        public_link: format!("{}intake/{}/{token}", root(state), s.practice),
+        public_link: chairside_engine::links::under(
+            &state.config.public_base_url,
+            &format!("intake/{}/{token}", s.practice),
+        )
+        .to_string(),
         lines: rows.iter().map(|r| line(state, r)).collect(),
         created_link,
         error,
@@ -633,7 +637,11 @@ pub(crate) async fn staff_start(
         .await
     {
         Ok(link) => {
-            let url = format!("{}i/{}", root(&state), link.token);
+            let url = chairside_engine::links::under(
+                &state.config.public_base_url,
+                &format!("i/{}", link.token),
+            )
+            .to_string();
             staff_list(&state, &s, Some(url), None, StatusCode::OK).await
         }
         Err(IntakeError::Invalid(p)) => {
@@ -815,5 +823,230 @@ mod tests {
         assert!(!l.admit(&keys("1")), "the address is at its limit");
         assert!(l.admit(&keys("2")));
         assert!(!l.admit(&keys("3")), "the practice is at its limit");
+    }
+
+    use chairside_engine::store::prelude::*;
+
+    use crate::testkit::{
+        ALICE_PASSWORD, Kit, PATIENT_KEY, body_text, form, get, post_form, smile, with_cookie,
+    };
+
+    /// The value of the hidden `form` field on an intake page.
+    fn form_of(page: &str) -> String {
+        let marker = r#"name="form" value=""#;
+        let start = page.find(marker).expect("a form token") + marker.len();
+        page[start..].split('"').next().unwrap().to_owned()
+    }
+
+    fn patient_fields<'a>(token: &'a str, dob: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("form", token),
+            ("first_name", "Rosa"),
+            ("last_name", "Quintero"),
+            ("date_of_birth", dob),
+            ("mobile_phone", "(512) 555-0188"),
+            ("email", "rosa@example.test"),
+            ("state", "TX"),
+            ("texts", "yes"),
+        ]
+    }
+
+    async fn intake_workflows(kit: &Kit) -> usize {
+        kit.store
+            .workflows(Some(&smile()), None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.state.intake.is_some())
+            .count()
+    }
+
+    #[tokio::test]
+    async fn staff_start_an_intake_and_the_patient_completes_it_once_with_their_consent() {
+        // Arrange: alice starts an intake with the name, the number and the amount.
+        let kit = Kit::new().await;
+        let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+        let started = kit
+            .send(with_cookie(
+                post_form(
+                    "/staff/intakes",
+                    form(&[
+                        ("csrf", &csrf),
+                        ("first_name", "Rosa"),
+                        ("last_name", "Quintero"),
+                        ("mobile_phone", "512-555-0188"),
+                        ("amount", "4,800.00"),
+                        ("summary", "Consultation: implant case presented."),
+                    ]),
+                    None,
+                ),
+                &session,
+            ))
+            .await;
+        assert_eq!(started.status(), 200);
+        // minijinja escapes '/' in values.
+        let page = body_text(started).await.replace("&#x2f;", "/");
+        let marker = "https://chairside.test/i/";
+        let at = page.find(marker).expect("the patient's link is shown") + marker.len();
+        let token: String = page[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        let uri = format!("/i/{token}");
+        let form_page = body_text(kit.send(get(&uri)).await).await;
+        assert!(
+            form_page.contains("value=\"Rosa\""),
+            "what staff typed is prefilled"
+        );
+        assert!(form_page.contains(messaging::PATIENT_PAGE_WORDING));
+        let good = form_of(&form_page);
+
+        // Act + Assert: a forged or missing form token, and a cross-site post, change nothing.
+        let forged = kit
+            .send(post_form(
+                &uri,
+                form(&patient_fields("1.abc", "1984-05-12")),
+                None,
+            ))
+            .await;
+        assert_eq!(forged.status(), 403);
+        let mut cross = post_form(&uri, form(&patient_fields(&good, "1984-05-12")), None);
+        cross
+            .headers_mut()
+            .insert(header::ORIGIN, "https://evil.test".parse().unwrap());
+        assert_eq!(kit.send(cross).await.status(), 403);
+        // A birth date in the future is named, and nothing starts.
+        let bad = kit
+            .send(post_form(
+                &uri,
+                form(&patient_fields(&good, "2999-01-01")),
+                None,
+            ))
+            .await;
+        assert_eq!(bad.status(), 422);
+        assert!(
+            body_text(bad)
+                .await
+                .contains("date of birth does not look right")
+        );
+        assert_eq!(intake_workflows(&kit).await, 0);
+
+        // The patient's details: financing starts, once.
+        let ok = kit
+            .send(post_form(
+                &uri,
+                form(&patient_fields(&good, "1984-05-12")),
+                None,
+            ))
+            .await;
+        assert_eq!(ok.status(), 303);
+        let again = kit
+            .send(post_form(
+                &uri,
+                form(&patient_fields(&good, "1984-05-12")),
+                None,
+            ))
+            .await;
+        assert_eq!(
+            again.status(),
+            200,
+            "a second post shows the thank-you page"
+        );
+        assert_eq!(intake_workflows(&kit).await, 1);
+        let consent = kit
+            .store
+            .sms_consent(&smile(), "+15125550188")
+            .await
+            .unwrap()
+            .expect("the patient's consent");
+        assert_eq!(consent.source, messaging::sources::INTAKE_PAGE);
+        assert_eq!(consent.wording, messaging::PATIENT_PAGE_WORDING);
+        assert_eq!(consent.recorded_by, "patient");
+        // The amount can no longer change once financing started.
+        let intakes = kit.store.intakes(&smile(), 10).await.unwrap();
+        let late = kit
+            .send(with_cookie(
+                post_form(
+                    &format!("/staff/intakes/{}/proposal", intakes[0].id),
+                    form(&[("csrf", &csrf), ("amount", "10.00")]),
+                    None,
+                ),
+                &session,
+            ))
+            .await;
+        assert_eq!(late.status(), 409);
+    }
+
+    #[tokio::test]
+    async fn the_public_page_needs_the_practice_token_is_rate_limited_and_waits_for_the_amount() {
+        // Arrange
+        let kit = Kit::new().await;
+        let key = secrecy::SecretString::from(PATIENT_KEY);
+        let token = chairside_engine::intake::practice_page_token(&smile(), &key);
+        let uri = format!("/intake/{}/{token}", smile());
+        assert_eq!(
+            kit.send(get(&format!("/intake/{}/guess", smile())))
+                .await
+                .status(),
+            404
+        );
+        let good = form_of(&body_text(kit.send(get(&uri)).await).await);
+
+        // Act: five submissions from one address pass, the sixth is refused.
+        for _ in 0..PER_ADDRESS {
+            let res = kit
+                .send(post_form(
+                    &uri,
+                    form(&patient_fields(&good, "1984-05-12")),
+                    None,
+                ))
+                .await;
+            assert_eq!(res.status(), 303);
+        }
+        let sixth = kit
+            .send(post_form(
+                &uri,
+                form(&patient_fields(&good, "1984-05-12")),
+                None,
+            ))
+            .await;
+
+        // Assert
+        assert_eq!(sixth.status(), 429);
+        let rows = kit.store.intakes(&smile(), 10).await.unwrap();
+        assert_eq!(rows.len(), PER_ADDRESS);
+        assert!(
+            rows.iter()
+                .all(|r| r.amount.is_none() && r.details_at.is_some())
+        );
+        assert_eq!(
+            intake_workflows(&kit).await,
+            0,
+            "no amount yet: nothing starts"
+        );
+
+        // Staff add the amount: financing starts.
+        let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+        let res = kit
+            .send(with_cookie(
+                post_form(
+                    &format!("/staff/intakes/{}/proposal", rows[0].id),
+                    form(&[("csrf", &csrf), ("amount", "1,200")]),
+                    None,
+                ),
+                &session,
+            ))
+            .await;
+        assert_eq!(res.status(), 303);
+        assert_eq!(intake_workflows(&kit).await, 1);
+        // Another practice's staff cannot see it.
+        let (olga, _) = kit.login("olga", "olga's password").await;
+        let res = kit
+            .send(with_cookie(
+                get(&format!("/staff/intakes/{}", rows[0].id)),
+                &olga,
+            ))
+            .await;
+        assert_eq!(res.status(), 404);
     }
 }
