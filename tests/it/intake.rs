@@ -156,3 +156,55 @@ async fn a_create_applied_but_unanswered_is_found_by_the_search_and_never_repeat
     }
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lab_hears_of_a_financed_case_with_its_date_once_and_of_nothing_else() {
+    // Arrange: a financed plan with a treatment date (the example plan is in 14 days), and a
+    // declined one, at the Texas practice (lab: cases@lab-of-lone-star-dental.example).
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut world = World::start(dir.path(), WorldOptions::default())
+        .await
+        .expect("world starts");
+    let texas = &chairside::demo::world::PRACTICES[0];
+    world
+        .seed(texas, sandbox::Persona::InstantApproval)
+        .expect("seed");
+    world
+        .seed(texas, sandbox::Persona::NeverCompletes)
+        .expect("seed");
+
+    // Act
+    let settled = world.drive(Duration::from_secs(90)).await.expect("driving");
+    // The dispatcher runs beside the runner: give it a moment after the last step.
+    let lab = "cases@lab-of-lone-star-dental.example";
+    let mut mails = Vec::new();
+    for _ in 0..100 {
+        mails = world.sandbox.smtp().messages_to(lab);
+        if !mails.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A later round sends nothing more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = world.sandbox.smtp().messages_to(lab).len();
+
+    // Assert
+    assert!(settled);
+    assert_eq!(mails.len(), 1, "one email for the one financed case");
+    assert_eq!(later, 1, "and only one");
+    let financed = world
+        .workflow_of(&world.cases[0])
+        .await
+        .expect("store")
+        .expect("workflow");
+    let mail = &mails[0];
+    let body = format!("{} {}", mail.subject.clone().unwrap_or_default(), mail.text);
+    assert!(body.contains(financed.key.plan_id.as_str()), "{body}");
+    let day = financed.treatment_date.expect("a treatment date");
+    assert!(body.contains(&day.format("%Y-%m-%d").to_string()), "{body}");
+    assert!(!body.contains('$'), "no financial data: {body}");
+    assert!(!body.to_lowercase().contains("carecredit"), "{body}");
+    world.stop().await;
+}

@@ -177,6 +177,7 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
 
     let mut channels = HashMap::new();
     let mut parts = Vec::new();
+    let mut labs = Vec::new();
     for p in &config.practices {
         let email = match &p.smtp {
             Some(smtp) => Some(Arc::new(
@@ -189,6 +190,14 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             (Some(client), Some(from)) => Some((client.clone(), from)),
             _ => None,
         };
+        if let (Some(to), Some(sender)) = (&p.lab_email, &email) {
+            labs.push(chairside_engine::outbound::lab::LabSubscriber::new(
+                p.id.clone(),
+                to.clone(),
+                sender.clone(),
+                store.clone(),
+            ));
+        }
         channels.insert(p.id.clone(), PracticeChannels { email, sms });
 
         let pms: SharedPracticeSystem = match &p.pms {
@@ -337,6 +346,9 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             crm = crm.practices(practices.iter().cloned());
         }
         engine = engine.subscriber(Arc::new(crm));
+    }
+    for lab in labs {
+        engine = engine.subscriber(Arc::new(lab));
     }
     for subscriber in extras.subscribers {
         engine = engine.subscriber(subscriber);

@@ -229,6 +229,7 @@ pub struct World {
     /// Staff accounts of the dashboard: (username, practice).
     pub staff: Vec<(String, PracticeId)>,
     http_task: tokio::task::JoinHandle<()>,
+    outbound_task: tokio::task::JoinHandle<()>,
     /// The store.
     pub store: Arc<dyn Store>,
     /// The runner.
@@ -328,6 +329,8 @@ pub struct Stack {
     /// The runner.
     pub runner: Runner,
     http_task: tokio::task::JoinHandle<()>,
+    /// The outbound dispatcher (the lab's emails, webhooks), for the caller to run.
+    pub dispatcher: chairside_engine::outbound::Dispatcher,
 }
 
 impl Stack {
@@ -382,6 +385,7 @@ impl Stack {
             store: service.store,
             runner: service.runner,
             http_task,
+            dispatcher: service.dispatcher,
         })
     }
 
@@ -536,6 +540,10 @@ pub fn demo_config(
             sms_from: Some(
                 messaging::PhoneNumber::parse(&format!("+1512555{:04}", 200 + n))
                     .context("demo number")?,
+            ),
+            lab_email: Some(
+                messaging::EmailAddress::parse(&format!("cases@lab-of-{}.example", spec.id))
+                    .context("demo lab address")?,
             ),
             pms,
             lenders: LenderSettings {
@@ -713,12 +721,16 @@ impl World {
             store,
             runner,
             http_task,
+            dispatcher,
         } = stack;
+        // Outbound events (the lab's emails) go out beside the runner, as in `chairside run`.
+        let outbound_task = tokio::spawn(dispatcher.run(Duration::from_millis(100)));
         Ok(Self {
             sandbox,
             http_base,
             staff,
             http_task,
+            outbound_task,
             store,
             runner,
             cases: Vec::new(),
@@ -916,6 +928,7 @@ impl World {
     /// Stops the HTTP surface and the sandbox.
     pub async fn stop(self) {
         self.http_task.abort();
+        self.outbound_task.abort();
         self.sandbox.stop().await;
     }
 }
