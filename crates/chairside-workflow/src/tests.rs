@@ -1060,7 +1060,7 @@ fn outcome_of(action: &Action, c: u8) -> Event {
         Action::EnsurePracticePatient => match c % 3 {
             0 => Event::PracticePatientReady {
                 patient_id: PatientId::new("pms-1"),
-                created: c % 2 == 0,
+                created: c.is_multiple_of(2),
             },
             1 => Event::PracticePatientForStaff {
                 reason: "create the patient".into(),

@@ -193,6 +193,7 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
         if let (Some(to), Some(sender)) = (&p.lab_email, &email) {
             labs.push(chairside_engine::outbound::lab::LabSubscriber::new(
                 p.id.clone(),
+                p.name.clone(),
                 to.clone(),
                 sender.clone(),
                 store.clone(),

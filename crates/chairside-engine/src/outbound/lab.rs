@@ -22,6 +22,7 @@ use crate::store::outbox::StoredEvent;
 pub struct LabSubscriber {
     id: String,
     practice: PracticeId,
+    practice_name: String,
     to: EmailAddress,
     sender: Arc<EmailSender>,
     store: Arc<dyn Store>,
@@ -36,9 +37,11 @@ impl std::fmt::Debug for LabSubscriber {
 }
 
 impl LabSubscriber {
-    /// The lab of `practice` at `to`, written to through the practice's own SMTP sender.
+    /// The lab of `practice` (named `practice_name` in the email) at `to`, written to through the
+    /// practice's own SMTP sender.
     pub fn new(
         practice: PracticeId,
+        practice_name: impl Into<String>,
         to: EmailAddress,
         sender: Arc<EmailSender>,
         store: Arc<dyn Store>,
@@ -46,6 +49,7 @@ impl LabSubscriber {
         Self {
             id: format!("lab:{practice}"),
             practice,
+            practice_name: practice_name.into(),
             to,
             sender,
             store,
@@ -110,7 +114,10 @@ impl Subscriber for LabSubscriber {
             Err(_) => return Err(DeliveryError::retry(None, "the store failed")),
         };
         let Some(day) = state.treatment_date else {
-            return Err(DeliveryError::give_up(None, "the case has no treatment date"));
+            return Err(DeliveryError::give_up(
+                None,
+                "the case has no treatment date",
+            ));
         };
         let initials = match self
             .store
@@ -121,7 +128,7 @@ impl Subscriber for LabSubscriber {
             Err(_) => return Err(DeliveryError::retry(None, "the store failed")),
         };
         let email = lab_email(
-            &self.practice.to_string(),
+            &self.practice_name,
             &format!("{} ({})", state.key.plan_id, state.id),
             &initials,
             day,

@@ -148,7 +148,10 @@ fn a_financed_case_with_its_treatment_date_is_scheduled_once_and_never_when_with
     let events = derive(&before, &after, None, at());
     assert_eq!(kinds(&events), ["financing.decided", "case.scheduled"]);
     let body = String::from_utf8(events[1].payload()).unwrap();
-    assert!(!body.contains("2026-07-01"), "the date stays out of the payload: {body}");
+    assert!(
+        !body.contains("2026-07-01"),
+        "the date stays out of the payload: {body}"
+    );
     // The next step does not schedule it again.
     let mut later = after.clone();
     later.stage = Stage::WritingNote;
