@@ -103,6 +103,53 @@ async fn a_new_patient_is_financed_and_created_once_in_the_practice_system() {
         assert_eq!(consent.wording, messaging::PATIENT_PAGE_WORDING);
         assert_eq!(consent.recorded_by, "patient");
     }
+    // The CRM: one deal per intake, in its outcome's stage, with nothing clinical on it.
+    let mut deals = Vec::new();
+    for _ in 0..100 {
+        deals = world.crm.deals();
+        let ready = world.intakes.len()
+            <= deals
+                .iter()
+                .filter(|d| d.properties.get("dealstage").map(String::as_str) == Some("financed"))
+                .count();
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for case in &world.intakes {
+        let state = world
+            .intake_workflow(case)
+            .await
+            .expect("store")
+            .expect("workflow");
+        let mine: Vec<_> = deals
+            .iter()
+            .filter(|d| {
+                d.properties
+                    .get("chairside_workflow_id")
+                    .map(String::as_str)
+                    == Some(state.id.as_str())
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "{}: one deal", case.pms);
+        assert_eq!(
+            mine[0].properties.get("dealstage").map(String::as_str),
+            Some("financed"),
+            "{}: {:?}",
+            case.pms,
+            mine[0].properties
+        );
+        let all = format!("{:?}", mine[0].properties);
+        assert!(
+            !all.contains("D9999") && !all.contains("onsultation"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("amount"),
+            "amounts stay out unless turned on: {all}"
+        );
+    }
     world.stop().await;
 }
 

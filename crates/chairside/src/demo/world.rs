@@ -189,7 +189,16 @@ pub struct WorldOptions {
     /// of milliseconds and push the pending persona past its compressed deadline. The bench
     /// measures both; `chairside run` always uses FULL.
     pub durability: Durability,
+    /// The CRM stand-in's URL, when one runs (`World::start` starts it): deals for follow-up.
+    pub crm_url: Option<Url>,
 }
+
+/// The private app token the demo's CRM stand-in accepts (made up).
+pub const DEMO_CRM_TOKEN: &str = "pat-demo-0000-chairside";
+
+/// The demo CRM's deal stages (internal ids as a HubSpot account would have them).
+pub const DEMO_CRM_STAGES: [&str; 5] =
+    ["not_converted", "applying", "financed", "declined", "paid"];
 
 impl Default for WorldOptions {
     fn default() -> Self {
@@ -204,6 +213,7 @@ impl Default for WorldOptions {
                 .unwrap_or_else(|_| unreachable!("literal URL")),
             link_key: SecretString::from("demo-patient-link-key-0123456789abcdef".to_owned()),
             durability: Durability::Normal,
+            crm_url: None,
         }
     }
 }
@@ -230,6 +240,8 @@ pub struct World {
     pub staff: Vec<(String, PracticeId)>,
     http_task: tokio::task::JoinHandle<()>,
     outbound_task: tokio::task::JoinHandle<()>,
+    /// The CRM stand-in (HubSpot's shape).
+    pub crm: sandbox::CrmStandIn,
     /// The store.
     pub store: Arc<dyn Store>,
     /// The runner.
@@ -645,7 +657,27 @@ pub fn demo_config(
             ),
         }),
         practices,
-        outbound: crate::config::OutboundSettings::default(),
+        outbound: crate::config::OutboundSettings {
+            hubspot: options.crm_url.as_ref().map(|url| {
+                let stage = |s: &str| hubspot_client::StageId::new(s);
+                crate::config::HubSpotSettings {
+                    base_url: url.clone(),
+                    token: secret(DEMO_CRM_TOKEN),
+                    deal_id_property: "chairside_workflow_id".into(),
+                    pipeline: None,
+                    amounts: false,
+                    practices: None,
+                    stages: chairside_engine::outbound::crm::CrmStages {
+                        not_converted: stage(DEMO_CRM_STAGES[0]),
+                        applying: stage(DEMO_CRM_STAGES[1]),
+                        financed: stage(DEMO_CRM_STAGES[2]),
+                        declined: stage(DEMO_CRM_STAGES[3]),
+                        paid: stage(DEMO_CRM_STAGES[4]),
+                    },
+                }
+            }),
+            ..crate::config::OutboundSettings::default()
+        },
     })
 }
 
@@ -713,6 +745,14 @@ impl World {
         let sandbox = Sandbox::start(options.sandbox.clone())
             .await
             .context("starting the sandbox")?;
+        // The CRM stand-in: contacts, deals by outcome, follow-up tasks (`[outbound.hubspot]`).
+        let crm = sandbox::CrmStandIn::start(
+            DEMO_CRM_TOKEN,
+            Some(DEMO_CRM_STAGES.iter().map(|s| (*s).to_owned()).collect()),
+        )
+        .await
+        .context("starting the CRM stand-in")?;
+        options.crm_url = Some(crm.url().clone());
         let stack = Stack::start(surface, dir, &options, sandbox.urls(), sandbox.config()).await?;
         stack.take_baseline().await?;
         let Stack {
@@ -731,6 +771,7 @@ impl World {
             staff,
             http_task,
             outbound_task,
+            crm,
             store,
             runner,
             cases: Vec::new(),
@@ -929,6 +970,7 @@ impl World {
     pub async fn stop(self) {
         self.http_task.abort();
         self.outbound_task.abort();
+        self.crm.stop().await;
         self.sandbox.stop().await;
     }
 }
