@@ -3,4 +3,5 @@
 mod browser;
 mod chain;
 mod detect;
+mod intake;
 mod lender_waterfall;

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod consent;
 pub mod detect;
 pub mod engine;
+pub mod intake;
 pub mod link_lender;
 pub mod links;
 pub mod note;

@@ -137,6 +137,37 @@ pub trait PracticeSystem: Send + Sync + fmt::Debug {
         marker: &str,
         text: &str,
     ) -> Result<String, ExternalError>;
+
+    /// Finds the intake's patient (name, date of birth, phone:
+    /// [`chairside_workflow::intake::same_patient`]) or creates them, search first: a repeat after
+    /// an unknown outcome finds the record the earlier call created instead of making a second.
+    /// The default is a system whose API cannot create patients (the record is left to staff).
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`]; a create whose outcome is unknown is indeterminate.
+    async fn ensure_patient(&self, who: &PatientContact) -> Result<EnsuredPatient, ExternalError> {
+        let _ = who;
+        Ok(EnsuredPatient::NotSupported {
+            reason: format!(
+                "{} offers no documented way to create a patient through its API",
+                self.source()
+            ),
+        })
+    }
+}
+
+/// What [`PracticeSystem::ensure_patient`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnsuredPatient {
+    /// An existing patient passed the match rule.
+    Matched(PatientId),
+    /// Chairside created the patient.
+    Created(PatientId),
+    /// The system's API cannot create patients: a person creates the record.
+    NotSupported {
+        /// Why (no PHI), for the staff task.
+        reason: String,
+    },
 }
 
 /// Stripe, as the orchestrator needs it. Every creating call carries a deterministic idempotency key.

@@ -18,8 +18,8 @@ use crate::clock::Clock;
 use crate::links::PatientLinks;
 use crate::note::{ledger_note, note_marker, summary};
 use crate::ports::{
-    ExternalError, MessageContent, PlanState, PlanSummary, PracticeProfile, SharedMessenger,
-    SharedPayments, SharedPracticeSystem,
+    EnsuredPatient, ExternalError, MessageContent, PlanState, PlanSummary, PracticeProfile,
+    SharedMessenger, SharedPayments, SharedPracticeSystem,
 };
 use crate::store::{Claim, Consumed, Store, StoreError, WorkItem};
 use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
@@ -569,6 +569,38 @@ impl Runner {
             chairside_workflow::application_reference(&state.id, lender, state.key_seq(command.seq))
         };
         Ok(match &command.action {
+            Action::LoadPlan if state.intake.is_some() => self.load_intake(rt, state).await?,
+            Action::EnsurePracticePatient => {
+                let contact = self.contact(rt, state).await?;
+                match self
+                    .timed(rt.pms.ensure_patient(&contact))
+                    .await
+                    .map_err(classify)?
+                {
+                    EnsuredPatient::Matched(patient_id) => {
+                        Performed::event(Event::PracticePatientReady {
+                            patient_id,
+                            created: false,
+                        })
+                    }
+                    EnsuredPatient::Created(patient_id) => {
+                        Performed::event(Event::PracticePatientReady {
+                            patient_id,
+                            created: true,
+                        })
+                    }
+                    EnsuredPatient::NotSupported { reason } => {
+                        let intake = state.intake.as_ref().map_or("", |l| l.id.as_str());
+                        Performed::event(Event::PracticePatientForStaff {
+                            reason: format!(
+                                "create this patient in the practice system from intake {intake} \
+                                 (its record is on the dashboard's intake page), then mark this \
+                                 task handled: {reason}"
+                            ),
+                        })
+                    }
+                }
+            }
             Action::LoadPlan => {
                 let summary = PlanSummary {
                     plan_id: state.key.plan_id.clone(),
@@ -837,14 +869,19 @@ impl Runner {
                 })
             }
             Action::WriteLedgerNote { note } => {
+                let Some(patient) = state.ledger_patient() else {
+                    return Err(Performed::Failed(
+                        "the intake's patient is not in the practice system yet".into(),
+                    ));
+                };
                 let marker = note_marker(state, state.key_seq(command.seq));
                 let existing = self
-                    .timed(rt.pms.find_note(&state.patient_id, &marker))
+                    .timed(rt.pms.find_note(patient, &marker))
                     .await
                     .map_err(classify)?;
                 if existing.is_none() {
                     let text = ledger_note(state, note, self.clock.now());
-                    self.timed(rt.pms.write_note(&state.patient_id, &marker, &text))
+                    self.timed(rt.pms.write_note(patient, &marker, &text))
                         .await
                         .map_err(classify)?;
                 }
@@ -854,6 +891,62 @@ impl Runner {
                 })
             }
         })
+    }
+
+    /// An intake workflow's plan: the proposed amount from the intake and the details the patient
+    /// typed (stored under the intake's patient id), checked as a detected plan's are.
+    async fn load_intake(
+        &self,
+        rt: &PracticeRuntime,
+        state: &WorkflowState,
+    ) -> Result<Performed, Performed> {
+        let store_err = |e: crate::store::StoreError| Performed::Retry {
+            kind: ErrorKind::TRANSIENT,
+            reason: format!("store: {e}"),
+        };
+        let intake_id = state.intake.as_ref().map_or("", |l| l.id.as_str());
+        let row = self
+            .store
+            .intake(&rt.profile.id, intake_id)
+            .await
+            .map_err(store_err)?;
+        let Some(amount) = row.and_then(|r| r.amount) else {
+            return Ok(Performed::event(Event::PlanUnreadable {
+                reason: format!("intake {intake_id} has no proposed amount"),
+            }));
+        };
+        let Some(contact) = self
+            .store
+            .patient(&rt.profile.id, &state.patient_id)
+            .await
+            .map_err(store_err)?
+        else {
+            return Ok(Performed::event(Event::PlanUnreadable {
+                reason: format!("intake {intake_id} has no patient details"),
+            }));
+        };
+        let plan = chairside_workflow::intake::intake_plan(
+            intake_id,
+            amount,
+            state.accepted_at,
+            state.treatment_date,
+        );
+        let limits = &self.detection.limits;
+        if let Err(problem) =
+            financing_core::check::check_plan(&plan, &state.key.plan_id, &state.patient_id, limits)
+        {
+            return Ok(Performed::event(Event::PlanUnreadable {
+                reason: problem.to_string(),
+            }));
+        }
+        let policy = rt.policy_for(Some(&contact));
+        let facts = PatientFacts {
+            reachable: contact.is_reachable(),
+            state: contact.state(),
+            lookup_allowed: policy.cardholder_lookup_allowed(),
+            financing_not_before: policy.financing_not_before(state.accepted_at, false),
+        };
+        Ok(Performed::event(Event::PlanLoaded { plan, facts }))
     }
 
     /// Records the practice system's word on SMS consent as the practice's attestation in the
@@ -1057,7 +1150,8 @@ fn indeterminate_event(command: &Command, reason: String) -> Event {
         | Action::CreateInstallmentSchedule { .. }
         | Action::CancelSchedule { .. }
         | Action::ExpireDepositLink { .. }
-        | Action::WriteLedgerNote { .. } => Event::EffectIndeterminate {
+        | Action::WriteLedgerNote { .. }
+        | Action::EnsurePracticePatient => Event::EffectIndeterminate {
             action: command.action.clone(),
             seq: command.seq,
             reason,

@@ -33,6 +33,7 @@
 
 mod config;
 mod consent;
+mod intake;
 mod metrics;
 pub mod notices;
 mod ops;
@@ -81,6 +82,7 @@ pub struct HttpState {
     sessions: Arc<staff::Sessions>,
     pub(crate) login: Arc<staff::LoginGuard>,
     pages: Arc<pages::Pages>,
+    intake_limits: Arc<intake::IntakeLimiter>,
 }
 
 impl HttpState {
@@ -101,6 +103,7 @@ impl HttpState {
             clock: Arc::new(SystemClock),
             sessions: Arc::new(staff::Sessions::default()),
             pages: Arc::new(pages::Pages::new()),
+            intake_limits: Arc::new(intake::IntakeLimiter::default()),
         }
     }
 
@@ -196,6 +199,20 @@ pub fn router(state: HttpState) -> Router {
             post(consent::staff_record),
         )
         .route("/staff/deliveries", get(staff::deliveries::log))
+        .route(
+            "/staff/intakes",
+            get(intake::staff_intakes).post(intake::staff_start),
+        )
+        .route("/staff/intakes/{id}", get(intake::staff_intake))
+        .route("/staff/intakes/{id}/proposal", post(intake::staff_proposal))
+        .route(
+            "/i/{token}",
+            get(intake::patient_form).post(intake::patient_submit),
+        )
+        .route(
+            "/intake/{practice}/{token}",
+            get(intake::public_form).post(intake::public_submit),
+        )
         .route(
             "/staff/deliveries/{id}/retry",
             post(staff::deliveries::requeue),

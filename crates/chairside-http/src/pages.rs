@@ -44,6 +44,15 @@ const TEMPLATES: &[(&str, &str)] = &[
         "texts_opt_in.html",
         include_str!("templates/texts_opt_in.html"),
     ),
+    ("intake.html", include_str!("templates/intake.html")),
+    (
+        "staff_intakes.html",
+        include_str!("templates/staff_intakes.html"),
+    ),
+    (
+        "staff_intake.html",
+        include_str!("templates/staff_intake.html"),
+    ),
 ];
 
 /// The template environment. Names end in `.html`, so every value is HTML-escaped.

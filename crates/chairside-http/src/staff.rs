@@ -302,7 +302,11 @@ impl HashGauge {
 /// the proxies reach: the entries are read from the right (the one the nearest proxy appended),
 /// skipping trusted proxies, and the first other address is the client. A client cannot choose
 /// its key by sending its own header, since everything left of the untrusted entry is ignored.
-fn client_address(connect: Option<&SocketAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> String {
+pub(crate) fn client_address(
+    connect: Option<&SocketAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpAddr],
+) -> String {
     let peer = connect.map(SocketAddr::ip);
     let client = match peer {
         Some(ip) if trusted.contains(&ip) => headers
@@ -648,6 +652,7 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::Settlement => "Lender charge to run",
         TaskKind::LenderNeedsStaff => "Lender asks you to call",
         TaskKind::LenderNoDecision => "No lender decision recorded",
+        TaskKind::PatientRecord => "Patient record to create",
     }
 }
 
@@ -694,7 +699,10 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
         TaskKind::Counteroffer => vec![ACCEPT_COUNTEROFFER, NEXT_LENDER, HANDLED, CANCEL],
         TaskKind::NoFinancing => vec![HANDLED, CANCEL],
-        TaskKind::ConsentRefusal | TaskKind::Settlement | TaskKind::PaymentReversed => {
+        TaskKind::ConsentRefusal
+        | TaskKind::Settlement
+        | TaskKind::PaymentReversed
+        | TaskKind::PatientRecord => {
             vec![HANDLED]
         }
         // Retry reads the lender again once staff did what it asked; the waterfall holds until then.

@@ -5,6 +5,7 @@
 //! back as events.
 
 pub mod delivery;
+pub mod intake;
 pub mod machine;
 
 use std::fmt;
@@ -144,6 +145,9 @@ pub enum TaskKind {
     /// staff within its configured wait: the waterfall moved on, and staff look the application
     /// up in the lender's portal (the patient may still be approved there).
     LenderNoDecision,
+    /// An intake's patient must be created in the practice system by a person (its API offers
+    /// no patient creation): the task points at the intake's record on the dashboard.
+    PatientRecord,
 }
 
 impl TaskKind {
@@ -162,11 +166,12 @@ impl TaskKind {
             Self::Settlement => "settlement",
             Self::LenderNeedsStaff => "lender_needs_staff",
             Self::LenderNoDecision => "lender_no_decision",
+            Self::PatientRecord => "patient_record",
         }
     }
 
     /// Every kind, for reading a stored label back.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::BadData,
         Self::Unreachable,
         Self::Counteroffer,
@@ -179,6 +184,7 @@ impl TaskKind {
         Self::Settlement,
         Self::LenderNeedsStaff,
         Self::LenderNoDecision,
+        Self::PatientRecord,
     ];
 
     /// Parses a label ([`Self::label`]).
@@ -464,6 +470,9 @@ pub enum Action {
         /// The amount financed.
         amount: Money,
     },
+    /// Match the intake's patient in the practice system (name, date of birth, phone), or create
+    /// them where its API allows (search first, so a retry finds what an earlier try created).
+    EnsurePracticePatient,
 }
 
 impl Action {
@@ -483,6 +492,7 @@ impl Action {
             Self::SendMessage { .. } => "send_message",
             Self::WriteLedgerNote { .. } => "write_note",
             Self::SettleWithLender { .. } => "settle_lender",
+            Self::EnsurePracticePatient => "ensure_practice_patient",
         }
     }
 
@@ -739,6 +749,18 @@ pub enum Event {
         /// The exact wording the patient agreed to or declined (amounts and schedule; no PHI).
         wording: String,
     },
+    /// The intake's patient is in the practice system: found by the match rule, or created.
+    PracticePatientReady {
+        /// The patient's id there.
+        patient_id: PatientId,
+        /// True when Chairside created the record, false when it matched an existing one.
+        created: bool,
+    },
+    /// The practice system's API cannot create the intake's patient: a person does.
+    PracticePatientForStaff {
+        /// Why, and what to do, without PHI.
+        reason: String,
+    },
 }
 
 impl Event {
@@ -767,6 +789,8 @@ impl Event {
             Self::LenderSettled { .. } => "lender_settled",
             Self::InHouseAnswered { .. } => "in_house_answered",
             Self::DepositLinkRequested => "deposit_link_requested",
+            Self::PracticePatientReady { .. } => "practice_patient_ready",
+            Self::PracticePatientForStaff { .. } => "practice_patient_for_staff",
             Self::LenderSessionRequested => "lender_session_requested",
         }
     }
@@ -1133,6 +1157,9 @@ pub struct WorkflowState {
     /// The lender settlement of a financed plan.
     #[serde(default)]
     pub settlement: Option<LenderSettlement>,
+    /// The intake this workflow came from, when it did not come from a detected plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intake: Option<intake::IntakeLink>,
     /// The display name of every lender this workflow asked, recorded when it was asked, so
     /// everything rendered from the state (dashboard, ledger note, summary) names lenders as
     /// patients know them, never by id.
@@ -1171,8 +1198,34 @@ impl WorkflowState {
             key_seqs: std::collections::BTreeMap::new(),
             treatment_date: None,
             settlement: None,
+            intake: None,
             lender_names: Vec::new(),
             offers: Vec::new(),
+        }
+    }
+
+    /// A new workflow for a complete intake (`intake`'s plan and patient ids; see [`intake`]).
+    pub fn from_intake(
+        practice_id: PracticeId,
+        intake_id: &str,
+        accepted_at: DateTime<Utc>,
+    ) -> Self {
+        let key = WorkflowKey {
+            practice_id,
+            plan_id: intake::plan_id(intake_id),
+            revision: "1".into(),
+        };
+        let mut state = Self::new(key, intake::patient_id(intake_id), accepted_at);
+        state.intake = Some(intake::IntakeLink::new(intake_id));
+        state
+    }
+
+    /// The patient whose ledger takes this workflow's notes: the plan's patient, or for an
+    /// intake the practice system's patient once matched or created (`None` before).
+    pub fn ledger_patient(&self) -> Option<&PatientId> {
+        match &self.intake {
+            None => Some(&self.patient_id),
+            Some(link) => link.practice_patient.as_ref(),
         }
     }
 

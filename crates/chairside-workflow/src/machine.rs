@@ -252,6 +252,31 @@ pub fn apply(
             in_house_answered(&mut cx, accepted, wording)
         }
         Event::DepositLinkRequested => deposit_link_requested(&mut cx),
+        Event::PracticePatientReady {
+            patient_id,
+            created,
+        } => practice_patient_ready(&mut cx, patient_id, created),
+        Event::PracticePatientForStaff { reason } => {
+            if cx.state.stage == Stage::WritingNote
+                && cx
+                    .state
+                    .intake
+                    .as_ref()
+                    .is_some_and(|l| l.practice_patient.is_none())
+            {
+                let task = StaffTask {
+                    kind: TaskKind::PatientRecord,
+                    reason,
+                };
+                cx.audit("practice-system patient left to staff");
+                cx.state.staff_task = Some(task.clone());
+                cx.state.status = Status::WaitingOnStaff;
+                cx.state.stage = Stage::Settled;
+                cx.out.raise_task = Some(task);
+            } else {
+                cx.ignore("no practice-system patient step under way");
+            }
+        }
         Event::LenderSessionRequested => match cx.state.restartable_lender(now).cloned() {
             Some(lender) => {
                 cx.audit("patient asked to start the application again");
@@ -261,6 +286,58 @@ pub fn apply(
         },
     }
     cx.out
+}
+
+/// Asks for a ledger note: written at once for a detected plan; for an intake, once its patient is
+/// in the practice system. An intake's outcome note is the case acceptance: when financing is
+/// arranged ([`crate::intake::creates_record`]) the patient is matched or created first; when it
+/// is not, the practice system gets no record and the outcome stays in Chairside.
+fn ledger_note(cx: &mut Ctx<'_>, note: NoteKind) {
+    let Some(link) = &cx.state.intake else {
+        return cx.command(Action::WriteLedgerNote { note });
+    };
+    if link.practice_patient.is_some() {
+        return cx.command(Action::WriteLedgerNote { note });
+    }
+    if note != NoteKind::Outcome {
+        if let Some(link) = &mut cx.state.intake {
+            link.held_notes.push(note);
+        }
+        return;
+    }
+    if crate::intake::creates_record(
+        cx.state.result.as_ref(),
+        cx.state.in_house_acceptance.is_some(),
+        cx.state.status,
+    ) {
+        if let Some(link) = &mut cx.state.intake {
+            link.held_notes.insert(0, NoteKind::Outcome);
+        }
+        cx.audit("case accepted: matching the patient in the practice system");
+        cx.command(Action::EnsurePracticePatient);
+    } else {
+        cx.audit("consultation not converted: no practice-system record");
+        outcome_recorded(cx, None);
+    }
+}
+
+fn practice_patient_ready(cx: &mut Ctx<'_>, patient: financing_core::PatientId, created: bool) {
+    let Some(link) = &mut cx.state.intake else {
+        return cx.ignore("not an intake workflow");
+    };
+    if link.practice_patient.is_some() {
+        return cx.ignore("practice-system patient already known");
+    }
+    link.practice_patient = Some(patient);
+    let held = std::mem::take(&mut link.held_notes);
+    cx.audit(if created {
+        "patient created in the practice system"
+    } else {
+        "patient matched in the practice system"
+    });
+    for note in held {
+        cx.command(Action::WriteLedgerNote { note });
+    }
 }
 
 /// The amount of the current lender's application, when `lender` is current and its phase fits.
@@ -670,7 +747,10 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option
     if let Action::SettleWithLender { .. } = &action {
         return settlement_failed(cx, action, &reason);
     }
-    let note_failed = matches!(action, Action::WriteLedgerNote { .. });
+    let note_failed = matches!(
+        action,
+        Action::WriteLedgerNote { .. } | Action::EnsurePracticePatient
+    );
     cx.state.failed_action = Some(action);
     cx.state.failed_key_seq = key_seq;
     if note_failed {
@@ -1081,39 +1161,48 @@ fn message_done(cx: &mut Ctx<'_>, message: &MessageKind, failure: Option<String>
 
 fn write_outcome_note(cx: &mut Ctx<'_>) {
     cx.state.stage = Stage::WritingNote;
-    cx.command(Action::WriteLedgerNote {
-        note: NoteKind::Outcome,
-    });
+    ledger_note(cx, NoteKind::Outcome);
 }
 
 fn note_written(cx: &mut Ctx<'_>, note: &NoteKind, at: DateTime<Utc>) {
     match note {
-        NoteKind::Outcome if cx.state.stage == Stage::WritingNote => {
-            cx.state.ledger_written_at.get_or_insert(at);
-            cx.state.stage = Stage::Settled;
-            if cx.state.status == Status::Active {
-                cx.state.status = if cx
-                    .state
-                    .staff_task
-                    .as_ref()
-                    .is_some_and(|t| t.kind != TaskKind::Unreachable)
-                {
-                    Status::WaitingOnStaff
-                } else {
-                    Status::Done
-                };
-            }
-            cx.audit(format!(
-                "ledger note written; workflow {}",
-                cx.state.status.label()
-            ));
-            plan_settlement(cx);
-        }
+        NoteKind::Outcome if cx.state.stage == Stage::WritingNote => outcome_recorded(cx, Some(at)),
         NoteKind::Outcome => cx.ignore("outcome note already written"),
         NoteKind::Payment { stripe_id, .. } => cx.audit(format!("payment {stripe_id} noted")),
         NoteKind::Reversal { stripe_id, .. } => cx.audit(format!("reversal {stripe_id} noted")),
         NoteKind::Settlement { lender, .. } => cx.audit(format!("{lender} settlement noted")),
     }
+}
+
+/// The outcome is on record: in the ledger (`at`, when the note was written) or, for an intake
+/// that did not convert, in Chairside only (`None`: operatory-to-ledger time does not end).
+fn outcome_recorded(cx: &mut Ctx<'_>, at: Option<DateTime<Utc>>) {
+    if let Some(at) = at {
+        cx.state.ledger_written_at.get_or_insert(at);
+    }
+    cx.state.stage = Stage::Settled;
+    if cx.state.status == Status::Active {
+        cx.state.status = if cx
+            .state
+            .staff_task
+            .as_ref()
+            .is_some_and(|t| t.kind != TaskKind::Unreachable)
+        {
+            Status::WaitingOnStaff
+        } else {
+            Status::Done
+        };
+    }
+    cx.audit(format!(
+        "{}; workflow {}",
+        if at.is_some() {
+            "ledger note written"
+        } else {
+            "outcome recorded"
+        },
+        cx.state.status.label()
+    ));
+    plan_settlement(cx);
 }
 
 fn to_staff(cx: &mut Ctx<'_>, kind: TaskKind, reason: String) {
@@ -1124,9 +1213,7 @@ fn to_staff(cx: &mut Ctx<'_>, kind: TaskKind, reason: String) {
     cx.audit(format!("staff task: {}", kind.label()));
     cx.out.raise_task = Some(task);
     cx.state.stage = Stage::WritingNote;
-    cx.command(Action::WriteLedgerNote {
-        note: NoteKind::Outcome,
-    });
+    ledger_note(cx, NoteKind::Outcome);
 }
 
 fn undo_actions(cx: &Ctx<'_>) -> Vec<Action> {
@@ -1211,9 +1298,7 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
                 return cx.ignore("payment already noted");
             }
             cx.state.stripe.payments_noted.push(stripe_id.clone());
-            cx.command(Action::WriteLedgerNote {
-                note: NoteKind::Payment { stripe_id, amount },
-            });
+            ledger_note(cx, NoteKind::Payment { stripe_id, amount });
         }
         PaymentFact::Failed { stripe_id } => {
             if cx.state.stripe.failures_handled.contains(&stripe_id) {
@@ -1544,7 +1629,8 @@ fn restore_stage_for(cx: &mut Ctx<'_>, action: &Action) {
         } => Stage::Notifying,
         Action::WriteLedgerNote {
             note: NoteKind::Outcome,
-        } => Stage::WritingNote,
+        }
+        | Action::EnsurePracticePatient => Stage::WritingNote,
         _ => cx.state.stage.clone(),
     };
 }
@@ -1692,13 +1778,14 @@ fn lender_settled(cx: &mut Ctx<'_>, lender: &LenderId, settlement: Settlement) {
                 cx.state.status = Status::Done;
             }
             cx.audit(format!("{lender} charge settled"));
-            cx.command(Action::WriteLedgerNote {
-                note: NoteKind::Settlement {
+            ledger_note(
+                cx,
+                NoteKind::Settlement {
                     lender: lender.clone(),
                     amount: s.amount,
                     state,
                 },
-            });
+            );
         }
         _ => {
             let reference = settlement_reference(cx, lender);
@@ -1741,13 +1828,14 @@ fn settlement_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
     cx.state.staff_task = Some(task.clone());
     cx.state.status = Status::WaitingOnStaff;
     cx.out.raise_task = Some(task);
-    cx.command(Action::WriteLedgerNote {
-        note: NoteKind::Settlement {
+    ledger_note(
+        cx,
+        NoteKind::Settlement {
             lender: s.lender,
             amount: s.amount,
             state,
         },
-    });
+    );
 }
 
 /// A scheduled lender charge survives a ledger outage: the timer cleared with the others is set
@@ -1799,13 +1887,14 @@ fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool) {
         kind: TaskKind::PaymentReversed,
         reason,
     });
-    cx.command(Action::WriteLedgerNote {
-        note: NoteKind::Reversal {
+    ledger_note(
+        cx,
+        NoteKind::Reversal {
             stripe_id,
             amount,
             dispute,
         },
-    });
+    );
 }
 
 /// The schedule ended early. After our own cancellation it is expected; otherwise someone ended

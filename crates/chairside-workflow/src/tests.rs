@@ -1058,6 +1058,19 @@ fn outcome_of(action: &Action, c: u8) -> Event {
                 reason: "HTTP 422".into(),
             },
         },
+        Action::EnsurePracticePatient => match c % 3 {
+            0 => Event::PracticePatientReady {
+                patient_id: PatientId::new("pms-1"),
+                created: c.is_multiple_of(2),
+            },
+            1 => Event::PracticePatientForStaff {
+                reason: "create the patient".into(),
+            },
+            _ => Event::EffectFailed {
+                action: action.clone(),
+                reason: "HTTP 400".into(),
+            },
+        },
     }
 }
 
@@ -1955,4 +1968,149 @@ fn staff_passing_on_a_counteroffer_asks_the_next_lender_and_keeps_the_record() {
         })
         .ignored
     );
+}
+
+fn intake_run(config: WorkflowConfig) -> Run {
+    let mut run = Run::new(config);
+    run.state = WorkflowState::from_intake(PracticeId::new("smile-dental"), "in_1", t0());
+    run
+}
+
+fn intake_loaded(fee: i64) -> Event {
+    Event::PlanLoaded {
+        plan: crate::intake::intake_plan("in_1", Money::usd(fee), t0(), None),
+        facts: facts(true, false),
+    }
+}
+
+#[test]
+fn an_accepted_intake_case_matches_the_patient_before_any_note_then_writes_the_held_notes() {
+    // Arrange: an intake financed by the first lender, with a deposit paid before the outcome.
+    let mut run = intake_run(config(2_000, false, PartialApprovalRule::StopForStaff));
+    assert_eq!(run.state.ledger_patient(), None);
+    run.on(intake_loaded(100_000));
+    run.on(opened("carecredit"));
+    run.on(approved("carecredit", 80_000));
+    run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+    run.on(Event::DepositLinkCreated {
+        session_id: "cs_1".into(),
+        url: "https://pay.test/cs_1".into(),
+    });
+    // The deposit is paid before the summary went out: its note waits for the patient record.
+    let t = run.on(Event::Payment(PaymentFact::Paid {
+        stripe_id: "pi_1".into(),
+        amount: Money::usd(20_000),
+    }));
+    assert!(actions(&t).is_empty(), "no note before the patient exists");
+
+    // Act: the summary goes out: the case is accepted.
+    let t = run.on(Event::MessageSent {
+        message: MessageKind::FinancingSummary,
+    });
+
+    // Assert: the patient is matched or created first, then both notes go to that patient.
+    assert_eq!(actions(&t), vec![&Action::EnsurePracticePatient]);
+    let t = run.on(Event::PracticePatientReady {
+        patient_id: PatientId::new("od-77"),
+        created: true,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![
+            &Action::WriteLedgerNote {
+                note: NoteKind::Outcome
+            },
+            &Action::WriteLedgerNote {
+                note: NoteKind::Payment {
+                    stripe_id: "pi_1".into(),
+                    amount: Money::usd(20_000)
+                }
+            }
+        ]
+    );
+    assert_eq!(run.state.ledger_patient(), Some(&PatientId::new("od-77")));
+    // A repeated answer changes nothing.
+    let t = run.on(Event::PracticePatientReady {
+        patient_id: PatientId::new("od-78"),
+        created: true,
+    });
+    assert!(t.ignored);
+    assert_eq!(run.state.ledger_patient(), Some(&PatientId::new("od-77")));
+    let at = run.now;
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at,
+    });
+    assert_eq!(run.state.status, Status::Done);
+}
+
+#[test]
+fn a_declined_intake_leaves_no_record_in_the_practice_system() {
+    // Arrange: every lender declines and the practice has no in-house plan.
+    let mut run = intake_run(config(0, false, PartialApprovalRule::StopForStaff));
+    run.on(intake_loaded(100_000));
+    run.on(opened("carecredit"));
+    run.on(declined("carecredit"));
+    run.on(opened("sunbit"));
+
+    // Act
+    let t = run.on(declined("sunbit"));
+
+    // Assert: a task for staff, no practice-system call, the outcome recorded in Chairside only.
+    assert_eq!(
+        t.raise_task.as_ref().map(|t| t.kind),
+        Some(TaskKind::NoFinancing)
+    );
+    assert!(actions(&t).is_empty(), "{:?}", actions(&t));
+    assert_eq!(run.state.stage, Stage::Settled);
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    assert_eq!(run.state.ledger_written_at, None);
+}
+
+#[test]
+fn a_practice_system_without_patient_creation_hands_the_record_to_staff_and_a_failure_is_retried() {
+    let mut run = intake_run(config(0, false, PartialApprovalRule::StopForStaff));
+    run.on(intake_loaded(100_000));
+    run.on(opened("carecredit"));
+    run.on(approved("carecredit", 100_000));
+    run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+    let t = run.on(Event::MessageSent {
+        message: MessageKind::FinancingSummary,
+    });
+    assert_eq!(actions(&t), vec![&Action::EnsurePracticePatient]);
+
+    // A failure of the match goes to staff without a note (there is no chart to write to).
+    let t = run.on(Event::EffectFailed {
+        action: Action::EnsurePracticePatient,
+        reason: "opendental: 400".into(),
+    });
+    assert_eq!(
+        t.raise_task.as_ref().map(|t| t.kind),
+        Some(TaskKind::SystemError)
+    );
+    assert!(actions(&t).is_empty());
+    // The retry repeats the match.
+    let t = run.on(Event::Staff {
+        action: StaffAction::Retry,
+    });
+    assert_eq!(actions(&t), vec![&Action::EnsurePracticePatient]);
+
+    // Dentrix Ascend: the record is for staff to create.
+    let t = run.on(Event::PracticePatientForStaff {
+        reason: "create the patient".into(),
+    });
+    assert_eq!(
+        t.raise_task.as_ref().map(|t| t.kind),
+        Some(TaskKind::PatientRecord)
+    );
+    assert!(actions(&t).is_empty());
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    run.on(Event::Staff {
+        action: StaffAction::MarkHandled,
+    });
+    assert_eq!(run.state.status, Status::Done);
 }

@@ -192,6 +192,7 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
 
     let mut channels = HashMap::new();
     let mut parts = Vec::new();
+    let mut labs = Vec::new();
     let mut alert_routes = HashMap::new();
     for p in &config.practices {
         let email = match &p.smtp {
@@ -217,6 +218,15 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             (Some(client), Some(from)) => Some((client.clone(), from)),
             _ => None,
         };
+        if let (Some(to), Some(sender)) = (&p.lab_email, &email) {
+            labs.push(chairside_engine::outbound::lab::LabSubscriber::new(
+                p.id.clone(),
+                p.name.clone(),
+                to.clone(),
+                sender.clone(),
+                store.clone(),
+            ));
+        }
         channels.insert(p.id.clone(), PracticeChannels { email, sms });
 
         let pms: SharedPracticeSystem = match &p.pms {
@@ -374,6 +384,9 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             crm = crm.practices(practices.iter().cloned());
         }
         engine = engine.subscriber(Arc::new(crm));
+    }
+    for lab in labs {
+        engine = engine.subscriber(Arc::new(lab));
     }
     if !alert_routes.is_empty() {
         let alerts = chairside_engine::outbound::staff_alert::StaffAlerts::new(

@@ -443,6 +443,9 @@ pub mod sources {
     pub const CARRIER_OPT_OUT: &str = "carrier_opt_out";
     /// The opt-in form on the patient page: the patient's own opt-in, with its wording.
     pub const PATIENT_PAGE: &str = "patient_page";
+    /// The opt-in on Chairside's new-patient intake page: the patient's own, with its wording
+    /// (the patient page's, [`super::PATIENT_PAGE_WORDING`]).
+    pub const INTAKE_PAGE: &str = "intake_page";
     /// Staff recorded that the patient agreed in person.
     pub const STAFF_IN_PERSON: &str = "staff:in_person";
     /// Staff recorded that the patient agreed on the intake form.
@@ -498,9 +501,10 @@ impl Standing {
             return Self::Withdrawal;
         }
         match source {
-            sources::SMS_START | sources::PATIENT_PAGE | sources::LEGACY_INBOUND_KEYWORD => {
-                Self::PatientGrant
-            }
+            sources::SMS_START
+            | sources::PATIENT_PAGE
+            | sources::INTAKE_PAGE
+            | sources::LEGACY_INBOUND_KEYWORD => Self::PatientGrant,
             _ => Self::Attestation,
         }
     }
@@ -637,6 +641,7 @@ mod record_tests {
     fn sources_have_the_standing_the_rules_give_them() {
         assert_eq!(Standing::of(sources::SMS_START, true), PatientGrant);
         assert_eq!(Standing::of(sources::PATIENT_PAGE, true), PatientGrant);
+        assert_eq!(Standing::of(sources::INTAKE_PAGE, true), PatientGrant);
         assert_eq!(Standing::of(sources::STAFF_IN_PERSON, true), Attestation);
         assert_eq!(
             Standing::of("practice_system:opendental", true),

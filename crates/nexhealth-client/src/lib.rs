@@ -63,7 +63,7 @@ pub use ids::{
     AppointmentId, CommunicationLogId, DeliveryId, LocationId, PatientId, ProcedureId, ProviderId,
     ResourceId, TreatmentPlanId, WebhookEndpointId, WebhookSubscriptionId,
 };
-pub use patients::{Patient, patient_contact};
+pub use patients::{NewPatient, Patient, patient_contact};
 pub use ratelimit::RateBudget;
 pub use status::PlanStatus;
 pub use treatment_plans::{

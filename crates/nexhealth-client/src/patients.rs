@@ -66,6 +66,29 @@ pub fn patient_contact(patient: &Patient) -> PatientContact {
 
 const PATIENTS: &str = "patients";
 
+/// A patient to create with `POST /patients`. PHI: `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct NewPatient {
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// Email (required by NexHealth).
+    pub email: String,
+    /// Date of birth (required).
+    pub date_of_birth: NaiveDate,
+    /// Phone, E.164 (required; sent as the main and the cell number).
+    pub phone: String,
+    /// Two-letter state, or empty.
+    pub state: String,
+}
+
+impl fmt::Debug for NewPatient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewPatient").finish_non_exhaustive()
+    }
+}
+
 impl Client {
     /// A patient's contact data.
     ///
@@ -84,6 +107,65 @@ impl Client {
         let raw = envelope
             .data
             .ok_or_else(|| Error::decode(PATIENTS, "data", DecodeProblem::Missing))?;
+        patient_from_wire(raw)
+    }
+
+    /// `GET /patients?name=&date_of_birth=&inactive=false&non_patient=false`, every page: the
+    /// find step of NexHealth's find-or-create recipe. Records that cannot be read fail the search
+    /// (a patient Chairside cannot read is not one it may match).
+    ///
+    /// # Errors
+    /// As [`Client::get_patient`].
+    pub async fn search_patients(
+        &self,
+        name: &str,
+        date_of_birth: NaiveDate,
+    ) -> Result<Vec<Patient>> {
+        self.get_pages(
+            "search patients",
+            PATIENTS,
+            &[wire::PATIENTS],
+            vec![
+                (wire::QUERY_NAME, name.trim().to_owned()),
+                (
+                    wire::QUERY_DATE_OF_BIRTH,
+                    date_of_birth.format("%Y-%m-%d").to_string(),
+                ),
+                (wire::QUERY_INACTIVE, "false".into()),
+                (wire::QUERY_NON_PATIENT, "false".into()),
+            ],
+            |raw: wire::Patient, _path| patient_from_wire(raw),
+        )
+        .await
+    }
+
+    /// `POST /patients` with `return_existing_if_match=true`: NexHealth answers a patient with the
+    /// same name and date of birth instead of creating a second. Never retried blindly: search
+    /// first, and again after an unknown outcome.
+    ///
+    /// # Errors
+    /// Transient for a connect error or 429; Indeterminate for a timeout or a 5xx; Permanent for
+    /// 4xx and decode errors.
+    pub async fn create_patient(
+        &self,
+        patient: &NewPatient,
+        provider_id: Option<&str>,
+    ) -> Result<Patient> {
+        let envelope: wire::Envelope<wire::CreatedPatient> = self
+            .post(
+                "create patient",
+                PATIENTS,
+                &[wire::PATIENTS],
+                wire::new_patient_body(patient, provider_id),
+            )
+            .await?;
+        let raw = match envelope
+            .data
+            .ok_or_else(|| Error::decode(PATIENTS, "data", DecodeProblem::Missing))?
+        {
+            wire::CreatedPatient::Wrapped { user } => user,
+            wire::CreatedPatient::Bare(p) => p,
+        };
         patient_from_wire(raw)
     }
 

@@ -357,6 +357,63 @@ impl std::fmt::Debug for Patient {
     }
 }
 
+/// Query: a patient's name (`GET /patients?name=`).
+pub const QUERY_NAME: &str = "name";
+/// Query: a date of birth, yyyy-mm-dd (`GET /patients?date_of_birth=`).
+pub const QUERY_DATE_OF_BIRTH: &str = "date_of_birth";
+/// Query: leave out inactive patients.
+pub const QUERY_INACTIVE: &str = "inactive";
+/// Query: leave out non-patients (guarantors, contacts).
+pub const QUERY_NON_PATIENT: &str = "non_patient";
+
+/// Body of `POST /patients` (NX-spec v20240412): `provider.provider_id`, and `patient.first_name`,
+/// `last_name`, `email`, `bio.date_of_birth`, `bio.phone_number` required;
+/// `return_existing_if_match` answers a name and birth-date match with the existing patient (200)
+/// instead of creating one (201).
+pub fn new_patient_body(
+    p: &crate::patients::NewPatient,
+    provider_id: Option<&str>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "patient": {
+            "first_name": p.first_name,
+            "last_name": p.last_name,
+            "email": p.email,
+            "bio": {
+                "date_of_birth": p.date_of_birth.format("%Y-%m-%d").to_string(),
+                "phone_number": p.phone,
+                "cell_phone_number": p.phone,
+                "state": p.state,
+            },
+        },
+        "return_existing_if_match": true,
+    });
+    if let Some(id) = provider_id {
+        body["provider"] = serde_json::json!({ "provider_id": id });
+    }
+    body
+}
+
+/// What `POST /patients` answers in `data`: the patient under `user` (older API versions) or the
+/// patient itself. Which one v20240412 sends is UNCONFIRMED, so both are read.
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CreatedPatient {
+    /// `data.user`.
+    Wrapped {
+        /// The patient.
+        user: Patient,
+    },
+    /// `data` is the patient.
+    Bare(Patient),
+}
+
+impl std::fmt::Debug for CreatedPatient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CreatedPatient { .. }")
+    }
+}
+
 /// Body of `POST /webhook_endpoints`.
 #[derive(Clone, Debug, Serialize)]
 pub struct NewWebhookEndpoint {

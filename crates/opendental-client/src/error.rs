@@ -33,13 +33,20 @@ pub enum Operation {
     ListPayments,
     /// `POST /payments`.
     CreatePayment,
+    /// `GET /patients` (a search by name).
+    ListPatients,
+    /// `POST /patients`.
+    CreatePatient,
 }
 
 impl Operation {
     /// True for calls that create something in the practice's database. Open Dental takes no
     /// idempotency key, so a write whose outcome is unknown must be reconciled, never repeated.
     pub fn is_write(self) -> bool {
-        matches!(self, Self::CreateCommlog | Self::CreatePayment)
+        matches!(
+            self,
+            Self::CreateCommlog | Self::CreatePayment | Self::CreatePatient
+        )
     }
 
     /// A short stable label (`list treatplans`, `create payment`).
@@ -54,6 +61,8 @@ impl Operation {
             Self::CreateCommlog => "create commlog",
             Self::ListPayments => "list payments",
             Self::CreatePayment => "create payment",
+            Self::ListPatients => "list patients",
+            Self::CreatePatient => "create patient",
         }
     }
 }

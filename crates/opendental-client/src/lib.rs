@@ -68,6 +68,7 @@ pub use ids::{
     AptNum, ClinicNum, CodeNum, CommlogNum, DefNum, PatNum, PayNum, ProcNum, ProcTpNum, ProvNum,
     TreatPlanAttachNum, TreatPlanNum,
 };
+pub use patients::NewPatient;
 pub use procedure_logs::{ProcedureLogQuery, ProcedureLogSync};
 pub use treat_plans::{
     AcceptanceRule, PlanChanges, PlanDetail, PlanMappingError, TreatPlanQuery, UnreadablePlan,

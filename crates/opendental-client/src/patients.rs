@@ -8,7 +8,84 @@ use crate::ids::PatNum;
 use crate::types::{Patient, TxtMsgOk};
 use crate::wire::{self, path, resource};
 
+/// A patient to create with `POST /patients`. PHI: `Debug` shows nothing of it.
+#[derive(Clone, Default)]
+pub struct NewPatient {
+    /// Family name (required).
+    pub last_name: String,
+    /// Given name (required).
+    pub first_name: String,
+    /// Date of birth.
+    pub birthdate: Option<chrono::NaiveDate>,
+    /// Mobile phone as Open Dental stores it (`(512)555-0188`).
+    pub wireless_phone: String,
+    /// Email.
+    pub email: String,
+    /// Two-letter state.
+    pub state: String,
+    /// The patient's word on texts, when Chairside holds it.
+    pub txt_msg_ok: Option<TxtMsgOk>,
+}
+
+impl std::fmt::Debug for NewPatient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewPatient").finish_non_exhaustive()
+    }
+}
+
 impl Client {
+    /// `GET /patients?LName=&FName=`, every page: the patients with this name (the caller
+    /// matches date of birth and phone).
+    ///
+    /// # Errors
+    /// As [`Client::get_patient`]; [`Error::InvalidRequest`](crate::Error::InvalidRequest) for an
+    /// empty name.
+    pub async fn search_patients(&self, last_name: &str, first_name: &str) -> Result<Vec<Patient>> {
+        if last_name.trim().is_empty() || first_name.trim().is_empty() {
+            return Err(crate::Error::InvalidRequest {
+                op: Operation::ListPatients,
+                reason: "the name must not be empty",
+            });
+        }
+        let listing = self
+            .list_all(
+                Operation::ListPatients,
+                path::PATIENTS,
+                &[
+                    (wire::param::L_NAME, last_name.trim().to_owned()),
+                    (wire::param::F_NAME, first_name.trim().to_owned()),
+                ],
+                resource::PATIENT,
+                wire::read_patient,
+            )
+            .await?;
+        Ok(listing.items)
+    }
+
+    /// `POST /patients`. Returns the created patient, or `None` from versions that answer 201
+    /// without one. Never retried after the request may have arrived: search first.
+    ///
+    /// # Errors
+    /// Transient for a connect error or 429; **Indeterminate** for a timeout, a dropped connection
+    /// or a 5xx (the office may have the patient: search before creating again); Permanent for
+    /// 400 (a missing name, or Open Dental's duplicate check) and other 4xx, and decode errors.
+    pub async fn create_patient(&self, patient: &NewPatient) -> Result<Option<Patient>> {
+        if patient.last_name.trim().is_empty() || patient.first_name.trim().is_empty() {
+            return Err(crate::Error::InvalidRequest {
+                op: Operation::CreatePatient,
+                reason: "LName and FName are required",
+            });
+        }
+        self.create(
+            Operation::CreatePatient,
+            path::PATIENTS,
+            &wire::patient_body(patient),
+            resource::PATIENT,
+            wire::read_patient,
+        )
+        .await
+    }
+
     /// `GET /patients/{PatNum}`.
     ///
     /// # Errors

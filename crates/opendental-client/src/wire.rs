@@ -56,6 +56,8 @@ pub(crate) mod param {
     pub(crate) const APT_NUM: &str = "AptNum";
     pub(crate) const PROC_STATUS: &str = "ProcStatus";
     pub(crate) const CLINIC_NUM: &str = "ClinicNum";
+    pub(crate) const L_NAME: &str = "LName";
+    pub(crate) const F_NAME: &str = "FName";
 }
 
 /// Resource names used in decode errors.
@@ -659,6 +661,30 @@ pub(crate) fn commlog_body(c: &NewCommlog) -> Value {
     }
     if let Some(dir) = &c.sent_or_received {
         m.insert("SentOrReceived".into(), dir.as_str().into());
+    }
+    Value::Object(m)
+}
+
+/// The body of `POST /patients` (apipatients.html: `LName` and `FName` required; `Birthdate`
+/// yyyy-mm-dd, `WirelessPhone`, `Email`, `State`, `TxtMsgOk` optional). Blank fields are left out.
+pub(crate) fn patient_body(p: &crate::patients::NewPatient) -> Value {
+    let mut m = Map::new();
+    m.insert("LName".into(), p.last_name.clone().into());
+    m.insert("FName".into(), p.first_name.clone().into());
+    if let Some(d) = p.birthdate {
+        m.insert("Birthdate".into(), format_date(d).into());
+    }
+    for (k, v) in [
+        ("WirelessPhone", &p.wireless_phone),
+        ("Email", &p.email),
+        ("State", &p.state),
+    ] {
+        if !v.trim().is_empty() {
+            m.insert(k.into(), v.clone().into());
+        }
+    }
+    if let Some(ok) = &p.txt_msg_ok {
+        m.insert("TxtMsgOk".into(), ok.as_str().into());
     }
     Value::Object(m)
 }

@@ -446,6 +446,37 @@ impl Sandbox {
         self.hub.world.seed_patient(patient)
     }
 
+    /// Seeds a person who is not a patient of the practice system yet (a new-patient intake): the
+    /// lenders, Stripe and the messaging stand-ins know them (they act on their links as their
+    /// persona says), the practice system's API does not list them until Chairside creates them.
+    pub fn seed_prospect(&self, patient: SeedPatient) -> SeededPatient {
+        self.hub.world.seed_prospect(patient)
+    }
+
+    /// Seeds an example prospect ([`SeedPatient::example`], numbered like every seeded patient so
+    /// its phone is unique) and returns what was seeded, for the intake to be typed from.
+    pub fn seed_example_prospect(&self, pms: Pms, persona: Persona) -> SeedPatient {
+        let n = u32::try_from(self.hub.world.patients(None).len()).unwrap_or(u32::MAX);
+        let seed = SeedPatient::example(pms, persona, n);
+        self.seed_prospect(seed.clone());
+        seed
+    }
+
+    /// The ids of the practice system's patients with this name (prospects left out): how many
+    /// records a new-patient intake left there.
+    pub fn pms_patient_ids(&self, pms: Pms, first_name: &str, last_name: &str) -> Vec<String> {
+        self.hub
+            .world
+            .patients(Some(pms))
+            .into_iter()
+            .filter(|p| {
+                p.seed.first_name.eq_ignore_ascii_case(first_name)
+                    && p.seed.last_name.eq_ignore_ascii_case(last_name)
+            })
+            .map(|p| p.pms_id)
+            .collect()
+    }
+
     /// Seeds a plan (status: proposed) for a seeded patient.
     ///
     /// # Errors

@@ -90,6 +90,9 @@ pub(crate) struct PatientRecord {
     pub(crate) pms_id: String,
     pub(crate) created: DateTime<Utc>,
     pub(crate) modified: DateTime<Utc>,
+    /// A new patient not yet in the practice system (an intake): lenders, Stripe and messages
+    /// know the person, the practice system's API does not list them.
+    pub(crate) prospect: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -175,6 +178,15 @@ impl World {
     }
 
     pub(crate) fn seed_patient(&self, seed: SeedPatient) -> SeededPatient {
+        self.add_patient(seed, false)
+    }
+
+    /// A person who is not (yet) a patient of the practice system: see [`PatientRecord::prospect`].
+    pub(crate) fn seed_prospect(&self, seed: SeedPatient) -> SeededPatient {
+        self.add_patient(seed, true)
+    }
+
+    fn add_patient(&self, seed: SeedPatient, prospect: bool) -> SeededPatient {
         let mut d = self.lock();
         d.next_key += 1;
         let key = PatientKey(d.next_key);
@@ -192,6 +204,7 @@ impl World {
             pms_id,
             created: now,
             modified: now,
+            prospect,
         });
         out
     }
@@ -302,7 +315,7 @@ impl World {
         self.lock()
             .patients
             .iter()
-            .filter(|p| pms.is_none_or(|s| p.seed.pms == s))
+            .filter(|p| pms.is_none_or(|s| p.seed.pms == s && !p.prospect))
             .cloned()
             .collect()
     }
@@ -315,7 +328,7 @@ impl World {
         self.lock()
             .patients
             .iter()
-            .find(|p| p.seed.pms == pms && p.pms_id == id)
+            .find(|p| p.seed.pms == pms && p.pms_id == id && !p.prospect)
             .cloned()
     }
 
@@ -393,6 +406,42 @@ impl World {
                 name && (by_phone || by_zip)
             })
             .cloned()
+    }
+
+    /// A patient created through a practice system's API (`POST /patients`): an instant-approval
+    /// persona for the lenders, no SMS consent on file, the state as the only address part.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create_patient(
+        &self,
+        pms: Pms,
+        first_name: &str,
+        last_name: &str,
+        date_of_birth: Option<chrono::NaiveDate>,
+        mobile_phone: Option<String>,
+        email: Option<String>,
+        state: &str,
+    ) -> PatientRecord {
+        let seed = SeedPatient {
+            pms,
+            persona: crate::persona::Persona::InstantApproval,
+            first_name: first_name.to_owned(),
+            last_name: last_name.to_owned(),
+            date_of_birth,
+            email,
+            mobile_phone,
+            home_phone: None,
+            address: crate::persona::SeedAddress {
+                line1: String::new(),
+                city: String::new(),
+                state: state.to_owned(),
+                postal_code: String::new(),
+            },
+            sms_consent: false,
+            card: crate::persona::TestCard::default(),
+        };
+        let seeded = self.seed_patient(seed);
+        self.patient(seeded.key)
+            .unwrap_or_else(|| unreachable!("the patient was just added"))
     }
 
     /// The persona of a seeded patient.

@@ -8,7 +8,8 @@ use super::{external, invalid};
 use chrono::{DateTime, Utc};
 
 use crate::ports::{
-    ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem, UnreadableRecord,
+    EnsuredPatient, ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem,
+    UnreadableRecord,
 };
 
 /// Dentrix Ascend through `dentrix-client`.
@@ -140,5 +141,18 @@ impl PracticeSystem for DentrixPractice {
             .await
             .map_err(external)?;
         Ok(written.note().id.to_string())
+    }
+
+    /// Dentrix Ascend's patient creation (`POST /v1/patients`) is seen only in third-party code;
+    /// its official schema is UNCONFIRMED (docs INTEGRATIONS.md §5, "Create patient"). Chairside
+    /// does not write a record it cannot check: staff create it from the intake.
+    async fn ensure_patient(
+        &self,
+        who: &financing_core::PatientContact,
+    ) -> Result<EnsuredPatient, ExternalError> {
+        let _ = who;
+        Ok(EnsuredPatient::NotSupported {
+            reason: "Dentrix Ascend's API has no documented patient creation".into(),
+        })
     }
 }

@@ -11,8 +11,10 @@ use nexhealth_client::{Client, NoteMarker, PlanStatus, SyncCursor, TreatmentPlan
 
 use super::{external, invalid};
 use crate::ports::{
-    ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem, UnreadableRecord,
+    EnsuredPatient, ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem,
+    UnreadableRecord,
 };
+use chairside_workflow::intake::{Candidate, same_patient};
 use chrono::{DateTime, Utc};
 
 /// NexHealth through `nexhealth-client`.
@@ -154,5 +156,67 @@ impl PracticeSystem for NexHealthPractice {
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default())
+    }
+
+    /// NexHealth's find-or-create recipe: `GET /patients?name=&date_of_birth=` matched on the
+    /// phone too, then `POST /patients` with `return_existing_if_match=true`. A namesake with the
+    /// same birth date but another phone is not written to: NexHealth would answer it as a match,
+    /// so a person decides.
+    async fn ensure_patient(&self, who: &PatientContact) -> Result<EnsuredPatient, ExternalError> {
+        let Some(dob) = who.date_of_birth else {
+            return Err(invalid("the intake has no date of birth"));
+        };
+        let name = format!("{} {}", who.first_name, who.last_name);
+        let found = self
+            .client
+            .search_patients(&name, dob)
+            .await
+            .map_err(external)?;
+        let candidates: Vec<Candidate> = found
+            .into_iter()
+            .map(|p| Candidate {
+                id: PatientId::new(p.id.as_str()),
+                first_name: p.first_name,
+                last_name: p.last_name,
+                date_of_birth: p.date_of_birth,
+                phones: p.mobile_phone.into_iter().collect(),
+                email: p.email,
+            })
+            .collect();
+        if let Some(c) = candidates.iter().find(|c| same_patient(who, c)) {
+            return Ok(EnsuredPatient::Matched(c.id.clone()));
+        }
+        let same_name_and_birth = candidates.iter().any(|c| {
+            c.first_name.eq_ignore_ascii_case(who.first_name.trim())
+                && c.last_name.eq_ignore_ascii_case(who.last_name.trim())
+        });
+        if same_name_and_birth {
+            return Ok(EnsuredPatient::NotSupported {
+                reason: "NexHealth has a patient with this name and date of birth but other \
+                         contact details; check whether it is the same person"
+                    .into(),
+            });
+        }
+        let (Some(email), Some(phone)) = (who.email.clone(), who.mobile_phone.clone()) else {
+            return Ok(EnsuredPatient::NotSupported {
+                reason: "NexHealth creates a patient only with an email and a phone, and the \
+                         intake lacks one"
+                    .into(),
+            });
+        };
+        let new = nexhealth_client::NewPatient {
+            first_name: who.first_name.clone(),
+            last_name: who.last_name.clone(),
+            email,
+            date_of_birth: dob,
+            phone,
+            state: who.state().map(|s| s.code().to_owned()).unwrap_or_default(),
+        };
+        let created = self
+            .client
+            .create_patient(&new, None)
+            .await
+            .map_err(external)?;
+        Ok(EnsuredPatient::Created(PatientId::new(created.id.as_str())))
     }
 }

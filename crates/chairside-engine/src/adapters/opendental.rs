@@ -9,8 +9,10 @@ use opendental_client::{
 
 use super::{external, invalid};
 use crate::ports::{
-    ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem, UnreadableRecord,
+    EnsuredPatient, ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem,
+    UnreadableRecord,
 };
+use chairside_workflow::intake::{Candidate, same_patient};
 
 /// Open Dental through `opendental-client`.
 #[derive(Debug, Clone)]
@@ -177,6 +179,77 @@ impl PracticeSystem for OpenDentalPractice {
             .row()
             .map(|c| c.commlog_num.to_string())
             .unwrap_or_else(|| tag.clone()))
+    }
+
+    /// Search (`GET /patients?LName=&FName=`, matched on birth date and phone), then
+    /// `POST /patients`. Open Dental has no idempotency key; the search first is the
+    /// reconciliation, so a retry after an unknown outcome finds the patient created before.
+    async fn ensure_patient(&self, who: &PatientContact) -> Result<EnsuredPatient, ExternalError> {
+        if let Some(id) = self.matching(who).await? {
+            return Ok(EnsuredPatient::Matched(id));
+        }
+        let new = opendental_client::NewPatient {
+            last_name: who.last_name.clone(),
+            first_name: who.first_name.clone(),
+            birthdate: who.date_of_birth,
+            wireless_phone: who
+                .mobile_phone
+                .as_deref()
+                .map(od_phone)
+                .unwrap_or_default(),
+            email: who.email.clone().unwrap_or_default(),
+            state: who.state().map(|s| s.code().to_owned()).unwrap_or_default(),
+            // Consent lives in Chairside's record; Open Dental's field is left to the office.
+            txt_msg_ok: None,
+        };
+        match self.client.create_patient(&new).await.map_err(external)? {
+            Some(p) => Ok(EnsuredPatient::Created(p.pat_num.to_patient_id())),
+            // An answer without the row: find what was just created.
+            None => match self.matching(who).await? {
+                Some(id) => Ok(EnsuredPatient::Created(id)),
+                None => Err(ExternalError::new(
+                    financing_core::ErrorKind::Indeterminate,
+                    "opendental: the patient was created but not found by search".to_owned(),
+                )),
+            },
+        }
+    }
+}
+
+impl OpenDentalPractice {
+    /// The patients named like `who` that pass the match rule.
+    async fn matching(&self, who: &PatientContact) -> Result<Option<PatientId>, ExternalError> {
+        let found = self
+            .client
+            .search_patients(&who.last_name, &who.first_name)
+            .await
+            .map_err(external)?;
+        Ok(found
+            .into_iter()
+            .map(|p| Candidate {
+                id: p.pat_num.to_patient_id(),
+                first_name: p.first_name,
+                last_name: p.last_name,
+                date_of_birth: p.birthdate,
+                phones: vec![p.wireless_phone, p.home_phone, p.work_phone],
+                email: Some(p.email).filter(|e| !e.trim().is_empty()),
+            })
+            .find(|c| same_patient(who, c))
+            .map(|c| c.id))
+    }
+}
+
+/// `+15125550188` as Open Dental shows phone numbers, `(512)555-0188`.
+fn od_phone(e164: &str) -> String {
+    let digits: String = e164.chars().filter(char::is_ascii_digit).collect();
+    let national = digits
+        .strip_prefix('1')
+        .filter(|d| d.len() == 10)
+        .unwrap_or(&digits);
+    if national.len() == 10 {
+        format!("({}){}-{}", &national[..3], &national[3..6], &national[6..])
+    } else {
+        e164.to_owned()
     }
 }
 

@@ -43,11 +43,14 @@ pub enum EventType {
     /// The plan was withdrawn or staff cancelled (`workflow.cancelled`).
     #[serde(rename = "workflow.cancelled")]
     WorkflowCancelled,
+    /// A financed case has its treatment date (`case.scheduled`): the lab is told.
+    #[serde(rename = "case.scheduled")]
+    CaseScheduled,
 }
 
 impl EventType {
     /// Every type, in the order a workflow usually meets them.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::WorkflowStarted,
         Self::FinancingDecided,
         Self::NeedsStaff,
@@ -55,6 +58,7 @@ impl EventType {
         Self::SummarySent,
         Self::NoteWritten,
         Self::WorkflowCancelled,
+        Self::CaseScheduled,
     ];
 
     /// The label, as in the payload's `type`.
@@ -67,6 +71,7 @@ impl EventType {
             Self::SummarySent => "summary.sent",
             Self::NoteWritten => "note.written",
             Self::WorkflowCancelled => "workflow.cancelled",
+            Self::CaseScheduled => "case.scheduled",
         }
     }
 
@@ -285,6 +290,14 @@ pub fn derive(
             at,
         ));
     }
+    if !scheduled(before) && scheduled(after) {
+        out.push(OutboundEvent::new(
+            after,
+            EventType::CaseScheduled,
+            "scheduled",
+            at,
+        ));
+    }
     if before.status != Status::Cancelled && after.status == Status::Cancelled {
         out.push(OutboundEvent::new(
             after,
@@ -294,6 +307,16 @@ pub fn derive(
         ));
     }
     out
+}
+
+/// A financed case with its treatment date: financing arranged (a lender, or the in-house plan the
+/// patient accepted), a treatment date known, and not withdrawn.
+pub fn scheduled(s: &WorkflowState) -> bool {
+    s.status != Status::Cancelled
+        && s.treatment_date.is_some()
+        && s.result.as_ref().is_some_and(|r| {
+            r.financed.is_some() || (r.in_house.is_some() && s.in_house_acceptance.is_some())
+        })
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 
 pub mod crm;
 pub mod events;
+pub mod lab;
 pub mod sign;
 pub mod staff_alert;
 pub mod webhook;

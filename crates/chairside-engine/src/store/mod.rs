@@ -16,6 +16,7 @@
 //! | outbound events and their deliveries | [`OutboxStore`] | the dispatcher ([`crate::outbound`]), the dashboard |
 //! | install baseline, detection tasks and health | [`DetectionStore`] | the poller, `/readyz`, the dashboard, metrics |
 //! | one poller per practice across instances | [`PollerStore`] | the poller ([`Runner::poll_practices`](crate::runner::Runner::poll_practices)) |
+//! | new-patient intakes | [`IntakeStore`] | the intake pages, [`crate::intake`] |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -27,6 +28,7 @@ pub mod crypto;
 mod delivery;
 pub mod detection;
 mod inbound;
+pub mod intake;
 pub mod links;
 pub mod logins;
 pub mod outbox;
@@ -47,6 +49,7 @@ use serde::Serialize;
 pub use delivery::{DeliveryStore, SendRecord};
 pub use detection::DetectionStore;
 pub use inbound::InboundStore;
+pub use intake::{IntakeOrigin, IntakeRow, IntakeStore, NewIntake};
 pub use links::LinkStore;
 pub use logins::LoginStore;
 pub use outbox::OutboxStore;
@@ -65,8 +68,9 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 /// Every role trait, for calling store methods on a concrete store.
 pub mod prelude {
     pub use super::{
-        DetectionStore, InboundStore, LinkStore, LoginStore, OutboxStore, PatientStore,
-        PollerStore, QuarantineStore, ReportStore, SchemaStore, StaffStore, Store, WorkflowStore,
+        DetectionStore, InboundStore, IntakeStore, LinkStore, LoginStore, OutboxStore,
+        PatientStore, PollerStore, QuarantineStore, ReportStore, SchemaStore, StaffStore, Store,
+        WorkflowStore,
     };
 }
 
@@ -307,6 +311,7 @@ pub trait Store:
     + OutboxStore
     + DetectionStore
     + PollerStore
+    + IntakeStore
 {
 }
 
@@ -323,6 +328,7 @@ impl<T> Store for T where
         + OutboxStore
         + DetectionStore
         + PollerStore
+        + IntakeStore
 {
 }
 

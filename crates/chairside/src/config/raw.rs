@@ -200,6 +200,7 @@ pub(super) struct RawPractice {
     pub(super) phone: Option<String>,
     pub(super) email: Option<String>,
     pub(super) sms_from: Option<String>,
+    pub(super) lab_email: Option<String>,
     pub(super) pms: Option<toml::Table>,
     pub(super) lenders: Option<RawLenders>,
     pub(super) payments: Option<RawPayments>,

@@ -722,6 +722,10 @@ pub struct PracticeSettings {
     /// The number its texts come from, when not `[twilio]`'s; inbound texts to it are routed to
     /// this practice.
     pub sms_from: Option<messaging::PhoneNumber>,
+    /// The dental lab's address (`lab_email`): told of each financed case once its treatment
+    /// date is known (case reference, patient initials, date; docs/outbound.md). Needs
+    /// `[practices.smtp]`.
+    pub lab_email: Option<messaging::EmailAddress>,
     /// The practice system.
     pub pms: PmsSettings,
     /// The lender waterfall.

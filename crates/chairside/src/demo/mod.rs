@@ -150,6 +150,9 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
         };
         rows.push(row);
     }
+    for case in &world.intakes {
+        rows.push(intake_row(world, case).await?);
+    }
     let stripe = world.sandbox.stripe();
     for (patient, n) in stripe.customers_per_patient() {
         if n > 1 {
@@ -177,6 +180,83 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
         problems.push(format!("compliance: {v:?}"));
     }
     Ok((rows, problems))
+}
+
+/// The row of a new-patient intake: financed like any plan, and the patient created in the
+/// practice system once (or, for Dentrix Ascend, a staff task and no record).
+async fn intake_row(world: &World, case: &world::IntakeCase) -> anyhow::Result<Row> {
+    let records = world
+        .sandbox
+        .pms_patient_ids(case.pms, &case.patient.first_name, &case.patient.last_name)
+        .len();
+    let want_records = usize::from(case.creates_record);
+    let plan = format!("{}/{}", case.practice, case.intake_id);
+    let persona = "new patient (intake)".to_owned();
+    let Some(s) = world.intake_workflow(case).await? else {
+        return Ok(Row {
+            plan,
+            persona,
+            path: "not started".into(),
+            financed: "-".into(),
+            self_pay: "-".into(),
+            stripe: "-".into(),
+            notes: 0,
+            o2l: None,
+            ok: false,
+            expected: case.expected.describe(),
+            lenders: String::new(),
+            texts: 0,
+        });
+    };
+    let notes = world.sandbox.notes_containing(s.id.as_str()).len();
+    // The patient agreed to texts on the intake page: the sandbox Twilio's record of them.
+    let texts = case
+        .patient
+        .mobile_phone
+        .as_deref()
+        .map_or(0, |phone| world.sandbox.twilio().messages_to(phone).len());
+    let path = match (&s.staff_task, &s.result) {
+        (Some(t), _) if s.status == chairside_workflow::Status::WaitingOnStaff => {
+            format!("staff: {}", t.kind.label())
+        }
+        (_, Some(r)) => r.path.clone(),
+        _ => s.stage_label(),
+    };
+    let st = &s.stripe;
+    let stripe: Vec<&str> = [st.customer_id.as_deref(), st.checkout_session_id.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(Row {
+        plan,
+        persona,
+        path: format!("{path}; {records} record(s) in {}", case.pms.name()),
+        financed: s
+            .result
+            .as_ref()
+            .and_then(|r| r.financed.clone())
+            .map_or_else(|| "-".into(), |(l, m)| format!("{m} {l}")),
+        self_pay: self_pay(&s).to_string(),
+        stripe: if stripe.is_empty() {
+            "-".into()
+        } else {
+            stripe.join(" ")
+        },
+        notes,
+        o2l: s.operatory_to_ledger().and_then(|d| d.to_std().ok()),
+        ok: case.expected.matches(&s) && notes == want_records && records == want_records,
+        expected: format!(
+            "{}, {want_records} record(s) and {want_records} note(s)",
+            case.expected.describe()
+        ),
+        lenders: s
+            .attempts
+            .iter()
+            .map(|a| format!("{} {}", a.lender, a.outcome.label()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        texts,
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
@@ -324,6 +404,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     };
     let mut world = World::start(&dir, options).await?;
     world.seed_demo()?;
+    world.seed_intakes().await?;
     let settled = world.drive(Duration::from_secs(args.timeout_secs)).await?;
     if !settled {
         tracing::warn!("not every workflow settled before the timeout");

@@ -139,6 +139,28 @@ pub struct Case {
     pub seeded: SeededCase,
 }
 
+/// A new-patient intake the demo walks: staff start it, the patient types their details on the
+/// intake page, financing runs, and at case acceptance the patient is created in the practice
+/// system (or, for Dentrix Ascend, left to staff).
+#[derive(Debug, Clone)]
+pub struct IntakeCase {
+    /// The practice.
+    pub practice: PracticeId,
+    /// Its practice system.
+    pub pms: Pms,
+    /// The intake.
+    pub intake_id: String,
+    /// The patient as the sandbox knows them (made up).
+    pub patient: sandbox::SeedPatient,
+    /// Where the workflow must end.
+    pub expected: Expected,
+    /// Whether the practice system must hold the patient (once) at the end.
+    pub creates_record: bool,
+}
+
+/// The intake's amount in the demo: what the patient owes after the consultation.
+pub const INTAKE_AMOUNT: financing_core::Money = financing_core::Money::usd(100_000);
+
 /// Demo settings.
 #[derive(Debug, Clone)]
 pub struct WorldOptions {
@@ -174,7 +196,16 @@ pub struct WorldOptions {
     /// The database: a PostgreSQL URL (the bench's `--database-url`), or `None` for a SQLite
     /// file in the world's directory.
     pub postgres: Option<SecretString>,
+    /// The CRM stand-in's URL, when one runs (`World::start` starts it): deals for follow-up.
+    pub crm_url: Option<Url>,
 }
+
+/// The private app token the demo's CRM stand-in accepts (made up).
+pub const DEMO_CRM_TOKEN: &str = "pat-demo-0000-chairside";
+
+/// The demo CRM's deal stages (internal ids as a HubSpot account would have them).
+pub const DEMO_CRM_STAGES: [&str; 5] =
+    ["not_converted", "applying", "financed", "declined", "paid"];
 
 impl Default for WorldOptions {
     fn default() -> Self {
@@ -191,6 +222,7 @@ impl Default for WorldOptions {
             durability: Durability::Normal,
             time_zone: None,
             postgres: None,
+            crm_url: None,
         }
     }
 }
@@ -216,12 +248,17 @@ pub struct World {
     /// Staff accounts of the dashboard: (username, practice).
     pub staff: Vec<(String, PracticeId)>,
     http_task: tokio::task::JoinHandle<()>,
+    outbound_task: tokio::task::JoinHandle<()>,
+    /// The CRM stand-in (HubSpot's shape).
+    pub crm: sandbox::CrmStandIn,
     /// The store.
     pub store: Arc<dyn Store>,
     /// The runner.
     pub runner: Runner,
     /// What was seeded.
     pub cases: Vec<Case>,
+    /// The new-patient intakes walked.
+    pub intakes: Vec<IntakeCase>,
 }
 
 fn secret(s: &str) -> SecretString {
@@ -313,6 +350,8 @@ pub struct Stack {
     /// The runner.
     pub runner: Runner,
     http_task: tokio::task::JoinHandle<()>,
+    /// The outbound dispatcher (the lab's emails, webhooks), for the caller to run.
+    pub dispatcher: chairside_engine::outbound::Dispatcher,
 }
 
 impl Stack {
@@ -367,6 +406,7 @@ impl Stack {
             store: service.store,
             runner: service.runner,
             http_task,
+            dispatcher: service.dispatcher,
         })
     }
 
@@ -527,6 +567,10 @@ pub fn demo_config(
                 messaging::PhoneNumber::parse(&format!("+1512555{:04}", 200 + n))
                     .context("demo number")?,
             ),
+            lab_email: Some(
+                messaging::EmailAddress::parse(&format!("cases@lab-of-{}.example", spec.id))
+                    .context("demo lab address")?,
+            ),
             pms,
             lenders: LenderSettings {
                 order: vec![LenderId::new("carecredit"), LenderId::new("sunbit")],
@@ -629,8 +673,75 @@ pub fn demo_config(
             ),
         }),
         practices,
-        outbound: crate::config::OutboundSettings::default(),
+        outbound: crate::config::OutboundSettings {
+            hubspot: options.crm_url.as_ref().map(|url| {
+                let stage = |s: &str| hubspot_client::StageId::new(s);
+                crate::config::HubSpotSettings {
+                    base_url: url.clone(),
+                    token: secret(DEMO_CRM_TOKEN),
+                    deal_id_property: "chairside_workflow_id".into(),
+                    pipeline: None,
+                    amounts: false,
+                    practices: None,
+                    stages: chairside_engine::outbound::crm::CrmStages {
+                        not_converted: stage(DEMO_CRM_STAGES[0]),
+                        applying: stage(DEMO_CRM_STAGES[1]),
+                        financed: stage(DEMO_CRM_STAGES[2]),
+                        declined: stage(DEMO_CRM_STAGES[3]),
+                        paid: stage(DEMO_CRM_STAGES[4]),
+                    },
+                }
+            }),
+            ..crate::config::OutboundSettings::default()
+        },
     })
+}
+
+/// The patient fills in their intake page (`GET /i/{token}` for the form's CSRF field, then
+/// `POST`), with their date of birth, email and state, and ticks the texts box.
+async fn submit_intake_page(
+    base: &Url,
+    token: &str,
+    p: &sandbox::SeedPatient,
+) -> anyhow::Result<()> {
+    let url = base.join(&format!("i/{token}"))?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let page = http.get(url.clone()).send().await?.text().await?;
+    let form_token = page
+        .split("name=\"form\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("the intake page has no form token")?
+        .to_owned();
+    let dob = p
+        .date_of_birth
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let res = http
+        .post(url)
+        .form(&[
+            ("form", form_token.as_str()),
+            ("first_name", p.first_name.as_str()),
+            ("last_name", p.last_name.as_str()),
+            ("date_of_birth", dob.as_str()),
+            (
+                "mobile_phone",
+                p.mobile_phone.as_deref().unwrap_or_default(),
+            ),
+            ("email", p.email.as_deref().unwrap_or_default()),
+            ("state", p.address.state.as_str()),
+            ("texts", "yes"),
+        ])
+        .send()
+        .await?;
+    anyhow::ensure!(
+        res.status().is_success() || res.status().is_redirection(),
+        "the intake page answered {}",
+        res.status()
+    );
+    Ok(())
 }
 
 impl World {
@@ -650,6 +761,14 @@ impl World {
         let sandbox = Sandbox::start(options.sandbox.clone())
             .await
             .context("starting the sandbox")?;
+        // The CRM stand-in: contacts, deals by outcome, follow-up tasks (`[outbound.hubspot]`).
+        let crm = sandbox::CrmStandIn::start(
+            DEMO_CRM_TOKEN,
+            Some(DEMO_CRM_STAGES.iter().map(|s| (*s).to_owned()).collect()),
+        )
+        .await
+        .context("starting the CRM stand-in")?;
+        options.crm_url = Some(crm.url().clone());
         let stack = Stack::start(surface, dir, &options, sandbox.urls(), sandbox.config()).await?;
         stack.take_baseline().await?;
         let Stack {
@@ -658,16 +777,89 @@ impl World {
             store,
             runner,
             http_task,
+            dispatcher,
         } = stack;
+        // Outbound events (the lab's emails) go out beside the runner, as in `chairside run`.
+        let outbound_task = tokio::spawn(dispatcher.run(Duration::from_millis(100)));
         Ok(Self {
             sandbox,
             http_base,
             staff,
             http_task,
+            outbound_task,
+            crm,
             store,
             runner,
             cases: Vec::new(),
+            intakes: Vec::new(),
         })
+    }
+
+    /// A new patient at each demo practice: staff start the intake with the patient's name and
+    /// mobile number, the amount and a consultation summary; the patient types their details and
+    /// agrees to texts on the intake page (`/i/{token}`, over HTTP). Open Dental and NexHealth
+    /// create the patient at case acceptance; Dentrix Ascend's becomes a staff task.
+    ///
+    /// # Errors
+    /// The store or the intake page refused.
+    pub async fn seed_intakes(&mut self) -> anyhow::Result<()> {
+        let intakes = chairside_engine::intake::Intakes::new(self.store.clone());
+        for spec in [&PRACTICES[1], &PRACTICES[2], &PRACTICES[0]] {
+            let patient = self
+                .sandbox
+                .seed_example_prospect(spec.pms, Persona::InstantApproval);
+            let practice = PracticeId::new(spec.id);
+            let phone = patient.mobile_phone.clone().unwrap_or_default();
+            let staff = chairside_engine::intake::PatientDetails {
+                first_name: patient.first_name.clone(),
+                last_name: patient.last_name.clone(),
+                mobile_phone: phone.clone(),
+                ..Default::default()
+            };
+            let link = intakes
+                .start_by_staff(
+                    &practice,
+                    "staff:demo",
+                    &staff,
+                    Some(INTAKE_AMOUNT),
+                    Some("New-patient consultation; case presented and priced.".into()),
+                    chrono::Utc::now(),
+                )
+                .await?;
+            submit_intake_page(&self.http_base, &link.token, &patient).await?;
+            self.intakes.push(IntakeCase {
+                practice,
+                pms: spec.pms,
+                intake_id: link.id,
+                patient,
+                expected: if spec.pms == Pms::Dentrix {
+                    Expected::Staff(TaskKind::PatientRecord)
+                } else {
+                    Expected::Done("carecredit approved")
+                },
+                creates_record: spec.pms != Pms::Dentrix,
+            });
+        }
+        Ok(())
+    }
+
+    /// The workflow of an intake, once started.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn intake_workflow(
+        &self,
+        case: &IntakeCase,
+    ) -> anyhow::Result<Option<WorkflowState>> {
+        let plan = chairside_workflow::intake::plan_id(&case.intake_id);
+        let rows = self
+            .store
+            .workflows(Some(&case.practice), None, 10_000)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.state)
+            .find(|s| s.key.plan_id == plan))
     }
 
     /// Seeds `persona` at the practice `spec` and accepts its plan.
@@ -787,12 +979,14 @@ impl World {
                 })
                 .count();
         }
-        Ok(settled >= self.cases.len())
+        Ok(settled >= self.cases.len() + self.intakes.len())
     }
 
     /// Stops the HTTP surface and the sandbox.
     pub async fn stop(self) {
         self.http_task.abort();
+        self.outbound_task.abort();
+        self.crm.stop().await;
         self.sandbox.stop().await;
     }
 }

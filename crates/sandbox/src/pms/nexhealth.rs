@@ -172,6 +172,7 @@ pub(crate) fn router(hub: Arc<Hub>) -> Router {
         .route("/authenticates", post(authenticate))
         .route("/treatment_plans", get(list_plans))
         .route("/treatment_plans/{id}", get(get_plan))
+        .route("/patients", get(search_patients).post(create_patient))
         .route("/patients/{id}", get(get_patient))
         .route(
             "/webhook_endpoints",
@@ -350,6 +351,102 @@ async fn get_patient(
         }
         None => fail(StatusCode::NOT_FOUND, "Not found"),
     }
+}
+
+/// `GET /patients?name=&date_of_birth=`: the find step of NexHealth's find-or-create recipe.
+async fn search_patients(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let q = query_map(query);
+    if let Some(denied) = check(&hub, &headers, &q) {
+        return denied;
+    }
+    let name = q.get("name").map(|n| n.trim().to_lowercase());
+    let dob = q.get("date_of_birth").cloned();
+    let rows: Vec<Value> = hub
+        .world
+        .patients(Some(Pms::NexHealth))
+        .iter()
+        .filter(|p| {
+            let full = format!("{} {}", p.seed.first_name, p.seed.last_name).to_lowercase();
+            name.as_ref().is_none_or(|n| full.contains(n.as_str()))
+                && dob.as_ref().is_none_or(|d| {
+                    p.seed
+                        .date_of_birth
+                        .map(|b| b.format("%Y-%m-%d").to_string())
+                        .as_ref()
+                        == Some(d)
+                })
+        })
+        .map(|p| patient_json(p, hub.config.nexhealth.location_id))
+        .collect();
+    axum::Json(json!({"code": true, "data": rows, "page_info": {"has_next_page": false}}))
+        .into_response()
+}
+
+/// `POST /patients`: `patient.first_name`, `last_name`, `email`, `bio.date_of_birth`,
+/// `bio.phone_number` required; with `return_existing_if_match=true` a patient with the same
+/// name and date of birth is answered with 200 instead of a second one being created (201).
+async fn create_patient(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let q = query_map(query);
+    if let Some(denied) = check(&hub, &headers, &q) {
+        return denied;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return fail(StatusCode::BAD_REQUEST, "invalid JSON");
+    };
+    let p = &req["patient"];
+    let text = |v: &Value| v.as_str().map(str::trim).unwrap_or_default().to_owned();
+    let (first, last) = (text(&p["first_name"]), text(&p["last_name"]));
+    let email = text(&p["email"]);
+    let dob = text(&p["bio"]["date_of_birth"]);
+    let phone = text(&p["bio"]["phone_number"]);
+    if first.is_empty() || last.is_empty() || email.is_empty() || dob.is_empty() || phone.is_empty()
+    {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "first_name, last_name, email, bio.date_of_birth and bio.phone_number are required",
+        );
+    }
+    let Ok(dob) = chrono::NaiveDate::parse_from_str(&dob, "%Y-%m-%d") else {
+        return fail(StatusCode::BAD_REQUEST, "bio.date_of_birth is invalid");
+    };
+    let location = hub.config.nexhealth.location_id;
+    if req["return_existing_if_match"].as_bool() == Some(true)
+        && let Some(existing) = hub
+            .world
+            .patients(Some(Pms::NexHealth))
+            .into_iter()
+            .find(|r| {
+                r.seed.first_name.eq_ignore_ascii_case(&first)
+                    && r.seed.last_name.eq_ignore_ascii_case(&last)
+                    && r.seed.date_of_birth == Some(dob)
+            })
+    {
+        return axum::Json(ok(json!({"user": patient_json(&existing, location)}))).into_response();
+    }
+    let cell = Some(text(&p["bio"]["cell_phone_number"])).filter(|c| !c.is_empty());
+    let created = hub.world.create_patient(
+        Pms::NexHealth,
+        &first,
+        &last,
+        Some(dob),
+        cell.or(Some(phone)),
+        Some(email),
+        &text(&p["bio"]["state"]),
+    );
+    (
+        StatusCode::CREATED,
+        axum::Json(ok(json!({"user": patient_json(&created, location)}))),
+    )
+        .into_response()
 }
 
 fn endpoint_json(e: &Endpoint) -> Value {

@@ -136,7 +136,7 @@ pub(crate) fn router(hub: Arc<Hub>) -> Router {
         .route("/api/v1/proctps", get(proctps))
         .route("/api/v1/treatplanattaches", get(attaches))
         .route("/api/v1/procedurelogs", get(procedurelogs))
-        .route("/api/v1/patients", get(patients))
+        .route("/api/v1/patients", get(patients).post(create_patient))
         .route("/api/v1/patients/{id}", get(patient))
         .route("/api/v1/commlogs", get(list_commlogs).post(create_commlog))
         .route("/api/v1/payments", get(list_payments).post(create_payment))
@@ -485,10 +485,79 @@ async fn patients(
         .filter(|p| {
             q.get("LName")
                 .is_none_or(|l| p.seed.last_name.eq_ignore_ascii_case(l))
+                && q.get("FName")
+                    .is_none_or(|f| p.seed.first_name.eq_ignore_ascii_case(f))
         })
         .map(patient_json)
         .collect();
     list_response(rows, &q)
+}
+
+/// `POST /patients`: `LName` and `FName` required (apipatients.html); `Birthdate`, `WirelessPhone`,
+/// `Email`, `State`, `TxtMsgOk` read. Answers 201 with the patient. Open Dental compares new
+/// patients against existing ones (LName, FName, Birthdate, and email or phones) "to prevent
+/// duplicates"; what it answers then is UNCONFIRMED (INTEGRATIONS.md §3), so the stand-in answers
+/// 400, and Chairside searches before it creates.
+async fn create_patient(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(denied) = check(&hub, &headers) {
+        return denied;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return fail(StatusCode::BAD_REQUEST, "Invalid JSON.");
+    };
+    let text = |k: &str| {
+        req[k]
+            .as_str()
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (last, first) = (text("LName"), text("FName"));
+    if last.is_empty() || first.is_empty() {
+        return fail(StatusCode::BAD_REQUEST, "LName and FName are required.");
+    }
+    let birthdate = match text("Birthdate").as_str() {
+        "" => None,
+        d => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            Ok(d) => Some(d),
+            Err(_) => return fail(StatusCode::BAD_REQUEST, "Birthdate is invalid."),
+        },
+    };
+    let phone = Some(text("WirelessPhone")).filter(|p| !p.is_empty());
+    let email = Some(text("Email")).filter(|e| !e.is_empty());
+    let key = |p: &Option<String>| p.as_deref().map(crate::world::phone_key);
+    let duplicate = hub
+        .world
+        .patients(Some(Pms::OpenDental))
+        .into_iter()
+        .any(|p| {
+            p.seed.last_name.eq_ignore_ascii_case(&last)
+                && p.seed.first_name.eq_ignore_ascii_case(&first)
+                && p.seed.date_of_birth == birthdate
+                && ((phone.is_some() && key(&p.seed.mobile_phone) == key(&phone))
+                    || (email.is_some() && p.seed.email == email))
+        });
+    if duplicate {
+        return fail(StatusCode::BAD_REQUEST, "Patient already exists.");
+    }
+    let p = hub.world.create_patient(
+        Pms::OpenDental,
+        &first,
+        &last,
+        birthdate,
+        phone,
+        email,
+        &text("State"),
+    );
+    let mut res = (StatusCode::CREATED, axum::Json(patient_json(&p))).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("/api/v1/patients/{}", p.pms_id)) {
+        res.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    res
 }
 
 async fn patient(

@@ -129,3 +129,43 @@ fn the_id_is_stable_and_the_payload_reads_back() {
     assert!(a[0].id.starts_with("evt_") && !a[0].id.contains('.'));
     assert_eq!(OutboundEvent::from_payload(&a[0].payload()).unwrap(), a[0]);
 }
+
+#[test]
+fn a_financed_case_with_its_treatment_date_is_scheduled_once_and_never_when_withdrawn() {
+    // Arrange: financing decided on a plan with a treatment date.
+    let mut before = state();
+    before.stage = Stage::Notifying;
+    before.treatment_date = chrono::NaiveDate::from_ymd_opt(2026, 7, 1);
+    let mut after = before.clone();
+    after.result = Some(FinancingResult {
+        financed: Some((LenderId::new("carecredit"), Money::usd(90_000))),
+        deposit: Money::usd(10_000),
+        in_house: None,
+        path: "carecredit approved".into(),
+    });
+
+    // Act + Assert
+    let events = derive(&before, &after, None, at());
+    assert_eq!(kinds(&events), ["financing.decided", "case.scheduled"]);
+    let body = String::from_utf8(events[1].payload()).unwrap();
+    assert!(
+        !body.contains("2026-07-01"),
+        "the date stays out of the payload: {body}"
+    );
+    // The next step does not schedule it again.
+    let mut later = after.clone();
+    later.stage = Stage::WritingNote;
+    assert!(!kinds(&derive(&after, &later, None, at())).contains(&"case.scheduled"));
+    // No treatment date, or not financed: nothing for the lab.
+    let mut undated = after.clone();
+    undated.treatment_date = None;
+    assert!(!kinds(&derive(&before, &undated, None, at())).contains(&"case.scheduled"));
+    let mut declined = after.clone();
+    declined.result = Some(FinancingResult {
+        financed: None,
+        deposit: Money::usd(0),
+        in_house: None,
+        path: "no financing".into(),
+    });
+    assert!(!kinds(&derive(&before, &declined, None, at())).contains(&"case.scheduled"));
+}

@@ -60,7 +60,7 @@ async fn others(
 }
 
 impl PostgresStore {
-    async fn insert_new(
+    pub(super) async fn insert_new(
         &self,
         conn: &mut PgConnection,
         practice: &PracticeId,

@@ -58,7 +58,7 @@ async fn others(
 }
 
 impl SqliteStore {
-    async fn insert_new(
+    pub(super) async fn insert_new(
         &self,
         conn: &mut SqliteConnection,
         practice: &PracticeId,

@@ -4,6 +4,7 @@
 mod delivery;
 mod detection;
 mod inbound;
+mod intake;
 mod links;
 mod logins;
 mod outbox;

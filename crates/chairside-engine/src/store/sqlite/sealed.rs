@@ -78,13 +78,22 @@ pub(in crate::store) const CONSENT_PHONE: SealedColumn = SealedColumn {
 const CONSENT_PENDING: &str = "phone_sealed IS NOT NULL
     AND (key_id IS NOT ?1 OR typeof(phone_sealed) <> 'blob' OR substr(phone_sealed, 1, 2) <> ?2)";
 
-const ALL: [&SealedColumn; 6] = [
+/// An intake's consultation summary (staff-facing; never sent anywhere).
+pub(in crate::store) const INTAKE_SUMMARY: SealedColumn = SealedColumn {
+    table: "intakes",
+    column: "summary",
+    keys: &["id"],
+    aad: "intakes:",
+};
+
+const ALL: [&SealedColumn; 7] = [
     &WORKFLOW_STATE,
     &OUTBOX_COMMAND,
     &INBOX_EVENT,
     &EVENTS_DETAIL,
     &TASK_REASON,
     &PATIENT_CONTACT,
+    &INTAKE_SUMMARY,
 ];
 
 impl SealedColumn {

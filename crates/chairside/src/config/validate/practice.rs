@@ -128,6 +128,22 @@ impl Validator<'_> {
         let sms_from = self
             .parse(&p("sms_from"), s.sms_from.as_ref(), parse_phone)
             .optional();
+        let lab_email = self
+            .parse(&p("lab_email"), s.lab_email.as_ref(), |t| {
+                messaging::EmailAddress::parse(t).map_err(|_| {
+                    format!(
+                        "{}: expected the lab's email address, like cases@lab.example",
+                        quoted(t)
+                    )
+                })
+            })
+            .optional();
+        if s.lab_email.is_some() && s.smtp.is_none() {
+            self.problem(
+                p("lab_email"),
+                "the lab is emailed through the practice's SMTP server: configure [practices.smtp]",
+            );
+        }
         let pms = match &s.pms {
             None => {
                 self.problem(
@@ -208,6 +224,7 @@ impl Validator<'_> {
             phone: phone?,
             email: email?,
             sms_from: sms_from?,
+            lab_email: lab_email?,
             pms: pms?,
             lenders: lenders?,
             payments: payments?,

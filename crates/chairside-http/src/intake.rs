@@ -1,0 +1,1052 @@
+//! New-patient intake pages (docs/intake.md).
+//!
+//! - `/i/{token}`: the patient's own intake page (a link staff give them): they type their details,
+//!   see the notice their practice's state requires, and may agree to texts under the exact
+//!   wording that is recorded.
+//! - `/intake/{practice}/{token}`: the practice's public intake page (the token is the practice's
+//!   own, [`chairside_engine::intake::practice_page_token`]); rate-limited per practice and per
+//!   client address.
+//! - `/staff/intakes`: start an intake, see the practice's intakes and the public link;
+//!   `/staff/intakes/{id}`: the record (what staff create in a practice system whose API cannot),
+//!   and the proposed amount.
+//!
+//! Forms without a staff session carry a signed, expiring form token and are refused when the
+//! `Origin` header names another site; every page's CSP allows forms to post only to us.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use chairside_engine::intake::{IntakeError, Intakes, PatientDetails, verify_practice_page_token};
+use chairside_engine::store::IntakeRow;
+use chrono::NaiveDate;
+use financing_core::{Language, Money, PracticeId, UsState};
+use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::HttpState;
+use crate::pages::see_other;
+use crate::patient::root;
+use crate::staff::{client_address, forbidden, not_found, same, server_error, session, to_login};
+
+/// A public-page form token is good for this long after the page was shown.
+const FORM_LIFETIME_SECS: i64 = 3600;
+/// Public intake submissions allowed per practice in [`WINDOW`].
+const PER_PRACTICE: usize = 30;
+/// Public intake submissions allowed per client address in [`WINDOW`].
+const PER_ADDRESS: usize = 5;
+/// The rate-limit window.
+const WINDOW: Duration = Duration::from_secs(600);
+
+/// The public page's submission limits, in memory (a restart forgets them; the limit is a brake
+/// on abuse, not a record).
+#[derive(Debug, Default)]
+pub(crate) struct IntakeLimiter {
+    seen: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl IntakeLimiter {
+    /// Records one submission under each key unless any is over its limit: `false` then.
+    fn admit(&self, keys: &[(String, usize)]) -> bool {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, limit) in keys {
+            let q = seen.entry(key.clone()).or_default();
+            while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+                q.pop_front();
+            }
+            if q.len() >= *limit {
+                return false;
+            }
+        }
+        for (key, _) in keys {
+            seen.entry(key.clone()).or_default().push_back(now);
+        }
+        // Keep the map bounded: drop keys with nothing in the window.
+        if seen.len() > 10_000 {
+            seen.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= WINDOW));
+        }
+        true
+    }
+}
+
+fn form_mac(state: &HttpState, scope: &str, issued: i64) -> String {
+    let key = state.config.patient_token_key.expose_secret();
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(format!("chairside-intake-form:{scope}:{issued}").as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// A form token for `scope` (the intake token, or the practice): `{issued}.{mac}`.
+fn form_token(state: &HttpState, scope: &str) -> String {
+    let issued = state.now().timestamp();
+    format!("{issued}.{}", form_mac(state, scope, issued))
+}
+
+fn form_token_ok(state: &HttpState, scope: &str, token: &str) -> bool {
+    let Some((issued, mac)) = token.split_once('.') else {
+        return false;
+    };
+    let Ok(issued) = issued.parse::<i64>() else {
+        return false;
+    };
+    let age = state.now().timestamp() - issued;
+    (0..=FORM_LIFETIME_SECS).contains(&age) && same(mac, &form_mac(state, scope, issued))
+}
+
+/// A request whose `Origin` names another site is refused (browsers send it on cross-site
+/// form posts); no `Origin` (older clients, scripts) is judged by the form token alone.
+fn same_origin(state: &HttpState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let ours = state.config.public_base_url.origin().ascii_serialization();
+    origin == ours
+}
+
+#[derive(Serialize)]
+struct StateOption {
+    code: &'static str,
+    selected: bool,
+}
+
+const STATES: [&str; 51] = [
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
+    "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM",
+    "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA",
+    "WV", "WI", "WY",
+];
+
+/// What the intake form shows (and shows again, with the problem, after a refused post).
+#[derive(Serialize, Default)]
+struct FormPage {
+    practice_name: String,
+    action: String,
+    form: String,
+    notice: Option<String>,
+    wording: &'static str,
+    error: Option<String>,
+    first_name: String,
+    last_name: String,
+    date_of_birth: String,
+    mobile_phone: String,
+    email: String,
+    states: Vec<StateOption>,
+    texts: bool,
+    done: bool,
+    public: bool,
+}
+
+/// The intake form's fields.
+#[derive(Deserialize, Default)]
+pub(crate) struct IntakeForm {
+    #[serde(default)]
+    form: String,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+    #[serde(default)]
+    date_of_birth: String,
+    #[serde(default)]
+    mobile_phone: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    state: String,
+    texts: Option<String>,
+}
+
+impl IntakeForm {
+    fn details(&self) -> PatientDetails {
+        PatientDetails {
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            date_of_birth: NaiveDate::parse_from_str(self.date_of_birth.trim(), "%Y-%m-%d").ok(),
+            mobile_phone: self.mobile_phone.clone(),
+            email: self.email.clone(),
+            state: self.state.trim().parse::<UsState>().ok(),
+            language: Language::En,
+        }
+    }
+}
+
+fn states(selected: &str) -> Vec<StateOption> {
+    STATES
+        .iter()
+        .map(|code| StateOption {
+            code,
+            selected: *code == selected,
+        })
+        .collect()
+}
+
+fn practice_name(state: &HttpState, practice: &PracticeId) -> String {
+    state
+        .config
+        .practices
+        .iter()
+        .find(|p| &p.id == practice)
+        .map_or_else(|| "Your dental office".to_owned(), |p| p.name.clone())
+}
+
+/// The notice the practice's state requires before financing is offered (the patient page shows
+/// the same before any lender link), when it has one.
+fn practice_notice(state: &HttpState, practice: &PracticeId) -> Option<String> {
+    let site = state.config.practices.iter().find(|p| &p.id == practice)?;
+    site.lender_notice.get(&Language::En).cloned().or_else(|| {
+        site.state
+            .and_then(crate::notices::state_notice)
+            .and_then(|m| m.get(&Language::En).cloned())
+    })
+}
+
+fn form_page(
+    state: &HttpState,
+    practice: &PracticeId,
+    action: String,
+    scope: &str,
+    values: &IntakeForm,
+    error: Option<String>,
+    public: bool,
+) -> FormPage {
+    FormPage {
+        practice_name: practice_name(state, practice),
+        action,
+        form: form_token(state, scope),
+        notice: practice_notice(state, practice),
+        wording: messaging::PATIENT_PAGE_WORDING,
+        error,
+        first_name: values.first_name.clone(),
+        last_name: values.last_name.clone(),
+        date_of_birth: values.date_of_birth.clone(),
+        mobile_phone: values.mobile_phone.clone(),
+        email: values.email.clone(),
+        states: states(values.state.trim()),
+        texts: values.texts.is_some(),
+        done: false,
+        public,
+    }
+}
+
+fn intakes(state: &HttpState) -> Intakes {
+    Intakes::new(state.store.clone())
+}
+
+fn refused(e: &IntakeError) -> Option<String> {
+    match e {
+        IntakeError::Invalid(problem) => Some(format!("Please check your details: {problem}.")),
+        _ => None,
+    }
+}
+
+fn failed(state: &HttpState, e: &IntakeError) -> Response {
+    match e {
+        IntakeError::NotFound => state.pages.error(StatusCode::NOT_FOUND, "en"),
+        IntakeError::AlreadyDone => done_page(state, String::new(), false),
+        _ => {
+            tracing::error!(error = %e, "intake: store failed");
+            state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en")
+        }
+    }
+}
+
+fn done_page(state: &HttpState, practice_name: String, public: bool) -> Response {
+    state.pages.render(
+        StatusCode::OK,
+        "intake.html",
+        FormPage {
+            practice_name,
+            done: true,
+            public,
+            wording: messaging::PATIENT_PAGE_WORDING,
+            ..FormPage::default()
+        },
+    )
+}
+
+/// `?done=1` after a post.
+#[derive(Deserialize)]
+pub(crate) struct DoneQuery {
+    done: Option<String>,
+}
+
+async fn by_token(state: &HttpState, token: &str) -> Result<Option<IntakeRow>, Response> {
+    intakes(state)
+        .by_token(token)
+        .await
+        .map_err(|e| failed(state, &e))
+}
+
+/// `GET /i/{token}`: the patient's intake form, with what staff typed of their name and number.
+pub(crate) async fn patient_form(
+    State(state): State<HttpState>,
+    Path(token): Path<String>,
+    Query(q): Query<DoneQuery>,
+) -> Response {
+    let row = match by_token(&state, &token).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return state.pages.error(StatusCode::NOT_FOUND, "en"),
+        Err(res) => return res,
+    };
+    if q.done.is_some() || row.details_at.is_some() {
+        return done_page(&state, practice_name(&state, &row.practice_id), false);
+    }
+    let prefill = match intakes(&state).prefill(&row).await {
+        Ok(c) => c,
+        Err(e) => return failed(&state, &e),
+    };
+    let values = prefill.map_or_else(IntakeForm::default, |c| IntakeForm {
+        first_name: c.first_name,
+        last_name: c.last_name,
+        mobile_phone: c.mobile_phone.unwrap_or_default(),
+        email: c.email.unwrap_or_default(),
+        ..IntakeForm::default()
+    });
+    let page = form_page(
+        &state,
+        &row.practice_id,
+        format!("{}i/{token}", root(&state)),
+        &token,
+        &values,
+        None,
+        false,
+    );
+    state.pages.render(StatusCode::OK, "intake.html", page)
+}
+
+/// `POST /i/{token}`: the patient's details. Starts financing when staff entered the amount.
+pub(crate) async fn patient_submit(
+    State(state): State<HttpState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<IntakeForm>,
+) -> Response {
+    if !same_origin(&state, &headers) || !form_token_ok(&state, &token, &form.form) {
+        return forbidden(&state);
+    }
+    let row = match by_token(&state, &token).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return state.pages.error(StatusCode::NOT_FOUND, "en"),
+        Err(res) => return res,
+    };
+    let now = state.now();
+    match intakes(&state)
+        .submit(
+            &token,
+            &form.details(),
+            form.texts.as_deref() == Some("yes"),
+            now,
+        )
+        .await
+    {
+        Ok(started) => {
+            if started.is_some() {
+                state.poll.notify_one();
+            }
+            see_other(&format!("{}i/{token}?done=1", root(&state)))
+        }
+        Err(e) => match refused(&e) {
+            Some(message) => {
+                let page = form_page(
+                    &state,
+                    &row.practice_id,
+                    format!("{}i/{token}", root(&state)),
+                    &token,
+                    &form,
+                    Some(message),
+                    false,
+                );
+                state
+                    .pages
+                    .render(StatusCode::UNPROCESSABLE_ENTITY, "intake.html", page)
+            }
+            None => failed(&state, &e),
+        },
+    }
+}
+
+fn known_practice(state: &HttpState, practice: &str, token: &str) -> Option<PracticeId> {
+    let id = PracticeId::new(practice);
+    (state.config.practices.iter().any(|p| p.id == id)
+        && verify_practice_page_token(&id, token, &state.config.patient_token_key))
+    .then_some(id)
+}
+
+/// `GET /intake/{practice}/{token}`: the practice's public intake page.
+pub(crate) async fn public_form(
+    State(state): State<HttpState>,
+    Path((practice, token)): Path<(String, String)>,
+    Query(q): Query<DoneQuery>,
+) -> Response {
+    let Some(id) = known_practice(&state, &practice, &token) else {
+        return state.pages.error(StatusCode::NOT_FOUND, "en");
+    };
+    if q.done.is_some() {
+        return done_page(&state, practice_name(&state, &id), true);
+    }
+    let page = form_page(
+        &state,
+        &id,
+        format!("{}intake/{practice}/{token}", root(&state)),
+        id.as_str(),
+        &IntakeForm::default(),
+        None,
+        true,
+    );
+    state.pages.render(StatusCode::OK, "intake.html", page)
+}
+
+/// `POST /intake/{practice}/{token}`: a new patient's details; staff add the amount.
+pub(crate) async fn public_submit(
+    State(state): State<HttpState>,
+    Path((practice, token)): Path<(String, String)>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<IntakeForm>,
+) -> Response {
+    let Some(id) = known_practice(&state, &practice, &token) else {
+        return state.pages.error(StatusCode::NOT_FOUND, "en");
+    };
+    if !same_origin(&state, &headers) || !form_token_ok(&state, id.as_str(), &form.form) {
+        return forbidden(&state);
+    }
+    let address = client_address(
+        connect.as_ref().map(|Extension(ConnectInfo(a))| a),
+        &headers,
+        &state.config.trusted_proxies,
+    );
+    if !state.intake_limits.admit(&[
+        (format!("practice:{id}"), PER_PRACTICE),
+        (format!("address:{address}"), PER_ADDRESS),
+    ]) {
+        tracing::warn!(practice = %id, "public intake page: rate limit reached");
+        return state.pages.error(StatusCode::TOO_MANY_REQUESTS, "en");
+    }
+    match intakes(&state)
+        .open_public(
+            &id,
+            &form.details(),
+            form.texts.as_deref() == Some("yes"),
+            state.now(),
+        )
+        .await
+    {
+        Ok(_) => see_other(&format!("{}intake/{practice}/{token}?done=1", root(&state))),
+        Err(e) => match refused(&e) {
+            Some(message) => {
+                let page = form_page(
+                    &state,
+                    &id,
+                    format!("{}intake/{practice}/{token}", root(&state)),
+                    id.as_str(),
+                    &form,
+                    Some(message),
+                    true,
+                );
+                state
+                    .pages
+                    .render(StatusCode::UNPROCESSABLE_ENTITY, "intake.html", page)
+            }
+            None => failed(&state, &e),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Staff
+
+#[derive(Serialize)]
+struct IntakeLine {
+    id: String,
+    created: String,
+    origin: &'static str,
+    status: &'static str,
+    amount: String,
+    workflow_href: Option<String>,
+}
+
+fn status_of(row: &IntakeRow) -> &'static str {
+    match (
+        row.details_at.is_some(),
+        row.amount.is_some(),
+        &row.workflow_id,
+    ) {
+        (_, _, Some(_)) => "financing started",
+        (false, _, None) => "waiting for the patient's details",
+        (true, false, None) => "waiting for the amount",
+        (true, true, None) => "complete",
+    }
+}
+
+fn line(state: &HttpState, row: &IntakeRow) -> IntakeLine {
+    IntakeLine {
+        id: row.id.clone(),
+        created: row.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        origin: row.origin.label(),
+        status: status_of(row),
+        amount: row.amount.map_or_else(|| "-".into(), |m| m.to_string()),
+        workflow_href: row
+            .workflow_id
+            .as_ref()
+            .map(|w| format!("{}staff/workflows/{w}", root(state))),
+    }
+}
+
+#[derive(Serialize)]
+struct StaffIntakesPage {
+    root: String,
+    practice_name: String,
+    user: String,
+    csrf: String,
+    public_link: String,
+    lines: Vec<IntakeLine>,
+    created_link: Option<String>,
+    error: Option<String>,
+}
+
+async fn staff_list(
+    state: &HttpState,
+    s: &crate::staff::Session,
+    created_link: Option<String>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let rows = match state.store.intakes(&s.practice, 200).await {
+        Ok(r) => r,
+        Err(e) => return server_error(state, &e),
+    };
+    let token =
+        chairside_engine::intake::practice_page_token(&s.practice, &state.config.patient_token_key);
+    let page = StaffIntakesPage {
+        root: root(state),
+        practice_name: practice_name(state, &s.practice),
+        user: s.username.clone(),
+        csrf: s.csrf.clone(),
+        public_link: chairside_engine::links::under(
+            &state.config.public_base_url,
+            &format!("intake/{}/{token}", s.practice),
+        )
+        .to_string(),
+        lines: rows.iter().map(|r| line(state, r)).collect(),
+        created_link,
+        error,
+    };
+    state.pages.render(status, "staff_intakes.html", page)
+}
+
+/// `GET /staff/intakes`.
+pub(crate) async fn staff_intakes(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let Some((_, s)) = session(&state, &headers) else {
+        return to_login(&state);
+    };
+    staff_list(&state, &s, None, None, StatusCode::OK).await
+}
+
+/// The staff form that starts an intake.
+#[derive(Deserialize)]
+pub(crate) struct StartForm {
+    csrf: String,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+    #[serde(default)]
+    mobile_phone: String,
+    #[serde(default)]
+    email: String,
+    /// Dollars, as typed (`4,800.00`).
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    summary: String,
+}
+
+/// `4,800`, `$4,800.50` -> cents; `None` for anything else.
+fn parse_dollars(typed: &str) -> Option<Money> {
+    let t: String = typed
+        .trim()
+        .trim_start_matches('$')
+        .chars()
+        .filter(|c| *c != ',')
+        .collect();
+    let (whole, frac) = t.split_once('.').unwrap_or((&t, ""));
+    if whole.is_empty() || !whole.chars().all(|c| c.is_ascii_digit()) || frac.len() > 2 {
+        return None;
+    }
+    if !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let dollars: i64 = whole.parse().ok()?;
+    let cents: i64 = format!("{frac:0<2}").parse().ok()?;
+    Some(Money::usd(dollars.checked_mul(100)?.checked_add(cents)?))
+}
+
+/// `POST /staff/intakes`: start an intake; the page shows the patient's link once.
+pub(crate) async fn staff_start(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Form(form): Form<StartForm>,
+) -> Response {
+    let Some((_, s)) = session(&state, &headers) else {
+        return to_login(&state);
+    };
+    if !same(&form.csrf, &s.csrf) {
+        return forbidden(&state);
+    }
+    let amount = match form.amount.trim() {
+        "" => None,
+        typed => match parse_dollars(typed) {
+            Some(m) => Some(m),
+            None => {
+                return staff_list(
+                    &state,
+                    &s,
+                    None,
+                    Some("The amount does not look right (for example 4,800.00).".into()),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await;
+            }
+        },
+    };
+    let details = PatientDetails {
+        first_name: form.first_name.clone(),
+        last_name: form.last_name.clone(),
+        mobile_phone: form.mobile_phone.clone(),
+        email: form.email.clone(),
+        ..PatientDetails::default()
+    };
+    match intakes(&state)
+        .start_by_staff(
+            &s.practice,
+            &format!("staff:{}", s.username),
+            &details,
+            amount,
+            Some(form.summary.clone()),
+            state.now(),
+        )
+        .await
+    {
+        Ok(link) => {
+            let url = chairside_engine::links::under(
+                &state.config.public_base_url,
+                &format!("i/{}", link.token),
+            )
+            .to_string();
+            staff_list(&state, &s, Some(url), None, StatusCode::OK).await
+        }
+        Err(IntakeError::Invalid(p)) => {
+            staff_list(
+                &state,
+                &s,
+                None,
+                Some(format!("The intake was not started: {p}.")),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(e) => failed(&state, &e),
+    }
+}
+
+#[derive(Serialize)]
+struct StaffIntakePage {
+    root: String,
+    practice_name: String,
+    user: String,
+    csrf: String,
+    line: IntakeLine,
+    summary: Option<String>,
+    first_name: String,
+    last_name: String,
+    date_of_birth: String,
+    mobile_phone: String,
+    email: String,
+    state: String,
+    editable: bool,
+    error: Option<String>,
+}
+
+async fn staff_intake_page(
+    state: &HttpState,
+    s: &crate::staff::Session,
+    id: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let row = match state.store.intake(&s.practice, id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found(state),
+        Err(e) => return server_error(state, &e),
+    };
+    let contact = match intakes(state).prefill(&row).await {
+        Ok(c) => c,
+        Err(e) => return failed(state, &e),
+    };
+    let c = contact.as_ref();
+    let page = StaffIntakePage {
+        root: root(state),
+        practice_name: practice_name(state, &s.practice),
+        user: s.username.clone(),
+        csrf: s.csrf.clone(),
+        line: line(state, &row),
+        summary: row.summary.clone(),
+        first_name: c.map(|c| c.first_name.clone()).unwrap_or_default(),
+        last_name: c.map(|c| c.last_name.clone()).unwrap_or_default(),
+        date_of_birth: c
+            .and_then(|c| c.date_of_birth)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        mobile_phone: c.and_then(|c| c.mobile_phone.clone()).unwrap_or_default(),
+        email: c.and_then(|c| c.email.clone()).unwrap_or_default(),
+        state: c
+            .and_then(financing_core::PatientContact::state)
+            .map(|s| s.code().to_owned())
+            .unwrap_or_default(),
+        editable: row.workflow_id.is_none(),
+        error,
+    };
+    state.pages.render(status, "staff_intake.html", page)
+}
+
+/// `GET /staff/intakes/{id}`: the record, and the amount while financing has not started.
+pub(crate) async fn staff_intake(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some((_, s)) = session(&state, &headers) else {
+        return to_login(&state);
+    };
+    staff_intake_page(&state, &s, &id, None, StatusCode::OK).await
+}
+
+/// The staff form that sets the amount.
+#[derive(Deserialize)]
+pub(crate) struct ProposalForm {
+    csrf: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    summary: String,
+}
+
+/// `POST /staff/intakes/{id}/proposal`: the amount (and summary); starts financing when the
+/// patient's details are in.
+pub(crate) async fn staff_proposal(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<ProposalForm>,
+) -> Response {
+    let Some((_, s)) = session(&state, &headers) else {
+        return to_login(&state);
+    };
+    if !same(&form.csrf, &s.csrf) {
+        return forbidden(&state);
+    }
+    let Some(amount) = parse_dollars(&form.amount) else {
+        return staff_intake_page(
+            &state,
+            &s,
+            &id,
+            Some("The amount does not look right (for example 4,800.00).".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    match intakes(&state)
+        .set_proposal(&s.practice, &id, amount, Some(&form.summary), state.now())
+        .await
+    {
+        Ok(started) => {
+            if started.is_some() {
+                state.poll.notify_one();
+            }
+            see_other(&format!("{}staff/intakes/{id}", root(&state)))
+        }
+        Err(IntakeError::Invalid(p)) => {
+            staff_intake_page(
+                &state,
+                &s,
+                &id,
+                Some(format!("{p}.")),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(IntakeError::AlreadyDone) => {
+            staff_intake_page(
+                &state,
+                &s,
+                &id,
+                Some("Financing has started; the amount can no longer change here.".into()),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(e) => failed(&state, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_parse_to_cents_and_junk_is_refused() {
+        assert_eq!(parse_dollars("4,800.00"), Some(Money::usd(480_000)));
+        assert_eq!(parse_dollars("$1000"), Some(Money::usd(100_000)));
+        assert_eq!(parse_dollars("12.5"), Some(Money::usd(1_250)));
+        assert_eq!(parse_dollars("12.345"), None);
+        assert_eq!(parse_dollars("-5"), None);
+        assert_eq!(parse_dollars("ten"), None);
+        assert_eq!(parse_dollars(""), None);
+        assert_eq!(parse_dollars("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn the_limiter_counts_per_key_and_refuses_past_the_limit() {
+        let l = IntakeLimiter::default();
+        let keys = |a: &str| vec![("practice:p".to_owned(), 3), (format!("address:{a}"), 2)];
+        assert!(l.admit(&keys("1")));
+        assert!(l.admit(&keys("1")));
+        assert!(!l.admit(&keys("1")), "the address is at its limit");
+        assert!(l.admit(&keys("2")));
+        assert!(!l.admit(&keys("3")), "the practice is at its limit");
+    }
+
+    use chairside_engine::store::prelude::*;
+
+    use crate::testkit::{
+        ALICE_PASSWORD, Kit, PATIENT_KEY, body_text, form, get, post_form, smile, with_cookie,
+    };
+
+    /// The value of the hidden `form` field on an intake page.
+    fn form_of(page: &str) -> String {
+        let marker = r#"name="form" value=""#;
+        let start = page.find(marker).expect("a form token") + marker.len();
+        page[start..].split('"').next().unwrap().to_owned()
+    }
+
+    fn patient_fields<'a>(token: &'a str, dob: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("form", token),
+            ("first_name", "Rosa"),
+            ("last_name", "Quintero"),
+            ("date_of_birth", dob),
+            ("mobile_phone", "(512) 555-0188"),
+            ("email", "rosa@example.test"),
+            ("state", "TX"),
+            ("texts", "yes"),
+        ]
+    }
+
+    async fn intake_workflows(kit: &Kit) -> usize {
+        kit.store
+            .workflows(Some(&smile()), None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.state.intake.is_some())
+            .count()
+    }
+
+    #[tokio::test]
+    async fn staff_start_an_intake_and_the_patient_completes_it_once_with_their_consent() {
+        // Arrange: alice starts an intake with the name, the number and the amount.
+        let kit = Kit::new().await;
+        let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+        let started = kit
+            .send(with_cookie(
+                post_form(
+                    "/staff/intakes",
+                    form(&[
+                        ("csrf", &csrf),
+                        ("first_name", "Rosa"),
+                        ("last_name", "Quintero"),
+                        ("mobile_phone", "512-555-0188"),
+                        ("amount", "4,800.00"),
+                        ("summary", "Consultation: implant case presented."),
+                    ]),
+                    None,
+                ),
+                &session,
+            ))
+            .await;
+        assert_eq!(started.status(), 200);
+        // minijinja escapes '/' in values.
+        let page = body_text(started).await.replace("&#x2f;", "/");
+        let marker = "https://chairside.test/i/";
+        let at = page.find(marker).expect("the patient's link is shown") + marker.len();
+        let token: String = page[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        let uri = format!("/i/{token}");
+        let form_page = body_text(kit.send(get(&uri)).await).await;
+        assert!(
+            form_page.contains("value=\"Rosa\""),
+            "what staff typed is prefilled"
+        );
+        assert!(form_page.contains(messaging::PATIENT_PAGE_WORDING));
+        let good = form_of(&form_page);
+
+        // Act + Assert: a forged or missing form token, and a cross-site post, change nothing.
+        let forged = kit
+            .send(post_form(
+                &uri,
+                form(&patient_fields("1.abc", "1984-05-12")),
+                None,
+            ))
+            .await;
+        assert_eq!(forged.status(), 403);
+        let mut cross = post_form(&uri, form(&patient_fields(&good, "1984-05-12")), None);
+        cross
+            .headers_mut()
+            .insert(header::ORIGIN, "https://evil.test".parse().unwrap());
+        assert_eq!(kit.send(cross).await.status(), 403);
+        // A birth date in the future is named, and nothing starts.
+        let bad = kit
+            .send(post_form(
+                &uri,
+                form(&patient_fields(&good, "2999-01-01")),
+                None,
+            ))
+            .await;
+        assert_eq!(bad.status(), 422);
+        assert!(
+            body_text(bad)
+                .await
+                .contains("date of birth does not look right")
+        );
+        assert_eq!(intake_workflows(&kit).await, 0);
+
+        // The patient's details: financing starts, once.
+        let ok = kit
+            .send(post_form(
+                &uri,
+                form(&patient_fields(&good, "1984-05-12")),
+                None,
+            ))
+            .await;
+        assert_eq!(ok.status(), 303);
+        let again = kit
+            .send(post_form(
+                &uri,
+                form(&patient_fields(&good, "1984-05-12")),
+                None,
+            ))
+            .await;
+        assert_eq!(
+            again.status(),
+            200,
+            "a second post shows the thank-you page"
+        );
+        assert_eq!(intake_workflows(&kit).await, 1);
+        let consent = kit
+            .store
+            .sms_consent(&smile(), "+15125550188")
+            .await
+            .unwrap()
+            .expect("the patient's consent");
+        assert_eq!(consent.source, messaging::sources::INTAKE_PAGE);
+        assert_eq!(consent.wording, messaging::PATIENT_PAGE_WORDING);
+        assert_eq!(consent.recorded_by, "patient");
+        // The amount can no longer change once financing started.
+        let intakes = kit.store.intakes(&smile(), 10).await.unwrap();
+        let late = kit
+            .send(with_cookie(
+                post_form(
+                    &format!("/staff/intakes/{}/proposal", intakes[0].id),
+                    form(&[("csrf", &csrf), ("amount", "10.00")]),
+                    None,
+                ),
+                &session,
+            ))
+            .await;
+        assert_eq!(late.status(), 409);
+    }
+
+    #[tokio::test]
+    async fn the_public_page_needs_the_practice_token_is_rate_limited_and_waits_for_the_amount() {
+        // Arrange
+        let kit = Kit::new().await;
+        let key = secrecy::SecretString::from(PATIENT_KEY);
+        let token = chairside_engine::intake::practice_page_token(&smile(), &key);
+        let uri = format!("/intake/{}/{token}", smile());
+        assert_eq!(
+            kit.send(get(&format!("/intake/{}/guess", smile())))
+                .await
+                .status(),
+            404
+        );
+        let good = form_of(&body_text(kit.send(get(&uri)).await).await);
+
+        // Act: five submissions from one address pass, the sixth is refused.
+        for _ in 0..PER_ADDRESS {
+            let res = kit
+                .send(post_form(
+                    &uri,
+                    form(&patient_fields(&good, "1984-05-12")),
+                    None,
+                ))
+                .await;
+            assert_eq!(res.status(), 303);
+        }
+        let sixth = kit
+            .send(post_form(
+                &uri,
+                form(&patient_fields(&good, "1984-05-12")),
+                None,
+            ))
+            .await;
+
+        // Assert
+        assert_eq!(sixth.status(), 429);
+        let rows = kit.store.intakes(&smile(), 10).await.unwrap();
+        assert_eq!(rows.len(), PER_ADDRESS);
+        assert!(
+            rows.iter()
+                .all(|r| r.amount.is_none() && r.details_at.is_some())
+        );
+        assert_eq!(
+            intake_workflows(&kit).await,
+            0,
+            "no amount yet: nothing starts"
+        );
+
+        // Staff add the amount: financing starts.
+        let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+        let res = kit
+            .send(with_cookie(
+                post_form(
+                    &format!("/staff/intakes/{}/proposal", rows[0].id),
+                    form(&[("csrf", &csrf), ("amount", "1,200")]),
+                    None,
+                ),
+                &session,
+            ))
+            .await;
+        assert_eq!(res.status(), 303);
+        assert_eq!(intake_workflows(&kit).await, 1);
+        // Another practice's staff cannot see it.
+        let (olga, _) = kit.login("olga", "olga's password").await;
+        let res = kit
+            .send(with_cookie(
+                get(&format!("/staff/intakes/{}", rows[0].id)),
+                &olga,
+            ))
+            .await;
+        assert_eq!(res.status(), 404);
+    }
+}

@@ -1,0 +1,446 @@
+//! New-patient intake: a workflow whose plan comes from an intake (a consultation's proposed
+//! treatment and amount, and the details the patient typed) instead of a plan detected in the
+//! practice system. The machine is the same; what differs is decided here, without I/O:
+//!
+//! - [`intake_plan`]: the plan the workflow prices (one line, the proposed amount; no procedure
+//!   code reaches a lender, which only ever receives the amount).
+//! - [`check_details`]: what the patient typed is complete and plausible before anything starts.
+//! - [`creates_record`]: whether the case was accepted, so the patient is matched or created in
+//!   the practice system (a consultation that did not convert leaves no record there).
+//! - [`same_patient`]: the match rule (name, date of birth, phone) a practice-system candidate
+//!   must pass before Chairside writes to it.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use financing_core::{
+    CdtCode, Money, PatientContact, PatientId, PlanId, PlannedProcedure, TreatmentPlan,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{FinancingResult, NoteKind, Status};
+
+/// The prefix of the plan and patient ids of intake workflows (`intake-{id}`): never a practice
+/// system's id, so nothing detected can collide with an intake.
+pub const ID_PREFIX: &str = "intake-";
+
+/// The code of the one line of an intake plan. Not a CDT code: `D9999` ("unspecified adjunctive
+/// procedure, by report") is what practices use for a case priced as a whole. Read internally only.
+pub const INTAKE_CODE: &str = "D9999";
+
+/// The intake a workflow came from, kept in its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntakeLink {
+    /// The intake's id (opaque, `in_…`).
+    pub id: String,
+    /// The patient in the practice system, once matched or created.
+    #[serde(default)]
+    pub practice_patient: Option<PatientId>,
+    /// Ledger notes asked for before the practice-system patient existed, written once it does.
+    #[serde(default)]
+    pub held_notes: Vec<NoteKind>,
+}
+
+impl IntakeLink {
+    /// A link to the intake `id`, with no practice-system patient yet.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            practice_patient: None,
+            held_notes: Vec::new(),
+        }
+    }
+}
+
+/// The plan id of the workflow of intake `id`.
+pub fn plan_id(intake: &str) -> PlanId {
+    PlanId::new(format!("{ID_PREFIX}{intake}"))
+}
+
+/// The patient id under which an intake's contact is stored until the practice system has one.
+pub fn patient_id(intake: &str) -> PatientId {
+    PatientId::new(format!("{ID_PREFIX}{intake}"))
+}
+
+/// The plan an intake workflow prices: one line of `amount`, no insurance estimate (a new patient's
+/// insurance is not known to Chairside; staff enter the patient's portion), accepted at
+/// `accepted_at` (when the intake was complete).
+pub fn intake_plan(
+    intake: &str,
+    amount: Money,
+    accepted_at: DateTime<Utc>,
+    treatment_date: Option<NaiveDate>,
+) -> TreatmentPlan {
+    TreatmentPlan {
+        id: plan_id(intake),
+        revision: "1".into(),
+        patient_id: patient_id(intake),
+        accepted_at,
+        treatment_date,
+        procedures: vec![PlannedProcedure {
+            code: CdtCode::new(INTAKE_CODE),
+            fee: amount,
+            primary_estimate: None,
+            secondary_estimate: None,
+        }],
+    }
+}
+
+/// What is wrong with an intake's details, named for the person who typed them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntakeProblem {
+    /// A required field is empty.
+    #[error("{0} is required")]
+    Missing(&'static str),
+    /// A field that cannot be right.
+    #[error("{0} does not look right")]
+    Invalid(&'static str),
+    /// The amount is zero, negative or above the limit.
+    #[error("the amount must be between $1 and {max}")]
+    Amount {
+        /// The highest amount accepted.
+        max: Money,
+    },
+}
+
+/// The longest name part accepted (lenders and practice systems take about 30 to 50).
+const MAX_NAME: usize = 50;
+
+/// Checks what the patient typed: names, a date of birth in the past (and not before 1900), a
+/// mobile number in E.164 or an email (at least one way to reach them), and the state.
+///
+/// # Errors
+/// The first [`IntakeProblem`] found.
+pub fn check_details(contact: &PatientContact, today: NaiveDate) -> Result<(), IntakeProblem> {
+    for (field, value) in [
+        ("first name", &contact.first_name),
+        ("last name", &contact.last_name),
+    ] {
+        let v = value.trim();
+        if v.is_empty() {
+            return Err(IntakeProblem::Missing(field));
+        }
+        if v.chars().count() > MAX_NAME || v.chars().any(char::is_control) {
+            return Err(IntakeProblem::Invalid(field));
+        }
+    }
+    let Some(dob) = contact.date_of_birth else {
+        return Err(IntakeProblem::Missing("date of birth"));
+    };
+    let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN);
+    if dob >= today || dob < earliest {
+        return Err(IntakeProblem::Invalid("date of birth"));
+    }
+    if contact.mobile_phone.is_none() && contact.email.is_none() {
+        return Err(IntakeProblem::Missing("a mobile phone or an email"));
+    }
+    if let Some(p) = &contact.mobile_phone
+        && !is_e164_us(p)
+    {
+        return Err(IntakeProblem::Invalid("mobile phone"));
+    }
+    if let Some(e) = &contact.email
+        && !looks_like_email(e)
+    {
+        return Err(IntakeProblem::Invalid("email"));
+    }
+    if contact.state().is_none() {
+        return Err(IntakeProblem::Missing("state of residence"));
+    }
+    Ok(())
+}
+
+/// Checks the proposed amount against the practice's limit.
+///
+/// # Errors
+/// [`IntakeProblem::Amount`].
+pub fn check_amount(amount: Money, max: Money) -> Result<(), IntakeProblem> {
+    if amount.minor() < 100 || amount.minor() > max.minor() {
+        return Err(IntakeProblem::Amount { max });
+    }
+    Ok(())
+}
+
+/// A US mobile number as typed (`(555) 555-0123`, `555.555.0123`, `+1 555 555 0123`) in E.164.
+pub fn us_mobile(typed: &str) -> Option<String> {
+    let digits: String = typed.chars().filter(char::is_ascii_digit).collect();
+    let national = match digits.len() {
+        10 => digits.as_str(),
+        11 if digits.starts_with('1') => &digits[1..],
+        _ => return None,
+    };
+    let b = national.as_bytes();
+    // NANP: area code and exchange never start with 0 or 1.
+    if matches!(b[0], b'0' | b'1') || matches!(b[3], b'0' | b'1') {
+        return None;
+    }
+    Some(format!("+1{national}"))
+}
+
+fn is_e164_us(p: &str) -> bool {
+    us_mobile(p).as_deref() == Some(p)
+}
+
+fn looks_like_email(e: &str) -> bool {
+    match e.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && e.len() <= 254
+                && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
+/// True when the case was accepted: financing is arranged (a lender finances it, or the patient
+/// accepted the in-house plan) and the workflow was not withdrawn. Then the patient is matched or
+/// created in the practice system and the ledger note goes there; otherwise (declined, quiet,
+/// cancelled) the practice system gets no record of a consultation that did not convert.
+pub fn creates_record(
+    result: Option<&FinancingResult>,
+    in_house_accepted: bool,
+    status: Status,
+) -> bool {
+    status != Status::Cancelled
+        && result
+            .is_some_and(|r| r.financed.is_some() || (r.in_house.is_some() && in_house_accepted))
+}
+
+/// A patient as a practice system holds it, for matching.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Its id there.
+    pub id: PatientId,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// Date of birth.
+    pub date_of_birth: Option<NaiveDate>,
+    /// Every phone number on the record, as stored.
+    pub phones: Vec<String>,
+    /// Email.
+    pub email: Option<String>,
+}
+
+impl std::fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidate")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// True when `candidate` is the intake's patient: the same first and last name (case, accents of
+/// spacing aside), the same date of birth, and one phone number in common (the digits, national
+/// part) or, when the intake has no phone, the same email. A name and birth date alone are not
+/// enough: two people can share them, and Chairside would write to the wrong chart.
+pub fn same_patient(intake: &PatientContact, candidate: &Candidate) -> bool {
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    if norm(&intake.first_name) != norm(&candidate.first_name)
+        || norm(&intake.last_name) != norm(&candidate.last_name)
+        || intake.date_of_birth.is_none()
+        || intake.date_of_birth != candidate.date_of_birth
+    {
+        return false;
+    }
+    match &intake.mobile_phone {
+        Some(phone) => {
+            let ours = us_mobile(phone);
+            candidate
+                .phones
+                .iter()
+                .any(|p| ours.is_some() && us_mobile(p) == ours)
+        }
+        None => match (&intake.email, &candidate.email) {
+            (Some(a), Some(b)) => a.trim().eq_ignore_ascii_case(b.trim()),
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use financing_core::{Language, PostalAddress, SmsConsent, UsState};
+
+    fn contact() -> PatientContact {
+        PatientContact {
+            id: patient_id("in_1"),
+            first_name: "Rosa".into(),
+            last_name: "Quintero".into(),
+            date_of_birth: NaiveDate::from_ymd_opt(1984, 5, 12),
+            mobile_phone: Some("+15125550188".into()),
+            email: Some("rosa@example.test".into()),
+            address: Some(PostalAddress {
+                lines: vec![],
+                city: String::new(),
+                state: Some(UsState::TX),
+                postal_code: String::new(),
+            }),
+            preferred_language: Language::En,
+            time_zone: None,
+            sms_consent: SmsConsent::None,
+        }
+    }
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
+    }
+
+    #[test]
+    fn complete_details_pass_and_each_gap_is_named() {
+        assert_eq!(check_details(&contact(), today()), Ok(()));
+        let mut c = contact();
+        c.first_name = "  ".into();
+        assert_eq!(
+            check_details(&c, today()),
+            Err(IntakeProblem::Missing("first name"))
+        );
+        let mut c = contact();
+        c.date_of_birth = None;
+        assert_eq!(
+            check_details(&c, today()),
+            Err(IntakeProblem::Missing("date of birth"))
+        );
+        let mut c = contact();
+        c.date_of_birth = Some(today());
+        assert_eq!(
+            check_details(&c, today()),
+            Err(IntakeProblem::Invalid("date of birth"))
+        );
+        let mut c = contact();
+        c.mobile_phone = None;
+        c.email = None;
+        assert_eq!(
+            check_details(&c, today()),
+            Err(IntakeProblem::Missing("a mobile phone or an email"))
+        );
+        let mut c = contact();
+        c.mobile_phone = Some("+10005550188".into());
+        assert_eq!(
+            check_details(&c, today()),
+            Err(IntakeProblem::Invalid("mobile phone"))
+        );
+        let mut c = contact();
+        c.email = Some("rosa@".into());
+        assert_eq!(
+            check_details(&c, today()),
+            Err(IntakeProblem::Invalid("email"))
+        );
+        let mut c = contact();
+        c.address = None;
+        assert_eq!(
+            check_details(&c, today()),
+            Err(IntakeProblem::Missing("state of residence"))
+        );
+        let mut c = contact();
+        c.last_name = "x".repeat(51);
+        assert_eq!(
+            check_details(&c, today()),
+            Err(IntakeProblem::Invalid("last name"))
+        );
+    }
+
+    #[test]
+    fn amounts_are_bounded() {
+        let max = Money::usd(5_000_000);
+        assert!(check_amount(Money::usd(480_000), max).is_ok());
+        assert!(check_amount(Money::usd(99), max).is_err());
+        assert!(check_amount(Money::usd(-100), max).is_err());
+        assert!(check_amount(Money::usd(5_000_001), max).is_err());
+    }
+
+    #[test]
+    fn the_plan_is_one_line_of_the_amount_without_insurance() {
+        let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let plan = intake_plan("in_7", Money::usd(480_000), at, None);
+        assert_eq!(plan.id.as_str(), "intake-in_7");
+        assert_eq!(plan.patient_id.as_str(), "intake-in_7");
+        assert_eq!(plan.procedures.len(), 1);
+        assert_eq!(plan.procedures[0].fee, Money::usd(480_000));
+        let split = financing_core::CoverageSplit::from_plan(&plan).unwrap();
+        assert_eq!(split.patient_portion, Money::usd(480_000));
+    }
+
+    fn candidate() -> Candidate {
+        Candidate {
+            id: PatientId::new("77"),
+            first_name: "ROSA".into(),
+            last_name: " Quintero ".into(),
+            date_of_birth: NaiveDate::from_ymd_opt(1984, 5, 12),
+            phones: vec!["".into(), "(512) 555-0188".into()],
+            email: None,
+        }
+    }
+
+    #[test]
+    fn a_match_needs_name_birth_date_and_a_shared_phone() {
+        assert!(same_patient(&contact(), &candidate()));
+        let mut c = candidate();
+        c.phones = vec!["(512) 555-0199".into()];
+        assert!(
+            !same_patient(&contact(), &c),
+            "a namesake with another phone"
+        );
+        let mut c = candidate();
+        c.date_of_birth = NaiveDate::from_ymd_opt(1984, 5, 13);
+        assert!(!same_patient(&contact(), &c));
+        let mut c = candidate();
+        c.first_name = "Rose".into();
+        assert!(!same_patient(&contact(), &c));
+        // Without a phone on the intake, the email decides.
+        let mut ours = contact();
+        ours.mobile_phone = None;
+        assert!(!same_patient(&ours, &candidate()));
+        let mut c = candidate();
+        c.email = Some("ROSA@example.test".into());
+        assert!(same_patient(&ours, &c));
+    }
+
+    #[test]
+    fn only_an_accepted_case_creates_a_record() {
+        let financed = FinancingResult {
+            financed: Some((financing_core::LenderId::new("carecredit"), Money::usd(1))),
+            deposit: Money::usd(0),
+            in_house: None,
+            path: String::new(),
+        };
+        let nothing = FinancingResult {
+            financed: None,
+            deposit: Money::usd(0),
+            in_house: None,
+            path: String::new(),
+        };
+        let in_house = FinancingResult {
+            in_house: Some(financing_core::InHouseOffer {
+                total: Money::usd(100),
+                deposit: Money::usd(0),
+                installments: vec![Money::usd(100)],
+                interval: financing_core::InstallmentInterval::MONTHLY,
+            }),
+            ..nothing.clone()
+        };
+        assert!(creates_record(Some(&financed), false, Status::Active));
+        assert!(creates_record(
+            Some(&financed),
+            false,
+            Status::WaitingOnStaff
+        ));
+        assert!(!creates_record(Some(&financed), false, Status::Cancelled));
+        assert!(!creates_record(Some(&nothing), false, Status::Active));
+        assert!(!creates_record(None, false, Status::WaitingOnStaff));
+        assert!(
+            !creates_record(Some(&in_house), false, Status::WaitingOnStaff),
+            "an in-house plan offered and declined is not a case accepted"
+        );
+        assert!(creates_record(Some(&in_house), true, Status::Active));
+    }
+}
