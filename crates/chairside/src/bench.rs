@@ -186,6 +186,11 @@ pub struct RunFigures {
     /// Workflows whose patient received a message (email or text, from the sandbox's SMTP and
     /// Twilio records).
     pub reached_patient: usize,
+    /// Emails the patients received (the sandbox's SMTP sink).
+    pub emails: usize,
+    /// Texts the patients received (the sandbox's Twilio): the demo practices run in a time zone
+    /// where it is daytime, so consenting patients are texted and Twilio's latency is paid.
+    pub texts: usize,
     /// Operatory-to-patient time (plan accepted in the practice system to the first message the
     /// patient receives, as the sandbox's SMTP sink and Twilio stand-in recorded it), median, ms.
     pub o2p_p50_ms: f64,
@@ -369,8 +374,30 @@ fn world_options(args: &BenchArgs) -> WorldOptions {
         // The lenders' shipped schedules (CareCredit read every 5 s at first, Sunbit every 10 s
         // behind its webhook), not the demo's compressed day: the figures are real timings.
         shipped_lender_schedules: true,
+        // Texts go out only from 09:00 to 20:00 where the patient is: run the practices where it
+        // is daytime now, so the consenting personas are texted and the figures pay Twilio.
+        time_zone: Some(daytime_zone(chrono::Utc::now())),
         ..WorldOptions::default()
     }
+}
+
+/// A time zone where `now` is between 10:00 and 17:00 (room for a long run inside the texting
+/// window): Chicago when it is daytime there, else the fixed offset that puts `now` at 13:00.
+fn daytime_zone(now: chrono::DateTime<chrono::Utc>) -> chrono_tz::Tz {
+    use chrono::Timelike as _;
+    let chicago = chrono_tz::America::Chicago;
+    if (10..17).contains(&now.with_timezone(&chicago).hour()) {
+        return chicago;
+    }
+    // Etc/GMT+N is N hours behind UTC (the POSIX sign), from Etc/GMT-14 to Etc/GMT+12.
+    let behind = (i64::from(now.hour()) - 13).rem_euclid(24);
+    let behind = if behind > 12 { behind - 24 } else { behind };
+    let name = match behind {
+        0 => "Etc/GMT".to_owned(),
+        b if b > 0 => format!("Etc/GMT+{b}"),
+        b => format!("Etc/GMT{b}"),
+    };
+    name.parse().unwrap_or(chicago)
 }
 
 /// `--sync`: SQLite's `synchronous` setting for the run.
@@ -695,6 +722,8 @@ async fn run_profile(
         o2l_p99_ms: percentile_ms(&o2l, 0.99),
         o2l_mean_ms,
         reached_patient: o2p.len(),
+        emails: invariants.emails,
+        texts: invariants.texts,
         o2p_p50_ms: percentile_ms(&o2p, 0.50),
         o2p_p99_ms: percentile_ms(&o2p, 0.99),
         o2p_mean_ms: mean_ms(&o2p),
@@ -1170,6 +1199,12 @@ impl Printed {
 #[derive(Deserialize)]
 struct Invariants {
     notes_by_marker: BTreeMap<String, usize>,
+    /// Emails the SMTP sink received.
+    #[serde(default)]
+    emails: usize,
+    /// Texts the Twilio stand-in took.
+    #[serde(default)]
+    texts: usize,
     patients_with_several_customers: usize,
     workflows_with_several_schedules: usize,
     workflows_with_several_deposit_links: usize,
@@ -1452,7 +1487,7 @@ fn print(report: &BenchReport, args: &BenchArgs) {
 /// The table's lines: one row per figure, one column per profile.
 fn table(report: &BenchReport) -> Vec<String> {
     type Cell = fn(&RunFigures) -> String;
-    let rows: [(&str, Cell); 20] = [
+    let rows: [(&str, Cell); 21] = [
         ("workflows (settled / as expected)", |r| {
             format!("{} ({} / {})", r.workflows, r.settled, r.as_expected)
         }),
@@ -1476,6 +1511,9 @@ fn table(report: &BenchReport) -> Vec<String> {
         }),
         ("operatory-to-patient p99", |r| {
             format!("{:.0} ms", r.o2p_p99_ms)
+        }),
+        ("messages to patients (emails / texts)", |r| {
+            format!("{} / {}", r.emails, r.texts)
         }),
         ("external calls per workflow", |r| {
             format!("{:.1}", r.external_calls as f64 / r.workflows.max(1) as f64)
@@ -1537,6 +1575,24 @@ fn table(report: &BenchReport) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::sandbox_binary;
+
+    #[test]
+    fn the_bench_zone_puts_every_hour_of_the_day_inside_the_texting_window() {
+        use chrono::{TimeZone as _, Timelike as _};
+        for hour in 0..24 {
+            for minute in [0, 59] {
+                let now = chrono::Utc
+                    .with_ymd_and_hms(2026, 12, 1, hour, minute, 0)
+                    .single()
+                    .expect("a time");
+                let local = now.with_timezone(&super::daytime_zone(now)).hour();
+                assert!(
+                    (10..17).contains(&local),
+                    "{hour}:{minute:02} UTC is {local}h there"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_sandbox_bin_that_does_not_exist_is_refused_with_how_to_build_it() {
