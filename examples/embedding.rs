@@ -202,6 +202,7 @@ pub async fn build_engine(
             poll_interval: Duration::from_millis(100),
             // Filled by the engine from each provider's own `poll_schedule`.
             lender_schedules: Vec::new(),
+            lender_names: Vec::new(),
         },
         policy: PolicySettings::default(),
         lenders: HashMap::new(),

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use financing_core::{
-    ApplicationHandle, ApplicationRef, Backoff, Decision, ErrorKind, LenderId, LenderLocation,
-    PatientContact, Policy, PolicySettings, PracticeId, SettlementRequest, SharedProvider,
-    SmsConsent, SmsPurpose, Tz,
+    ApplicationHandle, Backoff, Decision, ErrorKind, LenderId, LenderLocation, PatientContact,
+    Policy, PolicySettings, PracticeId, SettlementRequest, SharedProvider, SmsConsent, SmsPurpose,
+    Tz,
 };
 use futures::StreamExt;
 
@@ -561,7 +561,13 @@ impl Runner {
                 reason: e.to_string(),
             },
         };
-        let reference = |lender: &LenderId| ApplicationRef::new(format!("{}-{lender}", state.id));
+        // One reference per attempt (`{workflow}-{seq}-{lender}`): a fresh session after a lapse
+        // is a new command, so a new session at the lender; a repeat of this command (a retry, a
+        // crash, a staff retry of an unknown outcome) sends the same reference and finds the
+        // session it opened.
+        let reference = |lender: &LenderId| {
+            chairside_workflow::application_reference(&state.id, lender, state.key_seq(command.seq))
+        };
         Ok(match &command.action {
             Action::LoadPlan => {
                 let summary = PlanSummary {

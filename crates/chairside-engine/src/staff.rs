@@ -174,6 +174,15 @@ pub enum Refusal {
     /// Cancel of a workflow already cancelled.
     #[error("workflow {0} is already cancelled; nothing to do")]
     AlreadyCancelled(WorkflowId),
+    /// A resend on a task that has no link to resend (bad data, a counteroffer, a system error):
+    /// it would close the task and change nothing.
+    #[error(
+        "workflow {workflow} waits on staff for something other than a quiet patient; there is no link to resend"
+    )]
+    NothingToResend {
+        /// The workflow.
+        workflow: WorkflowId,
+    },
     /// Nothing to resend to: the workflow is over.
     #[error("workflow {workflow} is {}; there is no link to resend", status.label())]
     Finished {
@@ -219,8 +228,11 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
                 | chairside_workflow::SettlementState::Failed { .. }
         )
     });
+    // A task raised beside a finished workflow (a failed payment, a refund or dispute, a schedule
+    // ended in Stripe): marking it handled closes the task and leaves the workflow as it is.
+    let task_beside = state.status == Status::Done && !snapshot.open_tasks.is_empty();
     match (request.action, state.status) {
-        (StaffAction::MarkHandled, Status::Done) if settlement_open => Ok(()),
+        (StaffAction::MarkHandled, Status::Done) if settlement_open || task_beside => Ok(()),
         (
             StaffAction::Retry
             | StaffAction::MarkHandled
@@ -235,6 +247,14 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
         (StaffAction::Cancel, Status::Cancelled) => Err(Refusal::AlreadyCancelled(workflow)),
         (StaffAction::ResendLink, status @ (Status::Done | Status::Cancelled)) => {
             Err(Refusal::Finished { workflow, status })
+        }
+        // Waiting on staff, a resend only answers a patient who went quiet (a lender's
+        // application or the in-house offer): a fresh session, or the offer again.
+        (StaffAction::ResendLink, Status::WaitingOnStaff)
+            if state.staff_task.as_ref().map(|t| t.kind)
+                != Some(chairside_workflow::TaskKind::PatientQuiet) =>
+        {
+            Err(Refusal::NothingToResend { workflow })
         }
         _ => Ok(()),
     }

@@ -683,12 +683,12 @@ const NEXT_LENDER: ActionButton = ActionButton {
 /// The actions that make sense for a task, the likeliest first.
 fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
     match kind {
-        TaskKind::BadData
-        | TaskKind::Unreachable
-        | TaskKind::PaymentFailed
-        | TaskKind::SystemError => {
+        TaskKind::BadData | TaskKind::Unreachable | TaskKind::SystemError => {
             vec![RETRY, HANDLED, CANCEL]
         }
+        // Raised beside a financing that is done: Stripe retries the payment on its own
+        // schedule and the patient was told; staff call the patient and mark it handled.
+        TaskKind::PaymentFailed => vec![HANDLED],
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
         TaskKind::Counteroffer => vec![ACCEPT_COUNTEROFFER, NEXT_LENDER, HANDLED, CANCEL],
         TaskKind::NoFinancing => vec![HANDLED, CANCEL],
@@ -744,7 +744,10 @@ fn stage_text(row: &WorkflowRow) -> String {
         (Stage::Settled, _, Some(task)) if row.state.status == Status::WaitingOnStaff => {
             task_label(task.kind).to_owned()
         }
-        (Stage::Settled, Some(result), _) => result.path.clone(),
+        (Stage::Settled, Some(result), _) => row
+            .state
+            .outcome_label()
+            .unwrap_or_else(|| result.path.clone()),
         _ => row.state.stage_label(),
     }
 }
@@ -1154,7 +1157,7 @@ async fn render_workflow(
             status: status_text(st.status),
             stage: stage_text(row),
             next: next_step(row, tz),
-            path: st.result.as_ref().map(|r| r.path.clone()),
+            path: st.outcome_label(),
             portion: st.split.map(|x| x.patient_portion.to_string()),
             o2l: st.operatory_to_ledger().map(duration_text),
         },

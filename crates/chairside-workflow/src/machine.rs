@@ -252,6 +252,13 @@ pub fn apply(
             in_house_answered(&mut cx, accepted, wording)
         }
         Event::DepositLinkRequested => deposit_link_requested(&mut cx),
+        Event::LenderSessionRequested => match cx.state.restartable_lender(now).cloned() {
+            Some(lender) => {
+                cx.audit("patient asked to start the application again");
+                fresh_session(&mut cx, lender);
+            }
+            None => cx.ignore("no lapsed lender session to start again"),
+        },
     }
     cx.out
 }
@@ -339,8 +346,21 @@ fn next_lender(cx: &mut Ctx<'_>) {
             _ => a.clone(),
         })
         .collect();
+    // A lender asked again (a fresh session after a lapse) routes by its latest attempt; the
+    // record keeps every one.
+    let routing: Vec<Attempt> = routing
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            !routing[i + 1..]
+                .iter()
+                .any(|later| later.lender == a.lender)
+        })
+        .map(|(_, a)| a.clone())
+        .collect();
     match cx.config.waterfall.next(amount, &routing) {
         Step::Ask { lender, amount } => {
+            remember_name(cx, &lender);
             let lookup = cx.state.facts.as_ref().is_some_and(|f| f.lookup_allowed);
             cx.state.stage = Stage::Financing(CurrentApplication {
                 lender: lender.clone(),
@@ -360,6 +380,69 @@ fn next_lender(cx: &mut Ctx<'_>) {
         }
         Step::Finished(outcome) => waterfall_finished(cx, outcome),
     }
+}
+
+/// Records `lender`'s display name in the state, once, when it is first asked.
+fn remember_name(cx: &mut Ctx<'_>, lender: &LenderId) {
+    if !cx.state.lender_names.iter().any(|(id, _)| id == lender) {
+        let name = cx.config.lender_name(lender);
+        cx.state.lender_names.push((lender.clone(), name));
+    }
+}
+
+/// The display name of `lender`, for what staff and patients read.
+fn name(cx: &Ctx<'_>, lender: &LenderId) -> String {
+    cx.config.lender_name(lender)
+}
+
+/// Keeps the offer a lender approved (in full or in part) as the lender reported it: its terms
+/// are the plan's terms if this lender finances it. The latest per lender.
+fn remember_offer(cx: &mut Ctx<'_>, decision: &Decision) {
+    if let Decision::Approved { offer, .. } | Decision::PartiallyApproved { offer, .. } = decision {
+        cx.state.offers.retain(|o| o.lender != offer.lender);
+        cx.state.offers.push(offer.clone());
+    }
+}
+
+/// Opens a fresh session at `lender` (the patient's "start again" after a lapse, or staff's
+/// "Resend link" to a patient who went quiet there): a new `StartApplication` command, so a new
+/// reference and a new session at the lender; the lapsed session is left to lapse. The workflow
+/// waits on the patient again, with reminders anew once the link is out.
+fn fresh_session(cx: &mut Ctx<'_>, lender: LenderId) {
+    let amount = match &cx.state.stage {
+        Stage::Financing(c) if c.lender == lender => Some(c.amount),
+        _ => cx
+            .state
+            .attempts
+            .iter()
+            .rev()
+            .find(|a| a.lender == lender)
+            .map(|a| a.amount)
+            .or(cx.state.financing_amount),
+    };
+    let Some(amount) = amount else {
+        return cx.ignore("nothing to finance");
+    };
+    cx.clear_lender_timers();
+    if cx.state.status == Status::WaitingOnStaff {
+        cx.state.staff_task = None;
+        cx.state.status = Status::Active;
+        cx.state.ledger_written_at = None;
+    }
+    match &mut cx.state.stage {
+        Stage::Financing(c) if c.lender == lender => c.phase = LenderPhase::Starting,
+        _ => {
+            cx.state.stage = Stage::Financing(CurrentApplication {
+                lender: lender.clone(),
+                amount,
+                contacted_at: cx.now,
+                phase: LenderPhase::Starting,
+            });
+        }
+    }
+    remember_name(cx, &lender);
+    cx.audit(format!("{lender}: fresh application session"));
+    cx.command(Action::StartApplication { lender, amount });
 }
 
 fn start_application(cx: &mut Ctx<'_>, lender: LenderId, amount: Money) {
@@ -418,6 +501,7 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
         }
         Decision::Unknown(raw) => {
             let raw: String = raw.chars().take(64).collect();
+            let shown = name(cx, lender);
             cx.audit(format!("{lender}: unknown status {raw:?}"));
             let reference = match &cx.state.stage {
                 Stage::Financing(c) => match &c.phase {
@@ -431,11 +515,12 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
             hold_for_staff(
                 cx,
                 format!(
-                    "{lender} answered \"{raw}\", a status this version of Chairside does not know: look the application up with {lender}{reference}, then press Retry to read it again, or mark the task handled"
+                    "{shown} answered \"{raw}\", a status this version of Chairside does not know: look the application up with {shown}{reference}, then press Retry to read it again, or mark the task handled"
                 ),
             );
         }
         final_decision => {
+            remember_offer(cx, final_decision);
             let outcome = AttemptOutcome::from_decision(final_decision, amount).unwrap_or(
                 AttemptOutcome::Unrecognized {
                     raw_status: final_decision.label().into(),
@@ -826,13 +911,16 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
             let remainder = requested.checked_sub(approved).unwrap_or(requested);
             counteroffer_task(cx, &lender, approved, remainder);
         }
-        WaterfallOutcome::PatientInactive { lender } => to_staff(
-            cx,
-            TaskKind::PatientQuiet,
-            format!(
-                "the patient did not finish the {lender} application after every reminder; call the patient"
-            ),
-        ),
+        WaterfallOutcome::PatientInactive { lender } => {
+            let shown = name(cx, &lender);
+            to_staff(
+                cx,
+                TaskKind::PatientQuiet,
+                format!(
+                    "the patient did not finish the {shown} application after every reminder; call the patient, then Resend link (a fresh {shown} session) or cancel"
+                ),
+            );
+        }
         WaterfallOutcome::NoLenderApproved { in_house } => {
             let amount = cx.state.financing_amount.unwrap_or(deposit);
             match (in_house, in_house_offer(cx, amount)) {
@@ -852,11 +940,12 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
 }
 
 fn counteroffer_task(cx: &mut Ctx<'_>, lender: &LenderId, approved: Money, remainder: Money) {
+    let shown = name(cx, lender);
     to_staff(
         cx,
         TaskKind::Counteroffer,
         format!(
-            "{lender} approved {approved}, {remainder} short of the amount asked; discuss the counteroffer with the patient"
+            "{shown} approved {approved}, {remainder} short of the amount asked; discuss the counteroffer with the patient"
         ),
     );
 }
@@ -1283,11 +1372,16 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                 offer_in_house(cx, result);
             }
         }
+        StaffAction::ResendLink if cx.state.restartable_lender(cx.now).is_some() => {
+            // A lapsed session's link is never sent again: a fresh session, whose link goes out
+            // as soon as the lender opens it; the workflow waits on the patient again.
+            if let Some(lender) = cx.state.restartable_lender(cx.now).cloned() {
+                cx.audit("staff resent the application link: fresh session");
+                fresh_session(cx, lender);
+            }
+        }
         StaffAction::ResendLink => match &cx.state.stage {
             Stage::Financing(c) => match &c.phase {
-                LenderPhase::AwaitingPatient { session, .. } if session.expired(cx.now) => {
-                    cx.ignore("the lender's session has lapsed; its link is never sent again");
-                }
                 LenderPhase::AwaitingPatient { link, .. } => {
                     let message = MessageKind::ApplicationLink {
                         lender: c.lender.clone(),
@@ -1552,8 +1646,9 @@ fn lender_settled(cx: &mut Ctx<'_>, lender: &LenderId, settlement: Settlement) {
                 s.amount,
                 Some(day),
                 format!(
-                    "treatment day {day}: charge {} on the patient's account in the {lender} portal, reference {reference}",
-                    s.amount
+                    "treatment day {day}: charge {} on the patient's account in the {} portal, reference {reference}",
+                    s.amount,
+                    name(cx, lender)
                 ),
             );
         }
@@ -1576,7 +1671,7 @@ fn settlement_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
         kind: TaskKind::SystemError,
         reason: format!(
             "the {} charge of {} failed: {reason}; retry, or run it in the lender's portal (reference {}) and mark handled",
-            s.lender,
+            name(cx, &s.lender),
             s.amount,
             settlement_reference(cx, &s.lender)
         ),

@@ -50,6 +50,7 @@ fn config(deposit_bps: u32, in_house: bool, on_partial: PartialApprovalRule) -> 
         give_up_after: Duration::from_secs(172_800),
         poll_interval: Duration::from_secs(600),
         lender_schedules: Vec::new(),
+        lender_names: Vec::new(),
     }
 }
 
@@ -494,7 +495,7 @@ fn a_partial_approval_stops_for_staff_when_the_practice_says_so() {
     assert_eq!(task.kind, TaskKind::Counteroffer);
     assert_eq!(
         task.reason,
-        "carecredit approved $600.00, $400.00 short of the amount asked; discuss the counteroffer with the patient"
+        "CareCredit approved $600.00, $400.00 short of the amount asked; discuss the counteroffer with the patient"
     );
 }
 
@@ -1240,6 +1241,7 @@ proptest! {
 
 mod reversals;
 mod settlement;
+mod staffpage;
 // ---- Lenders at real speed, amounts read right, statuses that need a person. ----
 
 /// CareCredit's real schedule (as `carecredit-client` ships it): a 30-minute session.

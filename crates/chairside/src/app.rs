@@ -192,6 +192,7 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
 
     let mut channels = HashMap::new();
     let mut parts = Vec::new();
+    let mut alert_routes = HashMap::new();
     for p in &config.practices {
         let email = match &p.smtp {
             Some(smtp) => Some(Arc::new(
@@ -200,6 +201,18 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             )),
             None => None,
         };
+        // New staff tasks emailed to the practice's staff mailbox, through its own SMTP.
+        if let (Some(alerts), Some(sender)) = (&p.staff_alerts, &email) {
+            alert_routes.insert(
+                p.id.clone(),
+                chairside_engine::outbound::staff_alert::AlertRoute {
+                    practice_name: p.name.clone(),
+                    to: alerts.to.clone(),
+                    sender: sender.clone(),
+                    kinds: alerts.tasks.clone(),
+                },
+            );
+        }
         let sms = match (&sms, p.sms_sender(config.twilio.as_ref())) {
             (Some(client), Some(from)) => Some((client.clone(), from)),
             _ => None,
@@ -294,7 +307,7 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     let messenger = Arc::new(
         PatientMessenger::new(channels, ledger)
             .map_err(|e| anyhow::anyhow!("message templates: {e}"))?
-            .with_journal(journal),
+            .with_journal(journal.clone()),
     );
     let links = config.patient_links();
     let mut runner_config = config.runner_config();
@@ -352,6 +365,16 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             crm = crm.practices(practices.iter().cloned());
         }
         engine = engine.subscriber(Arc::new(crm));
+    }
+    if !alert_routes.is_empty() {
+        let alerts = chairside_engine::outbound::staff_alert::StaffAlerts::new(
+            alert_routes,
+            store.clone(),
+            journal.clone(),
+            config.http.public_base_url.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        engine = engine.subscriber(Arc::new(alerts));
     }
     for subscriber in extras.subscribers {
         engine = engine.subscriber(subscriber);

@@ -68,8 +68,9 @@ pub use report::{ConfigReport, Problem};
 pub use settings::{
     CareCreditSettings, DentrixSettings, DetectionSettings, HttpSettings, HubSpotSettings,
     LenderSettings, NexHealthSettings, OpenDentalSettings, OutboundSettings, PaymentSettings,
-    PmsSettings, PracticeSettings, ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin,
-    StoreSettings, StripeSettings, SunbitSettings, TwilioSettings, WebhookSettings,
+    PmsSettings, PracticeSettings, ReminderSettings, RunnerSettings, SmtpSettings,
+    StaffAlertSettings, StaffLogin, StoreSettings, StripeSettings, SunbitSettings, TwilioSettings,
+    WebhookSettings,
 };
 
 use std::collections::HashMap;

@@ -150,8 +150,13 @@ pub use config::{
 pub use crm::{CrmRecord, CrmStandIn};
 pub use error::SandboxError;
 pub use fault::{Fault, FaultController, FaultRule, Latency, LostResponse, RouteMatch, System};
-pub use lenders::carecredit::{CareCreditHandle, CareCreditSession, CareCreditState};
-pub use lenders::sunbit::{SunbitApplication, SunbitHandle, SunbitState};
+pub use lenders::carecredit::{
+    CareCreditHandle, CareCreditSession, CareCreditState, PROMO_APR, PROMO_DESCRIPTION,
+    PROMO_TERM_MONTHS,
+};
+pub use lenders::sunbit::{
+    PLAN_APR, PLAN_TERM_MONTHS, SunbitApplication, SunbitHandle, SunbitState,
+};
 pub use persona::{
     Lender, LenderDecision, PatientKey, Persona, PlanKey, Pms, SeedAddress, SeedPatient, SeedPlan,
     SeedProcedure, SeededCase, SeededPatient, SeededPlan, TestCard,

@@ -129,6 +129,7 @@ pub(crate) fn default_config() -> WorkflowConfig {
                 )
             })
             .collect(),
+        lender_names: Vec::new(),
     }
 }
 

@@ -52,10 +52,12 @@ async fn signing_in_sets_a_strict_http_only_secure_cookie_and_lists_todays_plans
     let page = body_text(res).await;
     assert!(page.contains("Smile Dental Test"));
     assert!(page.contains("T.M."));
+    // Lenders by the name patients know, never the raw id.
     assert!(
-        page.contains("sunbit: waiting on patient (0 reminders)"),
+        page.contains("Sunbit: waiting on patient (0 reminders)"),
         "{page}"
     );
+    assert!(!page.contains("sunbit: waiting"), "{page}");
     assert!(page.contains(mine.as_str()));
     assert!(
         !page.contains(theirs.as_str()),

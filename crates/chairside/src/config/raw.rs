@@ -207,6 +207,15 @@ pub(super) struct RawPractice {
     pub(super) reminders: Option<RawReminders>,
     pub(super) policy: Option<RawPolicy>,
     pub(super) notice: Option<RawNotice>,
+    pub(super) staff_alerts: Option<RawStaffAlerts>,
+}
+
+/// `[practices.staff_alerts]`: new staff tasks emailed to the practice's staff mailbox.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a [practices.staff_alerts] section")]
+pub(super) struct RawStaffAlerts {
+    pub(super) to: Option<String>,
+    pub(super) tasks: Option<Vec<String>>,
 }
 
 /// `[practices.notice]`: the practice's own notice before any lender link, per language.

@@ -697,6 +697,19 @@ pub struct PracticeSettings {
     /// The practice's own notice before any lender link (`[practices.notice]`), per language;
     /// empty for the shipped default of its state (California, New York).
     pub lender_notice: std::collections::HashMap<financing_core::Language, String>,
+    /// New staff tasks emailed to the practice's staff mailbox (`[practices.staff_alerts]`);
+    /// `None`: no alerts (the dashboard only).
+    pub staff_alerts: Option<StaffAlertSettings>,
+}
+
+/// `[practices.staff_alerts]`.
+#[derive(Clone, Debug)]
+pub struct StaffAlertSettings {
+    /// The practice's staff mailbox: each new task is emailed there once (initials and the
+    /// plan's id only; the rest is in the dashboard).
+    pub to: messaging::EmailAddress,
+    /// Only these task kinds (`counteroffer`, `patient_quiet`, ...); `None`: every task.
+    pub tasks: Option<Vec<String>>,
 }
 
 impl PracticeSettings {
@@ -721,6 +734,7 @@ impl PracticeSettings {
             poll_interval: self.reminders.poll_interval,
             // Each lender's own schedule, filled in by the engine from its client.
             lender_schedules: Vec::new(),
+            lender_names: Vec::new(),
         }
     }
 

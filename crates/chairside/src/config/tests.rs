@@ -1208,3 +1208,39 @@ fn a_postgres_url_chooses_postgresql_and_a_password_never_comes_from_the_file() 
             .contains("postgres://")
     );
 }
+
+#[test]
+fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_path() {
+    // A mailbox and some task kinds.
+    let text = format!(
+        "{MINIMAL}\n[practices.staff_alerts]\nto = \"frontdesk@smile.example\"\ntasks = [\"counteroffer\", \"patient_quiet\"]\n"
+    );
+    let config = load(&text, &env_with(&[])).expect("valid");
+    let alerts = config.practices[0]
+        .staff_alerts
+        .as_ref()
+        .expect("staff alerts");
+    assert_eq!(alerts.to.as_str(), "frontdesk@smile.example");
+    assert_eq!(
+        alerts.tasks.as_deref(),
+        Some(&["counteroffer".to_owned(), "patient_quiet".to_owned()][..])
+    );
+    // Left out: none.
+    assert!(
+        load(MINIMAL, &env_with(&[])).expect("valid").practices[0]
+            .staff_alerts
+            .is_none()
+    );
+    // Not an address, not a task kind: both named.
+    let bad =
+        format!("{MINIMAL}\n[practices.staff_alerts]\nto = \"front desk\"\ntasks = [\"urgent\"]\n");
+    let report = load(&bad, &env_with(&[]))
+        .expect_err("bad alerts")
+        .to_string();
+    assert!(report.contains("practices[0].staff_alerts.to"), "{report}");
+    assert!(
+        report.contains("practices[0].staff_alerts.tasks"),
+        "{report}"
+    );
+    assert!(report.contains("'urgent': not a task kind"), "{report}");
+}

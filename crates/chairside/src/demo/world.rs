@@ -520,6 +520,7 @@ pub fn demo_config(
             location_id: LocationId::new(format!("{}-main", spec.id)),
             phone: DEMO_PHONE.into(),
             email: email.clone(),
+            staff_alerts: None,
             // Inbound texts are routed by the number they were sent to.
             sms_from: Some(
                 messaging::PhoneNumber::parse(&format!("+1512555{:04}", 200 + n))
