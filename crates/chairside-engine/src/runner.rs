@@ -649,7 +649,10 @@ impl Runner {
                     .timed(provider.lookup_cardholder(&request))
                     .await
                     .map_err(classify)?;
-                self.disclosed(state, lender, "cardholder lookup").await;
+                if provider.poll_schedule().staff_decides_within.is_none() {
+                    // A link-only lender has no lookup: nothing reached it.
+                    self.disclosed(state, lender, "cardholder lookup").await;
+                }
                 Performed::event(Event::CardholderLookedUp {
                     lender: lender.clone(),
                     found,
@@ -686,16 +689,23 @@ impl Runner {
                     }
                     Err(e) => return Err(classify(e)),
                 };
-                self.disclosed(
-                    state,
-                    lender,
-                    if request.prefill.is_some() {
-                        "application (prefilled)"
-                    } else {
-                        "application (amount only)"
-                    },
-                )
-                .await;
+                if provider.poll_schedule().staff_decides_within.is_none() {
+                    self.disclosed(
+                        state,
+                        lender,
+                        if request.prefill.is_some() {
+                            "application (prefilled)"
+                        } else {
+                            "application (amount only)"
+                        },
+                    )
+                    .await;
+                } else {
+                    // A link-only lender gets nothing from Chairside: the patient applies on the
+                    // lender's own page from the practice's link.
+                    self.disclosed(state, lender, "nothing (the practice's link only)")
+                        .await;
+                }
                 match decision {
                     Decision::ApplicationStarted {
                         link,

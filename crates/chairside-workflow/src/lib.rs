@@ -140,6 +140,10 @@ pub enum TaskKind {
     /// A lender needs a person (CareCredit `CallForAuth`, `DupQS`, a status this version does not
     /// know): the reason carries the lender's instruction; the waterfall holds until staff act.
     LenderNeedsStaff,
+    /// A link-only lender (no API: Cherry, Alphaeon, LendingClub) had no decision recorded by
+    /// staff within its configured wait: the waterfall moved on, and staff look the application
+    /// up in the lender's portal (the patient may still be approved there).
+    LenderNoDecision,
 }
 
 impl TaskKind {
@@ -157,7 +161,29 @@ impl TaskKind {
             Self::ConsentRefusal => "consent_refusal",
             Self::Settlement => "settlement",
             Self::LenderNeedsStaff => "lender_needs_staff",
+            Self::LenderNoDecision => "lender_no_decision",
         }
+    }
+
+    /// Every kind, for reading a stored label back.
+    pub const ALL: [Self; 12] = [
+        Self::BadData,
+        Self::Unreachable,
+        Self::Counteroffer,
+        Self::PatientQuiet,
+        Self::NoFinancing,
+        Self::PaymentFailed,
+        Self::PaymentReversed,
+        Self::SystemError,
+        Self::ConsentRefusal,
+        Self::Settlement,
+        Self::LenderNeedsStaff,
+        Self::LenderNoDecision,
+    ];
+
+    /// Parses a label ([`Self::label`]).
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.label() == label)
     }
 }
 
@@ -559,6 +585,10 @@ pub enum StaffAction {
     AcceptCounteroffer,
     /// Decline a lender's counteroffer and ask the next lender in the waterfall.
     NextLender,
+    /// Record the decision of a link-only lender, read in its portal (approved, counteroffer,
+    /// declined). The decision itself reaches the machine as [`Event::LenderDecided`] (built by
+    /// the engine's staff service from the amount asked), never as [`Event::Staff`].
+    RecordLenderDecision,
 }
 
 /// Everything that can happen to a workflow.
@@ -944,6 +974,10 @@ pub struct LenderSession {
     /// Not financing: the machine keeps waiting for the real decision.
     #[serde(default)]
     pub prequalified: Option<Offer>,
+    /// For a lender without an API (a link-only lender): when the waterfall stops waiting for
+    /// staff to record its decision. `None` for a lender whose status is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide_by: Option<DateTime<Utc>>,
 }
 
 impl LenderSession {
@@ -1241,6 +1275,10 @@ impl WorkflowState {
                     session,
                     ..
                 } => match &session.prequalified {
+                    _ if session.decide_by.is_some() => format!(
+                        "{}: link sent; waiting for staff to record the lender's decision",
+                        c.lender
+                    ),
                     Some(p) => format!(
                         "{}: prequalified up to {}, waiting on the patient's purchase ({reminders_sent} reminders)",
                         self.lender_name(&c.lender),

@@ -575,6 +575,10 @@ fn next_poll(cx: &mut Ctx<'_>, floor: Option<std::time::Duration>) {
     let Some((lender, session)) = open_session(cx) else {
         return;
     };
+    if let Some(deadline) = session.decide_by {
+        // A link-only lender is never read: the one timer is the end of the wait for staff.
+        return cx.timer(TimerKind::Poll, deadline);
+    }
     let schedule = cx.config.schedule_for(&lender);
     let opened = session.opened_at.unwrap_or(cx.now);
     let elapsed = (cx.now - opened).to_std().unwrap_or_default();
@@ -606,10 +610,12 @@ fn application_opened(
         return cx.ignore("no application being opened at this lender");
     }
     let schedule = cx.config.schedule_for(&lender);
+    let decide_by = schedule.staff_decides_within.map(|w| later(cx.now, w));
     let session = LenderSession {
         opened_at: Some(cx.now),
         expires_at: expires_at.or_else(|| schedule.session_life.map(|l| later(cx.now, l))),
         prequalified: None,
+        decide_by,
     };
     if let Stage::Financing(c) = &mut cx.state.stage {
         c.phase = LenderPhase::AwaitingPatient {
@@ -624,6 +630,12 @@ fn application_opened(
         message: MessageKind::ApplicationLink { lender, link },
     });
     next_poll(cx, None);
+    if decide_by.is_some() {
+        // A link-only lender: Chairside cannot see whether the patient applied, so no "finish
+        // your application" reminders (staff resend the link when the patient asks).
+        cx.audit("waiting for staff to record the lender's decision");
+        return;
+    }
     schedule_reminder(cx, 0);
 }
 
@@ -740,6 +752,9 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
     match (timer, &cx.state.stage) {
         (TimerKind::Resume, Stage::Deferred) => next_lender(cx),
         (TimerKind::Poll, Stage::Financing(c)) => match &c.phase {
+            LenderPhase::AwaitingPatient { session, .. } if session.decide_by.is_some() => {
+                no_staff_decision(cx);
+            }
             LenderPhase::AwaitingPatient { handle, .. } => {
                 let (lender, handle) = (c.lender.clone(), handle.clone());
                 cx.command(Action::PollApplication { lender, handle });
@@ -800,6 +815,40 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             );
         }
         _ => cx.ignore("timer does not fit the stage"),
+    }
+}
+
+/// The wait for staff to record a link-only lender's decision ended (or a poll timer fired
+/// early: it is set again for the deadline). The waterfall moves on as after a decline, and staff
+/// get a task to look the application up in the lender's portal: the patient may have been
+/// approved there. The task stays with the workflow (it ends waiting on staff) until handled.
+fn no_staff_decision(cx: &mut Ctx<'_>) {
+    let Some((lender, session)) = open_session(cx) else {
+        return;
+    };
+    let Some(deadline) = session.decide_by else {
+        return;
+    };
+    if cx.now < deadline {
+        return cx.timer(TimerKind::Poll, deadline);
+    }
+    cx.audit(format!(
+        "{lender}: no decision recorded by staff by {deadline}; next lender"
+    ));
+    let task = StaffTask {
+        kind: TaskKind::LenderNoDecision,
+        reason: format!(
+            "no {lender} decision was recorded by {}, so Chairside moved on to the next option; look the application up in the {lender} portal and, if the patient was approved there, settle it with them before anything else is charged",
+            deadline.format("%Y-%m-%d %H:%M UTC")
+        ),
+    };
+    cx.state.staff_task = Some(task.clone());
+    cx.out.raise_task = Some(task.clone());
+    finish_lender(cx, AttemptOutcome::NoDecision);
+    // The waterfall may have ended in a task of its own (no financing at all): one task says both.
+    if let Some(other) = cx.out.raise_task.as_mut().filter(|t| **t != task) {
+        other.reason = format!("{}; also: {}", other.reason, task.reason);
+        cx.state.staff_task = Some(other.clone());
     }
 }
 
@@ -1279,9 +1328,22 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                 cx.audit("lender charge run by staff");
             }
         }
+        StaffAction::RecordLenderDecision => {
+            cx.ignore("a lender decision arrives as lender_decided, not as a staff event");
+        }
         StaffAction::Retry => {
             if cx.state.status != Status::WaitingOnStaff {
                 return cx.ignore("nothing to retry");
+            }
+            if cx
+                .state
+                .staff_task
+                .as_ref()
+                .is_some_and(|t| t.kind == TaskKind::LenderNoDecision)
+            {
+                // Starting over would ask every lender again: the task is answered by marking it
+                // handled once the lender's portal was checked.
+                return cx.ignore("a lender without a decision is not retried; mark it handled");
             }
             let kind = cx.state.staff_task.as_ref().map(|t| t.kind);
             cx.state.staff_task = None;

@@ -1148,6 +1148,7 @@ fn a_huge_poll_or_reminder_duration_saturates_the_timer_instead_of_panicking() {
             then_every: Duration::MAX,
             session_life: None,
             remind_before_expiry: Duration::MAX,
+            staff_decides_within: None,
         },
     )];
     huge.reminder_delays = vec![Duration::from_secs(u64::MAX / 2)];
@@ -1239,6 +1240,7 @@ proptest! {
     }
 }
 
+mod link_only;
 mod reversals;
 mod settlement;
 mod staffpage;
@@ -1260,6 +1262,7 @@ fn carecredit_schedule() -> financing_core::PollSchedule {
         then_every: Duration::from_secs(300),
         session_life: Some(Duration::from_secs(30 * 60)),
         remind_before_expiry: Duration::from_secs(600),
+        staff_decides_within: None,
     }
 }
 

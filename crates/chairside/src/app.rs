@@ -297,6 +297,15 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
                 .with_context(|| format!("the Sunbit client of {}", p.id))?;
             lenders.insert(LenderId::new("sunbit"), Arc::new(client));
         }
+        // Lenders without an API: the practice's link out, the decision from staff.
+        for l in &p.lenders.link_only {
+            lenders.insert(
+                LenderId::new(l.lender.id()),
+                Arc::new(chairside_engine::link_lender::LinkOnlyProvider::new(
+                    l.terms(),
+                )),
+            );
+        }
         let payments = StripePayments::new(
             stripe.clone(),
             format!("{} treatment plan", p.name),

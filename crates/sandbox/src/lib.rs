@@ -594,6 +594,31 @@ impl Sandbox {
         self.hub.opendental.extra_plan_row(row);
     }
 
+    /// Dentrix Ascend (`txcases`) or NexHealth (`treatment_plans`) lists this plan with `field`
+    /// set to `value` (a status of the wrong type, a malformed date, a procedure list that is not
+    /// one...). The plan's own GET is served as seeded.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn override_listed_plan(
+        &self,
+        plan: PlanKey,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<(), SandboxError> {
+        let p = self.hub.world.plan(plan).ok_or(SandboxError::UnknownPlan)?;
+        self.hub
+            .pms
+            .override_listed_plan(p.pms, &p.pms_id, field, value);
+        Ok(())
+    }
+
+    /// Dentrix Ascend or NexHealth lists this raw row (a `null`, a row without its id...) in its
+    /// plan listing.
+    pub fn extra_listed_plan_row(&self, pms: Pms, row: serde_json::Value) {
+        self.hub.pms.extra_listed_row(pms, row);
+    }
+
     /// The status of a seeded plan.
     pub fn plan_status(&self, plan: PlanKey) -> Option<PlanStatus> {
         self.hub.world.plan(plan).map(|p| p.status)

@@ -125,6 +125,7 @@ pub(crate) fn default_config() -> WorkflowConfig {
                         then_every: Duration::from_secs(10 * 60),
                         session_life: None,
                         remind_before_expiry: Duration::from_secs(10 * 60),
+                        staff_decides_within: None,
                     },
                 )
             })

@@ -95,6 +95,7 @@ host = "smtp.smile.example"
 from = "frontdesk@smile.example"
 "#;
 
+mod link_lenders;
 mod outbound;
 
 fn problem_for<'r>(report: &'r ConfigReport, path: &str) -> &'r Problem {
@@ -145,8 +146,15 @@ fn the_documented_example_parses_into_typed_sections() {
     assert_eq!(dentrix.client_secret.expose_secret(), "SECRET_dentrix");
     assert_eq!(
         practice.lenders.order,
-        vec![LenderId::new("carecredit"), LenderId::new("sunbit")]
+        vec![
+            LenderId::new("carecredit"),
+            LenderId::new("sunbit"),
+            LenderId::new("cherry")
+        ]
     );
+    let cherry = &practice.lenders.link_only[0];
+    assert_eq!(cherry.lender.id(), "cherry");
+    assert_eq!(cherry.decide_within, Duration::from_secs(3 * 86_400));
     let cc = practice.lenders.carecredit.as_ref().expect("carecredit");
     assert_eq!(cc.merchant_number.as_str(), "5348120000000001");
     assert_eq!(cc.limits.min, Some(Money::usd(20_000)));
@@ -156,7 +164,7 @@ fn the_documented_example_parses_into_typed_sections() {
 
     let workflow = config.workflow_config(practice);
     assert_eq!(workflow.deposit, DepositRule::BasisPoints(1_000));
-    assert_eq!(workflow.waterfall.slots().len(), 2);
+    assert_eq!(workflow.waterfall.slots().len(), 3);
     assert_eq!(
         workflow.waterfall.policy().on_partial,
         PartialApprovalRule::ContinueForFullCoverage

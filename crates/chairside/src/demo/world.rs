@@ -451,6 +451,7 @@ pub fn demo_lender_schedules(options: &WorldOptions) -> Vec<(LenderId, PollSched
         then_every: options.poll_every,
         session_life: Some(life),
         remind_before_expiry: options.reminder_every,
+        staff_decides_within: None,
     };
     vec![
         (
@@ -552,6 +553,7 @@ pub fn demo_config(
                     webhook_secret: Some(cfg.sunbit.webhook_secret.clone()),
                     limits: AmountLimits::NONE,
                 }),
+                link_only: Vec::new(),
             },
             payments: PaymentSettings {
                 deposit: DepositRule::BasisPoints(1_000),
