@@ -10,7 +10,8 @@
 # PostgreSQL test variants fail instead of reporting that they did not run). No containers.
 #
 # The server is for tests only: trust authentication on loopback, and fsync off (durability across
-# a power loss is not what the tests check; `chairside bench` measures against a durable server).
+# a power loss is not what the tests check). CHAIRSIDE_POSTGRES_DURABLE=1 keeps PostgreSQL's
+# durable defaults (fsync on), for `chairside bench --database-url "$CHAIRSIDE_TEST_POSTGRES_URL"`.
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
@@ -70,6 +71,8 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
+durability="-c fsync=off -c full_page_writes=off"
+[ "${CHAIRSIDE_POSTGRES_DURABLE:-}" = 1 ] && durability=""
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 "${as_server[@]}" "$bin/initdb" -D "$data" -U chairside --auth=trust -E UTF8 --no-locale --no-sync >"$tmp/initdb.log" 2>&1 || {
@@ -77,7 +80,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
   exit 1
 }
 if ! "${as_server[@]}" "$bin/pg_ctl" -D "$data" -l "$tmp/server.log" -w -t 60 start \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $tmp -c max_connections=300 -c fsync=off -c full_page_writes=off" >/dev/null; then
+  -o "-c listen_addresses=127.0.0.1 -p $port -k $tmp -c max_connections=300 $durability" >/dev/null; then
   cat "$tmp/server.log" >&2
   exit 1
 fi

@@ -314,7 +314,7 @@ pub async fn dispatch(cli: Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
                 return Ok(1);
             };
             let store = open_existing(&view).await?;
-            unlock_staff(&store, &args.user, now, out).await
+            unlock_staff(&*store, &args.user, now, out).await
         }
         Command::Migrate(args) => {
             let Some(view) = store_view(&args.config, out)? else {
@@ -335,7 +335,7 @@ pub async fn dispatch(cli: Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
             let store = open_existing(&view).await?;
             let practice = args.practice.map(PracticeId::new);
             status(
-                &store,
+                &*store,
                 practice.as_ref(),
                 args.all,
                 args.limit,
@@ -365,7 +365,7 @@ async fn staff_command(
     };
     let store = open_existing(&view).await?;
     let id = WorkflowId::new(args.workflow.trim());
-    staff_action(&store, &id, action, now, out).await
+    staff_action(&*store, &id, action, now, out).await
 }
 
 /// Loads what the operations commands need; prints the problems and returns `None` when the
@@ -380,7 +380,23 @@ fn store_view(path: &Path, out: &mut dyn Write) -> anyhow::Result<Option<StoreVi
     }
 }
 
-async fn open_existing(view: &StoreView) -> anyhow::Result<chairside_engine::store::SqliteStore> {
+/// Opens the configured database for an operations command: the SQLite file, which must exist, or
+/// the PostgreSQL database.
+async fn open_existing(view: &StoreView) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    if view.store.postgres.is_some() {
+        let opened = view
+            .store
+            .open_any(chairside_engine::store::Durability::Full, 4)
+            .await
+            .with_context(|| format!("opening the database {}", view.store.describe()))?;
+        return Ok(opened.store);
+    }
+    Ok(std::sync::Arc::new(open_existing_sqlite(view).await?))
+}
+
+async fn open_existing_sqlite(
+    view: &StoreView,
+) -> anyhow::Result<chairside_engine::store::SqliteStore> {
     let path = &view.store.path;
     if !path.exists() {
         anyhow::bail!(
@@ -528,7 +544,7 @@ pub fn check_config(path: &Path, env: &Environment, out: &mut dyn Write) -> anyh
         }
     };
     writeln!(out, "{}: OK", path.display())?;
-    writeln!(out, "  database: {}", config.store.path.display())?;
+    writeln!(out, "  database: {}", config.store.describe())?;
     writeln!(
         out,
         "  web server: {} (public address {})",
@@ -578,7 +594,13 @@ const ROTATE_BATCH: u32 = 200;
 /// The database cannot be opened, or a value no configured key opens (the error names its table
 /// and row).
 pub async fn rotate_key(view: &StoreView, batch: u32, out: &mut dyn Write) -> anyhow::Result<i32> {
-    let store = open_existing(view).await?;
+    if view.store.postgres.is_some() {
+        anyhow::bail!(
+            "rotate-key re-seals a SQLite database only; it is not available on PostgreSQL yet \
+             (values sealed under the previous keys keep opening while those keys stay configured)"
+        );
+    }
+    let store = open_existing_sqlite(view).await?;
     store.migrate().await.context("updating the database")?;
     let report = store
         .rotate_key(batch)
@@ -619,29 +641,30 @@ pub async fn rotate_key(view: &StoreView, batch: u32, out: &mut dyn Write) -> an
 /// # Errors
 /// The directory cannot be created, or the database cannot be opened or migrated.
 pub async fn migrate(view: &StoreView, out: &mut dyn Write) -> anyhow::Result<i32> {
-    let path = &view.store.path;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the directory {}", dir.display()))?;
+    let what = view.store.describe();
+    if view.store.postgres.is_none() {
+        let path = &view.store.path;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the directory {}", dir.display()))?;
+        }
     }
     let store = view
         .store
-        .open()
+        .open_any(chairside_engine::store::Durability::Full, 4)
         .await
-        .with_context(|| format!("opening the database {}", path.display()))?;
+        .with_context(|| format!("opening the database {what}"))?
+        .store;
     store
         .migrate()
         .await
-        .with_context(|| format!("updating the database {}", path.display()))?;
+        .with_context(|| format!("updating the database {what}"))?;
     let ready = store.ready().await.context("checking the database")?;
     if !ready {
-        anyhow::bail!(
-            "the database {} does not report ready after migrating",
-            path.display()
-        );
+        anyhow::bail!("the database {what} does not report ready after migrating");
     }
     tracing::info!("database migrated");
-    writeln!(out, "database {} is up to date", path.display())?;
+    writeln!(out, "database {what} is up to date")?;
     Ok(0)
 }
 

@@ -50,7 +50,16 @@ pub(super) async fn record_events(
         }
         None => None,
     };
-    for event in derive(&before, after, raised, now) {
+    let events = derive(&before, after, raised, now);
+    if !events.is_empty() {
+        // The fan-out reads events by id past a cursor (`events_after_cursor`), so ids must
+        // become visible in their order. A sequence hands them out at insert, not at commit:
+        // two steps committing at once could show id 8 before id 7, and a cursor moved past 8
+        // would never see 7. Steps that write events take this lock until they commit, so they
+        // commit one after the other, in id order (SQLite's single writer gives the same).
+        super::lock_name(conn, "outbound_events").await?;
+    }
+    for event in events {
         sqlx::query(
             "INSERT INTO outbound_events (event_id, workflow_id, practice_id, type, payload, created_at)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
