@@ -438,6 +438,21 @@ pub enum Action {
         /// The amount financed.
         amount: Money,
     },
+    /// Create the card-saving link (Stripe Checkout in setup mode) of a card-on-file practice.
+    CreateCardSetupLink,
+    /// Read which card a completed setup session saved (`setup_intent.payment_method`).
+    ReadSavedCard {
+        /// `seti_…`.
+        setup_intent: String,
+    },
+    /// Charge the saved card off-session (the patient is not present), under the command's
+    /// deterministic idempotency key: a repeat is Stripe's replay, never a second charge.
+    ChargeCard {
+        /// What the charge pays (`deposit`).
+        purpose: String,
+        /// The amount.
+        amount: Money,
+    },
 }
 
 impl Action {
@@ -457,6 +472,9 @@ impl Action {
             Self::SendMessage { .. } => "send_message",
             Self::WriteLedgerNote { .. } => "write_note",
             Self::SettleWithLender { .. } => "settle_lender",
+            Self::CreateCardSetupLink => "create_card_setup_link",
+            Self::ReadSavedCard { .. } => "read_saved_card",
+            Self::ChargeCard { .. } => "charge_card",
         }
     }
 
@@ -531,6 +549,14 @@ pub enum PaymentFact {
         stripe_id: String,
         /// The disputed amount.
         amount: Money,
+    },
+    /// A card-saving Checkout Session (setup mode) completed: the card is saved to the customer;
+    /// which card is read from its SetupIntent.
+    CardSetupCompleted {
+        /// `cs_…`.
+        session_id: String,
+        /// `seti_…`.
+        setup_intent: String,
     },
     /// The installment schedule ended before its last installment: canceled, or aborted by
     /// Stripe after failed payments.
@@ -698,6 +724,46 @@ pub enum Event {
     },
     /// The patient clicked "pay the deposit" after its Checkout Session expired: issue a fresh one.
     DepositLinkRequested,
+    /// The card-saving link exists.
+    CardSetupLinkCreated {
+        /// `cs_…`.
+        session_id: String,
+        /// The link.
+        url: String,
+    },
+    /// The patient agreed, on the patient page, that the practice charges the card they save
+    /// (the exact wording shown).
+    CardAuthorized {
+        /// The wording the patient agreed to (amounts; no PHI).
+        wording: String,
+    },
+    /// The saved card was read from the setup session's SetupIntent.
+    CardSaved {
+        /// `pm_…`.
+        payment_method: String,
+    },
+    /// An off-session charge of the saved card succeeded.
+    CardCharged {
+        /// What it paid.
+        purpose: String,
+        /// `pi_…`.
+        payment_intent: String,
+        /// The amount.
+        amount: Money,
+    },
+    /// An off-session charge did not go through: declined, or the bank wants the patient to
+    /// authenticate (HTTP 402).
+    CardDeclined {
+        /// What it was to pay.
+        purpose: String,
+        /// `pi_…`, when Stripe named one.
+        payment_intent: Option<String>,
+        /// Stripe's code and the issuer's decline code (`card_declined: insufficient_funds`);
+        /// never card data.
+        reason: String,
+        /// True for `authentication_required`: the patient must confirm on-session.
+        authentication: bool,
+    },
     /// The patient answered the in-house plan offer on the patient page.
     InHouseAnswered {
         /// True when the patient accepted the plan, false when they declined it.
@@ -733,8 +799,28 @@ impl Event {
             Self::LenderSettled { .. } => "lender_settled",
             Self::InHouseAnswered { .. } => "in_house_answered",
             Self::DepositLinkRequested => "deposit_link_requested",
+            Self::CardSetupLinkCreated { .. } => "card_setup_link_created",
+            Self::CardAuthorized { .. } => "card_authorized",
+            Self::CardSaved { .. } => "card_saved",
+            Self::CardCharged { .. } => "card_charged",
+            Self::CardDeclined { .. } => "card_declined",
         }
     }
+}
+
+/// How a practice collects what the patient pays directly (deposits): a single-use pay link
+/// (Checkout in payment mode), or the card the patient saves (Checkout in setup mode), charged
+/// off-session. Saving a card is never a precondition of anything (N.Y. GBL §519-a): a patient
+/// of a card-on-file practice can still ask the patient page for a pay link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentPreference {
+    /// A pay link per payment (the default).
+    #[default]
+    PayLink,
+    /// The card on file, charged off-session; a decline or an authentication request falls back
+    /// to a pay link and a staff task.
+    CardOnFile,
 }
 
 /// The practice's rules, as the machine needs them.
@@ -759,6 +845,9 @@ pub struct WorkflowConfig {
     /// here gets [`PollSchedule::default`].
     #[serde(default)]
     pub lender_schedules: Vec<(LenderId, PollSchedule)>,
+    /// How the patient pays the deposit: pay link or card on file.
+    #[serde(default)]
+    pub payment_preference: PaymentPreference,
 }
 
 impl WorkflowConfig {
@@ -914,6 +1003,8 @@ pub enum PaymentStep {
     DepositLink,
     /// Creating the schedule.
     Schedule,
+    /// Creating the card-saving link (card-on-file practices).
+    CardSetup,
 }
 
 /// What Chairside set up at Stripe for this workflow.
@@ -946,6 +1037,62 @@ pub struct StripeRecord {
     /// The schedule ended before its last installment (canceled or aborted): nothing to cancel.
     #[serde(default)]
     pub schedule_ended: bool,
+    /// The card-saving Checkout Session (setup mode), while it is open.
+    #[serde(default)]
+    pub card_setup_session_id: Option<String>,
+    /// Its link.
+    #[serde(default)]
+    pub card_setup_url: Option<String>,
+    /// The patient's agreement to charges of the saved card: when, and the wording shown.
+    #[serde(default)]
+    pub card_authorization: Option<InHouseAcceptance>,
+    /// The saved card (`pm_…`): a Stripe id, never card data.
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    /// Off-session charges of the saved card, oldest first.
+    #[serde(default)]
+    pub card_charges: Vec<CardCharge>,
+}
+
+impl StripeRecord {
+    /// The off-session charge for `purpose`, if one was made or is under way.
+    pub fn card_charge(&self, purpose: &str) -> Option<&CardCharge> {
+        self.card_charges
+            .iter()
+            .rev()
+            .find(|c| c.purpose == purpose)
+    }
+}
+
+/// One off-session charge of the saved card.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardCharge {
+    /// What it pays (`deposit`).
+    pub purpose: String,
+    /// The amount.
+    pub amount: Money,
+    /// Where it stands.
+    pub state: CardChargeState,
+}
+
+/// Where an off-session charge stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "charge", rename_all = "snake_case")]
+pub enum CardChargeState {
+    /// Sent to Stripe (or about to be).
+    Charging,
+    /// Paid.
+    Paid {
+        /// `pi_…`.
+        payment_intent: String,
+    },
+    /// Declined, or the bank asked for authentication: the patient got a pay link.
+    Failed {
+        /// Stripe's code and the decline code.
+        reason: String,
+        /// True for `authentication_required`.
+        authentication: bool,
+    },
 }
 
 /// The patient's acceptance of the in-house plan, as recorded from the patient page.

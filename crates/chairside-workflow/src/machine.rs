@@ -12,9 +12,10 @@ use financing_core::{
 };
 
 use crate::{
-    Action, Command, CurrentApplication, Event, FinancingResult, LenderPhase, LenderSession,
-    LenderSettlement, MessageKind, NoteKind, PaymentFact, PaymentStep, SettlementState,
-    StaffAction, StaffTask, Stage, Status, TaskKind, TimerKind, WorkflowConfig, WorkflowState,
+    Action, CardCharge, CardChargeState, Command, CurrentApplication, Event, FinancingResult,
+    InHouseAcceptance, LenderPhase, LenderSession, LenderSettlement, MessageKind, NoteKind,
+    PaymentFact, PaymentPreference, PaymentStep, SettlementState, StaffAction, StaffTask, Stage,
+    Status, TaskKind, TimerKind, WorkflowConfig, WorkflowState,
 };
 
 /// How long after a session's lapse its status is read: the lender has had time to mark it
@@ -252,6 +253,22 @@ pub fn apply(
             in_house_answered(&mut cx, accepted, wording)
         }
         Event::DepositLinkRequested => deposit_link_requested(&mut cx),
+        Event::CardSetupLinkCreated { session_id, url } => {
+            card_setup_link_created(&mut cx, session_id, url)
+        }
+        Event::CardAuthorized { wording } => card_authorized(&mut cx, wording),
+        Event::CardSaved { payment_method } => card_saved(&mut cx, payment_method),
+        Event::CardCharged {
+            purpose,
+            payment_intent,
+            amount,
+        } => card_charged(&mut cx, &purpose, payment_intent, amount),
+        Event::CardDeclined {
+            purpose,
+            payment_intent,
+            reason,
+            authentication,
+        } => card_declined(&mut cx, &purpose, payment_intent, reason, authentication),
     }
     cx.out
 }
@@ -573,6 +590,12 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option
     if let Action::SettleWithLender { .. } = &action {
         return settlement_failed(cx, action, &reason);
     }
+    if matches!(
+        action,
+        Action::ChargeCard { .. } | Action::ReadSavedCard { .. }
+    ) {
+        return card_effect_failed(cx, action, reason, key_seq);
+    }
     let note_failed = matches!(action, Action::WriteLedgerNote { .. });
     cx.state.failed_action = Some(action);
     cx.state.failed_key_seq = key_seq;
@@ -884,7 +907,28 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
     let Some(result) = cx.state.result.clone() else {
         return notify(cx);
     };
-    if !result.deposit.is_zero()
+    if cx.config.payment_preference == PaymentPreference::CardOnFile
+        && !result.deposit.is_zero()
+        && cx.state.stripe.checkout_session_id.is_none()
+        && cx.state.stripe.card_setup_session_id.is_none()
+        && cx.state.stripe.payment_method.is_none()
+        && !cx.state.stripe.deposit_paid
+    {
+        // Card on file: the patient saves a card from the patient page (nothing is charged
+        // until they do, and agree); the deposit is charged off-session then. No pay link up
+        // front; the page offers one on request.
+        cx.state.stage = Stage::Payments(PaymentStep::CardSetup);
+        return cx.command(Action::CreateCardSetupLink);
+    }
+    if cx.config.payment_preference == PaymentPreference::CardOnFile
+        && !result.deposit.is_zero()
+        && !cx.state.stripe.deposit_paid
+        && cx.state.stripe.payment_method.is_some()
+    {
+        // A card already saved (a staff retry of a later step): charge it, then carry on.
+        charge_due(cx);
+    } else if cx.config.payment_preference == PaymentPreference::PayLink
+        && !result.deposit.is_zero()
         && cx.state.stripe.checkout_session_id.is_none()
         && cx.state.stripe.expired_sessions.is_empty()
     {
@@ -1017,6 +1061,13 @@ fn undo_actions(cx: &Ctx<'_>) -> Vec<Action> {
             session_id: session_id.clone(),
         });
     }
+    if let Some(session_id) = &cx.state.stripe.card_setup_session_id
+        && cx.state.stripe.payment_method.is_none()
+    {
+        undo.push(Action::ExpireDepositLink {
+            session_id: session_id.clone(),
+        });
+    }
     undo
 }
 
@@ -1103,6 +1154,30 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             cx.state.stripe.deposit_paid = true;
             cx.audit(format!("deposit paid through {session_id}"));
         }
+        PaymentFact::CheckoutExpired { session_id }
+            if cx.state.stripe.card_setup_session_id.as_deref() == Some(session_id.as_str()) =>
+        {
+            // The card-saving link lapsed unused: the page makes a fresh one on the next click.
+            cx.state.stripe.card_setup_session_id = None;
+            cx.state.stripe.card_setup_url = None;
+            cx.audit(format!("card-saving link {session_id} expired unused"));
+        }
+        PaymentFact::CardSetupCompleted {
+            session_id,
+            setup_intent,
+        } => {
+            if cx.state.stripe.card_setup_session_id.as_deref() != Some(session_id.as_str()) {
+                return cx.ignore("not this workflow's card-saving session");
+            }
+            if cx.state.stripe.payment_method.is_some() {
+                return cx.ignore("card already saved");
+            }
+            if cx.state.status == Status::Cancelled {
+                return cx.ignore("cancelled: the saved card is not used");
+            }
+            cx.audit(format!("card saved through {session_id}"));
+            cx.command(Action::ReadSavedCard { setup_intent });
+        }
         PaymentFact::CheckoutExpired { session_id } => {
             if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str())
                 || cx.state.stripe.deposit_paid
@@ -1147,7 +1222,12 @@ fn deposit_link_requested(cx: &mut Ctx<'_>) {
         && !stripe.reissuing_deposit_link
         && stripe.checkout_session_id.is_none()
         && stripe.customer_id.is_some()
-        && !stripe.expired_sessions.is_empty();
+        && (!stripe.expired_sessions.is_empty()
+            || cx.config.payment_preference == PaymentPreference::CardOnFile)
+        && !matches!(
+            stripe.card_charge(DEPOSIT).map(|c| &c.state),
+            Some(CardChargeState::Charging)
+        );
     match deposit {
         Some(amount) if wanted && !amount.is_zero() => {
             cx.state.stripe.reissuing_deposit_link = true;
@@ -1205,6 +1285,17 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             match (kind, cx.state.failed_action.take()) {
                 (Some(TaskKind::SystemError), Some(action)) => {
                     restore_stage_for(cx, &action);
+                    if let Action::ChargeCard { purpose, .. } = &action
+                        && let Some(c) = cx
+                            .state
+                            .stripe
+                            .card_charges
+                            .iter_mut()
+                            .rev()
+                            .find(|c| &c.purpose == purpose)
+                    {
+                        c.state = CardChargeState::Charging;
+                    }
                     let seq = cx.state.next_seq;
                     cx.command(action);
                     if let Some(key_seq) = reuse {
@@ -1383,6 +1474,7 @@ fn restore_stage_for(cx: &mut Ctx<'_>, action: &Action) {
         Action::EnsureCustomer => Stage::Payments(PaymentStep::Customer),
         Action::CreateDepositLink { .. } => Stage::Payments(PaymentStep::DepositLink),
         Action::CreateInstallmentSchedule { .. } => Stage::Payments(PaymentStep::Schedule),
+        Action::CreateCardSetupLink => Stage::Payments(PaymentStep::CardSetup),
         Action::SendMessage {
             message: MessageKind::FinancingSummary,
         } => Stage::Notifying,
@@ -1678,4 +1770,265 @@ fn schedule_ended(cx: &mut Ctx<'_>, schedule_id: &str, aborted: bool) {
         kind: TaskKind::PaymentReversed,
         reason: reason.into(),
     });
+}
+
+/// The purpose of the deposit's off-session charge (its metadata and its ledger line).
+pub const DEPOSIT: &str = "deposit";
+
+/// The wording a patient agrees to before saving a card (shown on the patient page, recorded
+/// with the agreement): the practice, and what will be charged.
+pub fn card_authorization_wording(practice: &str, deposit: Money) -> String {
+    format!(
+        "I authorize {practice} to save my card with Stripe and to charge it {deposit} for my treatment deposit. I can ask for a pay link instead at any time."
+    )
+}
+
+fn card_setup_link_created(cx: &mut Ctx<'_>, session_id: String, url: String) {
+    if cx.state.status == Status::Cancelled {
+        cx.state
+            .stripe
+            .card_setup_session_id
+            .get_or_insert(session_id.clone());
+        return compensate(cx, Action::ExpireDepositLink { session_id });
+    }
+    if cx.state.stripe.card_setup_session_id.is_some() || cx.state.stripe.payment_method.is_some() {
+        return cx.ignore("a card-saving link already exists");
+    }
+    cx.state.stripe.card_setup_session_id = Some(session_id);
+    cx.state.stripe.card_setup_url = Some(url);
+    cx.audit("card-saving link created");
+    if cx.state.stage == Stage::Payments(PaymentStep::CardSetup) {
+        next_payment_step(cx);
+    }
+}
+
+/// The patient agreed on the page: recorded once, with the wording. When the card-saving link
+/// lapsed (or was never made), a fresh one is made for the patient waiting on the page.
+fn card_authorized(cx: &mut Ctx<'_>, wording: String) {
+    if cx.config.payment_preference != PaymentPreference::CardOnFile
+        || cx.state.status == Status::Cancelled
+        || cx.state.stripe.customer_id.is_none()
+    {
+        return cx.ignore("no card to save for this workflow");
+    }
+    if cx.state.stripe.card_authorization.is_none() {
+        cx.audit(format!("patient authorized card charges: {wording}"));
+        cx.state.stripe.card_authorization = Some(InHouseAcceptance {
+            at: cx.now,
+            wording,
+        });
+    }
+    if cx.state.stripe.card_setup_session_id.is_none()
+        && cx.state.stripe.payment_method.is_none()
+        && !matches!(cx.state.stage, Stage::Payments(PaymentStep::CardSetup))
+    {
+        cx.command(Action::CreateCardSetupLink);
+    }
+}
+
+fn card_saved(cx: &mut Ctx<'_>, payment_method: String) {
+    if cx.state.stripe.payment_method.is_some() {
+        return cx.ignore("card already saved");
+    }
+    if cx.state.status == Status::Cancelled {
+        return cx.ignore("cancelled: the saved card is not used");
+    }
+    cx.state.stripe.payment_method = Some(payment_method);
+    cx.state.stripe.card_setup_url = None;
+    cx.audit("saved card on file");
+    if cx.state.status == Status::WaitingOnStaff
+        && matches!(cx.state.failed_action, Some(Action::ReadSavedCard { .. }))
+    {
+        // A staff retry read it: the task is answered.
+        cx.state.failed_action = None;
+    }
+    charge_due(cx);
+}
+
+/// Charges the deposit to the saved card when it is due: a card saved with the patient's
+/// agreement, the deposit unpaid, no charge of it under way or done, and no pay link open (the
+/// patient may be paying through it: never both).
+fn charge_due(cx: &mut Ctx<'_>) {
+    let stripe = &cx.state.stripe;
+    let Some(deposit) = cx.state.result.as_ref().map(|r| r.deposit) else {
+        return;
+    };
+    if deposit.is_zero()
+        || stripe.deposit_paid
+        || stripe.payment_method.is_none()
+        || stripe.checkout_session_id.is_some()
+        || stripe.reissuing_deposit_link
+        || stripe.card_charge(DEPOSIT).is_some()
+    {
+        return;
+    }
+    if stripe.card_authorization.is_none() {
+        // Offers are offered: the agreement is recorded from the page before the card is
+        // saved; a card saved without it (Stripe's dashboard, another flow) is not charged.
+        return cx.audit("card saved without the patient's recorded agreement: not charged");
+    }
+    cx.state.stripe.card_charges.push(CardCharge {
+        purpose: DEPOSIT.into(),
+        amount: deposit,
+        state: CardChargeState::Charging,
+    });
+    cx.audit(format!("charging the saved card {deposit} for the deposit"));
+    cx.command(Action::ChargeCard {
+        purpose: DEPOSIT.into(),
+        amount: deposit,
+    });
+}
+
+fn set_charge_state(cx: &mut Ctx<'_>, purpose: &str, state: CardChargeState) -> bool {
+    match cx
+        .state
+        .stripe
+        .card_charges
+        .iter_mut()
+        .rev()
+        .find(|c| c.purpose == purpose)
+    {
+        Some(c) if c.state == CardChargeState::Charging => {
+            c.state = state;
+            true
+        }
+        _ => false,
+    }
+}
+
+fn card_charged(cx: &mut Ctx<'_>, purpose: &str, payment_intent: String, amount: Money) {
+    if !set_charge_state(
+        cx,
+        purpose,
+        CardChargeState::Paid {
+            payment_intent: payment_intent.clone(),
+        },
+    ) {
+        return cx.ignore("no charge of the saved card under way");
+    }
+    if purpose == DEPOSIT {
+        cx.state.stripe.deposit_paid = true;
+    }
+    cx.audit(format!("saved card charged {amount} ({purpose})"));
+    reopen_after_retry(cx);
+    if cx.state.stripe.payments_noted.contains(&payment_intent) {
+        return cx.audit("payment already noted");
+    }
+    cx.state.stripe.payments_noted.push(payment_intent.clone());
+    cx.command(Action::WriteLedgerNote {
+        note: NoteKind::Payment {
+            stripe_id: payment_intent,
+            amount,
+        },
+    });
+}
+
+/// A declined off-session charge, or one the bank wants authenticated: the patient gets a pay
+/// link (through the payment-failed message and the page) and staff a task naming Stripe's
+/// reason. Never card data.
+fn card_declined(
+    cx: &mut Ctx<'_>,
+    purpose: &str,
+    payment_intent: Option<String>,
+    reason: String,
+    authentication: bool,
+) {
+    if !set_charge_state(
+        cx,
+        purpose,
+        CardChargeState::Failed {
+            reason: reason.clone(),
+            authentication,
+        },
+    ) {
+        return cx.ignore("no charge of the saved card under way");
+    }
+    reopen_after_retry(cx);
+    let amount = cx
+        .state
+        .stripe
+        .card_charge(purpose)
+        .map(|c| c.amount)
+        .unwrap_or(Money::usd(0));
+    cx.audit(format!("saved card not charged ({purpose}): {reason}"));
+    if purpose == DEPOSIT
+        && !cx.state.stripe.deposit_paid
+        && cx.state.stripe.checkout_session_id.is_none()
+        && !cx.state.stripe.reissuing_deposit_link
+    {
+        cx.state.stripe.reissuing_deposit_link = true;
+        cx.command(Action::CreateDepositLink { amount });
+    }
+    let handled = payment_intent
+        .as_ref()
+        .is_some_and(|pi| cx.state.stripe.failures_handled.contains(pi));
+    if let Some(pi) = payment_intent
+        && !handled
+    {
+        // Stripe also reports `payment_intent.payment_failed`: this is the one message.
+        cx.state.stripe.failures_handled.push(pi);
+    }
+    if !handled {
+        cx.command(Action::SendMessage {
+            message: MessageKind::PaymentFailed,
+        });
+    }
+    let what = if authentication {
+        format!(
+            "the patient's bank asked the patient to authenticate the {purpose} charge of {amount} on the saved card ({reason})"
+        )
+    } else {
+        format!("the saved card was declined for the {purpose} charge of {amount} ({reason})")
+    };
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::PaymentFailed,
+        reason: format!(
+            "{what}; the patient was sent a pay link. Call the patient if it stays unpaid"
+        ),
+    });
+}
+
+/// A staff retry of a card step put the workflow back to active: a settled workflow is done
+/// again once the step answered.
+fn reopen_after_retry(cx: &mut Ctx<'_>) {
+    if cx.state.status == Status::Active
+        && cx.state.stage == Stage::Settled
+        && cx.state.staff_task.is_none()
+    {
+        cx.state.status = Status::Done;
+    }
+}
+
+/// A card step failed for good (Stripe refused the request itself, or its outcome stayed
+/// unknown): a task and a Retry, without touching the workflow's stage or its outcome note.
+fn card_effect_failed(cx: &mut Ctx<'_>, action: Action, reason: String, key_seq: Option<u64>) {
+    if let Action::ChargeCard { purpose, .. } = &action {
+        let purpose = purpose.clone();
+        if let Some(c) = cx
+            .state
+            .stripe
+            .card_charges
+            .iter_mut()
+            .rev()
+            .find(|c| c.purpose == purpose)
+            && key_seq.is_none()
+        {
+            // A definite failure: nothing was charged; a retry charges anew.
+            c.state = CardChargeState::Failed {
+                reason: reason.clone(),
+                authentication: false,
+            };
+        }
+    }
+    cx.state.failed_action = Some(action);
+    cx.state.failed_key_seq = key_seq;
+    let task = StaffTask {
+        kind: TaskKind::SystemError,
+        reason,
+    };
+    cx.state.staff_task = Some(task.clone());
+    if cx.state.status != Status::Cancelled {
+        cx.state.status = Status::WaitingOnStaff;
+    }
+    cx.out.raise_task = Some(task);
 }
