@@ -31,7 +31,8 @@ use messaging::{InboundIntent, VerifiedForm, WebhookVerifier};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use stripe_schedule::{
-    CheckoutPaymentStatus, CheckoutSession, EventData, Invoice, PaymentIntent, WORKFLOW_KEY,
+    CheckoutMode, CheckoutPaymentStatus, CheckoutSession, EventData, Invoice, PaymentIntent,
+    WORKFLOW_KEY,
 };
 
 use super::HttpState;
@@ -203,6 +204,18 @@ pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
                     }),
                 )
             }),
+        // A card saved in setup mode: which card is read from its SetupIntent by the runner.
+        EventData::CheckoutSessionCompleted(cs) if cs.mode == Some(CheckoutMode::Setup) => {
+            cs.setup_intent.as_ref().and_then(|seti| {
+                Some((
+                    session_workflow(cs)?,
+                    Event::Payment(PaymentFact::CardSetupCompleted {
+                        session_id: cs.id.as_str().to_owned(),
+                        setup_intent: seti.as_str().to_owned(),
+                    }),
+                ))
+            })
+        }
         EventData::CheckoutSessionCompleted(cs)
             if cs.payment_status == CheckoutPaymentStatus::Paid =>
         {
@@ -280,6 +293,7 @@ pub(crate) fn stripe_object_matches(data: &EventData, stored: &StripeRecord) -> 
         | EventData::CheckoutSessionAsyncPaymentSucceeded(cs)
         | EventData::CheckoutSessionAsyncPaymentFailed(cs) => {
             same(stored.checkout_session_id.as_ref(), Some(cs.id.as_str()))
+                || same(stored.card_setup_session_id.as_ref(), Some(cs.id.as_str()))
         }
         EventData::PaymentIntentSucceeded(pi) | EventData::PaymentIntentPaymentFailed(pi) => same(
             stored.customer_id.as_ref(),

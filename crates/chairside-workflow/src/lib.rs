@@ -1037,6 +1037,10 @@ pub struct StripeRecord {
     /// The schedule ended before its last installment (canceled or aborted): nothing to cancel.
     #[serde(default)]
     pub schedule_ended: bool,
+    /// The practice collects this workflow's deposit from the card on file: the patient page
+    /// offers saving a card (and a pay link on request).
+    #[serde(default)]
+    pub card_on_file: bool,
     /// The card-saving Checkout Session (setup mode), while it is open.
     #[serde(default)]
     pub card_setup_session_id: Option<String>,

@@ -918,6 +918,7 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
         // until they do, and agree); the deposit is charged off-session then. No pay link up
         // front; the page offers one on request.
         cx.state.stage = Stage::Payments(PaymentStep::CardSetup);
+        cx.state.stripe.card_on_file = true;
         return cx.command(Action::CreateCardSetupLink);
     }
     if cx.config.payment_preference == PaymentPreference::CardOnFile
@@ -1774,14 +1775,6 @@ fn schedule_ended(cx: &mut Ctx<'_>, schedule_id: &str, aborted: bool) {
 
 /// The purpose of the deposit's off-session charge (its metadata and its ledger line).
 pub const DEPOSIT: &str = "deposit";
-
-/// The wording a patient agrees to before saving a card (shown on the patient page, recorded
-/// with the agreement): the practice, and what will be charged.
-pub fn card_authorization_wording(practice: &str, deposit: Money) -> String {
-    format!(
-        "I authorize {practice} to save my card with Stripe and to charge it {deposit} for my treatment deposit. I can ask for a pay link instead at any time."
-    )
-}
 
 fn card_setup_link_created(cx: &mut Ctx<'_>, session_id: String, url: String) {
     if cx.state.status == Status::Cancelled {

@@ -1246,3 +1246,41 @@ async fn a_failed_invoice_without_a_next_attempt_is_a_final_failure() {
         ]
     );
 }
+
+#[test]
+fn a_completed_setup_session_maps_to_the_card_saved_with_its_setup_intent() {
+    // Arrange: Checkout in setup mode completes with nothing paid.
+    let setup = parse(&json!({
+        "id": "evt_s", "type": "checkout.session.completed",
+        "data": {"object": {
+            "id": "cs_setup_1", "object": "checkout.session", "mode": "setup",
+            "payment_status": "no_payment_required", "status": "complete",
+            "setup_intent": "seti_1", "amount_total": null, "currency": "usd",
+            "customer": "cus_1", "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    // Act
+    let events = stripe_events(&setup.data);
+    // Assert
+    assert_eq!(
+        events,
+        vec![(
+            WorkflowId::new(WF),
+            Event::Payment(PaymentFact::CardSetupCompleted {
+                session_id: "cs_setup_1".into(),
+                setup_intent: "seti_1".into(),
+            })
+        )]
+    );
+    // Only the workflow's own setup session is its object.
+    let stored = StripeRecord {
+        card_setup_session_id: Some("cs_setup_1".into()),
+        ..StripeRecord::default()
+    };
+    assert!(stripe_object_matches(&setup.data, &stored));
+    let other = StripeRecord {
+        card_setup_session_id: Some("cs_setup_2".into()),
+        ..StripeRecord::default()
+    };
+    assert!(!stripe_object_matches(&setup.data, &other));
+}

@@ -544,6 +544,7 @@ pub fn demo_config(
                 deposit: DepositRule::BasisPoints(1_000),
                 installments: 6,
                 interval: InstallmentInterval::MONTHLY,
+                preference: chairside_workflow::PaymentPreference::PayLink,
             },
             smtp: Some(SmtpSettings {
                 host: urls.smtp.ip().to_string(),
