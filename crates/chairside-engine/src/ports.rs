@@ -137,6 +137,43 @@ pub trait PracticeSystem: Send + Sync + fmt::Debug {
         marker: &str,
         text: &str,
     ) -> Result<String, ExternalError>;
+
+    /// Posts a Stripe payment to the patient's ledger as a payment, once per `stripe_id` (the
+    /// marker it carries): a repeat after a crash or a lost answer finds it first. The default
+    /// is [`PaymentPosting::NotSupported`]: the system takes no payments through its API
+    /// (Dentrix Ascend: INTEGRATIONS.md "Ledger / payment posting: UNCONFIRMED"), so the
+    /// runner writes a note instead.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`]; a timeout or 5xx is indeterminate (reconciled by the
+    /// marker on the next try).
+    async fn post_payment(
+        &self,
+        patient: &PatientId,
+        stripe_id: &str,
+        amount: Money,
+        note: &str,
+    ) -> Result<PaymentPosting, ExternalError> {
+        let _ = (patient, stripe_id, amount, note);
+        Ok(PaymentPosting::NotSupported)
+    }
+}
+
+/// What posting a payment to the practice's ledger did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentPosting {
+    /// Posted now: the system's id for the payment.
+    Posted(String),
+    /// A payment carrying the marker was already there (an earlier attempt went through).
+    AlreadyPosted(String),
+    /// The system takes no payments through its API: write a note.
+    NotSupported,
+}
+
+/// The marker a posted payment carries in the practice system: keyed by the Stripe payment, so
+/// the same payment is found whichever workflow step or retry posts it.
+pub fn payment_marker(stripe_id: &str) -> String {
+    format!("[chairside-payment:{stripe_id}]")
 }
 
 /// Stripe, as the orchestrator needs it. Every creating call carries a deterministic idempotency key.

@@ -18,15 +18,15 @@ use crate::clock::Clock;
 use crate::links::PatientLinks;
 use crate::note::{ledger_note, note_marker, summary};
 use crate::ports::{
-    CardChargeRequest, CardOutcome, ExternalError, MessageContent, PlanState, PlanSummary,
-    PracticeProfile, SharedMessenger, SharedPayments, SharedPracticeSystem,
+    CardChargeRequest, CardOutcome, ExternalError, MessageContent, PaymentPosting, PlanState,
+    PlanSummary, PracticeProfile, SharedMessenger, SharedPayments, SharedPracticeSystem,
 };
 use crate::store::{Claim, Consumed, Store, StoreError, WorkItem};
 use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
 use chairside_workflow::machine::apply;
 use chairside_workflow::{
-    Action, Command, Event, MessageKind, PatientFacts, StaffTask, Status, TaskKind, WorkflowConfig,
-    WorkflowState,
+    Action, Command, Event, MessageKind, NoteKind, PatientFacts, StaffTask, Status, TaskKind,
+    WorkflowConfig, WorkflowState,
 };
 
 /// Everything the runner needs for one practice.
@@ -878,6 +878,24 @@ impl Runner {
                 }
             }
             Action::WriteLedgerNote { note } => {
+                if let NoteKind::Payment { stripe_id, amount } = note {
+                    // A payment goes into the ledger as a payment where the system takes one
+                    // (keyed by the Stripe payment: a repeat finds it), else as a note.
+                    let text = ledger_note(state, note, self.clock.now());
+                    let posted = self
+                        .timed(
+                            rt.pms
+                                .post_payment(&state.patient_id, stripe_id, *amount, &text),
+                        )
+                        .await
+                        .map_err(classify)?;
+                    if posted != PaymentPosting::NotSupported {
+                        return Ok(Performed::event(Event::NoteWritten {
+                            note: note.clone(),
+                            at: self.clock.now(),
+                        }));
+                    }
+                }
                 let marker = note_marker(state, state.key_seq(command.seq));
                 let existing = self
                     .timed(rt.pms.find_note(&state.patient_id, &marker))
