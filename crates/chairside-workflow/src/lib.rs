@@ -848,6 +848,11 @@ pub struct WorkflowConfig {
     /// How the patient pays the deposit: pay link or card on file.
     #[serde(default)]
     pub payment_preference: PaymentPreference,
+    /// The practice's IANA time zone (`America/Los_Angeles`): a settlement day is the
+    /// practice's day, and its charge runs that morning there. `None` (or a name that does not
+    /// parse): UTC days, the charge at 15:00 UTC.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 impl WorkflowConfig {

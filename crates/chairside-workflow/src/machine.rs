@@ -1490,7 +1490,37 @@ fn restore_stage_for(cx: &mut Ctx<'_>, action: &Action) {
 /// (10:00 Eastern, 07:00 Pacific), inside lender business hours.
 const SETTLE_HOUR_UTC: u32 = 15;
 
-fn settle_time(day: NaiveDate) -> DateTime<Utc> {
+/// The local hour a settlement day's charge runs in a practice with a time zone: the morning,
+/// inside lender business hours.
+const SETTLE_HOUR_LOCAL: u32 = 10;
+
+fn practice_tz(config: &WorkflowConfig) -> Option<financing_core::Tz> {
+    config.time_zone.as_deref().and_then(|z| z.parse().ok())
+}
+
+/// The practice's calendar day at `now` (UTC's without a time zone): "the treatment day" is the
+/// practice's, so 8 p.m. in California the evening before is not yet the day.
+fn practice_day(config: &WorkflowConfig, now: DateTime<Utc>) -> NaiveDate {
+    match practice_tz(config) {
+        Some(tz) => now.with_timezone(&tz).date_naive(),
+        None => now.date_naive(),
+    }
+}
+
+/// When the charge of settlement day `day` runs: 10:00 practice time, or 15:00 UTC without a
+/// time zone (a gap in local time moves it an hour later).
+fn settle_time(config: &WorkflowConfig, day: NaiveDate) -> DateTime<Utc> {
+    use chrono::TimeZone as _;
+    if let Some(tz) = practice_tz(config) {
+        let local = day
+            .and_time(NaiveTime::from_hms_opt(SETTLE_HOUR_LOCAL, 0, 0).unwrap_or(NaiveTime::MIN));
+        if let Some(at) = tz.from_local_datetime(&local).earliest().or_else(|| {
+            tz.from_local_datetime(&(local + chrono::TimeDelta::hours(1)))
+                .earliest()
+        }) {
+            return at.with_timezone(&Utc);
+        }
+    }
     day.and_time(NaiveTime::from_hms_opt(SETTLE_HOUR_UTC, 0, 0).unwrap_or(NaiveTime::MIN))
         .and_utc()
 }
@@ -1510,7 +1540,7 @@ fn plan_settlement(cx: &mut Ctx<'_>) {
         return;
     };
     let rule = SettlementRule::for_lender(&lender);
-    let today = cx.now.date_naive();
+    let today = practice_day(cx.config, cx.now);
     match settle_on(rule, today, cx.state.treatment_date) {
         SettleOn::Day { day } => {
             cx.state.settlement = Some(LenderSettlement {
@@ -1522,7 +1552,7 @@ fn plan_settlement(cx: &mut Ctx<'_>) {
             let at = if day <= today {
                 cx.now
             } else {
-                settle_time(day)
+                settle_time(cx.config, day)
             };
             cx.timer(TimerKind::Settle, at);
             // The ledger hears of the settlement when the money moves (or fails to), not when
@@ -1582,14 +1612,14 @@ fn settle_due(cx: &mut Ctx<'_>) {
     if cx.state.status == Status::Cancelled {
         return cx.ignore("cancelled: no lender charge");
     }
-    let today = cx.now.date_naive();
+    let today = practice_day(cx.config, cx.now);
     let rule = SettlementRule::for_lender(&s.lender);
     let allowed = cx
         .state
         .treatment_date
         .is_none_or(|t| rule.allows(today, t));
     if today < day || !allowed {
-        cx.timer(TimerKind::Settle, settle_time(day));
+        cx.timer(TimerKind::Settle, settle_time(cx.config, day));
         return cx.audit(format!("{} charge waits for {day}", s.lender));
     }
     if let Some(current) = &mut cx.state.settlement {
@@ -1608,7 +1638,7 @@ fn lender_settled(cx: &mut Ctx<'_>, lender: &LenderId, settlement: Settlement) {
     let day = match s.state {
         SettlementState::Charging { day } => day,
         // A staff retry after a failure.
-        SettlementState::Failed { .. } => cx.now.date_naive(),
+        SettlementState::Failed { .. } => practice_day(cx.config, cx.now),
         _ => return cx.ignore("no settlement under way"),
     };
     if &s.lender != lender {
@@ -1694,7 +1724,7 @@ fn keep_settlement_timer(cx: &mut Ctx<'_>) {
         ..
     }) = &cx.state.settlement
     {
-        let at = settle_time(*day);
+        let at = settle_time(cx.config, *day);
         cx.timer(TimerKind::Settle, at);
     }
 }

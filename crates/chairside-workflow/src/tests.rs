@@ -51,6 +51,7 @@ fn config(deposit_bps: u32, in_house: bool, on_partial: PartialApprovalRule) -> 
         poll_interval: Duration::from_secs(600),
         lender_schedules: Vec::new(),
         payment_preference: PaymentPreference::PayLink,
+        time_zone: None,
     }
 }
 

@@ -113,6 +113,7 @@ fn workflow_config() -> WorkflowConfig {
         poll_interval: Duration::from_secs(60),
         lender_schedules: Vec::new(),
         payment_preference: chairside_workflow::PaymentPreference::PayLink,
+        time_zone: None,
     }
 }
 

@@ -650,6 +650,7 @@ impl PracticeSettings {
             // Each lender's own schedule, filled in by the engine from its client.
             lender_schedules: Vec::new(),
             payment_preference: self.payments.preference,
+            time_zone: Some(self.time_zone.name().to_owned()),
         }
     }
 
