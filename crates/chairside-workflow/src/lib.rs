@@ -549,6 +549,9 @@ pub enum PaymentFact {
         stripe_id: String,
         /// The disputed amount.
         amount: Money,
+        /// Stripe's dispute reason (`fraudulent`, `product_not_received`, ...), when given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A card-saving Checkout Session (setup mode) completed: the card is saved to the customer;
     /// which card is read from its SetupIntent.

@@ -1204,8 +1204,12 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
                 reason: "the last retry of a payment failed: Stripe will not try again; the patient was told, call them for another card".into(),
             });
         }
-        PaymentFact::Refunded { stripe_id, amount } => reversal(cx, stripe_id, amount, false),
-        PaymentFact::Disputed { stripe_id, amount } => reversal(cx, stripe_id, amount, true),
+        PaymentFact::Refunded { stripe_id, amount } => reversal(cx, stripe_id, amount, false, None),
+        PaymentFact::Disputed {
+            stripe_id,
+            amount,
+            reason,
+        } => reversal(cx, stripe_id, amount, true, reason),
         PaymentFact::ScheduleEnded {
             schedule_id,
             aborted,
@@ -1741,7 +1745,13 @@ fn settlement_open(cx: &Ctx<'_>) -> bool {
 
 /// A refund or a dispute: a ledger note and a task, once per (object, amount) (a second partial
 /// refund of the same charge is a new amount).
-fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool) {
+fn reversal(
+    cx: &mut Ctx<'_>,
+    stripe_id: String,
+    amount: Money,
+    dispute: bool,
+    why: Option<String>,
+) {
     let key = format!("{stripe_id}:{}", amount.minor());
     if cx.state.stripe.reversals_handled.contains(&key) {
         return cx.ignore("reversal already handled");
@@ -1749,7 +1759,15 @@ fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool) {
     cx.state.stripe.reversals_handled.push(key);
     let reason = if dispute {
         format!(
-            "the patient disputed a charge of {amount} with their card issuer ({stripe_id}): answer the dispute in Stripe before its deadline"
+            "the patient disputed a charge of {amount} with their card issuer ({stripe_id}{}): answer the dispute in Stripe before its deadline",
+            why.as_deref()
+                .filter(
+                    |r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                )
+                .map_or_else(String::new, |r| format!(
+                    ", reason: {}",
+                    r.replace('_', " ")
+                ))
         )
     } else {
         format!(
