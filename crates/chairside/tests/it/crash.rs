@@ -245,7 +245,15 @@ async fn crash_run(seed: u64, faults: bool) -> Outcome {
     }
     let sandbox = Sandbox::start(cfg).await.expect("sandbox starts");
     let config = dir.path().join("chairside.toml");
-    std::fs::write(&config, config_toml(dir.path(), &sandbox, port)).expect("config written");
+    let mut toml = config_toml(dir.path(), &sandbox, port);
+    if faults {
+        // Card on file: deposits charged off-session while Stripe loses answers (never twice).
+        toml = toml.replace(
+            "installments = 6\n",
+            "installments = 6\npreference = \"card_on_file\"\n",
+        );
+    }
+    std::fs::write(&config, toml).expect("config written");
 
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_chairside"));
     let log = dir.path().join("chairside.log");
@@ -372,6 +380,14 @@ async fn crash_run(seed: u64, faults: bool) -> Outcome {
             .filter(|(_, n)| *n > 1)
             .map(|((s, i), n)| format!("installment {i} of {s} charged {n} times")),
     );
+    if faults
+        && !stripe
+            .charges_per_installment()
+            .keys()
+            .any(|(_, i)| i == "deposit")
+    {
+        problems.push("no deposit was charged to a saved card (card on file)".into());
+    }
     // Messages: every message has a stable key and each email a Message-ID derived from it, so
     // an email sent twice (a resend after a kill mid-send) shows as a Message-ID seen twice.
     let mut per_id: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
