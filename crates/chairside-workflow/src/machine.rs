@@ -268,7 +268,7 @@ pub fn apply(
             payment_intent,
             reason,
             authentication,
-        } => card_declined(&mut cx, &purpose, payment_intent, reason, authentication),
+        } => card_declined(&mut cx, &purpose, payment_intent, &reason, authentication),
     }
     cx.out
 }
@@ -1209,7 +1209,7 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             stripe_id,
             amount,
             reason,
-        } => reversal(cx, stripe_id, amount, true, reason),
+        } => reversal(cx, stripe_id, amount, true, reason.as_deref()),
         PaymentFact::ScheduleEnded {
             schedule_id,
             aborted,
@@ -1745,13 +1745,7 @@ fn settlement_open(cx: &Ctx<'_>) -> bool {
 
 /// A refund or a dispute: a ledger note and a task, once per (object, amount) (a second partial
 /// refund of the same charge is a new amount).
-fn reversal(
-    cx: &mut Ctx<'_>,
-    stripe_id: String,
-    amount: Money,
-    dispute: bool,
-    why: Option<String>,
-) {
+fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool, why: Option<&str>) {
     let key = format!("{stripe_id}:{}", amount.minor());
     if cx.state.stripe.reversals_handled.contains(&key) {
         return cx.ignore("reversal already handled");
@@ -1760,14 +1754,13 @@ fn reversal(
     let reason = if dispute {
         format!(
             "the patient disputed a charge of {amount} with their card issuer ({stripe_id}{}): answer the dispute in Stripe before its deadline",
-            why.as_deref()
-                .filter(
-                    |r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                )
-                .map_or_else(String::new, |r| format!(
-                    ", reason: {}",
-                    r.replace('_', " ")
-                ))
+            why.filter(
+                |r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            )
+            .map_or_else(String::new, |r| format!(
+                ", reason: {}",
+                r.replace('_', " ")
+            ))
         )
     } else {
         format!(
@@ -1971,14 +1964,14 @@ fn card_declined(
     cx: &mut Ctx<'_>,
     purpose: &str,
     payment_intent: Option<String>,
-    reason: String,
+    reason: &str,
     authentication: bool,
 ) {
     if !set_charge_state(
         cx,
         purpose,
         CardChargeState::Failed {
-            reason: reason.clone(),
+            reason: reason.to_owned(),
             authentication,
         },
     ) {

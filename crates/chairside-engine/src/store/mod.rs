@@ -49,7 +49,7 @@ pub use logins::LoginStore;
 pub use outbox::OutboxStore;
 pub use patient::PatientStore;
 pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
-pub use report::{LedgerNoteTime, ReportStore};
+pub use report::{LedgerNoteTime, PAYMENT_SEARCH_LIMIT, ReportStore};
 pub use schema::SchemaStore;
 pub use sqlite::{Durability, ResealReport, SqliteStore};
 pub use staff::StaffStore;
