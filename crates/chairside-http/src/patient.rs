@@ -818,8 +818,8 @@ pub(crate) async fn save_card(
     see_other(&format!("{}/card", r.base))
 }
 
-/// `GET /p/{token}/card`: to Stripe's card-saving page once the agreement is recorded and the
-/// link exists; meanwhile a short "preparing" page that reloads this address.
+/// `GET /p/{token}/card`: to Stripe's card-saving page once the link exists; meanwhile (a lapsed
+/// link being made again) a short "preparing" page that reloads this address.
 pub(crate) async fn card(State(state): State<HttpState>, Path(token): Path<String>) -> Response {
     let r = match resolve(&state, &token).await {
         Ok(r) => r,
@@ -829,7 +829,9 @@ pub(crate) async fn card(State(state): State<HttpState>, Path(token): Path<Strin
     if !card_savable(&r.row) {
         return see_other(&r.base);
     }
-    if let (Some(_), Some(url)) = (&s.stripe.card_authorization, &s.stripe.card_setup_url) {
+    // The agreement was queued by the POST (in the inbox before the card can be saved, so the
+    // runner applies it first); a card saved without it is never charged.
+    if let Some(url) = &s.stripe.card_setup_url {
         return see_other(url);
     }
     let t = words(r.lang);
