@@ -207,6 +207,7 @@ pub async fn build_engine(
             payment_preference: chairside_workflow::PaymentPreference::PayLink,
             // Settlement days are the practice's days.
             time_zone: Some("America/Chicago".into()),
+            lender_names: Vec::new(),
         },
         policy: PolicySettings::default(),
         lenders: HashMap::new(),

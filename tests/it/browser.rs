@@ -201,7 +201,13 @@ fn deposit_workflow(world: &World, rows: &[WorkflowState]) -> WorkflowState {
     candidates.sort_by_key(|s| {
         let path = s.result.as_ref().map(|r| r.path.as_str());
         let financed = s.result.as_ref().is_some_and(|r| r.financed.is_some());
-        (path != Some("carecredit approved"), !financed, !open(s))
+        // ... with the terms the lender reported (a returning cardholder's lookup has none).
+        (
+            path != Some("carecredit approved"),
+            !financed,
+            s.financed_offer().is_none(),
+            !open(s),
+        )
     });
     (*candidates
         .first()
@@ -314,8 +320,12 @@ async fn staff_and_patient_pages_work_in_a_real_browser() {
         "no seeded last name or email address on the dashboard"
     );
     assert!(
-        source.contains("carecredit approved"),
-        "the dashboard says where settled plans ended"
+        source.contains("CareCredit approved"),
+        "the dashboard says where settled plans ended, lenders by name"
+    );
+    assert!(
+        !source.contains("carecredit approved"),
+        "never the lender's raw id"
     );
     fit_height(&staff, 1280).await;
     screenshot(&staff, "staff-dashboard.png").await;
@@ -406,6 +416,22 @@ async fn staff_and_patient_pages_work_in_a_real_browser() {
         page.contains("(512) 555-0100"),
         "the practice's phone as people write it:\n{page}"
     );
+    // The live status, and the terms the lender reported beside the financed amount.
+    let status = text_of(&patient, "section.status").await;
+    assert!(
+        status.contains("Approved") || status.contains("Paid"),
+        "the live status:\n{status}"
+    );
+    assert!(
+        texas_rows.iter().any(|s| s.financed_offer().is_some()),
+        "the sandbox lenders report terms with their approvals"
+    );
+    if workflow.financed_offer().is_some() {
+        assert!(
+            page.contains("Term") && page.contains("12 months") && page.contains("APR"),
+            "the lender's reported terms:\n{page}"
+        );
+    }
     let source = patient.source().await.expect("patient page source");
     assert!(
         !source.contains("D2740") && !source.contains("D2950"),

@@ -1,6 +1,6 @@
-//! Detection over real HTTP against the stand-ins: hostile Open Dental records beside good plans
-//! (each bad one a task naming it, the good ones complete), and Dentrix Ascend and NexHealth plans
-//! touched, edited and rejected during and after financing.
+//! Detection over real HTTP against the stand-ins: hostile Open Dental, Dentrix Ascend and
+//! NexHealth records beside good plans (each bad one a task naming it, the good ones complete),
+//! and Dentrix Ascend and NexHealth plans touched, edited and rejected during and after financing.
 
 use std::time::Duration;
 
@@ -204,6 +204,108 @@ async fn hostile_open_dental_records_become_tasks_and_the_good_plans_beside_them
         assert!(!task.task.reason.contains("NNNN"));
     }
     world.stop().await;
+}
+
+/// Dentrix Ascend (`txcases`) and NexHealth (`treatment_plans`) listings with bad records beside
+/// good plans: each listing is read record by record, so every bad record is a detection task
+/// naming the plan and the field (never the value), and the good plans complete.
+#[tokio::test]
+async fn hostile_ascend_and_nexhealth_records_become_tasks_and_the_good_plans_beside_them_complete()
+{
+    // (practice, the listing's time field, its procedure-list field)
+    for (spec, time_field, list_field) in [
+        (&PRACTICES[0], "lastModified", "procedures"),
+        (&PRACTICES[2], "updated_at", "procedures"),
+    ] {
+        // Arrange: two good plans and one per kind of bad record.
+        let (_dir, mut world) = start().await;
+        let seed = |world: &mut World| {
+            world.seed(spec, Persona::InstantApproval).expect("seed");
+            last(world)
+        };
+        let good = [seed(&mut world), seed(&mut world)];
+        let odd_status = seed(&mut world);
+        let bad_time = seed(&mut world);
+        let bad_list = seed(&mut world);
+        let sb = &world.sandbox;
+        let plan = |c: &Case| c.seeded.plan.key;
+        sb.override_listed_plan(plan(&odd_status), "status", json!(7))
+            .unwrap();
+        sb.override_listed_plan(plan(&bad_time), time_field, json!(["Jane Doe"]))
+            .unwrap();
+        sb.override_listed_plan(plan(&bad_list), list_field, json!("Jane Doe"))
+            .unwrap();
+        sb.extra_listed_plan_row(spec.pms, serde_json::Value::Null);
+
+        // Act
+        world.drive(Duration::from_secs(30)).await.expect("drive");
+
+        // Assert: the good plans completed.
+        for case in &good {
+            let state = workflow(&world, case).await.expect("started");
+            assert_eq!(
+                state.status,
+                Status::Done,
+                "{}: {}",
+                spec.id,
+                case.seeded.plan.pms_id
+            );
+        }
+        // Each bad plan is a task naming the plan and the field, and was never started.
+        let practice = financing_core::PracticeId::new(spec.id);
+        let tasks = world
+            .store
+            .detection_tasks(Some(&practice), false)
+            .await
+            .unwrap();
+        for (case, field) in [
+            (&odd_status, "status"),
+            (&bad_time, time_field),
+            (&bad_list, list_field),
+        ] {
+            let task = tasks
+                .iter()
+                .find(|t| t.task.plan_id == case.seeded.plan.pms_id)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: no task for plan {}: {tasks:#?}",
+                        spec.id, case.seeded.plan.pms_id
+                    )
+                });
+            assert!(
+                task.task.field.contains(field),
+                "{}: plan {}: {}",
+                spec.id,
+                case.seeded.plan.pms_id,
+                task.task.field
+            );
+            assert!(
+                !format!("{task:?}").contains("Jane"),
+                "no value in the task: {task:?}"
+            );
+            assert!(
+                workflow(&world, case).await.is_none(),
+                "{}: {} started",
+                spec.id,
+                case.seeded.plan.pms_id
+            );
+        }
+        assert!(
+            tasks
+                .iter()
+                .any(|t| t.task.plan_id.starts_with("(unreadable id")),
+            "{}: the null row is a task too: {tasks:#?}",
+            spec.id
+        );
+        let health = world.store.detection_health().await.unwrap();
+        let h = health
+            .iter()
+            .find(|h| h.practice_id == practice)
+            .expect("health");
+        assert_eq!(h.consecutive_failures, 0, "{}: {h:?}", spec.id);
+        assert!(h.unreadable_records >= 4, "{}: {h:?}", spec.id);
+        world.stop().await;
+    }
 }
 
 #[tokio::test]

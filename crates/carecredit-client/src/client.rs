@@ -310,6 +310,7 @@ impl Client {
             then_every: Duration::from_secs(5 * 60),
             session_life: Some(wire::SESSION_LIFETIME),
             remind_before_expiry: Duration::from_secs(10 * 60),
+            staff_decides_within: None,
         }
     }
 

@@ -120,18 +120,26 @@ fn instruction(pullback: &Pullback) -> String {
     }
 }
 
+/// The offer of `amount`, with the terms CareCredit reported on the application (its promotion,
+/// term and APR, as it words them); an APR that does not read as a percentage is left out, never
+/// guessed.
 fn offer(pullback: &Pullback, amount: Money) -> Offer {
-    let reference = pullback
-        .application_details
-        .as_ref()
+    let details = pullback.application_details.as_ref();
+    let reference = details
         .and_then(|a| a.application_id.as_deref())
         .unwrap_or(pullback.session_id.as_str());
     Offer {
         lender: LenderId::new(LENDER_ID),
         amount,
-        promotion: None,
-        term_months: None,
-        apr_bps: None,
+        promotion: details.and_then(|a| {
+            financing_core::parse::non_blank(
+                a.promo_description.as_deref().or(a.promo_code.as_deref()),
+            )
+        }),
+        term_months: details.and_then(|a| a.promo_term_months).filter(|m| *m > 0),
+        apr_bps: details
+            .and_then(|a| a.apr.as_deref())
+            .and_then(financing_core::parse::percent_bps),
         expires_at: None,
         lender_reference: Some(LenderReference::new(reference)),
     }

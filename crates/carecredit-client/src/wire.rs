@@ -518,6 +518,28 @@ pub struct ApplicationDetails {
         skip_serializing_if = "Option::is_none"
     )]
     pub credit_line: Option<Amount>,
+    /// The promotion the account was approved with, as CareCredit words it (`No interest if
+    /// paid in full within 12 months`) **\[inferred: `promoCode` is a documented purchase
+    /// input; the description, term and APR fields are our reading\]**.
+    #[serde(
+        rename = "promoDescription",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub promo_description: Option<String>,
+    /// The promotion's code **\[third-party: a purchase input in Open Dental's bridge\]**.
+    #[serde(rename = "promoCode", default, skip_serializing_if = "Option::is_none")]
+    pub promo_code: Option<String>,
+    /// The promotion's term in months **\[inferred\]**.
+    #[serde(
+        rename = "promoTermMonths",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub promo_term_months: Option<u16>,
+    /// The account's APR, a decimal percentage as text (`"32.99"`) **\[inferred\]**.
+    #[serde(rename = "apr", default, skip_serializing_if = "Option::is_none")]
+    pub apr: Option<String>,
 }
 
 /// `quickScreenTransactionDetails` **\[third-party\]**.

@@ -183,6 +183,22 @@ impl EngineBuilder {
                     .lender_schedules
                     .iter()
                     .any(|(l, _)| l == &lender);
+                let named = practice
+                    .workflow
+                    .lender_names
+                    .iter()
+                    .any(|(l, _)| l == &lender);
+                if let (false, Some(provider)) = (named, practice.lenders.get(&lender)) {
+                    // Staff and patients read lenders by the name the client gives
+                    // (`CareCredit`, a plug-in's own), never by id.
+                    let name = provider.display_name().trim();
+                    if !name.is_empty() {
+                        practice
+                            .workflow
+                            .lender_names
+                            .push((lender.clone(), name.to_owned()));
+                    }
+                }
                 if let (false, Some(provider)) = (given, practice.lenders.get(&lender)) {
                     let schedule = provider.poll_schedule();
                     practice.workflow.lender_schedules.push((lender, schedule));

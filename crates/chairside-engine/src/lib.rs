@@ -8,7 +8,10 @@
 //!   continuous pool of slots; one poller per practice).
 //! - [`ports`]: what the engine needs of a practice system, Stripe and messaging; [`adapters`]
 //!   implement them over the connector crates.
-//! - [`staff`]: staff decisions (retry, cancel, ...), each checked and recorded in one transaction.
+//! - [`staff`]: staff decisions (retry, cancel, a link-only lender's decision, ...), each checked
+//!   and recorded in one transaction.
+//! - [`link_lender`]: the one lender plug-in for lenders without an API (Cherry, Alphaeon,
+//!   LendingClub): the practice's link out, the decision from staff.
 //! - [`consent`]: a practice system's SMS consent field as the practice's attestation.
 //! - [`outbound`]: events written with each step, delivered once per subscriber (signed
 //!   webhooks, the CRM, the lab) with retries and a delivery log.
@@ -24,6 +27,7 @@ pub mod clock;
 pub mod consent;
 pub mod detect;
 pub mod engine;
+pub mod link_lender;
 pub mod links;
 pub mod note;
 pub mod outbound;

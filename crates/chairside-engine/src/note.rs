@@ -45,6 +45,7 @@ pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -
             state: settlement,
         } => {
             let reference = format!("{}-{lender}", state.id);
+            let lender = state.lender_name(lender);
             lines.push(match settlement {
                 SettlementState::Scheduled { day } => format!(
                     "Chairside: {lender} charge of {amount} scheduled for the treatment date {day} (reference {reference})."
@@ -78,7 +79,10 @@ pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -
                 (_, _, Some(task)) if state.status == Status::WaitingOnStaff => {
                     format!("needs staff: {}", task.reason)
                 }
-                (_, Some(result), _) => format!("financing arranged ({})", result.path),
+                (_, Some(result), _) => format!(
+                    "financing arranged ({})",
+                    state.outcome_label().unwrap_or_else(|| result.path.clone())
+                ),
                 _ => "no financing needed".to_owned(),
             };
             lines.push(format!("Chairside: {headline}."));
@@ -90,7 +94,13 @@ pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -
             }
             if let Some(result) = &state.result {
                 if let Some((lender, amount)) = &result.financed {
-                    lines.push(format!("Financed by {lender}: {amount}."));
+                    lines.push(format!(
+                        "Financed by {}: {amount}.",
+                        state.lender_name(lender)
+                    ));
+                    if let Some(terms) = state.financed_offer().and_then(terms_line) {
+                        lines.push(terms);
+                    }
                 }
                 if !result.deposit.is_zero() {
                     lines.push(format!("Deposit: {}.", result.deposit));
@@ -113,7 +123,7 @@ pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -
             let lenders: Vec<String> = state
                 .attempts
                 .iter()
-                .map(|a| format!("{} {}", a.lender, a.outcome.label()))
+                .map(|a| format!("{} {}", state.lender_name(&a.lender), a.outcome.label()))
                 .collect();
             if !lenders.is_empty() {
                 lines.push(format!("Lenders asked: {}.", lenders.join(", ")));
@@ -138,6 +148,26 @@ pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -
         }
     }
     lines.join("\n")
+}
+
+/// `Terms as reported by the lender: promotion ...; 12 months; APR 0.00%.` for the ledger
+/// (staff-facing; the patient's words are in `messaging`). `None` when the lender reported none.
+fn terms_line(offer: &financing_core::Offer) -> Option<String> {
+    let t = crate::ports::LenderTerms::of(offer)?;
+    let mut parts = Vec::new();
+    if let Some(p) = &t.promotion {
+        parts.push(p.clone());
+    }
+    if let Some(m) = t.term_months {
+        parts.push(format!("{m} months"));
+    }
+    if let Some(bps) = t.apr_bps {
+        parts.push(format!("APR {}.{:02}%", bps / 100, bps % 100));
+    }
+    Some(format!(
+        "Terms as the lender reported them: {}.",
+        parts.join("; ")
+    ))
 }
 
 /// The practice's local date at `now`.
@@ -166,13 +196,16 @@ pub fn summary(
         patient_portion: split.patient_portion,
         financed: result
             .and_then(|r| r.financed.clone())
-            .map(|(l, m)| (l.to_string(), m)),
+            .map(|(l, m)| (state.lender_name(&l), m)),
         deposit: result.map_or(Money::zero(split.total.currency()), |r| r.deposit),
         deposit_link: state.stripe.checkout_url.clone(),
         first_installment,
         installments: in_house.map(|o| o.installments.len() as u32),
         installment_interval: in_house.map(|o| o.interval),
         page_link,
+        lender_terms: state
+            .financed_offer()
+            .and_then(crate::ports::LenderTerms::of),
     })
 }
 

@@ -390,6 +390,44 @@ pub struct SummaryContent {
     pub installment_interval: Option<InstallmentInterval>,
     /// The patient page.
     pub page_link: String,
+    /// The financing's terms as the financed lender reported them (promotion, term, APR), when
+    /// it reported any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lender_terms: Option<LenderTerms>,
+}
+
+/// A lender's terms as it reported them with its approval: shown to the patient verbatim, never
+/// composed (Reg Z: promotional copy is the lender's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LenderTerms {
+    /// The lender's promotion, in its words (`12 months no interest if paid in full`).
+    pub promotion: Option<String>,
+    /// The term in months.
+    pub term_months: Option<u16>,
+    /// The APR in basis points (1999 = 19.99 %).
+    pub apr_bps: Option<u32>,
+    /// The lender's reference for the approval, for the audit trail.
+    pub reference: Option<String>,
+}
+
+impl LenderTerms {
+    /// The terms of `offer`, or `None` when the lender reported none.
+    pub fn of(offer: &financing_core::Offer) -> Option<Self> {
+        let promotion = offer
+            .promotion
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        (promotion.is_some() || offer.term_months.is_some() || offer.apr_bps.is_some()).then(|| {
+            Self {
+                promotion,
+                term_months: offer.term_months,
+                apr_bps: offer.apr_bps,
+                reference: offer.lender_reference.as_ref().map(|r| r.to_string()),
+            }
+        })
+    }
 }
 
 /// The result of a send.

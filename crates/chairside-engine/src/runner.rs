@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use financing_core::{
-    ApplicationHandle, ApplicationRef, Backoff, Decision, ErrorKind, LenderId, LenderLocation,
-    PatientContact, Policy, PolicySettings, PracticeId, SettlementRequest, SharedProvider,
-    SmsConsent, SmsPurpose, Tz,
+    ApplicationHandle, Backoff, Decision, ErrorKind, LenderId, LenderLocation, PatientContact,
+    Policy, PolicySettings, PracticeId, SettlementRequest, SharedProvider, SmsConsent, SmsPurpose,
+    Tz,
 };
 use futures::StreamExt;
 
@@ -550,7 +550,13 @@ impl Runner {
                 reason: e.to_string(),
             },
         };
-        let reference = |lender: &LenderId| ApplicationRef::new(format!("{}-{lender}", state.id));
+        // One reference per attempt (`{workflow}-{seq}-{lender}`): a fresh session after a lapse
+        // is a new command, so a new session at the lender; a repeat of this command (a retry, a
+        // crash, a staff retry of an unknown outcome) sends the same reference and finds the
+        // session it opened.
+        let reference = |lender: &LenderId| {
+            chairside_workflow::application_reference(&state.id, lender, state.key_seq(command.seq))
+        };
         Ok(match &command.action {
             Action::LoadPlan => {
                 let summary = PlanSummary {
@@ -632,7 +638,10 @@ impl Runner {
                     .timed(provider.lookup_cardholder(&request))
                     .await
                     .map_err(classify)?;
-                self.disclosed(state, lender, "cardholder lookup").await;
+                if provider.poll_schedule().staff_decides_within.is_none() {
+                    // A link-only lender has no lookup: nothing reached it.
+                    self.disclosed(state, lender, "cardholder lookup").await;
+                }
                 Performed::event(Event::CardholderLookedUp {
                     lender: lender.clone(),
                     found,
@@ -669,16 +678,23 @@ impl Runner {
                     }
                     Err(e) => return Err(classify(e)),
                 };
-                self.disclosed(
-                    state,
-                    lender,
-                    if request.prefill.is_some() {
-                        "application (prefilled)"
-                    } else {
-                        "application (amount only)"
-                    },
-                )
-                .await;
+                if provider.poll_schedule().staff_decides_within.is_none() {
+                    self.disclosed(
+                        state,
+                        lender,
+                        if request.prefill.is_some() {
+                            "application (prefilled)"
+                        } else {
+                            "application (amount only)"
+                        },
+                    )
+                    .await;
+                } else {
+                    // A link-only lender gets nothing from Chairside: the patient applies on the
+                    // lender's own page from the practice's link.
+                    self.disclosed(state, lender, "nothing (the practice's link only)")
+                        .await;
+                }
                 match decision {
                     Decision::ApplicationStarted {
                         link,

@@ -22,10 +22,13 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use financing_core::PracticeId;
+use financing_core::link_only::{STAFF_RAW_STATUS, StaffReport};
+use financing_core::{Decision, LenderId, PracticeId};
 
 use crate::store::{StaffStore, StoreError};
-use chairside_workflow::{StaffAction, Status, WorkflowId, WorkflowState};
+use chairside_workflow::{
+    Event, LenderPhase, StaffAction, Stage, Status, WorkflowId, WorkflowState,
+};
 
 /// The audit `kind` of a staff decision.
 pub const AUDIT_KIND: &str = "staff_action";
@@ -39,6 +42,7 @@ pub fn action_label(action: StaffAction) -> &'static str {
         StaffAction::ResendLink => "resend_link",
         StaffAction::AcceptCounteroffer => "accept_counteroffer",
         StaffAction::NextLender => "next_lender",
+        StaffAction::RecordLenderDecision => "record_lender_decision",
     }
 }
 
@@ -58,6 +62,8 @@ pub struct StaffRequest {
     pub task: Option<i64>,
     /// Why, in staff's words, for the audit trail. Keep patient data out of it.
     pub reason: Option<String>,
+    /// For [`StaffAction::RecordLenderDecision`]: the lender and what staff read in its portal.
+    pub lender_decision: Option<(LenderId, StaffReport)>,
 }
 
 // Hand-written: the reason is free text that staff type.
@@ -69,6 +75,7 @@ impl fmt::Debug for StaffRequest {
             .field("actor", &self.actor)
             .field("practice", &self.practice)
             .field("task", &self.task)
+            .field("lender_decision", &self.lender_decision)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +90,21 @@ impl StaffRequest {
             practice: None,
             task: None,
             reason: None,
+            lender_decision: None,
+        }
+    }
+
+    /// Records what staff read in a link-only lender's portal: `lender` decided `report` on the
+    /// application the workflow has open there ([`StaffAction::RecordLenderDecision`]).
+    pub fn lender_decision(
+        workflow: WorkflowId,
+        lender: LenderId,
+        report: StaffReport,
+        actor: impl Into<String>,
+    ) -> Self {
+        Self {
+            lender_decision: Some((lender, report)),
+            ..Self::new(workflow, StaffAction::RecordLenderDecision, actor)
         }
     }
 
@@ -109,7 +131,10 @@ impl StaffRequest {
 
     /// The audit line's detail: the action, and the reason if one was given.
     pub fn audit_detail(&self) -> String {
-        let label = action_label(self.action);
+        let label = match &self.lender_decision {
+            Some((lender, report)) => format!("{}: {lender} {report}", action_label(self.action)),
+            None => action_label(self.action).to_owned(),
+        };
         match self.reason.as_deref().map(str::trim) {
             Some(reason) if !reason.is_empty() => format!("{label}; reason: {reason}"),
             _ => label.to_owned(),
@@ -174,6 +199,40 @@ pub enum Refusal {
     /// Cancel of a workflow already cancelled.
     #[error("workflow {0} is already cancelled; nothing to do")]
     AlreadyCancelled(WorkflowId),
+    /// A resend on a task that has no link to resend (bad data, a counteroffer, a system error):
+    /// it would close the task and change nothing.
+    #[error(
+        "workflow {workflow} waits on staff for something other than a quiet patient; there is no link to resend"
+    )]
+    NothingToResend {
+        /// The workflow.
+        workflow: WorkflowId,
+    },
+    /// A lender decision for a lender the workflow is not waiting on for staff: the waterfall
+    /// moved on (a decision came, the wait ended), or the lender has an API of its own.
+    #[error(
+        "workflow {workflow} is not waiting for staff to record a {lender} decision; reload to see where it stands"
+    )]
+    NotAwaitingLender {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// The lender named.
+        lender: LenderId,
+    },
+    /// The recorded decision does not make sense for the application (a zero amount, a
+    /// "counteroffer" at or above the amount asked).
+    #[error("the {lender} decision cannot be recorded for workflow {workflow}: {reason}")]
+    BadLenderDecision {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// The lender.
+        lender: LenderId,
+        /// Why, without PHI.
+        reason: String,
+    },
+    /// A lender decision without the lender and the decision.
+    #[error("a lender decision for workflow {0} must name the lender and what it decided")]
+    MissingLenderDecision(WorkflowId),
     /// Nothing to resend to: the workflow is over.
     #[error("workflow {workflow} is {}; there is no link to resend", status.label())]
     Finished {
@@ -219,8 +278,14 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
                 | chairside_workflow::SettlementState::Failed { .. }
         )
     });
+    // A task raised beside a finished workflow (a failed payment, a refund or dispute, a schedule
+    // ended in Stripe): marking it handled closes the task and leaves the workflow as it is.
+    let task_beside = state.status == Status::Done && !snapshot.open_tasks.is_empty();
+    if request.action == StaffAction::RecordLenderDecision {
+        return lender_decision_event(state, request).map(|_| ());
+    }
     match (request.action, state.status) {
-        (StaffAction::MarkHandled, Status::Done) if settlement_open => Ok(()),
+        (StaffAction::MarkHandled, Status::Done) if settlement_open || task_beside => Ok(()),
         (
             StaffAction::Retry
             | StaffAction::MarkHandled
@@ -236,8 +301,83 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
         (StaffAction::ResendLink, status @ (Status::Done | Status::Cancelled)) => {
             Err(Refusal::Finished { workflow, status })
         }
+        // Waiting on staff, a resend only answers a patient who went quiet (a lender's
+        // application or the in-house offer): a fresh session, or the offer again.
+        (StaffAction::ResendLink, Status::WaitingOnStaff)
+            if state.staff_task.as_ref().map(|t| t.kind)
+                != Some(chairside_workflow::TaskKind::PatientQuiet) =>
+        {
+            Err(Refusal::NothingToResend { workflow })
+        }
         _ => Ok(()),
     }
+}
+
+/// The event an admitted `request` queues for the runner: [`Event::Staff`], or for a link-only
+/// lender's decision the [`Event::LenderDecided`] it makes (the machine routes it like any
+/// lender's answer). Pure; every store calls it inside its transaction after [`admit`].
+///
+/// # Errors
+/// The [`Refusal`] for a lender decision that does not apply.
+pub fn queued_event(state: &WorkflowState, request: &StaffRequest) -> Result<Event, Refusal> {
+    if request.action == StaffAction::RecordLenderDecision {
+        return lender_decision_event(state, request);
+    }
+    Ok(Event::Staff {
+        action: request.action,
+    })
+}
+
+/// True for an event queued by [`queued_event`] for a lender decision: a store that looks for a
+/// staff decision still queued counts it as [`StaffAction::RecordLenderDecision`].
+pub fn is_staff_lender_decision(event: &Event) -> bool {
+    match event {
+        Event::LenderDecided { decision, .. } => matches!(
+            decision,
+            Decision::Approved { raw_status, .. }
+                | Decision::PartiallyApproved { raw_status, .. }
+                | Decision::Declined { raw_status, .. }
+                if raw_status == STAFF_RAW_STATUS
+        ),
+        _ => false,
+    }
+}
+
+/// The decision a link-only lender's report makes, when the workflow waits on staff for that
+/// lender's decision (its application open, the wait not over).
+fn lender_decision_event(state: &WorkflowState, request: &StaffRequest) -> Result<Event, Refusal> {
+    let workflow = request.workflow.clone();
+    let Some((lender, report)) = &request.lender_decision else {
+        return Err(Refusal::MissingLenderDecision(workflow));
+    };
+    let awaiting = match &state.stage {
+        Stage::Financing(c) if &c.lender == lender && state.status != Status::Cancelled => {
+            match &c.phase {
+                LenderPhase::AwaitingPatient { session, .. } if session.decide_by.is_some() => {
+                    Some(c.amount)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let Some(asked) = awaiting else {
+        return Err(Refusal::NotAwaitingLender {
+            workflow,
+            lender: lender.clone(),
+        });
+    };
+    let decision = report
+        .decision(lender, asked)
+        .map_err(|e| Refusal::BadLenderDecision {
+            workflow,
+            lender: lender.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(Event::LenderDecided {
+        lender: lender.clone(),
+        decision,
+    })
 }
 
 /// What an accepted decision did.
@@ -312,6 +452,24 @@ impl<'a> StaffActions<'a> {
     ) -> Result<StaffReceipt, StaffError> {
         self.act(self.request(workflow, StaffAction::Retry), now)
             .await
+    }
+
+    /// Records a link-only lender's decision, read in its portal (Cherry approved $X, declined,
+    /// counteroffer $Y): the waterfall goes on from it like from any lender's answer.
+    ///
+    /// # Errors
+    /// As [`Self::act`]; refused unless the workflow waits for that lender's decision, or when the
+    /// decision does not fit the application (see [`StaffReport::decision`]).
+    pub async fn record_lender_decision(
+        &self,
+        workflow: &WorkflowId,
+        lender: &LenderId,
+        report: StaffReport,
+        now: DateTime<Utc>,
+    ) -> Result<StaffReceipt, StaffError> {
+        let request =
+            StaffRequest::lender_decision(workflow.clone(), lender.clone(), report, self.actor);
+        self.act(request, now).await
     }
 
     /// Cancels a workflow and undoes what it set up.

@@ -87,6 +87,30 @@ pub fn lender_disclosure(lender: &str) -> HashMap<Language, String> {
              no este consultorio, deciden sobre su solicitud y le dan sus términos y divulgaciones \
              en su propia página.",
         ),
+        // Link-only lenders (no API; the practice's own link): the same plain statement. A
+        // practice replaces it with the lender's approved text (`disclosure_en`, `disclosure_es`).
+        "cherry" => texts(
+            "Cherry payment plans are subject to approval. Cherry, not this office, decides on \
+             your application and gives you its terms and disclosures on its own page.",
+            "Los planes de pago de Cherry están sujetos a aprobación. Cherry, no este consultorio, \
+             decide sobre su solicitud y le da sus términos y divulgaciones en su propia página.",
+        ),
+        "alphaeon" => texts(
+            "The Alphaeon Credit card is subject to credit approval. The card's issuer, not this \
+             office, decides on your application and gives you its terms and disclosures on its \
+             own page.",
+            "La tarjeta Alphaeon Credit está sujeta a aprobación de crédito. El emisor de la \
+             tarjeta, no este consultorio, decide sobre su solicitud y le da sus términos y \
+             divulgaciones en su propia página.",
+        ),
+        "lendingclub" => texts(
+            "LendingClub Patient Solutions financing is subject to approval. The lender, not this \
+             office, decides on your application and gives you its terms and disclosures on its \
+             own page.",
+            "El financiamiento de LendingClub Patient Solutions está sujeto a aprobación. El \
+             prestamista, no este consultorio, decide sobre su solicitud y le da sus términos y \
+             divulgaciones en su propia página.",
+        ),
         _ => HashMap::new(),
     }
 }
@@ -122,8 +146,10 @@ mod tests {
                     .flat_map(|m| m.into_values()),
             );
         }
-        for lender in ["carecredit", "sunbit"] {
-            all.extend(lender_disclosure(lender).into_values());
+        for lender in ["carecredit", "sunbit", "cherry", "alphaeon", "lendingclub"] {
+            let texts = lender_disclosure(lender);
+            assert_eq!(texts.len(), 2, "{lender}: English and Spanish");
+            all.extend(texts.into_values());
         }
         for text in all {
             for trigger in [

@@ -69,7 +69,57 @@ struct Words {
     card_saved: &'static str,
     card_failed: &'static str,
     pay_instead: &'static str,
+    status_heading: &'static str,
+    promotion: &'static str,
+    term: &'static str,
+    apr: &'static str,
+    terms_note: &'static str,
+    start_again_button: &'static str,
+    restarting: &'static str,
 }
+
+/// The live status line in one language (`{lender}` and `{amount}` filled in).
+struct StatusWords {
+    preparing: &'static str,
+    applying: &'static str,
+    prequalified: &'static str,
+    lapsed: &'static str,
+    in_review: &'static str,
+    plan_offered: &'static str,
+    approved: &'static str,
+    paid: &'static str,
+    nothing_due: &'static str,
+    declined: &'static str,
+    with_the_office: &'static str,
+}
+
+const STATUS_EN: StatusWords = StatusWords {
+    preparing: "Preparing: we are getting your financing options ready.",
+    applying: "Applying: finish your application on {lender}'s secure page.",
+    prequalified: "Prequalified: {lender} prequalified you for up to {amount}. Finish on {lender}'s page to complete your financing.",
+    lapsed: "Your {lender} session ended. If you finished your application, {lender} is reviewing it and we will let you know. If you did not, you can start again.",
+    in_review: "Pending: {lender} is reviewing your application. We will let you know as soon as it decides.",
+    plan_offered: "Our office offers you a payment plan: see it below.",
+    approved: "Approved: your financing is arranged.",
+    paid: "Paid: thank you, we received your payment.",
+    nothing_due: "Nothing to pay: your insurance estimate covers your treatment.",
+    declined: "Not approved: the lenders could not approve financing this time. Our office will call you to talk about other ways to pay.",
+    with_the_office: "Our office is reviewing your plan and will contact you.",
+};
+
+const STATUS_ES: StatusWords = StatusWords {
+    preparing: "En preparación: estamos preparando sus opciones de financiamiento.",
+    applying: "Solicitud en curso: complete su solicitud en la página segura de {lender}.",
+    prequalified: "Precalificado: {lender} lo precalificó por hasta {amount}. Termine en la página de {lender} para completar su financiamiento.",
+    lapsed: "Su sesión con {lender} terminó. Si completó su solicitud, {lender} la está revisando y le avisaremos. Si no, puede empezar de nuevo.",
+    in_review: "Pendiente: {lender} está revisando su solicitud. Le avisaremos en cuanto decida.",
+    plan_offered: "Nuestro consultorio le ofrece un plan de pagos: véalo abajo.",
+    approved: "Aprobado: su financiamiento está listo.",
+    paid: "Pagado: gracias, recibimos su pago.",
+    nothing_due: "Nada que pagar: el estimado de su seguro cubre su tratamiento.",
+    declined: "No aprobado: los prestamistas no pudieron aprobar el financiamiento esta vez. Nuestro consultorio lo llamará para hablar de otras formas de pago.",
+    with_the_office: "Nuestro consultorio está revisando su plan y se comunicará con usted.",
+};
 
 const EN: Words = Words {
     heading: "Your treatment and how to pay for it",
@@ -106,6 +156,13 @@ const EN: Words = Words {
     card_saved: "Your card is saved with Stripe; the deposit is charged to it.",
     card_failed: "Your saved card could not be charged. Please pay with the button below.",
     pay_instead: "Pay once with a link instead",
+    status_heading: "Where things stand",
+    promotion: "Promotion",
+    term: "Term",
+    apr: "APR",
+    terms_note: "Terms as the lender reported them; your agreement with the lender governs.",
+    start_again_button: "Start the application again",
+    restarting: "We are opening a fresh application for you. This page refreshes in a few seconds.",
 };
 
 const ES: Words = Words {
@@ -143,7 +200,91 @@ const ES: Words = Words {
     card_saved: "Su tarjeta está guardada con Stripe; el depósito se cobra a ella.",
     card_failed: "No se pudo cobrar a su tarjeta guardada. Pague con el botón de abajo.",
     pay_instead: "Pagar una vez con un enlace",
+    status_heading: "Dónde está su trámite",
+    promotion: "Promoción",
+    term: "Plazo",
+    apr: "Tasa de porcentaje anual (APR)",
+    terms_note: "Condiciones según las informó el prestamista; rige su contrato con el prestamista.",
+    start_again_button: "Empezar la solicitud de nuevo",
+    restarting: "Estamos abriendo una nueva solicitud para usted. Esta página se actualiza en unos segundos.",
 };
+
+fn status_words(lang: Language) -> &'static StatusWords {
+    match lang {
+        Language::Es => &STATUS_ES,
+        _ => &STATUS_EN,
+    }
+}
+
+/// The live status line for the patient, from the workflow state: lenders by name, the amount
+/// only where the page shows amounts anyway.
+fn status_text(
+    state: &HttpState,
+    wf: &chairside_workflow::WorkflowState,
+    status: &chairside_workflow::PatientStatus,
+    lang: Language,
+) -> String {
+    use chairside_workflow::PatientStatus as P;
+    let w = status_words(lang);
+    let (text, lender, amount) = match status {
+        P::Preparing => (w.preparing, None, None),
+        P::Applying { lender } => (w.applying, Some(lender), None),
+        P::Prequalified { lender, amount } => (w.prequalified, Some(lender), Some(*amount)),
+        P::SessionLapsed { lender } => (w.lapsed, Some(lender), None),
+        P::InReview { lender } => (w.in_review, Some(lender), None),
+        P::PlanOffered => (w.plan_offered, None, None),
+        P::Approved => (w.approved, None, None),
+        P::Paid => (w.paid, None, None),
+        P::NothingDue => (w.nothing_due, None, None),
+        P::Declined => (w.declined, None, None),
+        P::WithTheOffice => (w.with_the_office, None, None),
+    };
+    let mut out = text.to_owned();
+    if let Some(lender) = lender {
+        out = out.replace("{lender}", &lender_name(state, wf, lender));
+    }
+    if let Some(amount) = amount {
+        out = out.replace("{amount}", &amount.to_string());
+    }
+    out
+}
+
+/// The terms the financed lender reported, as page lines (`Term: 12 months`); empty when it
+/// reported none.
+fn terms_lines(offer: Option<&financing_core::Offer>, t: &Words, lang: Language) -> Vec<Line> {
+    let Some(offer) = offer else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    if let Some(p) = offer.promotion.as_deref().filter(|p| !p.trim().is_empty()) {
+        lines.push(Line {
+            what: t.promotion.to_owned(),
+            amount: p.trim().to_owned(),
+        });
+    }
+    if let Some(m) = offer.term_months {
+        lines.push(Line {
+            what: t.term.to_owned(),
+            amount: match lang {
+                Language::Es => format!("{m} meses"),
+                _ => format!("{m} months"),
+            },
+        });
+    }
+    if let Some(bps) = offer.apr_bps {
+        lines.push(Line {
+            what: t.apr.to_owned(),
+            amount: format!("{}.{:02} %", bps / 100, bps % 100).replace(
+                " %",
+                match lang {
+                    Language::Es => " %",
+                    _ => "%",
+                },
+            ),
+        });
+    }
+    lines
+}
 
 fn words(lang: Language) -> &'static Words {
     match lang {
@@ -210,6 +351,8 @@ struct Financed {
     lender: String,
     amount: String,
     disclosure: Option<String>,
+    /// The terms as the lender reported them (promotion, term, APR).
+    terms: Vec<Line>,
 }
 
 #[derive(Serialize)]
@@ -261,6 +404,16 @@ struct PageContext {
     offer: Option<Offer>,
     /// Where the patient's answer to the in-house offer stands, once given.
     in_house_status: Option<&'static str>,
+    /// The live status line (applying, pending, approved, paid, declined, ...).
+    status: Option<String>,
+    /// The status's stable label, for the page's markup (and tests).
+    status_label: &'static str,
+    /// The lender's session lapsed: a "start again" form for a fresh one.
+    start_again: bool,
+    /// A fresh session was just asked for: a short notice, and the page refreshes.
+    restarting: bool,
+    /// `<meta http-equiv="refresh">` content while a fresh session opens.
+    refresh: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -346,16 +499,17 @@ pub(crate) async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, 
     })
 }
 
-/// The lender's name as patients know it: the configured copy, else the usual spelling of the
-/// lenders Chairside ships with, else the id.
-fn lender_name(state: &HttpState, lender: &LenderId) -> String {
-    if let Some(copy) = state.config.lenders.get(lender) {
-        return copy.name.clone();
-    }
-    match lender.as_str() {
-        "carecredit" => "CareCredit".to_owned(),
-        "sunbit" => "Sunbit".to_owned(),
-        other => other.to_owned(),
+/// The lender's name as patients know it: the configured copy, else the name the workflow
+/// recorded from the lender's client when it asked (a plug-in's own), else the usual spelling of
+/// the lenders Chairside ships with, else the id.
+fn lender_name(
+    state: &HttpState,
+    wf: &chairside_workflow::WorkflowState,
+    lender: &LenderId,
+) -> String {
+    match state.config.lenders.get(lender) {
+        Some(copy) => copy.name.clone(),
+        None => wf.lender_name(lender),
     }
 }
 
@@ -440,11 +594,17 @@ fn card_warning(r: &Resolved, lang: Language) -> Option<String> {
     })
 }
 
-/// The lender's hosted application link, while the patient is expected to use it.
-fn application_link(row: &WorkflowRow) -> Option<(&LenderId, Money, &str)> {
+/// The lender's hosted application link, while the patient is expected to use it: never a
+/// session that lapsed at `now` (the page offers to start again instead).
+fn application_link(
+    row: &WorkflowRow,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<(&LenderId, Money, &str)> {
     match (&row.state.status, &row.state.stage) {
         (Status::Active, Stage::Financing(c)) => match &c.phase {
-            LenderPhase::AwaitingPatient { link, .. } => Some((&c.lender, c.amount, link.as_str())),
+            LenderPhase::AwaitingPatient { link, session, .. } if !session.expired(now) => {
+                Some((&c.lender, c.amount, link.as_str()))
+            }
             _ => None,
         },
         _ => None,
@@ -557,12 +717,18 @@ fn practice_name(r: &Resolved) -> String {
     )
 }
 
-/// `GET /p/{token}`.
-pub(crate) async fn page(State(state): State<HttpState>, Path(token): Path<String>) -> Response {
+/// `GET /p/{token}` (`?restarting=1` after "start again": a notice, and the page refreshes).
+pub(crate) async fn page(
+    State(state): State<HttpState>,
+    Path(token): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
     let r = match resolve(&state, &token).await {
         Ok(r) => r,
         Err(res) => return res,
     };
+    let now = state.now();
+    let live = r.row.state.patient_status(now);
     let (lang, t) = (r.lang, words(r.lang));
     let s = &r.row.state;
     let practice = match &r.site {
@@ -597,7 +763,28 @@ pub(crate) async fn page(State(state): State<HttpState>, Path(token): Path<Strin
         pay_label: t.pay_button,
         offer: None,
         in_house_status: None,
+        status: Some(status_text(&state, s, &live, lang)),
+        status_label: live.label(),
+        start_again: matches!(
+            live,
+            chairside_workflow::PatientStatus::SessionLapsed { .. }
+        ),
+        restarting: false,
+        refresh: None,
     };
+    if query.contains_key("restarting")
+        && matches!(
+            live,
+            chairside_workflow::PatientStatus::SessionLapsed { .. }
+                | chairside_workflow::PatientStatus::Applying { .. }
+        )
+        && application_link(&r.row, now).is_none()
+    {
+        // Until the fresh session's link is there: a notice, and the page reloads itself.
+        ctx.restarting = true;
+        ctx.start_again = false;
+        ctx.refresh = Some(format!("3;url={}", r.base));
+    }
     match &s.split {
         Some(split) => {
             ctx.amounts = Some(Amounts {
@@ -610,14 +797,15 @@ pub(crate) async fn page(State(state): State<HttpState>, Path(token): Path<Strin
     }
     if let Some((lender, amount)) = s.result.as_ref().and_then(|r| r.financed.as_ref()) {
         ctx.financed = Some(Financed {
-            lender: lender_name(&state, lender),
+            lender: lender_name(&state, s, lender),
             amount: amount.to_string(),
             disclosure: lender_disclosure(&state, lender, lang),
+            terms: terms_lines(s.financed_offer(), t, lang),
         });
     }
-    if let Some((lender, amount, _)) = application_link(&r.row) {
+    if let Some((lender, amount, _)) = application_link(&r.row, now) {
         ctx.application = Some(Application {
-            lender: lender_name(&state, lender),
+            lender: lender_name(&state, s, lender),
             amount: Some(amount.to_string()),
             notices: notices(&r, lang),
             disclosure: lender_disclosure(&state, lender, lang),
@@ -853,8 +1041,10 @@ pub(crate) async fn apply(State(state): State<HttpState>, Path(token): Path<Stri
         Ok(r) => r,
         Err(res) => return res,
     };
-    let Some((lender, _, link)) = application_link(&r.row) else {
-        return state.pages.error(StatusCode::NOT_FOUND, r.lang.tag());
+    let Some((lender, _, link)) = application_link(&r.row, state.now()) else {
+        // No live session (it lapsed, or the application is over): the page says where it
+        // stands and offers to start again when it can.
+        return see_other(&r.base);
     };
     let detail = format!("patient followed the {lender} application link");
     if let Err(e) = state
@@ -871,6 +1061,37 @@ pub(crate) async fn apply(State(state): State<HttpState>, Path(token): Path<Stri
         tracing::error!(error = %e, "patient page: audit write failed");
     }
     see_other(link)
+}
+
+/// `POST /p/{token}/restart`: the patient's "start again" after the lender's session lapsed.
+/// Queues the request for the runner (once while one waits), which opens a fresh session at the
+/// lender under a new reference; the patient goes back to the page, which refreshes until the new
+/// session's link is there. A request when nothing lapsed writes nothing.
+pub(crate) async fn restart(State(state): State<HttpState>, Path(token): Path<String>) -> Response {
+    let r = match resolve(&state, &token).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let Some(lender) = r.row.state.restartable_lender(state.now()).cloned() else {
+        return see_other(&r.base);
+    };
+    let detail = format!("patient asked to start the {lender} application again");
+    if let Err(e) = state
+        .links()
+        .queue_patient_request(
+            &r.row.state.id,
+            &chairside_workflow::Event::LenderSessionRequested,
+            &detail,
+            state.now(),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "patient page: start-again request not recorded");
+        return state
+            .pages
+            .error(StatusCode::INTERNAL_SERVER_ERROR, r.lang.tag());
+    }
+    see_other(&format!("{}?restarting=1", r.base))
 }
 
 /// `POST /p/{token}/accept`: the patient accepts the in-house plan.

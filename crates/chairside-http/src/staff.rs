@@ -25,7 +25,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use chrono_tz::Tz;
-use financing_core::{PatientId, PracticeId};
+use financing_core::link_only::StaffReport;
+use financing_core::{Currency, LenderId, Money, PatientId, PracticeId};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -35,7 +36,7 @@ use tokio::sync::Semaphore;
 use super::pages::see_other;
 use super::patient::root;
 use super::{HttpState, LoginLimits};
-use chairside_engine::staff::{Refusal, StaffActions, StaffError};
+use chairside_engine::staff::{Refusal, StaffActions, StaffError, StaffRequest};
 use chairside_engine::store::logins::{FailureCount, LockRule, LoginAttempt, LoginOutcome};
 use chairside_engine::store::{TaskRow, WorkflowRow};
 use chairside_workflow::{StaffAction, Stage, Status, TaskKind};
@@ -646,6 +647,7 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::ConsentRefusal => "Refused texts",
         TaskKind::Settlement => "Lender charge to run",
         TaskKind::LenderNeedsStaff => "Lender asks you to call",
+        TaskKind::LenderNoDecision => "No lender decision recorded",
     }
 }
 
@@ -683,12 +685,12 @@ const NEXT_LENDER: ActionButton = ActionButton {
 /// The actions that make sense for a task, the likeliest first.
 fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
     match kind {
-        TaskKind::BadData
-        | TaskKind::Unreachable
-        | TaskKind::PaymentFailed
-        | TaskKind::SystemError => {
+        TaskKind::BadData | TaskKind::Unreachable | TaskKind::SystemError => {
             vec![RETRY, HANDLED, CANCEL]
         }
+        // Raised beside a financing that is done: Stripe retries the payment on its own
+        // schedule and the patient was told; staff call the patient and mark it handled.
+        TaskKind::PaymentFailed => vec![HANDLED],
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
         TaskKind::Counteroffer => vec![ACCEPT_COUNTEROFFER, NEXT_LENDER, HANDLED, CANCEL],
         TaskKind::NoFinancing => vec![HANDLED, CANCEL],
@@ -697,6 +699,8 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         }
         // Retry reads the lender again once staff did what it asked; the waterfall holds until then.
         TaskKind::LenderNeedsStaff => vec![RETRY, HANDLED, CANCEL],
+        // The waterfall already moved on: staff check the lender's portal and close the task.
+        TaskKind::LenderNoDecision => vec![HANDLED, CANCEL],
     }
 }
 
@@ -744,7 +748,10 @@ fn stage_text(row: &WorkflowRow) -> String {
         (Stage::Settled, _, Some(task)) if row.state.status == Status::WaitingOnStaff => {
             task_label(task.kind).to_owned()
         }
-        (Stage::Settled, Some(result), _) => result.path.clone(),
+        (Stage::Settled, Some(result), _) => row
+            .state
+            .outcome_label()
+            .unwrap_or_else(|| result.path.clone()),
         _ => row.state.stage_label(),
     }
 }
@@ -1086,7 +1093,19 @@ struct WorkflowPage {
     practice_name: String,
     w: WorkflowView,
     task: Option<TaskView>,
+    /// A link-only lender waiting for staff to record its decision.
+    decision: Option<DecisionView>,
     audit: Vec<AuditLine>,
+}
+
+/// The form that records a link-only lender's decision (Cherry approved $X, declined,
+/// counteroffer $Y), read in the lender's portal.
+#[derive(Serialize)]
+struct DecisionView {
+    lender: String,
+    lender_name: String,
+    asked: String,
+    decide_by: String,
 }
 
 /// `GET /staff/workflows/{id}`.
@@ -1154,9 +1173,24 @@ async fn render_workflow(
             status: status_text(st.status),
             stage: stage_text(row),
             next: next_step(row, tz),
-            path: st.result.as_ref().map(|r| r.path.clone()),
+            path: st.outcome_label(),
             portion: st.split.map(|x| x.patient_portion.to_string()),
             o2l: st.operatory_to_ledger().map(duration_text),
+        },
+        decision: match (&st.stage, st.lender_session()) {
+            (Stage::Financing(c), Some((lender, _, session))) => {
+                session.decide_by.map(|by| DecisionView {
+                    lender: lender.to_string(),
+                    lender_name: state
+                        .config
+                        .lenders
+                        .get(lender)
+                        .map_or_else(|| lender.to_string(), |l| l.name.clone()),
+                    asked: c.amount.to_string(),
+                    decide_by: local(by, tz, "%Y-%m-%d %H:%M"),
+                })
+            }
+            _ => None,
         },
         task: open_task.map(|t| TaskView {
             id: t.id,
@@ -1184,6 +1218,32 @@ pub(crate) struct ActionForm {
     /// Why, in staff's words, for the audit trail.
     #[serde(default)]
     reason: Option<String>,
+    /// `record_lender_decision`: the lender (its id).
+    #[serde(default)]
+    lender: Option<String>,
+    /// `record_lender_decision`: `approved`, `counteroffer` or `declined`.
+    #[serde(default)]
+    outcome: Option<String>,
+    /// `record_lender_decision`: the amount approved or offered, in dollars (`1200.00`).
+    #[serde(default)]
+    amount: Option<String>,
+}
+
+/// The decision a `record_lender_decision` form records; `None` when the form is incomplete or
+/// the amount is not an amount.
+fn lender_report(form: &ActionForm) -> Option<(LenderId, StaffReport)> {
+    let lender = LenderId::new(form.lender.as_deref()?.trim());
+    let amount = || {
+        let text = form.amount.as_deref()?.trim().trim_start_matches('$');
+        Money::parse(&text.replace(',', ""), Currency::Usd).ok()
+    };
+    let report = match form.outcome.as_deref()? {
+        "approved" => StaffReport::Approved { amount: amount()? },
+        "counteroffer" => StaffReport::Counteroffer { amount: amount()? },
+        "declined" => StaffReport::Declined,
+        _ => return None,
+    };
+    Some((lender, report))
 }
 
 /// `POST /staff/workflows/{id}/actions`: hands the decision to [`StaffActions`], which checks the
@@ -1205,12 +1265,19 @@ pub(crate) async fn act(
     let Some(wf) = super::webhooks::parse_workflow_id(&id) else {
         return not_found(&state);
     };
-    let Some(action) = parse_action(&form.action) else {
-        return state.pages.error(StatusCode::BAD_REQUEST, "en");
-    };
     let actor = format!("staff:{}", s.username);
     let staff = StaffActions::new(&*state.store, &actor);
-    let mut request = staff.request(&wf, action).within(s.practice.clone());
+    let mut request = if form.action == "record_lender_decision" {
+        let Some((lender, report)) = lender_report(&form) else {
+            return state.pages.error(StatusCode::BAD_REQUEST, "en");
+        };
+        StaffRequest::lender_decision(wf, lender, report, actor.clone()).within(s.practice.clone())
+    } else {
+        let Some(action) = parse_action(&form.action) else {
+            return state.pages.error(StatusCode::BAD_REQUEST, "en");
+        };
+        staff.request(&wf, action).within(s.practice.clone())
+    };
     if let Some(task) = form.task {
         request = request.answering(task);
     }

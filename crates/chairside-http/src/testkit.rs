@@ -14,9 +14,9 @@ use axum::http::{Request, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use financing_core::{
-    ApplicationHandle, ApplicationRef, CoverageSplit, DepositRule, InHouseOffer, InHouseTerms,
-    InstallmentInterval, Language, LenderId, LenderLocation, LenderReference, LocationId, Money,
-    PatientContact, PatientId, PlanId, PracticeId, SmsConsent, UsState,
+    ApplicationHandle, CoverageSplit, DepositRule, InHouseOffer, InHouseTerms, InstallmentInterval,
+    Language, LenderId, LenderLocation, LenderReference, LocationId, Money, PatientContact,
+    PatientId, PlanId, PracticeId, SmsConsent, UsState,
 };
 use secrecy::SecretString;
 use tempfile::TempDir;
@@ -357,7 +357,7 @@ impl Kit {
             contacted_at: self.now - chrono::Duration::minutes(9),
             phase: LenderPhase::AwaitingPatient {
                 handle: ApplicationHandle {
-                    reference: ApplicationRef::new(format!("{}-sunbit", s.id)),
+                    reference: chairside_workflow::application_reference(&s.id, &sunbit(), 7),
                     lender_reference: LenderReference::new("session-1"),
                     location: LenderLocation {
                         practice_id: practice,

@@ -440,11 +440,22 @@ async fn record(
     }
 }
 
-/// Splits our application reference `{workflow id}-{lender id}` at the first `-`.
+/// Our application reference parsed back to its workflow and lender: `{workflow}-{seq}-{lender}`
+/// (one per attempt), or the older `{workflow}-{lender}`; see
+/// [`chairside_workflow::parse_application_reference`].
 pub(crate) fn split_reference(reference: &str) -> Option<(WorkflowId, LenderId)> {
-    let (wf, lender) = reference.split_once('-')?;
-    (!lender.is_empty()).then_some(())?;
-    Some((parse_workflow_id(wf)?, LenderId::new(lender)))
+    let parsed = chairside_workflow::parse_application_reference(reference)?;
+    Some((parsed.workflow, parsed.lender))
+}
+
+/// The reference of the application the patient is on now, if one is open.
+fn current_reference(
+    phase: &chairside_workflow::LenderPhase,
+) -> Option<&financing_core::ApplicationRef> {
+    match phase {
+        chairside_workflow::LenderPhase::AwaitingPatient { handle, .. } => Some(&handle.reference),
+        _ => None,
+    }
 }
 
 /// The practice a per-practice webhook URL names, if it is configured.
@@ -554,8 +565,15 @@ async fn sunbit_for(
                 return reject(state, SUNBIT, "foreign");
             }
             Ok(Some(row)) => match &row.state.stage {
-                // Sunbit decides Sunbit's applications only, and only the current one.
-                Stage::Financing(c) if c.lender == sunbit && lender == sunbit => {
+                // Sunbit decides Sunbit's applications only, and only the current session: an
+                // event for a session that lapsed and was started again carries the old
+                // attempt's reference and decides nothing.
+                Stage::Financing(c)
+                    if c.lender == sunbit
+                        && lender == sunbit
+                        && current_reference(&c.phase)
+                            .is_some_and(|r| Some(r) == event.referral.as_ref()) =>
+                {
                     if let Some(decision) = event.decision(c.amount) {
                         events.push((wf, Event::LenderDecided { lender, decision }));
                     }

@@ -140,6 +140,10 @@ pub enum TaskKind {
     /// A lender needs a person (CareCredit `CallForAuth`, `DupQS`, a status this version does not
     /// know): the reason carries the lender's instruction; the waterfall holds until staff act.
     LenderNeedsStaff,
+    /// A link-only lender (no API: Cherry, Alphaeon, LendingClub) had no decision recorded by
+    /// staff within its configured wait: the waterfall moved on, and staff look the application
+    /// up in the lender's portal (the patient may still be approved there).
+    LenderNoDecision,
 }
 
 impl TaskKind {
@@ -157,7 +161,29 @@ impl TaskKind {
             Self::ConsentRefusal => "consent_refusal",
             Self::Settlement => "settlement",
             Self::LenderNeedsStaff => "lender_needs_staff",
+            Self::LenderNoDecision => "lender_no_decision",
         }
+    }
+
+    /// Every kind, for reading a stored label back.
+    pub const ALL: [Self; 12] = [
+        Self::BadData,
+        Self::Unreachable,
+        Self::Counteroffer,
+        Self::PatientQuiet,
+        Self::NoFinancing,
+        Self::PaymentFailed,
+        Self::PaymentReversed,
+        Self::SystemError,
+        Self::ConsentRefusal,
+        Self::Settlement,
+        Self::LenderNeedsStaff,
+        Self::LenderNoDecision,
+    ];
+
+    /// Parses a label ([`Self::label`]).
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.label() == label)
     }
 }
 
@@ -588,6 +614,10 @@ pub enum StaffAction {
     AcceptCounteroffer,
     /// Decline a lender's counteroffer and ask the next lender in the waterfall.
     NextLender,
+    /// Record the decision of a link-only lender, read in its portal (approved, counteroffer,
+    /// declined). The decision itself reaches the machine as [`Event::LenderDecided`] (built by
+    /// the engine's staff service from the amount asked), never as [`Event::Staff`].
+    RecordLenderDecision,
 }
 
 /// Everything that can happen to a workflow.
@@ -767,6 +797,10 @@ pub enum Event {
         /// True for `authentication_required`: the patient must confirm on-session.
         authentication: bool,
     },
+    /// The patient pressed "start again" on the patient page after the lender's session lapsed
+    /// (or after going quiet at the last lender): open a fresh session at that lender, under a
+    /// new reference.
+    LenderSessionRequested,
     /// The patient answered the in-house plan offer on the patient page.
     InHouseAnswered {
         /// True when the patient accepted the plan, false when they declined it.
@@ -807,6 +841,7 @@ impl Event {
             Self::CardSaved { .. } => "card_saved",
             Self::CardCharged { .. } => "card_charged",
             Self::CardDeclined { .. } => "card_declined",
+            Self::LenderSessionRequested => "lender_session_requested",
         }
     }
 }
@@ -856,9 +891,86 @@ pub struct WorkflowConfig {
     /// parse): UTC days, the charge at 15:00 UTC.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// Each lender's display name, as patients and staff know it (`CareCredit`), from its client
+    /// ([`FinancingProvider::display_name`](financing_core::FinancingProvider::display_name)); the
+    /// engine fills in every lender of the waterfall that has none here. A lender missing here
+    /// gets [`default_lender_name`].
+    #[serde(default)]
+    pub lender_names: Vec<(LenderId, String)>,
+}
+
+/// The name of a lender Chairside ships with (`CareCredit`, `Sunbit`), else its id: what staff and
+/// patients read when no client gave a display name.
+pub fn default_lender_name(lender: &LenderId) -> String {
+    match lender.as_str() {
+        "carecredit" => "CareCredit".to_owned(),
+        "sunbit" => "Sunbit".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// What the patient calls the practice's own payment plan (the in-house "lender").
+pub const IN_HOUSE_NAME: &str = "in-house payment plan";
+
+/// The reference of one application at a lender: `{workflow}-{seq}-{lender}`, where `seq` is the
+/// sequence number of the command that opened it. Each attempt (a fresh session after a lapse,
+/// a staff resend, a start over) is a new command, so a new reference and a new session at the
+/// lender, while a repeat of the same command (a retry, a crash) sends the same reference and
+/// finds the session it opened.
+pub fn application_reference(
+    workflow: &WorkflowId,
+    lender: &LenderId,
+    seq: u64,
+) -> financing_core::ApplicationRef {
+    financing_core::ApplicationRef::new(format!("{workflow}-{seq}-{lender}"))
+}
+
+/// A reference parsed back: the workflow, the lender, and the attempt's sequence number (`None`
+/// for a reference written before attempts were numbered, `{workflow}-{lender}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedReference {
+    /// The workflow.
+    pub workflow: WorkflowId,
+    /// The lender.
+    pub lender: LenderId,
+    /// The attempt's command sequence number.
+    pub seq: Option<u64>,
+}
+
+/// Parses [`application_reference`]'s format, and the older `{workflow}-{lender}`. Unambiguous: a
+/// workflow id (`wf_` and 24 hex digits) has no `-`, the sequence number is digits only, and the
+/// lender id is everything after it (it may itself contain `-`). `None` for anything else.
+pub fn parse_application_reference(reference: &str) -> Option<ParsedReference> {
+    let (wf, rest) = reference.split_once('-')?;
+    let hex = wf.strip_prefix("wf_")?;
+    if hex.len() != 24 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let (seq, lender) = match rest.split_once('-') {
+        Some((n, lender)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (Some(n.parse::<u64>().ok()?), lender)
+        }
+        _ => (None, rest),
+    };
+    if lender.is_empty() {
+        return None;
+    }
+    Some(ParsedReference {
+        workflow: WorkflowId::new(wf),
+        lender: LenderId::new(lender),
+        seq,
+    })
 }
 
 impl WorkflowConfig {
+    /// The display name of `lender` (its client's, else [`default_lender_name`]).
+    pub fn lender_name(&self, lender: &LenderId) -> String {
+        self.lender_names
+            .iter()
+            .find(|(id, _)| id == lender)
+            .map_or_else(|| default_lender_name(lender), |(_, n)| n.clone())
+    }
+
     /// The poll schedule of `lender` ([`PollSchedule::default`] when none was given).
     pub fn schedule_for(&self, lender: &LenderId) -> PollSchedule {
         self.lender_schedules
@@ -959,6 +1071,10 @@ pub struct LenderSession {
     /// Not financing: the machine keeps waiting for the real decision.
     #[serde(default)]
     pub prequalified: Option<Offer>,
+    /// For a lender without an API (a link-only lender): when the waterfall stops waiting for
+    /// staff to record its decision. `None` for a lender whose status is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide_by: Option<DateTime<Utc>>,
 }
 
 impl LenderSession {
@@ -1176,6 +1292,15 @@ pub struct WorkflowState {
     /// The lender settlement of a financed plan.
     #[serde(default)]
     pub settlement: Option<LenderSettlement>,
+    /// The display name of every lender this workflow asked, recorded when it was asked, so
+    /// everything rendered from the state (dashboard, ledger note, summary) names lenders as
+    /// patients know them, never by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lender_names: Vec<(LenderId, String)>,
+    /// The offers lenders approved (in full or in part), the latest per lender, as the lender
+    /// reported them: amount, promotion, term, APR. The financed lender's is the plan's terms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offers: Vec<Offer>,
 }
 
 impl WorkflowState {
@@ -1205,7 +1330,43 @@ impl WorkflowState {
             key_seqs: std::collections::BTreeMap::new(),
             treatment_date: None,
             settlement: None,
+            lender_names: Vec::new(),
+            offers: Vec::new(),
         }
+    }
+
+    /// The display name of `lender`: the one recorded when it was asked, else
+    /// [`default_lender_name`].
+    pub fn lender_name(&self, lender: &LenderId) -> String {
+        self.lender_names
+            .iter()
+            .find(|(id, _)| id == lender)
+            .map_or_else(|| default_lender_name(lender), |(_, n)| n.clone())
+    }
+
+    /// The terms of the financing, as the financed lender reported them with its approval
+    /// (`None` without a financing lender, or for a returning cardholder, whose lookup reports no
+    /// terms).
+    pub fn financed_offer(&self) -> Option<&Offer> {
+        let (lender, _) = self.result.as_ref()?.financed.as_ref()?;
+        self.offers.iter().rev().find(|o| &o.lender == lender)
+    }
+
+    /// How financing ended, for people: [`FinancingResult::path`] with the lender's display name
+    /// in place of its id (`CareCredit approved`). `None` before financing ended.
+    pub fn outcome_label(&self) -> Option<String> {
+        let result = self.result.as_ref()?;
+        Some(match &result.financed {
+            Some((lender, _)) => match result
+                .path
+                .strip_prefix(lender.as_str())
+                .filter(|rest| rest.starts_with(' '))
+            {
+                Some(rest) => format!("{}{rest}", self.lender_name(lender)),
+                None => result.path.clone(),
+            },
+            None => result.path.clone(),
+        })
     }
 
     /// The sequence number command `seq`'s idempotency key and note marker derive from: its own,
@@ -1262,31 +1423,48 @@ impl WorkflowState {
             Stage::LoadingPlan => "reading plan".into(),
             Stage::Deferred => "deferred (sedation)".into(),
             Stage::Financing(c) => match &c.phase {
-                LenderPhase::LookingUp => format!("{}: cardholder lookup", c.lender),
-                LenderPhase::Starting => format!("{}: opening application", c.lender),
+                LenderPhase::LookingUp => {
+                    format!("{}: cardholder lookup", self.lender_name(&c.lender))
+                }
+                LenderPhase::Starting => {
+                    format!("{}: opening application", self.lender_name(&c.lender))
+                }
                 LenderPhase::AwaitingPatient {
                     reminders_sent,
                     session,
                     ..
                 } => match &session.prequalified {
+                    _ if session.decide_by.is_some() => format!(
+                        "{}: link sent; waiting for staff to record the lender's decision",
+                        c.lender
+                    ),
                     Some(p) => format!(
                         "{}: prequalified up to {}, waiting on the patient's purchase ({reminders_sent} reminders)",
-                        c.lender, p.amount
+                        self.lender_name(&c.lender),
+                        p.amount
                     ),
                     None => format!(
                         "{}: waiting on patient ({reminders_sent} reminders)",
-                        c.lender
+                        self.lender_name(&c.lender)
                     ),
                 },
                 LenderPhase::HeldForStaff { .. } => {
-                    format!("{}: held until staff act on the lender's request", c.lender)
+                    format!(
+                        "{}: held until staff act on the lender's request",
+                        self.lender_name(&c.lender)
+                    )
                 }
             },
             Stage::Payments(step) => format!("stripe: {step:?}").to_lowercase(),
             Stage::Notifying => "sending summary".into(),
             Stage::WritingNote => "writing ledger note".into(),
             Stage::Settled => match &self.settlement {
-                Some(s) => format!("{}; {}", self.status.label(), s.label()),
+                Some(s) => format!(
+                    "{}; {}",
+                    self.status.label(),
+                    s.label()
+                        .replacen(s.lender.as_str(), &self.lender_name(&s.lender), 1)
+                ),
                 None => self.status.label().into(),
             },
             Stage::OfferingInHouse { reminders_sent } => {
@@ -1298,3 +1476,169 @@ impl WorkflowState {
 }
 #[cfg(test)]
 mod tests;
+
+/// Where the patient stands, as the patient page words it: lenders by id (the page names them),
+/// amounts only where the page already shows them, no PHI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatientStatus {
+    /// The plan is being read, or financing waits for the next day (sedation).
+    Preparing,
+    /// An application is open (or being opened) at the lender: the patient applies there.
+    Applying {
+        /// The lender.
+        lender: LenderId,
+    },
+    /// The lender prequalified the patient; the purchase or application is still to finish.
+    Prequalified {
+        /// The lender.
+        lender: LenderId,
+        /// Up to this amount.
+        amount: Money,
+    },
+    /// The lender's session lapsed: if the patient finished, the lender is reviewing it;
+    /// otherwise the page offers to start again (a fresh session).
+    SessionLapsed {
+        /// The lender.
+        lender: LenderId,
+    },
+    /// The lender is reviewing the application (it asked for a person: the office is on it).
+    InReview {
+        /// The lender.
+        lender: LenderId,
+    },
+    /// The practice's own payment plan is offered and waits for the patient's answer.
+    PlanOffered,
+    /// Financing is arranged (a lender approved, or the patient accepted the plan); something
+    /// may still be due (the deposit).
+    Approved,
+    /// What was due now is paid (the deposit, or a first payment).
+    Paid,
+    /// Nothing for the patient to pay (insurance covers it).
+    NothingDue,
+    /// No lender approved and no plan was taken: the office will call.
+    Declined,
+    /// The office has to act before anything else happens (a counteroffer to discuss, a
+    /// problem to fix): it will be in touch.
+    WithTheOffice,
+}
+
+impl PatientStatus {
+    /// A stable label (`applying`, `pending`, ...), for tests and the page's CSS class.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Preparing => "preparing",
+            Self::Applying { .. } => "applying",
+            Self::Prequalified { .. } => "prequalified",
+            Self::SessionLapsed { .. } => "session_lapsed",
+            Self::InReview { .. } => "pending",
+            Self::PlanOffered => "plan_offered",
+            Self::Approved => "approved",
+            Self::Paid => "paid",
+            Self::NothingDue => "nothing_due",
+            Self::Declined => "declined",
+            Self::WithTheOffice => "with_the_office",
+        }
+    }
+}
+
+impl WorkflowState {
+    /// The lender whose session a patient's "start again" reopens: the current lender when its
+    /// session lapsed (`now`) while still waiting on the patient, or the last lender asked when
+    /// the patient went quiet there (the session lapsed or the reminders ran out) and staff have
+    /// not acted yet. `None` otherwise.
+    pub fn restartable_lender(&self, now: DateTime<Utc>) -> Option<&LenderId> {
+        match (&self.stage, self.status) {
+            (Stage::Financing(c), Status::Active) => match &c.phase {
+                LenderPhase::AwaitingPatient { session, .. } if session.expired(now) => {
+                    Some(&c.lender)
+                }
+                _ => None,
+            },
+            (Stage::Settled, Status::WaitingOnStaff)
+                if self.result.is_none()
+                    && self
+                        .staff_task
+                        .as_ref()
+                        .is_some_and(|t| t.kind == TaskKind::PatientQuiet) =>
+            {
+                self.attempts
+                    .last()
+                    .filter(|a| {
+                        matches!(
+                            a.outcome,
+                            financing_core::AttemptOutcome::Expired
+                                | financing_core::AttemptOutcome::Abandoned
+                        )
+                    })
+                    .map(|a| &a.lender)
+            }
+            _ => None,
+        }
+    }
+
+    /// Where the patient stands at `now` ([`PatientStatus`]).
+    pub fn patient_status(&self, now: DateTime<Utc>) -> PatientStatus {
+        if let Some(lender) = self.restartable_lender(now) {
+            return PatientStatus::SessionLapsed {
+                lender: lender.clone(),
+            };
+        }
+        match (&self.stage, self.status) {
+            (Stage::LoadingPlan | Stage::Deferred, Status::Active) => PatientStatus::Preparing,
+            (Stage::Financing(c), _) => match &c.phase {
+                LenderPhase::HeldForStaff { .. } => PatientStatus::InReview {
+                    lender: c.lender.clone(),
+                },
+                LenderPhase::AwaitingPatient { session, .. } => match &session.prequalified {
+                    Some(p) => PatientStatus::Prequalified {
+                        lender: c.lender.clone(),
+                        amount: p.amount,
+                    },
+                    None => PatientStatus::Applying {
+                        lender: c.lender.clone(),
+                    },
+                },
+                LenderPhase::LookingUp | LenderPhase::Starting => PatientStatus::Applying {
+                    lender: c.lender.clone(),
+                },
+            },
+            (Stage::OfferingInHouse { .. }, Status::Active) => PatientStatus::PlanOffered,
+            (_, Status::WaitingOnStaff) => match self.staff_task.as_ref().map(|t| t.kind) {
+                Some(TaskKind::NoFinancing) if self.in_house_acceptance.is_none() => {
+                    PatientStatus::Declined
+                }
+                Some(TaskKind::PatientQuiet)
+                    if self
+                        .result
+                        .as_ref()
+                        .is_some_and(|r| r.in_house.is_some() && r.financed.is_none())
+                        && self.in_house_acceptance.is_none() =>
+                {
+                    PatientStatus::PlanOffered
+                }
+                _ if self.result.is_some() => self.settled_status(),
+                _ => PatientStatus::WithTheOffice,
+            },
+            _ if self.result.is_some() => self.settled_status(),
+            _ => PatientStatus::Preparing,
+        }
+    }
+
+    fn settled_status(&self) -> PatientStatus {
+        let Some(result) = &self.result else {
+            return PatientStatus::Preparing;
+        };
+        let portion_zero = self.split.is_some_and(|s| s.patient_portion.is_zero());
+        if portion_zero {
+            return PatientStatus::NothingDue;
+        }
+        let deposit_due = !result.deposit.is_zero();
+        if (deposit_due && self.stripe.deposit_paid)
+            || (!deposit_due && !self.stripe.payments_noted.is_empty())
+        {
+            PatientStatus::Paid
+        } else {
+            PatientStatus::Approved
+        }
+    }
+}

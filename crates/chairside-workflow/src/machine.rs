@@ -269,6 +269,13 @@ pub fn apply(
             reason,
             authentication,
         } => card_declined(&mut cx, &purpose, payment_intent, &reason, authentication),
+        Event::LenderSessionRequested => match cx.state.restartable_lender(now).cloned() {
+            Some(lender) => {
+                cx.audit("patient asked to start the application again");
+                fresh_session(&mut cx, lender);
+            }
+            None => cx.ignore("no lapsed lender session to start again"),
+        },
     }
     cx.out
 }
@@ -356,8 +363,21 @@ fn next_lender(cx: &mut Ctx<'_>) {
             _ => a.clone(),
         })
         .collect();
+    // A lender asked again (a fresh session after a lapse) routes by its latest attempt; the
+    // record keeps every one.
+    let routing: Vec<Attempt> = routing
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            !routing[i + 1..]
+                .iter()
+                .any(|later| later.lender == a.lender)
+        })
+        .map(|(_, a)| a.clone())
+        .collect();
     match cx.config.waterfall.next(amount, &routing) {
         Step::Ask { lender, amount } => {
+            remember_name(cx, &lender);
             let lookup = cx.state.facts.as_ref().is_some_and(|f| f.lookup_allowed);
             cx.state.stage = Stage::Financing(CurrentApplication {
                 lender: lender.clone(),
@@ -377,6 +397,69 @@ fn next_lender(cx: &mut Ctx<'_>) {
         }
         Step::Finished(outcome) => waterfall_finished(cx, outcome),
     }
+}
+
+/// Records `lender`'s display name in the state, once, when it is first asked.
+fn remember_name(cx: &mut Ctx<'_>, lender: &LenderId) {
+    if !cx.state.lender_names.iter().any(|(id, _)| id == lender) {
+        let name = cx.config.lender_name(lender);
+        cx.state.lender_names.push((lender.clone(), name));
+    }
+}
+
+/// The display name of `lender`, for what staff and patients read.
+fn name(cx: &Ctx<'_>, lender: &LenderId) -> String {
+    cx.config.lender_name(lender)
+}
+
+/// Keeps the offer a lender approved (in full or in part) as the lender reported it: its terms
+/// are the plan's terms if this lender finances it. The latest per lender.
+fn remember_offer(cx: &mut Ctx<'_>, decision: &Decision) {
+    if let Decision::Approved { offer, .. } | Decision::PartiallyApproved { offer, .. } = decision {
+        cx.state.offers.retain(|o| o.lender != offer.lender);
+        cx.state.offers.push(offer.clone());
+    }
+}
+
+/// Opens a fresh session at `lender` (the patient's "start again" after a lapse, or staff's
+/// "Resend link" to a patient who went quiet there): a new `StartApplication` command, so a new
+/// reference and a new session at the lender; the lapsed session is left to lapse. The workflow
+/// waits on the patient again, with reminders anew once the link is out.
+fn fresh_session(cx: &mut Ctx<'_>, lender: LenderId) {
+    let amount = match &cx.state.stage {
+        Stage::Financing(c) if c.lender == lender => Some(c.amount),
+        _ => cx
+            .state
+            .attempts
+            .iter()
+            .rev()
+            .find(|a| a.lender == lender)
+            .map(|a| a.amount)
+            .or(cx.state.financing_amount),
+    };
+    let Some(amount) = amount else {
+        return cx.ignore("nothing to finance");
+    };
+    cx.clear_lender_timers();
+    if cx.state.status == Status::WaitingOnStaff {
+        cx.state.staff_task = None;
+        cx.state.status = Status::Active;
+        cx.state.ledger_written_at = None;
+    }
+    match &mut cx.state.stage {
+        Stage::Financing(c) if c.lender == lender => c.phase = LenderPhase::Starting,
+        _ => {
+            cx.state.stage = Stage::Financing(CurrentApplication {
+                lender: lender.clone(),
+                amount,
+                contacted_at: cx.now,
+                phase: LenderPhase::Starting,
+            });
+        }
+    }
+    remember_name(cx, &lender);
+    cx.audit(format!("{lender}: fresh application session"));
+    cx.command(Action::StartApplication { lender, amount });
 }
 
 fn start_application(cx: &mut Ctx<'_>, lender: LenderId, amount: Money) {
@@ -435,6 +518,7 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
         }
         Decision::Unknown(raw) => {
             let raw: String = raw.chars().take(64).collect();
+            let shown = name(cx, lender);
             cx.audit(format!("{lender}: unknown status {raw:?}"));
             let reference = match &cx.state.stage {
                 Stage::Financing(c) => match &c.phase {
@@ -448,11 +532,12 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
             hold_for_staff(
                 cx,
                 format!(
-                    "{lender} answered \"{raw}\", a status this version of Chairside does not know: look the application up with {lender}{reference}, then press Retry to read it again, or mark the task handled"
+                    "{shown} answered \"{raw}\", a status this version of Chairside does not know: look the application up with {shown}{reference}, then press Retry to read it again, or mark the task handled"
                 ),
             );
         }
         final_decision => {
+            remember_offer(cx, final_decision);
             let outcome = AttemptOutcome::from_decision(final_decision, amount).unwrap_or(
                 AttemptOutcome::Unrecognized {
                     raw_status: final_decision.label().into(),
@@ -507,6 +592,10 @@ fn next_poll(cx: &mut Ctx<'_>, floor: Option<std::time::Duration>) {
     let Some((lender, session)) = open_session(cx) else {
         return;
     };
+    if let Some(deadline) = session.decide_by {
+        // A link-only lender is never read: the one timer is the end of the wait for staff.
+        return cx.timer(TimerKind::Poll, deadline);
+    }
     let schedule = cx.config.schedule_for(&lender);
     let opened = session.opened_at.unwrap_or(cx.now);
     let elapsed = (cx.now - opened).to_std().unwrap_or_default();
@@ -538,10 +627,12 @@ fn application_opened(
         return cx.ignore("no application being opened at this lender");
     }
     let schedule = cx.config.schedule_for(&lender);
+    let decide_by = schedule.staff_decides_within.map(|w| later(cx.now, w));
     let session = LenderSession {
         opened_at: Some(cx.now),
         expires_at: expires_at.or_else(|| schedule.session_life.map(|l| later(cx.now, l))),
         prequalified: None,
+        decide_by,
     };
     if let Stage::Financing(c) = &mut cx.state.stage {
         c.phase = LenderPhase::AwaitingPatient {
@@ -556,6 +647,12 @@ fn application_opened(
         message: MessageKind::ApplicationLink { lender, link },
     });
     next_poll(cx, None);
+    if decide_by.is_some() {
+        // A link-only lender: Chairside cannot see whether the patient applied, so no "finish
+        // your application" reminders (staff resend the link when the patient asks).
+        cx.audit("waiting for staff to record the lender's decision");
+        return;
+    }
     schedule_reminder(cx, 0);
 }
 
@@ -678,6 +775,9 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
     match (timer, &cx.state.stage) {
         (TimerKind::Resume, Stage::Deferred) => next_lender(cx),
         (TimerKind::Poll, Stage::Financing(c)) => match &c.phase {
+            LenderPhase::AwaitingPatient { session, .. } if session.decide_by.is_some() => {
+                no_staff_decision(cx);
+            }
             LenderPhase::AwaitingPatient { handle, .. } => {
                 let (lender, handle) = (c.lender.clone(), handle.clone());
                 cx.command(Action::PollApplication { lender, handle });
@@ -738,6 +838,40 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             );
         }
         _ => cx.ignore("timer does not fit the stage"),
+    }
+}
+
+/// The wait for staff to record a link-only lender's decision ended (or a poll timer fired
+/// early: it is set again for the deadline). The waterfall moves on as after a decline, and staff
+/// get a task to look the application up in the lender's portal: the patient may have been
+/// approved there. The task stays with the workflow (it ends waiting on staff) until handled.
+fn no_staff_decision(cx: &mut Ctx<'_>) {
+    let Some((lender, session)) = open_session(cx) else {
+        return;
+    };
+    let Some(deadline) = session.decide_by else {
+        return;
+    };
+    if cx.now < deadline {
+        return cx.timer(TimerKind::Poll, deadline);
+    }
+    cx.audit(format!(
+        "{lender}: no decision recorded by staff by {deadline}; next lender"
+    ));
+    let task = StaffTask {
+        kind: TaskKind::LenderNoDecision,
+        reason: format!(
+            "no {lender} decision was recorded by {}, so Chairside moved on to the next option; look the application up in the {lender} portal and, if the patient was approved there, settle it with them before anything else is charged",
+            deadline.format("%Y-%m-%d %H:%M UTC")
+        ),
+    };
+    cx.state.staff_task = Some(task.clone());
+    cx.out.raise_task = Some(task.clone());
+    finish_lender(cx, AttemptOutcome::NoDecision);
+    // The waterfall may have ended in a task of its own (no financing at all): one task says both.
+    if let Some(other) = cx.out.raise_task.as_mut().filter(|t| **t != task) {
+        other.reason = format!("{}; also: {}", other.reason, task.reason);
+        cx.state.staff_task = Some(other.clone());
     }
 }
 
@@ -849,13 +983,16 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
             let remainder = requested.checked_sub(approved).unwrap_or(requested);
             counteroffer_task(cx, &lender, approved, remainder);
         }
-        WaterfallOutcome::PatientInactive { lender } => to_staff(
-            cx,
-            TaskKind::PatientQuiet,
-            format!(
-                "the patient did not finish the {lender} application after every reminder; call the patient"
-            ),
-        ),
+        WaterfallOutcome::PatientInactive { lender } => {
+            let shown = name(cx, &lender);
+            to_staff(
+                cx,
+                TaskKind::PatientQuiet,
+                format!(
+                    "the patient did not finish the {shown} application after every reminder; call the patient, then Resend link (a fresh {shown} session) or cancel"
+                ),
+            );
+        }
         WaterfallOutcome::NoLenderApproved { in_house } => {
             let amount = cx.state.financing_amount.unwrap_or(deposit);
             match (in_house, in_house_offer(cx, amount)) {
@@ -875,11 +1012,12 @@ fn waterfall_finished(cx: &mut Ctx<'_>, outcome: WaterfallOutcome) {
 }
 
 fn counteroffer_task(cx: &mut Ctx<'_>, lender: &LenderId, approved: Money, remainder: Money) {
+    let shown = name(cx, lender);
     to_staff(
         cx,
         TaskKind::Counteroffer,
         format!(
-            "{lender} approved {approved}, {remainder} short of the amount asked; discuss the counteroffer with the patient"
+            "{shown} approved {approved}, {remainder} short of the amount asked; discuss the counteroffer with the patient"
         ),
     );
 }
@@ -1275,9 +1413,22 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                 cx.audit("lender charge run by staff");
             }
         }
+        StaffAction::RecordLenderDecision => {
+            cx.ignore("a lender decision arrives as lender_decided, not as a staff event");
+        }
         StaffAction::Retry => {
             if cx.state.status != Status::WaitingOnStaff {
                 return cx.ignore("nothing to retry");
+            }
+            if cx
+                .state
+                .staff_task
+                .as_ref()
+                .is_some_and(|t| t.kind == TaskKind::LenderNoDecision)
+            {
+                // Starting over would ask every lender again: the task is answered by marking it
+                // handled once the lender's portal was checked.
+                return cx.ignore("a lender without a decision is not retried; mark it handled");
             }
             let kind = cx.state.staff_task.as_ref().map(|t| t.kind);
             cx.state.staff_task = None;
@@ -1379,11 +1530,16 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                 offer_in_house(cx, result);
             }
         }
+        StaffAction::ResendLink if cx.state.restartable_lender(cx.now).is_some() => {
+            // A lapsed session's link is never sent again: a fresh session, whose link goes out
+            // as soon as the lender opens it; the workflow waits on the patient again.
+            if let Some(lender) = cx.state.restartable_lender(cx.now).cloned() {
+                cx.audit("staff resent the application link: fresh session");
+                fresh_session(cx, lender);
+            }
+        }
         StaffAction::ResendLink => match &cx.state.stage {
             Stage::Financing(c) => match &c.phase {
-                LenderPhase::AwaitingPatient { session, .. } if session.expired(cx.now) => {
-                    cx.ignore("the lender's session has lapsed; its link is never sent again");
-                }
                 LenderPhase::AwaitingPatient { link, .. } => {
                     let message = MessageKind::ApplicationLink {
                         lender: c.lender.clone(),
@@ -1679,8 +1835,9 @@ fn lender_settled(cx: &mut Ctx<'_>, lender: &LenderId, settlement: Settlement) {
                 s.amount,
                 Some(day),
                 format!(
-                    "treatment day {day}: charge {} on the patient's account in the {lender} portal, reference {reference}",
-                    s.amount
+                    "treatment day {day}: charge {} on the patient's account in the {} portal, reference {reference}",
+                    s.amount,
+                    name(cx, lender)
                 ),
             );
         }
@@ -1703,7 +1860,7 @@ fn settlement_failed(cx: &mut Ctx<'_>, action: Action, reason: &str) {
         kind: TaskKind::SystemError,
         reason: format!(
             "the {} charge of {} failed: {reason}; retry, or run it in the lender's portal (reference {}) and mark handled",
-            s.lender,
+            name(cx, &s.lender),
             s.amount,
             settlement_reference(cx, &s.lender)
         ),

@@ -52,6 +52,7 @@ fn config(deposit_bps: u32, in_house: bool, on_partial: PartialApprovalRule) -> 
         lender_schedules: Vec::new(),
         payment_preference: PaymentPreference::PayLink,
         time_zone: None,
+        lender_names: Vec::new(),
     }
 }
 
@@ -496,7 +497,7 @@ fn a_partial_approval_stops_for_staff_when_the_practice_says_so() {
     assert_eq!(task.kind, TaskKind::Counteroffer);
     assert_eq!(
         task.reason,
-        "carecredit approved $600.00, $400.00 short of the amount asked; discuss the counteroffer with the patient"
+        "CareCredit approved $600.00, $400.00 short of the amount asked; discuss the counteroffer with the patient"
     );
 }
 
@@ -1187,6 +1188,7 @@ fn a_huge_poll_or_reminder_duration_saturates_the_timer_instead_of_panicking() {
             then_every: Duration::MAX,
             session_life: None,
             remind_before_expiry: Duration::MAX,
+            staff_decides_within: None,
         },
     )];
     huge.reminder_delays = vec![Duration::from_secs(u64::MAX / 2)];
@@ -1278,8 +1280,10 @@ proptest! {
     }
 }
 
+mod link_only;
 mod reversals;
 mod settlement;
+mod staffpage;
 // ---- Lenders at real speed, amounts read right, statuses that need a person. ----
 
 /// CareCredit's real schedule (as `carecredit-client` ships it): a 30-minute session.
@@ -1298,6 +1302,7 @@ fn carecredit_schedule() -> financing_core::PollSchedule {
         then_every: Duration::from_secs(300),
         session_life: Some(Duration::from_secs(30 * 60)),
         remind_before_expiry: Duration::from_secs(600),
+        staff_decides_within: None,
     }
 }
 

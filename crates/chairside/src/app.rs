@@ -177,6 +177,7 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
 
     let mut channels = HashMap::new();
     let mut parts = Vec::new();
+    let mut alert_routes = HashMap::new();
     for p in &config.practices {
         let email = match &p.smtp {
             Some(smtp) => Some(Arc::new(
@@ -185,6 +186,18 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             )),
             None => None,
         };
+        // New staff tasks emailed to the practice's staff mailbox, through its own SMTP.
+        if let (Some(alerts), Some(sender)) = (&p.staff_alerts, &email) {
+            alert_routes.insert(
+                p.id.clone(),
+                chairside_engine::outbound::staff_alert::AlertRoute {
+                    practice_name: p.name.clone(),
+                    to: alerts.to.clone(),
+                    sender: sender.clone(),
+                    kinds: alerts.tasks.clone(),
+                },
+            );
+        }
         let sms = match (&sms, p.sms_sender(config.twilio.as_ref())) {
             (Some(client), Some(from)) => Some((client.clone(), from)),
             _ => None,
@@ -269,6 +282,15 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
                 .with_context(|| format!("the Sunbit client of {}", p.id))?;
             lenders.insert(LenderId::new("sunbit"), Arc::new(client));
         }
+        // Lenders without an API: the practice's link out, the decision from staff.
+        for l in &p.lenders.link_only {
+            lenders.insert(
+                LenderId::new(l.lender.id()),
+                Arc::new(chairside_engine::link_lender::LinkOnlyProvider::new(
+                    l.terms(),
+                )),
+            );
+        }
         let payments = StripePayments::new(
             stripe.clone(),
             format!("{} treatment plan", p.name),
@@ -279,7 +301,7 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     let messenger = Arc::new(
         PatientMessenger::new(channels, ledger)
             .map_err(|e| anyhow::anyhow!("message templates: {e}"))?
-            .with_journal(journal),
+            .with_journal(journal.clone()),
     );
     let links = config.patient_links();
     let mut runner_config = config.runner_config();
@@ -337,6 +359,16 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
             crm = crm.practices(practices.iter().cloned());
         }
         engine = engine.subscriber(Arc::new(crm));
+    }
+    if !alert_routes.is_empty() {
+        let alerts = chairside_engine::outbound::staff_alert::StaffAlerts::new(
+            alert_routes,
+            store.clone(),
+            journal.clone(),
+            config.http.public_base_url.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        engine = engine.subscriber(Arc::new(alerts));
     }
     for subscriber in extras.subscribers {
         engine = engine.subscriber(subscriber);

@@ -67,9 +67,10 @@ pub use env::Environment;
 pub use report::{ConfigReport, Problem};
 pub use settings::{
     CareCreditSettings, DentrixSettings, DetectionSettings, HttpSettings, HubSpotSettings,
-    LenderSettings, NexHealthSettings, OpenDentalSettings, OutboundSettings, PaymentSettings,
-    PmsSettings, PracticeSettings, ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin,
-    StoreSettings, StripeSettings, SunbitSettings, TwilioSettings, WebhookSettings,
+    LenderSettings, LinkLenderSettings, NexHealthSettings, OpenDentalSettings, OutboundSettings,
+    PaymentSettings, PmsSettings, PracticeSettings, ReminderSettings, RunnerSettings, SmtpSettings,
+    StaffAlertSettings, StaffLogin, StoreSettings, StripeSettings, SunbitSettings, TwilioSettings,
+    WebhookSettings,
 };
 
 use std::collections::HashMap;
@@ -84,7 +85,7 @@ use chairside_http::{HttpConfig, LenderCopy, PracticeSite, StaffAccount, Webhook
 use chairside_workflow::WorkflowConfig;
 
 /// The lenders this version can build clients for, by their id in the configuration.
-pub const KNOWN_LENDERS: [&str; 2] = ["carecredit", "sunbit"];
+pub const KNOWN_LENDERS: [&str; 5] = ["carecredit", "sunbit", "cherry", "alphaeon", "lendingclub"];
 
 /// The whole configuration, checked. Build clients from its typed sections.
 #[derive(Clone, Debug)]
@@ -260,6 +261,16 @@ impl Config {
                     disclosure: chairside_http::notices::lender_disclosure(id),
                 },
             );
+        }
+        // Link-only lenders: as each practice names them (one copy per lender id: the first
+        // practice's wins when practices name the same lender differently).
+        for l in self.practices.iter().flat_map(|p| &p.lenders.link_only) {
+            http.lenders
+                .entry(LenderId::new(l.lender.id()))
+                .or_insert_with(|| LenderCopy {
+                    name: l.display_name.clone(),
+                    disclosure: l.disclosure.clone(),
+                });
         }
         http.staff = self
             .http

@@ -100,6 +100,106 @@ pub fn decode_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, 
     serde_path_to_error::deserialize(value).map_err(|e| describe(&e))
 }
 
+/// One item of a list that could not be read: where it was, what could still be read of its
+/// identity, and the error (a path and a kind, never a value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadableItem<E> {
+    /// The item's position in the whole listing (across pages).
+    pub index: usize,
+    /// The item's id, when that field itself could be read (a string or a number).
+    pub id: Option<String>,
+    /// The item's change time as the vendor wrote it, when that field could be read: the
+    /// record's version, so that a later edit is reported again.
+    pub changed: Option<String>,
+    /// What was wrong.
+    pub error: E,
+}
+
+/// A list decoded item by item: the readable items, and the others set apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TolerantList<T, E> {
+    /// The items that were read, in order.
+    pub items: Vec<T>,
+    /// The items that were not.
+    pub unreadable: Vec<UnreadableItem<E>>,
+}
+
+impl<T, E> Default for TolerantList<T, E> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            unreadable: Vec::new(),
+        }
+    }
+}
+
+impl<T, E> TolerantList<T, E> {
+    /// Appends another page's result.
+    pub fn extend(&mut self, other: Self) {
+        self.items.extend(other.items);
+        self.unreadable.extend(other.unreadable);
+    }
+}
+
+/// A field of a raw JSON object as text, when it is a string or a number (ids and times come as
+/// either); `None` for anything else. For naming a record that could not be read.
+pub fn field_text(value: &serde_json::Value, field: &str) -> Option<String> {
+    match value.get(field)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Reads every item of a list with `read`, so that one item that cannot be read (a `null` in the
+/// list, a malformed field) is set apart instead of failing the list: the caller reports it (a
+/// staff task naming the record and the field) and uses the others. `first_index` is the position
+/// of `values[0]` in the whole listing; `id_field` and `changed_field` name the fields read from an
+/// unreadable item to identify it (Open Dental `TreatPlanNum`/`SecDateTEdit`, Ascend
+/// `id`/`lastModified`, NexHealth `id`/`updated_at`).
+pub fn decode_each<T, E>(
+    values: Vec<serde_json::Value>,
+    first_index: usize,
+    id_field: &str,
+    changed_field: Option<&str>,
+    mut read: impl FnMut(usize, serde_json::Value) -> Result<T, E>,
+) -> TolerantList<T, E> {
+    let mut out = TolerantList::default();
+    for (i, value) in values.into_iter().enumerate() {
+        let index = first_index + i;
+        let id = field_text(&value, id_field);
+        let changed = changed_field.and_then(|f| field_text(&value, f));
+        match read(index, value) {
+            Ok(item) => out.items.push(item),
+            Err(error) => out.unreadable.push(UnreadableItem {
+                index,
+                id,
+                changed,
+                error,
+            }),
+        }
+    }
+    out
+}
+
+/// [`decode_each`] with serde: each item decoded as `T` with [`decode_value`], its error's path
+/// placed under `{path}[{index}]` (`data[3].lastModified`).
+pub fn decode_list_tolerant<T: DeserializeOwned>(
+    values: Vec<serde_json::Value>,
+    path: &str,
+    first_index: usize,
+    id_field: &str,
+    changed_field: Option<&str>,
+) -> TolerantList<T, DecodeError> {
+    decode_each(
+        values,
+        first_index,
+        id_field,
+        changed_field,
+        |index, value| decode_value(value).map_err(|e| e.nested_in(&format!("{path}[{index}]"))),
+    )
+}
+
 fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
     use serde_json::error::Category;
     let inner = e.inner();
@@ -141,6 +241,49 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Case {
+        id: String,
+        amount: u32,
+    }
+
+    #[test]
+    fn a_list_decoded_item_by_item_sets_apart_the_bad_items_with_their_id_and_path() {
+        let values: Vec<serde_json::Value> = serde_json::from_str(
+            r#"[{"id":"a","amount":1},null,{"id":7,"amount":"Jane Doe","changed":"2026-01-01"},{"id":"d","amount":4}]"#,
+        )
+        .unwrap();
+        let list: TolerantList<Case, DecodeError> =
+            decode_list_tolerant(values, "data", 10, "id", Some("changed"));
+        assert_eq!(
+            list.items,
+            vec![
+                Case {
+                    id: "a".into(),
+                    amount: 1
+                },
+                Case {
+                    id: "d".into(),
+                    amount: 4
+                }
+            ]
+        );
+        assert_eq!(list.unreadable.len(), 2);
+        let null = &list.unreadable[0];
+        assert_eq!((null.index, null.id.as_deref()), (11, None));
+        assert_eq!(null.error.path, "data[11]");
+        let bad = &list.unreadable[1];
+        assert_eq!(bad.index, 12);
+        assert_eq!(bad.id.as_deref(), Some("7"));
+        assert_eq!(bad.changed.as_deref(), Some("2026-01-01"));
+        assert_eq!(bad.error.path, "data[12].amount");
+        assert_eq!(bad.error.problem, DecodeProblem::InvalidType);
+        assert!(
+            !bad.error.to_string().contains("Jane"),
+            "no value in the error"
+        );
+    }
 
     #[derive(Debug, Deserialize)]
     #[allow(dead_code)]

@@ -60,7 +60,10 @@ mod retry_after;
 mod token;
 
 #[cfg(feature = "http")]
-pub use json::{DecodeError, DecodeProblem, decode_json, decode_value};
+pub use json::{
+    DecodeError, DecodeProblem, TolerantList, UnreadableItem, decode_each, decode_json,
+    decode_list_tolerant, decode_value, field_text,
+};
 #[cfg(feature = "http")]
 pub use retry::{RetryHint, RetryPolicy, Retryable};
 #[cfg(feature = "http")]

@@ -58,4 +58,6 @@ pub use ids::{AppointmentId, NoteId, OrganizationId, PatientId, ProcedureId, TxC
 pub use notes::{NoteMarker, NoteWrite, PatientNote};
 pub use patients::{Patient, patient_contact};
 pub use status::CaseStatus;
-pub use txcases::{ChangedCases, InvalidCursor, Procedure, SyncCursor, TxCase, TxCaseDetail};
+pub use txcases::{
+    ChangedCases, InvalidCursor, Procedure, SyncCursor, TxCase, TxCaseDetail, UnreadableCase,
+};

@@ -122,7 +122,6 @@ impl Client {
                 NOTES,
                 wire::PATIENT_NOTES,
                 vec![(wire::QUERY_FILTER, wire::filter_patient(patient.as_str()))],
-                |n: &wire::PatientNote| n.id.clone().into_string(),
             )
             .await?;
         for (i, n) in raw.into_iter().enumerate() {

@@ -198,8 +198,26 @@ impl<'de> Deserialize<'de> for SyncCursor {
 pub struct ChangedCases {
     /// The changed cases, in the order Ascend listed them.
     pub cases: Vec<TxCase>,
+    /// Cases of the listing that could not be read (a `null`, a malformed field): set apart so
+    /// the others are still used; the caller reports each (a staff task naming it).
+    pub unreadable: Vec<UnreadableCase>,
     /// Store this and pass it to the next poll. Unchanged when nothing changed.
     pub next_cursor: SyncCursor,
+}
+
+/// A case of the change listing that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadableCase {
+    /// The case's position in the listing (across pages).
+    pub position: usize,
+    /// The case's id, when that field could be read.
+    pub id: Option<TxCaseId>,
+    /// Its `lastModified` as Ascend wrote it, when that field could be read (the record's
+    /// version: a later edit is reported again).
+    pub last_modified: Option<String>,
+    /// What was wrong: the resource, the field path and the kind of failure
+    /// (`txcases: cannot decode \`data[2].lastModified\`: ...`), never the value.
+    pub error: String,
 }
 
 const TXCASES: &str = "txcases";
@@ -223,27 +241,48 @@ impl Client {
         if let Some(since) = cursor.since {
             query.push((wire::QUERY_FILTER, wire::filter_modified_since(since)));
         }
-        let raw: Vec<wire::TxCase> = self
-            .get_all(
+        // Case by case: one that cannot be read is set apart, never the whole listing.
+        let list = self
+            .get_all_tolerant(
                 "list txcases",
                 TXCASES,
                 wire::TXCASES,
                 query,
-                |c: &wire::TxCase| c.id.clone().into_string(),
+                Some("lastModified"),
+                txcase_from_wire,
             )
             .await?;
-        let cases = raw
+        let cases = list.items;
+        let unreadable: Vec<UnreadableCase> = list
+            .unreadable
             .into_iter()
-            .enumerate()
-            .map(|(i, c)| txcase_from_wire(c, &format!("data[{i}]")))
-            .collect::<Result<Vec<_>>>()?;
-        let high = cases.iter().map(|c| c.last_modified).max();
+            .map(|u| UnreadableCase {
+                position: u.index,
+                id: u.id.map(TxCaseId::new),
+                last_modified: u.changed,
+                error: u.error.to_string(),
+            })
+            .collect();
+        // The cursor moves past unreadable cases too (when their time reads), or they would be
+        // listed again on every poll; the engine never lets it pass now.
+        let high = cases
+            .iter()
+            .map(|c| c.last_modified)
+            .chain(
+                unreadable
+                    .iter()
+                    .filter_map(|u| u.last_modified.as_deref())
+                    .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc)),
+            )
+            .max();
         let since = match (cursor.since, high) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
         Ok(ChangedCases {
             cases,
+            unreadable,
             next_cursor: SyncCursor { since },
         })
     }
@@ -275,7 +314,6 @@ impl Client {
                     PROCEDURES,
                     wire::PATIENT_PROCEDURES,
                     vec![(wire::QUERY_FILTER, filter)],
-                    |p: &wire::PatientProcedure| p.id.clone().into_string(),
                 )
                 .await?;
             let mut procedures = raw
@@ -300,7 +338,6 @@ impl Client {
                 VISITS,
                 wire::VISITS,
                 vec![(wire::QUERY_FILTER, wire::filter_tx_case(case.id.as_str()))],
-                |v: &wire::Visit| v.id.clone().into_string(),
             )
             .await?;
         let appointment_ids: Vec<AppointmentId> = visits
@@ -322,7 +359,6 @@ impl Client {
                     APPOINTMENTS,
                     wire::APPOINTMENTS,
                     vec![(wire::QUERY_FILTER, filter)],
-                    |a: &wire::Appointment| a.id.clone().into_string(),
                 )
                 .await?;
             let mut dates = vec![];
@@ -346,25 +382,52 @@ impl Client {
         })
     }
 
-    /// Lists every record of a resource matching `query`, page after page.
+    /// Lists every record of a resource matching `query`, page after page; the first record that
+    /// cannot be read fails the listing (see [`Client::get_all_tolerant`] for one that sets it
+    /// apart).
     pub(crate) async fn get_all<T: serde::de::DeserializeOwned>(
         &self,
         operation: &'static str,
         resource: &'static str,
         path: &str,
         query: Vec<(&'static str, String)>,
-        id_of: impl Fn(&T) -> String,
     ) -> Result<Vec<T>> {
+        let list = self
+            .get_all_tolerant(operation, resource, path, query, None, |t: T, _| Ok(t))
+            .await?;
+        match list.unreadable.into_iter().next() {
+            Some(bad) => Err(bad.error),
+            None => Ok(list.items),
+        }
+    }
+}
+
+impl Client {
+    /// Every page of a listing like [`Client::get_all`], each record decoded on its own
+    /// ([`connector_transport::decode_each`]): a record that cannot be read (a `null`, a field of
+    /// the wrong type, a malformed date) is set apart with its id and `changed_field` when those
+    /// read, and the others are kept. A body that is not an envelope with a list still fails.
+    pub(crate) async fn get_all_tolerant<T: serde::de::DeserializeOwned, U>(
+        &self,
+        operation: &'static str,
+        resource: &'static str,
+        path: &str,
+        query: Vec<(&'static str, String)>,
+        changed_field: Option<&str>,
+        map: fn(T, &str) -> Result<U>,
+    ) -> Result<connector_transport::TolerantList<U, Error>> {
         let page_size = self.inner.page_size;
-        let mut all = vec![];
+        let mut out = connector_transport::TolerantList::default();
         let mut last_id: Option<String> = None;
+        let mut offset = 0usize;
         loop {
             let mut q = query.clone();
             q.push((wire::QUERY_PAGE_SIZE, page_size.to_string()));
             if let Some(id) = &last_id {
                 q.push((wire::QUERY_LAST_ID, id.clone()));
             }
-            let page: wire::Envelope<Vec<T>> = self.get(operation, resource, &[path], q).await?;
+            let page: wire::Envelope<Vec<serde_json::Value>> =
+                self.get(operation, resource, &[path], q).await?;
             if !page.warnings.is_empty() || !page.errors.is_empty() {
                 tracing::warn!(
                     operation,
@@ -375,18 +438,40 @@ impl Client {
             }
             let items = page.data.unwrap_or_default();
             let pagination = page.meta.and_then(|m| m.pagination).unwrap_or_default();
-            // An empty page ends the listing even when a next cursor is offered: following it
-            // could go on forever.
+            // An empty page ends the listing even when a next cursor is offered.
             let Some(last) = items.last() else { break };
             let next = pagination
                 .last_id
                 .map(wire::RawId::into_string)
-                .unwrap_or_else(|| id_of(last));
-            let full = items.len() >= usize::try_from(page_size).unwrap_or(usize::MAX);
-            all.extend(items);
+                .or_else(|| connector_transport::field_text(last, "id"));
+            let count = items.len();
+            let full = count >= usize::try_from(page_size).unwrap_or(usize::MAX);
+            out.extend(connector_transport::decode_each(
+                items,
+                offset,
+                "id",
+                changed_field,
+                |index, value| {
+                    let at = format!("data[{index}]");
+                    let raw: T = connector_transport::decode_value(value).map_err(|e| {
+                        let e = e.nested_in(&at);
+                        Error::decode(resource, e.path, crate::error::decode_problem(e.problem))
+                    })?;
+                    map(raw, &at)
+                },
+            ));
+            offset += count;
             if !full {
                 break;
             }
+            // A full page whose last record has no readable id cannot be followed.
+            let Some(next) = next else {
+                return Err(Error::decode(
+                    resource,
+                    "meta.pagination.lastId",
+                    DecodeProblem::Missing,
+                ));
+            };
             if last_id.as_deref() == Some(next.as_str()) {
                 return Err(Error::decode(
                     resource,
@@ -396,7 +481,7 @@ impl Client {
             }
             last_id = Some(next);
         }
-        Ok(all)
+        Ok(out)
     }
 }
 

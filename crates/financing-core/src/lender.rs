@@ -307,6 +307,12 @@ pub struct PollSchedule {
     /// reminder delays would come too late).
     #[serde(with = "duration_ms")]
     pub remind_before_expiry: Duration,
+    /// `Some(wait)` for a lender without an API (a link-only lender, see
+    /// [`link_only`](crate::link_only)): its status is never read; staff record its decision from
+    /// the lender's portal, and when none is recorded within `wait` of the link going out the
+    /// waterfall moves on and staff get a task. `None` (every lender with an API): polled as above.
+    #[serde(default, with = "opt_duration_ms")]
+    pub staff_decides_within: Option<Duration>,
 }
 
 impl Default for PollSchedule {
@@ -327,6 +333,7 @@ impl Default for PollSchedule {
             then_every: Duration::from_secs(10 * 60),
             session_life: None,
             remind_before_expiry: Duration::from_secs(10 * 60),
+            staff_decides_within: None,
         }
     }
 }
@@ -357,6 +364,7 @@ impl PollSchedule {
             then_every: c(self.then_every),
             session_life: self.session_life.map(c),
             remind_before_expiry: c(self.remind_before_expiry),
+            staff_decides_within: self.staff_decides_within.map(c),
         }
     }
 }
@@ -591,6 +599,7 @@ mod tests {
             then_every: Duration::ZERO,
             session_life: None,
             remind_before_expiry: Duration::ZERO,
+            staff_decides_within: None,
         };
         assert!(empty.interval_at(Duration::ZERO) > Duration::ZERO);
     }

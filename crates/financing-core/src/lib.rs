@@ -31,6 +31,7 @@ mod error;
 mod ids;
 mod inhouse;
 mod lender;
+pub mod link_only;
 mod money;
 pub mod parse;
 mod patient;

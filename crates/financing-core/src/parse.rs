@@ -80,6 +80,26 @@ pub fn language(raw: Option<&str>) -> Language {
     }
 }
 
+/// A percentage as lenders write an APR (`"26.99"`, `"0"`, `"9.9%"`) in basis points (2699),
+/// read as text: no float is involved. `None` for anything else (more than two decimals, a sign,
+/// above 100 %): a rate is never guessed.
+pub fn percent_bps(raw: &str) -> Option<u32> {
+    let t = raw.trim().trim_end_matches('%').trim_end();
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || whole.len() > 3 || frac.len() > 2 || !digits(whole) || !digits(frac) {
+        return None;
+    }
+    let whole: u32 = whole.parse().ok()?;
+    let frac: u32 = match frac.len() {
+        0 => 0,
+        1 => frac.parse::<u32>().ok()? * 10,
+        _ => frac.parse().ok()?,
+    };
+    let bps = whole * 100 + frac;
+    (bps <= 10_000).then_some(bps)
+}
+
 /// Blank strings become `None`.
 pub fn non_blank(raw: Option<&str>) -> Option<String> {
     raw.map(str::trim)
@@ -90,6 +110,17 @@ pub fn non_blank(raw: Option<&str>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentages_read_as_basis_points_without_floats_and_never_guess() {
+        assert_eq!(percent_bps("26.99"), Some(2699));
+        assert_eq!(percent_bps("0"), Some(0));
+        assert_eq!(percent_bps(" 9.9% "), Some(990));
+        assert_eq!(percent_bps("100"), Some(10_000));
+        for bad in ["", "-1", "26.999", "abc", "1e2", "100.01", ".5", "1000"] {
+            assert_eq!(percent_bps(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn timestamps_in_odd_formats_are_read_as_utc() {

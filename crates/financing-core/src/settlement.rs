@@ -23,11 +23,16 @@ impl SettlementRule {
         max_days_before_treatment: None,
     };
 
-    /// The known rule of a lender by id: CareCredit's 30 days; no limit for the others.
+    /// The known rule of a lender by id: CareCredit's and Alphaeon Credit's 30 days, Cherry's
+    /// same day (0); no limit for the others. Sources: docs/collection.md; for the link-only
+    /// lenders, [`link_only`](crate::link_only).
     pub fn for_lender(lender: &LenderId) -> Self {
         match lender.as_str() {
-            "carecredit" => Self {
+            "carecredit" | "alphaeon" => Self {
                 max_days_before_treatment: Some(30),
+            },
+            "cherry" => Self {
+                max_days_before_treatment: Some(0),
             },
             _ => Self::NONE,
         }

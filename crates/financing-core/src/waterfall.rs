@@ -84,6 +84,10 @@ pub enum AttemptOutcome {
         /// A reason for staff, without PHI.
         reason: String,
     },
+    /// A lender without an API (a link-only lender) whose decision staff did not record within
+    /// its configured wait: the waterfall moves on as after a decline, and staff are told to look
+    /// the application up in the lender's portal.
+    NoDecision,
     /// The lender answered with a status this version does not know.
     Unrecognized {
         /// The raw status.
@@ -138,6 +142,7 @@ impl AttemptOutcome {
             Self::Abandoned => "abandoned",
             Self::Expired => "expired",
             Self::Failed { .. } => "failed",
+            Self::NoDecision => "no_decision",
             Self::Unrecognized { .. } => "unrecognized",
         }
     }
@@ -296,6 +301,7 @@ impl Waterfall {
                 }
                 AttemptOutcome::Expired => lapsed = Some(&slot.lender),
                 AttemptOutcome::Declined
+                | AttemptOutcome::NoDecision
                 | AttemptOutcome::Failed { .. }
                 | AttemptOutcome::Unrecognized { .. } => {}
             }
@@ -393,6 +399,29 @@ mod tests {
                 lender: LenderId::new("b"),
                 amount: AMOUNT
             })
+        );
+    }
+
+    #[test]
+    fn a_link_only_lender_without_a_decision_moves_on_like_a_decline_not_a_quiet_patient() {
+        let w = three(WaterfallPolicy::default());
+        let first = [attempt("a", AttemptOutcome::NoDecision)];
+        assert_eq!(
+            w.next(AMOUNT, &first),
+            Step::Ask {
+                lender: LenderId::new("b"),
+                amount: AMOUNT
+            }
+        );
+        // Last in the order: the in-house plan, where a lapsed session would be a quiet patient.
+        let last = [
+            attempt("a", AttemptOutcome::Declined),
+            attempt("b", AttemptOutcome::Declined),
+            attempt("c", AttemptOutcome::NoDecision),
+        ];
+        assert_eq!(
+            w.next(AMOUNT, &last),
+            Step::Finished(WaterfallOutcome::NoLenderApproved { in_house: true })
         );
     }
 

@@ -279,7 +279,8 @@ impl Client {
     }
 
     /// GETs every page of a cursor-paged collection, mapping each record with its JSON path
-    /// (`data[i]` within its page).
+    /// (`data[i]`, `i` counted across pages); the first record that cannot be read fails the
+    /// listing (see [`Client::get_pages_tolerant`] for a listing that sets it apart).
     ///
     /// Stops when `has_next_page` is false, at an empty page (even one that offers a next cursor),
     /// and fails when the next cursor does not advance, rather than looping.
@@ -289,29 +290,65 @@ impl Client {
         resource: &'static str,
         segments: &[&str],
         query: Vec<(&'static str, String)>,
-        mut map: impl FnMut(T, &str) -> Result<U>,
+        map: fn(T, &str) -> Result<U>,
     ) -> Result<Vec<U>>
     where
         T: DeserializeOwned,
     {
-        let mut out = vec![];
+        let list = self
+            .get_pages_tolerant(operation, resource, segments, query, None, map)
+            .await?;
+        match list.unreadable.into_iter().next() {
+            Some(bad) => Err(bad.error),
+            None => Ok(list.items),
+        }
+    }
+
+    /// Every page like [`Client::get_pages`], each record decoded on its own
+    /// ([`connector_transport::decode_each`]): a record that cannot be read (a `null`, a field of
+    /// the wrong type, a malformed time or amount) is set apart with its `id` and `changed_field`
+    /// when those read, and the others are kept. A body that is not a list envelope still fails.
+    pub(crate) async fn get_pages_tolerant<T, U>(
+        &self,
+        operation: &'static str,
+        resource: &'static str,
+        segments: &[&str],
+        query: Vec<(&'static str, String)>,
+        changed_field: Option<&str>,
+        map: fn(T, &str) -> Result<U>,
+    ) -> Result<connector_transport::TolerantList<U, Error>>
+    where
+        T: DeserializeOwned,
+    {
+        let mut out = connector_transport::TolerantList::default();
         let mut end_cursor: Option<String> = None;
+        let mut offset = 0usize;
         loop {
             let mut q = query.clone();
             q.push((wire::QUERY_PER_PAGE, self.inner.page_size.to_string()));
             if let Some(c) = &end_cursor {
                 q.push((wire::QUERY_END_CURSOR, c.clone()));
             }
-            let page: wire::Envelope<Vec<T>> = self.get(operation, resource, segments, q).await?;
+            let page: wire::Envelope<Vec<serde_json::Value>> =
+                self.get(operation, resource, segments, q).await?;
             let items = page.data.unwrap_or_default();
             let info = page.page_info.unwrap_or_default();
-            let empty = items.is_empty();
-            for (i, item) in items.into_iter().enumerate() {
-                out.push(map(item, &format!("data[{i}]"))?);
-            }
-            // An empty page ends the listing even when it claims a next page: following it
-            // could go on forever.
-            if empty || !info.has_next_page {
+            let count = items.len();
+            out.extend(connector_transport::decode_each(
+                items,
+                offset,
+                "id",
+                changed_field,
+                |index, value| {
+                    let at = format!("data[{index}]");
+                    let raw: T = connector_transport::decode_value(value)
+                        .map_err(|e| crate::error::from_decode(resource, e.nested_in(&at)))?;
+                    map(raw, &at)
+                },
+            ));
+            offset += count;
+            // An empty page ends the listing even when it claims a next page.
+            if count == 0 || !info.has_next_page {
                 break;
             }
             let Some(next) = info.end_cursor.filter(|c| !c.is_empty()) else {

@@ -256,21 +256,24 @@ impl connector_transport::Retryable for Error {
 
 /// Decodes a JSON body, naming the path of the first bad field on failure and never its value.
 pub(crate) fn from_json<T: DeserializeOwned>(resource: &'static str, bytes: &[u8]) -> Result<T> {
+    connector_transport::decode_json(bytes).map_err(|e| from_decode(resource, e))
+}
+
+/// The transport's decode error in this crate's words.
+pub(crate) fn from_decode(resource: &'static str, e: connector_transport::DecodeError) -> Error {
     use connector_transport::DecodeProblem as P;
-    connector_transport::decode_json(bytes).map_err(|e| {
-        let field = if e.path.is_empty() {
-            "(body)".to_owned()
-        } else {
-            e.path
-        };
-        let problem = match e.problem {
-            P::Missing => DecodeProblem::Missing,
-            P::InvalidType => DecodeProblem::InvalidType,
-            P::Syntax => DecodeProblem::Syntax,
-            _ => DecodeProblem::InvalidValue,
-        };
-        Error::decode(resource, field, problem)
-    })
+    let field = if e.path.is_empty() {
+        "(body)".to_owned()
+    } else {
+        e.path
+    };
+    let problem = match e.problem {
+        P::Missing => DecodeProblem::Missing,
+        P::InvalidType => DecodeProblem::InvalidType,
+        P::Syntax => DecodeProblem::Syntax,
+        _ => DecodeProblem::InvalidValue,
+    };
+    Error::decode(resource, field, problem)
 }
 
 #[cfg(test)]

@@ -66,7 +66,9 @@ pub use ids::{
 pub use patients::{Patient, patient_contact};
 pub use ratelimit::RateBudget;
 pub use status::PlanStatus;
-pub use treatment_plans::{ChangedPlans, InvalidCursor, PlanProcedure, SyncCursor, TreatmentPlan};
+pub use treatment_plans::{
+    ChangedPlans, InvalidCursor, PlanProcedure, SyncCursor, TreatmentPlan, UnreadablePlan,
+};
 pub use webhooks::{
     SIGNATURE_HEADER, WebhookEndpoint, WebhookEvent, WebhookEventKind, WebhookSubscription,
     parse_webhook_event, verify_webhook,

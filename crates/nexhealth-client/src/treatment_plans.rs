@@ -207,8 +207,25 @@ impl<'de> Deserialize<'de> for SyncCursor {
 pub struct ChangedPlans {
     /// The changed plans, in NexHealth's order (by id, not by update time).
     pub plans: Vec<TreatmentPlan>,
+    /// Plans of the listing that could not be read (a `null`, a malformed field, a procedure
+    /// with a bad amount): set apart so the others are still used; the caller reports each.
+    pub unreadable: Vec<UnreadablePlan>,
     /// Store this and pass it to the next poll. Unchanged when nothing changed.
     pub next_cursor: SyncCursor,
+}
+
+/// A plan of the change listing that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadablePlan {
+    /// The plan's position in the listing (across pages).
+    pub position: usize,
+    /// The plan's id, when that field could be read.
+    pub id: Option<TreatmentPlanId>,
+    /// Its `updated_at` as NexHealth wrote it, when that field could be read (the record's
+    /// version: a later edit is reported again).
+    pub updated_at: Option<String>,
+    /// What was wrong: the resource, the field path and the kind of failure, never the value.
+    pub error: String,
 }
 
 const PLANS: &str = "treatment_plans";
@@ -239,22 +256,48 @@ impl Client {
         if let Some(s) = status {
             query.push((wire::QUERY_STATUS, wire::plan_status_value(s).to_owned()));
         }
-        let plans = self
-            .get_pages(
+        // Plan by plan: one that cannot be read is set apart, never the whole listing.
+        let list = self
+            .get_pages_tolerant(
                 "list treatment plans",
                 PLANS,
                 &[wire::TREATMENT_PLANS],
                 query,
+                Some("updated_at"),
                 plan_from_wire,
             )
             .await?;
-        let high = plans.iter().map(|p| p.updated_at).max();
+        let plans = list.items;
+        let unreadable: Vec<UnreadablePlan> = list
+            .unreadable
+            .into_iter()
+            .map(|u| UnreadablePlan {
+                position: u.index,
+                id: u.id.map(TreatmentPlanId::new),
+                updated_at: u.changed,
+                error: u.error.to_string(),
+            })
+            .collect();
+        // The cursor moves past unreadable plans too (when their time reads), or they would be
+        // listed again on every poll; the engine never lets it pass now.
+        let high = plans
+            .iter()
+            .map(|p| p.updated_at)
+            .chain(
+                unreadable
+                    .iter()
+                    .filter_map(|u| u.updated_at.as_deref())
+                    .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc)),
+            )
+            .max();
         let since = match (cursor.since, high) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
         Ok(ChangedPlans {
             plans,
+            unreadable,
             next_cursor: SyncCursor { since },
         })
     }

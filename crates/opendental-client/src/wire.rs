@@ -445,43 +445,46 @@ pub(crate) fn decode_list_tolerant<T>(
             ));
         }
     };
-    let mut items = Vec::with_capacity(rows.len());
-    let mut bad = Vec::new();
+    let row_count = rows.len();
     let mut server_date_time: Option<NaiveDateTime> = None;
-    for (i, value) in rows.iter().enumerate() {
-        let index = first_index + i;
-        let Value::Object(map) = value else {
-            bad.push(BadRow {
-                id: None,
-                edited: None,
-                error: DecodeError::new(
+    // The shared per-record decoding (connector-transport): each row on its own, a bad one set
+    // apart with what could be read of its key and edit time.
+    let list = connector_transport::decode_each(
+        rows,
+        first_index,
+        id_field,
+        Some("SecDateTEdit"),
+        |index, value| {
+            let Value::Object(map) = value else {
+                return Err(DecodeError::new(
                     resource,
                     Some(index),
                     None,
                     DecodeReason::UnexpectedShape {
                         expected: "an object",
                     },
-                ),
-            });
-            continue;
-        };
-        let row = Row::new(resource, Some(index), map, currency);
-        if let Ok(Some(t)) = row.opt_date_time(SERVER_DATE_TIME) {
-            server_date_time = Some(server_date_time.map_or(t, |s| s.min(t)));
-        }
-        match read(&row) {
-            Ok(item) => items.push(item),
-            Err(error) => bad.push(BadRow {
-                id: row.id::<u64>(id_field).ok(),
-                edited: row.opt_date_time("SecDateTEdit").ok().flatten(),
-                error,
-            }),
-        }
-    }
+                ));
+            };
+            let row = Row::new(resource, Some(index), &map, currency);
+            if let Ok(Some(t)) = row.opt_date_time(SERVER_DATE_TIME) {
+                server_date_time = Some(server_date_time.map_or(t, |s| s.min(t)));
+            }
+            read(&row)
+        },
+    );
+    let bad = list
+        .unreadable
+        .into_iter()
+        .map(|u| BadRow {
+            id: u.id.and_then(|id| id.trim().parse::<u64>().ok()),
+            edited: u.changed.and_then(|t| parse_date_time(&t).ok().flatten()),
+            error: u.error,
+        })
+        .collect();
     Ok((
         DecodedPage {
-            items,
-            rows: rows.len(),
+            items: list.items,
+            rows: row_count,
             server_date_time,
         },
         bad,

@@ -150,8 +150,13 @@ pub use config::{
 pub use crm::{CrmRecord, CrmStandIn};
 pub use error::SandboxError;
 pub use fault::{Fault, FaultController, FaultRule, Latency, LostResponse, RouteMatch, System};
-pub use lenders::carecredit::{CareCreditHandle, CareCreditSession, CareCreditState};
-pub use lenders::sunbit::{SunbitApplication, SunbitHandle, SunbitState};
+pub use lenders::carecredit::{
+    CareCreditHandle, CareCreditSession, CareCreditState, PROMO_APR, PROMO_DESCRIPTION,
+    PROMO_TERM_MONTHS,
+};
+pub use lenders::sunbit::{
+    PLAN_APR, PLAN_TERM_MONTHS, SunbitApplication, SunbitHandle, SunbitState,
+};
 pub use persona::{
     Lender, LenderDecision, PatientKey, Persona, PlanKey, Pms, SeedAddress, SeedPatient, SeedPlan,
     SeedProcedure, SeededCase, SeededPatient, SeededPlan, TestCard,
@@ -587,6 +592,31 @@ impl Sandbox {
     /// listing that is not filtered by patient.
     pub fn od_extra_plan_row(&self, row: serde_json::Value) {
         self.hub.opendental.extra_plan_row(row);
+    }
+
+    /// Dentrix Ascend (`txcases`) or NexHealth (`treatment_plans`) lists this plan with `field`
+    /// set to `value` (a status of the wrong type, a malformed date, a procedure list that is not
+    /// one...). The plan's own GET is served as seeded.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownPlan`].
+    pub fn override_listed_plan(
+        &self,
+        plan: PlanKey,
+        field: &str,
+        value: serde_json::Value,
+    ) -> Result<(), SandboxError> {
+        let p = self.hub.world.plan(plan).ok_or(SandboxError::UnknownPlan)?;
+        self.hub
+            .pms
+            .override_listed_plan(p.pms, &p.pms_id, field, value);
+        Ok(())
+    }
+
+    /// Dentrix Ascend or NexHealth lists this raw row (a `null`, a row without its id...) in its
+    /// plan listing.
+    pub fn extra_listed_plan_row(&self, pms: Pms, row: serde_json::Value) {
+        self.hub.pms.extra_listed_row(pms, row);
     }
 
     /// The status of a seeded plan.

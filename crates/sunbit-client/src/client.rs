@@ -278,6 +278,7 @@ impl Client {
             then_every: Duration::from_secs(15 * 60),
             session_life: Some(wire::LINK_LIFETIME),
             remind_before_expiry: Duration::from_secs(24 * 60 * 60),
+            staff_decides_within: None,
         }
     }
 

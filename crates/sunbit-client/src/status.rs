@@ -43,7 +43,17 @@ pub fn purchase_decision(
     let offer_of = |amount: Money| offer(amount, purchase.purchase_id.as_ref(), valid_until);
     match &purchase.status {
         PurchaseStatus::Completed => match purchase.purchase_amount.or(purchase.approval_amount) {
-            Some(amount) => Decision::from_approval(offer_of(amount.0), requested, raw),
+            Some(amount) => {
+                // The plan the patient chose at checkout: its term and APR, as Sunbit reports
+                // them (an APR that does not read as a percentage is left out).
+                let mut offer = offer_of(amount.0);
+                offer.term_months = purchase.term.filter(|m| *m > 0);
+                offer.apr_bps = purchase
+                    .apr
+                    .as_deref()
+                    .and_then(financing_core::parse::percent_bps);
+                Decision::from_approval(offer, requested, raw)
+            }
             None => Decision::Unknown(raw),
         },
         PurchaseStatus::Incomplete if valid_until.is_some_and(|v| v < now) => {

@@ -267,6 +267,12 @@ pub struct Purchase {
     /// Our reference, echoed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referral: Option<String>,
+    /// The loan's term in months, once the patient chose a plan **\[inferred\]**.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u16>,
+    /// The loan's APR, a decimal percentage as text (`"9.99"`) **\[inferred\]**.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apr: Option<String>,
 }
 
 /// Body of `PUT` [`CANCEL_PATH`] **\[third-party\]**.

@@ -446,3 +446,54 @@ async fn a_malformed_pullback_field_is_named_by_its_path_and_its_value_is_never_
     assert!(!format!("{err:?}").contains("Zebulon"));
     assert_eq!(err.kind(), ErrorKind::Permanent);
 }
+
+#[test]
+fn a_completed_application_carries_the_promotion_term_and_apr_carecredit_reported() {
+    // Arrange
+    let pullback: carecredit_client::Pullback = serde_json::from_value(json!({
+        "sessionId": "s",
+        "status": "Completed",
+        "applicationDetails": {
+            "applicationId": "APP-1",
+            "creditLine": "2500.00",
+            "promoCode": "PROMO12",
+            "promoDescription": "No interest if paid in full within 12 months",
+            "promoTermMonths": 12,
+            "apr": "32.99"
+        }
+    }))
+    .unwrap();
+    // Act
+    let decision = pullback_decision(&pullback, Money::usd(180_000), None);
+    // Assert
+    let Decision::Approved { offer, .. } = decision else {
+        panic!("{decision:?}");
+    };
+    assert_eq!(
+        offer.promotion.as_deref(),
+        Some("No interest if paid in full within 12 months")
+    );
+    assert_eq!(offer.term_months, Some(12));
+    assert_eq!(offer.apr_bps, Some(3299));
+}
+
+#[test]
+fn terms_that_do_not_read_are_left_out_never_guessed() {
+    let pullback: carecredit_client::Pullback = serde_json::from_value(json!({
+        "sessionId": "s",
+        "status": "Completed",
+        "applicationDetails": {
+            "creditLine": "2500.00",
+            "promoCode": "PROMO12",
+            "promoTermMonths": 0,
+            "apr": "about 30"
+        }
+    }))
+    .unwrap();
+    let Decision::Approved { offer, .. } = pullback_decision(&pullback, Money::usd(1), None) else {
+        panic!("not approved");
+    };
+    // Only the code is known: it stands for the promotion; no term, no APR.
+    assert_eq!(offer.promotion.as_deref(), Some("PROMO12"));
+    assert_eq!((offer.term_months, offer.apr_bps), (None, None));
+}

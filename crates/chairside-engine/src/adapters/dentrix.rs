@@ -7,7 +7,9 @@ use financing_core::{PatientContact, PatientId, TreatmentPlan};
 use super::{external, invalid};
 use chrono::{DateTime, Utc};
 
-use crate::ports::{ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem};
+use crate::ports::{
+    ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem, UnreadableRecord,
+};
 
 /// Dentrix Ascend through `dentrix-client`.
 #[derive(Debug, Clone)]
@@ -61,7 +63,24 @@ impl PracticeSystem for DentrixPractice {
                 }
             })
             .collect();
-        Ok(PlanChanges::new(plans, changed.next_cursor.to_string()))
+        // Cases that could not be read: each a staff task naming the case and the field, while
+        // detection moves past them (docs/detection.md).
+        let unreadable = changed
+            .unreadable
+            .into_iter()
+            .map(|u| UnreadableRecord {
+                plan_id: u.id.map(Into::into),
+                marker: u
+                    .last_modified
+                    .unwrap_or_else(|| format!("listing position {}", u.position)),
+                field: u.error,
+            })
+            .collect();
+        Ok(PlanChanges {
+            plans,
+            unreadable,
+            next_cursor: changed.next_cursor.to_string(),
+        })
     }
 
     fn clamp_cursor(&self, cursor: &str, now: DateTime<Utc>) -> String {

@@ -323,9 +323,21 @@ fn summary_context(
     Ok(messaging::FinancingSummary {
         practice_name: practice.name.clone(),
         patient_first_name: patient.first_name.clone(),
+        // The lender's terms as it reported them, in the patient's language (email only: the
+        // text links to the page, which shows them).
+        promotional_terms: s.financed.as_ref().and_then(|_| {
+            let t = s.lender_terms.as_ref()?;
+            messaging::ApprovedTerms::reported_by_lender(
+                patient.preferred_language,
+                &lender_name,
+                t.promotion.as_deref(),
+                t.term_months,
+                t.apr_bps,
+                t.reference.as_deref(),
+            )
+        }),
         lender_name,
         approved_amount,
-        promotional_terms: None,
         first_payment_amount,
         first_payment_due,
         patient_page_link: url(&s.page_link)?,
@@ -611,6 +623,7 @@ mod tests {
             installments: Some(6),
             installment_interval: Some(InstallmentInterval::MONTHLY),
             page_link: "https://pay.example.test/p/TOKEN".into(),
+            lender_terms: None,
         }))
     }
 
@@ -653,6 +666,59 @@ mod tests {
             assert!(
                 body.contains("Smile Dental payment plan. Questions: (555) 010-0100."),
                 "{body}"
+            );
+        }
+    }
+
+    /// Sunbit financed $1,200.02 on a 12-month plan at 9.99 % APR, as it reported them.
+    fn financed_summary() -> MessageContent {
+        MessageContent::FinancingSummary(Box::new(SummaryContent {
+            total: Money::usd(150_002),
+            insurance: Money::usd(30_000),
+            patient_portion: Money::usd(120_002),
+            financed: Some(("Sunbit".into(), Money::usd(120_002))),
+            deposit: Money::usd(0),
+            deposit_link: None,
+            first_installment: None,
+            installments: None,
+            installment_interval: None,
+            page_link: "https://pay.example.test/p/TOKEN".into(),
+            lender_terms: Some(crate::ports::LenderTerms {
+                promotion: None,
+                term_months: Some(12),
+                apr_bps: Some(999),
+                reference: Some("p-1".into()),
+            }),
+        }))
+    }
+
+    #[test]
+    fn the_summary_email_states_the_lenders_reported_terms_in_the_patients_language_and_the_text_does_not()
+     {
+        let m = messenger();
+        for (lang, wanted) in [
+            (
+                Language::En,
+                "Your terms, as Sunbit reported them: a 12-month term; 9.99% APR.",
+            ),
+            (
+                Language::Es,
+                "Sus condiciones, según las informó Sunbit: plazo de 12 meses; tasa de porcentaje anual (APR) del 9.99 %.",
+            ),
+        ] {
+            let email = m
+                .render_email(&practice(), &patient(lang), &financed_summary())
+                .expect("render email");
+            for body in [&email.text, &email.html] {
+                assert!(body.contains(wanted), "{lang:?}: {body}");
+                assert!(body.contains("Sunbit"), "{lang:?}: {body}");
+            }
+            let sms = m
+                .render_sms(&practice(), &patient(lang), &financed_summary())
+                .expect("render sms");
+            assert!(
+                !sms.contains("APR") && !sms.contains('%'),
+                "{lang:?}: {sms}"
             );
         }
     }

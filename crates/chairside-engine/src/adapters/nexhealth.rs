@@ -73,6 +73,17 @@ impl PracticeSystem for NexHealthPractice {
                 accepted_at: Some(plan.updated_at),
             });
         }
+        // Plans that could not be read: each a staff task naming the plan and the field, while
+        // detection moves past them (docs/detection.md).
+        unreadable.extend(changed.unreadable.into_iter().map(|u| {
+            UnreadableRecord {
+                plan_id: u.id.map(Into::into),
+                marker: u
+                    .updated_at
+                    .unwrap_or_else(|| format!("listing position {}", u.position)),
+                field: u.error,
+            }
+        }));
         Ok(PlanChanges {
             plans,
             unreadable,

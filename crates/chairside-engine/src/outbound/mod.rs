@@ -18,6 +18,7 @@
 pub mod crm;
 pub mod events;
 pub mod sign;
+pub mod staff_alert;
 pub mod webhook;
 
 use std::fmt;

@@ -125,12 +125,14 @@ pub(crate) fn default_config() -> WorkflowConfig {
                         then_every: Duration::from_secs(10 * 60),
                         session_life: None,
                         remind_before_expiry: Duration::from_secs(10 * 60),
+                        staff_decides_within: None,
                     },
                 )
             })
             .collect(),
         payment_preference: chairside_workflow::PaymentPreference::PayLink,
         time_zone: None,
+        lender_names: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ mod detect;
 mod engine;
 mod fakes;
 mod harness;
+mod link_lenders;
 mod links;
 mod messages;
 mod outbound;

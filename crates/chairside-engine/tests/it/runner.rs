@@ -62,10 +62,10 @@ async fn an_accepted_plan_runs_to_done_with_one_customer_one_deposit_link_and_on
     assert_eq!(notes.len(), 1);
     let note = &notes[0].text;
     assert!(
-        note.contains("financing arranged (carecredit approved)"),
+        note.contains("financing arranged (CareCredit approved)"),
         "{note}"
     );
-    assert!(note.contains("Financed by carecredit: $800.00"), "{note}");
+    assert!(note.contains("Financed by CareCredit: $800.00"), "{note}");
     assert!(note.contains("Deposit: $200.00"), "{note}");
     assert!(
         note.contains(&customers[0].id) && note.contains(&sessions[0].id),
@@ -99,9 +99,14 @@ async fn an_accepted_plan_runs_to_done_with_one_customer_one_deposit_link_and_on
         summary.deposit_link.as_deref(),
         Some(sessions[0].url.as_str())
     );
+    // The lender by its display name, and its terms as it reported them with the approval.
     assert_eq!(
         summary.financed,
-        Some(("carecredit".into(), Money::usd(80_000)))
+        Some(("CareCredit".into(), Money::usd(80_000)))
+    );
+    assert_eq!(
+        summary.lender_terms.as_ref().and_then(|t| t.term_months),
+        Some(12)
     );
 
     // The lender saw the amount only: no prefill and no lookup in Texas without counsel.
@@ -194,7 +199,7 @@ async fn a_decline_moves_to_the_second_lender_which_approves() {
     assert!(
         notes[0]
             .text
-            .contains("Lenders asked: carecredit declined, sunbit approved.")
+            .contains("Lenders asked: CareCredit declined, Sunbit approved.")
     );
 }
 
@@ -483,8 +488,9 @@ async fn a_quiet_patient_gets_every_reminder_then_becomes_a_staff_task() {
     let tasks = w.tasks(&runner).await;
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].task.kind, TaskKind::PatientQuiet);
+    // The lender by the name patients know, never its id.
     assert!(
-        tasks[0].task.reason.contains("carecredit"),
+        tasks[0].task.reason.contains("CareCredit application"),
         "{}",
         tasks[0].task.reason
     );
@@ -497,6 +503,75 @@ async fn a_quiet_patient_gets_every_reminder_then_becomes_a_staff_task() {
     let notes = w.pms.notes();
     assert_eq!(notes.len(), 1);
     assert!(notes[0].text.contains("needs staff"), "{}", notes[0].text);
+}
+
+#[tokio::test]
+async fn resend_link_to_a_quiet_patient_opens_a_fresh_lender_session_under_a_new_reference() {
+    // Arrange: the patient went quiet at CareCredit; staff have the task.
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+    assert_eq!(w.tasks(&runner).await.len(), 1);
+    let first: Vec<_> = w
+        .carecredit
+        .requests()
+        .into_iter()
+        .map(|r| r.reference)
+        .collect();
+    assert_eq!(first.len(), 1);
+
+    // Act: "Resend link", through the one staff service, then the runner carries it out; the
+    // patient finishes this time.
+    let store = w.store().await;
+    chairside_engine::staff::StaffActions::new(&*store, "staff:alice")
+        .act(
+            chairside_engine::staff::StaffActions::new(&*store, "staff:alice")
+                .request(&id, chairside_workflow::StaffAction::ResendLink),
+            w.clock.now_utc(),
+        )
+        .await
+        .expect("resend admitted");
+    w.carecredit.on_status(Answer::ApproveCents(100_000));
+    w.settle(&runner).await;
+
+    // Assert: a second application under a new reference (a new session at the lender, not the
+    // lapsed one found again), a fresh link to the patient, and the plan financed.
+    let refs: Vec<_> = w
+        .carecredit
+        .requests()
+        .into_iter()
+        .map(|r| r.reference)
+        .collect();
+    assert_eq!(refs.len(), 2, "{refs:?}");
+    assert_ne!(refs[0], refs[1]);
+    for r in &refs {
+        let parsed = chairside_workflow::parse_application_reference(r.as_str()).expect("parses");
+        assert_eq!(parsed.workflow, id);
+        assert_eq!(parsed.lender, LenderId::new("carecredit"));
+        assert!(parsed.seq.is_some());
+    }
+    let sent = kinds(&w.messenger.sent_to(&patient(1).id));
+    assert_eq!(
+        sent.iter().filter(|k| **k == "application_link").count(),
+        2,
+        "{sent:?}"
+    );
+    let state = w.row(&runner, &id).await.state;
+    assert_eq!(
+        state.result.as_ref().and_then(|r| r.financed.clone()),
+        Some((LenderId::new("carecredit"), Money::usd(80_000)))
+    );
+    assert!(w.tasks_besides_settlement(&runner).await.is_empty());
+    let audit = chairside_engine::store::ReportStore::audit(&*store, &id)
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.kind == "staff_action" && a.actor == "staff:alice"),
+        "the resend is audited with who"
+    );
 }
 
 #[tokio::test]

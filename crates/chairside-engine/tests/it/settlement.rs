@@ -68,7 +68,7 @@ async fn the_lender_charge_runs_on_the_treatment_date_once_and_is_noted() {
     let notes = w.pms.notes_for(&id);
     assert_eq!(notes.len(), 2, "the outcome, then the charge: {notes:?}");
     assert!(
-        notes[1].text.contains("carecredit charged $800.00"),
+        notes[1].text.contains("CareCredit charged $800.00"),
         "{}",
         notes[1].text
     );
@@ -156,6 +156,6 @@ async fn a_permanent_lender_failure_is_noted_and_becomes_a_task() {
         t.task.kind == TaskKind::SystemError
             && t.task
                 .reason
-                .contains("carecredit charge of $800.00 failed")
+                .contains("CareCredit charge of $800.00 failed")
     }));
 }

@@ -340,3 +340,64 @@ async fn another_practices_or_an_unknown_workflow_is_refused_as_unknown() {
     );
     assert_eq!(written(&db, &id).await.open_tasks, 1);
 }
+
+#[tokio::test]
+async fn a_payment_task_beside_a_finished_workflow_can_be_marked_handled_and_nothing_else_changes()
+{
+    // Arrange: a done workflow with a failed-payment task raised beside it.
+    let db = db().await;
+    let failed = StaffTask {
+        kind: TaskKind::PaymentFailed,
+        reason: "a scheduled payment failed; Stripe retries it, and the patient was told".into(),
+    };
+    let id = workflow(&db, Status::Done, Some(failed)).await;
+    let actions = StaffActions::new(&*db.store, "staff:alice");
+
+    // Act
+    let retry = actions.retry(&id, mins(1)).await;
+    let handled = actions
+        .act(actions.request(&id, StaffAction::MarkHandled), mins(2))
+        .await;
+
+    // Assert: a retry is refused (nothing to retry), marking handled closes the task with an
+    // audit row by the actor; a second click is refused (the first is queued; once applied, no
+    // task is left to close).
+    assert!(matches!(
+        retry,
+        Err(StaffError::Refused(Refusal::NotWaitingOnStaff { .. }))
+    ));
+    let receipt = handled.expect("mark handled");
+    assert_eq!(receipt.tasks_resolved, 1);
+    let after = written(&db, &id).await;
+    assert_eq!(after.open_tasks, 0);
+    assert_eq!(after.staff_audit.len(), 1);
+    assert_eq!(after.staff_audit[0].0, "staff:alice");
+    let again = actions
+        .act(actions.request(&id, StaffAction::MarkHandled), mins(3))
+        .await;
+    assert!(matches!(again, Err(StaffError::Refused(_))), "{again:?}");
+}
+
+#[tokio::test]
+async fn resend_link_on_a_task_with_no_link_is_refused_instead_of_closing_the_task() {
+    // Arrange: bad data waits on staff; there is no link to resend.
+    let db = db().await;
+    let id = workflow(&db, Status::WaitingOnStaff, Some(bad_data())).await;
+    let before = written(&db, &id).await;
+    let actions = StaffActions::new(&*db.store, "staff:alice");
+
+    // Act
+    let result = actions
+        .act(actions.request(&id, StaffAction::ResendLink), mins(1))
+        .await;
+
+    // Assert: refused, and the task is still open.
+    assert!(
+        matches!(
+            result,
+            Err(StaffError::Refused(Refusal::NothingToResend { .. }))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(written(&db, &id).await, before);
+}

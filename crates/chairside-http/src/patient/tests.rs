@@ -646,6 +646,141 @@ async fn an_expired_deposit_link_is_replaced_when_the_patient_clicks_and_asked_f
     assert_eq!(requests, 1);
 }
 
+#[tokio::test]
+async fn the_page_shows_the_live_status_and_the_terms_the_lender_reported() {
+    // Arrange: Sunbit approved, with its plan's term and APR; the deposit unpaid.
+    let kit = Kit::new().await;
+    let mut done = kit.done_state("tx-terms");
+    done.offers = vec![financing_core::Offer {
+        lender: crate::testkit::sunbit(),
+        amount: financing_core::Money::usd(64_000),
+        promotion: Some("0% APR for 12 months".into()),
+        term_months: Some(12),
+        apr_bps: Some(0),
+        expires_at: None,
+        lender_reference: None,
+    }];
+    let wf = kit.seed(done).await;
+    // Act
+    let page = body_text(kit.send(get(&format!("/p/{}", kit.token(&wf)))).await).await;
+    // Assert
+    assert!(page.contains("status-approved"), "{page}");
+    assert!(
+        page.contains("Approved: your financing is arranged."),
+        "{page}"
+    );
+    for shown in ["0% APR for 12 months", "12 months", "0.00%", "Term", "APR"] {
+        assert!(page.contains(shown), "{shown} missing: {page}");
+    }
+    assert!(!page.contains("sunbit approved"), "raw id on the page");
+}
+
+#[tokio::test]
+async fn a_spanish_page_states_the_status_and_terms_in_spanish() {
+    let kit = Kit::new().await;
+    let mut done = kit.done_state("tx-terms-es");
+    done.offers = vec![financing_core::Offer {
+        lender: crate::testkit::sunbit(),
+        amount: financing_core::Money::usd(64_000),
+        promotion: None,
+        term_months: Some(24),
+        apr_bps: Some(999),
+        expires_at: None,
+        lender_reference: None,
+    }];
+    done.stripe.customer_id = Some("cus_1".into());
+    done.stripe.deposit_paid = true;
+    done.patient_id = PatientId::new("pat-es");
+    let wf = kit.seed(done).await;
+    let page = body_text(kit.send(get(&format!("/p/{}", kit.token(&wf)))).await).await;
+    assert!(
+        page.contains("Pagado: gracias, recibimos su pago."),
+        "{page}"
+    );
+    assert!(page.contains("24 meses"), "{page}");
+    assert!(page.contains("9.99 %"), "{page}");
+    assert!(page.contains("status-paid"), "{page}");
+}
+
+#[tokio::test]
+async fn a_lapsed_lender_session_offers_start_again_which_is_queued_once_and_never_the_dead_link() {
+    // Arrange: the Sunbit session lapsed a minute ago; the lender has not said so yet.
+    let kit = Kit::new().await;
+    let mut lapsed = kit.financing_state(smile(), "tx-lapse", "pat-1");
+    if let chairside_workflow::Stage::Financing(c) = &mut lapsed.stage
+        && let chairside_workflow::LenderPhase::AwaitingPatient { session, .. } = &mut c.phase
+    {
+        session.expires_at = Some(kit.now() - chrono::Duration::minutes(1));
+    }
+    let wf = kit.seed(lapsed).await;
+    let token = kit.token(&wf);
+    // Act
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await)
+        .await
+        .replace("&#x2f;", "/");
+    let apply = kit.send(get(&format!("/p/{token}/apply"))).await;
+    let first = kit
+        .send(post_form(
+            &format!("/p/{token}/restart"),
+            String::new(),
+            None,
+        ))
+        .await;
+    let second = kit
+        .send(post_form(
+            &format!("/p/{token}/restart"),
+            String::new(),
+            None,
+        ))
+        .await;
+    // Assert: the page says the session ended and offers a fresh one, not the lapsed link.
+    assert!(page.contains("status-session_lapsed"), "{page}");
+    assert!(page.contains("Your Sunbit session ended"), "{page}");
+    assert!(
+        page.contains(&format!(r#"action="/p/{token}/restart""#)),
+        "{page}"
+    );
+    assert!(!page.contains("Continue the application"), "{page}");
+    assert_eq!(apply.status(), StatusCode::SEE_OTHER);
+    assert_eq!(apply.headers()["location"], format!("/p/{token}").as_str());
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        first.headers()["location"],
+        format!("/p/{token}?restarting=1").as_str()
+    );
+    assert_eq!(second.status(), StatusCode::SEE_OTHER);
+    let requests = kit
+        .inbox(&wf)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, Event::LenderSessionRequested))
+        .count();
+    assert_eq!(requests, 1, "one request while it waits");
+    // While the fresh session opens, the page says so and reloads itself.
+    let waiting = body_text(kit.send(get(&format!("/p/{token}?restarting=1"))).await).await;
+    assert!(waiting.contains(r#"http-equiv="refresh""#), "{waiting}");
+    assert!(waiting.contains("fresh application"), "{waiting}");
+}
+
+#[tokio::test]
+async fn start_again_on_a_live_session_queues_nothing() {
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-live").await;
+    let token = kit.token(&wf);
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await).await;
+    assert!(page.contains("status-applying"), "{page}");
+    assert!(!page.contains("/restart"), "{page}");
+    let res = kit
+        .send(post_form(
+            &format!("/p/{token}/restart"),
+            String::new(),
+            None,
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(kit.inbox(&wf).await.is_empty());
+}
+
 /// A card-on-file workflow: its card-saving link made, no pay link, the deposit due.
 async fn card_on_file(kit: &Kit, plan: &str) -> WorkflowId {
     kit.seed(card_on_file_state(kit, plan)).await

@@ -52,10 +52,12 @@ async fn signing_in_sets_a_strict_http_only_secure_cookie_and_lists_todays_plans
     let page = body_text(res).await;
     assert!(page.contains("Smile Dental Test"));
     assert!(page.contains("T.M."));
+    // Lenders by the name patients know, never the raw id.
     assert!(
-        page.contains("sunbit: waiting on patient (0 reminders)"),
+        page.contains("Sunbit: waiting on patient (0 reminders)"),
         "{page}"
     );
+    assert!(!page.contains("sunbit: waiting"), "{page}");
     assert!(page.contains(mine.as_str()));
     assert!(
         !page.contains(theirs.as_str()),
@@ -874,4 +876,120 @@ async fn a_given_up_delivery_shows_on_the_dashboard_and_in_the_log_and_can_be_se
     };
     assert_eq!(status(&mine), "pending");
     assert_eq!(status(&theirs), "failed");
+}
+
+/// A workflow waiting for staff to record Cherry's decision (a link-only lender).
+fn at_cherry(kit: &Kit) -> chairside_workflow::WorkflowState {
+    let mut s = kit.financing_state(smile(), "tx-1", "pat-1");
+    if let chairside_workflow::Stage::Financing(c) = &mut s.stage {
+        c.lender = financing_core::LenderId::new("cherry");
+        if let chairside_workflow::LenderPhase::AwaitingPatient { session, .. } = &mut c.phase {
+            session.decide_by = Some(kit.now() + chrono::Duration::days(2));
+        }
+    }
+    s
+}
+
+#[tokio::test]
+async fn a_link_only_lenders_decision_is_recorded_from_the_workflow_page_and_audited() {
+    let kit = Kit::new().await;
+    let wf = kit.seed(at_cherry(&kit)).await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let page = body_text(
+        kit.send(with_cookie(
+            get(&format!("/staff/workflows/{wf}")),
+            &session,
+        ))
+        .await,
+    )
+    .await;
+    assert!(page.contains(r#"value="record_lender_decision""#), "{page}");
+    assert!(page.contains("$640.00 asked"), "{page}");
+
+    // A form without an amount for an approval, or a counteroffer at the amount asked: refused,
+    // nothing queued.
+    for (outcome, amount, status) in [
+        ("approved", "", StatusCode::BAD_REQUEST),
+        ("approved", "six hundred", StatusCode::BAD_REQUEST),
+        ("maybe", "600", StatusCode::BAD_REQUEST),
+        ("counteroffer", "640.00", StatusCode::CONFLICT),
+    ] {
+        let res = kit
+            .send(post_form(
+                &format!("/staff/workflows/{wf}/actions"),
+                form(&[
+                    ("csrf", &csrf),
+                    ("action", "record_lender_decision"),
+                    ("lender", "cherry"),
+                    ("outcome", outcome),
+                    ("amount", amount),
+                ]),
+                Some(&session),
+            ))
+            .await;
+        assert_eq!(res.status(), status, "{outcome} {amount}");
+    }
+    assert!(kit.inbox(&wf).await.is_empty());
+
+    let res = kit
+        .send(post_form(
+            &format!("/staff/workflows/{wf}/actions"),
+            form(&[
+                ("csrf", &csrf),
+                ("action", "record_lender_decision"),
+                ("lender", "cherry"),
+                ("outcome", "counteroffer"),
+                ("amount", "$500.00"),
+            ]),
+            Some(&session),
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let inbox = kit.inbox(&wf).await;
+    assert!(
+        matches!(
+            inbox.as_slice(),
+            [Event::LenderDecided { lender, decision: financing_core::Decision::PartiallyApproved { offer, requested, .. } }]
+                if lender.as_str() == "cherry" && offer.amount == financing_core::Money::usd(50_000) && *requested == financing_core::Money::usd(64_000)
+        ),
+        "{inbox:?}"
+    );
+    let audit = kit.store.audit(&wf).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.kind == "staff_action"
+            && a.actor == "staff:alice"
+            && a.detail == "record_lender_decision: cherry counteroffer $500.00"),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lender_with_an_api_takes_no_staff_recorded_decision() {
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let page = body_text(
+        kit.send(with_cookie(
+            get(&format!("/staff/workflows/{wf}")),
+            &session,
+        ))
+        .await,
+    )
+    .await;
+    assert!(!page.contains("record_lender_decision"));
+    let res = kit
+        .send(post_form(
+            &format!("/staff/workflows/{wf}/actions"),
+            form(&[
+                ("csrf", &csrf),
+                ("action", "record_lender_decision"),
+                ("lender", "sunbit"),
+                ("outcome", "approved"),
+                ("amount", "640"),
+            ]),
+            Some(&session),
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert!(kit.inbox(&wf).await.is_empty());
 }

@@ -505,6 +505,16 @@ fn an_unpaid_checkout_session_failures_and_a_completed_schedule_map_as_the_workf
 
 #[test]
 fn references_split_at_the_first_dash_into_workflow_and_lender() {
+    // One reference per attempt: the sequence number between the workflow and the lender.
+    assert_eq!(
+        split_reference(&format!("{WF}-12-sunbit")),
+        Some((WorkflowId::new(WF), sunbit()))
+    );
+    assert_eq!(
+        split_reference(&format!("{WF}-3-acme-lending")),
+        Some((WorkflowId::new(WF), LenderId::new("acme-lending")))
+    );
+    // Older references without an attempt still parse.
     assert_eq!(
         split_reference(&format!("{WF}-sunbit")),
         Some((WorkflowId::new(WF), sunbit()))
@@ -536,7 +546,7 @@ fn prequal(event: &str, wf: &WorkflowId, approved: &str) -> String {
         "eventType": event,
         "payload": {
             "purchaseId": "purchase-1",
-            "referral": format!("{wf}-sunbit"),
+            "referral": format!("{wf}-7-sunbit"),
             "approvalAmount": approved,
             "purchaseAmountEntered": "640.00"
         }
@@ -575,6 +585,22 @@ async fn a_sunbit_prequalification_becomes_a_lender_decision_judged_against_the_
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_sunbit_event_for_an_earlier_session_of_the_same_workflow_decides_nothing() {
+    // Arrange: the workflow's current Sunbit session is attempt 7; an event arrives for attempt
+    // 4, a session that lapsed before the patient started again.
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let old = prequal("PREQUAL_APPROVED", &wf, "500.00").replace("-7-sunbit", "-4-sunbit");
+    // Act
+    let res = kit
+        .send(sunbit_request(&old, SUNBIT_SECRET, now_secs()))
+        .await;
+    // Assert: recorded (a 2xx, so Sunbit does not redeliver) but nothing for the workflow.
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(kit.inbox(&wf).await.is_empty());
 }
 
 #[tokio::test]

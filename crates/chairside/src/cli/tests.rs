@@ -114,6 +114,7 @@ fn workflow_config() -> WorkflowConfig {
         lender_schedules: Vec::new(),
         payment_preference: chairside_workflow::PaymentPreference::PayLink,
         time_zone: None,
+        lender_names: Vec::new(),
     }
 }
 

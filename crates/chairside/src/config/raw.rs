@@ -204,6 +204,15 @@ pub(super) struct RawPractice {
     pub(super) reminders: Option<RawReminders>,
     pub(super) policy: Option<RawPolicy>,
     pub(super) notice: Option<RawNotice>,
+    pub(super) staff_alerts: Option<RawStaffAlerts>,
+}
+
+/// `[practices.staff_alerts]`: new staff tasks emailed to the practice's staff mailbox.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a [practices.staff_alerts] section")]
+pub(super) struct RawStaffAlerts {
+    pub(super) to: Option<String>,
+    pub(super) tasks: Option<Vec<String>>,
 }
 
 /// `[practices.notice]`: the practice's own notice before any lender link, per language.
@@ -265,6 +274,23 @@ pub(super) struct RawLenders {
     pub(super) in_house_fallback: Option<Flag>,
     pub(super) carecredit: Option<RawCareCredit>,
     pub(super) sunbit: Option<RawSunbit>,
+    pub(super) cherry: Option<RawLinkLender>,
+    pub(super) alphaeon: Option<RawLinkLender>,
+    pub(super) lendingclub: Option<RawLinkLender>,
+}
+
+/// `[practices.lenders.cherry]`, `[practices.lenders.alphaeon]`, `[practices.lenders.lendingclub]`:
+/// a lender without an API, run from the practice's own link (docs/lenders.md).
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a link-only lender section")]
+pub(super) struct RawLinkLender {
+    pub(super) application_link: Option<String>,
+    pub(super) display_name: Option<String>,
+    pub(super) decide_within: Option<String>,
+    pub(super) disclosure_en: Option<String>,
+    pub(super) disclosure_es: Option<String>,
+    pub(super) min: Option<String>,
+    pub(super) max: Option<String>,
 }
 
 /// `[practices.lenders.carecredit]`.

@@ -484,6 +484,42 @@ pub struct LenderSettings {
     pub carecredit: Option<CareCreditSettings>,
     /// Sunbit, when configured.
     pub sunbit: Option<SunbitSettings>,
+    /// The link-only lenders configured (Cherry, Alphaeon Credit, LendingClub Patient Solutions),
+    /// in file order.
+    pub link_only: Vec<LinkLenderSettings>,
+}
+
+/// `[practices.lenders.cherry]` (and `alphaeon`, `lendingclub`): a lender without an API. The
+/// patient gets `application_link`; staff record the decision; after `decide_within` without one
+/// the waterfall moves on with a task (docs/lenders.md).
+#[derive(Clone, Debug)]
+pub struct LinkLenderSettings {
+    /// Which lender.
+    pub lender: financing_core::link_only::KnownLinkLender,
+    /// The name shown to staff and patients.
+    pub display_name: String,
+    /// The practice's own application link.
+    pub application_link: Url,
+    /// How long to wait for staff to record the decision.
+    pub decide_within: std::time::Duration,
+    /// The disclosure shown beside the link and the approval, per language (the shipped default
+    /// unless configured).
+    pub disclosure: std::collections::HashMap<financing_core::Language, String>,
+    /// The amounts sent to this lender.
+    pub limits: AmountLimits,
+}
+
+impl LinkLenderSettings {
+    /// The terms the provider runs with.
+    pub fn terms(&self) -> financing_core::link_only::LinkOnlyTerms {
+        financing_core::link_only::LinkOnlyTerms {
+            lender: LenderId::new(self.lender.id()),
+            display_name: self.display_name.clone(),
+            application_link: self.application_link.clone(),
+            decide_within: self.decide_within,
+            limits: self.limits,
+        }
+    }
 }
 
 impl LenderSettings {
@@ -492,7 +528,11 @@ impl LenderSettings {
         match lender.as_str() {
             "carecredit" => self.carecredit.as_ref().map(|c| c.limits),
             "sunbit" => self.sunbit.as_ref().map(|s| s.limits),
-            _ => None,
+            other => self
+                .link_only
+                .iter()
+                .find(|l| l.lender.id() == other)
+                .map(|l| l.limits),
         }
         .unwrap_or(AmountLimits::NONE)
     }
@@ -625,6 +665,19 @@ pub struct PracticeSettings {
     /// The practice's own notice before any lender link (`[practices.notice]`), per language;
     /// empty for the shipped default of its state (California, New York).
     pub lender_notice: std::collections::HashMap<financing_core::Language, String>,
+    /// New staff tasks emailed to the practice's staff mailbox (`[practices.staff_alerts]`);
+    /// `None`: no alerts (the dashboard only).
+    pub staff_alerts: Option<StaffAlertSettings>,
+}
+
+/// `[practices.staff_alerts]`.
+#[derive(Clone, Debug)]
+pub struct StaffAlertSettings {
+    /// The practice's staff mailbox: each new task is emailed there once (initials and the
+    /// plan's id only; the rest is in the dashboard).
+    pub to: messaging::EmailAddress,
+    /// Only these task kinds (`counteroffer`, `patient_quiet`, ...); `None`: every task.
+    pub tasks: Option<Vec<String>>,
 }
 
 impl PracticeSettings {
@@ -651,6 +704,7 @@ impl PracticeSettings {
             lender_schedules: Vec::new(),
             payment_preference: self.payments.preference,
             time_zone: Some(self.time_zone.name().to_owned()),
+            lender_names: Vec::new(),
         }
     }
 

@@ -95,6 +95,7 @@ host = "smtp.smile.example"
 from = "frontdesk@smile.example"
 "#;
 
+mod link_lenders;
 mod outbound;
 
 fn problem_for<'r>(report: &'r ConfigReport, path: &str) -> &'r Problem {
@@ -145,8 +146,15 @@ fn the_documented_example_parses_into_typed_sections() {
     assert_eq!(dentrix.client_secret.expose_secret(), "SECRET_dentrix");
     assert_eq!(
         practice.lenders.order,
-        vec![LenderId::new("carecredit"), LenderId::new("sunbit")]
+        vec![
+            LenderId::new("carecredit"),
+            LenderId::new("sunbit"),
+            LenderId::new("cherry")
+        ]
     );
+    let cherry = &practice.lenders.link_only[0];
+    assert_eq!(cherry.lender.id(), "cherry");
+    assert_eq!(cherry.decide_within, Duration::from_secs(3 * 86_400));
     let cc = practice.lenders.carecredit.as_ref().expect("carecredit");
     assert_eq!(cc.merchant_number.as_str(), "5348120000000001");
     assert_eq!(cc.limits.min, Some(Money::usd(20_000)));
@@ -156,7 +164,7 @@ fn the_documented_example_parses_into_typed_sections() {
 
     let workflow = config.workflow_config(practice);
     assert_eq!(workflow.deposit, DepositRule::BasisPoints(1_000));
-    assert_eq!(workflow.waterfall.slots().len(), 2);
+    assert_eq!(workflow.waterfall.slots().len(), 3);
     assert_eq!(
         workflow.waterfall.policy().on_partial,
         PartialApprovalRule::ContinueForFullCoverage
@@ -1169,4 +1177,40 @@ fn the_payment_preference_defaults_to_a_pay_link_and_takes_card_on_file() {
             .contains("card_on_file"),
         "{report}"
     );
+}
+
+#[test]
+fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_path() {
+    // A mailbox and some task kinds.
+    let text = format!(
+        "{MINIMAL}\n[practices.staff_alerts]\nto = \"frontdesk@smile.example\"\ntasks = [\"counteroffer\", \"patient_quiet\"]\n"
+    );
+    let config = load(&text, &env_with(&[])).expect("valid");
+    let alerts = config.practices[0]
+        .staff_alerts
+        .as_ref()
+        .expect("staff alerts");
+    assert_eq!(alerts.to.as_str(), "frontdesk@smile.example");
+    assert_eq!(
+        alerts.tasks.as_deref(),
+        Some(&["counteroffer".to_owned(), "patient_quiet".to_owned()][..])
+    );
+    // Left out: none.
+    assert!(
+        load(MINIMAL, &env_with(&[])).expect("valid").practices[0]
+            .staff_alerts
+            .is_none()
+    );
+    // Not an address, not a task kind: both named.
+    let bad =
+        format!("{MINIMAL}\n[practices.staff_alerts]\nto = \"front desk\"\ntasks = [\"urgent\"]\n");
+    let report = load(&bad, &env_with(&[]))
+        .expect_err("bad alerts")
+        .to_string();
+    assert!(report.contains("practices[0].staff_alerts.to"), "{report}");
+    assert!(
+        report.contains("practices[0].staff_alerts.tasks"),
+        "{report}"
+    );
+    assert!(report.contains("'urgent': not a task kind"), "{report}");
 }

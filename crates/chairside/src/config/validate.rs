@@ -17,14 +17,15 @@ use toml::{Table, Value};
 use url::Url;
 
 use chairside_engine::store::crypto::DataKey;
+use chairside_workflow::TaskKind;
 
 use super::duration::{parse_duration, positive_duration};
 use super::env::{Environment, SecretSource, apply_overrides, non_empty, read_secret};
 use super::raw::{
     Flag, Int, List, Literal, RawCareCredit, RawConfig, RawDentrix, RawDetection, RawHttp,
-    RawLenders, RawLogin, RawNexHealth, RawNotice, RawOpenDental, RawPayments, RawPolicy,
-    RawPractice, RawPreviousKey, RawReminders, RawRunner, RawSmtp, RawStaff, RawStore, RawStripe,
-    RawSunbit, RawTwilio,
+    RawLenders, RawLinkLender, RawLogin, RawNexHealth, RawNotice, RawOpenDental, RawPayments,
+    RawPolicy, RawPractice, RawPreviousKey, RawReminders, RawRunner, RawSmtp, RawStaff,
+    RawStaffAlerts, RawStore, RawStripe, RawSunbit, RawTwilio,
 };
 use super::read::{Unknown, field_names, join, read, unknown_key_message};
 use super::report::{ConfigReport, Problem};
@@ -33,9 +34,10 @@ use super::values::{
 };
 use super::{
     CareCreditSettings, Config, DentrixSettings, DetectionSettings, HttpSettings, KNOWN_LENDERS,
-    LenderSettings, NexHealthSettings, OpenDentalSettings, PaymentSettings, PmsSettings,
-    PracticeSettings, ReminderSettings, RunnerSettings, SmtpSettings, StaffLogin, StoreSettings,
-    StoreView, StripeSettings, SunbitSettings, TwilioSettings,
+    LenderSettings, LinkLenderSettings, NexHealthSettings, OpenDentalSettings, PaymentSettings,
+    PmsSettings, PracticeSettings, ReminderSettings, RunnerSettings, SmtpSettings,
+    StaffAlertSettings, StaffLogin, StoreSettings, StoreView, StripeSettings, SunbitSettings,
+    TwilioSettings,
 };
 
 /// Checks a whole configuration.

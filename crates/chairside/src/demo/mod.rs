@@ -54,6 +54,9 @@ pub struct Row {
     pub expected: String,
     /// Each lender asked and its answer, in order.
     pub lenders: String,
+    /// Texts the sandbox's Twilio recorded to the patient's mobile (the patient consented to
+    /// texts, or none go out).
+    pub texts: usize,
 }
 
 fn self_pay(state: &WorkflowState) -> Money {
@@ -88,6 +91,7 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                 ok: false,
                 expected: expected.describe(),
                 lenders: String::new(),
+                texts: 0,
             },
             Some(s) => {
                 // Outcome notes (one per workflow outcome); payment, refund and settlement
@@ -102,18 +106,26 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                             .any(|h| n.text.contains(&format!("Chairside: {h}")))
                     })
                     .count();
+                // The sandbox Twilio's own record of what reached the patient's phone.
+                let texts = match world.store.patient(&case.practice, &s.patient_id).await? {
+                    Some(contact) => contact
+                        .mobile_phone
+                        .as_deref()
+                        .map_or(0, |phone| world.sandbox.twilio().messages_to(phone).len()),
+                    None => 0,
+                };
                 let path = match (&s.staff_task, &s.result) {
                     (Some(t), _) if s.status == chairside_workflow::Status::WaitingOnStaff => {
                         format!("staff: {}", t.kind.label())
                     }
-                    (_, Some(r)) => r.path.clone(),
+                    (_, Some(r)) => s.outcome_label().unwrap_or_else(|| r.path.clone()),
                     _ => s.stage_label(),
                 };
                 let financed = s
                     .result
                     .as_ref()
                     .and_then(|r| r.financed.clone())
-                    .map_or_else(|| "-".into(), |(l, m)| format!("{m} {l}"));
+                    .map_or_else(|| "-".into(), |(l, m)| format!("{m} {}", s.lender_name(&l)));
                 let st = &s.stripe;
                 // Card on file: the saved card, and what its deposit charge came to.
                 let card = st
@@ -163,9 +175,10 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                     lenders: s
                         .attempts
                         .iter()
-                        .map(|a| format!("{} {}", a.lender, a.outcome.label()))
+                        .map(|a| format!("{} {}", s.lender_name(&a.lender), a.outcome.label()))
                         .collect::<Vec<_>>()
                         .join(", "),
+                    texts,
                 }
             }
         };
@@ -211,7 +224,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
 /// Prints the table and a summary; returns true when every row is as expected.
 #[allow(clippy::print_stdout)] // the demo's output is the table
 pub fn print(rows: &[Row], problems: &[String], elapsed: Duration) -> bool {
-    let widths = [30, 28, 30, 24, 10, 40, 5, 8];
+    let widths = [30, 28, 30, 24, 10, 40, 5, 5, 8];
     let header = [
         "plan",
         "persona",
@@ -220,9 +233,10 @@ pub fn print(rows: &[Row], problems: &[String], elapsed: Duration) -> bool {
         "self-pay",
         "stripe",
         "notes",
+        "texts",
         "o2l",
     ];
-    let line = |cells: [&str; 8]| {
+    let line = |cells: [&str; 9]| {
         let mut out = String::new();
         for (cell, w) in cells.iter().zip(widths) {
             let cell: String = cell.chars().take(w).collect();
@@ -254,6 +268,7 @@ pub fn print(rows: &[Row], problems: &[String], elapsed: Duration) -> bool {
                 &r.self_pay,
                 &r.stripe,
                 &r.notes.to_string(),
+                &r.texts.to_string(),
                 &o2l
             ])
         );

@@ -448,6 +448,7 @@ pub fn demo_lender_schedules(options: &WorldOptions) -> Vec<(LenderId, PollSched
         then_every: options.poll_every,
         session_life: Some(life),
         remind_before_expiry: options.reminder_every,
+        staff_decides_within: None,
     };
     vec![
         (
@@ -514,6 +515,7 @@ pub fn demo_config(
             location_id: LocationId::new(format!("{}-main", spec.id)),
             phone: DEMO_PHONE.into(),
             email: email.clone(),
+            staff_alerts: None,
             // Inbound texts are routed by the number they were sent to.
             sms_from: Some(
                 messaging::PhoneNumber::parse(&format!("+1512555{:04}", 200 + n))
@@ -545,6 +547,7 @@ pub fn demo_config(
                     webhook_secret: Some(cfg.sunbit.webhook_secret.clone()),
                     limits: AmountLimits::NONE,
                 }),
+                link_only: Vec::new(),
             },
             payments: PaymentSettings {
                 deposit: DepositRule::BasisPoints(1_000),

@@ -186,7 +186,7 @@ async fn a_next_cursor_that_does_not_advance_is_a_decode_error_not_a_loop() {
 }
 
 #[tokio::test]
-async fn a_case_without_last_modified_is_a_decode_error_naming_the_field() {
+async fn a_case_without_last_modified_is_set_apart_naming_the_field_and_the_others_are_kept() {
     // Arrange
     let server = server().await;
     let body = envelope(json!([
@@ -195,48 +195,119 @@ async fn a_case_without_last_modified_is_a_decode_error_naming_the_field() {
     ]));
     Mock::given(method("GET"))
         .and(path(api("txcases")))
+        .and(query_param_is_missing("lastId"))
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // The page was full: the listing goes on after the unreadable case's id.
+    Mock::given(method("GET"))
+        .and(path(api("txcases")))
+        .and(query_param("lastId", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(json!([]))))
         .expect(1)
         .mount(&server)
         .await;
 
     // Act
-    let err = client(&server)
+    let changed = client(&server)
         .list_changed_txcases(&SyncCursor::beginning())
         .await
-        .unwrap_err();
+        .unwrap();
 
     // Assert
     assert_eq!(
-        err.to_string(),
+        changed
+            .cases
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["1"]
+    );
+    assert_eq!(changed.unreadable.len(), 1);
+    let bad = &changed.unreadable[0];
+    assert_eq!(bad.id, Some(TxCaseId::new("2")));
+    assert_eq!(bad.last_modified, None);
+    assert_eq!(
+        bad.error,
         "txcases: cannot decode `data[1].lastModified`: missing"
     );
-    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert_eq!(
+        changed.next_cursor,
+        SyncCursor::since(at("2030-01-01T00:00:00Z"))
+    );
 }
 
 #[tokio::test]
-async fn an_unreadable_last_modified_is_a_decode_error_naming_the_field() {
-    // Arrange
+async fn hostile_cases_are_each_set_apart_by_id_and_field_across_pages() {
+    // Arrange: page 1 holds a null, a case whose status is a number and a good one; page 2 an
+    // unreadable date (its raw time still moves the cursor when it reads) and a good one.
     let server = server().await;
-    let body = envelope(json!([
-        { "id": 1, "status": "NEW", "patient": { "id": 1 }, "lastModified": "last Tuesday" }
-    ]));
     Mock::given(method("GET"))
         .and(path(api("txcases")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .and(query_param_is_missing("lastId"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(json!([
+            null,
+            { "id": 11, "status": 7, "patient": { "id": 1 }, "lastModified": "2030-01-02T00:00:00Z" },
+        ]))))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(api("txcases")))
+        .and(query_param("lastId", "11"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(json!([
+            { "id": 12, "status": "ACCEPTED", "patient": { "id": 2 }, "lastModified": "2030-01-03T00:00:00Z", "expirationDate": "soon" },
+            { "id": 13, "status": "ACCEPTED", "patient": { "id": 3 }, "lastModified": "2030-01-01T00:00:00Z" },
+        ]))))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(api("txcases")))
+        .and(query_param("lastId", "13"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(json!([]))))
         .mount(&server)
         .await;
 
     // Act
-    let err = client(&server)
+    let changed = client(&server)
         .list_changed_txcases(&SyncCursor::beginning())
         .await
-        .unwrap_err();
+        .unwrap();
 
     // Assert
     assert_eq!(
-        err.to_string(),
-        "txcases: cannot decode `data[0].lastModified`: not a date we can read"
+        changed
+            .cases
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["13"]
+    );
+    let bad: Vec<(Option<&str>, &str)> = changed
+        .unreadable
+        .iter()
+        .map(|u| (u.id.as_ref().map(TxCaseId::as_str), u.error.as_str()))
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            (None, "txcases: cannot decode `data[0]`: wrong JSON type"),
+            (
+                Some("11"),
+                "txcases: cannot decode `data[1].status`: wrong JSON type"
+            ),
+            (
+                Some("12"),
+                "txcases: cannot decode `data[2].expirationDate`: not a date we can read"
+            ),
+        ]
+    );
+    // The latest time read, the unreadable cases' included: they are not listed again.
+    assert_eq!(
+        changed.next_cursor,
+        SyncCursor::since(at("2030-01-03T00:00:00Z"))
     );
 }
 

@@ -127,6 +127,65 @@ impl fmt::Debug for ApprovedTerms {
 }
 
 impl ApprovedTerms {
+    /// The terms a lender reported with its approval of this patient's financing, worded in
+    /// `lang`: the lender's promotion verbatim, the term in months and the APR, with a line
+    /// saying the lender's agreement governs. These are the patient's own approved terms as the
+    /// lender stated them (the lender's copy), never composed or advertised by Chairside. `None`
+    /// when the lender reported none.
+    pub fn reported_by_lender(
+        lang: Language,
+        lender_name: &str,
+        promotion: Option<&str>,
+        term_months: Option<u16>,
+        apr_bps: Option<u32>,
+        reference: Option<&str>,
+    ) -> Option<Self> {
+        let es = lang == Language::Es;
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(p) = promotion.map(str::trim).filter(|p| !p.is_empty()) {
+            parts.push(p.to_owned());
+        }
+        if let Some(m) = term_months {
+            parts.push(if es {
+                format!("plazo de {m} meses")
+            } else {
+                format!("a {m}-month term")
+            });
+        }
+        if let Some(bps) = apr_bps {
+            let rate = format!("{}.{:02}", bps / 100, bps % 100);
+            parts.push(if es {
+                format!("tasa de porcentaje anual (APR) del {rate} %")
+            } else {
+                format!("{rate}% APR")
+            });
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        let joined = parts.join("; ");
+        let (summary, disclosure) = if es {
+            (
+                format!("Sus condiciones, según las informó {lender_name}: {joined}."),
+                format!(
+                    "Estas son las condiciones que {lender_name} aprobó para usted. Su contrato con {lender_name} establece las condiciones completas y es el que rige."
+                ),
+            )
+        } else {
+            (
+                format!("Your terms, as {lender_name} reported them: {joined}."),
+                format!(
+                    "These are the terms {lender_name} approved for you. Your {lender_name} agreement states the full terms and governs."
+                ),
+            )
+        };
+        Some(Self {
+            summary,
+            disclosure,
+            approval_reference: reference.unwrap_or("lender-reported").to_owned(),
+        })
+    }
+
     fn sample() -> Self {
         Self {
             summary: "Sample promotional terms, approved copy.".into(),

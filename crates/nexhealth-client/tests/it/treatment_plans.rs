@@ -222,7 +222,7 @@ async fn a_next_cursor_that_does_not_advance_is_a_decode_error_not_a_loop() {
 }
 
 #[tokio::test]
-async fn a_malformed_fee_names_the_field_and_not_the_value() {
+async fn a_malformed_fee_sets_its_plan_apart_naming_the_field_and_not_the_value() {
     // Arrange
     let server = server().await;
     let mut page = fixture("treatment_plans_page1.json");
@@ -234,22 +234,33 @@ async fn a_malformed_fee_names_the_field_and_not_the_value() {
         .await;
 
     // Act
-    let err = client(&server)
+    let changed = client(&server)
         .list_changed_treatment_plans(&SyncCursor::beginning(), None)
         .await
-        .unwrap_err();
+        .unwrap();
 
-    // Assert
-    let shown = format!("{err} {err:?}");
+    // Assert: the plan beside it is still listed.
     assert_eq!(
-        err.to_string(),
+        changed
+            .plans
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>(),
+        ["424"]
+    );
+    assert_eq!(changed.unreadable.len(), 1);
+    let bad = &changed.unreadable[0];
+    assert_eq!(bad.id, Some(TreatmentPlanId::new("423")));
+    assert_eq!(bad.updated_at.as_deref(), Some("2030-06-05T20:16:57.007Z"));
+    assert_eq!(
+        bad.error,
         "treatment_plans: cannot decode `data[0].procedures[1].fee.amount`: not a money amount"
     );
-    assert!(!shown.contains("65,00"));
+    assert!(!format!("{changed:?}").contains("65,00"));
 }
 
 #[tokio::test]
-async fn a_procedure_without_a_fee_or_a_plan_without_updated_at_names_the_field() {
+async fn a_procedure_without_a_fee_or_a_plan_without_updated_at_is_set_apart_naming_the_field() {
     // Arrange
     let server = server().await;
     let mut page = fixture("treatment_plans_page1.json");
@@ -267,7 +278,7 @@ async fn a_procedure_without_a_fee_or_a_plan_without_updated_at_names_the_field(
         .and(query_param("status", "proposed"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "code": true,
-            "data": [ { "id": 9, "status": "proposed" } ],
+            "data": [ { "id": 9, "status": "proposed" }, null ],
             "page_info": { "has_next_page": false }
         })))
         .mount(&server)
@@ -278,21 +289,50 @@ async fn a_procedure_without_a_fee_or_a_plan_without_updated_at_names_the_field(
     let no_fee = client
         .list_changed_treatment_plans(&SyncCursor::beginning(), Some(&PlanStatus::Accepted))
         .await
-        .unwrap_err();
+        .unwrap();
     let no_update = client
         .list_changed_treatment_plans(&SyncCursor::beginning(), Some(&PlanStatus::Proposed))
         .await
-        .unwrap_err();
+        .unwrap();
 
     // Assert
     assert_eq!(
-        no_fee.to_string(),
-        "treatment_plans: cannot decode `data[0].procedures[0].fee`: missing"
+        no_fee
+            .unreadable
+            .iter()
+            .map(|u| u.error.as_str())
+            .collect::<Vec<_>>(),
+        ["treatment_plans: cannot decode `data[0].procedures[0].fee`: missing"]
     );
+    let bad: Vec<(usize, Option<&str>, &str)> = no_update
+        .unreadable
+        .iter()
+        .map(|u| {
+            (
+                u.position,
+                u.id.as_ref().map(TreatmentPlanId::as_str),
+                u.error.as_str(),
+            )
+        })
+        .collect();
     assert_eq!(
-        no_update.to_string(),
-        "treatment_plans: cannot decode `data[0].updated_at`: missing"
+        bad,
+        [
+            (
+                0,
+                Some("9"),
+                "treatment_plans: cannot decode `data[0].updated_at`: missing"
+            ),
+            (
+                1,
+                None,
+                "treatment_plans: cannot decode `data[1]`: wrong JSON type"
+            ),
+        ]
     );
+    assert!(no_update.plans.is_empty());
+    // Nothing readable moved the cursor: it stays where it was.
+    assert_eq!(no_update.next_cursor, SyncCursor::beginning());
 }
 
 #[tokio::test]

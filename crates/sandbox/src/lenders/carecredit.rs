@@ -394,6 +394,12 @@ async fn pullback(
                 "appEntryDate": s.created_at.format("%Y-%m-%d").to_string(),
                 "appResponseCode": "A",
                 "creditLine": decimal(amount),
+                // The terms as the stand-in reports them (the fields are our reading of
+                // CareCredit's; see carecredit-client's wire module).
+                "promoCode": "PROMO12",
+                "promoDescription": PROMO_DESCRIPTION,
+                "promoTermMonths": PROMO_TERM_MONTHS,
+                "apr": PROMO_APR,
             });
         }
         CareCreditState::Declined => body["status"] = json!("Declined"),
@@ -408,6 +414,13 @@ async fn pullback(
     }
     axum::Json(body).into_response()
 }
+
+/// The promotion every approval of the stand-in reports.
+pub const PROMO_DESCRIPTION: &str = "No interest if paid in full within 12 months";
+/// Its term in months.
+pub const PROMO_TERM_MONTHS: u16 = 12;
+/// The account's APR the stand-in reports, as CareCredit writes it.
+pub const PROMO_APR: &str = "32.99";
 
 async fn lookup(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Response {
     let st = &hub.carecredit;

@@ -67,6 +67,11 @@ pub enum SunbitState {
     Voided,
 }
 
+/// The term in months of the plan every completed purchase of the stand-in reports.
+pub const PLAN_TERM_MONTHS: u16 = 12;
+/// Its APR, as the stand-in writes it.
+pub const PLAN_APR: &str = "9.99";
+
 /// One application, as the sandbox keeps it.
 #[derive(Clone, Debug, Serialize)]
 pub struct SunbitApplication {
@@ -268,6 +273,9 @@ impl SunbitStore {
                 v["approvalAmount"] = json!(decimal(approved));
                 v["purchaseAmount"] = json!(decimal(purchase));
                 v["validUntil"] = json!(valid_until());
+                // The plan the patient chose at checkout.
+                v["term"] = json!(PLAN_TERM_MONTHS);
+                v["apr"] = json!(PLAN_APR);
             }
             _ => {}
         }

@@ -239,7 +239,11 @@ fn matches(v: &Value, clauses: &[Clause]) -> bool {
 fn records(hub: &Hub, resource: &str) -> Option<Vec<Value>> {
     let plans = hub.world.plans(Some(Pms::Dentrix));
     Some(match resource {
-        "txcases" => plans.iter().map(txcase_json).collect(),
+        "txcases" => plans
+            .iter()
+            .map(|p| hub.pms.listed(Pms::Dentrix, &p.pms_id, txcase_json(p)))
+            .chain(hub.pms.extra_rows(Pms::Dentrix))
+            .collect(),
         "patientprocedures" => plans.iter().flat_map(procedures_json).collect(),
         "visits" => plans
             .iter()

@@ -84,6 +84,71 @@ pub(crate) struct PmsState {
     pub(crate) dentrix_tokens: TokenStore,
     pub(crate) nexhealth_tokens: TokenStore,
     pub(crate) nexhealth: nexhealth::NexState,
+    /// Hostile data in the Dentrix Ascend and NexHealth change listings, for tests of bad records.
+    pub(crate) listing_tamper: Mutex<ListingTamper>,
+}
+
+/// Field overrides per plan and raw extra rows in a practice system's plan listing (`txcases`,
+/// `treatment_plans`). Listings only: a plan's own GET is served as seeded.
+#[derive(Debug, Default)]
+pub(crate) struct ListingTamper {
+    plan_fields: HashMap<(crate::persona::Pms, String), serde_json::Map<String, serde_json::Value>>,
+    extra_rows: HashMap<crate::persona::Pms, Vec<serde_json::Value>>,
+}
+
+impl PmsState {
+    fn tamper(&self) -> std::sync::MutexGuard<'_, ListingTamper> {
+        self.listing_tamper
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Serves this plan's listing row with `field` set to `value`.
+    pub(crate) fn override_listed_plan(
+        &self,
+        pms: crate::persona::Pms,
+        pms_id: &str,
+        field: &str,
+        value: serde_json::Value,
+    ) {
+        self.tamper()
+            .plan_fields
+            .entry((pms, pms_id.to_owned()))
+            .or_default()
+            .insert(field.to_owned(), value);
+    }
+
+    /// Lists this raw row too.
+    pub(crate) fn extra_listed_row(&self, pms: crate::persona::Pms, row: serde_json::Value) {
+        self.tamper().extra_rows.entry(pms).or_default().push(row);
+    }
+
+    /// A listing row with its overrides applied.
+    pub(crate) fn listed(
+        &self,
+        pms: crate::persona::Pms,
+        pms_id: &str,
+        mut row: serde_json::Value,
+    ) -> serde_json::Value {
+        if let (Some(patch), serde_json::Value::Object(map)) = (
+            self.tamper().plan_fields.get(&(pms, pms_id.to_owned())),
+            &mut row,
+        ) {
+            for (k, v) in patch {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        row
+    }
+
+    /// The extra raw rows of a listing.
+    pub(crate) fn extra_rows(&self, pms: crate::persona::Pms) -> Vec<serde_json::Value> {
+        self.tamper()
+            .extra_rows
+            .get(&pms)
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 impl PmsState {
@@ -92,6 +157,7 @@ impl PmsState {
             dentrix_tokens: TokenStore::new("dtx_", seed ^ 0x4454),
             nexhealth_tokens: TokenStore::new("", seed ^ 0x4e48),
             nexhealth: nexhealth::NexState::default(),
+            listing_tamper: Mutex::new(ListingTamper::default()),
         }
     }
 }

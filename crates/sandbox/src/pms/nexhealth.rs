@@ -286,7 +286,17 @@ async fn list_plans(
     let has_next = plans.len() > per_page;
     plans.truncate(per_page);
     let location = hub.config.nexhealth.location_id;
-    let data: Vec<Value> = plans.iter().map(|p| plan_json(p, location)).collect();
+    let mut data: Vec<Value> = plans
+        .iter()
+        .map(|p| {
+            hub.pms
+                .listed(Pms::NexHealth, &p.pms_id, plan_json(p, location))
+        })
+        .collect();
+    if !had_before {
+        // Hostile rows a test asked for, on the first page.
+        data.extend(hub.pms.extra_rows(Pms::NexHealth));
+    }
     axum::Json(json!({
         "code": true,
         "description": [],

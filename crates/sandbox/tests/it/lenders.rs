@@ -315,6 +315,29 @@ mod carecredit {
     }
 
     #[tokio::test]
+    async fn after_a_lapse_the_same_reference_finds_the_dead_session_and_a_new_attempts_opens_a_live_one()
+     {
+        // Arrange: a session that lapsed, opened under attempt 3's reference.
+        let mut config = SandboxConfig::default();
+        config.carecredit.session_life = std::time::Duration::from_millis(200);
+        let sb = start_with(config).await;
+        let c = client(&sb);
+        let wf = "wf_0123456789abcdef01234567";
+        let first = request(&format!("{wf}-3-carecredit"), Money::usd(95_000));
+        let h1 = handle(&first, &c.start_application(&first).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(c.application_status(&h1).await.unwrap().label(), "expired");
+        // Act: the same reference again (what `{workflow}-{lender}` did), then attempt 9's.
+        let again = c.start_application(&first).await.unwrap();
+        let fresh = request(&format!("{wf}-9-carecredit"), Money::usd(95_000));
+        let h2 = handle(&fresh, &c.start_application(&fresh).await.unwrap());
+        // Assert: the old reference leads back to the lapsed session; the new one is live.
+        assert_eq!(handle(&first, &again).lender_reference, h1.lender_reference);
+        assert_ne!(h2.lender_reference, h1.lender_reference);
+        assert_eq!(c.application_status(&h2).await.unwrap().label(), "pending");
+    }
+
+    #[tokio::test]
     async fn call_for_auth_and_a_duplicate_quickscreen_need_staff_then_the_decision_reads() {
         // Arrange
         let (sb, c, h) = opened(SandboxConfig::default()).await;

@@ -399,3 +399,33 @@ async fn a_malformed_purchase_field_is_named_by_its_path_and_its_value_is_never_
     assert!(!format!("{err:?}").contains("Zebulon"));
     assert_eq!(err.kind(), ErrorKind::Permanent);
 }
+
+#[test]
+fn a_completed_purchase_carries_the_term_and_apr_the_patient_chose() {
+    // Arrange
+    let purchase: sunbit_client::Purchase = serde_json::from_value(json!({
+        "purchaseId": "p-1", "status": "COMPLETED", "purchaseAmount": "1800.00",
+        "term": 24, "apr": "9.99"
+    }))
+    .unwrap();
+    // Act
+    let decision =
+        sunbit_client::purchase_decision(&purchase, Money::usd(180_000), Utc::now(), POLL);
+    // Assert
+    let Decision::Approved { offer, .. } = decision else {
+        panic!("{decision:?}");
+    };
+    assert_eq!((offer.term_months, offer.apr_bps), (Some(24), Some(999)));
+    // A prequalification states no plan yet.
+    let prequal: sunbit_client::Purchase = serde_json::from_value(json!({
+        "purchaseId": "p-1", "status": "INCOMPLETE", "approvalAmount": "1800.00",
+        "term": 24, "apr": "9.99"
+    }))
+    .unwrap();
+    let Decision::Prequalified { offer, .. } =
+        sunbit_client::purchase_decision(&prequal, Money::usd(180_000), Utc::now(), POLL)
+    else {
+        panic!("not prequalified");
+    };
+    assert_eq!((offer.term_months, offer.apr_bps), (None, None));
+}

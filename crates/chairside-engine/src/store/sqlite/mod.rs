@@ -306,21 +306,7 @@ fn row_to_workflow(key: &Keyring, row: &sqlx::sqlite::SqliteRow) -> Result<Workf
 }
 
 fn task_kind(label: &str) -> TaskKind {
-    [
-        TaskKind::BadData,
-        TaskKind::Unreachable,
-        TaskKind::Counteroffer,
-        TaskKind::PatientQuiet,
-        TaskKind::NoFinancing,
-        TaskKind::PaymentFailed,
-        TaskKind::PaymentReversed,
-        TaskKind::SystemError,
-        TaskKind::ConsentRefusal,
-        TaskKind::Settlement,
-    ]
-    .into_iter()
-    .find(|k| k.label() == label)
-    .unwrap_or(TaskKind::SystemError)
+    TaskKind::from_label(label).unwrap_or(TaskKind::SystemError)
 }
 
 const WORKFLOW_COLUMNS: &str = "w.id, w.state, w.updated_at, w.next_due_at,

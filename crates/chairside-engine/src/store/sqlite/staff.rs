@@ -41,11 +41,16 @@ impl StaffStore for SqliteStore {
                 .await?;
         let mut queued = None;
         for (row, event) in &inbox {
-            if let Event::Staff { action } =
-                INBOX_EVENT.open_json(&self.key, &[&row.to_string()], event)?
-            {
-                queued = Some(action);
-                break;
+            match INBOX_EVENT.open_json(&self.key, &[&row.to_string()], event)? {
+                Event::Staff { action } => {
+                    queued = Some(action);
+                    break;
+                }
+                e if crate::staff::is_staff_lender_decision(&e) => {
+                    queued = Some(StaffAction::RecordLenderDecision);
+                    break;
+                }
+                _ => {}
             }
         }
         let snapshot = StaffSnapshot {
@@ -58,7 +63,13 @@ impl StaffStore for SqliteStore {
             return Ok(Err(refusal));
         }
         let action = request.action;
-        let event = Event::Staff { action };
+        let event = match crate::staff::queued_event(&state, request) {
+            Ok(event) => event,
+            Err(refusal) => {
+                tx.rollback().await?;
+                return Ok(Err(refusal));
+            }
+        };
         insert_inbox(&mut tx, &self.key, id, &request.actor, &event, now_ms).await?;
         if action == StaffAction::Cancel {
             // The patient's links stop working the moment staff cancel, not when the runner

@@ -189,6 +189,10 @@ impl Validator<'_> {
                 }
             }
         }
+        let staff_alerts = match &s.staff_alerts {
+            None => Some(None),
+            Some(a) => self.staff_alerts(&p("staff_alerts"), a, s.smtp.is_some()),
+        };
         if !has_twilio && s.smtp.is_none() {
             self.problem(
                 at,
@@ -212,7 +216,71 @@ impl Validator<'_> {
             reminders: reminders?,
             policy: policy?,
             lender_notice,
+            staff_alerts: staff_alerts?,
         })
+    }
+
+    fn staff_alerts(
+        &mut self,
+        at: &str,
+        s: &RawStaffAlerts,
+        has_smtp: bool,
+    ) -> Option<Option<StaffAlertSettings>> {
+        self.section::<RawStaffAlerts>(at);
+        let to = self.required(
+            &join(at, "to"),
+            s.to.as_ref(),
+            "the practice's staff mailbox",
+            |t| {
+                messaging::EmailAddress::parse(t).map_err(|_| {
+                    format!(
+                        "{}: expected an email address like frontdesk@example.com",
+                        quoted(t)
+                    )
+                })
+            },
+        );
+        let known: Vec<&str> = [
+            TaskKind::BadData,
+            TaskKind::Unreachable,
+            TaskKind::Counteroffer,
+            TaskKind::PatientQuiet,
+            TaskKind::NoFinancing,
+            TaskKind::PaymentFailed,
+            TaskKind::PaymentReversed,
+            TaskKind::SystemError,
+            TaskKind::ConsentRefusal,
+            TaskKind::Settlement,
+            TaskKind::LenderNeedsStaff,
+        ]
+        .iter()
+        .map(|k| k.label())
+        .collect();
+        if let Some(tasks) = &s.tasks {
+            for t in tasks {
+                if !known.contains(&t.as_str()) {
+                    self.problem(
+                        join(at, "tasks"),
+                        format!(
+                            "{}: not a task kind; expected one of {}",
+                            quoted(t),
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        if !has_smtp {
+            self.problem(
+                at.to_owned(),
+                "staff alerts are emails: configure [practices.smtp] too",
+            );
+            return None;
+        }
+        Some(Some(StaffAlertSettings {
+            to: to?,
+            tasks: s.tasks.clone(),
+        }))
     }
 
     fn payments(&mut self, at: &str, s: &RawPayments) -> Option<PaymentSettings> {

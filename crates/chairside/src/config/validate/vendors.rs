@@ -237,10 +237,28 @@ impl Validator<'_> {
             None => Some(None),
             Some(t) => self.sunbit(&p("sunbit"), t).map(Some),
         };
+        let mut link_only = Some(Vec::new());
+        for lender in financing_core::link_only::KnownLinkLender::ALL {
+            let raw = match lender {
+                financing_core::link_only::KnownLinkLender::Cherry => &s.cherry,
+                financing_core::link_only::KnownLinkLender::Alphaeon => &s.alphaeon,
+                financing_core::link_only::KnownLinkLender::LendingClub => &s.lendingclub,
+            };
+            if let Some(t) = raw {
+                let got = self.link_lender(&p(lender.id()), lender, t);
+                link_only = link_only.zip(got).map(|(mut v, g)| {
+                    v.push(g);
+                    v
+                });
+            }
+        }
         let plugins = self.plugins.clone();
         let configured = |name: &str| match name {
             "carecredit" => s.carecredit.is_some(),
             "sunbit" => s.sunbit.is_some(),
+            "cherry" => s.cherry.is_some(),
+            "alphaeon" => s.alphaeon.is_some(),
+            "lendingclub" => s.lendingclub.is_some(),
             // A plug-in the embedding program provides (`app::Extras::lenders`).
             other => plugins.iter().any(|p| p == other),
         };
@@ -292,6 +310,59 @@ impl Validator<'_> {
             in_house_fallback: fallback?,
             carecredit: carecredit?,
             sunbit: sunbit?,
+            link_only: link_only?,
+        })
+    }
+
+    /// A link-only lender's section: the practice's own link is required; the rest defaults
+    /// (financing_core::link_only).
+    fn link_lender(
+        &mut self,
+        at: &str,
+        lender: financing_core::link_only::KnownLinkLender,
+        s: &RawLinkLender,
+    ) -> Option<LinkLenderSettings> {
+        self.section::<RawLinkLender>(at);
+        let p = |key: &str| join(at, key);
+        let link = self.required(
+            &p("application_link"),
+            s.application_link.as_ref(),
+            "the practice's own application link from the lender's portal (https)",
+            |t| parse_url(t, false),
+        );
+        let name = self
+            .parse(&p("display_name"), s.display_name.as_ref(), |t| {
+                if t.is_empty() {
+                    Err("empty; expected the name patients know the lender by".to_owned())
+                } else {
+                    Ok(t.to_owned())
+                }
+            })
+            .or(lender.default_display_name().to_owned());
+        let wait = self
+            .parse(
+                &p("decide_within"),
+                s.decide_within.as_ref(),
+                positive_duration,
+            )
+            .or(lender.default_decide_within());
+        let mut disclosure = chairside_http::notices::lender_disclosure(lender.id());
+        for (lang, text) in [
+            (financing_core::Language::En, &s.disclosure_en),
+            (financing_core::Language::Es, &s.disclosure_es),
+        ] {
+            if let Some(t) = text.as_ref().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+                disclosure.insert(lang, t.to_owned());
+            }
+        }
+        let limits = self.limits(at, s.min.as_ref(), s.max.as_ref(), AmountLimits::NONE);
+        Some(LinkLenderSettings {
+            lender,
+            display_name: name?,
+            application_link: link?,
+            decide_within: wait?,
+            disclosure,
+            limits: limits?,
         })
     }
 
