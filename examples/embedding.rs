@@ -202,6 +202,11 @@ pub async fn build_engine(
             poll_interval: Duration::from_millis(100),
             // Filled by the engine from each provider's own `poll_schedule`.
             lender_schedules: Vec::new(),
+            // Deposits by pay link (or `CardOnFile`: the patient saves a card, charged
+            // off-session).
+            payment_preference: chairside_workflow::PaymentPreference::PayLink,
+            // Settlement days are the practice's days.
+            time_zone: Some("America/Chicago".into()),
             lender_names: Vec::new(),
         },
         policy: PolicySettings::default(),

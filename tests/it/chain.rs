@@ -76,7 +76,7 @@ fn assert_every_persona_as_expected(
         problems.join("\n")
     );
     assert!(settled, "every workflow settled");
-    assert_eq!(rows.len(), 14, "every seeded plan has a row");
+    assert_eq!(rows.len(), 15, "every seeded plan has a row");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

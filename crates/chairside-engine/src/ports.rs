@@ -154,6 +154,25 @@ pub trait PracticeSystem: Send + Sync + fmt::Debug {
             ),
         })
     }
+    /// Posts a Stripe payment to the patient's ledger as a payment, once per `stripe_id` (the
+    /// marker it carries): a repeat after a crash or a lost answer finds it first. The default
+    /// is [`PaymentPosting::NotSupported`]: the system takes no payments through its API
+    /// (Dentrix Ascend: INTEGRATIONS.md "Ledger / payment posting: UNCONFIRMED"), so the
+    /// runner writes a note instead.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`]; a timeout or 5xx is indeterminate (reconciled by the
+    /// marker on the next try).
+    async fn post_payment(
+        &self,
+        patient: &PatientId,
+        stripe_id: &str,
+        amount: Money,
+        note: &str,
+    ) -> Result<PaymentPosting, ExternalError> {
+        let _ = (patient, stripe_id, amount, note);
+        Ok(PaymentPosting::NotSupported)
+    }
 }
 
 /// What [`PracticeSystem::ensure_patient`] did.
@@ -168,6 +187,23 @@ pub enum EnsuredPatient {
         /// Why (no PHI), for the staff task.
         reason: String,
     },
+}
+
+/// What posting a payment to the practice's ledger did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentPosting {
+    /// Posted now: the system's id for the payment.
+    Posted(String),
+    /// A payment carrying the marker was already there (an earlier attempt went through).
+    AlreadyPosted(String),
+    /// The system takes no payments through its API: write a note.
+    NotSupported,
+}
+
+/// The marker a posted payment carries in the practice system: keyed by the Stripe payment, so
+/// the same payment is found whichever workflow step or retry posts it.
+pub fn payment_marker(stripe_id: &str) -> String {
+    format!("[chairside-payment:{stripe_id}]")
 }
 
 /// Stripe, as the orchestrator needs it. Every creating call carries a deterministic idempotency key.
@@ -221,6 +257,91 @@ pub trait Payments: Send + Sync + fmt::Debug {
     /// # Errors
     /// A classified [`ExternalError`].
     async fn expire_deposit_link(&self, session: &str, key: &str) -> Result<(), ExternalError>;
+
+    /// Creates the card-saving link (Checkout in setup mode) for a card-on-file practice;
+    /// returns (`cs_…`, url). The default refuses: a payments system without saved cards.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn create_card_setup_link(
+        &self,
+        practice: &PracticeId,
+        customer: &str,
+        currency: financing_core::Currency,
+        workflow: &WorkflowId,
+        key: &str,
+    ) -> Result<(String, String), ExternalError> {
+        let _ = (practice, customer, currency, workflow, key);
+        Err(no_saved_cards())
+    }
+
+    /// The card (`pm_…`) a completed setup saved, from its SetupIntent (`seti_…`).
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`]; permanent when the setup saved no card.
+    async fn saved_card(&self, setup_intent: &str) -> Result<String, ExternalError> {
+        let _ = setup_intent;
+        Err(no_saved_cards())
+    }
+
+    /// Charges the saved card off-session under `key` (a repeat is the same charge). A decline
+    /// or an authentication request is an outcome, not an error.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`]: transient (retry with the same key), permanent (Stripe
+    /// refused the request), or indeterminate.
+    async fn charge_card(
+        &self,
+        charge: &CardChargeRequest<'_>,
+    ) -> Result<CardOutcome, ExternalError> {
+        let _ = charge;
+        Err(no_saved_cards())
+    }
+}
+
+fn no_saved_cards() -> ExternalError {
+    ProviderError::new(
+        financing_core::ErrorKind::Permanent,
+        "this payments system does not save cards",
+    )
+}
+
+/// An off-session charge to make.
+#[derive(Clone, Copy, Debug)]
+pub struct CardChargeRequest<'a> {
+    /// The practice.
+    pub practice: &'a PracticeId,
+    /// `cus_…`.
+    pub customer: &'a str,
+    /// `pm_…`.
+    pub payment_method: &'a str,
+    /// The amount.
+    pub amount: Money,
+    /// The workflow (metadata on the charge).
+    pub workflow: &'a WorkflowId,
+    /// What it pays (`deposit`; metadata on the charge).
+    pub purpose: &'a str,
+    /// The deterministic idempotency key.
+    pub key: &'a str,
+}
+
+/// What an off-session charge came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CardOutcome {
+    /// Paid (or accepted and processing): `pi_…`.
+    Charged {
+        /// `pi_…`.
+        payment_intent: String,
+    },
+    /// Declined, or the bank wants the patient to authenticate.
+    Declined {
+        /// `pi_…`, when Stripe named one.
+        payment_intent: Option<String>,
+        /// Stripe's code and decline code (`card_declined: insufficient_funds`); no card data.
+        reason: String,
+        /// True for `authentication_required`.
+        authentication: bool,
+    },
 }
 
 pub use chairside_workflow::delivery::Channel;

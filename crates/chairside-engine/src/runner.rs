@@ -18,15 +18,15 @@ use crate::clock::Clock;
 use crate::links::PatientLinks;
 use crate::note::{ledger_note, note_marker, summary};
 use crate::ports::{
-    EnsuredPatient, ExternalError, MessageContent, PlanState, PlanSummary, PracticeProfile,
-    SharedMessenger, SharedPayments, SharedPracticeSystem,
+    CardChargeRequest, CardOutcome, EnsuredPatient, ExternalError, MessageContent, PaymentPosting,
+    PlanState, PlanSummary, PracticeProfile, SharedMessenger, SharedPayments, SharedPracticeSystem,
 };
 use crate::store::{Claim, Consumed, Store, StoreError, WorkItem};
 use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
 use chairside_workflow::machine::apply;
 use chairside_workflow::{
-    Action, Command, Event, MessageKind, PatientFacts, StaffTask, Status, TaskKind, WorkflowConfig,
-    WorkflowState,
+    Action, Command, Event, MessageKind, NoteKind, PatientFacts, StaffTask, Status, TaskKind,
+    WorkflowConfig, WorkflowState,
 };
 
 /// Everything the runner needs for one practice.
@@ -868,12 +868,95 @@ impl Runner {
                     settlement,
                 })
             }
+            Action::CreateCardSetupLink => {
+                let customer = state
+                    .stripe
+                    .customer_id
+                    .as_deref()
+                    .ok_or_else(|| Performed::Failed("no Stripe customer".into()))?;
+                let currency = state.split.map_or(financing_core::Currency::Usd, |s| {
+                    s.patient_portion.currency()
+                });
+                let (session_id, url) = self
+                    .timed(rt.payments.create_card_setup_link(
+                        &rt.profile.id,
+                        customer,
+                        currency,
+                        &state.id,
+                        key,
+                    ))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::CardSetupLinkCreated { session_id, url })
+            }
+            Action::ReadSavedCard { setup_intent } => {
+                let payment_method = self
+                    .timed(rt.payments.saved_card(setup_intent))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::CardSaved { payment_method })
+            }
+            Action::ChargeCard { purpose, amount } => {
+                let (Some(customer), Some(payment_method)) = (
+                    state.stripe.customer_id.as_deref(),
+                    state.stripe.payment_method.as_deref(),
+                ) else {
+                    return Err(Performed::Failed("no saved card to charge".into()));
+                };
+                let request = CardChargeRequest {
+                    practice: &rt.profile.id,
+                    customer,
+                    payment_method,
+                    amount: *amount,
+                    workflow: &state.id,
+                    purpose,
+                    key,
+                };
+                match self
+                    .timed(rt.payments.charge_card(&request))
+                    .await
+                    .map_err(classify)?
+                {
+                    CardOutcome::Charged { payment_intent } => {
+                        Performed::event(Event::CardCharged {
+                            purpose: purpose.clone(),
+                            payment_intent,
+                            amount: *amount,
+                        })
+                    }
+                    CardOutcome::Declined {
+                        payment_intent,
+                        reason,
+                        authentication,
+                    } => Performed::event(Event::CardDeclined {
+                        purpose: purpose.clone(),
+                        payment_intent,
+                        reason,
+                        authentication,
+                    }),
+                }
+            }
             Action::WriteLedgerNote { note } => {
                 let Some(patient) = state.ledger_patient() else {
                     return Err(Performed::Failed(
                         "the intake's patient is not in the practice system yet".into(),
                     ));
                 };
+                if let NoteKind::Payment { stripe_id, amount } = note {
+                    // A payment goes into the ledger as a payment where the system takes one
+                    // (keyed by the Stripe payment: a repeat finds it), else as a note.
+                    let text = ledger_note(state, note, self.clock.now());
+                    let posted = self
+                        .timed(rt.pms.post_payment(patient, stripe_id, *amount, &text))
+                        .await
+                        .map_err(classify)?;
+                    if posted != PaymentPosting::NotSupported {
+                        return Ok(Performed::event(Event::NoteWritten {
+                            note: note.clone(),
+                            at: self.clock.now(),
+                        }));
+                    }
+                }
                 let marker = note_marker(state, state.key_seq(command.seq));
                 let existing = self
                     .timed(rt.pms.find_note(patient, &marker))
@@ -1150,6 +1233,8 @@ fn indeterminate_event(command: &Command, reason: String) -> Event {
         | Action::CreateInstallmentSchedule { .. }
         | Action::CancelSchedule { .. }
         | Action::ExpireDepositLink { .. }
+        | Action::CreateCardSetupLink
+        | Action::ChargeCard { .. }
         | Action::WriteLedgerNote { .. }
         | Action::EnsurePracticePatient => Event::EffectIndeterminate {
             action: command.action.clone(),

@@ -178,6 +178,10 @@ pub fn router(state: HttpState) -> Router {
     let rest = Router::new()
         .route("/p/{token}", get(patient::page))
         .route("/p/{token}/pay", get(patient::pay))
+        .route(
+            "/p/{token}/card",
+            get(patient::card).post(patient::save_card),
+        )
         .route("/p/{token}/apply", get(patient::apply))
         .route("/p/{token}/accept", post(patient::accept_in_house))
         .route("/p/{token}/decline", post(patient::decline_in_house))

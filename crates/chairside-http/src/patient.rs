@@ -65,6 +65,10 @@ struct Words {
     deposit_now: &'static str,
     plan_deposit: &'static str,
     installments: &'static str,
+    save_card_button: &'static str,
+    card_saved: &'static str,
+    card_failed: &'static str,
+    pay_instead: &'static str,
     status_heading: &'static str,
     promotion: &'static str,
     term: &'static str,
@@ -148,6 +152,10 @@ const EN: Words = Words {
     deposit_now: "Deposit, due now",
     plan_deposit: "Payment plan deposit",
     installments: "Installments",
+    save_card_button: "Agree and save a card",
+    card_saved: "Your card is saved with Stripe; the deposit is charged to it.",
+    card_failed: "Your saved card could not be charged. Please pay with the button below.",
+    pay_instead: "Pay once with a link instead",
     status_heading: "Where things stand",
     promotion: "Promotion",
     term: "Term",
@@ -188,6 +196,10 @@ const ES: Words = Words {
     deposit_now: "Depósito, a pagar ahora",
     plan_deposit: "Depósito del plan de pagos",
     installments: "Cuotas",
+    save_card_button: "Aceptar y guardar una tarjeta",
+    card_saved: "Su tarjeta está guardada con Stripe; el depósito se cobra a ella.",
+    card_failed: "No se pudo cobrar a su tarjeta guardada. Pague con el botón de abajo.",
+    pay_instead: "Pagar una vez con un enlace",
     status_heading: "Dónde está su trámite",
     promotion: "Promoción",
     term: "Plazo",
@@ -382,6 +394,12 @@ struct PageContext {
     card_warning: Option<String>,
     /// The deposit is paid: the receipt line.
     receipt: Option<&'static str>,
+    /// Card on file: the authorization the patient agrees to before saving a card.
+    save_card: Option<String>,
+    /// Card on file: where the saved card stands.
+    card_status: Option<&'static str>,
+    /// The pay button's label (card on file: a pay link instead).
+    pay_label: &'static str,
     /// The in-house plan offered and not yet answered: its terms and the accept/decline forms.
     offer: Option<Offer>,
     /// Where the patient's answer to the in-house offer stands, once given.
@@ -601,10 +619,46 @@ fn deposit_payable(row: &WorkflowRow) -> bool {
         s.status,
         Status::Active | Status::WaitingOnStaff | Status::Done
     );
+    let card_charging = matches!(
+        s.stripe
+            .card_charge(chairside_workflow::machine::DEPOSIT)
+            .map(|c| &c.state),
+        Some(chairside_workflow::CardChargeState::Charging)
+    );
     live && !s.stripe.deposit_paid
+        && !card_charging
         && (s.stripe.checkout_url.is_some()
+            // Card on file: a pay link on request, whatever the card's state.
+            || (s.stripe.card_on_file && s.stripe.customer_id.is_some())
             || s.stripe.reissuing_deposit_link
             || (!s.stripe.expired_sessions.is_empty() && s.stripe.customer_id.is_some()))
+}
+
+/// Card on file: the patient may save a card (and agree to its charge) while the deposit is
+/// unpaid, no card is saved yet, and no pay link is open (never both).
+fn card_savable(row: &WorkflowRow) -> bool {
+    let s = &row.state;
+    matches!(
+        s.status,
+        Status::Active | Status::WaitingOnStaff | Status::Done
+    ) && s.stripe.card_on_file
+        && !s.stripe.deposit_paid
+        && s.stripe.payment_method.is_none()
+        && s.stripe.checkout_session_id.is_none()
+        && !s.stripe.reissuing_deposit_link
+}
+
+/// The authorization a patient agrees to before saving a card, in their language; recorded with
+/// the agreement (DESIGN.md: offers are offered).
+fn card_wording(practice: &str, deposit: Money, lang: Language) -> String {
+    match lang {
+        Language::Es => format!(
+            "Autorizo a {practice} a guardar mi tarjeta con Stripe y a cobrarle {deposit} por el depósito de mi tratamiento. Puedo pedir un enlace de pago en su lugar en cualquier momento."
+        ),
+        _ => format!(
+            "I authorize {practice} to save my card with Stripe and to charge it {deposit} for my treatment deposit. I can ask for a pay link instead at any time."
+        ),
+    }
 }
 
 fn deposit(row: &WorkflowRow) -> Option<Money> {
@@ -704,6 +758,9 @@ pub(crate) async fn page(
         pay_deposit: None,
         card_warning: card_warning(&r, lang),
         receipt: None,
+        save_card: None,
+        card_status: None,
+        pay_label: t.pay_button,
         offer: None,
         in_house_status: None,
         status: Some(status_text(&state, s, &live, lang)),
@@ -786,6 +843,18 @@ pub(crate) async fn page(
             // An open link, or an expired one the page replaces when the patient clicks.
             if deposit_payable(&r.row) {
                 ctx.pay_deposit = Some(d.to_string());
+            }
+            if s.stripe.card_on_file {
+                if card_savable(&r.row) {
+                    ctx.save_card = Some(card_wording(&practice_name(&r), d, lang));
+                    ctx.pay_label = t.pay_instead;
+                } else if let Some(c) = s.stripe.card_charge(chairside_workflow::machine::DEPOSIT) {
+                    if matches!(c.state, chairside_workflow::CardChargeState::Failed { .. }) {
+                        ctx.card_status = Some(t.card_failed);
+                    }
+                } else if s.stripe.payment_method.is_some() {
+                    ctx.card_status = Some(t.card_saved);
+                }
             }
         }
     }
@@ -885,6 +954,73 @@ pub(crate) async fn pay(State(state): State<HttpState>, Path(token): Path<String
         return state
             .pages
             .error(StatusCode::INTERNAL_SERVER_ERROR, r.lang.tag());
+    }
+    let t = words(r.lang);
+    state.pages.render(
+        StatusCode::OK,
+        "preparing.html",
+        minijinja::context! {
+            lang => r.lang.tag(),
+            refresh => 2,
+            heading => t.preparing_payment,
+            text => t.preparing_payment_text,
+        },
+    )
+}
+
+/// `POST /p/{token}/card`: the patient agrees to the card's charge (the wording the page shows,
+/// recorded by the runner) and goes to Stripe's hosted page to save it. When the card-saving
+/// link lapsed, the agreement also asks for a fresh one, and `GET /p/{token}/card` waits for it.
+pub(crate) async fn save_card(
+    State(state): State<HttpState>,
+    Path(token): Path<String>,
+) -> Response {
+    let r = match resolve(&state, &token).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let s = &r.row.state;
+    let Some(d) = deposit(&r.row).filter(|_| card_savable(&r.row)) else {
+        return see_other(&r.base);
+    };
+    let wording = card_wording(&practice_name(&r), d, r.lang);
+    let detail = format!(
+        "patient agreed to save a card on the patient page ({}): {wording}",
+        r.lang.tag()
+    );
+    if let Err(e) = state
+        .links()
+        .queue_patient_request(
+            &s.id,
+            &chairside_workflow::Event::CardAuthorized { wording },
+            &detail,
+            state.now(),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "patient page: card agreement not recorded");
+        return state
+            .pages
+            .error(StatusCode::INTERNAL_SERVER_ERROR, r.lang.tag());
+    }
+    see_other(&format!("{}/card", r.base))
+}
+
+/// `GET /p/{token}/card`: to Stripe's card-saving page once the link exists; meanwhile (a lapsed
+/// link being made again) a short "preparing" page that reloads this address.
+pub(crate) async fn card(State(state): State<HttpState>, Path(token): Path<String>) -> Response {
+    let r = match resolve(&state, &token).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let s = &r.row.state;
+    if !card_savable(&r.row) {
+        return see_other(&r.base);
+    }
+    // The agreement was queued by the POST (in the inbox before the card can be saved, so the
+    // runner applies it first); a card saved without it is never charged.
+    if let Some(url) = &s.stripe.card_setup_url {
+        return see_other(url);
     }
     let t = words(r.lang);
     state.pages.render(

@@ -31,7 +31,8 @@ use messaging::{InboundIntent, VerifiedForm, WebhookVerifier};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use stripe_schedule::{
-    CheckoutPaymentStatus, CheckoutSession, EventData, Invoice, PaymentIntent, WORKFLOW_KEY,
+    CheckoutMode, CheckoutPaymentStatus, CheckoutSession, EventData, Invoice, PaymentIntent,
+    WORKFLOW_KEY,
 };
 
 use super::HttpState;
@@ -138,6 +139,33 @@ fn session_paid(cs: &CheckoutSession) -> Option<(WorkflowId, Event)> {
     ))
 }
 
+fn dispute_event(d: &stripe_schedule::Dispute) -> Option<Event> {
+    Some(Event::Payment(PaymentFact::Disputed {
+        stripe_id: d.id.as_str().to_owned(),
+        amount: d.money()?,
+        reason: d.reason.clone(),
+    }))
+}
+
+/// The events of a dispute without the workflow's metadata: the workflow that recorded the
+/// disputed PaymentIntent (a deposit paid by link, an off-session charge), found in the store.
+async fn dispute_events(
+    state: &HttpState,
+    data: &EventData,
+) -> Result<Vec<(WorkflowId, Event)>, chairside_engine::store::StoreError> {
+    let EventData::ChargeDisputeCreated(d) = data else {
+        return Ok(Vec::new());
+    };
+    let Some(pi) = &d.payment_intent else {
+        return Ok(Vec::new());
+    };
+    let found = state.store.workflow_by_payment(pi.as_str()).await?;
+    Ok(found
+        .and_then(|wf| dispute_event(d).map(|e| (wf, e)))
+        .into_iter()
+        .collect())
+}
+
 /// What a verified Stripe event means to a workflow, if anything.
 pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
     let one = match data {
@@ -174,21 +202,14 @@ pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
                     }),
                 ))
             }),
-        // A dispute names its charge, whose metadata Stripe does not copy onto the dispute: only
-        // a dispute carrying the workflow id maps here (see docs/collection.md).
+        // A dispute names its charge, whose metadata Stripe does not copy onto the dispute: a
+        // dispute carrying the workflow id maps here; otherwise the handler finds the workflow
+        // by the disputed PaymentIntent it recorded (`dispute_events`).
         EventData::ChargeDisputeCreated(d) => d
             .metadata
             .get(WORKFLOW_KEY)
             .and_then(parse_workflow_id)
-            .and_then(|wf| {
-                Some((
-                    wf,
-                    Event::Payment(PaymentFact::Disputed {
-                        stripe_id: d.id.as_str().to_owned(),
-                        amount: d.money()?,
-                    }),
-                ))
-            }),
+            .and_then(|wf| dispute_event(d).map(|e| (wf, e))),
         EventData::SubscriptionScheduleCanceled(s) | EventData::SubscriptionScheduleAborted(s) => s
             .metadata
             .get(WORKFLOW_KEY)
@@ -203,6 +224,18 @@ pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
                     }),
                 )
             }),
+        // A card saved in setup mode: which card is read from its SetupIntent by the runner.
+        EventData::CheckoutSessionCompleted(cs) if cs.mode == Some(CheckoutMode::Setup) => {
+            cs.setup_intent.as_ref().and_then(|seti| {
+                Some((
+                    session_workflow(cs)?,
+                    Event::Payment(PaymentFact::CardSetupCompleted {
+                        session_id: cs.id.as_str().to_owned(),
+                        setup_intent: seti.as_str().to_owned(),
+                    }),
+                ))
+            })
+        }
         EventData::CheckoutSessionCompleted(cs)
             if cs.payment_status == CheckoutPaymentStatus::Paid =>
         {
@@ -280,6 +313,7 @@ pub(crate) fn stripe_object_matches(data: &EventData, stored: &StripeRecord) -> 
         | EventData::CheckoutSessionAsyncPaymentSucceeded(cs)
         | EventData::CheckoutSessionAsyncPaymentFailed(cs) => {
             same(stored.checkout_session_id.as_ref(), Some(cs.id.as_str()))
+                || same(stored.card_setup_session_id.as_ref(), Some(cs.id.as_str()))
         }
         EventData::PaymentIntentSucceeded(pi) | EventData::PaymentIntentPaymentFailed(pi) => same(
             stored.customer_id.as_ref(),
@@ -350,7 +384,14 @@ pub(crate) async fn stripe(
         return reject(&state, STRIPE, "livemode");
     }
     let mut events = Vec::new();
-    for (wf, ev) in stripe_events(&event.data) {
+    let mut mapped = stripe_events(&event.data);
+    if mapped.is_empty() {
+        match dispute_events(&state, &event.data).await {
+            Ok(found) => mapped = found,
+            Err(e) => return store_failed(STRIPE, &e),
+        }
+    }
+    for (wf, ev) in mapped {
         match state.store.workflow(&wf).await {
             Ok(Some(row)) if stripe_object_matches(&event.data, &row.state.stripe) => {
                 events.push((wf, ev));

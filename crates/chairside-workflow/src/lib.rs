@@ -473,6 +473,21 @@ pub enum Action {
     /// Match the intake's patient in the practice system (name, date of birth, phone), or create
     /// them where its API allows (search first, so a retry finds what an earlier try created).
     EnsurePracticePatient,
+    /// Create the card-saving link (Stripe Checkout in setup mode) of a card-on-file practice.
+    CreateCardSetupLink,
+    /// Read which card a completed setup session saved (`setup_intent.payment_method`).
+    ReadSavedCard {
+        /// `seti_…`.
+        setup_intent: String,
+    },
+    /// Charge the saved card off-session (the patient is not present), under the command's
+    /// deterministic idempotency key: a repeat is Stripe's replay, never a second charge.
+    ChargeCard {
+        /// What the charge pays (`deposit`).
+        purpose: String,
+        /// The amount.
+        amount: Money,
+    },
 }
 
 impl Action {
@@ -493,6 +508,9 @@ impl Action {
             Self::WriteLedgerNote { .. } => "write_note",
             Self::SettleWithLender { .. } => "settle_lender",
             Self::EnsurePracticePatient => "ensure_practice_patient",
+            Self::CreateCardSetupLink => "create_card_setup_link",
+            Self::ReadSavedCard { .. } => "read_saved_card",
+            Self::ChargeCard { .. } => "charge_card",
         }
     }
 
@@ -567,6 +585,17 @@ pub enum PaymentFact {
         stripe_id: String,
         /// The disputed amount.
         amount: Money,
+        /// Stripe's dispute reason (`fraudulent`, `product_not_received`, ...), when given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A card-saving Checkout Session (setup mode) completed: the card is saved to the customer;
+    /// which card is read from its SetupIntent.
+    CardSetupCompleted {
+        /// `cs_…`.
+        session_id: String,
+        /// `seti_…`.
+        setup_intent: String,
     },
     /// The installment schedule ended before its last installment: canceled, or aborted by
     /// Stripe after failed payments.
@@ -738,6 +767,46 @@ pub enum Event {
     },
     /// The patient clicked "pay the deposit" after its Checkout Session expired: issue a fresh one.
     DepositLinkRequested,
+    /// The card-saving link exists.
+    CardSetupLinkCreated {
+        /// `cs_…`.
+        session_id: String,
+        /// The link.
+        url: String,
+    },
+    /// The patient agreed, on the patient page, that the practice charges the card they save
+    /// (the exact wording shown).
+    CardAuthorized {
+        /// The wording the patient agreed to (amounts; no PHI).
+        wording: String,
+    },
+    /// The saved card was read from the setup session's SetupIntent.
+    CardSaved {
+        /// `pm_…`.
+        payment_method: String,
+    },
+    /// An off-session charge of the saved card succeeded.
+    CardCharged {
+        /// What it paid.
+        purpose: String,
+        /// `pi_…`.
+        payment_intent: String,
+        /// The amount.
+        amount: Money,
+    },
+    /// An off-session charge did not go through: declined, or the bank wants the patient to
+    /// authenticate (HTTP 402).
+    CardDeclined {
+        /// What it was to pay.
+        purpose: String,
+        /// `pi_…`, when Stripe named one.
+        payment_intent: Option<String>,
+        /// Stripe's code and the issuer's decline code (`card_declined: insufficient_funds`);
+        /// never card data.
+        reason: String,
+        /// True for `authentication_required`: the patient must confirm on-session.
+        authentication: bool,
+    },
     /// The patient pressed "start again" on the patient page after the lender's session lapsed
     /// (or after going quiet at the last lender): open a fresh session at that lender, under a
     /// new reference.
@@ -791,9 +860,29 @@ impl Event {
             Self::DepositLinkRequested => "deposit_link_requested",
             Self::PracticePatientReady { .. } => "practice_patient_ready",
             Self::PracticePatientForStaff { .. } => "practice_patient_for_staff",
+            Self::CardSetupLinkCreated { .. } => "card_setup_link_created",
+            Self::CardAuthorized { .. } => "card_authorized",
+            Self::CardSaved { .. } => "card_saved",
+            Self::CardCharged { .. } => "card_charged",
+            Self::CardDeclined { .. } => "card_declined",
             Self::LenderSessionRequested => "lender_session_requested",
         }
     }
+}
+
+/// How a practice collects what the patient pays directly (deposits): a single-use pay link
+/// (Checkout in payment mode), or the card the patient saves (Checkout in setup mode), charged
+/// off-session. Saving a card is never a precondition of anything (N.Y. GBL §519-a): a patient
+/// of a card-on-file practice can still ask the patient page for a pay link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentPreference {
+    /// A pay link per payment (the default).
+    #[default]
+    PayLink,
+    /// The card on file, charged off-session; a decline or an authentication request falls back
+    /// to a pay link and a staff task.
+    CardOnFile,
 }
 
 /// The practice's rules, as the machine needs them.
@@ -818,6 +907,14 @@ pub struct WorkflowConfig {
     /// here gets [`PollSchedule::default`].
     #[serde(default)]
     pub lender_schedules: Vec<(LenderId, PollSchedule)>,
+    /// How the patient pays the deposit: pay link or card on file.
+    #[serde(default)]
+    pub payment_preference: PaymentPreference,
+    /// The practice's IANA time zone (`America/Los_Angeles`): a settlement day is the
+    /// practice's day, and its charge runs that morning there. `None` (or a name that does not
+    /// parse): UTC days, the charge at 15:00 UTC.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// Each lender's display name, as patients and staff know it (`CareCredit`), from its client
     /// ([`FinancingProvider::display_name`](financing_core::FinancingProvider::display_name)); the
     /// engine fills in every lender of the waterfall that has none here. A lender missing here
@@ -1054,6 +1151,8 @@ pub enum PaymentStep {
     DepositLink,
     /// Creating the schedule.
     Schedule,
+    /// Creating the card-saving link (card-on-file practices).
+    CardSetup,
 }
 
 /// What Chairside set up at Stripe for this workflow.
@@ -1086,6 +1185,66 @@ pub struct StripeRecord {
     /// The schedule ended before its last installment (canceled or aborted): nothing to cancel.
     #[serde(default)]
     pub schedule_ended: bool,
+    /// The practice collects this workflow's deposit from the card on file: the patient page
+    /// offers saving a card (and a pay link on request).
+    #[serde(default)]
+    pub card_on_file: bool,
+    /// The card-saving Checkout Session (setup mode), while it is open.
+    #[serde(default)]
+    pub card_setup_session_id: Option<String>,
+    /// Its link.
+    #[serde(default)]
+    pub card_setup_url: Option<String>,
+    /// The patient's agreement to charges of the saved card: when, and the wording shown.
+    #[serde(default)]
+    pub card_authorization: Option<InHouseAcceptance>,
+    /// The saved card (`pm_…`): a Stripe id, never card data.
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    /// Off-session charges of the saved card, oldest first.
+    #[serde(default)]
+    pub card_charges: Vec<CardCharge>,
+}
+
+impl StripeRecord {
+    /// The off-session charge for `purpose`, if one was made or is under way.
+    pub fn card_charge(&self, purpose: &str) -> Option<&CardCharge> {
+        self.card_charges
+            .iter()
+            .rev()
+            .find(|c| c.purpose == purpose)
+    }
+}
+
+/// One off-session charge of the saved card.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardCharge {
+    /// What it pays (`deposit`).
+    pub purpose: String,
+    /// The amount.
+    pub amount: Money,
+    /// Where it stands.
+    pub state: CardChargeState,
+}
+
+/// Where an off-session charge stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "charge", rename_all = "snake_case")]
+pub enum CardChargeState {
+    /// Sent to Stripe (or about to be).
+    Charging,
+    /// Paid.
+    Paid {
+        /// `pi_…`.
+        payment_intent: String,
+    },
+    /// Declined, or the bank asked for authentication: the patient got a pay link.
+    Failed {
+        /// Stripe's code and the decline code.
+        reason: String,
+        /// True for `authentication_required`.
+        authentication: bool,
+    },
 }
 
 /// The patient's acceptance of the in-house plan, as recorded from the patient page.

@@ -12,9 +12,10 @@ use financing_core::{
 };
 
 use crate::{
-    Action, Command, CurrentApplication, Event, FinancingResult, LenderPhase, LenderSession,
-    LenderSettlement, MessageKind, NoteKind, PaymentFact, PaymentStep, SettlementState,
-    StaffAction, StaffTask, Stage, Status, TaskKind, TimerKind, WorkflowConfig, WorkflowState,
+    Action, CardCharge, CardChargeState, Command, CurrentApplication, Event, FinancingResult,
+    InHouseAcceptance, LenderPhase, LenderSession, LenderSettlement, MessageKind, NoteKind,
+    PaymentFact, PaymentPreference, PaymentStep, SettlementState, StaffAction, StaffTask, Stage,
+    Status, TaskKind, TimerKind, WorkflowConfig, WorkflowState,
 };
 
 /// How long after a session's lapse its status is read: the lender has had time to mark it
@@ -277,6 +278,22 @@ pub fn apply(
                 cx.ignore("no practice-system patient step under way");
             }
         }
+        Event::CardSetupLinkCreated { session_id, url } => {
+            card_setup_link_created(&mut cx, session_id, url)
+        }
+        Event::CardAuthorized { wording } => card_authorized(&mut cx, wording),
+        Event::CardSaved { payment_method } => card_saved(&mut cx, payment_method),
+        Event::CardCharged {
+            purpose,
+            payment_intent,
+            amount,
+        } => card_charged(&mut cx, &purpose, payment_intent, amount),
+        Event::CardDeclined {
+            purpose,
+            payment_intent,
+            reason,
+            authentication,
+        } => card_declined(&mut cx, &purpose, payment_intent, &reason, authentication),
         Event::LenderSessionRequested => match cx.state.restartable_lender(now).cloned() {
             Some(lender) => {
                 cx.audit("patient asked to start the application again");
@@ -747,6 +764,12 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option
     if let Action::SettleWithLender { .. } = &action {
         return settlement_failed(cx, action, &reason);
     }
+    if matches!(
+        action,
+        Action::ChargeCard { .. } | Action::ReadSavedCard { .. }
+    ) {
+        return card_effect_failed(cx, action, reason, key_seq);
+    }
     let note_failed = matches!(
         action,
         Action::WriteLedgerNote { .. } | Action::EnsurePracticePatient
@@ -1102,7 +1125,29 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
     let Some(result) = cx.state.result.clone() else {
         return notify(cx);
     };
-    if !result.deposit.is_zero()
+    if cx.config.payment_preference == PaymentPreference::CardOnFile
+        && !result.deposit.is_zero()
+        && cx.state.stripe.checkout_session_id.is_none()
+        && cx.state.stripe.card_setup_session_id.is_none()
+        && cx.state.stripe.payment_method.is_none()
+        && !cx.state.stripe.deposit_paid
+    {
+        // Card on file: the patient saves a card from the patient page (nothing is charged
+        // until they do, and agree); the deposit is charged off-session then. No pay link up
+        // front; the page offers one on request.
+        cx.state.stage = Stage::Payments(PaymentStep::CardSetup);
+        cx.state.stripe.card_on_file = true;
+        return cx.command(Action::CreateCardSetupLink);
+    }
+    if cx.config.payment_preference == PaymentPreference::CardOnFile
+        && !result.deposit.is_zero()
+        && !cx.state.stripe.deposit_paid
+        && cx.state.stripe.payment_method.is_some()
+    {
+        // A card already saved (a staff retry of a later step): charge it, then carry on.
+        charge_due(cx);
+    } else if cx.config.payment_preference == PaymentPreference::PayLink
+        && !result.deposit.is_zero()
         && cx.state.stripe.checkout_session_id.is_none()
         && cx.state.stripe.expired_sessions.is_empty()
     {
@@ -1242,6 +1287,13 @@ fn undo_actions(cx: &Ctx<'_>) -> Vec<Action> {
             session_id: session_id.clone(),
         });
     }
+    if let Some(session_id) = &cx.state.stripe.card_setup_session_id
+        && cx.state.stripe.payment_method.is_none()
+    {
+        undo.push(Action::ExpireDepositLink {
+            session_id: session_id.clone(),
+        });
+    }
     undo
 }
 
@@ -1326,6 +1378,30 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             cx.state.stripe.deposit_paid = true;
             cx.audit(format!("deposit paid through {session_id}"));
         }
+        PaymentFact::CheckoutExpired { session_id }
+            if cx.state.stripe.card_setup_session_id.as_deref() == Some(session_id.as_str()) =>
+        {
+            // The card-saving link lapsed unused: the page makes a fresh one on the next click.
+            cx.state.stripe.card_setup_session_id = None;
+            cx.state.stripe.card_setup_url = None;
+            cx.audit(format!("card-saving link {session_id} expired unused"));
+        }
+        PaymentFact::CardSetupCompleted {
+            session_id,
+            setup_intent,
+        } => {
+            if cx.state.stripe.card_setup_session_id.as_deref() != Some(session_id.as_str()) {
+                return cx.ignore("not this workflow's card-saving session");
+            }
+            if cx.state.stripe.payment_method.is_some() {
+                return cx.ignore("card already saved");
+            }
+            if cx.state.status == Status::Cancelled {
+                return cx.ignore("cancelled: the saved card is not used");
+            }
+            cx.audit(format!("card saved through {session_id}"));
+            cx.command(Action::ReadSavedCard { setup_intent });
+        }
         PaymentFact::CheckoutExpired { session_id } => {
             if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str())
                 || cx.state.stripe.deposit_paid
@@ -1351,8 +1427,12 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
                 reason: "the last retry of a payment failed: Stripe will not try again; the patient was told, call them for another card".into(),
             });
         }
-        PaymentFact::Refunded { stripe_id, amount } => reversal(cx, stripe_id, amount, false),
-        PaymentFact::Disputed { stripe_id, amount } => reversal(cx, stripe_id, amount, true),
+        PaymentFact::Refunded { stripe_id, amount } => reversal(cx, stripe_id, amount, false, None),
+        PaymentFact::Disputed {
+            stripe_id,
+            amount,
+            reason,
+        } => reversal(cx, stripe_id, amount, true, reason.as_deref()),
         PaymentFact::ScheduleEnded {
             schedule_id,
             aborted,
@@ -1370,7 +1450,12 @@ fn deposit_link_requested(cx: &mut Ctx<'_>) {
         && !stripe.reissuing_deposit_link
         && stripe.checkout_session_id.is_none()
         && stripe.customer_id.is_some()
-        && !stripe.expired_sessions.is_empty();
+        && (!stripe.expired_sessions.is_empty()
+            || cx.config.payment_preference == PaymentPreference::CardOnFile)
+        && !matches!(
+            stripe.card_charge(DEPOSIT).map(|c| &c.state),
+            Some(CardChargeState::Charging)
+        );
     match deposit {
         Some(amount) if wanted && !amount.is_zero() => {
             cx.state.stripe.reissuing_deposit_link = true;
@@ -1441,6 +1526,17 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             match (kind, cx.state.failed_action.take()) {
                 (Some(TaskKind::SystemError), Some(action)) => {
                     restore_stage_for(cx, &action);
+                    if let Action::ChargeCard { purpose, .. } = &action
+                        && let Some(c) = cx
+                            .state
+                            .stripe
+                            .card_charges
+                            .iter_mut()
+                            .rev()
+                            .find(|c| &c.purpose == purpose)
+                    {
+                        c.state = CardChargeState::Charging;
+                    }
                     let seq = cx.state.next_seq;
                     cx.command(action);
                     if let Some(key_seq) = reuse {
@@ -1624,6 +1720,7 @@ fn restore_stage_for(cx: &mut Ctx<'_>, action: &Action) {
         Action::EnsureCustomer => Stage::Payments(PaymentStep::Customer),
         Action::CreateDepositLink { .. } => Stage::Payments(PaymentStep::DepositLink),
         Action::CreateInstallmentSchedule { .. } => Stage::Payments(PaymentStep::Schedule),
+        Action::CreateCardSetupLink => Stage::Payments(PaymentStep::CardSetup),
         Action::SendMessage {
             message: MessageKind::FinancingSummary,
         } => Stage::Notifying,
@@ -1639,7 +1736,37 @@ fn restore_stage_for(cx: &mut Ctx<'_>, action: &Action) {
 /// (10:00 Eastern, 07:00 Pacific), inside lender business hours.
 const SETTLE_HOUR_UTC: u32 = 15;
 
-fn settle_time(day: NaiveDate) -> DateTime<Utc> {
+/// The local hour a settlement day's charge runs in a practice with a time zone: the morning,
+/// inside lender business hours.
+const SETTLE_HOUR_LOCAL: u32 = 10;
+
+fn practice_tz(config: &WorkflowConfig) -> Option<financing_core::Tz> {
+    config.time_zone.as_deref().and_then(|z| z.parse().ok())
+}
+
+/// The practice's calendar day at `now` (UTC's without a time zone): "the treatment day" is the
+/// practice's, so 8 p.m. in California the evening before is not yet the day.
+fn practice_day(config: &WorkflowConfig, now: DateTime<Utc>) -> NaiveDate {
+    match practice_tz(config) {
+        Some(tz) => now.with_timezone(&tz).date_naive(),
+        None => now.date_naive(),
+    }
+}
+
+/// When the charge of settlement day `day` runs: 10:00 practice time, or 15:00 UTC without a
+/// time zone (a gap in local time moves it an hour later).
+fn settle_time(config: &WorkflowConfig, day: NaiveDate) -> DateTime<Utc> {
+    use chrono::TimeZone as _;
+    if let Some(tz) = practice_tz(config) {
+        let local = day
+            .and_time(NaiveTime::from_hms_opt(SETTLE_HOUR_LOCAL, 0, 0).unwrap_or(NaiveTime::MIN));
+        if let Some(at) = tz.from_local_datetime(&local).earliest().or_else(|| {
+            tz.from_local_datetime(&(local + chrono::TimeDelta::hours(1)))
+                .earliest()
+        }) {
+            return at.with_timezone(&Utc);
+        }
+    }
     day.and_time(NaiveTime::from_hms_opt(SETTLE_HOUR_UTC, 0, 0).unwrap_or(NaiveTime::MIN))
         .and_utc()
 }
@@ -1659,7 +1786,7 @@ fn plan_settlement(cx: &mut Ctx<'_>) {
         return;
     };
     let rule = SettlementRule::for_lender(&lender);
-    let today = cx.now.date_naive();
+    let today = practice_day(cx.config, cx.now);
     match settle_on(rule, today, cx.state.treatment_date) {
         SettleOn::Day { day } => {
             cx.state.settlement = Some(LenderSettlement {
@@ -1671,7 +1798,7 @@ fn plan_settlement(cx: &mut Ctx<'_>) {
             let at = if day <= today {
                 cx.now
             } else {
-                settle_time(day)
+                settle_time(cx.config, day)
             };
             cx.timer(TimerKind::Settle, at);
             // The ledger hears of the settlement when the money moves (or fails to), not when
@@ -1731,14 +1858,14 @@ fn settle_due(cx: &mut Ctx<'_>) {
     if cx.state.status == Status::Cancelled {
         return cx.ignore("cancelled: no lender charge");
     }
-    let today = cx.now.date_naive();
+    let today = practice_day(cx.config, cx.now);
     let rule = SettlementRule::for_lender(&s.lender);
     let allowed = cx
         .state
         .treatment_date
         .is_none_or(|t| rule.allows(today, t));
     if today < day || !allowed {
-        cx.timer(TimerKind::Settle, settle_time(day));
+        cx.timer(TimerKind::Settle, settle_time(cx.config, day));
         return cx.audit(format!("{} charge waits for {day}", s.lender));
     }
     if let Some(current) = &mut cx.state.settlement {
@@ -1757,7 +1884,7 @@ fn lender_settled(cx: &mut Ctx<'_>, lender: &LenderId, settlement: Settlement) {
     let day = match s.state {
         SettlementState::Charging { day } => day,
         // A staff retry after a failure.
-        SettlementState::Failed { .. } => cx.now.date_naive(),
+        SettlementState::Failed { .. } => practice_day(cx.config, cx.now),
         _ => return cx.ignore("no settlement under way"),
     };
     if &s.lender != lender {
@@ -1846,7 +1973,7 @@ fn keep_settlement_timer(cx: &mut Ctx<'_>) {
         ..
     }) = &cx.state.settlement
     {
-        let at = settle_time(*day);
+        let at = settle_time(cx.config, *day);
         cx.timer(TimerKind::Settle, at);
     }
 }
@@ -1863,7 +1990,7 @@ fn settlement_open(cx: &Ctx<'_>) -> bool {
 
 /// A refund or a dispute: a ledger note and a task, once per (object, amount) (a second partial
 /// refund of the same charge is a new amount).
-fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool) {
+fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool, why: Option<&str>) {
     let key = format!("{stripe_id}:{}", amount.minor());
     if cx.state.stripe.reversals_handled.contains(&key) {
         return cx.ignore("reversal already handled");
@@ -1871,7 +1998,14 @@ fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool) {
     cx.state.stripe.reversals_handled.push(key);
     let reason = if dispute {
         format!(
-            "the patient disputed a charge of {amount} with their card issuer ({stripe_id}): answer the dispute in Stripe before its deadline"
+            "the patient disputed a charge of {amount} with their card issuer ({stripe_id}{}): answer the dispute in Stripe before its deadline",
+            why.filter(
+                |r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            )
+            .map_or_else(String::new, |r| format!(
+                ", reason: {}",
+                r.replace('_', " ")
+            ))
         )
     } else {
         format!(
@@ -1924,4 +2058,257 @@ fn schedule_ended(cx: &mut Ctx<'_>, schedule_id: &str, aborted: bool) {
         kind: TaskKind::PaymentReversed,
         reason: reason.into(),
     });
+}
+
+/// The purpose of the deposit's off-session charge (its metadata and its ledger line).
+pub const DEPOSIT: &str = "deposit";
+
+fn card_setup_link_created(cx: &mut Ctx<'_>, session_id: String, url: String) {
+    if cx.state.status == Status::Cancelled {
+        cx.state
+            .stripe
+            .card_setup_session_id
+            .get_or_insert(session_id.clone());
+        return compensate(cx, Action::ExpireDepositLink { session_id });
+    }
+    if cx.state.stripe.card_setup_session_id.is_some() || cx.state.stripe.payment_method.is_some() {
+        return cx.ignore("a card-saving link already exists");
+    }
+    cx.state.stripe.card_setup_session_id = Some(session_id);
+    cx.state.stripe.card_setup_url = Some(url);
+    cx.audit("card-saving link created");
+    if cx.state.stage == Stage::Payments(PaymentStep::CardSetup) {
+        next_payment_step(cx);
+    }
+}
+
+/// The patient agreed on the page: recorded once, with the wording. When the card-saving link
+/// lapsed (or was never made), a fresh one is made for the patient waiting on the page.
+fn card_authorized(cx: &mut Ctx<'_>, wording: String) {
+    if cx.config.payment_preference != PaymentPreference::CardOnFile
+        || cx.state.status == Status::Cancelled
+        || cx.state.stripe.customer_id.is_none()
+    {
+        return cx.ignore("no card to save for this workflow");
+    }
+    if cx.state.stripe.card_authorization.is_none() {
+        cx.audit(format!("patient authorized card charges: {wording}"));
+        cx.state.stripe.card_authorization = Some(InHouseAcceptance {
+            at: cx.now,
+            wording,
+        });
+    }
+    if cx.state.stripe.card_setup_session_id.is_none()
+        && cx.state.stripe.payment_method.is_none()
+        && !matches!(cx.state.stage, Stage::Payments(PaymentStep::CardSetup))
+    {
+        cx.command(Action::CreateCardSetupLink);
+    }
+}
+
+fn card_saved(cx: &mut Ctx<'_>, payment_method: String) {
+    if cx.state.stripe.payment_method.is_some() {
+        return cx.ignore("card already saved");
+    }
+    if cx.state.status == Status::Cancelled {
+        return cx.ignore("cancelled: the saved card is not used");
+    }
+    cx.state.stripe.payment_method = Some(payment_method);
+    cx.state.stripe.card_setup_url = None;
+    cx.audit("saved card on file");
+    if cx.state.status == Status::WaitingOnStaff
+        && matches!(cx.state.failed_action, Some(Action::ReadSavedCard { .. }))
+    {
+        // A staff retry read it: the task is answered.
+        cx.state.failed_action = None;
+    }
+    charge_due(cx);
+}
+
+/// Charges the deposit to the saved card when it is due: a card saved with the patient's
+/// agreement, the deposit unpaid, no charge of it under way or done, and no pay link open (the
+/// patient may be paying through it: never both).
+fn charge_due(cx: &mut Ctx<'_>) {
+    let stripe = &cx.state.stripe;
+    let Some(deposit) = cx.state.result.as_ref().map(|r| r.deposit) else {
+        return;
+    };
+    if deposit.is_zero()
+        || stripe.deposit_paid
+        || stripe.payment_method.is_none()
+        || stripe.checkout_session_id.is_some()
+        || stripe.reissuing_deposit_link
+        || stripe.card_charge(DEPOSIT).is_some()
+    {
+        return;
+    }
+    if stripe.card_authorization.is_none() {
+        // Offers are offered: the agreement is recorded from the page before the card is
+        // saved; a card saved without it (Stripe's dashboard, another flow) is not charged.
+        return cx.audit("card saved without the patient's recorded agreement: not charged");
+    }
+    cx.state.stripe.card_charges.push(CardCharge {
+        purpose: DEPOSIT.into(),
+        amount: deposit,
+        state: CardChargeState::Charging,
+    });
+    cx.audit(format!("charging the saved card {deposit} for the deposit"));
+    cx.command(Action::ChargeCard {
+        purpose: DEPOSIT.into(),
+        amount: deposit,
+    });
+}
+
+fn set_charge_state(cx: &mut Ctx<'_>, purpose: &str, state: CardChargeState) -> bool {
+    match cx
+        .state
+        .stripe
+        .card_charges
+        .iter_mut()
+        .rev()
+        .find(|c| c.purpose == purpose)
+    {
+        Some(c) if c.state == CardChargeState::Charging => {
+            c.state = state;
+            true
+        }
+        _ => false,
+    }
+}
+
+fn card_charged(cx: &mut Ctx<'_>, purpose: &str, payment_intent: String, amount: Money) {
+    if !set_charge_state(
+        cx,
+        purpose,
+        CardChargeState::Paid {
+            payment_intent: payment_intent.clone(),
+        },
+    ) {
+        return cx.ignore("no charge of the saved card under way");
+    }
+    if purpose == DEPOSIT {
+        cx.state.stripe.deposit_paid = true;
+    }
+    cx.audit(format!("saved card charged {amount} ({purpose})"));
+    reopen_after_retry(cx);
+    if cx.state.stripe.payments_noted.contains(&payment_intent) {
+        return cx.audit("payment already noted");
+    }
+    cx.state.stripe.payments_noted.push(payment_intent.clone());
+    cx.command(Action::WriteLedgerNote {
+        note: NoteKind::Payment {
+            stripe_id: payment_intent,
+            amount,
+        },
+    });
+}
+
+/// A declined off-session charge, or one the bank wants authenticated: the patient gets a pay
+/// link (through the payment-failed message and the page) and staff a task naming Stripe's
+/// reason. Never card data.
+fn card_declined(
+    cx: &mut Ctx<'_>,
+    purpose: &str,
+    payment_intent: Option<String>,
+    reason: &str,
+    authentication: bool,
+) {
+    if !set_charge_state(
+        cx,
+        purpose,
+        CardChargeState::Failed {
+            reason: reason.to_owned(),
+            authentication,
+        },
+    ) {
+        return cx.ignore("no charge of the saved card under way");
+    }
+    reopen_after_retry(cx);
+    let amount = cx
+        .state
+        .stripe
+        .card_charge(purpose)
+        .map(|c| c.amount)
+        .unwrap_or(Money::usd(0));
+    cx.audit(format!("saved card not charged ({purpose}): {reason}"));
+    if purpose == DEPOSIT
+        && !cx.state.stripe.deposit_paid
+        && cx.state.stripe.checkout_session_id.is_none()
+        && !cx.state.stripe.reissuing_deposit_link
+    {
+        cx.state.stripe.reissuing_deposit_link = true;
+        cx.command(Action::CreateDepositLink { amount });
+    }
+    let handled = payment_intent
+        .as_ref()
+        .is_some_and(|pi| cx.state.stripe.failures_handled.contains(pi));
+    if let Some(pi) = payment_intent
+        && !handled
+    {
+        // Stripe also reports `payment_intent.payment_failed`: this is the one message.
+        cx.state.stripe.failures_handled.push(pi);
+    }
+    if !handled {
+        cx.command(Action::SendMessage {
+            message: MessageKind::PaymentFailed,
+        });
+    }
+    let what = if authentication {
+        format!(
+            "the patient's bank asked the patient to authenticate the {purpose} charge of {amount} on the saved card ({reason})"
+        )
+    } else {
+        format!("the saved card was declined for the {purpose} charge of {amount} ({reason})")
+    };
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::PaymentFailed,
+        reason: format!(
+            "{what}; the patient was sent a pay link. Call the patient if it stays unpaid"
+        ),
+    });
+}
+
+/// A staff retry of a card step put the workflow back to active: a settled workflow is done
+/// again once the step answered.
+fn reopen_after_retry(cx: &mut Ctx<'_>) {
+    if cx.state.status == Status::Active
+        && cx.state.stage == Stage::Settled
+        && cx.state.staff_task.is_none()
+    {
+        cx.state.status = Status::Done;
+    }
+}
+
+/// A card step failed for good (Stripe refused the request itself, or its outcome stayed
+/// unknown): a task and a Retry, without touching the workflow's stage or its outcome note.
+fn card_effect_failed(cx: &mut Ctx<'_>, action: Action, reason: String, key_seq: Option<u64>) {
+    if let Action::ChargeCard { purpose, .. } = &action {
+        let purpose = purpose.clone();
+        if let Some(c) = cx
+            .state
+            .stripe
+            .card_charges
+            .iter_mut()
+            .rev()
+            .find(|c| c.purpose == purpose)
+            && key_seq.is_none()
+        {
+            // A definite failure: nothing was charged; a retry charges anew.
+            c.state = CardChargeState::Failed {
+                reason: reason.clone(),
+                authentication: false,
+            };
+        }
+    }
+    cx.state.failed_action = Some(action);
+    cx.state.failed_key_seq = key_seq;
+    let task = StaffTask {
+        kind: TaskKind::SystemError,
+        reason,
+    };
+    cx.state.staff_task = Some(task.clone());
+    if cx.state.status != Status::Cancelled {
+        cx.state.status = Status::WaitingOnStaff;
+    }
+    cx.out.raise_task = Some(task);
 }

@@ -50,6 +50,8 @@ fn config(deposit_bps: u32, in_house: bool, on_partial: PartialApprovalRule) -> 
         give_up_after: Duration::from_secs(172_800),
         poll_interval: Duration::from_secs(600),
         lender_schedules: Vec::new(),
+        payment_preference: PaymentPreference::PayLink,
+        time_zone: None,
         lender_names: Vec::new(),
     }
 }
@@ -1042,6 +1044,31 @@ fn outcome_of(action: &Action, c: u8) -> Event {
             note: note.clone(),
             at: t0(),
         },
+        Action::CreateCardSetupLink => Event::CardSetupLinkCreated {
+            session_id: "cs_setup_1".into(),
+            url: "u".into(),
+        },
+        Action::ReadSavedCard { .. } => Event::CardSaved {
+            payment_method: "pm_1".into(),
+        },
+        Action::ChargeCard { purpose, amount } => match c % 3 {
+            0 => Event::CardCharged {
+                purpose: purpose.clone(),
+                payment_intent: "pi_card_1".into(),
+                amount: *amount,
+            },
+            1 => Event::CardDeclined {
+                purpose: purpose.clone(),
+                payment_intent: Some("pi_card_1".into()),
+                reason: "card_declined: generic_decline".into(),
+                authentication: c.is_multiple_of(2),
+            },
+            _ => Event::EffectIndeterminate {
+                action: action.clone(),
+                seq: 0,
+                reason: "timeout".into(),
+            },
+        },
         Action::SettleWithLender { lender: l, .. } => match c % 3 {
             0 => Event::LenderSettled {
                 lender: l.clone(),
@@ -1079,9 +1106,10 @@ fn policies() -> impl Strategy<Value = WorkflowConfig> {
         prop_oneof![Just(0_u32), Just(2_000)],
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(bps, in_house, cont)| {
-            config(
+        .prop_map(|(bps, in_house, cont, card)| {
+            let mut c = config(
                 bps,
                 in_house,
                 if cont {
@@ -1089,7 +1117,11 @@ fn policies() -> impl Strategy<Value = WorkflowConfig> {
                 } else {
                     PartialApprovalRule::StopForStaff
                 },
-            )
+            );
+            if card {
+                c.payment_preference = PaymentPreference::CardOnFile;
+            }
+            c
         })
 }
 
@@ -1110,6 +1142,14 @@ proptest! {
         prop_assert!(count(|a| matches!(a, Action::EnsureCustomer)) <= 1, "{emitted:?}");
         // Never a lender charge twice (no staff retry here).
         prop_assert!(count(|a| matches!(a, Action::SettleWithLender { .. })) <= 1, "{emitted:?}");
+        // Never a card charged twice, never a card-saving link twice, never without agreement.
+        prop_assert!(count(|a| matches!(a, Action::ChargeCard { .. })) <= 1, "{emitted:?}");
+        prop_assert!(count(|a| matches!(a, Action::CreateCardSetupLink)) <= 1, "{emitted:?}");
+        prop_assert!(
+            count(|a| matches!(a, Action::ChargeCard { .. })) == 0
+                || s.stripe.card_authorization.is_some(),
+            "{emitted:?}"
+        );
         // Offers are offered: no schedule without the patient's recorded acceptance.
         prop_assert!(
             count(|a| matches!(a, Action::CreateInstallmentSchedule { .. })) == 0
@@ -2113,4 +2153,321 @@ fn a_practice_system_without_patient_creation_hands_the_record_to_staff_and_a_fa
         action: StaffAction::MarkHandled,
     });
     assert_eq!(run.state.status, Status::Done);
+}
+
+// ---- Card on file ----
+
+fn card_on_file() -> WorkflowConfig {
+    let mut c = config(2_000, false, PartialApprovalRule::StopForStaff);
+    c.payment_preference = PaymentPreference::CardOnFile;
+    c
+}
+
+/// A card-on-file workflow financed by CareCredit, summary sent and noted: the card-saving
+/// link exists, the deposit ($200 of $1,000) is due.
+fn card_on_file_done() -> Run {
+    let mut run = Run::new(card_on_file());
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(approved("carecredit", 80_000));
+    let t = run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::CreateCardSetupLink],
+        "card on file: a card-saving link, no pay link"
+    );
+    let t = run.on(Event::CardSetupLinkCreated {
+        session_id: "cs_setup_1".into(),
+        url: "https://pay.test/cs_setup_1".into(),
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::FinancingSummary
+        }]
+    );
+    run.on(Event::MessageSent {
+        message: MessageKind::FinancingSummary,
+    });
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::Done);
+    run
+}
+
+fn card_saved(run: &mut Run) -> Transition {
+    run.on(Event::CardAuthorized {
+        wording: "I authorize Smile Dental to charge $200.00".into(),
+    });
+    let t = run.on(Event::Payment(PaymentFact::CardSetupCompleted {
+        session_id: "cs_setup_1".into(),
+        setup_intent: "seti_1".into(),
+    }));
+    assert_eq!(
+        actions(&t),
+        vec![&Action::ReadSavedCard {
+            setup_intent: "seti_1".into()
+        }]
+    );
+    run.on(Event::CardSaved {
+        payment_method: "pm_1".into(),
+    })
+}
+
+#[test]
+fn a_saved_card_is_charged_the_deposit_off_session_once_and_the_payment_noted_once() {
+    // Arrange
+    let mut run = card_on_file_done();
+    // Act
+    let t = card_saved(&mut run);
+    // Assert
+    assert_eq!(
+        actions(&t),
+        vec![&Action::ChargeCard {
+            purpose: "deposit".into(),
+            amount: Money::usd(20_000)
+        }]
+    );
+    let seq = t.commands[0].seq;
+    assert_eq!(
+        run.state.command_key(&t.commands[0]),
+        format!("{}:charge_card:{seq}", run.state.id),
+        "the charge's idempotency key is the workflow's deterministic key"
+    );
+    // A second save report (a redelivered webhook) charges nothing.
+    let again = run.on(Event::CardSaved {
+        payment_method: "pm_1".into(),
+    });
+    assert!(again.ignored && again.commands.is_empty());
+    let t = run.on(Event::CardCharged {
+        purpose: "deposit".into(),
+        payment_intent: "pi_1".into(),
+        amount: Money::usd(20_000),
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Payment {
+                stripe_id: "pi_1".into(),
+                amount: Money::usd(20_000)
+            }
+        }]
+    );
+    assert!(run.state.stripe.deposit_paid);
+    // Stripe's own `payment_intent.succeeded` for the same charge is not noted again.
+    let t = run.on(Event::Payment(PaymentFact::Paid {
+        stripe_id: "pi_1".into(),
+        amount: Money::usd(20_000),
+    }));
+    assert!(t.commands.is_empty());
+    assert_eq!(run.state.status, Status::Done);
+}
+
+#[test]
+fn a_card_saved_without_the_patients_recorded_agreement_is_not_charged() {
+    let mut run = card_on_file_done();
+    run.on(Event::Payment(PaymentFact::CardSetupCompleted {
+        session_id: "cs_setup_1".into(),
+        setup_intent: "seti_1".into(),
+    }));
+    let t = run.on(Event::CardSaved {
+        payment_method: "pm_1".into(),
+    });
+    assert!(t.commands.is_empty());
+    assert_eq!(run.state.stripe.payment_method.as_deref(), Some("pm_1"));
+}
+
+#[test]
+fn a_declined_card_sends_a_pay_link_and_raises_a_task_naming_the_decline_code() {
+    // Arrange
+    let mut run = card_on_file_done();
+    card_saved(&mut run);
+    // Act
+    let t = run.on(Event::CardDeclined {
+        purpose: "deposit".into(),
+        payment_intent: Some("pi_2".into()),
+        reason: "card_declined: insufficient_funds".into(),
+        authentication: false,
+    });
+    // Assert
+    assert_eq!(
+        actions(&t),
+        vec![
+            &Action::CreateDepositLink {
+                amount: Money::usd(20_000)
+            },
+            &Action::SendMessage {
+                message: MessageKind::PaymentFailed
+            }
+        ]
+    );
+    let task = t.raise_task.expect("a task");
+    assert_eq!(task.kind, TaskKind::PaymentFailed);
+    assert!(
+        task.reason.contains("insufficient_funds"),
+        "{}",
+        task.reason
+    );
+    assert!(task.reason.contains("$200.00"), "{}", task.reason);
+    // The pay link lands without touching the finished workflow's stage.
+    run.on(Event::DepositLinkCreated {
+        session_id: "cs_pay_1".into(),
+        url: "https://pay.test/cs_pay_1".into(),
+    });
+    assert_eq!(
+        run.state.stripe.checkout_url.as_deref(),
+        Some("https://pay.test/cs_pay_1")
+    );
+    assert_eq!(run.state.stage, Stage::Settled);
+    assert_eq!(run.state.status, Status::Done);
+    // Stripe's `payment_intent.payment_failed` for the same attempt sends no second message.
+    let t = run.on(Event::Payment(PaymentFact::Failed {
+        stripe_id: "pi_2".into(),
+    }));
+    assert!(t.commands.is_empty());
+}
+
+#[test]
+fn an_authentication_request_is_a_pay_link_and_a_task_that_says_so() {
+    let mut run = card_on_file_done();
+    card_saved(&mut run);
+    let t = run.on(Event::CardDeclined {
+        purpose: "deposit".into(),
+        payment_intent: Some("pi_3".into()),
+        reason: "authentication_required".into(),
+        authentication: true,
+    });
+    assert!(actions(&t).contains(&&Action::SendMessage {
+        message: MessageKind::PaymentFailed
+    }));
+    let task = t.raise_task.expect("a task");
+    assert!(task.reason.contains("authenticate"), "{}", task.reason);
+    assert!(matches!(
+        run.state.stripe.card_charge("deposit").map(|c| &c.state),
+        Some(CardChargeState::Failed {
+            authentication: true,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_open_pay_link_means_the_saved_card_is_not_charged_too() {
+    // The patient asked for a pay link first (saving a card is never a precondition).
+    let mut run = card_on_file_done();
+    let t = run.on(Event::DepositLinkRequested);
+    assert_eq!(
+        actions(&t),
+        vec![&Action::CreateDepositLink {
+            amount: Money::usd(20_000)
+        }]
+    );
+    run.on(Event::DepositLinkCreated {
+        session_id: "cs_pay_1".into(),
+        url: "https://pay.test/cs_pay_1".into(),
+    });
+    let t = card_saved(&mut run);
+    assert!(t.commands.is_empty(), "never both a pay link and a charge");
+}
+
+#[test]
+fn an_indeterminate_charge_is_retried_by_staff_under_the_same_key() {
+    let mut run = card_on_file_done();
+    let t = card_saved(&mut run);
+    let charge = t.commands[0].clone();
+    let t = run.on(Event::EffectIndeterminate {
+        action: charge.action.clone(),
+        seq: charge.seq,
+        reason: "timeout".into(),
+    });
+    assert_eq!(t.raise_task.map(|t| t.kind), Some(TaskKind::SystemError));
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    assert_eq!(
+        run.state.stage,
+        Stage::Settled,
+        "the outcome is not rewritten"
+    );
+    let t = run.on(Event::Staff {
+        action: StaffAction::Retry,
+    });
+    assert_eq!(actions(&t), vec![&charge.action]);
+    assert_eq!(
+        run.state.command_key(&t.commands[0]),
+        run.state.command_key(&charge),
+        "the retry reconciles under the first attempt's key"
+    );
+    run.on(Event::CardCharged {
+        purpose: "deposit".into(),
+        payment_intent: "pi_1".into(),
+        amount: Money::usd(20_000),
+    });
+    assert_eq!(run.state.status, Status::Done);
+    assert!(run.state.stripe.deposit_paid);
+}
+
+#[test]
+fn a_withdrawn_plan_expires_an_unused_card_saving_link() {
+    let mut run = card_on_file_done();
+    let t = run.on(Event::PlanWithdrawn {
+        reason: "rejected".into(),
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::ExpireDepositLink {
+            session_id: "cs_setup_1".into()
+        }]
+    );
+    // A setup completed after the withdrawal is not used.
+    let t = run.on(Event::Payment(PaymentFact::CardSetupCompleted {
+        session_id: "cs_setup_1".into(),
+        setup_intent: "seti_1".into(),
+    }));
+    assert!(t.commands.is_empty());
+}
+
+#[test]
+fn a_lapsed_card_saving_link_is_made_again_when_the_patient_agrees_on_the_page() {
+    let mut run = card_on_file_done();
+    run.on(Event::Payment(PaymentFact::CheckoutExpired {
+        session_id: "cs_setup_1".into(),
+    }));
+    assert_eq!(run.state.stripe.card_setup_url, None);
+    let t = run.on(Event::CardAuthorized {
+        wording: "I authorize".into(),
+    });
+    assert_eq!(actions(&t), vec![&Action::CreateCardSetupLink]);
+    run.on(Event::CardSetupLinkCreated {
+        session_id: "cs_setup_2".into(),
+        url: "https://pay.test/cs_setup_2".into(),
+    });
+    assert_eq!(
+        run.state.stripe.card_setup_session_id.as_deref(),
+        Some("cs_setup_2")
+    );
+    assert_eq!(run.state.stage, Stage::Settled);
+}
+
+#[test]
+fn a_pay_link_practice_never_makes_a_card_saving_link() {
+    let mut run = Run::new(config(2_000, false, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(approved("carecredit", 80_000));
+    let t = run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::CreateDepositLink {
+            amount: Money::usd(20_000)
+        }]
+    );
+    let t = run.on(Event::CardAuthorized {
+        wording: "I authorize".into(),
+    });
+    assert!(t.ignored);
 }

@@ -75,6 +75,52 @@ pub(crate) fn accept_forms(html: &str) -> Vec<String> {
         .collect()
 }
 
+/// The actions of the card-saving forms in an HTML page (`action="…/card"`), entities undone.
+pub(crate) fn card_forms(html: &str) -> Vec<String> {
+    html.split("action=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|a| a.replace("&#x2f;", "/").replace("&amp;", "&"))
+        .filter(|a| a.ends_with("/card"))
+        .collect()
+}
+
+/// Posts a card-saving form and follows its redirects (the page waits while the link is made,
+/// a few seconds at most) to Stripe's hosted page; returns that page's URL.
+async fn follow_card_form(target: Url) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .ok()?;
+    let resp = client
+        .post(target.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .ok()?;
+    let mut next = resp
+        .headers()
+        .get(reqwest::header::LOCATION)?
+        .to_str()
+        .ok()?
+        .to_owned();
+    for _ in 0..50 {
+        let url = target.join(&next).ok()?;
+        if !is_loopback(&url) || url.path().starts_with("/checkout/") {
+            return Some(url.to_string());
+        }
+        let resp = client.get(url.clone()).send().await.ok()?;
+        match resp.headers().get(reqwest::header::LOCATION) {
+            Some(l) => next = l.to_str().ok()?.to_owned(),
+            // The "preparing" page: the runner is making the link.
+            None => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    None
+}
+
 /// The page's relative links to a lender application (`href="…/apply"`), entities undone.
 pub(crate) fn apply_links(html: &str) -> Vec<String> {
     html.split("href=\"")
@@ -267,6 +313,17 @@ pub(crate) async fn act_on_link(
         }
     }
     if completes {
+        // Card on file: agree, save the card on Stripe's page (the persona's card).
+        for action in card_forms(&page) {
+            let Ok(target) = url.join(&action) else {
+                continue;
+            };
+            if let Some(checkout) = follow_card_form(target).await {
+                let acted = Box::pin(act_on_link(hub, patient, &checkout, depth + 1)).await;
+                found += 1;
+                actions.extend(acted);
+            }
+        }
         for action in accept_forms(&page) {
             let Ok(target) = url.join(&action) else {
                 continue;

@@ -13,7 +13,7 @@ use crate::client::{Call, Client};
 use crate::enums::string_enum;
 use crate::error::{Error, InvalidInput, Result};
 use crate::form::{FormMap, FormValue};
-use crate::ids::{CheckoutSessionId, CustomerId, PaymentIntentId, expandable};
+use crate::ids::{CheckoutSessionId, CustomerId, PaymentIntentId, SetupIntentId, expandable};
 use crate::params::{IdempotencyKey, Metadata, check_charge, check_id};
 
 /// The line item's product name: generic by rule (COMPLIANCE.md, minimum necessary): a
@@ -105,6 +105,65 @@ impl PayLinkRequest {
     }
 }
 
+/// A Checkout Session in `mode=setup`: the patient saves a card for later off-session charges,
+/// on Stripe's hosted page (no card data reaches Chairside). On `checkout.session.completed`,
+/// read [`CheckoutSession::setup_intent`], then [`Client::get_setup_intent`] for the card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardSetupRequest {
+    /// The patient's customer: the saved card is attached to it.
+    pub customer: CustomerId,
+    /// The currency later charges are in: "required in `setup` mode when
+    /// `payment_method_types` is not set" (dynamic payment methods).
+    pub currency: financing_core::Currency,
+    /// Our reference (≤ 200 characters), e.g. the workflow id.
+    pub client_reference_id: String,
+    /// When the link stops working (30 minutes to 24 hours ahead; 24 h when `None`). A fixed
+    /// time derived from the workflow, never `now + x` at each call.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Where the patient lands after saving the card.
+    pub success_url: Option<Url>,
+    /// Where the patient lands after backing out.
+    pub cancel_url: Option<Url>,
+    /// Metadata on the session (the workflow id, never PHI).
+    pub metadata: Metadata,
+}
+
+impl CardSetupRequest {
+    /// Checks the request against `now`.
+    ///
+    /// # Errors
+    /// [`InvalidInput`] naming the first broken rule.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), InvalidInput> {
+        check_id("customer id", self.customer.as_str())?;
+        let len = self.client_reference_id.chars().count();
+        if len == 0 || len > 200 {
+            return Err(InvalidInput::ClientReferenceId);
+        }
+        if let Some(at) = self.expires_at {
+            let ahead = at - now;
+            if ahead < ChronoDuration::minutes(30) || ahead > ChronoDuration::hours(24) {
+                return Err(InvalidInput::ExpiresAt);
+            }
+        }
+        self.metadata.validate()
+    }
+
+    fn to_form(&self) -> FormMap {
+        let mut form = FormMap::new()
+            .with("mode", "setup")
+            .with("customer", self.customer.as_str())
+            .with("currency", self.currency.code())
+            .with("client_reference_id", self.client_reference_id.as_str());
+        form.insert_opt("expires_at", self.expires_at.map(|t| t.timestamp()));
+        form.insert_opt("success_url", self.success_url.as_ref().map(Url::as_str));
+        form.insert_opt("cancel_url", self.cancel_url.as_ref().map(Url::as_str));
+        if !self.metadata.is_empty() {
+            form.insert("metadata", self.metadata.to_form());
+        }
+        form
+    }
+}
+
 string_enum!(
     /// A Checkout Session's `status`.
     CheckoutStatus {
@@ -164,6 +223,9 @@ pub struct CheckoutSession {
     /// The PaymentIntent, once there is one.
     #[serde(default, deserialize_with = "expandable::option")]
     pub payment_intent: Option<PaymentIntentId>,
+    /// The SetupIntent of a `mode=setup` session, once the card is saved.
+    #[serde(default, deserialize_with = "expandable::option")]
+    pub setup_intent: Option<SetupIntentId>,
     /// Our reference.
     #[serde(default)]
     pub client_reference_id: Option<String>,
@@ -210,6 +272,30 @@ impl Client {
         key: &IdempotencyKey,
     ) -> Result<CheckoutSession> {
         const OP: &str = "create_checkout_session";
+        request
+            .validate(Utc::now())
+            .map_err(|r| Error::invalid(OP, r))?;
+        self.send(Call::post(
+            OP,
+            &["checkout", "sessions"],
+            request.to_form(),
+            key,
+        ))
+        .await
+    }
+
+    /// Creates a card-saving link: `POST /v1/checkout/sessions` with `mode=setup`, the customer
+    /// and the currency, no line items. Nothing is charged; the card is saved to the customer.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] before sending (ids, expiry window, reference length, metadata);
+    /// otherwise `Transient` (retry with the same key), `Permanent`, or `Indeterminate`.
+    pub async fn create_card_setup_session(
+        &self,
+        request: &CardSetupRequest,
+        key: &IdempotencyKey,
+    ) -> Result<CheckoutSession> {
+        const OP: &str = "create_card_setup_session";
         request
             .validate(Utc::now())
             .map_err(|r| Error::invalid(OP, r))?;

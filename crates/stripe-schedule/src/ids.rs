@@ -33,6 +33,10 @@ connector_transport::id_newtype! {
     pub struct PaymentMethodId(String);
 }
 connector_transport::id_newtype! {
+    /// A SetupIntent (`seti_…`): how a Checkout Session in setup mode saved a card.
+    pub struct SetupIntentId(String);
+}
+connector_transport::id_newtype! {
     /// An invoice (`in_…`).
     pub struct InvoiceId(String);
 }

@@ -73,12 +73,13 @@ mod params;
 mod payment_intents;
 mod products;
 mod schedules;
+mod setup_intents;
 pub mod webhook;
 
 pub use charges::{Charge, Dispute};
 pub use checkout::{
-    CheckoutMode, CheckoutPaymentStatus, CheckoutSession, CheckoutStatus, LINE_ITEM_NAME,
-    PayLinkRequest,
+    CardSetupRequest, CheckoutMode, CheckoutPaymentStatus, CheckoutSession, CheckoutStatus,
+    LINE_ITEM_NAME, PayLinkRequest,
 };
 pub use client::{API_VERSION, Client, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_TIMEOUT};
 pub use connector_transport::{DecodeProblem, RetryPolicy};
@@ -90,10 +91,13 @@ pub use error::{
 };
 pub use ids::{
     ChargeId, CheckoutSessionId, CustomerId, DisputeId, EventId, InvoiceId, PaymentIntentId,
-    PaymentMethodId, PriceId, ProductId, RequestId, SubscriptionId, SubscriptionScheduleId,
+    PaymentMethodId, PriceId, ProductId, RequestId, SetupIntentId, SubscriptionId,
+    SubscriptionScheduleId,
 };
 pub use invoices::{Invoice, InvoiceParent, InvoiceParentType, InvoiceStatus, SubscriptionDetails};
-pub use params::{IdempotencyKey, Metadata, PATIENT_KEY, PRACTICE_KEY, WORKFLOW_KEY};
+pub use params::{
+    INSTALLMENT_KEY, IdempotencyKey, Metadata, PATIENT_KEY, PRACTICE_KEY, WORKFLOW_KEY,
+};
 pub use payment_intents::{
     CardFailure, ChargeOutcome, OffSessionCharge, PaymentIntent, PaymentIntentStatus,
 };
@@ -103,4 +107,5 @@ pub use schedules::{
     MAX_INSTALLMENTS, MAX_PLAN_DAYS, PhaseItem, SchedulePhase, ScheduleStatus, StartDate,
     Subscription, SubscriptionSchedule, SubscriptionStatus, split_installments,
 };
+pub use setup_intents::{SetupIntent, SetupIntentStatus};
 pub use webhook::{Event, EventData, WebhookError, key_livemode};

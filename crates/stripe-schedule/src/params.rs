@@ -17,6 +17,10 @@ pub const PATIENT_KEY: &str = "chairside_patient";
 pub const PRACTICE_KEY: &str = "chairside_practice";
 /// Metadata key the orchestrator uses for its workflow id (schedules, sessions, payments).
 pub const WORKFLOW_KEY: &str = "chairside_workflow";
+/// Metadata key naming what an off-session charge pays within its workflow (`deposit`,
+/// `installment-2`): with [`WORKFLOW_KEY`], what a charge is for, so a reconciliation (and the
+/// "never a charge twice" check) can count charges per purpose.
+pub const INSTALLMENT_KEY: &str = "chairside_installment";
 
 const MAX_KEYS: usize = 50;
 const MAX_KEY_CHARS: usize = 40;

@@ -4,13 +4,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use financing_core::{PatientContact, PatientId, TreatmentPlan, Tz};
 use opendental_client::{
-    AcceptanceRule, Client, NewCommlog, PatNum, PlanCursor, TreatPlanNum, TreatPlanQuery,
+    AcceptanceRule, Client, NewCommlog, NewPayment, PatNum, PlanCursor, TreatPlanNum,
+    TreatPlanQuery, WriteOutcome,
 };
 
 use super::{external, invalid};
 use crate::ports::{
-    EnsuredPatient, ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem,
-    UnreadableRecord,
+    EnsuredPatient, ExternalError, PaymentPosting, PlanChanges, PlanState, PlanSummary,
+    PracticeSystem, UnreadableRecord, payment_marker,
 };
 use chairside_workflow::intake::{Candidate, same_patient};
 
@@ -213,6 +214,34 @@ impl PracticeSystem for OpenDentalPractice {
                 )),
             },
         }
+    }
+
+    /// `POST /payments` (PayAmt, PatNum, PayNote with the Stripe payment's marker), after a
+    /// `GET /payments?PatNum=` finds none carrying it: Open Dental takes no idempotency key
+    /// (INTEGRATIONS.md, Open Dental `POST /payments`).
+    async fn post_payment(
+        &self,
+        patient: &PatientId,
+        stripe_id: &str,
+        amount: financing_core::Money,
+        note: &str,
+    ) -> Result<PaymentPosting, ExternalError> {
+        let pat = PatNum::new(parse_num(patient.as_str(), "patient")?);
+        let marker = payment_marker(stripe_id);
+        let mut payment = NewPayment::new(pat, amount);
+        payment.pay_note = Some(format!("{note}\n{marker}"));
+        let outcome = self
+            .client
+            .create_payment_once(&payment, &marker)
+            .await
+            .map_err(external)?;
+        Ok(match outcome {
+            WriteOutcome::AlreadyWritten(p) => PaymentPosting::AlreadyPosted(p.pay_num.to_string()),
+            WriteOutcome::Created(p) => {
+                PaymentPosting::Posted(p.map_or(marker, |p| p.pay_num.to_string()))
+            }
+            _ => PaymentPosting::Posted(marker),
+        })
     }
 }
 

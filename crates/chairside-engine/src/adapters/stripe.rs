@@ -7,14 +7,15 @@
 use async_trait::async_trait;
 use financing_core::{InHouseOffer, IntervalUnit, Money, PatientContact, PracticeId};
 use stripe_schedule::{
-    BillingInterval, CheckoutSessionId, Client, Collection, CustomerDetails, CustomerId,
-    IdempotencyKey, InstallmentPlan, Interval, Metadata, PRACTICE_KEY, PayLinkRequest, StartDate,
-    SubscriptionScheduleId, WORKFLOW_KEY,
+    BillingInterval, CardSetupRequest, ChargeOutcome, CheckoutSessionId, Client, Collection,
+    CustomerDetails, CustomerId, INSTALLMENT_KEY, IdempotencyKey, InstallmentPlan, Interval,
+    Metadata, OffSessionCharge, PRACTICE_KEY, PayLinkRequest, PaymentMethodId, SetupIntentId,
+    StartDate, SubscriptionScheduleId, WORKFLOW_KEY,
 };
 use url::Url;
 
 use super::{external, invalid};
-use crate::ports::{ExternalError, Payments};
+use crate::ports::{CardChargeRequest, CardOutcome, ExternalError, Payments};
 use chairside_workflow::WorkflowId;
 
 /// Days a patient has to pay an in-house installment invoice.
@@ -168,6 +169,100 @@ impl Payments for StripePayments {
             }
             Err(e) => Err(external(e)),
         }
+    }
+
+    async fn create_card_setup_link(
+        &self,
+        practice: &PracticeId,
+        customer: &str,
+        currency: financing_core::Currency,
+        workflow: &WorkflowId,
+        idem: &str,
+    ) -> Result<(String, String), ExternalError> {
+        let request = CardSetupRequest {
+            customer: CustomerId::new(customer),
+            currency,
+            client_reference_id: workflow.as_str().to_owned(),
+            expires_at: None,
+            // The landing page after saving (`/paid`): no token and no workflow id in a URL that
+            // goes to Stripe.
+            success_url: self.return_url.as_ref().and_then(|u| u.join("paid").ok()),
+            cancel_url: None,
+            metadata: workflow_metadata(practice, workflow),
+        };
+        let session = self
+            .client
+            .create_card_setup_session(&request, &key(idem)?)
+            .await
+            .map_err(external)?;
+        let url = session
+            .url
+            .clone()
+            .ok_or_else(|| invalid("Stripe returned a setup Checkout Session without a url"))?;
+        Ok((session.id.as_str().to_owned(), url.to_string()))
+    }
+
+    async fn saved_card(&self, setup_intent: &str) -> Result<String, ExternalError> {
+        let seti = self
+            .client
+            .get_setup_intent(&SetupIntentId::new(setup_intent))
+            .await
+            .map_err(external)?;
+        seti.payment_method
+            .map(|pm| pm.as_str().to_owned())
+            .ok_or_else(|| invalid("the completed card setup saved no payment method"))
+    }
+
+    async fn charge_card(
+        &self,
+        charge: &CardChargeRequest<'_>,
+    ) -> Result<CardOutcome, ExternalError> {
+        let request = OffSessionCharge {
+            customer: CustomerId::new(charge.customer),
+            payment_method: PaymentMethodId::new(charge.payment_method),
+            amount: charge.amount,
+            metadata: workflow_metadata(charge.practice, charge.workflow)
+                .with(INSTALLMENT_KEY, charge.purpose),
+        };
+        let outcome = self
+            .client
+            .charge_off_session(&request, &key(charge.key)?)
+            .await
+            .map_err(external)?;
+        let declined = |f: stripe_schedule::CardFailure, authentication: bool| {
+            let code = f
+                .code
+                .as_ref()
+                .map_or("card_error", stripe_schedule::ErrorCode::as_str)
+                .to_owned();
+            let reason = match &f.decline_code {
+                Some(d) if d.as_str() != code => format!("{code}: {d}"),
+                _ => code,
+            };
+            CardOutcome::Declined {
+                payment_intent: f.payment_intent.map(|p| p.as_str().to_owned()),
+                reason,
+                authentication,
+            }
+        };
+        Ok(match outcome {
+            ChargeOutcome::Succeeded(pi) | ChargeOutcome::Processing(pi) => CardOutcome::Charged {
+                payment_intent: pi.id.as_str().to_owned(),
+            },
+            ChargeOutcome::AuthenticationRequired(f) => declined(f, true),
+            ChargeOutcome::Declined(f) => declined(f, false),
+            ChargeOutcome::Other(pi) => {
+                return Err(invalid(format!(
+                    "the off-session charge {} ended in an unexpected status; look it up in Stripe",
+                    pi.id.as_str()
+                )));
+            }
+            _ => {
+                return Err(invalid(
+                    "an off-session charge outcome this version does not know",
+                ));
+            }
+        })
     }
 
     async fn expire_deposit_link(&self, session: &str, idem: &str) -> Result<(), ExternalError> {

@@ -57,7 +57,7 @@ pub use patient::PatientStore;
 pub use poller::{PollerLease, PollerStore};
 pub use postgres::{PostgresStore, is_postgres_url};
 pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
-pub use report::{LedgerNoteTime, ReportStore};
+pub use report::{LedgerNoteTime, PAYMENT_SEARCH_LIMIT, ReportStore};
 pub use schema::SchemaStore;
 pub use sqlite::{Durability, ResealReport, SqliteStore};
 pub use staff::StaffStore;

@@ -6,6 +6,9 @@ use financing_core::PracticeId;
 
 use super::{AuditRow, Result, TaskRow, WorkflowRow};
 
+/// How many workflows (newest first) [`ReportStore::workflow_by_payment`] reads.
+pub const PAYMENT_SEARCH_LIMIT: u32 = 100_000;
+
 /// When a workflow was accepted and when its ledger note was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LedgerNoteTime {
@@ -28,6 +31,29 @@ pub trait ReportStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::Database`](super::StoreError::Database),
     /// [`StoreError::Decode`](super::StoreError::Decode).
     async fn workflow(&self, id: &WorkflowId) -> Result<Option<WorkflowRow>>;
+
+    /// The workflow that recorded the Stripe payment `stripe_id` (a `pi_…` it noted, or its
+    /// saved card's charge), if any: how a dispute, which carries no workflow metadata, finds its
+    /// workflow. States are sealed at rest, so this reads them (newest first, at most
+    /// [`PAYMENT_SEARCH_LIMIT`]): disputes are rare; a store with an index may do better.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database),
+    /// [`StoreError::Decode`](super::StoreError::Decode).
+    async fn workflow_by_payment(&self, stripe_id: &str) -> Result<Option<WorkflowId>> {
+        if stripe_id.is_empty() {
+            return Ok(None);
+        }
+        let rows = self.workflows(None, None, PAYMENT_SEARCH_LIMIT).await?;
+        Ok(rows.into_iter().map(|r| r.state).find_map(|s| {
+            let stripe = &s.stripe;
+            let recorded = stripe.payments_noted.iter().any(|p| p == stripe_id)
+                || stripe.card_charges.iter().any(|c| {
+                    matches!(&c.state, chairside_workflow::CardChargeState::Paid { payment_intent } if payment_intent == stripe_id)
+                });
+            recorded.then_some(s.id)
+        }))
+    }
 
     /// Workflows, newest first, optionally of one practice or status.
     ///

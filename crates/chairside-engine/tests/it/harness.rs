@@ -130,6 +130,8 @@ pub(crate) fn default_config() -> WorkflowConfig {
                 )
             })
             .collect(),
+        payment_preference: chairside_workflow::PaymentPreference::PayLink,
+        time_zone: None,
         lender_names: Vec::new(),
     }
 }

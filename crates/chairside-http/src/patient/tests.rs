@@ -780,3 +780,90 @@ async fn start_again_on_a_live_session_queues_nothing() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(kit.inbox(&wf).await.is_empty());
 }
+
+/// A card-on-file workflow: its card-saving link made, no pay link, the deposit due.
+async fn card_on_file(kit: &Kit, plan: &str) -> WorkflowId {
+    kit.seed(card_on_file_state(kit, plan)).await
+}
+
+fn card_on_file_state(kit: &Kit, plan: &str) -> chairside_workflow::WorkflowState {
+    let mut s = kit.financing_state(smile(), plan, "pat-1");
+    s.stripe.customer_id = Some("cus_1".into());
+    s.stripe.checkout_url = None;
+    s.stripe.checkout_session_id = None;
+    s.stripe.card_on_file = true;
+    s.stripe.card_setup_session_id = Some("cs_setup_1".into());
+    s.stripe.card_setup_url = Some("https://checkout.stripe.test/setup/cs_setup_1".into());
+    s
+}
+
+#[tokio::test]
+async fn a_card_on_file_page_shows_the_authorization_and_records_it_before_stripes_page() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = card_on_file(&kit, "tx-card").await;
+    let token = kit.token(&wf);
+    // Act
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await)
+        .await
+        .replace("&#x2f;", "/");
+    let res = kit
+        .send(post_form(&format!("/p/{token}/card"), String::new(), None))
+        .await;
+    let next = kit.send(get(&format!("/p/{token}/card"))).await;
+    // Assert: the wording, the form, and a pay link offered instead (never a precondition).
+    assert!(page.contains("I authorize"), "{page}");
+    assert!(page.contains("to save my card with Stripe"), "{page}");
+    assert!(
+        page.contains(&format!(r#"action="/p/{token}/card""#)),
+        "{page}"
+    );
+    assert!(page.contains("Pay once with a link instead"), "{page}");
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        res.headers()["location"],
+        format!("/p/{token}/card").as_str()
+    );
+    assert_eq!(next.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        next.headers()["location"],
+        "https://checkout.stripe.test/setup/cs_setup_1"
+    );
+    let agreed: Vec<Event> = kit
+        .inbox(&wf)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, Event::CardAuthorized { .. }))
+        .collect();
+    assert_eq!(agreed.len(), 1);
+    let Event::CardAuthorized { wording } = &agreed[0] else {
+        unreachable!()
+    };
+    assert!(wording.starts_with("I authorize"), "{wording}");
+    assert!(
+        wording.contains('$'),
+        "the amount is in the wording: {wording}"
+    );
+}
+
+#[tokio::test]
+async fn a_saved_card_or_a_paid_deposit_offers_no_card_form() {
+    let kit = Kit::new().await;
+    let mut s = card_on_file_state(&kit, "tx-card2");
+    s.stripe.payment_method = Some("pm_1".into());
+    let saved = kit.seed(s).await;
+    let token = kit.token(&saved);
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await).await;
+    assert!(!page.contains("I authorize"), "{page}");
+    assert!(page.contains("Your card is saved"), "{page}");
+    let res = kit
+        .send(post_form(&format!("/p/{token}/card"), String::new(), None))
+        .await;
+    assert_eq!(res.headers()["location"], format!("/p/{token}").as_str());
+    assert!(
+        !kit.inbox(&saved)
+            .await
+            .iter()
+            .any(|e| matches!(e, Event::CardAuthorized { .. }))
+    );
+}

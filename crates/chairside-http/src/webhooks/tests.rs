@@ -1272,3 +1272,106 @@ async fn a_failed_invoice_without_a_next_attempt_is_a_final_failure() {
         ]
     );
 }
+
+#[test]
+fn a_completed_setup_session_maps_to_the_card_saved_with_its_setup_intent() {
+    // Arrange: Checkout in setup mode completes with nothing paid.
+    let setup = parse(&json!({
+        "id": "evt_s", "type": "checkout.session.completed",
+        "data": {"object": {
+            "id": "cs_setup_1", "object": "checkout.session", "mode": "setup",
+            "payment_status": "no_payment_required", "status": "complete",
+            "setup_intent": "seti_1", "amount_total": null, "currency": "usd",
+            "customer": "cus_1", "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    // Act
+    let events = stripe_events(&setup.data);
+    // Assert
+    assert_eq!(
+        events,
+        vec![(
+            WorkflowId::new(WF),
+            Event::Payment(PaymentFact::CardSetupCompleted {
+                session_id: "cs_setup_1".into(),
+                setup_intent: "seti_1".into(),
+            })
+        )]
+    );
+    // Only the workflow's own setup session is its object.
+    let stored = StripeRecord {
+        card_setup_session_id: Some("cs_setup_1".into()),
+        ..StripeRecord::default()
+    };
+    assert!(stripe_object_matches(&setup.data, &stored));
+    let other = StripeRecord {
+        card_setup_session_id: Some("cs_setup_2".into()),
+        ..StripeRecord::default()
+    };
+    assert!(!stripe_object_matches(&setup.data, &other));
+}
+
+fn dispute_created(event_id: &str, payment_intent: &str) -> String {
+    // As Stripe sends it: the charge's metadata is not copied onto the dispute.
+    json!({
+        "id": event_id, "object": "event", "type": "charge.dispute.created",
+        "api_version": "2026-10-28.endive", "created": 1_780_000_000, "livemode": false,
+        "data": {"object": {
+            "id": "dp_test_1", "object": "dispute", "amount": 15_500, "currency": "usd",
+            "charge": "ch_test_1", "payment_intent": payment_intent,
+            "reason": "product_not_received", "status": "needs_response", "metadata": {}
+        }}
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_dispute_without_metadata_finds_the_workflow_that_recorded_its_payment() {
+    // Arrange: a workflow whose deposit (pi_test_dep) it noted, and another with other payments.
+    let kit = Kit::new().await;
+    let mut state = kit.financing_state(smile(), "tx-d1", "pat-1");
+    state.stripe.customer_id = Some("cus_test_1".into());
+    state.stripe.payments_noted = vec!["pi_test_dep".into()];
+    let wf = kit.seed(state).await;
+    let mut other = kit.financing_state(smile(), "tx-d2", "pat-2");
+    other.stripe.customer_id = Some("cus_test_2".into());
+    other.stripe.payments_noted = vec!["pi_test_other".into()];
+    let other = kit.seed(other).await;
+    // Act
+    let res = kit
+        .send(stripe_request(
+            &dispute_created("evt_dp_1", "pi_test_dep"),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+    // Assert: the note and task carry the amount and Stripe's reason.
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![Event::Payment(PaymentFact::Disputed {
+            stripe_id: "dp_test_1".into(),
+            amount: Money::usd(15_500),
+            reason: Some("product_not_received".into()),
+        })]
+    );
+    assert!(kit.inbox(&other).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_dispute_of_a_payment_no_workflow_recorded_is_recorded_without_an_inbox_event() {
+    let kit = Kit::new().await;
+    let mut state = kit.financing_state(smile(), "tx-d3", "pat-1");
+    state.stripe.customer_id = Some("cus_test_1".into());
+    state.stripe.payments_noted = vec!["pi_test_dep".into()];
+    let wf = kit.seed(state).await;
+    let res = kit
+        .send(stripe_request(
+            &dispute_created("evt_dp_2", "pi_test_elsewhere"),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(kit.inbox(&wf).await.is_empty());
+}

@@ -61,6 +61,7 @@ fn a_dispute_is_a_note_and_a_task() {
     let t = run.on(Event::Payment(PaymentFact::Disputed {
         stripe_id: "dp_1".into(),
         amount: Money::usd(16_667),
+        reason: Some("product_not_received".into()),
     }));
     assert!(matches!(
         actions(&t)[..],
@@ -68,7 +69,14 @@ fn a_dispute_is_a_note_and_a_task() {
             note: NoteKind::Reversal { dispute: true, .. }
         }]
     ));
-    assert!(t.raise_task.unwrap().reason.contains("disputed"));
+    let task = t.raise_task.unwrap();
+    assert!(task.reason.contains("disputed"), "{}", task.reason);
+    assert!(task.reason.contains("$166.67"), "{}", task.reason);
+    assert!(
+        task.reason.contains("reason: product not received"),
+        "{}",
+        task.reason
+    );
 }
 
 #[test]

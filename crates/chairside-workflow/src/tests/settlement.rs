@@ -44,7 +44,15 @@ fn run_to_rest(run: &mut Run, mut pending: Vec<Action>) -> Vec<Action> {
 
 /// CareCredit approves $800.00 of a plan whose treatment is `treatment`; runs to the outcome note.
 fn financed(lender_id: &str, treatment: Option<NaiveDate>) -> (Run, Transition) {
-    let mut run = Run::new(config(0, false, PartialApprovalRule::StopForStaff));
+    financed_in(
+        Run::new(config(0, false, PartialApprovalRule::StopForStaff)),
+        lender_id,
+        treatment,
+    )
+}
+
+/// As [`financed`], in `run` (its configuration and clock).
+fn financed_in(mut run: Run, lender_id: &str, treatment: Option<NaiveDate>) -> (Run, Transition) {
     run.on(Event::PlanLoaded {
         plan: TreatmentPlan {
             treatment_date: treatment,
@@ -322,4 +330,74 @@ fn an_old_stored_state_without_settlement_fields_still_loads() {
     obj.remove("treatment_date");
     let back: WorkflowState = serde_json::from_value(value).unwrap();
     assert!(back.settlement.is_none());
+}
+
+mod practice_time_zone {
+    use super::*;
+
+    fn utc(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .and_then(|d| d.and_hms_opt(h, 0, 0))
+            .map(|t| t.and_utc())
+            .unwrap_or_default()
+    }
+
+    fn los_angeles() -> Run {
+        let mut c = config(0, false, PartialApprovalRule::StopForStaff);
+        c.time_zone = Some("America/Los_Angeles".into());
+        Run::new(c)
+    }
+
+    fn settle_now(t: &Transition) -> bool {
+        actions(t)
+            .iter()
+            .any(|a| matches!(a, Action::SettleWithLender { .. }))
+    }
+
+    #[test]
+    fn the_evening_before_treatment_in_the_practice_is_not_yet_the_treatment_day() {
+        // Arrange: 8 p.m. in California on June 9 is already June 10 in UTC.
+        let treatment = NaiveDate::from_ymd_opt(2026, 6, 10).unwrap_or_default();
+        let evening_before = utc(2026, 6, 10, 3);
+        let mut run = los_angeles();
+        run.now = evening_before;
+        // Act
+        let (mut run, t) = financed_in(run, "sunbit", Some(treatment));
+        // Assert: scheduled for 10:00 in California on June 10 (17:00 UTC), not run now.
+        assert_eq!(timer_at(&t, TimerKind::Settle), Some(utc(2026, 6, 10, 17)));
+        assert!(!settle_now(&t));
+        // A timer that fires that evening (a restart, a clock skew) waits for the day.
+        let t = run.on(Event::TimerFired {
+            timer: TimerKind::Settle,
+        });
+        assert!(!settle_now(&t), "{:?}", actions(&t));
+        assert_eq!(timer_at(&t, TimerKind::Settle), Some(utc(2026, 6, 10, 17)));
+        // The morning of the treatment day in California: the charge runs.
+        run.now = utc(2026, 6, 10, 17);
+        let t = run.on(Event::TimerFired {
+            timer: TimerKind::Settle,
+        });
+        assert!(settle_now(&t), "{:?}", actions(&t));
+    }
+
+    #[test]
+    fn without_a_time_zone_the_same_evening_counts_as_the_utc_day() {
+        // The contrast the practice's zone fixes: UTC's June 10 has begun, so the charge runs.
+        let treatment = NaiveDate::from_ymd_opt(2026, 6, 10).unwrap_or_default();
+        let mut run = Run::new(config(0, false, PartialApprovalRule::StopForStaff));
+        run.now = utc(2026, 6, 10, 3);
+        let (_, t) = financed_in(run, "sunbit", Some(treatment));
+        assert_eq!(timer_at(&t, TimerKind::Settle), Some(utc(2026, 6, 10, 3)));
+    }
+
+    #[test]
+    fn an_unknown_zone_name_falls_back_to_utc_days_rather_than_failing() {
+        let mut c = config(0, false, PartialApprovalRule::StopForStaff);
+        c.time_zone = Some("Mars/Olympus_Mons".into());
+        let mut run = Run::new(c);
+        run.now = utc(2026, 6, 1, 12);
+        let treatment = NaiveDate::from_ymd_opt(2026, 6, 10).unwrap_or_default();
+        let (_, t) = financed_in(run, "sunbit", Some(treatment));
+        assert_eq!(timer_at(&t, TimerKind::Settle), Some(utc(2026, 6, 10, 15)));
+    }
 }

@@ -112,6 +112,8 @@ fn workflow_config() -> WorkflowConfig {
         give_up_after: Duration::from_secs(3_600),
         poll_interval: Duration::from_secs(60),
         lender_schedules: Vec::new(),
+        payment_preference: chairside_workflow::PaymentPreference::PayLink,
+        time_zone: None,
         lender_names: Vec::new(),
     }
 }

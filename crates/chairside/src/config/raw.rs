@@ -340,6 +340,7 @@ pub(super) struct RawPayments {
     pub(super) installments: Option<Int>,
     pub(super) interval: Option<String>,
     pub(super) interval_count: Option<Int>,
+    pub(super) preference: Option<String>,
 }
 
 /// `[practices.smtp]`.

@@ -641,6 +641,9 @@ pub struct PaymentSettings {
     pub installments: u32,
     /// Time between installments (`interval`, `interval_count`; default monthly).
     pub interval: InstallmentInterval,
+    /// How the patient pays the deposit (`preference`: `"pay_link"`, the default, or
+    /// `"card_on_file"`).
+    pub preference: chairside_workflow::PaymentPreference,
 }
 
 /// `[practices.smtp]`: the practice's mail server.
@@ -778,6 +781,8 @@ impl PracticeSettings {
             poll_interval: self.reminders.poll_interval,
             // Each lender's own schedule, filled in by the engine from its client.
             lender_schedules: Vec::new(),
+            payment_preference: self.payments.preference,
+            time_zone: Some(self.time_zone.name().to_owned()),
             lender_names: Vec::new(),
         }
     }

@@ -1147,6 +1147,39 @@ fn a_practice_notice_overrides_its_states_default_and_an_empty_one_is_refused() 
 }
 
 #[test]
+fn the_payment_preference_defaults_to_a_pay_link_and_takes_card_on_file() {
+    // Arrange
+    let default = load(MINIMAL, &env_with(&[])).unwrap_or_else(|r| panic!("{r}"));
+    let card = MINIMAL.to_owned() + "\n[practices.payments]\npreference = \"card_on_file\"\n";
+    let wrong = MINIMAL.to_owned() + "\n[practices.payments]\npreference = \"cash\"\n";
+    // Act
+    let card = load(&card, &env_with(&[])).unwrap_or_else(|r| panic!("{r}"));
+    let report = load(&wrong, &env_with(&[])).expect_err("an unknown preference");
+    // Assert
+    let p = &default.practices[0];
+    assert_eq!(
+        p.payments.preference,
+        chairside_workflow::PaymentPreference::PayLink
+    );
+    let c = &card.practices[0];
+    assert_eq!(
+        c.workflow_config().payment_preference,
+        chairside_workflow::PaymentPreference::CardOnFile
+    );
+    assert_eq!(
+        c.workflow_config().time_zone.as_deref(),
+        Some(c.time_zone.name()),
+        "settlement days are the practice's days"
+    );
+    assert!(
+        problem_for(&report, "practices[0].payments.preference")
+            .message
+            .contains("card_on_file"),
+        "{report}"
+    );
+}
+
+#[test]
 fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_path() {
     // A mailbox and some task kinds.
     let text = format!(

@@ -43,7 +43,8 @@ pub struct Row {
     pub self_pay: String,
     /// Stripe objects.
     pub stripe: String,
-    /// Ledger notes with the workflow's marker in the practice system.
+    /// Outcome ledger notes with the workflow's marker in the practice system (payment notes
+    /// are not counted: they follow the money).
     pub notes: usize,
     /// Operatory-to-ledger time.
     pub o2l: Option<Duration>,
@@ -93,7 +94,18 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                 texts: 0,
             },
             Some(s) => {
-                let notes = world.sandbox.notes_containing(s.id.as_str()).len();
+                // Outcome notes (one per workflow outcome); payment, refund and settlement
+                // notes come and go with the money and are not counted here.
+                let notes = world
+                    .sandbox
+                    .notes_containing(s.id.as_str())
+                    .iter()
+                    .filter(|n| {
+                        ["financing", "needs staff", "no financing"]
+                            .iter()
+                            .any(|h| n.text.contains(&format!("Chairside: {h}")))
+                    })
+                    .count();
                 // The sandbox Twilio's own record of what reached the patient's phone.
                 let texts = match world.store.patient(&case.practice, &s.patient_id).await? {
                     Some(contact) => contact
@@ -115,10 +127,32 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                     .and_then(|r| r.financed.clone())
                     .map_or_else(|| "-".into(), |(l, m)| format!("{m} {}", s.lender_name(&l)));
                 let st = &s.stripe;
+                // Card on file: the saved card, and what its deposit charge came to.
+                let card = st
+                    .card_charge(chairside_workflow::machine::DEPOSIT)
+                    .map(|c| match &c.state {
+                        chairside_workflow::CardChargeState::Paid { payment_intent } => {
+                            format!("card charged {payment_intent}")
+                        }
+                        chairside_workflow::CardChargeState::Failed { reason, .. } => {
+                            format!("card declined ({reason})")
+                        }
+                        chairside_workflow::CardChargeState::Charging => "card charging".into(),
+                    })
+                    .or_else(|| {
+                        st.card_on_file.then(|| {
+                            if st.payment_method.is_some() {
+                                "card saved".into()
+                            } else {
+                                "card link sent".into()
+                            }
+                        })
+                    });
                 let stripe: Vec<&str> = [
                     st.customer_id.as_deref(),
                     st.checkout_session_id.as_deref(),
                     st.schedule_id.as_deref(),
+                    card.as_deref(),
                 ]
                 .into_iter()
                 .flatten()

@@ -44,10 +44,13 @@ pub struct PracticeSpec {
     pub pms: Pms,
     /// Counsel approved prefill (never effective in CA or NY).
     pub prefill_approved: bool,
+    /// The deposit is charged to the card the patient saves (`preference = "card_on_file"`)
+    /// rather than paid through a pay link.
+    pub card_on_file: bool,
 }
 
 /// The demo's practices: Texas on Dentrix Ascend, California on Open Dental, New York behind
-/// NexHealth.
+/// NexHealth (its deposits charged to the card on file).
 pub const PRACTICES: [PracticeSpec; 3] = [
     PracticeSpec {
         id: "lone-star-dental",
@@ -56,6 +59,7 @@ pub const PRACTICES: [PracticeSpec; 3] = [
         time_zone: "America/Chicago",
         pms: Pms::Dentrix,
         prefill_approved: true,
+        card_on_file: false,
     },
     PracticeSpec {
         id: "golden-gate-dental",
@@ -64,6 +68,7 @@ pub const PRACTICES: [PracticeSpec; 3] = [
         time_zone: "America/Los_Angeles",
         pms: Pms::OpenDental,
         prefill_approved: true,
+        card_on_file: false,
     },
     PracticeSpec {
         id: "empire-dental",
@@ -72,6 +77,7 @@ pub const PRACTICES: [PracticeSpec; 3] = [
         time_zone: "America/New_York",
         pms: Pms::NexHealth,
         prefill_approved: false,
+        card_on_file: true,
     },
 ];
 
@@ -603,6 +609,11 @@ pub fn demo_config(
                 deposit: DepositRule::BasisPoints(1_000),
                 installments: 6,
                 interval: InstallmentInterval::MONTHLY,
+                preference: if spec.card_on_file {
+                    chairside_workflow::PaymentPreference::CardOnFile
+                } else {
+                    chairside_workflow::PaymentPreference::PayLink
+                },
             },
             smtp: Some(SmtpSettings {
                 host: urls.smtp.ip().to_string(),
@@ -898,6 +909,44 @@ impl World {
         }
         self.seed(&PRACTICES[2], Persona::InstantApproval)?;
         self.seed(&PRACTICES[2], Persona::DeclineEverywhere)?;
+        // Card on file, declined off-session: a pay link and a staff task, the workflow done.
+        self.seed_with_card(
+            &PRACTICES[2],
+            Persona::InstantApproval,
+            sandbox::TestCard::InsufficientFunds,
+        )?;
+        Ok(())
+    }
+
+    /// Seeds `persona` at `spec` paying with `card` (saved or entered on Stripe's pages), and
+    /// accepts its plan.
+    ///
+    /// # Errors
+    /// The sandbox refused the seed.
+    pub fn seed_with_card(
+        &mut self,
+        spec: &PracticeSpec,
+        persona: Persona,
+        card: sandbox::TestCard,
+    ) -> anyhow::Result<()> {
+        let n = u32::try_from(self.cases.len() + 100).unwrap_or(u32::MAX);
+        let patient = self.sandbox.seed_patient(sandbox::SeedPatient {
+            card,
+            ..sandbox::SeedPatient::example(spec.pms, persona, n)
+        });
+        let plan = self
+            .sandbox
+            .seed_plan(sandbox::SeedPlan::example(&patient))
+            .map_err(|e| anyhow::anyhow!("seeding: {e}"))?;
+        let seeded = sandbox::SeededCase { patient, plan };
+        self.sandbox
+            .accept_plan(seeded.plan.key)
+            .map_err(|e| anyhow::anyhow!("accepting: {e}"))?;
+        self.cases.push(Case {
+            practice: PracticeId::new(spec.id),
+            persona,
+            seeded,
+        });
         Ok(())
     }
 

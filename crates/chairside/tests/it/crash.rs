@@ -595,7 +595,12 @@ async fn crash_run(spec: &Spec) -> Outcome {
                 persona.name()
             )),
             [s] => {
-                let notes = sandbox.notes_containing(s.id.as_str()).len();
+                // One outcome note; a payment note is checked once per Stripe payment below.
+                let notes = sandbox
+                    .notes_containing(s.id.as_str())
+                    .iter()
+                    .filter(|n| !n.text.contains("received through Stripe"))
+                    .count();
                 if !expected.matches(s) || notes != 1 {
                     wrong.push(format!(
                         "plan {plan} ({}): {} at {} with {notes} notes, expected {} (task: {:?})",
@@ -643,6 +648,20 @@ async fn crash_run(spec: &Spec) -> Outcome {
             .into_iter()
             .filter(|(_, n)| *n > 1)
             .map(|((s, i), n)| format!("installment {i} of {s} charged {n} times")),
+    );
+    let mut payment_notes: std::collections::BTreeMap<String, usize> =
+        std::collections::BTreeMap::new();
+    for note in sandbox.notes_containing("received through Stripe (") {
+        if let Some(id) = note.text.split("received through Stripe (").nth(1) {
+            let id = id.split(')').next().unwrap_or_default().to_owned();
+            *payment_notes.entry(id).or_default() += 1;
+        }
+    }
+    problems.extend(
+        payment_notes
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, n)| format!("payment {id} noted {n} times")),
     );
     // Emails, per patient: every message has a stable key and each email a Message-ID derived
     // from it, so an email sent twice (a resend after a kill or a lost answer mid-send) shows as

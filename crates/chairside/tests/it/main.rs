@@ -4,3 +4,4 @@
 mod bench;
 mod crash;
 mod drain;
+mod ledger;

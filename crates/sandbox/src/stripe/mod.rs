@@ -805,11 +805,15 @@ impl StripeHandle {
         out
     }
 
-    /// Checkout sessions per workflow (metadata), to check a pay link was made once.
+    /// Pay-link (payment-mode) checkout sessions per workflow (metadata), to check a pay link
+    /// was made once. Card-saving (setup-mode) sessions are not pay links.
     pub fn checkout_sessions_per_workflow(&self) -> BTreeMap<String, usize> {
         let key = &self.st().keys.workflow;
         let mut out: BTreeMap<String, usize> = BTreeMap::new();
         for s in self.checkout_sessions() {
+            if s["mode"] == "setup" {
+                continue;
+            }
             if let Some(wf) = meta(&s, key) {
                 *out.entry(wf).or_default() += 1;
             }

@@ -4,6 +4,7 @@
 //! requests it received to `target/stripe-requests/stripe-schedule-<pid>.jsonl`; the workspace's
 //! test script runs Stripe's conformance check (`../shared/stripe/conformance.py`) over them.
 
+mod card_setup;
 mod checkout;
 mod customers;
 mod fixtures;

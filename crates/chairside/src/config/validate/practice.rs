@@ -169,6 +169,7 @@ impl Validator<'_> {
                 deposit: DepositRule::None,
                 installments: 6,
                 interval: InstallmentInterval::MONTHLY,
+                preference: chairside_workflow::PaymentPreference::PayLink,
             }),
             Some(t) => self.payments(&p("payments"), t),
         };
@@ -322,6 +323,16 @@ impl Validator<'_> {
         let count = self
             .int(&p("interval_count"), s.interval_count.as_ref(), 1, 365)
             .or(1);
+        let preference = self
+            .parse(&p("preference"), s.preference.as_ref(), |t| match t {
+                "pay_link" => Ok(chairside_workflow::PaymentPreference::PayLink),
+                "card_on_file" => Ok(chairside_workflow::PaymentPreference::CardOnFile),
+                _ => Err(format!(
+                    "{}: expected \"pay_link\" or \"card_on_file\"",
+                    quoted(t)
+                )),
+            })
+            .or(chairside_workflow::PaymentPreference::PayLink);
         let interval = InstallmentInterval {
             unit: unit?,
             count: u32::try_from(count?).unwrap_or(1),
@@ -347,6 +358,7 @@ impl Validator<'_> {
             deposit: deposit?,
             installments,
             interval,
+            preference: preference?,
         })
     }
 
