@@ -1198,7 +1198,11 @@ impl Printed {
 /// What `GET /invariants` answers.
 #[derive(Deserialize)]
 struct Invariants {
-    notes_by_marker: BTreeMap<String, usize>,
+    /// The outcome notes (payment notes left out: a workflow may write one per Stripe payment
+    /// beside its one outcome note), by marker.
+    outcome_notes_by_marker: BTreeMap<String, usize>,
+    /// Stripe payments noted more than once.
+    payments_noted_twice: usize,
     /// Emails the SMTP sink received.
     #[serde(default)]
     emails: usize,
@@ -1213,10 +1217,10 @@ struct Invariants {
 }
 
 impl Invariants {
-    /// Ledger notes per workflow id (a marker is `[chairside:{workflow}.{seq}]`).
+    /// Outcome notes per workflow id (a marker is `[chairside:{workflow}.{seq}]`).
     fn notes_per_workflow(&self) -> HashMap<String, usize> {
         let mut out: HashMap<String, usize> = HashMap::new();
-        for (marker, n) in &self.notes_by_marker {
+        for (marker, n) in &self.outcome_notes_by_marker {
             let inner = marker
                 .trim_start_matches("[chairside:")
                 .trim_end_matches(']');
@@ -1244,6 +1248,7 @@ impl Invariants {
                 self.installments_charged_twice,
                 "installments charged twice",
             ),
+            (self.payments_noted_twice, "payments noted twice"),
             (self.violations, "compliance violations"),
         ]
         .into_iter()

@@ -675,8 +675,22 @@ impl Sandbox {
     /// `prefix` up to the next `]` (with `prefix` `"[chairside:"`, the tag Chairside's note
     /// writers append). Every value must be 1.
     pub fn notes_by_marker(&self, prefix: &str) -> BTreeMap<String, usize> {
+        self.notes_by_marker_excluding(prefix, None)
+    }
+
+    /// [`Self::notes_by_marker`] over the notes that do not contain `skip` (for example
+    /// Chairside's payment notes, `"received through Stripe ("`, which a workflow may write
+    /// beside its one outcome note: one per Stripe payment).
+    pub fn notes_by_marker_excluding(
+        &self,
+        prefix: &str,
+        skip: Option<&str>,
+    ) -> BTreeMap<String, usize> {
         let mut out: BTreeMap<String, usize> = BTreeMap::new();
         for note in self.hub.world.notes() {
+            if skip.is_some_and(|s| note.text.contains(s)) {
+                continue;
+            }
             let mut rest = note.text.as_str();
             let mut seen = Vec::new();
             while let Some(start) = rest.find(prefix) {
@@ -693,6 +707,20 @@ impl Sandbox {
             }
         }
         out
+    }
+
+    /// Invariant helper: how many Stripe payments were noted more than once in the ledger
+    /// (Chairside's payment notes name the payment: `received through Stripe ({id})`).
+    pub fn payments_noted_twice(&self) -> usize {
+        const PAYMENT: &str = "received through Stripe (";
+        let mut per_payment: BTreeMap<String, usize> = BTreeMap::new();
+        for note in self.hub.world.notes() {
+            if let Some(rest) = note.text.split(PAYMENT).nth(1) {
+                let id = rest.split(')').next().unwrap_or_default().to_owned();
+                *per_payment.entry(id).or_default() += 1;
+            }
+        }
+        per_payment.values().filter(|n| **n > 1).count()
     }
 
     /// When each plan's patient received their first message (an email the SMTP sink accepted or
