@@ -94,18 +94,7 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                 texts: 0,
             },
             Some(s) => {
-                // Outcome notes (one per workflow outcome); payment, refund and settlement
-                // notes come and go with the money and are not counted here.
-                let notes = world
-                    .sandbox
-                    .notes_containing(s.id.as_str())
-                    .iter()
-                    .filter(|n| {
-                        ["financing", "needs staff", "no financing"]
-                            .iter()
-                            .any(|h| n.text.contains(&format!("Chairside: {h}")))
-                    })
-                    .count();
+                let notes = outcome_notes(world, s.id.as_str());
                 // The sandbox Twilio's own record of what reached the patient's phone.
                 let texts = match world.store.patient(&case.practice, &s.patient_id).await? {
                     Some(contact) => contact
@@ -218,6 +207,21 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
 
 /// The row of a new-patient intake: financed like any plan, and the patient created in the
 /// practice system once (or, for Dentrix Ascend, a staff task and no record).
+/// A workflow's outcome notes in the sandbox's ledger (one per workflow outcome); payment,
+/// refund and settlement notes come and go with the money and are not counted.
+fn outcome_notes(world: &World, workflow: &str) -> usize {
+    world
+        .sandbox
+        .notes_containing(workflow)
+        .iter()
+        .filter(|n| {
+            ["financing", "needs staff", "no financing"]
+                .iter()
+                .any(|h| n.text.contains(&format!("Chairside: {h}")))
+        })
+        .count()
+}
+
 async fn intake_row(world: &World, case: &world::IntakeCase) -> anyhow::Result<Row> {
     let records = world
         .sandbox
@@ -242,7 +246,7 @@ async fn intake_row(world: &World, case: &world::IntakeCase) -> anyhow::Result<R
             texts: 0,
         });
     };
-    let notes = world.sandbox.notes_containing(s.id.as_str()).len();
+    let notes = outcome_notes(world, s.id.as_str());
     // The patient agreed to texts on the intake page: the sandbox Twilio's record of them.
     let texts = case
         .patient
