@@ -216,7 +216,7 @@ pub struct UnreadableCase {
     /// version: a later edit is reported again).
     pub last_modified: Option<String>,
     /// What was wrong: the resource, the field path and the kind of failure
-    /// (`txcases: cannot decode \`data[2].lastModified\`: ...`), never the value.
+    /// (for example the path `data[2].lastModified`), never the value.
     pub error: String,
 }
 
