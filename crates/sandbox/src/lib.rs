@@ -709,13 +709,16 @@ impl Sandbox {
         out
     }
 
+    /// How Chairside's payment notes name the payment (`received through Stripe ({id})`): a
+    /// workflow writes one per Stripe payment beside its one outcome note.
+    pub const PAYMENT_NOTE: &'static str = "received through Stripe (";
+
     /// Invariant helper: how many Stripe payments were noted more than once in the ledger
     /// (Chairside's payment notes name the payment: `received through Stripe ({id})`).
     pub fn payments_noted_twice(&self) -> usize {
-        const PAYMENT: &str = "received through Stripe (";
         let mut per_payment: BTreeMap<String, usize> = BTreeMap::new();
         for note in self.hub.world.notes() {
-            if let Some(rest) = note.text.split(PAYMENT).nth(1) {
+            if let Some(rest) = note.text.split(Self::PAYMENT_NOTE).nth(1) {
                 let id = rest.split(')').next().unwrap_or_default().to_owned();
                 *per_payment.entry(id).or_default() += 1;
             }

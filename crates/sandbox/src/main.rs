@@ -193,7 +193,7 @@ async fn invariants(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> 
         "ledger_notes": sb.ledger_notes().len(),
         "notes_by_marker": sb.notes_by_marker("[chairside:"),
         // A workflow writes one outcome note, and a payment note per Stripe payment beside it.
-        "outcome_notes_by_marker": sb.notes_by_marker_excluding("[chairside:", Some("received through Stripe (")),
+        "outcome_notes_by_marker": sb.notes_by_marker_excluding("[chairside:", Some(sandbox::Sandbox::PAYMENT_NOTE)),
         "payments_noted_twice": sb.payments_noted_twice(),
         "patients_with_several_customers": more_than_one(stripe.customers_per_patient()),
         "workflows_with_several_schedules": more_than_one(stripe.schedules_per_workflow()),

@@ -658,20 +658,12 @@ async fn crash_run(spec: &Spec) -> Outcome {
             .filter(|(_, n)| *n > 1)
             .map(|((s, i), n)| format!("installment {i} of {s} charged {n} times")),
     );
-    let mut payment_notes: std::collections::BTreeMap<String, usize> =
-        std::collections::BTreeMap::new();
-    for note in sandbox.notes_containing("received through Stripe (") {
-        if let Some(id) = note.text.split("received through Stripe (").nth(1) {
-            let id = id.split(')').next().unwrap_or_default().to_owned();
-            *payment_notes.entry(id).or_default() += 1;
-        }
+    let noted_twice = sandbox.payments_noted_twice();
+    if noted_twice > 0 {
+        problems.push(format!(
+            "{noted_twice} Stripe payments noted more than once"
+        ));
     }
-    problems.extend(
-        payment_notes
-            .into_iter()
-            .filter(|(_, n)| *n > 1)
-            .map(|(id, n)| format!("payment {id} noted {n} times")),
-    );
     // Emails, per patient: every message has a stable key and each email a Message-ID derived
     // from it, so an email sent twice (a resend after a kill or a lost answer mid-send) shows as
     // one Message-ID seen twice by the same recipient.
