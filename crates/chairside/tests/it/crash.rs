@@ -516,12 +516,17 @@ async fn crash_run(spec: &Spec) -> Outcome {
     // Three minutes: CI runs the four kill runs at once on two CPUs, and a debug build's first
     // start (migrations, the first poll through the sandbox's faults) can take a minute there.
     let baseline_by = Instant::now() + Duration::from_secs(180);
+    // One store for the whole wait, opened once the service has created the file: a store per
+    // look would open and close the file ten times a second beside the service.
+    let mut watching = None;
     let store = loop {
-        if spec_store_ready(&spec.database, dir.path()) {
-            let store = open_store(&spec.database, dir.path()).await;
+        if watching.is_none() && spec_store_ready(&spec.database, dir.path()) {
+            watching = Some(open_store(&spec.database, dir.path()).await);
+        }
+        if let Some(store) = &watching {
             let health = store.detection_health().await.unwrap_or_default();
             if health.iter().any(|h| h.baseline_at.is_some()) {
-                break store;
+                break store.clone();
             }
         }
         assert!(

@@ -164,17 +164,28 @@ impl SqliteStore {
 }
 
 /// Makes `path` readable and writable by its owner only, creating it (empty, which SQLite takes
-/// as a new database) when `create` is set, so it never exists with the umask's mode.
+/// as a new database) when `create` is set and it does not exist yet, so it never exists with
+/// the umask's mode.
+///
+/// An existing database is never opened here: closing any descriptor of a file drops every
+/// POSIX lock this process holds on it, so a second store opened in a process whose first store
+/// holds SQLite's locks would silently release them ("How To Corrupt An SQLite Database File",
+/// 2.2). Another process could then take the file as unused, checkpoint and remove the WAL under
+/// the first store's feet, which reads "disk I/O error" from then on. The mode is set by path.
 #[cfg(unix)]
 fn owner_only(path: &std::path::Path, create: bool) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     if create {
-        std::fs::OpenOptions::new()
+        match std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .mode(0o600)
-            .open(path)?;
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
         Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
