@@ -594,25 +594,44 @@ const ROTATE_BATCH: u32 = 200;
 /// The database cannot be opened, or a value no configured key opens (the error names its table
 /// and row).
 pub async fn rotate_key(view: &StoreView, batch: u32, out: &mut dyn Write) -> anyhow::Result<i32> {
-    if view.store.postgres.is_some() {
-        anyhow::bail!(
-            "rotate-key re-seals a SQLite database only; it is not available on PostgreSQL yet \
-             (values sealed under the previous keys keep opening while those keys stay configured)"
-        );
-    }
-    let store = open_existing_sqlite(view).await?;
-    store.migrate().await.context("updating the database")?;
-    let report = store
-        .rotate_key(batch)
+    // Either store: SQLite re-seals under its one write lock; PostgreSQL locks each batch's rows,
+    // so running instances keep working beside it.
+    let (report, left) = if let Some(url) = &view.store.postgres {
+        use secrecy::ExposeSecret as _;
+        let store = chairside_engine::store::PostgresStore::connect_with(
+            url.expose_secret(),
+            view.store.keyring().context("the data keys")?,
+            chairside_engine::store::Durability::Full,
+            2,
+        )
         .await
-        .context("re-sealing under the current data key")?;
+        .with_context(|| format!("opening the database {}", view.store.describe()))?;
+        store.migrate().await.context("updating the database")?;
+        let report = store
+            .rotate_key(batch)
+            .await
+            .context("re-sealing under the current data key")?;
+        let left = store
+            .rows_not_under_current_key()
+            .await
+            .context("counting what is left")?;
+        (report, left)
+    } else {
+        let store = open_existing_sqlite(view).await?;
+        store.migrate().await.context("updating the database")?;
+        let report = store
+            .rotate_key(batch)
+            .await
+            .context("re-sealing under the current data key")?;
+        let left = store
+            .rows_not_under_current_key()
+            .await
+            .context("counting what is left")?;
+        (report, left)
+    };
     for (table, n) in &report.resealed {
         writeln!(out, "{table}: {n} re-sealed")?;
     }
-    let left = store
-        .rows_not_under_current_key()
-        .await
-        .context("counting what is left")?;
     writeln!(
         out,
         "{} values re-sealed in {} batches under data key {}; {left} left",

@@ -124,6 +124,14 @@ impl Raw {
         }
     }
 
+    /// Every blob (`BLOB`/`BYTEA`) `sql` selects, row by row.
+    pub(crate) async fn blobs(&self, sql: &str) -> Vec<Vec<u8>> {
+        match self {
+            Self::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+            Self::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+        }
+    }
+
     /// Runs a statement; the database's error when it refuses.
     pub(crate) async fn execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
         Ok(match self {

@@ -17,6 +17,7 @@ mod phi;
 mod poller;
 mod pool;
 mod quarantine;
+mod rotation;
 mod runner;
 mod settlement;
 mod staff;

@@ -1000,6 +1000,95 @@ async fn rotate_key_says_the_old_key_must_stay_while_consent_records_cannot_be_r
     assert!(!out.contains("+1555555"), "{out}");
 }
 
+/// `rotate-key` on PostgreSQL: the same re-seal, through `[store] url`. Runs on the test server
+/// `scripts/with-postgres.sh` starts (`CHAIRSIDE_TEST_POSTGRES_URL`); without one it says so on
+/// the terminal and passes, unless `CHAIRSIDE_REQUIRE_POSTGRES=1`.
+#[tokio::test]
+async fn rotate_key_on_postgresql_reseals_under_the_new_key_so_the_old_one_can_be_removed() {
+    use std::io::Write as _;
+    // Arrange: a fresh database on the test server, a patient and an opt-out under key id 0.
+    let Some(server) = std::env::var("CHAIRSIDE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("CHAIRSIDE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "CHAIRSIDE_REQUIRE_POSTGRES=1 but CHAIRSIDE_TEST_POSTGRES_URL is not set"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOTE: rotate-key on PostgreSQL did NOT run (CHAIRSIDE_TEST_POSTGRES_URL is not set)"
+        );
+        return;
+    };
+    let name = format!("chairside_cli_rotate_{}", std::process::id());
+    let url = chairside_engine::store::PostgresStore::create_database(&server, &name)
+        .await
+        .expect("database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), "unused.sqlite");
+    let config = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("path = \"unused.sqlite\"", &format!("url = \"{url}\""));
+    std::fs::write(&path, &config).expect("write");
+    let old = Config::load_store(&path, &Environment::default()).expect("store view");
+    migrate(&old, &mut Vec::new()).await.expect("migrate");
+    let practice = PracticeId::new("smile");
+    let contact = patient("pat-1", "Testa", "Rotated");
+    let under_old = open_existing(&old).await.expect("open");
+    under_old
+        .put_patient(&practice, &contact, t0())
+        .await
+        .expect("put");
+    under_old
+        .set_sms_opt_out(&practice, "+15555550177", true, "inbound_keyword", t0())
+        .await
+        .expect("opt-out");
+    std::fs::write(dir.path().join("new_key"), "ab".repeat(32)).expect("new key");
+    let rotated = config.replace(
+        "data_key_file = \"data_key\"",
+        "data_key_file = \"new_key\"\ndata_key_id = 1\n\n[[store.previous_data_keys]]\nid = 0\nkey_file = \"data_key\"",
+    );
+    std::fs::write(&path, &rotated).expect("write");
+    let view = Config::load_store(&path, &Environment::default()).expect("rotating view");
+
+    // Act
+    let mut out = Vec::new();
+    let code = rotate_key(&view, 2, &mut out).await.expect("rotate");
+
+    // Assert: nothing left, and the new key alone opens the patient and keeps the opt-out.
+    let out = text(out);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("patients: 1 re-sealed"), "{out}");
+    assert!(out.contains("sms_consent: 1 re-sealed"), "{out}");
+    assert!(out.contains("under data key 1; 0 left"), "{out}");
+    assert!(
+        out.contains("previous data keys can now be removed"),
+        "{out}"
+    );
+    let only_new = config.replace(
+        "data_key_file = \"data_key\"",
+        "data_key_file = \"new_key\"\ndata_key_id = 1",
+    );
+    std::fs::write(&path, only_new).expect("write");
+    let view = Config::load_store(&path, &Environment::default()).expect("new view");
+    let store = open_existing(&view).await.expect("open");
+    let read = store.patient(&practice, &contact.id).await.expect("read");
+    assert_eq!(read.expect("patient").last_name, "Rotated");
+    assert!(
+        store
+            .sms_opted_out(&practice, "+15555550177")
+            .await
+            .expect("consent"),
+        "withdrawal survives the old key"
+    );
+    drop(store);
+    drop(under_old);
+    chairside_engine::store::PostgresStore::drop_database(&server, &name)
+        .await
+        .expect("dropping the database");
+}
+
 #[test]
 fn card_numbers_glued_to_letters_or_inside_longer_digit_runs_are_redacted() {
     let cases = [

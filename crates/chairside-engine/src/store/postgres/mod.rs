@@ -30,6 +30,7 @@ mod poller;
 mod quarantine;
 mod report;
 mod schema;
+mod sealed;
 mod staff;
 mod workflow;
 

@@ -204,7 +204,7 @@ fn consent_from_row(row: &sqlx::postgres::PgRow) -> Result<ConsentState> {
 /// row `also` when given) and the `change`, if any, into one row hashed under the current key, with
 /// the number sealed under the current key and the id of that key. The winner is chosen by
 /// [`ConsentState::beats`]; the other rows are deleted. Runs inside the caller's write transaction.
-async fn fold_consent(
+pub(super) async fn fold_consent(
     conn: &mut PgConnection,
     ring: &Keyring,
     practice: &str,

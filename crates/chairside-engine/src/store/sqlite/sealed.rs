@@ -15,8 +15,8 @@ use crate::store::{Result, StoreError};
 #[derive(Debug)]
 pub(in crate::store) struct SealedColumn {
     pub(in crate::store) table: &'static str,
-    column: &'static str,
-    keys: &'static [&'static str],
+    pub(in crate::store) column: &'static str,
+    pub(in crate::store) keys: &'static [&'static str],
     aad: &'static str,
 }
 
@@ -86,7 +86,8 @@ pub(in crate::store) const INTAKE_SUMMARY: SealedColumn = SealedColumn {
     aad: "intakes:",
 };
 
-const ALL: [&SealedColumn; 7] = [
+/// Every sealed column a rotation re-seals (consent numbers are re-hashed apart).
+pub(in crate::store) const ALL: [&SealedColumn; 7] = [
     &WORKFLOW_STATE,
     &OUTBOX_COMMAND,
     &INBOX_EVENT,
