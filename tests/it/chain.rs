@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chairside::demo::report;
-use chairside::demo::world::{World, WorldOptions};
+use chairside::demo::world::{Expected, World, WorldOptions};
 use sandbox::{Fault, FaultRule, SandboxConfig, System};
 
 /// Every Stripe request the sandbox received goes where CI's conformance check reads it.
@@ -45,7 +45,40 @@ async fn run_demo_spread_on(
         .expect("world starts");
     world.seed_demo().expect("seeding");
     let settled = world.drive(Duration::from_secs(90)).await.expect("driving");
-    let (rows, problems) = report(&world).await.expect("report");
+    let (rows, mut problems) = report(&world).await.expect("report");
+    // The audit trail of every workflow off its persona's path (no patient data in it): what a
+    // failure needs to be explained.
+    for case in &world.cases {
+        let Some(state) = world.workflow_of(case).await.expect("reading a workflow") else {
+            continue;
+        };
+        if Expected::of(case.persona).matches(&state) {
+            continue;
+        }
+        let trail = world
+            .store
+            .audit(&state.id)
+            .await
+            .expect("reading the audit");
+        let lines: Vec<String> = trail
+            .iter()
+            .map(|a| {
+                format!(
+                    "  {} {} {}: {}",
+                    a.at.format("%H:%M:%S%.3f"),
+                    a.actor,
+                    a.kind,
+                    a.detail
+                )
+            })
+            .collect();
+        problems.push(format!(
+            "{} ({}) audit:\n{}",
+            state.id,
+            case.persona.name(),
+            lines.join("\n")
+        ));
+    }
     world.stop().await;
     (rows, problems, settled)
 }
@@ -67,8 +100,9 @@ fn assert_every_persona_as_expected(
         .collect();
     assert!(
         wrong.is_empty(),
-        "workflows off their persona's path:\n{}",
-        wrong.join("\n")
+        "workflows off their persona's path:\n{}\n{}",
+        wrong.join("\n"),
+        problems.join("\n")
     );
     assert!(
         problems.is_empty(),
@@ -177,7 +211,7 @@ fn postgres_server() -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky since the 2026-12-01 merges: under CI load, pending_then_approved at lone-star-dental ended once as an `unreachable` staff task on PostgreSQL with faults (the SQLite run and the PostgreSQL kill run with faults pass); open under issue #19, run with `scripts/with-postgres.sh cargo test -p chairside-tests --test it chain -- --ignored`"]
+#[ignore = "slow on PostgreSQL under load (issue #19): the paths by which a store hiccup ended a workflow as `unreachable` (an SMS-journal error reported as permanent; an unanswered consent read taken as an opt-out) now retry, but that failure was not reproduced here, and what does reproduce is timing. Under a load average of 14 on 2 cores, a PostgreSQL step is picked up 0.2-0.8 s after its timer (SQLite: within the 150 ms poll interval), and pending_then_approved at lone-star-dental ran past its compressed 12 s lender session in 2 runs of 3 (`staff: patient_quiet`, audit trail in the failure message); run it with `scripts/with-postgres.sh cargo test -p chairside-tests --test it chain -- --ignored`"]
 async fn every_persona_reaches_its_end_on_postgresql_with_faults() {
     // Arrange: a fresh database on the test server, and the sandbox's faults on (as the SQLite
     // run with faults above).

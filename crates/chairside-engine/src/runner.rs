@@ -1144,8 +1144,14 @@ impl Runner {
             Some(phone) => match self.store.sms_consent(&rt.profile.id, phone).await {
                 Ok(Some(record)) => (record.opted_out, record.to_sms_consent()),
                 Ok(None) => (false, SmsConsent::None),
-                // The record not answering counts as opted out: never text on an unknown.
-                Err(_) => (true, SmsConsent::None),
+                // The record not answering: never text on an unknown, and never call the patient
+                // unreachable on one either (a store hiccup is not an opt-out); try again later.
+                Err(e) => {
+                    return Err(Performed::Retry {
+                        kind: ErrorKind::TRANSIENT,
+                        reason: format!("sms consent: {e}"),
+                    });
+                }
             },
             None => (true, SmsConsent::None),
         };

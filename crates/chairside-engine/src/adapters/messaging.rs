@@ -412,17 +412,21 @@ impl PatientMessenger {
         client: &SmsClient,
         sms: &OutgoingSms,
         key: &str,
-    ) -> Result<Option<String>, messaging::Error> {
-        let journal_err = |e: crate::store::StoreError| messaging::Error::Config {
-            reason: format!("message journal: {e}"),
-        };
+    ) -> Result<Option<String>, ExternalError> {
+        // A journal the store cannot answer is transient, as for the email: the step is retried
+        // from its journal later. (Reported as a configuration error it was permanent, and one
+        // store hiccup ended the workflow in an `unreachable` staff task.)
+        let journal_err = |e: crate::store::StoreError| journal_error(&e);
         if let Some(journal) = &self.journal {
             match journal.send_record(key, SMS).await.map_err(journal_err)? {
                 Some(SendRecord::Sent { provider_id }) => return Ok(provider_id),
                 Some(SendRecord::Attempting { at, body_digest }) => {
                     // Twilio has no idempotency key: find the earlier attempt before sending.
                     let since = at - chrono::Duration::minutes(2);
-                    let found = client.list_messages_to(&sms.to, since).await?;
+                    let found = client
+                        .list_messages_to(&sms.to, since)
+                        .await
+                        .map_err(external)?;
                     let earlier = body_digest.as_deref().and_then(|d| {
                         found
                             .iter()
@@ -464,7 +468,7 @@ impl PatientMessenger {
             };
             finished.map_err(journal_err)?;
         }
-        match outcome? {
+        match outcome.map_err(external)? {
             SmsOutcome::Sent(s) => Ok(Some(s.sid.to_string())),
             SmsOutcome::RecipientOptedOut => {
                 // Twilio 21610: the carrier says the number opted out; remember it.
@@ -531,7 +535,7 @@ impl Messenger for PatientMessenger {
                 {
                     tracing::warn!(practice = %practice.id, kind = %e.kind(), "text not sent; email delivered")
                 }
-                Err(e) => return Err(external(e)),
+                Err(e) => return Err(e),
             }
         }
         if sent.is_empty() {

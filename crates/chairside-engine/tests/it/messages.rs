@@ -239,3 +239,64 @@ async fn a_text_twilio_never_took_is_sent_on_the_retry() {
         })
     );
 }
+
+#[tokio::test]
+async fn a_journal_the_store_cannot_write_is_a_transient_failure_and_nothing_is_texted() {
+    // Arrange: Twilio would take the text, but the journal refuses its write (a store hiccup).
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": "SM22222222222222222222222222222222",
+            "status": "queued",
+        })))
+        .mount(&server)
+        .await;
+    let (dir, store, messenger) = world(&server).await;
+    let raw = crate::harness::raw_pool(&dir.path().join("m.db")).await;
+    sqlx::query(
+        "CREATE TRIGGER refuse_sends BEFORE INSERT ON message_sends
+         BEGIN SELECT RAISE(ABORT, 'write refused by the test'); END",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+
+    // Act 1
+    let first = messenger
+        .send(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await;
+
+    // Assert 1: retried later (not a permanent failure that would make the patient
+    // `unreachable`), and no text went out unjournalled.
+    let err = first.unwrap_err();
+    assert!(
+        matches!(err.kind(), financing_core::ErrorKind::Transient { .. }),
+        "{err}"
+    );
+    assert!(posted_bodies(&server).await.is_empty());
+
+    // Act 2: the store answers again; the runner's retry of the same message.
+    sqlx::query("DROP TRIGGER refuse_sends")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let second = messenger
+        .send(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap();
+
+    // Assert 2: sent once, and journalled as sent.
+    assert_eq!(
+        second.sent,
+        vec![(
+            Channel::Sms,
+            "SM22222222222222222222222222222222".to_owned()
+        )]
+    );
+    assert_eq!(posted_bodies(&server).await.len(), 1);
+    assert!(matches!(
+        store.send_record(KEY, "sms").await.unwrap(),
+        Some(SendRecord::Sent { .. })
+    ));
+}
