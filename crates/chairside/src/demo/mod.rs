@@ -26,6 +26,11 @@ pub struct DemoArgs {
     /// Give up waiting for the workflows after this many seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout_secs: u64,
+    /// Run on PostgreSQL instead of SQLite: the URL of a server and a role that may create
+    /// databases (`postgres://user@host:5432/postgres`). The demo runs in a fresh database
+    /// created there (`chairside_demo_*`) and drops it when it ends.
+    #[arg(long, value_name = "URL", env = "CHAIRSIDE_DEMO_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 /// One line of the table.
@@ -436,11 +441,40 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             temp.path().to_path_buf()
         }
     };
+    // A fresh database on the PostgreSQL server, when one is given.
+    let postgres = match &args.database_url {
+        Some(admin) => {
+            let name = format!("chairside_demo_{}", std::process::id());
+            let url = chairside_engine::store::PostgresStore::create_database(admin, &name)
+                .await
+                .context("creating the demo's database on --database-url")?;
+            Some((admin.clone(), name, url))
+        }
+        None => None,
+    };
     let options = WorldOptions {
         sandbox: SandboxConfig::default(),
+        postgres: postgres
+            .as_ref()
+            .map(|(_, _, url)| secrecy::SecretString::from(url.clone())),
         ..WorldOptions::default()
     };
-    let mut world = World::start(&dir, options).await?;
+    let outcome = run_world(&args, &dir, options, started).await;
+    if let Some((admin, name, _)) = &postgres
+        && let Err(e) = chairside_engine::store::PostgresStore::drop_database(admin, name).await
+    {
+        tracing::warn!(database = %name, error = %e, "could not drop the demo's database");
+    }
+    outcome
+}
+
+async fn run_world(
+    args: &DemoArgs,
+    dir: &std::path::Path,
+    options: WorldOptions,
+    started: Instant,
+) -> anyhow::Result<i32> {
+    let mut world = World::start(dir, options).await?;
     world.seed_demo()?;
     world.seed_intakes().await?;
     let settled = world.drive(Duration::from_secs(args.timeout_secs)).await?;

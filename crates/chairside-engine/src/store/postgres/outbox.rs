@@ -1,5 +1,5 @@
-//! [`OutboxStore`] on PostgreSQL (deliveries claimed with `FOR UPDATE SKIP LOCKED`), and the hook [`record_events`] that the workflow commit calls in its
-//! own transaction.
+//! [`OutboxStore`] on PostgreSQL (deliveries claimed with `FOR UPDATE SKIP LOCKED`), and the hooks
+//! [`record_events`] and [`insert_events`] that the workflow commit calls in its own transaction.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
 use super::{PostgresStore, WORKFLOW_STATE, from_ms, ms};
-use crate::outbound::events::derive;
+use crate::outbound::events::{OutboundEvent, derive};
 use crate::store::Result;
 use crate::store::crypto::Keyring;
 use crate::store::outbox::{
@@ -17,9 +17,10 @@ use crate::store::outbox::{
 };
 use chairside_workflow::{StaffTask, WorkflowState};
 
-/// Writes the outbound events of a step (the state before, read here, against `after`) in the
-/// step's transaction. Called before the new state is stored. A stored state that no longer
-/// opens writes no event: the step itself decides what to do with such a workflow.
+/// Derives the outbound events of a step (the state before, read here, against `after`) in the
+/// step's transaction, before the new state is stored; [`insert_events`] writes them as the last
+/// statements before the commit. A stored state that no longer opens yields no event: the step
+/// itself decides what to do with such a workflow.
 pub(super) async fn record_events(
     conn: &mut PgConnection,
     key: &Keyring,
@@ -27,17 +28,17 @@ pub(super) async fn record_events(
     after: &WorkflowState,
     raised: Option<&StaffTask>,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Vec<OutboundEvent>> {
     let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT state FROM workflows WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
     let Some(sealed) = sealed else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let before: WorkflowState = match WORKFLOW_STATE.open_json(key, &[id], &sealed) {
         Ok(state) => state,
-        Err(_) => return Ok(()),
+        Err(_) => return Ok(Vec::new()),
     };
     let raised = match raised {
         Some(task) => {
@@ -50,15 +51,29 @@ pub(super) async fn record_events(
         }
         None => None,
     };
-    let events = derive(&before, after, raised, now);
-    if !events.is_empty() {
-        // The fan-out reads events by id past a cursor (`events_after_cursor`), so ids must
-        // become visible in their order. A sequence hands them out at insert, not at commit:
-        // two steps committing at once could show id 8 before id 7, and a cursor moved past 8
-        // would never see 7. Steps that write events take this lock until they commit, so they
-        // commit one after the other, in id order (SQLite's single writer gives the same).
-        super::lock_name(conn, "outbound_events").await?;
+    Ok(derive(&before, after, raised, now))
+}
+
+/// Inserts a step's outbound events; the caller commits right after.
+///
+/// The fan-out reads events by id past a cursor (`events_after_cursor`), so ids must become
+/// visible in their order. A sequence hands them out at insert, not at commit: two steps
+/// committing at once could show id 8 before id 7, and a cursor moved past 8 would never see 7.
+/// Steps that write events take this lock until they commit, so they commit one after the other,
+/// in id order (SQLite's single writer gives the same). Every step with events waits for it, so
+/// it is taken last, with nothing but these inserts and the commit after it: taken mid-commit,
+/// it was held across the audit row, the state update and the due-time refresh, and under CPU
+/// load steps queued on it for one to two seconds each.
+pub(super) async fn insert_events(
+    conn: &mut PgConnection,
+    id: &str,
+    events: Vec<OutboundEvent>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
     }
+    super::lock_name(conn, "outbound_events").await?;
     for event in events {
         sqlx::query(
             "INSERT INTO outbound_events (event_id, workflow_id, practice_id, type, payload, created_at)

@@ -300,7 +300,7 @@ impl WorkflowStore for PostgresStore {
         }
         // Outbound events (webhooks, CRM, lab) in the step's own transaction: read against the
         // state stored before this step, so they are written before it is replaced.
-        super::outbox::record_events(
+        let outbound = super::outbox::record_events(
             &mut tx,
             &self.key,
             id,
@@ -336,6 +336,8 @@ impl WorkflowStore for PostgresStore {
         .execute(&mut *tx)
         .await?;
         refresh_due(&mut tx, id).await?;
+        // Last before the commit: it takes the one lock every step with events waits for.
+        super::outbox::insert_events(&mut tx, id, outbound, now).await?;
         self.finish(tx).await
     }
 
