@@ -7,6 +7,7 @@
 pub mod delivery;
 pub mod intake;
 pub mod machine;
+pub mod refunds;
 
 use std::fmt;
 use std::time::Duration;
@@ -267,6 +268,11 @@ pub enum NoteKind {
         amount: Money,
         /// True for a dispute, false for a refund.
         dispute: bool,
+        /// For a refund: what this refund reverses in the ledger (the rise in the refunded
+        /// total, [`refunds::refund_to_reverse`]). `None` for a dispute, and in notes recorded
+        /// before ledger reversals existed (those stay notes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reversed: Option<Money>,
     },
     /// The lender settlement: scheduled, charged, for staff, or failed.
     Settlement {
