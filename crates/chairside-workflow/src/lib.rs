@@ -603,6 +603,15 @@ pub enum PaymentFact {
         /// `seti_…`.
         setup_intent: String,
     },
+    /// A PaymentIntent paid one of the workflow's installment invoices (`invoice.paid`'s
+    /// `payments`): recorded so that a dispute or refund of that charge, which carries no
+    /// workflow metadata, finds the workflow.
+    InvoicePaymentIntent {
+        /// `in_…`.
+        invoice_id: String,
+        /// `pi_…`.
+        payment_intent: String,
+    },
     /// The installment schedule ended before its last installment: canceled, or aborted by
     /// Stripe after failed payments.
     ScheduleEnded {
@@ -1210,6 +1219,10 @@ pub struct StripeRecord {
     /// Off-session charges of the saved card, oldest first.
     #[serde(default)]
     pub card_charges: Vec<CardCharge>,
+    /// PaymentIntents that paid installment invoices (each once): how a dispute or a refund of
+    /// an installment finds its workflow.
+    #[serde(default)]
+    pub invoice_payment_intents: Vec<String>,
 }
 
 impl StripeRecord {

@@ -1367,6 +1367,24 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             };
             cx.out.raise_task = Some(task);
         }
+        PaymentFact::InvoicePaymentIntent {
+            invoice_id,
+            payment_intent,
+        } => {
+            if cx
+                .state
+                .stripe
+                .invoice_payment_intents
+                .contains(&payment_intent)
+            {
+                return cx.ignore("invoice payment already recorded");
+            }
+            cx.state
+                .stripe
+                .invoice_payment_intents
+                .push(payment_intent.clone());
+            cx.audit(format!("installment {invoice_id} paid by {payment_intent}"));
+        }
         PaymentFact::ScheduleCompleted => cx.audit("installment schedule completed"),
         PaymentFact::CheckoutCompleted { session_id } => {
             if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str()) {

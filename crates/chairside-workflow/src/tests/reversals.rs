@@ -197,3 +197,22 @@ fn a_final_failed_installment_tells_the_patient_and_staff_once() {
     assert!(task.reason.contains("will not try again"));
     assert!(run.on(fail).ignored);
 }
+
+#[test]
+fn the_payment_intent_of_a_paid_installment_is_recorded_once() {
+    let mut run = on_schedule();
+    let paid_by = || {
+        Event::Payment(PaymentFact::InvoicePaymentIntent {
+            invoice_id: "in_1".into(),
+            payment_intent: "pi_1".into(),
+        })
+    };
+    let first = run.on(paid_by());
+    let again = run.on(paid_by());
+    assert!(first.commands.is_empty() && !first.ignored);
+    assert!(again.ignored);
+    assert_eq!(
+        run.state.stripe.invoice_payment_intents,
+        vec!["pi_1".to_owned()]
+    );
+}
