@@ -269,7 +269,7 @@ impl NexHealthPractice {
     /// once it reached the EHR, so a repeat within that lag is not caught by the lookup: a write
     /// whose outcome is unknown (timeout, 5xx) is therefore not retried automatically but becomes
     /// a staff task naming the transaction id. A crash between the 202 and the runner's commit
-    /// remains a window the lookup may miss (docs/ledger.md).
+    /// remains a window the lookup may miss (docs/collection.md).
     async fn ledger_write(
         &self,
         patient: &PatientId,
