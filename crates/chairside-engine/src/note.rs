@@ -32,11 +32,18 @@ pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -
             stripe_id,
             amount,
             dispute,
+            reversed,
         } => {
-            lines.push(if *dispute {
-                format!("Chairside: the patient disputed a card payment of {amount} ({stripe_id}).")
-            } else {
-                format!("Chairside: refund of {amount} in total through Stripe ({stripe_id}).")
+            lines.push(match (dispute, reversed) {
+                (true, _) => format!(
+                    "Chairside: the patient disputed a card payment of {amount} ({stripe_id})."
+                ),
+                (false, Some(now)) => format!(
+                    "Chairside: refund of {now} through Stripe ({stripe_id}; {amount} refunded in total)."
+                ),
+                (false, None) => {
+                    format!("Chairside: refund of {amount} in total through Stripe ({stripe_id}).")
+                }
             });
         }
         NoteKind::Settlement {

@@ -173,6 +173,25 @@ pub trait PracticeSystem: Send + Sync + fmt::Debug {
         let _ = (patient, stripe_id, amount, note);
         Ok(PaymentPosting::NotSupported)
     }
+
+    /// Reverses `amount` (above zero) of a refunded Stripe payment in the patient's ledger, once
+    /// per `refund_key` ([`refund_marker`]; see [`chairside_workflow::refunds`]): Open Dental a
+    /// negative payment, NexHealth a positive one (its refund). The default is
+    /// [`PaymentPosting::NotSupported`] (Dentrix Ascend takes no payments through its API): the
+    /// runner writes a note, and staff have the task with the exact amount.
+    ///
+    /// # Errors
+    /// As [`PracticeSystem::post_payment`].
+    async fn post_refund(
+        &self,
+        patient: &PatientId,
+        refund_key: &str,
+        amount: Money,
+        note: &str,
+    ) -> Result<PaymentPosting, ExternalError> {
+        let _ = (patient, refund_key, amount, note);
+        Ok(PaymentPosting::NotSupported)
+    }
 }
 
 /// What [`PracticeSystem::ensure_patient`] did.
@@ -204,6 +223,12 @@ pub enum PaymentPosting {
 /// the same payment is found whichever workflow step or retry posts it.
 pub fn payment_marker(stripe_id: &str) -> String {
     format!("[chairside-payment:{stripe_id}]")
+}
+
+/// The marker a refund's reversal carries in the practice system: keyed by the refund
+/// (`{charge}:{refunded so far, in minor units}`), so a repeat after a crash finds it.
+pub fn refund_marker(refund_key: &str) -> String {
+    format!("[chairside-refund:{refund_key}]")
 }
 
 /// Stripe, as the orchestrator needs it. Every creating call carries a deterministic idempotency key.

@@ -957,6 +957,28 @@ impl Runner {
                         }));
                     }
                 }
+                if let NoteKind::Reversal {
+                    stripe_id,
+                    amount,
+                    dispute: false,
+                    reversed: Some(reversed),
+                } = note
+                {
+                    // A refund is reversed in the ledger where the system takes payments (once
+                    // per refund: a repeat finds its marker), else it is a note.
+                    let text = ledger_note(state, note, self.clock.now());
+                    let key = chairside_workflow::refunds::refund_key(stripe_id, *amount);
+                    let posted = self
+                        .timed(rt.pms.post_refund(patient, &key, *reversed, &text))
+                        .await
+                        .map_err(classify)?;
+                    if posted != PaymentPosting::NotSupported {
+                        return Ok(Performed::event(Event::NoteWritten {
+                            note: note.clone(),
+                            at: self.clock.now(),
+                        }));
+                    }
+                }
                 let marker = note_marker(state, state.key_seq(command.seq));
                 let existing = self
                     .timed(rt.pms.find_note(patient, &marker))

@@ -153,31 +153,66 @@ async fn dispute_events(
     state: &HttpState,
     data: &EventData,
 ) -> Result<Vec<(WorkflowId, Event)>, chairside_engine::store::StoreError> {
-    let EventData::ChargeDisputeCreated(d) = data else {
-        return Ok(Vec::new());
+    let (pi, event) = match data {
+        EventData::ChargeDisputeCreated(d) => (d.payment_intent.as_ref(), dispute_event(d)),
+        // A refund of an installment's charge: Stripe copies no workflow metadata onto charges
+        // that invoices create.
+        EventData::ChargeRefunded(ch) => (ch.payment_intent.as_ref(), refund_event(ch)),
+        _ => return Ok(Vec::new()),
     };
-    let Some(pi) = &d.payment_intent else {
+    let (Some(pi), Some(event)) = (pi, event) else {
         return Ok(Vec::new());
     };
     let found = state.store.workflow_by_payment(pi.as_str()).await?;
-    Ok(found
-        .and_then(|wf| dispute_event(d).map(|e| (wf, e)))
-        .into_iter()
-        .collect())
+    Ok(found.map(|wf| (wf, event)).into_iter().collect())
+}
+
+fn refund_event(ch: &stripe_schedule::Charge) -> Option<Event> {
+    Some(Event::Payment(PaymentFact::Refunded {
+        stripe_id: ch.id.as_str().to_owned(),
+        amount: ch.refunded_money()?,
+    }))
 }
 
 /// What a verified Stripe event means to a workflow, if anything.
 pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
     let one = match data {
-        EventData::InvoicePaid(inv) => invoice_workflow(inv).and_then(|wf| {
-            let amount = money(inv.amount_paid, &inv.currency)?;
-            Some((
-                wf,
+        EventData::InvoicePaid(inv) => {
+            let Some(wf) = invoice_workflow(inv) else {
+                return Vec::new();
+            };
+            let Some(amount) = money(inv.amount_paid, &inv.currency) else {
+                return Vec::new();
+            };
+            let mut events = vec![(
+                wf.clone(),
                 Event::Payment(PaymentFact::Paid {
                     stripe_id: inv.id.as_str().to_owned(),
                     amount,
                 }),
-            ))
+            )];
+            // Which PaymentIntent paid it: a later dispute or refund of that charge names only
+            // the PaymentIntent, and finds the workflow by it.
+            events.extend(inv.payment_intents().into_iter().map(|pi| {
+                (
+                    wf.clone(),
+                    Event::Payment(PaymentFact::InvoicePaymentIntent {
+                        invoice_id: inv.id.as_str().to_owned(),
+                        payment_intent: pi.as_str().to_owned(),
+                    }),
+                )
+            }));
+            return events;
+        }
+        // Stripe gave up on an installment: the last retry failed (no next attempt), or the
+        // invoice was marked uncollectible.
+        EventData::InvoiceMarkedUncollectible(inv) => invoice_workflow(inv).map(|wf| {
+            (
+                wf,
+                Event::Payment(PaymentFact::FinalFailure {
+                    stripe_id: inv.id.as_str().to_owned(),
+                }),
+            )
         }),
         EventData::InvoicePaymentFailed(inv) => invoice_workflow(inv).map(|wf| {
             let stripe_id = inv.id.as_str().to_owned();
@@ -193,15 +228,7 @@ pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
             .metadata
             .get(WORKFLOW_KEY)
             .and_then(parse_workflow_id)
-            .and_then(|wf| {
-                Some((
-                    wf,
-                    Event::Payment(PaymentFact::Refunded {
-                        stripe_id: ch.id.as_str().to_owned(),
-                        amount: ch.refunded_money()?,
-                    }),
-                ))
-            }),
+            .and_then(|wf| Some((wf, refund_event(ch)?))),
         // A dispute names its charge, whose metadata Stripe does not copy onto the dispute: a
         // dispute carrying the workflow id maps here; otherwise the handler finds the workflow
         // by the disputed PaymentIntent it recorded (`dispute_events`).
@@ -304,7 +331,9 @@ pub(crate) fn stripe_object_matches(data: &EventData, stored: &StripeRecord) -> 
         matches!((stored, seen), (Some(a), Some(b)) if a == b)
     }
     match data {
-        EventData::InvoicePaid(inv) | EventData::InvoicePaymentFailed(inv) => same(
+        EventData::InvoicePaid(inv)
+        | EventData::InvoicePaymentFailed(inv)
+        | EventData::InvoiceMarkedUncollectible(inv) => same(
             stored.customer_id.as_ref(),
             inv.customer.as_ref().map(|c| c.as_str()),
         ),
@@ -328,10 +357,13 @@ pub(crate) fn stripe_object_matches(data: &EventData, stored: &StripeRecord) -> 
             stored.customer_id.as_ref(),
             ch.customer.as_ref().map(|c| c.as_str()),
         ),
-        EventData::ChargeDisputeCreated(d) => d
-            .payment_intent
-            .as_ref()
-            .is_some_and(|pi| stored.payments_noted.iter().any(|p| p == pi.as_str())),
+        EventData::ChargeDisputeCreated(d) => d.payment_intent.as_ref().is_some_and(|pi| {
+            stored.payments_noted.iter().any(|p| p == pi.as_str())
+                || stored
+                    .invoice_payment_intents
+                    .iter()
+                    .any(|p| p == pi.as_str())
+        }),
         _ => false,
     }
 }

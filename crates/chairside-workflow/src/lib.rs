@@ -7,6 +7,7 @@
 pub mod delivery;
 pub mod intake;
 pub mod machine;
+pub mod refunds;
 
 use std::fmt;
 use std::time::Duration;
@@ -267,6 +268,11 @@ pub enum NoteKind {
         amount: Money,
         /// True for a dispute, false for a refund.
         dispute: bool,
+        /// For a refund: what this refund reverses in the ledger (the rise in the refunded
+        /// total, [`refunds::refund_to_reverse`]). `None` for a dispute, and in notes recorded
+        /// before ledger reversals existed (those stay notes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reversed: Option<Money>,
     },
     /// The lender settlement: scheduled, charged, for staff, or failed.
     Settlement {
@@ -596,6 +602,15 @@ pub enum PaymentFact {
         session_id: String,
         /// `seti_…`.
         setup_intent: String,
+    },
+    /// A PaymentIntent paid one of the workflow's installment invoices (`invoice.paid`'s
+    /// `payments`): recorded so that a dispute or refund of that charge, which carries no
+    /// workflow metadata, finds the workflow.
+    InvoicePaymentIntent {
+        /// `in_…`.
+        invoice_id: String,
+        /// `pi_…`.
+        payment_intent: String,
     },
     /// The installment schedule ended before its last installment: canceled, or aborted by
     /// Stripe after failed payments.
@@ -1209,6 +1224,10 @@ pub struct StripeRecord {
     /// Off-session charges of the saved card, oldest first.
     #[serde(default)]
     pub card_charges: Vec<CardCharge>,
+    /// PaymentIntents that paid installment invoices (each once): how a dispute or a refund of
+    /// an installment finds its workflow.
+    #[serde(default)]
+    pub invoice_payment_intents: Vec<String>,
 }
 
 impl StripeRecord {

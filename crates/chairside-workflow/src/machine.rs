@@ -1395,6 +1395,24 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             };
             cx.out.raise_task = Some(task);
         }
+        PaymentFact::InvoicePaymentIntent {
+            invoice_id,
+            payment_intent,
+        } => {
+            if cx
+                .state
+                .stripe
+                .invoice_payment_intents
+                .contains(&payment_intent)
+            {
+                return cx.ignore("invoice payment already recorded");
+            }
+            cx.state
+                .stripe
+                .invoice_payment_intents
+                .push(payment_intent.clone());
+            cx.audit(format!("installment {invoice_id} paid by {payment_intent}"));
+        }
         PaymentFact::ScheduleCompleted => cx.audit("installment schedule completed"),
         PaymentFact::CheckoutCompleted { session_id } => {
             if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str()) {
@@ -1455,7 +1473,7 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
                 reason: "the last retry of a payment failed: Stripe will not try again; the patient was told, call them for another card".into(),
             });
         }
-        PaymentFact::Refunded { stripe_id, amount } => reversal(cx, stripe_id, amount, false, None),
+        PaymentFact::Refunded { stripe_id, amount } => refunded(cx, stripe_id, amount),
         PaymentFact::Disputed {
             stripe_id,
             amount,
@@ -2018,6 +2036,36 @@ fn settlement_open(cx: &Ctx<'_>) -> bool {
 
 /// A refund or a dispute: a ledger note and a task, once per (object, amount) (a second partial
 /// refund of the same charge is a new amount).
+/// A refund: what it adds to the charge's refunded total is reversed in the ledger (once per
+/// refund, [`crate::refunds`]), with a note and a task as for a dispute.
+fn refunded(cx: &mut Ctx<'_>, charge: String, refunded_so_far: Money) {
+    let Some(reversal) = crate::refunds::refund_to_reverse(
+        &cx.state.stripe.reversals_handled,
+        &charge,
+        refunded_so_far,
+    ) else {
+        return cx.ignore("refund already reversed");
+    };
+    cx.state.stripe.reversals_handled.push(reversal.key);
+    let now = reversal.amount;
+    cx.audit(format!("charge refunded: {now} to reverse"));
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::PaymentReversed,
+        reason: format!(
+            "{now} was refunded in Stripe ({charge}, {refunded_so_far} refunded in total): Chairside reverses it in the practice ledger where the system takes payments, else notes it; check the patient's plan"
+        ),
+    });
+    ledger_note(
+        cx,
+        NoteKind::Reversal {
+            stripe_id: charge,
+            amount: refunded_so_far,
+            dispute: false,
+            reversed: Some(now),
+        },
+    );
+}
+
 fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool, why: Option<&str>) {
     let key = format!("{stripe_id}:{}", amount.minor());
     if cx.state.stripe.reversals_handled.contains(&key) {
@@ -2055,6 +2103,7 @@ fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool, w
             stripe_id,
             amount,
             dispute,
+            reversed: None,
         },
     );
 }

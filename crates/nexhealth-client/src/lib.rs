@@ -49,6 +49,7 @@ mod convert;
 mod error;
 mod ids;
 mod patients;
+mod payments;
 mod ratelimit;
 mod status;
 mod treatment_plans;
@@ -64,6 +65,7 @@ pub use ids::{
     ResourceId, TreatmentPlanId, WebhookEndpointId, WebhookSubscriptionId,
 };
 pub use patients::{NewPatient, Patient, patient_contact};
+pub use payments::{LedgerDirection, LedgerPayment, NewLedgerPayment, PaymentWrite, TransactionId};
 pub use ratelimit::RateBudget;
 pub use status::PlanStatus;
 pub use treatment_plans::{

@@ -30,6 +30,13 @@
 //!   body fields (`patient_id`, `note`), the read-back `GET /communication_logs[/{id}]`, and
 //!   "written to the EHR" meaning a non-null `foreign_id`: \[inferred\]. No note endpoint is
 //!   confirmed for Dentrix through NexHealth.
+//! - `POST /payments {payment: {patient_id*, amount*, currency, transaction_id*, paid_at,
+//!   notes}}` "enqueues a write-back" (202); `amount` is a JSON number in decimal dollars, negative
+//!   for a payment (it reduces the patient's balance) and positive for a refund; `transaction_id`
+//!   is at most 50 characters, prefixed by the API originator, and `GET /payments?patient_id=
+//!   &transaction_id=` reads the ledger payments carrying it, each with `payment_amount {amount,
+//!   currency}`: \[documented\] (NexHealth's OpenAPI v20240412 `postPayments` and `getPayments`;
+//!   docs.nexhealth.com/v3.1.0/reference/payments for the signs and refunds).
 //! - Rate limits: 100 requests/s per key; 1000/min for patients and appointments; 2000/min for
 //!   other endpoints: \[documented\].
 
@@ -54,6 +61,12 @@ pub const WEBHOOK_ENDPOINTS: &str = "webhook_endpoints";
 pub const WEBHOOK_SUBSCRIPTIONS: &str = "webhook_subscriptions";
 /// Communication logs: the ledger note. Beta; Open Dental only.
 pub const COMMUNICATION_LOGS: &str = "communication_logs";
+/// Ledger payments (and refunds, as positive amounts).
+pub const PAYMENTS: &str = "payments";
+/// `GET /payments` filter by our transaction id.
+pub const QUERY_TRANSACTION_ID: &str = "transaction_id";
+/// The longest `transaction_id` NexHealth takes.
+pub const TRANSACTION_ID_MAX: usize = 50;
 
 /// The API version header.
 pub const HEADER_API_VERSION: &str = "Nex-Api-Version";
@@ -532,4 +545,59 @@ impl std::fmt::Debug for CommunicationLog {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
+}
+
+/// Body of `POST /payments`: `{"payment": {...}}`. \[documented\]
+#[derive(Clone, Debug, Serialize)]
+pub struct NewPaymentBody {
+    /// The payment.
+    pub payment: NewPayment,
+}
+
+/// The payment in `POST /payments`. \[documented\]
+#[derive(Clone, Serialize)]
+pub struct NewPayment {
+    /// The patient.
+    pub patient_id: RawId,
+    /// Decimal dollars as a JSON number: negative for a payment, positive for a refund.
+    pub amount: serde_json::Number,
+    /// ISO currency code.
+    pub currency: String,
+    /// Our id for the write (at most [`TRANSACTION_ID_MAX`] characters).
+    pub transaction_id: String,
+    /// When it was paid (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid_at: Option<String>,
+    /// The note the EHR keeps with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+impl std::fmt::Debug for NewPayment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewPayment")
+            .field("patient_id", &self.patient_id)
+            .field("transaction_id", &self.transaction_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A ledger payment as `GET /payments` returns it. \[documented\]
+#[derive(Clone, Debug, Deserialize)]
+pub struct LedgerPayment {
+    /// NexHealth's id.
+    #[serde(default)]
+    pub id: Option<RawId>,
+    /// The patient.
+    #[serde(default)]
+    pub patient_id: Option<RawId>,
+    /// `{amount, currency}` in whole units.
+    #[serde(default)]
+    pub payment_amount: Option<Price>,
+    /// The transaction id it was posted with.
+    #[serde(default)]
+    pub transaction_id: Option<String>,
+    /// Set when the payment was deleted in the EHR.
+    #[serde(default)]
+    pub deleted_at: Option<String>,
 }

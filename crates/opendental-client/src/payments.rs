@@ -104,4 +104,57 @@ impl Client {
             .await
             .map(WriteOutcome::Created)
     }
+
+    /// Check-then-act for a refund: records `refund` (its `pay_amt` above zero, the amount given
+    /// back) as a **negative** payment, as Open Dental enters refunds ("the credit is posted as a
+    /// negative payment to the patient account", opendental.com/help244/paymentreturn.html),
+    /// unless one of the patient's payments already carries `marker`. A negative payment covers
+    /// partial refunds too, which `POST /payments/Refund {PayNum}` (whole payments only, refused
+    /// on payment-plan payments) does not.
+    ///
+    /// # Errors
+    /// As [`Client::create_payment_once`].
+    pub async fn create_refund_once(
+        &self,
+        refund: &NewPayment,
+        marker: &str,
+    ) -> Result<WriteOutcome<Payment>> {
+        let carries_marker = refund
+            .pay_note
+            .as_deref()
+            .is_some_and(|n| !marker.trim().is_empty() && n.contains(marker));
+        if !carries_marker {
+            return Err(Error::InvalidRequest {
+                op: Operation::CreatePayment,
+                reason: "the refund note must contain the non-empty marker",
+            });
+        }
+        if refund.pay_amt.minor() <= 0 {
+            return Err(Error::InvalidRequest {
+                op: Operation::CreatePayment,
+                reason: "the refunded amount must be above zero",
+            });
+        }
+        if refund.pay_amt.currency() != self.currency() {
+            return Err(Error::InvalidRequest {
+                op: Operation::CreatePayment,
+                reason: "the amount is not in the office's currency",
+            });
+        }
+        if let Some(existing) = self.find_payment_by_marker(refund.pat_num, marker).await? {
+            return Ok(WriteOutcome::AlreadyWritten(existing));
+        }
+        let mut negative = refund.clone();
+        negative.pay_amt =
+            financing_core::Money::new(-refund.pay_amt.minor(), refund.pay_amt.currency());
+        self.create(
+            Operation::CreatePayment,
+            path::PAYMENTS,
+            &wire::payment_body(&negative),
+            resource::PAYMENT,
+            wire::read_payment,
+        )
+        .await
+        .map(WriteOutcome::Created)
+    }
 }

@@ -41,7 +41,7 @@
 //! | Twilio | [`SandboxUrls::twilio`] | Basic `AccountSid:AuthToken` | `Messages.json` create, list (paged), fetch; 21610 after STOP; signed status callbacks; inbound replies ([`TwilioHandle::send_inbound`]) |
 //! | SMTP | [`SandboxUrls::smtp`] | none | EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT; keeps and decodes every message ([`SmtpHandle`]) |
 //! | Dentrix Ascend | [`SandboxUrls::dentrix`] | OAuth2 client credentials + `Organization-ID` | txcases, patientprocedures, visits, appointments, patients, patientnotes; `filter=`, `pageSize` + `lastId` |
-//! | NexHealth | [`SandboxUrls::nexhealth`] | `/authenticates` JWT + `subdomain` | treatment_plans (`updated_since`, `status`, cursors), patients, webhook endpoints and subscriptions (signed `treatment_plan_updated`), communication_logs (202, then written) |
+//! | NexHealth | [`SandboxUrls::nexhealth`] | `/authenticates` JWT + `subdomain` | treatment_plans (`updated_since`, `status`, cursors), patients, webhook endpoints and subscriptions (signed `treatment_plan_updated`), communication_logs (202, then written), payments (202; listed once in the EHR) |
 //! | Open Dental | [`SandboxUrls::opendental`] | `ODFHIR dev/customer` | treatplans (`SecDateTEdit`), proctps, treatplanattaches, procedurelogs (`DateTStamp`), patients, commlogs, payments; `Offset`/`Limit`; server times in UTC |
 //! | CareCredit | [`SandboxUrls::carecredit`] | OAuth2 token | prefill sessions keyed by partner transaction id, hosted page at `/apply/{session}`, pullback, cardholder lookup |
 //! | Sunbit | [`SandboxUrls::sunbit`] | `sunbit-key` (+ `sunbit-secret` on reads and voids) | online links keyed by referral, hosted page at `/prequal/{token}`, purchase reads, voids, signed webhooks |

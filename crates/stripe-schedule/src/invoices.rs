@@ -5,7 +5,7 @@ use financing_core::Money;
 use serde::Deserialize;
 
 use crate::enums::{CollectionMethod, string_enum};
-use crate::ids::{CustomerId, InvoiceId, SubscriptionId, expandable};
+use crate::ids::{CustomerId, InvoiceId, PaymentIntentId, SubscriptionId, expandable};
 use crate::params::Metadata;
 
 string_enum!(
@@ -84,6 +84,36 @@ pub struct Invoice {
     /// Live or test mode.
     #[serde(default)]
     pub livemode: bool,
+    /// The payments of the invoice (since API 2025-03-31.basil), when the object carries them.
+    #[serde(default)]
+    pub payments: Option<InvoicePayments>,
+}
+
+/// An invoice's `payments` list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct InvoicePayments {
+    /// The payments.
+    #[serde(default)]
+    pub data: Vec<InvoicePayment>,
+}
+
+/// One `invoice_payment`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct InvoicePayment {
+    /// What paid it.
+    #[serde(default)]
+    pub payment: Option<InvoicePaymentSource>,
+}
+
+/// `invoice_payment.payment`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct InvoicePaymentSource {
+    /// The PaymentIntent, for `type: payment_intent`.
+    #[serde(default, deserialize_with = "expandable::option")]
+    pub payment_intent: Option<PaymentIntentId>,
 }
 
 /// An invoice's `parent`.
@@ -111,6 +141,15 @@ pub struct SubscriptionDetails {
 }
 
 impl Invoice {
+    /// The PaymentIntents that paid this invoice, as far as the object lists them.
+    pub fn payment_intents(&self) -> Vec<&PaymentIntentId> {
+        self.payments
+            .iter()
+            .flat_map(|p| &p.data)
+            .filter_map(|p| p.payment.as_ref()?.payment_intent.as_ref())
+            .collect()
+    }
+
     /// The subscription this invoice bills, for subscription invoices.
     pub fn subscription(&self) -> Option<&SubscriptionId> {
         self.subscription_details()?.subscription.as_ref()

@@ -94,7 +94,10 @@ pub use ids::{
     PaymentMethodId, PriceId, ProductId, RequestId, SetupIntentId, SubscriptionId,
     SubscriptionScheduleId,
 };
-pub use invoices::{Invoice, InvoiceParent, InvoiceParentType, InvoiceStatus, SubscriptionDetails};
+pub use invoices::{
+    Invoice, InvoiceParent, InvoiceParentType, InvoicePayment, InvoicePaymentSource,
+    InvoicePayments, InvoiceStatus, SubscriptionDetails,
+};
 pub use params::{
     INSTALLMENT_KEY, IdempotencyKey, Metadata, PATIENT_KEY, PRACTICE_KEY, WORKFLOW_KEY,
 };

@@ -238,6 +238,9 @@ pub enum EventData {
     InvoicePaid(Invoice),
     /// `invoice.payment_failed`: see `attempt_count` and `next_payment_attempt`.
     InvoicePaymentFailed(Invoice),
+    /// `invoice.marked_uncollectible`: Stripe gave up collecting the invoice (the subscription's
+    /// last retry failed and its settings mark such invoices uncollectible).
+    InvoiceMarkedUncollectible(Invoice),
     /// `payment_intent.succeeded`.
     PaymentIntentSucceeded(PaymentIntent),
     /// `payment_intent.payment_failed`: see `last_payment_error`.
@@ -277,6 +280,7 @@ impl EventData {
             Self::CheckoutSessionAsyncPaymentFailed(_) => "checkout.session.async_payment_failed",
             Self::InvoicePaid(_) => "invoice.paid",
             Self::InvoicePaymentFailed(_) => "invoice.payment_failed",
+            Self::InvoiceMarkedUncollectible(_) => "invoice.marked_uncollectible",
             Self::PaymentIntentSucceeded(_) => "payment_intent.succeeded",
             Self::PaymentIntentPaymentFailed(_) => "payment_intent.payment_failed",
             Self::SubscriptionScheduleCompleted(_) => "subscription_schedule.completed",
@@ -340,6 +344,7 @@ impl Event {
             }
             "invoice.paid" => EventData::InvoicePaid(typed(object)?),
             "invoice.payment_failed" => EventData::InvoicePaymentFailed(typed(object)?),
+            "invoice.marked_uncollectible" => EventData::InvoiceMarkedUncollectible(typed(object)?),
             "payment_intent.succeeded" => EventData::PaymentIntentSucceeded(typed(object)?),
             "payment_intent.payment_failed" => {
                 EventData::PaymentIntentPaymentFailed(typed(object)?)

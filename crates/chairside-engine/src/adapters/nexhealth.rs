@@ -7,12 +7,15 @@
 
 use async_trait::async_trait;
 use financing_core::{PatientContact, PatientId, TreatmentPlan};
-use nexhealth_client::{Client, NoteMarker, PlanStatus, SyncCursor, TreatmentPlanId};
+use nexhealth_client::{
+    Client, LedgerDirection, NewLedgerPayment, NoteMarker, PaymentWrite, PlanStatus, SyncCursor,
+    TransactionId, TreatmentPlanId,
+};
 
 use super::{external, invalid};
 use crate::ports::{
-    EnsuredPatient, ExternalError, PlanChanges, PlanState, PlanSummary, PracticeSystem,
-    UnreadableRecord,
+    EnsuredPatient, ExternalError, PaymentPosting, PlanChanges, PlanState, PlanSummary,
+    PracticeSystem, UnreadableRecord, payment_marker, refund_marker,
 };
 use chairside_workflow::intake::{Candidate, same_patient};
 use chrono::{DateTime, Utc};
@@ -219,4 +222,95 @@ impl PracticeSystem for NexHealthPractice {
             .map_err(external)?;
         Ok(EnsuredPatient::Created(PatientId::new(created.id.as_str())))
     }
+
+    /// `POST /payments` (a negative amount: it reduces the patient's balance) with the
+    /// transaction id `chairside:{stripe id}`, after `GET /payments?transaction_id=` finds none
+    /// (INTEGRATIONS.md, NexHealth "Payment / ledger writes").
+    async fn post_payment(
+        &self,
+        patient: &PatientId,
+        stripe_id: &str,
+        amount: financing_core::Money,
+        note: &str,
+    ) -> Result<PaymentPosting, ExternalError> {
+        self.ledger_write(
+            patient,
+            stripe_id,
+            amount,
+            format!("{note}\n{}", payment_marker(stripe_id)),
+            LedgerDirection::Payment,
+        )
+        .await
+    }
+
+    /// A refund: `POST /payments` with a positive amount (NexHealth's sign for a refund; it
+    /// turns it into an adjustment where the EHR takes no positive payments), transaction id
+    /// `chairside:refund:{key}` (hashed when longer than NexHealth's 50 characters).
+    async fn post_refund(
+        &self,
+        patient: &PatientId,
+        refund_key: &str,
+        amount: financing_core::Money,
+        note: &str,
+    ) -> Result<PaymentPosting, ExternalError> {
+        self.ledger_write(
+            patient,
+            &format!("refund:{refund_key}"),
+            amount,
+            format!("{note}\n{}", refund_marker(refund_key)),
+            LedgerDirection::Refund,
+        )
+        .await
+    }
 }
+
+impl NexHealthPractice {
+    /// One ledger write, looked up by its transaction id first. NexHealth lists a payment only
+    /// once it reached the EHR, so a repeat within that lag is not caught by the lookup: a write
+    /// whose outcome is unknown (timeout, 5xx) is therefore not retried automatically but becomes
+    /// a staff task naming the transaction id. A crash between the 202 and the runner's commit
+    /// remains a window the lookup may miss (docs/collection.md).
+    async fn ledger_write(
+        &self,
+        patient: &PatientId,
+        key: &str,
+        amount: financing_core::Money,
+        notes: String,
+        direction: LedgerDirection,
+    ) -> Result<PaymentPosting, ExternalError> {
+        let transaction_id = TransactionId::new(TRANSACTION_PREFIX, key).map_err(external)?;
+        let write = NewLedgerPayment {
+            patient_id: nexhealth_client::PatientId::new(patient.as_str()),
+            amount,
+            direction,
+            transaction_id: transaction_id.clone(),
+            paid_at: None,
+            notes: Some(notes),
+        };
+        match self.client.post_payment_once(&write).await {
+            Ok(PaymentWrite::AlreadyInLedger(p)) => Ok(PaymentPosting::AlreadyPosted(
+                p.id.unwrap_or_else(|| transaction_id.to_string()),
+            )),
+            Ok(_) => Ok(PaymentPosting::Posted(transaction_id.to_string())),
+            // NexHealth answers 403 until it enables financial endpoints for the key: the
+            // ledger gets a note instead, as for a system without payments.
+            Err(nexhealth_client::Error::Api { status, .. }) if status.as_u16() == 403 => {
+                tracing::warn!(
+                    "nexhealth: financial endpoints not enabled for this key (403); writing a note instead of a ledger payment"
+                );
+                Ok(PaymentPosting::NotSupported)
+            }
+            // The write may be queued, and NexHealth lists it only once the EHR has it (minutes
+            // later): a retry's lookup could miss it and post it twice. A person checks first.
+            Err(e) if e.kind() == financing_core::ErrorKind::Indeterminate => {
+                Err(invalid(format!(
+                    "nexhealth: the ledger write {transaction_id} may have been queued (no answer); NexHealth lists it only once the EHR has it: check the patient's ledger for it before retrying"
+                )))
+            }
+            Err(e) => Err(external(e)),
+        }
+    }
+}
+
+/// The originator prefix of our NexHealth transaction ids.
+const TRANSACTION_PREFIX: &str = "chairside";

@@ -11,7 +11,7 @@ use opendental_client::{
 use super::{external, invalid};
 use crate::ports::{
     EnsuredPatient, ExternalError, PaymentPosting, PlanChanges, PlanState, PlanSummary,
-    PracticeSystem, UnreadableRecord, payment_marker,
+    PracticeSystem, UnreadableRecord, payment_marker, refund_marker,
 };
 use chairside_workflow::intake::{Candidate, same_patient};
 
@@ -233,6 +233,33 @@ impl PracticeSystem for OpenDentalPractice {
         let outcome = self
             .client
             .create_payment_once(&payment, &marker)
+            .await
+            .map_err(external)?;
+        Ok(match outcome {
+            WriteOutcome::AlreadyWritten(p) => PaymentPosting::AlreadyPosted(p.pay_num.to_string()),
+            WriteOutcome::Created(p) => {
+                PaymentPosting::Posted(p.map_or(marker, |p| p.pay_num.to_string()))
+            }
+            _ => PaymentPosting::Posted(marker),
+        })
+    }
+
+    /// A negative `POST /payments` (Open Dental enters refunds as negative payments) carrying
+    /// the refund's marker, after a `GET /payments?PatNum=` finds none carrying it.
+    async fn post_refund(
+        &self,
+        patient: &PatientId,
+        refund_key: &str,
+        amount: financing_core::Money,
+        note: &str,
+    ) -> Result<PaymentPosting, ExternalError> {
+        let pat = PatNum::new(parse_num(patient.as_str(), "patient")?);
+        let marker = refund_marker(refund_key);
+        let mut refund = NewPayment::new(pat, amount);
+        refund.pay_note = Some(format!("{note}\n{marker}"));
+        let outcome = self
+            .client
+            .create_refund_once(&refund, &marker)
             .await
             .map_err(external)?;
         Ok(match outcome {

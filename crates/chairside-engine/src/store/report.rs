@@ -32,8 +32,8 @@ pub trait ReportStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::Decode`](super::StoreError::Decode).
     async fn workflow(&self, id: &WorkflowId) -> Result<Option<WorkflowRow>>;
 
-    /// The workflow that recorded the Stripe payment `stripe_id` (a `pi_…` it noted, or its
-    /// saved card's charge), if any: how a dispute, which carries no workflow metadata, finds its
+    /// The workflow that recorded the Stripe payment `stripe_id` (a `pi_…` it noted, one that
+    /// paid an installment invoice, or its saved card's charge), if any: how a dispute, which carries no workflow metadata, finds its
     /// workflow. States are sealed at rest, so this reads them (newest first, at most
     /// [`PAYMENT_SEARCH_LIMIT`]): disputes are rare; a store with an index may do better.
     ///
@@ -48,6 +48,7 @@ pub trait ReportStore: Send + Sync + std::fmt::Debug + 'static {
         Ok(rows.into_iter().map(|r| r.state).find_map(|s| {
             let stripe = &s.stripe;
             let recorded = stripe.payments_noted.iter().any(|p| p == stripe_id)
+                || stripe.invoice_payment_intents.iter().any(|p| p == stripe_id)
                 || stripe.card_charges.iter().any(|c| {
                     matches!(&c.state, chairside_workflow::CardChargeState::Paid { payment_intent } if payment_intent == stripe_id)
                 });

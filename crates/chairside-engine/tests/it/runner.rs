@@ -1014,6 +1014,122 @@ async fn a_payment_webhook_delivered_twice_writes_one_payment_note() {
 }
 
 #[tokio::test]
+async fn a_final_failed_installment_messages_the_patient_with_the_page_link_and_tasks_staff_once() {
+    // Arrange: the in-house schedule is running (every lender declined).
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_status(Answer::Decline);
+    w.sunbit.on_start(Answer::Decline);
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+    assert_eq!(w.stripe.schedules().len(), 1);
+    let before = w.messenger.sent_to(&patient(1).id).len();
+    let last_retry_failed = || {
+        vec![(
+            id.clone(),
+            Event::Payment(PaymentFact::FinalFailure {
+                stripe_id: "in_last".into(),
+            }),
+        )]
+    };
+    let store = runner.store();
+    let now = w.clock.now_utc();
+
+    // Act: Stripe's last retry failed (invoice.payment_failed without a next attempt), then the
+    // same invoice is marked uncollectible (another event about the same failure).
+    assert!(
+        store
+            .record_webhook("stripe", "evt_final", last_retry_failed(), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_webhook("stripe", "evt_uncollectible", last_retry_failed(), now)
+            .await
+            .unwrap()
+    );
+    w.settle(&runner).await;
+
+    // Assert: one message naming the patient page, one task.
+    let sent = w.messenger.sent_to(&patient(1).id);
+    let failed: Vec<_> = sent[before..]
+        .iter()
+        .filter_map(|s| match &s.content {
+            MessageContent::PaymentFailed { page_link, .. } => Some(page_link.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", kinds(&sent));
+    assert!(
+        failed[0].contains("/p/"),
+        "the patient page link: {}",
+        failed[0]
+    );
+    let tasks: Vec<_> = w
+        .tasks_besides_settlement(&runner)
+        .await
+        .into_iter()
+        .filter(|t| t.task.kind == TaskKind::PaymentFailed)
+        .collect();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert!(tasks[0].task.reason.contains("will not try again"));
+}
+
+#[tokio::test]
+async fn partial_refunds_are_noted_once_each_with_their_own_amount_where_the_ledger_takes_no_payments()
+ {
+    // Arrange: a workflow with a Stripe customer (the fake practice system takes no payments,
+    // as Dentrix Ascend: reversals are notes).
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_status(Answer::Decline);
+    w.sunbit.on_start(Answer::Decline);
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+    let notes_before = w.pms.notes_for(&id).len();
+    let refunded = |cents| {
+        vec![(
+            id.clone(),
+            Event::Payment(PaymentFact::Refunded {
+                stripe_id: "ch_1".into(),
+                amount: Money::usd(cents),
+            }),
+        )]
+    };
+    let store = runner.store();
+    let now = w.clock.now_utc();
+
+    // Act: $50 refunded, the same event again, then $25 more (total $75).
+    for (event, cents) in [("evt_r1", 5_000), ("evt_r1b", 5_000), ("evt_r2", 7_500)] {
+        store
+            .record_webhook("stripe", event, refunded(cents), now)
+            .await
+            .unwrap();
+    }
+    w.settle(&runner).await;
+
+    // Assert
+    let notes = w.pms.notes_for(&id);
+    let refunds: Vec<_> = notes[notes_before..]
+        .iter()
+        .filter(|n| n.text.contains("refund of"))
+        .map(|n| n.text.clone())
+        .collect();
+    assert_eq!(refunds.len(), 2, "{refunds:?}");
+    assert!(
+        refunds[0].contains("refund of $50.00 through Stripe (ch_1; $50.00 refunded in total)"),
+        "{}",
+        refunds[0]
+    );
+    assert!(
+        refunds[1].contains("refund of $25.00 through Stripe (ch_1; $75.00 refunded in total)"),
+        "{}",
+        refunds[1]
+    );
+}
+
+#[tokio::test]
 async fn a_returning_cardholder_with_enough_credit_skips_the_application() {
     // Arrange: counsel approved lookups for this Texas practice.
     let mut w = World::new();

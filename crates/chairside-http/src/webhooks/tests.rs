@@ -1375,3 +1375,143 @@ async fn a_dispute_of_a_payment_no_workflow_recorded_is_recorded_without_an_inbo
     assert_eq!(res.status(), StatusCode::OK);
     assert!(kit.inbox(&wf).await.is_empty());
 }
+
+/// `invoice.paid` for an installment, listing the PaymentIntent that paid it.
+fn installment_paid(event_id: &str, wf: &WorkflowId, invoice: &str, pi: &str) -> String {
+    let mut event: serde_json::Value = serde_json::from_str(&invoice_paid(event_id, wf)).unwrap();
+    event["data"]["object"]["id"] = json!(invoice);
+    event["data"]["object"]["payments"] = json!({
+        "object": "list", "has_more": false, "url": "/v1/invoice_payments",
+        "data": [{
+            "object": "invoice_payment", "invoice": invoice, "is_default": true,
+            "amount_paid": 10_000, "amount_requested": 10_000, "status": "paid",
+            "payment": {"type": "payment_intent", "payment_intent": pi}
+        }]
+    });
+    event.to_string()
+}
+
+#[tokio::test]
+async fn a_dispute_of_an_installment_finds_its_workflow_by_the_invoice_payment() {
+    // Arrange: the installment in_inst_1 of a workflow is paid by pi_inst_1: the webhook maps it
+    // to the payment and to the PaymentIntent that paid it. Another workflow is billed too.
+    let kit = Kit::new().await;
+    let wf = seed_billed_workflow(&kit, "tx-i1").await;
+    let mut other = kit.financing_state(smile(), "tx-i2", "pat-2");
+    other.stripe.customer_id = Some("cus_test_2".into());
+    let other = kit.seed(other).await;
+    let paid = kit
+        .send(stripe_request(
+            &installment_paid("evt_ip_1", &wf, "in_inst_1", "pi_inst_1"),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+    assert_eq!(paid.status(), StatusCode::OK);
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![
+            Event::Payment(PaymentFact::Paid {
+                stripe_id: "in_inst_1".into(),
+                amount: Money::usd(10_000),
+            }),
+            Event::Payment(PaymentFact::InvoicePaymentIntent {
+                invoice_id: "in_inst_1".into(),
+                payment_intent: "pi_inst_1".into(),
+            }),
+        ]
+    );
+    // The machine records the PaymentIntent (tests/reversals.rs); here a workflow holding it,
+    // as the runner leaves it after applying the event above.
+    let mut applied = kit.financing_state(smile(), "tx-i3", "pat-3");
+    applied.stripe.customer_id = Some("cus_test_3".into());
+    applied.stripe.payments_noted = vec!["in_inst_1".into()];
+    applied.stripe.invoice_payment_intents = vec!["pi_inst_1".into()];
+    let disputed = kit.seed(applied).await;
+
+    // Act: the cardholder disputes that installment's charge (no metadata on the dispute).
+    let res = kit
+        .send(stripe_request(
+            &dispute_created("evt_dp_inst", "pi_inst_1"),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+
+    // Assert
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        kit.inbox(&disputed).await,
+        vec![Event::Payment(PaymentFact::Disputed {
+            stripe_id: "dp_test_1".into(),
+            amount: Money::usd(15_500),
+            reason: Some("product_not_received".into()),
+        })]
+    );
+    assert!(kit.inbox(&other).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_installment_marked_uncollectible_is_a_final_failure() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = seed_billed_workflow(&kit, "tx-u1").await;
+    let mut event: serde_json::Value = serde_json::from_str(&invoice_paid("evt_u1", &wf)).unwrap();
+    event["type"] = json!("invoice.marked_uncollectible");
+    event["data"]["object"]["id"] = json!("in_gone");
+    event["data"]["object"]["status"] = json!("uncollectible");
+    event["data"]["object"]["amount_paid"] = json!(0);
+    let mut foreign = event.clone();
+    foreign["id"] = json!("evt_u2");
+    foreign["data"]["object"]["customer"] = json!("cus_someone_else");
+
+    // Act
+    for body in [event, foreign] {
+        let res = kit
+            .send(stripe_request(&body.to_string(), STRIPE_NEW, now_secs()))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    // Assert: one final failure, for the workflow's own customer's invoice only.
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![Event::Payment(PaymentFact::FinalFailure {
+            stripe_id: "in_gone".into()
+        })]
+    );
+}
+
+#[tokio::test]
+async fn a_refund_of_an_installment_charge_without_metadata_finds_its_workflow() {
+    // Arrange: Stripe copies no workflow metadata onto a charge an invoice made.
+    let kit = Kit::new().await;
+    let mut state = kit.financing_state(smile(), "tx-ir", "pat-1");
+    state.stripe.customer_id = Some("cus_test_1".into());
+    state.stripe.invoice_payment_intents = vec!["pi_inst_9".into()];
+    let wf = kit.seed(state).await;
+    let charge = json!({
+        "id": "ch_inst_9", "object": "charge", "amount": 10_000, "amount_refunded": 2_500,
+        "currency": "usd", "refunded": false, "customer": "cus_test_1",
+        "payment_intent": "pi_inst_9", "metadata": {}
+    });
+
+    // Act
+    let res = kit
+        .send(stripe_request(
+            &stripe_event("evt_ir", "charge.refunded", charge),
+            STRIPE_NEW,
+            now_secs(),
+        ))
+        .await;
+
+    // Assert
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![Event::Payment(PaymentFact::Refunded {
+            stripe_id: "ch_inst_9".into(),
+            amount: Money::usd(2_500),
+        })]
+    );
+}

@@ -22,7 +22,7 @@ fn on_schedule() -> Run {
 }
 
 #[test]
-fn a_refund_is_a_note_and_a_task_once_per_amount() {
+fn each_refund_reverses_its_own_amount_once() {
     // Arrange
     let mut run = on_schedule();
     let refund = |cents| {
@@ -32,10 +32,12 @@ fn a_refund_is_a_note_and_a_task_once_per_amount() {
         })
     };
 
-    // Act
+    // Act: $50 refunded, the same event again, then a second refund bringing the total to
+    // $166.67, then the first event delivered late.
     let first = run.on(refund(5_000));
     let again = run.on(refund(5_000));
     let more = run.on(refund(16_667));
+    let late = run.on(refund(5_000));
 
     // Assert
     assert_eq!(
@@ -44,7 +46,8 @@ fn a_refund_is_a_note_and_a_task_once_per_amount() {
             note: NoteKind::Reversal {
                 stripe_id: "ch_1".into(),
                 amount: Money::usd(5_000),
-                dispute: false
+                dispute: false,
+                reversed: Some(Money::usd(5_000)),
             }
         }]
     );
@@ -52,7 +55,45 @@ fn a_refund_is_a_note_and_a_task_once_per_amount() {
     assert_eq!(task.kind, TaskKind::PaymentReversed);
     assert!(task.reason.contains("$50.00"), "{}", task.reason);
     assert!(again.ignored && again.commands.is_empty());
-    assert_eq!(actions(&more).len(), 1, "a further partial refund is news");
+    assert_eq!(
+        actions(&more),
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Reversal {
+                stripe_id: "ch_1".into(),
+                amount: Money::usd(16_667),
+                dispute: false,
+                reversed: Some(Money::usd(11_667)),
+            }
+        }],
+        "a further partial refund reverses only what it adds"
+    );
+    assert!(
+        more.raise_task.unwrap().reason.contains("$116.67"),
+        "the task names this refund's amount"
+    );
+    assert!(late.ignored && late.commands.is_empty());
+    assert_eq!(
+        run.state.stripe.reversals_handled,
+        vec!["ch_1:5000".to_owned(), "ch_1:16667".to_owned()]
+    );
+}
+
+#[test]
+fn a_note_recorded_before_ledger_reversals_still_reads() {
+    // A Reversal stored without `reversed` (older rows) decodes as a note-only reversal.
+    let mut old = serde_json::to_value(NoteKind::Reversal {
+        stripe_id: "ch_1".into(),
+        amount: Money::usd(5_000),
+        dispute: false,
+        reversed: Some(Money::usd(5_000)),
+    })
+    .unwrap();
+    assert!(old.as_object_mut().unwrap().remove("reversed").is_some());
+    let Ok(NoteKind::Reversal { reversed, .. }) = serde_json::from_value::<NoteKind>(old.clone())
+    else {
+        panic!("an older reversal note must decode: {old}");
+    };
+    assert_eq!(reversed, None);
 }
 
 #[test]
@@ -155,4 +196,23 @@ fn a_final_failed_installment_tells_the_patient_and_staff_once() {
     assert_eq!(task.kind, TaskKind::PaymentFailed);
     assert!(task.reason.contains("will not try again"));
     assert!(run.on(fail).ignored);
+}
+
+#[test]
+fn the_payment_intent_of_a_paid_installment_is_recorded_once() {
+    let mut run = on_schedule();
+    let paid_by = || {
+        Event::Payment(PaymentFact::InvoicePaymentIntent {
+            invoice_id: "in_1".into(),
+            payment_intent: "pi_1".into(),
+        })
+    };
+    let first = run.on(paid_by());
+    let again = run.on(paid_by());
+    assert!(first.commands.is_empty() && !first.ignored);
+    assert!(again.ignored);
+    assert_eq!(
+        run.state.stripe.invoice_payment_intents,
+        vec!["pi_1".to_owned()]
+    );
 }

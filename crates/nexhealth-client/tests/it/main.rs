@@ -4,6 +4,7 @@ mod auth;
 mod errors;
 mod helpers;
 mod patients;
+mod payments;
 mod treatment_plans;
 mod webhooks;
 mod writeback;

@@ -2,7 +2,8 @@
 //! JWT), `subdomain` scope, `{code, data, count, page_info}` envelopes, treatment plans with
 //! `updated_since` and cursor paging, patients, webhook endpoints and subscriptions (deliveries
 //! signed with the endpoint's secret in `X-NexHealth-Signature`), and asynchronous communication
-//! logs (202, then `foreign_id` and a `communication_log_insertion.complete` event).
+//! logs (202, then `foreign_id` and a `communication_log_insertion.complete` event), and ledger
+//! payments (`POST /payments`, 202; listed by `GET /payments` once written to the EHR).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -54,12 +55,25 @@ struct CommLog {
     foreign_id: Option<String>,
 }
 
+/// A ledger payment (or refund) requested through `POST /payments`.
+#[derive(Clone, Debug)]
+struct LedgerPayment {
+    id: u64,
+    patient_id: String,
+    transaction_id: String,
+    /// As NexHealth's ledger holds it: a payment negative, a refund positive.
+    signed_cents: i64,
+    /// Written to the EHR (after [`WRITE_LAG`]): only then does `GET /payments` list it.
+    in_ehr: bool,
+}
+
 #[derive(Debug, Default)]
 struct NexData {
     next_id: u64,
     next_delivery: u64,
     endpoints: Vec<Endpoint>,
     logs: Vec<CommLog>,
+    payments: Vec<LedgerPayment>,
 }
 
 /// NexHealth's own state.
@@ -184,6 +198,7 @@ pub(crate) fn router(hub: Arc<Hub>) -> Router {
         )
         .route("/communication_logs", get(list_logs).post(create_log))
         .route("/communication_logs/{id}", get(get_log))
+        .route("/payments", get(list_payments).post(create_payment))
         .with_state(hub)
 }
 
@@ -661,6 +676,127 @@ async fn list_logs(
     let count = list.len();
     let mut body = ok(json!(list));
     body["count"] = json!(count);
+    axum::Json(body).into_response()
+}
+
+fn payment_json(p: &LedgerPayment) -> Value {
+    json!({
+        "id": p.id,
+        "patient_id": num(&p.patient_id),
+        "transaction_id": p.transaction_id,
+        "payment_amount": {"amount": cents_text(p.signed_cents), "currency": "USD"},
+        "deleted_at": null,
+    })
+}
+
+/// `POST /payments`: `{payment: {patient_id, amount (decimal dollars, a JSON number; negative
+/// for a payment), transaction_id (at most 50 characters), currency, paid_at, notes}}` → 202.
+/// The payment reaches the EHR after [`WRITE_LAG`]; until then `GET /payments` does not list it.
+async fn create_payment(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let q = query_map(query);
+    if let Some(denied) = check(&hub, &headers, &q) {
+        return denied;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return fail(StatusCode::BAD_REQUEST, "invalid JSON");
+    };
+    let p = &req["payment"];
+    let patient = match &p["patient_id"] {
+        Value::Number(n) => n.to_string(),
+        _ => return fail(StatusCode::BAD_REQUEST, "payment.patient_id is required"),
+    };
+    let Value::Number(amount) = &p["amount"] else {
+        return fail(StatusCode::BAD_REQUEST, "payment.amount must be a number");
+    };
+    let text = amount.to_string();
+    let (negative, digits) = text
+        .strip_prefix('-')
+        .map_or((false, text.as_str()), |d| (true, d));
+    let Some(cents) = crate::lenders::cents(digits).filter(|c| *c > 0) else {
+        return fail(StatusCode::BAD_REQUEST, "payment.amount is invalid");
+    };
+    let signed_cents = if negative { -cents } else { cents };
+    let Some(transaction_id) = p["transaction_id"]
+        .as_str()
+        .filter(|t| !t.trim().is_empty() && t.len() <= 50)
+    else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "payment.transaction_id is required (at most 50 characters)",
+        );
+    };
+    if hub
+        .world
+        .patient_by_pms_id(Pms::NexHealth, &patient)
+        .is_none()
+    {
+        return fail(StatusCode::NOT_FOUND, "patient not found");
+    }
+    // The ledger line, as the other stand-ins record payments: a payment's amount positive.
+    hub.world.add_note(
+        Pms::NexHealth,
+        NoteKind::Payment,
+        &patient,
+        p["notes"].as_str().unwrap_or(""),
+        Some(-signed_cents),
+    );
+    let id = {
+        let mut d = lock(&hub.pms.nexhealth.data);
+        d.next_id += 1;
+        let id = d.next_id;
+        d.payments.push(LedgerPayment {
+            id,
+            patient_id: patient,
+            transaction_id: transaction_id.to_owned(),
+            signed_cents,
+            in_ehr: false,
+        });
+        id
+    };
+    let bg = hub.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(WRITE_LAG) => {}
+            () = bg.shutdown.wait() => return,
+        }
+        let mut d = lock(&bg.pms.nexhealth.data);
+        if let Some(p) = d.payments.iter_mut().find(|p| p.id == id) {
+            p.in_ehr = true;
+        }
+    });
+    (StatusCode::ACCEPTED, axum::Json(ok(Value::Null))).into_response()
+}
+
+/// `GET /payments?patient_id=&transaction_id=`: the payments the EHR holds.
+async fn list_payments(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let q = query_map(query);
+    if let Some(denied) = check(&hub, &headers, &q) {
+        return denied;
+    }
+    let list: Vec<Value> = lock(&hub.pms.nexhealth.data)
+        .payments
+        .iter()
+        .filter(|p| p.in_ehr)
+        .filter(|p| q.get("patient_id").is_none_or(|v| p.patient_id == *v))
+        .filter(|p| {
+            q.get("transaction_id")
+                .is_none_or(|v| p.transaction_id == *v)
+        })
+        .map(payment_json)
+        .collect();
+    let count = list.len();
+    let mut body = ok(json!(list));
+    body["count"] = json!(count);
+    body["page_info"] = json!({"has_next_page": false, "has_previous_page": false});
     axum::Json(body).into_response()
 }
 

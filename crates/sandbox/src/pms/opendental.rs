@@ -667,7 +667,17 @@ async fn create_payment(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: B
     let Some(pat) = pat_num_of(&req) else {
         return fail(StatusCode::BAD_REQUEST, "PatNum is required.");
     };
-    let Some(amount) = crate::lenders::amount_of(&req["PayAmt"]) else {
+    // A refund is a negative payment (Open Dental's manual, "Payment Return").
+    let amount = match &req["PayAmt"] {
+        Value::String(s) if s.trim_start().starts_with('-') => {
+            crate::lenders::cents(s.trim_start().trim_start_matches('-')).map(|c| -c)
+        }
+        Value::Number(n) if n.as_f64().is_some_and(|f| f < 0.0) => {
+            crate::lenders::cents(n.to_string().trim_start_matches('-')).map(|c| -c)
+        }
+        other => crate::lenders::amount_of(other),
+    };
+    let Some(amount) = amount.filter(|a| *a != 0) else {
         return fail(StatusCode::BAD_REQUEST, "PayAmt is required.");
     };
     if hub.world.patient_by_pms_id(Pms::OpenDental, &pat).is_none() {
