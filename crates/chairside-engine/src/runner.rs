@@ -813,6 +813,30 @@ impl Runner {
                     .map_err(classify)?;
                 Performed::event(Event::DepositLinkCreated { session_id, url })
             }
+            Action::CreatePayLink { purpose, amount } => {
+                let customer = state
+                    .stripe
+                    .customer_id
+                    .as_deref()
+                    .ok_or_else(|| Performed::Failed("no Stripe customer".into()))?;
+                // The same single-use Checkout Session as the deposit's, for another amount,
+                // under this command's own key.
+                let (session_id, url) = self
+                    .timed(rt.payments.create_deposit_link(
+                        &rt.profile.id,
+                        customer,
+                        *amount,
+                        &state.id,
+                        key,
+                    ))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::PayLinkCreated {
+                    purpose: purpose.clone(),
+                    session_id,
+                    url,
+                })
+            }
             Action::CreateInstallmentSchedule { offer } => {
                 let customer = state
                     .stripe
@@ -1230,6 +1254,7 @@ fn indeterminate_event(command: &Command, reason: String) -> Event {
     match &command.action {
         Action::EnsureCustomer
         | Action::CreateDepositLink { .. }
+        | Action::CreatePayLink { .. }
         | Action::CreateInstallmentSchedule { .. }
         | Action::CancelSchedule { .. }
         | Action::ExpireDepositLink { .. }

@@ -5,6 +5,7 @@
 //! back as events.
 
 pub mod delivery;
+pub mod due;
 pub mod intake;
 pub mod machine;
 
@@ -360,6 +361,8 @@ pub enum TimerKind {
     GiveUp,
     /// Run the lender charge (the treatment date came).
     Settle,
+    /// Collect the day-of-service co-pay (the treatment date came).
+    Copay,
 }
 
 impl TimerKind {
@@ -371,6 +374,7 @@ impl TimerKind {
             Self::Reminder => "reminder",
             Self::GiveUp => "give_up",
             Self::Settle => "settle",
+            Self::Copay => "copay",
         }
     }
 
@@ -382,6 +386,7 @@ impl TimerKind {
             "reminder" => Self::Reminder,
             "give_up" => Self::GiveUp,
             "settle" => Self::Settle,
+            "copay" => Self::Copay,
             _ => return None,
         })
     }
@@ -483,7 +488,16 @@ pub enum Action {
     /// Charge the saved card off-session (the patient is not present), under the command's
     /// deterministic idempotency key: a repeat is Stripe's replay, never a second charge.
     ChargeCard {
-        /// What the charge pays (`deposit`).
+        /// What the charge pays (`deposit`, `copay`).
+        purpose: String,
+        /// The amount.
+        amount: Money,
+    },
+    /// Create a single-use Checkout Session (payment mode) for a payment other than the deposit
+    /// (the co-pay of a declined or unauthenticated off-session charge): the patient page shows
+    /// it.
+    CreatePayLink {
+        /// What it pays (`copay`).
         purpose: String,
         /// The amount.
         amount: Money,
@@ -511,6 +525,7 @@ impl Action {
             Self::CreateCardSetupLink => "create_card_setup_link",
             Self::ReadSavedCard { .. } => "read_saved_card",
             Self::ChargeCard { .. } => "charge_card",
+            Self::CreatePayLink { .. } => "create_pay_link",
         }
     }
 
@@ -680,6 +695,15 @@ pub enum Event {
         /// The link to send.
         url: String,
     },
+    /// The pay link of [`Action::CreatePayLink`] exists.
+    PayLinkCreated {
+        /// What it pays (`copay`).
+        purpose: String,
+        /// `cs_…`.
+        session_id: String,
+        /// The link the patient page shows.
+        url: String,
+    },
     /// The installment schedule exists.
     ScheduleCreated {
         /// `sub_sched_…`.
@@ -843,6 +867,7 @@ impl Event {
             Self::LenderFailed { .. } => "lender_failed",
             Self::CustomerReady { .. } => "customer_ready",
             Self::DepositLinkCreated { .. } => "deposit_link_created",
+            Self::PayLinkCreated { .. } => "pay_link_created",
             Self::ScheduleCreated { .. } => "schedule_created",
             Self::MessageSent { .. } => "message_sent",
             Self::MessageUndeliverable { .. } => "message_undeliverable",
@@ -1328,6 +1353,10 @@ pub struct WorkflowState {
     /// reported them: amount, promotion, term, APR. The financed lender's is the plan's terms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offers: Vec<Offer>,
+    /// The day-of-service co-pay, when the patient owes one on the treatment day
+    /// ([`due::due`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copay: Option<due::Copay>,
 }
 
 impl WorkflowState {
@@ -1360,6 +1389,7 @@ impl WorkflowState {
             intake: None,
             lender_names: Vec::new(),
             offers: Vec::new(),
+            copay: None,
         }
     }
 
