@@ -223,14 +223,15 @@ impl CustomerDetails {
 }
 
 #[derive(Deserialize)]
-struct List<T> {
-    data: Vec<T>,
+pub(crate) struct List<T> {
+    pub(crate) data: Vec<T>,
     #[serde(default)]
-    has_more: bool,
+    pub(crate) has_more: bool,
 }
 
-/// Pages of 100 read by [`Client::list_customers_by_email`] before giving up.
-const MAX_PAGES: usize = 10;
+/// Pages of 100 read by [`Client::list_customers_by_email`] (and
+/// [`Client::list_payment_intents`]) before giving up.
+pub(crate) const MAX_PAGES: usize = 10;
 
 impl Client {
     /// Creates a customer: `POST /v1/customers`.
