@@ -795,7 +795,9 @@ impl Runner {
                     customer_id: customer,
                 })
             }
-            Action::CreateDepositLink { amount } => {
+            // A co-pay's pay link is the same single-use Checkout Session as the deposit's, for
+            // its own amount, under its command's own key.
+            Action::CreateDepositLink { amount } | Action::CreatePayLink { amount, .. } => {
                 let customer = state
                     .stripe
                     .customer_id
@@ -811,30 +813,13 @@ impl Runner {
                     ))
                     .await
                     .map_err(classify)?;
-                Performed::event(Event::DepositLinkCreated { session_id, url })
-            }
-            Action::CreatePayLink { purpose, amount } => {
-                let customer = state
-                    .stripe
-                    .customer_id
-                    .as_deref()
-                    .ok_or_else(|| Performed::Failed("no Stripe customer".into()))?;
-                // The same single-use Checkout Session as the deposit's, for another amount,
-                // under this command's own key.
-                let (session_id, url) = self
-                    .timed(rt.payments.create_deposit_link(
-                        &rt.profile.id,
-                        customer,
-                        *amount,
-                        &state.id,
-                        key,
-                    ))
-                    .await
-                    .map_err(classify)?;
-                Performed::event(Event::PayLinkCreated {
-                    purpose: purpose.clone(),
-                    session_id,
-                    url,
+                Performed::event(match &command.action {
+                    Action::CreatePayLink { purpose, .. } => Event::PayLinkCreated {
+                        purpose: purpose.clone(),
+                        session_id,
+                        url,
+                    },
+                    _ => Event::DepositLinkCreated { session_id, url },
                 })
             }
             Action::CreateInstallmentSchedule { offer } => {

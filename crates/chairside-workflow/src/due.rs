@@ -100,6 +100,25 @@ pub enum CopayState {
     ForStaff,
 }
 
+impl crate::WorkflowState {
+    /// The co-pay a saved card would still be charged on the treatment day, for the patient page
+    /// (its line and the authorization the patient agrees to): the planned co-pay while it
+    /// waits for its day; before it is planned (the outcome note not yet written), what
+    /// [`due`] leaves for the day; `None` once it is charged, paid, handed to staff, or when
+    /// nothing is left, and for an in-house offer not yet accepted.
+    pub fn copay_ahead(&self) -> Option<(Money, Option<NaiveDate>)> {
+        if let Some(c) = &self.copay {
+            return (c.state == CopayState::Scheduled).then_some((c.amount, c.day));
+        }
+        let (split, result) = (self.split.as_ref()?, self.result.as_ref()?);
+        if result.in_house.is_some() && self.in_house_acceptance.is_none() {
+            return None;
+        }
+        let amount = due(split, result).on_treatment_day;
+        (amount.minor() > 0).then_some((amount, self.treatment_date))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use financing_core::{Currency, InHouseOffer, InstallmentInterval, LenderId};
@@ -178,6 +197,41 @@ mod tests {
         // No lender and no plan: whatever the deposit did not cover, to the cent.
         let d = due(&split(100_001, 0), &result(33_333, None, None));
         assert_eq!(d.on_treatment_day, Money::usd(66_668));
+    }
+
+    #[test]
+    fn the_co_pay_ahead_is_the_planned_one_until_it_is_charged() {
+        let mut s = crate::WorkflowState::new(
+            crate::WorkflowKey {
+                practice_id: financing_core::PracticeId::new("smile"),
+                plan_id: financing_core::PlanId::new("tx-1"),
+                revision: "r1".into(),
+            },
+            financing_core::PatientId::new("p-1"),
+            chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default(),
+        );
+        assert_eq!(s.copay_ahead(), None, "nothing priced yet");
+        s.split = Some(split(100_000, 0));
+        s.result = Some(result(20_000, Some(50_000), None));
+        let day = NaiveDate::from_ymd_opt(2026, 7, 10);
+        s.treatment_date = day;
+        assert_eq!(s.copay_ahead(), Some((Money::usd(30_000), day)));
+        s.copay = Some(Copay {
+            amount: Money::usd(30_000),
+            day,
+            state: CopayState::Scheduled,
+        });
+        assert_eq!(s.copay_ahead(), Some((Money::usd(30_000), day)));
+        for state in [
+            CopayState::Due,
+            CopayState::ForStaff,
+            CopayState::Paid {
+                stripe_id: "pi_1".into(),
+            },
+        ] {
+            s.copay.as_mut().unwrap().state = state;
+            assert_eq!(s.copay_ahead(), None);
+        }
     }
 
     #[test]

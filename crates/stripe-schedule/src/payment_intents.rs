@@ -225,24 +225,13 @@ impl Client {
     pub async fn list_payment_intents(&self, customer: &CustomerId) -> Result<Vec<PaymentIntent>> {
         const OP: &str = "list_payment_intents";
         check_id("customer id", customer.as_str()).map_err(|r| Error::invalid(OP, r))?;
-        let mut out: Vec<PaymentIntent> = Vec::new();
-        for _ in 0..crate::customers::MAX_PAGES {
-            let mut query = FormMap::new()
-                .with("customer", customer.as_str())
-                .with("limit", 100_u32);
-            if let Some(last) = out.last() {
-                query.insert("starting_after", last.id.as_str());
-            }
-            let page: crate::customers::List<PaymentIntent> = self
-                .send(Call::get(OP, &["payment_intents"]).query(query))
-                .await?;
-            let more = page.has_more && !page.data.is_empty();
-            out.extend(page.data);
-            if !more {
-                break;
-            }
-        }
-        Ok(out)
+        self.list_pages(
+            OP,
+            "payment_intents",
+            FormMap::new().with("customer", customer.as_str()),
+            |pi: &PaymentIntent| pi.id.as_str(),
+        )
+        .await
     }
 
     /// Retrieves a PaymentIntent: `GET /v1/payment_intents/{id}`.
