@@ -795,7 +795,9 @@ impl Runner {
                     customer_id: customer,
                 })
             }
-            Action::CreateDepositLink { amount } => {
+            // A co-pay's pay link is the same single-use Checkout Session as the deposit's, for
+            // its own amount, under its command's own key.
+            Action::CreateDepositLink { amount } | Action::CreatePayLink { amount, .. } => {
                 let customer = state
                     .stripe
                     .customer_id
@@ -811,7 +813,14 @@ impl Runner {
                     ))
                     .await
                     .map_err(classify)?;
-                Performed::event(Event::DepositLinkCreated { session_id, url })
+                Performed::event(match &command.action {
+                    Action::CreatePayLink { purpose, .. } => Event::PayLinkCreated {
+                        purpose: purpose.clone(),
+                        session_id,
+                        url,
+                    },
+                    _ => Event::DepositLinkCreated { session_id, url },
+                })
             }
             Action::CreateInstallmentSchedule { offer } => {
                 let customer = state
@@ -1258,6 +1267,7 @@ fn indeterminate_event(command: &Command, reason: String) -> Event {
     match &command.action {
         Action::EnsureCustomer
         | Action::CreateDepositLink { .. }
+        | Action::CreatePayLink { .. }
         | Action::CreateInstallmentSchedule { .. }
         | Action::CancelSchedule { .. }
         | Action::ExpireDepositLink { .. }

@@ -69,6 +69,9 @@ struct Words {
     card_saved: &'static str,
     card_failed: &'static str,
     pay_instead: &'static str,
+    copay_due: &'static str,
+    copay_paid: &'static str,
+    pay_copay: &'static str,
     status_heading: &'static str,
     promotion: &'static str,
     term: &'static str,
@@ -156,6 +159,9 @@ const EN: Words = Words {
     card_saved: "Your card is saved with Stripe; the deposit is charged to it.",
     card_failed: "Your saved card could not be charged. Please pay with the button below.",
     pay_instead: "Pay once with a link instead",
+    copay_due: "Due on your treatment day",
+    copay_paid: "Treatment-day payment, paid",
+    pay_copay: "Pay the treatment-day amount",
     status_heading: "Where things stand",
     promotion: "Promotion",
     term: "Term",
@@ -200,6 +206,9 @@ const ES: Words = Words {
     card_saved: "Su tarjeta está guardada con Stripe; el depósito se cobra a ella.",
     card_failed: "No se pudo cobrar a su tarjeta guardada. Pague con el botón de abajo.",
     pay_instead: "Pagar una vez con un enlace",
+    copay_due: "A pagar el día de su tratamiento",
+    copay_paid: "Pago del día del tratamiento, pagado",
+    pay_copay: "Pagar el monto del día del tratamiento",
     status_heading: "Dónde está su trámite",
     promotion: "Promoción",
     term: "Plazo",
@@ -400,6 +409,9 @@ struct PageContext {
     card_status: Option<&'static str>,
     /// The pay button's label (card on file: a pay link instead).
     pay_label: &'static str,
+    /// The treatment-day co-pay's pay link (Stripe's page) and its amount, after the saved card
+    /// could not be charged.
+    pay_copay: Option<(String, String)>,
     /// The in-house plan offered and not yet answered: its terms and the accept/decline forms.
     offer: Option<Offer>,
     /// Where the patient's answer to the in-house offer stands, once given.
@@ -645,23 +657,60 @@ fn card_savable(row: &WorkflowRow) -> bool {
         s.status,
         Status::Active | Status::WaitingOnStaff | Status::Done
     ) && s.stripe.card_on_file
-        && !s.stripe.deposit_paid
+        && (!s.stripe.deposit_paid || s.copay_ahead().is_some())
         && s.stripe.payment_method.is_none()
         && s.stripe.checkout_session_id.is_none()
         && !s.stripe.reissuing_deposit_link
 }
 
 /// The authorization a patient agrees to before saving a card, in their language; recorded with
-/// the agreement (DESIGN.md: offers are offered).
-fn card_wording(practice: &str, deposit: Money, lang: Language) -> String {
-    match lang {
-        Language::Es => format!(
-            "Autorizo a {practice} a guardar mi tarjeta con Stripe y a cobrarle {deposit} por el depósito de mi tratamiento. Puedo pedir un enlace de pago en su lugar en cualquier momento."
-        ),
-        _ => format!(
-            "I authorize {practice} to save my card with Stripe and to charge it {deposit} for my treatment deposit. I can ask for a pay link instead at any time."
-        ),
+/// the agreement (DESIGN.md: offers are offered). It names every charge the card will carry: the
+/// deposit (unpaid), and the treatment-day co-pay with its date when one is ahead.
+fn card_wording(
+    practice: &str,
+    deposit: Option<Money>,
+    copay: Option<(Money, Option<chrono::NaiveDate>)>,
+    lang: Language,
+) -> String {
+    let es = lang == Language::Es;
+    let on_day = |(amount, day): (Money, Option<chrono::NaiveDate>)| match (es, day) {
+        (true, Some(d)) => format!("{amount} el día de mi tratamiento ({d})"),
+        (true, None) => format!("{amount} el día de mi tratamiento"),
+        (false, Some(d)) => format!("{amount} on my treatment day ({d})"),
+        (false, None) => format!("{amount} on my treatment day"),
+    };
+    let charges = match (deposit, copay) {
+        (Some(d), Some(c)) if es => {
+            format!("{d} por el depósito de mi tratamiento y {}", on_day(c))
+        }
+        (Some(d), Some(c)) => format!("{d} for my treatment deposit and {}", on_day(c)),
+        (None, Some(c)) => on_day(c),
+        (Some(d), None) if es => format!("{d} por el depósito de mi tratamiento"),
+        (Some(d), None) => format!("{d} for my treatment deposit"),
+        (None, None) => String::new(),
+    };
+    if es {
+        format!(
+            "Autorizo a {practice} a guardar mi tarjeta con Stripe y a cobrarle {charges}. Puedo pedir un enlace de pago en su lugar en cualquier momento."
+        )
+    } else {
+        format!(
+            "I authorize {practice} to save my card with Stripe and to charge it {charges}. I can ask for a pay link instead at any time."
+        )
     }
+}
+
+/// The authorization shown on the page, and recorded when the patient agrees: `None` when no
+/// card can be saved (nothing left to charge, a card already saved, a pay link open).
+fn card_authorization(r: &Resolved) -> Option<String> {
+    let s = &r.row.state;
+    if !card_savable(&r.row) {
+        return None;
+    }
+    let deposit = deposit(&r.row).filter(|_| !s.stripe.deposit_paid);
+    let copay = s.copay_ahead();
+    (deposit.is_some() || copay.is_some())
+        .then(|| card_wording(&practice_name(r), deposit, copay, r.lang))
 }
 
 fn deposit(row: &WorkflowRow) -> Option<Money> {
@@ -711,6 +760,51 @@ fn offer_terms(
         });
     }
     terms
+}
+
+/// The treatment-day co-pay on the page: its line (due, with the date, or paid), the card
+/// authorization when no deposit block showed one, and its pay link once the saved card could
+/// not be charged.
+fn copay_lines(r: &Resolved, t: &'static Words, ctx: &mut PageContext) {
+    use chairside_workflow::due::CopayState;
+    let s = &r.row.state;
+    let line = |what: String, amount: Money| Line {
+        what,
+        amount: amount.to_string(),
+    };
+    match &s.copay {
+        Some(c) => match &c.state {
+            CopayState::Paid { .. } => ctx.payments.push(line(t.copay_paid.to_owned(), c.amount)),
+            CopayState::LinkSent { url, .. } => {
+                ctx.payments
+                    .push(line(day_text(t.copay_due, c.day), c.amount));
+                ctx.pay_copay = Some((url.clone(), c.amount.to_string()));
+            }
+            _ => ctx
+                .payments
+                .push(line(day_text(t.copay_due, c.day), c.amount)),
+        },
+        None if s.stripe.card_on_file => {
+            if let Some((amount, day)) = s.copay_ahead() {
+                ctx.payments.push(line(day_text(t.copay_due, day), amount));
+            }
+        }
+        None => {}
+    }
+    if ctx.save_card.is_none()
+        && s.stripe.card_on_file
+        && (s.stripe.deposit_paid || deposit(&r.row).is_none())
+        && let Some(wording) = card_authorization(r)
+    {
+        ctx.save_card = Some(wording);
+    }
+}
+
+fn day_text(what: &str, day: Option<chrono::NaiveDate>) -> String {
+    match day {
+        Some(d) => format!("{what} ({d})"),
+        None => what.to_owned(),
+    }
 }
 
 fn practice_name(r: &Resolved) -> String {
@@ -764,6 +858,7 @@ pub(crate) async fn page(
         save_card: None,
         card_status: None,
         pay_label: t.pay_button,
+        pay_copay: None,
         offer: None,
         in_house_status: None,
         status: Some(status_text(&state, s, &live, lang)),
@@ -848,8 +943,8 @@ pub(crate) async fn page(
                 ctx.pay_deposit = Some(d.to_string());
             }
             if s.stripe.card_on_file {
-                if card_savable(&r.row) {
-                    ctx.save_card = Some(card_wording(&practice_name(&r), d, lang));
+                if let Some(wording) = card_authorization(&r) {
+                    ctx.save_card = Some(wording);
                     ctx.pay_label = t.pay_instead;
                 } else if let Some(c) = s.stripe.card_charge(chairside_workflow::machine::DEPOSIT) {
                     if matches!(c.state, chairside_workflow::CardChargeState::Failed { .. }) {
@@ -861,6 +956,7 @@ pub(crate) async fn page(
             }
         }
     }
+    copay_lines(&r, t, &mut ctx);
     if let Some(offer) = s.result.as_ref().and_then(|r| r.in_house.as_ref()) {
         let mut lines = Vec::new();
         if offer.deposit.minor() > 0 {
@@ -983,10 +1079,9 @@ pub(crate) async fn save_card(
         Err(res) => return res,
     };
     let s = &r.row.state;
-    let Some(d) = deposit(&r.row).filter(|_| card_savable(&r.row)) else {
+    let Some(wording) = card_authorization(&r) else {
         return see_other(&r.base);
     };
-    let wording = card_wording(&practice_name(&r), d, r.lang);
     let detail = format!(
         "patient agreed to save a card on the patient page ({}): {wording}",
         r.lang.tag()

@@ -5,6 +5,7 @@
 //! back as events.
 
 pub mod delivery;
+pub mod due;
 pub mod intake;
 pub mod machine;
 pub mod refunds;
@@ -366,6 +367,8 @@ pub enum TimerKind {
     GiveUp,
     /// Run the lender charge (the treatment date came).
     Settle,
+    /// Collect the day-of-service co-pay (the treatment date came).
+    Copay,
 }
 
 impl TimerKind {
@@ -377,6 +380,7 @@ impl TimerKind {
             Self::Reminder => "reminder",
             Self::GiveUp => "give_up",
             Self::Settle => "settle",
+            Self::Copay => "copay",
         }
     }
 
@@ -388,6 +392,7 @@ impl TimerKind {
             "reminder" => Self::Reminder,
             "give_up" => Self::GiveUp,
             "settle" => Self::Settle,
+            "copay" => Self::Copay,
             _ => return None,
         })
     }
@@ -489,7 +494,16 @@ pub enum Action {
     /// Charge the saved card off-session (the patient is not present), under the command's
     /// deterministic idempotency key: a repeat is Stripe's replay, never a second charge.
     ChargeCard {
-        /// What the charge pays (`deposit`).
+        /// What the charge pays (`deposit`, `copay`).
+        purpose: String,
+        /// The amount.
+        amount: Money,
+    },
+    /// Create a single-use Checkout Session (payment mode) for a payment other than the deposit
+    /// (the co-pay of a declined or unauthenticated off-session charge): the patient page shows
+    /// it.
+    CreatePayLink {
+        /// What it pays (`copay`).
         purpose: String,
         /// The amount.
         amount: Money,
@@ -517,6 +531,7 @@ impl Action {
             Self::CreateCardSetupLink => "create_card_setup_link",
             Self::ReadSavedCard { .. } => "read_saved_card",
             Self::ChargeCard { .. } => "charge_card",
+            Self::CreatePayLink { .. } => "create_pay_link",
         }
     }
 
@@ -695,6 +710,15 @@ pub enum Event {
         /// The link to send.
         url: String,
     },
+    /// The pay link of [`Action::CreatePayLink`] exists.
+    PayLinkCreated {
+        /// What it pays (`copay`).
+        purpose: String,
+        /// `cs_…`.
+        session_id: String,
+        /// The link the patient page shows.
+        url: String,
+    },
     /// The installment schedule exists.
     ScheduleCreated {
         /// `sub_sched_…`.
@@ -858,6 +882,7 @@ impl Event {
             Self::LenderFailed { .. } => "lender_failed",
             Self::CustomerReady { .. } => "customer_ready",
             Self::DepositLinkCreated { .. } => "deposit_link_created",
+            Self::PayLinkCreated { .. } => "pay_link_created",
             Self::ScheduleCreated { .. } => "schedule_created",
             Self::MessageSent { .. } => "message_sent",
             Self::MessageUndeliverable { .. } => "message_undeliverable",
@@ -1352,6 +1377,10 @@ pub struct WorkflowState {
     /// reported them: amount, promotion, term, APR. The financed lender's is the plan's terms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offers: Vec<Offer>,
+    /// The day-of-service co-pay, when the patient owes one on the treatment day
+    /// ([`due::due`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copay: Option<due::Copay>,
 }
 
 impl WorkflowState {
@@ -1384,6 +1413,7 @@ impl WorkflowState {
             intake: None,
             lender_names: Vec::new(),
             offers: Vec::new(),
+            copay: None,
         }
     }
 

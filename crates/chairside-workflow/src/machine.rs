@@ -11,6 +11,7 @@ use financing_core::{
     settle_on,
 };
 
+use crate::due::{COPAY, Copay, CopayState};
 use crate::{
     Action, CardCharge, CardChargeState, Command, CurrentApplication, Event, FinancingResult,
     InHouseAcceptance, LenderPhase, LenderSession, LenderSettlement, MessageKind, NoteKind,
@@ -125,6 +126,14 @@ pub fn apply(
         Event::TimerFired {
             timer: TimerKind::Settle,
         } => settle_due(&mut cx),
+        Event::TimerFired {
+            timer: TimerKind::Copay,
+        } => copay_due(&mut cx),
+        Event::PayLinkCreated {
+            purpose,
+            session_id,
+            url,
+        } => pay_link_created(&mut cx, &purpose, session_id, url),
         Event::TimerFired { timer } => timer_fired(&mut cx, timer),
         Event::LenderSettled { lender, settlement } => lender_settled(&mut cx, &lender, settlement),
         Event::CardholderLookedUp { lender, found } => {
@@ -788,7 +797,7 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option
     }
     if matches!(
         action,
-        Action::ChargeCard { .. } | Action::ReadSavedCard { .. }
+        Action::ChargeCard { .. } | Action::ReadSavedCard { .. } | Action::CreatePayLink { .. }
     ) {
         return card_effect_failed(cx, action, reason, key_seq);
     }
@@ -1142,7 +1151,9 @@ fn start_payments(cx: &mut Ctx<'_>) {
         .as_ref()
         .is_some_and(|r| r.in_house.is_some())
         && cx.state.in_house_acceptance.is_some();
-    if deposit.is_zero() && !schedule {
+    let copay = cx.config.payment_preference == PaymentPreference::CardOnFile
+        && !copay_amount(cx).is_zero();
+    if deposit.is_zero() && !schedule && !copay {
         return notify(cx);
     }
     cx.state.stage = Stage::Payments(PaymentStep::Customer);
@@ -1154,15 +1165,15 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
         return notify(cx);
     };
     if cx.config.payment_preference == PaymentPreference::CardOnFile
-        && !result.deposit.is_zero()
+        && (!result.deposit.is_zero() || !copay_amount(cx).is_zero())
         && cx.state.stripe.checkout_session_id.is_none()
         && cx.state.stripe.card_setup_session_id.is_none()
         && cx.state.stripe.payment_method.is_none()
         && !cx.state.stripe.deposit_paid
     {
         // Card on file: the patient saves a card from the patient page (nothing is charged
-        // until they do, and agree); the deposit is charged off-session then. No pay link up
-        // front; the page offers one on request.
+        // until they do, and agree); the deposit is charged off-session then, a co-pay on the
+        // treatment day. No pay link up front; the page offers one on request.
         cx.state.stage = Stage::Payments(PaymentStep::CardSetup);
         cx.state.stripe.card_on_file = true;
         return cx.command(Action::CreateCardSetupLink);
@@ -1276,6 +1287,7 @@ fn outcome_recorded(cx: &mut Ctx<'_>, at: Option<DateTime<Utc>>) {
         cx.state.status.label()
     ));
     plan_settlement(cx);
+    plan_copay(cx);
 }
 
 fn to_staff(cx: &mut Ctx<'_>, kind: TaskKind, reason: String) {
@@ -1414,6 +1426,17 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             cx.audit(format!("installment {invoice_id} paid by {payment_intent}"));
         }
         PaymentFact::ScheduleCompleted => cx.audit("installment schedule completed"),
+        PaymentFact::CheckoutCompleted { session_id } if copay_link_is(cx, &session_id) => {
+            if let Some(c) = &mut cx.state.copay {
+                c.state = CopayState::Paid {
+                    stripe_id: session_id.clone(),
+                };
+            }
+            cx.audit(format!("co-pay paid through {session_id}"));
+        }
+        PaymentFact::CheckoutExpired { session_id } if copay_link_is(cx, &session_id) => {
+            copay_link_expired(cx, &session_id);
+        }
         PaymentFact::CheckoutCompleted { session_id } => {
             if cx.state.stripe.checkout_session_id.as_deref() != Some(session_id.as_str()) {
                 return cx.ignore("not the deposit's Checkout Session");
@@ -2266,6 +2289,13 @@ fn card_charged(cx: &mut Ctx<'_>, purpose: &str, payment_intent: String, amount:
     if purpose == DEPOSIT {
         cx.state.stripe.deposit_paid = true;
     }
+    if purpose == COPAY
+        && let Some(c) = &mut cx.state.copay
+    {
+        c.state = CopayState::Paid {
+            stripe_id: payment_intent.clone(),
+        };
+    }
     cx.audit(format!("saved card charged {amount} ({purpose})"));
     reopen_after_retry(cx);
     if cx.state.stripe.payments_noted.contains(&payment_intent) {
@@ -2316,6 +2346,9 @@ fn card_declined(
         cx.state.stripe.reissuing_deposit_link = true;
         cx.command(Action::CreateDepositLink { amount });
     }
+    if purpose == COPAY {
+        request_copay_link(cx);
+    }
     let handled = payment_intent
         .as_ref()
         .is_some_and(|pi| cx.state.stripe.failures_handled.contains(pi));
@@ -2330,6 +2363,7 @@ fn card_declined(
             message: MessageKind::PaymentFailed,
         });
     }
+    let purpose = purpose_label(purpose);
     let what = if authentication {
         format!(
             "the patient's bank asked the patient to authenticate the {purpose} charge of {amount} on the saved card ({reason})"
@@ -2388,4 +2422,192 @@ fn card_effect_failed(cx: &mut Ctx<'_>, action: Action, reason: String, key_seq:
         cx.state.status = Status::WaitingOnStaff;
     }
     cx.out.raise_task = Some(task);
+}
+
+// ---- The day-of-service co-pay (card on file) ----
+
+/// What the patient owes on the treatment day ([`crate::due::due`]); zero before financing
+/// ended, and for an in-house plan the patient has not accepted (nothing is collected for an
+/// offer still open: staff discuss it).
+fn copay_amount(cx: &Ctx<'_>) -> Money {
+    let (Some(split), Some(result)) = (&cx.state.split, &cx.state.result) else {
+        return Money::usd(0);
+    };
+    if result.in_house.is_some() && cx.state.in_house_acceptance.is_none() {
+        return Money::zero(split.patient_portion.currency());
+    }
+    crate::due::due(split, result).on_treatment_day
+}
+
+/// The words staff read for a charge's purpose.
+fn purpose_label(purpose: &str) -> &str {
+    if purpose == COPAY { "co-pay" } else { purpose }
+}
+
+/// After the outcome note of a card-on-file workflow that leaves a co-pay for the treatment day:
+/// a timer that morning (practice time), at once when the day is today or past; without a
+/// treatment date, a task for staff to collect it at the visit. Nothing for zero.
+fn plan_copay(cx: &mut Ctx<'_>) {
+    if cx.config.payment_preference != PaymentPreference::CardOnFile
+        || cx.state.status != Status::Done
+        || cx.state.copay.is_some()
+    {
+        return;
+    }
+    let amount = copay_amount(cx);
+    if amount.is_zero() || amount.is_negative() {
+        return;
+    }
+    let today = practice_day(cx.config, cx.now);
+    match cx.state.treatment_date {
+        Some(day) => {
+            cx.state.copay = Some(Copay {
+                amount,
+                day: Some(day),
+                state: CopayState::Scheduled,
+            });
+            let at = if day <= today {
+                cx.now
+            } else {
+                settle_time(cx.config, day)
+            };
+            cx.timer(TimerKind::Copay, at);
+            cx.audit(format!("co-pay of {amount} due on the treatment day {day}"));
+        }
+        None => {
+            cx.state.copay = Some(Copay {
+                amount,
+                day: None,
+                state: CopayState::ForStaff,
+            });
+            cx.audit("co-pay for staff: no treatment date");
+            cx.out.raise_task = Some(StaffTask {
+                kind: TaskKind::PaymentFailed,
+                reason: format!(
+                    "no treatment date on the plan: the co-pay of {amount} is not charged to the saved card; collect it at the visit"
+                ),
+            });
+        }
+    }
+}
+
+/// The treatment day came: charge the saved card the co-pay, or, without a card the patient
+/// agreed to have charged (or with one just declined for the deposit), a pay link and a task.
+fn copay_due(cx: &mut Ctx<'_>) {
+    let Some(copay) = cx.state.copay.clone() else {
+        return cx.ignore("no co-pay planned");
+    };
+    if copay.state != CopayState::Scheduled {
+        return cx.ignore("co-pay not waiting for its day");
+    }
+    if cx.state.status == Status::Cancelled {
+        return cx.ignore("cancelled: no co-pay charged");
+    }
+    if let Some(day) = copay.day
+        && practice_day(cx.config, cx.now) < day
+    {
+        // A timer that fired early (a clock change, a time zone): that morning again.
+        cx.timer(TimerKind::Copay, settle_time(cx.config, day));
+        return cx.audit(format!("co-pay waits for {day}"));
+    }
+    if let Some(c) = &mut cx.state.copay {
+        c.state = CopayState::Due;
+    }
+    let stripe = &cx.state.stripe;
+    let deposit_declined = matches!(
+        stripe.card_charge(DEPOSIT).map(|c| &c.state),
+        Some(CardChargeState::Failed { .. })
+    );
+    let usable =
+        stripe.payment_method.is_some() && stripe.card_authorization.is_some() && !deposit_declined;
+    if stripe.card_charge(COPAY).is_some() {
+        return cx.ignore("co-pay already charged to the saved card");
+    }
+    if usable {
+        cx.state.stripe.card_charges.push(CardCharge {
+            purpose: COPAY.into(),
+            amount: copay.amount,
+            state: CardChargeState::Charging,
+        });
+        cx.audit(format!(
+            "charging the saved card {} for the co-pay",
+            copay.amount
+        ));
+        return cx.command(Action::ChargeCard {
+            purpose: COPAY.into(),
+            amount: copay.amount,
+        });
+    }
+    let why = if deposit_declined {
+        "the saved card was declined for the deposit"
+    } else {
+        "no card the patient agreed to have charged is saved"
+    };
+    cx.audit(format!("co-pay not charged: {why}"));
+    request_copay_link(cx);
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::PaymentFailed,
+        reason: format!(
+            "treatment day: {why}, so the co-pay of {} was not charged; the patient page shows a pay link. Collect it at the visit if it stays unpaid",
+            copay.amount
+        ),
+    });
+}
+
+/// A pay link for the co-pay (once: never while one is asked for or open, never for a paid one).
+fn request_copay_link(cx: &mut Ctx<'_>) {
+    let Some(c) = &mut cx.state.copay else {
+        return;
+    };
+    if !matches!(c.state, CopayState::Due | CopayState::Scheduled) {
+        return;
+    }
+    c.state = CopayState::LinkRequested;
+    let amount = c.amount;
+    cx.command(Action::CreatePayLink {
+        purpose: COPAY.into(),
+        amount,
+    });
+}
+
+fn copay_link_is(cx: &Ctx<'_>, session: &str) -> bool {
+    matches!(
+        cx.state.copay.as_ref().map(|c| &c.state),
+        Some(CopayState::LinkSent { session_id, .. }) if session_id == session
+    )
+}
+
+fn pay_link_created(cx: &mut Ctx<'_>, purpose: &str, session_id: String, url: String) {
+    if purpose != COPAY {
+        return cx.ignore("a pay link for a purpose this version does not know");
+    }
+    if cx.state.status == Status::Cancelled {
+        // Asked for before the withdrawal: close it too.
+        return compensate(cx, Action::ExpireDepositLink { session_id });
+    }
+    match &mut cx.state.copay {
+        Some(c) if c.state == CopayState::LinkRequested => {
+            c.state = CopayState::LinkSent { session_id, url };
+            cx.audit("co-pay pay link created");
+            reopen_after_retry(cx);
+        }
+        _ => cx.ignore("no co-pay pay link asked for"),
+    }
+}
+
+/// The co-pay's pay link lapsed unpaid: staff collect it (a fresh link every day would chase
+/// the patient; a person decides).
+fn copay_link_expired(cx: &mut Ctx<'_>, session_id: &str) {
+    let Some(c) = &mut cx.state.copay else {
+        return;
+    };
+    c.state = CopayState::ForStaff;
+    let amount = c.amount;
+    cx.audit(format!("co-pay pay link {session_id} expired unpaid"));
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::PaymentFailed,
+        reason: format!(
+            "the co-pay pay link ({amount}) expired unpaid: collect it from the patient"
+        ),
+    });
 }

@@ -1116,6 +1116,11 @@ fn outcome_of(action: &Action, c: u8) -> Event {
         Action::CreateInstallmentSchedule { .. } => Event::ScheduleCreated {
             schedule_id: "sub_sched_1".into(),
         },
+        Action::CreatePayLink { purpose, .. } => Event::PayLinkCreated {
+            purpose: purpose.clone(),
+            session_id: "cs_pay_1".into(),
+            url: "u".into(),
+        },
         Action::SendMessage { message } => {
             if c.is_multiple_of(10) {
                 Event::MessageUndeliverable {
@@ -1381,6 +1386,7 @@ proptest! {
     }
 }
 
+mod copay;
 mod link_only;
 mod reversals;
 mod settlement;

@@ -229,7 +229,8 @@ struct List<T> {
     has_more: bool,
 }
 
-/// Pages of 100 read by [`Client::list_customers_by_email`] before giving up.
+/// Pages of 100 read by a list ([`Client::list_customers_by_email`],
+/// [`Client::list_payment_intents`]) before giving up.
 const MAX_PAGES: usize = 10;
 
 impl Client {
@@ -276,17 +277,31 @@ impl Client {
         const OP: &str = "list_customers";
         let email = email.trim().to_lowercase();
         check_text("email", &email, 512).map_err(|r| Error::invalid(OP, r))?;
-        let mut out: Vec<Customer> = Vec::new();
+        self.list_pages(
+            OP,
+            "customers",
+            FormMap::new().with("email", email.as_str()),
+            |c: &Customer| c.id.as_str(),
+        )
+        .await
+    }
+
+    /// A list endpoint read page by page (`limit=100`, `starting_after` the last id), at most
+    /// [`MAX_PAGES`] pages, in Stripe's order (newest first).
+    pub(crate) async fn list_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        resource: &'static str,
+        filter: FormMap,
+        id: impl Fn(&T) -> &str,
+    ) -> Result<Vec<T>> {
+        let mut out: Vec<T> = Vec::new();
         for _ in 0..MAX_PAGES {
-            let mut query = FormMap::new()
-                .with("email", email.as_str())
-                .with("limit", 100_u32);
+            let mut query = filter.clone().with("limit", 100_u32);
             if let Some(last) = out.last() {
-                query.insert("starting_after", last.id.as_str());
+                query.insert("starting_after", id(last));
             }
-            let page: List<Customer> = self
-                .send(Call::get(OP, &["customers"]).query(query))
-                .await?;
+            let page: List<T> = self.send(Call::get(op, &[resource]).query(query)).await?;
             let more = page.has_more && !page.data.is_empty();
             out.extend(page.data);
             if !more {

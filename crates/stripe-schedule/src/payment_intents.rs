@@ -215,6 +215,25 @@ impl Client {
         }
     }
 
+    /// Every PaymentIntent of `customer`, newest first: `GET
+    /// /v1/payment_intents?customer=…&limit=100`, following pages (at most 1,000). Unlike the
+    /// search API, a list reads what was just written: the check before an off-session charge
+    /// (a charge whose answer was lost is found here by its metadata, never made twice).
+    ///
+    /// # Errors
+    /// `Permanent` for a malformed customer id; `Transient` for timeouts and 5xx.
+    pub async fn list_payment_intents(&self, customer: &CustomerId) -> Result<Vec<PaymentIntent>> {
+        const OP: &str = "list_payment_intents";
+        check_id("customer id", customer.as_str()).map_err(|r| Error::invalid(OP, r))?;
+        self.list_pages(
+            OP,
+            "payment_intents",
+            FormMap::new().with("customer", customer.as_str()),
+            |pi: &PaymentIntent| pi.id.as_str(),
+        )
+        .await
+    }
+
     /// Retrieves a PaymentIntent: `GET /v1/payment_intents/{id}`.
     ///
     /// # Errors

@@ -9,8 +9,8 @@ use financing_core::{InHouseOffer, IntervalUnit, Money, PatientContact, Practice
 use stripe_schedule::{
     BillingInterval, CardSetupRequest, ChargeOutcome, CheckoutSessionId, Client, Collection,
     CustomerDetails, CustomerId, INSTALLMENT_KEY, IdempotencyKey, InstallmentPlan, Interval,
-    Metadata, OffSessionCharge, PRACTICE_KEY, PayLinkRequest, PaymentMethodId, SetupIntentId,
-    StartDate, SubscriptionScheduleId, WORKFLOW_KEY,
+    Metadata, OffSessionCharge, PRACTICE_KEY, PayLinkRequest, PaymentIntentStatus, PaymentMethodId,
+    SetupIntentId, StartDate, SubscriptionScheduleId, WORKFLOW_KEY,
 };
 use url::Url;
 
@@ -217,8 +217,34 @@ impl Payments for StripePayments {
         &self,
         charge: &CardChargeRequest<'_>,
     ) -> Result<CardOutcome, ExternalError> {
+        // Reconcile before charging: a charge whose answer never reached the store (a crash
+        // between the call and the commit, a staff retry after Stripe forgot the key) is found
+        // by its metadata and reported as made, never made twice. A declined attempt is not a
+        // charge: a retry charges anew.
+        let customer = CustomerId::new(charge.customer);
+        let earlier = self
+            .client
+            .list_payment_intents(&customer)
+            .await
+            .map_err(external)?;
+        if let Some(pi) = earlier.iter().find(|pi| {
+            pi.metadata.get(WORKFLOW_KEY) == Some(charge.workflow.as_str())
+                && pi.metadata.get(INSTALLMENT_KEY) == Some(charge.purpose)
+                && matches!(
+                    pi.status,
+                    PaymentIntentStatus::Succeeded | PaymentIntentStatus::Processing
+                )
+        }) {
+            tracing::info!(
+                payment_intent = pi.id.as_str(),
+                "off-session charge already made: reconciled, not charged again"
+            );
+            return Ok(CardOutcome::Charged {
+                payment_intent: pi.id.as_str().to_owned(),
+            });
+        }
         let request = OffSessionCharge {
-            customer: CustomerId::new(charge.customer),
+            customer,
             payment_method: PaymentMethodId::new(charge.payment_method),
             amount: charge.amount,
             metadata: workflow_metadata(charge.practice, charge.workflow)

@@ -867,3 +867,128 @@ async fn a_saved_card_or_a_paid_deposit_offers_no_card_form() {
             .any(|e| matches!(e, Event::CardAuthorized { .. }))
     );
 }
+
+/// A card-on-file workflow whose lender took $400.00 of the $640.00 asked (staff accepted the
+/// counteroffer, no in-house plan): $160.00 deposit now, $240.00 due on the treatment day.
+fn copay_state(kit: &Kit, plan: &str) -> chairside_workflow::WorkflowState {
+    let mut s = card_on_file_state(kit, plan);
+    s.status = chairside_workflow::Status::Done;
+    s.stage = chairside_workflow::Stage::Settled;
+    s.result = Some(chairside_workflow::FinancingResult {
+        financed: Some((
+            financing_core::LenderId::new("carecredit"),
+            financing_core::Money::usd(40_000),
+        )),
+        deposit: financing_core::Money::usd(16_000),
+        in_house: None,
+        path: "carecredit counteroffer accepted".into(),
+    });
+    s.treatment_date = chrono::NaiveDate::from_ymd_opt(2027, 3, 15);
+    s
+}
+
+#[tokio::test]
+async fn a_co_pay_ahead_is_on_the_page_and_in_the_authorization_the_patient_agrees_to() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed(copay_state(&kit, "tx-copay")).await;
+    let token = kit.token(&wf);
+    // Act
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await).await;
+    kit.send(post_form(&format!("/p/{token}/card"), String::new(), None))
+        .await;
+    // Assert: the line with its date, and one authorization naming both charges, recorded as
+    // shown.
+    assert!(
+        page.contains("Due on your treatment day (2027-03-15)"),
+        "{page}"
+    );
+    assert!(page.contains("$240.00"), "{page}");
+    let expected = "to charge it $160.00 for my treatment deposit and $240.00 on my treatment day (2027-03-15).";
+    assert!(page.contains(expected), "{page}");
+    let wording = kit
+        .inbox(&wf)
+        .await
+        .into_iter()
+        .find_map(|e| match e {
+            Event::CardAuthorized { wording } => Some(wording),
+            _ => None,
+        })
+        .expect("the agreement queued");
+    assert!(wording.contains(expected), "{wording}");
+}
+
+#[tokio::test]
+async fn a_paid_deposit_still_offers_the_card_for_the_co_pay_alone_in_spanish_too() {
+    // Arrange
+    let kit = Kit::new().await;
+    let mut s = copay_state(&kit, "tx-copay2");
+    s.stripe.deposit_paid = true;
+    let wf = kit.seed(s).await;
+    let token = kit.token(&wf);
+    // Act
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await).await;
+    // Assert
+    assert!(
+        page.contains("to charge it $240.00 on my treatment day (2027-03-15). I can ask"),
+        "{page}"
+    );
+    assert!(!page.contains("for my treatment deposit"), "{page}");
+    assert_eq!(
+        super::card_wording(
+            "Smile",
+            None,
+            Some((
+                financing_core::Money::usd(24_000),
+                chrono::NaiveDate::from_ymd_opt(2027, 3, 15)
+            )),
+            financing_core::Language::Es
+        ),
+        "Autorizo a Smile a guardar mi tarjeta con Stripe y a cobrarle $240.00 el día de mi tratamiento (2027-03-15). Puedo pedir un enlace de pago en su lugar en cualquier momento."
+    );
+}
+
+#[tokio::test]
+async fn a_co_pay_the_card_could_not_pay_shows_its_pay_link_and_a_paid_one_its_line() {
+    use chairside_workflow::due::{Copay, CopayState};
+    // Arrange: the saved card was declined on the day; the link exists.
+    let kit = Kit::new().await;
+    let mut s = copay_state(&kit, "tx-copay3");
+    s.stripe.payment_method = Some("pm_1".into());
+    s.stripe.deposit_paid = true;
+    s.copay = Some(Copay {
+        amount: financing_core::Money::usd(24_000),
+        day: s.treatment_date,
+        state: CopayState::LinkSent {
+            session_id: "cs_copay".into(),
+            url: "https://checkout.stripe.test/pay/cs_copay".into(),
+        },
+    });
+    let declined = kit.seed(s.clone()).await;
+    s.key.plan_id = financing_core::PlanId::new("tx-copay4");
+    s.id = chairside_workflow::WorkflowId::derive(&s.key);
+    s.copay.as_mut().unwrap().state = CopayState::Paid {
+        stripe_id: "cs_copay".into(),
+    };
+    let paid = kit.seed(s).await;
+    // Act
+    let with_link = body_text(kit.send(get(&format!("/p/{}", kit.token(&declined)))).await)
+        .await
+        .replace("&#x2f;", "/");
+    let after = body_text(kit.send(get(&format!("/p/{}", kit.token(&paid)))).await).await;
+    // Assert
+    assert!(
+        with_link.contains(r#"href="https://checkout.stripe.test/pay/cs_copay""#),
+        "{with_link}"
+    );
+    assert!(
+        with_link.contains("Pay the treatment-day amount ($240.00)"),
+        "{with_link}"
+    );
+    assert!(
+        !with_link.contains("I authorize"),
+        "a saved card: no second form"
+    );
+    assert!(after.contains("Treatment-day payment, paid"), "{after}");
+    assert!(!after.contains("Pay the treatment-day amount"), "{after}");
+}

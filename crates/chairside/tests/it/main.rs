@@ -5,3 +5,4 @@ mod bench;
 mod crash;
 mod drain;
 mod ledger;
+mod offsession;

@@ -300,3 +300,105 @@ async fn get_payment_intent_times_out_as_transient() {
     )
     .await;
 }
+
+fn intent_list(data: Vec<serde_json::Value>, has_more: bool) -> serde_json::Value {
+    json!({"object": "list", "url": "/v1/payment_intents", "has_more": has_more,
+           "data": serde_json::Value::Array(data)})
+}
+
+fn intent_with(id: &str, status: &str) -> serde_json::Value {
+    let mut v = intent_json(status);
+    v["id"] = json!(id);
+    v
+}
+
+#[tokio::test]
+async fn list_payment_intents_reads_the_customers_intents_following_pages() {
+    // Arrange
+    let stripe = StripeMock::start().await;
+    stripe
+        .mount(
+            stripe_request("GET", "/v1/payment_intents", None)
+                .and(form_is(&[("customer", "cus_1"), ("limit", "100")]))
+                .respond_with(ResponseTemplate::new(200).set_body_json(intent_list(
+                    vec![
+                        intent_with("pi_b", "succeeded"),
+                        intent_with("pi_a", "requires_payment_method"),
+                    ],
+                    true,
+                )))
+                .expect(1),
+        )
+        .await;
+    stripe
+        .mount(
+            stripe_request("GET", "/v1/payment_intents", None)
+                .and(form_is(&[
+                    ("customer", "cus_1"),
+                    ("limit", "100"),
+                    ("starting_after", "pi_a"),
+                ]))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .set_body_json(intent_list(vec![intent_with("pi_0", "processing")], false)),
+                )
+                .expect(1),
+        )
+        .await;
+    // Act
+    let all = stripe
+        .client()
+        .list_payment_intents(&CustomerId::new("cus_1"))
+        .await
+        .unwrap();
+    // Assert
+    let got: Vec<_> = all
+        .iter()
+        .map(|p| (p.id.as_str(), p.status.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("pi_b", PaymentIntentStatus::Succeeded),
+            ("pi_a", PaymentIntentStatus::RequiresPaymentMethod),
+            ("pi_0", PaymentIntentStatus::Processing),
+        ]
+    );
+    assert_eq!(all[0].metadata.get(WORKFLOW_KEY), Some("wf-42"));
+    stripe.finish().await;
+}
+
+#[tokio::test]
+async fn list_payment_intents_refuses_a_malformed_customer_before_sending() {
+    let stripe = StripeMock::start().await;
+    let err = stripe
+        .client()
+        .list_payment_intents(&CustomerId::new("cus 1/../x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    assert!(matches!(err.kind(), ErrorKind::Permanent));
+    stripe.finish().await;
+}
+
+#[tokio::test]
+async fn list_payment_intents_classifies_every_error_status() {
+    assert_error_table(
+        "GET",
+        "/v1/payment_intents",
+        call(|c| async move { c.list_payment_intents(&CustomerId::new("cus_1")).await }),
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn list_payment_intents_times_out_as_transient() {
+    assert_times_out(
+        "GET",
+        "/v1/payment_intents",
+        intent_list(vec![], false),
+        call(|c| async move { c.list_payment_intents(&CustomerId::new("cus_1")).await }),
+    )
+    .await;
+}
