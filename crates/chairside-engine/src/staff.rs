@@ -27,7 +27,7 @@ use financing_core::{Decision, LenderId, PracticeId};
 
 use crate::store::{StaffStore, StoreError};
 use chairside_workflow::{
-    Event, LenderPhase, StaffAction, Stage, Status, WorkflowId, WorkflowState,
+    Event, LenderPhase, PayLinkRefusal, StaffAction, Stage, Status, WorkflowId, WorkflowState,
 };
 
 /// The audit `kind` of a staff decision.
@@ -149,6 +149,8 @@ pub struct StaffSnapshot<'a> {
     pub state: &'a WorkflowState,
     /// Its open tasks' ids.
     pub open_tasks: &'a [i64],
+    /// Their kinds' labels ([`chairside_workflow::TaskKind::label`]), in the same order.
+    pub open_kinds: &'a [String],
     /// A staff decision queued and not yet applied by the runner.
     pub queued: Option<StaffAction>,
 }
@@ -233,6 +235,15 @@ pub enum Refusal {
     /// A lender decision without the lender and the decision.
     #[error("a lender decision for workflow {0} must name the lender and what it decided")]
     MissingLenderDecision(WorkflowId),
+    /// A retry of a failed payment with no pay link to issue: nothing is owed any more, or
+    /// what failed is for Stripe to retry.
+    #[error("workflow {workflow}: no pay link to re-issue: {why}")]
+    NoPayLink {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// Why (the pure rule's answer).
+        why: PayLinkRefusal,
+    },
     /// Nothing to resend to: the workflow is over.
     #[error("workflow {workflow} is {}; there is no link to resend", status.label())]
     Finished {
@@ -286,6 +297,18 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
     }
     match (request.action, state.status) {
         (StaffAction::MarkHandled, Status::Done) if settlement_open || task_beside => Ok(()),
+        // A failed payment beside a finished financing: a fresh pay link for what is owed.
+        (StaffAction::Retry, Status::Done)
+            if snapshot
+                .open_kinds
+                .iter()
+                .any(|k| k == chairside_workflow::TaskKind::PaymentFailed.label()) =>
+        {
+            state
+                .pay_link_retry()
+                .map(|_| ())
+                .map_err(|why| Refusal::NoPayLink { workflow, why })
+        }
         (
             StaffAction::Retry
             | StaffAction::MarkHandled
@@ -311,6 +334,15 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
         }
         _ => Ok(()),
     }
+}
+
+/// The one kind of open task an admitted `request` resolves, when it answers only that kind: a
+/// retry of a failed payment beside a finished financing closes the payment-failed task and
+/// leaves any other (the lender charge's settlement task) open. `None`: every open task of the
+/// workflow. Pure; both stores call it inside their transaction.
+pub fn resolves_only(state: &WorkflowState, request: &StaffRequest) -> Option<&'static str> {
+    (request.action == StaffAction::Retry && state.status == Status::Done)
+        .then_some(chairside_workflow::TaskKind::PaymentFailed.label())
 }
 
 /// The event an admitted `request` queues for the runner: [`Event::Staff`], or for a link-only
@@ -451,10 +483,13 @@ impl<'a> StaffActions<'a> {
         Ok(receipt)
     }
 
-    /// Retries the failed step of a workflow waiting on staff.
+    /// Retries the failed step of a workflow waiting on staff; beside a finished financing with a
+    /// failed payment, issues a fresh pay link for the deposit still owed and sends the patient
+    /// the patient page's link ([`WorkflowState::pay_link_retry`]).
     ///
     /// # Errors
-    /// As [`Self::act`]; refused unless the workflow waits on staff.
+    /// As [`Self::act`]; refused unless the workflow waits on staff or has a failed payment with
+    /// a deposit still owed ([`Refusal::NoPayLink`]).
     pub async fn retry(
         &self,
         workflow: &WorkflowId,

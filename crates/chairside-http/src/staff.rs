@@ -693,9 +693,10 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         TaskKind::BadData | TaskKind::Unreachable | TaskKind::SystemError => {
             vec![RETRY, HANDLED, CANCEL]
         }
-        // Raised beside a financing that is done: Stripe retries the payment on its own
-        // schedule and the patient was told; staff call the patient and mark it handled.
-        TaskKind::PaymentFailed => vec![HANDLED],
+        // Raised beside a financing that is done: Retry sends the patient a fresh pay link for a
+        // deposit still owed (refused, with the reason, when nothing is owed or Stripe retries an
+        // installment itself); otherwise staff call the patient and mark it handled.
+        TaskKind::PaymentFailed => vec![RETRY, HANDLED],
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
         TaskKind::Counteroffer => vec![ACCEPT_COUNTEROFFER, NEXT_LENDER, HANDLED, CANCEL],
         TaskKind::NoFinancing => vec![HANDLED, CANCEL],
@@ -1295,6 +1296,11 @@ pub(crate) async fn act(
     match staff.act(request, state.now()).await {
         Ok(_) => to_dashboard(&state),
         Err(StaffError::Refused(Refusal::UnknownWorkflow(_))) => not_found(&state),
+        // Why nothing happened, in the refusal's words: "nothing is owed: the deposit is paid".
+        Err(StaffError::Refused(refusal @ Refusal::NoPayLink { .. })) => {
+            tracing::info!(%refusal, "staff action refused");
+            state.pages.refused(&refusal.to_string())
+        }
         Err(StaffError::Refused(refusal)) => {
             tracing::info!(%refusal, "staff action refused");
             state.pages.error(StatusCode::CONFLICT, "en")

@@ -162,6 +162,11 @@ pub fn apply(
                 cx.ignore("no customer step under way");
             }
         }
+        Event::DepositLinkCreated { session_id, url }
+            if cx.state.stripe.staff_pay_link && cx.state.status != Status::Cancelled =>
+        {
+            staff_pay_link_created(&mut cx, session_id, url);
+        }
         Event::DepositLinkCreated { session_id, url } => {
             if cx.state.stripe.reissuing_deposit_link
                 && cx.state.stripe.checkout_session_id.is_none()
@@ -1377,6 +1382,14 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             }
             cx.state.stripe.deposit_paid = true;
             cx.audit(format!("deposit paid through {session_id}"));
+            if cx.state.stripe.staff_pay_link {
+                // A staff retry found the link paid in Stripe: nothing to re-issue or send.
+                cx.state.stripe.staff_pay_link = false;
+                cx.state.stripe.reissuing_deposit_link = false;
+                if cx.state.status == Status::Active && cx.state.stage == Stage::Settled {
+                    cx.state.status = Status::Done;
+                }
+            }
         }
         PaymentFact::CheckoutExpired { session_id }
             if cx.state.stripe.card_setup_session_id.as_deref() == Some(session_id.as_str()) =>
@@ -1440,6 +1453,40 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
     }
 }
 
+/// The pay link of a staff retry exists: the deposit's link is this one (a session still open in
+/// Stripe comes back as itself; a fresh one retires the dead one), and the patient is sent the
+/// page's link once.
+fn staff_pay_link_created(cx: &mut Ctx<'_>, session_id: String, url: String) {
+    let stripe = &mut cx.state.stripe;
+    stripe.staff_pay_link = false;
+    stripe.reissuing_deposit_link = false;
+    if stripe.deposit_paid {
+        return cx.ignore("the deposit was paid meanwhile; the link is not sent");
+    }
+    match stripe.checkout_session_id.replace(session_id.clone()) {
+        Some(old) if old == session_id => {
+            cx.audit(format!(
+                "deposit link {session_id} still open in Stripe: sent again"
+            ));
+        }
+        Some(old) => {
+            if !stripe.expired_sessions.contains(&old) {
+                stripe.expired_sessions.push(old.clone());
+            }
+            cx.audit(format!("fresh deposit link {session_id} replaces {old}"));
+        }
+        None => cx.audit(format!("fresh deposit link {session_id} issued")),
+    }
+    cx.state.stripe.checkout_url = Some(url);
+    if cx.state.status == Status::Active && cx.state.stage == Stage::Settled {
+        // A staff retry of a failed reissue reopened the workflow: it is done again.
+        cx.state.status = Status::Done;
+    }
+    cx.command(Action::SendMessage {
+        message: MessageKind::PayLinkReissued,
+    });
+}
+
 /// The patient asked for a fresh deposit link (the last one expired unpaid): one Checkout
 /// Session at a time, never for a paid deposit, a cancelled workflow, or before the first link.
 fn deposit_link_requested(cx: &mut Ctx<'_>) {
@@ -1500,6 +1547,21 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
         }
         StaffAction::RecordLenderDecision => {
             cx.ignore("a lender decision arrives as lender_decided, not as a staff event");
+        }
+        StaffAction::Retry if cx.state.status == Status::Done => {
+            // A failed payment beside a finished financing: a pay link for the deposit owed.
+            match cx.state.pay_link_retry() {
+                Ok(amount) => {
+                    cx.state.stripe.reissuing_deposit_link = true;
+                    cx.state.stripe.staff_pay_link = true;
+                    cx.audit(format!(
+                        "staff retry of a failed payment: a pay link for the deposit of {amount}"
+                    ));
+                    let previous = cx.state.stripe.checkout_session_id.clone();
+                    cx.command(Action::ReissueDepositLink { amount, previous });
+                }
+                Err(why) => cx.ignore(&format!("no pay link to re-issue: {why}")),
+            }
         }
         StaffAction::Retry => {
             if cx.state.status != Status::WaitingOnStaff {

@@ -13,6 +13,7 @@ mod link_lenders;
 mod links;
 mod messages;
 mod outbound;
+mod pay_link;
 mod phi;
 mod poller;
 mod pool;

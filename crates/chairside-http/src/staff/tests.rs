@@ -993,3 +993,90 @@ async fn a_lender_with_an_api_takes_no_staff_recorded_decision() {
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert!(kit.inbox(&wf).await.is_empty());
 }
+
+/// A financed workflow whose $160.00 deposit payment failed: a payment-failed task beside it.
+async fn failed_deposit(kit: &Kit, paid: bool) -> chairside_workflow::WorkflowId {
+    let mut state = kit.done_state("tx-1");
+    state.stripe.customer_id = Some("cus_test_1".into());
+    state.stripe.failures_handled = vec!["pi_failed_1".into()];
+    state.stripe.deposit_paid = paid;
+    let wf = kit.seed(state).await;
+    kit.raise_task_beside(
+        &wf,
+        StaffTask {
+            kind: TaskKind::PaymentFailed,
+            reason: "a scheduled payment failed; Stripe retries it, and the patient was told"
+                .into(),
+        },
+    )
+    .await;
+    wf
+}
+
+#[tokio::test]
+async fn retry_on_a_failed_payment_is_offered_and_queues_a_fresh_pay_link() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = failed_deposit(&kit, false).await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let page = body_text(kit.send(with_cookie(get("/staff"), &session)).await).await;
+    assert!(page.contains("Payment failed"), "{page}");
+    assert!(
+        page.contains(r#"value="retry""#),
+        "the Retry button is shown: {page}"
+    );
+    // Act
+    let res = kit
+        .send(post_form(
+            &format!("/staff/workflows/{wf}/actions"),
+            form(&[("csrf", &csrf), ("action", "retry")]),
+            Some(&session),
+        ))
+        .await;
+    // Assert: queued for the runner, the task closed, the decision audited.
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![Event::Staff {
+            action: StaffAction::Retry
+        }]
+    );
+    assert!(
+        kit.store
+            .tasks(Some(&smile()), false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let audit = kit.store.audit(&wf).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.kind == "staff_action" && a.actor == "staff:alice" && a.detail == "retry")
+    );
+}
+
+#[tokio::test]
+async fn retry_on_a_failed_payment_already_paid_is_refused_with_the_reason_on_the_page() {
+    // Arrange: the deposit was paid after the failure.
+    let kit = Kit::new().await;
+    let wf = failed_deposit(&kit, true).await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    // Act
+    let res = kit
+        .send(post_form(
+            &format!("/staff/workflows/{wf}/actions"),
+            form(&[("csrf", &csrf), ("action", "retry")]),
+            Some(&session),
+        ))
+        .await;
+    // Assert: 409 naming why; nothing queued, the task still open.
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let text = body_text(res).await;
+    assert!(text.contains("the deposit is already paid"), "{text}");
+    assert!(kit.inbox(&wf).await.is_empty());
+    assert_eq!(
+        kit.store.tasks(Some(&smile()), false).await.unwrap().len(),
+        1
+    );
+}
