@@ -26,6 +26,7 @@ use financing_core::link_only::{STAFF_RAW_STATUS, StaffReport};
 use financing_core::{Decision, LenderId, PracticeId};
 
 use crate::store::{StaffStore, StoreError};
+use chairside_workflow::correction::{Correction, NotCorrectable};
 use chairside_workflow::{
     Event, LenderPhase, PayLinkRefusal, StaffAction, Stage, Status, WorkflowId, WorkflowState,
 };
@@ -43,6 +44,7 @@ pub fn action_label(action: StaffAction) -> &'static str {
         StaffAction::AcceptCounteroffer => "accept_counteroffer",
         StaffAction::NextLender => "next_lender",
         StaffAction::RecordLenderDecision => "record_lender_decision",
+        StaffAction::CorrectAmounts => "correct_amounts",
     }
 }
 
@@ -64,6 +66,8 @@ pub struct StaffRequest {
     pub reason: Option<String>,
     /// For [`StaffAction::RecordLenderDecision`]: the lender and what staff read in its portal.
     pub lender_decision: Option<(LenderId, StaffReport)>,
+    /// For [`StaffAction::CorrectAmounts`]: the corrected amounts.
+    pub correction: Option<Correction>,
 }
 
 // Hand-written: the reason is free text that staff type.
@@ -76,6 +80,7 @@ impl fmt::Debug for StaffRequest {
             .field("practice", &self.practice)
             .field("task", &self.task)
             .field("lender_decision", &self.lender_decision)
+            .field("correction", &self.correction)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +96,22 @@ impl StaffRequest {
             task: None,
             reason: None,
             lender_decision: None,
+            correction: None,
+        }
+    }
+
+    /// Corrects the plan total, the insurance estimate and the deposit of a workflow whose
+    /// amounts came in wrong ([`StaffAction::CorrectAmounts`]); `reason` is required.
+    pub fn correction(
+        workflow: WorkflowId,
+        correction: Correction,
+        actor: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            correction: Some(correction),
+            reason: Some(reason.into()),
+            ..Self::new(workflow, StaffAction::CorrectAmounts, actor)
         }
     }
 
@@ -139,6 +160,21 @@ impl StaffRequest {
             Some(reason) if !reason.is_empty() => format!("{label}; reason: {reason}"),
             _ => label.to_owned(),
         }
+    }
+}
+
+/// The audit line of an admitted `request` on `state`: [`StaffRequest::audit_detail`], and for a
+/// correction each amount before and after. Pure; both stores call it inside their transaction.
+pub fn audit_detail(state: &WorkflowState, request: &StaffRequest) -> String {
+    match (&request.correction, request.action) {
+        (Some(c), StaffAction::CorrectAmounts) => {
+            let detail = format!("correct_amounts: {}", c.audit_line(state));
+            match request.reason.as_deref().map(str::trim) {
+                Some(reason) if !reason.is_empty() => format!("{detail}; reason: {reason}"),
+                _ => detail,
+            }
+        }
+        _ => request.audit_detail(),
     }
 }
 
@@ -244,6 +280,17 @@ pub enum Refusal {
         /// Why (the pure rule's answer).
         why: PayLinkRefusal,
     },
+    /// A correction of amounts that may no longer be corrected.
+    #[error("the amounts of workflow {workflow} can no longer be corrected: {why}")]
+    NotCorrectable {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// Why (the pure rule's answer).
+        why: NotCorrectable,
+    },
+    /// A correction whose values do not make sense (or none were given, or no reason).
+    #[error("the correction cannot be made: {0}")]
+    BadCorrection(String),
     /// Nothing to resend to: the workflow is over.
     #[error("workflow {workflow} is {}; there is no link to resend", status.label())]
     Finished {
@@ -294,6 +341,9 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
     let task_beside = state.status == Status::Done && !snapshot.open_tasks.is_empty();
     if request.action == StaffAction::RecordLenderDecision {
         return lender_decision_event(state, request).map(|_| ());
+    }
+    if request.action == StaffAction::CorrectAmounts {
+        return correction_event(state, request).map(|_| ());
     }
     match (request.action, state.status) {
         (StaffAction::MarkHandled, Status::Done) if settlement_open || task_beside => Ok(()),
@@ -355,6 +405,9 @@ pub fn queued_event(state: &WorkflowState, request: &StaffRequest) -> Result<Eve
     if request.action == StaffAction::RecordLenderDecision {
         return lender_decision_event(state, request);
     }
+    if request.action == StaffAction::CorrectAmounts {
+        return correction_event(state, request);
+    }
     Ok(Event::Staff {
         action: request.action,
     })
@@ -365,6 +418,7 @@ pub fn queued_event(state: &WorkflowState, request: &StaffRequest) -> Result<Eve
 pub fn queued_staff_action(event: &Event) -> Option<StaffAction> {
     match event {
         Event::Staff { action } => Some(*action),
+        Event::AmountsCorrected { .. } => Some(StaffAction::CorrectAmounts),
         e if is_staff_lender_decision(e) => Some(StaffAction::RecordLenderDecision),
         _ => None,
     }
@@ -383,6 +437,30 @@ pub fn is_staff_lender_decision(event: &Event) -> bool {
         ),
         _ => false,
     }
+}
+
+/// The event a correction queues, when the workflow's amounts may still be corrected and the
+/// new values make sense, with a reason given.
+fn correction_event(state: &WorkflowState, request: &StaffRequest) -> Result<Event, Refusal> {
+    let workflow = request.workflow.clone();
+    let Some(correction) = request.correction else {
+        return Err(Refusal::BadCorrection("no amounts were given".into()));
+    };
+    if request
+        .reason
+        .as_deref()
+        .is_none_or(|r| r.trim().is_empty())
+    {
+        return Err(Refusal::BadCorrection(
+            "say why the amounts are corrected (for the audit trail)".into(),
+        ));
+    }
+    chairside_workflow::correction::correctable(state)
+        .map_err(|why| Refusal::NotCorrectable { workflow, why })?;
+    correction
+        .check()
+        .map_err(|e| Refusal::BadCorrection(e.to_string()))?;
+    Ok(Event::AmountsCorrected { correction })
 }
 
 /// The decision a link-only lender's report makes, when the workflow waits on staff for that
@@ -514,6 +592,25 @@ impl<'a> StaffActions<'a> {
     ) -> Result<StaffReceipt, StaffError> {
         let request =
             StaffRequest::lender_decision(workflow.clone(), lender.clone(), report, self.actor);
+        self.act(request, now).await
+    }
+
+    /// Corrects the plan total, the insurance estimate and the deposit of a workflow whose
+    /// amounts came in wrong, with staff's reason; the audit trail records each value before and
+    /// after, who and when. The workflow is priced again from the corrected values.
+    ///
+    /// # Errors
+    /// As [`Self::act`]; refused ([`Refusal::NotCorrectable`]) once a lender was asked for the
+    /// old amount or money moved, and ([`Refusal::BadCorrection`]) for values that do not make
+    /// sense or without a reason.
+    pub async fn correct_amounts(
+        &self,
+        workflow: &WorkflowId,
+        correction: Correction,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StaffReceipt, StaffError> {
+        let request = StaffRequest::correction(workflow.clone(), correction, self.actor, reason);
         self.act(request, now).await
     }
 

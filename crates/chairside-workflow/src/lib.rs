@@ -4,6 +4,7 @@
 //! live there and are tested without I/O. The runner performs the commands and feeds their results
 //! back as events.
 
+pub mod correction;
 pub mod delivery;
 pub mod intake;
 pub mod machine;
@@ -646,6 +647,9 @@ pub enum StaffAction {
     /// declined). The decision itself reaches the machine as [`Event::LenderDecided`] (built by
     /// the engine's staff service from the amount asked), never as [`Event::Staff`].
     RecordLenderDecision,
+    /// Correct the plan total, the insurance estimate and the deposit that came in wrong. The
+    /// values reach the machine as [`Event::AmountsCorrected`], never as [`Event::Staff`].
+    CorrectAmounts,
 }
 
 /// Everything that can happen to a workflow.
@@ -785,6 +789,11 @@ pub enum Event {
     },
     /// The patient clicked "pay the deposit" after its Checkout Session expired: issue a fresh one.
     DepositLinkRequested,
+    /// Staff corrected the amounts that came in wrong ([`correction`]): priced again from them.
+    AmountsCorrected {
+        /// The corrected amounts.
+        correction: correction::Correction,
+    },
     /// The card-saving link exists.
     CardSetupLinkCreated {
         /// `cs_…`.
@@ -876,6 +885,7 @@ impl Event {
             Self::LenderSettled { .. } => "lender_settled",
             Self::InHouseAnswered { .. } => "in_house_answered",
             Self::DepositLinkRequested => "deposit_link_requested",
+            Self::AmountsCorrected { .. } => "amounts_corrected",
             Self::PracticePatientReady { .. } => "practice_patient_ready",
             Self::PracticePatientForStaff { .. } => "practice_patient_for_staff",
             Self::CardSetupLinkCreated { .. } => "card_setup_link_created",

@@ -258,6 +258,7 @@ pub fn apply(
             in_house_answered(&mut cx, accepted, wording)
         }
         Event::DepositLinkRequested => deposit_link_requested(&mut cx),
+        Event::AmountsCorrected { correction } => amounts_corrected(&mut cx, correction),
         Event::PracticePatientReady {
             patient_id,
             created,
@@ -385,13 +386,59 @@ fn deposit_for(rule: DepositRule, portion: Money) -> Money {
 }
 
 fn priced(cx: &mut Ctx<'_>, split: CoverageSplit, reachable: bool, not_before: DateTime<Utc>) {
+    priced_with(cx, split, None, reachable, not_before);
+}
+
+/// Staff corrected the amounts (`correction.rs` says whether they may): priced again from them,
+/// with the deposit staff gave, and on from there as after the plan was read.
+fn amounts_corrected(cx: &mut Ctx<'_>, correction: crate::correction::Correction) {
+    if let Err(why) = crate::correction::correctable(cx.state) {
+        return cx.ignore(&format!("amounts not corrected: {why}"));
+    }
+    if let Err(why) = correction.check() {
+        return cx.ignore(&format!("amounts not corrected: {why}"));
+    }
+    let Some(facts) = cx.state.facts.clone() else {
+        return cx.ignore("amounts not corrected: the plan was never read");
+    };
+    cx.audit(format!(
+        "amounts corrected by staff: {}",
+        correction.audit_line(cx.state)
+    ));
+    cx.state.staff_task = None;
+    cx.state.status = Status::Active;
+    cx.state.result = None;
+    cx.state.failed_action = None;
+    cx.state.failed_key_seq = None;
+    cx.out.clear_timers.extend(ALL_TIMERS);
+    let split = CoverageSplit {
+        total: correction.total,
+        insurance: correction.insurance,
+        patient_portion: correction.portion(),
+    };
+    priced_with(
+        cx,
+        split,
+        Some(correction.deposit),
+        facts.reachable,
+        facts.financing_not_before,
+    );
+}
+
+fn priced_with(
+    cx: &mut Ctx<'_>,
+    split: CoverageSplit,
+    deposit: Option<Money>,
+    reachable: bool,
+    not_before: DateTime<Utc>,
+) {
     cx.state.split = Some(split);
     cx.audit(format!("priced: {split}"));
     if !reachable {
         return to_staff(cx, TaskKind::Unreachable, "the patient has neither a mobile phone nor an email address on file; add one and retry".into());
     }
     let portion = split.patient_portion;
-    let deposit = deposit_for(cx.config.deposit, portion);
+    let deposit = deposit.unwrap_or_else(|| deposit_for(cx.config.deposit, portion));
     let amount = portion.checked_sub(deposit).unwrap_or(portion);
     cx.state.deposit = Some(deposit);
     cx.state.financing_amount = Some(amount);
@@ -1547,6 +1594,9 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
         }
         StaffAction::RecordLenderDecision => {
             cx.ignore("a lender decision arrives as lender_decided, not as a staff event");
+        }
+        StaffAction::CorrectAmounts => {
+            cx.ignore("a correction arrives as amounts_corrected, not as a staff event");
         }
         StaffAction::Retry if cx.state.status == Status::Done => {
             // A failed payment beside a finished financing: a pay link for the deposit owed.

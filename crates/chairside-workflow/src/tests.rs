@@ -2554,3 +2554,51 @@ fn a_staff_retry_of_a_failed_deposit_asks_for_one_link_then_sends_the_page_once(
     let replay = apply(&mut s, created, &cfg, t0());
     assert!(replay.commands.is_empty());
 }
+
+#[test]
+fn staff_corrected_amounts_price_the_plan_again_and_the_first_lender_is_asked_for_them() {
+    // Arrange: insurance above the fee: a bad-data task once the note is written.
+    let mut run = Run::new(config(0, true, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 120_000));
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    let correction = crate::correction::Correction {
+        total: Money::usd(100_000),
+        insurance: Money::usd(20_000),
+        deposit: Money::usd(10_000),
+    };
+
+    // Act
+    let t = run.on(Event::AmountsCorrected { correction });
+
+    // Assert: $800 portion, $100 deposit from staff, $700 asked of the first lender.
+    assert!(!t.ignored);
+    assert_eq!(run.state.status, Status::Active);
+    assert_eq!(run.state.staff_task, None);
+    assert_eq!(run.state.deposit, Some(Money::usd(10_000)));
+    assert_eq!(run.state.financing_amount, Some(Money::usd(70_000)));
+    assert!(
+        t.commands.iter().any(|c| matches!(
+            &c.action,
+            Action::StartApplication { amount, .. } | Action::LookupCardholder { amount, .. }
+                if *amount == Money::usd(70_000)
+        )),
+        "{:?}",
+        t.commands
+    );
+    assert!(
+        t.audit.iter().any(|a| a.contains(
+            // The plan could not be priced: nothing was known before.
+            "amounts corrected by staff: plan total none -> $1,000.00, insurance estimate none -> $200.00, deposit none -> $100.00"
+        )),
+        "{:?}",
+        t.audit
+    );
+
+    // A second correction now (a lender is being asked for the corrected amount) is ignored.
+    let again = run.on(Event::AmountsCorrected { correction });
+    assert!(again.ignored && again.commands.is_empty());
+}

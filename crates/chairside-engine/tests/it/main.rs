@@ -5,6 +5,7 @@
 mod at_rest;
 mod backend;
 mod consent;
+mod corrections;
 mod detect;
 mod engine;
 mod fakes;

@@ -94,7 +94,7 @@ impl StaffStore for PostgresStore {
             id,
             &request.actor,
             AUDIT_KIND,
-            &request.audit_detail(),
+            &crate::staff::audit_detail(&state, request),
             now_ms,
         )
         .await?;

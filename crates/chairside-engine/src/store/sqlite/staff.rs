@@ -93,7 +93,7 @@ impl StaffStore for SqliteStore {
             id,
             &request.actor,
             AUDIT_KIND,
-            &request.audit_detail(),
+            &crate::staff::audit_detail(&state, request),
             now_ms,
         )
         .await?;
