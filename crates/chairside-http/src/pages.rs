@@ -96,6 +96,12 @@ impl Pages {
         self.render(StatusCode::CONFLICT, "error.html", ctx)
     }
 
+    /// A staff form with a value that does not read: 400 naming the field and what was expected.
+    pub(crate) fn form_error(&self, text: &str) -> Response {
+        let ctx = minijinja::context! { lang => "en", title => "Not accepted", text };
+        self.render(StatusCode::BAD_REQUEST, "error.html", ctx)
+    }
+
     /// The plain error page: a status and a sentence, nothing about the request.
     pub(crate) fn error(&self, status: StatusCode, lang: &str) -> Response {
         let (title, text) = match (status, lang) {
