@@ -306,7 +306,8 @@ mod tests {
         deferred.status = Status::Active;
         deferred.stage = Stage::Deferred;
         assert_eq!(correctable(&deferred), Ok(()));
-        let cases: [(fn(&mut WorkflowState), NotCorrectable); 7] = [
+        type Change = fn(&mut WorkflowState);
+        let cases: [(Change, NotCorrectable); 7] = [
             (|s| s.status = Status::Cancelled, NotCorrectable::Cancelled),
             (|s| s.facts = None, NotCorrectable::NotPriced),
             (

@@ -165,7 +165,7 @@ pub fn apply(
         Event::DepositLinkCreated { session_id, url }
             if cx.state.stripe.staff_pay_link && cx.state.status != Status::Cancelled =>
         {
-            staff_pay_link_created(&mut cx, session_id, url);
+            staff_pay_link_created(&mut cx, &session_id, url);
         }
         Event::DepositLinkCreated { session_id, url } => {
             if cx.state.stripe.reissuing_deposit_link
@@ -1503,14 +1503,14 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
 /// The pay link of a staff retry exists: the deposit's link is this one (a session still open in
 /// Stripe comes back as itself; a fresh one retires the dead one), and the patient is sent the
 /// page's link once.
-fn staff_pay_link_created(cx: &mut Ctx<'_>, session_id: String, url: String) {
+fn staff_pay_link_created(cx: &mut Ctx<'_>, session_id: &str, url: String) {
     let stripe = &mut cx.state.stripe;
     stripe.staff_pay_link = false;
     stripe.reissuing_deposit_link = false;
     if stripe.deposit_paid {
         return cx.ignore("the deposit was paid meanwhile; the link is not sent");
     }
-    match stripe.checkout_session_id.replace(session_id.clone()) {
+    match stripe.checkout_session_id.replace(session_id.to_owned()) {
         Some(old) if old == session_id => {
             cx.audit(format!(
                 "deposit link {session_id} still open in Stripe: sent again"

@@ -2489,7 +2489,8 @@ fn a_pay_link_is_reissued_only_for_a_deposit_still_owed_after_a_failure() {
     use crate::PayLinkRefusal as R;
     let owed = failed_deposit_state();
     assert_eq!(owed.pay_link_retry(), Ok(Money::usd(12_000)));
-    let cases: [(fn(&mut WorkflowState), R); 6] = [
+    type Change = fn(&mut WorkflowState);
+    let cases: [(Change, R); 6] = [
         (|s| s.stripe.deposit_paid = true, R::AlreadyPaid),
         (|s| s.status = Status::Cancelled, R::Cancelled),
         (|s| s.stripe.failures_handled.clear(), R::NoFailedPayment),
