@@ -231,6 +231,20 @@ pub fn refund_marker(refund_key: &str) -> String {
     format!("[chairside-refund:{refund_key}]")
 }
 
+/// Where a deposit Checkout Session stands in the payments system ([`Payments::deposit_link_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepositLinkState {
+    /// Open and unpaid: its link still works.
+    Open {
+        /// The session's link.
+        url: String,
+    },
+    /// Paid.
+    Paid,
+    /// Expired, or complete without the money (its payment failed): it cannot be used again.
+    Dead,
+}
+
 /// Stripe, as the orchestrator needs it. Every creating call carries a deterministic idempotency key.
 #[async_trait]
 pub trait Payments: Send + Sync + fmt::Debug {
@@ -282,6 +296,13 @@ pub trait Payments: Send + Sync + fmt::Debug {
     /// # Errors
     /// A classified [`ExternalError`].
     async fn expire_deposit_link(&self, session: &str, key: &str) -> Result<(), ExternalError>;
+
+    /// Where a deposit Checkout Session stands, read before a staff retry of a failed payment
+    /// issues a fresh one: an open session is sent again, a paid one is not replaced.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn deposit_link_state(&self, session: &str) -> Result<DepositLinkState, ExternalError>;
 
     /// Creates the card-saving link (Checkout in setup mode) for a card-on-file practice;
     /// returns (`cs_…`, url). The default refuses: a payments system without saved cards.

@@ -18,15 +18,16 @@ use crate::clock::Clock;
 use crate::links::PatientLinks;
 use crate::note::{ledger_note, note_marker, summary};
 use crate::ports::{
-    CardChargeRequest, CardOutcome, EnsuredPatient, ExternalError, MessageContent, PaymentPosting,
-    PlanState, PlanSummary, PracticeProfile, SharedMessenger, SharedPayments, SharedPracticeSystem,
+    CardChargeRequest, CardOutcome, DepositLinkState, EnsuredPatient, ExternalError,
+    MessageContent, PaymentPosting, PlanState, PlanSummary, PracticeProfile, SharedMessenger,
+    SharedPayments, SharedPracticeSystem,
 };
 use crate::store::{Claim, Consumed, Store, StoreError, WorkItem};
 use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
 use chairside_workflow::machine::apply;
 use chairside_workflow::{
-    Action, Command, Event, MessageKind, NoteKind, PatientFacts, StaffTask, Status, TaskKind,
-    WorkflowConfig, WorkflowState,
+    Action, Command, Event, MessageKind, NoteKind, PatientFacts, PaymentFact, StaffTask, Status,
+    TaskKind, WorkflowConfig, WorkflowState,
 };
 
 /// Everything the runner needs for one practice.
@@ -822,6 +823,47 @@ impl Runner {
                     _ => Event::DepositLinkCreated { session_id, url },
                 })
             }
+            Action::ReissueDepositLink { amount, previous } => {
+                let customer = state
+                    .stripe
+                    .customer_id
+                    .as_deref()
+                    .ok_or_else(|| Performed::Failed("no Stripe customer".into()))?;
+                // Never a second live link, never a paid or expired one again: ask Stripe first.
+                if let Some(previous) = previous {
+                    match self
+                        .timed(rt.payments.deposit_link_state(previous))
+                        .await
+                        .map_err(classify)?
+                    {
+                        DepositLinkState::Open { url } => {
+                            return Ok(Performed::event(Event::DepositLinkCreated {
+                                session_id: previous.clone(),
+                                url,
+                            }));
+                        }
+                        DepositLinkState::Paid => {
+                            return Ok(Performed::event(Event::Payment(
+                                PaymentFact::CheckoutCompleted {
+                                    session_id: previous.clone(),
+                                },
+                            )));
+                        }
+                        DepositLinkState::Dead => {}
+                    }
+                }
+                let (session_id, url) = self
+                    .timed(rt.payments.create_deposit_link(
+                        &rt.profile.id,
+                        customer,
+                        *amount,
+                        &state.id,
+                        key,
+                    ))
+                    .await
+                    .map_err(classify)?;
+                Performed::event(Event::DepositLinkCreated { session_id, url })
+            }
             Action::CreateInstallmentSchedule { offer } => {
                 let customer = state
                     .stripe
@@ -1154,6 +1196,12 @@ impl Runner {
                 page_link,
                 amount: state.failed_payment_amount(),
             },
+            // The fresh pay link is on the patient page: the payment-failed wording, naming the
+            // deposit the link collects.
+            MessageKind::PayLinkReissued => MessageContent::PaymentFailed {
+                page_link,
+                amount: state.result.as_ref().map(|r| r.deposit),
+            },
             MessageKind::FinancingSummary => match summary(state, page_link, now, rt.time_zone()) {
                 Some(s) => MessageContent::FinancingSummary(Box::new(s)),
                 None => return Ok(Performed::Failed("the summary has no priced plan".into())),
@@ -1268,6 +1316,7 @@ fn indeterminate_event(command: &Command, reason: String) -> Event {
         Action::EnsureCustomer
         | Action::CreateDepositLink { .. }
         | Action::CreatePayLink { .. }
+        | Action::ReissueDepositLink { .. }
         | Action::CreateInstallmentSchedule { .. }
         | Action::CancelSchedule { .. }
         | Action::ExpireDepositLink { .. }

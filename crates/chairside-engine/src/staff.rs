@@ -26,8 +26,9 @@ use financing_core::link_only::{STAFF_RAW_STATUS, StaffReport};
 use financing_core::{Decision, LenderId, PracticeId};
 
 use crate::store::{StaffStore, StoreError};
+use chairside_workflow::correction::{Correction, NotCorrectable};
 use chairside_workflow::{
-    Event, LenderPhase, StaffAction, Stage, Status, WorkflowId, WorkflowState,
+    Event, LenderPhase, PayLinkRefusal, StaffAction, Stage, Status, WorkflowId, WorkflowState,
 };
 
 /// The audit `kind` of a staff decision.
@@ -43,6 +44,7 @@ pub fn action_label(action: StaffAction) -> &'static str {
         StaffAction::AcceptCounteroffer => "accept_counteroffer",
         StaffAction::NextLender => "next_lender",
         StaffAction::RecordLenderDecision => "record_lender_decision",
+        StaffAction::CorrectAmounts => "correct_amounts",
     }
 }
 
@@ -64,6 +66,8 @@ pub struct StaffRequest {
     pub reason: Option<String>,
     /// For [`StaffAction::RecordLenderDecision`]: the lender and what staff read in its portal.
     pub lender_decision: Option<(LenderId, StaffReport)>,
+    /// For [`StaffAction::CorrectAmounts`]: the corrected amounts.
+    pub correction: Option<Correction>,
 }
 
 // Hand-written: the reason is free text that staff type.
@@ -76,6 +80,7 @@ impl fmt::Debug for StaffRequest {
             .field("practice", &self.practice)
             .field("task", &self.task)
             .field("lender_decision", &self.lender_decision)
+            .field("correction", &self.correction)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +96,22 @@ impl StaffRequest {
             task: None,
             reason: None,
             lender_decision: None,
+            correction: None,
+        }
+    }
+
+    /// Corrects the plan total, the insurance estimate and the deposit of a workflow whose
+    /// amounts came in wrong ([`StaffAction::CorrectAmounts`]); `reason` is required.
+    pub fn correction(
+        workflow: WorkflowId,
+        correction: Correction,
+        actor: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            correction: Some(correction),
+            reason: Some(reason.into()),
+            ..Self::new(workflow, StaffAction::CorrectAmounts, actor)
         }
     }
 
@@ -142,6 +163,21 @@ impl StaffRequest {
     }
 }
 
+/// The audit line of an admitted `request` on `state`: [`StaffRequest::audit_detail`], and for a
+/// correction each amount before and after. Pure; both stores call it inside their transaction.
+pub fn audit_detail(state: &WorkflowState, request: &StaffRequest) -> String {
+    match (&request.correction, request.action) {
+        (Some(c), StaffAction::CorrectAmounts) => {
+            let detail = format!("correct_amounts: {}", c.audit_line(state));
+            match request.reason.as_deref().map(str::trim) {
+                Some(reason) if !reason.is_empty() => format!("{detail}; reason: {reason}"),
+                _ => detail,
+            }
+        }
+        _ => request.audit_detail(),
+    }
+}
+
 /// What the store read about the workflow, inside the transaction, for [`admit`].
 #[derive(Debug, Clone, Copy)]
 pub struct StaffSnapshot<'a> {
@@ -149,6 +185,8 @@ pub struct StaffSnapshot<'a> {
     pub state: &'a WorkflowState,
     /// Its open tasks' ids.
     pub open_tasks: &'a [i64],
+    /// Their kinds' labels ([`chairside_workflow::TaskKind::label`]), in the same order.
+    pub open_kinds: &'a [String],
     /// A staff decision queued and not yet applied by the runner.
     pub queued: Option<StaffAction>,
 }
@@ -233,6 +271,26 @@ pub enum Refusal {
     /// A lender decision without the lender and the decision.
     #[error("a lender decision for workflow {0} must name the lender and what it decided")]
     MissingLenderDecision(WorkflowId),
+    /// A retry of a failed payment with no pay link to issue: nothing is owed any more, or
+    /// what failed is for Stripe to retry.
+    #[error("workflow {workflow}: no pay link to re-issue: {why}")]
+    NoPayLink {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// Why (the pure rule's answer).
+        why: PayLinkRefusal,
+    },
+    /// A correction of amounts that may no longer be corrected.
+    #[error("the amounts of workflow {workflow} can no longer be corrected: {why}")]
+    NotCorrectable {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// Why (the pure rule's answer).
+        why: NotCorrectable,
+    },
+    /// A correction whose values do not make sense (or none were given, or no reason).
+    #[error("the correction cannot be made: {0}")]
+    BadCorrection(String),
     /// Nothing to resend to: the workflow is over.
     #[error("workflow {workflow} is {}; there is no link to resend", status.label())]
     Finished {
@@ -284,8 +342,23 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
     if request.action == StaffAction::RecordLenderDecision {
         return lender_decision_event(state, request).map(|_| ());
     }
+    if request.action == StaffAction::CorrectAmounts {
+        return correction_event(state, request).map(|_| ());
+    }
     match (request.action, state.status) {
         (StaffAction::MarkHandled, Status::Done) if settlement_open || task_beside => Ok(()),
+        // A failed payment beside a finished financing: a fresh pay link for what is owed.
+        (StaffAction::Retry, Status::Done)
+            if snapshot
+                .open_kinds
+                .iter()
+                .any(|k| k == chairside_workflow::TaskKind::PaymentFailed.label()) =>
+        {
+            state
+                .pay_link_retry()
+                .map(|_| ())
+                .map_err(|why| Refusal::NoPayLink { workflow, why })
+        }
         (
             StaffAction::Retry
             | StaffAction::MarkHandled
@@ -313,6 +386,15 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
     }
 }
 
+/// The one kind of open task an admitted `request` resolves, when it answers only that kind: a
+/// retry of a failed payment beside a finished financing closes the payment-failed task and
+/// leaves any other (the lender charge's settlement task) open. `None`: every open task of the
+/// workflow. Pure; both stores call it inside their transaction.
+pub fn resolves_only(state: &WorkflowState, request: &StaffRequest) -> Option<&'static str> {
+    (request.action == StaffAction::Retry && state.status == Status::Done)
+        .then_some(chairside_workflow::TaskKind::PaymentFailed.label())
+}
+
 /// The event an admitted `request` queues for the runner: [`Event::Staff`], or for a link-only
 /// lender's decision the [`Event::LenderDecided`] it makes (the machine routes it like any
 /// lender's answer). Pure; every store calls it inside its transaction after [`admit`].
@@ -322,6 +404,9 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
 pub fn queued_event(state: &WorkflowState, request: &StaffRequest) -> Result<Event, Refusal> {
     if request.action == StaffAction::RecordLenderDecision {
         return lender_decision_event(state, request);
+    }
+    if request.action == StaffAction::CorrectAmounts {
+        return correction_event(state, request);
     }
     Ok(Event::Staff {
         action: request.action,
@@ -333,6 +418,7 @@ pub fn queued_event(state: &WorkflowState, request: &StaffRequest) -> Result<Eve
 pub fn queued_staff_action(event: &Event) -> Option<StaffAction> {
     match event {
         Event::Staff { action } => Some(*action),
+        Event::AmountsCorrected { .. } => Some(StaffAction::CorrectAmounts),
         e if is_staff_lender_decision(e) => Some(StaffAction::RecordLenderDecision),
         _ => None,
     }
@@ -351,6 +437,30 @@ pub fn is_staff_lender_decision(event: &Event) -> bool {
         ),
         _ => false,
     }
+}
+
+/// The event a correction queues, when the workflow's amounts may still be corrected and the
+/// new values make sense, with a reason given.
+fn correction_event(state: &WorkflowState, request: &StaffRequest) -> Result<Event, Refusal> {
+    let workflow = request.workflow.clone();
+    let Some(correction) = request.correction else {
+        return Err(Refusal::BadCorrection("no amounts were given".into()));
+    };
+    if request
+        .reason
+        .as_deref()
+        .is_none_or(|r| r.trim().is_empty())
+    {
+        return Err(Refusal::BadCorrection(
+            "say why the amounts are corrected (for the audit trail)".into(),
+        ));
+    }
+    chairside_workflow::correction::correctable(state)
+        .map_err(|why| Refusal::NotCorrectable { workflow, why })?;
+    correction
+        .check()
+        .map_err(|e| Refusal::BadCorrection(e.to_string()))?;
+    Ok(Event::AmountsCorrected { correction })
 }
 
 /// The decision a link-only lender's report makes, when the workflow waits on staff for that
@@ -451,10 +561,13 @@ impl<'a> StaffActions<'a> {
         Ok(receipt)
     }
 
-    /// Retries the failed step of a workflow waiting on staff.
+    /// Retries the failed step of a workflow waiting on staff; beside a finished financing with a
+    /// failed payment, issues a fresh pay link for the deposit still owed and sends the patient
+    /// the patient page's link ([`WorkflowState::pay_link_retry`]).
     ///
     /// # Errors
-    /// As [`Self::act`]; refused unless the workflow waits on staff.
+    /// As [`Self::act`]; refused unless the workflow waits on staff or has a failed payment with
+    /// a deposit still owed ([`Refusal::NoPayLink`]).
     pub async fn retry(
         &self,
         workflow: &WorkflowId,
@@ -479,6 +592,25 @@ impl<'a> StaffActions<'a> {
     ) -> Result<StaffReceipt, StaffError> {
         let request =
             StaffRequest::lender_decision(workflow.clone(), lender.clone(), report, self.actor);
+        self.act(request, now).await
+    }
+
+    /// Corrects the plan total, the insurance estimate and the deposit of a workflow whose
+    /// amounts came in wrong, with staff's reason; the audit trail records each value before and
+    /// after, who and when. The workflow is priced again from the corrected values.
+    ///
+    /// # Errors
+    /// As [`Self::act`]; refused ([`Refusal::NotCorrectable`]) once a lender was asked for the
+    /// old amount or money moved, and ([`Refusal::BadCorrection`]) for values that do not make
+    /// sense or without a reason.
+    pub async fn correct_amounts(
+        &self,
+        workflow: &WorkflowId,
+        correction: Correction,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StaffReceipt, StaffError> {
+        let request = StaffRequest::correction(workflow.clone(), correction, self.actor, reason);
         self.act(request, now).await
     }
 

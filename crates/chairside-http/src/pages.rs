@@ -89,6 +89,19 @@ impl Pages {
         }
     }
 
+    /// A staff decision refused: 409 with the refusal's own words (a workflow id and why, never
+    /// patient data), so staff see why nothing happened.
+    pub(crate) fn refused(&self, text: &str) -> Response {
+        let ctx = minijinja::context! { lang => "en", title => "Not done", text };
+        self.render(StatusCode::CONFLICT, "error.html", ctx)
+    }
+
+    /// A staff form with a value that does not read: 400 naming the field and what was expected.
+    pub(crate) fn form_error(&self, text: &str) -> Response {
+        let ctx = minijinja::context! { lang => "en", title => "Not accepted", text };
+        self.render(StatusCode::BAD_REQUEST, "error.html", ctx)
+    }
+
     /// The plain error page: a status and a sentence, nothing about the request.
     pub(crate) fn error(&self, status: StatusCode, lang: &str) -> Response {
         let (title, text) = match (status, lang) {

@@ -693,9 +693,10 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         TaskKind::BadData | TaskKind::Unreachable | TaskKind::SystemError => {
             vec![RETRY, HANDLED, CANCEL]
         }
-        // Raised beside a financing that is done: Stripe retries the payment on its own
-        // schedule and the patient was told; staff call the patient and mark it handled.
-        TaskKind::PaymentFailed => vec![HANDLED],
+        // Raised beside a financing that is done: Retry sends the patient a fresh pay link for a
+        // deposit still owed (refused, with the reason, when nothing is owed or Stripe retries an
+        // installment itself); otherwise staff call the patient and mark it handled.
+        TaskKind::PaymentFailed => vec![RETRY, HANDLED],
         TaskKind::PatientQuiet => vec![RESEND, HANDLED, CANCEL],
         TaskKind::Counteroffer => vec![ACCEPT_COUNTEROFFER, NEXT_LENDER, HANDLED, CANCEL],
         TaskKind::NoFinancing => vec![HANDLED, CANCEL],
@@ -1103,7 +1104,24 @@ struct WorkflowPage {
     task: Option<TaskView>,
     /// A link-only lender waiting for staff to record its decision.
     decision: Option<DecisionView>,
+    /// The amounts as they stand, while they may still be corrected.
+    correct: Option<CorrectView>,
     audit: Vec<AuditLine>,
+}
+
+/// The form that corrects the plan total, the insurance estimate and the deposit, prefilled
+/// with the values as they stand (plain dollars, `1500.00`; empty when not known).
+#[derive(Serialize)]
+struct CorrectView {
+    total: String,
+    insurance: String,
+    deposit: String,
+}
+
+fn plain_dollars(m: Option<Money>) -> String {
+    m.map_or_else(String::new, |m| {
+        format!("{}.{:02}", m.minor() / 100, m.minor() % 100)
+    })
 }
 
 /// The form that records a link-only lender's decision (Cherry approved $X, declined,
@@ -1200,6 +1218,13 @@ async fn render_workflow(
             }
             _ => None,
         },
+        correct: chairside_workflow::correction::correctable(st)
+            .is_ok()
+            .then(|| CorrectView {
+                total: plain_dollars(st.split.map(|x| x.total)),
+                insurance: plain_dollars(st.split.map(|x| x.insurance)),
+                deposit: plain_dollars(st.deposit),
+            }),
         task: open_task.map(|t| TaskView {
             id: t.id,
             kind: task_label(t.task.kind),
@@ -1235,6 +1260,15 @@ pub(crate) struct ActionForm {
     /// `record_lender_decision`: the amount approved or offered, in dollars (`1200.00`).
     #[serde(default)]
     amount: Option<String>,
+    /// `correct_amounts`: the plan total, in dollars.
+    #[serde(default)]
+    total: String,
+    /// `correct_amounts`: the insurance estimate, in dollars.
+    #[serde(default)]
+    insurance: String,
+    /// `correct_amounts`: the deposit, in dollars.
+    #[serde(default)]
+    deposit: String,
 }
 
 /// The decision a `record_lender_decision` form records; `None` when the form is incomplete or
@@ -1275,7 +1309,24 @@ pub(crate) async fn act(
     };
     let actor = format!("staff:{}", s.username);
     let staff = StaffActions::new(&*state.store, &actor);
-    let mut request = if form.action == "record_lender_decision" {
+    let mut request = if form.action == "correct_amounts" {
+        let correction = match chairside_workflow::correction::Correction::parse(
+            &form.total,
+            &form.insurance,
+            &form.deposit,
+        ) {
+            Ok(c) => c,
+            // The form's own words: which field, and what was expected.
+            Err(e) => return state.pages.form_error(&e.to_string()),
+        };
+        StaffRequest::correction(
+            wf,
+            correction,
+            actor.clone(),
+            form.reason.clone().unwrap_or_default(),
+        )
+        .within(s.practice.clone())
+    } else if form.action == "record_lender_decision" {
         let Some((lender, report)) = lender_report(&form) else {
             return state.pages.error(StatusCode::BAD_REQUEST, "en");
         };
@@ -1295,6 +1346,15 @@ pub(crate) async fn act(
     match staff.act(request, state.now()).await {
         Ok(_) => to_dashboard(&state),
         Err(StaffError::Refused(Refusal::UnknownWorkflow(_))) => not_found(&state),
+        // Why nothing happened, in the refusal's words: "nothing is owed: the deposit is paid".
+        Err(StaffError::Refused(
+            refusal @ (Refusal::NoPayLink { .. }
+            | Refusal::NotCorrectable { .. }
+            | Refusal::BadCorrection(_)),
+        )) => {
+            tracing::info!(%refusal, "staff action refused");
+            state.pages.refused(&refusal.to_string())
+        }
         Err(StaffError::Refused(refusal)) => {
             tracing::info!(%refusal, "staff action refused");
             state.pages.error(StatusCode::CONFLICT, "en")

@@ -447,6 +447,15 @@ impl Kit {
 
     /// Opens a staff task on a seeded workflow, the way the runner does: under a claim.
     pub(crate) async fn raise_task(&self, wf: &WorkflowId, task: StaffTask) {
+        self.raise(wf, task, true).await;
+    }
+
+    /// Opens a staff task beside a finished workflow (a failed payment), which stays done.
+    pub(crate) async fn raise_task_beside(&self, wf: &WorkflowId, task: StaffTask) {
+        self.raise(wf, task, false).await;
+    }
+
+    async fn raise(&self, wf: &WorkflowId, task: StaffTask, waiting: bool) {
         let claims: Vec<Claim> = self
             .store
             .claim_due("test-runner", self.now, Duration::from_secs(60), 100)
@@ -455,9 +464,11 @@ impl Kit {
         for claim in claims {
             if &claim.id == wf {
                 let mut state = self.store.workflow(wf).await.unwrap().unwrap().state;
-                state.status = Status::WaitingOnStaff;
-                state.stage = Stage::Settled;
-                state.staff_task = Some(task.clone());
+                if waiting {
+                    state.status = Status::WaitingOnStaff;
+                    state.stage = Stage::Settled;
+                    state.staff_task = Some(task.clone());
+                }
                 let transition = Transition {
                     raise_task: Some(task.clone()),
                     ..Transition::default()

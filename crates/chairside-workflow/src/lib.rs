@@ -4,6 +4,7 @@
 //! live there and are tested without I/O. The runner performs the commands and feeds their results
 //! back as events.
 
+pub mod correction;
 pub mod delivery;
 pub mod due;
 pub mod intake;
@@ -228,6 +229,9 @@ pub enum MessageKind {
     FinancingSummary,
     /// An installment or charge failed.
     PaymentFailed,
+    /// A staff retry of a failed payment issued a fresh pay link: the patient page holds it, and
+    /// the message (the payment-failed wording) links there.
+    PayLinkReissued,
     /// The practice's in-house plan, offered for the patient to accept on the patient page.
     InHouseOffer {
         /// 0 for the offer itself, then 1 for the first reminder, and so on.
@@ -243,6 +247,7 @@ impl MessageKind {
             Self::Reminder { .. } => "reminder",
             Self::FinancingSummary => "financing_summary",
             Self::PaymentFailed => "payment_failed",
+            Self::PayLinkReissued => "pay_link_reissued",
             Self::InHouseOffer { .. } => "in_house_offer",
         }
     }
@@ -448,6 +453,17 @@ pub enum Action {
         /// The deposit.
         amount: Money,
     },
+    /// A staff retry of a failed deposit payment: a pay link for what is still owed. The runner
+    /// asks Stripe about `previous` (the deposit's last Checkout Session) first: a session still
+    /// open and unpaid is the link again; one Stripe reports paid is reported as paid; otherwise
+    /// (expired, or complete with a failed payment) a fresh session is created under this
+    /// command's own idempotency key, so a crash-retry of the step never creates a second one.
+    ReissueDepositLink {
+        /// The deposit still owed.
+        amount: Money,
+        /// The deposit's last Checkout Session, when one was recorded.
+        previous: Option<String>,
+    },
     /// Create the in-house installment schedule.
     CreateInstallmentSchedule {
         /// The split.
@@ -521,6 +537,7 @@ impl Action {
             Self::CancelApplication { .. } => "cancel_application",
             Self::EnsureCustomer => "ensure_customer",
             Self::CreateDepositLink { .. } => "create_deposit_link",
+            Self::ReissueDepositLink { .. } => "reissue_deposit_link",
             Self::CreateInstallmentSchedule { .. } => "create_schedule",
             Self::CancelSchedule { .. } => "cancel_schedule",
             Self::ExpireDepositLink { .. } => "expire_deposit_link",
@@ -539,7 +556,9 @@ impl Action {
     pub fn creates_stripe_object(&self) -> bool {
         matches!(
             self,
-            Self::CreateDepositLink { .. } | Self::CreateInstallmentSchedule { .. }
+            Self::CreateDepositLink { .. }
+                | Self::ReissueDepositLink { .. }
+                | Self::CreateInstallmentSchedule { .. }
         )
     }
 }
@@ -658,6 +677,9 @@ pub enum StaffAction {
     /// declined). The decision itself reaches the machine as [`Event::LenderDecided`] (built by
     /// the engine's staff service from the amount asked), never as [`Event::Staff`].
     RecordLenderDecision,
+    /// Correct the plan total, the insurance estimate and the deposit that came in wrong. The
+    /// values reach the machine as [`Event::AmountsCorrected`], never as [`Event::Staff`].
+    CorrectAmounts,
 }
 
 /// Everything that can happen to a workflow.
@@ -806,6 +828,11 @@ pub enum Event {
     },
     /// The patient clicked "pay the deposit" after its Checkout Session expired: issue a fresh one.
     DepositLinkRequested,
+    /// Staff corrected the amounts that came in wrong ([`correction`]): priced again from them.
+    AmountsCorrected {
+        /// The corrected amounts.
+        correction: correction::Correction,
+    },
     /// The card-saving link exists.
     CardSetupLinkCreated {
         /// `cs_…`.
@@ -898,6 +925,7 @@ impl Event {
             Self::LenderSettled { .. } => "lender_settled",
             Self::InHouseAnswered { .. } => "in_house_answered",
             Self::DepositLinkRequested => "deposit_link_requested",
+            Self::AmountsCorrected { .. } => "amounts_corrected",
             Self::PracticePatientReady { .. } => "practice_patient_ready",
             Self::PracticePatientForStaff { .. } => "practice_patient_for_staff",
             Self::CardSetupLinkCreated { .. } => "card_setup_link_created",
@@ -1075,6 +1103,34 @@ impl FinancingResult {
     }
 }
 
+/// Why a staff retry of a failed payment issues no pay link ([`WorkflowState::pay_link_retry`]).
+/// The texts are for staff and carry no patient data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PayLinkRefusal {
+    /// The workflow was cancelled.
+    #[error("the workflow was cancelled; nothing is collected any more")]
+    Cancelled,
+    /// No payment of this workflow failed.
+    #[error("no payment of this workflow failed")]
+    NoFailedPayment,
+    /// The deposit is paid: nothing is owed through a pay link.
+    #[error(
+        "nothing is owed through a pay link: the deposit is already paid (Stripe retries a failed installment on its own schedule)"
+    )]
+    AlreadyPaid,
+    /// No deposit is owed; what failed was an installment, which Stripe retries itself.
+    #[error(
+        "no deposit is owed: a failed installment is retried by Stripe on its own schedule; call the patient to update the card, then mark the task handled"
+    )]
+    InstallmentOnly,
+    /// No Stripe customer was set up.
+    #[error("no Stripe customer was set up for this workflow")]
+    NoCustomer,
+    /// A fresh pay link is being issued already.
+    #[error("a fresh pay link is being issued already")]
+    AlreadyIssuing,
+}
+
 /// The current lender's application.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CurrentApplication {
@@ -1224,6 +1280,10 @@ pub struct StripeRecord {
     /// A fresh deposit Checkout Session is being created (the patient asked after an expiry).
     #[serde(default)]
     pub reissuing_deposit_link: bool,
+    /// The link being issued answers a staff retry of a failed payment: once it exists, the
+    /// patient is sent the patient page's link ([`MessageKind::PayLinkReissued`]).
+    #[serde(default)]
+    pub staff_pay_link: bool,
     /// Refunds and disputes already handled, as `{id}:{amount in minor units}` (each once).
     #[serde(default)]
     pub reversals_handled: Vec<String>,
@@ -1502,6 +1562,43 @@ impl WorkflowState {
     /// Operatory-to-ledger time: from acceptance in the practice system to the outcome note.
     pub fn operatory_to_ledger(&self) -> Option<chrono::Duration> {
         self.ledger_written_at.map(|at| at - self.accepted_at)
+    }
+
+    /// What a staff "Retry" on a failed payment may re-issue: the deposit still owed, as a fresh
+    /// pay link, or why not. Pure; the staff service refuses with it before anything is queued
+    /// and the machine judges with it again when it applies the retry.
+    ///
+    /// A failed installment is not re-issued as a link: Stripe retries it on its own schedule,
+    /// and a second way to pay it could charge the patient twice.
+    ///
+    /// # Errors
+    /// The [`PayLinkRefusal`].
+    pub fn pay_link_retry(&self) -> Result<Money, PayLinkRefusal> {
+        if self.status == Status::Cancelled {
+            return Err(PayLinkRefusal::Cancelled);
+        }
+        let stripe = &self.stripe;
+        if stripe.failures_handled.is_empty() {
+            return Err(PayLinkRefusal::NoFailedPayment);
+        }
+        if stripe.deposit_paid {
+            return Err(PayLinkRefusal::AlreadyPaid);
+        }
+        let deposit = self
+            .result
+            .as_ref()
+            .map(|r| r.deposit)
+            .filter(|d| !d.is_zero());
+        let Some(deposit) = deposit else {
+            return Err(PayLinkRefusal::InstallmentOnly);
+        };
+        if stripe.customer_id.is_none() {
+            return Err(PayLinkRefusal::NoCustomer);
+        }
+        if stripe.reissuing_deposit_link || stripe.staff_pay_link {
+            return Err(PayLinkRefusal::AlreadyIssuing);
+        }
+        Ok(deposit)
     }
 
     /// The amount a payment-failed message names ([`FinancingResult::failed_payment_amount`]);

@@ -171,6 +171,11 @@ pub fn apply(
                 cx.ignore("no customer step under way");
             }
         }
+        Event::DepositLinkCreated { session_id, url }
+            if cx.state.stripe.staff_pay_link && cx.state.status != Status::Cancelled =>
+        {
+            staff_pay_link_created(&mut cx, &session_id, url);
+        }
         Event::DepositLinkCreated { session_id, url } => {
             if cx.state.stripe.reissuing_deposit_link
                 && cx.state.stripe.checkout_session_id.is_none()
@@ -262,6 +267,7 @@ pub fn apply(
             in_house_answered(&mut cx, accepted, wording)
         }
         Event::DepositLinkRequested => deposit_link_requested(&mut cx),
+        Event::AmountsCorrected { correction } => amounts_corrected(&mut cx, correction),
         Event::PracticePatientReady {
             patient_id,
             created,
@@ -389,13 +395,59 @@ fn deposit_for(rule: DepositRule, portion: Money) -> Money {
 }
 
 fn priced(cx: &mut Ctx<'_>, split: CoverageSplit, reachable: bool, not_before: DateTime<Utc>) {
+    priced_with(cx, split, None, reachable, not_before);
+}
+
+/// Staff corrected the amounts (`correction.rs` says whether they may): priced again from them,
+/// with the deposit staff gave, and on from there as after the plan was read.
+fn amounts_corrected(cx: &mut Ctx<'_>, correction: crate::correction::Correction) {
+    if let Err(why) = crate::correction::correctable(cx.state) {
+        return cx.ignore(&format!("amounts not corrected: {why}"));
+    }
+    if let Err(why) = correction.check() {
+        return cx.ignore(&format!("amounts not corrected: {why}"));
+    }
+    let Some(facts) = cx.state.facts.clone() else {
+        return cx.ignore("amounts not corrected: the plan was never read");
+    };
+    cx.audit(format!(
+        "amounts corrected by staff: {}",
+        correction.audit_line(cx.state)
+    ));
+    cx.state.staff_task = None;
+    cx.state.status = Status::Active;
+    cx.state.result = None;
+    cx.state.failed_action = None;
+    cx.state.failed_key_seq = None;
+    cx.out.clear_timers.extend(ALL_TIMERS);
+    let split = CoverageSplit {
+        total: correction.total,
+        insurance: correction.insurance,
+        patient_portion: correction.portion(),
+    };
+    priced_with(
+        cx,
+        split,
+        Some(correction.deposit),
+        facts.reachable,
+        facts.financing_not_before,
+    );
+}
+
+fn priced_with(
+    cx: &mut Ctx<'_>,
+    split: CoverageSplit,
+    deposit: Option<Money>,
+    reachable: bool,
+    not_before: DateTime<Utc>,
+) {
     cx.state.split = Some(split);
     cx.audit(format!("priced: {split}"));
     if !reachable {
         return to_staff(cx, TaskKind::Unreachable, "the patient has neither a mobile phone nor an email address on file; add one and retry".into());
     }
     let portion = split.patient_portion;
-    let deposit = deposit_for(cx.config.deposit, portion);
+    let deposit = deposit.unwrap_or_else(|| deposit_for(cx.config.deposit, portion));
     let amount = portion.checked_sub(deposit).unwrap_or(portion);
     cx.state.deposit = Some(deposit);
     cx.state.financing_amount = Some(amount);
@@ -1446,6 +1498,14 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             }
             cx.state.stripe.deposit_paid = true;
             cx.audit(format!("deposit paid through {session_id}"));
+            if cx.state.stripe.staff_pay_link {
+                // A staff retry found the link paid in Stripe: nothing to re-issue or send.
+                cx.state.stripe.staff_pay_link = false;
+                cx.state.stripe.reissuing_deposit_link = false;
+                if cx.state.status == Status::Active && cx.state.stage == Stage::Settled {
+                    cx.state.status = Status::Done;
+                }
+            }
         }
         PaymentFact::CheckoutExpired { session_id }
             if cx.state.stripe.card_setup_session_id.as_deref() == Some(session_id.as_str()) =>
@@ -1509,6 +1569,40 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
     }
 }
 
+/// The pay link of a staff retry exists: the deposit's link is this one (a session still open in
+/// Stripe comes back as itself; a fresh one retires the dead one), and the patient is sent the
+/// page's link once.
+fn staff_pay_link_created(cx: &mut Ctx<'_>, session_id: &str, url: String) {
+    let stripe = &mut cx.state.stripe;
+    stripe.staff_pay_link = false;
+    stripe.reissuing_deposit_link = false;
+    if stripe.deposit_paid {
+        return cx.ignore("the deposit was paid meanwhile; the link is not sent");
+    }
+    match stripe.checkout_session_id.replace(session_id.to_owned()) {
+        Some(old) if old == session_id => {
+            cx.audit(format!(
+                "deposit link {session_id} still open in Stripe: sent again"
+            ));
+        }
+        Some(old) => {
+            if !stripe.expired_sessions.contains(&old) {
+                stripe.expired_sessions.push(old.clone());
+            }
+            cx.audit(format!("fresh deposit link {session_id} replaces {old}"));
+        }
+        None => cx.audit(format!("fresh deposit link {session_id} issued")),
+    }
+    cx.state.stripe.checkout_url = Some(url);
+    if cx.state.status == Status::Active && cx.state.stage == Stage::Settled {
+        // A staff retry of a failed reissue reopened the workflow: it is done again.
+        cx.state.status = Status::Done;
+    }
+    cx.command(Action::SendMessage {
+        message: MessageKind::PayLinkReissued,
+    });
+}
+
 /// The patient asked for a fresh deposit link (the last one expired unpaid): one Checkout
 /// Session at a time, never for a paid deposit, a cancelled workflow, or before the first link.
 fn deposit_link_requested(cx: &mut Ctx<'_>) {
@@ -1569,6 +1663,24 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
         }
         StaffAction::RecordLenderDecision => {
             cx.ignore("a lender decision arrives as lender_decided, not as a staff event");
+        }
+        StaffAction::CorrectAmounts => {
+            cx.ignore("a correction arrives as amounts_corrected, not as a staff event");
+        }
+        StaffAction::Retry if cx.state.status == Status::Done => {
+            // A failed payment beside a finished financing: a pay link for the deposit owed.
+            match cx.state.pay_link_retry() {
+                Ok(amount) => {
+                    cx.state.stripe.reissuing_deposit_link = true;
+                    cx.state.stripe.staff_pay_link = true;
+                    cx.audit(format!(
+                        "staff retry of a failed payment: a pay link for the deposit of {amount}"
+                    ));
+                    let previous = cx.state.stripe.checkout_session_id.clone();
+                    cx.command(Action::ReissueDepositLink { amount, previous });
+                }
+                Err(why) => cx.ignore(&format!("no pay link to re-issue: {why}")),
+            }
         }
         StaffAction::Retry => {
             if cx.state.status != Status::WaitingOnStaff {

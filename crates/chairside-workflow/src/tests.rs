@@ -1100,7 +1100,7 @@ fn outcome_of(action: &Action, c: u8) -> Event {
         Action::EnsureCustomer => Event::CustomerReady {
             customer_id: "cus_1".into(),
         },
-        Action::CreateDepositLink { .. } => {
+        Action::CreateDepositLink { .. } | Action::ReissueDepositLink { .. } => {
             if c.is_multiple_of(7) {
                 Event::EffectFailed {
                     action: action.clone(),
@@ -2564,4 +2564,136 @@ fn a_pay_link_practice_never_makes_a_card_saving_link() {
         wording: "I authorize".into(),
     });
     assert!(t.ignored);
+}
+
+/// A done financing with a $120.00 deposit whose payment failed.
+fn failed_deposit_state() -> WorkflowState {
+    let mut s = state();
+    s.status = Status::Done;
+    s.stage = Stage::Settled;
+    s.result = Some(result_with(12_000, None));
+    s.stripe.customer_id = Some("cus_1".into());
+    s.stripe.checkout_session_id = Some("cs_1".into());
+    s.stripe.failures_handled = vec!["pi_1".into()];
+    s
+}
+
+#[test]
+fn a_pay_link_is_reissued_only_for_a_deposit_still_owed_after_a_failure() {
+    use crate::PayLinkRefusal as R;
+    let owed = failed_deposit_state();
+    assert_eq!(owed.pay_link_retry(), Ok(Money::usd(12_000)));
+    type Change = fn(&mut WorkflowState);
+    let cases: [(Change, R); 6] = [
+        (|s| s.stripe.deposit_paid = true, R::AlreadyPaid),
+        (|s| s.status = Status::Cancelled, R::Cancelled),
+        (|s| s.stripe.failures_handled.clear(), R::NoFailedPayment),
+        (
+            |s| s.result = Some(result_with(0, Some(vec![10_000]))),
+            R::InstallmentOnly,
+        ),
+        (|s| s.stripe.customer_id = None, R::NoCustomer),
+        (|s| s.stripe.staff_pay_link = true, R::AlreadyIssuing),
+    ];
+    for (change, why) in cases {
+        let mut s = failed_deposit_state();
+        change(&mut s);
+        assert_eq!(s.pay_link_retry(), Err(why));
+    }
+}
+
+#[test]
+fn a_staff_retry_of_a_failed_deposit_asks_for_one_link_then_sends_the_page_once() {
+    let cfg = config(2_000, false, PartialApprovalRule::StopForStaff);
+    let mut s = failed_deposit_state();
+    let retry = apply(
+        &mut s,
+        Event::Staff {
+            action: StaffAction::Retry,
+        },
+        &cfg,
+        t0(),
+    );
+    assert_eq!(
+        actions(&retry),
+        vec![&Action::ReissueDepositLink {
+            amount: Money::usd(12_000),
+            previous: Some("cs_1".into())
+        }]
+    );
+    // A second retry while the first is under way asks for nothing.
+    let again = apply(
+        &mut s,
+        Event::Staff {
+            action: StaffAction::Retry,
+        },
+        &cfg,
+        t0(),
+    );
+    assert!(again.ignored && again.commands.is_empty());
+    let created = Event::DepositLinkCreated {
+        session_id: "cs_2".into(),
+        url: "https://checkout.test/cs_2".into(),
+    };
+    let t = apply(&mut s, created.clone(), &cfg, t0());
+    assert_eq!(
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::PayLinkReissued
+        }]
+    );
+    assert_eq!(s.stripe.checkout_session_id.as_deref(), Some("cs_2"));
+    assert_eq!(s.stripe.expired_sessions, vec!["cs_1".to_owned()]);
+    assert_eq!(s.status, Status::Done);
+    // The same answer again (a replay) sends nothing more.
+    let replay = apply(&mut s, created, &cfg, t0());
+    assert!(replay.commands.is_empty());
+}
+
+#[test]
+fn staff_corrected_amounts_price_the_plan_again_and_the_first_lender_is_asked_for_them() {
+    // Arrange: insurance above the fee: a bad-data task once the note is written.
+    let mut run = Run::new(config(0, true, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 120_000));
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::WaitingOnStaff);
+    let correction = crate::correction::Correction {
+        total: Money::usd(100_000),
+        insurance: Money::usd(20_000),
+        deposit: Money::usd(10_000),
+    };
+
+    // Act
+    let t = run.on(Event::AmountsCorrected { correction });
+
+    // Assert: $800 portion, $100 deposit from staff, $700 asked of the first lender.
+    assert!(!t.ignored);
+    assert_eq!(run.state.status, Status::Active);
+    assert_eq!(run.state.staff_task, None);
+    assert_eq!(run.state.deposit, Some(Money::usd(10_000)));
+    assert_eq!(run.state.financing_amount, Some(Money::usd(70_000)));
+    assert!(
+        t.commands.iter().any(|c| matches!(
+            &c.action,
+            Action::StartApplication { amount, .. } | Action::LookupCardholder { amount, .. }
+                if *amount == Money::usd(70_000)
+        )),
+        "{:?}",
+        t.commands
+    );
+    assert!(
+        t.audit.iter().any(|a| a.contains(
+            // The plan could not be priced: nothing was known before.
+            "amounts corrected by staff: plan total none -> $1,000.00, insurance estimate none -> $200.00, deposit none -> $100.00"
+        )),
+        "{:?}",
+        t.audit
+    );
+
+    // A second correction now (a lender is being asked for the corrected amount) is ignored.
+    let again = run.on(Event::AmountsCorrected { correction });
+    assert!(again.ignored && again.commands.is_empty());
 }

@@ -7,15 +7,12 @@
 use async_trait::async_trait;
 use financing_core::{InHouseOffer, IntervalUnit, Money, PatientContact, PracticeId};
 use stripe_schedule::{
-    BillingInterval, CardSetupRequest, ChargeOutcome, CheckoutSessionId, Client, Collection,
-    CustomerDetails, CustomerId, INSTALLMENT_KEY, IdempotencyKey, InstallmentPlan, Interval,
-    Metadata, OffSessionCharge, PRACTICE_KEY, PayLinkRequest, PaymentIntentStatus, PaymentMethodId,
-    SetupIntentId, StartDate, SubscriptionScheduleId, WORKFLOW_KEY,
+    BillingInterval, CardSetupRequest, ChargeOutcome, CheckoutPaymentStatus, CheckoutSessionId, CheckoutStatus, Client, Collection, CustomerDetails, CustomerId, IdempotencyKey, INSTALLMENT_KEY, InstallmentPlan, Interval, Metadata, OffSessionCharge, PayLinkRequest, PaymentIntentStatus, PaymentMethodId, PRACTICE_KEY, SetupIntentId, StartDate, SubscriptionScheduleId, WORKFLOW_KEY,
 };
 use url::Url;
 
 use super::{external, invalid};
-use crate::ports::{CardChargeRequest, CardOutcome, ExternalError, Payments};
+use crate::ports::{CardChargeRequest, CardOutcome, DepositLinkState, ExternalError, Payments};
 use chairside_workflow::WorkflowId;
 
 /// Days a patient has to pay an in-house installment invoice.
@@ -289,6 +286,27 @@ impl Payments for StripePayments {
                 ));
             }
         })
+    }
+
+    async fn deposit_link_state(&self, session: &str) -> Result<DepositLinkState, ExternalError> {
+        let id = CheckoutSessionId::new(session);
+        let session = match self.client.get_checkout_session(&id).await {
+            Ok(s) => s,
+            // A session Stripe does not know cannot be paid: it is replaced.
+            Err(e) if e.status() == Some(404) => return Ok(DepositLinkState::Dead),
+            Err(e) => return Err(external(e)),
+        };
+        Ok(
+            match (session.status, session.payment_status, session.url) {
+                (_, CheckoutPaymentStatus::Paid, _) => DepositLinkState::Paid,
+                (Some(CheckoutStatus::Open), CheckoutPaymentStatus::Unpaid, Some(url)) => {
+                    DepositLinkState::Open {
+                        url: url.to_string(),
+                    }
+                }
+                _ => DepositLinkState::Dead,
+            },
+        )
     }
 
     async fn expire_deposit_link(&self, session: &str, idem: &str) -> Result<(), ExternalError> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chairside_engine::clock::Clock;
 use chairside_engine::ports::{
-    Channel, Delivery, ExternalError, MessageContent, Messenger, Payments, PlanChanges, PlanState,
-    PlanSummary, PracticeProfile, PracticeSystem,
+    Channel, Delivery, DepositLinkState, ExternalError, MessageContent, Messenger, Payments,
+    PlanChanges, PlanState, PlanSummary, PracticeProfile, PracticeSystem,
 };
 use chairside_workflow::WorkflowId;
 use chrono::{DateTime, Utc};
@@ -649,6 +649,8 @@ pub(crate) struct Session {
     pub(crate) workflow: WorkflowId,
     pub(crate) key: String,
     pub(crate) expired: bool,
+    /// Paid in Stripe (a test says so with [`FakeStripe::pay_session`]).
+    pub(crate) paid: bool,
 }
 
 /// An installment schedule.
@@ -694,6 +696,28 @@ impl FakeStripe {
 
     pub(crate) fn sessions(&self) -> Vec<Session> {
         self.data.lock().unwrap().sessions.clone()
+    }
+
+    /// Marks a session paid, as the patient paying it would.
+    pub(crate) fn pay_session(&self, id: &str) {
+        let mut d = self.data.lock().unwrap();
+        let s = d
+            .sessions
+            .iter_mut()
+            .find(|s| s.id == id)
+            .expect("no such session");
+        s.paid = true;
+    }
+
+    /// Marks a session expired, as Stripe does after 24 hours.
+    pub(crate) fn expire_session(&self, id: &str) {
+        let mut d = self.data.lock().unwrap();
+        let s = d
+            .sessions
+            .iter_mut()
+            .find(|s| s.id == id)
+            .expect("no such session");
+        s.expired = true;
     }
 
     pub(crate) fn schedules(&self) -> Vec<Schedule> {
@@ -779,6 +803,7 @@ impl Payments for FakeStripe {
                         workflow: workflow.clone(),
                         key: key.to_owned(),
                         expired: false,
+                        paid: false,
                     };
                     d.by_key.insert(key.to_owned(), s.id.clone());
                     d.sessions.push(s.clone());
@@ -836,6 +861,19 @@ impl Payments for FakeStripe {
             s.cancelled = true;
         }
         self.script.leave("cancel_schedule", fault, ()).await
+    }
+
+    async fn deposit_link_state(&self, session: &str) -> Result<DepositLinkState, ExternalError> {
+        let fault = self.script.enter("deposit_link_state", session)?;
+        let state = {
+            let d = self.data.lock().unwrap();
+            match d.sessions.iter().find(|s| s.id == session) {
+                Some(s) if s.paid => DepositLinkState::Paid,
+                Some(s) if !s.expired => DepositLinkState::Open { url: s.url.clone() },
+                _ => DepositLinkState::Dead,
+            }
+        };
+        self.script.leave("deposit_link_state", fault, state).await
     }
 
     async fn expire_deposit_link(&self, session: &str, key: &str) -> Result<(), ExternalError> {

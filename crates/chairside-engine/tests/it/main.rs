@@ -5,6 +5,7 @@
 mod at_rest;
 mod backend;
 mod consent;
+mod corrections;
 mod detect;
 mod engine;
 mod fakes;
@@ -13,6 +14,7 @@ mod link_lenders;
 mod links;
 mod messages;
 mod outbound;
+mod pay_link;
 mod phi;
 mod poller;
 mod pool;

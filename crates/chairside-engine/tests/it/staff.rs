@@ -359,13 +359,19 @@ async fn a_payment_task_beside_a_finished_workflow_can_be_marked_handled_and_not
         .act(actions.request(&id, StaffAction::MarkHandled), mins(2))
         .await;
 
-    // Assert: a retry is refused (nothing to retry), marking handled closes the task with an
-    // audit row by the actor; a second click is refused (the first is queued; once applied, no
-    // task is left to close).
-    assert!(matches!(
-        retry,
-        Err(StaffError::Refused(Refusal::NotWaitingOnStaff { .. }))
-    ));
+    // Assert: a retry is refused (no payment of the workflow failed: no pay link to issue),
+    // marking handled closes the task with an audit row by the actor; a second click is refused
+    // (the first is queued; once applied, no task is left to close).
+    assert!(
+        matches!(
+            retry,
+            Err(StaffError::Refused(Refusal::NoPayLink {
+                why: chairside_workflow::PayLinkRefusal::NoFailedPayment,
+                ..
+            }))
+        ),
+        "{retry:?}"
+    );
     let receipt = handled.expect("mark handled");
     assert_eq!(receipt.tasks_resolved, 1);
     let after = written(&db, &id).await;

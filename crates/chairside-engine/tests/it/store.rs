@@ -794,6 +794,62 @@ async fn staff_tasks_are_listed_per_practice_until_resolved(backend: Backend) {
     assert_eq!(all[0].resolved_at, Some(mins(1)));
 }
 
+async fn a_pay_link_retry_closes_only_the_payment_failed_task(backend: Backend) {
+    // Arrange: a done financing whose deposit payment failed, with a settlement task beside it.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let claim = db
+        .store
+        .claim_due("a", t0(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut state = db.store.load(&claim, t0()).await.unwrap().state;
+    state.status = Status::Done;
+    state.result = Some(chairside_workflow::FinancingResult {
+        financed: None,
+        deposit: Money::usd(12_000),
+        in_house: None,
+        path: "test".into(),
+    });
+    state.stripe.customer_id = Some("cus_1".into());
+    state.stripe.failures_handled = vec!["pi_1".into()];
+    for (n, kind) in [TaskKind::Settlement, TaskKind::PaymentFailed]
+        .into_iter()
+        .enumerate()
+    {
+        let transition = Transition {
+            raise_task: Some(StaffTask {
+                kind,
+                reason: "test".into(),
+            }),
+            ..Transition::default()
+        };
+        let consumed = Consumed::Command {
+            seq: n as u64 + 1,
+            attempt: 1,
+            outcome: "test".into(),
+        };
+        db.store
+            .commit(&claim, &state, consumed, "test", &transition, secs(1))
+            .await
+            .unwrap();
+    }
+    db.store.release(&claim, secs(1)).await.unwrap();
+
+    // Act
+    let receipt = StaffActions::new(&*db.store, "staff:test")
+        .retry(&id, mins(1))
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(receipt.tasks_resolved, 1);
+    let open = db.store.tasks(None, false).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].task.kind, TaskKind::Settlement);
+}
+
 async fn an_sms_opt_out_round_trips_without_storing_the_number_in_clear(backend: Backend) {
     // Arrange
     let db = TestDb::new(backend).await;
@@ -896,6 +952,7 @@ both!(
     patient_contact_is_encrypted_at_rest_and_reads_back_equal,
     the_audit_trail_is_append_only,
     staff_tasks_are_listed_per_practice_until_resolved,
+    a_pay_link_retry_closes_only_the_payment_failed_task,
     an_sms_opt_out_round_trips_without_storing_the_number_in_clear,
     listings_filter_by_status_and_show_the_next_action,
 );

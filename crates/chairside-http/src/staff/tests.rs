@@ -993,3 +993,207 @@ async fn a_lender_with_an_api_takes_no_staff_recorded_decision() {
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert!(kit.inbox(&wf).await.is_empty());
 }
+
+/// A financed workflow whose $160.00 deposit payment failed: a payment-failed task beside it.
+async fn failed_deposit(kit: &Kit, paid: bool) -> chairside_workflow::WorkflowId {
+    let mut state = kit.done_state("tx-1");
+    state.stripe.customer_id = Some("cus_test_1".into());
+    state.stripe.failures_handled = vec!["pi_failed_1".into()];
+    state.stripe.deposit_paid = paid;
+    let wf = kit.seed(state).await;
+    kit.raise_task_beside(
+        &wf,
+        StaffTask {
+            kind: TaskKind::PaymentFailed,
+            reason: "a scheduled payment failed; Stripe retries it, and the patient was told"
+                .into(),
+        },
+    )
+    .await;
+    wf
+}
+
+#[tokio::test]
+async fn retry_on_a_failed_payment_is_offered_and_queues_a_fresh_pay_link() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = failed_deposit(&kit, false).await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let page = body_text(kit.send(with_cookie(get("/staff"), &session)).await).await;
+    assert!(page.contains("Payment failed"), "{page}");
+    assert!(
+        page.contains(r#"value="retry""#),
+        "the Retry button is shown: {page}"
+    );
+    // Act
+    let res = kit
+        .send(post_form(
+            &format!("/staff/workflows/{wf}/actions"),
+            form(&[("csrf", &csrf), ("action", "retry")]),
+            Some(&session),
+        ))
+        .await;
+    // Assert: queued for the runner, the task closed, the decision audited.
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        kit.inbox(&wf).await,
+        vec![Event::Staff {
+            action: StaffAction::Retry
+        }]
+    );
+    assert!(
+        kit.store
+            .tasks(Some(&smile()), false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let audit = kit.store.audit(&wf).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.kind == "staff_action" && a.actor == "staff:alice" && a.detail == "retry")
+    );
+}
+
+#[tokio::test]
+async fn retry_on_a_failed_payment_already_paid_is_refused_with_the_reason_on_the_page() {
+    // Arrange: the deposit was paid after the failure.
+    let kit = Kit::new().await;
+    let wf = failed_deposit(&kit, true).await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    // Act
+    let res = kit
+        .send(post_form(
+            &format!("/staff/workflows/{wf}/actions"),
+            form(&[("csrf", &csrf), ("action", "retry")]),
+            Some(&session),
+        ))
+        .await;
+    // Assert: 409 naming why; nothing queued, the task still open.
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let text = body_text(res).await;
+    assert!(text.contains("the deposit is already paid"), "{text}");
+    assert!(kit.inbox(&wf).await.is_empty());
+    assert_eq!(
+        kit.store.tasks(Some(&smile()), false).await.unwrap().len(),
+        1
+    );
+}
+
+/// A workflow waiting on staff because its insurance estimate came in above the fee.
+async fn bad_estimate(kit: &Kit) -> chairside_workflow::WorkflowId {
+    let mut state = kit.financing_state(smile(), "tx-1", "pat-1");
+    state.stage = chairside_workflow::Stage::Settled;
+    state.stripe = Default::default();
+    state.attempts.clear();
+    state.facts = Some(chairside_workflow::PatientFacts {
+        reachable: true,
+        state: None,
+        lookup_allowed: false,
+        financing_not_before: kit.now(),
+    });
+    let wf = kit.seed(state).await;
+    kit.raise_task(
+        &wf,
+        StaffTask {
+            kind: TaskKind::BadData,
+            reason: "procedure 1 has insurance estimates above its fee".into(),
+        },
+    )
+    .await;
+    wf
+}
+
+fn correction_form<'a>(csrf: &'a str, total: &'a str, reason: &'a str) -> String {
+    form(&[
+        ("csrf", csrf),
+        ("action", "correct_amounts"),
+        ("total", total),
+        ("insurance", "100.00"),
+        ("deposit", "50"),
+        ("reason", reason),
+    ])
+}
+
+#[tokio::test]
+async fn amounts_are_corrected_from_the_workflow_page_and_bad_values_are_named_on_the_form() {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = bad_estimate(&kit).await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let href = format!("/staff/workflows/{wf}");
+    let page = body_text(kit.send(with_cookie(get(&href), &session)).await).await;
+    assert!(page.contains("Correct the amounts"), "{page}");
+    let post = |body: String| post_form(&format!("{href}/actions"), body, Some(&session));
+
+    // Act
+    let words = kit
+        .send(post(correction_form(&csrf, "five hundred", "typo")))
+        .await;
+    let over = kit
+        .send(post(correction_form(&csrf, "50.00", "typo")))
+        .await;
+    let done = kit
+        .send(post(correction_form(
+            &csrf,
+            "500.00",
+            "estimate keyed in wrong",
+        )))
+        .await;
+
+    // Assert: the first two name the problem and queue nothing; the third is queued and audited.
+    assert_eq!(words.status(), StatusCode::BAD_REQUEST);
+    let text = body_text(words).await;
+    assert!(
+        text.contains("the plan total: expected an amount in dollars"),
+        "{text}"
+    );
+    assert_eq!(over.status(), StatusCode::BAD_REQUEST);
+    let text = body_text(over).await;
+    assert!(
+        text.contains("the insurance estimate ($100.00) is above the plan total ($50.00)"),
+        "{text}"
+    );
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let queued = kit.inbox(&wf).await;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert!(
+        matches!(&queued[0], Event::AmountsCorrected { correction }
+            if correction.total == financing_core::Money::usd(50_000)
+                && correction.deposit == financing_core::Money::usd(5_000)),
+        "{queued:?}"
+    );
+    let audit = kit.store.audit(&wf).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.kind == "staff_action"
+            && a.actor == "staff:alice"
+            && a.detail.starts_with("correct_amounts: plan total")
+            && a.detail.ends_with("reason: estimate keyed in wrong")),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn amounts_a_lender_was_asked_for_show_no_form_and_a_correction_is_refused() {
+    // Arrange: the financing state has a lender application open.
+    let kit = Kit::new().await;
+    let wf = kit.seed_workflow("tx-1").await;
+    let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+    let href = format!("/staff/workflows/{wf}");
+    let page = body_text(kit.send(with_cookie(get(&href), &session)).await).await;
+    // Act
+    let res = kit
+        .send(post_form(
+            &format!("{href}/actions"),
+            correction_form(&csrf, "500.00", "wrong fee"),
+            Some(&session),
+        ))
+        .await;
+    // Assert
+    assert!(!page.contains("Correct the amounts"));
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let text = body_text(res).await;
+    assert!(text.contains("can no longer be corrected"), "{text}");
+    assert!(kit.inbox(&wf).await.is_empty());
+}

@@ -204,6 +204,9 @@ pub struct WorldOptions {
     pub postgres: Option<SecretString>,
     /// The CRM stand-in's URL, when one runs (`World::start` starts it): deals for follow-up.
     pub crm_url: Option<Url>,
+    /// Email each practice's staff mailbox (`staff@{practice}.example`, the sandbox's SMTP) about
+    /// every new task (`[practices.staff_alerts]`). Off in the demo.
+    pub staff_alerts: bool,
 }
 
 /// The private app token the demo's CRM stand-in accepts (made up).
@@ -232,6 +235,7 @@ impl Default for WorldOptions {
             time_zone: None,
             postgres: None,
             crm_url: None,
+            staff_alerts: false,
         }
     }
 }
@@ -570,7 +574,14 @@ pub fn demo_config(
             location_id: LocationId::new(format!("{}-main", spec.id)),
             phone: DEMO_PHONE.into(),
             email: email.clone(),
-            staff_alerts: None,
+            staff_alerts: match options.staff_alerts {
+                true => Some(crate::config::StaffAlertSettings {
+                    to: messaging::EmailAddress::parse(&format!("staff@{}.example", spec.id))
+                        .context("demo staff address")?,
+                    tasks: None,
+                }),
+                false => None,
+            },
             // Inbound texts are routed by the number they were sent to.
             sms_from: Some(
                 messaging::PhoneNumber::parse(&format!("+1512555{:04}", 200 + n))

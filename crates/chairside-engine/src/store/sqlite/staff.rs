@@ -28,12 +28,14 @@ impl StaffStore for SqliteStore {
             return Ok(Err(Refusal::UnknownWorkflow(request.workflow.clone())));
         };
         let state: WorkflowState = WORKFLOW_STATE.open_json(&self.key, &[id], &state)?;
-        let open_tasks: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM staff_tasks WHERE workflow_id = ? AND resolved_at IS NULL ORDER BY id",
+        let open: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, kind FROM staff_tasks WHERE workflow_id = ? AND resolved_at IS NULL ORDER BY id",
         )
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
+        let open_tasks: Vec<i64> = open.iter().map(|(task, _)| *task).collect();
+        let open_kinds: Vec<String> = open.into_iter().map(|(_, kind)| kind).collect();
         let inbox: Vec<(i64, Vec<u8>)> =
             sqlx::query_as("SELECT id, event FROM inbox WHERE workflow_id = ? ORDER BY id")
                 .bind(id)
@@ -50,6 +52,7 @@ impl StaffStore for SqliteStore {
         let snapshot = StaffSnapshot {
             state: &state,
             open_tasks: &open_tasks,
+            open_kinds: &open_kinds,
             queued,
         };
         if let Err(refusal) = crate::staff::admit(&snapshot, request) {
@@ -71,12 +74,16 @@ impl StaffStore for SqliteStore {
             super::links::revoke_in(&mut tx, id, now_ms).await?;
         }
         let resolution = format!("{} by {}", action_label(action), request.actor);
+        let only = crate::staff::resolves_only(&state, request);
         let tasks_resolved = sqlx::query(
-            "UPDATE staff_tasks SET resolved_at = ?, resolution = ? WHERE workflow_id = ? AND resolved_at IS NULL",
+            "UPDATE staff_tasks SET resolved_at = ?, resolution = ?
+             WHERE workflow_id = ? AND resolved_at IS NULL AND (? IS NULL OR kind = ?)",
         )
         .bind(now_ms)
         .bind(&resolution)
         .bind(id)
+        .bind(only)
+        .bind(only)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -86,7 +93,7 @@ impl StaffStore for SqliteStore {
             id,
             &request.actor,
             AUDIT_KIND,
-            &request.audit_detail(),
+            &crate::staff::audit_detail(&state, request),
             now_ms,
         )
         .await?;
