@@ -14,6 +14,7 @@ mod links;
 mod messages;
 mod outbound;
 mod phi;
+mod pms_adapters;
 mod poller;
 mod pool;
 mod quarantine;
