@@ -68,6 +68,13 @@ async fn a_new_patient_is_financed_and_created_once_in_the_practice_system() {
                     "Chairside never writes an Ascend patient"
                 );
                 assert_eq!(link.practice_patient, None);
+                // The task names the case's treatment plan to enter with the patient.
+                let reason = &state.staff_task.as_ref().expect("task").reason;
+                assert!(
+                    reason.contains("treatment plan \"Financed case (Chairside)\""),
+                    "{reason}"
+                );
+                assert_eq!(link.practice_plan, None);
             }
             _ => {
                 assert_eq!(state.status, Status::Done);
@@ -83,6 +90,36 @@ async fn a_new_patient_is_financed_and_created_once_in_the_practice_system() {
                     .await
                     .expect("audit");
                 assert!(audit.iter().any(|a| a.detail.contains("patient created")));
+                let marker = chairside_workflow::intake::plan_marker(&state.id);
+                if case.pms == Pms::OpenDental {
+                    // The case's plan is in Open Dental, on that patient, once, Inactive.
+                    let plans: Vec<_> = world
+                        .sandbox
+                        .od_written_plans()
+                        .into_iter()
+                        .filter(|p| p["Note"].as_str().is_some_and(|n| n.contains(&marker)))
+                        .collect();
+                    assert_eq!(plans.len(), 1, "one case plan: {plans:?}");
+                    assert_eq!(plans[0]["PatNum"].to_string(), records[0]);
+                    assert_eq!(plans[0]["TPStatus"], "Inactive");
+                    assert_eq!(plans[0]["Heading"], "Financed case (Chairside)");
+                    assert_eq!(
+                        link.practice_plan.clone(),
+                        Some(plans[0]["TreatPlanNum"].to_string())
+                    );
+                    assert!(audit.iter().any(|a| a.detail.contains("case plan written")));
+                } else {
+                    // NexHealth's plans are read-only: staff enter it, the workflow is done.
+                    assert_eq!(
+                        link.practice_plan.as_deref(),
+                        Some(chairside_workflow::intake::PLAN_FOR_STAFF)
+                    );
+                    assert!(
+                        audit
+                            .iter()
+                            .any(|a| a.detail.contains("case plan left to staff"))
+                    );
+                }
             }
         }
         // The patient's own consent, with the wording they saw, is on record.
@@ -167,7 +204,10 @@ async fn a_create_applied_but_unanswered_is_found_by_the_search_and_never_repeat
     let mut sandbox = SandboxConfig::default();
     sandbox.faults.insert(
         System::OpenDental,
-        vec![FaultRule::new(Fault::applied_then_reset()).on("POST", "/api/v1/patients")],
+        vec![
+            FaultRule::new(Fault::applied_then_reset()).on("POST", "/api/v1/patients"),
+            FaultRule::new(Fault::applied_then_reset()).on("POST", "/api/v1/treatplans"),
+        ],
     );
     sandbox.faults.insert(
         System::NexHealth,
@@ -208,6 +248,24 @@ async fn a_create_applied_but_unanswered_is_found_by_the_search_and_never_repeat
             case.pms,
             audit.iter().map(|a| &a.detail).collect::<Vec<_>>()
         );
+        if case.pms == Pms::OpenDental {
+            // The plan's create was applied and its answer lost: the marker lookup found it.
+            let marker = chairside_workflow::intake::plan_marker(&state.id);
+            let plans = world
+                .sandbox
+                .od_written_plans()
+                .into_iter()
+                .filter(|p| p["Note"].as_str().is_some_and(|n| n.contains(&marker)))
+                .count();
+            assert_eq!(plans, 1, "exactly one case plan");
+            assert!(
+                audit.iter().any(|a| a
+                    .detail
+                    .contains("case plan already in the practice system")),
+                "{:?}",
+                audit.iter().map(|a| &a.detail).collect::<Vec<_>>()
+            );
+        }
     }
     world.stop().await;
 }

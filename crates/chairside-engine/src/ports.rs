@@ -154,6 +154,29 @@ pub trait PracticeSystem: Send + Sync + fmt::Debug {
             ),
         })
     }
+    /// Records an accepted intake case's treatment plan on the patient (`plan`, carrying
+    /// `marker`), check then act: a plan already carrying the marker is found, never created
+    /// again. The default is a system whose API takes no treatment plans (NexHealth's are
+    /// read-only, Dentrix Ascend's unconfirmed: INTEGRATIONS.md): a person enters the record.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`]; a create whose outcome is unknown is indeterminate
+    /// (reconciled by the marker on the next try).
+    async fn ensure_plan(
+        &self,
+        patient: &PatientId,
+        marker: &str,
+        plan: &chairside_workflow::intake::CasePlan,
+    ) -> Result<PlanWrite, ExternalError> {
+        let _ = (patient, marker, plan);
+        Ok(PlanWrite::NotSupported {
+            reason: format!(
+                "{} offers no documented way to write a treatment plan through its API",
+                self.source()
+            ),
+        })
+    }
+
     /// Posts a Stripe payment to the patient's ledger as a payment, once per `stripe_id` (the
     /// marker it carries): a repeat after a crash or a lost answer finds it first. The default
     /// is [`PaymentPosting::NotSupported`]: the system takes no payments through its API
@@ -202,6 +225,20 @@ pub enum EnsuredPatient {
     /// Chairside created the patient.
     Created(PatientId),
     /// The system's API cannot create patients: a person creates the record.
+    NotSupported {
+        /// Why (no PHI), for the staff task.
+        reason: String,
+    },
+}
+
+/// What [`PracticeSystem::ensure_plan`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanWrite {
+    /// Written now: the system's id for the plan.
+    Written(String),
+    /// A plan carrying the marker was already there (an earlier attempt went through).
+    AlreadyWritten(String),
+    /// The system's API takes no treatment plans: a person enters the record.
     NotSupported {
         /// Why (no PHI), for the staff task.
         reason: String,

@@ -19,8 +19,8 @@ use crate::links::PatientLinks;
 use crate::note::{ledger_note, note_marker, summary};
 use crate::ports::{
     CardChargeRequest, CardOutcome, DepositLinkState, EnsuredPatient, ExternalError,
-    MessageContent, PaymentPosting, PlanState, PlanSummary, PracticeProfile, SharedMessenger,
-    SharedPayments, SharedPracticeSystem,
+    MessageContent, PaymentPosting, PlanState, PlanSummary, PlanWrite, PracticeProfile,
+    SharedMessenger, SharedPayments, SharedPracticeSystem,
 };
 use crate::store::{Claim, Consumed, Store, StoreError, WorkItem};
 use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
@@ -592,11 +592,55 @@ impl Runner {
                     }
                     EnsuredPatient::NotSupported { reason } => {
                         let intake = state.intake.as_ref().map_or("", |l| l.id.as_str());
+                        let plan = chairside_workflow::intake::case_plan(state)
+                            .map(|p| {
+                                format!(" and its treatment plan \"{}\" ({})", p.heading, p.summary)
+                            })
+                            .unwrap_or_default();
                         Performed::event(Event::PracticePatientForStaff {
                             reason: format!(
                                 "create this patient in the practice system from intake {intake} \
-                                 (its record is on the dashboard's intake page), then mark this \
-                                 task handled: {reason}"
+                                 (its record is on the dashboard's intake page){plan}, then mark \
+                                 this task handled: {reason}"
+                            ),
+                        })
+                    }
+                }
+            }
+            Action::WritePracticePlan => {
+                let (Some(patient), Some(plan)) = (
+                    state
+                        .intake
+                        .as_ref()
+                        .and_then(|l| l.practice_patient.as_ref()),
+                    chairside_workflow::intake::case_plan(state),
+                ) else {
+                    return Err(Performed::Failed(
+                        "no practice-system patient or price for the case plan".into(),
+                    ));
+                };
+                let marker = chairside_workflow::intake::plan_marker(&state.id);
+                match self
+                    .timed(rt.pms.ensure_plan(patient, &marker, &plan))
+                    .await
+                    .map_err(classify)?
+                {
+                    PlanWrite::Written(plan_id) => Performed::event(Event::PracticePlanWritten {
+                        plan_id,
+                        created: true,
+                    }),
+                    PlanWrite::AlreadyWritten(plan_id) => {
+                        Performed::event(Event::PracticePlanWritten {
+                            plan_id,
+                            created: false,
+                        })
+                    }
+                    PlanWrite::NotSupported { reason } => {
+                        Performed::event(Event::PracticePlanForStaff {
+                            reason: format!(
+                                "enter this treatment plan on the patient ({} in the practice \
+                                 system): \"{}\", {}, then mark this task handled: {reason}",
+                                patient, plan.heading, plan.summary
                             ),
                         })
                     }
@@ -1323,7 +1367,8 @@ fn indeterminate_event(command: &Command, reason: String) -> Event {
         | Action::CreateCardSetupLink
         | Action::ChargeCard { .. }
         | Action::WriteLedgerNote { .. }
-        | Action::EnsurePracticePatient => Event::EffectIndeterminate {
+        | Action::EnsurePracticePatient
+        | Action::WritePracticePlan => Event::EffectIndeterminate {
             action: command.action.clone(),
             seq: command.seq,
             reason,

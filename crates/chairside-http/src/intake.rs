@@ -13,10 +13,9 @@
 //! Forms without a staff session carry a signed, expiring form token and are refused when the
 //! `Origin` header names another site; every page's CSP allows forms to post only to us.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
@@ -39,43 +38,11 @@ use crate::staff::{client_address, forbidden, not_found, same, server_error, ses
 /// A public-page form token is good for this long after the page was shown.
 const FORM_LIFETIME_SECS: i64 = 3600;
 /// Public intake submissions allowed per practice in [`WINDOW`].
-const PER_PRACTICE: usize = 30;
+const PER_PRACTICE: u32 = 30;
 /// Public intake submissions allowed per client address in [`WINDOW`].
-const PER_ADDRESS: usize = 5;
+const PER_ADDRESS: u32 = 5;
 /// The rate-limit window.
 const WINDOW: Duration = Duration::from_secs(600);
-
-/// The public page's submission limits, in memory (a restart forgets them; the limit is a brake
-/// on abuse, not a record).
-#[derive(Debug, Default)]
-pub(crate) struct IntakeLimiter {
-    seen: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl IntakeLimiter {
-    /// Records one submission under each key unless any is over its limit: `false` then.
-    fn admit(&self, keys: &[(String, usize)]) -> bool {
-        let now = Instant::now();
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, limit) in keys {
-            let q = seen.entry(key.clone()).or_default();
-            while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
-                q.pop_front();
-            }
-            if q.len() >= *limit {
-                return false;
-            }
-        }
-        for (key, _) in keys {
-            seen.entry(key.clone()).or_default().push_back(now);
-        }
-        // Keep the map bounded: drop keys with nothing in the window.
-        if seen.len() > 10_000 {
-            seen.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= WINDOW));
-        }
-        true
-    }
-}
 
 fn form_mac(state: &HttpState, scope: &str, issued: i64) -> String {
     let key = state.config.patient_token_key.expose_secret();
@@ -424,12 +391,28 @@ pub(crate) async fn public_submit(
         &headers,
         &state.config.trusted_proxies,
     );
-    if !state.intake_limits.admit(&[
-        (format!("practice:{id}"), PER_PRACTICE),
-        (format!("address:{address}"), PER_ADDRESS),
-    ]) {
-        tracing::warn!(practice = %id, "public intake page: rate limit reached");
-        return state.pages.error(StatusCode::TOO_MANY_REQUESTS, "en");
+    // The limits live in the store, shared by every instance on the database.
+    match state
+        .store
+        .admit_intake_submission(
+            &[
+                (format!("practice:{id}"), PER_PRACTICE),
+                (format!("address:{address}"), PER_ADDRESS),
+            ],
+            WINDOW,
+            state.now(),
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(practice = %id, "public intake page: rate limit reached");
+            return state.pages.error(StatusCode::TOO_MANY_REQUESTS, "en");
+        }
+        Err(e) => {
+            tracing::error!(practice = %id, error = %e, "public intake page: rate limit store");
+            return state.pages.error(StatusCode::SERVICE_UNAVAILABLE, "en");
+        }
     }
     match intakes(&state)
         .open_public(
@@ -814,17 +797,6 @@ mod tests {
         assert_eq!(parse_dollars("99999999999999999999"), None);
     }
 
-    #[test]
-    fn the_limiter_counts_per_key_and_refuses_past_the_limit() {
-        let l = IntakeLimiter::default();
-        let keys = |a: &str| vec![("practice:p".to_owned(), 3), (format!("address:{a}"), 2)];
-        assert!(l.admit(&keys("1")));
-        assert!(l.admit(&keys("1")));
-        assert!(!l.admit(&keys("1")), "the address is at its limit");
-        assert!(l.admit(&keys("2")));
-        assert!(!l.admit(&keys("3")), "the practice is at its limit");
-    }
-
     use chairside_engine::store::prelude::*;
 
     use crate::testkit::{
@@ -992,29 +964,36 @@ mod tests {
         );
         let good = form_of(&body_text(kit.send(get(&uri)).await).await);
 
-        // Act: five submissions from one address pass, the sixth is refused.
-        for _ in 0..PER_ADDRESS {
-            let res = kit
-                .send(post_form(
-                    &uri,
-                    form(&patient_fields(&good, "1984-05-12")),
-                    None,
-                ))
-                .await;
+        // Act: five submissions from one address pass, taking turns between two instances on
+        // the same store; the sixth, on the second instance, is refused: the limit is shared.
+        let second = kit.another_instance();
+        let on_second = |req: axum::http::Request<axum::body::Body>| {
+            let mut req = req;
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 50_001))));
+            tower::ServiceExt::oneshot(crate::router(second.clone()), req)
+        };
+        for n in 0..PER_ADDRESS {
+            let req = post_form(&uri, form(&patient_fields(&good, "1984-05-12")), None);
+            let res = if n % 2 == 0 {
+                kit.send(req).await
+            } else {
+                on_second(req).await.unwrap()
+            };
             assert_eq!(res.status(), 303);
         }
-        let sixth = kit
-            .send(post_form(
-                &uri,
-                form(&patient_fields(&good, "1984-05-12")),
-                None,
-            ))
-            .await;
+        let sixth = on_second(post_form(
+            &uri,
+            form(&patient_fields(&good, "1984-05-12")),
+            None,
+        ))
+        .await
+        .unwrap();
 
         // Assert
         assert_eq!(sixth.status(), 429);
         let rows = kit.store.intakes(&smile(), 10).await.unwrap();
-        assert_eq!(rows.len(), PER_ADDRESS);
+        assert_eq!(rows.len(), PER_ADDRESS as usize);
         assert!(
             rows.iter()
                 .all(|r| r.amount.is_none() && r.details_at.is_some())

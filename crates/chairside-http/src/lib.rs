@@ -82,7 +82,6 @@ pub struct HttpState {
     sessions: Arc<staff::Sessions>,
     pub(crate) login: Arc<staff::LoginGuard>,
     pages: Arc<pages::Pages>,
-    intake_limits: Arc<intake::IntakeLimiter>,
 }
 
 impl HttpState {
@@ -103,7 +102,6 @@ impl HttpState {
             clock: Arc::new(SystemClock),
             sessions: Arc::new(staff::Sessions::default()),
             pages: Arc::new(pages::Pages::new()),
-            intake_limits: Arc::new(intake::IntakeLimiter::default()),
         }
     }
 

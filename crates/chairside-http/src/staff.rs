@@ -653,6 +653,7 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::LenderNeedsStaff => "Lender asks you to call",
         TaskKind::LenderNoDecision => "No lender decision recorded",
         TaskKind::PatientRecord => "Patient record to create",
+        TaskKind::PlanRecord => "Treatment plan to enter",
     }
 }
 
@@ -703,7 +704,8 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         TaskKind::ConsentRefusal
         | TaskKind::Settlement
         | TaskKind::PaymentReversed
-        | TaskKind::PatientRecord => {
+        | TaskKind::PatientRecord
+        | TaskKind::PlanRecord => {
             vec![HANDLED]
         }
         // Retry reads the lender again once staff did what it asked; the waterfall holds until then.

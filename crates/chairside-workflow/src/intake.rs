@@ -34,9 +34,14 @@ pub struct IntakeLink {
     /// The patient in the practice system, once matched or created.
     #[serde(default)]
     pub practice_patient: Option<PatientId>,
-    /// Ledger notes asked for before the practice-system patient existed, written once it does.
+    /// Ledger notes asked for before the practice-system patient existed, written once it does
+    /// (and, at case acceptance, once the case's treatment plan is recorded there).
     #[serde(default)]
     pub held_notes: Vec<NoteKind>,
+    /// The case's treatment plan in the practice system: its id there, or `staff` when its API
+    /// takes no plans and a staff task carries the record to enter. `None` until answered.
+    #[serde(default)]
+    pub practice_plan: Option<String>,
 }
 
 impl IntakeLink {
@@ -46,6 +51,7 @@ impl IntakeLink {
             id: id.into(),
             practice_patient: None,
             held_notes: Vec::new(),
+            practice_plan: None,
         }
     }
 }
@@ -206,6 +212,67 @@ pub fn creates_record(
     status != Status::Cancelled
         && result
             .is_some_and(|r| r.financed.is_some() || (r.in_house.is_some() && in_house_accepted))
+}
+
+/// What [`IntakeLink::practice_plan`] holds when a person enters the plan.
+pub const PLAN_FOR_STAFF: &str = "staff";
+
+/// The treatment plan of an accepted intake case, as written to the practice system: what was
+/// accepted and how it is financed. No procedure codes: the consultation's procedures are the
+/// dentist's to chart; the plan names the case so the front desk finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CasePlan {
+    /// The plan's heading (`Financed case (Chairside)`).
+    pub heading: String,
+    /// The patient's portion accepted.
+    pub amount: Money,
+    /// One line for staff: the amount, how it is financed, the intake's id. No PHI.
+    pub summary: String,
+}
+
+/// The heading of the plan Chairside writes at case acceptance.
+pub const CASE_PLAN_HEADING: &str = "Financed case (Chairside)";
+
+/// The marker the case plan carries in the practice system (check before write): one per
+/// workflow, so a repeat after a crash or a lost answer finds the plan instead of a second one.
+pub fn plan_marker(workflow: &crate::WorkflowId) -> String {
+    format!("plan:{workflow}")
+}
+
+/// The case plan of an intake workflow whose case was accepted; `None` for a workflow that is not
+/// an intake or has no price yet.
+pub fn case_plan(state: &crate::WorkflowState) -> Option<CasePlan> {
+    let link = state.intake.as_ref()?;
+    let amount = state.split.as_ref()?.patient_portion;
+    let how = match &state.result {
+        Some(r) => match (&r.financed, &r.in_house) {
+            (Some((lender, financed)), Some(plan)) => format!(
+                "{financed} financed by {lender}, {} on the practice's payment plan",
+                plan.total
+            ),
+            (Some((lender, financed)), None) => format!("{financed} financed by {lender}"),
+            (None, Some(plan)) => format!("{} on the practice's payment plan", plan.total),
+            (None, None) => "not financed".to_owned(),
+        },
+        None => "not financed".to_owned(),
+    };
+    let deposit = state
+        .result
+        .as_ref()
+        .map(|r| r.deposit)
+        .filter(|d| !d.is_zero())
+        .map(|d| format!("; deposit {d}"))
+        .unwrap_or_default();
+    Some(CasePlan {
+        heading: CASE_PLAN_HEADING.to_owned(),
+        amount,
+        summary: format!(
+            "Case accepted {}: patient portion {amount}; {how}{deposit}. From intake {} \
+             (chart the consultation's procedures on this plan).",
+            state.accepted_at.format("%Y-%m-%d"),
+            link.id
+        ),
+    })
 }
 
 /// A patient as a practice system holds it, for matching.

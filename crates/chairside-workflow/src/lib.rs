@@ -151,6 +151,10 @@ pub enum TaskKind {
     /// An intake's patient must be created in the practice system by a person (its API offers
     /// no patient creation): the task points at the intake's record on the dashboard.
     PatientRecord,
+    /// An accepted intake case's treatment plan must be entered in the practice system by a
+    /// person (its API takes no plans): the task names the record to enter. Raised beside the
+    /// workflow, which goes on to its ledger note.
+    PlanRecord,
 }
 
 impl TaskKind {
@@ -170,11 +174,12 @@ impl TaskKind {
             Self::LenderNeedsStaff => "lender_needs_staff",
             Self::LenderNoDecision => "lender_no_decision",
             Self::PatientRecord => "patient_record",
+            Self::PlanRecord => "plan_record",
         }
     }
 
     /// Every kind, for reading a stored label back.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::BadData,
         Self::Unreachable,
         Self::Counteroffer,
@@ -188,6 +193,7 @@ impl TaskKind {
         Self::LenderNeedsStaff,
         Self::LenderNoDecision,
         Self::PatientRecord,
+        Self::PlanRecord,
     ];
 
     /// Parses a label ([`Self::label`]).
@@ -500,6 +506,10 @@ pub enum Action {
     /// Match the intake's patient in the practice system (name, date of birth, phone), or create
     /// them where its API allows (search first, so a retry finds what an earlier try created).
     EnsurePracticePatient,
+    /// Record the accepted case's treatment plan in the practice system, once the intake's
+    /// patient is there ([`intake::case_plan`], marker [`intake::plan_marker`]: check before
+    /// write), or hand the record to staff where the system's API takes no plans.
+    WritePracticePlan,
     /// Create the card-saving link (Stripe Checkout in setup mode) of a card-on-file practice.
     CreateCardSetupLink,
     /// Read which card a completed setup session saved (`setup_intent.payment_method`).
@@ -545,6 +555,7 @@ impl Action {
             Self::WriteLedgerNote { .. } => "write_note",
             Self::SettleWithLender { .. } => "settle_lender",
             Self::EnsurePracticePatient => "ensure_practice_patient",
+            Self::WritePracticePlan => "write_practice_plan",
             Self::CreateCardSetupLink => "create_card_setup_link",
             Self::ReadSavedCard { .. } => "read_saved_card",
             Self::ChargeCard { .. } => "charge_card",
@@ -896,6 +907,18 @@ pub enum Event {
         /// Why, and what to do, without PHI.
         reason: String,
     },
+    /// The accepted case's treatment plan is in the practice system.
+    PracticePlanWritten {
+        /// The plan's id there.
+        plan_id: String,
+        /// True when this attempt created it, false when an earlier one had (found by marker).
+        created: bool,
+    },
+    /// The practice system's API takes no treatment plans: a person enters the record.
+    PracticePlanForStaff {
+        /// The record to enter and why, without PHI.
+        reason: String,
+    },
 }
 
 impl Event {
@@ -928,6 +951,8 @@ impl Event {
             Self::AmountsCorrected { .. } => "amounts_corrected",
             Self::PracticePatientReady { .. } => "practice_patient_ready",
             Self::PracticePatientForStaff { .. } => "practice_patient_for_staff",
+            Self::PracticePlanWritten { .. } => "practice_plan_written",
+            Self::PracticePlanForStaff { .. } => "practice_plan_for_staff",
             Self::CardSetupLinkCreated { .. } => "card_setup_link_created",
             Self::CardAuthorized { .. } => "card_authorized",
             Self::CardSaved { .. } => "card_saved",

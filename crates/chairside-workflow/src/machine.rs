@@ -293,6 +293,15 @@ pub fn apply(
                 cx.ignore("no practice-system patient step under way");
             }
         }
+        Event::PracticePlanWritten { plan_id, created } => {
+            practice_plan_answered(&mut cx, plan_id, None, created)
+        }
+        Event::PracticePlanForStaff { reason } => practice_plan_answered(
+            &mut cx,
+            crate::intake::PLAN_FOR_STAFF.to_owned(),
+            Some(reason),
+            false,
+        ),
         Event::CardSetupLinkCreated { session_id, url } => {
             card_setup_link_created(&mut cx, session_id, url)
         }
@@ -361,12 +370,60 @@ fn practice_patient_ready(cx: &mut Ctx<'_>, patient: financing_core::PatientId, 
         return cx.ignore("practice-system patient already known");
     }
     link.practice_patient = Some(patient);
-    let held = std::mem::take(&mut link.held_notes);
+    let case_accepted =
+        link.held_notes.contains(&NoteKind::Outcome) && link.practice_plan.is_none();
     cx.audit(if created {
         "patient created in the practice system"
     } else {
         "patient matched in the practice system"
     });
+    if case_accepted {
+        // The case's treatment plan goes to the practice system before its outcome note.
+        cx.command(Action::WritePracticePlan);
+    } else {
+        release_held_notes(cx);
+    }
+}
+
+/// The case plan is recorded (by the system, or handed to staff): the held notes follow.
+fn practice_plan_answered(
+    cx: &mut Ctx<'_>,
+    plan_id: String,
+    for_staff: Option<String>,
+    created: bool,
+) {
+    let Some(link) = &mut cx.state.intake else {
+        return cx.ignore("not an intake workflow");
+    };
+    if link.practice_patient.is_none() || link.practice_plan.is_some() {
+        return cx.ignore("no case plan step under way");
+    }
+    link.practice_plan = Some(plan_id);
+    match for_staff {
+        Some(reason) => {
+            cx.audit("case plan left to staff");
+            // Beside the workflow, like a failed installment: the ledger note still goes.
+            cx.out.raise_task = Some(StaffTask {
+                kind: TaskKind::PlanRecord,
+                reason,
+            });
+        }
+        None => cx.audit(if created {
+            "case plan written to the practice system"
+        } else {
+            "case plan already in the practice system"
+        }),
+    }
+    release_held_notes(cx);
+}
+
+fn release_held_notes(cx: &mut Ctx<'_>) {
+    let held = cx
+        .state
+        .intake
+        .as_mut()
+        .map(|l| std::mem::take(&mut l.held_notes))
+        .unwrap_or_default();
     for note in held {
         cx.command(Action::WriteLedgerNote { note });
     }
@@ -855,7 +912,7 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option
     }
     let note_failed = matches!(
         action,
-        Action::WriteLedgerNote { .. } | Action::EnsurePracticePatient
+        Action::WriteLedgerNote { .. } | Action::EnsurePracticePatient | Action::WritePracticePlan
     );
     cx.state.failed_action = Some(action);
     cx.state.failed_key_seq = key_seq;
@@ -1908,7 +1965,8 @@ fn restore_stage_for(cx: &mut Ctx<'_>, action: &Action) {
         Action::WriteLedgerNote {
             note: NoteKind::Outcome,
         }
-        | Action::EnsurePracticePatient => Stage::WritingNote,
+        | Action::EnsurePracticePatient
+        | Action::WritePracticePlan => Stage::WritingNote,
         _ => cx.state.stage.clone(),
     };
 }

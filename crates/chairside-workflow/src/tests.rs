@@ -1178,6 +1178,19 @@ fn outcome_of(action: &Action, c: u8) -> Event {
                 reason: "HTTP 422".into(),
             },
         },
+        Action::WritePracticePlan => match c % 3 {
+            0 => Event::PracticePlanWritten {
+                plan_id: "18".into(),
+                created: c.is_multiple_of(2),
+            },
+            1 => Event::PracticePlanForStaff {
+                reason: "enter the plan".into(),
+            },
+            _ => Event::EffectFailed {
+                action: action.clone(),
+                reason: "HTTP 400".into(),
+            },
+        },
         Action::EnsurePracticePatient => match c % 3 {
             0 => Event::PracticePatientReady {
                 patient_id: PatientId::new("pms-1"),
@@ -2144,12 +2157,27 @@ fn an_accepted_intake_case_matches_the_patient_before_any_note_then_writes_the_h
         message: MessageKind::FinancingSummary,
     });
 
-    // Assert: the patient is matched or created first, then both notes go to that patient.
+    // Assert: the patient is matched or created first, then the case's plan is recorded, then
+    // both notes go to that patient.
     assert_eq!(actions(&t), vec![&Action::EnsurePracticePatient]);
     let t = run.on(Event::PracticePatientReady {
         patient_id: PatientId::new("od-77"),
         created: true,
     });
+    assert_eq!(actions(&t), vec![&Action::WritePracticePlan]);
+    let plan = crate::intake::case_plan(&run.state).expect("an intake case has a plan");
+    assert_eq!(plan.amount, Money::usd(100_000));
+    assert!(
+        plan.summary.contains("$800.00 financed by carecredit"),
+        "{}",
+        plan.summary
+    );
+    assert!(plan.summary.contains("deposit $200.00"), "{}", plan.summary);
+    let t = run.on(Event::PracticePlanWritten {
+        plan_id: "18".into(),
+        created: true,
+    });
+    assert!(t.raise_task.is_none());
     assert_eq!(
         actions(&t),
         vec![
@@ -2247,6 +2275,101 @@ fn a_practice_system_without_patient_creation_hands_the_record_to_staff_and_a_fa
         action: StaffAction::MarkHandled,
     });
     assert_eq!(run.state.status, Status::Done);
+}
+
+/// An intake financed in full by CareCredit whose summary went out: the case is accepted and
+/// the practice-system patient step is asked for.
+fn accepted_intake_case() -> Run {
+    let mut run = intake_run(config(0, false, PartialApprovalRule::StopForStaff));
+    run.on(intake_loaded(100_000));
+    run.on(opened("carecredit"));
+    run.on(approved("carecredit", 100_000));
+    run.on(Event::CustomerReady {
+        customer_id: "cus_1".into(),
+    });
+    run.on(Event::MessageSent {
+        message: MessageKind::FinancingSummary,
+    });
+    run
+}
+
+#[test]
+fn a_practice_system_without_plan_writes_hands_the_plan_to_staff_beside_a_finished_workflow() {
+    // Arrange: NexHealth creates the patient but takes no plans.
+    let mut run = accepted_intake_case();
+    let t = run.on(Event::PracticePatientReady {
+        patient_id: PatientId::new("nx-5"),
+        created: false,
+    });
+    assert_eq!(actions(&t), vec![&Action::WritePracticePlan]);
+
+    // Act
+    let t = run.on(Event::PracticePlanForStaff {
+        reason: "enter the plan".into(),
+    });
+
+    // Assert: a task beside the workflow, and the outcome note still goes to the patient.
+    assert_eq!(
+        t.raise_task.as_ref().map(|t| t.kind),
+        Some(TaskKind::PlanRecord)
+    );
+    assert_eq!(
+        actions(&t),
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Outcome
+        }]
+    );
+    assert!(run.state.staff_task.is_none());
+    // A late duplicate answer is ignored (never a second task or note).
+    let t = run.on(Event::PracticePlanWritten {
+        plan_id: "9".into(),
+        created: true,
+    });
+    assert!(t.ignored);
+    let at = run.now;
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at,
+    });
+    assert_eq!(run.state.status, Status::Done);
+}
+
+#[test]
+fn a_failed_plan_write_stops_before_the_note_and_a_staff_retry_writes_it_again() {
+    let mut run = accepted_intake_case();
+    run.on(Event::PracticePatientReady {
+        patient_id: PatientId::new("od-77"),
+        created: true,
+    });
+
+    // Act: the write's outcome is unknown (a 502 after Open Dental may have created it).
+    let t = run.on(Event::EffectIndeterminate {
+        action: Action::WritePracticePlan,
+        seq: 0,
+        reason: "opendental: 502".into(),
+    });
+
+    // Assert: staff see it, no note is written yet; the retry asks again (the marker lookup
+    // finds a plan an earlier attempt created).
+    assert_eq!(
+        t.raise_task.as_ref().map(|t| t.kind),
+        Some(TaskKind::SystemError)
+    );
+    assert!(actions(&t).is_empty());
+    let t = run.on(Event::Staff {
+        action: StaffAction::Retry,
+    });
+    assert_eq!(actions(&t), vec![&Action::WritePracticePlan]);
+    let t = run.on(Event::PracticePlanWritten {
+        plan_id: "18".into(),
+        created: false,
+    });
+    assert_eq!(
+        actions(&t),
+        vec![&Action::WriteLedgerNote {
+            note: NoteKind::Outcome
+        }]
+    );
 }
 
 // ---- Card on file ----

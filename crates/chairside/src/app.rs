@@ -268,10 +268,13 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
                 if let Some(budget) = extras.nexhealth_rate_budget {
                     b = b.rate_budget(budget);
                 }
-                Arc::new(NexHealthPractice::new(
-                    b.build()
-                        .with_context(|| format!("the NexHealth client of {}", p.id))?,
-                ))
+                Arc::new(
+                    NexHealthPractice::new(
+                        b.build()
+                            .with_context(|| format!("the NexHealth client of {}", p.id))?,
+                    )
+                    .with_provider(n.provider_id.clone()),
+                )
             }
         };
 

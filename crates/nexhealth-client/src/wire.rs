@@ -402,6 +402,11 @@ pub fn new_patient_body(
         "return_existing_if_match": true,
     });
     if let Some(id) = provider_id {
+        // NexHealth's ids are integers: sent as a number when the id is one.
+        let id = id
+            .trim()
+            .parse::<u64>()
+            .map_or_else(|_| serde_json::json!(id), |n| serde_json::json!(n));
         body["provider"] = serde_json::json!({ "provider_id": id });
     }
     body

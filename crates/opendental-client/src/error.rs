@@ -37,6 +37,8 @@ pub enum Operation {
     ListPatients,
     /// `POST /patients`.
     CreatePatient,
+    /// `POST /treatplans` (an Inactive plan).
+    CreateTreatPlan,
 }
 
 impl Operation {
@@ -45,7 +47,7 @@ impl Operation {
     pub fn is_write(self) -> bool {
         matches!(
             self,
-            Self::CreateCommlog | Self::CreatePayment | Self::CreatePatient
+            Self::CreateCommlog | Self::CreatePayment | Self::CreatePatient | Self::CreateTreatPlan
         )
     }
 
@@ -63,6 +65,7 @@ impl Operation {
             Self::CreatePayment => "create payment",
             Self::ListPatients => "list patients",
             Self::CreatePatient => "create patient",
+            Self::CreateTreatPlan => "create treatplan",
         }
     }
 }

@@ -75,8 +75,9 @@ pub use treat_plans::{
     is_accepted,
 };
 pub use types::{
-    CommMode, Commlog, NewCommlog, NewPayment, Patient, Payment, ProcStatus, ProcTp, ProcedureLog,
-    SentOrReceived, TpStatus, TpType, TreatPlan, TreatPlanAttach, TxtMsgOk, WriteOutcome,
+    CommMode, Commlog, NewCommlog, NewPayment, NewTreatPlan, Patient, Payment, ProcStatus, ProcTp,
+    ProcedureLog, SentOrReceived, TpStatus, TpType, TreatPlan, TreatPlanAttach, TxtMsgOk,
+    WriteOutcome,
 };
 
 pub use secrecy::SecretString;

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::cursor::PlanCursor;
-use crate::error::{Operation, Result};
+use crate::error::{Error, Operation, Result};
 use crate::ids::{PatNum, TreatPlanNum};
-use crate::types::{ProcTp, TpStatus, TreatPlan, TreatPlanAttach};
+use crate::types::{NewTreatPlan, ProcTp, TpStatus, TreatPlan, TreatPlanAttach, WriteOutcome};
 use crate::wire::{self, param, path, resource};
 
 /// Filters for [`Client::list_treat_plans`]. All optional.
@@ -299,6 +299,73 @@ fn office_to_utc(t: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
 }
 
 impl Client {
+    /// The patient's first treatment plan whose note contains `marker`, if any
+    /// (`GET /treatplans?PatNum=`, every page).
+    ///
+    /// # Errors
+    /// As [`Client::list_treat_plans`]; [`Error::InvalidRequest`] (Permanent) for an empty marker.
+    pub async fn find_treat_plan_by_marker(
+        &self,
+        pat_num: PatNum,
+        marker: &str,
+    ) -> Result<Option<TreatPlan>> {
+        if marker.trim().is_empty() {
+            return Err(Error::InvalidRequest {
+                op: Operation::ListTreatPlans,
+                reason: "the marker must not be empty",
+            });
+        }
+        let plans = self
+            .list_treat_plans(&TreatPlanQuery::new().pat_num(pat_num))
+            .await?;
+        Ok(plans.into_iter().find(|p| p.note.contains(marker)))
+    }
+
+    /// `POST /treatplans` (apitreatplans.html, 23.2.13): an Inactive plan for the patient.
+    /// Returns the created row, or `None` when Open Dental answers without one. Prefer
+    /// [`Client::create_treat_plan_once`].
+    ///
+    /// # Errors
+    /// Transient for a connect error or 429 (nothing was written); **Indeterminate** for a
+    /// timeout, a dropped connection or any 5xx (look for the marker before creating again);
+    /// Permanent for 400/401/403/404 and decode errors.
+    pub async fn create_treat_plan(&self, plan: &NewTreatPlan) -> Result<Option<TreatPlan>> {
+        self.create(
+            Operation::CreateTreatPlan,
+            path::TREATPLANS,
+            &wire::treat_plan_body(plan),
+            resource::TREATPLAN,
+            wire::read_treat_plan,
+        )
+        .await
+    }
+
+    /// Check-then-act: creates the plan unless one of the patient's plans already carries
+    /// `marker` in its note. Open Dental takes no idempotency key, so this is what makes a
+    /// repeat after an Indeterminate failure safe.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] (Permanent) when `marker` is empty or not in the plan's note;
+    /// otherwise as [`Client::find_treat_plan_by_marker`] and [`Client::create_treat_plan`].
+    pub async fn create_treat_plan_once(
+        &self,
+        plan: &NewTreatPlan,
+        marker: &str,
+    ) -> Result<WriteOutcome<TreatPlan>> {
+        if marker.trim().is_empty() || !plan.note.contains(marker) {
+            return Err(Error::InvalidRequest {
+                op: Operation::CreateTreatPlan,
+                reason: "the plan note must contain the non-empty marker",
+            });
+        }
+        if let Some(existing) = self.find_treat_plan_by_marker(plan.pat_num, marker).await? {
+            return Ok(WriteOutcome::AlreadyWritten(existing));
+        }
+        self.create_treat_plan(plan)
+            .await
+            .map(WriteOutcome::Created)
+    }
+
     /// `GET /treatplans`, every page.
     ///
     /// # Errors

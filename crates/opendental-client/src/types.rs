@@ -553,6 +553,43 @@ impl fmt::Debug for NewPayment {
     }
 }
 
+/// A treatment plan to create (`POST /treatplans`): Open Dental creates it Inactive, without
+/// procedures (those are attached separately, `TreatPlanAttaches POST`).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewTreatPlan {
+    /// The patient. Required.
+    pub pat_num: PatNum,
+    /// The heading; Open Dental defaults to "Inactive Treatment Plan" when blank.
+    pub heading: String,
+    /// The note (where Chairside's marker goes); Open Dental defaults to the office's
+    /// TreatmentPlanNote preference when absent, so Chairside always sends one.
+    pub note: String,
+    /// Insurance or Discount; Open Dental chooses from the patient's plans when `None`.
+    pub tp_type: Option<TpType>,
+}
+
+impl NewTreatPlan {
+    /// A plan for a patient with a heading and a note.
+    pub fn new(pat_num: PatNum, heading: impl Into<String>, note: impl Into<String>) -> Self {
+        Self {
+            pat_num,
+            heading: heading.into(),
+            note: note.into(),
+            tp_type: None,
+        }
+    }
+}
+
+impl fmt::Debug for NewTreatPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewTreatPlan")
+            .field("pat_num", &self.pat_num)
+            .field("tp_type", &self.tp_type)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The result of a check-then-act write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -26,8 +26,8 @@ use serde_json::{Map, Number, Value};
 use crate::error::{DecodeError, DecodeReason};
 use crate::ids::{PatNum, TreatPlanNum};
 use crate::types::{
-    CommMode, Commlog, NewCommlog, NewPayment, Patient, Payment, ProcStatus, ProcTp, ProcedureLog,
-    SentOrReceived, TpStatus, TpType, TreatPlan, TreatPlanAttach, TxtMsgOk,
+    CommMode, Commlog, NewCommlog, NewPayment, NewTreatPlan, Patient, Payment, ProcStatus, ProcTp,
+    ProcedureLog, SentOrReceived, TpStatus, TpType, TreatPlan, TreatPlanAttach, TxtMsgOk,
 };
 
 /// The `Authorization` scheme: `ODFHIR {DeveloperKey}/{CustomerKey}`.
@@ -708,6 +708,22 @@ pub(crate) fn payment_body(p: &NewPayment) -> Value {
     }
     if let Some(pref) = p.is_patient_preferred {
         m.insert("isPatientPreferred".into(), pref.to_string().into());
+    }
+    Value::Object(m)
+}
+
+/// The body of `POST /treatplans` (apitreatplans.html, "TreatPlans POST (create)", 23.2.13:
+/// `PatNum` required; `Heading`, `Note` and `TPType` optional). Open Dental creates the plan
+/// Inactive.
+pub(crate) fn treat_plan_body(p: &NewTreatPlan) -> Value {
+    let mut m = Map::new();
+    m.insert("PatNum".into(), p.pat_num.get().into());
+    if !p.heading.trim().is_empty() {
+        m.insert("Heading".into(), p.heading.clone().into());
+    }
+    m.insert("Note".into(), p.note.clone().into());
+    if let Some(t) = &p.tp_type {
+        m.insert("TPType".into(), t.as_str().into());
     }
     Value::Object(m)
 }

@@ -298,6 +298,9 @@ pub struct NexHealthConfig {
     pub subdomain: String,
     /// The location id plans and patients belong to.
     pub location_id: u64,
+    /// The provider of the location's plans; `POST /patients` requires `provider.provider_id`
+    /// to name it, as NexHealth requires a provider.
+    pub provider_id: u64,
     /// Lifetime of issued tokens.
     pub token_ttl: Duration,
 }
@@ -308,6 +311,7 @@ impl Default for NexHealthConfig {
             api_key: SecretString::from("sandbox-nexhealth-key"),
             subdomain: "sandbox-practice".into(),
             location_id: 4242,
+            provider_id: 1,
             token_ttl: Duration::from_secs(3600),
         }
     }

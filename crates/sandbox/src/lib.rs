@@ -42,7 +42,7 @@
 //! | SMTP | [`SandboxUrls::smtp`] | none | EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT; keeps and decodes every message ([`SmtpHandle`]) |
 //! | Dentrix Ascend | [`SandboxUrls::dentrix`] | OAuth2 client credentials + `Organization-ID` | txcases, patientprocedures, visits, appointments, patients, patientnotes; `filter=`, `pageSize` + `lastId` |
 //! | NexHealth | [`SandboxUrls::nexhealth`] | `/authenticates` JWT + `subdomain` | treatment_plans (`updated_since`, `status`, cursors), patients, webhook endpoints and subscriptions (signed `treatment_plan_updated`), communication_logs (202, then written), payments (202; listed once in the EHR) |
-//! | Open Dental | [`SandboxUrls::opendental`] | `ODFHIR dev/customer` | treatplans (`SecDateTEdit`), proctps, treatplanattaches, procedurelogs (`DateTStamp`), patients, commlogs, payments; `Offset`/`Limit`; server times in UTC |
+//! | Open Dental | [`SandboxUrls::opendental`] | `ODFHIR dev/customer` | treatplans (`SecDateTEdit`), proctps, treatplanattaches, procedurelogs (`DateTStamp`), patients, commlogs, payments, treatplans POST (Inactive, [`Sandbox::od_written_plans`]); `Offset`/`Limit`; server times in UTC |
 //! | CareCredit | [`SandboxUrls::carecredit`] | OAuth2 token | prefill sessions keyed by partner transaction id, hosted page at `/apply/{session}`, pullback, cardholder lookup |
 //! | Sunbit | [`SandboxUrls::sunbit`] | `sunbit-key` (+ `sunbit-secret` on reads and voids) | online links keyed by referral, hosted page at `/prequal/{token}`, purchase reads, voids, signed webhooks |
 //!
@@ -623,6 +623,12 @@ impl Sandbox {
     /// listing that is not filtered by patient.
     pub fn od_extra_plan_row(&self, row: serde_json::Value) {
         self.hub.opendental.extra_plan_row(row);
+    }
+
+    /// The treatment plans written through Open Dental's `POST /treatplans`, as it lists them
+    /// (`TreatPlanNum`, `PatNum`, `Heading`, `Note`, `TPStatus` Inactive...).
+    pub fn od_written_plans(&self) -> Vec<serde_json::Value> {
+        self.hub.opendental.written_plans()
     }
 
     /// Dentrix Ascend (`txcases`) or NexHealth (`treatment_plans`) lists this plan with `field`

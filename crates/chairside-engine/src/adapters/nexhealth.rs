@@ -14,7 +14,7 @@ use nexhealth_client::{
 
 use super::{external, invalid};
 use crate::ports::{
-    EnsuredPatient, ExternalError, PaymentPosting, PlanChanges, PlanState, PlanSummary,
+    EnsuredPatient, ExternalError, PaymentPosting, PlanChanges, PlanState, PlanSummary, PlanWrite,
     PracticeSystem, UnreadableRecord, payment_marker, refund_marker,
 };
 use chairside_workflow::intake::{Candidate, same_patient};
@@ -24,12 +24,24 @@ use chrono::{DateTime, Utc};
 #[derive(Debug, Clone)]
 pub struct NexHealthPractice {
     client: Client,
+    provider_id: Option<String>,
 }
 
 impl NexHealthPractice {
-    /// Wraps a built client.
+    /// Wraps a built client (no provider: intake patients are left to staff until one is set).
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            provider_id: None,
+        }
+    }
+
+    /// The provider new patients are created under: NexHealth's `POST /patients` requires
+    /// `provider.provider_id` (INTEGRATIONS.md §4).
+    #[must_use]
+    pub fn with_provider(mut self, provider_id: Option<String>) -> Self {
+        self.provider_id = provider_id.filter(|p| !p.trim().is_empty());
+        self
     }
 }
 
@@ -161,6 +173,21 @@ impl PracticeSystem for NexHealthPractice {
             .unwrap_or_default())
     }
 
+    /// NexHealth documents treatment plans as read-only (`GET /treatment_plans`,
+    /// `GET /treatment_plans/{id}`; docs.nexhealth.com/reference/treatment-plans, INTEGRATIONS.md
+    /// §4): no write, so staff enter the case plan in the EHR.
+    async fn ensure_plan(
+        &self,
+        patient: &PatientId,
+        marker: &str,
+        plan: &chairside_workflow::intake::CasePlan,
+    ) -> Result<PlanWrite, ExternalError> {
+        let _ = (patient, marker, plan);
+        Ok(PlanWrite::NotSupported {
+            reason: "NexHealth's treatment plans are read-only through its API".into(),
+        })
+    }
+
     /// NexHealth's find-or-create recipe: `GET /patients?name=&date_of_birth=` matched on the
     /// phone too, then `POST /patients` with `return_existing_if_match=true`. A namesake with the
     /// same birth date but another phone is not written to: NexHealth would answer it as a match,
@@ -207,6 +234,13 @@ impl PracticeSystem for NexHealthPractice {
                     .into(),
             });
         };
+        let Some(provider) = self.provider_id.as_deref() else {
+            return Ok(EnsuredPatient::NotSupported {
+                reason: "NexHealth creates a patient only under a provider, and this practice has \
+                         none configured (practices.pms.provider_id)"
+                    .into(),
+            });
+        };
         let new = nexhealth_client::NewPatient {
             first_name: who.first_name.clone(),
             last_name: who.last_name.clone(),
@@ -217,7 +251,7 @@ impl PracticeSystem for NexHealthPractice {
         };
         let created = self
             .client
-            .create_patient(&new, None)
+            .create_patient(&new, Some(provider))
             .await
             .map_err(external)?;
         Ok(EnsuredPatient::Created(PatientId::new(created.id.as_str())))

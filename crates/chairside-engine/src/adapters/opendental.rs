@@ -4,13 +4,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use financing_core::{PatientContact, PatientId, TreatmentPlan, Tz};
 use opendental_client::{
-    AcceptanceRule, Client, NewCommlog, NewPayment, PatNum, PlanCursor, TreatPlanNum,
+    AcceptanceRule, Client, NewCommlog, NewPayment, NewTreatPlan, PatNum, PlanCursor, TreatPlanNum,
     TreatPlanQuery, WriteOutcome,
 };
 
 use super::{external, invalid};
 use crate::ports::{
-    EnsuredPatient, ExternalError, PaymentPosting, PlanChanges, PlanState, PlanSummary,
+    EnsuredPatient, ExternalError, PaymentPosting, PlanChanges, PlanState, PlanSummary, PlanWrite,
     PracticeSystem, UnreadableRecord, payment_marker, refund_marker,
 };
 use chairside_workflow::intake::{Candidate, same_patient};
@@ -214,6 +214,40 @@ impl PracticeSystem for OpenDentalPractice {
                 )),
             },
         }
+    }
+
+    /// `POST /treatplans` (PatNum, Heading, Note with the case and the marker: Open Dental
+    /// creates it Inactive, so the poller's acceptance rule never takes it for a new case), after
+    /// a `GET /treatplans?PatNum=` finds none carrying the marker: Open Dental takes no idempotency
+    /// key (INTEGRATIONS.md, Open Dental "Treatment plans"; opendental.com/site/apitreatplans.html,
+    /// "TreatPlans POST (create)", 23.2.13).
+    async fn ensure_plan(
+        &self,
+        patient: &PatientId,
+        marker: &str,
+        plan: &chairside_workflow::intake::CasePlan,
+    ) -> Result<PlanWrite, ExternalError> {
+        let pat = PatNum::new(parse_num(patient.as_str(), "patient")?);
+        let tag = tag(marker);
+        let new = NewTreatPlan::new(
+            pat,
+            plan.heading.clone(),
+            format!("{}\n{tag}", plan.summary),
+        );
+        let outcome = self
+            .client
+            .create_treat_plan_once(&new, &tag)
+            .await
+            .map_err(external)?;
+        Ok(match outcome {
+            WriteOutcome::AlreadyWritten(p) => {
+                PlanWrite::AlreadyWritten(p.treat_plan_num.to_string())
+            }
+            WriteOutcome::Created(p) => {
+                PlanWrite::Written(p.map_or(tag, |p| p.treat_plan_num.to_string()))
+            }
+            _ => PlanWrite::Written(tag),
+        })
     }
 
     /// `POST /payments` (PayAmt, PatNum, PayNote with the Stripe payment's marker), after a

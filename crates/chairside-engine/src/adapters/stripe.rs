@@ -7,7 +7,11 @@
 use async_trait::async_trait;
 use financing_core::{InHouseOffer, IntervalUnit, Money, PatientContact, PracticeId};
 use stripe_schedule::{
-    BillingInterval, CardSetupRequest, ChargeOutcome, CheckoutPaymentStatus, CheckoutSessionId, CheckoutStatus, Client, Collection, CustomerDetails, CustomerId, IdempotencyKey, INSTALLMENT_KEY, InstallmentPlan, Interval, Metadata, OffSessionCharge, PayLinkRequest, PaymentIntentStatus, PaymentMethodId, PRACTICE_KEY, SetupIntentId, StartDate, SubscriptionScheduleId, WORKFLOW_KEY,
+    BillingInterval, CardSetupRequest, ChargeOutcome, CheckoutPaymentStatus, CheckoutSessionId,
+    CheckoutStatus, Client, Collection, CustomerDetails, CustomerId, INSTALLMENT_KEY,
+    IdempotencyKey, InstallmentPlan, Interval, Metadata, OffSessionCharge, PRACTICE_KEY,
+    PayLinkRequest, PaymentIntentStatus, PaymentMethodId, SetupIntentId, StartDate,
+    SubscriptionScheduleId, WORKFLOW_KEY,
 };
 use url::Url;
 

@@ -156,4 +156,30 @@ pub trait IntakeStore: Send + Sync + std::fmt::Debug + 'static {
         new: NewWorkflow,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+
+    /// Admits one public intake submission under every `(key, limit)` unless a key already has
+    /// `limit` submissions in the `window` before `now`: then `false` and nothing is recorded.
+    /// In one transaction, shared by every instance on the database; rows older than the window
+    /// are pruned. Keys are stored as SHA-256 hashes (a client address never in clear).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn admit_intake_submission(
+        &self,
+        keys: &[(String, u32)],
+        window: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+}
+
+/// The stored form of a rate-limit key.
+pub(crate) fn limit_key_hash(key: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(format!("chairside-intake-limit:{key}").as_bytes()).to_vec()
+}
+
+/// The start of the window ending at `now`, in Unix ms.
+pub(crate) fn window_start_ms(window: std::time::Duration, now: DateTime<Utc>) -> i64 {
+    now.timestamp_millis()
+        .saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
 }

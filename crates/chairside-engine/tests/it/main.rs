@@ -16,6 +16,7 @@ mod messages;
 mod outbound;
 mod pay_link;
 mod phi;
+mod pms_adapters;
 mod poller;
 mod pool;
 mod quarantine;

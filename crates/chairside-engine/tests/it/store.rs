@@ -955,7 +955,65 @@ both!(
     a_pay_link_retry_closes_only_the_payment_failed_task,
     an_sms_opt_out_round_trips_without_storing_the_number_in_clear,
     listings_filter_by_status_and_show_the_next_action,
+    intake_rate_limits_are_shared_by_instances_and_forget_old_submissions,
 );
+
+async fn intake_rate_limits_are_shared_by_instances_and_forget_old_submissions(backend: Backend) {
+    // Arrange: two instances on one database; a limit of two per address.
+    let db = TestDb::new(backend).await;
+    let other = db.reopen(DataKey::parse(KEY_HEX).unwrap()).await;
+    let window = Duration::from_secs(600);
+    let keys = |a: &str| vec![("practice:p".to_owned(), 3), (format!("address:{a}"), 2)];
+
+    // Act + Assert: the address's two submissions are counted across both instances.
+    assert!(
+        db.store
+            .admit_intake_submission(&keys("1"), window, t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        other
+            .admit_intake_submission(&keys("1"), window, t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .admit_intake_submission(&keys("1"), window, t0())
+            .await
+            .unwrap(),
+        "the address is at its limit on every instance"
+    );
+    assert!(
+        other
+            .admit_intake_submission(&keys("2"), window, t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .admit_intake_submission(&keys("3"), window, t0())
+            .await
+            .unwrap(),
+        "the practice is at its limit"
+    );
+    // Once the window passed, old rows are pruned and the practice is admitted again.
+    let later = t0() + chrono::Duration::seconds(601);
+    assert!(
+        other
+            .admit_intake_submission(&keys("1"), window, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM intake_submissions")
+            .await,
+        2,
+        "only the new submission's two keys are left"
+    );
+}
 
 async fn two_instances_claim_disjoint_workflows_and_together_take_every_due_one(backend: Backend) {
     // Arrange: twelve due workflows, and a second instance on the same database.

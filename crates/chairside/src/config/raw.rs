@@ -264,6 +264,7 @@ pub(super) struct RawNexHealth {
     pub(super) api_key_file: Option<String>,
     pub(super) subdomain: Option<String>,
     pub(super) location_id: Option<String>,
+    pub(super) provider_id: Option<String>,
     pub(super) webhook_secret: Option<Literal>,
     pub(super) webhook_secret_env: Option<String>,
     pub(super) webhook_secret_file: Option<String>,

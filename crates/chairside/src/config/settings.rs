@@ -406,6 +406,9 @@ pub struct NexHealthSettings {
     pub subdomain: String,
     /// The NexHealth location.
     pub location_id: String,
+    /// The provider new patients are created under (`provider.provider_id` of NexHealth's
+    /// `POST /patients`, required there). Without it an intake's patient is left to staff.
+    pub provider_id: Option<String>,
     /// The webhook endpoint's `secret_key`, when NexHealth pushes plan changes.
     pub webhook_secret: Option<SecretString>,
 }
@@ -417,6 +420,7 @@ impl fmt::Debug for NexHealthSettings {
             .field("api_key", &Redacted)
             .field("subdomain", &self.subdomain)
             .field("location_id", &self.location_id)
+            .field("provider_id", &self.provider_id)
             .field(
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| Redacted),

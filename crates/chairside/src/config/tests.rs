@@ -1285,3 +1285,40 @@ fn a_postgres_url_chooses_postgresql_and_a_password_never_comes_from_the_file() 
             .contains("postgres://")
     );
 }
+
+/// MINIMAL's practice on NexHealth, with `provider` as the `provider_id` line (or none).
+fn nexhealth_practice(provider: &str) -> String {
+    MINIMAL.replace(
+        "kind = \"opendental\"\ndeveloper_key_env = \"DENTRIX_CLIENT_SECRET\"\ncustomer_key_env = \"SMTP_PASSWORD\"\n",
+        &format!(
+            "kind = \"nexhealth\"\napi_key_env = \"SUNBIT_API_KEY\"\nsubdomain = \"smile\"\nlocation_id = \"12\"\n{provider}\n"
+        ),
+    )
+}
+
+#[test]
+fn a_nexhealth_provider_id_is_read_and_a_bad_one_is_named_at_its_path() {
+    // Arrange
+    let good = nexhealth_practice("provider_id = \"104\"");
+    let absent = nexhealth_practice("");
+    let bad = nexhealth_practice("provider_id = \"dr-smith\"");
+    let zero = nexhealth_practice("provider_id = \"000\"");
+
+    // Act
+    let good = load(&good, &env_with(&[])).unwrap_or_else(|r| panic!("refused:\n{r}"));
+    let absent = load(&absent, &env_with(&[])).unwrap_or_else(|r| panic!("refused:\n{r}"));
+    let bad = load(&bad, &env_with(&[])).expect_err("a name is no provider id");
+    let zero = load(&zero, &env_with(&[])).expect_err("zero is no provider id");
+
+    // Assert
+    let provider = |c: &Config| match &c.practices[0].pms {
+        PmsSettings::NexHealth(n) => n.provider_id.clone(),
+        other => panic!("not NexHealth: {other:?}"),
+    };
+    assert_eq!(provider(&good).as_deref(), Some("104"));
+    assert_eq!(provider(&absent), None);
+    for report in [&bad, &zero] {
+        let p = problem_for(report, "practices[0].pms.provider_id");
+        assert!(p.message.contains("NexHealth provider id"), "{}", p.message);
+    }
+}

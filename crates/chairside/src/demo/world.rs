@@ -556,6 +556,7 @@ pub fn demo_config(
                 api_key: cfg.nexhealth.api_key.clone(),
                 subdomain: cfg.nexhealth.subdomain.clone(),
                 location_id: cfg.nexhealth.location_id.to_string(),
+                provider_id: Some(cfg.nexhealth.provider_id.to_string()),
                 webhook_secret: None,
             }),
         };

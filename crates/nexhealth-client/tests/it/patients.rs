@@ -147,3 +147,63 @@ async fn patient_debug_output_shows_only_the_id() {
         assert!(!shown.contains(phi), "{phi} leaked into {shown}");
     }
 }
+
+fn new_patient() -> nexhealth_client::NewPatient {
+    nexhealth_client::NewPatient {
+        first_name: "Sample".into(),
+        last_name: "Testperson".into(),
+        email: "sample.testperson@example.test".into(),
+        date_of_birth: NaiveDate::from_ymd_opt(1990, 11, 30).unwrap(),
+        phone: "+15555550142".into(),
+        state: "NY".into(),
+    }
+}
+
+#[tokio::test]
+async fn create_patient_names_the_configured_provider_as_a_number() {
+    // Arrange
+    let server = server().await;
+    scoped("POST", "/patients")
+        .and(wiremock::matchers::body_partial_json(json!({
+            "provider": {"provider_id": 104},
+            "patient": {"first_name": "Sample", "bio": {"date_of_birth": "1990-11-30"}},
+            "return_existing_if_match": true,
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(envelope(json!({
+            "user": fixture("patient.json")["data"].clone()
+        }))))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    // Act
+    let created = client(&server)
+        .create_patient(&new_patient(), Some("104"))
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(created.id.as_str(), "115");
+}
+
+#[tokio::test]
+async fn create_patient_without_a_provider_is_answered_400_and_permanent() {
+    // Arrange: NexHealth requires provider.provider_id.
+    let server = server().await;
+    scoped("POST", "/patients")
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "code": false, "description": null, "error": ["provider_id is required"], "data": null
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    // Act
+    let err = client(&server)
+        .create_patient(&new_patient(), None)
+        .await
+        .unwrap_err();
+
+    // Assert
+    assert_eq!(err.kind(), financing_core::ErrorKind::Permanent);
+}

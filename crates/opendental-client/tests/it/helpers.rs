@@ -47,6 +47,7 @@ pub(crate) fn fixture(name: &str) -> Value {
         "commlog_created" => include_str!("../fixtures/commlog_created.json"),
         "payments" => include_str!("../fixtures/payments.json"),
         "payment_created" => include_str!("../fixtures/payment_created.json"),
+        "treatplan_created" => include_str!("../fixtures/treatplan_created.json"),
         other => panic!("no fixture {other}"),
     };
     serde_json::from_str(text).expect("fixture is JSON")

@@ -217,3 +217,141 @@ async fn list_treat_plan_attaches_asks_by_plan_and_decodes_priorities() {
     assert_eq!(attaches[0].priority_name, "1");
     assert_eq!(attaches[1].priority, None, "Priority 0 is none");
 }
+
+fn financed_plan(marker: &str) -> opendental_client::NewTreatPlan {
+    opendental_client::NewTreatPlan::new(
+        PatNum::new(9001),
+        "Financed case (Chairside)",
+        format!("Financed: $4,200.00 by CareCredit.\n{marker}"),
+    )
+}
+
+#[tokio::test]
+async fn create_treat_plan_posts_patnum_heading_and_note() {
+    // Arrange
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/treatplans"))
+        .and(header("Authorization", AUTH))
+        .and(wiremock::matchers::body_json(serde_json::json!({
+            "PatNum": 9001,
+            "Heading": "Financed case (Chairside)",
+            "Note": "Financed: $4,200.00 by CareCredit.\n[chairside:plan:wf-43]",
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(fixture("treatplan_created")))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    // Act
+    let created = client(&server)
+        .create_treat_plan(&financed_plan("[chairside:plan:wf-43]"))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Assert
+    assert_eq!(created.treat_plan_num, TreatPlanNum::new(18));
+    assert_eq!(created.status, TpStatus::Inactive);
+}
+
+#[tokio::test]
+async fn create_treat_plan_once_finds_the_marker_and_writes_nothing() {
+    // Arrange: a plan carrying the marker is already on the patient.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/treatplans"))
+        .and(query_param("PatNum", "9001"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!([fixture("treatplan_created")])),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&server)
+        .await;
+
+    // Act
+    let outcome = client(&server)
+        .create_treat_plan_once(
+            &financed_plan("[chairside:plan:wf-43]"),
+            "[chairside:plan:wf-43]",
+        )
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(matches!(
+        outcome,
+        opendental_client::WriteOutcome::AlreadyWritten(ref p) if p.treat_plan_num == TreatPlanNum::new(18)
+    ));
+}
+
+#[tokio::test]
+async fn create_treat_plan_once_reconciles_a_502_instead_of_creating_twice() {
+    // Arrange: the POST answers 502 after Open Dental created the plan; the retry's lookup
+    // finds it.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/treatplans"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/treatplans"))
+        .respond_with(ResponseTemplate::new(502))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/treatplans"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!([fixture("treatplan_created")])),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(&server);
+    let plan = financed_plan("[chairside:plan:wf-43]");
+
+    // Act
+    let first = client
+        .create_treat_plan_once(&plan, "[chairside:plan:wf-43]")
+        .await
+        .unwrap_err();
+    let second = client
+        .create_treat_plan_once(&plan, "[chairside:plan:wf-43]")
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(first.kind(), financing_core::ErrorKind::Indeterminate);
+    assert!(!second.was_created());
+}
+
+#[tokio::test]
+async fn create_treat_plan_once_refuses_a_note_without_the_marker() {
+    // Arrange
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&server)
+        .await;
+
+    // Act
+    let err = client(&server)
+        .create_treat_plan_once(&financed_plan("no marker here"), "[chairside:plan:wf-43]")
+        .await
+        .unwrap_err();
+
+    // Assert
+    assert_eq!(err.kind(), financing_core::ErrorKind::Permanent);
+}

@@ -433,6 +433,22 @@ async fn create_patient(
     let Ok(dob) = chrono::NaiveDate::parse_from_str(&dob, "%Y-%m-%d") else {
         return fail(StatusCode::BAD_REQUEST, "bio.date_of_birth is invalid");
     };
+    // NX-spec: `provider.provider_id` is required, and must be one of the location's providers.
+    let provider = match &req["provider"]["provider_id"] {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match provider {
+        None => return fail(StatusCode::BAD_REQUEST, "provider.provider_id is required"),
+        Some(id) if id != hub.config.nexhealth.provider_id => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "provider.provider_id is not a provider of this location",
+            );
+        }
+        Some(_) => {}
+    }
     let location = hub.config.nexhealth.location_id;
     if req["return_existing_if_match"].as_bool() == Some(true)
         && let Some(existing) = hub

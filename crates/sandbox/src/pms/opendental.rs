@@ -56,6 +56,8 @@ fn num(id: &str) -> u64 {
 pub(crate) struct OdState {
     commlogs: Mutex<Vec<Value>>,
     payments: Mutex<Vec<Value>>,
+    /// Plans created through `POST /treatplans` (Inactive, as Open Dental creates them).
+    written_plans: Mutex<Vec<Value>>,
     tamper: Mutex<OdTamper>,
 }
 
@@ -114,6 +116,10 @@ impl OdState {
     pub(crate) fn extra_plan_row(&self, row: Value) {
         lock(&self.tamper).extra_plan_rows.push(row);
     }
+
+    pub(crate) fn written_plans(&self) -> Vec<Value> {
+        lock(&self.written_plans).clone()
+    }
 }
 
 fn patched(mut row: Value, patch: Option<&Map<String, Value>>) -> Value {
@@ -132,7 +138,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The router (mounted under `/api/v1`).
 pub(crate) fn router(hub: Arc<Hub>) -> Router {
     Router::new()
-        .route("/api/v1/treatplans", get(treatplans))
+        .route("/api/v1/treatplans", get(treatplans).post(create_treatplan))
         .route("/api/v1/proctps", get(proctps))
         .route("/api/v1/treatplanattaches", get(attaches))
         .route("/api/v1/procedurelogs", get(procedurelogs))
@@ -282,6 +288,31 @@ async fn treatplans(
                     .is_some_and(|t| t >= s)
             })
         })
+        .chain(
+            lock(&hub.opendental.written_plans)
+                .iter()
+                .filter(|r| {
+                    q.get("PatNum")
+                        .is_none_or(|p| r["PatNum"].as_u64() == p.parse::<u64>().ok())
+                })
+                .filter(|r| {
+                    q.get("TPStatus").is_none_or(|s| {
+                        r["TPStatus"]
+                            .as_str()
+                            .is_some_and(|t| t.eq_ignore_ascii_case(s))
+                    })
+                })
+                .filter(|r| {
+                    since.is_none_or(|s| {
+                        r["SecDateTEdit"]
+                            .as_str()
+                            .and_then(parse_dt)
+                            .is_some_and(|t| t >= s)
+                    })
+                })
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
         .chain(if q.contains_key("PatNum") {
             Vec::new()
         } else {
@@ -289,6 +320,55 @@ async fn treatplans(
         })
         .collect();
     list_response(rows, &q)
+}
+
+/// The first `TreatPlanNum` of plans created through the API (seeded plans number far below).
+const FIRST_WRITTEN_PLAN: u64 = 900_000;
+
+/// `POST /treatplans` (apitreatplans.html, 23.2.13): `PatNum` required, `Heading`, `Note` and
+/// `TPType` optional; the plan is created Inactive.
+async fn create_treatplan(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(denied) = check(&hub, &headers) {
+        return denied;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return fail(StatusCode::BAD_REQUEST, "Invalid JSON.");
+    };
+    let Some(pat) = pat_num_of(&req) else {
+        return fail(StatusCode::BAD_REQUEST, "PatNum is required.");
+    };
+    if hub.world.patient_by_pms_id(Pms::OpenDental, &pat).is_none() {
+        return fail(StatusCode::BAD_REQUEST, "PatNum is invalid.");
+    }
+    let tp_type = match req["TPType"].as_str() {
+        None => "Insurance",
+        Some(t @ ("Insurance" | "Discount")) => t,
+        Some(_) => return fail(StatusCode::BAD_REQUEST, "TPType is invalid."),
+    };
+    let now = hub.world.now();
+    let mut plans = lock(&hub.opendental.written_plans);
+    let row = json!({
+        "TreatPlanNum": FIRST_WRITTEN_PLAN + plans.len() as u64,
+        "PatNum": num(&pat),
+        "DateTP": "0001-01-01",
+        "Heading": req["Heading"].as_str().unwrap_or("Inactive Treatment Plan"),
+        "Note": req["Note"].as_str().unwrap_or(""),
+        "ResponsParty": 0,
+        "TPStatus": "Inactive",
+        "TPType": tp_type,
+        "SecDateTEdit": dt(now),
+        "UserNumPresenter": 0,
+        "DateTSigned": NULL_DATE_TIME,
+        "DateTPracticeSigned": NULL_DATE_TIME,
+        "isSigned": "false",
+        "isSignedPractice": "false",
+    });
+    plans.push(row.clone());
+    (StatusCode::CREATED, axum::Json(row)).into_response()
 }
 
 /// The `TreatPlanNum` a plan is served under (a test may give two plans the same number).

@@ -63,6 +63,45 @@ impl SqliteStore {
 
 #[async_trait]
 impl IntakeStore for SqliteStore {
+    async fn admit_intake_submission(
+        &self,
+        keys: &[(String, u32)],
+        window: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let since = crate::store::intake::window_start_ms(window, now);
+        // BEGIN IMMEDIATE: the count and the insert are one decision for every instance.
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM intake_submissions WHERE at <= ?")
+            .bind(since)
+            .execute(&mut *tx)
+            .await?;
+        let hashes: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|(k, _)| crate::store::intake::limit_key_hash(k))
+            .collect();
+        for (hash, (_, limit)) in hashes.iter().zip(keys) {
+            let n: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM intake_submissions WHERE key_hash = ?")
+                    .bind(&hash[..])
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if n >= i64::from(*limit) {
+                self.finish(tx).await?;
+                return Ok(false);
+            }
+        }
+        for hash in &hashes {
+            sqlx::query("INSERT INTO intake_submissions (key_hash, at) VALUES (?, ?)")
+                .bind(&hash[..])
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        self.finish(tx).await?;
+        Ok(true)
+    }
+
     async fn create_intake(&self, new: &NewIntake, now: DateTime<Utc>) -> Result<()> {
         let now_ms = ms(now);
         let summary = new

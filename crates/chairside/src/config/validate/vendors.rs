@@ -160,6 +160,9 @@ impl Validator<'_> {
             s.location_id.as_ref(),
             "the NexHealth location id",
         );
+        let provider = self
+            .parse(&p("provider_id"), s.provider_id.as_ref(), parse_provider_id)
+            .optional();
         let hook = self
             .secret(
                 at,
@@ -176,6 +179,7 @@ impl Validator<'_> {
             api_key: key?,
             subdomain: subdomain?,
             location_id: location?,
+            provider_id: provider?,
             webhook_secret: hook?,
         })
     }
@@ -470,5 +474,22 @@ impl Validator<'_> {
             webhook_secret: hook?,
             limits: limits?,
         })
+    }
+}
+
+/// A NexHealth provider id (`GET /providers`): the digits of a positive whole number.
+fn parse_provider_id(t: &str) -> Result<String, String> {
+    if !t.is_empty()
+        && t.len() <= 18
+        && t.bytes().all(|b| b.is_ascii_digit())
+        && !t.trim_start_matches('0').is_empty()
+    {
+        Ok(t.to_owned())
+    } else {
+        Err(format!(
+            "{}: expected the NexHealth provider id new patients are created under (a positive \
+             whole number, from NexHealth's GET /providers)",
+            quoted(t)
+        ))
     }
 }
