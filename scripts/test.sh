@@ -26,7 +26,7 @@ fi
 
 # The PostgreSQL store runs the same store tests as SQLite against a real server started for them
 # (scripts/with-postgres.sh: Debian's package, initdb in a temporary directory, stopped after).
-"$root/scripts/with-postgres.sh" cargo test --workspace --locked
+"$root/scripts/with-postgres.sh" cargo test --workspace --locked --no-fail-fast
 
 # Stripe conformance: the official SDK's parameter types are the oracle (../shared/stripe/SOURCE.md).
 venv="$root/target/stripe-venv"

@@ -226,6 +226,23 @@ async fn staff_and_patient_pages_work_in_a_real_browser() {
     world.seed_demo().expect("seeding");
     let settled = world.drive(Duration::from_secs(45)).await.expect("driving");
     assert!(settled, "the demo settled before the browser looks at it");
+    // Every persona where it belongs, or the counts below would be about the wrong world.
+    let (rows, _) = chairside::demo::report(&world).await.expect("report");
+    let off: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| {
+            format!(
+                "{} ({}): got {}, expected {}",
+                r.plan, r.persona, r.path, r.expected
+            )
+        })
+        .collect();
+    assert!(
+        off.is_empty(),
+        "workflows off their persona's path:\n{}",
+        off.join("\n")
+    );
     let texas = PracticeId::new(PRACTICES[0].id);
     let (username, _) = world
         .staff

@@ -17,7 +17,8 @@ pub const LENDER_ID: &str = "carecredit";
 ///
 /// | [`PullbackStatus`] | Decision | Why |
 /// |---|---|---|
-/// | `Created`, `Pending` | `Pending` | The patient has not finished, or CareCredit is reviewing. |
+/// | `Created` | `Pending` | The patient has not finished the application. |
+/// | `Pending` | [`Decision::UnderReview`] | The patient submitted; CareCredit is reviewing (pending results expire after 24 h, then `Expired`). |
 /// | `Expired`, `ExpiredBatch` | `Expired` | The session or batch result lapsed. |
 /// | `Cancelled` | `Expired` | Withdrawn without a credit decision, so it is no decline. |
 /// | `Completed` | approval of the application's credit line, else the available credit, else the purchase's amount, against `requested` (below it: a counteroffer) | The application or purchase went through. |
@@ -41,7 +42,11 @@ pub fn pullback_decision(
         None => Decision::Unknown(raw.clone()),
     };
     match &pullback.status {
-        PullbackStatus::Created | PullbackStatus::Pending => Decision::Pending {
+        PullbackStatus::Created => Decision::Pending {
+            poll_after,
+            raw_status: raw,
+        },
+        PullbackStatus::Pending => Decision::UnderReview {
             poll_after,
             raw_status: raw,
         },

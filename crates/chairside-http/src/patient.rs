@@ -595,14 +595,17 @@ fn card_warning(r: &Resolved, lang: Language) -> Option<String> {
 }
 
 /// The lender's hosted application link, while the patient is expected to use it: never a
-/// session that lapsed at `now` (the page offers to start again instead).
+/// session that lapsed at `now` (the page offers to start again instead), nor one the patient
+/// already submitted (the lender is reviewing it).
 fn application_link(
     row: &WorkflowRow,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<(&LenderId, Money, &str)> {
     match (&row.state.status, &row.state.stage) {
         (Status::Active, Stage::Financing(c)) => match &c.phase {
-            LenderPhase::AwaitingPatient { link, session, .. } if !session.expired(now) => {
+            LenderPhase::AwaitingPatient { link, session, .. }
+                if !session.expired(now) && session.submitted_at.is_none() =>
+            {
                 Some((&c.lender, c.amount, link.as_str()))
             }
             _ => None,

@@ -1099,6 +1099,11 @@ pub struct LenderSession {
     /// staff to record its decision. `None` for a lender whose status is read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decide_by: Option<DateTime<Utc>>,
+    /// When the lender first said the patient had submitted the application and it is under
+    /// review ([`financing_core::Decision::UnderReview`]): from then on the patient is not
+    /// reminded and the wait does not end as "the patient did not finish".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<DateTime<Utc>>,
 }
 
 impl LenderSession {
@@ -1554,7 +1559,8 @@ pub enum PatientStatus {
         /// The lender.
         lender: LenderId,
     },
-    /// The lender is reviewing the application (it asked for a person: the office is on it).
+    /// The lender is reviewing the application: the patient submitted it, or the lender asked
+    /// for a person (the office is on it).
     InReview {
         /// The lender.
         lender: LenderId,
@@ -1602,7 +1608,9 @@ impl WorkflowState {
     pub fn restartable_lender(&self, now: DateTime<Utc>) -> Option<&LenderId> {
         match (&self.stage, self.status) {
             (Stage::Financing(c), Status::Active) => match &c.phase {
-                LenderPhase::AwaitingPatient { session, .. } if session.expired(now) => {
+                LenderPhase::AwaitingPatient { session, .. }
+                    if session.expired(now) && session.submitted_at.is_none() =>
+                {
                     Some(&c.lender)
                 }
                 _ => None,
@@ -1642,6 +1650,11 @@ impl WorkflowState {
                 LenderPhase::HeldForStaff { .. } => PatientStatus::InReview {
                     lender: c.lender.clone(),
                 },
+                LenderPhase::AwaitingPatient { session, .. } if session.submitted_at.is_some() => {
+                    PatientStatus::InReview {
+                        lender: c.lender.clone(),
+                    }
+                }
                 LenderPhase::AwaitingPatient { session, .. } => match &session.prequalified {
                     Some(p) => PatientStatus::Prequalified {
                         lender: c.lender.clone(),

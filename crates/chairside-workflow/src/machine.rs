@@ -567,6 +567,27 @@ fn lender_decided(cx: &mut Ctx<'_>, lender: &LenderId, decision: &Decision) {
             }
             next_poll(cx, *poll_after);
         }
+        Decision::UnderReview { poll_after, .. } => {
+            if !awaiting {
+                return cx.ignore("under review before any application");
+            }
+            if let Stage::Financing(c) = &mut cx.state.stage
+                && let LenderPhase::AwaitingPatient { session, .. } = &mut c.phase
+                && session.submitted_at.is_none()
+            {
+                session.submitted_at = Some(cx.now);
+                let shown = name(cx, lender);
+                cx.audit(format!(
+                    "{shown}: the patient submitted the application; waiting for the lender's decision"
+                ));
+                // The patient did their part: no more reminders, and no give-up as "the patient
+                // did not finish". The lender's own answer (or its expiry) ends the wait.
+                cx.out
+                    .clear_timers
+                    .extend([TimerKind::Reminder, TimerKind::GiveUp]);
+            }
+            next_poll(cx, *poll_after);
+        }
         Decision::Prequalified {
             offer, requested, ..
         } => {
@@ -710,6 +731,7 @@ fn application_opened(
         expires_at: expires_at.or_else(|| schedule.session_life.map(|l| later(cx.now, l))),
         prequalified: None,
         decide_by,
+        submitted_at: None,
     };
     if let Stage::Financing(c) = &mut cx.state.stage {
         c.phase = LenderPhase::AwaitingPatient {
@@ -865,6 +887,9 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             _ => cx.ignore("poll without an application"),
         },
         (TimerKind::Reminder, Stage::Financing(c)) => match &c.phase {
+            LenderPhase::AwaitingPatient { session, .. } if session.submitted_at.is_some() => {
+                cx.ignore("the patient submitted the application; the lender is reviewing it");
+            }
             LenderPhase::AwaitingPatient { session, .. } if session.expired(cx.now) => {
                 cx.ignore("the lender's session has lapsed; its link is never sent again");
             }
@@ -891,6 +916,9 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             _ => cx.ignore("reminder without an application"),
         },
         (TimerKind::GiveUp, Stage::Financing(c)) => match &c.phase {
+            LenderPhase::AwaitingPatient { session, .. } if session.submitted_at.is_some() => {
+                cx.ignore("the patient submitted the application; the lender is reviewing it");
+            }
             LenderPhase::AwaitingPatient { handle, .. } => {
                 let (lender, handle) = (c.lender.clone(), handle.clone());
                 cx.audit(format!("{lender}: patient did not finish the application"));

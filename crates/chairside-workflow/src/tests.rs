@@ -381,6 +381,94 @@ fn a_quiet_patient_gets_every_reminder_then_becomes_a_staff_task() {
 }
 
 #[test]
+fn a_submitted_application_under_review_is_never_given_up_as_a_quiet_patient() {
+    // Arrange: the link went out and the patient submitted; the lender is reviewing.
+    let mut run = Run::new(config(0, true, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    let review = || {
+        decided(
+            "carecredit",
+            Decision::UnderReview {
+                poll_after: None,
+                raw_status: "Pending".into(),
+            },
+        )
+    };
+
+    // Act
+    let submitted = run.on(review());
+    let again = run.on(review());
+    let reminder = run.on(Event::TimerFired {
+        timer: TimerKind::Reminder,
+    });
+    let give_up = run.on(Event::TimerFired {
+        timer: TimerKind::GiveUp,
+    });
+
+    // Assert: no more reminders or give-up, polls go on, the patient reads "pending".
+    assert!(submitted.clear_timers.contains(&TimerKind::Reminder));
+    assert!(submitted.clear_timers.contains(&TimerKind::GiveUp));
+    assert!(
+        submitted
+            .set_timers
+            .iter()
+            .any(|(k, _)| *k == TimerKind::Poll),
+        "the lender is still read"
+    );
+    assert!(
+        again.clear_timers.is_empty(),
+        "the first review answer is the one that counts"
+    );
+    assert!(reminder.commands.is_empty() && reminder.ignored);
+    assert!(give_up.commands.is_empty() && give_up.ignored);
+    assert!(give_up.raise_task.is_none());
+    assert_eq!(run.state.status, Status::Active);
+    assert_eq!(run.state.patient_status(run.now).label(), "pending");
+    assert!(
+        run.state
+            .restartable_lender(run.now + Duration::from_secs(86_400 * 30))
+            .is_none(),
+        "a submitted application is never offered to start again"
+    );
+
+    // Act + Assert: the lender's decision still ends it.
+    run.on(approved("carecredit", 100_000));
+    assert!(matches!(
+        run.state.stage,
+        Stage::Payments(_) | Stage::Notifying | Stage::Settled
+    ));
+}
+
+#[test]
+fn a_patient_who_has_not_submitted_is_still_reminded_while_the_lender_reads_pending() {
+    // Arrange
+    let mut run = Run::new(config(0, true, PartialApprovalRule::StopForStaff));
+    run.on(loaded(100_000, 0));
+    run.on(opened("carecredit"));
+    run.on(decided(
+        "carecredit",
+        Decision::Pending {
+            poll_after: None,
+            raw_status: "Created".into(),
+        },
+    ));
+
+    // Act
+    let reminder = run.on(Event::TimerFired {
+        timer: TimerKind::Reminder,
+    });
+
+    // Assert
+    assert!(matches!(
+        actions(&reminder)[..],
+        [Action::SendMessage {
+            message: MessageKind::Reminder { number: 1, .. }
+        }]
+    ));
+}
+
+#[test]
 fn a_decline_moves_to_the_next_lender_and_an_approval_runs_to_done() {
     let mut run = Run::new(config(2_000, true, PartialApprovalRule::StopForStaff));
     run.on(loaded(100_000, 0));

@@ -167,8 +167,19 @@ pub enum Decision {
         /// The lender's raw status.
         raw_status: String,
     },
-    /// No decision yet: poll again or wait for a callback.
+    /// No decision yet, and the patient has not finished the application (or the lender does
+    /// not say): poll again or wait for a callback; the patient may still be reminded.
     Pending {
+        /// Poll no sooner than this.
+        poll_after: Option<Duration>,
+        /// The lender's raw status.
+        raw_status: String,
+    },
+    /// The patient submitted the application and the lender is reviewing it (CareCredit
+    /// `Pending`: "a decision is under review"). Not final: poll again; but the patient has done
+    /// their part, so they are no longer reminded and the wait never ends as "the patient did
+    /// not finish". The lender's own answer (a decision, or its expiry of the result) ends it.
+    UnderReview {
         /// Poll no sooner than this.
         poll_after: Option<Duration>,
         /// The lender's raw status.
@@ -206,6 +217,7 @@ impl Decision {
         !matches!(
             self,
             Self::Pending { .. }
+                | Self::UnderReview { .. }
                 | Self::ApplicationStarted { .. }
                 | Self::Prequalified { .. }
                 | Self::NeedsStaff { .. }
@@ -221,6 +233,7 @@ impl Decision {
             Self::Prequalified { .. } => "prequalified",
             Self::NeedsStaff { .. } => "needs_staff",
             Self::Pending { .. } => "pending",
+            Self::UnderReview { .. } => "under_review",
             Self::ApplicationStarted { .. } => "application_started",
             Self::Expired { .. } => "expired",
             Self::Cardholder { .. } => "cardholder",

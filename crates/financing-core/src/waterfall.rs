@@ -127,6 +127,7 @@ impl AttemptOutcome {
             // Not final: a prequalification waits for the real decision, a lender that needs a
             // person waits for staff.
             Decision::Pending { .. }
+            | Decision::UnderReview { .. }
             | Decision::ApplicationStarted { .. }
             | Decision::Prequalified { .. }
             | Decision::NeedsStaff { .. } => return None,

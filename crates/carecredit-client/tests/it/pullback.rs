@@ -84,8 +84,11 @@ fn status_table() -> Vec<(Value, Decision, &'static str)> {
         ),
         (
             json!({ "status": "Pending" }),
-            pending("Pending"),
-            "under review",
+            Decision::UnderReview {
+                poll_after: POLL,
+                raw_status: "Pending".into(),
+            },
+            "submitted, under review",
         ),
         (json!({ "status": "Expired" }), expired("Expired"), "lapsed"),
         (

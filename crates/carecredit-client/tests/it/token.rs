@@ -47,7 +47,7 @@ async fn token_request_sends_client_credentials_as_json_and_the_token_as_bearer(
     let decision = client(&server).application_status(&handle("sess-1")).await;
 
     // Assert
-    assert_eq!(decision.unwrap().label(), "pending");
+    assert_eq!(decision.unwrap().label(), "under_review");
 }
 
 #[tokio::test]
@@ -167,7 +167,7 @@ async fn a_401_refreshes_the_token_once_and_repeats_the_call() {
     let decision = client(&server).application_status(&handle("sess-1")).await;
 
     // Assert
-    assert_eq!(decision.unwrap().label(), "pending");
+    assert_eq!(decision.unwrap().label(), "under_review");
 }
 
 #[tokio::test]

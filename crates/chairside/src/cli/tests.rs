@@ -778,6 +778,8 @@ fn log_lines_written_through_the_redacting_writer_carry_no_card_number() {
     let shared = Shared(Arc::new(Mutex::new(Vec::new())));
     let sink = shared.clone();
     let subscriber = tracing_subscriber::fmt()
+        // No timestamp: its microseconds can read "4242" by chance (CI saw 19:56:32.142428Z).
+        .without_time()
         .json()
         .with_writer(move || super::logging::RedactingWriter(sink.clone()))
         .finish();
@@ -1047,6 +1049,8 @@ fn the_human_format_on_any_output_is_redacted() {
     let out = SharedBuf::default();
     let sink = out.clone();
     let subscriber = tracing_subscriber::fmt()
+        // No timestamp: its microseconds can read "4242" by chance (CI saw 19:56:32.142428Z).
+        .without_time()
         .with_ansi(false)
         .with_writer(super::redacting(move || sink.clone()))
         .finish();
@@ -1065,6 +1069,8 @@ fn the_json_format_on_any_output_is_redacted() {
     let out = SharedBuf::default();
     let sink = out.clone();
     let subscriber = tracing_subscriber::fmt()
+        // No timestamp: its microseconds can read "4242" by chance (CI saw 19:56:32.142428Z).
+        .without_time()
         .json()
         .with_writer(super::redacting(move || sink.clone()))
         .finish();
@@ -1083,6 +1089,8 @@ fn a_log_file_is_redacted() {
     let path = dir.path().join("chairside.log");
     let file = std::fs::File::create(&path).expect("log file");
     let subscriber = tracing_subscriber::fmt()
+        // No timestamp: its microseconds can read "4242" by chance (CI saw 19:56:32.142428Z).
+        .without_time()
         .json()
         .with_writer(super::redacting(std::sync::Mutex::new(file)))
         .finish();

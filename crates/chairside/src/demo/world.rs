@@ -217,7 +217,10 @@ impl Default for WorldOptions {
     fn default() -> Self {
         Self {
             sandbox: SandboxConfig::default(),
-            reminder_every: Duration::from_millis(700),
+            // 1.2 s: a patient who acts at once must beat the give-up (three intervals) on a
+            // busy 2-CPU machine, where the way from the lender session to the patient's click
+            // (outbox, SMTP, the patient page) sometimes took more than the 2.1 s 700 ms gave.
+            reminder_every: Duration::from_millis(1_200),
             poll_every: Duration::from_millis(150),
             lender_session: None,
             shipped_lender_schedules: false,
