@@ -22,7 +22,7 @@ use crate::ports::{
     MessageContent, PaymentPosting, PlanState, PlanSummary, PlanWrite, PracticeProfile,
     SharedMessenger, SharedPayments, SharedPracticeSystem,
 };
-use crate::store::{Claim, Consumed, Store, StoreError, WorkItem};
+use crate::store::{AfterStep, Claim, Consumed, NextStep, Store, StoreError, WorkItem};
 use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
 use chairside_workflow::machine::apply;
 use chairside_workflow::{
@@ -76,6 +76,9 @@ impl PracticeRuntime {
         }
     }
 }
+
+/// Steps one claim runs before it lets go, so one busy workflow cannot hold its lease forever.
+const MAX_STEPS_PER_CLAIM: usize = 64;
 
 /// Runner settings.
 #[derive(Debug, Clone)]
@@ -317,9 +320,14 @@ impl Runner {
         // When the lease was last extended: claimed just now. Renewed a third of the way through,
         // between steps as during a call, so a run of steps never outlasts it.
         let mut renewed = tokio::time::Instant::now();
+        // The next command when the last commit journaled its intent (DESIGN.md's steps 3 and 1
+        // in one transaction): performed with the state just committed, nothing loaded.
+        let mut begun: Option<(WorkflowState, Command, u32)> = None;
         // Bounded, so one busy workflow cannot hold its lease forever.
-        for _ in 0..64 {
-            if self.stopping.load(Ordering::Relaxed) {
+        for round in 0..MAX_STEPS_PER_CLAIM {
+            // A begun command is the step in flight: its intent is journaled, so it is performed
+            // and committed before a stopping runner lets go.
+            if self.stopping.load(Ordering::Relaxed) && begun.is_none() {
                 break;
             }
             if renewed.elapsed() >= self.renew_every() {
@@ -329,9 +337,21 @@ impl Runner {
                 renewed = tokio::time::Instant::now();
             }
             let now = self.clock.now();
-            let work = self.store.load(claim, now).await?;
-            let Some(item) = work.item else { break };
-            let mut state = work.state;
+            let (mut state, item, journaled) = match begun.take() {
+                Some((state, command, attempt)) => (
+                    state,
+                    WorkItem::Command {
+                        command,
+                        attempts: attempt.saturating_sub(1),
+                    },
+                    Some(attempt),
+                ),
+                None => {
+                    let work = self.store.load(claim, now).await?;
+                    let Some(item) = work.item else { break };
+                    (work.state, item, None)
+                }
+            };
             let Some(rt) = self.practices.get(&state.key.practice_id) else {
                 tracing::error!(workflow = %state.id, "workflow of a practice that is not configured here; set aside for staff");
                 let task = StaffTask {
@@ -353,10 +373,14 @@ impl Runner {
                     // A staff retry of an attempt whose outcome is unknown keeps that attempt's
                     // key (`WorkflowState::key_seq`), so the call reconciles first.
                     let key = state.command_key(&command);
-                    let attempt = self
-                        .store
-                        .begin_effect(claim, &command, attempts + 1, &key, now)
-                        .await?;
+                    let attempt = match journaled {
+                        Some(attempt) => attempt,
+                        None => {
+                            self.store
+                                .begin_effect(claim, &command, attempts + 1, &key, now)
+                                .await?
+                        }
+                    };
                     let performed = self
                         .perform_leased(claim, &mut renewed, rt, &state, &command, &key)
                         .await;
@@ -425,8 +449,23 @@ impl Runner {
             let now = self.clock.now();
             let was_cancelled = state.status == Status::Cancelled;
             let transition = apply(&mut state, event, &rt.workflow, now);
-            self.store
-                .commit(claim, &state, consumed, label, &transition, now)
+            // The same transaction releases the claim when nothing is left due, or journals the
+            // intent of the step's first command when it is next (commands run in sequence).
+            let keep_going =
+                round + 1 < MAX_STEPS_PER_CLAIM && !self.stopping.load(Ordering::Relaxed);
+            let first = transition
+                .commands
+                .first()
+                .filter(|_| keep_going)
+                .map(|c| (c, state.command_key(c)));
+            let next = NextStep {
+                begin: first.as_ref().map(|(c, key)| (*c, key.as_str())),
+                lease: self.config.lease,
+            };
+            let committing = tokio::time::Instant::now();
+            let after = self
+                .store
+                .commit_step(claim, &state, consumed, label, &transition, Some(next), now)
                 .await?;
             if state.status == Status::Cancelled && !was_cancelled {
                 // A cancel or a withdrawn plan revokes every patient link issued for it. The
@@ -437,6 +476,17 @@ impl Runner {
                 }
             }
             self.stats.steps.fetch_add(1, Ordering::Relaxed);
+            match after {
+                AfterStep::Released => return Ok(()),
+                AfterStep::Begun(attempt) => {
+                    renewed = committing;
+                    if let Some((command, _)) = first {
+                        begun = Some((state, command.clone(), attempt));
+                    }
+                }
+                AfterStep::Due => renewed = committing,
+                AfterStep::Kept => {}
+            }
         }
         self.store.release(claim, self.clock.now()).await
     }

@@ -9,6 +9,32 @@ use super::{Claim, Consumed, Result, Work};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{Command, StaffTask, WorkflowState};
 
+/// What the runner asks of [`WorkflowStore::commit_step`] after the step itself.
+#[derive(Debug, Clone, Copy)]
+pub struct NextStep<'a> {
+    /// The command the runner would perform next, with its idempotency key: journaled at once
+    /// when it is the workflow's next due item. Commands run in sequence order, so this is the
+    /// step's first new command.
+    pub begin: Option<(&'a Command, &'a str)>,
+    /// How long the claim is kept for from `now` when something is still due.
+    pub lease: Duration,
+}
+
+/// What [`WorkflowStore::commit_step`] did after storing the step, in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterStep {
+    /// The proposed command was the next due item: its intent is journaled at this attempt
+    /// number and the lease extended. The runner performs it at once, with the state it holds.
+    Begun(u32),
+    /// Something else is due (an inbox event, a due timer, a lower command): the lease was
+    /// extended; the runner loads the next item.
+    Due,
+    /// Nothing was due at `now`: the claim was released.
+    Released,
+    /// No `next` was given: the claim is as it was.
+    Kept,
+}
+
 /// What the runner does with workflows: claim, load, journal effects, commit steps, release.
 /// Every write checks the claim's fencing epoch.
 #[async_trait]
@@ -78,7 +104,35 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug + 'static {
         event_label: &str,
         transition: &Transition,
         now: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.commit_step(claim, state, consumed, event_label, transition, None, now)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`commit`](Self::commit), and with `next`, what the runner would do next in the same
+    /// transaction (DESIGN.md's step 3 of one call merged with step 1 of the next):
+    /// - nothing due at `now`: the claim is released, as [`release`](Self::release) would;
+    /// - `next.begin`'s command is the workflow's next due item (no inbox event, no due timer, no
+    ///   lower pending command): its intent is journaled as [`begin_effect`](Self::begin_effect)
+    ///   would, and the lease extended to `now + next.lease`;
+    /// - something else is due: the lease is extended; the runner loads it.
+    ///
+    /// Without `next`, the claim is left as it is ([`AfterStep::Kept`]).
+    ///
+    /// # Errors
+    /// As [`commit`](Self::commit): on any error nothing was written.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_step(
+        &self,
+        claim: &Claim,
+        state: &WorkflowState,
+        consumed: Consumed,
+        event_label: &str,
+        transition: &Transition,
+        next: Option<NextStep<'_>>,
+        now: DateTime<Utc>,
+    ) -> Result<AfterStep>;
 
     /// Puts a command back for a later attempt (transient failure), journaling the outcome.
     ///

@@ -7,7 +7,9 @@ use std::time::Duration;
 use chairside_engine::staff::StaffActions;
 use chairside_engine::store::crypto::DataKey;
 use chairside_engine::store::prelude::*;
-use chairside_engine::store::{Claim, Consumed, NewWorkflow, StoreError, WorkItem};
+use chairside_engine::store::{
+    AfterStep, Claim, Consumed, NewWorkflow, NextStep, StoreError, WorkItem,
+};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{
     Action, Command, Event, PaymentFact, StaffTask, Status, TaskKind, TimerKind, WorkflowId,
@@ -947,6 +949,9 @@ both!(
     a_claim_goes_to_one_owner_until_its_lease_expires_and_the_old_owner_is_then_fenced_off,
     inbox_events_come_before_due_timers_and_timers_before_commands,
     a_timer_fires_only_when_it_is_due,
+    a_step_commit_journals_the_next_command_in_the_same_transaction_and_releases_when_idle,
+    a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first,
+    a_step_commit_under_a_lost_lease_writes_nothing,
     a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and_journal,
     a_webhook_is_recorded_once_per_provider_and_event_id,
     patient_contact_is_encrypted_at_rest_and_reads_back_equal,
@@ -1172,4 +1177,293 @@ async fn two_instances_asking_at_once_never_both_hold_the_poller_lease(backend: 
             "round {round}: exactly one holds it: {a:?} {b:?}"
         );
     }
+}
+
+/// Claims the one workflow at `at` as `owner` and returns the claim and its first command.
+async fn claim_first_command(
+    store: &dyn Store,
+    owner: &str,
+    at: DateTime<Utc>,
+) -> (Claim, WorkflowState, Command) {
+    let claim = store
+        .claim_due(owner, at, LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let work = store.load(&claim, at).await.unwrap();
+    let Some(WorkItem::Command { command, .. }) = work.item else {
+        panic!("expected the first command, got {:?}", work.item);
+    };
+    (claim, work.state, command)
+}
+
+async fn a_step_commit_journals_the_next_command_in_the_same_transaction_and_releases_when_idle(
+    backend: Backend,
+) {
+    // Arrange: the first command's call is done.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let (claim, state, first) = claim_first_command(&*db.store, "a", t0()).await;
+    db.store
+        .begin_effect(&claim, &first, 1, "k1", t0())
+        .await
+        .unwrap();
+    let writes = db.store.counters().write_transactions;
+    let second = command(2, Action::EnsureCustomer);
+    let transition = Transition {
+        commands: vec![second.clone()],
+        ..Transition::default()
+    };
+    let next = NextStep {
+        begin: Some((&second, "k2")),
+        lease: LEASE,
+    };
+
+    // Act: its result, with the next command proposed.
+    let after = db
+        .store
+        .commit_step(
+            &claim,
+            &state,
+            Consumed::Command {
+                seq: 1,
+                attempt: 1,
+                outcome: "plan_loaded".into(),
+            },
+            "plan_loaded",
+            &transition,
+            Some(next),
+            secs(20),
+        )
+        .await
+        .unwrap();
+
+    // Assert: one transaction; the next intent is journaled under this claim's epoch, the lease
+    // runs from the commit, and the first call's outcome is recorded.
+    assert_eq!(after, AfterStep::Begun(1));
+    assert_eq!(db.store.counters().write_transactions, writes + 1);
+    let pool = db.raw.clone();
+    assert_eq!(
+        count(
+            &pool,
+            &format!(
+            "SELECT COUNT(*) FROM effects WHERE seq = 2 AND attempt = 1 AND idempotency_key = 'k2'
+             AND epoch = {} AND finished_at IS NULL AND action = 'ensure_customer'", claim.epoch
+        )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM effects WHERE seq = 1 AND outcome = 'plan_loaded'"
+        )
+        .await,
+        1
+    );
+    // Claimed at 0 s for 30 s, extended at 20 s to 50 s: still held at 40 s, by nobody else.
+    assert!(
+        db.store
+            .claim_due("b", secs(40), LEASE, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Act: the begun command's result, leaving only a timer ten minutes out.
+    let transition = Transition {
+        set_timers: vec![(TimerKind::Reminder, mins(10))],
+        ..Transition::default()
+    };
+    let after = db
+        .store
+        .commit_step(
+            &claim,
+            &state,
+            Consumed::Command {
+                seq: 2,
+                attempt: 1,
+                outcome: "customer_ready".into(),
+            },
+            "customer_ready",
+            &transition,
+            Some(NextStep {
+                begin: None,
+                lease: LEASE,
+            }),
+            secs(45),
+        )
+        .await
+        .unwrap();
+
+    // Assert: released in the same transaction; the claim no longer holds, and the workflow is
+    // claimable by anyone when its timer comes due.
+    assert_eq!(after, AfterStep::Released);
+    assert!(matches!(
+        db.store.load(&claim, secs(46)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(
+        db.store
+            .claim_due("b", mins(9), LEASE, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = db.store.claim_due("b", mins(10), LEASE, 1).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, id);
+}
+
+async fn a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first(backend: Backend) {
+    // Arrange: the first call is done; a webhook's event is waiting, and the step sets a timer
+    // that is already due.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let (claim, state, first) = claim_first_command(&*db.store, "a", t0()).await;
+    db.store
+        .begin_effect(&claim, &first, 1, "k1", t0())
+        .await
+        .unwrap();
+    db.store
+        .enqueue(
+            &id,
+            "staff",
+            &Event::PlanWithdrawn {
+                reason: "rejected".into(),
+            },
+            secs(1),
+        )
+        .await
+        .unwrap();
+    let second = command(2, Action::EnsureCustomer);
+    let transition = Transition {
+        commands: vec![second.clone()],
+        set_timers: vec![(TimerKind::Poll, secs(1))],
+        ..Transition::default()
+    };
+
+    // Act
+    let after = db
+        .store
+        .commit_step(
+            &claim,
+            &state,
+            Consumed::Command {
+                seq: 1,
+                attempt: 1,
+                outcome: "plan_loaded".into(),
+            },
+            "plan_loaded",
+            &transition,
+            Some(NextStep {
+                begin: Some((&second, "k2")),
+                lease: LEASE,
+            }),
+            secs(2),
+        )
+        .await
+        .unwrap();
+
+    // Assert: kept, nothing journaled for the command; the event comes next, then the timer.
+    assert_eq!(after, AfterStep::Due);
+    let pool = db.raw.clone();
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM effects WHERE seq = 2").await,
+        0
+    );
+    let work = db.store.load(&claim, secs(2)).await.unwrap();
+    let Some(WorkItem::Inbox { id: row, .. }) = work.item else {
+        panic!("the event first, got {:?}", work.item);
+    };
+    let after = db
+        .store
+        .commit_step(
+            &claim,
+            &work.state,
+            Consumed::Inbox(row),
+            "plan_withdrawn",
+            &Transition::default(),
+            Some(NextStep {
+                begin: Some((&second, "k2")),
+                lease: LEASE,
+            }),
+            secs(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        after,
+        AfterStep::Due,
+        "the due timer still comes before the command"
+    );
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM effects WHERE seq = 2").await,
+        0
+    );
+    assert_eq!(
+        db.store.load(&claim, secs(3)).await.unwrap().item,
+        Some(WorkItem::Timer(TimerKind::Poll))
+    );
+}
+
+async fn a_step_commit_under_a_lost_lease_writes_nothing(backend: Backend) {
+    // Arrange: the first claim ran out and another runner took the workflow.
+    let db = TestDb::new(backend).await;
+    one_workflow(&*db.store).await;
+    let (stale, state, first) = claim_first_command(&*db.store, "a", t0()).await;
+    db.store
+        .begin_effect(&stale, &first, 1, "k1", t0())
+        .await
+        .unwrap();
+    let taken = db.store.claim_due("b", secs(31), LEASE, 1).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let second = command(2, Action::EnsureCustomer);
+    let transition = Transition {
+        commands: vec![second.clone()],
+        ..Transition::default()
+    };
+
+    // Act
+    let refused = db
+        .store
+        .commit_step(
+            &stale,
+            &state,
+            Consumed::Command {
+                seq: 1,
+                attempt: 1,
+                outcome: "plan_loaded".into(),
+            },
+            "plan_loaded",
+            &transition,
+            Some(NextStep {
+                begin: Some((&second, "k2")),
+                lease: LEASE,
+            }),
+            secs(32),
+        )
+        .await;
+
+    // Assert: refused; no outcome, no next intent, no new command, the new owner's lease intact.
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost(_))),
+        "{refused:?}"
+    );
+    let pool = db.raw.clone();
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM effects WHERE seq = 2").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM effects WHERE outcome IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 1);
+    assert!(db.store.load(&taken[0], secs(33)).await.is_ok());
 }

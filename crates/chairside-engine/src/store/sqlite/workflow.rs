@@ -12,7 +12,9 @@ use super::{
     INBOX_EVENT, OUTBOX_COMMAND, SqliteStore, WORKFLOW_STATE, check_lease, from_ms, insert_audit,
     insert_command, ms, next_id, refresh_due,
 };
-use crate::store::{Claim, Consumed, Result, StoreError, Work, WorkItem, WorkflowStore};
+use crate::store::{
+    AfterStep, Claim, Consumed, NextStep, Result, StoreError, Work, WorkItem, WorkflowStore,
+};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
 
@@ -207,15 +209,16 @@ impl WorkflowStore for SqliteStore {
         self.finish(tx).await
     }
 
-    async fn commit(
+    async fn commit_step(
         &self,
         claim: &Claim,
         state: &WorkflowState,
         consumed: Consumed,
         event_label: &str,
         transition: &Transition,
+        next: Option<NextStep<'_>>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<AfterStep> {
         let now_ms = ms(now);
         let id = claim.id.as_str();
         // Sealed before the transaction: a failed seal writes nothing.
@@ -337,7 +340,12 @@ impl WorkflowStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         refresh_due(&mut tx, id).await?;
-        self.finish(tx).await
+        let after = match next {
+            Some(next) => continue_after(&mut tx, claim, next, now_ms).await?,
+            None => AfterStep::Kept,
+        };
+        self.finish(tx).await?;
+        Ok(after)
     }
 
     async fn defer_command(
@@ -434,4 +442,81 @@ impl WorkflowStore for SqliteStore {
         refresh_due(&mut tx, claim.id.as_str()).await?;
         self.finish(tx).await
     }
+}
+
+/// The rest of [`WorkflowStore::commit_step`] inside its transaction, after the step is written
+/// and the workflow's due time recomputed: release when nothing is due, else keep the claim and,
+/// when the proposed command is what [`WorkflowStore::load`] would hand out next, journal its
+/// intent as [`WorkflowStore::begin_effect`] does.
+async fn continue_after(
+    conn: &mut sqlx::SqliteConnection,
+    claim: &Claim,
+    next: NextStep<'_>,
+    now_ms: i64,
+) -> Result<AfterStep> {
+    let id = claim.id.as_str();
+    let row = sqlx::query(
+        "SELECT w.next_due_at,
+                EXISTS (SELECT 1 FROM inbox WHERE workflow_id = w.id) AS inbox,
+                EXISTS (SELECT 1 FROM timers WHERE workflow_id = w.id AND fire_at <= ?2) AS timer,
+                o.seq, o.not_before, o.attempts,
+                (SELECT MAX(attempt) FROM effects e WHERE e.workflow_id = w.id AND e.seq = o.seq) AS journaled
+         FROM workflows w
+         LEFT JOIN (
+             SELECT workflow_id, seq, not_before, attempts FROM outbox
+             WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
+         ) o ON o.workflow_id = w.id
+         WHERE w.id = ?1",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    // As `load` sees it: an inbox event is due whatever its time, then timers and commands by
+    // the workflow's due time.
+    let inbox = row.try_get::<bool, _>("inbox")?;
+    let due = inbox
+        || row
+            .try_get::<Option<i64>, _>("next_due_at")?
+            .is_some_and(|at| at <= now_ms);
+    if !due {
+        sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(AfterStep::Released);
+    }
+    sqlx::query("UPDATE workflows SET lease_until = ?1 WHERE id = ?2")
+        .bind(now_ms + next.lease.as_millis() as i64)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let Some((command, key)) = next.begin else {
+        return Ok(AfterStep::Due);
+    };
+    let first = !inbox
+        && !row.try_get::<bool, _>("timer")?
+        && row.try_get::<Option<i64>, _>("seq")? == Some(command.seq as i64)
+        && row
+            .try_get::<Option<i64>, _>("not_before")?
+            .is_some_and(|at| at <= now_ms);
+    if !first {
+        return Ok(AfterStep::Due);
+    }
+    let attempts = row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0);
+    let journaled = row.try_get::<Option<i64>, _>("journaled")?.unwrap_or(0);
+    let attempt = u32::try_from(attempts.max(journaled) + 1).unwrap_or(u32::MAX);
+    sqlx::query(
+        "INSERT INTO effects (workflow_id, seq, attempt, action, idempotency_key, epoch, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(id)
+    .bind(command.seq as i64)
+    .bind(i64::from(attempt))
+    .bind(command.action.label())
+    .bind(key)
+    .bind(claim.epoch)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(AfterStep::Begun(attempt))
 }
