@@ -141,7 +141,7 @@ mod carecredit {
     }
 
     #[tokio::test]
-    async fn pending_then_approved_answers_pending_for_its_polls() {
+    async fn pending_then_approved_answers_under_review_for_its_polls() {
         // Arrange
         let (_sb, c, h, first) = decide(Persona::PendingThenApproved { polls: 2 }).await;
 
@@ -149,9 +149,10 @@ mod carecredit {
         let second = c.application_status(&h).await.unwrap();
         let third = c.application_status(&h).await.unwrap();
 
-        // Assert
-        assert_eq!(first.label(), "pending");
-        assert_eq!(second.label(), "pending");
+        // Assert: the patient submitted, so CareCredit's `Pending` is a review, not an
+        // unfinished application.
+        assert_eq!(first.label(), "under_review");
+        assert_eq!(second.label(), "under_review");
         assert_eq!(third.label(), "approved");
     }
 
