@@ -1618,7 +1618,7 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             stripe_id,
             amount,
             reason,
-        } => reversal(cx, stripe_id, amount, true, reason.as_deref()),
+        } => disputed(cx, stripe_id, amount, reason.as_deref()),
         PaymentFact::ScheduleEnded {
             schedule_id,
             aborted,
@@ -2259,33 +2259,23 @@ fn refunded(cx: &mut Ctx<'_>, charge: String, refunded_so_far: Money) {
     );
 }
 
-fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool, why: Option<&str>) {
+/// A dispute opened on one of the workflow's charges: a task to answer it and a ledger note, once per
+/// charge and amount (refunds go through `refunded`, which reverses the ledger).
+fn disputed(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, why: Option<&str>) {
     let key = format!("{stripe_id}:{}", amount.minor());
     if cx.state.stripe.reversals_handled.contains(&key) {
         return cx.ignore("reversal already handled");
     }
     cx.state.stripe.reversals_handled.push(key);
-    let reason = if dispute {
-        format!(
-            "the patient disputed a charge of {amount} with their card issuer ({stripe_id}{}): answer the dispute in Stripe before its deadline",
-            why.filter(
-                |r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            )
+    let reason = format!(
+        "the patient disputed a charge of {amount} with their card issuer ({stripe_id}{}): answer the dispute in Stripe before its deadline",
+        why.filter(|r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
             .map_or_else(String::new, |r| format!(
                 ", reason: {}",
                 r.replace('_', " ")
             ))
-        )
-    } else {
-        format!(
-            "{amount} was refunded in Stripe ({stripe_id}): check the practice ledger and the patient's plan"
-        )
-    };
-    cx.audit(if dispute {
-        "charge disputed"
-    } else {
-        "charge refunded"
-    });
+    );
+    cx.audit("charge disputed");
     cx.out.raise_task = Some(StaffTask {
         kind: TaskKind::PaymentReversed,
         reason,
@@ -2295,7 +2285,7 @@ fn reversal(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, dispute: bool, w
         NoteKind::Reversal {
             stripe_id,
             amount,
-            dispute,
+            dispute: true,
             reversed: None,
         },
     );
