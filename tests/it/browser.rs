@@ -7,7 +7,8 @@
 //! chromium-driver`; `scripts/test.sh` installs them). Without them the test fails, saying so.
 //!
 //! Set `CHAIRSIDE_SCREENSHOTS` to a directory to keep PNGs of the dashboard, the patient page and
-//! the checkout page there (`docs/screenshots` holds the committed ones).
+//! the checkout page there, and ([`actions`]) of the texts opt-in, the receipt, the in-house offer
+//! and the counteroffers on the dashboard (`docs/screenshots` holds the committed ones).
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};

@@ -594,8 +594,12 @@ async fn patients_and_staff_act_in_a_real_browser() {
     let staff = super::sign_in(&driver, dir.path(), &base, &world, &practice).await;
     let tasks = text_of(&staff, "section[aria-labelledby=tasks]").await;
     assert!(
-        tasks.matches("Counteroffer to discuss").count() >= 2,
+        tasks.matches("Counteroffer to discuss").count() == 2,
         "both counteroffers wait on staff:\n{tasks}"
+    );
+    assert!(
+        tasks.contains("No financing found"),
+        "the declined plan is a task on the dashboard:\n{tasks}"
     );
     super::fit_height(&staff, 1280).await;
     screenshot(&staff, "counteroffer-dashboard.png").await;
