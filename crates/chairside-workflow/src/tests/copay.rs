@@ -482,7 +482,8 @@ fn a_pay_link_practice_without_a_treatment_date_leaves_the_co_pay_to_the_visit()
     assert_eq!(timer_at(&t, TimerKind::Copay), None);
     let task = t.raise_task.expect("a task");
     assert!(
-        task.reason.contains("the co-pay of $300.00 gets no pay link; collect it at the visit"),
+        task.reason
+            .contains("the co-pay of $300.00 gets no pay link; collect it at the visit"),
         "{}",
         task.reason
     );
@@ -531,7 +532,12 @@ fn mark_handled_on_a_failed_co_pay_closes_its_link_and_charges_nothing_more() {
     let charges = |t: &Transition| {
         t.commands
             .iter()
-            .filter(|c| matches!(c.action, Action::ChargeCard { .. } | Action::CreatePayLink { .. }))
+            .filter(|c| {
+                matches!(
+                    c.action,
+                    Action::ChargeCard { .. } | Action::CreatePayLink { .. }
+                )
+            })
             .count()
     };
     assert_eq!(charges(&fire(&mut run)), 0);
