@@ -518,6 +518,7 @@ pub async fn collection(world: &World) -> anyhow::Result<Vec<(String, String)>> 
 }
 
 /// Prints [`collection`]'s lines under the table.
+#[allow(clippy::print_stdout)] // the demo's output, under the table
 pub fn print_collection(lines: &[(String, String)]) {
     if lines.is_empty() {
         return;
