@@ -957,6 +957,50 @@ impl World {
             Persona::InstantApproval,
             sandbox::TestCard::InsufficientFunds,
         )?;
+        // Treated today (the demo's clock compressed to the treatment day): the lender charge
+        // runs once the outcome is noted, at a card-on-file practice (CareCredit: a dated
+        // Settlement task with the exact amount) and a pay-link one (Sunbit: read back under
+        // our reference).
+        self.seed_treated_today(&PRACTICES[2], Persona::InstantApproval)?;
+        self.seed_treated_today(&PRACTICES[0], Persona::DeclineFirstApproveSecond)?;
+        Ok(())
+    }
+
+    /// Seeds `persona` at `spec` with its treatment booked for today, the practice's day (the
+    /// settlement and any co-pay are due at once), and accepts its plan.
+    ///
+    /// # Errors
+    /// The sandbox refused the seed.
+    pub fn seed_treated_today(
+        &mut self,
+        spec: &PracticeSpec,
+        persona: Persona,
+    ) -> anyhow::Result<()> {
+        let n = u32::try_from(self.cases.len() + 200).unwrap_or(u32::MAX);
+        let patient = self
+            .sandbox
+            .seed_patient(sandbox::SeedPatient::example(spec.pms, persona, n));
+        let zone: chrono_tz::Tz = spec
+            .time_zone
+            .parse()
+            .map_err(|e| anyhow::anyhow!("zone {}: {e}", spec.time_zone))?;
+        let today = chrono::Utc::now().with_timezone(&zone).date_naive();
+        let plan = self
+            .sandbox
+            .seed_plan(sandbox::SeedPlan {
+                treatment_date: Some(today),
+                ..sandbox::SeedPlan::example(&patient)
+            })
+            .map_err(|e| anyhow::anyhow!("seeding: {e}"))?;
+        let seeded = sandbox::SeededCase { patient, plan };
+        self.sandbox
+            .accept_plan(seeded.plan.key)
+            .map_err(|e| anyhow::anyhow!("accepting: {e}"))?;
+        self.cases.push(Case {
+            practice: PracticeId::new(spec.id),
+            persona,
+            seeded,
+        });
         Ok(())
     }
 
