@@ -1773,6 +1773,23 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn several_instances_without_a_postgresql_url_are_refused_before_anything_starts() {
+        let args = super::BenchArgs {
+            instances: 3,
+            database_url: None,
+            // Would be refused too, later: the refusal must come first, naming the way out.
+            sandbox_bin: Some("/nowhere/sandbox".into()),
+            ..super::BenchArgs::default()
+        };
+
+        let err = super::measure(&args).await.expect_err("refused");
+
+        let message = err.to_string();
+        assert!(message.contains("--instances 3"), "{message}");
+        assert!(message.contains("--database-url"), "{message}");
+    }
+
     #[test]
     fn a_sandbox_bin_that_does_not_exist_is_refused_with_how_to_build_it() {
         let dir = tempfile::tempdir().expect("temporary directory");
