@@ -243,8 +243,10 @@ impl Runner {
             }
         }
         let tasks = batch.tasks.len();
+        // Recorded as of now, after the plans were read: a new workflow comes due when its commit
+        // makes it visible, not when the poll began (the claim lag is measured from it).
         let created = self
-            .record_poll(practice, &source, batch, now, lease)
+            .record_poll(practice, &source, batch, self.clock.now(), lease)
             .await?;
         for summary in &decided {
             self.examined.remember(practice, summary);

@@ -53,6 +53,7 @@ impl Runner {
                     .await
                 {
                     Ok(claims) => {
+                        self.note_claims(&claims, now);
                         let claimed = claims.len();
                         for claim in claims {
                             let Ok(permit) = slots.clone().try_acquire_owned() else {

@@ -137,6 +137,119 @@ pub struct RunnerStats {
     pub steps: AtomicU64,
     /// Results discarded because the lease moved.
     pub lost_leases: AtomicU64,
+    /// How long after coming due (a timer, a webhook, a retry, a new plan) each workflow was
+    /// claimed: what a runner that never waits for a batch keeps to milliseconds.
+    pub claim_lag: LagHistogram,
+}
+
+/// Upper bounds, in milliseconds, of [`LagHistogram`]'s buckets (the last one is unbounded).
+pub const LAG_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000];
+
+/// A histogram of delays in fixed buckets ([`LAG_BUCKETS_MS`]), with their count, sum and maximum:
+/// constant memory however long the runner runs.
+#[derive(Debug, Default)]
+pub struct LagHistogram {
+    buckets: [AtomicU64; LAG_BUCKETS_MS.len() + 1],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    max_micros: AtomicU64,
+}
+
+/// What a [`LagHistogram`] held at one moment; subtract two to get what happened between them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LagSnapshot {
+    /// Per bucket of [`LAG_BUCKETS_MS`], then the unbounded one.
+    pub buckets: [u64; LAG_BUCKETS_MS.len() + 1],
+    /// Delays recorded.
+    pub count: u64,
+    /// Their sum, in microseconds.
+    pub sum_micros: u64,
+    /// The largest since the histogram was made (not reduced by [`LagSnapshot::since`]).
+    pub max_micros: u64,
+}
+
+impl LagHistogram {
+    /// Records one delay.
+    pub fn record(&self, lag: Duration) {
+        let ms = lag.as_millis();
+        let bucket = LAG_BUCKETS_MS
+            .iter()
+            .position(|&bound| ms < u128::from(bound))
+            .unwrap_or(LAG_BUCKETS_MS.len());
+        let micros = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.max_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// What it holds now.
+    pub fn snapshot(&self) -> LagSnapshot {
+        LagSnapshot {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            count: self.count.load(Ordering::Relaxed),
+            sum_micros: self.sum_micros.load(Ordering::Relaxed),
+            max_micros: self.max_micros.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl LagSnapshot {
+    /// What was recorded after `earlier` (the maximum stays this snapshot's).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            buckets: std::array::from_fn(|i| self.buckets[i].saturating_sub(earlier.buckets[i])),
+            count: self.count.saturating_sub(earlier.count),
+            sum_micros: self.sum_micros.saturating_sub(earlier.sum_micros),
+            max_micros: self.max_micros,
+        }
+    }
+
+    /// Both together (several runners' histograms).
+    #[must_use]
+    pub fn plus(&self, other: &Self) -> Self {
+        Self {
+            buckets: std::array::from_fn(|i| self.buckets[i] + other.buckets[i]),
+            count: self.count + other.count,
+            sum_micros: self.sum_micros + other.sum_micros,
+            max_micros: self.max_micros.max(other.max_micros),
+        }
+    }
+
+    /// The mean delay in milliseconds (0 when nothing was recorded).
+    pub fn mean_ms(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum_micros as f64 / 1_000.0 / self.count as f64
+        }
+    }
+
+    /// The bucket bound under which a share `p` (0 to 1) of the delays fall, in milliseconds;
+    /// `None` when nothing was recorded or the share reaches the unbounded bucket.
+    pub fn at_most_ms(&self, p: f64) -> Option<u64> {
+        if self.count == 0 {
+            return None;
+        }
+        let wanted = (p * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= wanted {
+                return LAG_BUCKETS_MS.get(i).copied();
+            }
+        }
+        None
+    }
+
+    /// Delays of at least `ms` milliseconds (`ms` must be one of [`LAG_BUCKETS_MS`]).
+    pub fn at_least_ms(&self, ms: u64) -> u64 {
+        match LAG_BUCKETS_MS.iter().position(|&b| b == ms) {
+            Some(i) => self.buckets[i + 1..].iter().sum(),
+            None => 0,
+        }
+    }
 }
 
 /// The outcome of performing one command.
@@ -269,6 +382,7 @@ impl Runner {
             .store
             .claim_due(&self.config.owner, now, self.config.lease, limit)
             .await?;
+        self.note_claims(&claims, now);
         let n = claims.len();
         futures::stream::iter(claims)
             .for_each_concurrent(self.config.concurrency, |claim| async move {
@@ -276,6 +390,17 @@ impl Runner {
             })
             .await;
         Ok(n)
+    }
+
+    /// Records how long after coming due each claim was made.
+    pub(crate) fn note_claims(&self, claims: &[Claim], now: DateTime<Utc>) {
+        for claim in claims {
+            if let Some(due) = claim.due_at {
+                let lag = (now - due).to_std().unwrap_or_default();
+                self.stats.claim_lag.record(lag);
+                tracing::debug!(workflow = %claim.id, lag_ms = lag.as_millis() as u64, "claimed");
+            }
+        }
     }
 
     /// Drives one claimed workflow until nothing is due (or the runner stops), then releases it.
@@ -1477,5 +1602,39 @@ fn failure_event(action: &Action, reason: String) -> Event {
             action: action.clone(),
             reason,
         },
+    }
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_histogram_reports_bounds_means_and_what_came_after_a_snapshot() {
+        let h = LagHistogram::default();
+        h.record(Duration::from_micros(300)); // under 1 ms
+        let before = h.snapshot();
+        for ms in [3, 3, 40, 700] {
+            h.record(Duration::from_millis(ms));
+        }
+        h.record(Duration::from_secs(9)); // past the last bound
+        let all = h.snapshot();
+        let run = all.since(&before);
+
+        assert_eq!(all.count, 6);
+        assert_eq!(run.count, 5);
+        assert_eq!(run.sum_micros, (3 + 3 + 40 + 700 + 9_000) * 1_000);
+        assert!((run.mean_ms() - 1_949.2).abs() < 1e-9);
+        assert_eq!(run.max_micros, 9_000_000);
+        // Two of five under 5 ms; the median under 50 ms; the slowest in no bucket.
+        assert_eq!(run.at_most_ms(0.4), Some(5));
+        assert_eq!(run.at_most_ms(0.5), Some(50));
+        assert_eq!(run.at_most_ms(0.8), Some(1_000));
+        assert_eq!(run.at_most_ms(1.0), None);
+        assert_eq!(run.at_least_ms(100), 2);
+        assert_eq!(run.at_least_ms(7), 0, "not a bucket bound");
+        assert_eq!(run.plus(&before).count, 6);
+        assert_eq!(LagSnapshot::default().at_most_ms(0.5), None);
+        assert_eq!(LagSnapshot::default().mean_ms(), 0.0);
     }
 }

@@ -282,8 +282,6 @@ mod tests {
         assert!(staff_entry("anything", "staff:alice", now).is_none());
     }
 
-    use chairside_engine::store::prelude::*;
-
     use crate::testkit::{
         ALICE_PASSWORD, Kit, PHONE, body_text, form, get, post_form, smile, with_cookie,
     };

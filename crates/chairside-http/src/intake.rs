@@ -797,8 +797,6 @@ mod tests {
         assert_eq!(parse_dollars("99999999999999999999"), None);
     }
 
-    use chairside_engine::store::prelude::*;
-
     use crate::testkit::{
         ALICE_PASSWORD, Kit, PATIENT_KEY, body_text, form, get, post_form, smile, with_cookie,
     };

@@ -148,7 +148,6 @@ fn same_token(given: &str, token: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use chairside_engine::store::prelude::*;
     use std::net::SocketAddr;
 
     use axum::body::Body;
@@ -525,4 +524,13 @@ mod tests {
             "{last}"
         );
     }
+
+    // The same tests on PostgreSQL (when CHAIRSIDE_TEST_POSTGRES_URL is set).
+    crate::testkit::also_on_postgres!(
+        health_and_readiness_answer_200_on_a_migrated_store,
+        detection_health_shows_on_readyz_the_metrics_and_the_dashboard,
+        one_undecodable_workflow_is_quarantined_and_the_dashboard_and_metrics_still_answer,
+        metrics_show_workflows_by_status_and_the_operatory_to_ledger_histogram,
+        scrapes_never_decode_workflows_so_an_undecodable_row_is_still_counted,
+    );
 }

@@ -1,5 +1,6 @@
-//! Test fixtures for the HTTP surface: a migrated SQLite store on a temporary file, a configured
-//! state on a fixed clock, seeded workflows of made-up patients, and request helpers.
+//! Test fixtures for the HTTP surface: a migrated store (SQLite on a temporary file, or a fresh
+//! PostgreSQL database: see [`on_postgres`]), a configured state on a fixed clock, seeded
+//! workflows of made-up patients, and request helpers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,8 +27,7 @@ use tower::ServiceExt as _;
 use super::{HttpConfig, HttpState, LenderCopy, Metrics, PracticeSite, StaffAccount, router};
 use chairside_engine::clock::Clock;
 use chairside_engine::store::crypto::DataKey;
-use chairside_engine::store::prelude::*;
-use chairside_engine::store::{Claim, Consumed, NewWorkflow, SqliteStore};
+use chairside_engine::store::{Claim, Consumed, NewWorkflow, PostgresStore, SqliteStore, Store};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{
     CurrentApplication, Event, FinancingResult, LenderPhase, StaffTask, Stage, Status, WorkflowId,
@@ -152,11 +152,72 @@ pub(crate) fn config() -> HttpConfig {
     c
 }
 
+/// The database under a [`Kit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    /// The backend [`Kit::new`] opens on this thread: SQLite unless [`on_postgres`] runs a test.
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+}
+
+/// The server the PostgreSQL variants run on (`scripts/with-postgres.sh` sets it).
+const POSTGRES_URL_VAR: &str = "CHAIRSIDE_TEST_POSTGRES_URL";
+
+/// Runs `test` (a `#[tokio::test]` function: it builds its own runtime on this thread) with every
+/// [`Kit`] it makes on a fresh PostgreSQL database instead of SQLite. When no server is
+/// configured it does nothing, unless `CHAIRSIDE_REQUIRE_POSTGRES=1`, which makes it fail.
+pub(crate) fn on_postgres(test: fn()) {
+    if std::env::var(POSTGRES_URL_VAR).map_or(true, |u| u.is_empty()) {
+        assert!(
+            std::env::var("CHAIRSIDE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "CHAIRSIDE_REQUIRE_POSTGRES=1 but {POSTGRES_URL_VAR} is not set"
+        );
+        return;
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BACKEND.with(|b| b.set(Backend::Sqlite));
+        }
+    }
+    BACKEND.with(|b| b.set(Backend::Postgres));
+    let _reset = Reset;
+    test();
+}
+
+/// Runs each named test of the calling module again on PostgreSQL ([`on_postgres`]), in a child
+/// module `postgres`: `cargo test -p chairside-http postgres::` picks them out.
+macro_rules! also_on_postgres {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    crate::testkit::on_postgres(super::$name);
+                }
+            )*
+        }
+    };
+}
+pub(crate) use also_on_postgres;
+
+/// Where a kit's database is.
+enum Location {
+    Sqlite(PathBuf),
+    Postgres { admin: String, name: String },
+}
+
 pub(crate) struct Kit {
     _dir: TempDir,
-    path: PathBuf,
+    location: Location,
+    sqlite: Option<Arc<SqliteStore>>,
+    postgres: Option<Arc<PostgresStore>>,
     clock: Arc<TickingClock>,
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) state: HttpState,
     pub(crate) poll: Arc<Notify>,
     now: DateTime<Utc>,
@@ -214,8 +275,37 @@ impl Kit {
 
     pub(crate) async fn with_config(config: HttpConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chairside.db");
-        let store = Arc::new(SqliteStore::open(&path, DataKey::generate()).await.unwrap());
+        let (location, sqlite, postgres, store): (_, _, _, Arc<dyn Store>) = match BACKEND
+            .with(std::cell::Cell::get)
+        {
+            Backend::Sqlite => {
+                let path = dir.path().join("chairside.db");
+                let store = Arc::new(SqliteStore::open(&path, DataKey::generate()).await.unwrap());
+                (Location::Sqlite(path), Some(store.clone()), None, store)
+            }
+            Backend::Postgres => {
+                let admin = std::env::var(POSTGRES_URL_VAR).unwrap();
+                let name = format!(
+                    "chairside_http_test_{}_{:016x}",
+                    std::process::id(),
+                    rand::random::<u64>()
+                );
+                let url = PostgresStore::create_database(&admin, &name)
+                    .await
+                    .expect("creating a test database on CHAIRSIDE_TEST_POSTGRES_URL");
+                let store = Arc::new(
+                    PostgresStore::connect(&url, DataKey::generate())
+                        .await
+                        .unwrap(),
+                );
+                (
+                    Location::Postgres { admin, name },
+                    None,
+                    Some(store.clone()),
+                    store,
+                )
+            }
+        };
         store.migrate().await.unwrap();
         // Noon in Chicago: "today" is unambiguous.
         let now = DateTime::parse_from_rfc3339("2026-06-15T17:00:00Z")
@@ -230,7 +320,9 @@ impl Kit {
             .with_clock(clock.clone());
         let kit = Self {
             _dir: dir,
-            path,
+            location,
+            sqlite,
+            postgres,
             clock,
             store,
             state,
@@ -490,21 +582,41 @@ impl Kit {
     /// Overwrites a workflow's stored state with `text` that does not decode, as a torn write or
     /// a hand edit would (read from the database file, past the store).
     pub(crate) async fn corrupt_state(&self, wf: &WorkflowId, text: &str) {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.path.display()))
-            .await
-            .unwrap();
-        sqlx::query("UPDATE workflows SET state = ? WHERE id = ?")
-            .bind(text)
-            .bind(wf.as_str())
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
+        match &self.location {
+            Location::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                sqlx::query("UPDATE workflows SET state = ? WHERE id = ?")
+                    .bind(text)
+                    .bind(wf.as_str())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+            Location::Postgres { admin, name } => {
+                let mut url = url::Url::parse(admin).unwrap();
+                url.set_path(name);
+                let pool = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+                sqlx::query("UPDATE workflows SET state = $1 WHERE id = $2")
+                    .bind(text.as_bytes())
+                    .bind(wf.as_str())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+        }
     }
 
-    /// The events waiting in a workflow's inbox, oldest first (read from the database file).
+    /// The events waiting in a workflow's inbox, oldest first (read from the database).
     pub(crate) async fn inbox(&self, wf: &WorkflowId) -> Vec<Event> {
-        self.store.inbox_events(wf).await.unwrap()
+        match (&self.sqlite, &self.postgres) {
+            (Some(s), _) => s.inbox_events(wf).await.unwrap(),
+            (None, Some(p)) => p.inbox_events(wf).await.unwrap(),
+            (None, None) => unreachable!("a kit has one store"),
+        }
     }
 
     pub(crate) fn token(&self, wf: &WorkflowId) -> String {

@@ -28,6 +28,7 @@ use tokio::io::AsyncBufReadExt as _;
 use url::Url;
 
 use crate::demo::world::{Expected, PRACTICES, Stack, Surface, WorldOptions};
+use chairside_engine::runner::LagSnapshot;
 use chairside_engine::store::PostgresStore;
 use chairside_workflow::{LenderPhase, Stage, WorkflowState};
 
@@ -125,6 +126,13 @@ pub struct BenchArgs {
     /// `synchronous_commit` (full: on, normal: off).
     #[arg(long, value_name = "URL", env = "CHAIRSIDE_BENCH_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Runner instances working the same plans on one PostgreSQL database (needs
+    /// `--database-url`): each a whole Chairside (its own pool of connections, runner, practice
+    /// pollers and HTTP surface) in this process, behind a loopback front that hands each
+    /// connection (the sandbox's webhooks, the patients' pages) to the next instance in turn.
+    /// Each practice is polled by one instance (practice i by instance i mod N).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub instances: u16,
     /// Also print the figures as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -226,6 +234,19 @@ pub struct RunFigures {
     pub writes_per_workflow: f64,
     /// This process's peak resident memory during the run (`VmHWM`), MiB.
     pub peak_rss_mib: f64,
+    /// Claims made (a workflow taken by a runner when it came due: created, a webhook, a timer,
+    /// a retry), every instance's.
+    pub claims: u64,
+    /// How long after coming due a workflow was claimed, mean, ms.
+    pub claim_lag_mean_ms: f64,
+    /// The bound (of the runner's histogram buckets) under which half the claims came, ms.
+    pub claim_lag_p50_ms: Option<u64>,
+    /// The bound under which 99 % of the claims came, ms (`None`: past the last bucket, 5 s).
+    pub claim_lag_p99_ms: Option<u64>,
+    /// The latest claim, ms after its workflow came due.
+    pub claim_lag_max_ms: f64,
+    /// Claims made 100 ms or more after their workflow came due.
+    pub claims_late: u64,
 }
 
 /// The figures of the parked workflows.
@@ -258,8 +279,10 @@ pub struct ParkedFigures {
 pub struct BenchReport {
     /// Where.
     pub machine: Machine,
-    /// The runner's concurrency.
+    /// The runner's concurrency (per instance).
     pub concurrency: usize,
+    /// Runner instances on one database.
+    pub instances: usize,
     /// The personas given to the plans, in turn.
     pub personas: Vec<String>,
     /// One per latency profile.
@@ -312,6 +335,11 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         !personas.is_empty(),
         "--personas: name at least one persona"
     );
+    anyhow::ensure!(
+        args.instances <= 1 || args.database_url.is_some(),
+        "--instances {}: several instances share one PostgreSQL database; give --database-url",
+        args.instances
+    );
     let exe = std::env::current_exe().context("locating this program")?;
     let bin = sandbox_binary(args.sandbox_bin.as_deref(), &exe)?;
     let temp;
@@ -359,6 +387,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     Ok(BenchReport {
         machine: machine(),
         concurrency: args.concurrency,
+        instances: usize::from(args.instances),
         personas: personas.iter().map(|p| p.name().to_owned()).collect(),
         runs,
         parked,
@@ -428,21 +457,32 @@ struct Snapshot {
     nanos: u64,
     steps: u64,
     writes: u64,
+    lag: LagSnapshot,
 }
 
 impl Snapshot {
-    fn take(stack: &Stack, sandbox: &SandboxProcess) -> Self {
-        let stats = stack.runner.stats();
-        Self {
+    /// Every instance's counters added up (they run in this process: its CPU is all of theirs).
+    fn take(stacks: &[Stack], sandbox: &SandboxProcess) -> Self {
+        let mut snapshot = Self {
             cpu: proc::cpu_time("self").unwrap_or_default(),
             // sqlx runs each SQLite connection on a thread of its own.
             sqlite_cpu: proc::threads_cpu_time(SQLITE_THREADS),
             sandbox_cpu: sandbox.cpu_time().unwrap_or_default(),
-            calls: stats.external_calls.load(Ordering::Relaxed),
-            nanos: stats.external_nanos.load(Ordering::Relaxed),
-            steps: stats.steps.load(Ordering::Relaxed),
-            writes: stack.store.counters().write_transactions,
+            calls: 0,
+            nanos: 0,
+            steps: 0,
+            writes: 0,
+            lag: LagSnapshot::default(),
+        };
+        for stack in stacks {
+            let stats = stack.runner.stats();
+            snapshot.calls += stats.external_calls.load(Ordering::Relaxed);
+            snapshot.nanos += stats.external_nanos.load(Ordering::Relaxed);
+            snapshot.steps += stats.steps.load(Ordering::Relaxed);
+            snapshot.writes += stack.store.counters().write_transactions;
+            snapshot.lag = snapshot.lag.plus(&stats.claim_lag.snapshot());
         }
+        snapshot
     }
 }
 
@@ -475,17 +515,30 @@ enum Until<'a> {
 /// `until` holds. Returns the poll tally, whether `until` held within `timeout`, and when the
 /// runner last had work.
 async fn drive(
-    stack: &Stack,
+    stacks: &[Stack],
     poll_every: Duration,
     until: Until<'_>,
     timeout: Duration,
 ) -> anyhow::Result<(Arc<PollTally>, bool, Instant)> {
+    let stack = stacks.first().context("no instance to drive")?;
     let tally = Arc::new(PollTally::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // One poller per practice, each on its own schedule, as `chairside run` polls.
+    // One poller per practice, each on its own schedule, as `chairside run` polls; with several
+    // instances, practice i is polled by instance i mod N (`chairside run` hands each practice
+    // to one instance through its poller lease; here the split is fixed, so the polls are
+    // counted apart from the workflows' calls exactly as with one instance).
     let mut pollers = tokio::task::JoinSet::new();
-    for rt in stack.runner.practices().cloned().collect::<Vec<_>>() {
-        let runner = stack.runner.clone();
+    let mut assigned = Vec::new();
+    for (i, instance) in stacks.iter().enumerate() {
+        let mut practices: Vec<_> = instance.runner.practices().cloned().collect();
+        practices.sort_by_key(|rt| rt.profile.id.to_string());
+        for (j, rt) in practices.into_iter().enumerate() {
+            if j % stacks.len() == i {
+                assigned.push((instance.runner.clone(), rt));
+            }
+        }
+    }
+    for (runner, rt) in assigned {
         let tally = tally.clone();
         let mut stop_rx = stop_rx.clone();
         pollers.spawn(async move {
@@ -504,19 +557,27 @@ async fn drive(
             }
         });
     }
-    // The runner's own loop: a continuous pool woken by the store, as `chairside run` drives it.
-    let worker = {
-        let runner = stack.runner.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            runner
-                .work(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
+    // Each instance's own loop: a continuous pool woken by the store, as `chairside run` drives it.
+    let workers: Vec<_> = stacks
+        .iter()
+        .map(|instance| {
+            let runner = instance.runner.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                runner
+                    .work(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
         })
+        .collect();
+    let steps = || {
+        stacks
+            .iter()
+            .map(|s| s.runner.stats().steps.load(Ordering::Relaxed))
+            .sum::<u64>()
     };
-    let steps = || stack.runner.stats().steps.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut last_work = Instant::now();
     let mut last_steps = steps();
@@ -565,10 +626,12 @@ async fn drive(
     };
     let _ = stop_tx.send(true);
     pollers.join_all().await;
-    match worker.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(anyhow::Error::from(e).context("running workflows")),
-        Err(e) => return Err(anyhow::anyhow!("the runner's task failed: {e}")),
+    for worker in workers {
+        match worker.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(anyhow::Error::from(e).context("running workflows")),
+            Err(e) => return Err(anyhow::anyhow!("the runner's task failed: {e}")),
+        }
     }
     Ok((tally, outcome?, last_work))
 }
@@ -586,7 +649,8 @@ async fn run_profile(
     let mut options = world_options(args);
     let database = BenchDatabase::create(args).await?;
     options.postgres = database.url();
-    let stack = Stack::start(surface, dir, &options, &sandbox.urls, &sandbox.config).await?;
+    let fleet = Fleet::start(args.instances, surface, dir, &options, &sandbox).await?;
+    let stack = fleet.first();
     stack.take_baseline().await?;
 
     // Which practice and persona each plan gets, in turn; seeded one request per group.
@@ -598,7 +662,7 @@ async fn run_profile(
     }
 
     proc::reset_peak_rss();
-    let before = Snapshot::take(&stack, &sandbox);
+    let before = Snapshot::take(&fleet.stacks, &sandbox);
     let seeded_at = Utc::now();
     // Each plan's persona and when it was accepted by our clock: the practice systems' own
     // acceptance times are coarser (Open Dental keeps whole seconds).
@@ -617,7 +681,7 @@ async fn run_profile(
         }
     }
     let (tally, settled_in_time, _) = drive(
-        &stack,
+        &fleet.stacks,
         Duration::from_millis(args.pms_poll_ms),
         Until::Settled {
             workflows: args.plans,
@@ -627,7 +691,8 @@ async fn run_profile(
         Duration::from_secs(args.timeout_secs),
     )
     .await?;
-    let after = Snapshot::take(&stack, &sandbox);
+    let after = Snapshot::take(&fleet.stacks, &sandbox);
+    let lag = after.lag.since(&before.lag);
     let peak_rss = proc::status_kib("self", "VmHWM").unwrap_or_default();
     if !settled_in_time {
         tracing::warn!(
@@ -703,7 +768,7 @@ async fn run_profile(
     let writes = (after.writes - before.writes).saturating_sub(poll_calls);
 
     sandbox.stop().await;
-    stack.stop().await;
+    fleet.stop().await;
     Ok(RunFigures {
         profile,
         workflows: args.plans,
@@ -744,6 +809,12 @@ async fn run_profile(
         write_transactions: writes,
         writes_per_workflow: writes as f64 / n,
         peak_rss_mib: mib(peak_rss),
+        claims: lag.count,
+        claim_lag_mean_ms: lag.mean_ms(),
+        claim_lag_p50_ms: lag.at_most_ms(0.50),
+        claim_lag_p99_ms: lag.at_most_ms(0.99),
+        claim_lag_max_ms: lag.max_micros as f64 / 1_000.0,
+        claims_late: lag.at_least_ms(100),
     })
 }
 
@@ -765,7 +836,8 @@ async fn run_parked(
         postgres: database.url(),
         ..world_options(args)
     };
-    let stack = Stack::start(surface, dir, &options, &sandbox.urls, &sandbox.config).await?;
+    let fleet = Fleet::start(args.instances, surface, dir, &options, &sandbox).await?;
+    let stack = fleet.first();
     stack.take_baseline().await?;
     let db = dir.join("chairside.sqlite");
 
@@ -794,7 +866,7 @@ async fn run_parked(
         turn += 1;
     }
     let (_, quiet_in_time, last_work) = drive(
-        &stack,
+        &fleet.stacks,
         Duration::from_millis(args.pms_poll_ms),
         Until::Quiet(args.parked),
         Duration::from_secs(args.timeout_secs),
@@ -815,7 +887,7 @@ async fn run_parked(
         .filter(|r| awaiting_patient(&r.state) && r.next_action.is_none())
         .count();
     sandbox.stop().await;
-    stack.stop().await;
+    fleet.stop().await;
     Ok(ParkedFigures {
         seeded: args.parked,
         awaiting_patient,
@@ -828,6 +900,88 @@ async fn run_parked(
         sqlite_after_mib: sqlite_after as f64 / (1024.0 * 1024.0),
         sandbox_rss_mib: mib(sandbox_rss),
     })
+}
+
+/// The instances of one part of the benchmark: one [`Stack`] serving the surface the sandbox
+/// calls, or several on one database behind a loopback front on that surface.
+struct Fleet {
+    stacks: Vec<Stack>,
+    front: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Fleet {
+    async fn start(
+        instances: u16,
+        surface: Surface,
+        dir: &Path,
+        options: &WorldOptions,
+        sandbox: &SandboxProcess,
+    ) -> anyhow::Result<Self> {
+        let (urls, cfg) = (&sandbox.urls, &sandbox.config);
+        if instances <= 1 {
+            let stack = Stack::start(surface, dir, options, urls, cfg).await?;
+            return Ok(Self {
+                stacks: vec![stack],
+                front: None,
+            });
+        }
+        let front_url = surface.base().clone();
+        let mut stacks = Vec::new();
+        let mut backends = Vec::new();
+        // One after another: the first migrates the database, the others find it migrated.
+        for n in 0..usize::from(instances) {
+            let own = Surface::bind().await?;
+            backends.push(own.addr());
+            stacks.push(Stack::start_instance(own, &front_url, n, dir, options, urls, cfg).await?);
+        }
+        let front = tokio::spawn(serve_front(surface.into_listener(), backends));
+        Ok(Self {
+            stacks,
+            front: Some(front),
+        })
+    }
+
+    fn first(&self) -> &Stack {
+        &self.stacks[0]
+    }
+
+    async fn stop(self) {
+        if let Some(front) = self.front {
+            front.abort();
+            let _ = front.await;
+        }
+        for stack in self.stacks {
+            stack.stop().await;
+        }
+    }
+}
+
+/// Hands each connection accepted on `listener` to the next of `backends` in turn and copies
+/// bytes both ways until either side closes: the load balancer in front of several instances.
+async fn serve_front(listener: tokio::net::TcpListener, backends: Vec<std::net::SocketAddr>) {
+    let mut turn = 0usize;
+    loop {
+        let mut inbound = match listener.accept().await {
+            Ok((conn, _)) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "the bench's front could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let to = backends[turn % backends.len()];
+        turn = turn.wrapping_add(1);
+        tokio::spawn(async move {
+            match tokio::net::TcpStream::connect(to).await {
+                Ok(mut out) => {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the bench's front could not reach an instance")
+                }
+            }
+        });
+    }
 }
 
 fn awaiting_patient(state: &WorkflowState) -> bool {
@@ -1432,6 +1586,12 @@ fn print(report: &BenchReport, args: &BenchArgs) {
             (Some(_), SyncMode::Normal) => "PostgreSQL synchronous_commit off",
         }
     );
+    if report.instances > 1 {
+        println!(
+            "instances: {} on one database, in this process behind one loopback front (CPU and counters are all of them together)",
+            report.instances
+        );
+    }
     if !report.runs.is_empty() {
         println!();
         for line in table(report) {
@@ -1492,7 +1652,7 @@ fn print(report: &BenchReport, args: &BenchArgs) {
 /// The table's lines: one row per figure, one column per profile.
 fn table(report: &BenchReport) -> Vec<String> {
     type Cell = fn(&RunFigures) -> String;
-    let rows: [(&str, Cell); 21] = [
+    let rows: [(&str, Cell); 24] = [
         ("workflows (settled / as expected)", |r| {
             format!("{} ({} / {})", r.workflows, r.settled, r.as_expected)
         }),
@@ -1557,6 +1717,20 @@ fn table(report: &BenchReport) -> Vec<String> {
         ("peak resident memory (VmHWM)", |r| {
             format!("{:.1} MiB", r.peak_rss_mib)
         }),
+        ("claims: due-to-claim lag mean / max", |r| {
+            format!("{:.1} / {:.0} ms", r.claim_lag_mean_ms, r.claim_lag_max_ms)
+        }),
+        ("claims: lag p50 / p99 under (bucket bounds)", |r| {
+            let bound = |b: Option<u64>| b.map_or_else(|| ">5000".to_owned(), |ms| ms.to_string());
+            format!(
+                "{} / {} ms",
+                bound(r.claim_lag_p50_ms),
+                bound(r.claim_lag_p99_ms)
+            )
+        }),
+        ("claims (100 ms or more late)", |r| {
+            format!("{} ({})", r.claims, r.claims_late)
+        }),
     ];
     let label_width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
     let col = 18;
@@ -1597,6 +1771,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn several_instances_without_a_postgresql_url_are_refused_before_anything_starts() {
+        let args = super::BenchArgs {
+            instances: 3,
+            database_url: None,
+            // Would be refused too, later: the refusal must come first, naming the way out.
+            sandbox_bin: Some("/nowhere/sandbox".into()),
+            ..super::BenchArgs::default()
+        };
+
+        let err = super::measure(&args).await.expect_err("refused");
+
+        let message = err.to_string();
+        assert!(message.contains("--instances 3"), "{message}");
+        assert!(message.contains("--database-url"), "{message}");
     }
 
     #[test]

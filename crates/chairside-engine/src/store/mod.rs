@@ -135,6 +135,11 @@ pub struct Claim {
     pub epoch: i64,
     /// The runner that holds it.
     pub owner: String,
+    /// When the workflow came due (its earliest inbox event, timer or pending command when it was
+    /// claimed): how late the claim came is measured from it ([`RunnerStats::claims`]).
+    ///
+    /// [`RunnerStats::claims`]: crate::runner::RunnerStats
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 /// The next thing to do for a claimed workflow.

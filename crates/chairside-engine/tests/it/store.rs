@@ -1056,6 +1056,10 @@ async fn two_instances_claim_disjoint_workflows_and_together_take_every_due_one(
     let mut expected: Vec<String> = created.iter().map(ToString::to_string).collect();
     expected.sort();
     assert_eq!(ids, expected, "every due workflow claimed exactly once");
+    assert!(
+        a.iter().chain(&b).all(|c| c.due_at == Some(t0())),
+        "each claim says when its workflow came due (created by the poll at t0)"
+    );
     assert!(a.iter().all(|c| c.owner == "instance-a" && c.epoch == 1));
     assert!(b.iter().all(|c| c.owner == "instance-b" && c.epoch == 1));
     // A claim by one instance fences the other out of it.
@@ -1466,4 +1470,68 @@ async fn a_step_commit_under_a_lost_lease_writes_nothing(backend: Backend) {
     );
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 1);
     assert!(db.store.load(&taken[0], secs(33)).await.is_ok());
+}
+
+/// PostgreSQL only: SQLite's instances share one process's signal, PostgreSQL's are told across
+/// processes by `NOTIFY`.
+#[tokio::test]
+async fn a_workflow_released_with_a_timer_wakes_the_runners_of_other_instances() {
+    if !crate::backend::postgres_configured() {
+        return;
+    }
+    // Arrange: two instances on one database; the other's signal has rung for the new workflow
+    // (the poll's announcement) and is quiet again.
+    let db = TestDb::new(Backend::Postgres).await;
+    let other = db.reopen(DataKey::parse(KEY_HEX).unwrap()).await;
+    let signal = other
+        .due_signal()
+        .expect("PostgreSQL instances are told of due work");
+    let id = one_workflow(&*db.store).await;
+    tokio::time::timeout(Duration::from_secs(10), signal.notified())
+        .await
+        .expect("the poll that created the workflow is announced to the other instance");
+    let (claim, state, first) = claim_first_command(&*db.store, "a", t0()).await;
+    db.store
+        .begin_effect(&claim, &first, 1, "k1", t0())
+        .await
+        .unwrap();
+
+    // Act: the step's result sets a timer ten minutes out and releases the workflow.
+    let transition = Transition {
+        set_timers: vec![(TimerKind::Reminder, mins(10))],
+        ..Transition::default()
+    };
+    let after = db
+        .store
+        .commit_step(
+            &claim,
+            &state,
+            Consumed::Command {
+                seq: 1,
+                attempt: 1,
+                outcome: "plan_loaded".into(),
+            },
+            "plan_loaded",
+            &transition,
+            Some(NextStep {
+                begin: None,
+                lease: LEASE,
+            }),
+            secs(2),
+        )
+        .await
+        .unwrap();
+
+    // Assert: the other instance's runner is woken (it would otherwise sleep until its idle
+    // recheck, however long), and what it then reads is the timer's time; when that comes, it
+    // takes the workflow.
+    assert_eq!(after, AfterStep::Released);
+    tokio::time::timeout(Duration::from_secs(10), signal.notified())
+        .await
+        .expect("the release with a timer is announced to the other instance");
+    assert_eq!(other.next_claimable(secs(3)).await.unwrap(), Some(mins(10)));
+    let taken = other.claim_due("b", mins(10), LEASE, 1).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, id);
+    assert_eq!(taken[0].due_at, Some(mins(10)), "came due at the timer");
 }

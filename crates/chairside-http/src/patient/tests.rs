@@ -1,7 +1,6 @@
 //! Request-level tests of the patient page.
 
 use axum::http::StatusCode;
-use chairside_engine::store::prelude::*;
 use financing_core::{CdtCode, PatientId, PlanId, PlannedProcedure, TreatmentPlan, UsState};
 use secrecy::SecretString;
 
@@ -1026,3 +1025,32 @@ fn the_card_authorization_names_the_installments_the_card_will_pay() {
         "{alone}"
     );
 }
+// The same tests on PostgreSQL (when CHAIRSIDE_TEST_POSTGRES_URL is set: scripts/with-postgres.sh).
+crate::testkit::also_on_postgres!(
+    the_patient_page_shows_the_amounts_and_terms_and_not_the_cdt_code,
+    tampered_expired_and_unknown_tokens_get_the_same_plain_404,
+    a_patient_who_prefers_spanish_gets_the_page_in_spanish,
+    pay_and_apply_redirect_to_stripe_and_the_lender_and_are_audited,
+    the_in_house_offer_shows_its_terms_and_an_acceptance_is_queued_once_with_its_wording,
+    a_spanish_speaking_patient_reads_and_accepts_the_terms_in_spanish,
+    a_cancelled_workflows_links_get_the_same_page_as_an_expired_one,
+    answering_an_in_house_plan_that_is_not_offered_records_nothing,
+    a_link_issued_before_a_staff_cancel_is_refused_after_it_and_another_workflows_link_still_works,
+    a_token_of_a_revoked_generation_is_refused_even_with_a_valid_mac,
+    the_expired_page_offers_a_new_link_and_the_resend_is_rate_limited_to_one_an_hour,
+    the_lender_return_reference_lands_on_a_freshly_issued_working_patient_page,
+    repeated_views_and_clicks_record_the_notice_and_each_link_once,
+    the_shipped_state_notices_come_before_the_lender_link_for_the_practices_and_the_patients_state,
+    after_paying_the_patient_lands_on_a_thank_you_page_not_a_404,
+    a_paid_deposit_shows_its_receipt_and_no_pay_button,
+    an_expired_deposit_link_is_replaced_when_the_patient_clicks_and_asked_for_once,
+    the_page_shows_the_live_status_and_the_terms_the_lender_reported,
+    a_spanish_page_states_the_status_and_terms_in_spanish,
+    a_lapsed_lender_session_offers_start_again_which_is_queued_once_and_never_the_dead_link,
+    start_again_on_a_live_session_queues_nothing,
+    a_card_on_file_page_shows_the_authorization_and_records_it_before_stripes_page,
+    a_saved_card_or_a_paid_deposit_offers_no_card_form,
+    a_co_pay_ahead_is_on_the_page_and_in_the_authorization_the_patient_agrees_to,
+    a_paid_deposit_still_offers_the_card_for_the_co_pay_alone_in_spanish_too,
+    a_co_pay_the_card_could_not_pay_shows_its_pay_link_and_a_paid_one_its_line,
+);

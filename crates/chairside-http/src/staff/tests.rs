@@ -1,7 +1,6 @@
 //! Request-level tests of the staff dashboard.
 
 use axum::http::StatusCode;
-use chairside_engine::store::prelude::*;
 
 use crate::testkit::{
     ALICE_PASSWORD, EMAIL, FIRST, Kit, LAST, PHONE, body_text, csrf_of, form, get, other,
@@ -412,7 +411,6 @@ mod logins {
     use axum::http::{StatusCode, header};
     use axum::response::Response;
     use chairside_engine::store::logins::LoginOutcome;
-    use chairside_engine::store::prelude::*;
 
     use crate::testkit::{ALICE_PASSWORD, Kit, body_text};
 
@@ -1197,3 +1195,27 @@ async fn amounts_a_lender_was_asked_for_show_no_form_and_a_correction_is_refused
     assert!(text.contains("can no longer be corrected"), "{text}");
     assert!(kit.inbox(&wf).await.is_empty());
 }
+
+// The same tests on PostgreSQL (when CHAIRSIDE_TEST_POSTGRES_URL is set: scripts/with-postgres.sh).
+crate::testkit::also_on_postgres!(
+    signing_in_sets_a_strict_http_only_secure_cookie_and_lists_todays_plans_by_initials,
+    a_wrong_password_or_unknown_name_gets_401_and_no_session,
+    a_login_post_without_its_csrf_cookie_is_forbidden,
+    the_dashboard_and_workflow_pages_send_strangers_to_the_login_form,
+    an_action_without_the_csrf_token_is_forbidden_and_queues_nothing,
+    a_staff_action_goes_to_the_workflow_inbox_and_closes_the_task,
+    an_unknown_action_is_a_bad_request,
+    staff_never_see_or_act_on_another_practices_workflow,
+    the_workflow_page_shows_status_and_the_audit_trail_by_initials,
+    the_days_figures_count_todays_plans_and_the_median_operatory_to_ledger_time,
+    signing_out_ends_the_session,
+    a_second_click_on_a_task_already_acted_on_is_refused_and_changes_nothing,
+    a_counteroffer_task_offers_accept_and_next_lender_and_each_reaches_the_workflow,
+    a_given_up_delivery_shows_on_the_dashboard_and_in_the_log_and_can_be_sent_again,
+    a_link_only_lenders_decision_is_recorded_from_the_workflow_page_and_audited,
+    a_lender_with_an_api_takes_no_staff_recorded_decision,
+    retry_on_a_failed_payment_is_offered_and_queues_a_fresh_pay_link,
+    retry_on_a_failed_payment_already_paid_is_refused_with_the_reason_on_the_page,
+    amounts_are_corrected_from_the_workflow_page_and_bad_values_are_named_on_the_form,
+    amounts_a_lender_was_asked_for_show_no_form_and_a_correction_is_refused,
+);

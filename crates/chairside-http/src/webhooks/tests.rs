@@ -1,6 +1,5 @@
 //! Request-level tests of the webhooks: signatures, staleness, replays, size, mapping.
 
-use chairside_engine::store::prelude::*;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -1575,3 +1574,44 @@ fn an_installment_the_saved_card_did_not_pay_carries_its_hosted_page_before_the_
         )]
     );
 }
+// The same tests on PostgreSQL (when CHAIRSIDE_TEST_POSTGRES_URL is set: scripts/with-postgres.sh).
+crate::testkit::also_on_postgres!(
+    a_stripe_invoice_paid_for_a_seeded_workflow_enqueues_a_payment,
+    a_live_stripe_event_at_a_test_mode_install_is_refused_and_counted,
+    a_stripe_delivery_signed_with_the_rolled_secret_is_still_accepted,
+    a_stripe_delivery_with_a_bad_signature_is_rejected_and_counted,
+    a_stale_stripe_timestamp_is_rejected_even_with_a_valid_signature,
+    a_replayed_stripe_event_id_is_answered_200_without_a_second_inbox_event,
+    an_oversized_webhook_body_gets_413,
+    an_unknown_stripe_event_type_is_recorded_and_answered_200,
+    a_verified_stripe_event_that_does_not_parse_is_held_for_staff_and_answered_200,
+    a_stripe_body_that_does_not_parse_with_a_bad_signature_is_still_rejected_and_not_held,
+    verified_sunbit_and_nexhealth_bodies_that_do_not_parse_are_held_and_answered_200,
+    a_stripe_event_for_an_unknown_workflow_is_recorded_without_an_inbox_event,
+    a_sunbit_prequalification_becomes_a_lender_decision_judged_against_the_amount_asked,
+    a_sunbit_event_for_an_earlier_session_of_the_same_workflow_decides_nothing,
+    sunbit_rejects_bad_signatures_and_stale_timestamps_and_ignores_replays,
+    a_verified_nexhealth_plan_update_wakes_the_poller_once,
+    a_nexhealth_delivery_with_a_bad_signature_is_rejected_and_wakes_nothing,
+    stop_opts_the_number_out_at_the_practice_it_texted_and_start_opts_it_back_in,
+    a_free_text_refusal_opts_out_and_help_gets_the_practice_contact_line,
+    a_twilio_request_with_a_bad_signature_gets_403_and_changes_nothing,
+    a_text_to_a_number_no_practice_owns_is_answered_and_ignored,
+    a_status_callback_naming_its_workflow_adds_one_audit_line,
+    webhooks_without_configured_secrets_answer_503_so_senders_retry,
+    practice_a_sunbit_secret_cannot_approve_practice_b_workflow,
+    a_sunbit_event_for_an_application_with_another_lender_changes_nothing,
+    a_sunbit_redelivery_with_a_new_timestamp_and_signature_is_accepted_and_applied_once,
+    a_nexhealth_redelivery_under_a_rolled_secret_is_accepted_and_applied_once,
+    a_nexhealth_delivery_is_verified_with_its_practice_secret_only,
+    with_one_practice_the_unscoped_sunbit_url_still_serves_it,
+    a_stripe_event_naming_a_workflow_whose_stripe_objects_differ_changes_nothing,
+    a_refunded_charge_of_our_customer_becomes_a_refund_fact_with_the_cumulative_amount,
+    a_canceled_or_aborted_schedule_of_the_workflow_becomes_a_schedule_ended_fact,
+    a_failed_invoice_without_a_next_attempt_is_a_final_failure,
+    a_dispute_without_metadata_finds_the_workflow_that_recorded_its_payment,
+    a_dispute_of_a_payment_no_workflow_recorded_is_recorded_without_an_inbox_event,
+    a_dispute_of_an_installment_finds_its_workflow_by_the_invoice_payment,
+    an_installment_marked_uncollectible_is_a_final_failure,
+    a_refund_of_an_installment_charge_without_metadata_finds_its_workflow,
+);

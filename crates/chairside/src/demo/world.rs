@@ -319,6 +319,17 @@ impl Surface {
         &self.base
     }
 
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound listener, for a caller that serves it itself (the bench's front for several
+    /// instances).
+    pub fn into_listener(self) -> tokio::net::TcpListener {
+        self.listener
+    }
+
     /// Where the Stripe stand-in must POST its events.
     ///
     /// # Errors
@@ -386,14 +397,46 @@ impl Stack {
         urls: &SandboxUrls,
         cfg: &SandboxConfig,
     ) -> anyhow::Result<Self> {
+        Self::start_as(surface, None, dir, options, urls, cfg).await
+    }
+
+    /// [`start`](Self::start) as instance `n` of several on one database (`options.postgres`)
+    /// behind a front at `front` that hands each connection to one of them: the patient links
+    /// point at the front, and the runner's owner name is told apart by `n`.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub async fn start_instance(
+        surface: Surface,
+        front: &Url,
+        n: usize,
+        dir: &Path,
+        options: &WorldOptions,
+        urls: &SandboxUrls,
+        cfg: &SandboxConfig,
+    ) -> anyhow::Result<Self> {
+        Self::start_as(surface, Some((front, n)), dir, options, urls, cfg).await
+    }
+
+    async fn start_as(
+        surface: Surface,
+        front: Option<(&Url, usize)>,
+        dir: &Path,
+        options: &WorldOptions,
+        urls: &SandboxUrls,
+        cfg: &SandboxConfig,
+    ) -> anyhow::Result<Self> {
         let Surface {
             listener,
             addr,
             base: http_base,
         } = surface;
         let mut options = options.clone();
-        options.public_base_url = http_base.clone();
-        let config = demo_config(dir, &options, addr, urls, cfg)?;
+        options.public_base_url = front.map_or_else(|| http_base.clone(), |(url, _)| url.clone());
+        let mut config = demo_config(dir, &options, addr, urls, cfg)?;
+        if let Some((_, n)) = front {
+            config.runner.owner = format!("{}-{n}", config.runner.owner);
+        }
         let extras = Extras {
             durability: Some(options.durability),
             lender_schedules: if options.shipped_lender_schedules {

@@ -29,6 +29,32 @@ fn pending(col: &SealedColumn) -> String {
 }
 
 impl PostgresStore {
+    /// The events waiting in a workflow's inbox, oldest first, opened (operations and tests:
+    /// the column is sealed), as [`SqliteStore::inbox_events`](crate::store::SqliteStore::inbox_events).
+    ///
+    /// # Errors
+    /// [`StoreError::Sealed`](crate::store::StoreError::Sealed),
+    /// [`StoreError::Database`](crate::store::StoreError::Database).
+    pub async fn inbox_events(
+        &self,
+        workflow: &chairside_workflow::WorkflowId,
+    ) -> Result<Vec<chairside_workflow::Event>> {
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT id, event FROM inbox WHERE workflow_id = $1 ORDER BY id")
+                .bind(workflow.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|(id, sealed)| {
+                crate::store::sqlite::sealed::INBOX_EVENT.open_json(
+                    &self.key,
+                    &[&id.to_string()],
+                    sealed,
+                )
+            })
+            .collect()
+    }
+
     /// Re-seals every sealed value not yet under the keyring's current key, `batch` rows per
     /// transaction, then re-hashes the SMS consent rows (see [`SqliteStore::rotate_key`]).
     /// Idempotent and resumable, and safe beside running instances: each batch locks its rows.

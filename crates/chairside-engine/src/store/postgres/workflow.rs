@@ -57,10 +57,11 @@ impl WorkflowStore for PostgresStore {
         claimed.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
         Ok(claimed
             .into_iter()
-            .map(|(id, epoch, _)| Claim {
+            .map(|(id, epoch, due)| Claim {
                 id: WorkflowId::new(id),
                 epoch,
                 owner: owner.to_owned(),
+                due_at: Some(from_ms(due)),
             })
             .collect())
     }
@@ -441,8 +442,25 @@ impl WorkflowStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         refresh_due(&mut tx, claim.id.as_str()).await?;
+        announce_release(&mut tx, claim.id.as_str()).await?;
         self.finish(tx).await
     }
+}
+
+/// Announces (`NOTIFY`, delivered at commit) a workflow released with something due later (a
+/// timer, a retry's backoff): every instance's runner then reads the next due time again and
+/// sleeps until it, instead of learning of it at its idle recheck. The releasing instance needs
+/// no telling (its freed slot wakes its own runner), but when it is busy or gone, another takes
+/// the workflow on time. Nothing is announced for a workflow waiting on nobody but the outside.
+async fn announce_release(conn: &mut sqlx::PgConnection, id: &str) -> Result<()> {
+    sqlx::query(
+        "SELECT pg_notify($1, '') FROM workflows WHERE id = $2 AND next_due_at IS NOT NULL",
+    )
+    .bind(super::DUE_CHANNEL)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The rest of [`WorkflowStore::commit_step`] inside its transaction, after the step is written
@@ -485,6 +503,7 @@ async fn continue_after(
             .bind(id)
             .execute(&mut *conn)
             .await?;
+        announce_release(conn, id).await?;
         return Ok(AfterStep::Released);
     }
     sqlx::query("UPDATE workflows SET lease_until = $1 WHERE id = $2")

@@ -31,8 +31,8 @@ impl WorkflowStore for SqliteStore {
         let mut tx = self.begin().await?;
         // Leases are judged by one clock: the time the caller passes for the whole fleet of runners on
         // this file, which on SQLite is one machine.
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM workflows
+        let ids: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, next_due_at FROM workflows
              WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
                AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
              ORDER BY next_due_at LIMIT ?2",
@@ -43,7 +43,7 @@ impl WorkflowStore for SqliteStore {
         .await?;
         let until = now_ms + lease.as_millis() as i64;
         let mut claims = Vec::with_capacity(ids.len());
-        for id in ids {
+        for (id, due) in ids {
             let epoch: i64 = sqlx::query_scalar(
                 "UPDATE workflows SET lease_owner = ?, lease_until = ?, epoch = epoch + 1 WHERE id = ? RETURNING epoch",
             )
@@ -56,6 +56,7 @@ impl WorkflowStore for SqliteStore {
                 id: WorkflowId::new(id),
                 epoch,
                 owner: owner.to_owned(),
+                due_at: Some(from_ms(due)),
             });
         }
         if claims.is_empty() {
