@@ -85,21 +85,34 @@ pub(crate) fn card_forms(html: &str) -> Vec<String> {
         .collect()
 }
 
-/// Posts a card-saving form and follows its redirects (the page waits while the link is made,
-/// a few seconds at most) to Stripe's hosted page; returns that page's URL.
-async fn follow_card_form(target: Url) -> Option<String> {
+/// The page's relative links to pay the deposit (`href="…/pay"`), entities undone.
+pub(crate) fn pay_links(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|a| a.replace("&#x2f;", "/").replace("&amp;", "&"))
+        .filter(|a| a.starts_with('/') && a.ends_with("/pay"))
+        .collect()
+}
+
+/// Posts a card-saving form (`post`) or follows a pay link, then its redirects (the page waits
+/// while the link is made, a few seconds at most) to Stripe's hosted page; returns that page's
+/// URL.
+async fn follow_to_checkout(target: Url, post: bool) -> Option<String> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .ok()?;
-    let resp = client
-        .post(target.clone())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("")
-        .send()
-        .await
-        .ok()?;
+    let request = if post {
+        client
+            .post(target.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("")
+    } else {
+        client.get(target.clone())
+    };
+    let resp = request.send().await.ok()?;
     let mut next = resp
         .headers()
         .get(reqwest::header::LOCATION)?
@@ -318,10 +331,24 @@ pub(crate) async fn act_on_link(
             let Ok(target) = url.join(&action) else {
                 continue;
             };
-            if let Some(checkout) = follow_card_form(target).await {
+            if let Some(checkout) = follow_to_checkout(target, true).await {
                 let acted = Box::pin(act_on_link(hub, patient, &checkout, depth + 1)).await;
                 found += 1;
                 actions.extend(acted);
+            }
+        }
+        // A pay link practice: pay the deposit on Stripe's page, as the patient's browser would
+        // (a patient who was offered to save a card did that instead).
+        if card_forms(&page).is_empty() {
+            for href in pay_links(&page) {
+                let Ok(target) = url.join(&href) else {
+                    continue;
+                };
+                if let Some(checkout) = follow_to_checkout(target, false).await {
+                    let acted = Box::pin(act_on_link(hub, patient, &checkout, depth + 1)).await;
+                    found += 1;
+                    actions.extend(acted);
+                }
             }
         }
         for action in accept_forms(&page) {
@@ -373,6 +400,13 @@ mod tests {
         let page = r#"<form method="post" action="&#x2f;p&#x2f;T&#x2f;accept"></form>
             <form method="post" action="/p/T/decline"></form>"#;
         assert_eq!(accept_forms(page), vec!["/p/T/accept".to_owned()]);
+    }
+
+    #[test]
+    fn pay_links_are_the_pages_relative_deposit_links_only() {
+        let page = r#"<a class="button" href="&#x2f;p&#x2f;T&#x2f;pay">Pay</a>
+            <a href="/p/T/apply">Apply</a> <a href="https://x.test/pay">elsewhere</a>"#;
+        assert_eq!(pay_links(page), vec!["/p/T/pay".to_owned()]);
     }
 
     #[test]

@@ -142,7 +142,10 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                             }
                         })
                     });
+                // A deposit paid through the patient page's pay link (Stripe Checkout).
+                let paid = (st.deposit_paid && card.is_none()).then_some("deposit paid");
                 let stripe: Vec<&str> = [
+                    paid,
                     st.customer_id.as_deref(),
                     st.checkout_session_id.as_deref(),
                     st.schedule_id.as_deref(),
