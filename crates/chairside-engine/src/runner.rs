@@ -275,7 +275,9 @@ impl Runner {
                 self.drive(&claim).await;
             })
             .await;
-        Ok(n)
+        // Intake links waiting to go to new patients (`intake_send.rs`).
+        let links = self.send_intake_links().await?;
+        Ok(n + links)
     }
 
     /// Drives one claimed workflow until nothing is due (or the runner stops), then releases it.
