@@ -272,6 +272,8 @@ pub struct World {
     pub cases: Vec<Case>,
     /// The new-patient intakes walked.
     pub intakes: Vec<IntakeCase>,
+    /// The patient-link key (intake links are derived under it).
+    link_key: SecretString,
 }
 
 fn secret(s: &str) -> SecretString {
@@ -818,6 +820,7 @@ impl World {
             runner,
             cases: Vec::new(),
             intakes: Vec::new(),
+            link_key: options.link_key.clone(),
         })
     }
 
@@ -829,7 +832,8 @@ impl World {
     /// # Errors
     /// The store or the intake page refused.
     pub async fn seed_intakes(&mut self) -> anyhow::Result<()> {
-        let intakes = chairside_engine::intake::Intakes::new(self.store.clone());
+        let intakes =
+            chairside_engine::intake::Intakes::new(self.store.clone(), self.link_key.clone());
         for spec in [&PRACTICES[1], &PRACTICES[2], &PRACTICES[0]] {
             let patient = self
                 .sandbox
