@@ -320,7 +320,11 @@ impl Intakes {
         if row.details_at.is_some() {
             return Err(IntakeError::AlreadyDone);
         }
-        let contact = details.to_contact(&row.id);
+        let mut contact = details.to_contact(&row.id);
+        // The language staff chose for the patient's messages stays (the page does not ask).
+        if let Some(staff_typed) = self.prefill(&row).await? {
+            contact.preferred_language = staff_typed.preferred_language;
+        }
         rules::check_details(&contact, now.date_naive())?;
         self.record_consent(&row.practice_id, &contact, sms_consent, now)
             .await?;

@@ -551,6 +551,9 @@ pub(crate) struct StartForm {
     amount: String,
     #[serde(default)]
     summary: String,
+    /// The language of the patient's messages (`en`, `es`).
+    #[serde(default)]
+    language: String,
 }
 
 /// `4,800`, `$4,800.50` -> cents; `None` for anything else.
@@ -606,6 +609,11 @@ pub(crate) async fn staff_start(
         last_name: form.last_name.clone(),
         mobile_phone: form.mobile_phone.clone(),
         email: form.email.clone(),
+        language: if form.language == "es" {
+            Language::Es
+        } else {
+            Language::En
+        },
         ..PatientDetails::default()
     };
     match intakes(&state)
@@ -1173,8 +1181,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn staff_send_the_link_again_at_most_every_ten_minutes_audited_until_the_patient_submits()
-    {
+    async fn staff_send_the_link_again_at_most_every_ten_minutes_audited_until_the_patient_submits_in_their_language()
+     {
         // Arrange: alice starts an intake with an email; its first send is queued with it.
         let kit = Kit::new().await;
         let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
@@ -1187,6 +1195,7 @@ mod tests {
                         ("first_name", "Rosa"),
                         ("last_name", "Quintero"),
                         ("email", "rosa@example.test"),
+                        ("language", "es"),
                     ]),
                     None,
                 ),
@@ -1268,6 +1277,17 @@ mod tests {
             ))
             .await;
         assert_eq!(submitted.status(), 303);
+        let contact = kit
+            .store
+            .patient(&smile(), &chairside_workflow::intake::patient_id(&id))
+            .await
+            .unwrap()
+            .expect("the patient's details");
+        assert_eq!(
+            contact.preferred_language,
+            Language::Es,
+            "the language staff chose for the messages stays after the patient's own entry"
+        );
         kit.advance(chrono::Duration::minutes(11));
         assert_eq!(kit.send(resend(&csrf)).await.status(), 409);
         // An intake of no one's is not found.
