@@ -80,13 +80,22 @@ fn self_pay(state: &WorkflowState) -> Money {
 pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for case in &world.cases {
-        let expected = Expected::of(case.persona);
+    let link_only = world
+        .link_only_cases
+        .iter()
+        .map(|c| (c, Some(Expected::Done(world::CHERRY_APPROVED))));
+    for (case, expected_here) in world.cases.iter().map(|c| (c, None)).chain(link_only) {
+        let expected = expected_here.unwrap_or_else(|| Expected::of(case.persona));
+        // The Cherry case: declined by both lenders with an API, approved in Cherry's portal.
+        let persona_name: String = match expected_here {
+            Some(_) => "link_only_cherry".into(),
+            None => case.persona.name().into(),
+        };
         let state = world.workflow_of(case).await?;
         let row = match state {
             None => Row {
                 plan: format!("{}/{}", case.practice, case.seeded.plan.pms_id),
-                persona: case.persona.name().into(),
+                persona: persona_name.clone(),
                 path: "not detected".into(),
                 financed: "-".into(),
                 self_pay: "-".into(),
@@ -153,7 +162,7 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                 .collect();
                 Row {
                     plan: format!("{}/{}", case.practice, case.seeded.plan.pms_id),
-                    persona: case.persona.name().into(),
+                    persona: persona_name.clone(),
                     path,
                     financed,
                     self_pay: self_pay(&s).to_string(),
@@ -477,6 +486,7 @@ async fn run_world(
     let mut world = World::start(dir, options).await?;
     world.seed_demo()?;
     world.seed_intakes().await?;
+    world.seed_link_only()?;
     let settled = world.drive(Duration::from_secs(args.timeout_secs)).await?;
     if !settled {
         tracing::warn!("not every workflow settled before the timeout");
