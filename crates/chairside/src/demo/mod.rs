@@ -243,7 +243,22 @@ async fn intake_row(world: &World, case: &world::IntakeCase) -> anyhow::Result<R
         .len();
     let want_records = usize::from(case.creates_record);
     let plan = format!("{}/{}", case.practice, case.intake_id);
-    let persona = "new patient (intake)".to_owned();
+    let persona = if case.emailed {
+        "new patient (link emailed)".to_owned()
+    } else {
+        "new patient (intake)".to_owned()
+    };
+    // The patient whose link Chairside emailed got it exactly once (the sandbox's SMTP sink).
+    let link_emails = case.patient.email.as_deref().map_or(0, |address| {
+        world
+            .sandbox
+            .smtp()
+            .messages_to(address)
+            .iter()
+            .filter(|m| m.text.contains("/i/"))
+            .count()
+    });
+    let emails_ok = !case.emailed || link_emails == 1;
     let Some(s) = world.intake_workflow(case).await? else {
         return Ok(Row {
             plan,
@@ -296,7 +311,10 @@ async fn intake_row(world: &World, case: &world::IntakeCase) -> anyhow::Result<R
         },
         notes,
         o2l: s.operatory_to_ledger().and_then(|d| d.to_std().ok()),
-        ok: case.expected.matches(&s) && notes == want_records && records == want_records,
+        ok: case.expected.matches(&s)
+            && notes == want_records
+            && records == want_records
+            && emails_ok,
         expected: format!(
             "{}, {want_records} record(s) and {want_records} note(s)",
             case.expected.describe()
@@ -487,6 +505,7 @@ async fn run_world(
     world.seed_demo()?;
     world.seed_intakes().await?;
     world.seed_link_only()?;
+    world.seed_emailed_intake().await?;
     let settled = world.drive(Duration::from_secs(args.timeout_secs)).await?;
     if !settled {
         tracing::warn!("not every workflow settled before the timeout");

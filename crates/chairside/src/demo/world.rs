@@ -175,6 +175,9 @@ pub struct IntakeCase {
     pub expected: Expected,
     /// Whether the practice system must hold the patient (once) at the end.
     pub creates_record: bool,
+    /// The patient opened the link from the email Chairside sent them (staff gave an email
+    /// address), rather than one staff handed over.
+    pub emailed: bool,
 }
 
 /// The intake's amount in the demo: what the patient owes after the consultation.
@@ -910,8 +913,77 @@ impl World {
                     Expected::Done("carecredit approved")
                 },
                 creates_record: spec.pms != Pms::Dentrix,
+                emailed: false,
             });
         }
+        Ok(())
+    }
+
+    /// A new patient at Golden Gate Dental whom staff give only their name and email address:
+    /// Chairside emails them their intake link (the runner's send, in the sandbox's SMTP sink),
+    /// the patient opens the link from that email and types their details, and financing runs
+    /// to the end (Open Dental creates the patient at case acceptance).
+    ///
+    /// # Errors
+    /// The store, the email or the intake page failed.
+    pub async fn seed_emailed_intake(&mut self) -> anyhow::Result<()> {
+        let spec = &PRACTICES[1];
+        let patient = self
+            .sandbox
+            .seed_example_prospect(spec.pms, Persona::InstantApproval);
+        let email = patient
+            .email
+            .clone()
+            .context("the demo prospect has an email address")?;
+        let practice = PracticeId::new(spec.id);
+        let staff = chairside_engine::intake::PatientDetails {
+            first_name: patient.first_name.clone(),
+            last_name: patient.last_name.clone(),
+            email: email.clone(),
+            ..Default::default()
+        };
+        let intakes =
+            chairside_engine::intake::Intakes::new(self.store.clone(), self.link_key.clone());
+        let started = intakes
+            .start_by_staff(
+                &practice,
+                "staff:demo",
+                &staff,
+                Some(INTAKE_AMOUNT),
+                None,
+                chrono::Utc::now(),
+            )
+            .await?;
+        // The runner sends the link (as every round of `chairside run` does); the patient finds
+        // it in their mailbox.
+        self.runner.send_intake_links().await?;
+        let mail = self
+            .sandbox
+            .smtp()
+            .messages_to(&email)
+            .into_iter()
+            .find(|m| m.text.contains("/i/"))
+            .context("no intake link email reached the patient")?;
+        let token = mail
+            .text
+            .split("/i/")
+            .nth(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .collect::<String>()
+            })
+            .context("the email carries no intake link")?;
+        submit_intake_page(&self.http_base, &token, &patient).await?;
+        self.intakes.push(IntakeCase {
+            practice,
+            pms: spec.pms,
+            intake_id: started.id,
+            patient,
+            expected: Expected::Done("carecredit approved"),
+            creates_record: true,
+            emailed: true,
+        });
         Ok(())
     }
 
