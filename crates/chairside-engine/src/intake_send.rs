@@ -114,7 +114,7 @@ impl Runner {
             .store
             .intake(&send.practice_id, &send.intake_id)
             .await
-            .map_err(Failure::store)?
+            .map_err(|e| Failure::store(&e))?
             .ok_or_else(|| Failure::Permanent("the intake no longer exists".into()))?;
         if intake.details_at.is_some() {
             // The patient is past the link (they reached the page another way): nothing to send.
@@ -126,7 +126,7 @@ impl Runner {
             .store
             .patient(&send.practice_id, &rules::patient_id(&send.intake_id))
             .await
-            .map_err(Failure::store)?
+            .map_err(|e| Failure::store(&e))?
             .ok_or_else(|| Failure::Permanent("the intake has no contact on file".into()))?;
         // The consent record decides a text (COMPLIANCE.md section 5): a withdrawal always wins,
         // and a record the store cannot read never counts as consent.
@@ -135,7 +135,7 @@ impl Runner {
                 .store
                 .sms_consent(&send.practice_id, phone)
                 .await
-                .map_err(Failure::store)?
+                .map_err(|e| Failure::store(&e))?
             {
                 Some(record) => (record.opted_out, record.to_sms_consent()),
                 None => (false, SmsConsent::None),
@@ -210,7 +210,7 @@ enum Failure {
 }
 
 impl Failure {
-    fn store(e: StoreError) -> Self {
+    fn store(e: &StoreError) -> Self {
         Self::Transient(ErrorKind::TRANSIENT, format!("store: {e}"))
     }
 }
