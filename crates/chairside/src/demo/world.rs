@@ -223,6 +223,10 @@ pub struct WorldOptions {
     /// Email each practice's staff mailbox (`staff@{practice}.example`, the sandbox's SMTP) about
     /// every new task (`[practices.staff_alerts]`). Off in the demo.
     pub staff_alerts: bool,
+    /// Empire Dental's waterfall ends with Cherry, a lender without an API, whose decisions staff
+    /// record ([`World::drive`] records them). Off in the benchmark, which drives the runner
+    /// without a front desk.
+    pub link_only_lender: bool,
 }
 
 /// The private app token the demo's CRM stand-in accepts (made up).
@@ -252,6 +256,7 @@ impl Default for WorldOptions {
             postgres: None,
             crm_url: None,
             staff_alerts: false,
+            link_only_lender: true,
         }
     }
 }
@@ -628,7 +633,7 @@ pub fn demo_config(
             ),
             pms,
             lenders: LenderSettings {
-                order: if n == CHERRY_PRACTICE {
+                order: if n == CHERRY_PRACTICE && options.link_only_lender {
                     vec![
                         LenderId::new("carecredit"),
                         LenderId::new("sunbit"),
@@ -660,7 +665,7 @@ pub fn demo_config(
                     webhook_secret: Some(cfg.sunbit.webhook_secret.clone()),
                     limits: AmountLimits::NONE,
                 }),
-                link_only: if n == CHERRY_PRACTICE {
+                link_only: if n == CHERRY_PRACTICE && options.link_only_lender {
                     vec![cherry_settings()?]
                 } else {
                     Vec::new()
