@@ -79,6 +79,7 @@ struct Words {
     terms_note: &'static str,
     start_again_button: &'static str,
     restarting: &'static str,
+    texts_link: &'static str,
 }
 
 /// The live status line in one language (`{lender}` and `{amount}` filled in).
@@ -169,6 +170,7 @@ const EN: Words = Words {
     terms_note: "Terms as the lender reported them; your agreement with the lender governs.",
     start_again_button: "Start the application again",
     restarting: "We are opening a fresh application for you. This page refreshes in a few seconds.",
+    texts_link: "Get text messages about your financing",
 };
 
 const ES: Words = Words {
@@ -216,6 +218,7 @@ const ES: Words = Words {
     terms_note: "Condiciones según las informó el prestamista; rige su contrato con el prestamista.",
     start_again_button: "Empezar la solicitud de nuevo",
     restarting: "Estamos abriendo una nueva solicitud para usted. Esta página se actualiza en unos segundos.",
+    texts_link: "Recibir mensajes de texto sobre su financiamiento",
 };
 
 fn status_words(lang: Language) -> &'static StatusWords {
@@ -426,6 +429,9 @@ struct PageContext {
     restarting: bool,
     /// `<meta http-equiv="refresh">` content while a fresh session opens.
     refresh: Option<String>,
+    /// The texts opt-in page (`/p/{token}/texts`), offered while the patient's mobile number
+    /// has no consent to texts on record (or withdrew it: only the patient can opt in again).
+    texts: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -869,7 +875,11 @@ pub(crate) async fn page(
         ),
         restarting: false,
         refresh: None,
+        texts: None,
     };
+    if texts_offered(&state, s).await {
+        ctx.texts = Some(format!("{}/texts", r.base));
+    }
     if query.contains_key("restarting")
         && matches!(
             live,
@@ -1001,6 +1011,29 @@ pub(crate) async fn page(
         }
     }
     state.pages.render(StatusCode::OK, "patient.html", ctx)
+}
+
+/// Whether the page offers the texts opt-in: the patient has a mobile number and no consent to
+/// texts stands for it. A store that does not answer hides the offer (the page still works).
+async fn texts_offered(state: &HttpState, s: &chairside_workflow::WorkflowState) -> bool {
+    let practice = &s.key.practice_id;
+    let phone = match state.patients().patient(practice, &s.patient_id).await {
+        Ok(contact) => contact.and_then(|c| c.mobile_phone),
+        Err(e) => {
+            tracing::warn!(error = %e, "patient page: contact unreadable");
+            return false;
+        }
+    };
+    let Some(phone) = phone else {
+        return false;
+    };
+    match state.patients().sms_consent(practice, &phone).await {
+        Ok(record) => record.is_none_or(|r| r.opted_out || r.consent.is_none()),
+        Err(e) => {
+            tracing::warn!(error = %e, "patient page: sms consent unreadable");
+            false
+        }
+    }
 }
 
 /// `GET /p/{token}/pay`: to the Stripe Checkout Session of the deposit. A paid deposit goes back

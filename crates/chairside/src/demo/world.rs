@@ -227,6 +227,9 @@ pub struct WorldOptions {
     /// record ([`World::drive`] records them). Off in the benchmark, which drives the runner
     /// without a front desk.
     pub link_only_lender: bool,
+    /// What the practices do with a lender's counteroffer: keep looking (the demo's rule) or
+    /// stop for staff to accept it or pass it on (the browser test's counteroffer actions).
+    pub on_partial: PartialApprovalRule,
 }
 
 /// The private app token the demo's CRM stand-in accepts (made up).
@@ -257,6 +260,7 @@ impl Default for WorldOptions {
             crm_url: None,
             staff_alerts: false,
             link_only_lender: true,
+            on_partial: PartialApprovalRule::ContinueForFullCoverage,
         }
     }
 }
@@ -642,7 +646,7 @@ pub fn demo_config(
                 } else {
                     vec![LenderId::new("carecredit"), LenderId::new("sunbit")]
                 },
-                on_partial: PartialApprovalRule::ContinueForFullCoverage,
+                on_partial: options.on_partial,
                 in_house_fallback: true,
                 carecredit: Some(CareCreditSettings {
                     base_url: urls.carecredit.clone(),
@@ -819,6 +823,29 @@ async fn submit_intake_page(
         res.status()
     );
     Ok(())
+}
+
+/// The runner's loops running in the background ([`World::run`]).
+#[derive(Debug)]
+pub struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    pollers: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<Result<(), chairside_engine::runner::RunnerError>>,
+}
+
+impl Running {
+    /// Stops the loops and waits for them.
+    ///
+    /// # Errors
+    /// The workflow pool failed (a store error), or a loop panicked.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let _ = self.pollers.await;
+        self.worker
+            .await
+            .map_err(|e| anyhow::anyhow!("the runner's task failed: {e}"))??;
+        Ok(())
+    }
 }
 
 impl World {
@@ -1168,7 +1195,32 @@ impl World {
     /// # Errors
     /// Store errors.
     pub async fn drive(&self, deadline: Duration) -> anyhow::Result<bool> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let running = self.run();
+        let started = Instant::now();
+        let outcome = loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Err(e) = self.record_cherry_decisions().await {
+                break Err(e);
+            }
+            match self.all_settled().await {
+                Ok(true) => break Ok(true),
+                Ok(false) => {}
+                Err(e) => break Err(e),
+            }
+            if started.elapsed() > deadline {
+                break Ok(false);
+            }
+        };
+        running.stop().await?;
+        outcome
+    }
+
+    /// Starts the runner's own loops in the background, as `chairside run` does (a poller per
+    /// practice, every 100 ms here; the continuous pool of workflow slots), until
+    /// [`Running::stop`]. [`World::drive`] runs them until everything settled; a test that acts
+    /// as the patient or the staff runs them beside what it does.
+    pub fn run(&self) -> Running {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
@@ -1190,27 +1242,11 @@ impl World {
             let stop = stopped(stop_rx);
             tokio::spawn(async move { runner.work(stop).await })
         };
-        let started = Instant::now();
-        let outcome = loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if let Err(e) = self.record_cherry_decisions().await {
-                break Err(e);
-            }
-            match self.all_settled().await {
-                Ok(true) => break Ok(true),
-                Ok(false) => {}
-                Err(e) => break Err(e),
-            }
-            if started.elapsed() > deadline {
-                break Ok(false);
-            }
-        };
-        let _ = stop_tx.send(true);
-        let _ = pollers.await;
-        worker
-            .await
-            .map_err(|e| anyhow::anyhow!("the runner's task failed: {e}"))??;
-        outcome
+        Running {
+            stop,
+            pollers,
+            worker,
+        }
     }
 
     async fn all_settled(&self) -> anyhow::Result<bool> {
