@@ -22,7 +22,9 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::store::{IntakeOrigin, IntakeRow, NewIntake, NewWorkflow, Store, StoreError};
+use crate::store::{
+    IntakeOrigin, IntakeRow, LinkResend, NewIntake, NewWorkflow, Store, StoreError,
+};
 
 /// The largest amount an intake may propose, by default ($100,000).
 pub const DEFAULT_MAX_AMOUNT: Money = Money::usd(10_000_000);
@@ -97,12 +99,14 @@ impl PatientDetails {
 }
 
 /// A new intake link: the intake's id and the token of its patient page (`/i/{token}`), shown
-/// once.
+/// once to staff; Chairside also sends it to the patient (the runner, from the send queued with
+/// the intake).
 #[derive(Clone)]
 pub struct IntakeLink {
     /// The intake.
     pub id: String,
-    /// The patient's link token (never stored; only its hash is).
+    /// The patient's link token (never stored; only its hash is; rebuilt from the id with
+    /// [`intake_link_token`] for each send).
     pub token: String,
 }
 
@@ -117,6 +121,19 @@ impl std::fmt::Debug for IntakeLink {
 /// The hash an intake token is stored and found by.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// The token of intake `intake`'s patient link (`/i/{token}`): HMAC-SHA256 of the intake id
+/// under the patient-link key. Unguessable without the key, never stored (only its SHA-256 is),
+/// and rebuilt identically for the first send and every re-send. Rotating the key changes it: a
+/// re-send after a rotation stores the new link's hash
+/// ([`IntakeStore::queue_intake_link_resend`](crate::store::IntakeStore::queue_intake_link_resend)).
+pub fn intake_link_token(intake: &str, key: &SecretString) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"chairside-intake-link:");
+    mac.update(intake.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..24])
 }
 
 /// The token of practice `practice`'s public intake page (`/intake/{practice}/{token}`):
@@ -150,23 +167,36 @@ fn random_id(prefix: &str, bytes: usize) -> String {
 
 /// The intake service: every entry point checks what was typed, stores it, and starts the
 /// workflow once the intake is complete.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Intakes {
     store: Arc<dyn Store>,
     max_amount: Money,
+    link_key: SecretString,
+}
+
+impl std::fmt::Debug for Intakes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intakes")
+            .field("max_amount", &self.max_amount)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Intakes {
-    /// The service over `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// The service over `store`; patient links are derived under `link_key` (the patient-link
+    /// key, `http.patient_link_key`, the same the runner rebuilds them with).
+    pub fn new(store: Arc<dyn Store>, link_key: SecretString) -> Self {
         Self {
             store,
             max_amount: DEFAULT_MAX_AMOUNT,
+            link_key,
         }
     }
 
     /// Staff start an intake: the patient's name and a way to reach them, and, when known, the
-    /// proposed amount and the consultation summary. Returns the patient's intake link.
+    /// proposed amount and the consultation summary. Returns the patient's intake link, and
+    /// queues its first send to the patient in the same transaction (the runner sends it: email
+    /// always, a text only with the patient's written consent on record).
     ///
     /// # Errors
     /// [`IntakeError::Invalid`] for a missing name or contact, or an amount out of bounds;
@@ -194,7 +224,7 @@ impl Intakes {
         if let Some(amount) = amount {
             rules::check_amount(amount, self.max_amount)?;
         }
-        let token = random_id("", 24);
+        let token = intake_link_token(&id, &self.link_key);
         self.store
             .create_intake(
                 &NewIntake {
@@ -207,6 +237,7 @@ impl Intakes {
                     contact: Some(contact),
                     details_from_patient: false,
                     created_by: actor.to_owned(),
+                    send_link: true,
                 },
                 now,
             )
@@ -244,6 +275,8 @@ impl Intakes {
                     contact: Some(contact),
                     details_from_patient: true,
                     created_by: "patient".into(),
+                    // The patient is on the page already: nothing to send.
+                    send_link: false,
                 },
                 now,
             )
@@ -287,7 +320,11 @@ impl Intakes {
         if row.details_at.is_some() {
             return Err(IntakeError::AlreadyDone);
         }
-        let contact = details.to_contact(&row.id);
+        let mut contact = details.to_contact(&row.id);
+        // The language staff chose for the patient's messages stays (the page does not ask).
+        if let Some(staff_typed) = self.prefill(&row).await? {
+            contact.preferred_language = staff_typed.preferred_language;
+        }
         rules::check_details(&contact, now.date_naive())?;
         self.record_consent(&row.practice_id, &contact, sms_consent, now)
             .await?;
@@ -328,6 +365,27 @@ impl Intakes {
             return Err(IntakeError::AlreadyDone);
         }
         self.start_if_complete(practice, id, now).await
+    }
+
+    /// Staff send the patient their intake link again (the dashboard's "Send the link again"):
+    /// a new send with its own message key, audited, at most once per 10 minutes and 5 times a
+    /// day ([`rules::check_link_resend`]), and only while the patient has not submitted their
+    /// details.
+    ///
+    /// # Errors
+    /// [`IntakeError::Store`]; the refusals are [`LinkResend`] values.
+    pub async fn resend_link(
+        &self,
+        practice: &PracticeId,
+        id: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<LinkResend, IntakeError> {
+        let hash = token_hash(&intake_link_token(id, &self.link_key));
+        Ok(self
+            .store
+            .queue_intake_link_resend(practice, id, actor, &hash, now)
+            .await?)
     }
 
     /// Starts the intake's workflow when both the details and the amount are in (once).
@@ -393,6 +451,21 @@ mod tests {
         assert!(!verify_practice_page_token(&b, &t, &key));
         assert!(!verify_practice_page_token(&a, &t, &other));
         assert!(!verify_practice_page_token(&a, "", &key));
+    }
+
+    #[test]
+    fn the_intake_link_token_is_per_intake_and_per_key_and_rebuilds_identically() {
+        let key = SecretString::from("k1".repeat(16));
+        let other = SecretString::from("k2".repeat(16));
+        let t = intake_link_token("in_a", &key);
+        assert_eq!(t, intake_link_token("in_a", &key));
+        assert_ne!(t, intake_link_token("in_b", &key));
+        assert_ne!(t, intake_link_token("in_a", &other));
+        assert_eq!(t.len(), 32);
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod consent;
 pub mod detect;
 pub mod engine;
 pub mod intake;
+mod intake_send;
 pub mod link_lender;
 pub mod links;
 pub mod note;

@@ -57,6 +57,16 @@ impl PatientLinks {
         under(&self.base, &format!("p/{token}"))
     }
 
+    /// The patient's own intake page of intake `intake` (`/i/{token}`): the token is derived from
+    /// the intake id under this key ([`crate::intake::intake_link_token`]), so a send and every
+    /// re-send rebuild the same link without it being stored.
+    pub fn intake_link(&self, intake: &str) -> Url {
+        under(
+            &self.base,
+            &format!("i/{}", crate::intake::intake_link_token(intake, &self.key)),
+        )
+    }
+
     /// The lender return URL for an opaque return `reference`: `/r/{reference}`. It carries no
     /// token; the HTTP surface exchanges it for a fresh patient page link.
     pub fn return_link(&self, reference: &str) -> Url {

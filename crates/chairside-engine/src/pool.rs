@@ -35,12 +35,25 @@ impl Runner {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let due = self.store.due_signal();
         let mut flight = JoinSet::new();
+        let sending_links = Arc::new(std::sync::atomic::AtomicBool::new(false));
         tokio::pin!(stop);
         loop {
             while let Some(done) = flight.try_join_next() {
                 if let Err(e) = done {
                     tracing::error!(error = %e, "a workflow task failed");
                 }
+            }
+            // Intake links waiting to go to new patients, one round at a time beside the
+            // workflows (an SMTP call that hangs holds no workflow slot).
+            if !sending_links.swap(true, Ordering::AcqRel) {
+                let runner = self.clone();
+                let flag = sending_links.clone();
+                flight.spawn(async move {
+                    if let Err(e) = runner.send_intake_links().await {
+                        tracing::error!(error = %e, "claiming intake link sends failed");
+                    }
+                    flag.store(false, Ordering::Release);
+                });
             }
             let free = slots.available_permits();
             let mut wait = self.config.idle_recheck;

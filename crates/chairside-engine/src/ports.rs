@@ -512,6 +512,12 @@ pub enum MessageContent {
         /// The amount that failed, when the workflow can name one (never a made-up zero).
         amount: Option<Money>,
     },
+    /// A new patient's intake link (`/i/{token}`), sent when staff start an intake or send it
+    /// again (docs/intake.md).
+    IntakeLink {
+        /// The patient's intake page.
+        link: String,
+    },
 }
 
 /// The numbers of a financing summary.

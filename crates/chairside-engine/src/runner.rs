@@ -389,7 +389,9 @@ impl Runner {
                 self.drive(&claim).await;
             })
             .await;
-        Ok(n)
+        // Intake links waiting to go to new patients (`intake_send.rs`).
+        let links = self.send_intake_links().await?;
+        Ok(n + links)
     }
 
     /// Records how long after coming due each claim was made.

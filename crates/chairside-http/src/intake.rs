@@ -22,7 +22,7 @@ use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use chairside_engine::intake::{IntakeError, Intakes, PatientDetails, verify_practice_page_token};
-use chairside_engine::store::IntakeRow;
+use chairside_engine::store::{IntakeOrigin, IntakeRow, LinkResend};
 use chrono::NaiveDate;
 use financing_core::{Language, Money, PracticeId, UsState};
 use hmac::{Hmac, Mac};
@@ -205,7 +205,7 @@ fn form_page(
 }
 
 fn intakes(state: &HttpState) -> Intakes {
-    Intakes::new(state.store.clone())
+    Intakes::new(state.store.clone(), state.config.patient_token_key.clone())
 }
 
 fn refused(e: &IntakeError) -> Option<String> {
@@ -551,6 +551,9 @@ pub(crate) struct StartForm {
     amount: String,
     #[serde(default)]
     summary: String,
+    /// The language of the patient's messages (`en`, `es`).
+    #[serde(default)]
+    language: String,
 }
 
 /// `4,800`, `$4,800.50` -> cents; `None` for anything else.
@@ -606,6 +609,11 @@ pub(crate) async fn staff_start(
         last_name: form.last_name.clone(),
         mobile_phone: form.mobile_phone.clone(),
         email: form.email.clone(),
+        language: if form.language == "es" {
+            Language::Es
+        } else {
+            Language::En
+        },
         ..PatientDetails::default()
     };
     match intakes(&state)
@@ -657,6 +665,61 @@ struct StaffIntakePage {
     state: String,
     editable: bool,
     error: Option<String>,
+    /// The sends of the patient's link (the first, each re-send).
+    sends: Vec<SendLine>,
+    /// The link can be sent again (the patient has not submitted their details).
+    resendable: bool,
+    /// A re-send was just queued.
+    resent: bool,
+}
+
+/// One send of the intake link, as staff read it.
+#[derive(Serialize)]
+struct SendLine {
+    seq: u32,
+    requested: String,
+    requested_by: String,
+    status: &'static str,
+    channels: String,
+    error: Option<String>,
+}
+
+fn practice_time(
+    state: &HttpState,
+    practice: &PracticeId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let tz = state
+        .config
+        .practice(practice)
+        .map_or(chrono_tz::UTC, |p| p.time_zone);
+    at.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+fn send_line(
+    state: &HttpState,
+    practice: &PracticeId,
+    row: &chairside_engine::store::IntakeLinkSendRow,
+) -> SendLine {
+    SendLine {
+        seq: row.seq,
+        requested: practice_time(state, practice, row.requested_at),
+        requested_by: row.requested_by.clone(),
+        status: match row.status.as_str() {
+            "sent" => "sent",
+            "failed" => "not sent",
+            _ if row.attempts > 0 && row.last_error.is_some() => "waiting to retry",
+            _ => "sending",
+        },
+        channels: row
+            .channels
+            .as_deref()
+            .unwrap_or_default()
+            .replace(',', " and "),
+        error: row.last_error.clone(),
+    }
 }
 
 async fn staff_intake_page(
@@ -666,6 +729,17 @@ async fn staff_intake_page(
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
+    staff_intake_page_with(state, s, id, error, status, false).await
+}
+
+async fn staff_intake_page_with(
+    state: &HttpState,
+    s: &crate::staff::Session,
+    id: &str,
+    error: Option<String>,
+    status: StatusCode,
+    resent: bool,
+) -> Response {
     let row = match state.store.intake(&s.practice, id).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_found(state),
@@ -674,6 +748,13 @@ async fn staff_intake_page(
     let contact = match intakes(state).prefill(&row).await {
         Ok(c) => c,
         Err(e) => return failed(state, &e),
+    };
+    let sends = match state.store.intake_link_sends(&s.practice, id).await {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| send_line(state, &s.practice, r))
+            .collect(),
+        Err(e) => return server_error(state, &e),
     };
     let c = contact.as_ref();
     let page = StaffIntakePage {
@@ -697,20 +778,90 @@ async fn staff_intake_page(
             .unwrap_or_default(),
         editable: row.workflow_id.is_none(),
         error,
+        sends,
+        resendable: row.details_at.is_none() && row.origin == IntakeOrigin::Staff,
+        resent,
     };
     state.pages.render(status, "staff_intake.html", page)
 }
 
-/// `GET /staff/intakes/{id}`: the record, and the amount while financing has not started.
+/// `?resent=1` after a re-send was queued.
+#[derive(Deserialize, Default)]
+pub(crate) struct IntakeQuery {
+    #[serde(default)]
+    resent: Option<String>,
+}
+
+/// `GET /staff/intakes/{id}`: the record, the link's sends, and the amount while financing has
+/// not started.
 pub(crate) async fn staff_intake(
     State(state): State<HttpState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<IntakeQuery>,
 ) -> Response {
     let Some((_, s)) = session(&state, &headers) else {
         return to_login(&state);
     };
-    staff_intake_page(&state, &s, &id, None, StatusCode::OK).await
+    staff_intake_page_with(&state, &s, &id, None, StatusCode::OK, q.resent.is_some()).await
+}
+
+/// The staff form that sends the link again.
+#[derive(Deserialize)]
+pub(crate) struct ResendForm {
+    csrf: String,
+}
+
+/// `POST /staff/intakes/{id}/resend`: send the patient their intake link again (a new send with
+/// its own message key; audited; at most once per 10 minutes and 5 times a day).
+pub(crate) async fn staff_resend(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<ResendForm>,
+) -> Response {
+    let Some((_, s)) = session(&state, &headers) else {
+        return to_login(&state);
+    };
+    if !same(&form.csrf, &s.csrf) {
+        return forbidden(&state);
+    }
+    let actor = format!("staff:{}", s.username);
+    match intakes(&state)
+        .resend_link(&s.practice, &id, &actor, state.now())
+        .await
+    {
+        Ok(LinkResend::Queued { .. }) => {
+            // The runner sends it (the store rang the runner's due signal).
+            see_other(&format!("{}staff/intakes/{id}?resent=1", root(&state)))
+        }
+        Ok(LinkResend::Refused(why)) => {
+            let message = format!(
+                "The link was not sent again: it can be sent again from {}.",
+                practice_time(&state, &s.practice, why.allowed_from())
+            );
+            staff_intake_page(
+                &state,
+                &s,
+                &id,
+                Some(message),
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await
+        }
+        Ok(LinkResend::Complete) => {
+            staff_intake_page(
+                &state,
+                &s,
+                &id,
+                Some("The patient already submitted their details; the link is not needed.".into()),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Ok(LinkResend::NotFound) => not_found(&state),
+        Err(e) => failed(&state, &e),
+    }
 }
 
 /// The staff form that sets the amount.
@@ -1025,5 +1176,137 @@ mod tests {
             ))
             .await;
         assert_eq!(res.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn staff_send_the_link_again_at_most_every_ten_minutes_audited_until_the_patient_submits_in_their_language()
+     {
+        // Arrange: alice starts an intake with an email; its first send is queued with it.
+        let kit = Kit::new().await;
+        let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+        let started = kit
+            .send(with_cookie(
+                post_form(
+                    "/staff/intakes",
+                    form(&[
+                        ("csrf", &csrf),
+                        ("first_name", "Rosa"),
+                        ("last_name", "Quintero"),
+                        ("email", "rosa@example.test"),
+                        ("language", "es"),
+                    ]),
+                    None,
+                ),
+                &session,
+            ))
+            .await;
+        assert_eq!(started.status(), 200);
+        let id = kit.store.intakes(&smile(), 10).await.unwrap()[0].id.clone();
+        let sends = kit.store.intake_link_sends(&smile(), &id).await.unwrap();
+        assert_eq!(sends.len(), 1, "the first send is queued with the intake");
+        assert_eq!(sends[0].requested_by, "staff:alice");
+        let resend = |csrf: &str| {
+            with_cookie(
+                post_form(
+                    &format!("/staff/intakes/{id}/resend"),
+                    form(&[("csrf", csrf)]),
+                    None,
+                ),
+                &session,
+            )
+        };
+
+        // Act + Assert: a forged CSRF token changes nothing.
+        assert_eq!(kit.send(resend("forged")).await.status(), 403);
+        // Right after the first send: refused, naming when it may go again.
+        let soon = kit.send(resend(&csrf)).await;
+        assert_eq!(soon.status(), 429);
+        assert!(body_text(soon).await.contains("it can be sent again from"));
+        assert_eq!(
+            kit.store
+                .intake_link_sends(&smile(), &id)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // Eleven minutes later: queued as a new send, audited with who asked.
+        kit.advance(chrono::Duration::minutes(11));
+        let ok = kit.send(resend(&csrf)).await;
+        assert_eq!(ok.status(), 303);
+        let sends = kit.store.intake_link_sends(&smile(), &id).await.unwrap();
+        assert_eq!(sends.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![0, 1]);
+        let audit = kit
+            .store
+            .audit(&chairside_workflow::WorkflowId::new(id.clone()))
+            .await
+            .unwrap();
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.actor == "staff:alice" && a.kind == "intake_link_resend"),
+            "{audit:?}"
+        );
+        let page = body_text(
+            kit.send(with_cookie(
+                get(&format!("/staff/intakes/{id}?resent=1")),
+                &session,
+            ))
+            .await,
+        )
+        .await;
+        assert!(page.contains("The link is being sent again."), "{page}");
+        assert!(page.contains("again #1"), "{page}");
+        assert!(page.contains("Send the link again"), "{page}");
+        // The re-sent link opens the intake: the stored hash is the derived link's.
+        let key = secrecy::SecretString::from(PATIENT_KEY);
+        let token = chairside_engine::intake::intake_link_token(&id, &key);
+        let form_page = kit.send(get(&format!("/i/{token}"))).await;
+        assert_eq!(form_page.status(), 200);
+        let good = form_of(&body_text(form_page).await);
+
+        // Once the patient submitted their details, the link is not sent again.
+        let submitted = kit
+            .send(post_form(
+                &format!("/i/{token}"),
+                form(&patient_fields(&good, "1984-05-12")),
+                None,
+            ))
+            .await;
+        assert_eq!(submitted.status(), 303);
+        let contact = kit
+            .store
+            .patient(&smile(), &chairside_workflow::intake::patient_id(&id))
+            .await
+            .unwrap()
+            .expect("the patient's details");
+        assert_eq!(
+            contact.preferred_language,
+            Language::Es,
+            "the language staff chose for the messages stays after the patient's own entry"
+        );
+        kit.advance(chrono::Duration::minutes(11));
+        assert_eq!(kit.send(resend(&csrf)).await.status(), 409);
+        // An intake of no one's is not found.
+        let nobody = kit
+            .send(with_cookie(
+                post_form(
+                    "/staff/intakes/in_nobody/resend",
+                    form(&[("csrf", &csrf)]),
+                    None,
+                ),
+                &session,
+            ))
+            .await;
+        assert_eq!(nobody.status(), 404);
+        assert_eq!(
+            kit.store
+                .intake_link_sends(&smile(), &id)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

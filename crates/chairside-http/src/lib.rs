@@ -207,6 +207,7 @@ pub fn router(state: HttpState) -> Router {
         )
         .route("/staff/intakes/{id}", get(intake::staff_intake))
         .route("/staff/intakes/{id}/proposal", post(intake::staff_proposal))
+        .route("/staff/intakes/{id}/resend", post(intake::staff_resend))
         .route(
             "/i/{token}",
             get(intake::patient_form).post(intake::patient_submit),

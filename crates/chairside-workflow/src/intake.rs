@@ -9,6 +9,7 @@
 //!   the practice system (a consultation that did not convert leaves no record there).
 //! - [`same_patient`]: the match rule (name, date of birth, phone) a practice-system candidate
 //!   must pass before Chairside writes to it.
+//! - [`check_link_resend`]: how often staff may send a patient their intake link again.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use financing_core::{
@@ -333,6 +334,64 @@ pub fn same_patient(intake: &PatientContact, candidate: &Candidate) -> bool {
     }
 }
 
+/// The shortest time between two sends of one intake's link (the first send, a re-send): a
+/// double click or an impatient second try does not text or email the patient twice.
+pub const LINK_RESEND_GAP: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// The most sends of one intake's link (the first included) in any [`LINK_RESEND_WINDOW`].
+pub const LINK_SENDS_PER_WINDOW: usize = 5;
+
+/// The window [`LINK_SENDS_PER_WINDOW`] counts in.
+pub const LINK_RESEND_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Why staff may not send an intake's link again now. Names no patient data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LinkResendRefused {
+    /// The last send was less than [`LINK_RESEND_GAP`] ago.
+    #[error("the link was sent less than 10 minutes ago; it can be sent again from {0}")]
+    TooSoon(DateTime<Utc>),
+    /// [`LINK_SENDS_PER_WINDOW`] sends in the last [`LINK_RESEND_WINDOW`].
+    #[error("the link was already sent 5 times in 24 hours; it can be sent again from {0}")]
+    TooMany(DateTime<Utc>),
+}
+
+impl LinkResendRefused {
+    /// When a send is allowed again.
+    pub fn allowed_from(self) -> DateTime<Utc> {
+        match self {
+            Self::TooSoon(at) | Self::TooMany(at) => at,
+        }
+    }
+}
+
+/// Whether staff may send an intake's link again at `now`, given when each earlier send was asked
+/// for (any order). Both stores decide with this, inside the transaction that queues the send.
+///
+/// # Errors
+/// [`LinkResendRefused`] with the time a send is allowed again.
+pub fn check_link_resend(
+    earlier: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> Result<(), LinkResendRefused> {
+    if let Some(last) = earlier.iter().max()
+        && now < *last + LINK_RESEND_GAP
+    {
+        return Err(LinkResendRefused::TooSoon(*last + LINK_RESEND_GAP));
+    }
+    let mut recent: Vec<DateTime<Utc>> = earlier
+        .iter()
+        .copied()
+        .filter(|at| *at > now - LINK_RESEND_WINDOW)
+        .collect();
+    if recent.len() >= LINK_SENDS_PER_WINDOW {
+        recent.sort_unstable();
+        // The window frees up when enough of its sends fall out of it.
+        let freeing = recent[recent.len() - LINK_SENDS_PER_WINDOW];
+        return Err(LinkResendRefused::TooMany(freeing + LINK_RESEND_WINDOW));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,5 +568,31 @@ mod tests {
             "an in-house plan offered and declined is not a case accepted"
         );
         assert!(creates_record(Some(&in_house), true, Status::Active));
+    }
+
+    #[test]
+    fn a_link_may_be_sent_again_ten_minutes_after_the_last_send_and_five_times_a_day() {
+        let t0: DateTime<Utc> = "2026-06-02T15:00:00Z".parse().unwrap();
+        let min = chrono::TimeDelta::minutes;
+        // The first re-send: ten minutes after the first send, not sooner.
+        assert_eq!(
+            check_link_resend(&[t0], t0 + min(9)),
+            Err(LinkResendRefused::TooSoon(t0 + min(10)))
+        );
+        assert_eq!(check_link_resend(&[t0], t0 + min(10)), Ok(()));
+        // Five sends within a day: the sixth waits until the oldest leaves the window.
+        let five: Vec<_> = (0..5).map(|i| t0 + min(15 * i)).collect();
+        let refused = check_link_resend(&five, t0 + min(120)).unwrap_err();
+        assert_eq!(
+            refused,
+            LinkResendRefused::TooMany(t0 + chrono::TimeDelta::hours(24))
+        );
+        assert_eq!(refused.allowed_from(), t0 + chrono::TimeDelta::hours(24));
+        assert_eq!(
+            check_link_resend(&five, t0 + chrono::TimeDelta::hours(24)),
+            Ok(())
+        );
+        // Nothing sent yet: allowed.
+        assert_eq!(check_link_resend(&[], t0), Ok(()));
     }
 }

@@ -406,6 +406,9 @@ fn world_options(args: &BenchArgs) -> WorldOptions {
         // Texts go out only from 09:00 to 20:00 where the patient is: run the practices where it
         // is daytime now, so the consenting personas are texted and the figures pay Twilio.
         time_zone: Some(daytime_zone(chrono::Utc::now())),
+        // No front desk records a link-only lender's decisions here: the practices' waterfalls
+        // stay CareCredit then Sunbit, as the figures have always measured.
+        link_only_lender: false,
         ..WorldOptions::default()
     }
 }

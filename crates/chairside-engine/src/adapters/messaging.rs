@@ -209,6 +209,14 @@ impl PatientMessenger {
             MessageContent::FinancingSummary(s) => {
                 t.render_email(lang, &summary_context(practice, patient, s)?)
             }
+            MessageContent::IntakeLink { link } => t.render_email(
+                lang,
+                &messaging::IntakeLink {
+                    practice_name,
+                    patient_first_name,
+                    intake_link: url(link)?,
+                },
+            ),
         };
         r.map_err(external)
     }
@@ -271,6 +279,15 @@ impl PatientMessenger {
             MessageContent::FinancingSummary(s) => {
                 t.render_sms(lang, &summary_context(practice, patient, s)?, max)
             }
+            MessageContent::IntakeLink { link } => t.render_sms(
+                lang,
+                &messaging::IntakeLink {
+                    practice_name,
+                    patient_first_name,
+                    intake_link: url(link)?,
+                },
+                max,
+            ),
         };
         r.map(|c| c.text).map_err(external)
     }

@@ -49,7 +49,10 @@ use serde::Serialize;
 pub use delivery::{DeliveryStore, SendRecord};
 pub use detection::DetectionStore;
 pub use inbound::InboundStore;
-pub use intake::{IntakeOrigin, IntakeRow, IntakeStore, NewIntake};
+pub use intake::{
+    IntakeLinkSend, IntakeLinkSendRow, IntakeOrigin, IntakeRow, IntakeStore, LinkResend,
+    LinkSendOutcome, NewIntake,
+};
 pub use links::LinkStore;
 pub use logins::LoginStore;
 pub use outbox::OutboxStore;

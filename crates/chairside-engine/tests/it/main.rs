@@ -10,6 +10,7 @@ mod detect;
 mod engine;
 mod fakes;
 mod harness;
+mod intake_links;
 mod link_lenders;
 mod links;
 mod messages;

@@ -19,7 +19,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::harness::{KEY_HEX, patient, practice_id};
 
-const ACCOUNT: &str = "AC00000000000000000000000000000000";
+pub(crate) const ACCOUNT: &str = "AC00000000000000000000000000000000";
 const KEY: &str = "wf-test:send_message:4";
 
 fn profile() -> PracticeProfile {
@@ -49,7 +49,9 @@ fn content() -> MessageContent {
     }
 }
 
-async fn world(server: &MockServer) -> (tempfile::TempDir, Arc<SqliteStore>, PatientMessenger) {
+pub(crate) async fn world(
+    server: &MockServer,
+) -> (tempfile::TempDir, Arc<SqliteStore>, PatientMessenger) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(
         &dir.path().join("m.db"),
@@ -84,12 +86,12 @@ async fn world(server: &MockServer) -> (tempfile::TempDir, Arc<SqliteStore>, Pat
     (dir, store, messenger)
 }
 
-fn messages_path() -> String {
+pub(crate) fn messages_path() -> String {
     format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
 }
 
 /// The `Body` of the one text POSTed so far.
-async fn posted_bodies(server: &MockServer) -> Vec<String> {
+pub(crate) async fn posted_bodies(server: &MockServer) -> Vec<String> {
     server
         .received_requests()
         .await

@@ -189,6 +189,7 @@ async fn rows_under_key_a(db: &TestDb) -> WorkflowId {
                 contact: None,
                 details_from_patient: false,
                 created_by: "staff:test".into(),
+                send_link: false,
             },
             secs(4),
         )

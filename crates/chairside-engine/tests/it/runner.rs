@@ -29,6 +29,7 @@ fn kinds(sent: &[crate::fakes::Sent]) -> Vec<&'static str> {
             MessageContent::FinancingSummary(_) => "summary",
             MessageContent::PaymentFailed { .. } => "payment_failed",
             MessageContent::InHouseOffer(_) => "in_house_offer",
+            MessageContent::IntakeLink { .. } => "intake_link",
         })
         .collect()
 }

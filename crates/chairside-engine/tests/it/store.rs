@@ -961,7 +961,193 @@ both!(
     an_sms_opt_out_round_trips_without_storing_the_number_in_clear,
     listings_filter_by_status_and_show_the_next_action,
     intake_rate_limits_are_shared_by_instances_and_forget_old_submissions,
+    an_intake_link_send_is_queued_with_the_intake_claimed_once_and_resent_under_the_limits,
 );
+
+async fn an_intake_link_send_is_queued_with_the_intake_claimed_once_and_resent_under_the_limits(
+    backend: Backend,
+) {
+    use chairside_engine::store::{
+        IntakeLinkSend, IntakeOrigin, LinkResend, LinkSendOutcome, NewIntake,
+    };
+    use chairside_workflow::intake::LinkResendRefused;
+
+    // Arrange: a staff intake that asks for its link to be sent, and a second instance.
+    let db = TestDb::new(backend).await;
+    let other = db.reopen(DataKey::parse(KEY_HEX).unwrap()).await;
+    let practice = practice_id();
+    db.store
+        .create_intake(
+            &NewIntake {
+                id: "in_send".into(),
+                practice_id: practice.clone(),
+                token_hash: [1; 32],
+                origin: IntakeOrigin::Staff,
+                amount: None,
+                summary: None,
+                contact: Some(patient(3)),
+                details_from_patient: false,
+                created_by: "staff:alice".into(),
+                send_link: true,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+
+    // Act + Assert: one instance claims the first send; the other gets nothing while the lease
+    // holds.
+    let claimed = db
+        .store
+        .claim_intake_link_sends(t0(), LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed,
+        vec![IntakeLinkSend {
+            intake_id: "in_send".into(),
+            practice_id: practice.clone(),
+            seq: 0,
+            attempt: 1,
+        }]
+    );
+    assert_eq!(claimed[0].message_key(), "intake:in_send:link:0");
+    assert!(
+        other
+            .claim_intake_link_sends(secs(1), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A crash: the lease runs out and the send is claimed again, as attempt 2 under the same key;
+    // the first attempt's late outcome is refused.
+    let again = other
+        .claim_intake_link_sends(secs(31), LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].seq, again[0].attempt), (0, 2));
+    let sent = LinkSendOutcome::Sent {
+        channels: "email".into(),
+    };
+    assert!(
+        !db.store
+            .finish_intake_link_send(&claimed[0], &sent, secs(32))
+            .await
+            .unwrap()
+    );
+    assert!(
+        other
+            .finish_intake_link_send(&again[0], &sent, secs(32))
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .claim_intake_link_sends(mins(60), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A re-send: refused within 10 minutes of the last send, then queued as send 1 with a new
+    // link hash, and audited.
+    let refused = db
+        .store
+        .queue_intake_link_resend(&practice, "in_send", "staff:bob", &[2; 32], mins(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        LinkResend::Refused(LinkResendRefused::TooSoon(mins(10)))
+    );
+    let queued = db
+        .store
+        .queue_intake_link_resend(&practice, "in_send", "staff:bob", &[2; 32], mins(11))
+        .await
+        .unwrap();
+    assert_eq!(queued, LinkResend::Queued { seq: 1 });
+    assert!(db.store.intake_by_token(&[1; 32]).await.unwrap().is_none());
+    assert_eq!(
+        db.store
+            .intake_by_token(&[2; 32])
+            .await
+            .unwrap()
+            .map(|r| r.id),
+        Some("in_send".to_owned())
+    );
+    let resend = db
+        .store
+        .claim_intake_link_sends(mins(11), LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(resend.len(), 1);
+    assert_eq!(resend[0].message_key(), "intake:in_send:link:1");
+    let failed = LinkSendOutcome::Failed {
+        error: "not sent: no email address and no SMS consent on file".into(),
+    };
+    assert!(
+        db.store
+            .finish_intake_link_send(&resend[0], &failed, mins(12))
+            .await
+            .unwrap()
+    );
+    let rows = db
+        .store
+        .intake_link_sends(&practice, "in_send")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0].status.as_str(),
+            rows[0].channels.as_deref(),
+            rows[0].attempts
+        ),
+        ("sent", Some("email"), 2)
+    );
+    assert_eq!(
+        (rows[1].status.as_str(), rows[1].requested_by.as_str()),
+        ("failed", "staff:bob")
+    );
+    assert!(
+        rows[1]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no SMS consent")
+    );
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM events WHERE workflow_id = 'in_send'")
+            .await,
+        3,
+        "the re-send asked for, the first send sent, the re-send given up"
+    );
+
+    // An unknown intake, and one whose patient already submitted, are not re-sent.
+    assert_eq!(
+        db.store
+            .queue_intake_link_resend(&practice, "in_nope", "staff:bob", &[3; 32], mins(30))
+            .await
+            .unwrap(),
+        LinkResend::NotFound
+    );
+    assert!(
+        db.store
+            .submit_intake_details(&practice, "in_send", &patient(3), mins(40))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.store
+            .queue_intake_link_resend(&practice, "in_send", "staff:bob", &[3; 32], mins(50))
+            .await
+            .unwrap(),
+        LinkResend::Complete
+    );
+}
 
 async fn intake_rate_limits_are_shared_by_instances_and_forget_old_submissions(backend: Backend) {
     // Arrange: two instances on one database; a limit of two per address.

@@ -80,13 +80,22 @@ fn self_pay(state: &WorkflowState) -> Money {
 pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for case in &world.cases {
-        let expected = Expected::of(case.persona);
+    let link_only = world
+        .link_only_cases
+        .iter()
+        .map(|c| (c, Some(Expected::Done(world::CHERRY_APPROVED))));
+    for (case, expected_here) in world.cases.iter().map(|c| (c, None)).chain(link_only) {
+        let expected = expected_here.unwrap_or_else(|| Expected::of(case.persona));
+        // The Cherry case: declined by both lenders with an API, approved in Cherry's portal.
+        let persona_name: String = match expected_here {
+            Some(_) => "link_only_cherry".into(),
+            None => case.persona.name().into(),
+        };
         let state = world.workflow_of(case).await?;
         let row = match state {
             None => Row {
                 plan: format!("{}/{}", case.practice, case.seeded.plan.pms_id),
-                persona: case.persona.name().into(),
+                persona: persona_name.clone(),
                 path: "not detected".into(),
                 financed: "-".into(),
                 self_pay: "-".into(),
@@ -156,7 +165,7 @@ pub async fn report(world: &World) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                 .collect();
                 Row {
                     plan: format!("{}/{}", case.practice, case.seeded.plan.pms_id),
-                    persona: case.persona.name().into(),
+                    persona: persona_name.clone(),
                     path,
                     financed,
                     self_pay: self_pay(&s).to_string(),
@@ -237,7 +246,22 @@ async fn intake_row(world: &World, case: &world::IntakeCase) -> anyhow::Result<R
         .len();
     let want_records = usize::from(case.creates_record);
     let plan = format!("{}/{}", case.practice, case.intake_id);
-    let persona = "new patient (intake)".to_owned();
+    let persona = if case.emailed {
+        "new patient (link emailed)".to_owned()
+    } else {
+        "new patient (intake)".to_owned()
+    };
+    // The patient whose link Chairside emailed got it exactly once (the sandbox's SMTP sink).
+    let link_emails = case.patient.email.as_deref().map_or(0, |address| {
+        world
+            .sandbox
+            .smtp()
+            .messages_to(address)
+            .iter()
+            .filter(|m| m.text.contains("/i/"))
+            .count()
+    });
+    let emails_ok = !case.emailed || link_emails == 1;
     let Some(s) = world.intake_workflow(case).await? else {
         return Ok(Row {
             plan,
@@ -290,7 +314,10 @@ async fn intake_row(world: &World, case: &world::IntakeCase) -> anyhow::Result<R
         },
         notes,
         o2l: s.operatory_to_ledger().and_then(|d| d.to_std().ok()),
-        ok: case.expected.matches(&s) && notes == want_records && records == want_records,
+        ok: case.expected.matches(&s)
+            && notes == want_records
+            && records == want_records
+            && emails_ok,
         expected: format!(
             "{}, {want_records} record(s) and {want_records} note(s)",
             case.expected.describe()
@@ -541,6 +568,8 @@ async fn run_world(
     let mut world = World::start(dir, options).await?;
     world.seed_demo()?;
     world.seed_intakes().await?;
+    world.seed_link_only()?;
+    world.seed_emailed_intake().await?;
     let settled = world.drive(Duration::from_secs(args.timeout_secs)).await?;
     if !settled {
         tracing::warn!("not every workflow settled before the timeout");

@@ -84,6 +84,19 @@ pub const PRACTICES: [PracticeSpec; 3] = [
 /// The 16-digit CareCredit merchant number the demo uses for every location.
 const MERCHANT: &str = "5348120000000001";
 
+/// The demo practice whose waterfall ends with Cherry, a lender without an API
+/// (docs/lenders.md): Empire Dental asks CareCredit, then Sunbit, then sends its own Cherry link.
+pub const CHERRY_PRACTICE: usize = 2;
+
+/// Empire Dental's Cherry application link (made up; Cherry gives each practice its own).
+const CHERRY_LINK: &str = "https://pay.withcherry.example/empire-dental";
+
+/// The path of a plan Cherry financed.
+pub const CHERRY_APPROVED: &str = "cherry approved";
+
+/// Who records Cherry's decisions in the demo, as the front desk would on the workflow's page.
+const CHERRY_STAFF: &str = "staff:empire";
+
 /// Where a persona's workflow must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {
@@ -162,6 +175,9 @@ pub struct IntakeCase {
     pub expected: Expected,
     /// Whether the practice system must hold the patient (once) at the end.
     pub creates_record: bool,
+    /// The patient opened the link from the email Chairside sent them (staff gave an email
+    /// address), rather than one staff handed over.
+    pub emailed: bool,
 }
 
 /// The intake's amount in the demo: what the patient owes after the consultation.
@@ -207,6 +223,10 @@ pub struct WorldOptions {
     /// Email each practice's staff mailbox (`staff@{practice}.example`, the sandbox's SMTP) about
     /// every new task (`[practices.staff_alerts]`). Off in the demo.
     pub staff_alerts: bool,
+    /// Empire Dental's waterfall ends with Cherry, a lender without an API, whose decisions staff
+    /// record ([`World::drive`] records them). Off in the benchmark, which drives the runner
+    /// without a front desk.
+    pub link_only_lender: bool,
     /// What the practices do with a lender's counteroffer: keep looking (the demo's rule) or
     /// stop for staff to accept it or pass it on (the browser test's counteroffer actions).
     pub on_partial: PartialApprovalRule,
@@ -239,6 +259,7 @@ impl Default for WorldOptions {
             postgres: None,
             crm_url: None,
             staff_alerts: false,
+            link_only_lender: true,
             on_partial: PartialApprovalRule::ContinueForFullCoverage,
         }
     }
@@ -276,6 +297,24 @@ pub struct World {
     pub cases: Vec<Case>,
     /// The new-patient intakes walked.
     pub intakes: Vec<IntakeCase>,
+    /// The plans Cherry (link-only) finances: staff record its approval.
+    pub link_only_cases: Vec<Case>,
+    /// The patient-link key (intake links are derived under it).
+    link_key: SecretString,
+}
+
+/// Cherry at [`CHERRY_PRACTICE`]: the practice's own link, the shipped disclosure, 3 days for
+/// staff to record the decision.
+fn cherry_settings() -> anyhow::Result<crate::config::LinkLenderSettings> {
+    let lender = financing_core::link_only::KnownLinkLender::Cherry;
+    Ok(crate::config::LinkLenderSettings {
+        lender,
+        display_name: lender.default_display_name().into(),
+        application_link: Url::parse(CHERRY_LINK).context("demo Cherry link")?,
+        decide_within: lender.default_decide_within(),
+        disclosure: chairside_http::notices::lender_disclosure(lender.id()),
+        limits: AmountLimits::NONE,
+    })
 }
 
 fn secret(s: &str) -> SecretString {
@@ -641,7 +680,15 @@ pub fn demo_config(
             ),
             pms,
             lenders: LenderSettings {
-                order: vec![LenderId::new("carecredit"), LenderId::new("sunbit")],
+                order: if n == CHERRY_PRACTICE && options.link_only_lender {
+                    vec![
+                        LenderId::new("carecredit"),
+                        LenderId::new("sunbit"),
+                        LenderId::new("cherry"),
+                    ]
+                } else {
+                    vec![LenderId::new("carecredit"), LenderId::new("sunbit")]
+                },
                 on_partial: options.on_partial,
                 in_house_fallback: true,
                 carecredit: Some(CareCreditSettings {
@@ -665,7 +712,11 @@ pub fn demo_config(
                     webhook_secret: Some(cfg.sunbit.webhook_secret.clone()),
                     limits: AmountLimits::NONE,
                 }),
-                link_only: Vec::new(),
+                link_only: if n == CHERRY_PRACTICE && options.link_only_lender {
+                    vec![cherry_settings()?]
+                } else {
+                    Vec::new()
+                },
             },
             payments: PaymentSettings {
                 deposit: DepositRule::BasisPoints(1_000),
@@ -888,6 +939,8 @@ impl World {
             runner,
             cases: Vec::new(),
             intakes: Vec::new(),
+            link_only_cases: Vec::new(),
+            link_key: options.link_key.clone(),
         })
     }
 
@@ -899,7 +952,8 @@ impl World {
     /// # Errors
     /// The store or the intake page refused.
     pub async fn seed_intakes(&mut self) -> anyhow::Result<()> {
-        let intakes = chairside_engine::intake::Intakes::new(self.store.clone());
+        let intakes =
+            chairside_engine::intake::Intakes::new(self.store.clone(), self.link_key.clone());
         for spec in [&PRACTICES[1], &PRACTICES[2], &PRACTICES[0]] {
             let patient = self
                 .sandbox
@@ -934,8 +988,77 @@ impl World {
                     Expected::Done("carecredit approved")
                 },
                 creates_record: spec.pms != Pms::Dentrix,
+                emailed: false,
             });
         }
+        Ok(())
+    }
+
+    /// A new patient at Golden Gate Dental whom staff give only their name and email address:
+    /// Chairside emails them their intake link (the runner's send, in the sandbox's SMTP sink),
+    /// the patient opens the link from that email and types their details, and financing runs
+    /// to the end (Open Dental creates the patient at case acceptance).
+    ///
+    /// # Errors
+    /// The store, the email or the intake page failed.
+    pub async fn seed_emailed_intake(&mut self) -> anyhow::Result<()> {
+        let spec = &PRACTICES[1];
+        let patient = self
+            .sandbox
+            .seed_example_prospect(spec.pms, Persona::InstantApproval);
+        let email = patient
+            .email
+            .clone()
+            .context("the demo prospect has an email address")?;
+        let practice = PracticeId::new(spec.id);
+        let staff = chairside_engine::intake::PatientDetails {
+            first_name: patient.first_name.clone(),
+            last_name: patient.last_name.clone(),
+            email: email.clone(),
+            ..Default::default()
+        };
+        let intakes =
+            chairside_engine::intake::Intakes::new(self.store.clone(), self.link_key.clone());
+        let started = intakes
+            .start_by_staff(
+                &practice,
+                "staff:demo",
+                &staff,
+                Some(INTAKE_AMOUNT),
+                None,
+                chrono::Utc::now(),
+            )
+            .await?;
+        // The runner sends the link (as every round of `chairside run` does); the patient finds
+        // it in their mailbox.
+        self.runner.send_intake_links().await?;
+        let mail = self
+            .sandbox
+            .smtp()
+            .messages_to(&email)
+            .into_iter()
+            .find(|m| m.text.contains("/i/"))
+            .context("no intake link email reached the patient")?;
+        let token = mail
+            .text
+            .split("/i/")
+            .nth(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .collect::<String>()
+            })
+            .context("the email carries no intake link")?;
+        submit_intake_page(&self.http_base, &token, &patient).await?;
+        self.intakes.push(IntakeCase {
+            practice,
+            pms: spec.pms,
+            intake_id: started.id,
+            patient,
+            expected: Expected::Done("carecredit approved"),
+            creates_record: true,
+            emailed: true,
+        });
         Ok(())
     }
 
@@ -1047,6 +1170,63 @@ impl World {
         Ok(())
     }
 
+    /// A patient CareCredit and Sunbit decline at Empire Dental, whose waterfall ends with Cherry
+    /// (a lender without an API): the patient gets the practice's Cherry link through the patient
+    /// page, applies there, and staff, reading the approval in Cherry's portal, record it on the
+    /// workflow's page ([`World::drive`] does what they would). Cherry finances the plan.
+    ///
+    /// # Errors
+    /// The sandbox refused the seed.
+    pub fn seed_link_only(&mut self) -> anyhow::Result<()> {
+        self.seed(&PRACTICES[CHERRY_PRACTICE], Persona::DeclineEverywhere)?;
+        let case = self.cases.pop().context("the case just seeded")?;
+        self.link_only_cases.push(case);
+        Ok(())
+    }
+
+    /// What the front desk does for a plan waiting on Cherry's decision: reads it in Cherry's
+    /// portal and records it with [`StaffActions::record_lender_decision`] (the service behind the
+    /// dashboard's "Cherry decision" form). The demo's Cherry case is approved for the amount
+    /// asked; any other plan that reaches Cherry (declined by CareCredit and Sunbit) is declined
+    /// there too and goes on to the in-house plan as before.
+    async fn record_cherry_decisions(&self) -> anyhow::Result<()> {
+        use chairside_engine::staff::StaffActions;
+        use financing_core::link_only::StaffReport;
+
+        let mut approve = Vec::new();
+        for case in &self.link_only_cases {
+            if let Some(state) = self.workflow_of(case).await? {
+                approve.push(state.id);
+            }
+        }
+        let practice = PracticeId::new(PRACTICES[CHERRY_PRACTICE].id);
+        let staff = StaffActions::new(self.store.as_ref(), CHERRY_STAFF);
+        for row in self.store.workflows(Some(&practice), None, 100_000).await? {
+            let chairside_workflow::Stage::Financing(current) = &row.state.stage else {
+                continue;
+            };
+            if current.lender.as_str() != "cherry" || row.state.lender_session().is_none() {
+                continue;
+            }
+            let report = if approve.contains(&row.state.id) {
+                StaffReport::Approved {
+                    amount: current.amount,
+                }
+            } else {
+                StaffReport::Declined
+            };
+            // A decision already queued (the runner has not applied it yet) is refused: fine.
+            if staff
+                .record_lender_decision(&row.state.id, &current.lender, report, chrono::Utc::now())
+                .await
+                .is_ok()
+            {
+                self.runner.wake();
+            }
+        }
+        Ok(())
+    }
+
     /// Seeds `persona` at `spec` paying with `card` (saved or entered on Stripe's pages), and
     /// accepts its plan.
     ///
@@ -1106,6 +1286,9 @@ impl World {
         let started = Instant::now();
         let outcome = loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Err(e) = self.record_cherry_decisions().await {
+                break Err(e);
+            }
             match self.all_settled().await {
                 Ok(true) => break Ok(true),
                 Ok(false) => {}
@@ -1166,7 +1349,7 @@ impl World {
                 })
                 .count();
         }
-        Ok(settled >= self.cases.len() + self.intakes.len())
+        Ok(settled >= self.cases.len() + self.intakes.len() + self.link_only_cases.len())
     }
 
     /// Stops the HTTP surface and the sandbox.

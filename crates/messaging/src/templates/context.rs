@@ -353,6 +353,56 @@ impl MessageContext for ApplicationLink {
 impl EmailContext for ApplicationLink {}
 impl SmsContext for ApplicationLink {}
 
+/// The link to the practice's intake page on Chairside, sent to a new patient when staff start an
+/// intake: the patient types their own details there (docs/intake.md). Names no lender and states
+/// no terms (Reg Z); its text needs written consent, as any message that invites the patient to
+/// apply for financing (COMPLIANCE.md section 5).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IntakeLink {
+    /// The practice's name.
+    pub practice_name: String,
+    /// The patient's first name.
+    pub patient_first_name: String,
+    /// The patient's intake page (`/i/{token}`).
+    pub intake_link: Url,
+}
+redacted_debug!(IntakeLink);
+
+impl IntakeLink {
+    /// A made-up context for tests and previews.
+    pub fn sample() -> Self {
+        Self {
+            practice_name: "Bright Smiles Dental".into(),
+            patient_first_name: "Alex".into(),
+            intake_link: sample_url("i/SAMPLE"),
+        }
+    }
+}
+
+impl sealed::Sealed for IntakeLink {
+    fn vars(&self, _lang: Language) -> Vars {
+        BTreeMap::from([
+            ("practice_name", s(&self.practice_name)),
+            ("patient_first_name", s(&self.patient_first_name)),
+            ("intake_link", link(&self.intake_link)),
+        ])
+    }
+
+    fn approved_texts(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn samples() -> Vec<Self> {
+        vec![Self::sample()]
+    }
+}
+
+impl MessageContext for IntakeLink {
+    const TEMPLATE: TemplateId = TemplateId::IntakeLink;
+}
+impl EmailContext for IntakeLink {}
+impl SmsContext for IntakeLink {}
+
 /// A reminder for a patient who has not finished the application. States no terms (Reg Z).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Reminder {

@@ -23,7 +23,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use context::Vars;
 pub use context::{
     ApplicationLink, ApprovedTerms, EmailContext, FinancingSummary, HelpReply, InhouseOffer,
-    InhousePlan, MessageContext, PaymentFailed, Reminder, SmsContext, StaffAlert,
+    InhousePlan, IntakeLink, MessageContext, PaymentFailed, Reminder, SmsContext, StaffAlert,
 };
 
 use crate::error::{Error, Result};
@@ -55,6 +55,8 @@ pub enum TemplateId {
     StaffAlert,
     /// The answer to HELP ([`HelpReply`]).
     HelpReply,
+    /// A new patient's intake link ([`IntakeLink`]).
+    IntakeLink,
 }
 
 /// A part of a template, one file each.
@@ -139,7 +141,7 @@ const SMS_ONLY: &[TemplatePart] = &[TemplatePart::Sms];
 
 impl TemplateId {
     /// Every template.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::FinancingSummary,
         Self::ApplicationLink,
         Self::Reminder,
@@ -147,6 +149,7 @@ impl TemplateId {
         Self::InhouseOffer,
         Self::StaffAlert,
         Self::HelpReply,
+        Self::IntakeLink,
     ];
 
     /// The file stem (`financing_summary`).
@@ -159,6 +162,7 @@ impl TemplateId {
             Self::InhouseOffer => "inhouse_offer",
             Self::StaffAlert => "staff_alert",
             Self::HelpReply => "help_reply",
+            Self::IntakeLink => "intake_link",
         }
     }
 
@@ -211,6 +215,7 @@ impl TemplateId {
                 "reason",
             ],
             Self::HelpReply => &["practice_email", "practice_name", "practice_phone"],
+            Self::IntakeLink => &["intake_link", "patient_first_name", "practice_name"],
         }
     }
 
@@ -239,6 +244,7 @@ impl TemplateId {
             Self::ApplicationLink | Self::Reminder => Some("application_link"),
             Self::PaymentFailed => Some("update_payment_link"),
             Self::InhouseOffer => Some("offer_link"),
+            Self::IntakeLink => Some("intake_link"),
             Self::StaffAlert | Self::HelpReply => None,
         }
     }
@@ -247,8 +253,9 @@ impl TemplateId {
     /// for).
     pub fn required_consent(self) -> Option<RequiredConsent> {
         match self {
-            // Invitations, reminders and plan offers promote financing.
-            Self::ApplicationLink | Self::Reminder | Self::InhouseOffer => {
+            // Invitations, reminders and plan offers promote financing; so does the intake link,
+            // which invites a new patient to apply (COMPLIANCE.md section 5: written consent).
+            Self::ApplicationLink | Self::Reminder | Self::InhouseOffer | Self::IntakeLink => {
                 Some(RequiredConsent::Written)
             }
             Self::FinancingSummary | Self::PaymentFailed => Some(RequiredConsent::Informational),
@@ -259,9 +266,11 @@ impl TemplateId {
     /// Its Reg Z standing.
     pub fn reg_z(self) -> RegZClass {
         match self {
-            Self::ApplicationLink | Self::Reminder | Self::InhouseOffer | Self::HelpReply => {
-                RegZClass::NoTriggerTerms
-            }
+            Self::ApplicationLink
+            | Self::Reminder
+            | Self::InhouseOffer
+            | Self::HelpReply
+            | Self::IntakeLink => RegZClass::NoTriggerTerms,
             Self::FinancingSummary | Self::PaymentFailed | Self::StaffAlert => {
                 RegZClass::Transactional
             }
@@ -326,6 +335,10 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "en" / "staff_alert.email.txt",
     "en" / "staff_alert.email.html",
     "en" / "help_reply.sms.txt",
+    "en" / "intake_link.subject.txt",
+    "en" / "intake_link.email.txt",
+    "en" / "intake_link.email.html",
+    "en" / "intake_link.sms.txt",
     "es" / "financing_summary.subject.txt",
     "es" / "financing_summary.email.txt",
     "es" / "financing_summary.email.html",
@@ -352,6 +365,10 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "es" / "staff_alert.email.txt",
     "es" / "staff_alert.email.html",
     "es" / "help_reply.sms.txt",
+    "es" / "intake_link.subject.txt",
+    "es" / "intake_link.email.txt",
+    "es" / "intake_link.email.html",
+    "es" / "intake_link.sms.txt",
 ];
 
 /// The embedded source of a template part, as shipped (before any override).

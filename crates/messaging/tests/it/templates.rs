@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use financing_core::{Language, SmsConsent};
 use messaging::{
     ApplicationLink, DEFAULT_MAX_SEGMENTS, Error, FinancingSummary, HelpReply, InhouseOffer,
-    LANGUAGES, PaymentFailed, Reminder, RequiredConsent, SmsEncoding, StaffAlert, TemplateId,
-    TemplatePart, Templates, embedded_source,
+    IntakeLink, LANGUAGES, PaymentFailed, Reminder, RequiredConsent, SmsEncoding, StaffAlert,
+    TemplateId, TemplatePart, Templates, embedded_source,
 };
 
 fn templates() -> Templates {
@@ -83,6 +83,10 @@ fn render_all(t: &Templates, lang: Language) -> Vec<(TemplateId, TemplatePart, S
         TemplateId::StaffAlert,
         t.render_email(lang, &StaffAlert::sample()).expect("render"),
     );
+    email(
+        TemplateId::IntakeLink,
+        t.render_email(lang, &IntakeLink::sample()).expect("render"),
+    );
     let max = DEFAULT_MAX_SEGMENTS;
     let sms = [
         (
@@ -109,6 +113,10 @@ fn render_all(t: &Templates, lang: Language) -> Vec<(TemplateId, TemplatePart, S
             TemplateId::HelpReply,
             t.render_sms(lang, &HelpReply::sample(), max),
         ),
+        (
+            TemplateId::IntakeLink,
+            t.render_sms(lang, &IntakeLink::sample(), max),
+        ),
     ];
     for (id, composed) in sms {
         out.push((id, TemplatePart::Sms, composed.expect("render sms").text));
@@ -131,8 +139,8 @@ fn every_rendered_part_matches_its_snapshot_in_both_languages() {
         }
     }
 
-    // Assert: 6 emails x 3 parts + 6 texts, per language.
-    assert_eq!(checked, 48);
+    // Assert: 7 emails x 3 parts + 7 texts, per language.
+    assert_eq!(checked, 56);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -700,4 +708,65 @@ fn a_summary_without_a_first_payment_states_none_in_either_language() {
             assert!(body.contains("$2,400.00"), "{lang:?}: {body}");
         }
     }
+}
+
+#[test]
+fn the_intake_link_goes_out_in_the_patients_language_with_the_link_and_no_terms() {
+    // Arrange
+    let t = templates();
+    let ctx = IntakeLink {
+        practice_name: "Smile Dental".into(),
+        patient_first_name: "Testa".into(),
+        intake_link: "https://chairside.example.test/i/TOKEN123".parse().unwrap(),
+    };
+    for (lang, greeting, ask, stop, foreign) in [
+        (
+            Language::En,
+            "Hi Testa",
+            "your details",
+            "Reply STOP to opt out.",
+            "Hola",
+        ),
+        (
+            Language::Es,
+            "Hola Testa",
+            "sus datos",
+            "Responda STOP para cancelar los mensajes.",
+            "Hi ",
+        ),
+    ] {
+        // Act
+        let email = t.render_email(lang, &ctx).expect("render email");
+        let sms = t
+            .render_sms(lang, &ctx, DEFAULT_MAX_SEGMENTS)
+            .expect("render sms")
+            .text;
+
+        // Assert
+        assert!(
+            email.subject.starts_with("Smile Dental: "),
+            "{lang:?}: {}",
+            email.subject
+        );
+        for body in [&email.text, &email.html, &sms] {
+            assert!(
+                body.contains("https://chairside.example.test/i/TOKEN123"),
+                "{lang:?}: {body}"
+            );
+            assert!(body.contains(greeting), "{lang:?}: {body}");
+            assert!(body.to_lowercase().contains(ask), "{lang:?}: {body}");
+            assert!(!body.contains(foreign), "{lang:?} mixes languages: {body}");
+            assert!(
+                messaging::find_trigger_terms(body).is_empty(),
+                "{lang:?}: {body}"
+            );
+        }
+        assert!(sms.starts_with("Smile Dental: "), "{lang:?}: {sms}");
+        assert!(sms.ends_with(stop), "{lang:?}: {sms}");
+    }
+    assert_eq!(
+        TemplateId::IntakeLink.required_consent(),
+        Some(RequiredConsent::Written),
+        "the intake link invites the patient to apply: a text needs written consent"
+    );
 }

@@ -7,7 +7,10 @@ use sqlx::{Row, SqliteConnection};
 
 use super::sealed::INTAKE_SUMMARY;
 use super::{SqliteStore, from_ms, ms};
-use crate::store::{IntakeOrigin, IntakeRow, IntakeStore, NewIntake, NewWorkflow, Result};
+use crate::store::{
+    IntakeLinkSend, IntakeLinkSendRow, IntakeOrigin, IntakeRow, IntakeStore, LinkResend,
+    LinkSendOutcome, NewIntake, NewWorkflow, Result,
+};
 
 const COLUMNS: &str = "id, practice_id, origin, amount_cents, summary, details_at, workflow_id, created_by, created_at";
 
@@ -130,6 +133,19 @@ impl IntakeStore for SqliteStore {
         if let Some(contact) = &new.contact {
             self.put_contact(&mut tx, &new.practice_id, contact, now_ms)
                 .await?;
+        }
+        if new.send_link {
+            insert_link_send(
+                &mut tx,
+                &new.id,
+                0,
+                &new.practice_id,
+                &new.created_by,
+                now_ms,
+            )
+            .await?;
+            // The runner sends it: wake it.
+            return self.finish_due(tx).await;
         }
         self.finish(tx).await
     }
@@ -256,4 +272,222 @@ impl IntakeStore for SqliteStore {
         self.finish_due(tx).await?;
         Ok(true)
     }
+
+    async fn queue_intake_link_resend(
+        &self,
+        practice: &PracticeId,
+        id: &str,
+        actor: &str,
+        token_hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<LinkResend> {
+        let now_ms = ms(now);
+        // BEGIN IMMEDIATE: the count and the insert are one decision.
+        let mut tx = self.begin().await?;
+        let details: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT details_at FROM intakes WHERE practice_id = ? AND id = ?")
+                .bind(practice.as_str())
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let outcome = match details {
+            None => LinkResend::NotFound,
+            Some(Some(_)) => LinkResend::Complete,
+            Some(None) => {
+                let earlier: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT seq, requested_at FROM intake_link_sends WHERE intake_id = ?",
+                )
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let times: Vec<DateTime<Utc>> =
+                    earlier.iter().map(|(_, at)| from_ms(*at)).collect();
+                match chairside_workflow::intake::check_link_resend(&times, now) {
+                    Err(refused) => LinkResend::Refused(refused),
+                    Ok(()) => {
+                        let seq = earlier.iter().map(|(s, _)| s + 1).max().unwrap_or(0);
+                        let seq = u32::try_from(seq).unwrap_or(u32::MAX);
+                        insert_link_send(&mut tx, id, seq, practice, actor, now_ms).await?;
+                        sqlx::query(
+                            "UPDATE intakes SET token_hash = ?, updated_at = ? WHERE id = ?",
+                        )
+                        .bind(&token_hash[..])
+                        .bind(now_ms)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                        super::insert_audit(
+                            &mut tx,
+                            &self.key,
+                            id,
+                            actor,
+                            "intake_link_resend",
+                            &format!("intake link send #{seq} asked for"),
+                            now_ms,
+                        )
+                        .await?;
+                        LinkResend::Queued { seq }
+                    }
+                }
+            }
+        };
+        if matches!(outcome, LinkResend::Queued { .. }) {
+            self.finish_due(tx).await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn claim_intake_link_sends(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<IntakeLinkSend>> {
+        // A plain read first: the runner asks every round, and an idle round takes no write
+        // lock and commits nothing.
+        let any: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM intake_link_sends
+                 WHERE status = 'pending' AND next_at <= ?1
+                   AND (lease_until IS NULL OR lease_until <= ?1))",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let mut tx = self.begin().await?;
+        let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
+            "SELECT intake_id, seq, practice_id, attempts FROM intake_link_sends
+             WHERE status = 'pending' AND next_at <= ?1
+               AND (lease_until IS NULL OR lease_until <= ?1)
+             ORDER BY next_at, intake_id, seq LIMIT ?2",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for (intake_id, seq, practice_id, attempts) in rows {
+            sqlx::query(
+                "UPDATE intake_link_sends SET attempts = attempts + 1, lease_until = ?
+                 WHERE intake_id = ? AND seq = ?",
+            )
+            .bind(ms(until))
+            .bind(&intake_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            claimed.push(IntakeLinkSend {
+                intake_id,
+                practice_id: PracticeId::new(practice_id),
+                seq: u32::try_from(seq).unwrap_or(u32::MAX),
+                attempt: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
+            });
+        }
+        self.finish(tx).await?;
+        Ok(claimed)
+    }
+
+    async fn finish_intake_link_send(
+        &self,
+        send: &IntakeLinkSend,
+        outcome: &LinkSendOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let now_ms = ms(now);
+        let c = outcome.columns(now_ms);
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE intake_link_sends
+             SET status = ?, next_at = COALESCE(?, next_at), lease_until = NULL,
+                 channels = COALESCE(?, channels), last_error = ?, done_at = ?
+             WHERE intake_id = ? AND seq = ? AND attempts = ? AND status = 'pending'",
+        )
+        .bind(c.status)
+        .bind(c.next_ms)
+        .bind(c.channels)
+        .bind(c.error)
+        .bind(c.done_ms)
+        .bind(&send.intake_id)
+        .bind(i64::from(send.seq))
+        .bind(i64::from(send.attempt))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some((kind, detail)) = outcome.audit(send.seq) {
+            super::insert_audit(
+                &mut tx,
+                &self.key,
+                &send.intake_id,
+                "runner",
+                kind,
+                &detail,
+                now_ms,
+            )
+            .await?;
+        }
+        self.finish(tx).await?;
+        Ok(true)
+    }
+
+    async fn intake_link_sends(
+        &self,
+        practice: &PracticeId,
+        id: &str,
+    ) -> Result<Vec<IntakeLinkSendRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, requested_by, requested_at, status, attempts, channels, last_error, done_at
+             FROM intake_link_sends WHERE practice_id = ? AND intake_id = ? ORDER BY seq",
+        )
+        .bind(practice.as_str())
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IntakeLinkSendRow {
+                    seq: u32::try_from(r.try_get::<i64, _>("seq")?).unwrap_or(u32::MAX),
+                    requested_by: r.try_get("requested_by")?,
+                    requested_at: from_ms(r.try_get("requested_at")?),
+                    status: r.try_get("status")?,
+                    attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    channels: r.try_get("channels")?,
+                    last_error: r.try_get("last_error")?,
+                    done_at: r.try_get::<Option<i64>, _>("done_at")?.map(from_ms),
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_link_send(
+    conn: &mut SqliteConnection,
+    intake: &str,
+    seq: u32,
+    practice: &PracticeId,
+    actor: &str,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO intake_link_sends (intake_id, seq, practice_id, requested_by, requested_at,
+            status, attempts, next_at)
+         VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)",
+    )
+    .bind(intake)
+    .bind(i64::from(seq))
+    .bind(practice.as_str())
+    .bind(actor)
+    .bind(now_ms)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
