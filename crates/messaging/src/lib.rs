@@ -61,7 +61,7 @@
 //!
 //! - [`Templates`]: the embedded English and Spanish templates, validated at load, rendered into
 //!   a [`RenderedEmail`] or a [`ComposedSms`] from a typed context ([`FinancingSummary`],
-//!   [`ApplicationLink`], [`Reminder`], [`PaymentFailed`], [`InhouseOffer`], [`StaffAlert`],
+//!   [`ApplicationLink`], [`Reminder`], [`PaymentFailed`], [`InhouseOffer`], [`StaffAlert`], [`StaffDigest`],
 //!   [`HelpReply`]).
 //! - [`EmailSender`]: SMTP with STARTTLS or TLS, multipart text + HTML.
 //! - [`SmsClient`]: Twilio `Messages.json`; refuses to text a number the [`ConsentLedger`] marks
@@ -110,8 +110,8 @@ pub use sms::{
 pub use templates::{
     ApplicationLink, ApprovedTerms, DEFAULT_MAX_SEGMENTS, EmailContext, FinancingSummary,
     HelpReply, InhouseOffer, InhousePlan, LANGUAGES, MessageContext, PaymentFailed, RegZClass,
-    Reminder, RenderedEmail, RequiredConsent, SmsContext, StaffAlert, TemplateId, TemplatePart,
-    Templates, TemplatesBuilder, embedded_source,
+    Reminder, RenderedEmail, RequiredConsent, SmsContext, StaffAlert, StaffDigest, StaffDigestTask,
+    TemplateId, TemplatePart, Templates, TemplatesBuilder, embedded_source,
 };
 pub use webhook::{
     InboundMessage, InboundOutcome, OptOutType, SIGNATURE_HEADER, StatusCallback, VerifiedForm,

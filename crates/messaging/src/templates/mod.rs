@@ -23,7 +23,8 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use context::Vars;
 pub use context::{
     ApplicationLink, ApprovedTerms, EmailContext, FinancingSummary, HelpReply, InhouseOffer,
-    InhousePlan, MessageContext, PaymentFailed, Reminder, SmsContext, StaffAlert,
+    InhousePlan, MessageContext, PaymentFailed, Reminder, SmsContext, StaffAlert, StaffDigest,
+    StaffDigestTask,
 };
 
 use crate::error::{Error, Result};
@@ -53,6 +54,8 @@ pub enum TemplateId {
     InhouseOffer,
     /// An alert to staff ([`StaffAlert`]).
     StaffAlert,
+    /// One alert to staff for several new tasks ([`StaffDigest`]).
+    StaffDigest,
     /// The answer to HELP ([`HelpReply`]).
     HelpReply,
 }
@@ -139,13 +142,14 @@ const SMS_ONLY: &[TemplatePart] = &[TemplatePart::Sms];
 
 impl TemplateId {
     /// Every template.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::FinancingSummary,
         Self::ApplicationLink,
         Self::Reminder,
         Self::PaymentFailed,
         Self::InhouseOffer,
         Self::StaffAlert,
+        Self::StaffDigest,
         Self::HelpReply,
     ];
 
@@ -158,6 +162,7 @@ impl TemplateId {
             Self::PaymentFailed => "payment_failed",
             Self::InhouseOffer => "inhouse_offer",
             Self::StaffAlert => "staff_alert",
+            Self::StaffDigest => "staff_digest",
             Self::HelpReply => "help_reply",
         }
     }
@@ -165,7 +170,7 @@ impl TemplateId {
     /// The parts it has.
     pub fn parts(self) -> &'static [TemplatePart] {
         match self {
-            Self::StaffAlert => EMAIL_ONLY,
+            Self::StaffAlert | Self::StaffDigest => EMAIL_ONLY,
             Self::HelpReply => SMS_ONLY,
             _ => EMAIL_AND_SMS,
         }
@@ -210,6 +215,7 @@ impl TemplateId {
                 "practice_name",
                 "reason",
             ],
+            Self::StaffDigest => &["practice_name", "task_count", "tasks"],
             Self::HelpReply => &["practice_email", "practice_name", "practice_phone"],
         }
     }
@@ -239,7 +245,7 @@ impl TemplateId {
             Self::ApplicationLink | Self::Reminder => Some("application_link"),
             Self::PaymentFailed => Some("update_payment_link"),
             Self::InhouseOffer => Some("offer_link"),
-            Self::StaffAlert | Self::HelpReply => None,
+            Self::StaffAlert | Self::StaffDigest | Self::HelpReply => None,
         }
     }
 
@@ -252,7 +258,7 @@ impl TemplateId {
                 Some(RequiredConsent::Written)
             }
             Self::FinancingSummary | Self::PaymentFailed => Some(RequiredConsent::Informational),
-            Self::StaffAlert | Self::HelpReply => None,
+            Self::StaffAlert | Self::StaffDigest | Self::HelpReply => None,
         }
     }
 
@@ -262,7 +268,7 @@ impl TemplateId {
             Self::ApplicationLink | Self::Reminder | Self::InhouseOffer | Self::HelpReply => {
                 RegZClass::NoTriggerTerms
             }
-            Self::FinancingSummary | Self::PaymentFailed | Self::StaffAlert => {
+            Self::FinancingSummary | Self::PaymentFailed | Self::StaffAlert | Self::StaffDigest => {
                 RegZClass::Transactional
             }
         }
@@ -325,6 +331,9 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "en" / "staff_alert.subject.txt",
     "en" / "staff_alert.email.txt",
     "en" / "staff_alert.email.html",
+    "en" / "staff_digest.subject.txt",
+    "en" / "staff_digest.email.txt",
+    "en" / "staff_digest.email.html",
     "en" / "help_reply.sms.txt",
     "es" / "financing_summary.subject.txt",
     "es" / "financing_summary.email.txt",
@@ -351,6 +360,9 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "es" / "staff_alert.subject.txt",
     "es" / "staff_alert.email.txt",
     "es" / "staff_alert.email.html",
+    "es" / "staff_digest.subject.txt",
+    "es" / "staff_digest.email.txt",
+    "es" / "staff_digest.email.html",
     "es" / "help_reply.sms.txt",
 ];
 
@@ -464,6 +476,7 @@ impl TemplatesBuilder {
         templates.validate::<PaymentFailed>()?;
         templates.validate::<InhouseOffer>()?;
         templates.validate::<StaffAlert>()?;
+        templates.validate::<StaffDigest>()?;
         templates.validate::<HelpReply>()?;
         Ok(templates)
     }
