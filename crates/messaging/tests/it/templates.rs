@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use financing_core::{Language, SmsConsent};
 use messaging::{
     ApplicationLink, DEFAULT_MAX_SEGMENTS, Error, FinancingSummary, HelpReply, InhouseOffer,
-    LANGUAGES, PaymentFailed, Reminder, RequiredConsent, SmsEncoding, StaffAlert, TemplateId,
-    TemplatePart, Templates, embedded_source,
+    LANGUAGES, PaymentFailed, Reminder, RequiredConsent, SmsEncoding, StaffAlert, StaffDigest,
+    TemplateId, TemplatePart, Templates, embedded_source,
 };
 
 fn templates() -> Templates {
@@ -83,6 +83,11 @@ fn render_all(t: &Templates, lang: Language) -> Vec<(TemplateId, TemplatePart, S
         TemplateId::StaffAlert,
         t.render_email(lang, &StaffAlert::sample()).expect("render"),
     );
+    email(
+        TemplateId::StaffDigest,
+        t.render_email(lang, &StaffDigest::sample())
+            .expect("render"),
+    );
     let max = DEFAULT_MAX_SEGMENTS;
     let sms = [
         (
@@ -131,8 +136,8 @@ fn every_rendered_part_matches_its_snapshot_in_both_languages() {
         }
     }
 
-    // Assert: 6 emails x 3 parts + 6 texts, per language.
-    assert_eq!(checked, 48);
+    // Assert: 7 emails x 3 parts + 6 texts, per language.
+    assert_eq!(checked, 54);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
