@@ -958,6 +958,7 @@ both!(
     the_audit_trail_is_append_only,
     staff_tasks_are_listed_per_practice_until_resolved,
     a_pay_link_retry_closes_only_the_payment_failed_task,
+    mark_handled_closes_the_task_it_was_pressed_on_and_leaves_the_lender_charge_open,
     an_sms_opt_out_round_trips_without_storing_the_number_in_clear,
     listings_filter_by_status_and_show_the_next_action,
     intake_rate_limits_are_shared_by_instances_and_forget_old_submissions,
@@ -1620,4 +1621,86 @@ async fn a_step_commit_under_a_lost_lease_writes_nothing(backend: Backend) {
     );
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 1);
     assert!(db.store.load(&taken[0], secs(33)).await.is_ok());
+}
+
+async fn mark_handled_closes_the_task_it_was_pressed_on_and_leaves_the_lender_charge_open(
+    backend: Backend,
+) {
+    // Arrange: a done financing with a lender charge for staff (settlement) and a reversed
+    // payment beside it.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let claim = db
+        .store
+        .claim_due("a", t0(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut state = db.store.load(&claim, t0()).await.unwrap().state;
+    state.status = Status::Done;
+    for (n, kind) in [TaskKind::Settlement, TaskKind::PaymentReversed]
+        .into_iter()
+        .enumerate()
+    {
+        let transition = Transition {
+            raise_task: Some(StaffTask {
+                kind,
+                reason: "test".into(),
+            }),
+            ..Transition::default()
+        };
+        let consumed = Consumed::Command {
+            seq: n as u64 + 1,
+            attempt: 1,
+            outcome: "test".into(),
+        };
+        db.store
+            .commit(&claim, &state, consumed, "test", &transition, secs(1))
+            .await
+            .unwrap();
+    }
+    db.store.release(&claim, secs(1)).await.unwrap();
+    let open = db.store.tasks(None, false).await.unwrap();
+    let reversed = open
+        .iter()
+        .find(|t| t.task.kind == TaskKind::PaymentReversed)
+        .expect("the reversed payment's task")
+        .id;
+    let staff = StaffActions::new(&*db.store, "staff:test");
+
+    // Act: Mark handled pressed on the reversed payment's task.
+    let receipt = staff
+        .act(
+            chairside_engine::staff::StaffRequest::new(
+                id.clone(),
+                chairside_workflow::StaffAction::MarkHandled,
+                "staff:test",
+            )
+            .answering(reversed),
+            mins(1),
+        )
+        .await
+        .unwrap();
+
+    // Assert: that task only; the lender charge stays open and nothing waits for the runner, so
+    // the charge's own Mark handled is taken at once.
+    assert_eq!(receipt.tasks_resolved, 1);
+    let open = db.store.tasks(None, false).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].task.kind, TaskKind::Settlement);
+    let settlement = open[0].id;
+    let second = staff
+        .act(
+            chairside_engine::staff::StaffRequest::new(
+                id.clone(),
+                chairside_workflow::StaffAction::MarkHandled,
+                "staff:test",
+            )
+            .answering(settlement),
+            mins(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.tasks_resolved, 1);
+    assert!(db.store.tasks(None, false).await.unwrap().is_empty());
 }
