@@ -478,6 +478,13 @@ pub enum MessageContent {
         /// The amount that failed, when the workflow can name one (never a made-up zero).
         amount: Option<Money>,
     },
+    /// A fresh link to pay the deposit after a failed payment: the patient page, where it is paid.
+    PayLinkReissued {
+        /// The patient page link.
+        page_link: String,
+        /// The deposit the link collects (never zero).
+        deposit: Money,
+    },
 }
 
 /// The numbers of a financing summary.

@@ -109,9 +109,10 @@ pub use sms::{
 };
 pub use templates::{
     ApplicationLink, ApprovedTerms, DEFAULT_MAX_SEGMENTS, EmailContext, FinancingSummary,
-    HelpReply, InhouseOffer, InhousePlan, LANGUAGES, MessageContext, PaymentFailed, RegZClass,
-    Reminder, RenderedEmail, RequiredConsent, SmsContext, StaffAlert, StaffDigest, StaffDigestTask,
-    TemplateId, TemplatePart, Templates, TemplatesBuilder, embedded_source,
+    HelpReply, InhouseOffer, InhousePlan, LANGUAGES, MessageContext, PayLinkReissued,
+    PaymentFailed, RegZClass, Reminder, RenderedEmail, RequiredConsent, SmsContext, StaffAlert,
+    StaffDigest, StaffDigestTask, TemplateId, TemplatePart, Templates, TemplatesBuilder,
+    embedded_source,
 };
 pub use webhook::{
     InboundMessage, InboundOutcome, OptOutType, SIGNATURE_HEADER, StatusCallback, VerifiedForm,

@@ -630,6 +630,58 @@ impl MessageContext for StaffAlert {
 }
 impl EmailContext for StaffAlert {}
 
+/// A fresh link to pay the deposit after a failed payment: the patient page, where the deposit
+/// is paid.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PayLinkReissued {
+    /// The practice's name.
+    pub practice_name: String,
+    /// The patient's first name.
+    pub patient_first_name: String,
+    /// The deposit the link collects (never zero: no link is made for nothing).
+    pub deposit: Money,
+    /// The patient page, where the deposit is paid.
+    pub pay_link: Url,
+}
+redacted_debug!(PayLinkReissued);
+
+impl PayLinkReissued {
+    /// A made-up context for tests and previews.
+    pub fn sample() -> Self {
+        Self {
+            practice_name: "Bright Smiles Dental".into(),
+            patient_first_name: "Alex".into(),
+            deposit: Money::usd(12_000),
+            pay_link: sample_url("p/SAMPLE-TOKEN"),
+        }
+    }
+}
+
+impl sealed::Sealed for PayLinkReissued {
+    fn vars(&self, _lang: Language) -> Vars {
+        BTreeMap::from([
+            ("practice_name", s(&self.practice_name)),
+            ("patient_first_name", s(&self.patient_first_name)),
+            ("deposit", money(self.deposit)),
+            ("pay_link", link(&self.pay_link)),
+        ])
+    }
+
+    fn approved_texts(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn samples() -> Vec<Self> {
+        vec![Self::sample()]
+    }
+}
+
+impl MessageContext for PayLinkReissued {
+    const TEMPLATE: TemplateId = TemplateId::PayLinkReissued;
+}
+impl EmailContext for PayLinkReissued {}
+impl SmsContext for PayLinkReissued {}
+
 /// One task of a [`StaffDigest`]: what a single [`StaffAlert`] would say.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StaffDigestTask {

@@ -23,8 +23,8 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use context::Vars;
 pub use context::{
     ApplicationLink, ApprovedTerms, EmailContext, FinancingSummary, HelpReply, InhouseOffer,
-    InhousePlan, MessageContext, PaymentFailed, Reminder, SmsContext, StaffAlert, StaffDigest,
-    StaffDigestTask,
+    InhousePlan, MessageContext, PayLinkReissued, PaymentFailed, Reminder, SmsContext, StaffAlert,
+    StaffDigest, StaffDigestTask,
 };
 
 use crate::error::{Error, Result};
@@ -50,6 +50,8 @@ pub enum TemplateId {
     Reminder,
     /// A failed payment ([`PaymentFailed`]).
     PaymentFailed,
+    /// A fresh link to pay the deposit, after a failed payment ([`PayLinkReissued`]).
+    PayLinkReissued,
     /// The in-house plan offer ([`InhouseOffer`]).
     InhouseOffer,
     /// An alert to staff ([`StaffAlert`]).
@@ -142,11 +144,12 @@ const SMS_ONLY: &[TemplatePart] = &[TemplatePart::Sms];
 
 impl TemplateId {
     /// Every template.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::FinancingSummary,
         Self::ApplicationLink,
         Self::Reminder,
         Self::PaymentFailed,
+        Self::PayLinkReissued,
         Self::InhouseOffer,
         Self::StaffAlert,
         Self::StaffDigest,
@@ -160,6 +163,7 @@ impl TemplateId {
             Self::ApplicationLink => "application_link",
             Self::Reminder => "reminder",
             Self::PaymentFailed => "payment_failed",
+            Self::PayLinkReissued => "pay_link_reissued",
             Self::InhouseOffer => "inhouse_offer",
             Self::StaffAlert => "staff_alert",
             Self::StaffDigest => "staff_digest",
@@ -202,6 +206,9 @@ impl TemplateId {
                 "practice_name",
                 "update_payment_link",
             ],
+            Self::PayLinkReissued => {
+                &["deposit", "patient_first_name", "pay_link", "practice_name"]
+            }
             Self::InhouseOffer => &[
                 "offer_link",
                 "patient_first_name",
@@ -244,6 +251,7 @@ impl TemplateId {
             Self::FinancingSummary => Some("patient_page_link"),
             Self::ApplicationLink | Self::Reminder => Some("application_link"),
             Self::PaymentFailed => Some("update_payment_link"),
+            Self::PayLinkReissued => Some("pay_link"),
             Self::InhouseOffer => Some("offer_link"),
             Self::StaffAlert | Self::StaffDigest | Self::HelpReply => None,
         }
@@ -257,7 +265,9 @@ impl TemplateId {
             Self::ApplicationLink | Self::Reminder | Self::InhouseOffer => {
                 Some(RequiredConsent::Written)
             }
-            Self::FinancingSummary | Self::PaymentFailed => Some(RequiredConsent::Informational),
+            Self::FinancingSummary | Self::PaymentFailed | Self::PayLinkReissued => {
+                Some(RequiredConsent::Informational)
+            }
             Self::StaffAlert | Self::StaffDigest | Self::HelpReply => None,
         }
     }
@@ -268,9 +278,11 @@ impl TemplateId {
             Self::ApplicationLink | Self::Reminder | Self::InhouseOffer | Self::HelpReply => {
                 RegZClass::NoTriggerTerms
             }
-            Self::FinancingSummary | Self::PaymentFailed | Self::StaffAlert | Self::StaffDigest => {
-                RegZClass::Transactional
-            }
+            Self::FinancingSummary
+            | Self::PaymentFailed
+            | Self::PayLinkReissued
+            | Self::StaffAlert
+            | Self::StaffDigest => RegZClass::Transactional,
         }
     }
 }
@@ -322,6 +334,10 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "en" / "payment_failed.email.txt",
     "en" / "payment_failed.email.html",
     "en" / "payment_failed.sms.txt",
+    "en" / "pay_link_reissued.subject.txt",
+    "en" / "pay_link_reissued.email.txt",
+    "en" / "pay_link_reissued.email.html",
+    "en" / "pay_link_reissued.sms.txt",
     "en" / "inhouse_offer.subject.txt",
     "en" / "inhouse_offer.email.txt",
     "en" / "inhouse_offer.email.html",
@@ -351,6 +367,10 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "es" / "payment_failed.email.txt",
     "es" / "payment_failed.email.html",
     "es" / "payment_failed.sms.txt",
+    "es" / "pay_link_reissued.subject.txt",
+    "es" / "pay_link_reissued.email.txt",
+    "es" / "pay_link_reissued.email.html",
+    "es" / "pay_link_reissued.sms.txt",
     "es" / "inhouse_offer.subject.txt",
     "es" / "inhouse_offer.email.txt",
     "es" / "inhouse_offer.email.html",
@@ -474,6 +494,7 @@ impl TemplatesBuilder {
         templates.validate::<ApplicationLink>()?;
         templates.validate::<Reminder>()?;
         templates.validate::<PaymentFailed>()?;
+        templates.validate::<PayLinkReissued>()?;
         templates.validate::<InhouseOffer>()?;
         templates.validate::<StaffAlert>()?;
         templates.validate::<StaffDigest>()?;

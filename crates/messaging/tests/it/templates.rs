@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use financing_core::{Language, SmsConsent};
 use messaging::{
     ApplicationLink, DEFAULT_MAX_SEGMENTS, Error, FinancingSummary, HelpReply, InhouseOffer,
-    LANGUAGES, PaymentFailed, Reminder, RequiredConsent, SmsEncoding, StaffAlert, StaffDigest,
-    TemplateId, TemplatePart, Templates, embedded_source,
+    LANGUAGES, PayLinkReissued, PaymentFailed, Reminder, RequiredConsent, SmsEncoding, StaffAlert,
+    StaffDigest, TemplateId, TemplatePart, Templates, embedded_source,
 };
 
 fn templates() -> Templates {
@@ -84,6 +84,11 @@ fn render_all(t: &Templates, lang: Language) -> Vec<(TemplateId, TemplatePart, S
         t.render_email(lang, &StaffAlert::sample()).expect("render"),
     );
     email(
+        TemplateId::PayLinkReissued,
+        t.render_email(lang, &PayLinkReissued::sample())
+            .expect("render"),
+    );
+    email(
         TemplateId::StaffDigest,
         t.render_email(lang, &StaffDigest::sample())
             .expect("render"),
@@ -105,6 +110,10 @@ fn render_all(t: &Templates, lang: Language) -> Vec<(TemplateId, TemplatePart, S
         (
             TemplateId::PaymentFailed,
             t.render_sms(lang, &PaymentFailed::sample(), max),
+        ),
+        (
+            TemplateId::PayLinkReissued,
+            t.render_sms(lang, &PayLinkReissued::sample(), max),
         ),
         (
             TemplateId::InhouseOffer,
@@ -136,8 +145,8 @@ fn every_rendered_part_matches_its_snapshot_in_both_languages() {
         }
     }
 
-    // Assert: 7 emails x 3 parts + 6 texts, per language.
-    assert_eq!(checked, 54);
+    // Assert: 8 emails x 3 parts + 7 texts, per language.
+    assert_eq!(checked, 62);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -705,4 +714,40 @@ fn a_summary_without_a_first_payment_states_none_in_either_language() {
             assert!(body.contains("$2,400.00"), "{lang:?}: {body}");
         }
     }
+}
+
+#[test]
+fn a_fresh_pay_link_names_the_deposit_and_the_patient_page_in_the_patients_language() {
+    // Arrange
+    let t = templates();
+    let ctx = PayLinkReissued::sample();
+
+    // Act
+    let en = t.render_email(Language::En, &ctx).expect("render");
+    let es = t.render_email(Language::Es, &ctx).expect("render");
+    let sms = t
+        .render_sms(Language::Es, &ctx, DEFAULT_MAX_SEGMENTS)
+        .expect("render sms");
+
+    // Assert: its own words, not a failed payment's; the deposit; the page's link.
+    assert!(
+        en.text
+            .contains("Here is a fresh link to pay your deposit of $120.00"),
+        "{}",
+        en.text
+    );
+    assert!(en.text.contains("https://pay.example.test/p/SAMPLE-TOKEN"));
+    assert!(!en.subject.contains("did not go through"), "{}", en.subject);
+    assert!(
+        es.text
+            .contains("enlace nuevo para pagar su depósito de $120.00"),
+        "{}",
+        es.text
+    );
+    assert!(
+        !es.text.contains("deposit"),
+        "English in Spanish: {}",
+        es.text
+    );
+    assert!(sms.text.contains("depósito de $120.00"), "{}", sms.text);
 }
