@@ -1,6 +1,7 @@
 //! Staff alerts end to end: a task the runner raises goes through the outbox to the practice's
 //! staff mailbox on the sandbox's SMTP stand-in, once, with the practice's name and a dashboard
-//! link, and without the patient's name, phone or email.
+//! link, and without the patient's name, phone or email; tasks raised together are one digest
+//! email listing them all (the demo's digest window is one second).
 
 use std::time::Duration;
 
@@ -74,5 +75,49 @@ async fn a_task_raised_by_the_runner_reaches_the_staff_mailbox_once_without_pati
             .messages_to(&format!("staff@{}.example", other.id));
         assert!(theirs.is_empty(), "{}", other.id);
     }
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_raised_together_reach_the_staff_mailbox_as_one_digest() {
+    // Arrange: three plans whose insurance exceeds the fee, detected in one poll: three bad-data
+    // tasks at once.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let options = WorldOptions {
+        staff_alerts: true,
+        ..WorldOptions::default()
+    };
+    let mut world = World::start(dir.path(), options)
+        .await
+        .expect("world starts");
+    let practice = &PRACTICES[0];
+    for _ in 0..3 {
+        world
+            .seed(practice, Persona::InsuranceAboveFee)
+            .expect("seed");
+    }
+    let staff = format!("staff@{}.example", practice.id);
+
+    // Act
+    let settled = world.drive(Duration::from_secs(90)).await.expect("driving");
+    let mails = mailbox(&world, &staff, 1).await;
+
+    // Assert
+    assert!(settled);
+    assert_eq!(mails.len(), 1, "one digest for the three tasks: {mails:?}");
+    let mail = &mails[0];
+    let subject = mail.subject.as_deref().unwrap_or_default();
+    assert!(
+        subject.contains(practice.name) && subject.contains("3 patients need attention"),
+        "{subject}"
+    );
+    assert_eq!(mail.text.matches("(bad data)").count(), 3, "{}", mail.text);
+    assert_eq!(
+        mail.text.matches("staff/workflows/wf_").count(),
+        3,
+        "{}",
+        mail.text
+    );
+    assert_no_patient_data(mail);
     world.stop().await;
 }

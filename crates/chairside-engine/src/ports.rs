@@ -518,6 +518,13 @@ pub enum MessageContent {
         /// The patient's intake page.
         link: String,
     },
+    /// A fresh link to pay the deposit after a failed payment: the patient page, where it is paid.
+    PayLinkReissued {
+        /// The patient page link.
+        page_link: String,
+        /// The deposit the link collects (never zero).
+        deposit: Money,
+    },
 }
 
 /// The numbers of a financing summary.

@@ -1449,12 +1449,22 @@ impl Runner {
                 page_link,
                 amount: state.failed_payment_amount(),
             },
-            // The fresh pay link is on the patient page: the payment-failed wording, naming the
-            // deposit the link collects.
-            MessageKind::PayLinkReissued => MessageContent::PaymentFailed {
-                page_link,
-                amount: state.result.as_ref().map(|r| r.deposit),
-            },
+            // The fresh pay link is on the patient page, naming the deposit it collects.
+            MessageKind::PayLinkReissued => {
+                match state
+                    .result
+                    .as_ref()
+                    .map(|r| r.deposit)
+                    .filter(|d| !d.is_zero())
+                {
+                    Some(deposit) => MessageContent::PayLinkReissued { page_link, deposit },
+                    None => {
+                        return Ok(Performed::Failed(
+                            "no deposit for the fresh pay link".into(),
+                        ));
+                    }
+                }
+            }
             MessageKind::FinancingSummary => match summary(state, page_link, now, rt.time_zone()) {
                 Some(s) => MessageContent::FinancingSummary(Box::new(s)),
                 None => return Ok(Performed::Failed("the summary has no priced plan".into())),

@@ -395,6 +395,38 @@ pub fn resolves_only(state: &WorkflowState, request: &StaffRequest) -> Option<&'
         .then_some(chairside_workflow::TaskKind::PaymentFailed.label())
 }
 
+/// The one open task an admitted `request` resolves when staff pressed it on a task: "Mark
+/// handled" closes the task it was pressed on, not every open task of the workflow. `None`: as
+/// [`resolves_only`] says. Pure; both stores call it inside their transaction.
+pub fn resolves_task(request: &StaffRequest) -> Option<i64> {
+    (request.action == StaffAction::MarkHandled)
+        .then_some(request.task)
+        .flatten()
+}
+
+/// Whether an admitted `request` goes to the runner. Marking a failed or reversed payment's task
+/// handled beside a finished workflow only closes that task: queued, the machine would take it
+/// for a lender charge that staff ran (a settlement task open beside it). Pure; both stores call
+/// it inside their transaction.
+pub fn needs_runner(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> bool {
+    if request.action != StaffAction::MarkHandled || snapshot.state.status != Status::Done {
+        return true;
+    }
+    let Some(task) = request.task else {
+        return true;
+    };
+    let kind = snapshot
+        .open_tasks
+        .iter()
+        .position(|t| *t == task)
+        .and_then(|i| snapshot.open_kinds.get(i));
+    let beside = [
+        chairside_workflow::TaskKind::PaymentFailed.label(),
+        chairside_workflow::TaskKind::PaymentReversed.label(),
+    ];
+    !kind.is_some_and(|k| beside.contains(&k.as_str()))
+}
+
 /// The event an admitted `request` queues for the runner: [`Event::Staff`], or for a link-only
 /// lender's decision the [`Event::LenderDecided`] it makes (the machine routes it like any
 /// lender's answer). Pure; every store calls it inside its transaction after [`admit`].

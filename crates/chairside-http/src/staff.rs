@@ -715,6 +715,35 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
     }
 }
 
+/// The buttons shown for task `task` (of `kind`) on a workflow in `state`: those of
+/// [`task_actions`] that [`chairside_engine::staff::admit`] would take, so that no button is shown
+/// that could only be refused (a Retry on a finished workflow with no pay link to re-issue, a
+/// Cancel or Resend on a finished one). Pure.
+fn shown_actions(
+    state: &chairside_workflow::WorkflowState,
+    task: i64,
+    kind: TaskKind,
+) -> Vec<ActionButton> {
+    let open = [task];
+    let kinds = [kind.label().to_owned()];
+    let snapshot = chairside_engine::staff::StaffSnapshot {
+        state,
+        open_tasks: &open,
+        open_kinds: &kinds,
+        queued: None,
+    };
+    task_actions(kind)
+        .into_iter()
+        .filter(|b| {
+            parse_action(b.value).is_some_and(|action| {
+                let request =
+                    StaffRequest::new(state.id.clone(), action, "dashboard").answering(task);
+                chairside_engine::staff::admit(&snapshot, &request).is_ok()
+            })
+        })
+        .collect()
+}
+
 fn parse_action(value: &str) -> Option<StaffAction> {
     Some(match value {
         "retry" => StaffAction::Retry,
@@ -1047,7 +1076,7 @@ async fn task_line(
         kind: task_label(task.task.kind),
         reason: task.task.reason.clone(),
         opened: local(task.created_at, tz, "%b %-d %H:%M"),
-        actions: task_actions(task.task.kind),
+        actions: shown_actions(&row.state, task.id, task.task.kind),
     }))
 }
 
@@ -1231,7 +1260,7 @@ async fn render_workflow(
             id: t.id,
             kind: task_label(t.task.kind),
             reason: t.task.reason,
-            actions: task_actions(t.task.kind),
+            actions: shown_actions(st, t.id, t.task.kind),
         }),
         audit,
     };
@@ -1373,3 +1402,93 @@ pub(crate) mod deliveries;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod button_tests {
+    use super::*;
+    use chairside_workflow::{FinancingResult, WorkflowKey, WorkflowState};
+    use financing_core::PlanId;
+
+    fn state(status: Status) -> WorkflowState {
+        let mut s = WorkflowState::new(
+            WorkflowKey {
+                practice_id: PracticeId::new("smile"),
+                plan_id: PlanId::new("tx-1"),
+                revision: "1".into(),
+            },
+            PatientId::new("pat-1"),
+            DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default(),
+        );
+        s.status = status;
+        s
+    }
+
+    fn values(buttons: &[ActionButton]) -> Vec<&'static str> {
+        buttons.iter().map(|b| b.value).collect()
+    }
+
+    /// A finished financing whose deposit payment failed, `deposit` cents owed.
+    fn failed_deposit(deposit: i64) -> WorkflowState {
+        let mut s = state(Status::Done);
+        s.result = Some(FinancingResult {
+            financed: None,
+            deposit: Money::usd(deposit),
+            in_house: None,
+            path: "test".into(),
+        });
+        s.stripe.customer_id = Some("cus_1".into());
+        s.stripe.failures_handled = vec!["pi_1".into()];
+        s
+    }
+
+    #[test]
+    fn retry_shows_on_a_failed_payment_only_while_a_pay_link_can_be_issued() {
+        assert_eq!(
+            values(&shown_actions(
+                &failed_deposit(12_000),
+                1,
+                TaskKind::PaymentFailed
+            )),
+            vec!["retry", "mark_handled"]
+        );
+        // Nothing owed up front (installments only), or a link already on its way: Retry would
+        // only be refused.
+        assert_eq!(
+            values(&shown_actions(
+                &failed_deposit(0),
+                1,
+                TaskKind::PaymentFailed
+            )),
+            vec!["mark_handled"]
+        );
+        let mut issuing = failed_deposit(12_000);
+        issuing.stripe.staff_pay_link = true;
+        assert_eq!(
+            values(&shown_actions(&issuing, 1, TaskKind::PaymentFailed)),
+            vec!["mark_handled"]
+        );
+    }
+
+    #[test]
+    fn a_task_left_beside_a_finished_workflow_offers_mark_handled_not_retry_or_resend() {
+        // A finished workflow may still be cancelled (its effects undone), never resent.
+        let done = state(Status::Done);
+        assert_eq!(
+            values(&shown_actions(&done, 1, TaskKind::PatientQuiet)),
+            vec!["mark_handled", "cancel"]
+        );
+        assert_eq!(
+            values(&shown_actions(&done, 1, TaskKind::PaymentReversed)),
+            vec!["mark_handled"]
+        );
+        // Waiting on staff, every button of the task can act.
+        assert_eq!(
+            values(&shown_actions(
+                &state(Status::WaitingOnStaff),
+                1,
+                TaskKind::BadData
+            )),
+            vec!["retry", "mark_handled", "cancel"]
+        );
+    }
+}

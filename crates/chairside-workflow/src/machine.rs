@@ -1777,6 +1777,17 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             copay_handled(cx);
             cx.state.staff_task = None;
             cx.state.status = Status::Done;
+            if matches!(
+                cx.state.failed_action,
+                Some(Action::ReissueDepositLink { .. } | Action::CreateDepositLink { .. })
+            ) {
+                // A deposit link that failed to be made, handled outside: none is being issued
+                // any more, so a later staff retry or patient request asks for one again.
+                cx.state.stripe.staff_pay_link = false;
+                cx.state.stripe.reissuing_deposit_link = false;
+                cx.state.failed_action = None;
+                cx.state.failed_key_seq = None;
+            }
             if matches!(cx.state.stage, Stage::Financing(_)) {
                 // A held lender handled outside Chairside: nothing more is asked of anyone.
                 cx.state.stage = Stage::Settled;

@@ -2823,3 +2823,52 @@ fn staff_corrected_amounts_price_the_plan_again_and_the_first_lender_is_asked_fo
     let again = run.on(Event::AmountsCorrected { correction });
     assert!(again.ignored && again.commands.is_empty());
 }
+
+#[test]
+fn a_failed_staff_pay_link_marked_handled_leaves_no_link_in_flight_so_a_later_retry_works() {
+    // Arrange: staff retried a failed deposit; the re-issue failed and became a task.
+    let cfg = config(2_000, false, PartialApprovalRule::StopForStaff);
+    let mut s = failed_deposit_state();
+    let retry = Event::Staff {
+        action: StaffAction::Retry,
+    };
+    apply(&mut s, retry.clone(), &cfg, t0());
+    assert!(s.stripe.staff_pay_link);
+    let failed = apply(
+        &mut s,
+        Event::EffectFailed {
+            action: Action::ReissueDepositLink {
+                amount: Money::usd(12_000),
+                previous: Some("cs_1".into()),
+            },
+            reason: "HTTP 400".into(),
+        },
+        &cfg,
+        t0(),
+    );
+    assert!(!failed.ignored);
+
+    // Act: staff mark it handled (they called the patient).
+    let handled = apply(
+        &mut s,
+        Event::Staff {
+            action: StaffAction::MarkHandled,
+        },
+        &cfg,
+        t0(),
+    );
+
+    // Assert: no link is taken as being issued; a later retry asks for one again.
+    assert!(!handled.ignored, "{handled:?}");
+    assert!(!s.stripe.staff_pay_link && !s.stripe.reissuing_deposit_link);
+    assert_eq!(s.status, Status::Done);
+    assert_eq!(s.pay_link_retry(), Ok(Money::usd(12_000)));
+    let again = apply(&mut s, retry, &cfg, t0());
+    assert_eq!(
+        actions(&again),
+        vec![&Action::ReissueDepositLink {
+            amount: Money::usd(12_000),
+            previous: Some("cs_1".into())
+        }]
+    );
+}

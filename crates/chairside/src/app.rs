@@ -211,6 +211,7 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
                     to: alerts.to.clone(),
                     sender: sender.clone(),
                     kinds: alerts.tasks.clone(),
+                    digest_window: alerts.digest_window,
                 },
             );
         }

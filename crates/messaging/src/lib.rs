@@ -62,7 +62,7 @@
 //! - [`Templates`]: the embedded English and Spanish templates, validated at load, rendered into
 //!   a [`RenderedEmail`] or a [`ComposedSms`] from a typed context ([`FinancingSummary`],
 //!   [`ApplicationLink`], [`Reminder`], [`PaymentFailed`], [`InhouseOffer`], [`StaffAlert`],
-//!   [`HelpReply`], [`IntakeLink`]).
+//!   [`StaffDigest`], [`PayLinkReissued`], [`HelpReply`], [`IntakeLink`]).
 //! - [`EmailSender`]: SMTP with STARTTLS or TLS, multipart text + HTML.
 //! - [`SmsClient`]: Twilio `Messages.json`; refuses to text a number the [`ConsentLedger`] marks
 //!   opted out; [`SmsClient::list_messages_to`] reconciles indeterminate sends.
@@ -109,9 +109,10 @@ pub use sms::{
 };
 pub use templates::{
     ApplicationLink, ApprovedTerms, DEFAULT_MAX_SEGMENTS, EmailContext, FinancingSummary,
-    HelpReply, InhouseOffer, InhousePlan, IntakeLink, LANGUAGES, MessageContext, PaymentFailed,
-    RegZClass, Reminder, RenderedEmail, RequiredConsent, SmsContext, StaffAlert, TemplateId,
-    TemplatePart, Templates, TemplatesBuilder, embedded_source,
+    HelpReply, InhouseOffer, InhousePlan, IntakeLink, LANGUAGES, MessageContext, PayLinkReissued,
+    PaymentFailed, RegZClass, Reminder, RenderedEmail, RequiredConsent, SmsContext, StaffAlert,
+    StaffDigest, StaffDigestTask, TemplateId, TemplatePart, Templates, TemplatesBuilder,
+    embedded_source,
 };
 pub use webhook::{
     InboundMessage, InboundOutcome, OptOutType, SIGNATURE_HEADER, StatusCallback, VerifiedForm,

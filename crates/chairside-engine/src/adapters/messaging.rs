@@ -194,6 +194,15 @@ impl PatientMessenger {
                     update_payment_link: url(page_link)?,
                 },
             ),
+            MessageContent::PayLinkReissued { page_link, deposit } => t.render_email(
+                lang,
+                &messaging::PayLinkReissued {
+                    practice_name,
+                    patient_first_name,
+                    deposit: *deposit,
+                    pay_link: url(page_link)?,
+                },
+            ),
             MessageContent::InHouseOffer(s) => match in_house_plan(practice, s) {
                 Some(plan) => t.render_email(
                     lang,
@@ -260,6 +269,16 @@ impl PatientMessenger {
                     patient_first_name,
                     amount_due: *amount,
                     update_payment_link: url(page_link)?,
+                },
+                max,
+            ),
+            MessageContent::PayLinkReissued { page_link, deposit } => t.render_sms(
+                lang,
+                &messaging::PayLinkReissued {
+                    practice_name,
+                    patient_first_name,
+                    deposit: *deposit,
+                    pay_link: url(page_link)?,
                 },
                 max,
             ),

@@ -1,33 +1,84 @@
 //! Staff alerts as a [`Subscriber`]: each new staff task (`workflow.needs_staff`) emails the
-//! practice's staff address, at most once per task.
+//! practice's staff address, at most once per task; tasks that arrive together (within the
+//! practice's digest window) go out as one email listing them all.
 //!
 //! What the alert says is minimum necessary (COMPLIANCE.md §6): the patient's initials, the plan's
 //! id in the practice system, the task's reason (reasons carry no PHI: amounts, lender names,
 //! what to do) and a link to the dashboard, where staff sign in for the rest. Never a name, a
 //! phone, an email or a procedure.
 //!
+//! The digest: a task's alert waits until its window (`digest_window`) has passed, then its
+//! delivery (the lead) collects every task of the practice written within one window of it that
+//! no alert holds yet ([`plan_digest`], pure) and records the set, all or nothing, in the store
+//! ([`OutboxStore::collect_digest`](crate::store::OutboxStore::collect_digest)) before anything is sent. An event belongs to one digest
+//! only; the lead's delivery sends it, the others' deliveries find it collected and are done. A
+//! single task reads as it always did (the [`StaffAlert`] email, under the key
+//! `staff-alert:{event id}`); several are one [`StaffDigest`] email, under a key derived from
+//! the set ([`digest_key`]).
+//!
 //! At most once: the dispatcher delivers each event once per subscriber (and again only after a
-//! crash mid-call); the send is journalled under the event's id before it goes out
-//! ([`DeliveryStore`]), so an attempt whose outcome is unknown is taken as sent, never repeated.
+//! crash mid-call); a crash after collecting and before sending leaves the lead's delivery to be
+//! retried, which finds its digest and sends it; the send is journalled under the digest's key
+//! before it goes out ([`DeliveryStore`]), so an attempt whose outcome is unknown is taken as
+//! sent, never repeated.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use financing_core::{Language, PracticeId};
-use messaging::{EmailAddress, EmailSender, StaffAlert, Templates};
+use messaging::{
+    EmailAddress, EmailMessageId, EmailSender, RenderedEmail, StaffAlert, StaffDigest,
+    StaffDigestTask, Templates,
+};
+use sha2::{Digest as _, Sha256};
 use url::Url;
 
 use super::events::{EventType, OutboundEvent};
 use super::{DeliveryError, Subscriber};
-use crate::store::outbox::StoredEvent;
+use crate::store::outbox::{Digest, StoredEvent};
 use crate::store::{DeliveryStore, SendRecord, Store};
 use chairside_workflow::{TaskKind, WorkflowState};
 
 /// The journal channel of staff alerts.
 const CHANNEL: &str = "staff_alert";
+
+/// The most tasks one digest lists; more make another digest.
+pub const MAX_DIGEST: usize = 25;
+
+/// The digest window when the practice sets none.
+pub const DEFAULT_DIGEST_WINDOW: Duration = Duration::from_secs(120);
+
+/// Sends a staff alert email under a stable key (the practice's SMTP sender; a fake in tests).
+#[async_trait]
+pub trait AlertMailer: Send + Sync {
+    /// Sends `email` to `to` with the stable `Message-ID` of `key`.
+    ///
+    /// # Errors
+    /// [`messaging::Error`]; [`financing_core::ErrorKind::Indeterminate`] when the server may
+    /// have it.
+    async fn send_keyed(
+        &self,
+        to: &EmailAddress,
+        email: &RenderedEmail,
+        key: &str,
+    ) -> messaging::Result<EmailMessageId>;
+}
+
+#[async_trait]
+impl AlertMailer for EmailSender {
+    async fn send_keyed(
+        &self,
+        to: &EmailAddress,
+        email: &RenderedEmail,
+        key: &str,
+    ) -> messaging::Result<EmailMessageId> {
+        EmailSender::send_keyed(self, to, email, key).await
+    }
+}
 
 /// One practice's alert settings.
 #[derive(Clone)]
@@ -37,15 +88,19 @@ pub struct AlertRoute {
     /// Where alerts go: the practice's own staff mailbox.
     pub to: EmailAddress,
     /// The practice's SMTP sender.
-    pub sender: Arc<EmailSender>,
+    pub sender: Arc<dyn AlertMailer>,
     /// Only these task kinds (labels, `counteroffer`, `patient_quiet`, ...); `None` for all.
     pub kinds: Option<Vec<String>>,
+    /// Tasks written within this of each other go out as one digest; each alert waits this long
+    /// for company. Zero: one email per task, at once.
+    pub digest_window: Duration,
 }
 
 impl fmt::Debug for AlertRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AlertRoute")
             .field("kinds", &self.kinds)
+            .field("digest_window", &self.digest_window)
             .finish_non_exhaustive()
     }
 }
@@ -126,23 +181,76 @@ pub fn alert_reason(state: &WorkflowState, task: &str) -> String {
     )
 }
 
+/// What the lead's delivery does with its alert. See [`plan_digest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DigestPlan {
+    /// The window is still open: try again at this time.
+    Wait(DateTime<Utc>),
+    /// Collect these events (ids, oldest first, the lead among them) into one alert.
+    Collect(Vec<String>),
+}
+
+fn window_of(window: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Which tasks go into the alert led by `lead` at `now`, given the practice's `candidates` (new
+/// tasks no alert holds yet, any order). Pure.
+///
+/// The lead waits until `window` has passed since it was written; then it takes every candidate
+/// written within `window` of it (before or after), oldest first, at most [`MAX_DIGEST`] with
+/// the lead always among them.
+pub fn plan_digest(
+    lead: &StoredEvent,
+    candidates: &[StoredEvent],
+    window: Duration,
+    now: DateTime<Utc>,
+) -> DigestPlan {
+    let window = window_of(window);
+    let closes = lead
+        .created_at
+        .checked_add_signed(window)
+        .unwrap_or(lead.created_at);
+    if now < closes {
+        return DigestPlan::Wait(closes);
+    }
+    let opens = lead
+        .created_at
+        .checked_sub_signed(window)
+        .unwrap_or(lead.created_at);
+    let mut others: Vec<&StoredEvent> = candidates
+        .iter()
+        .filter(|e| e.event_id != lead.event_id && e.created_at >= opens && e.created_at < closes)
+        .collect();
+    others.sort_by_key(|e| e.row);
+    others.dedup_by(|a, b| a.event_id == b.event_id);
+    others.truncate(MAX_DIGEST - 1);
+    others.push(lead);
+    others.sort_by_key(|e| e.row);
+    DigestPlan::Collect(others.into_iter().map(|e| e.event_id.clone()).collect())
+}
+
+/// The message key a set of tasks is journalled and sent under: `staff-alert:{id}` for one (as
+/// before digests), `staff-digest:{hash}` of the sorted ids for several. Pure and stable: the same
+/// set always has the same key.
+pub fn digest_key(event_ids: &[String]) -> String {
+    match event_ids {
+        [one] => format!("staff-alert:{one}"),
+        many => {
+            let mut sorted: Vec<&str> = many.iter().map(String::as_str).collect();
+            sorted.sort_unstable();
+            let hash = Sha256::digest(sorted.join("\n").as_bytes());
+            format!("staff-digest:{}", hex::encode(&hash[..16]))
+        }
+    }
+}
+
 fn store_failed() -> DeliveryError {
     DeliveryError::retry(None, "the store failed")
 }
 
-#[async_trait]
-impl Subscriber for StaffAlerts {
-    fn id(&self) -> &str {
-        "staff-alerts"
-    }
-
-    fn wants(&self, event: &StoredEvent) -> bool {
-        let Some(route) = self
-            .routes
-            .get(&PracticeId::new(event.practice_id.as_str()))
-        else {
-            return false;
-        };
+impl StaffAlerts {
+    fn route_wants(route: &AlertRoute, event: &StoredEvent) -> bool {
         if EventType::from_label(&event.kind) != Some(EventType::NeedsStaff) {
             return false;
         }
@@ -155,40 +263,31 @@ impl Subscriber for StaffAlerts {
         }
     }
 
-    async fn deliver(
-        &self,
-        event: &StoredEvent,
-        _attempt: u32,
-        now: DateTime<Utc>,
-    ) -> Result<Option<u16>, DeliveryError> {
-        let route = self
-            .routes
-            .get(&PracticeId::new(event.practice_id.as_str()))
-            .ok_or_else(|| DeliveryError::give_up(None, "no staff alert address"))?;
-        let parsed = OutboundEvent::from_payload(&event.payload)
-            .map_err(|_| DeliveryError::give_up(None, "the event payload does not read"))?;
-        let task = parsed
-            .data
-            .task
-            .unwrap_or_else(|| TaskKind::SystemError.label().to_owned());
-        let key = format!("staff-alert:{}", event.event_id);
-        match self
+    /// Whether the event was alerted alone before digests (its own journal record).
+    async fn alerted_alone(&self, event_id: &str) -> Result<bool, DeliveryError> {
+        Ok(self
             .journal
-            .send_record(&key, CHANNEL)
+            .send_record(&format!("staff-alert:{event_id}"), CHANNEL)
             .await
             .map_err(|_| store_failed())?
-        {
-            // Sent, or an attempt whose outcome is unknown: at most once.
-            Some(SendRecord::Sent { .. } | SendRecord::Attempting { .. }) => return Ok(None),
-            None => {}
-        }
+            .is_some())
+    }
+
+    /// One task of an alert: the patient's initials, the reason, the dashboard link. `None` when
+    /// the workflow is gone or no longer reads (the alert goes out without it).
+    async fn task_line(
+        &self,
+        event: &StoredEvent,
+    ) -> Result<Option<StaffDigestTask>, DeliveryError> {
+        let task = OutboundEvent::from_payload(&event.payload)
+            .ok()
+            .and_then(|e| e.data.task)
+            .unwrap_or_else(|| TaskKind::SystemError.label().to_owned());
         let workflow = chairside_workflow::WorkflowId::new(event.workflow_id.as_str());
         let state = match self.store.workflow(&workflow).await {
             Ok(Some(row)) => row.state,
-            Ok(None) => return Err(DeliveryError::give_up(None, "the workflow is gone")),
-            Err(e) if e.is_unreadable() => {
-                return Err(DeliveryError::give_up(None, "the workflow cannot be read"));
-            }
+            Ok(None) => return Ok(None),
+            Err(e) if e.is_unreadable() => return Ok(None),
             Err(_) => return Err(store_failed()),
         };
         let initials = self
@@ -201,26 +300,69 @@ impl Subscriber for StaffAlerts {
             .dashboard
             .join(&format!("staff/workflows/{}", state.id))
             .map_err(|_| DeliveryError::give_up(None, "the dashboard link does not parse"))?;
-        let email = self
-            .templates
-            .render_email(
+        Ok(Some(StaffDigestTask {
+            patient_initials: initials,
+            reason: alert_reason(&state, &task),
+            dashboard_link: link,
+        }))
+    }
+
+    /// Sends a collected digest once: one task as the single alert, several as the digest.
+    async fn send_digest(
+        &self,
+        route: &AlertRoute,
+        digest: &Digest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u16>, DeliveryError> {
+        let key = digest.key.as_str();
+        match self
+            .journal
+            .send_record(key, CHANNEL)
+            .await
+            .map_err(|_| store_failed())?
+        {
+            // Sent, or an attempt whose outcome is unknown: at most once.
+            Some(SendRecord::Sent { .. } | SendRecord::Attempting { .. }) => return Ok(None),
+            None => {}
+        }
+        let mut tasks = Vec::with_capacity(digest.events.len());
+        for event in &digest.events {
+            if let Some(line) = self.task_line(event).await? {
+                tasks.push(line);
+            }
+        }
+        let rendered = match tasks.len() {
+            0 => return Err(DeliveryError::give_up(None, "the workflow is gone")),
+            1 => {
+                let t = tasks.remove(0);
+                self.templates.render_email(
+                    Language::En,
+                    &StaffAlert {
+                        practice_name: route.practice_name.clone(),
+                        patient_initials: t.patient_initials,
+                        reason: t.reason,
+                        dashboard_link: t.dashboard_link,
+                    },
+                )
+            }
+            _ => self.templates.render_email(
                 Language::En,
-                &StaffAlert {
+                &StaffDigest {
                     practice_name: route.practice_name.clone(),
-                    patient_initials: initials,
-                    reason: alert_reason(&state, &task),
-                    dashboard_link: link,
+                    tasks,
                 },
-            )
+            ),
+        };
+        let email = rendered
             .map_err(|e| DeliveryError::give_up(None, format!("the alert did not render: {e}")))?;
         self.journal
-            .begin_send(&key, CHANNEL, None, now)
+            .begin_send(key, CHANNEL, None, now)
             .await
             .map_err(|_| store_failed())?;
-        match route.sender.send_keyed(&route.to, &email, &key).await {
+        match route.sender.send_keyed(&route.to, &email, key).await {
             Ok(id) => {
                 self.journal
-                    .finish_send(&key, CHANNEL, true, Some(id.as_ref()), now)
+                    .finish_send(key, CHANNEL, true, Some(id.as_ref()), now)
                     .await
                     .map_err(|_| store_failed())?;
                 Ok(None)
@@ -231,7 +373,7 @@ impl Subscriber for StaffAlerts {
             }
             Err(e) => {
                 self.journal
-                    .finish_send(&key, CHANNEL, false, None, now)
+                    .finish_send(key, CHANNEL, false, None, now)
                     .await
                     .map_err(|_| store_failed())?;
                 Err(DeliveryError::retry(
@@ -240,6 +382,108 @@ impl Subscriber for StaffAlerts {
                 ))
             }
         }
+    }
+}
+
+#[async_trait]
+impl Subscriber for StaffAlerts {
+    fn id(&self) -> &str {
+        "staff-alerts"
+    }
+
+    fn wants(&self, event: &StoredEvent) -> bool {
+        self.routes
+            .get(&PracticeId::new(event.practice_id.as_str()))
+            .is_some_and(|route| Self::route_wants(route, event))
+    }
+
+    async fn deliver(
+        &self,
+        event: &StoredEvent,
+        _attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u16>, DeliveryError> {
+        let route = self
+            .routes
+            .get(&PracticeId::new(event.practice_id.as_str()))
+            .ok_or_else(|| DeliveryError::give_up(None, "no staff alert address"))?;
+        // A lost race to collect means another delivery took some of our candidates: look again
+        // (each round, at least one more event is in a digest, so this ends).
+        for _ in 0..=MAX_DIGEST {
+            if let Some(digest) = self
+                .store
+                .digest_of(&event.event_id)
+                .await
+                .map_err(|_| store_failed())?
+            {
+                // The lead's delivery sends it (again after a crash); the others are done.
+                if digest.lead != event.event_id {
+                    return Ok(None);
+                }
+                return self.send_digest(route, &digest, now).await;
+            }
+            if self.alerted_alone(&event.event_id).await? {
+                return Ok(None);
+            }
+            let window = window_of(route.digest_window);
+            let from = event
+                .created_at
+                .checked_sub_signed(window)
+                .unwrap_or(event.created_at);
+            let until = event
+                .created_at
+                .checked_add_signed(window)
+                .unwrap_or(event.created_at);
+            let mut candidates = Vec::new();
+            if now >= until {
+                let found = self
+                    .store
+                    .undigested_events(
+                        &event.practice_id,
+                        EventType::NeedsStaff.label(),
+                        from,
+                        until,
+                        u32::try_from(MAX_DIGEST * 4).unwrap_or(u32::MAX),
+                    )
+                    .await
+                    .map_err(|_| store_failed())?;
+                for candidate in found {
+                    if candidate.event_id != event.event_id
+                        && Self::route_wants(route, &candidate)
+                        && !self.alerted_alone(&candidate.event_id).await?
+                    {
+                        candidates.push(candidate);
+                    }
+                }
+            }
+            let ids = match plan_digest(event, &candidates, route.digest_window, now) {
+                DigestPlan::Wait(at) => {
+                    let wait = (at - now).to_std().unwrap_or_default();
+                    return Err(DeliveryError {
+                        retry: Some(Some(wait)),
+                        status: None,
+                        reason: "waiting for the digest window to close".into(),
+                    });
+                }
+                DigestPlan::Collect(ids) => ids,
+            };
+            let key = digest_key(&ids);
+            if self
+                .store
+                .collect_digest(&key, &event.practice_id, &event.event_id, &ids, now)
+                .await
+                .map_err(|_| store_failed())?
+            {
+                let digest = self
+                    .store
+                    .digest_of(&event.event_id)
+                    .await
+                    .map_err(|_| store_failed())?
+                    .ok_or_else(store_failed)?;
+                return self.send_digest(route, &digest, now).await;
+            }
+        }
+        Err(store_failed())
     }
 }
 
@@ -283,5 +527,77 @@ mod tests {
             "plan tx-77 (payment failed): a payment failed; the patient was told"
         );
         assert_eq!(kind_reason("new_kind"), "a task needs a person");
+    }
+
+    fn event(row: i64, at_secs: i64) -> StoredEvent {
+        StoredEvent {
+            row,
+            event_id: format!("evt_{row}"),
+            kind: "workflow.needs_staff".into(),
+            workflow_id: format!("wf_{row}"),
+            practice_id: "smile".into(),
+            payload: Vec::new(),
+            created_at: DateTime::from_timestamp(1_780_000_000 + at_secs, 0).unwrap_or_default(),
+        }
+    }
+
+    const WINDOW: Duration = Duration::from_secs(120);
+
+    fn ids(v: &[i64]) -> Vec<String> {
+        v.iter().map(|r| format!("evt_{r}")).collect()
+    }
+
+    #[test]
+    fn an_alert_waits_for_its_window_to_close() {
+        let lead = event(1, 0);
+        let now = lead.created_at + chrono::Duration::seconds(119);
+        assert_eq!(
+            plan_digest(&lead, &[], WINDOW, now),
+            DigestPlan::Wait(lead.created_at + chrono::Duration::seconds(120))
+        );
+    }
+
+    #[test]
+    fn tasks_within_the_window_of_the_lead_go_together_oldest_first_and_others_wait() {
+        let lead = event(3, 100);
+        let candidates = [event(5, 219), event(1, -20), event(4, 220), event(2, -21)];
+        let now = lead.created_at + chrono::Duration::seconds(120);
+        // -20 and 219 are within 120 s of 100 on either side; -21 is not, nor 220 (the window
+        // closes at 220, exclusive).
+        assert_eq!(
+            plan_digest(&lead, &candidates, WINDOW, now),
+            DigestPlan::Collect(ids(&[1, 3, 5]))
+        );
+    }
+
+    #[test]
+    fn a_lone_task_is_a_digest_of_one_and_a_zero_window_sends_at_once_alone() {
+        let lead = event(7, 0);
+        assert_eq!(
+            plan_digest(&lead, &[event(8, 0)], Duration::ZERO, lead.created_at),
+            DigestPlan::Collect(ids(&[7]))
+        );
+        assert_eq!(digest_key(&ids(&[7])), "staff-alert:evt_7");
+    }
+
+    #[test]
+    fn a_digest_holds_at_most_max_digest_tasks_and_always_its_lead() {
+        let lead = event(100, 60);
+        let candidates: Vec<StoredEvent> = (1..60).map(|r| event(r, 0)).collect();
+        let now = lead.created_at + chrono::Duration::seconds(120);
+        let DigestPlan::Collect(got) = plan_digest(&lead, &candidates, WINDOW, now) else {
+            panic!("the window has closed");
+        };
+        assert_eq!(got.len(), MAX_DIGEST);
+        assert_eq!(got.last(), Some(&"evt_100".to_owned()));
+        assert_eq!(got[..MAX_DIGEST - 1], ids(&(1..25).collect::<Vec<_>>())[..]);
+    }
+
+    #[test]
+    fn a_digest_key_depends_on_the_set_only() {
+        let a = digest_key(&ids(&[1, 2, 3]));
+        assert_eq!(a, digest_key(&ids(&[3, 1, 2])));
+        assert_ne!(a, digest_key(&ids(&[1, 2])));
+        assert!(a.starts_with("staff-digest:") && a.len() == "staff-digest:".len() + 32);
     }
 }

@@ -231,4 +231,51 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// [`StoreError::Database`](super::StoreError::Database).
     async fn outbound_events(&self, workflow_id: &str) -> Result<Vec<StoredEvent>>;
+
+    /// The events of `practice_id` of type `kind` written in `[from, until)` that no staff alert
+    /// digest holds yet, oldest first, at most `limit` (the staff alert digest's candidates).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn undigested_events(
+        &self,
+        practice_id: &str,
+        kind: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// In one transaction, all or nothing: records that the staff alert digest `key` covers
+    /// `event_ids`, led (sent) by `lead`'s delivery. Returns false, writing nothing, when any of
+    /// them is already in a digest.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn collect_digest(
+        &self,
+        key: &str,
+        practice_id: &str,
+        lead: &str,
+        event_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// The staff alert digest holding `event_id`, if any: its key, its lead event's id and its
+    /// events, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn digest_of(&self, event_id: &str) -> Result<Option<Digest>>;
+}
+
+/// A staff alert digest as collected ([`OutboxStore::collect_digest`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digest {
+    /// The message key its email is journalled and sent under.
+    pub key: String,
+    /// The event whose delivery sends it.
+    pub lead: String,
+    /// Its events, oldest first.
+    pub events: Vec<StoredEvent>,
 }

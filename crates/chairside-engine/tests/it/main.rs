@@ -2,6 +2,7 @@
 //! end over in-memory fakes of the practice system, lenders, Stripe and messaging with a manual
 //! clock; and the staff decisions against the store.
 
+mod alerts;
 mod at_rest;
 mod backend;
 mod consent;

@@ -52,13 +52,17 @@ async fn webhook(w: &World, runner: &Runner, id: &WorkflowId, event: &str, fact:
         .unwrap();
 }
 
-/// The payment-failed messages the patient received: (amount named, page link).
-fn payment_messages(w: &World) -> Vec<(Option<financing_core::Money>, String)> {
+/// The payment messages the patient received: (amount named, page link, a fresh pay link rather
+/// than a failure).
+fn payment_messages(w: &World) -> Vec<(Option<financing_core::Money>, String, bool)> {
     w.messenger
         .sent_to(&patient(1).id)
         .into_iter()
         .filter_map(|s| match s.content {
-            MessageContent::PaymentFailed { amount, page_link } => Some((amount, page_link)),
+            MessageContent::PaymentFailed { amount, page_link } => Some((amount, page_link, false)),
+            MessageContent::PayLinkReissued { deposit, page_link } => {
+                Some((Some(deposit), page_link, true))
+            }
             _ => None,
         })
         .collect()
@@ -112,6 +116,10 @@ async fn retry_on_a_failed_deposit_issues_one_fresh_link_tells_the_patient_once_
     let messages = payment_messages(&w);
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert_eq!(messages[1].0, Some(financing_core::Money::usd(20_000)));
+    assert!(
+        !messages[0].2 && messages[1].2,
+        "the failure, then the fresh link in its own words: {messages:?}"
+    );
     assert!(
         !messages[1].1.contains("checkout.stripe"),
         "{}",

@@ -28,6 +28,7 @@ fn kinds(sent: &[crate::fakes::Sent]) -> Vec<&'static str> {
             MessageContent::Reminder { .. } => "reminder",
             MessageContent::FinancingSummary(_) => "summary",
             MessageContent::PaymentFailed { .. } => "payment_failed",
+            MessageContent::PayLinkReissued { .. } => "pay_link_reissued",
             MessageContent::InHouseOffer(_) => "in_house_offer",
             MessageContent::IntakeLink { .. } => "intake_link",
         })

@@ -962,6 +962,8 @@ both!(
     listings_filter_by_status_and_show_the_next_action,
     intake_rate_limits_are_shared_by_instances_and_forget_old_submissions,
     an_intake_link_send_is_queued_with_the_intake_claimed_once_and_resent_under_the_limits,
+    mark_handled_closes_the_task_it_was_pressed_on_and_leaves_the_lender_charge_open,
+    a_staff_alert_digest_is_collected_all_or_nothing_and_read_back_by_any_instance,
 );
 
 async fn an_intake_link_send_is_queued_with_the_intake_claimed_once_and_resent_under_the_limits(
@@ -1720,4 +1722,239 @@ async fn a_workflow_released_with_a_timer_wakes_the_runners_of_other_instances()
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].id, id);
     assert_eq!(taken[0].due_at, Some(mins(10)), "came due at the timer");
+}
+
+/// Three workflows, each raising a bad-data task at `secs(1)`, `secs(2)`, `secs(3)`: their
+/// `workflow.needs_staff` events, oldest first.
+async fn three_task_events(store: &dyn Store) -> Vec<chairside_engine::store::outbox::StoredEvent> {
+    let created = store
+        .record_poll(
+            &practice_id(),
+            "fakepms",
+            "c1",
+            vec![
+                new_workflow("tx-1", "1"),
+                new_workflow("tx-2", "1"),
+                new_workflow("tx-3", "1"),
+            ],
+            vec![],
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 3);
+    let mut events = Vec::new();
+    for n in 1..=3 {
+        let claim = store
+            .claim_due("a", t0(), LEASE, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let work = store.load(&claim, t0()).await.unwrap();
+        let transition = Transition {
+            raise_task: Some(StaffTask {
+                kind: TaskKind::BadData,
+                reason: "procedure 1 (D2740) has insurance estimates above its fee".into(),
+            }),
+            ..Transition::default()
+        };
+        store
+            .commit(
+                &claim,
+                &work.state,
+                Consumed::Command {
+                    seq: 1,
+                    attempt: 1,
+                    outcome: "plan_loaded".into(),
+                },
+                "plan_loaded",
+                &transition,
+                secs(n),
+            )
+            .await
+            .unwrap();
+        events.extend(
+            store
+                .outbound_events(claim.id.as_str())
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.kind == "workflow.needs_staff"),
+        );
+    }
+    events.sort_by_key(|e| e.row);
+    events
+}
+
+async fn a_staff_alert_digest_is_collected_all_or_nothing_and_read_back_by_any_instance(
+    backend: Backend,
+) {
+    // Arrange
+    let db = TestDb::new(backend).await;
+    let other = db.reopen(DataKey::parse(KEY_HEX).unwrap()).await;
+    let events = three_task_events(&*db.store).await;
+    assert_eq!(events.len(), 3);
+    let ids = |e: &[chairside_engine::store::outbox::StoredEvent]| -> Vec<String> {
+        e.iter().map(|e| e.event_id.clone()).collect()
+    };
+    let kind = "workflow.needs_staff";
+    let practice = practice_id();
+
+    // Act + Assert: the window's candidates, by practice and time.
+    let all = db
+        .store
+        .undigested_events(practice.as_str(), kind, secs(1), secs(4), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), ids(&events));
+    let later = db
+        .store
+        .undigested_events(practice.as_str(), kind, secs(2), secs(3), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&later),
+        ids(&events[1..2]),
+        "from inclusive, until exclusive"
+    );
+    assert!(
+        db.store
+            .undigested_events("other", kind, secs(0), secs(9), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The first two collected by one instance...
+    let first = ids(&events[..2]);
+    assert!(
+        db.store
+            .collect_digest(
+                "staff-digest:a",
+                practice.as_str(),
+                &first[1],
+                &first,
+                secs(5)
+            )
+            .await
+            .unwrap()
+    );
+    // ...then the other instance's overlapping set is refused, writing nothing.
+    let overlapping = ids(&events[1..]);
+    assert!(
+        !other
+            .collect_digest(
+                "staff-digest:b",
+                practice.as_str(),
+                &overlapping[0],
+                &overlapping,
+                secs(5)
+            )
+            .await
+            .unwrap()
+    );
+    let left = other
+        .undigested_events(practice.as_str(), kind, secs(0), secs(9), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&left),
+        ids(&events[2..]),
+        "the refused digest wrote nothing"
+    );
+    assert_eq!(other.digest_of(&events[2].event_id).await.unwrap(), None);
+
+    // Any instance reads the digest back from any of its events, oldest first.
+    for e in &events[..2] {
+        let digest = other
+            .digest_of(&e.event_id)
+            .await
+            .unwrap()
+            .expect("collected");
+        assert_eq!(digest.key, "staff-digest:a");
+        assert_eq!(digest.lead, events[1].event_id);
+        assert_eq!(digest.events, events[..2].to_vec());
+    }
+}
+
+async fn mark_handled_closes_the_task_it_was_pressed_on_and_leaves_the_lender_charge_open(
+    backend: Backend,
+) {
+    // Arrange: a done financing with a lender charge for staff (settlement) and a reversed
+    // payment beside it.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let claim = db
+        .store
+        .claim_due("a", t0(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut state = db.store.load(&claim, t0()).await.unwrap().state;
+    state.status = Status::Done;
+    for (n, kind) in [TaskKind::Settlement, TaskKind::PaymentReversed]
+        .into_iter()
+        .enumerate()
+    {
+        let transition = Transition {
+            raise_task: Some(StaffTask {
+                kind,
+                reason: "test".into(),
+            }),
+            ..Transition::default()
+        };
+        let consumed = Consumed::Command {
+            seq: n as u64 + 1,
+            attempt: 1,
+            outcome: "test".into(),
+        };
+        db.store
+            .commit(&claim, &state, consumed, "test", &transition, secs(1))
+            .await
+            .unwrap();
+    }
+    db.store.release(&claim, secs(1)).await.unwrap();
+    let open = db.store.tasks(None, false).await.unwrap();
+    let reversed = open
+        .iter()
+        .find(|t| t.task.kind == TaskKind::PaymentReversed)
+        .expect("the reversed payment's task")
+        .id;
+    let staff = StaffActions::new(&*db.store, "staff:test");
+
+    // Act: Mark handled pressed on the reversed payment's task.
+    let receipt = staff
+        .act(
+            chairside_engine::staff::StaffRequest::new(
+                id.clone(),
+                chairside_workflow::StaffAction::MarkHandled,
+                "staff:test",
+            )
+            .answering(reversed),
+            mins(1),
+        )
+        .await
+        .unwrap();
+
+    // Assert: that task only; the lender charge stays open and nothing waits for the runner, so
+    // the charge's own Mark handled is taken at once.
+    assert_eq!(receipt.tasks_resolved, 1);
+    let open = db.store.tasks(None, false).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].task.kind, TaskKind::Settlement);
+    let settlement = open[0].id;
+    let second = staff
+        .act(
+            chairside_engine::staff::StaffRequest::new(
+                id.clone(),
+                chairside_workflow::StaffAction::MarkHandled,
+                "staff:test",
+            )
+            .answering(settlement),
+            mins(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.tasks_resolved, 1);
+    assert!(db.store.tasks(None, false).await.unwrap().is_empty());
 }

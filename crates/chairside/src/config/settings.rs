@@ -761,6 +761,9 @@ pub struct StaffAlertSettings {
     pub to: messaging::EmailAddress,
     /// Only these task kinds (`counteroffer`, `patient_quiet`, ...); `None`: every task.
     pub tasks: Option<Vec<String>>,
+    /// Tasks that arrive within this of each other go out as one digest email (`digest_window`,
+    /// default 2 minutes; `"0s"`: one email per task, at once).
+    pub digest_window: std::time::Duration,
 }
 
 impl PracticeSettings {

@@ -1195,6 +1195,22 @@ fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_pa
         alerts.tasks.as_deref(),
         Some(&["counteroffer".to_owned(), "patient_quiet".to_owned()][..])
     );
+    assert_eq!(
+        alerts.digest_window,
+        std::time::Duration::from_secs(120),
+        "the default digest window"
+    );
+    let windowed = format!(
+        "{MINIMAL}\n[practices.staff_alerts]\nto = \"frontdesk@smile.example\"\ndigest_window = \"5m\"\n"
+    );
+    let config = load(&windowed, &env_with(&[])).expect("valid");
+    assert_eq!(
+        config.practices[0]
+            .staff_alerts
+            .as_ref()
+            .map(|a| a.digest_window),
+        Some(std::time::Duration::from_secs(300))
+    );
     // Left out: none.
     assert!(
         load(MINIMAL, &env_with(&[])).expect("valid").practices[0]
@@ -1202,8 +1218,9 @@ fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_pa
             .is_none()
     );
     // Not an address, not a task kind: both named.
-    let bad =
-        format!("{MINIMAL}\n[practices.staff_alerts]\nto = \"front desk\"\ntasks = [\"urgent\"]\n");
+    let bad = format!(
+        "{MINIMAL}\n[practices.staff_alerts]\nto = \"front desk\"\ntasks = [\"urgent\"]\ndigest_window = \"soon\"\n"
+    );
     let report = load(&bad, &env_with(&[]))
         .expect_err("bad alerts")
         .to_string();
@@ -1213,6 +1230,10 @@ fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_pa
         "{report}"
     );
     assert!(report.contains("'urgent': not a task kind"), "{report}");
+    assert!(
+        report.contains("practices[0].staff_alerts.digest_window"),
+        "{report}"
+    );
 }
 
 #[test]

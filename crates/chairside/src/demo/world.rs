@@ -666,6 +666,8 @@ pub fn demo_config(
                     to: messaging::EmailAddress::parse(&format!("staff@{}.example", spec.id))
                         .context("demo staff address")?,
                     tasks: None,
+                    // Days compressed into seconds: tasks within a second are one digest.
+                    digest_window: Duration::from_secs(1),
                 }),
                 false => None,
             },

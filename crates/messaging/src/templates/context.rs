@@ -680,6 +680,139 @@ impl MessageContext for StaffAlert {
 }
 impl EmailContext for StaffAlert {}
 
+/// A fresh link to pay the deposit after a failed payment: the patient page, where the deposit
+/// is paid.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PayLinkReissued {
+    /// The practice's name.
+    pub practice_name: String,
+    /// The patient's first name.
+    pub patient_first_name: String,
+    /// The deposit the link collects (never zero: no link is made for nothing).
+    pub deposit: Money,
+    /// The patient page, where the deposit is paid.
+    pub pay_link: Url,
+}
+redacted_debug!(PayLinkReissued);
+
+impl PayLinkReissued {
+    /// A made-up context for tests and previews.
+    pub fn sample() -> Self {
+        Self {
+            practice_name: "Bright Smiles Dental".into(),
+            patient_first_name: "Alex".into(),
+            deposit: Money::usd(12_000),
+            pay_link: sample_url("p/SAMPLE-TOKEN"),
+        }
+    }
+}
+
+impl sealed::Sealed for PayLinkReissued {
+    fn vars(&self, _lang: Language) -> Vars {
+        BTreeMap::from([
+            ("practice_name", s(&self.practice_name)),
+            ("patient_first_name", s(&self.patient_first_name)),
+            ("deposit", money(self.deposit)),
+            ("pay_link", link(&self.pay_link)),
+        ])
+    }
+
+    fn approved_texts(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn samples() -> Vec<Self> {
+        vec![Self::sample()]
+    }
+}
+
+impl MessageContext for PayLinkReissued {
+    const TEMPLATE: TemplateId = TemplateId::PayLinkReissued;
+}
+impl EmailContext for PayLinkReissued {}
+impl SmsContext for PayLinkReissued {}
+
+/// One task of a [`StaffDigest`]: what a single [`StaffAlert`] would say.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaffDigestTask {
+    /// The patient's initials (`PatientContact::initials`).
+    pub patient_initials: String,
+    /// What needs attention, in staff terms (no clinical details).
+    pub reason: String,
+    /// The staff dashboard entry.
+    pub dashboard_link: Url,
+}
+impl fmt::Debug for StaffDigestTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaffDigestTask").finish_non_exhaustive()
+    }
+}
+
+/// One alert to staff for several tasks that arrived together, oldest first.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaffDigest {
+    /// The practice's name.
+    pub practice_name: String,
+    /// The tasks.
+    pub tasks: Vec<StaffDigestTask>,
+}
+redacted_debug!(StaffDigest);
+
+impl StaffDigest {
+    /// A made-up context for tests and previews.
+    pub fn sample() -> Self {
+        Self {
+            practice_name: "Bright Smiles Dental".into(),
+            tasks: vec![
+                StaffDigestTask {
+                    patient_initials: "A.S.".into(),
+                    reason: "plan tx-1 (patient quiet): the patient did not finish".into(),
+                    dashboard_link: sample_url("staff/workflows/SAMPLE-1"),
+                },
+                StaffDigestTask {
+                    patient_initials: "B.T.".into(),
+                    reason: "plan tx-2 (counteroffer): a lender made a counteroffer".into(),
+                    dashboard_link: sample_url("staff/workflows/SAMPLE-2"),
+                },
+            ],
+        }
+    }
+}
+
+impl sealed::Sealed for StaffDigest {
+    fn vars(&self, _lang: Language) -> Vars {
+        let tasks: Vec<Value> = self
+            .tasks
+            .iter()
+            .map(|t| {
+                Value::from(BTreeMap::from([
+                    ("patient_initials", s(&t.patient_initials)),
+                    ("reason", s(&t.reason)),
+                    ("dashboard_link", link(&t.dashboard_link)),
+                ]))
+            })
+            .collect();
+        BTreeMap::from([
+            ("practice_name", s(&self.practice_name)),
+            ("task_count", Value::from(self.tasks.len())),
+            ("tasks", Value::from(tasks)),
+        ])
+    }
+
+    fn approved_texts(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn samples() -> Vec<Self> {
+        vec![Self::sample()]
+    }
+}
+
+impl MessageContext for StaffDigest {
+    const TEMPLATE: TemplateId = TemplateId::StaffDigest;
+}
+impl EmailContext for StaffDigest {}
+
 /// The answer to HELP: the practice's contact details (SMS only).
 #[derive(Clone, PartialEq, Eq)]
 pub struct HelpReply {

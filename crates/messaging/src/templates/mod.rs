@@ -23,7 +23,8 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use context::Vars;
 pub use context::{
     ApplicationLink, ApprovedTerms, EmailContext, FinancingSummary, HelpReply, InhouseOffer,
-    InhousePlan, IntakeLink, MessageContext, PaymentFailed, Reminder, SmsContext, StaffAlert,
+    InhousePlan, IntakeLink, MessageContext, PayLinkReissued, PaymentFailed, Reminder, SmsContext,
+    StaffAlert, StaffDigest, StaffDigestTask,
 };
 
 use crate::error::{Error, Result};
@@ -49,10 +50,14 @@ pub enum TemplateId {
     Reminder,
     /// A failed payment ([`PaymentFailed`]).
     PaymentFailed,
+    /// A fresh link to pay the deposit, after a failed payment ([`PayLinkReissued`]).
+    PayLinkReissued,
     /// The in-house plan offer ([`InhouseOffer`]).
     InhouseOffer,
     /// An alert to staff ([`StaffAlert`]).
     StaffAlert,
+    /// One alert to staff for several new tasks ([`StaffDigest`]).
+    StaffDigest,
     /// The answer to HELP ([`HelpReply`]).
     HelpReply,
     /// A new patient's intake link ([`IntakeLink`]).
@@ -141,13 +146,15 @@ const SMS_ONLY: &[TemplatePart] = &[TemplatePart::Sms];
 
 impl TemplateId {
     /// Every template.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::FinancingSummary,
         Self::ApplicationLink,
         Self::Reminder,
         Self::PaymentFailed,
+        Self::PayLinkReissued,
         Self::InhouseOffer,
         Self::StaffAlert,
+        Self::StaffDigest,
         Self::HelpReply,
         Self::IntakeLink,
     ];
@@ -159,8 +166,10 @@ impl TemplateId {
             Self::ApplicationLink => "application_link",
             Self::Reminder => "reminder",
             Self::PaymentFailed => "payment_failed",
+            Self::PayLinkReissued => "pay_link_reissued",
             Self::InhouseOffer => "inhouse_offer",
             Self::StaffAlert => "staff_alert",
+            Self::StaffDigest => "staff_digest",
             Self::HelpReply => "help_reply",
             Self::IntakeLink => "intake_link",
         }
@@ -169,7 +178,7 @@ impl TemplateId {
     /// The parts it has.
     pub fn parts(self) -> &'static [TemplatePart] {
         match self {
-            Self::StaffAlert => EMAIL_ONLY,
+            Self::StaffAlert | Self::StaffDigest => EMAIL_ONLY,
             Self::HelpReply => SMS_ONLY,
             _ => EMAIL_AND_SMS,
         }
@@ -201,6 +210,9 @@ impl TemplateId {
                 "practice_name",
                 "update_payment_link",
             ],
+            Self::PayLinkReissued => {
+                &["deposit", "patient_first_name", "pay_link", "practice_name"]
+            }
             Self::InhouseOffer => &[
                 "offer_link",
                 "patient_first_name",
@@ -214,6 +226,7 @@ impl TemplateId {
                 "practice_name",
                 "reason",
             ],
+            Self::StaffDigest => &["practice_name", "task_count", "tasks"],
             Self::HelpReply => &["practice_email", "practice_name", "practice_phone"],
             Self::IntakeLink => &["intake_link", "patient_first_name", "practice_name"],
         }
@@ -243,9 +256,10 @@ impl TemplateId {
             Self::FinancingSummary => Some("patient_page_link"),
             Self::ApplicationLink | Self::Reminder => Some("application_link"),
             Self::PaymentFailed => Some("update_payment_link"),
+            Self::PayLinkReissued => Some("pay_link"),
             Self::InhouseOffer => Some("offer_link"),
             Self::IntakeLink => Some("intake_link"),
-            Self::StaffAlert | Self::HelpReply => None,
+            Self::StaffAlert | Self::StaffDigest | Self::HelpReply => None,
         }
     }
 
@@ -258,8 +272,10 @@ impl TemplateId {
             Self::ApplicationLink | Self::Reminder | Self::InhouseOffer | Self::IntakeLink => {
                 Some(RequiredConsent::Written)
             }
-            Self::FinancingSummary | Self::PaymentFailed => Some(RequiredConsent::Informational),
-            Self::StaffAlert | Self::HelpReply => None,
+            Self::FinancingSummary | Self::PaymentFailed | Self::PayLinkReissued => {
+                Some(RequiredConsent::Informational)
+            }
+            Self::StaffAlert | Self::StaffDigest | Self::HelpReply => None,
         }
     }
 
@@ -271,9 +287,11 @@ impl TemplateId {
             | Self::InhouseOffer
             | Self::HelpReply
             | Self::IntakeLink => RegZClass::NoTriggerTerms,
-            Self::FinancingSummary | Self::PaymentFailed | Self::StaffAlert => {
-                RegZClass::Transactional
-            }
+            Self::FinancingSummary
+            | Self::PaymentFailed
+            | Self::PayLinkReissued
+            | Self::StaffAlert
+            | Self::StaffDigest => RegZClass::Transactional,
         }
     }
 }
@@ -325,6 +343,10 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "en" / "payment_failed.email.txt",
     "en" / "payment_failed.email.html",
     "en" / "payment_failed.sms.txt",
+    "en" / "pay_link_reissued.subject.txt",
+    "en" / "pay_link_reissued.email.txt",
+    "en" / "pay_link_reissued.email.html",
+    "en" / "pay_link_reissued.sms.txt",
     "en" / "inhouse_offer.subject.txt",
     "en" / "inhouse_offer.email.txt",
     "en" / "inhouse_offer.email.html",
@@ -334,6 +356,9 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "en" / "staff_alert.subject.txt",
     "en" / "staff_alert.email.txt",
     "en" / "staff_alert.email.html",
+    "en" / "staff_digest.subject.txt",
+    "en" / "staff_digest.email.txt",
+    "en" / "staff_digest.email.html",
     "en" / "help_reply.sms.txt",
     "en" / "intake_link.subject.txt",
     "en" / "intake_link.email.txt",
@@ -355,6 +380,10 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "es" / "payment_failed.email.txt",
     "es" / "payment_failed.email.html",
     "es" / "payment_failed.sms.txt",
+    "es" / "pay_link_reissued.subject.txt",
+    "es" / "pay_link_reissued.email.txt",
+    "es" / "pay_link_reissued.email.html",
+    "es" / "pay_link_reissued.sms.txt",
     "es" / "inhouse_offer.subject.txt",
     "es" / "inhouse_offer.email.txt",
     "es" / "inhouse_offer.email.html",
@@ -364,6 +393,9 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "es" / "staff_alert.subject.txt",
     "es" / "staff_alert.email.txt",
     "es" / "staff_alert.email.html",
+    "es" / "staff_digest.subject.txt",
+    "es" / "staff_digest.email.txt",
+    "es" / "staff_digest.email.html",
     "es" / "help_reply.sms.txt",
     "es" / "intake_link.subject.txt",
     "es" / "intake_link.email.txt",
@@ -479,8 +511,10 @@ impl TemplatesBuilder {
         templates.validate::<ApplicationLink>()?;
         templates.validate::<Reminder>()?;
         templates.validate::<PaymentFailed>()?;
+        templates.validate::<PayLinkReissued>()?;
         templates.validate::<InhouseOffer>()?;
         templates.validate::<StaffAlert>()?;
+        templates.validate::<StaffDigest>()?;
         templates.validate::<HelpReply>()?;
         Ok(templates)
     }

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use financing_core::{Language, SmsConsent};
 use messaging::{
     ApplicationLink, DEFAULT_MAX_SEGMENTS, Error, FinancingSummary, HelpReply, InhouseOffer,
-    IntakeLink, LANGUAGES, PaymentFailed, Reminder, RequiredConsent, SmsEncoding, StaffAlert,
-    TemplateId, TemplatePart, Templates, embedded_source,
+    IntakeLink, LANGUAGES, PayLinkReissued, PaymentFailed, Reminder, RequiredConsent, SmsEncoding,
+    StaffAlert, StaffDigest, TemplateId, TemplatePart, Templates, embedded_source,
 };
 
 fn templates() -> Templates {
@@ -87,6 +87,16 @@ fn render_all(t: &Templates, lang: Language) -> Vec<(TemplateId, TemplatePart, S
         TemplateId::IntakeLink,
         t.render_email(lang, &IntakeLink::sample()).expect("render"),
     );
+    email(
+        TemplateId::PayLinkReissued,
+        t.render_email(lang, &PayLinkReissued::sample())
+            .expect("render"),
+    );
+    email(
+        TemplateId::StaffDigest,
+        t.render_email(lang, &StaffDigest::sample())
+            .expect("render"),
+    );
     let max = DEFAULT_MAX_SEGMENTS;
     let sms = [
         (
@@ -104,6 +114,10 @@ fn render_all(t: &Templates, lang: Language) -> Vec<(TemplateId, TemplatePart, S
         (
             TemplateId::PaymentFailed,
             t.render_sms(lang, &PaymentFailed::sample(), max),
+        ),
+        (
+            TemplateId::PayLinkReissued,
+            t.render_sms(lang, &PayLinkReissued::sample(), max),
         ),
         (
             TemplateId::InhouseOffer,
@@ -139,8 +153,8 @@ fn every_rendered_part_matches_its_snapshot_in_both_languages() {
         }
     }
 
-    // Assert: 7 emails x 3 parts + 7 texts, per language.
-    assert_eq!(checked, 56);
+    // Assert: 9 emails x 3 parts + 8 texts, per language.
+    assert_eq!(checked, 70);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -769,4 +783,40 @@ fn the_intake_link_goes_out_in_the_patients_language_with_the_link_and_no_terms(
         Some(RequiredConsent::Written),
         "the intake link invites the patient to apply: a text needs written consent"
     );
+}
+
+#[test]
+fn a_fresh_pay_link_names_the_deposit_and_the_patient_page_in_the_patients_language() {
+    // Arrange
+    let t = templates();
+    let ctx = PayLinkReissued::sample();
+
+    // Act
+    let en = t.render_email(Language::En, &ctx).expect("render");
+    let es = t.render_email(Language::Es, &ctx).expect("render");
+    let sms = t
+        .render_sms(Language::Es, &ctx, DEFAULT_MAX_SEGMENTS)
+        .expect("render sms");
+
+    // Assert: its own words, not a failed payment's; the deposit; the page's link.
+    assert!(
+        en.text
+            .contains("Here is a fresh link to pay your deposit of $120.00"),
+        "{}",
+        en.text
+    );
+    assert!(en.text.contains("https://pay.example.test/p/SAMPLE-TOKEN"));
+    assert!(!en.subject.contains("did not go through"), "{}", en.subject);
+    assert!(
+        es.text
+            .contains("enlace nuevo para pagar su depósito de $120.00"),
+        "{}",
+        es.text
+    );
+    assert!(
+        !es.text.contains("deposit"),
+        "English in Spanish: {}",
+        es.text
+    );
+    assert!(sms.text.contains("depósito de $120.00"), "{}", sms.text);
 }

@@ -69,7 +69,9 @@ impl StaffStore for PostgresStore {
                 return Ok(Err(refusal));
             }
         };
-        insert_inbox(&mut tx, &self.key, id, &request.actor, &event, now_ms).await?;
+        if crate::staff::needs_runner(&snapshot, request) {
+            insert_inbox(&mut tx, &self.key, id, &request.actor, &event, now_ms).await?;
+        }
         if action == StaffAction::Cancel {
             // The patient's links stop working the moment staff cancel, not when the runner
             // gets to it.
@@ -77,14 +79,17 @@ impl StaffStore for PostgresStore {
         }
         let resolution = format!("{} by {}", action_label(action), request.actor);
         let only = crate::staff::resolves_only(&state, request);
+        let pressed = crate::staff::resolves_task(request);
         let tasks_resolved = sqlx::query(
             "UPDATE staff_tasks SET resolved_at = $1, resolution = $2
-             WHERE workflow_id = $3 AND resolved_at IS NULL AND ($4::text IS NULL OR kind = $4)",
+             WHERE workflow_id = $3 AND resolved_at IS NULL AND ($4::text IS NULL OR kind = $4)
+               AND ($5::bigint IS NULL OR id = $5)",
         )
         .bind(now_ms)
         .bind(&resolution)
         .bind(id)
         .bind(only)
+        .bind(pressed)
         .execute(&mut *tx)
         .await?
         .rows_affected();

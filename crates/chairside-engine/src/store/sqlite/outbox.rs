@@ -12,7 +12,7 @@ use crate::outbound::events::derive;
 use crate::store::Result;
 use crate::store::crypto::Keyring;
 use crate::store::outbox::{
-    AttemptOutcome, DeliveryCounts, DeliveryJob, DeliveryRow, OutboxStore, OutcomeColumns,
+    AttemptOutcome, DeliveryCounts, DeliveryJob, DeliveryRow, Digest, OutboxStore, OutcomeColumns,
     StoredEvent,
 };
 use chairside_workflow::{StaffTask, WorkflowState};
@@ -328,5 +328,92 @@ impl OutboxStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    async fn undigested_events(
+        &self,
+        practice_id: &str,
+        kind: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.event_id, e.type, e.workflow_id, e.practice_id, e.payload, e.created_at
+             FROM outbound_events e
+             WHERE e.practice_id = ? AND e.type = ? AND e.created_at >= ? AND e.created_at < ?
+               AND NOT EXISTS (SELECT 1 FROM staff_alert_digests d WHERE d.event_id = e.event_id)
+             ORDER BY e.id LIMIT ?",
+        )
+        .bind(practice_id)
+        .bind(kind)
+        .bind(ms(from))
+        .bind(ms(until))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn collect_digest(
+        &self,
+        key: &str,
+        practice_id: &str,
+        lead: &str,
+        event_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        for id in event_ids {
+            let done = sqlx::query(
+                "INSERT INTO staff_alert_digests (event_id, digest_key, practice_id, is_lead, collected_at)
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(key)
+            .bind(practice_id)
+            .bind(i64::from(id == lead))
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                // Already in another digest: nothing of this one is written.
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        self.finish(tx).await?;
+        Ok(true)
+    }
+
+    async fn digest_of(&self, event_id: &str) -> Result<Option<Digest>> {
+        let key: Option<String> =
+            sqlx::query_scalar("SELECT digest_key FROM staff_alert_digests WHERE event_id = ?")
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT e.id, e.event_id, e.type, e.workflow_id, e.practice_id, e.payload, e.created_at,
+                    d.is_lead AS lead
+             FROM staff_alert_digests d JOIN outbound_events e ON e.event_id = d.event_id
+             WHERE d.digest_key = ? ORDER BY e.id",
+        )
+        .bind(&key)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut lead = String::new();
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event = event_from_row(row)?;
+            let is_lead: i64 = row.try_get("lead")?;
+            if is_lead != 0 {
+                lead.clone_from(&event.event_id);
+            }
+            events.push(event);
+        }
+        Ok(Some(Digest { key, lead, events }))
     }
 }

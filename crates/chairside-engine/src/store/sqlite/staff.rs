@@ -67,7 +67,9 @@ impl StaffStore for SqliteStore {
                 return Ok(Err(refusal));
             }
         };
-        insert_inbox(&mut tx, &self.key, id, &request.actor, &event, now_ms).await?;
+        if crate::staff::needs_runner(&snapshot, request) {
+            insert_inbox(&mut tx, &self.key, id, &request.actor, &event, now_ms).await?;
+        }
         if action == StaffAction::Cancel {
             // The patient's links stop working the moment staff cancel, not when the runner
             // gets to it.
@@ -75,15 +77,19 @@ impl StaffStore for SqliteStore {
         }
         let resolution = format!("{} by {}", action_label(action), request.actor);
         let only = crate::staff::resolves_only(&state, request);
+        let pressed = crate::staff::resolves_task(request);
         let tasks_resolved = sqlx::query(
             "UPDATE staff_tasks SET resolved_at = ?, resolution = ?
-             WHERE workflow_id = ? AND resolved_at IS NULL AND (? IS NULL OR kind = ?)",
+             WHERE workflow_id = ? AND resolved_at IS NULL AND (? IS NULL OR kind = ?)
+               AND (? IS NULL OR id = ?)",
         )
         .bind(now_ms)
         .bind(&resolution)
         .bind(id)
         .bind(only)
         .bind(only)
+        .bind(pressed)
+        .bind(pressed)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -287,6 +287,13 @@ impl Validator<'_> {
                 }
             }
         }
+        let digest_window = self
+            .parse(
+                &join(at, "digest_window"),
+                s.digest_window.as_ref(),
+                parse_duration,
+            )
+            .or(chairside_engine::outbound::staff_alert::DEFAULT_DIGEST_WINDOW);
         if !has_smtp {
             self.problem(
                 at.to_owned(),
@@ -297,6 +304,7 @@ impl Validator<'_> {
         Some(Some(StaffAlertSettings {
             to: to?,
             tasks: s.tasks.clone(),
+            digest_window: digest_window?,
         }))
     }
 

@@ -1,0 +1,321 @@
+//! Staff alert digests at the engine: tasks the real runner raises go through the outbox and the
+//! dispatcher to a recording mailer. Several tasks at once are one email listing them all; tasks
+//! spaced apart are one email each; a crash between collecting a digest and sending it, or a
+//! send that certainly failed, neither loses a task nor sends one twice; two dispatchers at once
+//! send one digest.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chairside_engine::outbound::events::EventType;
+use chairside_engine::outbound::staff_alert::{
+    AlertMailer, AlertRoute, DigestPlan, StaffAlerts, digest_key, plan_digest,
+};
+use chairside_engine::outbound::{DispatchConfig, Dispatcher, SharedSubscriber};
+use chairside_engine::store::SqliteStore;
+use chairside_engine::store::outbox::StoredEvent;
+use chairside_engine::store::prelude::*;
+use financing_core::Backoff;
+use messaging::{EmailAddress, EmailMessageId, RenderedEmail, SmtpFailure};
+use url::Url;
+
+use crate::harness::{World, practice_id};
+
+const WINDOW: Duration = Duration::from_secs(120);
+
+/// One email as the mailer took it.
+#[derive(Clone, Debug)]
+struct Sent {
+    key: String,
+    subject: String,
+    text: String,
+}
+
+/// Records every email; fails the first `fail_first` sends as a refused connection (certainly
+/// not sent).
+#[derive(Default)]
+struct Mailer {
+    sent: Mutex<Vec<Sent>>,
+    fail_first: Mutex<u32>,
+}
+
+#[async_trait]
+impl AlertMailer for Mailer {
+    async fn send_keyed(
+        &self,
+        _to: &EmailAddress,
+        email: &RenderedEmail,
+        key: &str,
+    ) -> messaging::Result<EmailMessageId> {
+        {
+            let mut fail = self.fail_first.lock().unwrap();
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(messaging::Error::Smtp {
+                    failure: SmtpFailure::Connect,
+                });
+            }
+        }
+        self.sent.lock().unwrap().push(Sent {
+            key: key.to_owned(),
+            subject: email.subject.clone(),
+            text: email.text.clone(),
+        });
+        Ok(EmailMessageId::new(format!("<{key}@test>")))
+    }
+}
+
+impl Mailer {
+    fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+fn alerts(store: &Arc<SqliteStore>, mailer: &Arc<Mailer>) -> SharedSubscriber {
+    let route = AlertRoute {
+        practice_name: "Smile Test Dental".into(),
+        to: EmailAddress::parse("frontdesk@smile.example").unwrap(),
+        sender: mailer.clone(),
+        kinds: None,
+        digest_window: WINDOW,
+    };
+    let routes = HashMap::from([(practice_id(), route)]);
+    Arc::new(
+        StaffAlerts::new(
+            routes,
+            store.clone(),
+            store.clone(),
+            Url::parse("https://chairside.example/").unwrap(),
+        )
+        .unwrap(),
+    )
+}
+
+fn dispatcher(
+    w: &World,
+    store: &Arc<SqliteStore>,
+    sub: SharedSubscriber,
+    owner: &str,
+) -> Dispatcher {
+    Dispatcher::new(
+        store.clone(),
+        vec![sub],
+        w.clock.clone(),
+        DispatchConfig {
+            owner: owner.into(),
+            lease: Duration::from_secs(60),
+            batch: 32,
+            backoff: Backoff {
+                base: Duration::from_secs(5),
+                cap: Duration::from_secs(60),
+                max_attempts: 6,
+            },
+        },
+    )
+}
+
+/// Plans `from..to` (patients of those numbers) each raise a bad-data task (insurance above the
+/// fee), the runner taking them all in one pass.
+async fn bad_plans(w: &World, numbers: std::ops::Range<u32>) {
+    for n in numbers {
+        w.accept(n, 50_000, 60_000);
+    }
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+}
+
+/// Rounds of the dispatcher, the clock moving `step` between them.
+async fn rounds(w: &World, d: &Dispatcher, n: u32, step: Duration) {
+    for _ in 0..n {
+        d.tick().await.unwrap();
+        w.clock.advance(step);
+    }
+}
+
+fn needs_staff(events: &[StoredEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| EventType::from_label(&e.kind) == Some(EventType::NeedsStaff))
+        .count()
+}
+
+#[tokio::test]
+async fn many_tasks_at_once_are_one_email_listing_them_all() {
+    // Arrange
+    let w = World::new();
+    let store = w.store().await;
+    let mailer = Arc::new(Mailer::default());
+    let d = dispatcher(&w, &store, alerts(&store, &mailer), "test/outbound");
+    d.fan_out().await.unwrap(); // the subscriber starts here
+    bad_plans(&w, 1..5).await;
+
+    // Act: inside the window nothing goes out; after it, one email.
+    rounds(&w, &d, 3, Duration::from_secs(10)).await;
+    let early = mailer.sent();
+    rounds(&w, &d, 20, Duration::from_secs(30)).await;
+
+    // Assert
+    assert!(early.is_empty(), "sent before the window closed: {early:?}");
+    let sent = mailer.sent();
+    assert_eq!(sent.len(), 1, "one digest for four tasks: {sent:?}");
+    let mail = &sent[0];
+    assert!(mail.key.starts_with("staff-digest:"), "{}", mail.key);
+    assert!(
+        mail.subject.contains("Smile Test Dental") && mail.subject.contains("4 patients"),
+        "{}",
+        mail.subject
+    );
+    assert!(
+        mail.text.starts_with("4 workflows need attention"),
+        "{}",
+        mail.text
+    );
+    for n in 1..5 {
+        assert!(
+            mail.text.contains(&format!("plan tx-{n} (bad data)")),
+            "plan {n}: {}",
+            mail.text
+        );
+    }
+    assert_eq!(
+        mail.text.matches("staff/workflows/").count(),
+        4,
+        "{}",
+        mail.text
+    );
+    // Every delivery is done: none waits to send again.
+    let counts = store.delivery_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.delivered, counts.failed), (0, 4, 0));
+}
+
+#[tokio::test]
+async fn tasks_spaced_apart_are_one_email_each_reading_as_a_single_alert() {
+    // Arrange
+    let w = World::new();
+    let store = w.store().await;
+    let mailer = Arc::new(Mailer::default());
+    let d = dispatcher(&w, &store, alerts(&store, &mailer), "test/outbound");
+    d.fan_out().await.unwrap();
+
+    // Act: a task, ten minutes of rounds, another task.
+    bad_plans(&w, 1..2).await;
+    rounds(&w, &d, 20, Duration::from_secs(30)).await;
+    bad_plans(&w, 2..3).await;
+    rounds(&w, &d, 20, Duration::from_secs(30)).await;
+
+    // Assert
+    let sent = mailer.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for (mail, n) in sent.iter().zip(1..) {
+        assert!(mail.key.starts_with("staff-alert:evt_"), "{}", mail.key);
+        assert!(mail.subject.contains("needs attention"), "{}", mail.subject);
+        assert!(
+            mail.text.starts_with("A workflow needs attention."),
+            "{}",
+            mail.text
+        );
+        assert!(
+            mail.text.contains(&format!("plan tx-{n} (bad data)")),
+            "{}",
+            mail.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_collecting_and_sending_loses_no_task_and_sends_none_twice() {
+    // Arrange: three tasks; an instance collected their digest and died before sending it.
+    let w = World::new();
+    let store = w.store().await;
+    let mailer = Arc::new(Mailer::default());
+    let d = dispatcher(&w, &store, alerts(&store, &mailer), "test/outbound");
+    d.fan_out().await.unwrap();
+    bad_plans(&w, 1..4).await;
+    let mut events = Vec::new();
+    for wf in store.workflows(None, None, 100).await.unwrap() {
+        events.extend(
+            store
+                .outbound_events(wf.state.id.as_str())
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| EventType::from_label(&e.kind) == Some(EventType::NeedsStaff)),
+        );
+    }
+    events.sort_by_key(|e| e.row);
+    assert_eq!(needs_staff(&events), 3);
+    w.clock.advance(WINDOW);
+    let now = w.clock.now_utc();
+    let DigestPlan::Collect(ids) = plan_digest(&events[1], &events, WINDOW, now) else {
+        panic!("the window has closed");
+    };
+    assert_eq!(ids.len(), 3);
+    let key = digest_key(&ids);
+    assert!(
+        store
+            .collect_digest(&key, practice_id().as_str(), &events[1].event_id, &ids, now)
+            .await
+            .unwrap()
+    );
+    // The next send certainly fails once (a refused connection).
+    *mailer.fail_first.lock().unwrap() = 1;
+
+    // Act: the dispatcher carries on.
+    rounds(&w, &d, 30, Duration::from_secs(30)).await;
+
+    // Assert: the digest as collected, once, with all three.
+    let sent = mailer.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].key, key);
+    for n in 1..4 {
+        assert!(
+            sent[0].text.contains(&format!("plan tx-{n} (bad data)")),
+            "{}",
+            sent[0].text
+        );
+    }
+    let counts = store.delivery_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (0, 0));
+}
+
+#[tokio::test]
+async fn two_dispatchers_at_once_send_one_digest() {
+    // Arrange: two instances, each with its own store handle, dispatcher and subscriber.
+    let w = World::new();
+    let store_a = w.store().await;
+    let store_b = w.store().await;
+    let mailer = Arc::new(Mailer::default());
+    let a = dispatcher(
+        &w,
+        &store_a,
+        alerts(&store_a, &mailer),
+        "instance-a/outbound",
+    );
+    let b = dispatcher(
+        &w,
+        &store_b,
+        alerts(&store_b, &mailer),
+        "instance-b/outbound",
+    );
+    a.fan_out().await.unwrap();
+    bad_plans(&w, 1..7).await;
+
+    // Act
+    for _ in 0..20 {
+        let (x, y) = tokio::join!(a.tick(), b.tick());
+        x.unwrap();
+        y.unwrap();
+        w.clock.advance(Duration::from_secs(30));
+    }
+
+    // Assert
+    let sent = mailer.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].subject.contains("6 patients"),
+        "{}",
+        sent[0].subject
+    );
+}
