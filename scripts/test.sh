@@ -11,7 +11,8 @@ record_dir="$root/target/stripe-requests"
 rm -rf "$record_dir"
 mkdir -p "$record_dir"
 
-# The real-browser test (tests/it/browser.rs) drives Debian's Chromium through its chromedriver.
+# The real-browser tests (tests/it/browser.rs and browser/actions.rs) drive Debian's Chromium
+# through its chromedriver.
 if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "installing chromium and chromium-driver for the browser test" >&2

@@ -7,7 +7,8 @@
 //! chromium-driver`; `scripts/test.sh` installs them). Without them the test fails, saying so.
 //!
 //! Set `CHAIRSIDE_SCREENSHOTS` to a directory to keep PNGs of the dashboard, the patient page and
-//! the checkout page there (`docs/screenshots` holds the committed ones).
+//! the checkout page there, and ([`actions`]) of the texts opt-in, the receipt, the in-house offer
+//! and the counteroffers on the dashboard (`docs/screenshots` holds the committed ones).
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
@@ -28,6 +29,12 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const INSTALL_HINT: &str = "the real-browser test needs Debian's Chromium and its WebDriver: run \
                             `apt-get install chromium chromium-driver` (scripts/test.sh does it \
                             when run as root)";
+
+mod actions;
+
+/// One real-browser test at a time: each runs a whole world and a Chromium, and the demo world's
+/// compressed timings do not need a second one beside them on a small machine.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The patient links' lifetime in the demo world.
 const LINK_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
@@ -147,6 +154,52 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(name), png).expect("writing the screenshot");
 }
 
+/// A Chrome DevTools command through chromedriver's `goog/cdp/execute` (WebDriver has no
+/// whole-page screenshot; with phone emulation the window cannot simply grow).
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"cmd": self.cmd, "params": self.params});
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// A screenshot of the whole page, below the fold too (a phone-sized page), when asked.
+async fn screenshot_page(client: &Client, name: &str) {
+    use base64::Engine as _;
+    let Some(dir) = screenshot_dir() else {
+        return;
+    };
+    let shot = client
+        .issue_cmd(Cdp {
+            cmd: "Page.captureScreenshot",
+            params: json!({"format": "png", "captureBeyondViewport": true}),
+        })
+        .await
+        .expect("a whole-page screenshot");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().expect("the screenshot's data"))
+        .expect("base64");
+    assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+    std::fs::write(dir.join(name), png).expect("writing the screenshot");
+}
+
 /// Grows the window to the page's full height (for a whole-page screenshot).
 async fn fit_height(client: &Client, width: u32) {
     let height = client
@@ -215,54 +268,22 @@ fn deposit_workflow(world: &World, rows: &[WorkflowState]) -> WorkflowState {
     .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn staff_and_patient_pages_work_in_a_real_browser() {
-    // Arrange: the demo world, driven to its end, and a chromedriver.
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let driver = Chromedriver::start(dir.path());
-    let mut world = World::start(dir.path(), WorldOptions::default())
-        .await
-        .expect("world starts");
-    world.seed_demo().expect("seeding");
-    let settled = world.drive(Duration::from_secs(45)).await.expect("driving");
-    assert!(settled, "the demo settled before the browser looks at it");
-    // Every persona where it belongs, or the counts below would be about the wrong world.
-    let (rows, _) = chairside::demo::report(&world).await.expect("report");
-    let off: Vec<String> = rows
-        .iter()
-        .filter(|r| !r.ok)
-        .map(|r| {
-            format!(
-                "{} ({}): got {}, expected {}",
-                r.plan, r.persona, r.path, r.expected
-            )
-        })
-        .collect();
-    assert!(
-        off.is_empty(),
-        "workflows off their persona's path:\n{}",
-        off.join("\n")
-    );
-    let texas = PracticeId::new(PRACTICES[0].id);
+/// A desktop session signed in to `practice`'s dashboard (an anonymous visit first lands on the
+/// sign-in form).
+async fn sign_in(
+    driver: &Chromedriver,
+    dir: &Path,
+    base: &url::Url,
+    world: &World,
+    practice: &PracticeId,
+) -> Client {
     let (username, _) = world
         .staff
         .iter()
-        .find(|(_, practice)| *practice == texas)
-        .expect("a staff account at the Texas practice")
+        .find(|(_, p)| p == practice)
+        .expect("a staff account at the practice")
         .clone();
-    let texas_cases = world.cases.iter().filter(|c| c.practice == texas).count();
-    let texas_rows: Vec<WorkflowState> = world
-        .store
-        .workflows(Some(&texas), None, 1000)
-        .await
-        .expect("workflows")
-        .into_iter()
-        .map(|r| r.state)
-        .collect();
-    let base = world.http_base.clone();
-
-    // Act + Assert: the front desk signs in.
-    let staff = driver.session(dir.path(), None).await;
+    let staff = driver.session(dir, None).await;
     staff
         .goto(base.join("staff").expect("url").as_str())
         .await
@@ -299,6 +320,52 @@ async fn staff_and_patient_pages_work_in_a_real_browser() {
         .for_url(&base.join("staff").expect("url"))
         .await
         .expect("the dashboard after signing in");
+    staff
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_and_patient_pages_work_in_a_real_browser() {
+    let _one = ONE_BROWSER.lock().await;
+    // Arrange: the demo world, driven to its end, and a chromedriver.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let driver = Chromedriver::start(dir.path());
+    let mut world = World::start(dir.path(), WorldOptions::default())
+        .await
+        .expect("world starts");
+    world.seed_demo().expect("seeding");
+    let settled = world.drive(Duration::from_secs(45)).await.expect("driving");
+    assert!(settled, "the demo settled before the browser looks at it");
+    // Every persona where it belongs, or the counts below would be about the wrong world.
+    let (rows, _) = chairside::demo::report(&world).await.expect("report");
+    let off: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| {
+            format!(
+                "{} ({}): got {}, expected {}",
+                r.plan, r.persona, r.path, r.expected
+            )
+        })
+        .collect();
+    assert!(
+        off.is_empty(),
+        "workflows off their persona's path:\n{}",
+        off.join("\n")
+    );
+    let texas = PracticeId::new(PRACTICES[0].id);
+    let texas_cases = world.cases.iter().filter(|c| c.practice == texas).count();
+    let texas_rows: Vec<WorkflowState> = world
+        .store
+        .workflows(Some(&texas), None, 1000)
+        .await
+        .expect("workflows")
+        .into_iter()
+        .map(|r| r.state)
+        .collect();
+    let base = world.http_base.clone();
+
+    // Act + Assert: the front desk signs in.
+    let staff = sign_in(&driver, dir.path(), &base, &world, &texas).await;
     assert!(
         text_of(&staff, "header h1")
             .await
@@ -467,7 +534,7 @@ async fn staff_and_patient_pages_work_in_a_real_browser() {
         .await
         .expect("overflow check");
     assert_eq!(overflow, json!(false), "nothing overflows a phone screen");
-    screenshot(&patient, "patient-page.png").await;
+    screenshot_page(&patient, "patient-page.png").await;
 
     // Act + Assert: "pay the deposit" leads to the Stripe stand-in's checkout page.
     let stripe_base = world.sandbox.urls().stripe.clone();

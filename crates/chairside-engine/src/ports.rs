@@ -380,6 +380,40 @@ pub trait Payments: Send + Sync + fmt::Debug {
         let _ = charge;
         Err(no_saved_cards())
     }
+
+    /// Creates the installment schedule charging the saved card `payment_method` automatically
+    /// (card on file); returns `sub_sched_…`.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn create_schedule_on_card(
+        &self,
+        practice: &PracticeId,
+        customer: &str,
+        offer: &InHouseOffer,
+        workflow: &WorkflowId,
+        payment_method: &str,
+        key: &str,
+    ) -> Result<String, ExternalError> {
+        let _ = (practice, customer, offer, workflow, payment_method, key);
+        Err(no_saved_cards())
+    }
+
+    /// Switches an existing schedule to charging the saved card `payment_method` automatically
+    /// (the card was saved after the schedule was created); a repeat under `key` is the same
+    /// update.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn set_schedule_card(
+        &self,
+        schedule: &str,
+        payment_method: &str,
+        key: &str,
+    ) -> Result<(), ExternalError> {
+        let _ = (schedule, payment_method, key);
+        Err(no_saved_cards())
+    }
 }
 
 fn no_saved_cards() -> ExternalError {

@@ -1012,23 +1012,55 @@ impl Runner {
                     .map_err(classify)?;
                 Performed::event(Event::DepositLinkCreated { session_id, url })
             }
-            Action::CreateInstallmentSchedule { offer } => {
+            Action::CreateInstallmentSchedule {
+                offer,
+                payment_method,
+            } => {
                 let customer = state
                     .stripe
                     .customer_id
                     .as_deref()
                     .ok_or_else(|| Performed::Failed("no Stripe customer".into()))?;
-                let schedule_id = self
-                    .timed(rt.payments.create_schedule(
-                        &rt.profile.id,
-                        customer,
-                        offer,
-                        &state.id,
-                        key,
-                    ))
-                    .await
-                    .map_err(classify)?;
+                let schedule_id = match payment_method {
+                    // Card on file: the schedule charges the saved card.
+                    Some(pm) => {
+                        self.timed(rt.payments.create_schedule_on_card(
+                            &rt.profile.id,
+                            customer,
+                            offer,
+                            &state.id,
+                            pm,
+                            key,
+                        ))
+                        .await
+                    }
+                    None => {
+                        self.timed(rt.payments.create_schedule(
+                            &rt.profile.id,
+                            customer,
+                            offer,
+                            &state.id,
+                            key,
+                        ))
+                        .await
+                    }
+                }
+                .map_err(classify)?;
                 Performed::event(Event::ScheduleCreated { schedule_id })
+            }
+            Action::SetScheduleCard {
+                schedule_id,
+                payment_method,
+            } => {
+                self.timed(
+                    rt.payments
+                        .set_schedule_card(schedule_id, payment_method, key),
+                )
+                .await
+                .map_err(classify)?;
+                Performed::event(Event::ScheduleCardSet {
+                    schedule_id: schedule_id.clone(),
+                })
             }
             Action::CancelSchedule { schedule_id } => {
                 self.timed(rt.payments.cancel_schedule(schedule_id, key))
@@ -1481,6 +1513,7 @@ fn indeterminate_event(command: &Command, reason: String) -> Event {
         | Action::CreatePayLink { .. }
         | Action::ReissueDepositLink { .. }
         | Action::CreateInstallmentSchedule { .. }
+        | Action::SetScheduleCard { .. }
         | Action::CancelSchedule { .. }
         | Action::ExpireDepositLink { .. }
         | Action::CreateCardSetupLink

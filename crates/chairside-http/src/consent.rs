@@ -350,6 +350,44 @@ mod tests {
         );
     }
 
+    /// Whether the patient page links to the texts opt-in.
+    async fn offers_texts(kit: &Kit, wf: &chairside_workflow::WorkflowId) -> bool {
+        let page = body_text(kit.send(get(&format!("/p/{}", kit.token(wf)))).await)
+            .await
+            .replace("&#x2f;", "/");
+        page.contains(&format!("/p/{}/texts\"", kit.token(wf)))
+            && page.contains("Get text messages about your financing")
+    }
+
+    #[tokio::test]
+    async fn the_patient_page_offers_texts_until_the_number_has_consent_and_again_after_a_stop() {
+        // Arrange: no consent on record for the patient's mobile number.
+        let kit = Kit::new().await;
+        let wf = kit.seed_workflow("tx-1").await;
+        let offered_without = offers_texts(&kit, &wf).await;
+
+        // Act: the patient opts in on the page, then texts STOP.
+        let base = format!("/p/{}/texts", kit.token(&wf));
+        kit.send(post_form(
+            &base,
+            form(&[("agree", "yes"), ("version", &wording_version())]),
+            None,
+        ))
+        .await;
+        let offered_with = offers_texts(&kit, &wf).await;
+        let later = kit.now() + chrono::Duration::minutes(10);
+        kit.store
+            .set_sms_opt_out(&smile(), PHONE, true, sources::SMS_STOP, later)
+            .await
+            .unwrap();
+        let offered_after_stop = offers_texts(&kit, &wf).await;
+
+        // Assert: only the patient can opt in again after a STOP, so the page offers it.
+        assert!(offered_without, "no consent: the page offers texts");
+        assert!(!offered_with, "consent given: no offer");
+        assert!(offered_after_stop, "after a STOP: offered again");
+    }
+
     #[tokio::test]
     async fn a_staff_grant_never_overrides_a_stop_but_a_staff_withdrawal_wins() {
         // Arrange

@@ -72,6 +72,7 @@ struct Words {
     copay_due: &'static str,
     copay_paid: &'static str,
     pay_copay: &'static str,
+    pay_installment: &'static str,
     status_heading: &'static str,
     promotion: &'static str,
     term: &'static str,
@@ -79,6 +80,7 @@ struct Words {
     terms_note: &'static str,
     start_again_button: &'static str,
     restarting: &'static str,
+    texts_link: &'static str,
 }
 
 /// The live status line in one language (`{lender}` and `{amount}` filled in).
@@ -162,6 +164,7 @@ const EN: Words = Words {
     copay_due: "Due on your treatment day",
     copay_paid: "Treatment-day payment, paid",
     pay_copay: "Pay the treatment-day amount",
+    pay_installment: "Pay the installment",
     status_heading: "Where things stand",
     promotion: "Promotion",
     term: "Term",
@@ -169,6 +172,7 @@ const EN: Words = Words {
     terms_note: "Terms as the lender reported them; your agreement with the lender governs.",
     start_again_button: "Start the application again",
     restarting: "We are opening a fresh application for you. This page refreshes in a few seconds.",
+    texts_link: "Get text messages about your financing",
 };
 
 const ES: Words = Words {
@@ -209,6 +213,7 @@ const ES: Words = Words {
     copay_due: "A pagar el día de su tratamiento",
     copay_paid: "Pago del día del tratamiento, pagado",
     pay_copay: "Pagar el monto del día del tratamiento",
+    pay_installment: "Pagar la cuota",
     status_heading: "Dónde está su trámite",
     promotion: "Promoción",
     term: "Plazo",
@@ -216,6 +221,7 @@ const ES: Words = Words {
     terms_note: "Condiciones según las informó el prestamista; rige su contrato con el prestamista.",
     start_again_button: "Empezar la solicitud de nuevo",
     restarting: "Estamos abriendo una nueva solicitud para usted. Esta página se actualiza en unos segundos.",
+    texts_link: "Recibir mensajes de texto sobre su financiamiento",
 };
 
 fn status_words(lang: Language) -> &'static StatusWords {
@@ -412,6 +418,8 @@ struct PageContext {
     /// The treatment-day co-pay's pay link (Stripe's page) and its amount, after the saved card
     /// could not be charged.
     pay_copay: Option<(String, String)>,
+    /// An installment the saved card did not pay: its invoice's page (Stripe's) and amount.
+    pay_installment: Option<(String, String)>,
     /// The in-house plan offered and not yet answered: its terms and the accept/decline forms.
     offer: Option<Offer>,
     /// Where the patient's answer to the in-house offer stands, once given.
@@ -426,6 +434,9 @@ struct PageContext {
     restarting: bool,
     /// `<meta http-equiv="refresh">` content while a fresh session opens.
     refresh: Option<String>,
+    /// The texts opt-in page (`/p/{token}/texts`), offered while the patient's mobile number
+    /// has no consent to texts on record (or withdrew it: only the patient can opt in again).
+    texts: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -657,7 +668,9 @@ fn card_savable(row: &WorkflowRow) -> bool {
         s.status,
         Status::Active | Status::WaitingOnStaff | Status::Done
     ) && s.stripe.card_on_file
-        && (!s.stripe.deposit_paid || s.copay_ahead().is_some())
+        && (!s.stripe.deposit_paid
+            || s.copay_ahead().is_some()
+            || s.installments_for_card().is_some())
         && s.stripe.payment_method.is_none()
         && s.stripe.checkout_session_id.is_none()
         && !s.stripe.reissuing_deposit_link
@@ -666,10 +679,22 @@ fn card_savable(row: &WorkflowRow) -> bool {
 /// The authorization a patient agrees to before saving a card, in their language; recorded with
 /// the agreement (DESIGN.md: offers are offered). It names every charge the card will carry: the
 /// deposit (unpaid), and the treatment-day co-pay with its date when one is ahead.
+#[cfg(test)]
 fn card_wording(
     practice: &str,
     deposit: Option<Money>,
     copay: Option<(Money, Option<chrono::NaiveDate>)>,
+    lang: Language,
+) -> String {
+    card_wording_with(practice, deposit, copay, None, lang)
+}
+
+/// [`card_wording`], also naming the in-house plan's installments when the card will pay them.
+fn card_wording_with(
+    practice: &str,
+    deposit: Option<Money>,
+    copay: Option<(Money, Option<chrono::NaiveDate>)>,
+    installments: Option<&InHouseOffer>,
     lang: Language,
 ) -> String {
     let es = lang == Language::Es;
@@ -688,6 +713,20 @@ fn card_wording(
         (Some(d), None) if es => format!("{d} por el depósito de mi tratamiento"),
         (Some(d), None) => format!("{d} for my treatment deposit"),
         (None, None) => String::new(),
+    };
+    let charges = match installments {
+        None => charges,
+        Some(offer) => {
+            let plan = installments_text(offer, lang);
+            match (es, charges.is_empty()) {
+                (true, true) => format!("las cuotas de mi plan de pagos ({plan})"),
+                (true, false) => format!("{charges}, y las cuotas de mi plan de pagos ({plan})"),
+                (false, true) => format!("the installments of my payment plan ({plan})"),
+                (false, false) => {
+                    format!("{charges}, and the installments of my payment plan ({plan})")
+                }
+            }
+        }
     };
     if es {
         format!(
@@ -709,8 +748,9 @@ fn card_authorization(r: &Resolved) -> Option<String> {
     }
     let deposit = deposit(&r.row).filter(|_| !s.stripe.deposit_paid);
     let copay = s.copay_ahead();
-    (deposit.is_some() || copay.is_some())
-        .then(|| card_wording(&practice_name(r), deposit, copay, r.lang))
+    let installments = s.installments_for_card();
+    (deposit.is_some() || copay.is_some() || installments.is_some())
+        .then(|| card_wording_with(&practice_name(r), deposit, copay, installments, r.lang))
 }
 
 fn deposit(row: &WorkflowRow) -> Option<Money> {
@@ -859,6 +899,7 @@ pub(crate) async fn page(
         card_status: None,
         pay_label: t.pay_button,
         pay_copay: None,
+        pay_installment: None,
         offer: None,
         in_house_status: None,
         status: Some(status_text(&state, s, &live, lang)),
@@ -869,7 +910,11 @@ pub(crate) async fn page(
         ),
         restarting: false,
         refresh: None,
+        texts: None,
     };
+    if texts_offered(&state, s).await {
+        ctx.texts = Some(format!("{}/texts", r.base));
+    }
     if query.contains_key("restarting")
         && matches!(
             live,
@@ -957,6 +1002,11 @@ pub(crate) async fn page(
         }
     }
     copay_lines(&r, t, &mut ctx);
+    if s.status != Status::Cancelled
+        && let Some(link) = &s.stripe.installment_pay_link
+    {
+        ctx.pay_installment = Some((link.url.clone(), link.amount.to_string()));
+    }
     if let Some(offer) = s.result.as_ref().and_then(|r| r.in_house.as_ref()) {
         let mut lines = Vec::new();
         if offer.deposit.minor() > 0 {
@@ -1001,6 +1051,29 @@ pub(crate) async fn page(
         }
     }
     state.pages.render(StatusCode::OK, "patient.html", ctx)
+}
+
+/// Whether the page offers the texts opt-in: the patient has a mobile number and no consent to
+/// texts stands for it. A store that does not answer hides the offer (the page still works).
+async fn texts_offered(state: &HttpState, s: &chairside_workflow::WorkflowState) -> bool {
+    let practice = &s.key.practice_id;
+    let phone = match state.patients().patient(practice, &s.patient_id).await {
+        Ok(contact) => contact.and_then(|c| c.mobile_phone),
+        Err(e) => {
+            tracing::warn!(error = %e, "patient page: contact unreadable");
+            return false;
+        }
+    };
+    let Some(phone) = phone else {
+        return false;
+    };
+    match state.patients().sms_consent(practice, &phone).await {
+        Ok(record) => record.is_none_or(|r| r.opted_out || r.consent.is_none()),
+        Err(e) => {
+            tracing::warn!(error = %e, "patient page: sms consent unreadable");
+            false
+        }
+    }
 }
 
 /// `GET /p/{token}/pay`: to the Stripe Checkout Session of the deposit. A paid deposit goes back
@@ -1082,6 +1155,8 @@ pub(crate) async fn save_card(
     let Some(wording) = card_authorization(&r) else {
         return see_other(&r.base);
     };
+    // The wording names the installments exactly when the card will pay them.
+    let installments = s.installments_for_card().is_some();
     let detail = format!(
         "patient agreed to save a card on the patient page ({}): {wording}",
         r.lang.tag()
@@ -1090,7 +1165,10 @@ pub(crate) async fn save_card(
         .links()
         .queue_patient_request(
             &s.id,
-            &chairside_workflow::Event::CardAuthorized { wording },
+            &chairside_workflow::Event::CardAuthorized {
+                wording,
+                installments,
+            },
             &detail,
             state.now(),
         )

@@ -214,16 +214,39 @@ pub(crate) fn stripe_events(data: &EventData) -> Vec<(WorkflowId, Event)> {
                 }),
             )
         }),
-        EventData::InvoicePaymentFailed(inv) => invoice_workflow(inv).map(|wf| {
+        EventData::InvoicePaymentFailed(inv) => {
+            let Some(wf) = invoice_workflow(inv) else {
+                return Vec::new();
+            };
             let stripe_id = inv.id.as_str().to_owned();
+            let mut events = Vec::new();
+            // An installment the saved card did not pay: its hosted page is the patient's pay
+            // link (paying it settles this invoice; Stripe's retries stop), reported first so
+            // the page has it when the payment-failed message goes out.
+            if inv.collection_method == Some(stripe_schedule::CollectionMethod::ChargeAutomatically)
+                && let (Some(url), Some(amount)) = (
+                    inv.hosted_invoice_url.as_ref(),
+                    money(inv.amount_due, &inv.currency),
+                )
+            {
+                events.push((
+                    wf.clone(),
+                    Event::Payment(PaymentFact::InstallmentUnpaid {
+                        invoice_id: stripe_id.clone(),
+                        url: url.clone(),
+                        amount,
+                    }),
+                ));
+            }
             // Stripe sets no next attempt when its retries are over: the failure is final.
             let fact = if inv.next_payment_attempt.is_none() {
                 PaymentFact::FinalFailure { stripe_id }
             } else {
                 PaymentFact::Failed { stripe_id }
             };
-            (wf, Event::Payment(fact))
-        }),
+            events.push((wf, Event::Payment(fact)));
+            return events;
+        }
         EventData::ChargeRefunded(ch) => ch
             .metadata
             .get(WORKFLOW_KEY)

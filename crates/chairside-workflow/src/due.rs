@@ -98,6 +98,9 @@ pub enum CopayState {
     },
     /// No treatment date: staff collect it at the visit (a task said so).
     ForStaff,
+    /// Staff marked the failed co-pay handled (collected at the desk, or waived): nothing more
+    /// is charged, and its pay link is closed.
+    HandledByStaff,
 }
 
 impl crate::WorkflowState {
@@ -116,6 +119,20 @@ impl crate::WorkflowState {
         }
         let amount = due(split, result).on_treatment_day;
         (amount.minor() > 0).then_some((amount, self.treatment_date))
+    }
+
+    /// The in-house plan whose installments a saved card would pay (card on file), for the
+    /// patient page's authorization and the machine: the patient accepted the plan, the
+    /// workflow is live, its schedule has not ended, and no card is set on it yet. `None`
+    /// otherwise (a pay-link practice, an offer not accepted, installments already on a card).
+    pub fn installments_for_card(&self) -> Option<&financing_core::InHouseOffer> {
+        let offer = self.result.as_ref()?.in_house.as_ref()?;
+        (self.stripe.card_on_file
+            && self.in_house_acceptance.is_some()
+            && self.status != crate::Status::Cancelled
+            && !self.stripe.schedule_ended
+            && self.stripe.schedule_card.is_none())
+        .then_some(offer)
     }
 }
 

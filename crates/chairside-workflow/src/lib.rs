@@ -474,6 +474,18 @@ pub enum Action {
     CreateInstallmentSchedule {
         /// The split.
         offer: InHouseOffer,
+        /// Card on file: the saved card the patient agreed to have the installments charged to
+        /// (the schedule charges it automatically); `None`: Stripe emails an invoice for each.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payment_method: Option<String>,
+    },
+    /// Card on file: the card was saved after the schedule was created; the schedule charges it
+    /// from now on (`default_settings[default_payment_method]`, not re-created).
+    SetScheduleCard {
+        /// `sub_sched_…`.
+        schedule_id: String,
+        /// `pm_…`.
+        payment_method: String,
     },
     /// Cancel the installment schedule.
     CancelSchedule {
@@ -560,6 +572,7 @@ impl Action {
             Self::ReadSavedCard { .. } => "read_saved_card",
             Self::ChargeCard { .. } => "charge_card",
             Self::CreatePayLink { .. } => "create_pay_link",
+            Self::SetScheduleCard { .. } => "set_schedule_card",
         }
     }
 
@@ -656,6 +669,17 @@ pub enum PaymentFact {
         invoice_id: String,
         /// `pi_…`.
         payment_intent: String,
+    },
+    /// An installment invoice the schedule could not collect (`invoice.payment_failed`), with
+    /// its hosted page: reported before the failure itself, so the patient's pay link is there
+    /// when the payment-failed message goes out.
+    InstallmentUnpaid {
+        /// `in_…`.
+        invoice_id: String,
+        /// `hosted_invoice_url`.
+        url: String,
+        /// The amount due.
+        amount: Money,
     },
     /// The installment schedule ended before its last installment: canceled, or aborted by
     /// Stripe after failed payments.
@@ -856,6 +880,15 @@ pub enum Event {
     CardAuthorized {
         /// The wording the patient agreed to (amounts; no PHI).
         wording: String,
+        /// The wording named the in-house plan's installments
+        /// ([`WorkflowState::installments_for_card`]): the schedule may charge the card.
+        #[serde(default)]
+        installments: bool,
+    },
+    /// The installment schedule charges the saved card from now on.
+    ScheduleCardSet {
+        /// `sub_sched_…`.
+        schedule_id: String,
     },
     /// The saved card was read from the setup session's SetupIntent.
     CardSaved {
@@ -955,6 +988,7 @@ impl Event {
             Self::PracticePlanForStaff { .. } => "practice_plan_for_staff",
             Self::CardSetupLinkCreated { .. } => "card_setup_link_created",
             Self::CardAuthorized { .. } => "card_authorized",
+            Self::ScheduleCardSet { .. } => "schedule_card_set",
             Self::CardSaved { .. } => "card_saved",
             Self::CardCharged { .. } => "card_charged",
             Self::CardDeclined { .. } => "card_declined",
@@ -1338,6 +1372,30 @@ pub struct StripeRecord {
     /// an installment finds its workflow.
     #[serde(default)]
     pub invoice_payment_intents: Vec<String>,
+    /// The patient's card agreement names the in-house plan's installments.
+    #[serde(default)]
+    pub card_covers_installments: bool,
+    /// The card the installment schedule charges automatically (asked for or set); `None`:
+    /// Stripe emails the installment invoices.
+    #[serde(default)]
+    pub schedule_card: Option<String>,
+    /// An installment the saved card did not pay (declined, or the bank asked for
+    /// authentication): its invoice's hosted page, where the patient pays or authenticates it.
+    /// Cleared once that invoice is paid.
+    #[serde(default)]
+    pub installment_pay_link: Option<InstallmentPayLink>,
+}
+
+/// A failed installment's own pay link (Stripe's hosted invoice page): paying it settles that
+/// invoice, so Stripe's retries and the patient's payment can never both charge it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallmentPayLink {
+    /// `in_…`.
+    pub invoice_id: String,
+    /// `hosted_invoice_url`.
+    pub url: String,
+    /// The amount due.
+    pub amount: Money,
 }
 
 impl StripeRecord {

@@ -212,6 +212,8 @@ pub fn apply(
                 && cx.state.stripe.schedule_id.is_none()
             {
                 cx.state.stripe.schedule_id = Some(schedule_id);
+                // A card saved while the schedule was being created: set it on the schedule.
+                schedule_card_due(&mut cx);
                 next_payment_step(&mut cx);
             } else if cx.state.status == Status::Cancelled {
                 cx.state
@@ -305,7 +307,20 @@ pub fn apply(
         Event::CardSetupLinkCreated { session_id, url } => {
             card_setup_link_created(&mut cx, session_id, url)
         }
-        Event::CardAuthorized { wording } => card_authorized(&mut cx, wording),
+        Event::CardAuthorized {
+            wording,
+            installments,
+        } => card_authorized(&mut cx, wording, installments),
+        Event::ScheduleCardSet { schedule_id } => {
+            if cx.state.stripe.schedule_id.as_deref() == Some(schedule_id.as_str()) {
+                cx.audit(format!(
+                    "installment schedule {schedule_id} charges the saved card"
+                ));
+                reopen_after_retry(&mut cx);
+            } else {
+                cx.ignore("not this workflow's schedule");
+            }
+        }
         Event::CardSaved { payment_method } => card_saved(&mut cx, payment_method),
         Event::CardCharged {
             purpose,
@@ -906,7 +921,10 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option
     }
     if matches!(
         action,
-        Action::ChargeCard { .. } | Action::ReadSavedCard { .. } | Action::CreatePayLink { .. }
+        Action::ChargeCard { .. }
+            | Action::ReadSavedCard { .. }
+            | Action::CreatePayLink { .. }
+            | Action::SetScheduleCard { .. }
     ) {
         return card_effect_failed(cx, action, reason, key_seq);
     }
@@ -1260,8 +1278,9 @@ fn start_payments(cx: &mut Ctx<'_>) {
         .as_ref()
         .is_some_and(|r| r.in_house.is_some())
         && cx.state.in_house_acceptance.is_some();
-    let copay = cx.config.payment_preference == PaymentPreference::CardOnFile
-        && !copay_amount(cx).is_zero();
+    // A co-pay ahead needs the Stripe customer either way: the saved card's charge, or (pay
+    // link) the treatment day's pay link.
+    let copay = !copay_amount(cx).is_zero();
     if deposit.is_zero() && !schedule && !copay {
         return notify(cx);
     }
@@ -1273,8 +1292,9 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
     let Some(result) = cx.state.result.clone() else {
         return notify(cx);
     };
+    let installments_ahead = result.in_house.is_some() && cx.state.in_house_acceptance.is_some();
     if cx.config.payment_preference == PaymentPreference::CardOnFile
-        && (!result.deposit.is_zero() || !copay_amount(cx).is_zero())
+        && (!result.deposit.is_zero() || !copay_amount(cx).is_zero() || installments_ahead)
         && cx.state.stripe.checkout_session_id.is_none()
         && cx.state.stripe.card_setup_session_id.is_none()
         && cx.state.stripe.payment_method.is_none()
@@ -1310,7 +1330,17 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
         && cx.state.stripe.schedule_id.is_none()
     {
         cx.state.stage = Stage::Payments(PaymentStep::Schedule);
-        return cx.command(Action::CreateInstallmentSchedule { offer });
+        // Card on file, saved with the patient's agreement naming the installments: the
+        // schedule charges it; otherwise Stripe emails each installment's invoice.
+        let payment_method = installment_card(cx);
+        if let Some(pm) = &payment_method {
+            cx.state.stripe.schedule_card = Some(pm.clone());
+            cx.audit("installments charged to the saved card");
+        }
+        return cx.command(Action::CreateInstallmentSchedule {
+            offer,
+            payment_method,
+        });
     }
     notify(cx);
 }
@@ -1495,6 +1525,16 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
     }
     match fact {
         PaymentFact::Paid { stripe_id, amount } => {
+            if cx
+                .state
+                .stripe
+                .installment_pay_link
+                .as_ref()
+                .is_some_and(|l| l.invoice_id == stripe_id)
+            {
+                // The failed installment was paid (its page, or Stripe's retry): no link left.
+                cx.state.stripe.installment_pay_link = None;
+            }
             if cx.state.stripe.payments_noted.contains(&stripe_id) {
                 return cx.ignore("payment already noted");
             }
@@ -1505,16 +1545,50 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
             if cx.state.stripe.failures_handled.contains(&stripe_id) {
                 return cx.ignore("failure already handled");
             }
+            let on_card = cx
+                .state
+                .stripe
+                .installment_pay_link
+                .as_ref()
+                .filter(|l| l.invoice_id == stripe_id)
+                .map(|l| l.amount);
             cx.state.stripe.failures_handled.push(stripe_id);
             cx.command(Action::SendMessage {
                 message: MessageKind::PaymentFailed,
             });
-            let task = StaffTask {
-                kind: TaskKind::PaymentFailed,
-                reason: "a scheduled payment failed; Stripe retries it, and the patient was told"
-                    .into(),
+            let reason = match on_card {
+                Some(amount) => format!(
+                    "the saved card was not charged for an installment of {amount} (declined, or the bank asked the patient to authenticate); Stripe retries it, and the patient was sent the installment's pay link. Call the patient if it stays unpaid"
+                ),
+                None => {
+                    "a scheduled payment failed; Stripe retries it, and the patient was told".into()
+                }
             };
-            cx.out.raise_task = Some(task);
+            cx.out.raise_task = Some(StaffTask {
+                kind: TaskKind::PaymentFailed,
+                reason,
+            });
+        }
+        PaymentFact::InstallmentUnpaid {
+            invoice_id,
+            url,
+            amount,
+        } => {
+            if cx.state.stripe.schedule_card.is_none() || cx.state.status == Status::Cancelled {
+                // Emailed invoices carry their own link; a cancelled plan collects nothing.
+                return cx.ignore("not an installment charged to the saved card");
+            }
+            if cx.state.stripe.payments_noted.contains(&invoice_id) {
+                return cx.ignore("installment already paid");
+            }
+            cx.audit(format!(
+                "installment {invoice_id} of {amount} not paid by the saved card: its pay link is on the patient page"
+            ));
+            cx.state.stripe.installment_pay_link = Some(crate::InstallmentPayLink {
+                invoice_id,
+                url,
+                amount,
+            });
         }
         PaymentFact::InvoicePaymentIntent {
             invoice_id,
@@ -1696,9 +1770,11 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
             cancel(cx);
         }
         StaffAction::MarkHandled => {
-            if cx.state.status != Status::WaitingOnStaff && !settlement_open(cx) {
+            if cx.state.status != Status::WaitingOnStaff && !settlement_open(cx) && !copay_open(cx)
+            {
                 return cx.ignore("no open task");
             }
+            copay_handled(cx);
             cx.state.staff_task = None;
             cx.state.status = Status::Done;
             if matches!(cx.state.stage, Stage::Financing(_)) {
@@ -2218,6 +2294,37 @@ fn keep_settlement_timer(cx: &mut Ctx<'_>) {
 }
 
 /// A lender charge staff have to run (or re-run) by hand.
+/// A co-pay staff were asked about (the saved card failed, no card, no date, its link expired):
+/// Mark handled answers it.
+fn copay_open(cx: &Ctx<'_>) -> bool {
+    cx.state.copay.as_ref().is_some_and(|c| {
+        matches!(
+            c.state,
+            CopayState::LinkRequested | CopayState::LinkSent { .. } | CopayState::ForStaff
+        )
+    })
+}
+
+/// Staff marked the co-pay handled: nothing more is charged for it (no later timer, no retry),
+/// and an open pay link is closed so the patient cannot pay it a second time.
+fn copay_handled(cx: &mut Ctx<'_>) {
+    if !copay_open(cx) {
+        return;
+    }
+    let Some(c) = &mut cx.state.copay else {
+        return;
+    };
+    let open_link = match &c.state {
+        CopayState::LinkSent { session_id, .. } => Some(session_id.clone()),
+        _ => None,
+    };
+    c.state = CopayState::HandledByStaff;
+    cx.audit("co-pay handled by staff: nothing more is charged for it");
+    if let Some(session_id) = open_link {
+        cx.command(Action::ExpireDepositLink { session_id });
+    }
+}
+
 fn settlement_open(cx: &Ctx<'_>) -> bool {
     cx.state.settlement.as_ref().is_some_and(|s| {
         matches!(
@@ -2344,19 +2451,26 @@ fn card_setup_link_created(cx: &mut Ctx<'_>, session_id: String, url: String) {
 
 /// The patient agreed on the page: recorded once, with the wording. When the card-saving link
 /// lapsed (or was never made), a fresh one is made for the patient waiting on the page.
-fn card_authorized(cx: &mut Ctx<'_>, wording: String) {
+fn card_authorized(cx: &mut Ctx<'_>, wording: String, installments: bool) {
     if cx.config.payment_preference != PaymentPreference::CardOnFile
         || cx.state.status == Status::Cancelled
         || cx.state.stripe.customer_id.is_none()
     {
         return cx.ignore("no card to save for this workflow");
     }
-    if cx.state.stripe.card_authorization.is_none() {
+    let widens = installments && !cx.state.stripe.card_covers_installments;
+    if cx.state.stripe.card_authorization.is_none() || widens {
+        // The first agreement, or one that also names the installments (the plan was accepted
+        // after an agreement for the deposit alone): the later wording is the one on record.
         cx.audit(format!("patient authorized card charges: {wording}"));
         cx.state.stripe.card_authorization = Some(InHouseAcceptance {
             at: cx.now,
             wording,
         });
+        cx.state.stripe.card_covers_installments |= installments;
+        if cx.state.stripe.payment_method.is_some() {
+            schedule_card_due(cx);
+        }
     }
     if cx.state.stripe.card_setup_session_id.is_none()
         && cx.state.stripe.payment_method.is_none()
@@ -2383,6 +2497,41 @@ fn card_saved(cx: &mut Ctx<'_>, payment_method: String) {
         cx.state.failed_action = None;
     }
     charge_due(cx);
+    schedule_card_due(cx);
+}
+
+/// The saved card the installments may be charged to: card on file, a card saved with an
+/// agreement that named the installments.
+fn installment_card(cx: &Ctx<'_>) -> Option<String> {
+    let stripe = &cx.state.stripe;
+    (cx.config.payment_preference == PaymentPreference::CardOnFile
+        && stripe.card_authorization.is_some()
+        && stripe.card_covers_installments)
+        .then(|| stripe.payment_method.clone())
+        .flatten()
+}
+
+/// The card was saved (or the agreement widened) after the schedule was created: the schedule
+/// charges it from now on (set on the schedule, never a second schedule). Once.
+fn schedule_card_due(cx: &mut Ctx<'_>) {
+    let Some(schedule_id) = cx.state.stripe.schedule_id.clone() else {
+        return;
+    };
+    if cx.state.status == Status::Cancelled
+        || cx.state.stripe.schedule_ended
+        || cx.state.stripe.schedule_card.is_some()
+    {
+        return;
+    }
+    let Some(payment_method) = installment_card(cx) else {
+        return;
+    };
+    cx.state.stripe.schedule_card = Some(payment_method.clone());
+    cx.audit("setting the saved card on the installment schedule");
+    cx.command(Action::SetScheduleCard {
+        schedule_id,
+        payment_method,
+    });
 }
 
 /// Charges the deposit to the saved card when it is due: a card saved with the patient's
@@ -2571,6 +2720,11 @@ fn card_effect_failed(cx: &mut Ctx<'_>, action: Action, reason: String, key_seq:
             };
         }
     }
+    if matches!(action, Action::SetScheduleCard { .. }) && key_seq.is_none() {
+        // A definite failure: the schedule still emails its invoices (a staff Retry sets the
+        // card again).
+        cx.state.stripe.schedule_card = None;
+    }
     cx.state.failed_action = Some(action);
     cx.state.failed_key_seq = key_seq;
     let task = StaffTask {
@@ -2608,9 +2762,9 @@ fn purpose_label(purpose: &str) -> &str {
 /// a timer that morning (practice time), at once when the day is today or past; without a
 /// treatment date, a task for staff to collect it at the visit. Nothing for zero.
 fn plan_copay(cx: &mut Ctx<'_>) {
-    if cx.config.payment_preference != PaymentPreference::CardOnFile
-        || cx.state.status != Status::Done
+    if cx.state.status != Status::Done
         || cx.state.copay.is_some()
+        || cx.state.stripe.customer_id.is_none()
     {
         return;
     }
@@ -2641,10 +2795,15 @@ fn plan_copay(cx: &mut Ctx<'_>) {
                 state: CopayState::ForStaff,
             });
             cx.audit("co-pay for staff: no treatment date");
+            let how = if cx.config.payment_preference == PaymentPreference::CardOnFile {
+                "is not charged to the saved card"
+            } else {
+                "gets no pay link"
+            };
             cx.out.raise_task = Some(StaffTask {
                 kind: TaskKind::PaymentFailed,
                 reason: format!(
-                    "no treatment date on the plan: the co-pay of {amount} is not charged to the saved card; collect it at the visit"
+                    "no treatment date on the plan: the co-pay of {amount} {how}; collect it at the visit"
                 ),
             });
         }
@@ -2672,6 +2831,15 @@ fn copay_due(cx: &mut Ctx<'_>) {
     }
     if let Some(c) = &mut cx.state.copay {
         c.state = CopayState::Due;
+    }
+    if cx.config.payment_preference == PaymentPreference::PayLink {
+        // A pay-link practice: the treatment day's pay link, on the patient page. Nothing
+        // failed, so no task; an unpaid link that expires becomes one.
+        cx.audit(format!(
+            "treatment day: a pay link for the co-pay of {}",
+            copay.amount
+        ));
+        return request_copay_link(cx);
     }
     let stripe = &cx.state.stripe;
     let deposit_declined = matches!(
@@ -2750,6 +2918,11 @@ fn pay_link_created(cx: &mut Ctx<'_>, purpose: &str, session_id: String, url: St
             c.state = CopayState::LinkSent { session_id, url };
             cx.audit("co-pay pay link created");
             reopen_after_retry(cx);
+        }
+        Some(c) if c.state == CopayState::HandledByStaff => {
+            // Asked for before staff marked the co-pay handled: closed, never paid twice.
+            cx.audit("co-pay handled by staff: its late pay link is closed");
+            cx.command(Action::ExpireDepositLink { session_id });
         }
         _ => cx.ignore("no co-pay pay link asked for"),
     }

@@ -563,7 +563,7 @@ fn a_partial_approval_with_continue_puts_the_remainder_on_the_in_house_plan() {
     let t = run.on(Event::CustomerReady {
         customer_id: "cus_1".into(),
     });
-    let [Action::CreateInstallmentSchedule { offer }] = actions(&t)[..] else {
+    let [Action::CreateInstallmentSchedule { offer, .. }] = actions(&t)[..] else {
         panic!("expected a schedule, got {t:?}")
     };
     assert_eq!(offer.total, Money::usd(40_000));
@@ -1116,6 +1116,9 @@ fn outcome_of(action: &Action, c: u8) -> Event {
         Action::CreateInstallmentSchedule { .. } => Event::ScheduleCreated {
             schedule_id: "sub_sched_1".into(),
         },
+        Action::SetScheduleCard { schedule_id, .. } => Event::ScheduleCardSet {
+            schedule_id: schedule_id.clone(),
+        },
         Action::CreatePayLink { purpose, .. } => Event::PayLinkCreated {
             purpose: purpose.clone(),
             session_id: "cs_pay_1".into(),
@@ -1400,6 +1403,7 @@ proptest! {
 }
 
 mod copay;
+mod installments_card;
 mod link_only;
 mod reversals;
 mod settlement;
@@ -2066,17 +2070,13 @@ fn staff_accepting_a_counteroffer_finances_its_amount_and_offers_the_remainder_i
         "the remainder, offered"
     );
     assert_eq!(run.state.status, Status::Active);
-    // Without an in-house plan: the lender's part alone, straight to the summary.
+    // Without an in-house plan: the lender's part alone; the rest of the portion is due on the
+    // treatment day, so the Stripe customer (for its pay link) before the summary.
     let mut run = at_counteroffer(false);
     let t = run.on(Event::Staff {
         action: StaffAction::AcceptCounteroffer,
     });
-    assert_eq!(
-        actions(&t),
-        vec![&Action::SendMessage {
-            message: MessageKind::FinancingSummary
-        }]
-    );
+    assert_eq!(actions(&t), vec![&Action::EnsureCustomer]);
 }
 
 #[test]
@@ -2419,6 +2419,7 @@ fn card_on_file_done() -> Run {
 fn card_saved(run: &mut Run) -> Transition {
     run.on(Event::CardAuthorized {
         wording: "I authorize Smile Dental to charge $200.00".into(),
+        installments: false,
     });
     let t = run.on(Event::Payment(PaymentFact::CardSetupCompleted {
         session_id: "cs_setup_1".into(),
@@ -2655,6 +2656,7 @@ fn a_lapsed_card_saving_link_is_made_again_when_the_patient_agrees_on_the_page()
     assert_eq!(run.state.stripe.card_setup_url, None);
     let t = run.on(Event::CardAuthorized {
         wording: "I authorize".into(),
+        installments: false,
     });
     assert_eq!(actions(&t), vec![&Action::CreateCardSetupLink]);
     run.on(Event::CardSetupLinkCreated {
@@ -2685,6 +2687,7 @@ fn a_pay_link_practice_never_makes_a_card_saving_link() {
     );
     let t = run.on(Event::CardAuthorized {
         wording: "I authorize".into(),
+        installments: false,
     });
     assert!(t.ignored);
 }

@@ -383,7 +383,7 @@ fn world_options(args: &BenchArgs) -> WorldOptions {
 
 /// A time zone where `now` is between 10:00 and 17:00 (room for a long run inside the texting
 /// window): Chicago when it is daytime there, else the fixed offset that puts `now` at 13:00.
-fn daytime_zone(now: chrono::DateTime<chrono::Utc>) -> chrono_tz::Tz {
+pub fn daytime_zone(now: chrono::DateTime<chrono::Utc>) -> chrono_tz::Tz {
     use chrono::Timelike as _;
     let chicago = chrono_tz::America::Chicago;
     if (10..17).contains(&now.with_timezone(&chicago).hour()) {

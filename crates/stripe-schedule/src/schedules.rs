@@ -519,6 +519,39 @@ impl Client {
         ))
         .await
     }
+
+    /// Switches a schedule to charging a saved card automatically
+    /// (`POST /v1/subscription_schedules/{id}` with `default_settings[collection_method]=
+    /// charge_automatically` and `default_settings[default_payment_method]`): the card saved after
+    /// the schedule was created pays the installments from now on, without re-creating the
+    /// schedule. Invoices already issued keep their own collection method. The card must be
+    /// attached to the schedule's customer (a card saved through Checkout in setup mode is).
+    ///
+    /// # Errors
+    /// `Permanent` for a malformed id, a schedule that is canceled or completed, a card not
+    /// attached to the customer (Stripe answers 400) or a 404; `Transient` for timeouts and 5xx.
+    pub async fn set_schedule_card(
+        &self,
+        id: &SubscriptionScheduleId,
+        payment_method: &PaymentMethodId,
+        key: &IdempotencyKey,
+    ) -> Result<SubscriptionSchedule> {
+        const OP: &str = "set_schedule_card";
+        check_id("schedule id", id.as_str()).map_err(|r| Error::invalid(OP, r))?;
+        check_id("payment method id", payment_method.as_str())
+            .map_err(|r| Error::invalid(OP, r))?;
+        let defaults = FormMap::new()
+            .with("collection_method", "charge_automatically")
+            .with("default_payment_method", payment_method.as_str());
+        let form = FormMap::new().with("default_settings", defaults);
+        self.send(Call::post(
+            OP,
+            &["subscription_schedules", id.as_str()],
+            form,
+            key,
+        ))
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,49 @@ impl StripePayments {
     }
 }
 
+impl StripePayments {
+    /// The installment schedule of `offer`, collected by `collection`.
+    async fn schedule(
+        &self,
+        practice: &PracticeId,
+        customer: &str,
+        offer: &InHouseOffer,
+        workflow: &WorkflowId,
+        collection: Collection,
+        idem: &str,
+    ) -> Result<String, ExternalError> {
+        let product = self
+            .client
+            .ensure_practice_product(practice, &self.product_name)
+            .await
+            .map_err(external)?;
+        let interval = match offer.interval.unit {
+            IntervalUnit::Day => Interval::Day,
+            IntervalUnit::Week => Interval::Week,
+            IntervalUnit::Month => Interval::Month,
+        };
+        let total = Money::sum(offer.total.currency(), offer.installments.iter().copied())
+            .map_err(|_| invalid("installments do not add up"))?;
+        let plan = InstallmentPlan {
+            customer: CustomerId::new(customer),
+            product,
+            total,
+            count: offer.installments.len() as u32,
+            every: BillingInterval::every(offer.interval.count, interval),
+            // `now` is sent as the literal string, so a repeated call has identical parameters.
+            start: StartDate::Now,
+            collection,
+            metadata: workflow_metadata(practice, workflow),
+        };
+        let schedule = self
+            .client
+            .create_installment_schedule(&plan, &key(idem)?)
+            .await
+            .map_err(external)?;
+        Ok(schedule.id.as_str().to_owned())
+    }
+}
+
 fn key(key: &str) -> Result<IdempotencyKey, ExternalError> {
     IdempotencyKey::new(key).map_err(|_| invalid("idempotency key rejected"))
 }
@@ -117,38 +160,45 @@ impl Payments for StripePayments {
         workflow: &WorkflowId,
         idem: &str,
     ) -> Result<String, ExternalError> {
-        let product = self
-            .client
-            .ensure_practice_product(practice, &self.product_name)
+        // No card is saved by default (never a precondition of care): Stripe emails invoices.
+        let collection = Collection::SendInvoice {
+            days_until_due: DAYS_UNTIL_DUE,
+        };
+        self.schedule(practice, customer, offer, workflow, collection, idem)
+            .await
+    }
+
+    async fn create_schedule_on_card(
+        &self,
+        practice: &PracticeId,
+        customer: &str,
+        offer: &InHouseOffer,
+        workflow: &WorkflowId,
+        payment_method: &str,
+        idem: &str,
+    ) -> Result<String, ExternalError> {
+        let collection = Collection::ChargeAutomatically {
+            payment_method: Some(PaymentMethodId::new(payment_method)),
+        };
+        self.schedule(practice, customer, offer, workflow, collection, idem)
+            .await
+    }
+
+    async fn set_schedule_card(
+        &self,
+        schedule: &str,
+        payment_method: &str,
+        idem: &str,
+    ) -> Result<(), ExternalError> {
+        self.client
+            .set_schedule_card(
+                &SubscriptionScheduleId::new(schedule),
+                &PaymentMethodId::new(payment_method),
+                &key(idem)?,
+            )
             .await
             .map_err(external)?;
-        let interval = match offer.interval.unit {
-            IntervalUnit::Day => Interval::Day,
-            IntervalUnit::Week => Interval::Week,
-            IntervalUnit::Month => Interval::Month,
-        };
-        let total = Money::sum(offer.total.currency(), offer.installments.iter().copied())
-            .map_err(|_| invalid("installments do not add up"))?;
-        let plan = InstallmentPlan {
-            customer: CustomerId::new(customer),
-            product,
-            total,
-            count: offer.installments.len() as u32,
-            every: BillingInterval::every(offer.interval.count, interval),
-            // `now` is sent as the literal string, so a repeated call has identical parameters.
-            start: StartDate::Now,
-            // No card is saved by default (never a precondition of care): Stripe emails invoices.
-            collection: Collection::SendInvoice {
-                days_until_due: DAYS_UNTIL_DUE,
-            },
-            metadata: workflow_metadata(practice, workflow),
-        };
-        let schedule = self
-            .client
-            .create_installment_schedule(&plan, &key(idem)?)
-            .await
-            .map_err(external)?;
-        Ok(schedule.id.as_str().to_owned())
+        Ok(())
     }
 
     async fn cancel_schedule(&self, schedule: &str, idem: &str) -> Result<(), ExternalError> {

@@ -836,7 +836,7 @@ async fn a_card_on_file_page_shows_the_authorization_and_records_it_before_strip
         .filter(|e| matches!(e, Event::CardAuthorized { .. }))
         .collect();
     assert_eq!(agreed.len(), 1);
-    let Event::CardAuthorized { wording } = &agreed[0] else {
+    let Event::CardAuthorized { wording, .. } = &agreed[0] else {
         unreachable!()
     };
     assert!(wording.starts_with("I authorize"), "{wording}");
@@ -911,7 +911,7 @@ async fn a_co_pay_ahead_is_on_the_page_and_in_the_authorization_the_patient_agre
         .await
         .into_iter()
         .find_map(|e| match e {
-            Event::CardAuthorized { wording } => Some(wording),
+            Event::CardAuthorized { wording, .. } => Some(wording),
             _ => None,
         })
         .expect("the agreement queued");
@@ -991,4 +991,38 @@ async fn a_co_pay_the_card_could_not_pay_shows_its_pay_link_and_a_paid_one_its_l
     );
     assert!(after.contains("Treatment-day payment, paid"), "{after}");
     assert!(!after.contains("Pay the treatment-day amount"), "{after}");
+}
+
+#[test]
+fn the_card_authorization_names_the_installments_the_card_will_pay() {
+    let offer = financing_core::InHouseOffer {
+        total: financing_core::Money::usd(60_000),
+        deposit: financing_core::Money::usd(0),
+        installments: vec![financing_core::Money::usd(10_000); 6],
+        interval: financing_core::InstallmentInterval::MONTHLY,
+    };
+    let en = super::card_wording_with(
+        "Smile",
+        Some(financing_core::Money::usd(20_000)),
+        None,
+        Some(&offer),
+        financing_core::Language::En,
+    );
+    assert!(
+        en.contains(
+            "to charge it $200.00 for my treatment deposit, and the installments of my payment plan (6 × $100.00,"
+        ),
+        "{en}"
+    );
+    let alone = super::card_wording_with(
+        "Smile",
+        None,
+        None,
+        Some(&offer),
+        financing_core::Language::Es,
+    );
+    assert!(
+        alone.contains("cobrarle las cuotas de mi plan de pagos (6 × $100.00,"),
+        "{alone}"
+    );
 }

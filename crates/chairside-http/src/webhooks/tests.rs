@@ -1515,3 +1515,63 @@ async fn a_refund_of_an_installment_charge_without_metadata_finds_its_workflow()
         })]
     );
 }
+
+#[test]
+fn an_installment_the_saved_card_did_not_pay_carries_its_hosted_page_before_the_failure() {
+    // Arrange: a charge_automatically invoice Stripe will retry.
+    let failed = parse(&json!({
+        "id": "evt_cf", "type": "invoice.payment_failed",
+        "data": {"object": {
+            "id": "in_c", "currency": "usd", "attempt_count": 1, "amount_due": 16_666,
+            "collection_method": "charge_automatically",
+            "hosted_invoice_url": "https://invoice.stripe.test/i/in_c",
+            "next_payment_attempt": 1_780_100_000,
+            "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+    // An emailed invoice: Stripe's own email carries its link.
+    let emailed = parse(&json!({
+        "id": "evt_ef", "type": "invoice.payment_failed",
+        "data": {"object": {
+            "id": "in_e", "currency": "usd", "attempt_count": 1, "amount_due": 16_666,
+            "collection_method": "send_invoice",
+            "hosted_invoice_url": "https://invoice.stripe.test/i/in_e",
+            "next_payment_attempt": 1_780_100_000,
+            "metadata": {"chairside_workflow": WF}
+        }}
+    }));
+
+    // Act
+    let card = stripe_events(&failed.data);
+    let email = stripe_events(&emailed.data);
+
+    // Assert
+    assert_eq!(
+        card,
+        vec![
+            (
+                WorkflowId::new(WF),
+                Event::Payment(PaymentFact::InstallmentUnpaid {
+                    invoice_id: "in_c".into(),
+                    url: "https://invoice.stripe.test/i/in_c".into(),
+                    amount: Money::usd(16_666),
+                })
+            ),
+            (
+                WorkflowId::new(WF),
+                Event::Payment(PaymentFact::Failed {
+                    stripe_id: "in_c".into()
+                })
+            ),
+        ]
+    );
+    assert_eq!(
+        email,
+        vec![(
+            WorkflowId::new(WF),
+            Event::Payment(PaymentFact::Failed {
+                stripe_id: "in_e".into()
+            })
+        )]
+    );
+}

@@ -89,6 +89,7 @@ fn counteroffer_taken(config: WorkflowConfig, treatment: Option<NaiveDate>) -> (
 fn save_card(run: &mut Run) {
     run.on(Event::CardAuthorized {
         wording: "I authorize Smile Dental to save my card and charge it".into(),
+        installments: false,
     });
     run.on(Event::Payment(PaymentFact::CardSetupCompleted {
         session_id: "cs_setup_1".into(),
@@ -347,6 +348,7 @@ fn a_card_declined_for_the_deposit_is_not_tried_again_for_the_co_pay() {
     let (mut run, _) = counteroffer_taken(card_practice(2_000), Some(day(5)));
     run.on(Event::CardAuthorized {
         wording: "I authorize".into(),
+        installments: false,
     });
     run.on(Event::Payment(PaymentFact::CardSetupCompleted {
         session_id: "cs_setup_1".into(),
@@ -431,14 +433,174 @@ fn a_co_pay_alone_still_asks_for_a_card_and_charges_only_on_the_day() {
 }
 
 #[test]
-fn a_pay_link_practice_and_a_cancelled_workflow_charge_no_co_pay() {
-    // A pay-link practice: the rest is the front desk's at the visit (no saved card to charge).
+fn a_pay_link_practice_gets_the_co_pay_as_a_pay_link_on_the_treatment_day() {
+    // Arrange: no saved card to charge; the rest of the portion is due on day 3.
     let mut config = card_practice(2_000);
     config.payment_preference = PaymentPreference::PayLink;
-    let (run, t) = counteroffer_taken(config, Some(day(3)));
-    assert!(run.state.copay.is_none());
-    assert_eq!(timer_at(&t, TimerKind::Copay), None);
+    let (mut run, t) = counteroffer_taken(config, Some(day(3)));
+    assert_eq!(
+        run.state.copay.as_ref().map(|c| c.amount),
+        Some(Money::usd(30_000))
+    );
+    let at = timer_at(&t, TimerKind::Copay).expect("a co-pay timer");
+    assert_eq!(at.date_naive(), day(3));
 
+    // Act: the timer fires early (nothing yet), then on the day.
+    run.now = t0() + Days::new(1);
+    let early = fire(&mut run);
+    run.now = at;
+    let t = fire(&mut run);
+
+    // Assert: a pay link for exactly the co-pay, no charge, no task (nothing failed).
+    assert!(early.commands.is_empty());
+    assert_eq!(
+        actions(&t),
+        vec![&Action::CreatePayLink {
+            purpose: COPAY.into(),
+            amount: Money::usd(30_000)
+        }]
+    );
+    assert!(t.raise_task.is_none());
+    run.on(Event::PayLinkCreated {
+        purpose: COPAY.into(),
+        session_id: "cs_copay".into(),
+        url: "https://pay.test/cs_copay".into(),
+    });
+    assert!(matches!(
+        run.state.copay.as_ref().map(|c| &c.state),
+        Some(CopayState::LinkSent { .. })
+    ));
+    // A repeat of the timer asks for nothing more.
+    assert!(fire(&mut run).commands.is_empty());
+}
+
+#[test]
+fn a_pay_link_practice_without_a_treatment_date_leaves_the_co_pay_to_the_visit() {
+    let mut config = card_practice(2_000);
+    config.payment_preference = PaymentPreference::PayLink;
+    let (run, t) = counteroffer_taken(config, None);
+    assert_eq!(timer_at(&t, TimerKind::Copay), None);
+    let task = t.raise_task.expect("a task");
+    assert!(
+        task.reason
+            .contains("the co-pay of $300.00 gets no pay link; collect it at the visit"),
+        "{}",
+        task.reason
+    );
+    assert_eq!(
+        run.state.copay.as_ref().map(|c| &c.state),
+        Some(&CopayState::ForStaff)
+    );
+}
+
+#[test]
+fn mark_handled_on_a_failed_co_pay_closes_its_link_and_charges_nothing_more() {
+    // Arrange: the saved card is declined for the co-pay; its pay link is out.
+    let (mut run, _) = counteroffer_taken(card_practice(2_000), Some(day(2)));
+    save_card(&mut run);
+    run.now = t0() + Days::new(2);
+    let t = fire(&mut run);
+    assert_eq!(t.commands.len(), 1);
+    run.on(Event::CardDeclined {
+        purpose: COPAY.into(),
+        payment_intent: Some("pi_copay".into()),
+        reason: "card_declined: insufficient_funds".into(),
+        authentication: false,
+    });
+    run.on(Event::PayLinkCreated {
+        purpose: COPAY.into(),
+        session_id: "cs_copay".into(),
+        url: "https://pay.test/cs_copay".into(),
+    });
+
+    // Act: staff collected it at the desk and mark the task handled.
+    let t = run.on(Event::Staff {
+        action: StaffAction::MarkHandled,
+    });
+
+    // Assert: the link is closed; nothing is charged again, by a timer, a retry or a repeat.
+    assert_eq!(
+        actions(&t),
+        vec![&Action::ExpireDepositLink {
+            session_id: "cs_copay".into()
+        }]
+    );
+    assert_eq!(
+        run.state.copay.as_ref().map(|c| &c.state),
+        Some(&CopayState::HandledByStaff)
+    );
+    let charges = |t: &Transition| {
+        t.commands
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.action,
+                    Action::ChargeCard { .. } | Action::CreatePayLink { .. }
+                )
+            })
+            .count()
+    };
+    assert_eq!(charges(&fire(&mut run)), 0);
+    assert_eq!(
+        charges(&run.on(Event::Staff {
+            action: StaffAction::Retry,
+        })),
+        0
+    );
+    assert!(
+        run.on(Event::Staff {
+            action: StaffAction::MarkHandled,
+        })
+        .commands
+        .is_empty()
+    );
+    assert_eq!(
+        run.state
+            .stripe
+            .card_charges
+            .iter()
+            .filter(|c| c.purpose == COPAY)
+            .count(),
+        1,
+        "the one declined attempt"
+    );
+}
+
+#[test]
+fn mark_handled_while_the_co_pay_link_is_being_made_closes_it_when_it_arrives() {
+    // Arrange
+    let (mut run, _) = counteroffer_taken(card_practice(2_000), Some(day(2)));
+    save_card(&mut run);
+    run.now = t0() + Days::new(2);
+    fire(&mut run);
+    run.on(Event::CardDeclined {
+        purpose: COPAY.into(),
+        payment_intent: None,
+        reason: "authentication_required".into(),
+        authentication: true,
+    });
+    run.on(Event::Staff {
+        action: StaffAction::MarkHandled,
+    });
+
+    // Act: the link asked for before arrives.
+    let t = run.on(Event::PayLinkCreated {
+        purpose: COPAY.into(),
+        session_id: "cs_late".into(),
+        url: "https://pay.test/cs_late".into(),
+    });
+
+    // Assert
+    assert_eq!(
+        actions(&t),
+        vec![&Action::ExpireDepositLink {
+            session_id: "cs_late".into()
+        }]
+    );
+}
+
+#[test]
+fn a_cancelled_workflow_charges_no_co_pay() {
     let (mut run, _) = counteroffer_taken(card_practice(2_000), Some(day(3)));
     save_card(&mut run);
     run.on(Event::Staff {

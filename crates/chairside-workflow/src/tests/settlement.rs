@@ -381,6 +381,25 @@ mod practice_time_zone {
     }
 
     #[test]
+    fn at_five_in_the_afternoon_in_california_the_utc_day_edge_decides_nothing() {
+        // 17:00 PDT on June 9 is 00:00 UTC on June 10: the first instant of UTC's next day.
+        let five_pm = utc(2026, 6, 10, 0);
+        // Treatment tomorrow (June 10, local): waits for 10:00 local that day.
+        let mut run = los_angeles();
+        run.now = five_pm;
+        let tomorrow = NaiveDate::from_ymd_opt(2026, 6, 10).unwrap_or_default();
+        let (_, t) = financed_in(run, "sunbit", Some(tomorrow));
+        assert!(!settle_now(&t));
+        assert_eq!(timer_at(&t, TimerKind::Settle), Some(utc(2026, 6, 10, 17)));
+        // Treatment today (June 9, local; already "yesterday" in UTC): runs at once, today.
+        let mut run = los_angeles();
+        run.now = five_pm;
+        let today = NaiveDate::from_ymd_opt(2026, 6, 9).unwrap_or_default();
+        let (_, t) = financed_in(run, "sunbit", Some(today));
+        assert_eq!(timer_at(&t, TimerKind::Settle), Some(five_pm));
+    }
+
+    #[test]
     fn without_a_time_zone_the_same_evening_counts_as_the_utc_day() {
         // The contrast the practice's zone fixes: UTC's June 10 has begun, so the charge runs.
         let treatment = NaiveDate::from_ymd_opt(2026, 6, 10).unwrap_or_default();

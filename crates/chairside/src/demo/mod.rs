@@ -468,6 +468,67 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     outcome
 }
 
+/// What each seeded case's collection came to after financing: the lender charge on the
+/// treatment date, the saved card's charges, the installments on the card. One line per case
+/// that has any (`plan: ...`).
+///
+/// # Errors
+/// Store errors.
+pub async fn collection(world: &World) -> anyhow::Result<Vec<(String, String)>> {
+    use chairside_workflow::CardChargeState;
+    let mut out = Vec::new();
+    for case in &world.cases {
+        let Some(s) = world.workflow_of(case).await? else {
+            continue;
+        };
+        let mut parts = Vec::new();
+        if let Some(settlement) = &s.settlement {
+            let day = s.treatment_date.map_or_else(
+                || "no treatment date".to_owned(),
+                |d| format!("treatment {d}"),
+            );
+            parts.push(format!(
+                "{day}: {}",
+                settlement.label().replacen(
+                    settlement.lender.as_str(),
+                    &s.lender_name(&settlement.lender),
+                    1
+                )
+            ));
+        }
+        for c in &s.stripe.card_charges {
+            let what = match &c.state {
+                CardChargeState::Paid { .. } => "charged to the saved card",
+                CardChargeState::Failed { .. } => "declined on the saved card (pay link sent)",
+                CardChargeState::Charging => "being charged to the saved card",
+            };
+            parts.push(format!("{} {} {what}", c.purpose, c.amount));
+        }
+        if s.stripe.schedule_card.is_some() {
+            parts.push("installments charged to the saved card".into());
+        }
+        if !parts.is_empty() {
+            out.push((
+                format!("{}/{}", case.practice, case.seeded.plan.pms_id),
+                parts.join("; "),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Prints [`collection`]'s lines under the table.
+#[allow(clippy::print_stdout)] // the demo's output, under the table
+pub fn print_collection(lines: &[(String, String)]) {
+    if lines.is_empty() {
+        return;
+    }
+    println!("\ncollection (lender charges on the treatment date, saved cards):");
+    for (plan, what) in lines {
+        println!("  {plan:<30} {what}");
+    }
+}
+
 async fn run_world(
     args: &DemoArgs,
     dir: &std::path::Path,
@@ -483,6 +544,7 @@ async fn run_world(
     }
     let (rows, problems) = report(&world).await?;
     let all_ok = print(&rows, &problems, started.elapsed());
+    print_collection(&collection(&world).await?);
     if args.serve {
         serve(&world).await?;
     }

@@ -207,6 +207,9 @@ pub struct WorldOptions {
     /// Email each practice's staff mailbox (`staff@{practice}.example`, the sandbox's SMTP) about
     /// every new task (`[practices.staff_alerts]`). Off in the demo.
     pub staff_alerts: bool,
+    /// What the practices do with a lender's counteroffer: keep looking (the demo's rule) or
+    /// stop for staff to accept it or pass it on (the browser test's counteroffer actions).
+    pub on_partial: PartialApprovalRule,
 }
 
 /// The private app token the demo's CRM stand-in accepts (made up).
@@ -236,6 +239,7 @@ impl Default for WorldOptions {
             postgres: None,
             crm_url: None,
             staff_alerts: false,
+            on_partial: PartialApprovalRule::ContinueForFullCoverage,
         }
     }
 }
@@ -595,7 +599,7 @@ pub fn demo_config(
             pms,
             lenders: LenderSettings {
                 order: vec![LenderId::new("carecredit"), LenderId::new("sunbit")],
-                on_partial: PartialApprovalRule::ContinueForFullCoverage,
+                on_partial: options.on_partial,
                 in_house_fallback: true,
                 carecredit: Some(CareCreditSettings {
                     base_url: urls.carecredit.clone(),
@@ -770,6 +774,29 @@ async fn submit_intake_page(
     Ok(())
 }
 
+/// The runner's loops running in the background ([`World::run`]).
+#[derive(Debug)]
+pub struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    pollers: tokio::task::JoinHandle<()>,
+    worker: tokio::task::JoinHandle<Result<(), chairside_engine::runner::RunnerError>>,
+}
+
+impl Running {
+    /// Stops the loops and waits for them.
+    ///
+    /// # Errors
+    /// The workflow pool failed (a store error), or a loop panicked.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let _ = self.pollers.await;
+        self.worker
+            .await
+            .map_err(|e| anyhow::anyhow!("the runner's task failed: {e}"))??;
+        Ok(())
+    }
+}
+
 impl World {
     /// Starts the sandbox, opens a store in `dir`, wires the practices with the real clients.
     ///
@@ -930,6 +957,50 @@ impl World {
             Persona::InstantApproval,
             sandbox::TestCard::InsufficientFunds,
         )?;
+        // Treated today (the demo's clock compressed to the treatment day): the lender charge
+        // runs once the outcome is noted, at a card-on-file practice (CareCredit: a dated
+        // Settlement task with the exact amount) and a pay-link one (Sunbit: read back under
+        // our reference).
+        self.seed_treated_today(&PRACTICES[2], Persona::InstantApproval)?;
+        self.seed_treated_today(&PRACTICES[0], Persona::DeclineFirstApproveSecond)?;
+        Ok(())
+    }
+
+    /// Seeds `persona` at `spec` with its treatment booked for today, the practice's day (the
+    /// settlement and any co-pay are due at once), and accepts its plan.
+    ///
+    /// # Errors
+    /// The sandbox refused the seed.
+    pub fn seed_treated_today(
+        &mut self,
+        spec: &PracticeSpec,
+        persona: Persona,
+    ) -> anyhow::Result<()> {
+        let n = u32::try_from(self.cases.len() + 200).unwrap_or(u32::MAX);
+        let patient = self
+            .sandbox
+            .seed_patient(sandbox::SeedPatient::example(spec.pms, persona, n));
+        let zone: chrono_tz::Tz = spec
+            .time_zone
+            .parse()
+            .map_err(|e| anyhow::anyhow!("zone {}: {e}", spec.time_zone))?;
+        let today = chrono::Utc::now().with_timezone(&zone).date_naive();
+        let plan = self
+            .sandbox
+            .seed_plan(sandbox::SeedPlan {
+                treatment_date: Some(today),
+                ..sandbox::SeedPlan::example(&patient)
+            })
+            .map_err(|e| anyhow::anyhow!("seeding: {e}"))?;
+        let seeded = sandbox::SeededCase { patient, plan };
+        self.sandbox
+            .accept_plan(seeded.plan.key)
+            .map_err(|e| anyhow::anyhow!("accepting: {e}"))?;
+        self.cases.push(Case {
+            practice: PracticeId::new(spec.id),
+            persona,
+            seeded,
+        });
         Ok(())
     }
 
@@ -988,7 +1059,29 @@ impl World {
     /// # Errors
     /// Store errors.
     pub async fn drive(&self, deadline: Duration) -> anyhow::Result<bool> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let running = self.run();
+        let started = Instant::now();
+        let outcome = loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match self.all_settled().await {
+                Ok(true) => break Ok(true),
+                Ok(false) => {}
+                Err(e) => break Err(e),
+            }
+            if started.elapsed() > deadline {
+                break Ok(false);
+            }
+        };
+        running.stop().await?;
+        outcome
+    }
+
+    /// Starts the runner's own loops in the background, as `chairside run` does (a poller per
+    /// practice, every 100 ms here; the continuous pool of workflow slots), until
+    /// [`Running::stop`]. [`World::drive`] runs them until everything settled; a test that acts
+    /// as the patient or the staff runs them beside what it does.
+    pub fn run(&self) -> Running {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
@@ -1010,24 +1103,11 @@ impl World {
             let stop = stopped(stop_rx);
             tokio::spawn(async move { runner.work(stop).await })
         };
-        let started = Instant::now();
-        let outcome = loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            match self.all_settled().await {
-                Ok(true) => break Ok(true),
-                Ok(false) => {}
-                Err(e) => break Err(e),
-            }
-            if started.elapsed() > deadline {
-                break Ok(false);
-            }
-        };
-        let _ = stop_tx.send(true);
-        let _ = pollers.await;
-        worker
-            .await
-            .map_err(|e| anyhow::anyhow!("the runner's task failed: {e}"))??;
-        outcome
+        Running {
+            stop,
+            pollers,
+            worker,
+        }
     }
 
     async fn all_settled(&self) -> anyhow::Result<bool> {

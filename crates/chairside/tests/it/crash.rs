@@ -301,6 +301,10 @@ struct Spec {
     deadline: Duration,
     /// `runner.lease_secs`: how long a killed instance's workflows and poller wait for another.
     lease_secs: u64,
+    /// A card-on-file practice (`[practices.payments] preference = "card_on_file"`): the
+    /// sandbox's patients save a card on the patient page and the deposits are charged
+    /// off-session, under kills and (with faults) Stripe's lost answers.
+    card_on_file: bool,
 }
 
 /// A loopback front: each connection goes to one live instance, round robin (an instance that
@@ -483,19 +487,23 @@ async fn crash_run(spec: &Spec) -> Outcome {
     let mut logs = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let config = dir.path().join(format!("chairside-{i}.toml"));
-        std::fs::write(
-            &config,
-            config_toml(
-                dir.path(),
-                &spec.database,
-                &sandbox,
-                i,
-                *port,
-                &base,
-                spec.lease_secs,
-            ),
-        )
-        .expect("config written");
+        let mut toml = config_toml(
+            dir.path(),
+            &spec.database,
+            &sandbox,
+            i,
+            *port,
+            &base,
+            spec.lease_secs,
+        );
+        if spec.card_on_file {
+            toml = toml.replace(
+                "installments = 6\n",
+                "installments = 6\npreference = \"card_on_file\"\n",
+            );
+            assert!(toml.contains("card_on_file"), "the payments table moved");
+        }
+        std::fs::write(&config, toml).expect("config written");
         configs.push(config);
         logs.push(dir.path().join(format!("chairside-{i}.log")));
     }
@@ -663,6 +671,38 @@ async fn crash_run(spec: &Spec) -> Outcome {
             .filter(|(_, n)| *n > 1)
             .map(|((s, i), n)| format!("installment {i} of {s} charged {n} times")),
     );
+    if spec.card_on_file {
+        // Never a charge twice: the PaymentIntents that took (or may still take) money, per
+        // workflow and purpose (deposit, copay), whatever key each attempt carried. Declined
+        // attempts took nothing and do not count.
+        let mut taken: std::collections::BTreeMap<(String, String), usize> =
+            std::collections::BTreeMap::new();
+        for pi in stripe.payment_intents() {
+            let (Some(wf), Some(purpose)) = (
+                pi["metadata"][stripe_schedule::WORKFLOW_KEY].as_str(),
+                pi["metadata"][stripe_schedule::INSTALLMENT_KEY].as_str(),
+            ) else {
+                continue;
+            };
+            if matches!(
+                pi["status"].as_str(),
+                Some("succeeded" | "processing" | "requires_capture")
+            ) {
+                *taken
+                    .entry((wf.to_owned(), purpose.to_owned()))
+                    .or_default() += 1;
+            }
+        }
+        problems.extend(
+            taken
+                .iter()
+                .filter(|(_, n)| **n > 1)
+                .map(|((w, p), n)| format!("{p} of {w} charged to the saved card {n} times")),
+        );
+        if !taken.keys().any(|(_, p)| p == "deposit") {
+            problems.push("no deposit was charged to a saved card (card on file)".into());
+        }
+    }
     let noted_twice = sandbox.payments_noted_twice();
     if noted_twice > 0 {
         problems.push(format!(
@@ -802,6 +842,9 @@ fn single(seed: u64, faults: bool) -> Spec {
         // With faults on, an email the SMTP sink answers with silence holds its step 40 s.
         deadline: Duration::from_secs(360),
         lease_secs: 5,
+        // The run with faults is a card-on-file practice: off-session charges under lost
+        // Stripe answers and kills.
+        card_on_file: faults,
     }
 }
 
@@ -823,6 +866,7 @@ fn three(seed: u64, database: Database) -> Spec {
         database,
         deadline: Duration::from_secs(deadline),
         lease_secs: 15,
+        card_on_file: false,
     }
 }
 

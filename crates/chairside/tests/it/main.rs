@@ -4,5 +4,6 @@
 mod bench;
 mod crash;
 mod drain;
+mod installments;
 mod ledger;
 mod offsession;

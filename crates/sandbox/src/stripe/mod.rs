@@ -131,6 +131,7 @@ impl StripeState {
 pub(crate) fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/checkout/{id}", get(checkout_page).post(checkout_submit))
+        .route("/invoice/{id}", get(invoice_page).post(invoice_submit))
         .fallback(api)
         .with_state(hub)
 }
@@ -414,6 +415,7 @@ fn route_post(
             }
             Ok(schedule)
         }
+        ["v1", "subscription_schedules", id] => d.update_schedule(ctx, id, p),
         ["v1", "subscription_schedules", id, "cancel"] => d.cancel_schedule(ctx, id, p),
         ["v1", "subscription_schedules", id, "release"] => d.release_schedule(ctx, id, p),
         ["v1", "checkout", "sessions"] => d.create_session(ctx, p),
@@ -505,6 +507,49 @@ async fn checkout_submit(
                     .into_response(),
             }
         }
+    }
+}
+
+/// The hosted invoice page (`hosted_invoice_url`): the amount due and a Pay button while the
+/// invoice is open (a failed installment paid, or authenticated, by the patient).
+fn invoice_html(invoice: &Value) -> String {
+    let id = invoice["id"].as_str().unwrap_or_default();
+    let amount = invoice["amount_due"].as_i64().unwrap_or(0);
+    let dollars = format!("${}.{:02}", amount / 100, amount % 100);
+    let status = invoice["status"].as_str().unwrap_or_default();
+    let action = if status == "open" {
+        format!(
+            "<form method=\"post\" action=\"/invoice/{id}\"><button type=\"submit\">Pay {dollars}</button></form>"
+        )
+    } else {
+        format!("<p>This invoice is {status}.</p>")
+    };
+    format!(
+        "<!doctype html><html><head><title>Invoice</title></head><body><h1>Invoice {id}</h1><p>Amount due: {dollars}</p>{action}</body></html>"
+    )
+}
+
+async fn invoice_page(State(hub): State<Arc<Hub>>, Path(id): Path<String>) -> Response {
+    match lock(&hub.stripe.data).get_invoice(&id) {
+        Ok(invoice) => Html(invoice_html(&invoice)).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, Html("<p>No such invoice.</p>")).into_response(),
+    }
+}
+
+async fn invoice_submit(State(hub): State<Arc<Hub>>, Path(id): Path<String>) -> Response {
+    let result = {
+        let mut data = lock(&hub.stripe.data);
+        let ctx = hub.stripe.ctx(None);
+        if data.get_invoice(&id).is_err() {
+            return (StatusCode::NOT_FOUND, Html("<p>No such invoice.</p>")).into_response();
+        }
+        data.pay_invoice(&ctx, &id)
+            .or_else(|_| data.get_invoice(&id))
+    };
+    drain(&hub);
+    match result {
+        Ok(invoice) => Html(invoice_html(&invoice)).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, Html("<p>No such invoice.</p>")).into_response(),
     }
 }
 

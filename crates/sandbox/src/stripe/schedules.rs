@@ -535,6 +535,93 @@ impl StripeData {
         Ok(snapshot)
     }
 
+    /// `POST /v1/subscription_schedules/{id}`: the subset Chairside uses, the default settings'
+    /// collection method and card (and metadata). Later installments follow the new settings;
+    /// invoices already issued keep theirs, as in Stripe.
+    pub(crate) fn update_schedule(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: &str,
+        p: &Params<'_>,
+    ) -> Result<Value, ApiError> {
+        if p.has("phases") {
+            return Err(ApiError::invalid(
+                "phases",
+                "The sandbox does not support updating phases.",
+            ));
+        }
+        let Some(s) = self.schedules.get(id).cloned() else {
+            return Err(ApiError::not_found("subscription_schedule", id));
+        };
+        let status = s["status"].as_str().unwrap_or_default().to_owned();
+        if !matches!(status.as_str(), "not_started" | "active") {
+            return Err(ApiError::unexpected_state(
+                "subscription_schedule_not_updatable",
+                format!(
+                    "You cannot update a subscription schedule that is currently in the `{status}` status."
+                ),
+            ));
+        }
+        let ds = p.child("default_settings");
+        let collection = ds.str("collection_method");
+        if let Some(c) = collection
+            && !matches!(c, "charge_automatically" | "send_invoice")
+        {
+            return Err(ApiError::invalid(
+                "default_settings[collection_method]",
+                "Invalid collection_method",
+            ));
+        }
+        let pm = ds.str("default_payment_method");
+        if let Some(pm) = pm {
+            self.ensure_payment_method(pm, "default_settings[default_payment_method]")?;
+            let owner = self
+                .payment_methods
+                .get(pm)
+                .and_then(|m| m["customer"].as_str().map(str::to_owned));
+            if owner.as_deref().is_some_and(|o| s["customer"] != o) {
+                return Err(ApiError::invalid(
+                    "default_settings[default_payment_method]",
+                    format!(
+                        "The PaymentMethod {pm} does not belong to the Customer of this schedule."
+                    ),
+                ));
+            }
+        }
+        let md = p
+            .has("metadata")
+            .then(|| metadata("metadata", p.get("metadata")))
+            .transpose()?;
+        let sub_id = s["subscription"].as_str().map(str::to_owned);
+        let Some(obj) = self.schedules.get_mut(id) else {
+            return Err(ApiError::not_found("subscription_schedule", id));
+        };
+        if let Some(c) = collection {
+            obj["default_settings"]["collection_method"] = json!(c);
+        }
+        if let Some(pm) = pm {
+            obj["default_settings"]["default_payment_method"] = json!(pm);
+        }
+        if let Some(md) = md {
+            obj["metadata"] = Value::Object(md);
+        }
+        let snapshot = obj.clone();
+        if let Some(sub) = sub_id.and_then(|sid| self.subscriptions.get_mut(&sid)) {
+            if let Some(c) = collection {
+                sub["collection_method"] = json!(c);
+            }
+            if let Some(pm) = pm {
+                sub["default_payment_method"] = json!(pm);
+            }
+        }
+        self.event(
+            "subscription_schedule.updated",
+            snapshot.clone(),
+            ctx.idempotency_key,
+        );
+        Ok(snapshot)
+    }
+
     pub(crate) fn get_subscription(&self, id: &str) -> Result<Value, ApiError> {
         self.subscriptions
             .get(id)
@@ -637,7 +724,7 @@ impl StripeData {
             "description": null,
             "due_date": if collection == "send_invoice" { json!(now() + 86_400 * days.unwrap_or(0)) } else { Value::Null },
             "effective_at": now(),
-            "hosted_invoice_url": null,
+            "hosted_invoice_url": format!("{}invoice/{invoice_id}", ctx.base_url),
             "last_finalization_error": null,
             "lines": {"object": "list", "data": lines, "has_more": false, "url": format!("/v1/invoices/{invoice_id}/lines")},
             "livemode": false,

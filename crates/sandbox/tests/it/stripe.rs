@@ -295,6 +295,155 @@ mod client {
     }
 
     #[tokio::test]
+    async fn a_schedule_switched_to_a_saved_card_charges_the_later_installments_to_it() {
+        // Arrange: a schedule that emails invoices (no card yet), its first invoice issued.
+        let (sb, _rx) = with_webhooks().await;
+        let c = client(&sb);
+        let cus = customer(&c, "p-4").await;
+        let product = c
+            .ensure_practice_product(&PracticeId::new("smile"), "Plan")
+            .await
+            .unwrap();
+        let plan = InstallmentPlan {
+            customer: cus.id,
+            product,
+            total: Money::usd(30_000),
+            count: 3,
+            every: BillingInterval::monthly(),
+            start: StartDate::Now,
+            collection: Collection::SendInvoice { days_until_due: 7 },
+            metadata: Metadata::new().with(WORKFLOW_KEY, "wf-4"),
+        };
+        let schedule = c
+            .create_installment_schedule(&plan, &IdempotencyKey::new("wf-4:s").unwrap())
+            .await
+            .unwrap();
+        sb.stripe()
+            .advance_schedule(schedule.id.as_str())
+            .await
+            .unwrap();
+        let before = sb.stripe().invoices().len();
+        let key = IdempotencyKey::new("wf-4:set_schedule_card:9").unwrap();
+
+        // Act
+        let updated = c
+            .set_schedule_card(&schedule.id, &PaymentMethodId::new("pm_card_visa"), &key)
+            .await
+            .unwrap();
+        let replayed = c
+            .set_schedule_card(&schedule.id, &PaymentMethodId::new("pm_card_visa"), &key)
+            .await
+            .unwrap();
+        let second = sb
+            .stripe()
+            .advance_schedule(schedule.id.as_str())
+            .await
+            .unwrap()
+            .unwrap();
+
+        // Assert: the same schedule, now charging the card; the first invoice still open.
+        assert_eq!(updated.id, schedule.id);
+        assert_eq!(replayed.id, schedule.id);
+        assert_eq!(sb.stripe().schedules().len(), 1);
+        assert!(second.paid, "the second installment is charged to the card");
+        let invoices = sb.stripe().invoices();
+        assert_eq!(invoices.len(), before + 1);
+        assert!(
+            invoices[..before]
+                .iter()
+                .all(|i| i["collection_method"] == "send_invoice" && i["status"] == "open")
+        );
+        assert_eq!(
+            invoices[before]["collection_method"],
+            "charge_automatically"
+        );
+        assert_eq!(invoices[before]["status"], "paid");
+    }
+
+    #[tokio::test]
+    async fn a_canceled_schedule_takes_no_card() {
+        // Arrange
+        let (sb, _rx) = with_webhooks().await;
+        let c = client(&sb);
+        let cus = customer(&c, "p-5").await;
+        let product = c
+            .ensure_practice_product(&PracticeId::new("smile"), "Plan")
+            .await
+            .unwrap();
+        let plan = InstallmentPlan {
+            customer: cus.id,
+            product,
+            total: Money::usd(30_000),
+            count: 2,
+            every: BillingInterval::monthly(),
+            start: StartDate::Now,
+            collection: Collection::SendInvoice { days_until_due: 7 },
+            metadata: Metadata::new().with(WORKFLOW_KEY, "wf-5"),
+        };
+        let schedule = c
+            .create_installment_schedule(&plan, &IdempotencyKey::new("wf-5:s").unwrap())
+            .await
+            .unwrap();
+        c.cancel_schedule(&schedule.id, &IdempotencyKey::new("wf-5:c").unwrap())
+            .await
+            .unwrap();
+
+        // Act
+        let err = c
+            .set_schedule_card(
+                &schedule.id,
+                &PaymentMethodId::new("pm_card_visa"),
+                &IdempotencyKey::new("wf-5:set").unwrap(),
+            )
+            .await
+            .unwrap_err();
+
+        // Assert
+        assert_eq!(err.status(), Some(400));
+    }
+
+    #[tokio::test]
+    async fn a_failed_installment_is_payable_on_its_hosted_invoice_page() {
+        // Arrange: an installment declined on the card on file.
+        let (sb, _rx) = with_webhooks().await;
+        let c = client(&sb);
+        let cus = customer(&c, "p-6").await;
+        let product = c
+            .ensure_practice_product(&PracticeId::new("smile"), "Plan")
+            .await
+            .unwrap();
+        let plan = InstallmentPlan {
+            customer: cus.id,
+            product,
+            total: Money::usd(30_000),
+            count: 2,
+            every: BillingInterval::monthly(),
+            start: StartDate::Now,
+            collection: Collection::ChargeAutomatically {
+                payment_method: Some(PaymentMethodId::new("pm_card_chargeDeclined")),
+            },
+            metadata: Metadata::new().with(WORKFLOW_KEY, "wf-6"),
+        };
+        c.create_installment_schedule(&plan, &IdempotencyKey::new("wf-6:s").unwrap())
+            .await
+            .unwrap();
+        sb.flush_webhooks().await;
+        let invoice = sb.stripe().invoices()[0].clone();
+        let url = invoice["hosted_invoice_url"].as_str().unwrap().to_owned();
+
+        // Act
+        let page = http().get(&url).send().await.unwrap().text().await.unwrap();
+        let paid = http().post(&url).send().await.unwrap();
+
+        // Assert
+        assert_eq!(invoice["status"], "open");
+        assert!(page.contains("Pay $150.00"), "{page}");
+        assert!(paid.status().is_success());
+        let id = invoice["id"].as_str().unwrap();
+        assert_eq!(sb.stripe().object(id).unwrap()["status"], "paid");
+    }
+
+    #[tokio::test]
     async fn a_declining_card_on_file_gets_invoice_payment_failed() {
         // Arrange
         let (sb, rx) = with_webhooks().await;

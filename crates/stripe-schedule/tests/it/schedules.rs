@@ -412,3 +412,84 @@ async fn cancel_schedule_times_out_as_transient() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn set_schedule_card_switches_the_schedule_to_the_saved_card() {
+    // Arrange
+    let stripe = StripeMock::start().await;
+    stripe
+        .mount(
+            stripe_request(
+                "POST",
+                "/v1/subscription_schedules/sub_sched_1",
+                Some("wf-42:set_schedule_card:9"),
+            )
+            .and(form_is(&[
+                (
+                    "default_settings[collection_method]",
+                    "charge_automatically",
+                ),
+                ("default_settings[default_payment_method]", "pm_card_1"),
+            ]))
+            .respond_with(ResponseTemplate::new(200).set_body_json(schedule_json("active")))
+            .expect(1),
+        )
+        .await;
+    // Act
+    let s = stripe
+        .client()
+        .set_schedule_card(
+            &SubscriptionScheduleId::new("sub_sched_1"),
+            &PaymentMethodId::new("pm_card_1"),
+            &key("wf-42:set_schedule_card:9"),
+        )
+        .await
+        .unwrap();
+    // Assert
+    assert_eq!(s.status, ScheduleStatus::Active);
+    stripe.finish().await;
+}
+
+#[tokio::test]
+async fn set_schedule_card_refuses_a_malformed_card_before_sending() {
+    // Arrange
+    let stripe = StripeMock::start().await;
+    stripe
+        .mount(
+            Mock::given(method("POST"))
+                .respond_with(ResponseTemplate::new(200))
+                .expect(0),
+        )
+        .await;
+    // Act
+    let err = stripe
+        .client()
+        .set_schedule_card(
+            &SubscriptionScheduleId::new("sub_sched_1"),
+            &PaymentMethodId::new("pm card/../1"),
+            &key("k"),
+        )
+        .await
+        .unwrap_err();
+    // Assert
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    stripe.finish().await;
+}
+
+#[tokio::test]
+async fn set_schedule_card_classifies_every_error_status() {
+    assert_error_table(
+        "POST",
+        "/v1/subscription_schedules/sub_sched_1",
+        call(|c| async move {
+            c.set_schedule_card(
+                &SubscriptionScheduleId::new("sub_sched_1"),
+                &PaymentMethodId::new("pm_card_1"),
+                &key("k"),
+            )
+            .await
+        }),
+        &[],
+    )
+    .await;
+}

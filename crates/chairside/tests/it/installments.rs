@@ -1,0 +1,149 @@
+//! In-house installments of a card-on-file practice, the whole chain over the sandbox: the
+//! patient accepts the plan and saves a card on the patient page (the authorization naming the
+//! installments); the schedule created before the card was saved is switched to the card (the
+//! same schedule, never a second one), and Stripe charges the later installments to it. A card
+//! the bank wants authenticated fails its installment: the patient page shows the invoice's own
+//! pay link and staff get a task.
+
+use std::time::{Duration, Instant};
+
+use chairside::demo::world::{PRACTICES, World, WorldOptions};
+use chairside_workflow::WorkflowState;
+use sandbox::{Persona, TestCard};
+
+/// Waits until `check` holds for the case's workflow (the card is saved by the sandbox's
+/// patient after the workflow settled, asynchronously).
+async fn until(
+    world: &World,
+    case: usize,
+    what: &str,
+    check: impl Fn(&WorkflowState) -> bool,
+) -> WorkflowState {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = world.workflow_of(&world.cases[case]).await.expect("store")
+            && check(&s)
+        {
+            return s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_card_pays_the_in_house_installments_and_a_failed_one_is_a_pay_link_and_a_task() {
+    // Arrange: two patients decline everywhere and take Empire Dental's in-house plan; one
+    // saves a card that pays, one a card whose bank asks for authentication.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut world = World::start(dir.path(), WorldOptions::default())
+        .await
+        .expect("world starts");
+    let empire = &PRACTICES[2];
+    assert!(empire.card_on_file);
+    world
+        .seed_with_card(empire, Persona::DeclineEverywhere, TestCard::Visa)
+        .expect("seeded");
+    world
+        .seed_with_card(
+            empire,
+            Persona::DeclineEverywhere,
+            TestCard::AuthenticationRequired,
+        )
+        .expect("seeded");
+    assert!(
+        world.drive(Duration::from_secs(120)).await.expect("drive"),
+        "every workflow settles"
+    );
+    let runner = world.runner.clone();
+    let work = tokio::spawn(async move {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let stop = async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        runner.work(stop).await
+    });
+    let paying = until(&world, 0, "the card saved", |s| {
+        s.stripe.schedule_card.is_some()
+    })
+    .await;
+    let failing = until(&world, 1, "the card saved", |s| {
+        s.stripe.schedule_card.is_some()
+    })
+    .await;
+    let stripe = world.sandbox.stripe();
+    let started = Instant::now();
+    while ![&paying, &failing].iter().all(|s| {
+        s.stripe
+            .schedule_id
+            .as_deref()
+            .and_then(|id| stripe.object(id))
+            .is_some_and(|o| o["default_settings"]["collection_method"] == "charge_automatically")
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for the card on the schedules"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for s in [&paying, &failing] {
+        let schedule = stripe
+            .object(s.stripe.schedule_id.as_deref().expect("a schedule"))
+            .expect("in Stripe");
+        assert_eq!(
+            schedule["default_settings"]["collection_method"],
+            "charge_automatically"
+        );
+        assert_eq!(
+            schedule["default_settings"]["default_payment_method"].as_str(),
+            s.stripe.payment_method.as_deref()
+        );
+        assert!(
+            s.stripe
+                .card_authorization
+                .as_ref()
+                .is_some_and(|a| a.wording.contains("installments of my payment plan")),
+            "the agreement named the installments"
+        );
+    }
+
+    // Act: Stripe bills the next installment of every schedule.
+    let billed = stripe.advance_schedules().await;
+
+    // Assert: one schedule per workflow; the Visa's installment charged to it, the other
+    // failed: its invoice's pay link on the state (the page shows it) and a task.
+    assert!(stripe.schedules_per_workflow().values().all(|n| *n == 1));
+    let of = |s: &WorkflowState| {
+        billed
+            .iter()
+            .find(|b| Some(b.schedule.as_str()) == s.stripe.schedule_id.as_deref())
+            .cloned()
+            .expect("billed")
+    };
+    assert!(of(&paying).paid, "the saved card paid the installment");
+    assert!(!of(&failing).paid);
+    let failed_invoice = of(&failing).invoice;
+    let failing = until(&world, 1, "the installment's pay link", |s| {
+        s.stripe.installment_pay_link.is_some()
+    })
+    .await;
+    let link = failing.stripe.installment_pay_link.clone().expect("link");
+    assert_eq!(link.invoice_id, failed_invoice);
+    assert!(link.url.contains(&failed_invoice), "{}", link.url);
+    let tasks = world
+        .store
+        .tasks(Some(&failing.key.practice_id), false)
+        .await
+        .expect("tasks");
+    assert!(
+        tasks.iter().any(|t| t.workflow_id == failing.id
+            && t.task.reason.contains("not charged for an installment")),
+        "{tasks:?}"
+    );
+    work.abort();
+    world.stop().await;
+}
