@@ -22,12 +22,17 @@ use crate::ports::{
     MessageContent, PaymentPosting, PlanState, PlanSummary, PlanWrite, PracticeProfile,
     SharedMessenger, SharedPayments, SharedPracticeSystem,
 };
-use crate::store::{AfterStep, Claim, Consumed, NextStep, Store, StoreError, WorkItem};
-use chairside_workflow::delivery::{Delivery, DeliveryFacts, is_usable_email, plan_delivery};
+use crate::store::{
+    AfterStep, AuditLine, Claim, Consumed, NextStep, SentChannel, StepFacts, Store, StoreError,
+    WorkItem,
+};
+use chairside_workflow::delivery::{
+    Channel, Delivery, DeliveryFacts, is_usable_email, plan_delivery,
+};
 use chairside_workflow::machine::apply;
 use chairside_workflow::{
     Action, Command, Event, MessageKind, NoteKind, PatientFacts, PaymentFact, StaffTask, Status,
-    TaskKind, WorkflowConfig, WorkflowState,
+    TaskKind, WorkflowConfig, WorkflowId, WorkflowState,
 };
 
 /// Everything the runner needs for one practice.
@@ -248,6 +253,23 @@ impl LagSnapshot {
         match LAG_BUCKETS_MS.iter().position(|&b| b == ms) {
             Some(i) => self.buckets[i + 1..].iter().sum(),
             None => 0,
+        }
+    }
+}
+
+/// What performing a command produced besides its event, written with the step's commit
+/// ([`StepFacts`]): one transaction for the step instead of one per fact.
+#[derive(Debug, Default)]
+struct CallFacts {
+    sent: Vec<SentChannel>,
+    audit: Vec<AuditLine>,
+}
+
+impl CallFacts {
+    fn as_step(&self) -> StepFacts<'_> {
+        StepFacts {
+            sent: &self.sent,
+            audit: &self.audit,
         }
     }
 }
@@ -493,6 +515,8 @@ impl Runner {
                     .park(claim, now + chrono::Duration::hours(1), &task, now)
                     .await;
             };
+            // What the call produced to record with the step (channels sent, disclosures).
+            let mut facts = CallFacts::default();
             let (event, consumed) = match item {
                 WorkItem::Inbox { id, event } => (event, Consumed::Inbox(id)),
                 WorkItem::Timer(kind) => (Event::TimerFired { timer: kind }, Consumed::Timer(kind)),
@@ -509,7 +533,7 @@ impl Runner {
                         }
                     };
                     let performed = self
-                        .perform_leased(claim, &mut renewed, rt, &state, &command, &key)
+                        .perform_leased(claim, &mut renewed, rt, &state, &command, &key, &mut facts)
                         .await;
                     let now = self.clock.now();
                     let event = match performed {
@@ -519,6 +543,7 @@ impl Runner {
                             reason,
                         },
                         Performed::WaitUntil(at) => {
+                            self.record_facts(&state.id, &facts).await;
                             self.store
                                 .defer_command(
                                     claim,
@@ -538,6 +563,7 @@ impl Runner {
                                 rand::random::<f64>(),
                             ) {
                                 Some(delay) => {
+                                    self.record_facts(&state.id, &facts).await;
                                     let at =
                                         now + chrono::Duration::from_std(delay).unwrap_or_default();
                                     let outcome = format!("{}: {reason}", kind.label());
@@ -588,12 +614,21 @@ impl Runner {
             let next = NextStep {
                 begin: first.as_ref().map(|(c, key)| (*c, key.as_str())),
                 lease: self.config.lease,
+                facts: facts.as_step(),
             };
             let committing = tokio::time::Instant::now();
-            let after = self
+            let after = match self
                 .store
                 .commit_step(claim, &state, consumed, label, &transition, Some(next), now)
-                .await?;
+                .await
+            {
+                Ok(after) => after,
+                Err(e) => {
+                    // The step is refused, but what the call did stands: record it alone.
+                    self.record_facts(&state.id, &facts).await;
+                    return Err(e);
+                }
+            };
             if state.status == Status::Cancelled && !was_cancelled {
                 // A cancel or a withdrawn plan revokes every patient link issued for it. The
                 // page refuses a cancelled workflow's links anyway, so a failure here is logged,
@@ -632,9 +667,10 @@ impl Runner {
         state: &WorkflowState,
         command: &Command,
         key: &str,
+        facts: &mut CallFacts,
     ) -> Performed {
         let deadline = self.config.step_deadline;
-        let call = tokio::time::timeout(deadline, self.perform(rt, state, command, key));
+        let call = tokio::time::timeout(deadline, self.perform(rt, state, command, key, facts));
         tokio::pin!(call);
         let every = self.renew_every();
         let mut renew = tokio::time::interval_at(*renewed + every, every);
@@ -665,6 +701,24 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Writes a call's audit lines on their own, one transaction each, when no step commit
+    /// carries them (the step was deferred or its commit refused). Failures are logged: the call
+    /// is done.
+    async fn record_facts(&self, workflow: &WorkflowId, facts: &CallFacts) {
+        let now = self.clock.now();
+        for line in &facts.audit {
+            if let Err(e) = self
+                .store
+                .append_audit(workflow, "runner", line.kind, &line.detail, now)
+                .await
+            {
+                tracing::error!(workflow = %workflow, error = %e, "could not record a disclosure");
+            }
+        }
+        // A channel sent and not journaled `sent` reads `attempting`: whoever repeats the step
+        // looks the text up at Twilio before any resend and never resends the email.
     }
 
     fn renew_every(&self) -> Duration {
@@ -719,8 +773,9 @@ impl Runner {
         state: &WorkflowState,
         command: &Command,
         key: &str,
+        facts: &mut CallFacts,
     ) -> Performed {
-        match self.perform_inner(rt, state, command, key).await {
+        match self.perform_inner(rt, state, command, key, facts).await {
             Ok(p) | Err(p) => p,
         }
     }
@@ -731,6 +786,7 @@ impl Runner {
         state: &WorkflowState,
         command: &Command,
         key: &str,
+        facts: &mut CallFacts,
     ) -> Result<Performed, Performed> {
         let classify = |e: ExternalError| match e.kind() {
             ErrorKind::Permanent => Performed::Failed(e.to_string()),
@@ -905,7 +961,7 @@ impl Runner {
                     .map_err(classify)?;
                 if provider.poll_schedule().staff_decides_within.is_none() {
                     // A link-only lender has no lookup: nothing reached it.
-                    self.disclosed(state, lender, "cardholder lookup").await;
+                    Self::disclosed(facts, lender, "cardholder lookup");
                 }
                 Performed::event(Event::CardholderLookedUp {
                     lender: lender.clone(),
@@ -944,21 +1000,19 @@ impl Runner {
                     Err(e) => return Err(classify(e)),
                 };
                 if provider.poll_schedule().staff_decides_within.is_none() {
-                    self.disclosed(
-                        state,
+                    Self::disclosed(
+                        facts,
                         lender,
                         if request.prefill.is_some() {
                             "application (prefilled)"
                         } else {
                             "application (amount only)"
                         },
-                    )
-                    .await;
+                    );
                 } else {
                     // A link-only lender gets nothing from Chairside: the patient applies on the
                     // lender's own page from the practice's link.
-                    self.disclosed(state, lender, "nothing (the practice's link only)")
-                        .await;
+                    Self::disclosed(facts, lender, "nothing (the practice's link only)");
                 }
                 match decision {
                     Decision::ApplicationStarted {
@@ -1152,7 +1206,7 @@ impl Runner {
                 })
             }
             Action::SendMessage { message } => {
-                return self.send_message(rt, state, message, key).await;
+                return self.send_message(rt, state, message, key, facts).await;
             }
             Action::SettleWithLender { lender, amount } => {
                 // The purchase carries our reference: a repeat after a lost answer finds it
@@ -1392,16 +1446,13 @@ impl Runner {
         Ok(())
     }
 
-    /// Records a disclosure to a lender in the audit trail (HIPAA §164.312(b), Reg B §1002.9(g)).
-    async fn disclosed(&self, state: &WorkflowState, lender: &LenderId, what: &str) {
-        let detail = format!("{what} sent to {lender}");
-        if let Err(e) = self
-            .store
-            .append_audit(&state.id, "runner", "disclosure", &detail, self.clock.now())
-            .await
-        {
-            tracing::error!(workflow = %state.id, error = %e, "could not record a disclosure");
-        }
+    /// Records a disclosure to a lender in the audit trail (HIPAA §164.312(b), Reg B §1002.9(g)):
+    /// written with the step's commit ([`StepFacts`]).
+    fn disclosed(facts: &mut CallFacts, lender: &LenderId, what: &str) {
+        facts.audit.push(AuditLine {
+            kind: "disclosure",
+            detail: format!("{what} sent to {lender}"),
+        });
     }
 
     async fn send_message(
@@ -1410,6 +1461,7 @@ impl Runner {
         state: &WorkflowState,
         message: &MessageKind,
         key: &str,
+        call_facts: &mut CallFacts,
     ) -> Result<Performed, Performed> {
         let contact = self.contact(rt, state).await?;
         let now = self.clock.now();
@@ -1526,12 +1578,29 @@ impl Runner {
                 reason: e.to_string(),
             },
         };
-        self.timed(
-            rt.messenger
-                .send(&rt.profile, &contact, &content, &channels, key),
-        )
-        .await
-        .map_err(classify)?;
+        let delivery = self
+            .timed(
+                rt.messenger
+                    .send(&rt.profile, &contact, &content, &channels, key),
+            )
+            .await
+            .map_err(classify)?;
+        // The journal's `sent` records go with the step's commit.
+        call_facts
+            .sent
+            .extend(
+                delivery
+                    .sent
+                    .into_iter()
+                    .map(|(channel, provider_id)| SentChannel {
+                        key: key.to_owned(),
+                        channel: match channel {
+                            Channel::Email => "email",
+                            Channel::Sms => "sms",
+                        },
+                        provider_id,
+                    }),
+            );
         Ok(Performed::event(Event::MessageSent {
             message: message.clone(),
         }))

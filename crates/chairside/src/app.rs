@@ -330,7 +330,9 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     let messenger = Arc::new(
         PatientMessenger::new(channels, ledger)
             .map_err(|e| anyhow::anyhow!("message templates: {e}"))?
-            .with_journal(journal.clone()),
+            .with_journal(journal.clone())
+            // The runner records a channel sent in the step's own commit.
+            .with_sent_recorded_by_step(),
     );
     let links = config.patient_links();
     let mut runner_config = config.runner_config();

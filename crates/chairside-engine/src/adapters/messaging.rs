@@ -105,6 +105,9 @@ pub struct PatientMessenger {
     channels: Arc<std::collections::HashMap<PracticeId, PracticeChannels>>,
     ledger: Arc<dyn ConsentLedger>,
     journal: Option<Arc<dyn DeliveryStore>>,
+    /// A channel that went out stays `attempting` in the journal: the caller records it `sent`
+    /// in the step's own commit ([`with_sent_recorded_by_step`](Self::with_sent_recorded_by_step)).
+    sent_by_step: bool,
 }
 
 impl std::fmt::Debug for PatientMessenger {
@@ -130,6 +133,7 @@ impl PatientMessenger {
             channels: Arc::new(channels),
             ledger,
             journal: None,
+            sent_by_step: false,
         })
     }
 
@@ -140,6 +144,17 @@ impl PatientMessenger {
     #[must_use]
     pub fn with_journal(mut self, journal: Arc<dyn DeliveryStore>) -> Self {
         self.journal = Some(journal);
+        self
+    }
+
+    /// Leaves the journal's `sent` record of a channel that went out to the caller, which writes
+    /// it in the transaction that commits the step ([`StepFacts::sent`](crate::store::StepFacts),
+    /// what the runner does): one transaction less per channel sent. Until that commit the
+    /// channel reads `attempting`, which is safe on its own: an email in that state is never sent
+    /// again and a text is looked up at Twilio before any resend.
+    #[must_use]
+    pub fn with_sent_recorded_by_step(mut self) -> Self {
+        self.sent_by_step = true;
         self
     }
 }
@@ -381,6 +396,41 @@ fn summary_context(
 }
 
 impl PatientMessenger {
+    /// Journals the email and the text of message `key` in one transaction when neither channel
+    /// has a record yet (the first attempt). Returns the text's rendered body when it did; `None`
+    /// (nothing written) when a channel has a record, there is no journal or the text does not
+    /// render: each channel then journals on its own as before.
+    async fn begin_both(
+        &self,
+        practice: &PracticeProfile,
+        patient: &PatientContact,
+        content: &MessageContent,
+        key: &str,
+    ) -> Result<Option<String>, ExternalError> {
+        let Some(journal) = &self.journal else {
+            return Ok(None);
+        };
+        let Ok(body) = self.render_sms(practice, patient, content) else {
+            return Ok(None);
+        };
+        for channel in [EMAIL, SMS] {
+            if journal
+                .send_record(key, channel)
+                .await
+                .map_err(|e| journal_error(&e))?
+                .is_some()
+            {
+                return Ok(None);
+            }
+        }
+        let digest = messaging::body_digest(&body);
+        journal
+            .begin_sends(key, &[(EMAIL, None), (SMS, Some(&digest))], Utc::now())
+            .await
+            .map_err(|e| journal_error(&e))?;
+        Ok(Some(body))
+    }
+
     /// Sends the email of message `key` at most once.
     async fn send_email(
         &self,
@@ -388,16 +438,21 @@ impl PatientMessenger {
         to: &EmailAddress,
         email: &messaging::RenderedEmail,
         key: &str,
+        begun: bool,
     ) -> Result<Option<String>, ExternalError> {
         let Some(journal) = &self.journal else {
             let id = sender.send_keyed(to, email, key).await.map_err(external)?;
             return Ok(Some(id.to_string()));
         };
-        match journal
-            .send_record(key, EMAIL)
-            .await
-            .map_err(|e| journal_error(&e))?
-        {
+        let record = if begun {
+            None
+        } else {
+            journal
+                .send_record(key, EMAIL)
+                .await
+                .map_err(|e| journal_error(&e))?
+        };
+        match record {
             Some(SendRecord::Sent { provider_id }) => return Ok(provider_id),
             Some(SendRecord::Attempting { .. }) => {
                 // An earlier attempt's outcome is unknown and SMTP cannot be asked: at most once,
@@ -415,11 +470,14 @@ impl PatientMessenger {
             }
             None => {}
         }
-        journal
-            .begin_send(key, EMAIL, None, Utc::now())
-            .await
-            .map_err(|e| journal_error(&e))?;
+        if !begun {
+            journal
+                .begin_send(key, EMAIL, None, Utc::now())
+                .await
+                .map_err(|e| journal_error(&e))?;
+        }
         match sender.send_keyed(to, email, key).await {
+            Ok(id) if self.sent_by_step => Ok(Some(id.to_string())),
             Ok(id) => {
                 let id = id.to_string();
                 journal
@@ -448,12 +506,13 @@ impl PatientMessenger {
         client: &SmsClient,
         sms: &OutgoingSms,
         key: &str,
+        begun: bool,
     ) -> Result<Option<String>, ExternalError> {
         // A journal the store cannot answer is transient, as for the email: the step is retried
         // from its journal later. (Reported as a configuration error it was permanent, and one
         // store hiccup ended the workflow in an `unreachable` staff task.)
         let journal_err = |e: crate::store::StoreError| journal_error(&e);
-        if let Some(journal) = &self.journal {
+        if let Some(journal) = self.journal.as_ref().filter(|_| !begun) {
             match journal.send_record(key, SMS).await.map_err(journal_err)? {
                 Some(SendRecord::Sent { provider_id }) => return Ok(provider_id),
                 Some(SendRecord::Attempting { at, body_digest }) => {
@@ -493,6 +552,8 @@ impl PatientMessenger {
         let outcome = client.send(sms).await;
         if let Some(journal) = &self.journal {
             let finished = match &outcome {
+                // Recorded `sent` by the step's commit.
+                Ok(SmsOutcome::Sent(_)) if self.sent_by_step => Ok(()),
                 Ok(SmsOutcome::Sent(s)) => {
                     journal
                         .finish_send(key, SMS, true, Some(s.sid.as_str()), Utc::now())
@@ -534,6 +595,20 @@ impl Messenger for PatientMessenger {
             .get(&practice.id)
             .ok_or_else(|| invalid("no messaging configured for the practice"))?;
         let mut sent = Vec::new();
+        // Both channels of a message nobody tried yet: journaled in one transaction, before the
+        // email goes out (the text's body rendered now, for its digest).
+        let texted = channels.contains(&Channel::Sms)
+            && senders.sms.is_some()
+            && patient.mobile_phone.is_some();
+        let emailed = channels.contains(&Channel::Email)
+            && senders.email.is_some()
+            && patient.email.is_some();
+        let pre_begun = if texted && emailed {
+            self.begin_both(practice, patient, content, key).await?
+        } else {
+            None
+        };
+        let begun = pre_begun.is_some();
         // Email first. With the journal, a retry of the whole message skips what already went
         // out, on either channel.
         if channels.contains(&Channel::Email)
@@ -542,8 +617,23 @@ impl Messenger for PatientMessenger {
             let to = EmailAddress::parse(address)
                 .map_err(|_| invalid("the patient's email address is not valid"))?;
             let email = self.render_email(practice, patient, content)?;
-            if let Some(id) = self.send_email(sender, &to, &email, key).await? {
-                sent.push((Channel::Email, id));
+            match self.send_email(sender, &to, &email, key, begun).await {
+                Ok(Some(id)) => sent.push((Channel::Email, id)),
+                Ok(None) => {}
+                Err(e) => {
+                    if begun
+                        && e.kind() != ErrorKind::Indeterminate
+                        && let Some(journal) = &self.journal
+                    {
+                        // The text was journaled with the email and never tried: a retry sends
+                        // it without a lookup.
+                        if let Err(e) = journal.finish_send(key, SMS, false, None, Utc::now()).await
+                        {
+                            tracing::warn!(error = %e, "could not clear a text never tried");
+                        }
+                    }
+                    return Err(e);
+                }
             }
         }
         if channels.contains(&Channel::Sms)
@@ -552,7 +642,10 @@ impl Messenger for PatientMessenger {
         {
             let to = PhoneNumber::parse(phone)
                 .map_err(|_| invalid("the patient's mobile number is not valid"))?;
-            let body = self.render_sms(practice, patient, content)?;
+            let body = match pre_begun {
+                Some(body) => body,
+                None => self.render_sms(practice, patient, content)?,
+            };
             let sms = OutgoingSms {
                 practice: practice.id.clone(),
                 to: to.clone(),
@@ -560,7 +653,7 @@ impl Messenger for PatientMessenger {
                 body,
                 status_callback: None,
             };
-            match self.send_sms(client, &sms, key).await {
+            match self.send_sms(client, &sms, key, begun).await {
                 Ok(Some(sid)) => sent.push((Channel::Sms, sid)),
                 Ok(None) => {}
                 // With the journal a retry is safe (the email is not sent again); a refusal

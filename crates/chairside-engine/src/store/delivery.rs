@@ -46,6 +46,23 @@ pub trait DeliveryStore: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<()>;
 
+    /// [`begin_send`](Self::begin_send) for several channels of one message in one
+    /// transaction: `(channel, body digest)` each.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn begin_sends(
+        &self,
+        key: &str,
+        channels: &[(&str, Option<&str>)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for &(channel, digest) in channels {
+            self.begin_send(key, channel, digest, now).await?;
+        }
+        Ok(())
+    }
+
     /// Records that it went out (`Some(provider id)` or `None` when taken as sent), or, with
     /// `sent == false`, that it certainly did not (the record is removed, so a retry sends).
     ///

@@ -64,7 +64,7 @@ pub use report::{LedgerNoteTime, PAYMENT_SEARCH_LIMIT, ReportStore};
 pub use schema::SchemaStore;
 pub use sqlite::{Durability, ResealReport, SqliteStore};
 pub use staff::StaffStore;
-pub use workflow::{AfterStep, NextStep, WorkflowStore};
+pub use workflow::{AfterStep, AuditLine, NextStep, SentChannel, StepFacts, WorkflowStore};
 
 use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
 

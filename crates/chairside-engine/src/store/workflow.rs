@@ -18,6 +18,49 @@ pub struct NextStep<'a> {
     pub begin: Option<(&'a Command, &'a str)>,
     /// How long the claim is kept for from `now` when something is still due.
     pub lease: Duration,
+    /// What the step's call left to record, written in the same transaction.
+    pub facts: StepFacts<'a>,
+}
+
+/// Facts a step's call produced that belong to the step: [`WorkflowStore::commit_step`] writes
+/// them in the step's own transaction instead of one transaction each during the call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepFacts<'a> {
+    /// Channels of a message that went out: the delivery journal's `sent` records, as
+    /// [`DeliveryStore::finish_send`](super::DeliveryStore::finish_send) with `sent` would write
+    /// them.
+    pub sent: &'a [SentChannel],
+    /// Audit lines of the runner besides the step's own (a disclosure to a lender), as
+    /// [`ReportStore::append_audit`](super::ReportStore::append_audit) would write them.
+    pub audit: &'a [AuditLine],
+}
+
+impl StepFacts<'_> {
+    /// Nothing to record.
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty() && self.audit.is_empty()
+    }
+}
+
+/// One channel of a message that went out (no contact data: the key, the channel, the
+/// provider's id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentChannel {
+    /// The message key (the command's idempotency key).
+    pub key: String,
+    /// `email` or `sms`, as the delivery journal names them.
+    pub channel: &'static str,
+    /// The provider's id (`SM…`, the email's `Message-ID`).
+    pub provider_id: String,
+}
+
+/// An audit line of the runner (no PHI in `detail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLine {
+    /// Its kind (`disclosure`).
+    pub kind: &'static str,
+    /// What happened.
+    pub detail: String,
 }
 
 /// What [`WorkflowStore::commit_step`] did after storing the step, in the same transaction.

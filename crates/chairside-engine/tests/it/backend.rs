@@ -10,7 +10,7 @@ use std::sync::{Arc, Once};
 
 use chairside_engine::store::crypto::{DataKey, Keyring};
 use chairside_engine::store::prelude::*;
-use chairside_engine::store::{PostgresStore, SqliteStore};
+use chairside_engine::store::{DeliveryStore, PostgresStore, SqliteStore};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Row as _, SqlitePool};
 
@@ -178,6 +178,8 @@ pub(crate) struct TestDb {
     pub(crate) location: String,
     /// The store, as callers see it.
     pub(crate) store: Arc<dyn Store>,
+    /// The same store as the message-delivery journal.
+    pub(crate) delivery: Arc<dyn DeliveryStore>,
     /// Rows as stored.
     pub(crate) raw: Raw,
 }
@@ -190,7 +192,8 @@ impl TestDb {
             Backend::Sqlite => dir.path().join("store.db").display().to_string(),
             Backend::Postgres => fresh_postgres_database().await,
         };
-        let store = open(backend, &location, DataKey::parse(KEY_HEX).unwrap()).await;
+        let (store, delivery) =
+            open_with_delivery(backend, &location, DataKey::parse(KEY_HEX).unwrap()).await;
         store.migrate().await.unwrap();
         let raw = match backend {
             Backend::Sqlite => Raw::Sqlite(raw_pool(&PathBuf::from(&location)).await),
@@ -207,6 +210,7 @@ impl TestDb {
             backend,
             location,
             store,
+            delivery,
             raw,
         }
     }
@@ -264,12 +268,27 @@ pub(crate) async fn open(
     location: &str,
     key: impl Into<Keyring>,
 ) -> Arc<dyn Store> {
+    open_with_delivery(backend, location, key).await.0
+}
+
+/// [`open`], and the same store as the message-delivery journal (not one of `Store`'s roles).
+pub(crate) async fn open_with_delivery(
+    backend: Backend,
+    location: &str,
+    key: impl Into<Keyring>,
+) -> (Arc<dyn Store>, Arc<dyn DeliveryStore>) {
     match backend {
-        Backend::Sqlite => Arc::new(
-            SqliteStore::open(&PathBuf::from(location), key)
-                .await
-                .unwrap(),
-        ),
-        Backend::Postgres => Arc::new(PostgresStore::connect(location, key).await.unwrap()),
+        Backend::Sqlite => {
+            let store = Arc::new(
+                SqliteStore::open(&PathBuf::from(location), key)
+                    .await
+                    .unwrap(),
+            );
+            (store.clone(), store)
+        }
+        Backend::Postgres => {
+            let store = Arc::new(PostgresStore::connect(location, key).await.unwrap());
+            (store.clone(), store)
+        }
     }
 }

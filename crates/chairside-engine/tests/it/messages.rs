@@ -302,3 +302,81 @@ async fn a_journal_the_store_cannot_write_is_a_transient_failure_and_nothing_is_
         Some(SendRecord::Sent { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_text_recorded_sent_by_the_step_reads_attempting_until_then_and_is_not_sent_twice() {
+    // Arrange: Twilio takes the text; the messenger leaves the `sent` record to the step's commit
+    // (as `chairside run` does).
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": "SM33333333333333333333333333333333",
+            "status": "queued",
+        })))
+        .mount(&server)
+        .await;
+    let (_dir, store, messenger) = world(&server).await;
+    let messenger = messenger.with_sent_recorded_by_step();
+    let writes = store.counters().write_transactions;
+
+    // Act 1
+    let first = messenger
+        .send(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap();
+
+    // Assert 1: sent, with Twilio's SID for the step to record; one journal transaction (the
+    // attempt, before the send), and the channel still reads as an attempt with its digest.
+    assert_eq!(
+        first.sent,
+        vec![(
+            Channel::Sms,
+            "SM33333333333333333333333333333333".to_owned()
+        )]
+    );
+    assert_eq!(store.counters().write_transactions, writes + 1);
+    let body = posted_bodies(&server).await.remove(0);
+    assert!(matches!(
+        store.send_record(KEY, "sms").await.unwrap(),
+        Some(SendRecord::Attempting { body_digest: Some(d), .. })
+            if d == messaging::body_digest(&body)
+    ));
+
+    // Arrange 2: the process died before the step's commit; Twilio lists the text.
+    let now = chrono::Utc::now().to_rfc2822();
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messages": [{
+                "sid": "SM33333333333333333333333333333333",
+                "status": "delivered",
+                "to": "+15555550101",
+                "from": "+15550100100",
+                "body": body,
+                "date_created": now,
+                "date_sent": now,
+            }],
+            "next_page_uri": null,
+            "page": 0,
+            "page_size": 50,
+        })))
+        .mount(&server)
+        .await;
+
+    // Act 2: the next owner repeats the step.
+    let second = messenger
+        .send(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap();
+
+    // Assert 2: found at Twilio, not sent again, and now journaled as sent.
+    assert_eq!(second.sent, first.sent);
+    assert_eq!(posted_bodies(&server).await.len(), 1, "one text, not two");
+    assert_eq!(
+        store.send_record(KEY, "sms").await.unwrap(),
+        Some(SendRecord::Sent {
+            provider_id: Some("SM33333333333333333333333333333333".into())
+        })
+    );
+}

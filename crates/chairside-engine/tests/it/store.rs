@@ -8,7 +8,8 @@ use chairside_engine::staff::StaffActions;
 use chairside_engine::store::crypto::DataKey;
 use chairside_engine::store::prelude::*;
 use chairside_engine::store::{
-    AfterStep, Claim, Consumed, NewWorkflow, NextStep, StoreError, WorkItem,
+    AfterStep, AuditLine, Claim, Consumed, NewWorkflow, NextStep, SendRecord, SentChannel,
+    StepFacts, StoreError, WorkItem,
 };
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{
@@ -952,6 +953,7 @@ both!(
     a_step_commit_journals_the_next_command_in_the_same_transaction_and_releases_when_idle,
     a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first,
     a_step_commit_under_a_lost_lease_writes_nothing,
+    a_step_commit_records_the_calls_facts_in_the_same_transaction,
     a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and_journal,
     a_webhook_is_recorded_once_per_provider_and_event_id,
     patient_contact_is_encrypted_at_rest_and_reads_back_equal,
@@ -1409,6 +1411,7 @@ async fn a_step_commit_journals_the_next_command_in_the_same_transaction_and_rel
     let next = NextStep {
         begin: Some((&second, "k2")),
         lease: LEASE,
+        facts: StepFacts::default(),
     };
 
     // Act: its result, with the next command proposed.
@@ -1483,6 +1486,7 @@ async fn a_step_commit_journals_the_next_command_in_the_same_transaction_and_rel
             Some(NextStep {
                 begin: None,
                 lease: LEASE,
+                facts: StepFacts::default(),
             }),
             secs(45),
         )
@@ -1552,6 +1556,7 @@ async fn a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first(bac
             Some(NextStep {
                 begin: Some((&second, "k2")),
                 lease: LEASE,
+                facts: StepFacts::default(),
             }),
             secs(2),
         )
@@ -1580,6 +1585,7 @@ async fn a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first(bac
             Some(NextStep {
                 begin: Some((&second, "k2")),
                 lease: LEASE,
+                facts: StepFacts::default(),
             }),
             secs(3),
         )
@@ -1633,6 +1639,10 @@ async fn a_step_commit_under_a_lost_lease_writes_nothing(backend: Backend) {
             Some(NextStep {
                 begin: Some((&second, "k2")),
                 lease: LEASE,
+                facts: StepFacts {
+                    sent: &sent_both("k1"),
+                    audit: &[disclosure()],
+                },
             }),
             secs(32),
         )
@@ -1657,7 +1667,125 @@ async fn a_step_commit_under_a_lost_lease_writes_nothing(backend: Backend) {
         0
     );
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 1);
-    assert!(db.store.load(&taken[0], secs(33)).await.is_ok());
+    assert!(db.store.load(&taken[0], secs(33)).await.is_ok()); // The call's facts went with the refused step: nothing journaled, no disclosure line.
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM message_sends").await, 0);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM events WHERE kind = 'disclosure'"
+        )
+        .await,
+        0
+    );
+}
+
+fn sent_both(key: &str) -> Vec<SentChannel> {
+    vec![
+        SentChannel {
+            key: key.into(),
+            channel: "email",
+            provider_id: "<k1@chairside.test>".into(),
+        },
+        SentChannel {
+            key: key.into(),
+            channel: "sms",
+            provider_id: "SM00000000000000000000000000000001".into(),
+        },
+    ]
+}
+
+fn disclosure() -> AuditLine {
+    AuditLine {
+        kind: "disclosure",
+        detail: "cardholder lookup sent to carecredit".into(),
+    }
+}
+
+async fn a_step_commit_records_the_calls_facts_in_the_same_transaction(backend: Backend) {
+    // Arrange: a message's intent is journaled and both its channels begun in one transaction.
+    let db = TestDb::new(backend).await;
+    one_workflow(&*db.store).await;
+    let (claim, state, first) = claim_first_command(&*db.store, "a", t0()).await;
+    db.store
+        .begin_effect(&claim, &first, 1, "k1", t0())
+        .await
+        .unwrap();
+    let writes = db.store.counters().write_transactions;
+    db.delivery
+        .begin_sends("k1", &[("email", None), ("sms", Some("digest-1"))], secs(1))
+        .await
+        .unwrap();
+    assert_eq!(db.store.counters().write_transactions, writes + 1);
+    assert!(matches!(
+        db.delivery.send_record("k1", "sms").await.unwrap(),
+        Some(SendRecord::Attempting { body_digest: Some(d), .. }) if d == "digest-1"
+    ));
+    assert!(matches!(
+        db.delivery.send_record("k1", "email").await.unwrap(),
+        Some(SendRecord::Attempting { .. })
+    ));
+
+    // Act: the step's commit carries what the call did (both channels out, one disclosure).
+    let sent = sent_both("k1");
+    let audit = [disclosure()];
+    let after = db
+        .store
+        .commit_step(
+            &claim,
+            &state,
+            Consumed::Command {
+                seq: 1,
+                attempt: 1,
+                outcome: "message_sent".into(),
+            },
+            "message_sent",
+            &Transition::default(),
+            Some(NextStep {
+                begin: None,
+                lease: LEASE,
+                facts: StepFacts {
+                    sent: &sent,
+                    audit: &audit,
+                },
+            }),
+            secs(2),
+        )
+        .await
+        .unwrap();
+
+    // Assert: one more transaction in all; both channels journaled sent with the provider's
+    // ids, the disclosure in the audit trail next to the step's own line.
+    assert_eq!(after, AfterStep::Released);
+    assert_eq!(db.store.counters().write_transactions, writes + 2);
+    assert_eq!(
+        db.delivery.send_record("k1", "email").await.unwrap(),
+        Some(SendRecord::Sent {
+            provider_id: Some("<k1@chairside.test>".into())
+        })
+    );
+    assert_eq!(
+        db.delivery.send_record("k1", "sms").await.unwrap(),
+        Some(SendRecord::Sent {
+            provider_id: Some("SM00000000000000000000000000000001".into())
+        })
+    );
+    let pool = db.raw.clone();
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM events WHERE kind = 'disclosure' AND actor = 'runner'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM events WHERE kind = 'message_sent'"
+        )
+        .await,
+        1
+    );
 }
 
 /// PostgreSQL only: SQLite's instances share one process's signal, PostgreSQL's are told across
@@ -1704,6 +1832,7 @@ async fn a_workflow_released_with_a_timer_wakes_the_runners_of_other_instances()
             Some(NextStep {
                 begin: None,
                 lease: LEASE,
+                facts: StepFacts::default(),
             }),
             secs(2),
         )

@@ -59,6 +59,32 @@ impl DeliveryStore for SqliteStore {
         self.finish(tx).await
     }
 
+    async fn begin_sends(
+        &self,
+        key: &str,
+        channels: &[(&str, Option<&str>)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for &(channel, body_digest) in channels {
+            sqlx::query(
+                "INSERT INTO message_sends (message_key, channel, state, body_digest, attempt_at)
+                 VALUES (?, ?, 'attempting', ?, ?)
+                 ON CONFLICT (message_key, channel) DO UPDATE SET state = 'attempting',
+                     body_digest = excluded.body_digest, attempt_at = excluded.attempt_at,
+                     provider_id = NULL, finished_at = NULL
+                 WHERE message_sends.state <> 'sent'",
+            )
+            .bind(key)
+            .bind(channel)
+            .bind(body_digest)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.finish(tx).await
+    }
+
     async fn finish_send(
         &self,
         key: &str,

@@ -341,6 +341,37 @@ impl WorkflowStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         refresh_due(&mut tx, id).await?;
+        // The call's own facts (a message's channels that went out, disclosures) are facts of
+        // the step: written with it, not in a transaction each during the call.
+        if let Some(next) = &next {
+            for sent in next.facts.sent {
+                sqlx::query(
+                    "INSERT INTO message_sends (message_key, channel, state, provider_id, attempt_at, finished_at)
+                 VALUES (?, ?, 'sent', ?, ?, ?)
+                 ON CONFLICT (message_key, channel) DO UPDATE SET state = 'sent',
+                     provider_id = excluded.provider_id, finished_at = excluded.finished_at",
+                )
+                .bind(&sent.key)
+                .bind(sent.channel)
+                .bind(&sent.provider_id)
+                .bind(now_ms)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for line in next.facts.audit {
+                insert_audit(
+                    &mut tx,
+                    &self.key,
+                    id,
+                    "runner",
+                    line.kind,
+                    &line.detail,
+                    now_ms,
+                )
+                .await?;
+            }
+        }
         let after = match next {
             Some(next) => continue_after(&mut tx, claim, next, now_ms).await?,
             None => AfterStep::Kept,
