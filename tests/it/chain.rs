@@ -110,7 +110,9 @@ fn assert_every_persona_as_expected(
         problems.join("\n")
     );
     assert!(settled, "every workflow settled");
-    assert_eq!(rows.len(), 15, "every seeded plan has a row");
+    // The demo's seeded plans: the personas at three practices, a Cherry (link-only) plan, and
+    // two plans booked for treatment today (collection).
+    assert_eq!(rows.len(), 17, "every seeded plan has a row");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
