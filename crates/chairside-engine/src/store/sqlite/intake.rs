@@ -426,19 +426,7 @@ impl IntakeStore for SqliteStore {
         // `attempting` for its caller to record).
         if let LinkSendOutcome::Sent { sent, .. } = outcome {
             for sent in sent {
-                sqlx::query(
-                    "INSERT INTO message_sends (message_key, channel, state, provider_id, attempt_at, finished_at)
-                     VALUES (?, ?, 'sent', ?, ?, ?)
-                     ON CONFLICT (message_key, channel) DO UPDATE SET state = 'sent',
-                         provider_id = excluded.provider_id, finished_at = excluded.finished_at",
-                )
-                .bind(&sent.key)
-                .bind(sent.channel)
-                .bind(&sent.provider_id)
-                .bind(now_ms)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+                super::delivery::record_sent(&mut tx, sent, now_ms).await?;
             }
         }
         if let Some((kind, detail)) = outcome.audit(send.seq) {
