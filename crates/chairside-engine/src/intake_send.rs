@@ -3,7 +3,9 @@
 //! runner claims under a lease, performs through the [`Messenger`](crate::ports::Messenger) with
 //! the send's stable message key (`intake:{id}:link:{seq}`), and settles.
 //!
-//! Exactly once: the messenger journals each channel before it sends (`message_sends`). A crash
+//! Exactly once: the messenger journals each channel before it sends (`message_sends`), and the
+//! channels that went out are journalled `sent` in the transaction that records the send's
+//! outcome (the runner's messenger leaves that to its caller). A crash
 //! between the send and the record of its outcome leaves the row pending; once its lease runs
 //! out the next claim performs it again under the same key, and the journal answers "already
 //! sent" (an email is never sent twice; a text is looked up at Twilio before any resend).
@@ -28,7 +30,7 @@ use financing_core::{Backoff, ErrorKind, Policy, SmsConsent, SmsPurpose};
 
 use crate::ports::{Channel, MessageContent};
 use crate::runner::{PracticeRuntime, Runner};
-use crate::store::{IntakeLinkSend, LinkSendOutcome, StoreError};
+use crate::store::{IntakeLinkSend, LinkSendOutcome, SentChannel, StoreError};
 
 /// How long a claimed send is this runner's: longer than one SMTP or Twilio call.
 const LEASE: Duration = Duration::from_secs(120);
@@ -182,16 +184,22 @@ impl Runner {
         self.count_call(started);
         match sent {
             Ok(delivery) => {
-                let names: Vec<&str> = delivery
+                let sent: Vec<SentChannel> = delivery
                     .sent
-                    .iter()
-                    .map(|(c, _)| match c {
-                        Channel::Email => "email",
-                        Channel::Sms => "sms",
+                    .into_iter()
+                    .map(|(c, provider_id)| SentChannel {
+                        key: send.message_key(),
+                        channel: match c {
+                            Channel::Email => "email",
+                            Channel::Sms => "sms",
+                        },
+                        provider_id,
                     })
                     .collect();
+                let names: Vec<&str> = sent.iter().map(|s| s.channel).collect();
                 Ok(LinkSendOutcome::Sent {
                     channels: names.join(","),
+                    sent,
                 })
             }
             Err(e) if e.kind() == ErrorKind::Permanent => Err(Failure::Permanent(e.to_string())),

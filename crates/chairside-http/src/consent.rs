@@ -8,9 +8,10 @@
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use financing_core::Language;
 use messaging::{
-    ConsentEntry, ConsentKind, PATIENT_PAGE_WORDING, STAFF_IN_PERSON_WORDING,
-    STAFF_INTAKE_FORM_WORDING, sources,
+    ConsentEntry, ConsentKind, STAFF_IN_PERSON_WORDING, STAFF_INTAKE_FORM_WORDING,
+    patient_page_wording, sources,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,15 +24,65 @@ use crate::staff::{forbidden, not_found, own_workflow, same, server_error, sessi
 /// The audit kind of a consent change made on the page or the dashboard.
 pub(crate) const AUDIT_KIND: &str = "sms_consent";
 
-/// The version of the page's wording the form carries: an opt-in is recorded only against the
-/// wording the patient was shown.
-pub(crate) fn wording_version() -> String {
-    hex::encode(&Sha256::digest(PATIENT_PAGE_WORDING.as_bytes())[..8])
+/// The version of the page's wording (in `lang`) the form carries: an opt-in is recorded only
+/// against the wording the patient was shown.
+pub(crate) fn wording_version(lang: Language) -> String {
+    hex::encode(&Sha256::digest(patient_page_wording(lang).as_bytes())[..8])
+}
+
+/// The language whose wording a form's `version` names, if any.
+fn shown_language(version: &str) -> Option<Language> {
+    [Language::En, Language::Es]
+        .into_iter()
+        .find(|&lang| wording_version(lang) == version)
+}
+
+/// The page's own words, in the patient's language (the consent wording itself is
+/// [`patient_page_wording`]).
+#[derive(Serialize)]
+struct OptInWords {
+    title: &'static str,
+    thanks: &'static str,
+    at_number: &'static str,
+    stop: &'static str,
+    goes_to: &'static str,
+    change: &'static str,
+    submit: &'static str,
+    no_mobile: &'static str,
+    back: &'static str,
+}
+
+fn opt_in_words(lang: Language) -> OptInWords {
+    match lang {
+        Language::Es => OptInWords {
+            title: "Mensajes de texto de su consultorio dental",
+            thanks: "Gracias. Le enviaremos mensajes de texto sobre su financiamiento",
+            at_number: "al número que termina en",
+            stop: "Responda STOP en cualquier momento para dejarlos de recibir.",
+            goes_to: "Los mensajes van al número móvil que termina en",
+            change: "Para cambiarlo, llame a su consultorio dental.",
+            submit: "Envíenme mensajes",
+            no_mobile: "Su consultorio dental no tiene un número móvil suyo. Llame al consultorio para agregarlo.",
+            back: "Volver",
+        },
+        _ => OptInWords {
+            title: "Texts from your dental office",
+            thanks: "Thank you. We will text you about your financing",
+            at_number: "at the number ending in",
+            stop: "Reply STOP at any time to stop.",
+            goes_to: "Texts go to the mobile number ending in",
+            change: "To change it, call your dental office.",
+            submit: "Text me",
+            no_mobile: "Your dental office has no mobile number for you. Call the office to add one.",
+            back: "Back",
+        },
+    }
 }
 
 #[derive(Serialize)]
 struct OptInPage {
     lang: &'static str,
+    t: OptInWords,
     action: String,
     back: String,
     wording: &'static str,
@@ -74,11 +125,12 @@ pub(crate) async fn opt_in_form(
         }
     };
     let page = OptInPage {
-        lang: "en",
+        lang: r.lang.tag(),
+        t: opt_in_words(r.lang),
         action: format!("{}/texts", r.base),
         back: r.base.clone(),
-        wording: PATIENT_PAGE_WORDING,
-        version: wording_version(),
+        wording: patient_page_wording(r.lang),
+        version: wording_version(r.lang),
         phone_end: phone.as_deref().map(phone_end),
         done: q.done.is_some(),
     };
@@ -105,10 +157,12 @@ pub(crate) async fn opt_in(
         Ok(r) => r,
         Err(res) => return res,
     };
-    if form.agree.as_deref() != Some("yes") || form.version != wording_version() {
+    let shown = shown_language(&form.version);
+    let (Some("yes"), Some(shown)) = (form.agree.as_deref(), shown) else {
         // Not ticked, or the wording changed since the page was shown: show it again.
         return see_other(&format!("{}/texts", r.base));
-    }
+    };
+    let wording = patient_page_wording(shown);
     let s = &r.row.state;
     let practice = &s.key.practice_id;
     let phone = match state.patients().patient(practice, &s.patient_id).await {
@@ -126,7 +180,7 @@ pub(crate) async fn opt_in(
     let entry = ConsentEntry::grant(
         ConsentKind::Written,
         sources::PATIENT_PAGE,
-        PATIENT_PAGE_WORDING,
+        wording,
         "patient",
         now,
     );
@@ -136,8 +190,9 @@ pub(crate) async fn opt_in(
             .record_sms_consent(practice, &phone, &entry, now)
             .await?;
         let detail = format!(
-            "patient opted in to texts on the patient page (wording {})",
-            wording_version()
+            "patient opted in to texts on the patient page (wording {}, {})",
+            form.version,
+            shown.tag()
         );
         state
             .reports()
@@ -312,7 +367,7 @@ mod tests {
         let unticked = kit
             .send(post_form(
                 &base,
-                form(&[("version", &wording_version())]),
+                form(&[("version", &wording_version(Language::En))]),
                 None,
             ))
             .await;
@@ -320,7 +375,10 @@ mod tests {
         let res = kit
             .send(post_form(
                 &base,
-                form(&[("agree", "yes"), ("version", &wording_version())]),
+                form(&[
+                    ("agree", "yes"),
+                    ("version", &wording_version(Language::En)),
+                ]),
                 None,
             ))
             .await;
@@ -338,7 +396,7 @@ mod tests {
         assert!(!record.opted_out);
         assert_eq!(record.consent, Some(ConsentKind::Written));
         assert_eq!(record.source, sources::PATIENT_PAGE);
-        assert_eq!(record.wording, PATIENT_PAGE_WORDING);
+        assert_eq!(record.wording, messaging::PATIENT_PAGE_WORDING);
         assert_eq!(record.recorded_by, "patient");
         let audit = kit.store.audit(&wf).await.unwrap();
         assert!(
@@ -346,6 +404,57 @@ mod tests {
                 .iter()
                 .any(|a| a.kind == AUDIT_KIND && a.actor == "patient")
         );
+    }
+
+    #[tokio::test]
+    async fn a_spanish_speaking_patient_reads_the_opt_in_in_spanish_and_the_spanish_wording_is_stored()
+     {
+        // Arrange
+        let kit = Kit::new().await;
+        let wf = kit
+            .seed(kit.financing_state(smile(), "tx-es", "pat-es"))
+            .await;
+        let base = format!("/p/{}/texts", kit.token(&wf));
+
+        // Act
+        let page = body_text(kit.send(get(&base)).await).await;
+        let res = kit
+            .send(post_form(
+                &base,
+                form(&[
+                    ("agree", "yes"),
+                    ("version", &wording_version(Language::Es)),
+                ]),
+                None,
+            ))
+            .await;
+        let done = body_text(kit.send(get(&format!("{base}?done=1"))).await).await;
+
+        // Assert: the page, its consent wording and its thanks are Spanish; the record holds the
+        // Spanish wording the patient ticked.
+        assert!(page.contains(r#"<html lang="es">"#), "{page}");
+        assert!(
+            page.contains("Mensajes de texto de su consultorio dental"),
+            "{page}"
+        );
+        assert!(
+            page.contains("Envíenme mensajes de texto sobre el financiamiento"),
+            "{page}"
+        );
+        assert!(
+            !page.contains("Text me about"),
+            "English on a Spanish page: {page}"
+        );
+        assert_eq!(res.status(), 303);
+        assert!(done.contains("Gracias."), "{done}");
+        let record = kit
+            .store
+            .sms_consent(&smile(), PHONE)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.consent, Some(ConsentKind::Written));
+        assert_eq!(record.wording, messaging::PATIENT_PAGE_WORDING_ES);
     }
 
     /// Whether the patient page links to the texts opt-in.
@@ -368,7 +477,10 @@ mod tests {
         let base = format!("/p/{}/texts", kit.token(&wf));
         kit.send(post_form(
             &base,
-            form(&[("agree", "yes"), ("version", &wording_version())]),
+            form(&[
+                ("agree", "yes"),
+                ("version", &wording_version(Language::En)),
+            ]),
             None,
         ))
         .await;

@@ -465,6 +465,22 @@ application links, reminders, my financing summary and payment notices. Message 
 varies; message and data rates may apply. Reply STOP to stop, HELP for help. Consent is not a \
 condition of treatment or financing.";
 
+/// [`PATIENT_PAGE_WORDING`] in Spanish, for a patient who reads the page in Spanish: the
+/// consent record stores the wording the patient was shown, in the language they read it in.
+pub const PATIENT_PAGE_WORDING_ES: &str = "Envíenme mensajes de texto sobre el financiamiento \
+de mi tratamiento a este número: enlaces de solicitud, recordatorios, el resumen de mi \
+financiamiento y avisos de pago. La frecuencia de los mensajes varía; pueden aplicarse tarifas \
+de mensajes y datos. Responda STOP para dejarlos de recibir, HELP para obtener ayuda. El \
+consentimiento no es una condición para el tratamiento ni para el financiamiento.";
+
+/// The patient page's opt-in wording in `lang`.
+pub fn patient_page_wording(lang: financing_core::Language) -> &'static str {
+    match lang {
+        financing_core::Language::Es => PATIENT_PAGE_WORDING_ES,
+        _ => PATIENT_PAGE_WORDING,
+    }
+}
+
 /// The wording recorded with a staff entry "agreed in person".
 pub const STAFF_IN_PERSON_WORDING: &str = "The patient agreed in person, at the front desk, to \
 receive texts about treatment financing at this number (recorded by staff).";

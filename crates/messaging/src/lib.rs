@@ -89,8 +89,8 @@ pub use connector_transport::RetryPolicy;
 pub use consent::{
     ConsentAction, ConsentChange, ConsentEntry, ConsentKind, ConsentLedger, ConsentSource,
     InMemoryConsentLedger, InboundIntent, LedgerError, OptOutState, PATIENT_PAGE_WORDING,
-    STAFF_IN_PERSON_WORDING, STAFF_INTAKE_FORM_WORDING, Standing, classify_inbound,
-    practice_system_wording, sources, supersedes,
+    PATIENT_PAGE_WORDING_ES, STAFF_IN_PERSON_WORDING, STAFF_INTAKE_FORM_WORDING, Standing,
+    classify_inbound, patient_page_wording, practice_system_wording, sources, supersedes,
 };
 pub use email::{EmailFrom, EmailSender, SmtpConfig, SmtpSecurity};
 pub use error::{Error, Operation, Result, SmtpFailure};

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use financing_core::{Money, PatientContact, PracticeId};
 use serde::Serialize;
 
-use super::{NewWorkflow, Result};
+use super::{NewWorkflow, Result, SentChannel};
 
 /// Where an intake was started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -121,6 +121,10 @@ pub enum LinkSendOutcome {
     Sent {
         /// The channels.
         channels: String,
+        /// Each channel that went out with the provider's id: journalled `sent` in the same
+        /// transaction as the send's outcome (the messenger leaves them `attempting` for its
+        /// caller to record, as a workflow step's commit does).
+        sent: Vec<SentChannel>,
     },
     /// Try again at `at` (a transient failure, quiet hours).
     Retry {
@@ -317,7 +321,7 @@ impl LinkSendOutcome {
     /// What the send's row records for this outcome at `now_ms`. Shared by every store.
     pub(crate) fn columns(&self, now_ms: i64) -> LinkOutcomeColumns<'_> {
         match self {
-            Self::Sent { channels } => LinkOutcomeColumns {
+            Self::Sent { channels, .. } => LinkOutcomeColumns {
                 status: "sent",
                 next_ms: None,
                 channels: Some(channels),
@@ -344,7 +348,7 @@ impl LinkSendOutcome {
     /// The audit line of a send that went out, or gave up.
     pub(crate) fn audit(&self, seq: u32) -> Option<(&'static str, String)> {
         match self {
-            Self::Sent { channels } => Some((
+            Self::Sent { channels, .. } => Some((
                 "intake_link_sent",
                 format!("intake link send #{seq} sent by {channels}"),
             )),

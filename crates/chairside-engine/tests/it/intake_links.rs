@@ -181,11 +181,20 @@ async fn a_crash_between_the_text_and_its_record_never_sends_the_link_twice() {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     let outcome = runner.perform_intake_link(&claimed[0]).await;
+    let LinkSendOutcome::Sent { channels, sent } = &outcome else {
+        panic!("not sent: {outcome:?}");
+    };
+    assert_eq!(channels, "sms");
     assert_eq!(
-        outcome,
-        LinkSendOutcome::Sent {
-            channels: "sms".into()
-        }
+        sent.iter()
+            .map(|s| (s.key.as_str(), s.channel, s.provider_id.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(
+            format!("intake:{id}:link:0").as_str(),
+            "sms",
+            "SM33333333333333333333333333333333"
+        )],
+        "the text's id, for the journal"
     );
     drop(outcome);
 
@@ -212,6 +221,16 @@ async fn a_crash_between_the_text_and_its_record_never_sends_the_link_twice() {
     );
     assert!(matches!(
         journal
+            .send_record(&format!("intake:{id}:link:0"), "sms")
+            .await
+            .unwrap(),
+        Some(chairside_engine::store::SendRecord::Sent { provider_id: Some(sid) })
+            if sid == "SM33333333333333333333333333333333"
+    ));
+    // The send's outcome journals the channel too, in its own transaction (the runner's
+    // messenger leaves a sent channel `attempting` for its caller to record).
+    assert!(matches!(
+        store
             .send_record(&format!("intake:{id}:link:0"), "sms")
             .await
             .unwrap(),

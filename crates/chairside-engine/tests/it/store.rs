@@ -1034,6 +1034,11 @@ async fn an_intake_link_send_is_queued_with_the_intake_claimed_once_and_resent_u
     assert_eq!((again[0].seq, again[0].attempt), (0, 2));
     let sent = LinkSendOutcome::Sent {
         channels: "email".into(),
+        sent: vec![SentChannel {
+            key: "intake:in_send:link:0".into(),
+            channel: "email",
+            provider_id: "<intake-0@chairside.test>".into(),
+        }],
     };
     assert!(
         !db.store
@@ -1053,6 +1058,16 @@ async fn an_intake_link_send_is_queued_with_the_intake_claimed_once_and_resent_u
             .await
             .unwrap()
             .is_empty()
+    );
+    // The channel that went out is journalled `sent` with the outcome.
+    assert_eq!(
+        db.delivery
+            .send_record("intake:in_send:link:0", "email")
+            .await
+            .unwrap(),
+        Some(SendRecord::Sent {
+            provider_id: Some("<intake-0@chairside.test>".into())
+        })
     );
 
     // A re-send: refused within 10 minutes of the last send, then queued as send 1 with a new

@@ -430,6 +430,13 @@ impl IntakeStore for PostgresStore {
             tx.rollback().await?;
             return Ok(false);
         }
+        // The channels that went out, journalled with the outcome (the messenger leaves them
+        // `attempting` for its caller to record).
+        if let LinkSendOutcome::Sent { sent, .. } = outcome {
+            for sent in sent {
+                super::delivery::record_sent(&mut tx, sent, now_ms).await?;
+            }
+        }
         if let Some((kind, detail)) = outcome.audit(send.seq) {
             super::insert_audit(
                 &mut tx,

@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::{SqliteStore, from_ms, ms};
-use crate::store::{DeliveryStore, Result, SendRecord};
+use crate::store::{DeliveryStore, Result, SendRecord, SentChannel};
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
@@ -119,4 +119,27 @@ impl DeliveryStore for SqliteStore {
         }
         self.finish(tx).await
     }
+}
+
+/// Journals a channel that went out as `sent`, inside the caller's transaction (a workflow step's
+/// commit, an intake link send's outcome): the messenger leaves it `attempting` for its caller.
+pub(super) async fn record_sent(
+    conn: &mut SqliteConnection,
+    sent: &SentChannel,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO message_sends (message_key, channel, state, provider_id, attempt_at, finished_at)
+         VALUES (?, ?, 'sent', ?, ?, ?)
+         ON CONFLICT (message_key, channel) DO UPDATE SET state = 'sent',
+             provider_id = excluded.provider_id, finished_at = excluded.finished_at",
+    )
+    .bind(&sent.key)
+    .bind(sent.channel)
+    .bind(&sent.provider_id)
+    .bind(now_ms)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

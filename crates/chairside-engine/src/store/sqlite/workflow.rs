@@ -345,19 +345,7 @@ impl WorkflowStore for SqliteStore {
         // the step: written with it, not in a transaction each during the call.
         if let Some(next) = &next {
             for sent in next.facts.sent {
-                sqlx::query(
-                    "INSERT INTO message_sends (message_key, channel, state, provider_id, attempt_at, finished_at)
-                 VALUES (?, ?, 'sent', ?, ?, ?)
-                 ON CONFLICT (message_key, channel) DO UPDATE SET state = 'sent',
-                     provider_id = excluded.provider_id, finished_at = excluded.finished_at",
-                )
-                .bind(&sent.key)
-                .bind(sent.channel)
-                .bind(&sent.provider_id)
-                .bind(now_ms)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+                super::delivery::record_sent(&mut tx, sent, now_ms).await?;
             }
             for line in next.facts.audit {
                 insert_audit(
