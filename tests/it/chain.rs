@@ -127,10 +127,10 @@ async fn every_persona_reaches_its_end_over_real_http() {
 
     // Assert
     assert_every_persona_as_expected(&rows, &problems, settled);
+    let financed: Vec<_> = rows.iter().filter(|r| r.financed != "-").collect();
+    assert!(!financed.is_empty(), "the demo finances plans");
     assert!(
-        rows.iter()
-            .filter(|r| r.path == "carecredit approved")
-            .all(|r| r.o2l.is_some()),
+        financed.iter().all(|r| r.o2l.is_some()),
         "operatory-to-ledger time is recorded for every financed plan"
     );
 }

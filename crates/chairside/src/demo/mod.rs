@@ -289,14 +289,19 @@ async fn intake_row(world: &World, case: &world::IntakeCase) -> anyhow::Result<R
         (Some(t), _) if s.status == chairside_workflow::Status::WaitingOnStaff => {
             format!("staff: {}", t.kind.label())
         }
-        (_, Some(r)) => r.path.clone(),
+        (_, Some(r)) => s.outcome_label().unwrap_or_else(|| r.path.clone()),
         _ => s.stage_label(),
     };
     let st = &s.stripe;
-    let stripe: Vec<&str> = [st.customer_id.as_deref(), st.checkout_session_id.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let paid = st.deposit_paid.then_some("deposit paid");
+    let stripe: Vec<&str> = [
+        paid,
+        st.customer_id.as_deref(),
+        st.checkout_session_id.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     Ok(Row {
         plan,
         persona,
@@ -305,7 +310,7 @@ async fn intake_row(world: &World, case: &world::IntakeCase) -> anyhow::Result<R
             .result
             .as_ref()
             .and_then(|r| r.financed.clone())
-            .map_or_else(|| "-".into(), |(l, m)| format!("{m} {l}")),
+            .map_or_else(|| "-".into(), |(l, m)| format!("{m} {}", s.lender_name(&l))),
         self_pay: self_pay(&s).to_string(),
         stripe: if stripe.is_empty() {
             "-".into()
@@ -325,7 +330,7 @@ async fn intake_row(world: &World, case: &world::IntakeCase) -> anyhow::Result<R
         lenders: s
             .attempts
             .iter()
-            .map(|a| format!("{} {}", a.lender, a.outcome.label()))
+            .map(|a| format!("{} {}", s.lender_name(&a.lender), a.outcome.label()))
             .collect::<Vec<_>>()
             .join(", "),
         texts,
