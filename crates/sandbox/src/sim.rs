@@ -87,12 +87,7 @@ pub(crate) fn card_forms(html: &str) -> Vec<String> {
 
 /// The page's relative links to pay the deposit (`href="…/pay"`), entities undone.
 pub(crate) fn pay_links(html: &str) -> Vec<String> {
-    html.split("href=\"")
-        .skip(1)
-        .filter_map(|rest| rest.split('"').next())
-        .map(|a| a.replace("&#x2f;", "/").replace("&amp;", "&"))
-        .filter(|a| a.starts_with('/') && a.ends_with("/pay"))
-        .collect()
+    relative_links(html, "/pay")
 }
 
 /// Posts a card-saving form (`post`) or follows a pay link, then its redirects (the page waits
@@ -136,11 +131,16 @@ async fn follow_to_checkout(target: Url, post: bool) -> Option<String> {
 
 /// The page's relative links to a lender application (`href="…/apply"`), entities undone.
 pub(crate) fn apply_links(html: &str) -> Vec<String> {
+    relative_links(html, "/apply")
+}
+
+/// The page's relative links (`href="/…{suffix}"`), entities undone.
+fn relative_links(html: &str, suffix: &str) -> Vec<String> {
     html.split("href=\"")
         .skip(1)
         .filter_map(|rest| rest.split('"').next())
         .map(|a| a.replace("&#x2f;", "/").replace("&amp;", "&"))
-        .filter(|a| a.starts_with('/') && a.ends_with("/apply"))
+        .filter(|a| a.starts_with('/') && a.ends_with(suffix))
         .collect()
 }
 
