@@ -123,15 +123,17 @@ impl crate::WorkflowState {
 
     /// The in-house plan whose installments a saved card would pay (card on file), for the
     /// patient page's authorization and the machine: the patient accepted the plan, the
-    /// workflow is live, its schedule has not ended, and no card is set on it yet. `None`
-    /// otherwise (a pay-link practice, an offer not accepted, installments already on a card).
+    /// workflow is live, its schedule has not ended, no card is set on it yet, and the
+    /// installments are not invoiced by email by choice. `None` otherwise (a pay-link practice,
+    /// an offer not accepted, installments already on a card or on emailed invoices).
     pub fn installments_for_card(&self) -> Option<&financing_core::InHouseOffer> {
         let offer = self.result.as_ref()?.in_house.as_ref()?;
         (self.stripe.card_on_file
             && self.in_house_acceptance.is_some()
             && self.status != crate::Status::Cancelled
             && !self.stripe.schedule_ended
-            && self.stripe.schedule_card.is_none())
+            && self.stripe.schedule_card.is_none()
+            && self.stripe.installments_by_invoice.is_none())
         .then_some(offer)
     }
 }

@@ -885,6 +885,13 @@ pub enum Event {
         #[serde(default)]
         installments: bool,
     },
+    /// The patient chose, on the patient page, to pay the in-house plan's installments by the
+    /// invoices Stripe emails instead of saving a card for them (card-on-file practices; the
+    /// exact wording shown). The schedule is then created with emailed invoices.
+    InstallmentInvoicesChosen {
+        /// The wording the patient chose (amounts; no PHI).
+        wording: String,
+    },
     /// The installment schedule charges the saved card from now on.
     ScheduleCardSet {
         /// `sub_sched_…`.
@@ -988,6 +995,7 @@ impl Event {
             Self::PracticePlanForStaff { .. } => "practice_plan_for_staff",
             Self::CardSetupLinkCreated { .. } => "card_setup_link_created",
             Self::CardAuthorized { .. } => "card_authorized",
+            Self::InstallmentInvoicesChosen { .. } => "installment_invoices_chosen",
             Self::ScheduleCardSet { .. } => "schedule_card_set",
             Self::CardSaved { .. } => "card_saved",
             Self::CardCharged { .. } => "card_charged",
@@ -1313,6 +1321,10 @@ pub enum PaymentStep {
     Schedule,
     /// Creating the card-saving link (card-on-file practices).
     CardSetup,
+    /// Card on file, the in-house plan accepted: the schedule waits until the patient saved a
+    /// card for the installments (or confirmed the saved one), or chose emailed invoices, so
+    /// that the first installment is charged to the card, never emailed.
+    InstallmentCard,
 }
 
 /// What Chairside set up at Stripe for this workflow.
@@ -1379,6 +1391,11 @@ pub struct StripeRecord {
     /// Stripe emails the installment invoices.
     #[serde(default)]
     pub schedule_card: Option<String>,
+    /// Card on file: the installments are invoiced by email instead of charged to a card, by
+    /// the patient's choice on the page (the wording) or because no card was saved while the
+    /// schedule waited ([`PaymentStep::InstallmentCard`]; the wording says so).
+    #[serde(default)]
+    pub installments_by_invoice: Option<InHouseAcceptance>,
     /// An installment the saved card did not pay (declined, or the bank asked for
     /// authentication): its invoice's hosted page, where the patient pays or authenticates it.
     /// Cleared once that invoice is paid.
@@ -1742,6 +1759,9 @@ impl WorkflowState {
                     )
                 }
             },
+            Stage::Payments(PaymentStep::InstallmentCard) => {
+                "waiting on the patient's card for the installments".into()
+            }
             Stage::Payments(step) => format!("stripe: {step:?}").to_lowercase(),
             Stage::Notifying => "sending summary".into(),
             Stage::WritingNote => "writing ledger note".into(),

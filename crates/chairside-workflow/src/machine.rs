@@ -311,6 +311,7 @@ pub fn apply(
             wording,
             installments,
         } => card_authorized(&mut cx, wording, installments),
+        Event::InstallmentInvoicesChosen { wording } => invoices_chosen(&mut cx, wording),
         Event::ScheduleCardSet { schedule_id } => {
             if cx.state.stripe.schedule_id.as_deref() == Some(schedule_id.as_str()) {
                 cx.audit(format!(
@@ -1073,6 +1074,17 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             });
             schedule_reminder(cx, number);
         }
+        (TimerKind::GiveUp, Stage::Payments(PaymentStep::InstallmentCard)) => {
+            if cx.state.status != Status::Active {
+                return cx.ignore("the workflow is not live");
+            }
+            cx.audit("no card saved for the installments in time: Stripe emails their invoices");
+            cx.state.stripe.installments_by_invoice = Some(InHouseAcceptance {
+                at: cx.now,
+                wording: "no card was saved for the installments while the schedule waited: invoices by email".into(),
+            });
+            next_payment_step(cx);
+        }
         (TimerKind::GiveUp, Stage::OfferingInHouse { .. }) => {
             cx.audit("the patient did not answer the in-house plan offer");
             to_staff(
@@ -1329,6 +1341,18 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
         && cx.state.in_house_acceptance.is_some()
         && cx.state.stripe.schedule_id.is_none()
     {
+        if installments_wait_for_card(cx) {
+            // Card on file: the schedule is created once the patient saved a card for the
+            // installments (or confirmed the saved one) or chose emailed invoices, so that the
+            // first installment is charged to the card, never emailed. Not forever: after
+            // `give_up_after` the installments are invoiced by email (the timer below).
+            if cx.state.stage != Stage::Payments(PaymentStep::InstallmentCard) {
+                cx.state.stage = Stage::Payments(PaymentStep::InstallmentCard);
+                cx.audit("the installment schedule waits for the patient's card or their choice of emailed invoices");
+                cx.timer(TimerKind::GiveUp, cx.now + cx.config.give_up_after);
+            }
+            return;
+        }
         cx.state.stage = Stage::Payments(PaymentStep::Schedule);
         // Card on file, saved with the patient's agreement naming the installments: the
         // schedule charges it; otherwise Stripe emails each installment's invoice.
@@ -2469,6 +2493,9 @@ fn card_authorized(cx: &mut Ctx<'_>, wording: String, installments: bool) {
     {
         return cx.ignore("no card to save for this workflow");
     }
+    // The installments already on emailed invoices by the patient's choice: the first answer
+    // stands (a page open in another tab), the agreement is recorded for the other charges.
+    let installments = installments && cx.state.stripe.installments_by_invoice.is_none();
     let widens = installments && !cx.state.stripe.card_covers_installments;
     if cx.state.stripe.card_authorization.is_none() || widens {
         // The first agreement, or one that also names the installments (the plan was accepted
@@ -2481,6 +2508,8 @@ fn card_authorized(cx: &mut Ctx<'_>, wording: String, installments: bool) {
         cx.state.stripe.card_covers_installments |= installments;
         if cx.state.stripe.payment_method.is_some() {
             schedule_card_due(cx);
+            // The saved card confirmed for the installments: the waiting schedule goes ahead.
+            installments_decided(cx);
         }
     }
     if cx.state.stripe.card_setup_session_id.is_none()
@@ -2509,6 +2538,54 @@ fn card_saved(cx: &mut Ctx<'_>, payment_method: String) {
     }
     charge_due(cx);
     schedule_card_due(cx);
+    installments_decided(cx);
+}
+
+/// Card on file, the in-house plan accepted, no schedule yet: it waits while no card is saved
+/// under an agreement naming the installments and the patient has not chosen emailed invoices.
+fn installments_wait_for_card(cx: &Ctx<'_>) -> bool {
+    cx.config.payment_preference == PaymentPreference::CardOnFile
+        && cx.state.stripe.card_on_file
+        && cx.state.stripe.installments_by_invoice.is_none()
+        && installment_card(cx).is_none()
+}
+
+/// The schedule waiting for the patient's card ([`PaymentStep::InstallmentCard`]) may go ahead:
+/// with the card, or with emailed invoices. Anything else leaves the wait as it is.
+fn installments_decided(cx: &mut Ctx<'_>) {
+    if cx.state.stage == Stage::Payments(PaymentStep::InstallmentCard)
+        && cx.state.status == Status::Active
+        && !installments_wait_for_card(cx)
+    {
+        cx.out.clear_timers.push(TimerKind::GiveUp);
+        next_payment_step(cx);
+    }
+}
+
+/// The patient chose emailed invoices for the installments instead of a saved card: recorded
+/// once, with the wording; a waiting schedule is created with emailed invoices.
+fn invoices_chosen(cx: &mut Ctx<'_>, wording: String) {
+    if cx.config.payment_preference != PaymentPreference::CardOnFile
+        || cx.state.status == Status::Cancelled
+        || cx.state.in_house_acceptance.is_none()
+    {
+        return cx.ignore("no installments to arrange for this workflow");
+    }
+    if cx.state.stripe.installments_by_invoice.is_some()
+        || cx.state.stripe.schedule_id.is_some()
+        || installment_card(cx).is_some()
+    {
+        // A double click, or a card already agreed for them: the first answer stands.
+        return cx.ignore("the installments are already arranged");
+    }
+    cx.audit(format!(
+        "patient chose emailed invoices for the installments: {wording}"
+    ));
+    cx.state.stripe.installments_by_invoice = Some(InHouseAcceptance {
+        at: cx.now,
+        wording,
+    });
+    installments_decided(cx);
 }
 
 /// The saved card the installments may be charged to: card on file, a card saved with an
