@@ -180,6 +180,7 @@ pub fn router(state: HttpState) -> Router {
             "/p/{token}/card",
             get(patient::card).post(patient::save_card),
         )
+        .route("/p/{token}/invoices", post(patient::choose_invoices))
         .route("/p/{token}/apply", get(patient::apply))
         .route("/p/{token}/accept", post(patient::accept_in_house))
         .route("/p/{token}/decline", post(patient::decline_in_house))

@@ -66,6 +66,8 @@ struct Words {
     plan_deposit: &'static str,
     installments: &'static str,
     save_card_button: &'static str,
+    use_saved_card_button: &'static str,
+    invoices_button: &'static str,
     card_saved: &'static str,
     card_failed: &'static str,
     pay_instead: &'static str,
@@ -158,6 +160,8 @@ const EN: Words = Words {
     plan_deposit: "Payment plan deposit",
     installments: "Installments",
     save_card_button: "Agree and save a card",
+    use_saved_card_button: "Agree and use my saved card",
+    invoices_button: "Pay each installment by emailed invoice instead",
     card_saved: "Your card is saved with Stripe; the deposit is charged to it.",
     card_failed: "Your saved card could not be charged. Please pay with the button below.",
     pay_instead: "Pay once with a link instead",
@@ -207,6 +211,8 @@ const ES: Words = Words {
     plan_deposit: "Depósito del plan de pagos",
     installments: "Cuotas",
     save_card_button: "Aceptar y guardar una tarjeta",
+    use_saved_card_button: "Aceptar y usar mi tarjeta guardada",
+    invoices_button: "Pagar cada cuota con la factura por correo electrónico",
     card_saved: "Su tarjeta está guardada con Stripe; el depósito se cobra a ella.",
     card_failed: "No se pudo cobrar a su tarjeta guardada. Pague con el botón de abajo.",
     pay_instead: "Pagar una vez con un enlace",
@@ -411,6 +417,10 @@ struct PageContext {
     receipt: Option<&'static str>,
     /// Card on file: the authorization the patient agrees to before saving a card.
     save_card: Option<String>,
+    /// Its button: save a card, or use the card already saved (for the installments).
+    save_card_label: &'static str,
+    /// Card on file, the installment schedule waiting: the patient may choose emailed invoices.
+    installment_invoices: bool,
     /// Card on file: where the saved card stands.
     card_status: Option<&'static str>,
     /// The pay button's label (card on file: a pay link instead).
@@ -739,10 +749,82 @@ fn card_wording_with(
     }
 }
 
+/// Card on file, a card saved under an agreement that did not name the in-house plan's
+/// installments, the plan accepted since: the patient is asked to confirm the saved card for
+/// them (one click, the wording recorded) rather than to enter a card again.
+fn card_confirmable(row: &WorkflowRow) -> bool {
+    let s = &row.state;
+    matches!(
+        s.status,
+        Status::Active | Status::WaitingOnStaff | Status::Done
+    ) && s.stripe.card_on_file
+        && !s.stripe.schedule_creating
+        && s.stripe.payment_method.is_some()
+        && s.stripe.card_authorization.is_some()
+        && !s.stripe.card_covers_installments
+        && s.stripe.schedule_id.is_none()
+        && s.installments_for_card().is_some()
+}
+
+/// The confirmation of the saved card for the installments, in the patient's language: what
+/// [`card_confirmable`] shows and records.
+fn saved_card_confirmation(r: &Resolved) -> Option<String> {
+    if !card_confirmable(&r.row) {
+        return None;
+    }
+    let offer = r.row.state.installments_for_card()?;
+    Some(saved_card_wording(&practice_name(r), offer, r.lang))
+}
+
+fn saved_card_wording(practice: &str, offer: &InHouseOffer, lang: Language) -> String {
+    let plan = installments_text(offer, lang);
+    if lang == Language::Es {
+        format!(
+            "Autorizo a {practice} a cobrar a la tarjeta que guardé con Stripe las cuotas de mi plan de pagos ({plan}). Puedo pedir facturas por correo electrónico en su lugar en cualquier momento."
+        )
+    } else {
+        format!(
+            "I authorize {practice} to charge the card I saved with Stripe the installments of my payment plan ({plan}). I can ask for invoices by email instead at any time."
+        )
+    }
+}
+
+/// Card on file, the in-house plan accepted, its schedule not created yet and no card agreed
+/// for it: the patient may choose the invoices Stripe emails instead of a saved card.
+fn invoices_choosable(row: &WorkflowRow) -> bool {
+    let s = &row.state;
+    matches!(
+        s.status,
+        Status::Active | Status::WaitingOnStaff | Status::Done
+    ) && s.stripe.card_on_file
+        && s.stripe.schedule_id.is_none()
+        && !s.stripe.schedule_creating
+        && !s.stripe.card_covers_installments
+        && s.installments_for_card().is_some()
+}
+
+/// The wording of the choice of emailed invoices, recorded with it.
+fn invoices_wording(practice: &str, offer: &InHouseOffer, lang: Language) -> String {
+    let plan = installments_text(offer, lang);
+    if lang == Language::Es {
+        format!(
+            "Prefiero pagar cada cuota de mi plan de pagos con {practice} ({plan}) con la factura que Stripe me envía por correo electrónico, sin guardar una tarjeta."
+        )
+    } else {
+        format!(
+            "I prefer to pay each installment of my payment plan with {practice} ({plan}) by the invoice Stripe emails me, without saving a card."
+        )
+    }
+}
+
 /// The authorization shown on the page, and recorded when the patient agrees: `None` when no
-/// card can be saved (nothing left to charge, a card already saved, a pay link open).
+/// card can be saved (nothing left to charge, a card already saved, a pay link open). A card
+/// saved already, asked for the installments: the confirmation ([`card_confirmable`]).
 fn card_authorization(r: &Resolved) -> Option<String> {
     let s = &r.row.state;
+    if let Some(wording) = saved_card_confirmation(r) {
+        return Some(wording);
+    }
     if !card_savable(&r.row) {
         return None;
     }
@@ -896,6 +978,8 @@ pub(crate) async fn page(
         card_warning: card_warning(&r, lang),
         receipt: None,
         save_card: None,
+        save_card_label: t.save_card_button,
+        installment_invoices: false,
         card_status: None,
         pay_label: t.pay_button,
         pay_copay: None,
@@ -1002,6 +1086,12 @@ pub(crate) async fn page(
         }
     }
     copay_lines(&r, t, &mut ctx);
+    if let Some(wording) = saved_card_confirmation(&r) {
+        // The card saved for the deposit, asked for the installments too: one click.
+        ctx.save_card = Some(wording);
+        ctx.save_card_label = t.use_saved_card_button;
+    }
+    ctx.installment_invoices = invoices_choosable(&r.row);
     if s.status != Status::Cancelled
         && let Some(link) = &s.stripe.installment_pay_link
     {
@@ -1179,7 +1269,49 @@ pub(crate) async fn save_card(
             .pages
             .error(StatusCode::INTERNAL_SERVER_ERROR, r.lang.tag());
     }
+    if s.stripe.payment_method.is_some() {
+        // The saved card confirmed: nothing to enter at Stripe; the page shows where it stands.
+        return see_other(&r.base);
+    }
     see_other(&format!("{}/card", r.base))
+}
+
+/// `POST /p/{token}/invoices`: the patient chooses the invoices Stripe emails for the in-house
+/// plan's installments instead of a saved card (the wording recorded with the choice).
+pub(crate) async fn choose_invoices(
+    State(state): State<HttpState>,
+    Path(token): Path<String>,
+) -> Response {
+    let r = match resolve(&state, &token).await {
+        Ok(r) => r,
+        Err(res) => return res,
+    };
+    let s = &r.row.state;
+    let offer = match s.installments_for_card() {
+        Some(offer) if invoices_choosable(&r.row) => offer,
+        _ => return see_other(&r.base),
+    };
+    let wording = invoices_wording(&practice_name(&r), offer, r.lang);
+    let detail = format!(
+        "patient chose emailed invoices for the installments on the patient page ({}): {wording}",
+        r.lang.tag()
+    );
+    if let Err(e) = state
+        .links()
+        .queue_patient_request(
+            &s.id,
+            &chairside_workflow::Event::InstallmentInvoicesChosen { wording },
+            &detail,
+            state.now(),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "patient page: invoice choice not recorded");
+        return state
+            .pages
+            .error(StatusCode::INTERNAL_SERVER_ERROR, r.lang.tag());
+    }
+    see_other(&r.base)
 }
 
 /// `GET /p/{token}/card`: to Stripe's card-saving page once the link exists; meanwhile (a lapsed

@@ -1321,10 +1321,6 @@ pub enum PaymentStep {
     Schedule,
     /// Creating the card-saving link (card-on-file practices).
     CardSetup,
-    /// Card on file, the in-house plan accepted: the schedule waits until the patient saved a
-    /// card for the installments (or confirmed the saved one), or chose emailed invoices, so
-    /// that the first installment is charged to the card, never emailed.
-    InstallmentCard,
 }
 
 /// What Chairside set up at Stripe for this workflow.
@@ -1393,9 +1389,18 @@ pub struct StripeRecord {
     pub schedule_card: Option<String>,
     /// Card on file: the installments are invoiced by email instead of charged to a card, by
     /// the patient's choice on the page (the wording) or because no card was saved while the
-    /// schedule waited ([`PaymentStep::InstallmentCard`]; the wording says so).
+    /// schedule waited ([`StripeRecord::schedule_awaits_card`]; the wording says so).
     #[serde(default)]
     pub installments_by_invoice: Option<InHouseAcceptance>,
+    /// Card on file, the in-house plan accepted: its schedule waits until the patient saved a
+    /// card for the installments (or confirmed the saved one), or chose emailed invoices, so
+    /// that the first installment is charged to the card, never emailed. The workflow's flow
+    /// (summary, outcome note) goes on meanwhile.
+    #[serde(default)]
+    pub schedule_awaits_card: bool,
+    /// The schedule is being created beside the flow, once the patient decided.
+    #[serde(default)]
+    pub schedule_creating: bool,
     /// An installment the saved card did not pay (declined, or the bank asked for
     /// authentication): its invoice's hosted page, where the patient pays or authenticates it.
     /// Cleared once that invoice is paid.
@@ -1759,9 +1764,6 @@ impl WorkflowState {
                     )
                 }
             },
-            Stage::Payments(PaymentStep::InstallmentCard) => {
-                "waiting on the patient's card for the installments".into()
-            }
             Stage::Payments(step) => format!("stripe: {step:?}").to_lowercase(),
             Stage::Notifying => "sending summary".into(),
             Stage::WritingNote => "writing ledger note".into(),
@@ -1772,6 +1774,12 @@ impl WorkflowState {
                     s.label()
                         .replacen(s.lender.as_str(), &self.lender_name(&s.lender), 1)
                 ),
+                None if self.stripe.schedule_awaits_card && self.status != Status::Cancelled => {
+                    format!(
+                        "{}; installments wait for the patient's card",
+                        self.status.label()
+                    )
+                }
                 None => self.status.label().into(),
             },
             Stage::OfferingInHouse { reminders_sent } => {

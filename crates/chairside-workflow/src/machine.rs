@@ -216,11 +216,20 @@ pub fn apply(
                 schedule_card_due(&mut cx);
                 next_payment_step(&mut cx);
             } else if cx.state.status == Status::Cancelled {
+                cx.state.stripe.schedule_creating = false;
                 cx.state
                     .stripe
                     .schedule_id
                     .get_or_insert(schedule_id.clone());
                 compensate(&mut cx, Action::CancelSchedule { schedule_id });
+            } else if cx.state.stripe.schedule_creating && cx.state.stripe.schedule_id.is_none() {
+                // Created once the patient decided (the card, or emailed invoices): beside the
+                // flow, which went on without it.
+                cx.state.stripe.schedule_creating = false;
+                cx.audit(format!("installment schedule {schedule_id} created"));
+                cx.state.stripe.schedule_id = Some(schedule_id);
+                schedule_card_due(&mut cx);
+                reopen_after_retry(&mut cx);
             } else {
                 cx.ignore("no schedule step under way");
             }
@@ -926,7 +935,9 @@ fn effect_failed(cx: &mut Ctx<'_>, action: Action, reason: &str, key_seq: Option
             | Action::ReadSavedCard { .. }
             | Action::CreatePayLink { .. }
             | Action::SetScheduleCard { .. }
-    ) {
+    ) || (matches!(action, Action::CreateInstallmentSchedule { .. })
+        && cx.state.stripe.schedule_creating)
+    {
         return card_effect_failed(cx, action, reason, key_seq);
     }
     let note_failed = matches!(
@@ -1074,16 +1085,15 @@ fn timer_fired(cx: &mut Ctx<'_>, timer: TimerKind) {
             });
             schedule_reminder(cx, number);
         }
-        (TimerKind::GiveUp, Stage::Payments(PaymentStep::InstallmentCard)) => {
-            if cx.state.status != Status::Active {
-                return cx.ignore("the workflow is not live");
-            }
+        (TimerKind::GiveUp, _)
+            if cx.state.stripe.schedule_awaits_card && cx.state.status != Status::Cancelled =>
+        {
             cx.audit("no card saved for the installments in time: Stripe emails their invoices");
             cx.state.stripe.installments_by_invoice = Some(InHouseAcceptance {
                 at: cx.now,
                 wording: "no card was saved for the installments while the schedule waited: invoices by email".into(),
             });
-            next_payment_step(cx);
+            installments_decided(cx);
         }
         (TimerKind::GiveUp, Stage::OfferingInHouse { .. }) => {
             cx.audit("the patient did not answer the in-house plan offer");
@@ -1344,14 +1354,15 @@ fn next_payment_step(cx: &mut Ctx<'_>) {
         if installments_wait_for_card(cx) {
             // Card on file: the schedule is created once the patient saved a card for the
             // installments (or confirmed the saved one) or chose emailed invoices, so that the
-            // first installment is charged to the card, never emailed. Not forever: after
+            // first installment is charged to the card, never emailed. The summary goes out
+            // meanwhile (its link is where the patient saves the card). Not forever: after
             // `give_up_after` the installments are invoiced by email (the timer below).
-            if cx.state.stage != Stage::Payments(PaymentStep::InstallmentCard) {
-                cx.state.stage = Stage::Payments(PaymentStep::InstallmentCard);
+            if !cx.state.stripe.schedule_awaits_card {
+                cx.state.stripe.schedule_awaits_card = true;
                 cx.audit("the installment schedule waits for the patient's card or their choice of emailed invoices");
                 cx.timer(TimerKind::GiveUp, cx.now + cx.config.give_up_after);
             }
-            return;
+            return notify(cx);
         }
         cx.state.stage = Stage::Payments(PaymentStep::Schedule);
         // Card on file, saved with the patient's agreement naming the installments: the
@@ -2068,7 +2079,10 @@ fn restore_stage_for(cx: &mut Ctx<'_>, action: &Action) {
         Action::LoadPlan => Stage::LoadingPlan,
         Action::EnsureCustomer => Stage::Payments(PaymentStep::Customer),
         Action::CreateDepositLink { .. } => Stage::Payments(PaymentStep::DepositLink),
-        Action::CreateInstallmentSchedule { .. } => Stage::Payments(PaymentStep::Schedule),
+        // Created beside the flow once the patient decided: the stage is not the schedule's.
+        Action::CreateInstallmentSchedule { .. } if !cx.state.stripe.schedule_creating => {
+            Stage::Payments(PaymentStep::Schedule)
+        }
         Action::CreateCardSetupLink => Stage::Payments(PaymentStep::CardSetup),
         Action::SendMessage {
             message: MessageKind::FinancingSummary,
@@ -2550,16 +2564,32 @@ fn installments_wait_for_card(cx: &Ctx<'_>) -> bool {
         && installment_card(cx).is_none()
 }
 
-/// The schedule waiting for the patient's card ([`PaymentStep::InstallmentCard`]) may go ahead:
-/// with the card, or with emailed invoices. Anything else leaves the wait as it is.
+/// The schedule waiting for the patient's card ([`StripeRecord::schedule_awaits_card`]) may go
+/// ahead: with the card, or with emailed invoices. Created beside the workflow's flow (which
+/// went on to the summary and the outcome note), once. Anything else leaves the wait as it is.
 fn installments_decided(cx: &mut Ctx<'_>) {
-    if cx.state.stage == Stage::Payments(PaymentStep::InstallmentCard)
-        && cx.state.status == Status::Active
-        && !installments_wait_for_card(cx)
+    if !cx.state.stripe.schedule_awaits_card
+        || cx.state.status == Status::Cancelled
+        || cx.state.stripe.schedule_id.is_some()
+        || installments_wait_for_card(cx)
     {
-        cx.out.clear_timers.push(TimerKind::GiveUp);
-        next_payment_step(cx);
+        return;
     }
+    let Some(offer) = cx.state.result.as_ref().and_then(|r| r.in_house.clone()) else {
+        return;
+    };
+    cx.state.stripe.schedule_awaits_card = false;
+    cx.state.stripe.schedule_creating = true;
+    cx.out.clear_timers.push(TimerKind::GiveUp);
+    let payment_method = installment_card(cx);
+    if let Some(pm) = &payment_method {
+        cx.state.stripe.schedule_card = Some(pm.clone());
+        cx.audit("installments charged to the saved card");
+    }
+    cx.command(Action::CreateInstallmentSchedule {
+        offer,
+        payment_method,
+    });
 }
 
 /// The patient chose emailed invoices for the installments instead of a saved card: recorded

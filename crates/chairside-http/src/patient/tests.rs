@@ -1025,6 +1025,183 @@ fn the_card_authorization_names_the_installments_the_card_will_pay() {
         "{alone}"
     );
 }
+/// Card on file, the in-house plan accepted ($600.00 in 6 monthly installments), the deposit
+/// paid, the outcome noted: the schedule waits for the patient's card (or their choice of
+/// emailed invoices).
+fn installments_waiting_state(kit: &Kit, plan: &str) -> chairside_workflow::WorkflowState {
+    let mut s = kit.in_house_state(plan, "pat-1");
+    s.in_house_acceptance = Some(chairside_workflow::InHouseAcceptance {
+        at: chrono::Utc::now(),
+        wording: "I accept the plan".into(),
+    });
+    s.stage = chairside_workflow::Stage::Settled;
+    s.status = Status::Done;
+    s.stripe.schedule_awaits_card = true;
+    s.stripe.customer_id = Some("cus_1".into());
+    s.stripe.card_on_file = true;
+    s.stripe.deposit_paid = true;
+    s.stripe.card_setup_session_id = Some("cs_setup_1".into());
+    s.stripe.card_setup_url = Some("https://checkout.stripe.test/setup/cs_setup_1".into());
+    s
+}
+
+fn invoice_choices(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::InstallmentInvoicesChosen { wording } => Some(wording.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_accepted_in_house_plan_asks_for_a_card_for_its_installments_or_emailed_invoices_chosen_once()
+ {
+    // Arrange
+    let kit = Kit::new().await;
+    let wf = kit.seed(installments_waiting_state(&kit, "tx-inst")).await;
+    let token = kit.token(&wf);
+    let mut s = installments_waiting_state(&kit, "tx-inst2");
+    s.stripe.schedule_id = Some("sub_sched_1".into());
+    let scheduled = kit.seed(s).await;
+
+    // Act
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await)
+        .await
+        .replace("&#x2f;", "/");
+    let first = kit
+        .send(post_form(
+            &format!("/p/{token}/invoices"),
+            String::new(),
+            None,
+        ))
+        .await;
+    let second = kit
+        .send(post_form(
+            &format!("/p/{token}/invoices"),
+            String::new(),
+            None,
+        ))
+        .await;
+    let late_token = kit.token(&scheduled);
+    let late_page = body_text(kit.send(get(&format!("/p/{late_token}"))).await).await;
+    let late = kit
+        .send(post_form(
+            &format!("/p/{late_token}/invoices"),
+            String::new(),
+            None,
+        ))
+        .await;
+
+    // Assert: the card's wording names the installments; the other way is offered beside it.
+    assert!(
+        page.contains("the installments of my payment plan (6 × $100.00"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(r#"action="/p/{token}/invoices""#)),
+        "{page}"
+    );
+    assert!(
+        page.contains("Pay each installment by emailed invoice instead"),
+        "{page}"
+    );
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    assert_eq!(first.headers()["location"], format!("/p/{token}").as_str());
+    assert_eq!(second.status(), StatusCode::SEE_OTHER);
+    let chosen = invoice_choices(&kit.inbox(&wf).await);
+    assert_eq!(
+        chosen.len(),
+        1,
+        "a double click queues one choice: {chosen:?}"
+    );
+    assert!(
+        chosen[0].contains("(6 × $100.00, every month) by the invoice Stripe emails me"),
+        "{}",
+        chosen[0]
+    );
+    // The schedule exists already: no choice offered, none recorded.
+    assert!(
+        !late_page.contains("emailed invoice instead"),
+        "{late_page}"
+    );
+    assert_eq!(late.status(), StatusCode::SEE_OTHER);
+    assert!(invoice_choices(&kit.inbox(&scheduled).await).is_empty());
+}
+
+#[tokio::test]
+async fn a_card_saved_for_the_deposit_is_confirmed_for_the_installments_in_one_click() {
+    // Arrange: the card saved under the deposit's agreement, before the plan was accepted.
+    let kit = Kit::new().await;
+    let mut s = installments_waiting_state(&kit, "tx-inst3");
+    s.stripe.card_setup_session_id = None;
+    s.stripe.card_setup_url = None;
+    s.stripe.payment_method = Some("pm_1".into());
+    s.stripe.card_authorization = Some(chairside_workflow::InHouseAcceptance {
+        at: chrono::Utc::now(),
+        wording: "I authorize Smile to save my card with Stripe and to charge it $160.00".into(),
+    });
+    let wf = kit.seed(s).await;
+    let token = kit.token(&wf);
+
+    // Act
+    let page = body_text(kit.send(get(&format!("/p/{token}"))).await).await;
+    let res = kit
+        .send(post_form(&format!("/p/{token}/card"), String::new(), None))
+        .await;
+
+    // Assert: no second card asked for; the confirmation names the installments and is queued
+    // as an agreement for them; the patient stays on the page (nothing to enter at Stripe).
+    assert!(page.contains("Agree and use my saved card"), "{page}");
+    assert!(
+        page.contains(
+            "charge the card I saved with Stripe the installments of my payment plan (6 × $100.00"
+        ),
+        "{page}"
+    );
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], format!("/p/{token}").as_str());
+    let agreed: Vec<(String, bool)> = kit
+        .inbox(&wf)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CardAuthorized {
+                wording,
+                installments,
+            } => Some((wording, installments)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(agreed.len(), 1, "{agreed:?}");
+    assert!(agreed[0].1, "an agreement for the installments");
+    assert!(agreed[0].0.contains("card I saved"), "{}", agreed[0].0);
+}
+
+#[test]
+fn the_saved_card_confirmation_and_the_invoice_choice_read_in_spanish() {
+    let offer = financing_core::InHouseOffer {
+        total: financing_core::Money::usd(60_000),
+        deposit: financing_core::Money::usd(0),
+        installments: vec![financing_core::Money::usd(10_000); 6],
+        interval: financing_core::InstallmentInterval::MONTHLY,
+    };
+    let es = financing_core::Language::Es;
+    let confirm = super::saved_card_wording("Smile", &offer, es);
+    assert!(
+        confirm.contains(
+            "cobrar a la tarjeta que guardé con Stripe las cuotas de mi plan de pagos (6 × $100.00,"
+        ),
+        "{confirm}"
+    );
+    let invoices = super::invoices_wording("Smile", &offer, es);
+    assert!(invoices.contains("(6 × $100.00,"), "{invoices}");
+    assert!(
+        invoices.contains("factura que Stripe me envía"),
+        "{invoices}"
+    );
+}
 // The same tests on PostgreSQL (when CHAIRSIDE_TEST_POSTGRES_URL is set: scripts/with-postgres.sh).
 crate::testkit::also_on_postgres!(
     the_patient_page_shows_the_amounts_and_terms_and_not_the_cdt_code,
@@ -1053,4 +1230,6 @@ crate::testkit::also_on_postgres!(
     a_co_pay_ahead_is_on_the_page_and_in_the_authorization_the_patient_agrees_to,
     a_paid_deposit_still_offers_the_card_for_the_co_pay_alone_in_spanish_too,
     a_co_pay_the_card_could_not_pay_shows_its_pay_link_and_a_paid_one_its_line,
+    an_accepted_in_house_plan_asks_for_a_card_for_its_installments_or_emailed_invoices_chosen_once,
+    a_card_saved_for_the_deposit_is_confirmed_for_the_installments_in_one_click,
 );

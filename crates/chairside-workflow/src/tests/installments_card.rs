@@ -48,7 +48,8 @@ fn save(run: &mut Run) -> Transition {
     })
 }
 
-/// The card-saving link exists: the schedule waits for the patient's card (or their choice).
+/// The card-saving link exists: the schedule waits for the patient's card (or their choice)
+/// while the summary goes out and the outcome is noted.
 fn waiting(config: WorkflowConfig) -> Run {
     let (mut run, t) = accepted(config);
     assert_eq!(
@@ -60,15 +61,33 @@ fn waiting(config: WorkflowConfig) -> Run {
         session_id: "cs_setup_1".into(),
         url: "https://pay.test/cs_setup_1".into(),
     });
-    assert!(actions(&t).is_empty(), "no schedule, no summary yet: {t:?}");
     assert_eq!(
-        run.state.stage,
-        Stage::Payments(PaymentStep::InstallmentCard)
+        actions(&t),
+        vec![&Action::SendMessage {
+            message: MessageKind::FinancingSummary
+        }],
+        "no schedule yet; the summary (its page link is where the card is saved)"
     );
+    assert!(run.state.stripe.schedule_awaits_card);
     assert_eq!(
         t.set_timers,
         vec![(TimerKind::GiveUp, t0() + run.config.give_up_after)],
         "the wait is bounded"
+    );
+    run.on(Event::MessageSent {
+        message: MessageKind::FinancingSummary,
+    });
+    run.on(Event::NoteWritten {
+        note: NoteKind::Outcome,
+        at: t0(),
+    });
+    assert_eq!(run.state.status, Status::Done);
+    assert!(
+        run.state
+            .stage_label()
+            .contains("installments wait for the patient's card"),
+        "{}",
+        run.state.stage_label()
     );
     run
 }
@@ -91,25 +110,20 @@ fn schedule_action(t: &Transition) -> (&InHouseOffer, &Option<String>) {
     }
 }
 
-/// Runs a created schedule to the end of the workflow: the summary, then the outcome note.
+/// The schedule created beside the finished flow: recorded, no second summary or note.
 fn finish(run: &mut Run) {
     let t = run.on(Event::ScheduleCreated {
         schedule_id: "sub_sched_1".into(),
     });
-    assert_eq!(
-        actions(&t),
-        vec![&Action::SendMessage {
-            message: MessageKind::FinancingSummary
-        }]
-    );
-    run.on(Event::MessageSent {
-        message: MessageKind::FinancingSummary,
-    });
-    run.on(Event::NoteWritten {
-        note: NoteKind::Outcome,
-        at: t0(),
-    });
+    assert!(actions(&t).is_empty(), "{t:?}");
+    assert!(!t.ignored);
+    assert_eq!(run.state.stripe.schedule_id.as_deref(), Some("sub_sched_1"));
+    assert!(!run.state.stripe.schedule_awaits_card);
     assert_eq!(run.state.status, Status::Done);
+    let again = run.on(Event::ScheduleCreated {
+        schedule_id: "sub_sched_1".into(),
+    });
+    assert!(again.ignored && again.commands.is_empty());
 }
 
 #[test]
@@ -206,10 +220,7 @@ fn a_card_saved_for_the_deposit_alone_is_used_for_the_installments_only_once_con
         matches!(actions(&t)[..], [Action::ChargeCard { .. }]),
         "the deposit is charged, the schedule still waits: {t:?}"
     );
-    assert_eq!(
-        run.state.stage,
-        Stage::Payments(PaymentStep::InstallmentCard)
-    );
+    assert!(run.state.stripe.schedule_awaits_card);
     assert!(
         run.state.installments_for_card().is_some(),
         "the page asks to confirm"
@@ -309,6 +320,7 @@ fn a_plan_cancelled_while_the_schedule_waits_creates_no_schedule() {
     run.on(Event::Staff {
         action: StaffAction::Cancel,
     });
+    assert_eq!(run.state.status, Status::Cancelled);
     agree(&mut run, true);
     let t = save(&mut run);
     assert!(
