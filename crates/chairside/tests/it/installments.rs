@@ -1,9 +1,10 @@
 //! In-house installments of a card-on-file practice, the whole chain over the sandbox: the
 //! patient accepts the plan and saves a card on the patient page (the authorization naming the
-//! installments); the schedule created before the card was saved is switched to the card (the
-//! same schedule, never a second one), and Stripe charges the later installments to it. A card
-//! the bank wants authenticated fails its installment: the patient page shows the invoice's own
-//! pay link and staff get a task.
+//! installments); the schedule waits for the card and is created charging it from the start
+//! (`charge_automatically`, the card as `default_payment_method`), so the first installment is
+//! charged to the card, never emailed, and no schedule is ever switched afterwards. A card the
+//! bank wants authenticated fails its installment: the patient page shows the invoice's own pay
+//! link and staff get a task.
 
 use std::time::{Duration, Instant};
 
@@ -67,29 +68,15 @@ async fn a_saved_card_pays_the_in_house_installments_and_a_failed_one_is_a_pay_l
         };
         runner.work(stop).await
     });
-    let paying = until(&world, 0, "the card saved", |s| {
-        s.stripe.schedule_card.is_some()
+    let paying = until(&world, 0, "the schedule on the card", |s| {
+        s.stripe.schedule_id.is_some() && s.stripe.schedule_card.is_some()
     })
     .await;
-    let failing = until(&world, 1, "the card saved", |s| {
-        s.stripe.schedule_card.is_some()
+    let failing = until(&world, 1, "the schedule on the card", |s| {
+        s.stripe.schedule_id.is_some() && s.stripe.schedule_card.is_some()
     })
     .await;
     let stripe = world.sandbox.stripe();
-    let started = Instant::now();
-    while ![&paying, &failing].iter().all(|s| {
-        s.stripe
-            .schedule_id
-            .as_deref()
-            .and_then(|id| stripe.object(id))
-            .is_some_and(|o| o["default_settings"]["collection_method"] == "charge_automatically")
-    }) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "timed out waiting for the card on the schedules"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     for s in [&paying, &failing] {
         let schedule = stripe
             .object(s.stripe.schedule_id.as_deref().expect("a schedule"))
@@ -109,31 +96,56 @@ async fn a_saved_card_pays_the_in_house_installments_and_a_failed_one_is_a_pay_l
                 .is_some_and(|a| a.wording.contains("installments of my payment plan")),
             "the agreement named the installments"
         );
+        assert_eq!(s.stripe.installments_by_invoice, None);
     }
+    // Created on the card: never switched afterwards.
+    let updates: Vec<String> = world
+        .sandbox
+        .requests(sandbox::System::Stripe)
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path.starts_with("/v1/subscription_schedules/")
+                && !r.path.ends_with("/cancel")
+        })
+        .map(|r| r.path)
+        .collect();
+    assert!(updates.is_empty(), "{updates:?}");
 
-    // Act: Stripe bills the next installment of every schedule.
-    let billed = stripe.advance_schedules().await;
-
-    // Assert: one schedule per workflow; the Visa's installment charged to it, the other
-    // failed: its invoice's pay link on the state (the page shows it) and a task.
-    assert!(stripe.schedules_per_workflow().values().all(|n| *n == 1));
-    let of = |s: &WorkflowState| {
-        billed
-            .iter()
-            .find(|b| Some(b.schedule.as_str()) == s.stripe.schedule_id.as_deref())
-            .cloned()
-            .expect("billed")
+    // The first installment, billed when the schedule started: charged to the card, never an
+    // emailed invoice; the authentication-required card's is its pay link and a task.
+    let customers: Vec<&str> = [&paying, &failing]
+        .iter()
+        .map(|s| s.stripe.customer_id.as_deref().expect("customer"))
+        .collect();
+    let first_invoice = |customer: &str| {
+        stripe
+            .invoices()
+            .into_iter()
+            .filter(|i| i["customer"] == customer)
+            .find(|i| i["billing_reason"] == "subscription_create")
+            .expect("the first installment's invoice")
     };
-    assert!(of(&paying).paid, "the saved card paid the installment");
-    assert!(!of(&failing).paid);
-    let failed_invoice = of(&failing).invoice;
-    let failing = until(&world, 1, "the installment's pay link", |s| {
+    assert!(
+        stripe
+            .invoices()
+            .iter()
+            .filter(|i| customers.iter().any(|c| i["customer"] == *c))
+            .all(|i| i["collection_method"] == "charge_automatically"),
+        "no installment invoice is emailed"
+    );
+    let first_paid = first_invoice(customers[0]);
+    assert_eq!(first_paid["status"], "paid", "{first_paid}");
+    let first_failed = first_invoice(customers[1]);
+    assert_eq!(first_failed["status"], "open", "{first_failed}");
+    let failed_first = first_failed["id"].as_str().expect("id").to_owned();
+    let failing = until(&world, 1, "the first installment's pay link", |s| {
         s.stripe.installment_pay_link.is_some()
     })
     .await;
     let link = failing.stripe.installment_pay_link.clone().expect("link");
-    assert_eq!(link.invoice_id, failed_invoice);
-    assert!(link.url.contains(&failed_invoice), "{}", link.url);
+    assert_eq!(link.invoice_id, failed_first);
+    assert!(link.url.contains(&failed_first), "{}", link.url);
     let tasks = world
         .store
         .tasks(Some(&failing.key.practice_id), false)
@@ -144,6 +156,29 @@ async fn a_saved_card_pays_the_in_house_installments_and_a_failed_one_is_a_pay_l
             && t.task.reason.contains("not charged for an installment")),
         "{tasks:?}"
     );
+    let paying = until(&world, 0, "the first installment noted", |s| {
+        s.stripe
+            .payments_noted
+            .iter()
+            .any(|id| first_paid["id"] == id.as_str())
+    })
+    .await;
+
+    // Act: Stripe bills the next installment of every schedule.
+    let billed = stripe.advance_schedules().await;
+
+    // Assert: one schedule per workflow; the Visa's second installment charged to it too.
+    assert!(stripe.schedules_per_workflow().values().all(|n| *n == 1));
+    let of = |s: &WorkflowState| {
+        billed
+            .iter()
+            .find(|b| Some(b.schedule.as_str()) == s.stripe.schedule_id.as_deref())
+            .cloned()
+            .expect("billed")
+    };
+    assert!(of(&paying).paid, "the saved card paid the installment");
+    assert_eq!(of(&paying).index, 1);
+    assert!(!of(&failing).paid);
     work.abort();
     world.stop().await;
 }
