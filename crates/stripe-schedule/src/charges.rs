@@ -3,8 +3,12 @@
 use financing_core::{Currency, Money};
 use serde::Deserialize;
 
-use crate::ids::{ChargeId, CustomerId, DisputeId, PaymentIntentId, expandable};
-use crate::params::Metadata;
+use crate::client::Client;
+use crate::enums::string_enum;
+use crate::error::{Error, Result};
+use crate::form::FormMap;
+use crate::ids::{ChargeId, CustomerId, DisputeId, PaymentIntentId, RefundId, expandable};
+use crate::params::{Metadata, check_id};
 
 fn money(minor: i64, currency: &str) -> Option<Money> {
     Some(Money::new(minor, currency.parse::<Currency>().ok()?))
@@ -72,5 +76,76 @@ impl Dispute {
     /// The disputed amount, as money.
     pub fn money(&self) -> Option<Money> {
         money(self.amount, &self.currency)
+    }
+}
+
+string_enum!(
+    /// A refund's `status`.
+    RefundStatus {
+        /// Being processed: the money is on its way back.
+        Pending => "pending",
+        /// Needs the customer to act (some payment methods).
+        RequiresAction => "requires_action",
+        /// Done.
+        Succeeded => "succeeded",
+        /// Failed: the money stayed with the merchant.
+        Failed => "failed",
+        /// Canceled before it was processed.
+        Canceled => "canceled",
+    }
+);
+
+impl RefundStatus {
+    /// Whether the refund gives (or is giving) money back: pending, awaiting the customer, or
+    /// succeeded. A failed or canceled refund returned nothing.
+    pub fn returns_money(&self) -> bool {
+        matches!(self, Self::Pending | Self::RequiresAction | Self::Succeeded)
+    }
+}
+
+/// One refund of a charge.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct Refund {
+    /// `re_…`.
+    pub id: RefundId,
+    /// Amount in minor units.
+    pub amount: i64,
+    /// Currency (lower case).
+    pub currency: String,
+    /// The refunded charge.
+    #[serde(default, deserialize_with = "expandable::option")]
+    pub charge: Option<ChargeId>,
+    /// When it was created (Unix seconds).
+    #[serde(default)]
+    pub created: i64,
+    /// Where it stands.
+    pub status: RefundStatus,
+}
+
+impl Refund {
+    /// The refunded amount, as money.
+    pub fn money(&self) -> Option<Money> {
+        money(self.amount, &self.currency)
+    }
+}
+
+impl Client {
+    /// Every refund of `charge`, newest first: `GET /v1/refunds?charge=…&limit=100`, following
+    /// pages (at most 1,000). `charge.refunded` carries only the charge's cumulative
+    /// `amount_refunded`; this names each refund, so each is reversed once by its id.
+    ///
+    /// # Errors
+    /// `Permanent` for a malformed charge id; `Transient` for timeouts and 5xx.
+    pub async fn list_refunds(&self, charge: &ChargeId) -> Result<Vec<Refund>> {
+        const OP: &str = "list_refunds";
+        check_id("charge id", charge.as_str()).map_err(|r| Error::invalid(OP, r))?;
+        self.list_pages(
+            OP,
+            "refunds",
+            FormMap::new().with("charge", charge.as_str()),
+            |r: &Refund| r.id.as_str(),
+        )
+        .await
     }
 }

@@ -45,6 +45,10 @@ connector_transport::id_newtype! {
     pub struct ChargeId(String);
 }
 connector_transport::id_newtype! {
+    /// A refund (`re_…`, `pyr_…`).
+    pub struct RefundId(String);
+}
+connector_transport::id_newtype! {
     /// A webhook event (`evt_…`): the deduplication key for received webhooks.
     pub struct EventId(String);
 }

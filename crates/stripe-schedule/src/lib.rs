@@ -76,7 +76,7 @@ mod schedules;
 mod setup_intents;
 pub mod webhook;
 
-pub use charges::{Charge, Dispute};
+pub use charges::{Charge, Dispute, Refund, RefundStatus};
 pub use checkout::{
     CardSetupRequest, CheckoutMode, CheckoutPaymentStatus, CheckoutSession, CheckoutStatus,
     LINE_ITEM_NAME, PayLinkRequest,
@@ -91,7 +91,7 @@ pub use error::{
 };
 pub use ids::{
     ChargeId, CheckoutSessionId, CustomerId, DisputeId, EventId, InvoiceId, PaymentIntentId,
-    PaymentMethodId, PriceId, ProductId, RequestId, SetupIntentId, SubscriptionId,
+    PaymentMethodId, PriceId, ProductId, RefundId, RequestId, SetupIntentId, SubscriptionId,
     SubscriptionScheduleId,
 };
 pub use invoices::{

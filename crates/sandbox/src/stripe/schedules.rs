@@ -598,6 +598,14 @@ impl StripeData {
         };
         if let Some(c) = collection {
             obj["default_settings"]["collection_method"] = json!(c);
+            if c == "charge_automatically" {
+                // Stripe documents `days_until_due` as null for a `charge_automatically`
+                // schedule (the SDK's `SubscriptionSchedule.DefaultSettings.InvoiceSettings`);
+                // the update takes no empty value to unset it: switching clears it.
+                if obj["default_settings"]["invoice_settings"].is_object() {
+                    obj["default_settings"]["invoice_settings"]["days_until_due"] = Value::Null;
+                }
+            }
         }
         if let Some(pm) = pm {
             obj["default_settings"]["default_payment_method"] = json!(pm);
@@ -609,6 +617,10 @@ impl StripeData {
         if let Some(sub) = sub_id.and_then(|sid| self.subscriptions.get_mut(&sid)) {
             if let Some(c) = collection {
                 sub["collection_method"] = json!(c);
+                if c == "charge_automatically" {
+                    // "Valid only for subscriptions where `collection_method` is `send_invoice`".
+                    sub["days_until_due"] = Value::Null;
+                }
             }
             if let Some(pm) = pm {
                 sub["default_payment_method"] = json!(pm);

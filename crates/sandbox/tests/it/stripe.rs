@@ -341,8 +341,27 @@ mod client {
             .unwrap()
             .unwrap();
 
-        // Assert: the same schedule, now charging the card; the first invoice still open.
+        // Assert: the same schedule, now charging the card; the first invoice still open; the
+        // emailed invoices' payment window gone with the collection method (Stripe: null for a
+        // `charge_automatically` schedule).
         assert_eq!(updated.id, schedule.id);
+        let object = sb.stripe().object(schedule.id.as_str()).unwrap();
+        assert_eq!(
+            object["default_settings"]["collection_method"],
+            "charge_automatically"
+        );
+        assert!(
+            object["default_settings"]["invoice_settings"]["days_until_due"].is_null(),
+            "{object}"
+        );
+        let body = sb
+            .requests(sandbox::System::Stripe)
+            .into_iter()
+            .rev()
+            .find(|r| r.method == "POST" && r.path.ends_with(schedule.id.as_str()))
+            .unwrap()
+            .body;
+        assert!(!body.contains("days_until_due"), "{body}");
         assert_eq!(replayed.id, schedule.id);
         assert_eq!(sb.stripe().schedules().len(), 1);
         assert!(second.paid, "the second installment is charged to the card");

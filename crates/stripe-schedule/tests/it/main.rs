@@ -11,6 +11,7 @@ mod fixtures;
 mod helpers;
 mod payment_intents;
 mod products;
+mod refunds;
 mod retries;
 mod schedules;
 mod webhook;
