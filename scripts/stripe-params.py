@@ -21,7 +21,7 @@ ROUTES = [
  ("GET","/v1/subscription_schedules"),("GET","/v1/subscription_schedules/x"),("GET","/v1/subscriptions/x"),
  ("GET","/v1/checkout/sessions"),("GET","/v1/checkout/sessions/x"),("GET","/v1/checkout/sessions/x/line_items"),
  ("GET","/v1/payment_intents"),("GET","/v1/payment_intents/x"),("GET","/v1/payment_methods/x"),("GET","/v1/charges/x"),
- ("GET","/v1/invoices"),("GET","/v1/invoices/x"),("GET","/v1/refunds/x"),("GET","/v1/setup_intents/x"),("GET","/v1/events"),("GET","/v1/events/x"),
+ ("GET","/v1/invoices"),("GET","/v1/invoices/x"),("GET","/v1/refunds"),("GET","/v1/refunds/x"),("GET","/v1/setup_intents/x"),("GET","/v1/events"),("GET","/v1/events/x"),
  ("POST","/v1/customers"),("POST","/v1/customers/x"),("POST","/v1/products"),("POST","/v1/prices"),
  ("POST","/v1/subscription_schedules"),("POST","/v1/subscription_schedules/x"),("POST","/v1/subscription_schedules/x/cancel"),("POST","/v1/subscription_schedules/x/release"),
  ("POST","/v1/checkout/sessions"),("POST","/v1/checkout/sessions/x/expire"),("POST","/v1/payment_intents"),

@@ -381,6 +381,7 @@ fn route_get(
         ["v1", "charges", id] => d.get_charge(id),
         ["v1", "invoices"] => d.list_invoices(p),
         ["v1", "invoices", id] => d.get_invoice(id),
+        ["v1", "refunds"] => d.list_refunds(p),
         ["v1", "refunds", id] => d.get_refund(id),
         ["v1", "setup_intents", id] => d
             .setup_intents

@@ -963,6 +963,20 @@ impl StripeData {
         Ok(refund)
     }
 
+    /// `GET /v1/refunds` (`charge=`, `payment_intent=` filters), newest first, paged.
+    pub(crate) fn list_refunds(&self, p: &Params<'_>) -> Result<Value, ApiError> {
+        let charge = p.str("charge");
+        let pi = p.str("payment_intent");
+        let rows = self
+            .refunds
+            .newest_first()
+            .filter(|x| charge.is_none_or(|c| x["charge"] == c))
+            .filter(|x| pi.is_none_or(|c| x["payment_intent"] == c))
+            .cloned()
+            .collect();
+        list("/v1/refunds", rows, p)
+    }
+
     pub(crate) fn get_refund(&self, id: &str) -> Result<Value, ApiError> {
         self.refunds
             .get(id)

@@ -674,6 +674,69 @@ mod client {
     }
 
     #[tokio::test]
+    async fn a_charges_refunds_are_listed_by_charge_each_with_its_id() {
+        // Arrange: a $100.00 charge, refunded $30.00 then $20.00; another charge refunded too.
+        let (sb, _rx) = with_webhooks().await;
+        let c = client(&sb);
+        let cus = customer(&c, "p-8").await;
+        let charge = |inst: &str| OffSessionCharge {
+            customer: cus.id.clone(),
+            payment_method: PaymentMethodId::new("pm_card_visa"),
+            amount: Money::usd(10_000),
+            metadata: Metadata::new()
+                .with(WORKFLOW_KEY, "wf-8")
+                .with("chairside_installment", inst),
+        };
+        let mut charges = Vec::new();
+        for inst in ["1", "2"] {
+            let ChargeOutcome::Succeeded(pi) = c
+                .charge_off_session(
+                    &charge(inst),
+                    &IdempotencyKey::new(&format!("wf-8:{inst}")).unwrap(),
+                )
+                .await
+                .unwrap()
+            else {
+                panic!("the Visa pays")
+            };
+            charges.push(pi.latest_charge.expect("a charge"));
+        }
+        for (i, (ch, amount)) in [
+            (&charges[0], 3_000),
+            (&charges[0], 2_000),
+            (&charges[1], 500),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let res = crate::support::stripe_post(
+                &sb,
+                "/v1/refunds",
+                &format!("charge={}&amount={amount}", ch.as_str()),
+                Some(&format!("wf-8:refund:{i}")),
+            )
+            .await;
+            assert_eq!(res.status(), 200);
+        }
+
+        // Act
+        let refunds = c.list_refunds(&charges[0]).await.unwrap();
+
+        // Assert: this charge's two refunds, newest first, each with its own id.
+        let got: Vec<_> = refunds
+            .iter()
+            .map(|r| (r.amount, r.status.returns_money()))
+            .collect();
+        assert_eq!(got, [(2_000, true), (3_000, true)]);
+        assert_ne!(refunds[0].id, refunds[1].id);
+        assert!(
+            refunds
+                .iter()
+                .all(|r| r.charge.as_ref() == Some(&charges[0]))
+        );
+    }
+
+    #[tokio::test]
     async fn stripe_requests_are_logged_in_the_conformance_format() {
         // Arrange
         let dir = tempfile::tempdir().unwrap();
