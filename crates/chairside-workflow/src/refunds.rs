@@ -6,8 +6,27 @@
 //! total. What to reverse is the rise over the highest total already reversed for the charge.
 //! That holds when deliveries repeat (nothing new) and when they arrive out of order (the later
 //! total reverses both refunds at once; the earlier one, arriving after, is already covered).
+//!
+//! When the runner could list the charge's refunds (`GET /v1/refunds?charge=`), each refund is
+//! reversed by its own id instead ([`refunds_by_id`]): a repeat or a late event reverses nothing,
+//! several partial refunds reverse one each. The cumulative rule stays the fallback when the
+//! lookup fails or the list does not yet show what the event says was refunded. Both record in
+//! `reversals_handled`, replayed in order ([`reversed_so_far`]), so the two never reverse the same
+//! money twice: `{charge}:{total}` (cumulative) and `{charge}:{refund}:{amount}` (by id).
 
 use financing_core::Money;
+use serde::{Deserialize, Serialize};
+
+/// One refund of a charge, as Stripe lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedRefund {
+    /// `re_…`.
+    pub id: String,
+    /// Its amount.
+    pub amount: Money,
+    /// It gives money back (pending or succeeded); a failed or canceled refund does not.
+    pub returns_money: bool,
+}
 
 /// One refund to reverse in the ledger.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,17 +43,81 @@ pub fn refund_key(charge: &str, refunded_so_far: Money) -> String {
     format!("{charge}:{}", refunded_so_far.minor())
 }
 
-/// The highest total already reversed for `charge`, from `handled` (`{id}:{minor}` entries;
-/// entries of other charges and disputes are skipped).
+/// What was already reversed for `charge`, replaying `handled` in order: a cumulative entry
+/// (`{charge}:{total}`) brings it to that total, a refund reversed by id
+/// (`{charge}:{refund}:{amount}`) adds its amount. Entries of other charges and disputes are
+/// skipped.
 pub fn reversed_so_far(handled: &[String], charge: &str) -> i64 {
-    handled
+    ledger(handled, charge).0
+}
+
+/// `(reversed so far, reversed by id, the ids)` for `charge`.
+fn ledger<'a>(handled: &'a [String], charge: &str) -> (i64, i64, Vec<&'a str>) {
+    let (mut total, mut by_id, mut ids) = (0_i64, 0_i64, Vec::new());
+    for h in handled {
+        let parts: Vec<&str> = h.split(':').collect();
+        match parts[..] {
+            [c, t] if c == charge => {
+                if let Ok(t) = t.parse::<i64>() {
+                    total = total.max(t);
+                }
+            }
+            [c, refund, a] if c == charge => {
+                if let Ok(a) = a.parse::<i64>() {
+                    total += a;
+                    by_id += a;
+                    ids.push(refund);
+                }
+            }
+            _ => {}
+        }
+    }
+    (total, by_id, ids)
+}
+
+/// The `reversals_handled` entry of a refund reversed by its id.
+pub fn handled_by_id(charge: &str, refund: &str, amount: Money) -> String {
+    format!("{charge}:{refund}:{}", amount.minor())
+}
+
+/// What the charge's listed refunds (`listed`, in Stripe's order: newest first) reverse, each by
+/// its id, given the reversals already `handled`; `None` when the list cannot be trusted for this
+/// event (it shows less money back than `refunded_so_far`: the cumulative rule decides then).
+/// Money the cumulative rule already reversed covers the oldest refunds first.
+pub fn refunds_by_id(
+    handled: &[String],
+    charge: &str,
+    refunded_so_far: Money,
+    listed: &[ListedRefund],
+) -> Option<Vec<RefundReversal>> {
+    let returned: i64 = listed
         .iter()
-        .filter_map(|h| {
-            let (id, minor) = h.rsplit_once(':')?;
-            (id == charge).then(|| minor.parse::<i64>().ok()).flatten()
-        })
-        .max()
-        .unwrap_or(0)
+        .filter(|r| r.returns_money)
+        .map(|r| r.amount.minor())
+        .sum();
+    if returned < refunded_so_far.minor() {
+        return None;
+    }
+    let (total, by_id, ids) = ledger(handled, charge);
+    let mut covered = total - by_id;
+    let mut out = Vec::new();
+    for r in listed.iter().rev().filter(|r| r.returns_money) {
+        if ids.contains(&r.id.as_str()) {
+            continue;
+        }
+        let minor = r.amount.minor();
+        if covered >= minor {
+            covered -= minor;
+            continue;
+        }
+        let amount = Money::new(minor - covered, r.amount.currency());
+        covered = 0;
+        out.push(RefundReversal {
+            key: r.id.clone(),
+            amount,
+        });
+    }
+    Some(out)
 }
 
 /// What a `charge.refunded` showing `refunded_so_far` on `charge` reverses, given the reversals
@@ -99,6 +182,113 @@ mod tests {
         let r = refund_to_reverse(&done, "ch_1", Money::usd(1_000)).unwrap();
         assert_eq!(r.amount, Money::usd(1_000));
         assert_eq!(reversed_so_far(&done, "ch_2"), 9_000);
+    }
+
+    fn listed(entries: &[(&str, i64, bool)]) -> Vec<ListedRefund> {
+        entries
+            .iter()
+            .map(|(id, a, ok)| ListedRefund {
+                id: (*id).to_owned(),
+                amount: Money::usd(*a),
+                returns_money: *ok,
+            })
+            .collect()
+    }
+
+    /// Applies what `refunds_by_id` returns as the machine does.
+    fn apply(done: &mut Vec<String>, out: &[RefundReversal]) {
+        for r in out {
+            done.push(handled_by_id("ch_1", &r.key, r.amount));
+        }
+    }
+
+    #[test]
+    fn several_partial_refunds_reverse_one_each_by_id_and_a_repeat_nothing() {
+        let mut done = Vec::new();
+        let first = refunds_by_id(
+            &done,
+            "ch_1",
+            Money::usd(3_000),
+            &listed(&[("re_1", 3_000, true)]),
+        )
+        .unwrap();
+        assert_eq!(
+            first,
+            vec![RefundReversal {
+                key: "re_1".into(),
+                amount: Money::usd(3_000)
+            }]
+        );
+        apply(&mut done, &first);
+        let both = listed(&[("re_2", 2_000, true), ("re_1", 3_000, true)]);
+        let second = refunds_by_id(&done, "ch_1", Money::usd(5_000), &both).unwrap();
+        assert_eq!(
+            second,
+            vec![RefundReversal {
+                key: "re_2".into(),
+                amount: Money::usd(2_000)
+            }]
+        );
+        apply(&mut done, &second);
+        // The first event again, or late: nothing.
+        assert_eq!(
+            refunds_by_id(&done, "ch_1", Money::usd(3_000), &both),
+            Some(vec![])
+        );
+        assert_eq!(reversed_so_far(&done, "ch_1"), 5_000);
+    }
+
+    #[test]
+    fn one_event_after_two_refunds_reverses_each_by_its_id_oldest_first() {
+        let both = listed(&[("re_2", 2_000, true), ("re_1", 3_000, true)]);
+        let out = refunds_by_id(&[], "ch_1", Money::usd(5_000), &both).unwrap();
+        let keys: Vec<_> = out.iter().map(|r| (r.key.as_str(), r.amount)).collect();
+        assert_eq!(
+            keys,
+            [("re_1", Money::usd(3_000)), ("re_2", Money::usd(2_000))]
+        );
+    }
+
+    #[test]
+    fn failed_refunds_reverse_nothing_and_a_list_short_of_the_total_falls_back() {
+        let list = listed(&[("re_2", 2_000, false), ("re_1", 3_000, true)]);
+        let out = refunds_by_id(&[], "ch_1", Money::usd(3_000), &list).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].key, "re_1");
+        // The event says $50 went back; the list shows $30: not trusted.
+        assert_eq!(refunds_by_id(&[], "ch_1", Money::usd(5_000), &list), None);
+    }
+
+    #[test]
+    fn money_reversed_by_the_cumulative_fallback_is_not_reversed_again_by_id_and_back() {
+        // The first refund's lookup failed: reversed by the cumulative rule.
+        let mut done = vec![refund_key("ch_1", Money::usd(3_000))];
+        // The second event lists both: only the new one is reversed.
+        let both = listed(&[("re_2", 2_000, true), ("re_1", 3_000, true)]);
+        let out = refunds_by_id(&done, "ch_1", Money::usd(5_000), &both).unwrap();
+        assert_eq!(
+            out,
+            vec![RefundReversal {
+                key: "re_2".into(),
+                amount: Money::usd(2_000)
+            }]
+        );
+        apply(&mut done, &out);
+        // A third refund whose lookup fails: the cumulative rule reverses only the rise.
+        let r = refund_to_reverse(&done, "ch_1", Money::usd(6_000)).unwrap();
+        assert_eq!(r.amount, Money::usd(1_000));
+        done.push(r.key);
+        assert_eq!(reversed_so_far(&done, "ch_1"), 6_000);
+        // And the id rule after it reverses nothing already covered.
+        let three = listed(&[
+            ("re_3", 1_000, true),
+            ("re_2", 2_000, true),
+            ("re_1", 3_000, true),
+        ]);
+        assert_eq!(
+            refunds_by_id(&done, "ch_1", Money::usd(6_000), &three),
+            Some(vec![])
+        );
     }
 
     #[test]
