@@ -171,6 +171,7 @@ fn refund_event(ch: &stripe_schedule::Charge) -> Option<Event> {
     Some(Event::Payment(PaymentFact::Refunded {
         stripe_id: ch.id.as_str().to_owned(),
         amount: ch.refunded_money()?,
+        refunds: None,
     }))
 }
 

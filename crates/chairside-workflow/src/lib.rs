@@ -285,6 +285,10 @@ pub enum NoteKind {
         /// before ledger reversals existed (those stay notes).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reversed: Option<Money>,
+        /// For a refund reversed by its id: Stripe's refund id (`re_…`), the reversal's key in
+        /// the practice system. `None`: keyed by the charge and its refunded total.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refund_id: Option<String>,
     },
     /// The lender settlement: scheduled, charged, for staff, or failed.
     Settlement {
@@ -642,6 +646,11 @@ pub enum PaymentFact {
         stripe_id: String,
         /// How much of it is refunded so far.
         amount: Money,
+        /// The charge's refunds as Stripe listed them (`GET /v1/refunds?charge=`, newest first),
+        /// looked up by the runner before the event is applied; `None` when the lookup failed
+        /// (or was not made): the cumulative rule decides ([`refunds`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refunds: Option<Vec<refunds::ListedRefund>>,
     },
     /// The cardholder disputed a charge (a chargeback).
     Disputed {

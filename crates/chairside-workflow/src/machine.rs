@@ -1722,7 +1722,11 @@ fn payment_fact(cx: &mut Ctx<'_>, fact: PaymentFact) {
                 reason: "the last retry of a payment failed: Stripe will not try again; the patient was told, call them for another card".into(),
             });
         }
-        PaymentFact::Refunded { stripe_id, amount } => refunded(cx, stripe_id, amount),
+        PaymentFact::Refunded {
+            stripe_id,
+            amount,
+            refunds,
+        } => refunded(cx, stripe_id, amount, refunds.as_deref()),
         PaymentFact::Disputed {
             stripe_id,
             amount,
@@ -2387,7 +2391,22 @@ fn settlement_open(cx: &Ctx<'_>) -> bool {
 /// refund of the same charge is a new amount).
 /// A refund: what it adds to the charge's refunded total is reversed in the ledger (once per
 /// refund, [`crate::refunds`]), with a note and a task as for a dispute.
-fn refunded(cx: &mut Ctx<'_>, charge: String, refunded_so_far: Money) {
+fn refunded(
+    cx: &mut Ctx<'_>,
+    charge: String,
+    refunded_so_far: Money,
+    listed: Option<&[crate::refunds::ListedRefund]>,
+) {
+    if let Some(by_id) = listed.and_then(|l| {
+        crate::refunds::refunds_by_id(
+            &cx.state.stripe.reversals_handled,
+            &charge,
+            refunded_so_far,
+            l,
+        )
+    }) {
+        return refunded_by_id(cx, charge, refunded_so_far, by_id);
+    }
     let Some(reversal) = crate::refunds::refund_to_reverse(
         &cx.state.stripe.reversals_handled,
         &charge,
@@ -2411,8 +2430,50 @@ fn refunded(cx: &mut Ctx<'_>, charge: String, refunded_so_far: Money) {
             amount: refunded_so_far,
             dispute: false,
             reversed: Some(now),
+            refund_id: None,
         },
     );
+}
+
+/// The refunds Stripe listed for the charge, each reversed once by its id: a ledger reversal per
+/// refund, one task naming them.
+fn refunded_by_id(
+    cx: &mut Ctx<'_>,
+    charge: String,
+    refunded_so_far: Money,
+    reversals: Vec<crate::refunds::RefundReversal>,
+) {
+    if reversals.is_empty() {
+        return cx.ignore("refund already reversed");
+    }
+    let mut named = Vec::new();
+    for r in &reversals {
+        cx.state
+            .stripe
+            .reversals_handled
+            .push(crate::refunds::handled_by_id(&charge, &r.key, r.amount));
+        cx.audit(format!("refund {} of {}: to reverse", r.key, r.amount));
+        named.push(format!("{} ({})", r.amount, r.key));
+    }
+    cx.out.raise_task = Some(StaffTask {
+        kind: TaskKind::PaymentReversed,
+        reason: format!(
+            "refunded in Stripe: {} ({charge}, {refunded_so_far} refunded in total): Chairside reverses each in the practice ledger where the system takes payments, else notes it; check the patient's plan",
+            named.join(", ")
+        ),
+    });
+    for r in reversals {
+        ledger_note(
+            cx,
+            NoteKind::Reversal {
+                stripe_id: charge.clone(),
+                amount: refunded_so_far,
+                dispute: false,
+                reversed: Some(r.amount),
+                refund_id: Some(r.key),
+            },
+        );
+    }
 }
 
 /// A dispute opened on one of the workflow's charges: a task to answer it and a ledger note, once per
@@ -2443,6 +2504,7 @@ fn disputed(cx: &mut Ctx<'_>, stripe_id: String, amount: Money, why: Option<&str
             amount,
             dispute: true,
             reversed: None,
+            refund_id: None,
         },
     );
 }

@@ -1096,6 +1096,7 @@ async fn partial_refunds_are_noted_once_each_with_their_own_amount_where_the_led
             Event::Payment(PaymentFact::Refunded {
                 stripe_id: "ch_1".into(),
                 amount: Money::usd(cents),
+                refunds: None,
             }),
         )]
     };

@@ -1185,6 +1185,7 @@ async fn a_refunded_charge_of_our_customer_becomes_a_refund_fact_with_the_cumula
         vec![Event::Payment(PaymentFact::Refunded {
             stripe_id: "ch_test_1".into(),
             amount: Money::usd(5_000),
+            refunds: None,
         })]
     );
 }
@@ -1511,6 +1512,7 @@ async fn a_refund_of_an_installment_charge_without_metadata_finds_its_workflow()
         vec![Event::Payment(PaymentFact::Refunded {
             stripe_id: "ch_inst_9".into(),
             amount: Money::usd(2_500),
+            refunds: None,
         })]
     );
 }

@@ -29,6 +29,7 @@ fn each_refund_reverses_its_own_amount_once() {
         Event::Payment(PaymentFact::Refunded {
             stripe_id: "ch_1".into(),
             amount: Money::usd(cents),
+            refunds: None,
         })
     };
 
@@ -48,6 +49,7 @@ fn each_refund_reverses_its_own_amount_once() {
                 amount: Money::usd(5_000),
                 dispute: false,
                 reversed: Some(Money::usd(5_000)),
+                refund_id: None,
             }
         }]
     );
@@ -63,6 +65,7 @@ fn each_refund_reverses_its_own_amount_once() {
                 amount: Money::usd(16_667),
                 dispute: false,
                 reversed: Some(Money::usd(11_667)),
+                refund_id: None,
             }
         }],
         "a further partial refund reverses only what it adds"
@@ -78,6 +81,102 @@ fn each_refund_reverses_its_own_amount_once() {
     );
 }
 
+fn listed(entries: &[(&str, i64)]) -> Option<Vec<crate::refunds::ListedRefund>> {
+    Some(
+        entries
+            .iter()
+            .map(|(id, a)| crate::refunds::ListedRefund {
+                id: (*id).to_owned(),
+                amount: Money::usd(*a),
+                returns_money: true,
+            })
+            .collect(),
+    )
+}
+
+fn reversal_ids(t: &Transition) -> Vec<(Option<String>, Option<Money>)> {
+    actions(t)
+        .iter()
+        .filter_map(|a| match a {
+            Action::WriteLedgerNote {
+                note:
+                    NoteKind::Reversal {
+                        refund_id,
+                        reversed,
+                        ..
+                    },
+            } => Some((refund_id.clone(), *reversed)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn listed_refunds_are_reversed_by_their_ids_once_each_with_the_cumulative_rule_as_fallback() {
+    // Arrange
+    let mut run = on_schedule();
+    let refund = |cents, refunds| {
+        Event::Payment(PaymentFact::Refunded {
+            stripe_id: "ch_1".into(),
+            amount: Money::usd(cents),
+            refunds,
+        })
+    };
+
+    // Act: $30 refunded (listed); its event again; two more refunds arriving in one event
+    // ($20 and $10, listed); a fourth refund whose lookup failed (cumulative: $70 in total);
+    // the second event delivered late, listed.
+    let first = run.on(refund(3_000, listed(&[("re_1", 3_000)])));
+    let again = run.on(refund(3_000, listed(&[("re_1", 3_000)])));
+    let two = run.on(refund(
+        6_000,
+        listed(&[("re_3", 1_000), ("re_2", 2_000), ("re_1", 3_000)]),
+    ));
+    let fallback = run.on(refund(7_000, None));
+    let late = run.on(refund(
+        6_000,
+        listed(&[
+            ("re_4", 1_000),
+            ("re_3", 1_000),
+            ("re_2", 2_000),
+            ("re_1", 3_000),
+        ]),
+    ));
+
+    // Assert
+    assert_eq!(
+        reversal_ids(&first),
+        [(Some("re_1".to_owned()), Some(Money::usd(3_000)))]
+    );
+    assert!(again.ignored && again.commands.is_empty());
+    assert_eq!(
+        reversal_ids(&two),
+        [
+            (Some("re_2".to_owned()), Some(Money::usd(2_000))),
+            (Some("re_3".to_owned()), Some(Money::usd(1_000)))
+        ],
+        "one reversal per refund, oldest first"
+    );
+    let task = two.raise_task.unwrap().reason;
+    assert!(
+        task.contains("$20.00 (re_2)") && task.contains("$10.00 (re_3)"),
+        "{task}"
+    );
+    assert_eq!(
+        reversal_ids(&fallback),
+        [(None, Some(Money::usd(1_000)))],
+        "the lookup failed: only the rise, keyed by the total"
+    );
+    assert!(
+        late.ignored && late.commands.is_empty(),
+        "re_4 was reversed by the fallback: {late:?}"
+    );
+    assert_eq!(
+        crate::refunds::reversed_so_far(&run.state.stripe.reversals_handled, "ch_1"),
+        7_000
+    );
+}
+
 #[test]
 fn a_note_recorded_before_ledger_reversals_still_reads() {
     // A Reversal stored without `reversed` (older rows) decodes as a note-only reversal.
@@ -86,6 +185,7 @@ fn a_note_recorded_before_ledger_reversals_still_reads() {
         amount: Money::usd(5_000),
         dispute: false,
         reversed: Some(Money::usd(5_000)),
+        refund_id: None,
     })
     .unwrap();
     assert!(old.as_object_mut().unwrap().remove("reversed").is_some());
