@@ -33,15 +33,19 @@ pub fn ledger_note(state: &WorkflowState, note: &NoteKind, now: DateTime<Utc>) -
             amount,
             dispute,
             reversed,
+            refund_id,
         } => {
-            lines.push(match (dispute, reversed) {
-                (true, _) => format!(
+            lines.push(match (dispute, reversed, refund_id) {
+                (true, _, _) => format!(
                     "Chairside: the patient disputed a card payment of {amount} ({stripe_id})."
                 ),
-                (false, Some(now)) => format!(
+                (false, Some(now), Some(refund)) => format!(
+                    "Chairside: refund of {now} through Stripe ({refund} of {stripe_id}; {amount} refunded in total)."
+                ),
+                (false, Some(now), None) => format!(
                     "Chairside: refund of {now} through Stripe ({stripe_id}; {amount} refunded in total)."
                 ),
-                (false, None) => {
+                (false, None, _) => {
                     format!("Chairside: refund of {amount} in total through Stripe ({stripe_id}).")
                 }
             });

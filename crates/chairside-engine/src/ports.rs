@@ -414,6 +414,20 @@ pub trait Payments: Send + Sync + fmt::Debug {
         let _ = (schedule, payment_method, key);
         Err(no_saved_cards())
     }
+
+    /// Every refund of `charge` (`ch_…`), newest first, so a refund is reversed in the ledger
+    /// once under its own id. `Ok(None)`: this payments system cannot list them (the cumulative
+    /// rule decides).
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`] (the runner then falls back to the cumulative rule).
+    async fn list_refunds(
+        &self,
+        charge: &str,
+    ) -> Result<Option<Vec<chairside_workflow::refunds::ListedRefund>>, ExternalError> {
+        let _ = charge;
+        Ok(None)
+    }
 }
 
 fn no_saved_cards() -> ExternalError {

@@ -416,6 +416,33 @@ impl Runner {
         Ok(n + links)
     }
 
+    /// A `charge.refunded` is applied with the charge's refunds as Stripe lists them, so each
+    /// refund is reversed once under its own id. A lookup that fails (or a payments system that
+    /// cannot list them) leaves the event as it came: the cumulative rule decides. The list is
+    /// committed with the step it is applied in; a crash before that looks it up again.
+    async fn with_refunds(&self, rt: &PracticeRuntime, event: Event) -> Event {
+        let Event::Payment(PaymentFact::Refunded {
+            stripe_id,
+            amount,
+            refunds: None,
+        }) = event
+        else {
+            return event;
+        };
+        let refunds = match self.timed(rt.payments.list_refunds(&stripe_id)).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(error = %e, "refunds not listed; reversing by the refunded total");
+                None
+            }
+        };
+        Event::Payment(PaymentFact::Refunded {
+            stripe_id,
+            amount,
+            refunds,
+        })
+    }
+
     /// Records how long after coming due each claim was made.
     pub(crate) fn note_claims(&self, claims: &[Claim], now: DateTime<Utc>) {
         for claim in claims {
@@ -518,7 +545,9 @@ impl Runner {
             // What the call produced to record with the step (channels sent, disclosures).
             let mut facts = CallFacts::default();
             let (event, consumed) = match item {
-                WorkItem::Inbox { id, event } => (event, Consumed::Inbox(id)),
+                WorkItem::Inbox { id, event } => {
+                    (self.with_refunds(rt, event).await, Consumed::Inbox(id))
+                }
                 WorkItem::Timer(kind) => (Event::TimerFired { timer: kind }, Consumed::Timer(kind)),
                 WorkItem::Command { command, attempts } => {
                     // A staff retry of an attempt whose outcome is unknown keeps that attempt's
@@ -1320,12 +1349,16 @@ impl Runner {
                     amount,
                     dispute: false,
                     reversed: Some(reversed),
+                    refund_id,
                 } = note
                 {
                     // A refund is reversed in the ledger where the system takes payments (once
-                    // per refund: a repeat finds its marker), else it is a note.
+                    // per refund: a repeat finds its marker), else it is a note. Keyed by
+                    // Stripe's refund id when it was listed, else by the charge's total.
                     let text = ledger_note(state, note, self.clock.now());
-                    let key = chairside_workflow::refunds::refund_key(stripe_id, *amount);
+                    let key = refund_id.clone().unwrap_or_else(|| {
+                        chairside_workflow::refunds::refund_key(stripe_id, *amount)
+                    });
                     let posted = self
                         .timed(rt.pms.post_refund(patient, &key, *reversed, &text))
                         .await

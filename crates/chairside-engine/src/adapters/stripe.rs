@@ -201,6 +201,31 @@ impl Payments for StripePayments {
         Ok(())
     }
 
+    async fn list_refunds(
+        &self,
+        charge: &str,
+    ) -> Result<Option<Vec<chairside_workflow::refunds::ListedRefund>>, ExternalError> {
+        let refunds = self
+            .client
+            .list_refunds(&stripe_schedule::ChargeId::new(charge))
+            .await
+            .map_err(external)?;
+        let mut out = Vec::with_capacity(refunds.len());
+        for r in refunds {
+            // A refund in a currency we do not know cannot be reversed by id: the cumulative
+            // rule decides for this event.
+            let Some(amount) = r.money() else {
+                return Ok(None);
+            };
+            out.push(chairside_workflow::refunds::ListedRefund {
+                id: r.id.as_str().to_owned(),
+                amount,
+                returns_money: r.status.returns_money(),
+            });
+        }
+        Ok(Some(out))
+    }
+
     async fn cancel_schedule(&self, schedule: &str, idem: &str) -> Result<(), ExternalError> {
         let id = SubscriptionScheduleId::new(schedule);
         match self.client.cancel_schedule(&id, &key(idem)?).await {

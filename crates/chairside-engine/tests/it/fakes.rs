@@ -672,6 +672,8 @@ struct StripeData {
     /// Idempotency key -> the object id it created: the same key replays the same object.
     by_key: HashMap<String, String>,
     next: u32,
+    /// Refunds by charge, newest first (`list_refunds`).
+    refunds: HashMap<String, Vec<chairside_workflow::refunds::ListedRefund>>,
 }
 
 impl StripeData {
@@ -696,6 +698,19 @@ impl FakeStripe {
 
     pub(crate) fn sessions(&self) -> Vec<Session> {
         self.data.lock().unwrap().sessions.clone()
+    }
+
+    /// Refunds `amount` cents of `charge` under refund `id` (listed newest first).
+    pub(crate) fn refund(&self, charge: &str, id: &str, amount: i64) {
+        let mut d = self.data.lock().unwrap();
+        d.refunds.entry(charge.to_owned()).or_default().insert(
+            0,
+            chairside_workflow::refunds::ListedRefund {
+                id: id.to_owned(),
+                amount: Money::usd(amount),
+                returns_money: true,
+            },
+        );
     }
 
     /// Marks a session paid, as the patient paying it would.
@@ -741,6 +756,15 @@ impl FakeStripe {
 
 #[async_trait]
 impl Payments for FakeStripe {
+    async fn list_refunds(
+        &self,
+        charge: &str,
+    ) -> Result<Option<Vec<chairside_workflow::refunds::ListedRefund>>, ExternalError> {
+        self.script.enter("list_refunds", charge)?;
+        let d = self.data.lock().unwrap();
+        Ok(Some(d.refunds.get(charge).cloned().unwrap_or_default()))
+    }
+
     async fn ensure_customer(
         &self,
         practice: &PracticeId,

@@ -1133,6 +1133,75 @@ async fn partial_refunds_are_noted_once_each_with_their_own_amount_where_the_led
 }
 
 #[tokio::test]
+async fn refunds_are_reversed_once_each_by_their_stripe_ids_and_by_the_total_when_the_lookup_fails()
+{
+    // Arrange: as above; Stripe lists the charge's refunds.
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_status(Answer::Decline);
+    w.sunbit.on_start(Answer::Decline);
+    let runner = w.runner("runner-1").await;
+    w.settle(&runner).await;
+    let notes_before = w.pms.notes_for(&id).len();
+    let refunded = |cents| {
+        vec![(
+            id.clone(),
+            Event::Payment(PaymentFact::Refunded {
+                stripe_id: "ch_1".into(),
+                amount: Money::usd(cents),
+                refunds: None,
+            }),
+        )]
+    };
+    let store = runner.store();
+    let now = w.clock.now_utc();
+
+    // Act: $30 refunded; two more refunds ($20, $10) before the next event; the first event
+    // redelivered under another id; then a fourth refund ($5) whose lookup fails.
+    w.stripe.refund("ch_1", "re_1", 3_000);
+    store
+        .record_webhook("stripe", "evt_r1", refunded(3_000), now)
+        .await
+        .unwrap();
+    w.settle(&runner).await;
+    w.stripe.refund("ch_1", "re_2", 2_000);
+    w.stripe.refund("ch_1", "re_3", 1_000);
+    for (event, cents) in [("evt_r3", 6_000), ("evt_r1b", 3_000)] {
+        store
+            .record_webhook("stripe", event, refunded(cents), now)
+            .await
+            .unwrap();
+    }
+    w.settle(&runner).await;
+    w.stripe.refund("ch_1", "re_4", 500);
+    w.stripe
+        .script
+        .fail("list_refunds", ErrorKind::TRANSIENT, 1);
+    store
+        .record_webhook("stripe", "evt_r4", refunded(6_500), now)
+        .await
+        .unwrap();
+    w.settle(&runner).await;
+
+    // Assert: one note per refund, each naming its refund id; the fallback names the total.
+    let notes = w.pms.notes_for(&id);
+    let refunds: Vec<_> = notes[notes_before..]
+        .iter()
+        .filter(|n| n.text.contains("refund of"))
+        .map(|n| n.text.clone())
+        .collect();
+    assert_eq!(refunds.len(), 4, "{refunds:?}");
+    for (text, want) in refunds.iter().zip([
+        "refund of $30.00 through Stripe (re_1 of ch_1;",
+        "refund of $20.00 through Stripe (re_2 of ch_1;",
+        "refund of $10.00 through Stripe (re_3 of ch_1;",
+        "refund of $5.00 through Stripe (ch_1; $65.00 refunded in total)",
+    ]) {
+        assert!(text.contains(want), "{text} should contain {want}");
+    }
+}
+
+#[tokio::test]
 async fn a_returning_cardholder_with_enough_credit_skips_the_application() {
     // Arrange: counsel approved lookups for this Texas practice.
     let mut w = World::new();
