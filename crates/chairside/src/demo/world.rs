@@ -546,7 +546,12 @@ impl Stack {
                 .await?
                 .iter()
                 .filter(|r| {
-                    r.state.stage == chairside_workflow::Stage::Settled && r.next_action.is_none()
+                    // Card on file: an in-house schedule waits for the card the sandbox's
+                    // patient saves from the summary's page link; settled once it exists.
+                    r.state.stage == chairside_workflow::Stage::Settled
+                        && r.next_action.is_none()
+                        && !(r.state.stripe.schedule_awaits_card
+                            && r.state.status == chairside_workflow::Status::Done)
                 })
                 .count();
         }
