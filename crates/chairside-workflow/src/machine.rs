@@ -2405,7 +2405,7 @@ fn refunded(
             l,
         )
     }) {
-        return refunded_by_id(cx, charge, refunded_so_far, by_id);
+        return refunded_by_id(cx, &charge, refunded_so_far, by_id);
     }
     let Some(reversal) = crate::refunds::refund_to_reverse(
         &cx.state.stripe.reversals_handled,
@@ -2439,7 +2439,7 @@ fn refunded(
 /// refund, one task naming them.
 fn refunded_by_id(
     cx: &mut Ctx<'_>,
-    charge: String,
+    charge: &str,
     refunded_so_far: Money,
     reversals: Vec<crate::refunds::RefundReversal>,
 ) {
@@ -2451,7 +2451,7 @@ fn refunded_by_id(
         cx.state
             .stripe
             .reversals_handled
-            .push(crate::refunds::handled_by_id(&charge, &r.key, r.amount));
+            .push(crate::refunds::handled_by_id(charge, &r.key, r.amount));
         cx.audit(format!("refund {} of {}: to reverse", r.key, r.amount));
         named.push(format!("{} ({})", r.amount, r.key));
     }
@@ -2466,7 +2466,7 @@ fn refunded_by_id(
         ledger_note(
             cx,
             NoteKind::Reversal {
-                stripe_id: charge.clone(),
+                stripe_id: charge.to_owned(),
                 amount: refunded_so_far,
                 dispute: false,
                 reversed: Some(r.amount),

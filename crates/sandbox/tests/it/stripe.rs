@@ -692,7 +692,7 @@ mod client {
             let ChargeOutcome::Succeeded(pi) = c
                 .charge_off_session(
                     &charge(inst),
-                    &IdempotencyKey::new(&format!("wf-8:{inst}")).unwrap(),
+                    &IdempotencyKey::new(format!("wf-8:{inst}")).unwrap(),
                 )
                 .await
                 .unwrap()
