@@ -185,6 +185,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/p/{token}/decline", post(patient::decline_in_house))
         .route("/p/{token}/renew", post(patient::renew))
         .route("/p/{token}/restart", post(patient::restart))
+        .route("/p/{token}/report", post(patient::report::report))
         .route(
             "/p/{token}/texts",
             get(consent::opt_in_form).post(consent::opt_in),
