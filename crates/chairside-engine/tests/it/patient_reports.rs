@@ -272,7 +272,37 @@ async fn reports_past_the_limit_or_the_wait_or_for_another_lender_write_nothing(
     );
 }
 
+async fn rotate_key_reseals_a_report_and_it_reads_back_without_the_old_key(backend: Backend) {
+    // Arrange: a report sealed under key A (the test store's key).
+    let db = TestDb::new(backend).await;
+    let id = at_cherry(&*db.store).await;
+    db.store
+        .record_patient_report(&id, &approved(64_000), ReportLimit::default(), mins(1))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Act: rotate to key B.
+    let rotating = crate::rotation::Concrete::open(&db, crate::rotation::rotating()).await;
+    let report = rotating.rotate_key(100).await.unwrap();
+
+    // Assert: the report's row was re-sealed, and with key A gone it opens equal.
+    assert!(
+        report.resealed.contains(&("patient_reports", 1)),
+        "{report:?}"
+    );
+    let only_b = db
+        .reopen(chairside_engine::store::crypto::Keyring::new(
+            1,
+            crate::rotation::key_b(),
+        ))
+        .await;
+    let pending = only_b.pending_patient_report(&id).await.unwrap().unwrap();
+    assert_eq!(pending.report, approved(64_000));
+}
+
 both!(
     a_second_report_replaces_the_first_and_not_confirmed_closes_it_once,
     reports_past_the_limit_or_the_wait_or_for_another_lender_write_nothing,
+    rotate_key_reseals_a_report_and_it_reads_back_without_the_old_key,
 );
