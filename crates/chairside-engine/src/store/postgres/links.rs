@@ -37,6 +37,26 @@ pub(super) async fn revoke_in(conn: &mut PgConnection, id: &str, now: i64) -> Re
     Ok(generation as u64)
 }
 
+/// The workflow's lender return reference, made (random, opaque) when it has none, inside the
+/// caller's transaction: [`LinkStore::return_reference`], and the intent of an application call
+/// (`begin_effect`, `commit_step`), so the link the lender is sent resolves before the call.
+pub(super) async fn ensure_return_reference(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+) -> Result<String> {
+    let fresh = B64.encode(rand::random::<[u8; 24]>());
+    let reference: String = sqlx::query_scalar(
+            "INSERT INTO patient_links (workflow_id, return_ref) VALUES ($1, $2)
+             ON CONFLICT (workflow_id) DO UPDATE SET return_ref = COALESCE(patient_links.return_ref, $2)
+             RETURNING return_ref",
+    )
+    .bind(id)
+    .bind(&fresh)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(reference)
+}
+
 #[async_trait]
 impl LinkStore for PostgresStore {
     async fn link_generation(&self, workflow: &WorkflowId) -> Result<u64> {
@@ -56,17 +76,19 @@ impl LinkStore for PostgresStore {
     }
 
     async fn return_reference(&self, workflow: &WorkflowId) -> Result<String> {
-        let fresh = B64.encode(rand::random::<[u8; 24]>());
-        let mut tx = self.begin().await?;
-        let reference: String = sqlx::query_scalar(
-            "INSERT INTO patient_links (workflow_id, return_ref) VALUES ($1, $2)
-             ON CONFLICT (workflow_id) DO UPDATE SET return_ref = COALESCE(patient_links.return_ref, $2)
-             RETURNING return_ref",
+        // Made with the intent of the application call that sends it (`ensure_return_reference`
+        // in the intent's transaction): most calls find it and write nothing.
+        let made: Option<String> = sqlx::query_scalar(
+            "SELECT return_ref FROM patient_links WHERE workflow_id = $1 AND return_ref IS NOT NULL",
         )
         .bind(workflow.as_str())
-        .bind(&fresh)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
+        if let Some(reference) = made {
+            return Ok(reference);
+        }
+        let mut tx = self.begin().await?;
+        let reference = ensure_return_reference(&mut tx, workflow.as_str()).await?;
         self.finish(tx).await?;
         Ok(reference)
     }
