@@ -53,7 +53,7 @@ pub use intake::{
     IntakeLinkSend, IntakeLinkSendRow, IntakeOrigin, IntakeRow, IntakeStore, LinkResend,
     LinkSendOutcome, NewIntake,
 };
-pub use links::LinkStore;
+pub use links::{LinkStore, PageMark};
 pub use logins::LoginStore;
 pub use outbox::OutboxStore;
 pub use patient::PatientStore;

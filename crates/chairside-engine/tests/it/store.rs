@@ -8,8 +8,8 @@ use chairside_engine::staff::StaffActions;
 use chairside_engine::store::crypto::DataKey;
 use chairside_engine::store::prelude::*;
 use chairside_engine::store::{
-    AfterStep, AuditLine, Claim, ConsentFact, Consumed, NewWorkflow, NextStep, SendRecord,
-    SentChannel, StepFacts, StoreError, WorkItem,
+    AfterStep, AuditLine, Claim, ConsentFact, Consumed, NewWorkflow, NextStep, PageMark,
+    SendRecord, SentChannel, StepFacts, StoreError, WorkItem,
 };
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{
@@ -956,6 +956,7 @@ both!(
     a_step_commit_records_the_calls_facts_in_the_same_transaction,
     a_step_commit_stores_the_loaded_patient_and_the_practices_consent_attestation,
     an_application_intent_makes_the_return_reference_in_its_own_transaction,
+    page_marks_written_behind_are_recorded_once_each_in_one_transaction,
     a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and_journal,
     a_webhook_is_recorded_once_per_provider_and_event_id,
     patient_contact_is_encrypted_at_rest_and_reads_back_equal,
@@ -2298,4 +2299,65 @@ async fn mark_handled_closes_the_task_it_was_pressed_on_and_leaves_the_lender_ch
         .unwrap();
     assert_eq!(second.tasks_resolved, 1);
     assert!(db.store.tasks(None, false).await.unwrap().is_empty());
+}
+
+fn page_mark(workflow: &WorkflowId, mark: &str, kind: &str, at: DateTime<Utc>) -> PageMark {
+    PageMark {
+        workflow: workflow.clone(),
+        mark: mark.into(),
+        kind: kind.into(),
+        detail: format!("patient followed {mark}"),
+        at,
+    }
+}
+
+async fn page_marks_written_behind_are_recorded_once_each_in_one_transaction(backend: Backend) {
+    // Arrange: one mark already recorded the usual way.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    assert!(
+        db.store
+            .audit_once(&id, "apply:sunbit", "lender_link_opened", "followed", t0())
+            .await
+            .unwrap()
+    );
+    let audit_before = db.store.audit(&id).await.unwrap().len();
+    let writes = db.store.counters().write_transactions;
+    let group = [
+        page_mark(&id, "apply:sunbit", "lender_link_opened", secs(1)),
+        page_mark(&id, "apply:carecredit", "lender_link_opened", secs(1)),
+        page_mark(&id, "pay:cs_1", "deposit_link_opened", secs(2)),
+        // A double click within the group.
+        page_mark(&id, "pay:cs_1", "deposit_link_opened", secs(2)),
+    ];
+
+    // Act
+    let new = db.store.audit_marks(&group).await.unwrap();
+    let again = db.store.audit_marks(&group).await.unwrap();
+
+    // Assert: the two new marks in one transaction, with their lines; the repeat writes nothing.
+    assert_eq!(new, 2);
+    assert_eq!(again, 0);
+    assert_eq!(db.store.counters().write_transactions, writes + 1);
+    let audit = db.store.audit(&id).await.unwrap();
+    assert_eq!(audit.len(), audit_before + 2);
+    let kinds: Vec<&str> = audit.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "deposit_link_opened")
+            .count(),
+        1
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "lender_link_opened").count(),
+        2
+    );
+    assert!(
+        !db.store
+            .audit_once(&id, "pay:cs_1", "deposit_link_opened", "followed", secs(3))
+            .await
+            .unwrap(),
+        "a mark written behind is a mark like any other"
+    );
 }

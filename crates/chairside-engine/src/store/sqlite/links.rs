@@ -8,7 +8,7 @@ use sqlx::SqliteConnection;
 
 use super::{SqliteStore, insert_audit, insert_inbox, ms};
 use crate::store::links::ResendOutcome;
-use crate::store::{LinkStore, Result};
+use crate::store::{LinkStore, PageMark, Result};
 use chairside_workflow::{Event, StaffAction, Status, WorkflowId};
 
 /// The actor and inbox source of a patient's resend request.
@@ -208,6 +208,63 @@ impl LinkStore for SqliteStore {
         .await?;
         self.finish(tx).await?;
         Ok(true)
+    }
+
+    async fn audit_marks(&self, marks: &[PageMark]) -> Result<usize> {
+        // The marks already recorded (most repeats) are found by reads: a group of nothing but
+        // repeats writes nothing.
+        let mut fresh: Vec<&PageMark> = Vec::new();
+        for m in marks {
+            if fresh
+                .iter()
+                .any(|f| f.workflow == m.workflow && f.mark == m.mark)
+            {
+                continue;
+            }
+            let seen: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM patient_page_marks WHERE workflow_id = ? AND mark = ?",
+            )
+            .bind(m.workflow.as_str())
+            .bind(&m.mark)
+            .fetch_optional(&self.pool)
+            .await?;
+            if seen.is_none() {
+                fresh.push(m);
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let mut new = 0;
+        for m in fresh {
+            let inserted = sqlx::query(
+                "INSERT INTO patient_page_marks (workflow_id, mark, at) VALUES (?, ?, ?)
+                 ON CONFLICT (workflow_id, mark) DO NOTHING",
+            )
+            .bind(m.workflow.as_str())
+            .bind(&m.mark)
+            .bind(ms(m.at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if inserted {
+                insert_audit(
+                    &mut tx,
+                    &self.key,
+                    m.workflow.as_str(),
+                    PATIENT,
+                    &m.kind,
+                    &m.detail,
+                    ms(m.at),
+                )
+                .await?;
+                new += 1;
+            }
+        }
+        self.finish(tx).await?;
+        Ok(new)
     }
 
     async fn queue_patient_answer(
