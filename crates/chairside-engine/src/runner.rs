@@ -23,8 +23,8 @@ use crate::ports::{
     SharedMessenger, SharedPayments, SharedPracticeSystem,
 };
 use crate::store::{
-    AfterStep, AuditLine, Claim, Consumed, NextStep, SentChannel, StepFacts, Store, StoreError,
-    WorkItem,
+    AfterStep, AuditLine, Claim, ConsentFact, Consumed, NextStep, SentChannel, StepFacts, Store,
+    StoreError, WorkItem,
 };
 use chairside_workflow::delivery::{
     Channel, Delivery, DeliveryFacts, is_usable_email, plan_delivery,
@@ -263,6 +263,12 @@ impl LagSnapshot {
 struct CallFacts {
     sent: Vec<SentChannel>,
     audit: Vec<AuditLine>,
+    /// The patient's contact read with a plan: stored by the step's commit. Nothing reads it
+    /// before then (the next call reads it after the commit), and a step refused is repeated,
+    /// reading it again, so it is never written alone.
+    patient: Option<PatientContact>,
+    /// The practice's attestation of SMS consent read with a plan, as `patient`.
+    consent: Option<ConsentFact>,
 }
 
 impl CallFacts {
@@ -270,6 +276,8 @@ impl CallFacts {
         StepFacts {
             sent: &self.sent,
             audit: &self.audit,
+            patient: self.patient.as_ref(),
+            consent: self.consent.as_ref(),
         }
     }
 }
@@ -957,23 +965,22 @@ impl Runner {
                             }));
                         }
                     };
-                self.store
-                    .put_patient(&rt.profile.id, &contact, self.clock.now())
-                    .await
-                    .map_err(|e| Performed::Retry {
-                        kind: ErrorKind::TRANSIENT,
-                        reason: format!("store: {e}"),
-                    })?;
-                self.record_attestation(rt, &contact).await?;
+                // The contact and the practice's consent attestation are stored by this step's
+                // commit (`StepFacts`), not by a transaction each during the call.
+                facts.consent = self.attestation(rt, &contact).await?;
                 let policy = rt.policy_for(Some(&contact));
-                let facts = PatientFacts {
+                let patient_facts = PatientFacts {
                     reachable: contact.is_reachable(),
                     state: contact.state(),
                     lookup_allowed: policy.cardholder_lookup_allowed(),
                     financing_not_before: policy
                         .financing_not_before(state.accepted_at, plan.involves_sedation()),
                 };
-                Performed::event(Event::PlanLoaded { plan, facts })
+                facts.patient = Some(contact);
+                Performed::event(Event::PlanLoaded {
+                    plan,
+                    facts: patient_facts,
+                })
             }
             Action::LookupCardholder { lender, amount } => {
                 let provider = Self::lender(rt, lender)?;
@@ -1445,38 +1452,35 @@ impl Runner {
         Ok(Performed::event(Event::PlanLoaded { plan, facts }))
     }
 
-    /// Records the practice system's word on SMS consent as the practice's attestation in the
-    /// number's consent history ([`crate::consent::attestation_entry`]).
-    async fn record_attestation(
+    /// The practice system's word on SMS consent as the practice's attestation for the number's
+    /// consent history ([`crate::consent::attestation_entry`]), when it adds to what is held:
+    /// recorded by the step's commit ([`StepFacts::consent`]).
+    async fn attestation(
         &self,
         rt: &PracticeRuntime,
         contact: &PatientContact,
-    ) -> Result<(), Performed> {
+    ) -> Result<Option<ConsentFact>, Performed> {
         let Some(phone) = contact.mobile_phone.as_deref() else {
-            return Ok(());
-        };
-        let retry = |e: StoreError| Performed::Retry {
-            kind: ErrorKind::TRANSIENT,
-            reason: format!("consent record: {e}"),
+            return Ok(None);
         };
         let held = self
             .store
             .sms_consent(&rt.profile.id, phone)
             .await
-            .map_err(retry)?;
-        let now = self.clock.now();
-        if let Some(entry) = crate::consent::attestation_entry(
+            .map_err(|e| Performed::Retry {
+                kind: ErrorKind::TRANSIENT,
+                reason: format!("consent record: {e}"),
+            })?;
+        Ok(crate::consent::attestation_entry(
             rt.pms.source(),
             &contact.sms_consent,
             held.as_ref(),
-            now,
-        ) {
-            self.store
-                .record_sms_consent(&rt.profile.id, phone, &entry, now)
-                .await
-                .map_err(retry)?;
-        }
-        Ok(())
+            self.clock.now(),
+        )
+        .map(|entry| ConsentFact {
+            phone: phone.to_owned(),
+            entry,
+        }))
     }
 
     /// Records a disclosure to a lender in the audit trail (HIPAA §164.312(b), Reg B §1002.9(g)):

@@ -38,6 +38,7 @@ mod intake;
 mod metrics;
 pub mod notices;
 mod ops;
+mod page_marks;
 mod pages;
 mod patient;
 mod serve;
@@ -83,6 +84,8 @@ pub struct HttpState {
     sessions: Arc<staff::Sessions>,
     pub(crate) login: Arc<staff::LoginGuard>,
     pages: Arc<pages::Pages>,
+    /// The patient page's link lines, written behind ([`page_marks`]).
+    marks: Arc<page_marks::MarkBuffer>,
 }
 
 impl HttpState {
@@ -94,7 +97,9 @@ impl HttpState {
         metrics: Metrics,
         poll: Arc<Notify>,
     ) -> Self {
+        let links: Arc<dyn LinkStore> = store.clone();
         Self {
+            marks: page_marks::MarkBuffer::new(links, page_marks::LINGER, page_marks::CAPACITY),
             store,
             login: Arc::new(staff::LoginGuard::new(config.login.concurrent_hashes)),
             config: Arc::new(config),
@@ -147,6 +152,12 @@ impl HttpState {
 
     fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// Writes the patient page's link lines still queued (written behind, in groups: see
+    /// `docs/performance.md`). Call it when the server has stopped, before the process exits.
+    pub async fn flush_page_marks(&self) {
+        self.marks.flush().await;
     }
 }
 

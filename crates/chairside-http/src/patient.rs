@@ -25,8 +25,8 @@ use serde::Serialize;
 
 use super::pages::see_other;
 use super::{HttpState, PracticeSite, read_patient_token, verify_patient_token};
-use chairside_engine::store::WorkflowRow;
 use chairside_engine::store::links::ResendOutcome;
+use chairside_engine::store::{PageMark, WorkflowRow};
 use chairside_workflow::{LenderPhase, Stage, Status, WorkflowId};
 
 /// At most one patient-requested resend per workflow in this interval.
@@ -1202,20 +1202,18 @@ pub(crate) async fn pay(State(state): State<HttpState>, Path(token): Path<String
         return state.pages.error(StatusCode::NOT_FOUND, r.lang.tag());
     }
     if let Some(url) = &s.stripe.checkout_url {
-        if let Err(e) = state
-            .links()
-            .audit_once(
-                &s.id,
-                &format!(
-                    "pay:{}",
-                    s.stripe.checkout_session_id.as_deref().unwrap_or("")
-                ),
-                "deposit_link_opened",
-                "patient followed the deposit link",
-                state.now(),
-            )
-            .await
-        {
+        // Not a legal record: written behind, in a group (`page_marks`).
+        let mark = PageMark {
+            workflow: s.id.clone(),
+            mark: format!(
+                "pay:{}",
+                s.stripe.checkout_session_id.as_deref().unwrap_or("")
+            ),
+            kind: "deposit_link_opened".into(),
+            detail: "patient followed the deposit link".into(),
+            at: state.now(),
+        };
+        if let Err(e) = state.marks.record(mark).await {
             tracing::error!(error = %e, "patient page: audit write failed");
         }
         return see_other(url);
@@ -1373,18 +1371,16 @@ pub(crate) async fn apply(State(state): State<HttpState>, Path(token): Path<Stri
         // stands and offers to start again when it can.
         return see_other(&r.base);
     };
-    let detail = format!("patient followed the {lender} application link");
-    if let Err(e) = state
-        .links()
-        .audit_once(
-            &r.row.state.id,
-            &format!("apply:{lender}"),
-            "lender_link_opened",
-            &detail,
-            state.now(),
-        )
-        .await
-    {
+    // Not a legal record (the notice shown before this link is, and was written before the page
+    // showed the link): written behind, in a group (`page_marks`).
+    let mark = PageMark {
+        workflow: r.row.state.id.clone(),
+        mark: format!("apply:{lender}"),
+        kind: "lender_link_opened".into(),
+        detail: format!("patient followed the {lender} application link"),
+        at: state.now(),
+    };
+    if let Err(e) = state.marks.record(mark).await {
         tracing::error!(error = %e, "patient page: audit write failed");
     }
     see_other(link)

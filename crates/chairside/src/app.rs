@@ -540,6 +540,8 @@ pub async fn run(config: Config) -> anyhow::Result<i32> {
     let _ = pollers.await;
     server.abort();
     outbound.abort();
+    // The patient page's link lines still queued (written behind, not legal records).
+    service.http.flush_page_marks().await;
     Ok(0)
 }
 

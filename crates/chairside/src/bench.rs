@@ -232,6 +232,9 @@ pub struct RunFigures {
     pub write_transactions: u64,
     /// Write transactions per workflow.
     pub writes_per_workflow: f64,
+    /// Write transactions by the place in the store's code that committed them
+    /// (`sqlite/links.rs:61`), the polls' cursor writes included, most first.
+    pub writes_by_site: Vec<(String, u64)>,
     /// This process's peak resident memory during the run (`VmHWM`), MiB.
     pub peak_rss_mib: f64,
     /// Claims made (a workflow taken by a runner when it came due: created, a webhook, a timer,
@@ -489,6 +492,34 @@ impl Snapshot {
     }
 }
 
+/// Every instance's write transactions by call site, added up.
+fn write_sites(stacks: &[Stack]) -> std::collections::BTreeMap<String, u64> {
+    let mut sites = std::collections::BTreeMap::new();
+    for stack in stacks {
+        for (site, n) in stack.store.write_sites() {
+            *sites.entry(site).or_default() += n;
+        }
+    }
+    sites
+}
+
+/// The writes by call site made since `before`, most first.
+fn sites_since(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: std::collections::BTreeMap<String, u64>,
+) -> Vec<(String, u64)> {
+    let mut made: Vec<(String, u64)> = after
+        .into_iter()
+        .map(|(site, n)| {
+            let earlier = before.get(&site).copied().unwrap_or(0);
+            (site, n.saturating_sub(earlier))
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    made.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    made
+}
+
 /// The name (cut to 15 bytes) of sqlx's SQLite worker threads.
 const SQLITE_THREADS: &str = "sqlx-sqlite-wor";
 
@@ -665,6 +696,7 @@ async fn run_profile(
     }
 
     proc::reset_peak_rss();
+    let sites_before = write_sites(&fleet.stacks);
     let before = Snapshot::take(&fleet.stacks, &sandbox);
     let seeded_at = Utc::now();
     // Each plan's persona and when it was accepted by our clock: the practice systems' own
@@ -695,6 +727,7 @@ async fn run_profile(
     )
     .await?;
     let after = Snapshot::take(&fleet.stacks, &sandbox);
+    let writes_by_site = sites_since(&sites_before, write_sites(&fleet.stacks));
     let lag = after.lag.since(&before.lag);
     let peak_rss = proc::status_kib("self", "VmHWM").unwrap_or_default();
     if !settled_in_time {
@@ -811,6 +844,7 @@ async fn run_profile(
         sandbox_cpu_ms: ms(after.sandbox_cpu.saturating_sub(before.sandbox_cpu)),
         write_transactions: writes,
         writes_per_workflow: writes as f64 / n,
+        writes_by_site,
         peak_rss_mib: mib(peak_rss),
         claims: lag.count,
         claim_lag_mean_ms: lag.mean_ms(),
@@ -1599,6 +1633,17 @@ fn print(report: &BenchReport, args: &BenchArgs) {
         println!();
         for line in table(report) {
             println!("{line}");
+        }
+    }
+    for run in &report.runs {
+        println!();
+        println!(
+            "{}: write transactions by call site (per workflow), the polls' included:",
+            run.profile.name()
+        );
+        let n = run.workflows.max(1) as f64;
+        for (site, count) in &run.writes_by_site {
+            println!("  {site:<32} {count:>6} ({:.2})", *count as f64 / n);
         }
     }
     for run in &report.runs {

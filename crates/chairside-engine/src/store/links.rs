@@ -20,6 +20,22 @@ pub enum ResendOutcome {
     NotApplicable,
 }
 
+/// A mark of the patient page with its audit line ([`LinkStore::audit_marks`]): recorded once
+/// per workflow and mark. No PHI in `detail`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageMark {
+    /// The workflow.
+    pub workflow: WorkflowId,
+    /// The mark (`apply:sunbit`, `pay:cs_...`).
+    pub mark: String,
+    /// The audit line's kind.
+    pub kind: String,
+    /// The audit line's detail.
+    pub detail: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
 /// Per-workflow patient link state. Every link carries the workflow's current generation;
 /// [`LinkStore::revoke_links`] bumps it, so every link issued before stops working.
 #[async_trait]
@@ -79,6 +95,26 @@ pub trait LinkStore: Send + Sync + std::fmt::Debug + 'static {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+
+    /// [`audit_once`](Self::audit_once) for several marks at once: each mark not yet recorded is
+    /// recorded with its audit line, all in one transaction (none when every mark is already
+    /// there). Returns how many were new. For the patient page's write-behind of lines that are
+    /// not legal records (a link followed), flushed in groups.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database): nothing was written.
+    async fn audit_marks(&self, marks: &[PageMark]) -> Result<usize> {
+        let mut new = 0;
+        for m in marks {
+            if self
+                .audit_once(&m.workflow, &m.mark, &m.kind, &m.detail, m.at)
+                .await?
+            {
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
 
     /// The patient's answer to the in-house offer, from the patient page: queues `event` for the
     /// runner (which applies it through the machine under its lease) with its audit line, unless

@@ -55,7 +55,7 @@ pub use intake::{
     IntakeLinkSend, IntakeLinkSendRow, IntakeOrigin, IntakeRow, IntakeStore, LinkResend,
     LinkSendOutcome, NewIntake,
 };
-pub use links::LinkStore;
+pub use links::{LinkStore, PageMark};
 pub use logins::LoginStore;
 pub use outbox::OutboxStore;
 pub use patient::PatientStore;
@@ -67,7 +67,9 @@ pub use report::{LedgerNoteTime, PAYMENT_SEARCH_LIMIT, ReportStore};
 pub use schema::SchemaStore;
 pub use sqlite::{Durability, ResealReport, SqliteStore};
 pub use staff::StaffStore;
-pub use workflow::{AfterStep, AuditLine, NextStep, SentChannel, StepFacts, WorkflowStore};
+pub use workflow::{
+    AfterStep, AuditLine, ConsentFact, NextStep, SentChannel, StepFacts, WorkflowStore,
+};
 
 use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
 
@@ -305,6 +307,44 @@ pub struct StoreCounters {
     /// Workflow rows that listings skipped because they do not decode (each listing counts
     /// again); the runner quarantines them.
     pub skipped_undecodable: u64,
+}
+
+/// Write transactions committed, in all and by the place in the store's code that committed
+/// each (`sqlite/links.rs:61`): what the benchmark reports as writes by call site.
+#[derive(Debug, Default)]
+pub(crate) struct WriteCount {
+    total: std::sync::atomic::AtomicU64,
+    sites: std::sync::Mutex<std::collections::HashMap<(&'static str, u32), u64>>,
+}
+
+impl WriteCount {
+    /// Counts one committed write transaction made at `site`.
+    pub(crate) fn add(&self, site: &'static std::panic::Location<'static>) {
+        self.total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        *sites.entry((site.file(), site.line())).or_default() += 1;
+    }
+
+    /// Every write transaction counted.
+    pub(crate) fn total(&self) -> u64 {
+        self.total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The counts by call site, the path cut to what follows `store/`.
+    pub(crate) fn by_site(&self) -> Vec<(String, u64)> {
+        let sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, u64)> = sites
+            .iter()
+            .map(|(&(file, line), &n)| {
+                let file = file.replace('\\', "/");
+                let short = file.rsplit_once("store/").map_or(file.as_str(), |(_, f)| f);
+                (format!("{short}:{line}"), n)
+            })
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 /// Every role at once: what the service composes and hands out. Implemented for every type that

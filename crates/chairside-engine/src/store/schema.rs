@@ -21,4 +21,11 @@ pub trait SchemaStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Counters for benchmarks and metrics.
     fn counters(&self) -> StoreCounters;
+
+    /// Write transactions committed since start, by the place in the store's code that
+    /// committed each (`sqlite/links.rs:61`), sorted by site. For the benchmark's count of writes
+    /// by kind; empty when the store does not count them.
+    fn write_sites(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use super::{Claim, Consumed, Result, Work};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{Command, StaffTask, WorkflowState};
+use financing_core::PatientContact;
+use messaging::ConsentEntry;
 
 /// What the runner asks of [`WorkflowStore::commit_step`] after the step itself.
 #[derive(Debug, Clone, Copy)]
@@ -33,12 +35,43 @@ pub struct StepFacts<'a> {
     /// Audit lines of the runner besides the step's own (a disclosure to a lender), as
     /// [`ReportStore::append_audit`](super::ReportStore::append_audit) would write them.
     pub audit: &'a [AuditLine],
+    /// The patient's contact as the step read it from the practice system (a plan loaded), as
+    /// [`PatientStore::put_patient`](super::PatientStore::put_patient) would store it for the
+    /// workflow's practice.
+    pub patient: Option<&'a PatientContact>,
+    /// The practice's word on the patient's SMS consent, read with the plan: recorded in the
+    /// number's consent history as
+    /// [`PatientStore::record_sms_consent`](super::PatientStore::record_sms_consent) would, for the
+    /// workflow's practice.
+    pub consent: Option<&'a ConsentFact>,
 }
 
 impl StepFacts<'_> {
     /// Nothing to record.
     pub fn is_empty(&self) -> bool {
-        self.sent.is_empty() && self.audit.is_empty()
+        self.sent.is_empty()
+            && self.audit.is_empty()
+            && self.patient.is_none()
+            && self.consent.is_none()
+    }
+}
+
+/// A consent entry for a number, recorded by a step's commit ([`StepFacts::consent`]). Its
+/// `Debug` leaves the number out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsentFact {
+    /// The number (E.164).
+    pub phone: String,
+    /// What is recorded.
+    pub entry: ConsentEntry,
+}
+
+impl std::fmt::Debug for ConsentFact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsentFact")
+            .field("source", &self.entry.source)
+            .field("grant", &self.entry.grant)
+            .finish_non_exhaustive()
     }
 }
 

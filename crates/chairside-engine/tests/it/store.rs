@@ -8,8 +8,8 @@ use chairside_engine::staff::StaffActions;
 use chairside_engine::store::crypto::DataKey;
 use chairside_engine::store::prelude::*;
 use chairside_engine::store::{
-    AfterStep, AuditLine, Claim, Consumed, NewWorkflow, NextStep, SendRecord, SentChannel,
-    StepFacts, StoreError, WorkItem,
+    AfterStep, AuditLine, Claim, ConsentFact, Consumed, NewWorkflow, NextStep, PageMark,
+    SendRecord, SentChannel, StepFacts, StoreError, WorkItem,
 };
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{
@@ -954,6 +954,9 @@ both!(
     a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first,
     a_step_commit_under_a_lost_lease_writes_nothing,
     a_step_commit_records_the_calls_facts_in_the_same_transaction,
+    a_step_commit_stores_the_loaded_patient_and_the_practices_consent_attestation,
+    an_application_intent_makes_the_return_reference_in_its_own_transaction,
+    page_marks_written_behind_are_recorded_once_each_in_one_transaction,
     a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and_journal,
     a_webhook_is_recorded_once_per_provider_and_event_id,
     patient_contact_is_encrypted_at_rest_and_reads_back_equal,
@@ -1657,6 +1660,8 @@ async fn a_step_commit_under_a_lost_lease_writes_nothing(backend: Backend) {
                 facts: StepFacts {
                     sent: &sent_both("k1"),
                     audit: &[disclosure()],
+                    patient: Some(&patient(7)),
+                    consent: Some(&attestation(&patient(7))),
                 },
             }),
             secs(32),
@@ -1688,6 +1693,198 @@ async fn a_step_commit_under_a_lost_lease_writes_nothing(backend: Backend) {
         count(
             &pool,
             "SELECT COUNT(*) FROM events WHERE kind = 'disclosure'"
+        )
+        .await,
+        0
+    );
+    // Nor the patient read with the plan, nor its consent attestation: the new owner reads them
+    // again when it repeats the step.
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM patients").await, 0);
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM sms_consent_log").await,
+        0
+    );
+}
+
+/// The practice's attestation of SMS consent for `contact`'s number, as read with a plan.
+fn attestation(contact: &financing_core::PatientContact) -> ConsentFact {
+    ConsentFact {
+        phone: contact
+            .mobile_phone
+            .clone()
+            .expect("the test patient has a mobile"),
+        entry: messaging::ConsentEntry::grant(
+            messaging::ConsentKind::Informational,
+            "practice_attestation",
+            "the practice system records consent to texts",
+            "practice:fakepms",
+            t0(),
+        ),
+    }
+}
+
+async fn a_step_commit_stores_the_loaded_patient_and_the_practices_consent_attestation(
+    backend: Backend,
+) {
+    // Arrange: the plan-load call is done; it read the patient and the practice's word on texts.
+    let db = TestDb::new(backend).await;
+    one_workflow(&*db.store).await;
+    let (claim, state, first) = claim_first_command(&*db.store, "a", t0()).await;
+    db.store
+        .begin_effect(&claim, &first, 1, "k1", t0())
+        .await
+        .unwrap();
+    let contact = patient(7);
+    let consent = attestation(&contact);
+    let writes = db.store.counters().write_transactions;
+
+    // Act
+    let after = db
+        .store
+        .commit_step(
+            &claim,
+            &state,
+            Consumed::Command {
+                seq: 1,
+                attempt: 1,
+                outcome: "plan_loaded".into(),
+            },
+            "plan_loaded",
+            &Transition::default(),
+            Some(NextStep {
+                begin: None,
+                lease: LEASE,
+                facts: StepFacts {
+                    patient: Some(&contact),
+                    consent: Some(&consent),
+                    ..StepFacts::default()
+                },
+            }),
+            secs(1),
+        )
+        .await
+        .unwrap();
+
+    // Assert: one transaction for the step, the contact (sealed, readable back) and the
+    // attestation in the number's history, deciding its standing.
+    assert_eq!(after, AfterStep::Released);
+    assert_eq!(db.store.counters().write_transactions, writes + 1);
+    let practice = practice_id();
+    assert_eq!(
+        db.store.patient(&practice, &contact.id).await.unwrap(),
+        Some(contact.clone())
+    );
+    let phone = consent.phone.as_str();
+    let standing = db.store.sms_consent(&practice, phone).await.unwrap();
+    assert!(
+        matches!(&standing, Some(r) if !r.opted_out && r.source == "practice_attestation"),
+        "{standing:?}"
+    );
+    let history = db
+        .store
+        .sms_consent_history(&practice, phone)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].entry, consent.entry);
+    assert!(history[0].effective);
+    // Stored for the workflow's practice only.
+    assert_eq!(
+        db.store
+            .patient(&PracticeId::new("elsewhere"), &contact.id)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn an_application_intent_makes_the_return_reference_in_its_own_transaction(backend: Backend) {
+    // Arrange: the plan is loaded; its step's result is an application at a lender.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let (claim, state, first) = claim_first_command(&*db.store, "a", t0()).await;
+    db.store
+        .begin_effect(&claim, &first, 1, "k1", t0())
+        .await
+        .unwrap();
+    let apply = command(
+        2,
+        Action::StartApplication {
+            lender: financing_core::LenderId::new("sunbit"),
+            amount: Money::usd(120_000),
+        },
+    );
+    let transition = Transition {
+        commands: vec![apply.clone()],
+        ..Transition::default()
+    };
+    let pool = db.raw.clone();
+    let writes = db.store.counters().write_transactions;
+
+    // Act: the step's commit journals the application's intent.
+    let after = db
+        .store
+        .commit_step(
+            &claim,
+            &state,
+            Consumed::Command {
+                seq: 1,
+                attempt: 1,
+                outcome: "plan_loaded".into(),
+            },
+            "plan_loaded",
+            &transition,
+            Some(NextStep {
+                begin: Some((&apply, "k2")),
+                lease: LEASE,
+                facts: StepFacts::default(),
+            }),
+            secs(1),
+        )
+        .await
+        .unwrap();
+
+    // Assert: the reference exists with the intent, in the same one transaction; the call then
+    // reads it without a write, and it stays the same (a retried call sends the same link).
+    assert_eq!(after, AfterStep::Begun(1));
+    assert_eq!(db.store.counters().write_transactions, writes + 1);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM patient_links WHERE return_ref IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    let reference = db.store.return_reference(&id).await.unwrap();
+    assert_eq!(db.store.counters().write_transactions, writes + 1);
+    assert_eq!(
+        db.store.resolve_return_reference(&reference).await.unwrap(),
+        Some((id.clone(), 0))
+    );
+    // A repeat of the call after a crash journals a new attempt and keeps the reference.
+    db.store
+        .begin_effect(&claim, &apply, 2, "k2", secs(2))
+        .await
+        .unwrap();
+    assert_eq!(db.store.return_reference(&id).await.unwrap(), reference);
+    // A call that sends no return link makes none: after a revocation, the next intent of
+    // another kind leaves the workflow without one.
+    db.store.revoke_links(&id, secs(3)).await.unwrap();
+    db.store
+        .begin_effect(
+            &claim,
+            &command(3, Action::EnsureCustomer),
+            1,
+            "k3",
+            secs(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM patient_links WHERE return_ref IS NOT NULL"
         )
         .await,
         0
@@ -1761,6 +1958,7 @@ async fn a_step_commit_records_the_calls_facts_in_the_same_transaction(backend: 
                 facts: StepFacts {
                     sent: &sent,
                     audit: &audit,
+                    ..StepFacts::default()
                 },
             }),
             secs(2),
@@ -2101,4 +2299,65 @@ async fn mark_handled_closes_the_task_it_was_pressed_on_and_leaves_the_lender_ch
         .unwrap();
     assert_eq!(second.tasks_resolved, 1);
     assert!(db.store.tasks(None, false).await.unwrap().is_empty());
+}
+
+fn page_mark(workflow: &WorkflowId, mark: &str, kind: &str, at: DateTime<Utc>) -> PageMark {
+    PageMark {
+        workflow: workflow.clone(),
+        mark: mark.into(),
+        kind: kind.into(),
+        detail: format!("patient followed {mark}"),
+        at,
+    }
+}
+
+async fn page_marks_written_behind_are_recorded_once_each_in_one_transaction(backend: Backend) {
+    // Arrange: one mark already recorded the usual way.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    assert!(
+        db.store
+            .audit_once(&id, "apply:sunbit", "lender_link_opened", "followed", t0())
+            .await
+            .unwrap()
+    );
+    let audit_before = db.store.audit(&id).await.unwrap().len();
+    let writes = db.store.counters().write_transactions;
+    let group = [
+        page_mark(&id, "apply:sunbit", "lender_link_opened", secs(1)),
+        page_mark(&id, "apply:carecredit", "lender_link_opened", secs(1)),
+        page_mark(&id, "pay:cs_1", "deposit_link_opened", secs(2)),
+        // A double click within the group.
+        page_mark(&id, "pay:cs_1", "deposit_link_opened", secs(2)),
+    ];
+
+    // Act
+    let new = db.store.audit_marks(&group).await.unwrap();
+    let again = db.store.audit_marks(&group).await.unwrap();
+
+    // Assert: the two new marks in one transaction, with their lines; the repeat writes nothing.
+    assert_eq!(new, 2);
+    assert_eq!(again, 0);
+    assert_eq!(db.store.counters().write_transactions, writes + 1);
+    let audit = db.store.audit(&id).await.unwrap();
+    assert_eq!(audit.len(), audit_before + 2);
+    let kinds: Vec<&str> = audit.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "deposit_link_opened")
+            .count(),
+        1
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "lender_link_opened").count(),
+        2
+    );
+    assert!(
+        !db.store
+            .audit_once(&id, "pay:cs_1", "deposit_link_opened", "followed", secs(3))
+            .await
+            .unwrap(),
+        "a mark written behind is a mark like any other"
+    );
 }

@@ -186,6 +186,8 @@ async fn pay_and_apply_redirect_to_stripe_and_the_lender_and_are_audited() {
     assert_eq!(pay.headers()["referrer-policy"], "no-referrer");
     assert_eq!(apply.status(), StatusCode::SEE_OTHER);
     assert_eq!(apply.headers()["location"], APPLY_LINK);
+    // Written behind the answers (`page_marks`): there once the queue is flushed.
+    kit.state.flush_page_marks().await;
     let kinds = audit_kinds(&kit, &wf).await;
     assert!(kinds.contains(&"deposit_link_opened".to_owned()));
     assert!(kinds.contains(&"lender_link_opened".to_owned()));
@@ -521,6 +523,7 @@ async fn repeated_views_and_clicks_record_the_notice_and_each_link_once() {
         );
         kit.send(get(&format!("/p/{token}/apply"))).await;
         kit.send(get(&format!("/p/{token}/pay"))).await;
+        kit.state.flush_page_marks().await;
     }
     // Assert
     let kinds = audit_kinds(&kit, &wf).await;

@@ -37,7 +37,7 @@ mod workflow;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -67,7 +67,7 @@ pub fn is_postgres_url(url: &str) -> bool {
 pub struct PostgresStore {
     pool: PgPool,
     key: Arc<Keyring>,
-    writes: Arc<AtomicU64>,
+    writes: Arc<super::WriteCount>,
     skipped: Arc<AtomicU64>,
     /// Rung after a commit that made work due, here or (through `NOTIFY`) on another instance.
     due: Arc<tokio::sync::Notify>,
@@ -120,7 +120,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             key: Arc::new(key.into()),
-            writes: Arc::new(AtomicU64::new(0)),
+            writes: Arc::default(),
             skipped: Arc::new(AtomicU64::new(0)),
             due,
         })
@@ -130,22 +130,43 @@ impl PostgresStore {
         Ok(self.pool.begin().await?)
     }
 
-    async fn finish(&self, tx: sqlx::Transaction<'static, Postgres>) -> Result<()> {
+    /// Commits `tx` and counts it where it was called from (the caller's line, for the
+    /// benchmark's writes by call site).
+    #[track_caller]
+    fn finish(
+        &self,
+        tx: sqlx::Transaction<'static, Postgres>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        self.finish_at(tx, std::panic::Location::caller())
+    }
+
+    async fn finish_at(
+        &self,
+        tx: sqlx::Transaction<'static, Postgres>,
+        site: &'static std::panic::Location<'static>,
+    ) -> Result<()> {
         tx.commit().await?;
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.writes.add(site);
         Ok(())
     }
 
     /// Commits a transaction that queued an event or created a workflow, and wakes the runners
     /// of this instance and (`NOTIFY`, delivered at commit) of every other.
-    async fn finish_due(&self, mut tx: sqlx::Transaction<'static, Postgres>) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(DUE_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-        self.finish(tx).await?;
-        self.due.notify_one();
-        Ok(())
+    #[track_caller]
+    fn finish_due(
+        &self,
+        mut tx: sqlx::Transaction<'static, Postgres>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        let site = std::panic::Location::caller();
+        async move {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(DUE_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+            self.finish_at(tx, site).await?;
+            self.due.notify_one();
+            Ok(())
+        }
     }
 }
 

@@ -27,9 +27,13 @@ impl SchemaStore for PostgresStore {
 
     fn counters(&self) -> StoreCounters {
         StoreCounters {
-            write_transactions: self.writes.load(Ordering::Relaxed),
+            write_transactions: self.writes.total(),
             skipped_undecodable: self.skipped.load(Ordering::Relaxed),
         }
+    }
+
+    fn write_sites(&self) -> Vec<(String, u64)> {
+        self.writes.by_site()
     }
 }
 

@@ -1,6 +1,5 @@
 //! The runner's role on PostgreSQL: claims with `FOR UPDATE SKIP LOCKED`, leases and steps.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -52,7 +51,7 @@ impl WorkflowStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         if !claimed.is_empty() {
-            self.writes.fetch_add(1, Ordering::Relaxed);
+            self.writes.add(std::panic::Location::caller());
         }
         claimed.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
         Ok(claimed
@@ -162,6 +161,7 @@ impl WorkflowStore for PostgresStore {
         .bind(ms(now))
         .execute(&mut *tx)
         .await?;
+        made_with_intent(&mut tx, claim, command).await?;
         self.finish(tx).await?;
         Ok(attempt)
     }
@@ -346,6 +346,22 @@ impl WorkflowStore for PostgresStore {
             for sent in next.facts.sent {
                 super::delivery::record_sent(&mut tx, sent, now_ms).await?;
             }
+            let practice = &state.key.practice_id;
+            if let Some(contact) = next.facts.patient {
+                super::patient::put_patient_in(&mut tx, &self.key, practice, contact, now_ms)
+                    .await?;
+            }
+            if let Some(consent) = next.facts.consent {
+                super::patient::record_consent_in(
+                    &mut tx,
+                    &self.key,
+                    practice,
+                    &consent.phone,
+                    &consent.entry,
+                    now_ms,
+                )
+                .await?;
+            }
             for line in next.facts.audit {
                 insert_audit(
                     &mut tx,
@@ -413,7 +429,7 @@ impl WorkflowStore for PostgresStore {
         .await?
         .rows_affected();
         if renewed == 1 {
-            self.writes.fetch_add(1, Ordering::Relaxed);
+            self.writes.add(std::panic::Location::caller());
             Ok(())
         } else {
             Err(StoreError::LeaseLost(claim.id.clone()))
@@ -557,5 +573,24 @@ async fn continue_after(
     .bind(now_ms)
     .execute(&mut *conn)
     .await?;
+    made_with_intent(&mut *conn, claim, command).await?;
     Ok(AfterStep::Begun(attempt))
+}
+
+/// What a call needs in place before it goes out, written with its intent: an application's
+/// lender return reference (the return link the lender is sent must resolve when the patient
+/// comes back; [`LinkStore::return_reference`](crate::store::LinkStore::return_reference) then
+/// finds it without a transaction of its own).
+async fn made_with_intent(
+    conn: &mut sqlx::PgConnection,
+    claim: &Claim,
+    command: &Command,
+) -> Result<()> {
+    if matches!(
+        command.action,
+        chairside_workflow::Action::StartApplication { .. }
+    ) {
+        super::links::ensure_return_reference(conn, claim.id.as_str()).await?;
+    }
+    Ok(())
 }

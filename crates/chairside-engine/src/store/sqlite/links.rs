@@ -8,7 +8,7 @@ use sqlx::SqliteConnection;
 
 use super::{SqliteStore, insert_audit, insert_inbox, ms};
 use crate::store::links::ResendOutcome;
-use crate::store::{LinkStore, Result};
+use crate::store::{LinkStore, PageMark, Result};
 use chairside_workflow::{Event, StaffAction, Status, WorkflowId};
 
 /// The actor and inbox source of a patient's resend request.
@@ -35,6 +35,26 @@ pub(super) async fn revoke_in(conn: &mut SqliteConnection, id: &str, now: i64) -
     Ok(generation as u64)
 }
 
+/// The workflow's lender return reference, made (random, opaque) when it has none, inside the
+/// caller's transaction: [`LinkStore::return_reference`], and the intent of an application call
+/// (`begin_effect`, `commit_step`), so the link the lender is sent resolves before the call.
+pub(super) async fn ensure_return_reference(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> Result<String> {
+    let fresh = B64.encode(rand::random::<[u8; 24]>());
+    let reference: String = sqlx::query_scalar(
+        "INSERT INTO patient_links (workflow_id, return_ref) VALUES (?1, ?2)
+             ON CONFLICT (workflow_id) DO UPDATE SET return_ref = COALESCE(return_ref, ?2)
+             RETURNING return_ref",
+    )
+    .bind(id)
+    .bind(&fresh)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(reference)
+}
+
 #[async_trait]
 impl LinkStore for SqliteStore {
     async fn link_generation(&self, workflow: &WorkflowId) -> Result<u64> {
@@ -54,17 +74,19 @@ impl LinkStore for SqliteStore {
     }
 
     async fn return_reference(&self, workflow: &WorkflowId) -> Result<String> {
-        let fresh = B64.encode(rand::random::<[u8; 24]>());
-        let mut tx = self.begin().await?;
-        let reference: String = sqlx::query_scalar(
-            "INSERT INTO patient_links (workflow_id, return_ref) VALUES (?1, ?2)
-             ON CONFLICT (workflow_id) DO UPDATE SET return_ref = COALESCE(return_ref, ?2)
-             RETURNING return_ref",
+        // Made with the intent of the application call that sends it (`ensure_return_reference`
+        // in the intent's transaction): most calls find it and write nothing.
+        let made: Option<String> = sqlx::query_scalar(
+            "SELECT return_ref FROM patient_links WHERE workflow_id = ? AND return_ref IS NOT NULL",
         )
         .bind(workflow.as_str())
-        .bind(&fresh)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
+        if let Some(reference) = made {
+            return Ok(reference);
+        }
+        let mut tx = self.begin().await?;
+        let reference = ensure_return_reference(&mut tx, workflow.as_str()).await?;
         self.finish(tx).await?;
         Ok(reference)
     }
@@ -186,6 +208,63 @@ impl LinkStore for SqliteStore {
         .await?;
         self.finish(tx).await?;
         Ok(true)
+    }
+
+    async fn audit_marks(&self, marks: &[PageMark]) -> Result<usize> {
+        // The marks already recorded (most repeats) are found by reads: a group of nothing but
+        // repeats writes nothing.
+        let mut fresh: Vec<&PageMark> = Vec::new();
+        for m in marks {
+            if fresh
+                .iter()
+                .any(|f| f.workflow == m.workflow && f.mark == m.mark)
+            {
+                continue;
+            }
+            let seen: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM patient_page_marks WHERE workflow_id = ? AND mark = ?",
+            )
+            .bind(m.workflow.as_str())
+            .bind(&m.mark)
+            .fetch_optional(&self.pool)
+            .await?;
+            if seen.is_none() {
+                fresh.push(m);
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let mut new = 0;
+        for m in fresh {
+            let inserted = sqlx::query(
+                "INSERT INTO patient_page_marks (workflow_id, mark, at) VALUES (?, ?, ?)
+                 ON CONFLICT (workflow_id, mark) DO NOTHING",
+            )
+            .bind(m.workflow.as_str())
+            .bind(&m.mark)
+            .bind(ms(m.at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if inserted {
+                insert_audit(
+                    &mut tx,
+                    &self.key,
+                    m.workflow.as_str(),
+                    PATIENT,
+                    &m.kind,
+                    &m.detail,
+                    ms(m.at),
+                )
+                .await?;
+                new += 1;
+            }
+        }
+        self.finish(tx).await?;
+        Ok(new)
     }
 
     async fn queue_patient_answer(

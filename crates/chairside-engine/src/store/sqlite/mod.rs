@@ -20,7 +20,7 @@ mod workflow;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -61,7 +61,7 @@ pub enum Durability {
 pub struct SqliteStore {
     pool: SqlitePool,
     key: Arc<Keyring>,
-    writes: Arc<AtomicU64>,
+    writes: Arc<super::WriteCount>,
     skipped: Arc<AtomicU64>,
     /// Rung after a commit that made work due from outside the runner (a webhook, a poll, a
     /// staff action, a patient's request), so a waiting runner picks it up at once.
@@ -134,7 +134,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             key: Arc::new(key.into()),
-            writes: Arc::new(AtomicU64::new(0)),
+            writes: Arc::default(),
             skipped: Arc::new(AtomicU64::new(0)),
             due: Arc::new(tokio::sync::Notify::new()),
         })
@@ -146,17 +146,38 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    async fn finish(&self, tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
+    /// Commits `tx` and counts it where it was called from (the caller's line, for the
+    /// benchmark's writes by call site).
+    #[track_caller]
+    fn finish(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        self.finish_at(tx, std::panic::Location::caller())
+    }
+
+    async fn finish_at(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        site: &'static std::panic::Location<'static>,
+    ) -> Result<()> {
         tx.commit().await?;
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.writes.add(site);
         Ok(())
     }
 
     /// Commits a transaction that queued an event or created a workflow, and wakes the runner.
-    async fn finish_due(&self, tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
-        self.finish(tx).await?;
-        self.due.notify_one();
-        Ok(())
+    #[track_caller]
+    fn finish_due(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        let site = std::panic::Location::caller();
+        async move {
+            self.finish_at(tx, site).await?;
+            self.due.notify_one();
+            Ok(())
+        }
     }
 
     fn associated(practice: &PracticeId, patient: &PatientId) -> Vec<u8> {

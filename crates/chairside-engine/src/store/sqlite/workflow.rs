@@ -1,6 +1,5 @@
 //! The runner's role on SQLite: claims, leases and steps.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -163,6 +162,7 @@ impl WorkflowStore for SqliteStore {
         .bind(ms(now))
         .execute(&mut *tx)
         .await?;
+        made_with_intent(&mut tx, claim, command).await?;
         self.finish(tx).await?;
         Ok(attempt)
     }
@@ -347,6 +347,22 @@ impl WorkflowStore for SqliteStore {
             for sent in next.facts.sent {
                 super::delivery::record_sent(&mut tx, sent, now_ms).await?;
             }
+            let practice = &state.key.practice_id;
+            if let Some(contact) = next.facts.patient {
+                super::patient::put_patient_in(&mut tx, &self.key, practice, contact, now_ms)
+                    .await?;
+            }
+            if let Some(consent) = next.facts.consent {
+                super::patient::record_consent_in(
+                    &mut tx,
+                    &self.key,
+                    practice,
+                    &consent.phone,
+                    &consent.entry,
+                    now_ms,
+                )
+                .await?;
+            }
             for line in next.facts.audit {
                 insert_audit(
                     &mut tx,
@@ -412,7 +428,7 @@ impl WorkflowStore for SqliteStore {
         .await?
         .rows_affected();
         if renewed == 1 {
-            self.writes.fetch_add(1, Ordering::Relaxed);
+            self.writes.add(std::panic::Location::caller());
             Ok(())
         } else {
             Err(StoreError::LeaseLost(claim.id.clone()))
@@ -538,5 +554,24 @@ async fn continue_after(
     .bind(now_ms)
     .execute(&mut *conn)
     .await?;
+    made_with_intent(&mut *conn, claim, command).await?;
     Ok(AfterStep::Begun(attempt))
+}
+
+/// What a call needs in place before it goes out, written with its intent: an application's
+/// lender return reference (the return link the lender is sent must resolve when the patient
+/// comes back; [`LinkStore::return_reference`](crate::store::LinkStore::return_reference) then
+/// finds it without a transaction of its own).
+async fn made_with_intent(
+    conn: &mut sqlx::SqliteConnection,
+    claim: &Claim,
+    command: &Command,
+) -> Result<()> {
+    if matches!(
+        command.action,
+        chairside_workflow::Action::StartApplication { .. }
+    ) {
+        super::links::ensure_return_reference(conn, claim.id.as_str()).await?;
+    }
+    Ok(())
 }
