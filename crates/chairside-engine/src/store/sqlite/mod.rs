@@ -7,6 +7,7 @@ mod inbound;
 mod intake;
 mod links;
 mod logins;
+mod onehop;
 mod outbox;
 pub(super) mod patient;
 mod poller;
@@ -15,6 +16,7 @@ mod report;
 mod schema;
 pub(super) mod sealed;
 mod staff;
+mod thread;
 mod workflow;
 
 use std::str::FromStr;
@@ -59,6 +61,9 @@ pub enum Durability {
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The store's own thread and connection: the runner's transactions, one hop each, with
+    /// group commit ([`thread`]).
+    thread: thread::StoreThread,
     key: Arc<Keyring>,
     writes: Arc<AtomicU64>,
     skipped: Arc<AtomicU64>,
@@ -130,8 +135,16 @@ impl SqliteStore {
             sibling.push(suffix);
             owner_only(std::path::Path::new(&sibling), false)?;
         }
+        let thread = thread::StoreThread::start(
+            path,
+            match durability {
+                Durability::Full => "FULL",
+                Durability::Normal => "NORMAL",
+            },
+        )?;
         Ok(Self {
             pool,
+            thread,
             key: Arc::new(key.into()),
             writes: Arc::new(AtomicU64::new(0)),
             skipped: Arc::new(AtomicU64::new(0)),
@@ -217,26 +230,6 @@ async fn check_lease(conn: &mut SqliteConnection, claim: &Claim, now: i64) -> Re
     } else {
         Err(StoreError::LeaseLost(claim.id.clone()))
     }
-}
-
-/// Recomputes when a workflow is next due: the earliest inbox event, timer or pending command.
-async fn refresh_due(conn: &mut SqliteConnection, id: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE workflows SET next_due_at = (
-            SELECT MIN(t) FROM (
-                SELECT MIN(received_at) AS t FROM inbox WHERE workflow_id = ?1
-                UNION ALL SELECT MIN(fire_at) FROM timers WHERE workflow_id = ?1
-                -- Commands run in sequence order: only the lowest pending one can be due.
-                UNION ALL SELECT not_before FROM (
-                    SELECT not_before FROM outbox WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
-                )
-            )
-        ) WHERE id = ?1",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 async fn insert_command(

@@ -42,13 +42,11 @@ impl PatientStore for SqliteStore {
         practice: &PracticeId,
         patient: &PatientId,
     ) -> Result<Option<PatientContact>> {
-        let sealed: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT contact FROM patients WHERE practice_id = ? AND patient_id = ?",
-        )
-        .bind(practice.as_str())
-        .bind(patient.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let (practice_id, patient_id) = (practice.as_str().to_owned(), patient.as_str().to_owned());
+        let sealed = self
+            .thread
+            .read(move |conn| super::onehop::patient_contact(conn, &practice_id, &patient_id))
+            .await?;
         match sealed {
             None => Ok(None),
             Some(sealed) => {
