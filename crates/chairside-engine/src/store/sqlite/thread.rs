@@ -13,6 +13,7 @@
 //! runs whole or not at all, as if it had finished just before the caller gave up.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
@@ -111,6 +112,8 @@ struct ThreadStats {
 #[derive(Clone)]
 pub(super) struct StoreThread {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    stats: Arc<ThreadStats>,
 }
 
 impl StoreThread {
@@ -127,11 +130,12 @@ impl StoreThread {
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.set_prepared_statement_cache_capacity(256);
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
-        let stats = ThreadStats::default();
+        let stats = Arc::new(ThreadStats::default());
+        let seen = stats.clone();
         std::thread::Builder::new()
             .name("chairside-store".into())
-            .spawn(move || serve(&conn, &queue, &stats))?;
-        Ok(Self { jobs })
+            .spawn(move || serve(&conn, &queue, &seen))?;
+        Ok(Self { jobs, stats })
     }
 
     /// Runs `work` in a write transaction (`BEGIN IMMEDIATE`, shared with the transactions
@@ -260,5 +264,135 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &ThreadSta
     }
     for job in done {
         job.answer(commit.as_ref().map(|_| ()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as sync;
+
+    use rusqlite::params;
+
+    use super::*;
+    use crate::store::WorkflowId;
+
+    fn database() -> (tempfile::TempDir, StoreThread) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER NOT NULL);")
+            .unwrap();
+        drop(conn);
+        let thread = StoreThread::start(&path, "FULL").unwrap();
+        (dir, thread)
+    }
+
+    fn insert(x: i64) -> impl FnOnce(&Connection) -> Result<i64> + Send + 'static {
+        move |conn| {
+            conn.execute("INSERT INTO t (x) VALUES (?1)", params![x])?;
+            Ok(x)
+        }
+    }
+
+    async fn rows(thread: &StoreThread) -> Vec<i64> {
+        thread
+            .read(|conn| {
+                let mut st = conn.prepare("SELECT x FROM t ORDER BY x")?;
+                let xs = st
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                Ok(xs)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn transactions_queued_during_a_commit_share_the_next_one_and_a_failed_one_rolls_back_alone()
+     {
+        // Arrange: a first transaction holds the thread until three more are queued behind it.
+        let (_dir, thread) = database();
+        let (go, wait) = sync::channel::<()>();
+        let (started, running) = sync::channel::<()>();
+        let first = thread.write(move |conn| {
+            started.send(()).unwrap();
+            wait.recv().unwrap();
+            insert(1)(conn)
+        });
+        let mut first = Box::pin(first);
+        assert!(futures::poll!(&mut first).is_pending());
+        running.recv().unwrap();
+        let mut second = Box::pin(thread.write(insert(2)));
+        let mut refused = Box::pin(thread.write(|conn| {
+            insert(3)(conn)?;
+            // A lost lease after a write: nothing of this transaction may stay.
+            Err::<i64, _>(StoreError::LeaseLost(WorkflowId::new("wf-1")))
+        }));
+        let mut fourth = Box::pin(thread.write(insert(4)));
+        for queued in [&mut second, &mut fourth] {
+            assert!(futures::poll!(queued).is_pending());
+        }
+        assert!(futures::poll!(&mut refused).is_pending());
+        let before = thread.stats.commits.load(Ordering::Relaxed);
+
+        // Act
+        go.send(()).unwrap();
+
+        // Assert: each caller gets its own answer; the refused one wrote nothing.
+        assert_eq!(first.await.unwrap(), 1);
+        assert_eq!(second.await.unwrap(), 2);
+        assert!(matches!(refused.await, Err(StoreError::LeaseLost(_))));
+        assert_eq!(fourth.await.unwrap(), 4);
+        assert_eq!(rows(&thread).await, vec![1, 2, 4]);
+        // The first commit, then one for the three queued behind it.
+        assert_eq!(thread.stats.commits.load(Ordering::Relaxed) - before, 2);
+        assert_eq!(thread.stats.grouped.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_transaction_alone_writes_nothing() {
+        let (_dir, thread) = database();
+        let failed = thread
+            .write(|conn| {
+                insert(7)(conn)?;
+                conn.execute("INSERT INTO nowhere (x) VALUES (1)", [])?;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Embedded(_))), "{failed:?}");
+        assert_eq!(thread.write(insert(8)).await.unwrap(), 8);
+        assert_eq!(rows(&thread).await, vec![8]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_transaction_is_an_error_for_its_caller_and_the_thread_goes_on() {
+        let (_dir, thread) = database();
+        let panicked = thread
+            .write(|conn| -> Result<()> {
+                insert(5)(conn)?;
+                panic!("a bug in a transaction");
+            })
+            .await;
+        assert!(
+            matches!(panicked, Err(StoreError::Embedded(_))),
+            "{panicked:?}"
+        );
+        assert_eq!(thread.write(insert(6)).await.unwrap(), 6);
+        assert_eq!(rows(&thread).await, vec![6]);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_stops_waiting_leaves_its_transaction_whole() {
+        let (_dir, thread) = database();
+        let (go, wait) = sync::channel::<()>();
+        let mut abandoned = Box::pin(thread.write(move |conn| {
+            wait.recv().unwrap();
+            insert(1)(conn)?;
+            insert(2)(conn)
+        }));
+        assert!(futures::poll!(&mut abandoned).is_pending());
+        drop(abandoned);
+        go.send(()).unwrap();
+        assert_eq!(rows(&thread).await, vec![1, 2]);
     }
 }
