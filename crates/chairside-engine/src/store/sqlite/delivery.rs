@@ -13,7 +13,7 @@ use crate::store::{DeliveryStore, Result, SendRecord, SentChannel};
 impl DeliveryStore for SqliteStore {
     async fn send_record(&self, key: &str, channel: &str) -> Result<Option<SendRecord>> {
         let (key, channel) = (key.to_owned(), channel.to_owned());
-        self.thread
+        self.reader
             .read(move |conn| onehop::send_record(conn, &key, &channel))
             .await
     }

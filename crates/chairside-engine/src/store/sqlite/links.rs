@@ -40,7 +40,7 @@ impl LinkStore for SqliteStore {
     async fn link_generation(&self, workflow: &WorkflowId) -> Result<u64> {
         let id = workflow.as_str().to_owned();
         let generation = self
-            .thread
+            .reader
             .read(move |conn| super::onehop::link_generation(conn, &id))
             .await?;
         Ok(generation.unwrap_or(0) as u64)

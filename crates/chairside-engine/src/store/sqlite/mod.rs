@@ -61,9 +61,11 @@ pub enum Durability {
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The store's own thread and connection: the runner's transactions, one hop each, with
-    /// group commit ([`thread`]).
+    /// The store's own thread and connection: the runner's write transactions, one hop each,
+    /// with group commit ([`thread`]).
     thread: thread::StoreThread,
+    /// A second one for the runner's reads, so a read never waits behind a commit's sync.
+    reader: thread::StoreThread,
     key: Arc<Keyring>,
     writes: Arc<AtomicU64>,
     skipped: Arc<AtomicU64>,
@@ -135,16 +137,16 @@ impl SqliteStore {
             sibling.push(suffix);
             owner_only(std::path::Path::new(&sibling), false)?;
         }
-        let thread = thread::StoreThread::start(
-            path,
-            match durability {
-                Durability::Full => "FULL",
-                Durability::Normal => "NORMAL",
-            },
-        )?;
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        let thread = thread::StoreThread::start(path, synchronous)?;
+        let reader = thread::StoreThread::start(path, synchronous)?;
         Ok(Self {
             pool,
             thread,
+            reader,
             key: Arc::new(key.into()),
             writes: Arc::new(AtomicU64::new(0)),
             skipped: Arc::new(AtomicU64::new(0)),

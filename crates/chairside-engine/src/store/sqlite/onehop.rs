@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::patient::ConsentState;
 use super::sealed::{EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, TASK_REASON, WORKFLOW_STATE};
 use super::{from_ms, ms};
 use crate::outbound::events::derive;
@@ -726,4 +727,33 @@ pub(super) fn link_generation(conn: &Connection, workflow: &str) -> Result<Optio
         .prepare_cached("SELECT generation FROM patient_links WHERE workflow_id = ?1")?
         .query_row([workflow], |r| r.get(0))
         .optional()?)
+}
+
+/// `PatientStore::sms_consent`: the consent rows of a number hashed under each key, in the order
+/// they were written.
+pub(super) fn sms_consent(
+    conn: &Connection,
+    practice: &str,
+    hashes: &[String],
+) -> Result<Vec<ConsentState>> {
+    let sql = format!(
+        "SELECT opted_out, at, source, consent, wording, recorded_by FROM sms_consent
+         WHERE practice_id = ? AND phone_key IN ({}) ORDER BY rowid",
+        vec!["?"; hashes.len()].join(", ")
+    );
+    let mut query = conn.prepare_cached(&sql)?;
+    let values = std::iter::once(practice).chain(hashes.iter().map(String::as_str));
+    let rows = query
+        .query_map(rusqlite::params_from_iter(values), |r| {
+            Ok(ConsentState {
+                opted_out: r.get(0)?,
+                at: r.get(1)?,
+                source: r.get(2)?,
+                consent: r.get(3)?,
+                wording: r.get(4)?,
+                recorded_by: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }

@@ -40,7 +40,7 @@ impl WorkflowStore for SqliteStore {
     async fn load(&self, claim: &Claim, now: DateTime<Utc>) -> Result<Work> {
         let key = self.key.clone();
         let claim = claim.clone();
-        self.thread
+        self.reader
             .read(move |conn| onehop::load(conn, &key, &claim, ms(now)))
             .await
     }
@@ -183,7 +183,7 @@ impl WorkflowStore for SqliteStore {
     async fn next_claimable(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         let now_ms = ms(now);
         Ok(self
-            .thread
+            .reader
             .read(move |conn| onehop::next_claimable(conn, now_ms))
             .await?
             .map(from_ms))
