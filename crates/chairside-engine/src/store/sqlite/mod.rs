@@ -10,6 +10,7 @@ mod logins;
 mod onehop;
 mod outbox;
 pub(super) mod patient;
+mod patient_report;
 mod poller;
 mod quarantine;
 mod report;
