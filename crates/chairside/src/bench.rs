@@ -224,7 +224,8 @@ pub struct RunFigures {
     pub cpu_per_workflow_ms: f64,
     /// CPU time per external call (workflow calls and polls), ms.
     pub cpu_per_external_call_ms: f64,
-    /// Of `cpu_ms`, the time on SQLite's threads (sqlx runs each connection on its own), ms.
+    /// Of `cpu_ms`, the time on SQLite's threads (sqlx runs each connection on its own; the
+    /// SQLite store's own thread runs the runner's transactions), ms.
     pub sqlite_cpu_ms: f64,
     /// The sandbox process's CPU time during the run, ms (for comparison; not ours).
     pub sandbox_cpu_ms: f64,
@@ -471,8 +472,11 @@ impl Snapshot {
     fn take(stacks: &[Stack], sandbox: &SandboxProcess) -> Self {
         let mut snapshot = Self {
             cpu: proc::cpu_time("self").unwrap_or_default(),
-            // sqlx runs each SQLite connection on a thread of its own.
-            sqlite_cpu: proc::threads_cpu_time(SQLITE_THREADS),
+            // sqlx runs each SQLite connection on a thread of its own; the store has one more.
+            sqlite_cpu: SQLITE_THREADS
+                .iter()
+                .map(|prefix| proc::threads_cpu_time(prefix))
+                .sum(),
             sandbox_cpu: sandbox.cpu_time().unwrap_or_default(),
             calls: 0,
             nanos: 0,
@@ -520,8 +524,9 @@ fn sites_since(
     made
 }
 
-/// The name (cut to 15 bytes) of sqlx's SQLite worker threads.
-const SQLITE_THREADS: &str = "sqlx-sqlite-wor";
+/// The names (cut to 15 bytes) of sqlx's SQLite worker threads and of the SQLite store's own
+/// thread (`chairside_engine::store::sqlite`'s store thread).
+const SQLITE_THREADS: [&str; 2] = ["sqlx-sqlite-wor", "chairside-store"];
 
 /// What polling the practice systems cost, kept apart from the workflows' own calls.
 #[derive(Debug, Default)]

@@ -89,6 +89,9 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite store's own connection (its store thread) refused or failed.
+    #[error("database: {0}")]
+    Embedded(#[from] rusqlite::Error),
     /// A schema migration failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

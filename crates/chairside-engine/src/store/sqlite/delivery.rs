@@ -1,37 +1,20 @@
-//! The message-delivery journal on SQLite.
+//! The message-delivery journal on SQLite, on the store thread (statements in `onehop`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
 
-use super::{SqliteStore, from_ms, ms};
+use sqlx::SqliteConnection;
+
+use super::{SqliteStore, ms, onehop};
 use crate::store::{DeliveryStore, Result, SendRecord, SentChannel};
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     async fn send_record(&self, key: &str, channel: &str) -> Result<Option<SendRecord>> {
-        let row = sqlx::query(
-            "SELECT state, body_digest, provider_id, attempt_at FROM message_sends
-             WHERE message_key = ? AND channel = ?",
-        )
-        .bind(key)
-        .bind(channel)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            let state: String = r.try_get("state")?;
-            Ok(if state == "sent" {
-                SendRecord::Sent {
-                    provider_id: r.try_get("provider_id")?,
-                }
-            } else {
-                SendRecord::Attempting {
-                    at: from_ms(r.try_get("attempt_at")?),
-                    body_digest: r.try_get("body_digest")?,
-                }
-            })
-        })
-        .transpose()
+        let (key, channel) = (key.to_owned(), channel.to_owned());
+        self.reader
+            .read(move |conn| onehop::send_record(conn, &key, &channel))
+            .await
     }
 
     async fn begin_send(
@@ -41,22 +24,7 @@ impl DeliveryStore for SqliteStore {
         body_digest: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO message_sends (message_key, channel, state, body_digest, attempt_at)
-             VALUES (?, ?, 'attempting', ?, ?)
-             ON CONFLICT (message_key, channel) DO UPDATE SET state = 'attempting',
-                 body_digest = excluded.body_digest, attempt_at = excluded.attempt_at,
-                 provider_id = NULL, finished_at = NULL
-             WHERE message_sends.state <> 'sent'",
-        )
-        .bind(key)
-        .bind(channel)
-        .bind(body_digest)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-        self.finish(tx).await
+        self.begin_sends(key, &[(channel, body_digest)], now).await
     }
 
     async fn begin_sends(
@@ -65,24 +33,16 @@ impl DeliveryStore for SqliteStore {
         channels: &[(&str, Option<&str>)],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for &(channel, body_digest) in channels {
-            sqlx::query(
-                "INSERT INTO message_sends (message_key, channel, state, body_digest, attempt_at)
-                 VALUES (?, ?, 'attempting', ?, ?)
-                 ON CONFLICT (message_key, channel) DO UPDATE SET state = 'attempting',
-                     body_digest = excluded.body_digest, attempt_at = excluded.attempt_at,
-                     provider_id = NULL, finished_at = NULL
-                 WHERE message_sends.state <> 'sent'",
-            )
-            .bind(key)
-            .bind(channel)
-            .bind(body_digest)
-            .bind(ms(now))
-            .execute(&mut *tx)
+        let key = key.to_owned();
+        let channels: Vec<(String, Option<String>)> = channels
+            .iter()
+            .map(|&(channel, digest)| (channel.to_owned(), digest.map(str::to_owned)))
+            .collect();
+        self.thread
+            .write(move |conn| onehop::begin_sends(conn, &key, &channels, ms(now)))
             .await?;
-        }
-        self.finish(tx).await
+        self.writes.add(std::panic::Location::caller());
+        Ok(())
     }
 
     async fn finish_send(
@@ -93,31 +53,15 @@ impl DeliveryStore for SqliteStore {
         provider_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        if sent {
-            sqlx::query(
-                "INSERT INTO message_sends (message_key, channel, state, provider_id, attempt_at, finished_at)
-                 VALUES (?, ?, 'sent', ?, ?, ?)
-                 ON CONFLICT (message_key, channel) DO UPDATE SET state = 'sent',
-                     provider_id = excluded.provider_id, finished_at = excluded.finished_at",
-            )
-            .bind(key)
-            .bind(channel)
-            .bind(provider_id)
-            .bind(ms(now))
-            .bind(ms(now))
-            .execute(&mut *tx)
+        let (key, channel) = (key.to_owned(), channel.to_owned());
+        let provider_id = provider_id.map(str::to_owned);
+        self.thread
+            .write(move |conn| {
+                onehop::finish_send(conn, &key, &channel, sent, provider_id.as_deref(), ms(now))
+            })
             .await?;
-        } else {
-            sqlx::query(
-                "DELETE FROM message_sends WHERE message_key = ? AND channel = ? AND state <> 'sent'",
-            )
-            .bind(key)
-            .bind(channel)
-            .execute(&mut *tx)
-            .await?;
-        }
-        self.finish(tx).await
+        self.writes.add(std::panic::Location::caller());
+        Ok(())
     }
 }
 

@@ -58,11 +58,11 @@ pub(super) async fn ensure_return_reference(
 #[async_trait]
 impl LinkStore for SqliteStore {
     async fn link_generation(&self, workflow: &WorkflowId) -> Result<u64> {
-        let generation: Option<i64> =
-            sqlx::query_scalar("SELECT generation FROM patient_links WHERE workflow_id = ?")
-                .bind(workflow.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
+        let id = workflow.as_str().to_owned();
+        let generation = self
+            .reader
+            .read(move |conn| super::onehop::link_generation(conn, &id))
+            .await?;
         Ok(generation.unwrap_or(0) as u64)
     }
 

@@ -7,6 +7,7 @@ mod inbound;
 mod intake;
 mod links;
 mod logins;
+mod onehop;
 mod outbox;
 pub(super) mod patient;
 mod patient_report;
@@ -16,6 +17,7 @@ mod report;
 mod schema;
 pub(super) mod sealed;
 mod staff;
+mod thread;
 mod workflow;
 
 use std::str::FromStr;
@@ -60,6 +62,11 @@ pub enum Durability {
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The store's own thread and connection: the runner's write transactions, one hop each,
+    /// with group commit ([`thread`]).
+    thread: thread::StoreThread,
+    /// A second one for the runner's reads, so a read never waits behind a commit's sync.
+    reader: thread::StoreThread,
     key: Arc<Keyring>,
     writes: Arc<super::WriteCount>,
     skipped: Arc<AtomicU64>,
@@ -131,8 +138,16 @@ impl SqliteStore {
             sibling.push(suffix);
             owner_only(std::path::Path::new(&sibling), false)?;
         }
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        let thread = thread::StoreThread::start(path, synchronous)?;
+        let reader = thread::StoreThread::start(path, synchronous)?;
         Ok(Self {
             pool,
+            thread,
+            reader,
             key: Arc::new(key.into()),
             writes: Arc::default(),
             skipped: Arc::new(AtomicU64::new(0)),
@@ -239,26 +254,6 @@ async fn check_lease(conn: &mut SqliteConnection, claim: &Claim, now: i64) -> Re
     } else {
         Err(StoreError::LeaseLost(claim.id.clone()))
     }
-}
-
-/// Recomputes when a workflow is next due: the earliest inbox event, timer or pending command.
-async fn refresh_due(conn: &mut SqliteConnection, id: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE workflows SET next_due_at = (
-            SELECT MIN(t) FROM (
-                SELECT MIN(received_at) AS t FROM inbox WHERE workflow_id = ?1
-                UNION ALL SELECT MIN(fire_at) FROM timers WHERE workflow_id = ?1
-                -- Commands run in sequence order: only the lowest pending one can be due.
-                UNION ALL SELECT not_before FROM (
-                    SELECT not_before FROM outbox WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
-                )
-            )
-        ) WHERE id = ?1",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 async fn insert_command(

@@ -1,71 +1,18 @@
-//! [`OutboxStore`] on SQLite, and the hook [`record_events`] that the workflow commit calls in its
-//! own transaction.
+//! [`OutboxStore`] on SQLite. The step's outbound events are written by the workflow commit, in
+//! its own transaction (`onehop::record_events`).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
-use super::{SqliteStore, WORKFLOW_STATE, from_ms, ms};
-use crate::outbound::events::derive;
+use super::{SqliteStore, from_ms, ms};
 use crate::store::Result;
-use crate::store::crypto::Keyring;
 use crate::store::outbox::{
     AttemptOutcome, DeliveryCounts, DeliveryJob, DeliveryRow, Digest, OutboxStore, OutcomeColumns,
     StoredEvent,
 };
-use chairside_workflow::{StaffTask, WorkflowState};
-
-/// Writes the outbound events of a step (the state before, read here, against `after`) in the
-/// step's transaction. Called before the new state is stored. A stored state that no longer
-/// opens writes no event: the step itself decides what to do with such a workflow.
-pub(super) async fn record_events(
-    conn: &mut SqliteConnection,
-    key: &Keyring,
-    id: &str,
-    after: &WorkflowState,
-    raised: Option<&StaffTask>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let sealed: Option<Vec<u8>> = sqlx::query_scalar("SELECT state FROM workflows WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(sealed) = sealed else {
-        return Ok(());
-    };
-    let before: WorkflowState = match WORKFLOW_STATE.open_json(key, &[id], &sealed) {
-        Ok(state) => state,
-        Err(_) => return Ok(()),
-    };
-    let raised = match raised {
-        Some(task) => {
-            let n: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM staff_tasks WHERE workflow_id = ?")
-                    .bind(id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-            Some((task, n))
-        }
-        None => None,
-    };
-    for event in derive(&before, after, raised, now) {
-        sqlx::query(
-            "INSERT INTO outbound_events (event_id, workflow_id, practice_id, type, payload, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&event.id)
-        .bind(id)
-        .bind(&event.data.practice_id)
-        .bind(event.kind.label())
-        .bind(event.payload())
-        .bind(ms(now))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
 
 fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent> {
     Ok(StoredEvent {

@@ -29,13 +29,11 @@ impl PatientStore for SqliteStore {
         practice: &PracticeId,
         patient: &PatientId,
     ) -> Result<Option<PatientContact>> {
-        let sealed: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT contact FROM patients WHERE practice_id = ? AND patient_id = ?",
-        )
-        .bind(practice.as_str())
-        .bind(patient.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let (practice_id, patient_id) = (practice.as_str().to_owned(), patient.as_str().to_owned());
+        let sealed = self
+            .reader
+            .read(move |conn| super::onehop::patient_contact(conn, &practice_id, &patient_id))
+            .await?;
         match sealed {
             None => Ok(None),
             Some(sealed) => {
@@ -80,19 +78,13 @@ impl PatientStore for SqliteStore {
         // A number recorded before a key rotation is hashed under an older key: look under every
         // key, and let the record that supersedes the others win, as on write.
         let hashes = self.key.lookup_keys(phone);
-        let sql = format!(
-            "SELECT opted_out, at, source, consent, wording, recorded_by FROM sms_consent
-             WHERE practice_id = ? AND phone_key IN ({}) ORDER BY rowid",
-            vec!["?"; hashes.len()].join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(practice.as_str());
-        for hash in &hashes {
-            query = query.bind(hash);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let practice = practice.as_str().to_owned();
+        let rows = self
+            .reader
+            .read(move |conn| super::onehop::sms_consent(conn, &practice, &hashes))
+            .await?;
         let mut winner: Option<ConsentState> = None;
-        for row in &rows {
-            let held = ConsentState::from_row(row)?;
+        for held in rows {
             if winner.as_ref().is_none_or(|w| held.beats(w)) {
                 winner = Some(held);
             }

@@ -1,21 +1,16 @@
-//! The runner's role on SQLite: claims, leases and steps.
+//! The runner's role on SQLite: claims, leases and steps, each one transaction on the store's own
+//! thread ([`super::thread`]; the statements are in [`super::onehop`]).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
-use super::sealed::TASK_REASON;
-use super::{
-    INBOX_EVENT, OUTBOX_COMMAND, SqliteStore, WORKFLOW_STATE, check_lease, from_ms, insert_audit,
-    insert_command, ms, next_id, refresh_due,
-};
-use crate::store::{
-    AfterStep, Claim, Consumed, NextStep, Result, StoreError, Work, WorkItem, WorkflowStore,
-};
+use super::onehop::{self, NextWrite, StepWrite};
+use super::{OUTBOX_COMMAND, SqliteStore, WORKFLOW_STATE, from_ms, ms};
+use crate::store::{AfterStep, Claim, Consumed, NextStep, Result, StoreError, Work, WorkflowStore};
 use chairside_workflow::machine::Transition;
-use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
+use chairside_workflow::{Command, StaffTask, WorkflowState};
 
 #[async_trait]
 impl WorkflowStore for SqliteStore {
@@ -26,108 +21,27 @@ impl WorkflowStore for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Claim>> {
+        // Leases are judged by one clock: the time the caller passes for the whole fleet of
+        // runners on this file, which on SQLite is one machine.
         let now_ms = ms(now);
-        let mut tx = self.begin().await?;
-        // Leases are judged by one clock: the time the caller passes for the whole fleet of runners on
-        // this file, which on SQLite is one machine.
-        let ids: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT id, next_due_at FROM workflows
-             WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
-               AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
-             ORDER BY next_due_at LIMIT ?2",
-        )
-        .bind(now_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
         let until = now_ms + lease.as_millis() as i64;
-        let mut claims = Vec::with_capacity(ids.len());
-        for (id, due) in ids {
-            let epoch: i64 = sqlx::query_scalar(
-                "UPDATE workflows SET lease_owner = ?, lease_until = ?, epoch = epoch + 1 WHERE id = ? RETURNING epoch",
-            )
-            .bind(owner)
-            .bind(until)
-            .bind(&id)
-            .fetch_one(&mut *tx)
+        let owner = owner.to_owned();
+        let claims = self
+            .thread
+            .write(move |conn| onehop::claim_due(conn, &owner, now_ms, until, limit))
             .await?;
-            claims.push(Claim {
-                id: WorkflowId::new(id),
-                epoch,
-                owner: owner.to_owned(),
-                due_at: Some(from_ms(due)),
-            });
-        }
-        if claims.is_empty() {
-            tx.rollback().await?;
-        } else {
-            self.finish(tx).await?;
+        if !claims.is_empty() {
+            self.writes.add(std::panic::Location::caller());
         }
         Ok(claims)
     }
 
     async fn load(&self, claim: &Claim, now: DateTime<Utc>) -> Result<Work> {
-        let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query("SELECT state, epoch, lease_owner FROM workflows WHERE id = ?")
-            .bind(claim.id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or_else(|| StoreError::LeaseLost(claim.id.clone()))?;
-        if row.try_get::<i64, _>("epoch")? != claim.epoch
-            || row.try_get::<Option<String>, _>("lease_owner")?.as_deref() != Some(&claim.owner)
-        {
-            return Err(StoreError::LeaseLost(claim.id.clone()));
-        }
-        let id = claim.id.as_str();
-        let state: WorkflowState =
-            WORKFLOW_STATE.open_json(&self.key, &[id], row.try_get::<&[u8], _>("state")?)?;
-        if let Some(r) =
-            sqlx::query("SELECT id, event FROM inbox WHERE workflow_id = ? ORDER BY id LIMIT 1")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
-        {
-            let row: i64 = r.try_get("id")?;
-            let event: Event = INBOX_EVENT.open_json(
-                &self.key,
-                &[&row.to_string()],
-                r.try_get::<&[u8], _>("event")?,
-            )?;
-            return Ok(Work {
-                state,
-                item: Some(WorkItem::Inbox { id: row, event }),
-            });
-        }
-        let now_ms = ms(now);
-        if let Some(kind) = sqlx::query_scalar::<_, String>("SELECT kind FROM timers WHERE workflow_id = ? AND fire_at <= ? ORDER BY fire_at LIMIT 1")
-            .bind(id)
-            .bind(now_ms)
-            .fetch_optional(&mut *conn)
-            .await?
-            .and_then(|k| TimerKind::from_label(&k))
-        {
-            return Ok(Work { state, item: Some(WorkItem::Timer(kind)) });
-        }
-        let pending = sqlx::query("SELECT seq, command, attempts, not_before FROM outbox WHERE workflow_id = ? AND status = 'pending' ORDER BY seq LIMIT 1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(r) = pending
-            && r.try_get::<i64, _>("not_before")? <= now_ms
-        {
-            let seq = r.try_get::<i64, _>("seq")?.to_string();
-            let command: Command = OUTBOX_COMMAND.open_json(
-                &self.key,
-                &[id, &seq],
-                r.try_get::<&[u8], _>("command")?,
-            )?;
-            let attempts = u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX);
-            return Ok(Work {
-                state,
-                item: Some(WorkItem::Command { command, attempts }),
-            });
-        }
-        Ok(Work { state, item: None })
+        let key = self.key.clone();
+        let claim = claim.clone();
+        self.reader
+            .read(move |conn| onehop::load(conn, &key, &claim, ms(now)))
+            .await
     }
 
     async fn begin_effect(
@@ -138,32 +52,15 @@ impl WorkflowStore for SqliteStore {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<u32> {
-        let mut tx = self.begin().await?;
-        check_lease(&mut tx, claim, ms(now)).await?;
-        // A call repeated after a crash is a new attempt in the journal, whatever the outbox
-        // counted: the dead runner's intent row stays as evidence of the first call.
-        let journaled: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(attempt) FROM effects WHERE workflow_id = ? AND seq = ?",
-        )
-        .bind(claim.id.as_str())
-        .bind(command.seq as i64)
-        .fetch_one(&mut *tx)
-        .await?;
-        let attempt = attempt.max(u32::try_from(journaled.unwrap_or(0) + 1).unwrap_or(u32::MAX));
-        sqlx::query(
-            "INSERT INTO effects (workflow_id, seq, attempt, action, idempotency_key, epoch, intent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(claim.id.as_str())
-        .bind(command.seq as i64)
-        .bind(i64::from(attempt))
-        .bind(command.action.label())
-        .bind(key)
-        .bind(claim.epoch)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-        made_with_intent(&mut tx, claim, command).await?;
-        self.finish(tx).await?;
+        let claim = claim.clone();
+        let (seq, action, key) = (command.seq as i64, command.action.label(), key.to_owned());
+        let attempt = self
+            .thread
+            .write(move |conn| {
+                onehop::begin_effect(conn, &claim, seq, action, attempt, &key, ms(now))
+            })
+            .await?;
+        self.writes.add(std::panic::Location::caller());
         Ok(attempt)
     }
 
@@ -174,40 +71,12 @@ impl WorkflowStore for SqliteStore {
         task: &StaffTask,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        check_lease(&mut tx, claim, ms(now)).await?;
-        let open: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM staff_tasks WHERE workflow_id = ? AND kind = ? AND resolved_at IS NULL",
-        )
-        .bind(claim.id.as_str())
-        .bind(task.kind.label())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if open.is_none() {
-            let practice: String =
-                sqlx::query_scalar("SELECT practice_id FROM workflows WHERE id = ?")
-                    .bind(claim.id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let row = next_id(&mut tx, TASK_REASON.table).await?;
-            let reason =
-                TASK_REASON.seal(&self.key, &[&row.to_string()], task.reason.as_bytes())?;
-            sqlx::query("INSERT INTO staff_tasks (id, workflow_id, practice_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(row)
-                .bind(claim.id.as_str())
-                .bind(practice)
-                .bind(task.kind.label())
-                .bind(reason)
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL, next_due_at = ? WHERE id = ?")
-            .bind(ms(until))
-            .bind(claim.id.as_str())
-            .execute(&mut *tx)
+        let (key, claim, task) = (self.key.clone(), claim.clone(), task.clone());
+        self.thread
+            .write(move |conn| onehop::park(conn, &key, &claim, ms(until), &task, ms(now)))
             .await?;
-        self.finish(tx).await
+        self.writes.add(std::panic::Location::caller());
+        Ok(())
     }
 
     async fn commit_step(
@@ -220,167 +89,52 @@ impl WorkflowStore for SqliteStore {
         next: Option<NextStep<'_>>,
         now: DateTime<Utc>,
     ) -> Result<AfterStep> {
-        let now_ms = ms(now);
         let id = claim.id.as_str();
         // Sealed before the transaction: a failed seal writes nothing.
         let sealed_state = WORKFLOW_STATE.seal_json(&self.key, &[id], state)?;
-        let mut tx = self.begin().await?;
-        check_lease(&mut tx, claim, ms(now)).await?;
-        match &consumed {
-            Consumed::Inbox(row) => {
-                sqlx::query("DELETE FROM inbox WHERE id = ?")
-                    .bind(row)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Consumed::Timer(kind) => {
-                sqlx::query("DELETE FROM timers WHERE workflow_id = ? AND kind = ?")
-                    .bind(id)
-                    .bind(kind.label())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Consumed::Command {
-                seq,
-                attempt,
-                outcome,
-            } => {
-                sqlx::query("UPDATE outbox SET status = 'done', done_at = ?, attempts = attempts + 1 WHERE workflow_id = ? AND seq = ?")
-                    .bind(now_ms)
-                    .bind(id)
-                    .bind(*seq as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("UPDATE effects SET finished_at = ?, outcome = ? WHERE workflow_id = ? AND seq = ? AND attempt = ?")
-                    .bind(now_ms)
-                    .bind(outcome)
-                    .bind(id)
-                    .bind(*seq as i64)
-                    .bind(i64::from(*attempt))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        for kind in &transition.clear_timers {
-            sqlx::query("DELETE FROM timers WHERE workflow_id = ? AND kind = ?")
-                .bind(id)
-                .bind(kind.label())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (kind, at) in &transition.set_timers {
-            sqlx::query(
-                "INSERT INTO timers (workflow_id, kind, fire_at) VALUES (?, ?, ?)
-                 ON CONFLICT (workflow_id, kind) DO UPDATE SET fire_at = excluded.fire_at",
-            )
-            .bind(id)
-            .bind(kind.label())
-            .bind(ms(*at))
-            .execute(&mut *tx)
-            .await?;
-        }
-        if transition.drop_pending_messages {
-            sqlx::query("UPDATE outbox SET status = 'dropped', done_at = ? WHERE workflow_id = ? AND status = 'pending' AND action = 'send_message'")
-                .bind(now_ms)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for command in &transition.commands {
-            insert_command(&mut tx, &self.key, id, command, now_ms).await?;
-        }
-        if let Some(task) = &transition.raise_task {
-            let row = next_id(&mut tx, TASK_REASON.table).await?;
-            let reason =
-                TASK_REASON.seal(&self.key, &[&row.to_string()], task.reason.as_bytes())?;
-            sqlx::query("INSERT INTO staff_tasks (id, workflow_id, practice_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(row)
-                .bind(id)
-                .bind(state.key.practice_id.as_str())
-                .bind(task.kind.label())
-                .bind(reason)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-        }
-        // Outbound events (webhooks, CRM, lab) in the step's own transaction: read against the
-        // state stored before this step, so they are written before it is replaced.
-        super::outbox::record_events(
-            &mut tx,
-            &self.key,
-            id,
-            state,
-            transition.raise_task.as_ref(),
+        let commands = transition
+            .commands
+            .iter()
+            .map(|command| {
+                let seq = command.seq.to_string();
+                let sealed = OUTBOX_COMMAND.seal_json(&self.key, &[id, &seq], command)?;
+                Ok((command.seq as i64, command.action.label(), sealed))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let step = StepWrite {
+            claim: claim.clone(),
+            state: state.clone(),
+            sealed_state,
+            consumed,
+            event_label: event_label.to_owned(),
+            clear_timers: transition.clear_timers.clone(),
+            set_timers: transition
+                .set_timers
+                .iter()
+                .map(|(kind, at)| (*kind, ms(*at)))
+                .collect(),
+            drop_pending_messages: transition.drop_pending_messages,
+            commands,
+            raise_task: transition.raise_task.clone(),
+            audit: transition.audit.join("; "),
+            next: next.map(|next| NextWrite {
+                begin: next.begin.map(|(command, key)| {
+                    (command.seq as i64, command.action.label(), key.to_owned())
+                }),
+                lease_ms: next.lease.as_millis() as i64,
+                sent: next.facts.sent.to_vec(),
+                audit: next.facts.audit.to_vec(),
+                patient: next.facts.patient.cloned(),
+                consent: next.facts.consent.cloned(),
+            }),
             now,
-        )
-        .await?;
-        let detail = if transition.audit.is_empty() {
-            String::new()
-        } else {
-            transition.audit.join("; ")
         };
-        insert_audit(
-            &mut tx,
-            &self.key,
-            id,
-            "runner",
-            event_label,
-            &detail,
-            now_ms,
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE workflows SET state = ?, status = ?, stage = ?, updated_at = ?, ledger_written_at = ? WHERE id = ?",
-        )
-        .bind(sealed_state)
-        .bind(state.status.label())
-        .bind(state.stage_label())
-        .bind(now_ms)
-        .bind(state.ledger_written_at.map(ms))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        refresh_due(&mut tx, id).await?;
-        // The call's own facts (a message's channels that went out, disclosures) are facts of
-        // the step: written with it, not in a transaction each during the call.
-        if let Some(next) = &next {
-            for sent in next.facts.sent {
-                super::delivery::record_sent(&mut tx, sent, now_ms).await?;
-            }
-            let practice = &state.key.practice_id;
-            if let Some(contact) = next.facts.patient {
-                super::patient::put_patient_in(&mut tx, &self.key, practice, contact, now_ms)
-                    .await?;
-            }
-            if let Some(consent) = next.facts.consent {
-                super::patient::record_consent_in(
-                    &mut tx,
-                    &self.key,
-                    practice,
-                    &consent.phone,
-                    &consent.entry,
-                    now_ms,
-                )
-                .await?;
-            }
-            for line in next.facts.audit {
-                insert_audit(
-                    &mut tx,
-                    &self.key,
-                    id,
-                    "runner",
-                    line.kind,
-                    &line.detail,
-                    now_ms,
-                )
-                .await?;
-            }
-        }
-        let after = match next {
-            Some(next) => continue_after(&mut tx, claim, next, now_ms).await?,
-            None => AfterStep::Kept,
-        };
-        self.finish(tx).await?;
+        let key = self.key.clone();
+        let after = self
+            .thread
+            .write(move |conn| onehop::commit_step(conn, &key, &step))
+            .await?;
+        self.writes.add(std::panic::Location::caller());
         Ok(after)
     }
 
@@ -393,41 +147,33 @@ impl WorkflowStore for SqliteStore {
         not_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let id = claim.id.as_str();
-        let mut tx = self.begin().await?;
-        check_lease(&mut tx, claim, ms(now)).await?;
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, not_before = ? WHERE workflow_id = ? AND seq = ?")
-            .bind(ms(not_before))
-            .bind(id)
-            .bind(seq as i64)
-            .execute(&mut *tx)
+        let (claim, outcome) = (claim.clone(), outcome.to_owned());
+        self.thread
+            .write(move |conn| {
+                onehop::defer_command(
+                    conn,
+                    &claim,
+                    seq as i64,
+                    attempt,
+                    &outcome,
+                    ms(not_before),
+                    ms(now),
+                )
+            })
             .await?;
-        sqlx::query("UPDATE effects SET finished_at = ?, outcome = ? WHERE workflow_id = ? AND seq = ? AND attempt = ?")
-            .bind(ms(now))
-            .bind(outcome)
-            .bind(id)
-            .bind(seq as i64)
-            .bind(i64::from(attempt))
-            .execute(&mut *tx)
-            .await?;
-        refresh_due(&mut tx, id).await?;
-        self.finish(tx).await
+        self.writes.add(std::panic::Location::caller());
+        Ok(())
     }
 
     async fn renew_lease(&self, claim: &Claim, now: DateTime<Utc>, lease: Duration) -> Result<()> {
         let now_ms = ms(now);
-        let renewed = sqlx::query(
-            "UPDATE workflows SET lease_until = ? WHERE id = ? AND epoch = ? AND lease_owner = ? AND lease_until >= ?",
-        )
-        .bind(now_ms + lease.as_millis() as i64)
-        .bind(claim.id.as_str())
-        .bind(claim.epoch)
-        .bind(&claim.owner)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if renewed == 1 {
+        let until = now_ms + lease.as_millis() as i64;
+        let held = claim.clone();
+        let renewed = self
+            .thread
+            .write(move |conn| onehop::renew_lease(conn, &held, now_ms, until))
+            .await?;
+        if renewed {
             self.writes.add(std::panic::Location::caller());
             Ok(())
         } else {
@@ -437,30 +183,11 @@ impl WorkflowStore for SqliteStore {
 
     async fn next_claimable(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         let now_ms = ms(now);
-        // Two index-friendly looks rather than one scan: the earliest due workflow nobody holds,
-        // and the earliest expiry among held leases on workflows already due (a runner that died
-        // holding them).
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT next_due_at FROM workflows
-             WHERE next_due_at IS NOT NULL AND (lease_until IS NULL OR lease_until < ?1)
-               AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
-             ORDER BY next_due_at LIMIT 1",
-        )
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        let expiry: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(lease_until) + 1 FROM workflows
-             WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 AND lease_until >= ?1",
-        )
-        .bind(now_ms)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(match (due, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-        .map(from_ms))
+        Ok(self
+            .reader
+            .read(move |conn| onehop::next_claimable(conn, now_ms))
+            .await?
+            .map(from_ms))
     }
 
     fn due_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
@@ -468,110 +195,11 @@ impl WorkflowStore for SqliteStore {
     }
 
     async fn release(&self, claim: &Claim, _now: DateTime<Utc>) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND epoch = ? AND lease_owner = ?")
-            .bind(claim.id.as_str())
-            .bind(claim.epoch)
-            .bind(&claim.owner)
-            .execute(&mut *tx)
+        let claim = claim.clone();
+        self.thread
+            .write(move |conn| onehop::release(conn, &claim))
             .await?;
-        refresh_due(&mut tx, claim.id.as_str()).await?;
-        self.finish(tx).await
+        self.writes.add(std::panic::Location::caller());
+        Ok(())
     }
-}
-
-/// The rest of [`WorkflowStore::commit_step`] inside its transaction, after the step is written
-/// and the workflow's due time recomputed: release when nothing is due, else keep the claim and,
-/// when the proposed command is what [`WorkflowStore::load`] would hand out next, journal its
-/// intent as [`WorkflowStore::begin_effect`] does.
-async fn continue_after(
-    conn: &mut sqlx::SqliteConnection,
-    claim: &Claim,
-    next: NextStep<'_>,
-    now_ms: i64,
-) -> Result<AfterStep> {
-    let id = claim.id.as_str();
-    let row = sqlx::query(
-        "SELECT w.next_due_at,
-                EXISTS (SELECT 1 FROM inbox WHERE workflow_id = w.id) AS inbox,
-                EXISTS (SELECT 1 FROM timers WHERE workflow_id = w.id AND fire_at <= ?2) AS timer,
-                o.seq, o.not_before, o.attempts,
-                (SELECT MAX(attempt) FROM effects e WHERE e.workflow_id = w.id AND e.seq = o.seq) AS journaled
-         FROM workflows w
-         LEFT JOIN (
-             SELECT workflow_id, seq, not_before, attempts FROM outbox
-             WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
-         ) o ON o.workflow_id = w.id
-         WHERE w.id = ?1",
-    )
-    .bind(id)
-    .bind(now_ms)
-    .fetch_one(&mut *conn)
-    .await?;
-    // As `load` sees it: an inbox event is due whatever its time, then timers and commands by
-    // the workflow's due time.
-    let inbox = row.try_get::<bool, _>("inbox")?;
-    let due = inbox
-        || row
-            .try_get::<Option<i64>, _>("next_due_at")?
-            .is_some_and(|at| at <= now_ms);
-    if !due {
-        sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = ?1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        return Ok(AfterStep::Released);
-    }
-    sqlx::query("UPDATE workflows SET lease_until = ?1 WHERE id = ?2")
-        .bind(now_ms + next.lease.as_millis() as i64)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    let Some((command, key)) = next.begin else {
-        return Ok(AfterStep::Due);
-    };
-    let first = !inbox
-        && !row.try_get::<bool, _>("timer")?
-        && row.try_get::<Option<i64>, _>("seq")? == Some(command.seq as i64)
-        && row
-            .try_get::<Option<i64>, _>("not_before")?
-            .is_some_and(|at| at <= now_ms);
-    if !first {
-        return Ok(AfterStep::Due);
-    }
-    let attempts = row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0);
-    let journaled = row.try_get::<Option<i64>, _>("journaled")?.unwrap_or(0);
-    let attempt = u32::try_from(attempts.max(journaled) + 1).unwrap_or(u32::MAX);
-    sqlx::query(
-        "INSERT INTO effects (workflow_id, seq, attempt, action, idempotency_key, epoch, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .bind(id)
-    .bind(command.seq as i64)
-    .bind(i64::from(attempt))
-    .bind(command.action.label())
-    .bind(key)
-    .bind(claim.epoch)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
-    made_with_intent(&mut *conn, claim, command).await?;
-    Ok(AfterStep::Begun(attempt))
-}
-
-/// What a call needs in place before it goes out, written with its intent: an application's
-/// lender return reference (the return link the lender is sent must resolve when the patient
-/// comes back; [`LinkStore::return_reference`](crate::store::LinkStore::return_reference) then
-/// finds it without a transaction of its own).
-async fn made_with_intent(
-    conn: &mut sqlx::SqliteConnection,
-    claim: &Claim,
-    command: &Command,
-) -> Result<()> {
-    if matches!(
-        command.action,
-        chairside_workflow::Action::StartApplication { .. }
-    ) {
-        super::links::ensure_return_reference(conn, claim.id.as_str()).await?;
-    }
-    Ok(())
 }

@@ -1,0 +1,902 @@
+//! The runner's transactions as the store thread runs them ([`super::thread`]): the same
+//! statements as the sqlx helpers beside them (`check_lease`, `refresh_due`, `insert_command`,
+//! `insert_audit`, `outbox::record_events`, `delivery::record_sent`), on the thread's own
+//! connection, each statement prepared once and kept in the connection's cache.
+//!
+//! Everything here is synchronous and takes owned inputs: a transaction runs on the store thread
+//! after its caller handed it over, and may outlive a caller that stopped waiting.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use chrono::{DateTime, Utc};
+use financing_core::{PatientContact, PracticeId};
+use messaging::{ConsentEntry, ConsentKind};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::patient::ConsentState;
+use super::sealed::{
+    CONSENT_PHONE, EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, TASK_REASON, WORKFLOW_STATE,
+};
+use super::{from_ms, ms};
+use crate::outbound::events::derive;
+use crate::store::crypto::Keyring;
+use crate::store::{
+    AfterStep, AuditLine, Claim, ConsentFact, Consumed, Result, SendRecord, SentChannel, StoreError, Work,
+    WorkItem,
+};
+use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
+
+/// A sealed column's bytes: a blob, or text as a row written by hand or by an old version holds
+/// it (as sqlx reads `&[u8]`), so such a row fails to open (and is quarantined) rather than to read.
+fn bytes<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> rusqlite::Result<&'r [u8]> {
+    match row.get_ref(column)? {
+        ValueRef::Blob(b) | ValueRef::Text(b) => Ok(b),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            column,
+            String::new(),
+            other.data_type(),
+        )),
+    }
+}
+
+/// The action label of a lender application (`Action::StartApplication`), whose intent makes
+/// the return reference.
+const START_APPLICATION: &str = "start_application";
+
+/// As `super::check_lease`.
+pub(super) fn check_lease(conn: &Connection, claim: &Claim, now: i64) -> Result<()> {
+    let held: Option<i64> = conn
+        .prepare_cached(
+            "SELECT 1 FROM workflows WHERE id = ?1 AND epoch = ?2 AND lease_owner = ?3 AND lease_until >= ?4",
+        )?
+        .query_row(params![claim.id.as_str(), claim.epoch, claim.owner, now], |r| r.get(0))
+        .optional()?;
+    if held.is_some() {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost(claim.id.clone()))
+    }
+}
+
+/// As `super::refresh_due`.
+pub(super) fn refresh_due(conn: &Connection, id: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE workflows SET next_due_at = (
+            SELECT MIN(t) FROM (
+                SELECT MIN(received_at) AS t FROM inbox WHERE workflow_id = ?1
+                UNION ALL SELECT MIN(fire_at) FROM timers WHERE workflow_id = ?1
+                -- Commands run in sequence order: only the lowest pending one can be due.
+                UNION ALL SELECT not_before FROM (
+                    SELECT not_before FROM outbox WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
+                )
+            )
+        ) WHERE id = ?1",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
+/// As `sealed::next_id`.
+fn next_id(conn: &Connection, table: &'static str) -> Result<i64> {
+    let sql = format!(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0),
+                    COALESCE((SELECT MAX(id) FROM {table}), 0)) + 1"
+    );
+    Ok(conn.prepare_cached(&sql)?.query_row([], |r| r.get(0))?)
+}
+
+/// As `super::insert_audit`.
+fn insert_audit(
+    conn: &Connection,
+    key: &Keyring,
+    id: &str,
+    actor: &str,
+    kind: &str,
+    detail: &str,
+    now: i64,
+) -> Result<()> {
+    let row = next_id(conn, EVENTS_DETAIL.table)?;
+    let sealed = EVENTS_DETAIL.seal(key, &[&row.to_string()], detail.as_bytes())?;
+    conn.prepare_cached(
+        "INSERT INTO events (id, workflow_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![row, id, now, actor, kind, sealed])?;
+    Ok(())
+}
+
+fn insert_task(
+    conn: &Connection,
+    key: &Keyring,
+    id: &str,
+    practice: &str,
+    task: &StaffTask,
+    now: i64,
+) -> Result<()> {
+    let row = next_id(conn, TASK_REASON.table)?;
+    let reason = TASK_REASON.seal(key, &[&row.to_string()], task.reason.as_bytes())?;
+    conn.prepare_cached(
+        "INSERT INTO staff_tasks (id, workflow_id, practice_id, kind, reason, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![row, id, practice, task.kind.label(), reason, now])?;
+    Ok(())
+}
+
+/// As `outbox::record_events`: the step's outbound events, read against the state stored before
+/// the step (so called before it is replaced).
+fn record_events(
+    conn: &Connection,
+    key: &Keyring,
+    id: &str,
+    after: &WorkflowState,
+    raised: Option<&StaffTask>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let before: Option<WorkflowState> = conn
+        .prepare_cached("SELECT state FROM workflows WHERE id = ?1")?
+        .query_row([id], |r| {
+            // A stored state that no longer opens writes no event.
+            Ok(WORKFLOW_STATE.open_json(key, &[id], bytes(r, 0)?).ok())
+        })
+        .optional()?
+        .flatten();
+    let Some(before) = before else {
+        return Ok(());
+    };
+    let raised = match raised {
+        Some(task) => {
+            let n: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM staff_tasks WHERE workflow_id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            Some((task, n))
+        }
+        None => None,
+    };
+    let events = derive(&before, after, raised, now);
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO outbound_events (event_id, workflow_id, practice_id, type, payload, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) DO NOTHING",
+    )?;
+    for event in events {
+        insert.execute(params![
+            event.id,
+            id,
+            event.data.practice_id,
+            event.kind.label(),
+            event.payload(),
+            ms(now)
+        ])?;
+    }
+    Ok(())
+}
+
+/// As `delivery::record_sent`.
+fn record_sent(conn: &Connection, sent: &SentChannel, now_ms: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO message_sends (message_key, channel, state, provider_id, attempt_at, finished_at)
+         VALUES (?1, ?2, 'sent', ?3, ?4, ?5)
+         ON CONFLICT (message_key, channel) DO UPDATE SET state = 'sent',
+             provider_id = excluded.provider_id, finished_at = excluded.finished_at",
+    )?
+    .execute(params![sent.key, sent.channel, sent.provider_id, now_ms, now_ms])?;
+    Ok(())
+}
+
+/// `WorkflowStore::claim_due`: the claims, none when nothing is due.
+pub(super) fn claim_due(
+    conn: &Connection,
+    owner: &str,
+    now_ms: i64,
+    until: i64,
+    limit: u32,
+) -> Result<Vec<Claim>> {
+    let ids: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT id, next_due_at FROM workflows
+             WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
+               AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
+             ORDER BY next_due_at LIMIT ?2",
+        )?
+        .query_map(params![now_ms, i64::from(limit)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut take = conn.prepare_cached(
+        "UPDATE workflows SET lease_owner = ?1, lease_until = ?2, epoch = epoch + 1 WHERE id = ?3 RETURNING epoch",
+    )?;
+    let mut claims = Vec::with_capacity(ids.len());
+    for (id, due) in ids {
+        let epoch: i64 = take.query_row(params![owner, until, id], |r| r.get(0))?;
+        claims.push(Claim {
+            id: WorkflowId::new(id),
+            epoch,
+            owner: owner.to_owned(),
+            due_at: Some(from_ms(due)),
+        });
+    }
+    Ok(claims)
+}
+
+/// `WorkflowStore::load`.
+pub(super) fn load(conn: &Connection, key: &Keyring, claim: &Claim, now_ms: i64) -> Result<Work> {
+    let id = claim.id.as_str();
+    let state: Option<Result<WorkflowState>> = conn
+        .prepare_cached("SELECT state, epoch, lease_owner FROM workflows WHERE id = ?1")?
+        .query_row([id], |r| {
+            let epoch: i64 = r.get(1)?;
+            let owner: Option<String> = r.get(2)?;
+            if epoch != claim.epoch || owner.as_deref() != Some(&claim.owner) {
+                return Ok(Err(StoreError::LeaseLost(claim.id.clone())));
+            }
+            Ok(WORKFLOW_STATE.open_json(key, &[id], bytes(r, 0)?))
+        })
+        .optional()?;
+    let state = state.ok_or_else(|| StoreError::LeaseLost(claim.id.clone()))??;
+    let inbox: Option<Result<(i64, Event)>> = conn
+        .prepare_cached("SELECT id, event FROM inbox WHERE workflow_id = ?1 ORDER BY id LIMIT 1")?
+        .query_row([id], |r| {
+            let row: i64 = r.get(0)?;
+            Ok(INBOX_EVENT
+                .open_json(key, &[&row.to_string()], bytes(r, 1)?)
+                .map(|event| (row, event)))
+        })
+        .optional()?;
+    if let Some(inbox) = inbox {
+        let (row, event) = inbox?;
+        return Ok(Work {
+            state,
+            item: Some(WorkItem::Inbox { id: row, event }),
+        });
+    }
+    let timer: Option<String> = conn
+        .prepare_cached(
+            "SELECT kind FROM timers WHERE workflow_id = ?1 AND fire_at <= ?2 ORDER BY fire_at LIMIT 1",
+        )?
+        .query_row(params![id, now_ms], |r| r.get(0))
+        .optional()?;
+    if let Some(kind) = timer.and_then(|k| TimerKind::from_label(&k)) {
+        return Ok(Work {
+            state,
+            item: Some(WorkItem::Timer(kind)),
+        });
+    }
+    let pending: Option<(i64, i64, Vec<u8>, i64)> = conn
+        .prepare_cached(
+            "SELECT seq, not_before, command, attempts FROM outbox WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1",
+        )?
+        .query_row([id], |r| {
+            Ok((r.get(0)?, r.get(1)?, bytes(r, 2)?.to_vec(), r.get(3)?))
+        })
+        .optional()?;
+    if let Some((seq, not_before, sealed, attempts)) = pending
+        && not_before <= now_ms
+    {
+        let command: Command = OUTBOX_COMMAND.open_json(key, &[id, &seq.to_string()], &sealed)?;
+        return Ok(Work {
+            state,
+            item: Some(WorkItem::Command {
+                command,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            }),
+        });
+    }
+    Ok(Work { state, item: None })
+}
+
+/// `WorkflowStore::begin_effect`: the attempt journaled.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn begin_effect(
+    conn: &Connection,
+    claim: &Claim,
+    seq: i64,
+    action: &str,
+    attempt: u32,
+    key: &str,
+    now_ms: i64,
+) -> Result<u32> {
+    check_lease(conn, claim, now_ms)?;
+    // A call repeated after a crash is a new attempt in the journal, whatever the outbox
+    // counted: the dead runner's intent row stays as evidence of the first call.
+    let journaled: Option<i64> = conn
+        .prepare_cached("SELECT MAX(attempt) FROM effects WHERE workflow_id = ?1 AND seq = ?2")?
+        .query_row(params![claim.id.as_str(), seq], |r| r.get(0))?;
+    let attempt = attempt.max(u32::try_from(journaled.unwrap_or(0) + 1).unwrap_or(u32::MAX));
+    insert_effect(conn, claim, seq, action, attempt, key, now_ms)?;
+    made_with_intent(conn, claim.id.as_str(), action)?;
+    Ok(attempt)
+}
+
+fn insert_effect(
+    conn: &Connection,
+    claim: &Claim,
+    seq: i64,
+    action: &str,
+    attempt: u32,
+    key: &str,
+    now_ms: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO effects (workflow_id, seq, attempt, action, idempotency_key, epoch, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        claim.id.as_str(),
+        seq,
+        i64::from(attempt),
+        action,
+        key,
+        claim.epoch,
+        now_ms
+    ])?;
+    Ok(())
+}
+
+/// `WorkflowStore::park`.
+pub(super) fn park(
+    conn: &Connection,
+    key: &Keyring,
+    claim: &Claim,
+    until_ms: i64,
+    task: &StaffTask,
+    now_ms: i64,
+) -> Result<()> {
+    let id = claim.id.as_str();
+    check_lease(conn, claim, now_ms)?;
+    let open: Option<i64> = conn
+        .prepare_cached(
+            "SELECT 1 FROM staff_tasks WHERE workflow_id = ?1 AND kind = ?2 AND resolved_at IS NULL",
+        )?
+        .query_row(params![id, task.kind.label()], |r| r.get(0))
+        .optional()?;
+    if open.is_none() {
+        let practice: String = conn
+            .prepare_cached("SELECT practice_id FROM workflows WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        insert_task(conn, key, id, &practice, task, now_ms)?;
+    }
+    conn.prepare_cached(
+        "UPDATE workflows SET lease_owner = NULL, lease_until = NULL, next_due_at = ?1 WHERE id = ?2",
+    )?
+    .execute(params![until_ms, id])?;
+    Ok(())
+}
+
+/// A step as `WorkflowStore::commit_step` receives it, owned (sealed where the seal does not
+/// depend on a row id the transaction picks).
+pub(super) struct StepWrite {
+    pub(super) claim: Claim,
+    pub(super) state: WorkflowState,
+    pub(super) sealed_state: Vec<u8>,
+    pub(super) consumed: Consumed,
+    pub(super) event_label: String,
+    pub(super) clear_timers: Vec<TimerKind>,
+    pub(super) set_timers: Vec<(TimerKind, i64)>,
+    pub(super) drop_pending_messages: bool,
+    /// Each new command's sequence number, action label and sealed document.
+    pub(super) commands: Vec<(i64, &'static str, Vec<u8>)>,
+    pub(super) raise_task: Option<StaffTask>,
+    pub(super) audit: String,
+    pub(super) next: Option<NextWrite>,
+    pub(super) now: DateTime<Utc>,
+}
+
+/// `NextStep`, owned.
+pub(super) struct NextWrite {
+    /// The proposed command's sequence number, action label and idempotency key.
+    pub(super) begin: Option<(i64, &'static str, String)>,
+    pub(super) lease_ms: i64,
+    pub(super) sent: Vec<SentChannel>,
+    pub(super) audit: Vec<AuditLine>,
+    /// The patient's contact the step read (`StepFacts::patient`).
+    pub(super) patient: Option<PatientContact>,
+    /// The practice's consent attestation the step read (`StepFacts::consent`).
+    pub(super) consent: Option<ConsentFact>,
+}
+
+/// `WorkflowStore::commit_step`, in one transaction of the store thread.
+pub(super) fn commit_step(conn: &Connection, key: &Keyring, step: &StepWrite) -> Result<AfterStep> {
+    let now_ms = ms(step.now);
+    let claim = &step.claim;
+    let id = claim.id.as_str();
+    check_lease(conn, claim, now_ms)?;
+    match &step.consumed {
+        Consumed::Inbox(row) => {
+            conn.prepare_cached("DELETE FROM inbox WHERE id = ?1")?
+                .execute([row])?;
+        }
+        Consumed::Timer(kind) => {
+            conn.prepare_cached("DELETE FROM timers WHERE workflow_id = ?1 AND kind = ?2")?
+                .execute(params![id, kind.label()])?;
+        }
+        Consumed::Command {
+            seq,
+            attempt,
+            outcome,
+        } => {
+            conn.prepare_cached(
+                "UPDATE outbox SET status = 'done', done_at = ?1, attempts = attempts + 1 WHERE workflow_id = ?2 AND seq = ?3",
+            )?
+            .execute(params![now_ms, id, *seq as i64])?;
+            conn.prepare_cached(
+                "UPDATE effects SET finished_at = ?1, outcome = ?2 WHERE workflow_id = ?3 AND seq = ?4 AND attempt = ?5",
+            )?
+            .execute(params![now_ms, outcome, id, *seq as i64, i64::from(*attempt)])?;
+        }
+    }
+    for kind in &step.clear_timers {
+        conn.prepare_cached("DELETE FROM timers WHERE workflow_id = ?1 AND kind = ?2")?
+            .execute(params![id, kind.label()])?;
+    }
+    for (kind, at) in &step.set_timers {
+        conn.prepare_cached(
+            "INSERT INTO timers (workflow_id, kind, fire_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (workflow_id, kind) DO UPDATE SET fire_at = excluded.fire_at",
+        )?
+        .execute(params![id, kind.label(), at])?;
+    }
+    if step.drop_pending_messages {
+        conn.prepare_cached(
+            "UPDATE outbox SET status = 'dropped', done_at = ?1 WHERE workflow_id = ?2 AND status = 'pending' AND action = 'send_message'",
+        )?
+        .execute(params![now_ms, id])?;
+    }
+    for (seq, action, sealed) in &step.commands {
+        conn.prepare_cached(
+            "INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![id, seq, action, sealed, now_ms, now_ms])?;
+    }
+    if let Some(task) = &step.raise_task {
+        insert_task(
+            conn,
+            key,
+            id,
+            step.state.key.practice_id.as_str(),
+            task,
+            now_ms,
+        )?;
+    }
+    // Outbound events (webhooks, CRM, lab) in the step's own transaction: read against the
+    // state stored before this step, so they are written before it is replaced.
+    record_events(
+        conn,
+        key,
+        id,
+        &step.state,
+        step.raise_task.as_ref(),
+        step.now,
+    )?;
+    insert_audit(
+        conn,
+        key,
+        id,
+        "runner",
+        &step.event_label,
+        &step.audit,
+        now_ms,
+    )?;
+    conn.prepare_cached(
+        "UPDATE workflows SET state = ?1, status = ?2, stage = ?3, updated_at = ?4, ledger_written_at = ?5 WHERE id = ?6",
+    )?
+    .execute(params![
+        step.sealed_state,
+        step.state.status.label(),
+        step.state.stage_label(),
+        now_ms,
+        step.state.ledger_written_at.map(ms),
+        id
+    ])?;
+    refresh_due(conn, id)?;
+    let Some(next) = &step.next else {
+        return Ok(AfterStep::Kept);
+    };
+    // The call's own facts (a message's channels that went out, disclosures) are facts of the
+    // step: written with it, not in a transaction each during the call.
+    for sent in &next.sent {
+        record_sent(conn, sent, now_ms)?;
+    }
+    let practice = &step.state.key.practice_id;
+    if let Some(contact) = &next.patient {
+        put_patient(conn, key, practice, contact, now_ms)?;
+    }
+    if let Some(consent) = &next.consent {
+        record_consent(conn, key, practice.as_str(), &consent.phone, &consent.entry, now_ms)?;
+    }
+    for line in &next.audit {
+        insert_audit(conn, key, id, "runner", line.kind, &line.detail, now_ms)?;
+    }
+    continue_after(conn, claim, next, now_ms)
+}
+
+/// As `patient::put_patient_in`: the contact sealed for its practice and patient.
+fn put_patient(
+    conn: &Connection,
+    key: &Keyring,
+    practice: &PracticeId,
+    contact: &PatientContact,
+    now_ms: i64,
+) -> Result<()> {
+    let plain = serde_json::to_vec(contact)?;
+    let sealed = key.seal(&plain, &super::SqliteStore::associated(practice, &contact.id))?;
+    conn.prepare_cached(
+        "INSERT INTO patients (practice_id, patient_id, contact, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (practice_id, patient_id) DO UPDATE SET contact = excluded.contact, updated_at = excluded.updated_at",
+    )?
+    .execute(params![practice.as_str(), contact.id.as_str(), sealed, now_ms])?;
+    Ok(())
+}
+
+/// As `patient::record_consent_in` (with `patient::fold_consent`): the entry in the number's
+/// history, and the number's standing folded to the winner of what is held and the entry.
+fn record_consent(
+    conn: &Connection,
+    ring: &Keyring,
+    practice: &str,
+    phone: &str,
+    entry: &ConsentEntry,
+    now_ms: i64,
+) -> Result<()> {
+    let change = ConsentState::from_entry(entry);
+    let hashes = ring.lookup_keys(phone);
+    let current = &hashes[0];
+    let sql = format!(
+        "SELECT rowid, opted_out, at, source, consent, wording, recorded_by FROM sms_consent
+         WHERE practice_id = ? AND phone_key IN ({}) ORDER BY rowid",
+        vec!["?"; hashes.len()].join(", ")
+    );
+    let held = {
+        let mut query = conn.prepare_cached(&sql)?;
+        let values = std::iter::once(practice).chain(hashes.iter().map(String::as_str));
+        query
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    ConsentState {
+                        opted_out: r.get(1)?,
+                        at: r.get(2)?,
+                        source: r.get(3)?,
+                        consent: r.get(4)?,
+                        wording: r.get(5)?,
+                        recorded_by: r.get(6)?,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut winner: Option<ConsentState> = None;
+    for (rowid, state) in held {
+        if winner.as_ref().is_none_or(|w| state.beats(w)) {
+            winner = Some(state);
+        }
+        conn.prepare_cached("DELETE FROM sms_consent WHERE rowid = ?1")?
+            .execute([rowid])?;
+    }
+    if winner.as_ref().is_none_or(|w| change.beats(w)) {
+        winner = Some(change.clone());
+    }
+    let winner = winner.unwrap_or_else(|| change.clone());
+    let effective = winner == change;
+    let sealed = CONSENT_PHONE.seal(ring, &[practice, current], phone.as_bytes())?;
+    conn.prepare_cached(
+        "INSERT INTO sms_consent (practice_id, phone_key, opted_out, source, at, phone_sealed, key_id,
+             consent, wording, recorded_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        practice,
+        current,
+        winner.opted_out,
+        winner.source,
+        winner.at,
+        sealed,
+        i64::from(ring.current_id()),
+        winner.consent,
+        winner.wording,
+        winner.recorded_by
+    ])?;
+    conn.prepare_cached(
+        "INSERT INTO sms_consent_log (practice_id, phone_key, key_id, consent, source, wording,
+             recorded_by, at, recorded_at, effective)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        practice,
+        current,
+        i64::from(ring.current_id()),
+        entry.grant.map(ConsentKind::label),
+        entry.source,
+        entry.wording,
+        entry.recorded_by,
+        ms(entry.at),
+        now_ms,
+        effective
+    ])?;
+    Ok(())
+}
+
+/// As `links::ensure_return_reference`: an application's lender return reference, made with the
+/// intent of the call that sends it, so the return link resolves when the patient comes back.
+fn made_with_intent(conn: &Connection, workflow: &str, action: &str) -> Result<()> {
+    if action == START_APPLICATION {
+        let fresh = B64.encode(rand::random::<[u8; 24]>());
+        conn.prepare_cached(
+            "INSERT INTO patient_links (workflow_id, return_ref) VALUES (?1, ?2)
+             ON CONFLICT (workflow_id) DO UPDATE SET return_ref = COALESCE(return_ref, ?2)",
+        )?
+        .execute(params![workflow, fresh])?;
+    }
+    Ok(())
+}
+
+/// As `workflow::continue_after`: release when nothing is due, else keep the claim and, when the
+/// proposed command is what `load` would hand out next, journal its intent.
+fn continue_after(
+    conn: &Connection,
+    claim: &Claim,
+    next: &NextWrite,
+    now_ms: i64,
+) -> Result<AfterStep> {
+    let id = claim.id.as_str();
+    type Row = (
+        Option<i64>,
+        bool,
+        bool,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let (next_due_at, inbox, timer, seq, not_before, attempts, journaled): Row = conn
+        .prepare_cached(
+            "SELECT w.next_due_at,
+                EXISTS (SELECT 1 FROM inbox WHERE workflow_id = w.id) AS inbox,
+                EXISTS (SELECT 1 FROM timers WHERE workflow_id = w.id AND fire_at <= ?2) AS timer,
+                o.seq, o.not_before, o.attempts,
+                (SELECT MAX(attempt) FROM effects e WHERE e.workflow_id = w.id AND e.seq = o.seq) AS journaled
+             FROM workflows w
+             LEFT JOIN (
+                 SELECT workflow_id, seq, not_before, attempts FROM outbox
+                 WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
+             ) o ON o.workflow_id = w.id
+             WHERE w.id = ?1",
+        )?
+        .query_row(params![id, now_ms], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?;
+    // As `load` sees it: an inbox event is due whatever its time, then timers and commands by
+    // the workflow's due time.
+    let due = inbox || next_due_at.is_some_and(|at| at <= now_ms);
+    if !due {
+        conn.prepare_cached(
+            "UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+        )?
+        .execute([id])?;
+        return Ok(AfterStep::Released);
+    }
+    conn.prepare_cached("UPDATE workflows SET lease_until = ?1 WHERE id = ?2")?
+        .execute(params![now_ms + next.lease_ms, id])?;
+    let Some((command_seq, action, key)) = &next.begin else {
+        return Ok(AfterStep::Due);
+    };
+    let first =
+        !inbox && !timer && seq == Some(*command_seq) && not_before.is_some_and(|at| at <= now_ms);
+    if !first {
+        return Ok(AfterStep::Due);
+    }
+    let attempt =
+        u32::try_from(attempts.unwrap_or(0).max(journaled.unwrap_or(0)) + 1).unwrap_or(u32::MAX);
+    insert_effect(conn, claim, *command_seq, action, attempt, key, now_ms)?;
+    made_with_intent(conn, id, action)?;
+    Ok(AfterStep::Begun(attempt))
+}
+
+/// `WorkflowStore::defer_command`.
+pub(super) fn defer_command(
+    conn: &Connection,
+    claim: &Claim,
+    seq: i64,
+    attempt: u32,
+    outcome: &str,
+    not_before_ms: i64,
+    now_ms: i64,
+) -> Result<()> {
+    let id = claim.id.as_str();
+    check_lease(conn, claim, now_ms)?;
+    conn.prepare_cached(
+        "UPDATE outbox SET attempts = attempts + 1, not_before = ?1 WHERE workflow_id = ?2 AND seq = ?3",
+    )?
+    .execute(params![not_before_ms, id, seq])?;
+    conn.prepare_cached(
+        "UPDATE effects SET finished_at = ?1, outcome = ?2 WHERE workflow_id = ?3 AND seq = ?4 AND attempt = ?5",
+    )?
+    .execute(params![now_ms, outcome, id, seq, i64::from(attempt)])?;
+    refresh_due(conn, id)
+}
+
+/// `WorkflowStore::renew_lease`: true when renewed.
+pub(super) fn renew_lease(
+    conn: &Connection,
+    claim: &Claim,
+    now_ms: i64,
+    until: i64,
+) -> Result<bool> {
+    let renewed = conn
+        .prepare_cached(
+            "UPDATE workflows SET lease_until = ?1 WHERE id = ?2 AND epoch = ?3 AND lease_owner = ?4 AND lease_until >= ?5",
+        )?
+        .execute(params![until, claim.id.as_str(), claim.epoch, claim.owner, now_ms])?;
+    Ok(renewed == 1)
+}
+
+/// `WorkflowStore::next_claimable`.
+pub(super) fn next_claimable(conn: &Connection, now_ms: i64) -> Result<Option<i64>> {
+    // Two index-friendly looks rather than one scan: the earliest due workflow nobody holds,
+    // and the earliest expiry among held leases on workflows already due (a runner that died
+    // holding them).
+    let due: Option<i64> = conn
+        .prepare_cached(
+            "SELECT next_due_at FROM workflows
+             WHERE next_due_at IS NOT NULL AND (lease_until IS NULL OR lease_until < ?1)
+               AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
+             ORDER BY next_due_at LIMIT 1",
+        )?
+        .query_row([now_ms], |r| r.get(0))
+        .optional()?;
+    let expiry: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MIN(lease_until) + 1 FROM workflows
+             WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 AND lease_until >= ?1",
+        )?
+        .query_row([now_ms], |r| r.get(0))?;
+    Ok(match (due, expiry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// `WorkflowStore::release`.
+pub(super) fn release(conn: &Connection, claim: &Claim) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND epoch = ?2 AND lease_owner = ?3",
+    )?
+    .execute(params![claim.id.as_str(), claim.epoch, claim.owner])?;
+    refresh_due(conn, claim.id.as_str())
+}
+
+/// `DeliveryStore::send_record`.
+pub(super) fn send_record(
+    conn: &Connection,
+    key: &str,
+    channel: &str,
+) -> Result<Option<SendRecord>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT state, body_digest, provider_id, attempt_at FROM message_sends
+             WHERE message_key = ?1 AND channel = ?2",
+        )?
+        .query_row(params![key, channel], |r| {
+            let state: String = r.get(0)?;
+            Ok(if state == "sent" {
+                SendRecord::Sent {
+                    provider_id: r.get(2)?,
+                }
+            } else {
+                SendRecord::Attempting {
+                    at: from_ms(r.get(3)?),
+                    body_digest: r.get(1)?,
+                }
+            })
+        })
+        .optional()?)
+}
+
+/// `DeliveryStore::begin_sends` (and `begin_send`, one channel): each channel `attempting`,
+/// unless it already went out.
+pub(super) fn begin_sends(
+    conn: &Connection,
+    key: &str,
+    channels: &[(String, Option<String>)],
+    now_ms: i64,
+) -> Result<()> {
+    let mut attempt = conn.prepare_cached(
+        "INSERT INTO message_sends (message_key, channel, state, body_digest, attempt_at)
+         VALUES (?1, ?2, 'attempting', ?3, ?4)
+         ON CONFLICT (message_key, channel) DO UPDATE SET state = 'attempting',
+             body_digest = excluded.body_digest, attempt_at = excluded.attempt_at,
+             provider_id = NULL, finished_at = NULL
+         WHERE message_sends.state <> 'sent'",
+    )?;
+    for (channel, body_digest) in channels {
+        attempt.execute(params![key, channel, body_digest, now_ms])?;
+    }
+    Ok(())
+}
+
+/// `DeliveryStore::finish_send`.
+pub(super) fn finish_send(
+    conn: &Connection,
+    key: &str,
+    channel: &str,
+    sent: bool,
+    provider_id: Option<&str>,
+    now_ms: i64,
+) -> Result<()> {
+    if sent {
+        conn.prepare_cached(
+            "INSERT INTO message_sends (message_key, channel, state, provider_id, attempt_at, finished_at)
+             VALUES (?1, ?2, 'sent', ?3, ?4, ?5)
+             ON CONFLICT (message_key, channel) DO UPDATE SET state = 'sent',
+                 provider_id = excluded.provider_id, finished_at = excluded.finished_at",
+        )?
+        .execute(params![key, channel, provider_id, now_ms, now_ms])?;
+        Ok(())
+    } else {
+        conn.prepare_cached(
+            "DELETE FROM message_sends WHERE message_key = ?1 AND channel = ?2 AND state <> 'sent'",
+        )?
+        .execute(params![key, channel])?;
+        Ok(())
+    }
+}
+
+/// `PatientStore::patient`: the sealed contact.
+pub(super) fn patient_contact(
+    conn: &Connection,
+    practice: &str,
+    patient: &str,
+) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .prepare_cached("SELECT contact FROM patients WHERE practice_id = ?1 AND patient_id = ?2")?
+        .query_row(params![practice, patient], |r| Ok(bytes(r, 0)?.to_vec()))
+        .optional()?)
+}
+
+/// `LinkStore::link_generation`.
+pub(super) fn link_generation(conn: &Connection, workflow: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT generation FROM patient_links WHERE workflow_id = ?1")?
+        .query_row([workflow], |r| r.get(0))
+        .optional()?)
+}
+
+/// `PatientStore::sms_consent`: the consent rows of a number hashed under each key, in the order
+/// they were written.
+pub(super) fn sms_consent(
+    conn: &Connection,
+    practice: &str,
+    hashes: &[String],
+) -> Result<Vec<ConsentState>> {
+    let sql = format!(
+        "SELECT opted_out, at, source, consent, wording, recorded_by FROM sms_consent
+         WHERE practice_id = ? AND phone_key IN ({}) ORDER BY rowid",
+        vec!["?"; hashes.len()].join(", ")
+    );
+    let mut query = conn.prepare_cached(&sql)?;
+    let values = std::iter::once(practice).chain(hashes.iter().map(String::as_str));
+    let rows = query
+        .query_map(rusqlite::params_from_iter(values), |r| {
+            Ok(ConsentState {
+                opted_out: r.get(0)?,
+                at: r.get(1)?,
+                source: r.get(2)?,
+                consent: r.get(3)?,
+                wording: r.get(4)?,
+                recorded_by: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

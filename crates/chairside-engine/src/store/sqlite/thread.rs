@@ -1,0 +1,398 @@
+//! The store's own thread: one SQLite connection owned by one thread, fed by a channel, so a
+//! whole transaction's statements cost one hop between the runtime's workers and SQLite, not one
+//! hop per statement as through sqlx's connection threads (docs/performance.md, 2 December 2026).
+//!
+//! Group commit: the transactions queued while one commits go together in the next `BEGIN
+//! IMMEDIATE` ... `COMMIT`, each in its own savepoint, so a caller whose transaction fails (a
+//! lost lease, a constraint) rolls back only its own statements. Every caller is answered after
+//! the `COMMIT` that holds its writes returned, so `synchronous = FULL` still means a caller
+//! told "done" holds a write that survives a power loss. A failed `COMMIT` fails every caller of
+//! the batch, and nothing of the batch is written.
+//!
+//! A caller that stops waiting (a deadline, a dropped future) does not stop its transaction: it
+//! runs whole or not at all, as if it had finished just before the caller gave up.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::store::{Result, StoreError};
+
+/// At most this many transactions share one commit.
+const MAX_BATCH: usize = 64;
+
+/// A transaction queued for the thread.
+trait Job: Send {
+    /// True when it may write (the batch then takes the write lock up front).
+    fn writes(&self) -> bool;
+    /// Runs its statements; false when it failed (its savepoint is rolled back).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the batch's commit is known.
+    fn answer(self: Box<Self>, commit: std::result::Result<(), &rusqlite::Error>);
+}
+
+struct Call<T, F> {
+    writes: bool,
+    work: Option<F>,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job for Call<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T> + Send,
+{
+    fn writes(&self) -> bool {
+        self.writes
+    }
+
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|_| {
+            Err(StoreError::Embedded(failure(
+                "a store transaction panicked",
+            )))
+        });
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, commit: std::result::Result<(), &rusqlite::Error>) {
+        let result = match (self.result, commit) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(e)) => Err(StoreError::Embedded(copy(e))),
+            (None, Ok(())) => Err(StoreError::Embedded(failure("transaction not run"))),
+        };
+        // The caller may have stopped waiting: its transaction stands all the same.
+        let _ = self.reply.send(result);
+    }
+}
+
+fn failure(what: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+        Some(what.to_owned()),
+    )
+}
+
+/// The same failure for another caller of the batch (`rusqlite::Error` is not `Clone`).
+fn copy(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => failure(&other.to_string()),
+    }
+}
+
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// What the thread has done, for the figures.
+#[derive(Debug, Default)]
+struct ThreadStats {
+    /// Commits that wrote (each one sync to disk under `synchronous = FULL`).
+    commits: AtomicU64,
+    /// Write transactions those commits carried.
+    grouped: AtomicU64,
+}
+
+/// The handle callers queue transactions on; the thread ends when the last handle is dropped.
+#[derive(Clone)]
+pub(super) struct StoreThread {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    stats: Arc<ThreadStats>,
+}
+
+impl StoreThread {
+    /// Opens the thread's connection on `path` (an existing database: the pool created it) and
+    /// starts the thread.
+    pub(super) fn start(path: &std::path::Path, synchronous: &str) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.set_prepared_statement_cache_capacity(256);
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let stats = Arc::new(ThreadStats::default());
+        let seen = stats.clone();
+        std::thread::Builder::new()
+            .name("chairside-store".into())
+            .spawn(move || serve(&conn, &queue, &seen))?;
+        Ok(Self { jobs, stats })
+    }
+
+    /// Runs `work` in a write transaction (`BEGIN IMMEDIATE`, shared with the transactions
+    /// queued beside it) and answers after its commit.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.queue(true, work).await
+    }
+
+    /// Runs `work` in a read transaction (one snapshot for all its statements).
+    pub(super) async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.queue(false, work).await
+    }
+
+    async fn queue<T, F>(&self, writes: bool, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let call = Call {
+            writes,
+            work: Some(work),
+            result: None,
+            reply,
+        };
+        self.jobs
+            .send(Box::new(call))
+            .map_err(|_| StoreError::Embedded(failure("the store thread has stopped")))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Embedded(failure("the store thread has stopped")))?
+    }
+}
+
+fn serve(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &ThreadStats) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = queue.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(conn, &mut batch, stats);
+    }
+    tracing::debug!(
+        commits = stats.commits.load(Ordering::Relaxed),
+        transactions = stats.grouped.load(Ordering::Relaxed),
+        "store thread stopped"
+    );
+}
+
+/// One transaction for every job of `batch`, each in its own savepoint when there are several.
+fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &ThreadStats) {
+    let writes = batch.iter().filter(|job| job.writes()).count();
+    let begin = if writes > 0 {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    };
+    if let Err(e) = exec(conn, begin) {
+        for job in batch.drain(..) {
+            job.answer(Err(&e));
+        }
+        return;
+    }
+    let alone = batch.len() == 1;
+    let mut done: Vec<Box<dyn Job>> = Vec::with_capacity(batch.len());
+    let mut failed: Option<rusqlite::Error> = None;
+    let mut kept = 0_u64;
+    for mut job in batch.drain(..) {
+        if failed.is_some() {
+            done.push(job);
+            continue;
+        }
+        if !alone && let Err(e) = exec(conn, "SAVEPOINT job") {
+            failed = Some(e);
+            done.push(job);
+            continue;
+        }
+        let ok = job.run(conn);
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (an I/O error, a full disk): the jobs
+            // before this one lost their writes too.
+            failed = Some(failure("the store transaction was rolled back"));
+        } else if alone {
+            if !ok {
+                failed = Some(failure("the transaction failed"));
+            }
+        } else {
+            let end = if ok {
+                exec(conn, "RELEASE job")
+            } else {
+                exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
+            };
+            if let Err(e) = end {
+                failed = Some(e);
+            }
+        }
+        if ok && job.writes() {
+            kept += 1;
+        }
+        done.push(job);
+    }
+    let commit = match failed {
+        Some(e) => {
+            let _ = exec(conn, "ROLLBACK");
+            Err(e)
+        }
+        None => exec(conn, "COMMIT").inspect_err(|_| {
+            let _ = exec(conn, "ROLLBACK");
+        }),
+    };
+    if commit.is_ok() && kept > 0 {
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.grouped.fetch_add(kept, Ordering::Relaxed);
+    }
+    for job in done {
+        job.answer(commit.as_ref().map(|_| ()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as sync;
+
+    use rusqlite::params;
+
+    use super::*;
+    use crate::store::WorkflowId;
+
+    fn database() -> (tempfile::TempDir, StoreThread) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER NOT NULL);")
+            .unwrap();
+        drop(conn);
+        let thread = StoreThread::start(&path, "FULL").unwrap();
+        (dir, thread)
+    }
+
+    fn insert(x: i64) -> impl FnOnce(&Connection) -> Result<i64> + Send + 'static {
+        move |conn| {
+            conn.execute("INSERT INTO t (x) VALUES (?1)", params![x])?;
+            Ok(x)
+        }
+    }
+
+    async fn rows(thread: &StoreThread) -> Vec<i64> {
+        thread
+            .read(|conn| {
+                let mut st = conn.prepare("SELECT x FROM t ORDER BY x")?;
+                let xs = st
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                Ok(xs)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn transactions_queued_during_a_commit_share_the_next_one_and_a_failed_one_rolls_back_alone()
+     {
+        // Arrange: a first transaction holds the thread until three more are queued behind it.
+        let (_dir, thread) = database();
+        let (go, wait) = sync::channel::<()>();
+        let (started, running) = sync::channel::<()>();
+        let first = thread.write(move |conn| {
+            started.send(()).unwrap();
+            wait.recv().unwrap();
+            insert(1)(conn)
+        });
+        let mut first = Box::pin(first);
+        assert!(futures::poll!(&mut first).is_pending());
+        running.recv().unwrap();
+        let mut second = Box::pin(thread.write(insert(2)));
+        let mut refused = Box::pin(thread.write(|conn| {
+            insert(3)(conn)?;
+            // A lost lease after a write: nothing of this transaction may stay.
+            Err::<i64, _>(StoreError::LeaseLost(WorkflowId::new("wf-1")))
+        }));
+        let mut fourth = Box::pin(thread.write(insert(4)));
+        for queued in [&mut second, &mut fourth] {
+            assert!(futures::poll!(queued).is_pending());
+        }
+        assert!(futures::poll!(&mut refused).is_pending());
+        let before = thread.stats.commits.load(Ordering::Relaxed);
+
+        // Act
+        go.send(()).unwrap();
+
+        // Assert: each caller gets its own answer; the refused one wrote nothing.
+        assert_eq!(first.await.unwrap(), 1);
+        assert_eq!(second.await.unwrap(), 2);
+        assert!(matches!(refused.await, Err(StoreError::LeaseLost(_))));
+        assert_eq!(fourth.await.unwrap(), 4);
+        assert_eq!(rows(&thread).await, vec![1, 2, 4]);
+        // The first commit, then one for the three queued behind it.
+        assert_eq!(thread.stats.commits.load(Ordering::Relaxed) - before, 2);
+        assert_eq!(thread.stats.grouped.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_transaction_alone_writes_nothing() {
+        let (_dir, thread) = database();
+        let failed = thread
+            .write(|conn| {
+                insert(7)(conn)?;
+                conn.execute("INSERT INTO nowhere (x) VALUES (1)", [])?;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Embedded(_))), "{failed:?}");
+        assert_eq!(thread.write(insert(8)).await.unwrap(), 8);
+        assert_eq!(rows(&thread).await, vec![8]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_transaction_is_an_error_for_its_caller_and_the_thread_goes_on() {
+        let (_dir, thread) = database();
+        let panicked = thread
+            .write(|conn| -> Result<()> {
+                insert(5)(conn)?;
+                panic!("a bug in a transaction");
+            })
+            .await;
+        assert!(
+            matches!(panicked, Err(StoreError::Embedded(_))),
+            "{panicked:?}"
+        );
+        assert_eq!(thread.write(insert(6)).await.unwrap(), 6);
+        assert_eq!(rows(&thread).await, vec![6]);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_stops_waiting_leaves_its_transaction_whole() {
+        let (_dir, thread) = database();
+        let (go, wait) = sync::channel::<()>();
+        let mut abandoned = Box::pin(thread.write(move |conn| {
+            wait.recv().unwrap();
+            insert(1)(conn)?;
+            insert(2)(conn)
+        }));
+        assert!(futures::poll!(&mut abandoned).is_pending());
+        drop(abandoned);
+        go.send(()).unwrap();
+        assert_eq!(rows(&thread).await, vec![1, 2]);
+    }
+}
