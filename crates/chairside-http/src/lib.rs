@@ -34,6 +34,7 @@
 mod config;
 mod consent;
 mod intake;
+mod lang;
 mod metrics;
 pub mod notices;
 mod ops;
