@@ -218,6 +218,7 @@ pub(super) struct RawStaffAlerts {
     pub(super) to: Option<String>,
     pub(super) tasks: Option<Vec<String>>,
     pub(super) digest_window: Option<String>,
+    pub(super) language: Option<String>,
 }
 
 /// `[practices.notice]`: the practice's own notice before any lender link, per language.

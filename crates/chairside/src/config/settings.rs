@@ -764,6 +764,9 @@ pub struct StaffAlertSettings {
     /// Tasks that arrive within this of each other go out as one digest email (`digest_window`,
     /// default 2 minutes; `"0s"`: one email per task, at once).
     pub digest_window: std::time::Duration,
+    /// The staff's language (`language`, `en` by default, or `es`): the alert and the digest are
+    /// written in it.
+    pub language: financing_core::Language,
 }
 
 impl PracticeSettings {

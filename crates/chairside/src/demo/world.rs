@@ -668,6 +668,7 @@ pub fn demo_config(
                     tasks: None,
                     // Days compressed into seconds: tasks within a second are one digest.
                     digest_window: Duration::from_secs(1),
+                    language: financing_core::Language::En,
                 }),
                 false => None,
             },

@@ -294,6 +294,16 @@ impl Validator<'_> {
                 parse_duration,
             )
             .or(chairside_engine::outbound::staff_alert::DEFAULT_DIGEST_WINDOW);
+        let language = self
+            .parse(&join(at, "language"), s.language.as_ref(), |t| match t {
+                "en" => Ok(financing_core::Language::En),
+                "es" => Ok(financing_core::Language::Es),
+                other => Err(format!(
+                    "{}: not a language alerts are written in; expected \"en\" or \"es\"",
+                    quoted(other)
+                )),
+            })
+            .or(financing_core::Language::En);
         if !has_smtp {
             self.problem(
                 at.to_owned(),
@@ -305,6 +315,7 @@ impl Validator<'_> {
             to: to?,
             tasks: s.tasks.clone(),
             digest_window: digest_window?,
+            language: language?,
         }))
     }
 
