@@ -1,6 +1,7 @@
 //! Detection over real HTTP against the stand-ins: hostile Open Dental, Dentrix Ascend and
 //! NexHealth records beside good plans (each bad one a task naming it, the good ones complete),
-//! and Dentrix Ascend and NexHealth plans touched, edited and rejected during and after financing.
+//! and Dentrix Ascend and NexHealth plans touched, edited and rejected before, during and after
+//! financing.
 
 use std::time::Duration;
 
@@ -422,6 +423,80 @@ async fn dentrix_and_nexhealth_touch_edit_and_reject_during_and_after_financing(
                 .any(|t| t.task.plan_id == after.seeded.plan.pms_id
                     && t.task.problem.contains("after financing was completed")),
             "{}: {tasks:#?}",
+            spec.id
+        );
+        world.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn dentrix_and_nexhealth_touch_edit_and_reject_before_financing() {
+    for spec in [&PRACTICES[0], &PRACTICES[2]] {
+        let (_dir, mut world) = start().await;
+
+        // Seen, not yet financed: one poll records the workflow; no lender has been asked.
+        world.seed(spec, Persona::NeverCompletes).unwrap();
+        let seen = last(&world);
+        world.runner.poll().await.expect("poll");
+        let first = workflow(&world, &seen).await.expect("detected");
+        assert!(first.attempts.is_empty(), "{}: {first:?}", spec.id);
+
+        // A touch before financing changes nothing.
+        world.sandbox.touch_plan(seen.seeded.plan.key).unwrap();
+        world.runner.poll().await.expect("poll");
+        assert_eq!(
+            workflow(&world, &seen).await.unwrap().id,
+            first.id,
+            "{}: a touch started a new workflow",
+            spec.id
+        );
+
+        // An edit before any lender was asked withdraws the seen revision (no lender ever
+        // asked for it) and starts the new one.
+        world
+            .sandbox
+            // A fee no persona is seeded with, so the plan really changes.
+            .edit_plan_fee(seen.seeded.plan.key, 0, Money::usd(123_456))
+            .unwrap();
+        turn_until(&world, 200, async |w| {
+            workflow(w, &seen)
+                .await
+                .is_some_and(|s| s.id != first.id && !s.attempts.is_empty())
+        })
+        .await;
+        let edited = workflow(&world, &seen).await.unwrap();
+        assert_ne!(
+            edited.id, first.id,
+            "{}: the edit started no new revision",
+            spec.id
+        );
+        assert!(!edited.attempts.is_empty(), "{}: {edited:?}", spec.id);
+        let old = world
+            .store
+            .workflow(&first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        assert_eq!(old.status, Status::Cancelled, "{}: {old:?}", spec.id);
+        assert!(
+            old.attempts.is_empty(),
+            "{}: the withdrawn revision reached a lender: {:?}",
+            spec.id,
+            old.attempts
+        );
+
+        // A plan rejected before Chairside first sees it starts nothing.
+        world.seed(spec, Persona::InstantApproval).unwrap();
+        let rejected = last(&world);
+        world
+            .sandbox
+            .set_plan_status(rejected.seeded.plan.key, sandbox::PlanStatus::Rejected)
+            .unwrap();
+        turn_until(&world, 30, async |_| false).await;
+        assert!(
+            workflow(&world, &rejected).await.is_none(),
+            "{}: a plan rejected before detection started a workflow",
             spec.id
         );
         world.stop().await;

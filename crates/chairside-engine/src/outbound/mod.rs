@@ -22,6 +22,7 @@ pub mod sign;
 pub mod staff_alert;
 pub mod webhook;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -232,12 +233,32 @@ impl Dispatcher {
                 self.config.batch,
             )
             .await?;
-        let outcomes = futures::future::join_all(jobs.iter().map(|job| self.attempt(job))).await;
+        // A workflow's events reach an endpoint in the order they happened: one at a time per
+        // (subscriber, workflow), in claim order (event order); different workflows and
+        // subscribers concurrently. A retried event may still arrive after later ones.
+        let mut groups: Vec<Vec<&DeliveryJob>> = Vec::new();
+        let mut group_of: HashMap<(&str, &str), usize> = HashMap::new();
+        for job in &jobs {
+            let key = (job.subscriber.as_str(), job.event.workflow_id.as_str());
+            let g = *group_of.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(job);
+        }
+        let outcomes = futures::future::join_all(groups.iter().map(|group| async move {
+            let mut out = Vec::with_capacity(group.len());
+            for &job in group {
+                out.push((job, self.attempt(job).await));
+            }
+            out
+        }))
+        .await;
         let mut round = Round {
             attempted: jobs.len(),
             ..Round::default()
         };
-        for (job, outcome) in jobs.iter().zip(outcomes) {
+        for (job, outcome) in outcomes.into_iter().flatten() {
             match &outcome {
                 AttemptOutcome::Delivered { .. } => round.delivered += 1,
                 AttemptOutcome::Failed { .. } => round.failed += 1,
