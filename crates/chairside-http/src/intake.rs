@@ -299,6 +299,17 @@ fn states(selected: &str) -> Vec<StateOption> {
         .collect()
 }
 
+/// The language a new patient's pages default to at `practice` (`default_language`; English
+/// when unset).
+fn practice_language(state: &HttpState, practice: &PracticeId) -> Language {
+    state
+        .config
+        .practices
+        .iter()
+        .find(|p| &p.id == practice)
+        .map_or(Language::En, |p| p.default_language)
+}
+
 fn practice_name(state: &HttpState, practice: &PracticeId) -> String {
     state
         .config
@@ -610,9 +621,8 @@ pub(crate) async fn public_form(
         let lang = crate::lang::choose(q.lang.as_deref(), &headers, Language::En);
         return state.pages.error(StatusCode::NOT_FOUND, lang.tag());
     };
-    // With no choice and nothing from the browser: English (a practice has no language
-    // setting of its own yet).
-    let lang = crate::lang::choose(q.lang.as_deref(), &headers, Language::En);
+    // With no choice and nothing from the browser: the practice's default language.
+    let lang = crate::lang::choose(q.lang.as_deref(), &headers, practice_language(&state, &id));
     if q.done.is_some() {
         return done_page(&state, practice_name(&state, &id), true, lang);
     }
@@ -638,10 +648,15 @@ pub(crate) async fn public_submit(
     headers: HeaderMap,
     Form(form): Form<IntakeForm>,
 ) -> Response {
-    let lang = form.language(crate::lang::choose(None, &headers, Language::En));
     let Some(id) = known_practice(&state, &practice, &token) else {
+        let lang = form.language(crate::lang::choose(None, &headers, Language::En));
         return state.pages.error(StatusCode::NOT_FOUND, lang.tag());
     };
+    let lang = form.language(crate::lang::choose(
+        None,
+        &headers,
+        practice_language(&state, &id),
+    ));
     if !same_origin(&state, &headers) || !form_token_ok(&state, id.as_str(), &form.form) {
         return state.pages.error(StatusCode::FORBIDDEN, lang.tag());
     }
@@ -756,6 +771,8 @@ struct StaffIntakesPage {
     user: String,
     csrf: String,
     public_link: String,
+    /// The start form's language choice before staff change it: the practice's default.
+    default_language: &'static str,
     lines: Vec<IntakeLine>,
     created_link: Option<String>,
     error: Option<String>,
@@ -784,6 +801,7 @@ async fn staff_list(
             &format!("intake/{}/{token}", s.practice),
         )
         .to_string(),
+        default_language: practice_language(state, &s.practice).tag(),
         lines: rows.iter().map(|r| line(state, r)).collect(),
         created_link,
         error,
@@ -874,11 +892,8 @@ pub(crate) async fn staff_start(
         last_name: form.last_name.clone(),
         mobile_phone: form.mobile_phone.clone(),
         email: form.email.clone(),
-        language: if form.language == "es" {
-            Language::Es
-        } else {
-            Language::En
-        },
+        language: crate::lang::parse_tag(&form.language)
+            .unwrap_or_else(|| practice_language(&state, &s.practice)),
         ..PatientDetails::default()
     };
     match intakes(&state)
@@ -1608,6 +1623,59 @@ mod tests {
             .expect("consent");
         assert_eq!(consent.wording, messaging::PATIENT_PAGE_WORDING);
         assert_eq!(workflow_language(&kit).await, Language::En);
+    }
+
+    #[tokio::test]
+    async fn a_practice_whose_patients_mostly_speak_spanish_opens_its_pages_and_start_form_in_spanish()
+     {
+        // Arrange: the practice's default language is Spanish.
+        let mut config = crate::testkit::config();
+        config.practices[0].default_language = Language::Es;
+        let kit = Kit::with_config(config).await;
+        let key = secrecy::SecretString::from(PATIENT_KEY);
+        let token = chairside_engine::intake::practice_page_token(&smile(), &key);
+        let uri = format!("/intake/{}/{token}", smile());
+
+        // Act + Assert: no choice, no browser language: Spanish; the browser still wins.
+        let page = body_text(kit.send(get(&uri)).await).await;
+        assert!(page.contains(r#"<html lang="es">"#), "{page}");
+        let mut english_browser = get(&uri);
+        english_browser
+            .headers_mut()
+            .insert(header::ACCEPT_LANGUAGE, "en-US".parse().unwrap());
+        let page = body_text(kit.send(english_browser).await).await;
+        assert!(page.contains(r#"<html lang="en">"#), "{page}");
+        // The start form preselects Spanish, and an intake started without a choice is Spanish.
+        let (session, csrf) = kit.login("alice", ALICE_PASSWORD).await;
+        let list = body_text(kit.send(with_cookie(get("/staff/intakes"), &session)).await).await;
+        assert!(
+            list.contains(r#"<option value="es" selected>Español</option>"#),
+            "{list}"
+        );
+        let started = kit
+            .send(with_cookie(
+                post_form(
+                    "/staff/intakes",
+                    form(&[
+                        ("csrf", &csrf),
+                        ("first_name", "Rosa"),
+                        ("last_name", "Quintero"),
+                        ("email", "rosa@example.test"),
+                    ]),
+                    None,
+                ),
+                &session,
+            ))
+            .await;
+        assert_eq!(started.status(), 200);
+        let id = kit.store.intakes(&smile(), 10).await.unwrap()[0].id.clone();
+        let contact = kit
+            .store
+            .patient(&smile(), &chairside_workflow::intake::patient_id(&id))
+            .await
+            .unwrap()
+            .expect("the intake's patient");
+        assert_eq!(contact.preferred_language, Language::Es);
     }
 
     #[tokio::test]

@@ -201,6 +201,7 @@ pub(super) struct RawPractice {
     pub(super) email: Option<String>,
     pub(super) sms_from: Option<String>,
     pub(super) lab_email: Option<String>,
+    pub(super) default_language: Option<String>,
     pub(super) pms: Option<toml::Table>,
     pub(super) lenders: Option<RawLenders>,
     pub(super) payments: Option<RawPayments>,

@@ -1277,6 +1277,44 @@ fn staff_alerts_are_written_in_the_staffs_language_english_unless_set_and_others
 }
 
 #[test]
+fn a_practices_default_language_is_english_unless_set_and_reaches_its_pages() {
+    // Left out: English.
+    let config = load(MINIMAL, &env_with(&[])).expect("valid");
+    assert_eq!(
+        config.practices[0].default_language,
+        financing_core::Language::En
+    );
+    // Spanish, on the HTTP surface's practice too.
+    let spanish = MINIMAL.replacen(
+        "[[practices]]\n",
+        "[[practices]]\ndefault_language = \"es\"\n",
+        1,
+    );
+    assert_ne!(spanish, MINIMAL, "the key went into the practice");
+    let config = load(&spanish, &env_with(&[])).expect("valid");
+    assert_eq!(
+        config.practices[0].default_language,
+        financing_core::Language::Es
+    );
+    let http = config.http_config();
+    assert_eq!(
+        http.practices[0].default_language,
+        financing_core::Language::Es
+    );
+    // Anything else is named with its path.
+    let french = MINIMAL.replacen(
+        "[[practices]]\n",
+        "[[practices]]\ndefault_language = \"fr\"\n",
+        1,
+    );
+    let report = load(&french, &env_with(&[]))
+        .expect_err("not a language")
+        .to_string();
+    assert!(report.contains("practices[0].default_language"), "{report}");
+    assert!(report.contains("'fr'"), "{report}");
+}
+
+#[test]
 fn a_postgres_url_chooses_postgresql_and_a_password_never_comes_from_the_file() {
     // Arrange
     let with =

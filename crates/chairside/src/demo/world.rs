@@ -648,6 +648,7 @@ pub fn demo_config(
         };
         let email = format!("frontdesk@{}.example", spec.id);
         practices.push(PracticeSettings {
+            default_language: financing_core::Language::En,
             id: id.clone(),
             name: spec.name.into(),
             state: spec.state,
