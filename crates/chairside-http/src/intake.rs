@@ -93,7 +93,8 @@ const STATES: [&str; 51] = [
 ];
 
 /// The intake page's own words in one language (the texts wording is
-/// [`messaging::patient_page_wording`]; the problems are [`IntakeProblem::describe`]).
+/// [`messaging::patient_page_wording`]; the problems are
+/// [`chairside_workflow::intake::IntakeProblem::describe`]).
 #[derive(Serialize)]
 struct IntakeWords {
     new_patient: &'static str,
