@@ -33,6 +33,7 @@ pub mod link_lender;
 pub mod links;
 pub mod note;
 pub mod outbound;
+pub mod patient_report;
 mod pool;
 pub mod ports;
 pub mod runner;

@@ -291,6 +291,15 @@ pub enum Refusal {
     /// A correction whose values do not make sense (or none were given, or no reason).
     #[error("the correction cannot be made: {0}")]
     BadCorrection(String),
+    /// "Confirm" on a patient's report that confirms nothing (the patient is still waiting for
+    /// the lender): staff record the decision from the lender's portal, or mark it not confirmed.
+    #[error(
+        "workflow {workflow}: the patient reports still waiting; there is no decision to confirm"
+    )]
+    NothingToConfirm {
+        /// The workflow.
+        workflow: WorkflowId,
+    },
     /// Nothing to resend to: the workflow is over.
     #[error("workflow {workflow} is {}; there is no link to resend", status.label())]
     Finished {

@@ -6,6 +6,7 @@
 //! | `POST /webhooks/stripe`, `/webhooks/twilio` | account-wide secrets; verified on the raw body before parsing, deduplicated, stored before the 2xx |
 //! | `POST /webhooks/sunbit/{practice}`, `/webhooks/nexhealth/{practice}` | the same, with that practice's secrets only (the un-scoped `/webhooks/sunbit` and `/webhooks/nexhealth` answer only while one practice is configured) |
 //! | `GET /p/{token}` (+ `/pay`, `/apply`, `POST /accept`) | the patient page behind a signed, expiring, revocable token |
+//! | `POST /p/{token}/report` | the patient's report of a link-only lender's decision: one staff task, decides nothing (docs/lenders.md) |
 //! | `POST /p/{token}/renew` | from the "link no longer valid" page: ask for a fresh link (rate-limited) |
 //! | `GET /r/{reference}` | the lenders' return URL: an opaque reference exchanged for a fresh patient link |
 //! | `GET /staff`, `/staff/login`, `/staff/workflows/{id}` (+ `POST` actions) | the dashboard: argon2 logins throttled per account and address, in-memory sessions, CSRF on every form |
@@ -186,6 +187,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/p/{token}/decline", post(patient::decline_in_house))
         .route("/p/{token}/renew", post(patient::renew))
         .route("/p/{token}/restart", post(patient::restart))
+        .route("/p/{token}/report", post(patient::report::report))
         .route(
             "/p/{token}/texts",
             get(consent::opt_in_form).post(consent::opt_in),

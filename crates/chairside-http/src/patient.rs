@@ -437,6 +437,9 @@ struct PageContext {
     /// The texts opt-in page (`/p/{token}/texts`), offered while the patient's mobile number
     /// has no consent to texts on record (or withdrew it: only the patient can opt in again).
     texts: Option<String>,
+    /// A link-only lender's application is live: the patient's report form (or, once a report
+    /// waits for staff, the thanks).
+    report: Option<report::ReportCard>,
 }
 
 #[derive(Serialize)]
@@ -911,6 +914,7 @@ pub(crate) async fn page(
         restarting: false,
         refresh: None,
         texts: None,
+        report: None,
     };
     if texts_offered(&state, s).await {
         ctx.texts = Some(format!("{}/texts", r.base));
@@ -968,6 +972,21 @@ pub(crate) async fn page(
             .await
         {
             tracing::error!(error = %e, "patient page: audit write failed");
+            return state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en");
+        }
+    }
+    match report::card(&state, &r, query.get("report_error").map(String::as_str)).await {
+        Ok(card) => {
+            // A report waits for staff: the page thanks the patient instead of offering the
+            // application again; "Not confirmed" brings the application back.
+            if let Some(thanks) = card.as_ref().and_then(report::ReportCard::thanks) {
+                ctx.application = None;
+                ctx.status = Some(thanks.to_owned());
+            }
+            ctx.report = card;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "patient page: report lookup failed");
             return state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en");
         }
     }
@@ -1391,6 +1410,8 @@ pub(crate) async fn lender_return(
         Err(res) => res,
     }
 }
+
+pub(crate) mod report;
 
 #[cfg(test)]
 mod tests;

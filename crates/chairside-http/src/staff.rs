@@ -654,6 +654,7 @@ fn task_label(kind: TaskKind) -> &'static str {
         TaskKind::LenderNoDecision => "No lender decision recorded",
         TaskKind::PatientRecord => "Patient record to create",
         TaskKind::PlanRecord => "Treatment plan to enter",
+        TaskKind::PatientReport => "Patient reports a lender decision",
     }
 }
 
@@ -712,6 +713,8 @@ fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
         TaskKind::LenderNeedsStaff => vec![RETRY, HANDLED, CANCEL],
         // The waterfall already moved on: staff check the lender's portal and close the task.
         TaskKind::LenderNoDecision => vec![HANDLED, CANCEL],
+        // Its own buttons, which depend on the report: `patient_report::buttons`.
+        TaskKind::PatientReport => Vec::new(),
     }
 }
 
@@ -1076,8 +1079,28 @@ async fn task_line(
         kind: task_label(task.task.kind),
         reason: task.task.reason.clone(),
         opened: local(task.created_at, tz, "%b %-d %H:%M"),
-        actions: shown_actions(&row.state, task.id, task.task.kind),
+        actions: task_buttons(state, &row.state, task.id, task.task.kind).await?,
     }))
+}
+
+/// The buttons of task `task` (of `kind`): [`shown_actions`], or for a patient's report its own
+/// ([`patient_report::buttons`]).
+async fn task_buttons(
+    state: &HttpState,
+    st: &chairside_workflow::WorkflowState,
+    task: i64,
+    kind: TaskKind,
+) -> Result<Vec<ActionButton>, chairside_engine::store::StoreError> {
+    if kind != TaskKind::PatientReport {
+        return Ok(shown_actions(st, task, kind));
+    }
+    let pending = patient_report::pending(state, &st.id).await?;
+    Ok(patient_report::buttons(
+        st,
+        pending.as_ref(),
+        task,
+        state.now(),
+    ))
 }
 
 /// The workflow if it exists and belongs to the session's practice.
@@ -1163,6 +1186,12 @@ struct DecisionView {
     lender_name: String,
     asked: String,
     decide_by: String,
+    /// Pre-filled from the patient's pending report: `approved` or `declined`.
+    outcome: Option<&'static str>,
+    /// Pre-filled from the patient's pending report, plain dollars.
+    amount: String,
+    /// The patient's pending report, as staff read it (`approved $800.00`).
+    reported: Option<String>,
 }
 
 /// `GET /staff/workflows/{id}`.
@@ -1200,6 +1229,7 @@ async fn render_workflow(
         seen: HashMap::new(),
     };
     let st = &row.state;
+    let pending_report = patient_report::pending(state, &st.id).await?;
     let open_task = state
         .reports()
         .tasks(Some(&s.practice), false)
@@ -1236,6 +1266,10 @@ async fn render_workflow(
         },
         decision: match (&st.stage, st.lender_session()) {
             (Stage::Financing(c), Some((lender, _, session))) => {
+                let prefill = pending_report
+                    .as_ref()
+                    .filter(|p| &p.report.lender == lender)
+                    .and_then(patient_report::prefill);
                 session.decide_by.map(|by| DecisionView {
                     lender: lender.to_string(),
                     lender_name: state
@@ -1245,6 +1279,12 @@ async fn render_workflow(
                         .map_or_else(|| lender.to_string(), |l| l.name.clone()),
                     asked: c.amount.to_string(),
                     decide_by: local(by, tz, "%Y-%m-%d %H:%M"),
+                    outcome: prefill.as_ref().map(|(o, _)| *o),
+                    amount: prefill.map(|(_, a)| a).unwrap_or_default(),
+                    reported: pending_report
+                        .as_ref()
+                        .filter(|p| &p.report.lender == lender)
+                        .map(|p| p.report.report.to_string()),
                 })
             }
             _ => None,
@@ -1256,12 +1296,20 @@ async fn render_workflow(
                 insurance: plain_dollars(st.split.map(|x| x.insurance)),
                 deposit: plain_dollars(st.deposit),
             }),
-        task: open_task.map(|t| TaskView {
-            id: t.id,
-            kind: task_label(t.task.kind),
-            reason: t.task.reason,
-            actions: shown_actions(st, t.id, t.task.kind),
-        }),
+        task: match open_task {
+            Some(t) => Some(TaskView {
+                id: t.id,
+                kind: task_label(t.task.kind),
+                actions: match t.task.kind {
+                    TaskKind::PatientReport => {
+                        patient_report::buttons(st, pending_report.as_ref(), t.id, state.now())
+                    }
+                    kind => shown_actions(st, t.id, kind),
+                },
+                reason: t.task.reason,
+            }),
+            None => None,
+        },
         audit,
     };
     Ok(state
@@ -1339,6 +1387,9 @@ pub(crate) async fn act(
         return not_found(&state);
     };
     let actor = format!("staff:{}", s.username);
+    if let Some(res) = patient_report::act(&state, &s, &wf, &form, &actor).await {
+        return res;
+    }
     let staff = StaffActions::new(&*state.store, &actor);
     let mut request = if form.action == "correct_amounts" {
         let correction = match chairside_workflow::correction::Correction::parse(
@@ -1374,9 +1425,16 @@ pub(crate) async fn act(
     if let Some(reason) = form.reason.filter(|r| !r.trim().is_empty()) {
         request = request.because(reason);
     }
-    match staff.act(request, state.now()).await {
-        Ok(_) => to_dashboard(&state),
-        Err(StaffError::Refused(Refusal::UnknownWorkflow(_))) => not_found(&state),
+    let outcome = staff.act(request, state.now()).await.map(|_| ());
+    answer(&state, outcome)
+}
+
+/// The answer to a staff decision: back to the dashboard, or why nothing happened (409 for a
+/// stale or double click).
+fn answer(state: &HttpState, outcome: Result<(), StaffError>) -> Response {
+    match outcome {
+        Ok(()) => to_dashboard(state),
+        Err(StaffError::Refused(Refusal::UnknownWorkflow(_))) => not_found(state),
         // Why nothing happened, in the refusal's words: "nothing is owed: the deposit is paid".
         Err(StaffError::Refused(
             refusal @ (Refusal::NoPayLink { .. }
@@ -1390,7 +1448,7 @@ pub(crate) async fn act(
             tracing::info!(%refusal, "staff action refused");
             state.pages.error(StatusCode::CONFLICT, "en")
         }
-        Err(StaffError::Store(e)) => server_error(&state, &e),
+        Err(StaffError::Store(e)) => server_error(state, &e),
         Err(e) => {
             tracing::error!(error = %e, "staff action failed");
             state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en")
@@ -1399,6 +1457,7 @@ pub(crate) async fn act(
 }
 
 pub(crate) mod deliveries;
+mod patient_report;
 
 #[cfg(test)]
 mod tests;

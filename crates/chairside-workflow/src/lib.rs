@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod due;
 pub mod intake;
 pub mod machine;
+pub mod patient_report;
 pub mod refunds;
 
 use std::fmt;
@@ -155,6 +156,11 @@ pub enum TaskKind {
     /// person (its API takes no plans): the task names the record to enter. Raised beside the
     /// workflow, which goes on to its ledger note.
     PlanRecord,
+    /// The patient reported a link-only lender's decision on the patient page (approved $X,
+    /// declined, still waiting): staff check the lender's portal and confirm, correct or refuse
+    /// it. Raised beside the live workflow, which waits for the decision as before; never more
+    /// than one open per workflow (a second report replaces the first).
+    PatientReport,
 }
 
 impl TaskKind {
@@ -175,11 +181,12 @@ impl TaskKind {
             Self::LenderNoDecision => "lender_no_decision",
             Self::PatientRecord => "patient_record",
             Self::PlanRecord => "plan_record",
+            Self::PatientReport => "patient_report",
         }
     }
 
     /// Every kind, for reading a stored label back.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::BadData,
         Self::Unreachable,
         Self::Counteroffer,
@@ -194,6 +201,7 @@ impl TaskKind {
         Self::LenderNoDecision,
         Self::PatientRecord,
         Self::PlanRecord,
+        Self::PatientReport,
     ];
 
     /// Parses a label ([`Self::label`]).

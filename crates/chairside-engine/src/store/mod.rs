@@ -17,6 +17,7 @@
 //! | install baseline, detection tasks and health | [`DetectionStore`] | the poller, `/readyz`, the dashboard, metrics |
 //! | one poller per practice across instances | [`PollerStore`] | the poller ([`Runner::poll_practices`](crate::runner::Runner::poll_practices)) |
 //! | new-patient intakes | [`IntakeStore`] | the intake pages, [`crate::intake`] |
+//! | patients' reports of link-only lenders' decisions | [`PatientReportStore`] | the patient page, the dashboard |
 //!
 //! A caller that needs one role takes `&dyn` or `Arc<dyn>` of that role; `Arc<dyn Store>`
 //! converts to any of them. To call the methods on a concrete store, `use store::prelude::*`.
@@ -33,6 +34,7 @@ pub mod links;
 pub mod logins;
 pub mod outbox;
 mod patient;
+pub mod patient_report;
 pub mod poller;
 mod postgres;
 pub mod quarantine;
@@ -57,6 +59,7 @@ pub use links::LinkStore;
 pub use logins::LoginStore;
 pub use outbox::OutboxStore;
 pub use patient::PatientStore;
+pub use patient_report::PatientReportStore;
 pub use poller::{PollerLease, PollerStore};
 pub use postgres::{PostgresStore, is_postgres_url};
 pub use quarantine::{QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow};
@@ -72,8 +75,8 @@ use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, Workf
 pub mod prelude {
     pub use super::{
         DetectionStore, InboundStore, IntakeStore, LinkStore, LoginStore, OutboxStore,
-        PatientStore, PollerStore, QuarantineStore, ReportStore, SchemaStore, StaffStore, Store,
-        WorkflowStore,
+        PatientReportStore, PatientStore, PollerStore, QuarantineStore, ReportStore, SchemaStore,
+        StaffStore, Store, WorkflowStore,
     };
 }
 
@@ -320,6 +323,7 @@ pub trait Store:
     + DetectionStore
     + PollerStore
     + IntakeStore
+    + PatientReportStore
 {
 }
 
@@ -337,6 +341,7 @@ impl<T> Store for T where
         + DetectionStore
         + PollerStore
         + IntakeStore
+        + PatientReportStore
 {
 }
 

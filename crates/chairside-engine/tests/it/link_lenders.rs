@@ -281,3 +281,335 @@ async fn cherry_without_a_decision_moves_on_to_in_house_with_a_task_after_the_wa
         "{late:?}"
     );
 }
+
+// The patient's own report (docs/lenders.md, "The patient's report"): one task, never a decision
+// by itself; staff confirm (the same `record_lender_decision` path), correct or refuse it.
+
+mod patient_report {
+    use super::*;
+    use chairside_engine::patient_report::PatientReports;
+    use chairside_engine::store::patient_report::{NewPatientReport, ReportRefusal};
+    use chairside_workflow::patient_report::{NotAccepted, PatientReport};
+    use financing_core::Language;
+
+    fn report(report: PatientReport) -> NewPatientReport {
+        NewPatientReport {
+            lender: cherry(),
+            lender_name: "Cherry".into(),
+            report,
+            language: Language::Es,
+        }
+    }
+
+    fn approved(cents: i64) -> NewPatientReport {
+        report(PatientReport::Approved {
+            amount: Money::usd(cents),
+        })
+    }
+
+    async fn open_report_tasks(w: &World, runner: &Runner) -> Vec<(i64, String)> {
+        w.tasks(runner)
+            .await
+            .into_iter()
+            .filter(|t| t.task.kind == TaskKind::PatientReport)
+            .map(|t| (t.id, t.task.reason))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_report_raises_one_task_and_staff_confirm_it_into_the_financing_chain() {
+        // Arrange: the workflow waits for Cherry's decision on $800.00.
+        let (w, runner, id) = world_with_cherry().await;
+        w.settle_until(&runner, &id, at_cherry).await;
+        let store = runner.store();
+        let reports = PatientReports::new(store.as_ref(), store.as_ref());
+
+        // Act: the patient reports $900, then corrects it to $800 (the second replaces the first).
+        let first = reports
+            .report(&id, &approved(90_000), w.clock.now_utc())
+            .await
+            .unwrap()
+            .unwrap();
+        let second = reports
+            .report(&id, &approved(80_000), w.clock.now_utc())
+            .await
+            .unwrap()
+            .unwrap();
+        // Everything due now runs (not the clock to the end of the wait).
+        runner.run_until_idle(100).await.unwrap();
+
+        // Assert: one open task with the new wording; nothing decided by the report itself.
+        assert_eq!(second.replaced, Some(first.task));
+        assert_eq!(
+            open_report_tasks(&w, &runner).await,
+            vec![(
+                second.task,
+                "Patient reports Cherry approved $800.00: check the Cherry portal and confirm"
+                    .to_owned()
+            )]
+        );
+        let row = w.row(&runner, &id).await;
+        assert!(
+            at_cherry(&row),
+            "still waiting for Cherry: {:?}",
+            row.state.stage
+        );
+        assert_eq!(row.state.status, Status::Active);
+        let patient_lines: Vec<String> = store
+            .audit(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.kind == "patient_report")
+            .map(|a| format!("{}: {}", a.actor, a.detail))
+            .collect();
+        assert_eq!(
+            patient_lines,
+            vec![
+                "patient: patient reports cherry approved $900.00 on the patient page (es)"
+                    .to_owned(),
+                format!(
+                    "patient: patient reports cherry approved $800.00 on the patient page (es); replaces the report of task {}",
+                    first.task
+                ),
+            ]
+        );
+
+        // A click on the replaced report's task is stale; the current one confirms.
+        let stale = reports
+            .confirm(&id, first.task, None, "staff:alice", w.clock.now_utc())
+            .await;
+        assert!(
+            matches!(stale, Err(StaffError::Refused(Refusal::StaleTask { .. }))),
+            "{stale:?}"
+        );
+        reports
+            .confirm(&id, second.task, None, "staff:alice", w.clock.now_utc())
+            .await
+            .unwrap();
+        let again = reports
+            .confirm(&id, second.task, None, "staff:alice", w.clock.now_utc())
+            .await;
+        assert!(
+            matches!(again, Err(StaffError::Refused(Refusal::StaleTask { .. }))),
+            "{again:?}"
+        );
+        w.settle(&runner).await;
+
+        // Cherry finances the plan as if staff had typed the decision: deposit, summary, note.
+        let state = w.row(&runner, &id).await.state;
+        assert_eq!(state.status, Status::Done);
+        assert_eq!(
+            state.result.as_ref().and_then(|r| r.financed.clone()),
+            Some((cherry(), Money::usd(80_000)))
+        );
+        assert_eq!(
+            staff_audit(&runner, &id).await,
+            vec![
+                "record_lender_decision: cherry approved $800.00; reason: confirmed the patient's report"
+            ]
+        );
+        assert!(state.stripe.customer_id.is_some(), "the deposit is set up");
+        let sent = w.messenger.sent_to(&patient(1).id);
+        assert!(
+            sent.iter()
+                .any(|s| matches!(s.content, MessageContent::FinancingSummary(_))),
+            "{sent:?}"
+        );
+        let notes = w.pms.notes();
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].text.contains("cherry approved"),
+            "{}",
+            notes[0].text
+        );
+        assert!(open_report_tasks(&w, &runner).await.is_empty());
+        assert_eq!(reports.pending(&id).await.unwrap(), None);
+
+        // After the decision, a report is refused and raises nothing.
+        let late = reports
+            .report(&id, &report(PatientReport::Declined), w.clock.now_utc())
+            .await
+            .unwrap();
+        assert!(
+            matches!(late, Err(ReportRefusal::NotAccepted { .. })),
+            "{late:?}"
+        );
+        assert!(open_report_tasks(&w, &runner).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn not_confirmed_closes_the_task_with_who_and_the_workflow_keeps_waiting() {
+        let (w, runner, id) = world_with_cherry().await;
+        w.settle_until(&runner, &id, at_cherry).await;
+        let store = runner.store();
+        let reports = PatientReports::new(store.as_ref(), store.as_ref());
+        let taken = reports
+            .report(&id, &report(PatientReport::Declined), w.clock.now_utc())
+            .await
+            .unwrap()
+            .unwrap();
+
+        let dismissed = reports
+            .dismiss(&id, taken.task, None, "staff:bob", w.clock.now_utc())
+            .await
+            .unwrap();
+        let twice = reports
+            .dismiss(&id, taken.task, None, "staff:bob", w.clock.now_utc())
+            .await;
+        runner.run_until_idle(100).await.unwrap();
+
+        assert_eq!(dismissed.report.report, PatientReport::Declined);
+        assert!(
+            matches!(twice, Err(StaffError::Refused(Refusal::StaleTask { .. }))),
+            "{twice:?}"
+        );
+        assert!(open_report_tasks(&w, &runner).await.is_empty());
+        assert_eq!(reports.pending(&id).await.unwrap(), None);
+        let row = w.row(&runner, &id).await;
+        assert!(at_cherry(&row), "still waiting for Cherry");
+        assert_eq!(
+            staff_audit(&runner, &id).await,
+            vec!["patient_report_not_confirmed: cherry declined"]
+        );
+        let who: Vec<String> = store
+            .audit(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.kind == "staff_action")
+            .map(|a| a.actor)
+            .collect();
+        assert_eq!(who, vec!["staff:bob"]);
+        // Confirming what was not confirmed: nothing left to confirm.
+        let confirm = reports
+            .confirm(&id, taken.task, None, "staff:alice", w.clock.now_utc())
+            .await;
+        assert!(
+            matches!(confirm, Err(StaffError::Refused(Refusal::StaleTask { .. }))),
+            "{confirm:?}"
+        );
+        // The patient may report again.
+        let again = reports
+            .report(&id, &approved(80_000), w.clock.now_utc())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.replaced, None);
+        assert_eq!(open_report_tasks(&w, &runner).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_still_waiting_report_confirms_nothing_and_a_short_approval_confirms_as_a_counteroffer()
+     {
+        let (w, runner, id) = world_with_cherry().await;
+        w.settle_until(&runner, &id, at_cherry).await;
+        let store = runner.store();
+        let reports = PatientReports::new(store.as_ref(), store.as_ref());
+        let waiting = reports
+            .report(&id, &report(PatientReport::StillWaiting), w.clock.now_utc())
+            .await
+            .unwrap()
+            .unwrap();
+        let nothing = reports
+            .confirm(&id, waiting.task, None, "staff:alice", w.clock.now_utc())
+            .await;
+        assert!(
+            matches!(
+                nothing,
+                Err(StaffError::Refused(Refusal::NothingToConfirm { .. }))
+            ),
+            "{nothing:?}"
+        );
+        assert_eq!(open_report_tasks(&w, &runner).await.len(), 1);
+
+        // $700 of the $800 asked: confirmed, it goes down the counteroffer path as a staff
+        // record of $700 would.
+        let short = reports
+            .report(&id, &approved(70_000), w.clock.now_utc())
+            .await
+            .unwrap()
+            .unwrap();
+        reports
+            .confirm(&id, short.task, None, "staff:alice", w.clock.now_utc())
+            .await
+            .unwrap();
+        w.settle(&runner).await;
+        let state = w.row(&runner, &id).await.state;
+        assert_eq!(
+            state.attempts.last().map(|a| (&a.lender, &a.outcome)),
+            Some((
+                &cherry(),
+                &AttemptOutcome::PartiallyApproved {
+                    approved: Money::usd(70_000)
+                }
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn reports_are_refused_with_a_decision_queued_on_a_cancelled_workflow_and_past_the_limit()
+    {
+        let (w, runner, id) = world_with_cherry().await;
+        w.settle_until(&runner, &id, at_cherry).await;
+        let store = runner.store();
+        let reports = PatientReports::new(store.as_ref(), store.as_ref());
+        let now = w.clock.now_utc();
+
+        // Five an hour; the sixth is refused and the one open task stays.
+        for n in 0..5 {
+            reports
+                .report(&id, &approved(80_000 + n), now)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let sixth = reports.report(&id, &approved(80_000), now).await.unwrap();
+        assert!(
+            matches!(sixth, Err(ReportRefusal::RateLimited(_))),
+            "{sixth:?}"
+        );
+        assert_eq!(open_report_tasks(&w, &runner).await.len(), 1);
+        // Another lender than the live one.
+        let other = NewPatientReport {
+            lender: LenderId::new("alphaeon"),
+            ..approved(80_000)
+        };
+        let later = now + chrono::Duration::hours(2);
+        assert!(matches!(
+            reports.report(&id, &other, later).await.unwrap(),
+            Err(ReportRefusal::NotAccepted {
+                why: NotAccepted::NotLive(_),
+                ..
+            })
+        ));
+
+        // Staff cancel: queued, then applied; a report is refused both times.
+        StaffActions::new(store.as_ref(), "staff:alice")
+            .cancel(&id, later)
+            .await
+            .unwrap();
+        assert!(
+            open_report_tasks(&w, &runner).await.is_empty(),
+            "cancel closes it"
+        );
+        let queued = reports.report(&id, &approved(80_000), later).await.unwrap();
+        assert!(
+            matches!(queued, Err(ReportRefusal::DecisionQueued(_))),
+            "{queued:?}"
+        );
+        w.settle(&runner).await;
+        let cancelled = reports.report(&id, &approved(80_000), later).await.unwrap();
+        assert!(
+            matches!(
+                cancelled,
+                Err(ReportRefusal::NotAccepted {
+                    why: NotAccepted::Cancelled,
+                    ..
+                })
+            ),
+            "{cancelled:?}"
+        );
+        assert!(open_report_tasks(&w, &runner).await.is_empty());
+    }
+}

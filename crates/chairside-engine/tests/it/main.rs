@@ -16,6 +16,7 @@ mod link_lenders;
 mod links;
 mod messages;
 mod outbound;
+mod patient_reports;
 mod pay_link;
 mod phi;
 mod pms_adapters;

@@ -23,12 +23,12 @@ fn key_a() -> DataKey {
     DataKey::parse(KEY_HEX).unwrap()
 }
 
-fn key_b() -> DataKey {
+pub(crate) fn key_b() -> DataKey {
     DataKey::parse(&KEY_B[..64]).unwrap()
 }
 
 /// Key B current (id 1), key A (id 0) still configured.
-fn rotating() -> Keyring {
+pub(crate) fn rotating() -> Keyring {
     Keyring::new(1, key_b()).with_previous(0, key_a()).unwrap()
 }
 
@@ -50,13 +50,13 @@ const SEALED: [(&str, &str); 8] = [
 
 /// The store on `db`'s database under `ring`, as its own type: the rotation is not a role of the
 /// `Store` trait (only `chairside rotate-key` runs it).
-enum Concrete {
+pub(crate) enum Concrete {
     Sqlite(SqliteStore),
     Postgres(PostgresStore),
 }
 
 impl Concrete {
-    async fn open(db: &TestDb, ring: Keyring) -> Self {
+    pub(crate) async fn open(db: &TestDb, ring: Keyring) -> Self {
         match db.backend {
             Backend::Sqlite => Self::Sqlite(
                 SqliteStore::open(&PathBuf::from(&db.location), ring)
@@ -69,7 +69,7 @@ impl Concrete {
         }
     }
 
-    async fn rotate_key(&self, batch: u32) -> Result<ResealReport, StoreError> {
+    pub(crate) async fn rotate_key(&self, batch: u32) -> Result<ResealReport, StoreError> {
         match self {
             Self::Sqlite(s) => s.rotate_key(batch).await,
             Self::Postgres(s) => s.rotate_key(batch).await,

@@ -1196,11 +1196,12 @@ impl World {
         Ok(())
     }
 
-    /// What the front desk does for a plan waiting on Cherry's decision: reads it in Cherry's
-    /// portal and records it with [`StaffActions::record_lender_decision`] (the service behind the
-    /// dashboard's "Cherry decision" form). The demo's Cherry case is approved for the amount
-    /// asked; any other plan that reaches Cherry (declined by CareCredit and Sunbit) is declined
-    /// there too and goes on to the in-house plan as before.
+    /// What happens to a plan waiting on Cherry's decision. The demo's Cherry case is approved
+    /// for the amount asked: the patient reports it on the patient page and the front desk
+    /// confirms it ([`Self::patient_reports_cherry_approval`]). Any other plan that reaches
+    /// Cherry (declined by CareCredit and Sunbit) is read as declined in Cherry's portal and
+    /// recorded with [`StaffActions::record_lender_decision`] (the dashboard's "Cherry decision"
+    /// form), and goes on to the in-house plan as before.
     async fn record_cherry_decisions(&self) -> anyhow::Result<()> {
         use chairside_engine::staff::StaffActions;
         use financing_core::link_only::StaffReport;
@@ -1220,13 +1221,12 @@ impl World {
             if current.lender.as_str() != "cherry" || row.state.lender_session().is_none() {
                 continue;
             }
-            let report = if approve.contains(&row.state.id) {
-                StaffReport::Approved {
-                    amount: current.amount,
-                }
-            } else {
-                StaffReport::Declined
-            };
+            if approve.contains(&row.state.id) {
+                self.patient_reports_cherry_approval(&row.state, &current.lender, current.amount)
+                    .await?;
+                continue;
+            }
+            let report = StaffReport::Declined;
             // A decision already queued (the runner has not applied it yet) is refused: fine.
             if staff
                 .record_lender_decision(&row.state.id, &current.lender, report, chrono::Utc::now())
@@ -1235,6 +1235,48 @@ impl World {
             {
                 self.runner.wake();
             }
+        }
+        Ok(())
+    }
+
+    /// The demo's Cherry case: the patient reports on the patient page that Cherry approved the
+    /// amount asked ([`PatientReports::report`], the service behind the page's form), and the
+    /// front desk, having checked Cherry's portal, confirms it ([`PatientReports::confirm`], the
+    /// dashboard's "Confirm": the same `record_lender_decision` path).
+    ///
+    /// [`PatientReports::report`]: chairside_engine::patient_report::PatientReports::report
+    /// [`PatientReports::confirm`]: chairside_engine::patient_report::PatientReports::confirm
+    async fn patient_reports_cherry_approval(
+        &self,
+        state: &chairside_workflow::WorkflowState,
+        lender: &financing_core::LenderId,
+        amount: financing_core::Money,
+    ) -> anyhow::Result<()> {
+        use chairside_engine::patient_report::PatientReports;
+        use chairside_engine::store::patient_report::NewPatientReport;
+        use chairside_workflow::patient_report::PatientReport;
+
+        let reports = PatientReports::new(self.store.as_ref(), self.store.as_ref());
+        let now = chrono::Utc::now();
+        let report = NewPatientReport {
+            lender: lender.clone(),
+            lender_name: state.lender_name(lender),
+            report: PatientReport::Approved { amount },
+            language: financing_core::Language::En,
+        };
+        // Refused when one is already pending (an earlier pass) or a decision is queued: the
+        // pending one is confirmed, or the queued decision runs.
+        let task = match reports.report(&state.id, &report, now).await? {
+            Ok(receipt) => Some(receipt.task),
+            Err(_) => reports.pending(&state.id).await?.map(|p| p.task),
+        };
+        if let Some(task) = task
+            && reports
+                .confirm(&state.id, task, None, CHERRY_STAFF, now)
+                .await
+                .is_ok()
+        {
+            self.runner.wake();
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ mod links;
 mod logins;
 mod outbox;
 mod patient;
+mod patient_report;
 mod poller;
 mod quarantine;
 mod report;

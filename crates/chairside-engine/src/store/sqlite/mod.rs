@@ -9,6 +9,7 @@ mod links;
 mod logins;
 mod outbox;
 pub(super) mod patient;
+mod patient_report;
 mod poller;
 mod quarantine;
 mod report;

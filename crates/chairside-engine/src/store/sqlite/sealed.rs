@@ -86,8 +86,16 @@ pub(in crate::store) const INTAKE_SUMMARY: SealedColumn = SealedColumn {
     aad: "intakes:",
 };
 
+/// A patient's report of a link-only lender's decision: the lender, the amount reported.
+pub(in crate::store) const PATIENT_REPORT: SealedColumn = SealedColumn {
+    table: "patient_reports",
+    column: "report",
+    keys: &["id"],
+    aad: "patient_reports:",
+};
+
 /// Every sealed column a rotation re-seals (consent numbers are re-hashed apart).
-pub(in crate::store) const ALL: [&SealedColumn; 7] = [
+pub(in crate::store) const ALL: [&SealedColumn; 8] = [
     &WORKFLOW_STATE,
     &OUTBOX_COMMAND,
     &INBOX_EVENT,
@@ -95,6 +103,7 @@ pub(in crate::store) const ALL: [&SealedColumn; 7] = [
     &TASK_REASON,
     &PATIENT_CONTACT,
     &INTAKE_SUMMARY,
+    &PATIENT_REPORT,
 ];
 
 impl SealedColumn {
