@@ -238,6 +238,10 @@ fn kind_es(kind: TaskKind) -> (&'static str, &'static str) {
             "plan de tratamiento",
             "ingrese el plan de tratamiento del caso en el sistema del consultorio",
         ),
+        TaskKind::PatientReport => (
+            "informe del paciente",
+            "el paciente informó la decisión de un prestamista; revísela en el portal del prestamista y confírmela o rechácela",
+        ),
     }
 }
 
