@@ -5,8 +5,9 @@
 //!
 //! Only what the lender application and the practice-system record need is asked: name, date of
 //! birth, mobile phone and/or email, state of residence, and the patient's own SMS consent with
-//! the exact wording shown ([`messaging::PATIENT_PAGE_WORDING`], source
-//! [`messaging::sources::INTAKE_PAGE`]).
+//! the exact wording shown in the language of the page ([`messaging::patient_page_wording`],
+//! source [`messaging::sources::INTAKE_PAGE`]). The language the patient used
+//! ([`PatientDetails::language`]) is the patient's language from then on.
 
 use std::sync::Arc;
 
@@ -63,7 +64,8 @@ pub struct PatientDetails {
     pub email: String,
     /// State of residence.
     pub state: Option<UsState>,
-    /// Preferred language.
+    /// Preferred language: what staff chose on the start form, or the language of the page the
+    /// patient typed their details on (which wins).
     pub language: Language,
 }
 
@@ -246,7 +248,8 @@ impl Intakes {
     }
 
     /// The patient filled in the practice's public intake page: the intake is created with their
-    /// details (and their SMS consent when ticked); staff add the proposed amount.
+    /// details (and their SMS consent when ticked, recorded with the wording in
+    /// `details.language`, the page's language); staff add the proposed amount.
     ///
     /// # Errors
     /// [`IntakeError::Invalid`] naming the first problem; [`IntakeError::Store`].
@@ -304,7 +307,9 @@ impl Intakes {
     }
 
     /// The patient submitted their details on their intake link. Starts the workflow when the
-    /// amount is known.
+    /// amount is known. `details.language` is the language of the page they typed on: it is
+    /// stored as the patient's language, and `sms_consent` is recorded with the texts wording in
+    /// that language (the caller shows the wording of [`messaging::patient_page_wording`]).
     ///
     /// # Errors
     /// [`IntakeError::NotFound`], [`IntakeError::AlreadyDone`], [`IntakeError::Invalid`],
@@ -320,11 +325,10 @@ impl Intakes {
         if row.details_at.is_some() {
             return Err(IntakeError::AlreadyDone);
         }
-        let mut contact = details.to_contact(&row.id);
-        // The language staff chose for the patient's messages stays (the page does not ask).
-        if let Some(staff_typed) = self.prefill(&row).await? {
-            contact.preferred_language = staff_typed.preferred_language;
-        }
+        // The language the patient used on the page (`details.language`: the page opens in the
+        // one staff chose, and the patient may switch) becomes the language of everything that
+        // follows: the workflow's messages and the patient page.
+        let contact = details.to_contact(&row.id);
         rules::check_details(&contact, now.date_naive())?;
         self.record_consent(&row.practice_id, &contact, sms_consent, now)
             .await?;
@@ -421,10 +425,11 @@ impl Intakes {
         let (true, Some(phone)) = (agreed, contact.mobile_phone.as_deref()) else {
             return Ok(());
         };
+        // The wording the patient read: the page shows it in the language they use there.
         let entry = messaging::ConsentEntry::grant(
             messaging::ConsentKind::Written,
             messaging::sources::INTAKE_PAGE,
-            messaging::PATIENT_PAGE_WORDING,
+            messaging::patient_page_wording(contact.preferred_language),
             "patient",
             now,
         );

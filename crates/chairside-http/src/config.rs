@@ -205,6 +205,9 @@ pub struct PracticeSite {
     pub lender_notice: HashMap<Language, String>,
     /// The practice's state: which shipped notices apply (with the patient's own state).
     pub state: Option<financing_core::UsState>,
+    /// The language a new patient's pages default to: the intake start form's choice, and the
+    /// public intake page when neither `?lang=` nor the browser names one Chairside writes.
+    pub default_language: Language,
 }
 
 impl PracticeSite {
@@ -224,6 +227,7 @@ impl PracticeSite {
             sms_numbers: Vec::new(),
             lender_notice: HashMap::new(),
             state: None,
+            default_language: Language::En,
         }
     }
 }

@@ -35,6 +35,7 @@
 mod config;
 mod consent;
 mod intake;
+mod lang;
 mod metrics;
 pub mod notices;
 mod ops;

@@ -113,6 +113,10 @@ impl Pages {
                 "Link not valid",
                 "This link is not valid or has expired. Please call your dental office for a new one.",
             ),
+            (StatusCode::FORBIDDEN, "es") => (
+                "No permitido",
+                "El formulario venció o estaba incompleto. Vuelva atrás, recargue la página e inténtelo de nuevo.",
+            ),
             (StatusCode::FORBIDDEN, _) => (
                 "Forbidden",
                 "The form was stale or incomplete. Go back, reload the page and try again.",
@@ -126,6 +130,15 @@ impl Pages {
                 "Already handled",
                 "Someone already acted on this, or it no longer applies. Go back and reload the page to see where it stands.",
             ),
+            (StatusCode::TOO_MANY_REQUESTS, "es") => (
+                "Demasiados intentos",
+                "Se enviaron demasiados formularios desde aquí. Inténtelo de nuevo en unos minutos.",
+            ),
+            (StatusCode::TOO_MANY_REQUESTS, _) => (
+                "Too many tries",
+                "Too many forms were sent from here. Please try again in a few minutes.",
+            ),
+            (_, "es") => ("Algo salió mal", "Inténtelo de nuevo en unos minutos."),
             _ => ("Something went wrong", "Please try again in a few minutes."),
         };
         let ctx = minijinja::context! { lang, title, text };

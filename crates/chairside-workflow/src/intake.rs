@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use financing_core::{
-    CdtCode, Money, PatientContact, PatientId, PlanId, PlannedProcedure, TreatmentPlan,
+    CdtCode, Language, Money, PatientContact, PatientId, PlanId, PlannedProcedure, TreatmentPlan,
 };
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,45 @@ pub enum IntakeProblem {
         /// The highest amount accepted.
         max: Money,
     },
+}
+
+impl IntakeProblem {
+    /// The problem in `lang`, for the person who typed it (the English is the `Display`).
+    pub fn describe(&self, lang: Language) -> String {
+        if lang != Language::Es {
+            return self.to_string();
+        }
+        match self {
+            Self::Missing(field) => match field_es(field) {
+                Some((phrase, _)) => format!("falta {phrase}"),
+                None => self.to_string(),
+            },
+            Self::Invalid(field) => match field_es(field) {
+                Some((phrase, feminine)) => {
+                    let ending = if feminine { "a" } else { "o" };
+                    format!("{phrase} no parece correct{ending}")
+                }
+                None => self.to_string(),
+            },
+            Self::Amount { max } => format!("el monto debe estar entre $1 y {max}"),
+        }
+    }
+}
+
+/// A field [`check_details`] names, in Spanish with its article, and whether it is feminine
+/// (for the adjective that follows). `None` for a field this table does not know yet: the
+/// English is shown rather than nothing.
+fn field_es(field: &str) -> Option<(&'static str, bool)> {
+    Some(match field {
+        "first name" => ("el nombre", false),
+        "last name" => ("el apellido", false),
+        "date of birth" => ("la fecha de nacimiento", true),
+        "a mobile phone or an email" => ("un teléfono móvil o un correo electrónico", false),
+        "mobile phone" => ("el teléfono móvil", false),
+        "email" => ("el correo electrónico", false),
+        "state of residence" => ("el estado donde vive", false),
+        _ => return None,
+    })
 }
 
 /// The longest name part accepted (lenders and practice systems take about 30 to 50).
@@ -419,6 +458,58 @@ mod tests {
 
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
+    }
+
+    #[test]
+    fn every_problem_the_details_check_names_reads_in_spanish_naming_its_field() {
+        // Arrange: one contact per problem check_details can find.
+        let mut cases: Vec<(PatientContact, &str)> = Vec::new();
+        let mut c = contact();
+        c.first_name = " ".into();
+        cases.push((c, "falta el nombre"));
+        let mut c = contact();
+        c.last_name = "x".repeat(51);
+        cases.push((c, "el apellido no parece correcto"));
+        let mut c = contact();
+        c.date_of_birth = None;
+        cases.push((c, "falta la fecha de nacimiento"));
+        let mut c = contact();
+        c.date_of_birth = Some(today());
+        cases.push((c, "la fecha de nacimiento no parece correcta"));
+        let mut c = contact();
+        c.mobile_phone = None;
+        c.email = None;
+        cases.push((c, "falta un teléfono móvil o un correo electrónico"));
+        let mut c = contact();
+        c.mobile_phone = Some("+10005550188".into());
+        cases.push((c, "el teléfono móvil no parece correcto"));
+        let mut c = contact();
+        c.email = Some("rosa@".into());
+        cases.push((c, "el correo electrónico no parece correcto"));
+        let mut c = contact();
+        c.address = None;
+        cases.push((c, "falta el estado donde vive"));
+
+        for (c, spanish) in cases {
+            // Act
+            let problem = check_details(&c, today()).expect_err("a problem");
+
+            // Assert: Spanish for a Spanish page, the English unchanged for an English one.
+            assert_eq!(problem.describe(Language::Es), spanish);
+            assert_eq!(problem.describe(Language::En), problem.to_string());
+        }
+        assert_eq!(
+            IntakeProblem::Amount {
+                max: Money::usd(10_000_000)
+            }
+            .describe(Language::Es),
+            "el monto debe estar entre $1 y $100,000.00"
+        );
+        // A field the table does not know yet is shown in English rather than lost.
+        assert_eq!(
+            IntakeProblem::Missing("insurance").describe(Language::Es),
+            "insurance is required"
+        );
     }
 
     #[test]

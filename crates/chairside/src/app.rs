@@ -212,6 +212,7 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
                     sender: sender.clone(),
                     kinds: alerts.tasks.clone(),
                     digest_window: alerts.digest_window,
+                    language: alerts.language,
                 },
             );
         }

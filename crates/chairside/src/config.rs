@@ -246,6 +246,7 @@ impl Config {
             site.email = Some(p.email.clone());
             site.state = Some(p.state);
             site.lender_notice.clone_from(&p.lender_notice);
+            site.default_language = p.default_language;
             if let Some(messaging::SmsFrom::Number(n)) = p.sms_sender(self.twilio.as_ref()) {
                 site.sms_numbers.push(n.as_e164().to_owned());
             }

@@ -94,6 +94,8 @@ pub struct AlertRoute {
     /// Tasks written within this of each other go out as one digest; each alert waits this long
     /// for company. Zero: one email per task, at once.
     pub digest_window: Duration,
+    /// The staff's language: the alert and the digest are written in it.
+    pub language: Language,
 }
 
 impl fmt::Debug for AlertRoute {
@@ -101,6 +103,7 @@ impl fmt::Debug for AlertRoute {
         f.debug_struct("AlertRoute")
             .field("kinds", &self.kinds)
             .field("digest_window", &self.digest_window)
+            .field("language", &self.language)
             .finish_non_exhaustive()
     }
 }
@@ -179,6 +182,88 @@ pub fn alert_reason(state: &WorkflowState, task: &str) -> String {
         state.key.plan_id,
         task.replace('_', " ")
     )
+}
+
+/// A task kind in Spanish: its name and what it asks of staff. Every kind has one (the match is
+/// exhaustive, so a new kind cannot ship without its Spanish).
+fn kind_es(kind: TaskKind) -> (&'static str, &'static str) {
+    match kind {
+        TaskKind::BadData => (
+            "datos del plan",
+            "no se puede calcular el precio con los datos del plan; corríjalos en el sistema del consultorio",
+        ),
+        TaskKind::Unreachable => (
+            "sin contacto",
+            "no se puede contactar al paciente; agregue un teléfono o un correo electrónico",
+        ),
+        TaskKind::Counteroffer => (
+            "contraoferta",
+            "un prestamista hizo una contraoferta que hay que hablar con el paciente",
+        ),
+        TaskKind::PatientQuiet => (
+            "paciente sin respuesta",
+            "el paciente no terminó; llámelo y luego reenvíe el enlace",
+        ),
+        TaskKind::NoFinancing => (
+            "sin financiamiento",
+            "ningún prestamista aprobó; hable del pago con el paciente",
+        ),
+        TaskKind::PaymentFailed => ("pago fallido", "un pago falló; ya se le avisó al paciente"),
+        TaskKind::PaymentReversed => (
+            "pago revertido",
+            "un pago fue reembolsado o disputado, o su calendario de pagos terminó",
+        ),
+        TaskKind::SystemError => (
+            "error de sistema",
+            "una llamada a otro sistema falló; vuelva a intentarlo cuando la causa esté corregida",
+        ),
+        TaskKind::ConsentRefusal => (
+            "rechazo de mensajes",
+            "el paciente rechazó los mensajes de texto con sus propias palabras",
+        ),
+        TaskKind::Settlement => (
+            "cobro al prestamista",
+            "el personal debe hacer un cobro al prestamista",
+        ),
+        TaskKind::LenderNeedsStaff => ("prestamista", "un prestamista necesita a una persona"),
+        TaskKind::LenderNoDecision => (
+            "sin decisión del prestamista",
+            "no se registró la decisión del prestamista a tiempo; búsquela en el portal del prestamista",
+        ),
+        TaskKind::PatientRecord => (
+            "ficha del paciente",
+            "cree al paciente en el sistema del consultorio con los datos del registro de admisión",
+        ),
+        TaskKind::PlanRecord => (
+            "plan de tratamiento",
+            "ingrese el plan de tratamiento del caso en el sistema del consultorio",
+        ),
+        TaskKind::PatientReport => (
+            "informe del paciente",
+            "el paciente informó la decisión de un prestamista; revísela en el portal del prestamista y confírmela o rechácela",
+        ),
+    }
+}
+
+/// The alert for `task` (its label) on `state` in the staff's language `lang`. English is
+/// [`alert_reason`]. In Spanish, the kind's name and what it asks: the task's own reason is
+/// written by the workflow in English (it names amounts and lenders; no PHI), so the alert
+/// points to the dashboard for it rather than mixing languages. Pure.
+pub fn alert_reason_in(state: &WorkflowState, task: &str, lang: Language) -> String {
+    match (lang, TaskKind::from_label(task)) {
+        (Language::Es, Some(kind)) => {
+            let (name, what) = kind_es(kind);
+            format!(
+                "plan {} ({name}): {what}. Los detalles están en el panel.",
+                state.key.plan_id
+            )
+        }
+        (Language::Es, None) => format!(
+            "plan {}: una tarea necesita a una persona. Los detalles están en el panel.",
+            state.key.plan_id
+        ),
+        _ => alert_reason(state, task),
+    }
 }
 
 /// What the lead's delivery does with its alert. See [`plan_digest`].
@@ -278,6 +363,7 @@ impl StaffAlerts {
     async fn task_line(
         &self,
         event: &StoredEvent,
+        lang: Language,
     ) -> Result<Option<StaffDigestTask>, DeliveryError> {
         let task = OutboundEvent::from_payload(&event.payload)
             .ok()
@@ -302,7 +388,7 @@ impl StaffAlerts {
             .map_err(|_| DeliveryError::give_up(None, "the dashboard link does not parse"))?;
         Ok(Some(StaffDigestTask {
             patient_initials: initials,
-            reason: alert_reason(&state, &task),
+            reason: alert_reason_in(&state, &task, lang),
             dashboard_link: link,
         }))
     }
@@ -327,7 +413,7 @@ impl StaffAlerts {
         }
         let mut tasks = Vec::with_capacity(digest.events.len());
         for event in &digest.events {
-            if let Some(line) = self.task_line(event).await? {
+            if let Some(line) = self.task_line(event, route.language).await? {
                 tasks.push(line);
             }
         }
@@ -336,7 +422,7 @@ impl StaffAlerts {
             1 => {
                 let t = tasks.remove(0);
                 self.templates.render_email(
-                    Language::En,
+                    route.language,
                     &StaffAlert {
                         practice_name: route.practice_name.clone(),
                         patient_initials: t.patient_initials,
@@ -346,7 +432,7 @@ impl StaffAlerts {
                 )
             }
             _ => self.templates.render_email(
-                Language::En,
+                route.language,
                 &StaffDigest {
                     practice_name: route.practice_name.clone(),
                     tasks,
@@ -527,6 +613,43 @@ mod tests {
             "plan tx-77 (payment failed): a payment failed; the patient was told"
         );
         assert_eq!(kind_reason("new_kind"), "a task needs a person");
+    }
+
+    #[test]
+    fn a_spanish_alert_names_the_plan_and_what_the_kind_asks_in_spanish_for_every_kind() {
+        // Arrange: the workflow carries a counteroffer whose own reason is the machine's English.
+        let s = state(Some(StaffTask {
+            kind: TaskKind::Counteroffer,
+            reason: "CareCredit approved $600.00, $400.00 short of the amount asked".into(),
+        }));
+
+        // Act
+        let reason = alert_reason_in(&s, "counteroffer", Language::Es);
+
+        // Assert: all Spanish, the details left to the dashboard.
+        assert_eq!(
+            reason,
+            "plan tx-77 (contraoferta): un prestamista hizo una contraoferta que hay que hablar \
+             con el paciente. Los detalles están en el panel."
+        );
+        assert_eq!(
+            alert_reason_in(&s, "counteroffer", Language::En),
+            alert_reason(&s, "counteroffer"),
+            "English is unchanged"
+        );
+        // Every kind reads in Spanish, none in English.
+        for kind in TaskKind::ALL {
+            let es = alert_reason_in(&state(None), kind.label(), Language::Es);
+            assert!(es.starts_with("plan tx-77 ("), "{es}");
+            assert!(!es.contains(kind.label()), "the English label in: {es}");
+            for english in [" the ", "patient", "payment", "staff", "lender"] {
+                assert!(!es.contains(english), "English `{english}` in: {es}");
+            }
+        }
+        assert!(
+            alert_reason_in(&state(None), "new_kind", Language::Es)
+                .contains("una tarea necesita a una persona")
+        );
     }
 
     fn event(row: i64, at_secs: i64) -> StoredEvent {

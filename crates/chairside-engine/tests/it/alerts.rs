@@ -74,12 +74,22 @@ impl Mailer {
 }
 
 fn alerts(store: &Arc<SqliteStore>, mailer: &Arc<Mailer>) -> SharedSubscriber {
+    alerts_in(store, mailer, financing_core::Language::En)
+}
+
+/// The staff alerts of the practice, whose staff read `language`.
+fn alerts_in(
+    store: &Arc<SqliteStore>,
+    mailer: &Arc<Mailer>,
+    language: financing_core::Language,
+) -> SharedSubscriber {
     let route = AlertRoute {
         practice_name: "Smile Test Dental".into(),
         to: EmailAddress::parse("frontdesk@smile.example").unwrap(),
         sender: mailer.clone(),
         kinds: None,
         digest_window: WINDOW,
+        language,
     };
     let routes = HashMap::from([(practice_id(), route)]);
     Arc::new(
@@ -221,6 +231,90 @@ async fn tasks_spaced_apart_are_one_email_each_reading_as_a_single_alert() {
             "{}",
             mail.text
         );
+    }
+}
+
+#[tokio::test]
+async fn a_practice_whose_staff_read_spanish_gets_its_alert_and_its_digest_in_spanish_with_initials_only()
+ {
+    // Arrange
+    let w = World::new();
+    let store = w.store().await;
+    let mailer = Arc::new(Mailer::default());
+    let d = dispatcher(
+        &w,
+        &store,
+        alerts_in(&store, &mailer, financing_core::Language::Es),
+        "test/outbound",
+    );
+    d.fan_out().await.unwrap();
+
+    // Act: one task alone, then three together.
+    bad_plans(&w, 1..2).await;
+    rounds(&w, &d, 20, Duration::from_secs(30)).await;
+    bad_plans(&w, 2..5).await;
+    rounds(&w, &d, 20, Duration::from_secs(30)).await;
+
+    // Assert: the single alert and the digest, each in Spanish, each naming the plan and what
+    // the task asks, and nothing of the patient but initials.
+    let sent = mailer.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let (alone, digest) = (&sent[0], &sent[1]);
+    assert!(alone.key.starts_with("staff-alert:"), "{}", alone.key);
+    assert!(
+        alone.subject.contains("requiere atención"),
+        "{}",
+        alone.subject
+    );
+    assert!(
+        alone
+            .text
+            .starts_with("Un flujo de trabajo requiere atención."),
+        "{}",
+        alone.text
+    );
+    assert!(
+        alone
+            .text
+            .contains("plan tx-1 (datos del plan): no se puede calcular el precio"),
+        "{}",
+        alone.text
+    );
+    assert!(digest.key.starts_with("staff-digest:"), "{}", digest.key);
+    assert!(
+        digest.subject.contains("3 pacientes requieren atención"),
+        "{}",
+        digest.subject
+    );
+    for n in 2..5 {
+        assert!(
+            digest
+                .text
+                .contains(&format!("plan tx-{n} (datos del plan)")),
+            "{}",
+            digest.text
+        );
+    }
+    for mail in [alone, digest] {
+        for english in [
+            "needs attention",
+            "Reason",
+            "Open it",
+            "bad data",
+            "insurance",
+        ] {
+            assert!(
+                !mail.text.contains(english) && !mail.subject.contains(english),
+                "English `{english}` in: {} / {}",
+                mail.subject,
+                mail.text
+            );
+        }
+        for n in 1..5 {
+            let p = crate::harness::patient(n);
+            assert!(!mail.text.contains(&p.first_name), "{}", mail.text);
+            assert!(!mail.text.contains(&p.last_name), "{}", mail.text);
+        }
     }
 }
 

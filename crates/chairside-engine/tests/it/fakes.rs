@@ -921,6 +921,8 @@ impl Payments for FakeStripe {
 #[derive(Clone, Debug)]
 pub(crate) struct Sent {
     pub(crate) patient: PatientId,
+    /// The language the message is rendered in (the patient's).
+    pub(crate) language: financing_core::Language,
     pub(crate) content: MessageContent,
     pub(crate) channels: Vec<Channel>,
     pub(crate) key: String,
@@ -967,6 +969,7 @@ impl Messenger for FakeMessenger {
             let mut sent = self.sent.lock().unwrap();
             sent.push(Sent {
                 patient: patient.id.clone(),
+                language: patient.preferred_language,
                 content: content.clone(),
                 channels: channels.to_vec(),
                 key: key.to_owned(),

@@ -238,3 +238,61 @@ async fn a_crash_between_the_text_and_its_record_never_sends_the_link_twice() {
             if sid == "SM33333333333333333333333333333333"
     ));
 }
+
+#[tokio::test]
+async fn a_patient_who_typed_their_details_in_spanish_gets_the_financing_messages_in_spanish() {
+    // Arrange: staff start an intake with the amount (the start form left at English); the
+    // patient types their details on the intake page in Spanish and agrees to texts there.
+    let world = World::new();
+    let store = world.store().await;
+    let intakes = Intakes::new(store.clone(), link_key());
+    let link = intakes
+        .start_by_staff(
+            &practice_id(),
+            "staff:alice",
+            &details("+15555550211", "new11@example.test"),
+            Some(financing_core::Money::usd(250_000)),
+            None,
+            t0(),
+        )
+        .await
+        .unwrap();
+    let typed = PatientDetails {
+        date_of_birth: chrono::NaiveDate::from_ymd_opt(1984, 5, 12),
+        state: Some(financing_core::UsState::TX),
+        language: financing_core::Language::Es,
+        ..details("+15555550211", "new11@example.test")
+    };
+    let wf = intakes
+        .submit(&link.token, &typed, true, t0())
+        .await
+        .unwrap()
+        .expect("details and amount are in: financing starts");
+
+    // Act
+    let runner = world.runner("r1").await;
+    runner.run_until_idle(100).await.unwrap();
+
+    // Assert: the consent holds the Spanish wording the patient read, and the workflow's first
+    // message goes to the patient in Spanish.
+    let consent = store
+        .sms_consent(&practice_id(), "+15555550211")
+        .await
+        .unwrap()
+        .expect("consent");
+    assert_eq!(consent.wording, messaging::PATIENT_PAGE_WORDING_ES);
+    let patient = chairside_workflow::intake::patient_id(&link.id);
+    let of_workflow: Vec<_> = world
+        .messenger
+        .sent_to(&patient)
+        .into_iter()
+        .filter(|s| s.key.starts_with(&format!("{wf}:")))
+        .collect();
+    let first = of_workflow.first().expect("the workflow sent a message");
+    assert_eq!(first.language, financing_core::Language::Es, "{first:?}");
+    assert!(
+        of_workflow
+            .iter()
+            .all(|s| s.language == financing_core::Language::Es)
+    );
+}

@@ -201,6 +201,7 @@ pub(super) struct RawPractice {
     pub(super) email: Option<String>,
     pub(super) sms_from: Option<String>,
     pub(super) lab_email: Option<String>,
+    pub(super) default_language: Option<String>,
     pub(super) pms: Option<toml::Table>,
     pub(super) lenders: Option<RawLenders>,
     pub(super) payments: Option<RawPayments>,
@@ -218,6 +219,7 @@ pub(super) struct RawStaffAlerts {
     pub(super) to: Option<String>,
     pub(super) tasks: Option<Vec<String>>,
     pub(super) digest_window: Option<String>,
+    pub(super) language: Option<String>,
 }
 
 /// `[practices.notice]`: the practice's own notice before any lender link, per language.

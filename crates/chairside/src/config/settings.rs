@@ -748,6 +748,10 @@ pub struct PracticeSettings {
     /// The practice's own notice before any lender link (`[practices.notice]`), per language;
     /// empty for the shipped default of its state (California, New York).
     pub lender_notice: std::collections::HashMap<financing_core::Language, String>,
+    /// The language a new patient's pages and messages default to when nothing else says
+    /// (`default_language`, `en` unless set): the intake start form's choice, and the public
+    /// intake page when the browser names no language Chairside writes.
+    pub default_language: financing_core::Language,
     /// New staff tasks emailed to the practice's staff mailbox (`[practices.staff_alerts]`);
     /// `None`: no alerts (the dashboard only).
     pub staff_alerts: Option<StaffAlertSettings>,
@@ -764,6 +768,9 @@ pub struct StaffAlertSettings {
     /// Tasks that arrive within this of each other go out as one digest email (`digest_window`,
     /// default 2 minutes; `"0s"`: one email per task, at once).
     pub digest_window: std::time::Duration,
+    /// The staff's language (`language`, `en` by default, or `es`): the alert and the digest are
+    /// written in it.
+    pub language: financing_core::Language,
 }
 
 impl PracticeSettings {

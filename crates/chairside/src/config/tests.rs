@@ -1237,6 +1237,84 @@ fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_pa
 }
 
 #[test]
+fn staff_alerts_are_written_in_the_staffs_language_english_unless_set_and_others_are_named_by_path()
+{
+    // Left out: English.
+    let text = format!("{MINIMAL}\n[practices.staff_alerts]\nto = \"frontdesk@smile.example\"\n");
+    let config = load(&text, &env_with(&[])).expect("valid");
+    assert_eq!(
+        config.practices[0]
+            .staff_alerts
+            .as_ref()
+            .map(|a| a.language),
+        Some(financing_core::Language::En)
+    );
+    // Spanish.
+    let spanish = format!(
+        "{MINIMAL}\n[practices.staff_alerts]\nto = \"frontdesk@smile.example\"\nlanguage = \"es\"\n"
+    );
+    let config = load(&spanish, &env_with(&[])).expect("valid");
+    assert_eq!(
+        config.practices[0]
+            .staff_alerts
+            .as_ref()
+            .map(|a| a.language),
+        Some(financing_core::Language::Es)
+    );
+    // A language alerts are not written in: named with its path, not silently English.
+    let french = format!(
+        "{MINIMAL}\n[practices.staff_alerts]\nto = \"frontdesk@smile.example\"\nlanguage = \"fr\"\n"
+    );
+    let report = load(&french, &env_with(&[]))
+        .expect_err("not a language alerts are written in")
+        .to_string();
+    assert!(
+        report.contains("practices[0].staff_alerts.language"),
+        "{report}"
+    );
+    assert!(report.contains("'fr'"), "{report}");
+    assert!(report.contains("expected \"en\" or \"es\""), "{report}");
+}
+
+#[test]
+fn a_practices_default_language_is_english_unless_set_and_reaches_its_pages() {
+    // Left out: English.
+    let config = load(MINIMAL, &env_with(&[])).expect("valid");
+    assert_eq!(
+        config.practices[0].default_language,
+        financing_core::Language::En
+    );
+    // Spanish, on the HTTP surface's practice too.
+    let spanish = MINIMAL.replacen(
+        "[[practices]]\n",
+        "[[practices]]\ndefault_language = \"es\"\n",
+        1,
+    );
+    assert_ne!(spanish, MINIMAL, "the key went into the practice");
+    let config = load(&spanish, &env_with(&[])).expect("valid");
+    assert_eq!(
+        config.practices[0].default_language,
+        financing_core::Language::Es
+    );
+    let http = config.http_config();
+    assert_eq!(
+        http.practices[0].default_language,
+        financing_core::Language::Es
+    );
+    // Anything else is named with its path.
+    let french = MINIMAL.replacen(
+        "[[practices]]\n",
+        "[[practices]]\ndefault_language = \"fr\"\n",
+        1,
+    );
+    let report = load(&french, &env_with(&[]))
+        .expect_err("not a language")
+        .to_string();
+    assert!(report.contains("practices[0].default_language"), "{report}");
+    assert!(report.contains("'fr'"), "{report}");
+}
+
+#[test]
 fn a_postgres_url_chooses_postgresql_and_a_password_never_comes_from_the_file() {
     // Arrange
     let with =

@@ -653,6 +653,7 @@ pub fn demo_config(
         };
         let email = format!("frontdesk@{}.example", spec.id);
         practices.push(PracticeSettings {
+            default_language: financing_core::Language::En,
             id: id.clone(),
             name: spec.name.into(),
             state: spec.state,
@@ -673,6 +674,7 @@ pub fn demo_config(
                     tasks: None,
                     // Days compressed into seconds: tasks within a second are one digest.
                     digest_window: Duration::from_secs(1),
+                    language: financing_core::Language::En,
                 }),
                 false => None,
             },
@@ -828,7 +830,7 @@ pub fn demo_config(
     })
 }
 
-/// The patient fills in their intake page (`GET /i/{token}` for the form's CSRF field, then
+/// The patient fills in their intake page (`GET /i/{token}` for the form's hidden fields, then
 /// `POST`), with their date of birth, email and state, and ticks the texts box.
 async fn submit_intake_page(
     base: &Url,
@@ -840,12 +842,18 @@ async fn submit_intake_page(
         .timeout(Duration::from_secs(10))
         .build()?;
     let page = http.get(url.clone()).send().await?.text().await?;
-    let form_token = page
-        .split("name=\"form\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .context("the intake page has no form token")?
-        .to_owned();
+    // The page's hidden fields, posted back as a browser would: the form token, the page's
+    // language and the version of the texts wording shown (consent is recorded against it).
+    let hidden = |name: &str| {
+        page.split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .with_context(|| format!("the intake page has no {name} field"))
+    };
+    let form_token = hidden("form")?;
+    let lang = hidden("lang")?;
+    let version = hidden("version")?;
     let dob = p
         .date_of_birth
         .map(|d| d.format("%Y-%m-%d").to_string())
@@ -864,6 +872,8 @@ async fn submit_intake_page(
             ("email", p.email.as_deref().unwrap_or_default()),
             ("state", p.address.state.as_str()),
             ("texts", "yes"),
+            ("lang", lang.as_str()),
+            ("version", version.as_str()),
         ])
         .send()
         .await?;

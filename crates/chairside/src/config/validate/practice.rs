@@ -205,6 +205,11 @@ impl Validator<'_> {
                 }
             }
         }
+        let default_language = self
+            .parse(&p("default_language"), s.default_language.as_ref(), |t| {
+                language(t, "a language Chairside's patient pages are written in")
+            })
+            .or(financing_core::Language::En);
         let staff_alerts = match &s.staff_alerts {
             None => Some(None),
             Some(a) => self.staff_alerts(&p("staff_alerts"), a, s.smtp.is_some()),
@@ -233,6 +238,7 @@ impl Validator<'_> {
             reminders: reminders?,
             policy: policy?,
             lender_notice,
+            default_language: default_language?,
             staff_alerts: staff_alerts?,
         })
     }
@@ -294,6 +300,11 @@ impl Validator<'_> {
                 parse_duration,
             )
             .or(chairside_engine::outbound::staff_alert::DEFAULT_DIGEST_WINDOW);
+        let language = self
+            .parse(&join(at, "language"), s.language.as_ref(), |t| {
+                language(t, "a language alerts are written in")
+            })
+            .or(financing_core::Language::En);
         if !has_smtp {
             self.problem(
                 at.to_owned(),
@@ -305,6 +316,7 @@ impl Validator<'_> {
             to: to?,
             tasks: s.tasks.clone(),
             digest_window: digest_window?,
+            language: language?,
         }))
     }
 
@@ -509,5 +521,17 @@ fn default_reminders() -> ReminderSettings {
         delays: vec![Duration::from_secs(86_400), Duration::from_secs(3 * 86_400)],
         give_up_after: Duration::from_secs(2 * 86_400),
         poll_interval: Duration::from_secs(15 * 60),
+    }
+}
+
+/// `en` or `es`; anything else is named as not `what`.
+fn language(t: &str, what: &str) -> Result<financing_core::Language, String> {
+    match t {
+        "en" => Ok(financing_core::Language::En),
+        "es" => Ok(financing_core::Language::Es),
+        other => Err(format!(
+            "{}: not {what}; expected \"en\" or \"es\"",
+            quoted(other)
+        )),
     }
 }
