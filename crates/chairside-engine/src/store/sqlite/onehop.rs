@@ -22,8 +22,8 @@ use super::{from_ms, ms};
 use crate::outbound::events::derive;
 use crate::store::crypto::Keyring;
 use crate::store::{
-    AfterStep, AuditLine, Claim, ConsentFact, Consumed, Result, SendRecord, SentChannel, StoreError, Work,
-    WorkItem,
+    AfterStep, AuditLine, Claim, ConsentFact, Consumed, Result, SendRecord, SentChannel,
+    StoreError, Work, WorkItem,
 };
 use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
 
@@ -505,7 +505,14 @@ pub(super) fn commit_step(conn: &Connection, key: &Keyring, step: &StepWrite) ->
         put_patient(conn, key, practice, contact, now_ms)?;
     }
     if let Some(consent) = &next.consent {
-        record_consent(conn, key, practice.as_str(), &consent.phone, &consent.entry, now_ms)?;
+        record_consent(
+            conn,
+            key,
+            practice.as_str(),
+            &consent.phone,
+            &consent.entry,
+            now_ms,
+        )?;
     }
     for line in &next.audit {
         insert_audit(conn, key, id, "runner", line.kind, &line.detail, now_ms)?;
@@ -522,7 +529,10 @@ fn put_patient(
     now_ms: i64,
 ) -> Result<()> {
     let plain = serde_json::to_vec(contact)?;
-    let sealed = key.seal(&plain, &super::SqliteStore::associated(practice, &contact.id))?;
+    let sealed = key.seal(
+        &plain,
+        &super::SqliteStore::associated(practice, &contact.id),
+    )?;
     conn.prepare_cached(
         "INSERT INTO patients (practice_id, patient_id, contact, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (practice_id, patient_id) DO UPDATE SET contact = excluded.contact, updated_at = excluded.updated_at",
