@@ -152,19 +152,32 @@ impl StaffAlerts {
 /// What a task kind asks of staff, for an alert whose task is no longer on the workflow (raised
 /// beside it, or already answered): never the patient's details.
 pub fn kind_reason(kind: &str) -> String {
+    let Some(kind) = TaskKind::from_label(kind) else {
+        return "a task needs a person".to_owned();
+    };
+    // Exhaustive, so a new kind cannot ship without saying what it asks (as `kind_es`).
     let what = match kind {
-        "bad_data" => "the plan's data cannot be priced; correct it in the practice system",
-        "unreachable" => "the patient cannot be reached; add a phone or email",
-        "counteroffer" => "a lender made a counteroffer to discuss with the patient",
-        "patient_quiet" => "the patient did not finish; call them, then resend the link",
-        "no_financing" => "no lender approved; discuss payment with the patient",
-        "payment_failed" => "a payment failed; the patient was told",
-        "payment_reversed" => "a payment was refunded, disputed or its schedule ended",
-        "system_error" => "an external call failed; retry once the cause is fixed",
-        "consent_refusal" => "the patient refused texts in their own words",
-        "settlement" => "a lender charge is for staff to run",
-        "lender_needs_staff" => "a lender needs a person",
-        _ => "a task needs a person",
+        TaskKind::BadData => "the plan's data cannot be priced; correct it in the practice system",
+        TaskKind::Unreachable => "the patient cannot be reached; add a phone or email",
+        TaskKind::Counteroffer => "a lender made a counteroffer to discuss with the patient",
+        TaskKind::PatientQuiet => "the patient did not finish; call them, then resend the link",
+        TaskKind::NoFinancing => "no lender approved; discuss payment with the patient",
+        TaskKind::PaymentFailed => "a payment failed; the patient was told",
+        TaskKind::PaymentReversed => "a payment was refunded, disputed or its schedule ended",
+        TaskKind::SystemError => "an external call failed; retry once the cause is fixed",
+        TaskKind::ConsentRefusal => "the patient refused texts in their own words",
+        TaskKind::Settlement => "a lender charge is for staff to run",
+        TaskKind::LenderNeedsStaff => "a lender needs a person",
+        TaskKind::LenderNoDecision => {
+            "no decision was recorded for a link-only lender; check its portal and record it"
+        }
+        TaskKind::PatientRecord => {
+            "the patient's record is to be entered in the practice system by hand"
+        }
+        TaskKind::PlanRecord => "the treatment plan is to be entered in the practice system by hand",
+        TaskKind::PatientReport => {
+            "the patient reported a lender's decision; check the lender's portal and confirm"
+        }
     };
     what.to_owned()
 }

@@ -124,6 +124,23 @@ async fn a_second_report_replaces_the_first_and_not_confirmed_closes_it_once(bac
             "Patient reports Cherry approved $640.00: check the Cherry portal and confirm".into()
         )]
     );
+    // Each report's task is a `workflow.needs_staff` event, as any task the workflow raises,
+    // so staff alerts and subscribers hear of it.
+    let raised: Vec<String> = store
+        .outbound_events(id.as_str())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "workflow.needs_staff")
+        .map(|e| String::from_utf8(e.payload).unwrap())
+        .collect();
+    assert_eq!(raised.len(), 2, "{raised:?}");
+    assert!(
+        raised
+            .iter()
+            .all(|p| p.contains("\"task\":\"patient_report\"")),
+        "{raised:?}"
+    );
     let pending = store.pending_patient_report(&id).await.unwrap().unwrap();
     assert_eq!(pending.task, second.task);
     assert_eq!(pending.report, approved(64_000));

@@ -54,6 +54,24 @@ pub(super) async fn record_events(
     Ok(derive(&before, after, raised, now))
 }
 
+/// The `workflow.needs_staff` event of a task raised beside a step (a patient's report, a parked
+/// workflow), after the task's row: staff alerts and subscribers hear of it as of any task the
+/// workflow raises. `state` is the workflow as stored (the task does not change it); the caller
+/// writes the events with [`insert_events`] last before its commit.
+pub(super) async fn task_events(
+    conn: &mut PgConnection,
+    id: &str,
+    state: &WorkflowState,
+    task: &StaffTask,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboundEvent>> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff_tasks WHERE workflow_id = $1")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(derive(state, state, Some((task, n)), now))
+}
+
 /// Inserts a step's outbound events; the caller commits right after.
 ///
 /// The fan-out reads events by id past a cursor (`events_after_cursor`), so ids must become

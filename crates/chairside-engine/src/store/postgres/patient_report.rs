@@ -111,6 +111,11 @@ impl PatientReportStore for PostgresStore {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
+        let raised = chairside_workflow::StaffTask {
+            kind: TaskKind::PatientReport,
+            reason: reason.clone(),
+        };
+        let events = super::outbox::task_events(&mut tx, id, &state, &raised, now).await?;
         let row = next_id(&mut tx, PATIENT_REPORT.table).await?;
         let sealed = PATIENT_REPORT.seal_json(&self.key, &[&row.to_string()], report)?;
         sqlx::query(
@@ -133,6 +138,8 @@ impl PatientReportStore for PostgresStore {
             now_ms,
         )
         .await?;
+        // Last before the commit: the event lock (see `outbox::insert_events`).
+        super::outbox::insert_events(&mut tx, id, events, now).await?;
         self.finish(tx).await?;
         Ok(Ok(ReportReceipt { task, replaced }))
     }

@@ -175,6 +175,7 @@ impl WorkflowStore for PostgresStore {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         check_lease(&mut tx, claim, ms(now)).await?;
+        let mut events = Vec::new();
         let open: Option<i64> = sqlx::query_scalar(
             "SELECT 1::BIGINT FROM staff_tasks WHERE workflow_id = $1 AND kind = $2 AND resolved_at IS NULL",
         )
@@ -200,12 +201,25 @@ impl WorkflowStore for PostgresStore {
                 .bind(ms(now))
                 .execute(&mut *tx)
                 .await?;
+            // Staff hear of it as of any task (a state that no longer opens has no event).
+            let sealed: Vec<u8> = sqlx::query_scalar("SELECT state FROM workflows WHERE id = $1")
+                .bind(claim.id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if let Ok(state) =
+                WORKFLOW_STATE.open_json::<WorkflowState>(&self.key, &[claim.id.as_str()], &sealed)
+            {
+                events =
+                    super::outbox::task_events(&mut tx, claim.id.as_str(), &state, task, now)
+                        .await?;
+            }
         }
         sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL, next_due_at = $1 WHERE id = $2")
             .bind(ms(until))
             .bind(claim.id.as_str())
             .execute(&mut *tx)
             .await?;
+        super::outbox::insert_events(&mut tx, claim.id.as_str(), events, now).await?;
         self.finish(tx).await
     }
 

@@ -358,6 +358,15 @@ pub(super) fn park(
             .prepare_cached("SELECT practice_id FROM workflows WHERE id = ?1")?
             .query_row([id], |r| r.get(0))?;
         insert_task(conn, key, id, &practice, task, now_ms)?;
+        // Staff hear of it as of any task: the task beside an unchanged state.
+        let stored: Option<WorkflowState> = conn
+            .prepare_cached("SELECT state FROM workflows WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok(WORKFLOW_STATE.open_json(key, &[id], bytes(r, 0)?).ok())
+            })?;
+        if let Some(state) = stored {
+            record_events(conn, key, id, &state, Some(task), from_ms(now_ms))?;
+        }
     }
     conn.prepare_cached(
         "UPDATE workflows SET lease_owner = NULL, lease_until = NULL, next_due_at = ?1 WHERE id = ?2",

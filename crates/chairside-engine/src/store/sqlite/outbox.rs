@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::{SqliteStore, from_ms, ms};
+use crate::outbound::events::derive;
 use crate::store::Result;
 use crate::store::outbox::{
     AttemptOutcome, DeliveryCounts, DeliveryJob, DeliveryRow, Digest, OutboxStore, OutcomeColumns,
@@ -28,6 +29,37 @@ fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent> {
 
 fn status_of(v: Option<i64>) -> Option<u16> {
     v.and_then(|s| u16::try_from(s).ok())
+}
+
+/// The `workflow.needs_staff` event of a task raised beside a step (a patient's report), in the
+/// caller's transaction after the task's row: staff alerts and subscribers hear of it as of any
+/// task the workflow raises. `state` is the workflow as stored (the task does not change it).
+pub(super) async fn record_task_event(
+    conn: &mut SqliteConnection,
+    id: &str,
+    state: &chairside_workflow::WorkflowState,
+    task: &chairside_workflow::StaffTask,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff_tasks WHERE workflow_id = ?")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    for event in derive(state, state, Some((task, n)), now) {
+        sqlx::query(
+            "INSERT INTO outbound_events (event_id, workflow_id, practice_id, type, payload, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(id)
+        .bind(&event.data.practice_id)
+        .bind(event.kind.label())
+        .bind(event.payload())
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -108,6 +108,11 @@ impl PatientReportStore for SqliteStore {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
+        let raised = chairside_workflow::StaffTask {
+            kind: TaskKind::PatientReport,
+            reason: reason.clone(),
+        };
+        super::outbox::record_task_event(&mut tx, id, &state, &raised, now).await?;
         let row = next_id(&mut tx, PATIENT_REPORT.table).await?;
         let sealed = PATIENT_REPORT.seal_json(&self.key, &[&row.to_string()], report)?;
         sqlx::query(

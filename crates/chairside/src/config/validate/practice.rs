@@ -263,22 +263,8 @@ impl Validator<'_> {
                 })
             },
         );
-        let known: Vec<&str> = [
-            TaskKind::BadData,
-            TaskKind::Unreachable,
-            TaskKind::Counteroffer,
-            TaskKind::PatientQuiet,
-            TaskKind::NoFinancing,
-            TaskKind::PaymentFailed,
-            TaskKind::PaymentReversed,
-            TaskKind::SystemError,
-            TaskKind::ConsentRefusal,
-            TaskKind::Settlement,
-            TaskKind::LenderNeedsStaff,
-        ]
-        .iter()
-        .map(|k| k.label())
-        .collect();
+        // Every kind a task can have (the alert filter may name any of them).
+        let known: Vec<&str> = TaskKind::ALL.iter().map(|k| k.label()).collect();
         if let Some(tasks) = &s.tasks {
             for t in tasks {
                 if !known.contains(&t.as_str()) {
