@@ -174,7 +174,9 @@ pub fn kind_reason(kind: &str) -> String {
         TaskKind::PatientRecord => {
             "the patient's record is to be entered in the practice system by hand"
         }
-        TaskKind::PlanRecord => "the treatment plan is to be entered in the practice system by hand",
+        TaskKind::PlanRecord => {
+            "the treatment plan is to be entered in the practice system by hand"
+        }
         TaskKind::PatientReport => {
             "the patient reported a lender's decision; check the lender's portal and confirm"
         }

@@ -209,9 +209,8 @@ impl WorkflowStore for PostgresStore {
             if let Ok(state) =
                 WORKFLOW_STATE.open_json::<WorkflowState>(&self.key, &[claim.id.as_str()], &sealed)
             {
-                events =
-                    super::outbox::task_events(&mut tx, claim.id.as_str(), &state, task, now)
-                        .await?;
+                events = super::outbox::task_events(&mut tx, claim.id.as_str(), &state, task, now)
+                    .await?;
             }
         }
         sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL, next_due_at = $1 WHERE id = $2")
