@@ -627,6 +627,63 @@ pub trait Messenger: Send + Sync + fmt::Debug {
         channels: &[Channel],
         key: &str,
     ) -> Result<Delivery, ExternalError>;
+
+    /// Makes message `key` ready to send before its intent is journaled: when this messenger
+    /// journals its sends and no channel of `key` has a record yet, renders what goes out and
+    /// returns the journal's `attempting` records for the caller to write in the transaction that
+    /// journals the command's intent. Then [`send_prepared`](Self::send_prepared) sends it
+    /// without a journal transaction of its own. `None`: nothing prepared (no journal, a record
+    /// exists, or something would fail: [`send`](Self::send) reports it).
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`] when the journal cannot be read.
+    async fn prepare(
+        &self,
+        _practice: &PracticeProfile,
+        _patient: &PatientContact,
+        _content: &MessageContent,
+        _channels: &[Channel],
+        _key: &str,
+    ) -> Result<Option<PreparedSend>, ExternalError> {
+        Ok(None)
+    }
+
+    /// Sends what [`prepare`](Self::prepare) made ready, once its journal records are written
+    /// (the caller's commit). With the same arguments as the `prepare` that made it.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`].
+    async fn send_prepared(
+        &self,
+        practice: &PracticeProfile,
+        patient: &PatientContact,
+        content: &MessageContent,
+        channels: &[Channel],
+        key: &str,
+        _prepared: PreparedSend,
+    ) -> Result<Delivery, ExternalError> {
+        self.send(practice, patient, content, channels, key).await
+    }
+}
+
+/// A message made ready by [`Messenger::prepare`]: the journal records its caller writes before
+/// the send, and what the messenger rendered (opaque to the caller). Its `Debug` shows the
+/// channels only.
+pub struct PreparedSend {
+    /// `(channel, body digest)` for each channel to journal `attempting`, as
+    /// [`DeliveryStore::begin_sends`](crate::store::DeliveryStore::begin_sends) takes them.
+    pub journal: Vec<(&'static str, Option<String>)>,
+    /// The messenger's own rendering.
+    pub rendered: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl fmt::Debug for PreparedSend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let channels: Vec<&str> = self.journal.iter().map(|(c, _)| *c).collect();
+        f.debug_struct("PreparedSend")
+            .field("channels", &channels)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Shared handles.

@@ -269,6 +269,24 @@ struct CallFacts {
     patient: Option<PatientContact>,
     /// The practice's attestation of SMS consent read with a plan, as `patient`.
     consent: Option<ConsentFact>,
+    /// The message this call sends, composed and journaled `attempting` by the commit that
+    /// journaled the call's intent (`Runner::prepare_message`).
+    ready: Option<ReadyMessage>,
+}
+
+/// A message composed for a patient: to whom, what, on which channels.
+#[derive(Debug)]
+struct Composed {
+    contact: PatientContact,
+    content: MessageContent,
+    channels: Vec<Channel>,
+}
+
+/// A message composed and made ready by the messenger before its intent was journaled.
+#[derive(Debug)]
+struct ReadyMessage {
+    composed: Composed,
+    prepared: crate::ports::PreparedSend,
 }
 
 impl CallFacts {
@@ -506,7 +524,7 @@ impl Runner {
         let mut renewed = tokio::time::Instant::now();
         // The next command when the last commit journaled its intent (DESIGN.md's steps 3 and 1
         // in one transaction): performed with the state just committed, nothing loaded.
-        let mut begun: Option<(WorkflowState, Command, u32)> = None;
+        let mut begun: Option<(WorkflowState, Command, u32, Option<ReadyMessage>)> = None;
         // Bounded, so one busy workflow cannot hold its lease forever.
         for round in 0..MAX_STEPS_PER_CLAIM {
             // A begun command is the step in flight: its intent is journaled, so it is performed
@@ -521,19 +539,20 @@ impl Runner {
                 renewed = tokio::time::Instant::now();
             }
             let now = self.clock.now();
-            let (mut state, item, journaled) = match begun.take() {
-                Some((state, command, attempt)) => (
+            let (mut state, item, journaled, ready) = match begun.take() {
+                Some((state, command, attempt, ready)) => (
                     state,
                     WorkItem::Command {
                         command,
                         attempts: attempt.saturating_sub(1),
                     },
                     Some(attempt),
+                    ready,
                 ),
                 None => {
                     let work = self.store.load(claim, now).await?;
                     let Some(item) = work.item else { break };
-                    (work.state, item, None)
+                    (work.state, item, None, None)
                 }
             };
             let Some(rt) = self.practices.get(&state.key.practice_id) else {
@@ -551,7 +570,10 @@ impl Runner {
                     .await;
             };
             // What the call produced to record with the step (channels sent, disclosures).
-            let mut facts = CallFacts::default();
+            let mut facts = CallFacts {
+                ready,
+                ..CallFacts::default()
+            };
             let (event, consumed) = match item {
                 WorkItem::Inbox { id, event } => {
                     (self.with_refunds(rt, event).await, Consumed::Inbox(id))
@@ -648,8 +670,18 @@ impl Runner {
                 .first()
                 .filter(|_| keep_going)
                 .map(|c| (c, state.command_key(c)));
+            // A message sent next is composed now, so this commit journals its send too.
+            let ready = match &first {
+                Some((command, key)) => {
+                    self.prepare_message(rt, &state, command, key, &facts).await
+                }
+                None => None,
+            };
             let next = NextStep {
                 begin: first.as_ref().map(|(c, key)| (*c, key.as_str())),
+                sends: ready
+                    .as_ref()
+                    .map_or(&[], |r| r.prepared.journal.as_slice()),
                 lease: self.config.lease,
                 facts: facts.as_step(),
             };
@@ -680,7 +712,7 @@ impl Runner {
                 AfterStep::Begun(attempt) => {
                     renewed = committing;
                     if let Some((command, _)) = first {
-                        begun = Some((state, command.clone(), attempt));
+                        begun = Some((state, command.clone(), attempt, ready));
                     }
                 }
                 AfterStep::Due => renewed = committing,
@@ -1492,25 +1524,26 @@ impl Runner {
         });
     }
 
-    async fn send_message(
+    /// What message `message` of `state` says and to whom, on which channels: the contact, the
+    /// consent record and a fresh page link read now. `Err` carries what the step performs
+    /// instead of a send (a wait for the texting window, an undeliverable message, a retry).
+    async fn compose(
         &self,
         rt: &PracticeRuntime,
         state: &WorkflowState,
         message: &MessageKind,
-        key: &str,
-        call_facts: &mut CallFacts,
-    ) -> Result<Performed, Performed> {
-        let contact = self.contact(rt, state).await?;
+    ) -> Result<Composed, Result<Performed, Performed>> {
+        let contact = self.contact(rt, state).await.map_err(Err)?;
         let now = self.clock.now();
         // Every message carries a freshly issued link at the current generation: a patient whose
         // link expired gets a working one with the next message.
         let generation = match self.store.link_generation(&state.id).await {
             Ok(g) => g,
             Err(e) => {
-                return Err(Performed::Retry {
+                return Err(Err(Performed::Retry {
                     kind: ErrorKind::TRANSIENT,
                     reason: format!("link generation: {e}"),
-                });
+                }));
             }
         };
         let page_link = rt
@@ -1548,22 +1581,30 @@ impl Runner {
                 {
                     Some(deposit) => MessageContent::PayLinkReissued { page_link, deposit },
                     None => {
-                        return Ok(Performed::Failed(
+                        return Err(Ok(Performed::Failed(
                             "no deposit for the fresh pay link".into(),
-                        ));
+                        )));
                     }
                 }
             }
             MessageKind::FinancingSummary => match summary(state, page_link, now, rt.time_zone()) {
                 Some(s) => MessageContent::FinancingSummary(Box::new(s)),
-                None => return Ok(Performed::Failed("the summary has no priced plan".into())),
+                None => {
+                    return Err(Ok(Performed::Failed(
+                        "the summary has no priced plan".into(),
+                    )));
+                }
             },
             MessageKind::InHouseOffer { .. } => {
                 match summary(state, page_link, now, rt.time_zone()) {
                     Some(s) if s.installments.is_some() => {
                         MessageContent::InHouseOffer(Box::new(s))
                     }
-                    _ => return Ok(Performed::Failed("the in-house offer has no plan".into())),
+                    _ => {
+                        return Err(Ok(Performed::Failed(
+                            "the in-house offer has no plan".into(),
+                        )));
+                    }
                 }
             }
         };
@@ -1578,10 +1619,10 @@ impl Runner {
                 // The record not answering: never text on an unknown, and never call the patient
                 // unreachable on one either (a store hiccup is not an opt-out); try again later.
                 Err(e) => {
-                    return Err(Performed::Retry {
+                    return Err(Err(Performed::Retry {
                         kind: ErrorKind::TRANSIENT,
                         reason: format!("sms consent: {e}"),
-                    });
+                    }));
                 }
             },
             None => (true, SmsConsent::None),
@@ -1600,14 +1641,78 @@ impl Runner {
         };
         let channels = match plan_delivery(&facts) {
             Delivery::Send { channels } => channels,
-            Delivery::WaitUntil(at) => return Ok(Performed::WaitUntil(at)),
+            Delivery::WaitUntil(at) => return Err(Ok(Performed::WaitUntil(at))),
             Delivery::Undeliverable(why) => {
-                return Ok(Performed::event(Event::MessageUndeliverable {
+                return Err(Ok(Performed::event(Event::MessageUndeliverable {
                     message: message.clone(),
                     reason: why.to_string(),
-                }));
+                })));
             }
         };
+        Ok(Composed {
+            contact,
+            content,
+            channels,
+        })
+    }
+
+    /// Composes the message a step's next command sends and has the messenger make it ready,
+    /// so the commit that journals the command's intent also journals the send (one
+    /// transaction instead of two). `None` when anything is not as a plain send would find it
+    /// (the step's own facts not stored yet, a wait, a failure, a record already there): the
+    /// command then performs as any other.
+    async fn prepare_message(
+        &self,
+        rt: &PracticeRuntime,
+        state: &WorkflowState,
+        command: &Command,
+        key: &str,
+        facts: &CallFacts,
+    ) -> Option<ReadyMessage> {
+        let Action::SendMessage { message } = &command.action else {
+            return None;
+        };
+        // The contact and consent this step read are stored by its commit: a message composed
+        // before it would not see them.
+        if facts.patient.is_some() || facts.consent.is_some() {
+            return None;
+        }
+        let composed = self.compose(rt, state, message).await.ok()?;
+        let prepared = rt
+            .messenger
+            .prepare(
+                &rt.profile,
+                &composed.contact,
+                &composed.content,
+                &composed.channels,
+                key,
+            )
+            .await
+            .ok()??;
+        Some(ReadyMessage { composed, prepared })
+    }
+
+    async fn send_message(
+        &self,
+        rt: &PracticeRuntime,
+        state: &WorkflowState,
+        message: &MessageKind,
+        key: &str,
+        call_facts: &mut CallFacts,
+    ) -> Result<Performed, Performed> {
+        // Journaled by the commit before (`prepare_message`): sent as it was composed.
+        let (composed, prepared) = match call_facts.ready.take() {
+            Some(ReadyMessage { composed, prepared }) => (composed, Some(prepared)),
+            None => match self.compose(rt, state, message).await {
+                Ok(composed) => (composed, None),
+                Err(done) => return done,
+            },
+        };
+        let Composed {
+            contact,
+            content,
+            channels,
+        } = composed;
         let classify = |e: ExternalError| match e.kind() {
             ErrorKind::Permanent => Performed::Failed(e.to_string()),
             kind => Performed::Retry {
@@ -1615,13 +1720,27 @@ impl Runner {
                 reason: e.to_string(),
             },
         };
-        let delivery = self
-            .timed(
-                rt.messenger
-                    .send(&rt.profile, &contact, &content, &channels, key),
-            )
-            .await
-            .map_err(classify)?;
+        let delivery = match prepared {
+            Some(prepared) => {
+                self.timed(rt.messenger.send_prepared(
+                    &rt.profile,
+                    &contact,
+                    &content,
+                    &channels,
+                    key,
+                    prepared,
+                ))
+                .await
+            }
+            None => {
+                self.timed(
+                    rt.messenger
+                        .send(&rt.profile, &contact, &content, &channels, key),
+                )
+                .await
+            }
+        }
+        .map_err(classify)?;
         // The journal's `sent` records go with the step's commit.
         call_facts
             .sent

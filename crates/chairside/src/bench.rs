@@ -233,6 +233,13 @@ pub struct RunFigures {
     pub write_transactions: u64,
     /// Write transactions per workflow.
     pub writes_per_workflow: f64,
+    /// Write transactions per external call of the workflows (polls left out of both).
+    pub writes_per_external_call: f64,
+    /// Durable commits (syncs), the polls' cursor writes left out: a group commit of several
+    /// write transactions counts once ([`StoreCounters::commits`](chairside_engine::store::StoreCounters)).
+    pub commits: u64,
+    /// Durable commits per external call of the workflows.
+    pub commits_per_external_call: f64,
     /// Write transactions by the place in the store's code that committed them
     /// (`sqlite/links.rs:61`), the polls' cursor writes included, most first.
     pub writes_by_site: Vec<(String, u64)>,
@@ -464,6 +471,7 @@ struct Snapshot {
     nanos: u64,
     steps: u64,
     writes: u64,
+    commits: u64,
     lag: LagSnapshot,
 }
 
@@ -482,6 +490,7 @@ impl Snapshot {
             nanos: 0,
             steps: 0,
             writes: 0,
+            commits: 0,
             lag: LagSnapshot::default(),
         };
         for stack in stacks {
@@ -489,7 +498,9 @@ impl Snapshot {
             snapshot.calls += stats.external_calls.load(Ordering::Relaxed);
             snapshot.nanos += stats.external_nanos.load(Ordering::Relaxed);
             snapshot.steps += stats.steps.load(Ordering::Relaxed);
-            snapshot.writes += stack.store.counters().write_transactions;
+            let counters = stack.store.counters();
+            snapshot.writes += counters.write_transactions;
+            snapshot.commits += counters.commits;
             snapshot.lag = snapshot.lag.plus(&stats.claim_lag.snapshot());
         }
         snapshot
@@ -807,6 +818,8 @@ async fn run_profile(
     let cpu_ms = ms(after.cpu.saturating_sub(before.cpu));
     // Every poll commits its cursor, whether or not it found anything.
     let writes = (after.writes - before.writes).saturating_sub(poll_calls);
+    let commits = (after.commits - before.commits).saturating_sub(poll_calls);
+    let per_call = |x: u64| x as f64 / workflow_calls.max(1) as f64;
 
     sandbox.stop().await;
     fleet.stop().await;
@@ -849,6 +862,9 @@ async fn run_profile(
         sandbox_cpu_ms: ms(after.sandbox_cpu.saturating_sub(before.sandbox_cpu)),
         write_transactions: writes,
         writes_per_workflow: writes as f64 / n,
+        writes_per_external_call: per_call(writes),
+        commits,
+        commits_per_external_call: per_call(commits),
         writes_by_site,
         peak_rss_mib: mib(peak_rss),
         claims: lag.count,
@@ -1705,7 +1721,7 @@ fn print(report: &BenchReport, args: &BenchArgs) {
 /// The table's lines: one row per figure, one column per profile.
 fn table(report: &BenchReport) -> Vec<String> {
     type Cell = fn(&RunFigures) -> String;
-    let rows: [(&str, Cell); 24] = [
+    let rows: [(&str, Cell); 25] = [
         ("workflows (settled / as expected)", |r| {
             format!("{} ({} / {})", r.workflows, r.settled, r.as_expected)
         }),
@@ -1760,6 +1776,12 @@ fn table(report: &BenchReport) -> Vec<String> {
         }),
         ("durable writes (transactions) per workflow", |r| {
             format!("{:.1}", r.writes_per_workflow)
+        }),
+        ("transactions / commits (syncs) per ext. call", |r| {
+            format!(
+                "{:.2} / {:.2}",
+                r.writes_per_external_call, r.commits_per_external_call
+            )
         }),
         ("practice-system polls (calls)", |r| {
             r.poll_calls.to_string()

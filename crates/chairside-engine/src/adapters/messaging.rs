@@ -13,7 +13,9 @@ use messaging::{
 use url::Url;
 
 use super::{external, invalid};
-use crate::ports::{Channel, Delivery, ExternalError, MessageContent, Messenger, PracticeProfile};
+use crate::ports::{
+    Channel, Delivery, ExternalError, MessageContent, Messenger, PracticeProfile, PreparedSend,
+};
 use crate::store::{DeliveryStore, PatientStore, SendRecord};
 
 /// The SMS opt-out ledger on the store: STOP anywhere blocks every later send.
@@ -580,15 +582,24 @@ impl PatientMessenger {
     }
 }
 
-#[async_trait]
-impl Messenger for PatientMessenger {
-    async fn send(
+/// What [`PatientMessenger::prepare`](Messenger::prepare) rendered: the message's email (its
+/// address checked) and text, for each channel it journals.
+struct Rendered {
+    email: Option<(EmailAddress, messaging::RenderedEmail)>,
+    sms: Option<String>,
+}
+
+impl PatientMessenger {
+    /// `send`, with the journal's records of every channel attempted already written when
+    /// `ready` is given (by `prepare`'s caller, or by `begin_both` here).
+    async fn send_with(
         &self,
         practice: &PracticeProfile,
         patient: &PatientContact,
         content: &MessageContent,
         channels: &[Channel],
         key: &str,
+        ready: Option<Rendered>,
     ) -> Result<Delivery, ExternalError> {
         let senders = self
             .channels
@@ -603,20 +614,27 @@ impl Messenger for PatientMessenger {
         let emailed = channels.contains(&Channel::Email)
             && senders.email.is_some()
             && patient.email.is_some();
-        let pre_begun = if texted && emailed {
-            self.begin_both(practice, patient, content, key).await?
-        } else {
-            None
+        let (begun, mut ready_email, pre_begun) = match ready {
+            Some(r) => (true, r.email, r.sms),
+            None if texted && emailed => {
+                let body = self.begin_both(practice, patient, content, key).await?;
+                (body.is_some(), None, body)
+            }
+            None => (false, None, None),
         };
-        let begun = pre_begun.is_some();
         // Email first. With the journal, a retry of the whole message skips what already went
         // out, on either channel.
         if channels.contains(&Channel::Email)
             && let (Some(sender), Some(address)) = (&senders.email, patient.email.as_deref())
         {
-            let to = EmailAddress::parse(address)
-                .map_err(|_| invalid("the patient's email address is not valid"))?;
-            let email = self.render_email(practice, patient, content)?;
+            let (to, email) = match ready_email.take() {
+                Some(rendered) => rendered,
+                None => (
+                    EmailAddress::parse(address)
+                        .map_err(|_| invalid("the patient's email address is not valid"))?,
+                    self.render_email(practice, patient, content)?,
+                ),
+            };
             match self.send_email(sender, &to, &email, key, begun).await {
                 Ok(Some(id)) => sent.push((Channel::Email, id)),
                 Ok(None) => {}
@@ -671,6 +689,101 @@ impl Messenger for PatientMessenger {
             return Err(invalid("no channel could deliver the message"));
         }
         Ok(Delivery { sent })
+    }
+}
+
+#[async_trait]
+impl Messenger for PatientMessenger {
+    async fn send(
+        &self,
+        practice: &PracticeProfile,
+        patient: &PatientContact,
+        content: &MessageContent,
+        channels: &[Channel],
+        key: &str,
+    ) -> Result<Delivery, ExternalError> {
+        self.send_with(practice, patient, content, channels, key, None)
+            .await
+    }
+
+    async fn prepare(
+        &self,
+        practice: &PracticeProfile,
+        patient: &PatientContact,
+        content: &MessageContent,
+        channels: &[Channel],
+        key: &str,
+    ) -> Result<Option<PreparedSend>, ExternalError> {
+        let (Some(journal), Some(senders)) = (&self.journal, self.channels.get(&practice.id))
+        else {
+            return Ok(None);
+        };
+        // Everything that could fail before a send is done now: what is journaled here is then
+        // sent, or its failure recorded as `send` records it.
+        let email = match (&senders.email, patient.email.as_deref()) {
+            (Some(_), Some(address)) if channels.contains(&Channel::Email) => {
+                let (Ok(to), Ok(email)) = (
+                    EmailAddress::parse(address),
+                    self.render_email(practice, patient, content),
+                ) else {
+                    return Ok(None);
+                };
+                Some((to, email))
+            }
+            _ => None,
+        };
+        let sms = match (&senders.sms, patient.mobile_phone.as_deref()) {
+            (Some(_), Some(phone)) if channels.contains(&Channel::Sms) => {
+                let (Ok(_), Ok(body)) = (
+                    PhoneNumber::parse(phone),
+                    self.render_sms(practice, patient, content),
+                ) else {
+                    return Ok(None);
+                };
+                Some(body)
+            }
+            _ => None,
+        };
+        let mut records = Vec::with_capacity(2);
+        if email.is_some() {
+            records.push((EMAIL, None));
+        }
+        if let Some(body) = &sms {
+            records.push((SMS, Some(messaging::body_digest(body))));
+        }
+        if records.is_empty() {
+            return Ok(None);
+        }
+        // A channel with a record was tried before: `send` reconciles it first.
+        for (channel, _) in &records {
+            if journal
+                .send_record(key, channel)
+                .await
+                .map_err(|e| journal_error(&e))?
+                .is_some()
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some(PreparedSend {
+            journal: records,
+            rendered: Box::new(Rendered { email, sms }),
+        }))
+    }
+
+    async fn send_prepared(
+        &self,
+        practice: &PracticeProfile,
+        patient: &PatientContact,
+        content: &MessageContent,
+        channels: &[Channel],
+        key: &str,
+        prepared: PreparedSend,
+    ) -> Result<Delivery, ExternalError> {
+        // Not this messenger's own: sent as any message, journaling as it goes.
+        let ready = prepared.rendered.downcast::<Rendered>().ok().map(|r| *r);
+        self.send_with(practice, patient, content, channels, key, ready)
+            .await
     }
 }
 

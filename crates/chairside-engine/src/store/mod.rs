@@ -307,6 +307,11 @@ pub struct SmsConsentLogRow {
 pub struct StoreCounters {
     /// Write transactions committed since start.
     pub write_transactions: u64,
+    /// Durable commits since start: what hits the disk (one sync each under
+    /// `synchronous = FULL`). On SQLite the store thread's group commit carries several
+    /// callers' write transactions in one commit and counts once here; every other write
+    /// transaction is its own commit.
+    pub commits: u64,
     /// Workflow rows that listings skipped because they do not decode (each listing counts
     /// again); the runner quarantines them.
     pub skipped_undecodable: u64,

@@ -18,6 +18,12 @@ pub struct NextStep<'a> {
     /// when it is the workflow's next due item. Commands run in sequence order, so this is the
     /// step's first new command.
     pub begin: Option<(&'a Command, &'a str)>,
+    /// The message journal's `attempting` records of `begin`'s command when it sends a message,
+    /// `(channel, body digest)` each, as
+    /// [`DeliveryStore::begin_sends`](super::DeliveryStore::begin_sends) would write them under
+    /// `begin`'s key: written only when the intent is journaled ([`AfterStep::Begun`]), so the
+    /// send that follows needs no transaction of its own. Empty: nothing journaled.
+    pub sends: &'a [(&'static str, Option<String>)],
     /// How long the claim is kept for from `now` when something is still due.
     pub lease: Duration,
     /// What the step's call left to record, written in the same transaction.
@@ -191,7 +197,8 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug + 'static {
     /// - nothing due at `now`: the claim is released, as [`release`](Self::release) would;
     /// - `next.begin`'s command is the workflow's next due item (no inbox event, no due timer, no
     ///   lower pending command): its intent is journaled as [`begin_effect`](Self::begin_effect)
-    ///   would, and the lease extended to `now + next.lease`;
+    ///   would, with `next.sends` in the message journal, and the lease extended to
+    ///   `now + next.lease`;
     /// - something else is due: the lease is extended; the runner loads it.
     ///
     /// Without `next`, the claim is left as it is ([`AfterStep::Kept`]).

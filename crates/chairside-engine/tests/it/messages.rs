@@ -380,3 +380,177 @@ async fn a_text_recorded_sent_by_the_step_reads_attempting_until_then_and_is_not
         })
     );
 }
+
+/// Twilio takes every text (201) and lists none.
+async fn twilio_takes_texts(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": "SM33333333333333333333333333333333",
+            "status": "queued",
+            "num_segments": "1",
+        })))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messages": [], "next_page_uri": null, "page": 0, "page_size": 50,
+        })))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn a_prepared_text_is_journaled_by_its_caller_and_sent_without_a_journal_transaction() {
+    // Arrange
+    let server = MockServer::start().await;
+    twilio_takes_texts(&server).await;
+    let (_dir, store, messenger) = world(&server).await;
+    let before = store.counters().write_transactions;
+
+    // Act 1: prepared, as the runner does before the commit that journals the intent.
+    let prepared = messenger
+        .prepare(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap()
+        .expect("a first attempt with a journal is prepared");
+
+    // Assert 1: nothing written, nothing sent; the text's digest is what the caller journals.
+    assert_eq!(store.counters().write_transactions, before);
+    assert_eq!(store.send_record(KEY, "sms").await.unwrap(), None);
+    assert!(posted_bodies(&server).await.is_empty());
+    assert_eq!(prepared.journal.len(), 1);
+    let (channel, digest) = &prepared.journal[0];
+    assert_eq!(*channel, "sms");
+    let digest = digest.clone().expect("a text is journaled with its digest");
+
+    // Act 2: the caller's commit writes the records, then the prepared text goes out.
+    let records: Vec<(&str, Option<&str>)> = prepared
+        .journal
+        .iter()
+        .map(|(c, d)| (*c, d.as_deref()))
+        .collect();
+    store
+        .begin_sends(KEY, &records, chrono::Utc::now())
+        .await
+        .unwrap();
+    let committed = store.counters().write_transactions;
+    let sent = messenger
+        .send_prepared(
+            &profile(),
+            &texted(),
+            &content(),
+            &[Channel::Sms],
+            KEY,
+            prepared,
+        )
+        .await
+        .unwrap();
+
+    // Assert 2: one text, the body journaled; the messenger wrote only its outcome (no begin).
+    let bodies = posted_bodies(&server).await;
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(messaging::body_digest(&bodies[0]), digest);
+    assert_eq!(
+        sent.sent,
+        vec![(
+            Channel::Sms,
+            "SM33333333333333333333333333333333".to_owned()
+        )]
+    );
+    assert_eq!(store.counters().write_transactions, committed + 1);
+    assert_eq!(
+        store.send_record(KEY, "sms").await.unwrap(),
+        Some(SendRecord::Sent {
+            provider_id: Some("SM33333333333333333333333333333333".into())
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_text_journaled_with_its_intent_and_never_sent_before_a_crash_is_sent_on_the_repeat() {
+    // Arrange: prepared and journaled by the commit, then the process died before the send.
+    let server = MockServer::start().await;
+    twilio_takes_texts(&server).await;
+    let (_dir, store, messenger) = world(&server).await;
+    let prepared = messenger
+        .prepare(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap()
+        .unwrap();
+    let records: Vec<(&str, Option<&str>)> = prepared
+        .journal
+        .iter()
+        .map(|(c, d)| (*c, d.as_deref()))
+        .collect();
+    store
+        .begin_sends(KEY, &records, chrono::Utc::now())
+        .await
+        .unwrap();
+    drop(prepared);
+
+    // Act: the repeated step finds the record: nothing is prepared, the plain send reconciles.
+    let again = messenger
+        .prepare(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap();
+    let sent = messenger
+        .send(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap();
+
+    // Assert: looked up at Twilio first (not found), then sent once: not lost, not doubled.
+    assert!(
+        again.is_none(),
+        "a message with a record is not prepared again"
+    );
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.method.as_str() == "GET")
+            .count(),
+        1
+    );
+    assert_eq!(posted_bodies(&server).await.len(), 1);
+    assert_eq!(sent.sent.len(), 1);
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_sent_as_asked_is_not_prepared() {
+    // Arrange: a text asked of a patient without a mobile number, and the same message already
+    // sent once.
+    let server = MockServer::start().await;
+    twilio_takes_texts(&server).await;
+    let (_dir, store, messenger) = world(&server).await;
+    let no_phone = PatientContact {
+        mobile_phone: None,
+        ..texted()
+    };
+    store
+        .finish_send(KEY, "sms", true, Some("SM1"), chrono::Utc::now())
+        .await
+        .unwrap();
+
+    // Act
+    let nothing_to_text = messenger
+        .prepare(
+            &profile(),
+            &no_phone,
+            &content(),
+            &[Channel::Sms],
+            "other-key",
+        )
+        .await
+        .unwrap();
+    let sent_before = messenger
+        .prepare(&profile(), &texted(), &content(), &[Channel::Sms], KEY)
+        .await
+        .unwrap();
+
+    // Assert: neither is prepared (the plain send reports or reconciles them).
+    assert!(nothing_to_text.is_none());
+    assert!(sent_before.is_none());
+    assert!(posted_bodies(&server).await.is_empty());
+}

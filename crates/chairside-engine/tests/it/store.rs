@@ -952,6 +952,7 @@ both!(
     a_timer_fires_only_when_it_is_due,
     a_step_commit_journals_the_next_command_in_the_same_transaction_and_releases_when_idle,
     a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first,
+    every_write_transaction_alone_is_one_durable_commit_and_an_empty_claim_is_none,
     a_step_commit_under_a_lost_lease_writes_nothing,
     a_step_commit_records_the_calls_facts_in_the_same_transaction,
     a_step_commit_stores_the_loaded_patient_and_the_practices_consent_attestation,
@@ -1426,8 +1427,11 @@ async fn a_step_commit_journals_the_next_command_in_the_same_transaction_and_rel
         commands: vec![second.clone()],
         ..Transition::default()
     };
+    // The command sends a message: both channels are journaled with its intent.
+    let sends = [("email", None), ("sms", Some("digest-2".to_owned()))];
     let next = NextStep {
         begin: Some((&second, "k2")),
+        sends: &sends,
         lease: LEASE,
         facts: StepFacts::default(),
     };
@@ -1455,6 +1459,19 @@ async fn a_step_commit_journals_the_next_command_in_the_same_transaction_and_rel
     // runs from the commit, and the first call's outcome is recorded.
     assert_eq!(after, AfterStep::Begun(1));
     assert_eq!(db.store.counters().write_transactions, writes + 1);
+    // The message journal holds both channels `attempting` under the intent's key, written by
+    // that same transaction.
+    assert!(matches!(
+        db.delivery.send_record("k2", "email").await.unwrap(),
+        Some(SendRecord::Attempting {
+            body_digest: None,
+            ..
+        })
+    ));
+    assert!(matches!(
+        db.delivery.send_record("k2", "sms").await.unwrap(),
+        Some(SendRecord::Attempting { body_digest: Some(d), .. }) if d == "digest-2"
+    ));
     let pool = db.raw.clone();
     assert_eq!(
         count(
@@ -1503,6 +1520,7 @@ async fn a_step_commit_journals_the_next_command_in_the_same_transaction_and_rel
             &transition,
             Some(NextStep {
                 begin: None,
+                sends: &[],
                 lease: LEASE,
                 facts: StepFacts::default(),
             }),
@@ -1528,6 +1546,46 @@ async fn a_step_commit_journals_the_next_command_in_the_same_transaction_and_rel
     let taken = db.store.claim_due("b", mins(10), LEASE, 1).await.unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].id, id);
+}
+
+async fn every_write_transaction_alone_is_one_durable_commit_and_an_empty_claim_is_none(
+    backend: Backend,
+) {
+    // Arrange
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let (claim, _state, first) = claim_first_command(&*db.store, "a", t0()).await;
+    let before = db.store.counters();
+
+    // Act: one after the other, so none shares a commit: a claim that finds nothing due, the
+    // runner's intent, a webhook's event.
+    assert!(
+        db.store
+            .claim_due("b", t0(), LEASE, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    db.store
+        .begin_effect(&claim, &first, 1, "k1", t0())
+        .await
+        .unwrap();
+    db.store
+        .enqueue(
+            &id,
+            "staff",
+            &Event::PlanWithdrawn {
+                reason: "rejected".into(),
+            },
+            secs(1),
+        )
+        .await
+        .unwrap();
+
+    // Assert: two transactions, two commits; the empty claim wrote nothing.
+    let after = db.store.counters();
+    assert_eq!(after.write_transactions - before.write_transactions, 2);
+    assert_eq!(after.commits - before.commits, 2);
 }
 
 async fn a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first(backend: Backend) {
@@ -1573,6 +1631,7 @@ async fn a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first(bac
             &transition,
             Some(NextStep {
                 begin: Some((&second, "k2")),
+                sends: &[("email", None), ("sms", Some("digest-2".to_owned()))],
                 lease: LEASE,
                 facts: StepFacts::default(),
             }),
@@ -1586,6 +1645,15 @@ async fn a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first(bac
     let pool = db.raw.clone();
     assert_eq!(
         count(&pool, "SELECT COUNT(*) FROM effects WHERE seq = 2").await,
+        0
+    );
+    // Nor its message's sends: nothing is attempted before its intent is journaled.
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM message_sends WHERE message_key = 'k2'"
+        )
+        .await,
         0
     );
     let work = db.store.load(&claim, secs(2)).await.unwrap();
@@ -1602,6 +1670,7 @@ async fn a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first(bac
             &Transition::default(),
             Some(NextStep {
                 begin: Some((&second, "k2")),
+                sends: &[],
                 lease: LEASE,
                 facts: StepFacts::default(),
             }),
@@ -1656,6 +1725,7 @@ async fn a_step_commit_under_a_lost_lease_writes_nothing(backend: Backend) {
             &transition,
             Some(NextStep {
                 begin: Some((&second, "k2")),
+                sends: &[],
                 lease: LEASE,
                 facts: StepFacts {
                     sent: &sent_both("k1"),
@@ -1753,6 +1823,7 @@ async fn a_step_commit_stores_the_loaded_patient_and_the_practices_consent_attes
             &Transition::default(),
             Some(NextStep {
                 begin: None,
+                sends: &[],
                 lease: LEASE,
                 facts: StepFacts {
                     patient: Some(&contact),
@@ -1836,6 +1907,7 @@ async fn an_application_intent_makes_the_return_reference_in_its_own_transaction
             &transition,
             Some(NextStep {
                 begin: Some((&apply, "k2")),
+                sends: &[],
                 lease: LEASE,
                 facts: StepFacts::default(),
             }),
@@ -1954,6 +2026,7 @@ async fn a_step_commit_records_the_calls_facts_in_the_same_transaction(backend: 
             &Transition::default(),
             Some(NextStep {
                 begin: None,
+                sends: &[],
                 lease: LEASE,
                 facts: StepFacts {
                     sent: &sent,
@@ -2044,6 +2117,7 @@ async fn a_workflow_released_with_a_timer_wakes_the_runners_of_other_instances()
             &transition,
             Some(NextStep {
                 begin: None,
+                sends: &[],
                 lease: LEASE,
                 facts: StepFacts::default(),
             }),

@@ -42,20 +42,7 @@ impl DeliveryStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO message_sends (message_key, channel, state, body_digest, attempt_at)
-             VALUES ($1, $2, 'attempting', $3, $4)
-             ON CONFLICT (message_key, channel) DO UPDATE SET state = 'attempting',
-                 body_digest = excluded.body_digest, attempt_at = excluded.attempt_at,
-                 provider_id = NULL, finished_at = NULL
-             WHERE message_sends.state <> 'sent'",
-        )
-        .bind(key)
-        .bind(channel)
-        .bind(body_digest)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
+        begin_one(&mut tx, key, channel, body_digest, ms(now)).await?;
         self.finish(tx).await
     }
 
@@ -67,20 +54,7 @@ impl DeliveryStore for PostgresStore {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         for &(channel, body_digest) in channels {
-            sqlx::query(
-                "INSERT INTO message_sends (message_key, channel, state, body_digest, attempt_at)
-                 VALUES ($1, $2, 'attempting', $3, $4)
-                 ON CONFLICT (message_key, channel) DO UPDATE SET state = 'attempting',
-                     body_digest = excluded.body_digest, attempt_at = excluded.attempt_at,
-                     provider_id = NULL, finished_at = NULL
-                 WHERE message_sends.state <> 'sent'",
-            )
-            .bind(key)
-            .bind(channel)
-            .bind(body_digest)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
+            begin_one(&mut tx, key, channel, body_digest, ms(now)).await?;
         }
         self.finish(tx).await
     }
@@ -119,6 +93,32 @@ impl DeliveryStore for PostgresStore {
         }
         self.finish(tx).await
     }
+}
+
+/// One channel of message `key` `attempting`, unless it already went out, inside the caller's
+/// transaction (`begin_sends`, or a step's commit that journals the message's intent).
+pub(super) async fn begin_one(
+    conn: &mut PgConnection,
+    key: &str,
+    channel: &str,
+    body_digest: Option<&str>,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO message_sends (message_key, channel, state, body_digest, attempt_at)
+         VALUES ($1, $2, 'attempting', $3, $4)
+         ON CONFLICT (message_key, channel) DO UPDATE SET state = 'attempting',
+             body_digest = excluded.body_digest, attempt_at = excluded.attempt_at,
+             provider_id = NULL, finished_at = NULL
+         WHERE message_sends.state <> 'sent'",
+    )
+    .bind(key)
+    .bind(channel)
+    .bind(body_digest)
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Journals a channel that went out as `sent`, inside the caller's transaction (a workflow step's

@@ -28,6 +28,8 @@ impl SchemaStore for PostgresStore {
     fn counters(&self) -> StoreCounters {
         StoreCounters {
             write_transactions: self.writes.total(),
+            // Every transaction commits on its own.
+            commits: self.writes.total(),
             skipped_undecodable: self.skipped.load(Ordering::Relaxed),
         }
     }

@@ -587,6 +587,9 @@ async fn continue_after(
     .execute(&mut *conn)
     .await?;
     made_with_intent(&mut *conn, claim, command).await?;
+    for (channel, digest) in next.sends {
+        super::delivery::begin_one(&mut *conn, key, channel, digest.as_deref(), now_ms).await?;
+    }
     Ok(AfterStep::Begun(attempt))
 }
 

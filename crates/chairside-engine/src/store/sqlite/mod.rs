@@ -82,6 +82,14 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Durable commits so far ([`StoreCounters::commits`](crate::store::StoreCounters)): the
+    /// pool's write transactions, one commit each, and the store thread's commits, each
+    /// carrying one or more callers' write transactions.
+    fn commits(&self) -> u64 {
+        let (commits, carried) = self.thread.commits();
+        self.writes.total().saturating_sub(carried) + commits
+    }
+
     /// Opens (creating if needed) the database at `path` with WAL and a 5 s busy timeout. The
     /// file and its `-wal` and `-shm` siblings are readable by their owner only (0600), whatever
     /// the umask. `key` is a [`Keyring`] or a single [`DataKey`](super::crypto::DataKey) (id 0).

@@ -398,6 +398,8 @@ pub(super) struct StepWrite {
 pub(super) struct NextWrite {
     /// The proposed command's sequence number, action label and idempotency key.
     pub(super) begin: Option<(i64, &'static str, String)>,
+    /// The message journal's records begun with the intent (`NextStep::sends`).
+    pub(super) sends: Vec<(String, Option<String>)>,
     pub(super) lease_ms: i64,
     pub(super) sent: Vec<SentChannel>,
     pub(super) audit: Vec<AuditLine>,
@@ -719,6 +721,9 @@ fn continue_after(
         u32::try_from(attempts.unwrap_or(0).max(journaled.unwrap_or(0)) + 1).unwrap_or(u32::MAX);
     insert_effect(conn, claim, *command_seq, action, attempt, key, now_ms)?;
     made_with_intent(conn, id, action)?;
+    if !next.sends.is_empty() {
+        begin_sends(conn, key, &next.sends, now_ms)?;
+    }
     Ok(AfterStep::Begun(attempt))
 }
 

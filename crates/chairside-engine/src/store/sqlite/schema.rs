@@ -28,6 +28,7 @@ impl SchemaStore for SqliteStore {
     fn counters(&self) -> StoreCounters {
         StoreCounters {
             write_transactions: self.writes.total(),
+            commits: self.commits(),
             skipped_undecodable: self.skipped.load(Ordering::Relaxed),
         }
     }

@@ -102,9 +102,9 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// What the thread has done, for the figures.
 #[derive(Debug, Default)]
 struct ThreadStats {
-    /// Commits that wrote (each one sync to disk under `synchronous = FULL`).
+    /// Commits that changed rows (each one sync to disk under `synchronous = FULL`).
     commits: AtomicU64,
-    /// Write transactions those commits carried.
+    /// Callers' transactions that changed rows, which those commits carried.
     grouped: AtomicU64,
 }
 
@@ -112,11 +112,20 @@ struct ThreadStats {
 #[derive(Clone)]
 pub(super) struct StoreThread {
     jobs: mpsc::Sender<Box<dyn Job>>,
-    #[cfg_attr(not(test), allow(dead_code))]
     stats: Arc<ThreadStats>,
 }
 
 impl StoreThread {
+    /// The commits that wrote (each one sync to disk under `synchronous = FULL`) and the
+    /// callers' transactions they carried, since the thread started: a group commit counts once
+    /// in the first and once per caller in the second.
+    pub(super) fn commits(&self) -> (u64, u64) {
+        (
+            self.stats.commits.load(Ordering::Relaxed),
+            self.stats.grouped.load(Ordering::Relaxed),
+        )
+    }
+
     /// Opens the thread's connection on `path` (an existing database: the pool created it) and
     /// starts the thread.
     pub(super) fn start(path: &std::path::Path, synchronous: &str) -> Result<Self> {
@@ -225,7 +234,9 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &ThreadSta
             done.push(job);
             continue;
         }
+        let changes = conn.total_changes();
         let ok = job.run(conn);
+        let changed = conn.total_changes() != changes;
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (an I/O error, a full disk): the jobs
             // before this one lost their writes too.
@@ -244,7 +255,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &ThreadSta
                 failed = Some(e);
             }
         }
-        if ok && job.writes() {
+        if ok && job.writes() && changed {
             kept += 1;
         }
         done.push(job);
@@ -347,6 +358,30 @@ mod tests {
         // The first commit, then one for the three queued behind it.
         assert_eq!(thread.stats.commits.load(Ordering::Relaxed) - before, 2);
         assert_eq!(thread.stats.grouped.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn a_write_transaction_that_changed_nothing_is_not_counted_as_a_commit() {
+        // Arrange
+        let (_dir, thread) = database();
+        thread.write(insert(1)).await.unwrap();
+        let before = thread.commits();
+
+        // Act: a write transaction that finds nothing to change (an empty claim), then one that
+        // does.
+        thread
+            .write(|conn| {
+                conn.execute("UPDATE t SET x = 0 WHERE x = 99", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let nothing = thread.commits();
+        thread.write(insert(2)).await.unwrap();
+
+        // Assert: no sync for the first; one commit carrying one transaction for the second.
+        assert_eq!(nothing, before);
+        assert_eq!(thread.commits(), (before.0 + 1, before.1 + 1));
     }
 
     #[tokio::test]

@@ -121,6 +121,11 @@ impl WorkflowStore for SqliteStore {
                 begin: next.begin.map(|(command, key)| {
                     (command.seq as i64, command.action.label(), key.to_owned())
                 }),
+                sends: next
+                    .sends
+                    .iter()
+                    .map(|(channel, digest)| ((*channel).to_owned(), digest.clone()))
+                    .collect(),
                 lease_ms: next.lease.as_millis() as i64,
                 sent: next.facts.sent.to_vec(),
                 audit: next.facts.audit.to_vec(),
