@@ -953,6 +953,7 @@ both!(
     a_step_commit_journals_the_next_command_in_the_same_transaction_and_releases_when_idle,
     a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first,
     every_write_transaction_alone_is_one_durable_commit_and_an_empty_claim_is_none,
+    a_webhook_is_recorded_once_and_queues_its_events_for_known_workflows_only,
     a_step_commit_under_a_lost_lease_writes_nothing,
     a_step_commit_records_the_calls_facts_in_the_same_transaction,
     a_step_commit_stores_the_loaded_patient_and_the_practices_consent_attestation,
@@ -1586,6 +1587,74 @@ async fn every_write_transaction_alone_is_one_durable_commit_and_an_empty_claim_
     let after = db.store.counters();
     assert_eq!(after.write_transactions - before.write_transactions, 2);
     assert_eq!(after.commits - before.commits, 2);
+}
+
+async fn a_webhook_is_recorded_once_and_queues_its_events_for_known_workflows_only(
+    backend: Backend,
+) {
+    // Arrange: a workflow with its first command pending.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let withdrawn = || Event::PlanWithdrawn {
+        reason: "rejected".into(),
+    };
+    let before = db.store.counters();
+
+    // Act: a delivery naming the workflow and one that does not exist, then its repeat.
+    let fresh = db
+        .store
+        .record_webhook(
+            "stripe",
+            "evt_1",
+            vec![
+                (id.clone(), withdrawn()),
+                (WorkflowId::new("wf_nobody"), withdrawn()),
+            ],
+            secs(1),
+        )
+        .await
+        .unwrap();
+    let after_first = db.store.counters();
+    let repeat = db
+        .store
+        .record_webhook("stripe", "evt_1", vec![(id.clone(), withdrawn())], secs(2))
+        .await
+        .unwrap();
+
+    // Assert: one transaction and one commit for the delivery, none for its repeat; one event
+    // queued, for the known workflow, which is due at once.
+    assert!(fresh);
+    assert!(!repeat);
+    assert_eq!(
+        after_first.write_transactions - before.write_transactions,
+        1
+    );
+    assert_eq!(after_first.commits - before.commits, 1);
+    assert_eq!(
+        db.store.counters().write_transactions,
+        after_first.write_transactions
+    );
+    let pool = db.raw.clone();
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM inbox").await, 1);
+    let claim = db
+        .store
+        .claim_due("a", secs(2), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let work = db.store.load(&claim, secs(2)).await.unwrap();
+    assert_eq!(work.state.id, id);
+    assert!(
+        matches!(
+            work.item,
+            Some(WorkItem::Inbox {
+                event: Event::PlanWithdrawn { .. },
+                ..
+            })
+        ),
+        "{:?}",
+        work.item
+    );
 }
 
 async fn a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first(backend: Backend) {

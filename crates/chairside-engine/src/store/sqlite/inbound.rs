@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 
-use super::{SqliteStore, WORKFLOW_STATE, insert_audit, insert_command, insert_inbox, ms};
+use super::{SqliteStore, WORKFLOW_STATE, insert_audit, insert_command, insert_inbox, ms, onehop};
 use crate::store::{InboundStore, NewWorkflow, Result};
 use chairside_workflow::{Event, WorkflowId};
 
@@ -130,6 +130,9 @@ impl InboundStore for SqliteStore {
         self.finish_due(tx).await
     }
 
+    /// On the store thread: one hop, and webhooks answered at the same moment share one commit
+    /// (with the runner's transactions queued then). The caller is answered after the `COMMIT`
+    /// that holds the delivery, so its 200 follows a durable write (`synchronous = FULL`).
     async fn record_webhook(
         &self,
         provider: &str,
@@ -137,31 +140,18 @@ impl InboundStore for SqliteStore {
         events: Vec<(WorkflowId, Event)>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let now_ms = ms(now);
-        let mut tx = self.begin().await?;
-        let fresh = sqlx::query("INSERT INTO webhooks (provider, event_id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(provider)
-            .bind(event_id)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if !fresh {
-            tx.rollback().await?;
-            return Ok(false);
+        let (provider, event_id) = (provider.to_owned(), event_id.to_owned());
+        let key = self.key.clone();
+        let fresh = self
+            .thread
+            .write(move |conn| {
+                onehop::record_webhook(conn, &key, &provider, &event_id, &events, ms(now))
+            })
+            .await?;
+        if fresh {
+            self.writes.add(std::panic::Location::caller());
+            self.due.notify_one();
         }
-        let source = format!("webhook:{provider}");
-        for (id, event) in events {
-            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM workflows WHERE id = ?")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if known.is_some() {
-                insert_inbox(&mut tx, &self.key, id.as_str(), &source, &event, now_ms).await?;
-            }
-        }
-        self.finish_due(tx).await?;
-        Ok(true)
+        Ok(fresh)
     }
 }

@@ -1,6 +1,6 @@
 //! The runner's transactions as the store thread runs them ([`super::thread`]): the same
 //! statements as the sqlx helpers beside them (`check_lease`, `refresh_due`, `insert_command`,
-//! `insert_audit`, `outbox::record_events`, `delivery::record_sent`), on the thread's own
+//! `insert_audit`, `insert_inbox`, `outbox::record_events`, `delivery::record_sent`), on the thread's own
 //! connection, each statement prepared once and kept in the connection's cache.
 //!
 //! Everything here is synchronous and takes owned inputs: a transaction runs on the store thread
@@ -923,4 +923,60 @@ pub(super) fn sms_consent(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+/// As `super::insert_inbox`: an event queued for workflow `id`, due now.
+fn insert_inbox(
+    conn: &Connection,
+    key: &Keyring,
+    id: &str,
+    source: &str,
+    event: &Event,
+    now_ms: i64,
+) -> Result<()> {
+    let row = next_id(conn, INBOX_EVENT.table)?;
+    let sealed = INBOX_EVENT.seal_json(key, &[&row.to_string()], event)?;
+    conn.prepare_cached(
+        "INSERT INTO inbox (id, workflow_id, source, event, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![row, id, source, sealed, now_ms])?;
+    // Due now, unless it is already due earlier.
+    conn.prepare_cached(
+        "UPDATE workflows SET next_due_at = MIN(COALESCE(next_due_at, ?2), ?2) WHERE id = ?1",
+    )?
+    .execute(params![id, now_ms])?;
+    Ok(())
+}
+
+/// `InboundStore::record_webhook`: the delivery recorded once, its events queued for the
+/// workflows that exist. `false` (nothing written) for a delivery already recorded.
+pub(super) fn record_webhook(
+    conn: &Connection,
+    key: &Keyring,
+    provider: &str,
+    event_id: &str,
+    events: &[(WorkflowId, Event)],
+    now_ms: i64,
+) -> Result<bool> {
+    let fresh = conn
+        .prepare_cached(
+            "INSERT INTO webhooks (provider, event_id, received_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![provider, event_id, now_ms])?
+        == 1;
+    if !fresh {
+        return Ok(false);
+    }
+    let source = format!("webhook:{provider}");
+    for (id, event) in events {
+        let known = conn
+            .prepare_cached("SELECT 1 FROM workflows WHERE id = ?1")?
+            .query_row([id.as_str()], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if known {
+            insert_inbox(conn, key, id.as_str(), &source, event, now_ms)?;
+        }
+    }
+    Ok(true)
 }
