@@ -939,6 +939,11 @@ pub(crate) struct FakeMessenger {
         std::sync::OnceLock<std::sync::Arc<dyn chairside_engine::store::Store>>,
     /// Leave in-house offers unanswered.
     pub(crate) quiet_on_in_house: std::sync::atomic::AtomicBool,
+    /// When set, messages are prepared ([`Messenger::prepare`]) for the runner to journal with
+    /// their intent; each prepared send reads the journal from this database as it goes out.
+    pub(crate) prepare_on: std::sync::OnceLock<sqlx::SqlitePool>,
+    /// Per prepared send: its key and each channel's journal state when it went out.
+    pub(crate) journal_at_send: Mutex<Vec<(String, Vec<Option<String>>)>>,
 }
 
 impl FakeMessenger {
@@ -956,6 +961,60 @@ impl FakeMessenger {
 
 #[async_trait]
 impl Messenger for FakeMessenger {
+    async fn prepare(
+        &self,
+        _practice: &PracticeProfile,
+        _patient: &PatientContact,
+        _content: &MessageContent,
+        channels: &[Channel],
+        _key: &str,
+    ) -> Result<Option<chairside_engine::ports::PreparedSend>, ExternalError> {
+        if self.prepare_on.get().is_none() {
+            return Ok(None);
+        }
+        let journal = channels
+            .iter()
+            .map(|c| match c {
+                Channel::Email => ("email", None),
+                Channel::Sms => ("sms", Some("digest".to_owned())),
+            })
+            .collect();
+        Ok(Some(chairside_engine::ports::PreparedSend {
+            journal,
+            rendered: Box::new(()),
+        }))
+    }
+
+    async fn send_prepared(
+        &self,
+        practice: &PracticeProfile,
+        patient: &PatientContact,
+        content: &MessageContent,
+        channels: &[Channel],
+        key: &str,
+        prepared: chairside_engine::ports::PreparedSend,
+    ) -> Result<Delivery, ExternalError> {
+        if let Some(pool) = self.prepare_on.get() {
+            let mut records = Vec::new();
+            for (channel, _) in &prepared.journal {
+                let state: Option<String> = sqlx::query_scalar(
+                    "SELECT state FROM message_sends WHERE message_key = ? AND channel = ?",
+                )
+                .bind(key)
+                .bind(channel)
+                .fetch_optional(pool)
+                .await
+                .unwrap();
+                records.push(state);
+            }
+            self.journal_at_send
+                .lock()
+                .unwrap()
+                .push((key.to_owned(), records));
+        }
+        self.send(practice, patient, content, channels, key).await
+    }
+
     async fn send(
         &self,
         _practice: &PracticeProfile,

@@ -159,6 +159,49 @@ async fn the_application_link_and_its_reminders_point_to_the_patient_page_never_
 }
 
 #[tokio::test]
+async fn a_message_is_journaled_attempting_by_the_commit_before_its_send_and_sent_after() {
+    // Arrange: a messenger that prepares its messages.
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_status(Answer::Decline);
+    w.sunbit.on_start(Answer::Approve);
+    let runner = w.runner("runner-1").await;
+    let pool = raw_pool(&w.path).await;
+    let _ = w.messenger.prepare_on.set(pool.clone());
+
+    // Act
+    w.settle(&runner).await;
+
+    // Assert: the workflow ends as without preparing; messages went out prepared, each finding
+    // every channel already journaled `attempting` (by the commit that journaled its intent),
+    // and each is journaled `sent` by its own step's commit.
+    assert_eq!(w.row(&runner, &id).await.state.status, Status::Done);
+    let journaled = w.messenger.journal_at_send.lock().unwrap().clone();
+    assert!(!journaled.is_empty(), "no message was sent prepared");
+    for (key, records) in &journaled {
+        assert!(!records.is_empty());
+        for record in records {
+            assert_eq!(record.as_deref(), Some("attempting"), "{key}");
+        }
+        let sent = w
+            .messenger
+            .sent()
+            .into_iter()
+            .filter(|s| &s.key == key)
+            .count();
+        assert_eq!(sent, 1, "{key} sent once");
+        let states: Vec<String> =
+            sqlx::query_scalar("SELECT state FROM message_sends WHERE message_key = ?")
+                .bind(key)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(states.len(), records.len(), "{key}");
+        assert!(states.iter().all(|s| s == "sent"), "{key}: {states:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_decline_moves_to_the_second_lender_which_approves() {
     // Arrange
     let w = World::new();
