@@ -531,8 +531,11 @@ pub(super) fn commit_step(conn: &Connection, key: &Keyring, step: &StepWrite) ->
     continue_after(conn, claim, next, now_ms)
 }
 
-/// As `patient::put_patient_in`: the contact sealed for its practice and patient.
-fn put_patient(
+/// `PatientStore::put_patient`, alone or in a step's commit ([`StepFacts::patient`]): the
+/// contact sealed for its practice and patient.
+///
+/// [`StepFacts::patient`]: crate::store::StepFacts
+pub(super) fn put_patient(
     conn: &Connection,
     key: &Keyring,
     practice: &PracticeId,
@@ -552,16 +555,19 @@ fn put_patient(
     Ok(())
 }
 
-/// As `patient::record_consent_in` (with `patient::fold_consent`): the entry in the number's
-/// history, and the number's standing folded to the winner of what is held and the entry.
-fn record_consent(
+/// `PatientStore::record_sms_consent`, alone or in a step's commit ([`StepFacts::consent`]): the
+/// entry in the number's history, and the number's standing folded to the winner of what is held
+/// and the entry (as `patient::fold_consent` folds, which a key rotation uses), returned.
+///
+/// [`StepFacts::consent`]: crate::store::StepFacts
+pub(super) fn record_consent(
     conn: &Connection,
     ring: &Keyring,
     practice: &str,
     phone: &str,
     entry: &ConsentEntry,
     now_ms: i64,
-) -> Result<()> {
+) -> Result<crate::store::SmsConsentRecord> {
     let change = ConsentState::from_entry(entry);
     let hashes = ring.lookup_keys(phone);
     let current = &hashes[0];
@@ -637,7 +643,7 @@ fn record_consent(
         now_ms,
         effective
     ])?;
-    Ok(())
+    Ok(winner.into_record())
 }
 
 /// As `links::ensure_return_reference`: an application's lender return reference, made with the

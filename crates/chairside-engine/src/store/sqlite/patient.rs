@@ -19,9 +19,12 @@ impl PatientStore for SqliteStore {
         contact: &PatientContact,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        put_patient_in(&mut tx, &self.key, practice, contact, ms(now)).await?;
-        self.finish(tx).await
+        let (key, practice, contact) = (self.key.clone(), practice.clone(), contact.clone());
+        self.thread
+            .write(move |conn| super::onehop::put_patient(conn, &key, &practice, &contact, ms(now)))
+            .await?;
+        self.writes.add(std::panic::Location::caller());
+        Ok(())
     }
 
     async fn patient(
@@ -99,9 +102,19 @@ impl PatientStore for SqliteStore {
         entry: &ConsentEntry,
         now: DateTime<Utc>,
     ) -> Result<SmsConsentRecord> {
-        let mut tx = self.begin().await?;
-        let record = record_consent_in(&mut tx, &self.key, practice, phone, entry, ms(now)).await?;
-        self.finish(tx).await?;
+        let (key, practice, phone, entry) = (
+            self.key.clone(),
+            practice.as_str().to_owned(),
+            phone.to_owned(),
+            entry.clone(),
+        );
+        let record = self
+            .thread
+            .write(move |conn| {
+                super::onehop::record_consent(conn, &key, &practice, &phone, &entry, ms(now))
+            })
+            .await?;
+        self.writes.add(std::panic::Location::caller());
         Ok(record)
     }
 
@@ -138,75 +151,6 @@ impl PatientStore for SqliteStore {
             })
             .collect()
     }
-}
-
-/// Stores (sealed) a patient's contact inside the caller's transaction: what
-/// [`PatientStore::put_patient`] writes, and what a step's commit writes for the plan it loaded
-/// ([`StepFacts::patient`](crate::store::StepFacts)).
-pub(in crate::store) async fn put_patient_in(
-    conn: &mut SqliteConnection,
-    key: &Keyring,
-    practice: &PracticeId,
-    contact: &PatientContact,
-    now_ms: i64,
-) -> Result<()> {
-    let plain = serde_json::to_vec(contact)?;
-    let sealed = key.seal(&plain, &SqliteStore::associated(practice, &contact.id))?;
-    sqlx::query(
-            "INSERT INTO patients (practice_id, patient_id, contact, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (practice_id, patient_id) DO UPDATE SET contact = excluded.contact, updated_at = excluded.updated_at",
-    )
-    .bind(practice.as_str())
-    .bind(contact.id.as_str())
-    .bind(sealed)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Records a consent entry in a number's history and folds its standing, inside the caller's
-/// transaction: what [`PatientStore::record_sms_consent`] writes, and what a step's commit writes
-/// for the practice's attestation read with a plan ([`StepFacts::consent`](crate::store::StepFacts)).
-pub(in crate::store) async fn record_consent_in(
-    conn: &mut SqliteConnection,
-    key: &Keyring,
-    practice: &PracticeId,
-    phone: &str,
-    entry: &ConsentEntry,
-    now_ms: i64,
-) -> Result<SmsConsentRecord> {
-    let change = ConsentState::from_entry(entry);
-    let winner = fold_consent(
-        &mut *conn,
-        key,
-        practice.as_str(),
-        phone,
-        Some(change.clone()),
-        None,
-    )
-    .await?;
-    let effective = winner.as_ref() == Some(&change);
-    let hashes = key.lookup_keys(phone);
-    sqlx::query(
-        "INSERT INTO sms_consent_log (practice_id, phone_key, key_id, consent, source, wording,
-                 recorded_by, at, recorded_at, effective)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(practice.as_str())
-    .bind(&hashes[0])
-    .bind(i64::from(key.current_id()))
-    .bind(entry.grant.map(ConsentKind::label))
-    .bind(&entry.source)
-    .bind(&entry.wording)
-    .bind(&entry.recorded_by)
-    .bind(ms(entry.at))
-    .bind(now_ms)
-    .bind(effective)
-    .execute(&mut *conn)
-    .await?;
-    // `fold_consent` always leaves a winner once a change was given.
-    Ok(winner.unwrap_or(change).into_record())
 }
 
 /// One consent state as stored: what it says, where it came from, when (ms), what it grants,
