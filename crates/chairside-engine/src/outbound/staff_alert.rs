@@ -813,6 +813,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_detection_alert_says_what_happened_and_what_to_do_in_each_language_for_every_kind() {
+        for kind in DetectionKind::ALL {
+            let task = DetectionTask {
+                id: 3,
+                practice_id: PracticeId::new("smile"),
+                source: "dentrix".into(),
+                task: crate::store::detection::NewDetectionTask {
+                    kind,
+                    plan_id: "10002".into(),
+                    marker: "m1".into(),
+                    field: "procedures[0].fee".into(),
+                    problem: "the amount is negative".into(),
+                },
+                created_at: DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default(),
+                resolved_at: None,
+            };
+            let en = detection_reason_in(&task, Language::En);
+            assert!(
+                en.starts_with("plan 10002 (")
+                    && en.contains(", dentrix, field procedures[0].fee)"),
+                "{en}"
+            );
+            assert!(
+                en.contains("the amount is negative"),
+                "the task's own words: {en}"
+            );
+            assert!(en.contains("dashboard"), "how to dismiss: {en}");
+            let es = detection_reason_in(&task, Language::Es);
+            assert!(es.contains(", dentrix, campo procedures[0].fee)"), "{es}");
+            assert!(es.contains("panel"), "{es}");
+            for english in [" the ", "amount", "plan's", "dashboard", kind.label()] {
+                assert!(!es.contains(english), "English `{english}` in: {es}");
+            }
+        }
+    }
+
     fn event(row: i64, at_secs: i64) -> StoredEvent {
         StoredEvent {
             row,
