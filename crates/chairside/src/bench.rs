@@ -224,6 +224,16 @@ pub struct RunFigures {
     pub cpu_per_workflow_ms: f64,
     /// CPU time per external call (workflow calls and polls), ms.
     pub cpu_per_external_call_ms: f64,
+    /// Chairside's own CPU: the threads of the runtime the instances run on (HTTP surface,
+    /// runner, pollers, dispatcher, HTTP clients), the store's thread and sqlx's threads, to the
+    /// nanosecond from the scheduler's statistics (`cpu_ms` counts clock ticks of 10 ms, so the
+    /// two differ by a few ticks either way), ms.
+    pub chairside_cpu_ms: f64,
+    /// Of `cpu_ms`, the benchmark's own threads (its runtime, the main thread): seeding, the
+    /// settle checks, the tallies, ms.
+    pub harness_cpu_ms: f64,
+    /// `chairside_cpu_ms` per external call (workflow calls and polls), ms.
+    pub chairside_cpu_per_external_call_ms: f64,
     /// Of `cpu_ms`, the time on SQLite's threads (sqlx runs each connection on its own; the
     /// SQLite store's own thread runs the runner's transactions), ms.
     pub sqlite_cpu_ms: f64,
@@ -465,6 +475,10 @@ impl SyncMode {
 #[derive(Debug, Clone, Copy)]
 struct Snapshot {
     cpu: Duration,
+    /// Of `cpu`, the threads that run Chairside: its runtime's, the store's, sqlx's.
+    product_cpu: Duration,
+    /// Every thread of this process now running, measured as `product_cpu` is.
+    threads_cpu: Duration,
     sqlite_cpu: Duration,
     sandbox_cpu: Duration,
     calls: u64,
@@ -478,13 +492,16 @@ struct Snapshot {
 impl Snapshot {
     /// Every instance's counters added up (they run in this process: its CPU is all of theirs).
     fn take(stacks: &[Stack], sandbox: &SandboxProcess) -> Self {
+        // sqlx runs each SQLite connection on a thread of its own; the store has one more.
+        let sqlite_cpu = SQLITE_THREADS
+            .iter()
+            .map(|prefix| proc::threads_cpu_time(prefix))
+            .sum();
         let mut snapshot = Self {
             cpu: proc::cpu_time("self").unwrap_or_default(),
-            // sqlx runs each SQLite connection on a thread of its own; the store has one more.
-            sqlite_cpu: SQLITE_THREADS
-                .iter()
-                .map(|prefix| proc::threads_cpu_time(prefix))
-                .sum(),
+            product_cpu: sqlite_cpu + proc::threads_cpu_time(PRODUCT_THREADS),
+            threads_cpu: proc::threads_cpu_time(""),
+            sqlite_cpu,
             sandbox_cpu: sandbox.cpu_time().unwrap_or_default(),
             calls: 0,
             nanos: 0,
@@ -539,6 +556,50 @@ fn sites_since(
 /// thread (`chairside_engine::store::sqlite`'s store thread).
 const SQLITE_THREADS: [&str; 2] = ["sqlx-sqlite-wor", "chairside-store"];
 
+/// The name of the threads of the runtime the measured instances run on ([`ProductRuntime`]).
+const PRODUCT_THREADS: &str = "chairside-rt";
+
+/// The runtime the measured instances run on (their HTTP surface, runner, pollers, dispatcher
+/// and the tasks of their HTTP clients), apart from the one running the benchmark's own work
+/// (seeding, the settle checks, the tallies): its threads are named [`PRODUCT_THREADS`], so
+/// their CPU is told apart from the harness's.
+struct ProductRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ProductRuntime {
+    fn new() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name(PRODUCT_THREADS)
+            // As `chairside` builds its own: one worker per CPU.
+            .worker_threads(std::thread::available_parallelism().map_or(1, usize::from))
+            // Idle blocking threads stay for the run, so no CPU leaves with an ended thread.
+            .thread_keep_alive(Duration::from_secs(3_600))
+            .enable_all()
+            .build()
+            .context("the instances' runtime")?;
+        Ok(Self {
+            runtime: Some(runtime),
+        })
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.runtime {
+            Some(rt) => rt.handle().clone(),
+            None => unreachable!("the runtime is only taken on drop"),
+        }
+    }
+}
+
+impl Drop for ProductRuntime {
+    fn drop(&mut self) {
+        // Dropped inside the harness's runtime, where blocking on its threads is not allowed.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// What polling the practice systems cost, kept apart from the workflows' own calls.
 #[derive(Debug, Default)]
 struct PollTally {
@@ -565,6 +626,7 @@ enum Until<'a> {
 /// `until` holds. Returns the poll tally, whether `until` held within `timeout`, and when the
 /// runner last had work.
 async fn drive(
+    on: &tokio::runtime::Handle,
     stacks: &[Stack],
     poll_every: Duration,
     until: Until<'_>,
@@ -591,21 +653,24 @@ async fn drive(
     for (runner, rt) in assigned {
         let tally = tally.clone();
         let mut stop_rx = stop_rx.clone();
-        pollers.spawn(async move {
-            loop {
-                let started = Instant::now();
-                let n = runner.poll_once(&rt).await;
-                tally.created.fetch_add(n, Ordering::Relaxed);
-                tally.polls.fetch_add(1, Ordering::Relaxed);
-                tally
-                    .nanos
-                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                tokio::select! {
-                    () = tokio::time::sleep(poll_every) => {}
-                    _ = stop_rx.changed() => break,
+        pollers.spawn_on(
+            async move {
+                loop {
+                    let started = Instant::now();
+                    let n = runner.poll_once(&rt).await;
+                    tally.created.fetch_add(n, Ordering::Relaxed);
+                    tally.polls.fetch_add(1, Ordering::Relaxed);
+                    tally
+                        .nanos
+                        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    tokio::select! {
+                        () = tokio::time::sleep(poll_every) => {}
+                        _ = stop_rx.changed() => break,
+                    }
                 }
-            }
-        });
+            },
+            on,
+        );
     }
     // Each instance's own loop: a continuous pool woken by the store, as `chairside run` drives it.
     let workers: Vec<_> = stacks
@@ -613,7 +678,7 @@ async fn drive(
         .map(|instance| {
             let runner = instance.runner.clone();
             let mut stop = stop_rx.clone();
-            tokio::spawn(async move {
+            on.spawn(async move {
                 runner
                     .work(async move {
                         let _ = stop.wait_for(|s| *s).await;
@@ -699,9 +764,27 @@ async fn run_profile(
     let mut options = world_options(args);
     let database = BenchDatabase::create(args).await?;
     options.postgres = database.url();
-    let fleet = Fleet::start(args.instances, surface, dir, &options, &sandbox).await?;
+    let product = ProductRuntime::new()?;
+    let fleet = {
+        let (instances, dir, urls, cfg) = (
+            args.instances,
+            dir.to_path_buf(),
+            sandbox.urls.clone(),
+            sandbox.config.clone(),
+        );
+        product
+            .handle()
+            .spawn(async move {
+                let fleet = Fleet::start(instances, surface, &dir, &options, &urls, &cfg).await?;
+                // The runner's HTTP clients keep their connections on the runtime that opened
+                // them: the first poll runs there too.
+                fleet.first().take_baseline().await?;
+                anyhow::Ok(fleet)
+            })
+            .await
+            .context("starting the instances")??
+    };
     let stack = fleet.first();
-    stack.take_baseline().await?;
 
     // Which practice and persona each plan gets, in turn; seeded one request per group.
     let mut groups: BTreeMap<(usize, usize), u32> = BTreeMap::new();
@@ -732,6 +815,7 @@ async fn run_profile(
         }
     }
     let (tally, settled_in_time, _) = drive(
+        &product.handle(),
         &fleet.stacks,
         Duration::from_millis(args.pms_poll_ms),
         Until::Settled {
@@ -816,6 +900,12 @@ async fn run_profile(
     let external_wait_ms = workflow_nanos as f64 / 1e6 / n;
     let o2l_mean_ms = mean_ms(&o2l);
     let cpu_ms = ms(after.cpu.saturating_sub(before.cpu));
+    let product_cpu_ms = ms(after.product_cpu.saturating_sub(before.product_cpu));
+    // The harness's threads (this runtime's, the main thread), measured as Chairside's are.
+    let harness_cpu_ms = ms(after
+        .threads_cpu
+        .saturating_sub(before.threads_cpu)
+        .saturating_sub(after.product_cpu.saturating_sub(before.product_cpu)));
     // Every poll commits its cursor, whether or not it found anything.
     let writes = (after.writes - before.writes).saturating_sub(poll_calls);
     let commits = (after.commits - before.commits).saturating_sub(poll_calls);
@@ -823,6 +913,7 @@ async fn run_profile(
 
     sandbox.stop().await;
     fleet.stop().await;
+    drop(product);
     Ok(RunFigures {
         profile,
         workflows: args.plans,
@@ -857,6 +948,13 @@ async fn run_profile(
             0.0
         } else {
             cpu_ms / calls as f64
+        },
+        chairside_cpu_ms: product_cpu_ms,
+        harness_cpu_ms,
+        chairside_cpu_per_external_call_ms: if calls == 0 {
+            0.0
+        } else {
+            product_cpu_ms / calls as f64
         },
         sqlite_cpu_ms: ms(after.sqlite_cpu.saturating_sub(before.sqlite_cpu)),
         sandbox_cpu_ms: ms(after.sandbox_cpu.saturating_sub(before.sandbox_cpu)),
@@ -894,7 +992,15 @@ async fn run_parked(
         postgres: database.url(),
         ..world_options(args)
     };
-    let fleet = Fleet::start(args.instances, surface, dir, &options, &sandbox).await?;
+    let fleet = Fleet::start(
+        args.instances,
+        surface,
+        dir,
+        &options,
+        &sandbox.urls,
+        &sandbox.config,
+    )
+    .await?;
     let stack = fleet.first();
     stack.take_baseline().await?;
     let db = dir.join("chairside.sqlite");
@@ -924,6 +1030,7 @@ async fn run_parked(
         turn += 1;
     }
     let (_, quiet_in_time, last_work) = drive(
+        &tokio::runtime::Handle::current(),
         &fleet.stacks,
         Duration::from_millis(args.pms_poll_ms),
         Until::Quiet(args.parked),
@@ -973,9 +1080,9 @@ impl Fleet {
         surface: Surface,
         dir: &Path,
         options: &WorldOptions,
-        sandbox: &SandboxProcess,
+        urls: &SandboxUrls,
+        cfg: &SandboxConfig,
     ) -> anyhow::Result<Self> {
-        let (urls, cfg) = (&sandbox.urls, &sandbox.config);
         if instances <= 1 {
             let stack = Stack::start(surface, dir, options, urls, cfg).await?;
             return Ok(Self {
@@ -1228,8 +1335,17 @@ mod proc {
         )
     }
 
+    /// Time thread (or process) `pid` ran on a CPU, in nanoseconds, from `/proc/{pid}/schedstat`
+    /// (its first field); `None` where the kernel keeps no scheduler statistics.
+    fn run_time(pid: &str) -> Option<Duration> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+        let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_nanos(nanos))
+    }
+
     /// CPU time of this process's threads whose name starts with `prefix` (a thread's name is cut
-    /// to 15 bytes). Threads that already ended are not counted.
+    /// to 15 bytes), to the nanosecond where the kernel keeps scheduler statistics (clock ticks,
+    /// 10 ms each, otherwise). Threads that already ended are not counted.
     pub(super) fn threads_cpu_time(prefix: &str) -> Duration {
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
             return Duration::ZERO;
@@ -1241,8 +1357,8 @@ mod proc {
                     .is_ok_and(|name| name.starts_with(prefix))
             })
             .filter_map(|task| {
-                let tid = task.file_name();
-                cpu_time(&format!("self/task/{}", tid.to_string_lossy()))
+                let task = format!("self/task/{}", task.file_name().to_string_lossy());
+                run_time(&task).or_else(|| cpu_time(&task))
             })
             .sum()
     }
@@ -1721,7 +1837,7 @@ fn print(report: &BenchReport, args: &BenchArgs) {
 /// The table's lines: one row per figure, one column per profile.
 fn table(report: &BenchReport) -> Vec<String> {
     type Cell = fn(&RunFigures) -> String;
-    let rows: [(&str, Cell); 25] = [
+    let rows: [(&str, Cell); 27] = [
         ("workflows (settled / as expected)", |r| {
             format!("{} ({} / {})", r.workflows, r.settled, r.as_expected)
         }),
@@ -1762,11 +1878,17 @@ fn table(report: &BenchReport) -> Vec<String> {
         ("steps per workflow", |r| {
             format!("{:.1}", r.steps as f64 / r.workflows.max(1) as f64)
         }),
-        ("CPU (user+sys) per workflow", |r| {
+        ("CPU (user+sys) per workflow, the whole process", |r| {
             format!("{:.2} ms", r.cpu_per_workflow_ms)
         }),
-        ("CPU per external call", |r| {
+        ("Chairside's CPU per external call", |r| {
+            format!("{:.3} ms", r.chairside_cpu_per_external_call_ms)
+        }),
+        ("the whole process's CPU per external call", |r| {
             format!("{:.3} ms", r.cpu_per_external_call_ms)
+        }),
+        ("CPU: Chairside's / the bench harness's", |r| {
+            format!("{:.0} / {:.0} ms", r.chairside_cpu_ms, r.harness_cpu_ms)
         }),
         ("CPU in all / sandbox's (separate process)", |r| {
             format!("{:.0} / {:.0} ms", r.cpu_ms, r.sandbox_cpu_ms)

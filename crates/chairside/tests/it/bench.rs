@@ -67,6 +67,21 @@ async fn the_benchmark_runs_end_to_end_and_its_counts_match_what_it_ran() {
     assert!(run.o2l_p50_ms > 0.0 && run.o2l_p50_ms <= run.o2l_p99_ms);
     assert!(run.elapsed_s > 0.0 && run.workflows_per_s > 0.0);
     assert!(run.cpu_ms > 0.0, "the process's CPU time is read");
+    // The instances run on their own runtime: its threads' CPU is Chairside's, beside the store's
+    // and sqlx's threads, and the harness's is counted apart.
+    assert!(
+        run.chairside_cpu_ms > run.sqlite_cpu_ms,
+        "the instances' runtime threads are counted as Chairside's: {} ms of which {} ms SQLite",
+        run.chairside_cpu_ms,
+        run.sqlite_cpu_ms
+    );
+    assert!(
+        run.harness_cpu_ms < run.chairside_cpu_ms,
+        "the harness's CPU ({} ms) is told apart from Chairside's ({} ms)",
+        run.harness_cpu_ms,
+        run.chairside_cpu_ms
+    );
+    assert!(run.chairside_cpu_per_external_call_ms > 0.0);
     assert!(run.peak_rss_mib > 0.0, "peak memory is read");
 
     let parked = report

@@ -16,7 +16,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::patient::ConsentState;
 use super::sealed::{
-    CONSENT_PHONE, EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, TASK_REASON, WORKFLOW_STATE,
+    CONSENT_PHONE, EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, TASK_REASON, open_state,
+    remember_state,
 };
 use super::{from_ms, ms};
 use crate::outbound::events::derive;
@@ -136,7 +137,7 @@ fn record_events(
         .prepare_cached("SELECT state FROM workflows WHERE id = ?1")?
         .query_row([id], |r| {
             // A stored state that no longer opens writes no event.
-            Ok(WORKFLOW_STATE.open_json(key, &[id], bytes(r, 0)?).ok())
+            Ok(open_state(key, id, bytes(r, 0)?).ok())
         })
         .optional()?
         .flatten();
@@ -234,7 +235,7 @@ pub(super) fn load(conn: &Connection, key: &Keyring, claim: &Claim, now_ms: i64)
             if epoch != claim.epoch || owner.as_deref() != Some(&claim.owner) {
                 return Ok(Err(StoreError::LeaseLost(claim.id.clone())));
             }
-            Ok(WORKFLOW_STATE.open_json(key, &[id], bytes(r, 0)?))
+            Ok(open_state(key, id, bytes(r, 0)?))
         })
         .optional()?;
     let state = state.ok_or_else(|| StoreError::LeaseLost(claim.id.clone()))??;
@@ -361,9 +362,7 @@ pub(super) fn park(
         // Staff hear of it as of any task: the task beside an unchanged state.
         let stored: Option<WorkflowState> = conn
             .prepare_cached("SELECT state FROM workflows WHERE id = ?1")?
-            .query_row([id], |r| {
-                Ok(WORKFLOW_STATE.open_json(key, &[id], bytes(r, 0)?).ok())
-            })?;
+            .query_row([id], |r| Ok(open_state(key, id, bytes(r, 0)?).ok()))?;
         if let Some(state) = stored {
             record_events(conn, key, id, &state, Some(task), from_ms(now_ms))?;
         }
@@ -502,6 +501,7 @@ pub(super) fn commit_step(conn: &Connection, key: &Keyring, step: &StepWrite) ->
         step.state.ledger_written_at.map(ms),
         id
     ])?;
+    remember_state(key, id, &step.sealed_state, &step.state);
     refresh_due(conn, id)?;
     let Some(next) = &step.next else {
         return Ok(AfterStep::Kept);
