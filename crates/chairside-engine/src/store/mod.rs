@@ -40,6 +40,7 @@ mod postgres;
 pub mod quarantine;
 mod report;
 mod schema;
+mod shared;
 mod sqlite;
 mod staff;
 mod workflow;

@@ -18,12 +18,11 @@
 //! The SQL is PostgreSQL's; the decisions (consent folding, lockouts, what a detection or a
 //! delivery outcome records) are the shared pure code both stores call.
 
+mod backend;
 mod delivery;
 mod detection;
 mod inbound;
-mod intake;
 mod links;
-mod logins;
 mod outbox;
 mod patient;
 mod patient_report;

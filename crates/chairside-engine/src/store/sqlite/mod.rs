@@ -1,12 +1,11 @@
 //! The embedded store: one SQLite file, WAL, `BEGIN IMMEDIATE` for every write transaction. One
 //! file per role implements that role's trait; the helpers they share live here.
 
+mod backend;
 mod delivery;
 mod detection;
 mod inbound;
-mod intake;
 mod links;
-mod logins;
 mod onehop;
 mod outbox;
 pub(super) mod patient;

@@ -1,0 +1,79 @@
+//! The PostgreSQL store as a [`Backend`] of the roles written once for both stores
+//! (`store/shared/`).
+
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use super::PostgresStore;
+use crate::store::Result;
+use crate::store::crypto::Keyring;
+use crate::store::shared::Backend;
+use crate::store::{NewWorkflow, SentChannel};
+use chairside_workflow::WorkflowId;
+use financing_core::PracticeId;
+
+impl Backend for PostgresStore {
+    type Db = Postgres;
+
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn key(&self) -> &Keyring {
+        &self.key
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        PostgresStore::begin(self).await
+    }
+
+    #[track_caller]
+    fn finish(
+        &self,
+        tx: Transaction<'static, Postgres>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        PostgresStore::finish(self, tx)
+    }
+
+    #[track_caller]
+    fn finish_due(
+        &self,
+        tx: Transaction<'static, Postgres>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        PostgresStore::finish_due(self, tx)
+    }
+
+    async fn lock_name(conn: &mut PgConnection, name: &str) -> Result<()> {
+        super::lock_name(conn, name).await
+    }
+
+    async fn insert_audit(
+        &self,
+        conn: &mut PgConnection,
+        id: &str,
+        actor: &str,
+        kind: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        super::insert_audit(conn, &self.key, id, actor, kind, detail, now_ms).await
+    }
+
+    async fn record_sent(conn: &mut PgConnection, sent: &SentChannel, now_ms: i64) -> Result<()> {
+        super::delivery::record_sent(conn, sent, now_ms).await
+    }
+
+    async fn insert_new(
+        &self,
+        conn: &mut PgConnection,
+        practice: &PracticeId,
+        source: &str,
+        new: NewWorkflow,
+        now_ms: i64,
+    ) -> Result<Option<WorkflowId>> {
+        PostgresStore::insert_new(self, conn, practice, source, new, now_ms).await
+    }
+}

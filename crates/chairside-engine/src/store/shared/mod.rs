@@ -1,0 +1,122 @@
+//! The store roles written once for both backends.
+//!
+//! A role whose logic is the same on SQLite and PostgreSQL (the statements, the decisions between
+//! them, sealing, row decoding, the audit lines) is implemented here, once, for every store that
+//! is a [`Backend`]: `impl<S: Backend> XStore for S`. The statements use `$1`-style placeholders,
+//! which both of sqlx's drivers accept (SQLite takes `$NNN` as the NNN-th argument), and SQL both
+//! dialects read. What truly differs per backend stays in the backend's files: how a transaction
+//! begins and commits, the row locks PostgreSQL takes where SQLite's `BEGIN IMMEDIATE` already
+//! serializes writers ([`Backend::lock_name`], [`Backend::FOR_UPDATE`]), and the few statements
+//! whose text differs (a role's own small trait, such as [`intake::IntakeSql`]).
+//!
+//! The `where` clause of each role's impl names what the role's statements bind and decode; both
+//! backends meet it, and the compiler checks each statement's types against it.
+
+use std::future::Future;
+
+use financing_core::PracticeId;
+use sqlx::{Database, Pool, Transaction};
+
+use super::crypto::Keyring;
+use super::{NewWorkflow, Result, SentChannel};
+use chairside_workflow::WorkflowId;
+
+mod intake;
+mod logins;
+
+/// A backend's connection, as its transactions dereference to.
+pub(in crate::store) type Conn<S> = <<S as Backend>::Db as Database>::Connection;
+
+/// What the shared roles need of a backend: its pool, its key, its transactions and its locks.
+/// Implemented by [`SqliteStore`](super::SqliteStore) and [`PostgresStore`](super::PostgresStore)
+/// in their `backend.rs`.
+pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
+    /// The sqlx database.
+    type Db: Database;
+
+    /// `" FOR UPDATE"` on PostgreSQL, where a read-then-write locks the rows it read; empty on
+    /// SQLite, whose `BEGIN IMMEDIATE` transactions already run one at a time.
+    const FOR_UPDATE: &'static str;
+
+    /// `" FOR UPDATE SKIP LOCKED"` on PostgreSQL, where instances claim disjoint rows at once;
+    /// empty on SQLite.
+    const SKIP_LOCKED: &'static str;
+
+    /// The pool, for reads outside a transaction.
+    fn pool(&self) -> &Pool<Self::Db>;
+
+    /// The key sealed columns are sealed with.
+    fn key(&self) -> &Keyring;
+
+    /// Begins a write transaction.
+    fn begin(&self) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
+
+    /// Commits `tx`, counted at the caller's line.
+    #[track_caller]
+    fn finish(
+        &self,
+        tx: Transaction<'static, Self::Db>,
+    ) -> impl Future<Output = Result<()>> + Send + '_;
+
+    /// Commits a transaction that made work due, and wakes the runners.
+    #[track_caller]
+    fn finish_due(
+        &self,
+        tx: Transaction<'static, Self::Db>,
+    ) -> impl Future<Output = Result<()>> + Send + '_;
+
+    /// Serializes the transactions that decide on `name` (a login subject, a practice's poller)
+    /// across instances until `conn`'s transaction ends: a transaction-scoped advisory lock on
+    /// PostgreSQL, nothing on SQLite.
+    fn lock_name<'c>(
+        conn: &'c mut <Self::Db as Database>::Connection,
+        name: &'c str,
+    ) -> impl Future<Output = Result<()>> + Send + 'c;
+
+    /// Appends a line to a workflow's (or an intake's) audit trail, its detail sealed.
+    fn insert_audit<'c>(
+        &'c self,
+        conn: &'c mut Conn<Self>,
+        id: &'c str,
+        actor: &'c str,
+        kind: &'c str,
+        detail: &'c str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send + 'c;
+
+    /// Journals a message channel that went out as `sent`.
+    fn record_sent<'c>(
+        conn: &'c mut Conn<Self>,
+        sent: &'c SentChannel,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send + 'c;
+
+    /// Creates a workflow with its first command, unless its plan revision is known: its id,
+    /// or `None`.
+    fn insert_new<'c>(
+        &'c self,
+        conn: &'c mut Conn<Self>,
+        practice: &'c PracticeId,
+        source: &'c str,
+        new: NewWorkflow,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<WorkflowId>>> + Send + 'c;
+}
+
+/// The rows a statement changed, for either backend's result.
+pub trait Affected {
+    /// How many rows the statement changed.
+    fn affected(&self) -> u64;
+}
+
+impl Affected for sqlx::sqlite::SqliteQueryResult {
+    fn affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl Affected for sqlx::postgres::PgQueryResult {
+    fn affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}

@@ -1,0 +1,85 @@
+//! The SQLite store as a [`Backend`] of the roles written once for both stores
+//! (`store/shared/`).
+
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use super::SqliteStore;
+use crate::store::Result;
+use crate::store::crypto::Keyring;
+use crate::store::shared::Backend;
+use crate::store::{NewWorkflow, SentChannel};
+use chairside_workflow::WorkflowId;
+use financing_core::PracticeId;
+
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+
+    // `BEGIN IMMEDIATE` takes the write lock up front: nothing else to lock.
+    const SKIP_LOCKED: &'static str = "";
+
+    const FOR_UPDATE: &'static str = "";
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn key(&self) -> &Keyring {
+        &self.key
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        SqliteStore::begin(self).await
+    }
+
+    #[track_caller]
+    fn finish(
+        &self,
+        tx: Transaction<'static, Sqlite>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        SqliteStore::finish(self, tx)
+    }
+
+    #[track_caller]
+    fn finish_due(
+        &self,
+        tx: Transaction<'static, Sqlite>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        SqliteStore::finish_due(self, tx)
+    }
+
+    async fn lock_name(_conn: &mut SqliteConnection, _name: &str) -> Result<()> {
+        // One writer at a time: the transaction already holds the database's write lock.
+        Ok(())
+    }
+
+    async fn insert_audit(
+        &self,
+        conn: &mut SqliteConnection,
+        id: &str,
+        actor: &str,
+        kind: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        super::insert_audit(conn, &self.key, id, actor, kind, detail, now_ms).await
+    }
+
+    async fn record_sent(
+        conn: &mut SqliteConnection,
+        sent: &SentChannel,
+        now_ms: i64,
+    ) -> Result<()> {
+        super::delivery::record_sent(conn, sent, now_ms).await
+    }
+
+    async fn insert_new(
+        &self,
+        conn: &mut SqliteConnection,
+        practice: &PracticeId,
+        source: &str,
+        new: NewWorkflow,
+        now_ms: i64,
+    ) -> Result<Option<WorkflowId>> {
+        SqliteStore::insert_new(self, conn, practice, source, new, now_ms).await
+    }
+}
