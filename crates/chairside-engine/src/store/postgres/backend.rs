@@ -4,15 +4,19 @@
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::PostgresStore;
+use crate::outbound::events::OutboundEvent;
 use crate::store::Result;
 use crate::store::crypto::Keyring;
 use crate::store::shared::Backend;
-use crate::store::{NewWorkflow, SentChannel};
-use chairside_workflow::WorkflowId;
+use crate::store::{Claim, NewWorkflow, SentChannel};
+use chairside_workflow::{StaffTask, WorkflowId, WorkflowState};
+use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 
 impl Backend for PostgresStore {
     type Db = Postgres;
+
+    type TaskEvents = Vec<OutboundEvent>;
 
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
 
@@ -75,5 +79,32 @@ impl Backend for PostgresStore {
         now_ms: i64,
     ) -> Result<Option<WorkflowId>> {
         PostgresStore::insert_new(self, conn, practice, source, new, now_ms).await
+    }
+
+    async fn next_id(conn: &mut PgConnection, table: &'static str) -> Result<i64> {
+        super::next_id(conn, table).await
+    }
+
+    async fn task_events(
+        conn: &mut PgConnection,
+        id: &str,
+        state: &WorkflowState,
+        task: &StaffTask,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboundEvent>> {
+        super::outbox::task_events(conn, id, state, task, now).await
+    }
+
+    async fn insert_task_events(
+        conn: &mut PgConnection,
+        id: &str,
+        events: Vec<OutboundEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        super::outbox::insert_events(conn, id, events, now).await
+    }
+
+    async fn check_lease(&self, conn: &mut PgConnection, claim: &Claim, now_ms: i64) -> Result<()> {
+        super::check_lease(conn, claim, now_ms).await
     }
 }

@@ -25,7 +25,6 @@ mod inbound;
 mod links;
 mod outbox;
 mod patient;
-mod patient_report;
 mod poller;
 mod quarantine;
 mod report;

@@ -14,15 +14,17 @@
 
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 use sqlx::{Database, Pool, Transaction};
 
 use super::crypto::Keyring;
-use super::{NewWorkflow, Result, SentChannel};
-use chairside_workflow::WorkflowId;
+use super::{Claim, NewWorkflow, Result, SentChannel};
+use chairside_workflow::{StaffTask, WorkflowId, WorkflowState};
 
 mod intake;
 mod logins;
+mod patient_report;
 
 /// A backend's connection, as its transactions dereference to.
 pub(in crate::store) type Conn<S> = <<S as Backend>::Db as Database>::Connection;
@@ -41,6 +43,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// `" FOR UPDATE SKIP LOCKED"` on PostgreSQL, where instances claim disjoint rows at once;
     /// empty on SQLite.
     const SKIP_LOCKED: &'static str;
+
+    /// The outbound events a staff task raised, between [`Backend::task_events`] and
+    /// [`Backend::insert_task_events`].
+    type TaskEvents: Send;
 
     /// The pool, for reads outside a transaction.
     fn pool(&self) -> &Pool<Self::Db>;
@@ -101,6 +107,44 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         new: NewWorkflow,
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<WorkflowId>>> + Send + 'c;
+
+    /// The id the next row of `table` gets, so its sealed column can be bound to it before the
+    /// insert.
+    fn next_id<'c>(
+        conn: &'c mut Conn<Self>,
+        table: &'static str,
+    ) -> impl Future<Output = Result<i64>> + Send + 'c;
+
+    /// Records the outbound events that `task`, raised on workflow `id` in `state`, makes. What
+    /// it returns goes to [`Backend::insert_task_events`] last before the commit: SQLite inserts
+    /// the events at once (its single writer commits them in id order anyway) and returns
+    /// nothing; PostgreSQL returns them, to insert under its event-order lock with nothing but
+    /// the commit after it (`postgres/outbox.rs`).
+    fn task_events<'c>(
+        conn: &'c mut Conn<Self>,
+        id: &'c str,
+        state: &'c WorkflowState,
+        task: &'c StaffTask,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Self::TaskEvents>> + Send + 'c;
+
+    /// Inserts what [`Backend::task_events`] left; the caller commits right after.
+    fn insert_task_events<'c>(
+        conn: &'c mut Conn<Self>,
+        id: &'c str,
+        events: Self::TaskEvents,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send + 'c;
+
+    /// Refuses ([`StoreError::LeaseLost`](super::StoreError::LeaseLost)) unless `claim` still
+    /// holds its workflow's lease at `now_ms`; on PostgreSQL, locks the workflow's row until the
+    /// transaction ends.
+    fn check_lease<'c>(
+        &'c self,
+        conn: &'c mut Conn<Self>,
+        claim: &'c Claim,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send + 'c;
 }
 
 /// The rows a statement changed, for either backend's result.

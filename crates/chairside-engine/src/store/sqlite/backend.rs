@@ -7,14 +7,18 @@ use super::SqliteStore;
 use crate::store::Result;
 use crate::store::crypto::Keyring;
 use crate::store::shared::Backend;
-use crate::store::{NewWorkflow, SentChannel};
-use chairside_workflow::WorkflowId;
+use crate::store::{Claim, NewWorkflow, SentChannel};
+use chairside_workflow::{StaffTask, WorkflowId, WorkflowState};
+use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 
 impl Backend for SqliteStore {
     type Db = Sqlite;
 
     // `BEGIN IMMEDIATE` takes the write lock up front: nothing else to lock.
+    // Inserted at once by `task_events`.
+    type TaskEvents = ();
+
     const SKIP_LOCKED: &'static str = "";
 
     const FOR_UPDATE: &'static str = "";
@@ -81,5 +85,32 @@ impl Backend for SqliteStore {
         now_ms: i64,
     ) -> Result<Option<WorkflowId>> {
         SqliteStore::insert_new(self, conn, practice, source, new, now_ms).await
+    }
+
+    async fn next_id(conn: &mut SqliteConnection, table: &'static str) -> Result<i64> {
+        super::sealed::next_id(conn, table).await
+    }
+
+    async fn task_events(
+        conn: &mut SqliteConnection,
+        id: &str,
+        state: &WorkflowState,
+        task: &StaffTask,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        super::outbox::record_task_event(conn, id, state, task, now).await
+    }
+
+    async fn insert_task_events(
+        _conn: &mut SqliteConnection,
+        _id: &str,
+        (): (),
+        _now: DateTime<Utc>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    async fn check_lease(&self, conn: &mut SqliteConnection, claim: &Claim, now_ms: i64) -> Result<()> {
+        super::check_lease(conn, claim, now_ms).await
     }
 }

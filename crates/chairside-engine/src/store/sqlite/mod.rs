@@ -9,7 +9,6 @@ mod links;
 mod onehop;
 mod outbox;
 pub(super) mod patient;
-mod patient_report;
 mod poller;
 mod quarantine;
 mod report;
