@@ -26,7 +26,6 @@ mod links;
 mod outbox;
 mod patient;
 mod poller;
-mod quarantine;
 mod report;
 mod schema;
 mod sealed;

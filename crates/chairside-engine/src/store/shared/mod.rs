@@ -25,6 +25,7 @@ use chairside_workflow::{StaffTask, WorkflowId, WorkflowState};
 mod intake;
 mod logins;
 mod patient_report;
+mod quarantine;
 
 /// A backend's connection, as its transactions dereference to.
 pub(in crate::store) type Conn<S> = <<S as Backend>::Db as Database>::Connection;

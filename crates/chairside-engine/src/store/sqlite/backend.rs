@@ -110,7 +110,12 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
-    async fn check_lease(&self, conn: &mut SqliteConnection, claim: &Claim, now_ms: i64) -> Result<()> {
+    async fn check_lease(
+        &self,
+        conn: &mut SqliteConnection,
+        claim: &Claim,
+        now_ms: i64,
+    ) -> Result<()> {
         super::check_lease(conn, claim, now_ms).await
     }
 }

@@ -10,7 +10,6 @@ mod onehop;
 mod outbox;
 pub(super) mod patient;
 mod poller;
-mod quarantine;
 mod report;
 mod schema;
 pub(super) mod sealed;
