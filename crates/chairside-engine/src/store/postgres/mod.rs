@@ -25,11 +25,8 @@ mod inbound;
 mod links;
 mod outbox;
 mod patient;
-mod poller;
-mod report;
 mod schema;
 mod sealed;
-mod staff;
 mod workflow;
 
 use std::str::FromStr;
@@ -44,7 +41,7 @@ use super::crypto::Keyring;
 use super::sqlite::sealed::{
     EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, TASK_REASON, WORKFLOW_STATE,
 };
-use super::sqlite::{WORKFLOW_COLUMNS, from_ms, ms, task_kind};
+use super::sqlite::{from_ms, ms};
 use super::{Claim, Durability, Result, StoreError, WorkflowRow};
 use chairside_workflow::{Command, Event, WorkflowState};
 

@@ -19,13 +19,17 @@ use financing_core::PracticeId;
 use sqlx::{Database, Pool, Transaction};
 
 use super::crypto::Keyring;
-use super::{Claim, NewWorkflow, Result, SentChannel};
-use chairside_workflow::{StaffTask, WorkflowId, WorkflowState};
+use super::detection::DetectionBatch;
+use super::{Claim, NewWorkflow, Result, SentChannel, WorkflowRow};
+use chairside_workflow::{Event, StaffTask, WorkflowId, WorkflowState};
 
 mod intake;
 mod logins;
 mod patient_report;
+mod poller;
 mod quarantine;
+mod report;
+mod staff;
 
 /// A backend's connection, as its transactions dereference to.
 pub(in crate::store) type Conn<S> = <<S as Backend>::Db as Database>::Connection;
@@ -146,6 +150,39 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         claim: &'c Claim,
         now_ms: i64,
     ) -> impl Future<Output = Result<()>> + Send + 'c;
+
+    /// Queues `event` from `source` in a workflow's inbox, sealed, and makes the workflow due.
+    fn insert_inbox<'c>(
+        &'c self,
+        conn: &'c mut Conn<Self>,
+        id: &'c str,
+        source: &'c str,
+        event: &'c Event,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send + 'c;
+
+    /// Revokes a workflow's patient links (the next generation); returns it.
+    fn revoke_links<'c>(
+        conn: &'c mut Conn<Self>,
+        id: &'c str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<u64>> + Send + 'c;
+
+    /// A workflow's row (selected with `WORKFLOW_COLUMNS`), its state unsealed.
+    fn workflow_row(&self, row: &<Self::Db as Database>::Row) -> Result<WorkflowRow>;
+
+    /// Counts the rows a listing skipped because they do not decode.
+    fn skipped(&self) -> &std::sync::atomic::AtomicU64;
+
+    /// Writes a poll's detections (new workflows, events for known ones, the cursor).
+    fn write_detection<'c>(
+        &'c self,
+        conn: &'c mut Conn<Self>,
+        practice: &'c PracticeId,
+        source: &'c str,
+        batch: DetectionBatch,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<WorkflowId>>> + Send + 'c;
 }
 
 /// The rows a statement changed, for either backend's result.

@@ -7,8 +7,11 @@ use super::SqliteStore;
 use crate::store::Result;
 use crate::store::crypto::Keyring;
 use crate::store::shared::Backend;
-use crate::store::{Claim, NewWorkflow, SentChannel};
-use chairside_workflow::{StaffTask, WorkflowId, WorkflowState};
+use std::sync::atomic::AtomicU64;
+
+use crate::store::detection::DetectionBatch;
+use crate::store::{Claim, NewWorkflow, SentChannel, WorkflowRow};
+use chairside_workflow::{Event, StaffTask, WorkflowId, WorkflowState};
 use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 
@@ -117,5 +120,39 @@ impl Backend for SqliteStore {
         now_ms: i64,
     ) -> Result<()> {
         super::check_lease(conn, claim, now_ms).await
+    }
+
+    async fn insert_inbox(
+        &self,
+        conn: &mut SqliteConnection,
+        id: &str,
+        source: &str,
+        event: &Event,
+        now_ms: i64,
+    ) -> Result<()> {
+        super::insert_inbox(conn, &self.key, id, source, event, now_ms).await
+    }
+
+    async fn revoke_links(conn: &mut SqliteConnection, id: &str, now_ms: i64) -> Result<u64> {
+        super::links::revoke_in(conn, id, now_ms).await
+    }
+
+    fn workflow_row(&self, row: &sqlx::sqlite::SqliteRow) -> Result<WorkflowRow> {
+        super::row_to_workflow(&self.key, row)
+    }
+
+    fn skipped(&self) -> &AtomicU64 {
+        &self.skipped
+    }
+
+    async fn write_detection(
+        &self,
+        conn: &mut SqliteConnection,
+        practice: &PracticeId,
+        source: &str,
+        batch: DetectionBatch,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WorkflowId>> {
+        SqliteStore::write_detection(self, conn, practice, source, batch, now).await
     }
 }

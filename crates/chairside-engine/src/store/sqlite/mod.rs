@@ -9,11 +9,8 @@ mod links;
 mod onehop;
 mod outbox;
 pub(super) mod patient;
-mod poller;
-mod report;
 mod schema;
 pub(super) mod sealed;
-mod staff;
 mod thread;
 mod workflow;
 
