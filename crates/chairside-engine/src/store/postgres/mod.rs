@@ -1,5 +1,7 @@
-//! The PostgreSQL store: the same roles as the SQLite store, one file per role mirroring
-//! `store/sqlite/`, for several instances on one database.
+//! The PostgreSQL store: the same roles as the SQLite store, for several instances on one
+//! database. The roles whose SQL is the same on both are written once in `store/shared/`
+//! (`backend.rs` gives them this store's transactions and locks); the others have one file here
+//! mirroring `store/sqlite/`.
 //!
 //! What differs from SQLite, and why:
 //! - Writers run concurrently (READ COMMITTED), not one at a time under `BEGIN IMMEDIATE`. Every

@@ -1,5 +1,7 @@
 //! The embedded store: one SQLite file, WAL, `BEGIN IMMEDIATE` for every write transaction. One
-//! file per role implements that role's trait; the helpers they share live here.
+//! file per role implements that role's trait, except the roles written once for both stores in
+//! `store/shared/` (`backend.rs` gives them this store's transactions); the helpers they share
+//! live here.
 
 mod backend;
 mod delivery;
