@@ -31,7 +31,9 @@ use chairside_workflow::{WorkflowKey, WorkflowState};
 use crate::ports::{ExternalError, PlanChanges, PlanState, PlanSummary};
 use crate::runner::{PracticeRuntime, Runner, RunnerError};
 use crate::store::NewWorkflow;
-use crate::store::detection::{DetectionBatch, NewDetectionTask, PendingPlan, Withdrawal};
+use crate::store::detection::{
+    DetectionBatch, DetectionKind, NewDetectionTask, PendingPlan, Withdrawal,
+};
 use crate::store::poller::PollerLease;
 
 /// Where a new install starts.
@@ -290,6 +292,7 @@ impl Runner {
             );
             tracing::warn!(practice = %rt.profile.id, source = rt.pms.source(), plan, field = u.field, "a plan record could not be read; staff task opened, detection goes on");
             batch.tasks.push(NewDetectionTask {
+                kind: DetectionKind::UnreadableRecord,
                 plan_id: plan,
                 marker: u.marker.clone(),
                 field: u.field.clone(),
@@ -312,9 +315,10 @@ impl Runner {
         let started = Instant::now();
         let read = rt.pms.plan(summary).await;
         self.count_call(started);
-        let task = |field: String, problem: String| {
+        let task = |kind: DetectionKind, field: String, problem: String| {
             tracing::warn!(practice = %rt.profile.id, source = rt.pms.source(), plan = %summary.plan_id, field, "plan not started; staff task opened");
             Outcome::Task(NewDetectionTask {
+                kind,
                 plan_id: summary.plan_id.to_string(),
                 marker: summary.revision.clone(),
                 field,
@@ -325,6 +329,7 @@ impl Runner {
             Ok(plan) => plan,
             Err(e) if e.kind() == ErrorKind::Permanent => {
                 return task(
+                    DetectionKind::UnreadablePlan,
                     describe(&e),
                     "the plan's details could not be read; correct them in the practice system"
                         .into(),
@@ -348,6 +353,7 @@ impl Runner {
                         last_error: e.kind().label().to_owned(),
                     }),
                     None => task(
+                        DetectionKind::PlanNotLoading,
                         describe(&e),
                         format!(
                             "the plan's details failed to load {attempt} times in a row; check the \
@@ -364,7 +370,11 @@ impl Runner {
             &summary.patient_id,
             &self.detection.limits,
         ) {
-            return task(problem.field, problem.problem.to_owned());
+            return task(
+                DetectionKind::PlanCheck,
+                problem.field,
+                problem.problem.to_owned(),
+            );
         }
         let key = WorkflowKey {
             practice_id: rt.profile.id.clone(),
@@ -463,6 +473,7 @@ impl Runner {
                     // A backfilled plan is in the baseline, which the poller does not retry:
                     // staff run the backfill again.
                     Outcome::Retry(pending) => batch.tasks.push(NewDetectionTask {
+                        kind: DetectionKind::PlanNotLoading,
                         plan_id: pending.summary.plan_id.to_string(),
                         marker: pending.summary.revision.clone(),
                         field: pending.last_error,

@@ -193,7 +193,7 @@ mod tests {
 
     #[tokio::test]
     async fn detection_health_shows_on_readyz_the_metrics_and_the_dashboard() {
-        use chairside_engine::store::detection::{DetectionBatch, NewDetectionTask};
+        use chairside_engine::store::detection::{DetectionBatch, DetectionKind, NewDetectionTask};
         // Arrange: practice "smile": its feed failed three times; "other": a good poll with one
         // record it could not read.
         let kit = Kit::new().await;
@@ -211,6 +211,7 @@ mod tests {
         let batch = DetectionBatch {
             cursor: "c1".into(),
             tasks: vec![NewDetectionTask {
+                kind: DetectionKind::UnreadableRecord,
                 plan_id: "963".into(),
                 marker: "2026-06-02T09:00:00".into(),
                 field: "proctp row 1, field FeeAmt: malformed money".into(),

@@ -46,11 +46,15 @@ pub enum EventType {
     /// A financed case has its treatment date (`case.scheduled`): the lab is told.
     #[serde(rename = "case.scheduled")]
     CaseScheduled,
+    /// A plan could not be started (unreadable, failing a check, edited after financing was
+    /// done): a detection task for staff, before any workflow exists (`plan.needs_staff`).
+    #[serde(rename = "plan.needs_staff")]
+    PlanNeedsStaff,
 }
 
 impl EventType {
     /// Every type, in the order a workflow usually meets them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::WorkflowStarted,
         Self::FinancingDecided,
         Self::NeedsStaff,
@@ -59,6 +63,7 @@ impl EventType {
         Self::NoteWritten,
         Self::WorkflowCancelled,
         Self::CaseScheduled,
+        Self::PlanNeedsStaff,
     ];
 
     /// The label, as in the payload's `type`.
@@ -72,6 +77,7 @@ impl EventType {
             Self::NoteWritten => "note.written",
             Self::WorkflowCancelled => "workflow.cancelled",
             Self::CaseScheduled => "case.scheduled",
+            Self::PlanNeedsStaff => "plan.needs_staff",
         }
     }
 
@@ -102,16 +108,18 @@ pub enum FinancingOutcome {
 /// The `data` of an event: ids and states, nothing about the patient.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventData {
-    /// Chairside's workflow id.
+    /// Chairside's workflow id; absent from `plan.needs_staff` (no workflow exists yet).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub workflow_id: String,
     /// The practice.
     pub practice_id: String,
     /// The treatment plan's id in the practice system.
     pub plan_id: String,
-    /// The plan's revision.
+    /// The plan's revision (`plan.needs_staff`: the version of the record the task is about).
     pub revision: String,
     /// The workflow's status after the change (`active`, `waiting_on_staff`, `done`,
-    /// `cancelled`).
+    /// `cancelled`); absent from `plan.needs_staff`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub status: String,
     /// `financing.decided`: how financing ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,9 +127,16 @@ pub struct EventData {
     /// `financing.decided` when financed: the lender's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lender: Option<String>,
-    /// `workflow.needs_staff`: the task's kind (`no_financing`, `patient_quiet`, ...).
+    /// `workflow.needs_staff`: the task's kind (`no_financing`, `patient_quiet`, ...);
+    /// `plan.needs_staff`: the problem's kind (`unreadable_record`, `plan_check`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
+    /// `plan.needs_staff`: the practice system (`dentrix`, `nexhealth`, `opendental`, `intake`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `plan.needs_staff`: the detection task's id (the dashboard's detection section lists it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection_task: Option<i64>,
     /// `payment.received`: Stripe's id of the payment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<String>,
@@ -168,6 +183,8 @@ impl OutboundEvent {
                 outcome: None,
                 lender: None,
                 task: None,
+                source: None,
+                detection_task: None,
                 payment_id: None,
             },
         }
@@ -216,6 +233,56 @@ pub fn event_id(workflow_id: &str, key: &str) -> String {
     h.update([0]);
     h.update(key.as_bytes());
     format!("evt_{}", &hex::encode(h.finalize())[..24])
+}
+
+/// A detection task just opened, as [`plan_needs_staff`] reads it: ids and the problem's kind.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanTask<'a> {
+    /// The practice.
+    pub practice_id: &'a str,
+    /// The practice system.
+    pub source: &'a str,
+    /// The plan's id in the practice system (or what stands for it when it could not be read).
+    pub plan_id: &'a str,
+    /// The record's version.
+    pub marker: &'a str,
+    /// The field path (in the event's id only, not in its data).
+    pub field: &'a str,
+    /// The problem's kind (a `DetectionKind` label).
+    pub kind: &'a str,
+    /// The detection task's row id.
+    pub row: i64,
+}
+
+/// The `plan.needs_staff` event of a detection task. Pure. Its id is derived from the practice,
+/// the practice system, the plan, the record's version and the field (the task's own identity),
+/// so the same task always has the same event id.
+pub fn plan_needs_staff(task: PlanTask<'_>, at: DateTime<Utc>) -> OutboundEvent {
+    let id = event_id(
+        &format!(
+            "plan\0{}\0{}\0{}",
+            task.practice_id, task.source, task.plan_id
+        ),
+        &format!("task\0{}\0{}", task.marker, task.field),
+    );
+    OutboundEvent {
+        id,
+        kind: EventType::PlanNeedsStaff,
+        at,
+        data: EventData {
+            workflow_id: String::new(),
+            practice_id: task.practice_id.to_owned(),
+            plan_id: task.plan_id.to_owned(),
+            revision: task.marker.to_owned(),
+            status: String::new(),
+            outcome: None,
+            lender: None,
+            task: Some(task.kind.to_owned()),
+            source: Some(task.source.to_owned()),
+            detection_task: Some(task.row),
+            payment_id: None,
+        },
+    }
 }
 
 /// The events of one committed step: what changed from `before` to `after`. `raised` is the staff

@@ -39,6 +39,7 @@ use url::Url;
 
 use super::events::{EventType, OutboundEvent};
 use super::{DeliveryError, Subscriber};
+use crate::store::detection::{DetectionKind, DetectionTask};
 use crate::store::outbox::{Digest, StoredEvent};
 use crate::store::{DeliveryStore, SendRecord, Store};
 use chairside_workflow::{TaskKind, WorkflowState};
@@ -281,6 +282,97 @@ pub fn alert_reason_in(state: &WorkflowState, task: &str, lang: Language) -> Str
     }
 }
 
+/// A detection kind in English and Spanish: its name, what happened, and what to do (staff
+/// fix the plan in the practice system; Chairside reads it again on its own; the task is
+/// dismissed on the dashboard). Exhaustive, so a new kind cannot ship without both languages.
+fn detection_words(
+    kind: DetectionKind,
+    lang: Language,
+) -> (&'static str, &'static str, &'static str) {
+    const FIX_EN: &str = "Open the plan in the practice system and correct that field; Chairside \
+                          reads the plan again on its own when it changes there. Dismiss the task \
+                          on the dashboard once it is fixed.";
+    const FIX_ES: &str = "Abra el plan en el sistema del consultorio y corrija ese campo; \
+                          Chairside vuelve a leer el plan por sí solo cuando cambia allí. Descarte \
+                          la tarea en el panel cuando esté corregida.";
+    match (kind, lang) {
+        (DetectionKind::UnreadableRecord, Language::Es) => (
+            "registro ilegible",
+            "el registro del plan en el sistema del consultorio no se pudo leer",
+            FIX_ES,
+        ),
+        (DetectionKind::UnreadableRecord, _) => (
+            "unreadable record",
+            "the practice system's record of the plan could not be read",
+            FIX_EN,
+        ),
+        (DetectionKind::UnreadablePlan, Language::Es) => (
+            "plan ilegible",
+            "los detalles del plan no se pudieron leer",
+            FIX_ES,
+        ),
+        (DetectionKind::UnreadablePlan, _) => (
+            "unreadable plan",
+            "the plan's details could not be read",
+            FIX_EN,
+        ),
+        (DetectionKind::PlanCheck, Language::Es) => (
+            "plan con errores",
+            "el plan no pasó una verificación (otro plan u otro paciente, un monto negativo o \
+             por encima del límite, demasiados procedimientos)",
+            FIX_ES,
+        ),
+        (DetectionKind::PlanCheck, _) => ("plan check", "the plan failed a check", FIX_EN),
+        (DetectionKind::PlanNotLoading, Language::Es) => (
+            "plan que no carga",
+            "los detalles del plan no cargaron varias veces seguidas",
+            "Verifique que el plan abra en el sistema del consultorio; Chairside lo vuelve a leer \
+             por sí solo cuando cambia allí (después de una carga inicial, vuelva a ejecutarla). \
+             Descarte la tarea en el panel cuando esté resuelta.",
+        ),
+        (DetectionKind::PlanNotLoading, _) => (
+            "plan not loading",
+            "the plan's details failed to load several times in a row",
+            "Check that the plan opens in the practice system; Chairside reads it again on its \
+             own when it changes there (after a backfill, run the backfill again). Dismiss the \
+             task on the dashboard once it is handled.",
+        ),
+        (DetectionKind::EditedAfterDone, Language::Es) => (
+            "plan modificado",
+            "lo financiado cambió después de completar el financiamiento; no se canceló ni se \
+             reinició nada",
+            "Revise el plan con el paciente y luego descarte la tarea en el panel.",
+        ),
+        (DetectionKind::EditedAfterDone, _) => (
+            "edited after financing",
+            "what is financed changed after financing was completed; nothing was cancelled or \
+             restarted",
+            "Review the plan with the patient, then dismiss the task on the dashboard.",
+        ),
+    }
+}
+
+/// The alert for a detection task (a plan that could not be started, before any workflow) in
+/// the staff's language: the plan, the practice system, the field path (never a value), what
+/// happened and what to do. English adds the task's own description (it names no value); Spanish
+/// keeps to its own words. Pure.
+pub fn detection_reason_in(task: &DetectionTask, lang: Language) -> String {
+    let (name, what, todo) = detection_words(task.task.kind, lang);
+    match lang {
+        Language::Es => format!(
+            "plan {} ({name}, {}, campo {}): {what}. {todo}",
+            task.task.plan_id, task.source, task.task.field
+        ),
+        _ => format!(
+            "plan {} ({name}, {}, field {}): {what}: {}. {todo}",
+            task.task.plan_id,
+            task.source,
+            task.task.field,
+            task.task.problem.trim_end_matches('.')
+        ),
+    }
+}
+
 /// What the lead's delivery does with its alert. See [`plan_digest`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DigestPlan {
@@ -351,7 +443,10 @@ fn store_failed() -> DeliveryError {
 
 impl StaffAlerts {
     fn route_wants(route: &AlertRoute, event: &StoredEvent) -> bool {
-        if EventType::from_label(&event.kind) != Some(EventType::NeedsStaff) {
+        if !matches!(
+            EventType::from_label(&event.kind),
+            Some(EventType::NeedsStaff | EventType::PlanNeedsStaff)
+        ) {
             return false;
         }
         match &route.kinds {
@@ -373,13 +468,50 @@ impl StaffAlerts {
             .is_some())
     }
 
+    /// The line of a detection task (`plan.needs_staff`): no patient is known yet (`?`), the
+    /// reason says what happened and what to do, the link opens the dashboard's detection
+    /// section. `None` when the task is gone or already resolved: it is not alerted.
+    async fn plan_line(
+        &self,
+        event: &StoredEvent,
+        lang: Language,
+    ) -> Result<Option<StaffDigestTask>, DeliveryError> {
+        let Some(row) = OutboundEvent::from_payload(&event.payload)
+            .ok()
+            .and_then(|e| e.data.detection_task)
+        else {
+            return Ok(None);
+        };
+        let task = self
+            .store
+            .detection_task(&PracticeId::new(event.practice_id.as_str()), row)
+            .await
+            .map_err(|_| store_failed())?;
+        let Some(task) = task.filter(|t| t.resolved_at.is_none()) else {
+            return Ok(None);
+        };
+        let link = self
+            .dashboard
+            .join("staff#detection")
+            .map_err(|_| DeliveryError::give_up(None, "the dashboard link does not parse"))?;
+        Ok(Some(StaffDigestTask {
+            patient_initials: "?".to_owned(),
+            reason: detection_reason_in(&task, lang),
+            dashboard_link: link,
+        }))
+    }
+
     /// One task of an alert: the patient's initials, the reason, the dashboard link. `None` when
-    /// the workflow is gone or no longer reads (the alert goes out without it).
+    /// the workflow is gone or no longer reads, or a detection task was resolved (the alert goes
+    /// out without it).
     async fn task_line(
         &self,
         event: &StoredEvent,
         lang: Language,
     ) -> Result<Option<StaffDigestTask>, DeliveryError> {
+        if EventType::from_label(&event.kind) == Some(EventType::PlanNeedsStaff) {
+            return self.plan_line(event, lang).await;
+        }
         let task = OutboundEvent::from_payload(&event.payload)
             .ok()
             .and_then(|e| e.data.task)
@@ -433,6 +565,14 @@ impl StaffAlerts {
             }
         }
         let rendered = match tasks.len() {
+            // Detection tasks resolved before their alert went out: nothing to say.
+            0 if digest
+                .events
+                .iter()
+                .all(|e| EventType::from_label(&e.kind) == Some(EventType::PlanNeedsStaff)) =>
+            {
+                return Ok(None);
+            }
             0 => return Err(DeliveryError::give_up(None, "the workflow is gone")),
             1 => {
                 let t = tasks.remove(0);
@@ -537,17 +677,23 @@ impl Subscriber for StaffAlerts {
                 .unwrap_or(event.created_at);
             let mut candidates = Vec::new();
             if now >= until {
-                let found = self
-                    .store
-                    .undigested_events(
-                        &event.practice_id,
-                        EventType::NeedsStaff.label(),
-                        from,
-                        until,
-                        u32::try_from(MAX_DIGEST * 4).unwrap_or(u32::MAX),
-                    )
-                    .await
-                    .map_err(|_| store_failed())?;
+                // Workflow tasks and detection tasks digest together.
+                let mut found = Vec::new();
+                for kind in [EventType::NeedsStaff, EventType::PlanNeedsStaff] {
+                    found.extend(
+                        self.store
+                            .undigested_events(
+                                &event.practice_id,
+                                kind.label(),
+                                from,
+                                until,
+                                u32::try_from(MAX_DIGEST * 4).unwrap_or(u32::MAX),
+                            )
+                            .await
+                            .map_err(|_| store_failed())?,
+                    );
+                }
+                found.sort_by_key(|e| e.row);
                 for candidate in found {
                     if candidate.event_id != event.event_id
                         && Self::route_wants(route, &candidate)
@@ -665,6 +811,43 @@ mod tests {
             alert_reason_in(&state(None), "new_kind", Language::Es)
                 .contains("una tarea necesita a una persona")
         );
+    }
+
+    #[test]
+    fn a_detection_alert_says_what_happened_and_what_to_do_in_each_language_for_every_kind() {
+        for kind in DetectionKind::ALL {
+            let task = DetectionTask {
+                id: 3,
+                practice_id: PracticeId::new("smile"),
+                source: "dentrix".into(),
+                task: crate::store::detection::NewDetectionTask {
+                    kind,
+                    plan_id: "10002".into(),
+                    marker: "m1".into(),
+                    field: "procedures[0].fee".into(),
+                    problem: "the amount is negative".into(),
+                },
+                created_at: DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default(),
+                resolved_at: None,
+            };
+            let en = detection_reason_in(&task, Language::En);
+            assert!(
+                en.starts_with("plan 10002 (")
+                    && en.contains(", dentrix, field procedures[0].fee)"),
+                "{en}"
+            );
+            assert!(
+                en.contains("the amount is negative"),
+                "the task's own words: {en}"
+            );
+            assert!(en.contains("dashboard"), "how to dismiss: {en}");
+            let es = detection_reason_in(&task, Language::Es);
+            assert!(es.contains(", dentrix, campo procedures[0].fee)"), "{es}");
+            assert!(es.contains("panel"), "{es}");
+            for english in [" the ", "amount", "plan's", "dashboard", kind.label()] {
+                assert!(!es.contains(english), "English `{english}` in: {es}");
+            }
+        }
     }
 
     fn event(row: i64, at_secs: i64) -> StoredEvent {

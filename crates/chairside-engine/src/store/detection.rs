@@ -11,10 +11,59 @@ use super::{NewWorkflow, Result};
 use crate::ports::PlanSummary;
 use chairside_workflow::WorkflowId;
 
+/// What kind of problem a detection task is about: what the staff alert and the
+/// `plan.needs_staff` event name (`task`), so staff read what happened and what to do in their
+/// language. Stored with the task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectionKind {
+    /// A record of the practice system's change feed could not be read (garbage, a missing
+    /// patient, an unreadable amount...).
+    UnreadableRecord,
+    /// The plan's details could not be read (the practice system answered something unusable).
+    UnreadablePlan,
+    /// The plan's details failed to load too many times in a row (or during a backfill).
+    PlanNotLoading,
+    /// The plan was read but fails a check (another plan or patient than asked for, an amount
+    /// negative or above the ceiling, too many procedures).
+    PlanCheck,
+    /// What is financed changed after financing was completed.
+    EditedAfterDone,
+}
+
+impl DetectionKind {
+    /// Every kind.
+    pub const ALL: [Self; 5] = [
+        Self::UnreadableRecord,
+        Self::UnreadablePlan,
+        Self::PlanNotLoading,
+        Self::PlanCheck,
+        Self::EditedAfterDone,
+    ];
+
+    /// The label (the event's `task`, the `[practices.staff_alerts] tasks` name).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::UnreadableRecord => "unreadable_record",
+            Self::UnreadablePlan => "unreadable_plan",
+            Self::PlanNotLoading => "plan_not_loading",
+            Self::PlanCheck => "plan_check",
+            Self::EditedAfterDone => "edited_after_done",
+        }
+    }
+
+    /// Parses a label.
+    pub fn from_label(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.label() == s)
+    }
+}
+
 /// A staff task about a plan that detection could not use. Names the plan and the field path,
 /// never a value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NewDetectionTask {
+    /// What kind of problem it is.
+    pub kind: DetectionKind,
     /// The plan (or `row N` when its id could not be read).
     pub plan_id: String,
     /// The version of the record (its change marker or content fingerprint).
@@ -180,6 +229,14 @@ pub trait DetectionStore: Send + Sync + std::fmt::Debug + 'static {
         include_resolved: bool,
     ) -> Result<Vec<DetectionTask>>;
 
+    /// One detection task of `practice` by its row id, open or resolved (a staff alert reads it
+    /// when it goes out: a task resolved by then is not alerted).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`](super::StoreError::Database).
+    async fn detection_task(&self, practice: &PracticeId, id: i64)
+    -> Result<Option<DetectionTask>>;
+
     /// Resolves an open detection task of `practice`. Returns `false` when there is none.
     ///
     /// # Errors
@@ -197,6 +254,7 @@ pub trait DetectionStore: Send + Sync + std::fmt::Debug + 'static {
 /// store.
 pub(crate) fn edited_after_done(plan_id: &str, revision: &str) -> NewDetectionTask {
     NewDetectionTask {
+        kind: DetectionKind::EditedAfterDone,
         plan_id: plan_id.to_owned(),
         marker: revision.to_owned(),
         field: "plan.procedures".into(),
@@ -204,4 +262,57 @@ pub(crate) fn edited_after_done(plan_id: &str, revision: &str) -> NewDetectionTa
                   cancelled or restarted: review the plan with the patient"
             .into(),
     }
+}
+
+/// The `plan.needs_staff` event of a detection task just opened as row `row`: written in the
+/// task's transaction, by every store. Its id is derived from the practice, the practice system,
+/// the plan, the record's version and the field, so a task raised again for the same version
+/// (which the task table refuses anyway) could never write a second event.
+pub(crate) fn task_event(
+    practice: &PracticeId,
+    source: &str,
+    row: i64,
+    task: &NewDetectionTask,
+    now: DateTime<Utc>,
+) -> crate::outbound::events::OutboundEvent {
+    crate::outbound::events::plan_needs_staff(
+        crate::outbound::events::PlanTask {
+            practice_id: practice.as_str(),
+            source,
+            plan_id: &task.plan_id,
+            marker: &task.marker,
+            field: &task.field,
+            kind: task.kind.label(),
+            row,
+        },
+        now,
+    )
+}
+
+/// A `detection_tasks` row (every column, `kind` included) as a [`DetectionTask`]: the same on
+/// every store.
+pub(crate) fn detection_task_from_row<R>(r: &R) -> Result<DetectionTask>
+where
+    R: sqlx::Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+{
+    let kind: String = r.try_get("kind")?;
+    let at = |v: i64| DateTime::from_timestamp_millis(v).unwrap_or_default();
+    Ok(DetectionTask {
+        id: r.try_get("id")?,
+        practice_id: PracticeId::new(r.try_get::<String, _>("practice_id")?),
+        source: r.try_get("source")?,
+        task: NewDetectionTask {
+            // Written by this code only; an unknown label reads as the most general kind.
+            kind: DetectionKind::from_label(&kind).unwrap_or(DetectionKind::UnreadableRecord),
+            plan_id: r.try_get("plan_id")?,
+            marker: r.try_get("marker")?,
+            field: r.try_get("field")?,
+            problem: r.try_get("problem")?,
+        },
+        created_at: at(r.try_get("created_at")?),
+        resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(at),
+    })
 }

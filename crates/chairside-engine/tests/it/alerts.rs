@@ -413,3 +413,255 @@ async fn two_dispatchers_at_once_send_one_digest() {
         sent[0].subject
     );
 }
+
+// Detection tasks: a plan that could not be started raises a task before any workflow exists;
+// its `plan.needs_staff` event reaches the staff alert like any task. Both stores.
+
+mod detection {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chairside_engine::outbound::staff_alert::{AlertRoute, StaffAlerts};
+    use chairside_engine::outbound::{DispatchConfig, Dispatcher, SharedSubscriber};
+    use chairside_engine::store::detection::{DetectionBatch, DetectionKind, NewDetectionTask};
+    use financing_core::{Backoff, Language};
+    use messaging::EmailAddress;
+    use url::Url;
+
+    use super::{Mailer, WINDOW};
+    use crate::backend::{Backend, TestDb, both};
+    use crate::fakes::ManualClock;
+    use crate::harness::{practice_id, t0};
+
+    /// A store, a clock, a recording mailer and a dispatcher with the practice's staff alerts
+    /// (staff reading `language`), its subscriber cursor taken before anything happens.
+    struct Kit {
+        db: TestDb,
+        clock: Arc<ManualClock>,
+        mailer: Arc<Mailer>,
+        dispatcher: Dispatcher,
+    }
+
+    impl Kit {
+        async fn new(backend: Backend, language: Language) -> Self {
+            let db = TestDb::new(backend).await;
+            let clock = Arc::new(ManualClock::new(t0()));
+            let mailer = Arc::new(Mailer::default());
+            let route = AlertRoute {
+                practice_name: "Smile Test Dental".into(),
+                to: EmailAddress::parse("frontdesk@smile.example").unwrap(),
+                sender: mailer.clone(),
+                kinds: None,
+                digest_window: WINDOW,
+                language,
+            };
+            let alerts: SharedSubscriber = Arc::new(
+                StaffAlerts::new(
+                    HashMap::from([(practice_id(), route)]),
+                    db.store.clone(),
+                    db.delivery.clone(),
+                    Url::parse("https://chairside.example/").unwrap(),
+                )
+                .unwrap(),
+            );
+            let dispatcher = Dispatcher::new(
+                db.store.clone(),
+                vec![alerts],
+                clock.clone(),
+                DispatchConfig {
+                    owner: "test/outbound".into(),
+                    lease: Duration::from_secs(60),
+                    batch: 32,
+                    backoff: Backoff {
+                        base: Duration::from_secs(5),
+                        cap: Duration::from_secs(60),
+                        max_attempts: 6,
+                    },
+                },
+            );
+            dispatcher.fan_out().await.unwrap(); // the subscriber starts here
+            Self {
+                db,
+                clock,
+                mailer,
+                dispatcher,
+            }
+        }
+
+        /// One poll of the practice system that could not read `tasks`, at the clock's time.
+        async fn poll(&self, tasks: Vec<NewDetectionTask>) {
+            let batch = DetectionBatch {
+                cursor: "1".into(),
+                tasks,
+                ..DetectionBatch::default()
+            };
+            self.db
+                .store
+                .record_detection(&practice_id(), "dentrix", batch, self.clock.now())
+                .await
+                .unwrap();
+        }
+
+        async fn rounds(&self, n: u32, step: Duration) {
+            for _ in 0..n {
+                self.dispatcher.tick().await.unwrap();
+                self.clock.advance(step);
+            }
+        }
+
+        async fn plan_events(&self) -> i64 {
+            self.db
+                .raw
+                .count("SELECT COUNT(*) FROM outbound_events WHERE type = 'plan.needs_staff'")
+                .await
+        }
+    }
+
+    /// A feed record the practice system sent as garbage (its fee unreadable).
+    fn garbage(plan: &str) -> NewDetectionTask {
+        NewDetectionTask {
+            kind: DetectionKind::UnreadableRecord,
+            plan_id: plan.into(),
+            marker: "2026-06-02T09:00:00".into(),
+            field: "procedures[0].fee".into(),
+            problem: "the practice system's record could not be read; correct the field in the \
+                      practice system (the plan is looked at again when it changes)"
+                .into(),
+        }
+    }
+
+    use chairside_engine::clock::Clock as _;
+
+    async fn a_plan_that_could_not_be_read_alerts_staff_once_saying_what_to_do(backend: Backend) {
+        // Arrange
+        let kit = Kit::new(backend, Language::En).await;
+
+        // Act: the poll that met the garbage, and a re-poll that meets it again.
+        kit.poll(vec![garbage("tx-9")]).await;
+        let after_first = kit.plan_events().await;
+        kit.clock.advance(Duration::from_secs(30));
+        kit.poll(vec![garbage("tx-9")]).await;
+        kit.rounds(20, Duration::from_secs(30)).await;
+        kit.poll(vec![garbage("tx-9")]).await;
+        kit.rounds(20, Duration::from_secs(30)).await;
+
+        // Assert: one event, ids and the kind only, in the task's transaction.
+        assert_eq!(after_first, 1, "the event is written with the task");
+        assert_eq!(
+            kit.plan_events().await,
+            1,
+            "a re-raised task writes no second event"
+        );
+        let payload = String::from_utf8(
+            kit.db
+                .raw
+                .blob("SELECT payload FROM outbound_events WHERE type = 'plan.needs_staff'")
+                .await,
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        let task_id = kit.db.store.detection_tasks(None, false).await.unwrap()[0].id;
+        assert_eq!(json["type"], "plan.needs_staff");
+        assert_eq!(json["data"]["task"], "unreadable_record");
+        assert_eq!(json["data"]["source"], "dentrix");
+        assert_eq!(json["data"]["plan_id"], "tx-9");
+        assert_eq!(json["data"]["detection_task"], task_id);
+        assert!(json["data"].get("workflow_id").is_none(), "{payload}");
+        assert!(
+            !payload.contains("fee"),
+            "no field or problem text: {payload}"
+        );
+        // One email, saying what happened and what to do, linking to the detection section.
+        let sent = kit.mailer.sent();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let mail = &sent[0];
+        assert!(mail.key.starts_with("staff-alert:evt_"), "{}", mail.key);
+        for part in [
+            "plan tx-9 (unreadable record, dentrix, field procedures[0].fee)",
+            "could not be read",
+            "Open the plan in the practice system and correct that field",
+            "again on its own",
+            "Dismiss the task on the dashboard",
+            "https://chairside.example/staff#detection",
+        ] {
+            assert!(mail.text.contains(part), "`{part}` missing: {}", mail.text);
+        }
+        let counts = kit.db.store.delivery_counts().await.unwrap();
+        assert_eq!((counts.pending, counts.delivered, counts.failed), (0, 1, 0));
+    }
+
+    async fn a_detection_task_resolved_before_its_alert_goes_out_is_not_alerted(backend: Backend) {
+        // Arrange: a task, resolved by staff within the digest window.
+        let kit = Kit::new(backend, Language::En).await;
+        kit.poll(vec![garbage("tx-9")]).await;
+        kit.rounds(2, Duration::from_secs(10)).await;
+        let id = kit.db.store.detection_tasks(None, false).await.unwrap()[0].id;
+        assert!(
+            kit.db
+                .store
+                .resolve_detection_task(&practice_id(), id, kit.clock.now())
+                .await
+                .unwrap()
+        );
+
+        // Act
+        kit.rounds(20, Duration::from_secs(30)).await;
+        // The practice system sends the same record again: the resolved task stays resolved.
+        kit.poll(vec![garbage("tx-9")]).await;
+        kit.rounds(20, Duration::from_secs(30)).await;
+
+        // Assert: no email, and the delivery is done, not failed.
+        assert!(kit.mailer.sent().is_empty(), "{:?}", kit.mailer.sent());
+        assert_eq!(kit.plan_events().await, 1);
+        let counts = kit.db.store.delivery_counts().await.unwrap();
+        assert_eq!((counts.pending, counts.delivered, counts.failed), (0, 1, 0));
+    }
+
+    async fn plans_that_could_not_be_started_together_are_one_digest_in_the_staffs_spanish(
+        backend: Backend,
+    ) {
+        // Arrange
+        let kit = Kit::new(backend, Language::Es).await;
+        let edited = NewDetectionTask {
+            kind: DetectionKind::EditedAfterDone,
+            plan_id: "tx-2".into(),
+            marker: "rev-2".into(),
+            field: "plan.procedures".into(),
+            problem: "what is financed changed".into(),
+        };
+
+        // Act: two plans in one poll, a third a minute later.
+        kit.poll(vec![garbage("tx-1"), edited]).await;
+        kit.clock.advance(Duration::from_secs(60));
+        let mut check = garbage("tx-3");
+        check.kind = DetectionKind::PlanCheck;
+        kit.poll(vec![check]).await;
+        kit.rounds(20, Duration::from_secs(30)).await;
+
+        // Assert: one digest of three, in Spanish, none of the task's English words.
+        let sent = kit.mailer.sent();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let mail = &sent[0];
+        assert!(mail.key.starts_with("staff-digest:"), "{}", mail.key);
+        for part in [
+            "plan tx-1 (registro ilegible, dentrix, campo procedures[0].fee)",
+            "plan tx-2 (plan modificado, dentrix, campo plan.procedures)",
+            "plan tx-3 (plan con errores, dentrix, campo procedures[0].fee)",
+            "corrija ese campo",
+            "Revise el plan con el paciente",
+        ] {
+            assert!(mail.text.contains(part), "`{part}` missing: {}", mail.text);
+        }
+        assert_eq!(mail.text.matches("staff#detection").count(), 3);
+        for english in ["could not be read", "what is financed", "Open the plan"] {
+            assert!(!mail.text.contains(english), "English in: {}", mail.text);
+        }
+    }
+
+    both!(
+        a_plan_that_could_not_be_read_alerts_staff_once_saying_what_to_do,
+        a_detection_task_resolved_before_its_alert_goes_out_is_not_alerted,
+        plans_that_could_not_be_started_together_are_one_digest_in_the_staffs_spanish,
+    );
+}

@@ -969,7 +969,65 @@ both!(
     an_intake_link_send_is_queued_with_the_intake_claimed_once_and_resent_under_the_limits,
     mark_handled_closes_the_task_it_was_pressed_on_and_leaves_the_lender_charge_open,
     a_staff_alert_digest_is_collected_all_or_nothing_and_read_back_by_any_instance,
+    a_workflow_set_aside_for_an_unconfigured_practice_raises_one_task_and_its_needs_staff_event,
 );
+
+async fn a_workflow_set_aside_for_an_unconfigured_practice_raises_one_task_and_its_needs_staff_event(
+    backend: Backend,
+) {
+    use chairside_engine::outbound::events::{EventType, OutboundEvent};
+
+    // Arrange: a claimed workflow whose practice this runner does not know (the runner's park
+    // path).
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let claim = db
+        .store
+        .claim_due("a", t0(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let task = StaffTask {
+        kind: TaskKind::SystemError,
+        reason: "practice 'smile' is not in this runner's configuration".into(),
+    };
+
+    // Act: set aside for an hour; then claimed and set aside again.
+    db.store
+        .park(&claim, mins(60), &task, secs(1))
+        .await
+        .unwrap();
+    let early = db.store.claim_due("b", mins(30), LEASE, 1).await.unwrap();
+    let again = db
+        .store
+        .claim_due("b", mins(61), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    db.store
+        .park(&again, mins(121), &task, mins(61))
+        .await
+        .unwrap();
+
+    // Assert: not due while set aside; one task and one event, whatever the number of parks.
+    assert!(
+        early.is_empty(),
+        "a set-aside workflow is not claimed before its time"
+    );
+    let open = db.store.tasks(Some(&practice_id()), false).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].task, task);
+    let events = db.store.outbound_events(id.as_str()).await.unwrap();
+    let needs_staff: Vec<OutboundEvent> = events
+        .iter()
+        .filter(|e| e.kind == EventType::NeedsStaff.label())
+        .map(|e| OutboundEvent::from_payload(&e.payload).unwrap())
+        .collect();
+    assert_eq!(needs_staff.len(), 1, "{events:?}");
+    assert_eq!(needs_staff[0].data.task.as_deref(), Some("system_error"));
+    assert_eq!(needs_staff[0].data.workflow_id, id.as_str());
+    assert_eq!(needs_staff[0].at, secs(1));
+}
 
 async fn an_intake_link_send_is_queued_with_the_intake_claimed_once_and_resent_under_the_limits(
     backend: Backend,

@@ -84,7 +84,13 @@ pub(crate) async fn log(State(state): State<HttpState>, headers: HeaderMap) -> R
             subscriber: r.subscriber.clone(),
             event: r.event_id.clone(),
             kind: r.kind.clone(),
-            workflow_href: format!("{}staff/workflows/{}", root(&state), r.workflow_id),
+            // An event about a plan before any workflow (`plan.needs_staff`) links to the
+            // dashboard's detection section.
+            workflow_href: if r.workflow_id.is_empty() {
+                format!("{}staff#detection", root(&state))
+            } else {
+                format!("{}staff/workflows/{}", root(&state), r.workflow_id)
+            },
             status: status_text(&r.status),
             failed: r.status == "failed",
             attempts: r.attempts,

@@ -1219,3 +1219,49 @@ crate::testkit::also_on_postgres!(
     amounts_are_corrected_from_the_workflow_page_and_bad_values_are_named_on_the_form,
     amounts_a_lender_was_asked_for_show_no_form_and_a_correction_is_refused,
 );
+
+#[tokio::test]
+async fn a_delivery_of_a_plan_not_started_links_to_the_detection_section_in_the_log() {
+    use chairside_engine::store::detection::{DetectionBatch, DetectionKind, NewDetectionTask};
+
+    // Arrange: the subscriber is registered, then a plan of the practice cannot be read and its
+    // `plan.needs_staff` delivery gives up.
+    let kit = Kit::new().await;
+    give_up_deliveries(&kit, "webhook:billing").await;
+    let batch = DetectionBatch {
+        cursor: "1".into(),
+        tasks: vec![NewDetectionTask {
+            kind: DetectionKind::UnreadableRecord,
+            plan_id: "963".into(),
+            marker: "2026-06-02T09:00:00".into(),
+            field: "procedures[0].fee".into(),
+            problem: "could not be read".into(),
+        }],
+        ..DetectionBatch::default()
+    };
+    kit.store
+        .record_detection(&smile(), "dentrix", batch, kit.now())
+        .await
+        .unwrap();
+    give_up_deliveries(&kit, "webhook:billing").await;
+    let (session, _) = kit.login("alice", ALICE_PASSWORD).await;
+
+    // Act
+    let log = body_text(
+        kit.send(with_cookie(get("/staff/deliveries"), &session))
+            .await,
+    )
+    .await;
+
+    // Assert: listed, linking to the dashboard's detection section, not to a workflow page.
+    assert!(log.contains("plan.needs_staff"), "{log}");
+    // (The template escapes `/` as `&#x2f;`.)
+    assert!(
+        log.contains("staff#detection\">plan.needs_staff</a>"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("workflows&#x2f;\""),
+        "an empty workflow link: {log}"
+    );
+}

@@ -1181,9 +1181,9 @@ fn the_payment_preference_defaults_to_a_pay_link_and_takes_card_on_file() {
 
 #[test]
 fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_path() {
-    // A mailbox and some task kinds.
+    // A mailbox and some task kinds, a detection task's (a plan not started) among them.
     let text = format!(
-        "{MINIMAL}\n[practices.staff_alerts]\nto = \"frontdesk@smile.example\"\ntasks = [\"counteroffer\", \"patient_quiet\"]\n"
+        "{MINIMAL}\n[practices.staff_alerts]\nto = \"frontdesk@smile.example\"\ntasks = [\"counteroffer\", \"patient_quiet\", \"unreadable_record\"]\n"
     );
     let config = load(&text, &env_with(&[])).expect("valid");
     let alerts = config.practices[0]
@@ -1193,7 +1193,13 @@ fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_pa
     assert_eq!(alerts.to.as_str(), "frontdesk@smile.example");
     assert_eq!(
         alerts.tasks.as_deref(),
-        Some(&["counteroffer".to_owned(), "patient_quiet".to_owned()][..])
+        Some(
+            &[
+                "counteroffer".to_owned(),
+                "patient_quiet".to_owned(),
+                "unreadable_record".to_owned()
+            ][..]
+        )
     );
     assert_eq!(
         alerts.digest_window,
@@ -1230,6 +1236,10 @@ fn staff_alerts_go_to_the_practices_staff_mailbox_and_bad_values_are_named_by_pa
         "{report}"
     );
     assert!(report.contains("'urgent': not a task kind"), "{report}");
+    assert!(
+        report.contains("plan_check"),
+        "detection kinds listed: {report}"
+    );
     assert!(
         report.contains("practices[0].staff_alerts.digest_window"),
         "{report}"

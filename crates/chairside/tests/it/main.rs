@@ -3,6 +3,7 @@
 
 mod bench;
 mod crash;
+mod detect;
 mod drain;
 mod installments;
 mod ledger;

@@ -169,3 +169,35 @@ fn a_financed_case_with_its_treatment_date_is_scheduled_once_and_never_when_with
     });
     assert!(!kinds(&derive(&before, &declined, None, at())).contains(&"case.scheduled"));
 }
+
+#[test]
+fn a_plan_task_event_is_stable_per_task_and_carries_ids_and_its_kind_only() {
+    let task = |marker: &'static str, field: &'static str| PlanTask {
+        practice_id: "smile-dental-test",
+        source: "dentrix",
+        plan_id: "10002",
+        marker,
+        field,
+        kind: "unreadable_record",
+        row: 17,
+    };
+    let e = plan_needs_staff(task("m1", "data[0].status"), at());
+    assert_eq!(
+        e.id,
+        plan_needs_staff(task("m1", "data[0].status"), at()).id
+    );
+    assert_ne!(
+        e.id,
+        plan_needs_staff(task("m2", "data[0].status"), at()).id
+    );
+    assert_ne!(e.id, plan_needs_staff(task("m1", "data[0].fee"), at()).id);
+    let body = String::from_utf8(e.payload()).unwrap();
+    assert!(body.contains(r#""type":"plan.needs_staff""#), "{body}");
+    assert!(body.contains(r#""task":"unreadable_record""#), "{body}");
+    assert!(body.contains(r#""detection_task":17"#), "{body}");
+    assert!(
+        !body.contains("workflow_id") && !body.contains("status"),
+        "{body}"
+    );
+    assert_eq!(OutboundEvent::from_payload(&e.payload()).unwrap(), e);
+}

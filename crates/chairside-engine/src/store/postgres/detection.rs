@@ -8,24 +8,29 @@ use sqlx::{PgConnection, Row};
 use super::{
     PostgresStore, from_ms, insert_audit, insert_command, insert_inbox, insert_workflow, ms,
 };
+use crate::outbound::events::OutboundEvent;
 use crate::store::detection::{
     DetectionBatch, DetectionHealth, DetectionStore, DetectionTask, NewDetectionTask, PendingPlan,
-    edited_after_done,
+    detection_task_from_row, edited_after_done, task_event,
 };
 use crate::store::{NewWorkflow, Result};
 use chairside_workflow::{Event, WorkflowId};
 
+/// Opens a detection task once (per practice, source, plan, version and field) and, when it is
+/// new, its `plan.needs_staff` event: collected in `events`, which the caller writes last before its commit (`outbox::insert_events`). A task already known (open or resolved) writes nothing.
 async fn open_task(
     conn: &mut PgConnection,
     practice: &PracticeId,
     source: &str,
     task: &NewDetectionTask,
-    now: i64,
+    now: DateTime<Utc>,
+    events: &mut Vec<OutboundEvent>,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO detection_tasks (practice_id, source, plan_id, marker, field, problem, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (practice_id, source, plan_id, marker, field) DO NOTHING",
+    let row: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO detection_tasks (practice_id, source, plan_id, marker, field, problem, kind, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (practice_id, source, plan_id, marker, field) DO NOTHING
+         RETURNING id",
     )
     .bind(practice.as_str())
     .bind(source)
@@ -33,9 +38,14 @@ async fn open_task(
     .bind(&task.marker)
     .bind(&task.field)
     .bind(&task.problem)
-    .bind(now)
-    .execute(&mut *conn)
+    .bind(task.kind.label())
+    .bind(ms(now))
+    .fetch_optional(&mut *conn)
     .await?;
+    if let Some(row) = row {
+        let event = task_event(practice, source, row, task, now);
+        events.push(event);
+    }
     Ok(())
 }
 
@@ -60,13 +70,35 @@ async fn others(
 }
 
 impl PostgresStore {
+    /// Starts a workflow for a detected plan (see [`DetectionBatch::new`]); a plan edited after
+    /// its financing was done opens a staff task instead, and its `plan.needs_staff` event is
+    /// written here, last before the caller's commit.
     pub(super) async fn insert_new(
+        &self,
+        conn: &mut PgConnection,
+        practice: &PracticeId,
+        source: &str,
+        new: NewWorkflow,
+        now_ms: i64,
+    ) -> Result<Option<WorkflowId>> {
+        let mut events = Vec::new();
+        let created = self
+            .insert_new_collecting(conn, practice, source, new, now_ms, &mut events)
+            .await?;
+        super::outbox::insert_events(conn, "", events, from_ms(now_ms)).await?;
+        Ok(created)
+    }
+
+    /// [`Self::insert_new`], the events of the tasks it opens collected in `events` for the
+    /// caller to write last.
+    async fn insert_new_collecting(
         &self,
         conn: &mut PgConnection,
         practice: &PracticeId,
         source: &str,
         NewWorkflow { state, first }: NewWorkflow,
         now_ms: i64,
+        events: &mut Vec<OutboundEvent>,
     ) -> Result<Option<WorkflowId>> {
         let known: Option<i64> = sqlx::query_scalar(
             "SELECT 1::BIGINT FROM workflows WHERE practice_id = $1 AND plan_id = $2 AND revision = $3",
@@ -93,7 +125,8 @@ impl PostgresStore {
                 practice,
                 source,
                 &edited_after_done(state.key.plan_id.as_str(), &state.key.revision),
-                now_ms,
+                from_ms(now_ms),
+                events,
             )
             .await?;
             return Ok(None);
@@ -250,7 +283,7 @@ impl DetectionStore for PostgresStore {
         include_resolved: bool,
     ) -> Result<Vec<DetectionTask>> {
         let rows = sqlx::query(
-            "SELECT id, practice_id, source, plan_id, marker, field, problem, created_at, resolved_at
+            "SELECT id, practice_id, source, plan_id, marker, field, problem, kind, created_at, resolved_at
              FROM detection_tasks
              WHERE ($1 IS NULL OR practice_id = $1) AND ($2 OR resolved_at IS NULL)
              ORDER BY id DESC LIMIT 1000",
@@ -259,23 +292,23 @@ impl DetectionStore for PostgresStore {
         .bind(include_resolved)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DetectionTask {
-                    id: r.try_get("id")?,
-                    practice_id: PracticeId::new(r.try_get::<String, _>("practice_id")?),
-                    source: r.try_get("source")?,
-                    task: NewDetectionTask {
-                        plan_id: r.try_get("plan_id")?,
-                        marker: r.try_get("marker")?,
-                        field: r.try_get("field")?,
-                        problem: r.try_get("problem")?,
-                    },
-                    created_at: from_ms(r.try_get("created_at")?),
-                    resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms),
-                })
-            })
-            .collect()
+        rows.iter().map(detection_task_from_row).collect()
+    }
+
+    async fn detection_task(
+        &self,
+        practice: &PracticeId,
+        id: i64,
+    ) -> Result<Option<DetectionTask>> {
+        let row = sqlx::query(
+            "SELECT id, practice_id, source, plan_id, marker, field, problem, kind, created_at, resolved_at
+             FROM detection_tasks WHERE id = $1 AND practice_id = $2",
+        )
+        .bind(id)
+        .bind(practice.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(detection_task_from_row).transpose()
     }
 
     async fn resolve_detection_task(
@@ -322,8 +355,13 @@ impl PostgresStore {
             .await?;
         }
         let mut created = Vec::new();
+        // The tasks' events, written last before the caller's commit (`outbox::insert_events`).
+        let mut events = Vec::new();
         for new in batch.new {
-            if let Some(id) = self.insert_new(conn, practice, source, new, now_ms).await? {
+            if let Some(id) = self
+                .insert_new_collecting(conn, practice, source, new, now_ms, &mut events)
+                .await?
+            {
                 created.push(id);
             }
         }
@@ -338,7 +376,7 @@ impl PostgresStore {
             }
         }
         for task in &batch.tasks {
-            open_task(&mut *conn, practice, source, task, now_ms).await?;
+            open_task(&mut *conn, practice, source, task, now, &mut events).await?;
         }
         for p in &batch.pending {
             let summary = serde_json::to_string(&p.summary)?;
@@ -391,6 +429,7 @@ impl PostgresStore {
         .bind(now_ms)
         .execute(&mut *conn)
         .await?;
+        super::outbox::insert_events(conn, "", events, now).await?;
         Ok(created)
     }
 }

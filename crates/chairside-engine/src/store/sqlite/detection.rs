@@ -8,22 +8,25 @@ use sqlx::{Row, SqliteConnection};
 use super::{SqliteStore, WORKFLOW_STATE, from_ms, insert_audit, insert_command, insert_inbox, ms};
 use crate::store::detection::{
     DetectionBatch, DetectionHealth, DetectionStore, DetectionTask, NewDetectionTask, PendingPlan,
-    edited_after_done,
+    detection_task_from_row, edited_after_done, task_event,
 };
 use crate::store::{NewWorkflow, Result};
 use chairside_workflow::{Event, WorkflowId};
 
+/// Opens a detection task once (per practice, source, plan, version and field) and, when it is
+/// new, its `plan.needs_staff` event: written in the same transaction. A task already known (open or resolved) writes nothing.
 async fn open_task(
     conn: &mut SqliteConnection,
     practice: &PracticeId,
     source: &str,
     task: &NewDetectionTask,
-    now: i64,
+    now: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO detection_tasks (practice_id, source, plan_id, marker, field, problem, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (practice_id, source, plan_id, marker, field) DO NOTHING",
+    let row: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO detection_tasks (practice_id, source, plan_id, marker, field, problem, kind, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (practice_id, source, plan_id, marker, field) DO NOTHING
+         RETURNING id",
     )
     .bind(practice.as_str())
     .bind(source)
@@ -31,9 +34,14 @@ async fn open_task(
     .bind(&task.marker)
     .bind(&task.field)
     .bind(&task.problem)
-    .bind(now)
-    .execute(&mut *conn)
+    .bind(task.kind.label())
+    .bind(ms(now))
+    .fetch_optional(&mut *conn)
     .await?;
+    if let Some(row) = row {
+        let event = task_event(practice, source, row, task, now);
+        super::outbox::insert_event(conn, "", &event, now).await?;
+    }
     Ok(())
 }
 
@@ -91,7 +99,7 @@ impl SqliteStore {
                 practice,
                 source,
                 &edited_after_done(state.key.plan_id.as_str(), &state.key.revision),
-                now_ms,
+                from_ms(now_ms),
             )
             .await?;
             return Ok(None);
@@ -269,7 +277,7 @@ impl DetectionStore for SqliteStore {
         include_resolved: bool,
     ) -> Result<Vec<DetectionTask>> {
         let rows = sqlx::query(
-            "SELECT id, practice_id, source, plan_id, marker, field, problem, created_at, resolved_at
+            "SELECT id, practice_id, source, plan_id, marker, field, problem, kind, created_at, resolved_at
              FROM detection_tasks
              WHERE (?1 IS NULL OR practice_id = ?1) AND (?2 OR resolved_at IS NULL)
              ORDER BY id DESC LIMIT 1000",
@@ -278,23 +286,23 @@ impl DetectionStore for SqliteStore {
         .bind(include_resolved)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DetectionTask {
-                    id: r.try_get("id")?,
-                    practice_id: PracticeId::new(r.try_get::<String, _>("practice_id")?),
-                    source: r.try_get("source")?,
-                    task: NewDetectionTask {
-                        plan_id: r.try_get("plan_id")?,
-                        marker: r.try_get("marker")?,
-                        field: r.try_get("field")?,
-                        problem: r.try_get("problem")?,
-                    },
-                    created_at: from_ms(r.try_get("created_at")?),
-                    resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms),
-                })
-            })
-            .collect()
+        rows.iter().map(detection_task_from_row).collect()
+    }
+
+    async fn detection_task(
+        &self,
+        practice: &PracticeId,
+        id: i64,
+    ) -> Result<Option<DetectionTask>> {
+        let row = sqlx::query(
+            "SELECT id, practice_id, source, plan_id, marker, field, problem, kind, created_at, resolved_at
+             FROM detection_tasks WHERE id = ? AND practice_id = ?",
+        )
+        .bind(id)
+        .bind(practice.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(detection_task_from_row).transpose()
     }
 
     async fn resolve_detection_task(
@@ -357,7 +365,7 @@ impl SqliteStore {
             }
         }
         for task in &batch.tasks {
-            open_task(conn, practice, source, task, now_ms).await?;
+            open_task(conn, practice, source, task, now).await?;
         }
         for p in &batch.pending {
             let summary = serde_json::to_string(&p.summary)?;

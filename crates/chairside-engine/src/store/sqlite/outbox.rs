@@ -46,19 +46,32 @@ pub(super) async fn record_task_event(
         .fetch_one(&mut *conn)
         .await?;
     for event in derive(state, state, Some((task, n)), now) {
-        sqlx::query(
-            "INSERT INTO outbound_events (event_id, workflow_id, practice_id, type, payload, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&event.id)
-        .bind(id)
-        .bind(&event.data.practice_id)
-        .bind(event.kind.label())
-        .bind(event.payload())
-        .bind(ms(now))
-        .execute(&mut *conn)
-        .await?;
+        insert_event(conn, id, &event, now).await?;
     }
+    Ok(())
+}
+
+/// Writes one outbound event of `workflow_id` (empty for an event about a plan before any
+/// workflow, `plan.needs_staff`) in the caller's transaction; an event already written is left
+/// alone. SQLite's single writer keeps ids in commit order.
+pub(super) async fn insert_event(
+    conn: &mut SqliteConnection,
+    workflow_id: &str,
+    event: &crate::outbound::events::OutboundEvent,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbound_events (event_id, workflow_id, practice_id, type, payload, created_at)
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(workflow_id)
+    .bind(&event.data.practice_id)
+    .bind(event.kind.label())
+    .bind(event.payload())
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

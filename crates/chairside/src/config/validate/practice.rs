@@ -263,8 +263,17 @@ impl Validator<'_> {
                 })
             },
         );
-        // Every kind a task can have (the alert filter may name any of them).
-        let known: Vec<&str> = TaskKind::ALL.iter().map(|k| k.label()).collect();
+        // Every kind a task can have, workflow tasks and detection tasks (plans that could not be
+        // started): the alert filter may name any of them.
+        let known: Vec<&str> = TaskKind::ALL
+            .iter()
+            .map(|k| k.label())
+            .chain(
+                chairside_engine::store::detection::DetectionKind::ALL
+                    .iter()
+                    .map(|k| k.label()),
+            )
+            .collect();
         if let Some(tasks) = &s.tasks {
             for t in tasks {
                 if !known.contains(&t.as_str()) {
