@@ -24,6 +24,7 @@
 //!
 //! Every method is one transaction, and every write made on behalf of a claimed workflow checks
 //! the claim's fencing epoch, on both stores; `tests/it/store.rs` runs one suite against both.
+//! The roles whose SQL is the same on both databases are written once, in `shared/`.
 
 pub mod crypto;
 mod delivery;
@@ -40,6 +41,7 @@ mod postgres;
 pub mod quarantine;
 mod report;
 mod schema;
+mod shared;
 mod sqlite;
 mod staff;
 mod workflow;

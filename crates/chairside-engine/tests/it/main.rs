@@ -14,6 +14,7 @@ mod harness;
 mod intake_links;
 mod link_lenders;
 mod links;
+mod logins;
 mod messages;
 mod outbound;
 mod patient_reports;

@@ -1,5 +1,7 @@
-//! The PostgreSQL store: the same roles as the SQLite store, one file per role mirroring
-//! `store/sqlite/`, for several instances on one database.
+//! The PostgreSQL store: the same roles as the SQLite store, for several instances on one
+//! database. The roles whose SQL is the same on both are written once in `store/shared/`
+//! (`backend.rs` gives them this store's transactions and locks); the others have one file here
+//! mirroring `store/sqlite/`.
 //!
 //! What differs from SQLite, and why:
 //! - Writers run concurrently (READ COMMITTED), not one at a time under `BEGIN IMMEDIATE`. Every
@@ -18,21 +20,15 @@
 //! The SQL is PostgreSQL's; the decisions (consent folding, lockouts, what a detection or a
 //! delivery outcome records) are the shared pure code both stores call.
 
+mod backend;
 mod delivery;
 mod detection;
 mod inbound;
-mod intake;
 mod links;
-mod logins;
 mod outbox;
 mod patient;
-mod patient_report;
-mod poller;
-mod quarantine;
-mod report;
 mod schema;
 mod sealed;
-mod staff;
 mod workflow;
 
 use std::str::FromStr;
@@ -47,7 +43,7 @@ use super::crypto::Keyring;
 use super::sqlite::sealed::{
     EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, TASK_REASON, WORKFLOW_STATE,
 };
-use super::sqlite::{WORKFLOW_COLUMNS, from_ms, ms, task_kind};
+use super::sqlite::{from_ms, ms};
 use super::{Claim, Durability, Result, StoreError, WorkflowRow};
 use chairside_workflow::{Command, Event, WorkflowState};
 

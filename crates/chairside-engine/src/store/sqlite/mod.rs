@@ -1,22 +1,18 @@
 //! The embedded store: one SQLite file, WAL, `BEGIN IMMEDIATE` for every write transaction. One
-//! file per role implements that role's trait; the helpers they share live here.
+//! file per role implements that role's trait, except the roles written once for both stores in
+//! `store/shared/` (`backend.rs` gives them this store's transactions); the helpers they share
+//! live here.
 
+mod backend;
 mod delivery;
 mod detection;
 mod inbound;
-mod intake;
 mod links;
-mod logins;
 mod onehop;
 mod outbox;
 pub(super) mod patient;
-mod patient_report;
-mod poller;
-mod quarantine;
-mod report;
 mod schema;
 pub(super) mod sealed;
-mod staff;
 mod thread;
 mod workflow;
 

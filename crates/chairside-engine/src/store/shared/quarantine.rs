@@ -1,14 +1,16 @@
-//! The quarantine role on SQLite.
+//! The quarantine role, once for both backends: what does not decode is set aside with the
+//! reason, a staff task and an audit line, and never run again until an operator repairs it.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::sealed::{INBOX_EVENT, OUTBOX_COMMAND, TASK_REASON, WORKFLOW_STATE, next_id};
-use super::{SqliteStore, check_lease, from_ms, insert_audit, ms};
+use super::{Affected, Backend, Conn};
 use crate::store::quarantine::decode_problem;
+use crate::store::sqlite::sealed::{INBOX_EVENT, OUTBOX_COMMAND, TASK_REASON, WORKFLOW_STATE};
+use crate::store::sqlite::{from_ms, ms};
 use crate::store::{Claim, QuarantineStore, QuarantinedDelivery, QuarantinedWorkflow, Result};
 use chairside_workflow::{Command, Event, TaskKind, WorkflowId, WorkflowState};
 
@@ -17,7 +19,20 @@ fn delivery_associated(provider: &str, hash: &str) -> Vec<u8> {
 }
 
 #[async_trait]
-impl QuarantineStore for SqliteStore {
+impl<S> QuarantineStore for S
+where
+    S: Backend,
+    for<'c> &'c mut Conn<S>: Executor<'c, Database = S::Db>,
+    for<'c> &'c sqlx::Pool<S::Db>: Executor<'c, Database = S::Db>,
+    for<'q> <S::Db as Database>::Arguments<'q>: IntoArguments<'q, S::Db>,
+    <S::Db as Database>::QueryResult: Affected,
+    for<'r> &'r str: ColumnIndex<<S::Db as Database>::Row>,
+    for<'q> &'q str: Encode<'q, S::Db> + Type<S::Db>,
+    for<'q> Option<&'q str>: Encode<'q, S::Db>,
+    for<'q> String: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> Vec<u8>: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+{
     async fn quarantine_workflow(
         &self,
         claim: &Claim,
@@ -26,29 +41,30 @@ impl QuarantineStore for SqliteStore {
         let id = claim.id.as_str();
         let now_ms = ms(now);
         let mut tx = self.begin().await?;
-        check_lease(&mut tx, claim, now_ms).await?;
-        let row = sqlx::query("SELECT practice_id, state FROM workflows WHERE id = ?")
+        self.check_lease(&mut tx, claim, now_ms).await?;
+        let row = sqlx::query::<S::Db>("SELECT practice_id, state FROM workflows WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
         let practice: String = row.try_get("practice_id")?;
         let state: Vec<u8> = row.try_get("state")?;
         // A sealed value that does not open is as unusable as one that does not decode.
-        let mut problem = match WORKFLOW_STATE.open_text(&self.key, &[id], &state) {
+        let mut problem = match WORKFLOW_STATE.open_text(self.key(), &[id], &state) {
             Ok(text) => decode_problem::<WorkflowState>(&text)
                 .map(|p| format!("its state does not decode {p}")),
             Err(_) => Some("its state does not open under any key of the keyring".to_owned()),
         };
         if problem.is_none() {
-            let inbox =
-                sqlx::query("SELECT id, event FROM inbox WHERE workflow_id = ? ORDER BY id")
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let inbox = sqlx::query::<S::Db>(
+                "SELECT id, event FROM inbox WHERE workflow_id = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
             for r in &inbox {
                 let row_id: i64 = r.try_get("id")?;
                 let sealed: Vec<u8> = r.try_get("event")?;
-                let found = match INBOX_EVENT.open_text(&self.key, &[&row_id.to_string()], &sealed)
+                let found = match INBOX_EVENT.open_text(self.key(), &[&row_id.to_string()], &sealed)
                 {
                     Ok(text) => {
                         decode_problem::<Event>(&text).map(|p| format!("does not decode {p}"))
@@ -62,8 +78,8 @@ impl QuarantineStore for SqliteStore {
             }
         }
         if problem.is_none() {
-            let pending = sqlx::query(
-                "SELECT seq, command FROM outbox WHERE workflow_id = ? AND status = 'pending' ORDER BY seq",
+            let pending = sqlx::query::<S::Db>(
+                "SELECT seq, command FROM outbox WHERE workflow_id = $1 AND status = 'pending' ORDER BY seq",
             )
             .bind(id)
             .fetch_all(&mut *tx)
@@ -72,7 +88,7 @@ impl QuarantineStore for SqliteStore {
                 let seq: i64 = r.try_get("seq")?;
                 let sealed: Vec<u8> = r.try_get("command")?;
                 let found =
-                    match OUTBOX_COMMAND.open_text(&self.key, &[id, &seq.to_string()], &sealed) {
+                    match OUTBOX_COMMAND.open_text(self.key(), &[id, &seq.to_string()], &sealed) {
                         Ok(text) => {
                             decode_problem::<Command>(&text).map(|p| format!("does not decode {p}"))
                         }
@@ -88,8 +104,8 @@ impl QuarantineStore for SqliteStore {
             tx.rollback().await?;
             return Ok(None);
         };
-        sqlx::query(
-            "INSERT INTO quarantined_workflows (workflow_id, practice_id, problem, at) VALUES (?, ?, ?, ?)
+        sqlx::query::<S::Db>(
+            "INSERT INTO quarantined_workflows (workflow_id, practice_id, problem, at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (workflow_id) DO NOTHING",
         )
         .bind(id)
@@ -101,9 +117,9 @@ impl QuarantineStore for SqliteStore {
         let reason = format!(
             "workflow {id} is quarantined: {problem}. Its data is kept as stored and it will not run until an operator repairs it"
         );
-        let task_row = next_id(&mut tx, TASK_REASON.table).await?;
-        let reason = TASK_REASON.seal(&self.key, &[&task_row.to_string()], reason.as_bytes())?;
-        sqlx::query("INSERT INTO staff_tasks (id, workflow_id, practice_id, kind, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+        let task_row = S::next_id(&mut tx, TASK_REASON.table).await?;
+        let reason = TASK_REASON.seal(self.key(), &[&task_row.to_string()], reason.as_bytes())?;
+        sqlx::query::<S::Db>("INSERT INTO staff_tasks (id, workflow_id, practice_id, kind, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(task_row)
             .bind(id)
             .bind(&practice)
@@ -112,18 +128,10 @@ impl QuarantineStore for SqliteStore {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-        insert_audit(
-            &mut tx,
-            &self.key,
-            id,
-            "runner",
-            "quarantined",
-            &problem,
-            now_ms,
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE workflows SET lease_owner = NULL, lease_until = NULL, next_due_at = NULL WHERE id = ?",
+        self.insert_audit(&mut tx, id, "runner", "quarantined", &problem, now_ms)
+            .await?;
+        sqlx::query::<S::Db>(
+            "UPDATE workflows SET lease_owner = NULL, lease_until = NULL, next_due_at = NULL WHERE id = $1",
         )
         .bind(id)
         .execute(&mut *tx)
@@ -136,12 +144,12 @@ impl QuarantineStore for SqliteStore {
         &self,
         practice: Option<&PracticeId>,
     ) -> Result<Vec<QuarantinedWorkflow>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query::<S::Db>(
             "SELECT workflow_id, practice_id, problem, at FROM quarantined_workflows
-             WHERE ?1 IS NULL OR practice_id = ?1 ORDER BY at, workflow_id",
+             WHERE CAST($1 AS TEXT) IS NULL OR practice_id = $1 ORDER BY at, workflow_id",
         )
         .bind(practice.map(PracticeId::as_str))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -164,12 +172,12 @@ impl QuarantineStore for SqliteStore {
     ) -> Result<bool> {
         let hash = hex::encode(Sha256::digest(body));
         let sealed = self
-            .key
+            .key()
             .seal(body, &delivery_associated(provider, &hash))
             .map_err(crate::store::StoreError::Crypto)?;
         let mut tx = self.begin().await?;
-        let fresh = sqlx::query(
-            "INSERT INTO quarantined_deliveries (provider, body_hash, body, problem, received_at) VALUES (?, ?, ?, ?, ?)
+        let fresh = sqlx::query::<S::Db>(
+            "INSERT INTO quarantined_deliveries (provider, body_hash, body, problem, received_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (provider, body_hash) DO NOTHING",
         )
         .bind(provider)
@@ -179,17 +187,17 @@ impl QuarantineStore for SqliteStore {
         .bind(ms(now))
         .execute(&mut *tx)
         .await?
-        .rows_affected()
+        .affected()
             == 1;
         self.finish(tx).await?;
         Ok(fresh)
     }
 
     async fn quarantined_deliveries(&self) -> Result<Vec<QuarantinedDelivery>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query::<S::Db>(
             "SELECT id, provider, problem, received_at FROM quarantined_deliveries ORDER BY id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -204,18 +212,18 @@ impl QuarantineStore for SqliteStore {
     }
 
     async fn quarantined_delivery_body(&self, id: i64) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query(
-            "SELECT provider, body_hash, body FROM quarantined_deliveries WHERE id = ?",
+        let row = sqlx::query::<S::Db>(
+            "SELECT provider, body_hash, body FROM quarantined_deliveries WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await?;
         let Some(r) = row else { return Ok(None) };
         let provider: String = r.try_get("provider")?;
         let hash: String = r.try_get("body_hash")?;
         let sealed: Vec<u8> = r.try_get("body")?;
         Ok(Some(
-            self.key
+            self.key()
                 .open(&sealed, &delivery_associated(&provider, &hash))?,
         ))
     }

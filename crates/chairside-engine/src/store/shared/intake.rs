@@ -1,12 +1,16 @@
-//! The intake role on PostgreSQL: the same statements as SQLite's (`../sqlite/intake.rs`).
+//! The intake role, once for both backends. PostgreSQL's instances write concurrently, so there
+//! the rate limit holds each key's advisory lock and a link re-send locks its intake's row;
+//! SQLite's `BEGIN IMMEDIATE` already makes each of those one decision at a time.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use financing_core::{Money, PatientContact, PracticeId};
-use sqlx::{PgConnection, Row};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::super::sqlite::sealed::{INTAKE_SUMMARY, PATIENT_CONTACT};
-use super::{PostgresStore, from_ms, ms};
+use super::{Affected, Backend, Conn};
+use crate::store::crypto::Keyring;
+use crate::store::sqlite::sealed::{INTAKE_SUMMARY, PATIENT_CONTACT};
+use crate::store::sqlite::{from_ms, ms};
 use crate::store::{
     IntakeLinkSend, IntakeLinkSendRow, IntakeOrigin, IntakeRow, IntakeStore, LinkResend,
     LinkSendOutcome, NewIntake, NewWorkflow, Result,
@@ -14,59 +18,124 @@ use crate::store::{
 
 const COLUMNS: &str = "id, practice_id, origin, amount_cents, summary, details_at, workflow_id, created_by, created_at";
 
-impl PostgresStore {
-    fn intake_row(&self, r: &sqlx::postgres::PgRow) -> Result<IntakeRow> {
-        let id: String = r.try_get("id")?;
-        let summary: Option<Vec<u8>> = r.try_get("summary")?;
-        let summary = summary
-            .map(|s| INTAKE_SUMMARY.open_text(&self.key, &[&id], &s))
-            .transpose()?;
-        let origin: String = r.try_get("origin")?;
-        Ok(IntakeRow {
-            practice_id: PracticeId::new(r.try_get::<String, _>("practice_id")?),
-            origin: if origin == "public" {
-                IntakeOrigin::Public
-            } else {
-                IntakeOrigin::Staff
-            },
-            amount: r.try_get::<Option<i64>, _>("amount_cents")?.map(Money::usd),
-            summary,
-            details_at: r.try_get::<Option<i64>, _>("details_at")?.map(from_ms),
-            workflow_id: r.try_get("workflow_id")?,
-            created_by: r.try_get("created_by")?,
-            created_at: from_ms(r.try_get("created_at")?),
-            id,
-        })
-    }
+/// An intake's row, its summary unsealed.
+fn intake_row<R>(key: &Keyring, r: &R) -> Result<IntakeRow>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id: String = r.try_get("id")?;
+    let summary: Option<Vec<u8>> = r.try_get("summary")?;
+    let summary = summary
+        .map(|s| INTAKE_SUMMARY.open_text(key, &[&id], &s))
+        .transpose()?;
+    let origin: String = r.try_get("origin")?;
+    Ok(IntakeRow {
+        practice_id: PracticeId::new(r.try_get::<String, _>("practice_id")?),
+        origin: if origin == "public" {
+            IntakeOrigin::Public
+        } else {
+            IntakeOrigin::Staff
+        },
+        amount: r.try_get::<Option<i64>, _>("amount_cents")?.map(Money::usd),
+        summary,
+        details_at: r.try_get::<Option<i64>, _>("details_at")?.map(from_ms),
+        workflow_id: r.try_get("workflow_id")?,
+        created_by: r.try_get("created_by")?,
+        created_at: from_ms(r.try_get("created_at")?),
+        id,
+    })
+}
 
-    async fn put_contact(
-        &self,
-        conn: &mut PgConnection,
-        practice: &PracticeId,
-        contact: &PatientContact,
-        now_ms: i64,
-    ) -> Result<()> {
-        let plain = serde_json::to_vec(contact)?;
-        let sealed = self.key.seal(
-            &plain,
-            &PATIENT_CONTACT.associated(&[practice.as_str(), contact.id.as_str()]),
-        )?;
-        sqlx::query(
-            "INSERT INTO patients (practice_id, patient_id, contact, updated_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (practice_id, patient_id) DO UPDATE SET contact = excluded.contact, updated_at = excluded.updated_at",
-        )
-        .bind(practice.as_str())
-        .bind(contact.id.as_str())
-        .bind(sealed)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
+/// Stores (or replaces) a patient's contact, sealed to the practice and the patient.
+async fn put_contact<DB>(
+    conn: &mut DB::Connection,
+    key: &Keyring,
+    practice: &PracticeId,
+    contact: &PatientContact,
+    now_ms: i64,
+) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+{
+    let plain = serde_json::to_vec(contact)?;
+    let sealed = key.seal(
+        &plain,
+        &PATIENT_CONTACT.associated(&[practice.as_str(), contact.id.as_str()]),
+    )?;
+    sqlx::query::<DB>(
+        "INSERT INTO patients (practice_id, patient_id, contact, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (practice_id, patient_id) DO UPDATE SET contact = excluded.contact, updated_at = excluded.updated_at",
+    )
+    .bind(practice.as_str())
+    .bind(contact.id.as_str())
+    .bind(sealed)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues send `seq` of an intake's link, due now.
+async fn insert_link_send<DB>(
+    conn: &mut DB::Connection,
+    intake: &str,
+    seq: u32,
+    practice: &PracticeId,
+    actor: &str,
+    now_ms: i64,
+) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query::<DB>(
+        "INSERT INTO intake_link_sends (intake_id, seq, practice_id, requested_by, requested_at,
+            status, attempts, next_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6)",
+    )
+    .bind(intake)
+    .bind(i64::from(seq))
+    .bind(practice.as_str())
+    .bind(actor)
+    .bind(now_ms)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
-impl IntakeStore for PostgresStore {
+impl<S> IntakeStore for S
+where
+    S: Backend,
+    for<'c> &'c mut Conn<S>: Executor<'c, Database = S::Db>,
+    for<'c> &'c sqlx::Pool<S::Db>: Executor<'c, Database = S::Db>,
+    for<'q> <S::Db as Database>::Arguments<'q>: IntoArguments<'q, S::Db>,
+    <S::Db as Database>::QueryResult: Affected,
+    for<'r> &'r str: ColumnIndex<<S::Db as Database>::Row>,
+    usize: ColumnIndex<<S::Db as Database>::Row>,
+    for<'q> &'q str: Encode<'q, S::Db> + Type<S::Db>,
+    for<'q> String: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> bool: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> Vec<u8>: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> &'q [u8]: Encode<'q, S::Db> + Type<S::Db>,
+    for<'q> Option<i64>: Encode<'q, S::Db>,
+    for<'q> Option<&'q str>: Encode<'q, S::Db>,
+    for<'q> Option<Vec<u8>>: Encode<'q, S::Db>,
+{
     async fn admit_intake_submission(
         &self,
         keys: &[(String, u32)],
@@ -75,13 +144,14 @@ impl IntakeStore for PostgresStore {
     ) -> Result<bool> {
         let since = crate::store::intake::window_start_ms(window, now);
         let mut tx = self.begin().await?;
-        // One decision per key across instances: each key's advisory lock, in a fixed order.
+        // The count and the insert are one decision for every instance: each key's lock, in a
+        // fixed order (SQLite's BEGIN IMMEDIATE already holds the one write lock).
         let mut names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         names.sort_unstable();
         for name in names {
-            super::lock_name(&mut tx, &format!("intake-limit:{name}")).await?;
+            S::lock_name(&mut tx, &format!("intake-limit:{name}")).await?;
         }
-        sqlx::query("DELETE FROM intake_submissions WHERE at <= $1")
+        sqlx::query::<S::Db>("DELETE FROM intake_submissions WHERE at <= $1")
             .bind(since)
             .execute(&mut *tx)
             .await?;
@@ -90,18 +160,19 @@ impl IntakeStore for PostgresStore {
             .map(|(k, _)| crate::store::intake::limit_key_hash(k))
             .collect();
         for (hash, (_, limit)) in hashes.iter().zip(keys) {
-            let n: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM intake_submissions WHERE key_hash = $1")
-                    .bind(&hash[..])
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let n: i64 = sqlx::query_scalar::<S::Db, i64>(
+                "SELECT COUNT(*) FROM intake_submissions WHERE key_hash = $1",
+            )
+            .bind(&hash[..])
+            .fetch_one(&mut *tx)
+            .await?;
             if n >= i64::from(*limit) {
                 self.finish(tx).await?;
                 return Ok(false);
             }
         }
         for hash in &hashes {
-            sqlx::query("INSERT INTO intake_submissions (key_hash, at) VALUES ($1, $2)")
+            sqlx::query::<S::Db>("INSERT INTO intake_submissions (key_hash, at) VALUES ($1, $2)")
                 .bind(&hash[..])
                 .bind(ms(now))
                 .execute(&mut *tx)
@@ -116,32 +187,31 @@ impl IntakeStore for PostgresStore {
         let summary = new
             .summary
             .as_deref()
-            .map(|s| INTAKE_SUMMARY.seal(&self.key, &[&new.id], s.as_bytes()))
+            .map(|s| INTAKE_SUMMARY.seal(self.key(), &[&new.id], s.as_bytes()))
             .transpose()?;
         let mut tx = self.begin().await?;
-        sqlx::query(
+        sqlx::query::<S::Db>(
             "INSERT INTO intakes (id, practice_id, token_hash, origin, amount_cents, summary, details_at,
                 created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
-        .bind(&new.id)
+        .bind(new.id.as_str())
         .bind(new.practice_id.as_str())
         .bind(&new.token_hash[..])
         .bind(new.origin.label())
         .bind(new.amount.map(Money::minor))
         .bind(summary)
         .bind(new.details_from_patient.then_some(now_ms))
-        .bind(&new.created_by)
+        .bind(new.created_by.as_str())
         .bind(now_ms)
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
         if let Some(contact) = &new.contact {
-            self.put_contact(&mut tx, &new.practice_id, contact, now_ms)
-                .await?;
+            put_contact::<S::Db>(&mut tx, self.key(), &new.practice_id, contact, now_ms).await?;
         }
         if new.send_link {
-            insert_link_send(
+            insert_link_send::<S::Db>(
                 &mut tx,
                 &new.id,
                 0,
@@ -150,42 +220,42 @@ impl IntakeStore for PostgresStore {
                 now_ms,
             )
             .await?;
-            // The runner sends it: wake every instance's.
+            // The runner sends it: wake it (every instance's).
             return self.finish_due(tx).await;
         }
         self.finish(tx).await
     }
 
     async fn intake(&self, practice: &PracticeId, id: &str) -> Result<Option<IntakeRow>> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query::<S::Db>(&format!(
             "SELECT {COLUMNS} FROM intakes WHERE practice_id = $1 AND id = $2"
         ))
         .bind(practice.as_str())
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await?;
-        row.map(|r| self.intake_row(&r)).transpose()
+        row.map(|r| intake_row(self.key(), &r)).transpose()
     }
 
     async fn intake_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<IntakeRow>> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query::<S::Db>(&format!(
             "SELECT {COLUMNS} FROM intakes WHERE token_hash = $1"
         ))
         .bind(&token_hash[..])
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await?;
-        row.map(|r| self.intake_row(&r)).transpose()
+        row.map(|r| intake_row(self.key(), &r)).transpose()
     }
 
     async fn intakes(&self, practice: &PracticeId, limit: u32) -> Result<Vec<IntakeRow>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query::<S::Db>(&format!(
             "SELECT {COLUMNS} FROM intakes WHERE practice_id = $1 ORDER BY created_at DESC, id LIMIT $2"
         ))
         .bind(practice.as_str())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
-        rows.iter().map(|r| self.intake_row(r)).collect()
+        rows.iter().map(|r| intake_row(self.key(), r)).collect()
     }
 
     async fn submit_intake_details(
@@ -197,7 +267,7 @@ impl IntakeStore for PostgresStore {
     ) -> Result<bool> {
         let now_ms = ms(now);
         let mut tx = self.begin().await?;
-        let updated = sqlx::query(
+        let updated = sqlx::query::<S::Db>(
             "UPDATE intakes SET details_at = $1, updated_at = $2
              WHERE practice_id = $3 AND id = $4 AND details_at IS NULL",
         )
@@ -207,9 +277,9 @@ impl IntakeStore for PostgresStore {
         .bind(id)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .affected();
         if updated == 1 {
-            self.put_contact(&mut tx, practice, contact, now_ms).await?;
+            put_contact::<S::Db>(&mut tx, self.key(), practice, contact, now_ms).await?;
         }
         self.finish(tx).await?;
         Ok(updated == 1)
@@ -224,10 +294,10 @@ impl IntakeStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let summary = summary
-            .map(|s| INTAKE_SUMMARY.seal(&self.key, &[id], s.as_bytes()))
+            .map(|s| INTAKE_SUMMARY.seal(self.key(), &[id], s.as_bytes()))
             .transpose()?;
         let mut tx = self.begin().await?;
-        let updated = sqlx::query(
+        let updated = sqlx::query::<S::Db>(
             "UPDATE intakes SET amount_cents = $1, summary = COALESCE($2, summary), updated_at = $3
              WHERE practice_id = $4 AND id = $5 AND workflow_id IS NULL",
         )
@@ -238,7 +308,7 @@ impl IntakeStore for PostgresStore {
         .bind(id)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .affected();
         self.finish(tx).await?;
         Ok(updated == 1)
     }
@@ -252,7 +322,7 @@ impl IntakeStore for PostgresStore {
     ) -> Result<bool> {
         let now_ms = ms(now);
         let mut tx = self.begin().await?;
-        let updated = sqlx::query(
+        let updated = sqlx::query::<S::Db>(
             "UPDATE intakes SET workflow_id = $1, updated_at = $2
              WHERE practice_id = $3 AND id = $4 AND workflow_id IS NULL
                AND details_at IS NOT NULL AND amount_cents IS NOT NULL",
@@ -263,7 +333,7 @@ impl IntakeStore for PostgresStore {
         .bind(id)
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .affected();
         if updated != 1 {
             tx.rollback().await?;
             return Ok(false);
@@ -289,10 +359,12 @@ impl IntakeStore for PostgresStore {
     ) -> Result<LinkResend> {
         let now_ms = ms(now);
         let mut tx = self.begin().await?;
-        // The intake's row, locked: two staff clicking at once make one decision each, in turn.
-        let details: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT details_at FROM intakes WHERE practice_id = $1 AND id = $2 FOR UPDATE",
-        )
+        // The count and the insert are one decision: the intake's row, locked on PostgreSQL, so
+        // two staff clicking at once make one decision each, in turn.
+        let details: Option<Option<i64>> = sqlx::query_scalar::<S::Db, Option<i64>>(&format!(
+            "SELECT details_at FROM intakes WHERE practice_id = $1 AND id = $2{}",
+            S::FOR_UPDATE
+        ))
         .bind(practice.as_str())
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -301,7 +373,7 @@ impl IntakeStore for PostgresStore {
             None => LinkResend::NotFound,
             Some(Some(_)) => LinkResend::Complete,
             Some(None) => {
-                let earlier: Vec<(i64, i64)> = sqlx::query_as(
+                let earlier: Vec<(i64, i64)> = sqlx::query_as::<S::Db, (i64, i64)>(
                     "SELECT seq, requested_at FROM intake_link_sends WHERE intake_id = $1",
                 )
                 .bind(id)
@@ -314,8 +386,9 @@ impl IntakeStore for PostgresStore {
                     Ok(()) => {
                         let seq = earlier.iter().map(|(s, _)| s + 1).max().unwrap_or(0);
                         let seq = u32::try_from(seq).unwrap_or(u32::MAX);
-                        insert_link_send(&mut tx, id, seq, practice, actor, now_ms).await?;
-                        sqlx::query(
+                        insert_link_send::<S::Db>(&mut tx, id, seq, practice, actor, now_ms)
+                            .await?;
+                        sqlx::query::<S::Db>(
                             "UPDATE intakes SET token_hash = $1, updated_at = $2 WHERE id = $3",
                         )
                         .bind(&token_hash[..])
@@ -323,9 +396,8 @@ impl IntakeStore for PostgresStore {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
-                        super::insert_audit(
+                        self.insert_audit(
                             &mut tx,
-                            &self.key,
                             id,
                             actor,
                             "intake_link_resend",
@@ -354,38 +426,40 @@ impl IntakeStore for PostgresStore {
     ) -> Result<Vec<IntakeLinkSend>> {
         // A plain read first: the runner asks every round, and an idle round takes no write
         // lock and commits nothing.
-        let any: bool = sqlx::query_scalar(
+        let any: bool = sqlx::query_scalar::<S::Db, bool>(
             "SELECT EXISTS (SELECT 1 FROM intake_link_sends
                  WHERE status = 'pending' AND next_at <= $1
                    AND (lease_until IS NULL OR lease_until <= $1))",
         )
         .bind(ms(now))
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?;
         if !any {
             return Ok(Vec::new());
         }
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let mut tx = self.begin().await?;
-        let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
-            "SELECT intake_id, seq, practice_id, attempts FROM intake_link_sends
-             WHERE status = 'pending' AND next_at <= $1
-               AND (lease_until IS NULL OR lease_until <= $1)
-             ORDER BY next_at, intake_id, seq LIMIT $2
-             FOR UPDATE SKIP LOCKED",
-        )
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        // On PostgreSQL, instances claim disjoint sends (`SKIP LOCKED`).
+        let rows: Vec<(String, i64, String, i64)> =
+            sqlx::query_as::<S::Db, (String, i64, String, i64)>(&format!(
+                "SELECT intake_id, seq, practice_id, attempts FROM intake_link_sends
+                 WHERE status = 'pending' AND next_at <= $1
+                   AND (lease_until IS NULL OR lease_until <= $1)
+                 ORDER BY next_at, intake_id, seq LIMIT $2{}",
+                S::SKIP_LOCKED
+            ))
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for (intake_id, seq, practice_id, attempts) in rows {
-            sqlx::query(
+            sqlx::query::<S::Db>(
                 "UPDATE intake_link_sends SET attempts = attempts + 1, lease_until = $1
                  WHERE intake_id = $2 AND seq = $3",
             )
             .bind(ms(until))
-            .bind(&intake_id)
+            .bind(intake_id.as_str())
             .bind(seq)
             .execute(&mut *tx)
             .await?;
@@ -409,7 +483,7 @@ impl IntakeStore for PostgresStore {
         let now_ms = ms(now);
         let c = outcome.columns(now_ms);
         let mut tx = self.begin().await?;
-        let updated = sqlx::query(
+        let updated = sqlx::query::<S::Db>(
             "UPDATE intake_link_sends
              SET status = $1, next_at = COALESCE($2, next_at), lease_until = NULL,
                  channels = COALESCE($3, channels), last_error = $4, done_at = $5
@@ -420,12 +494,12 @@ impl IntakeStore for PostgresStore {
         .bind(c.channels)
         .bind(c.error)
         .bind(c.done_ms)
-        .bind(&send.intake_id)
+        .bind(send.intake_id.as_str())
         .bind(i64::from(send.seq))
         .bind(i64::from(send.attempt))
         .execute(&mut *tx)
         .await?
-        .rows_affected();
+        .affected();
         if updated != 1 {
             tx.rollback().await?;
             return Ok(false);
@@ -434,20 +508,12 @@ impl IntakeStore for PostgresStore {
         // `attempting` for its caller to record).
         if let LinkSendOutcome::Sent { sent, .. } = outcome {
             for sent in sent {
-                super::delivery::record_sent(&mut tx, sent, now_ms).await?;
+                S::record_sent(&mut tx, sent, now_ms).await?;
             }
         }
         if let Some((kind, detail)) = outcome.audit(send.seq) {
-            super::insert_audit(
-                &mut tx,
-                &self.key,
-                &send.intake_id,
-                "runner",
-                kind,
-                &detail,
-                now_ms,
-            )
-            .await?;
+            self.insert_audit(&mut tx, &send.intake_id, "runner", kind, &detail, now_ms)
+                .await?;
         }
         self.finish(tx).await?;
         Ok(true)
@@ -458,13 +524,13 @@ impl IntakeStore for PostgresStore {
         practice: &PracticeId,
         id: &str,
     ) -> Result<Vec<IntakeLinkSendRow>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query::<S::Db>(
             "SELECT seq, requested_by, requested_at, status, attempts, channels, last_error, done_at
              FROM intake_link_sends WHERE practice_id = $1 AND intake_id = $2 ORDER BY seq",
         )
         .bind(practice.as_str())
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -481,28 +547,4 @@ impl IntakeStore for PostgresStore {
             })
             .collect()
     }
-}
-
-async fn insert_link_send(
-    conn: &mut PgConnection,
-    intake: &str,
-    seq: u32,
-    practice: &PracticeId,
-    actor: &str,
-    now_ms: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO intake_link_sends (intake_id, seq, practice_id, requested_by, requested_at,
-            status, attempts, next_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6)",
-    )
-    .bind(intake)
-    .bind(i64::from(seq))
-    .bind(practice.as_str())
-    .bind(actor)
-    .bind(now_ms)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

@@ -1,26 +1,35 @@
-//! The login role on PostgreSQL: failures and the attempt audit in one transaction holding an
-//! advisory lock on the account (then the address), so concurrent attempts on several instances
-//! count every failure (SQLite's `BEGIN IMMEDIATE` serializes them the same way).
+//! The login role, once for both backends: failures and the attempt audit in one transaction,
+//! so concurrent attempts on several instances count every failure (SQLite's `BEGIN IMMEDIATE`
+//! runs them one at a time; PostgreSQL's holds an advisory lock on the account, then the address).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
-use super::{PostgresStore, from_ms, lock_name, ms};
+use super::{Affected, Backend};
 use crate::store::logins::{FailureCount, LockRule, LoginAttempt, LoginOutcome, LoginStanding};
+use crate::store::sqlite::{from_ms, ms};
 use crate::store::{LoginStore, Result};
 
 const ACCOUNT: &str = "account";
 const ADDRESS: &str = "address";
 
-async fn count(
-    conn: &mut PgConnection,
+async fn count<DB>(
+    conn: &mut DB::Connection,
     kind: &str,
     subject: &str,
     rule: &LockRule,
     now: DateTime<Utc>,
-) -> Result<FailureCount> {
-    let row = sqlx::query(
+) -> Result<FailureCount>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+{
+    let row = sqlx::query::<DB>(
         "SELECT failures, last_failure_at, locked_until FROM login_failures WHERE kind = $1 AND subject = $2",
     )
     .bind(kind)
@@ -39,17 +48,26 @@ async fn count(
     ))
 }
 
-async fn add_failure(
-    conn: &mut PgConnection,
+async fn add_failure<DB>(
+    conn: &mut DB::Connection,
     kind: &str,
     subject: &str,
     rule: &LockRule,
     now: DateTime<Utc>,
     may_lock: bool,
-) -> Result<()> {
-    let before = count(conn, kind, subject, rule, now).await?;
+) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+{
+    let before = count::<DB>(conn, kind, subject, rule, now).await?;
     let (failures, locked_until) = before.after_failure(rule, now, may_lock);
-    sqlx::query(
+    sqlx::query::<DB>(
         "INSERT INTO login_failures (kind, subject, failures, last_failure_at, locked_until)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (kind, subject) DO UPDATE SET
@@ -65,13 +83,20 @@ async fn add_failure(
     Ok(())
 }
 
-async fn audit(conn: &mut PgConnection, attempt: &LoginAttempt) -> Result<()> {
-    sqlx::query(
+async fn audit<DB>(conn: &mut DB::Connection, attempt: &LoginAttempt) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query::<DB>(
         "INSERT INTO login_attempts (at, username, address, outcome) VALUES ($1, $2, $3, $4)",
     )
     .bind(ms(attempt.at))
-    .bind(&attempt.username)
-    .bind(&attempt.address)
+    .bind(attempt.username.as_str())
+    .bind(attempt.address.as_str())
     .bind(attempt.outcome.label())
     .execute(&mut *conn)
     .await?;
@@ -79,7 +104,18 @@ async fn audit(conn: &mut PgConnection, attempt: &LoginAttempt) -> Result<()> {
 }
 
 #[async_trait]
-impl LoginStore for PostgresStore {
+impl<S> LoginStore for S
+where
+    S: Backend,
+    for<'c> &'c mut <S::Db as Database>::Connection: Executor<'c, Database = S::Db>,
+    for<'q> <S::Db as Database>::Arguments<'q>: IntoArguments<'q, S::Db>,
+    <S::Db as Database>::QueryResult: Affected,
+    for<'q> &'q str: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> String: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> Option<i64>: Encode<'q, S::Db>,
+    for<'r> &'r str: ColumnIndex<<S::Db as Database>::Row>,
+{
     async fn login_standing(
         &self,
         username: &str,
@@ -87,10 +123,10 @@ impl LoginStore for PostgresStore {
         rule: &LockRule,
         now: DateTime<Utc>,
     ) -> Result<LoginStanding> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         Ok(LoginStanding {
-            account: count(&mut conn, ACCOUNT, username, rule, now).await?,
-            address: count(&mut conn, ADDRESS, address, rule, now).await?,
+            account: count::<S::Db>(&mut conn, ACCOUNT, username, rule, now).await?,
+            address: count::<S::Db>(&mut conn, ADDRESS, address, rule, now).await?,
         })
     }
 
@@ -99,26 +135,26 @@ impl LoginStore for PostgresStore {
         let mut tx = self.begin().await?;
         // Always the account's lock before the address's: two attempts never wait on each other
         // in a cycle.
-        lock_name(&mut tx, &format!("login:{ACCOUNT}:{}", attempt.username)).await?;
-        lock_name(&mut tx, &format!("login:{ADDRESS}:{}", attempt.address)).await?;
+        S::lock_name(&mut tx, &format!("login:{ACCOUNT}:{}", attempt.username)).await?;
+        S::lock_name(&mut tx, &format!("login:{ADDRESS}:{}", attempt.address)).await?;
         match attempt.outcome {
             LoginOutcome::WrongPassword => {
-                add_failure(&mut tx, ACCOUNT, &attempt.username, rule, now, true).await?;
-                add_failure(&mut tx, ADDRESS, &attempt.address, rule, now, false).await?;
+                add_failure::<S::Db>(&mut tx, ACCOUNT, &attempt.username, rule, now, true).await?;
+                add_failure::<S::Db>(&mut tx, ADDRESS, &attempt.address, rule, now, false).await?;
             }
             LoginOutcome::Success => {
-                sqlx::query("DELETE FROM login_failures WHERE kind = $1 AND subject = $2")
+                sqlx::query::<S::Db>("DELETE FROM login_failures WHERE kind = $1 AND subject = $2")
                     .bind(ACCOUNT)
-                    .bind(&attempt.username)
+                    .bind(attempt.username.as_str())
                     .execute(&mut *tx)
                     .await?;
             }
             _ => {}
         }
-        audit(&mut tx, attempt).await?;
+        audit::<S::Db>(&mut tx, attempt).await?;
         let standing = LoginStanding {
-            account: count(&mut tx, ACCOUNT, &attempt.username, rule, now).await?,
-            address: count(&mut tx, ADDRESS, &attempt.address, rule, now).await?,
+            account: count::<S::Db>(&mut tx, ACCOUNT, &attempt.username, rule, now).await?,
+            address: count::<S::Db>(&mut tx, ADDRESS, &attempt.address, rule, now).await?,
         };
         self.finish(tx).await?;
         Ok(standing)
@@ -126,32 +162,33 @@ impl LoginStore for PostgresStore {
 
     async fn unlock_staff(&self, username: &str, actor: &str, now: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.begin().await?;
-        lock_name(&mut tx, &format!("login:{ACCOUNT}:{username}")).await?;
-        let cleared = sqlx::query("DELETE FROM login_failures WHERE kind = $1 AND subject = $2")
-            .bind(ACCOUNT)
-            .bind(username)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        S::lock_name(&mut tx, &format!("login:{ACCOUNT}:{username}")).await?;
+        let cleared =
+            sqlx::query::<S::Db>("DELETE FROM login_failures WHERE kind = $1 AND subject = $2")
+                .bind(ACCOUNT)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?
+                .affected();
         let attempt = LoginAttempt {
             username: username.to_owned(),
             address: actor.to_owned(),
             at: now,
             outcome: LoginOutcome::Unlocked,
         };
-        audit(&mut tx, &attempt).await?;
+        audit::<S::Db>(&mut tx, &attempt).await?;
         self.finish(tx).await?;
         Ok(cleared > 0)
     }
 
     async fn login_attempts(&self, username: &str, limit: u32) -> Result<Vec<LoginAttempt>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query::<S::Db>(
             "SELECT at, username, address, outcome FROM login_attempts
              WHERE username = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(username)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|row| {

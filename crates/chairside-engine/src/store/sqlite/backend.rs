@@ -1,0 +1,158 @@
+//! The SQLite store as a [`Backend`] of the roles written once for both stores
+//! (`store/shared/`).
+
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use super::SqliteStore;
+use crate::store::Result;
+use crate::store::crypto::Keyring;
+use crate::store::shared::Backend;
+use std::sync::atomic::AtomicU64;
+
+use crate::store::detection::DetectionBatch;
+use crate::store::{Claim, NewWorkflow, SentChannel, WorkflowRow};
+use chairside_workflow::{Event, StaffTask, WorkflowId, WorkflowState};
+use chrono::{DateTime, Utc};
+use financing_core::PracticeId;
+
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+
+    // `BEGIN IMMEDIATE` takes the write lock up front: nothing else to lock.
+    // Inserted at once by `task_events`.
+    type TaskEvents = ();
+
+    const SKIP_LOCKED: &'static str = "";
+
+    const FOR_UPDATE: &'static str = "";
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn key(&self) -> &Keyring {
+        &self.key
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        SqliteStore::begin(self).await
+    }
+
+    #[track_caller]
+    fn finish(
+        &self,
+        tx: Transaction<'static, Sqlite>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        SqliteStore::finish(self, tx)
+    }
+
+    #[track_caller]
+    fn finish_due(
+        &self,
+        tx: Transaction<'static, Sqlite>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        SqliteStore::finish_due(self, tx)
+    }
+
+    async fn lock_name(_conn: &mut SqliteConnection, _name: &str) -> Result<()> {
+        // One writer at a time: the transaction already holds the database's write lock.
+        Ok(())
+    }
+
+    async fn insert_audit(
+        &self,
+        conn: &mut SqliteConnection,
+        id: &str,
+        actor: &str,
+        kind: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        super::insert_audit(conn, &self.key, id, actor, kind, detail, now_ms).await
+    }
+
+    async fn record_sent(
+        conn: &mut SqliteConnection,
+        sent: &SentChannel,
+        now_ms: i64,
+    ) -> Result<()> {
+        super::delivery::record_sent(conn, sent, now_ms).await
+    }
+
+    async fn insert_new(
+        &self,
+        conn: &mut SqliteConnection,
+        practice: &PracticeId,
+        source: &str,
+        new: NewWorkflow,
+        now_ms: i64,
+    ) -> Result<Option<WorkflowId>> {
+        SqliteStore::insert_new(self, conn, practice, source, new, now_ms).await
+    }
+
+    async fn next_id(conn: &mut SqliteConnection, table: &'static str) -> Result<i64> {
+        super::sealed::next_id(conn, table).await
+    }
+
+    async fn task_events(
+        conn: &mut SqliteConnection,
+        id: &str,
+        state: &WorkflowState,
+        task: &StaffTask,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        super::outbox::record_task_event(conn, id, state, task, now).await
+    }
+
+    async fn insert_task_events(
+        _conn: &mut SqliteConnection,
+        _id: &str,
+        (): (),
+        _now: DateTime<Utc>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    async fn check_lease(
+        &self,
+        conn: &mut SqliteConnection,
+        claim: &Claim,
+        now_ms: i64,
+    ) -> Result<()> {
+        super::check_lease(conn, claim, now_ms).await
+    }
+
+    async fn insert_inbox(
+        &self,
+        conn: &mut SqliteConnection,
+        id: &str,
+        source: &str,
+        event: &Event,
+        now_ms: i64,
+    ) -> Result<()> {
+        super::insert_inbox(conn, &self.key, id, source, event, now_ms).await
+    }
+
+    async fn revoke_links(conn: &mut SqliteConnection, id: &str, now_ms: i64) -> Result<u64> {
+        super::links::revoke_in(conn, id, now_ms).await
+    }
+
+    fn workflow_row(&self, row: &sqlx::sqlite::SqliteRow) -> Result<WorkflowRow> {
+        super::row_to_workflow(&self.key, row)
+    }
+
+    fn skipped(&self) -> &AtomicU64 {
+        &self.skipped
+    }
+
+    async fn write_detection(
+        &self,
+        conn: &mut SqliteConnection,
+        practice: &PracticeId,
+        source: &str,
+        batch: DetectionBatch,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WorkflowId>> {
+        SqliteStore::write_detection(self, conn, practice, source, batch, now).await
+    }
+}
