@@ -168,25 +168,44 @@ struct Envelope<'a> {
     data: EventData,
 }
 
+impl EventData {
+    /// The ids every event carries, and nothing else yet.
+    fn ids(
+        workflow_id: &str,
+        practice_id: &str,
+        plan_id: &str,
+        revision: &str,
+        status: &str,
+    ) -> Self {
+        Self {
+            workflow_id: workflow_id.to_owned(),
+            practice_id: practice_id.to_owned(),
+            plan_id: plan_id.to_owned(),
+            revision: revision.to_owned(),
+            status: status.to_owned(),
+            outcome: None,
+            lender: None,
+            task: None,
+            source: None,
+            detection_task: None,
+            payment_id: None,
+        }
+    }
+}
+
 impl OutboundEvent {
     fn new(state: &WorkflowState, kind: EventType, key: &str, at: DateTime<Utc>) -> Self {
         Self {
             id: event_id(state.id.as_str(), key),
             kind,
             at,
-            data: EventData {
-                workflow_id: state.id.as_str().to_owned(),
-                practice_id: state.key.practice_id.as_str().to_owned(),
-                plan_id: state.key.plan_id.as_str().to_owned(),
-                revision: state.key.revision.clone(),
-                status: state.status.label().to_owned(),
-                outcome: None,
-                lender: None,
-                task: None,
-                source: None,
-                detection_task: None,
-                payment_id: None,
-            },
+            data: EventData::ids(
+                state.id.as_str(),
+                state.key.practice_id.as_str(),
+                state.key.plan_id.as_str(),
+                &state.key.revision,
+                state.status.label(),
+            ),
         }
     }
 
@@ -235,6 +254,43 @@ pub fn event_id(workflow_id: &str, key: &str) -> String {
     format!("evt_{}", &hex::encode(h.finalize())[..24])
 }
 
+/// A workflow set aside because its stored data does not read (quarantined), as its row's plain
+/// columns say: the state itself may not open, so nothing is read from it.
+#[derive(Clone, Copy, Debug)]
+pub struct SetAside<'a> {
+    /// Chairside's workflow id.
+    pub workflow_id: &'a str,
+    /// The practice.
+    pub practice_id: &'a str,
+    /// The treatment plan's id in the practice system.
+    pub plan_id: &'a str,
+    /// The plan's revision.
+    pub revision: &'a str,
+    /// The status column of the row.
+    pub status: &'a str,
+}
+
+/// The `workflow.needs_staff` event of a quarantined workflow's `system_error` task. Pure. Its id
+/// is derived from the workflow alone (a workflow is set aside once), so writing it again is a
+/// no-op.
+pub fn set_aside_needs_staff(w: SetAside<'_>, at: DateTime<Utc>) -> OutboundEvent {
+    OutboundEvent {
+        id: event_id(w.workflow_id, "set_aside"),
+        kind: EventType::NeedsStaff,
+        at,
+        data: EventData {
+            task: Some(chairside_workflow::TaskKind::SystemError.label().to_owned()),
+            ..EventData::ids(
+                w.workflow_id,
+                w.practice_id,
+                w.plan_id,
+                w.revision,
+                w.status,
+            )
+        },
+    }
+}
+
 /// A detection task just opened, as [`plan_needs_staff`] reads it: ids and the problem's kind.
 #[derive(Clone, Copy, Debug)]
 pub struct PlanTask<'a> {
@@ -270,17 +326,10 @@ pub fn plan_needs_staff(task: PlanTask<'_>, at: DateTime<Utc>) -> OutboundEvent 
         kind: EventType::PlanNeedsStaff,
         at,
         data: EventData {
-            workflow_id: String::new(),
-            practice_id: task.practice_id.to_owned(),
-            plan_id: task.plan_id.to_owned(),
-            revision: task.marker.to_owned(),
-            status: String::new(),
-            outcome: None,
-            lender: None,
             task: Some(task.kind.to_owned()),
             source: Some(task.source.to_owned()),
             detection_task: Some(task.row),
-            payment_id: None,
+            ..EventData::ids("", task.practice_id, task.plan_id, task.marker, "")
         },
     }
 }

@@ -282,6 +282,26 @@ pub fn alert_reason_in(state: &WorkflowState, task: &str, lang: Language) -> Str
     }
 }
 
+/// What a set-aside (quarantined) workflow's alert says: what happened and what to do. The
+/// front desk cannot repair stored data; the operator can, and nothing runs for the plan until
+/// then, so the patient may need a call.
+pub fn set_aside_reason_in(plan: &str, lang: Language) -> String {
+    match lang {
+        Language::Es => format!(
+            "plan {plan} (apartado): sus datos guardados no se pueden leer, así que Chairside lo \
+             apartó y no hará nada más con él. Pida al operador de Chairside que lo repare; \
+             mientras tanto, atienda al paciente directamente. Está en la sección \"Set aside\" \
+             del panel."
+        ),
+        _ => format!(
+            "plan {plan} (set aside): its stored data could not be read, so Chairside set it \
+             aside and will do nothing more with it. Ask your Chairside operator to repair it; \
+             until then, look after the patient directly. It is listed under \"Set aside\" on \
+             the dashboard."
+        ),
+    }
+}
+
 /// A detection kind in English and Spanish: its name, what happened, and what to do (staff
 /// fix the plan in the practice system; Chairside reads it again on its own; the task is
 /// dismissed on the dashboard). Exhaustive, so a new kind cannot ship without both languages.
@@ -501,6 +521,41 @@ impl StaffAlerts {
         }))
     }
 
+    /// The line of a workflow set aside because its stored data does not read (quarantined), or
+    /// `None` when the event's workflow is not in the quarantine. Nothing is read from the
+    /// workflow (its state may not open): no initials, the plan from the event, the dashboard's
+    /// "set aside" section as the link.
+    async fn set_aside_line(
+        &self,
+        event: &StoredEvent,
+        lang: Language,
+    ) -> Result<Option<StaffDigestTask>, DeliveryError> {
+        let held = self
+            .store
+            .quarantined_workflows(Some(&PracticeId::new(event.practice_id.as_str())))
+            .await
+            .map_err(|_| store_failed())?;
+        if !held
+            .iter()
+            .any(|q| q.workflow_id.as_str() == event.workflow_id.as_str())
+        {
+            return Ok(None);
+        }
+        let plan = OutboundEvent::from_payload(&event.payload)
+            .ok()
+            .map(|e| e.data.plan_id)
+            .unwrap_or_default();
+        let link = self
+            .dashboard
+            .join("staff#held")
+            .map_err(|_| DeliveryError::give_up(None, "the dashboard link does not parse"))?;
+        Ok(Some(StaffDigestTask {
+            patient_initials: "?".to_owned(),
+            reason: set_aside_reason_in(&plan, lang),
+            dashboard_link: link,
+        }))
+    }
+
     /// One task of an alert: the patient's initials, the reason, the dashboard link. `None` when
     /// the workflow is gone or no longer reads, or a detection task was resolved (the alert goes
     /// out without it).
@@ -516,6 +571,11 @@ impl StaffAlerts {
             .ok()
             .and_then(|e| e.data.task)
             .unwrap_or_else(|| TaskKind::SystemError.label().to_owned());
+        if task == TaskKind::SystemError.label()
+            && let Some(line) = self.set_aside_line(event, lang).await?
+        {
+            return Ok(Some(line));
+        }
         let workflow = chairside_workflow::WorkflowId::new(event.workflow_id.as_str());
         let state = match self.store.workflow(&workflow).await {
             Ok(Some(row)) => row.state,

@@ -415,7 +415,8 @@ async fn two_dispatchers_at_once_send_one_digest() {
 }
 
 // Detection tasks: a plan that could not be started raises a task before any workflow exists;
-// its `plan.needs_staff` event reaches the staff alert like any task. Both stores.
+// its `plan.needs_staff` event reaches the staff alert like any task. A workflow set aside
+// because its stored data does not read (quarantined) alerts from its row alone. Both stores.
 
 mod detection {
     use std::collections::HashMap;
@@ -432,7 +433,9 @@ mod detection {
     use super::{Mailer, WINDOW};
     use crate::backend::{Backend, TestDb, both};
     use crate::fakes::ManualClock;
-    use crate::harness::{practice_id, t0};
+    use crate::harness::{LEASE, practice_id, t0};
+    use chairside_engine::outbound::events::{EventType, OutboundEvent};
+    use chairside_engine::store::{Claim, NewWorkflow};
 
     /// A store, a clock, a recording mailer and a dispatcher with the practice's staff alerts
     /// (staff reading `language`), its subscriber cursor taken before anything happens.
@@ -659,9 +662,134 @@ mod detection {
         }
     }
 
+    /// What the corrupted row holds: if it shows up in an event or an alert, content leaked.
+    const MARKER: &str = "Set-Aside-Marker-Jane-Roe";
+
+    /// One workflow for plan `tx-7`, claimed, whose stored state was then overwritten with
+    /// bytes that do not open: what the runner quarantines.
+    async fn unreadable_workflow(kit: &Kit) -> (chairside_workflow::WorkflowId, Claim) {
+        let key = chairside_workflow::WorkflowKey {
+            practice_id: practice_id(),
+            plan_id: financing_core::PlanId::new("tx-7"),
+            revision: "1".into(),
+        };
+        let mut state = chairside_workflow::WorkflowState::new(
+            key,
+            financing_core::PatientId::new("pat-7"),
+            t0(),
+        );
+        let first = state.start();
+        let new = NewWorkflow { state, first };
+        let id = kit
+            .db
+            .store
+            .record_poll(&practice_id(), "fakepms", "1", vec![new], vec![], t0())
+            .await
+            .unwrap()
+            .remove(0);
+        let claim = kit
+            .db
+            .store
+            .claim_due("runner-a", kit.clock.now(), LEASE, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        kit.db
+            .raw
+            .execute(&format!("UPDATE workflows SET state = '{MARKER}'"))
+            .await
+            .unwrap();
+        (id, claim)
+    }
+
+    async fn a_workflow_set_aside_because_it_does_not_read_alerts_staff_once_without_reading_it(
+        backend: Backend,
+    ) {
+        // Arrange
+        let kit = Kit::new(backend, Language::En).await;
+        let (id, claim) = unreadable_workflow(&kit).await;
+
+        // Act: quarantined (twice: a second runner's late attempt), then the dispatcher's rounds.
+        let problem = kit
+            .db
+            .store
+            .quarantine_workflow(&claim, kit.clock.now())
+            .await
+            .unwrap();
+        let again = kit
+            .db
+            .store
+            .quarantine_workflow(&claim, kit.clock.now())
+            .await;
+        kit.rounds(20, Duration::from_secs(30)).await;
+
+        // Assert: one `workflow.needs_staff` event (`system_error`), ids only, from the row.
+        assert!(problem.is_some(), "the workflow is quarantined");
+        assert!(
+            matches!(
+                again,
+                Err(chairside_engine::store::StoreError::LeaseLost(_))
+            ),
+            "the late attempt is refused: {again:?}"
+        );
+        let events = kit.db.store.outbound_events(id.as_str()).await.unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        let event = OutboundEvent::from_payload(&events[0].payload).unwrap();
+        assert_eq!(event.kind, EventType::NeedsStaff);
+        assert_eq!(event.data.task.as_deref(), Some("system_error"));
+        assert_eq!(event.data.workflow_id, id.as_str());
+        assert_eq!(event.data.plan_id, "tx-7");
+        let payload = String::from_utf8(events[0].payload.clone()).unwrap();
+        assert!(!payload.contains(MARKER), "{payload}");
+        // One email: what happened and what to do, no initials, the dashboard's set-aside list.
+        let sent = kit.mailer.sent();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let mail = &sent[0];
+        for part in [
+            "plan tx-7 (set aside)",
+            "could not be read",
+            "Ask your Chairside operator to repair it",
+            "https://chairside.example/staff#held",
+        ] {
+            assert!(mail.text.contains(part), "`{part}` missing: {}", mail.text);
+        }
+        assert!(!mail.text.contains(MARKER), "{}", mail.text);
+        assert!(
+            !mail.text.contains("an external call failed"),
+            "not the generic system error: {}",
+            mail.text
+        );
+        let counts = kit.db.store.delivery_counts().await.unwrap();
+        assert_eq!((counts.pending, counts.delivered, counts.failed), (0, 1, 0));
+    }
+
+    async fn a_set_aside_workflows_alert_is_in_the_staffs_spanish(backend: Backend) {
+        // Arrange
+        let kit = Kit::new(backend, Language::Es).await;
+        let (_, claim) = unreadable_workflow(&kit).await;
+
+        // Act
+        kit.db
+            .store
+            .quarantine_workflow(&claim, kit.clock.now())
+            .await
+            .unwrap();
+        kit.rounds(20, Duration::from_secs(30)).await;
+
+        // Assert
+        let sent = kit.mailer.sent();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let text = &sent[0].text;
+        assert!(text.contains("plan tx-7 (apartado)"), "{text}");
+        assert!(text.contains("operador de Chairside"), "{text}");
+        assert!(!text.contains("could not be read"), "English in: {text}");
+    }
+
     both!(
         a_plan_that_could_not_be_read_alerts_staff_once_saying_what_to_do,
         a_detection_task_resolved_before_its_alert_goes_out_is_not_alerted,
         plans_that_could_not_be_started_together_are_one_digest_in_the_staffs_spanish,
+        a_workflow_set_aside_because_it_does_not_read_alerts_staff_once_without_reading_it,
+        a_set_aside_workflows_alert_is_in_the_staffs_spanish,
     );
 }

@@ -107,6 +107,15 @@ impl Backend for PostgresStore {
         super::outbox::insert_events(conn, id, events, now).await
     }
 
+    async fn insert_events(
+        conn: &mut PgConnection,
+        id: &str,
+        events: Vec<OutboundEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        super::outbox::insert_events(conn, id, events, now).await
+    }
+
     async fn check_lease(&self, conn: &mut PgConnection, claim: &Claim, now_ms: i64) -> Result<()> {
         super::check_lease(conn, claim, now_ms).await
     }

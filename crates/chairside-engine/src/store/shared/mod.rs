@@ -21,6 +21,7 @@ use sqlx::{Database, Pool, Transaction};
 use super::crypto::Keyring;
 use super::detection::DetectionBatch;
 use super::{Claim, NewWorkflow, Result, SentChannel, WorkflowRow};
+use crate::outbound::events::OutboundEvent;
 use chairside_workflow::{Event, StaffTask, WorkflowId, WorkflowState};
 
 mod intake;
@@ -132,6 +133,15 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         task: &'c StaffTask,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Self::TaskEvents>> + Send + 'c;
+
+    /// Inserts outbound events built without a workflow state (a quarantined workflow's task,
+    /// whose state may not open), last before the commit like [`Backend::insert_task_events`].
+    fn insert_events<'c>(
+        conn: &'c mut Conn<Self>,
+        id: &'c str,
+        events: Vec<OutboundEvent>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send + 'c;
 
     /// Inserts what [`Backend::task_events`] left; the caller commits right after.
     fn insert_task_events<'c>(

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
 use super::{Affected, Backend, Conn};
+use crate::outbound::events::{SetAside, set_aside_needs_staff};
 use crate::store::quarantine::decode_problem;
 use crate::store::sqlite::sealed::{INBOX_EVENT, OUTBOX_COMMAND, TASK_REASON, WORKFLOW_STATE};
 use crate::store::sqlite::{from_ms, ms};
@@ -42,11 +43,16 @@ where
         let now_ms = ms(now);
         let mut tx = self.begin().await?;
         self.check_lease(&mut tx, claim, now_ms).await?;
-        let row = sqlx::query::<S::Db>("SELECT practice_id, state FROM workflows WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query::<S::Db>(
+            "SELECT practice_id, plan_id, revision, status, state FROM workflows WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
         let practice: String = row.try_get("practice_id")?;
+        let plan: String = row.try_get("plan_id")?;
+        let revision: String = row.try_get("revision")?;
+        let status: String = row.try_get("status")?;
         let state: Vec<u8> = row.try_get("state")?;
         // A sealed value that does not open is as unusable as one that does not decode.
         let mut problem = match WORKFLOW_STATE.open_text(self.key(), &[id], &state) {
@@ -136,6 +142,20 @@ where
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        // The task's `workflow.needs_staff` event, so staff alerts and subscribers hear of it
+        // like any other task; from the row's plain columns (the state may not open). Last
+        // before the commit (PostgreSQL's event-order lock).
+        let event = set_aside_needs_staff(
+            SetAside {
+                workflow_id: id,
+                practice_id: &practice,
+                plan_id: &plan,
+                revision: &revision,
+                status: &status,
+            },
+            now,
+        );
+        S::insert_events(&mut tx, id, vec![event], now).await?;
         self.finish(tx).await?;
         Ok(Some(problem))
     }

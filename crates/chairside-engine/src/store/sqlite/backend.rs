@@ -113,6 +113,18 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
+    async fn insert_events(
+        conn: &mut SqliteConnection,
+        id: &str,
+        events: Vec<crate::outbound::events::OutboundEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for event in &events {
+            super::outbox::insert_event(conn, id, event, now).await?;
+        }
+        Ok(())
+    }
+
     async fn check_lease(
         &self,
         conn: &mut SqliteConnection,
