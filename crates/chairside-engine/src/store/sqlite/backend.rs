@@ -18,10 +18,10 @@ use financing_core::PracticeId;
 impl Backend for SqliteStore {
     type Db = Sqlite;
 
-    // `BEGIN IMMEDIATE` takes the write lock up front: nothing else to lock.
     // Inserted at once by `task_events`.
     type TaskEvents = ();
 
+    // `BEGIN IMMEDIATE` takes the write lock up front: nothing else to lock.
     const SKIP_LOCKED: &'static str = "";
 
     const FOR_UPDATE: &'static str = "";

@@ -64,6 +64,9 @@ pub struct SqliteStore {
     /// A second one for the runner's reads, so a read never waits behind a commit's sync.
     reader: thread::StoreThread,
     key: Arc<Keyring>,
+    /// The workflow states last sealed or opened, shared by `thread` and `reader`, so a step's
+    /// load and commit do not decrypt and parse what the previous commit sealed.
+    states: Arc<sealed::StateCache>,
     writes: Arc<super::WriteCount>,
     skipped: Arc<AtomicU64>,
     /// Rung after a commit that made work due from outside the runner (a webhook, a poll, a
@@ -148,11 +151,14 @@ impl SqliteStore {
         };
         let thread = thread::StoreThread::start(path, synchronous)?;
         let reader = thread::StoreThread::start(path, synchronous)?;
+        let key: Arc<Keyring> = Arc::new(key.into());
+        let states = Arc::new(sealed::StateCache::new(key.clone()));
         Ok(Self {
             pool,
             thread,
             reader,
-            key: Arc::new(key.into()),
+            key,
+            states,
             writes: Arc::default(),
             skipped: Arc::new(AtomicU64::new(0)),
             due: Arc::new(tokio::sync::Notify::new()),

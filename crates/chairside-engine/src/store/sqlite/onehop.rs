@@ -16,8 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::patient::ConsentState;
 use super::sealed::{
-    CONSENT_PHONE, EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, TASK_REASON, open_state,
-    remember_state,
+    CONSENT_PHONE, EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, StateCache, TASK_REASON,
 };
 use super::{from_ms, ms};
 use crate::outbound::events::derive;
@@ -127,7 +126,7 @@ fn insert_task(
 /// the step (so called before it is replaced).
 fn record_events(
     conn: &Connection,
-    key: &Keyring,
+    states: &StateCache,
     id: &str,
     after: &WorkflowState,
     raised: Option<&StaffTask>,
@@ -137,7 +136,7 @@ fn record_events(
         .prepare_cached("SELECT state FROM workflows WHERE id = ?1")?
         .query_row([id], |r| {
             // A stored state that no longer opens writes no event.
-            Ok(open_state(key, id, bytes(r, 0)?).ok())
+            Ok(states.open(id, bytes(r, 0)?).ok())
         })
         .optional()?
         .flatten();
@@ -225,7 +224,13 @@ pub(super) fn claim_due(
 }
 
 /// `WorkflowStore::load`.
-pub(super) fn load(conn: &Connection, key: &Keyring, claim: &Claim, now_ms: i64) -> Result<Work> {
+pub(super) fn load(
+    conn: &Connection,
+    key: &Keyring,
+    states: &StateCache,
+    claim: &Claim,
+    now_ms: i64,
+) -> Result<Work> {
     let id = claim.id.as_str();
     let state: Option<Result<WorkflowState>> = conn
         .prepare_cached("SELECT state, epoch, lease_owner FROM workflows WHERE id = ?1")?
@@ -235,7 +240,7 @@ pub(super) fn load(conn: &Connection, key: &Keyring, claim: &Claim, now_ms: i64)
             if epoch != claim.epoch || owner.as_deref() != Some(&claim.owner) {
                 return Ok(Err(StoreError::LeaseLost(claim.id.clone())));
             }
-            Ok(open_state(key, id, bytes(r, 0)?))
+            Ok(states.open(id, bytes(r, 0)?))
         })
         .optional()?;
     let state = state.ok_or_else(|| StoreError::LeaseLost(claim.id.clone()))??;
@@ -341,6 +346,7 @@ fn insert_effect(
 pub(super) fn park(
     conn: &Connection,
     key: &Keyring,
+    states: &StateCache,
     claim: &Claim,
     until_ms: i64,
     task: &StaffTask,
@@ -362,9 +368,9 @@ pub(super) fn park(
         // Staff hear of it as of any task: the task beside an unchanged state.
         let stored: Option<WorkflowState> = conn
             .prepare_cached("SELECT state FROM workflows WHERE id = ?1")?
-            .query_row([id], |r| Ok(open_state(key, id, bytes(r, 0)?).ok()))?;
+            .query_row([id], |r| Ok(states.open(id, bytes(r, 0)?).ok()))?;
         if let Some(state) = stored {
-            record_events(conn, key, id, &state, Some(task), from_ms(now_ms))?;
+            record_events(conn, states, id, &state, Some(task), from_ms(now_ms))?;
         }
     }
     conn.prepare_cached(
@@ -409,7 +415,12 @@ pub(super) struct NextWrite {
 }
 
 /// `WorkflowStore::commit_step`, in one transaction of the store thread.
-pub(super) fn commit_step(conn: &Connection, key: &Keyring, step: &StepWrite) -> Result<AfterStep> {
+pub(super) fn commit_step(
+    conn: &Connection,
+    key: &Keyring,
+    states: &StateCache,
+    step: &StepWrite,
+) -> Result<AfterStep> {
     let now_ms = ms(step.now);
     let claim = &step.claim;
     let id = claim.id.as_str();
@@ -475,7 +486,7 @@ pub(super) fn commit_step(conn: &Connection, key: &Keyring, step: &StepWrite) ->
     // state stored before this step, so they are written before it is replaced.
     record_events(
         conn,
-        key,
+        states,
         id,
         &step.state,
         step.raise_task.as_ref(),
@@ -501,7 +512,7 @@ pub(super) fn commit_step(conn: &Connection, key: &Keyring, step: &StepWrite) ->
         step.state.ledger_written_at.map(ms),
         id
     ])?;
-    remember_state(key, id, &step.sealed_state, &step.state);
+    states.remember(id, &step.sealed_state, &step.state);
     refresh_due(conn, id)?;
     let Some(next) = &step.next else {
         return Ok(AfterStep::Kept);

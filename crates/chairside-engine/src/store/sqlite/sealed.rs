@@ -2,6 +2,10 @@
 //! re-seal behind `chairside rotate-key` and the start-up sealing of rows written before
 //! migration 0003. See `docs/data-at-rest.md` for what stays in clear and why.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chairside_workflow::WorkflowState;
 use serde::de::DeserializeOwned;
 use sqlx::{Row, SqliteConnection};
 
@@ -446,106 +450,87 @@ impl SqliteStore {
     }
 }
 
-/// The workflow states this thread last sealed or opened, each with the exact sealed bytes it
-/// was read from or written as. A step loads the state its previous step committed, and its own
-/// commit reads the state stored before it (the outbound events compare the two): when the
-/// stored bytes are the cached ones, the state is taken from here instead of decrypted and parsed
-/// again. Only the SQLite store's own thread uses it (one thread per store, one keyring per
-/// store). It serves only bytes sealed under the current key of the keyring it was filled with
-/// (told by the keyring's address and a keyed hash of its current key), so another keyring, or
-/// a wrong data key, never reads from it. Equal bytes are the same authenticated ciphertext (a
-/// fresh random nonce per seal), so a hit returns what opening them would.
-struct StateCache {
-    ring: (usize, String),
-    states: std::collections::HashMap<String, (Vec<u8>, chairside_workflow::WorkflowState)>,
+/// The workflow states the store last sealed or opened, each with the exact sealed bytes it was
+/// read from or written as, shared by the store's writer and reader threads. A step loads (reader)
+/// the state its previous step committed (writer), and its own commit reads the state stored
+/// before it (the outbound events compare the two): when the stored bytes are the cached ones, the
+/// state is taken from here instead of decrypted and parsed again. The cache belongs to one store
+/// and opens with that store's keyring only, and holds only bytes sealed under its current key.
+/// Equal bytes are the same authenticated ciphertext (a fresh random nonce per seal), so a hit
+/// returns what opening them would; bytes remembered by a transaction that then rolled back are
+/// never stored, so they are never matched.
+pub(super) struct StateCache {
+    ring: Arc<Keyring>,
+    states: Mutex<HashMap<String, (Vec<u8>, WorkflowState)>>,
 }
 
-/// At most this many states are kept (a store thread works on `concurrency` workflows at once;
-/// the rest are read rarely).
+/// At most this many states are kept (the runner works on `concurrency` workflows at once; the
+/// rest are read rarely).
 const STATE_CACHE_MAX: usize = 256;
 
-thread_local! {
-    static STATE_CACHE: std::cell::RefCell<StateCache> = std::cell::RefCell::new(StateCache {
-        ring: (0, String::new()),
-        states: std::collections::HashMap::new(),
-    });
-}
-
-/// Runs `f` on this thread's state cache, emptied first if it was filled under another keyring.
-fn with_state_cache<T>(ring: &Keyring, f: impl FnOnce(&mut StateCache) -> T) -> T {
-    let address = std::ptr::from_ref(ring) as usize;
-    STATE_CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.ring.0 != address || cache.ring.1 != ring.lookup_key("workflow state cache") {
-            cache.ring = (address, ring.lookup_key("workflow state cache"));
-            cache.states.clear();
-        }
-        f(&mut cache)
-    })
-}
-
-/// Whether `sealed` was sealed under `ring`'s current key (the only bytes the cache holds).
-fn under_current_key(ring: &Keyring, sealed: &[u8]) -> bool {
-    Keyring::key_id(sealed).ok().flatten() == Some(ring.current_id())
-}
-
 impl StateCache {
-    fn remember(&mut self, id: &str, sealed: &[u8], state: chairside_workflow::WorkflowState) {
-        if self.states.len() >= STATE_CACHE_MAX && !self.states.contains_key(id) {
-            // Any one goes: a miss only costs a decrypt.
-            if let Some(old) = self.states.keys().next().cloned() {
-                self.states.remove(&old);
-            }
+    /// An empty cache opening with `ring`, the store's keyring.
+    pub(super) fn new(ring: Arc<Keyring>) -> Self {
+        Self {
+            ring,
+            states: Mutex::new(HashMap::new()),
         }
-        self.states.insert(id.to_owned(), (sealed.to_vec(), state));
     }
-}
 
-/// Opens workflow `id`'s stored state `sealed`, from this thread's cache when it holds these very
-/// bytes, otherwise decrypted and parsed (and then cached).
-pub(super) fn open_state(
-    ring: &Keyring,
-    id: &str,
-    sealed: &[u8],
-) -> Result<chairside_workflow::WorkflowState> {
-    if !under_current_key(ring, sealed) {
-        return WORKFLOW_STATE.open_json(ring, &[id], sealed);
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<u8>, WorkflowState)>> {
+        // A panic elsewhere while holding it leaves whole entries: each is inserted at once.
+        self.states.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    let cached = with_state_cache(ring, |cache| {
-        cache
-            .states
+
+    /// Whether `sealed` was sealed under the current key (the only bytes the cache holds).
+    fn under_current_key(&self, sealed: &[u8]) -> bool {
+        Keyring::key_id(sealed).ok().flatten() == Some(self.ring.current_id())
+    }
+
+    /// Opens workflow `id`'s stored state `sealed`, from the cache when it holds these very
+    /// bytes, otherwise decrypted and parsed (and then cached).
+    pub(super) fn open(&self, id: &str, sealed: &[u8]) -> Result<WorkflowState> {
+        if !self.under_current_key(sealed) {
+            return WORKFLOW_STATE.open_json(&self.ring, &[id], sealed);
+        }
+        let cached = self
+            .states()
             .get(id)
             .filter(|(bytes, _)| bytes.as_slice() == sealed)
-            .map(|(_, state)| state.clone())
-    });
-    if let Some(state) = cached {
-        return Ok(state);
+            .map(|(_, state)| state.clone());
+        if let Some(state) = cached {
+            return Ok(state);
+        }
+        let state: WorkflowState = WORKFLOW_STATE.open_json(&self.ring, &[id], sealed)?;
+        self.remember(id, sealed, &state);
+        Ok(state)
     }
-    let state: chairside_workflow::WorkflowState = WORKFLOW_STATE.open_json(ring, &[id], sealed)?;
-    with_state_cache(ring, |cache| cache.remember(id, sealed, state.clone()));
-    Ok(state)
-}
 
-/// Records that workflow `id`'s state is now stored as `sealed` (sealed from `state`), so the next
-/// [`open_state`] of these bytes neither decrypts nor parses.
-pub(super) fn remember_state(
-    ring: &Keyring,
-    id: &str,
-    sealed: &[u8],
-    state: &chairside_workflow::WorkflowState,
-) {
-    if !under_current_key(ring, sealed) {
-        return;
+    /// Records that workflow `id`'s state is now stored as `sealed` (sealed from `state`), so the
+    /// next [`StateCache::open`] of these bytes neither decrypts nor parses.
+    pub(super) fn remember(&self, id: &str, sealed: &[u8], state: &WorkflowState) {
+        if !self.under_current_key(sealed) {
+            return;
+        }
+        let mut states = self.states();
+        if states.len() >= STATE_CACHE_MAX && !states.contains_key(id) {
+            // Any one goes: a miss only costs a decrypt.
+            if let Some(old) = states.keys().next().cloned() {
+                states.remove(&old);
+            }
+        }
+        states.insert(id.to_owned(), (sealed.to_vec(), state.clone()));
     }
-    with_state_cache(ring, |cache| cache.remember(id, sealed, state.clone()));
 }
 
 #[cfg(test)]
 mod state_cache_tests {
+    use std::sync::Arc;
+
     use chairside_workflow::{WorkflowKey, WorkflowState};
     use financing_core::{PatientId, PlanId, PracticeId};
 
-    use super::{WORKFLOW_STATE, open_state, remember_state};
+    use super::{StateCache, WORKFLOW_STATE};
     use crate::store::crypto::{DataKey, Keyring};
 
     fn state(plan: &str) -> WorkflowState {
@@ -562,42 +547,45 @@ mod state_cache_tests {
 
     #[test]
     fn a_state_opens_from_its_bytes_once_and_then_from_the_cache() {
-        let ring = Keyring::from(DataKey::generate());
+        let ring = Arc::new(Keyring::from(DataKey::generate()));
+        let cache = StateCache::new(ring.clone());
         let original = state("tx-1");
         let sealed = WORKFLOW_STATE
             .seal_json(&ring, &["wf-1"], &original)
             .unwrap();
         // A miss decrypts and parses.
-        assert_eq!(open_state(&ring, "wf-1", &sealed).unwrap(), original);
+        assert_eq!(cache.open("wf-1", &sealed).unwrap(), original);
         // Bound to its row: the same bytes under another id do not open.
-        assert!(open_state(&ring, "wf-2", &sealed).is_err());
+        assert!(cache.open("wf-2", &sealed).is_err());
         // A hit returns what was remembered for these very bytes without opening them: the
         // remembered state differs from the sealed one only so the test can tell.
         let remembered = state("tx-remembered");
-        remember_state(&ring, "wf-1", &sealed, &remembered);
-        assert_eq!(open_state(&ring, "wf-1", &sealed).unwrap(), remembered);
+        cache.remember("wf-1", &sealed, &remembered);
+        assert_eq!(cache.open("wf-1", &sealed).unwrap(), remembered);
     }
 
     #[test]
     fn other_bytes_or_another_keyring_are_never_served_from_the_cache() {
-        let ring = Keyring::from(DataKey::generate());
+        let ring = Arc::new(Keyring::from(DataKey::generate()));
+        let cache = StateCache::new(ring.clone());
         let original = state("tx-1");
         let sealed = WORKFLOW_STATE
             .seal_json(&ring, &["wf-1"], &original)
             .unwrap();
-        remember_state(&ring, "wf-1", &sealed, &original);
+        cache.remember("wf-1", &sealed, &original);
         // Tampered bytes are opened (and refused), not matched by id.
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
-        assert!(open_state(&ring, "wf-1", &tampered).is_err());
+        assert!(cache.open("wf-1", &tampered).is_err());
         // A newer state of the row is read from its bytes, not from the older entry.
         let newer = state("tx-newer");
         let resealed = WORKFLOW_STATE.seal_json(&ring, &["wf-1"], &newer).unwrap();
-        assert_eq!(open_state(&ring, "wf-1", &resealed).unwrap(), newer);
-        // Another keyring (a wrong data key) on the same thread cannot read the cached row.
-        remember_state(&ring, "wf-1", &sealed, &original);
-        let other = Keyring::from(DataKey::generate());
-        assert!(open_state(&other, "wf-1", &sealed).is_err());
+        assert_eq!(cache.open("wf-1", &resealed).unwrap(), newer);
+        // Another keyring (a wrong data key) cannot read the row: its store's cache opens with
+        // that keyring only.
+        cache.remember("wf-1", &sealed, &original);
+        let other = StateCache::new(Arc::new(Keyring::from(DataKey::generate())));
+        assert!(other.open("wf-1", &sealed).is_err());
     }
 }

@@ -37,10 +37,10 @@ impl WorkflowStore for SqliteStore {
     }
 
     async fn load(&self, claim: &Claim, now: DateTime<Utc>) -> Result<Work> {
-        let key = self.key.clone();
+        let (key, states) = (self.key.clone(), self.states.clone());
         let claim = claim.clone();
         self.reader
-            .read(move |conn| onehop::load(conn, &key, &claim, ms(now)))
+            .read(move |conn| onehop::load(conn, &key, &states, &claim, ms(now)))
             .await
     }
 
@@ -71,9 +71,10 @@ impl WorkflowStore for SqliteStore {
         task: &StaffTask,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let (key, claim, task) = (self.key.clone(), claim.clone(), task.clone());
+        let (key, states) = (self.key.clone(), self.states.clone());
+        let (claim, task) = (claim.clone(), task.clone());
         self.thread
-            .write(move |conn| onehop::park(conn, &key, &claim, ms(until), &task, ms(now)))
+            .write(move |conn| onehop::park(conn, &key, &states, &claim, ms(until), &task, ms(now)))
             .await?;
         self.writes.add(std::panic::Location::caller());
         Ok(())
@@ -134,10 +135,10 @@ impl WorkflowStore for SqliteStore {
             }),
             now,
         };
-        let key = self.key.clone();
+        let (key, states) = (self.key.clone(), self.states.clone());
         let after = self
             .thread
-            .write(move |conn| onehop::commit_step(conn, &key, &step))
+            .write(move |conn| onehop::commit_step(conn, &key, &states, &step))
             .await?;
         self.writes.add(std::panic::Location::caller());
         Ok(after)
