@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::runner::{PracticeRuntime, Runner, RunnerError};
-use crate::store::{PollerLease, StoreError};
+use crate::store::{Handoffs, PollerLease, StoreError};
 
 impl Runner {
     /// Runs due workflows until `stop` resolves, then lets every workflow in flight commit its
@@ -34,6 +34,11 @@ impl Runner {
         self.stopping.store(false, Ordering::Relaxed);
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let due = self.store.due_signal();
+        // Claims a poll or a webhook takes for this runner in its own transaction.
+        let handoffs = self
+            .store
+            .handoffs()
+            .filter(|h| h.register(&self.config.owner, self.config.lease));
         let mut flight = JoinSet::new();
         let sending_links = Arc::new(std::sync::atomic::AtomicBool::new(false));
         tokio::pin!(stop);
@@ -54,6 +59,9 @@ impl Runner {
                     }
                     flag.store(false, Ordering::Release);
                 });
+            }
+            if let Some(handoffs) = handoffs {
+                self.take_handed(handoffs, &slots, &mut flight).await;
             }
             let free = slots.available_permits();
             let mut wait = self.config.idle_recheck;
@@ -110,7 +118,59 @@ impl Runner {
                 tracing::error!(error = %e, "a workflow task failed");
             }
         }
+        if let Some(handoffs) = handoffs {
+            // Claims handed over and not taken are let go for whoever runs next.
+            for claim in handoffs.unregister(&self.config.owner) {
+                if let Err(e) = self.store.release(&claim, self.clock.now()).await {
+                    tracing::warn!(workflow = %claim.id, error = %e, "releasing a handed-over claim failed; its lease runs out on its own");
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Starts the claims handed over by the store ([`Handoffs`]) in free slots. One made more
+    /// than a third of a lease ago is renewed first (refused: it ran out or moved, and is left
+    /// to whoever holds it now); the rest wait for a slot.
+    async fn take_handed(
+        &self,
+        handoffs: &Handoffs,
+        slots: &Arc<Semaphore>,
+        flight: &mut JoinSet<()>,
+    ) {
+        let free = slots.available_permits();
+        if free == 0 {
+            return;
+        }
+        let handed = handoffs.take(free);
+        if handed.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let claims: Vec<_> = handed.iter().map(|(claim, _)| claim.clone()).collect();
+        self.note_claims(&claims, now);
+        let mut handed = handed.into_iter();
+        while let Some((claim, made)) = handed.next() {
+            if made.elapsed() >= (self.config.lease / 3).max(Duration::from_millis(10))
+                && let Err(e) = self
+                    .store
+                    .renew_lease(&claim, self.clock.now(), self.config.lease)
+                    .await
+            {
+                tracing::warn!(workflow = %claim.id, error = %e, "a handed-over claim ran out before a slot freed; left to the next claim");
+                continue;
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                handoffs.push(std::iter::once(claim).chain(handed.map(|(claim, _)| claim)));
+                break;
+            };
+            let runner = self.clone();
+            flight.spawn(async move {
+                runner.drive(&claim).await;
+                drop(permit);
+                runner.wake.notify_one();
+            });
+        }
     }
 
     /// Polls every practice system on its own schedule until `stop` resolves: each practice

@@ -525,6 +525,9 @@ impl Runner {
         // The next command when the last commit journaled its intent (DESIGN.md's steps 3 and 1
         // in one transaction): performed with the state just committed, nothing loaded.
         let mut begun: Option<(WorkflowState, Command, u32, Option<ReadyMessage>)> = None;
+        // The intent the claim journaled (`Claim::begun`): used when its command comes up under
+        // this claim, with the key it was journaled under.
+        let mut claimed = claim.begun.clone();
         // Bounded, so one busy workflow cannot hold its lease forever.
         for round in 0..MAX_STEPS_PER_CLAIM {
             // A begun command is the step in flight: its intent is journaled, so it is performed
@@ -583,7 +586,10 @@ impl Runner {
                     // A staff retry of an attempt whose outcome is unknown keeps that attempt's
                     // key (`WorkflowState::key_seq`), so the call reconciles first.
                     let key = state.command_key(&command);
-                    let attempt = match journaled {
+                    let by_claim = claimed
+                        .take_if(|c| c.seq == command.seq && c.key == key)
+                        .map(|c| c.attempt);
+                    let attempt = match journaled.or(by_claim) {
                         Some(attempt) => attempt,
                         None => {
                             self.store
@@ -714,6 +720,10 @@ impl Runner {
                     if let Some((command, _)) = first {
                         begun = Some((state, command.clone(), attempt, ready));
                     }
+                }
+                AfterStep::Journaled(intent) => {
+                    renewed = committing;
+                    claimed = Some(intent);
                 }
                 AfterStep::Due => renewed = committing,
                 AfterStep::Kept => {}

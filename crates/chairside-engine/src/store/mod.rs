@@ -70,7 +70,7 @@ pub use schema::SchemaStore;
 pub use sqlite::{Durability, ResealReport, SqliteStore};
 pub use staff::StaffStore;
 pub use workflow::{
-    AfterStep, AuditLine, ConsentFact, NextStep, SentChannel, StepFacts, WorkflowStore,
+    AfterStep, AuditLine, ConsentFact, Handoffs, NextStep, SentChannel, StepFacts, WorkflowStore,
 };
 
 use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
@@ -153,6 +153,22 @@ pub struct Claim {
     ///
     /// [`RunnerStats::claims`]: crate::runner::RunnerStats
     pub due_at: Option<DateTime<Utc>>,
+    /// The intent the claim's own transaction journaled: the workflow's next due item was a
+    /// command whose idempotency key is stored with it, so the claim wrote its `effects` row (as
+    /// [`WorkflowStore::begin_effect`] would) and the runner performs it without a transaction
+    /// of its own before the call. `None`: nothing journaled.
+    pub begun: Option<ClaimedIntent>,
+}
+
+/// A command's intent journaled by the claim that took its workflow ([`Claim::begun`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedIntent {
+    /// The command's sequence number.
+    pub seq: u64,
+    /// The attempt number journaled.
+    pub attempt: u32,
+    /// The idempotency key journaled (the one stored with the command).
+    pub key: String,
 }
 
 /// The next thing to do for a claimed workflow.

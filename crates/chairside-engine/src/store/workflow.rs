@@ -103,7 +103,7 @@ pub struct AuditLine {
 }
 
 /// What [`WorkflowStore::commit_step`] did after storing the step, in the same transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterStep {
     /// The proposed command was the next due item: its intent is journaled at this attempt
     /// number and the lease extended. The runner performs it at once, with the state it holds.
@@ -111,10 +111,72 @@ pub enum AfterStep {
     /// Something else is due (an inbox event, a due timer, a lower command): the lease was
     /// extended; the runner loads the next item.
     Due,
+    /// A command queued earlier is the next due item and its idempotency key is stored with it:
+    /// its intent is journaled (as [`WorkflowStore::begin_effect`] would) and the lease
+    /// extended. The runner loads it and performs it under this intent.
+    Journaled(super::ClaimedIntent),
     /// Nothing was due at `now`: the claim was released.
     Released,
     /// No `next` was given: the claim is as it was.
     Kept,
+}
+
+/// Claims the store's own transactions make for this instance's runner ([`WorkflowStore::handoffs`]):
+/// a poll that creates workflows, or a webhook that queues an event for a workflow nobody holds,
+/// takes the lease for the registered runner in that same transaction (its first command's
+/// intent journaled too, as [`WorkflowStore::claim_due`] journals it), and hands the claim over
+/// here after the commit, so the wake-up costs no claim transaction of its own. A claim handed
+/// over is a claim like any other: fenced by its epoch, and run out if nobody takes it.
+#[derive(Debug, Default)]
+pub struct Handoffs {
+    taker: std::sync::Mutex<Option<(String, Duration)>>,
+    claims: std::sync::Mutex<std::collections::VecDeque<(Claim, std::time::Instant)>>,
+}
+
+impl Handoffs {
+    /// Makes `owner` the taker, with claims held for `lease`. False (nothing changed) when
+    /// another owner is registered.
+    pub fn register(&self, owner: &str, lease: Duration) -> bool {
+        let mut taker = self.taker.lock().unwrap_or_else(|e| e.into_inner());
+        match taker.as_ref() {
+            Some((held, _)) if held != owner => false,
+            _ => {
+                *taker = Some((owner.to_owned(), lease));
+                true
+            }
+        }
+    }
+
+    /// Stops handing claims to `owner`; returns the claims it did not take (to release).
+    pub fn unregister(&self, owner: &str) -> Vec<Claim> {
+        let mut taker = self.taker.lock().unwrap_or_else(|e| e.into_inner());
+        if taker.as_ref().is_some_and(|(held, _)| held == owner) {
+            *taker = None;
+            let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+            claims.drain(..).map(|(claim, _)| claim).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Who takes the claims, and for how long they are made; `None` when nobody is registered.
+    pub fn taker(&self) -> Option<(String, Duration)> {
+        self.taker.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Hands `claims` over (after the commit that made them).
+    pub fn push(&self, claims: impl IntoIterator<Item = Claim>) {
+        let now = std::time::Instant::now();
+        let mut queue = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        queue.extend(claims.into_iter().map(|claim| (claim, now)));
+    }
+
+    /// Up to `n` claims handed over, oldest first, each with when it was made.
+    pub fn take(&self, n: usize) -> Vec<(Claim, std::time::Instant)> {
+        let mut queue = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        let n = n.min(queue.len());
+        queue.drain(..n).collect()
+    }
 }
 
 /// What the runner does with workflows: claim, load, journal effects, commit steps, release.
@@ -199,6 +261,8 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug + 'static {
     ///   lower pending command): its intent is journaled as [`begin_effect`](Self::begin_effect)
     ///   would, with `next.sends` in the message journal, and the lease extended to
     ///   `now + next.lease`;
+    /// - a command queued earlier is the next due item, its key stored with it: its intent is
+    ///   journaled ([`AfterStep::Journaled`]) and the lease extended;
     /// - something else is due: the lease is extended; the runner loads it.
     ///
     /// Without `next`, the claim is left as it is ([`AfterStep::Kept`]).
@@ -253,6 +317,13 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug + 'static {
     /// staff action), so a waiting runner claims it at once. `None` when the store cannot tell
     /// (the runner then looks every [`RunnerConfig::idle_recheck`](crate::runner::RunnerConfig)).
     fn due_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
+    /// The claims this store's own transactions make for this instance's runner
+    /// ([`Handoffs`]); `None` when the store makes none (the runner then claims everything with
+    /// [`claim_due`](Self::claim_due)).
+    fn handoffs(&self) -> Option<&Handoffs> {
         None
     }
 

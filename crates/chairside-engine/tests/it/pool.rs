@@ -384,3 +384,51 @@ async fn a_lease_that_ran_out_or_moved_is_not_renewed() {
     );
     store.renew_lease(&taken, later, LEASE).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_detected_while_the_pool_runs_is_handed_over_by_the_polls_transaction() {
+    // Arrange: the pool is running before the plan is seen.
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    let runner = w.runner("pool").await;
+    let (stop, task) = start_work(&runner);
+
+    // Act: the poll creates the workflow; the pool runs it until it waits on the patient.
+    assert_eq!(runner.poll().await.unwrap(), 1);
+    let pool = raw_pool(&w.path).await;
+    eventually("the workflow ran until it waits, and let go", || async {
+        let waiting: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM workflows WHERE lease_owner IS NULL
+               AND (SELECT COUNT(*) FROM message_sends) > 0",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        waiting.is_some()
+    })
+    .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    // Assert: the poll's transaction claimed it for this runner (epoch 1) and journaled the
+    // plan load's intent; every transaction of the runner since was a step's commit: no claim,
+    // no intent, no release of its own.
+    let plan_load: (i64, i64) = sqlx::query_as(
+        "SELECT e.epoch, w.epoch FROM effects e JOIN workflows w ON w.id = e.workflow_id
+         WHERE e.workflow_id = ? AND e.action = 'load_plan' AND e.outcome IS NOT NULL",
+    )
+    .bind(id.as_str())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(plan_load, (1, 1), "one claim, made by the poll");
+    let sites = runner.store().write_sites();
+    let runner_writes: u64 = sites
+        .iter()
+        .filter(|(site, _)| site.starts_with("sqlite/workflow.rs"))
+        .map(|(_, n)| n)
+        .sum();
+    let steps = runner.stats().steps.load(Ordering::Relaxed);
+    assert!(steps >= 3, "plan loaded, lender asked, link sent: {steps}");
+    assert_eq!(runner_writes, steps, "{sites:?}");
+}

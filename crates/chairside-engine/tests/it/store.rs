@@ -363,7 +363,15 @@ async fn a_claim_goes_to_one_owner_until_its_lease_expires_and_the_old_owner_is_
     let pool = db.raw.clone();
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM outbox").await, 1);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM timers").await, 0);
-    assert_eq!(count(&pool, "SELECT COUNT(*) FROM effects").await, 0);
+    // Each claim journaled the plan load's intent; the refused step finished none of them.
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM effects WHERE finished_at IS NULL AND outcome IS NULL"
+        )
+        .await,
+        2
+    );
     assert_eq!(
         count(&pool, "SELECT COUNT(*) FROM events").await,
         1,
@@ -555,10 +563,14 @@ async fn a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and
         panic!("the first command");
     };
     let key = id.idempotency_key(first.action.label(), first.seq);
-    db.store
-        .begin_effect(&claim, &first, 1, &key, t0())
-        .await
-        .unwrap();
+    // The claim journaled the call's intent (the key is stored with the command).
+    assert_eq!(
+        claim
+            .begun
+            .as_ref()
+            .map(|b| (b.seq, b.attempt, b.key.as_str())),
+        Some((first.seq, 1, key.as_str()))
+    );
 
     // Act
     db.store
@@ -596,13 +608,18 @@ async fn a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and
     let pool = db.raw.clone();
     let row = pool
         .strings(
-            "SELECT idempotency_key || ' | ' || outcome || ' | ' ||
-                 CASE WHEN finished_at IS NULL THEN 'open' ELSE 'finished' END FROM effects",
+            "SELECT idempotency_key || ' | ' || COALESCE(outcome, '-') || ' | ' ||
+                 CASE WHEN finished_at IS NULL THEN 'open' ELSE 'finished' END FROM effects
+             ORDER BY attempt",
         )
         .await;
+    // The claim that repeats the call journaled its intent as the next attempt, same key.
     assert_eq!(
         row,
-        vec![format!("{key} | transient: plan: HTTP 503 | finished")]
+        vec![
+            format!("{key} | transient: plan: HTTP 503 | finished"),
+            format!("{key} | - | open"),
+        ]
     );
 }
 
@@ -952,6 +969,9 @@ both!(
     a_timer_fires_only_when_it_is_due,
     a_step_commit_journals_the_next_command_in_the_same_transaction_and_releases_when_idle,
     a_step_commit_journals_nothing_when_an_event_or_a_timer_comes_first,
+    a_claim_journals_the_intent_of_a_due_command_queued_with_its_key_in_the_same_transaction,
+    a_claim_journals_nothing_for_a_command_queued_without_its_key,
+    a_webhook_claims_a_workflow_nobody_holds_for_the_registered_runner_in_its_own_transaction,
     every_write_transaction_alone_is_one_durable_commit_and_an_empty_claim_is_none,
     a_webhook_is_recorded_once_and_queues_its_events_for_known_workflows_only,
     a_step_commit_under_a_lost_lease_writes_nothing,
@@ -1451,6 +1471,112 @@ async fn two_instances_asking_at_once_never_both_hold_the_poller_lease(backend: 
     }
 }
 
+async fn a_claim_journals_the_intent_of_a_due_command_queued_with_its_key_in_the_same_transaction(
+    backend: Backend,
+) {
+    // Arrange: a new workflow, its plan load queued by the poll with its idempotency key.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let pool = db.raw.clone();
+    let writes = db.store.counters().write_transactions;
+
+    // Act
+    let claim = db
+        .store
+        .claim_due("a", t0(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+
+    // Assert: one transaction took the lease and journaled the plan load's intent under the
+    // claim's epoch and the key the command was queued with (the runner's key for it).
+    assert_eq!(db.store.counters().write_transactions, writes + 1);
+    let work = db.store.load(&claim, t0()).await.unwrap();
+    let Some(WorkItem::Command { command, attempts }) = work.item else {
+        panic!("expected the plan load, got {:?}", work.item);
+    };
+    assert_eq!(attempts, 0);
+    let begun = claim
+        .begun
+        .clone()
+        .expect("the claim journaled the plan load");
+    assert_eq!(begun.seq, command.seq);
+    assert_eq!(begun.attempt, 1);
+    assert_eq!(begun.key, work.state.command_key(&command));
+    assert_eq!(
+        count(
+            &pool,
+            &format!(
+                "SELECT COUNT(*) FROM effects WHERE workflow_id = '{id}' AND seq = {} AND attempt = 1
+                 AND idempotency_key = '{}' AND epoch = {} AND action = 'load_plan' AND finished_at IS NULL",
+                command.seq, begun.key, claim.epoch
+            )
+        )
+        .await,
+        1
+    );
+
+    // A claim after the lease ran out (the first runner died before the call) journals the next
+    // attempt: the call is repeated under the same key, never lost, and the journal shows both.
+    let again = db
+        .store
+        .claim_due("b", secs(31), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let begun_again = again.begun.clone().expect("journaled again");
+    assert_eq!((begun_again.seq, begun_again.attempt), (command.seq, 2));
+    assert_eq!(begun_again.key, begun.key);
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM effects").await,
+        2,
+        "one intent per claim"
+    );
+
+    // An event queued for it comes first: the next claim journals nothing.
+    db.store
+        .enqueue(
+            &id,
+            "test",
+            &Event::PlanWithdrawn { reason: "x".into() },
+            secs(40),
+        )
+        .await
+        .unwrap();
+    let third = db
+        .store
+        .claim_due("c", secs(62), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(third.begun, None);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM effects").await, 2);
+}
+
+/// A command queued without its key (before migration 0029) is journaled by the runner as
+/// before: the claim journals nothing for it.
+async fn a_claim_journals_nothing_for_a_command_queued_without_its_key(backend: Backend) {
+    // Arrange: the plan load as a command queued before the key was stored with it.
+    let db = TestDb::new(backend).await;
+    one_workflow(&*db.store).await;
+    let pool = db.raw.clone();
+    pool.execute("UPDATE outbox SET idempotency_key = NULL")
+        .await
+        .unwrap();
+
+    // Act
+    let claim = db
+        .store
+        .claim_due("a", t0(), LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+
+    // Assert
+    assert_eq!(claim.begun, None);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM effects").await, 0);
+}
+
 /// Claims the one workflow at `at` as `owner` and returns the claim and its first command.
 async fn claim_first_command(
     store: &dyn Store,
@@ -1645,6 +1771,87 @@ async fn every_write_transaction_alone_is_one_durable_commit_and_an_empty_claim_
     let after = db.store.counters();
     assert_eq!(after.write_transactions - before.write_transactions, 2);
     assert_eq!(after.commits - before.commits, 2);
+}
+
+async fn a_webhook_claims_a_workflow_nobody_holds_for_the_registered_runner_in_its_own_transaction(
+    backend: Backend,
+) {
+    // Arrange: a workflow due and not held, and one held by another runner.
+    let db = TestDb::new(backend).await;
+    let idle = one_workflow(&*db.store).await;
+    let held = db
+        .store
+        .record_poll(
+            &practice_id(),
+            "fakepms",
+            "2",
+            vec![new_workflow("tx-2", "1")],
+            vec![],
+            t0(),
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    let other = db.store.claim_due("other", t0(), LEASE, 2).await.unwrap();
+    for claim in other.iter().filter(|c| c.id == idle) {
+        db.store.release(claim, t0()).await.unwrap();
+    }
+    let Some(handoffs) = db.store.handoffs() else {
+        // This store makes no claims of its own (PostgreSQL today): its runners claim every
+        // wake-up with `claim_due`, as before.
+        assert!(backend == Backend::Postgres);
+        return;
+    };
+    assert!(handoffs.register("mine", LEASE));
+    assert!(!handoffs.register("someone-else", LEASE), "one taker");
+    let before = db.store.counters();
+    let event = || Event::PlanWithdrawn {
+        reason: "rejected".into(),
+    };
+
+    // Act
+    let fresh = db
+        .store
+        .record_webhook(
+            "stripe",
+            "evt_h",
+            vec![(idle.clone(), event()), (held.clone(), event())],
+            secs(1),
+        )
+        .await
+        .unwrap();
+
+    // Assert: one transaction queued both events and claimed the idle workflow for "mine"
+    // (the epoch moved on, its event is what is due, so no intent); the held one stays its
+    // holder's, and nobody else can claim the idle one now.
+    assert!(fresh);
+    assert_eq!(
+        db.store.counters().write_transactions - before.write_transactions,
+        1
+    );
+    let handed = handoffs.take(10);
+    assert_eq!(handed.len(), 1, "{handed:?}");
+    let (claim, _) = &handed[0];
+    assert_eq!(
+        (&claim.id, claim.owner.as_str(), claim.begun.as_ref()),
+        (&idle, "mine", None)
+    );
+    assert!(
+        db.store
+            .claim_due("third", secs(2), LEASE, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let work = db.store.load(claim, secs(2)).await.unwrap();
+    assert!(
+        matches!(work.item, Some(WorkItem::Inbox { .. })),
+        "{:?}",
+        work.item
+    );
+    // Unregistered, the claims not taken are returned to be let go; nothing more is handed.
+    assert!(handoffs.unregister("mine").is_empty());
+    assert_eq!(handoffs.taker(), None);
 }
 
 async fn a_webhook_is_recorded_once_and_queues_its_events_for_known_workflows_only(

@@ -139,7 +139,15 @@ impl PostgresStore {
             };
             insert_inbox(conn, &self.key, &old, "poller", &event, now_ms).await?;
         }
-        insert_command(conn, &self.key, state.id.as_str(), &first, now_ms).await?;
+        insert_command(
+            conn,
+            &self.key,
+            state.id.as_str(),
+            &first,
+            &state.command_key(&first),
+            now_ms,
+        )
+        .await?;
         insert_audit(
             conn,
             &self.key,

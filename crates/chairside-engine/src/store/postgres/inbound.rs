@@ -41,7 +41,15 @@ impl InboundStore for PostgresStore {
                     };
                     insert_inbox(&mut tx, &self.key, &old, "poller", &event, now_ms).await?;
                 }
-                insert_command(&mut tx, &self.key, state.id.as_str(), &first, now_ms).await?;
+                insert_command(
+                    &mut tx,
+                    &self.key,
+                    state.id.as_str(),
+                    &first,
+                    &state.command_key(&first),
+                    now_ms,
+                )
+                .await?;
                 insert_audit(
                     &mut tx,
                     &self.key,

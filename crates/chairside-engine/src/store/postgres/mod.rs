@@ -274,17 +274,19 @@ async fn insert_command(
     key: &Keyring,
     id: &str,
     command: &Command,
+    idempotency_key: &str,
     now: i64,
 ) -> Result<()> {
     let seq = command.seq.to_string();
     let sealed = OUTBOX_COMMAND.seal_json(key, &[id, &seq], command)?;
-    sqlx::query("INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+    sqlx::query("INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(id)
         .bind(command.seq as i64)
         .bind(command.action.label())
         .bind(sealed)
         .bind(now)
         .bind(now)
+        .bind(idempotency_key)
         .execute(&mut *conn)
         .await?;
     Ok(())

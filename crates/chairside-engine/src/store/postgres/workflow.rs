@@ -11,7 +11,8 @@ use super::{
     insert_audit, insert_command, ms, next_id, refresh_due,
 };
 use crate::store::{
-    AfterStep, Claim, Consumed, NextStep, Result, StoreError, Work, WorkItem, WorkflowStore,
+    AfterStep, Claim, ClaimedIntent, Consumed, NextStep, Result, StoreError, Work, WorkItem,
+    WorkflowStore,
 };
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
@@ -31,6 +32,8 @@ impl WorkflowStore for PostgresStore {
         // instance is claiming or committing is skipped, never waited for. Leases are judged by
         // the time the caller passes, so the instances' clocks must agree (NTP), as on SQLite
         // they share one machine's.
+        // The claim and the intents it journals (`journal_claimed`) in one transaction.
+        let mut tx = self.begin().await?;
         let mut claimed: Vec<(String, i64, i64)> = sqlx::query_as(
             "UPDATE workflows w SET lease_owner = $3, lease_until = $4, epoch = w.epoch + 1
              FROM (
@@ -48,21 +51,27 @@ impl WorkflowStore for PostgresStore {
         .bind(i64::from(limit))
         .bind(owner)
         .bind(until)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        if !claimed.is_empty() {
-            self.writes.add(std::panic::Location::caller());
+        if claimed.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
         }
         claimed.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
-        Ok(claimed
-            .into_iter()
-            .map(|(id, epoch, due)| Claim {
+        let mut claims = Vec::with_capacity(claimed.len());
+        for (id, epoch, due) in claimed {
+            let mut claim = Claim {
                 id: WorkflowId::new(id),
                 epoch,
                 owner: owner.to_owned(),
                 due_at: Some(from_ms(due)),
-            })
-            .collect())
+                begun: None,
+            };
+            claim.begun = journal_claimed(&mut tx, &claim, now_ms).await?;
+            claims.push(claim);
+        }
+        self.finish(tx).await?;
+        Ok(claims)
     }
 
     async fn load(&self, claim: &Claim, now: DateTime<Utc>) -> Result<Work> {
@@ -299,7 +308,15 @@ impl WorkflowStore for PostgresStore {
                 .await?;
         }
         for command in &transition.commands {
-            insert_command(&mut tx, &self.key, id, command, now_ms).await?;
+            insert_command(
+                &mut tx,
+                &self.key,
+                id,
+                command,
+                &state.command_key(command),
+                now_ms,
+            )
+            .await?;
         }
         if let Some(task) = &transition.raise_task {
             let row = next_id(&mut tx, TASK_REASON.table).await?;
@@ -559,18 +576,24 @@ async fn continue_after(
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    let Some((command, key)) = next.begin else {
-        return Ok(AfterStep::Due);
+    let first = match next.begin {
+        Some((command, _)) => {
+            !inbox
+                && !row.try_get::<bool, _>("timer")?
+                && row.try_get::<Option<i64>, _>("seq")? == Some(command.seq as i64)
+                && row
+                    .try_get::<Option<i64>, _>("not_before")?
+                    .is_some_and(|at| at <= now_ms)
+        }
+        None => false,
     };
-    let first = !inbox
-        && !row.try_get::<bool, _>("timer")?
-        && row.try_get::<Option<i64>, _>("seq")? == Some(command.seq as i64)
-        && row
-            .try_get::<Option<i64>, _>("not_before")?
-            .is_some_and(|at| at <= now_ms);
-    if !first {
-        return Ok(AfterStep::Due);
-    }
+    let (Some((command, key)), true) = (next.begin, first) else {
+        // A command queued earlier may be next: journaled now when its key is stored with it.
+        return Ok(match journal_claimed(conn, claim, now_ms).await? {
+            Some(intent) => AfterStep::Journaled(intent),
+            None => AfterStep::Due,
+        });
+    };
     let attempts = row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0);
     let journaled = row.try_get::<Option<i64>, _>("journaled")?.unwrap_or(0);
     let attempt = u32::try_from(attempts.max(journaled) + 1).unwrap_or(u32::MAX);
@@ -597,6 +620,74 @@ async fn continue_after(
 /// lender return reference (the return link the lender is sent must resolve when the patient
 /// comes back; [`LinkStore::return_reference`](crate::store::LinkStore::return_reference) then
 /// finds it without a transaction of its own).
+/// In a claim's transaction: when the claimed workflow's next due item (as `load` would hand it
+/// out at `now_ms`: no inbox event, no due timer) is its lowest pending command and that
+/// command's idempotency key is stored with it, journals the command's intent under the new
+/// epoch, as `begin_effect` would. As the SQLite store's `onehop::journal_claimed`.
+async fn journal_claimed(
+    conn: &mut sqlx::PgConnection,
+    claim: &Claim,
+    now_ms: i64,
+) -> Result<Option<ClaimedIntent>> {
+    let id = claim.id.as_str();
+    let next = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM inbox WHERE workflow_id = $1) AS inbox,
+            EXISTS (SELECT 1 FROM timers WHERE workflow_id = $1 AND fire_at <= $2) AS timer,
+            o.seq, o.action, o.not_before, o.attempts, o.idempotency_key,
+            (SELECT MAX(attempt) FROM effects e WHERE e.workflow_id = $1 AND e.seq = o.seq) AS journaled
+         FROM (
+             SELECT seq, action, not_before, attempts, idempotency_key FROM outbox
+             WHERE workflow_id = $1 AND status = 'pending' ORDER BY seq LIMIT 1
+         ) o",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = next else {
+        return Ok(None);
+    };
+    let key: Option<String> = row.try_get("idempotency_key")?;
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    if row.try_get::<bool, _>("inbox")?
+        || row.try_get::<bool, _>("timer")?
+        || row.try_get::<i64, _>("not_before")? > now_ms
+    {
+        return Ok(None);
+    }
+    let seq: i64 = row.try_get("seq")?;
+    let action: String = row.try_get("action")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let journaled: Option<i64> = row.try_get("journaled")?;
+    let attempt = u32::try_from(attempts.max(journaled.unwrap_or(0)) + 1).unwrap_or(u32::MAX);
+    sqlx::query(
+        "INSERT INTO effects (workflow_id, seq, attempt, action, idempotency_key, epoch, intent_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(seq)
+    .bind(i64::from(attempt))
+    .bind(&action)
+    .bind(&key)
+    .bind(claim.epoch)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    if action == START_APPLICATION {
+        super::links::ensure_return_reference(conn, id).await?;
+    }
+    Ok(Some(ClaimedIntent {
+        seq: u64::try_from(seq).unwrap_or_default(),
+        attempt,
+        key,
+    }))
+}
+
+/// The action label of a lender application (`Action::StartApplication`), whose intent makes
+/// the return reference.
+const START_APPLICATION: &str = "start_application";
+
 async fn made_with_intent(
     conn: &mut sqlx::PgConnection,
     claim: &Claim,

@@ -10,7 +10,7 @@ use crate::store::detection::{
     DetectionBatch, DetectionHealth, DetectionStore, DetectionTask, NewDetectionTask, PendingPlan,
     detection_task_from_row, edited_after_done, task_event,
 };
-use crate::store::{NewWorkflow, Result};
+use crate::store::{Claim, ClaimedIntent, NewWorkflow, Result};
 use chairside_workflow::{Event, WorkflowId};
 
 /// Opens a detection task once (per practice, source, plan, version and field) and, when it is
@@ -63,6 +63,73 @@ async fn others(
     rows.iter()
         .map(|r| Ok((r.try_get("id")?, r.try_get("status")?)))
         .collect()
+}
+
+/// A workflow created in this transaction, claimed for `owner` and its first command's intent
+/// journaled under the claim (as `claim_due` and `onehop::journal_claimed` do for a workflow
+/// that is due). `None` when it is not due or its first command has no key stored.
+async fn take_new(
+    conn: &mut SqliteConnection,
+    id: &WorkflowId,
+    owner: &str,
+    lease: std::time::Duration,
+    now_ms: i64,
+) -> Result<Option<Claim>> {
+    let until = now_ms + lease.as_millis() as i64;
+    let taken: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE workflows SET lease_owner = ?, lease_until = ?, epoch = epoch + 1
+         WHERE id = ? AND next_due_at IS NOT NULL AND next_due_at <= ? AND lease_until IS NULL
+         RETURNING epoch, next_due_at",
+    )
+    .bind(owner)
+    .bind(until)
+    .bind(id.as_str())
+    .bind(now_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((epoch, due)) = taken else {
+        return Ok(None);
+    };
+    // New: no event, no timer, no attempt yet; its one command is what is due.
+    let first: Option<(i64, String, String)> = sqlx::query_as(
+        "SELECT seq, action, idempotency_key FROM outbox
+         WHERE workflow_id = ? AND status = 'pending' AND not_before <= ? AND idempotency_key IS NOT NULL
+           AND action <> 'start_application'
+         ORDER BY seq LIMIT 1",
+    )
+    .bind(id.as_str())
+    .bind(now_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let begun = match first {
+        Some((seq, action, key)) => {
+            sqlx::query(
+                "INSERT INTO effects (workflow_id, seq, attempt, action, idempotency_key, epoch, intent_at)
+                 VALUES (?, ?, 1, ?, ?, ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(seq)
+            .bind(&action)
+            .bind(&key)
+            .bind(epoch)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+            Some(ClaimedIntent {
+                seq: u64::try_from(seq).unwrap_or_default(),
+                attempt: 1,
+                key,
+            })
+        }
+        None => None,
+    };
+    Ok(Some(Claim {
+        id: id.clone(),
+        epoch,
+        owner: owner.to_owned(),
+        due_at: Some(from_ms(due)),
+        begun,
+    }))
 }
 
 impl SqliteStore {
@@ -133,7 +200,15 @@ impl SqliteStore {
             };
             insert_inbox(conn, &self.key, &old, "poller", &event, now_ms).await?;
         }
-        insert_command(conn, &self.key, state.id.as_str(), &first, now_ms).await?;
+        insert_command(
+            conn,
+            &self.key,
+            state.id.as_str(),
+            &first,
+            &state.command_key(&first),
+            now_ms,
+        )
+        .await?;
         insert_audit(
             conn,
             &self.key,
@@ -185,7 +260,18 @@ impl DetectionStore for SqliteStore {
         let created = self
             .write_detection(&mut tx, practice, source, batch, now)
             .await?;
+        // The new workflows are claimed for this instance's runner in the same transaction,
+        // their plan loads journaled (`Handoffs`): no claim and no intent of their own.
+        let mut claims = Vec::new();
+        if let Some((owner, lease)) = self.handoffs.taker() {
+            for id in &created {
+                if let Some(claim) = take_new(&mut tx, id, &owner, lease, ms(now)).await? {
+                    claims.push(claim);
+                }
+            }
+        }
         self.finish_due(tx).await?;
+        self.handoffs.push(claims);
         Ok(created)
     }
 

@@ -63,7 +63,15 @@ impl InboundStore for SqliteStore {
                     };
                     insert_inbox(&mut tx, &self.key, &old, "poller", &event, now_ms).await?;
                 }
-                insert_command(&mut tx, &self.key, state.id.as_str(), &first, now_ms).await?;
+                insert_command(
+                    &mut tx,
+                    &self.key,
+                    state.id.as_str(),
+                    &first,
+                    &state.command_key(&first),
+                    now_ms,
+                )
+                .await?;
                 insert_audit(
                     &mut tx,
                     &self.key,
@@ -142,16 +150,28 @@ impl InboundStore for SqliteStore {
     ) -> Result<bool> {
         let (provider, event_id) = (provider.to_owned(), event_id.to_owned());
         let key = self.key.clone();
-        let fresh = self
+        let now_ms = ms(now);
+        // A workflow nobody holds is claimed for this instance's runner in the same
+        // transaction (`Handoffs`): its wake-up costs no claim of its own.
+        let taker = self
+            .handoffs
+            .taker()
+            .map(|(owner, lease)| (owner, now_ms + lease.as_millis() as i64));
+        let recorded = self
             .thread
             .write(move |conn| {
-                onehop::record_webhook(conn, &key, &provider, &event_id, &events, ms(now))
+                let taker = taker
+                    .as_ref()
+                    .map(|(owner, until)| (owner.as_str(), *until));
+                onehop::record_webhook(conn, &key, &provider, &event_id, &events, taker, now_ms)
             })
             .await?;
-        if fresh {
-            self.writes.add(std::panic::Location::caller());
-            self.due.notify_one();
-        }
-        Ok(fresh)
+        let Some(claims) = recorded else {
+            return Ok(false);
+        };
+        self.writes.add(std::panic::Location::caller());
+        self.handoffs.push(claims);
+        self.due.notify_one();
+        Ok(true)
     }
 }

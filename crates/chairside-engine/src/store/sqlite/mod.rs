@@ -72,6 +72,8 @@ pub struct SqliteStore {
     /// Rung after a commit that made work due from outside the runner (a webhook, a poll, a
     /// staff action, a patient's request), so a waiting runner picks it up at once.
     due: Arc<tokio::sync::Notify>,
+    /// Claims a poll or a webhook took for this instance's runner in its own transaction.
+    handoffs: Arc<super::Handoffs>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -162,6 +164,7 @@ impl SqliteStore {
             writes: Arc::default(),
             skipped: Arc::new(AtomicU64::new(0)),
             due: Arc::new(tokio::sync::Notify::new()),
+            handoffs: Arc::default(),
         })
     }
 
@@ -271,17 +274,19 @@ async fn insert_command(
     key: &Keyring,
     id: &str,
     command: &Command,
+    idempotency_key: &str,
     now: i64,
 ) -> Result<()> {
     let seq = command.seq.to_string();
     let sealed = OUTBOX_COMMAND.seal_json(key, &[id, &seq], command)?;
-    sqlx::query("INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?)")
         .bind(id)
         .bind(command.seq as i64)
         .bind(command.action.label())
         .bind(sealed)
         .bind(now)
         .bind(now)
+        .bind(idempotency_key)
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -22,8 +22,8 @@ use super::{from_ms, ms};
 use crate::outbound::events::derive;
 use crate::store::crypto::Keyring;
 use crate::store::{
-    AfterStep, AuditLine, Claim, ConsentFact, Consumed, Result, SendRecord, SentChannel,
-    StoreError, Work, WorkItem,
+    AfterStep, AuditLine, Claim, ClaimedIntent, ConsentFact, Consumed, Result, SendRecord,
+    SentChannel, StoreError, Work, WorkItem,
 };
 use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
 
@@ -212,15 +212,77 @@ pub(super) fn claim_due(
     )?;
     let mut claims = Vec::with_capacity(ids.len());
     for (id, due) in ids {
-        let epoch: i64 = take.query_row(params![owner, until, id], |r| r.get(0))?;
-        claims.push(Claim {
+        let epoch: i64 = take.query_row(params![owner, until, &id], |r| r.get(0))?;
+        let mut claim = Claim {
             id: WorkflowId::new(id),
             epoch,
             owner: owner.to_owned(),
             due_at: Some(from_ms(due)),
-        });
+            begun: None,
+        };
+        claim.begun = journal_claimed(conn, &claim, now_ms)?;
+        claims.push(claim);
     }
     Ok(claims)
+}
+
+/// In a claim's transaction: when the claimed workflow's next due item (as `load` would hand it
+/// out at `now_ms`: no inbox event, no due timer) is its lowest pending command and that
+/// command's idempotency key is stored with it, journals the command's intent under the new
+/// epoch, as `begin_effect` would.
+pub(super) fn journal_claimed(
+    conn: &Connection,
+    claim: &Claim,
+    now_ms: i64,
+) -> Result<Option<ClaimedIntent>> {
+    type Row = (
+        bool,
+        bool,
+        i64,
+        String,
+        i64,
+        i64,
+        Option<String>,
+        Option<i64>,
+    );
+    let next: Option<Row> = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM inbox WHERE workflow_id = ?1),
+                EXISTS (SELECT 1 FROM timers WHERE workflow_id = ?1 AND fire_at <= ?2),
+                o.seq, o.action, o.not_before, o.attempts, o.idempotency_key,
+                (SELECT MAX(attempt) FROM effects e WHERE e.workflow_id = ?1 AND e.seq = o.seq)
+             FROM (
+                 SELECT seq, action, not_before, attempts, idempotency_key FROM outbox
+                 WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
+             ) o",
+        )?
+        .query_row(params![claim.id.as_str(), now_ms], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })
+        .optional()?;
+    let Some((inbox, timer, seq, action, not_before, attempts, Some(key), journaled)) = next else {
+        return Ok(None);
+    };
+    if inbox || timer || not_before > now_ms {
+        return Ok(None);
+    }
+    let attempt = u32::try_from(attempts.max(journaled.unwrap_or(0)) + 1).unwrap_or(u32::MAX);
+    insert_effect(conn, claim, seq, &action, attempt, &key, now_ms)?;
+    made_with_intent(conn, claim.id.as_str(), &action)?;
+    Ok(Some(ClaimedIntent {
+        seq: u64::try_from(seq).unwrap_or_default(),
+        attempt,
+        key,
+    }))
 }
 
 /// `WorkflowStore::load`.
@@ -391,8 +453,8 @@ pub(super) struct StepWrite {
     pub(super) clear_timers: Vec<TimerKind>,
     pub(super) set_timers: Vec<(TimerKind, i64)>,
     pub(super) drop_pending_messages: bool,
-    /// Each new command's sequence number, action label and sealed document.
-    pub(super) commands: Vec<(i64, &'static str, Vec<u8>)>,
+    /// Each new command's sequence number, action label, sealed document and idempotency key.
+    pub(super) commands: Vec<(i64, &'static str, Vec<u8>, String)>,
     pub(super) raise_task: Option<StaffTask>,
     pub(super) audit: String,
     pub(super) next: Option<NextWrite>,
@@ -466,11 +528,12 @@ pub(super) fn commit_step(
         )?
         .execute(params![now_ms, id])?;
     }
-    for (seq, action, sealed) in &step.commands {
+    for (seq, action, sealed, key) in &step.commands {
         conn.prepare_cached(
-            "INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at, idempotency_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
-        .execute(params![id, seq, action, sealed, now_ms, now_ms])?;
+        .execute(params![id, seq, action, sealed, now_ms, now_ms, key])?;
     }
     if let Some(task) = &step.raise_task {
         insert_task(
@@ -726,14 +789,16 @@ fn continue_after(
     }
     conn.prepare_cached("UPDATE workflows SET lease_until = ?1 WHERE id = ?2")?
         .execute(params![now_ms + next.lease_ms, id])?;
-    let Some((command_seq, action, key)) = &next.begin else {
-        return Ok(AfterStep::Due);
+    let proposed = next.begin.as_ref().filter(|(command_seq, _, _)| {
+        !inbox && !timer && seq == Some(*command_seq) && not_before.is_some_and(|at| at <= now_ms)
+    });
+    let Some((command_seq, action, key)) = proposed else {
+        // A command queued earlier may be next: journaled now when its key is stored with it.
+        return Ok(match journal_claimed(conn, claim, now_ms)? {
+            Some(intent) => AfterStep::Journaled(intent),
+            None => AfterStep::Due,
+        });
     };
-    let first =
-        !inbox && !timer && seq == Some(*command_seq) && not_before.is_some_and(|at| at <= now_ms);
-    if !first {
-        return Ok(AfterStep::Due);
-    }
     let attempt =
         u32::try_from(attempts.unwrap_or(0).max(journaled.unwrap_or(0)) + 1).unwrap_or(u32::MAX);
     insert_effect(conn, claim, *command_seq, action, attempt, key, now_ms)?;
@@ -966,15 +1031,17 @@ fn insert_inbox(
 }
 
 /// `InboundStore::record_webhook`: the delivery recorded once, its events queued for the
-/// workflows that exist. `false` (nothing written) for a delivery already recorded.
+/// workflows that exist. `None` (nothing written) for a delivery already recorded; else the
+/// claims taken for `taker` (`(owner, lease until)`, see [`take_for`]).
 pub(super) fn record_webhook(
     conn: &Connection,
     key: &Keyring,
     provider: &str,
     event_id: &str,
     events: &[(WorkflowId, Event)],
+    taker: Option<(&str, i64)>,
     now_ms: i64,
-) -> Result<bool> {
+) -> Result<Option<Vec<Claim>>> {
     let fresh = conn
         .prepare_cached(
             "INSERT INTO webhooks (provider, event_id, received_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
@@ -982,9 +1049,10 @@ pub(super) fn record_webhook(
         .execute(params![provider, event_id, now_ms])?
         == 1;
     if !fresh {
-        return Ok(false);
+        return Ok(None);
     }
     let source = format!("webhook:{provider}");
+    let mut claims = Vec::new();
     for (id, event) in events {
         let known = conn
             .prepare_cached("SELECT 1 FROM workflows WHERE id = ?1")?
@@ -993,7 +1061,50 @@ pub(super) fn record_webhook(
             .is_some();
         if known {
             insert_inbox(conn, key, id.as_str(), &source, event, now_ms)?;
+            if let Some((owner, until)) = taker
+                && !claims.iter().any(|c: &Claim| &c.id == id)
+                && let Some(claim) = take_for(conn, id, owner, until, now_ms)?
+            {
+                claims.push(claim);
+            }
         }
     }
-    Ok(true)
+    Ok(Some(claims))
+}
+
+/// In the transaction that made workflow `id` due (a webhook's event): takes its lease for
+/// `owner` until `until` when nobody holds it and it is not quarantined, as `claim_due` would
+/// (the epoch moves on), and journals its next command's intent when that is what is due.
+/// `None` when it is held or set aside.
+pub(super) fn take_for(
+    conn: &Connection,
+    id: &WorkflowId,
+    owner: &str,
+    until: i64,
+    now_ms: i64,
+) -> Result<Option<Claim>> {
+    let taken: Option<(i64, Option<i64>)> = conn
+        .prepare_cached(
+            "UPDATE workflows SET lease_owner = ?1, lease_until = ?2, epoch = epoch + 1
+             WHERE id = ?3 AND next_due_at IS NOT NULL AND next_due_at <= ?4
+               AND (lease_until IS NULL OR lease_until < ?4)
+               AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
+             RETURNING epoch, next_due_at",
+        )?
+        .query_row(params![owner, until, id.as_str(), now_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((epoch, due)) = taken else {
+        return Ok(None);
+    };
+    let mut claim = Claim {
+        id: id.clone(),
+        epoch,
+        owner: owner.to_owned(),
+        due_at: due.map(from_ms),
+        begun: None,
+    };
+    claim.begun = journal_claimed(conn, &claim, now_ms)?;
+    Ok(Some(claim))
 }

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::onehop::{self, NextWrite, StepWrite};
 use super::{OUTBOX_COMMAND, SqliteStore, WORKFLOW_STATE, from_ms, ms};
-use crate::store::{AfterStep, Claim, Consumed, NextStep, Result, StoreError, Work, WorkflowStore};
+use crate::store::{
+    AfterStep, Claim, Consumed, Handoffs, NextStep, Result, StoreError, Work, WorkflowStore,
+};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{Command, StaffTask, WorkflowState};
 
@@ -99,7 +101,8 @@ impl WorkflowStore for SqliteStore {
             .map(|command| {
                 let seq = command.seq.to_string();
                 let sealed = OUTBOX_COMMAND.seal_json(&self.key, &[id, &seq], command)?;
-                Ok((command.seq as i64, command.action.label(), sealed))
+                let key = state.command_key(command);
+                Ok((command.seq as i64, command.action.label(), sealed, key))
             })
             .collect::<Result<Vec<_>>>()?;
         let step = StepWrite {
@@ -198,6 +201,10 @@ impl WorkflowStore for SqliteStore {
 
     fn due_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         Some(self.due.clone())
+    }
+
+    fn handoffs(&self) -> Option<&Handoffs> {
+        Some(&self.handoffs)
     }
 
     async fn release(&self, claim: &Claim, _now: DateTime<Utc>) -> Result<()> {
