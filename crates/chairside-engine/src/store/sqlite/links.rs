@@ -6,10 +6,36 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
-use super::{SqliteStore, insert_audit, insert_inbox, ms};
+use rusqlite::OptionalExtension;
+
+use super::{SqliteStore, insert_audit, insert_inbox, ms, onehop};
 use crate::store::links::ResendOutcome;
 use crate::store::{LinkStore, PageMark, Result};
 use chairside_workflow::{Event, StaffAction, Status, WorkflowId};
+
+/// Records each page mark once with its audit line, in the caller's transaction on the store
+/// thread: `(workflow, mark, kind, detail, at)` each. Returns how many were new.
+fn write_marks(
+    conn: &rusqlite::Connection,
+    key: &crate::store::crypto::Keyring,
+    marks: &[(String, String, String, String, i64)],
+) -> Result<usize> {
+    let mut new = 0;
+    for (workflow, mark, kind, detail, at) in marks {
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO patient_page_marks (workflow_id, mark, at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (workflow_id, mark) DO NOTHING",
+            )?
+            .execute(rusqlite::params![workflow, mark, at])?
+            == 1;
+        if inserted {
+            onehop::insert_audit(conn, key, workflow, PATIENT, kind, detail, *at)?;
+            new += 1;
+        }
+    }
+    Ok(new)
+}
 
 /// The actor and inbox source of a patient's resend request.
 const PATIENT: &str = "patient";
@@ -169,101 +195,67 @@ impl LinkStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         // Most views find the mark: answer them with a read, no write transaction.
-        let seen: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM patient_page_marks WHERE workflow_id = ? AND mark = ?",
-        )
-        .bind(workflow.as_str())
-        .bind(mark)
-        .fetch_optional(&self.pool)
-        .await?;
-        if seen.is_some() {
+        let seen = self
+            .marks_seen(&[(workflow.as_str().to_owned(), mark.to_owned())])
+            .await?;
+        if seen[0] {
             return Ok(false);
         }
-        let now_ms = ms(now);
-        let mut tx = self.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO patient_page_marks (workflow_id, mark, at) VALUES (?, ?, ?)
-             ON CONFLICT (workflow_id, mark) DO NOTHING",
-        )
-        .bind(workflow.as_str())
-        .bind(mark)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            tx.rollback().await?;
-            return Ok(false);
+        // On the store thread: the line shares a commit with whatever is committing then.
+        let key = self.key.clone();
+        let mark = (
+            workflow.as_str().to_owned(),
+            mark.to_owned(),
+            kind.to_owned(),
+            detail.to_owned(),
+            ms(now),
+        );
+        let new = self
+            .thread
+            .write(move |conn| write_marks(conn, &key, std::slice::from_ref(&mark)))
+            .await?;
+        if new > 0 {
+            self.writes.add(std::panic::Location::caller());
         }
-        insert_audit(
-            &mut tx,
-            &self.key,
-            workflow.as_str(),
-            PATIENT,
-            kind,
-            detail,
-            now_ms,
-        )
-        .await?;
-        self.finish(tx).await?;
-        Ok(true)
+        Ok(new > 0)
     }
 
     async fn audit_marks(&self, marks: &[PageMark]) -> Result<usize> {
         // The marks already recorded (most repeats) are found by reads: a group of nothing but
         // repeats writes nothing.
-        let mut fresh: Vec<&PageMark> = Vec::new();
-        for m in marks {
-            if fresh
-                .iter()
-                .any(|f| f.workflow == m.workflow && f.mark == m.mark)
+        let asked: Vec<(String, String)> = marks
+            .iter()
+            .map(|m| (m.workflow.as_str().to_owned(), m.mark.clone()))
+            .collect();
+        let seen = self.marks_seen(&asked).await?;
+        let mut fresh: Vec<(String, String, String, String, i64)> = Vec::new();
+        for (m, seen) in marks.iter().zip(seen) {
+            if seen
+                || fresh
+                    .iter()
+                    .any(|f| f.0 == m.workflow.as_str() && f.1 == m.mark)
             {
                 continue;
             }
-            let seen: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM patient_page_marks WHERE workflow_id = ? AND mark = ?",
-            )
-            .bind(m.workflow.as_str())
-            .bind(&m.mark)
-            .fetch_optional(&self.pool)
-            .await?;
-            if seen.is_none() {
-                fresh.push(m);
-            }
+            fresh.push((
+                m.workflow.as_str().to_owned(),
+                m.mark.clone(),
+                m.kind.clone(),
+                m.detail.clone(),
+                ms(m.at),
+            ));
         }
         if fresh.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.begin().await?;
-        let mut new = 0;
-        for m in fresh {
-            let inserted = sqlx::query(
-                "INSERT INTO patient_page_marks (workflow_id, mark, at) VALUES (?, ?, ?)
-                 ON CONFLICT (workflow_id, mark) DO NOTHING",
-            )
-            .bind(m.workflow.as_str())
-            .bind(&m.mark)
-            .bind(ms(m.at))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if inserted {
-                insert_audit(
-                    &mut tx,
-                    &self.key,
-                    m.workflow.as_str(),
-                    PATIENT,
-                    &m.kind,
-                    &m.detail,
-                    ms(m.at),
-                )
-                .await?;
-                new += 1;
-            }
+        let key = self.key.clone();
+        let new = self
+            .thread
+            .write(move |conn| write_marks(conn, &key, &fresh))
+            .await?;
+        if new > 0 {
+            self.writes.add(std::panic::Location::caller());
         }
-        self.finish(tx).await?;
         Ok(new)
     }
 
@@ -310,6 +302,8 @@ impl LinkStore for SqliteStore {
 
 impl SqliteStore {
     /// Queues `event` from `source` with its audit line, unless one from `source` still waits.
+    /// On the store thread: it shares a commit with whatever is committing then, and the caller
+    /// is answered after that commit.
     async fn queue_once(
         &self,
         workflow: &WorkflowId,
@@ -319,23 +313,56 @@ impl SqliteStore {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let id = workflow.as_str();
-        let now_ms = ms(now);
-        let mut tx = self.begin().await?;
-        let pending: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM inbox WHERE workflow_id = ? AND source = ? LIMIT 1")
-                .bind(id)
-                .bind(source)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if pending.is_some() {
-            tx.rollback().await?;
-            return Ok(false);
+        let (id, source, kind, detail) = (
+            workflow.as_str().to_owned(),
+            source.to_owned(),
+            kind.to_owned(),
+            detail.to_owned(),
+        );
+        let (key, event, now_ms) = (self.key.clone(), event.clone(), ms(now));
+        let queued = self
+            .thread
+            .write(move |conn| {
+                let pending: Option<i64> = conn
+                    .prepare_cached(
+                        "SELECT 1 FROM inbox WHERE workflow_id = ?1 AND source = ?2 LIMIT 1",
+                    )?
+                    .query_row(rusqlite::params![id, source], |r| r.get(0))
+                    .optional()?;
+                if pending.is_some() {
+                    return Ok(false);
+                }
+                onehop::insert_inbox(conn, &key, &id, &source, &event, now_ms)?;
+                onehop::insert_audit(conn, &key, &id, PATIENT, &kind, &detail, now_ms)?;
+                Ok(true)
+            })
+            .await?;
+        if queued {
+            self.writes.add(std::panic::Location::caller());
+            self.due.notify_one();
         }
-        insert_inbox(&mut tx, &self.key, id, source, event, now_ms).await?;
-        insert_audit(&mut tx, &self.key, id, PATIENT, kind, detail, now_ms).await?;
-        self.finish_due(tx).await?;
-        Ok(true)
+        Ok(queued)
+    }
+
+    /// Which of `marks` (workflow, mark) are recorded already, in one read.
+    async fn marks_seen(&self, marks: &[(String, String)]) -> Result<Vec<bool>> {
+        let marks = marks.to_vec();
+        self.reader
+            .read(move |conn| {
+                let mut seen = conn.prepare_cached(
+                    "SELECT 1 FROM patient_page_marks WHERE workflow_id = ?1 AND mark = ?2",
+                )?;
+                marks
+                    .iter()
+                    .map(|(workflow, mark)| {
+                        Ok(seen
+                            .query_row(rusqlite::params![workflow, mark], |r| r.get::<_, i64>(0))
+                            .optional()?
+                            .is_some())
+                    })
+                    .collect()
+            })
+            .await
     }
 
     async fn inbox_waits(&self, workflow: &WorkflowId, source: &str) -> Result<bool> {

@@ -87,7 +87,7 @@ fn next_id(conn: &Connection, table: &'static str) -> Result<i64> {
 }
 
 /// As `super::insert_audit`.
-fn insert_audit(
+pub(super) fn insert_audit(
     conn: &Connection,
     key: &Keyring,
     id: &str,
@@ -1008,7 +1008,7 @@ pub(super) fn sms_consent(
 }
 
 /// As `super::insert_inbox`: an event queued for workflow `id`, due now.
-fn insert_inbox(
+pub(super) fn insert_inbox(
     conn: &Connection,
     key: &Keyring,
     id: &str,
