@@ -1942,3 +1942,71 @@ async fn a_staff_retry_of_a_ledger_note_that_was_in_fact_written_finds_it_by_its
     assert_eq!(w.pms.script.count("write_note"), 1);
     assert_eq!(w.pms.notes_for(&id).len(), 1, "one outcome note");
 }
+
+#[tokio::test]
+async fn a_runner_killed_between_its_claim_and_the_call_loses_and_doubles_nothing() {
+    // Arrange: the deposit link fails once (a retry is scheduled); when the retry comes due,
+    // another runner claims it, which journals the call's intent in its claim, and dies before
+    // the call.
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_start(Answer::Approve);
+    w.stripe
+        .script
+        .fail("create_deposit_link", ErrorKind::TRANSIENT, 1);
+    let runner = w.runner("live").await;
+    let stripe = w.stripe.clone();
+    w.settle_until(&runner, &id, |_| {
+        stripe.script.calls("create_deposit_link").len() == 1
+    })
+    .await;
+    let retry_at = w.next_due(&runner).await.expect("the retry is scheduled");
+    w.clock.set(retry_at);
+    let dead = runner
+        .store()
+        .claim_due("dead", retry_at, LEASE, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let intent = dead
+        .begun
+        .clone()
+        .expect("the claim journaled the retry's intent");
+    assert_eq!(intent.attempt, 2);
+
+    // Act: its lease runs out; the live runner takes over.
+    w.clock.advance(LEASE + Duration::from_secs(1));
+    w.settle(&runner).await;
+
+    // Assert: one call after the failed one (the dead claim made none), one session, one key;
+    // the journal keeps the dead claim's intent open between the two calls.
+    assert_eq!(w.row(&runner, &id).await.state.status, Status::Done);
+    let keys = w.stripe.script.calls("create_deposit_link");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|k| *k == intent.key), "{keys:?}");
+    assert_eq!(w.stripe.sessions().len(), 1);
+    let pool = raw_pool(&w.path).await;
+    let journal: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT attempt, idempotency_key, outcome FROM effects
+         WHERE action = 'create_deposit_link' ORDER BY attempt",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        journal
+            .iter()
+            .map(|(a, k, o)| (
+                *a,
+                k == &intent.key,
+                o.as_deref()
+                    .map(|o| o.split(':').next().unwrap_or(o).to_owned())
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            (1, true, Some("transient".to_owned())),
+            (2, true, None),
+            (3, true, Some("deposit_link_created".to_owned())),
+        ]
+    );
+}
