@@ -80,12 +80,7 @@ impl Runner {
                             let Ok(permit) = slots.clone().try_acquire_owned() else {
                                 break;
                             };
-                            let runner = self.clone();
-                            flight.spawn(async move {
-                                runner.drive(&claim).await;
-                                drop(permit);
-                                runner.wake.notify_one();
-                            });
+                            self.start(claim, permit, &mut flight);
                         }
                         if claimed == free {
                             // Every slot taken: more may be due; look again when one frees.
@@ -164,13 +159,23 @@ impl Runner {
                 handoffs.push(std::iter::once(claim).chain(handed.map(|(claim, _)| claim)));
                 break;
             };
-            let runner = self.clone();
-            flight.spawn(async move {
-                runner.drive(&claim).await;
-                drop(permit);
-                runner.wake.notify_one();
-            });
+            self.start(claim, permit, flight);
         }
+    }
+
+    /// Drives `claim` in a slot (`permit`), waking the loop when the slot frees.
+    fn start(
+        &self,
+        claim: crate::store::Claim,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        flight: &mut JoinSet<()>,
+    ) {
+        let runner = self.clone();
+        flight.spawn(async move {
+            runner.drive(&claim).await;
+            drop(permit);
+            runner.wake.notify_one();
+        });
     }
 
     /// Polls every practice system on its own schedule until `stop` resolves: each practice
