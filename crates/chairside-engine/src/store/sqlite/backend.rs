@@ -157,9 +157,6 @@ impl Backend for SqliteStore {
         &'a self,
         id: &'a WorkflowId,
     ) -> Option<impl std::future::Future<Output = Result<Option<WorkflowRow>>> + Send + 'a> {
-        if super::thread::experiment("poolreads") {
-            return None;
-        }
         let (states, id) = (self.states.clone(), id.as_str().to_owned());
         Some(
             self.reader
@@ -171,9 +168,6 @@ impl Backend for SqliteStore {
         &self,
         now_ms: i64,
     ) -> Option<impl std::future::Future<Output = Result<bool>> + Send + '_> {
-        if super::thread::experiment("poolreads") {
-            return None;
-        }
         Some(
             self.reader
                 .read(move |conn| super::reads::intake_link_sends_due(conn, now_ms)),

@@ -125,11 +125,7 @@ impl SqliteStore {
             .foreign_keys(true);
         // As on the store thread (`thread.rs`): statement journals in memory, not spilled to a
         // temporary file per transaction.
-        let options = if thread::experiment("notemp") {
-            options
-        } else {
-            options.pragma("temp_store", "memory")
-        };
+        let options = options.pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // A caller dropped between sqlx's BEGIN and the making of its `Transaction` (a

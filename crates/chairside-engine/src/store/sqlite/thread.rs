@@ -94,16 +94,6 @@ fn copy(e: &rusqlite::Error) -> rusqlite::Error {
     }
 }
 
-/// TEMPORARY (measurement only, removed before merge): `STORECPU_EXP=flag,flag` turns a cut off
-/// or an experiment on, so one release build measures each.
-pub(super) fn experiment(flag: &str) -> bool {
-    static FLAGS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    FLAGS
-        .get_or_init(|| std::env::var("STORECPU_EXP").unwrap_or_default())
-        .split(',')
-        .any(|f| f == flag)
-}
-
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
@@ -150,12 +140,7 @@ impl StoreThread {
         // Statement journals (every statement that may abort part-way inside a transaction,
         // every job's savepoint in a group commit) in memory: otherwise each one past 64 KiB
         // spills to a temporary file that is created, written and closed once per transaction.
-        if !experiment("notemp") {
-            conn.pragma_update(None, "temp_store", "MEMORY")?;
-        }
-        if experiment("mmap") {
-            conn.pragma_update(None, "mmap_size", 256_i64 << 20)?;
-        }
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(256);
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let stats = Arc::new(ThreadStats::default());
