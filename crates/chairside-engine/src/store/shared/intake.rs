@@ -426,14 +426,18 @@ where
     ) -> Result<Vec<IntakeLinkSend>> {
         // A plain read first: the runner asks every round, and an idle round takes no write
         // lock and commits nothing.
-        let any: bool = sqlx::query_scalar::<S::Db, bool>(
-            "SELECT EXISTS (SELECT 1 FROM intake_link_sends
+        let any = if let Some(due) = self.intake_link_sends_due(ms(now)) {
+            due.await?
+        } else {
+            sqlx::query_scalar::<S::Db, bool>(
+                "SELECT EXISTS (SELECT 1 FROM intake_link_sends
                  WHERE status = 'pending' AND next_at <= $1
                    AND (lease_until IS NULL OR lease_until <= $1))",
-        )
-        .bind(ms(now))
-        .fetch_one(self.pool())
-        .await?;
+            )
+            .bind(ms(now))
+            .fetch_one(self.pool())
+            .await?
+        };
         if !any {
             return Ok(Vec::new());
         }

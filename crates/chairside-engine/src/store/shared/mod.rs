@@ -184,6 +184,27 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Counts the rows a listing skipped because they do not decode.
     fn skipped(&self) -> &std::sync::atomic::AtomicU64;
 
+    /// [`ReportStore::workflow`](crate::store::ReportStore::workflow) by the backend's own read
+    /// path when it has one faster than a pooled read (SQLite: its reader thread, which keeps
+    /// the statement prepared and the workflow states it last opened); `None` reads through the
+    /// pool.
+    fn workflow_read<'a>(
+        &'a self,
+        _id: &'a WorkflowId,
+    ) -> Option<impl Future<Output = Result<Option<WorkflowRow>>> + Send + 'a> {
+        None::<std::future::Ready<Result<Option<WorkflowRow>>>>
+    }
+
+    /// Whether any intake link send is due at `now_ms` (the idle check of
+    /// `claim_intake_link_sends`), by the backend's own read path when it has one (as
+    /// [`Backend::workflow_read`]); `None` asks through the pool.
+    fn intake_link_sends_due(
+        &self,
+        _now_ms: i64,
+    ) -> Option<impl Future<Output = Result<bool>> + Send + '_> {
+        None::<std::future::Ready<Result<bool>>>
+    }
+
     /// Writes a poll's detections (new workflows, events for known ones, the cursor).
     fn write_detection<'c>(
         &'c self,

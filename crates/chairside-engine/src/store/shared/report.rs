@@ -31,6 +31,9 @@ where
     for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
 {
     async fn workflow(&self, id: &WorkflowId) -> Result<Option<WorkflowRow>> {
+        if let Some(read) = self.workflow_read(id) {
+            return read.await;
+        }
         let sql = format!("SELECT {WORKFLOW_COLUMNS} FROM workflows w WHERE w.id = $1");
         let row = sqlx::query::<S::Db>(&sql)
             .bind(id.as_str())

@@ -153,6 +153,27 @@ impl Backend for SqliteStore {
         super::row_to_workflow(&self.key, row)
     }
 
+    fn workflow_read<'a>(
+        &'a self,
+        id: &'a WorkflowId,
+    ) -> Option<impl std::future::Future<Output = Result<Option<WorkflowRow>>> + Send + 'a> {
+        let (states, id) = (self.states.clone(), id.as_str().to_owned());
+        Some(
+            self.reader
+                .read(move |conn| super::reads::workflow(conn, &states, &id)),
+        )
+    }
+
+    fn intake_link_sends_due(
+        &self,
+        now_ms: i64,
+    ) -> Option<impl std::future::Future<Output = Result<bool>> + Send + '_> {
+        Some(
+            self.reader
+                .read(move |conn| super::reads::intake_link_sends_due(conn, now_ms)),
+        )
+    }
+
     fn skipped(&self) -> &AtomicU64 {
         &self.skipped
     }

@@ -11,6 +11,7 @@ mod links;
 mod onehop;
 mod outbox;
 pub(super) mod patient;
+mod reads;
 mod schema;
 pub(super) mod sealed;
 mod thread;
@@ -122,6 +123,9 @@ impl SqliteStore {
             })
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // As on the store thread (`thread.rs`): statement journals in memory, not spilled to a
+        // temporary file per transaction.
+        let options = options.pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // A caller dropped between sqlx's BEGIN and the making of its `Transaction` (a

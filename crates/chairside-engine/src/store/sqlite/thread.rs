@@ -137,6 +137,10 @@ impl StoreThread {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // Statement journals (every statement that may abort part-way inside a transaction,
+        // every job's savepoint in a group commit) in memory: otherwise each one past 64 KiB
+        // spills to a temporary file that is created, written and closed once per transaction.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.set_prepared_statement_cache_capacity(256);
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let stats = Arc::new(ThreadStats::default());
