@@ -24,6 +24,11 @@ use tokio::time::Instant;
 use crate::runner::{PracticeRuntime, Runner, RunnerError};
 use crate::store::{Handoffs, PollerLease, StoreError};
 
+/// How often [`Runner::work`] asks the store for intake links due to go out, at most (a round
+/// that sent something is followed by another at once). A link queued just after a round waits
+/// this long at most.
+pub(crate) const INTAKE_LINKS_EVERY: Duration = Duration::from_secs(1);
+
 impl Runner {
     /// Runs due workflows until `stop` resolves, then lets every workflow in flight commit its
     /// current step and release its lease, and returns.
@@ -41,6 +46,9 @@ impl Runner {
             .filter(|h| h.register(&self.config.owner, self.config.lease));
         let mut flight = JoinSet::new();
         let sending_links = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Set by a round that sent something: there may be more, so the next round goes at once.
+        let more_links = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut links_round_at: Option<Instant> = None;
         tokio::pin!(stop);
         loop {
             while let Some(done) = flight.try_join_next() {
@@ -49,22 +57,44 @@ impl Runner {
                 }
             }
             // Intake links waiting to go to new patients, one round at a time beside the
-            // workflows (an SMTP call that hangs holds no workflow slot).
-            if !sending_links.swap(true, Ordering::AcqRel) {
-                let runner = self.clone();
-                let flag = sending_links.clone();
-                flight.spawn(async move {
-                    if let Err(e) = runner.send_intake_links().await {
-                        tracing::error!(error = %e, "claiming intake link sends failed");
-                    }
-                    flag.store(false, Ordering::Release);
-                });
+            // workflows (an SMTP call that hangs holds no workflow slot), and at most one round
+            // per `INTAKE_LINKS_EVERY` unless the last one sent something: this loop turns after
+            // every step, and asking the store each time cost a query (and a wake-up of a store
+            // thread) per step for sends that are rare.
+            let mut links_wait = None;
+            if !sending_links.load(Ordering::Acquire) {
+                let due_in = links_round_at
+                    .filter(|_| !more_links.load(Ordering::Acquire))
+                    .map(|at| INTAKE_LINKS_EVERY.saturating_sub(at.elapsed()))
+                    .unwrap_or_default();
+                if due_in.is_zero() {
+                    sending_links.store(true, Ordering::Release);
+                    links_round_at = Some(Instant::now());
+                    let runner = self.clone();
+                    let (flag, more) = (sending_links.clone(), more_links.clone());
+                    flight.spawn(async move {
+                        let sent = match runner.send_intake_links().await {
+                            Ok(n) => n > 0,
+                            Err(e) => {
+                                tracing::error!(error = %e, "claiming intake link sends failed");
+                                false
+                            }
+                        };
+                        more.store(sent, Ordering::Release);
+                        flag.store(false, Ordering::Release);
+                    });
+                } else {
+                    // Skipped for now: look again when it is due, however quiet the rest is.
+                    links_wait = Some(due_in);
+                }
             }
             if let Some(handoffs) = handoffs {
                 self.take_handed(handoffs, &slots, &mut flight).await;
             }
             let free = slots.available_permits();
-            let mut wait = self.config.idle_recheck;
+            let mut wait = links_wait.map_or(self.config.idle_recheck, |w| {
+                w.min(self.config.idle_recheck)
+            });
             if free > 0 {
                 let now = self.clock.now();
                 let limit = u32::try_from(free).unwrap_or(u32::MAX);

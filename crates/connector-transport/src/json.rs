@@ -88,8 +88,18 @@ impl std::error::Error for DecodeError {}
 /// # Errors
 /// [`DecodeError`] naming the field path and the kind of failure, never the value.
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    // Plain serde first: tracking the path of every field costs an allocation per field and is
+    // only needed to describe a failure, so a body that does not decode is decoded again with
+    // the path tracked (the same input gives the same failure). Like the tracked decode, this
+    // reads one JSON value and leaves what follows it unread.
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| describe(&e))
+    match T::deserialize(de) {
+        Ok(value) => Ok(value),
+        Err(_) => {
+            let de = &mut serde_json::Deserializer::from_slice(body);
+            serde_path_to_error::deserialize(de).map_err(|e| describe(&e))
+        }
+    }
 }
 
 /// Decodes an already parsed JSON value into `T`, with the same path-only errors.
@@ -97,7 +107,11 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
 /// # Errors
 /// [`DecodeError`] naming the field path and the kind of failure, never the value.
 pub fn decode_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(value).map_err(|e| describe(&e))
+    // As `decode_json`: untracked from a borrow first, the path tracked only to describe a failure.
+    match T::deserialize(&value) {
+        Ok(decoded) => Ok(decoded),
+        Err(_) => serde_path_to_error::deserialize(value).map_err(|e| describe(&e)),
+    }
 }
 
 /// One item of a list that could not be read: where it was, what could still be read of its
@@ -283,6 +297,51 @@ mod tests {
             !bad.error.to_string().contains("Jane"),
             "no value in the error"
         );
+    }
+
+    /// What the path-tracking decode alone gives: the reference the untracked first pass of
+    /// `decode_json` and `decode_value` must agree with, success and failure alike.
+    fn tracked<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        serde_path_to_error::deserialize(de).map_err(|e| describe(&e))
+    }
+
+    #[test]
+    fn the_untracked_first_pass_decodes_and_fails_exactly_as_the_tracked_decode() {
+        let bodies: [&[u8]; 9] = [
+            br#"{"id":"a","amount":1}"#,
+            br#"{"id":"a","amount":1,"extra":{"x":[1,2]}}"#,
+            // One value is read and what follows it is left, as before.
+            br#"{"id":"a","amount":1} trailing"#,
+            br#"{"id":"a"}"#,
+            br#"{"id":"a","amount":"Jane Doe"}"#,
+            br#"{"id":"a","amount":-1}"#,
+            br#"{"id":"a","amount":1"#,
+            b"not json",
+            b"",
+        ];
+        for body in bodies {
+            let fast: Result<Case, DecodeError> = decode_json(body);
+            assert_eq!(
+                fast,
+                tracked::<Case>(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+                let fast: Result<Case, DecodeError> = decode_value(value.clone());
+                let slow: Result<Case, DecodeError> =
+                    serde_path_to_error::deserialize(value).map_err(|e| describe(&e));
+                assert_eq!(fast, slow, "{}", String::from_utf8_lossy(body));
+            }
+        }
+        // The failures above are described with their path, never a value.
+        let err = decode_json::<Case>(br#"{"id":"a","amount":"Jane Doe"}"#).unwrap_err();
+        assert_eq!(
+            (err.path.as_str(), err.problem),
+            ("amount", DecodeProblem::InvalidType)
+        );
+        assert!(!err.to_string().contains("Jane"));
     }
 
     #[derive(Debug, Deserialize)]

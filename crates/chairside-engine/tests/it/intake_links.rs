@@ -296,3 +296,51 @@ async fn a_patient_who_typed_their_details_in_spanish_gets_the_financing_message
             .all(|s| s.language == financing_core::Language::Es)
     );
 }
+
+/// `Runner::work` asks the store for due intake links at most once a second (not after every
+/// step): a link queued while the pool runs still goes out, once, with no wake-up but the pool's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_sends_a_link_queued_while_it_runs_once() {
+    // Arrange: the pool running, its first round of intake links (none due) already asked.
+    let world = World::new();
+    let runner = world.runner("r1").await;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = {
+        let runner = runner.clone();
+        tokio::spawn(async move {
+            runner
+                .work(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+                .unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // Act: two intakes started, one after the other, while the pool runs.
+    let first = start(&world, &details("+15555550211", "new11@example.test")).await;
+    let second = start(&world, &details("+15555550212", "new12@example.test")).await;
+
+    // Assert: each link goes out, once, without anyone waking the pool.
+    let sent_for = |id: &str| {
+        let key = format!("intake:{id}:link:0");
+        world
+            .messenger
+            .sent()
+            .iter()
+            .filter(|s| s.key == key)
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sent_for(&first) == 0 || sent_for(&second) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pool never sent the links"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!((sent_for(&first), sent_for(&second)), (1, 1));
+}
