@@ -226,6 +226,95 @@ pub(super) fn claim_due(
     Ok(claims)
 }
 
+/// What a claimed workflow has next, as `load` would hand it out at a time: whether an inbox
+/// event or a due timer comes first, and its lowest pending command (with the idempotency key
+/// stored with it and the highest attempt journaled for it).
+struct NextItem {
+    next_due_at: Option<i64>,
+    inbox: bool,
+    timer: bool,
+    seq: Option<i64>,
+    action: Option<String>,
+    not_before: Option<i64>,
+    attempts: Option<i64>,
+    key: Option<String>,
+    journaled: Option<i64>,
+}
+
+impl NextItem {
+    /// Reads workflow `id`'s next item at `now_ms`, in one statement.
+    fn read(conn: &Connection, id: &str, now_ms: i64) -> Result<Self> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT w.next_due_at,
+                    EXISTS (SELECT 1 FROM inbox WHERE workflow_id = w.id) AS inbox,
+                    EXISTS (SELECT 1 FROM timers WHERE workflow_id = w.id AND fire_at <= ?2) AS timer,
+                    o.seq, o.action, o.not_before, o.attempts, o.idempotency_key,
+                    (SELECT MAX(attempt) FROM effects e WHERE e.workflow_id = w.id AND e.seq = o.seq) AS journaled
+                 FROM workflows w
+                 LEFT JOIN (
+                     SELECT workflow_id, seq, action, not_before, attempts, idempotency_key FROM outbox
+                     WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
+                 ) o ON o.workflow_id = w.id
+                 WHERE w.id = ?1",
+            )?
+            .query_row(params![id, now_ms], |r| {
+                Ok(Self {
+                    next_due_at: r.get(0)?,
+                    inbox: r.get(1)?,
+                    timer: r.get(2)?,
+                    seq: r.get(3)?,
+                    action: r.get(4)?,
+                    not_before: r.get(5)?,
+                    attempts: r.get(6)?,
+                    key: r.get(7)?,
+                    journaled: r.get(8)?,
+                })
+            })?)
+    }
+
+    /// Whether command `seq` is what `load` hands out next at `now_ms`: no inbox event, no due
+    /// timer, the lowest pending command, its time come.
+    fn is_command(&self, seq: i64, now_ms: i64) -> bool {
+        !self.inbox
+            && !self.timer
+            && self.seq == Some(seq)
+            && self.not_before.is_some_and(|at| at <= now_ms)
+    }
+
+    /// The attempt number the next intent for the lowest pending command is journaled at.
+    fn next_attempt(&self) -> u32 {
+        u32::try_from(self.attempts.unwrap_or(0).max(self.journaled.unwrap_or(0)) + 1)
+            .unwrap_or(u32::MAX)
+    }
+
+    /// When the next item is the lowest pending command and its key is stored with it, journals
+    /// its intent under `claim`'s epoch, as `begin_effect` would.
+    fn journal(
+        self,
+        conn: &Connection,
+        claim: &Claim,
+        now_ms: i64,
+    ) -> Result<Option<ClaimedIntent>> {
+        let attempt = self.next_attempt();
+        let (Some(seq), Some(action), Some(key)) =
+            (self.seq, self.action.as_deref(), self.key.as_deref())
+        else {
+            return Ok(None);
+        };
+        if !self.is_command(seq, now_ms) {
+            return Ok(None);
+        }
+        insert_effect(conn, claim, seq, action, attempt, key, now_ms)?;
+        made_with_intent(conn, claim.id.as_str(), action)?;
+        Ok(Some(ClaimedIntent {
+            seq: u64::try_from(seq).unwrap_or_default(),
+            attempt,
+            key: key.to_owned(),
+        }))
+    }
+}
+
 /// In a claim's transaction: when the claimed workflow's next due item (as `load` would hand it
 /// out at `now_ms`: no inbox event, no due timer) is its lowest pending command and that
 /// command's idempotency key is stored with it, journals the command's intent under the new
@@ -235,54 +324,7 @@ pub(super) fn journal_claimed(
     claim: &Claim,
     now_ms: i64,
 ) -> Result<Option<ClaimedIntent>> {
-    type Row = (
-        bool,
-        bool,
-        i64,
-        String,
-        i64,
-        i64,
-        Option<String>,
-        Option<i64>,
-    );
-    let next: Option<Row> = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM inbox WHERE workflow_id = ?1),
-                EXISTS (SELECT 1 FROM timers WHERE workflow_id = ?1 AND fire_at <= ?2),
-                o.seq, o.action, o.not_before, o.attempts, o.idempotency_key,
-                (SELECT MAX(attempt) FROM effects e WHERE e.workflow_id = ?1 AND e.seq = o.seq)
-             FROM (
-                 SELECT seq, action, not_before, attempts, idempotency_key FROM outbox
-                 WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
-             ) o",
-        )?
-        .query_row(params![claim.id.as_str(), now_ms], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })
-        .optional()?;
-    let Some((inbox, timer, seq, action, not_before, attempts, Some(key), journaled)) = next else {
-        return Ok(None);
-    };
-    if inbox || timer || not_before > now_ms {
-        return Ok(None);
-    }
-    let attempt = u32::try_from(attempts.max(journaled.unwrap_or(0)) + 1).unwrap_or(u32::MAX);
-    insert_effect(conn, claim, seq, &action, attempt, &key, now_ms)?;
-    made_with_intent(conn, claim.id.as_str(), &action)?;
-    Ok(Some(ClaimedIntent {
-        seq: u64::try_from(seq).unwrap_or_default(),
-        attempt,
-        key,
-    }))
+    NextItem::read(conn, claim.id.as_str(), now_ms)?.journal(conn, claim, now_ms)
 }
 
 /// `WorkflowStore::load`.
@@ -743,43 +785,10 @@ fn continue_after(
     now_ms: i64,
 ) -> Result<AfterStep> {
     let id = claim.id.as_str();
-    type Row = (
-        Option<i64>,
-        bool,
-        bool,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-    );
-    let (next_due_at, inbox, timer, seq, not_before, attempts, journaled): Row = conn
-        .prepare_cached(
-            "SELECT w.next_due_at,
-                EXISTS (SELECT 1 FROM inbox WHERE workflow_id = w.id) AS inbox,
-                EXISTS (SELECT 1 FROM timers WHERE workflow_id = w.id AND fire_at <= ?2) AS timer,
-                o.seq, o.not_before, o.attempts,
-                (SELECT MAX(attempt) FROM effects e WHERE e.workflow_id = w.id AND e.seq = o.seq) AS journaled
-             FROM workflows w
-             LEFT JOIN (
-                 SELECT workflow_id, seq, not_before, attempts FROM outbox
-                 WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1
-             ) o ON o.workflow_id = w.id
-             WHERE w.id = ?1",
-        )?
-        .query_row(params![id, now_ms], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })?;
+    let item = NextItem::read(conn, id, now_ms)?;
     // As `load` sees it: an inbox event is due whatever its time, then timers and commands by
     // the workflow's due time.
-    let due = inbox || next_due_at.is_some_and(|at| at <= now_ms);
+    let due = item.inbox || item.next_due_at.is_some_and(|at| at <= now_ms);
     if !due {
         conn.prepare_cached(
             "UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = ?1",
@@ -789,18 +798,18 @@ fn continue_after(
     }
     conn.prepare_cached("UPDATE workflows SET lease_until = ?1 WHERE id = ?2")?
         .execute(params![now_ms + next.lease_ms, id])?;
-    let proposed = next.begin.as_ref().filter(|(command_seq, _, _)| {
-        !inbox && !timer && seq == Some(*command_seq) && not_before.is_some_and(|at| at <= now_ms)
-    });
+    let proposed = next
+        .begin
+        .as_ref()
+        .filter(|(command_seq, _, _)| item.is_command(*command_seq, now_ms));
     let Some((command_seq, action, key)) = proposed else {
         // A command queued earlier may be next: journaled now when its key is stored with it.
-        return Ok(match journal_claimed(conn, claim, now_ms)? {
+        return Ok(match item.journal(conn, claim, now_ms)? {
             Some(intent) => AfterStep::Journaled(intent),
             None => AfterStep::Due,
         });
     };
-    let attempt =
-        u32::try_from(attempts.unwrap_or(0).max(journaled.unwrap_or(0)) + 1).unwrap_or(u32::MAX);
+    let attempt = item.next_attempt();
     insert_effect(conn, claim, *command_seq, action, attempt, key, now_ms)?;
     made_with_intent(conn, id, action)?;
     if !next.sends.is_empty() {
