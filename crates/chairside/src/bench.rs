@@ -608,6 +608,16 @@ struct PollTally {
     created: AtomicUsize,
 }
 
+/// The sandbox's cheap counts (`GET /counts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+struct SandboxCounts {
+    ledger_notes: usize,
+    /// Webhooks queued and not yet delivered (or given up on).
+    webhooks_pending: usize,
+    /// Webhooks delivered or given up on so far.
+    webhooks_finished: usize,
+}
+
 /// When a drive is finished.
 #[derive(Debug, Clone, Copy)]
 enum Until<'a> {
@@ -710,17 +720,27 @@ async fn drive(
                 sandbox,
                 http,
             } => {
-                let notes = match sandbox.ledger_notes(http).await {
-                    Ok(n) => n,
+                let before = match sandbox.counts(http).await {
+                    Ok(counts) => counts,
                     Err(e) => break Err(e),
                 };
+                let notes = before.ledger_notes;
                 if last_progress.elapsed() >= Duration::from_secs(5) {
                     last_progress = Instant::now();
                     tracing::info!(notes, of = workflows, "ledger notes written so far");
                 }
+                // Settled, and no webhook on its way: a webhook still queued (Stripe's second
+                // event for one payment, say) or delivered while the workflows were read would
+                // leave an event in an inbox after the drive stops. The counts read before and
+                // after the workflows must agree.
                 notes >= workflows
+                    && before.webhooks_pending == 0
                     && match stack.settled().await {
                         Ok(settled) => settled >= workflows,
+                        Err(e) => break Err(e),
+                    }
+                    && match sandbox.counts(http).await {
+                        Ok(after) => after == before,
                         Err(e) => break Err(e),
                     }
             }
@@ -1664,12 +1684,9 @@ impl SandboxProcess {
         response.json().await.context("the seeded cases")
     }
 
-    /// How many ledger notes the practice systems hold.
-    async fn ledger_notes(&self, http: &reqwest::Client) -> anyhow::Result<usize> {
-        #[derive(Deserialize)]
-        struct Counts {
-            ledger_notes: usize,
-        }
+    /// How many ledger notes the practice systems hold, and how many webhooks are queued and
+    /// finished.
+    async fn counts(&self, http: &reqwest::Client) -> anyhow::Result<SandboxCounts> {
         let response = http
             .get(self.admin.join("counts")?)
             .send()
@@ -1680,8 +1697,7 @@ impl SandboxProcess {
             "the sandbox's counts ({})",
             response.status()
         );
-        let counts: Counts = response.json().await.context("the sandbox's counts")?;
-        Ok(counts.ledger_notes)
+        response.json().await.context("the sandbox's counts")
     }
 
     /// When each plan's patient got their first message, by the plan's id in its practice system.

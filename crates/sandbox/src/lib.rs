@@ -436,6 +436,12 @@ impl Sandbox {
         self.hub.webhooks.deliveries()
     }
 
+    /// Webhooks queued and not yet finished, and webhooks finished so far (delivered or given
+    /// up on): a harness that waits for quiet reads both before and after its own check.
+    pub fn webhook_counts(&self) -> (usize, usize) {
+        self.hub.webhooks.counts()
+    }
+
     /// Waits until every queued webhook was delivered or given up on.
     pub async fn flush_webhooks(&self) {
         self.hub.webhooks.flush().await;

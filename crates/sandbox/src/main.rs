@@ -9,7 +9,8 @@
 //!   the seeded cases (the `seeded` shape of `--json`).
 //! - `GET /invariants` answers ledger notes per Chairside marker, duplicate Stripe objects and
 //!   compliance violations.
-//! - `GET /counts` answers how many ledger notes were written (cheap enough to ask often).
+//! - `GET /counts` answers how many ledger notes were written and how many webhooks are queued
+//!   and finished (cheap enough to ask often).
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -211,7 +212,12 @@ async fn first_messages(State(admin): State<Arc<Admin>>) -> Json<serde_json::Val
 }
 
 async fn counts(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "ledger_notes": admin.sandbox.ledger_notes().len() }))
+    let (webhooks_pending, webhooks_finished) = admin.sandbox.webhook_counts();
+    Json(serde_json::json!({
+        "ledger_notes": admin.sandbox.ledger_notes().len(),
+        "webhooks_pending": webhooks_pending,
+        "webhooks_finished": webhooks_finished,
+    }))
 }
 
 async fn serve_admin(admin: Arc<Admin>) -> anyhow::Result<(Url, tokio::task::JoinHandle<()>)> {

@@ -148,6 +148,12 @@ impl Webhooks {
         }
     }
 
+    /// Webhooks queued and not yet finished, and webhooks finished (delivered or given up on).
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let finished = self.log.lock().unwrap_or_else(|p| p.into_inner()).len();
+        (self.pending.load(Ordering::SeqCst), finished)
+    }
+
     pub(crate) fn deliveries(&self) -> Vec<Delivery> {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

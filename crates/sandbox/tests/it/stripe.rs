@@ -181,6 +181,32 @@ mod client {
             .collect()
     }
 
+    /// $300.00 in two monthly installments charged to `card` from now, for a new customer.
+    async fn two_monthly_installments(
+        c: &Client,
+        patient: &str,
+        card: &str,
+        workflow: &str,
+    ) -> InstallmentPlan {
+        let cus = customer(c, patient).await;
+        let product = c
+            .ensure_practice_product(&PracticeId::new("smile"), "Plan")
+            .await
+            .unwrap();
+        InstallmentPlan {
+            customer: cus.id,
+            product,
+            total: Money::usd(30_000),
+            count: 2,
+            every: BillingInterval::monthly(),
+            start: StartDate::Now,
+            collection: Collection::ChargeAutomatically {
+                payment_method: Some(PaymentMethodId::new(card)),
+            },
+            metadata: Metadata::new().with(WORKFLOW_KEY, workflow),
+        }
+    }
+
     async fn customer(c: &Client, patient: &str) -> stripe_schedule::Customer {
         let practice = PracticeId::new("smile");
         let patient = PatientId::new(patient);
@@ -426,23 +452,7 @@ mod client {
         // Arrange: an installment declined on the card on file.
         let (sb, _rx) = with_webhooks().await;
         let c = client(&sb);
-        let cus = customer(&c, "p-6").await;
-        let product = c
-            .ensure_practice_product(&PracticeId::new("smile"), "Plan")
-            .await
-            .unwrap();
-        let plan = InstallmentPlan {
-            customer: cus.id,
-            product,
-            total: Money::usd(30_000),
-            count: 2,
-            every: BillingInterval::monthly(),
-            start: StartDate::Now,
-            collection: Collection::ChargeAutomatically {
-                payment_method: Some(PaymentMethodId::new("pm_card_chargeDeclined")),
-            },
-            metadata: Metadata::new().with(WORKFLOW_KEY, "wf-6"),
-        };
+        let plan = two_monthly_installments(&c, "p-6", "pm_card_chargeDeclined", "wf-6").await;
         c.create_installment_schedule(&plan, &IdempotencyKey::new("wf-6:s").unwrap())
             .await
             .unwrap();
@@ -467,23 +477,7 @@ mod client {
         // Arrange
         let (sb, rx) = with_webhooks().await;
         let c = client(&sb);
-        let cus = customer(&c, "p-3").await;
-        let product = c
-            .ensure_practice_product(&PracticeId::new("smile"), "Plan")
-            .await
-            .unwrap();
-        let plan = InstallmentPlan {
-            customer: cus.id,
-            product,
-            total: Money::usd(30_000),
-            count: 2,
-            every: BillingInterval::monthly(),
-            start: StartDate::Now,
-            collection: Collection::ChargeAutomatically {
-                payment_method: Some(PaymentMethodId::new("pm_card_chargeDeclined")),
-            },
-            metadata: Metadata::new().with(WORKFLOW_KEY, "wf-3"),
-        };
+        let plan = two_monthly_installments(&c, "p-3", "pm_card_chargeDeclined", "wf-3").await;
 
         // Act
         c.create_installment_schedule(&plan, &IdempotencyKey::new("wf-3:s").unwrap())
@@ -504,6 +498,31 @@ mod client {
                 .any(|e| matches!(e.data, EventData::InvoicePaid(_)))
         );
         assert!(sb.stripe().charges_per_installment().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_webhook_counts_say_what_is_queued_and_what_finished() {
+        // Arrange: nothing sent yet.
+        let (sb, rx) = with_webhooks().await;
+        let c = client(&sb);
+        assert_eq!(
+            sb.webhook_counts(),
+            (0, 0),
+            "nothing queued or finished yet"
+        );
+        let plan = two_monthly_installments(&c, "p-7", "pm_card_visa", "wf-7").await;
+
+        // Act
+        c.create_installment_schedule(&plan, &IdempotencyKey::new("wf-7:s").unwrap())
+            .await
+            .unwrap();
+        sb.flush_webhooks().await;
+
+        // Assert: every webhook sent is counted as finished, none left pending.
+        let sent = verified_events(&rx).len();
+        assert!(sent > 0, "the schedule's first invoice sends webhooks");
+        assert_eq!(sb.webhook_counts(), (0, sb.deliveries().len()));
+        assert_eq!(sb.deliveries().len(), sent);
     }
 
     #[tokio::test]
