@@ -42,7 +42,27 @@ const PERSONAS: [Persona; 6] = [
     Persona::ReturningCardholderEnough,
 ];
 
+/// A free loopback port for an instance, below the kernel's range of ephemeral ports.
+///
+/// An instance is killed and restarted on its port. A port from the ephemeral range (what
+/// binding port 0 hands out) is free while its instance is dead, so the kernel may give it to
+/// an outgoing connection (the sandbox's webhooks, the front's proxying) as its local port, and
+/// the restarted instance then fails to bind it ("Address already in use"). Ports below the
+/// range are never handed out that way.
 pub(super) fn free_port() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    const LOWEST: u16 = 10_000;
+    if ephemeral_low > LOWEST + 1_000 {
+        for _ in 0..1_000 {
+            let port = LOWEST + rand::random::<u16>() % (ephemeral_low - LOWEST);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
