@@ -1,7 +1,10 @@
 //! The runner's transactions as the store thread runs them ([`super::thread`]): the same
 //! statements as the sqlx helpers beside them (`check_lease`, `refresh_due`, `insert_command`,
 //! `insert_audit`, `insert_inbox`, `outbox::record_events`, `delivery::record_sent`), on the thread's own
-//! connection, each statement prepared once and kept in the connection's cache.
+//! connection, each statement prepared once and kept in the connection's cache. A step's commit
+//! folds three of them into its own statements (docs/performance.md, slice "storework"): the
+//! lease check into its read of the stored state, and `refresh_due` and the lease's renewal or
+//! release into the workflow row's write.
 //!
 //! Everything here is synchronous and takes owned inputs: a transaction runs on the store thread
 //! after its caller handed it over, and may outlive a caller that stopped waiting.

@@ -463,8 +463,11 @@ pub(super) struct StateCache {
     ring: Arc<Keyring>,
     /// Each state shared (`Arc`): a hit hands it out without copying the document, and a
     /// commit's state goes in without a copy either.
-    states: Mutex<HashMap<String, (Vec<u8>, Arc<WorkflowState>)>>,
+    states: Mutex<HashMap<String, Cached>>,
 }
+
+/// A cached state: the exact sealed bytes it is stored as, and the state they open to.
+type Cached = (Vec<u8>, Arc<WorkflowState>);
 
 /// At most this many states are kept (the runner works on `concurrency` workflows at once; the
 /// rest are read rarely).
@@ -479,7 +482,7 @@ impl StateCache {
         }
     }
 
-    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<u8>, Arc<WorkflowState>)>> {
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
         // A panic elsewhere while holding it leaves whole entries: each is inserted at once.
         self.states.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -492,8 +495,7 @@ impl StateCache {
     /// Opens workflow `id`'s stored state `sealed`, from the cache when it holds these very
     /// bytes, otherwise decrypted and parsed (and then cached).
     pub(super) fn open(&self, id: &str, sealed: &[u8]) -> Result<WorkflowState> {
-        self.open_shared(id, sealed)
-            .map(|state| Arc::unwrap_or_clone(state))
+        self.open_shared(id, sealed).map(Arc::unwrap_or_clone)
     }
 
     /// As [`StateCache::open`], the state shared with the cache (no copy of the document when
