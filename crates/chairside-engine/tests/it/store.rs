@@ -987,6 +987,7 @@ both!(
     a_pay_link_retry_closes_only_the_payment_failed_task,
     an_sms_opt_out_round_trips_without_storing_the_number_in_clear,
     listings_filter_by_status_and_show_the_next_action,
+    a_step_commit_lists_the_workflow_under_its_new_status_and_without_a_next_step_keeps_the_lease,
     intake_rate_limits_are_shared_by_instances_and_forget_old_submissions,
     an_intake_link_send_is_queued_with_the_intake_claimed_once_and_resent_under_the_limits,
     mark_handled_closes_the_task_it_was_pressed_on_and_leaves_the_lender_charge_open,
@@ -2322,7 +2323,7 @@ fn disclosure() -> AuditLine {
 async fn a_step_commit_records_the_calls_facts_in_the_same_transaction(backend: Backend) {
     // Arrange: a message's intent is journaled and both its channels begun in one transaction.
     let db = TestDb::new(backend).await;
-    one_workflow(&*db.store).await;
+    let id = one_workflow(&*db.store).await;
     let (claim, state, first) = claim_first_command(&*db.store, "a", t0()).await;
     db.store
         .begin_effect(&claim, &first, 1, "k1", t0())
@@ -2406,6 +2407,20 @@ async fn a_step_commit_records_the_calls_facts_in_the_same_transaction(backend: 
         .await,
         1
     );
+    // Each line opens under its own row (the sealed detail is bound to the row's id), the
+    // disclosure right after the step's line.
+    let trail = db.store.audit(&id).await.unwrap();
+    let kinds: Vec<(&str, &str)> = trail
+        .iter()
+        .rev()
+        .take(2)
+        .map(|row| (row.kind.as_str(), row.detail.as_str()))
+        .collect();
+    assert_eq!(
+        kinds[0],
+        ("disclosure", "cardholder lookup sent to carecredit")
+    );
+    assert_eq!(kinds[1].0, "message_sent");
 }
 
 /// PostgreSQL only: SQLite's instances share one process's signal, PostgreSQL's are told across
@@ -2768,4 +2783,71 @@ async fn page_marks_written_behind_are_recorded_once_each_in_one_transaction(bac
             .unwrap(),
         "a mark written behind is a mark like any other"
     );
+}
+
+async fn a_step_commit_lists_the_workflow_under_its_new_status_and_without_a_next_step_keeps_the_lease(
+    backend: Backend,
+) {
+    // Arrange: the first command claimed at 0 s for 30 s.
+    let db = TestDb::new(backend).await;
+    let id = one_workflow(&*db.store).await;
+    let (claim, state, first) = claim_first_command(&*db.store, "a", t0()).await;
+    let listed = |status| {
+        let store = db.store.clone();
+        async move {
+            store
+                .workflows(Some(&practice_id()), Some(status), 10)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let consumed = Consumed::Command {
+        seq: first.seq,
+        attempt: 1,
+        outcome: "plan_loaded".into(),
+    };
+    let transition = Transition {
+        set_timers: vec![(TimerKind::Reminder, mins(10))],
+        ..Transition::default()
+    };
+
+    // Act: a step that keeps the status, then one that changes it, neither with a next step.
+    let mut kept = state.clone();
+    kept.status = Status::Active;
+    db.store
+        .commit(&claim, &kept, consumed, "plan_loaded", &transition, secs(5))
+        .await
+        .unwrap();
+    let active_after_first = listed(Status::Active).await;
+    let mut done = kept.clone();
+    done.status = Status::Done;
+    db.store
+        .commit(
+            &claim,
+            &done,
+            Consumed::Timer(TimerKind::Reminder),
+            "reminder",
+            &Transition::default(),
+            secs(6),
+        )
+        .await
+        .unwrap();
+
+    // Assert: listed under the status of its latest state each time.
+    assert_eq!(active_after_first, 1);
+    assert_eq!(listed(Status::Active).await, 0);
+    assert_eq!(listed(Status::Done).await, 1);
+    let row = db.store.workflow(&id).await.unwrap().unwrap();
+    assert_eq!(row.state.status, Status::Done);
+    // Without a next step the claim's lease is left as it was: still held until 30 s, nobody
+    // else takes the workflow (its timer was consumed, nothing is due), and the claim may load.
+    assert!(
+        db.store
+            .claim_due("b", secs(29), LEASE, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(db.store.load(&claim, secs(29)).await.is_ok());
 }

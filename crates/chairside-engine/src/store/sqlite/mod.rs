@@ -39,6 +39,14 @@ pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
+/// WAL pages after which a commit checkpoints (`wal_autocheckpoint`, SQLite's default 1000). A
+/// checkpoint copies every page the WAL holds into the database file once, however many times
+/// it was committed since the last one: the steps rewrite the same few hot pages (the workflow
+/// rows, their indexes, the outbox's), so a longer interval copies each of them less often.
+/// The WAL file grows to about this many pages (4 KiB each: some 16 MiB) and is then reused
+/// from its start; it stays that size on disk until the store closes.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 4000;
+
 pub(super) fn from_ms(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(v).unwrap_or_default()
 }
@@ -127,7 +135,9 @@ impl SqliteStore {
             .foreign_keys(true);
         // As on the store thread (`thread.rs`): statement journals in memory, not spilled to a
         // temporary file per transaction.
-        let options = options.pragma("temp_store", "memory");
+        let options = options
+            .pragma("temp_store", "memory")
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // A caller dropped between sqlx's BEGIN and the making of its `Transaction` (a

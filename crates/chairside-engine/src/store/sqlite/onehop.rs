@@ -1,7 +1,10 @@
 //! The runner's transactions as the store thread runs them ([`super::thread`]): the same
 //! statements as the sqlx helpers beside them (`check_lease`, `refresh_due`, `insert_command`,
 //! `insert_audit`, `insert_inbox`, `outbox::record_events`, `delivery::record_sent`), on the thread's own
-//! connection, each statement prepared once and kept in the connection's cache.
+//! connection, each statement prepared once and kept in the connection's cache. A step's commit
+//! folds three of them into its own statements (docs/performance.md, slice "storework"): the
+//! lease check into its read of the stored state, and `refresh_due` and the lease's renewal or
+//! release into the workflow row's write.
 //!
 //! Everything here is synchronous and takes owned inputs: a transaction runs on the store thread
 //! after its caller handed it over, and may outlive a caller that stopped waiting.
@@ -12,6 +15,8 @@ use chrono::{DateTime, Utc};
 use financing_core::{PatientContact, PracticeId};
 use messaging::{ConsentEntry, ConsentKind};
 use rusqlite::types::ValueRef;
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::patient::ConsentState;
@@ -77,13 +82,36 @@ pub(super) fn refresh_due(conn: &Connection, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// As `sealed::next_id`.
+/// `sealed::next_id`'s statement for table `$t`.
+macro_rules! next_id_sql {
+    ($t:literal) => {
+        concat!(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '",
+            $t,
+            "'), 0), COALESCE((SELECT MAX(id) FROM ",
+            $t,
+            "), 0)) + 1"
+        )
+    };
+}
+
+/// As `sealed::next_id`. The tables a step writes have their statement spelled out, so a step
+/// neither formats nor allocates the text it looks the statement up by.
 fn next_id(conn: &Connection, table: &'static str) -> Result<i64> {
-    let sql = format!(
-        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0),
+    let fixed = match table {
+        "events" => Some(next_id_sql!("events")),
+        "inbox" => Some(next_id_sql!("inbox")),
+        "staff_tasks" => Some(next_id_sql!("staff_tasks")),
+        _ => None,
+    };
+    let mut statement = match fixed {
+        Some(sql) => conn.prepare_cached(sql)?,
+        None => conn.prepare_cached(&format!(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0),
                     COALESCE((SELECT MAX(id) FROM {table}), 0)) + 1"
-    );
-    Ok(conn.prepare_cached(&sql)?.query_row([], |r| r.get(0))?)
+        ))?,
+    };
+    Ok(statement.query_row([], |r| r.get(0))?)
 }
 
 /// As `super::insert_audit`.
@@ -97,6 +125,23 @@ pub(super) fn insert_audit(
     now: i64,
 ) -> Result<()> {
     let row = next_id(conn, EVENTS_DETAIL.table)?;
+    insert_audit_as(conn, key, row, id, actor, kind, detail, now)
+}
+
+/// [`insert_audit`] as row `row`, the id `next_id` gives for the `events` table (or, for
+/// lines written one after another by the same transaction, the previous line's id plus one:
+/// `next_id` would give that too, as each explicit id becomes the table's sequence).
+#[allow(clippy::too_many_arguments)]
+fn insert_audit_as(
+    conn: &Connection,
+    key: &Keyring,
+    row: i64,
+    id: &str,
+    actor: &str,
+    kind: &str,
+    detail: &str,
+    now: i64,
+) -> Result<()> {
     let sealed = EVENTS_DETAIL.seal(key, &[&row.to_string()], detail.as_bytes())?;
     conn.prepare_cached(
         "INSERT INTO events (id, workflow_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -122,27 +167,17 @@ fn insert_task(
     Ok(())
 }
 
-/// As `outbox::record_events`: the step's outbound events, read against the state stored before
-/// the step (so called before it is replaced).
+/// As `outbox::record_events`: the step's outbound events, read against `before`, the state
+/// stored before the step (a stored state that no longer opens writes no event: the caller
+/// does not call this).
 fn record_events(
     conn: &Connection,
-    states: &StateCache,
     id: &str,
+    before: &WorkflowState,
     after: &WorkflowState,
     raised: Option<&StaffTask>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let before: Option<WorkflowState> = conn
-        .prepare_cached("SELECT state FROM workflows WHERE id = ?1")?
-        .query_row([id], |r| {
-            // A stored state that no longer opens writes no event.
-            Ok(states.open(id, bytes(r, 0)?).ok())
-        })
-        .optional()?
-        .flatten();
-    let Some(before) = before else {
-        return Ok(());
-    };
     let raised = match raised {
         Some(task) => {
             let n: i64 = conn
@@ -152,7 +187,7 @@ fn record_events(
         }
         None => None,
     };
-    let events = derive(&before, after, raised, now);
+    let events = derive(before, after, raised, now);
     if events.is_empty() {
         return Ok(());
     }
@@ -230,7 +265,6 @@ pub(super) fn claim_due(
 /// event or a due timer comes first, and its lowest pending command (with the idempotency key
 /// stored with it and the highest attempt journaled for it).
 struct NextItem {
-    next_due_at: Option<i64>,
     inbox: bool,
     timer: bool,
     seq: Option<i64>,
@@ -246,8 +280,7 @@ impl NextItem {
     fn read(conn: &Connection, id: &str, now_ms: i64) -> Result<Self> {
         Ok(conn
             .prepare_cached(
-                "SELECT w.next_due_at,
-                    EXISTS (SELECT 1 FROM inbox WHERE workflow_id = w.id) AS inbox,
+                "SELECT EXISTS (SELECT 1 FROM inbox WHERE workflow_id = w.id) AS inbox,
                     EXISTS (SELECT 1 FROM timers WHERE workflow_id = w.id AND fire_at <= ?2) AS timer,
                     o.seq, o.action, o.not_before, o.attempts, o.idempotency_key,
                     (SELECT MAX(attempt) FROM effects e WHERE e.workflow_id = w.id AND e.seq = o.seq) AS journaled
@@ -260,15 +293,14 @@ impl NextItem {
             )?
             .query_row(params![id, now_ms], |r| {
                 Ok(Self {
-                    next_due_at: r.get(0)?,
-                    inbox: r.get(1)?,
-                    timer: r.get(2)?,
-                    seq: r.get(3)?,
-                    action: r.get(4)?,
-                    not_before: r.get(5)?,
-                    attempts: r.get(6)?,
-                    key: r.get(7)?,
-                    journaled: r.get(8)?,
+                    inbox: r.get(0)?,
+                    timer: r.get(1)?,
+                    seq: r.get(2)?,
+                    action: r.get(3)?,
+                    not_before: r.get(4)?,
+                    attempts: r.get(5)?,
+                    key: r.get(6)?,
+                    journaled: r.get(7)?,
                 })
             })?)
     }
@@ -470,11 +502,11 @@ pub(super) fn park(
             .query_row([id], |r| r.get(0))?;
         insert_task(conn, key, id, &practice, task, now_ms)?;
         // Staff hear of it as of any task: the task beside an unchanged state.
-        let stored: Option<WorkflowState> = conn
+        let stored: Option<Arc<WorkflowState>> = conn
             .prepare_cached("SELECT state FROM workflows WHERE id = ?1")?
-            .query_row([id], |r| Ok(states.open(id, bytes(r, 0)?).ok()))?;
+            .query_row([id], |r| Ok(states.open_shared(id, bytes(r, 0)?).ok()))?;
         if let Some(state) = stored {
-            record_events(conn, states, id, &state, Some(task), from_ms(now_ms))?;
+            record_events(conn, id, &state, &state, Some(task), from_ms(now_ms))?;
         }
     }
     conn.prepare_cached(
@@ -518,18 +550,95 @@ pub(super) struct NextWrite {
     pub(super) consent: Option<ConsentFact>,
 }
 
+/// The workflow row's write at the end of a step: the new state, stage, ledger mark and update
+/// time; the due time as `refresh_due` computes it (from the inbox, timers and outbox as the step
+/// left them); and, when the step goes on (`?6`, the lease's length, not null), the lease kept
+/// (`lease_until` moved on) if the workflow is still due, as `load` would see it (an inbox event
+/// whatever its time, else the due time come), or released if not. Returns whether the lease is
+/// still held. `?7` is the status, set only by the variant that names it: an unchanged status
+/// rewrites no entry of the `workflows_practice` index, so its page is not written to the WAL.
+macro_rules! step_update_sql {
+    ($status:literal) => {
+        concat!(
+            "UPDATE workflows SET state = ?1, stage = ?2, updated_at = ?3, ledger_written_at = ?4,",
+            $status,
+            " next_due_at = d.due,
+                lease_owner = CASE WHEN ?6 IS NULL OR d.inbox OR d.due <= ?3 THEN lease_owner END,
+                lease_until = CASE WHEN ?6 IS NULL THEN lease_until
+                    WHEN d.inbox OR d.due <= ?3 THEN ?3 + ?6 END
+             FROM (SELECT (
+                 SELECT MIN(t) FROM (
+                     SELECT MIN(received_at) AS t FROM inbox WHERE workflow_id = ?5
+                     UNION ALL SELECT MIN(fire_at) FROM timers WHERE workflow_id = ?5
+                     -- Commands run in sequence order: only the lowest pending one can be due.
+                     UNION ALL SELECT not_before FROM (
+                         SELECT not_before FROM outbox WHERE workflow_id = ?5 AND status = 'pending' ORDER BY seq LIMIT 1
+                     )
+                 )
+             ) AS due, EXISTS (SELECT 1 FROM inbox WHERE workflow_id = ?5) AS inbox) AS d
+             WHERE workflows.id = ?5
+             RETURNING lease_owner IS NOT NULL"
+        )
+    };
+}
+
+/// The workflow row as a step's commit finds it: the state stored before the step, opened
+/// (`None` when it no longer opens), and the stored status column.
+struct Held {
+    state: Option<Arc<WorkflowState>>,
+    status: String,
+}
+
+/// In a step's commit, the lease check and the row stored before the step, in one statement:
+/// `LeaseLost` unless the claim still holds the lease at its epoch and the lease has not run
+/// out at `now` (as `check_lease`).
+fn held(conn: &Connection, states: &StateCache, claim: &Claim, now: i64) -> Result<Held> {
+    let id = claim.id.as_str();
+    conn.prepare_cached(
+        "SELECT state, status FROM workflows
+         WHERE id = ?1 AND epoch = ?2 AND lease_owner = ?3 AND lease_until >= ?4",
+    )?
+    .query_row(params![id, claim.epoch, claim.owner, now], |r| {
+        Ok(Held {
+            state: states.open_shared(id, bytes(r, 0)?).ok(),
+            status: r.get(1)?,
+        })
+    })
+    .optional()?
+    .ok_or_else(|| StoreError::LeaseLost(claim.id.clone()))
+}
+
 /// `WorkflowStore::commit_step`, in one transaction of the store thread.
 pub(super) fn commit_step(
     conn: &Connection,
     key: &Keyring,
     states: &StateCache,
-    step: &StepWrite,
+    step: StepWrite,
 ) -> Result<AfterStep> {
-    let now_ms = ms(step.now);
-    let claim = &step.claim;
+    let StepWrite {
+        claim,
+        state,
+        sealed_state,
+        consumed,
+        event_label,
+        clear_timers,
+        set_timers,
+        drop_pending_messages,
+        commands,
+        raise_task,
+        audit,
+        next,
+        now,
+    } = step;
+    let now_ms = ms(now);
     let id = claim.id.as_str();
-    check_lease(conn, claim, now_ms)?;
-    match &step.consumed {
+    // The lease checked first, so a claim that lost it writes nothing and fails as `LeaseLost`
+    // rather than on a row its taker wrote meanwhile.
+    let Held {
+        state: before,
+        status: stored_status,
+    } = held(conn, states, &claim, now_ms)?;
+    match &consumed {
         Consumed::Inbox(row) => {
             conn.prepare_cached("DELETE FROM inbox WHERE id = ?1")?
                 .execute([row])?;
@@ -553,73 +662,73 @@ pub(super) fn commit_step(
             .execute(params![now_ms, outcome, id, *seq as i64, i64::from(*attempt)])?;
         }
     }
-    for kind in &step.clear_timers {
+    for kind in &clear_timers {
         conn.prepare_cached("DELETE FROM timers WHERE workflow_id = ?1 AND kind = ?2")?
             .execute(params![id, kind.label()])?;
     }
-    for (kind, at) in &step.set_timers {
+    for (kind, at) in &set_timers {
         conn.prepare_cached(
             "INSERT INTO timers (workflow_id, kind, fire_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (workflow_id, kind) DO UPDATE SET fire_at = excluded.fire_at",
         )?
         .execute(params![id, kind.label(), at])?;
     }
-    if step.drop_pending_messages {
+    if drop_pending_messages {
         conn.prepare_cached(
             "UPDATE outbox SET status = 'dropped', done_at = ?1 WHERE workflow_id = ?2 AND status = 'pending' AND action = 'send_message'",
         )?
         .execute(params![now_ms, id])?;
     }
-    for (seq, action, sealed, key) in &step.commands {
+    for (seq, action, sealed, key) in &commands {
         conn.prepare_cached(
             "INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at, idempotency_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![id, seq, action, sealed, now_ms, now_ms, key])?;
     }
-    if let Some(task) = &step.raise_task {
-        insert_task(
-            conn,
-            key,
-            id,
-            step.state.key.practice_id.as_str(),
-            task,
-            now_ms,
-        )?;
+    if let Some(task) = &raise_task {
+        insert_task(conn, key, id, state.key.practice_id.as_str(), task, now_ms)?;
     }
     // Outbound events (webhooks, CRM, lab) in the step's own transaction: read against the
-    // state stored before this step, so they are written before it is replaced.
-    record_events(
-        conn,
-        states,
-        id,
-        &step.state,
-        step.raise_task.as_ref(),
-        step.now,
-    )?;
-    insert_audit(
+    // state stored before this step.
+    if let Some(before) = &before {
+        record_events(conn, id, before, &state, raise_task.as_ref(), now)?;
+    }
+    // The step's audit line, and the call's lines below: nothing else this transaction writes
+    // inserts into `events` in between, so their ids follow one another.
+    let mut audit_row = next_id(conn, EVENTS_DETAIL.table)?;
+    insert_audit_as(
         conn,
         key,
+        audit_row,
         id,
         "runner",
-        &step.event_label,
-        &step.audit,
+        &event_label,
+        &audit,
         now_ms,
     )?;
-    conn.prepare_cached(
-        "UPDATE workflows SET state = ?1, status = ?2, stage = ?3, updated_at = ?4, ledger_written_at = ?5 WHERE id = ?6",
-    )?
-    .execute(params![
-        step.sealed_state,
-        step.state.status.label(),
-        step.state.stage_label(),
-        now_ms,
-        step.state.ledger_written_at.map(ms),
-        id
-    ])?;
-    states.remember(id, &step.sealed_state, &step.state);
-    refresh_due(conn, id)?;
-    let Some(next) = &step.next else {
+    // Every change to the inbox, timers and outbox is made above: the due time read from them
+    // here is what `refresh_due` would read after the step.
+    let status = state.status.label();
+    let same_status = stored_status == status;
+    let lease_ms = next.as_ref().map(|next| next.lease_ms);
+    let stage = state.stage_label();
+    let ledger = state.ledger_written_at.map(ms);
+    let held: bool = if same_status {
+        conn.prepare_cached(step_update_sql!(""))?.query_row(
+            params![sealed_state, stage, now_ms, ledger, id, lease_ms],
+            |r| r.get(0),
+        )?
+    } else {
+        conn.prepare_cached(step_update_sql!(" status = ?7,"))?
+            .query_row(
+                params![sealed_state, stage, now_ms, ledger, id, lease_ms, status],
+                |r| r.get(0),
+            )?
+    };
+    let state = Arc::new(state);
+    states.remember(id, sealed_state, state.clone());
+    let Some(next) = next else {
         return Ok(AfterStep::Kept);
     };
     // The call's own facts (a message's channels that went out, disclosures) are facts of the
@@ -627,7 +736,7 @@ pub(super) fn commit_step(
     for sent in &next.sent {
         record_sent(conn, sent, now_ms)?;
     }
-    let practice = &step.state.key.practice_id;
+    let practice = &state.key.practice_id;
     if let Some(contact) = &next.patient {
         put_patient(conn, key, practice, contact, now_ms)?;
     }
@@ -642,9 +751,22 @@ pub(super) fn commit_step(
         )?;
     }
     for line in &next.audit {
-        insert_audit(conn, key, id, "runner", line.kind, &line.detail, now_ms)?;
+        audit_row += 1;
+        insert_audit_as(
+            conn,
+            key,
+            audit_row,
+            id,
+            "runner",
+            line.kind,
+            &line.detail,
+            now_ms,
+        )?;
     }
-    continue_after(conn, claim, next, now_ms)
+    if !held {
+        return Ok(AfterStep::Released);
+    }
+    continue_after(conn, &claim, &next, now_ms)
 }
 
 /// `PatientStore::put_patient`, alone or in a step's commit ([`StepFacts::patient`]): the
@@ -776,8 +898,9 @@ fn made_with_intent(conn: &Connection, workflow: &str, action: &str) -> Result<(
     Ok(())
 }
 
-/// As `workflow::continue_after`: release when nothing is due, else keep the claim and, when the
-/// proposed command is what `load` would hand out next, journal its intent.
+/// As `workflow::continue_after` once the step's row write kept the lease (the workflow still
+/// due, see `step_update_sql`): when the proposed command is what `load` would hand out next,
+/// journal its intent.
 fn continue_after(
     conn: &Connection,
     claim: &Claim,
@@ -786,18 +909,6 @@ fn continue_after(
 ) -> Result<AfterStep> {
     let id = claim.id.as_str();
     let item = NextItem::read(conn, id, now_ms)?;
-    // As `load` sees it: an inbox event is due whatever its time, then timers and commands by
-    // the workflow's due time.
-    let due = item.inbox || item.next_due_at.is_some_and(|at| at <= now_ms);
-    if !due {
-        conn.prepare_cached(
-            "UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = ?1",
-        )?
-        .execute([id])?;
-        return Ok(AfterStep::Released);
-    }
-    conn.prepare_cached("UPDATE workflows SET lease_until = ?1 WHERE id = ?2")?
-        .execute(params![now_ms + next.lease_ms, id])?;
     let proposed = next
         .begin
         .as_ref()

@@ -461,8 +461,13 @@ impl SqliteStore {
 /// never stored, so they are never matched.
 pub(super) struct StateCache {
     ring: Arc<Keyring>,
-    states: Mutex<HashMap<String, (Vec<u8>, WorkflowState)>>,
+    /// Each state shared (`Arc`): a hit hands it out without copying the document, and a
+    /// commit's state goes in without a copy either.
+    states: Mutex<HashMap<String, Cached>>,
 }
+
+/// A cached state: the exact sealed bytes it is stored as, and the state they open to.
+type Cached = (Vec<u8>, Arc<WorkflowState>);
 
 /// At most this many states are kept (the runner works on `concurrency` workflows at once; the
 /// rest are read rarely).
@@ -477,7 +482,7 @@ impl StateCache {
         }
     }
 
-    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<u8>, WorkflowState)>> {
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
         // A panic elsewhere while holding it leaves whole entries: each is inserted at once.
         self.states.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -490,8 +495,16 @@ impl StateCache {
     /// Opens workflow `id`'s stored state `sealed`, from the cache when it holds these very
     /// bytes, otherwise decrypted and parsed (and then cached).
     pub(super) fn open(&self, id: &str, sealed: &[u8]) -> Result<WorkflowState> {
+        self.open_shared(id, sealed).map(Arc::unwrap_or_clone)
+    }
+
+    /// As [`StateCache::open`], the state shared with the cache (no copy of the document when
+    /// the cache holds these bytes).
+    pub(super) fn open_shared(&self, id: &str, sealed: &[u8]) -> Result<Arc<WorkflowState>> {
         if !self.under_current_key(sealed) {
-            return WORKFLOW_STATE.open_json(&self.ring, &[id], sealed);
+            return WORKFLOW_STATE
+                .open_json(&self.ring, &[id], sealed)
+                .map(Arc::new);
         }
         let cached = self
             .states()
@@ -501,25 +514,34 @@ impl StateCache {
         if let Some(state) = cached {
             return Ok(state);
         }
-        let state: WorkflowState = WORKFLOW_STATE.open_json(&self.ring, &[id], sealed)?;
-        self.remember(id, sealed, &state);
+        let state: Arc<WorkflowState> =
+            Arc::new(WORKFLOW_STATE.open_json(&self.ring, &[id], sealed)?);
+        self.keep(id, sealed.to_vec(), state.clone());
         Ok(state)
     }
 
     /// Records that workflow `id`'s state is now stored as `sealed` (sealed from `state`), so the
-    /// next [`StateCache::open`] of these bytes neither decrypts nor parses.
-    pub(super) fn remember(&self, id: &str, sealed: &[u8], state: &WorkflowState) {
-        if !self.under_current_key(sealed) {
+    /// next [`StateCache::open`] of these bytes neither decrypts nor parses. Takes both as they
+    /// are: nothing is copied.
+    pub(super) fn remember(&self, id: &str, sealed: Vec<u8>, state: Arc<WorkflowState>) {
+        if self.under_current_key(&sealed) {
+            self.keep(id, sealed, state);
+        }
+    }
+
+    fn keep(&self, id: &str, sealed: Vec<u8>, state: Arc<WorkflowState>) {
+        let mut states = self.states();
+        if let Some(entry) = states.get_mut(id) {
+            *entry = (sealed, state);
             return;
         }
-        let mut states = self.states();
-        if states.len() >= STATE_CACHE_MAX && !states.contains_key(id) {
+        if states.len() >= STATE_CACHE_MAX {
             // Any one goes: a miss only costs a decrypt.
             if let Some(old) = states.keys().next().cloned() {
                 states.remove(&old);
             }
         }
-        states.insert(id.to_owned(), (sealed.to_vec(), state.clone()));
+        states.insert(id.to_owned(), (sealed, state));
     }
 }
 
@@ -560,7 +582,7 @@ mod state_cache_tests {
         // A hit returns what was remembered for these very bytes without opening them: the
         // remembered state differs from the sealed one only so the test can tell.
         let remembered = state("tx-remembered");
-        cache.remember("wf-1", &sealed, &remembered);
+        cache.remember("wf-1", sealed.clone(), Arc::new(remembered.clone()));
         assert_eq!(cache.open("wf-1", &sealed).unwrap(), remembered);
     }
 
@@ -572,7 +594,7 @@ mod state_cache_tests {
         let sealed = WORKFLOW_STATE
             .seal_json(&ring, &["wf-1"], &original)
             .unwrap();
-        cache.remember("wf-1", &sealed, &original);
+        cache.remember("wf-1", sealed.clone(), Arc::new(original.clone()));
         // Tampered bytes are opened (and refused), not matched by id.
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
@@ -584,7 +606,7 @@ mod state_cache_tests {
         assert_eq!(cache.open("wf-1", &resealed).unwrap(), newer);
         // Another keyring (a wrong data key) cannot read the row: its store's cache opens with
         // that keyring only.
-        cache.remember("wf-1", &sealed, &original);
+        cache.remember("wf-1", sealed.clone(), Arc::new(original.clone()));
         let other = StateCache::new(Arc::new(Keyring::from(DataKey::generate())));
         assert!(other.open("wf-1", &sealed).is_err());
     }

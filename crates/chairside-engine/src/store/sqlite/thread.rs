@@ -141,6 +141,7 @@ impl StoreThread {
         // every job's savepoint in a group commit) in memory: otherwise each one past 64 KiB
         // spills to a temporary file that is created, written and closed once per transaction.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "wal_autocheckpoint", super::WAL_AUTOCHECKPOINT_PAGES)?;
         conn.set_prepared_statement_cache_capacity(256);
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let stats = Arc::new(ThreadStats::default());

@@ -141,7 +141,7 @@ impl WorkflowStore for SqliteStore {
         let (key, states) = (self.key.clone(), self.states.clone());
         let after = self
             .thread
-            .write(move |conn| onehop::commit_step(conn, &key, &states, &step))
+            .write(move |conn| onehop::commit_step(conn, &key, &states, step))
             .await?;
         self.writes.add(std::panic::Location::caller());
         Ok(after)
