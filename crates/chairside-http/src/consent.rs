@@ -499,6 +499,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_patient_page_offers_no_texts_without_a_mobile_number_or_a_contact_and_keeps_the_language()
+     {
+        // Arrange: a Spanish-speaking patient's contact without a mobile number, and a workflow
+        // whose patient has no contact at all.
+        let kit = Kit::new().await;
+        let wf = kit.seed_workflow("tx-1").await;
+        let contact = financing_core::PatientContact {
+            id: financing_core::PatientId::new("pat-1"),
+            first_name: crate::testkit::FIRST.into(),
+            last_name: crate::testkit::LAST.into(),
+            date_of_birth: None,
+            mobile_phone: None,
+            email: Some(crate::testkit::EMAIL.into()),
+            address: None,
+            preferred_language: Language::Es,
+            time_zone: None,
+            sms_consent: financing_core::SmsConsent::None,
+        };
+        kit.store
+            .put_patient(&smile(), &contact, kit.now())
+            .await
+            .unwrap();
+        let unknown = kit
+            .seed(kit.financing_state(smile(), "tx-2", "pat-unknown"))
+            .await;
+
+        // Act
+        let page = body_text(kit.send(get(&format!("/p/{}", kit.token(&wf)))).await).await;
+        let texts = format!("/p/{}/texts", kit.token(&wf));
+        let other = body_text(kit.send(get(&format!("/p/{}", kit.token(&unknown)))).await).await;
+        let other_texts = format!("/p/{}/texts", kit.token(&unknown));
+
+        // Assert: the contact read once for the page gives both its language and its number.
+        assert!(page.contains("lang=\"es\""), "{page}");
+        assert!(!page.replace("&#x2f;", "/").contains(&texts), "{page}");
+        assert!(
+            !other.replace("&#x2f;", "/").contains(&other_texts),
+            "{other}"
+        );
+        assert!(other.contains("lang=\"en\""), "{other}");
+    }
+
+    #[tokio::test]
     async fn a_staff_grant_never_overrides_a_stop_but_a_staff_withdrawal_wins() {
         // Arrange
         let kit = Kit::new().await;

@@ -464,6 +464,10 @@ pub(crate) struct Resolved {
     site: Option<PracticeSite>,
     pub(crate) lang: Language,
     pub(crate) base: String,
+    /// The patient's mobile number from the contact read for the language (`None` when there is
+    /// none, no contact, or the contact did not open): the page's texts offer uses this read
+    /// instead of opening the contact a second time.
+    mobile_phone: Option<String>,
 }
 
 /// The application's root path, with a trailing `/`.
@@ -489,16 +493,11 @@ async fn current(
     id: &WorkflowId,
     generation: u64,
 ) -> Result<Option<WorkflowRow>, Response> {
-    let lookup = async {
-        let current = state.links().link_generation(id).await?;
-        if current != generation {
-            return Ok(None);
-        }
-        let row = state.reports().workflow(id).await?;
-        Ok(row.filter(|r| r.state.status != Status::Cancelled))
-    };
-    lookup
+    state
+        .reports()
+        .workflow_at_generation(id, generation)
         .await
+        .map(|row| row.filter(|r| r.state.status != Status::Cancelled))
         .map_err(|e: chairside_engine::store::StoreError| {
             tracing::error!(error = %e, "patient page: workflow lookup failed");
             state.pages.error(StatusCode::INTERNAL_SERVER_ERROR, "en")
@@ -514,17 +513,18 @@ pub(crate) async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, 
         return Err(link_invalid(state, token));
     };
     let practice = &row.state.key.practice_id;
-    let lang = match state
+    let (lang, mobile_phone) = match state
         .patients()
         .patient(practice, &row.state.patient_id)
         .await
     {
-        Ok(Some(contact)) => contact.preferred_language,
-        Ok(None) => Language::En,
+        Ok(Some(contact)) => (contact.preferred_language, contact.mobile_phone),
+        Ok(None) => (Language::En, None),
         Err(e) => {
-            // The page still works in English; the data key problem shows up elsewhere.
+            // The page still works in English, without the texts offer; the data key problem
+            // shows up elsewhere.
             tracing::warn!(error = %e, "patient page: contact unreadable");
-            Language::En
+            (Language::En, None)
         }
     };
     Ok(Resolved {
@@ -532,6 +532,7 @@ pub(crate) async fn resolve(state: &HttpState, token: &str) -> Result<Resolved, 
         base: format!("{}p/{token}", root(state)),
         row,
         lang,
+        mobile_phone,
     })
 }
 
@@ -1000,7 +1001,7 @@ pub(crate) async fn page(
         texts: None,
         report: None,
     };
-    if texts_offered(&state, s).await {
+    if texts_offered(&state, s, r.mobile_phone.as_deref()).await {
         ctx.texts = Some(format!("{}/texts", r.base));
     }
     if query.contains_key("restarting")
@@ -1162,21 +1163,22 @@ pub(crate) async fn page(
     state.pages.render(StatusCode::OK, "patient.html", ctx)
 }
 
-/// Whether the page offers the texts opt-in: the patient has a mobile number and no consent to
-/// texts stands for it. A store that does not answer hides the offer (the page still works).
-async fn texts_offered(state: &HttpState, s: &chairside_workflow::WorkflowState) -> bool {
-    let practice = &s.key.practice_id;
-    let phone = match state.patients().patient(practice, &s.patient_id).await {
-        Ok(contact) => contact.and_then(|c| c.mobile_phone),
-        Err(e) => {
-            tracing::warn!(error = %e, "patient page: contact unreadable");
-            return false;
-        }
-    };
+/// Whether the page offers the texts opt-in: the patient has a mobile number (`phone`, from the
+/// contact [`resolve`] read: none when it did not open) and no consent to texts stands for it.
+/// A store that does not answer hides the offer (the page still works).
+async fn texts_offered(
+    state: &HttpState,
+    s: &chairside_workflow::WorkflowState,
+    phone: Option<&str>,
+) -> bool {
     let Some(phone) = phone else {
         return false;
     };
-    match state.patients().sms_consent(practice, &phone).await {
+    match state
+        .patients()
+        .sms_consent(&s.key.practice_id, phone)
+        .await
+    {
         Ok(record) => record.is_none_or(|r| r.opted_out || r.consent.is_none()),
         Err(e) => {
             tracing::warn!(error = %e, "patient page: sms consent unreadable");

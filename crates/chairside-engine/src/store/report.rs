@@ -32,6 +32,19 @@ pub trait ReportStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::Decode`](super::StoreError::Decode).
     async fn workflow(&self, id: &WorkflowId) -> Result<Option<WorkflowRow>>;
 
+    /// One workflow, when `generation` is its current patient link generation
+    /// ([`LinkStore::link_generation`](super::LinkStore::link_generation)); `None` for an older
+    /// generation or an unknown workflow. What the patient page checks a token against, read
+    /// together where the store can (SQLite: one hop to its reader thread).
+    ///
+    /// # Errors
+    /// As [`ReportStore::workflow`].
+    async fn workflow_at_generation(
+        &self,
+        id: &WorkflowId,
+        generation: u64,
+    ) -> Result<Option<WorkflowRow>>;
+
     /// The workflow that recorded the Stripe payment `stripe_id` (a `pi_…` it noted, one that
     /// paid an installment invoice, or its saved card's charge), if any: how a dispute, which carries no workflow metadata, finds its
     /// workflow. States are sealed at rest, so this reads them (newest first, at most

@@ -292,8 +292,14 @@ async fn when_every_lender_declines_the_in_house_plan_is_offered_and_set_up_once
     );
     let sent = w.messenger.sent_to(&patient(1).id);
     assert_eq!(kinds(&sent).last(), Some(&"in_house_offer"));
+    let pending = |runner: &chairside_engine::runner::Runner| {
+        let (store, id) = (runner.store().clone(), id.clone());
+        async move { store.patient_answer_pending(&id).await.unwrap() }
+    };
+    assert!(!pending(&runner).await, "no answer queued yet");
     // A second answer while the first waits writes nothing.
     answer(&runner, &id, true, w.clock.now_utc()).await;
+    assert!(pending(&runner).await, "the answer waits for the runner");
     let again = runner
         .store()
         .queue_patient_answer(
@@ -311,6 +317,7 @@ async fn when_every_lender_declines_the_in_house_plan_is_offered_and_set_up_once
     w.settle(&runner).await;
 
     // Assert
+    assert!(!pending(&runner).await, "the answer was applied");
     let state = w.row(&runner, &id).await.state;
     assert_eq!(state.status, Status::Done);
     assert_eq!(w.stripe.script.count("create_schedule"), 1);

@@ -195,6 +195,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         None::<std::future::Ready<Result<Option<WorkflowRow>>>>
     }
 
+    /// [`ReportStore::workflow_at_generation`](crate::store::ReportStore::workflow_at_generation)
+    /// by the backend's own read path when it has one (as [`Backend::workflow_read`], the link
+    /// generation and the row in one hop); `None` asks through the pool.
+    fn workflow_at_generation_read<'a>(
+        &'a self,
+        _id: &'a WorkflowId,
+        _generation: u64,
+    ) -> Option<impl Future<Output = Result<Option<WorkflowRow>>> + Send + 'a> {
+        None::<std::future::Ready<Result<Option<WorkflowRow>>>>
+    }
+
     /// Whether any intake link send is due at `now_ms` (the idle check of
     /// `claim_intake_link_sends`), by the backend's own read path when it has one (as
     /// [`Backend::workflow_read`]); `None` asks through the pool.

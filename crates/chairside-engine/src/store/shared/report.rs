@@ -17,7 +17,7 @@ use chairside_workflow::{StaffTask, Status, WorkflowId};
 #[async_trait]
 impl<S> ReportStore for S
 where
-    S: Backend,
+    S: Backend + crate::store::LinkStore,
     for<'c> &'c mut Conn<S>: Executor<'c, Database = S::Db>,
     for<'c> &'c sqlx::Pool<S::Db>: Executor<'c, Database = S::Db>,
     for<'q> <S::Db as Database>::Arguments<'q>: IntoArguments<'q, S::Db>,
@@ -40,6 +40,20 @@ where
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(|r| self.workflow_row(r)).transpose()
+    }
+
+    async fn workflow_at_generation(
+        &self,
+        id: &WorkflowId,
+        generation: u64,
+    ) -> Result<Option<WorkflowRow>> {
+        if let Some(read) = self.workflow_at_generation_read(id, generation) {
+            return read.await;
+        }
+        if self.link_generation(id).await? != generation {
+            return Ok(None);
+        }
+        self.workflow(id).await
     }
 
     async fn workflows(

@@ -164,6 +164,19 @@ impl Backend for SqliteStore {
         )
     }
 
+    fn workflow_at_generation_read<'a>(
+        &'a self,
+        id: &'a WorkflowId,
+        generation: u64,
+    ) -> Option<impl std::future::Future<Output = Result<Option<WorkflowRow>>> + Send + 'a> {
+        let (states, id) = (self.states.clone(), id.as_str().to_owned());
+        Some(
+            self.reader.read(move |conn| {
+                super::reads::workflow_at_generation(conn, &states, &id, generation)
+            }),
+        )
+    }
+
     fn intake_link_sends_due(
         &self,
         now_ms: i64,

@@ -101,13 +101,13 @@ impl LinkStore for SqliteStore {
 
     async fn return_reference(&self, workflow: &WorkflowId) -> Result<String> {
         // Made with the intent of the application call that sends it (`ensure_return_reference`
-        // in the intent's transaction): most calls find it and write nothing.
-        let made: Option<String> = sqlx::query_scalar(
-            "SELECT return_ref FROM patient_links WHERE workflow_id = ? AND return_ref IS NOT NULL",
-        )
-        .bind(workflow.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        // in the intent's transaction): most calls find it and write nothing. Looked for on the
+        // store's reader thread (one hop, the statement kept prepared), not through the pool.
+        let id = workflow.as_str().to_owned();
+        let made = self
+            .reader
+            .read(move |conn| super::reads::return_reference(conn, &id))
+            .await?;
         if let Some(reference) = made {
             return Ok(reference);
         }
@@ -365,13 +365,20 @@ impl SqliteStore {
             .await
     }
 
+    /// Whether an event from `source` waits in the workflow's inbox: on the reader thread (the
+    /// patient page asks on every view of an in-house offer).
     async fn inbox_waits(&self, workflow: &WorkflowId, source: &str) -> Result<bool> {
-        let pending: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM inbox WHERE workflow_id = ? AND source = ? LIMIT 1")
-                .bind(workflow.as_str())
-                .bind(source)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(pending.is_some())
+        let (id, source) = (workflow.as_str().to_owned(), source.to_owned());
+        self.reader
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT 1 FROM inbox WHERE workflow_id = ?1 AND source = ?2 LIMIT 1",
+                    )?
+                    .query_row(rusqlite::params![id, source], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .is_some())
+            })
+            .await
     }
 }

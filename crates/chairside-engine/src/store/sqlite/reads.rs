@@ -1,10 +1,11 @@
 //! Reads that callers outside the runner make often during a run (the patient page, the webhook
-//! checks, the staff alerts, the intake link dispatcher's idle check), on the store's reader
-//! thread ([`super::thread`]) instead of sqlx's pool: one hop to a connection that keeps its
-//! statements prepared, where the pool takes a hop per statement and one more to check the
-//! connection on its release, and the workflow state from the store's [`StateCache`] when it
-//! holds the stored bytes. The statements are those of `store/shared/` (`report.rs`,
-//! `intake.rs`), which PostgreSQL still runs through its pool.
+//! checks, the staff alerts, the intake link dispatcher's idle check), and the runner's look for
+//! a lender return reference, on the store's reader thread ([`super::thread`]) instead of sqlx's
+//! pool: one hop to a connection that keeps its statements prepared, where the pool takes a hop
+//! per statement and one more to check the connection on its release, and the workflow state
+//! from the store's [`StateCache`] when it holds the stored bytes. The statements are those of
+//! `store/shared/` (`report.rs`, `intake.rs`) and `links.rs`, which PostgreSQL still runs
+//! through its pool.
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension};
@@ -52,6 +53,25 @@ pub(super) fn workflow(
     row.transpose()
 }
 
+/// `ReportStore::workflow_at_generation`: the link generation, then (when it is `generation`) the
+/// row as [`workflow`] reads it, on one connection in one hop. Two statements, as the two calls
+/// they replace were: each sees what was committed before it.
+pub(super) fn workflow_at_generation(
+    conn: &Connection,
+    states: &StateCache,
+    id: &str,
+    generation: u64,
+) -> Result<Option<WorkflowRow>> {
+    let current: Option<i64> = conn
+        .prepare_cached("SELECT generation FROM patient_links WHERE workflow_id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if current.unwrap_or(0) as u64 != generation {
+        return Ok(None);
+    }
+    workflow(conn, states, id)
+}
+
 /// `IntakeStore::claim_intake_link_sends`'s first look: whether any send is due at `now_ms`.
 pub(super) fn intake_link_sends_due(conn: &Connection, now_ms: i64) -> Result<bool> {
     Ok(conn
@@ -61,4 +81,14 @@ pub(super) fn intake_link_sends_due(conn: &Connection, now_ms: i64) -> Result<bo
                    AND (lease_until IS NULL OR lease_until <= ?1))",
         )?
         .query_row([now_ms], |r| r.get(0))?)
+}
+
+/// `LinkStore::return_reference`'s first look: the workflow's return reference, when it has one.
+pub(super) fn return_reference(conn: &Connection, workflow: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT return_ref FROM patient_links WHERE workflow_id = ?1 AND return_ref IS NOT NULL",
+        )?
+        .query_row([workflow], |r| r.get(0))
+        .optional()?)
 }
