@@ -139,9 +139,17 @@ async fn a_saved_card_pays_the_in_house_installments_and_a_failed_one_is_a_pay_l
     let first_failed = first_invoice(customers[1]);
     assert_eq!(first_failed["status"], "open", "{first_failed}");
     let failed_first = first_failed["id"].as_str().expect("id").to_owned();
-    let failing = until(&world, 1, "the first installment's pay link", |s| {
-        s.stripe.installment_pay_link.is_some()
-    })
+    // One `invoice.payment_failed` is two events, two steps: the link first, then the failure
+    // and its task. Wait for the second, or the task may not be written yet.
+    let failing = until(
+        &world,
+        1,
+        "the first installment's pay link and failure",
+        |s| {
+            s.stripe.installment_pay_link.is_some()
+                && s.stripe.failures_handled.contains(&failed_first)
+        },
+    )
     .await;
     let link = failing.stripe.installment_pay_link.clone().expect("link");
     assert_eq!(link.invoice_id, failed_first);
