@@ -11,6 +11,10 @@
 //! workflow ended where its persona says and the sandbox's invariants held. The recorded figures,
 //! the machine and what they mean are in `docs/performance.md`.
 
+mod floor;
+
+pub use floor::FloorFigures;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -133,6 +137,15 @@ pub struct BenchArgs {
     /// Each practice is polled by one instance (practice i by instance i mod N).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub instances: u16,
+    /// Also measure the floor under the CPU per external call on this machine: one bare HTTP
+    /// round trip to the sandbox over loopback and one bare durable SQLite commit, with nothing
+    /// of Chairside around them (the figures to read Chairside's against).
+    #[arg(long)]
+    pub floor: bool,
+    /// Durable commits the floor measures; it makes twice as many HTTP round trips per
+    /// measurement.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(16..))]
+    pub floor_commits: u64,
     /// Also print the figures as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -310,6 +323,8 @@ pub struct BenchReport {
     pub runs: Vec<RunFigures>,
     /// The parked workflows, unless skipped.
     pub parked: Option<ParkedFigures>,
+    /// The floor under the CPU per external call (`--floor`).
+    pub floor: Option<FloorFigures>,
 }
 
 impl BenchReport {
@@ -405,6 +420,14 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     } else {
         None
     };
+    let floor = if args.floor {
+        tracing::info!("measuring the floor: bare HTTP round trips and durable commits");
+        let run_dir = dir.join("floor");
+        std::fs::create_dir_all(&run_dir).context("run directory")?;
+        Some(floor::measure(&bin, &run_dir, args.floor_commits).await?)
+    } else {
+        None
+    };
     Ok(BenchReport {
         machine: machine(),
         concurrency: args.concurrency,
@@ -412,6 +435,7 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         personas: personas.iter().map(|p| p.name().to_owned()).collect(),
         runs,
         parked,
+        floor,
     })
 }
 
@@ -1833,6 +1857,9 @@ fn print(report: &BenchReport, args: &BenchArgs) {
             p.sandbox_rss_mib
         );
     }
+    if let Some(f) = &report.floor {
+        print_floor(f, &report.runs);
+    }
     println!();
     println!(
         "{}",
@@ -1847,6 +1874,42 @@ fn print(report: &BenchReport, args: &BenchArgs) {
             Ok(json) => println!("{json}"),
             Err(e) => tracing::error!(error = %e, "the figures as JSON"),
         }
+    }
+}
+
+/// The floor's lines, and each run's CPU per external call read against it.
+fn print_floor(f: &FloorFigures, runs: &[RunFigures]) {
+    println!();
+    println!(
+        "floor (nothing of Chairside around it): an HTTP round trip to the sandbox over loopback, {} of them",
+        f.round_trips
+    );
+    println!(
+        "  one caller at a time:  {:.0} µs of CPU on our side ({:.0} µs on the sandbox's)",
+        f.http_one_caller_us, f.http_one_caller_sandbox_us
+    );
+    println!(
+        "  {} callers at once:    {:.0} µs of CPU on our side ({:.0} µs on the sandbox's)",
+        f.callers, f.http_many_callers_us, f.http_many_callers_sandbox_us
+    );
+    println!(
+        "floor: a durable SQLite commit (WAL, synchronous FULL) of one {}-byte row, {} of them",
+        f.state_bytes, f.commits
+    );
+    println!(
+        "  on its thread alone: {:.0} µs of CPU; asked for from the runtime: {:.0} µs on its thread + {:.0} µs on the runtime",
+        f.commit_us, f.commit_asked_us, f.commit_asked_runtime_us
+    );
+    for run in runs {
+        let floor_ms = f.per_call_us(run.commits_per_external_call) / 1000.0;
+        println!(
+            "{}: Chairside's CPU per external call {:.3} ms; the floor of a call with its {:.2} commits {:.3} ms ({:.1}x)",
+            run.profile.name(),
+            run.chairside_cpu_per_external_call_ms,
+            run.commits_per_external_call,
+            floor_ms,
+            run.chairside_cpu_per_external_call_ms / floor_ms.max(f64::MIN_POSITIVE)
+        );
     }
 }
 

@@ -101,3 +101,58 @@ async fn the_benchmark_runs_end_to_end_and_its_counts_match_what_it_ran() {
     assert!(report.all_as_expected());
     assert!(report.machine.cpus >= 1 && report.machine.memory_mib > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() {
+    // Arrange: the floor alone, small.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let args = BenchArgs {
+        plans: 0,
+        parked: 0,
+        floor: true,
+        floor_commits: 32,
+        dir: Some(dir.path().to_path_buf()),
+        sandbox_bin: Some(sandbox_bin()),
+        ..BenchArgs::default()
+    };
+
+    // Act
+    let report = measure(&args).await.expect("the floor is measured");
+
+    // Assert: nothing of Chairside ran; both ends of the round trips and the commits cost CPU.
+    assert!(report.runs.is_empty() && report.parked.is_none());
+    let floor = report.floor.expect("the floor, asked for");
+    assert_eq!(floor.round_trips, 64);
+    assert_eq!(floor.commits, 32);
+    for (what, us) in [
+        (
+            "our side of a round trip, one caller",
+            floor.http_one_caller_us,
+        ),
+        (
+            "our side of a round trip, many callers",
+            floor.http_many_callers_us,
+        ),
+        (
+            "the sandbox's side, one caller",
+            floor.http_one_caller_sandbox_us,
+        ),
+        ("a commit alone", floor.commit_us),
+        ("a commit asked for, its thread", floor.commit_asked_us),
+        (
+            "a commit asked for, the runtime",
+            floor.commit_asked_runtime_us,
+        ),
+    ] {
+        assert!(us > 0.0 && us < 1_000_000.0, "{what}: {us} µs");
+    }
+    assert!(
+        floor.per_call_us(1.5) > floor.http_one_caller_us.min(floor.http_many_callers_us),
+        "a call's commits add to its round trip"
+    );
+    assert!(
+        dir.path().join("floor").join("floor.sqlite").is_file(),
+        "the commits went to a file in --dir"
+    );
+    assert!(report.all_as_expected(), "no plans: nothing to miss");
+}
