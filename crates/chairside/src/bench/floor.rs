@@ -8,7 +8,8 @@
 //! - **A durable commit**: a thread that owns a SQLite connection as the store's thread does (WAL,
 //!   `synchronous = FULL`) updates one row holding a state-sized blob and commits; its CPU per
 //!   commit, and the runtime's CPU when a task on the runtime asks for each commit and waits for
-//!   it (the hop to the store's thread and back, as the runner's steps do).
+//!   it (the hop to the store's thread and back, as the runner's steps do). The same transaction
+//!   unsynced (`synchronous = NORMAL`) is the floor of a transaction that shares a group commit.
 //!
 //! Nothing here is Chairside's code: these are lower bounds that its figures can be read against.
 
@@ -53,6 +54,9 @@ pub struct FloorFigures {
     pub state_bytes: usize,
     /// The committing thread's CPU per commit, µs.
     pub commit_us: f64,
+    /// The committing thread's CPU per transaction that is not synced (`synchronous = NORMAL`:
+    /// what a transaction sharing a group commit costs beyond the commit), µs.
+    pub unsynced_us: f64,
     /// The committing thread's CPU per commit when each is asked for by a task on the runtime,
     /// µs.
     pub commit_asked_us: f64,
@@ -61,19 +65,21 @@ pub struct FloorFigures {
 }
 
 impl FloorFigures {
-    /// The floor of one external call that commits `commits_per_call` times: the cheaper of the
-    /// two HTTP figures (a floor, whichever way the calls come) plus that many asked-for commits
-    /// with their hops, µs.
-    pub fn per_call_us(&self, commits_per_call: f64) -> f64 {
+    /// The floor of one external call that makes `transactions_per_call` write transactions, of
+    /// which `commits_per_call` are synced: the cheaper of the two HTTP figures (a floor,
+    /// whichever way the calls come), that many asked-for commits with their hops, and the other
+    /// transactions unsynced, µs.
+    pub fn per_call_us(&self, transactions_per_call: f64, commits_per_call: f64) -> f64 {
         self.http_one_caller_us.min(self.http_many_callers_us)
             + commits_per_call * (self.commit_asked_us + self.commit_asked_runtime_us)
+            + (transactions_per_call - commits_per_call).max(0.0) * self.unsynced_us
     }
 }
 
 /// Measures the floor with the sandbox `bin`, the SQLite file in `dir`: `commits` durable commits
 /// and twice as many HTTP round trips in each measurement.
 pub(super) async fn measure(bin: &Path, dir: &Path, commits: u64) -> anyhow::Result<FloorFigures> {
-    let round_trips = commits * 2;
+    let trips = commits * 2;
     let surface = Surface::bind().await?;
     let sandbox = SandboxProcess::spawn(bin, &surface, &[]).await?;
     let product = ProductRuntime::new()?;
@@ -92,16 +98,17 @@ pub(super) async fn measure(bin: &Path, dir: &Path, commits: u64) -> anyhow::Res
 
     // Warm up: connections opened, the runtime's threads started.
     round_trips(&product, &http, &url, CALLERS, CALLERS as u64 * 4).await?;
-    let (one, one_sandbox) = measured(&product, &http, &url, &sandbox.pid, 1, round_trips).await?;
+    let (one, one_sandbox) = measured(&product, &http, &url, &sandbox.pid, 1, trips).await?;
     let (many, many_sandbox) =
-        measured(&product, &http, &url, &sandbox.pid, CALLERS, round_trips).await?;
+        measured(&product, &http, &url, &sandbox.pid, CALLERS, trips).await?;
 
     let db = dir.join("floor.sqlite");
-    let commit = commits_alone(&db, commits)?;
+    let commit = commits_alone(&db, commits, "FULL")?;
+    let unsynced = commits_alone(&db, commits, "NORMAL")?;
     let (asked, asked_runtime) = commits_asked(&product, &db, commits).await?;
     drop(sandbox);
     Ok(FloorFigures {
-        round_trips,
+        round_trips: trips,
         http_one_caller_us: one,
         http_one_caller_sandbox_us: one_sandbox,
         callers: CALLERS,
@@ -110,6 +117,7 @@ pub(super) async fn measure(bin: &Path, dir: &Path, commits: u64) -> anyhow::Res
         commits,
         state_bytes: STATE_BYTES,
         commit_us: commit,
+        unsynced_us: unsynced,
         commit_asked_us: asked,
         commit_asked_runtime_us: asked_runtime,
     })
@@ -168,12 +176,13 @@ async fn round_trips(
     Ok(())
 }
 
-/// Opens `db` as the store's thread opens its connection and fills [`ROWS`] rows.
-fn open(db: &Path) -> anyhow::Result<rusqlite::Connection> {
+/// Opens `db` as the store's thread opens its connection (WAL, `synchronous` as given: `FULL`
+/// or `NORMAL`) and fills [`ROWS`] rows.
+fn open(db: &Path, synchronous: &str) -> anyhow::Result<rusqlite::Connection> {
     let conn =
         rusqlite::Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY, state BLOB NOT NULL);",
     )?;
@@ -208,8 +217,10 @@ fn commit(conn: &mut rusqlite::Connection, n: u64, blob: &[u8]) -> rusqlite::Res
     tx.commit()
 }
 
-/// The CPU time of the calling thread.
+/// The CPU time of the calling thread. The kernel brings a thread's figure up to date when the
+/// thread leaves the CPU, so it sleeps a moment first (a run of unsynced commits never blocks).
 fn this_thread_cpu() -> Duration {
+    std::thread::sleep(Duration::from_millis(1));
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
@@ -217,13 +228,14 @@ fn this_thread_cpu() -> Duration {
         .unwrap_or_default()
 }
 
-/// The committing thread's CPU per commit with nothing else going on, µs.
-fn commits_alone(db: &Path, commits: u64) -> anyhow::Result<f64> {
+/// The committing thread's CPU per commit with nothing else going on, `synchronous` as given,
+/// µs.
+fn commits_alone(db: &Path, commits: u64, synchronous: &'static str) -> anyhow::Result<f64> {
     let db = db.to_path_buf();
     std::thread::Builder::new()
         .name(FLOOR_THREAD.into())
         .spawn(move || {
-            let mut conn = open(&db)?;
+            let mut conn = open(&db, synchronous)?;
             let blobs: Vec<Vec<u8>> = (0..16).map(blob).collect();
             let before = this_thread_cpu();
             for n in 0..commits {
@@ -251,7 +263,7 @@ async fn commits_asked(
     let thread = std::thread::Builder::new()
         .name(FLOOR_THREAD.into())
         .spawn(move || -> anyhow::Result<Duration> {
-            let mut conn = open(&db)?;
+            let mut conn = open(&db, "FULL")?;
             let blobs: Vec<Vec<u8>> = (0..16).map(blob).collect();
             let before = this_thread_cpu();
             while let Ok((n, done)) = rx.recv() {
@@ -294,7 +306,7 @@ mod tests {
     fn a_commit_rewrites_its_row_durably_with_a_blob_of_the_state_s_size() {
         let dir = tempfile::tempdir().expect("dir");
         let db = dir.path().join("floor.sqlite");
-        let mut conn = open(&db).expect("open");
+        let mut conn = open(&db, "FULL").expect("open");
         let written = blob(7);
         commit(&mut conn, ROWS + 5, &written).expect("commit");
         drop(conn);
@@ -328,10 +340,13 @@ mod tests {
             commits: 1,
             state_bytes: STATE_BYTES,
             commit_us: 50.0,
+            unsynced_us: 20.0,
             commit_asked_us: 60.0,
             commit_asked_runtime_us: 40.0,
         };
-        assert!((f.per_call_us(0.0) - 120.0).abs() < 1e-9);
-        assert!((f.per_call_us(1.5) - 270.0).abs() < 1e-9);
+        assert!((f.per_call_us(0.0, 0.0) - 120.0).abs() < 1e-9);
+        assert!((f.per_call_us(1.5, 1.5) - 270.0).abs() < 1e-9);
+        // Two transactions, one of them synced: 120 + 100 + 20.
+        assert!((f.per_call_us(2.0, 1.0) - 240.0).abs() < 1e-9);
     }
 }

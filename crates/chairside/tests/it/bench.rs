@@ -121,7 +121,7 @@ async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() 
 
     // Assert: nothing of Chairside ran; both ends of the round trips and the commits cost CPU.
     assert!(report.runs.is_empty() && report.parked.is_none());
-    let floor = report.floor.expect("the floor, asked for");
+    let floor = report.floor.clone().expect("the floor, asked for");
     assert_eq!(floor.round_trips, 64);
     assert_eq!(floor.commits, 32);
     for (what, us) in [
@@ -138,6 +138,7 @@ async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() 
             floor.http_one_caller_sandbox_us,
         ),
         ("a commit alone", floor.commit_us),
+        ("a transaction unsynced", floor.unsynced_us),
         ("a commit asked for, its thread", floor.commit_asked_us),
         (
             "a commit asked for, the runtime",
@@ -147,7 +148,7 @@ async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() 
         assert!(us > 0.0 && us < 1_000_000.0, "{what}: {us} µs");
     }
     assert!(
-        floor.per_call_us(1.5) > floor.http_one_caller_us.min(floor.http_many_callers_us),
+        floor.per_call_us(1.5, 0.5) > floor.http_one_caller_us.min(floor.http_many_callers_us),
         "a call's commits add to its round trip"
     );
     assert!(
