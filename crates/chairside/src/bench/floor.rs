@@ -102,11 +102,21 @@ pub(super) async fn measure(bin: &Path, dir: &Path, commits: u64) -> anyhow::Res
     let (many, many_sandbox) =
         measured(&product, &http, &url, &sandbox.pid, CALLERS, trips).await?;
 
-    let db = dir.join("floor.sqlite");
-    let commit = commits_alone(&db, commits, "FULL")?;
-    let unsynced = commits_alone(&db, commits, "NORMAL")?;
-    let (asked, asked_runtime) = commits_asked(&product, &db, commits).await?;
+    // The sandbox stopped before the commits, so it takes no CPU from them.
     drop(sandbox);
+
+    let db = dir.join("floor.sqlite");
+    let alone = db.clone();
+    // The committing thread is waited for off the async threads.
+    let (commit, unsynced) = tokio::task::spawn_blocking(move || {
+        anyhow::Ok((
+            commits_alone(&alone, commits, "FULL")?,
+            commits_alone(&alone, commits, "NORMAL")?,
+        ))
+    })
+    .await
+    .context("the committing thread")??;
+    let (asked, asked_runtime) = commits_asked(&product, &db, commits).await?;
     Ok(FloorFigures {
         round_trips: trips,
         http_one_caller_us: one,
@@ -287,9 +297,13 @@ async fn commits_asked(
         .await
         .context("the asking task")??;
     let runtime = proc::threads_cpu_time(PRODUCT_THREADS).saturating_sub(runtime_before);
-    let thread = thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the committing thread panicked"))??;
+    let thread = tokio::task::spawn_blocking(move || {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the committing thread panicked"))?
+    })
+    .await
+    .context("the committing thread")??;
     Ok((per_us(thread, commits), per_us(runtime, commits)))
 }
 
