@@ -1912,6 +1912,21 @@ fn print_floor(f: &FloorFigures, runs: &[RunFigures]) {
         "  the same transaction unsynced (synchronous NORMAL, as one sharing a group commit): {:.0} µs",
         f.unsynced_us
     );
+    println!(
+        "a usual step through the SQLite store (its result, the next command journaled, an audit line), {} of them",
+        f.steps
+    );
+    println!(
+        "  one caller at a time: {:.0} µs on the store's threads + {:.0} µs on the runtime",
+        f.step_one_caller_us, f.step_one_caller_runtime_us
+    );
+    println!(
+        "  {} callers at once:   {:.0} µs on the store's threads + {:.0} µs on the runtime ({:.1} steps per commit)",
+        f.callers,
+        f.step_many_callers_us,
+        f.step_many_callers_runtime_us,
+        f.steps_per_commit_many_callers
+    );
     for run in runs {
         let floor_ms =
             f.per_call_us(run.writes_per_external_call, run.commits_per_external_call) / 1000.0;

@@ -11,15 +11,30 @@
 //!   it (the hop to the store's thread and back, as the runner's steps do). The same transaction
 //!   unsynced (`synchronous = NORMAL`) is the floor of a transaction that shares a group commit.
 //!
-//! Nothing here is Chairside's code: these are lower bounds that its figures can be read against.
+//! Nothing in those two is Chairside's code: they are lower bounds that its figures can be read
+//! against. Beside them, **a usual step through the real SQLite store** (`SqliteStore`'s
+//! `commit_step`: the command's result, one new command with its intent journaled in the same
+//! transaction, one audit line), one caller at a time and many at once (the store thread's group
+//! commit), with nothing else around it: the store's part of a call, to read against the bare
+//! commit.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chairside_engine::store::crypto::DataKey;
+use chairside_engine::store::prelude::*;
+use chairside_engine::store::{
+    Claim, Consumed, NewWorkflow, NextStep, SqliteStore, StepFacts, WorkItem,
+};
+use chairside_workflow::machine::Transition;
+use chairside_workflow::{Action, Command, WorkflowKey, WorkflowState};
+use chrono::{DateTime, Utc};
+use financing_core::{PatientId, PlanId, PracticeId};
 use serde::Serialize;
 
-use super::{PRODUCT_THREADS, ProductRuntime, SandboxProcess, proc};
+use super::{PRODUCT_THREADS, ProductRuntime, SQLITE_THREADS, SandboxProcess, proc};
 use crate::demo::world::Surface;
 
 /// Callers at once in the "many at once" measurement: about the runner's workflows in flight at
@@ -62,6 +77,18 @@ pub struct FloorFigures {
     pub commit_asked_us: f64,
     /// The runtime's CPU per commit asked for (sending, waking, being woken), µs.
     pub commit_asked_runtime_us: f64,
+    /// Usual steps committed through the SQLite store in each of the next measurements.
+    pub steps: u64,
+    /// The store's threads' CPU per usual step, one caller at a time, µs.
+    pub step_one_caller_us: f64,
+    /// The callers' runtime's CPU per usual step, one caller at a time, µs.
+    pub step_one_caller_runtime_us: f64,
+    /// The store's threads' CPU per usual step, `callers` at once, µs.
+    pub step_many_callers_us: f64,
+    /// The callers' runtime's CPU per usual step, `callers` at once, µs.
+    pub step_many_callers_runtime_us: f64,
+    /// Steps per durable commit with `callers` at once (the group commit).
+    pub steps_per_commit_many_callers: f64,
 }
 
 impl FloorFigures {
@@ -117,6 +144,12 @@ pub(super) async fn measure(bin: &Path, dir: &Path, commits: u64) -> anyhow::Res
     .await
     .context("the committing thread")??;
     let (asked, asked_runtime) = commits_asked(&product, &db, commits).await?;
+
+    // Workflows of 8 steps each, about `commits` steps in all.
+    let workflows = (commits / STEPS_PER_WORKFLOW).clamp(2, 300);
+    let step_one = usual_steps(&product, &dir.join("steps-one.sqlite"), workflows, 1).await?;
+    let step_many =
+        usual_steps(&product, &dir.join("steps-many.sqlite"), workflows, CALLERS).await?;
     Ok(FloorFigures {
         round_trips: trips,
         http_one_caller_us: one,
@@ -130,6 +163,12 @@ pub(super) async fn measure(bin: &Path, dir: &Path, commits: u64) -> anyhow::Res
         unsynced_us: unsynced,
         commit_asked_us: asked,
         commit_asked_runtime_us: asked_runtime,
+        steps: step_one.steps,
+        step_one_caller_us: step_one.store_us,
+        step_one_caller_runtime_us: step_one.runtime_us,
+        step_many_callers_us: step_many.store_us,
+        step_many_callers_runtime_us: step_many.runtime_us,
+        steps_per_commit_many_callers: step_many.steps as f64 / step_many.commits.max(1) as f64,
     })
 }
 
@@ -307,6 +346,193 @@ async fn commits_asked(
     Ok((per_us(thread, commits), per_us(runtime, commits)))
 }
 
+/// Usual steps per workflow in the store's measurement.
+const STEPS_PER_WORKFLOW: u64 = 8;
+/// The lease the store's measurement claims and keeps its workflows for: longer than any run.
+const STEP_LEASE: Duration = Duration::from_secs(3_600);
+
+/// What one measurement of usual steps through the store gave.
+struct Steps {
+    steps: u64,
+    commits: u64,
+    store_us: f64,
+    runtime_us: f64,
+}
+
+/// One workflow, claimed, at a command whose intent is journaled.
+struct Held {
+    claim: Claim,
+    state: WorkflowState,
+    command: Command,
+}
+
+/// [`STEPS_PER_WORKFLOW`] usual steps of each of `workflows` new workflows through a fresh
+/// SQLite store at `db` (`synchronous = FULL`), `callers` workflows at once on the product's
+/// runtime: the CPU of the store's threads and of the runtime per step.
+async fn usual_steps(
+    product: &ProductRuntime,
+    db: &Path,
+    workflows: u64,
+    callers: usize,
+) -> anyhow::Result<Steps> {
+    let db = db.to_path_buf();
+    product
+        .handle()
+        .spawn(async move {
+            let store = Arc::new(
+                SqliteStore::open(&db, DataKey::generate())
+                    .await
+                    .with_context(|| format!("opening {}", db.display()))?,
+            );
+            store.migrate().await.context("migrating")?;
+            let now = Utc::now();
+            let held = claimed(&store, workflows, now).await?;
+            let before = store.counters();
+            let store_cpu = sqlite_threads_cpu();
+            let runtime_cpu = proc::threads_cpu_time(PRODUCT_THREADS);
+            let queue = Arc::new(std::sync::Mutex::new(held));
+            let tasks: Vec<_> = (0..callers)
+                .map(|_| {
+                    let (store, queue) = (store.clone(), queue.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                            let Some(held) = next else { break };
+                            steps_of(&store, held, now).await?;
+                        }
+                        anyhow::Ok(())
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.context("a caller")??;
+            }
+            let store_cpu = sqlite_threads_cpu().saturating_sub(store_cpu);
+            let runtime_cpu = proc::threads_cpu_time(PRODUCT_THREADS).saturating_sub(runtime_cpu);
+            let after = store.counters();
+            let steps = after.write_transactions - before.write_transactions;
+            anyhow::ensure!(
+                steps == workflows * STEPS_PER_WORKFLOW,
+                "{steps} write transactions for {} steps",
+                workflows * STEPS_PER_WORKFLOW
+            );
+            Ok(Steps {
+                steps,
+                commits: after.commits - before.commits,
+                store_us: per_us(store_cpu, steps),
+                runtime_us: per_us(runtime_cpu, steps),
+            })
+        })
+        .await
+        .context("the steps' measurement")?
+}
+
+/// The CPU of the SQLite store's threads (its own and sqlx's).
+fn sqlite_threads_cpu() -> Duration {
+    SQLITE_THREADS
+        .iter()
+        .map(|t| proc::threads_cpu_time(t))
+        .sum()
+}
+
+/// Records `n` new workflows of one practice and claims each at its first command, its intent
+/// journaled.
+async fn claimed(store: &SqliteStore, n: u64, now: DateTime<Utc>) -> anyhow::Result<Vec<Held>> {
+    let practice = PracticeId::new("floor-practice");
+    let new = (0..n)
+        .map(|i| {
+            let key = WorkflowKey {
+                practice_id: practice.clone(),
+                plan_id: PlanId::new(format!("floor-plan-{i}")),
+                revision: "1".into(),
+            };
+            let mut state = WorkflowState::new(key, PatientId::new(format!("floor-{i}")), now);
+            let first = state.start();
+            NewWorkflow { state, first }
+        })
+        .collect();
+    store
+        .record_poll(&practice, "floor", "1", new, vec![], now)
+        .await
+        .context("recording the workflows")?;
+    let mut held = Vec::new();
+    loop {
+        let claims = store
+            .claim_due("floor", now, STEP_LEASE, 64)
+            .await
+            .context("claiming")?;
+        if claims.is_empty() {
+            break;
+        }
+        for claim in claims {
+            let work = store.load(&claim, now).await.context("loading")?;
+            let Some(WorkItem::Command { command, .. }) = work.item else {
+                anyhow::bail!("a new workflow's first item is not its first command");
+            };
+            let key = format!("{}-{}", claim.id, command.seq);
+            store
+                .begin_effect(&claim, &command, 1, &key, now)
+                .await
+                .context("journaling the first intent")?;
+            held.push(Held {
+                claim,
+                state: work.state,
+                command,
+            });
+        }
+    }
+    anyhow::ensure!(
+        held.len() as u64 == n,
+        "{} of {n} workflows claimed",
+        held.len()
+    );
+    Ok(held)
+}
+
+/// [`STEPS_PER_WORKFLOW`] usual steps of one workflow, one after the other: the command's
+/// result, one new command with its intent journaled in the same transaction, one audit line.
+async fn steps_of(store: &SqliteStore, mut held: Held, now: DateTime<Utc>) -> anyhow::Result<()> {
+    for _ in 0..STEPS_PER_WORKFLOW {
+        let next = Command {
+            seq: held.command.seq + 1,
+            action: if held.command.seq.is_multiple_of(2) {
+                Action::EnsureCustomer
+            } else {
+                Action::LoadPlan
+            },
+        };
+        let key = format!("{}-{}", held.claim.id, next.seq);
+        let transition = Transition {
+            commands: vec![next.clone()],
+            audit: vec![format!("step {} done", held.command.seq)],
+            ..Transition::default()
+        };
+        store
+            .commit_step(
+                &held.claim,
+                &held.state,
+                Consumed::Command {
+                    seq: held.command.seq,
+                    attempt: 1,
+                    outcome: "done".into(),
+                },
+                "done",
+                &transition,
+                Some(NextStep {
+                    begin: Some((&next, &key)),
+                    sends: &[],
+                    lease: STEP_LEASE,
+                    facts: StepFacts::default(),
+                }),
+                now,
+            )
+            .await
+            .context("a step's commit")?;
+        held.command = next;
+    }
+    Ok(())
+}
+
 /// `total` divided by `count`, in µs.
 fn per_us(total: Duration, count: u64) -> f64 {
     total.as_secs_f64() * 1e6 / count.max(1) as f64
@@ -357,6 +583,12 @@ mod tests {
             unsynced_us: 20.0,
             commit_asked_us: 60.0,
             commit_asked_runtime_us: 40.0,
+            steps: 1,
+            step_one_caller_us: 0.0,
+            step_one_caller_runtime_us: 0.0,
+            step_many_callers_us: 0.0,
+            step_many_callers_runtime_us: 0.0,
+            steps_per_commit_many_callers: 1.0,
         };
         assert!((f.per_call_us(0.0, 0.0) - 120.0).abs() < 1e-9);
         assert!((f.per_call_us(1.5, 1.5) - 270.0).abs() < 1e-9);

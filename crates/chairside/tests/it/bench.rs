@@ -124,6 +124,13 @@ async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() 
     let floor = report.floor.clone().expect("the floor, asked for");
     assert_eq!(floor.round_trips, 64);
     assert_eq!(floor.commits, 32);
+    // 32 commits' worth: four workflows of eight steps each, every step its own transaction.
+    assert_eq!(floor.steps, 32);
+    assert!(
+        floor.steps_per_commit_many_callers >= 1.0,
+        "a group commit carries one step or more: {}",
+        floor.steps_per_commit_many_callers
+    );
     for (what, us) in [
         (
             "our side of a round trip, one caller",
@@ -143,6 +150,12 @@ async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() 
         (
             "a commit asked for, the runtime",
             floor.commit_asked_runtime_us,
+        ),
+        ("a usual step, one caller", floor.step_one_caller_us),
+        ("a usual step, many callers", floor.step_many_callers_us),
+        (
+            "a usual step's runtime, one caller",
+            floor.step_one_caller_runtime_us,
         ),
     ] {
         assert!(us > 0.0 && us < 1_000_000.0, "{what}: {us} µs");
