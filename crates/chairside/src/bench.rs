@@ -140,11 +140,11 @@ pub struct BenchArgs {
     /// Also measure the floor under the CPU per external call on this machine: one bare HTTP
     /// round trip to the sandbox over loopback and one bare durable SQLite commit, with nothing
     /// of Chairside around them (the figures to read Chairside's against; runs on PostgreSQL are
-    /// not compared with it).
+    /// not compared with it), and a usual step through the SQLite store alone.
     #[arg(long)]
     pub floor: bool,
-    /// Durable commits the floor measures; it makes twice as many HTTP round trips per
-    /// measurement.
+    /// Durable commits the floor measures; it makes twice as many HTTP round trips and about as
+    /// many usual steps through the store per measurement.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(16..))]
     pub floor_commits: u64,
     /// Also print the figures as one JSON object.
