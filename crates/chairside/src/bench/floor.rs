@@ -375,6 +375,19 @@ async fn usual_steps(
     workflows: u64,
     callers: usize,
 ) -> anyhow::Result<Steps> {
+    // A fresh store each time, also when `--dir` is reused: an earlier run's workflows are past
+    // their first command and still leased.
+    for suffix in ["", "-wal", "-shm"] {
+        let file = db.with_file_name(format!(
+            "{}{suffix}",
+            db.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", file.display())),
+        }
+    }
     let db = db.to_path_buf();
     product
         .handle()

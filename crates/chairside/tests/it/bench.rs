@@ -169,4 +169,10 @@ async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() 
         "the commits went to a file in --dir"
     );
     assert!(report.all_as_expected(), "no plans: nothing to miss");
+
+    // Act again in the same directory: the steps' stores start afresh.
+    let again = measure(&args)
+        .await
+        .expect("the floor is measured again in --dir");
+    assert_eq!(again.floor.expect("the floor").steps, 32);
 }
