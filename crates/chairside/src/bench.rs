@@ -518,10 +518,7 @@ impl Snapshot {
     /// Every instance's counters added up (they run in this process: its CPU is all of theirs).
     fn take(stacks: &[Stack], sandbox: &SandboxProcess) -> Self {
         // sqlx runs each SQLite connection on a thread of its own; the store has one more.
-        let sqlite_cpu = SQLITE_THREADS
-            .iter()
-            .map(|prefix| proc::threads_cpu_time(prefix))
-            .sum();
+        let sqlite_cpu = proc::sqlite_threads_cpu_time();
         let mut snapshot = Self {
             cpu: proc::cpu_time("self").unwrap_or_default(),
             product_cpu: sqlite_cpu + proc::threads_cpu_time(PRODUCT_THREADS),
@@ -1382,7 +1379,7 @@ mod proc {
 
     /// Time thread (or process) `pid` ran on a CPU, in nanoseconds, from `/proc/{pid}/schedstat`
     /// (its first field); `None` where the kernel keeps no scheduler statistics.
-    fn run_time(pid: &str) -> Option<Duration> {
+    pub(super) fn run_time(pid: &str) -> Option<Duration> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
         let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
         Some(Duration::from_nanos(nanos))
@@ -1405,6 +1402,15 @@ mod proc {
                 let task = format!("self/task/{}", task.file_name().to_string_lossy());
                 run_time(&task).or_else(|| cpu_time(&task))
             })
+            .sum()
+    }
+
+    /// CPU time of the SQLite stores' threads ([`super::SQLITE_THREADS`]: sqlx's and the store's
+    /// own).
+    pub(super) fn sqlite_threads_cpu_time() -> Duration {
+        super::SQLITE_THREADS
+            .iter()
+            .map(|prefix| threads_cpu_time(prefix))
             .sum()
     }
 

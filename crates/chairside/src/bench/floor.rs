@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use financing_core::{PatientId, PlanId, PracticeId};
 use serde::Serialize;
 
-use super::{PRODUCT_THREADS, ProductRuntime, SQLITE_THREADS, SandboxProcess, proc};
+use super::{PRODUCT_THREADS, ProductRuntime, SandboxProcess, proc};
 use crate::demo::world::Surface;
 
 /// Callers at once in the "many at once" measurement: about the runner's workflows in flight at
@@ -270,11 +270,7 @@ fn commit(conn: &mut rusqlite::Connection, n: u64, blob: &[u8]) -> rusqlite::Res
 /// thread leaves the CPU, so it sleeps a moment first (a run of unsynced commits never blocks).
 fn this_thread_cpu() -> Duration {
     std::thread::sleep(Duration::from_millis(1));
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .map(Duration::from_nanos)
-        .unwrap_or_default()
+    proc::run_time("thread-self").unwrap_or_default()
 }
 
 /// The committing thread's CPU per commit with nothing else going on, `synchronous` as given,
@@ -401,7 +397,7 @@ async fn usual_steps(
             let now = Utc::now();
             let held = claimed(&store, workflows, now).await?;
             let before = store.counters();
-            let store_cpu = sqlite_threads_cpu();
+            let store_cpu = proc::sqlite_threads_cpu_time();
             let runtime_cpu = proc::threads_cpu_time(PRODUCT_THREADS);
             let queue = Arc::new(std::sync::Mutex::new(held));
             let tasks: Vec<_> = (0..callers)
@@ -420,7 +416,7 @@ async fn usual_steps(
             for task in tasks {
                 task.await.context("a caller")??;
             }
-            let store_cpu = sqlite_threads_cpu().saturating_sub(store_cpu);
+            let store_cpu = proc::sqlite_threads_cpu_time().saturating_sub(store_cpu);
             let runtime_cpu = proc::threads_cpu_time(PRODUCT_THREADS).saturating_sub(runtime_cpu);
             let after = store.counters();
             let steps = after.write_transactions - before.write_transactions;
@@ -438,14 +434,6 @@ async fn usual_steps(
         })
         .await
         .context("the steps' measurement")?
-}
-
-/// The CPU of the SQLite store's threads (its own and sqlx's).
-fn sqlite_threads_cpu() -> Duration {
-    SQLITE_THREADS
-        .iter()
-        .map(|t| proc::threads_cpu_time(t))
-        .sum()
 }
 
 /// Records `n` new workflows of one practice and claims each at its first command, its intent

@@ -410,20 +410,10 @@ mod client {
         // Arrange
         let (sb, _rx) = with_webhooks().await;
         let c = client(&sb);
-        let cus = customer(&c, "p-5").await;
-        let product = c
-            .ensure_practice_product(&PracticeId::new("smile"), "Plan")
-            .await
-            .unwrap();
+        // Emailed invoices: no card on the schedule.
         let plan = InstallmentPlan {
-            customer: cus.id,
-            product,
-            total: Money::usd(30_000),
-            count: 2,
-            every: BillingInterval::monthly(),
-            start: StartDate::Now,
             collection: Collection::SendInvoice { days_until_due: 7 },
-            metadata: Metadata::new().with(WORKFLOW_KEY, "wf-5"),
+            ..two_monthly_installments(&c, "p-5", "pm_card_visa", "wf-5").await
         };
         let schedule = c
             .create_installment_schedule(&plan, &IdempotencyKey::new("wf-5:s").unwrap())
