@@ -356,6 +356,11 @@ pub fn admit(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> Result<(),
     }
     match (request.action, state.status) {
         (StaffAction::MarkHandled, Status::Done) if settlement_open || task_beside => Ok(()),
+        (StaffAction::MarkHandled, Status::Active)
+            if undelivered_link_pressed(snapshot, request) =>
+        {
+            Ok(())
+        }
         // A failed payment beside a finished financing: a fresh pay link for what is owed.
         (StaffAction::Retry, Status::Done)
             if snapshot
@@ -418,6 +423,10 @@ pub fn resolves_task(request: &StaffRequest) -> Option<i64> {
 /// for a lender charge that staff ran (a settlement task open beside it). Pure; both stores call
 /// it inside their transaction.
 pub fn needs_runner(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> bool {
+    if undelivered_link_pressed(snapshot, request) {
+        // The financing runs on; staff handed the link over themselves.
+        return false;
+    }
     if request.action != StaffAction::MarkHandled || snapshot.state.status != Status::Done {
         return true;
     }
@@ -434,6 +443,24 @@ pub fn needs_runner(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> boo
         chairside_workflow::TaskKind::PaymentReversed.label(),
     ];
     !kind.is_some_and(|k| beside.contains(&k.as_str()))
+}
+
+/// "Mark handled" pressed on an open task raised because a lender's link could not be sent
+/// while the financing runs on (an unreachable-patient task beside an active workflow): it
+/// closes that task and leaves the workflow as it is.
+fn undelivered_link_pressed(snapshot: &StaffSnapshot<'_>, request: &StaffRequest) -> bool {
+    if request.action != StaffAction::MarkHandled || snapshot.state.status != Status::Active {
+        return false;
+    }
+    let Some(task) = request.task else {
+        return false;
+    };
+    snapshot
+        .open_tasks
+        .iter()
+        .position(|t| *t == task)
+        .and_then(|i| snapshot.open_kinds.get(i))
+        .is_some_and(|k| k == chairside_workflow::TaskKind::Unreachable.label())
 }
 
 /// The event an admitted `request` queues for the runner: [`Event::Staff`], or for a link-only

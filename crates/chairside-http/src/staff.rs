@@ -641,7 +641,7 @@ fn median(mut values: Vec<ChronoDuration>) -> Option<ChronoDuration> {
 fn task_label(kind: TaskKind) -> &'static str {
     match kind {
         TaskKind::BadData => "Plan data to fix",
-        TaskKind::Unreachable => "No phone or email",
+        TaskKind::Unreachable => "Patient not reached",
         TaskKind::Counteroffer => "Counteroffer to discuss",
         TaskKind::PatientQuiet => "Patient went quiet",
         TaskKind::NoFinancing => "No financing found",
@@ -692,9 +692,11 @@ const NEXT_LENDER: ActionButton = ActionButton {
 /// The actions that make sense for a task, the likeliest first.
 fn task_actions(kind: TaskKind) -> Vec<ActionButton> {
     match kind {
-        TaskKind::BadData | TaskKind::Unreachable | TaskKind::SystemError => {
-            vec![RETRY, HANDLED, CANCEL]
-        }
+        TaskKind::BadData | TaskKind::SystemError => vec![RETRY, HANDLED, CANCEL],
+        // Retry starts over once the patient has a phone or email; a link that could not be sent
+        // while the financing runs on is resent (after staff corrected the contact) or handed
+        // over at the desk and marked handled. Which applies, `shown_actions` finds out.
+        TaskKind::Unreachable => vec![RETRY, RESEND, HANDLED, CANCEL],
         // Raised beside a financing that is done: Retry sends the patient a fresh pay link for a
         // deposit still owed (refused, with the reason, when nothing is owed or Stripe retries an
         // installment itself); otherwise staff call the patient and mark it handled.
@@ -1548,6 +1550,29 @@ mod button_tests {
                 TaskKind::BadData
             )),
             vec!["retry", "mark_handled", "cancel"]
+        );
+    }
+
+    #[test]
+    fn an_unreachable_patient_is_retried_but_an_unsent_link_beside_a_running_financing_is_resent() {
+        // Waiting on staff (no phone or email at all): Retry starts over; nothing to resend.
+        assert_eq!(
+            values(&shown_actions(
+                &state(Status::WaitingOnStaff),
+                1,
+                TaskKind::Unreachable
+            )),
+            vec!["retry", "mark_handled", "cancel"]
+        );
+        // The financing runs on beside the task: the link is resent, or handed over and the task
+        // marked handled; a retry would only be refused.
+        assert_eq!(
+            values(&shown_actions(
+                &state(Status::Active),
+                1,
+                TaskKind::Unreachable
+            )),
+            vec!["resend_link", "mark_handled", "cancel"]
         );
     }
 }

@@ -772,6 +772,15 @@ pub enum Event {
         /// Why, without PHI.
         reason: String,
     },
+    /// A status read of a live application got no usable answer after every retry (the lender
+    /// was down, slow or rate limiting). Nothing is known to have changed: the application
+    /// stands and is read again at the next poll, unlike [`Event::LenderFailed`].
+    LenderUnanswered {
+        /// The lender.
+        lender: LenderId,
+        /// The last failure, without PHI.
+        reason: String,
+    },
     /// The Stripe customer exists.
     CustomerReady {
         /// `cus_…`.
@@ -987,6 +996,7 @@ impl Event {
             Self::CardholderLookedUp { .. } => "cardholder_looked_up",
             Self::LenderDecided { .. } => "lender_decided",
             Self::LenderFailed { .. } => "lender_failed",
+            Self::LenderUnanswered { .. } => "lender_unanswered",
             Self::CustomerReady { .. } => "customer_ready",
             Self::DepositLinkCreated { .. } => "deposit_link_created",
             Self::PayLinkCreated { .. } => "pay_link_created",

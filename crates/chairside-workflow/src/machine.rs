@@ -163,6 +163,22 @@ pub fn apply(
                 cx.ignore("lender is not the current one");
             }
         }
+        Event::LenderUnanswered { lender, reason } => {
+            if current(&cx, &lender, |p| {
+                matches!(p, LenderPhase::AwaitingPatient { .. })
+            })
+            .is_some()
+            {
+                // A read that got no answer says nothing about the patient's application: it
+                // stays open (the patient may be filling it in right now) and is read again.
+                cx.audit(format!(
+                    "{lender}: no answer to the status read ({reason}); the application stays open"
+                ));
+                next_poll(&mut cx, None);
+            } else {
+                cx.ignore("no open application at this lender");
+            }
+        }
         Event::CustomerReady { customer_id } => {
             if cx.state.stage == Stage::Payments(PaymentStep::Customer) {
                 cx.state.stripe.customer_id = Some(customer_id);
@@ -867,6 +883,7 @@ fn application_opened(
     if current(cx, &lender, |p| matches!(p, LenderPhase::Starting)).is_none() {
         return cx.ignore("no application being opened at this lender");
     }
+    forget_undelivered_link(cx);
     let schedule = cx.config.schedule_for(&lender);
     let decide_by = schedule.staff_decides_within.map(|w| later(cx.now, w));
     let session = LenderSession {
@@ -1406,14 +1423,66 @@ fn message_done(cx: &mut Ctx<'_>, message: &MessageKind, failure: Option<String>
             write_outcome_note(cx);
         }
         (MessageKind::FinancingSummary, _) => cx.ignore("summary already handled"),
-        (MessageKind::ApplicationLink { .. } | MessageKind::Reminder { .. }, _)
+        (MessageKind::ApplicationLink { lender, .. } | MessageKind::Reminder { lender, .. }, _)
             if failure.is_some() =>
         {
-            if matches!(cx.state.stage, Stage::Financing(_)) {
-                to_staff(cx, TaskKind::Unreachable, "the application link could not be delivered; check the patient's contact details".into());
-            }
+            link_undelivered(cx, lender, failure.as_deref().unwrap_or_default());
         }
+        // Already on the audit trail as undeliverable above; nothing else waits on it.
+        _ if failure.is_some() => {}
         _ => cx.audit(format!("{} sent", message.label())),
+    }
+}
+
+/// A lender's link (or a reminder carrying it) could not be sent. The application at the lender
+/// stays open, and whatever the lender decides is taken as usual: the patient may have the link
+/// anyway (their page, the desk, a send that went out but was not confirmed). Staff get one task
+/// beside the running financing to hand the link over or correct the contact details and resend
+/// it; a later failed reminder does not raise another while that task is on the workflow.
+fn link_undelivered(cx: &mut Ctx<'_>, lender: &financing_core::LenderId, reason: &str) {
+    if current(cx, lender, |p| {
+        matches!(p, LenderPhase::AwaitingPatient { .. })
+    })
+    .is_none()
+    {
+        return cx.ignore("no open application at this lender");
+    }
+    if cx
+        .state
+        .staff_task
+        .as_ref()
+        .is_some_and(|t| t.kind == TaskKind::Unreachable)
+    {
+        return cx.audit("staff already have the undelivered link; the application stays open");
+    }
+    let task = StaffTask {
+        kind: TaskKind::Unreachable,
+        reason: format!(
+            "the {} application link could not be sent ({reason}); the application stays open: \
+             give the patient the link on their page, or correct their phone or email and resend it",
+            cx.state.lender_name(lender)
+        ),
+    };
+    cx.audit(format!(
+        "staff task: {} (beside the open application)",
+        task.kind.label()
+    ));
+    cx.state.staff_task = Some(task.clone());
+    cx.out.raise_task = Some(task);
+}
+
+/// A new link is on its way (another lender's, a fresh session's, or the same one resent by staff):
+/// an undelivered earlier link's task is no longer the workflow's current task, so this link's
+/// failure raises its own. The earlier task stays open until staff close it.
+fn forget_undelivered_link(cx: &mut Ctx<'_>) {
+    if cx.state.status == Status::Active
+        && cx
+            .state
+            .staff_task
+            .as_ref()
+            .is_some_and(|t| t.kind == TaskKind::Unreachable)
+    {
+        cx.state.staff_task = None;
     }
 }
 
@@ -1994,6 +2063,7 @@ fn staff(cx: &mut Ctx<'_>, action: StaffAction) {
                         lender: c.lender.clone(),
                         link: link.clone(),
                     };
+                    forget_undelivered_link(cx);
                     cx.command(Action::SendMessage { message });
                 }
                 _ => cx.ignore("no link to resend"),

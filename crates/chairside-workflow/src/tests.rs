@@ -1408,6 +1408,7 @@ mod link_only;
 mod reversals;
 mod settlement;
 mod staffpage;
+mod undelivered;
 // ---- Lenders at real speed, amounts read right, statuses that need a person. ----
 
 /// CareCredit's real schedule (as `carecredit-client` ships it): a 30-minute session.

@@ -159,7 +159,9 @@ pub fn kind_reason(kind: &str) -> String {
     // Exhaustive, so a new kind cannot ship without saying what it asks (as `kind_es`).
     let what = match kind {
         TaskKind::BadData => "the plan's data cannot be priced; correct it in the practice system",
-        TaskKind::Unreachable => "the patient cannot be reached; add a phone or email",
+        TaskKind::Unreachable => {
+            "a message could not reach the patient; check or add their phone and email"
+        }
         TaskKind::Counteroffer => "a lender made a counteroffer to discuss with the patient",
         TaskKind::PatientQuiet => "the patient did not finish; call them, then resend the link",
         TaskKind::NoFinancing => "no lender approved; discuss payment with the patient",
@@ -209,8 +211,8 @@ fn kind_es(kind: TaskKind) -> (&'static str, &'static str) {
             "no se puede calcular el precio con los datos del plan; corríjalos en el sistema del consultorio",
         ),
         TaskKind::Unreachable => (
-            "sin contacto",
-            "no se puede contactar al paciente; agregue un teléfono o un correo electrónico",
+            "paciente sin contacto",
+            "un mensaje no llegó al paciente; revise o agregue su teléfono y su correo electrónico",
         ),
         TaskKind::Counteroffer => (
             "contraoferta",
