@@ -664,6 +664,19 @@ pub trait Messenger: Send + Sync + fmt::Debug {
     ) -> Result<Delivery, ExternalError> {
         self.send(practice, patient, content, channels, key).await
     }
+
+    /// Whether message `key` reached the patient although its sends kept failing: its email
+    /// went out (or is taken as gone out, its outcome unknown and never repeated) while its text
+    /// failed on every try. The runner asks when it gives up on a message, so that a text that
+    /// never went through does not make a message the patient has by email undeliverable (as a
+    /// text refused outright after its email leaves the email standing). `false` when this
+    /// messenger keeps no journal.
+    ///
+    /// # Errors
+    /// A classified [`ExternalError`] when the journal cannot be read.
+    async fn went_out(&self, _key: &str) -> Result<bool, ExternalError> {
+        Ok(false)
+    }
 }
 
 /// A message made ready by [`Messenger::prepare`]: the journal records its caller writes before

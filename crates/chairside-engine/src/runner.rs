@@ -644,10 +644,15 @@ impl Runner {
                                         .await?;
                                     continue;
                                 }
-                                None => indeterminate_event(
-                                    &command,
-                                    format!("gave up after {attempt} attempts: {reason}"),
-                                ),
+                                None => {
+                                    self.gave_up(
+                                        rt,
+                                        &command,
+                                        &key,
+                                        format!("gave up after {attempt} attempts: {reason}"),
+                                    )
+                                    .await
+                                }
                             }
                         }
                         Performed::Failed(reason) => failure_event(&command.action, reason),
@@ -1772,6 +1777,37 @@ impl Runner {
         }))
     }
 
+    /// The event for a step given up on after its last retry: [`indeterminate_event`], except
+    /// for a message whose email went out while its text kept failing (`Messenger::went_out`).
+    /// The patient has that message, as when a text is refused outright after its email.
+    async fn gave_up(
+        &self,
+        rt: &PracticeRuntime,
+        command: &Command,
+        key: &str,
+        reason: String,
+    ) -> Event {
+        if let Action::SendMessage { message } = &command.action {
+            match rt.messenger.went_out(key).await {
+                Ok(true) => {
+                    tracing::warn!(
+                        message = message.label(),
+                        "text given up after every retry; the email went out"
+                    );
+                    return Event::MessageSent {
+                        message: message.clone(),
+                    };
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "message journal unreadable; the message is reported undeliverable"
+                ),
+            }
+        }
+        indeterminate_event(command, reason)
+    }
+
     /// Runs poll + ticks until nothing is due within `horizon` of the clock, or `max_rounds`.
     /// For the demo and tests; `run` is the long-running loop.
     ///
@@ -1806,11 +1842,17 @@ impl MaxOf for ErrorKind {
 
 /// The event for a step the runner gave up on after retrying: its last outcome was transient or
 /// unknown, so the other side may have acted. Stripe and ledger-note steps become
-/// [`Event::EffectIndeterminate`], whose staff retry reuses the attempt's key and marker; lender
-/// and message steps are reported as for a definite failure (a lender call reuses its partner
-/// reference; a message keeps its own key).
+/// [`Event::EffectIndeterminate`], whose staff retry reuses the attempt's key and marker; a
+/// status read of a live application becomes [`Event::LenderUnanswered`] (the application
+/// stands and is read again at the next poll); other lender and message steps are reported as
+/// for a definite failure (a lender call reuses its partner reference; a message keeps its own
+/// key).
 fn indeterminate_event(command: &Command, reason: String) -> Event {
     match &command.action {
+        Action::PollApplication { lender, .. } => Event::LenderUnanswered {
+            lender: lender.clone(),
+            reason,
+        },
         Action::EnsureCustomer
         | Action::CreateDepositLink { .. }
         | Action::CreatePayLink { .. }

@@ -694,6 +694,19 @@ impl PatientMessenger {
 
 #[async_trait]
 impl Messenger for PatientMessenger {
+    async fn went_out(&self, key: &str) -> Result<bool, ExternalError> {
+        let Some(journal) = &self.journal else {
+            return Ok(false);
+        };
+        // Any record of the email: sent, or attempted with its outcome unknown (never resent).
+        // A refused email leaves no record.
+        Ok(journal
+            .send_record(key, EMAIL)
+            .await
+            .map_err(|e| journal_error(&e))?
+            .is_some())
+    }
+
     async fn send(
         &self,
         practice: &PracticeProfile,

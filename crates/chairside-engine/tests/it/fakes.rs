@@ -944,6 +944,8 @@ pub(crate) struct FakeMessenger {
     pub(crate) prepare_on: std::sync::OnceLock<sqlx::SqlitePool>,
     /// Per prepared send: its key and each channel's journal state when it went out.
     pub(crate) journal_at_send: Mutex<Vec<(String, Vec<Option<String>>)>>,
+    /// What `went_out` answers: set, every message's email is taken as gone out.
+    pub(crate) email_went_out: std::sync::atomic::AtomicBool,
 }
 
 impl FakeMessenger {
@@ -961,6 +963,12 @@ impl FakeMessenger {
 
 #[async_trait]
 impl Messenger for FakeMessenger {
+    async fn went_out(&self, _key: &str) -> Result<bool, ExternalError> {
+        Ok(self
+            .email_went_out
+            .load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     async fn prepare(
         &self,
         _practice: &PracticeProfile,

@@ -29,3 +29,4 @@ mod runner;
 mod settlement;
 mod staff;
 mod store;
+mod undelivered;

@@ -554,3 +554,40 @@ async fn a_message_that_cannot_be_sent_as_asked_is_not_prepared() {
     assert!(sent_before.is_none());
     assert!(posted_bodies(&server).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_message_went_out_when_its_email_has_a_record_whatever_its_text_did() {
+    // Arrange: the journal as a message leaves it whose email went out (or whose outcome is
+    // unknown) and whose text kept failing; and a message whose email was never sent.
+    let server = MockServer::start().await;
+    let (_dir, store, messenger) = world(&server).await;
+    let now = chrono::Utc::now();
+    store
+        .begin_sends(KEY, &[("email", None), ("sms", Some("digest"))], now)
+        .await
+        .unwrap();
+    let text_only = "wf-test:send_message:5";
+    store
+        .begin_send(text_only, "sms", Some("digest"), now)
+        .await
+        .unwrap();
+
+    // Act + Assert: an attempted email counts (never resent, taken as gone out); so does a sent
+    // one; a text alone does not, nor does a message with no record.
+    assert!(messenger.went_out(KEY).await.unwrap());
+    store
+        .finish_send(KEY, "email", true, Some("<m@example.test>"), now)
+        .await
+        .unwrap();
+    assert!(messenger.went_out(KEY).await.unwrap());
+    assert!(!messenger.went_out(text_only).await.unwrap());
+    assert!(!messenger.went_out("wf-test:send_message:6").await.unwrap());
+    // A refused email leaves no record.
+    let refused = "wf-test:send_message:7";
+    store.begin_send(refused, "email", None, now).await.unwrap();
+    store
+        .finish_send(refused, "email", false, None, now)
+        .await
+        .unwrap();
+    assert!(!messenger.went_out(refused).await.unwrap());
+}
