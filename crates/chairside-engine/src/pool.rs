@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::runner::{PracticeRuntime, Runner, RunnerError};
-use crate::store::{Handoffs, PollerLease, StoreError};
+use crate::store::{ClaimRound, Handoffs, PollerLease, StoreError};
 
 /// How often [`Runner::work`] asks the store for intake links due to go out, at most (a round
 /// that sent something is followed by another at once). A link queued just after a round waits
@@ -100,10 +100,10 @@ impl Runner {
                 let limit = u32::try_from(free).unwrap_or(u32::MAX);
                 match self
                     .store
-                    .claim_due(&self.config.owner, now, self.config.lease, limit)
+                    .claim_round(&self.config.owner, now, self.config.lease, limit)
                     .await
                 {
-                    Ok(claims) => {
+                    Ok(ClaimRound { claims, next }) => {
                         self.note_claims(&claims, now);
                         let claimed = claims.len();
                         for claim in claims {
@@ -116,7 +116,7 @@ impl Runner {
                             // Every slot taken: more may be due; look again when one frees.
                             continue;
                         }
-                        match self.store.next_claimable(self.clock.now()).await {
+                        match next {
                             Ok(Some(at)) => {
                                 let until = (at - self.clock.now()).to_std().unwrap_or_default();
                                 wait = wait.min(until);

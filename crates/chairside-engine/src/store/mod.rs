@@ -160,6 +160,17 @@ pub struct Claim {
     pub begun: Option<ClaimedIntent>,
 }
 
+/// A runner's round of claims ([`WorkflowStore::claim_round`]): the claims made, and when the
+/// next workflow becomes claimable after them.
+#[derive(Debug)]
+pub struct ClaimRound {
+    /// The claims made, as [`WorkflowStore::claim_due`] makes them.
+    pub claims: Vec<Claim>,
+    /// When the next workflow becomes claimable once these are held, as
+    /// [`WorkflowStore::next_claimable`] reads it. Failing to read it keeps the claims made.
+    pub next: Result<Option<DateTime<Utc>>>,
+}
+
 /// A command's intent journaled by the claim that took its workflow ([`Claim::begun`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimedIntent {

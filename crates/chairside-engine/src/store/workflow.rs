@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Claim, Consumed, Result, Work};
+use super::{Claim, ClaimRound, Consumed, Result, Work};
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{Command, StaffTask, WorkflowState};
 use financing_core::PatientContact;
@@ -312,6 +312,26 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// [`StoreError::Database`](super::StoreError::Database).
     async fn next_claimable(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>>;
+
+    /// [`claim_due`](Self::claim_due), then [`next_claimable`](Self::next_claimable) at the same
+    /// `now` as it reads once the claims are held: what a runner with free slots asks each time
+    /// it looks for work. A store that can answer both in one trip does (SQLite: one job of its
+    /// store thread); this default asks one after the other.
+    ///
+    /// # Errors
+    /// As [`claim_due`](Self::claim_due); an error reading the next time is
+    /// [`ClaimRound::next`](super::ClaimRound::next), beside the claims made.
+    async fn claim_round(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<ClaimRound> {
+        let claims = self.claim_due(owner, now, lease, limit).await?;
+        let next = self.next_claimable(now).await;
+        Ok(ClaimRound { claims, next })
+    }
 
     /// Rings after a commit that made work due from outside the runner (a webhook, a poll, a
     /// staff action), so a waiting runner claims it at once. `None` when the store cannot tell

@@ -261,6 +261,45 @@ async fn a_new_revision_of_a_known_plan_is_a_new_workflow_and_a_rejection_reache
     ));
 }
 
+async fn a_round_of_claims_answers_when_the_next_workflow_becomes_claimable(backend: Backend) {
+    // Arrange: two accepted plans, both due at t0.
+    let db = TestDb::new(backend).await;
+    let created = db
+        .store
+        .record_poll(
+            &practice_id(),
+            "fakepms",
+            "1",
+            vec![new_workflow("tx-1", "1"), new_workflow("tx-2", "1")],
+            vec![],
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 2);
+
+    // Act: a round with one free slot, a round with five, and one with nothing left to take.
+    let one = db.store.claim_round("a", secs(1), LEASE, 1).await.unwrap();
+    let next_after_one = db.store.next_claimable(secs(1)).await.unwrap();
+    let rest = db.store.claim_round("a", secs(2), LEASE, 5).await.unwrap();
+    let next_after_rest = db.store.next_claimable(secs(2)).await.unwrap();
+    let none = db.store.claim_round("b", secs(3), LEASE, 5).await.unwrap();
+
+    // Assert: the first round leaves the other plan due since t0; once both are held, the next
+    // claimable moment is the first lease's expiry. Each answer is what `next_claimable` reads.
+    assert_eq!(one.claims.len(), 1);
+    assert_eq!(*one.next.as_ref().unwrap(), Some(t0()));
+    assert_eq!(*one.next.as_ref().unwrap(), next_after_one);
+    assert_eq!(rest.claims.len(), 1);
+    assert_ne!(rest.claims[0].id, one.claims[0].id, "the other plan");
+    let first_expiry =
+        secs(1) + chrono::Duration::from_std(LEASE).unwrap() + chrono::Duration::milliseconds(1);
+    assert_eq!(*rest.next.as_ref().unwrap(), Some(first_expiry));
+    assert_eq!(*rest.next.as_ref().unwrap(), next_after_rest);
+    assert!(none.claims.is_empty(), "both are held: {:?}", none.claims);
+    assert_eq!(*none.next.as_ref().unwrap(), Some(first_expiry));
+}
+
 async fn a_claim_goes_to_one_owner_until_its_lease_expires_and_the_old_owner_is_then_fenced_off(
     backend: Backend,
 ) {
@@ -957,6 +996,7 @@ async fn listings_filter_by_status_and_show_the_next_action(backend: Backend) {
 }
 
 both!(
+    a_round_of_claims_answers_when_the_next_workflow_becomes_claimable,
     two_instances_asking_at_once_never_both_hold_the_poller_lease,
     two_instances_claim_disjoint_workflows_and_together_take_every_due_one,
     a_truncation_of_the_audit_trail_is_refused,

@@ -323,6 +323,25 @@ mod tests {
             .unwrap()
     }
 
+    #[test]
+    fn sqlite_is_built_as_the_workspace_asks() {
+        // `.cargo/config.toml` passes `LIBSQLITE3_FLAGS` to the bundled SQLite's build. Its
+        // `HAVE_FDATASYNC` is not among the options SQLite reports; `DEFAULT_MEMSTATUS`, passed
+        // beside it, is, so the flags reached the build when it reads 0 here.
+        let conn = Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "SQLite built without the workspace's LIBSQLITE3_FLAGS: {options:?}"
+        );
+    }
+
     #[tokio::test]
     async fn transactions_queued_during_a_commit_share_the_next_one_and_a_failed_one_rolls_back_alone()
      {

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use super::onehop::{self, NextWrite, StepWrite};
 use super::{OUTBOX_COMMAND, SqliteStore, WORKFLOW_STATE, from_ms, ms};
 use crate::store::{
-    AfterStep, Claim, Consumed, Handoffs, NextStep, Result, StoreError, Work, WorkflowStore,
+    AfterStep, Claim, ClaimRound, Consumed, Handoffs, NextStep, Result, StoreError, Work,
+    WorkflowStore,
 };
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{Command, StaffTask, WorkflowState};
@@ -188,6 +189,35 @@ impl WorkflowStore for SqliteStore {
         } else {
             Err(StoreError::LeaseLost(claim.id.clone()))
         }
+    }
+
+    async fn claim_round(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<ClaimRound> {
+        // One job of the store thread: the claims, and the next time read in their transaction
+        // (so as it reads once they are held), a trip there and back less per look for work.
+        let now_ms = ms(now);
+        let until = now_ms + lease.as_millis() as i64;
+        let owner = owner.to_owned();
+        let (claims, next) = self
+            .thread
+            .write(move |conn| {
+                let claims = onehop::claim_due(conn, &owner, now_ms, until, limit)?;
+                // A failed read fails no claim: it is answered beside them.
+                Ok((claims, onehop::next_claimable(conn, now_ms)))
+            })
+            .await?;
+        if !claims.is_empty() {
+            self.writes.add(std::panic::Location::caller());
+        }
+        Ok(ClaimRound {
+            claims,
+            next: next.map(|at| at.map(from_ms)),
+        })
     }
 
     async fn next_claimable(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
