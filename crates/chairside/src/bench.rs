@@ -1385,6 +1385,27 @@ mod proc {
         Some(Duration::from_nanos(nanos))
     }
 
+    /// CPU time of every thread of process `pid`, to the nanosecond from each thread's
+    /// `schedstat` where the kernel keeps scheduler statistics; [`cpu_time`]'s clock ticks
+    /// (10 ms each) otherwise. A short measurement (a few milliseconds of another process's work)
+    /// reads as zero in ticks, so the floor reads the sandbox's CPU here.
+    pub(super) fn process_run_time(pid: &str) -> Option<Duration> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let mut total = Duration::ZERO;
+        for task in tasks.filter_map(Result::ok) {
+            let task = format!("{pid}/task/{}", task.file_name().to_string_lossy());
+            // A thread that ended between the listing and the read counts no more.
+            match run_time(&task) {
+                Some(t) => total += t,
+                None if std::path::Path::new(&format!("/proc/{task}")).exists() => {
+                    return cpu_time(pid);
+                }
+                None => {}
+            }
+        }
+        Some(total)
+    }
+
     /// CPU time of this process's threads whose name starts with `prefix` (a thread's name is cut
     /// to 15 bytes), to the nanosecond where the kernel keeps scheduler statistics (clock ticks,
     /// 10 ms each, otherwise). Threads that already ended are not counted.

@@ -182,10 +182,10 @@ async fn measured(
     total: u64,
 ) -> anyhow::Result<(f64, f64)> {
     let ours = proc::threads_cpu_time(PRODUCT_THREADS);
-    let theirs = proc::cpu_time(sandbox_pid).unwrap_or_default();
+    let theirs = proc::process_run_time(sandbox_pid).unwrap_or_default();
     round_trips(product, http, url, callers, total).await?;
     let ours = proc::threads_cpu_time(PRODUCT_THREADS).saturating_sub(ours);
-    let theirs = proc::cpu_time(sandbox_pid)
+    let theirs = proc::process_run_time(sandbox_pid)
         .unwrap_or_default()
         .saturating_sub(theirs);
     Ok((per_us(ours, total), per_us(theirs, total)))

@@ -140,10 +140,6 @@ async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() 
             "our side of a round trip, many callers",
             floor.http_many_callers_us,
         ),
-        (
-            "the sandbox's side, one caller",
-            floor.http_one_caller_sandbox_us,
-        ),
         ("a commit alone", floor.commit_us),
         ("a transaction unsynced", floor.unsynced_us),
         ("a commit asked for, its thread", floor.commit_asked_us),
@@ -159,6 +155,22 @@ async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() 
         ),
     ] {
         assert!(us > 0.0 && us < 1_000_000.0, "{what}: {us} µs");
+    }
+    // The sandbox's side is another process's CPU, read to the nanosecond from its threads'
+    // scheduler statistics; without them (clock ticks of 10 ms) a few milliseconds read as zero.
+    let nanoseconds = std::path::Path::new("/proc/self/schedstat").exists();
+    for (what, us) in [
+        (
+            "the sandbox's side, one caller",
+            floor.http_one_caller_sandbox_us,
+        ),
+        (
+            "the sandbox's side, many callers",
+            floor.http_many_callers_sandbox_us,
+        ),
+    ] {
+        assert!(us < 1_000_000.0, "{what}: {us} µs");
+        assert!(!nanoseconds || us > 0.0, "{what}: {us} µs");
     }
     assert!(
         floor.per_call_us(1.5, 0.5) > floor.http_one_caller_us.min(floor.http_many_callers_us),
