@@ -105,17 +105,16 @@ impl Runner {
                 {
                     Ok(ClaimRound { claims, next }) => {
                         self.note_claims(&claims, now);
-                        let claimed = claims.len();
                         for claim in claims {
                             let Ok(permit) = slots.clone().try_acquire_owned() else {
                                 break;
                             };
                             self.start(claim, permit, &mut flight);
                         }
-                        if claimed == free {
+                        let Some(next) = next else {
                             // Every slot taken: more may be due; look again when one frees.
                             continue;
-                        }
+                        };
                         match next {
                             Ok(Some(at)) => {
                                 let until = (at - self.clock.now()).to_std().unwrap_or_default();

@@ -167,8 +167,18 @@ pub struct ClaimRound {
     /// The claims made, as [`WorkflowStore::claim_due`] makes them.
     pub claims: Vec<Claim>,
     /// When the next workflow becomes claimable once these are held, as
-    /// [`WorkflowStore::next_claimable`] reads it. Failing to read it keeps the claims made.
-    pub next: Result<Option<DateTime<Utc>>>,
+    /// [`WorkflowStore::next_claimable`] reads it; `None` when the round took as many claims as
+    /// it was allowed (more may be due; the runner looks again when a slot frees), so a busy
+    /// runner does not pay for a read it has no use for. Failing to read it keeps the claims made.
+    pub next: Option<Result<Option<DateTime<Utc>>>>,
+}
+
+impl ClaimRound {
+    /// Whether `claims` took every one of the `limit` slots a round was allowed, so that the
+    /// next claimable time is not read ([`ClaimRound::next`]).
+    pub(crate) fn fills(claims: &[Claim], limit: u32) -> bool {
+        claims.len() >= usize::try_from(limit).unwrap_or(usize::MAX)
+    }
 }
 
 /// A command's intent journaled by the claim that took its workflow ([`Claim::begun`]).

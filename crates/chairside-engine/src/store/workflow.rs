@@ -313,10 +313,11 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::Database`](super::StoreError::Database).
     async fn next_claimable(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>>;
 
-    /// [`claim_due`](Self::claim_due), then [`next_claimable`](Self::next_claimable) at the same
-    /// `now` as it reads once the claims are held: what a runner with free slots asks each time
-    /// it looks for work. A store that can answer both in one trip does (SQLite: one job of its
-    /// store thread); this default asks one after the other.
+    /// [`claim_due`](Self::claim_due), then, when fewer than `limit` were claimed,
+    /// [`next_claimable`](Self::next_claimable) at the same `now` as it reads once the claims are
+    /// held: what a runner with free slots asks each time it looks for work. A store that can
+    /// answer both in one trip does (SQLite: one job of its store thread); this default asks one
+    /// after the other.
     ///
     /// # Errors
     /// As [`claim_due`](Self::claim_due); an error reading the next time is
@@ -329,7 +330,11 @@ pub trait WorkflowStore: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<ClaimRound> {
         let claims = self.claim_due(owner, now, lease, limit).await?;
-        let next = self.next_claimable(now).await;
+        let next = if ClaimRound::fills(&claims, limit) {
+            None
+        } else {
+            Some(self.next_claimable(now).await)
+        };
         Ok(ClaimRound { claims, next })
     }
 

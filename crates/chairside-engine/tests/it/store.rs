@@ -285,19 +285,29 @@ async fn a_round_of_claims_answers_when_the_next_workflow_becomes_claimable(back
     let next_after_rest = db.store.next_claimable(secs(2)).await.unwrap();
     let none = db.store.claim_round("b", secs(3), LEASE, 5).await.unwrap();
 
-    // Assert: the first round leaves the other plan due since t0; once both are held, the next
-    // claimable moment is the first lease's expiry. Each answer is what `next_claimable` reads.
+    // Assert: the first round filled its one slot, so it read no next time (the other plan,
+    // due since t0, is there for the next round); once both are held, the next claimable moment
+    // is the first lease's expiry. Each answer read is what `next_claimable` reads.
     assert_eq!(one.claims.len(), 1);
-    assert_eq!(*one.next.as_ref().unwrap(), Some(t0()));
-    assert_eq!(*one.next.as_ref().unwrap(), next_after_one);
+    assert!(one.next.is_none(), "a full round reads no next time");
+    assert_eq!(next_after_one, Some(t0()));
     assert_eq!(rest.claims.len(), 1);
     assert_ne!(rest.claims[0].id, one.claims[0].id, "the other plan");
     let first_expiry =
         secs(1) + chrono::Duration::from_std(LEASE).unwrap() + chrono::Duration::milliseconds(1);
-    assert_eq!(*rest.next.as_ref().unwrap(), Some(first_expiry));
-    assert_eq!(*rest.next.as_ref().unwrap(), next_after_rest);
+    let read = |round: &chairside_engine::store::ClaimRound| {
+        round
+            .next
+            .as_ref()
+            .expect("a round with a free slot reads the next time")
+            .as_ref()
+            .copied()
+            .unwrap()
+    };
+    assert_eq!(read(&rest), Some(first_expiry));
+    assert_eq!(read(&rest), next_after_rest);
     assert!(none.claims.is_empty(), "both are held: {:?}", none.claims);
-    assert_eq!(*none.next.as_ref().unwrap(), Some(first_expiry));
+    assert_eq!(read(&none), Some(first_expiry));
 }
 
 async fn a_claim_goes_to_one_owner_until_its_lease_expires_and_the_old_owner_is_then_fenced_off(

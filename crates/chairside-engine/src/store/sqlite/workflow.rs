@@ -203,21 +203,20 @@ impl WorkflowStore for SqliteStore {
         let now_ms = ms(now);
         let until = now_ms + lease.as_millis() as i64;
         let owner = owner.to_owned();
-        let (claims, next) = self
+        let round = self
             .thread
             .write(move |conn| {
                 let claims = onehop::claim_due(conn, &owner, now_ms, until, limit)?;
                 // A failed read fails no claim: it is answered beside them.
-                Ok((claims, onehop::next_claimable(conn, now_ms)))
+                let next = (!ClaimRound::fills(&claims, limit))
+                    .then(|| onehop::next_claimable(conn, now_ms).map(|at| at.map(from_ms)));
+                Ok(ClaimRound { claims, next })
             })
             .await?;
-        if !claims.is_empty() {
+        if !round.claims.is_empty() {
             self.writes.add(std::panic::Location::caller());
         }
-        Ok(ClaimRound {
-            claims,
-            next: next.map(|at| at.map(from_ms)),
-        })
+        Ok(round)
     }
 
     async fn next_claimable(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
