@@ -477,6 +477,29 @@ async fn shutdown_signal() {
 /// the usual 30 s a supervisor waits between SIGTERM and SIGKILL).
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
 
+/// The async runtime's worker threads for `chairside` (every command) and the bench's instances:
+/// `TOKIO_WORKER_THREADS` when set to a positive number (tokio's own variable, which an explicit
+/// count would otherwise ignore), else one fewer than the CPUs, and at least one.
+///
+/// One CPU is left to the threads that are not the runtime's: the SQLite store's thread, on which
+/// a good part of the work runs (docs/performance.md), or the database on the same machine. With a
+/// worker for every CPU, the runtime's idle workers were woken to look for work the store's
+/// thread was doing: at zero latency that cost 4 % of the CPU per external call at 300 plans and
+/// 15 % at 24 ("The runtime's workers", docs/performance.md), for no time saved end to end.
+#[must_use]
+pub fn runtime_workers(cpus: usize, env: Option<&str>) -> usize {
+    env.and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(cpus.saturating_sub(1).max(1))
+}
+
+/// [`runtime_workers`] for this machine and environment.
+#[must_use]
+pub fn runtime_workers_here() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    runtime_workers(cpus, std::env::var("TOKIO_WORKER_THREADS").ok().as_deref())
+}
+
 /// Runs the service until it is told to stop. Returns the process exit code.
 ///
 /// Work survives any stop, graceful or not: every step is committed before the next begins, and a
@@ -554,7 +577,7 @@ mod tests {
     use sandbox::{SandboxConfig, SandboxUrls};
     use url::Url;
 
-    use super::{Extras, build};
+    use super::{Extras, build, runtime_workers};
     use crate::config::Config;
     use crate::demo::world::{WorldOptions, demo_config};
     use chairside_http::Metrics;
@@ -636,6 +659,28 @@ mod tests {
                 want,
                 "{practice}"
             );
+        }
+    }
+
+    #[test]
+    fn the_runtime_leaves_one_cpu_to_the_store_unless_told_otherwise() {
+        // Arrange: machines of one, two and eight CPUs; tokio's variable set, unset and unusable.
+        let cases = [
+            (1, None, 1),
+            (2, None, 1),
+            (8, None, 7),
+            (2, Some("4"), 4),
+            (8, Some(" 2 "), 2),
+            (2, Some("0"), 1),
+            (8, Some("many"), 7),
+        ];
+
+        for (cpus, env, want) in cases {
+            // Act
+            let workers = runtime_workers(cpus, env);
+
+            // Assert
+            assert_eq!(workers, want, "{cpus} CPUs, TOKIO_WORKER_THREADS={env:?}");
         }
     }
 

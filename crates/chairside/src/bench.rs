@@ -593,8 +593,8 @@ impl ProductRuntime {
     fn new() -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name(PRODUCT_THREADS)
-            // As `chairside` builds its own: one worker per CPU.
-            .worker_threads(std::thread::available_parallelism().map_or(1, usize::from))
+            // As `chairside` builds its own.
+            .worker_threads(crate::app::runtime_workers_here())
             // Idle blocking threads stay for the run, so no CPU leaves with an ended thread.
             .thread_keep_alive(Duration::from_secs(3_600))
             .enable_all()

@@ -98,6 +98,9 @@ pub enum Command {
     ///
     /// The database is a SQLite file (`[store] path`, one instance) or PostgreSQL (`[store] url
     /// = "postgres://..."`), where several instances can run on one database.
+    ///
+    /// Works on one CPU fewer than the machine has (at least one), leaving one to the store;
+    /// TOKIO_WORKER_THREADS=N sets the number of worker threads instead.
     Run(ConfigArgs),
 
     /// List workflows and what each is waiting for.

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(chairside::app::runtime_workers_here())
         .enable_all()
         .build()
     {
