@@ -158,8 +158,8 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
     // Each message channel's send is journalled before it goes out (at most once per channel).
     let journal = opened.journal;
     let store: Arc<dyn Store> = opened.store;
-    let http = reqwest::Client::builder()
-        .timeout(CALL_TIMEOUT)
+    // Follows no redirect, as every connector's own default client (connector-transport).
+    let http = connector_transport::client_builder(CALL_TIMEOUT)
         .pool_max_idle_per_host(32)
         .build()
         .context("http client")?;

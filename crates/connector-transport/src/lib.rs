@@ -1,4 +1,5 @@
-//! What every Chairside HTTP connector shares, once: the retry policy ([`RetryPolicy`], capped
+//! What every Chairside HTTP connector shares, once: the default HTTP client, which follows no
+//! redirect ([`client_builder`]), the retry policy ([`RetryPolicy`], capped
 //! below the runner's 60 s lease), the `Retry-After` reader ([`retry_after`]), the OAuth2 token
 //! cache ([`TokenCache`], [`ClientCredentials`]), JSON decoding whose errors name the field path
 //! and never the value ([`decode_json`]), and the id-newtype macro ([`id_newtype!`]).
@@ -48,6 +49,8 @@
 //! vendor-neutral transport depend on the domain; this way the macro is defined once, in the crate
 //! that owns "what every client repeats", and the domain pulls in only serde.
 
+#[cfg(feature = "http")]
+mod client;
 mod id;
 
 #[cfg(feature = "http")]
@@ -59,6 +62,8 @@ mod retry_after;
 #[cfg(feature = "http")]
 mod token;
 
+#[cfg(feature = "http")]
+pub use client::client_builder;
 #[cfg(feature = "http")]
 pub use json::{
     DecodeError, DecodeProblem, TolerantList, UnreadableItem, decode_each, decode_json,

@@ -93,6 +93,8 @@ impl ClientBuilder {
     }
 
     /// A shared `reqwest::Client` (connection pool). The per-request timeout still applies.
+    /// Build it with `connector_transport::client_builder`, which follows no redirect, as the
+    /// default client does: a followed 307 would send the request body to another host.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -143,8 +145,7 @@ impl ClientBuilder {
             .map_err(|_| Error::Config("the organization id is not a valid header value".into()))?;
         let http = match self.http {
             Some(h) => h,
-            None => reqwest::Client::builder()
-                .timeout(self.timeout)
+            None => connector_transport::client_builder(self.timeout)
                 .build()
                 .map_err(|_| Error::Config("cannot build the HTTP client".into()))?,
         };

@@ -59,6 +59,8 @@ impl ClientBuilder {
     }
 
     /// Shares a reqwest client.
+    /// Build it with `connector_transport::client_builder`, which follows no redirect, as the
+    /// default client does: a followed 307 would send the request body to another host.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -90,8 +92,7 @@ impl ClientBuilder {
         }
         let http = match self.http {
             Some(h) => h,
-            None => reqwest::Client::builder()
-                .timeout(self.timeout)
+            None => connector_transport::client_builder(self.timeout)
                 .build()
                 .map_err(|_| Error::Config("cannot build the HTTP client".into()))?,
         };

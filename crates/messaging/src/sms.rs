@@ -329,6 +329,8 @@ impl SmsClientBuilder {
     }
 
     /// A shared `reqwest` client. Its own timeout applies instead of [`Self::timeout`].
+    /// Build it with `connector_transport::client_builder`, which follows no redirect, as the
+    /// default client does: a followed 307 would send the request body to another host.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
         self
@@ -368,8 +370,7 @@ impl SmsClientBuilder {
         }
         let http = match self.http {
             Some(c) => c,
-            None => reqwest::Client::builder()
-                .timeout(self.timeout)
+            None => connector_transport::client_builder(self.timeout)
                 .build()
                 .map_err(|_| Error::Config {
                     reason: "cannot build the HTTP client".into(),

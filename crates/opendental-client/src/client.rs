@@ -104,6 +104,8 @@ impl ClientBuilder {
     }
 
     /// Shares an existing HTTP client. The per-request [`timeout`](Self::timeout) still applies.
+    /// Build it with `connector_transport::client_builder`, which follows no redirect, as the
+    /// default client does: a followed 307 would send the request body to another host.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self
@@ -173,8 +175,7 @@ impl ClientBuilder {
         }
         let http = match self.http_client {
             Some(c) => c,
-            None => reqwest::Client::builder()
-                .timeout(self.timeout)
+            None => connector_transport::client_builder(self.timeout)
                 .connect_timeout(self.connect_timeout)
                 .user_agent(concat!(
                     "chairside-opendental-client/",

@@ -112,6 +112,8 @@ impl ClientBuilder {
     }
 
     /// Uses a shared `reqwest::Client` (connection pool). The per-attempt timeout still applies.
+    /// Build it with `connector_transport::client_builder`, which follows no redirect, as the
+    /// default client does: a followed 307 would send the request body to another host.
     #[must_use]
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
@@ -153,8 +155,7 @@ impl ClientBuilder {
         }
         let http = match self.http {
             Some(h) => h,
-            None => reqwest::Client::builder()
-                .timeout(self.timeout)
+            None => connector_transport::client_builder(self.timeout)
                 .user_agent(concat!(
                     "chairside-stripe-schedule/",
                     env!("CARGO_PKG_VERSION")

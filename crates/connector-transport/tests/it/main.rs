@@ -1,9 +1,9 @@
-//! The token cache against a real HTTP server (wiremock).
+//! The token cache and the default client against a real HTTP server (wiremock).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use connector_transport::{ClientCredentials, TokenCache, TokenError};
+use connector_transport::{ClientCredentials, TokenCache, TokenError, client_builder};
 use secrecy::{ExposeSecret, SecretString};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -203,4 +203,57 @@ async fn a_fetched_token_and_the_cache_holding_it_never_show_the_bearer_token_in
     ] {
         assert!(!shown.contains("Zebulon"), "{shown}");
     }
+}
+
+#[tokio::test]
+async fn the_default_client_returns_a_redirect_and_sends_nothing_where_it_points() {
+    // Arrange: an API that answers a POST with a 307 to another host, which must see nothing.
+    let api = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/applications"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/collect", elsewhere.uri()).as_str()),
+        )
+        .expect(1)
+        .mount(&api)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let http = client_builder(Duration::from_secs(5)).build().unwrap();
+
+    // Act
+    let response = http
+        .post(format!("{}/v1/applications", api.uri()))
+        .body(r#"{"last_name":"Testpatient"}"#)
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: the caller sees the redirect itself; the other host got no request (checked again
+    // by `expect(0)` when `elsewhere` drops).
+    assert_eq!(response.status().as_u16(), 307);
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_default_client_gives_up_on_a_request_past_its_timeout() {
+    // Arrange: an answer slower than the client's timeout.
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&api)
+        .await;
+    let http = client_builder(Duration::from_millis(100)).build().unwrap();
+
+    // Act
+    let result = http.get(format!("{}/v1/slow", api.uri())).send().await;
+
+    // Assert
+    let error = result.expect_err("the request outlived the client's timeout");
+    assert!(error.is_timeout(), "{error}");
 }

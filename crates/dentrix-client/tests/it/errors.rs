@@ -268,3 +268,42 @@ fn a_bad_organization_id_is_a_permanent_configuration_error() {
     assert!(matches!(err, Error::Config(_)));
     assert_eq!(err.kind(), ErrorKind::Permanent);
 }
+
+#[tokio::test]
+async fn a_redirected_note_is_a_permanent_error_and_its_text_goes_nowhere_else() {
+    // Arrange: the note's POST answered with a 308 to another host, which must see nothing.
+    let server = server().await;
+    let elsewhere = wiremock::MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(api("patientnotes")))
+        .respond_with(
+            ResponseTemplate::new(308)
+                .insert_header("location", format!("{}/notes", elsewhere.uri()).as_str()),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+
+    // Act
+    let err = client(&server)
+        .create_patient_note(
+            &PatientId::new("9001"),
+            &NoteMarker::new("wf-1").unwrap(),
+            "Financing arranged for Testpatient",
+        )
+        .await
+        .unwrap_err();
+
+    // Assert: the redirect is the vendor's answer, not followed and not retried.
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert_eq!(
+        err.to_string(),
+        "create patient note: HTTP 308 Permanent Redirect"
+    );
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+}
