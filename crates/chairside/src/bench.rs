@@ -150,6 +150,11 @@ pub struct BenchArgs {
     /// Also print the figures as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Run each latency profile this many times, the profiles in turn (zero, realistic, zero,
+    /// ...), and print each figure's median and range over the runs as well as every run: one
+    /// run's CPU per call moves by up to a tenth from one run to the next on the same tree.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub repeat: u32,
 }
 
 impl Default for BenchArgs {
@@ -400,15 +405,24 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     } else {
         &args.profiles[..]
     };
-    for profile in profiles {
-        tracing::info!(
-            profile = profile.name(),
-            plans = args.plans,
-            "running plans through the sandbox"
-        );
-        let run_dir = dir.join(profile.name());
-        std::fs::create_dir_all(&run_dir).context("run directory")?;
-        runs.push(run_profile(args, *profile, &personas, &bin, &run_dir, &http).await?);
+    // Round after round of every profile, so that a drift of the machine over the minutes
+    // touches each profile's runs alike.
+    for round in 1..=args.repeat.max(1) {
+        for profile in profiles {
+            tracing::info!(
+                profile = profile.name(),
+                plans = args.plans,
+                round,
+                "running plans through the sandbox"
+            );
+            let run_dir = if args.repeat > 1 {
+                dir.join(format!("{}-{round}", profile.name()))
+            } else {
+                dir.join(profile.name())
+            };
+            std::fs::create_dir_all(&run_dir).context("run directory")?;
+            runs.push(run_profile(args, *profile, &personas, &bin, &run_dir, &http).await?);
+        }
     }
     let parked = if args.parked > 0 {
         tracing::info!(
@@ -1839,6 +1853,13 @@ fn print(report: &BenchReport, args: &BenchArgs) {
         for line in table(report) {
             println!("{line}");
         }
+        let spread = spread_lines(&report.runs);
+        if !spread.is_empty() {
+            println!();
+            for line in spread {
+                println!("{line}");
+            }
+        }
     }
     for run in &report.runs {
         println!();
@@ -1970,6 +1991,100 @@ fn print_floor(f: &FloorFigures, runs: &[RunFigures]) {
 }
 
 /// The table's lines: one row per figure, one column per profile.
+/// The median, least and greatest of some runs' values of one figure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// The middle value (the mean of the two middle ones for an even count).
+    pub median: f64,
+    /// The least value.
+    pub min: f64,
+    /// The greatest value.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` when there are none (or one is not a number).
+    pub fn of(values: &[f64]) -> Option<Self> {
+        if values.is_empty() || values.iter().any(|v| v.is_nan()) {
+            return None;
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Some(Self {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+        })
+    }
+}
+
+/// For each profile run more than once (`--repeat`), the figures that move from run to run:
+/// median and range over its runs, as the bench prints them. Nothing when every profile ran once.
+pub fn spread_lines(runs: &[RunFigures]) -> Vec<String> {
+    type Figure = (&'static str, fn(&RunFigures) -> f64, &'static str, usize);
+    let figures: [Figure; 5] = [
+        (
+            "Chairside's CPU per external call",
+            |r| r.chairside_cpu_per_external_call_ms,
+            "ms",
+            3,
+        ),
+        (
+            "transactions per external call",
+            |r| r.writes_per_external_call,
+            "",
+            2,
+        ),
+        (
+            "commits (syncs) per external call",
+            |r| r.commits_per_external_call,
+            "",
+            2,
+        ),
+        ("operatory-to-ledger mean", |r| r.o2l_mean_ms, "ms", 0),
+        ("peak resident memory", |r| r.peak_rss_mib, "MiB", 1),
+    ];
+    let mut out = Vec::new();
+    let mut profiles: Vec<Profile> = Vec::new();
+    for r in runs {
+        if !profiles.contains(&r.profile) {
+            profiles.push(r.profile);
+        }
+    }
+    for profile in profiles {
+        let of: Vec<&RunFigures> = runs.iter().filter(|r| r.profile == profile).collect();
+        if of.len() < 2 {
+            continue;
+        }
+        out.push(format!(
+            "{}: median (least to greatest) over {} runs",
+            profile.name(),
+            of.len()
+        ));
+        for (label, value, unit, decimals) in figures {
+            let values: Vec<f64> = of.iter().map(|r| value(r)).collect();
+            if let Some(s) = Spread::of(&values) {
+                let unit = if unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {unit}")
+                };
+                out.push(format!(
+                    "  {label:<36} {:.decimals$}{unit} ({:.decimals$} to {:.decimals$})",
+                    s.median, s.min, s.max
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn table(report: &BenchReport) -> Vec<String> {
     type Cell = fn(&RunFigures) -> String;
     let rows: [(&str, Cell); 27] = [
@@ -2085,7 +2200,42 @@ fn table(report: &BenchReport) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::sandbox_binary;
+    use super::{Spread, sandbox_binary};
+
+    #[test]
+    fn a_spread_is_the_median_and_the_range_of_its_values() {
+        // Arrange: odd and even counts, unsorted, one value, none, and one that is not a number.
+        let odd = [0.91, 0.62, 0.75];
+        let even = [1.0, 4.0, 2.0, 3.0];
+
+        // Act + Assert
+        assert_eq!(
+            Spread::of(&odd),
+            Some(Spread {
+                median: 0.75,
+                min: 0.62,
+                max: 0.91
+            })
+        );
+        assert_eq!(
+            Spread::of(&even),
+            Some(Spread {
+                median: 2.5,
+                min: 1.0,
+                max: 4.0
+            })
+        );
+        assert_eq!(
+            Spread::of(&[0.5]),
+            Some(Spread {
+                median: 0.5,
+                min: 0.5,
+                max: 0.5
+            })
+        );
+        assert_eq!(Spread::of(&[]), None);
+        assert_eq!(Spread::of(&[1.0, f64::NAN]), None);
+    }
 
     #[test]
     fn the_bench_zone_puts_every_hour_of_the_day_inside_the_texting_window() {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use chairside::bench::{BenchArgs, Profile, measure};
+use chairside::bench::{BenchArgs, Profile, measure, spread_lines};
 
 /// The workspace's `sandbox` binary, in the profile directory this test binary was built in
 /// (`target/<profile>/deps/it-…` -> `target/<profile>/sandbox`). `cargo test --workspace` builds
@@ -100,6 +100,60 @@ async fn the_benchmark_runs_end_to_end_and_its_counts_match_what_it_ran() {
     );
     assert!(report.all_as_expected());
     assert!(report.machine.cpus >= 1 && report.machine.memory_mib > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_benchmark_runs_each_profile_afresh_and_prints_its_spread() {
+    // Arrange: two plans, run twice.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let args = BenchArgs {
+        plans: 2,
+        profiles: vec![Profile::Zero],
+        parked: 0,
+        pms_poll_ms: 200,
+        timeout_secs: 90,
+        repeat: 2,
+        dir: Some(dir.path().to_path_buf()),
+        sandbox_bin: Some(sandbox_bin()),
+        ..BenchArgs::default()
+    };
+
+    // Act
+    let report = measure(&args).await.expect("the benchmark runs");
+    let lines = spread_lines(&report.runs);
+
+    // Assert: two runs of the profile, each on its own database with its own two plans.
+    assert_eq!(report.runs.len(), 2, "one run per profile and round");
+    for run in &report.runs {
+        assert_eq!(run.profile, Profile::Zero);
+        assert_eq!(run.workflows, 2);
+        assert_eq!(run.settled, 2, "every plan of the run settled");
+        assert_eq!(run.with_one_note, 2, "one ledger note per workflow");
+        assert!(run.chairside_cpu_per_external_call_ms > 0.0);
+    }
+    assert!(report.all_as_expected());
+    // The spread names the profile and the run count, and reads the runs' own figures.
+    assert_eq!(
+        lines[0], "zero: median (least to greatest) over 2 runs",
+        "{lines:?}"
+    );
+    let cpu = report
+        .runs
+        .iter()
+        .map(|r| r.chairside_cpu_per_external_call_ms)
+        .fold(f64::INFINITY, f64::min);
+    let cpu_line = lines
+        .iter()
+        .find(|l| l.contains("Chairside's CPU per external call"))
+        .expect("a CPU line");
+    assert!(
+        cpu_line.contains(&format!("({cpu:.3} to")),
+        "the least of the runs' CPU per call, {cpu:.3}: {cpu_line}"
+    );
+    assert!(
+        spread_lines(&report.runs[..1]).is_empty(),
+        "one run has no spread"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
