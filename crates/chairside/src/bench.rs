@@ -151,8 +151,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Run each latency profile this many times, the profiles in turn (zero, realistic, zero,
-    /// ...), and print each figure's median and range over the runs as well as every run: one
-    /// run's CPU per call moves by up to a tenth from one run to the next on the same tree.
+    /// ...), and print the median and range over the runs of the figures that move from run to
+    /// run, as well as every run: one run's CPU per call moves by up to a tenth from one run to
+    /// the next on the same tree. Peak memory is the first run's (later runs begin with what the
+    /// earlier ones left allocated).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub repeat: u32,
 }
@@ -511,14 +513,13 @@ impl SyncMode {
 }
 
 /// Counters of this process and the runner at one moment.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Snapshot {
     cpu: Duration,
-    /// Of `cpu`, the threads that run Chairside: its runtime's, the store's, sqlx's.
-    product_cpu: Duration,
-    /// Every thread of this process now running, measured as `product_cpu` is.
-    threads_cpu: Duration,
-    sqlite_cpu: Duration,
+    /// Each thread of this process now running, with its name and CPU time: what the threads
+    /// that run Chairside (its runtime's, the store's, sqlx's) used between two snapshots is
+    /// read from them thread by thread ([`proc::ThreadTimes::grown_since`]).
+    threads: proc::ThreadTimes,
     sandbox_cpu: Duration,
     calls: u64,
     nanos: u64,
@@ -531,13 +532,9 @@ struct Snapshot {
 impl Snapshot {
     /// Every instance's counters added up (they run in this process: its CPU is all of theirs).
     fn take(stacks: &[Stack], sandbox: &SandboxProcess) -> Self {
-        // sqlx runs each SQLite connection on a thread of its own; the store has one more.
-        let sqlite_cpu = proc::sqlite_threads_cpu_time();
         let mut snapshot = Self {
             cpu: proc::cpu_time("self").unwrap_or_default(),
-            product_cpu: sqlite_cpu + proc::threads_cpu_time(PRODUCT_THREADS),
-            threads_cpu: proc::threads_cpu_time(""),
-            sqlite_cpu,
+            threads: proc::ThreadTimes::now(),
             sandbox_cpu: sandbox.cpu_time().unwrap_or_default(),
             calls: 0,
             nanos: 0,
@@ -956,12 +953,18 @@ async fn run_profile(
     let external_wait_ms = workflow_nanos as f64 / 1e6 / n;
     let o2l_mean_ms = mean_ms(&o2l);
     let cpu_ms = ms(after.cpu.saturating_sub(before.cpu));
-    let product_cpu_ms = ms(after.product_cpu.saturating_sub(before.product_cpu));
+    // sqlx runs each SQLite connection on a thread of its own; the store has one more.
+    let sqlite_cpu = after.threads.grown_since(&before.threads, &SQLITE_THREADS);
+    let product_cpu = sqlite_cpu
+        + after
+            .threads
+            .grown_since(&before.threads, &[PRODUCT_THREADS]);
+    let product_cpu_ms = ms(product_cpu);
     // The harness's threads (this runtime's, the main thread), measured as Chairside's are.
     let harness_cpu_ms = ms(after
-        .threads_cpu
-        .saturating_sub(before.threads_cpu)
-        .saturating_sub(after.product_cpu.saturating_sub(before.product_cpu)));
+        .threads
+        .grown_since(&before.threads, &[""])
+        .saturating_sub(product_cpu));
     // Every poll commits its cursor, whether or not it found anything.
     let writes = (after.writes - before.writes).saturating_sub(poll_calls);
     let commits = (after.commits - before.commits).saturating_sub(poll_calls);
@@ -1012,7 +1015,7 @@ async fn run_profile(
         } else {
             product_cpu_ms / calls as f64
         },
-        sqlite_cpu_ms: ms(after.sqlite_cpu.saturating_sub(before.sqlite_cpu)),
+        sqlite_cpu_ms: ms(sqlite_cpu),
         sandbox_cpu_ms: ms(after.sandbox_cpu.saturating_sub(before.sandbox_cpu)),
         write_transactions: writes,
         writes_per_workflow: writes as f64 / n,
@@ -1423,30 +1426,48 @@ mod proc {
     /// CPU time of this process's threads whose name starts with `prefix` (a thread's name is cut
     /// to 15 bytes), to the nanosecond where the kernel keeps scheduler statistics (clock ticks,
     /// 10 ms each, otherwise). Threads that already ended are not counted.
-    pub(super) fn threads_cpu_time(prefix: &str) -> Duration {
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            return Duration::ZERO;
-        };
-        tasks
-            .filter_map(Result::ok)
-            .filter(|task| {
-                std::fs::read_to_string(task.path().join("comm"))
-                    .is_ok_and(|name| name.starts_with(prefix))
-            })
-            .filter_map(|task| {
-                let task = format!("self/task/{}", task.file_name().to_string_lossy());
-                run_time(&task).or_else(|| cpu_time(&task))
-            })
-            .sum()
-    }
+    /// Each of this process's threads at one moment: its id, its name and its CPU time.
+    #[derive(Debug, Clone, Default)]
+    pub(super) struct ThreadTimes(Vec<(u32, String, Duration)>);
 
-    /// CPU time of the SQLite stores' threads ([`super::SQLITE_THREADS`]: sqlx's and the store's
-    /// own).
-    pub(super) fn sqlite_threads_cpu_time() -> Duration {
-        super::SQLITE_THREADS
-            .iter()
-            .map(|prefix| threads_cpu_time(prefix))
-            .sum()
+    impl ThreadTimes {
+        /// Every thread of this process now.
+        pub(super) fn now() -> Self {
+            let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+                return Self::default();
+            };
+            Self(
+                tasks
+                    .filter_map(Result::ok)
+                    .filter_map(|task| {
+                        let tid = task.file_name().to_string_lossy().parse::<u32>().ok()?;
+                        let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                        let task = format!("self/task/{tid}");
+                        let time = run_time(&task).or_else(|| cpu_time(&task))?;
+                        Some((tid, name.trim_end().to_owned(), time))
+                    })
+                    .collect(),
+            )
+        }
+
+        /// The CPU time the threads named with one of `prefixes` (`""`: every thread) used since
+        /// `before`, thread by thread: a thread new since then counts whole; a thread that ended
+        /// since then counts nothing (it would otherwise take its whole time out of a sum of the
+        /// threads alive, as the previous run's threads ending in this one's window did).
+        pub(super) fn grown_since(&self, before: &Self, prefixes: &[&str]) -> Duration {
+            self.0
+                .iter()
+                .filter(|(_, name, _)| prefixes.iter().any(|p| name.starts_with(p)))
+                .map(|(tid, name, now)| {
+                    let then = before
+                        .0
+                        .iter()
+                        .find(|(t, n, _)| t == tid && n == name)
+                        .map_or(Duration::ZERO, |(_, _, d)| *d);
+                    now.saturating_sub(then)
+                })
+                .sum()
+        }
     }
 
     /// Resets this process's peak resident memory (`VmHWM`) to its current size, so each part of
@@ -2025,10 +2046,11 @@ impl Spread {
 }
 
 /// For each profile run more than once (`--repeat`), the figures that move from run to run:
-/// median and range over its runs, as the bench prints them. Nothing when every profile ran once.
+/// median and range over its runs, as the bench prints them (not peak memory, which only the
+/// first run measures cleanly: see the last line). Nothing when every profile ran once.
 pub fn spread_lines(runs: &[RunFigures]) -> Vec<String> {
     type Figure = (&'static str, fn(&RunFigures) -> f64, &'static str, usize);
-    let figures: [Figure; 5] = [
+    let figures: [Figure; 4] = [
         (
             "Chairside's CPU per external call",
             |r| r.chairside_cpu_per_external_call_ms,
@@ -2048,7 +2070,6 @@ pub fn spread_lines(runs: &[RunFigures]) -> Vec<String> {
             2,
         ),
         ("operatory-to-ledger mean", |r| r.o2l_mean_ms, "ms", 0),
-        ("peak resident memory", |r| r.peak_rss_mib, "MiB", 1),
     ];
     let mut out = Vec::new();
     let mut profiles: Vec<Profile> = Vec::new();
@@ -2081,6 +2102,13 @@ pub fn spread_lines(runs: &[RunFigures]) -> Vec<String> {
                 ));
             }
         }
+    }
+    if !out.is_empty() {
+        // Each run's peak is its own (`VmHWM` is reset before it), but a run begins with what the
+        // runs before it left allocated in this process.
+        out.push(
+            "  peak resident memory: the first run's is the figure; later runs begin with what earlier runs left allocated".to_owned(),
+        );
     }
     out
 }

@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use financing_core::{PatientId, PlanId, PracticeId};
 use serde::Serialize;
 
-use super::{PRODUCT_THREADS, ProductRuntime, SandboxProcess, proc};
+use super::{PRODUCT_THREADS, ProductRuntime, SQLITE_THREADS, SandboxProcess, proc};
 use crate::demo::world::Surface;
 
 /// Callers at once in the "many at once" measurement: about the runner's workflows in flight at
@@ -181,10 +181,10 @@ async fn measured(
     callers: usize,
     total: u64,
 ) -> anyhow::Result<(f64, f64)> {
-    let ours = proc::threads_cpu_time(PRODUCT_THREADS);
+    let ours = proc::ThreadTimes::now();
     let theirs = proc::process_run_time(sandbox_pid).unwrap_or_default();
     round_trips(product, http, url, callers, total).await?;
-    let ours = proc::threads_cpu_time(PRODUCT_THREADS).saturating_sub(ours);
+    let ours = proc::ThreadTimes::now().grown_since(&ours, &[PRODUCT_THREADS]);
     let theirs = proc::process_run_time(sandbox_pid)
         .unwrap_or_default()
         .saturating_sub(theirs);
@@ -317,7 +317,7 @@ async fn commits_asked(
             Ok(this_thread_cpu().saturating_sub(before))
         })
         .context("the committing thread")?;
-    let runtime_before = proc::threads_cpu_time(PRODUCT_THREADS);
+    let runtime_before = proc::ThreadTimes::now();
     product
         .handle()
         .spawn(async move {
@@ -331,7 +331,7 @@ async fn commits_asked(
         })
         .await
         .context("the asking task")??;
-    let runtime = proc::threads_cpu_time(PRODUCT_THREADS).saturating_sub(runtime_before);
+    let runtime = proc::ThreadTimes::now().grown_since(&runtime_before, &[PRODUCT_THREADS]);
     let thread = tokio::task::spawn_blocking(move || {
         thread
             .join()
@@ -397,8 +397,7 @@ async fn usual_steps(
             let now = Utc::now();
             let held = claimed(&store, workflows, now).await?;
             let before = store.counters();
-            let store_cpu = proc::sqlite_threads_cpu_time();
-            let runtime_cpu = proc::threads_cpu_time(PRODUCT_THREADS);
+            let threads_before = proc::ThreadTimes::now();
             let queue = Arc::new(std::sync::Mutex::new(held));
             let tasks: Vec<_> = (0..callers)
                 .map(|_| {
@@ -416,8 +415,9 @@ async fn usual_steps(
             for task in tasks {
                 task.await.context("a caller")??;
             }
-            let store_cpu = proc::sqlite_threads_cpu_time().saturating_sub(store_cpu);
-            let runtime_cpu = proc::threads_cpu_time(PRODUCT_THREADS).saturating_sub(runtime_cpu);
+            let threads_after = proc::ThreadTimes::now();
+            let store_cpu = threads_after.grown_since(&threads_before, &SQLITE_THREADS);
+            let runtime_cpu = threads_after.grown_since(&threads_before, &[PRODUCT_THREADS]);
             let after = store.counters();
             let steps = after.write_transactions - before.write_transactions;
             anyhow::ensure!(
