@@ -484,8 +484,8 @@ pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
 /// One CPU is left to the threads that are not the runtime's: the SQLite store's thread, on which
 /// a good part of the work runs (docs/performance.md), or the database on the same machine. With a
 /// worker for every CPU, the runtime's idle workers were woken to look for work the store's
-/// thread was doing: at zero latency that cost 4 % of the CPU per external call at 300 plans and
-/// 15 % at 24 ("The runtime's workers", docs/performance.md), for no time saved end to end.
+/// thread was doing: at zero latency that cost 9 to 13 % of the CPU per external call at 24 and
+/// 12 plans, and gained no throughput at 300 ("The runtime's workers", docs/performance.md).
 #[must_use]
 pub fn runtime_workers(cpus: usize, env: Option<&str>) -> usize {
     env.and_then(|v| v.trim().parse::<usize>().ok())

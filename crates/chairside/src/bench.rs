@@ -1423,10 +1423,9 @@ mod proc {
         Some(total)
     }
 
-    /// CPU time of this process's threads whose name starts with `prefix` (a thread's name is cut
-    /// to 15 bytes), to the nanosecond where the kernel keeps scheduler statistics (clock ticks,
-    /// 10 ms each, otherwise). Threads that already ended are not counted.
-    /// Each of this process's threads at one moment: its id, its name and its CPU time.
+    /// Each of this process's threads at one moment: its id, its name (cut to 15 bytes by the
+    /// kernel) and its CPU time, to the nanosecond where the kernel keeps scheduler statistics
+    /// (clock ticks, 10 ms each, otherwise).
     #[derive(Debug, Clone, Default)]
     pub(super) struct ThreadTimes(Vec<(u32, String, Duration)>);
 
@@ -2011,7 +2010,6 @@ fn print_floor(f: &FloorFigures, runs: &[RunFigures]) {
     }
 }
 
-/// The table's lines: one row per figure, one column per profile.
 /// The median, least and greatest of some runs' values of one figure.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Spread {
@@ -2113,6 +2111,7 @@ pub fn spread_lines(runs: &[RunFigures]) -> Vec<String> {
     out
 }
 
+/// The table's lines: one row per figure, one column per run.
 fn table(report: &BenchReport) -> Vec<String> {
     type Cell = fn(&RunFigures) -> String;
     let rows: [(&str, Cell); 27] = [
