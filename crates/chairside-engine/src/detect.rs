@@ -89,26 +89,77 @@ pub struct BackfillItem {
 /// The change marker of each plan last read and decided (started or made a task), so a feed that
 /// lists a record again (an inclusive cursor, a cursor moved back to now) does not read its
 /// details again. In memory: after a restart a plan is read once more, which is harmless.
+///
+/// Bounded, so an instance that runs for months does not grow with every plan it ever saw: the
+/// plans are remembered in two generations of at most [`EXAMINED_PER_GENERATION`] each; when the
+/// newer fills it becomes the older and the older is forgotten. A feed lists a record again in
+/// the next poll or few, long before tens of thousands of other plans are decided, and a plan
+/// forgotten is only read once more (its workflow's key makes a second start a no-op).
+#[derive(Debug)]
+pub struct Examined {
+    generations: std::sync::Mutex<Generations>,
+    capacity: usize,
+}
+
+/// The most plans one generation of [`Examined`] holds (two are kept: about 15 MiB at most).
+pub(crate) const EXAMINED_PER_GENERATION: usize = 50_000;
+
+type ExaminedMap = std::collections::HashMap<(PracticeId, PlanId), String>;
+
 #[derive(Debug, Default)]
-pub struct Examined(std::sync::Mutex<std::collections::HashMap<(PracticeId, PlanId), String>>);
+struct Generations {
+    newer: ExaminedMap,
+    older: ExaminedMap,
+}
+
+impl Default for Examined {
+    fn default() -> Self {
+        Self::with_capacity(EXAMINED_PER_GENERATION)
+    }
+}
 
 impl Examined {
-    fn seen(&self, practice: &PracticeId, summary: &PlanSummary) -> bool {
-        self.0
+    /// Remembers at most `capacity` plans per generation (at least one).
+    #[must_use]
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            generations: std::sync::Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn generations(&self) -> std::sync::MutexGuard<'_, Generations> {
+        self.generations
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&(practice.clone(), summary.plan_id.clone()))
+    }
+
+    /// True when `summary`'s plan was read and decided at this very revision.
+    pub(crate) fn seen(&self, practice: &PracticeId, summary: &PlanSummary) -> bool {
+        let key = (practice.clone(), summary.plan_id.clone());
+        let g = self.generations();
+        g.newer
+            .get(&key)
+            .or_else(|| g.older.get(&key))
             .is_some_and(|m| *m == summary.revision)
     }
 
-    fn remember(&self, practice: &PracticeId, summary: &PlanSummary) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(
-                (practice.clone(), summary.plan_id.clone()),
-                summary.revision.clone(),
-            );
+    /// Remembers that `summary`'s plan was read and decided at its revision.
+    pub(crate) fn remember(&self, practice: &PracticeId, summary: &PlanSummary) {
+        let key = (practice.clone(), summary.plan_id.clone());
+        let mut g = self.generations();
+        g.older.remove(&key);
+        g.newer.insert(key, summary.revision.clone());
+        if g.newer.len() >= self.capacity {
+            g.older = std::mem::take(&mut g.newer);
+        }
+    }
+
+    /// How many plans are remembered now (at most twice the capacity).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let g = self.generations();
+        g.newer.len() + g.older.len()
     }
 }
 
@@ -497,4 +548,65 @@ impl Runner {
 /// never a value.
 fn describe(e: &ExternalError) -> String {
     e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(plan: &str, revision: &str) -> PlanSummary {
+        PlanSummary {
+            plan_id: PlanId::new(plan),
+            revision: revision.to_owned(),
+            patient_id: PatientId::new("pat-1"),
+            state: PlanState::Accepted,
+            accepted_at: None,
+        }
+    }
+
+    #[test]
+    fn a_plan_is_seen_at_the_revision_it_was_decided_at_and_not_at_another() {
+        let examined = Examined::default();
+        let practice = PracticeId::new("p1");
+        examined.remember(&practice, &summary("plan-1", "r1"));
+        assert!(examined.seen(&practice, &summary("plan-1", "r1")));
+        assert!(!examined.seen(&practice, &summary("plan-1", "r2")));
+        assert!(!examined.seen(&PracticeId::new("p2"), &summary("plan-1", "r1")));
+        assert!(!examined.seen(&practice, &summary("plan-2", "r1")));
+    }
+
+    #[test]
+    fn the_plans_remembered_stay_bounded_and_the_latest_are_kept() {
+        let examined = Examined::with_capacity(10);
+        let practice = PracticeId::new("p1");
+        for i in 0..1_000 {
+            examined.remember(&practice, &summary(&format!("plan-{i}"), "r1"));
+            assert!(examined.len() <= 20, "{} plans remembered", examined.len());
+        }
+        // The last ten decided are all still known; the first were forgotten (read once more).
+        for i in 990..1_000 {
+            assert!(examined.seen(&practice, &summary(&format!("plan-{i}"), "r1")));
+        }
+        assert!(!examined.seen(&practice, &summary("plan-0", "r1")));
+    }
+
+    #[test]
+    fn a_plan_decided_again_moves_to_the_newer_generation_and_is_counted_once() {
+        let examined = Examined::with_capacity(3);
+        let practice = PracticeId::new("p1");
+        for plan in ["a", "b", "c"] {
+            examined.remember(&practice, &summary(plan, "r1"));
+        }
+        // `a`, `b`, `c` are the older generation now; `a` decided again at a new revision.
+        examined.remember(&practice, &summary("a", "r2"));
+        assert_eq!(examined.len(), 3);
+        assert!(examined.seen(&practice, &summary("a", "r2")));
+        assert!(!examined.seen(&practice, &summary("a", "r1")));
+        // Two more fill the newer generation: `b` and `c` are forgotten, `a` is kept.
+        examined.remember(&practice, &summary("d", "r1"));
+        examined.remember(&practice, &summary("e", "r1"));
+        assert!(examined.seen(&practice, &summary("a", "r2")));
+        assert!(!examined.seen(&practice, &summary("b", "r1")));
+        assert_eq!(examined.len(), 3);
+    }
 }
