@@ -500,6 +500,25 @@ pub fn runtime_workers_here() -> usize {
     runtime_workers(cpus, std::env::var("TOKIO_WORKER_THREADS").ok().as_deref())
 }
 
+/// The builder of the async runtime with `workers` workers, for `chairside` (every command) and
+/// the bench's instances: with one worker, tokio's current-thread scheduler, which runs every
+/// task on the thread that drives it (`Runtime::block_on`) without the multi-thread
+/// scheduler's work stealing, its atomics and its parking of an idle worker; with more, the
+/// multi-thread scheduler with that many workers. One worker either way does the same work on
+/// one thread: the current-thread scheduler does it with about 8 % less CPU per external call
+/// at 300 plans and the same at 12 and 24 (docs/performance.md, "One worker on the
+/// current-thread scheduler"). Blocking work goes to `spawn_blocking`'s threads in both.
+#[must_use]
+pub fn runtime_builder(workers: usize) -> tokio::runtime::Builder {
+    if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    }
+}
+
 /// Runs the service until it is told to stop. Returns the process exit code.
 ///
 /// Work survives any stop, graceful or not: every step is committed before the next begins, and a
@@ -681,6 +700,33 @@ mod tests {
 
             // Assert
             assert_eq!(workers, want, "{cpus} CPUs, TOKIO_WORKER_THREADS={env:?}");
+        }
+    }
+
+    #[test]
+    fn one_worker_is_the_current_thread_scheduler_and_more_are_the_multi_thread_one() {
+        for (workers, flavor) in [
+            (1, tokio::runtime::RuntimeFlavor::CurrentThread),
+            (2, tokio::runtime::RuntimeFlavor::MultiThread),
+            (3, tokio::runtime::RuntimeFlavor::MultiThread),
+        ] {
+            // Act
+            let runtime = super::runtime_builder(workers)
+                .enable_all()
+                .build()
+                .expect("runtime");
+
+            // Assert
+            let handle = runtime.handle();
+            assert_eq!(handle.runtime_flavor(), flavor, "{workers} workers");
+            assert_eq!(handle.metrics().num_workers(), workers);
+            // Spawned work and blocking work both run on it.
+            let answer = runtime.block_on(async {
+                let spawned = tokio::spawn(async { 20 }).await.expect("task");
+                let blocking = tokio::task::spawn_blocking(|| 22).await.expect("blocking");
+                spawned + blocking
+            });
+            assert_eq!(answer, 42);
         }
     }
 

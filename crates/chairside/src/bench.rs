@@ -597,30 +597,50 @@ const PRODUCT_THREADS: &str = "chairside-rt";
 /// (seeding, the settle checks, the tallies): its threads are named [`PRODUCT_THREADS`], so
 /// their CPU is told apart from the harness's.
 struct ProductRuntime {
+    handle: tokio::runtime::Handle,
+    /// The multi-thread runtime (more than one worker); `None` for the current-thread one, which
+    /// its own thread drives until told to stop.
     runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl ProductRuntime {
     fn new() -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        // As `chairside` builds its own.
+        let runtime = crate::app::runtime_builder(crate::app::runtime_workers_here())
             .thread_name(PRODUCT_THREADS)
-            // As `chairside` builds its own.
-            .worker_threads(crate::app::runtime_workers_here())
             // Idle blocking threads stay for the run, so no CPU leaves with an ended thread.
             .thread_keep_alive(Duration::from_secs(3_600))
             .enable_all()
             .build()
             .context("the instances' runtime")?;
+        let handle = runtime.handle().clone();
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+            return Ok(Self {
+                handle,
+                runtime: Some(runtime),
+                stop: None,
+            });
+        }
+        // One worker: a thread of the instances' name drives the runtime, as `chairside`'s main
+        // thread does.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(PRODUCT_THREADS.into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+                runtime.shutdown_background();
+            })
+            .context("the instances' runtime thread")?;
         Ok(Self {
-            runtime: Some(runtime),
+            handle,
+            runtime: None,
+            stop: Some(stop),
         })
     }
 
     fn handle(&self) -> tokio::runtime::Handle {
-        match &self.runtime {
-            Some(rt) => rt.handle().clone(),
-            None => unreachable!("the runtime is only taken on drop"),
-        }
+        self.handle.clone()
     }
 }
 
@@ -629,6 +649,10 @@ impl Drop for ProductRuntime {
         // Dropped inside the harness's runtime, where blocking on its threads is not allowed.
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
+        }
+        if let Some(stop) = self.stop.take() {
+            // Its thread stops driving the runtime and shuts it down.
+            let _ = stop.send(());
         }
     }
 }

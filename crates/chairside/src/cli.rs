@@ -100,7 +100,8 @@ pub enum Command {
     /// = "postgres://..."`), where several instances can run on one database.
     ///
     /// Works on one CPU fewer than the machine has (at least one), leaving one to the store;
-    /// TOKIO_WORKER_THREADS=N sets the number of worker threads instead.
+    /// TOKIO_WORKER_THREADS=N sets the number of worker threads instead. With one, every task
+    /// runs on the main thread (tokio's current-thread scheduler).
     Run(ConfigArgs),
 
     /// List workflows and what each is waiting for.

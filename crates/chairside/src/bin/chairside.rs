@@ -22,8 +22,7 @@ fn main() -> ExitCode {
         eprintln!("chairside: {e:#}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(chairside::app::runtime_workers_here())
+    let runtime = match chairside::app::runtime_builder(chairside::app::runtime_workers_here())
         .enable_all()
         .build()
     {
