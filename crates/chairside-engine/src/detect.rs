@@ -102,7 +102,7 @@ pub struct Examined {
 }
 
 /// The most plans one generation of [`Examined`] holds (two are kept: about 15 MiB at most).
-pub(crate) const EXAMINED_PER_GENERATION: usize = 50_000;
+pub const EXAMINED_PER_GENERATION: usize = 50_000;
 
 type ExaminedMap = std::collections::HashMap<(PracticeId, PlanId), String>;
 

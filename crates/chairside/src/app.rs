@@ -505,8 +505,8 @@ pub fn runtime_workers_here() -> usize {
 /// task on the thread that drives it (`Runtime::block_on`) without the multi-thread
 /// scheduler's work stealing, its atomics and its parking of an idle worker; with more, the
 /// multi-thread scheduler with that many workers. One worker either way does the same work on
-/// one thread: the current-thread scheduler does it with about 8 % less CPU per external call
-/// at 300 plans and the same at 12 and 24 (docs/performance.md, "One worker on the
+/// one thread: the current-thread scheduler does it with about a tenth less CPU per external
+/// call at 300 and 12 plans and the same at 24 (docs/performance.md, "One worker on the
 /// current-thread scheduler"). Blocking work goes to `spawn_blocking`'s threads in both.
 #[must_use]
 pub fn runtime_builder(workers: usize) -> tokio::runtime::Builder {
