@@ -181,6 +181,7 @@ fn failed(e: &hubspot_client::Error) -> DeliveryError {
             retry: Some(retry_after),
             status: e.status(),
             reason,
+            not_yet: false,
         },
         // A task create that may have happened: the next attempt searches before creating.
         _ => DeliveryError::retry(e.status(), reason),

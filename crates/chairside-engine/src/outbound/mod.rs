@@ -44,15 +44,30 @@ pub struct DeliveryError {
     pub status: Option<u16>,
     /// Why, without PHI (never the response body).
     pub reason: String,
+    /// Not a failure: the event is not due at the subscriber yet (a staff digest waiting for its
+    /// window to close). Tried again after exactly `retry`'s wait, without the backoff, without
+    /// counting the attempt towards the bound and without a warning ([`DeliveryError::not_yet`]).
+    pub not_yet: bool,
 }
 
 impl DeliveryError {
+    /// Not due yet: try again after `wait`, as if this attempt had not been made.
+    pub fn not_yet(wait: Duration, reason: impl Into<String>) -> Self {
+        Self {
+            retry: Some(Some(wait)),
+            status: None,
+            reason: reason.into(),
+            not_yet: true,
+        }
+    }
+
     /// A failure worth another attempt.
     pub fn retry(status: Option<u16>, reason: impl Into<String>) -> Self {
         Self {
             retry: Some(None),
             status,
             reason: reason.into(),
+            not_yet: false,
         }
     }
 
@@ -62,6 +77,7 @@ impl DeliveryError {
             retry: None,
             status,
             reason: reason.into(),
+            not_yet: false,
         }
     }
 }
@@ -262,7 +278,7 @@ impl Dispatcher {
             match &outcome {
                 AttemptOutcome::Delivered { .. } => round.delivered += 1,
                 AttemptOutcome::Failed { .. } => round.failed += 1,
-                AttemptOutcome::Retry { .. } => {}
+                AttemptOutcome::Retry { .. } | AttemptOutcome::Wait { .. } => {}
             }
             match self
                 .store
@@ -307,6 +323,20 @@ impl Dispatcher {
                     "event delivered"
                 );
                 AttemptOutcome::Delivered { status }
+            }
+            Err(e) if e.not_yet => {
+                let wait = e.retry.flatten().unwrap_or_default();
+                tracing::debug!(
+                    delivery = job.id,
+                    subscriber = %job.subscriber,
+                    event = %job.event.event_id,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "event delivery waits"
+                );
+                AttemptOutcome::Wait {
+                    at: now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+                    reason: e.reason,
+                }
             }
             Err(e) => {
                 let kind = match e.retry {

@@ -768,11 +768,10 @@ impl Subscriber for StaffAlerts {
             let ids = match plan_digest(event, &candidates, route.digest_window, now) {
                 DigestPlan::Wait(at) => {
                     let wait = (at - now).to_std().unwrap_or_default();
-                    return Err(DeliveryError {
-                        retry: Some(Some(wait)),
-                        status: None,
-                        reason: "waiting for the digest window to close".into(),
-                    });
+                    return Err(DeliveryError::not_yet(
+                        wait,
+                        "waiting for the digest window to close",
+                    ));
                 }
                 DigestPlan::Collect(ids) => ids,
             };

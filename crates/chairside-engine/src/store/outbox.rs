@@ -61,6 +61,14 @@ pub enum AttemptOutcome {
         /// Why, without PHI.
         error: String,
     },
+    /// Not due at the subscriber yet (a staff digest waiting for its window): try again at `at`,
+    /// and the attempt just made does not count towards the bound.
+    Wait {
+        /// When.
+        at: DateTime<Utc>,
+        /// What it waits for, without PHI.
+        reason: String,
+    },
     /// Given up: staff see it on the dashboard.
     Failed {
         /// The HTTP status, when there was one.
@@ -83,6 +91,8 @@ pub(crate) struct OutcomeColumns<'a> {
     pub(crate) error: Option<&'a str>,
     /// When it was settled (delivered or given up).
     pub(crate) done: Option<DateTime<Utc>>,
+    /// 1 when the attempt just made does not count (a wait), else 0: taken off `attempts`.
+    pub(crate) uncounted: i64,
 }
 
 impl AttemptOutcome {
@@ -93,6 +103,7 @@ impl AttemptOutcome {
             Self::Retry { at, status, error } => {
                 ("pending", Some(*at), *status, Some(error.as_str()), None)
             }
+            Self::Wait { at, reason } => ("pending", Some(*at), None, Some(reason.as_str()), None),
             Self::Failed { status, error } => {
                 ("failed", None, *status, Some(error.as_str()), Some(now))
             }
@@ -103,6 +114,7 @@ impl AttemptOutcome {
             code,
             error,
             done,
+            uncounted: i64::from(matches!(self, Self::Wait { .. })),
         }
     }
 }

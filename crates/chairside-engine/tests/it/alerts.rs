@@ -201,6 +201,72 @@ async fn many_tasks_at_once_are_one_email_listing_them_all() {
 }
 
 #[tokio::test]
+async fn a_digest_goes_out_when_its_window_closes_and_waiting_for_it_is_no_failed_attempt() {
+    // Arrange: a retry backoff far longer than the window, so a wait taken as a failure would
+    // hold the digest back past the window's end.
+    let w = World::new();
+    let store = w.store().await;
+    let mailer = Arc::new(Mailer::default());
+    let d = Dispatcher::new(
+        store.clone(),
+        vec![alerts(&store, &mailer)],
+        w.clock.clone(),
+        DispatchConfig {
+            owner: "test/outbound".into(),
+            lease: Duration::from_secs(60),
+            batch: 32,
+            backoff: Backoff {
+                base: Duration::from_secs(600),
+                cap: Duration::from_secs(3600),
+                max_attempts: 2,
+            },
+        },
+    );
+    d.fan_out().await.unwrap(); // the subscriber starts here
+    bad_plans(&w, 1..4).await;
+
+    // Act: one round inside the window, then one as it closes.
+    let waiting = d.tick().await.unwrap();
+    let log_waiting = store.deliveries(None, None, 10).await.unwrap();
+    let early = mailer.sent();
+    w.clock.advance(WINDOW);
+    let closed = d.tick().await.unwrap();
+
+    // Assert: the waits were neither failures nor attempts...
+    assert_eq!(
+        (waiting.attempted, waiting.delivered, waiting.failed),
+        (3, 0, 0)
+    );
+    assert!(early.is_empty(), "sent before the window closed: {early:?}");
+    assert_eq!(log_waiting.len(), 3);
+    for row in &log_waiting {
+        assert_eq!(row.status, "pending");
+        assert_eq!(row.attempts, 0, "a wait is not an attempt");
+        assert_eq!(
+            row.last_error.as_deref(),
+            Some("waiting for the digest window to close")
+        );
+        assert_eq!(row.last_status, None);
+    }
+    // ...and the digest went out as the window closed, each task's delivery done in one attempt
+    // (with `max_attempts` 2, a wait counted as one would have left a single try).
+    assert_eq!(closed.delivered, 3);
+    let sent = mailer.sent();
+    assert_eq!(sent.len(), 1, "one digest for three tasks: {sent:?}");
+    assert!(
+        sent[0].subject.contains("3 patients"),
+        "{}",
+        sent[0].subject
+    );
+    let log = store.deliveries(None, None, 10).await.unwrap();
+    assert!(
+        log.iter()
+            .all(|r| r.status == "delivered" && r.attempts == 1),
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
 async fn tasks_spaced_apart_are_one_email_each_reading_as_a_single_alert() {
     // Arrange
     let w = World::new();
@@ -785,7 +851,42 @@ mod detection {
         assert!(!text.contains("could not be read"), "English in: {text}");
     }
 
+    async fn waiting_for_the_digest_window_is_recorded_as_no_attempt(backend: Backend) {
+        // Arrange: two plans that could not be read, in one poll.
+        let kit = Kit::new(backend, Language::En).await;
+        kit.poll(vec![garbage("tx-1"), garbage("tx-2")]).await;
+
+        // Act: a round inside the window, then one as it closes.
+        let waiting = kit.dispatcher.tick().await.unwrap();
+        let log_waiting = kit.db.store.deliveries(None, None, 10).await.unwrap();
+        kit.clock.advance(WINDOW);
+        let closed = kit.dispatcher.tick().await.unwrap();
+
+        // Assert: the waits were pending deliveries with no attempt counted; the digest went out
+        // as the window closed, each delivery done in its one attempt.
+        assert_eq!(
+            (waiting.attempted, waiting.delivered, waiting.failed),
+            (2, 0, 0)
+        );
+        assert_eq!(log_waiting.len(), 2);
+        assert!(
+            log_waiting
+                .iter()
+                .all(|r| r.status == "pending" && r.attempts == 0),
+            "{log_waiting:?}"
+        );
+        assert_eq!(closed.delivered, 2);
+        assert_eq!(kit.mailer.sent().len(), 1);
+        let log = kit.db.store.deliveries(None, None, 10).await.unwrap();
+        assert!(
+            log.iter()
+                .all(|r| r.status == "delivered" && r.attempts == 1),
+            "{log:?}"
+        );
+    }
+
     both!(
+        waiting_for_the_digest_window_is_recorded_as_no_attempt,
         a_plan_that_could_not_be_read_alerts_staff_once_saying_what_to_do,
         a_detection_task_resolved_before_its_alert_goes_out_is_not_alerted,
         plans_that_could_not_be_started_together_are_one_digest_in_the_staffs_spanish,

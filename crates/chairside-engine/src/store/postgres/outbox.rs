@@ -262,11 +262,13 @@ impl OutboxStore for PostgresStore {
             code,
             error,
             done,
+            uncounted,
         } = outcome.columns(now);
         let mut tx = self.begin().await?;
         let changed = sqlx::query(
             "UPDATE outbound_deliveries SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at),
-                 last_status = $3, last_error = $4, done_at = $5, lease_owner = NULL, lease_until = NULL
+                 last_status = $3, last_error = $4, done_at = $5, lease_owner = NULL, lease_until = NULL,
+                 attempts = attempts - $9
              WHERE id = $6 AND lease_owner = $7 AND attempts = $8 AND status = 'pending'",
         )
         .bind(status)
@@ -277,6 +279,7 @@ impl OutboxStore for PostgresStore {
         .bind(job.id)
         .bind(owner)
         .bind(i64::from(job.attempt))
+        .bind(uncounted)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -211,13 +211,16 @@ impl OutboxStore for SqliteStore {
             code,
             error,
             done,
+            uncounted,
         } = outcome.columns(now);
         let mut tx = self.begin().await?;
         let changed = sqlx::query(
-            "UPDATE outbound_deliveries SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),
+            "UPDATE outbound_deliveries SET attempts = attempts - ?, status = ?,
+                 next_attempt_at = COALESCE(?, next_attempt_at),
                  last_status = ?, last_error = ?, done_at = ?, lease_owner = NULL, lease_until = NULL
              WHERE id = ? AND lease_owner = ? AND attempts = ? AND status = 'pending'",
         )
+        .bind(uncounted)
         .bind(status)
         .bind(next.map(ms))
         .bind(code.map(i64::from))
