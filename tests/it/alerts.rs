@@ -9,9 +9,9 @@ use chairside::demo::world::{PRACTICES, World, WorldOptions};
 use sandbox::{EmailRecord, Persona};
 
 /// Waits (30 s at most) until the mailbox holds `count` messages, then a moment more so that a
-/// duplicate would show. A digest's first attempt waits out the digest window with the outbound
-/// retry backoff, which the demo does not compress (2.5 to 5 s, past the window's 1 s): with the
-/// whole suite running beside it on two CPUs, 10 s were once not enough.
+/// duplicate would show. Generous: with the whole suite running beside it on two CPUs, 10 s were
+/// once not enough (the digest then also waited out a 5 s retry backoff past its 1 s window, which
+/// it no longer does).
 async fn mailbox(world: &World, address: &str, count: usize) -> Vec<EmailRecord> {
     for _ in 0..300 {
         if world.sandbox.smtp().messages_to(address).len() >= count {
