@@ -596,7 +596,7 @@ mod tests {
     use sandbox::{SandboxConfig, SandboxUrls};
     use url::Url;
 
-    use super::{Extras, build, runtime_workers};
+    use super::{Extras, build, runtime_builder, runtime_workers};
     use crate::config::Config;
     use crate::demo::world::{WorldOptions, demo_config};
     use chairside_http::Metrics;
@@ -711,7 +711,7 @@ mod tests {
             (3, tokio::runtime::RuntimeFlavor::MultiThread),
         ] {
             // Act
-            let runtime = super::runtime_builder(workers)
+            let runtime = runtime_builder(workers)
                 .enable_all()
                 .build()
                 .expect("runtime");

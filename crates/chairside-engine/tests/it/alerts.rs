@@ -109,6 +109,22 @@ fn dispatcher(
     sub: SharedSubscriber,
     owner: &str,
 ) -> Dispatcher {
+    let backoff = Backoff {
+        base: Duration::from_secs(5),
+        cap: Duration::from_secs(60),
+        max_attempts: 6,
+    };
+    dispatcher_with(w, store, sub, owner, backoff)
+}
+
+/// [`dispatcher`] retrying on `backoff`.
+fn dispatcher_with(
+    w: &World,
+    store: &Arc<SqliteStore>,
+    sub: SharedSubscriber,
+    owner: &str,
+    backoff: Backoff,
+) -> Dispatcher {
     Dispatcher::new(
         store.clone(),
         vec![sub],
@@ -117,11 +133,7 @@ fn dispatcher(
             owner: owner.into(),
             lease: Duration::from_secs(60),
             batch: 32,
-            backoff: Backoff {
-                base: Duration::from_secs(5),
-                cap: Duration::from_secs(60),
-                max_attempts: 6,
-            },
+            backoff,
         },
     )
 }
@@ -207,20 +219,17 @@ async fn a_digest_goes_out_when_its_window_closes_and_waiting_for_it_is_no_faile
     let w = World::new();
     let store = w.store().await;
     let mailer = Arc::new(Mailer::default());
-    let d = Dispatcher::new(
-        store.clone(),
-        vec![alerts(&store, &mailer)],
-        w.clock.clone(),
-        DispatchConfig {
-            owner: "test/outbound".into(),
-            lease: Duration::from_secs(60),
-            batch: 32,
-            backoff: Backoff {
-                base: Duration::from_secs(600),
-                cap: Duration::from_secs(3600),
-                max_attempts: 2,
-            },
-        },
+    let backoff = Backoff {
+        base: Duration::from_secs(600),
+        cap: Duration::from_secs(3600),
+        max_attempts: 2,
+    };
+    let d = dispatcher_with(
+        &w,
+        &store,
+        alerts(&store, &mailer),
+        "test/outbound",
+        backoff,
     );
     d.fan_out().await.unwrap(); // the subscriber starts here
     bad_plans(&w, 1..4).await;
