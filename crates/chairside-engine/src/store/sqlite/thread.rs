@@ -9,20 +9,26 @@
 //! told "done" holds a write that survives a power loss. A failed `COMMIT` fails every caller of
 //! the batch, and nothing of the batch is written.
 //!
+//! One turn of the caller's runtime, one trip: the transactions its tasks ask for while it runs
+//! its ready tasks are sent to the thread together at the end of that turn (by a small task that
+//! runs after them, see [`Flush`]), and their answers come back together to that task, which hands
+//! each to its caller on the runtime. Waking a thread costs a system call and a task switch on
+//! each side; this pays it once per turn instead of once per transaction each way, and gives the
+//! group commit the whole turn's transactions at once (docs/performance.md, "One trip per turn").
+//!
 //! A caller that stops waiting (a deadline, a dropped future) does not stop its transaction: it
 //! runs whole or not at all, as if it had finished just before the caller gave up.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::store::{Result, StoreError};
 
-/// At most this many transactions share one commit.
+/// At most this many transactions share one commit, unless one turn of a runtime asked for more.
 const MAX_BATCH: usize = 64;
 
 /// A transaction queued for the thread.
@@ -31,8 +37,10 @@ trait Job: Send {
     fn writes(&self) -> bool;
     /// Runs its statements; false when it failed (its savepoint is rolled back).
     fn run(&mut self, conn: &Connection) -> bool;
-    /// Answers the caller once the batch's commit is known.
-    fn answer(self: Box<Self>, commit: std::result::Result<(), &rusqlite::Error>);
+    /// Takes the batch's commit into its answer, once the commit is known.
+    fn settle(&mut self, commit: std::result::Result<(), &rusqlite::Error>);
+    /// Answers the caller (wherever it is called: the thread, or the runtime's relay).
+    fn answer(self: Box<Self>);
 }
 
 struct Call<T, F> {
@@ -65,13 +73,19 @@ where
         ok
     }
 
-    fn answer(self: Box<Self>, commit: std::result::Result<(), &rusqlite::Error>) {
-        let result = match (self.result, commit) {
+    fn settle(&mut self, commit: std::result::Result<(), &rusqlite::Error>) {
+        self.result = Some(match (self.result.take(), commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
             (_, Err(e)) => Err(StoreError::Embedded(copy(e))),
             (None, Ok(())) => Err(StoreError::Embedded(failure("transaction not run"))),
-        };
+        });
+    }
+
+    fn answer(self: Box<Self>) {
+        let result = self
+            .result
+            .unwrap_or_else(|| Err(StoreError::Embedded(failure("transaction not run"))));
         // The caller may have stopped waiting: its transaction stands all the same.
         let _ = self.reply.send(result);
     }
@@ -108,10 +122,26 @@ struct ThreadStats {
     grouped: AtomicU64,
 }
 
+/// The transactions of one turn, sent to the thread together.
+struct Batch {
+    jobs: Vec<Box<dyn Job>>,
+    /// Where the answers go back together: the flushing task on the runtime. `None`, or a
+    /// receiver gone (its runtime ended), and the thread answers each caller itself.
+    relay: Option<oneshot::Sender<Vec<Box<dyn Job>>>>,
+}
+
+/// The transactions asked for since the last flush, and whether a flush is on its way.
+#[derive(Default)]
+struct Pending {
+    jobs: Vec<Box<dyn Job>>,
+    flushing: bool,
+}
+
 /// The handle callers queue transactions on; the thread ends when the last handle is dropped.
 #[derive(Clone)]
 pub(super) struct StoreThread {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    jobs: mpsc::Sender<Batch>,
+    pending: Arc<Mutex<Pending>>,
     stats: Arc<ThreadStats>,
 }
 
@@ -143,13 +173,17 @@ impl StoreThread {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "wal_autocheckpoint", super::WAL_AUTOCHECKPOINT_PAGES)?;
         conn.set_prepared_statement_cache_capacity(256);
-        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let (jobs, queue) = mpsc::channel::<Batch>();
         let stats = Arc::new(ThreadStats::default());
         let seen = stats.clone();
         std::thread::Builder::new()
             .name("chairside-store".into())
             .spawn(move || serve(&conn, &queue, &seen))?;
-        Ok(Self { jobs, stats })
+        Ok(Self {
+            jobs,
+            pending: Arc::default(),
+            stats,
+        })
     }
 
     /// Runs `work` in a write transaction (`BEGIN IMMEDIATE`, shared with the transactions
@@ -183,26 +217,120 @@ impl StoreThread {
             result: None,
             reply,
         };
-        self.jobs
-            .send(Box::new(call))
-            .map_err(|_| StoreError::Embedded(failure("the store thread has stopped")))?;
+        let first = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.jobs.push(Box::new(call));
+            !std::mem::replace(&mut pending.flushing, true)
+        };
+        if first {
+            let flush = Flush {
+                pending: self.pending.clone(),
+                jobs: self.jobs.clone(),
+                sent: false,
+            };
+            match tokio::runtime::Handle::try_current() {
+                // After the tasks ready in this turn of the runtime have asked for theirs.
+                Ok(runtime) => drop(runtime.spawn(flush.at_end_of_turn())),
+                // No runtime to wait for the end of a turn on: sent now, answered by the thread.
+                Err(_) => drop(flush),
+            }
+        }
         answer
             .await
             .map_err(|_| StoreError::Embedded(failure("the store thread has stopped")))?
     }
 }
 
-fn serve(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &ThreadStats) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+/// Sends what is pending to the thread, once: at the end of the runtime's turn
+/// ([`Flush::at_end_of_turn`]), or when dropped before that (its task dropped unrun because its
+/// runtime is shutting down, or no runtime at all), so no transaction is ever left unsent.
+struct Flush {
+    pending: Arc<Mutex<Pending>>,
+    jobs: mpsc::Sender<Batch>,
+    sent: bool,
+}
+
+impl Flush {
+    /// Waits for the end of this turn of the runtime (`yield_now` lets every task already ready
+    /// run first, and the ones the I/O driver wakes), sends the turn's transactions, and hands
+    /// each caller its answer when the thread sends them back.
+    async fn at_end_of_turn(mut self) {
+        tokio::task::yield_now().await;
+        let (relay, answers) = oneshot::channel();
+        if self.send(Some(relay))
+            && let Ok(jobs) = answers.await
+        {
+            for job in jobs {
+                job.answer();
+            }
+        }
+    }
+
+    /// Sends the pending transactions; false when there were none or the thread has stopped.
+    fn send(&mut self, relay: Option<oneshot::Sender<Vec<Box<dyn Job>>>>) -> bool {
+        self.sent = true;
+        let jobs = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.flushing = false;
+            std::mem::take(&mut pending.jobs)
+        };
+        if jobs.is_empty() {
+            return false;
+        }
+        match self.jobs.send(Batch { jobs, relay }) {
+            Ok(()) => true,
+            Err(mpsc::SendError(batch)) => {
+                let stopped = failure("the store thread has stopped");
+                for mut job in batch.jobs {
+                    job.settle(Err(&stopped));
+                    job.answer();
+                }
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.send(None);
+        }
+    }
+}
+
+fn serve(conn: &Connection, queue: &mpsc::Receiver<Batch>, stats: &ThreadStats) {
+    let mut batches: Vec<Batch> = Vec::new();
     while let Ok(first) = queue.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+        let mut queued = first.jobs.len();
+        batches.push(first);
+        while queued < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(batch) => {
+                    queued += batch.jobs.len();
+                    batches.push(batch);
+                }
                 Err(_) => break,
             }
         }
-        run_batch(conn, &mut batch, stats);
+        let commit = run_batch(conn, &mut batches, stats);
+        for batch in batches.drain(..) {
+            let mut jobs = batch.jobs;
+            for job in &mut jobs {
+                job.settle(commit.as_ref().map(|_| ()));
+            }
+            let jobs = match batch.relay {
+                Some(relay) => match relay.send(jobs) {
+                    Ok(()) => continue,
+                    // The relay's runtime ended: answered from here.
+                    Err(jobs) => jobs,
+                },
+                None => jobs,
+            };
+            for job in jobs {
+                job.answer();
+            }
+        }
     }
     tracing::debug!(
         commits = stats.commits.load(Ordering::Relaxed),
@@ -211,33 +339,31 @@ fn serve(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &Thread
     );
 }
 
-/// One transaction for every job of `batch`, each in its own savepoint when there are several.
-fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &ThreadStats) {
-    let writes = batch.iter().filter(|job| job.writes()).count();
-    let begin = if writes > 0 {
+/// One transaction for every job of `batches`, each in its own savepoint when there are several;
+/// the commit's result (every job's own result is kept in the job).
+fn run_batch(
+    conn: &Connection,
+    batches: &mut [Batch],
+    stats: &ThreadStats,
+) -> std::result::Result<(), rusqlite::Error> {
+    let jobs = || batches.iter().flat_map(|b| b.jobs.iter());
+    let count = jobs().count();
+    let begin = if jobs().any(|job| job.writes()) {
         "BEGIN IMMEDIATE"
     } else {
         "BEGIN"
     };
-    if let Err(e) = exec(conn, begin) {
-        for job in batch.drain(..) {
-            job.answer(Err(&e));
-        }
-        return;
-    }
-    let alone = batch.len() == 1;
-    let mut done: Vec<Box<dyn Job>> = Vec::with_capacity(batch.len());
+    exec(conn, begin)?;
+    let alone = count == 1;
     let mut failed: Option<rusqlite::Error> = None;
     let mut kept = 0_u64;
-    for mut job in batch.drain(..) {
+    for job in batches.iter_mut().flat_map(|b| b.jobs.iter_mut()) {
         if failed.is_some() {
-            done.push(job);
-            continue;
+            break;
         }
         if !alone && let Err(e) = exec(conn, "SAVEPOINT job") {
             failed = Some(e);
-            done.push(job);
-            continue;
+            break;
         }
         let changes = conn.total_changes();
         let ok = job.run(conn);
@@ -263,7 +389,6 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &ThreadSta
         if ok && job.writes() && changed {
             kept += 1;
         }
-        done.push(job);
     }
     let commit = match failed {
         Some(e) => {
@@ -278,9 +403,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, stats: &ThreadSta
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.grouped.fetch_add(kept, Ordering::Relaxed);
     }
-    for job in done {
-        job.answer(commit.as_ref().map(|_| ()));
-    }
+    commit
 }
 
 #[cfg(test)]
@@ -348,7 +471,7 @@ mod tests {
         // Arrange: a first transaction holds the thread until three more are queued behind it.
         let (_dir, thread) = database();
         let (go, wait) = sync::channel::<()>();
-        let (started, running) = sync::channel::<()>();
+        let (started, running) = oneshot::channel::<()>();
         let first = thread.write(move |conn| {
             started.send(()).unwrap();
             wait.recv().unwrap();
@@ -356,7 +479,8 @@ mod tests {
         });
         let mut first = Box::pin(first);
         assert!(futures::poll!(&mut first).is_pending());
-        running.recv().unwrap();
+        // The first is sent at the end of this turn of the runtime, which this await ends.
+        running.await.unwrap();
         let mut second = Box::pin(thread.write(insert(2)));
         let mut refused = Box::pin(thread.write(|conn| {
             insert(3)(conn)?;
@@ -382,6 +506,100 @@ mod tests {
         // The first commit, then one for the three queued behind it.
         assert_eq!(thread.stats.commits.load(Ordering::Relaxed) - before, 2);
         assert_eq!(thread.stats.grouped.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn the_transactions_asked_for_in_one_turn_of_the_runtime_share_one_commit() {
+        // Arrange
+        let (_dir, thread) = database();
+        thread.write(insert(0)).await.unwrap();
+        let before = thread.commits();
+
+        // Act: five callers ask in the same turn (one poll of all five).
+        let answers = futures::future::join_all((1..=5).map(|x| thread.write(insert(x)))).await;
+
+        // Assert: each its own answer, and one commit (one sync) carried all five.
+        let answers: Vec<i64> = answers.into_iter().map(|a| a.unwrap()).collect();
+        assert_eq!(answers, vec![1, 2, 3, 4, 5]);
+        assert_eq!(thread.commits(), (before.0 + 1, before.1 + 5));
+        assert_eq!(rows(&thread).await, vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_caller_outside_any_runtime_is_answered_by_the_thread() {
+        let (_dir, thread) = database();
+        let x = futures::executor::block_on(thread.write(insert(3))).unwrap();
+        assert_eq!(x, 3);
+        let xs = futures::executor::block_on(rows(&thread));
+        assert_eq!(xs, vec![3]);
+    }
+
+    /// Writes `x` from a runtime of its own and reads every row back.
+    fn write_and_read_on_a_new_runtime(thread: &StoreThread, x: i64) -> Vec<i64> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            thread.write(insert(x)).await.unwrap();
+            rows(thread).await
+        })
+    }
+
+    #[test]
+    fn a_runtime_that_ends_before_its_turn_does_still_sends_what_its_tasks_asked_for() {
+        // Arrange: a runtime whose task asks for a write and ends before the turn's flush runs.
+        let (_dir, thread) = database();
+        let first = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let asked = thread.clone();
+        first.block_on(async move {
+            let mut write = Box::pin(asked.write(insert(1)));
+            assert!(futures::poll!(&mut write).is_pending());
+        });
+
+        // Act: the runtime ends (its flush task dropped unrun); another goes on with the store.
+        drop(first);
+        let xs = write_and_read_on_a_new_runtime(&thread, 2);
+
+        // Assert: the first runtime's write was committed all the same, and nothing hangs.
+        assert_eq!(xs, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_runtime_that_ends_while_its_answers_are_on_the_way_leaves_the_thread_serving_others() {
+        // Arrange: a runtime's write is on the thread, held there until that runtime has ended.
+        let (_dir, thread) = database();
+        let (go, wait) = sync::channel::<()>();
+        let (started, running) = sync::channel::<()>();
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let asked = thread.clone();
+        first.block_on(async move {
+            tokio::spawn(async move {
+                asked
+                    .write(move |conn| {
+                        started.send(()).unwrap();
+                        wait.recv().unwrap();
+                        insert(1)(conn)
+                    })
+                    .await
+            });
+            // Let the flush run and send it: the write is on the thread when this returns.
+            while running.try_recv().is_err() {
+                tokio::task::yield_now().await;
+            }
+        });
+
+        // Act: the runtime (with the task waiting for the answers) ends, then the thread commits.
+        drop(first);
+        go.send(()).unwrap();
+        let xs = write_and_read_on_a_new_runtime(&thread, 2);
+
+        // Assert
+        assert_eq!(xs, vec![1, 2]);
     }
 
     #[tokio::test]
