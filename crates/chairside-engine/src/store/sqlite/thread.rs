@@ -525,6 +525,47 @@ mod tests {
         assert_eq!(rows(&thread).await, vec![0, 1, 2, 3, 4, 5]);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+    async fn callers_on_every_worker_of_a_multi_thread_runtime_are_each_answered_once() {
+        // Arrange: many tasks spread over the workers, each asking for a write then a read.
+        let (_dir, thread) = database();
+        let tasks: Vec<_> = (1..=300)
+            .map(|x| {
+                let thread = thread.clone();
+                tokio::spawn(async move {
+                    let wrote = thread.write(insert(x)).await.unwrap();
+                    let seen = thread
+                        .read(move |conn| {
+                            Ok(
+                                conn.query_row("SELECT COUNT(*) FROM t WHERE x = ?1", [x], |r| {
+                                    r.get::<_, i64>(0)
+                                })?,
+                            )
+                        })
+                        .await
+                        .unwrap();
+                    (wrote, seen)
+                })
+            })
+            .collect();
+
+        // Act
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+
+        // Assert: each caller got its own write back and then saw it; every row written once.
+        assert!(
+            answers
+                .iter()
+                .zip(1..)
+                .all(|(&(wrote, seen), x)| wrote == x && seen == 1)
+        );
+        assert_eq!(rows(&thread).await, (1..=300).collect::<Vec<i64>>());
+        assert_eq!(thread.commits().1, 300);
+    }
+
     #[test]
     fn a_caller_outside_any_runtime_is_answered_by_the_thread() {
         let (_dir, thread) = database();
