@@ -130,18 +130,13 @@ struct Batch {
     relay: Option<oneshot::Sender<Vec<Box<dyn Job>>>>,
 }
 
-/// The transactions asked for since the last flush, and whether a flush is on its way.
-#[derive(Default)]
-struct Pending {
-    jobs: Vec<Box<dyn Job>>,
-    flushing: bool,
-}
-
 /// The handle callers queue transactions on; the thread ends when the last handle is dropped.
 #[derive(Clone)]
 pub(super) struct StoreThread {
     jobs: mpsc::Sender<Batch>,
-    pending: Arc<Mutex<Pending>>,
+    /// The transactions asked for since the last flush. A flush is on its way exactly when it is
+    /// not empty: the caller that finds it empty spawns one, and each flush takes it whole.
+    pending: Arc<Mutex<Vec<Box<dyn Job>>>>,
     stats: Arc<ThreadStats>,
 }
 
@@ -219,8 +214,9 @@ impl StoreThread {
         };
         let first = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            pending.jobs.push(Box::new(call));
-            !std::mem::replace(&mut pending.flushing, true)
+            let first = pending.is_empty();
+            pending.push(Box::new(call));
+            first
         };
         if first {
             let flush = Flush {
@@ -245,7 +241,7 @@ impl StoreThread {
 /// ([`Flush::at_end_of_turn`]), or when dropped before that (its task dropped unrun because its
 /// runtime is shutting down, or no runtime at all), so no transaction is ever left unsent.
 struct Flush {
-    pending: Arc<Mutex<Pending>>,
+    pending: Arc<Mutex<Vec<Box<dyn Job>>>>,
     jobs: mpsc::Sender<Batch>,
     sent: bool,
 }
@@ -269,11 +265,8 @@ impl Flush {
     /// Sends the pending transactions; false when there were none or the thread has stopped.
     fn send(&mut self, relay: Option<oneshot::Sender<Vec<Box<dyn Job>>>>) -> bool {
         self.sent = true;
-        let jobs = {
-            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            pending.flushing = false;
-            std::mem::take(&mut pending.jobs)
-        };
+        let jobs =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
         if jobs.is_empty() {
             return false;
         }
