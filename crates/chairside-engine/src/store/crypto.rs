@@ -7,10 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, OsRng};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::{Aead, KeyInit, OsRng};
+use chacha20poly1305::{AeadCore, XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
 
@@ -41,12 +40,6 @@ pub enum CryptoError {
 /// The largest plaintext [`DataKey::seal`] accepts. A workflow document this large is a bug; the
 /// limit makes the write fail instead of storing it.
 pub const MAX_PLAINTEXT: usize = 1 << 20;
-
-/// XChaCha20's nonce, in front of each ciphertext.
-const NONCE_LEN: usize = 24;
-
-/// Poly1305's tag, after each ciphertext.
-const TAG_LEN: usize = 16;
 
 /// The first byte of a value sealed by a [`Keyring`]: the format, then the key id.
 const SEALED_V1: u8 = 1;
@@ -100,40 +93,21 @@ impl DataKey {
     /// [`CryptoError::Encrypt`] for a plaintext above [`MAX_PLAINTEXT`] or a cipher fault: the
     /// caller must not store anything.
     pub fn seal(&self, plaintext: &[u8], associated: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
-        self.seal_after(&mut out, plaintext, associated)?;
-        Ok(out)
-    }
-
-    /// Appends nonce || ciphertext of `plaintext` to `out`, encrypted where it lies: one buffer,
-    /// sized once, whatever `out` already holds in front of it (a header). On an error `out`
-    /// holds a partial value and must be dropped.
-    ///
-    /// The nonce is 24 random bytes from the thread's CSPRNG (`rand`'s `ThreadRng`: ChaCha12,
-    /// seeded and reseeded from the operating system), not a system call per value: at 192 bits a
-    /// random nonce never repeats under one key in practice, which is what XChaCha20's long
-    /// nonce is for.
-    fn seal_after(
-        &self,
-        out: &mut Vec<u8>,
-        plaintext: &[u8],
-        associated: &[u8],
-    ) -> Result<(), CryptoError> {
         if plaintext.len() > MAX_PLAINTEXT {
             return Err(CryptoError::Encrypt);
         }
-        let mut nonce = XNonce::default();
-        rand::thread_rng().fill_bytes(&mut nonce);
-        out.reserve(NONCE_LEN + plaintext.len() + TAG_LEN);
-        out.extend_from_slice(&nonce);
-        let start = out.len();
-        out.extend_from_slice(plaintext);
-        let tag = self
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let payload = chacha20poly1305::aead::Payload {
+            msg: plaintext,
+            aad: associated,
+        };
+        let sealed = self
             .cipher()
-            .encrypt_in_place_detached(&nonce, associated, &mut out[start..])
+            .encrypt(&nonce, payload)
             .map_err(|_| CryptoError::Encrypt)?;
-        out.extend_from_slice(&tag);
-        Ok(())
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        Ok(out)
     }
 
     /// Decrypts what [`DataKey::seal`] produced with the same associated data.
@@ -141,10 +115,10 @@ impl DataKey {
     /// # Errors
     /// [`CryptoError::Decrypt`] for a wrong key, wrong associated data or tampered bytes.
     pub fn open(&self, sealed: &[u8], associated: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        if sealed.len() < NONCE_LEN {
+        if sealed.len() < 24 {
             return Err(CryptoError::Decrypt);
         }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let (nonce, body) = sealed.split_at(24);
         let payload = chacha20poly1305::aead::Payload {
             msg: body,
             aad: associated,
@@ -227,11 +201,10 @@ impl Keyring {
     /// # Errors
     /// [`CryptoError::Encrypt`]: nothing may be stored.
     pub fn seal(&self, plaintext: &[u8], associated: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let header = self.current_header();
-        let mut out = Vec::with_capacity(header.len() + NONCE_LEN + plaintext.len() + TAG_LEN);
-        out.extend(header);
-        self.current_key()
-            .seal_after(&mut out, plaintext, associated)?;
+        let body = self.current_key().seal(plaintext, associated)?;
+        let mut out = Vec::with_capacity(body.len() + 2);
+        out.extend(self.current_header());
+        out.extend(body);
         Ok(out)
     }
 
@@ -316,37 +289,6 @@ mod tests {
         let mut tampered = sealed.clone();
         tampered[30] ^= 1;
         assert!(key.open(&tampered, b"practice-1/p-1").is_err());
-    }
-
-    #[test]
-    fn a_sealed_value_is_the_nonce_then_the_aead_ciphertext_and_tag_under_a_fresh_nonce_each_time()
-    {
-        let ring = Keyring::from(DataKey::generate());
-        let plain = b"Janet Doeberg, 555-0100";
-        let a = ring.seal(plain, b"row-1").unwrap();
-        let b = ring.seal(plain, b"row-1").unwrap();
-        // version, key id, 24-byte nonce, ciphertext as long as the text, 16-byte tag
-        assert_eq!(a.len(), 2 + 24 + plain.len() + 16);
-        assert_eq!(&a[..2], &ring.current_header());
-        assert_ne!(a[2..26], b[2..26], "each value gets its own nonce");
-        // The layout is the AEAD's own (ciphertext then tag), as values sealed before this
-        // build wrote it: the crate's one-shot decryption opens it.
-        let cipher = ring.current_key().cipher();
-        let opened = cipher
-            .decrypt(
-                XNonce::from_slice(&a[2..26]),
-                chacha20poly1305::aead::Payload {
-                    msg: &a[26..],
-                    aad: b"row-1",
-                },
-            )
-            .unwrap();
-        assert_eq!(opened, plain);
-        assert_eq!(ring.open(&b, b"row-1").unwrap(), plain);
-        let nonces: std::collections::HashSet<Vec<u8>> = (0..1_000)
-            .map(|_| ring.seal(b"x", b"row").unwrap()[2..26].to_vec())
-            .collect();
-        assert_eq!(nonces.len(), 1_000);
     }
 
     #[test]
