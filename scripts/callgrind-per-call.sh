@@ -5,7 +5,10 @@
 # (docs/performance.md, "Instructions per call, counted"). Runs `BIN bench --plans N --parked 0
 # --profiles zero` under callgrind at two sizes and divides the difference in instructions by the
 # difference in external calls, so the start-up (migrations, the demo configuration's password
-# hash, the sandbox's start) drops out. Counts user-space instructions of the bench process (the
+# hash, the sandbox's start) drops out. The practice systems are polled once per run
+# (`--pms-poll-ms` an hour: the first poll finds every plan): polled every second, a run that
+# callgrind slows ten- to thirtyfold would count a number of polls that depends on how long it
+# lasted, not on the build. Counts user-space instructions of the bench process (the
 # sandbox is not traced): not the kernel's work (the WAL's writes and syncs, the sockets), not
 # cycles. A development tool; needs valgrind (Debian's package) and Python 3.
 #
@@ -27,7 +30,8 @@ mkdir -p "$out"
 run() {
   local plans=$1
   valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$plans" \
-    "$bin" bench --plans "$plans" --parked 0 --profiles zero --sandbox-bin "$sandbox" --json \
+    "$bin" bench --plans "$plans" --parked 0 --profiles zero --pms-poll-ms 3600000 \
+    --sandbox-bin "$sandbox" --json \
     > "$out/bench.$plans.json" 2> "$out/valgrind.$plans.log"
 }
 run "$small"
@@ -46,10 +50,10 @@ def figures(plans):
     run = bench["runs"][0]
     if run["as_expected"] != run["workflows"]:
         sys.exit(f"{plans} plans: {run['as_expected']} of {run['workflows']} ended as expected")
-    return instructions, run["external_calls"]
+    return instructions, run["external_calls"], run["poll_calls"]
 
-(i1, c1), (i2, c2) = figures(small), figures(large)
-print(f"{small} plans: {i1:,} instructions, {c1} external calls")
-print(f"{large} plans: {i2:,} instructions, {c2} external calls")
+(i1, c1, p1), (i2, c2, p2) = figures(small), figures(large)
+print(f"{small} plans: {i1:,} instructions, {c1} external calls ({p1} practice polls)")
+print(f"{large} plans: {i2:,} instructions, {c2} external calls ({p2} practice polls)")
 print(f"instructions per external call (difference): {(i2 - i1) / (c2 - c1):,.0f}")
 PY
