@@ -615,8 +615,8 @@ const DUE_AFTER: &str = concat!(
 );
 
 /// Workflow `id`'s due time as its inbox, timers and outbox now say (`due_sql`, as `refresh_due`
-/// computes it), and whether its inbox holds an event: what a step's commit reads, after its changes to them, to set the
-/// due time and keep or release the lease.
+/// computes it), and whether its inbox holds an event: what a step's commit reads, after its
+/// changes to them, to set the due time and keep or release the lease.
 fn due_after(conn: &Connection, id: &str) -> Result<(Option<i64>, bool)> {
     Ok(conn
         .prepare_cached(DUE_AFTER)?
@@ -1327,7 +1327,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         // A temporary B-tree (`RETURNING`, `UPDATE ... FROM`, a subquery copied into a join, a
         // sort) is opened, filled and closed each time a statement runs: about 12,000
-        // instructions each, five of them per external call before these statements changed.
+        // instructions each, 5.7 per external call before these statements changed.
         for (name, sql) in [
             ("STEP_UPDATE", STEP_UPDATE),
             ("STEP_UPDATE_STATUS", STEP_UPDATE_STATUS),
