@@ -8,6 +8,7 @@ use sqlx::SqliteConnection;
 
 use rusqlite::OptionalExtension;
 
+use super::conn::Conn;
 use super::{SqliteStore, insert_audit, insert_inbox, ms, onehop};
 use crate::store::links::ResendOutcome;
 use crate::store::{LinkStore, PageMark, Result};
@@ -16,14 +17,14 @@ use chairside_workflow::{Event, StaffAction, Status, WorkflowId};
 /// Records each page mark once with its audit line, in the caller's transaction on the store
 /// thread: `(workflow, mark, kind, detail, at)` each. Returns how many were new.
 fn write_marks(
-    conn: &rusqlite::Connection,
+    conn: &Conn<'_>,
     key: &crate::store::crypto::Keyring,
     marks: &[(String, String, String, String, i64)],
 ) -> Result<usize> {
     let mut new = 0;
     for (workflow, mark, kind, detail, at) in marks {
         let inserted = conn
-            .prepare_cached(
+            .prepared(
                 "INSERT INTO patient_page_marks (workflow_id, mark, at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (workflow_id, mark) DO NOTHING",
             )?
@@ -324,9 +325,7 @@ impl SqliteStore {
             .thread
             .write(move |conn| {
                 let pending: Option<i64> = conn
-                    .prepare_cached(
-                        "SELECT 1 FROM inbox WHERE workflow_id = ?1 AND source = ?2 LIMIT 1",
-                    )?
+                    .prepared("SELECT 1 FROM inbox WHERE workflow_id = ?1 AND source = ?2 LIMIT 1")?
                     .query_row(rusqlite::params![id, source], |r| r.get(0))
                     .optional()?;
                 if pending.is_some() {
@@ -349,7 +348,7 @@ impl SqliteStore {
         let marks = marks.to_vec();
         self.reader
             .read(move |conn| {
-                let mut seen = conn.prepare_cached(
+                let mut seen = conn.prepared(
                     "SELECT 1 FROM patient_page_marks WHERE workflow_id = ?1 AND mark = ?2",
                 )?;
                 marks
@@ -372,9 +371,7 @@ impl SqliteStore {
         self.reader
             .read(move |conn| {
                 Ok(conn
-                    .prepare_cached(
-                        "SELECT 1 FROM inbox WHERE workflow_id = ?1 AND source = ?2 LIMIT 1",
-                    )?
+                    .prepared("SELECT 1 FROM inbox WHERE workflow_id = ?1 AND source = ?2 LIMIT 1")?
                     .query_row(rusqlite::params![id, source], |r| r.get::<_, i64>(0))
                     .optional()?
                     .is_some())

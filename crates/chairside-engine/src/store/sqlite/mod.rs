@@ -4,6 +4,7 @@
 //! live here.
 
 mod backend;
+mod conn;
 mod delivery;
 mod detection;
 mod inbound;

@@ -17,8 +17,9 @@ use messaging::{ConsentEntry, ConsentKind};
 use rusqlite::types::ValueRef;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
+use super::conn::Conn;
 use super::patient::ConsentState;
 use super::sealed::{
     CONSENT_PHONE, EVENTS_DETAIL, INBOX_EVENT, OUTBOX_COMMAND, StateCache, TASK_REASON,
@@ -50,9 +51,9 @@ fn bytes<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> rusqlite::Result<&'r 
 const START_APPLICATION: &str = "start_application";
 
 /// As `super::check_lease`.
-pub(super) fn check_lease(conn: &Connection, claim: &Claim, now: i64) -> Result<()> {
+pub(super) fn check_lease(conn: &Conn<'_>, claim: &Claim, now: i64) -> Result<()> {
     let held: Option<i64> = conn
-        .prepare_cached(
+        .prepared(
             "SELECT 1 FROM workflows WHERE id = ?1 AND epoch = ?2 AND lease_owner = ?3 AND lease_until >= ?4",
         )?
         .query_row(params![claim.id.as_str(), claim.epoch, claim.owner, now], |r| r.get(0))
@@ -80,8 +81,8 @@ macro_rules! due_sql {
 }
 
 /// As `super::refresh_due`.
-pub(super) fn refresh_due(conn: &Connection, id: &str) -> Result<()> {
-    conn.prepare_cached(concat!(
+pub(super) fn refresh_due(conn: &Conn<'_>, id: &str) -> Result<()> {
+    conn.prepared(concat!(
         "UPDATE workflows SET next_due_at = (",
         due_sql!(),
         ") WHERE id = ?1"
@@ -105,26 +106,28 @@ macro_rules! next_id_sql {
 
 /// As `sealed::next_id`. The tables a step writes have their statement spelled out, so a step
 /// neither formats nor allocates the text it looks the statement up by.
-fn next_id(conn: &Connection, table: &'static str) -> Result<i64> {
+fn next_id(conn: &Conn<'_>, table: &'static str) -> Result<i64> {
     let fixed = match table {
         "events" => Some(next_id_sql!("events")),
         "inbox" => Some(next_id_sql!("inbox")),
         "staff_tasks" => Some(next_id_sql!("staff_tasks")),
         _ => None,
     };
-    let mut statement = match fixed {
-        Some(sql) => conn.prepare_cached(sql)?,
-        None => conn.prepare_cached(&format!(
-            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0),
+    let next = match fixed {
+        Some(sql) => conn.prepared(sql)?.query_row([], |r| r.get(0))?,
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0),
                     COALESCE((SELECT MAX(id) FROM {table}), 0)) + 1"
-        ))?,
+            ))?
+            .query_row([], |r| r.get(0))?,
     };
-    Ok(statement.query_row([], |r| r.get(0))?)
+    Ok(next)
 }
 
 /// As `super::insert_audit`.
 pub(super) fn insert_audit(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &Keyring,
     id: &str,
     actor: &str,
@@ -141,7 +144,7 @@ pub(super) fn insert_audit(
 /// `next_id` would give that too, as each explicit id becomes the table's sequence).
 #[allow(clippy::too_many_arguments)]
 fn insert_audit_as(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &Keyring,
     row: i64,
     id: &str,
@@ -151,7 +154,7 @@ fn insert_audit_as(
     now: i64,
 ) -> Result<()> {
     let sealed = EVENTS_DETAIL.seal(key, &[&row.to_string()], detail.as_bytes())?;
-    conn.prepare_cached(
+    conn.prepared(
         "INSERT INTO events (id, workflow_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![row, id, now, actor, kind, sealed])?;
@@ -159,7 +162,7 @@ fn insert_audit_as(
 }
 
 fn insert_task(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &Keyring,
     id: &str,
     practice: &str,
@@ -168,7 +171,7 @@ fn insert_task(
 ) -> Result<()> {
     let row = next_id(conn, TASK_REASON.table)?;
     let reason = TASK_REASON.seal(key, &[&row.to_string()], task.reason.as_bytes())?;
-    conn.prepare_cached(
+    conn.prepared(
         "INSERT INTO staff_tasks (id, workflow_id, practice_id, kind, reason, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![row, id, practice, task.kind.label(), reason, now])?;
@@ -179,7 +182,7 @@ fn insert_task(
 /// stored before the step (a stored state that no longer opens writes no event: the caller
 /// does not call this).
 fn record_events(
-    conn: &Connection,
+    conn: &Conn<'_>,
     id: &str,
     before: &WorkflowState,
     after: &WorkflowState,
@@ -189,7 +192,7 @@ fn record_events(
     let raised = match raised {
         Some(task) => {
             let n: i64 = conn
-                .prepare_cached("SELECT COUNT(*) FROM staff_tasks WHERE workflow_id = ?1")?
+                .prepared("SELECT COUNT(*) FROM staff_tasks WHERE workflow_id = ?1")?
                 .query_row([id], |r| r.get(0))?;
             Some((task, n))
         }
@@ -199,7 +202,7 @@ fn record_events(
     if events.is_empty() {
         return Ok(());
     }
-    let mut insert = conn.prepare_cached(
+    let mut insert = conn.prepared(
         "INSERT INTO outbound_events (event_id, workflow_id, practice_id, type, payload, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) DO NOTHING",
     )?;
@@ -217,8 +220,8 @@ fn record_events(
 }
 
 /// As `delivery::record_sent`.
-fn record_sent(conn: &Connection, sent: &SentChannel, now_ms: i64) -> Result<()> {
-    conn.prepare_cached(
+fn record_sent(conn: &Conn<'_>, sent: &SentChannel, now_ms: i64) -> Result<()> {
+    conn.prepared(
         "INSERT INTO message_sends (message_key, channel, state, provider_id, attempt_at, finished_at)
          VALUES (?1, ?2, 'sent', ?3, ?4, ?5)
          ON CONFLICT (message_key, channel) DO UPDATE SET state = 'sent',
@@ -236,14 +239,14 @@ const CLAIMABLE: &str = "SELECT id, next_due_at, epoch FROM workflows
 
 /// `WorkflowStore::claim_due`: the claims, none when nothing is due.
 pub(super) fn claim_due(
-    conn: &Connection,
+    conn: &Conn<'_>,
     owner: &str,
     now_ms: i64,
     until: i64,
     limit: u32,
 ) -> Result<Vec<Claim>> {
     let ids: Vec<(String, i64, i64)> = conn
-        .prepare_cached(CLAIMABLE)?
+        .prepared(CLAIMABLE)?
         .query_map(params![now_ms, i64::from(limit)], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
@@ -273,10 +276,10 @@ const TAKE: &str = "UPDATE workflows SET lease_owner = ?1, lease_until = ?2, epo
 /// Takes workflow `id`'s lease for `owner` until `until`, its epoch moving on from `epoch` (read
 /// in this transaction), and returns the new epoch. Worked out here rather than returned by the
 /// update (`RETURNING` fills and reads back a temporary B-tree on every claim).
-fn take(conn: &Connection, id: &str, owner: &str, until: i64, epoch: i64) -> Result<i64> {
+fn take(conn: &Conn<'_>, id: &str, owner: &str, until: i64, epoch: i64) -> Result<i64> {
     let next = epoch + 1;
     let taken = conn
-        .prepare_cached(TAKE)?
+        .prepared(TAKE)?
         .execute(params![owner, until, next, id, epoch])?;
     if taken != 1 {
         // Read in this transaction, on the store's one writing connection: nothing changed it.
@@ -313,9 +316,9 @@ const NEXT_ITEM: &str = "SELECT EXISTS (SELECT 1 FROM inbox WHERE workflow_id = 
 
 impl NextItem {
     /// Reads workflow `id`'s next item at `now_ms`, in one statement.
-    fn read(conn: &Connection, id: &str, now_ms: i64) -> Result<Self> {
+    fn read(conn: &Conn<'_>, id: &str, now_ms: i64) -> Result<Self> {
         Ok(conn
-            .prepare_cached(NEXT_ITEM)?
+            .prepared(NEXT_ITEM)?
             .query_row(params![id, now_ms], |r| {
                 Ok(Self {
                     inbox: r.get(0)?,
@@ -347,12 +350,7 @@ impl NextItem {
 
     /// When the next item is the lowest pending command and its key is stored with it, journals
     /// its intent under `claim`'s epoch, as `begin_effect` would.
-    fn journal(
-        self,
-        conn: &Connection,
-        claim: &Claim,
-        now_ms: i64,
-    ) -> Result<Option<ClaimedIntent>> {
+    fn journal(self, conn: &Conn<'_>, claim: &Claim, now_ms: i64) -> Result<Option<ClaimedIntent>> {
         let attempt = self.next_attempt();
         let (Some(seq), Some(action), Some(key)) =
             (self.seq, self.action.as_deref(), self.key.as_deref())
@@ -377,7 +375,7 @@ impl NextItem {
 /// command's idempotency key is stored with it, journals the command's intent under the new
 /// epoch, as `begin_effect` would.
 pub(super) fn journal_claimed(
-    conn: &Connection,
+    conn: &Conn<'_>,
     claim: &Claim,
     now_ms: i64,
 ) -> Result<Option<ClaimedIntent>> {
@@ -392,7 +390,7 @@ const DUE_TIMER: &str =
 
 /// `WorkflowStore::load`.
 pub(super) fn load(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &Keyring,
     states: &StateCache,
     claim: &Claim,
@@ -400,7 +398,7 @@ pub(super) fn load(
 ) -> Result<Work> {
     let id = claim.id.as_str();
     let state: Option<Result<WorkflowState>> = conn
-        .prepare_cached("SELECT state, epoch, lease_owner FROM workflows WHERE id = ?1")?
+        .prepared("SELECT state, epoch, lease_owner FROM workflows WHERE id = ?1")?
         .query_row([id], |r| {
             let epoch: i64 = r.get(1)?;
             let owner: Option<String> = r.get(2)?;
@@ -412,7 +410,7 @@ pub(super) fn load(
         .optional()?;
     let state = state.ok_or_else(|| StoreError::LeaseLost(claim.id.clone()))??;
     let inbox: Option<Result<(i64, Event)>> = conn
-        .prepare_cached("SELECT id, event FROM inbox WHERE workflow_id = ?1 ORDER BY id LIMIT 1")?
+        .prepared("SELECT id, event FROM inbox WHERE workflow_id = ?1 ORDER BY id LIMIT 1")?
         .query_row([id], |r| {
             let row: i64 = r.get(0)?;
             Ok(INBOX_EVENT
@@ -428,7 +426,7 @@ pub(super) fn load(
         });
     }
     let timer: Option<String> = conn
-        .prepare_cached(DUE_TIMER)?
+        .prepared(DUE_TIMER)?
         .query_row(params![id, now_ms], |r| r.get(0))?;
     if let Some(kind) = timer.and_then(|k| TimerKind::from_label(&k)) {
         return Ok(Work {
@@ -437,7 +435,7 @@ pub(super) fn load(
         });
     }
     let pending: Option<(i64, i64, Vec<u8>, i64)> = conn
-        .prepare_cached(
+        .prepared(
             "SELECT seq, not_before, command, attempts FROM outbox WHERE workflow_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1",
         )?
         .query_row([id], |r| {
@@ -462,7 +460,7 @@ pub(super) fn load(
 /// `WorkflowStore::begin_effect`: the attempt journaled.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn begin_effect(
-    conn: &Connection,
+    conn: &Conn<'_>,
     claim: &Claim,
     seq: i64,
     action: &str,
@@ -474,7 +472,7 @@ pub(super) fn begin_effect(
     // A call repeated after a crash is a new attempt in the journal, whatever the outbox
     // counted: the dead runner's intent row stays as evidence of the first call.
     let journaled: Option<i64> = conn
-        .prepare_cached("SELECT MAX(attempt) FROM effects WHERE workflow_id = ?1 AND seq = ?2")?
+        .prepared("SELECT MAX(attempt) FROM effects WHERE workflow_id = ?1 AND seq = ?2")?
         .query_row(params![claim.id.as_str(), seq], |r| r.get(0))?;
     let attempt = attempt.max(u32::try_from(journaled.unwrap_or(0) + 1).unwrap_or(u32::MAX));
     insert_effect(conn, claim, seq, action, attempt, key, now_ms)?;
@@ -483,7 +481,7 @@ pub(super) fn begin_effect(
 }
 
 fn insert_effect(
-    conn: &Connection,
+    conn: &Conn<'_>,
     claim: &Claim,
     seq: i64,
     action: &str,
@@ -491,7 +489,7 @@ fn insert_effect(
     key: &str,
     now_ms: i64,
 ) -> Result<()> {
-    conn.prepare_cached(
+    conn.prepared(
         "INSERT INTO effects (workflow_id, seq, attempt, action, idempotency_key, epoch, intent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
@@ -508,7 +506,7 @@ fn insert_effect(
 
 /// `WorkflowStore::park`.
 pub(super) fn park(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &Keyring,
     states: &StateCache,
     claim: &Claim,
@@ -519,25 +517,25 @@ pub(super) fn park(
     let id = claim.id.as_str();
     check_lease(conn, claim, now_ms)?;
     let open: Option<i64> = conn
-        .prepare_cached(
+        .prepared(
             "SELECT 1 FROM staff_tasks WHERE workflow_id = ?1 AND kind = ?2 AND resolved_at IS NULL",
         )?
         .query_row(params![id, task.kind.label()], |r| r.get(0))
         .optional()?;
     if open.is_none() {
         let practice: String = conn
-            .prepare_cached("SELECT practice_id FROM workflows WHERE id = ?1")?
+            .prepared("SELECT practice_id FROM workflows WHERE id = ?1")?
             .query_row([id], |r| r.get(0))?;
         insert_task(conn, key, id, &practice, task, now_ms)?;
         // Staff hear of it as of any task: the task beside an unchanged state.
         let stored: Option<Arc<WorkflowState>> = conn
-            .prepare_cached("SELECT state FROM workflows WHERE id = ?1")?
+            .prepared("SELECT state FROM workflows WHERE id = ?1")?
             .query_row([id], |r| Ok(states.open_shared(id, bytes(r, 0)?).ok()))?;
         if let Some(state) = stored {
             record_events(conn, id, &state, &state, Some(task), from_ms(now_ms))?;
         }
     }
-    conn.prepare_cached(
+    conn.prepared(
         "UPDATE workflows SET lease_owner = NULL, lease_until = NULL, next_due_at = ?1 WHERE id = ?2",
     )?
     .execute(params![until_ms, id])?;
@@ -617,9 +615,9 @@ const DUE_AFTER: &str = concat!(
 /// Workflow `id`'s due time as its inbox, timers and outbox now say (`due_sql`, as `refresh_due`
 /// computes it), and whether its inbox holds an event: what a step's commit reads, after its
 /// changes to them, to set the due time and keep or release the lease.
-fn due_after(conn: &Connection, id: &str) -> Result<(Option<i64>, bool)> {
+fn due_after(conn: &Conn<'_>, id: &str) -> Result<(Option<i64>, bool)> {
     Ok(conn
-        .prepare_cached(DUE_AFTER)?
+        .prepared(DUE_AFTER)?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
@@ -639,9 +637,9 @@ struct Held {
 /// In a step's commit, the lease check and the row stored before the step, in one statement:
 /// `LeaseLost` unless the claim still holds the lease at its epoch and the lease has not run
 /// out at `now` (as `check_lease`).
-fn held(conn: &Connection, states: &StateCache, claim: &Claim, now: i64) -> Result<Held> {
+fn held(conn: &Conn<'_>, states: &StateCache, claim: &Claim, now: i64) -> Result<Held> {
     let id = claim.id.as_str();
-    conn.prepare_cached(
+    conn.prepared(
         "SELECT state, status FROM workflows
          WHERE id = ?1 AND epoch = ?2 AND lease_owner = ?3 AND lease_until >= ?4",
     )?
@@ -657,7 +655,7 @@ fn held(conn: &Connection, states: &StateCache, claim: &Claim, now: i64) -> Resu
 
 /// `WorkflowStore::commit_step`, in one transaction of the store thread.
 pub(super) fn commit_step(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &Keyring,
     states: &StateCache,
     step: StepWrite,
@@ -687,11 +685,11 @@ pub(super) fn commit_step(
     } = held(conn, states, &claim, now_ms)?;
     match &consumed {
         Consumed::Inbox(row) => {
-            conn.prepare_cached("DELETE FROM inbox WHERE id = ?1")?
+            conn.prepared("DELETE FROM inbox WHERE id = ?1")?
                 .execute([row])?;
         }
         Consumed::Timer(kind) => {
-            conn.prepare_cached("DELETE FROM timers WHERE workflow_id = ?1 AND kind = ?2")?
+            conn.prepared("DELETE FROM timers WHERE workflow_id = ?1 AND kind = ?2")?
                 .execute(params![id, kind.label()])?;
         }
         Consumed::Command {
@@ -699,35 +697,35 @@ pub(super) fn commit_step(
             attempt,
             outcome,
         } => {
-            conn.prepare_cached(
+            conn.prepared(
                 "UPDATE outbox SET status = 'done', done_at = ?1, attempts = attempts + 1 WHERE workflow_id = ?2 AND seq = ?3",
             )?
             .execute(params![now_ms, id, *seq as i64])?;
-            conn.prepare_cached(
+            conn.prepared(
                 "UPDATE effects SET finished_at = ?1, outcome = ?2 WHERE workflow_id = ?3 AND seq = ?4 AND attempt = ?5",
             )?
             .execute(params![now_ms, outcome, id, *seq as i64, i64::from(*attempt)])?;
         }
     }
     for kind in &clear_timers {
-        conn.prepare_cached("DELETE FROM timers WHERE workflow_id = ?1 AND kind = ?2")?
+        conn.prepared("DELETE FROM timers WHERE workflow_id = ?1 AND kind = ?2")?
             .execute(params![id, kind.label()])?;
     }
     for (kind, at) in &set_timers {
-        conn.prepare_cached(
+        conn.prepared(
             "INSERT INTO timers (workflow_id, kind, fire_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (workflow_id, kind) DO UPDATE SET fire_at = excluded.fire_at",
         )?
         .execute(params![id, kind.label(), at])?;
     }
     if drop_pending_messages {
-        conn.prepare_cached(
+        conn.prepared(
             "UPDATE outbox SET status = 'dropped', done_at = ?1 WHERE workflow_id = ?2 AND status = 'pending' AND action = 'send_message'",
         )?
         .execute(params![now_ms, id])?;
     }
     for (seq, action, sealed, key) in &commands {
-        conn.prepare_cached(
+        conn.prepared(
             "INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at, idempotency_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
@@ -778,10 +776,10 @@ pub(super) fn commit_step(
         &lease_until,
     ];
     let written = if same_status {
-        conn.prepare_cached(STEP_UPDATE)?.execute(&row[..])?
+        conn.prepared(STEP_UPDATE)?.execute(&row[..])?
     } else {
         let status: &dyn rusqlite::ToSql = &status;
-        conn.prepare_cached(STEP_UPDATE_STATUS)?
+        conn.prepared(STEP_UPDATE_STATUS)?
             .execute(rusqlite::params_from_iter(
                 row.iter().copied().chain(std::iter::once(status)),
             ))?
@@ -838,7 +836,7 @@ pub(super) fn commit_step(
 ///
 /// [`StepFacts::patient`]: crate::store::StepFacts
 pub(super) fn put_patient(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &Keyring,
     practice: &PracticeId,
     contact: &PatientContact,
@@ -849,7 +847,7 @@ pub(super) fn put_patient(
         &plain,
         &super::SqliteStore::associated(practice, &contact.id),
     )?;
-    conn.prepare_cached(
+    conn.prepared(
         "INSERT INTO patients (practice_id, patient_id, contact, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (practice_id, patient_id) DO UPDATE SET contact = excluded.contact, updated_at = excluded.updated_at",
     )?
@@ -863,7 +861,7 @@ pub(super) fn put_patient(
 ///
 /// [`StepFacts::consent`]: crate::store::StepFacts
 pub(super) fn record_consent(
-    conn: &Connection,
+    conn: &Conn<'_>,
     ring: &Keyring,
     practice: &str,
     phone: &str,
@@ -902,7 +900,7 @@ pub(super) fn record_consent(
         if winner.as_ref().is_none_or(|w| state.beats(w)) {
             winner = Some(state);
         }
-        conn.prepare_cached("DELETE FROM sms_consent WHERE rowid = ?1")?
+        conn.prepared("DELETE FROM sms_consent WHERE rowid = ?1")?
             .execute([rowid])?;
     }
     if winner.as_ref().is_none_or(|w| change.beats(w)) {
@@ -911,7 +909,7 @@ pub(super) fn record_consent(
     let winner = winner.unwrap_or_else(|| change.clone());
     let effective = winner == change;
     let sealed = CONSENT_PHONE.seal(ring, &[practice, current], phone.as_bytes())?;
-    conn.prepare_cached(
+    conn.prepared(
         "INSERT INTO sms_consent (practice_id, phone_key, opted_out, source, at, phone_sealed, key_id,
              consent, wording, recorded_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -928,7 +926,7 @@ pub(super) fn record_consent(
         winner.wording,
         winner.recorded_by
     ])?;
-    conn.prepare_cached(
+    conn.prepared(
         "INSERT INTO sms_consent_log (practice_id, phone_key, key_id, consent, source, wording,
              recorded_by, at, recorded_at, effective)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -950,10 +948,10 @@ pub(super) fn record_consent(
 
 /// As `links::ensure_return_reference`: an application's lender return reference, made with the
 /// intent of the call that sends it, so the return link resolves when the patient comes back.
-fn made_with_intent(conn: &Connection, workflow: &str, action: &str) -> Result<()> {
+fn made_with_intent(conn: &Conn<'_>, workflow: &str, action: &str) -> Result<()> {
     if action == START_APPLICATION {
         let fresh = B64.encode(rand::random::<[u8; 24]>());
-        conn.prepare_cached(
+        conn.prepared(
             "INSERT INTO patient_links (workflow_id, return_ref) VALUES (?1, ?2)
              ON CONFLICT (workflow_id) DO UPDATE SET return_ref = COALESCE(return_ref, ?2)",
         )?
@@ -966,7 +964,7 @@ fn made_with_intent(conn: &Connection, workflow: &str, action: &str) -> Result<(
 /// due, see `still_due`): when the proposed command is what `load` would hand out next,
 /// journal its intent.
 fn continue_after(
-    conn: &Connection,
+    conn: &Conn<'_>,
     claim: &Claim,
     next: &NextWrite,
     now_ms: i64,
@@ -995,7 +993,7 @@ fn continue_after(
 
 /// `WorkflowStore::defer_command`.
 pub(super) fn defer_command(
-    conn: &Connection,
+    conn: &Conn<'_>,
     claim: &Claim,
     seq: i64,
     attempt: u32,
@@ -1005,11 +1003,11 @@ pub(super) fn defer_command(
 ) -> Result<()> {
     let id = claim.id.as_str();
     check_lease(conn, claim, now_ms)?;
-    conn.prepare_cached(
+    conn.prepared(
         "UPDATE outbox SET attempts = attempts + 1, not_before = ?1 WHERE workflow_id = ?2 AND seq = ?3",
     )?
     .execute(params![not_before_ms, id, seq])?;
-    conn.prepare_cached(
+    conn.prepared(
         "UPDATE effects SET finished_at = ?1, outcome = ?2 WHERE workflow_id = ?3 AND seq = ?4 AND attempt = ?5",
     )?
     .execute(params![now_ms, outcome, id, seq, i64::from(attempt)])?;
@@ -1017,14 +1015,9 @@ pub(super) fn defer_command(
 }
 
 /// `WorkflowStore::renew_lease`: true when renewed.
-pub(super) fn renew_lease(
-    conn: &Connection,
-    claim: &Claim,
-    now_ms: i64,
-    until: i64,
-) -> Result<bool> {
+pub(super) fn renew_lease(conn: &Conn<'_>, claim: &Claim, now_ms: i64, until: i64) -> Result<bool> {
     let renewed = conn
-        .prepare_cached(
+        .prepared(
             "UPDATE workflows SET lease_until = ?1 WHERE id = ?2 AND epoch = ?3 AND lease_owner = ?4 AND lease_until >= ?5",
         )?
         .execute(params![until, claim.id.as_str(), claim.epoch, claim.owner, now_ms])?;
@@ -1032,12 +1025,12 @@ pub(super) fn renew_lease(
 }
 
 /// `WorkflowStore::next_claimable`.
-pub(super) fn next_claimable(conn: &Connection, now_ms: i64) -> Result<Option<i64>> {
+pub(super) fn next_claimable(conn: &Conn<'_>, now_ms: i64) -> Result<Option<i64>> {
     // Two index-friendly looks rather than one scan: the earliest due workflow nobody holds,
     // and the earliest expiry among held leases on workflows already due (a runner that died
     // holding them).
     let due: Option<i64> = conn
-        .prepare_cached(
+        .prepared(
             "SELECT next_due_at FROM workflows
              WHERE next_due_at IS NOT NULL AND (lease_until IS NULL OR lease_until < ?1)
                AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
@@ -1046,7 +1039,7 @@ pub(super) fn next_claimable(conn: &Connection, now_ms: i64) -> Result<Option<i6
         .query_row([now_ms], |r| r.get(0))
         .optional()?;
     let expiry: Option<i64> = conn
-        .prepare_cached(
+        .prepared(
             "SELECT MIN(lease_until) + 1 FROM workflows
              WHERE next_due_at IS NOT NULL AND next_due_at <= ?1 AND lease_until >= ?1",
         )?
@@ -1058,8 +1051,8 @@ pub(super) fn next_claimable(conn: &Connection, now_ms: i64) -> Result<Option<i6
 }
 
 /// `WorkflowStore::release`.
-pub(super) fn release(conn: &Connection, claim: &Claim) -> Result<()> {
-    conn.prepare_cached(
+pub(super) fn release(conn: &Conn<'_>, claim: &Claim) -> Result<()> {
+    conn.prepared(
         "UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND epoch = ?2 AND lease_owner = ?3",
     )?
     .execute(params![claim.id.as_str(), claim.epoch, claim.owner])?;
@@ -1067,13 +1060,9 @@ pub(super) fn release(conn: &Connection, claim: &Claim) -> Result<()> {
 }
 
 /// `DeliveryStore::send_record`.
-pub(super) fn send_record(
-    conn: &Connection,
-    key: &str,
-    channel: &str,
-) -> Result<Option<SendRecord>> {
+pub(super) fn send_record(conn: &Conn<'_>, key: &str, channel: &str) -> Result<Option<SendRecord>> {
     Ok(conn
-        .prepare_cached(
+        .prepared(
             "SELECT state, body_digest, provider_id, attempt_at FROM message_sends
              WHERE message_key = ?1 AND channel = ?2",
         )?
@@ -1096,12 +1085,12 @@ pub(super) fn send_record(
 /// `DeliveryStore::begin_sends` (and `begin_send`, one channel): each channel `attempting`,
 /// unless it already went out.
 pub(super) fn begin_sends(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &str,
     channels: &[(String, Option<String>)],
     now_ms: i64,
 ) -> Result<()> {
-    let mut attempt = conn.prepare_cached(
+    let mut attempt = conn.prepared(
         "INSERT INTO message_sends (message_key, channel, state, body_digest, attempt_at)
          VALUES (?1, ?2, 'attempting', ?3, ?4)
          ON CONFLICT (message_key, channel) DO UPDATE SET state = 'attempting',
@@ -1117,7 +1106,7 @@ pub(super) fn begin_sends(
 
 /// `DeliveryStore::finish_send`.
 pub(super) fn finish_send(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &str,
     channel: &str,
     sent: bool,
@@ -1125,7 +1114,7 @@ pub(super) fn finish_send(
     now_ms: i64,
 ) -> Result<()> {
     if sent {
-        conn.prepare_cached(
+        conn.prepared(
             "INSERT INTO message_sends (message_key, channel, state, provider_id, attempt_at, finished_at)
              VALUES (?1, ?2, 'sent', ?3, ?4, ?5)
              ON CONFLICT (message_key, channel) DO UPDATE SET state = 'sent',
@@ -1134,7 +1123,7 @@ pub(super) fn finish_send(
         .execute(params![key, channel, provider_id, now_ms, now_ms])?;
         Ok(())
     } else {
-        conn.prepare_cached(
+        conn.prepared(
             "DELETE FROM message_sends WHERE message_key = ?1 AND channel = ?2 AND state <> 'sent'",
         )?
         .execute(params![key, channel])?;
@@ -1144,20 +1133,20 @@ pub(super) fn finish_send(
 
 /// `PatientStore::patient`: the sealed contact.
 pub(super) fn patient_contact(
-    conn: &Connection,
+    conn: &Conn<'_>,
     practice: &str,
     patient: &str,
 ) -> Result<Option<Vec<u8>>> {
     Ok(conn
-        .prepare_cached("SELECT contact FROM patients WHERE practice_id = ?1 AND patient_id = ?2")?
+        .prepared("SELECT contact FROM patients WHERE practice_id = ?1 AND patient_id = ?2")?
         .query_row(params![practice, patient], |r| Ok(bytes(r, 0)?.to_vec()))
         .optional()?)
 }
 
 /// `LinkStore::link_generation`.
-pub(super) fn link_generation(conn: &Connection, workflow: &str) -> Result<Option<i64>> {
+pub(super) fn link_generation(conn: &Conn<'_>, workflow: &str) -> Result<Option<i64>> {
     Ok(conn
-        .prepare_cached("SELECT generation FROM patient_links WHERE workflow_id = ?1")?
+        .prepared("SELECT generation FROM patient_links WHERE workflow_id = ?1")?
         .query_row([workflow], |r| r.get(0))
         .optional()?)
 }
@@ -1165,7 +1154,7 @@ pub(super) fn link_generation(conn: &Connection, workflow: &str) -> Result<Optio
 /// `PatientStore::sms_consent`: the consent rows of a number hashed under each key, in the order
 /// they were written.
 pub(super) fn sms_consent(
-    conn: &Connection,
+    conn: &Conn<'_>,
     practice: &str,
     hashes: &[String],
 ) -> Result<Vec<ConsentState>> {
@@ -1193,7 +1182,7 @@ pub(super) fn sms_consent(
 
 /// As `super::insert_inbox`: an event queued for workflow `id`, due now.
 pub(super) fn insert_inbox(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &Keyring,
     id: &str,
     source: &str,
@@ -1202,12 +1191,12 @@ pub(super) fn insert_inbox(
 ) -> Result<()> {
     let row = next_id(conn, INBOX_EVENT.table)?;
     let sealed = INBOX_EVENT.seal_json(key, &[&row.to_string()], event)?;
-    conn.prepare_cached(
+    conn.prepared(
         "INSERT INTO inbox (id, workflow_id, source, event, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![row, id, source, sealed, now_ms])?;
     // Due now, unless it is already due earlier.
-    conn.prepare_cached(
+    conn.prepared(
         "UPDATE workflows SET next_due_at = MIN(COALESCE(next_due_at, ?2), ?2) WHERE id = ?1",
     )?
     .execute(params![id, now_ms])?;
@@ -1218,7 +1207,7 @@ pub(super) fn insert_inbox(
 /// workflows that exist. `None` (nothing written) for a delivery already recorded; else the
 /// claims taken for `taker` (`(owner, lease until)`, see [`take_for`]).
 pub(super) fn record_webhook(
-    conn: &Connection,
+    conn: &Conn<'_>,
     key: &Keyring,
     provider: &str,
     event_id: &str,
@@ -1227,7 +1216,7 @@ pub(super) fn record_webhook(
     now_ms: i64,
 ) -> Result<Option<Vec<Claim>>> {
     let fresh = conn
-        .prepare_cached(
+        .prepared(
             "INSERT INTO webhooks (provider, event_id, received_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         )?
         .execute(params![provider, event_id, now_ms])?
@@ -1239,7 +1228,7 @@ pub(super) fn record_webhook(
     let mut claims = Vec::new();
     for (id, event) in events {
         let known = conn
-            .prepare_cached("SELECT 1 FROM workflows WHERE id = ?1")?
+            .prepared("SELECT 1 FROM workflows WHERE id = ?1")?
             .query_row([id.as_str()], |_| Ok(()))
             .optional()?
             .is_some();
@@ -1267,14 +1256,14 @@ const TAKEABLE: &str = "SELECT epoch, next_due_at FROM workflows
 /// (the epoch moves on), and journals its next command's intent when that is what is due.
 /// `None` when it is held or set aside.
 pub(super) fn take_for(
-    conn: &Connection,
+    conn: &Conn<'_>,
     id: &WorkflowId,
     owner: &str,
     until: i64,
     now_ms: i64,
 ) -> Result<Option<Claim>> {
     let due: Option<(i64, Option<i64>)> = conn
-        .prepare_cached(TAKEABLE)?
+        .prepared(TAKEABLE)?
         .query_row(params![id.as_str(), now_ms], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((held_epoch, due)) = due else {

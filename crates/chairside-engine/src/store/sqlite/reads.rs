@@ -7,21 +7,22 @@
 //! `store/shared/` (`report.rs`, `intake.rs`) and `links.rs`, which PostgreSQL still runs
 //! through its pool.
 
+use rusqlite::OptionalExtension;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension};
 
+use super::conn::Conn;
 use super::from_ms;
 use super::sealed::StateCache;
 use crate::store::{Result, WorkflowRow};
 
 /// `ReportStore::workflow`: the row selected as `WORKFLOW_COLUMNS` selects it, its state opened.
 pub(super) fn workflow(
-    conn: &Connection,
+    conn: &Conn<'_>,
     states: &StateCache,
     id: &str,
 ) -> Result<Option<WorkflowRow>> {
     let row = conn
-        .prepare_cached(
+        .prepared(
             "SELECT w.state, w.updated_at, w.next_due_at,
                 (SELECT action FROM outbox o WHERE o.workflow_id = w.id AND o.status = 'pending' ORDER BY seq LIMIT 1)
              FROM workflows w WHERE w.id = ?1",
@@ -57,13 +58,13 @@ pub(super) fn workflow(
 /// row as [`workflow`] reads it, on one connection in one hop. Two statements, as the two calls
 /// they replace were: each sees what was committed before it.
 pub(super) fn workflow_at_generation(
-    conn: &Connection,
+    conn: &Conn<'_>,
     states: &StateCache,
     id: &str,
     generation: u64,
 ) -> Result<Option<WorkflowRow>> {
     let current: Option<i64> = conn
-        .prepare_cached("SELECT generation FROM patient_links WHERE workflow_id = ?1")?
+        .prepared("SELECT generation FROM patient_links WHERE workflow_id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?;
     if current.unwrap_or(0) as u64 != generation {
@@ -73,9 +74,9 @@ pub(super) fn workflow_at_generation(
 }
 
 /// `IntakeStore::claim_intake_link_sends`'s first look: whether any send is due at `now_ms`.
-pub(super) fn intake_link_sends_due(conn: &Connection, now_ms: i64) -> Result<bool> {
+pub(super) fn intake_link_sends_due(conn: &Conn<'_>, now_ms: i64) -> Result<bool> {
     Ok(conn
-        .prepare_cached(
+        .prepared(
             "SELECT EXISTS (SELECT 1 FROM intake_link_sends
                  WHERE status = 'pending' AND next_at <= ?1
                    AND (lease_until IS NULL OR lease_until <= ?1))",
@@ -84,9 +85,9 @@ pub(super) fn intake_link_sends_due(conn: &Connection, now_ms: i64) -> Result<bo
 }
 
 /// `LinkStore::return_reference`'s first look: the workflow's return reference, when it has one.
-pub(super) fn return_reference(conn: &Connection, workflow: &str) -> Result<Option<String>> {
+pub(super) fn return_reference(conn: &Conn<'_>, workflow: &str) -> Result<Option<String>> {
     Ok(conn
-        .prepare_cached(
+        .prepared(
             "SELECT return_ref FROM patient_links WHERE workflow_id = ?1 AND return_ref IS NOT NULL",
         )?
         .query_row([workflow], |r| r.get(0))

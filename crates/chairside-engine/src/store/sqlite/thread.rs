@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::conn::Conn;
 use crate::store::{Result, StoreError};
 
 /// At most this many transactions share one commit, unless one turn of a runtime asked for more.
@@ -36,7 +37,7 @@ trait Job: Send {
     /// True when it may write (the batch then takes the write lock up front).
     fn writes(&self) -> bool;
     /// Runs its statements; false when it failed (its savepoint is rolled back).
-    fn run(&mut self, conn: &Connection) -> bool;
+    fn run(&mut self, conn: &Conn<'_>) -> bool;
     /// Takes the batch's commit into its answer, once the commit is known.
     fn settle(&mut self, commit: std::result::Result<(), &rusqlite::Error>);
     /// Answers the caller (wherever it is called: the thread, or the runtime's relay).
@@ -53,13 +54,13 @@ struct Call<T, F> {
 impl<T, F> Job for Call<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> Result<T> + Send,
+    F: FnOnce(&Conn<'_>) -> Result<T> + Send,
 {
     fn writes(&self) -> bool {
         self.writes
     }
 
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Conn<'_>) -> bool {
         let Some(work) = self.work.take() else {
             return false;
         };
@@ -108,8 +109,8 @@ fn copy(e: &rusqlite::Error) -> rusqlite::Error {
     }
 }
 
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([])?;
+fn exec(conn: &Conn<'_>, sql: &'static str) -> rusqlite::Result<()> {
+    conn.prepared(sql)?.execute([])?;
     Ok(())
 }
 
@@ -173,7 +174,7 @@ impl StoreThread {
         let seen = stats.clone();
         std::thread::Builder::new()
             .name("chairside-store".into())
-            .spawn(move || serve(&conn, &queue, &seen))?;
+            .spawn(move || serve(&Conn::new(&conn), &queue, &seen))?;
         Ok(Self {
             jobs,
             pending: Arc::default(),
@@ -186,7 +187,7 @@ impl StoreThread {
     pub(super) async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     {
         self.queue(true, work).await
     }
@@ -195,7 +196,7 @@ impl StoreThread {
     pub(super) async fn read<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     {
         self.queue(false, work).await
     }
@@ -203,7 +204,7 @@ impl StoreThread {
     async fn queue<T, F>(&self, writes: bool, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let call = Call {
@@ -292,7 +293,7 @@ impl Drop for Flush {
     }
 }
 
-fn serve(conn: &Connection, queue: &mpsc::Receiver<Batch>, stats: &ThreadStats) {
+fn serve(conn: &Conn<'_>, queue: &mpsc::Receiver<Batch>, stats: &ThreadStats) {
     let mut batches: Vec<Batch> = Vec::new();
     while let Ok(first) = queue.recv() {
         let mut queued = first.jobs.len();
@@ -335,7 +336,7 @@ fn serve(conn: &Connection, queue: &mpsc::Receiver<Batch>, stats: &ThreadStats) 
 /// One transaction for every job of `batches`, each in its own savepoint when there are several;
 /// the commit's result (every job's own result is kept in the job).
 fn run_batch(
-    conn: &Connection,
+    conn: &Conn<'_>,
     batches: &mut [Batch],
     stats: &ThreadStats,
 ) -> std::result::Result<(), rusqlite::Error> {
@@ -419,7 +420,7 @@ mod tests {
         (dir, thread)
     }
 
-    fn insert(x: i64) -> impl FnOnce(&Connection) -> Result<i64> + Send + 'static {
+    fn insert(x: i64) -> impl FnOnce(&Conn<'_>) -> Result<i64> + Send + 'static {
         move |conn| {
             conn.execute("INSERT INTO t (x) VALUES (?1)", params![x])?;
             Ok(x)
