@@ -200,11 +200,14 @@ impl Runner {
         flight: &mut JoinSet<()>,
     ) {
         let runner = self.clone();
-        flight.spawn(async move {
+        // Boxed: a workflow's step future is about 11 KB, and tokio moves a future it is given
+        // (and the task's stage, as large) several times on its way into the task and out of
+        // it; a box moves as a pointer (docs/performance.md, "Statements found by address").
+        flight.spawn(Box::pin(async move {
             runner.drive(&claim).await;
             drop(permit);
             runner.wake.notify_one();
-        });
+        }));
     }
 
     /// Polls every practice system on its own schedule until `stop` resolves: each practice
