@@ -459,18 +459,41 @@ impl SqliteStore {
 /// Equal bytes are the same authenticated ciphertext (a fresh random nonce per seal), so a hit
 /// returns what opening them would; bytes remembered by a transaction that then rolled back are
 /// never stored, so they are never matched.
+///
+/// Each workflow keeps two states: its latest, and the one before it. A commit remembers its state
+/// before its transaction commits, and the other thread may meanwhile read the row as it still is;
+/// that read finds the state before (docs/performance.md, "Statements found by address"). A state
+/// opened on a miss never displaces the latest: the workflow's next load reads the committed row.
 pub(super) struct StateCache {
     ring: Arc<Keyring>,
     /// Each state shared (`Arc`): a hit hands it out without copying the document, and a
     /// commit's state goes in without a copy either.
-    states: Mutex<HashMap<String, Cached>>,
+    states: Mutex<HashMap<String, Entry>>,
 }
 
 /// A cached state: the exact sealed bytes it is stored as, and the state they open to.
 type Cached = (Vec<u8>, Arc<WorkflowState>);
 
-/// At most this many states are kept (the runner works on `concurrency` workflows at once; the
-/// rest are read rarely).
+/// A workflow's cached states.
+struct Entry {
+    /// The state its last commit remembered, or the first one opened.
+    latest: Cached,
+    /// The one before: what the latest replaced, or what a read found while the latest's
+    /// transaction had not committed (or had rolled back).
+    before: Option<Cached>,
+}
+
+impl Entry {
+    fn find(&self, sealed: &[u8]) -> Option<Arc<WorkflowState>> {
+        std::iter::once(&self.latest)
+            .chain(&self.before)
+            .find(|(bytes, _)| bytes.as_slice() == sealed)
+            .map(|(_, state)| state.clone())
+    }
+}
+
+/// At most this many workflows' states are kept (the runner works on `concurrency` workflows at
+/// once; the rest are read rarely).
 const STATE_CACHE_MAX: usize = 256;
 
 impl StateCache {
@@ -482,8 +505,8 @@ impl StateCache {
         }
     }
 
-    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
-        // A panic elsewhere while holding it leaves whole entries: each is inserted at once.
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic elsewhere while holding it leaves whole entries: each is changed at once.
         self.states.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -506,17 +529,13 @@ impl StateCache {
                 .open_json(&self.ring, &[id], sealed)
                 .map(Arc::new);
         }
-        let cached = self
-            .states()
-            .get(id)
-            .filter(|(bytes, _)| bytes.as_slice() == sealed)
-            .map(|(_, state)| state.clone());
+        let cached = self.states().get(id).and_then(|entry| entry.find(sealed));
         if let Some(state) = cached {
             return Ok(state);
         }
         let state: Arc<WorkflowState> =
             Arc::new(WORKFLOW_STATE.open_json(&self.ring, &[id], sealed)?);
-        self.keep(id, sealed.to_vec(), state.clone(), false);
+        self.keep(id, (sealed.to_vec(), state.clone()), false);
         Ok(state)
     }
 
@@ -525,21 +544,22 @@ impl StateCache {
     /// are: nothing is copied.
     pub(super) fn remember(&self, id: &str, sealed: Vec<u8>, state: Arc<WorkflowState>) {
         if self.under_current_key(&sealed) {
-            self.keep(id, sealed, state, true);
+            self.keep(id, (sealed, state), true);
         }
     }
 
-    /// Caches `state` as workflow `id`'s, stored as `sealed`. A commit's state (`replace`)
-    /// takes the workflow's entry; a state opened on a miss only fills an empty one. A commit
-    /// remembers its state before its transaction commits, and the other thread may meanwhile
-    /// read the row as it was: that older state, opened, must not displace the newer one, or
-    /// the workflow's next load (which reads the committed row) misses too. Under callgrind at
-    /// 96 plans, 521 states were opened on misses where one per new workflow was expected.
-    fn keep(&self, id: &str, sealed: Vec<u8>, state: Arc<WorkflowState>, replace: bool) {
+    /// Caches `state` as workflow `id`'s. A commit's state (`committed`) becomes the latest and
+    /// the latest becomes the state before; a state opened on a miss becomes the state before, or
+    /// the latest of a workflow the cache did not hold. Under callgrind at 96 plans, 521 states
+    /// were opened on misses while a state opened on a miss replaced the latest, where one per
+    /// new workflow (96) was expected.
+    fn keep(&self, id: &str, state: Cached, committed: bool) {
         let mut states = self.states();
         if let Some(entry) = states.get_mut(id) {
-            if replace {
-                *entry = (sealed, state);
+            if committed {
+                entry.before = Some(std::mem::replace(&mut entry.latest, state));
+            } else {
+                entry.before = Some(state);
             }
             return;
         }
@@ -549,7 +569,13 @@ impl StateCache {
                 states.remove(&old);
             }
         }
-        states.insert(id.to_owned(), (sealed, state));
+        states.insert(
+            id.to_owned(),
+            Entry {
+                latest: state,
+                before: None,
+            },
+        );
     }
 }
 
@@ -643,6 +669,37 @@ mod state_cache_tests {
         assert!(Arc::ptr_eq(
             &first,
             &cache.open_shared("wf-2", &other).unwrap()
+        ));
+    }
+
+    #[test]
+    fn the_state_before_the_latest_is_served_too_while_or_after_its_commit_goes_wrong() {
+        let ring = Arc::new(Keyring::from(DataKey::generate()));
+        let cache = StateCache::new(ring.clone());
+        let seal = |plan: &str| {
+            WORKFLOW_STATE
+                .seal_json(&ring, &["wf-1"], &state(plan))
+                .unwrap()
+        };
+        // What each commit remembers differs from what it sealed, so a hit shows.
+        let (first, first_kept) = (seal("tx-1"), state("tx-1-kept"));
+        let (second, second_kept) = (seal("tx-2"), state("tx-2-kept"));
+        cache.remember("wf-1", first.clone(), Arc::new(first_kept.clone()));
+        cache.remember("wf-1", second.clone(), Arc::new(second_kept.clone()));
+        // The row as it was before the second commit, and as it is after: both hits.
+        assert_eq!(cache.open("wf-1", &first).unwrap(), first_kept);
+        assert_eq!(cache.open("wf-1", &second).unwrap(), second_kept);
+        // A third commit remembers its state and rolls back: the row still holds the second.
+        let third = seal("tx-3");
+        cache.remember("wf-1", third, Arc::new(state("tx-3-kept")));
+        assert_eq!(cache.open("wf-1", &second).unwrap(), second_kept);
+        // Two commits on, the first is gone: opened from its bytes, then kept as the state
+        // before (a second read is the same shared state).
+        assert_eq!(cache.open("wf-1", &first).unwrap(), state("tx-1"));
+        let opened = cache.open_shared("wf-1", &first).unwrap();
+        assert!(Arc::ptr_eq(
+            &opened,
+            &cache.open_shared("wf-1", &first).unwrap()
         ));
     }
 }
