@@ -5,11 +5,12 @@
 //! every use hashes the whole statement twice (taking it out of the cache and putting it back),
 //! compares it, and copies the text into a new allocation. With a dozen or more statements in a
 //! step, finding them by address instead cut the instructions of an external call by about 3 %
-//! (docs/performance.md, "Statements found by address"). The statements of the store are `&'static str` constants
-//! and literals: their address and length name them, and looking them up costs an Fx hash of
-//! two words (std's SipHash of them showed in the count: 1.020 M instructions per call with it,
-//! 1.009 to 1.019 M with Fx). Statements built at run time (a table name spliced in) still go through
-//! `prepare_cached`, which [`Conn`] reaches by dereferencing to the [`Connection`].
+//! (docs/performance.md, "Statements found by address"). The statements of the store are
+//! `&'static str` constants and literals: their address and length name them, and looking them
+//! up costs an Fx hash of two words (std's SipHash of them showed in the count: 1.020 M
+//! instructions per call with it, 1.009 to 1.019 M with Fx). Statements built at run time (a
+//! table name spliced in) still go through `prepare_cached`, which [`Conn`] reaches by
+//! dereferencing to the [`Connection`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
