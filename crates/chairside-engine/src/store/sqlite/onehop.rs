@@ -546,7 +546,7 @@ pub(super) fn park(
 /// depend on a row id the transaction picks).
 pub(super) struct StepWrite {
     pub(super) claim: Claim,
-    pub(super) state: WorkflowState,
+    pub(super) state: Arc<WorkflowState>,
     pub(super) sealed_state: Vec<u8>,
     pub(super) consumed: Consumed,
     pub(super) event_label: String,
@@ -658,7 +658,7 @@ pub(super) fn commit_step(
     conn: &Conn<'_>,
     key: &Keyring,
     states: &StateCache,
-    step: StepWrite,
+    step: &StepWrite,
 ) -> Result<AfterStep> {
     let StepWrite {
         claim,
@@ -675,15 +675,15 @@ pub(super) fn commit_step(
         next,
         now,
     } = step;
-    let now_ms = ms(now);
+    let now_ms = ms(*now);
     let id = claim.id.as_str();
     // The lease checked first, so a claim that lost it writes nothing and fails as `LeaseLost`
     // rather than on a row its taker wrote meanwhile.
     let Held {
         state: before,
         status: stored_status,
-    } = held(conn, states, &claim, now_ms)?;
-    match &consumed {
+    } = held(conn, states, claim, now_ms)?;
+    match consumed {
         Consumed::Inbox(row) => {
             conn.prepared("DELETE FROM inbox WHERE id = ?1")?
                 .execute([row])?;
@@ -707,37 +707,37 @@ pub(super) fn commit_step(
             .execute(params![now_ms, outcome, id, *seq as i64, i64::from(*attempt)])?;
         }
     }
-    for kind in &clear_timers {
+    for kind in clear_timers {
         conn.prepared("DELETE FROM timers WHERE workflow_id = ?1 AND kind = ?2")?
             .execute(params![id, kind.label()])?;
     }
-    for (kind, at) in &set_timers {
+    for (kind, at) in set_timers {
         conn.prepared(
             "INSERT INTO timers (workflow_id, kind, fire_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (workflow_id, kind) DO UPDATE SET fire_at = excluded.fire_at",
         )?
         .execute(params![id, kind.label(), at])?;
     }
-    if drop_pending_messages {
+    if *drop_pending_messages {
         conn.prepared(
             "UPDATE outbox SET status = 'dropped', done_at = ?1 WHERE workflow_id = ?2 AND status = 'pending' AND action = 'send_message'",
         )?
         .execute(params![now_ms, id])?;
     }
-    for (seq, action, sealed, key) in &commands {
+    for (seq, action, sealed, key) in commands {
         conn.prepared(
             "INSERT INTO outbox (workflow_id, seq, action, command, not_before, created_at, idempotency_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![id, seq, action, sealed, now_ms, now_ms, key])?;
     }
-    if let Some(task) = &raise_task {
+    if let Some(task) = raise_task {
         insert_task(conn, key, id, state.key.practice_id.as_str(), task, now_ms)?;
     }
     // Outbound events (webhooks, CRM, lab) in the step's own transaction: read against the
     // state stored before this step.
     if let Some(before) = &before {
-        record_events(conn, id, before, &state, raise_task.as_ref(), now)?;
+        record_events(conn, id, before, state, raise_task.as_ref(), *now)?;
     }
     // The step's audit line, and the call's lines below: nothing else this transaction writes
     // inserts into `events` in between, so their ids follow one another.
@@ -748,8 +748,8 @@ pub(super) fn commit_step(
         audit_row,
         id,
         "runner",
-        &event_label,
-        &audit,
+        event_label,
+        audit,
         now_ms,
     )?;
     // Every change to the inbox, timers and outbox is made above: the due time read from them
@@ -788,8 +788,8 @@ pub(super) fn commit_step(
         // `held` read the row in this transaction; nothing else writes between.
         return Err(StoreError::LeaseLost(claim.id.clone()));
     }
-    let state = Arc::new(state);
-    states.remember(id, sealed_state, state.clone());
+    // A copy for the cache: the transaction may run again (`thread`'s group commit).
+    states.remember(id, sealed_state.clone(), state.clone());
     let Some(next) = next else {
         return Ok(AfterStep::Kept);
     };
@@ -828,7 +828,7 @@ pub(super) fn commit_step(
     if !held {
         return Ok(AfterStep::Released);
     }
-    continue_after(conn, &claim, &next, now_ms)
+    continue_after(conn, claim, next, now_ms)
 }
 
 /// `PatientStore::put_patient`, alone or in a step's commit ([`StepFacts::patient`]): the

@@ -556,7 +556,11 @@ impl StateCache {
     fn keep(&self, id: &str, state: Cached, committed: bool) {
         let mut states = self.states();
         if let Some(entry) = states.get_mut(id) {
-            if committed {
+            if committed && entry.latest.0 == state.0 {
+                // The same commit remembered again (its transaction ran a second time, see
+                // `thread`): the state before stays what it was.
+                entry.latest = state;
+            } else if committed {
                 entry.before = Some(std::mem::replace(&mut entry.latest, state));
             } else {
                 entry.before = Some(state);
@@ -672,25 +676,39 @@ mod state_cache_tests {
         ));
     }
 
-    #[test]
-    fn the_state_before_the_latest_is_served_too_while_or_after_its_commit_goes_wrong() {
+    /// Workflow `wf-1`'s row sealed for `plan`'s state, under `ring`.
+    fn sealed(ring: &Keyring, plan: &str) -> Vec<u8> {
+        WORKFLOW_STATE
+            .seal_json(ring, &["wf-1"], &state(plan))
+            .unwrap()
+    }
+
+    /// What a commit sealed, and what it remembered (which differs from what it sealed, so a
+    /// hit shows).
+    type Commit = (Vec<u8>, WorkflowState);
+
+    /// A cache of `wf-1` after two commits, with its keyring and the two commits.
+    fn two_commits() -> (StateCache, Arc<Keyring>, [Commit; 2]) {
         let ring = Arc::new(Keyring::from(DataKey::generate()));
         let cache = StateCache::new(ring.clone());
-        let seal = |plan: &str| {
-            WORKFLOW_STATE
-                .seal_json(&ring, &["wf-1"], &state(plan))
-                .unwrap()
-        };
-        // What each commit remembers differs from what it sealed, so a hit shows.
-        let (first, first_kept) = (seal("tx-1"), state("tx-1-kept"));
-        let (second, second_kept) = (seal("tx-2"), state("tx-2-kept"));
-        cache.remember("wf-1", first.clone(), Arc::new(first_kept.clone()));
-        cache.remember("wf-1", second.clone(), Arc::new(second_kept.clone()));
+        let commits = [
+            (sealed(&ring, "tx-1"), state("tx-1-kept")),
+            (sealed(&ring, "tx-2"), state("tx-2-kept")),
+        ];
+        for (bytes, kept) in &commits {
+            cache.remember("wf-1", bytes.clone(), Arc::new(kept.clone()));
+        }
+        (cache, ring, commits)
+    }
+
+    #[test]
+    fn the_state_before_the_latest_is_served_too_while_or_after_its_commit_goes_wrong() {
+        let (cache, ring, [(first, first_kept), (second, second_kept)]) = two_commits();
         // The row as it was before the second commit, and as it is after: both hits.
         assert_eq!(cache.open("wf-1", &first).unwrap(), first_kept);
         assert_eq!(cache.open("wf-1", &second).unwrap(), second_kept);
         // A third commit remembers its state and rolls back: the row still holds the second.
-        let third = seal("tx-3");
+        let third = sealed(&ring, "tx-3");
         cache.remember("wf-1", third, Arc::new(state("tx-3-kept")));
         assert_eq!(cache.open("wf-1", &second).unwrap(), second_kept);
         // Two commits on, the first is gone: opened from its bytes, then kept as the state
@@ -701,5 +719,16 @@ mod state_cache_tests {
             &opened,
             &cache.open_shared("wf-1", &first).unwrap()
         ));
+    }
+
+    #[test]
+    fn a_commit_remembered_twice_keeps_the_state_before_it() {
+        // A group commit that runs its transactions a second time (`thread`) remembers each
+        // step's state again.
+        let (cache, _ring, [(first, first_kept), (second, second_kept)]) = two_commits();
+        cache.remember("wf-1", second.clone(), Arc::new(second_kept.clone()));
+        // The row as it is until the second commit is on disk is still a hit.
+        assert_eq!(cache.open("wf-1", &first).unwrap(), first_kept);
+        assert_eq!(cache.open("wf-1", &second).unwrap(), second_kept);
     }
 }

@@ -3,11 +3,19 @@
 //! hop per statement as through sqlx's connection threads (docs/performance.md, 2 December 2026).
 //!
 //! Group commit: the transactions queued while one commits go together in the next `BEGIN
-//! IMMEDIATE` ... `COMMIT`, each in its own savepoint, so a caller whose transaction fails (a
-//! lost lease, a constraint) rolls back only its own statements. Every caller is answered after
-//! the `COMMIT` that holds its writes returned, so `synchronous = FULL` still means a caller
-//! told "done" holds a write that survives a power loss. A failed `COMMIT` fails every caller of
-//! the batch, and nothing of the batch is written.
+//! IMMEDIATE` ... `COMMIT`, and a caller whose transaction fails (a lost lease, a constraint)
+//! rolls back only its own statements. They first run one after the other with no savepoint
+//! between them: a transaction that fails has almost always failed before it wrote (a step's
+//! lease is checked first), and then there is nothing to undo. Only when one fails after it
+//! changed rows is the batch rolled back and run again with each transaction in its own
+//! savepoint, so the failed one's writes go and the others' stay. A savepoint costs every page a
+//! transaction touches a copy into SQLite's statement journal, about 8 % of the instructions of
+//! an external call (docs/performance.md, "Group commits without savepoints"); a transaction is
+//! therefore a function that can run twice (`Fn`), and must not act outside its connection in a
+//! way that running it again would double. Every caller is answered after the `COMMIT` that holds
+//! its writes returned, so `synchronous = FULL` still means a caller told "done" holds a write
+//! that survives a power loss. A failed `COMMIT` fails every caller of the batch, and nothing of
+//! the batch is written.
 //!
 //! One turn of the caller's runtime, one trip: the transactions its tasks ask for while it runs
 //! its ready tasks are sent to the thread together at the end of that turn (by a small task that
@@ -36,7 +44,8 @@ const MAX_BATCH: usize = 64;
 trait Job: Send {
     /// True when it may write (the batch then takes the write lock up front).
     fn writes(&self) -> bool;
-    /// Runs its statements; false when it failed (its savepoint is rolled back).
+    /// Runs its statements, again when its batch is run again (the result replaces the last);
+    /// false when it failed.
     fn run(&mut self, conn: &Conn<'_>) -> bool;
     /// Takes the batch's commit into its answer, once the commit is known.
     fn settle(&mut self, commit: std::result::Result<(), &rusqlite::Error>);
@@ -46,7 +55,7 @@ trait Job: Send {
 
 struct Call<T, F> {
     writes: bool,
-    work: Option<F>,
+    work: F,
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
@@ -54,16 +63,14 @@ struct Call<T, F> {
 impl<T, F> Job for Call<T, F>
 where
     T: Send,
-    F: FnOnce(&Conn<'_>) -> Result<T> + Send,
+    F: Fn(&Conn<'_>) -> Result<T> + Send,
 {
     fn writes(&self) -> bool {
         self.writes
     }
 
     fn run(&mut self, conn: &Conn<'_>) -> bool {
-        let Some(work) = self.work.take() else {
-            return false;
-        };
+        let work = &self.work;
         let result = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|_| {
             Err(StoreError::Embedded(failure(
                 "a store transaction panicked",
@@ -187,7 +194,7 @@ impl StoreThread {
     pub(super) async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
+        F: Fn(&Conn<'_>) -> Result<T> + Send + 'static,
     {
         self.queue(true, work).await
     }
@@ -196,7 +203,7 @@ impl StoreThread {
     pub(super) async fn read<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
+        F: Fn(&Conn<'_>) -> Result<T> + Send + 'static,
     {
         self.queue(false, work).await
     }
@@ -204,12 +211,12 @@ impl StoreThread {
     async fn queue<T, F>(&self, writes: bool, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
+        F: Fn(&Conn<'_>) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let call = Call {
             writes,
-            work: Some(work),
+            work,
             result: None,
             reply,
         };
@@ -333,31 +340,77 @@ fn serve(conn: &Conn<'_>, queue: &mpsc::Receiver<Batch>, stats: &ThreadStats) {
     );
 }
 
-/// One transaction for every job of `batches`, each in its own savepoint when there are several;
-/// the commit's result (every job's own result is kept in the job).
+/// One transaction for every job of `batches`; the commit's result (every job's own result is
+/// kept in the job). The jobs run without savepoints first; when one of several fails after it
+/// changed rows, the transaction is rolled back and the batch runs again, each job in its own
+/// savepoint ([`Isolation`]).
 fn run_batch(
     conn: &Conn<'_>,
     batches: &mut [Batch],
     stats: &ThreadStats,
 ) -> std::result::Result<(), rusqlite::Error> {
-    let jobs = || batches.iter().flat_map(|b| b.jobs.iter());
-    let count = jobs().count();
-    let begin = if jobs().any(|job| job.writes()) {
+    let count = batches.iter().map(|b| b.jobs.len()).sum::<usize>();
+    let mut pass = Isolation::None;
+    loop {
+        match run_pass(conn, batches, pass, count > 1) {
+            Pass::Again => pass = Isolation::Savepoints,
+            Pass::Failed(e) => {
+                let _ = exec(conn, "ROLLBACK");
+                return Err(e);
+            }
+            Pass::Ran { kept } => {
+                let commit = exec(conn, "COMMIT").inspect_err(|_| {
+                    let _ = exec(conn, "ROLLBACK");
+                });
+                if commit.is_ok() && kept > 0 {
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
+                    stats.grouped.fetch_add(kept, Ordering::Relaxed);
+                }
+                return commit;
+            }
+        }
+    }
+}
+
+/// How one pass over a batch keeps its jobs apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// One after the other: a job that fails having changed nothing needs nothing undone.
+    None,
+    /// Each job in its own savepoint, rolled back to when the job fails.
+    Savepoints,
+}
+
+/// How a pass over a batch ended.
+enum Pass {
+    /// Every job ran (some may have failed, their writes undone); `kept` jobs wrote. The
+    /// transaction is open, to commit.
+    Ran { kept: u64 },
+    /// A job failed after it changed rows with no savepoint to undo them: the transaction is
+    /// rolled back, and the batch is to run again with savepoints.
+    Again,
+    /// The transaction cannot go on (it could not begin, SQLite rolled it back, a savepoint
+    /// statement failed, the only job failed): every job of the batch fails with it.
+    Failed(rusqlite::Error),
+}
+
+/// Runs every job of `batches` once in a new transaction, kept apart as `isolation` says;
+/// `several` when the batch has more than one job (one alone needs no savepoint: its failure
+/// rolls the whole transaction back).
+fn run_pass(conn: &Conn<'_>, batches: &mut [Batch], isolation: Isolation, several: bool) -> Pass {
+    let begin = if batches.iter().flat_map(|b| &b.jobs).any(|job| job.writes()) {
         "BEGIN IMMEDIATE"
     } else {
         "BEGIN"
     };
-    exec(conn, begin)?;
-    let alone = count == 1;
-    let mut failed: Option<rusqlite::Error> = None;
+    if let Err(e) = exec(conn, begin) {
+        return Pass::Failed(e);
+    }
+    let savepoints = several && isolation == Isolation::Savepoints;
     let mut kept = 0_u64;
     for job in batches.iter_mut().flat_map(|b| b.jobs.iter_mut()) {
-        if failed.is_some() {
-            break;
-        }
-        if !alone && let Err(e) = exec(conn, "SAVEPOINT job") {
-            failed = Some(e);
-            break;
+        if savepoints && let Err(e) = exec(conn, "SAVEPOINT job") {
+            return Pass::Failed(e);
         }
         let changes = conn.total_changes();
         let ok = job.run(conn);
@@ -365,39 +418,33 @@ fn run_batch(
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (an I/O error, a full disk): the jobs
             // before this one lost their writes too.
-            failed = Some(failure("the store transaction was rolled back"));
-        } else if alone {
+            return Pass::Failed(failure("the store transaction was rolled back"));
+        }
+        if !several {
             if !ok {
-                failed = Some(failure("the transaction failed"));
+                return Pass::Failed(failure("the transaction failed"));
             }
-        } else {
+        } else if savepoints {
             let end = if ok {
                 exec(conn, "RELEASE job")
             } else {
                 exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
             };
             if let Err(e) = end {
-                failed = Some(e);
+                return Pass::Failed(e);
             }
+        } else if !ok && changed {
+            // Its writes cannot be undone alone: the batch runs again, kept apart.
+            return match exec(conn, "ROLLBACK") {
+                Ok(()) => Pass::Again,
+                Err(e) => Pass::Failed(e),
+            };
         }
         if ok && job.writes() && changed {
             kept += 1;
         }
     }
-    let commit = match failed {
-        Some(e) => {
-            let _ = exec(conn, "ROLLBACK");
-            Err(e)
-        }
-        None => exec(conn, "COMMIT").inspect_err(|_| {
-            let _ = exec(conn, "ROLLBACK");
-        }),
-    };
-    if commit.is_ok() && kept > 0 {
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats.grouped.fetch_add(kept, Ordering::Relaxed);
-    }
-    commit
+    Pass::Ran { kept }
 }
 
 #[cfg(test)]
@@ -420,7 +467,7 @@ mod tests {
         (dir, thread)
     }
 
-    fn insert(x: i64) -> impl FnOnce(&Conn<'_>) -> Result<i64> + Send + 'static {
+    fn insert(x: i64) -> impl Fn(&Conn<'_>) -> Result<i64> + Send + 'static {
         move |conn| {
             conn.execute("INSERT INTO t (x) VALUES (?1)", params![x])?;
             Ok(x)
@@ -465,7 +512,7 @@ mod tests {
         // Arrange: a first transaction holds the thread until three more are queued behind it.
         let (_dir, thread) = database();
         let (go, wait) = sync::channel::<()>();
-        let (started, running) = oneshot::channel::<()>();
+        let (started, mut running) = tokio::sync::mpsc::unbounded_channel::<()>();
         let first = thread.write(move |conn| {
             started.send(()).unwrap();
             wait.recv().unwrap();
@@ -474,7 +521,7 @@ mod tests {
         let mut first = Box::pin(first);
         assert!(futures::poll!(&mut first).is_pending());
         // The first is sent at the end of this turn of the runtime, which this await ends.
-        running.await.unwrap();
+        running.recv().await.unwrap();
         let mut second = Box::pin(thread.write(insert(2)));
         let mut refused = Box::pin(thread.write(|conn| {
             insert(3)(conn)?;
@@ -517,6 +564,108 @@ mod tests {
         assert_eq!(answers, vec![1, 2, 3, 4, 5]);
         assert_eq!(thread.commits(), (before.0 + 1, before.1 + 5));
         assert_eq!(rows(&thread).await, vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    /// `insert(x)` that counts its runs in `runs`.
+    fn counted(
+        x: i64,
+        runs: &Arc<std::sync::atomic::AtomicUsize>,
+    ) -> impl Fn(&Conn<'_>) -> Result<i64> + Send + 'static {
+        let runs = runs.clone();
+        move |conn| {
+            runs.fetch_add(1, Ordering::Relaxed);
+            insert(x)(conn)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_fails_before_it_writes_leaves_its_batch_to_run_once() {
+        // Arrange: three transactions asked for in one turn, the middle one refused before it
+        // writes anything (as a step whose lease is gone).
+        let (_dir, thread) = database();
+        thread.write(insert(0)).await.unwrap();
+        let before = thread.commits();
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refused = |conn: &Conn<'_>| -> Result<i64> {
+            conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0))?;
+            Err(StoreError::LeaseLost(WorkflowId::new("wf-1")))
+        };
+
+        // Act
+        let (first, refused, third) = tokio::join!(
+            thread.write(counted(1, &runs)),
+            thread.write(refused),
+            thread.write(counted(3, &runs)),
+        );
+
+        // Assert: the others ran once each (no second pass) and share one commit.
+        assert_eq!(first.unwrap(), 1);
+        assert!(
+            matches!(refused, Err(StoreError::LeaseLost(_))),
+            "{refused:?}"
+        );
+        assert_eq!(third.unwrap(), 3);
+        assert_eq!(runs.load(Ordering::Relaxed), 2);
+        assert_eq!(thread.commits(), (before.0 + 1, before.1 + 2));
+        assert_eq!(rows(&thread).await, vec![0, 1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_fails_after_it_wrote_is_undone_alone_by_running_the_batch_again() {
+        // Arrange: in one turn, a write, one that writes and then fails, a read of what the
+        // failed one wrote, and another write.
+        let (_dir, thread) = database();
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failing = |conn: &Conn<'_>| -> Result<i64> {
+            insert(2)(conn)?;
+            Err(StoreError::LeaseLost(WorkflowId::new("wf-1")))
+        };
+        let sees_two = |conn: &Conn<'_>| -> Result<i64> {
+            Ok(conn.query_row("SELECT COUNT(*) FROM t WHERE x = 2", [], |r| r.get(0))?)
+        };
+
+        // Act
+        let (first, failed, seen, fourth) = tokio::join!(
+            thread.write(counted(1, &runs)),
+            thread.write(failing),
+            thread.read(sees_two),
+            thread.write(counted(4, &runs)),
+        );
+
+        // Assert: the failed one's row is gone, the others' stay. The first pass stopped at
+        // the failure: the write before it ran twice, the one after it once, and the read
+        // answers from the second pass, which never saw the failed row.
+        assert_eq!(first.unwrap(), 1);
+        assert!(
+            matches!(failed, Err(StoreError::LeaseLost(_))),
+            "{failed:?}"
+        );
+        assert_eq!(seen.unwrap(), 0);
+        assert_eq!(fourth.unwrap(), 4);
+        assert_eq!(runs.load(Ordering::Relaxed), 3);
+        assert_eq!(thread.commits(), (1, 2));
+        assert_eq!(rows(&thread).await, vec![1, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_panics_after_it_wrote_in_a_batch_is_undone_alone() {
+        let (_dir, thread) = database();
+        let panicking = |conn: &Conn<'_>| -> Result<i64> {
+            insert(2)(conn)?;
+            panic!("a bug in a transaction");
+        };
+        let (first, panicked, third) = tokio::join!(
+            thread.write(insert(1)),
+            thread.write(panicking),
+            thread.write(insert(3)),
+        );
+        assert_eq!(first.unwrap(), 1);
+        assert!(
+            matches!(panicked, Err(StoreError::Embedded(_))),
+            "{panicked:?}"
+        );
+        assert_eq!(third.unwrap(), 3);
+        assert_eq!(rows(&thread).await, vec![1, 3]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 3)]

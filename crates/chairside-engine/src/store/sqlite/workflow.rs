@@ -1,6 +1,7 @@
 //! The runner's role on SQLite: claims, leases and steps, each one transaction on the store's own
 //! thread ([`super::thread`]; the statements are in [`super::onehop`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -108,7 +109,7 @@ impl WorkflowStore for SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         let step = StepWrite {
             claim: claim.clone(),
-            state: state.clone(),
+            state: Arc::new(state.clone()),
             sealed_state,
             consumed,
             event_label: event_label.to_owned(),
@@ -142,7 +143,7 @@ impl WorkflowStore for SqliteStore {
         let (key, states) = (self.key.clone(), self.states.clone());
         let after = self
             .thread
-            .write(move |conn| onehop::commit_step(conn, &key, &states, step))
+            .write(move |conn| onehop::commit_step(conn, &key, &states, &step))
             .await?;
         self.writes.add(std::panic::Location::caller());
         Ok(after)
