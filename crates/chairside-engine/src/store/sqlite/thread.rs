@@ -490,8 +490,9 @@ mod tests {
     #[test]
     fn sqlite_is_built_as_the_workspace_asks() {
         // `.cargo/config.toml` passes `LIBSQLITE3_FLAGS` to the bundled SQLite's build. Its
-        // `HAVE_FDATASYNC` is not among the options SQLite reports; `DEFAULT_MEMSTATUS`, passed
-        // beside it, is, so the flags reached the build when it reads 0 here.
+        // `HAVE_FDATASYNC` is not among the options SQLite reports; `DEFAULT_MEMSTATUS` and
+        // `DEFAULT_LOOKASIDE`, passed beside it, are, so the flags reached the build when they
+        // read as set there.
         let conn = Connection::open_in_memory().unwrap();
         let options: Vec<String> = conn
             .prepare("PRAGMA compile_options")
@@ -500,10 +501,12 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert!(
-            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
-            "SQLite built without the workspace's LIBSQLITE3_FLAGS: {options:?}"
-        );
+        for flag in ["DEFAULT_MEMSTATUS=0", "DEFAULT_LOOKASIDE=1200,500"] {
+            assert!(
+                options.iter().any(|o| o == flag),
+                "SQLite built without the workspace's LIBSQLITE3_FLAGS ({flag}): {options:?}"
+            );
+        }
     }
 
     #[tokio::test]
