@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Chairside's CPU per external call of two builds, timed in interleaved pairs: A then B, N times,
+# at zero latency. On this shared VM the same binary reads half or twice as much from one hour to
+# the next (docs/performance.md, "The host twice as fast within the hour"), so two builds are only
+# compared run against run, in turn, the machine otherwise idle; a difference under the pairs'
+# spread is not a finding. For a figure that does not move with the host, count instructions
+# (scripts/callgrind-per-call.sh). A development tool; needs Python 3.
+#
+# usage: scripts/bench-pairs.sh A B [N] [PLANS] [SANDBOX]
+#   A, B     two `chairside` binaries (release builds)
+#   N        pairs (default 10); PLANS plans per run (default 300, the bench's default size)
+#   SANDBOX  the sandbox binary (default: the one next to A)
+# Prints each pair as it runs, then per build the mean, median and range, the runs at or under
+# issue #19's 0.5 ms, and in how many pairs B read lower than A. Every run must end with every
+# workflow where its persona says, or the script stops.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+  sed -n '9,15p' "$0" >&2
+  exit 2
+fi
+a=$1
+b=$2
+pairs=${3:-10}
+plans=${4:-300}
+sandbox=${5:-$(dirname "$a")/sandbox}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+run() {
+  "$1" bench --plans "$plans" --parked 0 --profiles zero --sandbox-bin "$sandbox" --json \
+    > "$out/run.json" 2> "$out/run.log"
+  python3 - "$out/run.json" <<'PY'
+import json, sys
+
+text = open(sys.argv[1]).read()
+run = json.loads(text[text.index("\n{") + 1:])["runs"][0]
+if run["as_expected"] != run["workflows"]:
+    sys.exit(f"{run['as_expected']} of {run['workflows']} workflows ended as expected")
+print(f"{run['chairside_cpu_per_external_call_ms']:.3f}")
+PY
+}
+
+: > "$out/pairs"
+for i in $(seq 1 "$pairs"); do
+  x=$(run "$a")
+  y=$(run "$b")
+  echo "$(date -u +%H:%M:%S) pair $i: A $x ms, B $y ms"
+  echo "$x $y" >> "$out/pairs"
+done
+
+python3 - "$out/pairs" "$a" "$b" <<'PY'
+import statistics, sys
+
+rows = [tuple(map(float, line.split())) for line in open(sys.argv[1])]
+for column, name in enumerate(("A", "B")):
+    values = [row[column] for row in rows]
+    print(
+        f"{name} ({sys.argv[2 + column]}): mean {statistics.mean(values):.3f} ms, "
+        f"median {statistics.median(values):.3f}, {min(values):.3f} to {max(values):.3f}; "
+        f"{sum(v <= 0.5 for v in values)} of {len(values)} runs at or under 0.5 ms"
+    )
+a = statistics.mean(row[0] for row in rows)
+b = statistics.mean(row[1] for row in rows)
+lower = sum(row[1] < row[0] for row in rows)
+print(f"B against A: {100 * (b - a) / a:+.1f} % in the means, lower in {lower} of {len(rows)} pairs")
+PY
