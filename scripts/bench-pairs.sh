@@ -26,16 +26,21 @@ sandbox=${5:-$(dirname "$a")/sandbox}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
+# One run of build $1; prints its CPU per external call, or says why there is none and fails.
 run() {
-  "$1" bench --plans "$plans" --parked 0 --profiles zero --sandbox-bin "$sandbox" --json \
-    > "$out/run.json" 2> "$out/run.log"
-  python3 - "$out/run.json" <<'PY'
+  if ! "$1" bench --plans "$plans" --parked 0 --profiles zero --sandbox-bin "$sandbox" --json \
+    > "$out/run.json" 2> "$out/run.log"; then
+    echo "$1 bench failed; the end of its log:" >&2
+    tail -n 20 "$out/run.log" >&2
+    return 1
+  fi
+  python3 - "$out/run.json" "$1" <<'PY'
 import json, sys
 
 text = open(sys.argv[1]).read()
 run = json.loads(text[text.index("\n{") + 1:])["runs"][0]
 if run["as_expected"] != run["workflows"]:
-    sys.exit(f"{run['as_expected']} of {run['workflows']} workflows ended as expected")
+    sys.exit(f"{sys.argv[2]}: {run['as_expected']} of {run['workflows']} workflows ended as expected")
 print(f"{run['chairside_cpu_per_external_call_ms']:.3f}")
 PY
 }
