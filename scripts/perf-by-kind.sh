@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Where Chairside's CPU goes by kind of work, from `perf` samples of one bench run: each sample
 # of Chairside's threads (the runtime `chairside-rt`, the store's `chairside-store` writer and
-# reader, sqlx's `sqlx-sqlite-wor`) is put in the first kind whose functions are on its call
-# chain: a system call by what it does (the WAL's writes, its syncs, loopback TCP, waking
-# threads...), a page fault, an interrupt, else user space. Time, not instructions: the kernel's
+# reader, sqlx's `sqlx-sqlite-wor`) is put in one kind: a system call by what it does (the WAL's
+# writes, its syncs, loopback TCP, waking threads...), a page fault, an interrupt, else user
+# space. Like `scripts/bench-pairs.sh`, it gives no figures for a run whose workflows did not all
+# end where their personas say. Time, not instructions: the kernel's
 # share, which `scripts/callgrind-per-call.sh` cannot see, is the point. The sandbox's threads
 # (another process) are left out; the stack's start (before the bench's measured window) is a
 # kind of its own. A kind needs only the kernel's frames and the first user frame (the system
@@ -17,7 +18,7 @@
 #   SANDBOX  the sandbox binary (default: the one next to BIN)
 set -euo pipefail
 if [ $# -lt 1 ]; then
-  sed -n '14,17p' "$0" >&2
+  sed -n '15,18p' "$0" >&2
   exit 2
 fi
 bin=$1
@@ -115,6 +116,8 @@ for chain in open(sys.argv[1]).read().split("\n\n"):
 total = sum(by_thread.values())
 text = open(sys.argv[2]).read()
 run = json.loads(text[text.index("\n{") + 1:])["runs"][0]
+if run["as_expected"] != run["workflows"]:
+    sys.exit(f"{run['as_expected']} of {run['workflows']} workflows ended as expected: no figures")
 print(f"{run['workflows']} plans, {run['external_calls']} external calls, "
       f"{run['chairside_cpu_per_external_call_ms']:.3f} ms of Chairside's CPU per call "
       f"(under perf); {total} samples of Chairside's threads")
