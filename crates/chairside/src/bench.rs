@@ -140,7 +140,9 @@ pub struct BenchArgs {
     /// Also measure the floor under the CPU per external call on this machine: one bare HTTP
     /// round trip to the sandbox over loopback and one bare durable SQLite commit, with nothing
     /// of Chairside around them (the figures to read Chairside's against; runs on PostgreSQL are
-    /// not compared with it), and a usual step through the SQLite store alone.
+    /// not compared with it), and a usual step through the SQLite store alone. Measured after
+    /// each round of runs (`--repeat`), and each run read against its own round's: the host's
+    /// speed moves within minutes, and moves a run's CPU and its floor alike.
     #[arg(long)]
     pub floor: bool,
     /// Durable commits the floor measures; it makes twice as many HTTP round trips and about as
@@ -289,6 +291,21 @@ pub struct RunFigures {
     pub claim_lag_max_ms: f64,
     /// Claims made 100 ms or more after their workflow came due.
     pub claims_late: u64,
+    /// The floor of one external call with this run's transactions (`FloorFigures::per_call_us`),
+    /// ms, from the floor measured right after this run's round (`--floor`, SQLite only): the
+    /// host's speed in the same minute as the run. `None` without it.
+    pub floor_per_call_ms: Option<f64>,
+}
+
+impl RunFigures {
+    /// Chairside's CPU per external call over the floor of its round (`floor_per_call_ms`): how
+    /// many times the bare work the run's calls cost. The host's speed moves both alike, so this
+    /// moves far less from run to run than the CPU per call does (docs/performance.md).
+    pub fn over_floor(&self) -> Option<f64> {
+        self.floor_per_call_ms
+            .filter(|f| *f > 0.0)
+            .map(|f| self.chairside_cpu_per_external_call_ms / f)
+    }
 }
 
 /// The figures of the parked workflows.
@@ -331,8 +348,10 @@ pub struct BenchReport {
     pub runs: Vec<RunFigures>,
     /// The parked workflows, unless skipped.
     pub parked: Option<ParkedFigures>,
-    /// The floor under the CPU per external call (`--floor`).
-    pub floor: Option<FloorFigures>,
+    /// The floor under the CPU per external call (`--floor`): one measured after each round of
+    /// runs (`--repeat`), so that each run is read against the host as it was in its minute;
+    /// one alone when no plans ran. Empty without `--floor`.
+    pub floors: Vec<FloorFigures>,
 }
 
 impl BenchReport {
@@ -401,15 +420,24 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         .timeout(Duration::from_secs(120))
         .build()
         .context("http client")?;
-    let mut runs = Vec::new();
+    let mut runs: Vec<RunFigures> = Vec::new();
+    let mut floors = Vec::new();
     let profiles = if args.plans == 0 {
         &[][..]
     } else {
         &args.profiles[..]
     };
     // Round after round of every profile, so that a drift of the machine over the minutes
-    // touches each profile's runs alike.
-    for round in 1..=args.repeat.max(1) {
+    // touches each profile's runs alike; the floor (`--floor`) after each round, so that each
+    // run is read against the host's speed of its own minute (it halves and doubles within an
+    // hour here: docs/performance.md).
+    let rounds = if profiles.is_empty() {
+        0
+    } else {
+        args.repeat.max(1)
+    };
+    for round in 1..=rounds {
+        let first = runs.len();
         for profile in profiles {
             tracing::info!(
                 profile = profile.name(),
@@ -425,6 +453,24 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
             std::fs::create_dir_all(&run_dir).context("run directory")?;
             runs.push(run_profile(args, *profile, &personas, &bin, &run_dir, &http).await?);
         }
+        if args.floor {
+            let floor = measure_floor(args, &bin, &dir, round).await?;
+            // The commit floor is SQLite's: runs on PostgreSQL are not read against it.
+            if args.database_url.is_none() {
+                for run in &mut runs[first..] {
+                    run.floor_per_call_ms = Some(
+                        floor.per_call_us(
+                            run.writes_per_external_call,
+                            run.commits_per_external_call,
+                        ) / 1000.0,
+                    );
+                }
+            }
+            floors.push(floor);
+        }
+    }
+    if args.floor && rounds == 0 {
+        floors.push(measure_floor(args, &bin, &dir, 1).await?);
     }
     let parked = if args.parked > 0 {
         tracing::info!(
@@ -437,14 +483,6 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     } else {
         None
     };
-    let floor = if args.floor {
-        tracing::info!("measuring the floor: bare HTTP round trips and durable commits");
-        let run_dir = dir.join("floor");
-        std::fs::create_dir_all(&run_dir).context("run directory")?;
-        Some(floor::measure(&bin, &run_dir, args.floor_commits).await?)
-    } else {
-        None
-    };
     Ok(BenchReport {
         machine: machine(),
         concurrency: args.concurrency,
@@ -452,8 +490,28 @@ pub async fn measure(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         personas: personas.iter().map(|p| p.name().to_owned()).collect(),
         runs,
         parked,
-        floor,
+        floors,
     })
+}
+
+/// The floor (`--floor`) of round `round`, in its own directory.
+async fn measure_floor(
+    args: &BenchArgs,
+    bin: &Path,
+    dir: &Path,
+    round: u32,
+) -> anyhow::Result<FloorFigures> {
+    tracing::info!(
+        round,
+        "measuring the floor: bare HTTP round trips and durable commits"
+    );
+    let run_dir = if args.repeat > 1 {
+        dir.join(format!("floor-{round}"))
+    } else {
+        dir.join("floor")
+    };
+    std::fs::create_dir_all(&run_dir).context("run directory")?;
+    floor::measure(bin, &run_dir, args.floor_commits).await
 }
 
 /// The demo world's options for a benchmark run.
@@ -1054,6 +1112,7 @@ async fn run_profile(
         claim_lag_p99_ms: lag.at_most_ms(0.99),
         claim_lag_max_ms: lag.max_micros as f64 / 1_000.0,
         claims_late: lag.at_least_ms(100),
+        floor_per_call_ms: None,
     })
 }
 
@@ -1950,15 +2009,7 @@ fn print(report: &BenchReport, args: &BenchArgs) {
             p.sandbox_rss_mib
         );
     }
-    if let Some(f) = &report.floor {
-        // The commit floor is SQLite's: runs on PostgreSQL are not read against it.
-        let runs = if args.database_url.is_some() {
-            &[][..]
-        } else {
-            &report.runs[..]
-        };
-        print_floor(f, runs);
-    }
+    print_floors(&report.floors, &report.runs);
     println!();
     println!(
         "{}",
@@ -1976,9 +2027,50 @@ fn print(report: &BenchReport, args: &BenchArgs) {
     }
 }
 
-/// The floor's lines, and each run's CPU per external call read against it.
+/// The floors' lines (one measurement in full, several a line each), and each run's CPU per
+/// external call read against the floor of its round.
 #[allow(clippy::print_stdout)] // the benchmark's output is the table
-fn print_floor(f: &FloorFigures, runs: &[RunFigures]) {
+fn print_floors(floors: &[FloorFigures], runs: &[RunFigures]) {
+    match floors {
+        [] => return,
+        [f] => print_floor(f),
+        several => {
+            println!();
+            println!(
+                "floor, measured after each round of runs (µs of CPU: a bare HTTP round trip to the sandbox, our side; a durable commit of one row asked for from the runtime; the same unsynced; a usual step through the store, {} callers at once):",
+                several[0].callers
+            );
+            for (round, f) in several.iter().enumerate() {
+                println!(
+                    "  round {}: round trip {:.0}, durable commit {:.0}, unsynced {:.0}, usual step {:.0}",
+                    round + 1,
+                    f.http_one_caller_us.min(f.http_many_callers_us),
+                    f.commit_asked_us + f.commit_asked_runtime_us,
+                    f.unsynced_us,
+                    f.step_many_callers_us + f.step_many_callers_runtime_us
+                );
+            }
+        }
+    }
+    for run in runs {
+        let (Some(floor_ms), Some(times)) = (run.floor_per_call_ms, run.over_floor()) else {
+            continue;
+        };
+        println!(
+            "{}: Chairside's CPU per external call {:.3} ms; the floor of a call with its {:.2} transactions ({:.2} synced) {:.3} ms ({:.1}x)",
+            run.profile.name(),
+            run.chairside_cpu_per_external_call_ms,
+            run.writes_per_external_call,
+            run.commits_per_external_call,
+            floor_ms,
+            times
+        );
+    }
+}
+
+/// One floor measurement's lines, in full.
+#[allow(clippy::print_stdout)] // the benchmark's output is the table
+fn print_floor(f: &FloorFigures) {
     println!();
     println!(
         "floor (nothing of Chairside around it): an HTTP round trip to the sandbox over loopback, {} of them",
@@ -2019,19 +2111,6 @@ fn print_floor(f: &FloorFigures, runs: &[RunFigures]) {
         f.step_many_callers_runtime_us,
         f.steps_per_commit_many_callers
     );
-    for run in runs {
-        let floor_ms =
-            f.per_call_us(run.writes_per_external_call, run.commits_per_external_call) / 1000.0;
-        println!(
-            "{}: Chairside's CPU per external call {:.3} ms; the floor of a call with its {:.2} transactions ({:.2} synced) {:.3} ms ({:.1}x)",
-            run.profile.name(),
-            run.chairside_cpu_per_external_call_ms,
-            run.writes_per_external_call,
-            run.commits_per_external_call,
-            floor_ms,
-            run.chairside_cpu_per_external_call_ms / floor_ms.max(f64::MIN_POSITIVE)
-        );
-    }
 }
 
 /// The median, least and greatest of some runs' values of one figure.
@@ -2071,27 +2150,38 @@ impl Spread {
 /// median and range over its runs, as the bench prints them (not peak memory, which only the
 /// first run measures cleanly: see the last line). Nothing when every profile ran once.
 pub fn spread_lines(runs: &[RunFigures]) -> Vec<String> {
-    type Figure = (&'static str, fn(&RunFigures) -> f64, &'static str, usize);
-    let figures: [Figure; 4] = [
+    type Figure = (
+        &'static str,
+        fn(&RunFigures) -> Option<f64>,
+        &'static str,
+        usize,
+    );
+    let figures: [Figure; 5] = [
         (
             "Chairside's CPU per external call",
-            |r| r.chairside_cpu_per_external_call_ms,
+            |r| Some(r.chairside_cpu_per_external_call_ms),
             "ms",
             3,
         ),
         (
+            "the same, times its round's floor",
+            RunFigures::over_floor,
+            "",
+            1,
+        ),
+        (
             "transactions per external call",
-            |r| r.writes_per_external_call,
+            |r| Some(r.writes_per_external_call),
             "",
             2,
         ),
         (
             "commits (syncs) per external call",
-            |r| r.commits_per_external_call,
+            |r| Some(r.commits_per_external_call),
             "",
             2,
         ),
-        ("operatory-to-ledger mean", |r| r.o2l_mean_ms, "ms", 0),
+        ("operatory-to-ledger mean", |r| Some(r.o2l_mean_ms), "ms", 0),
     ];
     let mut out = Vec::new();
     let mut profiles: Vec<Profile> = Vec::new();
@@ -2111,7 +2201,11 @@ pub fn spread_lines(runs: &[RunFigures]) -> Vec<String> {
             of.len()
         ));
         for (label, value, unit, decimals) in figures {
-            let values: Vec<f64> = of.iter().map(|r| value(r)).collect();
+            // A figure some runs lack (no `--floor`) is left out.
+            let values: Option<Vec<f64>> = of.iter().map(|r| value(r)).collect();
+            let Some(values) = values else {
+                continue;
+            };
             if let Some(s) = Spread::of(&values) {
                 let unit = if unit.is_empty() {
                     String::new()

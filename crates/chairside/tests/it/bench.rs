@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use chairside::bench::{BenchArgs, Profile, measure, spread_lines};
+use chairside::bench::{BenchArgs, Profile, RunFigures, measure, spread_lines};
 
 /// The workspace's `sandbox` binary, in the profile directory this test binary was built in
 /// (`target/<profile>/deps/it-…` -> `target/<profile>/sandbox`). `cargo test --workspace` builds
@@ -82,6 +82,10 @@ async fn the_benchmark_runs_end_to_end_and_its_counts_match_what_it_ran() {
         run.chairside_cpu_ms
     );
     assert!(run.chairside_cpu_per_external_call_ms > 0.0);
+    assert!(
+        report.floors.is_empty() && run.floor_per_call_ms.is_none() && run.over_floor().is_none(),
+        "no floor unless asked for"
+    );
     assert!(run.peak_rss_mib > 0.0, "peak memory is read");
 
     let parked = report
@@ -104,7 +108,7 @@ async fn the_benchmark_runs_end_to_end_and_its_counts_match_what_it_ran() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_benchmark_runs_each_profile_afresh_and_prints_its_spread() {
-    // Arrange: two plans, run twice.
+    // Arrange: two plans, run twice, the floor measured after each round.
     let dir = tempfile::tempdir().expect("temporary directory");
     let args = BenchArgs {
         plans: 2,
@@ -113,6 +117,8 @@ async fn a_repeated_benchmark_runs_each_profile_afresh_and_prints_its_spread() {
         pms_poll_ms: 200,
         timeout_secs: 90,
         repeat: 2,
+        floor: true,
+        floor_commits: 16,
         dir: Some(dir.path().to_path_buf()),
         sandbox_bin: Some(sandbox_bin()),
         ..BenchArgs::default()
@@ -137,22 +143,79 @@ async fn a_repeated_benchmark_runs_each_profile_afresh_and_prints_its_spread() {
         lines[0], "zero: median (least to greatest) over 2 runs",
         "{lines:?}"
     );
-    let cpu = report
-        .runs
-        .iter()
-        .map(|r| r.chairside_cpu_per_external_call_ms)
-        .fold(f64::INFINITY, f64::min);
-    let cpu_line = lines
-        .iter()
-        .find(|l| l.contains("Chairside's CPU per external call"))
-        .expect("a CPU line");
-    assert!(
-        cpu_line.contains(&format!("({cpu:.3} to")),
-        "the least of the runs' CPU per call, {cpu:.3}: {cpu_line}"
+    assert_spread_starts_at(
+        &lines,
+        "Chairside's CPU per external call",
+        &report.runs,
+        |r| Some(r.chairside_cpu_per_external_call_ms),
+        3,
     );
     assert!(
         spread_lines(&report.runs[..1]).is_empty(),
         "one run has no spread"
+    );
+    // A floor per round, each in its own directory, and each run read against its own round's.
+    assert_eq!(report.floors.len(), 2, "one floor per round");
+    for (run, (round, floor)) in report.runs.iter().zip(report.floors.iter().enumerate()) {
+        assert!(
+            dir.path()
+                .join(format!("floor-{}", round + 1))
+                .join("floor.sqlite")
+                .is_file(),
+            "round {}'s floor has its own directory",
+            round + 1
+        );
+        let expected =
+            floor.per_call_us(run.writes_per_external_call, run.commits_per_external_call) / 1000.0;
+        let read = run.floor_per_call_ms.expect("a run read against its floor");
+        assert!(
+            (read - expected).abs() < 1e-12,
+            "{read} against its round's {expected}"
+        );
+        let times = run.over_floor().expect("a ratio");
+        assert!(
+            (times * read - run.chairside_cpu_per_external_call_ms).abs() < 1e-9,
+            "the ratio is the CPU per call over the floor"
+        );
+    }
+    assert_spread_starts_at(
+        &lines,
+        "times its round's floor",
+        &report.runs,
+        RunFigures::over_floor,
+        1,
+    );
+    // Runs without a floor have no such line, and their other figures' lines stay.
+    let mut bare = report.runs.clone();
+    for run in &mut bare {
+        run.floor_per_call_ms = None;
+    }
+    let bare_lines = spread_lines(&bare);
+    assert!(
+        !bare_lines.iter().any(|l| l.contains("floor"))
+            && bare_lines
+                .iter()
+                .any(|l| l.contains("Chairside's CPU per external call")),
+        "{bare_lines:?}"
+    );
+}
+
+/// The spread line naming `label` reads the least of the runs' `value`s to `decimals`.
+fn assert_spread_starts_at(
+    lines: &[String],
+    label: &str,
+    runs: &[RunFigures],
+    value: fn(&RunFigures) -> Option<f64>,
+    decimals: usize,
+) {
+    let least = runs.iter().filter_map(value).fold(f64::INFINITY, f64::min);
+    let line = lines
+        .iter()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("a line of {label}: {lines:?}"));
+    assert!(
+        line.contains(&format!("({least:.decimals$} to")),
+        "the least of the runs' {label}, {least:.decimals$}: {line}"
     );
 }
 
@@ -175,7 +238,8 @@ async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() 
 
     // Assert: nothing of Chairside ran; both ends of the round trips and the commits cost CPU.
     assert!(report.runs.is_empty() && report.parked.is_none());
-    let floor = report.floor.clone().expect("the floor, asked for");
+    assert_eq!(report.floors.len(), 1, "no plans: one floor, asked for");
+    let floor = report.floors[0].clone();
     assert_eq!(floor.round_trips, 64);
     assert_eq!(floor.commits, 32);
     // 32 commits' worth: four workflows of eight steps each, every step its own transaction.
@@ -240,5 +304,6 @@ async fn the_floor_measures_bare_round_trips_and_durable_commits_and_no_plans() 
     let again = measure(&args)
         .await
         .expect("the floor is measured again in --dir");
-    assert_eq!(again.floor.expect("the floor").steps, 32);
+    assert_eq!(again.floors.len(), 1);
+    assert_eq!(again.floors[0].steps, 32);
 }
