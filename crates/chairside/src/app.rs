@@ -133,7 +133,9 @@ fn postgres_pool_size(concurrency: usize) -> u32 {
 }
 
 /// Builds the service from `config`: opens and migrates the store, builds every client, the
-/// engine (with the plug-in lenders of `extras`) and the HTTP surface's state.
+/// engine (with the plug-in lenders of `extras`) and the HTTP surface's state, and starts the
+/// cursor of each outbound subscriber new to the store
+/// ([`Dispatcher::start_cursors`](chairside_engine::outbound::Dispatcher::start_cursors)).
 ///
 /// # Errors
 /// A store that cannot open, a key that does not parse, a client that refuses its settings, a
@@ -436,6 +438,13 @@ pub async fn build(config: &Config, extras: Extras, metrics: Metrics) -> anyhow:
         engine = engine.lender(id, provider);
     }
     let engine = engine.build().context("the practices and their lenders")?;
+    // Before anything can write an event: a subscriber new to this store is sent everything from
+    // here on, including what the runner does before the dispatcher's first round.
+    engine
+        .dispatcher()
+        .start_cursors()
+        .await
+        .context("starting the outbound subscribers' cursors")?;
 
     http_config
         .validate()

@@ -202,6 +202,26 @@ impl Dispatcher {
         self.subscribers.iter().map(|s| s.id()).collect()
     }
 
+    /// Starts the cursor of every subscriber that has none at the newest event, and leaves the
+    /// others where they are. A subscriber new to the store is not sent the history; what counts
+    /// as history is fixed here, when the stack is built, rather than at the dispatcher's first
+    /// round, which runs beside the runner: an event written between the two (a workflow resumed
+    /// at start, a plan polled in the first milliseconds) would otherwise be skipped by a new
+    /// subscriber for good. The composition root calls it before the runner starts.
+    ///
+    /// # Errors
+    /// [`StoreError`](crate::store::StoreError).
+    pub async fn start_cursors(&self) -> crate::store::Result<()> {
+        for subscriber in self.subscribers.iter() {
+            // Reading after the cursor creates it at the newest event when it is missing; the
+            // events read are left for the rounds.
+            self.store
+                .events_after_cursor(subscriber.id(), self.clock.now(), 1)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Queues, for each subscriber, a delivery of every new event it wants. A subscriber seen for
     /// the first time starts from the newest event.
     ///

@@ -69,14 +69,29 @@ fn verified_by_reference_library(r: &Request) -> bool {
     expected == header(r, "webhook-signature")
 }
 
-/// A financed plan run to its end by the real runner, the dispatcher seeing the subscriber first.
-async fn financed_run(w: &World, d: &Dispatcher) -> chairside_workflow::WorkflowId {
-    d.fan_out().await.unwrap(); // the subscriber's cursor starts here
+/// A wiremock endpoint that answers 200 to every POST.
+async fn accepting_endpoint() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A financed plan run to its end by the real runner.
+async fn run_financed(w: &World) -> chairside_workflow::WorkflowId {
     let id = w.accept(1, 150_000, 50_000);
     w.carecredit.on_status(Answer::Approve);
     let runner = w.runner("runner-1").await;
     w.settle(&runner).await;
     id
+}
+
+/// A financed plan run to its end by the real runner, the dispatcher seeing the subscriber first.
+async fn financed_run(w: &World, d: &Dispatcher) -> chairside_workflow::WorkflowId {
+    d.fan_out().await.unwrap(); // the subscriber's cursor starts here
+    run_financed(w).await
 }
 
 #[tokio::test]
@@ -202,11 +217,7 @@ async fn a_500_then_a_200_delivers_once_with_the_same_webhook_id() {
 async fn a_crash_between_the_send_and_its_record_sends_again_with_the_same_id() {
     // Arrange
     let w = World::new();
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
+    let server = accepting_endpoint().await;
     let store = w.store().await;
     let sub = Arc::new(endpoint(&server).types([EventType::NoteWritten]));
     let d = dispatcher(&w, store.clone(), vec![sub.clone()]);
@@ -330,16 +341,9 @@ async fn a_410_gives_up_at_once_and_a_refused_connection_is_retried() {
 async fn a_new_subscriber_is_not_sent_the_history_and_practices_filter_events() {
     // Arrange: a plan runs before the subscriber exists.
     let w = World::new();
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
+    let server = accepting_endpoint().await;
     let store = w.store().await;
-    let id = w.accept(1, 150_000, 50_000);
-    w.carecredit.on_status(Answer::Approve);
-    let runner = w.runner("runner-1").await;
-    w.settle(&runner).await;
+    let id = run_financed(&w).await;
     let other_practice = endpoint(&server).practices([PracticeId::new("elsewhere")]);
     let d = dispatcher(&w, store.clone(), vec![Arc::new(other_practice)]);
 
@@ -351,6 +355,30 @@ async fn a_new_subscriber_is_not_sent_the_history_and_practices_filter_events() 
     assert_eq!(store.outbound_events(id.as_str()).await.unwrap().len(), 5);
     assert_eq!((round.queued, round.attempted), (0, 0));
     assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_subscriber_whose_cursor_started_with_the_stack_is_sent_what_came_before_its_first_round()
+{
+    // Arrange: the cursor starts when the stack is built (nothing written yet); the plan runs
+    // before the dispatcher's first round, as a plan polled in the first milliseconds does.
+    let w = World::new();
+    let server = accepting_endpoint().await;
+    let store = w.store().await;
+    let d = dispatcher(&w, store.clone(), vec![Arc::new(endpoint(&server))]);
+    d.start_cursors().await.unwrap();
+    let id = run_financed(&w).await;
+    // Started again (another process built on the same store): an existing cursor stays.
+    d.start_cursors().await.unwrap();
+
+    // Act
+    let round = d.tick().await.unwrap();
+
+    // Assert: every event of the plan, none skipped.
+    let events = store.outbound_events(id.as_str()).await.unwrap();
+    assert_eq!(events.len(), 5);
+    assert_eq!((round.queued, round.delivered), (5, 5));
+    assert_eq!(server.received_requests().await.unwrap().len(), 5);
 }
 
 mod crm {
