@@ -170,7 +170,7 @@ async fn many_tasks_at_once_are_one_email_listing_them_all() {
     let store = w.store().await;
     let mailer = Arc::new(Mailer::default());
     let d = dispatcher(&w, &store, alerts(&store, &mailer), "test/outbound");
-    d.fan_out().await.unwrap(); // the subscriber starts here
+    d.start_cursors().await.unwrap(); // the subscriber starts here
     bad_plans(&w, 1..5).await;
 
     // Act: inside the window nothing goes out; after it, one email.
@@ -231,7 +231,7 @@ async fn a_digest_goes_out_when_its_window_closes_and_waiting_for_it_is_no_faile
         "test/outbound",
         backoff,
     );
-    d.fan_out().await.unwrap(); // the subscriber starts here
+    d.start_cursors().await.unwrap(); // the subscriber starts here
     bad_plans(&w, 1..4).await;
 
     // Act: one round inside the window, then one as it closes.
@@ -558,7 +558,7 @@ mod detection {
                     },
                 },
             );
-            dispatcher.fan_out().await.unwrap(); // the subscriber starts here
+            dispatcher.start_cursors().await.unwrap(); // the subscriber starts here
             Self {
                 db,
                 clock,

@@ -88,9 +88,10 @@ async fn run_financed(w: &World) -> chairside_workflow::WorkflowId {
     id
 }
 
-/// A financed plan run to its end by the real runner, the dispatcher seeing the subscriber first.
+/// A financed plan run to its end by the real runner, the subscriber's cursor started first (as
+/// the composition root does).
 async fn financed_run(w: &World, d: &Dispatcher) -> chairside_workflow::WorkflowId {
-    d.fan_out().await.unwrap(); // the subscriber's cursor starts here
+    d.start_cursors().await.unwrap();
     run_financed(w).await
 }
 
