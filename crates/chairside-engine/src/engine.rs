@@ -247,8 +247,9 @@ impl Engine {
         &self.runner
     }
 
-    /// The outbound dispatcher: run it beside the runner ([`Dispatcher::run`]) to deliver the
-    /// events to the subscribers.
+    /// The outbound dispatcher: start its subscribers' cursors before the runner or the poll
+    /// runs ([`Dispatcher::start_cursors`]), then run it beside the runner ([`Dispatcher::run`])
+    /// to deliver the events to the subscribers.
     pub fn dispatcher(&self) -> &Dispatcher {
         &self.dispatcher
     }

@@ -223,7 +223,8 @@ impl Dispatcher {
     }
 
     /// Queues, for each subscriber, a delivery of every new event it wants. A subscriber seen for
-    /// the first time starts from the newest event.
+    /// the first time (its cursor not started by [`Dispatcher::start_cursors`]) starts from the
+    /// newest event.
     ///
     /// # Errors
     /// [`StoreError`](crate::store::StoreError).
@@ -403,7 +404,8 @@ impl Dispatcher {
     }
 
     /// Runs rounds until the task is dropped: a round every `idle` when nothing was due, at once
-    /// when the last round had work.
+    /// when the last round had work. Call [`Dispatcher::start_cursors`] first, before the runner
+    /// starts: this task's first round may come after the runner's first events.
     pub async fn run(self, idle: Duration) {
         loop {
             let busy = match self.tick().await {
