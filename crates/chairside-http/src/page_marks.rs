@@ -4,6 +4,9 @@
 //! ([`LinkStore::audit_marks`]) with whatever else came in meanwhile, and by
 //! [`HttpState::flush_page_marks`](crate::HttpState::flush_page_marks) on shutdown.
 //!
+//! A group the database cancels as a deadlock or for a lock not granted in time (several
+//! instances on one PostgreSQL) is written again, a few times with a growing wait.
+//!
 //! What a crash can lose: the lines queued in the last [`LINGER`] (no legal record: the notice
 //! shown before a lender link, a patient's answer or request, consent, disclosures are all
 //! written before the page answers). A full queue writes the line at once instead, so memory is
@@ -19,6 +22,12 @@ pub(crate) const LINGER: Duration = Duration::from_millis(500);
 
 /// The most lines queued at once; past it a line is written at once.
 pub(crate) const CAPACITY: usize = 1024;
+
+/// How many times a group is written when the database asks for its transaction again.
+pub(crate) const ATTEMPTS: u32 = 4;
+
+/// The wait before the second attempt; each later one waits four times longer (50, 200, 800 ms).
+pub(crate) const BACKOFF: Duration = Duration::from_millis(50);
 
 /// The queue of lines written behind.
 pub(crate) struct MarkBuffer {
@@ -84,15 +93,30 @@ impl MarkBuffer {
         }
     }
 
-    /// Writes every queued line now, in one transaction. A failure is logged with the number of
-    /// lines lost (never their content).
+    /// Writes every queued line now, in one transaction. A transaction the database asks to run
+    /// again (a deadlock it broke, a lock not granted in time: [`StoreError::is_transient`]) is
+    /// run again, [`ATTEMPTS`] times at most, after [`BACKOFF`], four times longer each time; a
+    /// group holds only what is not recorded yet, so a repeat records nothing twice. A failure
+    /// that stays is logged with the number of lines lost (never their content).
     pub(crate) async fn flush(&self) {
         let group = std::mem::take(&mut *self.pending());
         if group.is_empty() {
             return;
         }
-        if let Err(e) = self.store.audit_marks(&group).await {
-            tracing::error!(lines = group.len(), error = %e, "patient page: link lines not recorded");
+        let mut wait = BACKOFF;
+        for attempt in 1..=ATTEMPTS {
+            match self.store.audit_marks(&group).await {
+                Ok(_) => return,
+                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                    tracing::warn!(lines = group.len(), attempt, error = %e, "patient page: link lines not recorded yet; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                }
+                Err(e) => {
+                    tracing::error!(lines = group.len(), error = %e, "patient page: link lines not recorded");
+                    return;
+                }
+            }
         }
     }
 
@@ -107,10 +131,14 @@ impl MarkBuffer {
 mod tests {
     use std::sync::Arc;
 
-    use super::{LINGER, MarkBuffer};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::{ATTEMPTS, CAPACITY, LINGER, MarkBuffer};
     use crate::testkit::{Kit, get};
-    use chairside_engine::store::{LinkStore, PageMark};
-    use chairside_workflow::WorkflowId;
+    use chairside_engine::store::links::ResendOutcome;
+    use chairside_engine::store::{LinkStore, PageMark, StoreError};
+    use chairside_workflow::{Event, WorkflowId};
+    use chrono::{DateTime, Utc};
 
     async fn kinds(kit: &Kit, wf: &WorkflowId) -> Vec<String> {
         let rows = kit.store.audit(wf).await.unwrap();
@@ -199,6 +227,170 @@ mod tests {
         assert_eq!(
             lines.iter().filter(|k| *k == "lender_link_opened").count(),
             1
+        );
+    }
+
+    /// A link store whose `audit_marks` fails `failures` times with `error` before it writes.
+    #[derive(Debug)]
+    struct Failing {
+        inner: Arc<dyn LinkStore>,
+        failures: AtomicU32,
+        error: fn() -> StoreError,
+        calls: AtomicU32,
+    }
+
+    impl Failing {
+        fn new(inner: Arc<dyn LinkStore>, failures: u32, error: fn() -> StoreError) -> Arc<Self> {
+            Arc::new(Self {
+                inner,
+                failures: AtomicU32::new(failures),
+                error,
+                calls: AtomicU32::new(0),
+            })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl LinkStore for Failing {
+        async fn link_generation(&self, workflow: &WorkflowId) -> Result<u64, StoreError> {
+            self.inner.link_generation(workflow).await
+        }
+        async fn revoke_links(
+            &self,
+            workflow: &WorkflowId,
+            now: DateTime<Utc>,
+        ) -> Result<u64, StoreError> {
+            self.inner.revoke_links(workflow, now).await
+        }
+        async fn return_reference(&self, workflow: &WorkflowId) -> Result<String, StoreError> {
+            self.inner.return_reference(workflow).await
+        }
+        async fn resolve_return_reference(
+            &self,
+            reference: &str,
+        ) -> Result<Option<(WorkflowId, u64)>, StoreError> {
+            self.inner.resolve_return_reference(reference).await
+        }
+        async fn request_link_resend(
+            &self,
+            workflow: &WorkflowId,
+            generation: u64,
+            interval: chrono::Duration,
+            now: DateTime<Utc>,
+        ) -> Result<ResendOutcome, StoreError> {
+            self.inner
+                .request_link_resend(workflow, generation, interval, now)
+                .await
+        }
+        async fn audit_once(
+            &self,
+            workflow: &WorkflowId,
+            mark: &str,
+            kind: &str,
+            detail: &str,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            self.inner
+                .audit_once(workflow, mark, kind, detail, now)
+                .await
+        }
+        async fn audit_marks(&self, marks: &[PageMark]) -> Result<usize, StoreError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let left = self.failures.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, Ordering::SeqCst);
+                return Err((self.error)());
+            }
+            self.inner.audit_marks(marks).await
+        }
+        async fn queue_patient_answer(
+            &self,
+            workflow: &WorkflowId,
+            event: &Event,
+            detail: &str,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            self.inner
+                .queue_patient_answer(workflow, event, detail, now)
+                .await
+        }
+        async fn queue_patient_request(
+            &self,
+            workflow: &WorkflowId,
+            event: &Event,
+            detail: &str,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            self.inner
+                .queue_patient_request(workflow, event, detail, now)
+                .await
+        }
+        async fn patient_answer_pending(&self, workflow: &WorkflowId) -> Result<bool, StoreError> {
+            self.inner.patient_answer_pending(workflow).await
+        }
+    }
+
+    /// What PostgreSQL answers a transaction it cancelled as a deadlock, as far as the store's
+    /// callers can tell: a transient error (`StoreError::is_transient`).
+    fn busy() -> StoreError {
+        StoreError::Database(sqlx::Error::PoolTimedOut)
+    }
+
+    fn undecodable() -> StoreError {
+        StoreError::Decode(serde_json::from_str::<u8>("x").unwrap_err())
+    }
+
+    #[tokio::test]
+    async fn a_group_the_database_asks_to_run_again_is_written_on_a_later_attempt() {
+        // Arrange: the first two attempts are refused as transient.
+        let kit = Kit::new().await;
+        let wf = kit.seed_workflow("tx-1").await;
+        let store = Failing::new(kit.store.clone(), ATTEMPTS - 2, busy);
+        let buffer = MarkBuffer::new(store.clone(), LINGER, CAPACITY);
+        buffer
+            .record(opened(&wf, "apply:sunbit", &kit))
+            .await
+            .unwrap();
+
+        // Act
+        buffer.flush().await;
+
+        // Assert: written once, on the third attempt; nothing left queued.
+        assert_eq!(store.calls.load(Ordering::SeqCst), ATTEMPTS - 1);
+        assert_eq!(buffer.queued(), 0);
+        let lines = kinds(&kit, &wf).await;
+        assert_eq!(
+            lines.iter().filter(|k| *k == "lender_link_opened").count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_group_is_given_up_after_the_last_attempt_or_at_once_when_a_retry_cannot_help() {
+        // Arrange: one store that stays busy, one whose failure no retry can mend.
+        let kit = Kit::new().await;
+        let wf = kit.seed_workflow("tx-1").await;
+        let busy_store = Failing::new(kit.store.clone(), u32::MAX, busy);
+        let broken_store = Failing::new(kit.store.clone(), u32::MAX, undecodable);
+
+        // Act
+        for store in [&busy_store, &broken_store] {
+            let buffer = MarkBuffer::new(store.clone(), LINGER, CAPACITY);
+            buffer
+                .record(opened(&wf, "apply:sunbit", &kit))
+                .await
+                .unwrap();
+            buffer.flush().await;
+            assert_eq!(buffer.queued(), 0);
+        }
+
+        // Assert: the busy store was tried every time allowed, the broken one once; no line.
+        assert_eq!(busy_store.calls.load(Ordering::SeqCst), ATTEMPTS);
+        assert_eq!(broken_store.calls.load(Ordering::SeqCst), 1);
+        assert!(
+            !kinds(&kit, &wf)
+                .await
+                .contains(&"lender_link_opened".into())
         );
     }
 }

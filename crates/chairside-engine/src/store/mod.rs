@@ -134,6 +134,46 @@ impl StoreError {
     pub fn is_unreadable(&self) -> bool {
         matches!(self, Self::Decode(_) | Self::Sealed { .. })
     }
+
+    /// True when the same transaction may well succeed if run again: the database broke a
+    /// deadlock by cancelling it, a lock was not granted within the lock timeout, a serializable
+    /// transaction conflicted, SQLite was busy, or the connection or the pool failed. Nothing of
+    /// such a transaction was committed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(e) => sqlx_transient(e),
+            Self::Embedded(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// PostgreSQL's SQLSTATEs for a transaction cancelled to break a deadlock (`40P01`), a
+/// serialization failure (`40001`) and a lock not granted in time (`55P03`, `lock_timeout`).
+const POSTGRES_TRANSIENT: [&str; 3] = ["40P01", "40001", "55P03"];
+
+/// SQLite's primary result codes `SQLITE_BUSY` (5) and `SQLITE_LOCKED` (6).
+const SQLITE_TRANSIENT: [i64; 2] = [5, 6];
+
+fn sqlx_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            POSTGRES_TRANSIENT.contains(&code.as_ref())
+                // SQLite's code is the extended result code in decimal; its low byte is the
+                // primary code.
+                || code
+                    .parse::<i64>()
+                    .is_ok_and(|c| SQLITE_TRANSIENT.contains(&(c & 0xff)))
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        _ => false,
+    }
 }
 
 /// A `Result` with [`StoreError`].
@@ -450,3 +490,62 @@ fn _login_obj_safe(_: &dyn LoginStore) {}
 fn _quarantine_obj_safe(_: &dyn QuarantineStore) {}
 #[cfg(test)]
 fn _outbox_obj_safe(_: &dyn OutboxStore) {}
+
+#[cfg(test)]
+mod transient_tests {
+    use super::StoreError;
+    use sqlx::Connection;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+    use std::time::Duration;
+
+    #[test]
+    fn a_busy_or_locked_embedded_database_is_transient_and_a_constraint_is_not() {
+        let failure = |code| {
+            StoreError::Embedded(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        assert!(failure(rusqlite::ffi::SQLITE_BUSY).is_transient());
+        assert!(failure(rusqlite::ffi::SQLITE_LOCKED).is_transient());
+        assert!(!failure(rusqlite::ffi::SQLITE_CONSTRAINT).is_transient());
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_transient());
+        let undecodable = serde_json::from_str::<u8>("x").unwrap_err();
+        assert!(!StoreError::Decode(undecodable).is_transient());
+    }
+
+    #[tokio::test]
+    async fn a_write_refused_because_another_connection_holds_the_lock_is_transient() {
+        // Arrange: two connections to one file, the first holding the write lock.
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(Duration::ZERO);
+        let mut first = SqliteConnection::connect_with(&options).await.unwrap();
+        let mut second = SqliteConnection::connect_with(&options).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut first)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut first)
+            .await
+            .unwrap();
+
+        // Act
+        let refused = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut second)
+            .await
+            .unwrap_err();
+        let broken = sqlx::query("INSERT INTO missing VALUES (1)")
+            .execute(&mut second)
+            .await
+            .unwrap_err();
+
+        // Assert: the busy database may succeed on a retry; a missing table never will.
+        assert!(StoreError::Database(refused).is_transient());
+        assert!(!StoreError::Database(broken).is_transient());
+    }
+}

@@ -2835,6 +2835,149 @@ async fn page_marks_written_behind_are_recorded_once_each_in_one_transaction(bac
     );
 }
 
+/// Waits until a session of `pool` waits for a lock while running a statement that begins with
+/// `statement` (what the other side of a lock test is doing).
+async fn until_waiting_for_a_lock(pool: &sqlx::PgPool, statement: &str) {
+    let pattern = format!("{statement}%");
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+        )
+        .bind(&pattern)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no session came to wait for a lock within 10 s");
+}
+
+/// PostgreSQL only (SQLite has one writer): two instances' groups of page marks holding the
+/// same marks wait for each other in line, whatever order their lines came in. Before, each
+/// inserted in arrival order, and `chairside bench --instances 3` lost groups of link lines to
+/// PostgreSQL's deadlock detector.
+#[tokio::test]
+async fn on_postgresql_groups_of_page_marks_in_opposite_orders_wait_in_line_not_in_a_circle() {
+    if !crate::backend::postgres_configured() {
+        return;
+    }
+    // Arrange: another instance's group, mid-transaction, has inserted the first of two marks
+    // (in key order) and not yet the second.
+    let db = TestDb::new(Backend::Postgres).await;
+    let id = one_workflow(&*db.store).await;
+    let Raw::Postgres(pool) = db.raw.clone() else {
+        unreachable!("a PostgreSQL test database")
+    };
+    let insert = "INSERT INTO patient_page_marks (workflow_id, mark, at) VALUES ($1, $2, 0)";
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query(insert)
+        .bind(id.as_str())
+        .bind("apply:carecredit")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+
+    // Act: this instance's group has the two marks the other way round; once it waits, the
+    // other group goes on to its second mark and commits.
+    let store = db.store.clone();
+    let group = vec![
+        page_mark(&id, "apply:sunbit", "lender_link_opened", secs(1)),
+        page_mark(&id, "apply:carecredit", "lender_link_opened", secs(1)),
+    ];
+    let ours = tokio::spawn(async move { store.audit_marks(&group).await });
+    until_waiting_for_a_lock(&pool, "INSERT INTO patient_page_marks").await;
+    let theirs = sqlx::query(insert)
+        .bind(id.as_str())
+        .bind("apply:sunbit")
+        .execute(&mut *other)
+        .await;
+    other.commit().await.unwrap();
+
+    // Assert: neither was cancelled; ours found both marks recorded and wrote nothing.
+    theirs.expect("the other group's second mark is not refused as a deadlock");
+    assert_eq!(ours.await.unwrap().unwrap(), 0);
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM patient_page_marks")
+            .await,
+        2
+    );
+}
+
+/// PostgreSQL only: what the database answers a transaction it cancelled to break a deadlock,
+/// or one that waited longer than its lock timeout, is told apart as worth running again.
+#[tokio::test]
+async fn on_postgresql_a_broken_deadlock_and_a_lock_timeout_are_transient() {
+    if !crate::backend::postgres_configured() {
+        return;
+    }
+    // Arrange: two rows; sessions enough for three transactions and a look at them.
+    let db = TestDb::new(Backend::Postgres).await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&db.location)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE lock_test (id INT PRIMARY KEY, n INT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO lock_test VALUES (1, 0), (2, 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let update = "UPDATE lock_test SET n = n + 1 WHERE id = $1";
+    let mut first = pool.begin().await.unwrap();
+    let mut second = pool.begin().await.unwrap();
+    sqlx::query(update)
+        .bind(1)
+        .execute(&mut *first)
+        .await
+        .unwrap();
+    sqlx::query(update)
+        .bind(2)
+        .execute(&mut *second)
+        .await
+        .unwrap();
+
+    // Act: a lock not granted within its timeout; then the two sessions in a circle.
+    let mut third = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL lock_timeout = '50ms'")
+        .execute(&mut *third)
+        .await
+        .unwrap();
+    let timed_out = sqlx::query(update)
+        .bind(1)
+        .execute(&mut *third)
+        .await
+        .unwrap_err();
+    drop(third);
+    let waiting = tokio::spawn(async move {
+        let r = sqlx::query(update).bind(2).execute(&mut *first).await;
+        (r, first)
+    });
+    until_waiting_for_a_lock(&pool, update).await;
+    let circled = sqlx::query(update).bind(1).execute(&mut *second).await;
+    let (waited, _first) = waiting.await.unwrap();
+
+    // Assert: the lock timeout, and whichever side PostgreSQL cancelled, are transient; a
+    // statement that can never succeed is not.
+    assert!(StoreError::Database(timed_out).is_transient());
+    let cancelled = match (waited, circled) {
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => e,
+        other => panic!("exactly one side is cancelled as a deadlock: {other:?}"),
+    };
+    assert!(StoreError::Database(cancelled).is_transient());
+    let broken = sqlx::query("SELECT * FROM no_such_table")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(!StoreError::Database(broken).is_transient());
+}
+
 async fn a_step_commit_lists_the_workflow_under_its_new_status_and_without_a_next_step_keeps_the_lease(
     backend: Backend,
 ) {

@@ -239,6 +239,11 @@ impl LinkStore for PostgresStore {
         if fresh.is_empty() {
             return Ok(0);
         }
+        // Inserted in key order: two instances' groups holding the same marks (a patient whose
+        // clicks reached both) then wait for each other in one order, never in a circle. In the
+        // order they came, each could hold a mark the other waits for, and PostgreSQL cancelled
+        // one of them as a deadlock (seen with three instances: `chairside bench --instances 3`).
+        fresh.sort_by(|a, b| (a.workflow.as_str(), &a.mark).cmp(&(b.workflow.as_str(), &b.mark)));
         let mut tx = self.begin().await?;
         let mut new = 0;
         for m in fresh {
