@@ -2907,6 +2907,47 @@ async fn on_postgresql_groups_of_page_marks_in_opposite_orders_wait_in_line_not_
     );
 }
 
+/// PostgreSQL only: a row being written that refers to a workflow (a patient page's line,
+/// uncommitted: its foreign key holds `FOR KEY SHARE` on the workflow's row) neither keeps the
+/// workflow from being claimed nor holds up its step. With `FOR UPDATE` row locks the claim
+/// skipped the workflow and the step waited for the page's commit, up to the lock timeout.
+#[tokio::test]
+async fn on_postgresql_a_line_being_written_for_a_workflow_holds_up_neither_its_claim_nor_its_step()
+{
+    if !crate::backend::postgres_configured() {
+        return;
+    }
+    // Arrange: the page's transaction has inserted a line for the workflow and not committed.
+    let db = TestDb::new(Backend::Postgres).await;
+    let id = one_workflow(&*db.store).await;
+    let Raw::Postgres(pool) = db.raw.clone() else {
+        unreachable!("a PostgreSQL test database")
+    };
+    let mut page = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO patient_page_marks (workflow_id, mark, at) VALUES ($1, 'apply:sunbit', 0)",
+    )
+    .bind(id.as_str())
+    .execute(&mut *page)
+    .await
+    .unwrap();
+
+    // Act: a runner claims the workflow and journals its first call, the page still open.
+    let (claim, _, first) = claim_first_command(&*db.store, "a", t0()).await;
+    let begun = db.store.begin_effect(&claim, &first, 1, "k1", t0()).await;
+    page.commit().await.unwrap();
+
+    // Assert
+    assert_eq!(claim.id, id);
+    begun.expect("the step's lease check did not wait for the page's line");
+    assert_eq!(
+        db.raw
+            .count("SELECT COUNT(*) FROM effects WHERE idempotency_key = 'k1'")
+            .await,
+        1
+    );
+}
+
 /// PostgreSQL only: what the database answers a transaction it cancelled to break a deadlock,
 /// or one that waited longer than its lock timeout, is told apart as worth running again.
 #[tokio::test]

@@ -21,9 +21,9 @@ impl Backend for PostgresStore {
 
     type TaskEvents = Vec<OutboundEvent>;
 
-    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const SKIP_LOCKED: &'static str = " FOR NO KEY UPDATE SKIP LOCKED";
 
-    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const FOR_UPDATE: &'static str = super::ROW_LOCK;
 
     fn pool(&self) -> &PgPool {
         &self.pool

@@ -116,7 +116,7 @@ impl LinkStore for PostgresStore {
         // The row lock makes two requests for one workflow run one after the other, so the
         // rate limit sees the first.
         let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM workflows WHERE id = $1 FOR UPDATE")
+            sqlx::query_scalar("SELECT status FROM workflows WHERE id = $1 FOR NO KEY UPDATE")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;

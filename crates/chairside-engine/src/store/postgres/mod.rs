@@ -6,9 +6,10 @@
 //! What differs from SQLite, and why:
 //! - Writers run concurrently (READ COMMITTED), not one at a time under `BEGIN IMMEDIATE`. Every
 //!   read-then-write takes a row lock first: a workflow's writes lock its `workflows` row
-//!   (`check_lease` and the staff, link and page writes `SELECT ... FOR UPDATE`), consent folds
-//!   and login counts take a transaction-scoped advisory lock on their number or subject.
-//! - Claims (`claim_due`, `claim_deliveries`) take rows with `FOR UPDATE SKIP LOCKED`, so
+//!   (`check_lease` and the staff, link and page writes `SELECT ... FOR NO KEY UPDATE`, see
+//!   `ROW_LOCK`), consent folds and login counts take a transaction-scoped advisory lock on their
+//!   number or subject.
+//! - Claims (`claim_due`, `claim_deliveries`) take rows with `SKIP LOCKED`, so
 //!   instances never wait on each other's claims or on a workflow held mid-commit.
 //! - Row ids of sealed rows come from the table's sequence before the insert, so the sealed
 //!   column can be bound to its row (SQLite reads `MAX(id) + 1` under its write lock).
@@ -209,13 +210,25 @@ async fn next_id(conn: &mut PgConnection, table: &'static str) -> Result<i64> {
     )
 }
 
+/// The row lock of a read-then-write: `FOR NO KEY UPDATE`, not `FOR UPDATE`. Writes to one row
+/// still run one after the other (the two conflict with each other, with any `UPDATE`, and a
+/// claim's `SKIP LOCKED` skips the row), but an insert into a table that refers to the
+/// row (`patient_page_marks`, `patient_links`, `outbox`: their foreign keys take `FOR KEY SHARE`)
+/// no longer waits for it. With `FOR UPDATE`, a patient page's lines for a workflow waited behind
+/// that workflow's step, which itself may wait for the outbound events' lock: with three
+/// instances, groups of page lines ran into the 5 s lock timeout (`chairside bench --instances 3`).
+/// No key column of these tables is ever updated.
+pub(super) const ROW_LOCK: &str = " FOR NO KEY UPDATE";
+
 /// Refuses unless the claim still holds the workflow's lease at its epoch and the lease has not
 /// run out at `now`, and locks the workflow's row until the transaction ends: no claim can move
 /// the epoch between this check and the commit (a claim skips the locked row).
+///
+/// The lock is `FOR NO KEY UPDATE`, as every row lock of this store ([`ROW_LOCK`]).
 async fn check_lease(conn: &mut PgConnection, claim: &Claim, now: i64) -> Result<()> {
     let held: Option<i64> = sqlx::query_scalar(
         "SELECT 1::BIGINT FROM workflows
-         WHERE id = $1 AND epoch = $2 AND lease_owner = $3 AND lease_until >= $4 FOR UPDATE",
+         WHERE id = $1 AND epoch = $2 AND lease_owner = $3 AND lease_until >= $4 FOR NO KEY UPDATE",
     )
     .bind(claim.id.as_str())
     .bind(claim.epoch)
@@ -235,7 +248,7 @@ async fn check_lease(conn: &mut PgConnection, claim: &Claim, now: i64) -> Result
 /// single writer. False when there is no such workflow.
 async fn lock_workflow(conn: &mut PgConnection, id: &str) -> Result<bool> {
     let found: Option<i64> =
-        sqlx::query_scalar("SELECT 1::BIGINT FROM workflows WHERE id = $1 FOR UPDATE")
+        sqlx::query_scalar("SELECT 1::BIGINT FROM workflows WHERE id = $1 FOR NO KEY UPDATE")
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;

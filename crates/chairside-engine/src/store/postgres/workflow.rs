@@ -1,4 +1,4 @@
-//! The runner's role on PostgreSQL: claims with `FOR UPDATE SKIP LOCKED`, leases and steps.
+//! The runner's role on PostgreSQL: claims with `FOR NO KEY UPDATE SKIP LOCKED`, leases and steps.
 
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ impl WorkflowStore for PostgresStore {
                    AND (lease_until IS NULL OR lease_until < $1)
                    AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
                  ORDER BY next_due_at LIMIT $2
-                 FOR UPDATE SKIP LOCKED
+                 FOR NO KEY UPDATE SKIP LOCKED
              ) due
              WHERE w.id = due.id
              RETURNING w.id, w.epoch, due.next_due_at",

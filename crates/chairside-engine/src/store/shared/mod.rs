@@ -42,11 +42,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// The sqlx database.
     type Db: Database;
 
-    /// `" FOR UPDATE"` on PostgreSQL, where a read-then-write locks the rows it read; empty on
+    /// `" FOR NO KEY UPDATE"` on PostgreSQL, where a read-then-write locks the rows it read (the
+    /// store's `ROW_LOCK`: rows that refer to the locked one can still be inserted); empty on
     /// SQLite, whose `BEGIN IMMEDIATE` transactions already run one at a time.
     const FOR_UPDATE: &'static str;
 
-    /// `" FOR UPDATE SKIP LOCKED"` on PostgreSQL, where instances claim disjoint rows at once;
+    /// `" FOR NO KEY UPDATE SKIP LOCKED"` on PostgreSQL, where instances claim disjoint rows at once;
     /// empty on SQLite.
     const SKIP_LOCKED: &'static str;
 
