@@ -492,6 +492,16 @@ impl Runner {
             // What is stored does not decode: retrying cannot help. Set it aside for
             // staff; the error's text is not logged, it can quote the stored content.
             Err(e) if e.is_unreadable() => self.quarantine(claim).await,
+            // A deadlock the database broke, a lock not granted in time, SQLite busy: the failed
+            // transaction may well pass if run again. Released now, the workflow is claimed
+            // again at once (here or by another instance) and repeats its step from what was
+            // committed, as after a lease runs out, instead of waiting out its lease.
+            Err(e) if e.is_transient() => {
+                tracing::warn!(workflow = %claim.id, error = %e, "store busy while processing; released to run again");
+                if let Err(e) = self.store.release(claim, self.clock.now()).await {
+                    tracing::warn!(workflow = %claim.id, error = %e, "release failed; the lease runs out instead");
+                }
+            }
             Err(e) => {
                 tracing::error!(workflow = %claim.id, error = %e, "store error while processing");
             }

@@ -138,7 +138,10 @@ impl StoreError {
     /// True when the same transaction may well succeed if run again: the database broke a
     /// deadlock by cancelling it, a lock was not granted within the lock timeout, a serializable
     /// transaction conflicted, SQLite was busy, or the connection or the pool failed. Nothing of
-    /// such a transaction was committed.
+    /// such a transaction was committed, except perhaps when the connection broke during its
+    /// `COMMIT`: retry on it only what is safe to repeat (the patient page's lines, which a repeat
+    /// records once; a runner's step, repeated under its idempotency keys as after a lease runs
+    /// out).
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Database(e) => sqlx_transient(e),

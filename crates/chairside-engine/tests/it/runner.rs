@@ -14,7 +14,9 @@ use financing_core::{
 use sqlx::Row;
 
 use crate::fakes::{Answer, FakeLender, Fault};
-use crate::harness::{LEASE, World, patient, plan, plan_with_code, practice_id, raw_pool, t0};
+use crate::harness::{
+    LEASE, World, logs, patient, plan, plan_with_code, practice_id, raw_pool, t0,
+};
 
 fn mins(n: i64) -> chrono::Duration {
     chrono::Duration::minutes(n)
@@ -1596,6 +1598,59 @@ async fn a_runner_that_dies_mid_call_is_replaced_after_its_lease_and_nothing_is_
             );
         }
     }
+}
+
+/// A step whose commit the database refuses for a moment (SQLite busy here; a deadlock broken or
+/// a lock timeout on PostgreSQL) is released at once and run again, not left to its lease.
+#[tokio::test]
+async fn a_step_the_store_was_too_busy_to_commit_runs_again_at_once_not_after_its_lease() {
+    // Arrange: the in-house path; the schedule is created and its answer held back while another
+    // process takes the database's write lock.
+    let w = World::new();
+    let id = w.accept(1, 150_000, 50_000);
+    w.carecredit.on_start(Answer::Decline);
+    w.sunbit.on_start(Answer::Decline);
+    w.stripe
+        .script
+        .fault("create_schedule", Fault::HangAfterApplying, 1);
+    let runner = w.runner("runner-1").await;
+    let task = tokio::spawn(async move {
+        let ran = runner.run_until_idle(100).await;
+        (ran, runner)
+    });
+    w.stripe.script.gate.entered().await;
+    let raw = raw_pool(&w.path).await;
+    let mut other = raw.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+
+    // Act: the answer arrives; the step's commit waits out the store's 5 s busy timeout and is
+    // refused; then the other process lets go (after 15 s at most, for a runner that says
+    // nothing). The clock does not move.
+    w.stripe.script.gate.open();
+    let refused =
+        |line: &str| line.contains("store busy while processing") && line.contains(id.as_str());
+    for _ in 0..750 {
+        if logs().text().lines().any(refused) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut *other).await.unwrap();
+    let (ran, runner) = task.await.unwrap();
+
+    // Assert: the same pass finished the workflow, repeating the schedule call under its key,
+    // with one of everything at Stripe.
+    ran.unwrap();
+    let state = w.row(&runner, &id).await.state;
+    assert_eq!(state.status, Status::Done, "not left to its lease");
+    assert_eq!(w.stripe.schedules().len(), 1);
+    let keys = w.stripe.script.calls("create_schedule");
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1], "the repeat reuses the idempotency key");
+    assert_eq!(w.pms.notes().len(), 1);
 }
 
 #[tokio::test]
