@@ -1029,6 +1029,7 @@ both!(
     a_step_commit_stores_the_loaded_patient_and_the_practices_consent_attestation,
     an_application_intent_makes_the_return_reference_in_its_own_transaction,
     page_marks_written_behind_are_recorded_once_each_in_one_transaction,
+    a_poll_claims_the_workflows_it_creates_for_the_registered_runner_in_its_own_transaction,
     a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and_journal,
     a_webhook_is_recorded_once_per_provider_and_event_id,
     patient_contact_is_encrypted_at_rest_and_reads_back_equal,
@@ -1824,6 +1825,71 @@ async fn every_write_transaction_alone_is_one_durable_commit_and_an_empty_claim_
     assert_eq!(after.commits - before.commits, 2);
 }
 
+async fn a_poll_claims_the_workflows_it_creates_for_the_registered_runner_in_its_own_transaction(
+    backend: Backend,
+) {
+    // Arrange: a runner registered to take the claims.
+    let db = TestDb::new(backend).await;
+    let handoffs = db
+        .store
+        .handoffs()
+        .expect("both stores claim in the transaction that made the work due");
+    assert!(handoffs.register("mine", LEASE));
+    let mut state = WorkflowState::new(key("tx-9", "1"), PatientId::new("pat-9"), t0());
+    let first = state.start();
+    let batch = chairside_engine::store::detection::DetectionBatch {
+        cursor: "c9".into(),
+        new: vec![NewWorkflow { state, first }],
+        ..Default::default()
+    };
+    let before = db.store.counters();
+
+    // Act
+    let created = db
+        .store
+        .record_detection(&practice_id(), "fakepms", batch, t0())
+        .await
+        .unwrap();
+
+    // Assert: one transaction made the workflow and claimed it for "mine", its first command's
+    // intent journaled; nobody else can claim it now.
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        db.store.counters().write_transactions - before.write_transactions,
+        1
+    );
+    let handed = handoffs.take(10);
+    assert_eq!(handed.len(), 1, "{handed:?}");
+    let (claim, _) = &handed[0];
+    assert_eq!((&claim.id, claim.owner.as_str()), (&created[0], "mine"));
+    let begun = claim.begun.as_ref().expect("the first command's intent");
+    assert_eq!(
+        count(
+            &db.raw,
+            &format!(
+                "SELECT COUNT(*) FROM effects WHERE workflow_id = '{}' AND seq = {} AND finished_at IS NULL",
+                claim.id.as_str(),
+                begun.seq
+            )
+        )
+        .await,
+        1
+    );
+    assert!(
+        db.store
+            .claim_due("other", t0(), LEASE, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let work = db.store.load(claim, t0()).await.unwrap();
+    assert!(
+        matches!(work.item, Some(WorkItem::Command { .. })),
+        "{:?}",
+        work.item
+    );
+}
+
 async fn a_webhook_claims_a_workflow_nobody_holds_for_the_registered_runner_in_its_own_transaction(
     backend: Backend,
 ) {
@@ -1847,12 +1913,10 @@ async fn a_webhook_claims_a_workflow_nobody_holds_for_the_registered_runner_in_i
     for claim in other.iter().filter(|c| c.id == idle) {
         db.store.release(claim, t0()).await.unwrap();
     }
-    let Some(handoffs) = db.store.handoffs() else {
-        // This store makes no claims of its own (PostgreSQL today): its runners claim every
-        // wake-up with `claim_due`, as before.
-        assert!(backend == Backend::Postgres);
-        return;
-    };
+    let handoffs = db
+        .store
+        .handoffs()
+        .expect("both stores claim in the transaction that made the work due");
     assert!(handoffs.register("mine", LEASE));
     assert!(!handoffs.register("someone-else", LEASE), "one taker");
     let before = db.store.counters();

@@ -199,7 +199,21 @@ impl DetectionStore for PostgresStore {
         let created = self
             .write_detection(&mut tx, practice, source, batch, now)
             .await?;
+        // The new workflows are claimed for this instance's runner in the same transaction
+        // (`Handoffs`), their first command's intent journaled as `claim_due` would.
+        let mut claims = Vec::new();
+        if let Some((owner, lease)) = self.handoffs.taker() {
+            let until = ms(now) + lease.as_millis() as i64;
+            for id in &created {
+                if let Some(claim) =
+                    super::workflow::take_for(&mut tx, id, &owner, until, ms(now)).await?
+                {
+                    claims.push(claim);
+                }
+            }
+        }
         self.finish_due(tx).await?;
+        self.handoffs.push(claims);
         Ok(created)
     }
 

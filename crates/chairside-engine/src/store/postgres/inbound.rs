@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use financing_core::PracticeId;
 
 use super::{PostgresStore, insert_audit, insert_command, insert_inbox, insert_workflow, ms};
-use crate::store::{InboundStore, NewWorkflow, Result};
+use crate::store::{Claim, InboundStore, NewWorkflow, Result};
 use chairside_workflow::{Event, WorkflowId};
 
 #[async_trait]
@@ -139,6 +139,13 @@ impl InboundStore for PostgresStore {
             return Ok(false);
         }
         let source = format!("webhook:{provider}");
+        // A workflow nobody holds is claimed for this instance's runner in the same
+        // transaction (`Handoffs`): its wake-up costs no claim of its own.
+        let taker = self
+            .handoffs
+            .taker()
+            .map(|(owner, lease)| (owner, now_ms + lease.as_millis() as i64));
+        let mut claims: Vec<Claim> = Vec::new();
         for (id, event) in events {
             let known: Option<i64> =
                 sqlx::query_scalar("SELECT 1::BIGINT FROM workflows WHERE id = $1")
@@ -147,9 +154,17 @@ impl InboundStore for PostgresStore {
                     .await?;
             if known.is_some() {
                 insert_inbox(&mut tx, &self.key, id.as_str(), &source, &event, now_ms).await?;
+                if let Some((owner, until)) = &taker
+                    && !claims.iter().any(|c| c.id == id)
+                    && let Some(claim) =
+                        super::workflow::take_for(&mut tx, &id, owner, *until, now_ms).await?
+                {
+                    claims.push(claim);
+                }
             }
         }
         self.finish_due(tx).await?;
+        self.handoffs.push(claims);
         Ok(true)
     }
 }

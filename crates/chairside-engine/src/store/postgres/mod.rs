@@ -14,7 +14,9 @@
 //! - Row ids of sealed rows come from the table's sequence before the insert, so the sealed
 //!   column can be bound to its row (SQLite reads `MAX(id) + 1` under its write lock).
 //! - A commit that makes work due rings `NOTIFY chairside_due`; every instance listens, so a
-//!   webhook answered by one wakes the runners of all.
+//!   webhook answered by one wakes the runners of all. A webhook or a poll also claims what it
+//!   made due for its own instance's runner when nobody holds it (`Handoffs`, as on SQLite), so
+//!   the others find it held.
 //! - [`Durability::Full`] is PostgreSQL's default `synchronous_commit = on` (the commit is flushed
 //!   to the WAL before it returns); `Normal` sets it `off`.
 //!
@@ -68,6 +70,9 @@ pub struct PostgresStore {
     skipped: Arc<AtomicU64>,
     /// Rung after a commit that made work due, here or (through `NOTIFY`) on another instance.
     due: Arc<tokio::sync::Notify>,
+    /// Claims this instance's webhooks and polls made for its own runner, in the transaction
+    /// that made the work due.
+    handoffs: Arc<super::Handoffs>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -120,6 +125,7 @@ impl PostgresStore {
             writes: Arc::default(),
             skipped: Arc::new(AtomicU64::new(0)),
             due,
+            handoffs: Arc::default(),
         })
     }
 

@@ -11,8 +11,8 @@ use super::{
     insert_audit, insert_command, ms, next_id, refresh_due,
 };
 use crate::store::{
-    AfterStep, Claim, ClaimedIntent, Consumed, NextStep, Result, StoreError, Work, WorkItem,
-    WorkflowStore,
+    AfterStep, Claim, ClaimedIntent, Consumed, Handoffs, NextStep, Result, StoreError, Work,
+    WorkItem, WorkflowStore,
 };
 use chairside_workflow::machine::Transition;
 use chairside_workflow::{Command, Event, StaffTask, TimerKind, WorkflowId, WorkflowState};
@@ -498,6 +498,10 @@ impl WorkflowStore for PostgresStore {
         Some(self.due.clone())
     }
 
+    fn handoffs(&self) -> Option<&Handoffs> {
+        Some(&self.handoffs)
+    }
+
     async fn release(&self, claim: &Claim, _now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND epoch = $2 AND lease_owner = $3")
@@ -620,6 +624,45 @@ async fn continue_after(
 /// lender return reference (the return link the lender is sent must resolve when the patient
 /// comes back; [`LinkStore::return_reference`](crate::store::LinkStore::return_reference) then
 /// finds it without a transaction of its own).
+/// In the transaction that made workflow `id` due (a webhook's event, a poll's new plan): takes
+/// its lease for `owner` until `until` when it is due, nobody holds it and it is not set aside,
+/// as `claim_due` would (the epoch moves on), and journals its next command's intent when that is
+/// what is due. `None` otherwise. As the SQLite store's `onehop::take_for`; a row another
+/// instance claimed meanwhile is seen as it is once its lock is let go, so one claim wins.
+pub(super) async fn take_for(
+    conn: &mut sqlx::PgConnection,
+    id: &WorkflowId,
+    owner: &str,
+    until: i64,
+    now_ms: i64,
+) -> Result<Option<Claim>> {
+    let taken: Option<(i64, Option<i64>)> = sqlx::query_as(
+        "UPDATE workflows SET lease_owner = $2, lease_until = $3, epoch = epoch + 1
+         WHERE id = $1 AND next_due_at IS NOT NULL AND next_due_at <= $4
+           AND (lease_until IS NULL OR lease_until < $4)
+           AND id NOT IN (SELECT workflow_id FROM quarantined_workflows)
+         RETURNING epoch, next_due_at",
+    )
+    .bind(id.as_str())
+    .bind(owner)
+    .bind(until)
+    .bind(now_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((epoch, due)) = taken else {
+        return Ok(None);
+    };
+    let mut claim = Claim {
+        id: id.clone(),
+        epoch,
+        owner: owner.to_owned(),
+        due_at: due.map(from_ms),
+        begun: None,
+    };
+    claim.begun = journal_claimed(conn, &claim, now_ms).await?;
+    Ok(Some(claim))
+}
+
 /// In a claim's transaction: when the claimed workflow's next due item (as `load` would hand it
 /// out at `now_ms`: no inbox event, no due timer) is its lowest pending command and that
 /// command's idempotency key is stored with it, journals the command's intent under the new
