@@ -203,10 +203,11 @@ impl DetectionStore for PostgresStore {
         // (`Handoffs`), their first command's intent journaled as `claim_due` would.
         let mut claims = Vec::new();
         if let Some((owner, lease)) = self.handoffs.taker() {
-            let until = ms(now) + lease.as_millis() as i64;
+            let now_ms = ms(now);
+            let until = now_ms + lease.as_millis() as i64;
             for id in &created {
                 if let Some(claim) =
-                    super::workflow::take_for(&mut tx, id, &owner, until, ms(now)).await?
+                    super::workflow::take_for(&mut tx, id, &owner, until, now_ms).await?
                 {
                     claims.push(claim);
                 }

@@ -620,10 +620,6 @@ async fn continue_after(
     Ok(AfterStep::Begun(attempt))
 }
 
-/// What a call needs in place before it goes out, written with its intent: an application's
-/// lender return reference (the return link the lender is sent must resolve when the patient
-/// comes back; [`LinkStore::return_reference`](crate::store::LinkStore::return_reference) then
-/// finds it without a transaction of its own).
 /// In the transaction that made workflow `id` due (a webhook's event, a poll's new plan): takes
 /// its lease for `owner` until `until` when it is due, nobody holds it and it is not set aside,
 /// as `claim_due` would (the epoch moves on), and journals its next command's intent when that is
@@ -731,6 +727,10 @@ async fn journal_claimed(
 /// the return reference.
 const START_APPLICATION: &str = "start_application";
 
+/// What a call needs in place before it goes out, written with its intent: an application's
+/// lender return reference (the return link the lender is sent must resolve when the patient
+/// comes back; [`LinkStore::return_reference`](crate::store::LinkStore::return_reference) then
+/// finds it without a transaction of its own).
 async fn made_with_intent(
     conn: &mut sqlx::PgConnection,
     claim: &Claim,
