@@ -126,6 +126,16 @@ pub enum StoreError {
     /// discarded, the holder polls again from the stored cursor.
     #[error("the poller lease of practice {0} was lost")]
     PollerLeaseLost(PracticeId),
+    /// The commit the caller's transaction shared with other callers' failed (the PostgreSQL
+    /// store's group commit): nothing of it was written, unless the connection broke during the
+    /// `COMMIT` itself.
+    #[error("shared commit: {0}")]
+    Shared(std::sync::Arc<StoreError>),
+    /// The transaction the caller's writes shared with other callers' was rolled back whole (a
+    /// failed caller's writes could not be undone alone, or the store shut down before the
+    /// commit): nothing of it was written; running it again may well succeed.
+    #[error("the shared transaction was rolled back before its commit; nothing was written")]
+    Abandoned,
 }
 
 impl StoreError {
@@ -145,6 +155,8 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Database(e) => sqlx_transient(e),
+            Self::Shared(e) => e.is_transient(),
+            Self::Abandoned => true,
             Self::Embedded(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked

@@ -26,6 +26,7 @@
 mod backend;
 mod delivery;
 mod detection;
+mod group;
 mod inbound;
 mod links;
 mod outbox;
@@ -73,6 +74,8 @@ pub struct PostgresStore {
     /// Claims this instance's webhooks and polls made for its own runner, in the transaction
     /// that made the work due.
     handoffs: Arc<super::Handoffs>,
+    /// The runner's transactions, committed together ([`group`]).
+    group: group::Group,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -120,6 +123,7 @@ impl PostgresStore {
         let due = Arc::new(tokio::sync::Notify::new());
         listen_for_due(&pool, &due).await;
         Ok(Self {
+            group: group::Group::new(pool.clone()),
             pool,
             key: Arc::new(key.into()),
             writes: Arc::default(),
@@ -151,6 +155,35 @@ impl PostgresStore {
         tx.commit().await?;
         self.writes.add(site);
         Ok(())
+    }
+
+    /// Takes this caller's turn in the runner's group commit ([`group`]): a transaction of the
+    /// workflow's own writes, committed with the other workflows' of the same moment.
+    async fn join(&self) -> Result<group::Member<'_>> {
+        self.group.join().await
+    }
+
+    /// Commits `member`'s writes with its group and counts its transaction where it was called
+    /// from, as [`finish`](Self::finish).
+    #[track_caller]
+    fn finish_member<'a>(
+        &'a self,
+        member: group::Member<'a>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'a {
+        let site = std::panic::Location::caller();
+        async move {
+            member.commit().await?;
+            self.writes.add(site);
+            Ok(())
+        }
+    }
+
+    /// Durable commits so far ([`StoreCounters::commits`](super::StoreCounters)): the pool's
+    /// write transactions, one commit each, and the group's commits, each carrying one or more
+    /// callers' transactions.
+    fn commits(&self) -> u64 {
+        let (commits, carried) = self.group.commits();
+        self.writes.total().saturating_sub(carried) + commits
     }
 
     /// Commits a transaction that queued an event or created a workflow, and wakes the runners

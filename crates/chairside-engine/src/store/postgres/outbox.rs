@@ -91,7 +91,23 @@ pub(super) async fn insert_events(
     if events.is_empty() {
         return Ok(());
     }
-    super::lock_name(conn, "outbound_events").await?;
+    lock_events(conn).await?;
+    insert_events_locked(conn, id, events, now).await
+}
+
+/// Takes the outbound events' lock ([`insert_events`]) until the transaction ends.
+pub(super) async fn lock_events(conn: &mut PgConnection) -> Result<()> {
+    super::lock_name(conn, "outbound_events").await
+}
+
+/// [`insert_events`] in a transaction that holds the events' lock already ([`lock_events`]): the
+/// runner's group commit inserts all its steps' events under one taking of the lock.
+pub(super) async fn insert_events_locked(
+    conn: &mut PgConnection,
+    id: &str,
+    events: Vec<OutboundEvent>,
+    now: DateTime<Utc>,
+) -> Result<()> {
     for event in events {
         sqlx::query(
             "INSERT INTO outbound_events (event_id, workflow_id, practice_id, type, payload, created_at)

@@ -28,8 +28,7 @@ impl SchemaStore for PostgresStore {
     fn counters(&self) -> StoreCounters {
         StoreCounters {
             write_transactions: self.writes.total(),
-            // Every transaction commits on its own.
-            commits: self.writes.total(),
+            commits: self.commits(),
             skipped_undecodable: self.skipped.load(Ordering::Relaxed),
         }
     }

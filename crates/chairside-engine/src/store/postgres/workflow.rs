@@ -146,7 +146,7 @@ impl WorkflowStore for PostgresStore {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<u32> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.join().await?;
         check_lease(&mut tx, claim, ms(now)).await?;
         // A call repeated after a crash is a new attempt in the journal, whatever the outbox
         // counted: the dead runner's intent row stays as evidence of the first call.
@@ -171,7 +171,7 @@ impl WorkflowStore for PostgresStore {
         .execute(&mut *tx)
         .await?;
         made_with_intent(&mut tx, claim, command).await?;
-        self.finish(tx).await?;
+        self.finish_member(tx).await?;
         Ok(attempt)
     }
 
@@ -182,7 +182,7 @@ impl WorkflowStore for PostgresStore {
         task: &StaffTask,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.join().await?;
         check_lease(&mut tx, claim, ms(now)).await?;
         let mut events = Vec::new();
         let open: Option<i64> = sqlx::query_scalar(
@@ -227,8 +227,8 @@ impl WorkflowStore for PostgresStore {
             .bind(claim.id.as_str())
             .execute(&mut *tx)
             .await?;
-        super::outbox::insert_events(&mut tx, claim.id.as_str(), events, now).await?;
-        self.finish(tx).await
+        tx.defer_events(claim.id.as_str(), events, now);
+        self.finish_member(tx).await
     }
 
     async fn commit_step(
@@ -245,7 +245,7 @@ impl WorkflowStore for PostgresStore {
         let id = claim.id.as_str();
         // Sealed before the transaction: a failed seal writes nothing.
         let sealed_state = WORKFLOW_STATE.seal_json(&self.key, &[id], state)?;
-        let mut tx = self.begin().await?;
+        let mut tx = self.join().await?;
         check_lease(&mut tx, claim, ms(now)).await?;
         match &consumed {
             Consumed::Inbox(row) => {
@@ -409,9 +409,9 @@ impl WorkflowStore for PostgresStore {
             Some(next) => continue_after(&mut tx, claim, next, now_ms).await?,
             None => AfterStep::Kept,
         };
-        // Last before the commit: it takes the one lock every step with events waits for.
-        super::outbox::insert_events(&mut tx, id, outbound, now).await?;
-        self.finish(tx).await?;
+        // Inserted by the group's commit, under the one lock every step with events takes.
+        tx.defer_events(id, outbound, now);
+        self.finish_member(tx).await?;
         Ok(after)
     }
 
@@ -425,7 +425,7 @@ impl WorkflowStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let id = claim.id.as_str();
-        let mut tx = self.begin().await?;
+        let mut tx = self.join().await?;
         check_lease(&mut tx, claim, ms(now)).await?;
         sqlx::query("UPDATE outbox SET attempts = attempts + 1, not_before = $1 WHERE workflow_id = $2 AND seq = $3")
             .bind(ms(not_before))
@@ -442,7 +442,7 @@ impl WorkflowStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         refresh_due(&mut tx, id).await?;
-        self.finish(tx).await
+        self.finish_member(tx).await
     }
 
     async fn renew_lease(&self, claim: &Claim, now: DateTime<Utc>, lease: Duration) -> Result<()> {
@@ -503,7 +503,7 @@ impl WorkflowStore for PostgresStore {
     }
 
     async fn release(&self, claim: &Claim, _now: DateTime<Utc>) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.join().await?;
         sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND epoch = $2 AND lease_owner = $3")
             .bind(claim.id.as_str())
             .bind(claim.epoch)
@@ -512,7 +512,7 @@ impl WorkflowStore for PostgresStore {
             .await?;
         refresh_due(&mut tx, claim.id.as_str()).await?;
         announce_release(&mut tx, claim.id.as_str()).await?;
-        self.finish(tx).await
+        self.finish_member(tx).await
     }
 }
 
