@@ -1030,6 +1030,7 @@ both!(
     an_application_intent_makes_the_return_reference_in_its_own_transaction,
     page_marks_written_behind_are_recorded_once_each_in_one_transaction,
     a_poll_claims_the_workflows_it_creates_for_the_registered_runner_in_its_own_transaction,
+    a_leased_poll_claims_the_workflows_it_creates_for_the_registered_runner_in_its_own_transaction,
     a_deferred_command_waits_until_its_time_and_keeps_its_attempt_count_and_journal,
     a_webhook_is_recorded_once_per_provider_and_event_id,
     patient_contact_is_encrypted_at_rest_and_reads_back_equal,
@@ -1828,8 +1829,31 @@ async fn every_write_transaction_alone_is_one_durable_commit_and_an_empty_claim_
 async fn a_poll_claims_the_workflows_it_creates_for_the_registered_runner_in_its_own_transaction(
     backend: Backend,
 ) {
+    a_poll_hands_over_what_it_creates(backend, false).await;
+}
+
+/// The same for a poll fenced by the practice's poller lease (`record_detection_leased`: how the
+/// runner pool of `chairside run` records its polls).
+async fn a_leased_poll_claims_the_workflows_it_creates_for_the_registered_runner_in_its_own_transaction(
+    backend: Backend,
+) {
+    a_poll_hands_over_what_it_creates(backend, true).await;
+}
+
+async fn a_poll_hands_over_what_it_creates(backend: Backend, leased: bool) {
     // Arrange: a runner registered to take the claims.
     let db = TestDb::new(backend).await;
+    let lease = if leased {
+        let lease = db
+            .store
+            .acquire_poller(&practice_id(), "poller", t0(), LEASE)
+            .await
+            .unwrap()
+            .expect("the practice's poller lease is free");
+        Some(lease)
+    } else {
+        None
+    };
     let handoffs = db
         .store
         .handoffs()
@@ -1845,11 +1869,18 @@ async fn a_poll_claims_the_workflows_it_creates_for_the_registered_runner_in_its
     let before = db.store.counters();
 
     // Act
-    let created = db
-        .store
-        .record_detection(&practice_id(), "fakepms", batch, t0())
-        .await
-        .unwrap();
+    let created = match &lease {
+        Some(lease) => db
+            .store
+            .record_detection_leased(lease, "fakepms", batch, t0())
+            .await
+            .unwrap(),
+        None => db
+            .store
+            .record_detection(&practice_id(), "fakepms", batch, t0())
+            .await
+            .unwrap(),
+    };
 
     // Assert: one transaction made the workflow and claimed it for "mine", its first command's
     // intent journaled; nobody else can claim it now.

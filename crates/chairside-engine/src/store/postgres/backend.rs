@@ -143,6 +143,19 @@ impl Backend for PostgresStore {
         &self.skipped
     }
 
+    async fn take_created(
+        &self,
+        conn: &mut PgConnection,
+        created: &[WorkflowId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>> {
+        PostgresStore::take_created(self, conn, created, now).await
+    }
+
+    fn handoff_queue(&self) -> &crate::store::Handoffs {
+        &self.handoffs
+    }
+
     async fn write_detection(
         &self,
         conn: &mut PgConnection,

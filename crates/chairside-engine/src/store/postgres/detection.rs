@@ -13,7 +13,7 @@ use crate::store::detection::{
     DetectionBatch, DetectionHealth, DetectionStore, DetectionTask, NewDetectionTask, PendingPlan,
     detection_task_from_row, edited_after_done, task_event,
 };
-use crate::store::{NewWorkflow, Result};
+use crate::store::{Claim, NewWorkflow, Result};
 use chairside_workflow::{Event, WorkflowId};
 
 /// Opens a detection task once (per practice, source, plan, version and field) and, when it is
@@ -199,20 +199,7 @@ impl DetectionStore for PostgresStore {
         let created = self
             .write_detection(&mut tx, practice, source, batch, now)
             .await?;
-        // The new workflows are claimed for this instance's runner in the same transaction
-        // (`Handoffs`), their first command's intent journaled as `claim_due` would.
-        let mut claims = Vec::new();
-        if let Some((owner, lease)) = self.handoffs.taker() {
-            let now_ms = ms(now);
-            let until = now_ms + lease.as_millis() as i64;
-            for id in &created {
-                if let Some(claim) =
-                    super::workflow::take_for(&mut tx, id, &owner, until, now_ms).await?
-                {
-                    claims.push(claim);
-                }
-            }
-        }
+        let claims = self.take_created(&mut tx, &created, now).await?;
         self.finish_due(tx).await?;
         self.handoffs.push(claims);
         Ok(created)
@@ -356,6 +343,30 @@ impl DetectionStore for PostgresStore {
 }
 
 impl PostgresStore {
+    /// In the poll's transaction: the workflows it created, claimed for this instance's runner
+    /// (`Handoffs`) with their first command's intent journaled, as `claim_due` would; none when
+    /// no runner is registered. The caller pushes them after the commit.
+    pub(super) async fn take_created(
+        &self,
+        conn: &mut PgConnection,
+        created: &[WorkflowId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>> {
+        let mut claims = Vec::new();
+        if let Some((owner, lease)) = self.handoffs.taker() {
+            let now_ms = ms(now);
+            let until = now_ms + lease.as_millis() as i64;
+            for id in created {
+                if let Some(claim) =
+                    super::workflow::take_for(conn, id, &owner, until, now_ms).await?
+                {
+                    claims.push(claim);
+                }
+            }
+        }
+        Ok(claims)
+    }
+
     /// Writes one poll's [`DetectionBatch`] inside the caller's transaction (the caller
     /// commits); returns the ids of the workflows created.
     pub(super) async fn write_detection(

@@ -217,6 +217,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         None::<std::future::Ready<Result<bool>>>
     }
 
+    /// In the transaction of a poll that created `created`: claims each one that is due for this
+    /// instance's runner when one is registered ([`Handoffs`](super::Handoffs)), its first
+    /// command's intent journaled, as `claim_due` would. The claims go to
+    /// [`Backend::handoff_queue`] once the transaction committed.
+    fn take_created<'c>(
+        &'c self,
+        conn: &'c mut Conn<Self>,
+        created: &'c [WorkflowId],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Claim>>> + Send + 'c;
+
+    /// Where this instance's runner finds the claims [`Backend::take_created`] made.
+    fn handoff_queue(&self) -> &super::Handoffs;
+
     /// Writes a poll's detections (new workflows, events for known ones, the cursor).
     fn write_detection<'c>(
         &'c self,

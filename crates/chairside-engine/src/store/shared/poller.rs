@@ -172,7 +172,9 @@ where
         let created = self
             .write_detection(&mut tx, &lease.practice, source, batch, now)
             .await?;
+        let claims = self.take_created(&mut tx, &created, now).await?;
         self.finish_due(tx).await?;
+        self.handoff_queue().push(claims);
         Ok(created)
     }
 }

@@ -191,6 +191,19 @@ impl Backend for SqliteStore {
         &self.skipped
     }
 
+    async fn take_created(
+        &self,
+        conn: &mut SqliteConnection,
+        created: &[WorkflowId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>> {
+        SqliteStore::take_created(self, conn, created, now).await
+    }
+
+    fn handoff_queue(&self) -> &crate::store::Handoffs {
+        &self.handoffs
+    }
+
     async fn write_detection(
         &self,
         conn: &mut SqliteConnection,

@@ -260,16 +260,7 @@ impl DetectionStore for SqliteStore {
         let created = self
             .write_detection(&mut tx, practice, source, batch, now)
             .await?;
-        // The new workflows are claimed for this instance's runner in the same transaction,
-        // their plan loads journaled (`Handoffs`): no claim and no intent of their own.
-        let mut claims = Vec::new();
-        if let Some((owner, lease)) = self.handoffs.taker() {
-            for id in &created {
-                if let Some(claim) = take_new(&mut tx, id, &owner, lease, ms(now)).await? {
-                    claims.push(claim);
-                }
-            }
-        }
+        let claims = self.take_created(&mut tx, &created, now).await?;
         self.finish_due(tx).await?;
         self.handoffs.push(claims);
         Ok(created)
@@ -413,6 +404,26 @@ impl DetectionStore for SqliteStore {
 }
 
 impl SqliteStore {
+    /// In the poll's transaction: the workflows it created, claimed for this instance's runner
+    /// (`Handoffs`) with their plan loads journaled, so they need no claim and no intent of their
+    /// own; none when no runner is registered. The caller pushes them after the commit.
+    pub(super) async fn take_created(
+        &self,
+        conn: &mut SqliteConnection,
+        created: &[WorkflowId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claim>> {
+        let mut claims = Vec::new();
+        if let Some((owner, lease)) = self.handoffs.taker() {
+            for id in created {
+                if let Some(claim) = take_new(conn, id, &owner, lease, ms(now)).await? {
+                    claims.push(claim);
+                }
+            }
+        }
+        Ok(claims)
+    }
+
     /// Writes one poll's [`DetectionBatch`] inside `tx` (the caller commits); returns the ids of
     /// the workflows created.
     pub(super) async fn write_detection(
