@@ -579,6 +579,36 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_dropped_after_it_wrote_is_undone_alone_and_the_others_commit() {
+        let Some((group, pool)) = group().await else {
+            return;
+        };
+        let mut first = group.join().await.unwrap();
+        insert(&mut first, "t", 1).await.unwrap();
+        // The second writes 2 and then hangs, holding its turn, until it is aborted.
+        let group2 = group.clone();
+        let (wrote, written) = tokio::sync::oneshot::channel();
+        let second = tokio::spawn(async move {
+            let mut member = group2.join().await?;
+            insert(&mut member, "t", 2).await?;
+            let _ = wrote.send(());
+            std::future::pending::<()>().await;
+            member.commit().await
+        });
+        until_waiting(&group, 1).await;
+        let third = caller(&group, 3, None);
+        until_waiting(&group, 2).await;
+        let (first, _) = tokio::join!(first.commit(), async {
+            written.await.unwrap();
+            second.abort();
+        });
+        first.unwrap();
+        third.await.unwrap().unwrap();
+        assert_eq!(ids(&pool, "t").await, vec![1, 3], "2 went with its caller");
+        assert_eq!(group.commits(), (1, 2));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_commit_the_database_refuses_fails_every_caller_it_carried_and_keeps_nothing() {
         let Some((group, pool)) = group().await else {
             return;
