@@ -18,8 +18,9 @@ use crate::store::outbox::{
 use chairside_workflow::{StaffTask, WorkflowState};
 
 /// Derives the outbound events of a step (the state before, read here, against `after`) in the
-/// step's transaction, before the new state is stored; [`insert_events`] writes them as the last
-/// statements before the commit. A stored state that no longer opens yields no event: the step
+/// step's transaction, before the new state is stored; the runner's group commit
+/// (`postgres/group.rs`) writes them with [`insert_events_locked`] as the last statements before
+/// its `COMMIT`. A stored state that no longer opens yields no event: the step
 /// itself decides what to do with such a workflow.
 pub(super) async fn record_events(
     conn: &mut PgConnection,
@@ -72,16 +73,17 @@ pub(super) async fn task_events(
     Ok(derive(state, state, Some((task, n)), now))
 }
 
-/// Inserts a step's outbound events; the caller commits right after.
+/// Inserts outbound events (a staff decision's, a poll's); the caller commits right after.
 ///
 /// The fan-out reads events by id past a cursor (`events_after_cursor`), so ids must become
-/// visible in their order. A sequence hands them out at insert, not at commit: two steps
+/// visible in their order. A sequence hands them out at insert, not at commit: two transactions
 /// committing at once could show id 8 before id 7, and a cursor moved past 8 would never see 7.
-/// Steps that write events take this lock until they commit, so they commit one after the other,
-/// in id order (SQLite's single writer gives the same). Every step with events waits for it, so
-/// it is taken last, with nothing but these inserts and the commit after it: taken mid-commit,
-/// it was held across the audit row, the state update and the due-time refresh, and under CPU
-/// load steps queued on it for one to two seconds each.
+/// Transactions that write events take this lock until they commit, so they commit one after the
+/// other, in id order (SQLite's single writer gives the same). Every writer of events waits for
+/// it, so it is taken last, with nothing but these inserts and the commit after it: taken
+/// mid-commit, it was held across the audit row, the state update and the due-time refresh, and
+/// under CPU load steps queued on it for one to two seconds each. The runner's steps take it once
+/// per group commit ([`lock_events`], [`insert_events_locked`]), not once each.
 pub(super) async fn insert_events(
     conn: &mut PgConnection,
     id: &str,
